@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Heron's tests and builds need, only when missing (idempotent).
+set -euo pipefail
+want=(chromium chromium-driver wixl msitools iptables nftables dpkg-dev binutils)
+missing=()
+for pkg in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -eq 0 ]; then exit 0; fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing system packages: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
