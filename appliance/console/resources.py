@@ -1,0 +1,138 @@
+"""Falcon resources of the web console and the function that mounts them.
+
+Routes (all under `/console`):
+
+| Method | Path                      | What                                                     |
+|--------|---------------------------|----------------------------------------------------------|
+| GET    | /console, /console/       | the single page (index.html)                             |
+| GET    | /console/static/{path}    | a catalogued static file (JS modules, CSS, SVG)          |
+| POST   | /console/api/login        | body `{"api_key": …}` → session + CSRF cookies           |
+| POST   | /console/api/logout       | ends the session (CSRF header required)                  |
+| GET    | /console/api/session      | who is logged in, role, CSRF token, expiry               |
+
+JSON answers use the admin API envelope `{"data", "message", "error"}`. Everything else the console
+shows comes from the admin API itself, called by the page with the session cookie.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+
+from appliance.console.assets import AssetCatalog, apply_security_headers
+from appliance.console.auth import ConsoleAuth
+from appliance.errors import MalformedBody, Unauthorized
+
+__all__ = ["PREFIX", "add_console_routes"]
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/console"
+MAX_LOGIN_BODY = 4096
+
+
+def _envelope(resp: falcon.Response, data: Any) -> None:
+    resp.media = {"data": data, "message": "OK", "error": ""}
+    resp.cache_control = ["no-store"]
+    apply_security_headers(resp)
+
+
+class PageResource:
+    """GET /console and /console/: the single-page application shell."""
+
+    def __init__(self, catalog: AssetCatalog) -> None:
+        self._catalog = catalog
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._catalog.serve(req, resp, "index.html")
+
+
+class AssetResource:
+    """GET /console/static/{path}: one file of the catalog, by exact relative path."""
+
+    def __init__(self, catalog: AssetCatalog) -> None:
+        self._catalog = catalog
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        self._catalog.serve(req, resp, path)
+
+
+class LoginResource:
+    """POST /console/api/login: exchange an API key for a session cookie."""
+
+    auth_exempt = True  # NOTE(console): the manager's auth middleware lets this one through
+
+    def __init__(self, auth: ConsoleAuth) -> None:
+        self._auth = auth
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # SECURITY(console): JSON only, so a cross-site HTML form cannot log a victim in.
+        if req.content_type is None or not req.content_type.startswith("application/json"):
+            raise MalformedBody("login expects a JSON body")
+        if (req.content_length or 0) > MAX_LOGIN_BODY:
+            raise MalformedBody("login body too large")
+        try:
+            body = req.get_media()
+        except falcon.MediaMalformedError as ex:
+            raise MalformedBody("login body is not valid JSON") from ex
+        if not isinstance(body, dict):
+            raise MalformedBody("login body must be a JSON object")
+        key = body.get("api_key") or body.get("key") or ""
+        sid, session = self._auth.login(str(key))
+        self._auth.set_cookies(resp, sid, session)
+        store = self._auth.sessions
+        _envelope(resp, session.to_dict(lifetime=store.lifetime, idle_timeout=store.idle_timeout))
+
+
+class LogoutResource:
+    """POST /console/api/logout: end the session and expire the cookies."""
+
+    auth_exempt = True
+
+    def __init__(self, auth: ConsoleAuth) -> None:
+        self._auth = auth
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        session = self._auth.session_for(req)
+        if session is not None:
+            self._auth.check_csrf(req, session)
+            self._auth.logout(req)
+        self._auth.clear_cookies(resp)
+        _envelope(resp, None)
+
+
+class SessionResource:
+    """GET /console/api/session: the logged-in identity, its role and CSRF token."""
+
+    auth_exempt = True
+
+    def __init__(self, auth: ConsoleAuth) -> None:
+        self._auth = auth
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        session = self._auth.session_for(req)
+        if session is None:
+            raise Unauthorized("not logged in")
+        store = self._auth.sessions
+        _envelope(resp, session.to_dict(lifetime=store.lifetime, idle_timeout=store.idle_timeout))
+
+
+def add_console_routes(
+    app: falcon.App, auth: ConsoleAuth, *, catalog: AssetCatalog | None = None
+) -> None:
+    """Mount the console's routes on the admin app.
+
+    The manager's authentication middleware must skip resources with `auth_exempt = True` (they
+    do their own checks) and call `auth.resolve_session(req)` when no API key header is present.
+    """
+    catalog = catalog if catalog is not None else AssetCatalog()
+    page = PageResource(catalog)
+    app.add_route(PREFIX, page)
+    app.add_route(f"{PREFIX}/", page)
+    app.add_route(f"{PREFIX}/static/{{path:path}}", AssetResource(catalog))
+    app.add_route(f"{PREFIX}/api/login", LoginResource(auth))
+    app.add_route(f"{PREFIX}/api/logout", LogoutResource(auth))
+    app.add_route(f"{PREFIX}/api/session", SessionResource(auth))
+    logger.info("web console mounted at %s/ (%d assets)", PREFIX, len(catalog))
