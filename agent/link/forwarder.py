@@ -1,0 +1,176 @@
+"""The forwarder: drains the spool to `POST /logs` as gzip NDJSON, exactly once.
+
+Each sealed spool segment is one batch with a stable id sent in `X-Heron-Batch-Id`; the manager
+journals it and answers 200 (a re-sent id answers 200 with `duplicate=true`), and only then is the
+segment deleted. Failures back off exponentially with jitter; nothing is dropped on failure.
+The forwarder is an `EventSink` (`submit(event)`), so the agent pipeline hands it every event.
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from rules import wire
+
+from .backoff import Backoff
+from .errors import BatchError, CertificateRejected, HTTPStatusError, LinkError
+from .spool import Batch, Spool
+from .transport import Request, Transport
+
+logger = logging.getLogger(__name__)
+
+# Statuses meaning "this batch will never be accepted": quarantine it instead of retrying forever.
+PERMANENT_REJECTS = frozenset({400, 413, 415, 422})
+# Statuses meaning "who are you?": our certificate is not (or no longer) accepted.
+AUTH_REJECTS = frozenset({401, 403, 495, 496})
+
+
+class LinkState(enum.Enum):
+    """What the forwarder last learnt about the manager."""
+
+    UNKNOWN = "unknown"  # nothing sent yet
+    CONNECTED = "connected"  # last batch acknowledged
+    UNREACHABLE = "unreachable"  # network error or 5xx: retrying with backoff
+    CERT_REJECTED = "cert-rejected"  # TLS refused or 401/403: certificate rejected or revoked
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """Outcome of one successful `send_one`."""
+
+    batch_id: str
+    count: int
+    duplicate: bool
+
+
+def encode_batch(batch: Batch, *, compresslevel: int = 3) -> Request:
+    """Turn a spool batch into the `POST /logs` request."""
+    body = gzip.compress(batch.data, compresslevel=compresslevel, mtime=0)
+    return Request("POST", wire.ROUTE_LOGS, body, {
+        "Content-Type": wire.CONTENT_NDJSON,
+        "Content-Encoding": wire.ENCODING_GZIP,
+        wire.HEADER_BATCH_ID: batch.batch_id,
+    })
+
+
+class Forwarder:
+    """Sends spooled batches through a `Transport`; `run()` loops until stopped."""
+
+    def __init__(
+        self, spool: Spool, transport: Transport, *, backoff: Backoff | None = None,
+        sleep: Callable[[float], object] | None = None, idle_interval: float = 0.5,
+        compresslevel: int = 3, on_activity: Callable[[], None] | None = None,
+    ) -> None:
+        self.spool = spool
+        self.transport = transport
+        self.backoff = backoff or Backoff()
+        self._stop = threading.Event()
+        self.sleep = sleep or self._stop.wait
+        self.idle_interval = idle_interval
+        self.compresslevel = compresslevel
+        self.on_activity = on_activity
+        self.state = LinkState.UNKNOWN
+        self.sent_batches = 0
+        self.sent_events = 0
+        self.last_error = ""
+
+    # EventSink
+    def submit(self, event: dict[str, Any]) -> None:
+        """Queue one event durably."""
+        self.spool.submit(event)
+
+    def send_one(self, *, force: bool = False) -> SendResult | None:
+        """Send the next batch; None when there is nothing to send.
+
+        Raises:
+            CertificateRejected: the manager refused our certificate (batch kept).
+            LinkError: any other delivery failure (batch kept, first in line).
+        """
+        batch = self.spool.next_batch(force=force)
+        if batch is None:
+            return None
+        try:
+            resp = self.transport.send(encode_batch(batch, compresslevel=self.compresslevel))
+        except BaseException:
+            self.spool.release(batch)
+            raise
+        if resp.status == 200:
+            duplicate = False
+            if resp.body:
+                try:
+                    duplicate = bool(orjson.loads(resp.body).get("duplicate", False))
+                except (orjson.JSONDecodeError, AttributeError):
+                    pass
+            self.spool.ack(batch)
+            self.sent_batches += 1
+            self.sent_events += batch.count
+            return SendResult(batch.batch_id, batch.count, duplicate)
+        if resp.status in PERMANENT_REJECTS:
+            self.spool.reject(batch, f"HTTP {resp.status}: {resp.body[:300]!r}")
+            return SendResult(batch.batch_id, 0, False)
+        self.spool.release(batch)
+        if resp.status in AUTH_REJECTS:
+            raise CertificateRejected(
+                f"manager answered {resp.status}: certificate probably rejected/revoked",
+                path=wire.ROUTE_LOGS)
+        raise BatchError(str(HTTPStatusError(resp.status, resp.body, path=wire.ROUTE_LOGS)),
+                         batch_id=batch.batch_id)
+
+    def drain(self, *, force: bool = True) -> int:
+        """Send until the spool is empty (raises on the first failure); returns events sent."""
+        total = 0
+        while (res := self.send_one(force=force)) is not None:
+            total += res.count
+        return total
+
+    def step(self) -> float:
+        """One loop iteration: send what is due; return how long to wait before the next."""
+        try:
+            res = self.send_one()
+        except CertificateRejected as ex:
+            self._set_state(LinkState.CERT_REJECTED, str(ex))
+            return self.backoff.next_delay()
+        except LinkError as ex:
+            self._set_state(LinkState.UNREACHABLE, str(ex))
+            return self.backoff.next_delay()
+        if res is None:
+            return self.idle_interval
+        self.backoff.reset()
+        self._set_state(LinkState.CONNECTED, "")
+        if self.on_activity is not None:
+            self.on_activity()
+        return 0.0
+
+    def _set_state(self, state: LinkState, error: str) -> None:
+        self.last_error = error
+        if state is self.state:
+            return
+        queued = self.spool.stats().queued_events
+        if state is LinkState.CERT_REJECTED:
+            logger.error("manager refused our certificate (%s); it was probably revoked or "
+                         "re-issued: re-enroll this agent. Buffering events (%d queued).",
+                         error, queued)
+        elif state is LinkState.UNREACHABLE:
+            logger.warning("manager unreachable (%s); buffering events (%d queued)", error, queued)
+        elif state is LinkState.CONNECTED and self.state is not LinkState.UNKNOWN:
+            logger.info("manager reachable again; replaying %d queued events", queued)
+        self.state = state
+
+    def run(self) -> None:
+        """Loop until `stop()`; the spool keeps everything that was not acknowledged."""
+        while not self._stop.is_set():
+            delay = self.step()
+            if delay > 0:
+                self.sleep(delay)
+            self.spool.flush()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,434 @@
+"""The durable on-disk event queue (spool) between the pipeline and the forwarder.
+
+Layout under `root`::
+
+    id                       random spool id (batch ids are `<id>-<seq>`, unique forever)
+    seq                      highest segment sequence number ever handed out
+    detections/<seq>.open    the segment being written (append-only NDJSON)
+    detections/<seq>.<n>.seg sealed segments holding n events: immutable, one /logs batch each
+    events/…                 same for bulk events
+    rejected/<seq>.<n>.seg   batches the manager refused as malformed (kept, counted, reported)
+
+Guarantees:
+- Every `submit` is written through to the open segment with `os.write`, so a killed agent
+  (`kill -9`) loses nothing; `fsync` runs at most every `fsync_interval` seconds and on sealing,
+  which bounds what a power cut can lose.
+- A sealed segment never changes, so its batch id names the same events across restarts and
+  the manager can deduplicate a batch re-sent after a crash between its 200 and our delete.
+- Detections (events carrying `Event.Detection`) and the spool's own health reports live in a
+  priority lane that drains before bulk events; each lane replays in order.
+- Size is bounded by `max_bytes`. When full, the oldest bulk segments are evicted first, then the
+  oldest detection segments. Every eviction is counted, logged at WARNING and reported to the
+  manager as a `Heron-Agent` health event in the priority lane.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rules import wire
+
+from .errors import SpoolError
+
+logger = logging.getLogger(__name__)
+
+HEALTH_CHANNEL = "Heron-Agent"
+HEALTH_EVICTED = 9001  # EventID: events evicted because the queue was full
+HEALTH_OVERSIZE = 9002  # EventID: an event larger than the wire limit was dropped
+HEALTH_REJECTED = 9003  # EventID: the manager refused a batch as malformed
+
+
+class Lane(enum.IntEnum):
+    """Queue lanes, drained in this order."""
+
+    DETECTIONS = 0
+    EVENTS = 1
+
+
+_LANE_DIRS = {Lane.DETECTIONS: "detections", Lane.EVENTS: "events"}
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A sealed segment ready to send."""
+
+    batch_id: str
+    seq: int
+    lane: Lane
+    path: Path
+    data: bytes
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    """Counters reported by `Spool.stats()`."""
+
+    queued_events: int
+    queued_bytes: int
+    segments: int
+    submitted: int
+    evicted_events: int
+    evicted_segments: int
+    oversize_dropped: int
+    rejected_batches: int
+
+
+@dataclass(slots=True)
+class _Open:
+    """The segment currently being appended to in one lane."""
+
+    seq: int
+    path: Path
+    fd: int
+    size: int = 0
+    count: int = 0
+    created: float = 0.0
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def health_event(event_id: int, message: str, hostname: str, **data: Any) -> dict[str, Any]:
+    """Build a `Heron-Agent` health event in the WHIDS event shape."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {"Event": {
+        "EventData": {"Message": message, **{k: v for k, v in data.items()}},
+        "System": {"Channel": HEALTH_CHANNEL, "Computer": hostname,
+                   "EventID": event_id, "TimeCreated": {"SystemTime": now},
+                   "Provider": {"Name": HEALTH_CHANNEL}},
+    }}
+
+
+class Spool:
+    """Segment-file queue; thread-safe. Use as a context manager or call `close()`."""
+
+    def __init__(
+        self, root: Path, *, max_bytes: int = 1 << 30, segment_bytes: int = 4 << 20,
+        segment_events: int = 10_000, max_batch_delay: float = 1.0, fsync_interval: float = 1.0,
+        hostname: str = "", clock: Callable[[], float] = time.monotonic,
+        uuidgen: Callable[[], uuid.UUID] = uuid.uuid4,
+    ) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.segment_bytes = min(segment_bytes, max(max_bytes // 4, 1024))
+        self.segment_events = segment_events
+        self.max_batch_delay = max_batch_delay
+        self.fsync_interval = fsync_interval
+        self.hostname = hostname
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._open: dict[Lane, _Open | None] = {lane: None for lane in Lane}
+        self._sealed: dict[Lane, list[int]] = {lane: [] for lane in Lane}
+        self._sizes: dict[int, tuple[Lane, int, int]] = {}  # seq -> lane, bytes, events
+        self._inflight: set[int] = set()
+        self._total = 0
+        self._last_fsync = clock()
+        self._closed = False
+        self._submitted = self._evicted = self._evicted_segs = self._oversize = 0
+        self._rejected = 0
+        try:
+            self._recover(uuidgen)
+        except OSError as ex:
+            raise SpoolError(f"cannot open spool at {self.root}: {ex}") from ex
+
+    # ---------------------------------------------------------------- recovery
+    def _recover(self, uuidgen: Callable[[], uuid.UUID]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "rejected").mkdir(exist_ok=True)
+        id_file = self.root / "id"
+        if not id_file.exists():
+            tmp = id_file.with_suffix(".tmp")
+            tmp.write_text(uuidgen().hex, encoding="ascii")
+            os.replace(tmp, id_file)
+        self.spool_id = id_file.read_text(encoding="ascii").strip()
+        seq_file = self.root / "seq"
+        top = int(seq_file.read_text() or 0) if seq_file.exists() else 0
+        for lane, name in _LANE_DIRS.items():
+            d = self.root / name
+            d.mkdir(exist_ok=True)
+            for p in sorted(d.iterdir()):
+                parts = p.name.split(".")
+                if not parts[0].isdigit():
+                    continue
+                seq = int(parts[0])
+                top = max(top, seq)
+                if p.suffix == ".open":
+                    repaired = self._repair(p, seq)
+                    if repaired is None:
+                        continue
+                    count = repaired
+                elif p.suffix == ".seg" and len(parts) == 3 and parts[1].isdigit():
+                    count = int(parts[1])
+                else:
+                    continue
+                self._sealed[lane].append(seq)
+                self._sizes[seq] = (lane, self._path(lane, seq, count).stat().st_size, count)
+                self._total += self._sizes[seq][1]
+            self._sealed[lane].sort()
+        for p in (self.root / "rejected").glob("*.seg"):
+            if p.name.split(".")[0].isdigit():
+                top = max(top, int(p.name.split(".")[0]))
+        self._next_seq = top + 1
+
+    def _repair(self, path: Path, seq: int) -> int | None:
+        """Cut a torn trailing line from an `.open` segment left by a crash, then seal it."""
+        data = path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            path.unlink()
+            return None
+        if cut != len(data):
+            logger.warning("spool: dropped a torn %d-byte line at the end of %s",
+                           len(data) - cut, path.name)
+            with open(path, "r+b") as fh:
+                fh.truncate(cut)
+                fh.flush()
+                os.fsync(fh.fileno())
+        count = data.count(b"\n", 0, cut)
+        os.replace(path, path.with_name(f"{seq:020d}.{count}.seg"))
+        return count
+
+    # ---------------------------------------------------------------- writing
+    def submit(self, event: dict[str, Any]) -> None:
+        """Queue one event durably (EventSink)."""
+        line = orjson.dumps(event, default=str) + b"\n"
+        ev = event.get("Event") if isinstance(event, dict) else None
+        priority = isinstance(ev, dict) and bool(ev.get("Detection"))
+        self.submit_line(line, Lane.DETECTIONS if priority else Lane.EVENTS)
+
+    def submit_line(self, line: bytes, lane: Lane = Lane.EVENTS) -> None:
+        """Queue one NDJSON line (must end with a newline) in `lane`."""
+        if len(line) > wire.MAX_EVENT_LINE:
+            with self._lock:
+                self._oversize += 1
+            logger.warning("spool: dropped a %d-byte event (limit %d)", len(line),
+                           wire.MAX_EVENT_LINE)
+            self._report(HEALTH_OVERSIZE, "event larger than the wire limit dropped",
+                         DroppedEvents=1, Size=len(line))
+            return
+        evicted = self._append(line, lane)
+        if evicted:
+            events, segs = evicted
+            logger.warning("spool full (%d bytes): evicted %d events in %d oldest segments",
+                           self.max_bytes, events, segs)
+            self._report(HEALTH_EVICTED, "queue full: oldest events evicted",
+                         DroppedEvents=events, DroppedBatches=segs, MaxBytes=self.max_bytes,
+                         TotalDropped=self._evicted)
+
+    def _report(self, event_id: int, message: str, **data: Any) -> None:
+        line = orjson.dumps(health_event(event_id, message, self.hostname, **data)) + b"\n"
+        self._append(line, Lane.DETECTIONS)
+
+    def _append(self, line: bytes, lane: Lane) -> tuple[int, int] | None:
+        with self._lock:
+            if self._closed:
+                raise SpoolError("spool is closed")
+            evicted = self._make_room(len(line)) if self._total + len(line) > self.max_bytes \
+                else None
+            seg = self._open[lane]
+            if seg is not None and (seg.size + len(line) > self.segment_bytes
+                                    or seg.count >= self.segment_events):
+                self._seal(lane)
+                seg = None
+            if seg is None:
+                seg = self._new_segment(lane)
+            try:
+                os.write(seg.fd, line)
+            except OSError as ex:
+                raise SpoolError(f"cannot write {seg.path}: {ex}") from ex
+            seg.size += len(line)
+            seg.count += 1
+            self._total += len(line)
+            self._submitted += 1
+            now = self.clock()
+            if now - self._last_fsync >= self.fsync_interval:
+                self._fsync_open()
+                self._last_fsync = now
+            return evicted
+
+    def _new_segment(self, lane: Lane) -> _Open:
+        seq = self._next_seq
+        self._next_seq += 1
+        seq_file = self.root / "seq"
+        tmp = seq_file.with_suffix(".tmp")
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(str(seq))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, seq_file)
+        path = self.root / _LANE_DIRS[lane] / f"{seq:020d}.open"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0),
+                     0o600)
+        seg = _Open(seq, path, fd, created=self.clock())
+        self._open[lane] = seg
+        return seg
+
+    def _seal(self, lane: Lane) -> None:
+        seg = self._open[lane]
+        if seg is None:
+            return
+        self._open[lane] = None
+        os.fsync(seg.fd)
+        os.close(seg.fd)
+        if seg.count == 0:
+            seg.path.unlink()
+            return
+        os.replace(seg.path, self._path(lane, seg.seq, seg.count))
+        _fsync_dir(seg.path.parent)
+        self._sealed[lane].append(seg.seq)
+        self._sizes[seg.seq] = (lane, seg.size, seg.count)
+
+    def _fsync_open(self) -> None:
+        for seg in self._open.values():
+            if seg is not None:
+                os.fsync(seg.fd)
+
+    def _make_room(self, need: int) -> tuple[int, int]:
+        """Evict oldest sealed segments (bulk lane first) until `need` bytes fit."""
+        events = segs = 0
+        for lane in (Lane.EVENTS, Lane.DETECTIONS):
+            if self._total + need <= self.max_bytes:
+                break
+            seg = self._open[lane]
+            if seg is not None and not self._sealed[lane]:
+                self._seal(lane)
+            for seq in list(self._sealed[lane]):
+                if self._total + need <= self.max_bytes:
+                    break
+                if seq in self._inflight:
+                    continue
+                _, _, count = self._sizes[seq]
+                try:
+                    self._path(lane, seq, count).unlink()
+                except FileNotFoundError:
+                    pass
+                events += count
+                self._forget(lane, seq)
+                segs += 1
+        self._evicted += events
+        self._evicted_segs += segs
+        return events, segs
+
+    def _forget(self, lane: Lane, seq: int) -> None:
+        self._sealed[lane].remove(seq)
+        _, size, _ = self._sizes.pop(seq)
+        self._total -= size
+        self._inflight.discard(seq)
+
+    def _path(self, lane: Lane, seq: int, count: int) -> Path:
+        return self.root / _LANE_DIRS[lane] / f"{seq:020d}.{count}.seg"
+
+    # ---------------------------------------------------------------- reading
+    def next_batch(self, *, force: bool = False) -> Batch | None:
+        """Return the oldest sealed batch of the highest-priority lane, or None.
+
+        An open segment is sealed once it is `max_batch_delay` old (or at once with `force`).
+        The returned batch stays queued until `ack()`.
+        """
+        with self._lock:
+            for lane in Lane:
+                seqs = [s for s in self._sealed[lane] if s not in self._inflight]
+                if not seqs:
+                    seg = self._open[lane]
+                    if seg is None or seg.count == 0:
+                        continue
+                    if not force and self.clock() - seg.created < self.max_batch_delay:
+                        continue
+                    self._seal(lane)
+                    seqs = [seg.seq]
+                seq = seqs[0]
+                path = self._path(lane, seq, self._sizes[seq][2])
+                data = path.read_bytes()
+                self._inflight.add(seq)
+                return Batch(f"{self.spool_id}-{seq}", seq, lane, path, data, self._sizes[seq][2])
+        return None
+
+    def ack(self, batch: Batch) -> None:
+        """Delete a batch the manager acknowledged."""
+        with self._lock:
+            try:
+                batch.path.unlink()
+            except FileNotFoundError:
+                pass
+            if batch.seq in self._sizes:
+                self._forget(batch.lane, batch.seq)
+
+    def release(self, batch: Batch) -> None:
+        """Give a batch back after a failed send (it stays first in line)."""
+        with self._lock:
+            self._inflight.discard(batch.seq)
+
+    def reject(self, batch: Batch, reason: str) -> None:
+        """Move a batch the manager refused as malformed to `rejected/`, count and report it."""
+        with self._lock:
+            os.replace(batch.path, self.root / "rejected" / batch.path.name)
+            if batch.seq in self._sizes:
+                self._forget(batch.lane, batch.seq)
+            self._rejected += 1
+        logger.warning("manager rejected batch %s (%d events): %s; kept in %s", batch.batch_id,
+                       batch.count, reason, self.root / "rejected")
+        if batch.lane is Lane.EVENTS or b'"Channel":"Heron-Agent"' not in batch.data:
+            self._report(HEALTH_REJECTED, "manager rejected a batch", BatchId=batch.batch_id,
+                         DroppedEvents=batch.count, Reason=reason[:500])
+
+    # ---------------------------------------------------------------- lifecycle
+    def flush(self) -> None:
+        """fsync the open segments."""
+        with self._lock:
+            if not self._closed:
+                self._fsync_open()
+                self._last_fsync = self.clock()
+
+    def stats(self) -> SpoolStats:
+        with self._lock:
+            queued = sum(self._open_count(lane) for lane in Lane)
+            queued += sum(count for _, _, count in self._sizes.values())
+            return SpoolStats(
+                queued_events=queued,
+                queued_bytes=self._total, segments=sum(len(v) for v in self._sealed.values()),
+                submitted=self._submitted, evicted_events=self._evicted,
+                evicted_segments=self._evicted_segs, oversize_dropped=self._oversize,
+                rejected_batches=self._rejected,
+            )
+
+    def _open_count(self, lane: Lane) -> int:
+        seg = self._open[lane]
+        return seg.count if seg else 0
+
+    def __len__(self) -> int:
+        return self.stats().queued_events
+
+    def close(self) -> None:
+        """Seal open segments; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            for lane in Lane:
+                self._seal(lane)
+            self._closed = True
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,199 @@
+"""The HTTP seam between the link and the manager: `Transport.send(request) -> Response`.
+
+`HttpsTransport` speaks HTTP/1.1 with keep-alive over mutual TLS using only the standard library
+(`http.client` + `ssl`). Its `SSLContext` trusts only the pinned appliance CA: no system store, and
+no environment variables (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE` are never read).
+`MemoryTransport` wraps a plain function for tests and in-process contract tests.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from rules import wire
+
+from .errors import CertificateRejected, TransportError
+
+logger = logging.getLogger(__name__)
+
+REJECTED_HINT = "connection closed after handshake: certificate probably rejected/revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request to the manager's endpoint API."""
+
+    method: str
+    path: str
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The manager's answer: status, body and (lower-cased) headers."""
+
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class Transport(Protocol):
+    """Sends one request and returns the response, or raises `TransportError`."""
+
+    def send(self, request: Request) -> Response: ...
+
+
+class MemoryTransport:
+    """A transport that hands each request to a function (tests, in-process contract)."""
+
+    def __init__(self, handler: Callable[[Request], Response]) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+
+    def send(self, request: Request) -> Response:
+        with self._lock:
+            self.requests.append(request)
+        return self.handler(request)
+
+
+def create_ssl_context(
+    ca_file: Path, cert_file: Path | None = None, key_file: Path | None = None,
+    *, check_hostname: bool = True,
+) -> ssl.SSLContext:
+    """Build the client context: TLS ≥ 1.2, the pinned CA only, optional client certificate.
+
+    SECURITY(link): `ssl.create_default_context()` and `load_default_certs()` consult the system
+    store and `SSL_CERT_FILE`/`SSL_CERT_DIR`; we call neither, so only `ca_file` is trusted.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = check_hostname
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(ca_file))
+    if cert_file is not None:
+        ctx.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+    return ctx
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS connection that checks the certificate against `sni` instead of the dialled host."""
+
+    def __init__(self, host: str, port: int, *, context: ssl.SSLContext, timeout: float,
+                 sni: str) -> None:
+        super().__init__(host, port, context=context, timeout=timeout)
+        self._sni = sni
+        self._context = context
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self._sni)
+
+
+_REJECT_MARKERS = ("certificate", "unknown ca", "revoked", "handshake failure", "access denied")
+
+
+class HttpsTransport:
+    """Keep-alive HTTPS client over one `http.client.HTTPSConnection` (one per thread).
+
+    A request on a reused connection that fails is retried once on a fresh one (the manager may
+    have closed an idle keep-alive). A fresh connection closed right after the TLS handshake means
+    the manager rejected our certificate (TLS 1.3 reports that as EOF, not as an alert).
+    """
+
+    def __init__(
+        self, host: str, port: int, context: ssl.SSLContext, *, timeout: float = 30.0,
+        server_hostname: str | None = None, hostname_header: str = "",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.context = context
+        self.timeout = timeout
+        self.server_hostname = server_hostname
+        self.hostname_header = hostname_header
+        self._conn: http.client.HTTPSConnection | None = None
+        self._used = False
+
+    def _connect(self) -> http.client.HTTPSConnection:
+        conn = _PinnedHTTPSConnection(
+            self.host, self.port, context=self.context, timeout=self.timeout,
+            sni=self.server_hostname or self.host,
+        )
+        conn.connect()
+        self._used = False
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - close path
+                pass
+            self._conn = None
+
+    def __enter__(self) -> HttpsTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, request: Request) -> Response:
+        reused = self._conn is not None and self._used
+        try:
+            return self._send_once(request)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as ex:
+            self.close()
+            if not reused:
+                raise CertificateRejected(REJECTED_HINT, path=request.path) from ex
+            logger.debug("keep-alive connection dropped, retrying %s", request.path)
+        try:
+            return self._send_once(request)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as ex:
+            self.close()
+            raise CertificateRejected(REJECTED_HINT, path=request.path) from ex
+
+    def _send_once(self, request: Request) -> Response:
+        headers = {"User-Agent": wire.USER_AGENT, "Connection": "keep-alive"}
+        if self.hostname_header:
+            headers[wire.HEADER_HOSTNAME] = self.hostname_header
+        headers.update(request.headers)
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            self._conn.request(request.method, request.path, body=request.body or None,
+                               headers=headers)
+            resp = self._conn.getresponse()
+            body = resp.read()
+        except ssl.SSLError as ex:
+            self.close()
+            text = str(ex).lower()
+            if any(m in text for m in _REJECT_MARKERS) and "verify failed" not in text:
+                raise CertificateRejected(f"TLS alert from manager: {ex}",
+                                          path=request.path) from ex
+            raise TransportError(f"TLS error: {ex}", path=request.path) from ex
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            raise
+        except (OSError, http.client.HTTPException) as ex:
+            self.close()
+            raise TransportError(f"{type(ex).__name__}: {ex}", path=request.path) from ex
+        self._used = True
+        if resp.will_close:
+            self.close()
+        return Response(resp.status, body, {k.lower(): v for k, v in resp.getheaders()})
+
+
+TransportFactory = Callable[[], Transport]

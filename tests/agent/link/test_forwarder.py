@@ -1,0 +1,157 @@
+"""Forwarder against an in-memory manager: exactly-once, backoff, rejection handling."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import orjson
+import pytest
+
+from agent.link.backoff import Backoff
+from agent.link.errors import CertificateRejected, TransportError
+from agent.link.forwarder import Forwarder, LinkState
+from agent.link.spool import Spool
+from agent.link.transport import MemoryTransport, Request, Response
+from rules import wire
+
+
+class FakeManager:
+    """Journals batches by id like the real manager; can be switched off."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.status = 200
+        self.batches: dict[str, list[dict]] = {}
+        self.drop_after_commit = False
+
+    def __call__(self, req: Request) -> Response:
+        if not self.up:
+            raise TransportError("connection refused", path=req.path)
+        if self.status != 200:
+            return Response(self.status, b"nope")
+        assert req.path == wire.ROUTE_LOGS and req.headers["Content-Encoding"] == "gzip"
+        bid = req.headers[wire.HEADER_BATCH_ID]
+        dup = bid in self.batches
+        if not dup:
+            self.batches[bid] = [orjson.loads(x) for x in gzip.decompress(req.body).splitlines()]
+        if self.drop_after_commit:
+            self.drop_after_commit = False
+            raise TransportError("reset after commit", path=req.path)
+        return Response(200, orjson.dumps({"batch_id": bid, "accepted": 1, "duplicate": dup}))
+
+    def events(self) -> list[int]:
+        return [e["Event"]["EventData"]["N"] for b in self.batches.values() for e in b]
+
+
+def ev(i: int) -> dict:
+    return {"Event": {"System": {"EventID": 1}, "EventData": {"N": i}}}
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    mgr = FakeManager()
+    spool = Spool(tmp_path, segment_events=7, max_batch_delay=0)
+    sleeps: list[float] = []
+    fwd = Forwarder(spool, MemoryTransport(mgr), backoff=Backoff(rand=lambda: 0.5),
+                    sleep=sleeps.append)
+    yield mgr, spool, fwd, sleeps
+    spool.close()
+
+
+def test_manager_down_then_up_delivers_all_exactly_once(setup) -> None:
+    mgr, spool, fwd, _ = setup
+    mgr.up = False
+    for i in range(50):
+        fwd.submit(ev(i))
+        fwd.step()
+    assert fwd.state is LinkState.UNREACHABLE and mgr.events() == []
+    mgr.up = True
+    fwd.drain()
+    assert mgr.events() == list(range(50))
+    assert spool.stats().queued_events == 0
+
+
+def test_lost_ack_resends_same_batch_id_and_manager_dedups(setup) -> None:
+    mgr, spool, fwd, _ = setup
+    for i in range(5):
+        fwd.submit(ev(i))
+    mgr.drop_after_commit = True
+    with pytest.raises(TransportError):
+        fwd.send_one(force=True)
+    res = fwd.send_one(force=True)
+    assert res is not None and res.duplicate
+    assert mgr.events() == [0, 1, 2, 3, 4]
+
+
+def test_backoff_grows_with_jitter_and_resets(setup) -> None:
+    mgr, _, fwd, _ = setup
+    mgr.up = False
+    fwd.submit(ev(1))
+    delays = [fwd.step() for _ in range(8)]
+    # equal jitter with rand=0.5 -> 0.75 * min(cap, 2**n)
+    assert delays[:4] == [0.75, 1.5, 3.0, 6.0] and delays[-1] == 45.0
+    mgr.up = True
+    assert fwd.step() == 0.0 and fwd.state is LinkState.CONNECTED
+    assert fwd.backoff.attempts == 0
+    assert fwd.step() == fwd.idle_interval
+
+
+def test_backoff_bounds() -> None:
+    b = Backoff(base=1, cap=10, rand=lambda: 1.0)
+    assert [b.next_delay() for _ in range(6)] == [1, 2, 4, 8, 10, 10]
+    b = Backoff(base=1, cap=10, rand=lambda: 0.0)
+    assert b.next_delay() == 0.5
+
+
+def test_revoked_certificate_is_reported_and_events_keep_buffering(setup, caplog) -> None:
+    mgr, spool, fwd, _ = setup
+    mgr.status = 403
+    for i in range(20):
+        fwd.submit(ev(i))
+        fwd.step()
+    assert fwd.state is LinkState.CERT_REJECTED
+    assert "revoked" in caplog.text and "re-enroll" in caplog.text
+    assert spool.stats().queued_events == 20
+    mgr.status = 200
+    fwd.drain()
+    assert mgr.events() == list(range(20))
+
+
+def test_tls_rejection_error_maps_to_cert_rejected_state(tmp_path: Path) -> None:
+    def refuse(req: Request) -> Response:
+        raise CertificateRejected("connection closed after handshake", path=req.path)
+
+    with Spool(tmp_path, max_batch_delay=0) as spool:
+        fwd = Forwarder(spool, MemoryTransport(refuse), sleep=lambda _: None)
+        fwd.submit(ev(1))
+        fwd.step()
+        assert fwd.state is LinkState.CERT_REJECTED
+        assert spool.stats().queued_events == 1
+
+
+def test_malformed_batch_is_quarantined_not_retried(setup) -> None:
+    mgr, spool, fwd, _ = setup
+    fwd.submit(ev(1))
+    mgr.status = 400
+    res = fwd.send_one(force=True)
+    assert res is not None and res.count == 0
+    assert spool.stats().rejected_batches == 1
+    mgr.status = 200
+    fwd.drain()
+    assert mgr.batches  # the rejection report went through
+
+
+def test_run_loop_stops(setup) -> None:
+    mgr, spool, fwd, sleeps = setup
+    for i in range(3):
+        fwd.submit(ev(i))
+
+    def sleep(d: float) -> None:
+        sleeps.append(d)
+        if len(sleeps) > 3:
+            fwd.stop()
+
+    fwd.sleep = sleep
+    fwd.run()
+    assert mgr.events() == [0, 1, 2]
