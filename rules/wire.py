@@ -115,6 +115,22 @@ class EnrollResponse(_Message):
 
 
 @dataclass(frozen=True, slots=True)
+class EnrollBundle(_Message):
+    """Offline enrollment file (`heron-agent enroll --bundle FILE`) for air-gapped hosts.
+
+    The manager mints the key pair itself (its `issue_client`), so the file is a secret.
+    `manager` is the `HOST:PORT` of the endpoint API.
+    """
+
+    uuid: str
+    certificate_pem: str
+    key_pem: str
+    ca_pem: str
+    manager: str = ""
+    group: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LogsAck(_Message):
     """POST /logs answer once the batch is durable (journal flushed)."""
 
