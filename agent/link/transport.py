@@ -127,6 +127,7 @@ class HttpsTransport:
         self.hostname_header = hostname_header
         self._conn: http.client.HTTPSConnection | None = None
         self._used = False
+        self._last_peer: bytes | None = None
 
     def _connect(self) -> http.client.HTTPSConnection:
         conn = _PinnedHTTPSConnection(
@@ -137,8 +138,25 @@ class HttpsTransport:
         self._used = False
         return conn
 
+    def peer_certificate(self) -> bytes | None:
+        """DER certificate of the server on the current connection (None if not connected)."""
+        sock = getattr(self._conn, "sock", None)
+        if sock is None:
+            return self._last_peer
+        try:
+            der = sock.getpeercert(binary_form=True)
+        except (OSError, ValueError):
+            return self._last_peer
+        return bytes(der) if der else None
+
+    def set_context(self, context: ssl.SSLContext) -> None:
+        """Swap the TLS context (after certificate renewal); the next request reconnects."""
+        self.close()
+        self.context = context
+
     def close(self) -> None:
         if self._conn is not None:
+            self._last_peer = self.peer_certificate()
             try:
                 self._conn.close()
             except Exception:  # noqa: BLE001 - close path
@@ -178,6 +196,9 @@ class HttpsTransport:
                                headers=headers)
             resp = self._conn.getresponse()
             body = resp.read()
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as ex:
+            self.close()
+            raise ConnectionResetError(str(ex)) from ex  # handled by send(): fresh => rejected
         except ssl.SSLError as ex:
             self.close()
             text = str(ex).lower()
