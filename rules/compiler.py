@@ -1,0 +1,125 @@
+"""Compile `Rule`s into `CompiledRule`s: matchers + condition → one Python function per rule.
+
+Owns Gene's rule-compilation semantics (gene.md §3.3, §5, §6): LogType base for relative
+fields, duplicate match names (last wins), rules disabled by an unknown container (kept and
+counted, never evaluated, rest not parsed), and the condition compiled either to a straight
+Python expression (when proven equivalent to Gene's evaluator) or to the literal evaluator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .condition import Condition, evaluate, parse_condition, to_tree, tree_source
+from .errors import ConditionError, RuleError, RuleRuntimeError
+from .matchers import CodeGen, ContainerMatch, Matcher, parse_match
+from .rule import LOG_TYPES, Rule
+
+__all__ = ["CompiledRule", "compile_rule"]
+
+logger = logging.getLogger(__name__)
+RuleFn = Callable[[dict[str, Any], dict[str, Any]], bool]
+_WINEVT_BASE = LOG_TYPES["winevt"]
+
+
+class CompiledRule:
+    """A rule ready to run: filters, scoring data and its match function `fn(d, ed)`."""
+
+    __slots__ = ("rule", "name", "criticality", "is_filter", "attack", "actions", "disabled",
+                 "events", "computers", "fn", "matchers", "condition", "literal", "unused",
+                 "hits", "time_ns", "runtime_errors")
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.name = rule.name
+        self.criticality = rule.criticality
+        self.is_filter = rule.meta.filter
+        self.attack = tuple(a.to_dict() for a in rule.meta.attack)
+        self.actions = rule.actions
+        self.disabled: str | None = None
+        self.events: dict[str, frozenset[int]] | None = (
+            {k: frozenset(v) for k, v in rule.meta.events.items()} or None)
+        self.computers = frozenset(rule.meta.computers) or None
+        self.fn: RuleFn | None = None
+        self.matchers: dict[str, Matcher] = {}
+        self.condition: Condition | None = None
+        self.literal = False
+        self.unused: tuple[str, ...] = ()
+        self.hits = 0
+        self.time_ns = 0
+        self.runtime_errors = 0
+
+    def accepts(self, channel: str, event_id: int) -> bool:
+        """GENE Events filter: empty map → any; else channel key and (no IDs or ID listed)."""
+        if self.events is None:
+            return True
+        ids = self.events.get(channel)
+        return ids is not None and (not ids or event_id in ids)
+
+    def __repr__(self) -> str:
+        return f"CompiledRule({self.name!r})"
+
+
+def _literal_fn(cond: Condition, fns: Mapping[str, RuleFn], compiled: CompiledRule) -> RuleFn:
+    elements = cond.elements
+
+    def run(d: dict[str, Any], ed: dict[str, Any]) -> bool:
+        try:
+            return evaluate(elements, lambda name: fns[name](d, ed))
+        except RuleRuntimeError as ex:
+            compiled.runtime_errors += 1
+            if compiled.runtime_errors == 1:
+                logger.warning("rule %s: %s; treated as no match", compiled.name, ex.reason)
+            return False
+
+    return run
+
+
+def compile_rule(rule: Rule, containers: Mapping[str, Any]) -> CompiledRule:
+    """Compile one rule; `containers` maps existing (non-empty) container names to sets.
+
+    Raises `RuleError` subclasses located at the rule.
+    """
+    compiled = CompiledRule(rule)
+    try:
+        _compile_into(compiled, rule, containers)
+    except RuleError as ex:
+        raise ex.located(source=rule.source, line=rule.line, rule=rule.name) from ex
+    return compiled
+
+
+def _compile_into(compiled: CompiledRule, rule: Rule, containers: Mapping[str, Any]) -> None:
+    log_type = rule.meta.effective_log_type()
+    base = LOG_TYPES.get(log_type)
+    names = frozenset(containers)
+    for text in rule.matches:
+        matcher = parse_match(text, base, names)
+        if isinstance(matcher, ContainerMatch) and matcher.container not in names:
+            # GENE: unknown container → rule disabled, the rest is not even parsed
+            compiled.disabled = f"unknown container {matcher.container!r}"
+            return
+        compiled.matchers[matcher.name] = matcher
+    if rule.condition == "":
+        if compiled.matchers:
+            raise ConditionError("empty condition with Matches (Gene panics on every event)")
+        compiled.fn = None  # matches every event that passes the Meta filters
+        return
+    cond = parse_condition(rule.condition, compiled.matchers)
+    if cond.crashes:
+        raise ConditionError(f"{cond.crashes} (Gene panics on every event)")
+    compiled.condition = cond
+    compiled.unused = tuple(n for n in compiled.matchers if n not in cond.operands)
+    gen = CodeGen(_WINEVT_BASE)
+    exprs = {name: gen.expr(m, containers) for name, m in compiled.matchers.items()
+             if name in cond.operands}
+    tree = to_tree(cond)
+    if tree is not None:
+        source = f"lambda d, ed: bool({tree_source(tree, exprs)})"
+        compiled.fn = eval(source, gen.ns)  # noqa: S307 - generated from parsed rule parts
+        return
+    fns = {name: eval(f"lambda d, ed: bool({expr})", gen.ns)  # noqa: S307
+           for name, expr in exprs.items()}
+    compiled.literal = True
+    compiled.fn = _literal_fn(cond, fns, compiled)

@@ -1,0 +1,254 @@
+"""Gene conditions: tokenizer, element list and the production evaluator (gene.md §5).
+
+GENE: there is no and/or precedence; chains are right-associative within a parenthesis level,
+double negation swallows the rest of the chain, unbalanced parentheses are accepted. This module
+ports the tokenizer and `compute` literally (`evaluate`), and also builds an ordinary Boolean
+tree (`to_tree`) that the compiler uses only after checking, over every operand assignment, that
+it agrees with the literal evaluator.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .errors import ConditionError, RuleRuntimeError
+
+__all__ = [
+    "Element",
+    "Condition",
+    "tokenize",
+    "parse_condition",
+    "evaluate",
+    "to_tree",
+    "tree_source",
+    "Node",
+]
+
+OPERAND, AND, OR, NOT = "operand", "and", "or", "not"
+_AND_TOKENS = ("and", "AND", "&&")
+_OR_TOKENS = ("or", "OR", "||")
+MAX_EXHAUSTIVE = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """One element of a parsed condition with its parenthesis level and group counters."""
+
+    kind: str
+    operand: str
+    level: int
+    group: int
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A parsed condition; `crashes` explains why Gene would panic on every evaluation."""
+
+    text: str
+    elements: tuple[Element, ...]
+    operands: tuple[str, ...]
+    crashes: str | None = None
+
+
+def tokenize(condition: str) -> list[str]:
+    """Split like Gene's Tokenizer: on single spaces, then `(`, `!` and trailing `)`."""
+    tokens = condition.split(" ")
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if len(token) == 0:
+            del tokens[i]  # GENE: the piece now at i is skipped by i++ (kept verbatim)
+        if len(token) > 1:
+            if token[0] in "(!":
+                tokens[i] = token[1:]
+                tokens.insert(i, token[0])
+                i += 1
+                continue
+            closing = 0
+            for k in range(len(token) - 1, 0, -1):
+                if token[k] != ")":
+                    break
+                closing += 1
+            tokens[i] = token[: len(token) - closing]
+            tokens[i + 1:i + 1] = [")"] * closing
+        i += 1
+    return tokens
+
+
+def parse_condition(condition: str, known: Mapping[str, object] | None = None) -> Condition:
+    """Parse a condition into elements; unknown tokens/operands raise `ConditionError`."""
+    elements: list[Element] = []
+    level = group = 0
+    for token in tokenize(condition):
+        if token == "":
+            raise ConditionError(
+                "condition has three or more consecutive spaces (Gene panics at load)")
+        first = token[0]
+        if first == "(":
+            level += 1
+        elif first == ")":
+            group += 1
+            level -= 1
+        elif first == "!":
+            elements.append(Element(NOT, "", level, group))
+        elif first == "$":
+            if known is not None and token not in known:
+                raise ConditionError(f"unknown operand {token!r} in condition {condition!r}")
+            elements.append(Element(OPERAND, token, level, group))
+        elif token in _AND_TOKENS:
+            elements.append(Element(AND, "", level, group))
+        elif token in _OR_TOKENS:
+            elements.append(Element(OR, "", level, group))
+        else:
+            raise ConditionError(f"unexpected token {token!r} in condition {condition!r}")
+    operands = tuple(dict.fromkeys(e.operand for e in elements if e.kind == OPERAND))
+    crashes = None
+    if not elements and condition.strip(" ") != "" and known:
+        crashes = "condition yields no elements"
+    return Condition(condition, tuple(elements), operands, crashes)
+
+
+def evaluate(elements: tuple[Element, ...], value: Callable[[str], bool]) -> bool:
+    """GENE `Compute`: the production evaluator, ported literally (gene.md §5.4).
+
+    `value(name)` is called lazily. Raises `RuleRuntimeError` where Gene panics.
+    """
+    n = len(elements)
+    if n == 0:
+        raise RuleRuntimeError("condition has no elements (Gene: panic Unkown type)")
+
+    def lower(i: int) -> int:
+        lvl = elements[i].level
+        for j in range(i + 1, n):
+            if elements[j].level < lvl:
+                return j
+        return n
+
+    def ev(acc: bool, i: int) -> tuple[int, bool]:
+        if i >= n:
+            return n, acc
+        e = elements[i]
+        if e.kind == OPERAND:
+            v = value(e.operand)
+            if i + 1 < n and elements[i + 1].level != e.level:
+                return i + 1, v
+            return ev(v, i + 1)
+        if e.kind == AND:
+            if not acc:
+                return lower(i), False
+            k, r = ev(False, i + 1)
+            return k, acc and r
+        if e.kind == OR:
+            if acc:
+                return lower(i), True
+            k, r = ev(False, i + 1)
+            return k, acc or r
+        j = i + 1
+        if j >= n:
+            raise RuleRuntimeError("! at the end of the condition (Gene panics)")
+        nxt = elements[j]
+        if nxt.kind == OPERAND and nxt.level == e.level and nxt.group == e.group:
+            v = not value(nxt.operand)
+            k = j + 1
+            if k < n and elements[k].level != e.level:
+                return k, v
+            return ev(v, k)
+        if nxt.kind in (OPERAND, NOT):
+            k, v = ev(False, j)
+            while k < n and elements[k].level > e.level:
+                k, v = ev(v, k)
+            if nxt.kind == OPERAND:
+                return k, not v
+            return ev(not v, k)
+        raise RuleRuntimeError("an operator cannot follow ! (Gene panics)")
+
+    k, r = ev(False, 0)
+    while k < n:
+        k, r = ev(r, k)
+    return r
+
+
+# --- Boolean tree used for compilation -------------------------------------------------------
+Node = tuple  # ("var", name) | ("not", node) | ("and"|"or", left, right) | ("true",)
+
+
+def _build(elements: tuple[Element, ...]) -> Node | None:
+    """Standard right-associative parse of the element list (candidate for `to_tree`)."""
+    n = len(elements)
+
+    def unary(i: int, lvl: int) -> tuple[Node, int]:
+        if i >= n:
+            raise ValueError("truncated")
+        e = elements[i]
+        if e.level > lvl:
+            return chain(i, lvl + 1)
+        if e.level < lvl:
+            raise ValueError("level")
+        if e.kind == NOT:
+            node, j = unary(i + 1, lvl)
+            return ("not", node), j
+        if e.kind == OPERAND:
+            return ("var", e.operand), i + 1
+        raise ValueError("operator")
+
+    def chain(i: int, lvl: int) -> tuple[Node, int]:
+        left, i = unary(i, lvl)
+        if i < n and elements[i].level == lvl and elements[i].kind in (AND, OR):
+            kind = elements[i].kind
+            right, j = chain(i + 1, lvl)
+            return (kind, left, right), j
+        return left, i
+
+    try:
+        node, end = chain(0, min(0, elements[0].level))
+    except (ValueError, RecursionError):
+        return None
+    return node if end == n else None
+
+
+def _eval_tree(node: Node, env: Mapping[str, bool]) -> bool:
+    kind = node[0]
+    if kind == "var":
+        return env[node[1]]
+    if kind == "not":
+        return not _eval_tree(node[1], env)
+    if kind == "and":
+        return _eval_tree(node[1], env) and _eval_tree(node[2], env)
+    return _eval_tree(node[1], env) or _eval_tree(node[2], env)
+
+
+def to_tree(cond: Condition) -> Node | None:
+    """A Boolean tree equivalent to `evaluate` for every assignment, or `None`.
+
+    `None` when the structure is unusual (quirks, possible panics) or has more than
+    `MAX_EXHAUSTIVE` operands: the caller then falls back to the literal evaluator.
+    """
+    if not cond.elements:
+        return None
+    if len(cond.operands) > MAX_EXHAUSTIVE:
+        return None
+    tree = _build(cond.elements)
+    if tree is None:
+        return None
+    names = cond.operands
+    for bits in itertools.product((False, True), repeat=len(names)):
+        env = dict(zip(names, bits, strict=True))
+        try:
+            expected = evaluate(cond.elements, env.__getitem__)
+        except RuleRuntimeError:
+            return None
+        if _eval_tree(tree, env) != expected:
+            return None
+    return tree
+
+
+def tree_source(node: Node, exprs: Mapping[str, str]) -> str:
+    """Python source for a tree, with `exprs[name]` substituted for each operand."""
+    kind = node[0]
+    if kind == "var":
+        return exprs[node[1]]
+    if kind == "not":
+        return f"(not {tree_source(node[1], exprs)})"
+    return f"({tree_source(node[1], exprs)} {kind} {tree_source(node[2], exprs)})"

@@ -1,0 +1,268 @@
+"""The detection engine: runs every compiled rule on an event and writes `Event.Detection`.
+
+Owns Gene's `MatchOrFilter` semantics (gene.md §6–§7): all rules run in load order; a Filter
+rule only marks the event filtered; Criticality is a running sum capped at 10; ATT&CK is
+de-duplicated by ID; Actions are a union, plus default actions per criticality band.
+
+PERF(heron): rules are indexed by (channel, EventID): the candidate list for a pair is computed
+once and cached, so an event only meets the rules whose Meta.Events admit it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .compiler import CompiledRule, compile_rule
+from .errors import RuleError
+from .event import go_string, parse_event_id
+from .loader import RuleSet
+
+__all__ = ["Engine", "Detection", "SEVERITY_BANDS"]
+
+logger = logging.getLogger(__name__)
+
+SEVERITY_BANDS: dict[str, tuple[int, int]] = {
+    "low": (1, 4), "medium": (5, 7), "high": (8, 9), "critical": (10, 10)}
+_EMPTY: dict[str, Any] = {}
+_CACHE_LIMIT = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """The result of matching one event."""
+
+    signatures: tuple[str, ...] = ()
+    criticality: int = 0
+    attack: tuple[dict[str, str], ...] = ()
+    actions: tuple[str, ...] = ()
+    filtered: bool = False
+
+    def to_dict(self, *, show_attack: bool = True) -> dict[str, Any]:
+        """The `Event.Detection` object (Gene GeneInfo keys, WHIDS location)."""
+        out: dict[str, Any] = {"Signature": list(self.signatures),
+                               "Criticality": self.criticality}
+        if show_attack and self.attack:
+            out["ATTACK"] = [dict(a) for a in self.attack]
+        out["Actions"] = list(self.actions)
+        return out
+
+
+def _system(data: dict[str, Any]) -> tuple[str, Any, Any] | None:
+    """(channel, raw EventID, raw computer) for winevt or kunai events."""
+    ev = data.get("Event")
+    if ev.__class__ is dict:
+        sys_ = ev.get("System")
+        if sys_.__class__ is dict:
+            tc = sys_.get("TimeCreated")
+            if tc.__class__ is dict and "SystemTime" in tc:
+                ch = sys_.get("Channel", "")
+                return (ch if ch.__class__ is str else go_string(ch),
+                        sys_.get("EventID"), sys_.get("Computer"))
+    info = data.get("info")
+    if info.__class__ is dict:
+        event = info.get("event")
+        host = info.get("host")
+        src = event.get("source", "") if event.__class__ is dict else ""
+        return (src if src.__class__ is str else go_string(src),
+                event.get("id") if event.__class__ is dict else None,
+                host.get("hostname") if host.__class__ is dict else None)
+    return None
+
+
+class Engine:
+    """Gene-compatible engine. Thread-safe for `match`; `load`/containers take a lock."""
+
+    def __init__(self, ruleset: RuleSet | None = None, *,
+                 containers: Mapping[str, Iterable[str]] | None = None,
+                 default_actions: Mapping[str, list[str]] | None = None,
+                 show_attack: bool = False, timing: bool = True) -> None:
+        self.show_attack = show_attack
+        self.timing = timing
+        self.default_actions = {k: tuple(v) for k, v in (default_actions or {}).items()}
+        unknown = set(self.default_actions) - set(SEVERITY_BANDS)
+        if unknown:
+            raise ValueError(f"unknown severity band(s) {sorted(unknown)}; use "
+                             f"{', '.join(SEVERITY_BANDS)}")
+        self._lock = threading.RLock()
+        self._containers: dict[str, set[str]] = {}
+        for name, values in (containers or {}).items():
+            self._containers.setdefault(name, set()).update(v.lower() for v in values)
+        self._ruleset = RuleSet()
+        self._compiled: list[CompiledRule] = []
+        self._cache: dict[tuple[str, int], tuple[CompiledRule, ...]] = {}
+        self.scanned = 0
+        self.positives = 0
+        if ruleset is not None:
+            self.load(ruleset)
+
+    # --- rule and container management -----------------------------------------------------
+    def _existing(self) -> dict[str, set[str]]:
+        return {k: v for k, v in self._containers.items() if v}
+
+    def load(self, ruleset: RuleSet) -> None:
+        """Compile and add rules (after those already loaded); duplicates raise `RuleError`."""
+        with self._lock:
+            have = {c.name for c in self._compiled}
+            new: list[CompiledRule] = []
+            existing = self._existing()
+            for rule in ruleset:
+                if rule.meta.disable:
+                    continue  # GENE: Disable → skipped, not counted
+                if rule.name in have:
+                    raise RuleError(f"Rule {rule.name!r} already exists", source=rule.source,
+                                    line=rule.line, rule=rule.name)
+                have.add(rule.name)
+                new.append(compile_rule(rule, existing))
+            self._compiled = self._compiled + new
+            self._ruleset = self._ruleset + ruleset
+            self._cache = {}
+            for c in new:
+                if c.disabled:
+                    logger.warning("rule %s disabled: %s", c.name, c.disabled)
+
+    def add_container(self, name: str, values: Iterable[str]) -> None:
+        """Add values (lower-cased) to a container; rules needing it get (re)compiled."""
+        with self._lock:
+            target = self._containers.setdefault(name, set())
+            was_empty = not target
+            target.update(v.lower() for v in values)
+            if was_empty and target:
+                self._recompile()
+
+    def _recompile(self) -> None:
+        existing = self._existing()
+        compiled = []
+        for old in self._compiled:
+            if old.disabled or any(getattr(m, "container", None) for m in old.matchers.values()):
+                new = compile_rule(old.rule, existing)
+                new.hits, new.time_ns = old.hits, old.time_ns
+                compiled.append(new)
+            else:
+                compiled.append(old)
+        self._compiled = compiled
+        self._cache = {}
+
+    @property
+    def rule_count(self) -> int:
+        return len(self._compiled)
+
+    @property
+    def rules(self) -> tuple[CompiledRule, ...]:
+        return tuple(self._compiled)
+
+    @property
+    def containers(self) -> dict[str, frozenset[str]]:
+        return {k: frozenset(v) for k, v in self._containers.items()}
+
+    def rules_text(self) -> str:
+        """The loaded rules, one compiled.gen JSON line each (what `/rules` serves)."""
+        return "".join(orjson.dumps(c.rule.to_dict()).decode() + "\n" for c in self._compiled)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {c.name: {"hits": c.hits, "time_ns": c.time_ns} for c in self._compiled}
+
+    # --- matching ----------------------------------------------------------------------------
+    def _candidates(self, channel: str, event_id: int) -> tuple[CompiledRule, ...]:
+        key = (channel, event_id)
+        found = self._cache.get(key)
+        if found is None:
+            found = tuple(c for c in self._compiled
+                          if c.disabled is None and c.accepts(channel, event_id))
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache = {}
+            self._cache[key] = found
+        return found
+
+    def evaluate(self, event: dict[str, Any]) -> Detection | None:
+        """Match without modifying the event; `None` when no rule (normal or filter) matched."""
+        system = _system(event) if event.__class__ is dict else None
+        self.scanned += 1
+        if system is None:
+            channel, raw_id, computer = "", None, None
+        else:
+            channel, raw_id, computer = system
+        if raw_id.__class__ is str and raw_id.isdigit() and len(raw_id) < 10 \
+                and raw_id[0] != "0":
+            event_id = int(raw_id)
+        else:
+            event_id = 0 if raw_id is None else parse_event_id(raw_id)
+        candidates = self._candidates(channel, event_id)
+        if not candidates:
+            return None
+        ev = event.get("Event")
+        ed = ev.get("EventData", _EMPTY) if ev.__class__ is dict else _EMPTY
+        if ed.__class__ is not dict:
+            ed = _EMPTY
+        comp: str | None = None
+        matched: list[CompiledRule] = []
+        filtered = False
+        timing = self.timing
+        clock = time.perf_counter_ns
+        for c in candidates:
+            if c.computers is not None:
+                if comp is None:
+                    comp = "" if computer is None else go_string(computer)
+                if comp not in c.computers:
+                    continue
+            fn = c.fn
+            if fn is None:
+                hit = True
+            elif timing:
+                t0 = clock()
+                hit = fn(event, ed)
+                c.time_ns += clock() - t0
+            else:
+                hit = fn(event, ed)
+            if hit:
+                c.hits += 1
+                if c.is_filter:
+                    filtered = True
+                else:
+                    matched.append(c)
+        if not matched:
+            return Detection(filtered=True) if filtered else None
+        self.positives += 1
+        return self._detection(matched, filtered)
+
+    def _detection(self, matched: list[CompiledRule], filtered: bool) -> Detection:
+        crit = 0
+        seen_attack: set[str] = set()
+        attack: list[dict[str, str]] = []
+        actions: dict[str, None] = {}
+        for c in matched:
+            crit = min(10, crit + c.criticality)
+            for a in c.attack:
+                if a["ID"] not in seen_attack:
+                    seen_attack.add(a["ID"])
+                    attack.append(a)
+            for action in c.actions:
+                actions[action] = None
+        for band, (low, high) in SEVERITY_BANDS.items():
+            if low <= crit <= high:
+                for action in self.default_actions.get(band, ()):
+                    actions[action] = None
+        names = tuple(dict.fromkeys(c.name for c in matched))
+        return Detection(names, crit, tuple(attack), tuple(actions), filtered)
+
+    def match(self, event: dict[str, Any]) -> Detection | None:
+        """Evaluate every rule; write `Event.Detection` when a normal rule matched.
+
+        Filter-only events are left unmodified and give `Detection(filtered=True)`.
+        Kunai events (no `Event` object) get a top-level `detection` key instead.
+        """
+        det = self.evaluate(event)
+        if det is not None and det.signatures:
+            out = det.to_dict(show_attack=self.show_attack)
+            ev = event.get("Event")
+            if ev.__class__ is dict:
+                ev["Detection"] = out
+            else:
+                event["detection"] = {k.lower(): v for k, v in out.items()}
+        return det
