@@ -21,6 +21,7 @@ from .errors import DuplicateRuleError, RuleError, RuleSyntaxError, TemplateErro
 from .rule import Rule
 
 __all__ = ["RuleSet", "load", "loads", "load_templates", "walk_rule_files", "iter_json_objects",
+           "read_container",
            "RULE_EXTENSIONS"]
 
 logger = logging.getLogger(__name__)
@@ -223,3 +224,15 @@ def loads(text: str, source: str = "<string>", *, templates: Mapping[str, str] |
     errors: list[RuleError] | None = [] if collect_errors else None
     rules = list(_parse_rules(text, source, templates or {}, errors))
     return _finish(rules, templates or {}, errors, skip_disabled)
+
+
+def read_container(path: str | Path) -> list[str]:
+    """GENE `LoadContainer`: one value per line, every line (empty ones too), no trimming.
+
+    A final newline does not add an empty value; a trailing `\\r` is dropped (bufio.ScanLines).
+    """
+    text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]

@@ -1,0 +1,96 @@
+"""Acceptance: Heron gives exactly Gene's detections on the oracle corpus and gene-rules tests."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+import rules
+from rules.loader import iter_json_objects
+
+from .conftest import GENE_RULES, detections_of, oracle_expected
+
+TEST_FILES = sorted((GENE_RULES / "tests").glob("*.json")) if GENE_RULES.exists() else []
+
+
+def test_compiled_gen_loads_134_rules(compiled_ruleset: rules.RuleSet) -> None:
+    engine = rules.Engine(compiled_ruleset)
+    assert engine.rule_count == 134
+    disabled = sorted(c.name for c in engine.rules if c.disabled)
+    assert disabled == ["BlacklistedDomain", "BlacklistedHash", "BlacklistedImphash",
+                        "DomainInMisp", "NotWhitelisted", "SysmonDomainInMisp"]
+    assert sum(1 for c in engine.rules if c.is_filter) == 1
+
+
+def test_rules_directory_loads_like_compiled_gen(gene_rules_dir: Path,
+                                                 compiled_ruleset: rules.RuleSet) -> None:
+    ruleset = rules.load(gene_rules_dir / "rules")
+    engine = rules.Engine(ruleset)
+    assert engine.rule_count == 134
+    assert not ruleset.errors
+    compiled = {r.name: r for r in compiled_ruleset}
+    for rule in ruleset:
+        if rule.meta.disable:
+            assert rule.name not in compiled
+            continue
+        # templates substituted exactly as Gene's dump did
+        assert compiled[rule.name].matches == rule.matches, rule.name
+        assert compiled[rule.name].condition == rule.condition
+        assert compiled[rule.name].criticality == rule.criticality
+
+
+def test_there_are_57_rule_test_files() -> None:
+    if not TEST_FILES:
+        pytest.skip("gene-rules tests not present")
+    assert len(TEST_FILES) == 57
+
+
+@pytest.mark.parametrize("path", TEST_FILES, ids=[p.stem for p in TEST_FILES])
+def test_gene_rules_test_mode(path: Path, gene_rules_dir: Path) -> None:
+    """`gene -test -r rules -n NAME -j tests/NAME.json`: every event must raise an alert."""
+    ruleset = rules.load(gene_rules_dir / "rules").select(names=[path.stem])
+    engine = rules.Engine(ruleset)
+    assert engine.rule_count == 1
+    events = [obj for _, obj in iter_json_objects(path.read_text(encoding="utf-8"))]
+    assert events
+    unmatched = [e for e in events if not ((d := engine.match(e)) and d.signatures)]
+    assert unmatched == []
+
+
+def test_oracle_parity_without_containers(compiled_ruleset: rules.RuleSet,
+                                          oracle_records: list[dict]) -> None:
+    engine = rules.Engine(compiled_ruleset)
+    events = [(r["corpus_path"], copy.deepcopy(r["event"])) for r in oracle_records]
+    got = detections_of(engine, events)
+    expected = oracle_expected("gene-detections-corpus.jsonl")
+    assert len(expected) == 1046
+    assert got == expected
+    assert engine.scanned == 5371 and engine.positives == 1046
+
+
+def test_oracle_parity_with_containers(compiled_ruleset: rules.RuleSet,
+                                       oracle_records: list[dict],
+                                       oracle_containers: dict[str, list[str]]) -> None:
+    engine = rules.Engine(compiled_ruleset, containers=oracle_containers)
+    assert sorted(c.name for c in engine.rules if c.disabled) == ["DomainInMisp",
+                                                                  "SysmonDomainInMisp"]
+    events = [(r["corpus_path"], copy.deepcopy(r["event"])) for r in oracle_records]
+    got = detections_of(engine, events)
+    expected = oracle_expected("gene-detections-corpus-containers.jsonl")
+    assert len(expected) == 2089
+    assert got == expected
+
+
+def test_filter_only_events_are_left_untouched(compiled_ruleset: rules.RuleSet,
+                                               oracle_records: list[dict]) -> None:
+    engine = rules.Engine(compiled_ruleset)
+    filtered_only = 0
+    for record in oracle_records:
+        event = copy.deepcopy(record["event"])
+        det = engine.match(event)
+        if det is not None and det.filtered and not det.signatures:
+            filtered_only += 1
+            assert event == record["event"]
+    assert filtered_only == 456  # oracle README: 456 ProcessCreate-only events
