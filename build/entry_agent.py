@@ -1,0 +1,13 @@
+"""Frozen entry point of heron-agent: calls `agent.cli:main` (pyproject `[project.scripts]`)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+
+from agent.cli import main
+
+if __name__ == "__main__":
+    # NOTE(packaging): a frozen program must call freeze_support before anything spawns a child.
+    multiprocessing.freeze_support()
+    sys.exit(main())
