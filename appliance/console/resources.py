@@ -23,7 +23,7 @@ import falcon
 
 from appliance.console.assets import AssetCatalog, apply_security_headers
 from appliance.console.auth import ConsoleAuth
-from appliance.errors import MalformedBody, Unauthorized
+from appliance.errors import MalformedBody
 
 __all__ = ["PREFIX", "add_console_routes"]
 
@@ -42,6 +42,8 @@ def _envelope(resp: falcon.Response, data: Any) -> None:
 class PageResource:
     """GET /console and /console/: the single-page application shell."""
 
+    auth_exempt = True  # the shell holds no data; the login form is part of it
+
     def __init__(self, catalog: AssetCatalog) -> None:
         self._catalog = catalog
 
@@ -51,6 +53,8 @@ class PageResource:
 
 class AssetResource:
     """GET /console/static/{path}: one file of the catalog, by exact relative path."""
+
+    auth_exempt = True
 
     def __init__(self, catalog: AssetCatalog) -> None:
         self._catalog = catalog
@@ -104,7 +108,11 @@ class LogoutResource:
 
 
 class SessionResource:
-    """GET /console/api/session: the logged-in identity, its role and CSRF token."""
+    """GET /console/api/session: the logged-in identity, its role and CSRF token.
+
+    `data` is null when the browser has no live session (a 200, so that the page's first probe
+    does not log a failed request in the browser console).
+    """
 
     auth_exempt = True
 
@@ -114,7 +122,8 @@ class SessionResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         session = self._auth.session_for(req)
         if session is None:
-            raise Unauthorized("not logged in")
+            _envelope(resp, None)
+            return
         store = self._auth.sessions
         _envelope(resp, session.to_dict(lifetime=store.lifetime, idle_timeout=store.idle_timeout))
 

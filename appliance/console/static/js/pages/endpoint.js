@@ -1,0 +1,170 @@
+// Endpoint detail: facts, settings, actions, detections, timeline, commands, artifacts, IR reports.
+
+import { actionButtons } from "../actions.js";
+import { apiUrl, get, post } from "../api.js";
+import { endpointOs } from "../data.js";
+import { errorBox, field, fmtAgo, fmtTime, h, modal, replace, saveBlob, table, toast } from "../dom.js";
+import { detectionColumns, eventChannel, eventDetail, eventId, eventSubject, eventTime, signatures } from "../events.js";
+
+async function settle(promise) {
+  try {
+    return { ok: true, value: await promise };
+  } catch (err) {
+    return { ok: false, error: err };
+  }
+}
+
+function showEvent(e) {
+  modal("Event detail", (close) => h("div", {}, eventDetail(e), h("p", {}, h("button", { type: "button", onclick: () => close() }, "Close"))));
+}
+
+async function download(uuid, art, file) {
+  const url = apiUrl(`/endpoints/${uuid}/artifacts/${art["process-guid"]}/${art["event-hash"]}/${file.name}`, { raw: "true" });
+  try {
+    const resp = await fetch(url, { credentials: "same-origin" });
+    if (!resp.ok) throw new Error(`download failed: HTTP ${resp.status}`);
+    saveBlob(await resp.blob(), file.name);
+  } catch (err) {
+    toast(err.message, "error");
+  }
+}
+
+async function showReport(uuid, art) {
+  const url = `/endpoints/${uuid}/artifacts/${art["process-guid"]}/${art["event-hash"]}/report.json`;
+  const resp = await fetch(apiUrl(url, { raw: "true" }), { credentials: "same-origin" });
+  const body = resp.ok ? await resp.text() : `HTTP ${resp.status}`;
+  let pretty = body;
+  try {
+    pretty = JSON.stringify(JSON.parse(body), null, 2);
+  } catch { /* not JSON: show as is */ }
+  modal("IR report", (close) => h("div", {}, h("pre", { tabindex: "0" }, pretty), h("button", { type: "button", onclick: () => close() }, "Close")));
+}
+
+function artifactsTable(uuid, arts) {
+  return table(
+    [
+      { label: "Created (UTC)", class: "mono", render: (a) => fmtTime(a.creation || a.created) },
+      { label: "Process GUID", class: "mono", render: (a) => a["process-guid"] },
+      { label: "Event hash", class: "mono", render: (a) => String(a["event-hash"] || "").slice(0, 16) },
+      {
+        label: "Files",
+        render: (a) => h("ul", {}, (a.files || []).map((f) => h("li", {},
+          h("button", { type: "button", class: "link", onclick: () => download(uuid, a, f) }, `Download ${f.name}`), ` (${f.size ?? "?"} bytes)`))),
+      },
+      {
+        label: "IR report",
+        render: (a) => ((a.files || []).some((f) => f.name === "report.json")
+          ? h("button", { type: "button", class: "link", onclick: () => showReport(uuid, a).catch((err) => toast(err.message, "error")) }, "Open report")
+          : "—"),
+      },
+    ],
+    arts,
+    { empty: "No artifact uploaded." },
+  );
+}
+
+function commandsTable(cmds) {
+  return table(
+    [
+      { label: "Queued (UTC)", class: "mono", render: (c) => fmtTime(c.created) },
+      { label: "Command", class: "mono", render: (c) => [c.name, ...(c.args || [])].join(" ") },
+      { label: "State", render: (c) => c.state || (c.completed ? "completed" : c.sent ? "sent" : "queued") },
+      { label: "By", key: "issuer" },
+      {
+        label: "Output",
+        render: (c) => {
+          const r = c.result || c;
+          const out = [r.stdout, r.stderr, r.error].filter(Boolean).join("\n");
+          return out ? h("pre", { tabindex: "0" }, out.slice(0, 4000)) : "—";
+        },
+      },
+    ],
+    cmds,
+    { empty: "No command sent yet." },
+  );
+}
+
+function settingsForm(ep, reload) {
+  const group = h("input", { type: "text", name: "group", value: ep.group || "" });
+  const crit = h("input", { type: "number", name: "criticality", min: "0", max: "10", value: String(ep.criticality ?? 0) });
+  const form = h("form", { class: "inline", "aria-label": "Endpoint settings" }, field("Group", group), field("Criticality (0–10)", crit), h("button", { type: "submit" }, "Save"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await post(`/endpoints/${ep.uuid}`, { group: group.value, criticality: Number(crit.value) || 0 });
+      toast("Endpoint saved");
+      reload();
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  });
+  return form;
+}
+
+export async function render(root, ctx) {
+  const uuid = ctx.match[1];
+  const isAdmin = ctx.session.role === "admin";
+  const reload = () => window.dispatchEvent(new HashChangeEvent("hashchange"));
+  const [epR, detR, logR, artR, cmdR, repR] = await Promise.all([
+    settle(get(`/endpoints/${uuid}`)),
+    settle(get(`/endpoints/${uuid}/detections`, { last: "7d", limit: 200 })),
+    settle(get(`/endpoints/${uuid}/logs`, { last: "1h", limit: 200 })),
+    settle(get(`/endpoints/${uuid}/artifacts`)),
+    settle(get(`/endpoints/${uuid}/commands`)),
+    settle(get(`/endpoints/${uuid}/report`)),
+  ]);
+  if (!epR.ok) throw epR.error;
+  const ep = epR.value;
+  const report = repR.ok && repR.value ? repR.value : {};
+  const section = (id, title, body) => h("section", { class: "panel", "aria-labelledby": id }, h("h2", { id }, title), body);
+  const listOf = (r) => (r.ok ? r.value || [] : []);
+  const cmds = listOf(cmdR);
+  const cmdsBox = h("div", { "aria-live": "polite" }, cmdR.ok ? commandsTable(cmds) : errorBox(cmdR.error));
+  const pending = (list) => list.some((c) => !["completed", "timeout", "cancelled"].includes(c.state));
+
+  replace(
+    root,
+    h("h1", {}, `Endpoint ${ep.hostname || ep.uuid}`),
+    h("div", { class: "grid" },
+      section("ep-facts", "Facts", h("dl", { class: "kv" },
+        h("dt", {}, "UUID"), h("dd", { class: "mono" }, ep.uuid),
+        h("dt", {}, "Status"), h("dd", {}, ep.status || "—"),
+        h("dt", {}, "IP"), h("dd", { class: "mono" }, ep.ip || "—"),
+        h("dt", {}, "System"), h("dd", {}, endpointOs(ep) || "—"),
+        h("dt", {}, "Last seen"), h("dd", {}, `${fmtAgo(ep["last-connection"])} (${fmtTime(ep["last-connection"])})`),
+        h("dt", {}, "Last detection"), h("dd", {}, fmtTime(ep["last-detection"])),
+        h("dt", {}, "Score"), h("dd", {}, Number(ep.score ?? report.score ?? 0).toFixed(1)),
+      )),
+      section("ep-settings", "Settings and actions", h("div", {},
+        isAdmin ? settingsForm(ep, reload) : h("p", { class: "muted" }, "Analysts cannot change endpoints."),
+        actionButtons(ep, reload, { isAdmin }))),
+    ),
+    section("ep-dets", "Detections (7 days)", detR.ok ? table(detectionColumns(showEvent), detR.value || []) : errorBox(detR.error)),
+    section("ep-timeline", "Timeline (last hour)", logR.ok
+      ? h("ol", { class: "timeline mono" }, (logR.value || []).slice(0, 200).map((e) => h("li", {},
+        `${fmtTime(eventTime(e))}  ${eventChannel(e).split("/")[0]} ${eventId(e) ?? ""}  `,
+        signatures(e).length ? h("strong", {}, `[${signatures(e).join(", ")}] `) : null,
+        eventSubject(e).slice(0, 160), " ",
+        h("button", { type: "button", class: "link", onclick: () => showEvent(e) }, "Show"))))
+      : errorBox(logR.error)),
+    section("ep-cmds", "Commands", cmdsBox),
+    section("ep-arts", "Artifacts and IR reports", artR.ok ? artifactsTable(uuid, listOf(artR)) : errorBox(artR.error)),
+  );
+  // Refresh only the command list while a command is pending (focus stays where it is).
+  let last = cmds;
+  const timer = setInterval(async () => {
+    if (!ctx.isCurrent() || !pending(last)) return;
+    try {
+      last = (await get(`/endpoints/${uuid}/commands`)) || [];
+      replace(cmdsBox, commandsTable(last));
+    } catch { /* keep the previous list */ }
+  }, 2000);
+  window.addEventListener("heron:command-queued", onQueued);
+  function onQueued(ev) {
+    if (ev.detail === uuid) last = [{ state: "queued" }];
+  }
+  return () => {
+    clearInterval(timer);
+    window.removeEventListener("heron:command-queued", onQueued);
+  };
+}
