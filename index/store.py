@@ -1,0 +1,529 @@
+"""``EventStore``: the manager's event store (journal + Tantivy + DuckDB) and its API.
+
+Lifecycle: ``EventStore(root)`` recovers the journal tail, opens (or rebuilds) the Tantivy
+index and the DuckDB tables, queues every journal record that a backend has not committed
+yet (idempotent replay), and starts the writer thread. ``append`` is durable on return;
+``search``/``sql``/``iter_events`` read from any thread; ``close`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import tantivy
+
+from index.errors import IndexQueryError, InvalidEventError, StoreClosedError, StoreError
+from index.fields import event_hash
+from index.journal import Journal
+from index.query import QueryTranslator
+from index.schema import SCHEMA_VERSION, build_schema, register_analyzers, to_micros
+from index.tables import SqlResult, Tables
+from index.timewin import TimeLike, parse_datetime
+from index.writer import Indexer
+
+__all__ = ["AppendResult", "EndpointRef", "EventStore", "SearchPage", "StoreState"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Q = tantivy.Query
+Occur = tantivy.Occur
+_ITER_PAGE = 1000
+MAX_LIMIT = 10_000
+
+
+class StoreState(enum.Enum):
+    """Lifecycle of an :class:`EventStore`."""
+
+    OPEN = "open"  # accepting appends and queries
+    CLOSED = "closed"  # close() ran; every call raises StoreClosedError
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRef:
+    """The endpoint a batch came from (its certificate CN is ``uuid``)."""
+
+    uuid: str
+    hostname: str = ""
+    ip: str = ""
+    group: str = ""
+
+    def to_edr(self) -> dict[str, str]:
+        """Return the WHIDS ``EdrData.Endpoint`` object."""
+        return {"UUID": self.uuid, "IP": self.ip, "Hostname": self.hostname, "Group": self.group}
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Outcome of ``append``: the sequence range given to the batch.
+
+    Attributes:
+        first_seq: Sequence number of the first event (0 for an empty batch).
+        count: Number of events stored.
+        duplicate: True when ``(endpoint, batch_id)`` was already stored (nothing written).
+    """
+
+    first_seq: int
+    count: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of search results, newest event first.
+
+    Attributes:
+        events: Full events (with ``EdrData``).
+        next_cursor: Opaque cursor for the next page, ``None`` on the last page.
+        total: Number of matching events (of the whole result, not this page).
+    """
+
+    events: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int
+
+
+def _rfc3339_ns(ns: int) -> str:
+    secs, frac = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{frac:09d}Z"
+
+
+def _encode_cursor(ts_ns: int, seqs: list[int], total: int) -> str:
+    raw = orjson.dumps({"t": ts_ns, "s": seqs, "n": total})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, set[int], int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        body = orjson.loads(raw)
+        return int(body["t"]), {int(s) for s in body["s"]}, int(body["n"])
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError) as ex:
+        raise IndexQueryError("invalid cursor", query=cursor) from ex
+
+
+class EventStore:
+    """Durable, searchable event store; one per manager process.
+
+    Args:
+        root: Directory holding ``journal/``, ``index/`` and ``events.duckdb``.
+        clock: Returns epoch seconds (receipt times, retention).
+        commit_interval: Seconds between index commits (events searchable within it).
+        heap_size: Tantivy writer heap in bytes.
+        index_threads: Tantivy indexing threads.
+        fsync: Fsync the journal before ``append`` returns (only tests turn it off).
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        commit_interval: float = 1.0,
+        heap_size: int = 128_000_000,
+        index_threads: int = 1,
+        fsync: bool = True,
+        journal_segment_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.root = Path(root)
+        self._clock = clock
+        self._state = StoreState.OPEN
+        self._append_lock = threading.Lock()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._state_path = self.root / "store.json"
+        self._min_seq = self._load_state().get("min_seq", 1)
+        self.journal = Journal(self.root / "journal", segment_bytes=journal_segment_bytes,
+                               fsync=fsync)
+        self._index = self._open_index(self.root / "index")
+        self._schema = self._index.schema
+        self._translator = QueryTranslator(self._schema)
+        self.tables = Tables(self.root / "events.duckdb")
+        self._indexer = Indexer(self._index, self.tables, heap_size=heap_size,
+                                num_threads=index_threads, commit_interval=commit_interval)
+        self._batches: dict[tuple[str, str], tuple[int, int]] = {
+            (ep, bid): (first, count) for ep, bid, first, count in self.tables.batch_keys()
+        }
+        self._indexer.start()
+        replayed = self._replay()
+        logger.info("event store open at %s (next seq %d, %d records replayed)",
+                    self.root, self.journal.next_seq, replayed)
+
+    # -- opening ----------------------------------------------------------------------
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self._state_path.read_text()))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as ex:
+            raise StoreError(f"unreadable {self._state_path}: {ex}") from ex
+
+    def _save_state(self) -> None:
+        tmp = self._state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"min_seq": self._min_seq, "schema": SCHEMA_VERSION}))
+        tmp.replace(self._state_path)
+
+    def _open_index(self, path: Path) -> tantivy.Index:
+        marker = path / "heron-schema.json"
+        try:
+            version = json.loads(marker.read_text()).get("version") if marker.exists() else None
+            if version != SCHEMA_VERSION and path.exists():
+                logger.warning("index schema %s != %s: rebuilding from the journal",
+                               version, SCHEMA_VERSION)
+                shutil.rmtree(path)
+            path.mkdir(parents=True, exist_ok=True)
+            index = tantivy.Index(build_schema(), path=str(path), reuse=True)
+            marker.write_text(json.dumps({"version": SCHEMA_VERSION}))
+        except (OSError, ValueError) as ex:
+            raise StoreError(f"cannot open index {path}: {ex}") from ex
+        register_analyzers(index)
+        return index
+
+    def _replay(self) -> int:
+        stats = self._indexer.stats()
+        after = max(min(stats.tantivy_max, stats.tables_max), self._min_seq - 1)
+        count = 0
+        for record in self.journal.read(after_seq=after):
+            if record.batch_id is not None:
+                key = (record.endpoint.get("uuid", "").lower(), record.batch_id)
+                self._batches[key] = (record.first_seq, record.count)
+            self._indexer.submit(record)
+            count += 1
+        return count
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def state(self) -> StoreState:
+        """Current lifecycle state."""
+        return self._state
+
+    def _check_open(self) -> None:
+        if self._state is StoreState.CLOSED:
+            raise StoreClosedError(f"event store {self.root} is closed")
+
+    def close(self) -> None:
+        """Index what is queued, commit, and release every file (idempotent)."""
+        if self._state is StoreState.CLOSED:
+            return
+        self._state = StoreState.CLOSED
+        self._indexer.stop()
+        self._indexer.close_writer()
+        self.tables.close()
+        self.journal.close()
+        logger.info("event store closed at %s", self.root)
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ----------------------------------------------------------------------
+
+    def append(
+        self, events: list[dict[str, Any]], *, endpoint: EndpointRef, batch_id: str | None = None
+    ) -> AppendResult:
+        """Journal a batch (fsync'd on return) and queue it for indexing.
+
+        Idempotent on ``(endpoint.uuid, batch_id)``: a repeated batch returns the first
+        result with ``duplicate=True``. Sets ``Event.EdrData`` on stored copies.
+
+        Raises:
+            InvalidEventError: an event is not a ``{"Event": {...}}`` dict.
+            StoreError: the journal could not be written (nothing was acknowledged).
+        """
+        return self._append(events, endpoint=endpoint, batch_id=batch_id, retro=False)
+
+    def append_detections(
+        self, events: list[dict[str, Any]], *, endpoint: EndpointRef, batch_id: str | None = None
+    ) -> AppendResult:
+        """Store retro-hunt detections (``EdrData.Event.Retro = true``) as new events.
+
+        ``events`` are stored events re-matched by ``rules.Engine`` (their ``Detection`` set);
+        they get new sequence numbers and keep their event hash. Search them with
+        ``retro:true`` or ``detections_only=True``.
+        """
+        return self._append(events, endpoint=endpoint, batch_id=batch_id, retro=True)
+
+    def _append(
+        self, events: list[dict[str, Any]], *, endpoint: EndpointRef, batch_id: str | None,
+        retro: bool,
+    ) -> AppendResult:
+        self._check_open()
+        key = (endpoint.uuid.lower(), batch_id) if batch_id is not None else None
+        if key is not None and key in self._batches:
+            first, count = self._batches[key]
+            return AppendResult(first, count, duplicate=True)
+        if not events:
+            return AppendResult(0, 0)
+        rt_ns = int(self._clock() * 1e9)
+        finals = [self._finalize(ev, i, endpoint, rt_ns, retro) for i, ev in enumerate(events)]
+        encoded = [orjson.dumps(ev) for ev in finals]
+        with self._append_lock:
+            self._check_open()
+            if key is not None and key in self._batches:
+                first, count = self._batches[key]
+                return AppendResult(first, count, duplicate=True)
+            first = self.journal.next_seq
+            record = self.journal.append(finals, endpoint=asdict(endpoint), batch_id=batch_id,
+                                         rt_ns=rt_ns, first_seq=first, encoded=encoded)
+            if key is not None:
+                self._batches[key] = (first, len(finals))
+            self._indexer.submit(record, encoded)
+        return AppendResult(first, len(finals))
+
+    @staticmethod
+    def _finalize(
+        event: dict[str, Any], pos: int, endpoint: EndpointRef, rt_ns: int, retro: bool
+    ) -> dict[str, Any]:
+        inner = event.get("Event") if isinstance(event, dict) else None
+        if not isinstance(inner, dict):
+            raise InvalidEventError('not an {"Event": {...}} object', position=pos)
+        if not isinstance(inner.get("System", {}), dict):
+            raise InvalidEventError("Event.System is not an object", position=pos)
+        edr_prev = inner.get("EdrData") if isinstance(inner.get("EdrData"), dict) else {}
+        prev_hash = (edr_prev.get("Event") or {}).get("Hash") if retro else None
+        detection = inner.get("Detection")
+        edr_event: dict[str, Any] = {
+            "Hash": prev_hash or event_hash(event),
+            "Detection": bool(isinstance(detection, dict) and detection.get("Signature")),
+            "ReceiptTime": _rfc3339_ns(rt_ns),
+        }
+        if retro:
+            edr_event["Retro"] = True
+        edr = {"Endpoint": endpoint.to_edr(), "Event": edr_event}
+        return {**event, "Event": {**inner, "EdrData": edr}}
+
+    def flush(self, timeout: float | None = 60.0) -> None:
+        """Block until everything appended so far is committed and searchable."""
+        self._check_open()
+        self._indexer.call(self._indexer.commit).result(timeout)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _filters(
+        self, query: str, since: TimeLike, until: TimeLike, endpoint: str | None,
+        detections_only: bool,
+    ) -> list[tuple[tantivy.Occur, tantivy.Query]]:
+        clauses = [(Occur.Must, self._translator.translate(query))]
+        start = None if since in (None, "") else parse_datetime(since)  # type: ignore[arg-type]
+        end = None if until in (None, "") else parse_datetime(until)  # type: ignore[arg-type]
+        if start is not None and end is not None and start > end:
+            raise IndexQueryError("since is after until")
+        if start is not None or end is not None:
+            clauses.append((Occur.Must, Q.range_query(
+                self._schema, "ts", tantivy.FieldType.Integer,
+                None if start is None else to_micros(start),
+                None if end is None else to_micros(end))))
+        if endpoint:
+            clauses.append((Occur.Must, Q.term_query(self._schema, "endpoint", endpoint.lower())))
+        if detections_only:
+            clauses.append((Occur.Must, Q.term_query(self._schema, "det", 1)))
+        return clauses
+
+    def search(
+        self,
+        query: str = "",
+        *,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        endpoint: str | None = None,
+        detections_only: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Return matching events, newest event time first, ``limit`` per page.
+
+        Raises:
+            IndexQueryError: malformed query, time or cursor.
+        """
+        self._check_open()
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        clauses = self._filters(query, since, until, endpoint, detections_only)
+        seen: set[int] = set()
+        total = -1
+        if cursor:
+            boundary, seen, total = _decode_cursor(cursor)
+            clauses.append((Occur.Must, Q.range_query(
+                self._schema, "ts", tantivy.FieldType.Integer, None, boundary)))
+        searcher = self._index.searcher()
+        try:
+            result = searcher.search(Q.boolean_query(clauses), limit + 1 + len(seen),
+                                     count=total < 0, order_by_field="ts",
+                                     order=tantivy.Order.Desc)
+        except ValueError as ex:
+            raise IndexQueryError(f"search failed: {ex}", query=query) from ex
+        if total < 0:
+            total = int(result.count or 0)
+        seqs = searcher.fast_field_values("seq", [addr for _, addr in result.hits])
+        picked = [(key, seq, addr) for (key, addr), seq in zip(result.hits, seqs, strict=True)
+                  if seq not in seen][:limit]
+        picked.sort(key=lambda h: (h[0], h[1]), reverse=True)
+        events = [orjson.loads(searcher.doc(addr).get_first("raw")) for _, _, addr in picked]
+        next_cursor = None
+        if len(picked) == limit and len(result.hits) > limit + len(seen):
+            last_ts = picked[-1][0]
+            at_boundary = [s for k, s, _ in picked if k == last_ts]
+            if picked[0][0] == last_ts:
+                at_boundary += list(seen)
+            next_cursor = _encode_cursor(last_ts, at_boundary, total)
+        return SearchPage(events, next_cursor, total)
+
+    def count(self, query: str = "", **filters: Any) -> int:
+        """Return the number of matching events (same filters as ``search``)."""
+        self._check_open()
+        clauses = self._filters(query, filters.get("since"), filters.get("until"),
+                                filters.get("endpoint"), bool(filters.get("detections_only")))
+        result = self._index.searcher().search(Q.boolean_query(clauses), 0, count=True)
+        return int(result.count or 0)
+
+    def iter_events(
+        self,
+        *,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        endpoint: str | None = None,
+        query: str = "",
+        detections_only: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every matching stored event in store order (retro-hunt input)."""
+        self._check_open()
+        base = self._filters(query, since, until, endpoint, detections_only)
+        after = 0
+        while True:
+            clauses = [*base, (Occur.Must, Q.range_query(
+                self._schema, "seq", tantivy.FieldType.Unsigned, after + 1, None))]
+            searcher = self._index.searcher()
+            hits = searcher.search(Q.boolean_query(clauses), _ITER_PAGE, count=False,
+                                   order_by_field="seq", order=tantivy.Order.Asc).hits
+            if not hits:
+                return
+            for key, addr in hits:
+                yield orjson.loads(searcher.doc(addr).get_first("raw"))
+                after = int(key)
+            if len(hits) < _ITER_PAGE:
+                return
+
+    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000) -> SqlResult:
+        """Run one read-only SQL statement over the ``events`` table.
+
+        Raises:
+            SqlError: not a single SELECT, failed, or timed out.
+        """
+        self._check_open()
+        return self.tables.sql(query, timeout=timeout, max_rows=max_rows)
+
+    # -- maintenance ------------------------------------------------------------------
+
+    def _on_writer(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        self._check_open()
+        result: T = self._indexer.call(fn).result(timeout)
+        return result
+
+    def reindex(self) -> int:
+        """Rebuild the Tantivy index and the tables from the journal; return events indexed."""
+        def run() -> int:
+            self._indexer.delete_all()
+            total = 0
+            group = []
+            for record in self.journal.read(after_seq=self._min_seq - 1):
+                group.append((record, None))
+                total += record.count
+                if len(group) >= 64:
+                    self._indexer.apply(group)
+                    group = []
+            if group:
+                self._indexer.apply(group)
+            self._indexer.commit()
+            return total
+
+        with self._append_lock:  # NOTE(index): appends wait; the journal must not move
+            count = self._on_writer(run)
+        logger.info("reindexed %d events from the journal", count)
+        return count
+
+    def merge_segments(self) -> int:
+        """Merge Tantivy segments and purge deleted documents; return the segment count."""
+        return self._on_writer(self._indexer.merge)
+
+    def apply_retention(
+        self, *, max_age: timedelta | None = None, max_bytes: int | None = None
+    ) -> int:
+        """Drop the oldest events (by receipt order) past an age or a disk budget.
+
+        Returns:
+            The new lowest kept sequence number.
+        """
+        self.flush()
+        cutoff = self._min_seq
+        if max_age is not None:
+            limit = datetime.fromtimestamp(self._clock(), UTC) - max_age
+            rows = self.tables.read("SELECT max(seq) FROM events WHERE rt < ?",
+                                    (limit.replace(tzinfo=None),))
+            if rows and rows[0][0] is not None:
+                cutoff = max(cutoff, int(rows[0][0]) + 1)
+        if max_bytes is not None:
+            used = self.disk_usage()["total"]
+            live = self.tables.read("SELECT count(*), min(seq) FROM events")[0]
+            if used > max_bytes and live[0]:
+                drop = int((used - max_bytes) / (used / live[0])) + 1
+                rows = self.tables.read(
+                    "SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?", (drop,))
+                cutoff = max(cutoff, int(rows[0][0]) if rows else self.journal.next_seq)
+        if cutoff <= self._min_seq:
+            return self._min_seq
+        self._on_writer(lambda: self._indexer.delete_below(cutoff))
+        self._min_seq = cutoff
+        self._save_state()
+        dropped = self.journal.drop_before(cutoff)
+        with self._append_lock:
+            self._batches = {k: v for k, v in self._batches.items() if sum(v) > cutoff}
+        logger.info("retention: kept seq >= %d, dropped %d journal segments", cutoff, len(dropped))
+        return cutoff
+
+    def disk_usage(self) -> dict[str, int]:
+        """Return bytes on disk per component and in total."""
+        def size(path: Path) -> int:
+            if path.is_file():
+                return path.stat().st_size
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+        usage = {
+            "journal": size(self.root / "journal"),
+            "index": size(self.root / "index"),
+            "tables": sum(size(p) for p in self.root.glob("events.duckdb*")),
+        }
+        usage["total"] = sum(usage.values())
+        return usage
+
+    def stats(self) -> dict[str, Any]:
+        """Return counters: events, segments, pending records, bytes, last commit."""
+        self._check_open()
+        searcher = self._index.searcher()
+        writer = self._indexer.stats()
+        return {
+            "events": int(searcher.num_docs),
+            "segments": int(searcher.num_segments),
+            "next_seq": self.journal.next_seq,
+            "min_seq": self._min_seq,
+            "pending": writer.pending,
+            "commits": writer.commits,
+            "last_commit": writer.last_commit,
+            "indexer_error": writer.error,
+            "bytes": self.disk_usage(),
+        }

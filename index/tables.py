@@ -1,0 +1,235 @@
+"""The DuckDB analytics tables: one ``events`` row per stored event, plus ``batches``.
+
+One writer (the store's writer thread) inserts whole batches through a DuckDB appender
+(PERF: ``executemany`` is ~400× slower, see deps.md §5). Readers run on their own cursors.
+Analyst SQL is read-only: exactly one ``SELECT``/``EXPLAIN`` statement, file access disabled
+(``enable_external_access=false``), configuration locked, a timeout enforced with
+``interrupt()`` and a row cap. ``duckdb.Error`` is translated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from index.errors import SqlError, StoreError
+from index.fields import COLUMNS_ONLY, HASH_ALGOS, PROMOTED, IndexedEvent
+
+__all__ = ["EVENT_COLUMNS", "SqlResult", "Tables"]
+
+logger = logging.getLogger(__name__)
+
+_DATA_COLUMNS: dict[str, str] = {**PROMOTED, **COLUMNS_ONLY}
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("seq", "UBIGINT NOT NULL"),
+    ("ts", "TIMESTAMP NOT NULL"),
+    ("rt", "TIMESTAMP NOT NULL"),
+    ("endpoint", "VARCHAR NOT NULL"),
+    ("hostname", "VARCHAR"),
+    ("channel", "VARCHAR"),
+    ("event_id", "INTEGER"),
+    ("computer", "VARCHAR"),
+    *((col, "VARCHAR") for col in _DATA_COLUMNS.values()),
+    *((algo, "VARCHAR") for algo in HASH_ALGOS),
+    ("signatures", "VARCHAR[]"),
+    ("criticality", "UTINYINT"),
+    ("detection", "BOOLEAN"),
+    ("retro", "BOOLEAN"),
+    ("event_hash", "VARCHAR"),
+)
+_ALLOWED_SQL = {"SELECT", "EXPLAIN"}
+
+
+@dataclass(frozen=True, slots=True)
+class SqlResult:
+    """Rows of a read-only SQL query.
+
+    Attributes:
+        columns: Column names.
+        rows: Row tuples (at most ``max_rows``).
+        truncated: True when more rows existed than ``max_rows``.
+    """
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+def event_row(ev: IndexedEvent) -> tuple[Any, ...]:
+    """Return the ``events`` row of one event, in :data:`EVENT_COLUMNS` order."""
+    lowered = {k.lower(): v for k, v in ev.data.items()}
+    return (
+        ev.seq,
+        _naive_utc(ev.ts),
+        _naive_utc(ev.rt),
+        ev.endpoint,
+        ev.hostname,
+        ev.channel,
+        ev.event_id,
+        ev.computer,
+        *(lowered.get(name) for name in _DATA_COLUMNS),
+        *((ev.hashes.get(algo) or (None,))[0] for algo in HASH_ALGOS),
+        list(ev.signatures),
+        ev.criticality,
+        ev.detection,
+        ev.retro,
+        ev.event_hash,
+    )
+
+
+class Tables:
+    """Owner of ``events.duckdb``; writes only from the store's writer thread."""
+
+    def __init__(self, path: Path | str, *, threads: int | None = None) -> None:
+        self._path = str(path)
+        try:
+            self._con = duckdb.connect(self._path)
+            if threads:
+                self._con.execute(f"SET threads={int(threads)}")
+            self._create()
+            for setting in (
+                "SET enable_external_access=false",
+                "SET autoinstall_known_extensions=false",
+                "SET autoload_known_extensions=false",
+                "SET lock_configuration=true",
+            ):
+                self._con.execute(setting)
+            # NOTE(index): readers derive cursors from a connection that never runs queries,
+            # so they never meet "connection is busy" from the writer (deps.md §5).
+            self._reader_root = self._con.cursor()
+        except duckdb.Error as ex:
+            raise StoreError(f"cannot open {self._path}: {ex}") from ex
+        self._reader_lock = threading.Lock()
+        self._closed = False
+
+    def _create(self) -> None:
+        cols = ", ".join(f"{name} {ddl}" for name, ddl in EVENT_COLUMNS)
+        self._con.execute(f"CREATE TABLE IF NOT EXISTS events ({cols})")
+        self._con.execute(
+            "CREATE TABLE IF NOT EXISTS batches (endpoint VARCHAR NOT NULL, batch_id VARCHAR "
+            "NOT NULL, first_seq UBIGINT NOT NULL, count UINTEGER NOT NULL, rt TIMESTAMP)"
+        )
+
+    # -- writer side ------------------------------------------------------------------
+
+    def insert(self, events: Sequence[IndexedEvent], batches: Iterable[tuple[Any, ...]]) -> None:
+        """Append event rows and batch keys in one transaction."""
+        rows = [event_row(ev) for ev in events]
+        batch_rows = list(batches)
+        try:
+            self._con.execute("BEGIN")
+            if rows:
+                appender = self._con.appender("events")
+                appender.append_rows(rows)
+                appender.flush()
+            if batch_rows:
+                appender = self._con.appender("batches")
+                appender.append_rows(batch_rows)
+                appender.flush()
+            self._con.execute("COMMIT")
+        except duckdb.Error as ex:
+            try:
+                self._con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise StoreError(f"DuckDB insert failed: {ex}") from ex
+
+    def execute_write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one write statement on the writer connection."""
+        try:
+            self._con.execute(sql, list(params))
+        except duckdb.Error as ex:
+            raise StoreError(f"DuckDB write failed: {ex}") from ex
+
+    def max_seq(self) -> int:
+        """Return the highest stored sequence number (0 when empty)."""
+        return int(self._scalar("SELECT coalesce(max(seq), 0) FROM events"))
+
+    def batch_keys(self) -> list[tuple[str, str, int, int]]:
+        """Return every ``(endpoint, batch_id, first_seq, count)`` known to the table."""
+        try:
+            return [tuple(r) for r in self._con.execute(  # type: ignore[misc]
+                "SELECT endpoint, batch_id, first_seq, count FROM batches").fetchall()]
+        except duckdb.Error as ex:
+            raise StoreError(f"DuckDB read failed: {ex}") from ex
+
+    def _scalar(self, sql: str) -> Any:
+        try:
+            row = self._con.execute(sql).fetchone()
+        except duckdb.Error as ex:
+            raise StoreError(f"DuckDB read failed: {ex}") from ex
+        return row[0] if row else None
+
+    def checkpoint(self) -> None:
+        """Force a DuckDB checkpoint (compacts the WAL into the file)."""
+        self.execute_write("CHECKPOINT")
+
+    # -- reader side ------------------------------------------------------------------
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._reader_lock:
+            return self._reader_root.cursor()
+
+    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000) -> SqlResult:
+        """Run one read-only statement with a timeout and a row cap.
+
+        Raises:
+            SqlError: not exactly one SELECT/EXPLAIN, a syntax error, or the timeout.
+        """
+        cur = self._cursor()
+        try:
+            statements = cur.extract_statements(query)
+            if len(statements) != 1:
+                raise SqlError(f"expected exactly one statement, got {len(statements)}",
+                               query=query)
+            kind = statements[0].type.name
+            if kind not in _ALLOWED_SQL:
+                raise SqlError(f"only SELECT statements are allowed, not {kind}", query=query)
+            timer = threading.Timer(timeout, cur.interrupt)
+            timer.daemon = True
+            timer.start()
+            try:
+                cur.execute(query)
+                columns = [d[0] for d in cur.description or ()]
+                rows = cur.fetchmany(max_rows + 1)
+            finally:
+                timer.cancel()
+        except duckdb.InterruptException as ex:
+            raise SqlError(f"query exceeded the {timeout:g} s timeout", query=query) from ex
+        except duckdb.Error as ex:
+            raise SqlError(f"SQL failed: {ex}", query=query) from ex
+        finally:
+            cur.close()
+        return SqlResult(columns, [tuple(r) for r in rows[:max_rows]], len(rows) > max_rows)
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run an internal read query on a fresh cursor."""
+        cur = self._cursor()
+        try:
+            return [tuple(r) for r in cur.execute(sql, list(params)).fetchall()]
+        except duckdb.Error as ex:
+            raise StoreError(f"DuckDB read failed: {ex}") from ex
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        """Checkpoint and close (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for con in (self._reader_root, self._con):
+            try:
+                con.close()
+            except Exception:  # noqa: BLE001 - close path
+                pass

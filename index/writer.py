@@ -1,0 +1,289 @@
+"""The store's single writer thread: journal records → Tantivy documents + DuckDB rows.
+
+Everything that mutates the Tantivy index or the DuckDB tables runs here, fed by a queue
+(datasette's ``Database._execute_writes`` shape). Records are applied in sequence order;
+each backend remembers the highest sequence it holds (``tantivy_max``/``tables_max``), so a
+replay after a crash skips what a backend already committed: replay is idempotent.
+
+Commit policy: the first uncommitted document starts a clock; the index is committed and
+the reader reloaded when ``commit_interval`` has elapsed (or on ``flush``), so an event is
+searchable at most ``commit_interval`` + commit time after ``append`` returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import tantivy
+
+from index.errors import StoreError
+from index.fields import IndexedEvent, extract
+from index.journal import JournalRecord
+from index.schema import make_document
+from index.tables import Tables
+
+__all__ = ["Indexer", "IndexerStats"]
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+_GROUP_EVENTS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class IndexerStats:
+    """Counters of the writer thread."""
+
+    tantivy_max: int
+    tables_max: int
+    pending: int
+    commits: int
+    last_commit: float
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    fn: Callable[[], Any]
+    future: Future[Any]
+
+
+class Indexer:
+    """Owns the Tantivy writer and the DuckDB writer connection; runs the writer thread."""
+
+    def __init__(
+        self,
+        index: tantivy.Index,
+        tables: Tables,
+        *,
+        heap_size: int,
+        num_threads: int,
+        commit_interval: float,
+        max_queue: int = 512,
+    ) -> None:
+        self.index = index
+        self.tables = tables
+        self._heap_size = heap_size
+        self._num_threads = num_threads
+        self._writer = index.writer(heap_size=heap_size, num_threads=num_threads)
+        self._commit_interval = commit_interval
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self.tantivy_max = self._tantivy_max_seq()
+        self.tables_max = tables.max_seq()
+        self._dirty_since: float | None = None
+        self._commits = 0
+        self._last_commit = 0.0
+        self._error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="heron-index-writer", daemon=True)
+        self._started = False
+
+    def _tantivy_max_seq(self) -> int:
+        self.index.reload()
+        searcher = self.index.searcher()
+        if searcher.num_docs == 0:
+            return 0
+        hits = searcher.search(tantivy.Query.all_query(), 1, count=False, order_by_field="seq",
+                               order=tantivy.Order.Desc).hits
+        return int(hits[0][0]) if hits else 0
+
+    # -- public (any thread) ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._started = True
+        self._thread.start()
+
+    def submit(self, record: JournalRecord, encoded: list[bytes] | None = None) -> None:
+        """Queue one journal record (blocks when the queue is full: back-pressure)."""
+        self._queue.put((record, encoded))
+
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the writer thread after everything queued before it."""
+        future: Future[Any] = Future()
+        self._queue.put(_Call(fn, future))
+        return future
+
+    def stats(self) -> IndexerStats:
+        """Return the writer counters."""
+        return IndexerStats(self.tantivy_max, self.tables_max, self._queue.qsize(),
+                            self._commits, self._last_commit, self._error)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Commit what is pending and stop the thread (idempotent)."""
+        if self._started and self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+
+    # -- writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            timeout = None
+            if self._dirty_since is not None:
+                timeout = max(0.0, self._dirty_since + self._commit_interval - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                self._commit_safely()
+                continue
+            if item is _STOP:
+                self._commit_safely()
+                return
+            if isinstance(item, _Call):
+                self._run_call(item)
+                continue
+            group = [item]
+            size = item[0].count
+            while size < _GROUP_EVENTS:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(nxt, tuple):
+                    self._apply_safely(group)
+                    group, size = [], 0
+                    self._queue_front(nxt)
+                    break
+                group.append(nxt)
+                size += nxt[0].count
+            if group:
+                self._apply_safely(group)
+            if (self._dirty_since is not None
+                    and time.monotonic() - self._dirty_since >= self._commit_interval):
+                self._commit_safely()
+
+    def _queue_front(self, item: Any) -> None:
+        if item is _STOP:
+            self._commit_safely()
+            self._queue.put(_STOP)  # NOTE(index): nothing is queued after _STOP
+            return
+        self._run_call(item)
+
+    def _run_call(self, call: _Call) -> None:
+        try:
+            call.future.set_result(call.fn())
+        except BaseException as ex:  # noqa: BLE001 - handed to the caller
+            call.future.set_exception(ex)
+
+    def _apply_safely(self, group: list[tuple[JournalRecord, list[bytes] | None]]) -> None:
+        try:
+            self.apply(group)
+        except Exception as ex:  # noqa: BLE001 - the journal keeps the data; reindex repairs
+            self._error = f"{type(ex).__name__}: {ex}"
+            logger.error("indexing failed; events stay in the journal", exc_info=True)
+
+    def _commit_safely(self) -> None:
+        try:
+            self.commit()
+        except Exception as ex:  # noqa: BLE001
+            self._error = f"{type(ex).__name__}: {ex}"
+            logger.error("index commit failed", exc_info=True)
+
+    # -- operations (writer thread only) ----------------------------------------------
+
+    def apply(self, group: list[tuple[JournalRecord, list[bytes] | None]]) -> None:
+        """Index a group of records into both backends, skipping what each already has."""
+        rows: list[IndexedEvent] = []
+        batches: list[tuple[Any, ...]] = []
+        added = 0
+        for record, encoded in group:
+            if record.last_seq <= min(self.tantivy_max, self.tables_max):
+                continue
+            parsed = _indexed(record, encoded)
+            for ev in parsed:
+                if ev.seq > self.tantivy_max:
+                    self._writer.add_document(make_document(ev))
+                    added += 1
+                if ev.seq > self.tables_max:
+                    rows.append(ev)
+            if record.batch_id is not None and record.last_seq > self.tables_max:
+                batches.append((record.endpoint.get("uuid", "").lower(), record.batch_id,
+                                record.first_seq, record.count,
+                                datetime.fromtimestamp(record.rt_ns / 1e9, UTC).replace(tzinfo=None)))
+            self.tantivy_max = max(self.tantivy_max, record.last_seq)
+        if rows or batches:
+            self.tables.insert(rows, batches)
+            self.tables_max = max(self.tables_max, max((r.seq for r in rows), default=0),
+                                  max((b[2] + b[3] - 1 for b in batches), default=0))
+        if added and self._dirty_since is None:
+            self._dirty_since = time.monotonic()
+
+    def commit(self) -> None:
+        """Commit the Tantivy writer and reload the reader (no-op when clean)."""
+        if self._dirty_since is None:
+            return
+        try:
+            self._writer.commit()
+            self.index.reload()
+        except ValueError as ex:
+            raise StoreError(f"Tantivy commit failed: {ex}") from ex
+        self._dirty_since = None
+        self._commits += 1
+        self._last_commit = time.time()
+
+    def mark_dirty(self) -> None:
+        """Force the next ``commit`` to run (after deletes)."""
+        if self._dirty_since is None:
+            self._dirty_since = time.monotonic()
+
+    def delete_below(self, seq: int) -> None:
+        """Delete every document with a sequence number below ``seq`` from both backends."""
+        if seq <= 1:
+            return
+        query = tantivy.Query.range_query(self.index.schema, "seq", tantivy.FieldType.Unsigned,
+                                          None, seq - 1)
+        self._writer.delete_documents_by_query(query)
+        self.mark_dirty()
+        self.commit()
+        self.tables.execute_write("DELETE FROM events WHERE seq < ?", (seq,))
+        self.tables.execute_write("DELETE FROM batches WHERE first_seq + count <= ?", (seq,))
+
+    def delete_all(self) -> None:
+        """Empty both backends (before a reindex)."""
+        self._writer.delete_all_documents()
+        self.mark_dirty()
+        self.commit()
+        self.tables.execute_write("DELETE FROM events")
+        self.tables.execute_write("DELETE FROM batches")
+        self.tantivy_max = 0
+        self.tables_max = 0
+
+    def merge(self) -> int:
+        """Commit, wait for segment merges, collect garbage; return the segment count."""
+        self.mark_dirty()
+        self.commit()
+        self._writer.wait_merging_threads()  # NOTE(index): consumes the writer
+        self._writer = self.index.writer(heap_size=self._heap_size, num_threads=self._num_threads)
+        self._writer.garbage_collect_files()
+        self.index.reload()
+        return int(self.index.searcher().num_segments)
+
+    def close_writer(self) -> None:
+        """Release the Tantivy writer lock (after ``stop``)."""
+        try:
+            self._writer.wait_merging_threads()
+        except Exception:  # noqa: BLE001 - close path
+            pass
+
+
+def _indexed(record: JournalRecord, encoded: list[bytes] | None) -> list[IndexedEvent]:
+    endpoint = record.endpoint.get("uuid", "").lower()
+    hostname = record.endpoint.get("hostname", "")
+    rt = datetime.fromtimestamp(record.rt_ns / 1e9, UTC)
+    out = []
+    for i, event in enumerate(record.events):
+        raw = encoded[i] if encoded is not None else orjson.dumps(event)
+        edr = event["Event"].get("EdrData") or {}
+        ehash = (edr.get("Event") or {}).get("Hash", "")
+        out.append(extract(event, seq=record.first_seq + i, rt=rt, endpoint=endpoint,
+                           hostname=hostname, ehash=ehash, raw=raw))
+    return out
