@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import falcon
 
 from appliance.console.sessions import Session, SessionStore
-from appliance.errors import Forbidden, Unauthorized
+from appliance.errors import ApplianceError, Forbidden, Unauthorized
 
 __all__ = [
     "CONSOLE_ROLES",
@@ -74,6 +74,8 @@ class ConsoleAuth:
         sessions: the session table (a fresh one by default).
         console_roles: roles allowed to open a console session.
         secure_cookies: set `Secure` on cookies (only tests over plain HTTP turn it off).
+        refresh: optional `fn(identity) -> identity | None` re-reading the user on each request,
+            so that deleting a user or changing their role takes effect on open sessions.
     """
 
     def __init__(
@@ -83,8 +85,10 @@ class ConsoleAuth:
         *,
         console_roles: Iterable[str] = CONSOLE_ROLES,
         secure_cookies: bool = True,
+        refresh: Callable[[Any], Any | None] | None = None,
     ) -> None:
         self._authenticate = authenticate
+        self._refresh = refresh
         self.sessions = sessions if sessions is not None else SessionStore()
         self.console_roles = frozenset(console_roles)
         self.secure_cookies = secure_cookies
@@ -100,7 +104,10 @@ class ConsoleAuth:
         """
         if not api_key or not isinstance(api_key, str):
             raise Unauthorized("an API key is required")
-        identity = self._authenticate(api_key.strip())
+        try:
+            identity = self._authenticate(api_key.strip())
+        except Unauthorized:  # the manager's check raises rather than returning None
+            identity = None
         if identity is None:
             logger.warning("console login refused: unknown API key")
             raise Unauthorized("invalid API key")
@@ -138,7 +145,17 @@ class ConsoleAuth:
             return None
         if req.method not in SAFE_METHODS:
             self.check_csrf(req, session)
-        return session.identity
+        if self._refresh is None:
+            return session.identity
+        try:
+            current = self._refresh(session.identity)
+        except ApplianceError:  # NotFound: the user was deleted
+            current = None
+        if current is None or role_of(current) not in self.console_roles:
+            logger.info("console session of %s ended: user deleted or role changed", session.name)
+            self.sessions.delete_where(lambda s: s.key == session.key)
+            return None
+        return current
 
     def check_csrf(self, req: falcon.Request, session: Session) -> None:
         """Raise Forbidden unless the request proves it comes from the console page."""

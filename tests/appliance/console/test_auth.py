@@ -174,3 +174,46 @@ def test_session_table_stores_no_usable_cookie(client: Client, console_auth: Con
     cookies, _, _ = login(client, ADMIN_KEY)
     stored = console_auth.sessions._sessions  # noqa: SLF001
     assert cookies[SESSION_COOKIE] not in stored
+
+
+def test_refresh_ends_sessions_of_deleted_or_demoted_users(clock: Clock) -> None:
+    from appliance.console import SessionStore, add_console_routes
+    from appliance.errors import ApplianceError, NotFound
+
+    from .conftest import AuthMiddleware, FakeUser, Stats, _render, authenticate
+
+    current: dict[str, FakeUser] = {}
+
+    def refresh(ident: FakeUser) -> FakeUser:
+        if ident.identifier not in current:
+            raise NotFound("no such user")
+        return current[ident.identifier]
+
+    auth = ConsoleAuth(authenticate, SessionStore(clock=clock), refresh=refresh)
+    app = falcon.App(middleware=[AuthMiddleware(auth)])
+    app.add_error_handler(ApplianceError, _render)
+    app.add_route("/stats", Stats())
+    add_console_routes(app, auth)
+    client = falcon.testing.TestClient(app)
+    current["analyst-user"] = FakeUser("analyst-user", "analyst")
+    current["admin-user"] = FakeUser("admin-user", "admin")
+    analyst, _, _ = login(client, ANALYST_KEY)
+    admin, _, _ = login(client, ADMIN_KEY)
+    assert client.simulate_get("/stats", cookies=analyst).status_code == 200
+    del current["analyst-user"]
+    assert client.simulate_get("/stats", cookies=analyst).status_code == 401
+    current["admin-user"] = FakeUser("admin-user", "plugin")  # demoted to a machine role
+    assert client.simulate_get("/stats", cookies=admin).status_code == 401
+    assert len(auth.sessions) == 0
+
+
+def test_authenticate_that_raises_unauthorized_is_a_failed_login(clock: Clock) -> None:
+    from appliance.console import SessionStore
+    from appliance.errors import Unauthorized
+
+    def strict(key: str) -> object:
+        raise Unauthorized("unknown key")
+
+    auth = ConsoleAuth(strict, SessionStore(clock=clock))
+    with pytest.raises(Unauthorized, match="invalid API key"):
+        auth.login("whatever")
