@@ -78,7 +78,8 @@ export async function contain(ep) {
     "Contain",
   );
   if (!ok) return false;
-  await post(`/endpoints/${ep.uuid}/contain`, {});
+  // The agent's built-in `contain` command (nft/iptables/netsh); `uncontain` lifts it.
+  await post(`/endpoints/${ep.uuid}/command`, { "command-line": "contain", name: "contain", args: [] });
   toast(`Containment queued for ${ep.hostname || ep.uuid}`);
   return true;
 }
