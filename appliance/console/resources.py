@@ -24,6 +24,7 @@ import falcon
 from appliance.console.assets import AssetCatalog, apply_security_headers
 from appliance.console.auth import ConsoleAuth
 from appliance.errors import MalformedBody
+from appliance.middleware import JsonBody
 
 __all__ = ["PREFIX", "add_console_routes"]
 
@@ -31,6 +32,29 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "/console"
 MAX_LOGIN_BODY = 4096
+LOGIN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["api_key"],
+    "properties": {"api_key": {"type": "string", "minLength": 1, "maxLength": 512}},
+}
+SESSION_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "properties": {
+        "name": {"type": "string"},
+        "role": {"type": "string", "enum": ["admin", "analyst"]},
+        "csrf_token": {"type": "string"},
+        "created": {"type": "number"},
+        "expires": {"type": "number"},
+    },
+}
+_MISSING = object()
+
+
+def _login_body(data: Any) -> dict[str, Any]:
+    """Converter for the manager's body middleware: a JSON object is all we need."""
+    if not isinstance(data, dict):
+        raise MalformedBody("login body must be a JSON object")
+    return data
 
 
 def _envelope(resp: falcon.Response, data: Any) -> None:
@@ -43,11 +67,13 @@ class PageResource:
     """GET /console and /console/: the single-page application shell."""
 
     auth_exempt = True  # the shell holds no data; the login form is part of it
+    PRODUCES = {"get": "text/html"}
 
     def __init__(self, catalog: AssetCatalog) -> None:
         self._catalog = catalog
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The console page."""
         self._catalog.serve(req, resp, "index.html")
 
 
@@ -55,11 +81,13 @@ class AssetResource:
     """GET /console/static/{path}: one file of the catalog, by exact relative path."""
 
     auth_exempt = True
+    PRODUCES = {"get": "application/octet-stream"}
 
     def __init__(self, catalog: AssetCatalog) -> None:
         self._catalog = catalog
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, path: str) -> None:
+        """A static file of the console (JS module, CSS, SVG)."""
         self._catalog.serve(req, resp, path)
 
 
@@ -67,23 +95,27 @@ class LoginResource:
     """POST /console/api/login: exchange an API key for a session cookie."""
 
     auth_exempt = True  # NOTE(console): the manager's auth middleware lets this one through
+    BODY = {"post": JsonBody(_login_body, LOGIN_SCHEMA, max_size=MAX_LOGIN_BODY)}
 
     def __init__(self, auth: ConsoleAuth) -> None:
         self._auth = auth
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Log in with an API key: sets the session and CSRF cookies."""
         # SECURITY(console): JSON only, so a cross-site HTML form cannot log a victim in.
         if req.content_type is None or not req.content_type.startswith("application/json"):
             raise MalformedBody("login expects a JSON body")
-        if (req.content_length or 0) > MAX_LOGIN_BODY:
-            raise MalformedBody("login body too large")
-        try:
-            body = req.get_media()
-        except falcon.MediaMalformedError as ex:
-            raise MalformedBody("login body is not valid JSON") from ex
-        if not isinstance(body, dict):
-            raise MalformedBody("login body must be a JSON object")
+        body = getattr(req.context, "body", _MISSING)  # parsed by the manager's BodyParser
+        if body is _MISSING:
+            if (req.content_length or 0) > MAX_LOGIN_BODY:
+                raise MalformedBody("login body too large")
+            try:
+                body = _login_body(req.get_media())
+            except falcon.MediaMalformedError as ex:
+                raise MalformedBody("login body is not valid JSON") from ex
         key = body.get("api_key") or body.get("key") or ""
+        if not isinstance(key, str):
+            raise MalformedBody("api_key must be a string")
         sid, session = self._auth.login(str(key))
         self._auth.set_cookies(resp, sid, session)
         store = self._auth.sessions
@@ -99,6 +131,7 @@ class LogoutResource:
         self._auth = auth
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Log out: ends the session and expires the cookies."""
         session = self._auth.session_for(req)
         if session is not None:
             self._auth.check_csrf(req, session)
@@ -120,6 +153,7 @@ class SessionResource:
         self._auth = auth
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The current console session, or null."""
         session = self._auth.session_for(req)
         if session is None:
             _envelope(resp, None)
