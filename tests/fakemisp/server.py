@@ -118,8 +118,8 @@ class FakeMisp:
 
     def inject(self, kind: str, prefix: str = "", *, times: int | None = None,
                delay: float = 2.0, reset_after: int = 900) -> Fault:
-        """Make matching requests fail: 403 bad key, 429 (restSearch only), 500, slow, reset,
-        truncated body."""
+        """Make matching requests fail: 403 bad key, 429 (restSearch only), 500, slow, reset (before
+        processing), truncate (processed, then the reply is cut: a lost response)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}")
         fault = Fault(kind, prefix, times, delay, reset_after)
@@ -213,8 +213,10 @@ class _Handler(BaseHTTPRequestHandler):
         status = 0
         try:
             fault = fake.take_fault(path)
+            if fault is not None and fault.kind == "truncate":
+                status, _, _ = self._route(method, path, body)  # done, but the reply is lost
             if fault is not None and self._apply_fault(fault, path):
-                status = -1
+                status = -status if status else -1
                 return
             status, payload, headers = self._route(method, path, body)
             self._reply(status, payload, headers, head=(method == "HEAD"))

@@ -1,0 +1,185 @@
+"""The one boundary to PyMISP: lazy, retried connection and translation of every failure.
+
+`MispClient` builds the PyMISP object on first use through an injected factory (the constructor makes 3
+HTTP calls, misp.md §1.2, so it is never built at manager start), backs off exponentially while MISP is
+down, and turns requests/PyMISP exceptions and PyMISP's `{"errors": (status, body)}` replies into the
+`MispError` tree (`EXCEPTION_MAP`, checked complete by a test). Callers above this module never see a
+PyMISP or requests exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+from pymisp import PyMISP
+from pymisp import exceptions as pymisp_exceptions
+
+from .errors import (
+    MispError,
+    MispRateLimited,
+    MispRejected,
+    MispServerError,
+    MispSettingsError,
+    MispUnavailable,
+)
+from .settings import MispSettings
+
+__all__ = ["EXCEPTION_MAP", "ClientFactory", "MispClient", "pymisp_factory"]
+
+logger = logging.getLogger(__name__)
+
+ClientFactory = Callable[[MispSettings], Any]
+TOOL = "heron"
+
+# Third-party exception → ours; the most specific entry (by MRO) wins.
+EXCEPTION_MAP: dict[type[BaseException], type[MispError]] = {
+    requests.exceptions.RequestException: MispUnavailable,
+    pymisp_exceptions.PyMISPError: MispRejected,
+    pymisp_exceptions.MISPServerError: MispServerError,
+    pymisp_exceptions.PyMISPUnexpectedResponse: MispServerError,
+    pymisp_exceptions.PyMISPEmptyResponse: MispServerError,
+    pymisp_exceptions.NoURL: MispSettingsError,
+    pymisp_exceptions.NoKey: MispSettingsError,
+}
+
+
+def translate(ex: BaseException, operation: str) -> MispError:
+    """The MispError for a third-party exception (walks the MRO for the closest mapping)."""
+    for cls in type(ex).__mro__:
+        target = EXCEPTION_MAP.get(cls)
+        if target is not None:
+            return target(f"{type(ex).__name__}: {_short(ex)}", operation=operation)
+    return MispUnavailable(f"{type(ex).__name__}: {_short(ex)}", operation=operation)
+
+
+def _short(ex: BaseException) -> str:
+    text = str(ex).replace("\n", " ")
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def pymisp_factory(settings: MispSettings) -> PyMISP:
+    """The real client: CA bundle or verify flag, bounded timeouts, tool name in User-Agent."""
+    return PyMISP(settings.url, settings.api_key, ssl=settings.verify,
+                  timeout=(settings.connect_timeout, settings.read_timeout), tool=TOOL)
+
+
+class MispClient:
+    """A lazily connected PyMISP with back-off; every call goes through `call()`."""
+
+    def __init__(self, settings: MispSettings, *, factory: ClientFactory = pymisp_factory,
+                 clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self._factory = factory
+        self._clock = clock
+        self._api: Any = None
+        self._lock = threading.RLock()
+        self._failures = 0
+        self.next_attempt = 0.0
+        self.last_error = ""
+        self._last_headers: Mapping[str, str] = {}
+
+    @property
+    def connected(self) -> bool:
+        return self._api is not None
+
+    def backoff(self) -> float:
+        """Current retry delay: retry_backoff doubled per consecutive failure, capped."""
+        s = self.settings
+        return float(min(s.retry_backoff * (2 ** max(self._failures - 1, 0)), s.retry_backoff_max))
+
+    def _connect(self) -> Any:
+        if self._api is not None:
+            return self._api
+        if not self.settings.configured:
+            raise MispSettingsError("MISP sync is not configured (enabled, url, api_key)",
+                                    operation="connect")
+        now = self._clock()
+        if now < self.next_attempt:
+            raise MispUnavailable(f"not retrying before {self.next_attempt - now:.0f}s "
+                                  f"(last error: {self.last_error})", operation="connect")
+        try:
+            api = self._factory(self.settings)
+        except Exception as ex:  # noqa: BLE001 - the PyMISP constructor wraps everything
+            err = translate(ex, "connect")
+            if isinstance(err, MispRejected) and "Unable to connect" in str(ex):
+                err = MispUnavailable(str(err), operation="connect")  # refused, reset, timeout
+            self._fail(err)
+            raise err from ex
+        self._install_header_capture(api)
+        self._api = api
+        self._failures = 0
+        self.last_error = ""
+        logger.info("connected to MISP at %s", self.settings.url)
+        return api
+
+    def _fail(self, err: MispError) -> None:
+        self._failures += 1
+        delay = self.backoff()
+        self.next_attempt = self._clock() + delay
+        self.last_error = str(err)
+        logger.warning("MISP %s failed (%s); retrying in %.0fs", err.operation or "call", err, delay)
+
+    def _install_header_capture(self, api: Any) -> None:
+        # NOTE(misp): PyMISP hides response headers; a response hook on its session keeps the last
+        # ones so that a 429's X-Rate-Limit-Reset can set the back-off (misp.md §5).
+        session = getattr(api, "_PyMISP__session", None)
+        if isinstance(session, requests.Session):
+            session.hooks.setdefault("response", []).append(self._capture)
+
+    def _capture(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last_headers = dict(response.headers)
+
+    def ready(self) -> bool:
+        """Whether a call may be attempted now (not inside a back-off window)."""
+        return self._api is not None or self._clock() >= self.next_attempt
+
+    def call(self, operation: str, fn: Callable[[Any], Any]) -> Any:
+        """Run `fn(pymisp)`; translate failures; raise MispError, or return the unwrapped reply."""
+        with self._lock:
+            api = self._connect()
+            if self._clock() < self.next_attempt:
+                raise MispUnavailable(f"backing off (last error: {self.last_error})",
+                                      operation=operation)
+            try:
+                result = fn(api)
+            except MispError:
+                raise
+            except Exception as ex:  # noqa: BLE001 - translated at this single boundary
+                err = translate(ex, operation)
+                if isinstance(err, MispUnavailable):
+                    self._fail(err)
+                raise err from ex
+            if isinstance(result, Mapping) and "errors" in result:
+                err = self._reply_error(operation, result["errors"])
+                if isinstance(err, MispUnavailable) and not isinstance(err, MispRateLimited):
+                    self._fail(err)  # a 429 limits restSearch only: its caller backs off
+                raise err
+            self._failures = 0
+            self.last_error = ""
+            return result
+
+    def _reply_error(self, operation: str, errors: Any) -> MispError:
+        status, body = (errors if isinstance(errors, tuple | list) and len(errors) == 2
+                        else (0, errors))
+        if status == 429:
+            reset = self._last_headers.get("X-Rate-Limit-Reset", "")
+            retry_after = float(reset) if reset.replace(".", "", 1).isdigit() else 0.0
+            return MispRateLimited(f"rate limited: {body}", operation=operation,
+                                   retry_after=retry_after)
+        return MispRejected(f"MISP answered {status}: {body}", operation=operation,
+                            status=int(status) if isinstance(status, int) else 0, body=body)
+
+    def close(self) -> None:
+        """Drop the PyMISP object (its session is closed with it)."""
+        with self._lock:
+            api, self._api = self._api, None
+        session = getattr(api, "_PyMISP__session", None)
+        if isinstance(session, requests.Session):
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001 - close paths never raise
+                pass

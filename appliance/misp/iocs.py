@@ -1,0 +1,237 @@
+"""IoC pull from MISP: full and incremental `attributes/restSearch`, the local IoC set, local matching.
+
+Implements misp.md §2.3. A full sync (at start, daily, or when the filters change) replaces the MISP
+attribute set; an incremental sync runs two queries (Q1 on attribute `timestamp`, Q2 on
+`publish_timestamp`) without a `to_ids` filter and with deleted rows, so that IDS-flag removals and soft
+deletes are seen: `to_ids && !deleted` upserts, anything else removes. The cursor is the largest
+attribute timestamp MISP returned (server clock), minus 5 minutes. The resulting IoCs go to an
+`IocSink` (the manager's IoC table), which distributes them to agents; `IocIndex` answers "is this
+value an IoC?" for sightings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rules.wire import Ioc
+
+from .client import MispClient
+from .mapping import MISP_TYPES, attribute_iocs
+from .settings import MispSettings
+from .state import StateStore
+
+__all__ = ["IocIndex", "IocPuller", "IocSink", "MemoryIocSink", "PullResult"]
+
+logger = logging.getLogger(__name__)
+
+STATE = "iocs"
+CURSOR_OVERLAP = 300  # seconds re-read before the cursor (misp.md §2.3)
+MAX_PAGES = 10_000
+
+
+class IocSink(Protocol):
+    """Where pulled IoCs go: replace every IoC of `source` with `iocs`."""
+
+    def replace_iocs(self, source: str, iocs: Sequence[Ioc]) -> None: ...
+
+
+class MemoryIocSink:
+    """IocSink in memory (tests, and a manager without an IoC table)."""
+
+    def __init__(self) -> None:
+        self.by_source: dict[str, list[Ioc]] = {}
+        self.calls = 0
+
+    def replace_iocs(self, source: str, iocs: Sequence[Ioc]) -> None:
+        self.by_source[source] = list(iocs)
+        self.calls += 1
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    """What one pull did."""
+
+    full: bool
+    fetched: int
+    upserted: int
+    removed: int
+    total_attributes: int
+    total_iocs: int
+    cursor: int
+
+
+def _ip_key(ioc_type: str) -> str:
+    return "ip" if ioc_type in ("ip-src", "ip-dst") else ioc_type
+
+
+class IocIndex:
+    """(type, normalised value) → the MISP values to sight; IPs match regardless of src/dst."""
+
+    def __init__(self, entries: Iterable[tuple[Ioc, str]] = ()) -> None:
+        self._index: dict[tuple[str, str], set[str]] = {}
+        for ioc, misp_value in entries:
+            self._index.setdefault((_ip_key(ioc.type), ioc.value), set()).add(misp_value)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def lookup(self, ioc_type: str, value: str) -> set[str]:
+        return self._index.get((_ip_key(ioc_type), value), set())
+
+
+def _enabled_types(settings: MispSettings) -> frozenset[str]:
+    """Heron types produced: halves of the selected MISP types; `filename` only if selected."""
+    out = set()
+    for mtype in settings.ioc_types:
+        for half in MISP_TYPES[mtype]:
+            if half and (half != "filename" or "filename" in settings.ioc_types):
+                out.add(half)
+    return frozenset(out)
+
+
+def _filters_key(settings: MispSettings) -> str:
+    doc = [sorted(settings.ioc_types), sorted(settings.categories), sorted(settings.tags),
+           settings.published_only, settings.enforce_warninglist, settings.url,
+           settings.source_name]
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
+
+
+class IocPuller:
+    """Pulls attributes, keeps them in `StateStore` document "iocs", feeds an IocSink."""
+
+    def __init__(self, client: MispClient, state: StateStore, sink: IocSink,
+                 clock: Callable[[], float]) -> None:
+        self.client = client
+        self.state = state
+        self.sink = sink
+        self.clock = clock
+        doc = state.load(STATE) or {}
+        self._attrs: dict[str, dict[str, Any]] = doc.get("attributes", {})
+        self.cursor: int | None = doc.get("cursor")
+        self.last_full: float = doc.get("last_full", 0.0)
+        self._filters: str = doc.get("filters", "")
+        self.index = self._build_index()
+
+    @property
+    def settings(self) -> MispSettings:
+        return self.client.settings
+
+    def full_due(self) -> bool:
+        s = self.settings
+        return (self.cursor is None or self._filters != _filters_key(s)
+                or self.clock() - self.last_full >= s.full_sync_interval)
+
+    def iocs(self) -> list[Ioc]:
+        """The current MISP IoC set, deduplicated by uuid, in a stable order."""
+        return list({i.uuid: i for i, _ in self._entries()}.values())
+
+    def _entries(self) -> list[tuple[Ioc, str]]:
+        s, enabled = self.settings, _enabled_types(self.settings)
+        out = []
+        for attr_uuid in sorted(self._attrs):
+            row = self._attrs[attr_uuid]
+            halves = row["value"].split("|", 1) if "|" in row["type"] else [row["value"]]
+            for ioc in attribute_iocs(row, source=s.source_name, enabled=enabled):
+                out.append((ioc, _misp_value(row["type"], halves, ioc)))
+        return out
+
+    def _build_index(self) -> IocIndex:
+        return IocIndex(self._entries())
+
+    def pull(self, *, full: bool | None = None) -> PullResult:
+        """Run one full or incremental sync (full when due, unless told); raises MispError."""
+        if full is None:
+            full = self.full_due()
+        started = self.clock()
+        upserted = removed = fetched = 0
+        max_ts = self.cursor or 0
+        if full:
+            rows = self._fetch("full", to_ids=1)
+            fetched = len(rows)
+            fresh = {r["uuid"]: _keep(r) for r in rows if _active(r)}
+            removed = len(set(self._attrs) - set(fresh))
+            upserted = len(fresh)
+            self._attrs = fresh
+            self.last_full = started
+            self._filters = _filters_key(self.settings)
+        else:
+            since = max((self.cursor or 0) - CURSOR_OVERLAP, 0)
+            rows = self._fetch("incremental-q1", timestamp=since, deleted=[0, 1])
+            if self.settings.published_only:
+                rows += self._fetch("incremental-q2", publish_timestamp=since, deleted=[0, 1])
+            fetched = len(rows)
+            for r in rows:
+                if _active(r):
+                    self._attrs[r["uuid"]] = _keep(r)
+                    upserted += 1
+                elif self._attrs.pop(r["uuid"], None) is not None:
+                    removed += 1
+        for r in rows:
+            max_ts = max(max_ts, _int(r.get("timestamp")))
+        self.cursor = max_ts
+        self._save()
+        self.index = self._build_index()
+        iocs = self.iocs()
+        self.sink.replace_iocs(self.settings.source_name, iocs)
+        result = PullResult(full=full, fetched=fetched, upserted=upserted, removed=removed,
+                            total_attributes=len(self._attrs), total_iocs=len(iocs),
+                            cursor=self.cursor)
+        logger.info("MISP %s pull: %d rows, %d attributes, %d IoCs", "full" if full else
+                    "incremental", fetched, len(self._attrs), len(iocs))
+        return result
+
+    def _save(self) -> None:
+        self.state.save(STATE, {"attributes": self._attrs, "cursor": self.cursor,
+                                "last_full": self.last_full, "filters": self._filters})
+
+    def _fetch(self, what: str, **query: Any) -> list[dict[str, Any]]:
+        """Every page of one restSearch (stop at a short page)."""
+        s = self.settings
+        out: list[dict[str, Any]] = []
+        for page in range(1, MAX_PAGES + 1):
+            reply = self.client.call(
+                f"attributes/restSearch ({what}, page {page})",
+                lambda api, page=page: api.search(
+                    controller="attributes", return_format="json",
+                    type_attribute=list(s.ioc_types), category=list(s.categories) or None,
+                    tags=list(s.tags) or None, published=True if s.published_only else None,
+                    enforce_warninglist=s.enforce_warninglist, include_event_uuid=True,
+                    limit=s.page_limit, page=page, **query))
+            rows = reply.get("Attribute", []) if isinstance(reply, dict) else []
+            out.extend(r for r in rows if isinstance(r, dict) and r.get("uuid"))
+            if len(rows) < s.page_limit:
+                break
+        return out
+
+
+def _active(row: dict[str, Any]) -> bool:
+    return row.get("to_ids") in (True, 1, "1") and row.get("deleted") not in (True, 1, "1")
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _keep(row: dict[str, Any]) -> dict[str, Any]:
+    """The part of an attribute row kept on disk."""
+    event = row.get("Event") if isinstance(row.get("Event"), dict) else {}
+    return {"uuid": row["uuid"], "type": str(row.get("type", "")), "value": str(row.get("value", "")),
+            "event_uuid": str(row.get("event_uuid") or event.get("uuid", "")),
+            "timestamp": _int(row.get("timestamp"))}
+
+
+def _misp_value(mtype: str, halves: list[str], ioc: Ioc) -> str:
+    """The half of the MISP value an IoC came from (what /sightings/add matches on)."""
+    types = MISP_TYPES.get(mtype, ())
+    for t, half in zip(types, halves, strict=False):
+        if t == ioc.type:
+            return half.strip()
+    return halves[0].strip()

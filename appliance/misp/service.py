@@ -1,0 +1,382 @@
+"""MispSync: the MISP service of the manager (IoC pull, sightings, reports, status), and its worker.
+
+`MispSync` owns one lazily connected `MispClient` and the three features, each with durable state under
+`MispStorage` (normally `<data>/misp/`). The manager feeds it through `on_events(endpoint, events)`
+(an ingest listener: never blocks, never raises) and `on_report(endpoint, artifact_dir)` or the artifact
+scan; `run_pending()` does whatever is due, catching and recording MISP failures so that the manager works
+while MISP is down; `MispWorker` calls it on a thread. Time comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rules.wire import ARTIFACT_EVENT, ARTIFACT_MANIFEST, ARTIFACT_REPORT
+
+from .client import ClientFactory, MispClient, pymisp_factory
+from .errors import MispError, MispRateLimited, MispSettingsError
+from .iocs import IocPuller, IocSink, MemoryIocSink, PullResult
+from .reports import PushResult, ReportPusher
+from .settings import MispSettings, SettingsStore
+from .sightings import FlushResult, SightingPusher
+from .state import (
+    FileQueue,
+    FileStateStore,
+    ItemQueue,
+    MemoryQueue,
+    MemoryStateStore,
+    StateStore,
+)
+
+__all__ = ["MispStorage", "MispSync", "MispWorker"]
+
+logger = logging.getLogger(__name__)
+
+SCAN_INTERVAL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class MispStorage:
+    """Where the MISP sync keeps its state: documents, two queues, and the settings file."""
+
+    state: StateStore
+    sightings: ItemQueue
+    reports: ItemQueue
+    settings: SettingsStore | None = None
+
+    @classmethod
+    def open(cls, root: Path) -> MispStorage:
+        """Files under `root` (the manager passes `<data>/misp`)."""
+        root = Path(root)
+        return cls(state=FileStateStore(root / "state"), sightings=FileQueue(root / "sightings"),
+                   reports=FileQueue(root / "reports"), settings=SettingsStore(root))
+
+    @classmethod
+    def memory(cls) -> MispStorage:
+        return cls(state=MemoryStateStore(), sightings=MemoryQueue(), reports=MemoryQueue())
+
+
+def _endpoint_fields(endpoint: Any) -> tuple[str, str, str]:
+    if isinstance(endpoint, Mapping):
+        get = endpoint.get
+        return str(get("uuid", "")), str(get("hostname", "")), str(get("ip", ""))
+    return (str(getattr(endpoint, "uuid", "") or ""), str(getattr(endpoint, "hostname", "") or ""),
+            str(getattr(endpoint, "ip", "") or ""))
+
+
+class _Feature:
+    """Status bookkeeping of one feature."""
+
+    def __init__(self) -> None:
+        self.last_run: float | None = None
+        self.last_success: float | None = None
+        self.last_error = ""
+        self.last_result: dict[str, Any] = {}
+        self.runs = 0
+        self.failures = 0
+
+    def ok(self, now: float, result: Any) -> None:
+        self.runs += 1
+        self.last_run = self.last_success = now
+        self.last_error = ""
+        self.last_result = asdict(result) if result is not None else {}
+
+    def failed(self, now: float, ex: BaseException) -> None:
+        self.runs += 1
+        self.failures += 1
+        self.last_run = now
+        self.last_error = str(ex)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"last_run": self.last_run, "last_success": self.last_success,
+                "last_error": self.last_error, "last_result": self.last_result,
+                "runs": self.runs, "failures": self.failures}
+
+
+class MispSync:
+    """The MISP integration service; see the module docstring."""
+
+    def __init__(self, settings: MispSettings, storage: MispStorage,
+                 clock: Callable[[], float] = time.time, *, sink: IocSink | None = None,
+                 factory: ClientFactory = pymisp_factory, artifacts_root: Path | None = None,
+                 endpoint_lookup: Callable[[str], Any] | None = None) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.sink: IocSink = sink if sink is not None else MemoryIocSink()
+        self.factory = factory
+        self.artifacts_root = artifacts_root
+        self.endpoint_lookup = endpoint_lookup
+        self._lock = threading.RLock()
+        self._features = {name: _Feature() for name in ("pull", "sightings", "reports")}
+        self._pull_next = 0.0
+        self._scan_next = 0.0
+        self._build(settings.with_namespace())
+
+    @classmethod
+    def open(cls, root: Path, default: MispSettings | None = None, **kwargs: Any) -> MispSync:
+        """A MispSync over `<root>` files, with the stored settings (else `default`)."""
+        storage = MispStorage.open(root)
+        assert storage.settings is not None
+        return cls(storage.settings.load(default), storage, **kwargs)
+
+    def _build(self, settings: MispSettings) -> None:
+        self.client = MispClient(settings, factory=self.factory, clock=self.clock)
+        st = self.storage
+        self.iocs = IocPuller(self.client, st.state, self.sink, self.clock)
+        self.sightings = SightingPusher(self.client, st.state, st.sightings, self.clock)
+        self.reports = ReportPusher(self.client, st.state, st.reports, self.clock)
+
+    @property
+    def settings(self) -> MispSettings:
+        return self.client.settings
+
+    # --- settings ---------------------------------------------------------------------------------
+
+    def update_settings(self, patch: Mapping[str, Any]) -> MispSettings:
+        """Merge `patch` into the settings, persist them, and reconnect with them."""
+        with self._lock:
+            if "namespace" in patch and patch["namespace"] != self.settings.namespace:
+                raise MispSettingsError("namespace cannot change (it names pushed reports)",
+                                        operation="settings")
+            settings = self.settings.merged(patch)
+            if self.storage.settings is not None:
+                self.storage.settings.save(settings)
+            self.client.close()
+            self._build(settings)
+            self._pull_next = 0.0
+            return settings
+
+    def test_connection(self, patch: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Connect afresh (no back-off) with the settings, or with them patched; never raises."""
+        try:
+            settings = self.settings.merged(patch or {})
+            if not settings.url or not settings.api_key:
+                raise MispSettingsError("url and api_key are required", operation="test")
+            settings = settings.merged({"enabled": True})
+            client = MispClient(settings, factory=self.factory, clock=self.clock)
+            try:
+                version = client.call("servers/getVersion",
+                                      lambda api: api.misp_instance_version)
+                role = client.call("users/view/me", lambda api: _role(api))
+            finally:
+                client.close()
+        except MispError as ex:
+            return {"ok": False, "error": str(ex)}
+        perms = role.get("perms", {})
+        missing = [p for p in ("perm_add", "perm_sighting", "perm_tagger") if not perms.get(p)]
+        return {"ok": True, "error": "", "version": version.get("version", ""),
+                "user": role.get("email", ""), "role": role.get("role", ""),
+                "missing_permissions": missing}
+
+    # --- features ---------------------------------------------------------------------------------
+
+    def pull_iocs(self, *, full: bool | None = None) -> PullResult:
+        """Pull IoCs now (full or incremental as due); raises MispError."""
+        with self._lock:
+            feature, now = self._features["pull"], self.clock()
+            try:
+                result = self.iocs.pull(full=full)
+            except MispRateLimited as ex:
+                feature.failed(now, ex)
+                self._pull_next = now + max(ex.retry_after, self.settings.retry_backoff)
+                raise
+            except MispError as ex:
+                feature.failed(now, ex)
+                self._pull_next = max(self.client.next_attempt, now + self.settings.retry_backoff)
+                raise
+            feature.ok(now, result)
+            self._pull_next = now + self.settings.pull_interval
+            return result
+
+    def on_events(self, endpoint: Any, events: list[dict[str, Any]]) -> None:
+        """Ingest listener: queue sightings of IoC values the events carry. Never raises."""
+        s = self.settings
+        if not (s.configured and s.sightings_enabled):
+            return
+        ep_uuid, hostname, _ = _endpoint_fields(endpoint)
+        try:
+            self.sightings.observe(ep_uuid, hostname, events, self.iocs.index)
+        except Exception:  # noqa: BLE001 - a listener must not fail ingest
+            logger.error("MISP sighting extraction failed", exc_info=True)
+
+    def flush_sightings(self) -> FlushResult:
+        """Send queued sightings now; raises MispError."""
+        return self._run("sightings", self.sightings.flush)
+
+    def on_report(self, endpoint: Any, artifact_dir: Path) -> bool:
+        """Queue one IR report (artifact directory); returns whether it was queued."""
+        if not (self.settings.configured and self.settings.reports_enabled):
+            return False
+        ep_uuid, hostname, ip = _endpoint_fields(endpoint)
+        return self.reports.enqueue(ep_uuid, hostname, ip, Path(artifact_dir))
+
+    def push_reports(self) -> PushResult:
+        """Push queued reports now; raises MispError."""
+        return self._run("reports", self.reports.push)
+
+    def _run(self, name: str, fn: Callable[[], Any]) -> Any:
+        with self._lock:
+            feature, now = self._features[name], self.clock()
+            try:
+                result = fn()
+            except MispError as ex:
+                feature.failed(now, ex)
+                raise
+            feature.ok(now, result)
+            return result
+
+    def scan_artifacts(self) -> int:
+        """Queue complete report directories under the artifacts root not pushed or queued yet."""
+        if self.artifacts_root is None or not self.artifacts_root.is_dir():
+            return 0
+        queued = {str(item.get("dir")) for _, item in self.storage.reports.items()}
+        count = 0
+        for manifest in sorted(self.artifacts_root.glob(f"*/*/*/{ARTIFACT_MANIFEST}")):
+            directory = manifest.parent
+            if str(directory) in queued or not _complete(directory):
+                continue
+            endpoint: Any = {"uuid": directory.parent.parent.name}
+            if self.endpoint_lookup is not None:
+                endpoint = self.endpoint_lookup(directory.parent.parent.name) or endpoint
+            if self.on_report(endpoint, directory):
+                count += 1
+        return count
+
+    def run_pending(self) -> None:
+        """Do whatever is due; MISP failures are recorded in the status, never raised."""
+        s = self.settings
+        if not s.configured:
+            return
+        now = self.clock()
+        jobs: list[Callable[[], Any]] = []
+        if s.pull_enabled and now >= self._pull_next:
+            jobs.append(self.pull_iocs)
+        if s.sightings_enabled and len(self.storage.sightings) and self.sightings.due():
+            jobs.append(self.flush_sightings)
+        if s.reports_enabled and now >= self._scan_next:
+            self._scan_next = now + SCAN_INTERVAL
+            self.scan_artifacts()
+        if s.reports_enabled and len(self.storage.reports):
+            jobs.append(self.push_reports)
+        for job in jobs:
+            try:
+                job()
+            except MispError as ex:
+                logger.info("MISP job failed: %s", ex)
+
+    def sync_now(self, *, full: bool = False) -> dict[str, Any]:
+        """Admin "sync now": pull (full if asked), flush sightings, push reports; the status."""
+        s = self.settings
+        if not s.configured:
+            raise MispSettingsError("MISP sync is not configured (enabled, url, api_key)",
+                                    operation="sync")
+        self.client.next_attempt = 0.0  # an operator asked: skip the back-off window
+        jobs: list[Callable[[], Any]] = []
+        if s.pull_enabled:
+            jobs.append(lambda: self.pull_iocs(full=True if full else None))
+        if s.sightings_enabled:
+            jobs.append(self.flush_sightings)
+        if s.reports_enabled:
+            self.scan_artifacts()
+            jobs.append(self.push_reports)
+        for job in jobs:
+            try:
+                job()
+            except MispError as ex:
+                logger.info("MISP sync failed: %s", ex)
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
+        """Last runs, counts, errors and queue sizes (the admin status API)."""
+        s = self.settings
+        return {
+            "enabled": s.enabled, "configured": s.configured, "url": s.url,
+            "connected": self.client.connected, "last_error": self.client.last_error,
+            "next_attempt": self.client.next_attempt or None,
+            "pull": {**self._features["pull"].to_dict(), "enabled": s.pull_enabled,
+                     "next_run": self._pull_next or None, "cursor": self.iocs.cursor,
+                     "last_full": self.iocs.last_full or None,
+                     "attributes": len(self.iocs._attrs), "iocs": len(self.iocs.iocs())},
+            "sightings": {**self._features["sightings"].to_dict(),
+                          "enabled": s.sightings_enabled,
+                          "queued_batches": len(self.storage.sightings),
+                          "hits": self.sightings.hits_total, "sent": self.sightings.sent_total,
+                          "unmatched": self.sightings.unmatched_total,
+                          "dropped": self.sightings.dropped_total},
+            "reports": {**self._features["reports"].to_dict(), "enabled": s.reports_enabled,
+                        "queued": len(self.storage.reports),
+                        "pushed": self.reports.pushed_total,
+                        "rejected": self.reports.rejected_total},
+        }
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _role(api: Any) -> dict[str, Any]:
+    user = getattr(api, "_current_user", None)
+    role = getattr(api, "_current_role", None)
+    perms = {k: bool(v) for k, v in (role.to_dict() if role is not None else {}).items()
+             if k.startswith("perm_")}
+    return {"email": str(getattr(user, "email", "")), "role": str(getattr(role, "name", "")),
+            "perms": perms}
+
+
+def _complete(directory: Path) -> bool:
+    """A report directory whose event, report and listed files (memory dumps aside) are all there."""
+    import json
+
+    if not (directory / ARTIFACT_EVENT).is_file() or not (directory / ARTIFACT_REPORT).is_file():
+        return False
+    try:
+        manifest = json.loads((directory / ARTIFACT_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    files: Iterable[Any] = manifest.get("files") or [] if isinstance(manifest, dict) else []
+    return all((directory / str(f.get("name", ""))).is_file() for f in files
+               if isinstance(f, dict) and f.get("kind") != "memdump")
+
+
+class MispWorker:
+    """Runs `MispSync.run_pending()` every `interval` seconds on a daemon thread."""
+
+    def __init__(self, sync: MispSync, *, interval: float = 1.0) -> None:
+        self.sync = sync
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> MispWorker:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="misp-sync", daemon=True)
+            self._thread.start()
+            logger.info("MISP sync worker started")
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync.run_pending()
+            except Exception:  # noqa: BLE001 - the worker must survive any bug in a job
+                logger.error("MISP sync worker iteration failed", exc_info=True)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+            logger.info("MISP sync worker stopped")
+
+    def __enter__(self) -> MispWorker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,282 @@
+"""MISP sync settings: the frozen value, its declared keys with help, and its encrypted file store.
+
+`MispSettings` is parsed at the edge (`from_dict`, unknown keys are errors) from the `[misp]` section of
+the manager's config file or from the admin API. `SettingsStore` keeps the current settings in
+`<data>/misp/settings.json`; the API key is never written in clear: it is encrypted with Fernet under a
+key kept in `<data>/misp/secret.key` (mode 0600), and the public view only says whether a key is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from .errors import MispSettingsError
+from .mapping import DEFAULT_MISP_TYPES, MISP_TYPES
+from .state import atomic_write
+
+__all__ = ["SETTINGS", "MispSettings", "Setting", "SettingsStore"]
+
+logger = logging.getLogger(__name__)
+
+KEY_FORMAT = re.compile(r"^[a-zA-Z0-9]{40}$")
+# describeTypes categories (PyMISP's bundled copy; MISP 2.5).
+CATEGORIES = frozenset({
+    "Internal reference", "Targeting data", "Antivirus detection", "Payload delivery",
+    "Artifacts dropped", "Payload installation", "Persistence mechanism", "Network activity",
+    "Payload type", "Attribution", "External analysis", "Financial fraud", "Support Tool",
+    "Social network", "Person", "Other",
+})
+
+
+class Setting(NamedTuple):
+    """A declared settings key with its help text (documented in docs/misp.md)."""
+
+    name: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("enabled", "Master switch of the MISP sync."),
+    Setting("url", "Base URL of the MISP instance, e.g. https://misp.example.org."),
+    Setting("api_key", "40-character MISP automation key (stored encrypted, never returned)."),
+    Setting("verify_tls", "Verify MISP's TLS certificate."),
+    Setting("ca_file", "PEM bundle of the CA that signed MISP's certificate (implies verify)."),
+    Setting("connect_timeout", "Seconds to wait for a TCP/TLS connection to MISP."),
+    Setting("read_timeout", "Seconds to wait for a MISP response."),
+    Setting("pull_enabled", "Pull IoCs from MISP."),
+    Setting("pull_interval", "Seconds between incremental IoC pulls."),
+    Setting("full_sync_interval", "Seconds between full IoC resyncs (catches hard deletes)."),
+    Setting("page_limit", "Attributes per restSearch page."),
+    Setting("ioc_types", "MISP attribute types pulled (mapped to Heron IoC types)."),
+    Setting("categories", "Only pull attributes of these MISP categories (empty: all)."),
+    Setting("tags", "Tag filter of the pull; `!tag` excludes (empty: no filter)."),
+    Setting("published_only", "Only pull attributes of published events."),
+    Setting("enforce_warninglist", "Drop attributes that hit an enabled MISP warninglist."),
+    Setting("sightings_enabled", "Push sightings of IoC values seen on endpoints."),
+    Setting("sighting_ttl", "Seconds during which a (source, value) sighting is not repeated."),
+    Setting("sighting_batch_delay", "Seconds hits are collected before one batched request."),
+    Setting("sighting_max_attempts", "Attempts for a batch MISP answers with 5xx before drop."),
+    Setting("sighting_queue_max", "Pending sighting batches kept on disk; oldest dropped beyond."),
+    Setting("reports_enabled", "Push IR reports as edr-report objects."),
+    Setting("report_distribution", "Distribution of the daily report event (0 = organisation)."),
+    Setting("report_tags", "Tags of the daily report event."),
+    Setting("report_zip_files", "Zip dumped files with the password 'infected'."),
+    Setting("report_max_file_size", "Largest dumped file attached, in bytes."),
+    Setting("report_max_object_size", "Largest total of attachments per report, in bytes."),
+    Setting("report_publish", "Publish the daily event after each report (needs perm_publish)."),
+    Setting("source_name", "Source name given to pulled IoCs."),
+    Setting("namespace", "UUID namespace of the deterministic event and object UUIDs."),
+    Setting("retry_backoff", "First delay, in seconds, before retrying an unreachable MISP."),
+    Setting("retry_backoff_max", "Longest delay, in seconds, between retries."),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MispSettings:
+    """Everything the MISP sync is configured with (see SETTINGS for the meaning of each key)."""
+
+    enabled: bool = False
+    url: str = ""
+    api_key: str = field(default="", repr=False)
+    verify_tls: bool = True
+    ca_file: str = ""
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    pull_enabled: bool = True
+    pull_interval: float = 300.0
+    full_sync_interval: float = 86400.0
+    page_limit: int = 5000
+    ioc_types: tuple[str, ...] = DEFAULT_MISP_TYPES
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    published_only: bool = True
+    enforce_warninglist: bool = True
+    sightings_enabled: bool = True
+    sighting_ttl: float = 60.0
+    sighting_batch_delay: float = 2.0
+    sighting_max_attempts: int = 5
+    sighting_queue_max: int = 10_000
+    reports_enabled: bool = True
+    report_distribution: int = 0
+    report_tags: tuple[str, ...] = ("tlp:amber",)
+    report_zip_files: bool = True
+    report_max_file_size: int = 10 * 1024 * 1024
+    report_max_object_size: int = 30 * 1024 * 1024
+    report_publish: bool = False
+    source_name: str = "misp"
+    namespace: str = ""
+    retry_backoff: float = 30.0
+    retry_backoff_max: float = 900.0
+
+    def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise MispSettingsError("; ".join(problems), operation="settings")
+
+    def _problems(self) -> list[str]:  # noqa: C901
+        bad = []
+        if self.url and not re.match(r"^https?://[^/\s]+", self.url):
+            bad.append(f"url {self.url!r} is not an http(s) URL")
+        if self.enabled and not self.url:
+            bad.append("url is required when enabled")
+        if self.api_key and not KEY_FORMAT.match(self.api_key):
+            bad.append("api_key must be 40 letters or digits")
+        unknown = [t for t in self.ioc_types if t not in MISP_TYPES]
+        if unknown:
+            bad.append(f"unsupported ioc_types {unknown}; supported: {sorted(MISP_TYPES)}")
+        if not self.ioc_types:
+            bad.append("ioc_types must not be empty")
+        wrong = [c for c in self.categories if c not in CATEGORIES]
+        if wrong:
+            bad.append(f"unknown categories {wrong}")
+        if self.report_distribution not in (0, 1, 2, 3):
+            bad.append("report_distribution must be 0, 1, 2 or 3")
+        for name in ("connect_timeout", "read_timeout", "pull_interval", "full_sync_interval",
+                     "sighting_ttl", "retry_backoff", "retry_backoff_max"):
+            if getattr(self, name) <= 0:
+                bad.append(f"{name} must be positive")
+        for name in ("page_limit", "sighting_max_attempts", "sighting_queue_max",
+                     "report_max_file_size", "report_max_object_size"):
+            if getattr(self, name) < 1:
+                bad.append(f"{name} must be at least 1")
+        if self.sighting_batch_delay < 0:
+            bad.append("sighting_batch_delay must not be negative")
+        if self.namespace:
+            try:
+                uuid.UUID(self.namespace)
+            except ValueError:
+                bad.append("namespace must be a UUID")
+        return bad
+
+    @property
+    def verify(self) -> bool | str:
+        """What PyMISP's `ssl=` gets: the CA bundle path, or whether to verify."""
+        return self.ca_file if self.ca_file else self.verify_tls
+
+    @property
+    def configured(self) -> bool:
+        """Enabled, with a URL and a key."""
+        return self.enabled and bool(self.url) and bool(self.api_key)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MispSettings:
+        """Parse a config-file section or API body; unknown keys and wrong types are errors."""
+        if not isinstance(data, Mapping):
+            raise MispSettingsError("settings must be an object", operation="settings")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise MispSettingsError(f"unknown settings {unknown}", operation="settings")
+        kwargs = {name: _coerce(name, known[name].default, value) for name, value in data.items()}
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All keys, including the API key in clear (for the encrypted store only)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """What the admin API shows: no API key, only whether one is set."""
+        out = self.to_dict()
+        out.pop("api_key")
+        out["api_key_set"] = bool(self.api_key)
+        return out
+
+    def merged(self, patch: Mapping[str, Any]) -> MispSettings:
+        """A copy with the keys of `patch` replaced (the API key only if the patch has one)."""
+        base = self.to_dict()
+        base.update(patch)
+        return MispSettings.from_dict(base)
+
+    def with_namespace(self) -> MispSettings:
+        """A copy with a fresh random namespace when none is set yet."""
+        if self.namespace:
+            return self
+        return dataclasses.replace(self, namespace=str(uuid.uuid4()))
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise MispSettingsError(f"{name} must be true or false", operation="settings")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MispSettingsError(f"{name} must be an integer", operation="settings")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MispSettingsError(f"{name} must be a number", operation="settings")
+        return float(value)
+    if isinstance(default, tuple):
+        if isinstance(value, str) or not isinstance(value, list | tuple) or not all(
+            isinstance(v, str) for v in value
+        ):
+            raise MispSettingsError(f"{name} must be a list of strings", operation="settings")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise MispSettingsError(f"{name} must be a string", operation="settings")
+    return value.strip()
+
+
+class SettingsStore:
+    """Settings persisted under `<root>` with the API key encrypted at rest."""
+
+    FILE = "settings.json"
+    KEY_FILE = "secret.key"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _fernet(self) -> Fernet:
+        path = self.root / self.KEY_FILE
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(Fernet.generate_key())
+        return Fernet(path.read_bytes().strip())
+
+    def load(self, default: MispSettings | None = None) -> MispSettings:
+        """The stored settings, else `default` (the config file section) with a namespace."""
+        path = self.root / self.FILE
+        if not path.exists():
+            settings = (default or MispSettings()).with_namespace()
+            self.save(settings)
+            return settings
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        token = doc.pop("api_key_encrypted", "")
+        key = ""
+        if token:
+            try:
+                key = self._fernet().decrypt(token.encode("ascii")).decode("utf-8")
+            except InvalidToken as ex:
+                raise MispSettingsError("the stored API key cannot be decrypted with "
+                                        f"{self.root / self.KEY_FILE}",
+                                        operation="settings") from ex
+        doc["api_key"] = key
+        return MispSettings.from_dict(doc).with_namespace()
+
+    def save(self, settings: MispSettings) -> None:
+        """Write the settings; the API key only as a Fernet token."""
+        doc = settings.to_dict()
+        key = doc.pop("api_key")
+        doc["api_key_encrypted"] = (
+            self._fernet().encrypt(key.encode("utf-8")).decode("ascii") if key else ""
+        )
+        atomic_write(self.root / self.FILE, json.dumps(doc, indent=2, sort_keys=True).encode())
+        logger.info("MISP settings saved (enabled=%s, url=%s)", settings.enabled, settings.url)

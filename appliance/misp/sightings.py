@@ -1,0 +1,209 @@
+"""Sightings: IoC values seen on endpoints, matched locally, queued durably, pushed in batches.
+
+misp.md §3.2: only values that hit a pulled MISP IoC are sent (never raw telemetry). Each hit is
+de-duplicated per `(source, value)` within a TTL (persisted, so a restart does not re-send), queued on
+disk, and after `sighting_batch_delay` sent as one `POST /sightings/add` per source:
+`{"values": […], "source": "<endpoint uuid>|<hostname>", "type": "0", "timestamp": <earliest hit>,
+"filters": {"to_ids": 1}}`. MISP down or slow: the batch stays queued. 5xx: retried up to
+`sighting_max_attempts` times. "No valid attributes" (HTTP 200) and 4xx: dropped and counted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .client import MispClient
+from .errors import MispRejected, MispServerError, MispUnavailable
+from .iocs import IocIndex
+from .mapping import event_values
+from .state import ItemQueue, StateStore
+
+__all__ = ["FlushResult", "SightingPusher", "sighting_source"]
+
+logger = logging.getLogger(__name__)
+
+SEEN_STATE = "sightings-seen"
+ATTEMPTS_STATE = "sightings-attempts"
+MAX_VALUES_PER_REQUEST = 500
+NO_MATCH = "No valid attributes found"
+
+
+def sighting_source(endpoint_uuid: str, hostname: str) -> str:
+    """`<endpoint uuid>|<hostname>`, within MISP's varchar(255)."""
+    return f"{endpoint_uuid}|{hostname}"[:255]
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What one flush did."""
+
+    requests: int = 0
+    sent_values: int = 0
+    unmatched_values: int = 0
+    dropped_values: int = 0
+    pending_batches: int = 0
+
+
+def _event_time(event: Mapping[str, Any], default: float) -> float:
+    root = event.get("Event", event)
+    system = root.get("System") if isinstance(root, Mapping) else None
+    created = system.get("TimeCreated") if isinstance(system, Mapping) else None
+    text = created.get("SystemTime") if isinstance(created, Mapping) else None
+    if not isinstance(text, str):
+        return default
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00")[:32])
+    except ValueError:
+        return default
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+class SightingPusher:
+    """Turns events into queued sighting batches and flushes them to MISP."""
+
+    def __init__(self, client: MispClient, state: StateStore, queue: ItemQueue,
+                 clock: Callable[[], float]) -> None:
+        self.client = client
+        self.state = state
+        self.queue = queue
+        self.clock = clock
+        self._lock = threading.Lock()
+        seen = state.load(SEEN_STATE) or {}
+        self._seen: dict[str, float] = {k: float(v) for k, v in seen.items()}
+        self._attempts: dict[str, int] = state.load(ATTEMPTS_STATE) or {}
+        self.sent_total = 0
+        self.dropped_total = 0
+        self.unmatched_total = 0
+        self.hits_total = 0
+
+    def observe(self, endpoint_uuid: str, hostname: str, events: Iterable[Mapping[str, Any]],
+                index: IocIndex) -> int:
+        """Queue the IoC values these events carry; returns how many new values were queued."""
+        if not len(index):
+            return 0
+        source = sighting_source(endpoint_uuid, hostname)
+        now = self.clock()
+        ttl = self.client.settings.sighting_ttl
+        fresh: dict[str, float] = {}
+        with self._lock:
+            for event in events:
+                when = None
+                for ioc_type, value in set(event_values(event)):
+                    for misp_value in index.lookup(ioc_type, value):
+                        key = f"{source}\n{misp_value.lower()}"
+                        if self._seen.get(key, 0.0) > now or misp_value in fresh:
+                            continue
+                        if when is None:
+                            when = _event_time(event, now)
+                        fresh[misp_value] = when
+                        self._seen[key] = now + ttl
+            if not fresh:
+                return 0
+            self.hits_total += len(fresh)
+            self._seen = {k: v for k, v in self._seen.items() if v > now}
+            self.state.save(SEEN_STATE, self._seen)
+            self._enforce_bound()
+            self.queue.put({"source": source, "values": sorted(fresh),
+                            "timestamp": int(min(fresh.values())), "queued": now})
+        return len(fresh)
+
+    def _enforce_bound(self) -> None:
+        limit = self.client.settings.sighting_queue_max
+        excess = len(self.queue) - limit + 1
+        if excess <= 0:
+            return
+        for item_id, item in list(self.queue.items())[:excess]:
+            self.queue.remove(item_id)
+            self.dropped_total += len(item.get("values", []))
+        logger.warning("MISP sighting queue full (%d batches): dropped the oldest %d", limit, excess)
+
+    def due(self) -> bool:
+        """Whether the oldest pending batch has waited `sighting_batch_delay`."""
+        for _, item in self.queue.items():
+            return self.clock() - float(item.get("queued", 0)) >= (
+                self.client.settings.sighting_batch_delay)
+        return False
+
+    def flush(self) -> FlushResult:  # noqa: C901
+        """Send pending batches, one request per source; raises MispUnavailable when MISP is down."""
+        groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for item_id, item in self.queue.items():
+            groups.setdefault(item["source"], []).append((item_id, item))
+        requests = sent = unmatched = dropped = 0
+        max_attempts = self.client.settings.sighting_max_attempts
+        for source, items in groups.items():
+            for chunk in _chunks(items):
+                values = sorted({v for _, item in chunk for v in item["values"]})
+                body = {"values": values, "source": source, "type": "0",
+                        "timestamp": min(int(item["timestamp"]) for _, item in chunk),
+                        "filters": {"to_ids": 1}}
+                ids = [item_id for item_id, _ in chunk]
+                try:
+                    requests += 1
+                    reply = self.client.call("sightings/add", lambda api, b=body: api.add_sighting(b))
+                except MispServerError:
+                    if self._bump(ids) >= max_attempts:
+                        dropped += self._drop(ids, len(values), "5xx, attempts exhausted")
+                        continue
+                    raise
+                except MispUnavailable:
+                    raise
+                except MispRejected as ex:
+                    dropped += self._drop(ids, len(values), str(ex))
+                    continue
+                message = str(reply.get("message", "")) if isinstance(reply, dict) else ""
+                if NO_MATCH in message:
+                    unmatched += len(values)
+                    logger.info("MISP matched none of %d sighted values from %s", len(values),
+                                source)
+                else:
+                    sent += len(values)
+                self._done(ids)
+        with self._lock:
+            self.sent_total += sent
+            self.unmatched_total += unmatched
+        return FlushResult(requests=requests, sent_values=sent, unmatched_values=unmatched,
+                           dropped_values=dropped, pending_batches=len(self.queue))
+
+    def _bump(self, ids: list[str]) -> int:
+        worst = 0
+        for item_id in ids:
+            self._attempts[item_id] = self._attempts.get(item_id, 0) + 1
+            worst = max(worst, self._attempts[item_id])
+        self.state.save(ATTEMPTS_STATE, self._attempts)
+        return worst
+
+    def _done(self, ids: list[str]) -> None:
+        for item_id in ids:
+            self.queue.remove(item_id)
+            self._attempts.pop(item_id, None)
+        self.state.save(ATTEMPTS_STATE, self._attempts)
+
+    def _drop(self, ids: list[str], count: int, why: str) -> int:
+        logger.warning("dropping %d MISP sighting values: %s", count, why)
+        self._done(ids)
+        with self._lock:
+            self.dropped_total += count
+        return count
+
+
+def _chunks(items: list[tuple[str, dict[str, Any]]]) -> Iterable[list[tuple[str, dict[str, Any]]]]:
+    """Groups of queue items whose values fit one request."""
+    chunk: list[tuple[str, dict[str, Any]]] = []
+    size = 0
+    for entry in items:
+        n = len(entry[1]["values"])
+        if chunk and size + n > MAX_VALUES_PER_REQUEST:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(entry)
+        size += n
+    if chunk:
+        yield chunk

@@ -1,0 +1,144 @@
+"""IoC pull: full sync with paging, incremental Q1/Q2, removals, mapping, warninglists, 429."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.misp import MispRateLimited
+from tests.fakemisp import FakeMisp
+
+from .conftest import Clock, MakeSync, seed_event
+
+SHA = "a" * 64
+MD5 = "b" * 32
+
+
+def values(sync) -> set[tuple[str, str]]:
+    return {(i.type, i.value) for i in sync.sink.by_source["misp"]}
+
+
+def test_full_sync_pages_through_three_pages(fake: FakeMisp, make_sync: MakeSync) -> None:
+    seed_event(fake, [("sha256", SHA), ("md5", MD5), ("domain", "evil.example"),
+                      ("ip-dst", "203.0.113.7"), ("hostname", "c2.evil.example")])
+    sync = make_sync(page_limit=2)
+    result = sync.pull_iocs()
+    assert result.full and result.total_attributes == 5
+    searches = fake.requests_to("/attributes/restSearch")
+    assert [r.body["page"] for r in searches] == [1, 2, 3]
+    body = searches[0].body
+    assert body["to_ids"] == 1 and body["published"] is True and body["limit"] == 2
+    assert body["enforceWarninglist"] == 1 and body["includeEventUuid"] == 1
+    assert "deleted" not in body
+    assert values(sync) == {("sha256", SHA), ("md5", MD5), ("domain", "evil.example"),
+                            ("ip-dst", "203.0.113.7"), ("hostname", "c2.evil.example")}
+    ioc = next(i for i in sync.sink.by_source["misp"] if i.type == "sha256")
+    with fake.lock:
+        attr = fake.model.attribute_by_uuid(ioc.uuid)
+        assert ioc.guuid == fake.model.events[attr.event_id].uuid
+    assert ioc.source == "misp"
+
+
+def test_unpublished_and_non_ids_are_not_pulled(fake: FakeMisp, make_sync: MakeSync) -> None:
+    seed_event(fake, [("sha256", SHA)], published=False)
+    seed_event(fake, [("md5", MD5)], to_ids=False)
+    sync = make_sync()
+    assert sync.pull_iocs().total_iocs == 0
+
+
+def test_composites_split_and_filename_half_opt_in(fake: FakeMisp, make_sync: MakeSync) -> None:
+    seed_event(fake, [("filename|sha256", f"Evil.EXE|{SHA.upper()}")])
+    sync = make_sync()
+    sync.pull_iocs()
+    assert values(sync) == {("sha256", SHA)}
+    sync.update_settings({"ioc_types": ["filename|sha256", "filename"]})
+    sync.pull_iocs()
+    got = sync.sink.by_source["misp"]
+    assert {(i.type, i.value) for i in got} == {("sha256", SHA), ("filename", "evil.exe")}
+    assert len({i.uuid for i in got}) == 2  # the manager's IoC table is keyed by uuid
+
+
+def test_warninglist_and_cidr(fake: FakeMisp, make_sync: MakeSync) -> None:
+    seed_event(fake, [("ip-dst", "8.8.8.8"), ("ip-dst", "198.51.100.0/24"),
+                      ("ip-dst", "198.51.100.9/32"), ("domain", "google.com")])
+    sync = make_sync()
+    sync.pull_iocs()
+    assert values(sync) == {("ip-dst", "198.51.100.9")}
+
+
+def test_incremental_sees_new_removed_deleted_and_late_published(
+        fake: FakeMisp, make_sync: MakeSync, clock: Clock) -> None:
+    ev = seed_event(fake, [("sha256", SHA), ("md5", MD5), ("domain", "gone.example")])
+    sync = make_sync(pull_interval=60.0)
+    sync.pull_iocs()
+    assert len(values(sync)) == 3
+    clock.advance(3600)
+    with fake.lock:
+        m = fake.model
+        new = m.create_attribute(ev.id, "hostname", "new.evil.example")
+        m.update_attribute(m.attribute_by_uuid(_uuid(sync, MD5)).uuid, to_ids=False)
+        m.update_attribute(_uuid(sync, "gone.example"), deleted=True)
+        m.publish(ev.id)
+        # An event whose attributes are older than the cursor, published only now (Q2).
+        clock.advance(-7200)
+        late = m.create_event("late")
+        m.create_attribute(late.id, "sha1", "c" * 40)
+        clock.advance(7200 + 10)
+        m.publish(late.id)
+    result = sync.pull_iocs()
+    assert not result.full
+    assert values(sync) == {("sha256", SHA), ("hostname", "new.evil.example"), ("sha1", "c" * 40)}
+    q1, q2 = (r.body for r in fake.requests_to("/attributes/restSearch")[-2:])
+    assert "timestamp" in q1 and "publish_timestamp" in q2
+    for q in (q1, q2):
+        assert q["deleted"] == [0, 1] and "to_ids" not in q
+    assert new.uuid in {i.uuid for i in sync.sink.by_source["misp"]}
+
+
+def _uuid(sync, value: str) -> str:
+    return next(i.uuid for i in sync.sink.by_source["misp"] if i.value == value)
+
+
+def test_daily_full_resync_catches_hard_delete_and_restart_keeps_state(
+        fake: FakeMisp, make_sync: MakeSync, clock: Clock) -> None:
+    ev = seed_event(fake, [("sha256", SHA)])
+    seed_event(fake, [("md5", MD5)])
+    sync = make_sync()
+    sync.pull_iocs()
+    with fake.lock:
+        fake.model.delete_event(ev.id)
+    clock.advance(600)
+    restarted = make_sync()
+    assert restarted.iocs.cursor == sync.iocs.cursor
+    assert not restarted.pull_iocs().full  # incremental: hard deletes are invisible
+    assert ("sha256", SHA) in values(restarted)
+    clock.advance(86400)
+    assert restarted.pull_iocs().full
+    assert values(restarted) == {("md5", MD5)}
+
+
+def test_rate_limited_pull_backs_off_until_reset(fake: FakeMisp, make_sync: MakeSync,
+                                                 clock: Clock) -> None:
+    seed_event(fake, [("sha256", SHA)])
+    sync = make_sync()
+    fake.inject("429", "/attributes/restSearch", times=1, reset_after=900)
+    with pytest.raises(MispRateLimited) as info:
+        sync.pull_iocs()
+    assert info.value.retry_after == 900
+    sync.run_pending()  # inside the back-off window: no request
+    assert len(fake.requests_to("/attributes/restSearch")) == 1
+    assert "rate limited" in sync.status()["pull"]["last_error"]
+    clock.advance(901)
+    sync.run_pending()
+    assert values(sync) == {("sha256", SHA)}
+    assert sync.status()["pull"]["last_error"] == ""
+
+
+def test_changed_filters_force_a_full_sync(fake: FakeMisp, make_sync: MakeSync) -> None:
+    seed_event(fake, [("sha256", SHA), ("domain", "evil.example")], tags=["tlp:white"])
+    sync = make_sync()
+    sync.pull_iocs()
+    sync.update_settings({"ioc_types": ["sha256"], "tags": ["!tlp:red"]})
+    assert sync.iocs.full_due()
+    sync.pull_iocs()
+    assert values(sync) == {("sha256", SHA)}
+    assert fake.requests_to("/attributes/restSearch")[-1].body["tags"] == ["!tlp:red"]
