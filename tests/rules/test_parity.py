@@ -94,3 +94,48 @@ def test_filter_only_events_are_left_untouched(compiled_ruleset: rules.RuleSet,
             filtered_only += 1
             assert event == record["event"]
     assert filtered_only == 456  # oracle README: 456 ProcessCreate-only events
+
+
+def _oracle_order(oracle_records: list[dict]) -> dict[tuple[str, str, int], int]:
+    order = {}
+    for i, record in enumerate(oracle_records):
+        system = record["event"]["Event"]["System"]
+        order[(record["corpus_path"], system["Channel"], int(system["EventRecordID"]))] = i
+    return order
+
+
+def test_evtx_rendering_equals_golang_evtx(oracle_records: list[dict]) -> None:
+    """Every corpus EVTX record, read by rules.evtx, equals golang-evtx's JSON rendering."""
+    from rules.evtx import EvtxStats, read_evtx
+
+    expected = {}
+    for record in oracle_records:
+        system = record["event"]["Event"]["System"]
+        expected[(record["corpus_path"], system["Channel"], system["EventRecordID"])] = \
+            record["event"]
+    stats = EvtxStats()
+    seen = 0
+    for corpus_path in sorted({k[0] for k in expected}):
+        for event in read_evtx(GENE_RULES.parent / corpus_path, stats):
+            system = event["Event"]["System"]
+            assert event == expected[(corpus_path, system["Channel"], system["EventRecordID"])]
+            seen += 1
+    assert seen == stats.records == 5371
+    assert stats.errors == 0
+
+
+def test_evtx_parity_with_and_without_containers(compiled_ruleset: rules.RuleSet,
+                                                 oracle_records: list[dict],
+                                                 oracle_containers: dict[str, list[str]]
+                                                 ) -> None:
+    from rules.evtx import read_evtx
+
+    order = _oracle_order(oracle_records)
+    files = sorted({k[0] for k in order})
+    events = [(f, e) for f in files for e in read_evtx(GENE_RULES.parent / f)]
+    for containers, name in ((None, "gene-detections-corpus.jsonl"),
+                             (oracle_containers, "gene-detections-corpus-containers.jsonl")):
+        engine = rules.Engine(compiled_ruleset, containers=containers)
+        got = detections_of(engine, [(f, copy.deepcopy(e)) for f, e in events])
+        got.sort(key=lambda g: order[g[:3]])
+        assert got == oracle_expected(name)

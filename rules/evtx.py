@@ -1,0 +1,383 @@
+"""EVTX reading with the `evtx` package (pyevtx-rs), rendered as golang-evtx renders it.
+
+Owns the normalisation of gene.md §12.2–§12.3, so that rules see EVTX events exactly as Gene
+sees the JSON that golang-evtx produces: attributes flattened, every leaf a string, EventID
+with Qualifiers as `{"Qualifiers","Value"}`, hex-typed values zero-padded (`0x%04x` 32-bit,
+`0x%08x` 64-bit), FILETIMEs with 100-ns precision, unnamed `Data` lists without trailing
+empty strings, classic providers as a provider-named `System` key.
+
+pyevtx-rs drops the value types and truncates FILETIMEs to microseconds, so this module also
+scans each record's BinXML substitution array (`_typed_values`) to recover hex widths and the
+full FILETIME. Corrupt chunks and records are skipped and counted in `EvtxStats`; reading never
+raises for bad input data and never loops forever.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import evtx
+import orjson
+
+__all__ = ["EvtxStats", "read_evtx", "normalize_record", "typed_values"]
+
+logger = logging.getLogger(__name__)
+
+_FILE_HEADER = 4096
+_CHUNK = 65536
+_CHUNK_HEADER = 512
+_RECORD_MAGIC = b"\x2a\x2a\x00\x00"
+_EPOCH_1601 = datetime(1601, 1, 1, tzinfo=timezone.utc)
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_MAX_DEPTH = 8
+# BinXML value types (MS-EVEN6 §2.2.13)
+_T_ANSI, _T_SIZET, _T_FILETIME, _T_HEX32, _T_HEX64, _T_BINXML = 0x02, 0x10, 0x11, 0x14, 0x15, 0x21
+
+
+@dataclass(slots=True)
+class EvtxStats:
+    """Counters of one or more EVTX reads."""
+
+    files: int = 0
+    records: int = 0
+    errors: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def error(self, message: str) -> None:
+        self.errors += 1
+        if len(self.messages) < 100:
+            self.messages.append(message)
+
+
+def _filetime_text(ticks: int) -> str:
+    """golang-evtx FILETIME rendering: RFC 3339, 100-ns digits, trailing zeros removed."""
+    seconds, rem = divmod(ticks, 10_000_000)
+    try:
+        ts = _EPOCH_1601 + timedelta(seconds=seconds)
+    except OverflowError:
+        return ""
+    text = ts.strftime("%Y-%m-%dT%H:%M:%S")
+    if rem:
+        text += "." + f"{rem:07d}".rstrip("0")
+    return text + "Z"
+
+
+def _micro_text(ticks: int) -> str:
+    """pyevtx-rs rendering of the same FILETIME (microseconds, trailing zeros kept)."""
+    seconds, rem = divmod(ticks, 10_000_000)
+    try:
+        ts = _EPOCH_1601 + timedelta(seconds=seconds)
+    except OverflowError:
+        return ""
+    return ts.strftime("%Y-%m-%dT%H:%M:%S") + f".{rem // 10:06d}Z"
+
+
+def _values(chunk: bytes, pos: int, end: int, out: dict[str, Any], depth: int) -> None:
+    """Read a BinXML fragment's template-instance substitution values (best effort)."""
+    if depth > _MAX_DEPTH or pos + 14 > end or chunk[pos] != 0x0F:
+        return
+    pos += 4
+    if chunk[pos] != 0x0C:
+        return
+    def_offset = _U32.unpack_from(chunk, pos + 6)[0]
+    pos += 10
+    if def_offset == pos:
+        if pos + 24 > end:
+            return
+        pos += 24 + _U32.unpack_from(chunk, pos + 20)[0]
+    if pos + 4 > end:
+        return
+    count = _U32.unpack_from(chunk, pos)[0]
+    pos += 4
+    if count > 4096 or pos + 4 * count > end:
+        return
+    descs = [(_U16.unpack_from(chunk, pos + 4 * i)[0], chunk[pos + 4 * i + 2])
+             for i in range(count)]
+    pos += 4 * count
+    for size, vtype in descs:
+        if pos + size > end:
+            return
+        if vtype == _T_HEX32 and size == 4:
+            v = _U32.unpack_from(chunk, pos)[0]
+            _put(out, f"0x{v:x}", f"0x{v:04x}")
+        elif vtype == _T_HEX64 and size == 8:
+            v = _U64.unpack_from(chunk, pos)[0]
+            _put(out, f"0x{v:x}", f"0x{v:08x}")
+        elif vtype == _T_SIZET and size in (4, 8):
+            v = (_U32 if size == 4 else _U64).unpack_from(chunk, pos)[0]
+            _put(out, f"0x{v:x}", f"0x{v:0{2 * size}x}")
+        elif vtype == _T_FILETIME and size == 8:
+            v = _U64.unpack_from(chunk, pos)[0]
+            _put(out, _micro_text(v), _filetime_text(v))
+        elif vtype == _T_ANSI and size:
+            # golang-evtx keeps AnsiString values as []byte, which JSON renders as base64
+            raw = bytes(chunk[pos:pos + size])
+            _put(out, raw.rstrip(b"\0").decode("cp1252", errors="replace"),
+                 base64.b64encode(raw).decode())
+        elif vtype == _T_BINXML:
+            _values(chunk, pos, pos + size, out, depth + 1)
+        pos += size
+
+
+def _put(out: dict[str, Any], key: str, value: str) -> None:
+    """Record a rendering; the same text rendered two ways becomes an ordered list."""
+    have = out.get(key)
+    if have is None:
+        out[key] = value
+    elif isinstance(have, list):
+        have.append(value)
+    elif have != value:
+        out[key] = [have, value]
+
+
+def typed_values(data: bytes) -> dict[int, dict[str, Any]]:
+    """Map record ID → {pyevtx text: golang-evtx text} for the record's typed values."""
+    found: dict[int, dict[str, Any]] = {}
+    for start in range(_FILE_HEADER, len(data) - _CHUNK_HEADER + 1, _CHUNK):
+        chunk = data[start:start + _CHUNK]
+        if not chunk.startswith(b"ElfChnk\x00"):
+            continue
+        pos = _CHUNK_HEADER
+        while pos + 28 <= len(chunk) and chunk.startswith(_RECORD_MAGIC, pos):
+            size = _U32.unpack_from(chunk, pos + 4)[0]
+            if size < 28 or pos + size > len(chunk):
+                break
+            record_id = _U64.unpack_from(chunk, pos + 8)[0]
+            out: dict[str, Any] = {}
+            try:
+                _values(chunk, pos + 24, pos + size - 4, out, 0)
+            except (struct.error, IndexError):  # pragma: no cover - bounds are checked
+                out = {}
+            if out:
+                found[record_id] = out
+            pos += size
+    return found
+
+
+def _leaf(value: Any, typed: dict[str, Any]) -> Any:
+    cls = value.__class__
+    if cls is str:
+        if not typed:
+            return value
+        found = typed.get(value)
+        if found is None:
+            return value
+        if found.__class__ is list:
+            return found.pop(0) if len(found) > 1 else found[0]
+        return found
+    if cls is int:
+        return str(value)
+    if cls is bool:
+        return "true" if value else "false"
+    if value is None:
+        return None
+    if cls is float:
+        return repr(value)
+    if cls is list:
+        return [_leaf(v, typed) if v.__class__ is not dict else _element(v, typed)
+                for v in value]
+    return _element(value, typed)
+
+
+def _element(node: dict[str, Any], typed: dict[str, Any]) -> Any:
+    """Flatten one element: attributes become keys, `#text` becomes the value."""
+    attrs = node.get("#attributes")
+    text = node.get("#text", _NO_TEXT)
+    out: dict[str, Any] = {}
+    if attrs:
+        for k, v in attrs.items():
+            out[k] = _leaf(v, typed)
+    for k, v in node.items():
+        if k == "#attributes" or k == "#text":
+            continue
+        out[k] = _leaf(v, typed) if v is not None else None
+    if text is not _NO_TEXT:
+        value = _leaf(text, typed)
+        if not out:
+            return value
+        out["Value"] = value
+    return out
+
+
+_NO_TEXT = object()
+
+
+def _system(system: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in system.items():
+        if value is None:
+            out[key] = {}  # empty element (Correlation, Security) → {}
+            continue
+        if key == "Provider" and value.__class__ is dict:
+            attrs = value.get("#attributes") or {}
+            if set(attrs) == {"Name"} and len(value) == 1:
+                out[str(attrs["Name"])] = ""  # GENE/golang-evtx: classic provider
+                continue
+        out[key] = _leaf(value, typed)
+    return out
+
+
+def _event_data(data: Any, typed: dict[str, Any]) -> Any:
+    if data.__class__ is not dict:
+        return _leaf(data, typed)
+    out: dict[str, Any] = {}
+    attrs = data.get("#attributes")
+    if attrs:
+        for k, v in attrs.items():
+            out[k] = _leaf(v, typed)
+    for key, value in data.items():
+        if key == "#attributes":
+            continue
+        if key == "Data" or key == "#text":
+            inner = value.get("#text", value) if value.__class__ is dict else value
+            if inner.__class__ is list:
+                items = [_leaf(v, typed) for v in inner]
+                while items and items[-1] == "":
+                    items.pop()
+                out["Data"] = items
+                continue
+            if key == "Data" and value.__class__ is dict:
+                out[key] = _leaf(inner, typed)
+                continue
+            out[key] = [_leaf(inner, typed)] if key == "Data" else _leaf(inner, typed)
+            continue
+        out[key] = _leaf(value, typed)
+    return out
+
+
+def normalize_record(record: dict[str, Any], typed: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
+    """Turn one pyevtx-rs JSON record into golang-evtx's rendering (gene.md §12.2)."""
+    typed = typed or {}
+    event = record.get("Event")
+    if event.__class__ is not dict:
+        return {"Event": _leaf(event, typed)} if event is not None else {"Event": {}}
+    out: dict[str, Any] = {}
+    for key, value in event.items():
+        if key == "#attributes":
+            continue
+        if key == "System" and value.__class__ is dict:
+            out[key] = _system(value, typed)
+        elif key == "EventData":
+            out[key] = _event_data(value, typed) if value is not None else {}
+        else:
+            out[key] = _leaf(value, typed) if value is not None else {}
+    return {"Event": out}
+
+
+class _TypedIndex:
+    """Streams `typed_values` chunk by chunk, in step with pyevtx-rs's record order."""
+
+    LOOKAHEAD = 4  # chunks scanned past the last hit before giving up on a record
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = data
+        self.next_chunk = _FILE_HEADER
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.misses = 0
+
+    def _scan_next(self) -> bool:
+        start = self.next_chunk
+        if start + _CHUNK_HEADER > len(self.data):
+            return False
+        self.next_chunk += _CHUNK
+        chunk = bytes(self.data[start:start + _CHUNK])
+        if not chunk.startswith(b"ElfChnk\x00"):
+            return True
+        pos = _CHUNK_HEADER
+        while pos + 28 <= len(chunk) and chunk.startswith(_RECORD_MAGIC, pos):
+            size = _U32.unpack_from(chunk, pos + 4)[0]
+            if size < 28 or pos + size > len(chunk):
+                break
+            out: dict[str, Any] = {}
+            try:
+                _values(chunk, pos + 24, pos + size - 4, out, 0)
+            except (struct.error, IndexError, ValueError):  # pragma: no cover - defensive
+                out = {}
+            self.pending[_U64.unpack_from(chunk, pos + 8)[0]] = out
+            pos += size
+        return True
+
+    def get(self, record_id: int) -> dict[str, Any] | None:
+        scanned = 0
+        while record_id not in self.pending:
+            if scanned >= self.LOOKAHEAD or not self._scan_next():
+                self.misses += 1
+                return None
+            scanned += 1
+        found = self.pending.pop(record_id)
+        if len(self.pending) > 50_000:  # stale entries of records pyevtx-rs skipped
+            self.pending.clear()
+        return found
+
+
+def _batch(iterator: Any, size: int, stats: EvtxStats, path: str) -> tuple[list[Any], bool]:
+    """Pull up to `size` records; warnings and errors are counted, never raised."""
+    out: list[Any] = []
+    done = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            for _ in range(size):
+                out.append(next(iterator))
+        except StopIteration:
+            done = True
+        except (RuntimeError, OSError, ValueError) as ex:
+            stats.error(f"{path}: {ex}")
+            done = True
+        except BaseException as ex:  # pyo3 PanicException derives from BaseException
+            if isinstance(ex, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)):
+                raise
+            stats.error(f"{path}: parser panic: {ex}")
+            done = True
+    for warning in caught:
+        stats.error(f"{path}: {warning.message}")
+    return out, done
+
+
+def read_evtx(path: str | Path, stats: EvtxStats | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the events of an EVTX file in golang-evtx's JSON rendering.
+
+    Corrupt chunks/records are skipped and counted in `stats`; the file itself not being an
+    EVTX file is also counted (one error), never raised.
+    """
+    stats = stats if stats is not None else EvtxStats()
+    stats.files += 1
+    name = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        parser = evtx.PyEvtxParser(io.BytesIO(data), number_of_threads=1, skip_errors=True)
+        iterator = parser.records_json()
+    except (OSError, RuntimeError, ValueError) as ex:
+        stats.error(f"{name}: {ex}")
+        return
+    except BaseException as ex:  # pragma: no cover - pyo3 panic at open
+        if isinstance(ex, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)):
+            raise
+        stats.error(f"{name}: parser panic: {ex}")
+        return
+    index = _TypedIndex(data)
+    done = False
+    while not done:
+        records, done = _batch(iterator, 256, stats, name)
+        for record in records:
+            try:
+                raw = orjson.loads(record["data"])
+                event = normalize_record(raw, index.get(record["event_record_id"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as ex:
+                stats.error(f"{name}: record {record.get('event_record_id')}: {ex}")
+                continue
+            stats.records += 1
+            yield event
