@@ -1,4 +1,4 @@
-"""Frozen entry point of heron-agent: calls `agent.cli:main` (pyproject `[project.scripts]`)."""
+"""Frozen entry point of heron-agent: calls `agent.cli:main` (pyproject scripts)."""
 
 from __future__ import annotations
 

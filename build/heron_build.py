@@ -1,8 +1,8 @@
 """What goes into Heron's two frozen programs: the data both PyInstaller specs share.
 
-`build/heron-manager.spec` and `build/heron-agent.spec` import this module (PyInstaller puts the spec
-directory on `sys.path` through `SPECPATH`); `tests/packaging/` loads it from its path to check the
-lists. `build/` is not a Python package: nothing else imports this file.
+`build/heron-manager.spec` and `build/heron-agent.spec` import this module (PyInstaller puts the
+spec directory on `sys.path` through `SPECPATH`); `tests/packaging/` loads it from its path to check
+the lists. `build/` is not a Python package: nothing else imports this file.
 
 Rules this module encodes:
 
@@ -10,9 +10,9 @@ Rules this module encodes:
 - no UPX (antivirus false positives), strip debug info on Linux;
 - the agent never carries the manager's stack: `AGENT_FORBIDDEN` is excluded from its analysis and
   `assert_agent_clean` fails the build if any of it shows up anyway;
-- our own packages are collected with all their submodules, so modules that a registry dict imports
-  lazily are never missing; data files (bundled rules, console assets, PyMISP templates) are collected
-  explicitly because PyInstaller only follows `import` statements.
+- our own packages are collected with all their submodules, so modules that a registry dict
+  imports lazily are never missing; data files (bundled rules, console assets, PyMISP templates)
+  are collected explicitly because PyInstaller only follows `import` statements.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ UPX = False
 MANAGER_NAME = "heron-manager"
 AGENT_NAME = "heron-agent"
 
-# Never in either program: development and test tooling that happens to be in the venv, GUI toolkits,
-# and the scientific stack (deps.md §6: pandas/pyarrow/numpy added 250 MiB when they were present).
+# Never in either program: development and test tooling that happens to be in the venv, GUI
+# toolkits, and the scientific stack (deps.md §6: pandas/pyarrow/numpy added 250 MiB).
 COMMON_EXCLUDES: tuple[str, ...] = (
     "tkinter",
     "_tkinter",
@@ -109,12 +109,20 @@ def version() -> str:
 
 
 def _submodules(packages: Iterable[str]) -> list[str]:
-    from PyInstaller.utils.hooks import collect_submodules
-
+    """Every module of our `packages`, found on disk (no import: half-written or Windows-only
+    modules must not make the list depend on what imports cleanly on the build host)."""
     found: list[str] = []
     for package in packages:
-        if (ROOT / package / "__init__.py").is_file():
-            found += collect_submodules(package, on_error="warn once")
+        pkg_dir = ROOT / package
+        if not (pkg_dir / "__init__.py").is_file():
+            continue
+        for path in sorted(pkg_dir.rglob("*.py")):
+            if "__pycache__" in path.parts:
+                continue
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found.append(".".join(parts))
     return found
 
 

@@ -38,7 +38,9 @@ def _guid(product: str, rel: str) -> str:
 def _walk(root: Path, rel_dir: Path, main: str) -> tuple[list[Path], list[Path]]:
     here = root / rel_dir
     entries = sorted(here.iterdir(), key=lambda p: p.name)
-    files = [rel_dir / p.name for p in entries if p.is_file() and (rel_dir / p.name).as_posix() != main]
+    files = [
+        rel_dir / p.name for p in entries if p.is_file() and (rel_dir / p.name).as_posix() != main
+    ]
     dirs = [rel_dir / p.name for p in entries if p.is_dir()]
     return files, dirs
 
@@ -95,8 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.onedir / args.main).is_file():
         parser.error(f"{args.onedir / args.main} is missing")
-    text = render(args.onedir, product=args.product, main=args.main, group=args.group,
-                  directory=args.directory, win64=args.win64)
+    text = render(
+        args.onedir,
+        product=args.product,
+        main=args.main,
+        group=args.group,
+        directory=args.directory,
+        win64=args.win64,
+    )
     args.out.write_text(text, encoding="utf-8")
     return 0
 
