@@ -1,0 +1,250 @@
+"""Evidence actions: ``filedump``, ``memdump`` and ``regdump`` (WHIDS §1.5).
+
+Linux memdump format (``<image>_<pid>_<unixnano>.memdump``)::
+
+    b"HERONMEM1\\n"
+    one JSON line: {"pid", "image", "time", "truncated": bool,
+                    "regions": [{"start", "end", "perms", "offset", "path", "size", "data_offset"}]}
+    the bytes of every dumped region, concatenated in the listed order
+
+``start``/``end`` are hex virtual addresses from /proc/PID/maps, ``data_offset`` is the offset of
+the region's bytes counted from the first byte after the JSON line. Only readable regions are
+dumped (``[vvar]``, ``[vsyscall]`` and unreadable pages are skipped), up to
+``actions.max_memdump_size`` bytes. On Windows memdump writes a full minidump through
+``dbghelp!MiniDumpWriteDump`` (``.dmp``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent.actions.base import ActionContext
+from agent.errors import ActionError
+
+__all__ = ["filedump", "filedump_candidates", "memdump", "read_linux_memory", "regdump"]
+
+logger = logging.getLogger(__name__)
+
+MEMDUMP_MAGIC = b"HERONMEM1\n"
+_MAPS_RE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) \S+ \d+\s*(.*)$")
+_SKIP_REGIONS = ("[vvar]", "[vsyscall]", "[vvar_vclock]")
+_FILE_FIELDS = ("Image", "ParentImage", "SourceImage", "ImageLoaded", "TargetFilename",
+                "Destination")
+
+
+def _tokens(command_line: str) -> list[str]:
+    try:
+        return shlex.split(command_line, posix=not command_line.count("\\"))
+    except ValueError:
+        return command_line.split()
+
+
+def filedump_candidates(ctx: ActionContext) -> list[str]:
+    """Existing files referenced by the event: images, targets, command-line arguments."""
+    data = ctx.event_data
+    seen: dict[str, None] = {}
+    for key in _FILE_FIELDS:
+        v = data.get(key)
+        if isinstance(v, str) and v not in ("", "-", "?"):
+            seen[v] = None
+    if data.get("Details") not in (None, "", "Binary Data") and isinstance(data.get("Details"),
+                                                                           str):
+        seen[str(data["Details"])] = None
+    cwd = str(data.get("CurrentDirectory", "") or "")
+    for cl_key in ("CommandLine", "ParentCommandLine"):
+        cl = data.get(cl_key)
+        if not isinstance(cl, str):
+            continue
+        for tok in _tokens(cl)[:64]:
+            tok = tok.strip("\"'")
+            if not tok or tok.startswith("-"):
+                continue
+            if os.path.isabs(tok):
+                seen[tok] = None
+            elif cwd and cwd not in ("?", "-"):
+                seen[os.path.join(cwd, tok)] = None
+    if not seen and ctx.image:
+        seen[ctx.image] = None
+    return [p for p in seen if os.path.isfile(p)]
+
+
+def filedump(ctx: ActionContext) -> None:
+    """Copy every referenced file (≤ ``actions.max_file_size``), once per sha256."""
+    limit = ctx.config.actions.max_file_size
+    dumped: set[str] = {f.sha256 for f in ctx.artifacts.files() if f.kind == "filedump"}
+    ns = int(ctx.clock() * 1e9)
+    errors = []
+    for path in filedump_candidates(ctx):
+        try:
+            size = os.path.getsize(path)
+            if size > limit:
+                logger.info("filedump: %s skipped (%d bytes > %d)", path, size, limit)
+                continue
+            data = Path(path).read_bytes()
+        except OSError as ex:
+            errors.append(f"{path}: {ex}")
+            continue
+        import hashlib
+
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in dumped:
+            continue
+        dumped.add(digest)
+        name = f"{ns}_{os.path.basename(path.replace(chr(92), '/'))}.bin"
+        ctx.artifacts.add_bytes(name, data, "filedump")
+    if errors and not dumped:
+        raise ActionError("filedump: " + "; ".join(errors))
+
+
+# --- memdump ---------------------------------------------------------------------------------
+
+
+def read_linux_memory(pid: int, max_bytes: int, root: str = "/proc") -> tuple[list[dict[str, Any]],
+                                                                             list[bytes], bool]:
+    """Readable regions of ``pid``: (region headers, region bytes, truncated)."""
+    regions: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    total = 0
+    truncated = False
+    try:
+        maps = Path(f"{root}/{pid}/maps").read_text(encoding="utf-8", errors="replace")
+        mem = open(f"{root}/{pid}/mem", "rb", buffering=0)  # noqa: SIM115 - closed below
+    except OSError as ex:
+        raise ActionError(f"memdump pid {pid}: {ex}") from ex
+    with mem:
+        for line in maps.splitlines():
+            m = _MAPS_RE.match(line)
+            if not m:
+                continue
+            start, end, perms, offset, path = m.groups()
+            if perms[0] != "r" or path.strip() in _SKIP_REGIONS:
+                continue
+            lo, hi = int(start, 16), int(end, 16)
+            size = hi - lo
+            if total + size > max_bytes:
+                size = max_bytes - total
+                truncated = True
+            if size <= 0:
+                truncated = True
+                break
+            try:
+                mem.seek(lo)
+                data = mem.read(size)
+            except (OSError, OverflowError, ValueError):
+                continue
+            if not data:
+                continue
+            regions.append({"start": start, "end": end, "perms": perms, "offset": offset,
+                            "path": path.strip(), "size": len(data), "data_offset": total})
+            chunks.append(data)
+            total += len(data)
+            if truncated:
+                break
+    return regions, chunks, truncated
+
+
+def _memdump_linux(ctx: ActionContext) -> None:
+    regions, chunks, truncated = read_linux_memory(ctx.pid, ctx.config.actions.max_memdump_size)
+    header = {"pid": ctx.pid, "image": ctx.image, "time": ctx.artifacts.time,
+              "truncated": truncated, "regions": regions}
+    name = f"{os.path.basename(ctx.image) or 'process'}_{ctx.pid}_{int(ctx.clock() * 1e9)}.memdump"
+    path = ctx.artifacts.unique(name)
+    with path.open("wb") as fh:
+        fh.write(MEMDUMP_MAGIC)
+        fh.write(json.dumps(header).encode("utf-8") + b"\n")
+        for chunk in chunks:
+            fh.write(chunk)
+    ctx.artifacts.register(path, "memdump")
+
+
+def _memdump_windows(ctx: ActionContext) -> None:  # pragma: no cover - Windows only
+    import ctypes
+    from ctypes import wintypes
+
+    PROCESS_QUERY_INFORMATION, PROCESS_VM_READ = 0x0400, 0x0010
+    MINIDUMP_WITH_FULL_MEMORY = 0x00000002
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    dbghelp = ctypes.WinDLL("dbghelp", use_last_error=True)  # type: ignore[attr-defined]
+    kernel32.OpenProcess.restype = wintypes.HANDLE
+    dbghelp.MiniDumpWriteDump.argtypes = [wintypes.HANDLE, wintypes.DWORD, wintypes.HANDLE,
+                                          wintypes.DWORD, ctypes.c_void_p, ctypes.c_void_p,
+                                          ctypes.c_void_p]
+    name = f"{os.path.basename(ctx.image.replace(chr(92), '/'))}_{ctx.pid}_" \
+           f"{int(ctx.clock() * 1e9)}.dmp"
+    path = ctx.artifacts.unique(name)
+    handle = kernel32.OpenProcess(PROCESS_QUERY_INFORMATION | PROCESS_VM_READ, False, ctx.pid)
+    if not handle:
+        raise ActionError(f"OpenProcess({ctx.pid}) failed: {ctypes.get_last_error()}")
+    try:
+        import msvcrt
+
+        with path.open("wb") as fh:
+            fhandle = msvcrt.get_osfhandle(fh.fileno())  # type: ignore[attr-defined]
+            ok = dbghelp.MiniDumpWriteDump(handle, ctx.pid, fhandle, MINIDUMP_WITH_FULL_MEMORY,
+                                           None, None, None)
+        if not ok:
+            raise ActionError(f"MiniDumpWriteDump({ctx.pid}) failed: {ctypes.get_last_error()}")
+    finally:
+        kernel32.CloseHandle(handle)
+    ctx.artifacts.register(path, "memdump")
+
+
+def memdump(ctx: ActionContext) -> None:
+    """Dump the process memory once per process GUID."""
+    track = ctx.tracker.get(ctx.process_guid)
+    if track is not None and track.memory_dumped:
+        return
+    if sys.platform == "win32":
+        _memdump_windows(ctx)
+    elif sys.platform.startswith("linux"):
+        _memdump_linux(ctx)
+    else:
+        raise ActionError(f"memdump unsupported on {sys.platform}")
+    if track is not None:
+        track.memory_dumped = True
+
+
+# --- regdump ---------------------------------------------------------------------------------
+
+_HIVES = {"HKLM": "HKEY_LOCAL_MACHINE", "HKCU": "HKEY_CURRENT_USER", "HKU": "HKEY_USERS",
+          "HKCR": "HKEY_CLASSES_ROOT"}
+
+
+def split_registry_path(path: str) -> tuple[str, str, str]:
+    """``HKLM\\Soft\\Key\\Value`` → (hive constant name, key, value name)."""
+    hive, _, rest = path.partition("\\")
+    hive_name = _HIVES.get(hive.upper(), hive.upper())
+    key, _, value = rest.rpartition("\\")
+    return hive_name, key, value
+
+
+def regdump(ctx: ActionContext) -> None:
+    """Sysmon 13 with ``Details == "Binary Data"``: save the registry value (Windows)."""
+    data = ctx.event_data
+    target = str(data.get("TargetObject", ""))
+    if data.get("Details") != "Binary Data" or not target:
+        return
+    result: dict[str, Any] = {"path": target, "data": None, "error": ""}
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        import base64
+        import winreg
+
+        hive_name, key, value = split_registry_path(target)
+        try:
+            hive = getattr(winreg, hive_name)
+            with winreg.OpenKey(hive, key) as handle:
+                raw, _type = winreg.QueryValueEx(handle, value)
+            result["data"] = base64.b64encode(raw if isinstance(raw, bytes)
+                                              else str(raw).encode()).decode()
+        except (OSError, AttributeError) as ex:
+            result["error"] = str(ex)
+    else:
+        result["error"] = f"registry not available on {sys.platform}"
+    ctx.artifacts.add_json("registry.json", result, "regdump")

@@ -1,0 +1,164 @@
+"""IR report (WHIDS §1.9) and the ``report`` / ``brief`` actions.
+
+``build_report`` returns::
+
+    {"start-timestamp", "stop-timestamp", "hostname",
+     "processes": [ProcessTrack JSON…], "tree": [the detected process, ancestors, descendants],
+     "modules": […], "drivers": […], "connections": [{pid, process_guid, image, proto, laddr,
+     raddr, status}], "dns": {guid: {ip: {qname: n}}}, "last_files": {guid: [paths]},
+     "commands": [{"description", "name", "args", "expect-json", "stdout", "stderr", "error",
+                   "timestamp", "timeout"}]}
+
+``brief`` is the same without running commands. Every command runs with its own timeout; a
+missing program or a timeout is recorded in ``error``, never raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from agent.actions.base import ActionContext
+from agent.render import rfc3339_nano
+
+if TYPE_CHECKING:
+    from agent.config import ReportingConfig
+    from agent.host import Host
+    from agent.tracking.tracker import Tracker
+
+__all__ = ["brief_action", "build_report", "connections", "report_action", "run_commands"]
+
+logger = logging.getLogger(__name__)
+
+Runner = Callable[..., "subprocess.CompletedProcess[bytes]"]
+
+
+def _run_one(name: str, args: list[str], *, timeout: float, expect_json: bool,
+             description: str, runner: Runner, clock: Callable[[], float]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"description": description, "name": name, "args": list(args),
+                             "expect-json": expect_json, "stdout": None, "stderr": "",
+                             "error": "", "timestamp": rfc3339_nano(clock()), "timeout": timeout}
+    exe = shutil.which(name) or (name if "/" in name or "\\" in name else None)
+    if exe is None:
+        entry["error"] = f"{name}: not found"
+        return entry
+    try:
+        proc = runner([exe, *args], capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        entry["error"] = f"timeout after {timeout:g}s"
+        return entry
+    except OSError as ex:
+        entry["error"] = str(ex)
+        return entry
+    out = proc.stdout.decode("utf-8", "replace")
+    entry["stderr"] = proc.stderr.decode("utf-8", "replace")[-65536:]
+    if proc.returncode != 0:
+        entry["error"] = f"exit status {proc.returncode}"
+    if expect_json:
+        try:
+            entry["stdout"] = json.loads(out) if out.strip() else None
+        except ValueError as ex:
+            entry["error"] = entry["error"] or f"invalid JSON: {ex}"
+            entry["stdout"] = out[-1_000_000:]
+    else:
+        entry["stdout"] = out[-1_000_000:]
+    return entry
+
+
+def run_commands(config: ReportingConfig, *, runner: Runner = subprocess.run,
+                 clock: Callable[[], float] = time.time) -> list[dict[str, Any]]:
+    """osqueryi tables (when osqueryi is on PATH) then ``reporting.commands``."""
+    results = []
+    if shutil.which("osqueryi"):
+        for table in config.osquery_tables:
+            results.append(_run_one("osqueryi", ["--json", "-A", table], timeout=config.timeout,
+                                    expect_json=True, description=f"osquery {table}",
+                                    runner=runner, clock=clock))
+    for cmd in config.commands:
+        results.append(_run_one(cmd.name, list(cmd.args), timeout=cmd.timeout or config.timeout,
+                                expect_json=cmd.expect_json, description=cmd.description,
+                                runner=runner, clock=clock))
+    return results
+
+
+def connections(tracker: Tracker, host: Host | None = None) -> list[dict[str, Any]]:
+    """Current inet sockets with their owning process (psutil)."""
+    out = []
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except (psutil.Error, OSError) as ex:
+        logger.info("net_connections unavailable: %s", ex)
+        return out
+    for c in conns:
+        pid = c.pid or 0
+        track = tracker.by_pid(pid) if pid else None
+        info = host.pids.get(pid) if host is not None and pid and track is None else None
+        out.append({
+            "pid": pid,
+            "process_guid": track.guid if track else (info.guid if info else ""),
+            "image": track.image if track else (info.image if info else ""),
+            "proto": "tcp" if c.type == socket.SOCK_STREAM else "udp",
+            "laddr": f"{c.laddr.ip}:{c.laddr.port}" if c.laddr else "",
+            "raddr": f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else "",
+            "status": c.status,
+        })
+    return out
+
+
+def build_report(tracker: Tracker, *, host: Host | None = None,
+                 reporting: ReportingConfig | None = None, guid: str = "",
+                 commands: bool = True, runner: Runner = subprocess.run,
+                 clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """Collect the IR report; ``commands=False`` gives the brief variant."""
+    start = clock()
+    processes = tracker.snapshot()
+    report: dict[str, Any] = {
+        "start-timestamp": rfc3339_nano(start),
+        "hostname": host.hostname if host else socket.gethostname(),
+        "processes": list(processes.values()),
+        "tree": tracker.tree(guid) if guid else [],
+        "modules": tracker.modules(),
+        "drivers": tracker.driver_list(),
+        "connections": connections(tracker, host),
+        "dns": {},
+        "last_files": {},
+        "commands": [],
+    }
+    with tracker.lock:
+        for g, p in processes.items():
+            track = tracker.get(g)
+            if track is None:
+                continue
+            if track.dns:
+                report["dns"][g] = {ip: dict(q) for ip, q in track.dns.items()}
+            files = [f for f in track.last_files if f]
+            if files:
+                report["last_files"][g] = files
+    if commands and reporting is not None:
+        report["commands"] = run_commands(reporting, runner=runner, clock=clock)
+    report["stop-timestamp"] = rfc3339_nano(clock())
+    return report
+
+
+def _action(ctx: ActionContext, commands: bool) -> None:
+    report = build_report(ctx.tracker, host=ctx.host, reporting=ctx.config.reporting,
+                          guid=ctx.process_guid, commands=commands, clock=ctx.clock)
+    ctx.artifacts.add_json("report.json", report, "report")
+
+
+def report_action(ctx: ActionContext) -> None:
+    """Full report, configured commands included."""
+    _action(ctx, True)
+
+
+def brief_action(ctx: ActionContext) -> None:
+    """Report without running commands."""
+    _action(ctx, False)

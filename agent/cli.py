@@ -1,0 +1,190 @@
+"""``heron-agent`` command line: run, report, status, config (enroll/service from agent.link).
+
+The only module of the package that prints or exits. ``enroll`` and ``service`` belong to the
+link engineer: they are registered from ``agent.link.cli.register(subparsers)`` when that module
+exists, so both sides evolve independently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig, dump_toml, load_config
+from agent.errors import AgentError
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("agent.cli")
+
+
+def _load(args: argparse.Namespace) -> AgentConfig:
+    config = load_config(args.config)
+    gen = config.general
+    if getattr(args, "data_dir", None):
+        gen = replace(gen, data_dir=args.data_dir)
+    config = replace(config, general=gen)
+    if getattr(args, "rules", None):
+        config = replace(config, rules=replace(config.rules, paths=list(args.rules)))
+    if getattr(args, "replay", None):
+        rc = replace(config.sources.replay, paths=list(args.replay), speed=args.speed,
+                     rate=args.rate, loop=args.loop)
+        config = replace(config, sources=replace(config.sources, enabled=["replay"], replay=rc))
+    return config
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from agent.service import build_agent
+
+    config = _load(args)
+    agent = build_agent(config)
+    if not args.standalone:
+        try:
+            link = importlib.import_module("agent.link.link")
+        except ImportError:
+            link = None
+        attach = getattr(link, "attach", None)
+        if attach is None:
+            logger.warning("manager link unavailable: running standalone")
+        else:
+            attach(agent, config)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    signal.signal(signal.SIGINT, lambda *_: agent.stop())
+    agent.run(until_sources_done=bool(args.replay) and not args.loop)
+    status = agent.status()
+    if args.replay:
+        print(json.dumps({k: status[k] for k in ("processed", "detections", "forwarded",
+                                                 "sources")}, indent=1))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from agent.actions.report import build_report
+    from agent.host import make_host
+    from agent.tracking.seed import seed_from_proc
+    from agent.tracking.tracker import Tracker
+
+    config = _load(args)
+    host = make_host(hostname=config.general.hostname)
+    tracker = Tracker(max_tracks=config.tracking.max_tracks)
+    seed_from_proc(tracker, host)
+    report = build_report(tracker, host=host, reporting=config.reporting,
+                          commands=not args.brief)
+    text = json.dumps(report, indent=1, default=str)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def _rate(value: int, seconds: float) -> str:
+    return f"{value / seconds:.1f}/s" if seconds > 0 else "-"
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    config = _load(args)
+    path = config.data_dir / "status.json"
+    try:
+        status: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        print(f"no status at {path}: is the agent running?", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=1))
+        return 0
+    uptime = max(0.0, status.get("time", time.time()) - status.get("started", time.time()))
+    age = time.time() - status.get("time", 0)
+    print(f"state: {status['state']}  (status written {age:.0f}s ago, uptime {uptime:.0f}s)")
+    print(f"host: {status['hostname']}  rules: {status['rules']}  iocs: {status['iocs']}  "
+          f"tracks: {status['tracks']}")
+    print(f"queue: {status['queue']['size']}/{status['queue']['max']}  "
+          f"actions queue: {status['actions']['queue']} dropped: {status['actions']['dropped']}")
+    print(f"processed: {status['processed']} ({_rate(status['processed'], uptime)})  "
+          f"detections: {status['detections']}  forwarded: {status['forwarded']}")
+    print(f"cpu: {status['cpu_percent']:.1f}%  rss: {status['rss'] >> 20} MB  "
+          f"throttled: {status['throttled']}")
+    print(f"{'source':<12} {'events':>10} {'rate':>10} {'drops':>8} {'errors':>6} running")
+    for name, s in status["sources"].items():
+        print(f"{name:<12} {s['events']:>10} {_rate(s['events'], uptime):>10} {s['drops']:>8} "
+              f"{s['errors']:>6} {s['running']}  {s['error']}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config) if args.config else AgentConfig()
+    if args.dump:
+        print(dump_toml(config), end="")
+        return 0
+    print("nothing to do: use --dump", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="heron-agent", description="Heron EDR endpoint agent")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", help="config.toml (default: built-in defaults)")
+        p.add_argument("--data-dir", help="override general.data_dir")
+
+    run = sub.add_parser("run", help="run the agent in the foreground")
+    common(run)
+    run.add_argument("--standalone", action="store_true", help="no manager link")
+    run.add_argument("--rules", nargs="+", help="rule files/directories (override rules.paths)")
+    run.add_argument("--replay", nargs="+", help="replay EVTX/JSONL files instead of live sources")
+    run.add_argument("--speed", type=float, default=0.0, help="replay speed (1 = recorded)")
+    run.add_argument("--rate", type=float, default=0.0, help="replay at a fixed events/s")
+    run.add_argument("--loop", action="store_true", help="replay forever")
+    run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("report", help="print an IR report of this endpoint")
+    common(rep)
+    rep.add_argument("--brief", action="store_true", help="do not run report commands")
+    rep.add_argument("-o", "--output", help="write to this file instead of stdout")
+    rep.set_defaults(func=_cmd_report)
+
+    st = sub.add_parser("status", help="per-source events/s, drops, queue sizes")
+    common(st)
+    st.add_argument("--json", action="store_true", help="raw status.json")
+    st.set_defaults(func=_cmd_status)
+
+    cfg = sub.add_parser("config", help="configuration helpers")
+    cfg.add_argument("-c", "--config", help="config.toml to load and print")
+    cfg.add_argument("--dump", action="store_true", help="print the configuration as TOML")
+    cfg.set_defaults(func=_cmd_config)
+
+    try:
+        link_cli = importlib.import_module("agent.link.cli")
+    except ImportError:
+        link_cli = None
+    register = getattr(link_cli, "register", None)
+    if register is not None:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except AgentError as ex:
+        print(f"heron-agent: {ex}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Detection stage: the Gene engine plus built-in IoC and canary rules.
+
+``Detector.match(event)`` runs the rules engine (which writes ``Event.Detection``), then the IoC
+set (hits add ``IoC:<type>`` signatures, WHIDS built-in IoC rules) and returns a ``Verdict``.
+Rules and IoCs are swapped atomically (``reload_rules``, ``set_iocs``): the pipeline thread
+always sees one consistent engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rules
+from rules.iocs import IocSet, ioc_rules, merge_detection
+
+__all__ = ["Detector", "Verdict", "load_containers", "load_ioc_file"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Outcome of detection on one event."""
+
+    detection: dict[str, Any] | None  # the Event.Detection block, when a normal rule matched
+    filtered: bool  # a Filter rule matched
+
+    @property
+    def criticality(self) -> int:
+        return int(self.detection.get("Criticality", 0)) if self.detection else 0
+
+
+def load_containers(directory: str | Path) -> dict[str, list[str]]:
+    """Containers from ``NAME.txt`` / ``NAME.cont`` files (one value per line)."""
+    out: dict[str, list[str]] = {}
+    d = Path(directory)
+    if not d.is_dir():
+        return out
+    for path in sorted(d.iterdir()):
+        if path.suffix in (".txt", ".cont"):
+            values = [v.strip() for v in path.read_text(encoding="utf-8").splitlines()]
+            out[path.stem] = [v for v in values if v]
+    return out
+
+
+def load_ioc_file(path: str | Path) -> list[dict[str, str]]:
+    """IoCs from a JSON list of ``{type, value}`` or from ``type:value`` lines."""
+    import json
+
+    text = Path(path).read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        data = json.loads(text)
+        return [{"type": str(i["type"]), "value": str(i["value"])} for i in data
+                if isinstance(i, dict) and "type" in i and "value" in i]
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and ":" in line:
+            t, v = line.split(":", 1)
+            out.append({"type": t.strip(), "value": v.strip()})
+    return out
+
+
+class Detector:
+    """Engine + IoCs + generated rules, replaceable at run time."""
+
+    def __init__(self, *, rules_text: str = "", rule_paths: Iterable[str | Path] = (),
+                 extra_rules: str = "", containers: Mapping[str, Iterable[str]] | None = None,
+                 default_actions: Mapping[str, list[str]] | None = None,
+                 iocs: Iterable[Any] = (), ioc_criticality: int = 10) -> None:
+        self._lock = threading.Lock()
+        self._containers = {k: list(v) for k, v in (containers or {}).items()}
+        self._default_actions = dict(default_actions or {})
+        self._extra = extra_rules
+        self._paths = [Path(p) for p in rule_paths]
+        self._text = rules_text
+        self.ioc_criticality = ioc_criticality
+        self.iocs = IocSet.from_iocs(iocs)
+        self.engine = self._build(rules_text)
+
+    def _build(self, text: str) -> rules.Engine:
+        engine = rules.Engine(containers=self._containers,
+                              default_actions=self._default_actions)
+        if self._paths:
+            engine.load(rules.load(self._paths))
+        if text.strip():
+            engine.load(rules.loads(text, source="<reload>"))
+        if self._extra.strip():
+            engine.load(rules.loads(self._extra, source="<builtin>"))
+        return engine
+
+    def reload_rules(self, text: str) -> int:
+        """Replace the rule text (manager /rules body); returns the rule count."""
+        engine = self._build(text)
+        with self._lock:
+            self.engine = engine
+            self._text = text
+        logger.info("rules reloaded: %d rules", engine.rule_count)
+        return int(engine.rule_count)
+
+    def set_extra_rules(self, text: str) -> None:
+        """Replace the generated (canary) rules."""
+        self._extra = text
+        self.reload_rules(self._text)
+
+    def set_iocs(self, iocs: Iterable[Any]) -> int:
+        ioc_set = IocSet.from_iocs(iocs)
+        with self._lock:
+            self.iocs = ioc_set
+        logger.info("IoCs loaded: %d indicators", len(ioc_set))
+        return len(ioc_set)
+
+    def match(self, event: dict[str, Any]) -> Verdict:
+        engine, iocs = self.engine, self.iocs
+        det = engine.match(event)
+        filtered = bool(det is not None and det.filtered)
+        block: dict[str, Any] | None = None
+        if det is not None and det.signatures:
+            block = event["Event"].get("Detection") if isinstance(event.get("Event"), dict) \
+                else None
+            if block is None:
+                block = det.to_dict(show_attack=False)
+        hits = iocs.match(event) if len(iocs) else []
+        if hits:
+            extra = ioc_rules(hits, criticality=self.ioc_criticality,
+                              actions=self._band_actions(self.ioc_criticality))
+            if extra is not None and isinstance(event.get("Event"), dict):
+                block = merge_detection(event, extra)
+        return Verdict(block, filtered)
+
+    def _band_actions(self, crit: int) -> list[str]:
+        for band, (low, high) in {"low": (1, 4), "medium": (5, 7), "high": (8, 9),
+                                  "critical": (10, 10)}.items():
+            if low <= crit <= high:
+                return list(self._default_actions.get(band, []))
+        return []
+
+    @property
+    def rule_count(self) -> int:
+        return int(self.engine.rule_count)
+
+    def rules_text(self) -> str:
+        return str(self.engine.rules_text())

@@ -1,0 +1,448 @@
+"""Composition root of the agent: ``build_agent(config) -> Agent`` and the event pipeline.
+
+Pipeline (one thread): sources (one thread each) → bounded queue → own-event filter → tracking
+hooks (+ enrichment for live events) → blacklist terminator → ``Detector`` (Gene engine, IoCs,
+canary rules) → forwarding decision → sinks, and planned actions → ``ActionRunner``.
+
+Forwarding decision (WHIDS §1.1 step 5): an event goes to the sinks when its detection score is
+≥ ``general.criticality_threshold``, or when only Filter rules matched and
+``general.enable_filters`` is on, or always with ``general.log_all``.
+
+The seam for the link engineer (docs/interfaces.md, agent section): ``Agent.sinks`` /
+``Agent.add_sink(sink)`` with ``EventSink.submit(event)``, ``Agent.reload_rules(text)``,
+``Agent.set_iocs(iocs)``, ``Agent.artifacts_dir``, ``Agent.tracker``, ``Agent.status()``,
+``Agent.report()``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+import rules
+from agent.actions import OPT_IN, actions, plan_actions
+from agent.actions.report import build_report
+from agent.actions.runner import ActionRunner, Job
+from agent.canary import canary_rules, create_canaries, remove_canaries
+from agent.config import AgentConfig
+from agent.detect import Detector, load_containers, load_ioc_file
+from agent.errors import AgentClosedError, SourceError
+from agent.host import Host, make_host
+from agent.monitor import Counters, ResourceGuard
+from agent.sinks import AlertLog, EventSink
+from agent.sources import EventSource, build_sources
+from agent.tracking.hooks import HookContext, run_hooks, service_lookup
+from agent.tracking.seed import seed_from_proc
+from agent.tracking.tracker import Tracker
+
+__all__ = ["Agent", "AgentState", "build_agent"]
+
+logger = logging.getLogger(__name__)
+
+_Item = tuple[dict[str, Any], bool]
+
+
+class AgentState(enum.Enum):
+    """Lifecycle of an ``Agent``."""
+
+    CREATED = "created"  # built, nothing running
+    RUNNING = "running"  # sources and pipeline threads started
+    CLOSED = "closed"  # stopped; every later call raises AgentClosedError
+
+
+def _event_id(ev: dict[str, Any]) -> int:
+    raw = ev.get("System", {}).get("EventID")
+    if isinstance(raw, dict):
+        raw = raw.get("Value")
+    try:
+        return int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
+class Agent:
+    """The running agent: sources → tracking → engine → actions → sinks."""
+
+    def __init__(self, config: AgentConfig, *, host: Host, tracker: Tracker, detector: Detector,
+                 runner: ActionRunner, sources: list[EventSource], sinks: list[EventSink],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.host = host
+        self.tracker = tracker
+        self.detector = detector
+        self.runner = runner
+        self.sources = list(sources)
+        self.sinks: list[EventSink] = list(sinks)
+        self.clock = clock
+        self.counters = Counters(started=clock())
+        self.state = AgentState.CREATED
+        self._queue: queue.Queue[_Item] = queue.Queue(config.general.queue_size)
+        self._threads: list[threading.Thread] = []
+        self._source_threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._inflight = 0
+        self._inflight_lock = threading.Condition()
+        self._own: OrderedDict[str, None] = OrderedDict()
+        self._services = service_lookup()
+        self._canaries: list[Path] = []
+        self.guard = ResourceGuard(max_cpu_percent=config.limits.max_cpu_percent,
+                                   max_rss_mb=config.limits.max_rss_mb,
+                                   interval=config.limits.check_interval, trim=self._trim)
+
+    # --- seam -------------------------------------------------------------------------------
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.runner.root
+
+    def add_sink(self, sink: EventSink) -> None:
+        self.sinks.append(sink)
+
+    def reload_rules(self, text: str) -> int:
+        """Replace the rule set with ``text`` (Gene rules); built-in rules stay. Rule count."""
+        return self.detector.reload_rules(text)
+
+    def set_iocs(self, iocs: Iterable[Any]) -> int:
+        """Replace the IoC set (``rules.wire.Ioc`` or ``{type, value}``). Indicator count."""
+        return self.detector.set_iocs(iocs)
+
+    def report(self, *, commands: bool = True, guid: str = "") -> dict[str, Any]:
+        """IR report of this endpoint now (WHIDS ``report`` command)."""
+        return build_report(self.tracker, host=self.host, reporting=self.config.reporting,
+                            guid=guid, commands=commands, clock=self.clock)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.state is AgentState.CLOSED:
+            raise AgentClosedError("agent is closed")
+        if self.state is AgentState.RUNNING:
+            return
+        self.state = AgentState.RUNNING
+        allowed = set(self.config.actions.allowed)
+        for name in sorted(OPT_IN & allowed):
+            logger.warning("opt-in response action ENABLED: %s", name)
+        if self.config.canaries.enable:
+            self._canaries = create_canaries(self.config.canaries)
+        if any(s.live for s in self.sources):
+            seed_from_proc(self.tracker, self.host)
+        self.runner.start()
+        self.guard.start()
+        t = threading.Thread(target=self._pipeline, name="heron-pipeline", daemon=True)
+        t.start()
+        self._threads.append(t)
+        for source in self.sources:
+            st = threading.Thread(target=self._pump, args=(source,), daemon=True,
+                                  name=f"heron-source-{source.name}")
+            st.start()
+            self._source_threads.append(st)
+        s = threading.Thread(target=self._status_loop, name="heron-status", daemon=True)
+        s.start()
+        self._threads.append(s)
+        logger.info("agent started: %d sources, %d rules, %d IoCs", len(self.sources),
+                    self.detector.rule_count, len(self.detector.iocs))
+
+    def run(self, *, until_sources_done: bool = False) -> None:
+        """Start and block until ``stop()`` (or until every source is exhausted)."""
+        self.start()
+        while not self._stop.wait(0.2):
+            if until_sources_done and not any(t.is_alive() for t in self._source_threads):
+                self.wait_idle(timeout=3600)
+                break
+        self.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop everything and write a final status; idempotent."""
+        if self.state is AgentState.CLOSED:
+            return
+        was_running = self.state is AgentState.RUNNING
+        self.state = AgentState.CLOSED
+        self._stop.set()
+        for source in self.sources:
+            try:
+                source.close()
+            except Exception:
+                pass
+        for t in self._source_threads + self._threads:
+            t.join(timeout=5)
+        if was_running:
+            self.runner.stop()
+            self.guard.stop()
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    pass
+        if self.config.canaries.delete_on_stop:
+            remove_canaries(self._canaries)
+        self._write_status()
+        logger.info("agent stopped")
+
+    def __enter__(self) -> Agent:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until the queue is drained and every action job finished."""
+        deadline = time.monotonic() + timeout
+        with self._inflight_lock:
+            while self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._inflight_lock.wait(left)
+        return self.runner.wait_idle(max(0.0, deadline - time.monotonic()))
+
+    # --- threads ----------------------------------------------------------------------------
+
+    def _pump(self, source: EventSource) -> None:
+        counters = self.counters.source(source.name)
+        counters.running = True
+        live = source.live
+        try:
+            for event in source.events():
+                if self._stop.is_set():
+                    break
+                with self._inflight_lock:
+                    self._inflight += 1
+                try:
+                    if source.lossless:
+                        while True:
+                            try:
+                                self._queue.put((event, live), timeout=0.2)
+                                break
+                            except queue.Full:
+                                if self._stop.is_set():
+                                    raise
+                    else:
+                        self._queue.put_nowait((event, live))
+                    counters.events += 1
+                except queue.Full:
+                    counters.drops += 1
+                    self._done(1)
+                    if counters.drops in (1, 100, 10_000) or counters.drops % 100_000 == 0:
+                        logger.warning("queue full: %d events dropped from %s", counters.drops,
+                                       source.name)
+        except SourceError as ex:
+            counters.errors += 1
+            counters.error = str(ex)
+            logger.error("source %s failed: %s", source.name, ex)
+        except Exception as ex:
+            counters.errors += 1
+            counters.error = str(ex)
+            logger.error("source %s crashed", source.name, exc_info=True)
+        finally:
+            counters.running = False
+
+    def _done(self, n: int) -> None:
+        with self._inflight_lock:
+            self._inflight -= n
+            if self._inflight <= 0:
+                self._inflight_lock.notify_all()
+
+    def _pipeline(self) -> None:
+        get = self._queue.get
+        while not self._stop.is_set() or not self._queue.empty():
+            try:
+                item = get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            batch = [item]
+            while len(batch) < 256:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for event, live in batch:
+                try:
+                    self.process(event, live=live)
+                except Exception:
+                    self.counters.pipeline_errors += 1
+                    logger.error("pipeline error", exc_info=True)
+            self._done(len(batch))
+            if self.guard.throttle:
+                time.sleep(0.05)
+            if self.counters.processed % 4096 < len(batch):
+                self.tracker.free_expired()
+
+    # --- one event --------------------------------------------------------------------------
+
+    def _is_own(self, ev: dict[str, Any], eid: int) -> bool:
+        data = ev.get("EventData")
+        if not isinstance(data, dict):
+            return False
+        me = str(self.host.agent_pid)
+        guid = str(data.get("ProcessGuid", ""))
+        if eid == 1 and str(data.get("ParentProcessId", "")) == me:
+            self._own[guid] = None
+            while len(self._own) > 4096:
+                self._own.popitem(last=False)
+            return True
+        if eid == 1 and str(data.get("ParentProcessGuid", "")) in self._own:
+            self._own[guid] = None
+            return True
+        return str(data.get("ProcessId", "")) == me or guid in self._own
+
+    def process(self, event: dict[str, Any], *, live: bool = False) -> bool:
+        """Run one event through the pipeline; True when it was forwarded to the sinks."""
+        ev = event.get("Event")
+        if not isinstance(ev, dict):
+            return False
+        self.counters.processed += 1
+        eid = _event_id(ev)
+        if live and self.config.general.ignore_self and self._is_own(ev, eid) and eid != 5:
+            self.counters.own_events += 1
+            return False
+        ctx = HookContext(self.tracker, self.host.hasher if live else None, self._services,
+                          self.clock())
+        run_hooks(ctx, event, enrich=live and self.config.tracking.enrich)
+        data = ev.get("EventData") if isinstance(ev.get("EventData"), dict) else {}
+        if live and eid == 1 and self.tracker.blacklist and \
+                data.get("CommandLine") in self.tracker.blacklist:
+            self._blacklisted(event, data)
+        verdict = self.detector.match(event)
+        gen = self.config.general
+        det = verdict.detection
+        forward = gen.log_all
+        if det is not None:
+            self.counters.detections += 1
+            if verdict.criticality >= gen.criticality_threshold:
+                forward = True
+                guid = str(data.get("ProcessGuid", ""))
+                self.tracker.add_score(guid, list(det.get("Signature", [])), verdict.criticality)
+        elif verdict.filtered:
+            self.counters.filtered += 1
+            forward = forward or gen.enable_filters
+        if det is not None and det.get("Actions") and live:
+            self._act(event, data, det, list(det["Actions"]))
+        if forward:
+            self.counters.forwarded += 1
+            for sink in self.sinks:
+                try:
+                    sink.submit(event)
+                except Exception:
+                    self.counters.sink_errors += 1
+                    logger.error("sink %r failed", sink, exc_info=True)
+        return forward
+
+    def _act(self, event: dict[str, Any], data: dict[str, Any], det: dict[str, Any],
+             requested: list[str]) -> None:
+        guid = str(data.get("ProcessGuid", ""))
+        track = self.tracker.get(guid)
+        acfg = self.config.actions
+        plan = plan_actions(requested, allowed=acfg.allowed, tracked=track is not None,
+                            act_on_untracked=acfg.act_on_untracked,
+                            done_for_process=track.action_count if track else 0,
+                            max_per_process=acfg.max_per_process,
+                            memory_dumped=bool(track and track.memory_dumped))
+        for name, reason in plan.skipped:
+            logger.info("action %s skipped for %s: %s", name, guid, reason)
+        if not plan:
+            return
+        try:
+            pid = int(data.get("ProcessId", 0))
+        except (TypeError, ValueError):
+            pid = track.pid if track else 0
+        self.runner.submit(Job(event=event, detection=det, plan=plan,
+                               event_hash=rules.event_hash(event), process_guid=guid, pid=pid,
+                               image=str(data.get("Image", track.image if track else "")),
+                               command_line=str(data.get("CommandLine",
+                                                         track.command_line if track else ""))))
+
+    def _blacklisted(self, event: dict[str, Any], data: dict[str, Any]) -> None:
+        det = {"Signature": ["Builtin:Blacklisted"], "Criticality": 10, "Actions": ["kill"]}
+        logger.warning("blacklisted command line started: %s", data.get("CommandLine"))
+        self._act(event, data, det, ["kill"])
+
+    # --- status & limits --------------------------------------------------------------------
+
+    def _trim(self) -> None:
+        self.tracker.free_expired()
+        self.tracker.trim(max(256, len(self.tracker) // 2))
+        self.host.hasher.trim(self.host.hasher.cache_size // 4)
+
+    def status(self) -> dict[str, Any]:
+        snap = self.counters.snapshot()
+        snap.update({
+            "state": self.state.value,
+            "time": self.clock(),
+            "hostname": self.host.hostname,
+            "queue": {"size": self._queue.qsize(), "max": self._queue.maxsize},
+            "actions": {"queue": self.runner._queue.qsize(), "queued": self.runner.stats.queued,
+                        "dropped": self.runner.stats.dropped, "done": self.runner.stats.done,
+                        "runs": dict(self.runner.stats.runs),
+                        "failures": dict(self.runner.stats.failures)},
+            "tracks": len(self.tracker),
+            "rules": self.detector.rule_count,
+            "iocs": len(self.detector.iocs),
+            "cpu_percent": self.guard.cpu_percent,
+            "rss": self.guard.rss,
+            "throttled": self.guard.throttle,
+        })
+        return snap
+
+    def _write_status(self) -> None:
+        path = self.config.data_dir / "status.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(self.status(), option=orjson.OPT_INDENT_2))
+            tmp.replace(path)
+        except OSError:
+            logger.error("cannot write %s", path, exc_info=True)
+
+    def _status_loop(self) -> None:
+        while not self._stop.wait(2.0):
+            self._write_status()
+
+
+def build_agent(config: AgentConfig, *, sources: list[EventSource] | None = None,
+                sinks: list[EventSink] | None = None, host: Host | None = None,
+                clock: Callable[[], float] = time.time) -> Agent:
+    """Wire an ``Agent`` from ``config``; ``sources``/``sinks`` override the configured ones."""
+    tcfg = config.tracking
+    host = host or make_host(hostname=config.general.hostname, hash_max_size=tcfg.hash_max_size,
+                             hash_cache_size=tcfg.hash_cache_size, clock=clock)
+    tracker = Tracker(max_tracks=tcfg.max_tracks, terminated_ttl=tcfg.terminated_ttl,
+                      modules_per_process=tcfg.modules_per_process, clock=clock)
+    rcfg = config.rules
+    acfg = config.actions
+    containers = load_containers(rcfg.containers_dir) if rcfg.containers_dir else {}
+    iocs = load_ioc_file(rcfg.ioc_file) if rcfg.ioc_file else []
+    detector = Detector(rule_paths=rcfg.paths, extra_rules=canary_rules(config.canaries),
+                        containers=containers,
+                        default_actions={"low": acfg.low, "medium": acfg.medium,
+                                         "high": acfg.high, "critical": acfg.critical},
+                        iocs=iocs, ioc_criticality=rcfg.ioc_criticality)
+    runner = ActionRunner(config=config, tracker=tracker, host=host, root=config.artifacts_dir,
+                          registry=actions(), clock=clock)
+    if sinks is None:
+        sinks = []
+        if config.alert_log.enable:
+            al = config.alert_log
+            sinks.append(AlertLog(config.alert_dir, detections_only=al.detections_only,
+                                  max_bytes=al.max_bytes, rotation_interval=al.rotation_interval,
+                                  keep=al.keep, clock=clock))
+    if sources is None:
+        sources = build_sources(config, host)
+    return Agent(config, host=host, tracker=tracker, detector=detector, runner=runner,
+                 sources=sources, sinks=sinks, clock=clock)

@@ -1,0 +1,117 @@
+"""Event sources: the ``EventSource`` seam, its in-memory implementation and the registry.
+
+A source yields WHIDS/Gene-shaped event dicts from ``events()`` until ``close()`` is called or
+it runs dry. ``live`` sources describe this host right now (the pipeline enriches their events
+from the host); replayed events are only tracked, never enriched. ``lossless`` sources are
+throttled by the pipeline queue instead of having events dropped.
+
+The concrete sources are built by name through ``SOURCE_FACTORIES`` (an explicit dict; the
+platform-specific modules are imported lazily, inside the factory).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+
+__all__ = [
+    "SOURCE_FACTORIES",
+    "SOURCE_NAMES",
+    "EventSource",
+    "MemorySource",
+    "build_sources",
+]
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """Anything that yields events; ``events()`` is the whole interface."""
+
+    name: str
+    live: bool
+    lossless: bool
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Yield events until closed or exhausted."""
+        ...
+
+    def close(self) -> None:
+        """Ask ``events()`` to return soon; idempotent."""
+        ...
+
+
+class MemorySource:
+    """Source over an in-memory iterable (tests, commands that inject events)."""
+
+    def __init__(self, events: Iterable[dict[str, Any]], *, name: str = "memory",
+                 live: bool = False, lossless: bool = True) -> None:
+        self.name = name
+        self.live = live
+        self.lossless = lossless
+        self._events = events
+        self._closed = threading.Event()
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        for event in self._events:
+            if self._closed.is_set():
+                return
+            yield event
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+def _linux_proc(config: AgentConfig, host: Any) -> EventSource:
+    from agent.sources.procconn import ProcConnectorSource
+
+    return ProcConnectorSource(host=host, hash_on_exec=config.sources.linux.hash_on_exec)
+
+
+def _linux_net(config: AgentConfig, host: Any) -> EventSource:
+    from agent.sources.netconn import NetConnectionSource
+
+    return NetConnectionSource(host=host, interval=config.sources.linux.net_poll_interval)
+
+
+def _linux_file(config: AgentConfig, host: Any) -> EventSource:
+    from agent.sources.fanotify import FanotifySource
+
+    canaries: list[str] = []
+    if config.canaries.enable:
+        from agent.canary import canary_paths
+
+        canaries = [str(p) for p in canary_paths(config.canaries)]
+    return FanotifySource(host=host, directories=config.sources.linux.file_watch_dirs,
+                          files=canaries)
+
+
+def _etw(config: AgentConfig, host: Any) -> EventSource:
+    from agent.sources.etw import EtwSource
+
+    return EtwSource(config.sources.etw, computer=host.hostname)
+
+
+def _replay(config: AgentConfig, host: Any) -> EventSource:
+    from agent.sources.replay import ReplaySource
+
+    rc = config.sources.replay
+    return ReplaySource(rc.paths, speed=rc.speed, rate=rc.rate, loop=rc.loop)
+
+
+SOURCE_FACTORIES: dict[str, Callable[[AgentConfig, Any], EventSource]] = {
+    "linux-proc": _linux_proc,
+    "linux-net": _linux_net,
+    "linux-file": _linux_file,
+    "etw": _etw,
+    "replay": _replay,
+}
+SOURCE_NAMES = frozenset(SOURCE_FACTORIES)
+
+
+def build_sources(config: AgentConfig, host: Any) -> list[EventSource]:
+    """Instantiate the sources named in ``config.sources.enabled``."""
+    return [SOURCE_FACTORIES[name](config, host) for name in config.sources.enabled]
