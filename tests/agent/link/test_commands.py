@@ -201,7 +201,8 @@ def test_containment_live_in_network_namespace(backend: str, tmp_path: Path) -> 
         pytest.skip(f"needs unshare and {backend}")
     script = tmp_path / "live.py"
     script.write_text(LIVE)
-    setup = ("ip link set lo up && ip link add d0 type veth peer name d1 && ip addr add 10.9.0.1/24 dev d0 "
+    setup = ("ip link set lo up && ip link add d0 type veth peer name d1 "
+             "&& ip addr add 10.9.0.1/24 dev d0 "
              f"&& ip link set d0 up && ip link set d1 up && {sys.executable} {script} {backend}")
     root = Path(__file__).resolve().parents[3]
     proc = subprocess.run(["unshare", "-n", "sh", "-c", setup], capture_output=True, timeout=60,

@@ -1,0 +1,247 @@
+"""`Link`: the agent's connection to its manager, composed from the link parts.
+
+It is an `EventSink` (`submit(event)` queues durably) and owns three threads once started:
+the forwarder (spool → `/logs`), the command poller (`/commands`), and housekeeping (updates,
+system information, artifact upload, certificate renewal), each with its own keep-alive
+transport. `attach(agent, config)` builds one for an `agent.service.Agent` and plugs it in.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.commands import CommandContext
+from rules import wire
+
+from .backoff import Backoff
+from .config import LinkConfig
+from .enroll import renew
+from .errors import LinkError
+from .forwarder import Forwarder
+from .identity import Identity, IdentityStore
+from .mtls import MtlsTransport
+from .poller import CommandPoller
+from .spool import Spool, health_event
+from .sysinfo import SysInfoReporter
+from .transport import Transport
+from .updates import Updater
+from .upload import Uploader
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkHooks:
+    """What the link may call in the agent (every hook optional)."""
+
+    reload_rules: Callable[[str], object] | None = None
+    set_iocs: Callable[[list[wire.Ioc]], object] | None = None
+    apply_config: Callable[[dict[str, Any]], object] | None = None
+    apply_sysmon: Callable[[bytes], object] | None = None
+    report: Callable[[], dict[str, Any]] | None = None
+    tracker: Any = None
+    artifacts_dir: Path | None = None
+    hostname: str = ""
+
+
+class Link:
+    """Durable forwarding, commands, updates and renewal for one enrolled agent."""
+
+    def __init__(
+        self, config: LinkConfig, state_dir: Path, *, hooks: LinkHooks | None = None,
+        transport_factory: Callable[[], Transport] | None = None,
+        clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.state_dir = Path(state_dir)
+        self.hooks = hooks or LinkHooks()
+        self.hostname = self.hooks.hostname or socket.gethostname()
+        self.clock = clock
+        self.wall = wall
+        self.identity_store = IdentityStore(self.state_dir / "identity")
+        self._factory = transport_factory or self._mtls
+        self._transports: list[Transport] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.spool = Spool(
+            self.state_dir / "queue", max_bytes=config.queue_max_bytes,
+            segment_bytes=config.segment_bytes, segment_events=config.segment_events,
+            max_batch_delay=config.batch_delay, fsync_interval=config.fsync_interval,
+            hostname=self.hostname, clock=clock)
+        self.forwarder = Forwarder(
+            self.spool, self._transport(), sleep=self._stop.wait,
+            backoff=Backoff(config.backoff_base, config.backoff_cap, rand=rand),
+            compresslevel=config.compress_level)
+        self.poller = CommandPoller(
+            self._transport(), self.state_dir / "commands", context=self.command_context,
+            interval=config.command_interval, burst_interval=config.command_burst_interval,
+            burst_window=config.command_burst_window, clock=clock, sleep=self._stop.wait)
+        house = self._transport()
+        self.updater = Updater(house, self.state_dir / "updates", {
+            "rules": self.hooks.reload_rules, "iocs": self.hooks.set_iocs,
+            "config": self._apply_config, "sysmon": self.hooks.apply_sysmon})
+        self.sysinfo = SysInfoReporter(house, self.state_dir / "sysinfo.sha256")
+        self.uploader = None if self.hooks.artifacts_dir is None else Uploader(
+            house, self.hooks.artifacts_dir, max_size=config.upload_max_size,
+            settle=config.upload_settle, clock=wall, report=self._report)
+        self._house = house
+        self._due: dict[str, float] = {}
+
+    # ---------------------------------------------------------------- wiring
+    def _mtls(self) -> Transport:
+        return MtlsTransport(self.identity_store, timeout=self.config.timeout,
+                             hostname=self.hostname, server_name=self.config.server_name)
+
+    def _transport(self) -> Transport:
+        t = self._factory()
+        self._transports.append(t)
+        return t
+
+    def _report(self, data: dict[str, Any]) -> None:
+        event_id = int(data.pop("EventID", 9000))
+        self.spool.submit(health_event(event_id, str(data.pop("Message", "")), self.hostname,
+                                       **data))
+
+    def _apply_config(self, doc: dict[str, Any]) -> None:
+        link_part = doc.get("link")
+        new = LinkConfig.from_dict(link_part) if isinstance(link_part, dict) else None
+        if self.hooks.apply_config is not None:
+            self.hooks.apply_config({k: v for k, v in doc.items() if k != "link"})
+        if new is not None:
+            self._apply_link_config(new)
+
+    def _apply_link_config(self, new: LinkConfig) -> None:
+        self.config = new
+        self.poller.interval = new.command_interval
+        self.poller.burst_interval = new.command_burst_interval
+        self.poller.burst_window = new.command_burst_window
+        self.forwarder.compresslevel = new.compress_level
+        self.forwarder.backoff.base, self.forwarder.backoff.cap = new.backoff_base, \
+            new.backoff_cap
+        self.spool.max_bytes = new.queue_max_bytes
+        logger.info("link settings updated from the manager")
+
+    def command_context(self) -> CommandContext:
+        ident = self.identity()
+        tools = Path(self.config.tools_dir) if self.config.tools_dir else None
+        return CommandContext(
+            manager_host=ident.host if ident else "", manager_port=ident.port if ident else 0,
+            tools_dir=tools, allowed_tools=self.config.allowed_tools, tracker=self.hooks.tracker,
+            report=self.hooks.report, max_fetch_size=self.config.max_fetch_size)
+
+    def identity(self) -> Identity | None:
+        try:
+            return self.identity_store.load()
+        except (LinkError, OSError, ValueError, KeyError):
+            return None
+
+    # ---------------------------------------------------------------- EventSink
+    def submit(self, event: dict[str, Any]) -> None:
+        """Queue one event durably; it is sent when the manager is reachable."""
+        self.spool.submit(event)
+
+    # ---------------------------------------------------------------- housekeeping
+    def renew_if_due(self) -> bool:
+        ident = self.identity()
+        if ident is None or not ident.renewal_due(self.wall(), fraction=self.config.renew_fraction):
+            return False
+        logger.info("client certificate expires at %s: renewing", ident.not_after)
+        renew(self.identity_store, self._house)
+        return True
+
+    def housekeeping_once(self) -> dict[str, Any]:
+        """Run every housekeeping task that is due; returns what ran and its outcome."""
+        tasks: dict[str, tuple[float, Callable[[], Any]]] = {
+            "updates": (self.config.update_interval, self.updater.check),
+            "sysinfo": (self.config.sysinfo_interval, self.sysinfo.run_once),
+            "renew": (self.config.renew_check_interval, self.renew_if_due),
+        }
+        if self.uploader is not None:
+            tasks["upload"] = (self.config.upload_interval, self.uploader.run_once)
+        now = self.clock()
+        out: dict[str, Any] = {}
+        for name, (interval, fn) in tasks.items():
+            if now < self._due.get(name, 0.0):
+                continue
+            try:
+                out[name] = fn()
+                self._due[name] = now + interval
+            except LinkError as ex:
+                out[name] = f"error: {ex}"
+                self._due[name] = now + min(interval, 30.0)
+                logger.debug("%s failed: %s", name, ex)
+            except Exception as ex:  # noqa: BLE001 - keep the housekeeping thread alive
+                logger.error("%s crashed", name, exc_info=True)
+                out[name] = f"error: {ex}"
+                self._due[name] = now + interval
+        return out
+
+    def _housekeeping(self) -> None:
+        while not self._stop.is_set():
+            self.housekeeping_once()
+            nxt = min(self._due.values(), default=self.clock() + 1.0)
+            self._stop.wait(max(0.05, min(nxt - self.clock(), 5.0)))
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Re-apply stored updates, then start the forwarder, poller and housekeeping threads."""
+        restored = self.updater.restore()
+        if restored:
+            logger.info("re-applied stored updates: %s", ", ".join(restored))
+        if not self.config.enabled:
+            logger.warning("link disabled: events are queued locally only")
+            return
+        for name, target in (("forwarder", self.forwarder.run), ("commands", self.poller.run),
+                             ("housekeeping", self._housekeeping)):
+            t = threading.Thread(target=target, name=f"heron-link-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        logger.info("link started (state in %s)", self.state_dir)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the threads and close the spool; idempotent."""
+        self._stop.set()
+        self.forwarder.stop()
+        self.poller.stop()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads.clear()
+        self.spool.close()
+        for tr in self._transports:
+            close = getattr(tr, "close", None)
+            if callable(close):
+                close()
+
+    close = stop
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def status(self) -> dict[str, Any]:
+        ident = self.identity()
+        st = self.spool.stats()
+        return {
+            "enrolled": ident is not None, "uuid": ident.uuid if ident else "",
+            "manager": ident.manager if ident else "",
+            "certificate_expires": ident.not_after if ident else None,
+            "state": self.forwarder.state.value, "last_error": self.forwarder.last_error,
+            "queue": {"events": st.queued_events, "bytes": st.queued_bytes,
+                      "evicted": st.evicted_events, "oversize_dropped": st.oversize_dropped,
+                      "rejected_batches": st.rejected_batches},
+            "sent": {"batches": self.forwarder.sent_batches, "events": self.forwarder.sent_events},
+            "commands_executed": self.poller.executed,
+            "updates": {k: {"applied": v.applied, "rejected": v.rejected, "error": v.error}
+                        for k, v in self.updater.status().items()},
+        }

@@ -1,0 +1,71 @@
+"""`MtlsTransport`: the production transport, bound to the enrolled identity on disk.
+
+It loads the identity lazily (an agent started before enrollment keeps queueing; the first send
+after `heron-agent enroll` connects) and rebuilds its TLS context whenever the certificate, key
+or CA file changes (renewal, re-enrollment), so no restart is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from .errors import EnrollmentError
+from .identity import Identity, IdentityStore
+from .transport import HttpsTransport, Request, Response, create_ssl_context
+
+logger = logging.getLogger(__name__)
+
+
+class MtlsTransport:
+    """Keep-alive mutual-TLS transport to the enrolled manager (one per thread)."""
+
+    def __init__(self, store: IdentityStore, *, timeout: float = 30.0, hostname: str = "",
+                 server_name: str = "") -> None:
+        self.store = store
+        self.timeout = timeout
+        self.hostname = hostname
+        self.server_name = server_name
+        self._inner: HttpsTransport | None = None
+        self._stamp: tuple[int, ...] = ()
+        self.identity: Identity | None = None
+        self._lock = threading.Lock()
+
+    def _files_stamp(self) -> tuple[int, ...]:
+        try:
+            return tuple(p.stat().st_mtime_ns for p in (
+                self.store.cert_path, self.store.key_path, self.store.ca_path,
+                self.store.meta_path))
+        except FileNotFoundError as ex:
+            raise EnrollmentError(f"not enrolled yet (no {ex.filename}): run `heron-agent "
+                                  "enroll --manager HOST:PORT --token TOKEN`") from ex
+
+    def _refresh(self) -> HttpsTransport:
+        stamp = self._files_stamp()
+        if self._inner is not None and stamp == self._stamp:
+            return self._inner
+        identity = self.store.load()
+        ctx = create_ssl_context(identity.ca_path, identity.cert_path, identity.key_path)
+        if self._inner is not None and (self._inner.host, self._inner.port) == (
+                identity.host, identity.port):
+            self._inner.set_context(ctx)
+            logger.info("client certificate reloaded (valid until %s)", identity.not_after)
+        else:
+            if self._inner is not None:
+                self._inner.close()
+            self._inner = HttpsTransport(identity.host, identity.port, ctx, timeout=self.timeout,
+                                         server_hostname=self.server_name or None,
+                                         hostname_header=self.hostname)
+        self._stamp = stamp
+        self.identity = identity
+        return self._inner
+
+    def send(self, request: Request) -> Response:
+        with self._lock:
+            return self._refresh().send(request)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._inner is not None:
+                self._inner.close()
+                self._inner = None

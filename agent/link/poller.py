@@ -1,0 +1,122 @@
+"""The command channel: poll `GET /commands`, run, `POST` the `CommandResult` back.
+
+The manager hands a command out once (whids.md §2.5), so a result is written to
+`<state>/results/<id>.json` before it is posted and deleted only after the manager's 200: a
+result survives a network drop or an agent restart. Polling runs every `interval` seconds, and
+every `burst_interval` for `burst_window` seconds after a command arrived (or after
+`notify_activity()`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.commands import CommandContext, run_command
+from rules import wire
+
+from .errors import LinkError
+from .identity import write_atomic
+from .transport import Request, Transport
+
+logger = logging.getLogger(__name__)
+
+
+class CommandPoller:
+    """Fetches and runs manager commands one at a time."""
+
+    def __init__(
+        self, transport: Transport, state_dir: Path, *,
+        context: Callable[[], CommandContext] = CommandContext,
+        interval: float = 5.0, burst_interval: float = 0.5, burst_window: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
+        runner: Callable[[wire.Command, CommandContext], wire.CommandResult] = run_command,
+    ) -> None:
+        self.transport = transport
+        self.results_dir = Path(state_dir) / "results"
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.context = context
+        self.interval = interval
+        self.burst_interval = burst_interval
+        self.burst_window = burst_window
+        self.clock = clock
+        self._stop = threading.Event()
+        self.sleep = sleep or self._stop.wait
+        self.runner = runner
+        self._last_activity = -1e18
+        self.executed = 0
+
+    def notify_activity(self) -> None:
+        """Poll faster for a while (called when a command arrives or the agent gets busy)."""
+        self._last_activity = self.clock()
+
+    def next_interval(self) -> float:
+        bursting = self.clock() - self._last_activity < self.burst_window
+        return self.burst_interval if bursting else self.interval
+
+    def flush_results(self) -> int:
+        """Post results kept on disk; returns how many the manager accepted."""
+        done = 0
+        for path in sorted(self.results_dir.glob("*.json")):
+            resp = self.transport.send(Request(
+                "POST", wire.ROUTE_COMMANDS, path.read_bytes(),
+                {"Content-Type": wire.CONTENT_JSON}))
+            if resp.status in (200, 204, 404, 409):
+                # NOTE(link): 404/409: the manager no longer waits for it (completed, or gone).
+                if resp.status >= 400:
+                    logger.warning("manager dropped result %s: HTTP %d", path.stem, resp.status)
+                path.unlink(missing_ok=True)
+                done += 1
+            else:
+                logger.warning("result %s not accepted (HTTP %d), will retry", path.stem,
+                               resp.status)
+                break
+        return done
+
+    def poll_once(self) -> wire.CommandResult | None:
+        """Fetch at most one command, run it and post its result."""
+        self.flush_results()
+        resp = self.transport.send(Request("GET", wire.ROUTE_COMMANDS))
+        if resp.status == 204 or not resp.body.strip():
+            return None
+        if resp.status != 200:
+            logger.warning("GET /commands: HTTP %d", resp.status)
+            return None
+        try:
+            data = json.loads(resp.body)
+            if isinstance(data, dict) and "data" in data and "name" not in data:
+                data = data["data"]
+            command = wire.Command.from_dict(data)
+        except (ValueError, TypeError) as ex:
+            logger.warning("ignoring a malformed command: %s", ex)
+            return None
+        self.notify_activity()
+        logger.info("command %s: %s %s", command.id, command.name, " ".join(command.args))
+        result = self.runner(command, self.context())
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", command.id)[:100] or "command"
+        write_atomic(self.results_dir / f"{safe}.json",
+                     json.dumps(result.to_dict(), default=str).encode("utf-8"))
+        self.executed += 1
+        try:
+            self.flush_results()
+        except LinkError as ex:
+            logger.warning("result of %s kept for retry: %s", command.id, ex)
+        return result
+
+    def run(self) -> None:
+        """Loop until `stop()`."""
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except LinkError as ex:
+                logger.debug("command poll failed: %s", ex)
+            self.sleep(self.next_interval())
+
+    def stop(self) -> None:
+        self._stop.set()
