@@ -170,6 +170,9 @@ class MispClient:
             retry_after = float(reset) if reset.replace(".", "", 1).isdigit() else 0.0
             return MispRateLimited(f"rate limited: {body}", operation=operation,
                                    retry_after=retry_after)
+        if status in (401, 403) and "Authentication failed" in str(body):
+            # A wrong or revoked key: nothing is wrong with the request, keep it for later.
+            return MispUnavailable(f"MISP answered {status}: {body}", operation=operation)
         return MispRejected(f"MISP answered {status}: {body}", operation=operation,
                             status=int(status) if isinstance(status, int) else 0, body=body)
 

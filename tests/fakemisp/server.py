@@ -74,6 +74,7 @@ class FakeMisp:
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -99,7 +100,14 @@ class FakeMisp:
         return self
 
     def stop(self) -> None:
-        """Close the listening socket: connections are refused until start()."""
+        """Close the listening socket and kept-alive connections: refused until start()."""
+        with self.lock:
+            conns, self._conns = list(self._conns), set()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -185,6 +193,19 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeMisp
     protocol_version = "HTTP/1.1"
     server_version = "Apache"
+
+    def setup(self) -> None:
+        super().setup()
+        with self.fake.lock:
+            self.fake._conns.add(self.connection)
+
+    def finish(self) -> None:
+        with self.fake.lock:
+            self.fake._conns.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         logger.debug("fakemisp: " + format, *args)

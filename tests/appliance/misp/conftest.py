@@ -12,7 +12,7 @@ import pytest
 from appliance.misp import MemoryIocSink, MispSettings, MispStorage, MispSync
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
 
-START = 1_795_843_200.0  # 2026-11-28T00:00:00Z
+START = 1_795_824_000.0  # 2026-11-28T00:00:00Z
 
 
 class Clock:
