@@ -15,8 +15,10 @@ from appliance.console.auth import (
     SESSION_COOKIE,
     ConsoleAuth,
 )
+from appliance.console.overview import DetectionOverview
 from appliance.console.resources import PREFIX, add_console_routes
 from appliance.console.sessions import Session, SessionStore
+from appliance.console.wiring import Console, console_for
 
 __all__ = [
     "CONSOLE_ROLES",
@@ -28,8 +30,11 @@ __all__ = [
     "SESSION_COOKIE",
     "STATIC_DIR",
     "AssetCatalog",
+    "Console",
     "ConsoleAuth",
+    "DetectionOverview",
     "Session",
     "SessionStore",
     "add_console_routes",
+    "console_for",
 ]

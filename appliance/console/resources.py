@@ -9,6 +9,7 @@ Routes (all under `/console`):
 | POST   | /console/api/login        | body `{"api_key": …}` → session + CSRF cookies           |
 | POST   | /console/api/logout       | ends the session (CSRF header required)                  |
 | GET    | /console/api/session      | who is logged in, role, CSRF token, expiry               |
+| GET    | /console/api/overview     | detections over time, per rule, per endpoint (charts)    |
 
 JSON answers use the admin API envelope `{"data", "message", "error"}`. Everything else the console
 shows comes from the admin API itself, called by the page with the session cookie.
@@ -23,6 +24,8 @@ import falcon
 
 from appliance.console.assets import AssetCatalog, apply_security_headers
 from appliance.console.auth import ConsoleAuth
+from appliance.console.overview import OverviewResource
+from appliance.console.wiring import Console
 from appliance.errors import MalformedBody
 from appliance.middleware import JsonBody
 
@@ -163,13 +166,18 @@ class SessionResource:
 
 
 def add_console_routes(
-    app: falcon.App, auth: ConsoleAuth, *, catalog: AssetCatalog | None = None
+    app: falcon.App, console: Console | ConsoleAuth, *, catalog: AssetCatalog | None = None
 ) -> None:
     """Mount the console's routes on the admin app.
 
     The manager's authentication middleware must skip resources with `auth_exempt = True` (they
-    do their own checks) and call `auth.resolve_session(req)` when no API key header is present.
+    do their own checks) and call `console.resolve_session(req)` when no API key header is present.
+    The overview route is mounted when the console has a detection overview.
     """
+    if isinstance(console, Console):
+        auth, overview = console.auth, console.overview
+    else:
+        auth, overview = console, None
     catalog = catalog if catalog is not None else AssetCatalog()
     page = PageResource(catalog)
     app.add_route(PREFIX, page)
@@ -178,4 +186,6 @@ def add_console_routes(
     app.add_route(f"{PREFIX}/api/login", LoginResource(auth))
     app.add_route(f"{PREFIX}/api/logout", LogoutResource(auth))
     app.add_route(f"{PREFIX}/api/session", SessionResource(auth))
+    if overview is not None:
+        app.add_route(f"{PREFIX}/api/overview", OverviewResource(overview))
     logger.info("web console mounted at %s/ (%d assets)", PREFIX, len(catalog))

@@ -1,0 +1,171 @@
+"""A real manager for the browser tests: both listeners behind the TLS front, on 127.0.0.1.
+
+`start_manager(tmp)` creates a PKI, a data directory, an admin and an analyst user, an enrolled
+endpoint (offline bundle: client certificate and key) and serves the admin app (with the console)
+and the endpoint app through waitress behind `appliance.tlsfront.TlsFront`, exactly as
+`heron-manager run` does. `post_logs` sends a gzip NDJSON batch over mutual TLS like an agent.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import hashlib
+import json
+import logging
+import threading
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from appliance.app import Api, create_app
+from appliance.console import ConsoleAuth, SessionStore
+from appliance.context import AppContext, build_context
+from appliance.pki import Pki
+from appliance.store import Role
+from appliance.tlsfront import TlsFront
+from rules import wire
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Manager:
+    """Handles on a running manager."""
+
+    ctx: AppContext
+    admin_url: str
+    endpoint_url: str
+    admin_key: str
+    analyst_key: str
+    endpoint_uuid: str
+    hostname: str
+    client_cert: tuple[str, str]
+    ca_path: str
+    spki_sha256_b64: str
+    _closers: list[Any] = field(default_factory=list)
+
+    def admin(self, method: str, path: str, **kw: Any) -> requests.Response:
+        """Call the admin API with the admin key (verifies TLS against the test CA)."""
+        headers = {wire.HEADER_API_KEY: self.admin_key, **kw.pop("headers", {})}
+        return requests.request(method, self.admin_url + path, headers=headers,
+                                verify=self.ca_path, timeout=10, **kw)
+
+    def post_logs(self, events: list[dict[str, Any]]) -> requests.Response:
+        """POST one gzip NDJSON batch to /logs over mutual TLS, as the agent does."""
+        body = gzip.compress(b"".join(json.dumps(e).encode() + b"\n" for e in events))
+        return requests.post(
+            self.endpoint_url + wire.ROUTE_LOGS, data=body, cert=self.client_cert,
+            verify=self.ca_path, timeout=10,
+            headers={"Content-Type": wire.CONTENT_NDJSON, "Content-Encoding": wire.ENCODING_GZIP,
+                     wire.HEADER_BATCH_ID: str(uuidlib.uuid4()),
+                     wire.HEADER_HOSTNAME: self.hostname},
+        )
+
+    def close(self) -> None:
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - best effort in a close path
+                logger.exception("closing the test manager")
+
+
+def _spki_hash(cert_path: Path) -> str:
+    """base64(sha256(SubjectPublicKeyInfo)) of a certificate: Chromium's SPKI allow-list format."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def _serve(app: Any, name: str, closers: list[Any]) -> tuple[str, int]:
+    import waitress
+
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8,
+                                    channel_timeout=30, ident=f"heron-{name}")
+    thread = threading.Thread(target=server.run, name=f"waitress-{name}", daemon=True)
+    thread.start()
+    closers.append(server.close)
+    return "127.0.0.1", int(server.effective_port)  # type: ignore[union-attr]
+
+
+def _event_store(root: Path) -> Any:
+    from index import EventStore
+
+    return EventStore(root, commit_interval=0.2)
+
+
+def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
+    """Start a manager under `tmp`; call `.close()` when done."""
+    pki = Pki.create(tmp / "pki", server_names=["127.0.0.1", "localhost"])
+    events = _event_store(tmp / "events")
+    ctx = build_context(data_dir=tmp, pki=pki, events=events)
+    closers: list[Any] = [ctx.close]
+    ctx.console = ConsoleAuth(
+        ctx.identity.authenticate, SessionStore(clock=ctx.clock),
+        refresh=lambda user: ctx.store.users.get(user.uuid),
+    )
+    _, admin_key = ctx.identity.add_user("alice", Role.ADMIN, description="browser tests")
+    _, analyst_key = ctx.identity.add_user("bob", Role.ANALYST)
+    bundle = ctx.identity.bundle(group="finance", hostname=hostname)
+    (tmp / "client.pem").write_text(bundle.certificate_pem)
+    (tmp / "client.key").write_text(bundle.key_pem)
+
+    admin_backend = _serve(create_app(ctx, Api.ADMIN), "admin", closers)
+    ep_backend = _serve(create_app(ctx, Api.ENDPOINT), "endpoint", closers)
+    admin_front = TlsFront(name="admin", context=pki.server_context(client_certs=False),
+                           backend=admin_backend, identities=ctx.identities)
+    ep_front = TlsFront(name="endpoint", context=pki.server_context(client_certs=True),
+                        backend=ep_backend, identities=ctx.identities,
+                        accept=ctx.identity.accept_certificate)
+    _, admin_port = admin_front.start("127.0.0.1", 0)
+    closers.append(admin_front.close)
+    _, ep_port = ep_front.start("127.0.0.1", 0)
+    closers.append(ep_front.close)
+    return Manager(
+        ctx=ctx,
+        admin_url=f"https://127.0.0.1:{admin_port}",
+        endpoint_url=f"https://127.0.0.1:{ep_port}",
+        admin_key=admin_key,
+        analyst_key=analyst_key,
+        endpoint_uuid=bundle.uuid,
+        hostname=hostname,
+        client_cert=(str(tmp / "client.pem"), str(tmp / "client.key")),
+        ca_path=str(pki.ca_path),
+        spki_sha256_b64=_spki_hash(tmp / "pki" / "server.pem"),
+        _closers=closers,
+    )
+
+
+def sysmon_event(hostname: str, *, image: str, command_line: str, signature: str = "",
+                 criticality: int = 0, event_id: int = 1) -> dict[str, Any]:
+    """A WHIDS-shaped Sysmon event; with `signature` it carries the agent's Detection block."""
+    now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    event: dict[str, Any] = {
+        "Event": {
+            "EventData": {
+                "Image": image,
+                "CommandLine": command_line,
+                "ProcessGuid": "{" + str(uuidlib.uuid4()) + "}",
+                "User": "LAB\\alice",
+                "ParentImage": "C:\\Windows\\explorer.exe",
+            },
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "Computer": hostname,
+                "EventID": event_id,
+                "TimeCreated": {"SystemTime": now},
+            },
+        }
+    }
+    if signature:
+        event["Event"]["Detection"] = {"Signature": [signature], "Criticality": criticality,
+                                       "Actions": []}
+    return event
