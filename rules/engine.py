@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from .compiler import CompiledRule, compile_rule
-from .errors import RuleError
+from .errors import DuplicateRuleError, RuleError
 from .event import go_string, parse_event_id
 from .loader import RuleSet
 
@@ -106,8 +106,13 @@ class Engine:
     def _existing(self) -> dict[str, set[str]]:
         return {k: v for k, v in self._containers.items() if v}
 
-    def load(self, ruleset: RuleSet) -> None:
-        """Compile and add rules (after those already loaded); duplicates raise `RuleError`."""
+    def load(self, ruleset: RuleSet, *, collect_errors: bool = False) -> list[RuleError]:
+        """Compile and add rules (after those already loaded).
+
+        A rule that fails to compile (or a duplicate name) raises its `RuleError`, unless
+        `collect_errors`: then it is left out and returned in the list.
+        """
+        errors: list[RuleError] = []
         with self._lock:
             have = {c.name for c in self._compiled}
             new: list[CompiledRule] = []
@@ -115,17 +120,26 @@ class Engine:
             for rule in ruleset:
                 if rule.meta.disable:
                     continue  # GENE: Disable → skipped, not counted
-                if rule.name in have:
-                    raise RuleError(f"Rule {rule.name!r} already exists", source=rule.source,
-                                    line=rule.line, rule=rule.name)
+                try:
+                    if rule.name in have:
+                        raise DuplicateRuleError(f"Rule {rule.name!r} already exists",
+                                                 source=rule.source, line=rule.line,
+                                                 rule=rule.name)
+                    compiled = compile_rule(rule, existing)
+                except RuleError as ex:
+                    if not collect_errors:
+                        raise
+                    errors.append(ex)
+                    continue
                 have.add(rule.name)
-                new.append(compile_rule(rule, existing))
+                new.append(compiled)
             self._compiled = self._compiled + new
             self._ruleset = self._ruleset + ruleset
             self._cache = {}
             for c in new:
                 if c.disabled:
-                    logger.warning("rule %s disabled: %s", c.name, c.disabled)
+                    logger.info("rule %s disabled: %s", c.name, c.disabled)
+        return errors
 
     def add_container(self, name: str, values: Iterable[str]) -> None:
         """Add values (lower-cased) to a container; rules needing it get (re)compiled."""
