@@ -51,12 +51,12 @@ export function commandDialog(ep) {
       const argv = splitCommandLine(line.value.trim());
       if (!argv.length) return;
       try {
+        // Heron form (seconds); the WHIDS form with "command-line" takes nanoseconds.
         const cmd = await post(`/endpoints/${ep.uuid}/command`, {
-          "command-line": line.value.trim(),
           name: argv[0],
           args: argv.slice(1),
           timeout: Number(timeout.value) || 15,
-          "fetch-files": fetch.value.split(",").map((v) => v.trim()).filter(Boolean),
+          fetch: fetch.value.split(",").map((v) => v.trim()).filter(Boolean),
         });
         toast(`Command queued for ${ep.hostname || ep.uuid}`);
         window.dispatchEvent(new CustomEvent("heron:command-queued", { detail: ep.uuid }));
@@ -79,7 +79,7 @@ export async function contain(ep) {
   );
   if (!ok) return false;
   // The agent's built-in `contain` command (nft/iptables/netsh); `uncontain` lifts it.
-  await post(`/endpoints/${ep.uuid}/command`, { "command-line": "contain", name: "contain", args: [] });
+  await post(`/endpoints/${ep.uuid}/command`, { name: "contain", args: [] });
   toast(`Containment queued for ${ep.hostname || ep.uuid}`);
   return true;
 }

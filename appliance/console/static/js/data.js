@@ -29,6 +29,7 @@ export async function searchEvents({ q = "", last = "", since = "", until = "", 
   return { events: data.events || [], next: data.cursor || data.next_cursor || "", total: data.total ?? (data.events || []).length };
 }
 
-export async function recentDetections({ last = "24h", endpoint = "", limit = 1000 } = {}) {
-  return (await searchEvents({ last, endpoint, detections: true, limit })).events;
+/** Detection aggregates for charts (counts over time, per rule, per endpoint). */
+export async function overview({ hours = 24, buckets = 48, top = 10 } = {}) {
+  return get("/console/api/overview", { hours, buckets, top });
 }

@@ -1,13 +1,12 @@
 // Dashboard: endpoints online, detections over time, top rules, top endpoints by score.
 
-import { barChart, bucketize, timeChart } from "../charts.js";
 import { get } from "../api.js";
-import { errorBox, fmtAgo, h, replace, table, toDate } from "../dom.js";
-import { isOnline, listEndpoints, recentDetections } from "../data.js";
-import { eventEndpoint, eventTime, signatures } from "../events.js";
+import { barChart, timeChart } from "../charts.js";
+import { isOnline, listEndpoints, overview } from "../data.js";
+import { errorBox, fmtAgo, h, replace, table } from "../dom.js";
 
-function card(label, value, extra) {
-  return h("div", { class: "card" }, h("div", { class: "value" }, value), h("div", { class: "label" }, label), extra);
+function card(label, value) {
+  return h("div", { class: "card" }, h("div", { class: "value" }, value), h("div", { class: "label" }, label));
 }
 
 async function settle(promise) {
@@ -19,30 +18,20 @@ async function settle(promise) {
 }
 
 export async function render(root) {
-  const [stats, eps, dets] = await Promise.all([
+  const [stats, eps, ov] = await Promise.all([
     settle(get("/stats")),
     settle(listEndpoints()),
-    settle(recentDetections({ last: "24h", limit: 2000 })),
+    settle(overview({ hours: 24, buckets: 48 })),
   ]);
   const endpoints = eps.ok ? eps.value : [];
-  const detections = dets.ok ? dets.value : [];
   const online = endpoints.filter(isOnline).length;
   const s = stats.ok ? stats.value || {} : {};
-
-  const now = new Date();
-  const start = new Date(now.getTime() - 24 * 3600 * 1000);
-  const points = bucketize(detections.map((e) => toDate(eventTime(e))), start, now, 48);
-
-  const ruleCounts = new Map();
-  const endpointHits = new Map();
-  for (const e of detections) {
-    for (const sig of signatures(e)) ruleCounts.set(sig, (ruleCounts.get(sig) || 0) + 1);
-    const ep = eventEndpoint(e);
-    if (ep.uuid) endpointHits.set(ep.uuid, (endpointHits.get(ep.uuid) || 0) + 1);
-  }
-  const topRules = [...ruleCounts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([label, value]) => ({ label, value }));
+  const o = ov.ok ? ov.value : { buckets: [], rules: [], endpoints: [], total: 0 };
+  const points = o.buckets.map((b) => ({ t: new Date(b.t * 1000), v: b.count }));
+  const topRules = o.rules.slice(0, 10).map((r) => ({ label: r.name, value: r.hits }));
+  const hits = new Map(o.endpoints.map((e) => [e.uuid, e.detections]));
   const topEndpoints = [...endpoints]
-    .sort((a, b) => (Number(b.score) || 0) - (Number(a.score) || 0))
+    .sort((a, b) => (Number(b.score) || 0) - (Number(a.score) || 0) || (hits.get(b.uuid) || 0) - (hits.get(a.uuid) || 0))
     .slice(0, 10);
 
   replace(
@@ -54,19 +43,19 @@ export async function render(root) {
       "div",
       { class: "cards" },
       card("Endpoints online", `${online} / ${endpoints.length}`),
-      card("Detections (24 h)", detections.length),
-      card("Rules loaded", s["rule-count"] ?? "—"),
-      card("Endpoints enrolled", s["endpoint-count"] ?? endpoints.length),
+      card("Detections (24 h)", o.total),
+      card("Rules", s["rule-count"] ?? "—"),
+      card("IoCs", s["ioc-count"] ?? "—"),
     ),
     h(
       "div",
       { class: "grid" },
       h("section", { class: "panel", "aria-labelledby": "dash-time" },
         h("h2", { id: "dash-time" }, "Detections over the last 24 hours"),
-        dets.ok ? timeChart(points, { label: `Detections per 30 minutes, last 24 hours: ${detections.length} in total` }) : errorBox(dets.error)),
+        ov.ok ? timeChart(points, { label: `Detections per 30 minutes over the last 24 hours: ${o.total} in total` }) : errorBox(ov.error)),
       h("section", { class: "panel", "aria-labelledby": "dash-rules" },
         h("h2", { id: "dash-rules" }, "Top rules (24 h)"),
-        barChart(topRules, { label: "Detections per rule, last 24 hours" })),
+        barChart(topRules, { label: "Detections per rule over the last 24 hours" })),
     ),
     h("section", { class: "panel", "aria-labelledby": "dash-eps" },
       h("h2", { id: "dash-eps" }, "Top endpoints by score"),
@@ -75,8 +64,9 @@ export async function render(root) {
           [
             { label: "Endpoint", render: (ep) => h("a", { href: `#/endpoints/${ep.uuid}` }, ep.hostname || ep.uuid) },
             { label: "Score", render: (ep) => Number(ep.score || 0).toFixed(1) },
-            { label: "Detections (24 h)", render: (ep) => endpointHits.get(ep.uuid) || 0 },
+            { label: "Detections (24 h)", render: (ep) => hits.get(ep.uuid) || 0 },
             { label: "Group", key: "group" },
+            { label: "Criticality", key: "criticality" },
             { label: "Last seen", render: (ep) => fmtAgo(ep["last-connection"]) },
           ],
           topEndpoints,
@@ -84,5 +74,4 @@ export async function render(root) {
         )
         : errorBox(eps.error)),
   );
-  return undefined;
 }

@@ -2,6 +2,7 @@
 
 import { del, get, post } from "../api.js";
 import { barChart } from "../charts.js";
+import { overview } from "../data.js";
 import { confirmDialog, errorBox, field, h, replace, table, toast } from "../dom.js";
 
 const TEMPLATE = {
@@ -18,12 +19,11 @@ function criticalityOf(r) {
   return (r.Meta && r.Meta.Criticality) ?? r.criticality ?? "";
 }
 
+const HIT_DAYS = 30;
+
 async function loadStats() {
-  try {
-    return (await get("/rules/stats")) || {};
-  } catch {
-    return {};
-  }
+  const data = await overview({ hours: HIT_DAYS * 24, buckets: 1, top: 1 });
+  return Object.fromEntries(data.rules.map((r) => [r.name, r.hits]));
 }
 
 export async function render(root, ctx) {
@@ -47,10 +47,7 @@ export async function render(root, ctx) {
   async function load() {
     const [rules, stats] = await Promise.all([get("/rules", { name: filter.value.trim() }), loadStats()]);
     const list = Array.isArray(rules) ? rules : rules.rules || [];
-    const hits = (r) => {
-      const st = stats[ruleName(r)];
-      return st ? st.hits ?? st : r.hits ?? 0;
-    };
+    const hits = (r) => stats[ruleName(r)] || 0;
     list.sort((a, b) => hits(b) - hits(a) || ruleName(a).localeCompare(ruleName(b)));
     replace(
       listBox,
@@ -58,7 +55,7 @@ export async function render(root, ctx) {
         [
           { label: "Name", class: "mono", render: ruleName },
           { label: "Criticality", render: criticalityOf },
-          { label: "Hits", render: hits },
+          { label: `Hits (${HIT_DAYS} d)`, render: hits },
           { label: "Condition", class: "mono", render: (r) => String(r.Condition || "").slice(0, 80) },
           {
             label: "Actions",
@@ -72,7 +69,7 @@ export async function render(root, ctx) {
       ),
     );
     const top = list.filter((r) => hits(r) > 0).slice(0, 12).map((r) => ({ label: ruleName(r), value: Number(hits(r)), hot: criticalityOf(r) >= 8 }));
-    replace(chartBox, barChart(top, { label: "Hits per rule since the rules were loaded" }));
+    replace(chartBox, barChart(top, { label: `Hits per rule over the last ${HIT_DAYS} days` }));
   }
 
   async function remove(rule) {
@@ -129,7 +126,7 @@ export async function render(root, ctx) {
     filterForm,
     h("div", { class: "grid" },
       h("section", { class: "panel", "aria-labelledby": "rules-list" }, h("h2", { id: "rules-list" }, "Loaded rules"), listBox),
-      h("section", { class: "panel", "aria-labelledby": "rules-chart" }, h("h2", { id: "rules-chart" }, "Hits per rule"), chartBox)),
+      h("section", { class: "panel", "aria-labelledby": "rules-chart" }, h("h2", { id: "rules-chart" }, `Hits per rule (${HIT_DAYS} days)`), chartBox)),
     h("section", { class: "panel", "aria-labelledby": "rule-editor-title" }, editorTitle,
       isAdmin ? null : h("p", { class: "muted" }, "Analysts can read rules but not change them."), editorForm),
   );
