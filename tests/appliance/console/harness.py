@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from appliance.app import Api, create_app
-from appliance.console import ConsoleAuth, SessionStore
+from appliance.console import console_for
 from appliance.context import AppContext, build_context
 from appliance.pki import Pki
 from appliance.store import Role
@@ -108,10 +108,7 @@ def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
     events = _event_store(tmp / "events")
     ctx = build_context(data_dir=tmp, pki=pki, events=events)
     closers: list[Any] = [ctx.close]
-    ctx.console = ConsoleAuth(
-        ctx.identity.authenticate, SessionStore(clock=ctx.clock),
-        refresh=lambda user: ctx.store.users.get(user.uuid),
-    )
+    ctx.console = console_for(ctx)
     _, admin_key = ctx.identity.add_user("alice", Role.ADMIN, description="browser tests")
     _, analyst_key = ctx.identity.add_user("bob", Role.ANALYST)
     bundle = ctx.identity.bundle(group="finance", hostname=hostname)
