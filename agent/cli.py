@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.config import AgentConfig, dump_toml, load_config
 from agent.errors import AgentError
+from rules import RuleError
 
 __all__ = ["build_parser", "main"]
 
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     try:
         return int(args.func(args))
-    except AgentError as ex:
+    except (AgentError, RuleError) as ex:
         print(f"heron-agent: {ex}", file=sys.stderr)
         return 2
 

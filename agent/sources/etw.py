@@ -1,0 +1,250 @@
+"""Windows ETW real-time source through pywintrace, rendered to the WHIDS/Gene JSON shape.
+
+Providers: Sysmon, Windows Defender, PowerShell, AMSI and optionally Kernel-File, in one session
+named ``sources.etw.session_name``; the Security log comes from the ``EventLog-Security``
+real-time session. A session with our name left over by a killed agent keeps running (ETW
+sessions are system-wide, pywintrace#45), so it is stopped by name at start and at close.
+
+Platform-independent parts are pure and unit-tested with recorded pywintrace dicts:
+``render_etw`` (pywintrace ``(event_id, dict)`` → event) and ``KernelFileFilter`` (WHIDS
+FileObject correlation: only the first read/write per opened file, with its name).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agent.errors import SourceError
+from agent.render import make_event
+
+if sys.platform == "win32":  # pragma: no cover - Windows only
+    import etw
+    from etw import evntrace as _et
+
+if TYPE_CHECKING:
+    from agent.config import EtwConfig
+
+__all__ = ["PROVIDERS", "SECURITY_SESSION", "EtwProvider", "EtwSource", "KernelFileFilter",
+           "filetime_to_epoch", "render_etw"]
+
+logger = logging.getLogger(__name__)
+
+SECURITY_SESSION = "EventLog-Security"
+_FILETIME_EPOCH = 116444736000000000  # 1601-01-01 → 1970-01-01 in 100 ns units
+
+
+@dataclass(frozen=True, slots=True)
+class EtwProvider:
+    """A provider we know how to enable and name."""
+
+    name: str
+    guid: str
+    channel: str
+    level: int = 5
+    keywords: int = 0xFFFFFFFFFFFFFFFF
+
+
+PROVIDERS: dict[str, EtwProvider] = {
+    p.name: p for p in (
+        EtwProvider("Microsoft-Windows-Sysmon", "{5770385F-C22A-43E0-BF4C-06F5698FFBD9}",
+                    "Microsoft-Windows-Sysmon/Operational"),
+        EtwProvider("Microsoft-Windows-Windows Defender", "{11CD958A-C507-4EF3-B3F2-5FD9DFBD2C78}",
+                    "Microsoft-Windows-Windows Defender/Operational"),
+        EtwProvider("Microsoft-Windows-PowerShell", "{A0C1853B-5C40-4B15-8766-3CF1C58F985A}",
+                    "Microsoft-Windows-PowerShell/Operational"),
+        EtwProvider("Microsoft-Antimalware-Scan-Interface",
+                    "{2A576B87-09A7-520E-C21A-4942F0271D67}",
+                    "Microsoft-Antimalware-Scan-Interface/Operational"),
+        EtwProvider("Microsoft-Windows-Kernel-File", "{EDD08927-9CC4-4E65-B970-C2560FB5C289}",
+                    "Microsoft-Windows-Kernel-File/Analytic", level=0xFF,
+                    keywords=0x10 | 0x20 | 0x100 | 0x200),
+        EtwProvider("Microsoft-Windows-Security-Auditing",
+                    "{54849625-5478-4994-A5BA-3E3B0328C30D}", "Security"),
+    )
+}
+_BY_GUID = {p.guid.upper(): p for p in PROVIDERS.values()}
+_META_KEYS = frozenset({"EventHeader", "Task Name", "Description", "UserData"})
+
+
+def filetime_to_epoch(filetime: int) -> float:
+    """Windows FILETIME (100 ns since 1601, UTC) → seconds since the Unix epoch."""
+    return (int(filetime) - _FILETIME_EPOCH) / 1e7
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, bytes | bytearray):
+        return v.hex().upper()
+    if isinstance(v, dict):
+        return {str(k): _value(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_value(x) for x in v]
+    if v is None:
+        return None
+    return str(v)
+
+
+def _norm_guid(g: str) -> str:
+    g = str(g).strip().upper()
+    return g if g.startswith("{") else "{" + g + "}"
+
+
+def render_etw(event_id: int, record: dict[str, Any], *, computer: str) -> dict[str, Any]:
+    """Render one pywintrace callback ``(event_id, record)`` as a WHIDS event."""
+    header = record.get("EventHeader", {})
+    desc = header.get("EventDescriptor", {})
+    guid = _norm_guid(header.get("ProviderId", ""))
+    provider = _BY_GUID.get(guid)
+    name = provider.name if provider else record.get("Task Name", "") or guid
+    channel = provider.channel if provider else f"{name}/Operational"
+    data = {k: _value(v) for k, v in record.items() if k not in _META_KEYS}
+    return make_event(
+        channel=channel, provider=name, provider_guid=guid,
+        event_id=int(desc.get("Id", event_id)), data=data, computer=computer,
+        ts=filetime_to_epoch(header.get("TimeStamp", _FILETIME_EPOCH)),
+        pid=int(header.get("ProcessId", 0)), tid=int(header.get("ThreadId", 0)),
+        task=int(desc.get("Task", 0)), task_name=str(record.get("Task Name", "")).title(),
+        level=int(desc.get("Level", 4)), opcode=int(desc.get("Opcode", 0)),
+        keywords=int(desc.get("Keyword", 0)),
+        activity_id=str(header.get("ActivityId", "")).strip("{}").upper()
+        if header.get("ActivityId") not in (None, "{00000000-0000-0000-0000-000000000000}")
+        else "",
+    )
+
+
+class KernelFileFilter:
+    """WHIDS Kernel-File correlation: FileObject of create (12) → name; close (14) forgets it.
+
+    Read (15) and write (16) pass only for the first occurrence per FileObject, with
+    ``TargetFilename`` set to the name seen at create. Memory is bounded (LRU of open objects).
+    """
+
+    CREATE, CLOSE, READ, WRITE = 12, 14, 15, 16
+
+    def __init__(self, max_open: int = 65536) -> None:
+        self.max_open = max_open
+        self._open: OrderedDict[str, tuple[str, set[int]]] = OrderedDict()
+
+    def accept(self, event: dict[str, Any]) -> bool:
+        ev = event["Event"]
+        eid = int(ev["System"]["EventID"])
+        data = ev["EventData"]
+        fobj = str(data.get("FileObject", ""))
+        if eid == self.CREATE:
+            self._open[fobj] = (str(data.get("FileName", "")), set())
+            while len(self._open) > self.max_open:
+                self._open.popitem(last=False)
+            return False
+        if eid == self.CLOSE:
+            self._open.pop(fobj, None)
+            return False
+        if eid in (self.READ, self.WRITE):
+            entry = self._open.get(fobj)
+            if entry is None or eid in entry[1]:
+                return False
+            entry[1].add(eid)
+            data["TargetFilename"] = entry[0]
+            data.setdefault("FileName", entry[0])
+            return True
+        return True
+
+
+def stop_session(name: str) -> bool:  # pragma: no cover - Windows only
+    """Stop a (stale) ETW session by name; False when none was running."""
+    props = etw.etw.TraceProperties()
+    status = _et.ControlTraceW(_et.TRACEHANDLE(0), name, props.get(),
+                               _et.EVENT_TRACE_CONTROL_STOP)
+    if status == 0:
+        logger.warning("stopped stale ETW session %r", name)
+        return True
+    return False
+
+
+class EtwSource:
+    """Real-time ETW consumer (Windows only)."""
+
+    name = "etw"
+    live = True
+    lossless = False
+
+    def __init__(self, config: EtwConfig, *, computer: str, buffer: int = 50_000) -> None:
+        unknown = [p for p in config.providers if p not in PROVIDERS]
+        if unknown:
+            raise SourceError(f"unknown ETW providers: {unknown}")
+        self.config = config
+        self.computer = computer
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(buffer)
+        self._closed = threading.Event()
+        self._kfile = KernelFileFilter()
+        self.lost = 0
+        self._sessions: list[Any] = []
+
+    def _callback(self, item: tuple[int, dict[str, Any]]) -> None:
+        event_id, record = item
+        try:
+            event = render_etw(event_id, record, computer=self.computer)
+        except (KeyError, TypeError, ValueError):
+            logger.error("cannot render ETW event %r", event_id, exc_info=True)
+            return
+        if event["Event"]["System"]["Channel"].startswith("Microsoft-Windows-Kernel-File") \
+                and not self._kfile.accept(event):
+            return
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.lost += 1
+
+    def _start(self) -> None:  # pragma: no cover - Windows only
+        if sys.platform != "win32":
+            raise SourceError("the ETW source needs Windows")
+        names = list(self.config.providers)
+        if self.config.kernel_file:
+            names.append("Microsoft-Windows-Kernel-File")
+        stop_session(self.config.session_name)
+        providers = [etw.ProviderInfo(PROVIDERS[n].name, etw.GUID(PROVIDERS[n].guid),
+                                      level=PROVIDERS[n].level,
+                                      any_keywords=PROVIDERS[n].keywords) for n in names]
+        session = etw.ETW(session_name=self.config.session_name, providers=providers,
+                          event_callback=self._callback, ignore_exists_error=False)
+        session.start()
+        self._sessions.append(session)
+        if self.config.security_log:
+            consumer = etw.etw.EventConsumer(SECURITY_SESSION, self._callback, None, None, 0)
+            consumer.start()
+            self._sessions.append(consumer)
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        self._start()
+        try:
+            while not self._closed.is_set():
+                try:
+                    yield self._queue.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+        finally:
+            self._stop_sessions()
+
+    def _stop_sessions(self) -> None:  # pragma: no cover - Windows only
+        for s in reversed(self._sessions):
+            try:
+                s.stop()
+            except Exception:
+                logger.error("ETW stop failed", exc_info=True)
+        self._sessions.clear()
+        if sys.platform == "win32":
+            stop_session(self.config.session_name)
+
+    def close(self) -> None:
+        self._closed.set()
