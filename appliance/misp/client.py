@@ -63,6 +63,8 @@ def _short(ex: BaseException) -> str:
 
 def pymisp_factory(settings: MispSettings) -> PyMISP:
     """The real client: CA bundle or verify flag, bounded timeouts, tool name in User-Agent."""
+    if settings.verify is False:
+        logger.warning("MISP TLS certificate verification is OFF for %s", settings.url)
     return PyMISP(settings.url, settings.api_key, ssl=settings.verify,
                   timeout=(settings.connect_timeout, settings.read_timeout), tool=TOOL)
 
@@ -106,7 +108,7 @@ class MispClient:
         except Exception as ex:  # noqa: BLE001 - the PyMISP constructor wraps everything
             err = translate(ex, "connect")
             if isinstance(err, MispRejected) and "Unable to connect" in str(ex):
-                err = MispUnavailable(str(err), operation="connect")  # refused, reset, timeout
+                err = MispUnavailable(err.args[0], operation="connect")  # refused, reset, timeout
             self._fail(err)
             raise err from ex
         self._install_header_capture(api)

@@ -86,8 +86,7 @@ class FakeMisp:
     def start(self) -> FakeMisp:
         """Listen (again) on the same port; the first start picks a free port."""
         handler = type("Handler", (_Handler,), {"fake": self})
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        server.daemon_threads = True
+        server = _Server(("127.0.0.1", self.port), handler)
         if self.tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*self.tls)
@@ -181,6 +180,14 @@ class FakeMisp:
     def warn(self, text: str) -> None:
         with self.lock:
             self._state.warnings.append(text)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out or reject our certificate hang up mid-reply: not a server bug.
+        logger.debug("fakemisp: connection from %s ended abruptly", client_address, exc_info=True)
 
 
 def _version_body() -> dict[str, Any]:
