@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.commands import CommandContext
+from agent.commands.system import find_tool
 from rules import wire
 
 from .backoff import Backoff
@@ -26,7 +27,7 @@ from .config import LinkConfig
 from .enroll import renew
 from .errors import LinkError
 from .forwarder import Forwarder
-from .identity import Identity, IdentityStore
+from .identity import Identity, IdentityStore, write_atomic
 from .mtls import MtlsTransport
 from .poller import CommandPoller
 from .spool import Spool, health_event
@@ -88,7 +89,8 @@ class Link:
         house = self._transport()
         self.updater = Updater(house, self.state_dir / "updates", {
             "rules": self.hooks.reload_rules, "iocs": self.hooks.set_iocs,
-            "config": self._apply_config, "sysmon": self.hooks.apply_sysmon})
+            "config": self._apply_config,
+            "sysmon": self.hooks.apply_sysmon or self._apply_sysmon})
         self.sysinfo = SysInfoReporter(house, self.state_dir / "sysinfo.sha256")
         self.uploader = None if self.hooks.artifacts_dir is None else Uploader(
             house, self.hooks.artifacts_dir, max_size=config.upload_max_size,
@@ -129,6 +131,21 @@ class Link:
             new.backoff_cap
         self.spool.max_bytes = new.queue_max_bytes
         logger.info("link settings updated from the manager")
+
+    def _apply_sysmon(self, xml: str) -> None:
+        """Default Sysmon hook: `sysmon -c FILE` when Sysmon is installed, else keep it stored."""
+        ctx = self.command_context()
+        exe = next((t for t in (find_tool(n, ctx) for n in ("Sysmon64", "Sysmon", "sysmon"))
+                    if t), None)
+        path = self.state_dir / "sysmon-config.xml"
+        write_atomic(path, xml.encode("utf-8"))
+        if exe is None:
+            logger.info("Sysmon configuration stored in %s (Sysmon is not installed)", path)
+            return
+        proc = ctx.runner([exe, "-c", str(path)], 120.0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{exe} -c failed ({proc.returncode}): "
+                               f"{proc.stderr.decode('utf-8', 'replace')[:300]}")
 
     def command_context(self) -> CommandContext:
         ident = self.identity()
@@ -245,3 +262,79 @@ class Link:
             "updates": {k: {"applied": v.applied, "rejected": v.rejected, "error": v.error}
                         for k, v in self.updater.status().items()},
         }
+
+
+def link_config_for(config: Any) -> LinkConfig:
+    """The link settings of an agent config: `config.link`, else `<data_dir>/link/link.toml`."""
+    section = getattr(config, "link", None)
+    if isinstance(section, LinkConfig):
+        return section
+    if isinstance(section, dict):
+        return LinkConfig.from_dict(section)
+    data_dir = getattr(config, "data_dir", None)
+    if data_dir is not None and (Path(data_dir) / "link" / "link.toml").exists():
+        return LinkConfig.load(Path(data_dir) / "link" / "link.toml")
+    return LinkConfig()
+
+
+def state_dir_for(config: Any, link_config: LinkConfig | None = None) -> Path:
+    """Where the link keeps identity, queue and update state for this agent config."""
+    link_config = link_config or link_config_for(config)
+    if link_config.state_dir:
+        return Path(link_config.state_dir)
+    return Path(config.data_dir) / "link"
+
+
+def _config_hook(agent: Any) -> Callable[[dict[str, Any]], None]:
+    """Validate a pushed agent config; apply it live when the agent can, else keep it stored."""
+
+    def apply(doc: dict[str, Any]) -> None:
+        from agent.config import parse_config
+
+        parsed = parse_config(doc, source="manager /config")  # ConfigError rejects the update
+        live = getattr(agent, "apply_config", None)
+        if callable(live):
+            live(parsed)
+        else:
+            logger.info("agent configuration from the manager validated and stored; "
+                        "[link] settings apply now, the other sections at the next start")
+
+    return apply
+
+
+def attach(agent: Any, config: Any, *, start: bool = True,
+           transport_factory: Callable[[], Transport] | None = None) -> Link:
+    """Connect `agent` (an `agent.service.Agent`) to its manager and start the link.
+
+    The link becomes one of the agent's sinks (so the agent's `close()` stops it), pushed rules
+    and IoCs go to `agent.reload_rules` / `agent.set_iocs`, commands see `agent.tracker` and
+    `agent.report`, and artifacts under `agent.artifacts_dir` are uploaded.
+    """
+    link_cfg = link_config_for(config)
+    general = getattr(config, "general", None)
+    report = getattr(agent, "report", None)
+    hooks = LinkHooks(
+        reload_rules=getattr(agent, "reload_rules", None),
+        set_iocs=getattr(agent, "set_iocs", None),
+        apply_config=_config_hook(agent),
+        report=(lambda: report()) if callable(report) else None,
+        tracker=getattr(agent, "tracker", None),
+        artifacts_dir=getattr(agent, "artifacts_dir", None),
+        hostname=getattr(general, "hostname", "") or "",
+    )
+    link = Link(link_cfg, state_dir_for(config, link_cfg), hooks=hooks,
+                transport_factory=transport_factory)
+    add = getattr(agent, "add_sink", None)
+    if callable(add):
+        add(link)
+    else:
+        agent.sinks.append(link)
+    if start:
+        link.start()
+    ident = link.identity()
+    if ident is None:
+        logger.warning("agent not enrolled: events are queued in %s until `heron-agent enroll`",
+                       link.spool.root)
+    else:
+        logger.info("endpoint %s linked to manager %s", ident.uuid, ident.manager)
+    return link

@@ -20,7 +20,7 @@ from pathlib import Path
 from agent.commands import CommandContext, run_command
 from rules import wire
 
-from .errors import LinkError
+from .errors import CertificateRejected, LinkError
 from .identity import write_atomic
 from .transport import Request, Transport
 
@@ -67,8 +67,15 @@ class CommandPoller:
             resp = self.transport.send(Request(
                 "POST", wire.ROUTE_COMMANDS, path.read_bytes(),
                 {"Content-Type": wire.CONTENT_JSON}))
-            if resp.status in (200, 204, 404, 409):
-                # NOTE(link): 404/409: the manager no longer waits for it (completed, or gone).
+            cert_refused = resp.status == 403 and any(
+                w in resp.body for w in (b"revoked", b"certificate"))
+            if resp.status in (401, 495, 496) or cert_refused:
+                raise CertificateRejected(f"manager answered {resp.status} to a command result: "
+                                          "certificate probably rejected/revoked",
+                                          path=wire.ROUTE_COMMANDS)
+            if resp.status in (200, 204, 403, 404, 409):
+                # NOTE(link): 403/404/409: the manager no longer waits for it (already has a
+                # result, cancelled, or gone); keeping it would block every later result.
                 if resp.status >= 400:
                     logger.warning("manager dropped result %s: HTTP %d", path.stem, resp.status)
                 path.unlink(missing_ok=True)

@@ -60,6 +60,17 @@ def _sysmon_query() -> str:
     return "?os=" + ("windows" if sys.platform == "win32" else "linux")
 
 
+def _decode_sysmon(body: bytes) -> str:
+    """The Sysmon XML: the manager sends `{"OS", "version", "xml", "XmlSha256"}`."""
+    text = body.decode("utf-8")
+    if text.lstrip().startswith("<"):
+        return text
+    doc = json.loads(text)
+    if not isinstance(doc, dict) or not isinstance(doc.get("xml"), str):
+        raise ValueError("/sysmon/config: expected a JSON object with an xml string")
+    return str(doc["xml"])
+
+
 ITEMS: dict[str, UpdateItem] = {
     "rules": UpdateItem(
         "rules", wire.ROUTE_RULES_SHA256, wire.ROUTE_RULES, lambda b: b.decode("utf-8"),
@@ -71,8 +82,8 @@ ITEMS: dict[str, UpdateItem] = {
         "config", wire.ROUTE_CONFIG_SHA256, wire.ROUTE_CONFIG, _decode_config,
         lambda v, b: wire.config_sha256(v)),
     "sysmon": UpdateItem(
-        "sysmon", wire.ROUTE_SYSMON_CONFIG_SHA256, wire.ROUTE_SYSMON_CONFIG, lambda b: b,
-        lambda v, b: hashlib.sha256(b).hexdigest(), query=_sysmon_query()),
+        "sysmon", wire.ROUTE_SYSMON_CONFIG_SHA256, wire.ROUTE_SYSMON_CONFIG, _decode_sysmon,
+        lambda v, b: hashlib.sha256(v.encode("utf-8")).hexdigest(), query=_sysmon_query()),
 }
 
 

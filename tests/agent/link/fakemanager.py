@@ -82,7 +82,7 @@ class FakeManager:
     def _get_sysmon_config_sha256(self, req: Request) -> Response:
         if self.sysmon is None:
             return Response(204)
-        return Response(200, hashlib.sha256(self.sysmon).hexdigest().encode())
+        return Response(200, json.loads(self.sysmon)["XmlSha256"].encode())
 
     def _get_sysmon_config(self, req: Request) -> Response:
         return Response(200, self.sysmon or b"")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from agent.link.transport import MemoryTransport
@@ -35,11 +37,13 @@ def test_updates_apply_once_and_persist(tmp_path: Path) -> None:
     mgr.rules = '{"Name": "r1"}\n'
     mgr.iocs = [{"value": "evil.com", "type": "domain"}, {"value": "a" * 64, "type": "sha256"}]
     mgr.config = {"general": {"log_all": True}}
-    mgr.sysmon = b"<Sysmon schemaversion='4.90'/>"
+    xml_sha = hashlib.sha256(b"<Sysmon/>").hexdigest()
+    mgr.sysmon = json.dumps({"OS": "linux", "xml": "<Sysmon/>", "XmlSha256": xml_sha}).encode()
     up = make(tmp_path, mgr, agent)
     assert up.check() == {"rules": "updated", "iocs": "updated", "config": "updated",
                           "sysmon": "updated"}
     assert agent.rules == ['{"Name": "r1"}\n'] and agent.iocs[0][0].value == "evil.com"
+    assert agent.sysmon == ["<Sysmon/>"]
     assert up.check() == {k: "unchanged" for k in ("rules", "iocs", "config", "sysmon")}
     # restart: stored bodies are re-applied before the manager is even asked
     agent2 = Agent()

@@ -1,0 +1,126 @@
+"""The Link wired into a real agent (build_agent) against the in-memory manager."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from agent.link.config import LinkConfig
+from agent.link.link import Link, LinkHooks, attach
+from agent.link.system_service import install_systemd, systemd_unit, uninstall_systemd
+from agent.link.transport import MemoryTransport
+from agent.service import build_agent
+from tests.agent.conftest import gene_rule, make_config
+
+from .fakemanager import FakeManager
+
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+
+
+def sysmon_event(image: str, n: int = 0) -> dict:
+    return {"Event": {
+        "System": {"Channel": SYSMON, "EventID": 1, "Computer": "ws1",
+                   "TimeCreated": {"SystemTime": "2026-11-28T07:00:00.000000Z"},
+                   "Provider": {"Name": "Microsoft-Windows-Sysmon"}},
+        "EventData": {"Image": image, "CommandLine": f"{image} {n}", "ProcessId": str(1000 + n)}}}
+
+
+def test_rule_pushed_from_manager_fires_on_agent_and_detection_arrives(tmp_path: Path) -> None:
+    mgr = FakeManager()
+    config = make_config(tmp_path, general={"log_all": True})
+    agent = build_agent(config, sources=[], sinks=[])
+    link = attach(agent, config, start=False, transport_factory=lambda: MemoryTransport(mgr))
+    assert link in agent.sinks
+    agent.process(sysmon_event("C:\\bin\\evil.exe", 1))
+    mgr.rules = gene_rule("PushedRule", ["$i: Image ~= 'evil\\.exe$'"], "$i",
+                          events={SYSMON: [1]}) + "\n"
+    assert link.housekeeping_once()["updates"]["rules"] == "updated"
+    agent.process(sysmon_event("C:\\bin\\evil.exe", 2))
+    link.forwarder.drain()
+    events = mgr.events()
+    assert len(events) == 2
+    detected = [e for e in events if e["Event"].get("Detection")]
+    assert len(detected) == 1 and detected[0]["Event"]["Detection"]["Signature"] == ["PushedRule"]
+    assert detected[0] is events[0]  # the detection lane drained first
+    # a broken rule set is rejected; the previous one keeps firing
+    mgr.rules = "{not json\n"
+    assert link.housekeeping_once() == {}  # not due yet
+    link._due.clear()
+    assert link.housekeeping_once()["updates"]["rules"] == "rejected"
+    agent.process(sysmon_event("C:\\bin\\evil.exe", 3))
+    link.forwarder.drain()
+    assert mgr.events()[-1]["Event"]["Detection"]["Signature"] == ["PushedRule"]
+    assert mgr.sysinfo and mgr.sysinfo[0]["edr"]["version"]
+    agent.close()
+    assert link.spool._closed
+
+
+def test_link_threads_forward_and_run_commands(tmp_path: Path) -> None:
+    mgr = FakeManager()
+    cfg = LinkConfig(batch_delay=0.05, command_interval=0.05, command_burst_interval=0.05)
+    mgr.commands.append({"id": "k1", "name": "stat", "args": [str(tmp_path)]})
+    (tmp_path / "art" / "{g}" / ("cd" * 20)).mkdir(parents=True)
+    (tmp_path / "art" / "{g}" / ("cd" * 20) / "manifest.json").write_text("{}")
+    link = Link(cfg, tmp_path / "state", transport_factory=lambda: MemoryTransport(mgr),
+                hooks=LinkHooks(artifacts_dir=tmp_path / "art"))
+    link.start()
+    try:
+        for i in range(100):
+            link.submit(sysmon_event("a.exe", i))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (len(mgr.events()) < 100 or not mgr.results):
+            time.sleep(0.05)
+    finally:
+        link.stop()
+    assert [e["Event"]["EventData"]["ProcessId"] for e in mgr.events()] == \
+        [str(1000 + i) for i in range(100)]
+    assert mgr.results[0]["json"]["type"] == "dir"
+    assert ("{g}", "cd" * 20, "manifest.json") in mgr.files
+    st = link.status()
+    assert st["sent"]["events"] == 100 and st["state"] == "connected"
+    assert st["commands_executed"] == 1 and not st["enrolled"]
+
+
+def test_pushed_agent_config_validated(tmp_path: Path) -> None:
+    mgr = FakeManager()
+    config = make_config(tmp_path)
+    agent = build_agent(config, sources=[], sinks=[])
+    link = attach(agent, config, start=False, transport_factory=lambda: MemoryTransport(mgr))
+    mgr.config = {"general": {"no_such_key": 1}}
+    assert link.updater.check_item("config") == "rejected"
+    mgr.config = {"general": {"log_all": True}, "link": {"command_interval": 2.5}}
+    assert link.updater.check_item("config") == "updated"
+    assert link.poller.interval == 2.5
+    mgr.config = {"link": {"command_interval": "soon"}}
+    assert link.updater.check_item("config") == "rejected" and link.poller.interval == 2.5
+    agent.close()
+
+
+def test_systemd_unit_install_uninstall(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+
+    def runner(argv):
+        import subprocess
+
+        calls.append(list(argv))
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    argv = ["/opt/heron/heron-agent", "run", "-c", "/etc/heron agent/config.toml"]
+    text = systemd_unit(argv)
+    assert 'ExecStart=/opt/heron/heron-agent run -c "/etc/heron agent/config.toml"' in text
+    assert "Restart=always" in text and "WantedBy=multi-user.target" in text
+    unit = install_systemd(argv, unit_dir=tmp_path, runner=runner)
+    assert unit.read_text() == text
+    assert ["systemctl", "enable", "--now", "heron-agent.service"] in calls
+    assert uninstall_systemd(unit_dir=tmp_path, runner=runner) and not unit.exists()
+    assert not uninstall_systemd(unit_dir=tmp_path, runner=runner)
+
+
+def test_cli_enroll_needs_arguments_and_link_status(tmp_path: Path, capsys) -> None:
+    from agent.cli import main
+
+    assert main(["enroll", "--state-dir", str(tmp_path)]) == 2
+    assert "--manager" in capsys.readouterr().err
+    assert main(["link", "status", "--state-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["enrolled"] is False
