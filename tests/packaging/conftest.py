@@ -20,11 +20,18 @@ BUILD = ROOT / "build"
 PACKAGING = ROOT / "packaging"
 ROLES = ("manager", "agent")
 
-# A placeholder one-dir program: appends "<name> <args>" to $HERON_FAKE_LOG; `init --data-dir D`
-# creates D/config.toml like the real `heron-manager init` does.
+# A placeholder one-dir program: appends "<name> <args>" to $HERON_FAKE_LOG; `init [--json]
+# --data-dir D` creates D/config.toml and D/pki/ca.pem like the real `heron-manager init` does and
+# refuses an initialised directory the same way.
 FAKE_PROGRAM = """#!/bin/sh
 echo "$(basename "$0") $*" >> "${HERON_FAKE_LOG:-/dev/null}"
-if [ "$1" = init ]; then mkdir -p "$3/pki" && echo '# fake' > "$3/config.toml"; fi
+if [ "$1" = init ]; then
+    for d; do :; done
+    if [ -e "$d/pki/ca.pem" ]; then echo "already initialized" >&2; exit 2; fi
+    mkdir -p "$d/pki" && echo '# fake' > "$d/config.toml" && echo ca > "$d/pki/ca.pem"
+    chmod 0700 "$d"
+    echo '{"api_key": "fake-key"}'
+fi
 exit 0
 """
 

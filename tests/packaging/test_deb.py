@@ -7,6 +7,7 @@ DPKG_ROOT, so the real system is never touched (no systemctl start, no host user
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
 import subprocess
@@ -124,14 +125,18 @@ def test_manager_install_upgrade_remove_purge(
     assert uid < 1000 and home == "/var/lib/heron/manager" and shell == "/usr/sbin/nologin"
     data = root.path / "var/lib/heron/manager"
     logs = root.path / "var/log/heron/manager"
-    for folder in (data, logs):
+    for folder, mode in ((data, 0o700), (logs, 0o750)):
         st = folder.stat()
         assert (st.st_uid, st.st_gid) == (uid, gid)
-        assert stat.S_IMODE(st.st_mode) == 0o750
+        assert stat.S_IMODE(st.st_mode) == mode
     # First-time init ran once, on the data directory, and its output belongs to heron.
-    assert root.calls() == [f"heron-manager init --data-dir {data}"]
+    assert root.calls() == [f"heron-manager init --json --data-dir {data}"]
     assert (data / "config.toml").stat().st_uid == uid
     assert (data / "pki").stat().st_uid == uid
+    # The first admin API key is kept for the administrator, readable by its owner only.
+    summary = data / "initial-admin.json"
+    assert json.loads(summary.read_text()) == {"api_key": "fake-key"}
+    assert stat.S_IMODE(summary.stat().st_mode) == 0o600 and summary.stat().st_uid == uid
     wants = root.path / "etc/systemd/system/multi-user.target.wants/heron-manager.service"
     assert (
         wants.is_symlink() and str(wants.readlink()) == "/lib/systemd/system/heron-manager.service"

@@ -105,7 +105,7 @@ def test_installer_installs_into_a_root(unpacked: Path, dpkg_root: Callable[[], 
         env={"HERON_FAKE_LOG": str(root.log), "DPKG_EXTRA_ARGS": "--force-depends --log=/dev/null"},
     )
     calls = root.calls()
-    assert calls[0].startswith("heron-manager init --data-dir ")
+    assert calls[0].startswith("heron-manager init --json --data-dir ")
     assert calls[1].endswith(
         "enroll --config " + f"{root.path}/etc/heron/agent.toml --manager mgr:1519 --token t0k"
     )
