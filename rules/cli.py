@@ -200,6 +200,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _go_json(obj: Any) -> bytes:
+    """JSON as Go's json.Marshal writes it (`<`, `>`, `&` escaped), like `gene -dump`."""
+    return orjson.dumps(obj).replace(b"<", b"\\u003c").replace(b">", b"\\u003e").replace(
+        b"&", b"\\u0026")
+
+
 def cmd_dump(args: argparse.Namespace) -> int:
     ruleset = _load(args)
     enabled = sorted((r for r in ruleset if not r.meta.disable), key=lambda r: r.name)
@@ -211,7 +217,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         for rule in enabled:
             if regex.search(rule.name):
-                sys.stdout.buffer.write(orjson.dumps(rule.to_dict()) + b"\n")
+                sys.stdout.buffer.write(_go_json(rule.to_dict()) + b"\n")
     return EXIT_OK
 
 
