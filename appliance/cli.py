@@ -1,0 +1,331 @@
+"""`heron-manager`: the manager's command line (a thin layer over the services).
+
+Only this module prints, exits, or configures logging. Commands that open the fleet database
+cannot run while `heron-manager run` holds it (DuckDB allows one process); use the admin API then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import Config, load_config, render_toml
+from .context import AppContext, build_context
+from .errors import ApplianceError, ConfigError
+from .pki import Pki
+from .store import Role, Store
+
+__all__ = ["main", "open_context"]
+
+logger = logging.getLogger(__name__)
+
+
+def _paths(data_dir: Path) -> dict[str, Path]:
+    return {"config": data_dir / "config.toml", "pki": data_dir / "pki",
+            "db": data_dir / "db" / "heron.duckdb", "events": data_dir / "events",
+            "artifacts": data_dir / "artifacts"}
+
+
+def open_context(data_dir: Path, *, config: Config | None = None, memory_events: bool = False,
+                 with_events: bool = True) -> AppContext:
+    """Open an initialized data directory (fleet store, PKI, event store)."""
+    paths = _paths(data_dir)
+    if not paths["db"].exists() or not (paths["pki"] / "ca.pem").exists():
+        raise ConfigError("data directory is not initialized (run heron-manager init)",
+                          where=str(data_dir))
+    config = config or load_config(paths["config"])
+    store = Store(paths["db"])
+    events: Any = None
+    try:
+        if with_events and not memory_events:
+            from index import EventStore
+
+            events = EventStore(paths["events"])
+        return build_context(data_dir=data_dir, config=config, store=store, events=events,
+                             pki=Pki(paths["pki"]))
+    except BaseException:
+        store.close()
+        raise
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir
+    paths = _paths(data_dir)
+    if paths["db"].exists() or (paths["pki"] / "ca.pem").exists():
+        raise ConfigError("already initialized", where=str(data_dir))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    config = load_config(paths["config"]).with_listen(admin=args.admin_listen,
+                                                      endpoint=args.endpoint_listen)
+    if args.server_name:
+        from dataclasses import replace
+
+        config = replace(config, tls=replace(config.tls, server_names=tuple(args.server_name)))
+    if not paths["config"].exists():
+        paths["config"].write_text(render_toml(config), encoding="utf-8")
+    pki = Pki.create(paths["pki"], server_names=config.tls.server_names,
+                     server_days=config.tls.server_cert_days)
+    paths["db"].parent.mkdir(parents=True, exist_ok=True)
+    for name in ("artifacts", "events"):
+        paths[name].mkdir(exist_ok=True)
+    with Store(paths["db"]) as store:
+        ctx = build_context(data_dir=data_dir, config=config, store=store, pki=pki)
+        user, key = ctx.identity.add_user(args.admin_user, Role.ADMIN,
+                                          description="created by heron-manager init")
+    out = {"admin_url": config.admin_url(), "endpoint_url": config.endpoint_url(),
+           "api_key": key, "ca_cert": str(pki.ca_path.resolve()), "ca_sha256": pki.ca_sha256}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"initialized {data_dir}")
+        for k, v in out.items():
+            print(f"  {k}: {v}")
+        print("keep the api_key: it is shown only once")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .jsonlog import configure_logging
+    from .server import ManagerServer
+
+    config = load_config(_paths(args.data_dir)["config"]).with_listen(
+        admin=args.admin_listen, endpoint=args.endpoint_listen)
+    configure_logging(config.logging.level, json_lines=config.logging.json)
+    ctx = open_context(args.data_dir, config=config, memory_events=args.memory_events)
+    if args.memory_events:
+        logger.warning("events are kept in memory only (--memory-events): NOT durable")
+    from .console import ConsoleAuth
+
+    ctx.console = ConsoleAuth(lambda key: _console_user(ctx, key))
+    server = ManagerServer(ctx)
+    try:
+        bound = server.start()
+        print(json.dumps({"admin": f"https://{bound.admin[0]}:{bound.admin[1]}",
+                          "endpoint": f"https://{bound.endpoint[0]}:{bound.endpoint[1]}"}),
+              flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: server.stop())
+        signal.signal(signal.SIGINT, lambda *_: server.stop())
+        server.wait()
+    finally:
+        logger.info("shutting down")
+        server.close()
+        ctx.close()
+    return 0
+
+
+def _console_user(ctx: AppContext, key: str) -> Any:
+    try:
+        return ctx.identity.authenticate(key)
+    except ApplianceError:
+        return None
+
+
+def _with_store(args: argparse.Namespace) -> AppContext:
+    return open_context(args.data_dir, with_events=False, memory_events=True)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    ctx = _with_store(args)
+    try:
+        if args.action == "add":
+            user, key = ctx.identity.add_user(args.name, Role(args.role), group=args.group,
+                                              description=args.description)
+            print(json.dumps(dict(user.to_dict(), key=key)))
+        elif args.action == "list":
+            for user in ctx.store.users.list():
+                print(json.dumps(user.to_dict()))
+        elif args.action == "delete":
+            user = ctx.store.users.get(args.name)
+            ctx.store.users.delete(user.uuid)
+            print(json.dumps(user.to_dict()))
+        else:
+            user, key = ctx.identity.rotate_key(args.name)
+            print(json.dumps(dict(user.to_dict(), key=key)))
+    finally:
+        ctx.close()
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    ctx = _with_store(args)
+    try:
+        if args.action == "token":
+            token, expires = ctx.identity.create_token(group=args.group, ttl=args.ttl)
+            out = {"token": token, "expires": expires, "group": args.group,
+                   "endpoint_url": ctx.config.endpoint_url(),
+                   "ca_sha256": ctx.pki.ca_sha256 if ctx.pki else None}
+            print(json.dumps(out) if args.json else token)
+        else:
+            bundle = ctx.identity.bundle(group=args.group, hostname=args.hostname)
+            out_dir: Path = args.out
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "client.pem").write_text(bundle.certificate_pem)
+            fd = os.open(out_dir / "client.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(bundle.key_pem)
+            (out_dir / "ca.pem").write_text(bundle.ca_pem)
+            meta = {"uuid": bundle.uuid, "endpoint_url": bundle.endpoint_url,
+                    "group": bundle.group, "client_cert": "client.pem",
+                    "client_key": "client.key", "ca_cert": "ca.pem"}
+            (out_dir / "bundle.json").write_text(json.dumps(meta, indent=2))
+            print(json.dumps(dict(meta, dir=str(out_dir))))
+    finally:
+        ctx.close()
+    return 0
+
+
+def cmd_endpoint(args: argparse.Namespace) -> int:
+    ctx = _with_store(args)
+    try:
+        if args.action == "list":
+            for ep in ctx.store.endpoints.list():
+                print(json.dumps(ep.to_dict(score=ctx.reducer.bounded(ep.uuid))))
+        else:
+            print(json.dumps({"uuid": args.uuid, "revoked": ctx.identity.revoke(args.uuid)}))
+    finally:
+        ctx.close()
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from .app import Api, create_app
+
+    ctx = build_context(data_dir=Path("."))
+    try:
+        app = create_app(ctx, Api(args.api))
+        from .openapi import build_openapi
+
+        doc = build_openapi(app, title=f"Heron {args.api} API", admin=args.api == "admin")
+        print(json.dumps(doc, indent=2))
+    finally:
+        ctx.close()
+    return 0
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    from .app import Api, create_app
+    from .openapi import iter_routes
+
+    ctx = build_context(data_dir=Path("."))
+    try:
+        for path, resource, responders in iter_routes(create_app(ctx, Api(args.api))):
+            for method, fn in sorted(responders.items()):
+                print(f"{method.upper():7} {path:60} {type(resource).__name__}.{fn.__name__}")
+    finally:
+        ctx.close()
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from .services.hunting import Hunting
+
+    ctx = open_context(args.data_dir)
+    try:
+        hunting = Hunting(ctx.events)
+        if args.command == "search":
+            page = hunting.search(args.query, since=None, until=None, endpoint=args.endpoint,
+                                  detections_only=args.detections, limit=args.limit, cursor=None)
+            for event in page["events"]:
+                print(json.dumps(event))
+        elif args.command == "sql":
+            res = hunting.sql(args.query, timeout=30.0, max_rows=args.limit)
+            print(json.dumps(res))
+        else:
+            started = time.monotonic()
+            ctx.events.reindex()  # type: ignore[attr-defined]
+            print(json.dumps({"reindexed": True, "seconds": round(time.monotonic() - started, 2)}))
+    finally:
+        ctx.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="heron-manager", description="Heron EDR manager")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("HERON_DATA", ".heron")),
+                       help="data directory (default $HERON_DATA or ./.heron)")
+        return p
+
+    p = data(sub.add_parser("init", help="create data dir, config, CA, server cert, admin user"))
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
+    p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
+    p.add_argument("--server-name", action="append", help="SAN of the server cert (repeat)")
+    p.add_argument("--admin-user", default="admin", help="name of the first admin user")
+    p.set_defaults(fn=cmd_init)
+
+    p = data(sub.add_parser("run", help="serve the admin and endpoint APIs"))
+    p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
+    p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
+    p.add_argument("--memory-events", action="store_true",
+                   help="development: keep events in memory instead of index/")
+    p.set_defaults(fn=cmd_run)
+
+    p = data(sub.add_parser("user", help="admin API users"))
+    p.add_argument("action", choices=["add", "list", "delete", "rotate-key"])
+    p.add_argument("name", nargs="?", default="", help="identifier or uuid")
+    p.add_argument("--role", default="admin", choices=[r.value for r in Role])
+    p.add_argument("--group", default="")
+    p.add_argument("--description", default="")
+    p.set_defaults(fn=cmd_user)
+
+    p = data(sub.add_parser("enroll", help="enrollment tokens and offline bundles"))
+    p.add_argument("action", choices=["token", "bundle"])
+    p.add_argument("--group", default="")
+    p.add_argument("--ttl", type=float, default=None, help="token lifetime, seconds")
+    p.add_argument("--hostname", default="", help="bundle: expected hostname")
+    p.add_argument("--out", type=Path, default=Path("heron-bundle"), help="bundle: output dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_enroll)
+
+    p = data(sub.add_parser("endpoint", help="list or revoke endpoints"))
+    p.add_argument("action", choices=["list", "revoke"])
+    p.add_argument("uuid", nargs="?", default="")
+    p.set_defaults(fn=cmd_endpoint)
+
+    for name in ("openapi", "routes"):
+        p = sub.add_parser(name, help=f"print the {name} of an API")
+        p.add_argument("--api", choices=["admin", "endpoint"], default="admin")
+        p.set_defaults(fn=cmd_openapi if name == "openapi" else cmd_routes)
+
+    p = data(sub.add_parser("search", help="search stored events"))
+    p.add_argument("query", nargs="?", default="")
+    p.add_argument("--endpoint", default=None)
+    p.add_argument("--detections", action="store_true")
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(fn=cmd_events)
+    p = data(sub.add_parser("sql", help="read-only SQL over stored events"))
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=10_000)
+    p.set_defaults(fn=cmd_events)
+    p = data(sub.add_parser("reindex", help="rebuild the search index from the journal"))
+    p.set_defaults(fn=cmd_events)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command not in ("run",):
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        return int(args.fn(args))
+    except ConfigError as ex:
+        print(f"heron-manager: {ex}", file=sys.stderr)
+        return 2
+    except ApplianceError as ex:
+        print(f"heron-manager: {ex}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Manager configuration: one frozen dataclass per TOML section, loaded once, unknown keys refused.
+
+Each field carries its help text in `metadata["help"]`; `render_toml()` writes a fully commented file
+(what `heron-manager init` drops into the data directory) and docs/manager.md lists every key.
+Paths are never configured here: everything lives under the data directory given on the CLI.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rules import wire
+
+from .errors import ConfigError
+
+__all__ = [
+    "AdminConfig",
+    "CommandsConfig",
+    "Config",
+    "EndpointConfig",
+    "EnrollConfig",
+    "LimitsConfig",
+    "LoggingConfig",
+    "ServerConfig",
+    "StreamsConfig",
+    "TlsConfig",
+    "load_config",
+    "parse_listen",
+    "render_toml",
+]
+
+T = TypeVar("T")
+
+
+def _f(default: Any, help: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: tuple(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Split `HOST:PORT` (IPv6 hosts in brackets) into a tuple."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen address must be HOST:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """[admin]: the HTTPS admin API and console."""
+
+    listen: str = _f("127.0.0.1:1520", "HOST:PORT of the admin API (HTTPS, API keys)")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """[endpoint]: the mutual-TLS endpoint (agent) API."""
+
+    listen: str = _f("0.0.0.0:1519", "HOST:PORT of the endpoint API (mutual TLS)")
+    public_url: str = _f("", "URL agents use to reach the endpoint API (default: first server name)")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """[tls]: certificates and the TLS front."""
+
+    server_names: tuple[str, ...] = _f(
+        ["localhost", "127.0.0.1"], "DNS names and IPs put in the server certificate's SANs"
+    )
+    server_cert_days: int = _f(825, "validity of the server certificate, days")
+    client_cert_days: int = _f(365, "validity of endpoint client certificates, days")
+    renew_before_days: int = _f(30, "endpoints may renew this many days before expiry")
+    handshake_timeout: float = _f(10.0, "seconds a client gets to finish the TLS handshake")
+    idle_timeout: float = _f(300.0, "seconds an idle proxied connection is kept open")
+    max_connections: int = _f(2048, "concurrent TLS connections per listener; more are closed")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """[server]: the waitress backends."""
+
+    threads: int = _f(64, "waitress worker threads per listener (API workers + streams)")
+    channel_timeout: int = _f(120, "seconds waitress keeps an inactive backend channel")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """[limits]: request size limits (a violation is a 4xx, never a silent cut)."""
+
+    logs_body: int = _f(wire.MAX_LOGS_BODY, "max decompressed bytes of one /logs batch")
+    logs_body_compressed: int = _f(wire.MAX_LOGS_BODY_COMPRESSED, "max raw bytes of one /logs body")
+    event_line: int = _f(wire.MAX_EVENT_LINE, "max bytes of one NDJSON event line")
+    json_body: int = _f(8 * 1024 * 1024, "max bytes of any other JSON request body")
+    upload_size: int = _f(wire.MAX_UPLOAD_SIZE, "max bytes of one uploaded artifact file")
+    upload_chunk: int = _f(wire.UPLOAD_CHUNK_SIZE, "max decoded bytes of one upload chunk")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamsConfig:
+    """[streams]: Server-Sent Event streams on the admin API."""
+
+    max_clients: int = _f(32, "concurrent SSE streams; more get 503")
+    heartbeat: float = _f(15.0, "seconds between SSE heartbeat comments")
+    queue: int = _f(10_000, "events buffered per stream; a slower client loses the oldest")
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollConfig:
+    """[enroll]: one-time enrollment tokens."""
+
+    token_ttl: float = _f(7 * 86400.0, "default lifetime of an enrollment token, seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandsConfig:
+    """[commands]: the per-endpoint command queue."""
+
+    default_timeout: float = _f(15.0, "command timeout on the endpoint when none is given, seconds")
+    result_timeout: float = _f(600.0, "a sent command without result after this many s times out")
+    poll_wait: float = _f(0.0, "GET /commands long-poll, seconds (0 = answer 204 at once)")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """[logging]: the manager's own logs."""
+
+    level: str = _f("INFO", "log level (DEBUG, INFO, WARNING, ERROR)")
+    json: bool = _f(True, "structured JSON log lines on stderr (false: plain text)")
+
+
+SECTIONS: dict[str, type] = {
+    "admin": AdminConfig,
+    "endpoint": EndpointConfig,
+    "tls": TlsConfig,
+    "server": ServerConfig,
+    "limits": LimitsConfig,
+    "streams": StreamsConfig,
+    "enroll": EnrollConfig,
+    "commands": CommandsConfig,
+    "logging": LoggingConfig,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole manager configuration."""
+
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
+    enroll: EnrollConfig = field(default_factory=EnrollConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> Config:
+        """Build a Config; unknown sections or keys and wrong types raise ConfigError."""
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            section = SECTIONS.get(name)
+            if section is None:
+                raise ConfigError(f"unknown section [{name}]", where=source)
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{name}] must be a table", where=source)
+            kwargs[name] = _section(section, value, f"{source}:[{name}]")
+        config = cls(**kwargs)
+        for listen in (config.admin.listen, config.endpoint.listen):
+            parse_listen(listen)
+        return config
+
+    def with_listen(self, *, admin: str | None = None, endpoint: str | None = None) -> Config:
+        """Return a copy with the listen addresses overridden (CLI flags)."""
+        out = self
+        if admin:
+            parse_listen(admin)
+            out = replace(out, admin=replace(out.admin, listen=admin))
+        if endpoint:
+            parse_listen(endpoint)
+            out = replace(out, endpoint=replace(out.endpoint, listen=endpoint))
+        return out
+
+    def endpoint_url(self) -> str:
+        """The URL agents are told to use."""
+        if self.endpoint.public_url:
+            return self.endpoint.public_url
+        host, port = parse_listen(self.endpoint.listen)
+        name = self.tls.server_names[0] if self.tls.server_names else host
+        return f"https://{name}:{port}"
+
+    def admin_url(self) -> str:
+        host, port = parse_listen(self.admin.listen)
+        if host in ("0.0.0.0", "::"):
+            host = self.tls.server_names[0] if self.tls.server_names else "localhost"
+        return f"https://{host}:{port}"
+
+
+def _section(cls: type[T], data: dict[str, Any], where: str) -> T:
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        spec = known.get(key)
+        if spec is None:
+            raise ConfigError(f"unknown key {key!r}", where=where)
+        default = spec.default if spec.default is not MISSING else spec.default_factory()  # type: ignore[misc]
+        out[key] = _coerce(key, value, default, where)
+    return cls(**out)
+
+
+def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be a boolean", where=where)
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{key} must be a non-negative integer", where=where)
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"{key} must be a non-negative number", where=where)
+        return float(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of strings", where=where)
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string", where=where)
+    return value
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the TOML config file at `path` (missing file = all defaults)."""
+    if not path.exists():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as ex:
+        raise ConfigError(str(ex), where=str(path)) from ex
+    return Config.from_dict(data, source=str(path))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_toml(config: Config | None = None) -> str:
+    """Render `config` (default: the defaults) as a commented TOML document."""
+    config = config or Config()
+    lines = ["# Heron manager configuration. Unknown keys are errors. See docs/manager.md.", ""]
+    for name, cls in SECTIONS.items():
+        section = getattr(config, name)
+        lines.append(f"# {(cls.__doc__ or '').strip()}")
+        lines.append(f"[{name}]")
+        for spec in fields(cls):
+            lines.append(f"# {spec.metadata['help']}")
+            lines.append(f"{spec.name} = {_toml_value(getattr(section, spec.name))}")
+        lines.append("")
+    return "\n".join(lines)

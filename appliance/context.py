@@ -1,0 +1,116 @@
+"""AppContext: every collaborator the Falcon apps need, built once by the CLI or a test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .events import EventSink
+from .metrics import Metrics
+from .pki import Pki
+from .services.artifacts import ArtifactStore
+from .services.content import Content
+from .services.identity import Identity
+from .services.ingest import EventListener, Ingest
+from .services.scoring import Reducer
+from .services.streams import StreamHub
+from .store import Store
+from .tlsfront import IdentityMap
+
+__all__ = ["AppContext", "build_context"]
+
+
+@dataclass(slots=True)
+class AppContext:
+    """The manager's services, shared by the admin and endpoint apps."""
+
+    config: Config
+    data_dir: Path
+    store: Store
+    events: EventSink
+    pki: Pki | None
+    clock: Callable[[], float]
+    identities: IdentityMap
+    metrics: Metrics
+    hub: StreamHub
+    reducer: Reducer
+    identity: Identity
+    ingest: Ingest
+    content: Content
+    artifacts: ArtifactStore
+    console: Any = None  # appliance.console.ConsoleAuth, mounted on the admin app when set
+    sleep: Callable[[float], None] = time.sleep
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def event_listeners(self) -> list[EventListener]:
+        """Register `fn(endpoint, events)` here to see every durable batch (MISP sync)."""
+        return self.ingest.listeners
+
+    def close(self) -> None:
+        """Stop streams, flush ingest bookkeeping, close the event store and the fleet store."""
+        self.hub.close()
+        self.ingest.close()
+        try:
+            self.events.close()
+        finally:
+            self.store.close()
+
+
+def build_context(
+    *,
+    data_dir: Path,
+    config: Config | None = None,
+    store: Store | None = None,
+    events: EventSink | None = None,
+    pki: Pki | None = None,
+    clock: Callable[[], float] = time.time,
+    identities: IdentityMap | None = None,
+) -> AppContext:
+    """Wire the services over the given (or default) collaborators."""
+    config = config or Config()
+    store = store if store is not None else Store(":memory:")
+    if events is None:
+        from .events import MemoryEventStore
+
+        events = MemoryEventStore()
+    metrics = Metrics(clock)
+    hub = StreamHub(max_clients=config.streams.max_clients, queue=config.streams.queue,
+                    heartbeat=config.streams.heartbeat)
+    reducer = Reducer(store.reports.load_all())
+    ingest = Ingest(store=store, events=events, hub=hub, reducer=reducer, metrics=metrics,
+                    limits=config.limits, clock=clock)
+    ctx = AppContext(
+        config=config,
+        data_dir=data_dir,
+        store=store,
+        events=events,
+        pki=pki,
+        clock=clock,
+        identities=identities if identities is not None else IdentityMap(),
+        metrics=metrics,
+        hub=hub,
+        reducer=reducer,
+        identity=Identity(store=store, pki=pki, config=config, clock=clock),
+        ingest=ingest,
+        content=Content(store, clock),
+        artifacts=ArtifactStore(data_dir / "artifacts", store, clock=clock,
+                                max_size=config.limits.upload_size,
+                                max_chunk=config.limits.upload_chunk),
+    )
+    metrics.gauge("heron_stream_clients", "open SSE streams", lambda: float(hub.clients))
+    metrics.gauge("heron_stream_dropped_total", "events dropped for slow stream clients",
+                  lambda: float(hub.dropped))
+    metrics.gauge("heron_endpoints_online", "endpoints seen in the last 5 minutes",
+                  lambda: float(store.endpoints.count_online(clock() - 300.0)))
+    metrics.gauge("heron_store_queue", "writes waiting for the fleet store writer",
+                  lambda: float(store.db._queue.qsize()))
+    metrics.gauge("heron_commands_queued", "commands waiting for delivery",
+                  lambda: float(store.commands.pending_count()))
+    metrics.gauge("heron_uptime_seconds", "seconds since start",
+                  lambda: clock() - metrics.started)
+    return ctx

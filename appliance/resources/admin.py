@@ -1,0 +1,22 @@
+"""Mounts every admin API route (fleet, content, events) on the admin app."""
+
+from __future__ import annotations
+
+import falcon
+
+from ..context import AppContext
+from .admin_content import CONTENT_ROUTES
+from .admin_fleet import FLEET_ROUTES
+from .admin_search import SEARCH_ROUTES
+
+__all__ = ["add_admin_routes"]
+
+
+def add_admin_routes(app: falcon.App, ctx: AppContext) -> None:
+    """Instantiate each resource once per route and mount it."""
+    for path, factory, suffix in [*FLEET_ROUTES, *CONTENT_ROUTES, *SEARCH_ROUTES]:
+        resource = factory(ctx)
+        if suffix:
+            app.add_route(path, resource, suffix=suffix)
+        else:
+            app.add_route(path, resource)

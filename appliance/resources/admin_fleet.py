@@ -1,0 +1,500 @@
+"""Admin API, fleet side: users, endpoints, commands, endpoint configs, reports, artifacts.
+
+WHIDS routes and envelope (whids.md §2.4), with proper HTTP status codes on errors, API keys
+never listed, and a real command queue (ids, history, timeouts) instead of one overwritten slot.
+"""
+
+from __future__ import annotations
+
+import shlex
+import tomllib
+import uuid as uuidlib
+from typing import Any
+
+import falcon
+
+from ..context import AppContext
+from ..errors import InvalidParam, NotFound, ValidationError
+from ..middleware import JsonBody
+from ..services.bodies import decode_json, decompress, read_bounded
+from ..store import CommandRecord, CommandState, EndpointStatus, Role
+from ..timefmt import parse_time, time_window
+from .common import envelope, q_bool, q_int, q_str, raw, uuid_param
+
+__all__ = ["FLEET_ROUTES"]
+
+ADMIN_ONLY = frozenset({Role.ADMIN})
+_OBJ = {"type": "object"}
+
+
+def _obj(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValidationError("expected a JSON object")
+    return data
+
+
+def _str(body: dict[str, Any], key: str, default: str = "", max_len: int = 1024) -> str:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str) or len(value) > max_len:
+        raise ValidationError(f"{key} must be a string of at most {max_len} characters")
+    return value
+
+
+class Users:
+    """GET /users (admins only; keys are never listed), PUT/POST /users to create one."""
+
+    READ_ROLES = ADMIN_ONLY
+    QUERY = {"put": {"identifier": "string", "role": "string"}}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.BODY = {"post": JsonBody(_obj, {"type": "object", "required": ["identifier"],
+                                             "properties": {"identifier": {"type": "string"},
+                                                            "role": {"type": "string"},
+                                                            "group": {"type": "string"},
+                                                            "description": {"type": "string"}}})}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """List admin users (without keys)."""
+        envelope(resp, [u.to_dict() for u in self.ctx.store.users.list()])
+
+    def _create(self, resp: falcon.Response, identifier: str, role: str, group: str,
+                description: str) -> None:
+        try:
+            role_value = Role(role or "admin")
+        except ValueError as ex:
+            raise ValidationError("role must be admin, analyst or plugin") from ex
+        user, key = self.ctx.identity.add_user(identifier, role_value, group=group,
+                                               description=description)
+        envelope(resp, dict(user.to_dict(), key=key), 201)
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Create a user from query parameters; the key is shown once."""
+        self._create(resp, q_str(req, "identifier", "", 128), q_str(req, "role", "admin", 16),
+                     "", "")
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Create a user from a JSON body; the key is shown once."""
+        body = req.context.body
+        self._create(resp, _str(body, "identifier", "", 128), _str(body, "role", "admin", 16),
+                     _str(body, "group"), _str(body, "description"))
+
+
+class User:
+    """GET/POST/DELETE /users/{uuid}; POST with newkey=true rotates the key."""
+
+    READ_ROLES = ADMIN_ONLY
+    QUERY = {"post": {"newkey": "boolean"}}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.BODY = {"post": JsonBody(_obj, _OBJ)}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Show one user."""
+        envelope(resp, self.ctx.store.users.get(uuid_param(uuid)).to_dict())
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Change a user's group/description/role, or rotate its key."""
+        user = self.ctx.store.users.get(uuid_param(uuid))
+        body = req.context.body
+        changes: dict[str, Any] = {}
+        for key in ("group", "description"):
+            if key in body:
+                changes[key] = _str(body, key)
+        if "role" in body:
+            try:
+                changes["role"] = Role(_str(body, "role"))
+            except ValueError as ex:
+                raise ValidationError("role must be admin, analyst or plugin") from ex
+        user = self.ctx.store.users.update(user.uuid, **changes)
+        out = user.to_dict()
+        if q_bool(req, "newkey"):
+            user, out["key"] = self.ctx.identity.rotate_key(user.uuid)
+        envelope(resp, out)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Delete a user."""
+        user = self.ctx.store.users.get(uuid_param(uuid))
+        self.ctx.store.users.delete(user.uuid)
+        envelope(resp, user.to_dict())
+
+
+class Endpoints:
+    """GET /endpoints (filters group, status, criticality); PUT creates one + enrollment token."""
+
+    QUERY = {"get": {"group": "string", "status": "string", "criticality": "integer"},
+             "put": {"group": "string"}}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """List endpoints with their score."""
+        eps = self.ctx.store.endpoints.list(group=q_str(req, "group", "", 128) or None,
+                                            status=q_str(req, "status", "", 32) or None,
+                                            criticality=q_int(req, "criticality", 0, hi=10))
+        envelope(resp, [e.to_dict(score=self.ctx.reducer.bounded(e.uuid)) for e in eps])
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Create a pending endpoint; `key` is its one-time enrollment token."""
+        ep, token = self.ctx.identity.create_endpoint(group=q_str(req, "group", "", 128))
+        envelope(resp, dict(ep.to_dict(), key=token), 201)
+
+
+class Endpoint:
+    """GET/POST/DELETE /endpoints/{uuid}; POST body: status, group, criticality (0–10)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.BODY = {"post": JsonBody(_obj, {"type": "object", "properties": {
+            "status": {"type": "string"}, "group": {"type": "string"},
+            "criticality": {"type": "integer"}}})}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Show one endpoint (with system info and config)."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        envelope(resp, ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid), full=True))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Change an endpoint's status, group or criticality."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        body, changes = req.context.body, {}
+        if "group" in body:
+            changes["group"] = _str(body, "group", "", 128)
+        if "criticality" in body:
+            crit = body["criticality"]
+            if not isinstance(crit, int) or isinstance(crit, bool) or not 0 <= crit <= 10:
+                raise ValidationError("criticality must be an integer 0–10")
+            changes["criticality"] = crit
+        if "status" in body:
+            try:
+                changes["status"] = EndpointStatus(_str(body, "status"))
+            except ValueError as ex:
+                raise ValidationError("status must be pending, active or revoked") from ex
+            if changes["status"] is EndpointStatus.REVOKED:
+                self.ctx.identity.revoke(ep.uuid)
+        ep = self.ctx.store.endpoints.update(ep.uuid, **changes)
+        envelope(resp, ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid)))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Delete an endpoint (its certificates are revoked first)."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        self.ctx.identity.revoke(ep.uuid)
+        self.ctx.store.endpoints.delete(ep.uuid)
+        envelope(resp, ep.to_dict())
+
+
+
+class EndpointRevoke:
+    """POST /endpoints/{uuid}/revoke: revoke every certificate of an endpoint."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Revoke every certificate of an endpoint."""
+        count = self.ctx.identity.revoke(uuid_param(uuid))
+        envelope(resp, {"uuid": uuid, "revoked": count})
+
+
+class EndpointConfig:
+    """GET/POST/DELETE /endpoints/{uuid}/config (format=json or toml)."""
+
+    QUERY = {"get": {"format": "string"}}
+    RAW_BODY = {"post": "application/json"}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """The agent configuration the endpoint will download."""
+        config = self.ctx.store.endpoints.get(uuid_param(uuid)).config
+        fmt = q_str(req, "format", "json", 8)
+        if fmt not in ("json", "toml"):
+            raise InvalidParam("format must be json or toml")
+        if config is None:
+            raise NotFound("endpoint has no configuration")
+        envelope(resp, _to_toml(config) if fmt == "toml" else config)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Replace the endpoint's agent configuration (JSON object or TOML text)."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        limit = self.ctx.config.limits.json_body
+        data = decompress(read_bounded(req.bounded_stream, limit),
+                          req.get_header("Content-Encoding"), limit)
+        if "toml" in (req.content_type or ""):
+            try:
+                config: Any = tomllib.loads(data.decode("utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as ex:
+                raise ValidationError(f"not valid TOML: {ex}") from ex
+        else:
+            config = decode_json(data)
+        if not isinstance(config, dict):
+            raise ValidationError("a configuration is a JSON object")
+        self.ctx.store.endpoints.update(ep.uuid, config=config)
+        envelope(resp, config)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Forget the configuration (the agent will POST its own again)."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        self.ctx.store.endpoints.update(ep.uuid, config=None)
+        envelope(resp, None)
+
+
+def _to_toml(config: dict[str, Any], prefix: str = "") -> str:
+    import json
+
+    scalars, tables = [], []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            scalars.append(f"{json.dumps(str(key))} = {json.dumps(value)}")
+    out = "\n".join(scalars) + ("\n" if scalars else "")
+    for key, value in tables:
+        name = f"{prefix}.{json.dumps(str(key))}" if prefix else json.dumps(str(key))
+        out += f"\n[{name}]\n" + _to_toml(value, name)
+    return out
+
+
+def _command_from_body(body: dict[str, Any], default_timeout: float) -> dict[str, Any]:
+    """WHIDS `{command-line, fetch-files, drop-files, timeout(ns)}` or Heron `{name, args, ...}`."""
+    if "command-line" in body:
+        line = _str(body, "command-line", "", 8192)
+        try:
+            # NOTE(manager): quotes group words, backslashes stay (Windows paths).
+            lexer = shlex.shlex(line, posix=True)
+            lexer.whitespace_split, lexer.escape = True, ""
+            argv = list(lexer)
+        except ValueError as ex:
+            raise ValidationError(f"command-line: {ex}") from ex
+        timeout_ns = body.get("timeout") or 0
+        if not isinstance(timeout_ns, int | float) or isinstance(timeout_ns, bool):
+            raise ValidationError("timeout must be a number (nanoseconds in WHIDS form)")
+        timeout = timeout_ns / 1e9 if timeout_ns else default_timeout
+        fetch, drop = body.get("fetch-files") or [], body.get("drop-files") or []
+    else:
+        name = _str(body, "name", "", 1024)
+        args = body.get("args") or []
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise ValidationError("args must be a list of strings")
+        argv = [name, *args] if name else []
+        timeout = body.get("timeout", default_timeout)
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool):
+            raise ValidationError("timeout must be a number of seconds")
+        fetch, drop = body.get("fetch") or [], body.get("drop") or []
+    if not argv or not argv[0]:
+        raise ValidationError("a command name is required")
+    if not isinstance(fetch, list) or not all(isinstance(f, str) for f in fetch):
+        raise ValidationError("fetch files must be a list of paths")
+    # SECURITY(manager): dropped files are sent inline ({name, data base64}); WHIDS read paths
+    # on the manager host, which let any admin-API caller read manager files.
+    if not isinstance(drop, list) or not all(
+        isinstance(d, dict) and isinstance(d.get("name"), str) and isinstance(d.get("data"), str)
+        for d in drop
+    ):
+        raise ValidationError("drop files must be objects {name, data (base64)}")
+    if not 0 < float(timeout) <= 86400:
+        raise ValidationError("timeout must be between 0 and 86400 seconds")
+    return {"name": argv[0], "args": tuple(argv[1:]), "fetch": tuple(fetch),
+            "drop": tuple({"name": d["name"], "data": d["data"]} for d in drop),
+            "timeout": float(timeout), "expect_json": bool(body.get("expect_json", False))}
+
+
+class EndpointCommand:
+    """POST /endpoints/{uuid}/command queues a command; GET shows the latest (wait=true)."""
+
+    QUERY = {"get": {"wait": "boolean", "timeout": "integer"}}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.BODY = {"post": JsonBody(_obj, {"type": "object", "properties": {
+            "command-line": {"type": "string"}, "name": {"type": "string"},
+            "args": {"type": "array", "items": {"type": "string"}},
+            "timeout": {"type": "number"}, "fetch": {"type": "array"},
+            "drop": {"type": "array"}, "fetch-files": {"type": "array"},
+            "drop-files": {"type": "array"}, "expect_json": {"type": "boolean"}}})}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Queue a command for the endpoint; returns the endpoint with the command."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        spec = _command_from_body(req.context.body, self.ctx.config.commands.default_timeout)
+        cmd = CommandRecord(id=str(uuidlib.uuid4()), endpoint=ep.uuid, created=self.ctx.clock(),
+                            issuer=getattr(req.context.user, "identifier", ""), **spec)
+        self.ctx.store.commands.add(cmd)
+        envelope(resp, dict(ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid)),
+                            command=cmd.to_dict()))
+
+    def _latest(self, uuid: str) -> CommandRecord:
+        self.ctx.store.commands.expire(self.ctx.clock(), self.ctx.config.commands.result_timeout)
+        history = self.ctx.store.commands.history(uuid, limit=1)
+        if not history:
+            raise NotFound("endpoint has no command")
+        return history[0]
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """The endpoint's latest command; wait=true blocks until it completes (≤ timeout s)."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        cmd = self._latest(ep.uuid)
+        if q_bool(req, "wait"):
+            deadline = self.ctx.clock() + q_int(req, "timeout", 30, lo=0, hi=60)
+            while cmd.state in (CommandState.QUEUED, CommandState.SENT) and (
+                    self.ctx.clock() < deadline):
+                self.ctx.sleep(0.05)
+                cmd = self.ctx.store.commands.get(cmd.id)
+        envelope(resp, cmd.to_dict())
+
+    def on_get_field(self, req: falcon.Request, resp: falcon.Response, uuid: str,
+                     field: str) -> None:
+        """One field of the latest command's result (stdout, stderr, error, completed, ...)."""
+        cmd = self._latest(uuid_param(uuid))
+        result = cmd.result or {}
+        fields = {"stdout": result.get("stdout", ""), "stderr": result.get("stderr", ""),
+                  "error": result.get("error", ""), "json": result.get("json"),
+                  "completed": cmd.state is CommandState.COMPLETED, "state": cmd.state.value,
+                  "fetch": result.get("fetched", []), "files": result.get("fetched", []),
+                  "exit_code": result.get("exit_code")}
+        if field not in fields:
+            raise InvalidParam(f"field must be one of {', '.join(sorted(fields))}")
+        envelope(resp, fields[field])
+
+
+class EndpointCommands:
+    """GET /endpoints/{uuid}/commands: command history, newest first."""
+
+    QUERY = {"get": {"limit": "integer"}}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Command history of an endpoint."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        self.ctx.store.commands.expire(self.ctx.clock(), self.ctx.config.commands.result_timeout)
+        history = self.ctx.store.commands.history(ep.uuid, limit=q_int(req, "limit", 100, hi=10_000))
+        envelope(resp, [c.to_dict() for c in history])
+
+    def on_get_one(self, req: falcon.Request, resp: falcon.Response, uuid: str,
+                   cmd_id: str) -> None:
+        """One command with its result."""
+        envelope(resp, self.ctx.store.commands.get(uuid_param(cmd_id, "id"),
+                                                   endpoint=uuid_param(uuid)).to_dict())
+
+    def on_delete_one(self, req: falcon.Request, resp: falcon.Response, uuid: str,
+                      cmd_id: str) -> None:
+        """Cancel a command that was not delivered yet."""
+        cmd = self.ctx.store.commands.get(uuid_param(cmd_id, "id"), endpoint=uuid_param(uuid))
+        if not self.ctx.store.commands.cancel(cmd.endpoint, cmd.id):
+            raise ValidationError(f"command is {cmd.state.value}, only queued ones can be cancelled")
+        envelope(resp, self.ctx.store.commands.get(cmd.id).to_dict())
+
+
+class Reports:
+    """GET /endpoints/reports: uuid → WHIDS ReducedStats (or null)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Reports of every endpoint."""
+        reports = self.ctx.reducer.reports()
+        envelope(resp, {e.uuid: reports.get(e.uuid) for e in self.ctx.store.endpoints.list()})
+
+
+class Report:
+    """GET /endpoints/{uuid}/report; DELETE archives it and resets the score."""
+
+    QUERY = {"get_archive": {"since": "string", "until": "string", "last": "string",
+                             "limit": "integer"}}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """The endpoint's current report."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        envelope(resp, self.ctx.reducer.report(ep.uuid))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Archive the report and reset the endpoint's score."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        report = self.ctx.reducer.reset(ep.uuid)
+        if report is not None:
+            self.ctx.store.reports.archive(ep.uuid, report, self.ctx.clock())
+        envelope(resp, report)
+
+    def on_get_archive(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Archived reports, newest first (default: last 24 h)."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        start, stop = time_window(since=q_str(req, "since"), until=q_str(req, "until"),
+                                  last=q_str(req, "last"), pivot=None, delta=None,
+                                  now=self.ctx.clock(), default_last=86400.0)
+        envelope(resp, self.ctx.store.reports.archived(ep.uuid, since=start, until=stop,
+                                                       limit=q_int(req, "limit", 1000, hi=10_000)))
+
+
+class Artifacts:
+    """GET /endpoints/artifacts (all) and /endpoints/{uuid}/artifacts (since=RFC 3339)."""
+
+    QUERY = {"get": {"since": "string"}, "get_one": {"since": "string"}}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def _since(self, req: falcon.Request) -> float:
+        since = q_str(req, "since", "", 64)
+        return parse_time(since, name="since") if since else 0.0
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Artifacts of every endpoint, grouped by endpoint."""
+        envelope(resp, self.ctx.artifacts.listing(None, self._since(req)))
+
+    def on_get_one(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Artifacts of one endpoint."""
+        ep = self.ctx.store.endpoints.get(uuid_param(uuid))
+        envelope(resp, self.ctx.artifacts.listing(ep.uuid, self._since(req)).get(ep.uuid, []))
+
+
+class ArtifactFile:
+    """GET /endpoints/{uuid}/artifacts/{pguid}/{ehash}/{fname}: base64 in `data`, or raw bytes."""
+
+    QUERY = {"get": {"raw": "boolean", "gunzip": "boolean"}}
+    PRODUCES = {"get": (falcon.MEDIA_JSON, "application/octet-stream")}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str, pguid: str,
+               ehash: str, fname: str) -> None:
+        """Download one artifact file (raw=true for bytes, gunzip=true to decompress)."""
+        import base64
+
+        data = self.ctx.artifacts.read(uuid_param(uuid), pguid, ehash, fname,
+                                       gunzip=q_bool(req, "gunzip"))
+        if q_bool(req, "raw"):
+            raw(resp, data, "application/octet-stream")
+            return
+        envelope(resp, base64.b64encode(data).decode("ascii"))
+
+
+FLEET_ROUTES: list[tuple[str, type, str | None]] = [
+    ("/users", Users, None),
+    ("/users/{uuid}", User, None),
+    ("/endpoints", Endpoints, None),
+    ("/endpoints/reports", Reports, None),
+    ("/endpoints/artifacts", Artifacts, None),
+    ("/endpoints/{uuid}", Endpoint, None),
+    ("/endpoints/{uuid}/revoke", EndpointRevoke, None),
+    ("/endpoints/{uuid}/config", EndpointConfig, None),
+    ("/endpoints/{uuid}/command", EndpointCommand, None),
+    ("/endpoints/{uuid}/command/{field}", EndpointCommand, "field"),
+    ("/endpoints/{uuid}/commands", EndpointCommands, None),
+    ("/endpoints/{uuid}/commands/{cmd_id}", EndpointCommands, "one"),
+    ("/endpoints/{uuid}/report", Report, None),
+    ("/endpoints/{uuid}/report/archive", Report, "archive"),
+    ("/endpoints/{uuid}/artifacts", Artifacts, "one"),
+    ("/endpoints/{uuid}/artifacts/{pguid}/{ehash}/{fname}", ArtifactFile, None),
+]

@@ -1,0 +1,54 @@
+"""Operations routes on both listeners: /healthz, /metrics (Prometheus text), /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+
+from ..context import AppContext
+from .common import json_raw, raw
+
+__all__ = ["Health", "MetricsResource", "OpenApi"]
+
+
+class Health:
+    """GET /healthz: 200 while the stores answer."""
+
+    auth_exempt = True
+    client_cert_optional = True
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Liveness and readiness."""
+        self.ctx.store.db.query("SELECT 1")
+        json_raw(resp, {"status": "ok", "uptime": round(self.ctx.clock() - self.ctx.metrics.started, 3)})
+
+
+class MetricsResource:
+    """GET /metrics: Prometheus text exposition."""
+
+    PRODUCES = {"get": "text/plain; version=0.0.4"}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Prometheus metrics."""
+        raw(resp, self.ctx.metrics.render(), "text/plain; version=0.0.4")
+
+
+class OpenApi:
+    """GET /openapi.json: the OpenAPI 3.1 document of this listener, generated from the routes."""
+
+    auth_exempt = True
+    client_cert_optional = True
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """This API's OpenAPI 3.1 document."""
+        json_raw(resp, self.document)

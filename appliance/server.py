@@ -1,0 +1,125 @@
+"""Runs the two listeners: waitress on loopback behind one TLS front each.
+
+`ManagerServer(ctx).start()` binds the endpoint listener (mutual TLS, `/enroll` without a cert)
+and the admin listener (HTTPS), returns the bound addresses, and `close()` stops both.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+import waitress
+
+from .app import Api, create_app
+from .config import parse_listen
+from .context import AppContext
+from .errors import ConfigError
+from .tlsfront import TlsFront
+
+__all__ = ["Bound", "Listener", "ManagerServer"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    admin: tuple[str, int]
+    endpoint: tuple[str, int]
+
+
+class Listener:
+    """One waitress backend on 127.0.0.1:<ephemeral> plus its TLS front."""
+
+    def __init__(self, ctx: AppContext, app: falcon.App, *, name: str, client_certs: bool) -> None:
+        self.ctx = ctx
+        self.app = app
+        self.name = name
+        self.client_certs = client_certs
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.front: TlsFront | None = None
+
+    def start(self, listen: str) -> tuple[str, int]:
+        if self.ctx.pki is None:
+            raise ConfigError("a PKI is required to serve TLS (run heron-manager init)")
+        cfg = self.ctx.config
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1024)
+        self._server = waitress.create_server(
+            self.app,
+            sockets=[sock],
+            threads=cfg.server.threads,
+            url_scheme="https",
+            channel_timeout=cfg.server.channel_timeout,
+            connection_limit=cfg.tls.max_connections + 16,
+            ident="heron",
+            asyncore_use_poll=True,
+            max_request_body_size=max(cfg.limits.logs_body_compressed, cfg.limits.upload_size) + 1,
+        )
+        self._thread = threading.Thread(target=self._server.run, name=f"waitress-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+        self.front = TlsFront(
+            name=self.name,
+            context=self.ctx.pki.server_context(client_certs=self.client_certs),
+            backend=sock.getsockname()[:2],
+            identities=self.ctx.identities,
+            accept=self.ctx.identity.accept_certificate if self.client_certs else None,
+            handshake_timeout=cfg.tls.handshake_timeout,
+            idle_timeout=cfg.tls.idle_timeout,
+            max_connections=cfg.tls.max_connections,
+        )
+        host, port = parse_listen(listen)
+        return self.front.start(host, port)
+
+    def close(self) -> None:
+        if self.front is not None:
+            self.front.close()
+            self.front = None
+        server, self._server = self._server, None
+        if server is not None:
+            logging.getLogger("waitress").setLevel(logging.ERROR)  # "unhandled close event"
+            for dispatcher in list(server._map.values()):
+                try:
+                    dispatcher.handle_close()
+                except Exception:  # noqa: BLE001 - close path
+                    pass
+            server.task_dispatcher.shutdown(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class ManagerServer:
+    """Both listeners over one AppContext."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.endpoint = Listener(ctx, create_app(ctx, Api.ENDPOINT), name="endpoint",
+                                 client_certs=True)
+        self.admin = Listener(ctx, create_app(ctx, Api.ADMIN), name="admin", client_certs=False)
+        self._stop = threading.Event()
+
+    def start(self) -> Bound:
+        endpoint = self.endpoint.start(self.ctx.config.endpoint.listen)
+        admin = self.admin.start(self.ctx.config.admin.listen)
+        logger.info("endpoint API on https://%s:%d (mutual TLS), admin API on https://%s:%d",
+                    endpoint[0], endpoint[1], admin[0], admin[1])
+        return Bound(admin=admin, endpoint=endpoint)
+
+    def wait(self) -> None:
+        """Block until `stop()` (signal handlers call it)."""
+        self._stop.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.endpoint.close()
+        self.admin.close()

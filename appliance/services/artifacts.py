@@ -1,0 +1,169 @@
+"""Artifact uploads (chunked, resumable, sha256-verified) and downloads, under anchored paths.
+
+Layout: `<data>/artifacts/<endpoint uuid>/<process guid without braces>/<event hash>/<filename>`.
+Chunk k of n is written to `.parts/<filename>.<k>` (so a retried chunk simply overwrites itself and
+an interrupted upload resumes); when every part is present the file is assembled, its sha256 is
+checked against the one the agent declared, and only then it appears in listings.
+
+SECURITY(manager): every name is matched with an anchored regex (`fullmatch`) and the final path is
+checked to stay under the endpoint's directory (WHIDS's regexes were unanchored: whids.md §2.7).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rules import wire
+
+from ..errors import InvalidParam, NotFound, PayloadTooLarge, ValidationError
+from ..store import Artifact, Store
+from ..timefmt import rfc3339
+
+__all__ = ["ArtifactStore", "normalize_guid"]
+
+logger = logging.getLogger(__name__)
+
+FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,199}")
+GUID = re.compile(r"\{?([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})\}?")
+EVENT_HASH = re.compile(r"[0-9a-f]{32,128}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_CHUNKS = 10_000
+
+
+def normalize_guid(value: str) -> str:
+    """`{GUID}` or `GUID` → lower-case GUID without braces; InvalidParam otherwise."""
+    match = GUID.fullmatch(value or "")
+    if match is None:
+        raise InvalidParam(f"not a process GUID: {value!r}")
+    return match.group(1).lower()
+
+
+def check_filename(name: str) -> str:
+    if not isinstance(name, str) or not FILENAME.fullmatch(name) or ".." in name:
+        raise InvalidParam(f"unsafe artifact file name: {name!r}")
+    return name
+
+
+def check_hash(value: str) -> str:
+    if not isinstance(value, str) or not EVENT_HASH.fullmatch(value):
+        raise InvalidParam(f"not an event hash: {value!r}")
+    return value
+
+
+class ArtifactStore:
+    """Artifact files on disk plus their metadata rows."""
+
+    def __init__(self, root: Path, store: Store, *, clock: Callable[[], float],
+                 max_size: int, max_chunk: int) -> None:
+        self.root = root
+        self.store = store
+        self.clock = clock
+        self.max_size = max_size
+        self.max_chunk = max_chunk
+
+    def _dir(self, endpoint: str, pguid: str, ehash: str) -> Path:
+        base = (self.root / endpoint).resolve()
+        path = (base / normalize_guid(pguid) / check_hash(ehash)).resolve()
+        if base not in path.parents:
+            raise InvalidParam("artifact path escapes the endpoint directory")
+        return path
+
+    def receive(self, endpoint: str, chunk: wire.UploadChunk) -> dict[str, Any]:
+        """Store one chunk; assemble and verify the file when all chunks are present."""
+        name = check_filename(chunk.filename)
+        if not isinstance(chunk.sha256, str) or not SHA256.fullmatch(chunk.sha256.lower()):
+            raise ValidationError("sha256 must be the hex sha256 of the whole file")
+        if not (isinstance(chunk.chunk, int) and isinstance(chunk.total, int)
+                and 1 <= chunk.chunk <= chunk.total <= MAX_CHUNKS):
+            raise ValidationError("chunk must be 1..total and total ≤ %d" % MAX_CHUNKS)
+        if chunk.total * self.max_chunk < chunk.size or chunk.size > self.max_size:
+            raise PayloadTooLarge(f"artifact exceeds {self.max_size} bytes")
+        try:
+            data = base64.b64decode(chunk.content, validate=True)
+        except (binascii.Error, ValueError, TypeError) as ex:
+            raise ValidationError("content is not valid base64") from ex
+        if len(data) > self.max_chunk:
+            raise PayloadTooLarge(f"chunk exceeds {self.max_chunk} bytes")
+        directory = self._dir(endpoint, chunk.guid, chunk.event_hash)
+        parts = directory / ".parts"
+        parts.mkdir(parents=True, exist_ok=True)
+        part = parts / f"{name}.{chunk.chunk}"
+        tmp = part.with_suffix(part.suffix + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, part)
+        present = [k for k in range(1, chunk.total + 1) if (parts / f"{name}.{k}").exists()]
+        missing = [k for k in range(1, chunk.total + 1) if k not in present]
+        if missing:
+            return {"filename": name, "complete": False, "received": len(present),
+                    "missing": missing[:100]}
+        return self._assemble(endpoint, directory, name, chunk)
+
+    def _assemble(self, endpoint: str, directory: Path, name: str,
+                  chunk: wire.UploadChunk) -> dict[str, Any]:
+        parts = directory / ".parts"
+        digest = hashlib.sha256()
+        tmp = directory / f".{name}.assembling"
+        size = 0
+        with tmp.open("wb") as out:
+            for k in range(1, chunk.total + 1):
+                data = (parts / f"{name}.{k}").read_bytes()
+                size += len(data)
+                if size > self.max_size:
+                    tmp.unlink()
+                    raise PayloadTooLarge(f"artifact exceeds {self.max_size} bytes")
+                digest.update(data)
+                out.write(data)
+        if digest.hexdigest() != chunk.sha256.lower():
+            tmp.unlink()
+            for k in range(1, chunk.total + 1):
+                (parts / f"{name}.{k}").unlink(missing_ok=True)
+            raise ValidationError("sha256 mismatch: upload discarded, send every chunk again")
+        os.replace(tmp, directory / name)
+        for k in range(1, chunk.total + 1):
+            (parts / f"{name}.{k}").unlink(missing_ok=True)
+        pguid = normalize_guid(chunk.guid)
+        self.store.artifacts.add(Artifact(endpoint, pguid, chunk.event_hash, name, size,
+                                          digest.hexdigest(), self.clock()))
+        logger.info("artifact %s/%s/%s/%s stored (%d bytes)", endpoint, pguid, chunk.event_hash,
+                    name, size)
+        return {"filename": name, "complete": True, "size": size, "sha256": digest.hexdigest()}
+
+    def listing(self, endpoint: str | None, since: float) -> dict[str, list[dict[str, Any]]]:
+        """WHIDS `EndpointDumps` listing, grouped by endpoint then (pguid, event hash)."""
+        grouped: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        for art in self.store.artifacts.list(endpoint=endpoint, since=since):
+            dumps = grouped.setdefault(art.endpoint, {})
+            item = dumps.setdefault((art.pguid, art.ehash), {
+                "creation": rfc3339(art.created), "modification": rfc3339(art.created),
+                "process-guid": art.pguid, "event-hash": art.ehash,
+                "base-url": f"/endpoints/{art.endpoint}/artifacts/{art.pguid}/{art.ehash}/",
+                "files": [],
+            })
+            item["modification"] = rfc3339(art.created)
+            item["files"].append({"name": art.filename, "size": art.size,
+                                  "timestamp": rfc3339(art.created), "sha256": art.sha256})
+        return {k: list(v.values()) for k, v in grouped.items()}
+
+    def read(self, endpoint: str, pguid: str, ehash: str, filename: str, *,
+             gunzip: bool) -> bytes:
+        name = check_filename(filename)
+        art = self.store.artifacts.get(endpoint, normalize_guid(pguid), check_hash(ehash), name)
+        path = self._dir(endpoint, art.pguid, art.ehash) / name
+        if not path.is_file():
+            raise NotFound(f"artifact file {name} is missing on disk")
+        data = path.read_bytes()
+        if gunzip:
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError) as ex:
+                raise InvalidParam(f"{name} is not gzip data") from ex
+        return data

@@ -1,0 +1,135 @@
+"""What the manager distributes: rules (compile-checked), IoCs, agent and Sysmon configs.
+
+Each item has a body and a sha256 (rules/wire.py defines the hashes) cached until it changes, so
+agents polling `/rules/sha256` or `/iocs/sha256` cost a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rules import wire
+
+from ..errors import Conflict, ValidationError
+from ..store import Store
+
+__all__ = ["Content", "check_rules"]
+
+logger = logging.getLogger(__name__)
+OS_NAMES = ("windows", "linux", "darwin")
+
+
+def check_rules(rules: Iterable[Any]) -> dict[str, str]:
+    """Validate Gene rules (dicts) with the real loader; returns name → canonical JSON text.
+
+    Raises ValidationError listing every rule that does not compile.
+    """
+    import rules as rules_pkg
+
+    out: dict[str, str] = {}
+    problems: list[str] = []
+    for index, rule in enumerate(rules):
+        if not isinstance(rule, dict) or not isinstance(rule.get("Name"), str) or not rule["Name"]:
+            problems.append(f"rule #{index}: a JSON object with a non-empty Name is required")
+            continue
+        text = json.dumps(rule, separators=(",", ":"), ensure_ascii=False)
+        try:
+            rules_pkg.loads(text, source=f"<upload:{rule['Name']}>")
+        except ValueError as ex:  # rules.RuleError subclasses ValueError
+            problems.append(f"{rule['Name']}: {ex}")
+            continue
+        if rule["Name"] in out:
+            problems.append(f"{rule['Name']}: duplicate name in upload")
+        out[rule["Name"]] = text
+    if problems:
+        raise ValidationError("rules rejected: " + "; ".join(problems[:20]))
+    return out
+
+
+class Content:
+    """Cached bodies and hashes of distributed content."""
+
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._rules: tuple[str, str] | None = None
+        self._iocs: tuple[int, list[dict[str, Any]], str] | None = None
+
+    # --- rules ----------------------------------------------------------------------------
+
+    def rules_text(self) -> tuple[str, str]:
+        """(body of /rules, its sha256)."""
+        cached = self._rules
+        if cached is None:
+            text = "".join(t + "\n" for t in self.store.rules.all().values())
+            cached = (text, wire.rules_sha256(text))
+            self._rules = cached
+        return cached
+
+    def put_rules(self, rules: list[Any], *, update: bool) -> list[str]:
+        checked = check_rules(rules)
+        existing = self.store.rules.all()
+        clash = sorted(n for n in checked if n in existing)
+        if clash and not update:
+            raise Conflict(f"rules already exist (use update=true): {', '.join(clash[:10])}")
+        self.store.rules.upsert(checked, self.clock())
+        self._rules = None
+        return sorted(checked)
+
+    def delete_rule(self, name: str) -> None:
+        self.store.rules.delete(name)
+        self._rules = None
+
+    def rules(self) -> dict[str, dict[str, Any]]:
+        return {n: json.loads(t) for n, t in self.store.rules.all().items()}
+
+    # --- IoCs -----------------------------------------------------------------------------
+
+    def iocs(self) -> tuple[list[dict[str, Any]], str]:
+        """(IoCs as distributed, sha256 per wire.iocs_sha256)."""
+        version = self.store.iocs.version
+        cached = self._iocs
+        if cached is None or cached[0] != version:
+            items = [i.to_dict() for i in self.store.iocs.list()]
+            cached = (version, items, wire.iocs_sha256(items))
+            self._iocs = cached
+        return cached[1], cached[2]
+
+    # --- agent configs --------------------------------------------------------------------
+
+    @staticmethod
+    def config_hash(document: dict[str, Any]) -> str:
+        return wire.config_sha256(document)
+
+    # --- Sysmon configs -------------------------------------------------------------------
+
+    def put_sysmon(self, os_name: str, version: str, xml: str) -> dict[str, Any]:
+        if os_name not in OS_NAMES:
+            raise ValidationError(f"os must be one of {', '.join(OS_NAMES)}")
+        if not xml.strip().startswith("<"):
+            raise ValidationError("a Sysmon configuration is an XML document")
+        doc = {"OS": os_name, "version": version, "xml": xml,
+               "XmlSha256": hashlib.sha256(xml.encode("utf-8")).hexdigest()}
+        self.store.documents.put(f"sysmon:{os_name}", version, json.dumps(doc), doc["XmlSha256"],
+                                 self.clock())
+        return doc
+
+    def sysmon(self, os_name: str, version: str = "") -> dict[str, Any] | None:
+        kind = f"sysmon:{os_name}"
+        if not version:
+            versions = sorted(self.store.documents.keys(kind), key=_version_key)
+            if not versions:
+                return None
+            version = versions[-1]
+        found = self.store.documents.get(kind, version)
+        return json.loads(found[0]) if found else None
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in text.split("."))

@@ -1,0 +1,93 @@
+"""Search, SQL and retro-hunt over stored events (index/), with index errors translated.
+
+`index.IndexQueryError` (a ValueError) becomes InvalidParam here, at the one boundary; rule
+compile errors (`rules.RuleError`, a ValueError) become ValidationError.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import index
+
+from ..errors import InvalidParam, ValidationError
+from ..events import EventSink
+from ..timefmt import to_datetime
+
+__all__ = ["HuntResult", "Hunting"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HuntResult:
+    scanned: int
+    matches: list[dict[str, Any]]
+    truncated: bool
+
+
+def _query_error() -> tuple[type[BaseException], ...]:
+    return (index.IndexQueryError,)
+
+
+class Hunting:
+    """Read side of the event store for admins."""
+
+    def __init__(self, events: EventSink) -> None:
+        self.events = events
+
+    def search(self, query: str, *, since: float | None, until: float | None,
+               endpoint: str | None, detections_only: bool, limit: int,
+               cursor: str | None) -> dict[str, Any]:
+        try:
+            page = self.events.search(query, since=to_datetime(since), until=to_datetime(until),
+                                      endpoint=endpoint, detections_only=detections_only,
+                                      limit=limit, cursor=cursor)
+        except _query_error() as ex:
+            raise InvalidParam(f"query: {ex}") from ex
+        return {"events": list(page.events), "next_cursor": page.next_cursor,
+                "total": page.total}
+
+    def sql(self, query: str, *, timeout: float, max_rows: int) -> dict[str, Any]:
+        try:
+            res = self.events.sql(query, timeout=timeout, max_rows=max_rows)
+        except _query_error() as ex:
+            raise InvalidParam(f"sql: {ex}") from ex
+        rows = [list(r) for r in res.rows]
+        return {"columns": list(res.columns), "rows": json.loads(json.dumps(rows, default=str)),
+                "truncated": bool(res.truncated)}
+
+    def retro_hunt(self, rules: list[dict[str, Any]], *, since: float | None,
+                   until: float | None, endpoint: str | None, max_events: int,
+                   max_matches: int) -> HuntResult:
+        """Run Gene rules over stored events with the same engine the agents use."""
+        import rules as rules_pkg
+
+        text = "\n".join(json.dumps(r) for r in rules)
+        try:
+            engine = rules_pkg.Engine(rules_pkg.loads(text, source="<hunt>"))
+        except ValueError as ex:
+            raise ValidationError(f"rules: {ex}") from ex
+        scanned, matches, truncated = 0, [], False
+        for event in self.events.iter_events(since=to_datetime(since), until=to_datetime(until),
+                                             endpoint=endpoint):
+            if scanned >= max_events:
+                truncated = True
+                break
+            scanned += 1
+            candidate = copy.deepcopy(event)
+            candidate.get("Event", {}).pop("Detection", None)
+            detection = engine.match(candidate)
+            if detection is not None and not getattr(detection, "filtered", False):
+                matches.append(candidate)
+                if len(matches) >= max_matches:
+                    truncated = True
+                    break
+        return HuntResult(scanned, matches, truncated)
+
+

@@ -1,0 +1,240 @@
+"""The /logs ingest path: decode a batch, make it durable, then fan it out.
+
+Order for one batch (an HTTP 200 is sent only after step 2 returns):
+1. bounded read + gzip decompression + NDJSON decoding (services/bodies.py), `EdrData` set;
+2. `events.append(...)` — durable on return, idempotent on (endpoint uuid, batch id);
+3. unless the batch was a duplicate: detections → store + reducer, SSE hub, event listeners
+   (plugins such as the MISP sync), endpoint presence.
+
+Event listeners (`Ingest.listeners`) are called as `listener(endpoint, events)` with the store's
+`Endpoint` and the list of enriched event dicts, on a dispatcher thread: a slow listener never
+blocks ingest, and when its queue (1,000 batches) is full the batch is dropped with a WARNING.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import uuid as uuidlib
+from collections.abc import Callable
+from typing import Any
+
+import index
+from index import EndpointRef
+from rules import wire
+from rules.event import event_hash, event_time
+
+from ..config import LimitsConfig
+from ..errors import StoreError, ValidationError
+from ..events import EventSink
+from ..metrics import Metrics
+from ..store import Endpoint, Store
+from ..timefmt import rfc3339
+from .bodies import decompress, split_ndjson
+from .scoring import Reducer
+from .streams import StreamHub
+
+__all__ = ["EventListener", "Ingest", "ListenerDispatcher", "endpoint_ref"]
+
+logger = logging.getLogger(__name__)
+EventListener = Callable[[Endpoint, list[dict[str, Any]]], None]
+PRESENCE_FLUSH = 2.0
+
+
+def endpoint_ref(ep: Endpoint, ip: str) -> EndpointRef:
+    """The index's EndpointRef for an endpoint."""
+    return EndpointRef(uuid=ep.uuid, hostname=ep.hostname, ip=ip or ep.ip, group=ep.group)
+
+
+class ListenerDispatcher:
+    """Runs event listeners on one background thread with a bounded queue."""
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        self.listeners: list[EventListener] = []
+        self._queue: queue.Queue[tuple[Endpoint, list[dict[str, Any]]] | None] = queue.Queue(maxsize)
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+
+    def dispatch(self, endpoint: Endpoint, events: list[dict[str, Any]]) -> None:
+        if not self.listeners:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="event-listeners", daemon=True)
+            self._thread.start()
+        try:
+            self._queue.put_nowait((endpoint, events))
+        except queue.Full:
+            self.dropped += 1
+            logger.warning("event listeners are behind: dropped a batch of %d events", len(events))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            for listener in list(self.listeners):
+                try:
+                    listener(*item)
+                except Exception:  # noqa: BLE001 - a plugin failure must not stop the others
+                    logger.error("event listener %r failed", listener, exc_info=True)
+            self._queue.task_done()
+
+    def join(self) -> None:
+        """Wait until every queued batch went through the listeners (tests, shutdown)."""
+        if self._thread is not None:
+            self._queue.join()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+class Ingest:
+    """Receives /logs batches for one manager."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        events: EventSink,
+        hub: StreamHub,
+        reducer: Reducer,
+        metrics: Metrics,
+        limits: LimitsConfig,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.hub = hub
+        self.reducer = reducer
+        self.metrics = metrics
+        self.limits = limits
+        self.clock = clock
+        self.dispatcher = ListenerDispatcher()
+        self._presence: dict[str, tuple[float, float | None, float | None, str]] = {}
+        self._presence_lock = threading.Lock()
+        self._last_flush = 0.0
+        metrics.counter("heron_events_received_total", "events accepted durably on /logs")
+        metrics.counter("heron_batches_received_total", "/logs batches accepted")
+        metrics.counter("heron_batches_duplicate_total", "/logs batches already stored (retries)")
+        metrics.counter("heron_detections_received_total", "events carrying a detection")
+        metrics.gauge("heron_events_per_second", "events received per second (last 60 s)",
+                      metrics.events_per_second)
+        metrics.gauge("heron_listener_dropped_total", "batches dropped by slow event listeners",
+                      lambda: float(self.dispatcher.dropped))
+
+    @property
+    def listeners(self) -> list[EventListener]:
+        """Hooks called with (endpoint, events) after each durable batch (MISP sync etc.)."""
+        return self.dispatcher.listeners
+
+    def decode(self, body: bytes, encoding: str | None) -> list[dict[str, Any]]:
+        data = decompress(body, encoding, self.limits.logs_body, what="/logs body")
+        return split_ndjson(data, max_line=self.limits.event_line, what="/logs body")
+
+    def ingest(
+        self, endpoint: Endpoint, peer_ip: str, body: bytes, encoding: str | None,
+        batch_id: str | None,
+    ) -> wire.LogsAck:
+        events = self.decode(body, encoding)
+        now = self.clock()
+        batch_id = batch_id or f"auto-{uuidlib.uuid4()}"
+        ip = peer_ip or endpoint.ip
+        self._enrich(events, endpoint, ip, now)
+        try:
+            result = self.events.append(events, endpoint=endpoint_ref(endpoint, ip),
+                                        batch_id=batch_id)
+        except index.InvalidEventError as ex:
+            raise ValidationError(f"/logs body: {ex}") from ex
+        except index.StoreError as ex:
+            raise StoreError(f"event store: {ex}") from ex
+        duplicate = bool(getattr(result, "duplicate", False))
+        if duplicate:
+            self.metrics.inc("heron_batches_duplicate_total")
+            self.touch(endpoint.uuid, ip)
+            return wire.LogsAck(batch_id=batch_id, accepted=0, duplicate=True)
+        self.metrics.events_received(len(events))
+        self.metrics.inc("heron_batches_received_total")
+        last_event, last_det = self._after_durable(endpoint, events, now)
+        self.hub.publish(events)
+        self.dispatcher.dispatch(endpoint, events)
+        self.touch(endpoint.uuid, ip, last_event, last_det)
+        return wire.LogsAck(batch_id=batch_id, accepted=len(events), duplicate=False)
+
+    @staticmethod
+    def _enrich(events: list[dict[str, Any]], ep: Endpoint, ip: str, now: float) -> None:
+        """Set `Event.EdrData` (always overwritten: agents cannot choose their identity)."""
+        receipt = rfc3339(now)
+        ref = {"UUID": ep.uuid, "IP": ip, "Hostname": ep.hostname, "Group": ep.group}
+        for event in events:
+            inner = event["Event"]
+            inner.pop("EdrData", None)
+            det = inner.get("Detection")
+            inner["EdrData"] = {
+                "Endpoint": ref,
+                "Event": {
+                    "Hash": event_hash(event),
+                    "Detection": bool(isinstance(det, dict) and det.get("Signature")),
+                    "ReceiptTime": receipt,
+                },
+            }
+
+    def _after_durable(
+        self, ep: Endpoint, events: list[dict[str, Any]], now: float
+    ) -> tuple[float | None, float | None]:
+        rows: list[tuple[str, float, float, str, list[str], int]] = []
+        for event in events:
+            inner = event["Event"]
+            if not inner["EdrData"]["Event"]["Detection"]:
+                continue
+            det = inner["Detection"]
+            stamp = event_time(event)
+            ts = stamp.timestamp() if isinstance(stamp, dt.datetime) else now
+            sigs = [str(s) for s in det.get("Signature") or []]
+            crit = _int(det.get("Criticality"))
+            rows.append((ep.uuid, ts, now, inner["EdrData"]["Event"]["Hash"], sigs, crit))
+            attack = det.get("ATTACK") if isinstance(det.get("ATTACK"), list) else None
+            self.reducer.update(ep.uuid, ts, sigs, crit, attack)
+        if rows:
+            self.metrics.inc("heron_detections_received_total", len(rows))
+            self.store.detections.add_many(rows)
+            self.store.reports.save_many(self.reducer.states({ep.uuid}), now)
+        return (now if events else None), (now if rows else None)
+
+    def touch(self, uuid: str, ip: str, last_event: float | None = None,
+              last_det: float | None = None) -> None:
+        """Record that an endpoint talked to us; flushed to the store every couple of seconds."""
+        now = self.clock()
+        with self._presence_lock:
+            old = self._presence.get(uuid)
+            if old is not None:
+                last_event = last_event or old[1]
+                last_det = last_det or old[2]
+            self._presence[uuid] = (now, last_event, last_det, ip)
+            if now - self._last_flush < PRESENCE_FLUSH:
+                return
+            seen, self._presence = self._presence, {}
+            self._last_flush = now
+        self.store.endpoints.touch(seen)
+
+    def flush_presence(self) -> None:
+        with self._presence_lock:
+            seen, self._presence = self._presence, {}
+            self._last_flush = self.clock()
+        if seen:
+            self.store.endpoints.touch(seen)
+
+    def close(self) -> None:
+        self.flush_presence()
+        self.dispatcher.close()
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0

@@ -1,0 +1,166 @@
+"""Endpoint scoring, like Gene's reducer that WHIDS runs over detections (whids.md §2.9).
+
+Per endpoint: alert counts by signature, ATT&CK techniques/tactics, sums and deviations of alert
+and signature criticality (criticality capped at 10, rules with criticality 0 ignored), signature
+diversity, and a score. The score is
+
+    score = avg-signature-criticality * count-uniq-signatures
+          + avg-alert-criticality * log2(1 + alert-count)
+
+and `bounded-score` scales it to 0–100 relative to the highest-scoring endpoint. State is kept in
+memory and persisted through the store (table `reports`) after every batch with detections.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+from typing import Any
+
+from ..timefmt import rfc3339
+
+__all__ = ["Reducer"]
+
+
+class _Entry:
+    __slots__ = ("alerts", "by_sig", "sig_crit", "alert_crits", "techniques", "tactics",
+                 "start", "stop", "times")
+
+    def __init__(self) -> None:
+        self.alerts = 0
+        self.by_sig: dict[str, int] = {}
+        self.sig_crit: dict[str, int] = {}
+        self.alert_crits: list[int] = []
+        self.techniques: set[str] = set()
+        self.tactics: set[str] = set()
+        self.start: float | None = None
+        self.stop: float | None = None
+        self.times: list[float] = []
+
+    @classmethod
+    def from_state(cls, st: dict[str, Any]) -> _Entry:
+        entry = cls()
+        entry.alerts = int(st.get("alerts", 0))
+        entry.by_sig = dict(st.get("by_sig", {}))
+        entry.sig_crit = dict(st.get("sig_crit", {}))
+        entry.alert_crits = list(st.get("alert_crits", []))
+        entry.techniques = set(st.get("techniques", []))
+        entry.tactics = set(st.get("tactics", []))
+        entry.start, entry.stop = st.get("start"), st.get("stop")
+        entry.times = list(st.get("times", []))
+        return entry
+
+    def state(self) -> dict[str, Any]:
+        return {"alerts": self.alerts, "by_sig": self.by_sig, "sig_crit": self.sig_crit,
+                "alert_crits": self.alert_crits[-10_000:], "techniques": sorted(self.techniques),
+                "tactics": sorted(self.tactics), "start": self.start, "stop": self.stop,
+                "times": self.times[-10_000:]}
+
+    def score(self) -> float:
+        if not self.alerts:
+            return 0.0
+        sig = list(self.sig_crit.values())
+        avg_sig = statistics.fmean(sig) if sig else 0.0
+        avg_alert = statistics.fmean(self.alert_crits) if self.alert_crits else 0.0
+        return avg_sig * len(self.by_sig) + avg_alert * math.log2(1 + self.alerts)
+
+
+class Reducer:
+    """Thread-safe per-endpoint detection statistics."""
+
+    def __init__(self, state: dict[str, dict[str, Any]] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._entries = {k: _Entry.from_state(v) for k, v in (state or {}).items()}
+
+    def update(self, uuid: str, ts: float, signatures: list[str], criticality: int,
+               attack: list[dict[str, Any]] | None = None) -> None:
+        crit = max(0, min(10, int(criticality)))
+        with self._lock:
+            entry = self._entries.setdefault(uuid, _Entry())
+            entry.alerts += 1
+            if crit:
+                entry.alert_crits.append(crit)
+            for sig in signatures:
+                entry.by_sig[sig] = entry.by_sig.get(sig, 0) + 1
+                if crit:
+                    entry.sig_crit[sig] = max(entry.sig_crit.get(sig, 0), crit)
+            for item in attack or []:
+                if item.get("ID"):
+                    entry.techniques.add(str(item["ID"]))
+                if item.get("Tactic"):
+                    entry.tactics.add(str(item["Tactic"]))
+            entry.start = ts if entry.start is None else min(entry.start, ts)
+            entry.stop = ts if entry.stop is None else max(entry.stop, ts)
+            entry.times.append(ts)
+
+    def states(self, uuids: set[str] | None = None) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {k: e.state() for k, e in self._entries.items() if uuids is None or k in uuids}
+
+    def reset(self, uuid: str) -> dict[str, Any] | None:
+        """Drop one endpoint's entry; returns its report (for the archive) or None."""
+        report = self.report(uuid)
+        with self._lock:
+            self._entries.pop(uuid, None)
+        return report
+
+    def _max_score(self) -> float:
+        return max((e.score() for e in self._entries.values()), default=0.0)
+
+    def bounded(self, uuid: str) -> float:
+        with self._lock:
+            entry = self._entries.get(uuid)
+            top = self._max_score()
+            if entry is None or not top:
+                return 0.0
+            return round(100.0 * entry.score() / top, 2)
+
+    def report(self, uuid: str) -> dict[str, Any] | None:
+        """WHIDS `ReducedStats` for one endpoint."""
+        with self._lock:
+            entry = self._entries.get(uuid)
+            if entry is None:
+                return None
+            top = self._max_score()
+            return _reduced(uuid, entry, top)
+
+    def reports(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            top = self._max_score()
+            return {k: _reduced(k, e, top) for k, e in self._entries.items()}
+
+
+def _std(values: list[int]) -> float:
+    return statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def _reduced(uuid: str, e: _Entry, top: float) -> dict[str, Any]:
+    sig = list(e.sig_crit.values())
+    score = e.score()
+    times = sorted(e.times)
+    return {
+        "identifier": uuid,
+        "alert-count": e.alerts,
+        "count-by-signature": dict(e.by_sig),
+        "signatures": sorted(e.by_sig),
+        "techniques": sorted(e.techniques),
+        "tactics": sorted(e.tactics),
+        "signature-count": sum(e.by_sig.values()),
+        "sum-alert-criticality": sum(e.alert_crits),
+        "avg-alert-criticality": statistics.fmean(e.alert_crits) if e.alert_crits else 0.0,
+        "std-dev-alert-criticality": _std(e.alert_crits),
+        "sum-rule-criticality": sum(sig),
+        "avg-signature-criticality": statistics.fmean(sig) if sig else 0.0,
+        "std-dev-signature-criticality": _std(sig),
+        "signature-diversity": (len(e.by_sig) / e.alerts) if e.alerts else 0.0,
+        "count-uniq-signatures": len(e.by_sig),
+        "signature-criticality-metric": (statistics.fmean(sig) if sig else 0.0) * len(e.by_sig),
+        "alert-criticality-metric": (statistics.fmean(e.alert_crits) if e.alert_crits else 0.0)
+        * math.log2(1 + e.alerts),
+        "score": score,
+        "bounded-score": round(100.0 * score / top, 2) if top else 0.0,
+        "start-time": rfc3339(e.start),
+        "median-time": rfc3339(times[len(times) // 2]) if times else None,
+        "stop-time": rfc3339(e.stop),
+    }

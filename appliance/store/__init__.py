@@ -1,0 +1,66 @@
+"""The manager's fleet store (DuckDB, one writer thread). Resources never import duckdb."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .content import Audit, Documents, Iocs, RulesTable, Settings, Tools
+from .database import Database, DbState
+from .fleet import Certs, Commands, Endpoints, Tokens, Users
+from .models import (
+    Artifact,
+    CertRecord,
+    CommandRecord,
+    CommandState,
+    Endpoint,
+    EndpointStatus,
+    Role,
+    Token,
+    User,
+)
+from .reports import Artifacts, Detections, Reports
+
+__all__ = [
+    "Artifact",
+    "CertRecord",
+    "CommandRecord",
+    "CommandState",
+    "Database",
+    "DbState",
+    "Endpoint",
+    "EndpointStatus",
+    "Role",
+    "Store",
+    "Token",
+    "User",
+]
+
+
+class Store:
+    """Every fleet table, over one Database. A context manager; `close()` is idempotent."""
+
+    def __init__(self, path: Path | str = ":memory:") -> None:
+        self.db = Database(path)
+        self.users = Users(self.db)
+        self.endpoints = Endpoints(self.db)
+        self.tokens = Tokens(self.db)
+        self.certs = Certs(self.db)
+        self.commands = Commands(self.db)
+        self.iocs = Iocs(self.db)
+        self.rules = RulesTable(self.db)
+        self.documents = Documents(self.db)
+        self.tools = Tools(self.db)
+        self.settings = Settings(self.db)
+        self.audit = Audit(self.db)
+        self.detections = Detections(self.db)
+        self.reports = Reports(self.db)
+        self.artifacts = Artifacts(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

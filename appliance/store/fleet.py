@@ -1,0 +1,396 @@
+"""Fleet tables: admin users, endpoints, enrollment tokens, certificates and the command queue."""
+
+from __future__ import annotations
+
+import json
+
+from typing import Any
+
+from ..errors import Conflict, NotFound
+from .database import Conn, Database
+from .models import (
+    CertRecord,
+    CommandRecord,
+    CommandState,
+    Endpoint,
+    EndpointStatus,
+    Role,
+    Token,
+    User,
+)
+
+__all__ = ["Certs", "Commands", "Endpoints", "Tokens", "Users"]
+
+_USER_COLS = "uuid, identifier, role, grp, description, created"
+_EP_COLS = (
+    "uuid, hostname, ip, grp, criticality, status, last_event, last_detection, last_connection, "
+    "created, system_info, config"
+)
+_CMD_COLS = (
+    "id, endpoint, name, args, drop_files, fetch_files, timeout, expect_json, state, created, sent, "
+    "completed, result, issuer"
+)
+
+
+def _user(row: tuple[Any, ...]) -> User:
+    return User(row[0], row[1], Role(row[2]), row[3] or "", row[4] or "", row[5] or 0.0)
+
+
+def _endpoint(row: tuple[Any, ...]) -> Endpoint:
+    return Endpoint(
+        uuid=row[0],
+        hostname=row[1] or "",
+        ip=row[2] or "",
+        group=row[3] or "",
+        criticality=row[4] or 0,
+        status=EndpointStatus(row[5]),
+        last_event=row[6],
+        last_detection=row[7],
+        last_connection=row[8],
+        created=row[9] or 0.0,
+        system_info=json.loads(row[10]) if row[10] else None,
+        config=json.loads(row[11]) if row[11] else None,
+    )
+
+
+def _command(row: tuple[Any, ...]) -> CommandRecord:
+    return CommandRecord(
+        id=row[0],
+        endpoint=row[1],
+        name=row[2],
+        args=tuple(json.loads(row[3] or "[]")),
+        drop=tuple(json.loads(row[4] or "[]")),
+        fetch=tuple(json.loads(row[5] or "[]")),
+        timeout=row[6],
+        expect_json=bool(row[7]),
+        state=CommandState(row[8]),
+        created=row[9],
+        sent=row[10],
+        completed=row[11],
+        result=json.loads(row[12]) if row[12] else None,
+        issuer=row[13] or "",
+    )
+
+
+class Users:
+    """Admin API users; only the sha256 of each key is stored."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, user: User, key_hash: str) -> User:
+        def fn(cur: Conn) -> None:
+            if cur.execute(
+                "SELECT 1 FROM users WHERE identifier = ?", [user.identifier]
+            ).fetchone():
+                raise Conflict(f"user {user.identifier!r} already exists")
+            cur.execute(
+                "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [user.uuid, user.identifier, key_hash, user.role.value, user.group,
+                 user.description, user.created],
+            )
+
+        self.db.write(fn)
+        return user
+
+    def by_key_hash(self, key_hash: str) -> User | None:
+        rows = self.db.query(f"SELECT {_USER_COLS} FROM users WHERE key_hash = ?", [key_hash])
+        return _user(rows[0]) if rows else None
+
+    def get(self, ref: str) -> User:
+        """A user by uuid or identifier."""
+        rows = self.db.query(
+            f"SELECT {_USER_COLS} FROM users WHERE uuid = ? OR identifier = ?", [ref, ref]
+        )
+        if not rows:
+            raise NotFound(f"no user {ref!r}")
+        return _user(rows[0])
+
+    def list(self) -> list[User]:
+        return [_user(r) for r in self.db.query(f"SELECT {_USER_COLS} FROM users ORDER BY created")]
+
+    def update(self, uuid: str, **changes: Any) -> User:
+        """Change `role`, `group`, `description` or `key_hash` of a user."""
+        cols = {"role": "role", "group": "grp", "description": "description", "key_hash": "key_hash"}
+        sets = [(cols[k], v.value if isinstance(v, Role) else v) for k, v in changes.items()]
+        if sets:
+            sql = "UPDATE users SET " + ", ".join(f"{c} = ?" for c, _ in sets) + " WHERE uuid = ?"
+            self.db.write(lambda cur: cur.execute(sql, [v for _, v in sets] + [uuid]))
+        return self.get(uuid)
+
+    def delete(self, uuid: str) -> None:
+        self.get(uuid)
+        self.db.write(lambda cur: cur.execute("DELETE FROM users WHERE uuid = ?", [uuid]))
+
+    def count(self) -> int:
+        return int(self.db.query("SELECT count(*) FROM users")[0][0])
+
+
+class Endpoints:
+    """Enrolled (and pre-created) endpoints."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, ep: Endpoint) -> Endpoint:
+        self.db.write(
+            lambda cur: cur.execute(
+                "INSERT INTO endpoints VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?)",
+                [ep.uuid, ep.hostname, ep.ip, ep.group, ep.criticality, ep.status.value,
+                 ep.last_event, ep.last_detection, ep.last_connection, ep.created,
+                 ep.status is EndpointStatus.ACTIVE],
+            )
+        )
+        return ep
+
+    def get(self, uuid: str) -> Endpoint:
+        rows = self.db.query(f"SELECT {_EP_COLS} FROM endpoints WHERE uuid = ?", [uuid])
+        if not rows:
+            raise NotFound(f"no endpoint {uuid}")
+        return _endpoint(rows[0])
+
+    def find(self, uuid: str) -> Endpoint | None:
+        rows = self.db.query(f"SELECT {_EP_COLS} FROM endpoints WHERE uuid = ?", [uuid])
+        return _endpoint(rows[0]) if rows else None
+
+    def list(
+        self, *, group: str | None = None, status: str | None = None, criticality: int = 0
+    ) -> list[Endpoint]:
+        where, params = ["criticality >= ?"], [criticality]
+        if group:
+            where.append("grp = ?")
+            params.append(group)
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        sql = f"SELECT {_EP_COLS} FROM endpoints WHERE {' AND '.join(where)} ORDER BY created"
+        return [_endpoint(r) for r in self.db.query(sql, params)]
+
+    def update(self, uuid: str, **changes: Any) -> Endpoint:
+        cols = {"hostname": "hostname", "ip": "ip", "group": "grp", "criticality": "criticality",
+                "status": "status", "config": "config", "system_info": "system_info",
+                "last_connection": "last_connection"}
+        sets: list[tuple[str, Any]] = []
+        for key, value in changes.items():
+            if isinstance(value, EndpointStatus):
+                value = value.value
+            elif key in ("config", "system_info") and value is not None:
+                value = json.dumps(value)
+            sets.append((cols[key], value))
+        if sets:
+            sql = "UPDATE endpoints SET " + ", ".join(f"{c} = ?" for c, _ in sets) + " WHERE uuid = ?"
+            self.db.write(lambda cur: cur.execute(sql, [v for _, v in sets] + [uuid]))
+        return self.get(uuid)
+
+    def touch(self, seen: dict[str, tuple[float, float | None, float | None, str]]) -> None:
+        """Batch update of `(last_connection, last_event, last_detection, ip)` per uuid."""
+
+        def fn(cur: Conn) -> None:
+            for uuid, (conn, event, det, ip) in seen.items():
+                cur.execute(
+                    "UPDATE endpoints SET last_connection = ?, "
+                    "last_event = coalesce(?, last_event), "
+                    "last_detection = coalesce(?, last_detection), "
+                    "ip = CASE WHEN ? = '' THEN ip ELSE ? END WHERE uuid = ?",
+                    [conn, event, det, ip, ip, uuid],
+                )
+
+        self.db.submit(fn)
+
+    def delete(self, uuid: str) -> None:
+        self.get(uuid)
+        self.db.write(lambda cur: cur.execute("DELETE FROM endpoints WHERE uuid = ?", [uuid]))
+
+    def count_online(self, since: float) -> int:
+        return int(
+            self.db.query("SELECT count(*) FROM endpoints WHERE last_connection >= ?", [since])[0][0]
+        )
+
+
+class Tokens:
+    """One-time enrollment tokens (sha256 stored; the token itself is shown once)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, token: Token) -> None:
+        self.db.write(
+            lambda cur: cur.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, NULL, ?)",
+                [token.token_hash, token.uuid, token.group, token.expires, token.created],
+            )
+        )
+
+    def consume(self, token_hash: str, now: float) -> Token | None:
+        """Mark an unused, unexpired token used and return it (atomically), else None."""
+
+        def fn(cur: Conn) -> Token | None:
+            row = cur.execute(
+                "SELECT token_hash, uuid, grp, expires, used, created FROM tokens "
+                "WHERE token_hash = ?",
+                [token_hash],
+            ).fetchone()
+            if row is None or row[4] is not None or row[3] < now:
+                return None
+            cur.execute("UPDATE tokens SET used = ? WHERE token_hash = ?", [now, token_hash])
+            return Token(row[0], row[1], row[2] or "", row[3], now, row[5])
+
+        return self.db.write(fn)
+
+
+class Certs:
+    """Issued endpoint certificates; revocation is a timestamp on the serial."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._revoked: set[str] | None = None
+
+    def add(self, rec: CertRecord) -> None:
+        self.db.write(
+            lambda cur: cur.execute(
+                "INSERT INTO certs VALUES (?, ?, ?, ?, ?, NULL)",
+                [rec.serial, rec.uuid, rec.sha256, rec.not_before, rec.not_after],
+            )
+        )
+
+    def for_endpoint(self, uuid: str) -> list[CertRecord]:
+        rows = self.db.query(
+            "SELECT serial, uuid, sha256, not_before, not_after, revoked FROM certs "
+            "WHERE uuid = ? ORDER BY not_before",
+            [uuid],
+        )
+        return [CertRecord(*r) for r in rows]
+
+    def get(self, serial: str) -> CertRecord | None:
+        rows = self.db.query(
+            "SELECT serial, uuid, sha256, not_before, not_after, revoked FROM certs WHERE serial = ?",
+            [serial],
+        )
+        return CertRecord(*rows[0]) if rows else None
+
+    def revoke(self, *, uuid: str | None = None, serial: str | None = None, now: float) -> int:
+        """Revoke one serial or every certificate of an endpoint; returns how many."""
+        col, value = ("uuid", uuid) if uuid else ("serial", serial)
+
+        def fn(cur: Conn) -> int:
+            rows = cur.execute(
+                f"SELECT serial FROM certs WHERE {col} = ? AND revoked IS NULL", [value]
+            ).fetchall()
+            cur.execute(f"UPDATE certs SET revoked = ? WHERE {col} = ? AND revoked IS NULL",
+                        [now, value])
+            return len(rows)
+
+        count = self.db.write(fn)
+        self._revoked = None
+        return count
+
+    def is_revoked(self, serial: str) -> bool:
+        """Per-connection revocation check (cached set, invalidated on revoke)."""
+        revoked = self._revoked
+        if revoked is None:
+            revoked = {r[0] for r in self.db.query("SELECT serial FROM certs WHERE revoked IS NOT NULL")}
+            self._revoked = revoked
+        return serial in revoked
+
+    def is_known(self, serial: str) -> bool:
+        return self.get(serial) is not None
+
+
+class Commands:
+    """Per-endpoint command queue with history (not WHIDS's single overwritten slot)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, cmd: CommandRecord) -> CommandRecord:
+        self.db.write(
+            lambda cur: cur.execute(
+                f"INSERT INTO commands ({_CMD_COLS}, seq) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, nextval('command_seq'))",
+                [cmd.id, cmd.endpoint, cmd.name, json.dumps(list(cmd.args)),
+                 json.dumps(list(cmd.drop)), json.dumps(list(cmd.fetch)), cmd.timeout,
+                 cmd.expect_json, cmd.state.value, cmd.created, cmd.issuer],
+            )
+        )
+        return cmd
+
+    def get(self, cmd_id: str, *, endpoint: str | None = None) -> CommandRecord:
+        rows = self.db.query(f"SELECT {_CMD_COLS} FROM commands WHERE id = ?", [cmd_id])
+        if not rows or (endpoint is not None and rows[0][1] != endpoint):
+            raise NotFound(f"no command {cmd_id}")
+        return _command(rows[0])
+
+    def history(self, endpoint: str, *, limit: int = 100) -> list[CommandRecord]:
+        rows = self.db.query(
+            f"SELECT {_CMD_COLS} FROM commands WHERE endpoint = ? ORDER BY seq DESC LIMIT ?",
+            [endpoint, limit],
+        )
+        return [_command(r) for r in rows]
+
+    def next_for(self, endpoint: str, now: float) -> CommandRecord | None:
+        """Deliver the oldest queued command of `endpoint` (marks it sent)."""
+
+        def fn(cur: Conn) -> CommandRecord | None:
+            row = cur.execute(
+                f"SELECT {_CMD_COLS} FROM commands WHERE endpoint = ? AND state = 'queued' "
+                "ORDER BY seq LIMIT 1",
+                [endpoint],
+            ).fetchone()
+            if row is None:
+                return None
+            cur.execute("UPDATE commands SET state = 'sent', sent = ? WHERE id = ?", [now, row[0]])
+            return _command(row)
+
+        return self.db.write(fn)
+
+    def complete(self, endpoint: str, cmd_id: str, result: dict[str, Any], now: float) -> bool:
+        """Store a result; False if the command is unknown, foreign or already completed."""
+
+        def fn(cur: Conn) -> bool:
+            row = cur.execute(
+                "SELECT state FROM commands WHERE id = ? AND endpoint = ?", [cmd_id, endpoint]
+            ).fetchone()
+            if row is None or row[0] in ("completed", "cancelled"):
+                return False
+            cur.execute(
+                "UPDATE commands SET state = 'completed', completed = ?, result = ? WHERE id = ?",
+                [now, json.dumps(result), cmd_id],
+            )
+            return True
+
+        return self.db.write(fn)
+
+    def cancel(self, endpoint: str, cmd_id: str) -> bool:
+        def fn(cur: Conn) -> bool:
+            row = cur.execute(
+                "SELECT state FROM commands WHERE id = ? AND endpoint = ?", [cmd_id, endpoint]
+            ).fetchone()
+            if row is None or row[0] != "queued":
+                return False
+            cur.execute("UPDATE commands SET state = 'cancelled' WHERE id = ?", [cmd_id])
+            return True
+
+        return self.db.write(fn)
+
+    def expire(self, now: float, result_timeout: float) -> int:
+        """Time out sent commands whose result never came."""
+
+        def fn(cur: Conn) -> int:
+            rows = cur.execute(
+                "SELECT id FROM commands WHERE state = 'sent' AND sent + timeout + ? < ?",
+                [result_timeout, now],
+            ).fetchall()
+            if rows:
+                cur.execute(
+                    "UPDATE commands SET state = 'timeout', completed = ? "
+                    "WHERE state = 'sent' AND sent + timeout + ? < ?",
+                    [now, result_timeout, now],
+                )
+            return len(rows)
+
+        return self.db.write(fn)
+
+    def pending_count(self) -> int:
+        return int(self.db.query("SELECT count(*) FROM commands WHERE state = 'queued'")[0][0])
+
+

@@ -1,0 +1,118 @@
+"""Detections, endpoint reports (scores) with their archive, and artifact metadata."""
+
+from __future__ import annotations
+
+import json
+
+from typing import Any
+
+from ..errors import NotFound
+from .database import Conn, Database
+from .models import Artifact
+
+__all__ = ["Artifacts", "Detections", "Reports"]
+
+
+class Detections:
+    """One row per detection event received (the summary; full events live in index/)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add_many(self, rows: list[tuple[str, float, float, str, list[str], int]]) -> None:
+        """Queue a batch insert of `(endpoint, ts, receipt, event_hash, signatures, criticality)`."""
+        if not rows:
+            return
+        params = [v for r in rows for v in (r[0], r[1], r[2], r[3], json.dumps(r[4]), r[5])]
+        values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows))
+        self.db.submit(lambda cur: cur.execute(f"INSERT INTO detections VALUES {values}", params))
+
+    def list(
+        self, endpoint: str, *, since: float, until: float, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        rows = self.db.query_dicts(
+            "SELECT ts, receipt, event_hash, signatures, criticality FROM detections "
+            "WHERE endpoint = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?",
+            [endpoint, since, until, limit],
+        )
+        for row in rows:
+            row["signatures"] = json.loads(row["signatures"])
+        return rows
+
+    def count(self) -> int:
+        return int(self.db.query("SELECT count(*) FROM detections")[0][0])
+
+
+class Reports:
+    """Persisted reducer state per endpoint and its archive."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def save_many(self, stats: dict[str, dict[str, Any]], now: float) -> None:
+        if not stats:
+            return
+        items = [(k, json.dumps(v), now) for k, v in stats.items()]
+        values = ", ".join(["(?, ?, ?)"] * len(items))
+        params = [v for item in items for v in item]
+        self.db.submit(
+            lambda cur: cur.execute(f"INSERT OR REPLACE INTO reports VALUES {values}", params)
+        )
+
+    def load_all(self) -> dict[str, dict[str, Any]]:
+        return {k: json.loads(v) for k, v in self.db.query("SELECT endpoint, stats FROM reports")}
+
+    def archive(self, endpoint: str, stats: dict[str, Any], now: float) -> None:
+        text = json.dumps(stats)
+
+        def fn(cur: Conn) -> None:
+            cur.execute("INSERT INTO report_archive VALUES (?, ?, ?)", [endpoint, text, now])
+            cur.execute("DELETE FROM reports WHERE endpoint = ?", [endpoint])
+
+        self.db.write(fn)
+
+    def archived(
+        self, endpoint: str, *, since: float, until: float, limit: int
+    ) -> list[dict[str, Any]]:
+        rows = self.db.query(
+            "SELECT stats, archived FROM report_archive WHERE endpoint = ? AND archived BETWEEN ? "
+            "AND ? ORDER BY archived DESC LIMIT ?",
+            [endpoint, since, until, limit],
+        )
+        return [dict(json.loads(s), **{"archived-time": a}) for s, a in rows]
+
+
+class Artifacts:
+    """Metadata of artifact files stored under `<data>/artifacts/`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, art: Artifact) -> None:
+        self.db.write(
+            lambda cur: cur.execute(
+                "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [art.endpoint, art.pguid, art.ehash, art.filename, art.size, art.sha256,
+                 art.created],
+            )
+        )
+
+    def list(self, *, endpoint: str | None = None, since: float = 0.0) -> list[Artifact]:
+        sql = "SELECT endpoint, pguid, ehash, filename, size, sha256, created FROM artifacts WHERE created >= ?"
+        params: list[Any] = [since]
+        if endpoint:
+            sql += " AND endpoint = ?"
+            params.append(endpoint)
+        return [Artifact(*r) for r in self.db.query(sql + " ORDER BY created", params)]
+
+    def get(self, endpoint: str, pguid: str, ehash: str, filename: str) -> Artifact:
+        rows = self.db.query(
+            "SELECT endpoint, pguid, ehash, filename, size, sha256, created FROM artifacts "
+            "WHERE endpoint = ? AND pguid = ? AND ehash = ? AND filename = ?",
+            [endpoint, pguid, ehash, filename],
+        )
+        if not rows:
+            raise NotFound(f"no artifact {pguid}/{ehash}/{filename}")
+        return Artifact(*rows[0])
+
+

@@ -1,0 +1,230 @@
+"""The in-process asyncio TLS front that sits before each waitress backend (deps.md §2).
+
+For every accepted TLS connection the front opens a plain connection to waitress on loopback,
+records `IdentityMap[backend source port] = ConnInfo(identity, peer address)` *before* forwarding a
+single byte, then pipes bytes both ways without parsing HTTP (keep-alive, chunked bodies and SSE
+work unchanged). The WSGI side resolves the identity from `REMOTE_PORT`; nothing comes from headers,
+and a process that connects straight to the backend finds no entry and gets 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from .pki import PeerIdentity, peer_identity
+
+__all__ = ["ConnInfo", "IdentityMap", "TlsFront"]
+
+logger = logging.getLogger(__name__)
+BUFFER = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ConnInfo:
+    """What the front knows about one proxied connection."""
+
+    identity: PeerIdentity | None
+    peer_ip: str
+    peer_port: int
+
+
+class IdentityMap:
+    """Backend source port → ConnInfo, shared between the front and the WSGI app."""
+
+    def __init__(self) -> None:
+        self._map: dict[int, ConnInfo] = {}
+
+    def put(self, port: int, info: ConnInfo) -> None:
+        self._map[port] = info
+
+    def pop(self, port: int) -> None:
+        self._map.pop(port, None)
+
+    def resolve(self, environ: dict[str, object]) -> ConnInfo | None:
+        """Look up the connection behind a WSGI request; None unless it came through the front."""
+        if environ.get("REMOTE_ADDR") != "127.0.0.1":
+            return None
+        try:
+            port = int(str(environ.get("REMOTE_PORT", "")))
+        except ValueError:
+            return None
+        return self._map.get(port)
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+
+class TlsFront:
+    """One TLS listener forwarding to one loopback backend, on its own event-loop thread."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        context: ssl.SSLContext,
+        backend: tuple[str, int],
+        identities: IdentityMap,
+        accept: Callable[[PeerIdentity], bool] | None = None,
+        handshake_timeout: float = 10.0,
+        idle_timeout: float = 300.0,
+        max_connections: int = 2048,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.context = context
+        self.backend = backend
+        self.identities = identities
+        self.accept = accept
+        self.handshake_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.clock = clock
+        self.active = 0
+        self.refused = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, host: str, port: int) -> tuple[str, int]:
+        """Bind and start serving on a daemon thread; returns the bound address."""
+        ready: Future[tuple[str, int]] = Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(host, port, ready), name=f"tls-{self.name}", daemon=True
+        )
+        self._thread.start()
+        return ready.result(timeout=30)
+
+    def _run(self, host: str, port: int, ready: Future[tuple[str, int]]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._server = loop.run_until_complete(
+                asyncio.start_server(
+                    self._handle,
+                    host,
+                    port,
+                    ssl=self.context,
+                    ssl_handshake_timeout=self.handshake_timeout,
+                    reuse_address=True,
+                    limit=BUFFER,
+                )
+            )
+        except BaseException as ex:  # noqa: BLE001 - handed to the starting thread
+            ready.set_exception(ex)
+            loop.close()
+            return
+        sockname = self._server.sockets[0].getsockname()
+        ready.set_result((sockname[0], sockname[1]))
+        logger.info("TLS front %s listening on %s:%s", self.name, sockname[0], sockname[1])
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    def close(self) -> None:
+        """Stop accepting and close the loop (idempotent)."""
+        loop, server = self._loop, self._server
+        if loop is None or server is None or loop.is_closed():
+            return
+
+        async def _stop() -> None:
+            server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        try:
+            asyncio.run_coroutine_threadsafe(_stop(), loop).result(timeout=5)
+        except Exception:  # noqa: BLE001 - close path
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("", 0)
+        if self.active >= self.max_connections:
+            self.refused += 1
+            logger.warning("TLS front %s: connection cap reached, closing %s", self.name, peer[0])
+            writer.close()
+            return
+        identity = self._identity(writer)
+        if identity is False:
+            self.refused += 1
+            writer.close()
+            return
+        self.active += 1
+        port = 0
+        try:
+            b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
+            sock = b_writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            port = b_writer.get_extra_info("sockname")[1]
+            self.identities.put(port, ConnInfo(identity or None, str(peer[0]), int(peer[1])))
+            activity = [self.clock()]
+            await asyncio.gather(
+                self._pipe(reader, b_writer, activity),
+                self._pipe(b_reader, writer, activity),
+                return_exceptions=True,
+            )
+        except OSError as ex:
+            logger.warning("TLS front %s: backend unavailable: %s", self.name, ex)
+        finally:
+            self.active -= 1
+            if port:
+                self.identities.pop(port)
+            writer.close()
+
+    def _identity(self, writer: asyncio.StreamWriter) -> PeerIdentity | None | bool:
+        """The peer's verified identity, None without a certificate, False to refuse."""
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            return None
+        identity = peer_identity(der)
+        if self.accept is not None and not self.accept(identity):
+            logger.warning(
+                "TLS front %s: refused certificate cn=%s serial=%s",
+                self.name,
+                identity.cn,
+                identity.serial,
+            )
+            return False
+        return identity
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, activity: list[float]
+    ) -> None:
+        """Copy bytes until EOF or until *both* directions were idle for `idle_timeout`."""
+        try:
+            while True:
+                try:
+                    data = await asyncio.wait_for(reader.read(BUFFER), self.idle_timeout)
+                except TimeoutError:
+                    if self.clock() - activity[0] < self.idle_timeout:
+                        continue  # NOTE(manager): the other direction is busy (an SSE stream)
+                    break
+                if not data:
+                    break
+                activity[0] = self.clock()
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            try:
+                if writer.can_write_eof():
+                    writer.write_eof()
+                else:
+                    writer.close()
+            except (OSError, RuntimeError, ssl.SSLError):
+                writer.close()

@@ -1,0 +1,192 @@
+"""Real TLS on 127.0.0.1: the TLS front + waitress + both apps, certificates from our PKI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+import pytest
+import requests
+
+from appliance.context import AppContext, build_context
+from appliance.pki import Pki
+from appliance.server import Bound, ManagerServer
+from appliance.store import Role, Store
+from rules import wire
+
+pytestmark = pytest.mark.e2e
+
+
+def _session(ca: Path, cert: tuple[str, str] | None = None) -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False  # deps.md §2: REQUESTS_CA_BUNDLE would override verify
+    s.verify = str(ca)
+    if cert:
+        s.cert = cert
+    return s
+
+
+def _csr() -> tuple[str, str]:
+    from tests.appliance.conftest import make_csr
+
+    return make_csr()
+
+
+class Manager:
+    def __init__(self, tmp: Path) -> None:
+        from dataclasses import replace
+
+        from appliance.config import Config
+        from index import EventStore
+
+        self.tmp = tmp
+        self.pki = Pki.create(tmp / "pki", server_names=["localhost", "127.0.0.1"])
+        config = Config().with_listen(admin="127.0.0.1:0", endpoint="127.0.0.1:0")
+        config = replace(config, server=replace(config.server, threads=16))
+        self.ctx: AppContext = build_context(
+            data_dir=tmp, config=config, store=Store(tmp / "heron.duckdb"),
+            events=EventStore(tmp / "events", commit_interval=0.2), pki=self.pki)
+        self.server = ManagerServer(self.ctx)
+        self.bound: Bound = self.server.start()
+        _, self.admin_key = self.ctx.identity.add_user("root", Role.ADMIN)
+        _, self.analyst_key = self.ctx.identity.add_user("ana", Role.ANALYST)
+
+    @property
+    def ep_url(self) -> str:
+        return f"https://127.0.0.1:{self.bound.endpoint[1]}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"https://127.0.0.1:{self.bound.admin[1]}"
+
+    def enroll(self, name: str) -> tuple[str, tuple[str, str]]:
+        token, _ = self.ctx.identity.create_token()
+        csr, key_pem = _csr()
+        res = _session(self.pki.ca_path).post(
+            self.ep_url + "/enroll", json={"token": token, "csr_pem": csr, "hostname": name},
+            timeout=10)
+        assert res.status_code == 200, res.text
+        body = res.json()
+        cert, key = self.tmp / f"{name}.pem", self.tmp / f"{name}.key"
+        cert.write_text(body["certificate_pem"])
+        key.write_text(key_pem)
+        return body["uuid"], (str(cert), str(key))
+
+    def close(self) -> None:
+        self.server.close()
+        self.ctx.close()
+
+
+@pytest.fixture(scope="module")
+def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
+    m = Manager(tmp_path_factory.mktemp("mgr"))
+    yield m
+    m.close()
+
+
+def test_valid_client_cert_is_served_and_identity_from_cert(mgr: Manager) -> None:
+    uuid, cert = mgr.enroll("e2e-1")
+    s = _session(mgr.pki.ca_path, cert)
+    res = s.get(mgr.ep_url + "/key", headers={"X-Endpoint-Uuid": "spoofed"}, timeout=10)
+    assert res.status_code == 200 and res.text == uuid
+    events = [{"Event": {"System": {"Channel": "x", "EventID": 1, "Computer": "c",
+                                    "TimeCreated": {"SystemTime": "2026-01-01T00:00:00Z"}},
+                         "EventData": {"Image": "a.exe"}}}] * 3
+    body = gzip.compress(b"".join(json.dumps(e).encode() + b"\n" for e in events))
+    res = s.post(mgr.ep_url + "/logs", data=body, timeout=10,
+                 headers={"Content-Encoding": "gzip", wire.HEADER_BATCH_ID: "x1"})
+    assert res.status_code == 200 and res.json()["accepted"] == 3
+
+
+def test_no_certificate_refused(mgr: Manager) -> None:
+    res = _session(mgr.pki.ca_path).get(mgr.ep_url + "/key", timeout=10)
+    assert res.status_code == 401
+
+
+def test_other_ca_refused(mgr: Manager, tmp_path: Path) -> None:
+    rogue = Pki.create(tmp_path / "rogue", server_names=["localhost"])
+    cert, key_pem = rogue.issue_client("rogue", days=30)
+    (tmp_path / "r.pem").write_text(cert.pem)
+    (tmp_path / "r.key").write_text(key_pem)
+    s = _session(mgr.pki.ca_path, (str(tmp_path / "r.pem"), str(tmp_path / "r.key")))
+    with pytest.raises(requests.exceptions.RequestException):
+        s.get(mgr.ep_url + "/key", timeout=10)
+
+
+def test_revoked_refused(mgr: Manager) -> None:
+    uuid, cert = mgr.enroll("e2e-revoked")
+    assert _session(mgr.pki.ca_path, cert).get(mgr.ep_url + "/key", timeout=10).ok
+    res = _session(mgr.pki.ca_path).post(mgr.admin_url + f"/endpoints/{uuid}/revoke", timeout=10,
+                                          headers={"X-Api-Key": mgr.admin_key})
+    assert res.status_code == 200
+    with pytest.raises(requests.exceptions.RequestException):
+        _session(mgr.pki.ca_path, cert).get(mgr.ep_url + "/key", timeout=10)
+
+
+def test_expired_refused(mgr: Manager, tmp_path: Path) -> None:
+    past = Pki(mgr.pki.root, clock=lambda: time.time() - 3 * 86400)
+    issued, key_pem = past.issue_client("00000000-0000-4000-8000-000000000001", days=1)
+    (tmp_path / "x.pem").write_text(issued.pem)
+    (tmp_path / "x.key").write_text(key_pem)
+    s = _session(mgr.pki.ca_path, (str(tmp_path / "x.pem"), str(tmp_path / "x.key")))
+    with pytest.raises(requests.exceptions.RequestException):
+        s.get(mgr.ep_url + "/key", timeout=10)
+
+
+def test_backend_port_direct_has_no_identity(mgr: Manager) -> None:
+    backend = mgr.server.endpoint.front.backend  # type: ignore[union-attr]
+    with socket.create_connection(backend, timeout=5) as sock:
+        sock.sendall(b"GET /key HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 401")
+
+
+def test_admin_https_keys_and_roles(mgr: Manager) -> None:
+    s = _session(mgr.pki.ca_path)
+    assert s.get(mgr.admin_url + "/endpoints", timeout=10).status_code == 401
+    assert s.get(mgr.admin_url + "/endpoints", timeout=10,
+                 headers={"X-Api-Key": "wrong"}).status_code == 401
+    ok = s.get(mgr.admin_url + "/endpoints", timeout=10, headers={"Api-Key": mgr.admin_key})
+    assert ok.status_code == 200 and ok.json()["message"] == "OK"
+    res = s.post(mgr.admin_url + "/iocs", timeout=10, headers={"X-Api-Key": mgr.analyst_key},
+                 json=[{"value": "evil.example", "type": "domain"}])
+    assert res.status_code == 403 and res.json()["error"]
+    assert s.get(mgr.admin_url + "/openapi.json", timeout=10).json()["openapi"] == "3.1.0"
+
+
+def test_admin_listener_is_tls_only(mgr: Manager) -> None:
+    with socket.create_connection(("127.0.0.1", mgr.bound.admin[1]), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(5)
+        try:
+            data = sock.recv(100)
+        except (ConnectionError, TimeoutError):
+            data = b""
+    assert not data.startswith(b"HTTP/1.1 200")
+
+
+def test_sse_stream_over_tls(mgr: Manager) -> None:
+    uuid, cert = mgr.enroll("e2e-sse")
+    s = _session(mgr.pki.ca_path)
+    with s.get(mgr.admin_url + "/stream/detections?limit=1", stream=True, timeout=10,
+               headers={"X-Api-Key": mgr.admin_key}) as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        ev = {"Event": {"System": {"Channel": "x", "EventID": 1},
+                        "Detection": {"Signature": ["T"], "Criticality": 7}}}
+        body = gzip.compress(json.dumps(ev).encode() + b"\n")
+        agent = _session(mgr.pki.ca_path, cert)
+        assert agent.post(mgr.ep_url + "/logs", data=body, timeout=10,
+                          headers={"Content-Encoding": "gzip"}).ok
+        lines = [ln for ln in stream.iter_lines() if ln.startswith(b"data: ")]
+    got = json.loads(lines[0][6:])
+    assert got["Event"]["EdrData"]["Endpoint"]["UUID"] == uuid
+
+
