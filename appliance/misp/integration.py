@@ -1,0 +1,103 @@
+"""Plugs MispSync into the manager: IoC table sink, ingest listener, artifacts, worker lifecycle.
+
+`attach_misp(ctx)` builds the service once per AppContext (kept in `ctx.extra["misp"]`) over
+`<data>/misp/`, feeds pulled IoCs into the fleet store's IoC table (so they reach agents through the
+normal `/iocs` distribution), registers `on_events` as an ingest listener, and scans
+`<data>/artifacts/` for complete IR reports. `start_misp_worker(ctx)` starts the background worker
+(the server's run path calls it; tests drive `run_pending()` themselves).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from typing import Any
+
+from rules.wire import Ioc
+
+from .client import ClientFactory, pymisp_factory
+from .service import MispSync, MispWorker
+from .settings import MispSettings
+
+__all__ = ["StoreIocSink", "attach_misp", "config_overrides", "start_misp_worker"]
+
+logger = logging.getLogger(__name__)
+
+EXTRA_KEY = "misp"
+WORKER_KEY = "misp_worker"
+
+
+class StoreIocSink:
+    """IocSink over the manager's IoC table (`store.iocs`: upsert, list, delete by filters)."""
+
+    def __init__(self, table: Any, clock: Callable[[], float]) -> None:
+        self.table = table
+        self.clock = clock
+
+    def replace_iocs(self, source: str, iocs: Sequence[Ioc]) -> None:
+        current = {i.uuid: i for i in self.table.list({"source": source}, any_of=False)}
+        wanted = {i.uuid: i for i in iocs}
+        for stale in sorted(set(current) - set(wanted)):
+            self.table.delete({"uuid": stale, "source": source})
+        changed = [i for u, i in wanted.items() if current.get(u) != i]
+        if changed:
+            self.table.upsert(changed, self.clock())
+        logger.debug("MISP IoCs: %d kept, %d changed, %d removed", len(wanted), len(changed),
+                     len(set(current) - set(wanted)))
+
+
+def config_overrides(section: Any) -> dict[str, Any]:
+    """The keys of the config file's `[misp]` section that differ from the defaults (they win)."""
+    if section is None:
+        return {}
+    if isinstance(section, Mapping):
+        return dict(section)
+    defaults = MispSettings()
+    out = {}
+    for f in fields(MispSettings):
+        value = getattr(section, f.name, None)
+        if value is not None and value != getattr(defaults, f.name):
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def attach_misp(ctx: Any, *, factory: ClientFactory = pymisp_factory) -> MispSync:
+    """The context's MispSync, built and wired on first call (idempotent)."""
+    existing = ctx.extra.get(EXTRA_KEY)
+    if isinstance(existing, MispSync):
+        return existing
+    overrides = config_overrides(getattr(ctx.config, "misp", None))
+    sync = MispSync.open(ctx.data_dir / "misp", MispSettings.from_dict(overrides)
+                         if overrides else None, clock=ctx.clock,
+                         sink=StoreIocSink(ctx.store.iocs, ctx.clock), factory=factory,
+                         artifacts_root=ctx.data_dir / "artifacts",
+                         endpoint_lookup=ctx.store.endpoints.find)
+    if overrides:
+        stored = sync.settings.to_dict()
+        if any(stored.get(k) != v for k, v in overrides.items()):
+            sync.update_settings(overrides)  # the config file wins over API edits for its keys
+    ctx.extra[EXTRA_KEY] = sync
+    ctx.event_listeners.append(sync.on_events)
+    logger.info("MISP sync attached (enabled=%s)", sync.settings.enabled)
+    return sync
+
+
+def start_misp_worker(ctx: Any, *, interval: float = 1.0) -> MispWorker:
+    """Start (once) the background worker of the context's MispSync."""
+    worker = ctx.extra.get(WORKER_KEY)
+    if isinstance(worker, MispWorker):
+        return worker
+    worker = MispWorker(attach_misp(ctx), interval=interval).start()
+    ctx.extra[WORKER_KEY] = worker
+    return worker
+
+
+def stop_misp(ctx: Any) -> None:
+    """Stop the worker and close the client (manager shutdown)."""
+    worker = ctx.extra.pop(WORKER_KEY, None)
+    if isinstance(worker, MispWorker):
+        worker.stop()
+    sync = ctx.extra.pop(EXTRA_KEY, None)
+    if isinstance(sync, MispSync):
+        sync.close()

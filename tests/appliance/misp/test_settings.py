@@ -1,0 +1,90 @@
+"""Settings: parsing at the edge, validation, encrypted API key at rest, public view."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from appliance.misp import SETTINGS, MispSettings, MispSettingsError, SettingsStore
+from appliance.misp.integration import config_overrides
+
+KEY = "K" * 20 + "0123456789abcdefghij"
+
+
+def test_from_dict_refuses_unknown_keys_and_wrong_types() -> None:
+    with pytest.raises(MispSettingsError, match=r"unknown settings \['colour'\] in settings"):
+        MispSettings.from_dict({"colour": "blue"})
+    with pytest.raises(MispSettingsError, match="enabled must be true or false"):
+        MispSettings.from_dict({"enabled": 1})
+    with pytest.raises(MispSettingsError, match="ioc_types must be a list of strings"):
+        MispSettings.from_dict({"ioc_types": "md5"})
+    with pytest.raises(MispSettingsError, match="page_limit must be an integer"):
+        MispSettings.from_dict({"page_limit": 2.5})
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"url": "ftp://x"}, "not an http"),
+    ({"enabled": True}, "url is required"),
+    ({"api_key": "short"}, "40 letters or digits"),
+    ({"ioc_types": ["md5", "vulnerability"]}, "unsupported ioc_types"),
+    ({"categories": ["Nope"]}, "unknown categories"),
+    ({"report_distribution": 4}, "0, 1, 2 or 3"),
+    ({"pull_interval": 0}, "pull_interval must be positive"),
+    ({"namespace": "not-a-uuid"}, "namespace must be a UUID"),
+], ids=["url", "enabled-without-url", "key", "types", "categories", "distribution", "interval",
+        "namespace"])
+def test_validation(doc: dict[str, object], message: str) -> None:
+    with pytest.raises(MispSettingsError, match=message):
+        MispSettings.from_dict(doc)
+
+
+def test_every_setting_is_declared_with_help() -> None:
+    from dataclasses import fields
+
+    assert [s.name for s in SETTINGS] == [f.name for f in fields(MispSettings)]
+    assert all(s.help.endswith(".") for s in SETTINGS)
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "misp.md").read_text(encoding="utf-8")
+    missing = [s.name for s in SETTINGS if f"`{s.name}`" not in doc]
+    assert missing == []
+
+
+def test_api_key_is_encrypted_at_rest_and_never_public(tmp_path: Path) -> None:
+    store = SettingsStore(tmp_path)
+    settings = MispSettings.from_dict({"enabled": True, "url": "https://misp.example.org",
+                                       "api_key": KEY}).with_namespace()
+    store.save(settings)
+    on_disk = (tmp_path / "settings.json").read_text()
+    assert KEY not in on_disk and json.loads(on_disk)["api_key_encrypted"]
+    assert os.stat(tmp_path / "secret.key").st_mode & 0o777 == 0o600
+    loaded = SettingsStore(tmp_path).load()
+    assert loaded == settings and loaded.api_key == KEY
+    public = loaded.to_public_dict()
+    assert "api_key" not in public and public["api_key_set"] is True
+    assert KEY not in repr(loaded)
+    (tmp_path / "secret.key").write_bytes(b"lQ8Fq2oZ7s8yJXGd7mT6c0C7rUe9a1wO8nY2vKp3sB4=")
+    with pytest.raises(MispSettingsError, match="cannot be decrypted"):
+        SettingsStore(tmp_path).load()
+
+
+def test_first_load_uses_the_default_and_fixes_a_namespace(tmp_path: Path) -> None:
+    default = MispSettings(url="https://misp.example.org")
+    first = SettingsStore(tmp_path).load(default)
+    assert first.url == default.url and first.namespace
+    assert SettingsStore(tmp_path).load().namespace == first.namespace
+
+
+def test_merged_keeps_the_key_unless_given() -> None:
+    base = MispSettings(url="https://m.example", api_key=KEY)
+    assert base.merged({"pull_interval": 60}).api_key == KEY
+    assert base.merged({"api_key": ""}).api_key == ""
+    assert base.merged({"ca_file": "/etc/ca.pem"}).verify == "/etc/ca.pem"
+
+
+def test_config_overrides_are_the_non_default_keys() -> None:
+    section = MispSettings(url="https://m.example", pull_interval=60.0)
+    assert config_overrides(section) == {"url": "https://m.example", "pull_interval": 60.0}
+    assert config_overrides({"enabled": True}) == {"enabled": True}
+    assert config_overrides(None) == {}
