@@ -19,7 +19,7 @@ import os
 import random
 import re
 import sys
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from agent.render import LINUX_CHANNEL, SYSMON_CHANNEL
@@ -34,13 +34,15 @@ logger = logging.getLogger(__name__)
 KERNEL_FILE_CHANNEL = "Microsoft-Windows-Kernel-File/Analytic"
 
 
-def canary_paths(config: CanaryConfig) -> list[Path]:
+def canary_paths(config: CanaryConfig, *, windows: bool | None = None) -> list[Path]:
     """Every canary path (directories × files, environment variables expanded)."""
-    out = []
+    win = sys.platform == "win32" if windows is None else windows
+    out: list[Path] = []
     for d in config.directories:
-        base = Path(os.path.expandvars(os.path.expanduser(d)))
+        expanded = os.path.expandvars(os.path.expanduser(d))
+        base = PureWindowsPath(expanded) if win else Path(expanded)
         for f in config.files:
-            out.append(base / f)
+            out.append(base / f)  # type: ignore[arg-type]
     return out
 
 
@@ -68,16 +70,19 @@ def remove_canaries(paths: list[Path]) -> None:
 
 
 def _regex(paths: list[Path], windows: bool) -> str:
-    alt = "|".join(re.escape(str(p)) for p in paths)
-    return f"(?i:^({alt})$)" if windows else f"^({alt})$"
+    if not windows:
+        return "^(" + "|".join(re.escape(str(p)) for p in paths) + ")$"
+    # NOTE(agent): Kernel-File reports \Device\HarddiskVolumeN\… instead of the drive letter.
+    tails = "|".join(re.escape(str(p)[2:] if str(p)[1:2] == ":" else str(p)) for p in paths)
+    return rf"(?i:^(?:[a-z]:|\\device\\harddiskvolume\d+)?({tails})$)"
 
 
 def canary_rules(config: CanaryConfig, *, windows: bool | None = None) -> str:
     """Gene rule text (one JSON object per line) for the configured canaries."""
-    paths = canary_paths(config)
+    win = sys.platform == "win32" if windows is None else windows
+    paths = canary_paths(config, windows=win)
     if not config.enable or not paths:
         return ""
-    win = sys.platform == "win32" if windows is None else windows
     rx = _regex(paths, win)
     actions = list(config.actions)
     wl = "|".join(re.escape(w) for w in config.whitelist)

@@ -1,0 +1,172 @@
+"""Windows ETW code paths with recorded pywintrace callback dicts (fixtures/etw_records.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rules
+from agent.canary import canary_rules
+from agent.config import CanaryConfig, EtwConfig
+from agent.errors import SourceError
+from agent.service import build_agent
+from agent.sinks import MemorySink
+from agent.sources import MemorySource
+from agent.sources.etw import (
+    PROVIDERS,
+    EtwSource,
+    KernelFileFilter,
+    filetime_to_epoch,
+    render_etw,
+)
+from tests.agent.conftest import SHARED
+
+RECORDS: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "fixtures" / "etw_records.json").read_text(encoding="utf-8"))
+
+
+def _rendered(provider: str, event_id: int) -> list[dict[str, Any]]:
+    return [render_etw(r["event_id"], r["record"], computer="DESKTOP")
+            for r in RECORDS if r["provider"] == provider and r["event_id"] == event_id]
+
+
+def test_filetime_conversion() -> None:
+    assert filetime_to_epoch(116444736000000000) == 0.0
+    assert filetime_to_epoch(133374384000000000) == 1692964800.0  # 2023-08-25T12:00:00Z
+
+
+@pytest.mark.parametrize("rec", RECORDS, ids=lambda r: f"{r['provider']}-{r['event_id']}")
+def test_every_record_renders_to_the_whids_shape(rec: dict[str, Any]) -> None:
+    event = render_etw(rec["event_id"], rec["record"], computer="DESKTOP")
+    system = event["Event"]["System"]
+    assert set(system) == {"Channel", "Computer", "EventID", "Correlation", "Execution",
+                           "Keywords", "Level", "Opcode", "Task", "Provider", "TimeCreated"}
+    assert system["Channel"] == PROVIDERS[rec["provider"]].channel
+    assert system["EventID"] == rec["event_id"] and isinstance(system["EventID"], int)
+    assert system["Provider"] == {"Guid": rec["record"]["EventHeader"]["ProviderId"],
+                                  "Name": rec["provider"]}
+    assert system["Execution"]["ProcessID"] == rec["record"]["EventHeader"]["ProcessId"]
+    assert system["TimeCreated"]["SystemTime"].startswith("2023-08-25T12:0")
+    assert system["TimeCreated"]["SystemTime"].endswith("Z")
+    data = event["Event"]["EventData"]
+    assert "EventHeader" not in data and "Task Name" not in data and "Description" not in data
+    assert list(data) == sorted(data)
+    assert all(isinstance(v, str) for v in data.values())
+    assert rules.Event(event).event_id == rec["event_id"]
+
+
+def test_sysmon_process_create_fields() -> None:
+    (ev, _child) = _rendered("Microsoft-Windows-Sysmon", 1)
+    data = ev["Event"]["EventData"]
+    assert data["ProcessId"] == "4242" and data["TerminalSessionId"] == "1"
+    assert data["ProcessGuid"] == "{515CD0D1-7669-6123-4E00-000000007300}"
+    assert ev["Event"]["System"]["Keywords"]["Value"] == 0x8000000000000000
+    assert ev["Event"]["System"]["Level"] == {"Value": 4, "Name": "Information"}
+
+
+def test_booleans_and_numbers_are_sysmon_strings() -> None:
+    (ev,) = _rendered("Microsoft-Windows-Sysmon", 3)
+    data = ev["Event"]["EventData"]
+    assert data["Initiated"] == "true" and data["SourceIsIpv6"] == "false"
+    assert data["DestinationPort"] == "443"
+
+
+def test_gene_rules_match_rendered_etw_events() -> None:
+    ruleset = rules.load([SHARED / "corpus" / "gene-rules" / "compiled.gen"])
+    engine = rules.Engine(ruleset)
+    (_, child) = _rendered("Microsoft-Windows-Sysmon", 1)
+    det = engine.match(child)
+    assert det is not None and "PowershellExecEnc" in det.signatures
+    (defender,) = _rendered("Microsoft-Windows-Windows Defender", 1116)
+    det = engine.match(defender)
+    assert det is not None and "DefenderMalwareDetected" in det.signatures
+
+
+def test_kernel_file_filter_passes_first_read_and_write_with_name() -> None:
+    events = _rendered("Microsoft-Windows-Kernel-File", 12) + \
+        [render_etw(r["event_id"], r["record"], computer="D") for r in RECORDS
+         if r["provider"] == "Microsoft-Windows-Kernel-File" and r["event_id"] != 12]
+    events.sort(key=lambda e: e["Event"]["System"]["TimeCreated"]["SystemTime"])
+    f = KernelFileFilter()
+    passed = [e for e in events if f.accept(e)]
+    # create, read, read (dup), write, close, read-after-close → first read + first write only
+    assert [e["Event"]["System"]["EventID"] for e in passed] == [15, 16]
+    assert all(e["Event"]["EventData"]["TargetFilename"].endswith("canary.docx") for e in passed)
+
+
+def test_kernel_file_filter_is_bounded() -> None:
+    f = KernelFileFilter(max_open=10)
+    for i in range(100):
+        ev = {"Event": {"System": {"EventID": 12},
+                        "EventData": {"FileObject": hex(i), "FileName": f"f{i}"}}}
+        f.accept(ev)
+    assert len(f._open) == 10
+
+
+def test_canary_rules_fire_on_security_4663_and_kernel_file(tmp_path: Path) -> None:
+    cfg = CanaryConfig(enable=True, directories=[r"C:\Users\Public\Documents"],
+                       files=["canary.docx"])
+    engine = rules.Engine(rules.loads(canary_rules(cfg, windows=True)))
+    (sec,) = _rendered("Microsoft-Windows-Security-Auditing", 4663)
+    det = engine.match(sec)
+    assert det is not None and det.signatures == ("Builtin:CanaryAccessed",)
+    assert det.criticality == 10 and "kill" in det.actions
+    sec["Event"]["EventData"]["AccessMask"] = "0x80"  # read attributes only: not an access
+    sec["Event"].pop("Detection")
+    assert engine.match(sec) is None
+    kf = KernelFileFilter()
+    kernel = [render_etw(r["event_id"], r["record"], computer="D") for r in RECORDS
+              if r["provider"] == "Microsoft-Windows-Kernel-File"]
+    hits = [engine.match(e) for e in kernel if kf.accept(e)]
+    assert [h.signatures if h else None for h in hits] == [("Builtin:CanaryReadWrite",)] * 2
+
+
+def test_etw_pipeline_enrichment_from_recorded_sysmon(config_factory: Any) -> None:
+    sysmon = [render_etw(r["event_id"], r["record"], computer="DESKTOP") for r in RECORDS
+              if r["provider"] == "Microsoft-Windows-Sysmon"]
+    sysmon.sort(key=lambda e: e["Event"]["System"]["TimeCreated"]["SystemTime"])
+    config = config_factory(general={"log_all": True, "ignore_self": False},
+                            actions={"allowed": []})
+    sink = MemorySink()
+    agent = build_agent(config, sources=[], sinks=[sink])
+    agent.reload_rules((SHARED / "corpus" / "gene-rules" / "compiled.gen").read_text())
+    for ev in sysmon:
+        agent.process(ev, live=True)  # live: the enrichment hooks run
+    by_eid = {}
+    for e in sink.events:
+        by_eid.setdefault(e["Event"]["System"]["EventID"], []).append(e["Event"]["EventData"])
+    child = by_eid[1][1]
+    assert child["Ancestors"] == r"C:\Windows\System32\cmd.exe"
+    assert child["ParentUser"] == r"DESKTOP\bob" and child["ParentIntegrityLevel"] == "Medium"
+    assert child["Services"] == "N/A"
+    conn = by_eid[3][0]
+    assert conn["ImageHashes"].startswith("SHA1=04C5D2B4") and conn["IntegrityLevel"] == "High"
+    assert int(conn["ProcessThreatScore"]) >= 5  # PowershellExecEnc added to the track score
+    track = agent.tracker.get("{515CD0D1-7669-6123-4F00-000000007300}")
+    assert track is not None and track.terminated
+    assert track.dns == {"203.0.113.7": {"cdn.evil.example": 1}}
+    assert track.connections["203.0.113.7"]["ports"] == {"443": 1}
+    assert track.score_signatures.get("PowershellExecEnc") == 1
+    agent.close()
+
+
+def test_etw_source_refuses_unknown_provider_and_non_windows() -> None:
+    with pytest.raises(SourceError, match="unknown ETW providers"):
+        EtwSource(EtwConfig(providers=["Nope"]), computer="x")
+    src = EtwSource(EtwConfig(), computer="x")
+    import sys
+
+    if sys.platform != "win32":
+        with pytest.raises(SourceError, match="needs Windows"):
+            next(iter(src.events()))
+
+
+def test_etw_callback_renders_and_bounds_its_queue() -> None:
+    src = EtwSource(EtwConfig(), computer="DESKTOP", buffer=2)
+    for rec in RECORDS[:4]:
+        src._callback((rec["event_id"], rec["record"]))
+    assert src._queue.qsize() == 2 and src.lost == 2
+    assert MemorySource([]).events is not None
