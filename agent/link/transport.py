@@ -203,7 +203,7 @@ class HttpsTransport:
             self.close()
             text = str(ex).lower()
             if any(m in text for m in _REJECT_MARKERS) and "verify failed" not in text:
-                raise CertificateRejected(f"TLS alert from manager: {ex}",
+                raise CertificateRejected(f"manager rejected our certificate (TLS alert: {ex})",
                                           path=request.path) from ex
             raise TransportError(f"TLS error: {ex}", path=request.path) from ex
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
