@@ -1,35 +1,20 @@
-"""What the store extracts from one WHIDS/Gene event: times, ids, hashes and field values.
+"""What the store reads from one WHIDS/Gene event: times, ids, hashes and field values.
 
-The event stays a nested dict (``{"Event": {"System": …, "EventData": …}}``). This module
-turns it into an :class:`IndexedEvent`: the values that the Tantivy schema, the DuckDB
-table and the query language share. Path lookup and timestamp parsing follow
-``rules.event`` (the engine's event model) so the indexed values are the ones rules match on.
+The event stays a nested dict (``{"Event": {"System": …, "EventData": …}}``). These helpers
+give the values that the Tantivy document, the DuckDB row and the query language share.
+Event ids, times, hashes and ``%v`` text come from ``rules.event`` (the engine's event
+model), so the indexed values are the ones rules match on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import orjson
-
-try:  # NOTE(index): rules.event is written concurrently; fall back until it lands.
-    from rules.event import event_hash as _rules_event_hash
-except ImportError:  # pragma: no cover - depends on the rules package state
-    _rules_event_hash = None
-
-__all__ = [
-    "PROMOTED",
-    "IndexedEvent",
-    "event_hash",
-    "event_id_of",
-    "event_time",
-    "extract",
-    "parse_hashes",
-]
+from rules.event import Event, go_string
+from rules.event import event_hash as _event_hash
+from rules.event import event_time as _event_time
 
 # EventData names (lower-case) promoted to their own Tantivy field and DuckDB column.
 PROMOTED: dict[str, str] = {
@@ -37,13 +22,13 @@ PROMOTED: dict[str, str] = {
     "commandline": "command_line",
     "parentimage": "parent_image",
     "parentcommandline": "parent_command_line",
-    "user": "user",
     "targetfilename": "target_filename",
     "targetobject": "target_object",
     "queryname": "query_name",
 }
 # Further EventData names (lower-case) that only get a DuckDB column.
 COLUMNS_ONLY: dict[str, str] = {
+    "user": "user",
     "processguid": "process_guid",
     "parentprocessguid": "parent_process_guid",
     "processid": "process_id",
@@ -59,85 +44,19 @@ _HEX_LENGTHS = {32: "md5", 40: "sha1", 64: "sha256"}
 _KV_MAX = 512
 
 
-@dataclass(frozen=True, slots=True)
-class IndexedEvent:
-    """The searchable projection of one stored event.
-
-    Attributes:
-        seq: Store-wide sequence number (unique, increasing in receipt order).
-        ts: Event time (``System.TimeCreated.SystemTime``, UTC; receipt time if missing).
-        rt: Receipt time at the manager (UTC).
-        endpoint: Endpoint UUID (lower-case).
-        hostname: Endpoint hostname as enrolled.
-        channel: ``System.Channel``.
-        event_id: ``System.EventID`` as an int (``Value`` of ``{"Qualifiers","Value"}``).
-        computer: ``System.Computer``.
-        data: EventData (and flat UserData) values as strings, original keys.
-        hashes: Lower-case hex digests found in hash fields, by algorithm.
-        signatures: Detection signatures (empty when there is no detection).
-        criticality: Detection criticality (0 when there is none).
-        detection: True when the event carries a non-empty detection.
-        retro: True when the detection comes from a retro-hunt.
-        event_hash: ``EdrData.Event.Hash``.
-        raw: The full event as JSON bytes (with ``EdrData``).
-    """
-
-    seq: int
-    ts: datetime
-    rt: datetime
-    endpoint: str
-    hostname: str
-    channel: str
-    event_id: int
-    computer: str
-    data: dict[str, str]
-    hashes: dict[str, tuple[str, ...]]
-    signatures: tuple[str, ...]
-    criticality: int
-    detection: bool
-    retro: bool
-    event_hash: str
-    raw: bytes
-
-
-def _strip_edr(data: dict[str, Any]) -> dict[str, Any]:
-    inner = data.get("Event")
-    if isinstance(inner, dict) and "EdrData" in inner:
-        inner = {k: v for k, v in inner.items() if k != "EdrData"}
-        return {**data, "Event": inner}
-    return data
-
-
 def event_hash(data: dict[str, Any]) -> str:
-    """Return the sha1 hex of the canonical JSON of the event without ``EdrData``."""
-    if _rules_event_hash is not None:
-        return str(_rules_event_hash(data))
-    canon = orjson.dumps(_strip_edr(data), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha1(canon, usedforsecurity=False).hexdigest()
+    """Return ``EdrData.Event.Hash``: sha1 of the canonical event JSON (``rules.event``)."""
+    return _event_hash(data)
 
 
-def event_id_of(system: dict[str, Any]) -> int:
-    """Return ``System.EventID`` as an int (``Value`` when it is a Qualifiers object)."""
-    raw = system.get("EventID")
-    if isinstance(raw, dict):
-        raw = raw.get("Value")
-    try:
-        return int(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0
+def event_id_of(data: dict[str, Any]) -> int:
+    """Return ``System.EventID`` as the engine reads it (``Value`` of Qualifiers objects)."""
+    return Event(data).event_id
 
 
-def event_time(system: dict[str, Any]) -> datetime | None:
-    """Return ``System.TimeCreated.SystemTime`` as an aware UTC datetime, or ``None``."""
-    created = system.get("TimeCreated")
-    text = created.get("SystemTime") if isinstance(created, dict) else created
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+def event_time(data: dict[str, Any]) -> datetime | None:
+    """Return the event time (``System.TimeCreated.SystemTime``) in UTC, or ``None``."""
+    return _event_time(data)
 
 
 def parse_hashes(value: str) -> dict[str, list[str]]:
@@ -157,74 +76,31 @@ def parse_hashes(value: str) -> dict[str, list[str]]:
     return found
 
 
-def _flat_values(section: Any, out: dict[str, str]) -> None:
+def flat_values(section: Any, out: dict[str, str]) -> None:
+    """Copy the scalar values of a (nested) EventData/UserData section into ``out``."""
     if not isinstance(section, dict):
         return
     for key, value in section.items():
         if isinstance(value, str):
             out[key] = value
-        elif isinstance(value, bool | int | float):
-            out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        elif isinstance(value, bool | int | float) or value is None:
+            out[key] = go_string(value)  # GENE: non-string values match as Go %v text
         elif isinstance(value, dict):
-            _flat_values(value, out)
+            flat_values(value, out)
 
 
-def extract(
-    event: dict[str, Any],
-    *,
-    seq: int,
-    rt: datetime,
-    endpoint: str,
-    hostname: str,
-    ehash: str,
-    raw: bytes,
-) -> IndexedEvent:
-    """Build the :class:`IndexedEvent` of a finalized event (``EdrData`` already set)."""
-    inner = event.get("Event") if isinstance(event.get("Event"), dict) else {}
-    assert isinstance(inner, dict)
-    system = inner.get("System") if isinstance(inner.get("System"), dict) else {}
-    assert isinstance(system, dict)
-    data: dict[str, str] = {}
-    _flat_values(inner.get("EventData"), data)
-    _flat_values(inner.get("UserData"), data)
-    hashes: dict[str, list[str]] = {}
-    for key, value in data.items():
-        if "hash" in key.lower():
-            for algo, digests in parse_hashes(value).items():
-                hashes.setdefault(algo, []).extend(digests)
+def detection_of(inner: dict[str, Any]) -> tuple[list[str], int]:
+    """Return ``(signatures, criticality)`` of ``Event.Detection`` (``([], 0)`` if none)."""
     detection = inner.get("Detection")
-    sigs: tuple[str, ...] = ()
-    crit = 0
-    if isinstance(detection, dict):
-        raw_sigs = detection.get("Signature") or []
-        sigs = tuple(str(s) for s in raw_sigs) if isinstance(raw_sigs, list) else (str(raw_sigs),)
-        try:
-            crit = int(detection.get("Criticality") or 0)
-        except (TypeError, ValueError):
-            crit = 0
-    edr = inner.get("EdrData") if isinstance(inner.get("EdrData"), dict) else {}
-    edr_event = edr.get("Event") if isinstance(edr, dict) else None
-    retro = bool(edr_event.get("Retro")) if isinstance(edr_event, dict) else False
-    computer = system.get("Computer")
-    channel = system.get("Channel")
-    return IndexedEvent(
-        seq=seq,
-        ts=event_time(system) or rt,
-        rt=rt,
-        endpoint=endpoint,
-        hostname=hostname,
-        channel=channel if isinstance(channel, str) else "",
-        event_id=event_id_of(system),
-        computer=computer if isinstance(computer, str) else "",
-        data=data,
-        hashes={k: tuple(v) for k, v in hashes.items()},
-        signatures=sigs,
-        criticality=max(0, min(crit, 255)),
-        detection=bool(sigs),
-        retro=retro,
-        event_hash=ehash,
-        raw=raw,
-    )
+    if not isinstance(detection, dict):
+        return [], 0
+    raw_sigs = detection.get("Signature") or []
+    sigs = [str(s) for s in raw_sigs] if isinstance(raw_sigs, list) else [str(raw_sigs)]
+    try:
+        crit = int(detection.get("Criticality") or 0)
+    except (TypeError, ValueError):
+        crit = 0
+    return sigs, max(0, min(crit, 255))
 
 
 def kv_term(key: str, value: str) -> str:

@@ -280,8 +280,13 @@ class QueryTranslator:
         words = tokenize_text(value)
         if not words:
             return Q.term_query(self._schema, "kv", kv_term(name, value))
-        target = promoted if promoted is not None else f"data.{name}"
-        return self._phrase(target, words)
+        if promoted is not None:
+            return self._phrase(promoted, words)
+        # Words in order, on token boundaries, anywhere in this field's value.
+        sep = "[^0-9a-z\u00c0-\uffff]"
+        body = f"{sep}+".join(words)
+        pattern = f"{_wildcard_regex(name)}=(.*{sep})?{body}({sep}.*)?"
+        return Q.regex_query(self._schema, "kv", pattern)
 
     def _token_wildcard(self, field: str, value: str) -> tantivy.Query:
         parts = [p for p in re.split(r"[^0-9A-Za-z\u00c0-\uffff*?]+", value.lower()) if p]

@@ -272,7 +272,10 @@ class EventStore:
         if not events:
             return AppendResult(0, 0)
         rt_ns = int(self._clock() * 1e9)
-        finals = [self._finalize(ev, i, endpoint, rt_ns, retro) for i, ev in enumerate(events)]
+        receipt = _rfc3339_ns(rt_ns)
+        edr_endpoint = endpoint.to_edr()
+        finals = [self._finalize(ev, i, edr_endpoint, receipt, retro)
+                  for i, ev in enumerate(events)]
         encoded = [orjson.dumps(ev) for ev in finals]
         with self._append_lock:
             self._check_open()
@@ -289,7 +292,7 @@ class EventStore:
 
     @staticmethod
     def _finalize(
-        event: dict[str, Any], pos: int, endpoint: EndpointRef, rt_ns: int, retro: bool
+        event: dict[str, Any], pos: int, endpoint: dict[str, str], receipt: str, retro: bool
     ) -> dict[str, Any]:
         inner = event.get("Event") if isinstance(event, dict) else None
         if not isinstance(inner, dict):
@@ -302,11 +305,11 @@ class EventStore:
         edr_event: dict[str, Any] = {
             "Hash": prev_hash or event_hash(event),
             "Detection": bool(isinstance(detection, dict) and detection.get("Signature")),
-            "ReceiptTime": _rfc3339_ns(rt_ns),
+            "ReceiptTime": receipt,
         }
         if retro:
             edr_event["Retro"] = True
-        edr = {"Endpoint": endpoint.to_edr(), "Event": edr_event}
+        edr = {"Endpoint": endpoint, "Event": edr_event}
         return {**event, "Event": {**inner, "EdrData": edr}}
 
     def flush(self, timeout: float | None = 60.0) -> None:

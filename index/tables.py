@@ -13,14 +13,13 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from index.errors import SqlError, StoreError
-from index.fields import COLUMNS_ONLY, HASH_ALGOS, PROMOTED, IndexedEvent
+from index.fields import COLUMNS_ONLY, HASH_ALGOS, PROMOTED
 
 __all__ = ["EVENT_COLUMNS", "SqlResult", "Tables"]
 
@@ -62,32 +61,6 @@ class SqlResult:
     truncated: bool
 
 
-def _naive_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=None) if value.tzinfo is not None else value
-
-
-def event_row(ev: IndexedEvent) -> tuple[Any, ...]:
-    """Return the ``events`` row of one event, in :data:`EVENT_COLUMNS` order."""
-    lowered = {k.lower(): v for k, v in ev.data.items()}
-    return (
-        ev.seq,
-        _naive_utc(ev.ts),
-        _naive_utc(ev.rt),
-        ev.endpoint,
-        ev.hostname,
-        ev.channel,
-        ev.event_id,
-        ev.computer,
-        *(lowered.get(name) for name in _DATA_COLUMNS),
-        *((ev.hashes.get(algo) or (None,))[0] for algo in HASH_ALGOS),
-        list(ev.signatures),
-        ev.criticality,
-        ev.detection,
-        ev.retro,
-        ev.event_hash,
-    )
-
-
 class Tables:
     """Owner of ``events.duckdb``; writes only from the store's writer thread."""
 
@@ -123,9 +96,8 @@ class Tables:
 
     # -- writer side ------------------------------------------------------------------
 
-    def insert(self, events: Sequence[IndexedEvent], batches: Iterable[tuple[Any, ...]]) -> None:
-        """Append event rows and batch keys in one transaction."""
-        rows = [event_row(ev) for ev in events]
+    def insert(self, rows: Sequence[tuple[Any, ...]], batches: Iterable[tuple[Any, ...]]) -> None:
+        """Append event rows (``EVENT_COLUMNS`` order) and batch keys in one transaction."""
         batch_rows = list(batches)
         try:
             self._con.execute("BEGIN")

@@ -26,9 +26,8 @@ import orjson
 import tantivy
 
 from index.errors import StoreError
-from index.fields import IndexedEvent, extract
 from index.journal import JournalRecord
-from index.schema import make_document
+from index.schema import Projection, project
 from index.tables import Tables
 
 __all__ = ["Indexer", "IndexerStats"]
@@ -192,27 +191,25 @@ class Indexer:
 
     def apply(self, group: list[tuple[JournalRecord, list[bytes] | None]]) -> None:
         """Index a group of records into both backends, skipping what each already has."""
-        rows: list[IndexedEvent] = []
+        rows: list[tuple[Any, ...]] = []
         batches: list[tuple[Any, ...]] = []
         added = 0
         for record, encoded in group:
             if record.last_seq <= min(self.tantivy_max, self.tables_max):
                 continue
-            parsed = _indexed(record, encoded)
-            for ev in parsed:
-                if ev.seq > self.tantivy_max:
-                    self._writer.add_document(make_document(ev))
+            for proj in _projections(record, encoded):
+                if proj.seq > self.tantivy_max:
+                    self._writer.add_json(proj.doc_json)
                     added += 1
-                if ev.seq > self.tables_max:
-                    rows.append(ev)
+                if proj.seq > self.tables_max:
+                    rows.append(proj.row)
             if record.batch_id is not None and record.last_seq > self.tables_max:
                 batches.append((record.endpoint.get("uuid", "").lower(), record.batch_id,
-                                record.first_seq, record.count,
-                                datetime.fromtimestamp(record.rt_ns / 1e9, UTC).replace(tzinfo=None)))
+                                record.first_seq, record.count, _utc(record.rt_ns)))
             self.tantivy_max = max(self.tantivy_max, record.last_seq)
         if rows or batches:
             self.tables.insert(rows, batches)
-            self.tables_max = max(self.tables_max, max((r.seq for r in rows), default=0),
+            self.tables_max = max(self.tables_max, max((r[0] for r in rows), default=0),
                                   max((b[2] + b[3] - 1 for b in batches), default=0))
         if added and self._dirty_since is None:
             self._dirty_since = time.monotonic()
@@ -275,15 +272,17 @@ class Indexer:
             pass
 
 
-def _indexed(record: JournalRecord, encoded: list[bytes] | None) -> list[IndexedEvent]:
+def _utc(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, UTC).replace(tzinfo=None)
+
+
+def _projections(record: JournalRecord, encoded: list[bytes] | None) -> list[Projection]:
     endpoint = record.endpoint.get("uuid", "").lower()
     hostname = record.endpoint.get("hostname", "")
-    rt = datetime.fromtimestamp(record.rt_ns / 1e9, UTC)
-    out = []
-    for i, event in enumerate(record.events):
-        raw = encoded[i] if encoded is not None else orjson.dumps(event)
-        edr = event["Event"].get("EdrData") or {}
-        ehash = (edr.get("Event") or {}).get("Hash", "")
-        out.append(extract(event, seq=record.first_seq + i, rt=rt, endpoint=endpoint,
-                           hostname=hostname, ehash=ehash, raw=raw))
-    return out
+    rt = datetime.fromtimestamp(record.rt_ns // 1000 / 1e6, UTC)
+    first = record.first_seq
+    return [
+        project(event, seq=first + i, rt=rt, endpoint=endpoint, hostname=hostname,
+                raw=encoded[i] if encoded is not None else orjson.dumps(event))
+        for i, event in enumerate(record.events)
+    ]

@@ -1,0 +1,206 @@
+"""Benchmark the event store: ingest rate, bytes per event, query latency.
+
+Builds a store of ``--events`` events (default 5,000,000) generated from the real corpus
+shapes (``../shared/gene-oracle/corpus-events.jsonl.gz``) with varied hosts, times, process
+GUIDs, hashes, command lines and file names, then prints the ingest rate, the bytes per
+event on disk and p50/p95 latencies of term, phrase, range-with-sort and SQL aggregation
+queries (each query is a full ``EventStore.search`` call, limit 100, events loaded).
+
+Run: ``nice .venv/bin/python benchmarks/search.py --events 5000000 --dir /tmp/heron-bench``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import logging
+import random
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from index import EndpointRef, EventStore  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared/gene-oracle/corpus-events.jsonl.gz"
+WORDS = ("net", "user", "administrator", "/domain", "-enc", "JABzAD0ATgBlAHcA", "/c", "whoami",
+         "reg", "add", "HKLM\\Software\\Run", "/v", "updater", "certutil", "-urlcache", "-split",
+         "-f", "http://203.0.113.7/a.exe", "schtasks", "/create", "/tn", "backup", "rundll32",
+         "comsvcs.dll,MiniDump", "vssadmin", "delete", "shadows", "/all", "/quiet", "ping", "-n")
+EXES = ("cmd.exe", "powershell.exe", "rundll32.exe", "svchost.exe", "explorer.exe", "chrome.exe",
+        "winword.exe", "excel.exe", "certutil.exe", "wmic.exe", "mshta.exe", "regsvr32.exe",
+        "notepad.exe", "conhost.exe", "msiexec.exe", "taskhostw.exe", "lsass.exe", "net.exe")
+DIRS = ("C:\\Windows\\System32", "C:\\Windows\\SysWOW64", "C:\\Program Files\\Microsoft Office",
+        "C:\\Users\\{u}\\AppData\\Local\\Temp", "C:\\Users\\{u}\\Downloads", "C:\\ProgramData")
+
+
+class Generator:
+    """Deterministic varied events shaped like the corpus."""
+
+    def __init__(self, seed: int, hosts: int, start: datetime, span: timedelta, total: int):
+        self.rng = random.Random(seed)
+        with gzip.open(CORPUS) as fh:
+            self.templates = [orjson.loads(line)["event"] for line in fh]
+        self.hosts = [f"WS-{i:04d}" for i in range(hosts)]
+        self.users = [f"user{i:03d}" for i in range(300)]
+        self.binaries = [self._binary(i) for i in range(20_000)]
+        self.start, self.step = start, span / max(total, 1)
+
+    def _binary(self, i: int) -> tuple[str, str]:
+        rng = self.rng
+        path = rng.choice(DIRS).format(u=rng.choice(self.users)) + "\\" + (
+            rng.choice(EXES) if i % 4 else f"tool{i}.exe")
+        hashes = (f"SHA1={rng.getrandbits(160):040X},MD5={rng.getrandbits(128):032X},"
+                  f"SHA256={rng.getrandbits(256):064X},IMPHASH={rng.getrandbits(128):032X}")
+        return path, hashes
+
+    def event(self, n: int) -> tuple[str, dict[str, Any]]:
+        rng = self.rng
+        tpl = self.templates[n % len(self.templates)]
+        inner = tpl["Event"]
+        system = dict(inner.get("System") or {})
+        host = self.hosts[rng.randrange(len(self.hosts))]
+        when = self.start + self.step * n
+        system["Computer"] = host
+        system["TimeCreated"] = {"SystemTime": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        data = dict(inner.get("EventData") or {})
+        image, hashes = self.binaries[rng.randrange(len(self.binaries))]
+        for key in data:
+            if key == "Image":
+                data[key] = image
+            elif key == "Hashes":
+                data[key] = hashes
+            elif key in ("ProcessGuid", "ParentProcessGuid", "LogonGuid"):
+                data[key] = f"{{{rng.getrandbits(128):032x}}}"
+            elif key in ("ProcessId", "ParentProcessId"):
+                data[key] = str(rng.randrange(4, 65536, 4))
+            elif key == "CommandLine":
+                args = " ".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 6)))
+                data[key] = f'"{image}" {args} {rng.randrange(1_000_000)}'
+            elif key == "TargetFilename":
+                data[key] = f"C:\\Users\\{rng.choice(self.users)}\\Documents\\f{n}.tmp"
+            elif key in ("DestinationIp", "SourceIp", "IpAddress"):
+                data[key] = f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
+            elif key == "User" or key == "TargetUserName":
+                data[key] = f"CORP\\{rng.choice(self.users)}"
+        out: dict[str, Any] = {"Event": {**inner, "System": system, "EventData": data}}
+        if n % 500 == 0:
+            out["Event"]["Detection"] = {"Signature": ["BenchRule"], "Criticality": 8}
+        return host, out
+
+    def batches(self, total: int, size: int) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        n = 0
+        while n < total:
+            host, first = self.event(n)
+            batch = [first]
+            batch += [self.event(n + i)[1] for i in range(1, min(size, total - n))]
+            n += len(batch)
+            yield host, batch
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+
+
+def timed(fn: Callable[[], Any], runs: int) -> tuple[float, float, Any]:
+    samples, result = [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    p50, p95 = percentiles(samples)
+    return p50, p95, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/heron-bench"))
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--keep", action="store_true", help="reuse an existing store")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    span = timedelta(days=30)
+    gen = Generator(42, 500, start, span, args.events)
+    if not args.keep:
+        shutil.rmtree(args.dir, ignore_errors=True)
+    store = EventStore(args.dir, heap_size=256_000_000, index_threads=1)
+    try:
+        if not args.keep:
+            t0 = time.perf_counter()
+            done = 0
+            for i, (host, batch) in enumerate(gen.batches(args.events, args.batch)):
+                store.append(batch, endpoint=EndpointRef(f"uuid-{host}", host), batch_id=str(i))
+                done += len(batch)
+                if done % 500_000 < args.batch:
+                    rate = done / (time.perf_counter() - t0)
+                    print(f"  {done:,} events appended ({rate:,.0f}/s)", flush=True)
+            store.flush(timeout=None)
+            elapsed = time.perf_counter() - t0
+            print(f"ingest: {args.events:,} events in {elapsed:.1f} s = "
+                  f"{args.events / elapsed:,.0f} events/s (append + index + commit, incl. generation)")
+            t0 = time.perf_counter()
+            segments = store.merge_segments()
+            print(f"merge: {segments} segments in {time.perf_counter() - t0:.1f} s")
+        stats = store.stats()
+        usage = stats["bytes"]
+        count = stats["events"]
+        print(f"events: {count:,}; bytes/event: total {usage['total'] / count:.0f} "
+              f"(journal {usage['journal'] / count:.0f}, index {usage['index'] / count:.0f}, "
+              f"tables {usage['tables'] / count:.0f})")
+        run_queries(store, gen, start, span, args.runs)
+    finally:
+        store.close()
+    return 0
+
+
+def run_queries(store: EventStore, gen: Generator, start: datetime, span: timedelta,
+                runs: int) -> None:
+    rng = random.Random(7)
+    sha = [b[1].split("SHA256=")[1].split(",")[0] for b in gen.binaries]
+
+    def window() -> tuple[datetime, datetime]:
+        at = start + span * rng.random()
+        return at, at + timedelta(hours=1)
+
+    cases: list[tuple[str, Callable[[], Any]]] = [
+        ("term sha256", lambda: store.search(f"sha256:{rng.choice(sha)}")),
+        ("term EventID+host", lambda: store.search(
+            f"EventID:1 AND Computer:{rng.choice(gen.hosts)}")),
+        ("phrase CommandLine", lambda: store.search(
+            f'CommandLine:"{rng.choice(WORDS[:12])} {rng.choice(WORDS[:12])}"')),
+        ("wildcard Image", lambda: store.search(f"Image:*{rng.choice(EXES)[:5]}*")),
+        ("range+sort 1h newest", lambda: store.search("", since=(w := window())[0],
+                                                     until=w[1])),
+        ("range+sort query", lambda: store.search(
+            f"ts:[{window()[0].isoformat()} TO {(start + span).isoformat()}] AND EventID:4688")),
+        ("sql per-hour count", lambda: store.sql(
+            "SELECT date_trunc('hour', ts) h, event_id, count(*) FROM events "
+            f"WHERE ts >= TIMESTAMP '{(start + span * rng.random()).replace(tzinfo=None)}' - "
+            "INTERVAL 1 DAY GROUP BY 1, 2 ORDER BY 1")),
+        ("sql top images/host", lambda: store.sql(
+            f"SELECT image, count(*) c FROM events WHERE computer = '{rng.choice(gen.hosts)}' "
+            "GROUP BY 1 ORDER BY c DESC LIMIT 10")),
+    ]
+    for name, fn in cases:
+        fn()  # warm
+        p50, p95, result = timed(fn, runs)
+        hits = getattr(result, "total", None)
+        hits = len(result.rows) if hits is None else hits
+        print(f"{name:24s} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms   (last: {hits} hits)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
