@@ -4,12 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= .heron
 
-.PHONY: help sysdeps setup run test test-fast lint build offline-bundle deb msi clean
+.PHONY: help sysdeps setup run test test-fast test-frozen lint build offline-bundle deb msi clean
 
 help:
 	@echo "make run    - set up, init ./.heron, start manager + local agent (mTLS)"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make build  - PyInstaller one-dir programs into dist/"
+	@echo "make deb    - .deb packages into dist/packages/ (after make build)"
+	@echo "make offline-bundle - air-gapped archive dist/heron-offline-*.tar.gz"
+	@echo "make msi    - MSIs from Windows one-dirs in dist/ (Windows runner; wixl or WiX 3)"
 
 sysdeps:
 	@bash .ci/sysdeps.sh
@@ -38,12 +41,17 @@ lint: setup
 build: setup
 	bash build/build.sh
 
-offline-bundle: build
-	bash packaging/offline/make-bundle.sh
+# Frozen programs only: build both once, then smoke-test them (also part of `make test`).
+test-frozen: sysdeps setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests/packaging
 
 deb: build
 	bash packaging/deb/build-deb.sh
 
+offline-bundle: deb
+	bash packaging/offline/make-bundle.sh
+
+# Needs the Windows one-dirs (dist/heron-*/heron-*.exe): PyInstaller cannot cross-compile.
 msi:
 	bash packaging/windows/build-msi.sh
 

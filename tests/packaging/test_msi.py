@@ -75,7 +75,7 @@ def test_every_file_of_the_one_dir_is_installed(msis: dict[str, Path], role: str
 
 
 @pytest.mark.parametrize(
-    ("role", "service"), [("manager", "HeronManager"), ("agent", "HeronAgent")]
+    ("role", "service"), [("manager", "heron-manager"), ("agent", "heron-agent")]
 )
 def test_service_is_installed_started_and_removed(
     msis: dict[str, Path], role: str, service: str
