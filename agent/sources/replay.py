@@ -147,9 +147,8 @@ class ReplaySource:
             if not self.loop or not self.paths:
                 return
             first_ts = None
-            start = self._clock()
-            if self.rate > 0:
-                start -= n / self.rate
+            if self.rate <= 0:  # fixed rate: offsets n / rate keep growing across loops
+                start = self._clock()
 
     def close(self) -> None:
         self._closed.set()
