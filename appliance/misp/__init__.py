@@ -1,7 +1,7 @@
 """MISP sync built into the manager: IoCs in, sightings and edr-report objects out.
 
-`MispSync` is the service (see service.py); `appliance.misp.resources` adds its admin routes. Only the
-names below are public.
+`MispSync` is the service (see service.py); `appliance.misp.resources` adds its admin routes. Only
+the names below are public.
 """
 
 from __future__ import annotations

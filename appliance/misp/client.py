@@ -1,10 +1,10 @@
 """The one boundary to PyMISP: lazy, retried connection and translation of every failure.
 
-`MispClient` builds the PyMISP object on first use through an injected factory (the constructor makes 3
-HTTP calls, misp.md §1.2, so it is never built at manager start), backs off exponentially while MISP is
-down, and turns requests/PyMISP exceptions and PyMISP's `{"errors": (status, body)}` replies into the
-`MispError` tree (`EXCEPTION_MAP`, checked complete by a test). Callers above this module never see a
-PyMISP or requests exception.
+`MispClient` builds the PyMISP object on first use through an injected factory (the constructor
+makes 3 HTTP calls, misp.md §1.2, so it is never built at manager start), backs off exponentially
+while MISP is down, and turns requests/PyMISP exceptions and PyMISP's `{"errors": (status, body)}`
+replies into the `MispError` tree (`EXCEPTION_MAP`, checked complete by a test). Callers above this
+module never see a PyMISP or requests exception.
 """
 
 from __future__ import annotations
@@ -65,15 +65,25 @@ def pymisp_factory(settings: MispSettings) -> PyMISP:
     """The real client: CA bundle or verify flag, bounded timeouts, tool name in User-Agent."""
     if settings.verify is False:
         logger.warning("MISP TLS certificate verification is OFF for %s", settings.url)
-    return PyMISP(settings.url, settings.api_key, ssl=settings.verify,
-                  timeout=(settings.connect_timeout, settings.read_timeout), tool=TOOL)
+    return PyMISP(
+        settings.url,
+        settings.api_key,
+        ssl=settings.verify,
+        timeout=(settings.connect_timeout, settings.read_timeout),
+        tool=TOOL,
+    )
 
 
 class MispClient:
     """A lazily connected PyMISP with back-off; every call goes through `call()`."""
 
-    def __init__(self, settings: MispSettings, *, factory: ClientFactory = pymisp_factory,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: MispSettings,
+        *,
+        factory: ClientFactory = pymisp_factory,
+        clock: Callable[[], float],
+    ) -> None:
         self.settings = settings
         self._factory = factory
         self._clock = clock
@@ -97,12 +107,16 @@ class MispClient:
         if self._api is not None:
             return self._api
         if not self.settings.configured:
-            raise MispSettingsError("MISP sync is not configured (enabled, url, api_key)",
-                                    operation="connect")
+            raise MispSettingsError(
+                "MISP sync is not configured (enabled, url, api_key)", operation="connect"
+            )
         now = self._clock()
         if now < self.next_attempt:
-            raise MispUnavailable(f"not retrying before {self.next_attempt - now:.0f}s "
-                                  f"(last error: {self.last_error})", operation="connect")
+            raise MispUnavailable(
+                f"not retrying before {self.next_attempt - now:.0f}s "
+                f"(last error: {self.last_error})",
+                operation="connect",
+            )
         try:
             api = self._factory(self.settings)
         except Exception as ex:  # noqa: BLE001 - the PyMISP constructor wraps everything
@@ -123,7 +137,9 @@ class MispClient:
         delay = self.backoff()
         self.next_attempt = self._clock() + delay
         self.last_error = str(err)
-        logger.warning("MISP %s failed (%s); retrying in %.0fs", err.operation or "call", err, delay)
+        logger.warning(
+            "MISP %s failed (%s); retrying in %.0fs", err.operation or "call", err, delay
+        )
 
     def _install_header_capture(self, api: Any) -> None:
         # NOTE(misp): PyMISP hides response headers; a response hook on its session keeps the last
@@ -144,8 +160,9 @@ class MispClient:
         with self._lock:
             api = self._connect()
             if self._clock() < self.next_attempt:
-                raise MispUnavailable(f"backing off (last error: {self.last_error})",
-                                      operation=operation)
+                raise MispUnavailable(
+                    f"backing off (last error: {self.last_error})", operation=operation
+                )
             try:
                 result = fn(api)
             except MispError:
@@ -165,18 +182,24 @@ class MispClient:
             return result
 
     def _reply_error(self, operation: str, errors: Any) -> MispError:
-        status, body = (errors if isinstance(errors, tuple | list) and len(errors) == 2
-                        else (0, errors))
+        status, body = (
+            errors if isinstance(errors, tuple | list) and len(errors) == 2 else (0, errors)
+        )
         if status == 429:
             reset = self._last_headers.get("X-Rate-Limit-Reset", "")
             retry_after = float(reset) if reset.replace(".", "", 1).isdigit() else 0.0
-            return MispRateLimited(f"rate limited: {body}", operation=operation,
-                                   retry_after=retry_after)
+            return MispRateLimited(
+                f"rate limited: {body}", operation=operation, retry_after=retry_after
+            )
         if status in (401, 403) and "Authentication failed" in str(body):
             # A wrong or revoked key: nothing is wrong with the request, keep it for later.
             return MispUnavailable(f"MISP answered {status}: {body}", operation=operation)
-        return MispRejected(f"MISP answered {status}: {body}", operation=operation,
-                            status=int(status) if isinstance(status, int) else 0, body=body)
+        return MispRejected(
+            f"MISP answered {status}: {body}",
+            operation=operation,
+            status=int(status) if isinstance(status, int) else 0,
+            body=body,
+        )
 
     def close(self) -> None:
         """Drop the PyMISP object (its session is closed with it)."""

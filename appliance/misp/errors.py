@@ -6,7 +6,7 @@ MispError(RuntimeError)
 ├── MispUnavailable(MispError, ConnectionError) MISP unreachable, timed out, or answered 5xx: retry
 │   ├── MispServerError                        MISP answered 5xx (retried a bounded number of times)
 │   └── MispRateLimited                        429 on restSearch: retry after `retry_after` seconds
-└── MispRejected(MispError)                    MISP answered 4xx: retrying the same request won't help
+└── MispRejected(MispError)                    MISP answered 4xx: retrying won't help
 ```
 
 Every error carries `operation` (e.g. "attributes/restSearch") so logs and the status API say where.
@@ -59,8 +59,9 @@ class MispRateLimited(MispUnavailable):
 class MispRejected(MispError):
     """MISP refused the request (4xx other than 429); `status` and `body` say why."""
 
-    def __init__(self, message: str, *, operation: str = "", status: int = 0,
-                 body: object = None) -> None:
+    def __init__(
+        self, message: str, *, operation: str = "", status: int = 0, body: object = None
+    ) -> None:
         super().__init__(message, operation=operation)
         self.status = status
         self.body = body

@@ -43,8 +43,12 @@ class StoreIocSink:
         changed = [i for u, i in wanted.items() if current.get(u) != i]
         if changed:
             self.table.upsert(changed, self.clock())
-        logger.debug("MISP IoCs: %d kept, %d changed, %d removed", len(wanted), len(changed),
-                     len(set(current) - set(wanted)))
+        logger.debug(
+            "MISP IoCs: %d kept, %d changed, %d removed",
+            len(wanted),
+            len(changed),
+            len(set(current) - set(wanted)),
+        )
 
 
 def config_overrides(section: Any) -> dict[str, Any]:
@@ -68,11 +72,15 @@ def attach_misp(ctx: Any, *, factory: ClientFactory = pymisp_factory) -> MispSyn
     if isinstance(existing, MispSync):
         return existing
     overrides = config_overrides(getattr(ctx.config, "misp", None))
-    sync = MispSync.open(ctx.data_dir / "misp", MispSettings.from_dict(overrides)
-                         if overrides else None, clock=ctx.clock,
-                         sink=StoreIocSink(ctx.store.iocs, ctx.clock), factory=factory,
-                         artifacts_root=ctx.data_dir / "artifacts",
-                         endpoint_lookup=ctx.store.endpoints.find)
+    sync = MispSync.open(
+        ctx.data_dir / "misp",
+        MispSettings.from_dict(overrides) if overrides else None,
+        clock=ctx.clock,
+        sink=StoreIocSink(ctx.store.iocs, ctx.clock),
+        factory=factory,
+        artifacts_root=ctx.data_dir / "artifacts",
+        endpoint_lookup=ctx.store.endpoints.find,
+    )
     if overrides:
         stored = sync.settings.to_dict()
         if any(stored.get(k) != v for k, v in overrides.items()):

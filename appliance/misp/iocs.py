@@ -1,12 +1,12 @@
-"""IoC pull from MISP: full and incremental `attributes/restSearch`, the local IoC set, local matching.
+"""IoC pull from MISP: full and incremental `attributes/restSearch`, the IoC set, local matching.
 
 Implements misp.md §2.3. A full sync (at start, daily, or when the filters change) replaces the MISP
 attribute set; an incremental sync runs two queries (Q1 on attribute `timestamp`, Q2 on
-`publish_timestamp`) without a `to_ids` filter and with deleted rows, so that IDS-flag removals and soft
-deletes are seen: `to_ids && !deleted` upserts, anything else removes. The cursor is the largest
-attribute timestamp MISP returned (server clock), minus 5 minutes. The resulting IoCs go to an
-`IocSink` (the manager's IoC table), which distributes them to agents; `IocIndex` answers "is this
-value an IoC?" for sightings.
+`publish_timestamp`) without a `to_ids` filter and with deleted rows, so that IDS-flag removals and
+soft deletes are seen: `to_ids && !deleted` upserts, anything else removes. The cursor is the
+largest attribute timestamp MISP returned (server clock), minus 5 minutes. The resulting IoCs go to
+an `IocSink` (the manager's IoC table), which distributes them to agents; `IocIndex` answers "is
+this value an IoC?" for sightings.
 """
 
 from __future__ import annotations
@@ -95,17 +95,24 @@ def _enabled_types(settings: MispSettings) -> frozenset[str]:
 
 
 def _filters_key(settings: MispSettings) -> str:
-    doc = [sorted(settings.ioc_types), sorted(settings.categories), sorted(settings.tags),
-           settings.published_only, settings.enforce_warninglist, settings.url,
-           settings.source_name]
+    doc = [
+        sorted(settings.ioc_types),
+        sorted(settings.categories),
+        sorted(settings.tags),
+        settings.published_only,
+        settings.enforce_warninglist,
+        settings.url,
+        settings.source_name,
+    ]
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
 
 
 class IocPuller:
     """Pulls attributes, keeps them in `StateStore` document "iocs", feeds an IocSink."""
 
-    def __init__(self, client: MispClient, state: StateStore, sink: IocSink,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, client: MispClient, state: StateStore, sink: IocSink, clock: Callable[[], float]
+    ) -> None:
         self.client = client
         self.state = state
         self.sink = sink
@@ -123,8 +130,11 @@ class IocPuller:
 
     def full_due(self) -> bool:
         s = self.settings
-        return (self.cursor is None or self._filters != _filters_key(s)
-                or self.clock() - self.last_full >= s.full_sync_interval)
+        return (
+            self.cursor is None
+            or self._filters != _filters_key(s)
+            or self.clock() - self.last_full >= s.full_sync_interval
+        )
 
     def iocs(self) -> list[Ioc]:
         """The current MISP IoC set, deduplicated by uuid, in a stable order."""
@@ -178,30 +188,58 @@ class IocPuller:
         self.index = self._build_index()
         iocs = self.iocs()
         self.sink.replace_iocs(self.settings.source_name, iocs)
-        result = PullResult(full=full, fetched=fetched, upserted=upserted, removed=removed,
-                            total_attributes=len(self._attrs), total_iocs=len(iocs),
-                            cursor=self.cursor)
-        logger.info("MISP %s pull: %d rows, %d attributes, %d IoCs", "full" if full else
-                    "incremental", fetched, len(self._attrs), len(iocs))
+        result = PullResult(
+            full=full,
+            fetched=fetched,
+            upserted=upserted,
+            removed=removed,
+            total_attributes=len(self._attrs),
+            total_iocs=len(iocs),
+            cursor=self.cursor,
+        )
+        logger.info(
+            "MISP %s pull: %d rows, %d attributes, %d IoCs",
+            "full" if full else "incremental",
+            fetched,
+            len(self._attrs),
+            len(iocs),
+        )
         return result
 
     def _save(self) -> None:
-        self.state.save(STATE, {"attributes": self._attrs, "cursor": self.cursor,
-                                "last_full": self.last_full, "filters": self._filters})
+        self.state.save(
+            STATE,
+            {
+                "attributes": self._attrs,
+                "cursor": self.cursor,
+                "last_full": self.last_full,
+                "filters": self._filters,
+            },
+        )
 
     def _fetch(self, what: str, **query: Any) -> list[dict[str, Any]]:
         """Every page of one restSearch (stop at a short page)."""
         s = self.settings
         out: list[dict[str, Any]] = []
         for page in range(1, MAX_PAGES + 1):
-            reply = self.client.call(
-                f"attributes/restSearch ({what}, page {page})",
-                lambda api, page=page: api.search(
-                    controller="attributes", return_format="json",
-                    type_attribute=list(s.ioc_types), category=list(s.categories) or None,
-                    tags=list(s.tags) or None, published=True if s.published_only else None,
-                    enforce_warninglist=s.enforce_warninglist, include_event_uuid=True,
-                    limit=s.page_limit, page=page, **query))
+            params = dict(
+                controller="attributes",
+                return_format="json",
+                type_attribute=list(s.ioc_types),
+                category=list(s.categories) or None,
+                tags=list(s.tags) or None,
+                published=True if s.published_only else None,
+                enforce_warninglist=s.enforce_warninglist,
+                include_event_uuid=True,
+                limit=s.page_limit,
+                page=page,
+                **query,
+            )
+
+            def search(api: Any, params: dict[str, Any] = params) -> Any:
+                return api.search(**params)
+
+            reply = self.client.call(f"attributes/restSearch ({what}, page {page})", search)
             rows = reply.get("Attribute", []) if isinstance(reply, dict) else []
             out.extend(r for r in rows if isinstance(r, dict) and r.get("uuid"))
             if len(rows) < s.page_limit:
@@ -222,10 +260,16 @@ def _int(value: Any) -> int:
 
 def _keep(row: dict[str, Any]) -> dict[str, Any]:
     """The part of an attribute row kept on disk."""
-    event = row.get("Event") if isinstance(row.get("Event"), dict) else {}
-    return {"uuid": row["uuid"], "type": str(row.get("type", "")), "value": str(row.get("value", "")),
-            "event_uuid": str(row.get("event_uuid") or event.get("uuid", "")),
-            "timestamp": _int(row.get("timestamp"))}
+    event = row.get("Event")
+    if not isinstance(event, dict):
+        event = {}
+    return {
+        "uuid": row["uuid"],
+        "type": str(row.get("type", "")),
+        "value": str(row.get("value", "")),
+        "event_uuid": str(row.get("event_uuid") or event.get("uuid", "")),
+        "timestamp": _int(row.get("timestamp")),
+    }
 
 
 def _misp_value(mtype: str, halves: list[str], ioc: Ioc) -> str:

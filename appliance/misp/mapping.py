@@ -1,9 +1,9 @@
 """MISP types ↔ Heron IoC types, value normalisation, and IoC values seen in events.
 
-Owns three things that must agree with each other: how a MISP attribute becomes Heron IoCs (composites
-split, CIDR handling, MISP's server-side normalisation mirrored, misp.md §2.2–§2.3), how values found in a
-WHIDS/Sysmon event are normalised the same way, and which event fields carry which kind of value
-(whids.md §4.2, without pywhids' habit of sending every field to MISP).
+Owns three things that must agree with each other: how a MISP attribute becomes Heron IoCs
+(composites split, CIDR handling, MISP's server-side normalisation mirrored, misp.md §2.2–§2.3), how
+values found in a WHIDS/Sysmon event are normalised the same way, and which event fields carry which
+kind of value (whids.md §4.2, without pywhids' habit of sending every field to MISP).
 """
 
 from __future__ import annotations
@@ -46,17 +46,31 @@ MISP_TYPES: dict[str, tuple[str | None, ...]] = {
     "regkey|value": ("regkey", None),
     "named pipe": ("named-pipe",),
 }
-# misp.md §2.3: hashes, network indicators and hash composites; filename, regkey and pipes are opt-in.
+# misp.md §2.3: hashes, network indicators, hash composites; filename, regkey, pipes are opt-in.
 DEFAULT_MISP_TYPES: tuple[str, ...] = (
-    "md5", "sha1", "sha256", "imphash", "filename|md5", "filename|sha1", "filename|sha256",
-    "filename|imphash", "domain", "hostname", "ip-src", "ip-dst",
+    "md5",
+    "sha1",
+    "sha256",
+    "imphash",
+    "filename|md5",
+    "filename|sha1",
+    "filename|sha256",
+    "filename|imphash",
+    "domain",
+    "hostname",
+    "ip-src",
+    "ip-dst",
 )
 HASH_TYPES = ("md5", "sha1", "sha256", "imphash")
 _HASH_LEN = {32: "md5", 40: "sha1", 64: "sha256"}
 _HEX = re.compile(r"^[0-9a-f]+$")
 _HIVES = {
-    "hkey_local_machine": "hklm", "hkey_current_user": "hkcu", "hkey_users": "hku",
-    "hkey_classes_root": "hkcr", "hkey_current_config": "hkcc", "\\registry\\machine": "hklm",
+    "hkey_local_machine": "hklm",
+    "hkey_current_user": "hkcu",
+    "hkey_users": "hku",
+    "hkey_classes_root": "hkcr",
+    "hkey_current_config": "hkcc",
+    "\\registry\\machine": "hklm",
     "\\registry\\user": "hku",
 }
 _PIPE_PREFIX = "\\\\.\\pipe\\"
@@ -67,8 +81,8 @@ assert all(t in IOC_TYPES for halves in MISP_TYPES.values() for t in halves if t
 def normalise(ioc_type: str, value: str) -> str | None:
     """Canonical form of a value of Heron type `ioc_type`; None when it is not a usable value.
 
-    Mirrors MISP's AttributeValidationTool (lower-case hashes and names, trimmed domain dots, /32 and
-    /128 collapsed) and adds what matching on endpoints needs (hive names, pipe prefix).
+    Mirrors MISP's AttributeValidationTool (lower-case hashes and names, trimmed domain dots,
+    /32 and /128 collapsed) and adds what matching on endpoints needs (hive names, pipe prefix).
     """
     value = value.strip()
     if not value or value == "-":
@@ -92,7 +106,7 @@ def normalise(ioc_type: str, value: str) -> str | None:
     if ioc_type == "named-pipe":
         low = value.lower()
         if low.startswith(_PIPE_PREFIX):
-            low = low[len(_PIPE_PREFIX) - 1:]
+            low = low[len(_PIPE_PREFIX) - 1 :]
         return low if low.startswith("\\") else "\\" + low
     if ioc_type == "filename":
         return value.lower()
@@ -103,16 +117,17 @@ def _normalise_regkey(value: str) -> str:
     low = value.lower().replace("/", "\\")
     for long, short in _HIVES.items():
         if low.startswith(long):
-            return short + low[len(long):]
+            return short + low[len(long) :]
     return low
 
 
-def attribute_iocs(attr: Mapping[str, Any], *, source: str,
-                   enabled: frozenset[str] | None = None) -> list[Ioc]:
+def attribute_iocs(
+    attr: Mapping[str, Any], *, source: str, enabled: frozenset[str] | None = None
+) -> list[Ioc]:
     """Heron IoCs of one MISP attribute row (composites split on the first `|`).
 
-    `enabled` restricts the Heron types produced (the filename half of `filename|sha256` is only kept
-    when `filename` itself is enabled); unknown MISP types give no IoC.
+    `enabled` restricts the Heron types produced (the filename half of `filename|sha256` is only
+    kept when `filename` itself is enabled); unknown MISP types give no IoC.
     """
     halves = MISP_TYPES.get(str(attr.get("type", "")))
     if halves is None:
@@ -121,8 +136,11 @@ def attribute_iocs(attr: Mapping[str, Any], *, source: str,
     parts = raw.split("|", 1) if len(halves) == 2 else [raw]
     if len(parts) != len(halves):
         return []
-    pairs = [(t, p) for t, p in zip(halves, parts, strict=True)
-             if t is not None and (enabled is None or t in enabled)]
+    pairs = [
+        (t, p)
+        for t, p in zip(halves, parts, strict=True)
+        if t is not None and (enabled is None or t in enabled)
+    ]
     pairs.sort(key=lambda pair: pair[0] == "filename")  # the hash half keeps the attribute uuid
     attr_uuid = str(attr.get("uuid", ""))
     out: list[Ioc] = []
@@ -130,8 +148,15 @@ def attribute_iocs(attr: Mapping[str, Any], *, source: str,
         value = normalise(ioc_type, part)
         if value is None:
             continue
-        out.append(Ioc(value=value, type=ioc_type, uuid=_half_uuid(attr_uuid, ioc_type, bool(out)),
-                       guuid=str(attr.get("event_uuid") or _event_uuid(attr)), source=source))
+        out.append(
+            Ioc(
+                value=value,
+                type=ioc_type,
+                uuid=_half_uuid(attr_uuid, ioc_type, bool(out)),
+                guuid=str(attr.get("event_uuid") or _event_uuid(attr)),
+                source=source,
+            )
+        )
     return out
 
 
@@ -153,19 +178,30 @@ def _event_uuid(attr: Mapping[str, Any]) -> str:
 # --- values seen in events ------------------------------------------------------------------------
 
 # Sysmon/WHIDS EventData fields and the Heron type their values have (whids.md §4.2).
-_PATH_FIELDS = ("Image", "SourceImage", "ImageLoaded", "ParentImage", "TargetImage",
-                "TargetFilename", "OriginalFileName")
+_PATH_FIELDS = (
+    "Image",
+    "SourceImage",
+    "ImageLoaded",
+    "ParentImage",
+    "TargetImage",
+    "TargetFilename",
+    "OriginalFileName",
+)
 _HOST_FIELDS = ("QueryName", "DestinationHostname", "SourceHostname")
-_IP_FIELDS = {"DestinationIp": "ip-dst", "DestinationIpv6": "ip-dst", "SourceIp": "ip-src",
-              "SourceIpv6": "ip-src"}
+_IP_FIELDS = {
+    "DestinationIp": "ip-dst",
+    "DestinationIpv6": "ip-dst",
+    "SourceIp": "ip-src",
+    "SourceIpv6": "ip-src",
+}
 _HASH_FIELDS = ("Hashes", "ImageHashes", "SourceHashes", "Hash")
 
 
 def event_values(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(Heron type, normalised value) pairs an event carries: hashes, names, IPs, paths, keys, pipes.
+    """(Heron type, normalised value) pairs of an event: hashes, names, IPs, paths, keys, pipes.
 
-    Domains are also yielded for their parent domains (last 2–4 labels, as the WHIDS agent checks DNS
-    queries), so a sighting on `a.b.evil.example` matches the IoC `evil.example`.
+    Domains are also yielded for their parent domains (last 2–4 labels, as the WHIDS agent checks
+    DNS queries), so a sighting on `a.b.evil.example` matches the IoC `evil.example`.
     """
     root = event.get("Event", event)
     if not isinstance(root, Mapping):
@@ -222,8 +258,9 @@ def _hash_values(text: str) -> Iterator[tuple[str, str]]:
         if not value:
             name, value = "", name
         value = value.strip().lower()
-        ioc_type = {"md5": "md5", "sha1": "sha1", "sha256": "sha256",
-                    "imphash": "imphash"}.get(name.strip().lower()) or _HASH_LEN.get(len(value))
+        ioc_type = {"md5": "md5", "sha1": "sha1", "sha256": "sha256", "imphash": "imphash"}.get(
+            name.strip().lower()
+        ) or _HASH_LEN.get(len(value))
         if ioc_type and _HEX.match(value):
             yield (ioc_type, value)
 

@@ -1,12 +1,13 @@
 """IR reports to MISP: one `edr-report` object per report in the day's event (misp.md §4).
 
-An artifact directory (`manifest.json`, `event.json`, `report.json`, dumped files; docs/interfaces.md)
-becomes a `MISPObject("edr-report", strict=True)` whose uuid, and every attribute uuid, is a uuid5 of
-the report id, in the event of the report's UTC day whose uuid is `uuid5(namespace, "edr-reports/<day>")`.
-The day event is probed with HEAD (once per push pass) and created with `events/add`; objects go one per request with
-`objects/add/<day uuid>` (never `events/edit`). A duplicate-uuid 403 means "already pushed", so retries
-and restarts are idempotent; a ledger of pushed report ids avoids even the request. Memory dumps are
-never sent; other dumps are zipped with the password "infected" (zipcrypto.py) unless disabled.
+An artifact directory (`manifest.json`, `event.json`, `report.json`, dumped files;
+docs/interfaces.md) becomes a `MISPObject("edr-report", strict=True)` whose uuid, and every
+attribute uuid, is a uuid5 of the report id, in the event of the report's UTC day whose uuid is
+`uuid5(namespace, "edr-reports/<day>")`. The day event is probed with HEAD (once per push pass) and
+created with `events/add`; objects go one per request with `objects/add/<day uuid>` (never
+`events/edit`). A duplicate-uuid 403 means "already pushed", so retries and restarts are idempotent;
+a ledger of pushed report ids avoids even the request. Memory dumps are never sent; other dumps are
+zipped with the password "infected" (zipcrypto.py) unless disabled.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ class _Attachments:
         self.count[relation] = n + 1
         return str(uuid.uuid5(self.ns, f"{relation}/{n}"))
 
-    def add(self, relation: str, name: str, raw: bytes, *, comment: str = "",
-            zipped: bool = False) -> None:
+    def add(
+        self, relation: str, name: str, raw: bytes, *, comment: str = "", zipped: bool = False
+    ) -> None:
         s = self.settings
         digest = hashlib.sha256(raw).hexdigest()
         if len(raw) > s.report_max_file_size or self.total + len(raw) > s.report_max_object_size:
@@ -122,26 +124,45 @@ class _Attachments:
         value = name
         if zipped:
             raw, value = encrypted_zip([(name, raw)]), f"{name}.zip"
-            comment = (comment + " " if comment else "") + f"zip password: infected; sha256 {digest}"
-        self.obj.add_attribute(relation, value, data=io.BytesIO(raw), comment=comment,
-                               uuid=self.attr_uuid(relation), to_ids=False)
+            comment = (
+                comment + " " if comment else ""
+            ) + f"zip password: infected; sha256 {digest}"
+        self.obj.add_attribute(
+            relation,
+            value,
+            data=io.BytesIO(raw),
+            comment=comment,
+            uuid=self.attr_uuid(relation),
+            to_ids=False,
+        )
 
 
-def build_report_object(artifact_dir: Path, *, endpoint_uuid: str, hostname: str, ip: str,
-                        settings: MispSettings, now: float) -> _Report:
+def build_report_object(
+    artifact_dir: Path,
+    *,
+    endpoint_uuid: str,
+    hostname: str,
+    ip: str,
+    settings: MispSettings,
+    now: float,
+) -> _Report:
     """The edr-report object of one artifact directory; MispRejected when it cannot be built."""
     artifact_dir = Path(artifact_dir)
     try:
-        manifest = _read_json(artifact_dir / ARTIFACT_MANIFEST) if (
-            artifact_dir / ARTIFACT_MANIFEST).exists() else {}
+        manifest = (
+            _read_json(artifact_dir / ARTIFACT_MANIFEST)
+            if (artifact_dir / ARTIFACT_MANIFEST).exists()
+            else {}
+        )
         event_path = artifact_dir / ARTIFACT_EVENT
         event_raw = event_path.read_bytes() if event_path.exists() else b""
         event = json.loads(event_raw) if event_raw else {}
         report_path = artifact_dir / ARTIFACT_REPORT
         report = _read_json(report_path) if report_path.exists() else {}
     except (OSError, ValueError) as ex:
-        raise MispRejected(f"unreadable artifact directory: {ex}",
-                           operation=f"report {artifact_dir}") from ex
+        raise MispRejected(
+            f"unreadable artifact directory: {ex}", operation=f"report {artifact_dir}"
+        ) from ex
     report_id = str(manifest.get("event_hash") or "")
     endpoint_uuid = endpoint_uuid or str(manifest.get("endpoint", ""))
     hostname = hostname or str(manifest.get("hostname", ""))
@@ -152,8 +173,13 @@ def build_report_object(artifact_dir: Path, *, endpoint_uuid: str, hostname: str
         obj.uuid = str(ns)
         obj.first_seen = when
         att = _Attachments(obj, settings, ns)
-        for relation, value in (("id", report_id), ("endpoint-id", endpoint_uuid),
-                                ("hostname", hostname), ("ip", ip), ("product", PRODUCT)):
+        for relation, value in (
+            ("id", report_id),
+            ("endpoint-id", endpoint_uuid),
+            ("hostname", hostname),
+            ("ip", ip),
+            ("product", PRODUCT),
+        ):
             if value:
                 obj.add_attribute(relation, value, uuid=att.attr_uuid(relation), to_ids=False)
         if event_raw:
@@ -167,8 +193,9 @@ def build_report_object(artifact_dir: Path, *, endpoint_uuid: str, hostname: str
         obj.add_attribute("comment", comment, uuid=att.attr_uuid("comment"), to_ids=False)
         obj.to_json()  # strict: raises InvalidMISPObject when the template is not met
     except PyMISPError as ex:
-        raise MispRejected(f"invalid edr-report object: {ex}",
-                           operation=f"report {artifact_dir}") from ex
+        raise MispRejected(
+            f"invalid edr-report object: {ex}", operation=f"report {artifact_dir}"
+        ) from ex
     if not report_id:
         report_id = str(ns)
     return _Report(report_id=report_id, time=when, obj=obj)
@@ -177,8 +204,11 @@ def build_report_object(artifact_dir: Path, *, endpoint_uuid: str, hostname: str
 def _add_report_parts(att: _Attachments, report: dict[str, Any]) -> None:
     for relation in ("processes", "modules", "drivers"):
         if relation in report:
-            att.add(relation, f"{relation}.json",
-                    json.dumps(report[relation], indent=2, sort_keys=True).encode("utf-8"))
+            att.add(
+                relation,
+                f"{relation}.json",
+                json.dumps(report[relation], indent=2, sort_keys=True).encode("utf-8"),
+            )
     for i, command in enumerate(report.get("commands") or []):
         if not isinstance(command, dict):
             continue
@@ -186,9 +216,12 @@ def _add_report_parts(att: _Attachments, report: dict[str, Any]) -> None:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)
         args = command.get("args") or []
         description = " ".join([name, *(str(a) for a in args)]) if isinstance(args, list) else name
-        att.add("command", f"{i:02d}-{safe}.json",
-                json.dumps(command, indent=2, sort_keys=True).encode("utf-8"),
-                comment=description)
+        att.add(
+            "command",
+            f"{i:02d}-{safe}.json",
+            json.dumps(command, indent=2, sort_keys=True).encode("utf-8"),
+            comment=description,
+        )
 
 
 def _add_dumps(att: _Attachments, artifact_dir: Path, manifest: dict[str, Any]) -> None:
@@ -201,15 +234,20 @@ def _add_dumps(att: _Attachments, artifact_dir: Path, manifest: dict[str, Any]) 
             continue
         raw = path.read_bytes()
         executable = name.lower().endswith(EXECUTABLE_SUFFIXES) or raw[:2] == b"MZ"
-        att.add("executable" if executable else "additional-file", name, raw,
-                zipped=att.settings.report_zip_files)
+        att.add(
+            "executable" if executable else "additional-file",
+            name,
+            raw,
+            zipped=att.settings.report_zip_files,
+        )
 
 
 class ReportPusher:
     """Queues artifact directories and pushes them as edr-report objects."""
 
-    def __init__(self, client: MispClient, state: StateStore, queue: ItemQueue,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, client: MispClient, state: StateStore, queue: ItemQueue, clock: Callable[[], float]
+    ) -> None:
         self.client = client
         self.state = state
         self.queue = queue
@@ -228,8 +266,15 @@ class ReportPusher:
             report_id = ""
         if report_id and report_id in self._ledger:
             return False
-        self.queue.put({"endpoint": endpoint_uuid, "hostname": hostname, "ip": ip,
-                        "dir": str(artifact_dir), "queued": self.clock()})
+        self.queue.put(
+            {
+                "endpoint": endpoint_uuid,
+                "hostname": hostname,
+                "ip": ip,
+                "dir": str(artifact_dir),
+                "queued": self.clock(),
+            }
+        )
         return True
 
     def push(self) -> PushResult:
@@ -238,9 +283,14 @@ class ReportPusher:
         self._days.clear()
         for item_id, item in self.queue.items():
             try:
-                report = build_report_object(Path(item["dir"]), endpoint_uuid=item["endpoint"],
-                                             hostname=item["hostname"], ip=item.get("ip", ""),
-                                             settings=self.client.settings, now=self.clock())
+                report = build_report_object(
+                    Path(item["dir"]),
+                    endpoint_uuid=item["endpoint"],
+                    hostname=item["hostname"],
+                    ip=item.get("ip", ""),
+                    settings=self.client.settings,
+                    now=self.clock(),
+                )
             except MispRejected as ex:
                 logger.warning("MISP report %s rejected: %s", item["dir"], ex)
                 self.queue.remove(item_id)
@@ -257,9 +307,11 @@ class ReportPusher:
                 self.queue.remove(item_id)
                 rejected += 1
                 continue
-            self._ledger[report.report_id] = {"object": str(report.obj.uuid),
-                                              "day": report.time.date().isoformat(),
-                                              "pushed": self.clock()}
+            self._ledger[report.report_id] = {
+                "object": str(report.obj.uuid),
+                "day": report.time.date().isoformat(),
+                "pushed": self.clock(),
+            }
             self.state.save(LEDGER_STATE, self._ledger)
             self.queue.remove(item_id)
             if existed:
@@ -268,8 +320,9 @@ class ReportPusher:
                 pushed += 1
         self.pushed_total += pushed
         self.rejected_total += rejected
-        return PushResult(pushed=pushed, already=already, rejected=rejected,
-                          pending=len(self.queue))
+        return PushResult(
+            pushed=pushed, already=already, rejected=rejected, pending=len(self.queue)
+        )
 
     def _push_one(self, report: _Report) -> bool:
         """Send one object; True when MISP already had it (duplicate uuid)."""
@@ -285,8 +338,9 @@ class ReportPusher:
                 existed = True
             elif ex.status == 404:
                 self._forget_day(day)  # the day event vanished (deleted in MISP): recreate it
-                raise MispUnavailable(f"day event {event_uuid} missing: {ex}",
-                                      operation="objects/add") from ex
+                raise MispUnavailable(
+                    f"day event {event_uuid} missing: {ex}", operation="objects/add"
+                ) from ex
             else:
                 raise
         if s.report_publish and not existed:

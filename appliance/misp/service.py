@@ -1,10 +1,11 @@
 """MispSync: the MISP service of the manager (IoC pull, sightings, reports, status), and its worker.
 
-`MispSync` owns one lazily connected `MispClient` and the three features, each with durable state under
-`MispStorage` (normally `<data>/misp/`). The manager feeds it through `on_events(endpoint, events)`
-(an ingest listener: never blocks, never raises) and `on_report(endpoint, artifact_dir)` or the artifact
-scan; `run_pending()` does whatever is due, catching and recording MISP failures so that the manager works
-while MISP is down; `MispWorker` calls it on a thread. Time comes from the injected clock.
+`MispSync` owns one lazily connected `MispClient` and the three features, each with durable state
+under `MispStorage` (normally `<data>/misp/`). The manager feeds it through `on_events(endpoint,
+events)` (an ingest listener: never blocks, never raises) and `on_report(endpoint, artifact_dir)` or
+the artifact scan; `run_pending()` does whatever is due, catching and recording MISP failures so
+that the manager works while MISP is down; `MispWorker` calls it on a thread. Time comes from the
+injected clock.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rules.wire import ARTIFACT_EVENT, ARTIFACT_MANIFEST, ARTIFACT_REPORT
 
@@ -39,6 +40,7 @@ __all__ = ["MispStorage", "MispSync", "MispWorker"]
 logger = logging.getLogger(__name__)
 
 SCAN_INTERVAL = 60.0
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +56,12 @@ class MispStorage:
     def open(cls, root: Path) -> MispStorage:
         """Files under `root` (the manager passes `<data>/misp`)."""
         root = Path(root)
-        return cls(state=FileStateStore(root / "state"), sightings=FileQueue(root / "sightings"),
-                   reports=FileQueue(root / "reports"), settings=SettingsStore(root))
+        return cls(
+            state=FileStateStore(root / "state"),
+            sightings=FileQueue(root / "sightings"),
+            reports=FileQueue(root / "reports"),
+            settings=SettingsStore(root),
+        )
 
     @classmethod
     def memory(cls) -> MispStorage:
@@ -66,8 +72,11 @@ def _endpoint_fields(endpoint: Any) -> tuple[str, str, str]:
     if isinstance(endpoint, Mapping):
         get = endpoint.get
         return str(get("uuid", "")), str(get("hostname", "")), str(get("ip", ""))
-    return (str(getattr(endpoint, "uuid", "") or ""), str(getattr(endpoint, "hostname", "") or ""),
-            str(getattr(endpoint, "ip", "") or ""))
+    return (
+        str(getattr(endpoint, "uuid", "") or ""),
+        str(getattr(endpoint, "hostname", "") or ""),
+        str(getattr(endpoint, "ip", "") or ""),
+    )
 
 
 class _Feature:
@@ -94,18 +103,30 @@ class _Feature:
         self.last_error = str(ex)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"last_run": self.last_run, "last_success": self.last_success,
-                "last_error": self.last_error, "last_result": self.last_result,
-                "runs": self.runs, "failures": self.failures}
+        return {
+            "last_run": self.last_run,
+            "last_success": self.last_success,
+            "last_error": self.last_error,
+            "last_result": self.last_result,
+            "runs": self.runs,
+            "failures": self.failures,
+        }
 
 
 class MispSync:
     """The MISP integration service; see the module docstring."""
 
-    def __init__(self, settings: MispSettings, storage: MispStorage,
-                 clock: Callable[[], float] = time.time, *, sink: IocSink | None = None,
-                 factory: ClientFactory = pymisp_factory, artifacts_root: Path | None = None,
-                 endpoint_lookup: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: MispSettings,
+        storage: MispStorage,
+        clock: Callable[[], float] = time.time,
+        *,
+        sink: IocSink | None = None,
+        factory: ClientFactory = pymisp_factory,
+        artifacts_root: Path | None = None,
+        endpoint_lookup: Callable[[str], Any] | None = None,
+    ) -> None:
         self.storage = storage
         self.clock = clock
         self.sink: IocSink = sink if sink is not None else MemoryIocSink()
@@ -142,8 +163,9 @@ class MispSync:
         """Merge `patch` into the settings, persist them, and reconnect with them."""
         with self._lock:
             if "namespace" in patch and patch["namespace"] != self.settings.namespace:
-                raise MispSettingsError("namespace cannot change (it names pushed reports)",
-                                        operation="settings")
+                raise MispSettingsError(
+                    "namespace cannot change (it names pushed reports)", operation="settings"
+                )
             settings = self.settings.merged(patch)
             if self.storage.settings is not None:
                 self.storage.settings.save(settings)
@@ -161,8 +183,7 @@ class MispSync:
             settings = settings.merged({"enabled": True})
             client = MispClient(settings, factory=self.factory, clock=self.clock)
             try:
-                version = client.call("servers/getVersion",
-                                      lambda api: api.misp_instance_version)
+                version = client.call("servers/getVersion", lambda api: api.misp_instance_version)
                 role = client.call("users/view/me", lambda api: _role(api))
             finally:
                 client.close()
@@ -170,9 +191,14 @@ class MispSync:
             return {"ok": False, "error": str(ex)}
         perms = role.get("perms", {})
         missing = [p for p in ("perm_add", "perm_sighting", "perm_tagger") if not perms.get(p)]
-        return {"ok": True, "error": "", "version": version.get("version", ""),
-                "user": role.get("email", ""), "role": role.get("role", ""),
-                "missing_permissions": missing}
+        return {
+            "ok": True,
+            "error": "",
+            "version": version.get("version", ""),
+            "user": role.get("email", ""),
+            "role": role.get("role", ""),
+            "missing_permissions": missing,
+        }
 
     # --- features ---------------------------------------------------------------------------------
 
@@ -220,7 +246,7 @@ class MispSync:
         """Push queued reports now; raises MispError."""
         return self._run("reports", self.reports.push)
 
-    def _run(self, name: str, fn: Callable[[], Any]) -> Any:
+    def _run(self, name: str, fn: Callable[[], R]) -> R:
         with self._lock:
             feature, now = self._features[name], self.clock()
             try:
@@ -274,8 +300,9 @@ class MispSync:
         """Admin "sync now": pull (full if asked), flush sightings, push reports; the status."""
         s = self.settings
         if not s.configured:
-            raise MispSettingsError("MISP sync is not configured (enabled, url, api_key)",
-                                    operation="sync")
+            raise MispSettingsError(
+                "MISP sync is not configured (enabled, url, api_key)", operation="sync"
+            )
         self.client.next_attempt = 0.0  # an operator asked: skip the back-off window
         jobs: list[Callable[[], Any]] = []
         if s.pull_enabled:
@@ -296,23 +323,37 @@ class MispSync:
         """Last runs, counts, errors and queue sizes (the admin status API)."""
         s = self.settings
         return {
-            "enabled": s.enabled, "configured": s.configured, "url": s.url,
-            "connected": self.client.connected, "last_error": self.client.last_error,
+            "enabled": s.enabled,
+            "configured": s.configured,
+            "url": s.url,
+            "connected": self.client.connected,
+            "last_error": self.client.last_error,
             "next_attempt": self.client.next_attempt or None,
-            "pull": {**self._features["pull"].to_dict(), "enabled": s.pull_enabled,
-                     "next_run": self._pull_next or None, "cursor": self.iocs.cursor,
-                     "last_full": self.iocs.last_full or None,
-                     "attributes": len(self.iocs._attrs), "iocs": len(self.iocs.iocs())},
-            "sightings": {**self._features["sightings"].to_dict(),
-                          "enabled": s.sightings_enabled,
-                          "queued_batches": len(self.storage.sightings),
-                          "hits": self.sightings.hits_total, "sent": self.sightings.sent_total,
-                          "unmatched": self.sightings.unmatched_total,
-                          "dropped": self.sightings.dropped_total},
-            "reports": {**self._features["reports"].to_dict(), "enabled": s.reports_enabled,
-                        "queued": len(self.storage.reports),
-                        "pushed": self.reports.pushed_total,
-                        "rejected": self.reports.rejected_total},
+            "pull": {
+                **self._features["pull"].to_dict(),
+                "enabled": s.pull_enabled,
+                "next_run": self._pull_next or None,
+                "cursor": self.iocs.cursor,
+                "last_full": self.iocs.last_full or None,
+                "attributes": len(self.iocs._attrs),
+                "iocs": len(self.iocs.iocs()),
+            },
+            "sightings": {
+                **self._features["sightings"].to_dict(),
+                "enabled": s.sightings_enabled,
+                "queued_batches": len(self.storage.sightings),
+                "hits": self.sightings.hits_total,
+                "sent": self.sightings.sent_total,
+                "unmatched": self.sightings.unmatched_total,
+                "dropped": self.sightings.dropped_total,
+            },
+            "reports": {
+                **self._features["reports"].to_dict(),
+                "enabled": s.reports_enabled,
+                "queued": len(self.storage.reports),
+                "pushed": self.reports.pushed_total,
+                "rejected": self.reports.rejected_total,
+            },
         }
 
     def close(self) -> None:
@@ -322,14 +363,20 @@ class MispSync:
 def _role(api: Any) -> dict[str, Any]:
     user = getattr(api, "_current_user", None)
     role = getattr(api, "_current_role", None)
-    perms = {k: bool(v) for k, v in (role.to_dict() if role is not None else {}).items()
-             if k.startswith("perm_")}
-    return {"email": str(getattr(user, "email", "")), "role": str(getattr(role, "name", "")),
-            "perms": perms}
+    perms = {
+        k: bool(v)
+        for k, v in (role.to_dict() if role is not None else {}).items()
+        if k.startswith("perm_")
+    }
+    return {
+        "email": str(getattr(user, "email", "")),
+        "role": str(getattr(role, "name", "")),
+        "perms": perms,
+    }
 
 
 def _complete(directory: Path) -> bool:
-    """A report directory whose event, report and listed files (memory dumps aside) are all there."""
+    """A report directory whose event, report and listed files (memory dumps aside) are there."""
     import json
 
     if not (directory / ARTIFACT_EVENT).is_file() or not (directory / ARTIFACT_REPORT).is_file():
@@ -339,8 +386,11 @@ def _complete(directory: Path) -> bool:
     except (OSError, ValueError):
         return False
     files: Iterable[Any] = manifest.get("files") or [] if isinstance(manifest, dict) else []
-    return all((directory / str(f.get("name", ""))).is_file() for f in files
-               if isinstance(f, dict) and f.get("kind") != "memdump")
+    return all(
+        (directory / str(f.get("name", ""))).is_file()
+        for f in files
+        if isinstance(f, dict) and f.get("kind") != "memdump"
+    )
 
 
 class MispWorker:

@@ -1,9 +1,10 @@
 """MISP sync settings: the frozen value, its declared keys with help, and its encrypted file store.
 
-`MispSettings` is parsed at the edge (`from_dict`, unknown keys are errors) from the `[misp]` section of
-the manager's config file or from the admin API. `SettingsStore` keeps the current settings in
-`<data>/misp/settings.json`; the API key is never written in clear: it is encrypted with Fernet under a
-key kept in `<data>/misp/secret.key` (mode 0600), and the public view only says whether a key is set.
+`MispSettings` is parsed at the edge (`from_dict`, unknown keys are errors) from the `[misp]`
+section of the manager's config file or from the admin API. `SettingsStore` keeps the current
+settings in `<data>/misp/settings.json`; the API key is never written in clear: it is encrypted with
+Fernet under a key kept in `<data>/misp/secret.key` (mode 0600), and the public view only says
+whether a key is set.
 """
 
 from __future__ import annotations
@@ -31,12 +32,26 @@ logger = logging.getLogger(__name__)
 
 KEY_FORMAT = re.compile(r"^[a-zA-Z0-9]{40}$")
 # describeTypes categories (PyMISP's bundled copy; MISP 2.5).
-CATEGORIES = frozenset({
-    "Internal reference", "Targeting data", "Antivirus detection", "Payload delivery",
-    "Artifacts dropped", "Payload installation", "Persistence mechanism", "Network activity",
-    "Payload type", "Attribution", "External analysis", "Financial fraud", "Support Tool",
-    "Social network", "Person", "Other",
-})
+CATEGORIES = frozenset(
+    {
+        "Internal reference",
+        "Targeting data",
+        "Antivirus detection",
+        "Payload delivery",
+        "Artifacts dropped",
+        "Payload installation",
+        "Persistence mechanism",
+        "Network activity",
+        "Payload type",
+        "Attribution",
+        "External analysis",
+        "Financial fraud",
+        "Support Tool",
+        "Social network",
+        "Person",
+        "Other",
+    }
+)
 
 
 class Setting(NamedTuple):
@@ -142,12 +157,24 @@ class MispSettings:
             bad.append(f"unknown categories {wrong}")
         if self.report_distribution not in (0, 1, 2, 3):
             bad.append("report_distribution must be 0, 1, 2 or 3")
-        for name in ("connect_timeout", "read_timeout", "pull_interval", "full_sync_interval",
-                     "sighting_ttl", "retry_backoff", "retry_backoff_max"):
+        for name in (
+            "connect_timeout",
+            "read_timeout",
+            "pull_interval",
+            "full_sync_interval",
+            "sighting_ttl",
+            "retry_backoff",
+            "retry_backoff_max",
+        ):
             if getattr(self, name) <= 0:
                 bad.append(f"{name} must be positive")
-        for name in ("page_limit", "sighting_max_attempts", "sighting_queue_max",
-                     "report_max_file_size", "report_max_object_size"):
+        for name in (
+            "page_limit",
+            "sighting_max_attempts",
+            "sighting_queue_max",
+            "report_max_file_size",
+            "report_max_object_size",
+        ):
             if getattr(self, name) < 1:
                 bad.append(f"{name} must be at least 1")
         if self.sighting_batch_delay < 0:
@@ -223,8 +250,10 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
             raise MispSettingsError(f"{name} must be a number", operation="settings")
         return float(value)
     if isinstance(default, tuple):
-        if isinstance(value, str) or not isinstance(value, list | tuple) or not all(
-            isinstance(v, str) for v in value
+        if (
+            isinstance(value, str)
+            or not isinstance(value, list | tuple)
+            or not all(isinstance(v, str) for v in value)
         ):
             raise MispSettingsError(f"{name} must be a list of strings", operation="settings")
         return tuple(value)
@@ -265,9 +294,10 @@ class SettingsStore:
             try:
                 key = self._fernet().decrypt(token.encode("ascii")).decode("utf-8")
             except InvalidToken as ex:
-                raise MispSettingsError("the stored API key cannot be decrypted with "
-                                        f"{self.root / self.KEY_FILE}",
-                                        operation="settings") from ex
+                raise MispSettingsError(
+                    f"the stored API key cannot be decrypted with {self.root / self.KEY_FILE}",
+                    operation="settings",
+                ) from ex
         doc["api_key"] = key
         return MispSettings.from_dict(doc).with_namespace()
 

@@ -1,10 +1,10 @@
 """Sightings: IoC values seen on endpoints, matched locally, queued durably, pushed in batches.
 
 misp.md §3.2: only values that hit a pulled MISP IoC are sent (never raw telemetry). Each hit is
-de-duplicated per `(source, value)` within a TTL (persisted, so a restart does not re-send), queued on
-disk, and after `sighting_batch_delay` sent as one `POST /sightings/add` per source:
-`{"values": […], "source": "<endpoint uuid>|<hostname>", "type": "0", "timestamp": <earliest hit>,
-"filters": {"to_ids": 1}}`. MISP down or slow: the batch stays queued. 5xx: retried up to
+de-duplicated per `(source, value)` within a TTL (persisted, so a restart does not re-send), queued
+on disk, and after `sighting_batch_delay` sent as one `POST /sightings/add` per source: `{"values":
+[…], "source": "<endpoint uuid>|<hostname>", "type": "0", "timestamp": <earliest hit>, "filters":
+{"to_ids": 1}}`. MISP down or slow: the batch stays queued. 5xx: retried up to
 `sighting_max_attempts` times. "No valid attributes" (HTTP 200) and 4xx: dropped and counted.
 """
 
@@ -68,8 +68,9 @@ def _event_time(event: Mapping[str, Any], default: float) -> float:
 class SightingPusher:
     """Turns events into queued sighting batches and flushes them to MISP."""
 
-    def __init__(self, client: MispClient, state: StateStore, queue: ItemQueue,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, client: MispClient, state: StateStore, queue: ItemQueue, clock: Callable[[], float]
+    ) -> None:
         self.client = client
         self.state = state
         self.queue = queue
@@ -83,8 +84,13 @@ class SightingPusher:
         self.unmatched_total = 0
         self.hits_total = 0
 
-    def observe(self, endpoint_uuid: str, hostname: str, events: Iterable[Mapping[str, Any]],
-                index: IocIndex) -> int:
+    def observe(
+        self,
+        endpoint_uuid: str,
+        hostname: str,
+        events: Iterable[Mapping[str, Any]],
+        index: IocIndex,
+    ) -> int:
         """Queue the IoC values these events carry; returns how many new values were queued."""
         if not len(index):
             return 0
@@ -110,8 +116,14 @@ class SightingPusher:
             self._seen = {k: v for k, v in self._seen.items() if v > now}
             self.state.save(SEEN_STATE, self._seen)
             self._enforce_bound()
-            self.queue.put({"source": source, "values": sorted(fresh),
-                            "timestamp": int(min(fresh.values())), "queued": now})
+            self.queue.put(
+                {
+                    "source": source,
+                    "values": sorted(fresh),
+                    "timestamp": int(min(fresh.values())),
+                    "queued": now,
+                }
+            )
         return len(fresh)
 
     def _enforce_bound(self) -> None:
@@ -122,17 +134,20 @@ class SightingPusher:
         for item_id, item in list(self.queue.items())[:excess]:
             self.queue.remove(item_id)
             self.dropped_total += len(item.get("values", []))
-        logger.warning("MISP sighting queue full (%d batches): dropped the oldest %d", limit, excess)
+        logger.warning(
+            "MISP sighting queue full (%d batches): dropped the oldest %d", limit, excess
+        )
 
     def due(self) -> bool:
         """Whether the oldest pending batch has waited `sighting_batch_delay`."""
         for _, item in self.queue.items():
             return self.clock() - float(item.get("queued", 0)) >= (
-                self.client.settings.sighting_batch_delay)
+                self.client.settings.sighting_batch_delay
+            )
         return False
 
     def flush(self) -> FlushResult:  # noqa: C901
-        """Send pending batches, one request per source; raises MispUnavailable when MISP is down."""
+        """Send pending batches, one request per source; MispUnavailable when MISP is down."""
         groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for item_id, item in self.queue.items():
             groups.setdefault(item["source"], []).append((item_id, item))
@@ -141,13 +156,17 @@ class SightingPusher:
         for source, items in groups.items():
             for chunk in _chunks(items):
                 values = sorted({v for _, item in chunk for v in item["values"]})
-                body = {"values": values, "source": source, "type": "0",
-                        "timestamp": min(int(item["timestamp"]) for _, item in chunk),
-                        "filters": {"to_ids": 1}}
+                body = {
+                    "values": values,
+                    "source": source,
+                    "type": "0",
+                    "timestamp": min(int(item["timestamp"]) for _, item in chunk),
+                    "filters": {"to_ids": 1},
+                }
                 ids = [item_id for item_id, _ in chunk]
                 try:
                     requests += 1
-                    reply = self.client.call("sightings/add", lambda api, b=body: api.add_sighting(b))
+                    reply = self.client.call("sightings/add", _add_sighting(body))
                 except MispServerError:
                     if self._bump(ids) >= max_attempts:
                         dropped += self._drop(ids, len(values), "5xx, attempts exhausted")
@@ -161,16 +180,22 @@ class SightingPusher:
                 message = str(reply.get("message", "")) if isinstance(reply, dict) else ""
                 if NO_MATCH in message:
                     unmatched += len(values)
-                    logger.info("MISP matched none of %d sighted values from %s", len(values),
-                                source)
+                    logger.info(
+                        "MISP matched none of %d sighted values from %s", len(values), source
+                    )
                 else:
                     sent += len(values)
                 self._done(ids)
         with self._lock:
             self.sent_total += sent
             self.unmatched_total += unmatched
-        return FlushResult(requests=requests, sent_values=sent, unmatched_values=unmatched,
-                           dropped_values=dropped, pending_batches=len(self.queue))
+        return FlushResult(
+            requests=requests,
+            sent_values=sent,
+            unmatched_values=unmatched,
+            dropped_values=dropped,
+            pending_batches=len(self.queue),
+        )
 
     def _bump(self, ids: list[str]) -> int:
         worst = 0
@@ -192,6 +217,13 @@ class SightingPusher:
         with self._lock:
             self.dropped_total += count
         return count
+
+
+def _add_sighting(body: dict[str, Any]) -> Callable[[Any], Any]:
+    def call(api: Any) -> Any:
+        return api.add_sighting(body)
+
+    return call
 
 
 def _chunks(items: list[tuple[str, dict[str, Any]]]) -> Iterable[list[tuple[str, dict[str, Any]]]]:

@@ -4,7 +4,8 @@ Two seams, each with a file implementation and an in-memory one next to it:
 
 * `StateStore`: named JSON documents (IoC set and sync cursor, sighting de-duplication cache, pushed
   report ledger, known daily events). Writes are atomic (temporary file, fsync, rename).
-* `ItemQueue`: an ordered queue of JSON items that survives restarts (pending sighting batches, pending
+* `ItemQueue`: an ordered queue of JSON items that survives restarts (pending sighting batches,
+  pending
   reports). An item is a file until `remove()`; a crash leaves it to be retried at the next start.
 """
 
@@ -95,8 +96,9 @@ class FileStateStore:
             return None
 
     def save(self, name: str, value: Any) -> None:
-        atomic_write(self.root / f"{name}.json",
-                     json.dumps(value, separators=(",", ":")).encode("utf-8"))
+        atomic_write(
+            self.root / f"{name}.json", json.dumps(value, separators=(",", ":")).encode("utf-8")
+        )
 
 
 class MemoryQueue:

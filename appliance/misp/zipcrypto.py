@@ -1,10 +1,11 @@
 """Password-protected zip files with the traditional PKWARE ("ZipCrypto") scheme, stdlib only.
 
-MISP users expect live samples zipped with the password "infected". MISP's own malware-sample archives
-are read by PyMISP with the standard library (`zipfile.ZipFile.open(name, pwd=b"infected")`,
-pymisp/mispevent.py), and the standard library decrypts only the traditional scheme, so that is what
-MISP tooling accepts; AES zips (pyzipper) would not open there. The scheme protects against accidental
-execution and antivirus quarantine, not against an attacker: that is its whole purpose here.
+MISP users expect live samples zipped with the password "infected". MISP's own malware-sample
+archives are read by PyMISP with the standard library (`zipfile.ZipFile.open(name,
+pwd=b"infected")`, pymisp/mispevent.py), and the standard library decrypts only the traditional
+scheme, so that is what MISP tooling accepts; AES zips (pyzipper) would not open there. The scheme
+protects against accidental execution and antivirus quarantine, not against an attacker: that is its
+whole purpose here.
 """
 
 from __future__ import annotations
@@ -57,13 +58,19 @@ class _Keys:
 
 def _dos_time(date_time: tuple[int, int, int, int, int, int]) -> tuple[int, int]:
     year, month, day, hour, minute, second = date_time
-    return ((max(year, 1980) - 1980) << 9 | month << 5 | day,
-            hour << 11 | minute << 5 | second // 2)
+    return (
+        (max(year, 1980) - 1980) << 9 | month << 5 | day,
+        hour << 11 | minute << 5 | second // 2,
+    )
 
 
-def encrypted_zip(files: list[tuple[str, bytes]], *, password: bytes = PASSWORD,
-                  date_time: tuple[int, int, int, int, int, int] = (2026, 1, 1, 0, 0, 0),
-                  rand: Callable[[int], bytes] = os.urandom) -> bytes:
+def encrypted_zip(
+    files: list[tuple[str, bytes]],
+    *,
+    password: bytes = PASSWORD,
+    date_time: tuple[int, int, int, int, int, int] = (2026, 1, 1, 0, 0, 0),
+    rand: Callable[[int], bytes] = os.urandom,
+) -> bytes:
     """A zip archive of `files` (name, content), deflated and encrypted with `password`."""
     ddate, dtime = _dos_time(date_time)
     body = bytearray()
@@ -78,13 +85,43 @@ def encrypted_zip(files: list[tuple[str, bytes]], *, password: bytes = PASSWORD,
         payload = keys.encrypt(header + deflated)
         flags = 0x0001 | 0x0800  # encrypted, UTF-8 names
         offset = len(body)
-        body += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, 8, dtime, ddate, crc,
-                            len(payload), len(content), len(raw_name), 0)
+        body += struct.pack(
+            "<IHHHHHIIIHH",
+            0x04034B50,
+            20,
+            flags,
+            8,
+            dtime,
+            ddate,
+            crc,
+            len(payload),
+            len(content),
+            len(raw_name),
+            0,
+        )
         body += raw_name + payload
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, flags, 8, dtime, ddate,
-                               crc, len(payload), len(content), len(raw_name), 0, 0, 0, 0,
-                               0o100644 << 16, offset)
+        central += struct.pack(
+            "<IHHHHHHIIIHHHHHII",
+            0x02014B50,
+            20,
+            20,
+            flags,
+            8,
+            dtime,
+            ddate,
+            crc,
+            len(payload),
+            len(content),
+            len(raw_name),
+            0,
+            0,
+            0,
+            0,
+            0o100644 << 16,
+            offset,
+        )
         central += raw_name
-    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(files), len(files), len(central),
-                      len(body), 0)
+    end = struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, len(files), len(files), len(central), len(body), 0
+    )
     return bytes(body + central + end)

@@ -1,9 +1,10 @@
 """Reference data of the fake MISP: describeTypes, object templates, warninglist, parameters.
 
-Everything here comes from the PyMISP wheel (`pymisp/data/`) or from misp.md, never from Heron code, so the
-fake judges our client by MISP's rules and not by our own assumptions. Also holds the value coercions MISP
-applies to request bodies (booleans, epochs, relative time deltas) and the strict checks the fake applies
-to its own responses (misp.md §8: "validate the server's own responses strictly").
+Everything here comes from the PyMISP wheel (`pymisp/data/`) or from misp.md, never from Heron code,
+so the fake judges our client by MISP's rules and not by our own assumptions. Also holds the value
+coercions MISP applies to request bodies (booleans, epochs, relative time deltas) and the strict
+checks the fake applies to its own responses (misp.md §8: "validate the server's own responses
+strictly").
 """
 
 from __future__ import annotations
@@ -19,20 +20,66 @@ import pymisp
 
 PYMISP_DATA = Path(pymisp.__file__).resolve().parent / "data"
 
-# Parameter names MISP's attributes/restSearch understands (MispAttribute::buildFilterConditions, the
-# restSearch paramArray, and the flags PyMISP always sends). Unknown names are warned about, not refused.
+# Parameter names MISP's attributes/restSearch understands (MispAttribute::buildFilterConditions,
+# the restSearch paramArray, and the flags PyMISP always sends). Unknown names are warned about, not
+# refused.
 RESTSEARCH_PARAMS = frozenset(
     {
-        "returnFormat", "page", "limit", "value", "value1", "value2", "type", "category", "org",
-        "tags", "event_tags", "quickFilter", "searchall", "from", "to", "last", "eventid",
-        "withAttachments", "metadata", "uuid", "publish_timestamp", "timestamp",
-        "attribute_timestamp", "event_timestamp", "published", "enforceWarninglist", "to_ids",
-        "deleted", "includeEventUuid", "includeEventTags", "sgReferenceOnly", "eventinfo",
-        "requested_attributes", "includeContext", "headerless", "includeSightings",
-        "includeDecayScore", "includeCorrelations", "excludeDecayed", "object_name",
-        "sharinggroup", "order", "includeWarninglistHits", "first_seen", "last_seen",
-        "decayingModel", "score", "modelOverrides", "object_relation", "comment",
-        "includeProposals", "includeAllTags", "threat_level_id", "distribution", "attackGalaxy",
+        "returnFormat",
+        "page",
+        "limit",
+        "value",
+        "value1",
+        "value2",
+        "type",
+        "category",
+        "org",
+        "tags",
+        "event_tags",
+        "quickFilter",
+        "searchall",
+        "from",
+        "to",
+        "last",
+        "eventid",
+        "withAttachments",
+        "metadata",
+        "uuid",
+        "publish_timestamp",
+        "timestamp",
+        "attribute_timestamp",
+        "event_timestamp",
+        "published",
+        "enforceWarninglist",
+        "to_ids",
+        "deleted",
+        "includeEventUuid",
+        "includeEventTags",
+        "sgReferenceOnly",
+        "eventinfo",
+        "requested_attributes",
+        "includeContext",
+        "headerless",
+        "includeSightings",
+        "includeDecayScore",
+        "includeCorrelations",
+        "excludeDecayed",
+        "object_name",
+        "sharinggroup",
+        "order",
+        "includeWarninglistHits",
+        "first_seen",
+        "last_seen",
+        "decayingModel",
+        "score",
+        "modelOverrides",
+        "object_relation",
+        "comment",
+        "includeProposals",
+        "includeAllTags",
+        "threat_level_id",
+        "distribution",
+        "attackGalaxy",
     }
 )
 SIGHTING_PARAMS = frozenset(
@@ -40,25 +87,77 @@ SIGHTING_PARAMS = frozenset(
 )
 EVENT_FIELDS = frozenset(
     {
-        "uuid", "info", "date", "distribution", "threat_level_id", "analysis", "Tag", "Attribute",
-        "Object", "published", "sharing_group_id", "timestamp", "publish_timestamp", "id",
-        "org_id", "orgc_id", "extends_uuid", "disable_correlation", "protected", "EventReport",
-        "Galaxy", "Orgc", "Org", "proposal_email_lock", "locked", "attribute_count",
+        "uuid",
+        "info",
+        "date",
+        "distribution",
+        "threat_level_id",
+        "analysis",
+        "Tag",
+        "Attribute",
+        "Object",
+        "published",
+        "sharing_group_id",
+        "timestamp",
+        "publish_timestamp",
+        "id",
+        "org_id",
+        "orgc_id",
+        "extends_uuid",
+        "disable_correlation",
+        "protected",
+        "EventReport",
+        "Galaxy",
+        "Orgc",
+        "Org",
+        "proposal_email_lock",
+        "locked",
+        "attribute_count",
         "sighting_timestamp",
     }
 )
 OBJECT_FIELDS = frozenset(
     {
-        "name", "meta-category", "template_uuid", "template_version", "description", "uuid",
-        "distribution", "sharing_group_id", "comment", "first_seen", "last_seen", "Attribute",
-        "timestamp", "deleted", "id", "event_id", "ObjectReference", "standalone",
+        "name",
+        "meta-category",
+        "template_uuid",
+        "template_version",
+        "description",
+        "uuid",
+        "distribution",
+        "sharing_group_id",
+        "comment",
+        "first_seen",
+        "last_seen",
+        "Attribute",
+        "timestamp",
+        "deleted",
+        "id",
+        "event_id",
+        "ObjectReference",
+        "standalone",
     }
 )
 OBJECT_ATTRIBUTE_FIELDS = frozenset(
     {
-        "object_relation", "type", "value", "category", "to_ids", "disable_correlation", "uuid",
-        "comment", "data", "distribution", "sharing_group_id", "first_seen", "last_seen",
-        "timestamp", "Tag", "deleted", "encrypt", "malware_binary",
+        "object_relation",
+        "type",
+        "value",
+        "category",
+        "to_ids",
+        "disable_correlation",
+        "uuid",
+        "comment",
+        "data",
+        "distribution",
+        "sharing_group_id",
+        "first_seen",
+        "last_seen",
+        "timestamp",
+        "Tag",
+        "deleted",
+        "encrypt",
+        "malware_binary",
     }
 )
 
@@ -78,8 +177,24 @@ WARNINGLIST: dict[str, tuple[str, str]] = {
 }
 
 LOWERCASE_TYPES = frozenset(
-    {"md5", "sha1", "sha224", "sha256", "sha384", "sha512", "imphash", "domain", "hostname",
-     "email", "email-src", "email-dst", "ssdeep", "tlsh", "authentihash", "pehash"}
+    {
+        "md5",
+        "sha1",
+        "sha224",
+        "sha256",
+        "sha384",
+        "sha512",
+        "imphash",
+        "domain",
+        "hostname",
+        "email",
+        "email-src",
+        "email-dst",
+        "ssdeep",
+        "tlsh",
+        "authentihash",
+        "pehash",
+    }
 )
 
 TIME_DELTA = re.compile(r"^(\d+)([dhms])$")
@@ -192,32 +307,81 @@ def normalise_value(mtype: str, value: str) -> str:
 
 # --- strict checks of the fake's own responses (OpenAPI 200 schemas, in miniature) ---------------
 
-_STR_FIELDS_ATTRIBUTE = ("id", "event_id", "object_id", "category", "type", "value", "uuid",
-                         "timestamp", "distribution", "sharing_group_id", "comment")
+_STR_FIELDS_ATTRIBUTE = (
+    "id",
+    "event_id",
+    "object_id",
+    "category",
+    "type",
+    "value",
+    "uuid",
+    "timestamp",
+    "distribution",
+    "sharing_group_id",
+    "comment",
+)
 _BOOL_FIELDS_ATTRIBUTE = ("to_ids", "deleted", "disable_correlation")
-_STR_FIELDS_OBJECT = ("id", "name", "meta-category", "description", "template_uuid",
-                      "template_version", "event_id", "uuid", "timestamp", "distribution",
-                      "sharing_group_id", "comment")
-_STR_FIELDS_EVENT = ("id", "uuid", "info", "date", "distribution", "threat_level_id", "analysis",
-                     "timestamp", "publish_timestamp", "org_id", "orgc_id", "sharing_group_id",
-                     "attribute_count")
-_STR_FIELDS_SIGHTING = ("id", "attribute_id", "event_id", "org_id", "date_sighting", "uuid",
-                        "source", "type")
+_STR_FIELDS_OBJECT = (
+    "id",
+    "name",
+    "meta-category",
+    "description",
+    "template_uuid",
+    "template_version",
+    "event_id",
+    "uuid",
+    "timestamp",
+    "distribution",
+    "sharing_group_id",
+    "comment",
+)
+_STR_FIELDS_EVENT = (
+    "id",
+    "uuid",
+    "info",
+    "date",
+    "distribution",
+    "threat_level_id",
+    "analysis",
+    "timestamp",
+    "publish_timestamp",
+    "org_id",
+    "orgc_id",
+    "sharing_group_id",
+    "attribute_count",
+)
+_STR_FIELDS_SIGHTING = (
+    "id",
+    "attribute_id",
+    "event_id",
+    "org_id",
+    "date_sighting",
+    "uuid",
+    "source",
+    "type",
+)
 
 
 def check_attribute(a: dict[str, Any]) -> list[str]:
     """Problems with one Attribute as the server renders it."""
-    bad = [f"Attribute.{k} must be a string" for k in _STR_FIELDS_ATTRIBUTE
-           if not isinstance(a.get(k), str)]
-    bad += [f"Attribute.{k} must be a boolean" for k in _BOOL_FIELDS_ATTRIBUTE
-            if not isinstance(a.get(k), bool)]
+    bad = [
+        f"Attribute.{k} must be a string"
+        for k in _STR_FIELDS_ATTRIBUTE
+        if not isinstance(a.get(k), str)
+    ]
+    bad += [
+        f"Attribute.{k} must be a boolean"
+        for k in _BOOL_FIELDS_ATTRIBUTE
+        if not isinstance(a.get(k), bool)
+    ]
     return bad
 
 
 def check_object(o: dict[str, Any]) -> list[str]:
     """Problems with one Object (e.g. `comment` null where the schema says string)."""
-    bad = [f"Object.{k} must be a string" for k in _STR_FIELDS_OBJECT
-           if not isinstance(o.get(k), str)]
+    bad = [
+        f"Object.{k} must be a string" for k in _STR_FIELDS_OBJECT if not isinstance(o.get(k), str)
+    ]
     if not isinstance(o.get("deleted"), bool):
         bad.append("Object.deleted must be a boolean")
     for a in o.get("Attribute", []):
@@ -227,8 +391,9 @@ def check_object(o: dict[str, Any]) -> list[str]:
 
 def check_event(e: dict[str, Any]) -> list[str]:
     """Problems with one Event view."""
-    bad = [f"Event.{k} must be a string" for k in _STR_FIELDS_EVENT
-           if not isinstance(e.get(k), str)]
+    bad = [
+        f"Event.{k} must be a string" for k in _STR_FIELDS_EVENT if not isinstance(e.get(k), str)
+    ]
     if not isinstance(e.get("published"), bool):
         bad.append("Event.published must be a boolean")
     for a in e.get("Attribute", []):
@@ -240,5 +405,8 @@ def check_event(e: dict[str, Any]) -> list[str]:
 
 def check_sighting(s: dict[str, Any]) -> list[str]:
     """Problems with one Sighting row."""
-    return [f"Sighting.{k} must be a string" for k in _STR_FIELDS_SIGHTING
-            if not isinstance(s.get(k), str)]
+    return [
+        f"Sighting.{k} must be a string"
+        for k in _STR_FIELDS_SIGHTING
+        if not isinstance(s.get(k), str)
+    ]

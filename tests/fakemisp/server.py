@@ -1,10 +1,10 @@
 """The fake MISP HTTP(S) server: routing, authentication, request recording, fault injection.
 
-A `ThreadingHTTPServer` on 127.0.0.1, port 0, run in a thread (misp.md §8). It checks what MISP checks
-(the API key in `Authorization` or `X-MISP-AUTH`, `Accept: application/json`, JSON bodies, parameter
-names and values against describeTypes) and answers with MISP's bodies and status codes. Tests seed data
-through `FakeMisp.model` (under `FakeMisp.lock`), inject faults with `FakeMisp.inject`, and take the
-server down and up again with `stop()`/`start()` on the same port.
+A `ThreadingHTTPServer` on 127.0.0.1, port 0, run in a thread (misp.md §8). It checks what MISP
+checks (the API key in `Authorization` or `X-MISP-AUTH`, `Accept: application/json`, JSON bodies,
+parameter names and values against describeTypes) and answers with MISP's bodies and status codes.
+Tests seed data through `FakeMisp.model` (under `FakeMisp.lock`), inject faults with
+`FakeMisp.inject`, and take the server down and up again with `stop()`/`start()` on the same port.
 """
 
 from __future__ import annotations
@@ -63,8 +63,14 @@ class _State:
 class FakeMisp:
     """A loopback MISP double; use as a context manager or call start()/stop()."""
 
-    def __init__(self, *, key: str = DEFAULT_KEY, clock: Callable[[], float] = time.time,
-                 tls: tuple[str, str] | None = None, perm_sighting: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        key: str = DEFAULT_KEY,
+        clock: Callable[[], float] = time.time,
+        tls: tuple[str, str] | None = None,
+        perm_sighting: bool = True,
+    ) -> None:
         self.key = key
         self.model = MispModel(clock)
         self.lock = self.model.lock
@@ -93,8 +99,12 @@ class FakeMisp:
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fakemisp", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fakemisp",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -123,8 +133,15 @@ class FakeMisp:
 
     # --- test controls ----------------------------------------------------------------------------
 
-    def inject(self, kind: str, prefix: str = "", *, times: int | None = None,
-               delay: float = 2.0, reset_after: int = 900) -> Fault:
+    def inject(
+        self,
+        kind: str,
+        prefix: str = "",
+        *,
+        times: int | None = None,
+        delay: float = 2.0,
+        reset_after: int = 900,
+    ) -> Fault:
         """Make matching requests fail: 403 bad key, 429 (restSearch only), 500, slow, reset (before
         processing), truncate (processed, then the reply is cut: a lost response)."""
         if kind not in FAULT_KINDS:
@@ -144,8 +161,11 @@ class FakeMisp:
             return list(self._state.requests)
 
     def requests_to(self, prefix: str, method: str | None = None) -> list[Recorded]:
-        return [r for r in self.requests if r.path.startswith(prefix)
-                and (method is None or r.method == method)]
+        return [
+            r
+            for r in self.requests
+            if r.path.startswith(prefix) and (method is None or r.method == method)
+        ]
 
     @property
     def warnings(self) -> list[str]:
@@ -191,9 +211,17 @@ class _Server(ThreadingHTTPServer):
 
 
 def _version_body() -> dict[str, Any]:
-    return {"version": "2.5.1", "pymisp_recommended_version": "2.5.1", "perm_sync": False,
-            "perm_sighting": True, "perm_galaxy_editor": False, "perm_analyst_data": False,
-            "uuid": "-", "request_encoding": ["gzip", "br"], "filter_sightings": True}
+    return {
+        "version": "2.5.1",
+        "pymisp_recommended_version": "2.5.1",
+        "perm_sync": False,
+        "perm_sighting": True,
+        "perm_galaxy_editor": False,
+        "perm_analyst_data": False,
+        "uuid": "-",
+        "request_encoding": ["gzip", "br"],
+        "filter_sightings": True,
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -258,7 +286,9 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if fault.kind == "reset":
             self.close_connection = True
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
             self.connection.close()
             return True
         if fault.kind == "truncate":
@@ -274,16 +304,30 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if fault.kind == "429":
             reset = str(fault.reset_after)
-            self._reply(429, {"name": "Rate limit exceeded.", "message": "Rate limit exceeded.",
-                              "url": path},
-                        {"X-Rate-Limit-Limit": "10", "X-Rate-Limit-Remaining": "0",
-                         "X-Rate-Limit-Reset": reset})
+            self._reply(
+                429,
+                {"name": "Rate limit exceeded.", "message": "Rate limit exceeded.", "url": path},
+                {
+                    "X-Rate-Limit-Limit": "10",
+                    "X-Rate-Limit-Remaining": "0",
+                    "X-Rate-Limit-Reset": reset,
+                },
+            )
             return True
-        self._reply(500, {"name": "An Internal Error Has Occurred.",
-                          "message": "An Internal Error Has Occurred.", "url": path}, {})
+        self._reply(
+            500,
+            {
+                "name": "An Internal Error Has Occurred.",
+                "message": "An Internal Error Has Occurred.",
+                "url": path,
+            },
+            {},
+        )
         return True
 
-    def _reply(self, status: int, payload: Any, headers: dict[str, str], *, head: bool = False) -> None:
+    def _reply(
+        self, status: int, payload: Any, headers: dict[str, str], *, head: bool = False
+    ) -> None:
         if head:
             # A body on a HEAD reply breaks PyMISP's next request on the kept-alive connection.
             self.send_response(status)
@@ -303,44 +347,80 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str, body: Any) -> tuple[int, Any, dict[str, str]]:
         fake = self.fake
-        keys = [k.strip() for k in (self.headers.get("Authorization") or
-                                    self.headers.get("X-MISP-AUTH") or "").split(",")]
+        keys = [
+            k.strip()
+            for k in (
+                self.headers.get("Authorization") or self.headers.get("X-MISP-AUTH") or ""
+            ).split(",")
+        ]
         if not any(KEY_FORMAT.match(k) and k == fake.key for k in keys):
             return 403, _auth_failed(path), {}
         if "application/json" not in (self.headers.get("Accept") or ""):
             return 406, {"name": "Not Acceptable", "message": "Not Acceptable", "url": path}, {}
         if method == "POST" and not isinstance(body, dict | list | type(None)):
-            return 400, {"name": "Invalid JSON", "message": "The request body is not JSON.",
-                         "url": path}, {}
+            return (
+                400,
+                {"name": "Invalid JSON", "message": "The request body is not JSON.", "url": path},
+                {},
+            )
         with fake.lock:
             try:
                 return self._route_locked(method, path, body)
             except Rejected as ex:
                 return ex.status, ex.body, ex.headers
 
-    def _route_locked(self, method: str, path: str,  # noqa: C901
-                      body: Any) -> tuple[int, Any, dict[str, str]]:
+    def _route_locked(  # noqa: C901 - one flat routing table, as MISP's routes.php
+        self,
+        method: str,
+        path: str,
+        body: Any,
+    ) -> tuple[int, Any, dict[str, str]]:
         fake, model = self.fake, self.fake.model
         parts = [p for p in path.split("/") if p]
         if method == "GET" and path == "/servers/getVersion":
             return 200, _version_body(), {}
         if method == "GET" and path == "/users/view/me":
-            role = {"id": "3", "name": "User", "perm_add": True, "perm_modify": True,
-                    "perm_publish": False, "perm_sighting": fake.perm_sighting,
-                    "perm_tagger": True, "perm_tag_editor": False, "perm_auth": True}
-            return 200, {"User": {"id": "1", "org_id": "1", "email": "heron@example.org",
-                                  "role_id": "3"},
-                         "Role": role, "UserSetting": [],
-                         "Organisation": {"id": "1", "name": "ORGNAME"}}, {}
+            role = {
+                "id": "3",
+                "name": "User",
+                "perm_add": True,
+                "perm_modify": True,
+                "perm_publish": False,
+                "perm_sighting": fake.perm_sighting,
+                "perm_tagger": True,
+                "perm_tag_editor": False,
+                "perm_auth": True,
+            }
+            return (
+                200,
+                {
+                    "User": {
+                        "id": "1",
+                        "org_id": "1",
+                        "email": "heron@example.org",
+                        "role_id": "3",
+                    },
+                    "Role": role,
+                    "UserSetting": [],
+                    "Organisation": {"id": "1", "name": "ORGNAME"},
+                },
+                {},
+            )
         if method == "GET" and path == "/attributes/describeTypes.json":
             return 200, {"result": data.describe_types()}, {}
         if method == "POST" and path in ("/attributes/restSearch", "/attributes/restSearch/json"):
             return self._rest_search(body or {})
         if method == "POST" and parts[:2] == ["sightings", "add"]:
             if not fake.perm_sighting:
-                return 403, {"name": "You do not have permission to use this functionality.",
-                             "message": "You do not have permission to use this functionality.",
-                             "url": path}, {}
+                return (
+                    403,
+                    {
+                        "name": "You do not have permission to use this functionality.",
+                        "message": "You do not have permission to use this functionality.",
+                        "url": path,
+                    },
+                    {},
+                )
             self._check_names(path, body or {}, data.SIGHTING_PARAMS)
             result = model.add_sightings(body or {}, parts[2] if len(parts) > 2 else None)
             if "Sighting" in result:
@@ -355,9 +435,16 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {"Event": view}, {}
         if method == "POST" and path == "/events/add":
             if not isinstance(body, dict):
-                return 403, {"name": "The event could not be saved.",
-                             "message": "The event could not be saved.", "url": path,
-                             "errors": {"Event": {"info": ["Info cannot be empty."]}}}, {}
+                return (
+                    403,
+                    {
+                        "name": "The event could not be saved.",
+                        "message": "The event could not be saved.",
+                        "url": path,
+                        "errors": {"Event": {"info": ["Info cannot be empty."]}},
+                    },
+                    {},
+                )
             view = model.render_event(model.add_event(body))
             self._check("event", data.check_event(view))
             return 200, {"Event": view}, {}
@@ -366,8 +453,12 @@ class _Handler(BaseHTTPRequestHandler):
             if ev is None:
                 return 404, {"name": "Invalid event.", "message": "Invalid event.", "url": path}, {}
             extra = [p for p in parts[3:] if not p.startswith("breakOnDuplicate:")]
-            obj = model.add_object(ev, body if isinstance(body, dict) else {}, url=path,
-                                   template_ref=extra[0] if extra else None)
+            obj = model.add_object(
+                ev,
+                body if isinstance(body, dict) else {},
+                url=path,
+                template_ref=extra[0] if extra else None,
+            )
             view = model.render_object(obj)
             self._check("object", data.check_object(view))
             return 200, {"Object": view}, {}
@@ -376,12 +467,29 @@ class _Handler(BaseHTTPRequestHandler):
             if ev is None:
                 return 404, {"name": "Invalid event.", "message": "Invalid event.", "url": path}, {}
             model.publish(ev.id)
-            return 200, {"saved": True, "success": True, "name": "Job queued",
-                         "message": "Job queued", "url": path, "id": str(ev.id)}, {}
+            return (
+                200,
+                {
+                    "saved": True,
+                    "success": True,
+                    "name": "Job queued",
+                    "message": "Job queued",
+                    "url": path,
+                    "id": str(ev.id),
+                },
+                {},
+            )
         if method == "POST" and path == "/warninglists/checkValue":
-            hits = {str(v): [{"id": data.WARNINGLIST[str(v).lower()][0],
-                              "name": data.WARNINGLIST[str(v).lower()][1]}]
-                    for v in data.as_list(body) if str(v).lower() in data.WARNINGLIST}
+            hits = {
+                str(v): [
+                    {
+                        "id": data.WARNINGLIST[str(v).lower()][0],
+                        "name": data.WARNINGLIST[str(v).lower()][1],
+                    }
+                ]
+                for v in data.as_list(body)
+                if str(v).lower() in data.WARNINGLIST
+            }
             return 200, hits, {}
         return 404, {"name": "Not Found", "message": "Not Found", "url": path}, {}
 
@@ -394,8 +502,13 @@ class _Handler(BaseHTTPRequestHandler):
         for c in data.as_list(body.get("category")):
             if str(c).lstrip("!") not in types["categories"]:
                 self.fake.model.violations.append(f"restSearch: unknown category {c!r}")
-        for flag in ("to_ids", "published", "enforceWarninglist", "includeEventUuid",
-                     "withAttachments"):
+        for flag in (
+            "to_ids",
+            "published",
+            "enforceWarninglist",
+            "includeEventUuid",
+            "withAttachments",
+        ):
             for v in data.as_list(body.get(flag)):
                 if data.to_bool(v) is None:
                     self.fake.model.violations.append(f"restSearch: {flag}={v!r} is not boolean")
@@ -403,13 +516,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.model.violations.append("restSearch: the fake serves returnFormat json only")
         for key in ("limit", "page"):
             if body.get(key) is not None and int(body[key]) < (0 if key == "limit" else 1):
-                return 400, {"name": f"Invalid {key}", "message": f"Invalid {key}",
-                             "url": "/attributes/restSearch"}, {}
+                return (
+                    400,
+                    {
+                        "name": f"Invalid {key}",
+                        "message": f"Invalid {key}",
+                        "url": "/attributes/restSearch",
+                    },
+                    {},
+                )
         rows, total = self.fake.model.search(body)
         for row in rows:
             self._check("attribute", data.check_attribute(row))
-        headers = {"X-Result-Count": str(total), "X-Export-Module-Used": "json",
-                   "X-Response-Format": "json", "X-Skipped-Elements-Count": "0"}
+        headers = {
+            "X-Result-Count": str(total),
+            "X-Export-Module-Used": "json",
+            "X-Response-Format": "json",
+            "X-Skipped-Elements-Count": "0",
+        }
         return 200, {"response": {"Attribute": rows}}, headers
 
     def _check_names(self, route: str, body: dict[str, Any], known: frozenset[str]) -> None:
@@ -426,6 +550,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _auth_failed(path: str) -> dict[str, str]:
-    msg = ("Authentication failed. Please make sure you pass the API key of an API enabled user "
-           "along in the Authorization header.")
+    msg = (
+        "Authentication failed. Please make sure you pass the API key of an API enabled user "
+        "along in the Authorization header."
+    )
     return {"name": msg, "message": msg, "url": path}

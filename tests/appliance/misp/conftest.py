@@ -1,4 +1,4 @@
-"""Fixtures of the MISP sync tests: a fake MISP on loopback, a shared manual clock, a sync factory."""
+"""Fixtures of the MISP tests: a fake MISP on loopback, a shared manual clock, a sync factory."""
 
 from __future__ import annotations
 
@@ -44,9 +44,15 @@ def fake(clock: Clock) -> Iterator[FakeMisp]:
 
 def base_settings(fake: FakeMisp, **overrides: Any) -> MispSettings:
     doc: dict[str, Any] = {
-        "enabled": True, "url": fake.url, "api_key": DEFAULT_KEY, "connect_timeout": 1.0,
-        "read_timeout": 2.0, "retry_backoff": 10.0, "retry_backoff_max": 60.0,
-        "sighting_batch_delay": 0.0, "namespace": "3f1b6f5e-8a53-4c0e-9d0e-6b1f0c7c2a11",
+        "enabled": True,
+        "url": fake.url,
+        "api_key": DEFAULT_KEY,
+        "connect_timeout": 1.0,
+        "read_timeout": 2.0,
+        "retry_backoff": 10.0,
+        "retry_backoff_max": 60.0,
+        "sighting_batch_delay": 0.0,
+        "namespace": "3f1b6f5e-8a53-4c0e-9d0e-6b1f0c7c2a11",
     }
     doc.update(overrides)
     return MispSettings.from_dict(doc)
@@ -64,8 +70,7 @@ def make_sync(tmp_path: Path, fake: FakeMisp, clock: Clock) -> Iterator[MakeSync
     def make(**overrides: Any) -> MispSync:
         storage = MispStorage.open(tmp_path / "misp")
         settings = base_settings(fake, **overrides)
-        sync = MispSync(settings, storage, clock, sink=sink,
-                        artifacts_root=tmp_path / "artifacts")
+        sync = MispSync(settings, storage, clock, sink=sink, artifacts_root=tmp_path / "artifacts")
         made.append(sync)
         return sync
 
@@ -74,8 +79,14 @@ def make_sync(tmp_path: Path, fake: FakeMisp, clock: Clock) -> Iterator[MakeSync
         sync.close()
 
 
-def seed_event(fake: FakeMisp, attrs: list[tuple[str, str]], *, published: bool = True,
-               to_ids: bool | None = None, tags: list[str] | None = None) -> Any:
+def seed_event(
+    fake: FakeMisp,
+    attrs: list[tuple[str, str]],
+    *,
+    published: bool = True,
+    to_ids: bool | None = None,
+    tags: list[str] | None = None,
+) -> Any:
     """An event with attributes; published after the attributes (as an analyst would)."""
     with fake.lock:
         ev = fake.model.create_event("seed IoCs", tags=tags)
@@ -86,30 +97,56 @@ def seed_event(fake: FakeMisp, attrs: list[tuple[str, str]], *, published: bool 
         return ev
 
 
-def write_artifacts(root: Path, *, endpoint: str = "5a1e8b4c-0000-4000-8000-000000000001",
-                    event_hash: str = "f00d" * 10, files: dict[str, tuple[str, bytes]] | None = None,
-                    time: str = "2026-11-28T08:00:00Z", commands: int = 2,
-                    manifest_extra: dict[str, Any] | None = None) -> Path:
+def write_artifacts(
+    root: Path,
+    *,
+    endpoint: str = "5a1e8b4c-0000-4000-8000-000000000001",
+    event_hash: str = "f00d" * 10,
+    files: dict[str, tuple[str, bytes]] | None = None,
+    time: str = "2026-11-28T08:00:00Z",
+    commands: int = 2,
+    manifest_extra: dict[str, Any] | None = None,
+) -> Path:
     """An artifact directory as the agent uploads it (docs/interfaces.md)."""
     directory = root / endpoint / "{8a3f0c1e-0000-0000-0000-000000000000}" / event_hash
     directory.mkdir(parents=True)
-    event = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
-                                  "EventID": 1, "Computer": "WIN-HOST01",
-                                  "TimeCreated": {"SystemTime": time}},
-                       "EventData": {"Image": "C:\\evil\\evil.exe"},
-                       "Detection": {"Signature": ["Mimikatz"], "Criticality": 10}}}
+    event = {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "EventID": 1,
+                "Computer": "WIN-HOST01",
+                "TimeCreated": {"SystemTime": time},
+            },
+            "EventData": {"Image": "C:\\evil\\evil.exe"},
+            "Detection": {"Signature": ["Mimikatz"], "Criticality": 10},
+        }
+    }
     (directory / "event.json").write_bytes(json.dumps(event).encode())
-    report = {"processes": [{"pid": 4, "image": "System"}], "modules": [{"path": "a.dll"}],
-              "drivers": [{"name": "d.sys"}], "connections": [],
-              "commands": [{"name": f"cmd{i}", "args": ["-a"], "stdout": f"out {i}", "stderr": "",
-                            "error": ""} for i in range(commands)]}
+    report = {
+        "processes": [{"pid": 4, "image": "System"}],
+        "modules": [{"path": "a.dll"}],
+        "drivers": [{"name": "d.sys"}],
+        "connections": [],
+        "commands": [
+            {"name": f"cmd{i}", "args": ["-a"], "stdout": f"out {i}", "stderr": "", "error": ""}
+            for i in range(commands)
+        ],
+    }
     (directory / "report.json").write_bytes(json.dumps(report).encode())
     listed = []
     for name, (kind, content) in (files or {}).items():
         (directory / name).write_bytes(content)
         listed.append({"name": name, "kind": kind, "sha256": "", "size": len(content)})
-    manifest = {"endpoint": endpoint, "hostname": "WIN-HOST01", "process_guid": "{8a3f0c1e}",
-                "event_hash": event_hash, "rule": ["Mimikatz"], "time": time, "files": listed}
+    manifest = {
+        "endpoint": endpoint,
+        "hostname": "WIN-HOST01",
+        "process_guid": "{8a3f0c1e}",
+        "event_hash": event_hash,
+        "rule": ["Mimikatz"],
+        "time": time,
+        "files": listed,
+    }
     manifest.update(manifest_extra or {})
     (directory / "manifest.json").write_bytes(json.dumps(manifest).encode())
     return directory

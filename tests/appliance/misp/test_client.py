@@ -23,10 +23,16 @@ from .conftest import Clock, MakeSync, base_settings
 
 
 def test_every_pymisp_and_requests_exception_is_mapped() -> None:
-    classes = [c for _, c in inspect.getmembers(pymisp_exceptions, inspect.isclass)
-               if issubclass(c, Exception) and c.__module__ == pymisp_exceptions.__name__]
-    classes += [c for _, c in inspect.getmembers(requests.exceptions, inspect.isclass)
-                if issubclass(c, requests.exceptions.RequestException)]
+    classes = [
+        c
+        for _, c in inspect.getmembers(pymisp_exceptions, inspect.isclass)
+        if issubclass(c, Exception) and c.__module__ == pymisp_exceptions.__name__
+    ]
+    classes += [
+        c
+        for _, c in inspect.getmembers(requests.exceptions, inspect.isclass)
+        if issubclass(c, requests.exceptions.RequestException)
+    ]
     unmapped = [c.__name__ for c in classes if not any(k in EXCEPTION_MAP for k in c.__mro__)]
     assert classes and unmapped == []
     assert isinstance(translate(requests.exceptions.ReadTimeout("x"), "op"), MispUnavailable)
@@ -47,7 +53,8 @@ def test_client_is_created_lazily(fake: FakeMisp, make_sync: MakeSync) -> None:
 
 
 def test_manager_starts_while_misp_is_down_then_connects(
-        fake: FakeMisp, make_sync: MakeSync, clock: Clock) -> None:
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
     fake.stop()
     sync = make_sync()
     sync.run_pending()  # never raises
@@ -105,37 +112,57 @@ def _write_pki(root: Path) -> tuple[Path, Path, Path]:
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake MISP test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(1)
-          .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
-            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     ca_path, cert_path, key_path = root / "ca.pem", root / "misp.pem", root / "misp.key"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return ca_path, cert_path, key_path
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-def test_https_with_custom_ca(tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_https_with_custom_ca(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ca, cert, key = _write_pki(tmp_path)
     # requests lets this variable override Session.verify=True (deps.md §2); a CA path is immune.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing-bundle.pem"))
     with FakeMisp(clock=clock, tls=(str(cert), str(key))) as fake:
         assert fake.url.startswith("https://")
-        good = MispClient(base_settings(fake, ca_file=str(ca)), clock=clock,
-                          factory=pymisp_factory)
+        good = MispClient(base_settings(fake, ca_file=str(ca)), clock=clock, factory=pymisp_factory)
         version: Any = good.call("version", lambda api: api.misp_instance_version)
         assert version["version"] == "2.5.1"
         monkeypatch.delenv("REQUESTS_CA_BUNDLE")

@@ -19,22 +19,37 @@ def test_every_mapped_type_is_a_heron_ioc_type() -> None:
     assert {t for halves in MISP_TYPES.values() for t in halves if t} <= set(IOC_TYPES)
 
 
-@pytest.mark.parametrize(("mtype", "value", "expected"), [
-    ("sha256", "A" * 64, [("sha256", "a" * 64)]),
-    ("filename|md5", "x.exe|" + "B" * 32, [("md5", "b" * 32), ("filename", "x.exe")]),
-    ("domain", "Evil.Example.", [("domain", "evil.example")]),
-    ("ip-dst", "2001:db8:0:0::1/128", [("ip-dst", "2001:db8::1")]),
-    ("ip-dst", "198.51.100.0/24", []),
-    ("ip-src|port", "192.0.2.1|443", [("ip-src", "192.0.2.1")]),
-    ("regkey", "HKEY_LOCAL_MACHINE\\Software\\Run", [("regkey", "hklm\\software\\run")]),
-    ("named pipe", "\\\\.\\pipe\\MSSE-1234-server", [("named-pipe", "\\msse-1234-server")]),
-    ("md5", "not-hex", []),
-    ("vulnerability", "CVE-2021-1", []),
-], ids=["hash", "composite", "domain", "ipv6", "cidr", "port", "regkey", "pipe", "bad-hash",
-        "unmapped"])
+@pytest.mark.parametrize(
+    ("mtype", "value", "expected"),
+    [
+        ("sha256", "A" * 64, [("sha256", "a" * 64)]),
+        ("filename|md5", "x.exe|" + "B" * 32, [("md5", "b" * 32), ("filename", "x.exe")]),
+        ("domain", "Evil.Example.", [("domain", "evil.example")]),
+        ("ip-dst", "2001:db8:0:0::1/128", [("ip-dst", "2001:db8::1")]),
+        ("ip-dst", "198.51.100.0/24", []),
+        ("ip-src|port", "192.0.2.1|443", [("ip-src", "192.0.2.1")]),
+        ("regkey", "HKEY_LOCAL_MACHINE\\Software\\Run", [("regkey", "hklm\\software\\run")]),
+        ("named pipe", "\\\\.\\pipe\\MSSE-1234-server", [("named-pipe", "\\msse-1234-server")]),
+        ("md5", "not-hex", []),
+        ("vulnerability", "CVE-2021-1", []),
+    ],
+    ids=[
+        "hash",
+        "composite",
+        "domain",
+        "ipv6",
+        "cidr",
+        "port",
+        "regkey",
+        "pipe",
+        "bad-hash",
+        "unmapped",
+    ],
+)
 def test_attribute_iocs(mtype: str, value: str, expected: list[tuple[str, str]]) -> None:
-    iocs = attribute_iocs({"uuid": U, "type": mtype, "value": value, "event_uuid": "e"},
-                          source="misp")
+    iocs = attribute_iocs(
+        {"uuid": U, "type": mtype, "value": value, "event_uuid": "e"}, source="misp"
+    )
     assert [(i.type, i.value) for i in iocs] == expected
     if iocs:
         assert iocs[0].uuid == U and all(i.guuid == "e" and i.source == "misp" for i in iocs)
@@ -42,19 +57,35 @@ def test_attribute_iocs(mtype: str, value: str, expected: list[tuple[str, str]])
 
 
 def test_event_values_cover_hashes_names_ips_paths_keys_pipes() -> None:
-    event = {"Event": {"EventData": {
-        "Hashes": "SHA1=" + "A" * 40 + ",MD5=" + "B" * 32 + ",IMPHASH=" + "C" * 32,
-        "Image": "C:\\Tools\\Evil.exe", "QueryName": "a.b.c.evil.example",
-        "QueryResults": "type: 5 x;::ffff:203.0.113.7;", "DestinationIp": "198.51.100.9",
-        "DestinationHostname": "-", "TargetObject": "HKLM\\Software\\Run\\x",
-        "PipeName": "\\msse-1234-server"}}}
+    event = {
+        "Event": {
+            "EventData": {
+                "Hashes": "SHA1=" + "A" * 40 + ",MD5=" + "B" * 32 + ",IMPHASH=" + "C" * 32,
+                "Image": "C:\\Tools\\Evil.exe",
+                "QueryName": "a.b.c.evil.example",
+                "QueryResults": "type: 5 x;::ffff:203.0.113.7;",
+                "DestinationIp": "198.51.100.9",
+                "DestinationHostname": "-",
+                "TargetObject": "HKLM\\Software\\Run\\x",
+                "PipeName": "\\msse-1234-server",
+            }
+        }
+    }
     got = set(event_values(event))
-    for pair in [("sha1", "a" * 40), ("md5", "b" * 32), ("imphash", "c" * 32),
-                 ("filename", "c:\\tools\\evil.exe"), ("filename", "evil.exe"),
-                 ("hostname", "a.b.c.evil.example"), ("domain", "evil.example"),
-                 ("domain", "c.evil.example"), ("ip-dst", "203.0.113.7"),
-                 ("ip-dst", "198.51.100.9"), ("regkey", "hklm\\software\\run\\x"),
-                 ("named-pipe", "\\msse-1234-server")]:
+    for pair in [
+        ("sha1", "a" * 40),
+        ("md5", "b" * 32),
+        ("imphash", "c" * 32),
+        ("filename", "c:\\tools\\evil.exe"),
+        ("filename", "evil.exe"),
+        ("hostname", "a.b.c.evil.example"),
+        ("domain", "evil.example"),
+        ("domain", "c.evil.example"),
+        ("ip-dst", "203.0.113.7"),
+        ("ip-dst", "198.51.100.9"),
+        ("regkey", "hklm\\software\\run\\x"),
+        ("named-pipe", "\\msse-1234-server"),
+    ]:
         assert pair in got
     assert not any(v == "-" for _, v in got)
     assert normalise("hostname", "-") is None

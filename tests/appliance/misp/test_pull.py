@@ -18,8 +18,16 @@ def values(sync) -> set[tuple[str, str]]:
 
 
 def test_full_sync_pages_through_three_pages(fake: FakeMisp, make_sync: MakeSync) -> None:
-    seed_event(fake, [("sha256", SHA), ("md5", MD5), ("domain", "evil.example"),
-                      ("ip-dst", "203.0.113.7"), ("hostname", "c2.evil.example")])
+    seed_event(
+        fake,
+        [
+            ("sha256", SHA),
+            ("md5", MD5),
+            ("domain", "evil.example"),
+            ("ip-dst", "203.0.113.7"),
+            ("hostname", "c2.evil.example"),
+        ],
+    )
     sync = make_sync(page_limit=2)
     result = sync.pull_iocs()
     assert result.full and result.total_attributes == 5
@@ -29,8 +37,13 @@ def test_full_sync_pages_through_three_pages(fake: FakeMisp, make_sync: MakeSync
     assert body["to_ids"] == 1 and body["published"] is True and body["limit"] == 2
     assert body["enforceWarninglist"] == 1 and body["includeEventUuid"] == 1
     assert "deleted" not in body
-    assert values(sync) == {("sha256", SHA), ("md5", MD5), ("domain", "evil.example"),
-                            ("ip-dst", "203.0.113.7"), ("hostname", "c2.evil.example")}
+    assert values(sync) == {
+        ("sha256", SHA),
+        ("md5", MD5),
+        ("domain", "evil.example"),
+        ("ip-dst", "203.0.113.7"),
+        ("hostname", "c2.evil.example"),
+    }
     ioc = next(i for i in sync.sink.by_source["misp"] if i.type == "sha256")
     with fake.lock:
         attr = fake.model.attribute_by_uuid(ioc.uuid)
@@ -58,15 +71,23 @@ def test_composites_split_and_filename_half_opt_in(fake: FakeMisp, make_sync: Ma
 
 
 def test_warninglist_and_cidr(fake: FakeMisp, make_sync: MakeSync) -> None:
-    seed_event(fake, [("ip-dst", "8.8.8.8"), ("ip-dst", "198.51.100.0/24"),
-                      ("ip-dst", "198.51.100.9/32"), ("domain", "google.com")])
+    seed_event(
+        fake,
+        [
+            ("ip-dst", "8.8.8.8"),
+            ("ip-dst", "198.51.100.0/24"),
+            ("ip-dst", "198.51.100.9/32"),
+            ("domain", "google.com"),
+        ],
+    )
     sync = make_sync()
     sync.pull_iocs()
     assert values(sync) == {("ip-dst", "198.51.100.9")}
 
 
 def test_incremental_sees_new_removed_deleted_and_late_published(
-        fake: FakeMisp, make_sync: MakeSync, clock: Clock) -> None:
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
     ev = seed_event(fake, [("sha256", SHA), ("md5", MD5), ("domain", "gone.example")])
     sync = make_sync(pull_interval=60.0)
     sync.pull_iocs()
@@ -99,7 +120,8 @@ def _uuid(sync, value: str) -> str:
 
 
 def test_daily_full_resync_catches_hard_delete_and_restart_keeps_state(
-        fake: FakeMisp, make_sync: MakeSync, clock: Clock) -> None:
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
     ev = seed_event(fake, [("sha256", SHA)])
     seed_event(fake, [("md5", MD5)])
     sync = make_sync()
@@ -116,8 +138,9 @@ def test_daily_full_resync_catches_hard_delete_and_restart_keeps_state(
     assert values(restarted) == {("md5", MD5)}
 
 
-def test_rate_limited_pull_backs_off_until_reset(fake: FakeMisp, make_sync: MakeSync,
-                                                 clock: Clock) -> None:
+def test_rate_limited_pull_backs_off_until_reset(
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
     seed_event(fake, [("sha256", SHA)])
     sync = make_sync()
     fake.inject("429", "/attributes/restSearch", times=1, reset_after=900)

@@ -18,8 +18,7 @@ from tests.fakemisp import FakeMisp
 
 from .conftest import Clock, MakeSync, base_settings, write_artifacts
 
-EP = {"uuid": "5a1e8b4c-0000-4000-8000-000000000001", "hostname": "WIN-HOST01",
-      "ip": "192.0.2.10"}
+EP = {"uuid": "5a1e8b4c-0000-4000-8000-000000000001", "hostname": "WIN-HOST01", "ip": "192.0.2.10"}
 NS = "3f1b6f5e-8a53-4c0e-9d0e-6b1f0c7c2a11"
 PE = b"MZ\x90\x00" + bytes(range(256)) * 8
 MEMDUMP = b"LSASS MEMORY " * 100
@@ -46,20 +45,31 @@ def raw_of(fake: FakeMisp, attr_uuid: str) -> bytes:
 
 
 def test_first_report_creates_the_day_event_then_adds_the_object(
-        fake: FakeMisp, make_sync: MakeSync, tmp_path: Path) -> None:
+    fake: FakeMisp, make_sync: MakeSync, tmp_path: Path
+) -> None:
     sync = make_sync()
-    d1 = write_artifacts(tmp_path / "artifacts", files={"evil.exe": ("filedump", PE),
-                                                        "lsass.dmp": ("memdump", MEMDUMP),
-                                                        "run.reg": ("regdump", b"REGEDIT4")})
+    d1 = write_artifacts(
+        tmp_path / "artifacts",
+        files={
+            "evil.exe": ("filedump", PE),
+            "lsass.dmp": ("memdump", MEMDUMP),
+            "run.reg": ("regdump", b"REGEDIT4"),
+        },
+    )
     assert sync.on_report(EP, d1)
     assert sync.push_reports().pushed == 1
     day_uuid = day_event_uuid(NS, dt.date(2026, 11, 28))
     assert day_uuid == str(uuid.uuid5(uuid.UUID(NS), "edr-reports/2026-11-28"))
-    seq = [(r.method, r.path) for r in fake.requests if not r.path.startswith(("/servers",
-                                                                                 "/users",
-                                                                                 "/attributes"))]
-    assert seq == [("HEAD", f"/events/view/{day_uuid}"), ("POST", "/events/add"),
-                   ("POST", f"/objects/add/{day_uuid}")]
+    seq = [
+        (r.method, r.path)
+        for r in fake.requests
+        if not r.path.startswith(("/servers", "/users", "/attributes"))
+    ]
+    assert seq == [
+        ("HEAD", f"/events/view/{day_uuid}"),
+        ("POST", "/events/add"),
+        ("POST", f"/objects/add/{day_uuid}"),
+    ]
     ev_body = fake.requests_to("/events/add")[0].body
     assert ev_body["info"] == "EDR detection reports collected on 2026-11-28"
     assert ev_body["distribution"] == "0" and ev_body["Tag"] == [{"name": "tlp:amber"}]
@@ -81,8 +91,9 @@ def test_first_report_creates_the_day_event_then_adds_the_object(
     assert fake.requests_to("/events/edit") == []
 
 
-def test_second_report_probes_the_existing_day_event(fake: FakeMisp, make_sync: MakeSync,
-                                                     tmp_path: Path) -> None:
+def test_second_report_probes_the_existing_day_event(
+    fake: FakeMisp, make_sync: MakeSync, tmp_path: Path
+) -> None:
     sync = make_sync()
     sync.on_report(EP, write_artifacts(tmp_path / "artifacts", event_hash="1" * 40))
     sync.push_reports()
@@ -95,11 +106,11 @@ def test_second_report_probes_the_existing_day_event(fake: FakeMisp, make_sync: 
         assert len(fake.model.events) == 1
 
 
-def test_report_is_valid_against_the_bundled_template(fake: FakeMisp, make_sync: MakeSync,
-                                                      tmp_path: Path) -> None:
+def test_report_is_valid_against_the_bundled_template(
+    fake: FakeMisp, make_sync: MakeSync, tmp_path: Path
+) -> None:
     sync = make_sync()
-    sync.on_report(EP, write_artifacts(tmp_path / "artifacts",
-                                       files={"x.exe": ("filedump", PE)}))
+    sync.on_report(EP, write_artifacts(tmp_path / "artifacts", files={"x.exe": ("filedump", PE)}))
     sync.push_reports()
     (stored,) = objects(fake)
     again = MISPObject("edr-report", standalone=False, strict=True)
@@ -112,8 +123,9 @@ def test_report_is_valid_against_the_bundled_template(fake: FakeMisp, make_sync:
     assert stored["template_uuid"] == template["uuid"]
 
 
-def test_lost_response_is_a_success_on_retry(fake: FakeMisp, make_sync: MakeSync,
-                                             tmp_path: Path, clock: Clock) -> None:
+def test_lost_response_is_a_success_on_retry(
+    fake: FakeMisp, make_sync: MakeSync, tmp_path: Path, clock: Clock
+) -> None:
     sync = make_sync()
     sync.on_report(EP, write_artifacts(tmp_path / "artifacts"))
     fake.inject("truncate", "/objects/add", times=1)
@@ -126,8 +138,9 @@ def test_lost_response_is_a_success_on_retry(fake: FakeMisp, make_sync: MakeSync
     assert [r.status for r in fake.requests_to("/objects/add")][-1] == 403
 
 
-def test_down_then_restart_pushes_each_report_once(fake: FakeMisp, make_sync: MakeSync,
-                                                   tmp_path: Path, clock: Clock) -> None:
+def test_down_then_restart_pushes_each_report_once(
+    fake: FakeMisp, make_sync: MakeSync, tmp_path: Path, clock: Clock
+) -> None:
     fake.stop()
     sync = make_sync()
     for n in "12":
@@ -142,19 +155,23 @@ def test_down_then_restart_pushes_each_report_once(fake: FakeMisp, make_sync: Ma
     restarted.run_pending()
     assert len(objects(fake)) == 2
     again = make_sync()
-    assert not again.on_report(EP, tmp_path / "artifacts" / EP["uuid"] /
-                               "{8a3f0c1e-0000-0000-0000-000000000000}" / ("1" * 40))
+    assert not again.on_report(
+        EP,
+        tmp_path / "artifacts" / EP["uuid"] / "{8a3f0c1e-0000-0000-0000-000000000000}" / ("1" * 40),
+    )
     again.run_pending()
     assert len(objects(fake)) == 2
     assert len(fake.requests_to("/objects/add")) == 2
 
 
-def test_artifact_scan_finds_complete_reports_only(fake: FakeMisp, make_sync: MakeSync,
-                                                   tmp_path: Path) -> None:
+def test_artifact_scan_finds_complete_reports_only(
+    fake: FakeMisp, make_sync: MakeSync, tmp_path: Path
+) -> None:
     sync = make_sync()
     write_artifacts(tmp_path / "artifacts", event_hash="3" * 40)
-    incomplete = write_artifacts(tmp_path / "artifacts", event_hash="4" * 40,
-                                 files={"a.exe": ("filedump", PE)})
+    incomplete = write_artifacts(
+        tmp_path / "artifacts", event_hash="4" * 40, files={"a.exe": ("filedump", PE)}
+    )
     (incomplete / "a.exe").unlink()  # still uploading
     sync.run_pending()
     assert [o["Attribute"][0]["value"] for o in objects(fake)] == ["3" * 40]
@@ -169,17 +186,23 @@ def test_report_without_identity_is_rejected_client_side(tmp_path: Path, fake: F
     directory.mkdir()
     settings = base_settings(fake)
     with pytest.raises(Exception, match="At least one of the following attributes"):
-        build_report_object(directory, endpoint_uuid="", hostname="", ip="", settings=settings,
-                            now=0.0)
+        build_report_object(
+            directory, endpoint_uuid="", hostname="", ip="", settings=settings, now=0.0
+        )
 
 
-def test_oversize_files_become_a_comment(fake: FakeMisp, make_sync: MakeSync,
-                                         tmp_path: Path) -> None:
+def test_oversize_files_become_a_comment(
+    fake: FakeMisp, make_sync: MakeSync, tmp_path: Path
+) -> None:
     sync = make_sync(report_max_file_size=4096, report_zip_files=False)
     big = b"B" * 5000
-    sync.on_report(EP, write_artifacts(tmp_path / "artifacts",
-                                       files={"big.bin": ("filedump", big),
-                                              "small.bin": ("filedump", b"small")}))
+    sync.on_report(
+        EP,
+        write_artifacts(
+            tmp_path / "artifacts",
+            files={"big.bin": ("filedump", big), "small.bin": ("filedump", b"small")},
+        ),
+    )
     sync.push_reports()
     (obj,) = objects(fake)
     assert [a["value"] for a in attachment(obj, "additional-file")] == ["small.bin"]
@@ -190,8 +213,8 @@ def test_oversize_files_become_a_comment(fake: FakeMisp, make_sync: MakeSync,
 
 
 def test_server_side_rejection_is_dropped_not_retried(
-        fake: FakeMisp, make_sync: MakeSync, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake: FakeMisp, make_sync: MakeSync, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.fakemisp import data
 
     monkeypatch.setattr(data, "templates", lambda: {})  # a MISP without the edr-report template
@@ -203,8 +226,9 @@ def test_server_side_rejection_is_dropped_not_retried(
     assert fake.requests_to("/objects/add")[0].status == 403
 
 
-def test_bad_key_keeps_reports_queued(fake: FakeMisp, make_sync: MakeSync, tmp_path: Path,
-                                      clock: Clock) -> None:
+def test_bad_key_keeps_reports_queued(
+    fake: FakeMisp, make_sync: MakeSync, tmp_path: Path, clock: Clock
+) -> None:
     sync = make_sync()
     sync.pull_iocs()  # connected
     sync.on_report(EP, write_artifacts(tmp_path / "artifacts"))

@@ -25,17 +25,29 @@ def test_from_dict_refuses_unknown_keys_and_wrong_types() -> None:
         MispSettings.from_dict({"page_limit": 2.5})
 
 
-@pytest.mark.parametrize(("doc", "message"), [
-    ({"url": "ftp://x"}, "not an http"),
-    ({"enabled": True}, "url is required"),
-    ({"api_key": "short"}, "40 letters or digits"),
-    ({"ioc_types": ["md5", "vulnerability"]}, "unsupported ioc_types"),
-    ({"categories": ["Nope"]}, "unknown categories"),
-    ({"report_distribution": 4}, "0, 1, 2 or 3"),
-    ({"pull_interval": 0}, "pull_interval must be positive"),
-    ({"namespace": "not-a-uuid"}, "namespace must be a UUID"),
-], ids=["url", "enabled-without-url", "key", "types", "categories", "distribution", "interval",
-        "namespace"])
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"url": "ftp://x"}, "not an http"),
+        ({"enabled": True}, "url is required"),
+        ({"api_key": "short"}, "40 letters or digits"),
+        ({"ioc_types": ["md5", "vulnerability"]}, "unsupported ioc_types"),
+        ({"categories": ["Nope"]}, "unknown categories"),
+        ({"report_distribution": 4}, "0, 1, 2 or 3"),
+        ({"pull_interval": 0}, "pull_interval must be positive"),
+        ({"namespace": "not-a-uuid"}, "namespace must be a UUID"),
+    ],
+    ids=[
+        "url",
+        "enabled-without-url",
+        "key",
+        "types",
+        "categories",
+        "distribution",
+        "interval",
+        "namespace",
+    ],
+)
 def test_validation(doc: dict[str, object], message: str) -> None:
     with pytest.raises(MispSettingsError, match=message):
         MispSettings.from_dict(doc)
@@ -53,8 +65,9 @@ def test_every_setting_is_declared_with_help() -> None:
 
 def test_api_key_is_encrypted_at_rest_and_never_public(tmp_path: Path) -> None:
     store = SettingsStore(tmp_path)
-    settings = MispSettings.from_dict({"enabled": True, "url": "https://misp.example.org",
-                                       "api_key": KEY}).with_namespace()
+    settings = MispSettings.from_dict(
+        {"enabled": True, "url": "https://misp.example.org", "api_key": KEY}
+    ).with_namespace()
     store.save(settings)
     on_disk = (tmp_path / "settings.json").read_text()
     assert KEY not in on_disk and json.loads(on_disk)["api_key_encrypted"]

@@ -17,9 +17,16 @@ SOURCE = f"{EP['uuid']}|{EP['hostname']}"
 
 
 def sysmon(**data: str) -> dict[str, Any]:
-    return {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1,
-                                 "TimeCreated": {"SystemTime": "2026-11-28T07:59:00.123456Z"}},
-                      "EventData": data}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "EventID": 1,
+                "TimeCreated": {"SystemTime": "2026-11-28T07:59:00.123456Z"},
+            },
+            "EventData": data,
+        }
+    }
 
 
 @pytest.fixture
@@ -32,22 +39,31 @@ def synced(fake: FakeMisp, make_sync: MakeSync) -> Any:
 
 def sightings(fake: FakeMisp) -> list[tuple[str, str]]:
     with fake.lock:
-        return [(fake.model.attributes[s.attribute_id].value, s.source)
-                for s in fake.model.sightings]
+        return [
+            (fake.model.attributes[s.attribute_id].value, s.source) for s in fake.model.sightings
+        ]
 
 
 def test_hits_give_one_batched_request(fake: FakeMisp, synced: Any) -> None:
-    events = [sysmon(Hashes=f"MD5={'1' * 32},SHA256={SHA.upper()}", Image="C:\\x.exe"),
-              sysmon(QueryName="www.cdn.evil.example", QueryResults="::ffff:203.0.113.7;"),
-              sysmon(DestinationIp="192.0.2.1", Image="C:\\benign.exe")]
+    events = [
+        sysmon(Hashes=f"MD5={'1' * 32},SHA256={SHA.upper()}", Image="C:\\x.exe"),
+        sysmon(QueryName="www.cdn.evil.example", QueryResults="::ffff:203.0.113.7;"),
+        sysmon(DestinationIp="192.0.2.1", Image="C:\\benign.exe"),
+    ]
     synced.on_events(EP, events)
     result = synced.flush_sightings()
     assert result.requests == 1 and result.sent_values == 3
     (req,) = fake.requests_to("/sightings/add")
-    assert req.body == {"values": sorted([SHA, "evil.example", "203.0.113.7"]), "source": SOURCE,
-                        "type": "0", "timestamp": 1795852740, "filters": {"to_ids": 1}}
-    assert sorted(sightings(fake)) == sorted([(SHA, SOURCE), ("evil.example", SOURCE),
-                                              ("203.0.113.7", SOURCE)])
+    assert req.body == {
+        "values": sorted([SHA, "evil.example", "203.0.113.7"]),
+        "source": SOURCE,
+        "type": "0",
+        "timestamp": 1795852740,
+        "filters": {"to_ids": 1},
+    }
+    assert sorted(sightings(fake)) == sorted(
+        [(SHA, SOURCE), ("evil.example", SOURCE), ("203.0.113.7", SOURCE)]
+    )
     assert synced.status()["sightings"]["sent"] == 3
 
 
@@ -97,7 +113,8 @@ def test_no_match_is_not_retried(fake: FakeMisp, synced: Any) -> None:
 
 
 def test_server_errors_are_retried_a_bounded_number_of_times(
-        fake: FakeMisp, make_sync: MakeSync, clock: Clock) -> None:
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
     seed_event(fake, [("sha256", SHA)])
     sync = make_sync(sighting_max_attempts=3)
     sync.pull_iocs()
@@ -114,7 +131,8 @@ def test_server_errors_are_retried_a_bounded_number_of_times(
 
 
 def test_down_queue_survives_restart_and_sends_once(
-        fake: FakeMisp, make_sync: MakeSync, clock: Clock) -> None:
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
     seed_event(fake, [("sha256", SHA), ("domain", "evil.example")])
     sync = make_sync()
     sync.pull_iocs()
@@ -141,8 +159,9 @@ def test_down_queue_survives_restart_and_sends_once(
     assert again.status()["sightings"]["queued_batches"] == 0
 
 
-def test_slow_misp_times_out_and_keeps_the_batch(fake: FakeMisp, make_sync: MakeSync,
-                                                 clock: Clock) -> None:
+def test_slow_misp_times_out_and_keeps_the_batch(
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
     seed_event(fake, [("sha256", SHA)])
     sync = make_sync(read_timeout=0.3)
     sync.pull_iocs()
