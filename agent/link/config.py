@@ -48,6 +48,7 @@ class LinkConfig:
     upload_settle: float = _f(300.0, "an artifact dir without manifest is sent after this idle")
     renew_check_interval: float = _f(3600.0, "seconds between certificate expiry checks")
     renew_fraction: float = _f(1 / 3, "renew once less than this part of the lifetime is left")
+    renew_before: float = _f(20 * 86400.0, "…or at most this many seconds before expiry")
     allowed_tools: tuple[str, ...] = _f([], "programs (besides built-ins) commands may run")
     tools_dir: str = _f("", "directory searched for tools before PATH (osqueryi, sysmon…)")
     max_fetch_size: int = _f(64 << 20, "largest file a command may fetch, bytes")

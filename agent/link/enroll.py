@@ -16,6 +16,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from rules import wire
 
@@ -111,12 +112,20 @@ def enroll_online(
 
 
 def enroll_bundle(path: Path, store: IdentityStore, *, manager: str = "") -> Identity:
-    """Enroll offline from a bundle file (`rules.wire.EnrollBundle` JSON)."""
+    """Enroll offline from a bundle file (`rules.wire.EnrollBundle` JSON).
+
+    The manager address comes from `manager`, else the bundle's `manager` or `endpoint_url`.
+    """
     try:
-        bundle = wire.EnrollBundle.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        bundle = wire.EnrollBundle.from_dict(raw)
     except (OSError, ValueError, TypeError) as ex:
         raise EnrollmentError(f"cannot read enrollment bundle {path}: {ex}") from ex
     address = manager or bundle.manager
+    url = raw.get("endpoint_url") if isinstance(raw, dict) else None
+    if not address and isinstance(url, str) and url:
+        parsed = urlsplit(url if "//" in url else f"https://{url}")
+        address = f"{parsed.hostname}:{parsed.port or wire.ENDPOINT_PORT}"
     if not address:
         raise EnrollmentError(f"bundle {path} names no manager: pass --manager HOST:PORT")
     return store.save(uuid=bundle.uuid, manager=address, group=bundle.group,

@@ -53,10 +53,15 @@ class Identity:
     def port(self) -> int:
         return split_manager(self.manager)[1]
 
-    def renewal_due(self, now: float, *, fraction: float = 1 / 3) -> bool:
-        """True once less than `fraction` of the certificate's lifetime is left."""
+    def renewal_due(self, now: float, *, fraction: float = 1 / 3,
+                    before: float = 20 * 86400.0) -> bool:
+        """True once less than `fraction` of the lifetime, capped at `before` seconds, is left.
+
+        NOTE(link): the manager opens renewal `tls.renew_before_days` (30) days before expiry;
+        the 20-day cap keeps long-lived certificates inside that window.
+        """
         lifetime = max(self.not_after - self.not_before, 1.0)
-        return self.not_after - now < lifetime * fraction
+        return self.not_after - now < min(lifetime * fraction, before)
 
 
 def split_manager(address: str, default_port: int = 1519) -> tuple[str, int]:

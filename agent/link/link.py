@@ -25,7 +25,7 @@ from rules import wire
 from .backoff import Backoff
 from .config import LinkConfig
 from .enroll import renew
-from .errors import LinkError
+from .errors import EnrollmentError, LinkError
 from .forwarder import Forwarder
 from .identity import Identity, IdentityStore, write_atomic
 from .mtls import MtlsTransport
@@ -169,10 +169,16 @@ class Link:
     # ---------------------------------------------------------------- housekeeping
     def renew_if_due(self) -> bool:
         ident = self.identity()
-        if ident is None or not ident.renewal_due(self.wall(), fraction=self.config.renew_fraction):
+        if ident is None or not ident.renewal_due(self.wall(), fraction=self.config.renew_fraction,
+                                                  before=self.config.renew_before):
             return False
         logger.info("client certificate expires at %s: renewing", ident.not_after)
-        renew(self.identity_store, self._house)
+        try:
+            renew(self.identity_store, self._house)
+        except EnrollmentError as ex:
+            logger.warning("certificate renewal failed, retrying in %.0fs: %s",
+                           self.config.renew_check_interval, ex)
+            return False
         return True
 
     def housekeeping_once(self) -> dict[str, Any]:

@@ -1,0 +1,166 @@
+"""Contract: the real agent link against the real appliance endpoint API, in process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from agent.link.enroll import enroll_online, renew
+from agent.link.errors import EnrollmentError
+from agent.link.forwarder import Forwarder, LinkState
+from agent.link.identity import IdentityStore
+from agent.link.poller import CommandPoller
+from agent.link.spool import Spool
+from agent.link.sysinfo import SysInfoReporter
+from agent.link.transport import Request
+from agent.link.updates import Updater
+from agent.link.upload import Uploader
+from rules import wire
+
+
+def ev(i: int, detection: bool = False) -> dict:
+    e: dict = {"Event": {"System": {
+        "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "Computer": "ws1",
+        "TimeCreated": {"SystemTime": f"2026-11-28T07:00:{i % 60:02d}.000000Z"}},
+        "EventData": {"Image": "C:\\a.exe", "N": i}}}
+    if detection:
+        e["Event"]["Detection"] = {"Signature": ["Sig"], "Criticality": 9, "ATTACK": [],
+                                   "Actions": []}
+    return e
+
+
+@pytest.fixture
+def enrolled(manager, tmp_path: Path) -> IdentityStore:
+    store = IdentityStore(tmp_path / "agent" / "identity")
+    ident = enroll_online("127.0.0.1:1519", manager.token("g1"), store,
+                          transport=manager.transport(), hostname="ws1")
+    assert ident.group == "g1"
+    return store
+
+
+def stored(manager) -> list[dict]:
+    return list(manager.ctx.events.iter_events())
+
+
+def test_enroll_then_forward_exactly_once(manager, enrolled, tmp_path: Path) -> None:
+    ident = enrolled.load()
+    assert manager.ctx.store.endpoints.find(ident.uuid) is not None
+    with Spool(tmp_path / "q", segment_events=40) as spool:
+        fwd = Forwarder(spool, manager.transport(enrolled), sleep=lambda _: None)
+        for i in range(100):
+            fwd.submit(ev(i, detection=(i == 50)))
+        assert fwd.drain() == 100
+        # a batch re-sent after a lost ack is deduplicated by X-Heron-Batch-Id
+        spool.submit(ev(999))
+        batch = spool.next_batch(force=True)
+        assert batch is not None
+        from agent.link.forwarder import encode_batch
+
+        t = manager.transport(enrolled)
+        first = json.loads(t.send(encode_batch(batch)).body)
+        again = json.loads(t.send(encode_batch(batch)).body)
+        assert first["duplicate"] is False and again["duplicate"] is True
+        spool.ack(batch)
+    events = stored(manager)
+    assert sorted(e["Event"]["EventData"]["N"] for e in events) == sorted([*range(100), 999])
+    assert events[0]["Event"]["EventData"]["N"] == 50  # the detection went first
+    edr = events[0]["Event"]["EdrData"]
+    assert edr["Endpoint"]["UUID"] == ident.uuid
+
+
+def test_unenrolled_and_revoked_agents_are_refused_and_keep_buffering(
+        manager, enrolled, tmp_path: Path) -> None:
+    with Spool(tmp_path / "q", max_batch_delay=0) as spool:
+        anon = Forwarder(spool, manager.transport(), sleep=lambda _: None)
+        anon.submit(ev(1))
+        anon.step()
+        assert anon.state is LinkState.CERT_REJECTED
+        manager.ctx.identity.revoke(enrolled.load().uuid)
+        fwd = Forwarder(spool, manager.transport(enrolled), sleep=lambda _: None)
+        fwd.submit(ev(2))
+        fwd.step()
+        assert fwd.state is LinkState.CERT_REJECTED and "revoked" in fwd.last_error
+        assert spool.stats().queued_events == 2
+    assert stored(manager) == []
+
+
+def test_command_round_trip(manager, enrolled, tmp_path: Path) -> None:
+    from appliance.store.models import CommandRecord
+
+    target = tmp_path / "evidence.txt"
+    target.write_bytes(b"evidence")
+    ident = enrolled.load()
+    cid = str(uuid.uuid4())
+    manager.ctx.store.commands.add(CommandRecord(cid, ident.uuid, "hash", (str(target),),
+                                                 created=manager.ctx.clock()))
+    poller = CommandPoller(manager.transport(enrolled), tmp_path / "cmd")
+    res = poller.poll_once()
+    assert res is not None and res.error == ""
+    done = manager.ctx.store.commands.get(cid)
+    assert done.state.value == "completed"
+    assert done.result["json"]["hashes"]["sha256"] == hashlib.sha256(b"evidence").hexdigest()
+    assert poller.poll_once() is None
+    assert not list((tmp_path / "cmd" / "results").glob("*"))
+
+
+def test_updates_from_manager(manager, enrolled, tmp_path: Path) -> None:
+    rule = {"Name": "Contract", "Tags": [], "Meta": {"Events": {
+        "Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 8, "Schema": "2.0.0",
+        "LogType": "winevt"}, "Matches": ["$a: Image ~= 'evil'"], "Condition": "$a",
+        "Actions": []}
+    manager.ctx.content.put_rules([rule], update=False)
+    manager.ctx.store.iocs.upsert([wire.Ioc(value="evil.example", type="domain")],
+                                  manager.ctx.clock())
+    manager.ctx.content.put_sysmon("linux", "4.90", "<Sysmon schemaversion=\"4.90\"/>")
+    ident = enrolled.load()
+    manager.ctx.store.endpoints.update(ident.uuid, config={"general": {"log_all": True}})
+    got: dict[str, list] = {"rules": [], "iocs": [], "config": [], "sysmon": []}
+    up = Updater(manager.transport(enrolled), tmp_path / "u",
+                 {k: v.append for k, v in got.items()})
+    assert up.check() == {"rules": "updated", "iocs": "updated", "config": "updated",
+                          "sysmon": "updated"}
+    assert json.loads(got["rules"][0].splitlines()[0])["Name"] == "Contract"
+    assert [(i.type, i.value) for i in got["iocs"][0]] == [("domain", "evil.example")]
+    assert got["config"] == [{"general": {"log_all": True}}]
+    assert got["sysmon"] == ['<Sysmon schemaversion="4.90"/>']
+    assert set(up.check().values()) == {"unchanged"}
+
+
+def test_artifact_upload_and_sysinfo(manager, enrolled, tmp_path: Path) -> None:
+    ident = enrolled.load()
+    guid = "{" + str(uuid.uuid4()) + "}"
+    ehash = hashlib.sha1(b"e").hexdigest()
+    d = tmp_path / "art" / guid / ehash
+    d.mkdir(parents=True)
+    data = os.urandom(5000)
+    (d / "proc.dmp").write_bytes(data)
+    (d / "manifest.json").write_text(json.dumps({"files": [{"name": "proc.dmp"}]}))
+    up = Uploader(manager.transport(enrolled), tmp_path / "art", chunk_size=2048)
+    st = up.run_once()
+    assert st.files == 2 and st.chunks == 4 and st.failed == 0
+    stored_file = next(manager.ctx.artifacts.root.rglob("proc.dmp"))
+    assert stored_file.read_bytes() == data and ident.uuid in str(stored_file)
+    rep = SysInfoReporter(manager.transport(enrolled), tmp_path / "si.sha")
+    assert rep.run_once() and not rep.run_once()
+    assert manager.ctx.store.endpoints.get(ident.uuid).system_info["edr"]["version"]
+
+
+def test_renewal_within_the_manager_window(manager, enrolled, tmp_path: Path) -> None:
+    ident = enrolled.load()
+    old_cert = enrolled.cert_path.read_bytes()
+    t = manager.transport(enrolled)
+
+    with pytest.raises(EnrollmentError, match="renewal opens"):
+        renew(enrolled, t)  # a fresh certificate is not renewable yet
+    manager.ctx.clock = lambda: ident.not_after - 86400  # one day before expiry
+    manager.ctx.identity.clock = manager.ctx.clock
+    renewed = renew(enrolled, t)
+    assert renewed.uuid == ident.uuid and enrolled.cert_path.read_bytes() != old_cert
+    # the renewed certificate is accepted by the manager
+    assert manager.transport(enrolled).send(Request("GET", wire.ROUTE_KEY)).body.decode() \
+        == ident.uuid
