@@ -392,7 +392,7 @@ class EventStore:
         self._check_open()
         clauses = self._filters(query, filters.get("since"), filters.get("until"),
                                 filters.get("endpoint"), bool(filters.get("detections_only")))
-        result = self._index.searcher().search(Q.boolean_query(clauses), 0, count=True)
+        result = self._index.searcher().search(Q.boolean_query(clauses), 1, count=True)
         return int(result.count or 0)
 
     def iter_events(
