@@ -111,13 +111,28 @@ def enroll_online(
                       cert_pem=resp.certificate_pem, ca_pem=resp.ca_pem)
 
 
+def _read_bundle(path: Path) -> dict[str, object]:
+    """Read a bundle: one JSON with inline PEMs, or `heron-manager enroll bundle`'s directory
+    (`bundle.json` naming `client_cert`, `client_key` and `ca_cert` files next to it)."""
+    if path.is_dir():
+        path = path / "bundle.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict):
+        raise ValueError("a bundle is a JSON object")
+    for key, ref in (("certificate_pem", "client_cert"), ("key_pem", "client_key"),
+                     ("ca_pem", "ca_cert")):
+        if key not in raw and isinstance(raw.get(ref), str):
+            raw[key] = (path.parent / Path(str(raw[ref])).name).read_text(encoding="ascii")
+    return raw
+
+
 def enroll_bundle(path: Path, store: IdentityStore, *, manager: str = "") -> Identity:
     """Enroll offline from a bundle file (`rules.wire.EnrollBundle` JSON).
 
     The manager address comes from `manager`, else the bundle's `manager` or `endpoint_url`.
     """
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = _read_bundle(Path(path))
         bundle = wire.EnrollBundle.from_dict(raw)
     except (OSError, ValueError, TypeError) as ex:
         raise EnrollmentError(f"cannot read enrollment bundle {path}: {ex}") from ex

@@ -164,3 +164,22 @@ def test_renewal_within_the_manager_window(manager, enrolled, tmp_path: Path) ->
     # the renewed certificate is accepted by the manager
     assert manager.transport(enrolled).send(Request("GET", wire.ROUTE_KEY)).body.decode() \
         == ident.uuid
+
+
+def test_offline_bundle_from_the_manager(manager, tmp_path: Path) -> None:
+    from agent.link.enroll import enroll_bundle
+
+    b = manager.ctx.identity.bundle(group="air", hostname="ws9")
+    out = tmp_path / "heron-bundle"  # the layout `heron-manager enroll bundle` writes
+    out.mkdir()
+    (out / "client.pem").write_text(b.certificate_pem)
+    (out / "client.key").write_text(b.key_pem)
+    (out / "ca.pem").write_text(b.ca_pem)
+    (out / "bundle.json").write_text(json.dumps({
+        "uuid": b.uuid, "endpoint_url": "https://mgr.example:1519", "group": b.group,
+        "client_cert": "client.pem", "client_key": "client.key", "ca_cert": "ca.pem"}))
+    store = IdentityStore(tmp_path / "id")
+    ident = enroll_bundle(out, store)
+    assert (ident.uuid, ident.manager, ident.group) == (b.uuid, "mgr.example:1519", "air")
+    assert oct(store.key_path.stat().st_mode & 0o777) == "0o600"
+    assert manager.transport(store).send(Request("GET", wire.ROUTE_KEY)).body.decode() == b.uuid
