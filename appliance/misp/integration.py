@@ -10,6 +10,7 @@ normal `/iocs` distribution), registers `on_events` as an ingest listener, and s
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 EXTRA_KEY = "misp"
 WORKER_KEY = "misp_worker"
+LOCK_KEY = "misp_lock"
 
 
 class StoreIocSink:
@@ -68,9 +70,14 @@ def config_overrides(section: Any) -> dict[str, Any]:
 
 def attach_misp(ctx: Any, *, factory: ClientFactory = pymisp_factory) -> MispSync:
     """The context's MispSync, built and wired on first call (idempotent)."""
-    existing = ctx.extra.get(EXTRA_KEY)
-    if isinstance(existing, MispSync):
-        return existing
+    with ctx.extra.setdefault(LOCK_KEY, threading.Lock()):
+        existing = ctx.extra.get(EXTRA_KEY)
+        if isinstance(existing, MispSync):
+            return existing
+        return _attach(ctx, factory)
+
+
+def _attach(ctx: Any, factory: ClientFactory) -> MispSync:
     overrides = config_overrides(getattr(ctx.config, "misp", None))
     sync = MispSync.open(
         ctx.data_dir / "misp",

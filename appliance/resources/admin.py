@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from ..context import AppContext
+from ..misp.resources import MISP_ROUTES
 from .admin_content import CONTENT_ROUTES
 from .admin_fleet import FLEET_ROUTES
 from .admin_search import SEARCH_ROUTES
@@ -14,7 +15,8 @@ __all__ = ["add_admin_routes"]
 
 def add_admin_routes(app: falcon.App, ctx: AppContext) -> None:
     """Instantiate each resource once per route and mount it."""
-    for path, factory, suffix in [*FLEET_ROUTES, *CONTENT_ROUTES, *SEARCH_ROUTES]:
+    for path, factory, suffix in [*FLEET_ROUTES, *CONTENT_ROUTES, *SEARCH_ROUTES,
+                                  *MISP_ROUTES]:
         resource = factory(ctx)
         if suffix:
             app.add_route(path, resource, suffix=suffix)

@@ -1,0 +1,148 @@
+"""Admin API of the MISP sync: settings, connection test, status, sync now.
+
+| route | method | role | body → data |
+|---|---|---|---|
+| /misp/settings | GET | admin | – → settings without the API key (`api_key_set`) |
+| /misp/settings | PUT | admin | partial settings → the new settings |
+| /misp/test | POST | admin | `{}` or settings to try → `{ok, error, version, user, role, …}` |
+| /misp/status | GET | any | – → last runs, counts, errors, queue sizes |
+| /misp/sync | POST | admin | `{"full": bool}` → status after a pull, flush and push |
+
+Resources translate `MispError` into the manager's domain errors (422 invalid settings, 409 not
+configured); the manager's error table renders them in the `{data, message, error}` envelope. The
+service is attached to the context on the first request (or when the worker starts), so building the
+app touches nothing on disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+
+from ..errors import Conflict, ValidationError
+from ..middleware import ALL_ROLES, JsonBody
+from ..resources.common import envelope
+from ..store import Role
+from .errors import MispSettingsError
+from .integration import attach_misp
+from .service import MispSync
+from .settings import SETTINGS
+
+__all__ = ["MISP_ROUTES"]
+
+ADMIN_ONLY = frozenset({Role.ADMIN})
+_SETTINGS_SCHEMA = {
+    "type": "object",
+    "properties": {s.name: {"description": s.help} for s in SETTINGS},
+}
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValidationError("expected a JSON object")
+    return data
+
+
+def _sync_body(data: Any) -> bool:
+    body = _object(data)
+    full = body.get("full", False)
+    if not isinstance(full, bool):
+        raise ValidationError("full must be true or false")
+    return full
+
+
+class MispSettingsResource:
+    """GET/PUT /misp/settings."""
+
+    READ_ROLES = ADMIN_ONLY
+    WRITE_ROLES = ADMIN_ONLY
+    BODY = {"put": JsonBody(_object, _SETTINGS_SCHEMA)}
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    @property
+    def sync(self) -> MispSync:
+        return attach_misp(self.ctx)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The MISP settings (the API key is never returned)."""
+        envelope(resp, self.sync.settings.to_public_dict())
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Change some MISP settings; the API key is stored encrypted."""
+        try:
+            settings = self.sync.update_settings(req.context.body)
+        except MispSettingsError as ex:
+            raise ValidationError(str(ex)) from ex
+        envelope(resp, settings.to_public_dict())
+
+
+class MispTestResource:
+    """POST /misp/test."""
+
+    WRITE_ROLES = ADMIN_ONLY
+    BODY = {"post": JsonBody(_object, _SETTINGS_SCHEMA)}
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    @property
+    def sync(self) -> MispSync:
+        return attach_misp(self.ctx)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Try to connect with the stored settings, or with them patched by the body."""
+        envelope(resp, self.sync.test_connection(req.context.body))
+
+
+class MispStatusResource:
+    """GET /misp/status."""
+
+    READ_ROLES = ALL_ROLES
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    @property
+    def sync(self) -> MispSync:
+        return attach_misp(self.ctx)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Last runs, counts, errors and queue sizes of the MISP sync."""
+        envelope(resp, self.sync.status())
+
+
+class MispSyncResource:
+    """POST /misp/sync."""
+
+    WRITE_ROLES = ADMIN_ONLY
+    BODY = {
+        "post": JsonBody(
+            _sync_body, {"type": "object", "properties": {"full": {"type": "boolean"}}}
+        )
+    }
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    @property
+    def sync(self) -> MispSync:
+        return attach_misp(self.ctx)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Pull IoCs (fully if asked), flush sightings and push reports now."""
+        try:
+            status = self.sync.sync_now(full=req.context.body)
+        except MispSettingsError as ex:
+            raise Conflict(str(ex)) from ex
+        envelope(resp, status)
+
+
+MISP_ROUTES: list[tuple[str, Any, str | None]] = [
+    ("/misp/settings", MispSettingsResource, None),
+    ("/misp/test", MispTestResource, None),
+    ("/misp/status", MispStatusResource, None),
+    ("/misp/sync", MispSyncResource, None),
+]

@@ -1,0 +1,152 @@
+"""The MISP admin routes mounted in the manager's admin app, and the sync wired into ingest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.misp.integration import attach_misp, start_misp_worker, stop_misp
+from rules import wire
+from rules.iocs import IocSet
+from tests.fakemisp import DEFAULT_KEY, FakeMisp
+
+from .conftest import Clock, seed_event, write_artifacts
+
+SHA = "d" * 64
+
+
+@pytest.fixture
+def configured(env: Any, fake: FakeMisp) -> Any:
+    res = env.a(
+        "PUT",
+        "/misp/settings",
+        json={
+            "enabled": True,
+            "url": fake.url,
+            "api_key": DEFAULT_KEY,
+            "sighting_batch_delay": 0.0,
+            "read_timeout": 2.0,
+            "connect_timeout": 1.0,
+        },
+    )
+    assert res.status_code == 200, res.text
+    return env
+
+
+def test_settings_round_trip_without_the_key(env: Any, fake: FakeMisp) -> None:
+    res = env.a("GET", "/misp/settings")
+    assert res.status_code == 200 and res.json["error"] == ""
+    assert res.json["data"]["enabled"] is False and res.json["data"]["api_key_set"] is False
+    res = env.a("PUT", "/misp/settings", json={"url": fake.url, "api_key": DEFAULT_KEY})
+    data = res.json["data"]
+    assert data["url"] == fake.url and data["api_key_set"] is True and "api_key" not in data
+    stored = (env.ctx.data_dir / "misp" / "settings.json").read_text()
+    assert DEFAULT_KEY not in stored
+    res = env.a("PUT", "/misp/settings", json={"pull_interval": -1, "colour": 1})
+    assert res.status_code == 422 and "unknown settings" in res.json["error"]
+    res = env.a("PUT", "/misp/settings", json={"page_limit": "x"})
+    assert res.status_code == 422
+
+
+def test_roles(env: Any) -> None:
+    assert env.a("GET", "/misp/settings", key=env.analyst_key).status_code == 403
+    assert env.a("PUT", "/misp/settings", key=env.analyst_key, json={}).status_code == 403
+    assert env.a("GET", "/misp/status", key=env.analyst_key).status_code == 200
+    assert env.a("POST", "/misp/sync", key=env.plugin_key, json={}).status_code == 403
+    assert env.a("GET", "/misp/status", key="nope").status_code == 401
+
+
+def test_connection_test(configured: Any, fake: FakeMisp) -> None:
+    res = configured.a("POST", "/misp/test", json={})
+    assert res.json["data"]["ok"] is True and res.json["data"]["version"] == "2.5.1"
+    assert res.json["data"]["missing_permissions"] == []
+    res = configured.a("POST", "/misp/test", json={"api_key": "e" * 40})
+    assert res.json["data"]["ok"] is False and "user settings" in res.json["data"]["error"]
+    fake.stop()
+    res = configured.a("POST", "/misp/test", json={})
+    assert res.json["data"]["ok"] is False and res.json["data"]["error"]
+    fake.start()
+
+
+def test_sync_before_configuration_is_a_conflict(env: Any) -> None:
+    res = env.a("POST", "/misp/sync", json={"full": True})
+    assert res.status_code == 409 and "not configured" in res.json["error"]
+
+
+def test_end_to_end_ioc_sighting_and_report(
+    configured: Any, fake: FakeMisp, clock: Clock, tmp_path: Path
+) -> None:
+    env = configured
+    seed_event(fake, [("sha256", SHA), ("domain", "evil.example")])
+    res = env.a("POST", "/misp/sync", json={"full": True})
+    assert res.status_code == 200 and res.json["data"]["pull"]["iocs"] == 2
+    # The IoCs reach agents through the normal distribution and fire there.
+    agent = env.enroll("WIN-HOST01")
+    served = env.e("GET", wire.ROUTE_IOCS, agent)
+    assert served.status_code == 200, served.text
+    iocs = served.json if isinstance(served.json, list) else served.json.get("data", [])
+    assert {(i["type"], i["value"], i["source"]) for i in iocs} == {
+        ("sha256", SHA, "misp"),
+        ("domain", "evil.example", "misp"),
+    }
+    event = {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "EventID": 1,
+                "Computer": "WIN-HOST01",
+                "TimeCreated": {"SystemTime": "2026-11-28T08:00:00Z"},
+            },
+            "EventData": {"Image": "C:\\evil.exe", "Hashes": f"SHA256={SHA}"},
+        }
+    }
+    hits = IocSet.from_iocs(iocs).match(event)
+    assert [(h.type, h.value) for h in hits] == [("sha256", SHA)]
+    # The endpoint reports the event: the sighting shows up in MISP with the endpoint as source.
+    event["Event"]["Detection"] = {"Signature": ["IoC:sha256"], "Criticality": 10}
+    assert env.post_logs(agent, [event]).status_code == 200
+    env.ctx.ingest.dispatcher.join()
+    env.a("POST", "/misp/sync", json={})
+    with fake.lock:
+        rows = [
+            (fake.model.attributes[s.attribute_id].value, s.source) for s in fake.model.sightings
+        ]
+    assert rows == [(SHA, f"{agent.uuid}|WIN-HOST01")]
+    # The critical detection's IR report shows up as an edr-report object.
+    write_artifacts(
+        env.ctx.data_dir / "artifacts",
+        endpoint=agent.uuid,
+        files={"evil.exe": ("filedump", b"MZ" + b"\0" * 100)},
+    )
+    status = env.a("POST", "/misp/sync", json={}).json["data"]
+    assert status["reports"]["pushed"] == 1, status
+    with fake.lock:
+        (obj,) = fake.model.objects.values()
+        rendered = fake.model.render_object(obj)
+    rel = {a["object_relation"]: a["value"] for a in rendered["Attribute"]}
+    assert rel["endpoint-id"] == agent.uuid and rel["hostname"] == "WIN-HOST01"
+    assert rel["ip"] == "10.0.0.5" and rel["executable"] == "evil.exe.zip"
+    status = env.a("GET", "/misp/status").json["data"]
+    assert status["sightings"]["sent"] == 1 and status["connected"] is True
+    assert json.dumps(status)  # plain JSON
+
+
+def test_worker_lifecycle_and_idempotent_attach(configured: Any, fake: FakeMisp) -> None:
+    ctx = configured.ctx
+    sync = attach_misp(ctx)
+    assert attach_misp(ctx) is sync
+    assert ctx.event_listeners.count(sync.on_events) == 1
+    worker = start_misp_worker(ctx, interval=0.05)
+    assert start_misp_worker(ctx) is worker
+    seed_event(fake, [("sha256", SHA)])
+    import time
+
+    deadline = time.monotonic() + 5
+    while not fake.requests_to("/attributes/restSearch") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop_misp(ctx)
+    assert fake.requests_to("/attributes/restSearch")
+    assert "misp" not in ctx.extra
