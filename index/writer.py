@@ -236,6 +236,7 @@ class Indexer:
         """Delete every document with a sequence number below ``seq`` from both backends."""
         if seq <= 1:
             return
+        self.commit()
         query = tantivy.Query.range_query(self.index.schema, "seq", tantivy.FieldType.Unsigned,
                                           None, seq - 1)
         self._writer.delete_documents_by_query(query)
@@ -246,6 +247,8 @@ class Indexer:
 
     def delete_all(self) -> None:
         """Empty both backends (before a reindex)."""
+        # NOTE(index): delete_all_documents spares documents added but not yet committed.
+        self.commit()
         self._writer.delete_all_documents()
         self.mark_dirty()
         self.commit()
