@@ -96,3 +96,11 @@ def client(console_auth: ConsoleAuth) -> falcon.testing.TestClient:
     app.add_route("/stats", Stats())
     add_console_routes(app, console_auth)
     return falcon.testing.TestClient(app)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item (browser tests screenshot failures)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -25,7 +25,9 @@ const ROUTES = [
   [/^\/users$/, users, "#/users", true],
 ];
 
-const state = { session: null, cleanup: null, generation: 0 };
+// initialLoad: on the first page of a visit focus stays at the document start (skip link first);
+// after that, each navigation moves focus to the new page's heading.
+const state = { session: null, cleanup: null, generation: 0, initialLoad: true };
 const main = () => document.getElementById("main");
 
 function parseHash() {
@@ -97,8 +99,10 @@ async function route() {
   const heading = root.querySelector("h1");
   if (heading) {
     heading.setAttribute("tabindex", "-1");
-    if (document.activeElement === document.body || !root.contains(document.activeElement)) heading.focus();
+    const lost = document.activeElement === document.body || !root.contains(document.activeElement);
+    if (lost && !state.initialLoad) heading.focus();
   }
+  state.initialLoad = false;
   document.title = `${heading ? heading.textContent : "Heron"} · Heron console`;
 }
 
@@ -123,6 +127,7 @@ function showLogin(message) {
     try {
       state.session = await session.login(input.value);
       input.value = "";
+      state.initialLoad = false;
       start();
     } catch (err) {
       replace(status, errorBox(err));

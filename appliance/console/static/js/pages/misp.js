@@ -1,6 +1,6 @@
 // MISP: connection and feature settings, test connection, manual sync, sync status.
 
-import { get, post } from "../api.js";
+import { get, post, put } from "../api.js";
 import { errorBox, field, fmtTime, h, replace, toast } from "../dom.js";
 
 // [key, label, kind, hint] — the settings the console edits (the rest keep their values).
@@ -45,7 +45,11 @@ function statusView(st) {
 
 export async function render(root, ctx) {
   const isAdmin = ctx.session.role === "admin";
-  const [settings, status] = await Promise.all([get("/misp/settings"), get("/misp/status").catch((err) => ({ error: err.message }))]);
+  // Settings are admin-only on the API; analysts see the status only.
+  const [settings, status] = await Promise.all([
+    isAdmin ? get("/misp/settings") : Promise.resolve({}),
+    get("/misp/status").catch((err) => ({ error: err.message })),
+  ]);
   const s = settings || {};
   const controls = {};
   const formStatus = h("div", { "aria-live": "assertive" });
@@ -85,7 +89,7 @@ export async function render(root, ctx) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
-      await post("/misp/settings", collect());
+      await put("/misp/settings", collect());
       controls.api_key.value = "";
       replace(formStatus, h("p", { role: "status" }, "Settings saved."));
       toast("MISP settings saved");
@@ -99,7 +103,7 @@ export async function render(root, ctx) {
     replace(formStatus, h("p", {}, "Testing…"));
     try {
       const res = await post("/misp/test", {});
-      const ok = res && (res.ok === true || res.success === true || res.connected === true);
+      const ok = Boolean(res && res.ok);
       replace(formStatus, h("p", { role: "status", class: ok ? "" : "error" },
         ok ? `Connection OK${res.version ? ` (MISP ${res.version})` : ""}.` : `Connection failed: ${(res && (res.error || res.message)) || "unknown error"}`));
     } catch (err) {
@@ -119,7 +123,7 @@ export async function render(root, ctx) {
 
   replace(root, h("h1", {}, "MISP"),
     h("section", { class: "panel", "aria-labelledby": "misp-settings" }, h("h2", { id: "misp-settings" }, "Settings"),
-      isAdmin ? null : h("p", { class: "muted" }, "Only admins can change MISP settings."), form),
+      isAdmin ? form : h("p", { class: "muted" }, "Only admins can see and change MISP settings.")),
     h("section", { class: "panel", "aria-labelledby": "misp-status" }, h("h2", { id: "misp-status" }, "Sync status"),
       h("div", { class: "toolbar" }, h("button", { type: "button", class: "secondary", onclick: refreshStatus }, "Refresh status")), statusBox));
 }

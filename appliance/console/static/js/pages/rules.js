@@ -8,7 +8,7 @@ import { confirmDialog, errorBox, field, h, replace, table, toast } from "../dom
 const TEMPLATE = {
   Name: "NewRule",
   Tags: [],
-  Meta: { Events: { "Microsoft-Windows-Sysmon/Operational": [1] }, Computers: [], Criticality: 5, Author: "", Comment: "" },
+  Meta: { Events: { "Microsoft-Windows-Sysmon/Operational": [1] }, Computers: [], Criticality: 5, Author: "", Comment: "", Schema: "2.0.0" },
   Matches: ["$img: Image ~= '(?i:\\\\evil\\.exe$)'"],
   Condition: "$img",
 };

@@ -1,0 +1,295 @@
+"""The console in headless Chromium against a real manager (waitress behind the TLS front).
+
+One manager and one browser for the module; tests run in file order and share the login. Each
+test ends by asserting the browser console has no error (JavaScript errors, failed loads, CSP
+violations), and saves a screenshot under tests/artifacts/console/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from .browser import Browser, available
+from .harness import Manager, start_manager, sysmon_event
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not available(), reason="Debian chromium/chromedriver not installed"),
+]
+
+RULE_NAME = "HeronTest-Mimikatz"
+GOOD_RULE = {
+    "Name": RULE_NAME,
+    "Tags": ["test"],
+    "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 10,
+             "Author": "console test", "Schema": "2.0.0"},
+    "Matches": ["$img: Image ~= '(?i:\\\\mimikatz\\.exe$)'"],
+    "Condition": "$img",
+}
+
+
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
+    m = start_manager(tmp_path_factory.mktemp("manager"))
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def browser(manager: Manager) -> Iterator[Browser]:
+    b = Browser(spki_hash=manager.spki_sha256_b64)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def clean_console(
+    browser: Browser, request: pytest.FixtureRequest
+) -> Iterator[Callable[[Callable[[str], bool]], None]]:
+    """Fails the test if the browser console logged an error; tests may allow expected ones."""
+    allowed: list[Callable[[str], bool]] = []
+    browser.console_errors()  # drop anything left over
+    yield allowed.append
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        browser.screenshot(f"FAILED-{request.node.name}")
+    errors = browser.console_errors(lambda m: any(a(m) for a in allowed))
+    assert not errors, "browser console errors:\n" + "\n".join(errors)
+
+
+def _login(browser: Browser, manager: Manager) -> None:
+    browser.driver.get(manager.admin_url + "/console/")
+    key = browser.wait_css("input[name=api_key]")
+    key.send_keys(manager.admin_key)
+    key.submit()
+    browser.wait_text("main h1", "Dashboard")
+
+
+def test_login_sets_a_secure_session(browser: Browser, manager: Manager, clean_console) -> None:
+    browser.driver.get(manager.admin_url + "/console/")
+    assert browser.wait_css("main h1").text == "Heron console"
+    assert browser.css("#topbar").is_displayed() is False
+    assert browser.active().get_attribute("name") == "api_key"  # focus starts in the key field
+    browser.screenshot("01-login")
+    field = browser.field("API key")
+    field.send_keys("wrong-key")
+    field.submit()
+    browser.wait_text("main [role=alert]", "invalid API key")
+    clean_console(lambda m: "/console/api/login" in m and "401" in m)
+    field = browser.field("API key")
+    field.clear()
+    field.send_keys(manager.admin_key)
+    field.submit()
+    assert browser.wait_text("main h1", "Dashboard")
+    cookies = {c["name"]: c for c in browser.driver.get_cookies()}
+    session = cookies["__Host-heron-session"]
+    assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
+    assert not cookies["__Host-heron-csrf"]["httpOnly"]
+    assert "alice (admin)" in browser.css("#who").text
+    # the key is not kept anywhere in the page or its storage
+    assert manager.admin_key not in browser.driver.page_source
+    assert browser.driver.execute_script("return localStorage.length + sessionStorage.length") == 0
+    browser.screenshot("02-dashboard-empty")
+
+
+def test_live_detection_appears(browser: Browser, manager: Manager, clean_console) -> None:
+    browser.go("#/detections")
+    browser.wait_text("#live-state", "connected")
+    ack = manager.post_logs([
+        sysmon_event(manager.hostname, image="C:\\Tools\\mimikatz.exe",
+                     command_line="mimikatz.exe privilege::debug sekurlsa::logonpasswords",
+                     signature=RULE_NAME, criticality=10),
+        sysmon_event(manager.hostname, image="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\"
+                     "powershell.exe", command_line="powershell.exe -enc SQBFAFgA"),
+    ])
+    assert ack.status_code == 200, ack.text
+    row = browser.wait_css("tbody tr[data-live]", timeout=10)
+    assert RULE_NAME in row.text and manager.hostname in row.text and "critical" in row.text
+    assert len(browser.all("tbody tr[data-live]")) == 1  # the plain event is not a detection
+    browser.screenshot("03-detections-live")
+
+
+def test_search_with_query_language(browser: Browser, manager: Manager, clean_console) -> None:
+    browser.go("#/search")
+    query = browser.field("Query")
+    query.send_keys("Image:*mimikatz.exe AND EventID:1")
+    deadline = time.monotonic() + 10
+    while True:  # the index makes new events searchable within ~2 s
+        query.submit()
+        browser.wait(lambda d: "event(s) shown" in browser.css("main p[aria-live]").text
+                     or browser.all("main [role=alert]"))
+        if browser.all("main tbody tr button") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    rows = browser.all("main tbody tr")
+    assert len(rows) == 1 and "mimikatz.exe" in rows[0].text and RULE_NAME in rows[0].text
+    browser.button("Show", rows[0]).click()
+    dialog = browser.wait_css("dialog[open]")
+    assert "Event JSON" in dialog.text and "sekurlsa::logonpasswords" in dialog.text
+    browser.screenshot("04-search-detail")
+    from selenium.webdriver.common.keys import Keys
+
+    browser.active().send_keys(Keys.ESCAPE)
+    browser.wait(lambda d: not browser.all("dialog[open]"))
+    query.clear()
+    query.send_keys("powershell.exe")
+    query.submit()
+    browser.wait(lambda d: "1 event(s) shown" in browser.css("main p[aria-live]").text)
+
+
+def test_run_a_command(browser: Browser, manager: Manager, clean_console) -> None:
+    browser.go("#/endpoints")
+    row = browser.wait_css("main tbody tr")
+    assert manager.hostname in row.text and "finance" in row.text
+    browser.css(f"button[aria-label='Run a command on {manager.hostname}']").click()
+    line = browser.wait_css("dialog[open] input[name=command-line]")
+    assert browser.active() == line
+    line.send_keys("ls C:\\Users\\alice")
+    browser.screenshot("05-command-dialog")
+    line.submit()
+    browser.wait(lambda d: not browser.all("dialog[open]"))
+    browser.wait_text("#toasts", "Command queued")
+    cmds = manager.admin("GET", f"/endpoints/{manager.endpoint_uuid}/commands").json()["data"]
+    assert [(c["name"], c["args"]) for c in cmds] == [("ls", ["C:\\Users\\alice"])]
+    assert cmds[0]["issuer"] == "alice"
+    browser.go(f"#/endpoints/{manager.endpoint_uuid}")
+    cmds_box = browser.wait_text("#ep-cmds + div", "ls C:\\Users\\alice")
+    assert "queued" in cmds_box.text
+    assert RULE_NAME in browser.css("section[aria-labelledby=ep-dets]").text
+    browser.screenshot("06-endpoint-detail")
+
+
+def test_edit_rule_with_compile_check(browser: Browser, manager: Manager, clean_console) -> None:
+    browser.go("#/rules")
+    editor = browser.field("Rule (Gene JSON)")
+    set_value = "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));"
+    browser.driver.execute_script(set_value, editor, json.dumps(GOOD_RULE, indent=2))
+    browser.button("Check and save").click()
+    browser.wait_text("#rule-status", "compiled and saved")
+    listed = browser.wait_text("section[aria-labelledby=rules-list]", RULE_NAME)
+    assert RULE_NAME in listed.text
+    saved = manager.admin("GET", "/rules", params={"name": RULE_NAME}).json()["data"]
+    assert [r["Name"] for r in saved] == [RULE_NAME]
+    # the chart and the table count the detection posted earlier
+    assert RULE_NAME in browser.css("section[aria-labelledby=rules-chart] svg").text
+    browser.css(f"button[aria-label='Edit {RULE_NAME}']").click()
+    assert browser.active().text.startswith("Edit rule")
+    broken = dict(GOOD_RULE, Matches=["$img: Image ~= '(?i:mimikatz'"])  # unclosed group
+    browser.driver.execute_script(set_value, editor, json.dumps(broken))
+    browser.button("Check and save").click()
+    browser.wait_text("#rule-status", "Rejected")
+    clean_console(lambda m: "/rules" in m and ("400" in m or "422" in m or "409" in m))
+    assert "missing closing )" in browser.css("#rule-status").text
+    assert manager.admin("GET", "/rules", params={"name": RULE_NAME}).json()["data"][0][
+        "Matches"] == GOOD_RULE["Matches"]
+    browser.screenshot("07-rules")
+
+
+def test_misp_settings(browser: Browser, manager: Manager, clean_console) -> None:
+    if manager.admin("GET", "/misp/status").status_code == 404:
+        pytest.skip("the MISP routes are not mounted on the admin app (appliance.misp not wired)")
+    browser.go("#/misp")
+    url = browser.field("MISP URL")
+    url.clear()
+    url.send_keys("https://misp.lab.invalid")
+    browser.field("API key").send_keys("a" * 40)
+    browser.button("Save settings").click()
+    browser.wait_text("main form [role=status]", "Settings saved")
+    settings = manager.admin("GET", "/misp/settings").json()["data"]
+    assert settings["url"] == "https://misp.lab.invalid" and settings["api_key_set"] is True
+    browser.go("#/dashboard")
+    browser.go("#/misp")
+    assert browser.field("MISP URL").get_attribute("value") == "https://misp.lab.invalid"
+    assert browser.all("label")  # labels render
+    assert any("a key is stored" in lab.text for lab in browser.all("label"))
+    browser.screenshot("08-misp")
+
+
+def test_dashboard_charts(browser: Browser, manager: Manager, clean_console) -> None:
+    browser.go("#/dashboard")
+    time_chart = browser.wait_css("section[aria-labelledby=dash-time] svg[role=img]")
+    assert "1 in total" in time_chart.get_attribute("aria-label")
+    assert RULE_NAME in browser.css("section[aria-labelledby=dash-rules] svg").text
+    assert "1 / 1" in browser.css(".cards").text  # the endpoint posted logs: online
+    browser.screenshot("09-dashboard")
+
+
+def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_console) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    browser.driver.get(manager.admin_url + "/console/#/dashboard")
+    browser.driver.refresh()  # a real page load, not a hash change
+    browser.wait_text("main h1", "Dashboard")
+    browser.css("body").send_keys(Keys.TAB)  # a fresh page: the skip link comes first
+    first = browser.active()
+    assert first.text == "Skip to content"
+    first.send_keys(Keys.ENTER)
+    assert browser.active().get_attribute("id") == "main"
+    # backwards from the content: the top bar, in reverse order, each with a visible focus ring
+    seen = []
+    for _ in range(12):
+        browser.active().send_keys(Keys.SHIFT, Keys.TAB)
+        el = browser.active()
+        seen.append(el.text)
+        outline = browser.driver.execute_script(
+            "const s = getComputedStyle(arguments[0]);"
+            "return s.outlineStyle + ' ' + s.outlineWidth;", el)
+        assert not outline.startswith("none"), f"no visible focus on {el.text!r}: {outline}"
+        if el.text == "Skip to content":
+            break
+    assert seen == ["Log out", "Users & keys", "MISP", "IoCs", "Rules", "Search", "Detections",
+                    "Endpoints", "Dashboard", "Skip to content"]
+    for _ in range(2):
+        browser.active().send_keys(Keys.TAB)
+    assert browser.active().text == "Endpoints"
+    # open a page and an action with the keyboard alone
+    browser.active().send_keys(Keys.ENTER)
+    browser.wait_text("main h1", "Endpoints")
+    browser.wait(lambda d: browser.active().tag_name == "h1")
+    for _ in range(30):
+        browser.active().send_keys(Keys.TAB)
+        if (browser.active().get_attribute("aria-label") or "").startswith("Run a command"):
+            break
+    else:
+        pytest.fail("the Command button cannot be reached with Tab")
+    browser.active().send_keys(Keys.ENTER)
+    line = browser.wait_css("dialog[open] input[name=command-line]")
+    assert browser.active() == line
+    browser.active().send_keys(Keys.ESCAPE)
+    browser.wait(lambda d: not browser.all("dialog[open]"))
+    # every control on every page has a label or an accessible name
+    for route in ("#/dashboard", "#/endpoints", "#/detections", "#/search", "#/rules", "#/iocs",
+                  "#/misp", "#/users", f"#/endpoints/{manager.endpoint_uuid}"):
+        browser.go(route)
+        unlabeled = browser.driver.execute_script("""
+            return [...document.querySelectorAll('main input, main select, main textarea, main button, main a')]
+              .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                            && !(el.textContent || '').trim())
+              .map(el => el.outerHTML.slice(0, 80));""")
+        assert not unlabeled, f"{route}: controls without a name: {unlabeled}"
+        mouse_only = browser.driver.execute_script(
+            "return document.querySelectorAll('main [onclick]:not(button):not(a)').length")
+        assert mouse_only == 0
+    browser.screenshot("10-keyboard-endpoints")
+
+
+def test_analyst_sees_read_only_console(browser: Browser, manager: Manager, clean_console) -> None:
+    browser.go("#/dashboard")
+    browser.button("Log out").click()
+    key = browser.wait_css("input[name=api_key]")
+    assert not [c for c in browser.driver.get_cookies() if c["name"] == "__Host-heron-session"]
+    key.send_keys(manager.analyst_key)
+    key.submit()
+    browser.wait_text("main h1", "Dashboard")
+    assert "bob (analyst)" in browser.css("#who").text
+    assert not browser.css("#nav a[href='#/users']").is_displayed()
+    browser.go("#/endpoints")
+    button = browser.wait_css(f"button[aria-label='Run a command on {manager.hostname}']")
+    assert button.get_attribute("disabled") is not None
+    browser.go("#/users")
+    assert browser.heading() == "Admins only"
+    browser.screenshot("11-analyst")
