@@ -419,7 +419,7 @@ class _Parser:
                 break
             if tok.kind == "AND":
                 self.take()
-                if self.peek().kind in ("EOF", "RP", "OR", "AND"):
+                if not (must or must_not) or self.peek().kind in ("EOF", "RP", "OR", "AND"):
                     raise self.fail("AND needs a clause on both sides", tok)
                 continue
             negated, query = self.unary()
