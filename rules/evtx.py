@@ -17,9 +17,11 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
 import struct
 import warnings
 from collections.abc import Iterator
+from itertools import accumulate
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,12 +39,13 @@ _CHUNK = 65536
 _CHUNK_HEADER = 512
 _RECORD_MAGIC = b"\x2a\x2a\x00\x00"
 _EPOCH_1601 = datetime(1601, 1, 1, tzinfo=timezone.utc)
-_U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _MAX_DEPTH = 8
 # BinXML value types (MS-EVEN6 §2.2.13)
 _T_ANSI, _T_SIZET, _T_FILETIME, _T_HEX32, _T_HEX64, _T_BINXML = 0x02, 0x10, 0x11, 0x14, 0x15, 0x21
+_INTERESTING = re.compile(rb"[\x02\x10\x11\x14\x15\x21]")
+_BORING = bytes(b for b in range(256) if b not in (0x02, 0x10, 0x11, 0x14, 0x15, 0x21))
 
 
 @dataclass(slots=True)
@@ -60,27 +63,20 @@ class EvtxStats:
             self.messages.append(message)
 
 
-def _filetime_text(ticks: int) -> str:
-    """golang-evtx FILETIME rendering: RFC 3339, 100-ns digits, trailing zeros removed."""
+def _filetime_texts(ticks: int) -> tuple[str, str]:
+    """(pyevtx-rs text, golang-evtx text) of a FILETIME.
+
+    pyevtx-rs: microseconds, zeros kept; golang-evtx: 100-ns digits, trailing zeros removed.
+    """
     seconds, rem = divmod(ticks, 10_000_000)
     try:
         ts = _EPOCH_1601 + timedelta(seconds=seconds)
     except OverflowError:
-        return ""
-    text = ts.strftime("%Y-%m-%dT%H:%M:%S")
-    if rem:
-        text += "." + f"{rem:07d}".rstrip("0")
-    return text + "Z"
-
-
-def _micro_text(ticks: int) -> str:
-    """pyevtx-rs rendering of the same FILETIME (microseconds, trailing zeros kept)."""
-    seconds, rem = divmod(ticks, 10_000_000)
-    try:
-        ts = _EPOCH_1601 + timedelta(seconds=seconds)
-    except OverflowError:
-        return ""
-    return ts.strftime("%Y-%m-%dT%H:%M:%S") + f".{rem // 10:06d}Z"
+        return "", ""
+    base = (f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:"
+            f"{ts.second:02d}")
+    micro = f"{base}.{rem // 10:06d}Z"
+    return micro, (f"{base}.{rem:07d}".rstrip("0") + "Z") if rem else base + "Z"
 
 
 def _values(chunk: bytes, pos: int, end: int, out: dict[str, Any], depth: int) -> None:
@@ -102,32 +98,35 @@ def _values(chunk: bytes, pos: int, end: int, out: dict[str, Any], depth: int) -
     pos += 4
     if count > 4096 or pos + 4 * count > end:
         return
-    descs = [(_U16.unpack_from(chunk, pos + 4 * i)[0], chunk[pos + 4 * i + 2])
-             for i in range(count)]
-    pos += 4 * count
-    for size, vtype in descs:
-        if pos + size > end:
+    table = chunk[pos:pos + 4 * count]
+    types = table[2::4]
+    if not types.translate(None, _BORING):
+        return
+    sizes = struct.unpack_from(f"<{2 * count}H", table)[0::2]
+    offsets = list(accumulate(sizes, initial=pos + 4 * count))
+    for hit in _INTERESTING.finditer(types):
+        i = hit.start()
+        vtype, size, off = types[i], sizes[i], offsets[i]
+        if off + size > end:
             return
         if vtype == _T_HEX32 and size == 4:
-            v = _U32.unpack_from(chunk, pos)[0]
+            v = _U32.unpack_from(chunk, off)[0]
             _put(out, f"0x{v:x}", f"0x{v:04x}")
         elif vtype == _T_HEX64 and size == 8:
-            v = _U64.unpack_from(chunk, pos)[0]
+            v = _U64.unpack_from(chunk, off)[0]
             _put(out, f"0x{v:x}", f"0x{v:08x}")
         elif vtype == _T_SIZET and size in (4, 8):
-            v = (_U32 if size == 4 else _U64).unpack_from(chunk, pos)[0]
+            v = (_U32 if size == 4 else _U64).unpack_from(chunk, off)[0]
             _put(out, f"0x{v:x}", f"0x{v:0{2 * size}x}")
         elif vtype == _T_FILETIME and size == 8:
-            v = _U64.unpack_from(chunk, pos)[0]
-            _put(out, _micro_text(v), _filetime_text(v))
+            _put(out, *_filetime_texts(_U64.unpack_from(chunk, off)[0]))
         elif vtype == _T_ANSI and size:
             # golang-evtx keeps AnsiString values as []byte, which JSON renders as base64
-            raw = bytes(chunk[pos:pos + size])
+            raw = bytes(chunk[off:off + size])
             _put(out, raw.rstrip(b"\0").decode("cp1252", errors="replace"),
                  base64.b64encode(raw).decode())
         elif vtype == _T_BINXML:
-            _values(chunk, pos, pos + size, out, depth + 1)
-        pos += size
+            _values(chunk, off, off + size, out, depth + 1)
 
 
 def _put(out: dict[str, Any], key: str, value: str) -> None:
@@ -252,7 +251,16 @@ def _event_data(data: Any, typed: dict[str, Any]) -> Any:
                 continue
             out[key] = [_leaf(inner, typed)] if key == "Data" else _leaf(inner, typed)
             continue
-        out[key] = _leaf(value, typed)
+        if value.__class__ is str:  # PERF(heron): inline the common leaf
+            found = typed.get(value)
+            if found is None:
+                out[key] = value
+            else:
+                out[key] = found if found.__class__ is str else _leaf(value, typed)
+        elif value.__class__ is int:
+            out[key] = str(value)
+        else:
+            out[key] = _leaf(value, typed)
     return out
 
 
