@@ -14,7 +14,7 @@ import orjson
 
 from .context import AppContext
 from .errors import ApplianceError
-from .middleware import AdminAuth, BodyParser, EndpointIdentity, RequestLog
+from .middleware import AdminAuth, AuditTrail, BodyParser, EndpointIdentity, RequestLog
 from .openapi import build_openapi
 from .resources.admin import add_admin_routes
 from .resources.endpoint_api import add_endpoint_routes
@@ -63,7 +63,8 @@ def create_app(ctx: AppContext, api: Api = Api.ADMIN) -> falcon.App:
         middleware: list[Any] = [RequestLog(api.value), EndpointIdentity(ctx.identities,
                                                                          ctx.identity), body]
     else:
-        middleware = [RequestLog(api.value), AdminAuth(ctx.identity, ctx.console), body]
+        middleware = [RequestLog(api.value), AdminAuth(ctx.identity, ctx.console),
+                      AuditTrail(ctx.store.audit, ctx.clock), body]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = True

@@ -31,6 +31,7 @@ from .tlsfront import IdentityMap
 __all__ = [
     "ALL_ROLES",
     "AdminAuth",
+    "AuditTrail",
     "BodyParser",
     "EndpointIdentity",
     "JsonBody",
@@ -106,6 +107,24 @@ class AdminAuth:
                           ALL_ROLES if req.method in SAFE else frozenset({Role.ADMIN}))
         if role not in allowed:
             raise Forbidden(f"role {role.value!r} may not {req.method} {req.path}")
+
+
+class AuditTrail:
+    """Records every successful admin write (who, role, method + path, status) in the store."""
+
+    def __init__(self, audit: Any, clock: Callable[[], float]) -> None:
+        self.audit = audit
+        self.clock = clock
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         req_succeeded: bool) -> None:
+        user = getattr(req.context, "user", None)
+        if req.method in SAFE or user is None or not req_succeeded:
+            return
+        role = getattr(user.role, "value", user.role)
+        self.audit.record(self.clock(), getattr(user, "identifier", ""), str(role),
+                          f"{req.method} {req.path}", req.path,
+                          {"status": str(resp.status), "query": req.query_string or ""})
 
 
 class BodyParser:

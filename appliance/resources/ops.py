@@ -17,6 +17,7 @@ class Health:
 
     auth_exempt = True
     client_cert_optional = True
+    RAW_JSON = True
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -45,6 +46,7 @@ class OpenApi:
 
     auth_exempt = True
     client_cert_optional = True
+    RAW_JSON = True
 
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document

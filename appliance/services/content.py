@@ -39,7 +39,7 @@ def check_rules(rules: Iterable[Any]) -> dict[str, str]:
             continue
         text = json.dumps(rule, separators=(",", ":"), ensure_ascii=False)
         try:
-            rules_pkg.loads(text, source=f"<upload:{rule['Name']}>")
+            rules_pkg.Engine(rules_pkg.loads(text, source=f"<upload:{rule['Name']}>"))
         except ValueError as ex:  # rules.RuleError subclasses ValueError
             problems.append(f"{rule['Name']}: {ex}")
             continue
