@@ -94,6 +94,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .jsonlog import configure_logging
+    from .misp.integration import start_misp_worker, stop_misp
     from .server import ManagerServer
 
     config = load_config(_paths(args.data_dir)["config"]).with_listen(
@@ -102,12 +103,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctx = open_context(args.data_dir, config=config, memory_events=args.memory_events)
     if args.memory_events:
         logger.warning("events are kept in memory only (--memory-events): NOT durable")
-    from .console import ConsoleAuth
+    from .console import console_for
 
-    ctx.console = ConsoleAuth(lambda key: _console_user(ctx, key))
+    ctx.console = console_for(ctx)  # sessions, CSRF, user refresh, detection overview
     server = ManagerServer(ctx)
     try:
         bound = server.start()
+        start_misp_worker(ctx)
         print(json.dumps({"admin": f"https://{bound.admin[0]}:{bound.admin[1]}",
                           "endpoint": f"https://{bound.endpoint[0]}:{bound.endpoint[1]}"}),
               flush=True)
@@ -116,16 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         server.wait()
     finally:
         logger.info("shutting down")
+        stop_misp(ctx)
         server.close()
         ctx.close()
     return 0
-
-
-def _console_user(ctx: AppContext, key: str) -> Any:
-    try:
-        return ctx.identity.authenticate(key)
-    except ApplianceError:
-        return None
 
 
 def _with_store(args: argparse.Namespace) -> AppContext:
