@@ -55,6 +55,8 @@ class Browser:
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
         self.driver.set_page_load_timeout(20)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for stale in ARTIFACTS.glob("FAILED-*.png"):
+            stale.unlink()
 
     def close(self) -> None:
         try:

@@ -1,9 +1,8 @@
 """A real manager for the browser tests: both listeners behind the TLS front, on 127.0.0.1.
 
 `start_manager(tmp)` creates a PKI, a data directory, an admin and an analyst user, an enrolled
-endpoint (offline bundle: client certificate and key) and serves the admin app (with the console)
-and the endpoint app through waitress behind `appliance.tlsfront.TlsFront`, exactly as
-`heron-manager run` does. `post_logs` sends a gzip NDJSON batch over mutual TLS like an agent.
+endpoint (offline bundle: client certificate and key) and serves both listeners with
+`appliance.server.ManagerServer` (waitress behind the TLS front), as `heron-manager run` does. `post_logs` sends a gzip NDJSON batch over mutual TLS like an agent.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import gzip
 import hashlib
 import json
 import logging
-import threading
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +22,12 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from appliance.app import Api, create_app
+from appliance.config import AdminConfig, Config, EndpointConfig
 from appliance.console import console_for
 from appliance.context import AppContext, build_context
 from appliance.pki import Pki
+from appliance.server import ManagerServer
 from appliance.store import Role
-from appliance.tlsfront import TlsFront
 from rules import wire
 
 logger = logging.getLogger(__name__)
@@ -85,17 +83,6 @@ def _spki_hash(cert_path: Path) -> str:
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
-def _serve(app: Any, name: str, closers: list[Any]) -> tuple[str, int]:
-    import waitress
-
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8,
-                                    channel_timeout=30, ident=f"heron-{name}")
-    thread = threading.Thread(target=server.run, name=f"waitress-{name}", daemon=True)
-    thread.start()
-    closers.append(server.close)
-    return "127.0.0.1", int(server.effective_port)  # type: ignore[union-attr]
-
-
 def _event_store(root: Path) -> Any:
     from index import EventStore
 
@@ -106,7 +93,9 @@ def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
     """Start a manager under `tmp`; call `.close()` when done."""
     pki = Pki.create(tmp / "pki", server_names=["127.0.0.1", "localhost"])
     events = _event_store(tmp / "events")
-    ctx = build_context(data_dir=tmp, pki=pki, events=events)
+    config = Config(admin=AdminConfig(listen="127.0.0.1:0"),
+                    endpoint=EndpointConfig(listen="127.0.0.1:0"))
+    ctx = build_context(data_dir=tmp, pki=pki, events=events, config=config)
     closers: list[Any] = [ctx.close]
     ctx.console = console_for(ctx)
     _, admin_key = ctx.identity.add_user("alice", Role.ADMIN, description="browser tests")
@@ -115,17 +104,10 @@ def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
     (tmp / "client.pem").write_text(bundle.certificate_pem)
     (tmp / "client.key").write_text(bundle.key_pem)
 
-    admin_backend = _serve(create_app(ctx, Api.ADMIN), "admin", closers)
-    ep_backend = _serve(create_app(ctx, Api.ENDPOINT), "endpoint", closers)
-    admin_front = TlsFront(name="admin", context=pki.server_context(client_certs=False),
-                           backend=admin_backend, identities=ctx.identities)
-    ep_front = TlsFront(name="endpoint", context=pki.server_context(client_certs=True),
-                        backend=ep_backend, identities=ctx.identities,
-                        accept=ctx.identity.accept_certificate)
-    _, admin_port = admin_front.start("127.0.0.1", 0)
-    closers.append(admin_front.close)
-    _, ep_port = ep_front.start("127.0.0.1", 0)
-    closers.append(ep_front.close)
+    server = ManagerServer(ctx)  # what `heron-manager run` starts
+    bound = server.start()
+    closers.append(server.close)
+    admin_port, ep_port = bound.admin[1], bound.endpoint[1]
     return Manager(
         ctx=ctx,
         admin_url=f"https://127.0.0.1:{admin_port}",

@@ -60,7 +60,8 @@ export function timeChart(points, { label = "Detections over time", width = 640,
       const i = Math.round(((points.length - 1) * k) / Math.max(1, ticks - 1));
       const t = points[i].t;
       const txt = `${String(t.getUTCHours()).padStart(2, "0")}:${String(t.getUTCMinutes()).padStart(2, "0")}`;
-      svg.append(s("text", { x: x(i), y: height - 8, "text-anchor": "middle" }, txt));
+      const anchor = k === 0 ? "start" : k === ticks - 1 ? "end" : "middle";
+      svg.append(s("text", { x: x(i), y: height - 8, "text-anchor": anchor }, txt));
     }
     points.forEach((p, i) => {
       if (!p.v) return;
