@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from rules import wire
 
 from .errors import ConfigError
+from .misp.settings import MispSettings
 
 __all__ = [
     "AdminConfig",
@@ -142,6 +143,7 @@ SECTIONS: dict[str, type] = {
     "enroll": EnrollConfig,
     "commands": CommandsConfig,
     "logging": LoggingConfig,
+    "misp": MispSettings,
 }
 
 
@@ -158,6 +160,7 @@ class Config:
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    misp: MispSettings = field(default_factory=MispSettings)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> Config:

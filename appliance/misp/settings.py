@@ -61,78 +61,64 @@ class Setting(NamedTuple):
     help: str
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("enabled", "Master switch of the MISP sync."),
-    Setting("url", "Base URL of the MISP instance, e.g. https://misp.example.org."),
-    Setting("api_key", "40-character MISP automation key (stored encrypted, never returned)."),
-    Setting("verify_tls", "Verify MISP's TLS certificate."),
-    Setting("ca_file", "PEM bundle of the CA that signed MISP's certificate (implies verify)."),
-    Setting("connect_timeout", "Seconds to wait for a TCP/TLS connection to MISP."),
-    Setting("read_timeout", "Seconds to wait for a MISP response."),
-    Setting("pull_enabled", "Pull IoCs from MISP."),
-    Setting("pull_interval", "Seconds between incremental IoC pulls."),
-    Setting("full_sync_interval", "Seconds between full IoC resyncs (catches hard deletes)."),
-    Setting("page_limit", "Attributes per restSearch page."),
-    Setting("ioc_types", "MISP attribute types pulled (mapped to Heron IoC types)."),
-    Setting("categories", "Only pull attributes of these MISP categories (empty: all)."),
-    Setting("tags", "Tag filter of the pull; `!tag` excludes (empty: no filter)."),
-    Setting("published_only", "Only pull attributes of published events."),
-    Setting("enforce_warninglist", "Drop attributes that hit an enabled MISP warninglist."),
-    Setting("sightings_enabled", "Push sightings of IoC values seen on endpoints."),
-    Setting("sighting_ttl", "Seconds during which a (source, value) sighting is not repeated."),
-    Setting("sighting_batch_delay", "Seconds hits are collected before one batched request."),
-    Setting("sighting_max_attempts", "Attempts for a batch MISP answers with 5xx before drop."),
-    Setting("sighting_queue_max", "Pending sighting batches kept on disk; oldest dropped beyond."),
-    Setting("reports_enabled", "Push IR reports as edr-report objects."),
-    Setting("report_distribution", "Distribution of the daily report event (0 = organisation)."),
-    Setting("report_tags", "Tags of the daily report event."),
-    Setting("report_zip_files", "Zip dumped files with the password 'infected'."),
-    Setting("report_max_file_size", "Largest dumped file attached, in bytes."),
-    Setting("report_max_object_size", "Largest total of attachments per report, in bytes."),
-    Setting("report_publish", "Publish the daily event after each report (needs perm_publish)."),
-    Setting("source_name", "Source name given to pulled IoCs."),
-    Setting("namespace", "UUID namespace of the deterministic event and object UUIDs."),
-    Setting("retry_backoff", "First delay, in seconds, before retrying an unreachable MISP."),
-    Setting("retry_backoff_max", "Longest delay, in seconds, between retries."),
-)
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - the config loader reads metadata["help"]
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True, slots=True)
 class MispSettings:
-    """Everything the MISP sync is configured with (see SETTINGS for the meaning of each key)."""
+    """[misp]: MISP sync (docs/misp.md); set api_key with PUT /misp/settings, stored encrypted."""
 
-    enabled: bool = False
-    url: str = ""
-    api_key: str = field(default="", repr=False)
-    verify_tls: bool = True
-    ca_file: str = ""
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
-    pull_enabled: bool = True
-    pull_interval: float = 300.0
-    full_sync_interval: float = 86400.0
-    page_limit: int = 5000
-    ioc_types: tuple[str, ...] = DEFAULT_MISP_TYPES
-    categories: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    published_only: bool = True
-    enforce_warninglist: bool = True
-    sightings_enabled: bool = True
-    sighting_ttl: float = 60.0
-    sighting_batch_delay: float = 2.0
-    sighting_max_attempts: int = 5
-    sighting_queue_max: int = 10_000
-    reports_enabled: bool = True
-    report_distribution: int = 0
-    report_tags: tuple[str, ...] = ("tlp:amber",)
-    report_zip_files: bool = True
-    report_max_file_size: int = 10 * 1024 * 1024
-    report_max_object_size: int = 30 * 1024 * 1024
-    report_publish: bool = False
-    source_name: str = "misp"
-    namespace: str = ""
-    retry_backoff: float = 30.0
-    retry_backoff_max: float = 900.0
+    enabled: bool = _f(False, "Master switch of the MISP sync.")
+    url: str = _f("", "Base URL of the MISP instance, e.g. https://misp.example.org.")
+    api_key: str = field(
+        default="",
+        repr=False,
+        metadata={"help": "40-character MISP automation key (stored encrypted, never returned)."},
+    )
+    verify_tls: bool = _f(True, "Verify MISP's TLS certificate.")
+    ca_file: str = _f("", "PEM bundle of the CA that signed MISP's certificate (implies verify).")
+    connect_timeout: float = _f(5.0, "Seconds to wait for a TCP/TLS connection to MISP.")
+    read_timeout: float = _f(60.0, "Seconds to wait for a MISP response.")
+    pull_enabled: bool = _f(True, "Pull IoCs from MISP.")
+    pull_interval: float = _f(300.0, "Seconds between incremental IoC pulls.")
+    full_sync_interval: float = _f(
+        86400.0, "Seconds between full IoC resyncs (catches hard deletes)."
+    )
+    page_limit: int = _f(5000, "Attributes per restSearch page.")
+    ioc_types: tuple[str, ...] = _f(
+        DEFAULT_MISP_TYPES, "MISP attribute types pulled (mapped to Heron IoC types)."
+    )
+    categories: tuple[str, ...] = _f(
+        (), "Only pull attributes of these MISP categories (empty: all)."
+    )
+    tags: tuple[str, ...] = _f((), "Tag filter of the pull; `!tag` excludes (empty: no filter).")
+    published_only: bool = _f(True, "Only pull attributes of published events.")
+    enforce_warninglist: bool = _f(True, "Drop attributes that hit an enabled MISP warninglist.")
+    sightings_enabled: bool = _f(True, "Push sightings of IoC values seen on endpoints.")
+    sighting_ttl: float = _f(
+        60.0, "Seconds during which a (source, value) sighting is not repeated."
+    )
+    sighting_batch_delay: float = _f(2.0, "Seconds hits are collected before one batched request.")
+    sighting_max_attempts: int = _f(5, "Attempts for a batch MISP answers with 5xx before drop.")
+    sighting_queue_max: int = _f(
+        10_000, "Pending sighting batches kept on disk; oldest dropped beyond."
+    )
+    reports_enabled: bool = _f(True, "Push IR reports as edr-report objects.")
+    report_distribution: int = _f(0, "Distribution of the daily report event (0 = organisation).")
+    report_tags: tuple[str, ...] = _f(("tlp:amber",), "Tags of the daily report event.")
+    report_zip_files: bool = _f(True, "Zip dumped files with the password 'infected'.")
+    report_max_file_size: int = _f(10 * 1024 * 1024, "Largest dumped file attached, in bytes.")
+    report_max_object_size: int = _f(
+        30 * 1024 * 1024, "Largest total of attachments per report, in bytes."
+    )
+    report_publish: bool = _f(
+        False, "Publish the daily event after each report (needs perm_publish)."
+    )
+    source_name: str = _f("misp", "Source name given to pulled IoCs.")
+    namespace: str = _f("", "UUID namespace of the deterministic event and object UUIDs.")
+    retry_backoff: float = _f(30.0, "First delay, in seconds, before retrying an unreachable MISP.")
+    retry_backoff_max: float = _f(900.0, "Longest delay, in seconds, between retries.")
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -310,3 +296,8 @@ class SettingsStore:
         )
         atomic_write(self.root / self.FILE, json.dumps(doc, indent=2, sort_keys=True).encode())
         logger.info("MISP settings saved (enabled=%s, url=%s)", settings.enabled, settings.url)
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, f.metadata["help"]) for f in fields(MispSettings)
+)
