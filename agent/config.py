@@ -97,6 +97,8 @@ class ReplayConfig:
     speed: float = _f(0.0, "1.0 = recorded pace, 10 = ten times faster, 0 = as fast as possible")
     rate: float = _f(0.0, "fixed events/s instead of recorded timing (0: off)")
     loop: bool = _f(False, "start again at the end (benchmarks)")
+    lossless: bool = _f(True, "block instead of dropping when the queue is full (false: behave "
+                              "like a live source, for benchmarks)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,11 +357,13 @@ def _dump_table(obj: Any, name: str, out: list[str]) -> None:
     scalars: list[str] = []
     nested: list[tuple[str, Any]] = []
     arrays: list[tuple[str, list[Any]]] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
     for f in fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, dict):
-            out_note = f"# [{f.name}] table: {f.metadata.get('help', '')}"
-            scalars.append(out_note)
+            scalars.append(f"# [{f.name}] table: {f.metadata.get('help', '')}")
+            if value:
+                tables.append((f.name, value))
             continue
         if is_dataclass(value):
             nested.append((f.name, value))
@@ -385,6 +389,20 @@ def _dump_table(obj: Any, name: str, out: list[str]) -> None:
             out.append(f"\n[[{full}]]")
             for f in fields(item):
                 out.append(f"{f.name} = {_toml_value(getattr(item, f.name))}")
+    for sub, table in tables:
+        _dump_raw(table, f"{name}.{sub}".lstrip("."), out)
+
+
+def _dump_raw(table: dict[str, Any], name: str, out: list[str]) -> None:
+    out.append(f"\n[{name}]")
+    nested = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            nested.append((key, value))
+        else:
+            out.append(f"{key} = {_toml_value(value)}")
+    for key, value in nested:
+        _dump_raw(value, f"{name}.{key}", out)
 
 
 def dump_toml(config: AgentConfig | None = None) -> str:

@@ -17,6 +17,7 @@ The seam for the link engineer (docs/interfaces.md, agent section): ``Agent.sink
 from __future__ import annotations
 
 import enum
+import gc
 import logging
 import queue
 import threading
@@ -72,6 +73,8 @@ def _event_id(ev: dict[str, Any]) -> int:
 class Agent:
     """The running agent: sources → tracking → engine → actions → sinks."""
 
+    COALESCE = 0.01  # seconds the pipeline waits to batch events when the queue is short
+
     def __init__(self, config: AgentConfig, *, host: Host, tracker: Tracker, detector: Detector,
                  runner: ActionRunner, sources: list[EventSource], sinks: list[EventSink],
                  clock: Callable[[], float] = time.time) -> None:
@@ -94,6 +97,7 @@ class Agent:
         self._own: OrderedDict[str, None] = OrderedDict()
         self._services = service_lookup()
         self._canaries: list[Path] = []
+        self._flushers: list[Callable[[], None]] = []
         self.guard = ResourceGuard(max_cpu_percent=config.limits.max_cpu_percent,
                                    max_rss_mb=config.limits.max_rss_mb,
                                    interval=config.limits.check_interval, trim=self._trim)
@@ -135,6 +139,15 @@ class Agent:
             self._canaries = create_canaries(self.config.canaries)
         if any(s.live for s in self.sources):
             seed_from_proc(self.tracker, self.host)
+        self._flushers = []
+        for sink in self.sinks:
+            flush = getattr(sink, "flush", None)
+            if callable(flush):
+                if hasattr(sink, "batched"):
+                    sink.batched = True
+                self._flushers.append(flush)
+        gc.collect()
+        gc.freeze()  # PERF(agent): compiled rules are long-lived; keep them out of GC scans
         self.runner.start()
         self.guard.start()
         t = threading.Thread(target=self._pipeline, name="heron-pipeline", daemon=True)
@@ -266,6 +279,10 @@ class Agent:
                 if self._stop.is_set():
                     return
                 continue
+            if self._queue.qsize() < 64:
+                # PERF(agent): coalesce a few ms of events into one batch; thread wake-ups cost
+                # more than the events themselves at low rates.
+                time.sleep(self.COALESCE)
             batch = [item]
             while len(batch) < 256:
                 try:
@@ -278,6 +295,12 @@ class Agent:
                 except Exception:
                     self.counters.pipeline_errors += 1
                     logger.error("pipeline error", exc_info=True)
+            for flush in self._flushers:
+                try:
+                    flush()
+                except Exception:
+                    self.counters.sink_errors += 1
+                    logger.error("sink flush failed", exc_info=True)
             self._done(len(batch))
             if self.guard.throttle:
                 time.sleep(0.05)

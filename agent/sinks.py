@@ -1,7 +1,9 @@
 """Event sinks: the ``EventSink`` seam, an in-memory sink and the rotating alert log.
 
 The pipeline calls ``submit(event)`` for every event it forwards (see ``agent.service``). A sink
-must not block for long and must not raise; the pipeline counts and logs sink errors. The link
+must not block for long, must not raise (the pipeline counts and logs sink errors) and must not
+modify the event (actions may still be writing it to ``event.json``). A sink may also have a
+``flush()`` method: the pipeline calls it after each batch (at most a few ms of events). The link
 engineer's forwarding sink implements the same one-method protocol.
 """
 
@@ -76,6 +78,7 @@ class AlertLog:
         self._opened = 0.0
         self._size = 0
         self.written = 0
+        self.batched = False  # set by the pipeline, which then calls flush() per batch
 
     def _open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -110,9 +113,16 @@ class AlertLog:
                 self._rotate()
                 self._open()
             self._fh.write(line)
-            self._fh.flush()
             self._size += len(line)
             self.written += 1
+            if not self.batched:
+                self._fh.flush()
+
+    def flush(self) -> None:
+        """Push buffered lines to the file (the pipeline calls it after every batch)."""
+        with self._lock:
+            if self._fh is not None:
+                self._fh.flush()
 
     def close(self) -> None:
         with self._lock:

@@ -99,7 +99,7 @@ def _replay(config: AgentConfig, host: Any) -> EventSource:
     from agent.sources.replay import ReplaySource
 
     rc = config.sources.replay
-    return ReplaySource(rc.paths, speed=rc.speed, rate=rc.rate, loop=rc.loop)
+    return ReplaySource(rc.paths, speed=rc.speed, rate=rc.rate, loop=rc.loop, lossless=rc.lossless)
 
 
 SOURCE_FACTORIES: dict[str, Callable[[AgentConfig, Any], EventSource]] = {
