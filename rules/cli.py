@@ -160,7 +160,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
         out.write(scanmod.TABLE_HEADER.encode())
     started = time.perf_counter()
     try:
-        stats = scanmod.Scanner(opts, args.format, args.jobs, engine).run(units, out.write, progress)
+        scanner = scanmod.Scanner(opts, args.format, args.jobs, engine)
+
+        def write(data: bytes) -> None:
+            out.write(data)
+
+        stats = scanner.run(units, write, progress)
     finally:
         if progress is not None:
             progress.close()
@@ -196,7 +201,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     for rule in ruleset:
         flags = "".join(("D" if rule.meta.disable else "-", "F" if rule.meta.filter else "-"))
-        print(f"{flags} {rule.criticality:>3} {rule.name:<40} {','.join(t for t in rule.tags if t)}")
+        tags = ",".join(t for t in rule.tags if t)
+        print(f"{flags} {rule.criticality:>3} {rule.name:<40} {tags}")
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConditionError, RuleRuntimeError
 
@@ -110,68 +111,82 @@ def parse_condition(condition: str, known: Mapping[str, object] | None = None) -
     return Condition(condition, tuple(elements), operands, crashes)
 
 
+class _Compute:
+    """GENE `compute`: one evaluation of an element list (gene.md §5.4)."""
+
+    __slots__ = ("elements", "n", "value")
+
+    def __init__(self, elements: tuple[Element, ...], value: Callable[[str], bool]) -> None:
+        self.elements = elements
+        self.n = len(elements)
+        self.value = value
+
+    def lower(self, i: int) -> int:
+        """First index after i whose level is lower than element i's (or n)."""
+        lvl = self.elements[i].level
+        for j in range(i + 1, self.n):
+            if self.elements[j].level < lvl:
+                return j
+        return self.n
+
+    def ev(self, acc: bool, i: int) -> tuple[int, bool]:
+        if i >= self.n:
+            return self.n, acc
+        e = self.elements[i]
+        if e.kind == OPERAND:
+            v = self.value(e.operand)
+            if i + 1 < self.n and self.elements[i + 1].level != e.level:
+                return i + 1, v
+            return self.ev(v, i + 1)
+        if e.kind == AND:
+            if not acc:
+                return self.lower(i), False
+            k, r = self.ev(False, i + 1)
+            return k, acc and r
+        if e.kind == OR:
+            if acc:
+                return self.lower(i), True
+            k, r = self.ev(False, i + 1)
+            return k, acc or r
+        return self.negation(e, i)
+
+    def negation(self, e: Element, i: int) -> tuple[int, bool]:
+        j = i + 1
+        if j >= self.n:
+            raise RuleRuntimeError("! at the end of the condition (Gene panics)")
+        nxt = self.elements[j]
+        if nxt.kind == OPERAND and nxt.level == e.level and nxt.group == e.group:
+            v = not self.value(nxt.operand)
+            k = j + 1
+            if k < self.n and self.elements[k].level != e.level:
+                return k, v
+            return self.ev(v, k)
+        if nxt.kind in (OPERAND, NOT):
+            k, v = self.ev(False, j)
+            while k < self.n and self.elements[k].level > e.level:
+                k, v = self.ev(v, k)
+            if nxt.kind == OPERAND:
+                return k, not v
+            return self.ev(not v, k)  # GENE: double negation continues the chain
+        raise RuleRuntimeError("an operator cannot follow ! (Gene panics)")
+
+
 def evaluate(elements: tuple[Element, ...], value: Callable[[str], bool]) -> bool:
     """GENE `Compute`: the production evaluator, ported literally (gene.md §5.4).
 
     `value(name)` is called lazily. Raises `RuleRuntimeError` where Gene panics.
     """
-    n = len(elements)
-    if n == 0:
+    if not elements:
         raise RuleRuntimeError("condition has no elements (Gene: panic Unkown type)")
-
-    def lower(i: int) -> int:
-        lvl = elements[i].level
-        for j in range(i + 1, n):
-            if elements[j].level < lvl:
-                return j
-        return n
-
-    def ev(acc: bool, i: int) -> tuple[int, bool]:
-        if i >= n:
-            return n, acc
-        e = elements[i]
-        if e.kind == OPERAND:
-            v = value(e.operand)
-            if i + 1 < n and elements[i + 1].level != e.level:
-                return i + 1, v
-            return ev(v, i + 1)
-        if e.kind == AND:
-            if not acc:
-                return lower(i), False
-            k, r = ev(False, i + 1)
-            return k, acc and r
-        if e.kind == OR:
-            if acc:
-                return lower(i), True
-            k, r = ev(False, i + 1)
-            return k, acc or r
-        j = i + 1
-        if j >= n:
-            raise RuleRuntimeError("! at the end of the condition (Gene panics)")
-        nxt = elements[j]
-        if nxt.kind == OPERAND and nxt.level == e.level and nxt.group == e.group:
-            v = not value(nxt.operand)
-            k = j + 1
-            if k < n and elements[k].level != e.level:
-                return k, v
-            return ev(v, k)
-        if nxt.kind in (OPERAND, NOT):
-            k, v = ev(False, j)
-            while k < n and elements[k].level > e.level:
-                k, v = ev(v, k)
-            if nxt.kind == OPERAND:
-                return k, not v
-            return ev(not v, k)
-        raise RuleRuntimeError("an operator cannot follow ! (Gene panics)")
-
-    k, r = ev(False, 0)
-    while k < n:
-        k, r = ev(r, k)
+    run = _Compute(elements, value)
+    k, r = run.ev(False, 0)
+    while k < run.n:
+        k, r = run.ev(r, k)
     return r
 
 
 # --- Boolean tree used for compilation -------------------------------------------------------
-Node = tuple  # ("var", name) | ("not", node) | ("and"|"or", left, right) | ("true",)
+Node = tuple[Any, ...]  # ("var", name) | ("not", node) | ("and"|"or", left, right)
 
 
 def _build(elements: tuple[Element, ...]) -> Node | None:

@@ -72,7 +72,7 @@ class RuleSyntaxError(RuleError):
 
 
 class SchemaError(RuleError):
-    """The rule's Meta.Schema is missing or below 2.0.0 (GENE: `expecting rule version >= 2.0.0`)."""
+    """Meta.Schema is missing or below 2.0.0 (GENE: `expecting rule version >= 2.0.0`)."""
 
 
 class DuplicateRuleError(RuleError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -133,8 +133,8 @@ def _parse_time(text: str) -> datetime | None:
     except ValueError:
         return None
     if ts.tzinfo is None:
-        return ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc)
+        return ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC)
 
 
 def event_time(data: Any) -> datetime | None:
@@ -151,7 +151,7 @@ def event_time(data: Any) -> datetime | None:
 
 
 def event_hash(data: Any) -> str:
-    """SHA-1 hex of the canonical JSON of the event, ignoring `EdrData` (top level or in `Event`)."""
+    """SHA-1 hex of the event's canonical JSON (sorted keys), ignoring any `EdrData`."""
     if isinstance(data, dict):
         inner = data.get("Event")
         if isinstance(inner, dict) and "EdrData" in inner:

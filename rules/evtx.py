@@ -21,9 +21,9 @@ import re
 import struct
 import warnings
 from collections.abc import Iterator
-from itertools import accumulate
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ _FILE_HEADER = 4096
 _CHUNK = 65536
 _CHUNK_HEADER = 512
 _RECORD_MAGIC = b"\x2a\x2a\x00\x00"
-_EPOCH_1601 = datetime(1601, 1, 1, tzinfo=timezone.utc)
+_EPOCH_1601 = datetime(1601, 1, 1, tzinfo=UTC)
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _MAX_DEPTH = 8
@@ -106,27 +106,32 @@ def _values(chunk: bytes, pos: int, end: int, out: dict[str, Any], depth: int) -
     offsets = list(accumulate(sizes, initial=pos + 4 * count))
     for hit in _INTERESTING.finditer(types):
         i = hit.start()
-        vtype, size, off = types[i], sizes[i], offsets[i]
-        if off + size > end:
+        if offsets[i] + sizes[i] > end:
             return
-        if vtype == _T_HEX32 and size == 4:
-            v = _U32.unpack_from(chunk, off)[0]
-            _put(out, f"0x{v:x}", f"0x{v:04x}")
-        elif vtype == _T_HEX64 and size == 8:
-            v = _U64.unpack_from(chunk, off)[0]
-            _put(out, f"0x{v:x}", f"0x{v:08x}")
-        elif vtype == _T_SIZET and size in (4, 8):
-            v = (_U32 if size == 4 else _U64).unpack_from(chunk, off)[0]
-            _put(out, f"0x{v:x}", f"0x{v:0{2 * size}x}")
-        elif vtype == _T_FILETIME and size == 8:
-            _put(out, *_filetime_texts(_U64.unpack_from(chunk, off)[0]))
-        elif vtype == _T_ANSI and size:
-            # golang-evtx keeps AnsiString values as []byte, which JSON renders as base64
-            raw = bytes(chunk[off:off + size])
-            _put(out, raw.rstrip(b"\0").decode("cp1252", errors="replace"),
-                 base64.b64encode(raw).decode())
-        elif vtype == _T_BINXML:
-            _values(chunk, off, off + size, out, depth + 1)
+        _value(chunk, types[i], sizes[i], offsets[i], out, depth)
+
+
+def _value(chunk: bytes, vtype: int, size: int, off: int, out: dict[str, Any],
+           depth: int) -> None:
+    """Record how golang-evtx renders one typed substitution value."""
+    if vtype == _T_HEX32 and size == 4:
+        v = _U32.unpack_from(chunk, off)[0]
+        _put(out, f"0x{v:x}", f"0x{v:04x}")
+    elif vtype == _T_HEX64 and size == 8:
+        v = _U64.unpack_from(chunk, off)[0]
+        _put(out, f"0x{v:x}", f"0x{v:08x}")
+    elif vtype == _T_SIZET and size in (4, 8):
+        v = (_U32 if size == 4 else _U64).unpack_from(chunk, off)[0]
+        _put(out, f"0x{v:x}", f"0x{v:0{2 * size}x}")
+    elif vtype == _T_FILETIME and size == 8:
+        _put(out, *_filetime_texts(_U64.unpack_from(chunk, off)[0]))
+    elif vtype == _T_ANSI and size:
+        # golang-evtx keeps AnsiString values as []byte, which JSON renders as base64
+        raw = bytes(chunk[off:off + size])
+        _put(out, raw.rstrip(b"\0").decode("cp1252", errors="replace"),
+             base64.b64encode(raw).decode())
+    elif vtype == _T_BINXML:
+        _values(chunk, off, off + size, out, depth + 1)
 
 
 def _put(out: dict[str, Any], key: str, value: str) -> None:

@@ -54,7 +54,7 @@ def _escape_common(pattern: str, i: int, out: list[str]) -> int:
             j = i + 2
             while j < len(pattern) and j < i + 4 and pattern[j] in "01234567":
                 j += 1
-            out.append("\\x%02x" % int(pattern[i + 1:j] or "0", 8))
+            out.append(f"\\x{int(pattern[i + 1:j] or '0', 8):02x}")
             return j
         raise RegexError(f"unsupported escape \\{c}")
     if c == "x" and i + 2 < len(pattern) and pattern[i + 2] == "{":
@@ -62,7 +62,7 @@ def _escape_common(pattern: str, i: int, out: list[str]) -> int:
         if end < 0:
             raise RegexError("invalid escape \\x{")
         try:
-            out.append("\\U%08x" % int(pattern[i + 3:end], 16))
+            out.append(f"\\U{int(pattern[i + 3:end], 16):08x}")
         except ValueError as ex:
             raise RegexError("invalid escape \\x{...}") from ex
         return end + 1
@@ -124,87 +124,98 @@ def _flag_group(m: re.Match[str], out: list[str], scopes: list[list[int]]) -> bo
     return False
 
 
+class _Translator:
+    """State of one translation: output pieces and the implicit flag scopes per group."""
+
+    def __init__(self, pattern: str) -> None:
+        self.p = pattern
+        self.out: list[str] = []
+        self.multiline = False
+        # scopes[k] = indices in `out` of implicit `(?i)` scopes opened in the k-th open group
+        self.scopes: list[list[int]] = [[]]
+
+    def run(self) -> str:
+        i, n = 0, len(self.p)
+        while i < n:
+            c = self.p[i]
+            if c == "\\":
+                i = self.escape(i)
+            elif c == "[":
+                i = _char_class(self.p, i, self.out)
+            elif c == "(":
+                i = self.open_group(i)
+            elif c == ")":
+                self.close_group()
+                i += 1
+            elif c == "|":
+                self.alternation()
+                i += 1
+            else:
+                # GENE/RE2: `$` is end of text unless (?m); Python's `$` also matches before \n
+                self.out.append(("$" if self.multiline else "\\Z") if c == "$" else c)
+                i += 1
+        if len(self.scopes) != 1:
+            raise RegexError("missing closing )")
+        self.out.append(")" * len(self.scopes[0]))
+        return "".join(self.out)
+
+    def escape(self, i: int) -> int:
+        if i + 1 >= len(self.p):
+            raise RegexError("trailing backslash")
+        e = self.p[i + 1]
+        special = {**_CLASS_OUT, "b": _B, "B": _NB, "A": "\\A"}
+        if e in special:
+            self.out.append(special[e])
+            return i + 2
+        return _escape_common(self.p, i, self.out)
+
+    def open_group(self, i: int) -> int:
+        p = self.p
+        if not p.startswith("(?", i):
+            self.out.append("(")
+            self.scopes.append([])
+            return i + 1
+        m = _FLAGS.match(p, i)
+        if m:
+            if "m" in (m.group(1) or ""):
+                self.multiline = True
+            if not _flag_group(m, self.out, self.scopes) and m.group(3) == ":":
+                self.scopes.append([])
+            return m.end()
+        if p.startswith("(?P<", i) or p.startswith("(?<", i):
+            end = p.find(">", i)
+            name = p[i + (4 if p[i + 2] == "P" else 3):end]
+            if end < 0 or not re.fullmatch(r"[A-Za-z0-9_]+", name):
+                raise RegexError(f"invalid named capture {name!r}")
+            self.out.append(f"(?P<{name}>")
+            self.scopes.append([])
+            return end + 1
+        raise RegexError("invalid or unsupported Perl syntax (look-around?)")
+
+    def close_group(self) -> None:
+        self.out.append(")" * len(self.scopes[-1]))
+        if len(self.scopes) == 1:
+            raise RegexError("unexpected )")
+        self.scopes.pop()
+        self.out.append(")")
+
+    def alternation(self) -> None:
+        """`a(?i)b|c`: RE2 flags last to the end of the group, so reopen them after `|`."""
+        opened = self.scopes[-1]
+        if not opened:
+            self.out.append("|")
+            return
+        reopen = [self.out[k] for k in opened]
+        self.out.append(")" * len(opened) + "|")
+        self.scopes[-1] = []
+        for text in reopen:
+            self.out.append(text)
+            self.scopes[-1].append(len(self.out) - 1)
+
+
 def translate(pattern: str) -> str:
     """Return a Python pattern matching exactly what the Go pattern matches."""
-    out: list[str] = []
-    multiline = False
-    # scopes[k] = indices in `out` of implicit flag scopes opened in the k-th open group
-    scopes: list[list[int]] = [[]]
-    i = 0
-    n = len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            if i + 1 >= n:
-                raise RegexError("trailing backslash")
-            e = pattern[i + 1]
-            if e in _CLASS_OUT:
-                out.append(_CLASS_OUT[e])
-            elif e == "b":
-                out.append(_B)
-            elif e == "B":
-                out.append(_NB)
-            elif e == "A":
-                out.append("\\A")
-            else:
-                i = _escape_common(pattern, i, out)
-                continue
-            i += 2
-        elif c == "[":
-            i = _char_class(pattern, i, out)
-        elif c == "(":
-            if pattern.startswith("(?", i):
-                m = _FLAGS.match(pattern, i)
-                if m:
-                    if "m" in (m.group(1) or ""):
-                        multiline = True
-                    if not _flag_group(m, out, scopes):
-                        if m.group(3) == ":":
-                            scopes.append([])
-                    i = m.end()
-                    continue
-                if pattern.startswith("(?P<", i) or pattern.startswith("(?<", i):
-                    end = pattern.find(">", i)
-                    name = pattern[i + (4 if pattern[i + 2] == "P" else 3):end]
-                    if end < 0 or not re.fullmatch(r"[A-Za-z0-9_]+", name):
-                        raise RegexError(f"invalid named capture {name!r}")
-                    out.append(f"(?P<{name}>")
-                    scopes.append([])
-                    i = end + 1
-                    continue
-                raise RegexError("invalid or unsupported Perl syntax (look-around?)")
-            out.append("(")
-            scopes.append([])
-            i += 1
-        elif c == ")":
-            out.append(")" * len(scopes[-1]))
-            if len(scopes) == 1:
-                raise RegexError("unexpected )")
-            scopes.pop()
-            out.append(")")
-            i += 1
-        elif c == "|":
-            opened = scopes[-1]
-            if opened:
-                reopen = [out[k] for k in opened]
-                out.append(")" * len(opened) + "|")
-                scopes[-1] = []
-                for text in reopen:
-                    out.append(text)
-                    scopes[-1].append(len(out) - 1)
-            else:
-                out.append("|")
-            i += 1
-        elif c == "$":
-            out.append("$" if multiline else "\\Z")
-            i += 1
-        else:
-            out.append(c)
-            i += 1
-    if len(scopes) != 1:
-        raise RegexError("missing closing )")
-    out.append(")" * len(scopes[0]))
-    return "".join(out)
+    return _Translator(pattern).run()
 
 
 @lru_cache(maxsize=4096)

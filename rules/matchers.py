@@ -9,6 +9,7 @@ matcher contributes to a compiled rule: a Python boolean expression over `d` (th
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -239,7 +240,7 @@ class CodeGen:
             return f"ed.get({path[-1]!r}, _M)"
         return f"_lk(d, {self.const(path)})"
 
-    def expr(self, m: Matcher, containers: dict[str, Any]) -> str:
+    def expr(self, m: Matcher, containers: Mapping[str, Any]) -> str:
         v = self._var()
         get = self.getter(m.path)
         text = f"({v} if {v}.__class__ is _str else _gs({v}))"

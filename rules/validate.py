@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .compiler import CompiledRule, compile_rule
-from .errors import RuleError
+from .errors import DuplicateRuleError, RuleError
 from .loader import RuleSet
 
 __all__ = ["Severity", "Issue", "validate"]
@@ -43,8 +43,10 @@ class Issue:
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}" if self.source and self.line else (self.source or "")
         who = f" rule {self.rule!r}" if self.rule else ""
-        return f"{self.severity.name} {self.code}{who}{' in ' + where if where else ''}: " \
-               f"{self.message}"
+        return (
+            f"{self.severity.name} {self.code}{who}{' in ' + where if where else ''}: "
+            f"{self.message}"
+        )
 
 
 def _from_error(ex: RuleError, code: str) -> Issue:
@@ -53,53 +55,79 @@ def _from_error(ex: RuleError, code: str) -> Issue:
 
 def _rule_issues(compiled: CompiledRule) -> Iterable[Issue]:
     rule = compiled.rule
-    loc = {"rule": rule.name, "source": rule.source, "line": rule.line}
+
+    def issue(severity: Severity, code: str, message: str) -> Issue:
+        return Issue(severity, code, message, rule.name, rule.source, rule.line)
+
     for key in rule.meta.extra:
-        yield Issue(Severity.INFO, "unknown-meta-key",
-                    f"Meta.{key} is not part of the Gene schema (rejected by Gene >= 2023-09)",
-                    **loc)
+        yield issue(
+            Severity.INFO,
+            "unknown-meta-key",
+            f"Meta.{key} is not part of the Gene schema (rejected by Gene >= 2023-09)",
+        )
     for key in rule.extra:
-        yield Issue(Severity.WARNING, "unknown-key", f"top-level key {key!r} is not part of "
-                    "the Gene schema", **loc)
+        yield issue(
+            Severity.WARNING, "unknown-key", f"top-level key {key!r} is not part of the Gene schema"
+        )
     if rule.meta.criticality > 10:
-        yield Issue(Severity.INFO, "severity-capped",
-                    f"{rule.meta.severity_key} {rule.meta.criticality} is capped at 10", **loc)
+        yield issue(
+            Severity.INFO,
+            "severity-capped",
+            f"{rule.meta.severity_key} {rule.meta.criticality} is capped at 10",
+        )
     if rule.meta.criticality < 0:
-        yield Issue(Severity.WARNING, "negative-severity",
-                    f"{rule.meta.severity_key} {rule.meta.criticality} lowers the total", **loc)
+        yield issue(
+            Severity.WARNING,
+            "negative-severity",
+            f"{rule.meta.severity_key} {rule.meta.criticality} lowers the total",
+        )
     if compiled.disabled:
-        yield Issue(Severity.WARNING, "unknown-container",
-                    f"rule disabled: {compiled.disabled}", **loc)
+        yield issue(Severity.WARNING, "unknown-container", f"rule disabled: {compiled.disabled}")
         return
     names = [m.group(0) for text in rule.matches for m in [_NAME.search(text)] if m]
     dups = sorted({n for n in names if names.count(n) > 1})
     for name in dups:
-        yield Issue(Severity.WARNING, "duplicate-match",
-                    f"match {name} is defined twice; Gene keeps the last one", **loc)
+        yield issue(
+            Severity.WARNING,
+            "duplicate-match",
+            f"match {name} is defined twice; Gene keeps the last one",
+        )
     for name in compiled.unused:
-        yield Issue(Severity.WARNING, "unused-match", f"match {name} is not used", **loc)
+        yield issue(Severity.WARNING, "unused-match", f"match {name} is not used")
     if compiled.literal:
-        yield Issue(Severity.WARNING, "condition-quirk",
-                    f"condition {rule.condition!r} depends on Gene's evaluation quirks "
-                    "(no precedence, missing operator, double negation, unbalanced "
-                    "parentheses): check it means what you intend", **loc)
+        yield issue(
+            Severity.WARNING,
+            "condition-quirk",
+            f"condition {rule.condition!r} depends on Gene's evaluation quirks "
+            "(no precedence, missing operator, double negation, unbalanced "
+            "parentheses): check it means what you intend",
+        )
     if rule.condition and rule.condition != rule.condition.strip(" "):
-        yield Issue(Severity.INFO, "condition-spaces",
-                    "leading/trailing spaces in the condition", **loc)
+        yield issue(Severity.INFO, "condition-spaces", "leading/trailing spaces in the condition")
 
 
 def validate(ruleset: RuleSet, containers: Iterable[str] = ()) -> list[Issue]:
     """Check a rule set; `containers` are the container names that will exist."""
-    issues = [_from_error(ex, "load-error") for ex in ruleset.errors]
+    issues = [
+        _from_error(ex, "duplicate-name" if isinstance(ex, DuplicateRuleError) else "load-error")
+        for ex in ruleset.errors
+    ]
     existing = {name: frozenset[str]() for name in containers}
     seen: dict[str, str] = {}
     for rule in ruleset:
         if rule.meta.disable:
             continue
         if rule.name in seen:
-            issues.append(Issue(Severity.ERROR, "duplicate-name",
-                                f"Rule {rule.name!r} already exists (first in {seen[rule.name]})",
-                                rule.name, rule.source, rule.line))
+            issues.append(
+                Issue(
+                    Severity.ERROR,
+                    "duplicate-name",
+                    f"Rule {rule.name!r} already exists (first in {seen[rule.name]})",
+                    rule.name,
+                    rule.source,
+                    rule.line,
+                )
+            )
             continue
         seen[rule.name] = f"{rule.source}:{rule.line}"
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -129,10 +129,10 @@ def test_event_accessors() -> None:
     ev = Event(event({"Qualifiers": "0", "Value": "1040"}, Image="x"))
     assert ev.channel == SYSMON and ev.event_id == 1040 and ev.computer == "PC"
     assert ev.get("/Event/EventData/Image") == "x" and ev.get("/Event/Nope") is None
-    assert ev.timestamp == datetime(2019, 4, 27, 15, 57, 25, 868863, tzinfo=timezone.utc)
+    assert ev.timestamp == datetime(2019, 4, 27, 15, 57, 25, 868863, tzinfo=UTC)
     assert event_time({"Event": {}}) is None
     assert event_time({"info": {"utc_time": "2024-01-01T01:00:00+01:00"}}) == datetime(
-        2024, 1, 1, tzinfo=timezone.utc)
+        2024, 1, 1, tzinfo=UTC)
 
 
 def test_event_hash_ignores_edr_data_and_key_order() -> None:
