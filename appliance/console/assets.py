@@ -19,7 +19,14 @@ import falcon
 
 from appliance.errors import NotFound
 
-__all__ = ["CSP", "SECURITY_HEADERS", "STATIC_DIR", "Asset", "AssetCatalog", "apply_security_headers"]
+__all__ = [
+    "CSP",
+    "SECURITY_HEADERS",
+    "STATIC_DIR",
+    "Asset",
+    "AssetCatalog",
+    "apply_security_headers",
+]
 
 logger = logging.getLogger(__name__)
 

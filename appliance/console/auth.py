@@ -6,7 +6,8 @@ the manager's authentication middleware calls when a request has no `X-Api-Key` 
 
     identity = console_auth.resolve_session(req)   # None: not logged in; raises Forbidden on CSRF
 
-Cookies (both `Secure`, `SameSite=Strict`, `Path=/`, `__Host-` prefixed so no subdomain can set them):
+Cookies (both `Secure`, `SameSite=Strict`, `Path=/`; the `__Host-` prefix stops subdomains
+from setting them):
 
 * `__Host-heron-session`: the session id, `HttpOnly`;
 * `__Host-heron-csrf`: the CSRF token, readable by the console's JavaScript, which echoes it in the
@@ -165,7 +166,8 @@ class ConsoleAuth:
             logger.warning("CSRF check failed for %s %s (%s)", req.method, req.path, session.name)
             raise Forbidden("missing or invalid CSRF token")
         origin = req.get_header("Origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != (req.get_header("Host") or ""):
+        host = req.get_header("Host") or ""
+        if origin and origin != "null" and urlsplit(origin).netloc != host:
             logger.warning("cross-origin %s %s from %s refused", req.method, req.path, origin)
             raise Forbidden("cross-origin request refused")
 
@@ -175,20 +177,35 @@ class ConsoleAuth:
         """Attach the session and CSRF cookies for a fresh session."""
         max_age = int(self.sessions.lifetime)
         resp.set_cookie(
-            SESSION_COOKIE, sid, max_age=max_age, path="/", secure=self.secure_cookies,
-            http_only=True, same_site="Strict",
+            SESSION_COOKIE,
+            sid,
+            max_age=max_age,
+            path="/",
+            secure=self.secure_cookies,
+            http_only=True,
+            same_site="Strict",
         )
         resp.set_cookie(
-            CSRF_COOKIE, session.csrf_token, max_age=max_age, path="/",
-            secure=self.secure_cookies, http_only=False, same_site="Strict",
+            CSRF_COOKIE,
+            session.csrf_token,
+            max_age=max_age,
+            path="/",
+            secure=self.secure_cookies,
+            http_only=False,
+            same_site="Strict",
         )
 
     def clear_cookies(self, resp: falcon.Response) -> None:
         """Expire both console cookies in the browser."""
         for name, http_only in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
             resp.set_cookie(
-                name, "", expires=_EPOCH, path="/", secure=self.secure_cookies,
-                http_only=http_only, same_site="Strict",
+                name,
+                "",
+                expires=_EPOCH,
+                path="/",
+                secure=self.secure_cookies,
+                http_only=http_only,
+                same_site="Strict",
             )
 
     @staticmethod

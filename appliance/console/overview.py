@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -28,7 +28,7 @@ __all__ = ["DetectionOverview", "OverviewResource", "MAX_HOURS", "MAX_BUCKETS"]
 
 logger = logging.getLogger(__name__)
 
-Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+Query = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 MAX_HOURS = 24 * 90
 MAX_BUCKETS = 500
 

@@ -108,7 +108,7 @@ class LoginResource:
         # SECURITY(console): JSON only, so a cross-site HTML form cannot log a victim in.
         if req.content_type is None or not req.content_type.startswith("application/json"):
             raise MalformedBody("login expects a JSON body")
-        body = getattr(req.context, "body", _MISSING)  # parsed by the manager's BodyParser
+        body: Any = getattr(req.context, "body", _MISSING)  # parsed by the manager's BodyParser
         if body is _MISSING:
             if (req.content_length or 0) > MAX_LOGIN_BODY:
                 raise MalformedBody("login body too large")
@@ -166,7 +166,10 @@ class SessionResource:
 
 
 def add_console_routes(
-    app: falcon.App, console: Console | ConsoleAuth, *, catalog: AssetCatalog | None = None
+    app: falcon.App[Any, Any],
+    console: Console | ConsoleAuth,
+    *,
+    catalog: AssetCatalog | None = None,
 ) -> None:
     """Mount the console's routes on the admin app.
 

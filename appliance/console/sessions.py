@@ -2,8 +2,8 @@
 
 A session is created when a user logs in to the web console with an API key. The browser holds the
 session id in an HttpOnly cookie and the CSRF token in a readable cookie (double-submit); the server
-keeps both here, bound to the identity the API key resolved to. Sessions end on logout, after an idle
-timeout, or after an absolute lifetime, whichever comes first. Nothing is persisted: a manager
+keeps both here, bound to the identity the API key resolved to. Sessions end on logout, after an
+idle timeout, or after an absolute lifetime, whichever comes first. Nothing is persisted: a manager
 restart logs every browser out, which is the safe default for an appliance.
 """
 
@@ -162,9 +162,7 @@ class SessionStore:
         return hmac.compare_digest(session.csrf_token.encode(), presented.encode())
 
     def _expired(self, session: Session, now: float) -> bool:
-        return (
-            now - session.last_seen > self.idle_timeout or now - session.created > self.lifetime
-        )
+        return now - session.last_seen > self.idle_timeout or now - session.created > self.lifetime
 
     def _evict(self, now: float) -> None:
         """Drop expired sessions, then the least recently used beyond the cap (lock held)."""

@@ -13,8 +13,11 @@ import pytest
 from appliance.console import ConsoleAuth, SessionStore, add_console_routes
 from appliance.errors import ApplianceError, Forbidden, Unauthorized
 
-KEYS = {"admin-key-" + "a" * 54: "admin", "analyst-key-" + "b" * 52: "analyst",
-        "plugin-key-" + "c" * 53: "plugin"}
+KEYS = {
+    "admin-key-" + "a" * 54: "admin",
+    "analyst-key-" + "b" * 52: "analyst",
+    "plugin-key-" + "c" * 53: "plugin",
+}
 ADMIN_KEY, ANALYST_KEY, PLUGIN_KEY = KEYS
 
 
@@ -67,7 +70,8 @@ def require_role(*roles: str) -> Callable[..., None]:
 
 class Stats:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"data": {"who": req.context.identity.identifier}, "message": "OK", "error": ""}
+        who = req.context.identity.identifier
+        resp.media = {"data": {"who": who}, "message": "OK", "error": ""}
 
     @falcon.before(require_role("admin"))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -2,7 +2,8 @@
 
 `start_manager(tmp)` creates a PKI, a data directory, an admin and an analyst user, an enrolled
 endpoint (offline bundle: client certificate and key) and serves both listeners with
-`appliance.server.ManagerServer` (waitress behind the TLS front), as `heron-manager run` does. `post_logs` sends a gzip NDJSON batch over mutual TLS like an agent.
+`appliance.server.ManagerServer` (waitress behind the TLS front), as `heron-manager run` does.
+`post_logs` sends a gzip NDJSON batch over mutual TLS, as an agent does.
 """
 
 from __future__ import annotations
@@ -52,18 +53,25 @@ class Manager:
     def admin(self, method: str, path: str, **kw: Any) -> requests.Response:
         """Call the admin API with the admin key (verifies TLS against the test CA)."""
         headers = {wire.HEADER_API_KEY: self.admin_key, **kw.pop("headers", {})}
-        return requests.request(method, self.admin_url + path, headers=headers,
-                                verify=self.ca_path, timeout=10, **kw)
+        return requests.request(
+            method, self.admin_url + path, headers=headers, verify=self.ca_path, timeout=10, **kw
+        )
 
     def post_logs(self, events: list[dict[str, Any]]) -> requests.Response:
         """POST one gzip NDJSON batch to /logs over mutual TLS, as the agent does."""
         body = gzip.compress(b"".join(json.dumps(e).encode() + b"\n" for e in events))
         return requests.post(
-            self.endpoint_url + wire.ROUTE_LOGS, data=body, cert=self.client_cert,
-            verify=self.ca_path, timeout=10,
-            headers={"Content-Type": wire.CONTENT_NDJSON, "Content-Encoding": wire.ENCODING_GZIP,
-                     wire.HEADER_BATCH_ID: str(uuidlib.uuid4()),
-                     wire.HEADER_HOSTNAME: self.hostname},
+            self.endpoint_url + wire.ROUTE_LOGS,
+            data=body,
+            cert=self.client_cert,
+            verify=self.ca_path,
+            timeout=10,
+            headers={
+                "Content-Type": wire.CONTENT_NDJSON,
+                "Content-Encoding": wire.ENCODING_GZIP,
+                wire.HEADER_BATCH_ID: str(uuidlib.uuid4()),
+                wire.HEADER_HOSTNAME: self.hostname,
+            },
         )
 
     def close(self) -> None:
@@ -93,8 +101,9 @@ def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
     """Start a manager under `tmp`; call `.close()` when done."""
     pki = Pki.create(tmp / "pki", server_names=["127.0.0.1", "localhost"])
     events = _event_store(tmp / "events")
-    config = Config(admin=AdminConfig(listen="127.0.0.1:0"),
-                    endpoint=EndpointConfig(listen="127.0.0.1:0"))
+    config = Config(
+        admin=AdminConfig(listen="127.0.0.1:0"), endpoint=EndpointConfig(listen="127.0.0.1:0")
+    )
     ctx = build_context(data_dir=tmp, pki=pki, events=events, config=config)
     closers: list[Any] = [ctx.close]
     ctx.console = console_for(ctx)
@@ -123,8 +132,15 @@ def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
     )
 
 
-def sysmon_event(hostname: str, *, image: str, command_line: str, signature: str = "",
-                 criticality: int = 0, event_id: int = 1) -> dict[str, Any]:
+def sysmon_event(
+    hostname: str,
+    *,
+    image: str,
+    command_line: str,
+    signature: str = "",
+    criticality: int = 0,
+    event_id: int = 1,
+) -> dict[str, Any]:
     """A WHIDS-shaped Sysmon event; with `signature` it carries the agent's Detection block."""
     now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
     event: dict[str, Any] = {
@@ -145,6 +161,9 @@ def sysmon_event(hostname: str, *, image: str, command_line: str, signature: str
         }
     }
     if signature:
-        event["Event"]["Detection"] = {"Signature": [signature], "Criticality": criticality,
-                                       "Actions": []}
+        event["Event"]["Detection"] = {
+            "Signature": [signature],
+            "Criticality": criticality,
+            "Actions": [],
+        }
     return event

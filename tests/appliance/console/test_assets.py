@@ -15,7 +15,9 @@ TEXT_ASSETS = [a for a in CATALOG if a.content_type.startswith(("text/", "image/
 
 # Anything that would make the browser leave the appliance: absolute URLs, protocol-relative
 # URLs, CSS imports of remote sheets, web fonts from elsewhere.
-EXTERNAL = re.compile(r"""(?i)(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}|@import\s+url\(\s*['"]?(?:https?:)?//""")
+EXTERNAL = re.compile(
+    r"""(?i)(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}|@import\s+url\(\s*['"]?(?:https?:)?//"""
+)
 ALLOWED = {"http://www.w3.org/2000/svg"}  # an XML namespace name, never fetched
 
 
@@ -34,7 +36,10 @@ def test_no_external_url_in_asset(asset) -> None:  # type: ignore[no-untyped-def
     assert not found, f"{asset.path} references external resources: {found}"
 
 
-@pytest.mark.parametrize("asset", [a for a in CATALOG if a.path.endswith(".js")], ids=lambda a: a.path)
+JS_ASSETS = [a for a in CATALOG if a.path.endswith(".js")]
+
+
+@pytest.mark.parametrize("asset", JS_ASSETS, ids=lambda a: a.path)
 def test_js_module_imports_resolve_inside_catalog(asset) -> None:  # type: ignore[no-untyped-def]
     text = asset.body.decode("utf-8")
     base = PurePosixPath(asset.path).parent
@@ -54,7 +59,8 @@ def test_no_inline_script_or_style_in_page() -> None:
     page = CATALOG.get("index.html")
     assert page is not None
     html = page.body.decode()
-    assert re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html) is None, "inline <script> breaks the CSP"
+    inline_script = re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html)
+    assert inline_script is None, "inline <script> breaks the CSP"
     assert "<style" not in html and " style=" not in html and "onclick=" not in html
     for ref in re.findall(r"""(?:src|href)="(/console/static/[^"]+)""", html):
         assert ref.removeprefix("/console/static/") in CATALOG, ref

@@ -60,7 +60,8 @@ def test_login_with_bad_key_is_refused_without_cookie(client: Client, body: dict
 
 def test_login_requires_json(client: Client) -> None:
     result = client.simulate_post(
-        "/console/api/login", body=f"api_key={ADMIN_KEY}",
+        "/console/api/login",
+        body=f"api_key={ADMIN_KEY}",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert result.status_code == 400
@@ -85,8 +86,10 @@ def test_write_without_csrf_header_is_rejected(client: Client) -> None:
 def test_csrf_header_must_match_cookie_too(client: Client) -> None:
     cookies, csrf, _ = login(client, ADMIN_KEY)
     no_cookie = {SESSION_COOKIE: cookies[SESSION_COOKIE]}
-    assert client.simulate_post("/stats", cookies=no_cookie,
-                                headers={CSRF_HEADER: csrf}).status_code == 403
+    assert (
+        client.simulate_post("/stats", cookies=no_cookie, headers={CSRF_HEADER: csrf}).status_code
+        == 403
+    )
 
 
 def test_csrf_token_of_another_session_is_rejected(client: Client) -> None:
@@ -101,12 +104,14 @@ def test_csrf_token_of_another_session_is_rejected(client: Client) -> None:
 def test_cross_origin_write_is_rejected_even_with_token(client: Client) -> None:
     cookies, csrf, _ = login(client, ADMIN_KEY)
     result = client.simulate_post(
-        "/stats", cookies=cookies,
+        "/stats",
+        cookies=cookies,
         headers={CSRF_HEADER: csrf, "Origin": "https://evil.example", "Host": "heron.local"},
     )
     assert result.status_code == 403
     same = client.simulate_post(
-        "/stats", cookies=cookies,
+        "/stats",
+        cookies=cookies,
         headers={CSRF_HEADER: csrf, "Origin": "https://heron.local", "Host": "heron.local"},
     )
     assert same.status_code == 200
@@ -123,8 +128,9 @@ def test_logout_ends_session_and_expires_cookies(client: Client) -> None:
     cookies, csrf, _ = login(client, ADMIN_KEY)
     refused = client.simulate_post("/console/api/logout", cookies=cookies)
     assert refused.status_code == 403  # logout is CSRF-protected too
-    result = client.simulate_post("/console/api/logout", cookies=cookies,
-                                  headers={CSRF_HEADER: csrf})
+    result = client.simulate_post(
+        "/console/api/logout", cookies=cookies, headers={CSRF_HEADER: csrf}
+    )
     assert result.status_code == 200
     for name in (SESSION_COOKIE, CSRF_COOKIE):
         cleared = result.cookies[name]

@@ -25,8 +25,12 @@ RULE_NAME = "HeronTest-Mimikatz"
 GOOD_RULE = {
     "Name": RULE_NAME,
     "Tags": ["test"],
-    "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 10,
-             "Author": "console test", "Schema": "2.0.0"},
+    "Meta": {
+        "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+        "Criticality": 10,
+        "Author": "console test",
+        "Schema": "2.0.0",
+    },
     "Matches": ["$img: Image ~= '(?i:\\\\mimikatz\\.exe$)'"],
     "Condition": "$img",
 }
@@ -99,13 +103,22 @@ def test_login_sets_a_secure_session(browser: Browser, manager: Manager, clean_c
 def test_live_detection_appears(browser: Browser, manager: Manager, clean_console) -> None:
     browser.go("#/detections")
     browser.wait_text("#live-state", "connected")
-    ack = manager.post_logs([
-        sysmon_event(manager.hostname, image="C:\\Tools\\mimikatz.exe",
-                     command_line="mimikatz.exe privilege::debug sekurlsa::logonpasswords",
-                     signature=RULE_NAME, criticality=10),
-        sysmon_event(manager.hostname, image="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\"
-                     "powershell.exe", command_line="powershell.exe -enc SQBFAFgA"),
-    ])
+    ack = manager.post_logs(
+        [
+            sysmon_event(
+                manager.hostname,
+                image="C:\\Tools\\mimikatz.exe",
+                command_line="mimikatz.exe privilege::debug sekurlsa::logonpasswords",
+                signature=RULE_NAME,
+                criticality=10,
+            ),
+            sysmon_event(
+                manager.hostname,
+                image="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+                command_line="powershell.exe -enc SQBFAFgA",
+            ),
+        ]
+    )
     assert ack.status_code == 200, ack.text
     row = browser.wait_css("tbody tr[data-live]", timeout=10)
     assert RULE_NAME in row.text and manager.hostname in row.text and "critical" in row.text
@@ -120,8 +133,12 @@ def test_search_with_query_language(browser: Browser, manager: Manager, clean_co
     deadline = time.monotonic() + 10
     while True:  # the index makes new events searchable within ~2 s
         query.submit()
-        browser.wait(lambda d: "event(s) shown" in browser.css("main p[aria-live]").text
-                     or browser.all("main [role=alert]"))
+        browser.wait(
+            lambda d: (
+                "event(s) shown" in browser.css("main p[aria-live]").text
+                or browser.all("main [role=alert]")
+            )
+        )
         if browser.all("main tbody tr button") or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -184,8 +201,10 @@ def test_edit_rule_with_compile_check(browser: Browser, manager: Manager, clean_
     browser.wait_text("#rule-status", "Rejected")
     clean_console(lambda m: "/rules" in m and ("400" in m or "422" in m or "409" in m))
     assert "missing closing )" in browser.css("#rule-status").text
-    assert manager.admin("GET", "/rules", params={"name": RULE_NAME}).json()["data"][0][
-        "Matches"] == GOOD_RULE["Matches"]
+    assert (
+        manager.admin("GET", "/rules", params={"name": RULE_NAME}).json()["data"][0]["Matches"]
+        == GOOD_RULE["Matches"]
+    )
     browser.screenshot("07-rules")
 
 
@@ -237,12 +256,24 @@ def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_cons
         seen.append(el.text)
         outline = browser.driver.execute_script(
             "const s = getComputedStyle(arguments[0]);"
-            "return s.outlineStyle + ' ' + s.outlineWidth;", el)
+            "return s.outlineStyle + ' ' + s.outlineWidth;",
+            el,
+        )
         assert not outline.startswith("none"), f"no visible focus on {el.text!r}: {outline}"
         if el.text == "Skip to content":
             break
-    assert seen == ["Log out", "Users & keys", "MISP", "IoCs", "Rules", "Search", "Detections",
-                    "Endpoints", "Dashboard", "Skip to content"]
+    assert seen == [
+        "Log out",
+        "Users & keys",
+        "MISP",
+        "IoCs",
+        "Rules",
+        "Search",
+        "Detections",
+        "Endpoints",
+        "Dashboard",
+        "Skip to content",
+    ]
     for _ in range(2):
         browser.active().send_keys(Keys.TAB)
     assert browser.active().text == "Endpoints"
@@ -262,17 +293,28 @@ def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_cons
     browser.active().send_keys(Keys.ESCAPE)
     browser.wait(lambda d: not browser.all("dialog[open]"))
     # every control on every page has a label or an accessible name
-    for route in ("#/dashboard", "#/endpoints", "#/detections", "#/search", "#/rules", "#/iocs",
-                  "#/misp", "#/users", f"#/endpoints/{manager.endpoint_uuid}"):
+    for route in (
+        "#/dashboard",
+        "#/endpoints",
+        "#/detections",
+        "#/search",
+        "#/rules",
+        "#/iocs",
+        "#/misp",
+        "#/users",
+        f"#/endpoints/{manager.endpoint_uuid}",
+    ):
         browser.go(route)
         unlabeled = browser.driver.execute_script("""
-            return [...document.querySelectorAll('main input, main select, main textarea, main button, main a')]
+            const sel = 'main input, main select, main textarea, main button, main a';
+            return [...document.querySelectorAll(sel)]
               .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
                             && !(el.textContent || '').trim())
               .map(el => el.outerHTML.slice(0, 80));""")
         assert not unlabeled, f"{route}: controls without a name: {unlabeled}"
         mouse_only = browser.driver.execute_script(
-            "return document.querySelectorAll('main [onclick]:not(button):not(a)').length")
+            "return document.querySelectorAll('main [onclick]:not(button):not(a)').length"
+        )
         assert mouse_only == 0
     browser.screenshot("10-keyboard-endpoints")
 

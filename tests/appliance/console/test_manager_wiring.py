@@ -1,4 +1,4 @@
-"""The console mounted on the real admin app (create_app + AdminAuth + real resources), in process."""
+"""The console on the real admin app (create_app, AdminAuth, real resources), in process."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ class Admin:
 @pytest.fixture
 def admin(tmp_path: Path) -> Iterator[Admin]:
     pki = Pki.create(tmp_path / "pki", server_names=["127.0.0.1"])
-    ctx = build_context(data_dir=tmp_path, store=Store(":memory:"), pki=pki,
-                        events=MemoryEventStore())
+    ctx = build_context(
+        data_dir=tmp_path, store=Store(":memory:"), pki=pki, events=MemoryEventStore()
+    )
     ctx.console = console_for(ctx)
     keys = {}
     for name, role in (("alice", Role.ADMIN), ("bob", Role.ANALYST), ("feed", Role.PLUGIN)):
@@ -50,24 +51,35 @@ def test_console_is_mounted_and_documented(admin: Admin) -> None:
     assert page.status_code == 200 and "Content-Security-Policy" in page.headers
     doc = admin.client.simulate_get("/openapi.json", headers={"X-Api-Key": admin.keys["alice"]})
     paths = doc.json["paths"]
-    assert {"/console/api/login", "/console/api/logout", "/console/api/session",
-            "/console/api/overview"} <= set(paths)
+    assert {
+        "/console/api/login",
+        "/console/api/logout",
+        "/console/api/session",
+        "/console/api/overview",
+    } <= set(paths)
     assert "requestBody" in paths["/console/api/login"]["post"]
 
 
 def test_session_reads_and_csrf_protected_writes_on_real_routes(admin: Admin) -> None:
     cookies, csrf = admin.login("alice")
     assert admin.client.simulate_get("/endpoints", cookies=cookies).json["message"] == "OK"
-    ioc = [{"type": "sha256", "value": "a" * 64, "source": "console-test",
-            "uuid": "6f1c1b53-1f1e-4f8f-9d55-1f0a4a0f0b11"}]
+    ioc = [
+        {
+            "type": "sha256",
+            "value": "a" * 64,
+            "source": "console-test",
+            "uuid": "6f1c1b53-1f1e-4f8f-9d55-1f0a4a0f0b11",
+        }
+    ]
     refused = admin.client.simulate_post("/iocs", cookies=cookies, json=ioc)
     assert refused.status_code == 403 and refused.json["message"] == "NOK"
     assert admin.ctx.store.iocs.count() == 0
     ok = admin.client.simulate_post("/iocs", cookies=cookies, headers=csrf, json=ioc)
     assert ok.status_code == 200, ok.text
     assert admin.ctx.store.iocs.count() == 1
-    gone = admin.client.simulate_delete("/iocs", cookies=cookies, headers=csrf,
-                                        params={"uuid": ioc[0]["uuid"]})
+    gone = admin.client.simulate_delete(
+        "/iocs", cookies=cookies, headers=csrf, params={"uuid": ioc[0]["uuid"]}
+    )
     assert gone.status_code == 200 and admin.ctx.store.iocs.count() == 0
 
 
@@ -102,8 +114,9 @@ def test_role_change_applies_to_open_sessions(admin: Admin) -> None:
     alice, csrf = admin.login("alice")
     users = admin.client.simulate_get("/users", cookies=alice).json["data"]
     bob_uuid = next(u["uuid"] for u in users if u["identifier"] == "bob")
-    promoted = admin.client.simulate_post(f"/users/{bob_uuid}", cookies=alice, headers=csrf,
-                                          json={"role": "admin"})
+    promoted = admin.client.simulate_post(
+        f"/users/{bob_uuid}", cookies=alice, headers=csrf, json={"role": "admin"}
+    )
     assert promoted.status_code == 200
     assert admin.client.simulate_get("/users", cookies=bob).status_code == 200
 
@@ -121,8 +134,9 @@ def test_overview_on_the_real_store(admin: Admin) -> None:
 @pytest.mark.parametrize("path", ["/console/api/login", "/console/api/logout"])
 def test_console_errors_use_the_envelope(admin: Admin, path: str) -> None:
     cookies, _ = admin.login("alice")
-    result = admin.client.simulate_post(path, cookies=cookies, body="not json",
-                                        headers={"Content-Type": "application/json"})
+    result = admin.client.simulate_post(
+        path, cookies=cookies, body="not json", headers={"Content-Type": "application/json"}
+    )
     body: Any = result.json
     assert result.status_code in (400, 403) and set(body) == {"data", "message", "error"}
     assert body["message"] == "NOK"

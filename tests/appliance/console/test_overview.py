@@ -8,7 +8,13 @@ import falcon
 import falcon.testing
 import pytest
 
-from appliance.console import Console, ConsoleAuth, DetectionOverview, SessionStore, add_console_routes
+from appliance.console import (
+    Console,
+    ConsoleAuth,
+    DetectionOverview,
+    SessionStore,
+    add_console_routes,
+)
 from appliance.errors import ApplianceError
 from appliance.store import Store
 
@@ -39,7 +45,10 @@ def test_summary_counts_per_bucket_rule_and_endpoint(store: Store) -> None:
     counts = [b["count"] for b in data["buckets"]]
     assert len(counts) == 24 and counts[-1] == 2 and counts[21] == 1 and counts[0] == 1
     assert {r["name"]: r["hits"] for r in data["rules"]} == {
-        "Mimikatz": 2, "LsassAccess": 2, "PowershellEncoded": 1}
+        "Mimikatz": 2,
+        "LsassAccess": 2,
+        "PowershellEncoded": 1,
+    }
     assert data["rules"][-1]["name"] == "PowershellEncoded"  # most hits first
     assert data["endpoints"][0] == {"uuid": "ep-a", "detections": 2, "max_criticality": 10}
     assert data["endpoints"][1] == {"uuid": "ep-b", "detections": 2, "max_criticality": 7}
@@ -53,11 +62,15 @@ def test_overview_route_needs_auth_and_validates_params(store: Store) -> None:
     add_console_routes(app, console)
     client = falcon.testing.TestClient(app)
     assert client.simulate_get("/console/api/overview").status_code == 401
-    ok = client.simulate_get("/console/api/overview", params={"hours": "48", "buckets": "4"},
-                             headers={"X-Api-Key": ADMIN_KEY})
+    ok = client.simulate_get(
+        "/console/api/overview",
+        params={"hours": "48", "buckets": "4"},
+        headers={"X-Api-Key": ADMIN_KEY},
+    )
     assert ok.status_code == 200 and ok.json["data"]["total"] == 5
     assert len(ok.json["data"]["buckets"]) == 4
     for bad in ({"hours": "nan"}, {"hours": "-1"}, {"buckets": "100000"}, {"top": "x"}):
-        result = client.simulate_get("/console/api/overview", params=bad,
-                                     headers={"X-Api-Key": ADMIN_KEY})
+        result = client.simulate_get(
+            "/console/api/overview", params=bad, headers={"X-Api-Key": ADMIN_KEY}
+        )
         assert result.status_code == 400, bad
