@@ -82,7 +82,7 @@ def _report_time(manifest: dict[str, Any], event: dict[str, Any], now: float) ->
     for text in (manifest.get("time"), system_time):
         if isinstance(text, str) and text:
             try:
-                parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00")[:32])
+                parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
             except ValueError:
                 continue
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

@@ -57,7 +57,7 @@ def _event_time(event: Mapping[str, Any], default: float) -> float:
     if not isinstance(text, str):
         return default
     try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00")[:32])
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return default
     if parsed.tzinfo is None:
