@@ -137,9 +137,11 @@ class TlsFront:
 
         async def _stop() -> None:
             server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=2)
 
         try:
             asyncio.run_coroutine_threadsafe(_stop(), loop).result(timeout=5)

@@ -165,22 +165,27 @@ class Ingest:
         self.touch(endpoint.uuid, ip, last_event, last_det)
         return wire.LogsAck(batch_id=batch_id, accepted=len(events), duplicate=False)
 
-    @staticmethod
-    def _enrich(events: list[dict[str, Any]], ep: Endpoint, ip: str, now: float) -> None:
-        """Set `Event.EdrData` (always overwritten: agents cannot choose their identity)."""
+    def _enrich(self, events: list[dict[str, Any]], ep: Endpoint, ip: str, now: float) -> None:
+        """Set `Event.EdrData` (always overwritten: agents cannot choose their identity).
+
+        PERF(manager): the event store sets the same EdrData on its own copies; we only build
+        it here for what we fan out ourselves: detections always, every event when a stream or
+        an event listener is attached (saves a hash per event on the common path).
+        """
         receipt = rfc3339(now)
         ref = {"UUID": ep.uuid, "IP": ip, "Hostname": ep.hostname, "Group": ep.group}
+        everything = bool(self.hub.clients or self.dispatcher.listeners)
         for event in events:
             inner = event["Event"]
             inner.pop("EdrData", None)
             det = inner.get("Detection")
+            detected = bool(isinstance(det, dict) and det.get("Signature"))
+            if not (everything or detected):
+                continue
             inner["EdrData"] = {
                 "Endpoint": ref,
-                "Event": {
-                    "Hash": event_hash(event),
-                    "Detection": bool(isinstance(det, dict) and det.get("Signature")),
-                    "ReceiptTime": receipt,
-                },
+                "Event": {"Hash": event_hash(event), "Detection": detected,
+                          "ReceiptTime": receipt},
             }
 
     def _after_durable(
@@ -189,7 +194,7 @@ class Ingest:
         rows: list[tuple[str, float, float, str, list[str], int]] = []
         for event in events:
             inner = event["Event"]
-            if not inner["EdrData"]["Event"]["Detection"]:
+            if "EdrData" not in inner or not inner["EdrData"]["Event"]["Detection"]:
                 continue
             det = inner["Detection"]
             stamp = event_time(event)
