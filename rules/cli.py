@@ -55,16 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--container", action="append", type=_container_arg, default=[],
                     metavar="NAME=FILE", help="fill container NAME from FILE (repeatable)")
     sc.add_argument("--all", action="store_true", help="print every event")
-    sc.add_argument("--min-criticality", "-c", type=int, default=0, metavar="N")
+    sc.add_argument("--min-criticality", "-c", type=int, default=0, metavar="N",
+                    help="print detections with Criticality >= N (filtered events always)")
     sc.add_argument("--no-filter", action="store_true",
                     help="do not print events that matched only Filter rules")
     sc.add_argument("--attack", "-a", action="store_true", help="include ATT&CK in detections")
     sc.add_argument("--name", "-n", action="append", help="load only these rule names")
     sc.add_argument("--tag", action="append", help="load only rules with one of these tags")
-    sc.add_argument("--jobs", "-j", type=int, default=1, metavar="N")
+    sc.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                    help="worker processes (files and large JSONL chunks in parallel)")
     sc.add_argument("--output", "-o", metavar="FILE", help="write events here (default stdout)")
-    sc.add_argument("--format", choices=("jsonl", "table", "summary"), default="jsonl")
-    sc.add_argument("--no-progress", action="store_true")
+    sc.add_argument("--format", choices=("jsonl", "table", "summary"), default="jsonl",
+                    help="jsonl: events + Event.Detection; table: one line each; summary only")
+    sc.add_argument("--no-progress", action="store_true",
+                    help="no progress bar (it is shown only when stderr is a terminal)")
     sc.add_argument("inputs", nargs="+", metavar="INPUT",
                     help=".evtx, .json/.jsonl (optionally .gz), directory, or - for stdin")
 

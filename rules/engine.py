@@ -196,8 +196,10 @@ class Engine:
 
     def evaluate(self, event: dict[str, Any]) -> Detection | None:
         """Match without modifying the event; `None` when no rule (normal or filter) matched."""
-        system = _system(event) if event.__class__ is dict else None
         self.scanned += 1
+        if event.__class__ is not dict:
+            return None
+        system = _system(event)
         if system is None:
             channel, raw_id, computer = "", None, None
         else:
