@@ -14,14 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from rules.iocs import IocSet
+from rules.iocs import normalize as rules_normalize
 from rules.wire import Ioc
 
 from .client import MispClient
-from .mapping import MISP_TYPES, attribute_iocs
+from .mapping import MISP_TYPES, attribute_iocs, event_values
 from .settings import MispSettings
 from .state import StateStore
 
@@ -70,18 +72,39 @@ def _ip_key(ioc_type: str) -> str:
 
 
 class IocIndex:
-    """(type, normalised value) → the MISP values to sight; IPs match regardless of src/dst."""
+    """Which MISP values an event carries: the agents' matcher plus the manager's extraction.
+
+    Two passes, unioned: `rules.iocs.IocSet.match` (the matcher agents run, so what fires on an
+    endpoint is what gets sighted, with its regkey-prefix and path rules) and `event_values` (adds
+    `EdrData` hashes and matches IPs regardless of src/dst). Both map back to the MISP value the
+    IoC came from, which is what `/sightings/add` matches on.
+    """
 
     def __init__(self, entries: Iterable[tuple[Ioc, str]] = ()) -> None:
         self._index: dict[tuple[str, str], set[str]] = {}
+        self._by_rules_norm: dict[tuple[str, str], set[str]] = {}
+        iocs = []
         for ioc, misp_value in entries:
             self._index.setdefault((_ip_key(ioc.type), ioc.value), set()).add(misp_value)
+            key = (ioc.type, rules_normalize(ioc.type, ioc.value))
+            self._by_rules_norm.setdefault(key, set()).add(misp_value)
+            iocs.append(ioc)
+        self._set = IocSet.from_iocs(iocs)
 
     def __len__(self) -> int:
         return len(self._index)
 
     def lookup(self, ioc_type: str, value: str) -> set[str]:
         return self._index.get((_ip_key(ioc_type), value), set())
+
+    def match(self, event: Mapping[str, Any]) -> set[str]:
+        """The MISP values of the IoCs `event` carries."""
+        found: set[str] = set()
+        for hit in self._set.match(event):
+            found |= self._by_rules_norm.get((hit.type, hit.value), set())
+        for ioc_type, value in set(event_values(event)):
+            found |= self.lookup(ioc_type, value)
+        return found
 
 
 def _enabled_types(settings: MispSettings) -> frozenset[str]:

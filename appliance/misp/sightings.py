@@ -20,7 +20,6 @@ from typing import Any
 from .client import MispClient
 from .errors import MispRejected, MispServerError, MispUnavailable
 from .iocs import IocIndex
-from .mapping import event_values
 from .state import ItemQueue, StateStore
 
 __all__ = ["FlushResult", "SightingPusher", "sighting_source"]
@@ -101,15 +100,14 @@ class SightingPusher:
         with self._lock:
             for event in events:
                 when = None
-                for ioc_type, value in set(event_values(event)):
-                    for misp_value in index.lookup(ioc_type, value):
-                        key = f"{source}\n{misp_value.lower()}"
-                        if self._seen.get(key, 0.0) > now or misp_value in fresh:
-                            continue
-                        if when is None:
-                            when = _event_time(event, now)
-                        fresh[misp_value] = when
-                        self._seen[key] = now + ttl
+                for misp_value in sorted(index.match(event)):
+                    key = f"{source}\n{misp_value.lower()}"
+                    if self._seen.get(key, 0.0) > now or misp_value in fresh:
+                        continue
+                    if when is None:
+                        when = _event_time(event, now)
+                    fresh[misp_value] = when
+                    self._seen[key] = now + ttl
             if not fresh:
                 return 0
             self.hits_total += len(fresh)

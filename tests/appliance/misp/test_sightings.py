@@ -179,3 +179,26 @@ def test_disabled_sightings_queue_nothing(fake: FakeMisp, make_sync: MakeSync) -
     sync.pull_iocs()
     sync.on_events(EP, [sysmon(Hashes=f"SHA256={SHA}")])
     assert sync.status()["sightings"]["queued_batches"] == 0
+
+
+def test_opt_in_types_match_like_agents_and_sight_the_misp_value(
+        fake: FakeMisp, make_sync: MakeSync) -> None:
+    key = "HKEY_LOCAL_MACHINE\\Software\\Microsoft\\Windows\\CurrentVersion\\Run"
+    with fake.lock:
+        ev = fake.model.create_event("persistence")
+        fake.model.create_attribute(ev.id, "regkey", key)
+        fake.model.create_attribute(ev.id, "named pipe", "\\\\.\\pipe\\msse-1234-server",
+                                    to_ids=True)
+        fake.model.create_attribute(ev.id, "filename", "C:\\Users\\Public\\evil.dll")
+        fake.model.publish(ev.id)
+    sync = make_sync(ioc_types=["regkey", "named pipe", "filename"])
+    assert sync.pull_iocs().total_iocs == 3
+    sync.on_events(EP, [
+        sysmon(TargetObject="HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run\\updater"),
+        sysmon(PipeName="\\MSSE-1234-server"),
+        sysmon(ImageLoaded="c:\\users\\public\\EVIL.dll")])
+    sync.flush_sightings()
+    (req,) = fake.requests_to("/sightings/add")
+    assert req.body["values"] == sorted([key, "\\\\.\\pipe\\msse-1234-server",
+                                         "C:\\Users\\Public\\evil.dll"])
+    assert len(sightings(fake)) == 3
