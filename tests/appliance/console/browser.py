@@ -54,6 +54,12 @@ class Browser:
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
         self.driver.set_page_load_timeout(20)
+        self.downloads = Path(self.profile) / "downloads"
+        self.downloads.mkdir()
+        self.driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior",
+            {"behavior": "allow", "downloadPath": str(self.downloads)},
+        )
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for stale in ARTIFACTS.glob("FAILED-*.png"):
             stale.unlink()
@@ -114,7 +120,12 @@ class Browser:
 
     def go(self, hash_route: str) -> None:
         """Navigate inside the single page (hash route) and wait for the page heading."""
-        self.driver.execute_script("window.location.hash = arguments[0];", hash_route)
+        self.driver.execute_script(
+            "if (window.location.hash === arguments[0])"
+            "  window.dispatchEvent(new HashChangeEvent('hashchange'));"
+            "else window.location.hash = arguments[0];",
+            hash_route,
+        )
         self.wait(lambda d: not self.all("main p.loading") and self.all("main h1"))
 
     def active(self) -> Any:

@@ -74,6 +74,28 @@ class Manager:
             },
         )
 
+    def upload_artifact(
+        self, guid: str, event_hash: str, name: str, data: bytes
+    ) -> requests.Response:
+        """POST one file to /upload/dumps (single chunk) over mutual TLS, as the agent does."""
+        chunk = wire.UploadChunk(
+            filename=name,
+            guid=guid,
+            event_hash=event_hash,
+            content=base64.b64encode(data).decode(),
+            chunk=1,
+            total=1,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+        )
+        return requests.post(
+            self.endpoint_url + wire.ROUTE_UPLOAD_DUMPS,
+            json=chunk.to_dict(),
+            cert=self.client_cert,
+            verify=self.ca_path,
+            timeout=10,
+        )
+
     def close(self) -> None:
         for close in reversed(self._closers):
             try:

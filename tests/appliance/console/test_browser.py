@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import requests
 
 from .browser import Browser, available
 from .harness import Manager, start_manager, sysmon_event
@@ -180,6 +181,34 @@ def test_run_a_command(browser: Browser, manager: Manager, clean_console) -> Non
     browser.screenshot("06-endpoint-detail")
 
 
+def test_artifacts_download_and_ir_report(
+    browser: Browser, manager: Manager, clean_console
+) -> None:
+    guid, ehash = "{6d24c251-d7fe-40cf-8723-cea8ee2b33f1}", "ab" * 20
+    report = {
+        "processes": [{"pid": 4242, "image": "C:\\Tools\\mimikatz.exe"}],
+        "modules": [],
+        "drivers": [],
+        "connections": [],
+        "commands": [],
+    }
+    output = b"Volume in drive C has no label.\r\n"
+    for name, data in (("report.json", json.dumps(report).encode()), ("dir-output.txt", output)):
+        res = manager.upload_artifact(guid, ehash, name, data)
+        assert res.status_code == 200, res.text
+    browser.go(f"#/endpoints/{manager.endpoint_uuid}")
+    arts = browser.wait_text("section[aria-labelledby=ep-arts]", "Download dir-output.txt")
+    browser.button("Open report", arts).click()
+    dialog = browser.wait_css("dialog[open]")
+    assert "mimikatz.exe" in dialog.text and "4242" in dialog.text
+    browser.screenshot("06b-ir-report")
+    browser.button("Close", dialog).click()
+    browser.wait(lambda d: not browser.all("dialog[open]"))
+    browser.button("Download dir-output.txt", arts).click()
+    target = browser.downloads / "dir-output.txt"
+    browser.wait(lambda d: target.exists() and target.read_bytes() == output)
+
+
 def test_edit_rule_with_compile_check(browser: Browser, manager: Manager, clean_console) -> None:
     browser.go("#/rules")
     editor = browser.field("Rule (Gene JSON)")
@@ -226,6 +255,54 @@ def test_misp_settings(browser: Browser, manager: Manager, clean_console) -> Non
     assert browser.all("label")  # labels render
     assert any("a key is stored" in lab.text for lab in browser.all("label"))
     browser.screenshot("08-misp")
+
+
+def test_iocs_add_and_delete(browser: Browser, manager: Manager, clean_console) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    browser.go("#/iocs")
+    Select(browser.field("Type")).select_by_value("domain")
+    browser.field("Value").send_keys("c2.evil-corp.invalid")
+    source = browser.field("Source")
+    source.clear()
+    source.send_keys("console-test")
+    browser.button("Add IoC").click()
+    browser.wait_text("main table", "c2.evil-corp.invalid")
+    iocs = manager.admin("GET", "/iocs").json()["data"]
+    assert [(i["type"], i["value"], i["source"]) for i in iocs] == [
+        ("domain", "c2.evil-corp.invalid", "console-test")
+    ]
+    browser.screenshot("08b-iocs")
+    browser.css("button[aria-label='Delete domain c2.evil-corp.invalid']").click()
+    dialog = browser.wait_css("dialog[open]")
+    assert browser.active().text == "Cancel"  # the safe choice has focus
+    browser.button("Delete", dialog).click()
+    browser.wait(lambda d: "c2.evil-corp.invalid" not in browser.css("main table").text)
+    assert manager.admin("GET", "/iocs").json()["data"] == []
+
+
+def test_users_and_api_keys(browser: Browser, manager: Manager, clean_console) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    browser.go("#/users")
+    browser.field("Identifier").send_keys("carol")
+    Select(browser.field("Role")).select_by_value("analyst")
+    browser.button("Create user").click()
+    key = browser.wait_css("dialog[open] #new-api-key").text
+    assert len(key) > 30
+    browser.screenshot("08c-user-key")
+    browser.button("Done").click()
+    browser.wait_text("main table", "carol")
+    headers = {"X-Api-Key": key}
+    assert manager.admin("GET", "/endpoints", headers=headers).status_code == 200
+    browser.css("button[aria-label='New key for carol']").click()
+    browser.button("Replace key", browser.wait_css("dialog[open]")).click()
+    new_key = browser.wait_css("dialog[open] #new-api-key").text
+    browser.button("Done").click()
+    assert new_key != key
+    assert manager.admin("GET", "/endpoints", headers=headers).status_code == 401
+    assert manager.admin("GET", "/endpoints", headers={"X-Api-Key": new_key}).status_code == 200
+    clean_console(lambda m: False)
 
 
 def test_dashboard_charts(browser: Browser, manager: Manager, clean_console) -> None:
@@ -317,6 +394,24 @@ def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_cons
         )
         assert mouse_only == 0
     browser.screenshot("10-keyboard-endpoints")
+
+
+def test_revoke_endpoint(browser: Browser, manager: Manager, clean_console) -> None:
+    browser.go("#/endpoints")
+    browser.wait_css(f"button[aria-label='Revoke {manager.hostname}']").click()
+    browser.button("Revoke", browser.wait_css("dialog[open]")).click()
+    browser.wait_text("#toasts", "revoked")
+    browser.wait_text("main tbody", "revoked")
+    ep = manager.admin("GET", f"/endpoints/{manager.endpoint_uuid}").json()["data"]
+    assert ep["status"] == "revoked"
+    with pytest.raises(requests.RequestException):
+        res = manager.post_logs([sysmon_event(manager.hostname, image="x.exe", command_line="x")])
+        res.raise_for_status()
+    assert (
+        browser.css(f"button[aria-label='Revoke {manager.hostname}']").get_attribute("disabled")
+        is not None
+    )
+    browser.screenshot("12-revoked")
 
 
 def test_analyst_sees_read_only_console(browser: Browser, manager: Manager, clean_console) -> None:

@@ -18,8 +18,13 @@ function showEvent(e) {
   modal("Event detail", (close) => h("div", {}, eventDetail(e), h("p", {}, h("button", { type: "button", onclick: () => close() }, "Close"))));
 }
 
+function artifactPath(uuid, art, name) {
+  const base = art["base-url"] || `/endpoints/${uuid}/artifacts/${art["process-guid"]}/${art["event-hash"]}/`;
+  return `${base}${encodeURIComponent(name)}`;
+}
+
 async function download(uuid, art, file) {
-  const url = apiUrl(`/endpoints/${uuid}/artifacts/${art["process-guid"]}/${art["event-hash"]}/${file.name}`, { raw: "true" });
+  const url = apiUrl(artifactPath(uuid, art, file.name), { raw: "true" });
   try {
     const resp = await fetch(url, { credentials: "same-origin" });
     if (!resp.ok) throw new Error(`download failed: HTTP ${resp.status}`);
@@ -30,14 +35,13 @@ async function download(uuid, art, file) {
 }
 
 async function showReport(uuid, art) {
-  const url = `/endpoints/${uuid}/artifacts/${art["process-guid"]}/${art["event-hash"]}/report.json`;
-  const resp = await fetch(apiUrl(url, { raw: "true" }), { credentials: "same-origin" });
+  const resp = await fetch(apiUrl(artifactPath(uuid, art, "report.json"), { raw: "true" }), { credentials: "same-origin" });
   const body = resp.ok ? await resp.text() : `HTTP ${resp.status}`;
   let pretty = body;
   try {
     pretty = JSON.stringify(JSON.parse(body), null, 2);
   } catch { /* not JSON: show as is */ }
-  modal("IR report", (close) => h("div", {}, h("pre", { tabindex: "0" }, pretty), h("button", { type: "button", onclick: () => close() }, "Close")));
+  modal("IR report", (close) => h("div", {}, h("pre", { tabindex: "0", "aria-label": "IR report JSON" }, pretty), h("button", { type: "button", onclick: () => close() }, "Close")));
 }
 
 function artifactsTable(uuid, arts) {
