@@ -48,7 +48,10 @@ def default_data_dir() -> str:
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" mirrors datasette's Setting
     if isinstance(default, list | dict):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
+        def copy() -> Any:
+            return type(default)(default)
+
+        return field(default_factory=copy, metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -129,7 +132,8 @@ class RulesConfig:
     """[rules]: detection rules, containers and IoCs."""
 
     paths: list[str] = _f([], "Gene rule files or directories (*.gen, *.json)")
-    containers_dir: str = _f("", "directory of container files NAME.txt / NAME.cont (one value a line)")
+    containers_dir: str = _f("", "directory of container files NAME.txt / NAME.cont "
+                                 "(one value a line)")
     ioc_file: str = _f("", "local IoC file: JSON list of {type, value} or lines 'type:value'")
     ioc_criticality: int = _f(10, "criticality of IoC:<type> detections")
 
@@ -171,8 +175,8 @@ class ReportingConfig:
     osquery_tables: list[str] = _f(["processes", "services", "scheduled_tasks", "drivers",
                                     "startup_items", "process_open_sockets"],
                                    "osqueryi --json tables, run when osqueryi is on PATH")
-    commands: list[ReportCommand] = field(default_factory=list,
-                                          metadata={"help": "extra commands [[reporting.commands]]"})
+    commands: list[ReportCommand] = field(
+        default_factory=list, metadata={"help": "extra commands [[reporting.commands]]"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,7 +431,9 @@ def field_docs() -> list[tuple[str, Any, str]]:
             if typing.get_origin(tp) is dict:
                 rows.append((key, {}, f.metadata.get("help", "")))
                 continue
-            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            factory = f.default_factory
+            default = f.default if f.default is not MISSING else (
+                factory() if callable(factory) else None)
             rows.append((key, default, f.metadata.get("help", "")))
 
     walk(AgentConfig, "")

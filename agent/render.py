@@ -62,8 +62,8 @@ def sysmon_time(ts: float) -> str:
 def process_guid(boot_id: str, pid: int, start_ticks: int) -> str:
     """Stable process GUID (braced, upper case) from boot id, pid and start time.
 
-    NOTE(agent): Sysmon for Linux derives its ProcessGuid from the machine id, start time and pid; we
-    hash the same ingredients so a process keeps one GUID across every event of this boot.
+    NOTE(agent): Sysmon for Linux derives its ProcessGuid from the machine id, start time and
+    pid; we hash the same ingredients so a process keeps one GUID across every event of this boot.
     """
     digest = hashlib.sha1(f"{boot_id}:{pid}:{start_ticks}".encode()).digest()
     return "{" + str(uuid.UUID(bytes=digest[:16])).upper() + "}"

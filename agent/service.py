@@ -65,7 +65,7 @@ def _event_id(ev: dict[str, Any]) -> int:
     if isinstance(raw, dict):
         raw = raw.get("Value")
     try:
-        return int(raw)  # type: ignore[arg-type]
+        return int(raw)
     except (TypeError, ValueError):
         return 0
 
@@ -338,7 +338,8 @@ class Agent:
         ctx = HookContext(self.tracker, self.host.hasher if live else None, self._services,
                           self.clock())
         run_hooks(ctx, event, enrich=live and self.config.tracking.enrich)
-        data = ev.get("EventData") if isinstance(ev.get("EventData"), dict) else {}
+        raw_data = ev.get("EventData")
+        data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
         if live and eid == 1 and self.tracker.blacklist and \
                 data.get("CommandLine") in self.tracker.blacklist:
             self._blacklisted(event, data)

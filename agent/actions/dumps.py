@@ -165,6 +165,7 @@ def _memdump_linux(ctx: ActionContext) -> None:
 
 
 def _memdump_windows(ctx: ActionContext) -> None:  # pragma: no cover - Windows only
+    assert sys.platform == "win32"
     import ctypes
     from ctypes import wintypes
 

@@ -91,7 +91,7 @@ def run_commands(config: ReportingConfig, *, runner: Runner = subprocess.run,
 
 def connections(tracker: Tracker, host: Host | None = None) -> list[dict[str, Any]]:
     """Current inet sockets with their owning process (psutil)."""
-    out = []
+    out: list[dict[str, Any]] = []
     try:
         conns = psutil.net_connections(kind="inet")
     except (psutil.Error, OSError) as ex:
@@ -133,7 +133,7 @@ def build_report(tracker: Tracker, *, host: Host | None = None,
         "commands": [],
     }
     with tracker.lock:
-        for g, p in processes.items():
+        for g in processes:
             track = tracker.get(g)
             if track is None:
                 continue

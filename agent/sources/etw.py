@@ -24,10 +24,6 @@ from typing import TYPE_CHECKING, Any
 from agent.errors import SourceError
 from agent.render import make_event
 
-if sys.platform == "win32":  # pragma: no cover - Windows only
-    import etw
-    from etw import evntrace as _et
-
 if TYPE_CHECKING:
     from agent.config import EtwConfig
 
@@ -163,6 +159,10 @@ class KernelFileFilter:
 
 def stop_session(name: str) -> bool:  # pragma: no cover - Windows only
     """Stop a (stale) ETW session by name; False when none was running."""
+    assert sys.platform == "win32"
+    import etw  # pywintrace: imported only on Windows (its import fails elsewhere)
+    from etw import evntrace as _et
+
     props = etw.etw.TraceProperties()
     status = _et.ControlTraceW(_et.TRACEHANDLE(0), name, props.get(),
                                _et.EVENT_TRACE_CONTROL_STOP)
@@ -209,6 +209,8 @@ class EtwSource:
     def _start(self) -> None:  # pragma: no cover - Windows only
         if sys.platform != "win32":
             raise SourceError("the ETW source needs Windows")
+        import etw  # pywintrace: imported only on Windows (its import fails elsewhere)
+
         names = list(self.config.providers)
         if self.config.kernel_file:
             names.append("Microsoft-Windows-Kernel-File")

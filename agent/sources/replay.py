@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,8 @@ __all__ = ["ReplaySource", "event_epoch", "iter_file"]
 
 logger = logging.getLogger(__name__)
 
-_TIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?$")
+_TIME_RE = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?$")
 
 
 def event_epoch(event: dict[str, Any]) -> float | None:
@@ -46,7 +48,7 @@ def event_epoch(event: dict[str, Any]) -> float | None:
 
 def _open_bytes(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")
+        return typing.cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
 
 

@@ -1,4 +1,5 @@
 """Pure parsers of the Linux sources, fed with recorded kernel bytes and /proc text."""
+# ruff: noqa: E501  (recorded /proc/net tables keep their kernel line layout)
 
 from __future__ import annotations
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from agent.actions.artifacts import ArtifactDir, verify
+from agent.errors import AgentClosedError
 from agent.monitor import ResourceGuard
 from agent.service import AgentState, build_agent
 from agent.sinks import AlertLog, MemorySink, read_alerts
 from agent.sources import MemorySource
-from agent.errors import AgentClosedError
 from tests.agent.conftest import LINUX_CHANNEL, gene_rule
 
 EVENTS = {LINUX_CHANNEL: [1]}
