@@ -1,0 +1,322 @@
+"""End to end: a real `heron-manager` subprocess on 127.0.0.1, agents over mutual TLS.
+
+Covers enrollment with a token (the `heron-agent enroll` CLI), events arriving and being
+searchable, a command round trip, a rule pushed from the manager firing on the agent, and the
+fault cases: manager down while events are produced, agent `kill -9` mid-send, queue cap
+eviction, and a revoked certificate.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.link.config import LinkConfig
+from agent.link.forwarder import LinkState
+from agent.link.link import Link, attach
+from agent.link.spool import HEALTH_CHANNEL, HEALTH_EVICTED
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+FAST = {"batch_delay": 0.05, "command_interval": 0.2, "command_burst_interval": 0.1,
+        "update_interval": 0.3, "backoff_base": 0.1, "backoff_cap": 0.5, "fsync_interval": 0.0,
+        "segment_events": 50}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 20.0,
+             what: str | Callable[[], str] = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+
+
+class ManagerProc:
+    """`heron-manager` in a data dir, restartable on the same ports."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.endpoint_port = _free_port()
+        self.admin_port = _free_port()
+        out = subprocess.run(
+            [PY, "-m", "appliance", "init", "--data-dir", str(data), "--json",
+             "--endpoint-listen", f"127.0.0.1:{self.endpoint_port}",
+             "--admin-listen", f"127.0.0.1:{self.admin_port}"],
+            capture_output=True, check=True, env=_env(), cwd=ROOT, timeout=60)
+        init = json.loads(out.stdout.decode().strip().splitlines()[-1])
+        self.api_key = init["api_key"]
+        self.ca_sha256 = init["ca_sha256"]
+        self.ca_file = Path(init["ca_cert"])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def token(self) -> str:
+        """A one-time enrollment token from the admin API (`POST /enroll/tokens`)."""
+        return str(self.admin("POST", "/enroll/tokens", {"group": "e2e"})["token"])
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [PY, "-m", "appliance", "run", "--data-dir", str(self.data),
+             "--endpoint-listen", f"127.0.0.1:{self.endpoint_port}",
+             "--admin-listen", f"127.0.0.1:{self.admin_port}"],
+            stdout=subprocess.PIPE, stderr=open(self.data / "manager.err", "ab"),  # noqa: SIM115
+            env=_env(), cwd=ROOT)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, (self.data / "manager.err").read_text()[-2000:]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.endpoint_port}"
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile=str(self.ca_file))
+        conn = http.client.HTTPSConnection("127.0.0.1", self.admin_port, context=ctx,
+                                           timeout=60)
+        try:
+            conn.request(method, path, body=None if body is None else json.dumps(body),
+                         headers={"X-Api-Key": self.api_key,
+                                  "Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        assert resp.status < 300, f"{method} {path}: {resp.status} {data[:500]!r}"
+        return json.loads(data)["data"]
+
+    def events(self, endpoint: str, *, detections: bool = False) -> list[dict[str, Any]]:
+        q = f"/search?endpoint={endpoint}&limit=10000" + ("&detections=true" if detections
+                                                           else "")
+        return list(self.admin("GET", q)["events"])
+
+
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProc]:
+    mgr = ManagerProc(tmp_path_factory.mktemp("manager") / "data")
+    mgr.start()
+    yield mgr
+    mgr.stop()
+
+
+def enroll_cli(manager: ManagerProc, state: Path) -> str:
+    out = subprocess.run(
+        [PY, "-m", "agent.cli", "enroll", "--manager", manager.address, "--token",
+         manager.token(), "--ca-sha256", manager.ca_sha256, "--state-dir", str(state)],
+        capture_output=True, env=_env(), cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    return str(json.loads(out.stdout)["uuid"])
+
+
+def event(n: int, marker: str, image: str = "C:\\Windows\\notepad.exe") -> dict[str, Any]:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {"Event": {
+        "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1,
+                   "Computer": "e2e-host", "TimeCreated": {"SystemTime": now},
+                   "Provider": {"Name": "Microsoft-Windows-Sysmon"}},
+        "EventData": {"Image": image, "CommandLine": f"{marker} {n}", "ProcessId": str(n)}}}
+
+
+def numbers(events: list[dict[str, Any]], marker: str) -> list[int]:
+    out = []
+    for e in events:
+        cmd = str(e["Event"].get("EventData", {}).get("CommandLine", ""))
+        if cmd.startswith(marker + " "):
+            out.append(int(cmd.split()[1]))
+    return sorted(out)
+
+
+def test_enroll_forward_search_and_command(manager: ManagerProc, tmp_path: Path) -> None:
+    state = tmp_path / "link"
+    uid = enroll_cli(manager, state)
+    assert oct((state / "identity" / "key.pem").stat().st_mode & 0o777) == "0o600"
+    with Link(LinkConfig.from_dict(FAST), state) as link:
+        link.start()
+        for i in range(200):
+            link.submit(event(i, "fwd"))
+        wait_for(lambda: numbers(manager.events(uid), "fwd") == list(range(200)),
+                 what="200 events searchable")
+        queued = manager.admin("POST", f"/endpoints/{uid}/command",
+                               {"name": "stat", "args": [str(tmp_path)]})
+        assert queued["command"]["state"] in ("queued", "sent", "completed")
+        done = manager.admin("GET", f"/endpoints/{uid}/command?wait=true&timeout=20")
+        assert done["state"] == "completed", done
+        result = manager.admin("GET", f"/endpoints/{uid}/command/json")
+        assert result["type"] == "dir"
+        assert link.forwarder.state is LinkState.CONNECTED
+
+
+def test_rule_pushed_from_manager_fires_on_agent(manager: ManagerProc, tmp_path: Path) -> None:
+    from agent.service import build_agent
+    from tests.agent.conftest import make_config
+
+    config = make_config(tmp_path)
+    state = config.data_dir / "link"
+    uid = enroll_cli(manager, state)
+    (state / "link.toml").write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()))
+    agent = build_agent(config, sources=[], sinks=[])
+    link = attach(agent, config)
+    try:
+        name = f"E2E_{uuid.uuid4().hex[:8]}"
+        rule = {"Name": name, "Tags": ["e2e"], "Meta": {
+            "Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 9,
+            "Schema": "2.0.0", "LogType": "winevt"},
+            "Matches": ["$i: Image ~= 'e2e-evil\\.exe$'"], "Condition": "$i", "Actions": []}
+        sha = manager.admin("POST", "/rules?update=true", [rule])["sha256"]
+        wait_for(lambda: link.updater.status()["rules"].applied == sha,
+                 what=lambda: f"rules {sha} applied: {link.updater.status()}")
+        agent.process(event(1, "rule", image="C:\\tmp\\e2e-evil.exe"))
+        found = wait_for(lambda: manager.events(uid, detections=True), what="detection")
+        assert name in found[0]["Event"]["Detection"]["Signature"]
+    finally:
+        agent.close()
+
+
+def test_manager_down_then_up_delivers_all_exactly_once(manager: ManagerProc,
+                                                        tmp_path: Path) -> None:
+    state = tmp_path / "link"
+    uid = enroll_cli(manager, state)
+    with Link(LinkConfig.from_dict(FAST), state) as link:
+        link.start()
+        link.submit(event(0, "outage"))
+        wait_for(lambda: numbers(manager.events(uid), "outage") == [0], what="first event")
+        manager.stop()
+        for i in range(1, 301):
+            link.submit(event(i, "outage"))
+        wait_for(lambda: link.forwarder.state is LinkState.UNREACHABLE, what="unreachable")
+        manager.start()
+        wait_for(lambda: len(numbers(manager.events(uid), "outage")) >= 301, timeout=40,
+                 what="replay after restart")
+        time.sleep(1.0)
+        assert numbers(manager.events(uid), "outage") == list(range(301))
+
+
+AGENT_SCRIPT = r'''
+import sys, time
+from pathlib import Path
+from agent.link.config import LinkConfig
+from agent.link.link import Link
+state, count = Path(sys.argv[1]), int(sys.argv[2])
+link = Link(LinkConfig(batch_delay=0.0, segment_events=10, fsync_interval=0.0), state)
+for i in range(count):
+    link.submit({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
+        "EventID": 1, "Computer": "e2e", "TimeCreated": {"SystemTime": sys.argv[3]}},
+        "EventData": {"CommandLine": f"kill9 {i}"}}})
+print("queued", flush=True)
+link.start()
+while True:
+    time.sleep(1)
+'''
+
+
+def test_agent_kill9_mid_send_loses_nothing(manager: ManagerProc, tmp_path: Path) -> None:
+    state = tmp_path / "link"
+    uid = enroll_cli(manager, state)
+    script = tmp_path / "heron_agent_proc.py"
+    script.write_text(AGENT_SCRIPT)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    n = 1500
+    proc = subprocess.Popen([PY, str(script), str(state), str(n), now], env=_env(), cwd=ROOT,
+                            stdout=subprocess.PIPE)
+    segments = state / "queue" / "events"
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"queued"
+        # kill as soon as the manager acknowledged (and the agent deleted) a first batch
+        wait_for(lambda: len(list(segments.glob("*.seg"))) < n // 10, timeout=30,
+                 what="first acknowledged batch")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert list(segments.glob("*")), "the agent finished before it was killed; raise n"
+    proc = subprocess.Popen([PY, str(script), str(state), "0", now], env=_env(), cwd=ROOT,
+                            stdout=subprocess.PIPE)
+    try:
+        wait_for(lambda: len(numbers(manager.events(uid), "kill9")) >= n, timeout=40,
+                 what="replay after kill -9")
+        time.sleep(0.5)
+        assert numbers(manager.events(uid), "kill9") == list(range(n))
+    finally:
+        proc.kill()
+        proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_queue_cap_eviction_is_reported(manager: ManagerProc, tmp_path: Path) -> None:
+    state = tmp_path / "link"
+    uid = enroll_cli(manager, state)
+    cfg = LinkConfig.from_dict({**FAST, "queue_max_bytes": 64 * 1024, "segment_events": 20})
+    with Link(cfg, state) as link:  # not started: the manager is "unreachable"
+        for i in range(1000):
+            link.submit(event(i, "cap"))
+        evicted = link.spool.stats().evicted_events
+        assert evicted > 0
+        link.start()
+        wait_for(lambda: link.spool.stats().queued_events == 0, what="queue drained")
+    got = wait_for(lambda: [e for e in manager.events(uid)
+                            if e["Event"]["System"]["Channel"] == HEALTH_CHANNEL],
+                   what="eviction report")
+    reported = sum(int(e["Event"]["EventData"]["DroppedEvents"]) for e in got
+                   if e["Event"]["System"]["EventID"] == HEALTH_EVICTED)
+    assert reported == evicted
+    kept = wait_for(lambda: numbers(manager.events(uid), "cap"), what="kept events")
+    time.sleep(0.5)
+    kept = numbers(manager.events(uid), "cap")
+    assert len(kept) + evicted == 1000 and kept == list(range(1000 - len(kept), 1000))
+
+
+def test_revoked_certificate_is_reported_and_events_buffered(manager: ManagerProc,
+                                                             tmp_path: Path, caplog) -> None:
+    state = tmp_path / "link"
+    uid = enroll_cli(manager, state)
+    with Link(LinkConfig.from_dict(FAST), state) as link:
+        link.start()
+        link.submit(event(0, "rev"))
+        wait_for(lambda: numbers(manager.events(uid), "rev") == [0], what="first event")
+        manager.admin("POST", f"/endpoints/{uid}/revoke")
+        for i in range(1, 51):
+            link.submit(event(i, "rev"))
+        wait_for(lambda: link.forwarder.state is LinkState.CERT_REJECTED, what="rejection")
+        assert "revoked" in caplog.text and "re-enroll" in caplog.text
+        assert link.spool.stats().queued_events == 50
+    assert numbers(manager.events(uid), "rev") == [0]
