@@ -15,7 +15,7 @@ import orjson
 from .context import AppContext
 from .errors import ApplianceError
 from .middleware import AdminAuth, AuditTrail, BodyParser, EndpointIdentity, RequestLog
-from .openapi import build_openapi
+from .openapi import FalconApp, build_openapi
 from .resources.admin import add_admin_routes
 from .resources.endpoint_api import add_endpoint_routes
 from .resources.ops import Health, MetricsResource, OpenApi
@@ -36,35 +36,45 @@ def _render(resp: falcon.Response, status: int, error: str) -> None:
     resp.data = orjson.dumps({"data": None, "message": "NOK", "error": error})
 
 
-def _domain_error(req: falcon.Request, resp: falcon.Response, ex: ApplianceError,
-                  params: dict[str, Any]) -> None:
+def _domain_error(
+    req: falcon.Request, resp: falcon.Response, ex: ApplianceError, params: dict[str, Any]
+) -> None:
     if ex.status >= 500:
         logger.error("%s %s failed: %s", req.method, req.path, ex, exc_info=ex)
     _render(resp, ex.status, str(ex))
 
 
-def _http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError,
-                params: dict[str, Any]) -> None:
+def _http_error(
+    req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: dict[str, Any]
+) -> None:
     _render(resp, ex.status_code, ex.description or ex.title or "error")
     if ex.headers:
         resp.set_headers(ex.headers)
 
 
-def _unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
-                params: dict[str, Any]) -> None:
+def _unexpected(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
+) -> None:
     logger.error("%s %s: unexpected error", req.method, req.path, exc_info=ex)
     _render(resp, 500, "internal server error")
 
 
-def create_app(ctx: AppContext, api: Api = Api.ADMIN) -> falcon.App:
+def create_app(ctx: AppContext, api: Api = Api.ADMIN) -> FalconApp:
     """Build the Falcon app of one listener."""
     body = BodyParser(ctx.config.limits.json_body)
     if api is Api.ENDPOINT:
-        middleware: list[Any] = [RequestLog(api.value), EndpointIdentity(ctx.identities,
-                                                                         ctx.identity), body]
+        middleware: list[Any] = [
+            RequestLog(api.value),
+            EndpointIdentity(ctx.identities, ctx.identity),
+            body,
+        ]
     else:
-        middleware = [RequestLog(api.value), AdminAuth(ctx.identity, ctx.console),
-                      AuditTrail(ctx.store.audit, ctx.clock), body]
+        middleware = [
+            RequestLog(api.value),
+            AdminAuth(ctx.identity, ctx.console),
+            AuditTrail(ctx.store.audit, ctx.clock),
+            body,
+        ]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = True

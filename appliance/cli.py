@@ -29,18 +29,28 @@ logger = logging.getLogger(__name__)
 
 
 def _paths(data_dir: Path) -> dict[str, Path]:
-    return {"config": data_dir / "config.toml", "pki": data_dir / "pki",
-            "db": data_dir / "db" / "heron.duckdb", "events": data_dir / "events",
-            "artifacts": data_dir / "artifacts"}
+    return {
+        "config": data_dir / "config.toml",
+        "pki": data_dir / "pki",
+        "db": data_dir / "db" / "heron.duckdb",
+        "events": data_dir / "events",
+        "artifacts": data_dir / "artifacts",
+    }
 
 
-def open_context(data_dir: Path, *, config: Config | None = None, memory_events: bool = False,
-                 with_events: bool = True) -> AppContext:
+def open_context(
+    data_dir: Path,
+    *,
+    config: Config | None = None,
+    memory_events: bool = False,
+    with_events: bool = True,
+) -> AppContext:
     """Open an initialized data directory (fleet store, PKI, event store)."""
     paths = _paths(data_dir)
     if not paths["db"].exists() or not (paths["pki"] / "ca.pem").exists():
-        raise ConfigError("data directory is not initialized (run heron-manager init)",
-                          where=str(data_dir))
+        raise ConfigError(
+            "data directory is not initialized (run heron-manager init)", where=str(data_dir)
+        )
     config = config or load_config(paths["config"])
     store = Store(paths["db"])
     events: Any = None
@@ -49,8 +59,9 @@ def open_context(data_dir: Path, *, config: Config | None = None, memory_events:
             from index import EventStore
 
             events = EventStore(paths["events"])
-        return build_context(data_dir=data_dir, config=config, store=store, events=events,
-                             pki=Pki(paths["pki"]))
+        return build_context(
+            data_dir=data_dir, config=config, store=store, events=events, pki=Pki(paths["pki"])
+        )
     except BaseException:
         store.close()
         raise
@@ -63,25 +74,33 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise ConfigError("already initialized", where=str(data_dir))
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
-    config = load_config(paths["config"]).with_listen(admin=args.admin_listen,
-                                                      endpoint=args.endpoint_listen)
+    config = load_config(paths["config"]).with_listen(
+        admin=args.admin_listen, endpoint=args.endpoint_listen
+    )
     if args.server_name:
         from dataclasses import replace
 
         config = replace(config, tls=replace(config.tls, server_names=tuple(args.server_name)))
     if not paths["config"].exists():
         paths["config"].write_text(render_toml(config), encoding="utf-8")
-    pki = Pki.create(paths["pki"], server_names=config.tls.server_names,
-                     server_days=config.tls.server_cert_days)
+    pki = Pki.create(
+        paths["pki"], server_names=config.tls.server_names, server_days=config.tls.server_cert_days
+    )
     paths["db"].parent.mkdir(parents=True, exist_ok=True)
     for name in ("artifacts", "events"):
         paths[name].mkdir(exist_ok=True)
     with Store(paths["db"]) as store:
         ctx = build_context(data_dir=data_dir, config=config, store=store, pki=pki)
-        user, key = ctx.identity.add_user(args.admin_user, Role.ADMIN,
-                                          description="created by heron-manager init")
-    out = {"admin_url": config.admin_url(), "endpoint_url": config.endpoint_url(),
-           "api_key": key, "ca_cert": str(pki.ca_path.resolve()), "ca_sha256": pki.ca_sha256}
+        user, key = ctx.identity.add_user(
+            args.admin_user, Role.ADMIN, description="created by heron-manager init"
+        )
+    out = {
+        "admin_url": config.admin_url(),
+        "endpoint_url": config.endpoint_url(),
+        "api_key": key,
+        "ca_cert": str(pki.ca_path.resolve()),
+        "ca_sha256": pki.ca_sha256,
+    }
     if args.json:
         print(json.dumps(out))
     else:
@@ -98,7 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .server import ManagerServer
 
     config = load_config(_paths(args.data_dir)["config"]).with_listen(
-        admin=args.admin_listen, endpoint=args.endpoint_listen)
+        admin=args.admin_listen, endpoint=args.endpoint_listen
+    )
     configure_logging(config.logging.level, json_lines=config.logging.json)
     ctx = open_context(args.data_dir, config=config, memory_events=args.memory_events)
     if args.memory_events:
@@ -110,9 +130,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         bound = server.start()
         start_misp_worker(ctx)
-        print(json.dumps({"admin": f"https://{bound.admin[0]}:{bound.admin[1]}",
-                          "endpoint": f"https://{bound.endpoint[0]}:{bound.endpoint[1]}"}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "admin": f"https://{bound.admin[0]}:{bound.admin[1]}",
+                    "endpoint": f"https://{bound.endpoint[0]}:{bound.endpoint[1]}",
+                }
+            ),
+            flush=True,
+        )
         signal.signal(signal.SIGTERM, lambda *_: server.stop())
         signal.signal(signal.SIGINT, lambda *_: server.stop())
         server.wait()
@@ -132,8 +158,9 @@ def cmd_user(args: argparse.Namespace) -> int:
     ctx = _with_store(args)
     try:
         if args.action == "add":
-            user, key = ctx.identity.add_user(args.name, Role(args.role), group=args.group,
-                                              description=args.description)
+            user, key = ctx.identity.add_user(
+                args.name, Role(args.role), group=args.group, description=args.description
+            )
             print(json.dumps(dict(user.to_dict(), key=key)))
         elif args.action == "list":
             for user in ctx.store.users.list():
@@ -155,9 +182,13 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     try:
         if args.action == "token":
             token, expires = ctx.identity.create_token(group=args.group, ttl=args.ttl)
-            out = {"token": token, "expires": expires, "group": args.group,
-                   "endpoint_url": ctx.config.endpoint_url(),
-                   "ca_sha256": ctx.pki.ca_sha256 if ctx.pki else None}
+            out = {
+                "token": token,
+                "expires": expires,
+                "group": args.group,
+                "endpoint_url": ctx.config.endpoint_url(),
+                "ca_sha256": ctx.pki.ca_sha256 if ctx.pki else None,
+            }
             print(json.dumps(out) if args.json else token)
         else:
             bundle = ctx.identity.bundle(group=args.group, hostname=args.hostname)
@@ -168,9 +199,14 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             with os.fdopen(fd, "w") as fh:
                 fh.write(bundle.key_pem)
             (out_dir / "ca.pem").write_text(bundle.ca_pem)
-            meta = {"uuid": bundle.uuid, "endpoint_url": bundle.endpoint_url,
-                    "group": bundle.group, "client_cert": "client.pem",
-                    "client_key": "client.key", "ca_cert": "ca.pem"}
+            meta = {
+                "uuid": bundle.uuid,
+                "endpoint_url": bundle.endpoint_url,
+                "group": bundle.group,
+                "client_cert": "client.pem",
+                "client_key": "client.key",
+                "ca_cert": "ca.pem",
+            }
             (out_dir / "bundle.json").write_text(json.dumps(meta, indent=2))
             print(json.dumps(dict(meta, dir=str(out_dir))))
     finally:
@@ -227,8 +263,15 @@ def cmd_events(args: argparse.Namespace) -> int:
     try:
         hunting = Hunting(ctx.events)
         if args.command == "search":
-            page = hunting.search(args.query, since=None, until=None, endpoint=args.endpoint,
-                                  detections_only=args.detections, limit=args.limit, cursor=None)
+            page = hunting.search(
+                args.query,
+                since=None,
+                until=None,
+                endpoint=args.endpoint,
+                detections_only=args.detections,
+                limit=args.limit,
+                cursor=None,
+            )
             for event in page["events"]:
                 print(json.dumps(event))
         elif args.command == "sql":
@@ -248,8 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("HERON_DATA", ".heron")),
-                       help="data directory (default $HERON_DATA or ./.heron)")
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            default=Path(os.environ.get("HERON_DATA", ".heron")),
+            help="data directory (default $HERON_DATA or ./.heron)",
+        )
         return p
 
     p = data(sub.add_parser("init", help="create data dir, config, CA, server cert, admin user"))
@@ -263,8 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = data(sub.add_parser("run", help="serve the admin and endpoint APIs"))
     p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
     p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
-    p.add_argument("--memory-events", action="store_true",
-                   help="development: keep events in memory instead of index/")
+    p.add_argument(
+        "--memory-events",
+        action="store_true",
+        help="development: keep events in memory instead of index/",
+    )
     p.set_defaults(fn=cmd_run)
 
     p = data(sub.add_parser("user", help="admin API users"))

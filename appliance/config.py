@@ -1,6 +1,7 @@
 """Manager configuration: one frozen dataclass per TOML section, loaded once, unknown keys refused.
 
-Each field carries its help text in `metadata["help"]`; `render_toml()` writes a fully commented file
+Each field carries its help text in `metadata["help"]`; `render_toml()` writes a fully
+commented file
 (what `heron-manager init` drops into the data directory) and docs/manager.md lists every key.
 Paths are never configured here: everything lives under the data directory given on the CLI.
 """
@@ -62,7 +63,9 @@ class EndpointConfig:
     """[endpoint]: the mutual-TLS endpoint (agent) API."""
 
     listen: str = _f("0.0.0.0:1519", "HOST:PORT of the endpoint API (mutual TLS)")
-    public_url: str = _f("", "URL agents use to reach the endpoint API (default: first server name)")
+    public_url: str = _f(
+        "", "URL agents use to reach the endpoint API (default: first server name)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +214,10 @@ def _section(cls: type[T], data: dict[str, Any], where: str) -> T:
         spec = known.get(key)
         if spec is None:
             raise ConfigError(f"unknown key {key!r}", where=where)
-        default = spec.default if spec.default is not MISSING else spec.default_factory()  # type: ignore[misc]
+        if spec.default is not MISSING:
+            default: Any = spec.default
+        else:
+            default = spec.default_factory()  # type: ignore[operator]
         out[key] = _coerce(key, value, default, where)
     return cls(**out)
 

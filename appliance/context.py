@@ -79,11 +79,21 @@ def build_context(
 
         events = MemoryEventStore()
     metrics = Metrics(clock)
-    hub = StreamHub(max_clients=config.streams.max_clients, queue=config.streams.queue,
-                    heartbeat=config.streams.heartbeat)
+    hub = StreamHub(
+        max_clients=config.streams.max_clients,
+        queue=config.streams.queue,
+        heartbeat=config.streams.heartbeat,
+    )
     reducer = Reducer(store.reports.load_all())
-    ingest = Ingest(store=store, events=events, hub=hub, reducer=reducer, metrics=metrics,
-                    limits=config.limits, clock=clock)
+    ingest = Ingest(
+        store=store,
+        events=events,
+        hub=hub,
+        reducer=reducer,
+        metrics=metrics,
+        limits=config.limits,
+        clock=clock,
+    )
     ctx = AppContext(
         config=config,
         data_dir=data_dir,
@@ -98,19 +108,34 @@ def build_context(
         identity=Identity(store=store, pki=pki, config=config, clock=clock),
         ingest=ingest,
         content=Content(store, clock),
-        artifacts=ArtifactStore(data_dir / "artifacts", store, clock=clock,
-                                max_size=config.limits.upload_size,
-                                max_chunk=config.limits.upload_chunk),
+        artifacts=ArtifactStore(
+            data_dir / "artifacts",
+            store,
+            clock=clock,
+            max_size=config.limits.upload_size,
+            max_chunk=config.limits.upload_chunk,
+        ),
     )
     metrics.gauge("heron_stream_clients", "open SSE streams", lambda: float(hub.clients))
-    metrics.gauge("heron_stream_dropped_total", "events dropped for slow stream clients",
-                  lambda: float(hub.dropped))
-    metrics.gauge("heron_endpoints_online", "endpoints seen in the last 5 minutes",
-                  lambda: float(store.endpoints.count_online(clock() - 300.0)))
-    metrics.gauge("heron_store_queue", "writes waiting for the fleet store writer",
-                  lambda: float(store.db._queue.qsize()))
-    metrics.gauge("heron_commands_queued", "commands waiting for delivery",
-                  lambda: float(store.commands.pending_count()))
-    metrics.gauge("heron_uptime_seconds", "seconds since start",
-                  lambda: clock() - metrics.started)
+    metrics.gauge(
+        "heron_stream_dropped_total",
+        "events dropped for slow stream clients",
+        lambda: float(hub.dropped),
+    )
+    metrics.gauge(
+        "heron_endpoints_online",
+        "endpoints seen in the last 5 minutes",
+        lambda: float(store.endpoints.count_online(clock() - 300.0)),
+    )
+    metrics.gauge(
+        "heron_store_queue",
+        "writes waiting for the fleet store writer",
+        lambda: float(store.db._queue.qsize()),
+    )
+    metrics.gauge(
+        "heron_commands_queued",
+        "commands waiting for delivery",
+        lambda: float(store.commands.pending_count()),
+    )
+    metrics.gauge("heron_uptime_seconds", "seconds since start", lambda: clock() - metrics.started)
     return ctx

@@ -42,18 +42,31 @@ class MemorySql:
 class EventSink(Protocol):
     """The part of index.EventStore the manager uses."""
 
-    def append(self, events: list[dict[str, Any]], *, endpoint: Any, batch_id: str | None = None
-               ) -> Any: ...
+    def append(
+        self, events: list[dict[str, Any]], *, endpoint: Any, batch_id: str | None = None
+    ) -> Any: ...
 
-    def search(self, query: str = "", *, since: dt.datetime | None = None,
-               until: dt.datetime | None = None, endpoint: str | None = None,
-               detections_only: bool = False, limit: int = 100, cursor: str | None = None
-               ) -> Any: ...
+    def search(
+        self,
+        query: str = "",
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        endpoint: str | None = None,
+        detections_only: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Any: ...
 
     def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000) -> Any: ...
 
-    def iter_events(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
-                    endpoint: str | None = None) -> Iterator[dict[str, Any]]: ...
+    def iter_events(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        endpoint: str | None = None,
+    ) -> Iterator[dict[str, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -82,8 +95,9 @@ class MemoryEventStore:
         self._batches: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    def append(self, events: list[dict[str, Any]], *, endpoint: Any, batch_id: str | None = None
-               ) -> AppendOutcome:
+    def append(
+        self, events: list[dict[str, Any]], *, endpoint: Any, batch_id: str | None = None
+    ) -> AppendOutcome:
         key = (str(getattr(endpoint, "uuid", endpoint)), batch_id or "")
         with self._lock:
             if batch_id and key in self._batches:
@@ -93,8 +107,9 @@ class MemoryEventStore:
             self.events.extend(events)
         return AppendOutcome(len(events), False, batch_id)
 
-    def _select(self, since: dt.datetime | None, until: dt.datetime | None,
-                endpoint: str | None) -> list[dict[str, Any]]:
+    def _select(
+        self, since: dt.datetime | None, until: dt.datetime | None, endpoint: str | None
+    ) -> list[dict[str, Any]]:
         out = []
         for ev in list(self.events):
             if endpoint and _uuid_of(ev) != endpoint:
@@ -105,19 +120,27 @@ class MemoryEventStore:
             out.append(ev)
         return out
 
-    def search(self, query: str = "", *, since: dt.datetime | None = None,
-               until: dt.datetime | None = None, endpoint: str | None = None,
-               detections_only: bool = False, limit: int = 100, cursor: str | None = None
-               ) -> MemoryPage:
+    def search(
+        self,
+        query: str = "",
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        endpoint: str | None = None,
+        detections_only: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> MemoryPage:
         import json
 
         found = [
-            ev for ev in reversed(self._select(since, until, endpoint))
+            ev
+            for ev in reversed(self._select(since, until, endpoint))
             if (not detections_only or _has_detection(ev))
             and (not query or query.lower() in json.dumps(ev).lower())
         ]
         start = int(cursor or 0)
-        page = found[start:start + limit]
+        page = found[start : start + limit]
         nxt = str(start + limit) if start + limit < len(found) else None
         return MemoryPage(page, nxt, len(found))
 
@@ -126,8 +149,13 @@ class MemoryEventStore:
 
         raise InvalidParam("SQL needs the index event store (not the in-memory one)")
 
-    def iter_events(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
-                    endpoint: str | None = None) -> Iterator[dict[str, Any]]:
+    def iter_events(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        endpoint: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
         yield from self._select(since, until, endpoint)
 
     def flush(self) -> None:

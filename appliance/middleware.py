@@ -46,7 +46,7 @@ SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 @dataclass(frozen=True, slots=True)
 class JsonBody:
-    """A JSON request body: `convert(parsed)` builds the value (raise ValueError/TypeError → 422)."""
+    """A JSON request body; `convert(parsed)` builds the value (ValueError/TypeError → 422)."""
 
     convert: Callable[[Any], Any]
     schema: dict[str, Any] = field(default_factory=dict)  # OpenAPI schema of the body
@@ -71,8 +71,9 @@ class EndpointIdentity:
         self.identities = identities
         self.identity = identity
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
-                         params: dict[str, Any]) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
         conn = self.identities.resolve(req.env)
         req.context.peer_ip = conn.peer_ip if conn else ""
         req.context.peer = conn.identity if conn else None
@@ -89,8 +90,9 @@ class AdminAuth:
         self.identity = identity
         self.console = console
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
-                         params: dict[str, Any]) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
         req.context.user = None
         if resource is None or getattr(resource, "auth_exempt", False):
             return
@@ -103,8 +105,11 @@ class AdminAuth:
             raise Unauthorized("an API key is required (X-Api-Key header)")
         req.context.user = user
         role = user.role if isinstance(user.role, Role) else Role(str(user.role))
-        allowed = getattr(resource, "READ_ROLES" if req.method in SAFE else "WRITE_ROLES",
-                          ALL_ROLES if req.method in SAFE else frozenset({Role.ADMIN}))
+        allowed = getattr(
+            resource,
+            "READ_ROLES" if req.method in SAFE else "WRITE_ROLES",
+            ALL_ROLES if req.method in SAFE else frozenset({Role.ADMIN}),
+        )
         if role not in allowed:
             raise Forbidden(f"role {role.value!r} may not {req.method} {req.path}")
 
@@ -116,15 +121,21 @@ class AuditTrail:
         self.audit = audit
         self.clock = clock
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
-                         req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
         user = getattr(req.context, "user", None)
         if req.method in SAFE or user is None or not req_succeeded:
             return
         role = getattr(user.role, "value", user.role)
-        self.audit.record(self.clock(), getattr(user, "identifier", ""), str(role),
-                          f"{req.method} {req.path}", req.path,
-                          {"status": str(resp.status), "query": req.query_string or ""})
+        self.audit.record(
+            self.clock(),
+            getattr(user, "identifier", ""),
+            str(role),
+            f"{req.method} {req.path}",
+            req.path,
+            {"status": str(resp.status), "query": req.query_string or ""},
+        )
 
 
 class BodyParser:
@@ -133,8 +144,9 @@ class BodyParser:
     def __init__(self, json_limit: int) -> None:
         self.json_limit = json_limit
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
-                         params: dict[str, Any]) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
         spec = (getattr(resource, "BODY", None) or {}).get(req.method.lower())
         if spec is None:
             return
@@ -160,14 +172,23 @@ class RequestLog:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = self.clock()
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
-                         req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
         started = getattr(req.context, "started", None)
         elapsed = (self.clock() - started) * 1000 if started is not None else 0.0
         who = getattr(req.context, "endpoint", None) or getattr(req.context, "user", None)
         access.debug(
-            "%s %s %s", req.method, req.path, resp.status,
-            extra={"api": self.api, "method": req.method, "path": req.path,
-                   "status": str(resp.status), "ms": round(elapsed, 2),
-                   "who": getattr(who, "uuid", "")},
+            "%s %s %s",
+            req.method,
+            req.path,
+            resp.status,
+            extra={
+                "api": self.api,
+                "method": req.method,
+                "path": req.path,
+                "status": str(resp.status),
+                "ms": round(elapsed, 2),
+                "who": getattr(who, "uuid", ""),
+            },
         )

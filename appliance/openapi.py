@@ -14,7 +14,9 @@ from typing import Any
 
 import falcon
 
-__all__ = ["ENVELOPE_SCHEMA", "build_openapi", "iter_routes"]
+FalconApp = falcon.App[falcon.Request, falcon.Response]
+
+__all__ = ["ENVELOPE_SCHEMA", "FalconApp", "build_openapi", "iter_routes"]
 
 ENVELOPE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -37,7 +39,7 @@ _TEMPLATE_FIELD = re.compile(r"{(\w+)(?::[^}]*)?}")
 _METHODS = ("get", "put", "post", "delete", "patch", "head")
 
 
-def iter_routes(app: falcon.App) -> list[tuple[str, Any, dict[str, Any]]]:
+def iter_routes(app: FalconApp) -> list[tuple[str, Any, dict[str, Any]]]:
     """Every (uri template, resource, {method: responder}) the app's router holds."""
     out: list[tuple[str, Any, dict[str, Any]]] = []
 
@@ -45,7 +47,8 @@ def iter_routes(app: falcon.App) -> list[tuple[str, Any, dict[str, Any]]]:
         for node in nodes:
             if node.resource is not None and node.method_map:
                 responders = {
-                    m.lower(): fn for m, fn in node.method_map.items()
+                    m.lower(): fn
+                    for m, fn in node.method_map.items()
                     if getattr(fn, "__self__", None) is node.resource
                     and fn.__name__.startswith("on_")
                 }
@@ -79,16 +82,19 @@ def _operation(path: str, resource: Any, method: str, fn: Any, admin: bool) -> d
     body = (getattr(resource, "BODY", {}) or {}).get(method)  # BodyParser keys on the method
     raw_body = (getattr(resource, "RAW_BODY", {}) or {}).get(key)
     if body is not None:
-        op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": body.schema or {}}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body.schema or {}}},
+        }
     elif raw_body is not None:
         op["requestBody"] = {"required": True, "content": {raw_body: {"schema": {}}}}
     produces = (getattr(resource, "PRODUCES", {}) or {}).get(key, falcon.MEDIA_JSON)
     content: dict[str, Any] = {}
     for media in produces if isinstance(produces, tuple) else (produces,):
         if media == falcon.MEDIA_JSON:
-            schema: dict[str, Any] = ENVELOPE_SCHEMA if admin and not getattr(
-                resource, "RAW_JSON", False) else {}
+            schema: dict[str, Any] = (
+                ENVELOPE_SCHEMA if admin and not getattr(resource, "RAW_JSON", False) else {}
+            )
         else:
             schema = {"type": "string"}
         content[media] = {"schema": schema}
@@ -104,8 +110,9 @@ def _operation(path: str, resource: Any, method: str, fn: Any, admin: bool) -> d
     return op
 
 
-def build_openapi(app: falcon.App, *, title: str, admin: bool, version: str = "0.1.0"
-                  ) -> dict[str, Any]:
+def build_openapi(
+    app: FalconApp, *, title: str, admin: bool, version: str = "0.1.0"
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `app`."""
     paths: dict[str, dict[str, Any]] = {}
     for template, resource, responders in iter_routes(app):
@@ -114,19 +121,26 @@ def build_openapi(app: falcon.App, *, title: str, admin: bool, version: str = "0
         for method, fn in sorted(responders.items()):
             if method in _METHODS:
                 item[method] = _operation(template, resource, method, fn, admin)
+    schemes: dict[str, Any]
+    security: list[dict[str, list[str]]]
     if admin:
-        schemes = {"apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
-                   "legacyApiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"}}
+        schemes = {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+            "legacyApiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"},
+        }
         security = [{"apiKey": []}, {"legacyApiKey": []}]
     else:
-        schemes = {"mutualTLS": {"type": "mutualTLS",
-                                 "description": "client certificate issued by this manager"}}
+        schemes = {
+            "mutualTLS": {
+                "type": "mutualTLS",
+                "description": "client certificate issued by this manager",
+            }
+        }
         security = [{"mutualTLS": []}]
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": dict(sorted(paths.items())),
-        "components": {"securitySchemes": schemes,
-                       "schemas": {"Envelope": ENVELOPE_SCHEMA}},
+        "components": {"securitySchemes": schemes, "schemas": {"Envelope": ENVELOPE_SCHEMA}},
         "security": security,
     }

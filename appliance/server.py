@@ -12,13 +12,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import falcon
 import waitress
 
 from .app import Api, create_app
 from .config import parse_listen
 from .context import AppContext
 from .errors import ConfigError
+from .openapi import FalconApp
 from .tlsfront import TlsFront
 
 __all__ = ["Bound", "Listener", "ManagerServer"]
@@ -35,7 +35,7 @@ class Bound:
 class Listener:
     """One waitress backend on 127.0.0.1:<ephemeral> plus its TLS front."""
 
-    def __init__(self, ctx: AppContext, app: falcon.App, *, name: str, client_certs: bool) -> None:
+    def __init__(self, ctx: AppContext, app: FalconApp, *, name: str, client_certs: bool) -> None:
         self.ctx = ctx
         self.app = app
         self.name = name
@@ -63,8 +63,9 @@ class Listener:
             asyncore_use_poll=True,
             max_request_body_size=max(cfg.limits.logs_body_compressed, cfg.limits.upload_size) + 1,
         )
-        self._thread = threading.Thread(target=self._server.run, name=f"waitress-{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, name=f"waitress-{self.name}", daemon=True
+        )
         self._thread.start()
         self.front = TlsFront(
             name=self.name,
@@ -101,16 +102,22 @@ class ManagerServer:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.endpoint = Listener(ctx, create_app(ctx, Api.ENDPOINT), name="endpoint",
-                                 client_certs=True)
+        self.endpoint = Listener(
+            ctx, create_app(ctx, Api.ENDPOINT), name="endpoint", client_certs=True
+        )
         self.admin = Listener(ctx, create_app(ctx, Api.ADMIN), name="admin", client_certs=False)
         self._stop = threading.Event()
 
     def start(self) -> Bound:
         endpoint = self.endpoint.start(self.ctx.config.endpoint.listen)
         admin = self.admin.start(self.ctx.config.admin.listen)
-        logger.info("endpoint API on https://%s:%d (mutual TLS), admin API on https://%s:%d",
-                    endpoint[0], endpoint[1], admin[0], admin[1])
+        logger.info(
+            "endpoint API on https://%s:%d (mutual TLS), admin API on https://%s:%d",
+            endpoint[0],
+            endpoint[1],
+            admin[0],
+            admin[1],
+        )
         return Bound(admin=admin, endpoint=endpoint)
 
     def wait(self) -> None:

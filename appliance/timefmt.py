@@ -10,8 +10,16 @@ from .errors import InvalidParam
 __all__ = ["parse_duration", "parse_time", "rfc3339", "time_window", "to_datetime"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-          "d": 86400.0}
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -56,8 +64,14 @@ def parse_duration(text: str, *, name: str = "duration") -> float:
 
 
 def time_window(
-    *, since: str | None, until: str | None, last: str | None, pivot: str | None,
-    delta: str | None, now: float, default_last: float = 3600.0,
+    *,
+    since: str | None,
+    until: str | None,
+    last: str | None,
+    pivot: str | None,
+    delta: str | None,
+    now: float,
+    default_last: float = 3600.0,
 ) -> tuple[float, float]:
     """WHIDS window parameters (whids.md §2.8) → (start, stop) epoch seconds.
 

@@ -171,7 +171,8 @@ class TlsFront:
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             port = b_writer.get_extra_info("sockname")[1]
-            self.identities.put(port, ConnInfo(identity or None, str(peer[0]), int(peer[1])))
+            peer_id = identity if isinstance(identity, PeerIdentity) else None
+            self.identities.put(port, ConnInfo(peer_id, str(peer[0]), int(peer[1])))
             activity = [self.clock()]
             await asyncio.gather(
                 self._pipe(reader, b_writer, activity),

@@ -46,18 +46,29 @@ def load_events(limit: int = 5000) -> list[dict[str, Any]]:
                 if len(out) >= limit:
                     break
     if not out:
-        out = [{"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
-                                     "EventID": 1, "Computer": "BENCH",
-                                     "TimeCreated": {"SystemTime": "2026-01-01T00:00:00Z"}},
-                          "EventData": {"Image": f"C:\\bench\\{i}.exe"}}} for i in range(1000)]
+        out = [
+            {
+                "Event": {
+                    "System": {
+                        "Channel": "Microsoft-Windows-Sysmon/Operational",
+                        "EventID": 1,
+                        "Computer": "BENCH",
+                        "TimeCreated": {"SystemTime": "2026-01-01T00:00:00Z"},
+                    },
+                    "EventData": {"Image": f"C:\\bench\\{i}.exe"},
+                }
+            }
+            for i in range(1000)
+        ]
     return out
 
 
 def make_batches(events: list[dict[str, Any]], size: int, count: int) -> list[bytes]:
     batches = []
     for b in range(count):
-        lines = (json.dumps(events[(b * size + i) % len(events)]).encode() + b"\n"
-                 for i in range(size))
+        lines = (
+            json.dumps(events[(b * size + i) % len(events)]).encode() + b"\n" for i in range(size)
+        )
         batches.append(gzip.compress(b"".join(lines), compresslevel=1))
     return batches
 
@@ -78,9 +89,16 @@ def agent_worker(args: tuple[str, str, str, str, list[bytes], float, int]) -> di
         body = batches[i % len(batches)]
         i += 1
         t0 = time.perf_counter()
-        res = s.post(url + "/logs", data=body, timeout=60,
-                     headers={"Content-Encoding": "gzip", "Content-Type": "application/x-ndjson",
-                              "X-Heron-Batch-Id": str(uuid.uuid4())})
+        res = s.post(
+            url + "/logs",
+            data=body,
+            timeout=60,
+            headers={
+                "Content-Encoding": "gzip",
+                "Content-Type": "application/x-ndjson",
+                "X-Heron-Batch-Id": str(uuid.uuid4()),
+            },
+        )
         latencies.append(time.perf_counter() - t0)
         if res.status_code == 200:
             accepted += res.json()["accepted"]
@@ -106,13 +124,34 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="heron-bench-"))
     py = sys.executable
-    init = json.loads(subprocess.check_output(
-        [py, "-m", "appliance", "init", "--data-dir", str(tmp), "--json",
-         "--admin-listen", "127.0.0.1:0", "--endpoint-listen", "127.0.0.1:0"], cwd=ROOT))
-    (tmp / "config.toml").write_text((tmp / "config.toml").read_text().replace(
-        'level = "INFO"', 'level = "WARNING"'))
-    server = subprocess.Popen([py, "-m", "appliance", "run", "--data-dir", str(tmp)], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    init = json.loads(
+        subprocess.check_output(
+            [
+                py,
+                "-m",
+                "appliance",
+                "init",
+                "--data-dir",
+                str(tmp),
+                "--json",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--endpoint-listen",
+                "127.0.0.1:0",
+            ],
+            cwd=ROOT,
+        )
+    )
+    (tmp / "config.toml").write_text(
+        (tmp / "config.toml").read_text().replace('level = "INFO"', 'level = "WARNING"')
+    )
+    server = subprocess.Popen(
+        [py, "-m", "appliance", "run", "--data-dir", str(tmp)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         urls = json.loads(server.stdout.readline())  # type: ignore[union-attr]
         ca = init["ca_cert"]
@@ -127,8 +166,12 @@ def main() -> int:
         for n in range(args.agents):
             token = admin.post(urls["admin"] + "/enroll/tokens", json={}).json()["data"]["token"]
             csr, key_pem = make_csr()
-            res = requests.post(urls["endpoint"] + "/enroll", verify=ca, timeout=30,
-                                json={"token": token, "csr_pem": csr, "hostname": f"bench-{n}"})
+            res = requests.post(
+                urls["endpoint"] + "/enroll",
+                verify=ca,
+                timeout=30,
+                json={"token": token, "csr_pem": csr, "hostname": f"bench-{n}"},
+            )
             res.raise_for_status()
             cert, key = tmp / f"a{n}.pem", tmp / f"a{n}.key"
             cert.write_text(res.json()["certificate_pem"])
@@ -152,16 +195,25 @@ def main() -> int:
         accepted = sum(r["accepted"] for r in results)
         errors = sum(r["errors"] for r in results)
         metrics = admin.get(urls["admin"] + "/metrics").text
-        received = [ln for ln in metrics.splitlines()
-                    if ln.startswith("heron_events_received_total ")]
-        print(f"agents={args.agents} batch={args.batch} events/request, {len(lat)} requests, "
-              f"{errors} errors, {elapsed:.1f} s")
-        print(f"durable events/s: {accepted / elapsed:,.0f}  ({accepted:,} events acknowledged; "
-              f"server counter: {received[0].split()[1] if received else '?'})")
-        print(f"latency p50 {statistics.median(lat) * 1000:.1f} ms, "
-              f"p95 {lat[int(len(lat) * 0.95) - 1] * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms")
-        print(f"CPU: server {server_cpu:.1f} s ({server_cpu / elapsed * 100:.0f}% of one core), "
-              f"clients {client_cpu:.1f} s, on {os.cpu_count()} cores")
+        received = [
+            ln for ln in metrics.splitlines() if ln.startswith("heron_events_received_total ")
+        ]
+        print(
+            f"agents={args.agents} batch={args.batch} events/request, {len(lat)} requests, "
+            f"{errors} errors, {elapsed:.1f} s"
+        )
+        print(
+            f"durable events/s: {accepted / elapsed:,.0f}  ({accepted:,} events acknowledged; "
+            f"server counter: {received[0].split()[1] if received else '?'})"
+        )
+        print(
+            f"latency p50 {statistics.median(lat) * 1000:.1f} ms, "
+            f"p95 {lat[int(len(lat) * 0.95) - 1] * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms"
+        )
+        print(
+            f"CPU: server {server_cpu:.1f} s ({server_cpu / elapsed * 100:.0f}% of one core), "
+            f"clients {client_cpu:.1f} s, on {os.cpu_count()} cores"
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import falcon
-
 from ..context import AppContext
 from ..misp.resources import MISP_ROUTES
+from ..openapi import FalconApp
 from .admin_content import CONTENT_ROUTES
 from .admin_fleet import FLEET_ROUTES
 from .admin_search import SEARCH_ROUTES
@@ -13,10 +12,9 @@ from .admin_search import SEARCH_ROUTES
 __all__ = ["add_admin_routes"]
 
 
-def add_admin_routes(app: falcon.App, ctx: AppContext) -> None:
+def add_admin_routes(app: FalconApp, ctx: AppContext) -> None:
     """Instantiate each resource once per route and mount it."""
-    for path, factory, suffix in [*FLEET_ROUTES, *CONTENT_ROUTES, *SEARCH_ROUTES,
-                                  *MISP_ROUTES]:
+    for path, factory, suffix in [*FLEET_ROUTES, *CONTENT_ROUTES, *SEARCH_ROUTES, *MISP_ROUTES]:
         resource = factory(ctx)
         if suffix:
             app.add_route(path, resource, suffix=suffix)

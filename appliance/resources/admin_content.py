@@ -26,11 +26,24 @@ __all__ = ["CONTENT_ROUTES"]
 ADMIN_ONLY = frozenset({Role.ADMIN})
 FEEDS = frozenset({Role.ADMIN, Role.PLUGIN})
 HASH_TYPES = {"md5": 32, "sha1": 40, "sha256": 64, "imphash": 32}
-_IOC_FILTERS = {"uuid": "string", "guuid": "string", "source": "string", "value": "string",
-                "type": "string"}
-_IOC_SCHEMA = {"type": "object", "required": ["value", "type"], "properties": {
-    "uuid": {"type": "string"}, "guuid": {"type": "string"}, "source": {"type": "string"},
-    "value": {"type": "string"}, "type": {"type": "string", "enum": list(wire.IOC_TYPES)}}}
+_IOC_FILTERS = {
+    "uuid": "string",
+    "guuid": "string",
+    "source": "string",
+    "value": "string",
+    "type": "string",
+}
+_IOC_SCHEMA = {
+    "type": "object",
+    "required": ["value", "type"],
+    "properties": {
+        "uuid": {"type": "string"},
+        "guuid": {"type": "string"},
+        "source": {"type": "string"},
+        "value": {"type": "string"},
+        "type": {"type": "string", "enum": list(wire.IOC_TYPES)},
+    },
+}
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -38,8 +51,9 @@ def _ioc(item: Any) -> wire.Ioc:
     if not isinstance(item, dict):
         raise ValidationError("each IoC is a JSON object")
     ioc = wire.Ioc.from_dict(item)
-    if not all(isinstance(getattr(ioc, f), str) for f in ("value", "type", "uuid", "guuid",
-                                                           "source")):
+    if not all(
+        isinstance(getattr(ioc, f), str) for f in ("value", "type", "uuid", "guuid", "source")
+    ):
         raise ValidationError("IoC fields are strings")
     if ioc.type not in wire.IOC_TYPES:
         raise ValidationError(f"IoC type {ioc.type!r} is not one of {', '.join(wire.IOC_TYPES)}")
@@ -48,13 +62,18 @@ def _ioc(item: Any) -> wire.Ioc:
         raise ValidationError("IoC value must be 1–4096 characters")
     if ioc.type in HASH_TYPES:
         value = value.lower()
-        if not re.fullmatch(r"[0-9a-f]{%d}" % HASH_TYPES[ioc.type], value):
+        if not re.fullmatch(rf"[0-9a-f]{{{HASH_TYPES[ioc.type]}}}", value):
             raise ValidationError(f"{value!r} is not a {ioc.type}")
     for field in ("uuid", "guuid"):
         if getattr(ioc, field) and not _UUID.fullmatch(getattr(ioc, field)):
             raise ValidationError(f"IoC {field} must be a UUID")
-    return wire.Ioc(value=value, type=ioc.type, uuid=(ioc.uuid or str(uuidlib.uuid4())).lower(),
-                    guuid=ioc.guuid.lower(), source=ioc.source[:256])
+    return wire.Ioc(
+        value=value,
+        type=ioc.type,
+        uuid=(ioc.uuid or str(uuidlib.uuid4())).lower(),
+        guuid=ioc.guuid.lower(),
+        source=ioc.source[:256],
+    )
 
 
 def _ioc_list(data: Any) -> list[wire.Ioc]:
@@ -106,8 +125,7 @@ class Rules:
     """GET /rules (name regex), POST /rules (compile-checked; update=true to replace),
     DELETE /rules?name= (exact)."""
 
-    QUERY = {"get": {"name": "string"}, "post": {"update": "boolean"},
-             "delete": {"name": "string"}}
+    QUERY = {"get": {"name": "string"}, "post": {"update": "boolean"}, "delete": {"name": "string"}}
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -150,8 +168,11 @@ class SysmonConfig:
     linux, darwin) is declared as `{uuid}` in the template, like the endpoint routes beside it.
     """
 
-    QUERY = {"get": {"version": "string", "format": "string", "raw": "boolean"},
-             "post": {"version": "string"}, "delete": {"version": "string"}}
+    QUERY = {
+        "get": {"version": "string", "format": "string", "raw": "boolean"},
+        "post": {"version": "string"},
+        "delete": {"version": "string"},
+    }
     PRODUCES = {"get": (falcon.MEDIA_JSON, falcon.MEDIA_XML)}
     RAW_BODY = {"post": falcon.MEDIA_XML}
 
@@ -206,8 +227,7 @@ class ToolBinary:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """The tool's metadata (binary=true adds the base64 executable)."""
-        envelope(resp, self.ctx.store.tools.get(self.tool, _os(uuid),
-                                                binary=q_bool(req, "binary")))
+        envelope(resp, self.ctx.store.tools.get(self.tool, _os(uuid), binary=q_bool(req, "binary")))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """Upload the tool's executable (raw body)."""
@@ -238,8 +258,15 @@ class EnrollTokens:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.BODY = {"post": JsonBody(self._body, {"type": "object", "properties": {
-            "group": {"type": "string"}, "ttl": {"type": "number"}}})}
+        self.BODY = {
+            "post": JsonBody(
+                self._body,
+                {
+                    "type": "object",
+                    "properties": {"group": {"type": "string"}, "ttl": {"type": "number"}},
+                },
+            )
+        }
 
     @staticmethod
     def _body(data: Any) -> dict[str, Any]:
@@ -248,18 +275,26 @@ class EnrollTokens:
         group, ttl = data.get("group", ""), data.get("ttl")
         if not isinstance(group, str) or len(group) > 128:
             raise ValidationError("group must be a string")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)
-                                or not 0 < ttl <= 366 * 86400):
+        if ttl is not None and (
+            isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= 366 * 86400
+        ):
             raise ValidationError("ttl must be a number of seconds (≤ 366 days)")
         return {"group": group, "ttl": ttl}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Create a one-time enrollment token (shown once)."""
         token, expires = self.ctx.identity.create_token(**req.context.body)
-        envelope(resp, {"token": token, "expires": rfc3339(expires),
-                        "group": req.context.body["group"],
-                        "endpoint_url": self.ctx.config.endpoint_url(),
-                        "ca_sha256": self.ctx.pki.ca_sha256 if self.ctx.pki else None}, 201)
+        envelope(
+            resp,
+            {
+                "token": token,
+                "expires": rfc3339(expires),
+                "group": req.context.body["group"],
+                "endpoint_url": self.ctx.config.endpoint_url(),
+                "ca_sha256": self.ctx.pki.ca_sha256 if self.ctx.pki else None,
+            },
+            201,
+        )
 
 
 class Settings:
@@ -331,14 +366,17 @@ class Stats:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Fleet statistics."""
-        envelope(resp, {
-            "endpoint-count": len(self.ctx.store.endpoints.list()),
-            "rule-count": len(self.ctx.store.rules.all()),
-            "ioc-count": self.ctx.store.iocs.count(),
-            "detection-count": self.ctx.store.detections.count(),
-            "events-received": int(self.ctx.metrics.value("heron_events_received_total")),
-            "stream-clients": self.ctx.hub.clients,
-        })
+        envelope(
+            resp,
+            {
+                "endpoint-count": len(self.ctx.store.endpoints.list()),
+                "rule-count": len(self.ctx.store.rules.all()),
+                "ioc-count": self.ctx.store.iocs.count(),
+                "detection-count": self.ctx.store.detections.count(),
+                "events-received": int(self.ctx.metrics.value("heron_events_received_total")),
+                "stream-clients": self.ctx.hub.clients,
+            },
+        )
 
 
 CONTENT_ROUTES: list[tuple[str, Any, str | None]] = [

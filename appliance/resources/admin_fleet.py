@@ -50,36 +50,54 @@ class Users:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.BODY = {"post": JsonBody(_obj, {"type": "object", "required": ["identifier"],
-                                             "properties": {"identifier": {"type": "string"},
-                                                            "role": {"type": "string"},
-                                                            "group": {"type": "string"},
-                                                            "description": {"type": "string"}}})}
+        self.BODY = {
+            "post": JsonBody(
+                _obj,
+                {
+                    "type": "object",
+                    "required": ["identifier"],
+                    "properties": {
+                        "identifier": {"type": "string"},
+                        "role": {"type": "string"},
+                        "group": {"type": "string"},
+                        "description": {"type": "string"},
+                    },
+                },
+            )
+        }
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """List admin users (without keys)."""
         envelope(resp, [u.to_dict() for u in self.ctx.store.users.list()])
 
-    def _create(self, resp: falcon.Response, identifier: str, role: str, group: str,
-                description: str) -> None:
+    def _create(
+        self, resp: falcon.Response, identifier: str, role: str, group: str, description: str
+    ) -> None:
         try:
             role_value = Role(role or "admin")
         except ValueError as ex:
             raise ValidationError("role must be admin, analyst or plugin") from ex
-        user, key = self.ctx.identity.add_user(identifier, role_value, group=group,
-                                               description=description)
+        user, key = self.ctx.identity.add_user(
+            identifier, role_value, group=group, description=description
+        )
         envelope(resp, dict(user.to_dict(), key=key), 201)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Create a user from query parameters; the key is shown once."""
-        self._create(resp, q_str(req, "identifier", "", 128), q_str(req, "role", "admin", 16),
-                     "", "")
+        self._create(
+            resp, q_str(req, "identifier", "", 128), q_str(req, "role", "admin", 16), "", ""
+        )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Create a user from a JSON body; the key is shown once."""
         body = req.context.body
-        self._create(resp, _str(body, "identifier", "", 128), _str(body, "role", "admin", 16),
-                     _str(body, "group"), _str(body, "description"))
+        self._create(
+            resp,
+            _str(body, "identifier", "", 128),
+            _str(body, "role", "admin", 16),
+            _str(body, "group"),
+            _str(body, "description"),
+        )
 
 
 class User:
@@ -125,17 +143,21 @@ class User:
 class Endpoints:
     """GET /endpoints (filters group, status, criticality); PUT creates one + enrollment token."""
 
-    QUERY = {"get": {"group": "string", "status": "string", "criticality": "integer"},
-             "put": {"group": "string"}}
+    QUERY = {
+        "get": {"group": "string", "status": "string", "criticality": "integer"},
+        "put": {"group": "string"},
+    }
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """List endpoints with their score."""
-        eps = self.ctx.store.endpoints.list(group=q_str(req, "group", "", 128) or None,
-                                            status=q_str(req, "status", "", 32) or None,
-                                            criticality=q_int(req, "criticality", 0, hi=10))
+        eps = self.ctx.store.endpoints.list(
+            group=q_str(req, "group", "", 128) or None,
+            status=q_str(req, "status", "", 32) or None,
+            criticality=q_int(req, "criticality", 0, hi=10),
+        )
         envelope(resp, [e.to_dict(score=self.ctx.reducer.bounded(e.uuid)) for e in eps])
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -149,9 +171,19 @@ class Endpoint:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.BODY = {"post": JsonBody(_obj, {"type": "object", "properties": {
-            "status": {"type": "string"}, "group": {"type": "string"},
-            "criticality": {"type": "integer"}}})}
+        self.BODY = {
+            "post": JsonBody(
+                _obj,
+                {
+                    "type": "object",
+                    "properties": {
+                        "status": {"type": "string"},
+                        "group": {"type": "string"},
+                        "criticality": {"type": "integer"},
+                    },
+                },
+            )
+        }
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """Show one endpoint (with system info and config)."""
@@ -161,7 +193,8 @@ class Endpoint:
     def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """Change an endpoint's status, group or criticality."""
         ep = self.ctx.store.endpoints.get(uuid_param(uuid))
-        body, changes = req.context.body, {}
+        body: dict[str, Any] = req.context.body
+        changes: dict[str, Any] = {}
         if "group" in body:
             changes["group"] = _str(body, "group", "", 128)
         if "criticality" in body:
@@ -185,7 +218,6 @@ class Endpoint:
         self.ctx.identity.revoke(ep.uuid)
         self.ctx.store.endpoints.delete(ep.uuid)
         envelope(resp, ep.to_dict())
-
 
 
 class EndpointRevoke:
@@ -223,8 +255,9 @@ class EndpointConfig:
         """Replace the endpoint's agent configuration (JSON object or TOML text)."""
         ep = self.ctx.store.endpoints.get(uuid_param(uuid))
         limit = self.ctx.config.limits.json_body
-        data = decompress(read_bounded(req.bounded_stream, limit),
-                          req.get_header("Content-Encoding"), limit)
+        data = decompress(
+            read_bounded(req.bounded_stream, limit), req.get_header("Content-Encoding"), limit
+        )
         if "toml" in (req.content_type or ""):
             try:
                 config: Any = tomllib.loads(data.decode("utf-8"))
@@ -299,9 +332,14 @@ def _command_from_body(body: dict[str, Any], default_timeout: float) -> dict[str
         raise ValidationError("drop files must be objects {name, data (base64)}")
     if not 0 < float(timeout) <= 86400:
         raise ValidationError("timeout must be between 0 and 86400 seconds")
-    return {"name": argv[0], "args": tuple(argv[1:]), "fetch": tuple(fetch),
-            "drop": tuple({"name": d["name"], "data": d["data"]} for d in drop),
-            "timeout": float(timeout), "expect_json": bool(body.get("expect_json", False))}
+    return {
+        "name": argv[0],
+        "args": tuple(argv[1:]),
+        "fetch": tuple(fetch),
+        "drop": tuple({"name": d["name"], "data": d["data"]} for d in drop),
+        "timeout": float(timeout),
+        "expect_json": bool(body.get("expect_json", False)),
+    }
 
 
 class EndpointCommand:
@@ -311,22 +349,41 @@ class EndpointCommand:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.BODY = {"post": JsonBody(_obj, {"type": "object", "properties": {
-            "command-line": {"type": "string"}, "name": {"type": "string"},
-            "args": {"type": "array", "items": {"type": "string"}},
-            "timeout": {"type": "number"}, "fetch": {"type": "array"},
-            "drop": {"type": "array"}, "fetch-files": {"type": "array"},
-            "drop-files": {"type": "array"}, "expect_json": {"type": "boolean"}}})}
+        self.BODY = {
+            "post": JsonBody(
+                _obj,
+                {
+                    "type": "object",
+                    "properties": {
+                        "command-line": {"type": "string"},
+                        "name": {"type": "string"},
+                        "args": {"type": "array", "items": {"type": "string"}},
+                        "timeout": {"type": "number"},
+                        "fetch": {"type": "array"},
+                        "drop": {"type": "array"},
+                        "fetch-files": {"type": "array"},
+                        "drop-files": {"type": "array"},
+                        "expect_json": {"type": "boolean"},
+                    },
+                },
+            )
+        }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """Queue a command for the endpoint; returns the endpoint with the command."""
         ep = self.ctx.store.endpoints.get(uuid_param(uuid))
         spec = _command_from_body(req.context.body, self.ctx.config.commands.default_timeout)
-        cmd = CommandRecord(id=str(uuidlib.uuid4()), endpoint=ep.uuid, created=self.ctx.clock(),
-                            issuer=getattr(req.context.user, "identifier", ""), **spec)
+        cmd = CommandRecord(
+            id=str(uuidlib.uuid4()),
+            endpoint=ep.uuid,
+            created=self.ctx.clock(),
+            issuer=getattr(req.context.user, "identifier", ""),
+            **spec,
+        )
         self.ctx.store.commands.add(cmd)
-        envelope(resp, dict(ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid)),
-                            command=cmd.to_dict()))
+        envelope(
+            resp, dict(ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid)), command=cmd.to_dict())
+        )
 
     def _latest(self, uuid: str) -> CommandRecord:
         self.ctx.store.commands.expire(self.ctx.clock(), self.ctx.config.commands.result_timeout)
@@ -342,21 +399,29 @@ class EndpointCommand:
         if q_bool(req, "wait"):
             deadline = self.ctx.clock() + q_int(req, "timeout", 30, lo=0, hi=60)
             while cmd.state in (CommandState.QUEUED, CommandState.SENT) and (
-                    self.ctx.clock() < deadline):
+                self.ctx.clock() < deadline
+            ):
                 self.ctx.sleep(0.05)
                 cmd = self.ctx.store.commands.get(cmd.id)
         envelope(resp, cmd.to_dict())
 
-    def on_get_field(self, req: falcon.Request, resp: falcon.Response, uuid: str,
-                     field: str) -> None:
+    def on_get_field(
+        self, req: falcon.Request, resp: falcon.Response, uuid: str, field: str
+    ) -> None:
         """One field of the latest command's result (stdout, stderr, error, completed, ...)."""
         cmd = self._latest(uuid_param(uuid))
         result = cmd.result or {}
-        fields = {"stdout": result.get("stdout", ""), "stderr": result.get("stderr", ""),
-                  "error": result.get("error", ""), "json": result.get("json"),
-                  "completed": cmd.state is CommandState.COMPLETED, "state": cmd.state.value,
-                  "fetch": result.get("fetched", []), "files": result.get("fetched", []),
-                  "exit_code": result.get("exit_code")}
+        fields = {
+            "stdout": result.get("stdout", ""),
+            "stderr": result.get("stderr", ""),
+            "error": result.get("error", ""),
+            "json": result.get("json"),
+            "completed": cmd.state is CommandState.COMPLETED,
+            "state": cmd.state.value,
+            "fetch": result.get("fetched", []),
+            "files": result.get("fetched", []),
+            "exit_code": result.get("exit_code"),
+        }
         if field not in fields:
             raise InvalidParam(f"field must be one of {', '.join(sorted(fields))}")
         envelope(resp, fields[field])
@@ -374,21 +439,31 @@ class EndpointCommands:
         """Command history of an endpoint."""
         ep = self.ctx.store.endpoints.get(uuid_param(uuid))
         self.ctx.store.commands.expire(self.ctx.clock(), self.ctx.config.commands.result_timeout)
-        history = self.ctx.store.commands.history(ep.uuid, limit=q_int(req, "limit", 100, hi=10_000))
+        history = self.ctx.store.commands.history(
+            ep.uuid, limit=q_int(req, "limit", 100, hi=10_000)
+        )
         envelope(resp, [c.to_dict() for c in history])
 
-    def on_get_one(self, req: falcon.Request, resp: falcon.Response, uuid: str,
-                   cmd_id: str) -> None:
+    def on_get_one(
+        self, req: falcon.Request, resp: falcon.Response, uuid: str, cmd_id: str
+    ) -> None:
         """One command with its result."""
-        envelope(resp, self.ctx.store.commands.get(uuid_param(cmd_id, "id"),
-                                                   endpoint=uuid_param(uuid)).to_dict())
+        envelope(
+            resp,
+            self.ctx.store.commands.get(
+                uuid_param(cmd_id, "id"), endpoint=uuid_param(uuid)
+            ).to_dict(),
+        )
 
-    def on_delete_one(self, req: falcon.Request, resp: falcon.Response, uuid: str,
-                      cmd_id: str) -> None:
+    def on_delete_one(
+        self, req: falcon.Request, resp: falcon.Response, uuid: str, cmd_id: str
+    ) -> None:
         """Cancel a command that was not delivered yet."""
         cmd = self.ctx.store.commands.get(uuid_param(cmd_id, "id"), endpoint=uuid_param(uuid))
         if not self.ctx.store.commands.cancel(cmd.endpoint, cmd.id):
-            raise ValidationError(f"command is {cmd.state.value}, only queued ones can be cancelled")
+            raise ValidationError(
+                f"command is {cmd.state.value}, only queued ones can be cancelled"
+            )
         envelope(resp, self.ctx.store.commands.get(cmd.id).to_dict())
 
 
@@ -407,8 +482,9 @@ class Reports:
 class Report:
     """GET /endpoints/{uuid}/report; DELETE archives it and resets the score."""
 
-    QUERY = {"get_archive": {"since": "string", "until": "string", "last": "string",
-                             "limit": "integer"}}
+    QUERY = {
+        "get_archive": {"since": "string", "until": "string", "last": "string", "limit": "integer"}
+    }
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -429,11 +505,21 @@ class Report:
     def on_get_archive(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """Archived reports, newest first (default: last 24 h)."""
         ep = self.ctx.store.endpoints.get(uuid_param(uuid))
-        start, stop = time_window(since=q_str(req, "since"), until=q_str(req, "until"),
-                                  last=q_str(req, "last"), pivot=None, delta=None,
-                                  now=self.ctx.clock(), default_last=86400.0)
-        envelope(resp, self.ctx.store.reports.archived(ep.uuid, since=start, until=stop,
-                                                       limit=q_int(req, "limit", 1000, hi=10_000)))
+        start, stop = time_window(
+            since=q_str(req, "since"),
+            until=q_str(req, "until"),
+            last=q_str(req, "last"),
+            pivot=None,
+            delta=None,
+            now=self.ctx.clock(),
+            default_last=86400.0,
+        )
+        envelope(
+            resp,
+            self.ctx.store.reports.archived(
+                ep.uuid, since=start, until=stop, limit=q_int(req, "limit", 1000, hi=10_000)
+            ),
+        )
 
 
 class Artifacts:
@@ -467,13 +553,21 @@ class ArtifactFile:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str, pguid: str,
-               ehash: str, fname: str) -> None:
+    def on_get(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        uuid: str,
+        pguid: str,
+        ehash: str,
+        fname: str,
+    ) -> None:
         """Download one artifact file (raw=true for bytes, gunzip=true to decompress)."""
         import base64
 
-        data = self.ctx.artifacts.read(uuid_param(uuid), pguid, ehash, fname,
-                                       gunzip=q_bool(req, "gunzip"))
+        data = self.ctx.artifacts.read(
+            uuid_param(uuid), pguid, ehash, fname, gunzip=q_bool(req, "gunzip")
+        )
         if q_bool(req, "raw"):
             raw(resp, data, "application/octet-stream")
             return

@@ -16,16 +16,26 @@ from .common import envelope, q_bool, q_int, q_str, uuid_param
 
 __all__ = ["SEARCH_ROUTES"]
 
-_WINDOW = {"since": "string", "until": "string", "last": "string", "pivot": "string",
-           "delta": "string", "limit": "integer", "skip": "integer"}
+_WINDOW = {
+    "since": "string",
+    "until": "string",
+    "last": "string",
+    "pivot": "string",
+    "delta": "string",
+    "limit": "integer",
+    "skip": "integer",
+}
 
 
 def _window(req: falcon.Request, now: float) -> tuple[float, float]:
-    return time_window(since=q_str(req, "since", "", 64) or None,
-                       until=q_str(req, "until", "", 64) or None,
-                       last=q_str(req, "last", "", 32) or None,
-                       pivot=q_str(req, "pivot", "", 64) or None,
-                       delta=q_str(req, "delta", "", 32) or None, now=now)
+    return time_window(
+        since=q_str(req, "since", "", 64) or None,
+        until=q_str(req, "until", "", 64) or None,
+        last=q_str(req, "last", "", 32) or None,
+        pivot=q_str(req, "pivot", "", 64) or None,
+        delta=q_str(req, "delta", "", 32) or None,
+        now=now,
+    )
 
 
 class EndpointEvents:
@@ -43,10 +53,16 @@ class EndpointEvents:
         uuid = uuid_param(uuid)
         start, stop = _window(req, self.ctx.clock())
         limit, skip = q_int(req, "limit", 1000, lo=1, hi=10_000), q_int(req, "skip", 0, hi=10_000)
-        page = self.hunting.search("", since=start, until=stop, endpoint=uuid,
-                                   detections_only=self.detections, limit=limit + skip,
-                                   cursor=None)
-        envelope(resp, page["events"][skip:skip + limit])
+        page = self.hunting.search(
+            "",
+            since=start,
+            until=stop,
+            endpoint=uuid,
+            detections_only=self.detections,
+            limit=limit + skip,
+            cursor=None,
+        )
+        envelope(resp, page["events"][skip : skip + limit])
 
 
 def _opt_time(req: falcon.Request, name: str) -> float | None:
@@ -57,9 +73,18 @@ def _opt_time(req: falcon.Request, name: str) -> float | None:
 class Search:
     """GET /search?q=&since=&until=&endpoint=&detections=&limit=&cursor=: full-text search."""
 
-    QUERY = {"get": {"q": "string", "since": "string", "until": "string", "last": "string",
-                     "endpoint": "string", "detections": "boolean", "limit": "integer",
-                     "cursor": "string"}}
+    QUERY = {
+        "get": {
+            "q": "string",
+            "since": "string",
+            "until": "string",
+            "last": "string",
+            "endpoint": "string",
+            "detections": "boolean",
+            "limit": "integer",
+            "cursor": "string",
+        }
+    }
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -70,12 +95,18 @@ class Search:
         endpoint = q_str(req, "endpoint", "", 64)
         last = q_str(req, "last", "", 32)
         since = (self.ctx.clock() - _dur(last)) if last else _opt_time(req, "since")
-        envelope(resp, self.hunting.search(
-            q_str(req, "q", "", 4096), since=since, until=_opt_time(req, "until"),
-            endpoint=uuid_param(endpoint, "endpoint") if endpoint else None,
-            detections_only=q_bool(req, "detections"), limit=q_int(req, "limit", 100, lo=1,
-                                                                   hi=10_000),
-            cursor=q_str(req, "cursor", "", 256) or None))
+        envelope(
+            resp,
+            self.hunting.search(
+                q_str(req, "q", "", 4096),
+                since=since,
+                until=_opt_time(req, "until"),
+                endpoint=uuid_param(endpoint, "endpoint") if endpoint else None,
+                detections_only=q_bool(req, "detections"),
+                limit=q_int(req, "limit", 100, lo=1, hi=10_000),
+                cursor=q_str(req, "cursor", "", 256) or None,
+            ),
+        )
 
 
 def _dur(text: str) -> float:
@@ -86,7 +117,7 @@ def _dur(text: str) -> float:
 
 def _sql_body(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("query"), str) or not data["query"]:
-        raise ValidationError("expected {\"query\": \"SELECT ...\"}")
+        raise ValidationError('expected {"query": "SELECT ..."}')
     return data
 
 
@@ -98,17 +129,27 @@ class HuntSql:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.hunting = Hunting(ctx.events)
-        self.BODY = {"post": JsonBody(_sql_body, {"type": "object", "required": ["query"],
-                                                  "properties": {"query": {"type": "string"},
-                                                                 "max_rows": {"type": "integer"}}})}
+        self.BODY = {
+            "post": JsonBody(
+                _sql_body,
+                {
+                    "type": "object",
+                    "required": ["query"],
+                    "properties": {"query": {"type": "string"}, "max_rows": {"type": "integer"}},
+                },
+            )
+        }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Run a read-only SQL query over stored events."""
         max_rows = req.context.body.get("max_rows", 10_000)
-        if not isinstance(max_rows, int) or isinstance(max_rows, bool) or not 0 < max_rows <= 100_000:
+        if (
+            not isinstance(max_rows, int)
+            or isinstance(max_rows, bool)
+            or not 0 < max_rows <= 100_000
+        ):
             raise ValidationError("max_rows must be 1–100000")
-        envelope(resp, self.hunting.sql(req.context.body["query"], timeout=10.0,
-                                        max_rows=max_rows))
+        envelope(resp, self.hunting.sql(req.context.body["query"], timeout=10.0, max_rows=max_rows))
 
 
 def _hunt_body(data: Any) -> dict[str, Any]:
@@ -133,14 +174,22 @@ class HuntRules:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.hunting = Hunting(ctx.events)
-        self.BODY = {"post": JsonBody(_hunt_body, {"type": "object", "required": ["rules"],
-                                                   "properties": {
-                                                       "rules": {"type": "array",
-                                                                 "items": {"type": "object"}},
-                                                       "since": {"type": "string"},
-                                                       "until": {"type": "string"},
-                                                       "endpoint": {"type": "string"},
-                                                       "limit": {"type": "integer"}}})}
+        self.BODY = {
+            "post": JsonBody(
+                _hunt_body,
+                {
+                    "type": "object",
+                    "required": ["rules"],
+                    "properties": {
+                        "rules": {"type": "array", "items": {"type": "object"}},
+                        "since": {"type": "string"},
+                        "until": {"type": "string"},
+                        "endpoint": {"type": "string"},
+                        "limit": {"type": "integer"},
+                    },
+                },
+            )
+        }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Match rules against stored events; returns the matching events."""
@@ -151,18 +200,33 @@ class HuntRules:
         since = parse_time(body["since"], name="since") if body.get("since") else None
         until = parse_time(body["until"], name="until") if body.get("until") else None
         endpoint = uuid_param(body["endpoint"], "endpoint") if body.get("endpoint") else None
-        result = self.hunting.retro_hunt(body["rules"], since=since, until=until,
-                                         endpoint=endpoint, max_events=1_000_000,
-                                         max_matches=limit)
-        envelope(resp, {"scanned": result.scanned, "truncated": result.truncated,
-                        "matches": result.matches})
+        result = self.hunting.retro_hunt(
+            body["rules"],
+            since=since,
+            until=until,
+            endpoint=endpoint,
+            max_events=1_000_000,
+            max_matches=limit,
+        )
+        envelope(
+            resp,
+            {"scanned": result.scanned, "truncated": result.truncated, "matches": result.matches},
+        )
 
 
 class Stream:
     """GET /stream/events and /stream/detections: Server-Sent Events with filters."""
 
-    QUERY = {"get": {"endpoint": "string", "channel": "string", "event_id": "integer",
-                     "min_criticality": "integer", "signature": "string", "limit": "integer"}}
+    QUERY = {
+        "get": {
+            "endpoint": "string",
+            "channel": "string",
+            "event_id": "integer",
+            "min_criticality": "integer",
+            "signature": "string",
+            "limit": "integer",
+        }
+    }
     PRODUCES = {"get": "text/event-stream"}
 
     def __init__(self, ctx: AppContext, *, detections: bool) -> None:

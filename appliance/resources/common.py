@@ -19,8 +19,9 @@ def envelope(resp: falcon.Response, data: Any, status: int = 200) -> None:
     """WHIDS admin envelope `{"data", "message", "error"}`."""
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = orjson.dumps({"data": data, "message": "OK", "error": ""},
-                             option=orjson.OPT_NON_STR_KEYS, default=str)
+    resp.data = orjson.dumps(
+        {"data": data, "message": "OK", "error": ""}, option=orjson.OPT_NON_STR_KEYS, default=str
+    )
 
 
 def raw(resp: falcon.Response, body: bytes | str, content_type: str = falcon.MEDIA_TEXT) -> None:

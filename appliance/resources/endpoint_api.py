@@ -16,6 +16,7 @@ from rules import wire
 from ..context import AppContext
 from ..errors import Forbidden, ValidationError
 from ..middleware import JsonBody, message
+from ..openapi import FalconApp
 from ..services.bodies import read_bounded
 from ..store import CommandState
 from .common import json_raw, q_bool, q_str, raw
@@ -24,28 +25,54 @@ __all__ = ["add_endpoint_routes"]
 
 logger = logging.getLogger(__name__)
 
-_ENROLL_SCHEMA = {"type": "object", "required": ["token", "csr_pem"], "properties": {
-    "token": {"type": "string"}, "csr_pem": {"type": "string"}, "hostname": {"type": "string"}}}
-_RESULT_SCHEMA = {"type": "object", "required": ["id"], "properties": {
-    "id": {"type": "string"}, "exit_code": {"type": ["integer", "null"]},
-    "stdout": {"type": "string"}, "stderr": {"type": "string"}, "error": {"type": "string"},
-    "json": {}, "fetched": {"type": "array"}, "started": {"type": "string"},
-    "finished": {"type": "string"}}}
-_UPLOAD_SCHEMA = {"type": "object",
-                  "required": ["filename", "guid", "event_hash", "content", "chunk", "total",
-                               "sha256"],
-                  "properties": {"filename": {"type": "string"}, "guid": {"type": "string"},
-                                 "event_hash": {"type": "string"}, "content": {"type": "string"},
-                                 "chunk": {"type": "integer"}, "total": {"type": "integer"},
-                                 "sha256": {"type": "string"}, "size": {"type": "integer"}}}
+_ENROLL_SCHEMA = {
+    "type": "object",
+    "required": ["token", "csr_pem"],
+    "properties": {
+        "token": {"type": "string"},
+        "csr_pem": {"type": "string"},
+        "hostname": {"type": "string"},
+    },
+}
+_RESULT_SCHEMA = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {
+        "id": {"type": "string"},
+        "exit_code": {"type": ["integer", "null"]},
+        "stdout": {"type": "string"},
+        "stderr": {"type": "string"},
+        "error": {"type": "string"},
+        "json": {},
+        "fetched": {"type": "array"},
+        "started": {"type": "string"},
+        "finished": {"type": "string"},
+    },
+}
+_UPLOAD_SCHEMA = {
+    "type": "object",
+    "required": ["filename", "guid", "event_hash", "content", "chunk", "total", "sha256"],
+    "properties": {
+        "filename": {"type": "string"},
+        "guid": {"type": "string"},
+        "event_hash": {"type": "string"},
+        "content": {"type": "string"},
+        "chunk": {"type": "integer"},
+        "total": {"type": "integer"},
+        "sha256": {"type": "string"},
+        "size": {"type": "integer"},
+    },
+}
 
 
 def _upload_chunk(data: Any) -> wire.UploadChunk:
     if isinstance(data, dict) and "event-hash" in data and "event_hash" not in data:
         data = {**data, "event_hash": data["event-hash"]}  # WHIDS spelling
-    chunk = message(wire.UploadChunk)(data)
-    if not all(isinstance(getattr(chunk, f), str)
-               for f in ("filename", "guid", "event_hash", "content", "sha256")):
+    chunk: wire.UploadChunk = message(wire.UploadChunk)(data)
+    if not all(
+        isinstance(getattr(chunk, f), str)
+        for f in ("filename", "guid", "event_hash", "content", "sha256")
+    ):
         raise ValidationError("filename, guid, event_hash, content and sha256 must be strings")
     return chunk
 
@@ -76,9 +103,17 @@ class Renew:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.BODY = {"post": JsonBody(_dict_body, {"type": "object", "required": ["csr_pem"],
-                                                   "properties": {"csr_pem": {"type": "string"}}},
-                                      64 * 1024)}
+        self.BODY = {
+            "post": JsonBody(
+                _dict_body,
+                {
+                    "type": "object",
+                    "required": ["csr_pem"],
+                    "properties": {"csr_pem": {"type": "string"}},
+                },
+                64 * 1024,
+            )
+        }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Renew the calling endpoint's certificate."""
@@ -118,8 +153,13 @@ class Logs:
         batch_id = req.get_header(wire.HEADER_BATCH_ID)
         if batch_id is not None and (len(batch_id) > 128 or not batch_id.isprintable()):
             raise ValidationError(f"{wire.HEADER_BATCH_ID} must be ≤ 128 printable characters")
-        ack = self.ctx.ingest.ingest(req.context.endpoint, req.context.peer_ip, body,
-                                     req.get_header("Content-Encoding"), batch_id)
+        ack = self.ctx.ingest.ingest(
+            req.context.endpoint,
+            req.context.peer_ip,
+            body,
+            req.get_header("Content-Encoding"),
+            batch_id,
+        )
         json_raw(resp, ack.to_dict())
 
 
@@ -138,9 +178,18 @@ class Commands:
         if cmd is None:
             resp.status = falcon.HTTP_204
             return
-        json_raw(resp, wire.Command(id=cmd.id, name=cmd.name, args=list(cmd.args),
-                                    timeout=cmd.timeout, drop=list(cmd.drop),
-                                    fetch=list(cmd.fetch), expect_json=cmd.expect_json).to_dict())
+        json_raw(
+            resp,
+            wire.Command(
+                id=cmd.id,
+                name=cmd.name,
+                args=list(cmd.args),
+                timeout=cmd.timeout,
+                drop=list(cmd.drop),
+                fetch=list(cmd.fetch),
+                expect_json=cmd.expect_json,
+            ).to_dict(),
+        )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Post the result of a command."""
@@ -151,8 +200,9 @@ class Commands:
         cmd = self.ctx.store.commands.get(result.id, endpoint=ep.uuid)
         if cmd.state is CommandState.CANCELLED:
             raise Forbidden("command was cancelled")
-        if not self.ctx.store.commands.complete(ep.uuid, result.id, result.to_dict(),
-                                                self.ctx.clock()):
+        if not self.ctx.store.commands.complete(
+            ep.uuid, result.id, result.to_dict(), self.ctx.clock()
+        ):
             raise Forbidden("command already has a result")
         json_raw(resp, {"id": result.id, "state": CommandState.COMPLETED.value})
 
@@ -229,14 +279,18 @@ class SysmonConfig:
     """GET /sysmon/config?os=&version=: the Sysmon configuration for this OS (204 if none)."""
 
     PRODUCES = {"get": falcon.MEDIA_JSON, "get_sha256": falcon.MEDIA_TEXT}
-    QUERY = {"get": {"os": "string", "version": "string"},
-             "get_sha256": {"os": "string", "version": "string"}}
+    QUERY = {
+        "get": {"os": "string", "version": "string"},
+        "get_sha256": {"os": "string", "version": "string"},
+    }
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
     def _doc(self, req: falcon.Request) -> dict[str, Any] | None:
-        return self.ctx.content.sysmon(q_str(req, "os", "windows", 32), q_str(req, "version", "", 32))
+        return self.ctx.content.sysmon(
+            q_str(req, "os", "windows", 32), q_str(req, "version", "", 32)
+        )
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Download the Sysmon configuration."""
@@ -296,13 +350,15 @@ class Tools:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """List tools (with base64 binaries when binary=true)."""
-        tools = self.ctx.store.tools.list(os_name=q_str(req, "os", "", 32),
-                                          hash_value=q_str(req, "hash", "", 128),
-                                          binary=q_bool(req, "binary"))
+        tools = self.ctx.store.tools.list(
+            os_name=q_str(req, "os", "", 32),
+            hash_value=q_str(req, "hash", "", 128),
+            binary=q_bool(req, "binary"),
+        )
         json_raw(resp, {t["name"]: t for t in tools})
 
 
-def add_endpoint_routes(app: falcon.App, ctx: AppContext) -> None:
+def add_endpoint_routes(app: FalconApp, ctx: AppContext) -> None:
     """Mount the endpoint API."""
     app.add_route(wire.ROUTE_ENROLL, Enroll(ctx))
     app.add_route(wire.ROUTE_RENEW, Renew(ctx))

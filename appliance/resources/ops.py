@@ -25,7 +25,9 @@ class Health:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Liveness and readiness."""
         self.ctx.store.db.query("SELECT 1")
-        json_raw(resp, {"status": "ok", "uptime": round(self.ctx.clock() - self.ctx.metrics.started, 3)})
+        json_raw(
+            resp, {"status": "ok", "uptime": round(self.ctx.clock() - self.ctx.metrics.started, 3)}
+        )
 
 
 class MetricsResource:

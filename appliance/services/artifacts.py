@@ -33,7 +33,9 @@ __all__ = ["ArtifactStore", "normalize_guid"]
 logger = logging.getLogger(__name__)
 
 FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,199}")
-GUID = re.compile(r"\{?([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})\}?")
+GUID = re.compile(
+    r"\{?([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})\}?"
+)
 EVENT_HASH = re.compile(r"[0-9a-f]{32,128}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_CHUNKS = 10_000
@@ -62,8 +64,9 @@ def check_hash(value: str) -> str:
 class ArtifactStore:
     """Artifact files on disk plus their metadata rows."""
 
-    def __init__(self, root: Path, store: Store, *, clock: Callable[[], float],
-                 max_size: int, max_chunk: int) -> None:
+    def __init__(
+        self, root: Path, store: Store, *, clock: Callable[[], float], max_size: int, max_chunk: int
+    ) -> None:
         self.root = root
         self.store = store
         self.clock = clock
@@ -82,9 +85,12 @@ class ArtifactStore:
         name = check_filename(chunk.filename)
         if not isinstance(chunk.sha256, str) or not SHA256.fullmatch(chunk.sha256.lower()):
             raise ValidationError("sha256 must be the hex sha256 of the whole file")
-        if not (isinstance(chunk.chunk, int) and isinstance(chunk.total, int)
-                and 1 <= chunk.chunk <= chunk.total <= MAX_CHUNKS):
-            raise ValidationError("chunk must be 1..total and total ≤ %d" % MAX_CHUNKS)
+        if not (
+            isinstance(chunk.chunk, int)
+            and isinstance(chunk.total, int)
+            and 1 <= chunk.chunk <= chunk.total <= MAX_CHUNKS
+        ):
+            raise ValidationError(f"chunk must be 1..total and total ≤ {MAX_CHUNKS}")
         if chunk.total * self.max_chunk < chunk.size or chunk.size > self.max_size:
             raise PayloadTooLarge(f"artifact exceeds {self.max_size} bytes")
         try:
@@ -103,12 +109,17 @@ class ArtifactStore:
         present = [k for k in range(1, chunk.total + 1) if (parts / f"{name}.{k}").exists()]
         missing = [k for k in range(1, chunk.total + 1) if k not in present]
         if missing:
-            return {"filename": name, "complete": False, "received": len(present),
-                    "missing": missing[:100]}
+            return {
+                "filename": name,
+                "complete": False,
+                "received": len(present),
+                "missing": missing[:100],
+            }
         return self._assemble(endpoint, directory, name, chunk)
 
-    def _assemble(self, endpoint: str, directory: Path, name: str,
-                  chunk: wire.UploadChunk) -> dict[str, Any]:
+    def _assemble(
+        self, endpoint: str, directory: Path, name: str, chunk: wire.UploadChunk
+    ) -> dict[str, Any]:
         parts = directory / ".parts"
         digest = hashlib.sha256()
         tmp = directory / f".{name}.assembling"
@@ -131,10 +142,14 @@ class ArtifactStore:
         for k in range(1, chunk.total + 1):
             (parts / f"{name}.{k}").unlink(missing_ok=True)
         pguid = normalize_guid(chunk.guid)
-        self.store.artifacts.add(Artifact(endpoint, pguid, chunk.event_hash, name, size,
-                                          digest.hexdigest(), self.clock()))
-        logger.info("artifact %s/%s/%s/%s stored (%d bytes)", endpoint, pguid, chunk.event_hash,
-                    name, size)
+        self.store.artifacts.add(
+            Artifact(
+                endpoint, pguid, chunk.event_hash, name, size, digest.hexdigest(), self.clock()
+            )
+        )
+        logger.info(
+            "artifact %s/%s/%s/%s stored (%d bytes)", endpoint, pguid, chunk.event_hash, name, size
+        )
         return {"filename": name, "complete": True, "size": size, "sha256": digest.hexdigest()}
 
     def listing(self, endpoint: str | None, since: float) -> dict[str, list[dict[str, Any]]]:
@@ -142,19 +157,29 @@ class ArtifactStore:
         grouped: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
         for art in self.store.artifacts.list(endpoint=endpoint, since=since):
             dumps = grouped.setdefault(art.endpoint, {})
-            item = dumps.setdefault((art.pguid, art.ehash), {
-                "creation": rfc3339(art.created), "modification": rfc3339(art.created),
-                "process-guid": art.pguid, "event-hash": art.ehash,
-                "base-url": f"/endpoints/{art.endpoint}/artifacts/{art.pguid}/{art.ehash}/",
-                "files": [],
-            })
+            item = dumps.setdefault(
+                (art.pguid, art.ehash),
+                {
+                    "creation": rfc3339(art.created),
+                    "modification": rfc3339(art.created),
+                    "process-guid": art.pguid,
+                    "event-hash": art.ehash,
+                    "base-url": f"/endpoints/{art.endpoint}/artifacts/{art.pguid}/{art.ehash}/",
+                    "files": [],
+                },
+            )
             item["modification"] = rfc3339(art.created)
-            item["files"].append({"name": art.filename, "size": art.size,
-                                  "timestamp": rfc3339(art.created), "sha256": art.sha256})
+            item["files"].append(
+                {
+                    "name": art.filename,
+                    "size": art.size,
+                    "timestamp": rfc3339(art.created),
+                    "sha256": art.sha256,
+                }
+            )
         return {k: list(v.values()) for k, v in grouped.items()}
 
-    def read(self, endpoint: str, pguid: str, ehash: str, filename: str, *,
-             gunzip: bool) -> bytes:
+    def read(self, endpoint: str, pguid: str, ehash: str, filename: str, *, gunzip: bool) -> bytes:
         name = check_filename(filename)
         art = self.store.artifacts.get(endpoint, normalize_guid(pguid), check_hash(ehash), name)
         path = self._dir(endpoint, art.pguid, art.ehash) / name

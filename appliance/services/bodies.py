@@ -7,7 +7,7 @@ Every limit violation raises a 4xx domain error naming the limit; nothing is eve
 from __future__ import annotations
 
 import zlib
-from typing import IO, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -16,7 +16,11 @@ from ..errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType, Valid
 __all__ = ["decode_json", "decompress", "read_bounded", "split_ndjson"]
 
 
-def read_bounded(stream: IO[bytes], limit: int, *, what: str = "body") -> bytes:
+class Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+def read_bounded(stream: Readable, limit: int, *, what: str = "body") -> bytes:
     """Read at most `limit` bytes; PayloadTooLarge if there is more."""
     data = stream.read(limit + 1)
     if len(data) > limit:
@@ -82,6 +86,8 @@ def split_ndjson(data: bytes, *, max_line: int, what: str = "body") -> list[dict
         except orjson.JSONDecodeError as ex:
             raise MalformedBody(f"{what}: line {number} is not valid JSON: {ex}") from ex
         if not isinstance(event, dict) or not isinstance(event.get("Event"), dict):
-            raise ValidationError(f"{what}: line {number} is not an event object with an 'Event' key")
+            raise ValidationError(
+                f"{what}: line {number} is not an event object with an 'Event' key"
+            )
         events.append(event)
     return events

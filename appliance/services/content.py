@@ -114,10 +114,15 @@ class Content:
             raise ValidationError(f"os must be one of {', '.join(OS_NAMES)}")
         if not xml.strip().startswith("<"):
             raise ValidationError("a Sysmon configuration is an XML document")
-        doc = {"OS": os_name, "version": version, "xml": xml,
-               "XmlSha256": hashlib.sha256(xml.encode("utf-8")).hexdigest()}
-        self.store.documents.put(f"sysmon:{os_name}", version, json.dumps(doc), doc["XmlSha256"],
-                                 self.clock())
+        doc = {
+            "OS": os_name,
+            "version": version,
+            "xml": xml,
+            "XmlSha256": hashlib.sha256(xml.encode("utf-8")).hexdigest(),
+        }
+        self.store.documents.put(
+            f"sysmon:{os_name}", version, json.dumps(doc), doc["XmlSha256"], self.clock()
+        )
         return doc
 
     def sysmon(self, os_name: str, version: str = "") -> dict[str, Any] | None:

@@ -7,7 +7,6 @@ compile errors (`rules.RuleError`, a ValueError) become ValidationError.
 from __future__ import annotations
 
 import copy
-
 import json
 import logging
 from dataclasses import dataclass
@@ -41,17 +40,30 @@ class Hunting:
     def __init__(self, events: EventSink) -> None:
         self.events = events
 
-    def search(self, query: str, *, since: float | None, until: float | None,
-               endpoint: str | None, detections_only: bool, limit: int,
-               cursor: str | None) -> dict[str, Any]:
+    def search(
+        self,
+        query: str,
+        *,
+        since: float | None,
+        until: float | None,
+        endpoint: str | None,
+        detections_only: bool,
+        limit: int,
+        cursor: str | None,
+    ) -> dict[str, Any]:
         try:
-            page = self.events.search(query, since=to_datetime(since), until=to_datetime(until),
-                                      endpoint=endpoint, detections_only=detections_only,
-                                      limit=limit, cursor=cursor)
+            page = self.events.search(
+                query,
+                since=to_datetime(since),
+                until=to_datetime(until),
+                endpoint=endpoint,
+                detections_only=detections_only,
+                limit=limit,
+                cursor=cursor,
+            )
         except _query_error() as ex:
             raise InvalidParam(f"query: {ex}") from ex
-        return {"events": list(page.events), "next_cursor": page.next_cursor,
-                "total": page.total}
+        return {"events": list(page.events), "next_cursor": page.next_cursor, "total": page.total}
 
     def sql(self, query: str, *, timeout: float, max_rows: int) -> dict[str, Any]:
         try:
@@ -59,12 +71,22 @@ class Hunting:
         except _query_error() as ex:
             raise InvalidParam(f"sql: {ex}") from ex
         rows = [list(r) for r in res.rows]
-        return {"columns": list(res.columns), "rows": json.loads(json.dumps(rows, default=str)),
-                "truncated": bool(res.truncated)}
+        return {
+            "columns": list(res.columns),
+            "rows": json.loads(json.dumps(rows, default=str)),
+            "truncated": bool(res.truncated),
+        }
 
-    def retro_hunt(self, rules: list[dict[str, Any]], *, since: float | None,
-                   until: float | None, endpoint: str | None, max_events: int,
-                   max_matches: int) -> HuntResult:
+    def retro_hunt(
+        self,
+        rules: list[dict[str, Any]],
+        *,
+        since: float | None,
+        until: float | None,
+        endpoint: str | None,
+        max_events: int,
+        max_matches: int,
+    ) -> HuntResult:
         """Run Gene rules over stored events with the same engine the agents use."""
         import rules as rules_pkg
 
@@ -74,8 +96,9 @@ class Hunting:
         except ValueError as ex:
             raise ValidationError(f"rules: {ex}") from ex
         scanned, matches, truncated = 0, [], False
-        for event in self.events.iter_events(since=to_datetime(since), until=to_datetime(until),
-                                             endpoint=endpoint):
+        for event in self.events.iter_events(
+            since=to_datetime(since), until=to_datetime(until), endpoint=endpoint
+        ):
             if scanned >= max_events:
                 truncated = True
                 break
@@ -89,5 +112,3 @@ class Hunting:
                     truncated = True
                     break
         return HuntResult(scanned, matches, truncated)
-
-

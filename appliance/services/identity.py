@@ -49,8 +49,9 @@ class Bundle:
 class Identity:
     """Users, API keys, tokens and endpoint certificates."""
 
-    def __init__(self, *, store: Store, pki: Pki | None, config: Config,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, *, store: Store, pki: Pki | None, config: Config, clock: Callable[[], float]
+    ) -> None:
         self.store = store
         self.pki = pki
         self.config = config
@@ -58,12 +59,21 @@ class Identity:
 
     # --- admin users ----------------------------------------------------------------------
 
-    def add_user(self, identifier: str, role: Role, *, group: str = "", description: str = "",
-                 uuid: str | None = None) -> tuple[User, str]:
+    def add_user(
+        self,
+        identifier: str,
+        role: Role,
+        *,
+        group: str = "",
+        description: str = "",
+        uuid: str | None = None,
+    ) -> tuple[User, str]:
         if not identifier or len(identifier) > 128:
             raise ValidationError("identifier must be 1–128 characters")
         key = new_secret("hk_")
-        user = User(uuid or str(uuidlib.uuid4()), identifier, role, group, description, self.clock())
+        user = User(
+            uuid or str(uuidlib.uuid4()), identifier, role, group, description, self.clock()
+        )
         self.store.users.add(user, hash_secret(key))
         return user, key
 
@@ -83,8 +93,9 @@ class Identity:
 
     # --- enrollment tokens ----------------------------------------------------------------
 
-    def create_token(self, *, group: str = "", ttl: float | None = None,
-                     uuid: str | None = None) -> tuple[str, float]:
+    def create_token(
+        self, *, group: str = "", ttl: float | None = None, uuid: str | None = None
+    ) -> tuple[str, float]:
         now = self.clock()
         expires = now + (ttl if ttl is not None else self.config.enroll.token_ttl)
         token = new_secret("het_")
@@ -117,11 +128,20 @@ class Identity:
         issued = pki.sign_csr(req.csr_pem, uuid=uuid, days=self.config.tls.client_cert_days)
         hostname = str(req.hostname or "")[:255]
         if token.uuid and self.store.endpoints.find(uuid) is not None:
-            self.store.endpoints.update(uuid, hostname=hostname, ip=peer_ip,
-                                        status=EndpointStatus.ACTIVE)
+            self.store.endpoints.update(
+                uuid, hostname=hostname, ip=peer_ip, status=EndpointStatus.ACTIVE
+            )
         else:
-            self.store.endpoints.create(Endpoint(uuid, hostname, peer_ip, token.group,
-                                                 status=EndpointStatus.ACTIVE, created=self.clock()))
+            self.store.endpoints.create(
+                Endpoint(
+                    uuid,
+                    hostname,
+                    peer_ip,
+                    token.group,
+                    status=EndpointStatus.ACTIVE,
+                    created=self.clock(),
+                )
+            )
         self._record(uuid, issued)
         logger.info("enrolled endpoint %s (%s) from %s", uuid, hostname, peer_ip)
         return wire.EnrollResponse(uuid, issued.pem, pki.ca_pem, token.group)
@@ -141,14 +161,16 @@ class Identity:
         pki = self._pki()
         uuid = str(uuidlib.uuid4())
         issued, key_pem = pki.issue_client(uuid, days=self.config.tls.client_cert_days)
-        self.store.endpoints.create(Endpoint(uuid, hostname, "", group,
-                                             status=EndpointStatus.ACTIVE, created=self.clock()))
+        self.store.endpoints.create(
+            Endpoint(uuid, hostname, "", group, status=EndpointStatus.ACTIVE, created=self.clock())
+        )
         self._record(uuid, issued)
         return Bundle(uuid, issued.pem, key_pem, pki.ca_pem, self.config.endpoint_url(), group)
 
     def _record(self, uuid: str, issued: IssuedCert) -> None:
-        self.store.certs.add(CertRecord(issued.serial, uuid, issued.sha256, issued.not_before,
-                                        issued.not_after))
+        self.store.certs.add(
+            CertRecord(issued.serial, uuid, issued.sha256, issued.not_before, issued.not_after)
+        )
 
     def revoke(self, uuid: str) -> int:
         self.store.endpoints.get(uuid)

@@ -53,7 +53,9 @@ class ListenerDispatcher:
 
     def __init__(self, maxsize: int = 1000) -> None:
         self.listeners: list[EventListener] = []
-        self._queue: queue.Queue[tuple[Endpoint, list[dict[str, Any]]] | None] = queue.Queue(maxsize)
+        self._queue: queue.Queue[tuple[Endpoint, list[dict[str, Any]]] | None] = queue.Queue(
+            maxsize
+        )
         self._thread: threading.Thread | None = None
         self.dropped = 0
 
@@ -122,10 +124,16 @@ class Ingest:
         metrics.counter("heron_batches_received_total", "/logs batches accepted")
         metrics.counter("heron_batches_duplicate_total", "/logs batches already stored (retries)")
         metrics.counter("heron_detections_received_total", "events carrying a detection")
-        metrics.gauge("heron_events_per_second", "events received per second (last 60 s)",
-                      metrics.events_per_second)
-        metrics.gauge("heron_listener_dropped_total", "batches dropped by slow event listeners",
-                      lambda: float(self.dispatcher.dropped))
+        metrics.gauge(
+            "heron_events_per_second",
+            "events received per second (last 60 s)",
+            metrics.events_per_second,
+        )
+        metrics.gauge(
+            "heron_listener_dropped_total",
+            "batches dropped by slow event listeners",
+            lambda: float(self.dispatcher.dropped),
+        )
 
     @property
     def listeners(self) -> list[EventListener]:
@@ -137,7 +145,11 @@ class Ingest:
         return split_ndjson(data, max_line=self.limits.event_line, what="/logs body")
 
     def ingest(
-        self, endpoint: Endpoint, peer_ip: str, body: bytes, encoding: str | None,
+        self,
+        endpoint: Endpoint,
+        peer_ip: str,
+        body: bytes,
+        encoding: str | None,
         batch_id: str | None,
     ) -> wire.LogsAck:
         events = self.decode(body, encoding)
@@ -146,8 +158,9 @@ class Ingest:
         ip = peer_ip or endpoint.ip
         self._enrich(events, endpoint, ip, now)
         try:
-            result = self.events.append(events, endpoint=endpoint_ref(endpoint, ip),
-                                        batch_id=batch_id)
+            result = self.events.append(
+                events, endpoint=endpoint_ref(endpoint, ip), batch_id=batch_id
+            )
         except index.InvalidEventError as ex:
             raise ValidationError(f"/logs body: {ex}") from ex
         except index.StoreError as ex:
@@ -184,8 +197,7 @@ class Ingest:
                 continue
             inner["EdrData"] = {
                 "Endpoint": ref,
-                "Event": {"Hash": event_hash(event), "Detection": detected,
-                          "ReceiptTime": receipt},
+                "Event": {"Hash": event_hash(event), "Detection": detected, "ReceiptTime": receipt},
             }
 
     def _after_durable(
@@ -210,8 +222,9 @@ class Ingest:
             self.store.reports.save_many(self.reducer.states({ep.uuid}), now)
         return (now if events else None), (now if rows else None)
 
-    def touch(self, uuid: str, ip: str, last_event: float | None = None,
-              last_det: float | None = None) -> None:
+    def touch(
+        self, uuid: str, ip: str, last_event: float | None = None, last_det: float | None = None
+    ) -> None:
         """Record that an endpoint talked to us; flushed to the store every couple of seconds."""
         now = self.clock()
         with self._presence_lock:

@@ -24,8 +24,17 @@ __all__ = ["Reducer"]
 
 
 class _Entry:
-    __slots__ = ("alerts", "by_sig", "sig_crit", "alert_crits", "techniques", "tactics",
-                 "start", "stop", "times")
+    __slots__ = (
+        "alerts",
+        "by_sig",
+        "sig_crit",
+        "alert_crits",
+        "techniques",
+        "tactics",
+        "start",
+        "stop",
+        "times",
+    )
 
     def __init__(self) -> None:
         self.alerts = 0
@@ -52,10 +61,17 @@ class _Entry:
         return entry
 
     def state(self) -> dict[str, Any]:
-        return {"alerts": self.alerts, "by_sig": self.by_sig, "sig_crit": self.sig_crit,
-                "alert_crits": self.alert_crits[-10_000:], "techniques": sorted(self.techniques),
-                "tactics": sorted(self.tactics), "start": self.start, "stop": self.stop,
-                "times": self.times[-10_000:]}
+        return {
+            "alerts": self.alerts,
+            "by_sig": self.by_sig,
+            "sig_crit": self.sig_crit,
+            "alert_crits": self.alert_crits[-10_000:],
+            "techniques": sorted(self.techniques),
+            "tactics": sorted(self.tactics),
+            "start": self.start,
+            "stop": self.stop,
+            "times": self.times[-10_000:],
+        }
 
     def score(self) -> float:
         if not self.alerts:
@@ -73,8 +89,14 @@ class Reducer:
         self._lock = threading.Lock()
         self._entries = {k: _Entry.from_state(v) for k, v in (state or {}).items()}
 
-    def update(self, uuid: str, ts: float, signatures: list[str], criticality: int,
-               attack: list[dict[str, Any]] | None = None) -> None:
+    def update(
+        self,
+        uuid: str,
+        ts: float,
+        signatures: list[str],
+        criticality: int,
+        attack: list[dict[str, Any]] | None = None,
+    ) -> None:
         crit = max(0, min(10, int(criticality)))
         with self._lock:
             entry = self._entries.setdefault(uuid, _Entry())

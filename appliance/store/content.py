@@ -143,13 +143,25 @@ class Tools:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def put(self, name: str, os_name: str, data: bytes, now: float, alias: str = "") -> dict[str, Any]:
+    def put(
+        self, name: str, os_name: str, data: bytes, now: float, alias: str = ""
+    ) -> dict[str, Any]:
         hashes = {h: hashlib.new(h, data).hexdigest() for h in ("md5", "sha1", "sha256", "sha512")}
         self.db.write(
             lambda cur: cur.execute(
                 "INSERT OR REPLACE INTO tools VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [name, os_name, alias or name, hashes["md5"], hashes["sha1"], hashes["sha256"],
-                 hashes["sha512"], len(data), data, now],
+                [
+                    name,
+                    os_name,
+                    alias or name,
+                    hashes["md5"],
+                    hashes["sha1"],
+                    hashes["sha256"],
+                    hashes["sha512"],
+                    len(data),
+                    data,
+                    now,
+                ],
             )
         )
         return self.get(name, os_name, binary=False)
@@ -171,7 +183,9 @@ class Tools:
             where.append("name = ?")
             params.append(name)
         if hash_value:
-            col = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}.get(len(hash_value), "sha256")
+            col = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}.get(
+                len(hash_value), "sha256"
+            )
             where.append(f"{col} = ?")
             params.append(hash_value.lower())
         sql = "SELECT name, os, alias, md5, sha1, sha256, sha512, size, data FROM tools"
@@ -180,7 +194,10 @@ class Tools:
         out = []
         for r in self.db.query(sql + " ORDER BY name", params):
             item: dict[str, Any] = {
-                "name": r[0], "os": r[1], "alias": r[2], "size": r[7],
+                "name": r[0],
+                "os": r[1],
+                "alias": r[2],
+                "size": r[7],
                 "metadata": {"md5": r[3], "sha1": r[4], "sha256": r[5], "sha512": r[6]},
             }
             if binary:
@@ -234,7 +251,8 @@ class Audit:
         text = json.dumps(detail, default=str) if detail is not None else None
         self.db.submit(
             lambda cur: cur.execute(
-                "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?)", [ts, actor, role, action, target, text]
+                "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?)",
+                [ts, actor, role, action, target, text],
             )
         )
 

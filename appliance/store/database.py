@@ -141,7 +141,9 @@ class Database:
         except duckdb.Error as ex:
             raise StoreError(str(ex), where=self.path) from ex
 
-    def query_dicts(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    def query_dicts(
+        self, sql: str, params: list[Any] | tuple[Any, ...] = ()
+    ) -> list[dict[str, Any]]:
         """Like `query`, rows as dicts keyed by column name."""
         try:
             cur = self._cursor().execute(sql, params)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from typing import Any
 
 from ..errors import Conflict, NotFound
@@ -27,7 +26,8 @@ _EP_COLS = (
     "created, system_info, config"
 )
 _CMD_COLS = (
-    "id, endpoint, name, args, drop_files, fetch_files, timeout, expect_json, state, created, sent, "
+    "id, endpoint, name, args, drop_files, fetch_files, timeout, expect_json, state, created, "
+    "sent, "
     "completed, result, issuer"
 )
 
@@ -86,8 +86,15 @@ class Users:
                 raise Conflict(f"user {user.identifier!r} already exists")
             cur.execute(
                 "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [user.uuid, user.identifier, key_hash, user.role.value, user.group,
-                 user.description, user.created],
+                [
+                    user.uuid,
+                    user.identifier,
+                    key_hash,
+                    user.role.value,
+                    user.group,
+                    user.description,
+                    user.created,
+                ],
             )
 
         self.db.write(fn)
@@ -111,7 +118,12 @@ class Users:
 
     def update(self, uuid: str, **changes: Any) -> User:
         """Change `role`, `group`, `description` or `key_hash` of a user."""
-        cols = {"role": "role", "group": "grp", "description": "description", "key_hash": "key_hash"}
+        cols = {
+            "role": "role",
+            "group": "grp",
+            "description": "description",
+            "key_hash": "key_hash",
+        }
         sets = [(cols[k], v.value if isinstance(v, Role) else v) for k, v in changes.items()]
         if sets:
             sql = "UPDATE users SET " + ", ".join(f"{c} = ?" for c, _ in sets) + " WHERE uuid = ?"
@@ -136,9 +148,19 @@ class Endpoints:
         self.db.write(
             lambda cur: cur.execute(
                 "INSERT INTO endpoints VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?)",
-                [ep.uuid, ep.hostname, ep.ip, ep.group, ep.criticality, ep.status.value,
-                 ep.last_event, ep.last_detection, ep.last_connection, ep.created,
-                 ep.status is EndpointStatus.ACTIVE],
+                [
+                    ep.uuid,
+                    ep.hostname,
+                    ep.ip,
+                    ep.group,
+                    ep.criticality,
+                    ep.status.value,
+                    ep.last_event,
+                    ep.last_detection,
+                    ep.last_connection,
+                    ep.created,
+                    ep.status is EndpointStatus.ACTIVE,
+                ],
             )
         )
         return ep
@@ -156,7 +178,8 @@ class Endpoints:
     def list(
         self, *, group: str | None = None, status: str | None = None, criticality: int = 0
     ) -> list[Endpoint]:
-        where, params = ["criticality >= ?"], [criticality]
+        where: list[str] = ["criticality >= ?"]
+        params: list[Any] = [criticality]
         if group:
             where.append("grp = ?")
             params.append(group)
@@ -167,9 +190,16 @@ class Endpoints:
         return [_endpoint(r) for r in self.db.query(sql, params)]
 
     def update(self, uuid: str, **changes: Any) -> Endpoint:
-        cols = {"hostname": "hostname", "ip": "ip", "group": "grp", "criticality": "criticality",
-                "status": "status", "config": "config", "system_info": "system_info",
-                "last_connection": "last_connection"}
+        cols = {
+            "hostname": "hostname",
+            "ip": "ip",
+            "group": "grp",
+            "criticality": "criticality",
+            "status": "status",
+            "config": "config",
+            "system_info": "system_info",
+            "last_connection": "last_connection",
+        }
         sets: list[tuple[str, Any]] = []
         for key, value in changes.items():
             if isinstance(value, EndpointStatus):
@@ -178,7 +208,9 @@ class Endpoints:
                 value = json.dumps(value)
             sets.append((cols[key], value))
         if sets:
-            sql = "UPDATE endpoints SET " + ", ".join(f"{c} = ?" for c, _ in sets) + " WHERE uuid = ?"
+            sql = (
+                "UPDATE endpoints SET " + ", ".join(f"{c} = ?" for c, _ in sets) + " WHERE uuid = ?"
+            )
             self.db.write(lambda cur: cur.execute(sql, [v for _, v in sets] + [uuid]))
         return self.get(uuid)
 
@@ -203,7 +235,9 @@ class Endpoints:
 
     def count_online(self, since: float) -> int:
         return int(
-            self.db.query("SELECT count(*) FROM endpoints WHERE last_connection >= ?", [since])[0][0]
+            self.db.query("SELECT count(*) FROM endpoints WHERE last_connection >= ?", [since])[0][
+                0
+            ]
         )
 
 
@@ -263,7 +297,8 @@ class Certs:
 
     def get(self, serial: str) -> CertRecord | None:
         rows = self.db.query(
-            "SELECT serial, uuid, sha256, not_before, not_after, revoked FROM certs WHERE serial = ?",
+            "SELECT serial, uuid, sha256, not_before, not_after, revoked FROM certs "
+            "WHERE serial = ?",
             [serial],
         )
         return CertRecord(*rows[0]) if rows else None
@@ -276,8 +311,9 @@ class Certs:
             rows = cur.execute(
                 f"SELECT serial FROM certs WHERE {col} = ? AND revoked IS NULL", [value]
             ).fetchall()
-            cur.execute(f"UPDATE certs SET revoked = ? WHERE {col} = ? AND revoked IS NULL",
-                        [now, value])
+            cur.execute(
+                f"UPDATE certs SET revoked = ? WHERE {col} = ? AND revoked IS NULL", [now, value]
+            )
             return len(rows)
 
         count = self.db.write(fn)
@@ -288,7 +324,9 @@ class Certs:
         """Per-connection revocation check (cached set, invalidated on revoke)."""
         revoked = self._revoked
         if revoked is None:
-            revoked = {r[0] for r in self.db.query("SELECT serial FROM certs WHERE revoked IS NOT NULL")}
+            revoked = {
+                r[0] for r in self.db.query("SELECT serial FROM certs WHERE revoked IS NOT NULL")
+            }
             self._revoked = revoked
         return serial in revoked
 
@@ -307,9 +345,19 @@ class Commands:
             lambda cur: cur.execute(
                 f"INSERT INTO commands ({_CMD_COLS}, seq) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, nextval('command_seq'))",
-                [cmd.id, cmd.endpoint, cmd.name, json.dumps(list(cmd.args)),
-                 json.dumps(list(cmd.drop)), json.dumps(list(cmd.fetch)), cmd.timeout,
-                 cmd.expect_json, cmd.state.value, cmd.created, cmd.issuer],
+                [
+                    cmd.id,
+                    cmd.endpoint,
+                    cmd.name,
+                    json.dumps(list(cmd.args)),
+                    json.dumps(list(cmd.drop)),
+                    json.dumps(list(cmd.fetch)),
+                    cmd.timeout,
+                    cmd.expect_json,
+                    cmd.state.value,
+                    cmd.created,
+                    cmd.issuer,
+                ],
             )
         )
         return cmd
@@ -392,5 +440,3 @@ class Commands:
 
     def pending_count(self) -> int:
         return int(self.db.query("SELECT count(*) FROM commands WHERE state = 'queued'")[0][0])
-
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from typing import Any
 
 from ..errors import NotFound
@@ -20,7 +19,7 @@ class Detections:
         self.db = db
 
     def add_many(self, rows: list[tuple[str, float, float, str, list[str], int]]) -> None:
-        """Queue a batch insert of `(endpoint, ts, receipt, event_hash, signatures, criticality)`."""
+        """Queue inserts of `(endpoint, ts, receipt, event_hash, signatures, criticality)`."""
         if not rows:
             return
         params = [v for r in rows for v in (r[0], r[1], r[2], r[3], json.dumps(r[4]), r[5])]
@@ -92,13 +91,23 @@ class Artifacts:
         self.db.write(
             lambda cur: cur.execute(
                 "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [art.endpoint, art.pguid, art.ehash, art.filename, art.size, art.sha256,
-                 art.created],
+                [
+                    art.endpoint,
+                    art.pguid,
+                    art.ehash,
+                    art.filename,
+                    art.size,
+                    art.sha256,
+                    art.created,
+                ],
             )
         )
 
     def list(self, *, endpoint: str | None = None, since: float = 0.0) -> list[Artifact]:
-        sql = "SELECT endpoint, pguid, ehash, filename, size, sha256, created FROM artifacts WHERE created >= ?"
+        sql = (
+            "SELECT endpoint, pguid, ehash, filename, size, sha256, created FROM artifacts "
+            "WHERE created >= ?"
+        )
         params: list[Any] = [since]
         if endpoint:
             sql += " AND endpoint = ?"
@@ -114,5 +123,3 @@ class Artifacts:
         if not rows:
             raise NotFound(f"no artifact {pguid}/{ehash}/{filename}")
         return Artifact(*rows[0])
-
-

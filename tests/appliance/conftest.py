@@ -39,22 +39,41 @@ class Clock:
 
 def make_csr(cn: str = "ignored") -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-           .sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     return csr.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
-def event(i: int = 0, *, signature: str | None = None, crit: int = 5,
-          channel: str = "Microsoft-Windows-Sysmon/Operational", eid: int = 1,
-          extra: dict[str, str] | None = None) -> dict[str, Any]:
-    ev: dict[str, Any] = {"Event": {
-        "EventData": {"Image": f"C:\\Windows\\System32\\cmd{i}.exe", "CommandLine": f"cmd /c {i}",
-                      **(extra or {})},
-        "System": {"Channel": channel, "Computer": "HOST-1", "EventID": eid,
-                   "TimeCreated": {"SystemTime": "2026-05-28T12:00:00.000000000Z"}}}}
+def event(
+    i: int = 0,
+    *,
+    signature: str | None = None,
+    crit: int = 5,
+    channel: str = "Microsoft-Windows-Sysmon/Operational",
+    eid: int = 1,
+    extra: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "Event": {
+            "EventData": {
+                "Image": f"C:\\Windows\\System32\\cmd{i}.exe",
+                "CommandLine": f"cmd /c {i}",
+                **(extra or {}),
+            },
+            "System": {
+                "Channel": channel,
+                "Computer": "HOST-1",
+                "EventID": eid,
+                "TimeCreated": {"SystemTime": "2026-05-28T12:00:00.000000000Z"},
+            },
+        }
+    }
     if signature:
         ev["Event"]["Detection"] = {"Signature": [signature], "Criticality": crit, "Actions": []}
     return ev
@@ -98,13 +117,15 @@ class Env:
         extras = dict(kw.pop("extras", {}) or {})
         if agent is not None:
             extras.update(agent.extras)
-        return self.endpoint.simulate_request(method, path, remote_addr="127.0.0.1",
-                                              extras=extras, **kw)
+        return self.endpoint.simulate_request(
+            method, path, remote_addr="127.0.0.1", extras=extras, **kw
+        )
 
     def connect(self, cert_pem: str, ip: str = "10.0.0.5") -> int:
         """Register a TLS connection carrying `cert_pem`, as the TLS front would."""
         der = x509.load_pem_x509_certificate(cert_pem.encode()).public_bytes(
-            serialization.Encoding.DER)
+            serialization.Encoding.DER
+        )
         port = next(_ports)
         self.ctx.identities.put(port, ConnInfo(peer_identity(der), ip, 50000))
         return port
@@ -112,15 +133,21 @@ class Env:
     def enroll(self, hostname: str = "host-1", group: str = "") -> Agent:
         token, _ = self.ctx.identity.create_token(group=group)
         csr, key_pem = make_csr()
-        res = self.e("POST", wire.ROUTE_ENROLL, None,
-                     json={"token": token, "csr_pem": csr, "hostname": hostname})
+        res = self.e(
+            "POST",
+            wire.ROUTE_ENROLL,
+            None,
+            json={"token": token, "csr_pem": csr, "hostname": hostname},
+        )
         assert res.status_code == 200, res.text
         body = res.json
-        return Agent(body["uuid"], body["certificate_pem"], key_pem,
-                     self.connect(body["certificate_pem"]))
+        return Agent(
+            body["uuid"], body["certificate_pem"], key_pem, self.connect(body["certificate_pem"])
+        )
 
-    def post_logs(self, agent: Agent, events: list[dict[str, Any]],
-                  batch_id: str | None = None) -> Any:
+    def post_logs(
+        self, agent: Agent, events: list[dict[str, Any]], batch_id: str | None = None
+    ) -> Any:
         headers = {"Content-Encoding": "gzip", "Content-Type": wire.CONTENT_NDJSON}
         if batch_id:
             headers[wire.HEADER_BATCH_ID] = batch_id
@@ -149,8 +176,13 @@ def _event_store(tmp_path: Path, clock: Clock) -> Any:
 @pytest.fixture
 def env(tmp_path: Path, pki_dir: Path, clock: Clock) -> Iterator[Env]:
     store = Store(":memory:")
-    ctx = build_context(data_dir=tmp_path, store=store, pki=Pki(pki_dir, clock=clock),
-                        clock=clock, events=_event_store(tmp_path, clock))
+    ctx = build_context(
+        data_dir=tmp_path,
+        store=store,
+        pki=Pki(pki_dir, clock=clock),
+        clock=clock,
+        events=_event_store(tmp_path, clock),
+    )
     ctx.sleep = lambda s: setattr(clock, "now", clock.now + s)
     yield Env(ctx)
     ctx.close()

@@ -20,8 +20,9 @@ def test_envelope_and_both_key_headers(env: Env) -> None:
         assert set(res.json) == {"data", "message", "error"} and res.json["message"] == "OK"
 
 
-@pytest.mark.parametrize("headers,status", [({}, 401), ({"X-Api-Key": "nope"}, 401),
-                                            ({"Api-Key": ""}, 401)])
+@pytest.mark.parametrize(
+    "headers,status", [({}, 401), ({"X-Api-Key": "nope"}, 401), ({"Api-Key": ""}, 401)]
+)
 def test_missing_or_wrong_key(env: Env, headers: dict[str, str], status: int) -> None:
     res = env.admin.simulate_get("/endpoints", headers=headers)
     assert res.status_code == status
@@ -36,14 +37,17 @@ def test_keys_are_stored_hashed_and_never_listed(env: Env) -> None:
     assert hashlib.sha256(env.admin_key.encode()).hexdigest() in {r[0] for r in rows}
 
 
-@pytest.mark.parametrize("method,path,body", [
-    ("POST", "/iocs", [{"value": "evil.example", "type": "domain"}]),
-    ("DELETE", "/iocs?value=x", None),
-    ("PUT", "/endpoints", None),
-    ("POST", "/rules", [{"Name": "x"}]),
-    ("PUT", "/users?identifier=bob", None),
-    ("PUT", "/settings/foo", {"a": 1}),
-])
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("POST", "/iocs", [{"value": "evil.example", "type": "domain"}]),
+        ("DELETE", "/iocs?value=x", None),
+        ("PUT", "/endpoints", None),
+        ("POST", "/rules", [{"Name": "x"}]),
+        ("PUT", "/users?identifier=bob", None),
+        ("PUT", "/settings/foo", {"a": 1}),
+    ],
+)
 def test_analyst_cannot_write(env: Env, method: str, path: str, body: object) -> None:
     res = env.a(method, path, key=env.analyst_key, json=body)
     assert res.status_code == 403, res.text
@@ -73,10 +77,18 @@ def test_user_lifecycle_and_key_rotation(env: Env) -> None:
 
 
 def test_ioc_add_list_delete_like_pywhids(env: Env) -> None:
-    iocs = [{"uuid": "7a2d3e4f-0000-4000-8000-00000000000%d" % i, "guuid": "",
-             "source": "misp", "value": v, "type": t}
-            for i, (v, t) in enumerate([("evil.example", "domain"), ("B" * 32, "md5"),
-                                        ("10.0.0.1", "ip-dst")])]
+    iocs = [
+        {
+            "uuid": f"7a2d3e4f-0000-4000-8000-00000000000{i}",
+            "guuid": "",
+            "source": "misp",
+            "value": v,
+            "type": t,
+        }
+        for i, (v, t) in enumerate(
+            [("evil.example", "domain"), ("B" * 32, "md5"), ("10.0.0.1", "ip-dst")]
+        )
+    ]
     assert env.a("POST", "/iocs", json=iocs).status_code == 200
     listed = env.a("GET", "/iocs").json["data"]
     assert {i["value"] for i in listed} == {"evil.example", "b" * 32, "10.0.0.1"}
@@ -100,19 +112,27 @@ def test_endpoint_creation_then_enroll_with_returned_key(env: Env) -> None:
     assert ep["status"] == "active" and ep["group"] == "lab"
     res = env.a("POST", f"/endpoints/{created['uuid']}", json={"criticality": 7, "group": "g2"})
     assert res.json["data"]["criticality"] == 7
-    assert env.a("POST", f"/endpoints/{created['uuid']}", json={"criticality": 11}).status_code == 422
+    assert (
+        env.a("POST", f"/endpoints/{created['uuid']}", json={"criticality": 11}).status_code == 422
+    )
     filtered = env.a("GET", "/endpoints?criticality=5").json["data"]
     assert [e["uuid"] for e in filtered] == [created["uuid"]]
 
 
 def _upload(env: Env, agent, name: str, data: bytes, chunk_size: int = 4) -> list:
-    parts = [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)] or [b""]
+    parts = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)] or [b""]
     out = []
     for k, part in reversed(list(enumerate(parts, start=1))):  # out of order on purpose
-        chunk = wire.UploadChunk(filename=name, guid="{AAAAAAAA-2222-3333-4444-555555555555}",
-                                 event_hash="f" * 40, content=base64.b64encode(part).decode(),
-                                 chunk=k, total=len(parts), sha256=hashlib.sha256(data).hexdigest(),
-                                 size=len(data))
+        chunk = wire.UploadChunk(
+            filename=name,
+            guid="{AAAAAAAA-2222-3333-4444-555555555555}",
+            event_hash="f" * 40,
+            content=base64.b64encode(part).decode(),
+            chunk=k,
+            total=len(parts),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+        )
         res = env.e("POST", "/upload/dumps", agent, json=chunk.to_dict())
         assert res.status_code == 200, res.text
         out.append(res.json)
@@ -135,16 +155,24 @@ def test_artifact_upload_listing_and_download_raw_gunzip(env: Env) -> None:
     assert raw.content == report and raw.headers["content-type"] == "application/octet-stream"
     # pywhids builds base-url + name, so the URL has '//' in it
     assert env.a("GET", f"/endpoints/{agent.uuid}/artifacts/x/y/../../etc/passwd").status_code in (
-        400, 404)
+        400,
+        404,
+    )
     everything = env.a("GET", "/endpoints/artifacts?since=2000-01-01T00:00:00Z").json["data"]
     assert list(everything) == [agent.uuid]
 
 
 def test_artifact_sha256_mismatch_discards(env: Env) -> None:
     agent = env.enroll()
-    chunk = wire.UploadChunk(filename="a.bin", guid="{AAAAAAAA-2222-3333-4444-555555555555}",
-                             event_hash="f" * 40, content=base64.b64encode(b"abc").decode(),
-                             chunk=1, total=1, sha256="0" * 64)
+    chunk = wire.UploadChunk(
+        filename="a.bin",
+        guid="{AAAAAAAA-2222-3333-4444-555555555555}",
+        event_hash="f" * 40,
+        content=base64.b64encode(b"abc").decode(),
+        chunk=1,
+        total=1,
+        sha256="0" * 64,
+    )
     res = env.e("POST", "/upload/dumps", agent, json=chunk.to_dict())
     assert res.status_code == 422
     assert env.a("GET", f"/endpoints/{agent.uuid}/artifacts").json["data"] == []
@@ -152,9 +180,16 @@ def test_artifact_sha256_mismatch_discards(env: Env) -> None:
 
 def test_rules_compile_checked_and_distributed(env: Env) -> None:
     agent = env.enroll()
-    good = {"Name": "CmdExec", "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
-                                        "Criticality": 5, "Schema": "2.0.0"},
-            "Matches": ["$img: Image ~= 'cmd'"], "Condition": "$img"}
+    good = {
+        "Name": "CmdExec",
+        "Meta": {
+            "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+            "Criticality": 5,
+            "Schema": "2.0.0",
+        },
+        "Matches": ["$img: Image ~= 'cmd'"],
+        "Condition": "$img",
+    }
     res = env.a("POST", "/rules", json=[good])
     assert res.status_code == 200, res.text
     assert env.a("POST", "/rules", json=[good]).status_code == 409
@@ -172,8 +207,14 @@ def test_rules_compile_checked_and_distributed(env: Env) -> None:
 
 def test_reports_and_archive(env: Env) -> None:
     agent = env.enroll()
-    env.post_logs(agent, [event(1, signature="A", crit=8), event(2, signature="B", crit=3),
-                          event(3, signature="A", crit=8)])
+    env.post_logs(
+        agent,
+        [
+            event(1, signature="A", crit=8),
+            event(2, signature="B", crit=3),
+            event(3, signature="A", crit=8),
+        ],
+    )
     report = env.a("GET", f"/endpoints/{agent.uuid}/report").json["data"]
     assert report["alert-count"] == 3 and report["count-by-signature"] == {"A": 2, "B": 1}
     assert report["bounded-score"] == 100.0
@@ -193,8 +234,13 @@ def test_endpoint_logs_detections_search(env: Env) -> None:
     logs = env.a("GET", f"/endpoints/{agent.uuid}/logs?{window}").json["data"]
     dets = env.a("GET", f"/endpoints/{agent.uuid}/detections?{window}").json["data"]
     assert len(logs) == 2 and len(dets) == 1
-    assert env.a("GET", f"/endpoints/{agent.uuid}/logs?since=2026-05-29T00:00:00Z"
-                 "&until=2026-05-28T00:00:00Z").status_code == 400
+    assert (
+        env.a(
+            "GET",
+            f"/endpoints/{agent.uuid}/logs?since=2026-05-29T00:00:00Z&until=2026-05-28T00:00:00Z",
+        ).status_code
+        == 400
+    )
     found = env.a("GET", "/search?q=cmd2.exe&detections=true").json["data"]
     assert found["total"] >= 1
 
@@ -203,9 +249,16 @@ def test_retro_hunt_uses_the_rules_engine(env: Env) -> None:
     agent = env.enroll()
     env.post_logs(agent, [event(i) for i in range(4)])
     env.ctx.events.flush()
-    rule = {"Name": "Cmd3", "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
-                                     "Criticality": 5, "Schema": "2.0.0"},
-            "Matches": ["$img: Image ~= 'cmd3'"], "Condition": "$img"}
+    rule = {
+        "Name": "Cmd3",
+        "Meta": {
+            "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+            "Criticality": 5,
+            "Schema": "2.0.0",
+        },
+        "Matches": ["$img: Image ~= 'cmd3'"],
+        "Condition": "$img",
+    }
     res = env.a("POST", "/hunt/rules", key=env.analyst_key, json={"rules": [rule]})
     assert res.status_code == 200, res.text
     data = res.json["data"]
@@ -219,8 +272,9 @@ def test_hunt_sql(env: Env) -> None:
     agent = env.enroll()
     env.post_logs(agent, [event(i) for i in range(3)])
     env.ctx.events.flush()
-    res = env.a("POST", "/hunt/sql", key=env.analyst_key,
-                json={"query": "SELECT count(*) AS n FROM events"})
+    res = env.a(
+        "POST", "/hunt/sql", key=env.analyst_key, json={"query": "SELECT count(*) AS n FROM events"}
+    )
     assert res.status_code == 200, res.text
     assert res.json["data"]["rows"] == [[3]]
     bad = env.a("POST", "/hunt/sql", json={"query": "DROP TABLE events"})
@@ -230,7 +284,8 @@ def test_hunt_sql(env: Env) -> None:
 def test_settings_and_audit(env: Env) -> None:
     assert env.a("PUT", "/settings/misp.url", json={"url": "https://misp"}).status_code == 200
     assert env.a("GET", "/settings/misp.url", key=env.plugin_key).json["data"] == {
-        "url": "https://misp"}
+        "url": "https://misp"
+    }
     assert env.a("GET", "/settings/../x").status_code in (400, 404)
     env.ctx.store.db.write(lambda cur: None)  # drain the async audit writes
     audit = env.a("GET", "/audit").json["data"]

@@ -9,7 +9,7 @@ import pytest
 
 from rules import wire
 
-from .conftest import Env, event, make_csr, ndjson_gz
+from .conftest import Env, event, make_csr
 
 
 def test_enroll_issues_cert_with_uuid_cn_and_token_is_one_time(env: Env) -> None:
@@ -50,12 +50,14 @@ def test_routes_other_than_enroll_need_a_certificate(env: Env) -> None:
 def test_identity_headers_cannot_spoof(env: Env) -> None:
     agent = env.enroll()
     other = env.enroll("host-2")
-    res = env.e("GET", "/key", agent, headers={"X-Endpoint-Uuid": other.uuid,
-                                               "X-Forwarded-For": "1.2.3.4"})
+    res = env.e(
+        "GET", "/key", agent, headers={"X-Endpoint-Uuid": other.uuid, "X-Forwarded-For": "1.2.3.4"}
+    )
     assert res.text == agent.uuid
     # a direct (non-front) connection from elsewhere has no identity
-    res = env.endpoint.simulate_get("/key", remote_addr="10.9.9.9",
-                                    extras={"REMOTE_PORT": str(agent.port)})
+    res = env.endpoint.simulate_get(
+        "/key", remote_addr="10.9.9.9", extras={"REMOTE_PORT": str(agent.port)}
+    )
     assert res.status_code == 401
 
 
@@ -110,8 +112,9 @@ def test_logs_bad_input_is_4xx_and_keeps_stored_data(env: Env) -> None:
     assert res.status_code == 422
     res = env.e("POST", "/logs", agent, body=b"x", headers={"Content-Encoding": "br"})
     assert res.status_code == 415
-    res = env.e("POST", "/logs", agent, body=gzip.compress(b'{"Event": {"System": 3}}'),
-                headers=headers)
+    res = env.e(
+        "POST", "/logs", agent, body=gzip.compress(b'{"Event": {"System": 3}}'), headers=headers
+    )
     assert res.status_code == 422
     env.ctx.events.flush()
     assert len(list(env.ctx.events.iter_events(endpoint=agent.uuid))) == 1
@@ -146,14 +149,21 @@ def test_lines_over_64k_accepted_up_to_documented_limit(env: Env) -> None:
 def test_command_round_trip(env: Env) -> None:
     agent = env.enroll()
     assert env.e("GET", "/commands", agent).status_code == 204
-    res = env.a("POST", f"/endpoints/{agent.uuid}/command",
-                json={"command-line": "hash C:\\Windows\\notepad.exe", "timeout": 5_000_000_000})
+    res = env.a(
+        "POST",
+        f"/endpoints/{agent.uuid}/command",
+        json={"command-line": "hash C:\\Windows\\notepad.exe", "timeout": 5_000_000_000},
+    )
     assert res.status_code == 200
     cmd_id = res.json["data"]["command"]["id"]
     got = env.e("GET", "/commands", agent)
     cmd = wire.Command.from_dict(got.json)
-    assert (cmd.id, cmd.name, cmd.args, cmd.timeout) == (cmd_id, "hash",
-                                                         ["C:\\Windows\\notepad.exe"], 5.0)
+    assert (cmd.id, cmd.name, cmd.args, cmd.timeout) == (
+        cmd_id,
+        "hash",
+        ["C:\\Windows\\notepad.exe"],
+        5.0,
+    )
     assert env.e("GET", "/commands", agent).status_code == 204  # delivered once
     result = wire.CommandResult(id=cmd_id, exit_code=0, stdout="abc", json={"sha256": "x"})
     body = gzip.compress(json.dumps(result.to_dict()).encode())
@@ -170,9 +180,14 @@ def test_command_round_trip(env: Env) -> None:
 
 def test_commands_queue_in_order_and_time_out(env: Env, clock) -> None:
     agent = env.enroll()
-    ids = [env.a("POST", f"/endpoints/{agent.uuid}/command",
-                 json={"name": "ls", "args": [str(i)], "timeout": 1}).json["data"]["command"]["id"]
-           for i in range(3)]
+    ids = [
+        env.a(
+            "POST",
+            f"/endpoints/{agent.uuid}/command",
+            json={"name": "ls", "args": [str(i)], "timeout": 1},
+        ).json["data"]["command"]["id"]
+        for i in range(3)
+    ]
     got = [env.e("GET", "/commands", agent).json["id"] for _ in range(3)]
     assert got == ids
     clock.now += 10_000
@@ -182,8 +197,7 @@ def test_commands_queue_in_order_and_time_out(env: Env, clock) -> None:
 
 def test_rules_iocs_hashes_match_wire(env: Env) -> None:
     agent = env.enroll()
-    iocs = [{"value": "EVIL.example", "type": "domain"},
-            {"value": "A" * 64, "type": "sha256"}]
+    iocs = [{"value": "EVIL.example", "type": "domain"}, {"value": "A" * 64, "type": "sha256"}]
     assert env.a("POST", "/iocs", json=iocs).status_code == 200
     got = env.e("GET", "/iocs", agent).json
     assert {i["value"] for i in got} == {"EVIL.example", "a" * 64}
@@ -206,7 +220,10 @@ def test_config_documents(env: Env) -> None:
 
 def test_system_info_and_tools(env: Env) -> None:
     agent = env.enroll()
-    assert env.e("POST", "/info/system", agent, json={"hostname": "X", "os": "linux"}).status_code == 200
+    assert (
+        env.e("POST", "/info/system", agent, json={"hostname": "X", "os": "linux"}).status_code
+        == 200
+    )
     ep = env.a("GET", f"/endpoints/{agent.uuid}").json["data"]
     assert ep["system-info"]["os"] == "linux"
     env.a("POST", "/endpoints/windows/sysmon/binary", body=b"MZ binary")
@@ -222,9 +239,15 @@ def test_upload_rejects_unsafe_names(env: Env, name: str) -> None:
 
     agent = env.enroll()
     data = b"hello"
-    chunk = {"filename": name, "guid": "{11111111-2222-3333-4444-555555555555}",
-             "event_hash": "a" * 40, "content": base64.b64encode(data).decode(), "chunk": 1,
-             "total": 1, "sha256": hashlib.sha256(data).hexdigest()}
+    chunk = {
+        "filename": name,
+        "guid": "{11111111-2222-3333-4444-555555555555}",
+        "event_hash": "a" * 40,
+        "content": base64.b64encode(data).decode(),
+        "chunk": 1,
+        "total": 1,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     assert env.e("POST", "/upload/dumps", agent, json=chunk).status_code == 400
     assert not list((env.ctx.data_dir / "artifacts").rglob("*x*"))
 
@@ -234,10 +257,19 @@ def test_upload_rejects_traversal_in_guid_and_hash(env: Env) -> None:
     import hashlib
 
     agent = env.enroll()
-    base = {"filename": "f.bin", "guid": "{11111111-2222-3333-4444-555555555555}",
-            "event_hash": "a" * 40, "content": base64.b64encode(b"x").decode(), "chunk": 1,
-            "total": 1, "sha256": hashlib.sha256(b"x").hexdigest()}
-    for key, value in (("guid", "../../etc"), ("event_hash", "../" + "a" * 40),
-                       ("guid", "{11111111-2222-3333-4444-555555555555}/../..")):
+    base = {
+        "filename": "f.bin",
+        "guid": "{11111111-2222-3333-4444-555555555555}",
+        "event_hash": "a" * 40,
+        "content": base64.b64encode(b"x").decode(),
+        "chunk": 1,
+        "total": 1,
+        "sha256": hashlib.sha256(b"x").hexdigest(),
+    }
+    for key, value in (
+        ("guid", "../../etc"),
+        ("event_hash", "../" + "a" * 40),
+        ("guid", "{11111111-2222-3333-4444-555555555555}/../.."),
+    ):
         res = env.e("POST", "/upload/dumps", agent, json=dict(base, **{key: value}))
         assert res.status_code == 400, (key, value)

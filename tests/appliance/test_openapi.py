@@ -21,9 +21,14 @@ from rules import wire
 
 from .conftest import Env
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
-# Bounded in the suite; `HERON_FUZZ_EXAMPLES=200 pytest tests/appliance/test_openapi.py` for a long run.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+# Bounded in the suite; for a long run:
+#   HERON_FUZZ_EXAMPLES=200 pytest tests/appliance/test_openapi.py
 EXAMPLES = int(os.environ.get("HERON_FUZZ_EXAMPLES", "4"))
 # Streams never end by themselves; they are covered by the SSE tests (limit=…).
 SKIP = {("GET", "/stream/events"), ("GET", "/stream/detections")}
@@ -72,10 +77,14 @@ def _fuzz(env: Env, client, headers: dict[str, str], max_examples: int) -> list[
             continue
         assert op.path in doc["paths"]
 
-        @settings(max_examples=max_examples, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=max_examples,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=st.one_of(op.as_strategy(), op.as_strategy(GenerationMode.NEGATIVE)))
-        def run(case) -> None:
+        def run(case, op=op) -> None:  # type: ignore[no-untyped-def]
             response = case.call(headers=headers)
             try:
                 case.validate_response(response, checks=CHECKS)
@@ -99,6 +108,8 @@ def test_schemathesis_admin_api(env: Env) -> None:
 
 def test_schemathesis_endpoint_api(env: Env) -> None:
     agent = env.enroll()
-    failures = _fuzz(env, env.endpoint, {}, EXAMPLES)  # no identity: every route but /enroll refuses
+    failures = _fuzz(
+        env, env.endpoint, {}, EXAMPLES
+    )  # no identity: every route but /enroll refuses
     assert not failures, "\n".join(sorted(set(failures)))
     del agent

@@ -5,11 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import socket
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
 
 import pytest
 import requests
@@ -50,8 +48,12 @@ class Manager:
         config = Config().with_listen(admin="127.0.0.1:0", endpoint="127.0.0.1:0")
         config = replace(config, server=replace(config.server, threads=16))
         self.ctx: AppContext = build_context(
-            data_dir=tmp, config=config, store=Store(tmp / "heron.duckdb"),
-            events=EventStore(tmp / "events", commit_interval=0.2), pki=self.pki)
+            data_dir=tmp,
+            config=config,
+            store=Store(tmp / "heron.duckdb"),
+            events=EventStore(tmp / "events", commit_interval=0.2),
+            pki=self.pki,
+        )
         self.server = ManagerServer(self.ctx)
         self.bound: Bound = self.server.start()
         _, self.admin_key = self.ctx.identity.add_user("root", Role.ADMIN)
@@ -69,8 +71,10 @@ class Manager:
         token, _ = self.ctx.identity.create_token()
         csr, key_pem = _csr()
         res = _session(self.pki.ca_path).post(
-            self.ep_url + "/enroll", json={"token": token, "csr_pem": csr, "hostname": name},
-            timeout=10)
+            self.ep_url + "/enroll",
+            json={"token": token, "csr_pem": csr, "hostname": name},
+            timeout=10,
+        )
         assert res.status_code == 200, res.text
         body = res.json()
         cert, key = self.tmp / f"{name}.pem", self.tmp / f"{name}.key"
@@ -95,12 +99,26 @@ def test_valid_client_cert_is_served_and_identity_from_cert(mgr: Manager) -> Non
     s = _session(mgr.pki.ca_path, cert)
     res = s.get(mgr.ep_url + "/key", headers={"X-Endpoint-Uuid": "spoofed"}, timeout=10)
     assert res.status_code == 200 and res.text == uuid
-    events = [{"Event": {"System": {"Channel": "x", "EventID": 1, "Computer": "c",
-                                    "TimeCreated": {"SystemTime": "2026-01-01T00:00:00Z"}},
-                         "EventData": {"Image": "a.exe"}}}] * 3
+    events = [
+        {
+            "Event": {
+                "System": {
+                    "Channel": "x",
+                    "EventID": 1,
+                    "Computer": "c",
+                    "TimeCreated": {"SystemTime": "2026-01-01T00:00:00Z"},
+                },
+                "EventData": {"Image": "a.exe"},
+            }
+        }
+    ] * 3
     body = gzip.compress(b"".join(json.dumps(e).encode() + b"\n" for e in events))
-    res = s.post(mgr.ep_url + "/logs", data=body, timeout=10,
-                 headers={"Content-Encoding": "gzip", wire.HEADER_BATCH_ID: "x1"})
+    res = s.post(
+        mgr.ep_url + "/logs",
+        data=body,
+        timeout=10,
+        headers={"Content-Encoding": "gzip", wire.HEADER_BATCH_ID: "x1"},
+    )
     assert res.status_code == 200 and res.json()["accepted"] == 3
 
 
@@ -122,8 +140,11 @@ def test_other_ca_refused(mgr: Manager, tmp_path: Path) -> None:
 def test_revoked_refused(mgr: Manager) -> None:
     uuid, cert = mgr.enroll("e2e-revoked")
     assert _session(mgr.pki.ca_path, cert).get(mgr.ep_url + "/key", timeout=10).ok
-    res = _session(mgr.pki.ca_path).post(mgr.admin_url + f"/endpoints/{uuid}/revoke", timeout=10,
-                                          headers={"X-Api-Key": mgr.admin_key})
+    res = _session(mgr.pki.ca_path).post(
+        mgr.admin_url + f"/endpoints/{uuid}/revoke",
+        timeout=10,
+        headers={"X-Api-Key": mgr.admin_key},
+    )
     assert res.status_code == 200
     with pytest.raises(requests.exceptions.RequestException):
         _session(mgr.pki.ca_path, cert).get(mgr.ep_url + "/key", timeout=10)
@@ -152,12 +173,18 @@ def test_backend_port_direct_has_no_identity(mgr: Manager) -> None:
 def test_admin_https_keys_and_roles(mgr: Manager) -> None:
     s = _session(mgr.pki.ca_path)
     assert s.get(mgr.admin_url + "/endpoints", timeout=10).status_code == 401
-    assert s.get(mgr.admin_url + "/endpoints", timeout=10,
-                 headers={"X-Api-Key": "wrong"}).status_code == 401
+    assert (
+        s.get(mgr.admin_url + "/endpoints", timeout=10, headers={"X-Api-Key": "wrong"}).status_code
+        == 401
+    )
     ok = s.get(mgr.admin_url + "/endpoints", timeout=10, headers={"Api-Key": mgr.admin_key})
     assert ok.status_code == 200 and ok.json()["message"] == "OK"
-    res = s.post(mgr.admin_url + "/iocs", timeout=10, headers={"X-Api-Key": mgr.analyst_key},
-                 json=[{"value": "evil.example", "type": "domain"}])
+    res = s.post(
+        mgr.admin_url + "/iocs",
+        timeout=10,
+        headers={"X-Api-Key": mgr.analyst_key},
+        json=[{"value": "evil.example", "type": "domain"}],
+    )
     assert res.status_code == 403 and res.json()["error"]
     assert s.get(mgr.admin_url + "/openapi.json", timeout=10).json()["openapi"] == "3.1.0"
 
@@ -176,17 +203,24 @@ def test_admin_listener_is_tls_only(mgr: Manager) -> None:
 def test_sse_stream_over_tls(mgr: Manager) -> None:
     uuid, cert = mgr.enroll("e2e-sse")
     s = _session(mgr.pki.ca_path)
-    with s.get(mgr.admin_url + "/stream/detections?limit=1", stream=True, timeout=10,
-               headers={"X-Api-Key": mgr.admin_key}) as stream:
+    with s.get(
+        mgr.admin_url + "/stream/detections?limit=1",
+        stream=True,
+        timeout=10,
+        headers={"X-Api-Key": mgr.admin_key},
+    ) as stream:
         assert stream.headers["Content-Type"].startswith("text/event-stream")
-        ev = {"Event": {"System": {"Channel": "x", "EventID": 1},
-                        "Detection": {"Signature": ["T"], "Criticality": 7}}}
+        ev = {
+            "Event": {
+                "System": {"Channel": "x", "EventID": 1},
+                "Detection": {"Signature": ["T"], "Criticality": 7},
+            }
+        }
         body = gzip.compress(json.dumps(ev).encode() + b"\n")
         agent = _session(mgr.pki.ca_path, cert)
-        assert agent.post(mgr.ep_url + "/logs", data=body, timeout=10,
-                          headers={"Content-Encoding": "gzip"}).ok
+        assert agent.post(
+            mgr.ep_url + "/logs", data=body, timeout=10, headers={"Content-Encoding": "gzip"}
+        ).ok
         lines = [ln for ln in stream.iter_lines() if ln.startswith(b"data: ")]
     got = json.loads(lines[0][6:])
     assert got["Event"]["EdrData"]["Endpoint"]["UUID"] == uuid
-
-
