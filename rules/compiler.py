@@ -8,20 +8,23 @@ Python expression (when proven equivalent to Gene's evaluator) or to the literal
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .condition import Condition, evaluate, parse_condition, to_tree, tree_source
 from .errors import ConditionError, RuleError, RuleRuntimeError
-from .matchers import CodeGen, ContainerMatch, Matcher, parse_match
+from .event import go_string
+from .matchers import CodeGen, ContainerMatch, FieldMatch, Matcher, parse_match
 from .rule import LOG_TYPES, Rule
 
-__all__ = ["CompiledRule", "compile_rule"]
+__all__ = ["CompiledRule", "compile_rule", "compile_group", "GroupFn"]
 
 logger = logging.getLogger(__name__)
 RuleFn = Callable[[dict[str, Any], dict[str, Any]], bool]
 _WINEVT_BASE = LOG_TYPES["winevt"]
+_IDS = itertools.count()
 
 
 class CompiledRule:
@@ -29,7 +32,7 @@ class CompiledRule:
 
     __slots__ = ("rule", "name", "criticality", "is_filter", "attack", "actions", "disabled",
                  "events", "computers", "fn", "matchers", "condition", "literal", "unused",
-                 "hits", "time_ns", "runtime_errors")
+                 "hits", "time_ns", "runtime_errors", "source", "ns")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -50,6 +53,8 @@ class CompiledRule:
         self.hits = 0
         self.time_ns = 0
         self.runtime_errors = 0
+        self.source: str | None = None  # Python boolean expression over d, ed (tree path)
+        self.ns: dict[str, Any] = {}
 
     def accepts(self, channel: str, event_id: int) -> bool:
         """GENE Events filter: empty map → any; else channel key and (no IDs or ID listed)."""
@@ -60,6 +65,36 @@ class CompiledRule:
 
     def __repr__(self) -> str:
         return f"CompiledRule({self.name!r})"
+
+
+GroupFn = Callable[[dict[str, Any], dict[str, Any], Any], list[CompiledRule]]
+
+
+def compile_group(rules: tuple[CompiledRule, ...]) -> GroupFn:
+    """One function evaluating a candidate list in order, returning the rules that match.
+
+    PERF(heron): inlines every rule's expression, so an event pays no per-rule call or
+    loop overhead. Computers filters are inlined too (`comp` is the raw Computer value).
+    """
+    ns: dict[str, Any] = {"_gs": go_string}
+    lines = ["def _group(d, ed, comp):", "    hits = []", "    add = hits.append"]
+    for i, c in enumerate(rules):
+        ns[f"_rule{i}"] = c
+        if c.source is not None:
+            ns.update(c.ns)
+            test = c.source
+        elif c.fn is not None:
+            ns[f"_fn{i}"] = c.fn
+            test = f"_fn{i}(d, ed)"
+        else:
+            test = "True"
+        if c.computers is not None:
+            ns[f"_cs{i}"] = c.computers
+            test = f"(('' if comp is None else _gs(comp)) in _cs{i}) and ({test})"
+        lines.append(f"    if {test}:\n        add(_rule{i})")
+    lines.append("    return hits")
+    exec("\n".join(lines), ns)  # noqa: S102 - generated from compiled rule parts
+    return ns["_group"]  # type: ignore[no-any-return]
 
 
 def _literal_fn(cond: Condition, fns: Mapping[str, RuleFn], compiled: CompiledRule) -> RuleFn:
@@ -75,6 +110,19 @@ def _literal_fn(cond: Condition, fns: Mapping[str, RuleFn], compiled: CompiledRu
             return False
 
     return run
+
+
+def _cost(m: Matcher) -> float:
+    """Rough relative cost of evaluating a matcher (dict lookups vs regex searches)."""
+    if isinstance(m, FieldMatch):
+        if m.operator == "=":
+            return 1.0
+        if m.operator == "~=":
+            return 3.0 + len(m.value) / 64
+        return 2.0
+    if isinstance(m, ContainerMatch):
+        return 4.0 + len(m.regexp) / 64
+    return 2.0
 
 
 def compile_rule(rule: Rule, containers: Mapping[str, Any]) -> CompiledRule:
@@ -111,13 +159,15 @@ def _compile_into(compiled: CompiledRule, rule: Rule, containers: Mapping[str, A
         raise ConditionError(f"{cond.crashes} (Gene panics on every event)")
     compiled.condition = cond
     compiled.unused = tuple(n for n in compiled.matchers if n not in cond.operands)
-    gen = CodeGen(_WINEVT_BASE)
+    gen = CodeGen(_WINEVT_BASE, f"_r{next(_IDS)}_")
     exprs = {name: gen.expr(m, containers) for name, m in compiled.matchers.items()
              if name in cond.operands}
     tree = to_tree(cond)
     if tree is not None:
-        source = f"lambda d, ed: bool({tree_source(tree, exprs)})"
-        compiled.fn = eval(source, gen.ns)  # noqa: S307 - generated from parsed rule parts
+        costs = {name: _cost(m) for name, m in compiled.matchers.items()}
+        compiled.source = tree_source(tree, exprs, costs)
+        compiled.ns = gen.ns
+        compiled.fn = eval(f"lambda d, ed: bool({compiled.source})", gen.ns)  # noqa: S307
         return
     fns = {name: eval(f"lambda d, ed: bool({expr})", gen.ns)  # noqa: S307
            for name, expr in exprs.items()}

@@ -259,11 +259,28 @@ def to_tree(cond: Condition) -> Node | None:
     return tree
 
 
-def tree_source(node: Node, exprs: Mapping[str, str]) -> str:
-    """Python source for a tree, with `exprs[name]` substituted for each operand."""
+def _cost(node: Node, costs: Mapping[str, float]) -> float:
+    if node[0] == "var":
+        return costs.get(node[1], 1.0)
+    if node[0] == "not":
+        return _cost(node[1], costs)
+    return _cost(node[1], costs) + _cost(node[2], costs)
+
+
+def tree_source(node: Node, exprs: Mapping[str, str],
+                costs: Mapping[str, float] | None = None) -> str:
+    """Python source for a tree, with `exprs[name]` substituted for each operand.
+
+    PERF(heron): with `costs`, the cheaper side of each and/or is evaluated first. Matchers
+    are pure, so this changes nothing but the time spent (trees are only built for
+    conditions that cannot panic).
+    """
     kind = node[0]
     if kind == "var":
         return exprs[node[1]]
     if kind == "not":
-        return f"(not {tree_source(node[1], exprs)})"
-    return f"({tree_source(node[1], exprs)} {kind} {tree_source(node[2], exprs)})"
+        return f"(not {tree_source(node[1], exprs, costs)})"
+    left, right = node[1], node[2]
+    if costs is not None and _cost(right, costs) < _cost(left, costs):
+        left, right = right, left
+    return f"({tree_source(left, exprs, costs)} {kind} {tree_source(right, exprs, costs)})"

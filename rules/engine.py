@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from .compiler import CompiledRule, compile_rule
+from .compiler import CompiledRule, GroupFn, compile_group, compile_rule
 from .errors import DuplicateRuleError, RuleError
 from .event import go_string, parse_event_id
 from .loader import RuleSet
@@ -82,9 +82,14 @@ class Engine:
     def __init__(self, ruleset: RuleSet | None = None, *,
                  containers: Mapping[str, Iterable[str]] | None = None,
                  default_actions: Mapping[str, list[str]] | None = None,
-                 show_attack: bool = False, timing: bool = True) -> None:
+                 show_attack: bool = False, timing: bool = True,
+                 timing_sample: int = 16) -> None:
         self.show_attack = show_attack
         self.timing = timing
+        # PERF(heron): 1 event in `timing_sample` goes through the timed per-rule loop and its
+        # times are scaled up; the others run the inlined group function (~1.5x faster).
+        self.timing_sample = max(1, timing_sample)
+        self._tick = 0
         self.default_actions = {k: tuple(v) for k, v in (default_actions or {}).items()}
         unknown = set(self.default_actions) - set(SEVERITY_BANDS)
         if unknown:
@@ -96,7 +101,8 @@ class Engine:
             self._containers.setdefault(name, set()).update(v.lower() for v in values)
         self._ruleset = RuleSet()
         self._compiled: list[CompiledRule] = []
-        self._cache: dict[tuple[str, int], tuple[CompiledRule, ...]] = {}
+        self._cache: dict[tuple[str, int], tuple[tuple[CompiledRule, ...], GroupFn | None]] = {}
+        self._groups: dict[tuple[CompiledRule, ...], GroupFn] = {}
         self.scanned = 0
         self.positives = 0
         if ruleset is not None:
@@ -136,6 +142,7 @@ class Engine:
             self._compiled = self._compiled + new
             self._ruleset = self._ruleset + ruleset
             self._cache = {}
+            self._groups = {}
             for c in new:
                 if c.disabled:
                     logger.info("rule %s disabled: %s", c.name, c.disabled)
@@ -162,6 +169,7 @@ class Engine:
                 compiled.append(old)
         self._compiled = compiled
         self._cache = {}
+        self._groups = {}
 
     @property
     def rule_count(self) -> int:
@@ -180,18 +188,24 @@ class Engine:
         return "".join(orjson.dumps(c.rule.to_dict()).decode() + "\n" for c in self._compiled)
 
     def stats(self) -> dict[str, dict[str, int]]:
+        """Per rule: exact `hits`; `time_ns` estimated from 1-in-`timing_sample` events."""
         return {c.name: {"hits": c.hits, "time_ns": c.time_ns} for c in self._compiled}
 
     # --- matching ----------------------------------------------------------------------------
-    def _candidates(self, channel: str, event_id: int) -> tuple[CompiledRule, ...]:
+    def _candidates(self, channel: str, event_id: int) -> tuple[tuple[CompiledRule, ...],
+                                                                GroupFn | None]:
+        """Rules admitted by (channel, EventID), in load order, and their group function."""
         key = (channel, event_id)
         found = self._cache.get(key)
         if found is None:
-            found = tuple(c for c in self._compiled
+            rules = tuple(c for c in self._compiled
                           if c.disabled is None and c.accepts(channel, event_id))
+            group = self._groups.get(rules)
+            if group is None and rules:
+                group = self._groups[rules] = compile_group(rules)
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache = {}
-            self._cache[key] = found
+            found = self._cache[key] = (rules, group)
         return found
 
     def evaluate(self, event: dict[str, Any]) -> Detection | None:
@@ -209,18 +223,40 @@ class Engine:
             event_id = int(raw_id)
         else:
             event_id = 0 if raw_id is None else parse_event_id(raw_id)
-        candidates = self._candidates(channel, event_id)
-        if not candidates:
+        candidates, group = self._candidates(channel, event_id)
+        if group is None:
             return None
         ev = event.get("Event")
         ed = ev.get("EventData", _EMPTY) if ev.__class__ is dict else _EMPTY
         if ed.__class__ is not dict:
             ed = _EMPTY
-        comp: str | None = None
+        self._tick += 1
+        if self.timing and self._tick % self.timing_sample == 0:
+            hits = self._timed(candidates, event, ed, computer, self.timing_sample)
+        else:
+            hits = group(event, ed, computer)
+        if not hits:
+            return None
         matched: list[CompiledRule] = []
         filtered = False
-        timing = self.timing
+        for c in hits:
+            c.hits += 1
+            if c.is_filter:
+                filtered = True
+            else:
+                matched.append(c)
+        if not matched:
+            return Detection(filtered=True)
+        self.positives += 1
+        return self._detection(matched, filtered)
+
+    @staticmethod
+    def _timed(candidates: tuple[CompiledRule, ...], event: dict[str, Any],
+               ed: dict[str, Any], computer: Any, scale: int) -> list[CompiledRule]:
+        """Per-rule loop that also accumulates each rule's (scaled) match time."""
         clock = time.perf_counter_ns
+        comp: str | None = None
+        hits: list[CompiledRule] = []
         for c in candidates:
             if c.computers is not None:
                 if comp is None:
@@ -229,23 +265,14 @@ class Engine:
                     continue
             fn = c.fn
             if fn is None:
-                hit = True
-            elif timing:
-                t0 = clock()
-                hit = fn(event, ed)
-                c.time_ns += clock() - t0
-            else:
-                hit = fn(event, ed)
+                hits.append(c)
+                continue
+            t0 = clock()
+            hit = fn(event, ed)
+            c.time_ns += (clock() - t0) * scale
             if hit:
-                c.hits += 1
-                if c.is_filter:
-                    filtered = True
-                else:
-                    matched.append(c)
-        if not matched:
-            return Detection(filtered=True) if filtered else None
-        self.positives += 1
-        return self._detection(matched, filtered)
+                hits.append(c)
+        return hits
 
     def _detection(self, matched: list[CompiledRule], filtered: bool) -> Detection:
         crit = 0

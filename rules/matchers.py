@@ -211,6 +211,12 @@ def parse_match(text: str, base: tuple[str, ...] | None,
     raise MatchSyntaxError(f"unknown match statement {text!r}")
 
 
+HELPERS: dict[str, Any] = {
+    "_M": MISSING, "_gs": go_string, "_lk": lookup, "_str": str,
+    "_flags": _flags, "_cmp": _compare, "_xin": _extract_in,
+}
+
+
 class CodeGen:
     """Collects helper objects and turns matchers into Python expressions.
 
@@ -218,16 +224,14 @@ class CodeGen:
     only for non-string values, so the common case is one dict lookup plus one compare/search.
     """
 
-    def __init__(self, data_base: tuple[str, ...]) -> None:
-        self.ns: dict[str, Any] = {
-            "_M": MISSING, "_gs": go_string, "_lk": lookup, "_str": str,
-            "_flags": _flags, "_cmp": _compare, "_xin": _extract_in,
-        }
+    def __init__(self, data_base: tuple[str, ...], prefix: str = "_c") -> None:
+        self.ns: dict[str, Any] = dict(HELPERS)
         self.base = data_base
+        self.prefix = prefix  # unique per rule, so namespaces of many rules can be merged
         self._n = 0
 
     def const(self, value: Any) -> str:
-        key = f"_c{len(self.ns)}"
+        key = f"{self.prefix}{len(self.ns)}"
         self.ns[key] = value
         return key
 

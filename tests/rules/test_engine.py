@@ -98,7 +98,7 @@ def test_empty_condition_without_matches_matches_everything_but_with_matches_fai
 
 
 def test_stats_and_counters() -> None:
-    e = engine(rule("A", matches=("$a: Image ~= 'cmd'",), condition="$a"))
+    e = engine(rule("A", matches=("$a: Image ~= 'cmd'",), condition="$a"), timing_sample=1)
     e.match(event(Image="cmd.exe"))
     e.match(event(Image="calc.exe"))
     assert e.stats()["A"]["hits"] == 1 and e.stats()["A"]["time_ns"] > 0

@@ -59,9 +59,11 @@ def test_gene_rules_test_mode(path: Path, gene_rules_dir: Path) -> None:
     assert unmatched == []
 
 
+@pytest.mark.parametrize("mode", [{}, {"timing": False}, {"timing_sample": 1}],
+                         ids=["sampled-timing", "inlined-groups", "per-rule-loop"])
 def test_oracle_parity_without_containers(compiled_ruleset: rules.RuleSet,
-                                          oracle_records: list[dict]) -> None:
-    engine = rules.Engine(compiled_ruleset)
+                                          oracle_records: list[dict], mode: dict) -> None:
+    engine = rules.Engine(compiled_ruleset, **mode)
     events = [(r["corpus_path"], copy.deepcopy(r["event"])) for r in oracle_records]
     got = detections_of(engine, events)
     expected = oracle_expected("gene-detections-corpus.jsonl")
