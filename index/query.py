@@ -25,7 +25,7 @@ import tantivy
 
 from index.errors import IndexQueryError
 from index.fields import PROMOTED, kv_term, parse_hashes
-from index.schema import ANALYZER, to_micros
+from index.schema import ANALYZER, NO_KV, TEXT_FIELDS, to_micros
 from index.timewin import parse_datetime
 
 __all__ = ["FIELD_ALIASES", "QueryTranslator", "tokenize_text"]
@@ -68,6 +68,7 @@ FIELD_ALIASES: dict[str, tuple[str, str]] = {
 _TOKEN_RE = re.compile(r"[0-9A-Za-z\u00c0-\uffff]+")
 _FIELD_RE = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@-]*")
 _REGEX_META = set("\\.+*?()|[]{}^$#&-~")
+_WILD_TOKEN_RE = re.compile(r"[0-9a-z\u00c0-\uffff?]+")
 _SINGLE_TOKEN_WILDCARD = re.compile(r"\*[0-9A-Za-z\u00c0-\uffff?*]*\*")
 _MAX_QUERY = 8192
 _MAX_DEPTH = 32
@@ -254,9 +255,9 @@ class QueryTranslator:
     def _free(self, tok: _Tok) -> tantivy.Query:
         value = tok.text
         if tok.kind == "WORD" and ("*" in value or "?" in value):
-            return self._token_wildcard("all", value)
+            return _any([self._token_wildcard(f, value) for f in ("all", *TEXT_FIELDS)])
         words = tokenize_text(value)
-        clauses = [self._phrase("all", words)] if words else []
+        clauses = [self._phrase(f, words) for f in ("all", *TEXT_FIELDS)] if words else []
         for digests in parse_hashes(value.strip()).values():
             clauses += [Q.term_query(self._schema, "hash", d) for d in digests]
         if not clauses:
@@ -273,12 +274,14 @@ class QueryTranslator:
     def _data(self, name: str, value: str, wild: bool) -> tantivy.Query:
         promoted = PROMOTED.get(name)
         if wild:
-            if promoted is not None and _SINGLE_TOKEN_WILDCARD.fullmatch(value):
+            if promoted is not None and (
+                    name in NO_KV or _SINGLE_TOKEN_WILDCARD.fullmatch(value)):
                 # PERF(index): *tok* ≡ "some token contains tok": scan the token dictionary.
+                # Command lines have no kv token: their wildcards are token-level only.
                 return self._token_wildcard(promoted, value)
             return Q.regex_query(self._schema, "kv", _wildcard_regex(kv_term(name, value)))
         words = tokenize_text(value)
-        if not words:
+        if not words and name not in NO_KV:
             return Q.term_query(self._schema, "kv", kv_term(name, value))
         if promoted is not None:
             return self._phrase(promoted, words)
@@ -289,13 +292,31 @@ class QueryTranslator:
         return Q.regex_query(self._schema, "kv", pattern)
 
     def _token_wildcard(self, field: str, value: str) -> tantivy.Query:
-        parts = [p for p in re.split(r"[^0-9A-Za-z\u00c0-\uffff*?]+", value.lower()) if p]
-        parts = [p for p in parts if p.strip("*")] or parts
-        if not parts or all(set(p) <= {"*"} for p in parts):
+        """Token-level wildcard over an analyzed field.
+
+        Leading/trailing ``*`` extend the first/last token; with no inner ``*`` the tokens
+        must be adjacent (a regex phrase). An inner ``*`` is a gap of unknown length: the
+        token patterns are then only required together (a superset of the exact match).
+        """
+        low = value.lower()
+        lead, trail = low.startswith("*"), low.endswith("*")
+        segments = [seg for seg in low.strip("*").split("*")]
+        groups = [_WILD_TOKEN_RE.findall(seg) for seg in segments]
+        tokens: list[str] = []
+        for i, group in enumerate(groups):
+            for j, tok in enumerate(group):
+                starts = (i == 0 and lead) or (i > 0 and j == 0)
+                ends = (i == len(groups) - 1 and trail) or (i < len(groups) - 1 and j == len(group) - 1)
+                tokens.append(("*" if starts else "") + tok + ("*" if ends else ""))
+        if not tokens:
             return Q.all_query()
-        if len(parts) == 1:
-            return Q.regex_query(self._schema, field, _wildcard_regex(parts[0]))
-        return Q.regex_phrase_query(self._schema, field, [_wildcard_regex(p) for p in parts])
+        regexes = [_wildcard_regex(t) for t in tokens]
+        if len(regexes) == 1:
+            return Q.regex_query(self._schema, field, regexes[0])
+        if len(segments) > 1:
+            return Q.boolean_query([(Occur.Must, Q.regex_query(self._schema, field, r))
+                                    for r in regexes])
+        return Q.regex_phrase_query(self._schema, field, regexes)
 
     def _hash(self, name: str, value: str, wild: bool) -> tantivy.Query:
         if wild:

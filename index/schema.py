@@ -10,10 +10,12 @@ Field layout (all text lower-cased at ingestion so queries are case-insensitive)
 * ``event_id``, ``crit``, ``det``, ``retro`` (u64, fast).
 * promoted high-cardinality EventData fields (``image``, ``command_line``, …): the ``heron``
   analyzer (simple tokenizer + lower-case, *no* 40-character limit) with positions.
-* ``kv`` (raw): one ``name=value`` token per EventData/UserData field (lower-case). Exact
-  values, anchored wildcards and word matches on any other field are regexes over the
-  ``name=`` slice of this term dictionary (cost grows with that field's distinct values).
-* ``all`` (``heron`` analyzer, positions): every value, the target of free text.
+* ``kv`` (raw): one ``name=value`` token per EventData/UserData field (lower-case), except
+  command lines (:data:`NO_KV`). Exact values, anchored wildcards and word matches on any
+  other field are regexes over the ``name=`` slice of this term dictionary (cost grows with
+  that field's distinct values).
+* ``all`` (``heron`` analyzer, positions): every value that has no promoted field; free text
+  searches ``all`` and the promoted fields.
 
 PERF(index): an earlier layout also indexed every field in a tokenized JSON field; it
 doubled indexing time for little gain, so per-field words go through ``kv`` instead.
@@ -46,6 +48,7 @@ __all__ = [
     "ANALYZER",
     "BOOL_FIELDS",
     "DATE_FIELDS",
+    "NO_KV",
     "NUMERIC_FIELDS",
     "RAW_FIELDS",
     "SCHEMA_VERSION",
@@ -58,13 +61,16 @@ __all__ = [
     "to_micros",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ANALYZER = "heron"
 RAW_FIELDS = ("endpoint", "host", "channel", "computer", "sig", "hash", "ehash")
 NUMERIC_FIELDS = ("seq", "event_id", "crit")
 BOOL_FIELDS = ("det", "retro")
 DATE_FIELDS = ("ts", "rt")
 TEXT_FIELDS = tuple(PROMOTED.values())
+# PERF(index): command lines are long and unique; they get no kv token (wildcards on them are
+# token-level, see query.py).
+NO_KV = frozenset({"commandline", "parentcommandline"})
 _COLUMN_OF: dict[str, str] = {**PROMOTED, **COLUMNS_ONLY}
 _COLUMNS: tuple[str, ...] = tuple(_COLUMN_OF.values())
 
@@ -175,6 +181,7 @@ def project(
     }
     if hostname:
         doc["host"] = hostname.lower()
+    free: list[str] = [computer, channel, *sigs]
     for key, value in data.items():
         low = key.lower()
         column = _COLUMN_OF.get(low)
@@ -182,13 +189,16 @@ def project(
             columns[column] = value
             if low in PROMOTED:
                 doc[column] = value
+        if low not in PROMOTED:
+            free.append(value)
         if "hash" in low:
             for algo, found in parse_hashes(value).items():
                 digests.extend(found)
                 hashes.setdefault(algo, found[0])
-        kv.append(kv_term(low, value))
+        if low not in NO_KV:
+            kv.append(kv_term(low, value))
     doc["kv"] = kv
-    doc["all"] = [*data.values(), computer, channel, *sigs]
+    doc["all"] = free
     if sigs:
         doc["sig"] = [s.lower() for s in sigs]
     if digests:

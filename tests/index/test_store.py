@@ -90,6 +90,11 @@ def test_windows_paths_and_wildcards(make_store: MakeStore) -> None:
     assert store.search("Image:c:\\windows\\system32\\???.exe").total == 1
     assert store.search('CommandLine:"net user administrator"').total == 1
     assert store.search('CommandLine:"user net"').total == 0
+    # Command lines have token-level wildcards (no whole-value token).
+    assert store.search("CommandLine:*admin*").total == 1
+    assert store.search("CommandLine:net*domain").total == 1
+    assert store.search("CommandLine:net*nothere").total == 0
+    assert store.search("CommandLine:cmd.exe /c").total == 1
     assert store.search("TargetUserName:admin").total == 1  # word match on any EventData field
     assert store.search("TargetUserName:adm").total == 0
     assert store.search("TargetUserName:adm*").total == 0  # anchored on the whole value
