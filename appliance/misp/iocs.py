@@ -146,6 +146,7 @@ class IocPuller:
         self.last_full: float = doc.get("last_full", 0.0)
         self._filters: str = doc.get("filters", "")
         self.index = self._build_index()
+        self.ioc_count = len(self.iocs())
 
     @property
     def settings(self) -> MispSettings:
@@ -172,6 +173,10 @@ class IocPuller:
             for ioc in attribute_iocs(row, source=s.source_name, enabled=enabled):
                 out.append((ioc, _misp_value(row["type"], halves, ioc)))
         return out
+
+    @property
+    def attribute_count(self) -> int:
+        return len(self._attrs)
 
     def _build_index(self) -> IocIndex:
         return IocIndex(self._entries())
@@ -210,6 +215,7 @@ class IocPuller:
         self._save()
         self.index = self._build_index()
         iocs = self.iocs()
+        self.ioc_count = len(iocs)
         self.sink.replace_iocs(self.settings.source_name, iocs)
         result = PullResult(
             full=full,

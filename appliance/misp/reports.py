@@ -279,6 +279,11 @@ class ReportPusher:
 
     def push(self) -> PushResult:
         """Push every queued report; raises MispUnavailable (the rest stays queued)."""
+        if not self.client.ready():
+            # PERF(misp): building an object zips its files; don't do it just to fail fast.
+            raise MispUnavailable(
+                f"backing off (last error: {self.client.last_error})", operation="objects/add"
+            )
         pushed = already = rejected = 0
         self._days.clear()
         for item_id, item in self.queue.items():

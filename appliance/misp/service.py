@@ -283,13 +283,14 @@ class MispSync:
         jobs: list[Callable[[], Any]] = []
         if s.pull_enabled and now >= self._pull_next:
             jobs.append(self.pull_iocs)
-        if s.sightings_enabled and len(self.storage.sightings) and self.sightings.due():
-            jobs.append(self.flush_sightings)
         if s.reports_enabled and now >= self._scan_next:
             self._scan_next = now + SCAN_INTERVAL
             self.scan_artifacts()
-        if s.reports_enabled and len(self.storage.reports):
-            jobs.append(self.push_reports)
+        if self.client.ready():  # inside a back-off window, queued work waits
+            if s.sightings_enabled and len(self.storage.sightings) and self.sightings.due():
+                jobs.append(self.flush_sightings)
+            if s.reports_enabled and len(self.storage.reports):
+                jobs.append(self.push_reports)
         for job in jobs:
             try:
                 job()
@@ -335,8 +336,8 @@ class MispSync:
                 "next_run": self._pull_next or None,
                 "cursor": self.iocs.cursor,
                 "last_full": self.iocs.last_full or None,
-                "attributes": len(self.iocs._attrs),
-                "iocs": len(self.iocs.iocs()),
+                "attributes": self.iocs.attribute_count,
+                "iocs": self.iocs.ioc_count,
             },
             "sightings": {
                 **self._features["sightings"].to_dict(),

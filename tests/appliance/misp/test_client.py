@@ -173,3 +173,17 @@ def test_https_with_custom_ca(
         assert insecure.call("version", lambda api: api.misp_instance_version)["version"]
         for c in (good, unknown_ca, insecure):
             c.close()
+
+
+def test_connection_test_reports_missing_permissions(clock: Clock, tmp_path: Path) -> None:
+    from appliance.misp import MispStorage, MispSync
+
+    with FakeMisp(clock=clock, perm_sighting=False) as fake:
+        sync = MispSync(base_settings(fake), MispStorage.open(tmp_path), clock)
+        result = sync.test_connection()
+        assert result["ok"] is True and result["missing_permissions"] == ["perm_sighting"]
+        assert result["user"] == "heron@example.org"
+        bad = sync.test_connection({"url": "http://127.0.0.1:9"})
+        assert bad["ok"] is False and "connect" in bad["error"]
+        assert sync.test_connection({"api_key": "short"})["ok"] is False
+        sync.close()

@@ -238,3 +238,27 @@ def test_bad_key_keeps_reports_queued(
     assert sync.status()["reports"]["queued"] == 1
     clock.advance(11)
     assert sync.push_reports().pushed == 1
+
+
+def test_publish_option_publishes_the_day_event(
+    fake: FakeMisp, make_sync: MakeSync, tmp_path: Path
+) -> None:
+    sync = make_sync(report_publish=True, report_tags=["tlp:red"], report_distribution=1)
+    sync.on_report(EP, write_artifacts(tmp_path / "artifacts"))
+    sync.push_reports()
+    day_uuid = day_event_uuid(NS, dt.date(2026, 11, 28))
+    assert [r.path for r in fake.requests_to("/events/publish")] == [f"/events/publish/{day_uuid}"]
+    body = fake.requests_to("/events/add")[0].body
+    assert body["Tag"] == [{"name": "tlp:red"}] and body["distribution"] == "1"
+    with fake.lock:
+        (ev,) = fake.model.events.values()
+        assert ev.published and ev.publish_timestamp
+
+
+def test_disabled_reports_are_not_queued(
+    fake: FakeMisp, make_sync: MakeSync, tmp_path: Path
+) -> None:
+    sync = make_sync(reports_enabled=False)
+    assert not sync.on_report(EP, write_artifacts(tmp_path / "artifacts"))
+    sync.run_pending()
+    assert fake.requests_to("/objects/add") == [] and sync.status()["reports"]["queued"] == 0

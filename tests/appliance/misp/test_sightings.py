@@ -182,23 +182,49 @@ def test_disabled_sightings_queue_nothing(fake: FakeMisp, make_sync: MakeSync) -
 
 
 def test_opt_in_types_match_like_agents_and_sight_the_misp_value(
-        fake: FakeMisp, make_sync: MakeSync) -> None:
+    fake: FakeMisp, make_sync: MakeSync
+) -> None:
     key = "HKEY_LOCAL_MACHINE\\Software\\Microsoft\\Windows\\CurrentVersion\\Run"
     with fake.lock:
         ev = fake.model.create_event("persistence")
         fake.model.create_attribute(ev.id, "regkey", key)
-        fake.model.create_attribute(ev.id, "named pipe", "\\\\.\\pipe\\msse-1234-server",
-                                    to_ids=True)
+        fake.model.create_attribute(
+            ev.id, "named pipe", "\\\\.\\pipe\\msse-1234-server", to_ids=True
+        )
         fake.model.create_attribute(ev.id, "filename", "C:\\Users\\Public\\evil.dll")
         fake.model.publish(ev.id)
     sync = make_sync(ioc_types=["regkey", "named pipe", "filename"])
     assert sync.pull_iocs().total_iocs == 3
-    sync.on_events(EP, [
-        sysmon(TargetObject="HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run\\updater"),
-        sysmon(PipeName="\\MSSE-1234-server"),
-        sysmon(ImageLoaded="c:\\users\\public\\EVIL.dll")])
+    sync.on_events(
+        EP,
+        [
+            sysmon(TargetObject="HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run\\updater"),
+            sysmon(PipeName="\\MSSE-1234-server"),
+            sysmon(ImageLoaded="c:\\users\\public\\EVIL.dll"),
+        ],
+    )
     sync.flush_sightings()
     (req,) = fake.requests_to("/sightings/add")
-    assert req.body["values"] == sorted([key, "\\\\.\\pipe\\msse-1234-server",
-                                         "C:\\Users\\Public\\evil.dll"])
+    assert req.body["values"] == sorted(
+        [key, "\\\\.\\pipe\\msse-1234-server", "C:\\Users\\Public\\evil.dll"]
+    )
     assert len(sightings(fake)) == 3
+
+
+def test_queue_is_bounded_oldest_dropped(fake: FakeMisp, make_sync: MakeSync, clock: Clock) -> None:
+    seed_event(fake, [("sha256", SHA), ("domain", "evil.example"), ("ip-dst", "203.0.113.7")])
+    sync = make_sync(sighting_queue_max=2)
+    sync.pull_iocs()
+    fake.stop()
+    for data in (
+        {"Hashes": f"SHA256={SHA}"},
+        {"QueryName": "evil.example"},
+        {"DestinationIp": "203.0.113.7"},
+    ):
+        sync.on_events(EP, [sysmon(**data)])
+    status = sync.status()["sightings"]
+    assert status["queued_batches"] == 2 and status["dropped"] == 1
+    fake.start()
+    clock.advance(61)
+    sync.flush_sightings()
+    assert sorted(v for v, _ in sightings(fake)) == sorted(["evil.example", "203.0.113.7"])
