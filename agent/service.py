@@ -98,6 +98,7 @@ class Agent:
         self._services = service_lookup()
         self._canaries: list[Path] = []
         self._flushers: list[Callable[[], None]] = []
+        self._last_rates: tuple[float, dict[str, int]] = (time.monotonic(), {})
         self.guard = ResourceGuard(max_cpu_percent=config.limits.max_cpu_percent,
                                    max_rss_mb=config.limits.max_rss_mb,
                                    interval=config.limits.check_interval, trim=self._trim)
@@ -404,8 +405,20 @@ class Agent:
         self.tracker.trim(max(256, len(self.tracker) // 2))
         self.host.hasher.trim(self.host.hasher.cache_size // 4)
 
+    def set_endpoint(self, endpoint_uuid: str) -> None:
+        """Endpoint id written into new artifact manifests (set by the link at enrollment)."""
+        self.runner.endpoint = endpoint_uuid
+
     def status(self) -> dict[str, Any]:
         snap = self.counters.snapshot()
+        now = time.monotonic()
+        last_t, last = self._last_rates
+        span = now - last_t
+        for name, src in snap["sources"].items():
+            prev = last.get(name, 0)
+            src["rate"] = round((src["events"] - prev) / span, 1) if span > 0 and last else None
+        if span >= 1.0 or not last:
+            self._last_rates = (now, {n: s["events"] for n, s in snap["sources"].items()})
         snap.update({
             "state": self.state.value,
             "time": self.clock(),

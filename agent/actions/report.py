@@ -9,8 +9,10 @@
      "commands": [{"description", "name", "args", "expect-json", "stdout", "stderr", "error",
                    "timestamp", "timeout"}]}
 
-``brief`` is the same without running commands. Every command runs with its own timeout; a
-missing program or a timeout is recorded in ``error``, never raised.
+Modules and drivers come from Sysmon 7/6 on Windows; on Linux from the /proc/PID/maps of the
+reported processes and from /proc/modules. ``brief`` is the same without running commands.
+Every command runs with its own timeout; a missing program or a timeout is recorded in
+``error``, never raised.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -113,6 +116,43 @@ def connections(tracker: Tracker, host: Host | None = None) -> list[dict[str, An
     return out
 
 
+def linux_modules(pids: list[int], root: str = "/proc", limit: int = 4096) -> list[dict[str, Any]]:
+    """Shared objects mapped by ``pids`` (from /proc/PID/maps), as WHIDS ModuleInfo dicts."""
+    seen: dict[str, dict[str, Any]] = {}
+    for pid in pids:
+        try:
+            text = open(f"{root}/{pid}/maps", encoding="utf-8", errors="replace").read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].startswith("/") and (
+                    ".so" in parts[5] or "x" in parts[1]):
+                entry = seen.setdefault(parts[5], {"image": parts[5], "load-count": 0,
+                                                   "pids": []})
+                if pid not in entry["pids"]:
+                    entry["pids"].append(pid)
+                    entry["load-count"] += 1
+            if len(seen) >= limit:
+                return list(seen.values())
+    return list(seen.values())
+
+
+def linux_drivers(path: str = "/proc/modules") -> list[dict[str, Any]]:
+    """Loaded kernel modules (the Linux counterpart of Windows drivers)."""
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        cols = line.split()
+        if len(cols) >= 3:
+            out.append({"image": cols[0], "size": int(cols[1]), "instances": int(cols[2]),
+                        "state": cols[4] if len(cols) > 4 else ""})
+    return out
+
+
 def build_report(tracker: Tracker, *, host: Host | None = None,
                  reporting: ReportingConfig | None = None, guid: str = "",
                  commands: bool = True, runner: Runner = subprocess.run,
@@ -142,6 +182,12 @@ def build_report(tracker: Tracker, *, host: Host | None = None,
             files = [f for f in track.last_files if f]
             if files:
                 report["last_files"][g] = files
+    if sys.platform.startswith("linux"):
+        if not report["modules"]:
+            pids = [p["pid"] for p in report["tree"]] or [p["pid"] for p in report["processes"]]
+            report["modules"] = linux_modules(pids)
+        if not report["drivers"]:
+            report["drivers"] = linux_drivers()
     if commands and reporting is not None:
         report["commands"] = run_commands(reporting, runner=runner, clock=clock)
     report["stop-timestamp"] = rfc3339_nano(clock())

@@ -70,6 +70,7 @@ class ActionRunner:
         self.clock = clock
         self.on_done = on_done
         self.stats = RunnerStats()
+        self.endpoint = config.general.endpoint_uuid
         self._queue: queue.Queue[Job | None] = queue.Queue(config.actions.queue_size)
         self._threads: list[threading.Thread] = []
         self._idle = threading.Condition()
@@ -130,9 +131,8 @@ class ActionRunner:
 
     def run_job(self, job: Job) -> ArtifactDir:
         """Run one job synchronously (workers call this; tests may too)."""
-        gen = self.config.general
         art = ArtifactDir(self.root, process_guid=job.process_guid, event_hash=job.event_hash,
-                          endpoint=gen.endpoint_uuid, hostname=self.host.hostname,
+                          endpoint=self.endpoint, hostname=self.host.hostname,
                           rule=list(job.detection.get("Signature", [])), ts=self.clock())
         art.add_json("event.json", job.event, "event")
         ctx = ActionContext(event=job.event, detection=job.detection,

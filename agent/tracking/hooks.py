@@ -270,13 +270,32 @@ def service_lookup() -> Callable[[int], str]:
     """pid → comma-separated Windows service names (``"N/A"`` elsewhere)."""
     if sys.platform != "win32":
         return lambda pid: "N/A"
+    import time
+
     import psutil
 
+    cache: dict[int, list[str]] = {}
+    stamp = [0.0]
+
+    def refresh() -> None:
+        cache.clear()
+        for svc in psutil.win_service_iter():
+            try:
+                pid = svc.pid()
+                if pid:
+                    cache.setdefault(pid, []).append(svc.name())
+            except Exception:  # psutil raises assorted Windows errors per service
+                continue
+        stamp[0] = time.monotonic()
+
     def lookup(pid: int) -> str:
-        try:
-            names = [s.name() for s in psutil.win_service_iter() if s.pid() == pid]
-        except Exception:  # psutil raises assorted Windows errors per service
-            return UNKNOWN
-        return ",".join(names) or "N/A"
+        # PERF(agent): one service scan per 30 s, not one per event.
+        if time.monotonic() - stamp[0] > 30.0 or (pid not in cache and
+                                                   time.monotonic() - stamp[0] > 2.0):
+            try:
+                refresh()
+            except Exception:
+                return UNKNOWN
+        return ",".join(cache.get(pid, [])) or "N/A"
 
     return lookup
