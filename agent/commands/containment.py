@@ -83,13 +83,17 @@ def iptables_commands(ips: list[str], port: int) -> list[list[str]]:
 
 def _ranges_excluding(ip: str) -> str:
     addr = ipaddress.ip_address(ip)
-    lo, hi = (ipaddress.ip_address(0), ipaddress.ip_address(2**32 - 1)) if addr.version == 4 \
-        else (ipaddress.ip_address("::"), ipaddress.ip_address(2**128 - 1))
+    top = 2**32 - 1 if addr.version == 4 else 2**128 - 1
+    value = int(addr)
+
+    def text(n: int) -> str:
+        return str(ipaddress.ip_address(n) if addr.version == 4 else ipaddress.IPv6Address(n))
+
     parts = []
-    if addr > lo:
-        parts.append(f"{lo}-{addr - 1}")
-    if addr < hi:
-        parts.append(f"{addr + 1}-{hi}")
+    if value > 0:
+        parts.append(f"{text(0)}-{text(value - 1)}")
+    if value < top:
+        parts.append(f"{text(value + 1)}-{text(top)}")
     return ",".join(parts)
 
 

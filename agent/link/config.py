@@ -8,7 +8,7 @@ The manager address comes from enrollment (`identity.json`), not from here.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from rules import wire
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors agent.config
     if isinstance(default, list | tuple):
-        return field(default_factory=lambda d=default: tuple(d), metadata={"help": help})
+        default = tuple(default)  # immutable, so a plain default is safe
     return field(default=default, metadata={"help": help})
 
 
@@ -62,8 +62,6 @@ class LinkConfig:
             if key not in known:
                 raise ConfigError("unknown key", key=f"link.{key}", source=source)
             default = known[key].default
-            if default is MISSING:
-                default = known[key].default_factory()  # type: ignore[misc]
             if isinstance(default, tuple):
                 if not isinstance(value, list | tuple) or not all(isinstance(v, str)
                                                                    for v in value):

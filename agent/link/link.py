@@ -87,10 +87,11 @@ class Link:
             interval=config.command_interval, burst_interval=config.command_burst_interval,
             burst_window=config.command_burst_window, clock=clock, sleep=self._stop.wait)
         house = self._transport()
-        self.updater = Updater(house, self.state_dir / "updates", {
+        hooks_by_item: dict[str, Callable[[Any], object] | None] = {
             "rules": self.hooks.reload_rules, "iocs": self.hooks.set_iocs,
             "config": self._apply_config,
-            "sysmon": self.hooks.apply_sysmon or self._apply_sysmon})
+            "sysmon": self.hooks.apply_sysmon or self._apply_sysmon}
+        self.updater = Updater(house, self.state_dir / "updates", hooks_by_item)
         self.sysinfo = SysInfoReporter(house, self.state_dir / "sysinfo.sha256")
         self.uploader = None if self.hooks.artifacts_dir is None else Uploader(
             house, self.hooks.artifacts_dir, max_size=config.upload_max_size,

@@ -60,35 +60,40 @@ def _linux() -> dict[str, Any]:
     }
 
 
-def _windows() -> dict[str, Any]:  # pragma: no cover - Windows only
-    import winreg
+if sys.platform == "win32":  # pragma: no cover - Windows only
 
-    def reg(path: str, name: str) -> str:
-        try:
-            with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, path) as key:
-                return str(winreg.QueryValueEx(key, name)[0])
-        except OSError:
-            return ""
+    def _windows() -> dict[str, Any]:
+        import winreg
 
-    bios = r"HARDWARE\DESCRIPTION\System\BIOS"
-    nt = r"SOFTWARE\Microsoft\Windows NT\CurrentVersion"
-    return {
-        "system": {"manufacturer": reg(bios, "SystemManufacturer"),
-                   "name": reg(bios, "SystemProductName")},
-        "bios": {"version": reg(bios, "BIOSVersion"), "date": reg(bios, "BIOSReleaseDate")},
-        "os": {"name": "windows", "build": reg(nt, "CurrentBuild"),
-               "version": reg(nt, "DisplayVersion"), "product": reg(nt, "ProductName"),
-               "edition": reg(nt, "EditionID")},
-        "cpu": {"name": reg(r"HARDWARE\DESCRIPTION\System\CentralProcessor\0",
-                            "ProcessorNameString"), "count": psutil.cpu_count() or 0},
-    }
+        def reg(path: str, name: str) -> str:
+            try:
+                with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, path) as key:
+                    return str(winreg.QueryValueEx(key, name)[0])
+            except OSError:
+                return ""
+
+        bios = r"HARDWARE\DESCRIPTION\System\BIOS"
+        nt = r"SOFTWARE\Microsoft\Windows NT\CurrentVersion"
+        return {
+            "system": {"manufacturer": reg(bios, "SystemManufacturer"),
+                       "name": reg(bios, "SystemProductName")},
+            "bios": {"version": reg(bios, "BIOSVersion"), "date": reg(bios, "BIOSReleaseDate")},
+            "os": {"name": "windows", "build": reg(nt, "CurrentBuild"),
+                   "version": reg(nt, "DisplayVersion"), "product": reg(nt, "ProductName"),
+                   "edition": reg(nt, "EditionID")},
+            "cpu": {"name": reg(r"HARDWARE\DESCRIPTION\System\CentralProcessor\0",
+                                "ProcessorNameString"), "count": psutil.cpu_count() or 0},
+        }
 
 
 def collect(hostname: str = "") -> dict[str, Any]:
     """Gather the system-information document."""
     error = ""
     try:
-        info = _windows() if sys.platform == "win32" else _linux()
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            info = _windows()
+        else:
+            info = _linux()
     except Exception as ex:  # noqa: BLE001 - report what failed instead of nothing
         info, error = {}, f"{type(ex).__name__}: {ex}"
     product = " ".join(str(v) for v in info.get("system", {}).values()).lower()

@@ -108,10 +108,12 @@ def _parse_hash(body: bytes) -> str:
 class Updater:
     """Polls and applies updates; `check()` runs one round over every item with a hook."""
 
-    def __init__(self, transport: Transport, state_dir: Path, hooks: dict[str, Apply]) -> None:
+    def __init__(self, transport: Transport, state_dir: Path,
+                 hooks: dict[str, Apply | None]) -> None:
         self.transport = transport
         self.state_dir = Path(state_dir)
-        self.hooks = {k: v for k, v in hooks.items() if v is not None and k in ITEMS}
+        self.hooks: dict[str, Apply] = {k: v for k, v in hooks.items()
+                                         if v is not None and k in ITEMS}
         self._status: dict[str, ItemStatus] = {}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for name in self.hooks:
