@@ -305,8 +305,6 @@ class Agent:
             self._done(len(batch))
             if self.guard.throttle:
                 time.sleep(0.05)
-            if self.counters.processed % 4096 < len(batch):
-                self.tracker.free_expired()
 
     # --- one event --------------------------------------------------------------------------
 
@@ -338,7 +336,8 @@ class Agent:
             return False
         ctx = HookContext(self.tracker, self.host.hasher if live else None, self._services,
                           self.clock())
-        run_hooks(ctx, event, enrich=live and self.config.tracking.enrich)
+        with self.tracker.lock:  # readers (reports, commands) iterate tracks on other threads
+            run_hooks(ctx, event, enrich=live and self.config.tracking.enrich)
         raw_data = ev.get("EventData")
         data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
         if live and eid == 1 and self.tracker.blacklist and \
@@ -449,6 +448,7 @@ class Agent:
 
     def _status_loop(self) -> None:
         while not self._stop.wait(2.0):
+            self.tracker.free_expired()  # also on idle hosts, not only every 4096 events
             self._write_status()
 
 

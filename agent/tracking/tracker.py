@@ -273,6 +273,10 @@ class Tracker:
 
     def add_score(self, guid: str, signatures: list[str], criticality: int) -> None:
         """Post-hook (WHIDS hookUpdateGeneScore): add a detection to the process threat score."""
+        with self.lock:
+            self._add_score(guid, signatures, criticality)
+
+    def _add_score(self, guid: str, signatures: list[str], criticality: int) -> None:
         track = self.get(guid)
         if track is None:
             return
