@@ -1,0 +1,121 @@
+"""Config loading (unknown keys are errors, documented defaults) and the PKI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from appliance.config import SECTIONS, Config, load_config, parse_listen, render_toml
+from appliance.errors import ConfigError, PkiError, ValidationError
+from appliance.pki import Pki, peer_identity
+
+from .conftest import make_csr
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "manager.md"
+
+
+def test_defaults_round_trip_through_rendered_toml(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(render_toml())
+    assert load_config(path) == Config()
+    assert load_config(tmp_path / "missing.toml") == Config()
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("[admin]\nlisten = '127.0.0.1:1'\nlisen = 'x'\n", "unknown key 'lisen'"),
+        ("[nope]\n", r"unknown section \[nope\]"),
+        ("[streams]\nmax_clients = 'many'\n", "max_clients must be a non-negative integer"),
+        ("[streams]\nmax_clients = -1\n", "non-negative"),
+        ("[logging]\njson = 1\n", "json must be a boolean"),
+        ("[tls]\nserver_names = 'host'\n", "list of strings"),
+        ("[admin]\nlisten = 'nohost'\n", "HOST:PORT"),
+        ("admin = 3\n", "must be a table"),
+        ("[admin\n", "config.toml"),
+    ],
+)
+def test_bad_config_is_an_error_naming_the_place(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
+def test_every_config_key_is_documented() -> None:
+    text = DOCS.read_text()
+    rendered = tomllib.loads(render_toml())
+    for name, cls in SECTIONS.items():
+        assert f"[{name}]" in text
+        for spec in fields(cls):
+            assert spec.name in rendered[name]
+            assert f"{spec.name} = " in text, f"[{name}] {spec.name} missing from docs/manager.md"
+            assert spec.metadata["help"]
+
+
+def test_listen_parsing_and_overrides() -> None:
+    assert parse_listen("[::1]:1519") == ("::1", 1519)
+    assert parse_listen(":1519") == ("0.0.0.0", 1519)
+    cfg = Config().with_listen(admin="127.0.0.1:0", endpoint="10.0.0.1:9")
+    assert cfg.admin.listen == "127.0.0.1:0" and cfg.endpoint_url() == "https://localhost:9"
+    with pytest.raises(ConfigError):
+        Config().with_listen(admin="x:99999")
+
+
+def test_ca_and_server_certificate(tmp_path: Path) -> None:
+    pki = Pki.create(tmp_path / "pki", server_names=["manager.example", "10.1.2.3"])
+    assert oct((tmp_path / "pki" / "ca.key").stat().st_mode & 0o777) == "0o600"
+    server = x509.load_pem_x509_certificate((tmp_path / "pki" / "server.pem").read_bytes())
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["manager.example"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.1.2.3")]
+    assert server.issuer == pki.ca_cert.subject
+    with pytest.raises(PkiError, match="already exists"):
+        Pki.create(tmp_path / "pki", server_names=["x"])
+    with pytest.raises(PkiError, match="cannot load CA"):
+        Pki(tmp_path / "empty")
+
+
+def test_client_certificate_from_csr(tmp_path: Path) -> None:
+    clock = lambda: 1_800_000_000.0  # noqa: E731
+    pki = Pki.create(tmp_path / "pki", server_names=["localhost"], clock=clock)
+    csr, _ = make_csr("evil-cn")
+    issued = pki.sign_csr(csr, uuid="11111111-2222-4333-8444-555555555555", days=30)
+    cert = x509.load_pem_x509_certificate(issued.pem.encode())
+    assert issued.cn == "11111111-2222-4333-8444-555555555555"
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert cert.not_valid_after_utc == dt.datetime.fromtimestamp(clock(), dt.UTC) + dt.timedelta(
+        days=30
+    )
+    from cryptography.hazmat.primitives import serialization
+
+    ident = peer_identity(cert.public_bytes(serialization.Encoding.DER))
+    assert (ident.cn, ident.serial, ident.sha256) == (issued.cn, issued.serial, issued.sha256)
+    with pytest.raises(ValidationError):
+        pki.sign_csr("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n", uuid="u", days=1)
+
+
+def test_renewal_window(env) -> None:  # noqa: ANN001 - fixture
+    agent = env.enroll()
+    csr, _ = make_csr()
+    res = env.e("POST", "/renew", agent, json={"csr_pem": csr})
+    assert res.status_code == 403 and "renewal opens" in res.json["error"]
+    env.ctx.clock.now += 340 * 86400  # within renew_before_days of the 365-day validity
+    res = env.e("POST", "/renew", agent, json={"csr_pem": csr})
+    assert res.status_code == 200, res.text
+    assert res.json["uuid"] == agent.uuid
+    renewed = env.connect(res.json["certificate_pem"])
+    env.ctx.clock.now += 60 * 86400  # old certificate expired, new one still valid
+    from .conftest import Agent
+
+    assert env.e("GET", "/key", agent).status_code == 403
+    new = Agent(agent.uuid, res.json["certificate_pem"], "", renewed)
+    assert env.e("GET", "/key", new).text == agent.uuid

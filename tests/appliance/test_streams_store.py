@@ -1,0 +1,168 @@
+"""SSE hub (filters, caps, slow consumers), fleet store (writer thread, errors), metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from appliance.errors import ClosedError, Conflict, StoreError, Unavailable
+from appliance.services.streams import StreamFilter, StreamHub
+from appliance.store import Role, Store, User
+
+from .conftest import Env, event
+
+
+def _det(uuid: str, sig: str, crit: int, eid: int = 1) -> dict:
+    ev = event(0, signature=sig, crit=crit, eid=eid)
+    ev["Event"]["EdrData"] = {"Endpoint": {"UUID": uuid}}
+    return ev
+
+
+def test_filters() -> None:
+    ev = _det("u1", "Mimikatz", 8, eid=10)
+    assert StreamFilter(detections_only=True).matches(ev)
+    assert not StreamFilter(detections_only=True).matches(event(1))
+    assert StreamFilter(endpoint="u1", event_id=10, min_criticality=8).matches(ev)
+    assert not StreamFilter(endpoint="u2").matches(ev)
+    assert not StreamFilter(min_criticality=9).matches(ev)
+    assert StreamFilter(signature="Mimikatz").matches(ev)
+    assert not StreamFilter(signature="Other").matches(ev)
+    assert not StreamFilter(channel="Security").matches(ev)
+    ev["Event"]["System"]["EventID"] = {"Value": 10, "Qualifiers": 0}
+    assert StreamFilter(event_id=10).matches(ev)
+
+
+def test_cap_and_unsubscribe() -> None:
+    hub = StreamHub(max_clients=2)
+    a = hub.subscribe(StreamFilter())
+    hub.subscribe(StreamFilter())
+    with pytest.raises(Unavailable):
+        hub.subscribe(StreamFilter())
+    hub.unsubscribe(a)
+    hub.subscribe(StreamFilter())
+    assert hub.clients == 2
+
+
+def test_slow_consumer_never_blocks_publish_and_drops_oldest() -> None:
+    hub = StreamHub(queue=10)
+    sub = hub.subscribe(StreamFilter())
+    started = time.perf_counter()
+    for i in range(1000):
+        hub.publish([event(i)])
+    assert time.perf_counter() - started < 2.0
+    assert len(sub.queue) == 10 and sub.dropped == 990
+    body = hub.sse(sub, max_events=10)
+    assert next(body) == b": heron stream\n\n"
+    frames = list(body)
+    assert len(frames) == 10 and b"cmd999.exe" in frames[-1]
+    assert frames[0].startswith(b"id: 991\ndata: ")
+    assert hub.clients == 0  # the generator unsubscribed when it ended
+
+
+def test_heartbeat_when_idle() -> None:
+    waits = []
+
+    def fake_wait(ev: threading.Event, timeout: float) -> bool:
+        waits.append(timeout)
+        return False
+
+    hub = StreamHub(heartbeat=15.0, wait=fake_wait)
+    sub = hub.subscribe(StreamFilter())
+    body = hub.sse(sub)
+    next(body)
+    assert next(body) == b": hb\n\n" and waits == [15.0]
+    body.close()
+    assert hub.clients == 0
+
+
+def test_stream_route_over_admin_api(env: Env) -> None:
+    agent = env.enroll()
+    env.ctx.config  # noqa: B018
+    res_holder = {}
+
+    def consume() -> None:
+        res_holder["res"] = env.a(
+            "GET", f"/stream/detections?endpoint={agent.uuid}&min_criticality=5&limit=1"
+        )
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    deadline = time.time() + 5
+    while env.ctx.hub.clients == 0 and time.time() < deadline:
+        time.sleep(0.01)
+    env.post_logs(
+        agent, [event(1), event(2, signature="Low", crit=2), event(3, signature="High", crit=9)]
+    )
+    thread.join(5)
+    res = res_holder["res"]
+    assert res.status_code == 200 and res.headers["content-type"] == "text/event-stream"
+    frames = [ln for ln in res.text.split("\n") if ln.startswith("data: ")]
+    assert len(frames) == 1 and '"High"' in frames[0]
+    assert env.a("GET", "/stream/events?event_id=abc").status_code == 400
+
+
+def test_stream_cap_is_503(env: Env) -> None:
+    for _ in range(env.ctx.hub.max_clients):
+        env.ctx.hub.subscribe(StreamFilter())
+    assert env.a("GET", "/stream/events").status_code == 503
+
+
+def test_event_listeners_receive_durable_batches(env: Env) -> None:
+    seen = []
+    env.ctx.event_listeners.append(lambda ep, evs: seen.append((ep.uuid, len(evs), evs[0])))
+
+    def broken(ep, evs) -> None:  # noqa: ANN001
+        raise RuntimeError("plugin bug")
+
+    env.ctx.event_listeners.insert(0, broken)
+    agent = env.enroll()
+    env.post_logs(agent, [event(1), event(2)], batch_id="l1")
+    env.post_logs(agent, [event(1), event(2)], batch_id="l1")  # duplicate: not re-delivered
+    env.ctx.ingest.dispatcher.join()
+    assert [(u, n) for u, n, _ in seen] == [(agent.uuid, 2)]
+    assert seen[0][2]["Event"]["EdrData"]["Endpoint"]["UUID"] == agent.uuid
+
+
+def test_store_writer_batches_and_isolates_failures() -> None:
+    with Store() as store:
+        store.users.add(User("u1", "alice", Role.ADMIN), "h1")
+        futures = [
+            store.db.submit(
+                lambda cur, i=i: cur.execute("INSERT INTO settings VALUES (?, '1', 0)", [f"k{i}"])
+            )
+            for i in range(50)
+        ]
+        bad = store.db.submit(lambda cur: cur.execute("INSERT INTO nope VALUES (1)"))
+        for f in futures:
+            f.result()
+        with pytest.raises(StoreError, match="nope"):
+            bad.result()
+        assert len(store.settings.all()) == 50
+        with pytest.raises(Conflict):
+            store.users.add(User("u2", "alice", Role.ADMIN), "h2")
+    with pytest.raises(ClosedError):
+        store.users.list()
+    store.close()  # idempotent
+
+
+def test_every_duckdb_error_becomes_store_error() -> None:
+    import duckdb
+
+    with Store() as store:
+        for sql in ("SELEC 1", "SELECT * FROM missing", "SELECT 1/'x'"):
+            with pytest.raises(StoreError):
+                store.db.query(sql)
+        assert issubclass(StoreError, Exception) and not issubclass(StoreError, duckdb.Error)
+
+
+def test_metrics_exposition(env: Env) -> None:
+    agent = env.enroll()
+    env.post_logs(agent, [event(i) for i in range(7)])
+    text = env.a("GET", "/metrics").text
+    assert "# TYPE heron_events_received_total counter" in text
+    assert "heron_events_received_total 7" in text
+    assert "heron_endpoints_online 1" in text or "heron_endpoints_online" in text
+    assert env.a("GET", "/metrics", key=env.analyst_key).status_code == 200
+    assert env.admin.simulate_get("/metrics").status_code == 401
