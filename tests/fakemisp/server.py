@@ -357,6 +357,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 403, _auth_failed(path), {}
         if "application/json" not in (self.headers.get("Accept") or ""):
             return 406, {"name": "Not Acceptable", "message": "Not Acceptable", "url": path}, {}
+        if body is not None and "application/json" not in (self.headers.get("Content-Type") or ""):
+            fake.model.violations.append(f"{method} {path}: body sent without a JSON content type")
         if method == "POST" and not isinstance(body, dict | list | type(None)):
             return (
                 400,
@@ -379,6 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [p for p in path.split("/") if p]
         if method == "GET" and path == "/servers/getVersion":
             return 200, _version_body(), {}
+        if method == "GET" and path == "/servers/getPyMISPVersion.json":
+            return 200, {"version": "2.5.1"}, {}
         if method == "GET" and path == "/users/view/me":
             role = {
                 "id": "3",

@@ -105,11 +105,13 @@ def test_incremental_sees_new_removed_deleted_and_late_published(
         m.create_attribute(late.id, "sha1", "c" * 40)
         clock.advance(7200 + 10)
         m.publish(late.id)
+    cursor = sync.iocs.cursor
     result = sync.pull_iocs()
     assert not result.full
     assert values(sync) == {("sha256", SHA), ("hostname", "new.evil.example"), ("sha1", "c" * 40)}
     q1, q2 = (r.body for r in fake.requests_to("/attributes/restSearch")[-2:])
-    assert "timestamp" in q1 and "publish_timestamp" in q2
+    assert isinstance(q1["timestamp"], int) and isinstance(q2["publish_timestamp"], int)
+    assert q1["timestamp"] == q2["publish_timestamp"] == cursor - 300
     for q in (q1, q2):
         assert q["deleted"] == [0, 1] and "to_ids" not in q
     assert new.uuid in {i.uuid for i in sync.sink.by_source["misp"]}
@@ -158,10 +160,16 @@ def test_rate_limited_pull_backs_off_until_reset(
 
 def test_changed_filters_force_a_full_sync(fake: FakeMisp, make_sync: MakeSync) -> None:
     seed_event(fake, [("sha256", SHA), ("domain", "evil.example")], tags=["tlp:white"])
+    seed_event(fake, [("md5", MD5)], tags=["tlp:red"])
     sync = make_sync()
     sync.pull_iocs()
-    sync.update_settings({"ioc_types": ["sha256"], "tags": ["!tlp:red"]})
+    assert len(values(sync)) == 3
+    sync.update_settings({"ioc_types": ["sha256", "md5", "domain"], "tags": ["!tlp:red"]})
     assert sync.iocs.full_due()
     sync.pull_iocs()
-    assert values(sync) == {("sha256", SHA)}
+    assert values(sync) == {("sha256", SHA), ("domain", "evil.example")}
     assert fake.requests_to("/attributes/restSearch")[-1].body["tags"] == ["!tlp:red"]
+    sync.update_settings({"categories": ["Network activity"], "tags": []})
+    sync.pull_iocs()
+    assert values(sync) == {("domain", "evil.example")}
+    assert fake.requests_to("/attributes/restSearch")[-1].body["category"] == ["Network activity"]

@@ -150,3 +150,49 @@ def test_worker_lifecycle_and_idempotent_attach(configured: Any, fake: FakeMisp)
     stop_misp(ctx)
     assert fake.requests_to("/attributes/restSearch")
     assert "misp" not in ctx.extra
+
+
+def test_ioc_table_follows_misp_and_keeps_other_sources(
+    configured: Any, fake: FakeMisp, clock: Clock
+) -> None:
+    env = configured
+    manual = env.a("POST", "/iocs", json=[{"type": "md5", "value": "f" * 32, "source": "analyst"}])
+    assert manual.status_code == 200, manual.text
+    seed_event(fake, [("sha256", SHA), ("domain", "evil.example")])
+    env.a("POST", "/misp/sync", json={})
+    table = env.ctx.store.iocs
+    assert {(i.value, i.source) for i in table.list()} == {
+        ("f" * 32, "analyst"),
+        (SHA, "misp"),
+        ("evil.example", "misp"),
+    }
+    clock.advance(600)
+    with fake.lock:
+        attr = next(a for a in fake.model.attributes.values() if a.value == "evil.example")
+        fake.model.update_attribute(attr.uuid, to_ids=False)
+        fake.model.publish(attr.event_id)
+    env.a("POST", "/misp/sync", json={})
+    assert {(i.value, i.source) for i in table.list()} == {("f" * 32, "analyst"), (SHA, "misp")}
+
+
+def test_manager_works_while_misp_is_down(configured: Any, fake: FakeMisp) -> None:
+    env = configured
+    fake.stop()
+    agent = env.enroll("WIN-HOST02")
+    event = {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "EventID": 1,
+                "Computer": "WIN-HOST02",
+                "TimeCreated": {"SystemTime": "2026-11-28T08:00:00Z"},
+            },
+            "EventData": {"Image": "C:\\x.exe"},
+        }
+    }
+    assert env.post_logs(agent, [event]).status_code == 200
+    env.ctx.ingest.dispatcher.join()
+    status = env.a("POST", "/misp/sync", json={}).json["data"]
+    assert status["connected"] is False and status["pull"]["last_error"]
+    assert env.a("GET", "/misp/status").status_code == 200
+    fake.start()

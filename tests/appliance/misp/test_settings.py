@@ -101,3 +101,33 @@ def test_config_overrides_are_the_non_default_keys() -> None:
     assert config_overrides(section) == {"url": "https://m.example", "pull_interval": 60.0}
     assert config_overrides({"enabled": True}) == {"enabled": True}
     assert config_overrides(None) == {}
+
+
+def test_public_names_are_pinned() -> None:
+    import appliance.misp as misp
+
+    assert misp.__all__ == sorted(misp.__all__, key=lambda n: (not n.isupper(), n))
+    assert set(misp.__all__) == {
+        "SETTINGS",
+        "FlushResult",
+        "IocSink",
+        "MemoryIocSink",
+        "MispError",
+        "MispRateLimited",
+        "MispRejected",
+        "MispServerError",
+        "MispSettings",
+        "MispSettingsError",
+        "MispStorage",
+        "MispSync",
+        "MispUnavailable",
+        "MispWorker",
+        "PullResult",
+        "PushResult",
+        "SettingsStore",
+        "day_event_uuid",
+    }
+    for name in misp.__all__:
+        assert getattr(misp, name) is not None
+    with pytest.raises(AttributeError):
+        misp.nothing_here  # noqa: B018
