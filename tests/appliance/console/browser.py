@@ -88,9 +88,16 @@ class Browser:
     # --- helpers --------------------------------------------------------------------------------
 
     def wait(self, condition: Callable[[Any], Any], timeout: float = 10.0) -> Any:
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(condition)
+        ignored = (NoSuchElementException, StaleElementReferenceException)  # pages re-render
+        return WebDriverWait(
+            self.driver, timeout, poll_frequency=0.1, ignored_exceptions=ignored
+        ).until(condition)
 
     def css(self, selector: str) -> Any:
         from selenium.webdriver.common.by import By

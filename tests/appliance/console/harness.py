@@ -74,6 +74,16 @@ class Manager:
             },
         )
 
+    def post_system_info(self, info: dict[str, Any]) -> requests.Response:
+        """POST /info/system over mutual TLS, as the agent does when its system changes."""
+        return requests.post(
+            self.endpoint_url + wire.ROUTE_SYSTEM_INFO,
+            json=info,
+            cert=self.client_cert,
+            verify=self.ca_path,
+            timeout=10,
+        )
+
     def upload_artifact(
         self, guid: str, event_hash: str, name: str, data: bytes
     ) -> requests.Response:

@@ -159,10 +159,27 @@ def test_search_with_query_language(browser: Browser, manager: Manager, clean_co
     browser.wait(lambda d: "1 event(s) shown" in browser.css("main p[aria-live]").text)
 
 
+SYSTEM_INFO = {
+    "edr": {"version": "0.1.0"},
+    "os": {
+        "name": "windows",
+        "build": "22631",
+        "version": "23H2",
+        "product": "Windows 11 Enterprise",
+        "edition": "Enterprise",
+    },
+    "system": {"manufacturer": "LENOVO", "name": "ThinkPad T14", "virtual": False},
+    "cpu": {"name": "Intel(R) Core(TM) i7-1185G7", "count": 8},
+    "network": {"hostname": "WS-FINANCE-07", "addresses": ["10.20.0.17"]},
+}
+
+
 def test_run_a_command(browser: Browser, manager: Manager, clean_console) -> None:
+    assert manager.post_system_info(SYSTEM_INFO).status_code == 200
     browser.go("#/endpoints")
     row = browser.wait_css("main tbody tr")
     assert manager.hostname in row.text and "finance" in row.text
+    browser.wait_text("main tbody tr", "Windows 11 Enterprise, build 22631")
     browser.css(f"button[aria-label='Run a command on {manager.hostname}']").click()
     line = browser.wait_css("dialog[open] input[name=command-line]")
     assert browser.active() == line
@@ -178,6 +195,8 @@ def test_run_a_command(browser: Browser, manager: Manager, clean_console) -> Non
     cmds_box = browser.wait_text("#ep-cmds + div", "ls C:\\Users\\alice")
     assert "queued" in cmds_box.text
     assert RULE_NAME in browser.css("section[aria-labelledby=ep-dets]").text
+    facts = browser.css("section[aria-labelledby=ep-facts]").text
+    assert "LENOVO ThinkPad T14" in facts and "0.1.0" in facts
     browser.screenshot("06-endpoint-detail")
 
 

@@ -10,12 +10,27 @@ export function isOnline(ep) {
   return Boolean(seen && Date.now() - seen.getTime() < ONLINE_WINDOW_MS);
 }
 
+/** Operating system line from the agent's system information (`os.product` or name + version). */
 export function endpointOs(ep) {
   const info = ep["system-info"] || {};
-  const sys = info.system || info.System || info;
-  const os = sys.os || sys.OS || info.os || {};
+  const os = info.os || info.OS || {};
   if (typeof os === "string") return os;
-  return [os.name || os.Name, os.version || os.Version].filter(Boolean).join(" ");
+  const main = os.product || [os.name, os.version].filter(Boolean).join(" ");
+  return [main, os.build ? `build ${os.build}` : ""].filter(Boolean).join(", ");
+}
+
+/** Hardware and agent facts from the system information, as [label, value] pairs. */
+export function systemFacts(ep) {
+  const info = ep["system-info"] || {};
+  const sys = info.system || {};
+  const facts = [];
+  const hw = [sys.manufacturer, sys.name].filter(Boolean).join(" ");
+  if (hw) facts.push(["Hardware", `${hw}${sys.virtual ? " (virtual machine)" : ""}`]);
+  if (info.cpu && info.cpu.name) facts.push(["CPU", `${info.cpu.name} × ${info.cpu.count || "?"}`]);
+  if (info.edr && info.edr.version) facts.push(["Agent", info.edr.version]);
+  const net = info.network || {};
+  if (net.addresses && net.addresses.length) facts.push(["Addresses", net.addresses.join(", ")]);
+  return facts;
 }
 
 export async function listEndpoints(query = {}) {

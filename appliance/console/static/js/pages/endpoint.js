@@ -2,7 +2,7 @@
 
 import { actionButtons } from "../actions.js";
 import { apiUrl, get, post } from "../api.js";
-import { endpointOs } from "../data.js";
+import { endpointOs, systemFacts } from "../data.js";
 import { errorBox, field, fmtAgo, fmtTime, h, modal, replace, saveBlob, table, toast } from "../dom.js";
 import { detectionColumns, eventChannel, eventDetail, eventId, eventSubject, eventTime, signatures } from "../events.js";
 
@@ -135,6 +135,7 @@ export async function render(root, ctx) {
         h("dt", {}, "Status"), h("dd", {}, ep.status || "—"),
         h("dt", {}, "IP"), h("dd", { class: "mono" }, ep.ip || "—"),
         h("dt", {}, "System"), h("dd", {}, endpointOs(ep) || "—"),
+        systemFacts(ep).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
         h("dt", {}, "Last seen"), h("dd", {}, `${fmtAgo(ep["last-connection"])} (${fmtTime(ep["last-connection"])})`),
         h("dt", {}, "Last detection"), h("dd", {}, fmtTime(ep["last-detection"])),
         h("dt", {}, "Score"), h("dd", {}, Number(ep.score ?? report.score ?? 0).toFixed(1)),
