@@ -257,6 +257,10 @@ class ReportPusher:
         self.pushed_total = 0
         self.rejected_total = 0
 
+    def pushed(self, report_id: str) -> bool:
+        """Whether the report with this id is known to be in MISP."""
+        return report_id in self._ledger
+
     def enqueue(self, endpoint_uuid: str, hostname: str, ip: str, artifact_dir: Path) -> bool:
         """Queue one report unless it was already pushed; returns whether it was queued."""
         manifest_path = Path(artifact_dir) / ARTIFACT_MANIFEST

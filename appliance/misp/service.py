@@ -265,7 +265,9 @@ class MispSync:
         count = 0
         for manifest in sorted(self.artifacts_root.glob(f"*/*/*/{ARTIFACT_MANIFEST}")):
             directory = manifest.parent
-            if str(directory) in queued or not _complete(directory):
+            if self.reports.pushed(directory.name) or str(directory) in queued:
+                continue  # PERF(misp): the directory name is the event hash, i.e. the report id
+            if not _complete(directory):
                 continue
             endpoint: Any = {"uuid": directory.parent.parent.name}
             if self.endpoint_lookup is not None:
