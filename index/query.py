@@ -21,11 +21,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
 import tantivy
 
 from index.errors import IndexQueryError
 from index.fields import PROMOTED, kv_term, parse_hashes
-from index.schema import ANALYZER, NO_KV, TEXT_FIELDS, to_micros
+from index.schema import NO_KV, TEXT_FIELDS, to_micros
 from index.timewin import parse_datetime
 
 __all__ = ["FIELD_ALIASES", "QueryTranslator", "tokenize_text"]
@@ -306,7 +307,8 @@ class QueryTranslator:
         for i, group in enumerate(groups):
             for j, tok in enumerate(group):
                 starts = (i == 0 and lead) or (i > 0 and j == 0)
-                ends = (i == len(groups) - 1 and trail) or (i < len(groups) - 1 and j == len(group) - 1)
+                last_group = i == len(groups) - 1
+                ends = (last_group and trail) or (not last_group and j == len(group) - 1)
                 tokens.append(("*" if starts else "") + tok + ("*" if ends else ""))
         if not tokens:
             return Q.all_query()

@@ -49,7 +49,8 @@ def test_find_by_sha256_from_hashes(corpus_store: EventStore, corpus: Corpus) ->
 
 def test_find_by_command_line_phrase(corpus_store: EventStore, corpus: Corpus) -> None:
     pattern = re.compile(r"(?<![0-9a-z])net[^0-9a-z]+user(?![0-9a-z])")
-    expected = [e for _, e in corpus if pattern.search(str(_data(e).get("CommandLine", "")).lower())]
+    expected = [e for _, e in corpus
+                if pattern.search(str(_data(e).get("CommandLine", "")).lower())]
     assert expected
     page = corpus_store.search('CommandLine:"net user"', limit=1000)
     assert page.total == len(expected)

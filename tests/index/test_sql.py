@@ -8,7 +8,8 @@ from index import EventStore, IndexQueryError, SqlError
 
 
 def test_select_returns_columns_and_rows(corpus_store: EventStore) -> None:
-    result = corpus_store.sql("SELECT channel, count(*) AS n FROM events GROUP BY 1 ORDER BY n DESC")
+    result = corpus_store.sql(
+        "SELECT channel, count(*) AS n FROM events GROUP BY 1 ORDER BY n DESC")
     assert result.columns == ["channel", "n"]
     assert result.rows[0][1] >= result.rows[-1][1]
     assert not result.truncated

@@ -76,7 +76,8 @@ def test_hashes_are_exact_raw_tokens(make_store: MakeStore) -> None:
 def test_windows_paths_and_wildcards(make_store: MakeStore) -> None:
     store = make_store()
     store.append([
-        sysmon("C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe", "powershell -enc AAA"),
+        sysmon("C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+               "powershell -enc AAA"),
         sysmon("C:\\Windows\\System32\\cmd.exe", "cmd.exe /c \"net user administrator /domain\""),
         sysmon("C:\\Users\\bob\\Downloads\\cmd.exe", "x", extra={"TargetUserName": "Bob Admin"}),
     ], endpoint=EP)

@@ -39,8 +39,8 @@ def test_no_parameters_means_last_hour() -> None:
 
 
 def test_last_wins() -> None:
-    window = parse_time_window(last="2d", since="2020-01-01T00:00:00Z", pivot="2021-01-01T00:00:00Z",
-                               clock=clock)
+    window = parse_time_window(last="2d", since="2020-01-01T00:00:00Z",
+                               pivot="2021-01-01T00:00:00Z", clock=clock)
     assert window == (NOW - timedelta(days=2), NOW)
 
 
