@@ -73,7 +73,7 @@ def _event_id(ev: dict[str, Any]) -> int:
 class Agent:
     """The running agent: sources → tracking → engine → actions → sinks."""
 
-    COALESCE = 0.01  # seconds the pipeline waits to batch events when the queue is short
+    COALESCE = 0.05  # seconds the pipeline waits to batch events when the queue is short
 
     def __init__(self, config: AgentConfig, *, host: Host, tracker: Tracker, detector: Detector,
                  runner: ActionRunner, sources: list[EventSource], sinks: list[EventSink],

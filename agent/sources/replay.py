@@ -122,11 +122,11 @@ class ReplaySource:
         self._closed = threading.Event()
         self._sleep = sleep or (lambda s: self._closed.wait(s) and None)
         self.replayed = 0
-        self.min_sleep = 0.0 if sleep is not None else 0.02
+        self.min_sleep = 0.0 if sleep is not None else 0.05
 
     def _pace(self, start: float, offset: float) -> None:
         delay = start + offset - self._clock()
-        if delay > self.min_sleep:  # PERF(agent): sleep in ≥ 20 ms steps, not once per event
+        if delay > self.min_sleep:  # PERF(agent): sleep in ≥ 50 ms steps, not once per event
             self._sleep(delay)
 
     def events(self) -> Iterator[dict[str, Any]]:
