@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .backoff import Backoff
+from .config import LinkConfig
 from .errors import (
     BatchError,
     CertificateRejected,
@@ -13,6 +14,8 @@ from .errors import (
     TransportError,
 )
 from .forwarder import Forwarder, LinkState
+from .identity import Identity, IdentityStore
+from .link import Link, LinkHooks, attach
 from .spool import Spool
 from .transport import HttpsTransport, MemoryTransport, Request, Response, Transport
 
@@ -24,7 +27,12 @@ __all__ = [
     "Forwarder",
     "HTTPStatusError",
     "HttpsTransport",
+    "Identity",
+    "IdentityStore",
+    "Link",
+    "LinkConfig",
     "LinkError",
+    "LinkHooks",
     "LinkState",
     "MemoryTransport",
     "Request",
@@ -33,4 +41,5 @@ __all__ = [
     "SpoolError",
     "Transport",
     "TransportError",
+    "attach",
 ]

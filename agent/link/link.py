@@ -24,7 +24,7 @@ from rules import wire
 
 from .backoff import Backoff
 from .config import LinkConfig
-from .enroll import renew
+from .enroll import enroll_online, renew
 from .errors import EnrollmentError, LinkError
 from .forwarder import Forwarder
 from .identity import Identity, IdentityStore, write_atomic
@@ -34,7 +34,7 @@ from .spool import Spool, health_event
 from .sysinfo import SysInfoReporter
 from .transport import Transport
 from .updates import Updater
-from .upload import Uploader
+from .upload import Uploader, UploadStats
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +161,21 @@ class Link:
             return self.identity_store.load()
         except (LinkError, OSError, ValueError, KeyError):
             return None
+
+    def enroll(self, manager: str, token: str, **kwargs: Any) -> Identity:
+        """Enroll this link's identity with a one-time token (see `enroll.enroll_online`)."""
+        return enroll_online(manager, token, self.identity_store, hostname=self.hostname,
+                             **kwargs)
+
+    def upload_artifacts(self, directory: Path | None = None) -> UploadStats:
+        """Upload ready artifact directories now (default: the agent's artifacts dir)."""
+        if directory is None and self.uploader is not None:
+            return self.uploader.run_once()
+        if directory is None:
+            return UploadStats()
+        return Uploader(self._house, directory, max_size=self.config.upload_max_size,
+                        settle=self.config.upload_settle, clock=self.wall,
+                        report=self._report).run_once()
 
     # ---------------------------------------------------------------- EventSink
     def submit(self, event: dict[str, Any]) -> None:

@@ -143,6 +143,7 @@ class Spool:
         self._inflight: set[int] = set()
         self._total = 0
         self._last_fsync = clock()
+        self._dirty = False  # written since the last fsync
         self._closed = False
         self._submitted = self._evicted = self._evicted_segs = self._oversize = 0
         self._rejected = 0
@@ -258,6 +259,7 @@ class Spool:
                 raise SpoolError(f"cannot write {seg.path}: {ex}") from ex
             seg.size += len(line)
             seg.count += 1
+            self._dirty = True
             self._total += len(line)
             self._submitted += 1
             now = self.clock()
@@ -299,9 +301,12 @@ class Spool:
         self._sizes[seg.seq] = (lane, seg.size, seg.count)
 
     def _fsync_open(self) -> None:
+        if not self._dirty:
+            return
         for seg in self._open.values():
             if seg is not None:
                 os.fsync(seg.fd)
+        self._dirty = False
 
     def _make_room(self, need: int) -> tuple[int, int]:
         """Evict oldest sealed segments (bulk lane first) until `need` bytes fit."""

@@ -124,3 +124,24 @@ def test_cli_enroll_needs_arguments_and_link_status(tmp_path: Path, capsys) -> N
     assert "--manager" in capsys.readouterr().err
     assert main(["link", "status", "--state-dir", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)["enrolled"] is False
+
+
+def test_public_surface_is_pinned() -> None:
+    import agent.link
+
+    assert sorted(agent.link.__all__) == agent.link.__all__
+    assert {"Link", "attach", "LinkConfig", "Spool", "Forwarder", "Transport",
+            "CertificateRejected"} <= set(agent.link.__all__)
+    for name in agent.link.__all__:
+        assert hasattr(agent.link, name)
+
+
+def test_upload_artifacts_on_demand(tmp_path: Path) -> None:
+    mgr = FakeManager()
+    d = tmp_path / "arts" / "{g}" / ("ef" * 20)
+    d.mkdir(parents=True)
+    (d / "manifest.json").write_text("{}")
+    with Link(LinkConfig(), tmp_path / "s", transport_factory=lambda: MemoryTransport(mgr)) as ln:
+        assert ln.upload_artifacts().files == 0  # no agent artifacts dir
+        assert ln.upload_artifacts(tmp_path / "arts").files == 1
+    assert ("{g}", "ef" * 20, "manifest.json") in mgr.files
