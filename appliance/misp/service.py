@@ -10,6 +10,7 @@ injected clock.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -380,8 +381,6 @@ def _role(api: Any) -> dict[str, Any]:
 
 def _complete(directory: Path) -> bool:
     """A report directory whose event, report and listed files (memory dumps aside) are there."""
-    import json
-
     if not (directory / ARTIFACT_EVENT).is_file() or not (directory / ARTIFACT_REPORT).is_file():
         return False
     try:
