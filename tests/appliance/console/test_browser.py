@@ -415,8 +415,13 @@ def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_cons
     browser.screenshot("10-keyboard-endpoints")
 
 
-def test_revoke_endpoint(browser: Browser, manager: Manager, clean_console) -> None:
+def test_contain_then_revoke_endpoint(browser: Browser, manager: Manager, clean_console) -> None:
     browser.go("#/endpoints")
+    browser.wait_css(f"button[aria-label='Contain {manager.hostname}']").click()
+    browser.button("Contain", browser.wait_css("dialog[open]")).click()
+    browser.wait_text("#toasts", "Containment queued")
+    cmds = manager.admin("GET", f"/endpoints/{manager.endpoint_uuid}/commands").json()["data"]
+    assert "contain" in [c["name"] for c in cmds]  # the agent's built-in contain command
     browser.wait_css(f"button[aria-label='Revoke {manager.hostname}']").click()
     browser.button("Revoke", browser.wait_css("dialog[open]")).click()
     browser.wait_text("#toasts", "revoked")
