@@ -279,11 +279,13 @@ class SettingsStore:
         if token:
             try:
                 key = self._fernet().decrypt(token.encode("ascii")).decode("utf-8")
-            except InvalidToken as ex:
-                raise MispSettingsError(
-                    f"the stored API key cannot be decrypted with {self.root / self.KEY_FILE}",
-                    operation="settings",
-                ) from ex
+            except InvalidToken:
+                # The key file was replaced or lost: keep running without a key, loudly, so that
+                # an operator can enter it again (PUT /misp/settings) instead of a dead manager.
+                logger.error(
+                    "the stored MISP API key cannot be decrypted with %s; set it again",
+                    self.root / self.KEY_FILE,
+                )
         doc["api_key"] = key
         return MispSettings.from_dict(doc).with_namespace()
 
