@@ -96,3 +96,16 @@ def test_cli_replay_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     summary = __import__("json").loads(out)
     assert summary["processed"] == 238 and summary["sources"]["replay"]["drops"] == 0
+
+
+def test_exported_members_are_pinned() -> None:
+    import agent
+
+    assert agent.__all__ == sorted(agent.__all__) == [
+        "ActionContext", "Agent", "AgentConfig", "AgentError", "AgentState", "AlertLog",
+        "ConfigError", "EventSink", "EventSource", "MemorySink", "MemorySource", "Tracker",
+        "build_agent", "dump_toml", "load_config"]
+    for name in agent.__all__:
+        assert getattr(agent, name) is not None
+    with pytest.raises(AttributeError):
+        agent.nope  # noqa: B018
