@@ -270,7 +270,8 @@ class QueryTranslator:
             return Q.empty_query()
         if len(words) == 1:
             return Q.term_query(self._schema, field, words[0])
-        return Q.phrase_query(self._schema, field, words)
+        phrase: list[str | tuple[int, str]] = list(words)
+        return Q.phrase_query(self._schema, field, phrase)
 
     def _data(self, name: str, value: str, wild: bool) -> tantivy.Query:
         promoted = PROMOTED.get(name)
@@ -318,7 +319,8 @@ class QueryTranslator:
         if len(segments) > 1:
             return Q.boolean_query([(Occur.Must, Q.regex_query(self._schema, field, r))
                                     for r in regexes])
-        return Q.regex_phrase_query(self._schema, field, regexes)
+        phrase: list[str | tuple[int, str]] = list(regexes)
+        return Q.regex_phrase_query(self._schema, field, phrase)
 
     def _hash(self, name: str, value: str, wild: bool) -> tantivy.Query:
         if wild:

@@ -27,7 +27,7 @@ import tantivy
 
 from index.errors import IndexQueryError, InvalidEventError, StoreClosedError, StoreError
 from index.fields import event_hash
-from index.journal import Journal
+from index.journal import Journal, JournalRecord
 from index.query import QueryTranslator
 from index.schema import SCHEMA_VERSION, build_schema, register_analyzers, to_micros
 from index.tables import SqlResult, Tables
@@ -116,6 +116,14 @@ def _decode_cursor(cursor: str) -> tuple[int, set[int], int]:
         raise IndexQueryError("invalid cursor", query=cursor) from ex
 
 
+def _stored_event(searcher: tantivy.Searcher, addr: tantivy.DocAddress) -> dict[str, Any]:
+    raw = searcher.doc(addr).get_first("raw")
+    if not isinstance(raw, bytes):
+        raise StoreError("index document without its stored event")
+    event: dict[str, Any] = orjson.loads(raw)
+    return event
+
+
 class EventStore:
     """Durable, searchable event store; one per manager process.
 
@@ -145,7 +153,7 @@ class EventStore:
         self._append_lock = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
         self._state_path = self.root / "store.json"
-        self._min_seq = self._load_state().get("min_seq", 1)
+        self._min_seq: int = int(self._load_state().get("min_seq", 1))
         self.journal = Journal(self.root / "journal", segment_bytes=journal_segment_bytes,
                                fsync=fsync)
         self._index = self._open_index(self.root / "index")
@@ -299,7 +307,9 @@ class EventStore:
             raise InvalidEventError('not an {"Event": {...}} object', position=pos)
         if not isinstance(inner.get("System", {}), dict):
             raise InvalidEventError("Event.System is not an object", position=pos)
-        edr_prev = inner.get("EdrData") if isinstance(inner.get("EdrData"), dict) else {}
+        edr_prev = inner.get("EdrData")
+        if not isinstance(edr_prev, dict):
+            edr_prev = {}
         prev_hash = (edr_prev.get("Event") or {}).get("Hash") if retro else None
         detection = inner.get("Detection")
         edr_event: dict[str, Any] = {
@@ -324,8 +334,8 @@ class EventStore:
         detections_only: bool,
     ) -> list[tuple[tantivy.Occur, tantivy.Query]]:
         clauses = [(Occur.Must, self._translator.translate(query))]
-        start = None if since in (None, "") else parse_datetime(since)  # type: ignore[arg-type]
-        end = None if until in (None, "") else parse_datetime(until)  # type: ignore[arg-type]
+        start = None if since in (None, "") else parse_datetime(since)
+        end = None if until in (None, "") else parse_datetime(until)
         if start is not None and end is not None and start > end:
             raise IndexQueryError("since is after until")
         if start is not None or end is not None:
@@ -372,12 +382,13 @@ class EventStore:
         except ValueError as ex:
             raise IndexQueryError(f"search failed: {ex}", query=query) from ex
         if total < 0:
-            total = int(result.count or 0)
-        seqs = searcher.fast_field_values("seq", [addr for _, addr in result.hits])
+            total = int(result.count or 0)  # type: ignore[attr-defined]  # NOTE: stub lacks it
+        seqs = [int(s or 0) for s in
+                searcher.fast_field_values("seq", [addr for _, addr in result.hits])]
         picked = [(key, seq, addr) for (key, addr), seq in zip(result.hits, seqs, strict=True)
                   if seq not in seen][:limit]
         picked.sort(key=lambda h: (h[0], h[1]), reverse=True)
-        events = [orjson.loads(searcher.doc(addr).get_first("raw")) for _, _, addr in picked]
+        events = [_stored_event(searcher, addr) for _, _, addr in picked]
         next_cursor = None
         if len(picked) == limit and len(result.hits) > limit + len(seen):
             last_ts = picked[-1][0]
@@ -393,7 +404,7 @@ class EventStore:
         clauses = self._filters(query, filters.get("since"), filters.get("until"),
                                 filters.get("endpoint"), bool(filters.get("detections_only")))
         result = self._index.searcher().search(Q.boolean_query(clauses), 1, count=True)
-        return int(result.count or 0)
+        return int(result.count or 0)  # type: ignore[attr-defined]
 
     def iter_events(
         self,
@@ -417,7 +428,7 @@ class EventStore:
             if not hits:
                 return
             for key, addr in hits:
-                yield orjson.loads(searcher.doc(addr).get_first("raw"))
+                yield _stored_event(searcher, addr)
                 after = int(key)
             if len(hits) < _ITER_PAGE:
                 return
@@ -443,7 +454,7 @@ class EventStore:
         def run() -> int:
             self._indexer.delete_all()
             total = 0
-            group = []
+            group: list[tuple[JournalRecord, list[bytes] | None]] = []
             for record in self.journal.read(after_seq=self._min_seq - 1):
                 group.append((record, None))
                 total += record.count

@@ -131,8 +131,9 @@ class Tables:
     def batch_keys(self) -> list[tuple[str, str, int, int]]:
         """Return every ``(endpoint, batch_id, first_seq, count)`` known to the table."""
         try:
-            return [tuple(r) for r in self._con.execute(  # type: ignore[misc]
-                "SELECT endpoint, batch_id, first_seq, count FROM batches").fetchall()]
+            rows = self._con.execute(
+                "SELECT endpoint, batch_id, first_seq, count FROM batches").fetchall()
+            return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
         except duckdb.Error as ex:
             raise StoreError(f"DuckDB read failed: {ex}") from ex
 

@@ -116,14 +116,14 @@ def parse_time_window(
         span = last if isinstance(last, timedelta) else parse_duration(str(last))
         return now - span, now
     if pivot not in (None, ""):
-        center = parse_datetime(pivot)  # type: ignore[arg-type]
+        center = parse_datetime(pivot)
         if delta in (None, ""):
             half = DEFAULT_DELTA
         else:
             half = delta if isinstance(delta, timedelta) else parse_duration(str(delta))
         return center - abs(half), center + abs(half)
-    start = None if since in (None, "") else parse_datetime(since)  # type: ignore[arg-type]
-    end = None if until in (None, "") else parse_datetime(until)  # type: ignore[arg-type]
+    start = None if since in (None, "") else parse_datetime(since)
+    end = None if until in (None, "") else parse_datetime(until)
     if start is None and end is None:
         return (None, None) if default is None else (now - default, now)
     if start is not None and end is None:
