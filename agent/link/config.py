@@ -34,6 +34,7 @@ class LinkConfig:
     segment_events: int = _f(10_000, "events per queue segment (= one /logs batch)")
     batch_delay: float = _f(1.0, "seconds an open segment may wait before it is sent")
     fsync_interval: float = _f(1.0, "seconds between fsyncs of the open segment (0: every event)")
+    drain_on_stop: float = _f(5.0, "seconds spent sending queued events at shutdown (0: none)")
     compress_level: int = _f(3, "gzip level of /logs bodies (1-9)")
     timeout: float = _f(30.0, "socket timeout of manager requests, seconds")
     backoff_base: float = _f(1.0, "first retry delay after a failure, seconds")

@@ -248,17 +248,37 @@ class Link:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the threads and close the spool; idempotent."""
+        if self._stop.is_set() and self.spool._closed:
+            return
+        started = bool(self._threads)
         self._stop.set()
         self.forwarder.stop()
         self.poller.stop()
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
+        if started and self.config.drain_on_stop > 0:
+            self._final_drain(self.config.drain_on_stop)
         self.spool.close()
         for tr in self._transports:
             close = getattr(tr, "close", None)
             if callable(close):
                 close()
+
+    def _final_drain(self, budget: float) -> None:
+        """Best effort at shutdown: send what is queued for up to `budget` seconds."""
+        deadline = self.clock() + budget
+        sent = 0
+        try:
+            while self.clock() < deadline:
+                res = self.forwarder.send_one(force=True)
+                if res is None:
+                    break
+                sent += res.count
+        except LinkError as ex:
+            logger.info("final drain stopped: %s", ex)
+        left = self.spool.stats().queued_events
+        logger.info("link stopped: %d events sent at shutdown, %d kept queued", sent, left)
 
     close = stop
 

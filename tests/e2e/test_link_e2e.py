@@ -210,6 +210,23 @@ def test_rule_pushed_from_manager_fires_on_agent(manager: ManagerProc, tmp_path:
         agent.close()
 
 
+def test_heron_agent_run_cli_forwards_through_the_link(manager: ManagerProc,
+                                                     tmp_path: Path) -> None:
+    data = tmp_path / "agent-data"
+    uid = enroll_cli(manager, data / "link")
+    (data / "link" / "link.toml").write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[general]\ndata_dir = "{data}"\nlog_all = true\n')
+    replay = tmp_path / "events.jsonl"
+    replay.write_text("".join(json.dumps(event(i, "cli")) + "\n" for i in range(120)))
+    out = subprocess.run([PY, "-m", "agent.cli", "run", "-c", str(config), "--replay",
+                          str(replay)], capture_output=True, env=_env(), cwd=ROOT, timeout=90)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    # the agent exited after the replay; the link's final drain delivered everything
+    wait_for(lambda: numbers(manager.events(uid), "cli") == list(range(120)),
+             what="replayed events searchable")
+
+
 def test_manager_down_then_up_delivers_all_exactly_once(manager: ManagerProc,
                                                         tmp_path: Path) -> None:
     state = tmp_path / "link"
