@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -115,12 +117,26 @@ def test_end_to_end_ioc_sighting_and_report(
             (fake.model.attributes[s.attribute_id].value, s.source) for s in fake.model.sightings
         ]
     assert rows == [(SHA, f"{agent.uuid}|WIN-HOST01")]
-    # The critical detection's IR report shows up as an edr-report object.
-    write_artifacts(
-        env.ctx.data_dir / "artifacts",
+    # The critical detection's IR report, uploaded by the agent, shows up as an edr-report object.
+    local = write_artifacts(
+        tmp_path / "agent-side",
         endpoint=agent.uuid,
         files={"evil.exe": ("filedump", b"MZ" + b"\0" * 100)},
     )
+    for path in sorted(local.iterdir(), key=lambda p: p.name == "manifest.json"):
+        raw = path.read_bytes()
+        chunk = wire.UploadChunk(
+            filename=path.name,
+            guid=local.parent.name,
+            event_hash=local.name,
+            content=base64.b64encode(raw).decode(),
+            chunk=1,
+            total=1,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            size=len(raw),
+        )
+        res = env.e("POST", wire.ROUTE_UPLOAD_DUMPS, agent, json=chunk.to_dict())
+        assert res.status_code == 200, res.text
     status = env.a("POST", "/misp/sync", json={}).json["data"]
     assert status["reports"]["pushed"] == 1, status
     with fake.lock:
