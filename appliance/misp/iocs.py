@@ -147,15 +147,19 @@ class IocPuller:
         self._filters: str = doc.get("filters", "")
         self.index = self._build_index()
         self.ioc_count = len(self.iocs())
+        # Only a full sync sees what was hard-deleted or unpublished while the manager was down.
+        self._full_this_run = False
 
     @property
     def settings(self) -> MispSettings:
         return self.client.settings
 
     def full_due(self) -> bool:
+        """At the first pull of the process, when the filters changed, and daily (misp.md §2.3)."""
         s = self.settings
         return (
-            self.cursor is None
+            not self._full_this_run
+            or self.cursor is None
             or self._filters != _filters_key(s)
             or self.clock() - self.last_full >= s.full_sync_interval
         )
@@ -196,6 +200,7 @@ class IocPuller:
             upserted = len(fresh)
             self._attrs = fresh
             self.last_full = started
+            self._full_this_run = True
             self._filters = _filters_key(self.settings)
         else:
             since = max((self.cursor or 0) - CURSOR_OVERLAP, 0)

@@ -121,23 +121,27 @@ def _uuid(sync, value: str) -> str:
     return next(i.uuid for i in sync.sink.by_source["misp"] if i.value == value)
 
 
-def test_daily_full_resync_catches_hard_delete_and_restart_keeps_state(
+def test_full_resync_at_start_and_daily_catches_hard_deletes(
     fake: FakeMisp, make_sync: MakeSync, clock: Clock
 ) -> None:
     ev = seed_event(fake, [("sha256", SHA)])
     seed_event(fake, [("md5", MD5)])
     sync = make_sync()
-    sync.pull_iocs()
+    assert sync.pull_iocs().full
     with fake.lock:
         fake.model.delete_event(ev.id)
     clock.advance(600)
-    restarted = make_sync()
-    assert restarted.iocs.cursor == sync.iocs.cursor
-    assert not restarted.pull_iocs().full  # incremental: hard deletes are invisible
-    assert ("sha256", SHA) in values(restarted)
+    assert not sync.pull_iocs().full  # incremental: hard deletes are invisible
+    assert ("sha256", SHA) in values(sync)
     clock.advance(86400)
+    assert sync.pull_iocs().full  # daily
+    assert values(sync) == {("md5", MD5)}
+    with fake.lock:
+        fake.model.delete_event(next(iter(fake.model.events)))
+    restarted = make_sync()  # state survives the restart; the first pull is a full one
+    assert restarted.iocs.cursor == sync.iocs.cursor and restarted.status()["pull"]["iocs"] == 1
     assert restarted.pull_iocs().full
-    assert values(restarted) == {("md5", MD5)}
+    assert values(restarted) == set()
 
 
 def test_rate_limited_pull_backs_off_until_reset(
