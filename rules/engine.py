@@ -218,9 +218,9 @@ class Engine:
             channel, raw_id, computer = "", None, None
         else:
             channel, raw_id, computer = system
-        if raw_id.__class__ is str and raw_id.isdigit() and len(raw_id) < 10 \
-                and raw_id[0] != "0":
-            event_id = int(raw_id)
+        if raw_id.__class__ is str and 0 < len(raw_id) < 10 and raw_id.isascii() \
+                and raw_id.isdigit() and raw_id[0] != "0":
+            event_id = int(raw_id)  # PERF(heron): the common case, same result as Gene
         else:
             event_id = 0 if raw_id is None else parse_event_id(raw_id)
         candidates, group = self._candidates(channel, event_id)

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from .goparse import parse_int
+
 __all__ = [
     "Event",
     "MISSING",
@@ -164,11 +166,9 @@ def event_hash(data: Any) -> str:
 
 def parse_event_id(value: Any) -> int:
     """GENE: EventID = `%v` text parsed as a 32-bit base-0 integer; anything else → 0."""
-    if value.__class__ is str and value.isdigit() and value[0] != "0":
+    if value.__class__ is str and value.isascii() and value.isdigit() and value[0] != "0":
         n = int(value)
         return n if n < 2**31 else 0
-    from .goparse import parse_int  # NOTE: local import keeps event free of matcher deps
-
     n2 = parse_int(go_string(value))
     if n2 is None or not -(2**31) <= n2 < 2**31:
         return 0

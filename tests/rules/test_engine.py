@@ -64,6 +64,8 @@ def test_events_filter_channels_ids_and_qualifiers() -> None:
     assert e.match(event("7")).signatures == ("Any", "Eid7", "Everything")
     assert e.match(event("0x10")).signatures == ("Any", "Eid7", "Everything")  # base 0
     assert e.match(event("1")).signatures == ("Any", "Everything")
+    assert e.match(event("\u0667")).signatures == ("Any", "Everything")  # non-ASCII digit → 0
+    assert e.match(event(7.0)).signatures == ("Any", "Eid7", "Everything")  # %v of 7.0 is 7
     # GENE: an EventID object with Qualifiers stringifies to map[...] → EventID 0
     assert e.match(event({"Qualifiers": "16384", "Value": "7"})).signatures == (
         "Any", "Everything")
