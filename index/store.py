@@ -228,7 +228,8 @@ class EventStore:
         """Index what is queued, commit, and release every file (idempotent)."""
         if self._state is StoreState.CLOSED:
             return
-        self._state = StoreState.CLOSED
+        with self._append_lock:  # NOTE(index): no append is between fsync and submit
+            self._state = StoreState.CLOSED
         self._indexer.stop()
         self._indexer.close_writer()
         self.tables.close()

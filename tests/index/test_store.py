@@ -178,3 +178,42 @@ def test_closed_store_raises_and_close_is_idempotent(make_store: MakeStore) -> N
         store.append([sysmon("a", "b")], endpoint=EP)
     with pytest.raises(StoreClosedError):
         store.search("x")
+
+
+def test_concurrent_appends_and_searches(make_store: MakeStore) -> None:
+    import threading
+
+    store = make_store(commit_interval=0.2)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(w: int) -> None:
+        try:
+            for b in range(15):
+                store.append([sysmon(f"C:\\w{w}\\b{b}\\{i}.exe", f"w{w} b{b} {i}")
+                              for i in range(7)], endpoint=EndpointRef(f"ep-{w}"),
+                             batch_id=f"{b}")
+        except BaseException as ex:  # noqa: BLE001 - reported below
+            errors.append(ex)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                store.search("Image:*exe*", limit=5)
+                store.sql("SELECT count(*) FROM events")
+        except BaseException as ex:  # noqa: BLE001
+            errors.append(ex)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    threads.append(threading.Thread(target=reader))
+    for t in threads:
+        t.start()
+    for t in threads[:-1]:
+        t.join()
+    stop.set()
+    threads[-1].join()
+    assert not errors
+    store.flush()
+    assert store.count() == 4 * 15 * 7
+    assert store.sql("SELECT count(DISTINCT seq), max(seq) FROM events").rows == [(420, 420)]
+    assert {store.count(endpoint=f"ep-{w}") for w in range(4)} == {105}
