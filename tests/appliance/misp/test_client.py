@@ -83,13 +83,13 @@ def test_bad_key_fails_cleanly_and_is_retried_later(fake: FakeMisp, clock: Clock
 
 
 def test_server_errors_and_timeouts_are_unavailable(fake: FakeMisp, clock: Clock) -> None:
-    client = MispClient(base_settings(fake, read_timeout=0.3), clock=clock)
+    client = MispClient(base_settings(fake, read_timeout=1.0), clock=clock)
     client.call("connect", lambda api: None)
     fake.inject("500", "/attributes/restSearch", times=1)
     with pytest.raises(MispServerError, match="in search"):
         client.call("search", lambda api: api.search(controller="attributes", limit=1, page=1))
     clock.advance(client.backoff() + 1)
-    fake.inject("slow", "/attributes/restSearch", times=1, delay=1.0)
+    fake.inject("slow", "/attributes/restSearch", times=1, delay=2.5)
     with pytest.raises(MispUnavailable, match="Timeout"):
         client.call("search", lambda api: api.search(controller="attributes", limit=1, page=1))
     clock.advance(client.backoff() + 1)

@@ -163,9 +163,9 @@ def test_slow_misp_times_out_and_keeps_the_batch(
     fake: FakeMisp, make_sync: MakeSync, clock: Clock
 ) -> None:
     seed_event(fake, [("sha256", SHA)])
-    sync = make_sync(read_timeout=0.3)
+    sync = make_sync(read_timeout=1.0)
     sync.pull_iocs()
-    fake.inject("slow", "/sightings/add", times=1, delay=1.0)
+    fake.inject("slow", "/sightings/add", times=1, delay=2.5)
     sync.on_events(EP, [sysmon(Hashes=f"SHA256={SHA}")])
     with pytest.raises(MispUnavailable):
         sync.flush_sightings()
