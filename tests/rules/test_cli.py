@@ -144,3 +144,28 @@ def _drop_comments(text: str) -> list[str]:
                 ">", "\\u003e").replace("&", "\\u0026")
         out.append(line)
     return out
+
+
+def test_every_cli_command_and_option_is_documented() -> None:
+    import argparse
+
+    from rules.cli import build_parser
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "rules.md").read_text()
+    parser = build_parser()
+    missing = []
+
+    def walk(p: argparse.ArgumentParser, prefix: str) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    if f"{prefix} {name}".strip() not in docs:
+                        missing.append(f"{prefix} {name}")
+                    walk(sub, f"{prefix} {name}")
+            for opt in action.option_strings:
+                if opt.startswith("--") and opt not in ("--help", "--verbose") \
+                        and opt not in docs:
+                    missing.append(f"{prefix} {opt}")
+
+    walk(parser, "heron")
+    assert missing == []

@@ -148,6 +148,10 @@ def test_event_hash_ignores_edr_data_and_key_order() -> None:
 
 
 def test_public_surface_is_pinned() -> None:
-    assert rules.__all__ == sorted(rules.__all__)
-    assert {"load", "loads", "Engine", "Detection", "Event", "event_hash", "event_time",
-            "RuleError", "RuleSet", "Rule"} <= set(rules.__all__)
+    assert rules.__all__ == [
+        "ConditionError", "Detection", "DuplicateRuleError", "Engine", "Event",
+        "MatchSyntaxError", "RegexError", "Rule", "RuleError", "RuleRuntimeError", "RuleSet",
+        "RuleSyntaxError", "SchemaError", "TemplateError", "event_hash", "event_time", "load",
+        "loads"]
+    assert all(issubclass(getattr(rules, n), rules.RuleError) for n in rules.__all__
+               if n.endswith("Error") and n != "RuleError")
