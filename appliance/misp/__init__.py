@@ -47,7 +47,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import the public names lazily (explicit imports, so PyInstaller still sees them)."""
+    """Import a public name on first use.
+
+    The imports are explicit, so PyInstaller still sees them.
+    """
     if name in (
         "MispError",
         "MispRateLimited",

@@ -48,7 +48,10 @@ EXCEPTION_MAP: dict[type[BaseException], type[MispError]] = {
 
 
 def translate(ex: BaseException, operation: str) -> MispError:
-    """The MispError for a third-party exception (walks the MRO for the closest mapping)."""
+    """The MispError for a third-party exception.
+
+    Walks the exception's MRO for the closest entry of EXCEPTION_MAP.
+    """
     for cls in type(ex).__mro__:
         target = EXCEPTION_MAP.get(cls)
         if target is not None:
@@ -62,7 +65,10 @@ def _short(ex: BaseException) -> str:
 
 
 def pymisp_factory(settings: MispSettings) -> PyMISP:
-    """The real client: CA bundle or verify flag, bounded timeouts, tool name in User-Agent."""
+    """Build the real PyMISP client from the settings.
+
+    CA bundle or verify flag, bounded timeouts, `heron` in the User-Agent.
+    """
     if settings.verify is False:
         logger.warning("MISP TLS certificate verification is OFF for %s", settings.url)
     return PyMISP(
@@ -75,7 +81,10 @@ def pymisp_factory(settings: MispSettings) -> PyMISP:
 
 
 class MispClient:
-    """A lazily connected PyMISP with back-off; every call goes through `call()`."""
+    """A lazily connected PyMISP with back-off.
+
+    Every call goes through `call()`.
+    """
 
     def __init__(
         self,
@@ -99,7 +108,7 @@ class MispClient:
         return self._api is not None
 
     def backoff(self) -> float:
-        """Current retry delay: retry_backoff doubled per consecutive failure, capped."""
+        """Current retry delay, doubled per failure and capped."""
         s = self.settings
         return float(min(s.retry_backoff * (2 ** max(self._failures - 1, 0)), s.retry_backoff_max))
 
@@ -156,7 +165,10 @@ class MispClient:
         return self._api is not None or self._clock() >= self.next_attempt
 
     def call(self, operation: str, fn: Callable[[Any], Any]) -> Any:
-        """Run `fn(pymisp)`; translate failures; raise MispError, or return the unwrapped reply."""
+        """Run `fn(pymisp)` and translate every failure.
+
+        Raises MispError; returns PyMISP's (unwrapped) reply.
+        """
         with self._lock:
             api = self._connect()
             if self._clock() < self.next_attempt:

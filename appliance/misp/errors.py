@@ -41,7 +41,10 @@ class MispSettingsError(MispError, ValueError):
 
 
 class MispUnavailable(MispError, ConnectionError):
-    """MISP could not be reached, timed out, or failed with a 5xx: the request may be retried."""
+    """MISP is unreachable, timed out or failed: retry later.
+
+    Also raised for 5xx replies; the request may be retried.
+    """
 
 
 class MispServerError(MispUnavailable):
@@ -49,7 +52,7 @@ class MispServerError(MispUnavailable):
 
 
 class MispRateLimited(MispUnavailable):
-    """MISP answered 429 (restSearch rate limit); retry after `retry_after` seconds."""
+    """MISP answered 429: retry after `retry_after` seconds."""
 
     def __init__(self, message: str, *, operation: str = "", retry_after: float = 0.0) -> None:
         super().__init__(message, operation=operation)
@@ -57,7 +60,10 @@ class MispRateLimited(MispUnavailable):
 
 
 class MispRejected(MispError):
-    """MISP refused the request (4xx other than 429); `status` and `body` say why."""
+    """MISP refused the request (4xx other than 429).
+
+    `status` and `body` say why; retrying the same request won't help.
+    """
 
     def __init__(
         self, message: str, *, operation: str = "", status: int = 0, body: object = None

@@ -31,7 +31,10 @@ LOCK_KEY = "misp_lock"
 
 
 class StoreIocSink:
-    """IocSink over the manager's IoC table (`store.iocs`: upsert, list, delete by filters)."""
+    """IocSink over the manager's IoC table.
+
+    Uses the table's public API: upsert, list and delete by filters.
+    """
 
     def __init__(self, table: Any, clock: Callable[[], float]) -> None:
         self.table = table
@@ -54,7 +57,10 @@ class StoreIocSink:
 
 
 def config_overrides(section: Any) -> dict[str, Any]:
-    """The keys of the config file's `[misp]` section that differ from the defaults (they win)."""
+    """The `[misp]` config keys that differ from the defaults.
+
+    They win over settings stored through the API.
+    """
     if section is None:
         return {}
     if isinstance(section, Mapping):

@@ -72,7 +72,7 @@ def _ip_key(ioc_type: str) -> str:
 
 
 class IocIndex:
-    """Which MISP values an event carries: the agents' matcher plus the manager's extraction.
+    """Which MISP values an event carries.
 
     Two passes, unioned: `rules.iocs.IocSet.match` (the matcher agents run, so what fires on an
     endpoint is what gets sighted, with its regkey-prefix and path rules) and `event_values` (adds
@@ -108,7 +108,10 @@ class IocIndex:
 
 
 def _enabled_types(settings: MispSettings) -> frozenset[str]:
-    """Heron types produced: halves of the selected MISP types; `filename` only if selected."""
+    """Heron types produced by the selected MISP types.
+
+    Halves of the selected MISP types; `filename` only if selected itself.
+    """
     out = set()
     for mtype in settings.ioc_types:
         for half in MISP_TYPES[mtype]:
@@ -131,7 +134,10 @@ def _filters_key(settings: MispSettings) -> str:
 
 
 class IocPuller:
-    """Pulls attributes, keeps them in `StateStore` document "iocs", feeds an IocSink."""
+    """Pulls attributes and feeds an IocSink.
+
+    The attributes live in the StateStore document "iocs".
+    """
 
     def __init__(
         self, client: MispClient, state: StateStore, sink: IocSink, clock: Callable[[], float]
@@ -155,7 +161,10 @@ class IocPuller:
         return self.client.settings
 
     def full_due(self) -> bool:
-        """At the first pull of the process, when the filters changed, and daily (misp.md §2.3)."""
+        """Whether the next pull must be a full one.
+
+        At the first pull of the process, when the filters changed, and daily (misp.md §2.3).
+        """
         s = self.settings
         return (
             not self._full_this_run
@@ -186,7 +195,10 @@ class IocPuller:
         return IocIndex(self._entries())
 
     def pull(self, *, full: bool | None = None) -> PullResult:
-        """Run one full or incremental sync (full when due, unless told); raises MispError."""
+        """Run one full or incremental sync; raises MispError.
+
+        Full when due, unless `full` says otherwise.
+        """
         if full is None:
             full = self.full_due()
         started = self.clock()
@@ -307,7 +319,10 @@ def _keep(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _misp_value(mtype: str, halves: list[str], ioc: Ioc) -> str:
-    """The half of the MISP value an IoC came from (what /sightings/add matches on)."""
+    """The half of the MISP value an IoC came from.
+
+    That is what /sightings/add matches on.
+    """
     types = MISP_TYPES.get(mtype, ())
     for t, half in zip(types, halves, strict=False):
         if t == ioc.type:

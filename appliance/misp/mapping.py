@@ -79,7 +79,9 @@ assert all(t in IOC_TYPES for halves in MISP_TYPES.values() for t in halves if t
 
 
 def normalise(ioc_type: str, value: str) -> str | None:
-    """Canonical form of a value of Heron type `ioc_type`; None when it is not a usable value.
+    """Canonical form of a value of Heron type `ioc_type`.
+
+    None when it is not a usable value.
 
     Mirrors MISP's AttributeValidationTool (lower-case hashes and names, trimmed domain dots,
     /32 and /128 collapsed) and adds what matching on endpoints needs (hive names, pipe prefix).
@@ -124,7 +126,9 @@ def _normalise_regkey(value: str) -> str:
 def attribute_iocs(
     attr: Mapping[str, Any], *, source: str, enabled: frozenset[str] | None = None
 ) -> list[Ioc]:
-    """Heron IoCs of one MISP attribute row (composites split on the first `|`).
+    """Heron IoCs of one MISP attribute row.
+
+    Composites are split on the first `|`.
 
     `enabled` restricts the Heron types produced (the filename half of `filename|sha256` is only
     kept when `filename` itself is enabled); unknown MISP types give no IoC.
@@ -161,7 +165,10 @@ def attribute_iocs(
 
 
 def _half_uuid(attr_uuid: str, ioc_type: str, secondary: bool) -> str:
-    """The attribute uuid, or for the second half of a composite a uuid5 derived from it."""
+    """Uuid of one half of a composite attribute.
+
+    The attribute uuid, or for the second half a uuid5 derived from it.
+    """
     if not secondary:
         return attr_uuid
     try:
@@ -198,7 +205,9 @@ _HASH_FIELDS = ("Hashes", "ImageHashes", "SourceHashes", "Hash")
 
 
 def event_values(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(Heron type, normalised value) pairs of an event: hashes, names, IPs, paths, keys, pipes.
+    """(Heron type, normalised value) pairs an event carries.
+
+    Hashes, names, IPs, paths, registry keys and pipes.
 
     Domains are also yielded for their parent domains (last 2–4 labels, as the WHIDS agent checks
     DNS queries), so a sighting on `a.b.evil.example` matches the IoC `evil.example`.

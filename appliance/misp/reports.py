@@ -146,7 +146,10 @@ def build_report_object(
     settings: MispSettings,
     now: float,
 ) -> _Report:
-    """The edr-report object of one artifact directory; MispRejected when it cannot be built."""
+    """The edr-report object of one artifact directory.
+
+    Raises MispRejected when it cannot be built (template not met).
+    """
     artifact_dir = Path(artifact_dir)
     try:
         manifest = (
@@ -262,7 +265,10 @@ class ReportPusher:
         return report_id in self._ledger
 
     def enqueue(self, endpoint_uuid: str, hostname: str, ip: str, artifact_dir: Path) -> bool:
-        """Queue one report unless it was already pushed; returns whether it was queued."""
+        """Queue one report unless it was already pushed.
+
+        Returns whether it was queued.
+        """
         manifest_path = Path(artifact_dir) / ARTIFACT_MANIFEST
         try:
             report_id = str(_read_json(manifest_path).get("event_hash") or "")
@@ -282,7 +288,10 @@ class ReportPusher:
         return True
 
     def push(self) -> PushResult:
-        """Push every queued report; raises MispUnavailable (the rest stays queued)."""
+        """Push every queued report.
+
+        Raises MispUnavailable when MISP is down; the rest stays queued.
+        """
         if not self.client.ready():
             # PERF(misp): building an object zips its files; don't do it just to fail fast.
             raise MispUnavailable(

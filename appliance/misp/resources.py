@@ -93,7 +93,10 @@ class MispTestResource:
         return attach_misp(self.ctx)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Try to connect with the stored settings, or with them patched by the body."""
+        """Test the connection with these settings.
+
+        The stored settings, or them patched by the body; never stored.
+        """
         envelope(resp, self.sync.test_connection(req.context.body))
 
 
@@ -132,7 +135,10 @@ class MispSyncResource:
         return attach_misp(self.ctx)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Pull IoCs (fully if asked), flush sightings and push reports now."""
+        """Test the connection with these settings.
+
+        The stored settings, or them patched by the body; never stored.
+        """
         try:
             status = self.sync.sync_now(full=req.context.body)
         except MispSettingsError as ex:

@@ -46,7 +46,10 @@ R = TypeVar("R")
 
 @dataclass(frozen=True, slots=True)
 class MispStorage:
-    """Where the MISP sync keeps its state: documents, two queues, and the settings file."""
+    """Where the MISP sync keeps its state.
+
+    Documents, two queues, and the settings file.
+    """
 
     state: StateStore
     sightings: ItemQueue
@@ -142,7 +145,10 @@ class MispSync:
 
     @classmethod
     def open(cls, root: Path, default: MispSettings | None = None, **kwargs: Any) -> MispSync:
-        """A MispSync over `<root>` files, with the stored settings (else `default`)."""
+        """A MispSync over files under `root`.
+
+        With the stored settings, else `default`.
+        """
         storage = MispStorage.open(root)
         assert storage.settings is not None
         return cls(storage.settings.load(default), storage, **kwargs)
@@ -161,7 +167,10 @@ class MispSync:
     # --- settings ---------------------------------------------------------------------------------
 
     def update_settings(self, patch: Mapping[str, Any]) -> MispSettings:
-        """Merge `patch` into the settings, persist them, and reconnect with them."""
+        """Merge, persist and apply a settings patch.
+
+        The client reconnects with the new settings.
+        """
         with self._lock:
             if "namespace" in patch and patch["namespace"] != self.settings.namespace:
                 raise MispSettingsError(
@@ -176,7 +185,10 @@ class MispSync:
             return settings
 
     def test_connection(self, patch: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Connect afresh (no back-off) with the settings, or with them patched; never raises."""
+        """Connect afresh and report what MISP says.
+
+        No back-off; the settings may be patched; never raises.
+        """
         try:
             settings = self.settings.merged(patch or {})
             if not settings.url or not settings.api_key:
@@ -222,7 +234,10 @@ class MispSync:
             return result
 
     def on_events(self, endpoint: Any, events: list[dict[str, Any]]) -> None:
-        """Ingest listener: queue sightings of IoC values the events carry. Never raises."""
+        """Ingest listener: queue sightings; never raises.
+
+        Queues sightings of the IoC values the events carry.
+        """
         s = self.settings
         if not (s.configured and s.sightings_enabled):
             return
@@ -237,7 +252,10 @@ class MispSync:
         return self._run("sightings", self.sightings.flush)
 
     def on_report(self, endpoint: Any, artifact_dir: Path) -> bool:
-        """Queue one IR report (artifact directory); returns whether it was queued."""
+        """Queue one IR report (artifact directory).
+
+        Returns whether it was queued.
+        """
         if not (self.settings.configured and self.settings.reports_enabled):
             return False
         ep_uuid, hostname, ip = _endpoint_fields(endpoint)
@@ -259,7 +277,10 @@ class MispSync:
             return result
 
     def scan_artifacts(self) -> int:
-        """Queue complete report directories under the artifacts root not pushed or queued yet."""
+        """Queue complete report directories found on disk.
+
+        Only directories not pushed or queued yet.
+        """
         if self.artifacts_root is None or not self.artifacts_root.is_dir():
             return 0
         queued = {str(item.get("dir")) for _, item in self.storage.reports.items()}
@@ -278,7 +299,10 @@ class MispSync:
         return count
 
     def run_pending(self) -> None:
-        """Do whatever is due; MISP failures are recorded in the status, never raised."""
+        """Do whatever is due; failures go to the status.
+
+        MISP failures are recorded in the status, never raised.
+        """
         s = self.settings
         if not s.configured:
             return
@@ -301,7 +325,10 @@ class MispSync:
                 logger.info("MISP job failed: %s", ex)
 
     def sync_now(self, *, full: bool = False) -> dict[str, Any]:
-        """Admin "sync now": pull (full if asked), flush sightings, push reports; the status."""
+        """Pull, flush sightings and push reports now.
+
+        The admin 'sync now': pull (full if asked), flush, push; the status.
+        """
         s = self.settings
         if not s.configured:
             raise MispSettingsError(
@@ -380,7 +407,10 @@ def _role(api: Any) -> dict[str, Any]:
 
 
 def _complete(directory: Path) -> bool:
-    """A report directory whose event, report and listed files (memory dumps aside) are there."""
+    """Whether a report directory is completely uploaded.
+
+    Event, report and every listed file (memory dumps aside) are there.
+    """
     if not (directory / ARTIFACT_EVENT).is_file() or not (directory / ARTIFACT_REPORT).is_file():
         return False
     try:
@@ -396,7 +426,10 @@ def _complete(directory: Path) -> bool:
 
 
 class MispWorker:
-    """Runs `MispSync.run_pending()` every `interval` seconds on a daemon thread."""
+    """Runs `MispSync.run_pending()` on a daemon thread.
+
+    One call every `interval` seconds.
+    """
 
     def __init__(self, sync: MispSync, *, interval: float = 1.0) -> None:
         self.sync = sync

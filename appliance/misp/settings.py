@@ -55,7 +55,7 @@ CATEGORIES = frozenset(
 
 
 class Setting(NamedTuple):
-    """A declared settings key with its help text (documented in docs/misp.md)."""
+    """A declared settings key with its help text."""
 
     name: str
     help: str
@@ -67,7 +67,7 @@ def _f(default: Any, help: str) -> Any:  # noqa: A002 - the config loader reads 
 
 @dataclass(frozen=True, slots=True)
 class MispSettings:
-    """[misp]: MISP sync (docs/misp.md); set api_key with PUT /misp/settings, stored encrypted."""
+    """[misp]: MISP sync (docs/misp.md); API key: PUT /misp/settings."""
 
     enabled: bool = _f(False, "Master switch of the MISP sync.")
     url: str = _f("", "Base URL of the MISP instance, e.g. https://misp.example.org.")
@@ -184,7 +184,10 @@ class MispSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MispSettings:
-        """Parse a config-file section or API body; unknown keys and wrong types are errors."""
+        """Parse a config-file section or an API body.
+
+        Unknown keys and wrong types are errors.
+        """
         if not isinstance(data, Mapping):
             raise MispSettingsError("settings must be an object", operation="settings")
         known = {f.name: f for f in fields(cls)}
@@ -195,7 +198,7 @@ class MispSettings:
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """All keys, including the API key in clear (for the encrypted store only)."""
+        """All keys, the API key in clear (for the store only)."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     def to_public_dict(self) -> dict[str, Any]:
@@ -206,7 +209,10 @@ class MispSettings:
         return out
 
     def merged(self, patch: Mapping[str, Any]) -> MispSettings:
-        """A copy with the keys of `patch` replaced (the API key only if the patch has one)."""
+        """A copy with the keys of `patch` replaced.
+
+        The API key changes only if the patch has one.
+        """
         base = self.to_dict()
         base.update(patch)
         return MispSettings.from_dict(base)
@@ -267,7 +273,10 @@ class SettingsStore:
         return Fernet(path.read_bytes().strip())
 
     def load(self, default: MispSettings | None = None) -> MispSettings:
-        """The stored settings, else `default` (the config file section) with a namespace."""
+        """The stored settings, else `default`.
+
+        `default` is the config file section; a namespace is fixed on first load.
+        """
         path = self.root / self.FILE
         if not path.exists():
             settings = (default or MispSettings()).with_namespace()

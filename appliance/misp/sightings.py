@@ -90,7 +90,10 @@ class SightingPusher:
         events: Iterable[Mapping[str, Any]],
         index: IocIndex,
     ) -> int:
-        """Queue the IoC values these events carry; returns how many new values were queued."""
+        """Queue the IoC values these events carry.
+
+        Returns how many new values were queued.
+        """
         if not len(index):
             return 0
         source = sighting_source(endpoint_uuid, hostname)
@@ -145,7 +148,10 @@ class SightingPusher:
         return False
 
     def flush(self) -> FlushResult:  # noqa: C901
-        """Send pending batches, one request per source; MispUnavailable when MISP is down."""
+        """Send pending batches, one request per source.
+
+        Raises MispUnavailable when MISP is down.
+        """
         groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for item_id, item in self.queue.items():
             groups.setdefault(item["source"], []).append((item_id, item))

@@ -69,7 +69,10 @@ class ItemQueue(Protocol):
 
 
 class MemoryStateStore:
-    """StateStore in memory (tests; a restart is simulated by sharing the instance)."""
+    """StateStore in memory (tests).
+
+    A restart is simulated by sharing the instance.
+    """
 
     def __init__(self) -> None:
         self._docs: dict[str, str] = {}

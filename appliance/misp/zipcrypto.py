@@ -28,7 +28,10 @@ for _n in range(256):
 
 
 class _Keys:
-    """The three 32-bit keys of the traditional PKWARE cipher (APPNOTE.TXT §6.1)."""
+    """The keys of the traditional PKWARE cipher.
+
+    Three 32-bit keys (APPNOTE.TXT §6.1).
+    """
 
     def __init__(self, password: bytes) -> None:
         self.k0, self.k1, self.k2 = 0x12345678, 0x23456789, 0x34567890
@@ -71,7 +74,10 @@ def encrypted_zip(
     date_time: tuple[int, int, int, int, int, int] = (2026, 1, 1, 0, 0, 0),
     rand: Callable[[int], bytes] = os.urandom,
 ) -> bytes:
-    """A zip archive of `files` (name, content), deflated and encrypted with `password`."""
+    """A zip of `files`, deflated and password-encrypted.
+
+    Traditional PKWARE encryption with `password`.
+    """
     ddate, dtime = _dos_time(date_time)
     body = bytearray()
     central = bytearray()
