@@ -179,19 +179,21 @@ def main(argv: list[str] | None = None) -> int:
     span = timedelta(days=30)
     gen = Generator(42, 500, start, span, args.events)
     store_dir = args.dir / "store"
+    feed = args.dir / f"feed-{args.events}-{args.batch}.zst"
     if not args.keep:
-        shutil.rmtree(args.dir, ignore_errors=True)
-        args.dir.mkdir(parents=True)
-        feed = args.dir / "batches.zst"
-        t0 = time.perf_counter()
-        pregenerate(gen, args.events, args.batch, feed)
-        print(f"generated {args.events:,} events in {time.perf_counter() - t0:.1f} s "
-              f"({feed.stat().st_size / 2**20:.0f} MiB compressed, not timed below)", flush=True)
+        shutil.rmtree(store_dir, ignore_errors=True)
+        args.dir.mkdir(parents=True, exist_ok=True)
+        if not feed.exists():  # NOTE: the feed is deterministic (seed 42) and reused
+            t0 = time.perf_counter()
+            pregenerate(gen, args.events, args.batch, feed.with_suffix(".part"))
+            feed.with_suffix(".part").rename(feed)
+            print(f"generated {args.events:,} events in {time.perf_counter() - t0:.1f} s "
+                  f"({feed.stat().st_size / 2**20:.0f} MiB compressed, not timed below)",
+                  flush=True)
     store = EventStore(store_dir, heap_size=256_000_000, index_threads=1)
     try:
         if not args.keep:
             ingest(store, feed, args.events, args.batch)
-            feed.unlink()
             t0 = time.perf_counter()
             segments = store.merge_segments()
             print(f"merge: {segments} segments in {time.perf_counter() - t0:.1f} s")

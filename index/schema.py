@@ -48,6 +48,7 @@ __all__ = [
     "ANALYZER",
     "BOOL_FIELDS",
     "DATE_FIELDS",
+    "NOT_INDEXED",
     "NO_KV",
     "NUMERIC_FIELDS",
     "RAW_FIELDS",
@@ -61,7 +62,7 @@ __all__ = [
     "to_micros",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 ANALYZER = "heron"
 RAW_FIELDS = ("endpoint", "host", "channel", "computer", "sig", "hash", "ehash")
 NUMERIC_FIELDS = ("seq", "event_id", "crit")
@@ -71,6 +72,9 @@ TEXT_FIELDS = tuple(PROMOTED.values())
 # PERF(index): command lines are long and unique; they get no kv token (wildcards on them are
 # token-level, see query.py).
 NO_KV = frozenset({"commandline", "parentcommandline"})
+# PERF(index): Sysmon's per-event UTC times duplicate ``ts`` and are unique tokens (7 per value);
+# they are stored (``raw``) but not indexed. Query the event time with ``ts:``.
+NOT_INDEXED = frozenset({"utctime", "creationutctime", "previouscreationutctime"})
 _COLUMN_OF: dict[str, str] = {**PROMOTED, **COLUMNS_ONLY}
 _COLUMNS: tuple[str, ...] = tuple(_COLUMN_OF.values())
 
@@ -184,6 +188,8 @@ def project(
     free: list[str] = [computer, channel, *sigs]
     for key, value in data.items():
         low = key.lower()
+        if low in NOT_INDEXED:
+            continue
         column = _COLUMN_OF.get(low)
         if column is not None:
             columns[column] = value
