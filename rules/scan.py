@@ -218,7 +218,9 @@ def _open_unit(unit: Unit) -> BinaryIO:
     return fh
 
 
-def _iter_events(unit: Unit, stats: ScanStats) -> Iterator[Any]:
+def _iter_events(unit: Unit, stats: ScanStats,
+                 tell: list[Callable[[], int]] | None = None) -> Iterator[Any]:
+    """Events of a unit; `tell` receives a function giving the bytes consumed so far."""
     if unit.kind == "evtx":
         evtx_stats = EvtxStats()
         if unit.path.lower().endswith(".gz"):
@@ -235,6 +237,10 @@ def _iter_events(unit: Unit, stats: ScanStats) -> Iterator[Any]:
         stats.errors.extend(evtx_stats.messages[: max(0, 100 - len(stats.errors))])
         return
     fh = _open_unit(unit)
+    if tell is not None:
+        raw = getattr(fh, "fileobj", None) or fh  # gzip: position in the compressed file
+        if raw is not sys.stdin.buffer:
+            tell.append(raw.tell)
     try:
         yield from iter_json_stream(fh, stats, unit.path)
     except (OSError, EOFError, gzip.BadGzipFile) as ex:
@@ -310,8 +316,12 @@ def _init_worker(opts: ScanOptions, fmt: str) -> None:
 
 
 def scan_unit(unit: Unit, write: Callable[[bytes], None] | None = None,
-              progress: Callable[[int], None] | None = None) -> tuple[Unit, bytes, ScanStats]:
-    """Scan one unit with the worker's engine; output goes to `write` or is returned."""
+              progress: Callable[[int, int], None] | None = None
+              ) -> tuple[Unit, bytes, ScanStats]:
+    """Scan one unit with the worker's engine; output goes to `write` or is returned.
+
+    `progress(events, bytes)` reports what this unit has consumed so far.
+    """
     engine: Engine = _WORKER["engine"]
     opts: ScanOptions = _WORKER["opts"]
     render = RENDERERS[_WORKER["fmt"]]
@@ -325,7 +335,21 @@ def scan_unit(unit: Unit, write: Callable[[bytes], None] | None = None,
     else:
         def emit(ev: Any, det: Detection | None) -> None:
             return None
-    scan_events(engine, _iter_events(unit, stats), opts, stats, emit, progress)
+    tell: list[Callable[[], int]] = []
+    tick = None
+    if progress is not None:
+        report = progress
+
+        def tick(n: int) -> None:
+            done = 0
+            if tell:
+                try:
+                    done = min(tell[0](), unit.size)
+                except (OSError, ValueError):  # closed file at the end of the unit
+                    done = unit.size
+            report(n, done)
+
+    scan_events(engine, _iter_events(unit, stats, tell), opts, stats, emit, tick)
     stats.hits = {c.name: c.hits - before.get(c.name, 0) for c in engine.rules
                   if c.hits != before.get(c.name, 0) and not c.is_filter}
     return unit, b"".join(chunks), stats
@@ -385,9 +409,10 @@ class Scanner:
             for unit in units:
                 done_bytes, done_events = total.bytes, total.events
 
-                def tick(n: int, b: int = done_bytes, e: int = done_events) -> None:
+                def tick(n: int, b: int, done_b: int = done_bytes,
+                         done_e: int = done_events) -> None:
                     if progress is not None:
-                        progress(b, e + n)
+                        progress(done_b + b, done_e + n)
 
                 _, _, stats = scan_unit(unit, write, tick)
                 total.merge(stats)
