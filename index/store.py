@@ -22,6 +22,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: Tantivy's writer lock still guards the index
+    fcntl = None  # type: ignore[assignment]
+
 import orjson
 import tantivy
 
@@ -116,6 +121,18 @@ def _decode_cursor(cursor: str) -> tuple[int, set[int], int]:
         raise IndexQueryError("invalid cursor", query=cursor) from ex
 
 
+def _lock_root(root: Path) -> Any:
+    """Hold an exclusive lock on ``root/LOCK`` for the life of the store (one owner process)."""
+    handle = (root / "LOCK").open("a+")
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as ex:
+            handle.close()
+            raise StoreError(f"event store {root} is in use by another process") from ex
+    return handle
+
+
 def _stored_event(searcher: tantivy.Searcher, addr: tantivy.DocAddress) -> dict[str, Any]:
     raw = searcher.doc(addr).get_first("raw")
     if not isinstance(raw, bytes):
@@ -152,19 +169,29 @@ class EventStore:
         self._state = StoreState.OPEN
         self._append_lock = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._state_path = self.root / "store.json"
-        self._min_seq: int = int(self._load_state().get("min_seq", 1))
-        self.journal = Journal(self.root / "journal", segment_bytes=journal_segment_bytes,
-                               fsync=fsync)
-        self._index = self._open_index(self.root / "index")
-        self._schema = self._index.schema
-        self._translator = QueryTranslator(self._schema)
-        self.tables = Tables(self.root / "events.duckdb")
-        self._indexer = Indexer(self._index, self.tables, heap_size=heap_size,
-                                num_threads=index_threads, commit_interval=commit_interval)
-        self._batches: dict[tuple[str, str], tuple[int, int]] = {
-            (ep, bid): (first, count) for ep, bid, first, count in self.tables.batch_keys()
-        }
+        self._lock_file = _lock_root(self.root)
+        opened: list[Any] = []
+        try:
+            self._state_path = self.root / "store.json"
+            self._min_seq: int = int(self._load_state().get("min_seq", 1))
+            self.journal = Journal(self.root / "journal", segment_bytes=journal_segment_bytes,
+                                   fsync=fsync)
+            opened.append(self.journal)
+            self._index = self._open_index(self.root / "index")
+            self._schema = self._index.schema
+            self._translator = QueryTranslator(self._schema)
+            self.tables = Tables(self.root / "events.duckdb")
+            opened.append(self.tables)
+            self._indexer = Indexer(self._index, self.tables, heap_size=heap_size,
+                                    num_threads=index_threads, commit_interval=commit_interval)
+            self._batches: dict[tuple[str, str], tuple[int, int]] = {
+                (ep, bid): (first, count) for ep, bid, first, count in self.tables.batch_keys()
+            }
+        except BaseException:
+            for part in reversed(opened):
+                part.close()
+            self._lock_file.close()
+            raise
         self._indexer.start()
         replayed = self._replay()
         logger.info("event store open at %s (next seq %d, %d records replayed)",
@@ -234,6 +261,7 @@ class EventStore:
         self._indexer.close_writer()
         self.tables.close()
         self.journal.close()
+        self._lock_file.close()
         logger.info("event store closed at %s", self.root)
 
     def __enter__(self) -> EventStore:

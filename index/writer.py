@@ -73,7 +73,10 @@ class Indexer:
         self.tables = tables
         self._heap_size = heap_size
         self._num_threads = num_threads
-        self._writer = index.writer(heap_size=heap_size, num_threads=num_threads)
+        try:
+            self._writer = index.writer(heap_size=heap_size, num_threads=num_threads)
+        except ValueError as ex:
+            raise StoreError(f"cannot open the Tantivy writer: {ex}") from ex
         self._commit_interval = commit_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self.tantivy_max = self._tantivy_max_seq()

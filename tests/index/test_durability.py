@@ -126,3 +126,23 @@ def test_kill_9_during_ingest_loses_no_acknowledged_event(tmp_path: Path) -> Non
         # The child's batches are deduplicated after the restart.
         assert store.append([sysmon("a", "b")], endpoint=EndpointRef("crash-endpoint"),
                             batch_id=f"batch-{acked[-1][0]}").duplicate
+
+
+def test_second_owner_is_refused(tmp_path: Path) -> None:
+    from index import StoreError
+
+    with EventStore(tmp_path / "s", fsync=False) as store:
+        code = ("import sys; from index import EventStore, StoreError\n"
+                "try:\n    EventStore(sys.argv[1])\nexcept StoreError as ex:\n"
+                "    print('refused:', ex); sys.exit(3)\n")
+        proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 3, proc.stderr
+        assert "in use by another process" in proc.stdout
+        with pytest.raises(StoreError):  # same process, same root: refused as well
+            EventStore(tmp_path / "s", fsync=False)
+        store.append([sysmon("a", "b")], endpoint=EP)  # the owner is unaffected
+    with EventStore(tmp_path / "s", fsync=False) as again:  # released on close
+        again.flush()
+        assert again.count() == 1
