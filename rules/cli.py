@@ -257,7 +257,13 @@ def cmd_test(args: argparse.Namespace) -> int:
     for path in args.files:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
-        for _, event in iter_json_objects(text, path):
+        try:
+            events = [event for _, event in iter_json_objects(text, path)]
+        except RuleError as ex:  # the decoder is shared with rule files
+            print(f"heron: invalid JSON event file {path}:{ex.line}: {ex.reason}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        for event in events:
             total += 1
             det = engine.match(event) if isinstance(event, dict) else None
             if det is None or not det.signatures:

@@ -169,3 +169,13 @@ def test_every_cli_command_and_option_is_documented() -> None:
 
     walk(parser, "heron")
     assert missing == []
+
+
+def test_rules_test_mode_rejects_broken_event_files(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": 1}\n{bad')
+    rules_dir = str(GENE_RULES / "rules")
+    assert main(["rules", "test", "-r", rules_dir, "-n", "LargeBase64", str(bad)]) == 2
+    assert f"{bad}:2" in capsys.readouterr()[1]
+    assert main(["rules", "test", "-r", rules_dir, "-n", "NoSuchRule", str(bad)]) == 2
