@@ -110,8 +110,11 @@ def agent_worker(args: tuple[str, str, str, str, list[bytes], float, int]) -> di
 def run_threads(jobs: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     from concurrent.futures import ThreadPoolExecutor
 
+    cpu0 = sum(os.times()[:2])
     with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(agent_worker, jobs))
+        results = list(pool.map(agent_worker, jobs))
+    results[0]["cpu"] = sum(os.times()[:2]) - cpu0
+    return results
 
 
 def main() -> int:
@@ -185,11 +188,10 @@ def main() -> int:
         jobs = [(urls["endpoint"], c, k, ca, batches, deadline, args.batch) for c, k in creds]
         procs = max(1, min(args.client_procs, len(jobs)))
         groups = [jobs[i::procs] for i in range(procs)]
-        client_cpu0 = os.times()
         with mp.get_context("fork").Pool(procs) as pool:
             results = [r for group in pool.map(run_threads, groups) for r in group]
         elapsed = time.time() - t0
-        client_cpu = sum(os.times()[2:4]) - sum(client_cpu0[2:4])
+        client_cpu = sum(r.get("cpu", 0.0) for r in results)
         server_cpu = cpu_of(server.pid) - cpu0
         lat = sorted(x for r in results for x in r["latencies"])
         accepted = sum(r["accepted"] for r in results)
@@ -212,11 +214,19 @@ def main() -> int:
         )
         print(
             f"CPU: server {server_cpu:.1f} s ({server_cpu / elapsed * 100:.0f}% of one core), "
-            f"clients {client_cpu:.1f} s, on {os.cpu_count()} cores"
+            f"clients {client_cpu:.1f} s, on {os.cpu_count()} shared cores "
+            f"(load average {os.getloadavg()[0]:.1f})"
+        )
+        print(
+            f"server efficiency: {accepted / max(server_cpu, 1e-9):,.0f} durable events per "
+            "server CPU-second"
         )
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.terminate()  # the event store finishes indexing its backlog before it exits
+        try:
+            server.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            server.kill()
     return 0
 
 

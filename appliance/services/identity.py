@@ -24,6 +24,7 @@ from ..store import CertRecord, Endpoint, EndpointStatus, Role, Store, Token, Us
 __all__ = ["Bundle", "Identity", "hash_secret", "new_secret"]
 
 logger = logging.getLogger(__name__)
+VERIFIED_TTL = 5.0  # seconds an endpoint record is reused for a verified certificate
 
 
 def new_secret(prefix: str = "") -> str:
@@ -56,6 +57,9 @@ class Identity:
         self.pki = pki
         self.config = config
         self.clock = clock
+        # PERF(manager): serial → (checked at, Endpoint); saves two queries per request.
+        # Revocation clears it, so a revoked certificate is refused at once.
+        self._verified: dict[str, tuple[float, Endpoint]] = {}
 
     # --- admin users ----------------------------------------------------------------------
 
@@ -175,6 +179,7 @@ class Identity:
     def revoke(self, uuid: str) -> int:
         self.store.endpoints.get(uuid)
         count = self.store.certs.revoke(uuid=uuid, now=self.clock())
+        self._verified.clear()
         self.store.endpoints.update(uuid, status=EndpointStatus.REVOKED)
         logger.info("revoked %d certificate(s) of endpoint %s", count, uuid)
         return count
@@ -195,10 +200,17 @@ class Identity:
             raise Unauthorized("a client certificate issued by this manager is required")
         if not self.accept_certificate(peer):
             raise Forbidden("client certificate is revoked or expired")
+        now = self.clock()
+        cached = self._verified.get(peer.serial)
+        if cached is not None and now - cached[0] < VERIFIED_TTL and cached[1].uuid == peer.cn:
+            return cached[1]
         record = self.store.certs.get(peer.serial)
         if record is None or record.uuid != peer.cn or record.sha256 != peer.sha256:
             raise Forbidden("client certificate was not issued to an endpoint of this manager")
         ep = self.store.endpoints.find(peer.cn)
         if ep is None or ep.status is EndpointStatus.REVOKED:
             raise Forbidden("endpoint is unknown or revoked")
+        if len(self._verified) > 100_000:
+            self._verified.clear()
+        self._verified[peer.serial] = (now, ep)
         return ep
