@@ -154,3 +154,26 @@ def test_add_container_enables_disabled_rules() -> None:
     engine.add_container("misp", ["Evil.COM"])
     assert engine.rules[0].disabled is None
     assert _hit(engine, Q="evil.com")
+
+
+def test_upstream_parse_atom_rule_cases() -> None:
+    """gene engine/parser_test.go TestParseAtomRule, as described in gene.md §14."""
+    assert parse_match("$hello: \"Hashes = Test\" = 'x'", BASE).path == (*BASE, "Hashes = Test")
+    assert parse_match("$r: Event/EventData/Hashes = 'x'", BASE).path == (
+        *BASE, "Event", "EventData", "Hashes")  # relative, although it looks absolute
+    assert parse_match("$s: \"With space\" = 'x'", BASE).path == (*BASE, "With space")
+    abs_ind = parse_match("$i: /Event/System/Computer = @/Event/System/Computer", BASE)
+    assert isinstance(abs_ind, IndirectMatch)
+    assert abs_ind.other == ("Event", "System", "Computer")
+    with pytest.raises(MatchSyntaxError):
+        parse_match("$a: Hashes Test = 'x'", BASE)
+    with pytest.raises(MatchSyntaxError):  # container form needs a space after the colon
+        parse_match("$c:extract('(?P<x>.)', X) in bl", BASE, frozenset({"bl"}))
+
+
+def test_unanchored_recognisers_ignore_surrounding_text() -> None:
+    m = parse_match("junk $a: Image = 'x' trailing", BASE)
+    assert isinstance(m, FieldMatch) and m.name == "$a" and m.value == "x"
+    cm = parse_match("$c: extract('(?P<x>.+)', X) in blacklist' and more", BASE,
+                     frozenset({"blacklist"}))
+    assert isinstance(cm, ContainerMatch) and cm.container == "blacklist"
