@@ -269,3 +269,34 @@ def test_evtx_damage_is_counted_not_raised(evtx_bytes: bytes, tmp_path: Path) ->
     raw[first + 30:first + size - 8] = b"\xff" * (size - 38)
     damaged, stats = _read(bytes(raw), tmp_path)
     assert len(damaged) >= len(good) - 1
+
+
+# --- fuzzing the engine with odd events -------------------------------------------------------
+odd = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                   lambda kids: st.lists(kids, max_size=3)
+                   | st.dictionaries(st.text(max_size=6), kids, max_size=3), max_leaves=8)
+FIELDS = ["Image", "CommandLine", "ParentImage", "Hashes", "TargetFilename", "GrantedAccess"]
+
+
+@pytest.fixture(scope="module")
+def gene_engine() -> rules.Engine:
+    if not GENE_RULES.exists():
+        pytest.skip("gene-rules not present")
+    return rules.Engine(rules.load(GENE_RULES / "compiled.gen"),
+                        containers={"blacklist": ["x"], "whitelist": ["y"], "misp": ["z"]})
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(eid=st.one_of(st.sampled_from(["1", "7", "10", "4624"]), odd),
+       channel=st.one_of(st.just("Microsoft-Windows-Sysmon/Operational"), odd),
+       data=st.one_of(st.dictionaries(st.sampled_from(FIELDS), odd, max_size=6), odd),
+       computer=odd)
+def test_engine_never_raises_on_odd_events(gene_engine: rules.Engine, eid: Any, channel: Any,
+                                           data: Any, computer: Any) -> None:
+    event = {"Event": {"System": {"Channel": channel, "EventID": eid, "Computer": computer,
+                                  "TimeCreated": {"SystemTime": "x"}},
+                       "EventData": data}}
+    det = gene_engine.match(event)
+    assert det is None or isinstance(det, rules.Detection)
+    assert rules.Event(event).event_id >= -(2**31)
