@@ -80,6 +80,9 @@ def test_rest_search_filters_and_paging(fake: FakeMisp, clock: Clock) -> None:
     assert rows == []
     rows, _ = search(fake, published=0)
     assert rows == []
+    rows, _ = search(fake, includeDecayScore=1, eventid=ev.uuid, limit=1)
+    assert rows[0]["decay_score"][0]["score"] == 42.1
+    assert search(fake, eventid=[str(ev.id + 1)])[0] == []
 
 
 def test_deleted_and_publish_timestamp(fake: FakeMisp, clock: Clock) -> None:
