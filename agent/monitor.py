@@ -30,6 +30,7 @@ class SourceCounters:
     events: int = 0
     drops: int = 0
     errors: int = 0
+    lost: int = 0  # lost before reaching the agent (kernel / ETW buffer overflows)
     running: bool = False
     error: str = ""
 
@@ -57,6 +58,7 @@ class Counters:
     def snapshot(self) -> dict[str, Any]:
         return {
             "sources": {n: {"events": s.events, "drops": s.drops, "errors": s.errors,
+                            "lost": s.lost,
                             "running": s.running, "error": s.error}
                         for n, s in self.sources.items()},
             "processed": self.processed,

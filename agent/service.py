@@ -409,6 +409,8 @@ class Agent:
         self.runner.endpoint = endpoint_uuid
 
     def status(self) -> dict[str, Any]:
+        for source in self.sources:
+            self.counters.source(source.name).lost = int(getattr(source, "lost", 0))
         snap = self.counters.snapshot()
         now = time.monotonic()
         last_t, last = self._last_rates

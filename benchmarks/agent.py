@@ -58,7 +58,6 @@ paths = ["{RULES}"]
 [actions]
 allowed = []
 [limits]
-check_interval = 1.0
 max_cpu_percent = 100.0
 """)
         proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--standalone", "-c",

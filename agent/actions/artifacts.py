@@ -6,9 +6,9 @@ dumped files, ``report.json`` and ``manifest.json``::
     {"endpoint", "hostname", "process_guid", "event_hash", "rule": [signatures], "time",
      "files": [{"name", "kind", "sha256", "size"}]}
 
-The process GUID is written without braces. The manifest is rewritten (atomically, via a
-temporary file and ``os.replace``) every time a file is added, so it always lists exactly the
-files present; it never lists itself.
+The process GUID is written without braces. Files are written under a hidden temporary name and
+renamed, and the manifest is rewritten the same way every time a file is added, so it always
+lists exactly the complete files present; it never lists itself.
 """
 
 from __future__ import annotations
@@ -86,16 +86,23 @@ class ArtifactDir:
             n += 1
         return candidate
 
+    def _write(self, path: Path, data: bytes) -> None:
+        """Write atomically: readers never see a partial file under its final name."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
     def add_bytes(self, name: str, data: bytes, kind: str) -> ArtifactFile:
-        path = self.unique(name)
-        path.write_bytes(data)
+        with self._lock:
+            path = self.unique(name)
+            self._write(path, data)
         return self.register(path, kind)
 
     def add_json(self, name: str, obj: Any, kind: str) -> ArtifactFile:
         data = json.dumps(obj, indent=1, sort_keys=False, default=str).encode("utf-8")
         path = self.path / name
         self._ensure()
-        path.write_bytes(data)
+        self._write(path, data)
         return self.register(path, kind)
 
     def register(self, path: Path, kind: str) -> ArtifactFile:

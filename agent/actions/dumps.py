@@ -156,11 +156,13 @@ def _memdump_linux(ctx: ActionContext) -> None:
               "truncated": truncated, "regions": regions}
     name = f"{os.path.basename(ctx.image) or 'process'}_{ctx.pid}_{int(ctx.clock() * 1e9)}.memdump"
     path = ctx.artifacts.unique(name)
-    with path.open("wb") as fh:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as fh:
         fh.write(MEMDUMP_MAGIC)
         fh.write(json.dumps(header).encode("utf-8") + b"\n")
         for chunk in chunks:
             fh.write(chunk)
+    os.replace(tmp, path)
     ctx.artifacts.register(path, "memdump")
 
 
@@ -180,13 +182,14 @@ def _memdump_windows(ctx: ActionContext) -> None:  # pragma: no cover - Windows 
     name = f"{os.path.basename(ctx.image.replace(chr(92), '/'))}_{ctx.pid}_" \
            f"{int(ctx.clock() * 1e9)}.dmp"
     path = ctx.artifacts.unique(name)
+    tmp = path.with_name(f".{path.name}.tmp")
     handle = kernel32.OpenProcess(PROCESS_QUERY_INFORMATION | PROCESS_VM_READ, False, ctx.pid)
     if not handle:
         raise ActionError(f"OpenProcess({ctx.pid}) failed: {ctypes.get_last_error()}")
     try:
         import msvcrt
 
-        with path.open("wb") as fh:
+        with tmp.open("wb") as fh:
             fhandle = msvcrt.get_osfhandle(fh.fileno())  # type: ignore[attr-defined]
             ok = dbghelp.MiniDumpWriteDump(handle, ctx.pid, fhandle, MINIDUMP_WITH_FULL_MEMORY,
                                            None, None, None)
@@ -194,6 +197,7 @@ def _memdump_windows(ctx: ActionContext) -> None:  # pragma: no cover - Windows 
             raise ActionError(f"MiniDumpWriteDump({ctx.pid}) failed: {ctypes.get_last_error()}")
     finally:
         kernel32.CloseHandle(handle)
+    os.replace(tmp, path)
     ctx.artifacts.register(path, "memdump")
 
 

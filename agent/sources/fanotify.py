@@ -122,7 +122,7 @@ class FanotifySource:
                                              ctypes.c_int, ctypes.c_char_p]
         self._dirs: dict[bytes, str] = {}
         self._recent_creates: OrderedDict[str, float] = OrderedDict()
-        self.overflows = 0
+        self.lost = 0  # queue overflows reported by the kernel
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -214,7 +214,7 @@ class FanotifySource:
     def _from_fd(self, buf: bytes) -> Iterator[dict[str, Any]]:
         for mask, fd, pid in parse_fd_events(buf):
             if fd < 0:
-                self.overflows += 1
+                self.lost += 1
                 logger.warning("fanotify queue overflow: file events lost")
                 continue
             try:
@@ -244,6 +244,8 @@ class FanotifySource:
         host = self.host
         ts = host.clock()
         info = host.pids.get(pid) if pid > 0 else None
+        if pid > 0 and (info is None or not info.complete):
+            info = host.pids.wait_for(pid, 0.1) or info
         data: dict[str, Any] = {
             "RuleName": "-",
             "UtcTime": sysmon_time(ts),

@@ -164,6 +164,8 @@ class NetConnectionSource:
         ts = host.clock()
         pid = self._owners.get(s.inode, 0)
         info = host.pids.get(pid) if pid else None
+        if pid and (info is None or not info.complete):
+            info = host.pids.wait_for(pid, 0.1) or info
         data = {
             "RuleName": "-",
             "UtcTime": sysmon_time(ts),

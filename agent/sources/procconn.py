@@ -139,7 +139,7 @@ class ProcConnectorSource:
         self.hash_on_exec = hash_on_exec
         self.poll = poll
         self._closed = threading.Event()
-        self.errors = 0
+        self.lost = 0  # receive errors (ENOBUFS: the kernel dropped messages)
 
     def _open(self) -> socket.socket:
         try:
@@ -161,7 +161,7 @@ class ProcConnectorSource:
                 except TimeoutError:
                     continue
                 except OSError as ex:  # ENOBUFS: the kernel dropped messages
-                    self.errors += 1
+                    self.lost += 1
                     logger.warning("proc connector receive error (events lost): %s", ex)
                     continue
                 for pev in parse_proc_event(data):

@@ -58,6 +58,7 @@ class ProcInfo:
     comm: str
     guid: str = ""
     exec_seq: int = 0
+    complete: bool = True  # False when /proc/PID/exe was unreadable (process exiting)
 
     def with_guid(self, boot_id: str, exec_seq: int = 0) -> ProcInfo:
         guid = process_guid(boot_id, self.pid, self.start_ticks * 1000 + exec_seq)
@@ -105,23 +106,26 @@ def read_proc(pid: int, root: str = "/proc") -> ProcInfo | None:
     except OSError:
         pass
     return ProcInfo(pid, ppid, image or comm, command_line or comm, cwd, uid,
-                    user_name(uid) if uid >= 0 else "", start_ticks, comm)
+                    user_name(uid) if uid >= 0 else "", start_ticks, comm,
+                    complete=bool(image))
 
 
 class PidDirectory:
     """pid → current ``ProcInfo``; exited entries are kept for ``linger`` seconds."""
 
     def __init__(self, boot_id: str, *, linger: float = 30.0, max_exited: int = 4096,
+                 max_live: int = 65536,
                  clock: Callable[[], float] = time.monotonic,
                  reader: Callable[[int], ProcInfo | None] = read_proc) -> None:
         self.boot_id = boot_id
         self.linger = linger
         self.max_exited = max_exited
+        self.max_live = max_live
         self._clock = clock
         self._reader = reader
         self._live: dict[int, ProcInfo] = {}
         self._exited: OrderedDict[int, tuple[float, ProcInfo]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
 
     def on_exec(self, pid: int) -> ProcInfo | None:
         """Re-read ``pid`` after an exec; a re-exec of a known pid gets a new GUID."""
@@ -134,7 +138,15 @@ class PidDirectory:
             info = info.with_guid(self.boot_id, seq)
             self._live[pid] = info
             self._exited.pop(pid, None)
+            if len(self._live) > self.max_live:
+                self._prune()
+            self._lock.notify_all()
         return info
+
+    def _prune(self) -> None:
+        """Forget pids that no longer exist (exit events lost to a netlink overflow)."""
+        for pid in [p for p in self._live if not os.path.exists(f"/proc/{p}")]:
+            del self._live[pid]
 
     def on_exit(self, pid: int) -> ProcInfo | None:
         with self._lock:
@@ -154,6 +166,19 @@ class PidDirectory:
                 break
             del self._exited[pid]
 
+    def wait_for(self, pid: int, timeout: float) -> ProcInfo | None:
+        """Wait up to ``timeout`` s for the exec of ``pid`` to be registered by another source.
+
+        A file or network event of a short-lived process can be read before the proc connector
+        thread has handled its exec; this lets such events carry the right image and GUID.
+        """
+        with self._lock:
+            self._lock.wait_for(lambda: pid in self._live or pid in self._exited, timeout)
+            info = self._live.get(pid)
+            if info is None and pid in self._exited:
+                info = self._exited[pid][1]
+            return info
+
     def get(self, pid: int) -> ProcInfo | None:
         """Known info for ``pid``, else a fresh /proc read (registered, GUID computed)."""
         with self._lock:
@@ -166,6 +191,8 @@ class PidDirectory:
         if fresh is None:
             return None
         fresh = fresh.with_guid(self.boot_id)
+        if not fresh.complete:
+            return fresh  # exiting: do not pin a partial entry; the exec may still arrive
         with self._lock:
             return self._live.setdefault(pid, fresh)
 

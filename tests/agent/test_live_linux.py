@@ -82,6 +82,8 @@ def live_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveAgent]:
                   "$cl", events=EVENTS, criticality=6),
         gene_rule("LiveKill", [f"$cl: /Event/EventData/CommandLine ~= 'heron-kill-{TOKEN}'"],
                   "$cl", events=EVENTS, criticality=8, actions=["kill", "filedump"]),
+        gene_rule("LiveFile", [f"$f: /Event/EventData/TargetFilename ~= 'heron-file-{TOKEN}'"],
+                  "$f", events={LINUX_CHANNEL: [11, 23]}, criticality=6),
         gene_rule("LiveConnect", [f"$p: /Event/EventData/DestinationPort = '{port}'"], "$p",
                   events={LINUX_CHANNEL: [3]}, criticality=8, actions=["report"]),
     ])
@@ -212,6 +214,29 @@ def test_report_has_process_tree_and_connections(live_agent: LiveAgent) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_file_create_and_delete_are_attributed(live_agent: LiveAgent) -> None:
+    target = live_agent.base / "watch" / f"heron-file-{TOKEN}.txt"
+    # NOTE(agent): the actor lives a little while; a process that exits within a few ms can
+    # be gone before /proc is read (documented limit of the /proc-based attribution).
+    code = ("import os,sys,time; time.sleep(0.2); open(sys.argv[1],'w').close(); "
+            "time.sleep(0.2); os.unlink(sys.argv[1]); time.sleep(0.3)")
+    child = subprocess.run([sys.executable, "-c", code, str(target)], check=True)
+    assert child.returncode == 0
+
+    def by(eid: int) -> Callable[[dict[str, Any]], bool]:
+        return lambda a: (a["Event"]["System"]["EventID"] == eid
+                          and "LiveFile" in a["Event"].get("Detection", {}).get("Signature", []))
+
+    created, _ = live_agent.wait_alert(by(11))
+    deleted, _ = live_agent.wait_alert(by(23))
+    assert created is not None and deleted is not None
+    c, d = created["Event"]["EventData"], deleted["Event"]["EventData"]
+    assert c["TargetFilename"] == d["TargetFilename"] == str(target)
+    assert c["Image"] == d["Image"] == os.path.realpath(sys.executable)
+    assert c["ProcessGuid"] == d["ProcessGuid"] and c["ProcessGuid"].startswith("{")
+    assert c["User"] == "root" and c["ProcessId"] == d["ProcessId"]
 
 
 def test_touching_a_canary_is_detected(live_agent: LiveAgent) -> None:
