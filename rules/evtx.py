@@ -19,7 +19,7 @@ import logging
 import re
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -44,7 +44,6 @@ _MAX_DEPTH = 8
 # BinXML value types (MS-EVEN6 §2.2.13)
 _T_ANSI, _T_SIZET, _T_FILETIME, _T_HEX32, _T_HEX64, _T_BINXML = 0x02, 0x10, 0x11, 0x14, 0x15, 0x21
 _INTERESTING = re.compile(rb"[\x02\x10\x11\x14\x15\x21]")
-_BORING = bytes(b for b in range(256) if b not in (0x02, 0x10, 0x11, 0x14, 0x15, 0x21))
 
 
 @dataclass(slots=True)
@@ -63,6 +62,8 @@ class EvtxStats:
 
 
 _DAYS: dict[int, str] = {}
+_TABLES: dict[int, Callable[[bytes], tuple[int, ...]]] = {}
+_WANTED: dict[bytes, tuple[int, ...]] = {}
 
 
 def _filetime_texts(ticks: int) -> tuple[str, str]:
@@ -108,12 +109,20 @@ def _values(chunk: bytes, pos: int, end: int, out: dict[str, Any], depth: int) -
         return
     table = chunk[pos:pos + 4 * count]
     types = table[2::4]
-    if not types.translate(None, _BORING):
+    wanted = _WANTED.get(types)
+    if wanted is None:  # PERF(heron): one entry per template layout
+        wanted = tuple(m.start() for m in _INTERESTING.finditer(types))
+        if len(_WANTED) > 4096:
+            _WANTED.clear()
+        _WANTED[types] = wanted
+    if not wanted:
         return
-    sizes = struct.unpack_from(f"<{2 * count}H", table)[0::2]
+    unpack = _TABLES.get(count)
+    if unpack is None:
+        unpack = _TABLES[count] = struct.Struct(f"<{2 * count}H").unpack
+    sizes = unpack(table)[0::2]
     offsets = list(accumulate(sizes, initial=pos + 4 * count))
-    for hit in _INTERESTING.finditer(types):
-        i = hit.start()
+    for i in wanted:
         if offsets[i] + sizes[i] > end:
             return
         _value(chunk, types[i], sizes[i], offsets[i], out, depth)
@@ -225,18 +234,45 @@ def _element(node: dict[str, Any], typed: dict[str, Any]) -> Any:
 _NO_TEXT = object()
 
 
+def _text(value: str, typed: dict[str, Any]) -> Any:
+    found = typed.get(value)
+    if found is None:
+        return value
+    return found if found.__class__ is str else _leaf(value, typed)
+
+
+def _attrs(attrs: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        cls = value.__class__
+        if cls is str:
+            out[key] = _text(value, typed) if value in typed else value
+        elif cls is int:
+            out[key] = str(value)
+        else:
+            out[key] = _leaf(value, typed)
+    return out
+
+
 def _system(system: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
+    """PERF(heron): System elements are attribute-only or scalar; flatten them inline."""
     out: dict[str, Any] = {}
     for key, value in system.items():
-        if value is None:
+        cls = value.__class__
+        if cls is str:
+            out[key] = _text(value, typed) if value in typed else value
+        elif cls is int:
+            out[key] = str(value)
+        elif value is None:
             out[key] = {}  # empty element (Correlation, Security) → {}
-            continue
-        if key == "Provider" and value.__class__ is dict:
-            attrs = value.get("#attributes") or {}
-            if set(attrs) == {"Name"} and len(value) == 1:
+        elif cls is dict and len(value) == 1 and "#attributes" in value:
+            attrs = value["#attributes"]
+            if key == "Provider" and len(attrs) == 1 and "Name" in attrs:
                 out[str(attrs["Name"])] = ""  # GENE/golang-evtx: classic provider
-                continue
-        out[key] = _leaf(value, typed)
+            else:
+                out[key] = _attrs(attrs, typed)
+        else:
+            out[key] = _leaf(value, typed)
     return out
 
 
