@@ -7,7 +7,9 @@ sessions are system-wide, pywintrace#45), so it is stopped by name at start and 
 
 Platform-independent parts are pure and unit-tested with recorded pywintrace dicts:
 ``render_etw`` (pywintrace ``(event_id, dict)`` → event) and ``KernelFileFilter`` (WHIDS
-FileObject correlation: only the first read/write per opened file, with its name).
+FileObject correlation: only the first read/write per opened file, with its name). Session
+handling goes through an ``EtwBackend`` (``PywintraceBackend`` on Windows), so start/stop order
+is tested with a fake backend.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import queue
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.errors import SourceError
 from agent.render import make_event
@@ -27,8 +29,8 @@ from agent.render import make_event
 if TYPE_CHECKING:
     from agent.config import EtwConfig
 
-__all__ = ["PROVIDERS", "SECURITY_SESSION", "EtwProvider", "EtwSource", "KernelFileFilter",
-           "filetime_to_epoch", "render_etw"]
+__all__ = ["PROVIDERS", "SECURITY_SESSION", "EtwBackend", "EtwProvider", "EtwSource",
+           "KernelFileFilter", "PywintraceBackend", "filetime_to_epoch", "render_etw"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,34 +159,73 @@ class KernelFileFilter:
         return True
 
 
-def stop_session(name: str) -> bool:  # pragma: no cover - Windows only
-    """Stop a (stale) ETW session by name; False when none was running."""
-    assert sys.platform == "win32"
-    import etw  # pywintrace: imported only on Windows (its import fails elsewhere)
-    from etw import evntrace as _et
+class EtwBackend(Protocol):
+    """What the source needs from an ETW binding (pywintrace on Windows, a fake in tests)."""
 
-    props = etw.etw.TraceProperties()
-    status = _et.ControlTraceW(_et.TRACEHANDLE(0), name, props.get(),
-                               _et.EVENT_TRACE_CONTROL_STOP)
-    if status == 0:
-        logger.warning("stopped stale ETW session %r", name)
-        return True
-    return False
+    def stop_session(self, name: str) -> bool:
+        """Stop a running session by name; False when none was running."""
+        ...
+
+    def start_session(self, name: str, providers: list[EtwProvider],
+                      callback: Callable[[tuple[int, dict[str, Any]]], None]) -> Any:
+        """Start a real-time session with ``providers``; returns an object with ``stop()``."""
+        ...
+
+    def start_consumer(self, session: str,
+                       callback: Callable[[tuple[int, dict[str, Any]]], None]) -> Any:
+        """Consume an existing session (EventLog-Security); returns an object with ``stop()``."""
+        ...
+
+
+class PywintraceBackend:  # pragma: no cover - Windows only
+    """``EtwBackend`` over pywintrace (fireeye/pywintrace 0.2)."""
+
+    def __init__(self) -> None:
+        if sys.platform != "win32":
+            raise SourceError("the ETW source needs Windows")
+        import etw  # pywintrace: imported only on Windows (its import fails elsewhere)
+
+        self.etw: Any = etw
+
+    def stop_session(self, name: str) -> bool:
+        from etw import evntrace as et
+
+        props = self.etw.etw.TraceProperties()
+        status = et.ControlTraceW(et.TRACEHANDLE(0), name, props.get(),
+                                  et.EVENT_TRACE_CONTROL_STOP)
+        return bool(status == 0)
+
+    def start_session(self, name: str, providers: list[EtwProvider],
+                      callback: Callable[[tuple[int, dict[str, Any]]], None]) -> Any:
+        infos = [self.etw.ProviderInfo(p.name, self.etw.GUID(p.guid), level=p.level,
+                                       any_keywords=p.keywords) for p in providers]
+        session = self.etw.ETW(session_name=name, providers=infos, event_callback=callback,
+                               ignore_exists_error=False)
+        session.start()
+        return session
+
+    def start_consumer(self, session: str,
+                       callback: Callable[[tuple[int, dict[str, Any]]], None]) -> Any:
+        consumer = self.etw.etw.EventConsumer(session, callback, None, None, 0)
+        consumer.start()
+        return consumer
 
 
 class EtwSource:
-    """Real-time ETW consumer (Windows only)."""
+    """Real-time ETW consumer (Windows; any ``EtwBackend`` elsewhere, for tests)."""
 
     name = "etw"
     live = True
     lossless = False
 
-    def __init__(self, config: EtwConfig, *, computer: str, buffer: int = 50_000) -> None:
+    def __init__(self, config: EtwConfig, *, computer: str, buffer: int = 50_000,
+                 backend: EtwBackend | None = None) -> None:
         unknown = [p for p in config.providers if p not in PROVIDERS]
         if unknown:
             raise SourceError(f"unknown ETW providers: {unknown}")
         self.config = config
         self.computer = computer
+        self._backend = backend
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(buffer)
         self._closed = threading.Event()
         self._kfile = KernelFileFilter()
@@ -206,29 +247,26 @@ class EtwSource:
         except queue.Full:
             self.lost += 1
 
-    def _start(self) -> None:  # pragma: no cover - Windows only
-        if sys.platform != "win32":
-            raise SourceError("the ETW source needs Windows")
-        import etw  # pywintrace: imported only on Windows (its import fails elsewhere)
-
+    def providers(self) -> list[EtwProvider]:
+        """Providers enabled in our session (Kernel-File only when configured)."""
         names = list(self.config.providers)
-        if self.config.kernel_file:
+        if self.config.kernel_file and "Microsoft-Windows-Kernel-File" not in names:
             names.append("Microsoft-Windows-Kernel-File")
-        stop_session(self.config.session_name)
-        providers = [etw.ProviderInfo(PROVIDERS[n].name, etw.GUID(PROVIDERS[n].guid),
-                                      level=PROVIDERS[n].level,
-                                      any_keywords=PROVIDERS[n].keywords) for n in names]
-        session = etw.ETW(session_name=self.config.session_name, providers=providers,
-                          event_callback=self._callback, ignore_exists_error=False)
-        session.start()
-        self._sessions.append(session)
+        return [PROVIDERS[n] for n in names]
+
+    def _start(self) -> EtwBackend:
+        backend = self._backend or PywintraceBackend()
+        name = self.config.session_name
+        if backend.stop_session(name):
+            logger.warning("stopped stale ETW session %r (left by a previous agent)", name)
+        self._sessions.append(backend.start_session(name, self.providers(), self._callback))
         if self.config.security_log:
-            consumer = etw.etw.EventConsumer(SECURITY_SESSION, self._callback, None, None, 0)
-            consumer.start()
-            self._sessions.append(consumer)
+            self._sessions.append(backend.start_consumer(SECURITY_SESSION, self._callback))
+        logger.info("ETW session %r started", name)
+        return backend
 
     def events(self) -> Iterator[dict[str, Any]]:
-        self._start()
+        backend = self._start()
         try:
             while not self._closed.is_set():
                 try:
@@ -236,17 +274,16 @@ class EtwSource:
                 except queue.Empty:
                     continue
         finally:
-            self._stop_sessions()
+            self._stop_sessions(backend)
 
-    def _stop_sessions(self) -> None:  # pragma: no cover - Windows only
+    def _stop_sessions(self, backend: EtwBackend) -> None:
         for s in reversed(self._sessions):
             try:
                 s.stop()
             except Exception:
                 logger.error("ETW stop failed", exc_info=True)
         self._sessions.clear()
-        if sys.platform == "win32":
-            stop_session(self.config.session_name)
+        backend.stop_session(self.config.session_name)  # by name too: never leave it running
 
     def close(self) -> None:
         self._closed.set()

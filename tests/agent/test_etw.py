@@ -164,6 +164,71 @@ def test_etw_source_refuses_unknown_provider_and_non_windows() -> None:
             next(iter(src.events()))
 
 
+class FakeBackend:
+    """Records session calls; feeds recorded pywintrace records through the callbacks."""
+
+    def __init__(self, stale: bool) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.stale = stale
+        self.callbacks: dict[str, Any] = {}
+
+    def stop_session(self, name: str) -> bool:
+        self.calls.append(("stop_session", name))
+        was, self.stale = self.stale, False
+        return was
+
+    def start_session(self, name: str, providers: list[Any], callback: Any) -> Any:
+        self.calls.append(("start_session", (name, [p.name for p in providers])))
+        self.callbacks[name] = callback
+        return Handle(self, name)
+
+    def start_consumer(self, session: str, callback: Any) -> Any:
+        self.calls.append(("start_consumer", session))
+        self.callbacks[session] = callback
+        return Handle(self, session)
+
+
+class Handle:
+    def __init__(self, backend: FakeBackend, name: str) -> None:
+        self.backend, self.name = backend, name
+
+    def stop(self) -> None:
+        self.backend.calls.append(("stop", self.name))
+
+
+def test_etw_session_lifecycle_with_stale_session(caplog: Any) -> None:
+    backend = FakeBackend(stale=True)
+    cfg = EtwConfig(session_name="Heron-Test", kernel_file=True)
+    src = EtwSource(cfg, computer="DESKTOP", backend=backend)
+    it = src.events()
+    sysmon = next(r for r in RECORDS if r["provider"] == "Microsoft-Windows-Sysmon")
+    security = next(r for r in RECORDS if r["event_id"] == 4663)
+
+    def feed() -> None:
+        backend.callbacks["Heron-Test"]((sysmon["event_id"], sysmon["record"]))
+        backend.callbacks["EventLog-Security"]((security["event_id"], security["record"]))
+
+    import threading
+
+    threading.Timer(0.05, feed).start()
+    got = [next(it), next(it)]
+    src.close()
+    assert list(it) == []
+    assert [e["Event"]["System"]["Channel"] for e in got] == [
+        "Microsoft-Windows-Sysmon/Operational", "Security"]
+    assert backend.calls == [
+        ("stop_session", "Heron-Test"),
+        ("start_session", ("Heron-Test", [
+            "Microsoft-Windows-Sysmon", "Microsoft-Windows-Windows Defender",
+            "Microsoft-Windows-PowerShell", "Microsoft-Antimalware-Scan-Interface",
+            "Microsoft-Windows-Kernel-File"])),
+        ("start_consumer", "EventLog-Security"),
+        ("stop", "EventLog-Security"), ("stop", "Heron-Test"),
+        ("stop_session", "Heron-Test"),
+    ]
+    assert "stopped stale ETW session 'Heron-Test'" in caplog.text
+
+
 def test_etw_callback_renders_and_bounds_its_queue() -> None:
     src = EtwSource(EtwConfig(), computer="DESKTOP", buffer=2)
     for rec in RECORDS[:4]:
