@@ -84,6 +84,7 @@ class SpoolStats:
     evicted_segments: int
     oversize_dropped: int
     rejected_batches: int
+    health_reports: int = 0
 
 
 @dataclass(slots=True)
@@ -147,6 +148,7 @@ class Spool:
         self._closed = False
         self._submitted = self._evicted = self._evicted_segs = self._oversize = 0
         self._rejected = 0
+        self._reports = 0
         try:
             self._recover(uuidgen)
         except OSError as ex:
@@ -239,6 +241,8 @@ class Spool:
     def _report(self, event_id: int, message: str, **data: Any) -> None:
         line = orjson.dumps(health_event(event_id, message, self.hostname, **data)) + b"\n"
         self._append(line, Lane.DETECTIONS)
+        with self._lock:
+            self._reports += 1
 
     def _append(self, line: bytes, lane: Lane) -> tuple[int, int] | None:
         with self._lock:
@@ -413,7 +417,7 @@ class Spool:
                 queued_bytes=self._total, segments=sum(len(v) for v in self._sealed.values()),
                 submitted=self._submitted, evicted_events=self._evicted,
                 evicted_segments=self._evicted_segs, oversize_dropped=self._oversize,
-                rejected_batches=self._rejected,
+                rejected_batches=self._rejected, health_reports=self._reports,
             )
 
     def _open_count(self, lane: Lane) -> int:
