@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from agent.render import LINUX_CHANNEL, SYSMON_CHANNEL
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["HOOKS", "Hook", "HookContext", "run_hooks"]
 
 SYSMON_CHANNELS = frozenset({SYSMON_CHANNEL, LINUX_CHANNEL})
+SECURITY_CHANNELS = frozenset({"Security"})
+KERNEL_FILE_CHANNELS = frozenset({"Microsoft-Windows-Kernel-File/Analytic"})
+_KERNEL_FILE_OPS = {10: "Create", 11: "Cleanup", 12: "Create", 13: "Cleanup", 14: "Close",
+                    15: "Read", 16: "Write", 26: "DeletePath", 27: "RenamePath"}
 UNKNOWN = "?"
 
 
@@ -35,6 +39,7 @@ class HookContext:
     hasher: FileHasher | None
     services: Callable[[int], str]
     ts: float
+    pid: int = 0  # System.Execution.ProcessID of the event being processed (set per event)
 
 
 HookFn = Callable[[HookContext, dict[str, Any], int], None]
@@ -44,10 +49,11 @@ HookFn = Callable[[HookContext, dict[str, Any], int], None]
 class Hook:
     """One registered hook."""
 
-    event_ids: frozenset[int] | None  # None: every Sysmon event
+    event_ids: frozenset[int] | None  # None: every event of the channels
     enrich: bool  # True: live events only, adds fields
     fn: HookFn
     exclude: frozenset[int] = frozenset()
+    channels: frozenset[str] = SYSMON_CHANNELS
 
 
 def _ext(path: str) -> str:
@@ -227,6 +233,45 @@ def _enrich_any(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
         data["ParentCommandLine"] = track.parent_command_line
 
 
+def _process_fields(track: Any, data: dict[str, Any]) -> None:
+    data["ProcessGuid"] = track.guid
+    data["Image"] = track.image
+    data["CommandLine"] = track.command_line
+    data["ImageHashes"] = track.hashes_text or UNKNOWN
+    data["IntegrityLevel"] = track.integrity
+    data["User"] = track.user
+
+
+def _file_system_audit(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
+    """Security 4663 (WHIDS hookFileSystemAudit): process fields from the tracked PID."""
+    try:
+        pid = int(str(data.get("ProcessId", "")), 0)
+    except ValueError:
+        return
+    track = ctx.tracker.by_pid(pid)
+    if track is None:
+        return
+    _process_fields(track, data)
+    track.last_files.append(str(data.get("ObjectName", "")))
+
+
+def _kernel_file(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
+    """Kernel-File (WHIDS hookKernelFiles): process fields and the operation name."""
+    pid = ctx.pid
+    track = ctx.tracker.by_pid(pid) if pid else None
+    data["EventType"] = _KERNEL_FILE_OPS.get(eid, str(eid))
+    if track is None:
+        return
+    _process_fields(track, data)
+    data["ProcessId"] = str(pid)
+    data["Services"] = track.services
+    data["ImageSignature"] = track.signature
+    data["ImageSignatureStatus"] = track.signature_status
+    name = data.get("TargetFilename") or data.get("FileName")
+    if name:
+        track.last_files.append(str(name))
+
+
 HOOKS: dict[str, Hook] = {
     "track": Hook(frozenset({1}), False, _track_create),
     "terminate": Hook(frozenset({5}), False, _track_terminate),
@@ -234,6 +279,9 @@ HOOKS: dict[str, Hook] = {
     "image_load": Hook(frozenset({6, 7}), False, _modules_drivers),
     "enrich_create": Hook(frozenset({1}), True, _enrich_create),
     "enrich_any": Hook(None, True, _enrich_any, exclude=frozenset({1, 6, 19, 20, 21})),
+    "file_system_audit": Hook(frozenset({4663}), True, _file_system_audit,
+                              channels=SECURITY_CHANNELS),
+    "kernel_file": Hook(None, True, _kernel_file, channels=KERNEL_FILE_CHANNELS),
 }
 
 
@@ -244,8 +292,7 @@ def run_hooks(ctx: HookContext, event: dict[str, Any], *, enrich: bool,
     if not isinstance(ev, dict):
         return
     system = ev.get("System") or {}
-    if system.get("Channel") not in SYSMON_CHANNELS:
-        return
+    channel = system.get("Channel")
     eid_raw = system.get("EventID")
     if isinstance(eid_raw, dict):
         eid_raw = eid_raw.get("Value")
@@ -256,7 +303,16 @@ def run_hooks(ctx: HookContext, event: dict[str, Any], *, enrich: bool,
     data = ev.get("EventData")
     if not isinstance(data, dict):
         return
+    if channel in KERNEL_FILE_CHANNELS:  # the acting pid is only in the System block
+        execution = system.get("Execution")
+        if isinstance(execution, dict):
+            try:
+                ctx = replace(ctx, pid=int(execution.get("ProcessID", 0)))
+            except (TypeError, ValueError):
+                pass
     for hook in hooks.values():
+        if channel not in hook.channels:
+            continue
         if hook.enrich and not enrich:
             continue
         if hook.event_ids is not None and eid not in hook.event_ids:

@@ -235,3 +235,29 @@ def test_etw_callback_renders_and_bounds_its_queue() -> None:
         src._callback((rec["event_id"], rec["record"]))
     assert src._queue.qsize() == 2 and src.lost == 2
     assert MemorySource([]).events is not None
+
+
+def test_security_and_kernel_file_events_get_process_fields(config_factory: Any) -> None:
+    config = config_factory(general={"log_all": True, "ignore_self": False},
+                            actions={"allowed": []})
+    sink = MemorySink()
+    agent = build_agent(config, sources=[], sinks=[sink])
+    for rec in RECORDS:
+        if rec["provider"] == "Microsoft-Windows-Sysmon" and rec["event_id"] == 1:
+            agent.process(render_etw(rec["event_id"], rec["record"], computer="D"), live=True)
+    (sec,) = _rendered("Microsoft-Windows-Security-Auditing", 4663)
+    agent.process(sec, live=True)
+    data = sec["Event"]["EventData"]
+    assert data["ProcessGuid"] == "{515CD0D1-7669-6123-4F00-000000007300}"  # pid 0x10cc
+    assert data["Image"].endswith("powershell.exe") and data["ImageHashes"].startswith("SHA1=")
+    kf = KernelFileFilter()
+    kernel = [render_etw(r["event_id"], r["record"], computer="D") for r in RECORDS
+              if r["provider"] == "Microsoft-Windows-Kernel-File"]
+    passed = [e for e in kernel if kf.accept(e)]
+    for e in passed:
+        agent.process(e, live=True)
+    assert [e["Event"]["EventData"]["EventType"] for e in passed] == ["Read", "Write"]
+    assert all(e["Event"]["EventData"]["ProcessGuid"].startswith("{515CD0D1") for e in passed)
+    track = agent.tracker.by_pid(4300)
+    assert track is not None and str(list(track.last_files)[-1]).endswith("canary.docx")
+    agent.close()
