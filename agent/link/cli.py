@@ -99,6 +99,13 @@ def _cmd_link_status(args: argparse.Namespace) -> int:
         ident = store.load()
         out.update(uuid=ident.uuid, manager=ident.manager,
                    certificate_expires=datetime.fromtimestamp(ident.not_after, UTC).isoformat())
+    live = state / "status.json"
+    if live.exists():  # written every few seconds by a running agent
+        doc = json.loads(live.read_text(encoding="utf-8"))
+        out["running_agent"] = {k: doc.get(k) for k in (
+            "state", "last_error", "sent", "queue", "commands_executed", "updates")}
+        out["running_agent"]["as_of"] = datetime.fromtimestamp(
+            live.stat().st_mtime, UTC).isoformat()
     if (state / "queue").exists():
         with Spool(state / "queue") as spool:
             st = spool.stats()

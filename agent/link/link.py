@@ -8,6 +8,7 @@ transport. `attach(agent, config)` builds one for an `agent.service.Agent` and p
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import socket
@@ -224,9 +225,21 @@ class Link:
                 self._due[name] = now + interval
         return out
 
+    def write_status(self) -> None:
+        """Write `status()` to `<state>/status.json` (read by `heron-agent link status`)."""
+        try:
+            doc = json.dumps(self.status(), indent=1, default=str).encode("utf-8")
+            write_atomic(self.state_dir / "status.json", doc)
+        except OSError:
+            logger.debug("cannot write link status", exc_info=True)
+
     def _housekeeping(self) -> None:
+        last_status = -1e18
         while not self._stop.is_set():
             self.housekeeping_once()
+            if self.clock() - last_status >= 5.0:
+                self.write_status()
+                last_status = self.clock()
             nxt = min(self._due.values(), default=self.clock() + 1.0)
             self._stop.wait(max(0.05, min(nxt - self.clock(), 5.0)))
 
@@ -259,6 +272,8 @@ class Link:
         self._threads.clear()
         if started and self.config.drain_on_stop > 0:
             self._final_drain(self.config.drain_on_stop)
+        if started:
+            self.write_status()
         self.spool.close()
         for tr in self._transports:
             close = getattr(tr, "close", None)

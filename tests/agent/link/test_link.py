@@ -145,3 +145,26 @@ def test_upload_artifacts_on_demand(tmp_path: Path) -> None:
         assert ln.upload_artifacts().files == 0  # no agent artifacts dir
         assert ln.upload_artifacts(tmp_path / "arts").files == 1
     assert ("{g}", "ef" * 20, "manifest.json") in mgr.files
+
+
+def test_running_link_status_is_readable_by_the_cli(tmp_path: Path, capsys) -> None:
+    from agent.cli import main
+    from agent.link.errors import CertificateRejected
+
+    def refuse(req):
+        raise CertificateRejected("connection closed after handshake: certificate probably "
+                                  "rejected/revoked", path=req.path)
+
+    cfg = LinkConfig(batch_delay=0.0, drain_on_stop=0.5)
+    link = Link(cfg, tmp_path / "s", transport_factory=lambda: MemoryTransport(refuse))
+    link.start()
+    link.submit(sysmon_event("x.exe"))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and link.forwarder.state.value != "cert-rejected":
+        time.sleep(0.02)
+    link.stop()
+    assert main(["link", "status", "--state-dir", str(tmp_path / "s")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["running_agent"]["state"] == "cert-rejected"
+    assert "revoked" in out["running_agent"]["last_error"]
+    assert out["queue"]["events"] == 1
