@@ -386,11 +386,13 @@ class Agent:
             pid = int(data.get("ProcessId", 0))
         except (TypeError, ValueError):
             pid = track.pid if track else 0
-        self.runner.submit(Job(event=event, detection=det, plan=plan,
-                               event_hash=rules.event_hash(event), process_guid=guid, pid=pid,
-                               image=str(data.get("Image", track.image if track else "")),
-                               command_line=str(data.get("CommandLine",
-                                                         track.command_line if track else ""))))
+        submitted = self.runner.submit(Job(
+            event=event, detection=det, plan=plan, event_hash=rules.event_hash(event),
+            process_guid=guid, pid=pid,
+            image=str(data.get("Image", track.image if track else "")),
+            command_line=str(data.get("CommandLine", track.command_line if track else ""))))
+        if submitted and track is not None:
+            track.action_count += 1  # counted when planned, so bursts respect the limit
 
     def _blacklisted(self, event: dict[str, Any], data: dict[str, Any]) -> None:
         det = {"Signature": ["Builtin:Blacklisted"], "Criticality": 10, "Actions": ["kill"]}

@@ -139,9 +139,6 @@ class ActionRunner:
                             process_guid=job.process_guid, pid=job.pid, image=job.image,
                             command_line=job.command_line, artifacts=art, tracker=self.tracker,
                             host=self.host, config=self.config, clock=self.clock)
-        track = self.tracker.get(job.process_guid)
-        if track is not None:
-            track.action_count += 1
         if "kill" in job.plan.run:
             suspend(ctx)
         for name in job.plan.run:

@@ -215,3 +215,14 @@ def test_resource_guard_throttles_and_trims_with_log_lines(caplog: Any) -> None:
     assert not guard.over_memory
     text = caplog.text
     assert "CPU self-limit exceeded" in text and "memory self-limit exceeded" in text
+
+
+def test_per_process_limit_is_counted_at_planning_time(agent_factory: Any) -> None:
+    agent, _ = agent_factory(actions={"allowed": ["brief"], "high": ["brief"],
+                                      "max_per_process": 2})
+    jobs: list[Any] = []
+    agent.runner.submit = lambda job: jobs.append(job) or True  # type: ignore[method-assign]
+    agent.process(proc_event("/bin/ok", pid=8000), live=True)  # creates the track
+    for _ in range(5):  # a burst before any worker ran
+        agent.process(proc_event("/bin/evil", pid=8000), live=True)
+    assert len(jobs) == 2
