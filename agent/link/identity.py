@@ -19,6 +19,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,14 +116,17 @@ def check_issued_by(cert_pem_or_der: str | bytes, ca_pem: str) -> None:
             from ex
 
 
-def protect_private_file(path: Path) -> None:
+def icacls_command(path: Path) -> list[str]:
+    """icacls argv leaving only SYSTEM (S-1-5-18) and Administrators (S-1-5-32-544) access."""
+    return ["icacls", str(path), "/inheritance:r", "/grant:r", "*S-1-5-18:F",
+            "/grant:r", "*S-1-5-32-544:F"]
+
+
+def protect_private_file(path: Path, *, platform: str = sys.platform,
+                         runner: Callable[..., object] = subprocess.run) -> None:
     """Restrict a secret file to its owner (POSIX 0600; Windows: SYSTEM + Administrators)."""
-    if sys.platform == "win32":
-        subprocess.run(
-            ["icacls", str(path), "/inheritance:r", "/grant:r", "*S-1-5-18:F",
-             "/grant:r", "*S-1-5-32-544:F"],
-            check=True, capture_output=True, timeout=30,
-        )
+    if platform == "win32":
+        runner(icacls_command(path), check=True, capture_output=True, timeout=30)
     else:
         os.chmod(path, 0o600)
 

@@ -173,3 +173,18 @@ def test_split_manager() -> None:
     assert split_manager("h:1") == ("h", 1)
     assert split_manager("[::1]:9") == ("::1", 9)
     assert split_manager("host") == ("host", 1519)
+
+
+def test_private_file_protection_per_platform(tmp_path: Path) -> None:
+    from agent.link.identity import protect_private_file
+
+    f = tmp_path / "k.pem"
+    f.write_text("secret")
+    calls: list[list[str]] = []
+    protect_private_file(f, platform="win32", runner=lambda argv, **kw: calls.append(argv))
+    assert calls == [["icacls", str(f), "/inheritance:r", "/grant:r", "*S-1-5-18:F",
+                      "/grant:r", "*S-1-5-32-544:F"]]
+    if os.name == "posix":
+        f.chmod(0o644)
+        protect_private_file(f, platform="linux")
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
