@@ -1,1 +1,49 @@
-"""Heron appliance package."""
+"""Heron manager appliance: config, PKI, TLS front, Falcon apps, fleet store, CLI.
+
+Public names (imported lazily so that `appliance.errors` stays cheap for the console and MISP
+modules)::
+
+    AppContext, build_context, Api, create_app, ManagerServer, Config, load_config, Pki
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import Api, create_app
+    from .config import Config, load_config
+    from .context import AppContext, build_context
+    from .pki import Pki
+    from .server import ManagerServer
+
+__all__ = [
+    "Api",
+    "AppContext",
+    "Config",
+    "ManagerServer",
+    "Pki",
+    "build_context",
+    "create_app",
+    "load_config",
+]
+
+_WHERE = {
+    "Api": "app",
+    "create_app": "app",
+    "Config": "config",
+    "load_config": "config",
+    "AppContext": "context",
+    "build_context": "context",
+    "Pki": "pki",
+    "ManagerServer": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use."""
+    if name not in _WHERE:
+        raise AttributeError(f"module 'appliance' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{_WHERE[name]}", __name__), name)

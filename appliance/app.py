@@ -14,7 +14,14 @@ import orjson
 
 from .context import AppContext
 from .errors import ApplianceError
-from .middleware import AdminAuth, AuditTrail, BodyParser, EndpointIdentity, RequestLog
+from .middleware import (
+    AdminAuth,
+    AuditTrail,
+    BodyParser,
+    EndpointIdentity,
+    PathNormalizer,
+    RequestLog,
+)
 from .openapi import FalconApp, build_openapi
 from .resources.admin import add_admin_routes
 from .resources.endpoint_api import add_endpoint_routes
@@ -64,12 +71,14 @@ def create_app(ctx: AppContext, api: Api = Api.ADMIN) -> FalconApp:
     body = BodyParser(ctx.config.limits.json_body)
     if api is Api.ENDPOINT:
         middleware: list[Any] = [
+            PathNormalizer(),
             RequestLog(api.value),
             EndpointIdentity(ctx.identities, ctx.identity),
             body,
         ]
     else:
         middleware = [
+            PathNormalizer(),
             RequestLog(api.value),
             AdminAuth(ctx.identity, ctx.console),
             AuditTrail(ctx.store.audit, ctx.clock),

@@ -125,7 +125,7 @@ class CommandsConfig:
 
     default_timeout: float = _f(15.0, "command timeout on the endpoint when none is given, seconds")
     result_timeout: float = _f(600.0, "a sent command without result after this many s times out")
-    poll_wait: float = _f(0.0, "GET /commands long-poll, seconds (0 = answer 204 at once)")
+    poll_wait: float = _f(0.0, "GET /commands long-poll, seconds (0 = answer 204 at once; ≤ 30)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +179,10 @@ class Config:
         config = cls(**kwargs)
         for listen in (config.admin.listen, config.endpoint.listen):
             parse_listen(listen)
+        if config.commands.poll_wait > 30:
+            raise ConfigError("commands.poll_wait must be at most 30 seconds", where=source)
+        if config.server.threads < 4:
+            raise ConfigError("server.threads must be at least 4", where=source)
         return config
 
     def with_listen(self, *, admin: str | None = None, endpoint: str | None = None) -> Config:

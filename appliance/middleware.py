@@ -13,6 +13,7 @@ Resources declare what they need as class attributes; responders never check cre
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "BodyParser",
     "EndpointIdentity",
     "JsonBody",
+    "PathNormalizer",
     "RequestLog",
 ]
 
@@ -160,6 +162,18 @@ class BodyParser:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as ex:
             raise ValidationError(f"request body: {ex}") from ex
+
+
+class PathNormalizer:
+    """Collapses `//` in request paths before routing.
+
+    pywhids builds artifact URLs as `base-url + "/" + name` and base-url ends with `/`; WHIDS's
+    router answered 301 to the cleaned path, we route the cleaned path directly.
+    """
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if "//" in req.path:
+            req.path = re.sub(r"/{2,}", "/", req.path)
 
 
 class RequestLog:

@@ -111,6 +111,17 @@ class ManagerServer:
     def start(self) -> Bound:
         endpoint = self.endpoint.start(self.ctx.config.endpoint.listen)
         admin = self.admin.start(self.ctx.config.admin.listen)
+        fronts = [f for f in (self.endpoint.front, self.admin.front) if f is not None]
+        self.ctx.metrics.gauge(
+            "heron_tls_connections",
+            "open TLS connections (both listeners)",
+            lambda: float(sum(f.active for f in fronts)),
+        )
+        self.ctx.metrics.gauge(
+            "heron_tls_refused_total",
+            "TLS connections refused (handshake, revoked cert, cap)",
+            lambda: float(sum(f.refused for f in fronts)),
+        )
         logger.info(
             "endpoint API on https://%s:%d (mutual TLS), admin API on https://%s:%d",
             endpoint[0],

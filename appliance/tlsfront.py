@@ -62,6 +62,19 @@ class IdentityMap:
         return len(self._map)
 
 
+class _PausedProtocol(asyncio.StreamReaderProtocol):
+    """A stream protocol that reads nothing until `start_tls` takes the transport over.
+
+    NOTE(manager): with `asyncio.start_server` the reader would already buffer the ClientHello
+    before the handler calls `start_tls`, and the handshake would hang.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
+        super().connection_made(transport)
+
+
 class TlsFront:
     """One TLS listener forwarding to one loopback backend, on its own event-loop thread."""
 
@@ -90,7 +103,7 @@ class TlsFront:
         self.active = 0
         self.refused = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self, host: str, port: int) -> tuple[str, int]:
@@ -107,14 +120,12 @@ class TlsFront:
         self._loop = loop
         try:
             self._server = loop.run_until_complete(
-                asyncio.start_server(
-                    self._handle,
+                loop.create_server(
+                    lambda: _PausedProtocol(asyncio.StreamReader(BUFFER, loop), self._handle),
                     host,
                     port,
-                    ssl=self.context,
-                    ssl_handshake_timeout=self.handshake_timeout,
                     reuse_address=True,
-                    limit=BUFFER,
+                    backlog=1024,
                 )
             )
         except BaseException as ex:  # noqa: BLE001 - handed to the starting thread
@@ -156,6 +167,20 @@ class TlsFront:
         if self.active >= self.max_connections:
             self.refused += 1
             logger.warning("TLS front %s: connection cap reached, closing %s", self.name, peer[0])
+            writer.close()
+            return
+        # NOTE(manager): the handshake runs here, not in start_server(ssl=...), so a failed
+        # one is logged (asyncio reports those only in debug mode) and counted.
+        try:
+            await asyncio.wait_for(writer.start_tls(self.context), self.handshake_timeout)
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as ex:
+            self.refused += 1
+            logger.warning(
+                "TLS front %s: handshake with %s failed: %s",
+                self.name,
+                peer[0],
+                getattr(ex, "reason", None) or type(ex).__name__,
+            )
             writer.close()
             return
         identity = self._identity(writer)

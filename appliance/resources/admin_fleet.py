@@ -80,7 +80,7 @@ class Users:
         user, key = self.ctx.identity.add_user(
             identifier, role_value, group=group, description=description
         )
-        envelope(resp, dict(user.to_dict(), key=key), 201)
+        envelope(resp, dict(user.to_dict(), key=key))
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Create a user from query parameters; the key is shown once."""
@@ -163,7 +163,7 @@ class Endpoints:
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Create a pending endpoint; `key` is its one-time enrollment token."""
         ep, token = self.ctx.identity.create_endpoint(group=q_str(req, "group", "", 128))
-        envelope(resp, dict(ep.to_dict(), key=token), 201)
+        envelope(resp, dict(ep.to_dict(), key=token))  # 200 like WHIDS (pywhids checks it)
 
 
 class Endpoint:

@@ -119,3 +119,27 @@ def test_renewal_window(env) -> None:  # noqa: ANN001 - fixture
     assert env.e("GET", "/key", agent).status_code == 403
     new = Agent(agent.uuid, res.json["certificate_pem"], "", renewed)
     assert env.e("GET", "/key", new).text == agent.uuid
+
+
+def test_public_surface_is_pinned() -> None:
+    import appliance
+
+    assert set(appliance.__all__) == {
+        "Api",
+        "AppContext",
+        "Config",
+        "ManagerServer",
+        "Pki",
+        "build_context",
+        "create_app",
+        "load_config",
+    }
+    for name in appliance.__all__:
+        assert getattr(appliance, name) is not None
+
+
+def test_limits_validated(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[commands]\npoll_wait = 31\n")
+    with pytest.raises(ConfigError, match="poll_wait"):
+        load_config(path)

@@ -273,3 +273,15 @@ def test_upload_rejects_traversal_in_guid_and_hash(env: Env) -> None:
     ):
         res = env.e("POST", "/upload/dumps", agent, json=dict(base, **{key: value}))
         assert res.status_code == 400, (key, value)
+
+
+def test_commands_long_poll(env: Env) -> None:
+    from dataclasses import replace
+
+    agent = env.enroll()
+    env.ctx.config = replace(
+        env.ctx.config, commands=replace(env.ctx.config.commands, poll_wait=2.0)
+    )
+    started = env.ctx.clock()
+    assert env.e("GET", "/commands", agent).status_code == 204
+    assert env.ctx.clock() - started >= 2.0  # waited (on the injected clock)
