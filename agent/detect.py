@@ -98,12 +98,40 @@ class Detector:
         return engine
 
     def reload_rules(self, text: str) -> int:
-        """Replace the rule text (manager /rules body); returns the rule count."""
-        engine = self._build(text)
+        """Replace the rules with ``text`` (manager /rules body); returns the rule count.
+
+        Pushed rules supersede the local ``rules.paths`` files (as WHIDS's rules-db); the
+        generated canary rules stay.
+        """
+        saved = self._paths
+        self._paths = []
+        try:
+            engine = self._build(text)
+        except Exception:
+            self._paths = saved
+            raise
         with self._lock:
             self.engine = engine
             self._text = text
         logger.info("rules reloaded: %d rules", engine.rule_count)
+        return int(engine.rule_count)
+
+    def configure(self, *, rule_paths: Iterable[str | Path],
+                  containers: Mapping[str, Iterable[str]],
+                  default_actions: Mapping[str, list[str]], ioc_criticality: int) -> int:
+        """Rebuild the engine with new settings (live config update); returns the rule count."""
+        old = (self._paths, self._containers, self._default_actions)
+        self._paths = [Path(p) for p in rule_paths]
+        self._containers = {k: list(v) for k, v in containers.items()}
+        self._default_actions = dict(default_actions)
+        try:
+            engine = self._build(self._text)
+        except Exception:
+            self._paths, self._containers, self._default_actions = old
+            raise
+        with self._lock:
+            self.engine = engine
+            self.ioc_criticality = ioc_criticality
         return int(engine.rule_count)
 
     def set_extra_rules(self, text: str) -> None:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -405,6 +406,43 @@ class Agent:
         self.tracker.free_expired()
         self.tracker.trim(max(256, len(self.tracker) // 2))
         self.host.hasher.trim(self.host.hasher.cache_size // 4)
+
+    def apply_config(self, new: AgentConfig) -> list[str]:
+        """Apply a configuration live; returns the sections that only apply after a restart.
+
+        Live: ``general`` (but ``data_dir``, ``queue_size``), ``rules``, ``actions`` (but
+        ``workers``, ``queue_size``), ``reporting``. The others are kept until the next start.
+        """
+        old = self.config
+        gen = replace(new.general, data_dir=old.general.data_dir,
+                      queue_size=old.general.queue_size)
+        acts = replace(new.actions, workers=old.actions.workers,
+                       queue_size=old.actions.queue_size)
+        restart = [name for name in ("sources", "tracking", "canaries", "alert_log", "limits")
+                   if getattr(new, name) != getattr(old, name)]
+        if gen != new.general or acts != new.actions:
+            restart.append("general/actions queue sizes, workers or data_dir")
+        applied = replace(old, general=gen, actions=acts, rules=new.rules,
+                          reporting=new.reporting, link=new.link)
+        if new.rules != old.rules or acts != old.actions:
+            r = new.rules
+            self.detector.configure(
+                rule_paths=r.paths if r.paths != old.rules.paths else self.detector._paths,
+                containers=load_containers(r.containers_dir) if r.containers_dir else {},
+                default_actions={"low": acts.low, "medium": acts.medium, "high": acts.high,
+                                 "critical": acts.critical},
+                ioc_criticality=r.ioc_criticality)
+            if r.ioc_file and r.ioc_file != old.rules.ioc_file:
+                self.detector.set_iocs(load_ioc_file(r.ioc_file))
+        self.config = applied
+        self.runner.config = applied
+        if gen.endpoint_uuid != old.general.endpoint_uuid:
+            self.runner.endpoint = gen.endpoint_uuid
+        for name in sorted(OPT_IN & (set(acts.allowed) - set(old.actions.allowed))):
+            logger.warning("opt-in response action ENABLED: %s", name)
+        logger.info("configuration applied%s", f"; restart needed for: {', '.join(restart)}"
+                    if restart else "")
+        return restart
 
     def set_endpoint(self, endpoint_uuid: str) -> None:
         """Endpoint id written into new artifact manifests (set by the link at enrollment)."""

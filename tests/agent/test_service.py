@@ -226,3 +226,29 @@ def test_per_process_limit_is_counted_at_planning_time(agent_factory: Any) -> No
     for _ in range(5):  # a burst before any worker ran
         agent.process(proc_event("/bin/evil", pid=8000), live=True)
     assert len(jobs) == 2
+
+
+def test_apply_config_live_and_restart_sections(agent_factory: Any, tmp_path: Path,
+                                                caplog: Any) -> None:
+    from dataclasses import replace
+
+    agent, sink = agent_factory()
+    assert agent.process(proc_event("/bin/meh")) is False  # criticality 2 < 5
+    cfg = agent.config
+    iocs = tmp_path / "iocs.txt"
+    iocs.write_text("domain:evil.test\n# comment\n")
+    new = replace(cfg, general=replace(cfg.general, criticality_threshold=2, queue_size=7),
+                  actions=replace(cfg.actions, allowed=["kill"], low=["kill"]),
+                  rules=replace(cfg.rules, ioc_file=str(iocs)),
+                  limits=replace(cfg.limits, max_rss_mb=1))
+    restart = agent.apply_config(new)
+    assert restart == ["limits", "general/actions queue sizes, workers or data_dir"]
+    assert agent.config.general.criticality_threshold == 2
+    assert agent.config.general.queue_size == cfg.general.queue_size
+    assert agent.runner.config is agent.config
+    assert "opt-in response action ENABLED: kill" in caplog.text
+    assert len(agent.detector.iocs) == 1
+    assert agent.process(proc_event("/bin/meh")) is True
+    det = sink.events[-1]["Event"]["Detection"]
+    assert det["Signature"] == ["Low"] and det["Actions"] == ["kill"]  # new band defaults
+    assert agent.detector.rule_count == 3  # pushed rules survived the rebuild
