@@ -17,6 +17,7 @@ from typing import Any
 from .errors import ConditionError, RuleRuntimeError
 
 __all__ = [
+    "quirk",
     "Element",
     "Condition",
     "tokenize",
@@ -210,6 +211,8 @@ def _build(elements: tuple[Element, ...]) -> Node | None:
 
     def chain(i: int, lvl: int) -> tuple[Node, int]:
         left, i = unary(i, lvl)
+        while i < n and elements[i].level == lvl and elements[i].kind == OPERAND:
+            left, i = unary(i, lvl)  # GENE: `$a $b` is `$b` (candidate, verified below)
         if i < n and elements[i].level == lvl and elements[i].kind in (AND, OR):
             kind = elements[i].kind
             right, j = chain(i + 1, lvl)
@@ -284,3 +287,77 @@ def tree_source(node: Node, exprs: Mapping[str, str],
     if costs is not None and _cost(right, costs) < _cost(left, costs):
         left, right = right, left
     return f"({tree_source(left, exprs, costs)} {kind} {tree_source(right, exprs, costs)})"
+
+
+def _standard_tree(text: str) -> Node | None:
+    """Parse with textbook rules (and before or, balanced parentheses); None if malformed."""
+    tokens = tokenize(text)
+    pos = 0
+
+    def peek() -> str | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take() -> str:
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def factor() -> Node:
+        tok = peek()
+        if tok is None:
+            raise ValueError("truncated")
+        take()
+        if tok == "!":
+            return ("not", factor())
+        if tok == "(":
+            node = expr()
+            if take() != ")":
+                raise ValueError("unbalanced")
+            return node
+        if tok.startswith("$") and len(tok) > 1:
+            return ("var", tok)
+        raise ValueError(f"unexpected {tok!r}")
+
+    def term() -> Node:
+        node = factor()
+        while peek() in _AND_TOKENS:
+            take()
+            node = ("and", node, factor())
+        return node
+
+    def expr() -> Node:
+        node = term()
+        while peek() in _OR_TOKENS:
+            take()
+            node = ("or", node, term())
+        return node
+
+    try:
+        tree = expr()
+    except (ValueError, IndexError, RecursionError):
+        return None
+    return tree if pos == len(tokens) else None
+
+
+def quirk(cond: Condition) -> str | None:
+    """Why Gene's reading of a condition differs from the textbook one, or None.
+
+    Used by `rules.validate` to warn rule authors (gene.md §5.3).
+    """
+    if not cond.elements:
+        return None
+    standard = _standard_tree(cond.text)
+    if standard is None:
+        return "malformed (missing operator, unbalanced parentheses or stray spaces)"
+    if len(cond.operands) > MAX_EXHAUSTIVE:
+        return None
+    for bits in itertools.product((False, True), repeat=len(cond.operands)):
+        env = dict(zip(cond.operands, bits, strict=True))
+        try:
+            gene = evaluate(cond.elements, env.__getitem__)
+        except RuleRuntimeError:
+            return "Gene panics on some events (e.g. `!` before an operator)"
+        if gene != _eval_tree(standard, env):
+            return ("Gene evaluates it differently from textbook logic (no and/or precedence; "
+                    "`!!` and `!(!` negate the rest of the chain): add parentheses")
+    return None

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .compiler import CompiledRule, compile_rule
+from .condition import quirk
 from .errors import DuplicateRuleError, RuleError
 from .loader import RuleSet
 
@@ -94,13 +95,12 @@ def _rule_issues(compiled: CompiledRule) -> Iterable[Issue]:
         )
     for name in compiled.unused:
         yield issue(Severity.WARNING, "unused-match", f"match {name} is not used")
-    if compiled.literal:
+    reason = quirk(compiled.condition) if compiled.condition is not None else None
+    if reason:
         yield issue(
             Severity.WARNING,
             "condition-quirk",
-            f"condition {rule.condition!r} depends on Gene's evaluation quirks "
-            "(no precedence, missing operator, double negation, unbalanced "
-            "parentheses): check it means what you intend",
+            f"condition {rule.condition!r}: {reason}",
         )
     if rule.condition and rule.condition != rule.condition.strip(" "):
         yield issue(Severity.INFO, "condition-spaces", "leading/trailing spaces in the condition")

@@ -105,3 +105,27 @@ def test_evaluation_is_lazy() -> None:
     cond = parse_condition("$a and $b and $c")
     assert evaluate(cond.elements, value) is False
     assert calls == ["$a"]
+
+
+@pytest.mark.parametrize(("condition", "reason"), [
+    ("($a and $b) or $c", None),
+    ("$a or $b and $c", None),  # right-associative reading agrees with precedence here
+    ("!($a or $b) and $c", None),
+    ("$a and $b or $c", "no and/or precedence"),
+    ("$a $b", "malformed"),
+    ("($a or $b", "malformed"),
+    ("!!$a or $c", "negate the rest"),
+    ("$a and ! or $b", "malformed"),
+])
+def test_quirk_explains_differences_from_textbook_logic(condition: str,
+                                                        reason: str | None) -> None:
+    from rules.condition import quirk
+
+    found = quirk(parse_condition(condition))
+    assert (found is None) if reason is None else (found is not None and reason in found)
+
+
+def test_missing_operator_still_compiles_to_a_verified_tree() -> None:
+    cond = parse_condition("$l and !($a or $b $c or $d)")
+    tree = to_tree(cond)
+    assert tree is not None and "$b" not in repr(tree)  # GENE: `$b $c` keeps only `$c`
