@@ -8,6 +8,7 @@ transport. `attach(agent, config)` builds one for an `agent.service.Agent` and p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -52,6 +53,8 @@ class LinkHooks:
     tracker: Any = None
     artifacts_dir: Path | None = None
     hostname: str = ""
+    set_endpoint: Callable[[str], object] | None = None  # told the uuid once enrolled
+    current_config: Callable[[], dict[str, Any]] | None = None  # offered if the manager has none
 
 
 class Link:
@@ -92,13 +95,15 @@ class Link:
             "rules": self.hooks.reload_rules, "iocs": self.hooks.set_iocs,
             "config": self._apply_config,
             "sysmon": self.hooks.apply_sysmon or self._apply_sysmon}
-        self.updater = Updater(house, self.state_dir / "updates", hooks_by_item)
+        self.updater = Updater(house, self.state_dir / "updates", hooks_by_item,
+                               offer_config=self.hooks.current_config)
         self.sysinfo = SysInfoReporter(house, self.state_dir / "sysinfo.sha256")
         self.uploader = None if self.hooks.artifacts_dir is None else Uploader(
             house, self.hooks.artifacts_dir, max_size=config.upload_max_size,
             settle=config.upload_settle, clock=wall, report=self._report)
         self._house = house
         self._due: dict[str, float] = {}
+        self._known_uuid = ""
 
     # ---------------------------------------------------------------- wiring
     def _mtls(self) -> Transport:
@@ -198,12 +203,23 @@ class Link:
             return False
         return True
 
+    def sync_identity(self) -> str:
+        """Tell the agent its endpoint uuid when it first appears or changes (re-enrollment)."""
+        ident = self.identity()
+        uid = ident.uuid if ident else ""
+        if uid and uid != self._known_uuid:
+            self._known_uuid = uid
+            if self.hooks.set_endpoint is not None:
+                self.hooks.set_endpoint(uid)
+        return uid
+
     def housekeeping_once(self) -> dict[str, Any]:
         """Run every housekeeping task that is due; returns what ran and its outcome."""
         tasks: dict[str, tuple[float, Callable[[], Any]]] = {
             "updates": (self.config.update_interval, self.updater.check),
             "sysinfo": (self.config.sysinfo_interval, self.sysinfo.run_once),
             "renew": (self.config.renew_check_interval, self.renew_if_due),
+            "identity": (5.0, self.sync_identity),
         }
         if self.uploader is not None:
             tasks["upload"] = (self.config.upload_interval, self.uploader.run_once)
@@ -246,6 +262,7 @@ class Link:
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Re-apply stored updates, then start the forwarder, poller and housekeeping threads."""
+        self.sync_identity()
         restored = self.updater.restore()
         if restored:
             logger.info("re-applied stored updates: %s", ", ".join(restored))
@@ -359,6 +376,13 @@ def _config_hook(agent: Any) -> Callable[[dict[str, Any]], None]:
     return apply
 
 
+def _config_document(config: Any) -> Callable[[], dict[str, Any]] | None:
+    """The agent config as the JSON document offered to a manager that holds none."""
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        return None
+    return lambda: json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
 def attach(agent: Any, config: Any, *, start: bool = True,
            transport_factory: Callable[[], Transport] | None = None) -> Link:
     """Connect `agent` (an `agent.service.Agent`) to its manager and start the link.
@@ -378,6 +402,8 @@ def attach(agent: Any, config: Any, *, start: bool = True,
         tracker=getattr(agent, "tracker", None),
         artifacts_dir=getattr(agent, "artifacts_dir", None),
         hostname=getattr(general, "hostname", "") or "",
+        set_endpoint=getattr(agent, "set_endpoint", None),
+        current_config=_config_document(config),
     )
     link = Link(link_cfg, state_dir_for(config, link_cfg), hooks=hooks,
                 transport_factory=transport_factory)

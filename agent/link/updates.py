@@ -109,11 +109,14 @@ class Updater:
     """Polls and applies updates; `check()` runs one round over every item with a hook."""
 
     def __init__(self, transport: Transport, state_dir: Path,
-                 hooks: dict[str, Apply | None]) -> None:
+                 hooks: dict[str, Apply | None], *,
+                 offer_config: Callable[[], dict[str, Any]] | None = None) -> None:
         self.transport = transport
         self.state_dir = Path(state_dir)
         self.hooks: dict[str, Apply] = {k: v for k, v in hooks.items()
                                          if v is not None and k in ITEMS}
+        self.offer_config = offer_config
+        self._offered = False
         self._status: dict[str, ItemStatus] = {}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for name in self.hooks:
@@ -153,6 +156,8 @@ class Updater:
         try:
             resp = self.transport.send(Request("GET", item.hash_route + item.query))
             if resp.status == 204:
+                if name == "config" and self.offer_config is not None and not self._offered:
+                    return self._offer()
                 return "none"
             if resp.status != 200:
                 return f"error: HTTP {resp.status} on {item.hash_route}"
@@ -165,6 +170,21 @@ class Updater:
         if resp.status != 200:
             return f"error: HTTP {resp.status} on {item.body_route}"
         return self._apply(item, remote, resp.body, current)
+
+    def _offer(self) -> str:
+        """WHIDS: an agent whose manager holds no config for it POSTs its own, once."""
+        assert self.offer_config is not None
+        doc = self.offer_config()
+        resp = self.transport.send(Request("POST", wire.ROUTE_CONFIG,
+                                           json.dumps(doc).encode("utf-8"),
+                                           {"Content-Type": wire.CONTENT_JSON}))
+        self._offered = True
+        if resp.status != 200:
+            return f"offer refused: HTTP {resp.status}"
+        # what we run is what the manager now holds: nothing to apply next round
+        self._status["config"] = ItemStatus(applied=wire.config_sha256(doc))
+        logger.info("offered our configuration to the manager")
+        return "offered"
 
     def _apply(self, item: UpdateItem, remote: str, body: bytes, current: ItemStatus) -> str:
         try:

@@ -183,3 +183,12 @@ def test_offline_bundle_from_the_manager(manager, tmp_path: Path) -> None:
     assert (ident.uuid, ident.manager, ident.group) == (b.uuid, "mgr.example:1519", "air")
     assert oct(store.key_path.stat().st_mode & 0o777) == "0o600"
     assert manager.transport(store).send(Request("GET", wire.ROUTE_KEY)).body.decode() == b.uuid
+
+
+def test_config_offered_when_the_manager_has_none(manager, enrolled, tmp_path: Path) -> None:
+    doc = {"general": {"log_all": False, "criticality_threshold": 5}}
+    up = Updater(manager.transport(enrolled), tmp_path / "u", {"config": lambda d: None},
+                 offer_config=lambda: doc)
+    assert up.check_item("config") == "offered"
+    assert manager.ctx.store.endpoints.get(enrolled.load().uuid).config == doc
+    assert up.check_item("config") == "unchanged"

@@ -76,6 +76,12 @@ class FakeManager:
             return Response(204)
         return Response(200, wire.config_sha256(self.config).encode())
 
+    def _post_config(self, req: Request) -> Response:
+        if self.config is not None:
+            return Response(403, b"already set")
+        self.config = json.loads(req.body)
+        return Response(200, json.dumps({"sha256": wire.config_sha256(self.config)}).encode())
+
     def _get_config(self, req: Request) -> Response:
         return Response(200, json.dumps(self.config).encode())
 

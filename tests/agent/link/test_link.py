@@ -168,3 +168,36 @@ def test_running_link_status_is_readable_by_the_cli(tmp_path: Path, capsys) -> N
     assert out["running_agent"]["state"] == "cert-rejected"
     assert "revoked" in out["running_agent"]["last_error"]
     assert out["queue"]["events"] == 1
+
+
+def test_endpoint_uuid_and_config_offer(tmp_path: Path) -> None:
+    from agent.link.identity import IdentityStore
+
+    from .tlsserver import MiniCA
+
+    mgr = FakeManager()
+    config = make_config(tmp_path)
+    agent = build_agent(config, sources=[], sinks=[])
+    told: list[str] = []
+    agent.set_endpoint = told.append  # type: ignore[method-assign]
+    link = attach(agent, config, start=False, transport_factory=lambda: MemoryTransport(mgr))
+    assert link.sync_identity() == "" and told == []
+    # the manager holds no config: the agent offers its own once, then has nothing to apply
+    assert link.updater.check_item("config") == "offered"
+    assert mgr.config is not None and mgr.config["general"]["data_dir"] == config.general.data_dir
+    assert link.updater.check_item("config") == "unchanged"
+    # enrollment while running: the agent learns its uuid
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca = MiniCA()
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = ca.issue("uuid-77", key.public_key()).public_bytes(serialization.Encoding.PEM)
+    IdentityStore(link.state_dir / "identity").save(
+        uuid="uuid-77", manager="m:1519", group="", ca_pem=ca.pem, cert_pem=cert.decode(),
+        key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    assert link.sync_identity() == "uuid-77" and told == ["uuid-77"]
+    link.sync_identity()
+    assert told == ["uuid-77"]
+    agent.close()
