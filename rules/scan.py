@@ -236,7 +236,11 @@ def _iter_events(unit: Unit, stats: ScanStats,
         stats.parse_errors += evtx_stats.errors
         stats.errors.extend(evtx_stats.messages[: max(0, 100 - len(stats.errors))])
         return
-    fh = _open_unit(unit)
+    try:
+        fh = _open_unit(unit)
+    except OSError as ex:  # unreadable file: count it, go on with the other inputs
+        stats.parse_error(f"{unit.path}: {ex}")
+        return
     if tell is not None:
         raw = getattr(fh, "fileobj", None) or fh  # gzip: position in the compressed file
         if raw is not sys.stdin.buffer:

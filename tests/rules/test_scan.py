@@ -89,3 +89,10 @@ def test_evtx_gz_input(tmp_path: Path) -> None:
     events = list(scanmod._iter_events(next(discover([str(gz)])), stats))
     assert events and stats.parse_errors == 0
     assert all("System" in e["Event"] for e in events)
+
+
+def test_unreadable_file_is_counted_not_fatal(tmp_path: Path) -> None:
+    stats = ScanStats()
+    unit = scanmod.Unit(str(tmp_path / "gone.jsonl"), "json")
+    assert list(scanmod._iter_events(unit, stats)) == []
+    assert stats.parse_errors == 1 and "gone.jsonl" in stats.errors[0]
