@@ -16,6 +16,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from rules import wire
 
 from .config import Config, load_config, render_toml
 from .context import AppContext, build_context
@@ -199,9 +202,11 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             with os.fdopen(fd, "w") as fh:
                 fh.write(bundle.key_pem)
             (out_dir / "ca.pem").write_text(bundle.ca_pem)
+            url = urlsplit(bundle.endpoint_url)
             meta = {
                 "uuid": bundle.uuid,
                 "endpoint_url": bundle.endpoint_url,
+                "manager": f"{url.hostname}:{url.port or wire.ENDPOINT_PORT}",
                 "group": bundle.group,
                 "client_cert": "client.pem",
                 "client_key": "client.key",

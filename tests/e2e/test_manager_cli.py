@@ -142,6 +142,12 @@ def test_init_run_enroll_ingest_restart(tmp_path: Path) -> None:
         cli("enroll", "bundle", "--out", str(bundle_dir), "--data-dir", str(data)).stdout
     )
     assert oct(os.stat(bundle_dir / "client.key").st_mode & 0o777) == "0o600"
+    meta = json.loads((bundle_dir / "bundle.json").read_text())
+    assert meta["manager"] == "localhost:1519" and meta["client_cert"] == "client.pem"
+    assert (
+        wire.EnrollBundle.from_dict(dict(meta, certificate_pem="c", key_pem="k", ca_pem="a")).uuid
+        == bundle["uuid"]
+    )
 
     server = Running(data)
     try:
