@@ -73,9 +73,12 @@ class CommandPoller:
                 raise CertificateRejected(f"manager answered {resp.status} to a command result: "
                                           "certificate probably rejected/revoked",
                                           path=wire.ROUTE_COMMANDS)
-            if resp.status in (200, 204, 403, 404, 409):
+            if resp.status == 413 and self._shrink(path):
+                continue  # retried next round with the slimmed result
+            if resp.status in (200, 204, 400, 403, 404, 409, 413, 422):
                 # NOTE(link): 403/404/409: the manager no longer waits for it (already has a
-                # result, cancelled, or gone); keeping it would block every later result.
+                # result, cancelled, or gone); 400/413/422: it never will accept this body.
+                # Keeping it would block every later result.
                 if resp.status >= 400:
                     logger.warning("manager dropped result %s: HTTP %d", path.stem, resp.status)
                 path.unlink(missing_ok=True)
@@ -85,6 +88,22 @@ class CommandPoller:
                                resp.status)
                 break
         return done
+
+    @staticmethod
+    def _shrink(path: Path) -> bool:
+        """Replace a result the manager found too large by its outcome without the output."""
+        doc = json.loads(path.read_bytes())
+        if doc.get("result_too_large"):
+            return False
+        size = path.stat().st_size
+        slim = {k: doc.get(k) for k in ("id", "exit_code", "started", "finished")}
+        slim["error"] = (f"result too large for the manager ({size} bytes): output, JSON and "
+                         f"fetched files dropped. {doc.get('error') or ''}").strip()
+        slim["result_too_large"] = True
+        logger.warning("result %s is %d bytes, over the manager's limit: sending its outcome "
+                       "without output", path.stem, size)
+        write_atomic(path, json.dumps(slim).encode("utf-8"))
+        return True
 
     def poll_once(self) -> wire.CommandResult | None:
         """Fetch at most one command, run it and post its result."""

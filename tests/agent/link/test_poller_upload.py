@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agent.link.poller import CommandPoller
 from agent.link.sysinfo import SysInfoReporter, collect
-from agent.link.transport import MemoryTransport
+from agent.link.transport import MemoryTransport, Response
 from agent.link.upload import Uploader
 
 from .fakemanager import FakeManager
@@ -132,3 +132,24 @@ def test_sysinfo_posted_only_when_changed(tmp_path: Path) -> None:
     assert not rep.run_once()
     real = collect("h1")
     assert real["network"]["hostname"] == "h1" and {"edr", "os", "cpu", "error"} <= set(real)
+
+
+def test_oversized_result_is_slimmed_not_stuck(tmp_path: Path) -> None:
+    mgr = FakeManager()
+    orig = mgr._post_commands
+
+    def limited(req):
+        if len(req.body) > 600:
+            return Response(413, b"too large")
+        return orig(req)
+
+    mgr._post_commands = limited  # type: ignore[method-assign]
+    mgr.commands.append({"id": "big", "name": "walk", "args": [str(Path(__file__).parent)]})
+    mgr.commands.append({"id": "small", "name": "stat", "args": ["/"]})
+    p = CommandPoller(MemoryTransport(mgr), tmp_path)
+    p.poll_once()
+    p.poll_once()
+    p.flush_results()
+    ids = [r["id"] for r in mgr.results]
+    assert ids == ["big", "small"]
+    assert "result too large" in mgr.results[0]["error"]
