@@ -76,7 +76,8 @@ class LinuxConfig:
     net_poll_interval: float = _f(0.5, "seconds between /proc/net connection scans")
     file_watch_dirs: list[str] = _f(["/tmp", "/var/tmp", "/dev/shm", "/etc", "/root"],
                                     "directories watched with fanotify (create/modify/delete)")
-    hash_on_exec: bool = _f(True, "hash the image of every new process (md5/sha1/sha256)")
+    hash_on_exec: bool = _f(False, "hash images in the proc connector thread (default: the "
+                                   "enrichment stage hashes them, keeping /proc reads fast)")
 
 
 @dataclass(frozen=True, slots=True)
