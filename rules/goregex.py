@@ -136,9 +136,22 @@ class _Translator:
 
     def run(self) -> str:
         i, n = 0, len(self.p)
+        quantified = False  # the previous token was `*`, `+` or `?` (not yet made lazy)
         while i < n:
             c = self.p[i]
-            if c == "\\":
+            if c in "*+?":
+                if c == "+" and quantified:
+                    # Python 3.11 reads `a*+` as possessive; RE2 rejects it
+                    raise RegexError(f"invalid nested repetition operator in {self.p!r}")
+                quantified = not (c == "?" and quantified)
+                self.out.append(c)
+                i += 1
+                continue
+            quantified = False
+            if c == "{" and self.p.startswith("{,", i):
+                self.out.append("\\{")  # RE2: `{,n}` is literal text; Python: a repetition
+                i += 1
+            elif c == "\\":
                 i = self.escape(i)
             elif c == "[":
                 i = _char_class(self.p, i, self.out)

@@ -129,11 +129,13 @@ def test_regex_is_go_dialect() -> None:
 
 
 def test_compile_go_rejects_what_re2_rejects() -> None:
-    for bad in ("(?<=a)b", "(?!a)", "\\pL", "[[:nope:]]", "(a", "a)"):
+    for bad in ("(?<=a)b", "(?!a)", "\\pL", "[[:nope:]]", "(a", "a)", "a*+", "a?+"):
         with pytest.raises(RegexError):
             compile_go(bad)
     assert compile_go("[[:digit:]]+").fullmatch("123")
     assert compile_go("\\x{41}").fullmatch("A")
+    assert compile_go("a{,2}").fullmatch("a{,2}")  # literal in RE2, a repetition in Python
+    assert compile_go("a+?b").fullmatch("aab")
 
 
 def test_container_match_is_case_insensitive_and_rule_disabled_without_container() -> None:
