@@ -139,12 +139,12 @@ def test_oversized_result_is_slimmed_not_stuck(tmp_path: Path) -> None:
     orig = mgr._post_commands
 
     def limited(req):
-        if len(req.body) > 600:
+        if len(req.body) > 1000:
             return Response(413, b"too large")
         return orig(req)
 
     mgr._post_commands = limited  # type: ignore[method-assign]
-    mgr.commands.append({"id": "big", "name": "walk", "args": [str(Path(__file__).parent)]})
+    mgr.commands.append({"id": "big", "name": "walk", "args": [str(Path(__file__).parents[2])]})
     mgr.commands.append({"id": "small", "name": "stat", "args": ["/"]})
     p = CommandPoller(MemoryTransport(mgr), tmp_path)
     p.poll_once()
