@@ -1,0 +1,464 @@
+"""Slow tier: build both frozen one-dirs once, then smoke-test them as users run them.
+
+The session fixture runs build/build.sh (PyInstaller, `nice`d) into a temporary dist directory;
+set HERON_FROZEN_DIST=DIR to test an existing build instead (e.g. `make build` output).
+
+The smoke test runs the frozen programs, with no Python on their PATH and from `/`, inside a
+private network namespace when the test runs as root (loopback only): manager init + run, agent
+enroll + run, events forwarded over mutual TLS, a search that returns them, clean stops. Anything
+that tried to download (a DuckDB extension, PyMISP data) would fail there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.packaging.conftest import BUILD, PACKAGING, ROOT, DpkgRoot, need, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+NETCLIENT = Path(__file__).with_name("netclient.py")
+FORBIDDEN_IN_AGENT = ("duckdb", "tantivy", "falcon", "pymisp", "waitress")
+FIRST_REQUEST_BUDGET = 2.0  # seconds from process start to the first 200 (issue 8)
+
+
+@dataclass
+class FrozenDist:
+    root: Path
+    build_seconds: dict[str, float] = field(default_factory=dict)
+
+    def program(self, role: str) -> Path:
+        return self.root / f"heron-{role}" / f"heron-{role}"
+
+    def size_mib(self, role: str) -> float:
+        onedir = self.root / f"heron-{role}"
+        return sum(p.stat().st_size for p in onedir.rglob("*") if p.is_file()) / 2**20
+
+
+@pytest.fixture(scope="session")
+def frozen(tmp_path_factory: pytest.TempPathFactory) -> FrozenDist:
+    existing = os.environ.get("HERON_FROZEN_DIST")
+    if existing:
+        dist = FrozenDist(Path(existing).resolve())
+    else:
+        dist = FrozenDist(tmp_path_factory.mktemp("frozen-dist"))
+        for role in ("manager", "agent"):
+            start = time.monotonic()
+            run(
+                ["bash", str(BUILD / "build.sh"), role],
+                env={"DISTPATH": str(dist.root), "PYTHON": sys.executable},
+                timeout=1200,
+            )
+            dist.build_seconds[role] = time.monotonic() - start
+    for role in ("manager", "agent"):
+        assert dist.program(role).is_file(), f"no frozen heron-{role} in {dist.root}"
+    sys.stderr.write(
+        "\nfrozen one-dirs: "
+        + ", ".join(
+            f"heron-{r} {dist.size_mib(r):.0f} MiB"
+            + (f" (built in {dist.build_seconds[r]:.0f} s)" if r in dist.build_seconds else "")
+            for r in ("manager", "agent")
+        )
+        + "\n"
+    )
+    return dist
+
+
+@pytest.fixture(scope="session")
+def frozen_debs(frozen: FrozenDist, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both .deb packages of the frozen build (uncompressed: the payload is what is tested)."""
+    need("dpkg-deb")
+    out = tmp_path_factory.mktemp("frozen-debs")
+    run(
+        ["bash", str(PACKAGING / "deb/build-deb.sh"), "--src", str(frozen.root), "--out", str(out)],
+        env={"DEB_COMPRESSION": "none"},
+        timeout=600,
+    )
+    return out
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """No Python anywhere: a minimal PATH, no PYTHON* variables, a private HOME."""
+    return {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TZ": "UTC",
+    }
+
+
+class Netns:
+    """A private network namespace (loopback only) that commands can be run in, if root."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("nsenter"):
+            proc = subprocess.Popen(["unshare", "--net", "--", "sleep", "3600"])
+            ok = subprocess.run(
+                ["nsenter", "-t", str(proc.pid), "-n", "--", "ip", "link", "set", "lo", "up"],
+                capture_output=True,
+                check=False,
+            )
+            if ok.returncode == 0:
+                self.proc = proc
+            else:
+                proc.kill()
+                proc.wait()
+
+    @property
+    def isolated(self) -> bool:
+        return self.proc is not None
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        if self.proc is None:
+            return cmd
+        return ["nsenter", "-t", str(self.proc.pid), "-n", "--", *cmd]
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def netns() -> Iterator[Netns]:
+    ns = Netns()
+    yield ns
+    ns.close()
+
+
+def probe(ns: Netns, *args: str) -> dict[str, Any]:
+    out = run(ns.wrap([sys.executable, str(NETCLIENT), *args]), timeout=120).stdout
+    return json.loads(out)
+
+
+def stop(proc: subprocess.Popen[str], name: str, timeout: float = 30) -> tuple[str, str]:
+    """SIGTERM `proc` and expect a clean exit (code 0) within `timeout`."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"{name} did not stop within {timeout}s after SIGTERM\n{err[-3000:]}")
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{err[-3000:]}"
+    assert "Traceback" not in err, err[-3000:]
+    return out, err
+
+
+def smoke_event(marker: str) -> dict[str, Any]:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {
+        "Event": {
+            "System": {
+                "Provider": {"Name": "Microsoft-Windows-Sysmon"},
+                "EventID": 1,
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "Computer": "frozen-smoke",
+                "TimeCreated": {"SystemTime": now},
+            },
+            "EventData": {
+                "Image": "C:\\Windows\\System32\\cmd.exe",
+                "CommandLine": f"cmd.exe /c echo {marker}",
+                "ProcessGuid": "{5a0e1c2d-0000-4000-8000-000000000001}",
+                "User": "SMOKE\\user",
+            },
+        }
+    }
+
+
+def test_one_dirs_exist_and_agent_has_no_manager_stack(frozen: FrozenDist) -> None:
+    agent_dir = frozen.root / "heron-agent"
+    leaked = [
+        str(p.relative_to(agent_dir))
+        for p in agent_dir.rglob("*")
+        if any(p.name.lower().startswith(name) for name in FORBIDDEN_IN_AGENT)
+    ]
+    assert not leaked, leaked[:20]
+    manager_dir = frozen.root / "heron-manager" / "_internal"
+    assert list(manager_dir.glob("_duckdb*")) or list(manager_dir.glob("duckdb*"))
+    assert (manager_dir / "pymisp" / "data" / "describeTypes.json").is_file()
+    assert (manager_dir / "tantivy").is_dir()
+    # Pure-Python modules live in the PYZ archive: the agent's must not hold the manager stack.
+    from PyInstaller.archive.readers import CArchiveReader
+
+    for role, forbidden in (
+        ("agent", FORBIDDEN_IN_AGENT + ("appliance", "index")),
+        ("manager", ("pytest", "hypothesis", "mypy", "agent")),
+    ):
+        exe = CArchiveReader(str(frozen.program(role)))
+        pyz_names = [n for n in exe.toc if n.endswith(".pyz")]
+        assert pyz_names, f"no PYZ in heron-{role}"
+        modules: set[str] = set()
+        for name in pyz_names:
+            modules |= set(exe.open_embedded_archive(name).toc)
+        bad = sorted(m for m in modules if m.split(".")[0] in forbidden)
+        assert not bad, f"heron-{role} carries {bad[:20]}"
+        ours = "agent" if role == "agent" else "appliance"
+        assert any(m.startswith(ours + ".") for m in modules), f"heron-{role} lacks {ours}"
+    sizes = {r: round(frozen.size_mib(r)) for r in ("manager", "agent")}
+    assert sizes["agent"] < sizes["manager"], sizes
+
+
+@pytest.mark.parametrize("role", ["manager", "agent"])
+def test_version_flag(frozen: FrozenDist, role: str, tmp_path: Path) -> None:
+    proc = run(
+        [str(frozen.program(role)), "--version"],
+        env=clean_env(tmp_path),
+        cwd=Path("/"),
+        check=False,
+    )
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert proc.returncode == 0 and version in proc.stdout + proc.stderr, (
+        f"heron-{role} --version: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-1500:]}"
+    )
+
+
+@pytest.mark.parametrize("role", ["manager", "agent"])
+def test_runs_anywhere_without_python(frozen: FrozenDist, role: str, tmp_path: Path) -> None:
+    # A copy in a fresh directory, run from `/` with no Python on PATH: one-dirs are relocatable.
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(frozen.root / f"heron-{role}", copy, symlinks=True)
+    env = clean_env(tmp_path)
+    proc = run([str(copy / f"heron-{role}"), "--help"], env=env, cwd=Path("/"))
+    assert f"heron-{role}" in proc.stdout
+    if shutil.which("ldd"):
+        libs = run(["ldd", str(copy / f"heron-{role}")], check=False).stdout
+        assert "libpython" not in libs or str(copy) in libs
+
+
+def test_frozen_smoke_end_to_end(frozen: FrozenDist, netns: Netns, tmp_path: Path) -> None:
+    manager, agent = str(frozen.program("manager")), str(frozen.program("agent"))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = clean_env(home)
+    data, agent_data = tmp_path / "manager", tmp_path / "agent"
+    admin, endpoint = ("127.0.0.1:21520", "127.0.0.1:21519") if netns.isolated else _free_ports()
+
+    def cmd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return run(netns.wrap(list(args)), env=env, cwd=Path("/"), timeout=timeout)
+
+    init = json.loads(
+        cmd(
+            manager,
+            "init",
+            "--json",
+            "--data-dir",
+            str(data),
+            "--admin-listen",
+            admin,
+            "--endpoint-listen",
+            endpoint,
+            "--server-name",
+            "127.0.0.1",
+            "--server-name",
+            "localhost",
+        ).stdout
+    )
+    api_key, ca = init["api_key"], str(data / "pki" / "ca.pem")
+    token = json.loads(cmd(manager, "enroll", "token", "--json", "--data-dir", str(data)).stdout)
+
+    # Start → first answered request (the budget counts the whole frozen start-up).
+    timings = []
+    for _attempt in range(3):
+        t0 = time.time()
+        mgr = subprocess.Popen(
+            netns.wrap([manager, "run", "--data-dir", str(data)]),
+            env=env,
+            cwd="/",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        first = probe(netns, "wait", f"https://{admin}/healthz", ca, repr(t0), "60")
+        assert first["ok"], first
+        timings.append(first["seconds"])
+        if first["seconds"] < FIRST_REQUEST_BUDGET:
+            break
+        # A busy shared CI box can stall one start: measure again (the best start counts).
+        stop(mgr, "heron-manager")
+    sys.stderr.write(
+        f"\nfrozen manager first request after {min(timings):.2f} s "
+        f"(attempts: {', '.join(f'{t:.2f}' for t in timings)}), "
+        f"network namespace: {netns.isolated}\n"
+    )
+    try:
+        assert min(timings) < FIRST_REQUEST_BUDGET, timings
+
+        enrolled = json.loads(
+            cmd(
+                agent,
+                "enroll",
+                "--data-dir",
+                str(agent_data),
+                "--manager",
+                endpoint,
+                "--token",
+                token["token"],
+                "--ca-sha256",
+                token["ca_sha256"],
+            ).stdout
+        )
+        marker = "heronfrozen" + uuid.uuid4().hex[:12]
+        events = tmp_path / "events.jsonl"
+        events.write_text(json.dumps(smoke_event(marker)) + "\n")
+        config = tmp_path / "agent.toml"
+        config.write_text(f'[general]\ndata_dir = "{agent_data}"\nlog_all = true\n')
+        agt = subprocess.Popen(
+            netns.wrap(
+                [agent, "run", "-c", str(config), "--replay", str(events), "--rate", "2", "--loop"]
+            ),
+            env=env,
+            cwd="/",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            found = _search_until(netns, admin, ca, api_key, marker, timeout=90)
+            assert found, f"no forwarded event matched {marker}"
+            edr = found[0]["Event"]["EdrData"]
+            assert edr["Endpoint"]["UUID"] == enrolled["uuid"]
+            assert found[0]["Event"]["EventData"]["CommandLine"].endswith(marker)
+            none = probe(netns, "get", f"https://{admin}/search?q=nomatch{marker}", ca, api_key)
+            assert none["status"] == 200 and none["body"]["data"]["total"] == 0
+        finally:
+            stop(agt, "heron-agent")
+    finally:
+        _, err = stop(mgr, "heron-manager")
+    assert "shutting down" in err
+
+    # After the clean stop the store opens offline and still finds the events.
+    hits = cmd(manager, "search", marker, "--data-dir", str(data), "--limit", "5").stdout
+    assert marker in hits
+    # Nothing was fetched or cached at run time (DuckDB installs extensions under ~/.duckdb).
+    assert not (home / ".duckdb").exists()
+    assert not list(home.rglob("*extension*"))
+
+
+def _free_ports() -> tuple[str, str]:
+    import socket
+
+    ports = []
+    socks = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}"
+
+
+def _search_until(
+    ns: Netns, admin: str, ca: str, api_key: str, marker: str, timeout: float
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        res = probe(ns, "get", f"https://{admin}/search?q={marker}&limit=5", ca, api_key)
+        assert res["status"] == 200, res
+        events: list[dict[str, Any]] = res["body"]["data"]["events"]
+        if events:
+            return events
+        time.sleep(1)
+    return []
+
+
+def test_deb_from_frozen_installs_and_initialises(frozen_debs: Path, tmp_path: Path) -> None:
+    need("dpkg", "systemctl")
+    if os.geteuid() != 0:
+        pytest.skip("installing into a throwaway root needs root")
+    out = frozen_debs
+    root = DpkgRoot(tmp_path / "root", tmp_path / "calls.log")
+    debs = sorted(str(p) for p in out.glob("*.deb"))
+    root.dpkg("-i", *debs)
+    data = root.path / "var/lib/heron/manager"
+    # The real `heron-manager init` ran from the postinst: CA, database, config, admin key.
+    assert (data / "pki/ca.pem").is_file() and (data / "db/heron.duckdb").is_file()
+    assert "[" in (data / "config.toml").read_text()
+    assert json.loads((data / "initial-admin.json").read_text())["api_key"]
+    uid = int(root.user("heron")[2])  # type: ignore[index]
+    assert all(p.stat().st_uid == uid for p in data.rglob("*"))
+    proc = run(
+        [
+            str(root.path / "opt/heron/agent/heron-agent"),
+            "config",
+            "-c",
+            str(root.path / "etc/heron/agent.toml"),
+            "--dump",
+        ]
+    )
+    assert 'data_dir = "/var/lib/heron/agent"' in proc.stdout
+    root.dpkg("-P", "heron-manager", "heron-agent")
+    assert not [f for f in root.files() if "heron" in f]
+
+
+def test_msi_from_the_linux_layout(frozen: FrozenDist, tmp_path: Path) -> None:
+    # NOTE(packaging): the Linux one-dir is staged as a fake Windows layout: this checks the MSI
+    # tables for a real-sized payload, not an installable Windows build.
+    need("wixl", "msiinfo")
+    run(
+        [
+            "bash",
+            str(PACKAGING / "windows/build-msi.sh"),
+            "--src",
+            str(frozen.root),
+            "--out",
+            str(tmp_path),
+            "--allow-linux-layout",
+        ],
+        timeout=600,
+    )
+    for role in ("manager", "agent"):
+        [msi] = tmp_path.glob(f"heron-{role}-*-x64.msi")
+        rows = run(["msiinfo", "export", str(msi), "File"]).stdout.splitlines()[3:]
+        count = sum(1 for p in (frozen.root / f"heron-{role}").rglob("*") if p.is_file())
+        assert len(rows) == count
+        assert "run --service" in run(["msiinfo", "export", str(msi), "ServiceInstall"]).stdout
+
+
+def test_offline_bundle_from_frozen(frozen: FrozenDist, frozen_debs: Path, tmp_path: Path) -> None:
+    need("sha256sum")
+    run(
+        [
+            "bash",
+            str(PACKAGING / "offline/make-bundle.sh"),
+            "--src",
+            str(frozen.root),
+            "--packages",
+            str(frozen_debs),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env={"BUNDLE_GZIP_LEVEL": "1"},
+        timeout=600,
+    )
+    [archive] = (tmp_path / "out").glob("heron-offline-*.tar.gz")
+    run(["tar", "-xzf", str(archive), "-C", str(tmp_path)])
+    [top] = [p for p in tmp_path.iterdir() if re.match(r"heron-offline-", p.name)]
+    run(["bash", str(top / "install.sh"), "--verify-only"])
+    # The bundled frozen programs run straight from the extracted archive.
+    assert (
+        "heron-manager"
+        in run(
+            [str(top / "programs/heron-manager/heron-manager"), "--help"], env=clean_env(tmp_path)
+        ).stdout
+    )
