@@ -192,3 +192,34 @@ def test_config_offered_when_the_manager_has_none(manager, enrolled, tmp_path: P
     assert up.check_item("config") == "offered"
     assert manager.ctx.store.endpoints.get(enrolled.load().uuid).config == doc
     assert up.check_item("config") == "unchanged"
+
+
+def test_agent_with_link_attached_end_to_end_in_process(manager, tmp_path: Path) -> None:
+    from agent.link.link import attach
+    from agent.service import build_agent
+    from tests.agent.conftest import gene_rule, make_config
+
+    config = make_config(tmp_path)
+    store = IdentityStore(config.data_dir / "link" / "identity")
+    ident = enroll_online("127.0.0.1:1519", manager.token(), store,
+                          transport=manager.transport(), hostname="ws2")
+    agent = build_agent(config, sources=[], sinks=[])
+    link = attach(agent, config, start=False,
+                  transport_factory=lambda: manager.transport(store))
+    try:
+        assert agent.runner.endpoint == ""
+        rule = json.loads(gene_rule("ContractPushed", ["$i: Image ~= 'evil\\.exe$'"], "$i",
+                                    events={"Microsoft-Windows-Sysmon/Operational": [1]}))
+        manager.ctx.content.put_rules([rule], update=False)
+        done = link.housekeeping_once()
+        assert done["updates"]["rules"] == "updated" and done["identity"] == ident.uuid
+        assert agent.runner.endpoint == ident.uuid
+        event = ev(7)
+        event["Event"]["EventData"]["Image"] = "C:\\x\\evil.exe"
+        assert agent.process(event)
+        link.forwarder.drain()
+        got = stored(manager)
+        assert got[0]["Event"]["Detection"]["Signature"] == ["ContractPushed"]
+        assert got[0]["Event"]["EdrData"]["Endpoint"]["UUID"] == ident.uuid
+    finally:
+        agent.close()
