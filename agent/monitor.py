@@ -95,6 +95,13 @@ class ResourceGuard:
     def _default_sample(self) -> tuple[float, int]:
         return self._proc.cpu_percent(None), self._proc.memory_info().rss
 
+    def current_rss(self) -> int:
+        """Resident memory now (status between two checks)."""
+        try:
+            return int(self._proc.memory_info().rss)
+        except psutil.Error:
+            return self.rss
+
     def check(self) -> None:
         """One sample; updates ``throttle`` / trims, logging state changes."""
         self.cpu_percent, self.rss = self._sample()

@@ -473,7 +473,7 @@ class Agent:
             "rules": self.detector.rule_count,
             "iocs": len(self.detector.iocs),
             "cpu_percent": self.guard.cpu_percent,
-            "rss": self.guard.rss,
+            "rss": self.guard.current_rss(),
             "throttled": self.guard.throttle,
         })
         return snap
