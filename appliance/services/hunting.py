@@ -12,11 +12,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import index
-
-from ..errors import InvalidParam, ValidationError
+from ..errors import ValidationError
 from ..events import EventSink
 from ..timefmt import to_datetime
+from .index_errors import index_errors
 
 __all__ = ["HuntResult", "Hunting"]
 
@@ -28,10 +27,6 @@ class HuntResult:
     scanned: int
     matches: list[dict[str, Any]]
     truncated: bool
-
-
-def _query_error() -> tuple[type[BaseException], ...]:
-    return (index.IndexQueryError,)
 
 
 class Hunting:
@@ -51,7 +46,7 @@ class Hunting:
         limit: int,
         cursor: str | None,
     ) -> dict[str, Any]:
-        try:
+        with index_errors("query"):
             page = self.events.search(
                 query,
                 since=to_datetime(since),
@@ -61,15 +56,11 @@ class Hunting:
                 limit=limit,
                 cursor=cursor,
             )
-        except _query_error() as ex:
-            raise InvalidParam(f"query: {ex}") from ex
         return {"events": list(page.events), "next_cursor": page.next_cursor, "total": page.total}
 
     def sql(self, query: str, *, timeout: float, max_rows: int) -> dict[str, Any]:
-        try:
+        with index_errors("sql"):
             res = self.events.sql(query, timeout=timeout, max_rows=max_rows)
-        except _query_error() as ex:
-            raise InvalidParam(f"sql: {ex}") from ex
         rows = [list(r) for r in res.rows]
         return {
             "columns": list(res.columns),

@@ -21,18 +21,17 @@ import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any
 
-import index
 from index import EndpointRef
 from rules import wire
 from rules.event import event_hash, event_time
 
 from ..config import LimitsConfig
-from ..errors import StoreError, ValidationError
 from ..events import EventSink
 from ..metrics import Metrics
 from ..store import Endpoint, Store
 from ..timefmt import rfc3339
 from .bodies import decompress, split_ndjson
+from .index_errors import index_errors
 from .scoring import Reducer
 from .streams import StreamHub
 
@@ -157,14 +156,10 @@ class Ingest:
         batch_id = batch_id or f"auto-{uuidlib.uuid4()}"
         ip = peer_ip or endpoint.ip
         self._enrich(events, endpoint, ip, now)
-        try:
+        with index_errors("/logs body"):
             result = self.events.append(
                 events, endpoint=endpoint_ref(endpoint, ip), batch_id=batch_id
             )
-        except index.InvalidEventError as ex:
-            raise ValidationError(f"/logs body: {ex}") from ex
-        except index.StoreError as ex:
-            raise StoreError(f"event store: {ex}") from ex
         duplicate = bool(getattr(result, "duplicate", False))
         if duplicate:
             self.metrics.inc("heron_batches_duplicate_total")

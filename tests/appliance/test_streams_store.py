@@ -166,3 +166,15 @@ def test_metrics_exposition(env: Env) -> None:
     assert "heron_endpoints_online 1" in text or "heron_endpoints_online" in text
     assert env.a("GET", "/metrics", key=env.analyst_key).status_code == 200
     assert env.admin.simulate_get("/metrics").status_code == 401
+
+
+def test_every_index_error_is_mapped() -> None:
+    import index
+    from appliance.services.index_errors import INDEX_ERRORS, index_errors
+
+    exported = {getattr(index, n) for n in index.__all__ if n.endswith("Error")}
+    assert exported <= {cls for cls, _ in INDEX_ERRORS}
+    for cls, mapped in INDEX_ERRORS:
+        with pytest.raises(mapped, match="doing x"):
+            with index_errors("doing x"):
+                raise (cls("boom", position=0) if cls is index.InvalidEventError else cls("boom"))
