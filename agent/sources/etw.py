@@ -181,11 +181,12 @@ class PywintraceBackend:  # pragma: no cover - Windows only
     """``EtwBackend`` over pywintrace (fireeye/pywintrace 0.2)."""
 
     def __init__(self) -> None:
-        if sys.platform != "win32":
-            raise SourceError("the ETW source needs Windows")
-        import etw  # pywintrace: imported only on Windows (its import fails elsewhere)
+        if sys.platform == "win32":
+            import etw  # pywintrace: its import fails off Windows (ctypes.oledll)
 
-        self.etw: Any = etw
+            self.etw: Any = etw
+        else:
+            raise SourceError("the ETW source needs Windows")
 
     def stop_session(self, name: str) -> bool:
         from etw import evntrace as et
