@@ -153,32 +153,43 @@ def _sniff(path: Path) -> str:
 def iter_json_stream(fh: BinaryIO, stats: ScanStats, name: str) -> Iterator[Any]:
     """Decode whitespace-separated JSON values, fast path one object per line.
 
-    A line that is not a complete value switches to stream decoding for that value
-    (pretty-printed input); undecodable text is counted as a parse error and skipped to
-    the next line.
+    A line that is not a complete value starts multi-line decoding (pretty-printed input);
+    the buffered lines are decoded when a line starts with `}`/`]` or the buffer has doubled
+    since the last try, so large values cost O(n log n), not O(n^2). Undecodable text is
+    counted as a parse error and skipped.
     """
     loads = orjson.loads
-    pending = b""
+    pending: list[bytes] = []
+    size = next_try = 0
     lineno = 0
     for line in fh:
         lineno += 1
         if pending:
-            pending += line
-            values, pending, bad = _drain(pending)
+            pending.append(line)
+            size += len(line)
+            if line[:1] not in (b"}", b"]") and size < next_try:
+                continue
+            values, rest, bad = _drain(b"".join(pending))
             yield from values
             if bad:
                 stats.parse_error(f"{name}:{lineno}: invalid JSON")
+            pending = [rest] if rest else []
+            size = len(rest)
+            next_try = 2 * size
             continue
         if not line.strip():
             continue
         try:
             yield loads(line)
         except orjson.JSONDecodeError:
-            values, pending, bad = _drain(line)
+            values, rest, bad = _drain(line)
             yield from values
             if bad:
                 stats.parse_error(f"{name}:{lineno}: invalid JSON")
-    if pending.strip():
+            pending = [rest] if rest else []
+            size = len(rest)
+            next_try = 2 * size
+    if pending and b"".join(pending).strip():
         stats.parse_error(f"{name}: truncated JSON at end of input")
 
 
@@ -198,7 +209,7 @@ def _drain(buf: bytes) -> tuple[list[Any], bytes, bool]:
         try:
             value, pos = _DECODER.raw_decode(text, pos)
         except json.JSONDecodeError as ex:
-            if ex.pos >= end and len(text) - pos < 64 * 1024 * 1024:
+            if ex.pos >= end:
                 return values, text[pos:].encode("utf-8"), False  # needs more lines
             return values, b"", True
         values.append(value)

@@ -96,3 +96,19 @@ def test_unreadable_file_is_counted_not_fatal(tmp_path: Path) -> None:
     unit = scanmod.Unit(str(tmp_path / "gone.jsonl"), "json")
     assert list(scanmod._iter_events(unit, stats)) == []
     assert stats.parse_errors == 1 and "gone.jsonl" in stats.errors[0]
+
+
+def test_large_pretty_value_is_decoded_in_few_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = scanmod._drain
+
+    def counting(buf: bytes) -> tuple:
+        calls.append(len(buf))
+        return real(buf)
+
+    monkeypatch.setattr(scanmod, "_drain", counting)
+    big = json.dumps({"Event": {"EventData": {f"k{i}": {"v": i} for i in range(20000)}}},
+                     indent=2).encode()
+    values, stats = _decode(big + b"\n" + json.dumps({"x": 1}).encode())
+    assert len(values) == 2 and stats.parse_errors == 0
+    assert len(calls) < 40  # doubling retries, not one decode per line (80,000 lines)
