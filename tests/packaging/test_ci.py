@@ -1,0 +1,77 @@
+"""The build entry points: Makefile targets and the Windows CI workflow point at real scripts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.packaging.conftest import ROOT, run
+
+WORKFLOW = ROOT / ".github" / "workflows" / "windows.yml"
+
+
+def _recipe(target: str) -> tuple[list[str], list[str]]:
+    """(prerequisites, recipe lines) of a Makefile target."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(rf"^{re.escape(target)}:(.*)$", line)
+        if m:
+            body = []
+            for next_line in lines[i + 1 :]:
+                if not next_line.startswith("\t"):
+                    break
+                body.append(next_line.strip())
+            return m.group(1).split(), body
+    raise AssertionError(f"no Makefile target {target}")
+
+
+@pytest.mark.parametrize(
+    ("target", "script"),
+    [
+        ("build", "build/build.sh"),
+        ("deb", "packaging/deb/build-deb.sh"),
+        ("msi", "packaging/windows/build-msi.sh"),
+        ("offline-bundle", "packaging/offline/make-bundle.sh"),
+    ],
+)
+def test_make_targets_run_the_packaging_scripts(target: str, script: str) -> None:
+    _, body = _recipe(target)
+    assert f"bash {script}" in body
+    assert (ROOT / script).is_file()
+    run(["bash", "-n", str(ROOT / script)])
+
+
+def test_make_target_order() -> None:
+    assert "build" in _recipe("deb")[0]
+    assert "deb" in _recipe("offline-bundle")[0]
+    prereq, body = _recipe("test-frozen")
+    assert "setup" in prereq
+    assert any("-m slow tests/packaging" in line for line in body)
+
+
+def test_windows_workflow_builds_installs_and_uploads() -> None:
+    yaml = pytest.importorskip("yaml")
+    doc: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())
+    [job] = doc["jobs"].values()
+    assert str(job["runs-on"]).startswith("windows")
+    scripts = "\n".join(str(step.get("run", "")) for step in job["steps"])
+    assert "bash build/build.sh" in scripts
+    assert "TOOLCHAIN=wix3" in scripts and "packaging/windows/build-msi.sh" in scripts
+    assert "heron-manager.exe --version" in scripts and "heron-agent.exe --version" in scripts
+    assert scripts.count("msiexec.exe") >= 4  # install + uninstall of both MSIs
+    uses = [str(step.get("uses", "")) for step in job["steps"]]
+    assert any(u.startswith("actions/upload-artifact") for u in uses)
+    assert any(u.startswith("actions/setup-python") for u in uses)
+
+
+def test_docs_cover_every_packaging_script() -> None:
+    docs = (ROOT / "docs" / "packaging.md").read_text()
+    for script in sorted(Path(ROOT / "packaging").rglob("*.sh")) + [ROOT / "build/build.sh"]:
+        assert script.name in docs, script
+    for target in ("make build", "make deb", "make offline-bundle", "make msi", "make test-frozen"):
+        assert target in docs
+    for prop in ("ENROLL_TOKEN", "ENROLL_BUNDLE", "MANAGER", "HERON_ENROLL_TOKEN"):
+        assert prop in docs
