@@ -180,11 +180,13 @@ class EtwBackend(Protocol):
 class PywintraceBackend:  # pragma: no cover - Windows only
     """``EtwBackend`` over pywintrace (fireeye/pywintrace 0.2)."""
 
+    etw: Any
+
     def __init__(self) -> None:
         if sys.platform == "win32":
             import etw  # pywintrace: its import fails off Windows (ctypes.oledll)
 
-            self.etw: Any = etw
+            self.etw = etw
         else:
             raise SourceError("the ETW source needs Windows")
 
