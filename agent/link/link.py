@@ -28,7 +28,7 @@ from .backoff import Backoff
 from .config import LinkConfig
 from .enroll import enroll_online, renew
 from .errors import EnrollmentError, LinkError
-from .forwarder import Forwarder
+from .forwarder import Forwarder, LinkState
 from .identity import Identity, IdentityStore, write_atomic
 from .mtls import MtlsTransport
 from .poller import CommandPoller
@@ -287,7 +287,10 @@ class Link:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
-        if started and self.config.drain_on_stop > 0:
+        # NOTE(link): only when the manager answered last time: an unreachable host would
+        # hold the shutdown for a whole socket timeout, and the queue is durable anyway.
+        if started and self.config.drain_on_stop > 0 and \
+                self.forwarder.state in (LinkState.CONNECTED, LinkState.UNKNOWN):
             self._final_drain(self.config.drain_on_stop)
         if started:
             self.write_status()
