@@ -47,6 +47,11 @@ def test_scan_jsonl_prints_gene_selection(corpus_jsonl: Path, capsys: pytest.Cap
     # GENE: filtered events with a signature are printed whatever their criticality
     low = [e for e in printed if e["Event"]["Detection"]["Criticality"] < 8]
     assert all(e["Event"]["System"]["EventID"] == "1" for e in low)
+    assert "ATTACK" not in json.dumps(printed)
+    assert main(["scan", "-r", COMPILED, "--attack", "-c", "10", str(corpus_jsonl)]) == 0
+    attack = [e["Event"]["Detection"]["ATTACK"] for e in _lines(capsys.readouterr()[0])
+              if "ATTACK" in e["Event"]["Detection"]]
+    assert attack and all(len({a["ID"] for a in block}) == len(block) for block in attack)
 
 
 def test_scan_keeps_unknown_keys_and_reads_gz_dirs_and_stdin(
