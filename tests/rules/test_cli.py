@@ -50,7 +50,7 @@ def test_scan_jsonl_prints_gene_selection(corpus_jsonl: Path, capsys: pytest.Cap
     assert "ATTACK" not in json.dumps(printed)
     assert main(["scan", "-r", COMPILED, "--attack", "-c", "10", str(corpus_jsonl)]) == 0
     attack = [e["Event"]["Detection"]["ATTACK"] for e in _lines(capsys.readouterr()[0])
-              if "ATTACK" in e["Event"]["Detection"]]
+              if "ATTACK" in e["Event"].get("Detection", {})]
     assert attack and all(len({a["ID"] for a in block}) == len(block) for block in attack)
 
 
