@@ -117,7 +117,7 @@ def test_manager_install_upgrade_remove_purge(
 ) -> None:
     root = dpkg_root()
     deb = str(fake_debs["manager"])
-    root.dpkg("-i", deb)
+    root.dpkg("-i", deb, env={"HERON_SERVER_NAMES": "mgr.example.org 10.0.0.5"})
 
     user = root.user("heron")
     assert user is not None, "postinst must create the heron account"
@@ -130,7 +130,11 @@ def test_manager_install_upgrade_remove_purge(
         assert (st.st_uid, st.st_gid) == (uid, gid)
         assert stat.S_IMODE(st.st_mode) == mode
     # First-time init ran once, on the data directory, and its output belongs to heron.
-    assert root.calls() == [f"heron-manager init --json --data-dir {data}"]
+    # ... with the names agents reach it by in its server certificate.
+    assert root.calls() == [
+        "heron-manager init --json --server-name mgr.example.org --server-name 10.0.0.5 "
+        f"--data-dir {data}"
+    ]
     assert (data / "config.toml").stat().st_uid == uid
     assert (data / "pki").stat().st_uid == uid
     # The first admin API key is kept for the administrator, readable by its owner only.

@@ -105,7 +105,9 @@ def test_installer_installs_into_a_root(unpacked: Path, dpkg_root: Callable[[], 
         env={"HERON_FAKE_LOG": str(root.log), "DPKG_EXTRA_ARGS": "--force-depends --log=/dev/null"},
     )
     calls = root.calls()
-    assert calls[0].startswith("heron-manager init --json --data-dir ")
+    # Without HERON_SERVER_NAMES the host's names and loopback go into the server certificate.
+    assert calls[0].startswith("heron-manager init --json --server-name ")
+    assert "--server-name localhost --server-name 127.0.0.1 --data-dir " in calls[0]
     assert calls[1].endswith(
         "enroll --config " + f"{root.path}/etc/heron/agent.toml --manager mgr:1519 --token t0k"
     )
