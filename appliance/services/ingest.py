@@ -18,14 +18,18 @@ import logging
 import queue
 import threading
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import orjson
 
 from index import EndpointRef
 from rules import wire
 from rules.event import event_hash, event_time
 
 from ..config import LimitsConfig
+from ..errors import ValidationError
 from ..events import EventSink
 from ..metrics import Metrics
 from ..store import Endpoint, Store
@@ -155,8 +159,9 @@ class Ingest:
         now = self.clock()
         batch_id = batch_id or f"auto-{uuidlib.uuid4()}"
         ip = peer_ip or endpoint.ip
-        self._enrich(events, endpoint, ip, now)
-        with index_errors("/logs body"):
+        with _encodable("/logs body"):
+            self._enrich(events, endpoint, ip, now)
+        with index_errors("/logs body"), _encodable("/logs body"):
             result = self.events.append(
                 events, endpoint=endpoint_ref(endpoint, ip), batch_id=batch_id
             )
@@ -244,6 +249,15 @@ class Ingest:
     def close(self) -> None:
         self.flush_presence()
         self.dispatcher.close()
+
+
+@contextmanager
+def _encodable(what: str) -> Iterator[None]:
+    """An event orjson cannot encode (an integer over 64 bits) is the sender's fault: 422."""
+    try:
+        yield
+    except orjson.JSONEncodeError as ex:
+        raise ValidationError(f"{what}: {ex}") from ex
 
 
 def _int(value: Any) -> int:

@@ -285,3 +285,17 @@ def test_commands_long_poll(env: Env) -> None:
     started = env.ctx.clock()
     assert env.e("GET", "/commands", agent).status_code == 204
     assert env.ctx.clock() - started >= 2.0  # waited (on the injected clock)
+
+
+def test_logs_blank_lines_crlf_and_huge_integers(env: Env) -> None:
+    agent = env.enroll()
+    body = b"\n\r\n" + json.dumps(event(1)).encode() + b"\r\n\n  \n"
+    res = env.e(
+        "POST", "/logs", agent, body=gzip.compress(body), headers={"Content-Encoding": "gzip"}
+    )
+    assert res.status_code == 200 and res.json["accepted"] == 1
+    huge = json.dumps(event(2)).encode().replace(b'"EventID": 1', b'"EventID": 1' + b"0" * 30)
+    res = env.e(
+        "POST", "/logs", agent, body=gzip.compress(huge), headers={"Content-Encoding": "gzip"}
+    )
+    assert res.status_code == 422
