@@ -81,14 +81,16 @@ def parse_fid_events(buf: bytes) -> list[tuple[int, int, bytes, str]]:
         if length < _META.size:
             break
         info = off + mlen
-        end = off + length
+        end = min(off + length, len(buf))
         while info + 4 <= end:
             itype, _pad, ilen = struct.unpack_from("=BBH", buf, info)
-            if ilen == 0:
+            if ilen == 0 or info + ilen > end:
                 break
-            if itype == FAN_EVENT_INFO_TYPE_DFID_NAME:
+            if itype == FAN_EVENT_INFO_TYPE_DFID_NAME and ilen >= 20:
                 hbytes, htype = struct.unpack_from("=Ii", buf, info + 12)
                 hstart = info + 20
+                if hstart + hbytes > info + ilen:
+                    break
                 key = struct.pack("=i", htype) + buf[hstart:hstart + hbytes]
                 raw = buf[hstart + hbytes:info + ilen]
                 name = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")

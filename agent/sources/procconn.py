@@ -57,18 +57,19 @@ def parse_proc_event(data: bytes) -> list[ProcEvent]:
     offset = 0
     while offset + _HDR + 16 <= len(data):
         (length,) = struct.unpack_from("=I", data, offset)
-        if length < _HDR or offset + length > len(data):
+        if length < _HDR + 16 or offset + length > len(data):
             break
         base = offset + _HDR
         what, _cpu, _ts = struct.unpack_from("=IIQ", data, base)
         body = base + 16
-        if what == PROC_EVENT_EXEC:
+        room = offset + length - body
+        if what == PROC_EVENT_EXEC and room >= 8:
             pid, tgid = struct.unpack_from("=II", data, body)
             out.append(ProcEvent(what, pid, tgid))
-        elif what == PROC_EVENT_FORK:
+        elif what == PROC_EVENT_FORK and room >= 16:
             ppid, _ptgid, pid, tgid = struct.unpack_from("=IIII", data, body)
             out.append(ProcEvent(what, pid, tgid, parent_pid=ppid))
-        elif what == PROC_EVENT_EXIT:
+        elif what == PROC_EVENT_EXIT and room >= 12:
             pid, tgid, code = struct.unpack_from("=III", data, body)
             out.append(ProcEvent(what, pid, tgid, exit_code=code))
         offset += (length + 3) & ~3

@@ -129,3 +129,33 @@ def test_read_proc_and_pid_directory(tmp_path: Path) -> None:
     now[0] = 10.0
     pids.on_exit(999)  # expiry happens on the next exit
     assert 50 not in [p for p in pids._exited]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_kernel_message_parsers_never_raise_on_garbage(data: bytes) -> None:
+    for parser in (parse_proc_event, parse_fd_events, parse_fid_events):
+        out = parser(data)
+        assert isinstance(out, list)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([FAN_CREATE, 0x200]), st.integers(1, 2**31 - 1),
+                          st.binary(min_size=1, max_size=24),
+                          st.text(st.characters(min_codepoint=48, max_codepoint=122),
+                                  min_size=1, max_size=40)), max_size=5))
+def test_fid_records_round_trip(records: list[tuple[int, int, bytes, str]]) -> None:
+    buf = b""
+    for mask, pid, handle, name in records:
+        raw_name = name.encode() + b"\0"
+        info_len = 4 + 8 + 8 + len(handle) + len(raw_name)
+        pad = (-info_len) % 4
+        info = struct.pack("=BBH", FAN_EVENT_INFO_TYPE_DFID_NAME, 0, info_len + pad) \
+            + b"\0" * 8 + struct.pack("=Ii", len(handle), 7) + handle + raw_name + b"\0" * pad
+        buf += struct.pack("=IBBHQii", 24 + len(info), 3, 0, 24, mask, -1, pid) + info
+    assert parse_fid_events(buf) == [(m, p, struct.pack("=i", 7) + h, n)
+                                     for m, p, h, n in records]
