@@ -51,7 +51,9 @@ class LinkConfig:
     renew_fraction: float = _f(1 / 3, "renew once less than this part of the lifetime is left")
     renew_before: float = _f(20 * 86400.0, "…or at most this many seconds before expiry")
     allowed_tools: tuple[str, ...] = _f([], "programs (besides built-ins) commands may run")
-    tools_dir: str = _f("", "directory searched for tools before PATH (osqueryi, sysmon…)")
+    tools_dir: str = _f("", "tools from the manager; searched before PATH (default: "
+                            "<state_dir>/tools)")
+    tools_interval: float = _f(900.0, "seconds between /tools synchronisations")
     max_fetch_size: int = _f(64 << 20, "largest file a command may fetch, bytes")
     server_name: str = _f("", "name checked in the manager certificate (default: its host)")
 

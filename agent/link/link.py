@@ -34,6 +34,7 @@ from .mtls import MtlsTransport
 from .poller import CommandPoller
 from .spool import Spool, health_event
 from .sysinfo import SysInfoReporter
+from .tools import ToolSync
 from .transport import Transport
 from .updates import Updater
 from .upload import Uploader, UploadStats
@@ -101,11 +102,16 @@ class Link:
         self.uploader = None if self.hooks.artifacts_dir is None else Uploader(
             house, self.hooks.artifacts_dir, max_size=config.upload_max_size,
             settle=config.upload_settle, clock=wall, report=self._report)
+        self.tools = ToolSync(house, self.tools_dir)
         self._house = house
         self._due: dict[str, float] = {}
         self._known_uuid = ""
 
     # ---------------------------------------------------------------- wiring
+    @property
+    def tools_dir(self) -> Path:
+        return Path(self.config.tools_dir) if self.config.tools_dir else self.state_dir / "tools"
+
     def _mtls(self) -> Transport:
         return MtlsTransport(self.identity_store, timeout=self.config.timeout,
                              hostname=self.hostname, server_name=self.config.server_name)
@@ -156,11 +162,11 @@ class Link:
 
     def command_context(self) -> CommandContext:
         ident = self.identity()
-        tools = Path(self.config.tools_dir) if self.config.tools_dir else None
         return CommandContext(
             manager_host=ident.host if ident else "", manager_port=ident.port if ident else 0,
-            tools_dir=tools, allowed_tools=self.config.allowed_tools, tracker=self.hooks.tracker,
-            report=self.hooks.report, max_fetch_size=self.config.max_fetch_size)
+            tools_dir=self.tools_dir, allowed_tools=self.config.allowed_tools,
+            tracker=self.hooks.tracker, report=self.hooks.report,
+            max_fetch_size=self.config.max_fetch_size)
 
     def identity(self) -> Identity | None:
         try:
@@ -220,6 +226,7 @@ class Link:
             "sysinfo": (self.config.sysinfo_interval, self.sysinfo.run_once),
             "renew": (self.config.renew_check_interval, self.renew_if_due),
             "identity": (5.0, self.sync_identity),
+            "tools": (self.config.tools_interval, self.tools.run_once),
         }
         if self.uploader is not None:
             tasks["upload"] = (self.config.upload_interval, self.uploader.run_once)

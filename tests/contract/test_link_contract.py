@@ -223,3 +223,14 @@ def test_agent_with_link_attached_end_to_end_in_process(manager, tmp_path: Path)
         assert got[0]["Event"]["EdrData"]["Endpoint"]["UUID"] == ident.uuid
     finally:
         agent.close()
+
+
+def test_tools_distributed_by_the_manager(manager, enrolled, tmp_path: Path) -> None:
+    from agent.link.tools import ToolSync
+
+    data = b"#!/bin/sh\necho '[]'\n"
+    manager.ctx.store.tools.put("osqueryi", "linux", data, manager.ctx.clock())
+    sync = ToolSync(manager.transport(enrolled), tmp_path / "tools", os_name="linux")
+    assert sync.run_once() == {"osqueryi": "updated"}
+    assert (tmp_path / "tools" / "osqueryi").read_bytes() == data
+    assert sync.run_once() == {"osqueryi": "unchanged"}

@@ -28,6 +28,7 @@ class FakeManager:
         self.files: dict[tuple[str, str, str], bytes] = {}
         self.fail_upload_at: int | None = None
         self.result_status = 200
+        self.tools: dict[str, bytes] = {}
 
     def __call__(self, req: Request) -> Response:
         if not self.up:
@@ -114,5 +115,16 @@ class FakeManager:
             self.files[key] = data
         return Response(200)
 
-    def any(self) -> Any:
-        return None
+    def _get_tools(self, req: Request) -> Response:
+        query = dict(p.split("=", 1) for p in req.path.partition("?")[2].split("&") if p)
+        out = {}
+        for name, data in self.tools.items():
+            sha = hashlib.sha256(data).hexdigest()
+            if query.get("hash") and query["hash"] != sha:
+                continue
+            item: dict[str, Any] = {"name": name, "alias": name, "os": query.get("os", ""),
+                                    "size": len(data), "metadata": {"sha256": sha}}
+            if query.get("binary") == "true":
+                item["binary"] = base64.b64encode(data).decode()
+            out[name] = item
+        return Response(200, json.dumps(out).encode())

@@ -153,3 +153,31 @@ def test_oversized_result_is_slimmed_not_stuck(tmp_path: Path) -> None:
     ids = [r["id"] for r in mgr.results]
     assert ids == ["big", "small"]
     assert "result too large" in mgr.results[0]["error"]
+
+
+def test_tools_synchronised_by_sha256(tmp_path: Path) -> None:
+    from agent.link.tools import ToolSync
+
+    mgr = FakeManager()
+    mgr.tools["osqueryi"] = b"#!/bin/sh\necho '[]'\n"
+    sync = ToolSync(MemoryTransport(mgr), tmp_path / "tools", os_name="linux")
+    assert sync.run_once() == {"osqueryi": "updated"}
+    tool = tmp_path / "tools" / "osqueryi"
+    assert tool.read_bytes() == mgr.tools["osqueryi"] and os.access(tool, os.X_OK)
+    assert sync.run_once() == {"osqueryi": "unchanged"}
+    mgr.tools["osqueryi"] = b"#!/bin/sh\necho v2\n"
+    assert sync.run_once() == {"osqueryi": "updated"}
+    orig = mgr._get_tools
+
+    def tampered(req):
+        resp = orig(req)
+        if "binary=true" in req.path:
+            doc = json.loads(resp.body)
+            doc["osqueryi"]["binary"] = "dGFtcGVyZWQ="
+            return Response(200, json.dumps(doc).encode())
+        return resp
+
+    mgr._get_tools = tampered  # type: ignore[method-assign]
+    mgr.tools["osqueryi"] = b"v3"
+    assert sync.run_once() == {"osqueryi": "error: sha256 mismatch"}
+    assert tool.read_bytes() == b"#!/bin/sh\necho v2\n"  # the old copy is kept
