@@ -109,3 +109,23 @@ def test_ioc_rules_and_merge_into_existing_detection() -> None:
                       "Actions": ["brief", "report"]}
     fresh = ev()
     assert merge_detection(fresh, block)["Criticality"] == 7
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+LABEL = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-"), min_size=1,
+                max_size=12)
+
+
+@given(st.lists(LABEL, min_size=2, max_size=4), st.lists(LABEL, max_size=3), st.booleans())
+def test_parent_domain_matching_property(domain: list[str], prefix: list[str],
+                                         upper: bool) -> None:
+    indicator = ".".join(domain)
+    name = ".".join(prefix + domain)
+    s = IocSet.from_iocs([{"type": "domain", "value": indicator}])
+    hits = s.match(ev(QueryName=name.upper() if upper else name))
+    assert [(h.type, h.value) for h in hits] == [("domain", indicator)]
+    # gluing a label onto the first indicator label breaks the boundary: no match
+    glued = ".".join(prefix + ["x" + domain[0]] + domain[1:])
+    assert s.match(ev(QueryName=glued)) == []
