@@ -79,7 +79,7 @@ class ToolSync:
             return "unchanged"
         try:
             found = self._get_json(f"os={self.os_name}&hash={sha}&binary=true")
-            entry = found.get(name) or next(iter(found.values()), {})
+            entry: dict[str, Any] = found.get(name) or next(iter(found.values()), {})
             data = base64.b64decode(entry.get("binary", ""), validate=True)
         except (ValueError, binascii.Error, StopIteration) as ex:
             return f"error: {ex}"
