@@ -118,17 +118,27 @@ def test_data_dir_is_created_and_locked_down(msis: dict[str, Path], role: str) -
 
 def test_manager_runs_init_once_before_the_service_starts(msis: dict[str, Path]) -> None:
     actions = {row["Action"]: row for row in table(msis["manager"], "CustomAction")}
-    init = actions["ManagerInit"]
-    assert init["Source"] == "ManagerExe"
-    assert init["Target"] == 'init --data-dir "[DATADIR]."'
-    assert int(init["Type"]) & 0x3F == 18 and int(init["Type"]) & 0xC00 == 0xC00
     seq = {row["Action"]: row for row in table(msis["manager"], "InstallExecuteSequence")}
+    base = 'init --data-dir "[DATADIR]."'
+    loopback = ' --server-name "[ComputerName]" --server-name localhost --server-name 127.0.0.1'
+    assert actions["ManagerInit"]["Target"] == base + loopback
     assert (
-        int(seq["InstallFiles"]["Sequence"])
-        < int(seq["ManagerInit"]["Sequence"])
-        < int(seq["StartServices"]["Sequence"])
+        actions["ManagerInitNamed"]["Target"] == base + ' --server-name "[SERVER_NAME]"' + loopback
     )
-    assert "NOT Installed" in seq["ManagerInit"]["Condition"]
+    for name in ("ManagerInit", "ManagerInitNamed"):
+        init = actions[name]
+        assert init["Source"] == "ManagerExe"
+        assert int(init["Type"]) & 0x3F == 18 and int(init["Type"]) & 0xC00 == 0xC00
+        assert (
+            int(seq["InstallFiles"]["Sequence"])
+            < int(seq[name]["Sequence"])
+            < int(seq["StartServices"]["Sequence"])
+        )
+        assert "NOT Installed" in seq[name]["Condition"]
+        assert "NOT WIX_UPGRADE_DETECTED" in seq[name]["Condition"]
+    # Exactly one of the two runs: they are told apart by SERVER_NAME.
+    assert seq["ManagerInit"]["Condition"].endswith("AND NOT SERVER_NAME")
+    assert seq["ManagerInitNamed"]["Condition"].endswith("AND SERVER_NAME")
 
 
 def test_agent_enrolls_from_msi_properties(msis: dict[str, Path]) -> None:
