@@ -188,3 +188,22 @@ def test_private_file_protection_per_platform(tmp_path: Path) -> None:
         f.chmod(0o644)
         protect_private_file(f, platform="linux")
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
+
+
+def test_keepalive_dropped_by_manager_is_retried_not_reported(ca, tmp_path: Path) -> None:
+    store = IdentityStore(tmp_path / "id")
+    handler = enroll_handler(ca)
+
+    def h(method, path, body, headers, cn):
+        status, out = handler(method, path, body, headers, cn)
+        return (status + 1000 if path == "/key" else status), out  # idle keep-alive closed
+
+    srv = TlsManager(ca, tmp_path / "srv", h)
+    try:
+        enroll_online(f"127.0.0.1:{srv.port}", "tok", store)
+        with mtls(store, srv.port) as t:
+            for _ in range(3):
+                assert t.send(Request("GET", "/key")).status == 200
+        assert sum(1 for r in srv.requests if r[1] == "/key") == 3
+    finally:
+        srv.close()

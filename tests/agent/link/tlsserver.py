@@ -114,10 +114,13 @@ class TlsManager:
                 if status < 0:  # simulate a revoked cert: close without answering
                     self.close_connection = True
                     return
-                self.send_response(status)
+                drop_after = status >= 1000  # answer, then close the keep-alive silently
+                self.send_response(status % 1000)
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
+                if drop_after:
+                    self.close_connection = True
 
             do_GET = do_POST = _do
 
