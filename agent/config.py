@@ -126,6 +126,9 @@ class TrackingConfig:
     hash_max_size: int = _f(64 * 1024 * 1024, "files larger than this are not hashed (bytes)")
     hash_cache_size: int = _f(4096, "entries of the (path, size, mtime) → hashes cache")
     modules_per_process: int = _f(256, "maximum modules remembered per process")
+    sysmon_archive_dir: str = _f(r"C:\Sysmon" if IS_WINDOWS else "",
+                                 "Sysmon ArchiveDirectory: archived deleted files (filedump of "
+                                 "EventID 23) and clipboard captures (ClipboardData of 24)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -336,7 +336,7 @@ class Agent:
             self.counters.own_events += 1
             return False
         ctx = HookContext(self.tracker, self.host.hasher if live else None, self._services,
-                          self.clock())
+                          self.clock(), archive_dir=self.config.tracking.sysmon_archive_dir)
         with self.tracker.lock:  # readers (reports, commands) iterate tracks on other threads
             run_hooks(ctx, event, enrich=live and self.config.tracking.enrich)
         raw_data = ev.get("EventData")

@@ -27,6 +27,7 @@ from typing import Any
 
 from agent.actions.base import ActionContext
 from agent.errors import ActionError
+from agent.tracking.hooks import sysmon_archive_name
 
 __all__ = ["filedump", "filedump_candidates", "memdump", "read_linux_memory", "regdump"]
 
@@ -57,6 +58,14 @@ def filedump_candidates(ctx: ActionContext) -> list[str]:
     if data.get("Details") not in (None, "", "Binary Data") and isinstance(data.get("Details"),
                                                                            str):
         seen[str(data["Details"])] = None
+    if ctx.event.get("Event", {}).get("System", {}).get("EventID") in (23, "23") \
+            and str(data.get("Archived", "")).lower() == "true":
+        archive = ctx.config.tracking.sysmon_archive_dir
+        hashes = data.get("Hashes")
+        target = str(data.get("TargetFilename", ""))
+        if archive and isinstance(hashes, str) and hashes:
+            ext = os.path.splitext(target.replace("\\", "/"))[1]
+            seen[os.path.join(archive, sysmon_archive_name(hashes) + ext)] = None
     cwd = str(data.get("CurrentDirectory", "") or "")
     for cl_key in ("CommandLine", "ParentCommandLine"):
         cl = data.get(cl_key)

@@ -10,6 +10,7 @@ Unknown values are ``"?"`` and every added value is a string, as in WHIDS.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,7 +40,8 @@ class HookContext:
     hasher: FileHasher | None
     services: Callable[[int], str]
     ts: float
-    pid: int = 0  # System.Execution.ProcessID of the event being processed (set per event)
+    pid: int = 0  # System.Execution.ProcessID of the event (set for Kernel-File events)
+    archive_dir: str = ""  # Sysmon ArchiveDirectory (clipboard captures)
 
 
 HookFn = Callable[[HookContext, dict[str, Any], int], None]
@@ -233,6 +235,30 @@ def _enrich_any(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
         data["ParentCommandLine"] = track.parent_command_line
 
 
+_ARCHIVE_NAME_RE = re.compile(r"(((SHA1|MD5|SHA256|IMPHASH)=)|,)")
+MAX_CLIPBOARD = 1024 * 1024
+
+
+def sysmon_archive_name(hashes: str) -> str:
+    """Name Sysmon gives an archived file: its ``Hashes`` without ``TYPE=`` and commas."""
+    return _ARCHIVE_NAME_RE.sub("", hashes)
+
+
+def _clipboard(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
+    """Sysmon 24 (WHIDS hookClipboardEvents): ``ClipboardData`` from the archived capture."""
+    data["ClipboardData"] = UNKNOWN
+    hashes = data.get("Hashes")
+    if not ctx.archive_dir or not isinstance(hashes, str) or not hashes:
+        return
+    path = os.path.join(ctx.archive_dir, "CLIP-" + sysmon_archive_name(hashes))
+    try:
+        if os.path.isfile(path) and os.path.getsize(path) < MAX_CLIPBOARD:
+            with open(path, "rb") as fh:
+                data["ClipboardData"] = fh.read().decode("utf-16-le", "replace")
+    except OSError:
+        pass
+
+
 def _process_fields(track: Any, data: dict[str, Any]) -> None:
     data["ProcessGuid"] = track.guid
     data["Image"] = track.image
@@ -282,6 +308,7 @@ HOOKS: dict[str, Hook] = {
     "file_system_audit": Hook(frozenset({4663}), True, _file_system_audit,
                               channels=SECURITY_CHANNELS),
     "kernel_file": Hook(None, True, _kernel_file, channels=KERNEL_FILE_CHANNELS),
+    "clipboard": Hook(frozenset({24}), True, _clipboard),
 }
 
 

@@ -158,3 +158,36 @@ def test_hashes_and_imphash_with_pefile(tmp_path: Path) -> None:
     assert hasher.hash_file(str(tmp_path / "missing")) is None
     hasher.hash_file(str(tmp_path))  # a directory is not hashed
     assert len(hasher._cache) == 2
+
+
+HASHES = "SHA1=AB12,MD5=CD34,SHA256=EF56,IMPHASH=0000"
+
+
+def test_sysmon_archive_filedump_and_clipboard(tmp_path: Path, config_factory: Any) -> None:
+    from agent.service import build_agent
+    from agent.sinks import MemorySink
+
+    archive = tmp_path / "Sysmon"
+    archive.mkdir()
+    (archive / "AB12CD34EF560000.exe").write_bytes(b"MZ archived copy")
+    (archive / "CLIP-AB12CD34EF560000").write_bytes("secret p4ss".encode("utf-16-le"))
+    config = config_factory(tracking={"sysmon_archive_dir": str(archive)},
+                            general={"log_all": True})
+    deleted = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
+                                    "EventID": 23},
+                         "EventData": {"TargetFilename": r"C:\Users\bob\evil.exe",
+                                       "Hashes": HASHES, "Archived": "true"}}}
+    ctx = _ctx(tmp_path, config, os.getpid(), "x", deleted["Event"]["EventData"])
+    ctx = ActionContext(**{**{f: getattr(ctx, f) for f in ctx.__slots__}, "event": deleted})
+    filedump(ctx)
+    (dump,) = ctx.artifacts.files()
+    assert (ctx.artifacts.path / dump.name).read_bytes() == b"MZ archived copy"
+    sink = MemorySink()
+    agent = build_agent(config, sources=[], sinks=[sink])
+    clip = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
+                                 "EventID": 24,
+                                 "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"}},
+                      "EventData": {"Hashes": HASHES, "ProcessGuid": "{X}"}}}
+    agent.process(clip, live=True)
+    assert sink.events[-1]["Event"]["EventData"]["ClipboardData"] == "secret p4ss"
+    agent.close()
