@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..context import AppContext
 from ..misp.resources import MISP_ROUTES
 from ..openapi import FalconApp
+from .admin_commands import COMMAND_ROUTES
 from .admin_content import CONTENT_ROUTES
 from .admin_fleet import FLEET_ROUTES
 from .admin_search import SEARCH_ROUTES
@@ -14,7 +15,13 @@ __all__ = ["add_admin_routes"]
 
 def add_admin_routes(app: FalconApp, ctx: AppContext) -> None:
     """Instantiate each resource once per route and mount it."""
-    for path, factory, suffix in [*FLEET_ROUTES, *CONTENT_ROUTES, *SEARCH_ROUTES, *MISP_ROUTES]:
+    for path, factory, suffix in [
+        *FLEET_ROUTES,
+        *COMMAND_ROUTES,
+        *CONTENT_ROUTES,
+        *SEARCH_ROUTES,
+        *MISP_ROUTES,
+    ]:
         resource = factory(ctx)
         if suffix:
             app.add_route(path, resource, suffix=suffix)
