@@ -13,6 +13,7 @@ from agent.config import AgentConfig, parse_config
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 LINUX_CHANNEL = "Linux-Sysmon/Operational"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is not present")
 
 
 def gene_rule(name: str, matches: list[str], condition: str, *, events: dict[str, list[int]],
