@@ -208,6 +208,10 @@ class Engine:
             found = self._cache[key] = (rules, group)
         return found
 
+    def has_candidates(self, channel: str, event_id: int) -> bool:
+        """Whether any enabled rule admits events of this channel and EventID."""
+        return bool(self._candidates(channel, event_id)[0])
+
     def evaluate(self, event: dict[str, Any]) -> Detection | None:
         """Match without modifying the event; `None` when no rule (normal or filter) matched."""
         self.scanned += 1

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 import evtx
 import orjson
 
-__all__ = ["EvtxStats", "read_evtx", "normalize_record", "typed_values"]
+__all__ = ["EvtxStats", "read_evtx", "normalize_record", "typed_values", "quick_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,9 @@ class EvtxStats:
     """Counters of one or more EVTX reads."""
 
     files: int = 0
-    records: int = 0
+    records: int = 0  # records read, including `skipped` ones
     errors: int = 0
+    skipped: int = 0  # records read but not rendered because `keep` refused them
     messages: list[str] = field(default_factory=list)
 
     def error(self, message: str) -> None:
@@ -421,11 +422,40 @@ def _batch(iterator: Any, size: int, stats: EvtxStats, path: str) -> tuple[list[
     return out, done
 
 
-def read_evtx(path: str | Path, stats: EvtxStats | None = None) -> Iterator[dict[str, Any]]:
+Keep = Callable[[str, int], bool]
+
+
+def quick_key(raw: Any) -> tuple[str, int] | None:
+    """(channel, Gene EventID) of a raw pyevtx-rs record, or None when not obvious.
+
+    Equals what the engine computes on the rendered event: a Qualifiers EventID renders as an
+    object, which Gene parses as 0 (gene.md §4). Anything unusual gives None (render it).
+    """
+    event = raw.get("Event") if raw.__class__ is dict else None
+    system = event.get("System") if event.__class__ is dict else None
+    if system.__class__ is not dict:
+        return None
+    created = system.get("TimeCreated")
+    attrs = created.get("#attributes") if created.__class__ is dict else None
+    channel = system.get("Channel")
+    if attrs.__class__ is not dict or "SystemTime" not in attrs or channel.__class__ is not str:
+        return None
+    event_id = system.get("EventID")
+    if event_id.__class__ is int:
+        return (channel, event_id) if 0 <= event_id < 2**31 else None
+    if event_id.__class__ is dict and event_id.get("#attributes"):
+        return channel, 0
+    return None
+
+
+def read_evtx(path: str | Path, stats: EvtxStats | None = None, *,
+              keep: Keep | None = None) -> Iterator[dict[str, Any]]:
     """Yield the events of an EVTX file in golang-evtx's JSON rendering.
 
     Corrupt chunks/records are skipped and counted in `stats`; the file itself not being an
-    EVTX file is also counted (one error), never raised.
+    EVTX file is also counted (one error), never raised. With `keep(channel, event_id)`,
+    records it refuses are counted (`stats.skipped`) but not rendered nor yielded: the
+    scanner uses it to skip events that no rule can match.
     """
     stats = stats if stats is not None else EvtxStats()
     stats.files += 1
@@ -436,12 +466,13 @@ def read_evtx(path: str | Path, stats: EvtxStats | None = None) -> Iterator[dict
         stats.error(f"{name}: {ex}")
         return
     try:
-        yield from _read_open(fh, name, stats)
+        yield from _read_open(fh, name, stats, keep)
     finally:
         fh.close()
 
 
-def _read_open(fh: BinaryIO, name: str, stats: EvtxStats) -> Iterator[dict[str, Any]]:
+def _read_open(fh: BinaryIO, name: str, stats: EvtxStats, keep: Keep | None
+               ) -> Iterator[dict[str, Any]]:
     try:
         parser = evtx.PyEvtxParser(name, number_of_threads=1, skip_errors=True)
         iterator = parser.records_json()
@@ -460,6 +491,12 @@ def _read_open(fh: BinaryIO, name: str, stats: EvtxStats) -> Iterator[dict[str, 
         for record in records:
             try:
                 raw = orjson.loads(record["data"])
+                if keep is not None:
+                    key = quick_key(raw)
+                    if key is not None and not keep(*key):
+                        stats.records += 1
+                        stats.skipped += 1
+                        continue
                 event = normalize_record(raw, index.get(record["event_record_id"]))
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as ex:
                 stats.error(f"{name}: record {record.get('event_record_id')}: {ex}")
