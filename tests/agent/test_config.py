@@ -110,3 +110,12 @@ def test_exported_members_are_pinned() -> None:
         assert getattr(agent, name) is not None
     with pytest.raises(AttributeError):
         agent.nope  # noqa: B018
+
+
+def test_cli_reference_in_docs_matches_help(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    doc = (ROOT / "docs" / "agent.md").read_text(encoding="utf-8")
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name in ("run", "report", "status", "config"):
+        text = sub.choices[name].format_help()  # type: ignore[index]
+        assert text.strip() in doc, f"docs/agent.md: regenerate the `{name}` help"
