@@ -1,7 +1,8 @@
 """Process actions: ``kill`` (suspend → dumps → terminate) and ``blacklist``.
 
 ``kill`` refuses the agent itself, its parent, pid 0/1/4, and a pid whose current process is
-not the detected one (pid reuse: the GUID recomputed from /proc must match on Linux).
+not the detected one (pid reuse: on Linux the GUID recomputed from /proc must match, elsewhere
+the executable path must equal the event's image).
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ def _check_target(ctx: ActionContext) -> psutil.Process:
         if info.guid.strip("{}").upper() != ctx.process_guid.strip("{}").upper():
             raise ActionError(f"pid {pid} now belongs to another process (guid mismatch)")
     try:
-        return psutil.Process(pid)
+        proc = psutil.Process(pid)
+        if not sys.platform.startswith("linux") and ctx.image not in ("", "?", "-"):
+            exe = proc.exe()
+            if exe and exe.lower() != ctx.image.lower():  # Windows: pid reused by another image
+                raise ActionError(f"pid {pid} now runs {exe}, not {ctx.image}")
+        return proc
     except psutil.Error as ex:
         raise ActionError(f"pid {pid}: {ex}") from ex
 
