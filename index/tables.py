@@ -64,10 +64,12 @@ class SqlResult:
 class Tables:
     """Owner of ``events.duckdb``; writes only from the store's writer thread."""
 
-    def __init__(self, path: Path | str, *, threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path | str, *, threads: int | None = None, memory_limit: str = "2GB"
+    ) -> None:
         self._path = str(path)
         try:
-            self._con = duckdb.connect(self._path)
+            self._con = duckdb.connect(self._path, config={"memory_limit": memory_limit})
             if threads:
                 self._con.execute(f"SET threads={int(threads)}")
             self._create()

@@ -67,7 +67,7 @@ class Indexer:
         heap_size: int,
         num_threads: int,
         commit_interval: float,
-        max_queue: int = 512,
+        max_queue: int = 32,
     ) -> None:
         self.index = index
         self.tables = tables

@@ -68,8 +68,10 @@ def test_lost_backend_is_rebuilt_from_journal(tmp_path: Path, lost: str) -> None
 def test_replay_is_idempotent_when_backends_disagree(tmp_path: Path) -> None:
     with EventStore(tmp_path / "s", fsync=False) as store:
         _fill(store, 4)
-        # Simulate a crash after the Tantivy commit but before the DuckDB insert.
-        store.tables.execute_write("DELETE FROM events WHERE seq > 25")
+        store.flush()
+        # Simulate a crash after the Tantivy commit but before the DuckDB insert (on the
+        # writer thread: the DuckDB writer connection belongs to it).
+        store._on_writer(lambda: store.tables.execute_write("DELETE FROM events WHERE seq > 25"))
     with EventStore(tmp_path / "s", fsync=False) as store:
         store.flush()
         assert store.count() == 40
