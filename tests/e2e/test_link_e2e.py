@@ -83,12 +83,12 @@ class ManagerProc:
         return str(self.admin("POST", "/enroll/tokens", {"group": "e2e"})["token"])
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [PY, "-m", "appliance", "run", "--data-dir", str(self.data),
-             "--endpoint-listen", f"127.0.0.1:{self.endpoint_port}",
-             "--admin-listen", f"127.0.0.1:{self.admin_port}"],
-            stdout=subprocess.PIPE, stderr=open(self.data / "manager.err", "ab"),  # noqa: SIM115
-            env=_env(), cwd=ROOT)
+        with open(self.data / "manager.err", "ab") as err:
+            self.proc = subprocess.Popen(
+                [PY, "-m", "appliance", "run", "--data-dir", str(self.data),
+                 "--endpoint-listen", f"127.0.0.1:{self.endpoint_port}",
+                 "--admin-listen", f"127.0.0.1:{self.admin_port}"],
+                stdout=subprocess.PIPE, stderr=err, env=_env(), cwd=ROOT)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert line, (self.data / "manager.err").read_text()[-2000:]
@@ -101,6 +101,8 @@ class ManagerProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
         self.proc = None
 
     @property
