@@ -292,8 +292,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as ex:
         print(f"heron: {ex}", file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:
+    except BrokenPipeError:  # `heron scan ... | head`
         return EXIT_OK
+    except KeyboardInterrupt:
+        print("heron: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
