@@ -5,7 +5,7 @@ any download attempt fails). The test process itself stays outside it, so its HT
 this small script under `nsenter`. Output is one JSON document on stdout.
 
     python netclient.py wait URL CAFILE T0 TIMEOUT        first 200 from URL; seconds since T0
-    python netclient.py get URL CAFILE APIKEY             GET with X-Api-Key, prints the body
+    python netclient.py get URL CAFILE APIKEY             GET with X-Api-Key: status, type, body
 """
 
 from __future__ import annotations
@@ -42,7 +42,15 @@ def get(url: str, cafile: str, api_key: str) -> dict[str, object]:
     req = urllib.request.Request(url, headers={"X-Api-Key": api_key})
     try:
         with urllib.request.urlopen(req, context=_context(cafile), timeout=10) as resp:
-            return {"status": resp.status, "body": json.loads(resp.read())}
+            raw = resp.read()
+            kind = resp.headers.get("Content-Type", "")
+            if kind.startswith("application/json"):
+                return {"status": resp.status, "type": kind, "body": json.loads(raw)}
+            return {
+                "status": resp.status,
+                "type": kind,
+                "body": raw[:4096].decode("utf-8", "replace"),
+            }
     except urllib.error.HTTPError as ex:
         return {"status": ex.code, "body": ex.read().decode("utf-8", "replace")}
 
