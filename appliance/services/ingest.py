@@ -43,6 +43,7 @@ __all__ = ["EventListener", "Ingest", "ListenerDispatcher", "endpoint_ref"]
 
 logger = logging.getLogger(__name__)
 EventListener = Callable[[Endpoint, list[dict[str, Any]]], None]
+_Item = tuple[Endpoint, list[dict[str, Any]], Callable[[], None] | None]
 PRESENCE_FLUSH = 2.0
 
 
@@ -56,20 +57,24 @@ class ListenerDispatcher:
 
     def __init__(self, maxsize: int = 1000) -> None:
         self.listeners: list[EventListener] = []
-        self._queue: queue.Queue[tuple[Endpoint, list[dict[str, Any]]] | None] = queue.Queue(
-            maxsize
-        )
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize)
         self._thread: threading.Thread | None = None
         self.dropped = 0
 
-    def dispatch(self, endpoint: Endpoint, events: list[dict[str, Any]]) -> None:
+    def dispatch(
+        self,
+        endpoint: Endpoint,
+        events: list[dict[str, Any]],
+        prepare: Callable[[], None] | None = None,
+    ) -> None:
+        """Queue a batch; `prepare()` runs on the dispatcher thread before the listeners."""
         if not self.listeners:
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="event-listeners", daemon=True)
             self._thread.start()
         try:
-            self._queue.put_nowait((endpoint, events))
+            self._queue.put_nowait((endpoint, events, prepare))
         except queue.Full:
             self.dropped += 1
             logger.warning("event listeners are behind: dropped a batch of %d events", len(events))
@@ -79,9 +84,15 @@ class ListenerDispatcher:
             item = self._queue.get()
             if item is None:
                 return
+            endpoint, events, prepare = item
+            try:
+                if prepare is not None:
+                    prepare()
+            except Exception:  # noqa: BLE001 - listeners still get the events
+                logger.error("preparing events for listeners failed", exc_info=True)
             for listener in list(self.listeners):
                 try:
-                    listener(*item)
+                    listener(endpoint, events)
                 except Exception:  # noqa: BLE001 - a plugin failure must not stop the others
                     logger.error("event listener %r failed", listener, exc_info=True)
             self._queue.task_done()
@@ -160,7 +171,7 @@ class Ingest:
         batch_id = batch_id or f"auto-{uuidlib.uuid4()}"
         ip = peer_ip or endpoint.ip
         with _encodable("/logs body"):
-            self._enrich(events, endpoint, ip, now)
+            self._enrich(events, endpoint, ip, now, everything=bool(self.hub.clients))
         with index_errors("/logs body"), _encodable("/logs body"):
             result = self.events.append(
                 events, endpoint=endpoint_ref(endpoint, ip), batch_id=batch_id
@@ -174,23 +185,40 @@ class Ingest:
         self.metrics.inc("heron_batches_received_total")
         last_event, last_det = self._after_durable(endpoint, events, now)
         self.hub.publish(events)
-        self.dispatcher.dispatch(endpoint, events)
+        self.dispatcher.dispatch(
+            endpoint,
+            events,
+            lambda: self._enrich(events, endpoint, ip, now, everything=True, first=False),
+        )
         self.touch(endpoint.uuid, ip, last_event, last_det)
         return wire.LogsAck(batch_id=batch_id, accepted=len(events), duplicate=False)
 
-    def _enrich(self, events: list[dict[str, Any]], ep: Endpoint, ip: str, now: float) -> None:
-        """Set `Event.EdrData` (always overwritten: agents cannot choose their identity).
+    @staticmethod
+    def _enrich(
+        events: list[dict[str, Any]],
+        ep: Endpoint,
+        ip: str,
+        now: float,
+        *,
+        everything: bool,
+        first: bool = True,
+    ) -> None:
+        """Set `Event.EdrData` on detections (on every event if `everything`).
 
-        PERF(manager): the event store sets the same EdrData on its own copies; we only build
-        it here for what we fan out ourselves: detections always, every event when a stream or
-        an event listener is attached (saves a hash per event on the common path).
+        The first pass drops whatever EdrData the agent sent (agents cannot choose their
+        identity); a later pass (`first=False`) completes the events the first one skipped.
+        PERF(manager): the event store sets the same EdrData on its own copies; we build it only
+        for what we fan out ourselves: detections and open streams on the request path, every
+        event for the listeners on their dispatcher thread.
         """
         receipt = rfc3339(now)
         ref = {"UUID": ep.uuid, "IP": ip, "Hostname": ep.hostname, "Group": ep.group}
-        everything = bool(self.hub.clients or self.dispatcher.listeners)
         for event in events:
             inner = event["Event"]
-            inner.pop("EdrData", None)
+            if first:
+                inner.pop("EdrData", None)
+            elif "EdrData" in inner:
+                continue
             det = inner.get("Detection")
             detected = bool(isinstance(det, dict) and det.get("Signature"))
             if not (everything or detected):
