@@ -140,7 +140,9 @@ check_interval = 1.0
 
 
 def test_matching_command_is_detected_within_one_second(live_agent: LiveAgent) -> None:
-    child = subprocess.Popen(["sh", "-c", f"sleep 2 # heron-live-{TOKEN}"])
+    # two commands: the shell cannot exec the last one in place (which would change the
+    # command line /proc shows before the agent reads it)
+    child = subprocess.Popen(["sh", "-c", f"sleep 2; true # heron-live-{TOKEN}"])
     try:
         alert, elapsed = live_agent.wait_alert(_sig("LiveMarker"), timeout=5)
         assert alert is not None, (live_agent.base / "agent.log").read_text()[-3000:]
@@ -245,7 +247,20 @@ def test_touching_a_canary_is_detected(live_agent: LiveAgent) -> None:
     alert, _ = live_agent.wait_alert(_sig("Builtin:CanaryModified"), timeout=5)
     assert alert is not None, (live_agent.base / "agent.log").read_text()[-3000:]
     assert alert["Event"]["EventData"]["TargetFilename"] == str(live_agent.canary)
-    assert alert["Event"]["EventData"]["Image"].endswith("touch")
+    # attribution: `touch` lives ~1 ms and may be gone before /proc is read, so check it with
+    # a reader that stays a moment
+    code = "import sys,time; f=open(sys.argv[1],'rb'); f.read(1); time.sleep(0.3)"
+    reader = subprocess.run([sys.executable, "-c", code, str(live_agent.canary)], check=True)
+    assert reader.returncode == 0
+
+    def by_reader(a: dict[str, Any]) -> bool:
+        data = a["Event"]["EventData"]
+        return (_sig("Builtin:CanaryModified")(a) and data.get("Operation") in ("open", "read")
+                and data["Image"] == os.path.realpath(sys.executable))
+
+    read_alert, _ = live_agent.wait_alert(by_reader, timeout=5)
+    assert read_alert is not None
+    assert read_alert["Event"]["System"]["EventID"] == 100
 
 
 def test_cli_report_and_status(live_agent: LiveAgent) -> None:
