@@ -173,6 +173,7 @@ def test_init_run_enroll_ingest_restart(tmp_path: Path) -> None:
         server.stop()
     sql = json.loads(cli("sql", "SELECT count(*) AS n FROM events", "--data-dir", str(data)).stdout)
     assert sql["rows"] == [[1]]
+    assert json.loads(cli("reindex", "--data-dir", str(data)).stdout)["reindexed"] is True
     found = cli("search", "payload.exe", "--data-dir", str(data)).stdout.splitlines()
     assert len(found) == 1 and json.loads(found[0])["Event"]["EventData"]["NewProcessName"]
     revoked = json.loads(cli("endpoint", "revoke", bundle["uuid"], "--data-dir", str(data)).stdout)
