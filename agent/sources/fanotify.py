@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.errors import SourceError
 from agent.render import LINUX_CHANNEL, LINUX_PROVIDER, LINUX_PROVIDER_GUID, make_event, sysmon_time
+from agent.sources.procfs import WaitBudget
 
 if TYPE_CHECKING:
     from agent.host import Host
@@ -125,6 +126,7 @@ class FanotifySource:
         self._dirs: dict[bytes, str] = {}
         self._recent_creates: OrderedDict[str, float] = OrderedDict()
         self.lost = 0  # queue overflows reported by the kernel
+        self.budget = WaitBudget()
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -208,8 +210,8 @@ class FanotifySource:
                 continue
             path = os.path.join(directory, name)
             if mask & FAN_CREATE:
-                self._remember_create(path)
-                yield self._render(11, pid, path, "create")
+                if self._first_file_event(path):
+                    yield self._render(11, pid, path, "create")
             elif mask & FAN_DELETE:
                 yield self._render(23, pid, path, "delete")
 
@@ -230,24 +232,26 @@ class FanotifySource:
             if path in self.files:
                 op = next((n for bit, n in _OPS if mask & bit), "open")
                 yield self._render(FILE_ACCESS_EID, pid, path, op)
-            elif mask & FAN_CLOSE_WRITE and not self._recently_created(path):
+            elif mask & FAN_CLOSE_WRITE and self._first_file_event(path):
                 yield self._render(11, pid, path, "close_write")
 
-    def _remember_create(self, path: str) -> None:
-        self._recent_creates[path] = time.monotonic()
-        while len(self._recent_creates) > 1024:
+    def _first_file_event(self, path: str) -> bool:
+        """One EventID 11 per path per 2 s: the create (directory group) and the close-write
+        (fd group) of one new file arrive through two queues, in either order."""
+        now = time.monotonic()
+        last = self._recent_creates.get(path)
+        self._recent_creates[path] = now
+        self._recent_creates.move_to_end(path)
+        while len(self._recent_creates) > 4096:
             self._recent_creates.popitem(last=False)
-
-    def _recently_created(self, path: str) -> bool:
-        when = self._recent_creates.pop(path, None)
-        return when is not None and time.monotonic() - when < 5.0
+        return last is None or now - last >= 2.0
 
     def _render(self, eid: int, pid: int, path: str, operation: str) -> dict[str, Any]:
         host = self.host
         ts = host.clock()
         info = host.pids.get(pid) if pid > 0 else None
         if pid > 0 and (info is None or not info.complete):
-            info = host.pids.wait_for(pid, 0.1) or info
+            info = host.pids.wait_for(pid, self.budget.take(0.02)) or info
         data: dict[str, Any] = {
             "RuleName": "-",
             "UtcTime": sysmon_time(ts),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.render import LINUX_CHANNEL, LINUX_PROVIDER, LINUX_PROVIDER_GUID, make_event, sysmon_time
+from agent.sources.procfs import WaitBudget
 
 if TYPE_CHECKING:
     from agent.host import Host
@@ -120,6 +121,7 @@ class NetConnectionSource:
         self._owners_fn = owners or (lambda: inode_owners(root))
         self._owners: dict[int, int] = {}
         self._closed = threading.Event()
+        self.budget = WaitBudget()
 
     def scan(self) -> list[Socket]:
         """Current connected sockets."""
@@ -165,7 +167,7 @@ class NetConnectionSource:
         pid = self._owners.get(s.inode, 0)
         info = host.pids.get(pid) if pid else None
         if pid and (info is None or not info.complete):
-            info = host.pids.wait_for(pid, 0.1) or info
+            info = host.pids.wait_for(pid, self.budget.take(0.02)) or info
         data = {
             "RuleName": "-",
             "UtcTime": sysmon_time(ts),

@@ -140,7 +140,7 @@ class ProcConnectorSource:
         self.hash_on_exec = hash_on_exec
         self.poll = poll
         self._closed = threading.Event()
-        self.lost = 0  # receive errors (ENOBUFS: the kernel dropped messages)
+        self.lost = 0  # ENOBUFS receive errors + execs whose process was gone before /proc read
 
     def _open(self) -> socket.socket:
         try:
@@ -184,6 +184,7 @@ class ProcConnectorSource:
         if pev.what == PROC_EVENT_EXEC:
             info = host.pids.on_exec(pev.pid)
             if info is None:
+                self.lost += 1  # the process was gone before /proc could be read
                 return None
             parent = host.pids.get(info.ppid) if info.ppid else None
             hashes = ""

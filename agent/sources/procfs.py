@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from agent.render import process_guid
 
-__all__ = ["PidDirectory", "ProcInfo", "read_boot_id", "read_proc", "user_name"]
+__all__ = ["PidDirectory", "ProcInfo", "WaitBudget", "read_boot_id", "read_proc", "user_name"]
 
 _USERS: dict[int, str] = {}
 
@@ -108,6 +108,28 @@ def read_proc(pid: int, root: str = "/proc") -> ProcInfo | None:
     return ProcInfo(pid, ppid, image or comm, command_line or comm, cwd, uid,
                     user_name(uid) if uid >= 0 else "", start_ticks, comm,
                     complete=bool(image))
+
+
+class WaitBudget:
+    """Caps the time a source spends waiting for attribution (≤ ``per_second`` s each second).
+
+    A burst of events from processes that are already gone must not stall the source thread.
+    """
+
+    def __init__(self, per_second: float = 0.05, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.per_second = per_second
+        self._clock = clock
+        self._window = clock()
+        self._used = 0.0
+
+    def take(self, wanted: float) -> float:
+        now = self._clock()
+        if now - self._window >= 1.0:
+            self._window, self._used = now, 0.0
+        grant = max(0.0, min(wanted, self.per_second - self._used))
+        self._used += grant
+        return grant
 
 
 class PidDirectory:

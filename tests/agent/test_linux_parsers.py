@@ -7,6 +7,8 @@ import os
 import struct
 from pathlib import Path
 
+import pytest
+
 from agent.sources.fanotify import (
     FAN_CLOSE_WRITE,
     FAN_CREATE,
@@ -159,3 +161,13 @@ def test_fid_records_round_trip(records: list[tuple[int, int, bytes, str]]) -> N
         buf += struct.pack("=IBBHQii", 24 + len(info), 3, 0, 24, mask, -1, pid) + info
     assert parse_fid_events(buf) == [(m, p, struct.pack("=i", 7) + h, n)
                                      for m, p, h, n in records]
+
+
+def test_wait_budget_caps_waiting_per_second() -> None:
+    from agent.sources.procfs import WaitBudget
+
+    now = [0.0]
+    b = WaitBudget(per_second=0.05, clock=lambda: now[0])
+    assert [b.take(0.02) for _ in range(4)] == [0.02, 0.02, pytest.approx(0.01), 0.0]
+    now[0] = 1.0
+    assert b.take(0.02) == 0.02
