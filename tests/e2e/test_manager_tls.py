@@ -224,3 +224,40 @@ def test_sse_stream_over_tls(mgr: Manager) -> None:
         lines = [ln for ln in stream.iter_lines() if ln.startswith(b"data: ")]
     got = json.loads(lines[0][6:])
     assert got["Event"]["EdrData"]["Endpoint"]["UUID"] == uuid
+
+
+def test_idle_tcp_connection_does_not_stall_others(mgr: Manager) -> None:
+    idle = [
+        socket.create_connection(("127.0.0.1", mgr.bound.endpoint[1]), timeout=5) for _ in range(3)
+    ]
+    try:
+        started = time.perf_counter()
+        res = _session(mgr.pki.ca_path).get(mgr.ep_url + "/healthz", timeout=10)
+        assert res.status_code == 200
+        assert time.perf_counter() - started < 2.0
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_failed_handshakes_are_counted(mgr: Manager) -> None:
+    front = mgr.server.endpoint.front
+    assert front is not None
+    before = front.refused
+    with socket.create_connection(("127.0.0.1", mgr.bound.endpoint[1]), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # plain HTTP on a TLS port
+        sock.settimeout(5)
+        try:
+            sock.recv(100)
+        except (ConnectionError, TimeoutError):
+            pass
+    deadline = time.time() + 5
+    while front.refused == before and time.time() < deadline:
+        time.sleep(0.05)
+    assert front.refused == before + 1
+    metrics = (
+        _session(mgr.pki.ca_path)
+        .get(mgr.admin_url + "/metrics", headers={"X-Api-Key": mgr.admin_key}, timeout=10)
+        .text
+    )
+    assert "heron_tls_refused_total" in metrics
