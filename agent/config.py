@@ -76,6 +76,8 @@ class LinuxConfig:
     net_poll_interval: float = _f(0.5, "seconds between /proc/net connection scans")
     file_watch_dirs: list[str] = _f(["/tmp", "/var/tmp", "/dev/shm", "/etc", "/root"],
                                     "directories watched with fanotify (create/modify/delete)")
+    reader_nice: int = _f(-10, "nice value of the proc connector reader thread (0: unchanged); "
+                               "a prompt reader catches short-lived processes")
     hash_on_exec: bool = _f(False, "hash images in the proc connector thread (default: the "
                                    "enrichment stage hashes them, keeping /proc reads fast)")
 

@@ -68,7 +68,9 @@ class MemorySource:
 def _linux_proc(config: AgentConfig, host: Any) -> EventSource:
     from agent.sources.procconn import ProcConnectorSource
 
-    return ProcConnectorSource(host=host, hash_on_exec=config.sources.linux.hash_on_exec)
+    lc = config.sources.linux
+    return ProcConnectorSource(host=host, hash_on_exec=lc.hash_on_exec,
+                               nice=lc.reader_nice or None)
 
 
 def _linux_net(config: AgentConfig, host: Any) -> EventSource:
