@@ -61,6 +61,13 @@ class AppContext:
             self.store.close()
 
 
+def _misp_queue(ctx: AppContext) -> float:
+    sync = ctx.extra.get("misp")
+    if sync is None:
+        return 0.0
+    return float(sync.status().get("sightings", {}).get("queued_batches", 0))
+
+
 def build_context(
     *,
     data_dir: Path,
@@ -138,4 +145,9 @@ def build_context(
         lambda: float(store.commands.pending_count()),
     )
     metrics.gauge("heron_uptime_seconds", "seconds since start", lambda: clock() - metrics.started)
+    metrics.gauge(
+        "heron_misp_queue",
+        "sighting batches waiting for MISP (0 without MISP sync)",
+        lambda: _misp_queue(ctx),
+    )
     return ctx
