@@ -134,10 +134,18 @@ class Detector:
             self.ioc_criticality = ioc_criticality
         return int(engine.rule_count)
 
-    def set_extra_rules(self, text: str) -> None:
-        """Replace the generated (canary) rules."""
+    def set_extra_rules(self, text: str) -> int:
+        """Replace the generated (canary) rules; the other rules stay. Rule count."""
+        saved = self._extra
         self._extra = text
-        self.reload_rules(self._text)
+        try:
+            engine = self._build(self._text)
+        except Exception:
+            self._extra = saved
+            raise
+        with self._lock:
+            self.engine = engine
+        return int(engine.rule_count)
 
     def set_iocs(self, iocs: Iterable[Any]) -> int:
         ioc_set = IocSet.from_iocs(iocs)

@@ -252,3 +252,25 @@ def test_apply_config_live_and_restart_sections(agent_factory: Any, tmp_path: Pa
     det = sink.events[-1]["Event"]["Detection"]
     assert det["Signature"] == ["Low"] and det["Actions"] == ["kill"]  # new band defaults
     assert agent.detector.rule_count == 3  # pushed rules survived the rebuild
+
+
+def test_detector_swaps_keep_the_other_rule_sources(tmp_path: Path) -> None:
+    from agent.detect import Detector
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "local.gen").write_text(RULES + "\n")
+    canary = gene_rule("Canary", ["$f: /Event/EventData/Image = '/bin/canary'"], "$f",
+                       events=EVENTS, criticality=10)
+    d = Detector(rule_paths=[rules_dir / "local.gen"], extra_rules=canary)
+    assert d.rule_count == 4
+    assert d.set_extra_rules("") == 3  # local rules stay
+    with pytest.raises(Exception, match="already exists"):
+        d.set_extra_rules(RULES)  # duplicate names: refused, previous engine kept
+    assert d.rule_count == 3
+    assert d.reload_rules(canary) == 1  # pushed rules supersede the local files
+    from rules import RuleError
+
+    with pytest.raises(RuleError):
+        d.reload_rules("{not json")
+    assert d.rule_count == 1
