@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import PkiError, ValidationError
@@ -178,7 +178,13 @@ class Pki:
         if not csr.is_signature_valid:
             raise ValidationError("csr_pem signature does not verify")
         public = csr.public_key()
-        if not isinstance(public, ec.EllipticCurvePublicKey | _rsa_public_type()):
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            if public.curve.key_size < 256:
+                raise ValidationError("csr_pem EC key must be at least 256 bits")
+        elif isinstance(public, rsa.RSAPublicKey):
+            if public.key_size < 2048:
+                raise ValidationError("csr_pem RSA key must be at least 2048 bits")
+        else:
             raise ValidationError("csr_pem key must be EC or RSA")
         return self._client(uuid, public, days)
 
@@ -249,9 +255,3 @@ class Pki:
             ctx.verify_mode = ssl.CERT_OPTIONAL
             ctx.load_verify_locations(cafile=str(self.ca_path))
         return ctx
-
-
-def _rsa_public_type() -> type:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    return rsa.RSAPublicKey

@@ -143,3 +143,29 @@ def test_limits_validated(tmp_path: Path) -> None:
     path.write_text("[commands]\npoll_wait = 31\n")
     with pytest.raises(ConfigError, match="poll_wait"):
         load_config(path)
+
+
+def test_weak_csr_keys_refused(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    pki = Pki.create(tmp_path / "pki", server_names=["localhost"])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])
+    for key in (rsa.generate_private_key(65537, 1024), ec.generate_private_key(ec.SECP192R1())):
+        csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+        pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+        with pytest.raises(ValidationError, match="at least"):
+            pki.sign_csr(pem, uuid="u", days=1)
+
+
+def test_every_cli_command_is_documented() -> None:
+    from appliance.cli import build_parser
+
+    text = DOCS.read_text()
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, parser in sub.choices.items():
+        assert f"### `{name}`" in text, name
+        for action in parser._actions:
+            for flag in action.option_strings:
+                assert flag in text, (name, flag)
