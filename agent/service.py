@@ -40,6 +40,7 @@ from agent.detect import Detector, load_containers, load_ioc_file
 from agent.errors import AgentClosedError, SourceError
 from agent.host import Host, make_host
 from agent.monitor import Counters, ResourceGuard
+from agent.render import SYSMON_CHANNEL
 from agent.sinks import AlertLog, EventSink
 from agent.sources import EventSource, build_sources
 from agent.tracking.hooks import HookContext, run_hooks, service_lookup
@@ -100,6 +101,8 @@ class Agent:
         self._canaries: list[Path] = []
         self._flushers: list[Callable[[], None]] = []
         self._last_rates: tuple[float, dict[str, int]] = (time.monotonic(), {})
+        self._seen_terminate = False
+        self._sysmon_seen = 0
         self.guard = ResourceGuard(max_cpu_percent=config.limits.max_cpu_percent,
                                    max_rss_mb=config.limits.max_rss_mb,
                                    interval=config.limits.check_interval, trim=self._trim)
@@ -339,6 +342,8 @@ class Agent:
                           self.clock(), archive_dir=self.config.tracking.sysmon_archive_dir)
         with self.tracker.lock:  # readers (reports, commands) iterate tracks on other threads
             run_hooks(ctx, event, enrich=live and self.config.tracking.enrich)
+        if live and not self._seen_terminate:
+            self._check_terminations(ev, eid)
         raw_data = ev.get("EventData")
         data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
         if live and eid == 1 and self.tracker.blacklist and \
@@ -368,6 +373,22 @@ class Agent:
                     self.counters.sink_errors += 1
                     logger.error("sink %r failed", sink, exc_info=True)
         return forward
+
+    def _check_terminations(self, ev: dict[str, Any], eid: int) -> None:
+        """WHIDS hookProcTerm: warn while Sysmon never reported a process termination.
+
+        Without EventID 5 tracks are never freed early (only the ``tracking.max_tracks`` cap
+        bounds them) and parent fields go stale: usually a Sysmon configuration problem.
+        """
+        if ev.get("System", {}).get("Channel") != SYSMON_CHANNEL:
+            return
+        if eid == 5:
+            self._seen_terminate = True
+            return
+        self._sysmon_seen += 1
+        if self._sysmon_seen % 1000 == 0:
+            logger.warning("%d Sysmon events and no process termination (EventID 5) yet: check "
+                           "the Sysmon configuration", self._sysmon_seen)
 
     def _act(self, event: dict[str, Any], data: dict[str, Any], det: dict[str, Any],
              requested: list[str]) -> None:

@@ -274,3 +274,18 @@ def test_detector_swaps_keep_the_other_rule_sources(tmp_path: Path) -> None:
     with pytest.raises(RuleError):
         d.reload_rules("{not json")
     assert d.rule_count == 1
+
+
+def test_warns_while_sysmon_never_reports_terminations(agent_factory: Any, caplog: Any) -> None:
+    agent, _ = agent_factory()
+    ev = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
+                               "EventID": 3}, "EventData": {"ProcessGuid": "{A}"}}}
+    for _ in range(1000):
+        agent.process(ev, live=True)
+    assert "no process termination (EventID 5)" in caplog.text
+    caplog.clear()
+    agent.process({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
+                                        "EventID": 5}, "EventData": {}}}, live=True)
+    for _ in range(1000):
+        agent.process(ev, live=True)
+    assert "EventID 5" not in caplog.text
