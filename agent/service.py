@@ -20,6 +20,7 @@ import enum
 import gc
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -142,7 +143,9 @@ class Agent:
             logger.warning("opt-in response action ENABLED: %s", name)
         if self.config.canaries.enable:
             self._canaries = create_canaries(self.config.canaries)
-        if any(s.live for s in self.sources):
+        if any(s.live for s in self.sources) and sys.platform.startswith("linux"):
+            # NOTE(agent): Linux only; on Windows Sysmon GUIDs cannot be derived for processes
+            # that started before the agent, and synthetic ones would never be terminated.
             seed_from_proc(self.tracker, self.host)
         self._flushers = []
         for sink in self.sinks:

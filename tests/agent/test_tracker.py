@@ -126,3 +126,15 @@ def test_modules_drivers_and_scores() -> None:
     assert track.score == 7 and track.score_signatures == {"A": 2, "B": 1}
     assert len(t.modules()) == 3
     assert t.snapshot()["{M}"]["threat-score"] == {"signatures": {"A": 2, "B": 1}, "score": 7}
+
+
+def test_seed_from_psutil_builds_a_tree_with_this_process() -> None:
+    import os
+
+    from agent.tracking.seed import seed_from_psutil
+
+    t = Tracker()
+    assert seed_from_psutil(t) > 1
+    me = t.by_pid(os.getpid())
+    assert me is not None and me.parent_guid != "?"
+    assert t.get(me.parent_guid) is not None and me.ancestors
