@@ -176,14 +176,15 @@ def _memdump_linux(ctx: ActionContext) -> None:
 
 
 def _memdump_windows(ctx: ActionContext) -> None:  # pragma: no cover - Windows only
-    assert sys.platform == "win32"
+    if sys.platform != "win32":
+        raise ActionError("MiniDumpWriteDump needs Windows")
     import ctypes
     from ctypes import wintypes
 
     PROCESS_QUERY_INFORMATION, PROCESS_VM_READ = 0x0400, 0x0010
     MINIDUMP_WITH_FULL_MEMORY = 0x00000002
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
-    dbghelp = ctypes.WinDLL("dbghelp", use_last_error=True)  # type: ignore[attr-defined]
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    dbghelp = ctypes.WinDLL("dbghelp", use_last_error=True)
     kernel32.OpenProcess.restype = wintypes.HANDLE
     dbghelp.MiniDumpWriteDump.argtypes = [wintypes.HANDLE, wintypes.DWORD, wintypes.HANDLE,
                                           wintypes.DWORD, ctypes.c_void_p, ctypes.c_void_p,
@@ -199,7 +200,7 @@ def _memdump_windows(ctx: ActionContext) -> None:  # pragma: no cover - Windows 
         import msvcrt
 
         with tmp.open("wb") as fh:
-            fhandle = msvcrt.get_osfhandle(fh.fileno())  # type: ignore[attr-defined]
+            fhandle = msvcrt.get_osfhandle(fh.fileno())
             ok = dbghelp.MiniDumpWriteDump(handle, ctx.pid, fhandle, MINIDUMP_WITH_FULL_MEMORY,
                                            None, None, None)
         if not ok:
