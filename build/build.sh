@@ -40,6 +40,14 @@ for program in "${programs[@]}"; do
     "${run_nice[@]}" "$PYTHON" -m PyInstaller --noconfirm --clean --log-level WARN \
         --workpath "$WORKPATH/$program" --distpath "$DISTPATH" "build/$program.spec"
     took=$(( $(date +%s) - start ))
+    # The program must start from its one-dir (a missing module or data file fails here, not
+    # on a customer's machine).
+    exe="$DISTPATH/$program/$program"
+    [ -f "$exe.exe" ] && exe="$exe.exe"
+    if ! (cd / && env -u PYTHONPATH -u PYTHONHOME "$exe" --help >/dev/null); then
+        echo "$exe does not start" >&2
+        exit 1
+    fi
     size=$(du -sm "$DISTPATH/$program" | cut -f1)
     files=$(find "$DISTPATH/$program" -type f | wc -l)
     echo "built $DISTPATH/$program in ${took}s: ${size} MiB, ${files} files"
