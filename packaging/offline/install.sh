@@ -4,7 +4,7 @@
 #
 #   sudo ./install.sh manager                         # the manager appliance (initialised on install)
 #   sudo ./install.sh agent --manager HOST:1519 --token TOKEN
-#   sudo ./install.sh agent --bundle /media/usb/endpoint-42.json
+#   sudo ./install.sh agent --bundle /media/usb/endpoint-42   # enroll bundle dir
 #   ./install.sh --verify-only                        # check the bundle only
 #   ./install.sh --extract DIR [manager|agent]        # copy the frozen one-dirs (hosts without dpkg)
 #   --root DIR                                        # install into another root (dpkg --root; testing)

@@ -191,7 +191,7 @@ def test_agent_install_enroll_and_purge(
     )
     assert root.calls() == [
         f"heron-agent enroll --config {root.path}/etc/heron/agent.toml "
-        "--manager mgr.example:1519 --token tok-123"
+        f"--data-dir {root.path}/var/lib/heron/agent --manager mgr.example:1519 --token tok-123"
     ]
     data = root.path / "var/lib/heron/agent"
     assert stat.S_IMODE(data.stat().st_mode) == 0o700 and data.stat().st_uid == 0

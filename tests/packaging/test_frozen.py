@@ -434,22 +434,47 @@ def _search_until(
     return []
 
 
-def test_deb_from_frozen_installs_and_initialises(frozen_debs: Path, tmp_path: Path) -> None:
+def test_debs_from_frozen_install_initialise_and_enroll_offline(
+    frozen_debs: Path, tmp_path: Path
+) -> None:
+    """The air-gapped flow with the real programs: manager .deb, offline bundle, agent .deb."""
     need("dpkg", "systemctl")
     if os.geteuid() != 0:
         pytest.skip("installing into a throwaway root needs root")
-    out = frozen_debs
     root = DpkgRoot(tmp_path / "root", tmp_path / "calls.log")
-    debs = sorted(str(p) for p in out.glob("*.deb"))
-    root.dpkg("-i", *debs)
+    [manager_deb] = frozen_debs.glob("heron-manager_*.deb")
+    [agent_deb] = frozen_debs.glob("heron-agent_*.deb")
+    root.dpkg("-i", str(manager_deb), env={"HERON_SERVER_NAMES": "mgr.example.org 10.0.0.5"})
     data = root.path / "var/lib/heron/manager"
     # The real `heron-manager init` ran from the postinst: CA, database, config, admin key.
     assert (data / "pki/ca.pem").is_file() and (data / "db/heron.duckdb").is_file()
-    assert "[" in (data / "config.toml").read_text()
+    assert "mgr.example.org" in (data / "config.toml").read_text()
     assert json.loads((data / "initial-admin.json").read_text())["api_key"]
     uid = int(root.user("heron")[2])  # type: ignore[index]
     assert all(p.stat().st_uid == uid for p in data.rglob("*"))
-    proc = run(
+
+    # The installed manager mints an offline enrollment bundle; the agent package enrolls with it.
+    bundle = tmp_path / "bundle"
+    minted = json.loads(
+        run(
+            [
+                str(root.path / "opt/heron/manager/heron-manager"),
+                "enroll",
+                "bundle",
+                "--json",
+                "--data-dir",
+                str(data),
+                "--out",
+                str(bundle),
+            ],
+            cwd=Path("/"),
+        ).stdout
+    )
+    root.dpkg("-i", str(agent_deb), env={"HERON_ENROLL_BUNDLE": str(bundle)})
+    identity = root.path / "var/lib/heron/agent/link/identity"
+    assert (identity / "cert.pem").is_file() and (identity / "key.pem").is_file()
+    assert json.loads((identity / "identity.json").read_text())["uuid"] == minted["uuid"]
+    config = run(
         [
             str(root.path / "opt/heron/agent/heron-agent"),
             "config",
@@ -457,8 +482,9 @@ def test_deb_from_frozen_installs_and_initialises(frozen_debs: Path, tmp_path: P
             str(root.path / "etc/heron/agent.toml"),
             "--dump",
         ]
-    )
-    assert 'data_dir = "/var/lib/heron/agent"' in proc.stdout
+    ).stdout
+    assert 'data_dir = "/var/lib/heron/agent"' in config
+
     root.dpkg("-P", "heron-manager", "heron-agent")
     assert not [f for f in root.files() if "heron" in f]
 

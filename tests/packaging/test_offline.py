@@ -109,7 +109,8 @@ def test_installer_installs_into_a_root(unpacked: Path, dpkg_root: Callable[[], 
     assert calls[0].startswith("heron-manager init --json --server-name ")
     assert "--server-name localhost --server-name 127.0.0.1 --data-dir " in calls[0]
     assert calls[1].endswith(
-        "enroll --config " + f"{root.path}/etc/heron/agent.toml --manager mgr:1519 --token t0k"
+        f"enroll --config {root.path}/etc/heron/agent.toml --data-dir "
+        f"{root.path}/var/lib/heron/agent --manager mgr:1519 --token t0k"
     )
     assert (root.path / "opt/heron/manager/heron-manager").is_file()
     assert root.user("heron") is not None
