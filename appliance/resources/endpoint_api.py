@@ -216,7 +216,7 @@ class Commands:
 class Rules:
     """GET /rules: every rule's raw JSON followed by a newline."""
 
-    PRODUCES = {"get": falcon.MEDIA_TEXT}
+    PRODUCES = {"get": falcon.MEDIA_TEXT, "get_sha256": falcon.MEDIA_TEXT}
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
