@@ -230,3 +230,23 @@ def test_version_comes_from_pyproject(hb: ModuleType) -> None:
     assert (
         hb.version() == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     )
+
+
+def test_windows_version_resource(hb: ModuleType, tmp_path: Path) -> None:
+    # PyInstaller evaluates this file as a Python expression on Windows (VSVersionInfo(...)).
+    saved = hb.WINDOWS
+    hb.WINDOWS = True
+    try:
+        path = hb.windows_version_file("heron-agent", str(tmp_path))
+    finally:
+        hb.WINDOWS = saved
+    assert path is not None
+    text = Path(path).read_text()
+    tree = ast.parse(text, mode="eval")
+    assert isinstance(tree.body, ast.Call) and ast.unparse(tree.body.func) == "VSVersionInfo"
+    version = hb.version()
+    assert f"StringStruct('ProductVersion', '{version}')" in text
+    assert "StringStruct('OriginalFilename', 'heron-agent.exe')" in text
+    numbers = tuple(int(p) for p in version.split(".")[:3]) + (0,)
+    assert f"filevers={numbers}" in text
+    assert hb.windows_version_file("heron-agent", str(tmp_path / "x")) is None or hb.WINDOWS
