@@ -75,3 +75,24 @@ def test_docs_cover_every_packaging_script() -> None:
         assert target in docs
     for prop in ("ENROLL_TOKEN", "ENROLL_BUNDLE", "MANAGER", "HERON_ENROLL_TOKEN"):
         assert prop in docs
+
+
+def test_linux_workflow_builds_tests_and_uploads() -> None:
+    yaml = pytest.importorskip("yaml")
+    doc: dict[str, Any] = yaml.safe_load((WORKFLOW.parent / "packaging.yml").read_text())
+    [job] = doc["jobs"].values()
+    steps = [str(step.get("run", "")) for step in job["steps"]]
+    joined = "\n".join(steps)
+    for script in (
+        "build/build.sh",
+        "packaging/deb/build-deb.sh",
+        "packaging/offline/make-bundle.sh",
+        ".ci/sysdeps.sh",
+    ):
+        assert f"bash {script}" in joined
+    # The tests run after the build, on it, as root (dpkg roots and network namespaces).
+    build = next(i for i, s in enumerate(steps) if "build/build.sh" in s)
+    tests = next(i for i, s in enumerate(steps) if "pytest" in s)
+    assert build < tests
+    assert "sudo" in steps[tests] and "HERON_FROZEN_DIST=dist" in steps[tests]
+    assert "tests/packaging" in steps[tests]
