@@ -53,6 +53,8 @@ class FrozenDist:
 @pytest.fixture(scope="session")
 def frozen(tmp_path_factory: pytest.TempPathFactory) -> FrozenDist:
     existing = os.environ.get("HERON_FROZEN_DIST")
+    if not existing:
+        pytest.importorskip("PyInstaller", reason="PyInstaller is the `build` extra: make setup")
     if existing:
         dist = FrozenDist(Path(existing).resolve())
     else:
