@@ -109,7 +109,7 @@ class StreamsConfig:
 
     max_clients: int = _f(32, "concurrent SSE streams; more get 503")
     heartbeat: float = _f(15.0, "seconds between SSE heartbeat comments")
-    queue: int = _f(10_000, "events buffered per stream; a slower client loses the oldest")
+    queue: int = _f(2_000, "events buffered per stream; a slower client loses the oldest")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,9 @@ from typing import Any
 
 from ..timefmt import rfc3339
 
-__all__ = ["Reducer"]
+__all__ = ["KEEP", "Reducer"]
+
+KEEP = 1000  # recent alerts kept per endpoint for averages, deviations and the median time
 
 
 class _Entry:
@@ -65,12 +67,12 @@ class _Entry:
             "alerts": self.alerts,
             "by_sig": self.by_sig,
             "sig_crit": self.sig_crit,
-            "alert_crits": self.alert_crits[-10_000:],
+            "alert_crits": self.alert_crits[-KEEP:],
             "techniques": sorted(self.techniques),
             "tactics": sorted(self.tactics),
             "start": self.start,
             "stop": self.stop,
-            "times": self.times[-10_000:],
+            "times": self.times[-KEEP:],
         }
 
     def score(self) -> float:
@@ -115,6 +117,11 @@ class Reducer:
             entry.start = ts if entry.start is None else min(entry.start, ts)
             entry.stop = ts if entry.stop is None else max(entry.stop, ts)
             entry.times.append(ts)
+            # NOTE(manager): averages and the median use the most recent KEEP alerts.
+            if len(entry.times) > 2 * KEEP:
+                del entry.times[:-KEEP]
+            if len(entry.alert_crits) > 2 * KEEP:
+                del entry.alert_crits[:-KEEP]
 
     def states(self, uuids: set[str] | None = None) -> dict[str, dict[str, Any]]:
         with self._lock:

@@ -181,3 +181,20 @@ def test_every_index_error_is_mapped() -> None:
         with pytest.raises(mapped, match="doing x"):
             with index_errors("doing x"):
                 raise (cls("boom", position=0) if cls is index.InvalidEventError else cls("boom"))
+
+
+def test_reducer_memory_is_bounded_and_scores_are_relative() -> None:
+    from appliance.services.scoring import KEEP, Reducer
+
+    reducer = Reducer()
+    for i in range(5 * KEEP):
+        reducer.update("a", float(i), [f"Sig{i % 3}"], 8)
+    reducer.update("b", 1.0, ["Other"], 2)
+    state = reducer.states({"a"})["a"]
+    assert len(state["times"]) == KEEP and len(state["alert_crits"]) == KEEP
+    report = reducer.report("a")
+    assert report is not None and report["alert-count"] == 5 * KEEP
+    assert report["count-uniq-signatures"] == 3 and report["bounded-score"] == 100.0
+    assert 0 < reducer.bounded("b") < 100
+    restored = Reducer(reducer.states())
+    assert restored.report("a")["alert-count"] == 5 * KEEP  # type: ignore[index]
