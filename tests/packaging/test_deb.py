@@ -250,3 +250,19 @@ def test_build_fails_without_a_one_dir(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode != 0 and "make build" in proc.stderr
+
+
+def test_manager_postinst_never_writes_through_a_planted_symlink(
+    fake_debs: dict[str, Path], dpkg_root: Callable[[], DpkgRoot], tmp_path: Path
+) -> None:
+    root = dpkg_root()
+    data = root.path / "var/lib/heron/manager"
+    data.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (data / "initial-admin.json.new").symlink_to(victim)
+    root.dpkg("-i", str(fake_debs["manager"]))
+    assert victim.read_text() == "precious\n"
+    summary = data / "initial-admin.json"
+    assert not summary.is_symlink() and json.loads(summary.read_text()) == {"api_key": "fake-key"}
+    root.dpkg("-P", "heron-manager")
