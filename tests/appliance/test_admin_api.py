@@ -305,3 +305,36 @@ def test_sysmon_config_admin_and_endpoint(env: Env) -> None:
     raw = env.a("GET", "/endpoints/windows/sysmon/config?format=xml&raw=true")
     assert raw.text == xml
     assert env.a("POST", "/endpoints/plan9/sysmon/config", body=xml).status_code == 400
+
+
+def test_cancel_and_delete_and_revoke_via_admin(env: Env) -> None:
+    agent = env.enroll()
+    cmd = env.a("POST", f"/endpoints/{agent.uuid}/command", json={"name": "ls"}).json["data"]
+    cmd_id = cmd["command"]["id"]
+    assert (
+        env.a("DELETE", f"/endpoints/{agent.uuid}/commands/{cmd_id}").json["data"]["state"]
+        == "cancelled"
+    )
+    assert env.e("GET", "/commands", agent).status_code == 204
+    assert env.a("DELETE", f"/endpoints/{agent.uuid}/commands/{cmd_id}").status_code == 422
+    assert env.a("POST", f"/endpoints/{agent.uuid}", json={"status": "revoked"}).status_code == 200
+    assert env.e("GET", "/key", agent).status_code == 403
+    other = env.enroll("h2")
+    assert env.a("DELETE", f"/endpoints/{other.uuid}").status_code == 200
+    assert env.e("GET", "/key", other).status_code == 403
+    assert env.a("GET", f"/endpoints/{other.uuid}").status_code == 404
+
+
+def test_batch_id_header_is_validated(env: Env) -> None:
+    agent = env.enroll()
+    res = env.post_logs(agent, [event(1)], batch_id="x" * 200)
+    assert res.status_code == 422
+    assert (
+        env.a("POST", f"/endpoints/{agent.uuid}/command", json={"args": ["x"]}).status_code == 422
+    )
+    assert (
+        env.a(
+            "POST", f"/endpoints/{agent.uuid}/command", json={"name": "ls", "drop": ["/etc/shadow"]}
+        ).status_code
+        == 422
+    )
