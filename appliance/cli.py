@@ -376,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApplianceError as ex:
         print(f"heron-manager: {ex}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `heron-manager routes | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
