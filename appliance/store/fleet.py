@@ -278,6 +278,7 @@ class Certs:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._revoked: set[str] | None = None
+        self._generation = 0  # bumped by revoke(): a cache built before it is discarded
 
     def add(self, rec: CertRecord) -> None:
         self.db.write(
@@ -317,17 +318,19 @@ class Certs:
             return len(rows)
 
         count = self.db.write(fn)
+        self._generation += 1
         self._revoked = None
         return count
 
     def is_revoked(self, serial: str) -> bool:
-        """Per-connection revocation check (cached set, invalidated on revoke)."""
+        """Per-connection revocation check (cached set, rebuilt after each revoke)."""
         revoked = self._revoked
         if revoked is None:
-            revoked = {
-                r[0] for r in self.db.query("SELECT serial FROM certs WHERE revoked IS NOT NULL")
-            }
-            self._revoked = revoked
+            generation = self._generation
+            rows = self.db.query("SELECT serial FROM certs WHERE revoked IS NOT NULL")
+            revoked = {r[0] for r in rows}
+            if generation == self._generation:
+                self._revoked = revoked
         return serial in revoked
 
     def is_known(self, serial: str) -> bool:
