@@ -299,3 +299,20 @@ def test_logs_blank_lines_crlf_and_huge_integers(env: Env) -> None:
         "POST", "/logs", agent, body=gzip.compress(huge), headers={"Content-Encoding": "gzip"}
     )
     assert res.status_code == 422
+
+
+def test_whids_corpus_batch_is_ingested_whole(env: Env, shared_dir) -> None:  # noqa: ANN001
+    raw = (shared_dir / "corpus" / "whids" / "events.json").read_bytes()
+    lines = [ln for ln in raw.splitlines() if ln.strip()]
+    agent = env.enroll()
+    res = env.e(
+        "POST",
+        "/logs",
+        agent,
+        body=gzip.compress(raw),
+        headers={"Content-Encoding": "gzip", wire.HEADER_BATCH_ID: "whids-corpus"},
+    )
+    assert res.status_code == 200, res.text
+    assert res.json["accepted"] == len(lines)
+    env.ctx.events.flush()
+    assert sum(1 for _ in env.ctx.events.iter_events(endpoint=agent.uuid)) == len(lines)
