@@ -9,6 +9,8 @@ Order for one batch (an HTTP 200 is sent only after step 2 returns):
 Event listeners (`Ingest.listeners`) are called as `listener(endpoint, events)` with the store's
 `Endpoint` and the list of enriched event dicts, on a dispatcher thread: a slow listener never
 blocks ingest, and when its queue (1,000 batches) is full the batch is dropped with a WARNING.
+A listener (or, for a bound method, its object) may define `wants_events() -> bool`; batches are
+skipped while every listener answers False.
 """
 
 from __future__ import annotations
@@ -52,6 +54,24 @@ def endpoint_ref(ep: Endpoint, ip: str) -> EndpointRef:
     return EndpointRef(uuid=ep.uuid, hostname=ep.hostname, ip=ip or ep.ip, group=ep.group)
 
 
+def _wants(listener: EventListener) -> bool:
+    """A listener (or the object of a bound-method listener) may define `wants_events()`.
+
+    PERF(manager): when every listener says no (e.g. MISP sync not configured), batches are
+    not queued at all and their EdrData is never built.
+    """
+    probe = getattr(listener, "wants_events", None)
+    if probe is None:
+        probe = getattr(getattr(listener, "__self__", None), "wants_events", None)
+    if probe is None:
+        return True
+    try:
+        return bool(probe())
+    except Exception:  # noqa: BLE001 - a broken probe means "deliver"
+        logger.error("wants_events() of %r failed", listener, exc_info=True)
+        return True
+
+
 class ListenerDispatcher:
     """Runs event listeners on one background thread with a bounded queue."""
 
@@ -68,7 +88,7 @@ class ListenerDispatcher:
         prepare: Callable[[], None] | None = None,
     ) -> None:
         """Queue a batch; `prepare()` runs on the dispatcher thread before the listeners."""
-        if not self.listeners:
+        if not any(_wants(listener) for listener in self.listeners):
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="event-listeners", daemon=True)

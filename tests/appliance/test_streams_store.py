@@ -198,3 +198,26 @@ def test_reducer_memory_is_bounded_and_scores_are_relative() -> None:
     assert 0 < reducer.bounded("b") < 100
     restored = Reducer(reducer.states())
     assert restored.report("a")["alert-count"] == 5 * KEEP  # type: ignore[index]
+
+
+def test_listeners_can_opt_out_with_wants_events(env: Env) -> None:
+    class Plugin:
+        enabled = False
+        seen: list[int] = []
+
+        def wants_events(self) -> bool:
+            return self.enabled
+
+        def on_events(self, ep, evs) -> None:  # noqa: ANN001
+            self.seen.append(len(evs))
+
+    plugin = Plugin()
+    env.ctx.event_listeners.append(plugin.on_events)
+    agent = env.enroll()
+    env.post_logs(agent, [event(1)])
+    env.ctx.ingest.dispatcher.join()
+    assert plugin.seen == []
+    plugin.enabled = True
+    env.post_logs(agent, [event(1), event(2)])
+    env.ctx.ingest.dispatcher.join()
+    assert plugin.seen == [2]
