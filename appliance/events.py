@@ -46,6 +46,10 @@ class EventSink(Protocol):
         self, events: list[dict[str, Any]], *, endpoint: Any, batch_id: str | None = None
     ) -> Any: ...
 
+    def append_detections(
+        self, events: list[dict[str, Any]], *, endpoint: Any, batch_id: str | None = None
+    ) -> Any: ...
+
     def search(
         self,
         query: str = "",
@@ -106,6 +110,19 @@ class MemoryEventStore:
                 self._batches.add(key)
             self.events.extend(events)
         return AppendOutcome(len(events), False, batch_id)
+
+    def append_detections(
+        self, events: list[dict[str, Any]], *, endpoint: Any, batch_id: str | None = None
+    ) -> AppendOutcome:
+        """Store retro-hunt matches with `EdrData.Event.Retro = true`."""
+        marked = []
+        for event in events:
+            inner = dict(event.get("Event") or {})
+            edr = dict(inner.get("EdrData") or {})
+            edr["Event"] = dict(edr.get("Event") or {}, Retro=True, Detection=True)
+            inner["EdrData"] = edr
+            marked.append({**event, "Event": inner})
+        return self.append(marked, endpoint=endpoint, batch_id=f"retro:{batch_id}")
 
     def _select(
         self, since: dt.datetime | None, until: dt.datetime | None, endpoint: str | None

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import falcon
 
 from ..context import AppContext
-from ..errors import InvalidParam, ValidationError
+from ..errors import Forbidden, InvalidParam, ValidationError
 from ..middleware import ALL_ROLES, JsonBody
 from ..services.hunting import Hunting
 from ..services.streams import StreamFilter
+from ..store import Role
 from ..timefmt import parse_time, time_window
 from .common import envelope, q_bool, q_int, q_str, uuid_param
 
@@ -167,7 +169,11 @@ def _hunt_body(data: Any) -> dict[str, Any]:
 
 
 class HuntRules:
-    """POST /hunt/rules {rules, since, until, endpoint, limit}: retro-hunt with Gene rules."""
+    """POST /hunt/rules {rules, since, until, endpoint, limit, store}: retro-hunt with Gene rules.
+
+    `store: true` (admins) keeps the matches as retro detections in the event store
+    (`retro:true`, `EdrData.Event.Retro`), so they show up in detection searches.
+    """
 
     WRITE_ROLES = ALL_ROLES
 
@@ -186,6 +192,7 @@ class HuntRules:
                         "until": {"type": "string"},
                         "endpoint": {"type": "string"},
                         "limit": {"type": "integer"},
+                        "store": {"type": "boolean"},
                     },
                 },
             )
@@ -208,9 +215,21 @@ class HuntRules:
             max_events=1_000_000,
             max_matches=limit,
         )
+        hunt_id = str(uuid.uuid4())
+        stored = 0
+        if body.get("store") is True:
+            if Role.ADMIN is not getattr(req.context.user, "role", None):
+                raise Forbidden("only admins may store retro-hunt detections")
+            stored = self.hunting.store_matches(hunt_id, result.matches)
         envelope(
             resp,
-            {"scanned": result.scanned, "truncated": result.truncated, "matches": result.matches},
+            {
+                "hunt_id": hunt_id,
+                "scanned": result.scanned,
+                "truncated": result.truncated,
+                "stored": stored,
+                "matches": result.matches,
+            },
         )
 
 

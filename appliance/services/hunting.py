@@ -27,6 +27,7 @@ class HuntResult:
     scanned: int
     matches: list[dict[str, Any]]
     truncated: bool
+    stored: int = 0
 
 
 class Hunting:
@@ -103,3 +104,33 @@ class Hunting:
                     truncated = True
                     break
         return HuntResult(scanned, matches, truncated)
+
+    def store_matches(self, hunt_id: str, matches: list[dict[str, Any]]) -> int:
+        """Keep retro-hunt matches as detections (`EdrData.Event.Retro`), one batch per endpoint.
+
+        Idempotent per (endpoint, hunt id): storing the same hunt twice stores it once.
+        """
+        from index import EndpointRef
+
+        by_endpoint: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+        for event in matches:
+            ep = ((event.get("Event") or {}).get("EdrData") or {}).get("Endpoint") or {}
+            key = (
+                str(ep.get("UUID", "")),
+                str(ep.get("Hostname", "")),
+                str(ep.get("IP", "")),
+                str(ep.get("Group", "")),
+            )
+            by_endpoint.setdefault(key, []).append(event)
+        stored = 0
+        for (uuid, hostname, ip, group), events in by_endpoint.items():
+            if not uuid:
+                continue
+            with index_errors("retro-hunt"):
+                result = self.events.append_detections(
+                    events,
+                    endpoint=EndpointRef(uuid, hostname, ip, group),
+                    batch_id=f"hunt-{hunt_id}",
+                )
+            stored += 0 if result.duplicate else len(events)
+        return stored

@@ -268,6 +268,18 @@ def test_retro_hunt_uses_the_rules_engine(env: Env) -> None:
     assert data["matches"][0]["Event"]["Detection"]["Signature"] == ["Cmd3"]
     res = env.a("POST", "/hunt/rules", json={"rules": [dict(rule, Condition="(")]})
     assert res.status_code == 422
+    assert (
+        env.a(
+            "POST", "/hunt/rules", key=env.analyst_key, json={"rules": [rule], "store": True}
+        ).status_code
+        == 403
+    )
+    stored = env.a("POST", "/hunt/rules", json={"rules": [rule], "store": True}).json["data"]
+    assert stored["stored"] == 1
+    env.ctx.events.flush()
+    found = env.a("GET", "/search?q=retro:true&detections=true").json["data"]
+    assert found["total"] == 1
+    assert found["events"][0]["Event"]["Detection"]["Signature"] == ["Cmd3"]
 
 
 def test_hunt_sql(env: Env) -> None:
