@@ -22,7 +22,7 @@ from rules import wire
 
 from .config import Config, load_config, render_toml
 from .context import AppContext, build_context
-from .errors import ApplianceError, ConfigError
+from .errors import ApplianceError, ConfigError, StoreError
 from .pki import Pki
 from .store import Role, Store
 
@@ -55,7 +55,16 @@ def open_context(
             "data directory is not initialized (run heron-manager init)", where=str(data_dir)
         )
     config = config or load_config(paths["config"])
-    store = Store(paths["db"])
+    try:
+        store = Store(paths["db"])
+    except StoreError as ex:
+        if "lock" in str(ex).lower():
+            raise StoreError(
+                "the fleet database is open in another process (is `heron-manager run` using "
+                "this data directory? use the admin API while it runs)",
+                where=str(paths["db"]),
+            ) from ex
+        raise
     events: Any = None
     try:
         if with_events and not memory_events:
