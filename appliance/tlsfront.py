@@ -169,28 +169,13 @@ class TlsFront:
             logger.warning("TLS front %s: connection cap reached, closing %s", self.name, peer[0])
             writer.close()
             return
-        # NOTE(manager): the handshake runs here, not in start_server(ssl=...), so a failed
-        # one is logged (asyncio reports those only in debug mode) and counted.
-        try:
-            await asyncio.wait_for(writer.start_tls(self.context), self.handshake_timeout)
-        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as ex:
-            self.refused += 1
-            logger.warning(
-                "TLS front %s: handshake with %s failed: %s",
-                self.name,
-                peer[0],
-                getattr(ex, "reason", None) or type(ex).__name__,
-            )
-            writer.close()
-            return
-        identity = self._identity(writer)
-        if identity is False:
-            self.refused += 1
-            writer.close()
-            return
-        self.active += 1
+        self.active += 1  # NOTE(manager): counted from accept, so handshakes count to the cap
         port = 0
         try:
+            identity = await self._handshake(writer, str(peer[0]))
+            if identity is False:
+                self.refused += 1
+                return
             b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
             sock = b_writer.get_extra_info("socket")
             if sock is not None:
@@ -211,6 +196,32 @@ class TlsFront:
             if port:
                 self.identities.pop(port)
             writer.close()
+
+    async def _handshake(
+        self, writer: asyncio.StreamWriter, peer: str
+    ) -> PeerIdentity | None | bool:
+        """TLS handshake, then the verified identity (None: no cert, False: refused).
+
+        NOTE(manager): the handshake runs here, not in start_server(ssl=...), so a failed one
+        is logged (asyncio reports those only in debug mode) and counted.
+        """
+        try:
+            await asyncio.wait_for(writer.start_tls(self.context), self.handshake_timeout)
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as ex:
+            logger.warning(
+                "TLS front %s: handshake with %s failed: %s",
+                self.name,
+                peer,
+                getattr(ex, "reason", None) or type(ex).__name__,
+            )
+            return False
+        try:
+            return self._identity(writer)
+        except ValueError as ex:  # an unparsable certificate that OpenSSL still accepted
+            logger.warning(
+                "TLS front %s: unusable client certificate from %s: %s", self.name, peer, ex
+            )
+            return False
 
     def _identity(self, writer: asyncio.StreamWriter) -> PeerIdentity | None | bool:
         """The peer's verified identity, None without a certificate, False to refuse."""
