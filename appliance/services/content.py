@@ -2,6 +2,10 @@
 
 Each item has a body and a sha256 (rules/wire.py defines the hashes) cached until it changes, so
 agents polling `/rules/sha256` or `/iocs/sha256` cost a dictionary lookup.
+
+Caches are filled outside the lock (reading the store can be slow) but stored under it, and only
+if nothing changed meanwhile: rules carry a generation bumped on every write, IoCs the store's
+version. A poll that read the old rules while an admin replaced them cannot put them back.
 """
 
 from __future__ import annotations
@@ -57,20 +61,31 @@ class Content:
     def __init__(self, store: Store, clock: Callable[[], float]) -> None:
         self.store = store
         self.clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the caches and _rules_generation
         self._rules: tuple[str, str] | None = None
+        self._rules_generation = 0  # bumped after every rules write
         self._iocs: tuple[int, list[dict[str, Any]], str] | None = None
 
     # --- rules ----------------------------------------------------------------------------
 
     def rules_text(self) -> tuple[str, str]:
         """(body of /rules, its sha256)."""
-        cached = self._rules
-        if cached is None:
-            text = "".join(t + "\n" for t in self.store.rules.all().values())
-            cached = (text, wire.rules_sha256(text))
-            self._rules = cached
+        with self._lock:
+            cached, generation = self._rules, self._rules_generation
+        if cached is not None:
+            return cached
+        text = "".join(t + "\n" for t in self.store.rules.all().values())
+        cached = (text, wire.rules_sha256(text))
+        with self._lock:
+            if self._rules_generation == generation:  # else rules changed while we read them
+                self._rules = cached
         return cached
+
+    def _rules_changed(self) -> None:
+        """Drop the cached rules; call after the store write has completed."""
+        with self._lock:
+            self._rules_generation += 1
+            self._rules = None
 
     def put_rules(self, rules: list[Any], *, update: bool) -> list[str]:
         checked = check_rules(rules)
@@ -79,12 +94,12 @@ class Content:
         if clash and not update:
             raise Conflict(f"rules already exist (use update=true): {', '.join(clash[:10])}")
         self.store.rules.upsert(checked, self.clock())
-        self._rules = None
+        self._rules_changed()
         return sorted(checked)
 
     def delete_rule(self, name: str) -> None:
         self.store.rules.delete(name)
-        self._rules = None
+        self._rules_changed()
 
     def rules(self) -> dict[str, dict[str, Any]]:
         return {n: json.loads(t) for n, t in self.store.rules.all().items()}
@@ -93,12 +108,17 @@ class Content:
 
     def iocs(self) -> tuple[list[dict[str, Any]], str]:
         """(IoCs as distributed, sha256 per wire.iocs_sha256)."""
+        # The store bumps its version after each write, so reading the version first means the
+        # items are at least that new; a fill never replaces a cache of a later version.
         version = self.store.iocs.version
-        cached = self._iocs
+        with self._lock:
+            cached = self._iocs
         if cached is None or cached[0] != version:
             items = [i.to_dict() for i in self.store.iocs.list()]
             cached = (version, items, wire.iocs_sha256(items))
-            self._iocs = cached
+            with self._lock:
+                if self._iocs is None or self._iocs[0] <= version:
+                    self._iocs = cached
         return cached[1], cached[2]
 
     # --- agent configs --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,7 +21,12 @@ class Iocs:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.version = 0  # bumped on every change (cache key for /iocs and /iocs/sha256)
+        self.version = 0  # bumped after every change (cache key for /iocs and /iocs/sha256)
+        self._version_lock = threading.Lock()
+
+    def _bump(self) -> None:
+        with self._version_lock:  # MISP sync and admin requests write from different threads
+            self.version += 1
 
     def upsert(self, iocs: Iterable[wire.Ioc], now: float) -> int:
         rows = [[i.uuid, i.guuid, i.source, i.value, i.type, now] for i in iocs]
@@ -34,7 +40,7 @@ class Iocs:
             )
 
         self.db.write(fn)
-        self.version += 1
+        self._bump()
         return len(rows)
 
     def list(self, filters: dict[str, str] | None = None, *, any_of: bool = True) -> list[wire.Ioc]:
@@ -59,7 +65,7 @@ class Iocs:
 
         deleted = self.db.write(fn)
         if deleted:
-            self.version += 1
+            self._bump()
         return deleted
 
     def count(self) -> int:

@@ -190,22 +190,22 @@ def test_rule_pushed_from_manager_fires_on_agent(manager: ManagerProc, tmp_path:
     from agent.service import build_agent
     from tests.agent.conftest import make_config
 
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, link=dict(FAST))  # the [link] table wins over link.toml
     state = config.data_dir / "link"
     uid = enroll_cli(manager, state)
-    (state / "link.toml").write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()))
     agent = build_agent(config, sources=[], sinks=[])
-    # NOTE(link): not started yet, so no update poll runs concurrently with the rule POST
-    # (appliance Content.rules_text can cache a stale hash when a GET races a put_rules).
-    link = attach(agent, config, start=False)
+    link = attach(agent, config)
+    assert link.config.update_interval == FAST["update_interval"]
     try:
+        # the link polls /rules/sha256 every update_interval, also while the rule is POSTed
+        wait_for(lambda: link.updater.status()["rules"].applied,
+                 what=lambda: f"first rules poll applied: {link.updater.status()}")
         name = f"E2E_{uuid.uuid4().hex[:8]}"
         rule = {"Name": name, "Tags": ["e2e"], "Meta": {
             "Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 9,
             "Schema": "2.0.0", "LogType": "winevt"},
             "Matches": ["$i: Image ~= 'e2e-evil\\.exe$'"], "Condition": "$i", "Actions": []}
         sha = manager.admin("POST", "/rules?update=true", [rule])["sha256"]
-        link.start()  # the first housekeeping round pulls the rule set
         wait_for(lambda: link.updater.status()["rules"].applied == sha,
                  what=lambda: f"rules {sha} applied: {link.updater.status()}")
         agent.process(event(1, "rule", image="C:\\tmp\\e2e-evil.exe"))

@@ -1,0 +1,87 @@
+"""Content caches (rules, IoCs) under concurrent polls and writes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from appliance.services.content import Content
+from appliance.store import Store
+from rules import wire
+
+
+def _rule(name: str) -> dict[str, object]:
+    return {
+        "Name": name,
+        "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 5,
+                 "Schema": "2.0.0", "LogType": "winevt"},
+        "Matches": ["$i: Image ~= 'evil\\.exe$'"],
+        "Condition": "$i",
+    }
+
+
+@pytest.fixture
+def content() -> Iterator[Content]:
+    with Store(":memory:") as store:
+        yield Content(store, lambda: 1_780_000_000.0)
+
+
+def _stall_first_read(target: object, attr: str) -> tuple[threading.Event, threading.Event]:
+    """Make the first call of target.attr (in any thread) read, then wait before returning."""
+    real = getattr(target, attr)
+    has_read, release = threading.Event(), threading.Event()
+    calls = iter(range(1_000_000))
+
+    def stalled(*args: object, **kwargs: object) -> object:
+        first = next(calls) == 0
+        out = real(*args, **kwargs)
+        if first:
+            has_read.set()
+            assert release.wait(10)
+        return out
+
+    setattr(target, attr, stalled)
+    return has_read, release
+
+
+def test_rules_poll_racing_a_put_cannot_restore_the_old_rules(content: Content) -> None:
+    content.put_rules([_rule("Old")], update=False)
+    has_read, release = _stall_first_read(content.store.rules, "all")
+    poll = threading.Thread(target=content.rules_text)
+    poll.start()  # an agent's GET /rules/sha256: reads the old rules, then stalls
+    assert has_read.wait(10)
+    content.put_rules([_rule("New")], update=False)  # the admin's POST /rules
+    release.set()
+    poll.join(10)
+    text, sha = content.rules_text()
+    assert '"Name":"New"' in text
+    assert sha == wire.rules_sha256("".join(t + "\n" for t in content.store.rules.all().values()))
+
+
+def test_rules_poll_racing_a_delete_cannot_restore_the_rule(content: Content) -> None:
+    content.put_rules([_rule("Gone"), _rule("Kept")], update=False)
+    has_read, release = _stall_first_read(content.store.rules, "all")
+    poll = threading.Thread(target=content.rules_text)
+    poll.start()
+    assert has_read.wait(10)
+    content.delete_rule("Gone")
+    release.set()
+    poll.join(10)
+    assert '"Name":"Gone"' not in content.rules_text()[0]
+
+
+def test_iocs_poll_racing_an_upsert_cannot_restore_the_old_iocs(content: Content) -> None:
+    content.store.iocs.upsert([wire.Ioc("old.example", "domain", uuid="1")], 1.0)
+    has_read, release = _stall_first_read(content.store.iocs, "list")
+    poll = threading.Thread(target=content.iocs)
+    poll.start()
+    assert has_read.wait(10)
+    content.store.iocs.upsert([wire.Ioc("new.example", "domain", uuid="2")], 2.0)
+    assert {i["value"] for i in content.iocs()[0]} == {"old.example", "new.example"}
+    release.set()
+    poll.join(10)
+    items, sha = content.iocs()
+    assert {i["value"] for i in items} == {"old.example", "new.example"}
+    assert sha == wire.iocs_sha256(items)
