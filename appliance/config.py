@@ -223,7 +223,12 @@ def _section(cls: type[T], data: dict[str, Any], where: str) -> T:
         else:
             default = spec.default_factory()  # type: ignore[operator]
         out[key] = _coerce(key, value, default, where)
-    return cls(**out)
+    try:
+        return cls(**out)
+    except ConfigError:
+        raise
+    except ValueError as ex:  # a section's own checks: MispSettings raises MispSettingsError
+        raise ConfigError(ex.args[0] if ex.args else str(ex), where=where) from ex
 
 
 def _coerce(key: str, value: Any, default: Any, where: str) -> Any:

@@ -40,6 +40,12 @@ def test_defaults_round_trip_through_rendered_toml(tmp_path: Path) -> None:
         ("[admin]\nlisten = 'nohost'\n", "HOST:PORT"),
         ("admin = 3\n", "must be a table"),
         ("[admin\n", "config.toml"),
+        ("[misp]\nurl = 'ftp://misp'\n", r"url 'ftp://misp' is not an http\(s\) URL in .*\[misp\]"),
+        ("[misp]\nenabled = true\n", r"url is required when enabled in .*config.toml:\[misp\]"),
+        ("[misp]\napi_key = 'short'\n", "api_key must be 40 letters or digits"),
+        ("[misp]\nioc_types = []\n", "ioc_types must not be empty"),
+        ("[misp]\nnamespace = 'x'\n", "namespace must be a UUID"),
+        ("[misp]\nurl = 1\n", "url must be a string"),
     ],
 )
 def test_bad_config_is_an_error_naming_the_place(tmp_path: Path, text: str, match: str) -> None:
@@ -169,3 +175,15 @@ def test_every_cli_command_is_documented() -> None:
         for action in parser._actions:
             for flag in action.option_strings:
                 assert flag in text, (name, flag)
+
+
+def test_bad_misp_section_is_a_clean_cli_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appliance.cli import main
+
+    (tmp_path / "config.toml").write_text("[misp]\nenabled = true\nurl = 'misp.example'\n")
+    assert main(["init", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("heron-manager: url 'misp.example' is not an http(s) URL in ")
+    assert "[misp]" in err and "Traceback" not in err
