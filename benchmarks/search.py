@@ -118,16 +118,6 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
 
 
-def timed(fn: Callable[[], Any], runs: int) -> tuple[float, float, Any]:
-    samples, result = [], None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        result = fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    p50, p95 = percentiles(samples)
-    return p50, p95, result
-
-
 def pregenerate(gen: Generator, total: int, size: int, path: Path) -> None:
     """Write the batches to ``path`` (length-prefixed zstd JSON) so generation is not timed."""
     cctx = zstandard.ZstdCompressor(level=1)
@@ -211,38 +201,65 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_queries(store: EventStore, gen: Generator, start: datetime, span: timedelta,
                 runs: int) -> None:
+    """Print latencies: query only (count), full search (100 events loaded), cold then warm.
+
+    "cold" is the first run of each drawn parameter set (its postings and stored documents
+    may have to come from disk); "warm" repeats the same parameter sets.
+    """
     rng = random.Random(7)
     sha = [b[1].split("SHA256=")[1].split(",")[0] for b in gen.binaries]
 
-    def window() -> tuple[datetime, datetime]:
+    def hour() -> dict[str, Any]:
         at = start + span * rng.random()
-        return at, at + timedelta(hours=1)
+        return {"since": at, "until": at + timedelta(hours=1)}
 
-    cases: list[tuple[str, Callable[[], Any]]] = [
-        ("term sha256", lambda: store.search(f"sha256:{rng.choice(sha)}")),
-        ("term EventID+host", lambda: store.search(
-            f"EventID:1 AND Computer:{rng.choice(gen.hosts)}")),
-        ("phrase CommandLine", lambda: store.search(
-            f'CommandLine:"{rng.choice(WORDS[:12])} {rng.choice(WORDS[:12])}"')),
-        ("wildcard Image", lambda: store.search(f"Image:*{rng.choice(EXES)[:5]}*")),
-        ("range+sort 1h newest", lambda: store.search("", since=(w := window())[0],
-                                                     until=w[1])),
-        ("range+sort query", lambda: store.search(
-            f"ts:[{window()[0].isoformat()} TO {(start + span).isoformat()}] AND EventID:4688")),
-        ("sql per-hour count", lambda: store.sql(
+    searches: list[tuple[str, Callable[[], tuple[str, dict[str, Any]]]]] = [
+        ("term sha256", lambda: (f"sha256:{rng.choice(sha)}", {})),
+        ("term EventID+host", lambda: (f"EventID:1 AND Computer:{rng.choice(gen.hosts)}", {})),
+        ("phrase CommandLine", lambda: (
+            f'CommandLine:"{rng.choice(WORDS[:12])} {rng.choice(WORDS[:12])}"', {})),
+        ("wildcard Image", lambda: (f"Image:*{rng.choice(EXES)[:5]}*", {})),
+        ("range+sort 1h newest", lambda: ("", hour())),
+        ("range+sort EventID", lambda: (
+            f"ts:[{(start + span * rng.random()).isoformat()} TO {(start + span).isoformat()}]"
+            " AND EventID:4688", {})),
+    ]
+    print(f"{'query (p50/p95 ms)':22s} {'count only':>16s} {'search cold':>18s} "
+          f"{'search warm':>18s}  hits")
+    for name, draw in searches:
+        params = [draw() for _ in range(runs)]
+        count = [_ms(lambda q=q, kw=kw: store.count(q, **kw)) for q, kw in params]
+        cold = [_ms(lambda q=q, kw=kw: store.search(q, limit=100, **kw)) for q, kw in params]
+        warm = [_ms(lambda q=q, kw=kw: store.search(q, limit=100, **kw)) for q, kw in params]
+        hits = store.count(params[-1][0], **params[-1][1])
+        print(f"{name:22s} {_pp(count):>16s} {_pp(cold):>18s} {_pp(warm):>18s}  {hits}")
+    sqls: list[tuple[str, Callable[[], str]]] = [
+        ("sql per-hour count 1d", lambda: (
             "SELECT date_trunc('hour', ts) h, event_id, count(*) FROM events "
             f"WHERE ts >= TIMESTAMP '{(start + span * rng.random()).replace(tzinfo=None)}' - "
             "INTERVAL 1 DAY GROUP BY 1, 2 ORDER BY 1")),
-        ("sql top images/host", lambda: store.sql(
+        ("sql top images/host", lambda: (
             f"SELECT image, count(*) c FROM events WHERE computer = '{rng.choice(gen.hosts)}' "
             "GROUP BY 1 ORDER BY c DESC LIMIT 10")),
+        ("sql count by channel", lambda: (
+            "SELECT channel, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC")),
     ]
-    for name, fn in cases:
-        fn()  # warm
-        p50, p95, result = timed(fn, runs)
-        hits = getattr(result, "total", None)
-        hits = len(result.rows) if hits is None else hits
-        print(f"{name:24s} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms   (last: {hits} hits)")
+    for name, draw in sqls:
+        texts = [draw() for _ in range(runs)]
+        cold = [_ms(lambda t=t: store.sql(t)) for t in texts]
+        warm = [_ms(lambda t=t: store.sql(t)) for t in texts]
+        print(f"{name:22s} {'':>16s} {_pp(cold):>18s} {_pp(warm):>18s}")
+
+
+def _ms(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
+def _pp(samples: list[float]) -> str:
+    p50, p95 = percentiles(samples)
+    return f"{p50:.1f} / {p95:.1f}"
 
 
 if __name__ == "__main__":
