@@ -233,13 +233,21 @@ class MispSync:
             self._pull_next = now + self.settings.pull_interval
             return result
 
+    def wants_events(self) -> bool:
+        """Whether `on_events` would use a batch: MISP configured and sightings enabled.
+
+        The manager's ingest asks before queueing a batch for its listeners (docs/interfaces.md),
+        so an idle MISP sync costs ingest nothing. Follows `update_settings` at once.
+        """
+        s = self.settings
+        return s.configured and s.sightings_enabled
+
     def on_events(self, endpoint: Any, events: list[dict[str, Any]]) -> None:
         """Ingest listener: queue sightings; never raises.
 
         Queues sightings of the IoC values the events carry.
         """
-        s = self.settings
-        if not (s.configured and s.sightings_enabled):
+        if not self.wants_events():
             return
         ep_uuid, hostname, _ = _endpoint_fields(endpoint)
         try:

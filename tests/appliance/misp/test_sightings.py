@@ -228,3 +228,44 @@ def test_queue_is_bounded_oldest_dropped(fake: FakeMisp, make_sync: MakeSync, cl
     clock.advance(61)
     sync.flush_sightings()
     assert sorted(v for v, _ in sightings(fake)) == sorted(["evil.example", "203.0.113.7"])
+
+
+@pytest.mark.parametrize(
+    "overrides,wanted",
+    [
+        ({}, True),
+        ({"sightings_enabled": False}, False),
+        ({"enabled": False}, False),
+        ({"api_key": ""}, False),
+    ],
+)
+def test_wants_events_only_when_sightings_would_be_sent(
+    make_sync: MakeSync, overrides: dict[str, Any], wanted: bool
+) -> None:
+    assert make_sync(**overrides).wants_events() is wanted
+
+
+def test_wants_events_follows_settings_and_gates_the_ingest_dispatcher(
+    make_sync: MakeSync,
+) -> None:
+    import threading
+
+    from appliance.services.ingest import ListenerDispatcher
+
+    sync = make_sync(enabled=False)
+    dispatcher = ListenerDispatcher()
+    dispatcher.listeners.append(sync.on_events)  # as attach_misp registers it
+    prepared = threading.Event()
+    try:
+        dispatcher.dispatch(EP, [sysmon(Hashes=f"SHA256={SHA}")], prepared.set)  # type: ignore[arg-type]
+        dispatcher.join()
+        assert not prepared.is_set()  # skipped before queueing: no EdrData built
+        sync.update_settings({"enabled": True})
+        assert sync.wants_events()
+        dispatcher.dispatch(EP, [sysmon(Hashes=f"SHA256={SHA}")], prepared.set)  # type: ignore[arg-type]
+        dispatcher.join()
+        assert prepared.is_set()
+        sync.update_settings({"sightings_enabled": False})
+        assert not sync.wants_events()
+    finally:
+        dispatcher.close()
