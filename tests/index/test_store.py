@@ -217,3 +217,19 @@ def test_concurrent_appends_and_searches(make_store: MakeStore) -> None:
     assert store.count() == 4 * 15 * 7
     assert store.sql("SELECT count(DISTINCT seq), max(seq) FROM events").rows == [(420, 420)]
     assert {store.count(endpoint=f"ep-{w}") for w in range(4)} == {105}
+
+
+def test_iter_events_walks_windows_in_store_order(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import index.store
+
+    monkeypatch.setattr(index.store, "_ITER_WINDOW", 7)
+    store = make_store()
+    store.append([sysmon(f"C:\\it\\{i}.exe", f"it {i}", event_id=1 + i % 3) for i in range(40)],
+                 endpoint=EP)
+    store.flush()
+    images = [e["Event"]["EventData"]["Image"] for e in store.iter_events()]
+    assert images == [f"C:\\it\\{i}.exe" for i in range(40)]
+    ones = [e["Event"]["EventData"]["Image"] for e in store.iter_events(query="EventID:1")]
+    assert ones == [f"C:\\it\\{i}.exe" for i in range(0, 40, 3)]
