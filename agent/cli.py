@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.config import AgentConfig, dump_toml, load_config
 from agent.errors import AgentError
-from rules import RuleError
+from rules import RuleError, wire
 
 __all__ = ["build_parser", "main"]
 
@@ -134,6 +134,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heron-agent", description="Heron EDR endpoint agent")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {wire.HERON_VERSION}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 

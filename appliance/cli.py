@@ -302,6 +302,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heron-manager", description="Heron EDR manager")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {wire.HERON_VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

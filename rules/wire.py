@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
+HERON_VERSION = "0.1.0"  # kept equal to pyproject's version (tests/test_version.py)
+
 ENDPOINT_PORT = 1519
 ADMIN_PORT = 1520
 
@@ -39,13 +41,13 @@ HEADER_BATCH_ID = "X-Heron-Batch-Id"  # idempotency key of a /logs batch (exactl
 HEADER_API_KEY = "X-Api-Key"
 HEADER_API_KEY_LEGACY = "Api-Key"  # sent by older WHIDS clients (pywhids)
 HEADER_AGENT_VERSION = "X-Heron-Agent-Version"
-USER_AGENT = "Heron-Agent/0.1"
+USER_AGENT = f"Heron-Agent/{HERON_VERSION}"
 
 CONTENT_NDJSON = "application/x-ndjson"
 CONTENT_JSON = "application/json"
 ENCODING_GZIP = "gzip"
 
-# Limits the manager enforces and the agent respects (bad input gets a clear 4xx, never a silent cut).
+# Limits the manager enforces and the agent respects (a clear 4xx, never a silent cut).
 MAX_LOGS_BODY = 64 * 1024 * 1024  # decompressed bytes per /logs batch
 MAX_LOGS_BODY_COMPRESSED = 16 * 1024 * 1024
 MAX_EVENT_LINE = 4 * 1024 * 1024  # one NDJSON line (WHIDS cut silently at 64 KiB)
