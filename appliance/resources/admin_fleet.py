@@ -150,13 +150,16 @@ class Endpoints:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """List endpoints with their score."""
+        """List endpoints with their score and system information (config left out)."""
         eps = self.ctx.store.endpoints.list(
             group=q_str(req, "group", "", 128) or None,
             status=q_str(req, "status", "", 32) or None,
             criticality=q_int(req, "criticality", 0, hi=10),
         )
-        envelope(resp, [e.to_dict(score=self.ctx.reducer.bounded(e.uuid)) for e in eps])
+        envelope(
+            resp,
+            [e.to_dict(score=self.ctx.reducer.bounded(e.uuid), system_info=True) for e in eps],
+        )
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Create a pending endpoint; `key` is its one-time enrollment token."""

@@ -75,8 +75,13 @@ class Endpoint:
     system_info: dict[str, Any] | None = field(default=None, compare=False)
     config: dict[str, Any] | None = field(default=None, compare=False)
 
-    def to_dict(self, *, score: float = 0.0, full: bool = False) -> dict[str, Any]:
-        """WHIDS `Endpoint` shape (hyphenated keys, RFC 3339 times)."""
+    def to_dict(
+        self, *, score: float = 0.0, full: bool = False, system_info: bool = False
+    ) -> dict[str, Any]:
+        """WHIDS `Endpoint` shape (hyphenated keys, RFC 3339 times).
+
+        `system_info` adds `system-info` (as WHIDS lists do); `full` adds it and `config`.
+        """
         from ..timefmt import rfc3339
 
         out: dict[str, Any] = {
@@ -91,8 +96,9 @@ class Endpoint:
             "last-detection": rfc3339(self.last_detection),
             "last-connection": rfc3339(self.last_connection),
         }
-        if full:
+        if full or system_info:
             out["system-info"] = self.system_info
+        if full:
             out["config"] = self.config
         return out
 

@@ -226,6 +226,11 @@ def test_system_info_and_tools(env: Env) -> None:
     )
     ep = env.a("GET", f"/endpoints/{agent.uuid}").json["data"]
     assert ep["system-info"]["os"] == "linux"
+    silent = env.enroll("host-2")  # never posted its system information
+    listed = {e["uuid"]: e for e in env.a("GET", "/endpoints").json["data"]}
+    assert listed[agent.uuid]["system-info"] == {"hostname": "X", "os": "linux"}  # as WHIDS lists
+    assert listed[silent.uuid]["system-info"] is None
+    assert "config" not in listed[agent.uuid]
     env.a("POST", "/endpoints/windows/sysmon/binary", body=b"MZ binary")
     tools = env.e("GET", "/tools?os=windows&binary=true", agent).json
     assert tools["sysmon"]["metadata"]["size"] if "size" in tools["sysmon"]["metadata"] else True

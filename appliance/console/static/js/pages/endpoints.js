@@ -1,11 +1,8 @@
 // Endpoints list: status, system info, last seen, group, criticality; actions per endpoint.
 
 import { actionButtons } from "../actions.js";
-import { get } from "../api.js";
 import { endpointOs, isOnline, listEndpoints } from "../data.js";
 import { field, fmtAgo, fmtTime, h, replace, select, table } from "../dom.js";
-
-const SYSTEM_LOOKUPS = 50;
 
 function statusBadge(ep) {
   if (ep.status === "revoked") return h("span", { class: "badge bad" }, "revoked");
@@ -31,7 +28,7 @@ export async function render(root, ctx) {
           { label: "UUID", class: "mono", key: "uuid" },
           { label: "Status", render: statusBadge },
           { label: "IP", class: "mono", key: "ip" },
-          { label: "System", render: (ep) => h("span", { "data-os": ep.uuid }, endpointOs(ep)) },
+          { label: "System", render: (ep) => endpointOs(ep) || "—" },
           { label: "Group", key: "group" },
           { label: "Criticality", key: "criticality" },
           { label: "Score", render: (ep) => Number(ep.score || 0).toFixed(1) },
@@ -42,17 +39,6 @@ export async function render(root, ctx) {
         { caption: `${eps.length} endpoint(s)`, empty: "No endpoint matches." },
       ),
     );
-    fillSystems(eps).catch(() => {});
-  }
-
-  // NOTE(console): GET /endpoints leaves out system-info; fetch it for the first rows.
-  async function fillSystems(eps) {
-    const missing = eps.filter((ep) => !ep["system-info"]).slice(0, SYSTEM_LOOKUPS);
-    await Promise.all(missing.map(async (ep) => {
-      const full = await get(`/endpoints/${ep.uuid}`);
-      const cell = results.querySelector(`[data-os="${ep.uuid}"]`);
-      if (cell) cell.textContent = endpointOs(full) || "—";
-    }));
   }
 
   const form = h(
