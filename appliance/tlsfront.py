@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from .pki import PeerIdentity, peer_identity
 
@@ -25,6 +26,7 @@ __all__ = ["ConnInfo", "IdentityMap", "TlsFront"]
 
 logger = logging.getLogger(__name__)
 BUFFER = 256 * 1024
+SHUTDOWN_TIMEOUT = 3.0  # seconds close() waits for the connections' tasks to end
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,8 @@ class TlsFront:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
+        self._closing = False  # set on the loop thread by close()
+        self._handlers: set[asyncio.Task[Any]] = set()  # running connection handlers
 
     def start(self, host: str, port: int) -> tuple[str, int]:
         """Bind and start serving on a daemon thread; returns the bound address."""
@@ -138,31 +142,65 @@ class TlsFront:
         try:
             loop.run_forever()
         finally:
-            loop.close()
+            try:
+                loop.run_until_complete(self._end_tasks(SHUTDOWN_TIMEOUT))  # done by close()
+                left = asyncio.all_tasks(loop)
+                for task in left:  # only if a handler would not end: asyncio.run()'s way
+                    task.cancel()
+                if left:
+                    loop.run_until_complete(asyncio.wait(left, timeout=1.0))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
 
     def close(self) -> None:
-        """Stop accepting and close the loop (idempotent)."""
+        """Stop accepting, end every connection and close the loop (idempotent)."""
         loop, server = self._loop, self._server
         if loop is None or server is None or loop.is_closed():
             return
 
         async def _stop() -> None:
+            self._closing = True
             server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=2)
+            await self._end_tasks(SHUTDOWN_TIMEOUT)
 
         try:
-            asyncio.run_coroutine_threadsafe(_stop(), loop).result(timeout=5)
-        except Exception:  # noqa: BLE001 - close path
+            asyncio.run_coroutine_threadsafe(_stop(), loop).result(timeout=SHUTDOWN_TIMEOUT + 2)
+        except Exception:  # noqa: BLE001 - close path; _run cancels what is left
+            logger.warning("TLS front %s: connections did not end in time", self.name)
+        try:
+            loop.call_soon_threadsafe(loop.stop)
+        except RuntimeError:  # the loop closed meanwhile
             pass
-        loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=SHUTDOWN_TIMEOUT + 5)
+
+    async def _end_tasks(self, timeout: float) -> None:
+        """Cancel the connection handlers until every other task of the loop has ended.
+
+        NOTE(manager): only our handlers are cancelled (their pipes and handshakes with them);
+        asyncio's own accept tasks finish by themselves, and a handler they start finds
+        `_closing` set. Cancelling repeats in short rounds because Python 3.11's `wait_for`
+        swallows a cancel that races with its result (a pipe would then read on).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        current = asyncio.current_task()
+        while True:
+            tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+            if not tasks:
+                return
+            if loop.time() >= deadline:
+                logger.warning("TLS front %s: %d task(s) still running", self.name, len(tasks))
+                return
+            for task in list(self._handlers):
+                task.cancel()
+            await asyncio.wait(tasks, timeout=min(0.05, deadline - loop.time()))
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:  # accepted just before close() stopped the server
+            writer.transport.abort()
+            return
         peer = writer.get_extra_info("peername") or ("", 0)
         if self.active >= self.max_connections:
             self.refused += 1
@@ -170,7 +208,12 @@ class TlsFront:
             writer.close()
             return
         self.active += 1  # NOTE(manager): counted from accept, so handshakes count to the cap
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         port = 0
+        b_writer: asyncio.StreamWriter | None = None
+        cancelled = False
         try:
             identity = await self._handshake(writer, str(peer[0]))
             if identity is False:
@@ -191,11 +234,23 @@ class TlsFront:
             )
         except OSError as ex:
             logger.warning("TLS front %s: backend unavailable: %s", self.name, ex)
+        except asyncio.CancelledError:
+            # NOTE(manager): only close() cancels a handler. Ending normally matters: on Python
+            # 3.11 the StreamReaderProtocol done-callback logs a cancelled handler as an error.
+            cancelled = True
         finally:
             self.active -= 1
+            if task is not None:
+                self._handlers.discard(task)
             if port:
                 self.identities.pop(port)
-            writer.close()
+            for w in (writer, b_writer):
+                if w is None:
+                    continue
+                if cancelled:  # the loop stops next: no TLS close_notify exchange
+                    w.transport.abort()
+                else:
+                    w.close()
 
     async def _handshake(
         self, writer: asyncio.StreamWriter, peer: str

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
+import logging
 import socket
+import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +20,7 @@ from appliance.context import AppContext, build_context
 from appliance.pki import Pki
 from appliance.server import Bound, ManagerServer
 from appliance.store import Role, Store
+from appliance.tlsfront import IdentityMap, TlsFront
 from rules import wire
 
 pytestmark = pytest.mark.e2e
@@ -261,3 +266,70 @@ def test_failed_handshakes_are_counted(mgr: Manager) -> None:
         .text
     )
     assert "heron_tls_refused_total" in metrics
+
+
+def test_closing_the_front_ends_its_connections_cleanly(
+    mgr: Manager, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(backend.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    front = TlsFront(
+        name="closing",
+        context=mgr.pki.server_context(client_certs=False),
+        backend=backend.getsockname(),
+        identities=IdentityMap(),
+    )
+    host, port = front.start("127.0.0.1", 0)
+    client = ssl.create_default_context(cafile=str(mgr.pki.ca_path))
+    socks = [socket.create_connection((host, port), timeout=5) for _ in range(3)]  # handshaking
+    socks += [  # proxied to the backend, idle
+        client.wrap_socket(
+            socket.create_connection((host, port), timeout=5), server_hostname="127.0.0.1"
+        )
+        for _ in range(3)
+    ]
+    deadline = time.time() + 5
+    while (front.active < 6 or len(held) < 3) and time.time() < deadline:
+        time.sleep(0.02)
+    assert front.active == 6
+    stop = threading.Event()
+
+    def connect_during_close() -> None:
+        while not stop.is_set():
+            try:
+                socks.append(socket.create_connection((host, port), timeout=1))
+            except OSError:
+                time.sleep(0.01)
+
+    late = threading.Thread(target=connect_during_close, daemon=True)
+    late.start()
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    try:
+        time.sleep(0.1)
+        started = time.perf_counter()
+        front.close()
+        assert time.perf_counter() - started < 3.0
+        assert front.active == 0
+        assert not [t for t in threading.enumerate() if t.name == "tls-closing"]
+        socks[4].settimeout(5)
+        try:  # the proxied connection was closed
+            assert socks[4].recv(10) == b""
+        except (ConnectionError, ssl.SSLError):
+            pass
+    finally:
+        stop.set()
+        late.join(5)
+        backend.close()
+        for sock in socks + held:
+            sock.close()
+    gc.collect()  # "Task was destroyed but it is pending!" is logged when a task is collected
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
