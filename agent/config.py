@@ -32,6 +32,7 @@ __all__ = [
     "RulesConfig",
     "SourcesConfig",
     "TrackingConfig",
+    "band_defaults",
     "default_data_dir",
     "dump_toml",
     "load_config",
@@ -44,6 +45,35 @@ IS_WINDOWS = sys.platform == "win32"
 def default_data_dir() -> str:
     """Platform default for ``general.data_dir``."""
     return r"C:\ProgramData\Heron\Agent" if IS_WINDOWS else "/var/lib/heron-agent"
+
+
+# Actions that only work on some platforms (agent/actions/dumps.py): `regdump` reads the Windows
+# registry, `memdump` has a Windows and a Linux implementation.
+_PLATFORM_ACTIONS: dict[str, tuple[str, ...]] = {
+    "regdump": ("win32",),
+    "memdump": ("win32", "linux"),
+}
+
+
+def band_defaults(platform: str = sys.platform) -> dict[str, list[str]]:
+    """Default ``actions.<band>`` lists on ``platform`` (a ``sys.platform`` value).
+
+    Actions the platform cannot run are left out, so a Linux agent does not add ``regdump`` to
+    its detections nor write "registry not available" records.
+    """
+    wanted = {
+        "low": [],
+        "medium": ["brief", "filedump", "regdump"],
+        "high": ["report", "filedump", "regdump"],
+        "critical": ["report", "filedump", "regdump", "memdump"],
+    }
+    return {
+        band: [a for a in names if platform.startswith(_PLATFORM_ACTIONS.get(a, ("",)))]
+        for band, names in wanted.items()
+    }
+
+
+_BANDS = band_defaults()
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" mirrors datasette's Setting
@@ -150,10 +180,10 @@ class ActionsConfig:
 
     allowed: list[str] = _f(["brief", "report", "filedump", "regdump", "blacklist"],
                             "actions allowed to run; kill and memdump are opt-in")
-    low: list[str] = _f([], "default actions for criticality 1-4")
-    medium: list[str] = _f(["brief", "filedump", "regdump"], "default actions for 5-7")
-    high: list[str] = _f(["report", "filedump", "regdump"], "default actions for 8-9")
-    critical: list[str] = _f(["report", "filedump", "regdump", "memdump"], "default actions for 10")
+    low: list[str] = _f(_BANDS["low"], "default actions for criticality 1-4")
+    medium: list[str] = _f(_BANDS["medium"], "default actions for 5-7")
+    high: list[str] = _f(_BANDS["high"], "default actions for 8-9")
+    critical: list[str] = _f(_BANDS["critical"], "default actions for 10")
     max_per_process: int = _f(4, "actions runs per process GUID (WHIDS dump.max-dumps)")
     act_on_untracked: bool = _f(False, "run actions for processes the tracker does not know")
     workers: int = _f(2, "action worker threads")

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from agent.cli import build_parser, main
-from agent.config import AgentConfig, dump_toml, field_docs, load_config, parse_config
+from agent.config import (
+    AgentConfig,
+    band_defaults,
+    dump_toml,
+    field_docs,
+    load_config,
+    parse_config,
+)
 from agent.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,3 +127,32 @@ def test_cli_reference_in_docs_matches_help(monkeypatch: pytest.MonkeyPatch) -> 
     for name in ("run", "report", "status", "config"):
         text = sub.choices[name].format_help()  # type: ignore[index]
         assert text.strip() in doc, f"docs/agent.md: regenerate the `{name}` help"
+
+
+@pytest.mark.parametrize("platform,regdump,memdump", [
+    ("win32", True, True), ("linux", False, True), ("darwin", False, False)])
+def test_band_default_actions_only_name_what_the_platform_runs(
+        platform: str, regdump: bool, memdump: bool) -> None:
+    bands = band_defaults(platform)
+    assert bands["low"] == []
+    assert bands["medium"] == ["brief", "filedump"] + ["regdump"] * regdump
+    assert bands["high"] == ["report", "filedump"] + ["regdump"] * regdump
+    assert bands["critical"] == ["report", "filedump"] + ["regdump"] * regdump + \
+        ["memdump"] * memdump
+
+
+def test_default_config_uses_this_platforms_band_defaults() -> None:
+    acts = AgentConfig().actions
+    assert {"low": acts.low, "medium": acts.medium, "high": acts.high,
+            "critical": acts.critical} == band_defaults(sys.platform)
+    if sys.platform.startswith("linux"):
+        assert "regdump" not in acts.medium + acts.high + acts.critical
+    assert "regdump" in acts.allowed  # the allow-list (a gate) is unchanged
+
+
+def test_band_defaults_in_docs_match_the_code() -> None:
+    doc = (ROOT / "docs" / "agent.md").read_text(encoding="utf-8")
+    linux, windows = band_defaults("linux"), band_defaults("win32")
+    for band in ("medium", "high", "critical"):
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `actions.{band}` |"))
+        assert f"`{linux[band]}` (Windows: `{windows[band]}`)" in row, row

@@ -105,7 +105,7 @@ def test_iocs_add_signatures_and_reload_keeps_builtin_rules(agent_factory: Any,
     agent.process(proc_event("/bin/ok", Hashes=f"SHA256={'ab' * 32}"))
     det = sink.events[-1]["Event"]["Detection"]
     assert det["Signature"] == ["IoC:sha256"] and det["Criticality"] == 10
-    assert det["Actions"] == ["report", "filedump", "regdump", "memdump"]  # critical band
+    assert det["Actions"] == agent.config.actions.critical  # the critical band's defaults
     agent.process(proc_event("/bin/evil", Hashes=f"SHA256={'ab' * 32}"))
     assert sink.events[-1]["Event"]["Detection"]["Signature"] == ["High", "IoC:sha256"]
     assert agent.reload_rules("") == 3  # only the canary rules remain
