@@ -353,7 +353,7 @@ def link_config_for(config: Any) -> LinkConfig:
     section = getattr(config, "link", None)
     if isinstance(section, LinkConfig):
         return section
-    if isinstance(section, dict):
+    if isinstance(section, dict) and section:  # an empty [link] table falls back to link.toml
         return LinkConfig.from_dict(section)
     data_dir = getattr(config, "data_dir", None)
     if data_dir is not None and (Path(data_dir) / "link" / "link.toml").exists():

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from agent.link.config import LinkConfig
-from agent.link.link import Link, LinkHooks, attach
+from agent.link.link import Link, LinkHooks, attach, link_config_for
 from agent.link.system_service import install_systemd, systemd_unit, uninstall_systemd
 from agent.link.transport import MemoryTransport
 from agent.service import build_agent
@@ -201,3 +201,13 @@ def test_endpoint_uuid_and_config_offer(tmp_path: Path) -> None:
     link.sync_identity()
     assert told == ["uuid-77"]
     agent.close()
+
+
+def test_link_toml_is_read_when_the_agent_config_has_no_link_table(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    assert config.link == {}
+    (config.data_dir / "link").mkdir(parents=True, exist_ok=True)
+    (config.data_dir / "link" / "link.toml").write_text("update_interval = 0.3\n")
+    assert link_config_for(config).update_interval == 0.3
+    assert link_config_for(make_config(tmp_path / "b", link={"update_interval": 2.0})
+                           ).update_interval == 2.0
