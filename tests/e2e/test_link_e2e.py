@@ -8,17 +8,12 @@ eviction, and a revoked certificate.
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import signal
-import socket
-import ssl
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,105 +25,13 @@ from agent.link.forwarder import LinkState
 from agent.link.link import Link, attach
 from agent.link.spool import HEALTH_CHANNEL, HEALTH_EVICTED
 
+from .harness import PY, ROOT, ManagerProc, agent_env, enroll_cli, wait_for
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-PY = sys.executable
 FAST = {"batch_delay": 0.05, "command_interval": 0.2, "command_burst_interval": 0.1,
         "update_interval": 0.3, "backoff_base": 0.1, "backoff_cap": 0.5, "fsync_interval": 0.0,
         "segment_events": 50}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 20.0,
-             what: str | Callable[[], str] = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-
-
-class ManagerProc:
-    """`heron-manager` in a data dir, restartable on the same ports."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.endpoint_port = _free_port()
-        self.admin_port = _free_port()
-        out = subprocess.run(
-            [PY, "-m", "appliance", "init", "--data-dir", str(data), "--json",
-             "--endpoint-listen", f"127.0.0.1:{self.endpoint_port}",
-             "--admin-listen", f"127.0.0.1:{self.admin_port}"],
-            capture_output=True, check=True, env=_env(), cwd=ROOT, timeout=60)
-        init = json.loads(out.stdout.decode().strip().splitlines()[-1])
-        self.api_key = init["api_key"]
-        self.ca_sha256 = init["ca_sha256"]
-        self.ca_file = Path(init["ca_cert"])
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def token(self) -> str:
-        """A one-time enrollment token from the admin API (`POST /enroll/tokens`)."""
-        return str(self.admin("POST", "/enroll/tokens", {"group": "e2e"})["token"])
-
-    def start(self) -> None:
-        with open(self.data / "manager.err", "ab") as err:
-            self.proc = subprocess.Popen(
-                [PY, "-m", "appliance", "run", "--data-dir", str(self.data),
-                 "--endpoint-listen", f"127.0.0.1:{self.endpoint_port}",
-                 "--admin-listen", f"127.0.0.1:{self.admin_port}"],
-                stdout=subprocess.PIPE, stderr=err, env=_env(), cwd=ROOT)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line, (self.data / "manager.err").read_text()[-2000:]
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.proc = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.endpoint_port}"
-
-    def admin(self, method: str, path: str, body: Any = None) -> Any:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(cafile=str(self.ca_file))
-        conn = http.client.HTTPSConnection("127.0.0.1", self.admin_port, context=ctx,
-                                           timeout=60)
-        try:
-            conn.request(method, path, body=None if body is None else json.dumps(body),
-                         headers={"X-Api-Key": self.api_key,
-                                  "Content-Type": "application/json"})
-            resp = conn.getresponse()
-            data = resp.read()
-        finally:
-            conn.close()
-        assert resp.status < 300, f"{method} {path}: {resp.status} {data[:500]!r}"
-        return json.loads(data)["data"]
-
-    def events(self, endpoint: str, *, detections: bool = False) -> list[dict[str, Any]]:
-        q = f"/search?endpoint={endpoint}&limit=10000" + ("&detections=true" if detections
-                                                           else "")
-        return list(self.admin("GET", q)["events"])
 
 
 @pytest.fixture(scope="module")
@@ -138,14 +41,6 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProc]:
     yield mgr
     mgr.stop()
 
-
-def enroll_cli(manager: ManagerProc, state: Path) -> str:
-    out = subprocess.run(
-        [PY, "-m", "agent.cli", "enroll", "--manager", manager.address, "--token",
-         manager.token(), "--ca-sha256", manager.ca_sha256, "--state-dir", str(state)],
-        capture_output=True, env=_env(), cwd=ROOT, timeout=60)
-    assert out.returncode == 0, out.stderr.decode()
-    return str(json.loads(out.stdout)["uuid"])
 
 
 def event(n: int, marker: str, image: str = "C:\\Windows\\notepad.exe") -> dict[str, Any]:
@@ -225,7 +120,9 @@ def test_heron_agent_run_cli_forwards_through_the_link(manager: ManagerProc,
     replay = tmp_path / "events.jsonl"
     replay.write_text("".join(json.dumps(event(i, "cli")) + "\n" for i in range(120)))
     out = subprocess.run([PY, "-m", "agent.cli", "run", "-c", str(config), "--replay",
-                          str(replay)], capture_output=True, env=_env(), cwd=ROOT, timeout=90)
+                          str(replay)], capture_output=True, env=agent_env(),
+                            cwd=ROOT,
+                         timeout=90)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     # the agent exited after the replay; the link's final drain delivered everything
     wait_for(lambda: numbers(manager.events(uid), "cli") == list(range(120)),
@@ -276,7 +173,8 @@ def test_agent_kill9_mid_send_loses_nothing(manager: ManagerProc, tmp_path: Path
     script.write_text(AGENT_SCRIPT)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     n = 600
-    proc = subprocess.Popen([PY, str(script), str(state), str(n), now], env=_env(), cwd=ROOT,
+    proc = subprocess.Popen([PY, str(script), str(state), str(n), now], env=agent_env(),
+                            cwd=ROOT,
                             stdout=subprocess.PIPE)
     segments = state / "queue" / "events"
     try:
@@ -290,7 +188,8 @@ def test_agent_kill9_mid_send_loses_nothing(manager: ManagerProc, tmp_path: Path
         assert proc.stdout is not None
         proc.stdout.close()
     assert list(segments.glob("*")), "the agent finished before it was killed; raise n"
-    proc = subprocess.Popen([PY, str(script), str(state), "0", now], env=_env(), cwd=ROOT,
+    proc = subprocess.Popen([PY, str(script), str(state), "0", now], env=agent_env(),
+                            cwd=ROOT,
                             stdout=subprocess.PIPE)
     try:
         wait_for(lambda: len(numbers(manager.events(uid), "kill9")) >= n, timeout=40,

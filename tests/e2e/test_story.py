@@ -30,8 +30,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_link_e2e import ROOT, ManagerProc, _env, enroll_cli, wait_for
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
+
+from .harness import ROOT, ManagerProc, agent_env, enroll_cli, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -81,9 +82,7 @@ class SseReader:
         self.conn = http.client.HTTPSConnection(
             "127.0.0.1", manager.admin_port, context=ctx, timeout=120
         )
-        self.conn.request(
-            "GET", "/stream/detections", headers={"X-Api-Key": manager.api_key}
-        )
+        self.conn.request("GET", "/stream/detections", headers={"X-Api-Key": manager.api_key})
         self.resp = self.conn.getresponse()
         assert self.resp.status == 200, self.resp.read()[:300]
         self.payloads: list[dict[str, Any]] = []
@@ -128,11 +127,17 @@ def agent(manager: ManagerProc, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     log = tmp_path / "agent.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "run", "-c", str(config)],
-        stdout=subprocess.DEVNULL, stderr=open(log, "wb"), env=_env(), cwd=ROOT,  # noqa: SIM115
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),
+        env=agent_env(),
+        cwd=ROOT,  # noqa: SIM115
     )
     try:
-        wait_for(lambda: "agent started" in log.read_text(errors="replace"), 30,
-                 lambda: f"agent start; log: {log.read_text(errors='replace')[-2000:]}")
+        wait_for(
+            lambda: "agent started" in log.read_text(errors="replace"),
+            30,
+            lambda: f"agent start; log: {log.read_text(errors='replace')[-2000:]}",
+        )
         yield uuid, log
     finally:
         proc.send_signal(signal.SIGINT)
@@ -165,15 +170,29 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
         ev = misp.model.create_event("Heron story: evil updater", published=False)
         misp.model.create_attribute(ev.id, "sha256", sha256, to_ids=True)
         misp.model.publish(ev.id)
-    manager.admin("PUT", "/misp/settings", {
-        "enabled": True, "url": misp.url, "api_key": DEFAULT_KEY, "verify_tls": False,
-        "sighting_batch_delay": 0.2, "report_zip_files": True,
-    })
+    manager.admin(
+        "PUT",
+        "/misp/settings",
+        {
+            "enabled": True,
+            "url": misp.url,
+            "api_key": DEFAULT_KEY,
+            "verify_tls": False,
+            "sighting_batch_delay": 0.2,
+            "report_zip_files": True,
+        },
+    )
     manager.admin("POST", "/misp/sync", {})
-    wait_for(lambda: any(i["value"] == sha256 for i in manager.admin("GET", "/iocs")), 20,
-             "the IoC in the manager's IoC table")
-    wait_for(lambda: "IoCs loaded: 1 indicators" in agent_log.read_text(errors="replace"), 20,
-             "the IoC on the agent")
+    wait_for(
+        lambda: any(i["value"] == sha256 for i in manager.admin("GET", "/iocs")),
+        20,
+        "the IoC in the manager's IoC table",
+    )
+    wait_for(
+        lambda: "IoCs loaded: 1 indicators" in agent_log.read_text(errors="replace"),
+        20,
+        "the IoC on the agent",
+    )
 
     # 2. a matching process runs: detection, kill, filedump, report
     stream = SseReader(manager)
@@ -188,25 +207,37 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
         assert proc.returncode == -signal.SIGKILL, "the agent did not kill the process"
         killed_after = time.monotonic() - started
 
-        hits = wait_for(lambda: manager.admin(
-            "GET", f"/search?q={sha256}&detections=true&endpoint={uuid}")["events"], 20,
-            "the detection in search")
+        hits = wait_for(
+            lambda: manager.admin("GET", f"/search?q={sha256}&detections=true&endpoint={uuid}")[
+                "events"
+            ],
+            20,
+            "the detection in search",
+        )
         detection = hits[0]["Event"]["Detection"]
         assert "IoC:sha256" in detection["Signature"]
         assert detection["Criticality"] == 10
         assert hits[0]["Event"]["EventData"]["Image"] == str(evil)
 
         # 5. streamed over SSE
-        wait_for(lambda: any(sha256.upper() in json.dumps(p).upper() for p in stream.payloads),
-                 10, "the detection on /stream/detections")
+        wait_for(
+            lambda: any(sha256.upper() in json.dumps(p).upper() for p in stream.payloads),
+            10,
+            "the detection on /stream/detections",
+        )
     finally:
         stream.close()
 
-    dirs = wait_for(lambda: [
-        d for d in manager.admin("GET", f"/endpoints/{uuid}/artifacts")
-        if {"report.json", "manifest.json"} <= {f["name"] for f in d["files"]}
-        and any(f["name"].endswith("_evil-updater.bin") for f in d["files"])
-    ], 30, "filedump + report artifacts on the manager")
+    dirs = wait_for(
+        lambda: [
+            d
+            for d in manager.admin("GET", f"/endpoints/{uuid}/artifacts")
+            if {"report.json", "manifest.json"} <= {f["name"] for f in d["files"]}
+            and any(f["name"].endswith("_evil-updater.bin") for f in d["files"])
+        ],
+        30,
+        "filedump + report artifacts on the manager",
+    )
     files = {f["name"] for f in dirs[0]["files"]}
     dumped = next(n for n in files if n.endswith("_evil-updater.bin"))
     raw = manager.admin("GET", f"{dirs[0]['base-url']}{dumped}")
@@ -226,11 +257,25 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
 
     def reports() -> list[Any]:
         with misp.lock:
-            return [o for e in misp.model.events.values() for o in misp.model.objects_of(e.id)
-                    if o.name == "edr-report"]
+            return [
+                o
+                for e in misp.model.events.values()
+                for o in misp.model.objects_of(e.id)
+                if o.name == "edr-report"
+            ]
 
     objs = wait_for(reports, 30, "the edr-report object in MISP")
-    assert len(objs) == 1
+    # one object per uploaded IR report, never a duplicate (a second sync pushes nothing new)
+    report_dirs = [
+        d
+        for d in manager.admin("GET", f"/endpoints/{uuid}/artifacts")
+        if "report.json" in {f["name"] for f in d["files"]}
+    ]
+    manager.admin("POST", "/misp/sync", {})
+    wait_for(lambda: len(reports()) >= len(report_dirs), 30, "one edr-report per report")
+    manager.admin("POST", "/misp/sync", {})
+    objs = reports()
+    assert len(objs) == len(report_dirs)
     with misp.lock:
         attrs = misp.model.render_object(objs[0])["Attribute"]
     names = {a["value"] for a in attrs if a["type"] in ("attachment", "malware-sample")}
