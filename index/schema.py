@@ -40,9 +40,9 @@ from index.fields import (
     event_id_of,
     event_time,
     flat_values,
-    kv_term,
     parse_hashes,
 )
+from rules.event import parse_event_id
 
 __all__ = [
     "ANALYZER",
@@ -58,6 +58,7 @@ __all__ = [
     "from_micros",
     "Projection",
     "project",
+    "project_many",
     "register_analyzers",
     "to_micros",
 ]
@@ -77,6 +78,7 @@ NO_KV = frozenset({"commandline", "parentcommandline"})
 NOT_INDEXED = frozenset({"utctime", "creationutctime", "previouscreationutctime"})
 _COLUMN_OF: dict[str, str] = {**PROMOTED, **COLUMNS_ONLY}
 _COLUMNS: tuple[str, ...] = tuple(_COLUMN_OF.values())
+_KV_MAX = 512  # NOTE(index): as fields.kv_term
 
 
 def build_schema() -> tantivy.Schema:
@@ -150,81 +152,158 @@ def project(
     PERF(index): this is the ingest hot path (one JSON document per event, handed to
     Tantivy with ``add_json``; ~3× cheaper than ``Document.add_*`` calls).
     """
-    inner = event["Event"]
-    system = inner.get("System")
-    if not isinstance(system, dict):
-        system = {}
-    data: dict[str, str] = {}
-    flat_values(inner.get("EventData"), data)
-    flat_values(inner.get("UserData"), data)
-    sigs, crit = detection_of(inner)
-    edr_event = (inner.get("EdrData") or {}).get("Event") or {}
-    retro = bool(edr_event.get("Retro"))
-    ts = event_time(event) or rt
-    channel = system.get("Channel")
-    channel = channel if isinstance(channel, str) else ""
-    computer = system.get("Computer")
-    computer = computer if isinstance(computer, str) else ""
-    event_id = event_id_of(event)
-    columns: dict[str, str] = {}
-    hashes: dict[str, str] = {}
-    digests: list[str] = []
-    kv: list[str] = []
-    doc: dict[str, Any] = {
-        "seq": seq,
-        "ts": to_micros(ts),
-        "rt": to_micros(rt),
-        "endpoint": endpoint,
-        "channel": channel.lower(),
-        "computer": computer.lower(),
-        "event_id": event_id,
-        "crit": crit,
-        "det": 1 if sigs else 0,
-        "retro": 1 if retro else 0,
-        "ehash": edr_event.get("Hash", ""),
-    }
-    if hostname:
-        doc["host"] = hostname.lower()
-    free: list[str] = [computer, channel, *sigs]
-    for key, value in data.items():
-        low = key.lower()
-        if low in NOT_INDEXED:
-            continue
-        column = _COLUMN_OF.get(low)
-        if column is not None:
-            columns[column] = value
-            if low in PROMOTED:
-                doc[column] = value
-        if low not in PROMOTED:
-            free.append(value)
-        if "hash" in low:
-            for algo, found in parse_hashes(value).items():
-                digests.extend(found)
-                hashes.setdefault(algo, found[0])
-        if low not in NO_KV:
-            kv.append(kv_term(low, value))
-    doc["kv"] = kv
-    doc["all"] = free
-    if sigs:
-        doc["sig"] = [s.lower() for s in sigs]
-    if digests:
-        doc["hash"] = digests
-    doc["raw"] = base64.b64encode(raw).decode("ascii")
-    row = (
-        seq,
-        ts.replace(tzinfo=None),
-        rt.replace(tzinfo=None),
-        endpoint,
-        hostname,
-        channel,
-        event_id,
-        computer,
-        *(columns.get(name) for name in _COLUMNS),
-        *(hashes.get(algo) for algo in HASH_ALGOS),
-        sigs,
-        crit,
-        bool(sigs),
-        retro,
-        doc["ehash"],
-    )
-    return Projection(seq, orjson.dumps(doc).decode(), row)
+    return project_many([event], first_seq=seq, rt=rt, endpoint=endpoint, hostname=hostname,
+                        raws=[raw])[0]
+
+
+def _fast_time(system: dict[str, Any]) -> datetime | None | bool:
+    """``SystemTime`` parsed without the regex when it is plain RFC 3339 UTC (else False).
+
+    PERF(index): ``YYYY-MM-DDTHH:MM:SS[.digits]Z`` is what every Windows event carries;
+    ``fromisoformat`` truncates the fraction to microseconds exactly as ``rules.event`` does.
+    """
+    created = system.get("TimeCreated")
+    if created.__class__ is not dict:
+        return False
+    text = created.get("SystemTime")
+    if text.__class__ is not str or len(text) < 20 or text[-1] != "Z" or text[10] != "T":
+        return False
+    if len(text) > 20:
+        frac = text[20:-1]
+        if text[19] != "." or not (frac.isascii() and frac.isdigit()):
+            return False
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return False
+
+
+_KeyInfo = tuple[str | None, bool, bool, str | None]
+_KEY_INFO: dict[str, _KeyInfo | None] = {}
+_KEY_INFO_MAX = 4096
+_MISS: Any = object()
+
+
+def _key_info(key: str) -> _KeyInfo | None:
+    """What the projection does with an EventData name (``None``: not indexed).
+
+    Returns ``(column, promoted, hash-bearing, kv prefix or None)``. PERF(index): cached per
+    name (Sysmon has a few dozen), bounded so hostile names cannot grow it.
+    """
+    low = key.lower()
+    info: _KeyInfo | None = None
+    if low not in NOT_INDEXED:
+        info = (_COLUMN_OF.get(low), low in PROMOTED, "hash" in low,
+                None if low in NO_KV else low + "=")
+    if len(_KEY_INFO) < _KEY_INFO_MAX:
+        _KEY_INFO[key] = info
+    return info
+
+
+def project_many(
+    events: list[dict[str, Any]], *, first_seq: int, rt: datetime, endpoint: str,
+    hostname: str, raws: list[bytes],
+) -> list[Projection]:
+    """:func:`project` for the consecutive events of one journal record (shared values once)."""
+    rt_micros = to_micros(rt)
+    rt_naive = rt.replace(tzinfo=None)
+    host_low = hostname.lower()
+    out: list[Projection] = []
+    dumps = orjson.dumps
+    b64 = base64.b64encode
+    key_info = _KEY_INFO
+    for i, event in enumerate(events):
+        seq = first_seq + i
+        inner = event["Event"]
+        system = inner.get("System")
+        if not isinstance(system, dict):
+            system = {}
+        data: dict[str, str] = {}
+        flat_values(inner.get("EventData"), data)
+        flat_values(inner.get("UserData"), data)
+        sigs, crit = detection_of(inner)
+        edr_event = (inner.get("EdrData") or {}).get("Event") or {}
+        retro = bool(edr_event.get("Retro"))
+        fast = _fast_time(system)
+        if fast is False:
+            ts = event_time(event) or rt
+            event_id = event_id_of(event)
+        else:
+            ts = fast or rt
+            eid = system.get("EventID", 0)
+            if eid.__class__ is dict and "Value" in eid:
+                eid = eid["Value"]
+            event_id = parse_event_id(eid)
+        channel = system.get("Channel")
+        channel = channel if isinstance(channel, str) else ""
+        computer = system.get("Computer")
+        computer = computer if isinstance(computer, str) else ""
+        columns: dict[str, str] = {}
+        hashes: dict[str, str] = {}
+        digests: list[str] = []
+        kv: list[str] = []
+        ehash = edr_event.get("Hash", "")
+        doc: dict[str, Any] = {
+            "seq": seq,
+            "ts": to_micros(ts) if ts is not rt else rt_micros,
+            "rt": rt_micros,
+            "endpoint": endpoint,
+            "channel": channel.lower(),
+            "computer": computer.lower(),
+            "event_id": event_id,
+            "crit": crit,
+            "det": 1 if sigs else 0,
+            "retro": 1 if retro else 0,
+            "ehash": ehash,
+        }
+        if host_low:
+            doc["host"] = host_low
+        free: list[str] = [computer, channel, *sigs]
+        for key, value in data.items():
+            info = key_info.get(key, _MISS)
+            if info is _MISS:
+                info = _key_info(key)
+            if info is None:
+                continue
+            column, is_promoted, is_hash, kv_prefix = info
+            if column is not None:
+                columns[column] = value
+                if is_promoted:
+                    doc[column] = value
+                else:
+                    free.append(value)
+            else:
+                free.append(value)
+            if is_hash:
+                for algo, found in parse_hashes(value).items():
+                    digests.extend(found)
+                    hashes.setdefault(algo, found[0])
+            if kv_prefix is not None:
+                kv.append((kv_prefix + value.lower())[:_KV_MAX])
+        doc["kv"] = kv
+        doc["all"] = free
+        if sigs:
+            doc["sig"] = [s.lower() for s in sigs]
+        if digests:
+            doc["hash"] = digests
+        doc["raw"] = b64(raws[i]).decode("ascii")
+        get = columns.get
+        row = (
+            seq,
+            ts.replace(tzinfo=None) if ts is not rt else rt_naive,
+            rt_naive,
+            endpoint,
+            hostname,
+            channel,
+            event_id,
+            computer,
+            *[get(name) for name in _COLUMNS],
+            *[hashes.get(algo) for algo in HASH_ALGOS],
+            sigs,
+            crit,
+            bool(sigs),
+            retro,
+            ehash,
+        )
+        out.append(Projection(seq, dumps(doc).decode(), row))
+    return out

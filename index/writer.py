@@ -27,7 +27,7 @@ import tantivy
 
 from index.errors import StoreError
 from index.journal import JournalRecord
-from index.schema import Projection, project
+from index.schema import Projection, project_many
 from index.tables import Tables
 
 __all__ = ["Indexer", "IndexerStats"]
@@ -286,9 +286,6 @@ def _projections(record: JournalRecord, encoded: list[bytes] | None) -> list[Pro
     endpoint = record.endpoint.get("uuid", "").lower()
     hostname = record.endpoint.get("hostname", "")
     rt = datetime.fromtimestamp(record.rt_ns // 1000 / 1e6, UTC)
-    first = record.first_seq
-    return [
-        project(event, seq=first + i, rt=rt, endpoint=endpoint, hostname=hostname,
-                raw=encoded[i] if encoded is not None else orjson.dumps(event))
-        for i, event in enumerate(record.events)
-    ]
+    raws = encoded if encoded is not None else [orjson.dumps(event) for event in record.events]
+    return project_many(record.events, first_seq=record.first_seq, rt=rt, endpoint=endpoint,
+                        hostname=hostname, raws=raws)
