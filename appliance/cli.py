@@ -127,6 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .jsonlog import configure_logging
     from .misp.integration import start_misp_worker, stop_misp
     from .server import ManagerServer
+    from .services.retention import start_retention_worker, stop_retention
 
     config = load_config(_paths(args.data_dir)["config"]).with_listen(
         admin=args.admin_listen, endpoint=args.endpoint_listen
@@ -142,6 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         bound = server.start()
         start_misp_worker(ctx)
+        start_retention_worker(ctx)
         print(
             json.dumps(
                 {
@@ -156,6 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         server.wait()
     finally:
         logger.info("shutting down")
+        stop_retention(ctx)
         stop_misp(ctx)
         server.close()
         ctx.close()

@@ -26,6 +26,7 @@ __all__ = [
     "EnrollConfig",
     "LimitsConfig",
     "LoggingConfig",
+    "RetentionConfig",
     "ServerConfig",
     "StreamsConfig",
     "TlsConfig",
@@ -136,6 +137,16 @@ class LoggingConfig:
     json: bool = _f(True, "structured JSON log lines on stderr (false: plain text)")
 
 
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """[retention]: event retention and index maintenance (a background pass)."""
+
+    max_age_days: int = _f(90, "drop events received more than this many days ago (0 = forever)")
+    max_bytes: int = _f(0, "drop the oldest events while the event store is larger (0 = no cap)")
+    interval: float = _f(3600.0, "seconds between maintenance passes (0 = no periodic pass)")
+    merge: bool = _f(True, "merge index segments and reclaim space after each pass")
+
+
 SECTIONS: dict[str, type] = {
     "admin": AdminConfig,
     "endpoint": EndpointConfig,
@@ -146,6 +157,7 @@ SECTIONS: dict[str, type] = {
     "enroll": EnrollConfig,
     "commands": CommandsConfig,
     "logging": LoggingConfig,
+    "retention": RetentionConfig,
     "misp": MispSettings,
 }
 
@@ -163,6 +175,7 @@ class Config:
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     misp: MispSettings = field(default_factory=MispSettings)
 
     @classmethod

@@ -16,6 +16,7 @@ from .services.artifacts import ArtifactStore
 from .services.content import Content
 from .services.identity import Identity
 from .services.ingest import EventListener, Ingest
+from .services.retention import retention_for
 from .services.scoring import Reducer
 from .services.streams import StreamHub
 from .store import Store
@@ -150,4 +151,5 @@ def build_context(
         "sighting batches waiting for MISP (0 without MISP sync)",
         lambda: _misp_queue(ctx),
     )
+    retention_for(ctx)  # [retention] pass + its /metrics counters (worker: heron-manager run)
     return ctx

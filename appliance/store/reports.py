@@ -41,6 +41,15 @@ class Detections:
     def count(self) -> int:
         return int(self.db.query("SELECT count(*) FROM detections")[0][0])
 
+    def prune(self, before: float) -> int:
+        """Delete detections received before `before` (epoch seconds); return how many."""
+
+        def fn(cur: Conn) -> int:
+            row = cur.execute("DELETE FROM detections WHERE receipt < ?", [before]).fetchone()
+            return int(row[0]) if row else 0
+
+        return self.db.write(fn)
+
 
 class Reports:
     """Persisted reducer state per endpoint and its archive."""
