@@ -35,6 +35,7 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from appliance.services.ingest import tune_gc  # noqa: E402
 from index import EndpointRef, EventStore  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared/gene-oracle/corpus-events.jsonl.gz"
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="reuse an existing store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    tune_gc()  # NOTE: the manager's ingest process runs with these GC thresholds
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     span = timedelta(days=30)
