@@ -156,26 +156,40 @@ def project(
                         raws=[raw])[0]
 
 
-def _fast_time(system: dict[str, Any]) -> datetime | None | bool:
-    """``SystemTime`` parsed without the regex when it is plain RFC 3339 UTC (else False).
+def _fast_time(system: dict[str, Any]) -> tuple[bool, datetime | None]:
+    """``(True, SystemTime)`` parsed without the regex when it is plain RFC 3339 UTC.
 
     PERF(index): ``YYYY-MM-DDTHH:MM:SS[.digits]Z`` is what every Windows event carries;
     ``fromisoformat`` truncates the fraction to microseconds exactly as ``rules.event`` does.
+    ``(False, None)``: not that shape, use ``rules.event``.
     """
     created = system.get("TimeCreated")
     if created.__class__ is not dict:
-        return False
+        return False, None
     text = created.get("SystemTime")
     if text.__class__ is not str or len(text) < 20 or text[-1] != "Z" or text[10] != "T":
-        return False
+        return False, None
     if len(text) > 20:
         frac = text[20:-1]
         if text[19] != "." or not (frac.isascii() and frac.isdigit()):
-            return False
+            return False, None
     try:
-        return datetime.fromisoformat(text)
+        return True, datetime.fromisoformat(text)
     except ValueError:
-        return False
+        return False, None
+
+
+def _time_and_id(
+    event: dict[str, Any], system: dict[str, Any], rt: datetime
+) -> tuple[datetime, int]:
+    """Event time (``rt`` when it has none) and EventID, as ``rules.event`` reads them."""
+    fast, ts = _fast_time(system)
+    if not fast:
+        return event_time(event) or rt, event_id_of(event)
+    eid = system.get("EventID", 0)
+    if eid.__class__ is dict and "Value" in eid:
+        eid = eid["Value"]
+    return ts or rt, parse_event_id(eid)
 
 
 _KeyInfo = tuple[str | None, bool, bool, str | None]
@@ -224,16 +238,7 @@ def project_many(
         sigs, crit = detection_of(inner)
         edr_event = (inner.get("EdrData") or {}).get("Event") or {}
         retro = bool(edr_event.get("Retro"))
-        fast = _fast_time(system)
-        if fast is False:
-            ts = event_time(event) or rt
-            event_id = event_id_of(event)
-        else:
-            ts = fast or rt
-            eid = system.get("EventID", 0)
-            if eid.__class__ is dict and "Value" in eid:
-                eid = eid["Value"]
-            event_id = parse_event_id(eid)
+        ts, event_id = _time_and_id(event, system, rt)
         channel = system.get("Channel")
         channel = channel if isinstance(channel, str) else ""
         computer = system.get("Computer")
