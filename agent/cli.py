@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from agent.config import AgentConfig, dump_toml, load_config
 from agent.errors import AgentError
 from rules import RuleError, wire
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run_agent"]
 
 logger = logging.getLogger("agent.cli")
 
@@ -42,7 +43,14 @@ def _load(args: argparse.Namespace) -> AgentConfig:
     return config
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def run_agent(args: argparse.Namespace, stop: threading.Event) -> int:
+    """Run the agent until ``stop`` is set (or a non-looping replay is done).
+
+    The one "run until stopped" path: the foreground (`run`, SIGTERM/SIGINT set ``stop``) and
+    the Windows service (`run --service`, SvcStop sets ``stop``) both call it. Installs no
+    signal handlers, so it also runs on the service control manager's thread. ``stop`` is set
+    when it returns.
+    """
     from agent.service import build_agent
 
     config = _load(args)
@@ -57,14 +65,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
             logger.warning("manager link unavailable: running standalone")
         else:
             attach(agent, config)
-    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
-    signal.signal(signal.SIGINT, lambda *_: agent.stop())
-    agent.run(until_sources_done=bool(args.replay) and not args.loop)
+
+    def stop_agent() -> None:
+        stop.wait()
+        agent.stop()
+
+    threading.Thread(target=stop_agent, name="agent-stop", daemon=True).start()
+    try:
+        agent.run(until_sources_done=bool(args.replay) and not args.loop)
+    finally:
+        stop.set()
     status = agent.status()
     if args.replay:
         print(json.dumps({k: status[k] for k in ("processed", "detections", "forwarded",
                                                  "sources")}, indent=1))
     return 0
+
+
+def _cmd_run(args: argparse.Namespace, platform: str | None = None) -> int:
+    platform = sys.platform if platform is None else platform
+    stop = threading.Event()
+    if args.service and platform == "win32":
+        from agent.link.system_service import host_service, make_service_class
+
+        return host_service(make_service_class(lambda ev: run_agent(args, ev)))
+    # Foreground, and `--service` on Linux (systemd runs the program in the foreground; logs go
+    # to stderr, i.e. the journal; nothing needs a TTY).
+    def on_signal(*_: object) -> None:
+        # From another thread: Event.set() inside a handler could wait on a lock the
+        # interrupted main thread holds.
+        threading.Thread(target=stop.set, name="agent-signal", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return run_agent(args, stop)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -151,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--speed", type=float, default=0.0, help="replay speed (1 = recorded)")
     run.add_argument("--rate", type=float, default=0.0, help="replay at a fixed events/s")
     run.add_argument("--loop", action="store_true", help="replay forever")
+    run.add_argument("--service", action="store_true",
+                     help="started by a service manager: on Windows, host the service for the "
+                          "SCM; elsewhere the same as a foreground run (systemd)")
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="print an IR report of this endpoint")

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from .errors import ApplianceError, ConfigError, StoreError
 from .pki import Pki
 from .store import Role, Store
 
-__all__ = ["main", "open_context"]
+__all__ = ["main", "open_context", "run_manager"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def run_manager(args: argparse.Namespace, stop: threading.Event) -> int:
+    """Serve both APIs until ``stop`` is set, then shut down cleanly.
+
+    The one "run until stopped" path: the foreground (`run`, SIGTERM/SIGINT set ``stop``) and
+    the Windows service (`run --service`, SvcStop sets ``stop``) both call it. Installs no
+    signal handlers, so it also runs on the service control manager's thread.
+    """
     from .jsonlog import configure_logging
     from .misp.integration import start_misp_worker, stop_misp
     from .server import ManagerServer
@@ -153,9 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             ),
             flush=True,
         )
-        signal.signal(signal.SIGTERM, lambda *_: server.stop())
-        signal.signal(signal.SIGINT, lambda *_: server.stop())
-        server.wait()
+        stop.wait()
     finally:
         logger.info("shutting down")
         stop_retention(ctx)
@@ -163,6 +168,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         server.close()
         ctx.close()
     return 0
+
+
+def cmd_run(args: argparse.Namespace, platform: str | None = None) -> int:
+    platform = sys.platform if platform is None else platform
+    stop = threading.Event()
+    if args.service and platform == "win32":
+        from .winservice import host_service, make_service_class
+
+        return host_service(make_service_class(lambda ev: run_manager(args, ev)))
+    # Foreground, and `--service` on Linux: systemd runs the program in the foreground and
+    # collects stderr (JSON log lines) in the journal; nothing needs a TTY.
+
+    def on_signal(*_: object) -> None:
+        # From another thread: Event.set() inside a handler could wait on the lock that the
+        # interrupted `stop.wait()` holds.
+        threading.Thread(target=stop.set, name="manager-signal", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return run_manager(args, stop)
 
 
 def _with_store(args: argparse.Namespace) -> AppContext:
@@ -333,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory-events",
         action="store_true",
         help="development: keep events in memory instead of index/",
+    )
+    p.add_argument(
+        "--service",
+        action="store_true",
+        help="started by a service manager: on Windows, host the service for the SCM; "
+        "elsewhere the same as a foreground run (systemd)",
     )
     p.set_defaults(fn=cmd_run)
 

@@ -24,7 +24,10 @@ THIRD_PARTY = {
               "win32service", "win32event", "servicemanager", "pywintypes", "win32api",
               "win32security", "ntsecuritycon", "zstandard", "cryptography"},
     "appliance": {"evtx", "orjson", "msgspec", "falcon", "waitress", "duckdb", "pymisp",
-                  "cryptography", "zstandard", "requests", "tantivy", "pyzipper"},
+                  "cryptography", "zstandard", "requests", "tantivy", "pyzipper",
+                  # appliance/winservice.py: `heron-manager run --service` on Windows (imported
+                  # inside functions only; pywin32 is a Windows-only dependency)
+                  "win32serviceutil", "win32service", "win32event", "servicemanager"},
 }
 
 

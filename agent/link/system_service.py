@@ -4,6 +4,8 @@
 pointing at this executable and config), reloads systemd and enables + starts it; `uninstall`
 stops, disables and removes it. On Windows the same subcommands register `HeronAgentService`
 (a `win32serviceutil.ServiceFramework` that runs the agent in-process) with the SCM.
+`heron-agent run --service` (what the MSI registers) hosts the same class through
+`make_service_class` + `host_service`.
 All external programs run through an injected runner.
 """
 
@@ -13,8 +15,10 @@ import logging
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -112,45 +116,82 @@ def uninstall_systemd(*, unit_dir: Path = UNIT_DIR, runner: Runner = _run) -> bo
     return True
 
 
-if sys.platform == "win32":  # pragma: no cover - Windows only
+def make_service_class(run: Callable[[threading.Event], int], *, name: str = SERVICE_NAME,
+                       display_name: str = DISPLAY_NAME,
+                       description: str = "Heron endpoint detection and response agent",
+                       ) -> type[Any]:
+    """A `win32serviceutil.ServiceFramework` subclass whose SvcDoRun calls ``run(stop)``.
+
+    ``run`` is the same "run until stopped" function the foreground CLI uses. SvcStop reports
+    SERVICE_STOP_PENDING and sets ``stop``, the same event SIGTERM/SIGINT set in the foreground;
+    pywin32's SvcRun/host reports SERVICE_STOPPED once SvcDoRun has returned. The pywin32 modules
+    are imported here, at call time, so Linux never imports them and tests can inject fakes.
+    """
     import servicemanager
-    import win32event
     import win32service
     import win32serviceutil
 
-    class HeronAgentService(win32serviceutil.ServiceFramework):  # type: ignore[misc]
-        """Runs the agent inside the Windows service control manager."""
-
-        _svc_name_ = SERVICE_NAME
-        _svc_display_name_ = DISPLAY_NAME
-        _svc_description_ = "Heron endpoint detection and response agent"
-        config_path: str | None = None
+    class HeronService(win32serviceutil.ServiceFramework):  # type: ignore[misc]
+        _svc_name_ = name
+        _svc_display_name_ = display_name
+        _svc_description_ = description
 
         def __init__(self, args: list[str]) -> None:
-            super().__init__(args)
-            self._stop_event = win32event.CreateEvent(None, 0, 0, None)
-            self._agent: object | None = None
+            win32serviceutil.ServiceFramework.__init__(self, args)
+            self.stop_event = threading.Event()
+            self.exit_code: int | None = None
 
         def SvcStop(self) -> None:  # noqa: N802 - pywin32 API
             self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING)
-            stop = getattr(self._agent, "stop", None)
-            if callable(stop):
-                stop()
-            win32event.SetEvent(self._stop_event)
+            self.stop_event.set()
 
         def SvcDoRun(self) -> None:  # noqa: N802 - pywin32 API
-            from agent.config import load_config
-            from agent.service import build_agent
-
-            from .link import attach
-
             servicemanager.LogMsg(servicemanager.EVENTLOG_INFORMATION_TYPE,
                                   servicemanager.PYS_SERVICE_STARTED, (self._svc_name_, ""))
-            config = load_config(self.config_path)
-            agent = build_agent(config)
-            attach(agent, config)
-            self._agent = agent
-            agent.run()
+            self.exit_code = run(self.stop_event)
+            servicemanager.LogMsg(servicemanager.EVENTLOG_INFORMATION_TYPE,
+                                  servicemanager.PYS_SERVICE_STOPPED, (self._svc_name_, ""))
+
+    HeronService.__name__ = HeronService.__qualname__ = "HeronAgentService"
+    return HeronService
+
+
+def host_service(service_class: type[Any]) -> int:
+    """Hand this process to the SCM (the pattern for frozen programs: no pythonservice.exe).
+
+    Blocks until the service has stopped. Started from a console instead of by the SCM,
+    StartServiceCtrlDispatcher fails with error 1063: say so and return 1.
+    """
+    import servicemanager
+
+    servicemanager.Initialize()
+    servicemanager.PrepareToHostSingle(service_class)
+    try:
+        servicemanager.StartServiceCtrlDispatcher()
+    except Exception as ex:  # pywintypes.error
+        if getattr(ex, "winerror", None) == 1063:  # ERROR_FAILED_SERVICE_CONTROLLER_CONNECT
+            print(f"{service_class._svc_name_}: --service is for the service control manager; "
+                  "use `run` without --service in a console", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if sys.platform == "win32":  # pragma: no cover - Windows only
+    import win32service
+    import win32serviceutil
+
+    def _run_from_config(stop: threading.Event) -> int:
+        from agent.cli import build_parser, run_agent
+
+        argv = ["run"] + (["-c", HeronAgentService.config_path]
+                          if HeronAgentService.config_path else [])
+        return run_agent(build_parser().parse_args(argv), stop)
+
+    class HeronAgentService(make_service_class(_run_from_config)):  # type: ignore[misc]
+        """Registered by `heron-agent service install` (pythonservice.exe hosting)."""
+
+        config_path: str | None = None
 
     def install_windows(config: str | None) -> None:
         HeronAgentService.config_path = config

@@ -1,0 +1,158 @@
+"""`heron-agent run --service`: foreground on Linux, SCM-hosted on Windows (fake pywin32)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import cli
+from agent.link import system_service
+
+STOP_PENDING = 3
+
+
+def _events(path: Path, n: int = 5) -> Path:
+    lines = [json.dumps({"Event": {"System": {
+        "Channel": "c", "EventID": 1, "EventRecordID": str(i),
+        "TimeCreated": {"SystemTime": f"2020-01-01T00:00:0{i}Z"}}, "EventData": {}}})
+        for i in range(n)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+class FakePywin32:
+    """Records what the service code asks of pywin32 (win32serviceutil, servicemanager, ...)."""
+
+    def __init__(self, *, dispatch: Any = None) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.hosted: type[Any] | None = None
+        self.dispatch = dispatch  # called with the hosted class by StartServiceCtrlDispatcher
+        fake = self
+
+        class ServiceFramework:
+            def __init__(self, args: list[str]) -> None:
+                fake.calls.append(("ServiceFramework.__init__", list(args)))
+
+            def ReportServiceStatus(self, status: int) -> None:  # noqa: N802
+                fake.calls.append(("ReportServiceStatus", status))
+
+        self.win32serviceutil = types.ModuleType("win32serviceutil")
+        self.win32serviceutil.ServiceFramework = ServiceFramework  # type: ignore[attr-defined]
+        self.win32service = types.ModuleType("win32service")
+        self.win32service.SERVICE_STOP_PENDING = STOP_PENDING  # type: ignore[attr-defined]
+        self.win32service.SERVICE_STOPPED = 1  # type: ignore[attr-defined]
+        sm = self.servicemanager = types.ModuleType("servicemanager")
+        sm.EVENTLOG_INFORMATION_TYPE = 4  # type: ignore[attr-defined]
+        sm.PYS_SERVICE_STARTED = 0x1002  # type: ignore[attr-defined]
+        sm.PYS_SERVICE_STOPPED = 0x1004  # type: ignore[attr-defined]
+        sm.LogMsg = lambda *a: fake.calls.append(("LogMsg", a[1]))  # type: ignore[attr-defined]
+        sm.Initialize = lambda: fake.calls.append(("Initialize", None))  # type: ignore[attr-defined]
+
+        def prepare(cls: type[Any]) -> None:
+            fake.hosted = cls
+            fake.calls.append(("PrepareToHostSingle", cls))
+
+        def start() -> None:
+            fake.calls.append(("StartServiceCtrlDispatcher", None))
+            if fake.dispatch is not None:
+                fake.dispatch(fake.hosted)
+
+        sm.PrepareToHostSingle = prepare  # type: ignore[attr-defined]
+        sm.StartServiceCtrlDispatcher = start  # type: ignore[attr-defined]
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("win32serviceutil", "win32service", "servicemanager"):
+            monkeypatch.setitem(__import__("sys").modules, name, getattr(self, name))
+
+    def names(self) -> list[str]:
+        return [c[0] for c in self.calls]
+
+
+def test_service_flag_on_linux_behaves_like_run(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    events = _events(tmp_path / "e.jsonl")
+    assert cli.main(["run", "--service", "--standalone", "--data-dir", str(tmp_path / "d"),
+                     "--replay", str(events)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["processed"] == 5
+
+
+def test_run_agent_returns_when_stop_is_set(tmp_path: Path) -> None:
+    events = _events(tmp_path / "e.jsonl")
+    args = cli.build_parser().parse_args(["run", "--standalone", "--data-dir", str(tmp_path),
+                                          "--replay", str(events), "--loop", "--rate", "50"])
+    stop = threading.Event()
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(cli.run_agent(args, stop)))
+    t.start()
+    assert not stop.wait(0.5) and t.is_alive()  # --loop: runs until stopped
+    stop.set()
+    t.join(timeout=30)
+    assert not t.is_alive() and result == [0]
+
+
+def test_service_class_runs_and_stops_through_the_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakePywin32()
+    fake.install(monkeypatch)
+    started = threading.Event()
+    seen: list[threading.Event] = []
+
+    def run(stop: threading.Event) -> int:
+        seen.append(stop)
+        started.set()
+        stop.wait(30)
+        return 7
+
+    cls = system_service.make_service_class(run)
+    assert cls._svc_name_ == "heron-agent"
+    svc = cls(["heron-agent"])
+    t = threading.Thread(target=svc.SvcDoRun)
+    t.start()
+    assert started.wait(10)
+    assert t.is_alive() and not seen[0].is_set()
+    svc.SvcStop()
+    t.join(timeout=10)
+    assert not t.is_alive() and seen[0].is_set() and svc.exit_code == 7
+    assert ("ReportServiceStatus", STOP_PENDING) in fake.calls
+    assert fake.names() == ["ServiceFramework.__init__", "LogMsg", "ReportServiceStatus",
+                            "LogMsg"]
+
+
+def test_service_flag_on_win32_hosts_the_class_with_the_run_args(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    events = _events(tmp_path / "e.jsonl")
+
+    def dispatch(cls: type[Any]) -> None:  # what the SCM does: instantiate, SvcRun
+        svc = cls([cls._svc_name_])
+        svc.SvcDoRun()  # the replay ends by itself
+        assert svc.exit_code == 0
+
+    fake = FakePywin32(dispatch=dispatch)
+    fake.install(monkeypatch)
+    args = cli.build_parser().parse_args(["run", "--service", "--standalone", "--data-dir",
+                                          str(tmp_path / "d"), "--replay", str(events)])
+    assert cli._cmd_run(args, platform="win32") == 0
+    assert fake.names()[:3] == ["Initialize", "PrepareToHostSingle",
+                                "StartServiceCtrlDispatcher"]
+    assert fake.hosted is not None and fake.hosted._svc_name_ == "heron-agent"
+    assert json.loads(capsys.readouterr().out)["processed"] == 5  # same code path as `run`
+
+
+def test_started_from_a_console_on_win32_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    class NotFromScm(Exception):
+        winerror = 1063
+
+    def dispatch(cls: type[Any]) -> None:
+        raise NotFromScm()
+
+    FakePywin32(dispatch=dispatch).install(monkeypatch)
+    cls = system_service.make_service_class(lambda stop: 0)
+    assert system_service.host_service(cls) == 1
+    assert "service control manager" in capsys.readouterr().err
