@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import logging
+import logging.handlers
 import signal
 import sys
 import threading
@@ -26,6 +27,9 @@ from rules import RuleError, wire
 __all__ = ["build_parser", "main", "run_agent"]
 
 logger = logging.getLogger("agent.cli")
+
+SERVICE_LOG_BYTES = 10 * 1024 * 1024
+SERVICE_LOG_BACKUPS = 5
 
 
 def _load(args: argparse.Namespace) -> AgentConfig:
@@ -49,11 +53,36 @@ def run_agent(args: argparse.Namespace, stop: threading.Event) -> int:
     The one "run until stopped" path: the foreground (`run`, SIGTERM/SIGINT set ``stop``) and
     the Windows service (`run --service`, SvcStop sets ``stop``) both call it. Installs no
     signal handlers, so it also runs on the service control manager's thread. ``stop`` is set
-    when it returns.
+    when it returns. Under ``--service`` it also logs to ``<data_dir>/logs/heron-agent.log``.
     """
+    config = _load(args)
+    log_file = _service_log(config.data_dir) if getattr(args, "service", False) else None
+    try:
+        return _run_agent(args, config, stop)
+    finally:
+        if log_file is not None:
+            logging.getLogger().removeHandler(log_file)
+            log_file.close()
+
+
+def _service_log(data_dir: Path) -> logging.Handler:
+    """Also log to ``<data_dir>/logs/heron-agent.log`` (rotating) under ``run --service``.
+
+    A Windows service has no stderr to read; the file keeps the log (10 MiB x 5 files).
+    """
+    path = data_dir / "logs" / "heron-agent.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=SERVICE_LOG_BYTES, backupCount=SERVICE_LOG_BACKUPS, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logger.info("service mode: logging to %s", path)
+    return handler
+
+
+def _run_agent(args: argparse.Namespace, config: AgentConfig, stop: threading.Event) -> int:
     from agent.service import build_agent
 
-    config = _load(args)
     agent = build_agent(config)
     if not args.standalone:
         try:
@@ -186,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", type=float, default=0.0, help="replay at a fixed events/s")
     run.add_argument("--loop", action="store_true", help="replay forever")
     run.add_argument("--service", action="store_true",
-                     help="started by a service manager: on Windows, host the service for the "
-                          "SCM; elsewhere the same as a foreground run (systemd)")
+                     help="started by a service manager: also log to "
+                          "<data_dir>/logs/heron-agent.log (rotating); on Windows, host the "
+                          "service for the SCM; elsewhere a foreground run (systemd)")
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="print an IR report of this endpoint")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import logging.handlers
 import os
 import signal
 import sys
@@ -30,6 +31,9 @@ from .store import Role, Store
 __all__ = ["main", "open_context", "run_manager"]
 
 logger = logging.getLogger(__name__)
+
+SERVICE_LOG_BYTES = 10 * 1024 * 1024
+SERVICE_LOG_BACKUPS = 5
 
 
 def _paths(data_dir: Path) -> dict[str, Path]:
@@ -129,21 +133,51 @@ def run_manager(args: argparse.Namespace, stop: threading.Event) -> int:
 
     The one "run until stopped" path: the foreground (`run`, SIGTERM/SIGINT set ``stop``) and
     the Windows service (`run --service`, SvcStop sets ``stop``) both call it. Installs no
-    signal handlers, so it also runs on the service control manager's thread.
+    signal handlers, so it also runs on the service control manager's thread. Under
+    ``--service`` it also logs to ``<data_dir>/logs/heron-manager.log``.
     """
     from .jsonlog import configure_logging
-    from .misp.integration import start_misp_worker, stop_misp
-    from .server import ManagerServer
-    from .services.retention import start_retention_worker, stop_retention
 
     config = load_config(_paths(args.data_dir)["config"]).with_listen(
         admin=args.admin_listen, endpoint=args.endpoint_listen
     )
     configure_logging(config.logging.level, json_lines=config.logging.json)
+    log_file = _service_log(args.data_dir) if getattr(args, "service", False) else None
+    try:
+        return _serve(args, config, stop)
+    finally:
+        if log_file is not None:
+            logging.getLogger().removeHandler(log_file)
+            log_file.close()
+
+
+def _service_log(data_dir: Path) -> logging.Handler:
+    """Also log to ``<data_dir>/logs/heron-manager.log`` (rotating) under ``run --service``.
+
+    A Windows service has no stderr to read; the file keeps the log (10 MiB x 5 files) in the
+    same format as stderr (structured JSON lines unless ``[logging] json = false``).
+    """
+    path = data_dir / "logs" / "heron-manager.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=SERVICE_LOG_BYTES, backupCount=SERVICE_LOG_BACKUPS, encoding="utf-8")
+    root = logging.getLogger()
+    if root.handlers:
+        handler.setFormatter(root.handlers[0].formatter or logging.Formatter())
+    root.addHandler(handler)
+    logger.info("service mode: logging to %s", path)
+    return handler
+
+
+def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> int:
+    from .console import console_for
+    from .misp.integration import start_misp_worker, stop_misp
+    from .server import ManagerServer
+    from .services.retention import start_retention_worker, stop_retention
+
     ctx = open_context(args.data_dir, config=config, memory_events=args.memory_events)
     if args.memory_events:
         logger.warning("events are kept in memory only (--memory-events): NOT durable")
-    from .console import console_for
 
     ctx.console = console_for(ctx)  # sessions, CSRF, user refresh, detection overview
     server = ManagerServer(ctx)
@@ -362,8 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--service",
         action="store_true",
-        help="started by a service manager: on Windows, host the service for the SCM; "
-        "elsewhere the same as a foreground run (systemd)",
+        help="started by a service manager: also log to <data_dir>/logs/heron-manager.log "
+        "(rotating); on Windows, host the service for the SCM; elsewhere a foreground run "
+        "(systemd)",
     )
     p.set_defaults(fn=cmd_run)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import types
 from pathlib import Path
@@ -74,12 +75,23 @@ class FakePywin32:
 
 
 def test_service_flag_on_linux_behaves_like_run(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+                                                capsys: pytest.CaptureFixture[str],
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)  # pytest's handlers make main()'s basicConfig a no-op
     events = _events(tmp_path / "e.jsonl")
     assert cli.main(["run", "--service", "--standalone", "--data-dir", str(tmp_path / "d"),
                      "--replay", str(events)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["processed"] == 5
+    log = (tmp_path / "d" / "logs" / "heron-agent.log").read_text()
+    assert "service mode: logging to" in log
+
+
+def test_run_without_service_writes_no_log_file(tmp_path: Path) -> None:
+    events = _events(tmp_path / "e.jsonl")
+    assert cli.main(["run", "--standalone", "--data-dir", str(tmp_path / "d"),
+                     "--replay", str(events)]) == 0
+    assert not (tmp_path / "d" / "logs").exists()
 
 
 def test_run_agent_returns_when_stop_is_set(tmp_path: Path) -> None:

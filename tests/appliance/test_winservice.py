@@ -177,3 +177,7 @@ def test_run_service_on_linux_serves_and_stops_cleanly_on_sigterm(tmp_path: Path
             proc.wait()
     assert proc.returncode == 0, err
     assert "shutting down" in err
+    # Service mode also writes the rotating log file, in the same JSON-lines format.
+    lines = (data / "logs" / "heron-manager.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert any(r["msg"] == "shutting down" for r in records)
