@@ -142,7 +142,8 @@ class RetentionConfig:
     """[retention]: event retention and index maintenance (a background pass)."""
 
     max_age_days: int = _f(90, "drop events received more than this many days ago (0 = forever)")
-    max_bytes: int = _f(0, "drop the oldest events while the event store is larger (0 = no cap)")
+    max_bytes: int = _f(
+        0, "drop the oldest events while their estimated bytes on disk are larger (0 = no cap)")
     interval: float = _f(3600.0, "seconds between maintenance passes (0 = no periodic pass)")
     merge: bool = _f(True, "merge index segments and reclaim space after each pass")
 

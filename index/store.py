@@ -176,7 +176,10 @@ class EventStore:
         opened: list[Any] = []
         try:
             self._state_path = self.root / "store.json"
-            self._min_seq: int = int(self._load_state().get("min_seq", 1))
+            state = self._load_state()
+            self._min_seq: int = int(state.get("min_seq", 1))
+            ratio = state.get("size_ratio")
+            self._size_ratio: float | None = float(ratio) if ratio else None
             self.journal = Journal(self.root / "journal", segment_bytes=journal_segment_bytes,
                                    fsync=fsync)
             opened.append(self.journal)
@@ -212,7 +215,10 @@ class EventStore:
 
     def _save_state(self) -> None:
         tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"min_seq": self._min_seq, "schema": SCHEMA_VERSION}))
+        state: dict[str, Any] = {"min_seq": self._min_seq, "schema": SCHEMA_VERSION}
+        if self._size_ratio is not None:
+            state["size_ratio"] = self._size_ratio
+        tmp.write_text(json.dumps(state))
         tmp.replace(self._state_path)
 
     def _open_index(self, path: Path) -> tantivy.Index:
@@ -542,6 +548,18 @@ class EventStore:
     ) -> int:
         """Drop the oldest events (by receipt order) past an age or a disk budget.
 
+        ``max_bytes`` is compared with an *estimate* of the bytes the live events take, not with
+        ``disk_usage()["total"]``: DuckDB's file and Tantivy's segments do not shrink when rows
+        are deleted (a DuckDB checkpoint can even grow the file with no new events), so the raw
+        total would make every pass delete more old events even when the live data fits. Only
+        the journal really shrinks (whole segments are dropped) and grows in proportion to the
+        events. So the estimate is ``journal bytes x ratio``: the ratio is measured at the first
+        pass (disk total / journal bytes) and, after every pass, recomputed as the estimate
+        scaled to the events kept / the journal bytes left, then saved in ``store.json``
+        (``size_ratio``). A second pass with the same cap and no new events removes nothing
+        (same journal, same estimate, already under the cap); new events grow the journal and
+        push the oldest out. See ``_estimate_live_bytes``.
+
         Returns:
             The new lowest kept sequence number.
         """
@@ -553,24 +571,45 @@ class EventStore:
                                     (limit.replace(tzinfo=None),))
             if rows and rows[0][0] is not None:
                 cutoff = max(cutoff, int(rows[0][0]) + 1)
+        estimate = live_before = 0
         if max_bytes is not None:
-            used = self.disk_usage()["total"]
-            live = self.tables.read("SELECT count(*), min(seq) FROM events")[0]
-            if used > max_bytes and live[0]:
-                drop = int((used - max_bytes) / (used / live[0])) + 1
+            estimate = self._estimate_live_bytes()
+            live_before = int(self.tables.read("SELECT count(*) FROM events")[0][0])
+            if estimate > max_bytes and live_before:
+                drop = int((estimate - max_bytes) / (estimate / live_before)) + 1
                 rows = self.tables.read(
                     "SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?", (drop,))
                 cutoff = max(cutoff, int(rows[0][0]) if rows else self.journal.next_seq)
-        if cutoff <= self._min_seq:
-            return self._min_seq
-        self._on_writer(lambda: self._indexer.delete_below(cutoff))
-        self._min_seq = cutoff
-        self._save_state()
-        dropped = self.journal.drop_before(cutoff)
-        with self._append_lock:
-            self._batches = {k: v for k, v in self._batches.items() if sum(v) > cutoff}
-        logger.info("retention: kept seq >= %d, dropped %d journal segments", cutoff, len(dropped))
-        return cutoff
+        changed = cutoff > self._min_seq
+        if changed:
+            self._on_writer(lambda: self._indexer.delete_below(cutoff))
+            self._min_seq = cutoff
+            self._save_state()
+            dropped = self.journal.drop_before(cutoff)
+            with self._append_lock:
+                self._batches = {k: v for k, v in self._batches.items() if sum(v) > cutoff}
+            logger.info("retention: kept seq >= %d, dropped %d journal segments",
+                        cutoff, len(dropped))
+        if max_bytes is not None:
+            live_after = int(self.tables.read("SELECT count(*) FROM events")[0][0])
+            kept = estimate * live_after / live_before if live_before else 0.0
+            journal = self.disk_usage()["journal"]
+            if journal > 0:
+                self._size_ratio = kept / journal
+            self._save_state()
+        return self._min_seq
+
+    def _estimate_live_bytes(self) -> int:
+        """Estimate the bytes the live events take (for ``apply_retention(max_bytes=...)``).
+
+        Without a saved ratio (first size pass): the measured disk total. With one: journal
+        bytes x ``size_ratio`` (store bytes per journal byte at the end of the last pass),
+        never more than the measured disk total.
+        """
+        usage = self.disk_usage()
+        if self._size_ratio is None:
+            return usage["total"]
+        return min(usage["total"], int(usage["journal"] * self._size_ratio))
 
     def disk_usage(self) -> dict[str, int]:
         """Return bytes on disk per component and in total."""

@@ -159,6 +159,25 @@ def test_size_retention_drops_the_oldest_until_under_the_cap(
     assert _total(events, "batch7") == 40  # the newest are all kept and searchable
     assert _total(events, 'CommandLine:"batch7 run 39"') == 1
 
+    # The files do not shrink after deletes: the same cap with no new events removes nothing.
+    kept = _total(events)
+    for _ in range(2):
+        again = retention.run_once()
+        assert again is not None and again.events_removed == 0
+        assert _total(events) == kept
+    # New events beyond the cap push the oldest out (and the newest stay).
+    oldest = next(i for i in range(8) if _total(events, f"batch{i}") > 0)
+    in_oldest = _total(events, f"batch{oldest}")
+    for i in range(8, 12):
+        events.append(_events(f"batch{i}", 40, pad=400), endpoint=EP, batch_id=f"b{i}")
+        store_clock.now += 60
+    grown = retention.run_once()
+    assert grown is not None and grown.events_removed is not None
+    assert grown.events_removed > 0
+    assert _total(events) == kept + 160 - grown.events_removed
+    assert _total(events, "batch11") == 40
+    assert _total(events, f"batch{oldest}") < in_oldest  # the oldest kept went first
+
 
 def test_zero_limits_keep_everything(events: EventStore, store_clock: Clock) -> None:
     events.append(_events("keepme", 10), endpoint=EP, batch_id="k")

@@ -84,3 +84,29 @@ def test_merge_segments_and_stats(make_store: MakeStore) -> None:
     assert stats["bytes"]["total"] == sum(
         v for k, v in stats["bytes"].items() if k != "total")
     assert store.search("Image:C:\\s3\\*").total == 5
+
+
+def test_retention_by_size_is_stable_without_new_events_and_across_reopen(tmp_path) -> None:
+    """The files do not shrink after deletes: the same cap again must not drop more."""
+    with EventStore(tmp_path / "s", fsync=False, journal_segment_bytes=1) as store:
+        for b in range(10):
+            store.append(_batch(f"b{b}"), endpoint=EP)
+        store.flush()
+        cap = store.disk_usage()["total"] // 2
+        kept_from = store.apply_retention(max_bytes=cap)
+        assert kept_from > 1
+        assert store.apply_retention(max_bytes=cap) == kept_from
+        store.merge_segments()
+        assert store.apply_retention(max_bytes=cap) == kept_from
+        remaining = store.count()
+    with EventStore(tmp_path / "s", fsync=False) as store:  # the baseline is in store.json
+        store.flush()
+        assert store.apply_retention(max_bytes=cap) == kept_from
+        assert store.count() == remaining
+        for b in range(10, 15):
+            store.append(_batch(f"b{b}"), endpoint=EP)
+        store.flush()
+        moved = store.apply_retention(max_bytes=cap)  # new events beyond the cap: oldest go
+        assert moved > kept_from
+        assert store.sql("SELECT min(seq) FROM events").rows == [(moved,)]
+        assert store.search("Image:C:\\b14\\*").total == 20
