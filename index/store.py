@@ -594,7 +594,7 @@ class EventStore:
             live_after = int(self.tables.read("SELECT count(*) FROM events")[0][0])
             kept = estimate * live_after / live_before if live_before else 0.0
             journal = self.disk_usage()["journal"]
-            if journal > 0:
+            if kept > 0 and journal > 0:  # else keep the last ratio (0 would disable the cap)
                 self._size_ratio = kept / journal
             self._save_state()
         return self._min_seq

@@ -110,3 +110,18 @@ def test_retention_by_size_is_stable_without_new_events_and_across_reopen(tmp_pa
         assert moved > kept_from
         assert store.sql("SELECT min(seq) FROM events").rows == [(moved,)]
         assert store.search("Image:C:\\b14\\*").total == 20
+
+
+def test_retention_by_size_keeps_working_after_a_pass_that_dropped_everything(
+        make_store: MakeStore) -> None:
+    store = make_store(journal_segment_bytes=10**9)  # one journal segment: it is never dropped
+    for b in range(4):
+        store.append(_batch(f"e{b}"), endpoint=EP)
+    store.flush()
+    store.apply_retention(max_bytes=1)
+    assert store.count() == 0
+    for b in range(4, 8):
+        store.append(_batch(f"e{b}"), endpoint=EP)
+    store.flush()
+    store.apply_retention(max_bytes=1)
+    assert store.count() == 0  # the cap still applies
