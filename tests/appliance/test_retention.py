@@ -334,8 +334,15 @@ def test_admin_route_runs_one_pass(renv: Env, store_clock: Clock) -> None:
     metrics = renv.a("GET", "/metrics").text
     assert "heron_retention_events_removed_total 5" in metrics
     assert "heron_retention_runs_total 1" in metrics
-    audit = renv.a("GET", "/audit").json["data"]
-    assert any("/maintenance/retention" in str(row) for row in audit)
+
+    def audited() -> bool:  # the audit row goes through the store's writer thread
+        audit = renv.a("GET", "/audit").json["data"]
+        return any("/maintenance/retention" in str(row) for row in audit)
+
+    deadline = time.monotonic() + 10
+    while not audited():
+        assert time.monotonic() < deadline, "retention pass not in the audit log"
+        time.sleep(0.05)
 
 
 def test_admin_route_is_admin_only_and_documented(renv: Env) -> None:

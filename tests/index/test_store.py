@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -49,6 +50,7 @@ def test_searchable_within_two_seconds_without_flush(make_store: MakeStore) -> N
     deadline = datetime.now(UTC) + timedelta(seconds=2)
     while store.search("Image:*fresh*").total == 0:
         assert datetime.now(UTC) < deadline, "event not searchable within 2 s"
+        time.sleep(0.05)  # poll like a client; a busy loop would starve the writer of the GIL
 
 
 def test_invalid_events_are_rejected_before_journaling(make_store: MakeStore) -> None:
