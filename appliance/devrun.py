@@ -81,8 +81,8 @@ def _seed_rules(client: AdminClient) -> None:
 
 
 def _enroll_agent(adir: Path, client: AdminClient, args: argparse.Namespace, ca: Path) -> None:
-    if (adir / "link" / "cert.pem").exists():
-        return
+    if (adir / "link" / "identity" / "identity.json").exists():
+        return  # enrolled on an earlier run (agent.link.identity layout)
     token = client.call("POST", "/enroll/tokens", {"group": "local", "ttl": 600})
     subprocess.run(
         [*_program("heron-agent", "agent.cli"), "enroll", "--data-dir", str(adir),
