@@ -52,12 +52,8 @@ def _sync_body(data: Any) -> bool:
     return full
 
 
-class MispSettingsResource:
-    """GET/PUT /misp/settings."""
-
-    READ_ROLES = ADMIN_ONLY
-    WRITE_ROLES = ADMIN_ONLY
-    BODY = {"put": JsonBody(_object, _SETTINGS_SCHEMA)}
+class _MispResource:
+    """Base of the /misp resources: the context's MispSync, attached on first use."""
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
@@ -65,6 +61,14 @@ class MispSettingsResource:
     @property
     def sync(self) -> MispSync:
         return attach_misp(self.ctx)
+
+
+class MispSettingsResource(_MispResource):
+    """GET/PUT /misp/settings."""
+
+    READ_ROLES = ADMIN_ONLY
+    WRITE_ROLES = ADMIN_ONLY
+    BODY = {"put": JsonBody(_object, _SETTINGS_SCHEMA)}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """The MISP settings (the API key is never returned)."""
@@ -79,18 +83,11 @@ class MispSettingsResource:
         envelope(resp, settings.to_public_dict())
 
 
-class MispTestResource:
+class MispTestResource(_MispResource):
     """POST /misp/test."""
 
     WRITE_ROLES = ADMIN_ONLY
     BODY = {"post": JsonBody(_object, _SETTINGS_SCHEMA)}
-
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-
-    @property
-    def sync(self) -> MispSync:
-        return attach_misp(self.ctx)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Test the connection with these settings.
@@ -100,24 +97,17 @@ class MispTestResource:
         envelope(resp, self.sync.test_connection(req.context.body))
 
 
-class MispStatusResource:
+class MispStatusResource(_MispResource):
     """GET /misp/status."""
 
     READ_ROLES = ALL_ROLES
-
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-
-    @property
-    def sync(self) -> MispSync:
-        return attach_misp(self.ctx)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Last runs, counts, errors and queue sizes of the MISP sync."""
         envelope(resp, self.sync.status())
 
 
-class MispSyncResource:
+class MispSyncResource(_MispResource):
     """POST /misp/sync."""
 
     WRITE_ROLES = ADMIN_ONLY
@@ -126,13 +116,6 @@ class MispSyncResource:
             _sync_body, {"type": "object", "properties": {"full": {"type": "boolean"}}}
         )
     }
-
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-
-    @property
-    def sync(self) -> MispSync:
-        return attach_misp(self.ctx)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Test the connection with these settings.
