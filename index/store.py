@@ -8,9 +8,6 @@ yet (idempotent replay), and starts the writer thread. ``append`` is durable on 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import enum
 import hashlib
 import json
 import logging
@@ -18,7 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +32,15 @@ from index.errors import IndexQueryError, InvalidEventError, StoreClosedError, S
 from index.fields import event_hash
 from index.journal import Journal, JournalRecord
 from index.query import QueryTranslator
+from index.results import (
+    AppendResult,
+    EndpointRef,
+    SearchPage,
+    StoreState,
+    decode_cursor,
+    encode_cursor,
+    rfc3339_ns,
+)
 from index.schema import SCHEMA_VERSION, build_schema, register_analyzers, to_micros
 from index.tables import SqlResult, Tables
 from index.timewin import TimeLike, parse_datetime
@@ -51,77 +57,6 @@ _ITER_WINDOW = 20_000
 # NOTE(index): the options of rules.event.event_hash (the canonical event JSON)
 _HASH_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 MAX_LIMIT = 10_000
-
-
-class StoreState(enum.Enum):
-    """Lifecycle of an :class:`EventStore`."""
-
-    OPEN = "open"  # accepting appends and queries
-    CLOSED = "closed"  # close() ran; every call raises StoreClosedError
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointRef:
-    """The endpoint a batch came from (its certificate CN is ``uuid``)."""
-
-    uuid: str
-    hostname: str = ""
-    ip: str = ""
-    group: str = ""
-
-    def to_edr(self) -> dict[str, str]:
-        """Return the WHIDS ``EdrData.Endpoint`` object."""
-        return {"UUID": self.uuid, "IP": self.ip, "Hostname": self.hostname, "Group": self.group}
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """Outcome of ``append``: the sequence range given to the batch.
-
-    Attributes:
-        first_seq: Sequence number of the first event (0 for an empty batch).
-        count: Number of events stored.
-        duplicate: True when ``(endpoint, batch_id)`` was already stored (nothing written).
-    """
-
-    first_seq: int
-    count: int
-    duplicate: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SearchPage:
-    """One page of search results, newest event first.
-
-    Attributes:
-        events: Full events (with ``EdrData``).
-        next_cursor: Opaque cursor for the next page, ``None`` on the last page.
-        total: Number of matching events (of the whole result, not this page).
-    """
-
-    events: list[dict[str, Any]]
-    next_cursor: str | None
-    total: int
-
-
-def _rfc3339_ns(ns: int) -> str:
-    secs, frac = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{frac:09d}Z"
-
-
-def _encode_cursor(ts_ns: int, seqs: list[int], total: int) -> str:
-    raw = orjson.dumps({"t": ts_ns, "s": seqs, "n": total})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[int, set[int], int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        body = orjson.loads(raw)
-        return int(body["t"]), {int(s) for s in body["s"]}, int(body["n"])
-    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError) as ex:
-        raise IndexQueryError("invalid cursor", query=cursor) from ex
 
 
 def _lock_root(root: Path) -> Any:
@@ -318,7 +253,7 @@ class EventStore:
         if not events:
             return AppendResult(0, 0)
         rt_ns = int(self._clock() * 1e9)
-        receipt = _rfc3339_ns(rt_ns)
+        receipt = rfc3339_ns(rt_ns)
         edr_endpoint = endpoint.to_edr()
         finals: list[dict[str, Any]] = []
         encoded: list[bytes] = []
@@ -437,7 +372,7 @@ class EventStore:
         seen: set[int] = set()
         total = -1
         if cursor:
-            boundary, seen, total = _decode_cursor(cursor)
+            boundary, seen, total = decode_cursor(cursor)
             clauses.append((Occur.Must, Q.range_query(
                 self._schema, "ts", tantivy.FieldType.Integer, None, boundary)))
         searcher = self._index.searcher()
@@ -461,7 +396,7 @@ class EventStore:
             at_boundary = [s for k, s, _ in picked if k == last_ts]
             if picked[0][0] == last_ts:
                 at_boundary += list(seen)
-            next_cursor = _encode_cursor(last_ts, at_boundary, total)
+            next_cursor = encode_cursor(last_ts, at_boundary, total)
         return SearchPage(events, next_cursor, total)
 
     def count(self, query: str = "", **filters: Any) -> int:
