@@ -6,4 +6,6 @@ import sys
 
 from .cli import main
 
-sys.exit(main())
+# NOTE(manager): guarded: a spawned child (the index writer) imports this as __mp_main__.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,6 +28,10 @@ from .errors import ApplianceError, ConfigError, StoreError
 from .pki import Pki
 from .store import Role, Store
 
+# NOTE(manager): index.writer_child.FROZEN_ARG (not imported: it would load Tantivy for every
+# command); a frozen manager re-runs itself with it to start the index writer process.
+FROZEN_INDEX_WRITER = "--heron-index-writer"
+
 __all__ = ["main", "open_context", "run_manager"]
 
 logger = logging.getLogger(__name__)
@@ -75,7 +79,8 @@ def open_context(
         if with_events and not memory_events:
             from index import EventStore
 
-            events = EventStore(paths["events"])
+            # NOTE(manager): Tantivy is written from a child process (a second core for ingest)
+            events = EventStore(paths["events"], index_process=True)
         return build_context(
             data_dir=data_dir, config=config, store=store, events=events, pki=Pki(paths["pki"])
         )
@@ -445,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [FROZEN_INDEX_WRITER]:  # NOTE(manager): the frozen manager's index writer
+        from index.writer_child import main as index_writer_main
+
+        return index_writer_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command not in ("run",):
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,9 +75,15 @@ def make_batches(events: list[dict[str, Any]], size: int, count: int) -> list[by
 
 
 def cpu_of(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of the server and its children (the index writer process)."""
+    proc = psutil.Process(pid)
+    total = sum(proc.cpu_times()[:2])
+    for child in proc.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
 
 
 def agent_worker(args: tuple[str, str, str, str, list[bytes], float, int]) -> dict[str, Any]:

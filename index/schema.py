@@ -61,6 +61,7 @@ __all__ = [
     "project_many",
     "register_analyzers",
     "to_micros",
+    "with_raw",
 ]
 
 SCHEMA_VERSION = 4
@@ -135,12 +136,14 @@ class Projection:
 
     Attributes:
         seq: Store sequence number.
-        doc_json: The Tantivy document as JSON text (for ``IndexWriter.add_json``).
+        doc_json: The Tantivy document as UTF-8 JSON, without ``raw`` (see :func:`with_raw`).
+        raw: The stored event JSON (the document's ``raw`` bytes).
         row: The DuckDB ``events`` row, in ``tables.EVENT_COLUMNS`` order.
     """
 
     seq: int
-    doc_json: str
+    doc_json: bytes
+    raw: bytes
     row: tuple[Any, ...]
 
 
@@ -154,6 +157,16 @@ def project(
     """
     return project_many([event], first_seq=seq, rt=rt, endpoint=endpoint, hostname=hostname,
                         raws=[raw])[0]
+
+
+def with_raw(doc_json: bytes, raw: bytes) -> str:
+    """The document JSON for ``add_json`` with the stored event added as ``raw``.
+
+    PERF(index): done by whoever adds the document (the writer child process in the
+    manager), not by the projection: encoding ``raw`` into the document is ≈ 7 µs/event
+    (base64 + JSON string), a fifth of the projection's cost.
+    """
+    return b"".join((doc_json[:-1], b',"raw":"', base64.b64encode(raw), b'"}')).decode()
 
 
 def _fast_time(system: dict[str, Any]) -> tuple[bool, datetime | None]:
@@ -224,7 +237,6 @@ def project_many(
     host_low = hostname.lower()
     out: list[Projection] = []
     dumps = orjson.dumps
-    b64 = base64.b64encode
     key_info = _KEY_INFO
     for i, event in enumerate(events):
         seq = first_seq + i
@@ -291,7 +303,6 @@ def project_many(
             doc["sig"] = [s.lower() for s in sigs]
         if digests:
             doc["hash"] = digests
-        doc["raw"] = b64(raws[i]).decode("ascii")
         get = columns.get
         row = (
             seq,
@@ -310,5 +321,5 @@ def project_many(
             retro,
             ehash,
         )
-        out.append(Projection(seq, dumps(doc).decode(), row))
+        out.append(Projection(seq, dumps(doc), raws[i], row))
     return out

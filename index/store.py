@@ -42,6 +42,7 @@ from index.results import (
     rfc3339_ns,
 )
 from index.schema import SCHEMA_VERSION, build_schema, register_analyzers, to_micros
+from index.sinks import LocalWriter, TantivySink, WriterProcess
 from index.tables import SqlResult, Tables
 from index.timewin import TimeLike, parse_datetime
 from index.writer import Indexer
@@ -71,6 +72,13 @@ def _lock_root(root: Path) -> Any:
     return handle
 
 
+class _Closer:
+    """Adapts a close function to the ``close()`` of the parts opened so far."""
+
+    def __init__(self, close: Callable[[], None]) -> None:
+        self.close = close
+
+
 def _stored_event(searcher: tantivy.Searcher, addr: tantivy.DocAddress) -> dict[str, Any]:
     raw = searcher.doc(addr).get_first("raw")
     if not isinstance(raw, bytes):
@@ -89,6 +97,9 @@ class EventStore:
         heap_size: Tantivy writer heap in bytes.
         index_threads: Tantivy indexing threads.
         fsync: Fsync the journal before ``append`` returns (only tests turn it off).
+        journal_segment_bytes: Size at which the journal starts a new segment file.
+        index_process: Write the Tantivy index from a child process (``index.sinks``); the
+            manager does, so that indexing uses another core.
     """
 
     def __init__(
@@ -101,6 +112,7 @@ class EventStore:
         index_threads: int = 1,
         fsync: bool = True,
         journal_segment_bytes: int = 64 * 1024 * 1024,
+        index_process: bool = False,
     ) -> None:
         self.root = Path(root)
         self._clock = clock
@@ -123,8 +135,13 @@ class EventStore:
             self._translator = QueryTranslator(self._schema)
             self.tables = Tables(self.root / "events.duckdb")
             opened.append(self.tables)
-            self._indexer = Indexer(self._index, self.tables, heap_size=heap_size,
-                                    num_threads=index_threads, commit_interval=commit_interval)
+            sink: TantivySink = (
+                WriterProcess(self.root / "index", heap_size=heap_size, num_threads=index_threads)
+                if index_process else
+                LocalWriter(self._index, heap_size=heap_size, num_threads=index_threads))
+            opened.append(_Closer(sink.close))
+            self._indexer = Indexer(self._index, self.tables, sink,
+                                    commit_interval=commit_interval)
             self._batches: dict[tuple[str, str], tuple[int, int]] = {
                 (ep, bid): (first, count) for ep, bid, first, count in self.tables.batch_keys()
             }
@@ -562,7 +579,8 @@ class EventStore:
         return usage
 
     def stats(self) -> dict[str, Any]:
-        """Return counters: events, segments, pending records, bytes, last commit."""
+        """Return counters: events, segments, pending records, bytes, last commit, and the
+        pid of the process writing the Tantivy index."""
         self._check_open()
         searcher = self._index.searcher()
         writer = self._indexer.stats()
@@ -575,5 +593,6 @@ class EventStore:
             "commits": writer.commits,
             "last_commit": writer.last_commit,
             "indexer_error": writer.error,
+            "writer_pid": self._indexer.writer_pid,
             "bytes": self.disk_usage(),
         }

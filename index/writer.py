@@ -1,15 +1,17 @@
 """The store's single writer thread: journal records → Tantivy documents + DuckDB rows.
 
-Everything that mutates the Tantivy index or the DuckDB tables runs here, fed by a queue
-(datasette's ``Database._execute_writes`` shape). Records are applied in sequence order;
-each backend remembers the highest sequence it holds (``tantivy_max``/``tables_max``), so a
-replay after a crash skips what a backend already committed: replay is idempotent.
+Everything that mutates the Tantivy index or the DuckDB tables is issued from here, fed by a
+queue (datasette's ``Database._execute_writes`` shape); Tantivy documents go through a sink
+(``index.sinks``: a writer in this process or in a child process). Records are applied in
+sequence order; each backend remembers the highest sequence it holds (``tantivy_max``/
+``tables_max``), so a replay after a crash skips what a backend already committed: replay is
+idempotent.
 
 Commit policy: the first uncommitted document starts a clock; the index is committed and
 the reader reloaded when ``commit_interval`` has elapsed (or on ``flush``), so an event is
 searchable at most ``commit_interval`` + commit time after ``append`` returned. Timed commits
-run on a short-lived helper thread while the writer thread projects the next records and
-inserts their rows; only adding documents to the Tantivy writer waits for the commit.
+are asynchronous: the writer thread projects the next records and inserts their rows while
+the sink commits, and the reader reloads when the commit is done.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import tantivy
 from index.errors import StoreError
 from index.journal import JournalRecord
 from index.schema import Projection, project_many
+from index.sinks import TantivySink
 from index.tables import Tables
 
 __all__ = ["Indexer", "IndexerStats"]
@@ -66,20 +69,14 @@ class Indexer:
         self,
         index: tantivy.Index,
         tables: Tables,
+        sink: TantivySink,
         *,
-        heap_size: int,
-        num_threads: int,
         commit_interval: float,
         max_queue: int = 32,
     ) -> None:
         self.index = index
         self.tables = tables
-        self._heap_size = heap_size
-        self._num_threads = num_threads
-        try:
-            self._writer = index.writer(heap_size=heap_size, num_threads=num_threads)
-        except ValueError as ex:
-            raise StoreError(f"cannot open the Tantivy writer: {ex}") from ex
+        self._sink = sink
         self._commit_interval = commit_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self.tantivy_max = self._tantivy_max_seq()
@@ -118,10 +115,16 @@ class Indexer:
         self._queue.put(_Call(fn, future))
         return future
 
+    @property
+    def writer_pid(self) -> int | None:
+        """Pid of the process that writes the Tantivy index."""
+        return self._sink.pid
+
     def stats(self) -> IndexerStats:
         """Return the writer counters."""
         return IndexerStats(self.tantivy_max, self.tables_max, self._queue.qsize(),
-                            self._commits, self._last_commit, self._error)
+                            self._commits, self._last_commit,
+                            self._error or self._sink.last_error)
 
     def stop(self, timeout: float | None = None) -> None:
         """Commit what is pending and stop the thread (idempotent)."""
@@ -211,7 +214,8 @@ class Indexer:
         """
         rows: list[tuple[Any, ...]] = []
         batches: list[tuple[Any, ...]] = []
-        docs: list[str] = []
+        docs: list[bytes] = []
+        raws: list[bytes] = []
         tantivy_max = self.tantivy_max
         for record, encoded in group:
             if record.last_seq <= min(tantivy_max, self.tables_max):
@@ -219,6 +223,7 @@ class Indexer:
             for proj in _projections(record, encoded):
                 if proj.seq > tantivy_max:
                     docs.append(proj.doc_json)
+                    raws.append(proj.raw)
                 if proj.seq > self.tables_max:
                     rows.append(proj.row)
             if record.batch_id is not None and record.last_seq > self.tables_max:
@@ -230,42 +235,40 @@ class Indexer:
             self.tables_max = max(self.tables_max, max((r[0] for r in rows), default=0),
                                   max((b[2] + b[3] - 1 for b in batches), default=0))
         if docs:
-            self._finish_commit()
-            add = self._writer.add_json
-            for doc in docs:
-                add(doc)
+            self._sink.add(docs, raws)
             if self._dirty_since is None:
                 self._dirty_since = time.monotonic()
         self.tantivy_max = tantivy_max
 
     def _begin_commit(self) -> None:
-        """Start committing what was added on a helper thread (the GIL is released meanwhile).
+        """Ask the sink to commit what was added; the reader reloads when it is done.
 
         PERF(index): a commit (segment serialization + fsync) blocked the writer thread for
-        a large part of every second at 10k+ events/s; the next group is projected and put
-        into DuckDB during it. Visibility is unchanged: the commit still starts
+        a large part of every second at 10k+ events/s; the writer thread goes on projecting
+        and inserting rows meanwhile. Visibility is unchanged: the commit still starts
         ``commit_interval`` after the first uncommitted document.
         """
         if self._dirty_since is None:
             return
         self._finish_commit()
         self._dirty_since = None
-        future: Future[None] = Future()
-
-        def run() -> None:
-            try:
-                self._writer.commit()
-                self.index.reload()
-            except BaseException as ex:  # noqa: BLE001 - reported by _finish_commit
-                future.set_exception(ex)
-            else:
-                future.set_result(None)
-
+        future = self._sink.commit_async()
+        future.add_done_callback(self._on_committed)
         self._pending_commit = future
-        threading.Thread(target=run, name="heron-index-commit", daemon=True).start()
+
+    def _on_committed(self, future: Future[None]) -> None:
+        if future.exception() is not None:
+            return  # NOTE(index): _finish_commit reports it on the writer thread
+        try:
+            self.index.reload()
+        except ValueError:
+            logger.error("index reader reload failed", exc_info=True)
+            return
+        self._commits += 1
+        self._last_commit = time.time()
 
     def _finish_commit(self) -> None:
-        """Wait for a background commit; on failure keep the writer dirty so it is retried."""
+        """Wait for a pending commit; on failure keep the writer dirty so it is retried."""
         future, self._pending_commit = self._pending_commit, None
         if future is None:
             return
@@ -273,23 +276,27 @@ class Indexer:
             future.result()
         except Exception as ex:  # noqa: BLE001 - the journal keeps the data; the next commit retries
             self._error = f"StoreError: Tantivy commit failed: {ex}"
-            logger.error("background index commit failed", exc_info=True)
+            logger.error("index commit failed", exc_info=True)
             self.mark_dirty()
-            return
-        self._commits += 1
-        self._last_commit = time.time()
 
     def commit(self) -> None:
-        """Commit the Tantivy writer and reload the reader (no-op when clean)."""
+        """Commit the Tantivy writer and reload the reader (no-op when clean).
+
+        Raises:
+            StoreError: the commit failed, or the sink can no longer write.
+        """
         self._finish_commit()
+        self._sink.check()
         if self._dirty_since is None:
             return
-        try:
-            self._writer.commit()
-            self.index.reload()
-        except ValueError as ex:
-            raise StoreError(f"Tantivy commit failed: {ex}") from ex
         self._dirty_since = None
+        future = self._sink.commit_async()
+        try:
+            future.result()
+            self.index.reload()
+        except (StoreError, ValueError) as ex:
+            self.mark_dirty()
+            raise StoreError(f"Tantivy commit failed: {ex}") from ex
         self._commits += 1
         self._last_commit = time.time()
 
@@ -303,21 +310,16 @@ class Indexer:
         if seq <= 1:
             return
         self.commit()
-        query = tantivy.Query.range_query(self.index.schema, "seq", tantivy.FieldType.Unsigned,
-                                          None, seq - 1)
-        self._writer.delete_documents_by_query(query)
-        self.mark_dirty()
-        self.commit()
+        self._sink.delete_below(seq)
+        self.index.reload()
         self.tables.execute_write("DELETE FROM events WHERE seq < ?", (seq,))
         self.tables.execute_write("DELETE FROM batches WHERE first_seq + count <= ?", (seq,))
 
     def delete_all(self) -> None:
         """Empty both backends (before a reindex)."""
-        # NOTE(index): delete_all_documents spares documents added but not yet committed.
         self.commit()
-        self._writer.delete_all_documents()
-        self.mark_dirty()
-        self.commit()
+        self._sink.delete_all()
+        self.index.reload()
         self.tables.execute_write("DELETE FROM events")
         self.tables.execute_write("DELETE FROM batches")
         self.tantivy_max = 0
@@ -325,20 +327,14 @@ class Indexer:
 
     def merge(self) -> int:
         """Commit, wait for segment merges, collect garbage; return the segment count."""
-        self.mark_dirty()
         self.commit()
-        self._writer.wait_merging_threads()  # NOTE(index): consumes the writer
-        self._writer = self.index.writer(heap_size=self._heap_size, num_threads=self._num_threads)
-        self._writer.garbage_collect_files()
+        self._sink.merge()
         self.index.reload()
         return int(self.index.searcher().num_segments)
 
     def close_writer(self) -> None:
-        """Release the Tantivy writer lock (after ``stop``)."""
-        try:
-            self._writer.wait_merging_threads()
-        except Exception:  # noqa: BLE001 - close path
-            pass
+        """Release the Tantivy writer (after ``stop``)."""
+        self._sink.close()
 
 
 def _utc(ns: int) -> datetime:

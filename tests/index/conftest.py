@@ -47,8 +47,10 @@ def ingest(store: EventStore, corpus: list[tuple[str, dict[str, Any]]]) -> int:
 def corpus_store(
     tmp_path_factory: pytest.TempPathFactory, corpus: list[tuple[str, dict[str, Any]]]
 ) -> Iterator[EventStore]:
-    """One store holding the whole corpus (read-only tests share it)."""
-    with EventStore(tmp_path_factory.mktemp("corpus-store"), fsync=False) as store:
+    """One store holding the whole corpus (read-only tests share it), indexed as the manager
+    does: Tantivy written by the writer child process."""
+    with EventStore(tmp_path_factory.mktemp("corpus-store"), fsync=False,
+                    index_process=True) as store:
         ingest(store, corpus)
         yield store
 

@@ -1,8 +1,9 @@
 """Child process of the crash test: appends batches forever, printing each acknowledgement.
 
-Usage: ``python -m tests.index.crash_child ROOT``. Each line ``ACK <batch> <first> <count>``
-is printed only after ``append`` returned (the batch is durable); the parent kills us with
-SIGKILL at an arbitrary moment.
+Usage: ``python -m tests.index.crash_child ROOT [START] [process]``. Each line
+``ACK <batch> <first> <count>`` is printed only after ``append`` returned (the batch is
+durable); the parent kills us with SIGKILL at an arbitrary moment. With ``process`` the index
+is written by a writer child process, whose pid is printed first as ``WRITER <pid>``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ def event(batch: int, i: int) -> dict[str, object]:
 def main() -> None:
     root = Path(sys.argv[1])
     start = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    store = EventStore(root, commit_interval=0.2)
+    process = sys.argv[3:] == ["process"]
+    store = EventStore(root, commit_interval=0.2, index_process=process)
+    if process:
+        print(f"WRITER {store.stats()['writer_pid']}", flush=True)
     endpoint = EndpointRef("crash-endpoint", "WS-CRASH")
     batch = start
     while True:

@@ -88,13 +88,16 @@ def test_reindex_rebuilds_everything(make_store: MakeStore) -> None:
     assert store.sql("SELECT count(*) FROM events").rows == [(30,)]
 
 
-def test_kill_9_during_ingest_loses_no_acknowledged_event(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_kill_9_during_ingest_loses_no_acknowledged_event(tmp_path: Path, mode: str) -> None:
     root = tmp_path / "crash"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-m", "tests.index.crash_child", str(root)],
-                             cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.index.crash_child", str(root), "0", mode],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     acked: list[tuple[int, int, int]] = []
     assert child.stdout is not None
+    writer_pid = int(child.stdout.readline().split()[1]) if mode == "process" else None
     deadline = time.monotonic() + 60
     try:
         while len(acked) < 60 and time.monotonic() < deadline:
@@ -109,7 +112,9 @@ def test_kill_9_during_ingest_loses_no_acknowledged_event(tmp_path: Path) -> Non
     acked += [tuple(map(int, line.split()[1:])) for line in rest.splitlines() if line.strip()]
     assert child.returncode == -signal.SIGKILL
     assert len(acked) >= 20, "child acknowledged too few batches before the kill"
-    with EventStore(root) as store:
+    if writer_pid is not None:  # the orphaned index writer sees end of file and exits
+        assert _gone(writer_pid, within=10.0), "index writer process outlived the manager"
+    with EventStore(root, index_process=mode == "process") as store:
         store.flush()
         total = store.count()
         journaled = store.journal.next_seq - 1
@@ -128,6 +133,19 @@ def test_kill_9_during_ingest_loses_no_acknowledged_event(tmp_path: Path) -> Non
         # The child's batches are deduplicated after the restart.
         assert store.append([sysmon("a", "b")], endpoint=EndpointRef("crash-endpoint"),
                             batch_id=f"batch-{acked[-1][0]}").duplicate
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":  # NOTE: exited; its parent (killed) can no longer reap it
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_second_owner_is_refused(tmp_path: Path) -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 import pytest
 
-from index import EventStore, IndexQueryError, SqlError
+from index import EndpointRef, EventStore, IndexQueryError, SqlError
+from tests.index.conftest import sysmon
+
+MakeStore = Callable[..., EventStore]
 
 
 def test_select_returns_columns_and_rows(corpus_store: EventStore) -> None:
@@ -60,3 +66,20 @@ def test_syntax_errors_are_sql_errors(corpus_store: EventStore) -> None:
         corpus_store.sql("SELEC nonsense")
     assert isinstance(info.value, IndexQueryError) and isinstance(info.value, ValueError)
     assert info.value.__cause__ is not None
+
+
+def test_rows_keep_every_value_exactly(make_store: MakeStore) -> None:
+    """Rows go to DuckDB as JSON (tables.py): quotes, backslashes, control characters,
+    non-ASCII, long strings, NULLs, lists and microsecond times come back unchanged."""
+    tricky = 'C:\\Users\\"ö"\\\tπ\x01\\' + "x" * 70_000
+    event = sysmon(tricky, "cmd /c echo \"a\\b\" ☃", when="2024-03-01T10:00:00.123456Z",
+                   extra={"User": "NT AUTHORITY\\SYSTEM", "Hashes": "SHA256=" + "AB" * 32})
+    event["Event"]["Detection"] = {"Signature": ["s\"1", "s\\2"], "Criticality": 7}
+    store = make_store()
+    store.append([event], endpoint=EndpointRef("ep-ü", "HÖST"))
+    store.flush()
+    row = store.sql("SELECT image, command_line, user, sha256, md5, signatures, criticality, "
+                    "detection, ts, endpoint, hostname, event_id, parent_image FROM events").rows
+    assert row == [(tricky, "cmd /c echo \"a\\b\" ☃", "NT AUTHORITY\\SYSTEM", "ab" * 32, None,
+                    ["s\"1", "s\\2"], 7, True, datetime(2024, 3, 1, 10, 0, 0, 123456),
+                    "ep-ü", "HÖST", 1, None)]

@@ -1,0 +1,347 @@
+"""Where Tantivy documents are written: in this process, or in a writer child process.
+
+The store's writer thread (``index.writer.Indexer``) hands each group of projected documents
+to a sink. Both sinks apply operations in the order they were issued and give the same
+guarantees: ``commit_async`` resolves once every document added before it is committed
+(durable in the index directory; the caller reloads its reader to see them).
+
+* :class:`LocalWriter` owns a ``tantivy.IndexWriter`` in this process.
+* :class:`WriterProcess` owns it in a child process (``index.writer_child``), so indexing runs
+  under another interpreter lock. PERF(index): ``add_json`` releases and re-takes the GIL for
+  every document; in the manager, request threads hold the GIL most of the time, so each
+  re-take waited for a switch interval and the writer thread, not the CPU, bounded ingest
+  (docs/index.md "Writer process"). The child has no such contention and uses the second core.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import tantivy
+
+from index.errors import StoreError
+from index.schema import with_raw
+from index.writer_child import (
+    FROZEN_ARG,
+    OP_ADD,
+    OP_CLOSE,
+    OP_COMMIT,
+    OP_DELETE_ALL,
+    OP_DELETE_BELOW,
+    OP_MERGE,
+    delete_below_query,
+    read_frame,
+    write_frame,
+)
+
+__all__ = ["LocalWriter", "TantivySink", "WriterProcess"]
+
+logger = logging.getLogger(__name__)
+
+# NOTE(index): not ``-m index.writer_child``: the package imports that module first.
+_CHILD_CODE = "import sys; from index.writer_child import main; sys.exit(main())"
+_CHUNK_DOCS = 2_000  # NOTE(index): documents per message to the child (bounded message size)
+
+
+def _child_command(path: Path, heap_size: int, num_threads: int) -> list[str]:
+    args = [str(path), str(heap_size), str(num_threads)]
+    if getattr(sys, "frozen", False):  # NOTE(index): appliance.cli.main routes FROZEN_ARG here
+        return [sys.executable, FROZEN_ARG, *args]
+    return [sys.executable, "-c", _CHILD_CODE, *args]
+
+
+class TantivySink(Protocol):
+    """What the writer thread needs from a Tantivy writer (one caller thread)."""
+
+    last_error: str | None
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the process holding the Tantivy writer."""
+
+    def add(self, docs: list[bytes], raws: list[bytes]) -> None:
+        """Add JSON documents with their stored events (``schema.with_raw``), in order."""
+
+    def check(self) -> None:
+        """Raise :class:`StoreError` when the sink can no longer write."""
+
+    def commit_async(self) -> Future[None]:
+        """Commit everything added so far; the future resolves when it is committed."""
+
+    def delete_below(self, seq: int) -> None:
+        """Delete (and commit the deletion of) every document with ``seq`` below ``seq``."""
+
+    def delete_all(self) -> None:
+        """Delete (and commit the deletion of) every committed document."""
+
+    def merge(self) -> None:
+        """Commit, wait for segment merges and collect unused files."""
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait for merges and release the writer lock."""
+
+
+class LocalWriter:
+    """A ``tantivy.IndexWriter`` in this process; commits run on a short-lived helper thread.
+
+    PERF(index): the helper thread releases the GIL for the whole commit, so the writer
+    thread projects and inserts the next rows meanwhile; adding documents waits for it.
+    """
+
+    def __init__(self, index: tantivy.Index, *, heap_size: int, num_threads: int) -> None:
+        self._index = index
+        self._heap_size = heap_size
+        self._num_threads = num_threads
+        self._writer = self._open()
+        self._pending: Future[None] | None = None
+        self.last_error: str | None = None
+
+    def _open(self) -> Any:
+        try:
+            return self._index.writer(heap_size=self._heap_size, num_threads=self._num_threads)
+        except ValueError as ex:
+            raise StoreError(f"cannot open the Tantivy writer: {ex}") from ex
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                pending.result()
+            except Exception:  # noqa: BLE001 - reported through the future already handed out
+                pass
+
+    def check(self) -> None:
+        pass
+
+    def add(self, docs: list[bytes], raws: list[bytes]) -> None:
+        self._wait()
+        add = self._writer.add_json
+        for doc, raw in zip(docs, raws, strict=True):
+            add(with_raw(doc, raw))
+
+    def commit_async(self) -> Future[None]:
+        self._wait()
+        future: Future[None] = Future()
+
+        def run() -> None:
+            try:
+                self._writer.commit()
+            except BaseException as ex:  # noqa: BLE001 - handed to the future
+                future.set_exception(StoreError(f"Tantivy commit failed: {ex}"))
+            else:
+                future.set_result(None)
+
+        self._pending = future
+        threading.Thread(target=run, name="heron-index-commit", daemon=True).start()
+        return future
+
+    def delete_below(self, seq: int) -> None:
+        self._wait()
+        self._writer.delete_documents_by_query(delete_below_query(self._index.schema, seq))
+        self._commit_now()
+
+    def delete_all(self) -> None:
+        # NOTE(index): delete_all_documents spares documents added but not yet committed.
+        self._commit_now()
+        self._writer.delete_all_documents()
+        self._commit_now()
+
+    def merge(self) -> None:
+        self._commit_now()
+        self._writer.wait_merging_threads()  # NOTE(index): consumes the writer
+        self._writer = self._open()
+        self._writer.garbage_collect_files()
+
+    def _commit_now(self) -> None:
+        self._wait()
+        try:
+            self._writer.commit()
+        except ValueError as ex:
+            raise StoreError(f"Tantivy commit failed: {ex}") from ex
+
+    @property
+    def pid(self) -> int | None:
+        return os.getpid()
+
+    def close(self, timeout: float | None = None) -> None:
+        self._wait()
+        try:
+            self._writer.wait_merging_threads()
+        except Exception:  # noqa: BLE001 - close path
+            pass
+
+
+class WriterProcess:
+    """A Tantivy writer in a child process, driven over its standard input and output.
+
+    Documents are sent without a reply (the pipe applies back-pressure); other operations
+    carry a request id and resolve a future when the child answers. If the child dies, every
+    pending and later operation fails with :class:`StoreError` (the journal keeps the events;
+    the next start replays them).
+    """
+
+    def __init__(self, path: Path, *, heap_size: int, num_threads: int,
+                 start_timeout: float = 60.0) -> None:
+        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter or frozen binary
+            _child_command(path, heap_size, num_threads), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Future[None]] = {}
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._dead: str | None = None
+        self._closing = False
+        self.last_error: str | None = None
+        started: Future[str | None] = Future()
+        threading.Thread(target=self._first_answer, args=(started,), daemon=True).start()
+        try:
+            error = started.result(start_timeout)
+        except TimeoutError:
+            error = f"the index writer process did not start in {start_timeout} s"
+        if error:
+            self._stop_child(1.0)
+            raise StoreError(error)
+        self._receiver = threading.Thread(target=self._receive, name="heron-index-replies",
+                                          daemon=True)
+        self._receiver.start()
+
+    def _first_answer(self, started: Future[str | None]) -> None:
+        frame = read_frame(self._stdout)
+        if frame is None:
+            started.set_result(f"the index writer process exited at start (code "
+                               f"{self._exitcode()}; see its messages above)")
+            return
+        error = orjson.loads(frame)[1]
+        started.set_result(str(error) if error else None)
+
+    # -- parent side of the protocol --------------------------------------------------
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                frame = read_frame(self._stdout)
+            except (OSError, ValueError):  # NOTE(index): ValueError: read from a closed file
+                frame = None
+            if frame is None:
+                if self._closing:
+                    self._fail_all("the index writer process is closed", quiet=True)
+                else:
+                    self._fail_all(f"the index writer process exited (code {self._exitcode()})")
+                return
+            rid, error = orjson.loads(frame)
+            if rid == 0:  # NOTE(index): an error of a document batch, which has no request
+                self.last_error = error
+                logger.error("index writer process: %s", error)
+                continue
+            with self._lock:
+                future = self._pending.pop(rid, None)
+            if future is None:
+                continue
+            if error:
+                future.set_exception(StoreError(error))
+            else:
+                future.set_result(None)
+
+    def _exitcode(self) -> int | None:
+        try:
+            return self._proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _fail_all(self, reason: str, *, quiet: bool = False) -> None:
+        with self._lock:
+            self._dead = reason
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            future.set_exception(StoreError(reason))
+        if not quiet:
+            logger.error("%s", reason)
+            self.last_error = reason
+
+    def _send(self, payload: bytes) -> None:
+        if self._dead is not None:
+            raise StoreError(self._dead)
+        try:
+            with self._send_lock:
+                write_frame(self._stdin, payload)
+        except (OSError, ValueError) as ex:
+            raise StoreError(f"the index writer process is gone: {ex}") from ex
+
+    def _request(self, op: bytes, arg: int = 0) -> Future[None]:
+        future: Future[None] = Future()
+        with self._lock:
+            if self._dead is not None:
+                raise StoreError(self._dead)
+            rid = next(self._ids)
+            self._pending[rid] = future
+        try:
+            self._send(op + rid.to_bytes(8, "little") + arg.to_bytes(8, "little"))
+        except StoreError:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise
+        return future
+
+    # -- TantivySink ------------------------------------------------------------------
+
+    def check(self) -> None:
+        if self._dead is not None:
+            raise StoreError(self._dead)
+
+    def add(self, docs: list[bytes], raws: list[bytes]) -> None:
+        for start in range(0, len(docs), _CHUNK_DOCS):
+            end = start + _CHUNK_DOCS
+            parts = [part for pair in zip(docs[start:end], raws[start:end], strict=True)
+                     for part in pair]
+            self._send(OP_ADD + b"\0".join(parts))
+
+    def commit_async(self) -> Future[None]:
+        return self._request(OP_COMMIT)
+
+    def delete_below(self, seq: int) -> None:
+        self._request(OP_DELETE_BELOW, seq).result()
+
+    def delete_all(self) -> None:
+        self._request(OP_DELETE_ALL).result()
+
+    def merge(self) -> None:
+        self._request(OP_MERGE).result()
+
+    def close(self, timeout: float | None = 60.0) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            self._request(OP_CLOSE).result(timeout)
+        except Exception as ex:  # noqa: BLE001 - close path: the child is stopped below
+            logger.warning("index writer process did not close cleanly: %s", ex)
+        self._stop_child(timeout)
+
+    def _stop_child(self, timeout: float | None = 10.0) -> None:
+        self._closing = True
+        try:
+            self._stdin.close()  # NOTE(index): end of file: the child exits
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5.0)
+        self._stdout.close()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id."""
+        return self._proc.pid
