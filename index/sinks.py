@@ -193,7 +193,7 @@ class WriterProcess:
                  start_timeout: float = 60.0) -> None:
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter or frozen binary
             _child_command(path, heap_size, num_threads), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE)
+            stdout=subprocess.PIPE, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
         self._ids = itertools.count(1)
