@@ -217,7 +217,10 @@ class WriterProcess:
         self._receiver.start()
 
     def _first_answer(self, started: Future[str | None]) -> None:
-        frame = read_frame(self._stdout)
+        try:
+            frame = read_frame(self._stdout)
+        except (OSError, ValueError):  # NOTE(index): closed after a start timeout
+            frame = None
         if frame is None:
             started.set_result(f"the index writer process exited at start (code "
                                f"{self._exitcode()}; see its messages above)")
