@@ -26,13 +26,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 EVENTS = SHARED / "gene-oracle" / "corpus-events.jsonl.gz"
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.procstat import tree_cpu_seconds  # noqa: E402
 
 
 def load_events(limit: int = 5000) -> list[dict[str, Any]]:
@@ -72,18 +73,6 @@ def make_batches(events: list[dict[str, Any]], size: int, count: int) -> list[by
         )
         batches.append(gzip.compress(b"".join(lines), compresslevel=1))
     return batches
-
-
-def cpu_of(pid: int) -> float:
-    """CPU seconds of the server and its children (the index writer process)."""
-    proc = psutil.Process(pid)
-    total = sum(proc.cpu_times()[:2])
-    for child in proc.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
 
 
 def agent_worker(args: tuple[str, str, str, str, list[bytes], float, int]) -> dict[str, Any]:
@@ -190,7 +179,7 @@ def main() -> int:
         del serialization
         events = load_events()
         batches = make_batches(events, args.batch, 8)
-        cpu0, t0 = cpu_of(server.pid), time.time()
+        cpu0, t0 = tree_cpu_seconds(server.pid), time.time()
         deadline = t0 + args.seconds
         jobs = [(urls["endpoint"], c, k, ca, batches, deadline, args.batch) for c, k in creds]
         procs = max(1, min(args.client_procs, len(jobs)))
@@ -199,7 +188,7 @@ def main() -> int:
             results = [r for group in pool.map(run_threads, groups) for r in group]
         elapsed = time.time() - t0
         client_cpu = sum(r.get("cpu", 0.0) for r in results)
-        server_cpu = cpu_of(server.pid) - cpu0
+        server_cpu = tree_cpu_seconds(server.pid) - cpu0
         lat = sorted(x for r in results for x in r["latencies"])
         accepted = sum(r["accepted"] for r in results)
         errors = sum(r["errors"] for r in results)

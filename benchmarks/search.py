@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psutil
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from appliance.services.ingest import tune_gc  # noqa: E402
+from benchmarks.procstat import tree_cpu_seconds  # noqa: E402
 from index import EndpointRef, EventStore  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared/gene-oracle/corpus-events.jsonl.gz"
@@ -138,21 +138,9 @@ def read_batches(path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
             yield body["host"], body["events"]
 
 
-def cpu_seconds() -> float:
-    """CPU seconds of this process and its children (the index writer process)."""
-    me = psutil.Process()
-    total = sum(me.cpu_times()[:2])
-    for child in me.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
-
-
 def ingest(store: EventStore, path: Path, total: int, batch: int) -> None:
     """Append every pregenerated batch, flush, and print wall rate and CPU cost."""
-    t0, c0 = time.perf_counter(), cpu_seconds()
+    t0, c0 = time.perf_counter(), tree_cpu_seconds()
     done = 0
     for i, (host, events) in enumerate(read_batches(path)):
         store.append(events, endpoint=EndpointRef(f"uuid-{host}", host), batch_id=str(i))
@@ -161,7 +149,7 @@ def ingest(store: EventStore, path: Path, total: int, batch: int) -> None:
             rate = done / (time.perf_counter() - t0)
             print(f"  {done:,} events appended ({rate:,.0f}/s)", flush=True)
     store.flush(timeout=None)
-    elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    elapsed, cpu = time.perf_counter() - t0, tree_cpu_seconds() - c0
     print(f"ingest: {total:,} events in {elapsed:.1f} s = {total / elapsed:,.0f} events/s wall "
           f"(decode + append/fsync + index + tables + commits); "
           f"CPU {cpu / total * 1e6:.0f} us/event over all threads and processes "
