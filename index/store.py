@@ -578,6 +578,19 @@ class EventStore:
         usage["total"] = sum(usage.values())
         return usage
 
+    def health(self) -> dict[str, Any]:
+        """Cheap indexing state for /healthz and /metrics (no disk walk, unlike ``stats``).
+
+        ``backlog``: journaled events not yet handed to both backends; ``error``: the last
+        indexing failure (events stay in the journal; ``reindex`` rebuilds), or None.
+        """
+        self._check_open()
+        writer = self._indexer.stats()
+        indexed = min(writer.tantivy_max, writer.tables_max)
+        backlog = max(0, self.journal.next_seq - 1 - max(indexed, self._min_seq - 1))
+        return {"backlog": backlog, "error": writer.error,
+                "writer_pid": self._indexer.writer_pid}
+
     def stats(self) -> dict[str, Any]:
         """Return counters: events, segments, pending records, bytes, last commit, and the
         pid of the process writing the Tantivy index."""

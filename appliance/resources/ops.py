@@ -13,7 +13,11 @@ __all__ = ["Health", "MetricsResource", "OpenApi"]
 
 
 class Health:
-    """GET /healthz: 200 while the stores answer."""
+    """GET /healthz: 200 while the stores answer.
+
+    ``status`` is ``degraded`` (still 200: events are still accepted durably) when the event
+    index reports an indexing error; ``index`` carries its backlog and error.
+    """
 
     auth_exempt = True
     client_cert_optional = True
@@ -25,9 +29,15 @@ class Health:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Liveness and readiness."""
         self.ctx.store.db.query("SELECT 1")
-        json_raw(
-            resp, {"status": "ok", "uptime": round(self.ctx.clock() - self.ctx.metrics.started, 3)}
-        )
+        body: dict[str, Any] = {
+            "status": "ok", "uptime": round(self.ctx.clock() - self.ctx.metrics.started, 3)}
+        health = getattr(self.ctx.events, "health", None)
+        if callable(health):
+            index = health()
+            body["index"] = {"backlog": index["backlog"], "error": index["error"]}
+            if index["error"]:
+                body["status"] = "degraded"
+        json_raw(resp, body)
 
 
 class MetricsResource:

@@ -167,8 +167,21 @@ def test_metrics_exposition(env: Env) -> None:
     assert "heron_events_received_total 7" in text
     assert "heron_endpoints_online 1" in text
     assert "heron_misp_queue 0" in text
+    assert "heron_index_healthy 1" in text
+    assert "heron_index_backlog_events " in text
     assert env.a("GET", "/metrics", key=env.analyst_key).status_code == 200
     assert env.admin.simulate_get("/metrics").status_code == 401
+
+
+def test_healthz_reports_a_failed_event_index(env: Env) -> None:
+    body = env.e("GET", "/healthz", None).json
+    assert body["status"] == "ok" and body["index"] == {"backlog": 0, "error": None}
+    env.ctx.events._indexer._error = "StoreError: Tantivy commit failed: disk full"
+    res = env.e("GET", "/healthz", None)
+    assert res.status_code == 200  # events are still accepted durably
+    assert res.json["status"] == "degraded"
+    assert "disk full" in res.json["index"]["error"]
+    assert "heron_index_healthy 0" in env.a("GET", "/metrics").text
 
 
 def test_every_index_error_is_mapped() -> None:

@@ -67,7 +67,13 @@ def test_killed_writer_process_is_reported_and_nothing_acknowledged_is_lost(
     while store.stats()["indexer_error"] is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "index writer process exited" in str(store.stats()["indexer_error"])
+    assert store.health()["backlog"] == 0
     _fill(store, 2, start=2)  # still durable: the journal takes it
+    deadline = time.monotonic() + 10
+    while store.health()["backlog"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.health()["backlog"] == 20  # journaled, not indexed
+    assert "index writer process exited" in store.health()["error"]
     with pytest.raises(StoreError, match="index writer process"):
         store.flush()
     assert store.count() == 20  # what was committed stays searchable
