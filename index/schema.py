@@ -245,6 +245,7 @@ def _data_items(inner: dict[str, Any]) -> Iterable[tuple[str, str]]:
 _HashParts = tuple[tuple[str, list[str]], ...]
 _HASHES: dict[str, _HashParts] = {}
 _HASHES_MAX = 65_536
+_HASHES_VALUE_MAX = 512  # NOTE(index): Sysmon's Hashes is ~200 chars; hostile values are not kept
 
 
 def _hashes_of(value: str) -> _HashParts:
@@ -252,6 +253,8 @@ def _hashes_of(value: str) -> _HashParts:
     parts = _HASHES.get(value)
     if parts is None:
         parts = tuple(parse_hashes(value).items())
+        if len(value) > _HASHES_VALUE_MAX:
+            return parts
         if len(_HASHES) >= _HASHES_MAX:
             _HASHES.clear()
         _HASHES[value] = parts

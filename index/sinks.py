@@ -49,14 +49,20 @@ logger = logging.getLogger(__name__)
 
 # NOTE(index): not ``-m index.writer_child``: the package imports that module first.
 _CHILD_CODE = "import sys; from index.writer_child import main; sys.exit(main())"
-_CHUNK_DOCS = 2_000  # NOTE(index): documents per message to the child (bounded message size)
+# NOTE(index): a message to the child holds at most this many documents or bytes.
+_CHUNK_DOCS = 2_000
+_CHUNK_BYTES = 16 * 1024 * 1024
+# NOTE(index): an operation the child has not answered by then means it hangs: it is killed
+# (the store then starts a new one and replays the journal).
+_DEADLINES = {OP_COMMIT: 600.0, OP_DELETE_BELOW: 3600.0, OP_DELETE_ALL: 3600.0,
+              OP_MERGE: 3600.0, OP_CLOSE: 3600.0}
 
 
 def _child_command(path: Path, heap_size: int, num_threads: int) -> list[str]:
     args = [str(path), str(heap_size), str(num_threads)]
     if getattr(sys, "frozen", False):  # NOTE(index): appliance.cli.main routes FROZEN_ARG here
         return [sys.executable, FROZEN_ARG, *args]
-    return [sys.executable, "-c", _CHILD_CODE, *args]
+    return [sys.executable, "-P", "-c", _CHILD_CODE, *args]  # NOTE: -P: not the cwd first
 
 
 class TantivySink(Protocol):
@@ -191,9 +197,12 @@ class WriterProcess:
 
     def __init__(self, path: Path, *, heap_size: int, num_threads: int,
                  start_timeout: float = 60.0) -> None:
+        # NOTE(index): its own session: a terminal's Ctrl-C reaches the manager only, which
+        # then closes the writer cleanly (the child also ignores SIGINT/SIGTERM).
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter or frozen binary
             _child_command(path, heap_size, num_threads), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+            stdout=subprocess.PIPE, start_new_session=os.name == "posix",
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
         self._ids = itertools.count(1)
@@ -242,7 +251,12 @@ class WriterProcess:
                 else:
                     self._fail_all(f"the index writer process exited (code {self._exitcode()})")
                 return
-            rid, error = orjson.loads(frame)
+            try:
+                rid, error = orjson.loads(frame)
+                rid = int(rid)
+            except (ValueError, TypeError) as ex:
+                self._kill(f"malformed answer from the index writer process ({ex})")
+                return
             if rid == 0:  # NOTE(index): an error of a document batch, which has no request
                 self.last_error = error
                 logger.error("index writer process: %s", error)
@@ -255,6 +269,21 @@ class WriterProcess:
                 future.set_exception(StoreError(error))
             else:
                 future.set_result(None)
+
+    def _kill(self, reason: str) -> None:
+        """Fail everything pending and kill the child (it hangs or its stream is corrupt)."""
+        self._fail_all(reason)
+        try:
+            self._proc.kill()
+        except OSError:
+            pass
+
+    def _expire(self, rid: int, op: bytes) -> None:
+        with self._lock:
+            pending = rid in self._pending
+        if pending:
+            self._kill(f"the index writer process did not answer {op!r} in "
+                       f"{_DEADLINES[op]:.0f} s; killed")
 
     def _exitcode(self) -> int | None:
         try:
@@ -288,11 +317,16 @@ class WriterProcess:
                 raise StoreError(self._dead)
             rid = next(self._ids)
             self._pending[rid] = future
+        watchdog = threading.Timer(_DEADLINES[op], self._expire, (rid, op))
+        watchdog.daemon = True
+        watchdog.start()
+        future.add_done_callback(lambda _: watchdog.cancel())
         try:
             self._send(op + rid.to_bytes(8, "little") + arg.to_bytes(8, "little"))
-        except StoreError:
+        except StoreError as ex:
             with self._lock:
                 self._pending.pop(rid, None)
+            future.set_exception(ex)
             raise
         return future
 
@@ -303,10 +337,15 @@ class WriterProcess:
             raise StoreError(self._dead)
 
     def add(self, docs: list[bytes], raws: list[bytes]) -> None:
-        for start in range(0, len(docs), _CHUNK_DOCS):
-            end = start + _CHUNK_DOCS
-            parts = [part for pair in zip(docs[start:end], raws[start:end], strict=True)
-                     for part in pair]
+        parts: list[bytes] = []
+        size = 0
+        for doc, raw in zip(docs, raws, strict=True):
+            parts += (doc, raw)
+            size += len(doc) + len(raw) + 2
+            if len(parts) >= 2 * _CHUNK_DOCS or size >= _CHUNK_BYTES:
+                self._send(OP_ADD + b"\0".join(parts))
+                parts, size = [], 0
+        if parts:
             self._send(OP_ADD + b"\0".join(parts))
 
     def commit_async(self) -> Future[None]:
@@ -322,9 +361,10 @@ class WriterProcess:
         self._request(OP_MERGE).result()
 
     def close(self, timeout: float | None = 60.0) -> None:
-        if self._closing:
-            return
-        self._closing = True
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
         try:
             self._request(OP_CLOSE).result(timeout)
         except Exception as ex:  # noqa: BLE001 - close path: the child is stopped below

@@ -135,13 +135,15 @@ class EventStore:
             self._translator = QueryTranslator(self._schema)
             self.tables = Tables(self.root / "events.duckdb")
             opened.append(self.tables)
-            sink: TantivySink = (
-                WriterProcess(self.root / "index", heap_size=heap_size, num_threads=index_threads)
-                if index_process else
-                LocalWriter(self._index, heap_size=heap_size, num_threads=index_threads))
-            opened.append(_Closer(sink.close))
-            self._indexer = Indexer(self._index, self.tables, sink,
-                                    commit_interval=commit_interval)
+            def open_sink() -> TantivySink:
+                if index_process:
+                    return WriterProcess(self.root / "index", heap_size=heap_size,
+                                         num_threads=index_threads)
+                return LocalWriter(self._index, heap_size=heap_size, num_threads=index_threads)
+
+            self._indexer = Indexer(self._index, self.tables, open_sink,
+                                    replay=self._journal_after, commit_interval=commit_interval)
+            opened.append(_Closer(self._indexer.close_writer))
             self._batches: dict[tuple[str, str], tuple[int, int]] = {
                 (ep, bid): (first, count) for ep, bid, first, count in self.tables.batch_keys()
             }
@@ -151,7 +153,11 @@ class EventStore:
             self._lock_file.close()
             raise
         self._indexer.start()
-        replayed = self._replay()
+        try:
+            replayed = self._replay()
+        except BaseException:
+            self.close()
+            raise
         logger.info("event store open at %s (next seq %d, %d records replayed)",
                     self.root, self.journal.next_seq, replayed)
 
@@ -188,6 +194,10 @@ class EventStore:
             raise StoreError(f"cannot open index {path}: {ex}") from ex
         register_analyzers(index)
         return index
+
+    def _journal_after(self, seq: int) -> Iterator[JournalRecord]:
+        """Journal records after ``seq`` that retention kept (the writer's repairs)."""
+        return self.journal.read(after_seq=max(seq, self._min_seq - 1))
 
     def _replay(self) -> int:
         stats = self._indexer.stats()

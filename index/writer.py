@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +40,7 @@ __all__ = ["Indexer", "IndexerStats"]
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+_NO_LIMIT = 2**63
 _GROUP_EVENTS = 20_000
 _POLL = 0.05
 
@@ -63,20 +64,39 @@ class _Call:
 
 
 class Indexer:
-    """Owns the Tantivy writer and the DuckDB writer connection; runs the writer thread."""
+    """Owns the Tantivy sink and the DuckDB writer connection; runs the writer thread.
+
+    Args:
+        sink_factory: Opens the Tantivy sink (again, after the writer process died).
+        replay: ``replay(after_seq)`` yields the journal records after a sequence number.
+
+    Failures never lose acknowledged events: when a group cannot be applied (DuckDB error,
+    the writer process died) the maxima stay where they were and the writer is *in a gap*;
+    the next group (at most every ``repair_interval`` seconds) or ``commit``/``flush`` first
+    repairs: a dead sink is replaced (``tantivy_max`` falls back to what the index
+    committed) and the journal after ``min(tantivy_max, tables_max)`` is applied again, each
+    backend skipping what it holds. Groups that arrive during the gap stay in the journal.
+    """
 
     def __init__(
         self,
         index: tantivy.Index,
         tables: Tables,
-        sink: TantivySink,
+        sink_factory: Callable[[], TantivySink],
         *,
+        replay: Callable[[int], Iterable[JournalRecord]],
         commit_interval: float,
         max_queue: int = 32,
+        repair_interval: float = 10.0,
     ) -> None:
         self.index = index
         self.tables = tables
-        self._sink = sink
+        self._sink_factory = sink_factory
+        self._replay = replay
+        self._repair_interval = repair_interval
+        self._gap = False  # NOTE(index): a group failed; the journal must be replayed
+        self._next_repair = 0.0
+        self._sink = sink_factory()
         self._commit_interval = commit_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self.tantivy_max = self._tantivy_max_seq()
@@ -136,19 +156,10 @@ class Indexer:
 
     def _run(self) -> None:
         while True:
-            timeout = None
-            if self._dirty_since is not None:
-                timeout = max(0.0, self._dirty_since + self._commit_interval - time.monotonic())
-            if self._pending_commit is not None:  # NOTE(index): account for it when it ends
-                timeout = _POLL if timeout is None else min(timeout, _POLL)
             try:
-                item = self._queue.get(timeout=timeout)
+                item = self._queue.get(timeout=self._idle_timeout())
             except queue.Empty:
-                if self._pending_commit is not None and self._pending_commit.done():
-                    self._finish_commit()
-                if (self._dirty_since is not None
-                        and time.monotonic() - self._dirty_since >= self._commit_interval):
-                    self._begin_commit()
+                self._on_idle()
                 continue
             if item is _STOP:
                 self._commit_safely()
@@ -156,25 +167,51 @@ class Indexer:
             if isinstance(item, _Call):
                 self._run_call(item)
                 continue
-            group = [item]
-            size = item[0].count
-            while size < _GROUP_EVENTS:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if not isinstance(nxt, tuple):
-                    self._apply_safely(group)
-                    group, size = [], 0
-                    self._queue_front(nxt)
-                    break
-                group.append(nxt)
-                size += nxt[0].count
-            if group:
-                self._apply_safely(group)
-            if (self._dirty_since is not None
-                    and time.monotonic() - self._dirty_since >= self._commit_interval):
+            self._apply_group(item)
+            if self._commit_due():
                 self._begin_commit()
+
+    def _idle_timeout(self) -> float | None:
+        """How long the writer thread may wait for work before it has something to do."""
+        timeout = None
+        if self._dirty_since is not None:
+            timeout = max(0.0, self._dirty_since + self._commit_interval - time.monotonic())
+        if self._pending_commit is not None:  # NOTE(index): account for it when it ends
+            timeout = _POLL if timeout is None else min(timeout, _POLL)
+        if self._gap:  # NOTE(index): repair when idle too, not only when groups arrive
+            timeout = min(timeout or self._repair_interval, self._repair_interval)
+        return timeout
+
+    def _on_idle(self) -> None:
+        if self._gap:
+            self._repair(before=_NO_LIMIT)
+        if self._pending_commit is not None and self._pending_commit.done():
+            self._finish_commit()
+        if self._commit_due():
+            self._begin_commit()
+
+    def _commit_due(self) -> bool:
+        return (self._dirty_since is not None
+                and time.monotonic() - self._dirty_since >= self._commit_interval)
+
+    def _apply_group(self, first: tuple[JournalRecord, list[bytes] | None]) -> None:
+        """Apply ``first`` with the records queued behind it (up to ``_GROUP_EVENTS``)."""
+        group = [first]
+        size = first[0].count
+        while size < _GROUP_EVENTS:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(nxt, tuple):
+                self._apply_safely(group)
+                group = []
+                self._queue_front(nxt)
+                break
+            group.append(nxt)
+            size += nxt[0].count
+        if group:
+            self._apply_safely(group)
 
     def _queue_front(self, item: Any) -> None:
         if item is _STOP:
@@ -190,18 +227,62 @@ class Indexer:
             call.future.set_exception(ex)
 
     def _apply_safely(self, group: list[tuple[JournalRecord, list[bytes] | None]]) -> None:
+        if self._gap and not self._repair(before=group[0][0].first_seq):
+            return  # NOTE(index): the group stays in the journal; a later repair replays it
         try:
             self.apply(group)
-        except Exception as ex:  # noqa: BLE001 - the journal keeps the data; reindex repairs
-            self._error = f"{type(ex).__name__}: {ex}"
-            logger.error("indexing failed; events stay in the journal", exc_info=True)
+        except Exception as ex:  # noqa: BLE001 - the journal keeps the data; repaired later
+            self._fail("indexing failed; the events stay in the journal", ex)
 
     def _commit_safely(self) -> None:
         try:
             self.commit()
         except Exception as ex:  # noqa: BLE001
-            self._error = f"{type(ex).__name__}: {ex}"
-            logger.error("index commit failed", exc_info=True)
+            self._fail("index commit failed", ex)
+
+    def _fail(self, what: str, ex: BaseException) -> None:
+        self._error = f"{type(ex).__name__}: {ex}"
+        self._gap = True
+        logger.error("%s: %s", what, self._error, exc_info=True)
+
+    def _repair(self, before: int, *, force: bool = False) -> bool:
+        """Leave the gap: replace a dead sink, replay the journal up to ``before``."""
+        now = time.monotonic()
+        if not force and now < self._next_repair:
+            return False
+        self._next_repair = now + self._repair_interval
+        try:
+            try:
+                self._sink.check()
+            except StoreError:
+                self._replace_sink()
+            after = min(self.tantivy_max, self.tables_max)
+            group: list[tuple[JournalRecord, list[bytes] | None]] = []
+            for record in self._replay(after):
+                if record.first_seq >= before:
+                    break
+                group.append((record, None))
+                if len(group) >= 64:
+                    self.apply(group)
+                    group = []
+            if group:
+                self.apply(group)
+        except Exception as ex:  # noqa: BLE001 - still in the gap; retried later
+            self._fail("index repair failed", ex)
+            return False
+        self._gap = False
+        logger.warning("event index repaired: journal replayed after seq %d", after)
+        return True
+
+    def _replace_sink(self) -> None:
+        old, self._pending_commit, self._dirty_since = self._sink, None, None
+        try:
+            old.close(timeout=5.0)
+        except Exception:  # noqa: BLE001 - it is dead already
+            pass
+        self._sink = self._sink_factory()
+        self.tantivy_max = self._tantivy_max_seq()  # NOTE(index): what the index committed
+        logger.warning("index writer restarted (pid %s)", self._sink.pid)
 
     # -- operations (writer thread only) ----------------------------------------------
 
@@ -257,48 +338,60 @@ class Indexer:
         self._pending_commit = future
 
     def _on_committed(self, future: Future[None]) -> None:
-        if future.exception() is not None:
-            return  # NOTE(index): _finish_commit reports it on the writer thread
-        try:
-            self.index.reload()
-        except ValueError:
-            logger.error("index reader reload failed", exc_info=True)
-            return
-        self._commits += 1
-        self._last_commit = time.time()
+        """Reload the reader as soon as a commit is done (any thread; ``_finish_commit``
+        reloads again on the writer thread before anyone is told the commit is done)."""
+        if future.exception() is None:
+            try:
+                self.index.reload()
+            except ValueError:
+                logger.error("index reader reload failed", exc_info=True)
 
     def _finish_commit(self) -> None:
-        """Wait for a pending commit; on failure keep the writer dirty so it is retried."""
+        """Wait for a pending commit and reload; on failure enter the gap (repaired later)."""
         future, self._pending_commit = self._pending_commit, None
         if future is None:
             return
         try:
             future.result()
-        except Exception as ex:  # noqa: BLE001 - the journal keeps the data; the next commit retries
-            self._error = f"StoreError: Tantivy commit failed: {ex}"
-            logger.error("index commit failed", exc_info=True)
+            self.index.reload()
+        except Exception as ex:  # noqa: BLE001 - the journal keeps the data
             self.mark_dirty()
+            self._fail("index commit failed", ex)
+            return
+        self._committed()
+
+    def _committed(self) -> None:
+        self._commits += 1
+        self._last_commit = time.time()
+        if not self._gap:
+            self._error = None
 
     def commit(self) -> None:
         """Commit the Tantivy writer and reload the reader (no-op when clean).
 
+        Repairs first when a group failed or the sink died (``flush`` heals).
+
         Raises:
-            StoreError: the commit failed, or the sink can no longer write.
+            StoreError: the commit or the repair failed.
         """
         self._finish_commit()
-        self._sink.check()
+        try:
+            self._sink.check()
+        except StoreError as ex:
+            self._fail("index writer lost", ex)
+        if self._gap and not self._repair(before=_NO_LIMIT, force=True):
+            raise StoreError(f"the event index could not be repaired: {self._error}")
         if self._dirty_since is None:
             return
         self._dirty_since = None
-        future = self._sink.commit_async()
         try:
-            future.result()
+            self._sink.commit_async().result()
             self.index.reload()
         except (StoreError, ValueError) as ex:
             self.mark_dirty()
+            self._fail("index commit failed", ex)
             raise StoreError(f"Tantivy commit failed: {ex}") from ex
-        self._commits += 1
-        self._last_commit = time.time()
+        self._committed()
 
     def mark_dirty(self) -> None:
         """Force the next ``commit`` to run (after deletes)."""

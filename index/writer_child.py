@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import sys
 import threading
 import time
+import traceback
 from typing import IO, Any, NoReturn
 
 import orjson
@@ -111,11 +113,21 @@ class _Child:
             raise ValueError(f"unknown operation {op!r}")
         return True
 
-    def add(self, payload: bytes) -> None:
+    def add(self, payload: bytes) -> str | None:
+        """Add the documents of one message; a document Tantivy refuses is skipped.
+
+        Returns the error of the first refused document (with the count), or None.
+        """
         add = self.writer.add_json
         parts = payload.split(b"\0")
+        failed, first = 0, ""
         for i in range(0, len(parts) - 1, 2):
-            add(with_raw(parts[i], parts[i + 1]))
+            try:
+                add(with_raw(parts[i], parts[i + 1]))
+            except ValueError as ex:
+                failed += 1
+                first = first or f"{type(ex).__name__}: {ex}"[:500]
+        return f"{failed} document(s) refused by Tantivy, first: {first}" if failed else None
 
     def reply(self, rid: int, error: str | None) -> None:
         write_frame(self.out, orjson.dumps([rid, error]))
@@ -137,10 +149,9 @@ class _Child:
                 os._exit(0)  # NOTE(index): parent gone; its journal replays what is uncommitted
             op = message[:1]
             if op == OP_ADD:
-                try:
-                    self.add(message[1:])
-                except Exception as ex:  # noqa: BLE001 - reported to the parent
-                    self.reply(0, f"adding documents failed: {type(ex).__name__}: {ex}")
+                error = self.add(message[1:])
+                if error:
+                    self.reply(0, error)
                 continue
             rid = int.from_bytes(message[1:9], "little")
             arg = int.from_bytes(message[9:17], "little")
@@ -154,16 +165,41 @@ class _Child:
                 os._exit(0)  # NOTE(index): the reader thread is blocked on standard input
 
 
+def _detach_stdout() -> IO[bytes]:
+    """The reply stream: a private copy of file descriptor 1, which then points to stderr.
+
+    NOTE(index): nothing else (native code, libraries) may write into the replies.
+    """
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
+def _ignore_stop_signals() -> None:
+    """The parent stops us (end of file or OP_CLOSE) after its last commit; a Ctrl-C or a
+    service manager's SIGTERM to the whole group must not kill us first."""
+    for name in ("SIGINT", "SIGTERM"):
+        try:
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+        except (AttributeError, OSError, ValueError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the writer process: ``PATH HEAP_SIZE NUM_THREADS``."""
     path, heap_size, num_threads = (sys.argv[1:] if argv is None else argv)[:3]
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # NOTE(index): nothing else may write into the reply stream
+    _ignore_stop_signals()
+    stdin, stdout = sys.stdin.buffer, _detach_stdout()
     try:
         child = _Child(stdout, path, int(heap_size), int(num_threads))
     except Exception as ex:  # noqa: BLE001 - reported to the parent
         write_frame(stdout, orjson.dumps([0, f"cannot open the Tantivy writer: {ex}"]))
         return 1
     write_frame(stdout, orjson.dumps([0, None]))
-    child.run(stdin)
+    try:
+        child.run(stdin)
+    except BaseException:  # noqa: BLE001 - e.g. the parent is gone while we reply
+        traceback.print_exc()
+        os._exit(1)  # NOTE(index): the reader thread holds stdin: no interpreter shutdown
 

@@ -365,18 +365,21 @@ class Stats:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Fleet statistics."""
-        envelope(
-            resp,
-            {
-                "endpoint-count": len(self.ctx.store.endpoints.list()),
-                "rule-count": len(self.ctx.store.rules.all()),
-                "ioc-count": self.ctx.store.iocs.count(),
-                "detection-count": self.ctx.store.detections.count(),
-                "events-received": int(self.ctx.metrics.value("heron_events_received_total")),
-                "stream-clients": self.ctx.hub.clients,
-            },
-        )
+        """Fleet statistics, and the event index state (backlog, last error, writer pid)."""
+        data: dict[str, Any] = {
+            "endpoint-count": len(self.ctx.store.endpoints.list()),
+            "rule-count": len(self.ctx.store.rules.all()),
+            "ioc-count": self.ctx.store.iocs.count(),
+            "detection-count": self.ctx.store.detections.count(),
+            "events-received": int(self.ctx.metrics.value("heron_events_received_total")),
+            "stream-clients": self.ctx.hub.clients,
+        }
+        health = getattr(self.ctx.events, "health", None)
+        if callable(health):
+            index = health()
+            data["event-index"] = {"backlog": index["backlog"], "error": index["error"],
+                                   "writer-pid": index["writer_pid"]}
+        envelope(resp, data)
 
 
 CONTENT_ROUTES: list[tuple[str, Any, str | None]] = [

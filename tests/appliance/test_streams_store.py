@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -175,13 +176,15 @@ def test_metrics_exposition(env: Env) -> None:
 
 def test_healthz_reports_a_failed_event_index(env: Env) -> None:
     body = env.e("GET", "/healthz", None).json
-    assert body["status"] == "ok" and body["index"] == {"backlog": 0, "error": None}
-    env.ctx.events._indexer._error = "StoreError: Tantivy commit failed: disk full"
+    assert body["status"] == "ok" and body["index"] == {"backlog": 0, "ok": True}
+    env.ctx.events._indexer._error = "StoreError: Tantivy commit failed: /data/x: disk full"
     res = env.e("GET", "/healthz", None)
     assert res.status_code == 200  # events are still accepted durably
-    assert res.json["status"] == "degraded"
-    assert "disk full" in res.json["index"]["error"]
+    assert res.json["status"] == "degraded" and res.json["index"]["ok"] is False
+    assert "disk full" not in res.text  # no credentials needed: no error text, no paths
     assert "heron_index_healthy 0" in env.a("GET", "/metrics").text
+    stats = env.a("GET", "/stats").json["data"]["event-index"]
+    assert "disk full" in stats["error"] and stats["writer-pid"] == os.getpid()
 
 
 def test_every_index_error_is_mapped() -> None:

@@ -55,7 +55,7 @@ def test_process_sink_survives_reopen_and_dedups(make_store: MakeStore, tmp_path
     assert again.search("Image:C:\\b4\\e0.exe").total == 1
 
 
-def test_killed_writer_process_is_reported_and_nothing_acknowledged_is_lost(
+def test_killed_writer_process_is_replaced_and_the_journal_replayed(
     make_store: MakeStore,
 ) -> None:
     store = make_store("s", index_process=True)
@@ -67,21 +67,73 @@ def test_killed_writer_process_is_reported_and_nothing_acknowledged_is_lost(
     while store.stats()["indexer_error"] is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "index writer process exited" in str(store.stats()["indexer_error"])
-    assert store.health()["backlog"] == 0
     _fill(store, 2, start=2)  # still durable: the journal takes it
-    deadline = time.monotonic() + 10
-    while store.health()["backlog"] < 20 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert store.health()["backlog"] == 20  # journaled, not indexed
-    assert "index writer process exited" in store.health()["error"]
-    with pytest.raises(StoreError, match="index writer process"):
-        store.flush()
-    assert store.count() == 20  # what was committed stays searchable
+    store.flush()  # repairs: a new writer process, the journal after its committed max
+    assert store.stats()["writer_pid"] not in (None, pid)
+    assert store.count() == 40
+    assert store.search("Image:C:\\b3\\e9.exe").total == 1
+    assert store.sql("SELECT count(*), count(DISTINCT seq) FROM events").rows == [(40, 40)]
+    assert store.health() == {"backlog": 0, "error": None,
+                              "writer_pid": store.stats()["writer_pid"]}
     store.close()
-    reopened = make_store("s", index_process=True)  # the journal replays what was not indexed
-    reopened.flush()
+    reopened = make_store("s", index_process=True)
     assert reopened.count() == 40
-    assert reopened.sql("SELECT count(*), count(DISTINCT seq) FROM events").rows == [(40, 40)]
+
+
+@pytest.mark.parametrize("process", [False, True], ids=["thread", "process"])
+def test_flush_makes_every_appended_event_searchable(make_store: MakeStore, process: bool) -> None:
+    """A timed commit in flight when flush() starts must not let flush return early."""
+    store = make_store(index_process=process, commit_interval=0.0)
+    for n in range(1, 31):
+        store.append([sysmon(f"C:\\f\\{n}.exe", "x")], endpoint=EP, batch_id=f"f{n}")
+        time.sleep(0.002 * (n % 4))
+        store.flush()
+        assert store.count() == n
+
+
+def test_a_failed_group_is_replayed_not_skipped(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store("s", index_process=True)
+    real = store.tables.insert
+    calls = {"n": 0}
+
+    def flaky(rows: list[tuple[object, ...]], batches: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise StoreError("DuckDB insert failed: disk full")
+        real(rows, batches)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store.tables, "insert", flaky)
+    _fill(store, 1)
+    deadline = time.monotonic() + 10
+    while store.health()["error"] is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "disk full" in str(store.health()["error"])
+    _fill(store, 2, start=1)  # a later group must not jump over the failed one
+    store.flush()
+    assert store.count() == 30
+    assert store.sql("SELECT count(*), count(DISTINCT seq) FROM events").rows == [(30, 30)]
+    assert store.health()["error"] is None
+
+
+def test_writer_process_outlives_stop_signals_until_the_manager_closes_it(
+    make_store: MakeStore,
+) -> None:
+    store = make_store("s", index_process=True)
+    pid = store.stats()["writer_pid"]
+    assert os.getsid(pid) != os.getsid(0)  # a terminal's Ctrl-C does not reach it
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        os.kill(pid, sig)
+    time.sleep(0.3)
+    _fill(store, 1)
+    store.flush()
+    assert store.stats()["writer_pid"] == pid and store.count() == 10
+    store.close()
+    with pytest.raises(ProcessLookupError):
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.05)
 
 
 def test_writer_process_start_failure_is_a_clear_error(make_store: MakeStore) -> None:
@@ -114,3 +166,13 @@ def test_frozen_manager_starts_the_writer_through_its_cli(
 
 def test_with_raw_adds_the_stored_event_as_base64() -> None:
     assert with_raw(b'{"seq":1}', b'{"Event":{}}') == '{"seq":1,"raw":"eyJFdmVudCI6e319"}'
+
+
+def test_only_short_hashes_values_are_cached() -> None:
+    from index import schema
+
+    short = "SHA1=" + "a" * 40
+    long = short + "," + "x" * 600
+    assert schema._hashes_of(short) == (("sha1", ["a" * 40]),)
+    assert schema._hashes_of(long) == (("sha1", ["a" * 40]),)
+    assert short in schema._HASHES and long not in schema._HASHES
