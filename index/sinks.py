@@ -54,6 +54,7 @@ _CHUNK_DOCS = 2_000
 _CHUNK_BYTES = 16 * 1024 * 1024
 # NOTE(index): an operation the child has not answered by then means it hangs: it is killed
 # (the store then starts a new one and replays the journal).
+_ADD_DEADLINE = 600.0
 _DEADLINES = {OP_COMMIT: 600.0, OP_DELETE_BELOW: 3600.0, OP_DELETE_ALL: 3600.0,
               OP_MERGE: 3600.0, OP_CLOSE: 3600.0}
 
@@ -107,9 +108,10 @@ class LocalWriter:
         self._index = index
         self._heap_size = heap_size
         self._num_threads = num_threads
-        self._writer = self._open()
+        self._writer: Any = self._open()
         self._pending: Future[None] | None = None
         self.last_error: str | None = None
+        self._broken: str | None = None  # NOTE(index): a failed add/commit: replace the writer
 
     def _open(self) -> Any:
         try:
@@ -126,13 +128,22 @@ class LocalWriter:
                 pass
 
     def check(self) -> None:
-        pass
+        if self._broken is not None:
+            raise StoreError(self._broken)
+
+    def _break(self, what: str, ex: BaseException) -> StoreError:
+        self._broken = self.last_error = f"{what}: {ex}"
+        return StoreError(self._broken)
 
     def add(self, docs: list[bytes], raws: list[bytes]) -> None:
         self._wait()
+        self.check()
         add = self._writer.add_json
-        for doc, raw in zip(docs, raws, strict=True):
-            add(with_raw(doc, raw))
+        try:
+            for doc, raw in zip(docs, raws, strict=True):
+                add(with_raw(doc, raw))
+        except ValueError as ex:  # NOTE(index): partly added: only a new writer is clean
+            raise self._break("adding documents failed", ex) from ex
 
     def commit_async(self) -> Future[None]:
         self._wait()
@@ -142,7 +153,7 @@ class LocalWriter:
             try:
                 self._writer.commit()
             except BaseException as ex:  # noqa: BLE001 - handed to the future
-                future.set_exception(StoreError(f"Tantivy commit failed: {ex}"))
+                future.set_exception(self._break("Tantivy commit failed", ex))
             else:
                 future.set_result(None)
 
@@ -169,10 +180,11 @@ class LocalWriter:
 
     def _commit_now(self) -> None:
         self._wait()
+        self.check()
         try:
             self._writer.commit()
         except ValueError as ex:
-            raise StoreError(f"Tantivy commit failed: {ex}") from ex
+            raise self._break("Tantivy commit failed", ex) from ex
 
     @property
     def pid(self) -> int | None:
@@ -181,9 +193,10 @@ class LocalWriter:
     def close(self, timeout: float | None = None) -> None:
         self._wait()
         try:
-            self._writer.wait_merging_threads()
+            self._writer.wait_merging_threads()  # NOTE(index): uncommitted documents are dropped
         except Exception:  # noqa: BLE001 - close path
             pass
+        self._writer = None  # NOTE(index): releases the writer lock for a replacement
 
 
 class WriterProcess:
@@ -257,16 +270,18 @@ class WriterProcess:
             except (ValueError, TypeError) as ex:
                 self._kill(f"malformed answer from the index writer process ({ex})")
                 return
-            if rid == 0:  # NOTE(index): an error of a document batch, which has no request
-                self.last_error = error
-                logger.error("index writer process: %s", error)
+            if rid == 0:  # NOTE(index): documents were refused; the child exits
+                self._kill(f"index writer process: {error}")
                 continue
             with self._lock:
                 future = self._pending.pop(rid, None)
             if future is None:
                 continue
             if error:
+                # NOTE(index): a writer-level failure (e.g. a commit on a full disk) leaves
+                # Tantivy's writer unusable: the store replaces the process and replays.
                 future.set_exception(StoreError(error))
+                self._kill(f"index writer process failed: {error}")
             else:
                 future.set_result(None)
 
@@ -325,8 +340,9 @@ class WriterProcess:
             self._send(op + rid.to_bytes(8, "little") + arg.to_bytes(8, "little"))
         except StoreError as ex:
             with self._lock:
-                self._pending.pop(rid, None)
-            future.set_exception(ex)
+                owned = self._pending.pop(rid, None) is not None
+            if owned:  # NOTE(index): else _fail_all has failed it already
+                future.set_exception(ex)
             raise
         return future
 
@@ -343,10 +359,22 @@ class WriterProcess:
             parts += (doc, raw)
             size += len(doc) + len(raw) + 2
             if len(parts) >= 2 * _CHUNK_DOCS or size >= _CHUNK_BYTES:
-                self._send(OP_ADD + b"\0".join(parts))
+                self._send_documents(parts)
                 parts, size = [], 0
         if parts:
+            self._send_documents(parts)
+
+    def _send_documents(self, parts: list[bytes]) -> None:
+        """Send one OP_ADD; a child that does not take it in time is killed (it hangs)."""
+        watchdog = threading.Timer(_ADD_DEADLINE, self._kill, (
+            f"the index writer process did not take documents in {_ADD_DEADLINE:.0f} s; "
+            "killed",))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
             self._send(OP_ADD + b"\0".join(parts))
+        finally:
+            watchdog.cancel()
 
     def commit_async(self) -> Future[None]:
         return self._request(OP_COMMIT)

@@ -142,7 +142,8 @@ class EventStore:
                 return LocalWriter(self._index, heap_size=heap_size, num_threads=index_threads)
 
             self._indexer = Indexer(self._index, self.tables, open_sink,
-                                    replay=self._journal_after, commit_interval=commit_interval)
+                                    replay=self._journal_after, commit_interval=commit_interval,
+                                    floor=self._min_seq - 1)
             opened.append(_Closer(self._indexer.close_writer))
             self._batches: dict[tuple[str, str], tuple[int, int]] = {
                 (ep, bid): (first, count) for ep, bid, first, count in self.tables.batch_keys()
@@ -482,19 +483,7 @@ class EventStore:
     def reindex(self) -> int:
         """Rebuild the Tantivy index and the tables from the journal; return events indexed."""
         def run() -> int:
-            self._indexer.delete_all()
-            total = 0
-            group: list[tuple[JournalRecord, list[bytes] | None]] = []
-            for record in self.journal.read(after_seq=self._min_seq - 1):
-                group.append((record, None))
-                total += record.count
-                if len(group) >= 64:
-                    self._indexer.apply(group)
-                    group = []
-            if group:
-                self._indexer.apply(group)
-            self._indexer.commit()
-            return total
+            return self._indexer.rebuild(self.journal.read(after_seq=self._min_seq - 1))
 
         with self._append_lock:  # NOTE(index): appends wait; the journal must not move
             count = self._on_writer(run)
@@ -598,8 +587,10 @@ class EventStore:
         writer = self._indexer.stats()
         indexed = min(writer.tantivy_max, writer.tables_max)
         backlog = max(0, self.journal.next_seq - 1 - max(indexed, self._min_seq - 1))
-        return {"backlog": backlog, "error": writer.error,
-                "writer_pid": self._indexer.writer_pid}
+        error = writer.error
+        if not self._indexer.alive:
+            error = f"the index writer thread stopped ({error})"
+        return {"backlog": backlog, "error": error, "writer_pid": self._indexer.writer_pid}
 
     def stats(self) -> dict[str, Any]:
         """Return counters: events, segments, pending records, bytes, last commit, and the

@@ -20,8 +20,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,6 +70,7 @@ class Indexer:
     Args:
         sink_factory: Opens the Tantivy sink (again, after the writer process died).
         replay: ``replay(after_seq)`` yields the journal records after a sequence number.
+        floor: Sequence number up to which retention deleted everything (never replayed).
 
     Failures never lose acknowledged events: when a group cannot be applied (DuckDB error,
     the writer process died) the maxima stay where they were and the writer is *in a gap*;
@@ -88,8 +90,10 @@ class Indexer:
         commit_interval: float,
         max_queue: int = 32,
         repair_interval: float = 10.0,
+        floor: int = 0,
     ) -> None:
         self.index = index
+        self._floor = floor  # NOTE(index): retention deleted everything up to here
         self.tables = tables
         self._sink_factory = sink_factory
         self._replay = replay
@@ -108,6 +112,7 @@ class Indexer:
         self._pending_commit: Future[None] | None = None
         self._thread = threading.Thread(target=self._run, name="heron-index-writer", daemon=True)
         self._started = False
+        self._stopping = False
 
     def _tantivy_max_seq(self) -> int:
         self.index.reload()
@@ -148,6 +153,7 @@ class Indexer:
 
     def stop(self, timeout: float | None = None) -> None:
         """Commit what is pending and stop the thread (idempotent)."""
+        self._stopping = True
         if self._started and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)
@@ -157,19 +163,28 @@ class Indexer:
     def _run(self) -> None:
         while True:
             try:
-                item = self._queue.get(timeout=self._idle_timeout())
-            except queue.Empty:
-                self._on_idle()
-                continue
-            if item is _STOP:
-                self._commit_safely()
-                return
-            if isinstance(item, _Call):
-                self._run_call(item)
-                continue
-            self._apply_group(item)
-            if self._commit_due():
-                self._begin_commit()
+                if not self._step():
+                    return
+            except Exception as ex:  # noqa: BLE001 - only _STOP may end the writer thread
+                self._fail("index writer thread error", ex)
+
+    def _step(self) -> bool:
+        """Wait for and do one piece of work; False after ``_STOP``."""
+        try:
+            item = self._queue.get(timeout=self._idle_timeout())
+        except queue.Empty:
+            self._on_idle()
+            return True
+        if item is _STOP:
+            self._commit_safely()
+            return False
+        if isinstance(item, _Call):
+            self._run_call(item)
+            return True
+        self._apply_group(item)
+        if self._commit_due():
+            self._begin_commit()
+        return True
 
     def _idle_timeout(self) -> float | None:
         """How long the writer thread may wait for work before it has something to do."""
@@ -179,7 +194,8 @@ class Indexer:
         if self._pending_commit is not None:  # NOTE(index): account for it when it ends
             timeout = _POLL if timeout is None else min(timeout, _POLL)
         if self._gap:  # NOTE(index): repair when idle too, not only when groups arrive
-            timeout = min(timeout or self._repair_interval, self._repair_interval)
+            due = max(0.0, self._next_repair - time.monotonic())
+            timeout = due if timeout is None else min(timeout, due)
         return timeout
 
     def _on_idle(self) -> None:
@@ -256,7 +272,7 @@ class Indexer:
                 self._sink.check()
             except StoreError:
                 self._replace_sink()
-            after = min(self.tantivy_max, self.tables_max)
+            after = max(min(self.tantivy_max, self.tables_max), self._floor)
             group: list[tuple[JournalRecord, list[bytes] | None]] = []
             for record in self._replay(after):
                 if record.first_seq >= before:
@@ -271,6 +287,7 @@ class Indexer:
             self._fail("index repair failed", ex)
             return False
         self._gap = False
+        self._error = None
         logger.warning("event index repaired: journal replayed after seq %d", after)
         return True
 
@@ -281,7 +298,8 @@ class Indexer:
         except Exception:  # noqa: BLE001 - it is dead already
             pass
         self._sink = self._sink_factory()
-        self.tantivy_max = self._tantivy_max_seq()  # NOTE(index): what the index committed
+        # NOTE(index): what the index committed (not below what retention already deleted)
+        self.tantivy_max = max(self._tantivy_max_seq(), self._floor)
         logger.warning("index writer restarted (pid %s)", self._sink.pid)
 
     # -- operations (writer thread only) ----------------------------------------------
@@ -333,7 +351,12 @@ class Indexer:
             return
         self._finish_commit()
         self._dirty_since = None
-        future = self._sink.commit_async()
+        try:
+            future = self._sink.commit_async()
+        except Exception as ex:  # noqa: BLE001 - the journal keeps the data; repaired later
+            self.mark_dirty()
+            self._fail("index commit failed", ex)
+            return
         future.add_done_callback(self._on_committed)
         self._pending_commit = future
 
@@ -387,7 +410,7 @@ class Indexer:
         try:
             self._sink.commit_async().result()
             self.index.reload()
-        except (StoreError, ValueError) as ex:
+        except Exception as ex:  # noqa: BLE001 - re-raised as StoreError
             self.mark_dirty()
             self._fail("index commit failed", ex)
             raise StoreError(f"Tantivy commit failed: {ex}") from ex
@@ -403,27 +426,56 @@ class Indexer:
         if seq <= 1:
             return
         self.commit()
-        self._sink.delete_below(seq)
-        self.index.reload()
-        self.tables.execute_write("DELETE FROM events WHERE seq < ?", (seq,))
-        self.tables.execute_write("DELETE FROM batches WHERE first_seq + count <= ?", (seq,))
+        self._floor = max(self._floor, seq - 1)  # NOTE(index): before: a repair must not
+        with self._failing("retention delete failed"):  # bring them back
+            self._sink.delete_below(seq)
+            self.index.reload()
+            self.tables.execute_write("DELETE FROM events WHERE seq < ?", (seq,))
+            self.tables.execute_write("DELETE FROM batches WHERE first_seq + count <= ?", (seq,))
 
-    def delete_all(self) -> None:
-        """Empty both backends (before a reindex)."""
+    def rebuild(self, records: Iterable[JournalRecord]) -> int:
+        """Empty both backends and index ``records`` again (reindex); return the events."""
         self.commit()
-        self._sink.delete_all()
-        self.index.reload()
-        self.tables.execute_write("DELETE FROM events")
-        self.tables.execute_write("DELETE FROM batches")
-        self.tantivy_max = 0
-        self.tables_max = 0
+        total = 0
+        with self._failing("reindex failed"):  # NOTE(index): the repair finishes the job
+            self._sink.delete_all()
+            self.index.reload()
+            self.tables.execute_write("DELETE FROM events")
+            self.tables.execute_write("DELETE FROM batches")
+            self.tantivy_max = self.tables_max = self._floor
+            group: list[tuple[JournalRecord, list[bytes] | None]] = []
+            for record in records:
+                group.append((record, None))
+                total += record.count
+                if len(group) >= 64:
+                    self.apply(group)
+                    group = []
+            if group:
+                self.apply(group)
+        self.commit()
+        return total
 
     def merge(self) -> int:
         """Commit, wait for segment merges, collect garbage; return the segment count."""
         self.commit()
-        self._sink.merge()
+        with self._failing("segment merge failed"):
+            self._sink.merge()
         self.index.reload()
         return int(self.index.searcher().num_segments)
+
+    @contextmanager
+    def _failing(self, what: str) -> Iterator[None]:
+        """Enter the gap (and re-raise) when the block fails: a repair replays the journal."""
+        try:
+            yield
+        except Exception as ex:
+            self._fail(what, ex)
+            raise
+
+    @property
+    def alive(self) -> bool:
+        """False when the writer thread ended without being stopped."""
+        return not self._started or self._thread.is_alive() or self._stopping
 
     def close_writer(self) -> None:
         """Release the Tantivy writer (after ``stop``)."""

@@ -113,21 +113,11 @@ class _Child:
             raise ValueError(f"unknown operation {op!r}")
         return True
 
-    def add(self, payload: bytes) -> str | None:
-        """Add the documents of one message; a document Tantivy refuses is skipped.
-
-        Returns the error of the first refused document (with the count), or None.
-        """
+    def add(self, payload: bytes) -> None:
         add = self.writer.add_json
         parts = payload.split(b"\0")
-        failed, first = 0, ""
         for i in range(0, len(parts) - 1, 2):
-            try:
-                add(with_raw(parts[i], parts[i + 1]))
-            except ValueError as ex:
-                failed += 1
-                first = first or f"{type(ex).__name__}: {ex}"[:500]
-        return f"{failed} document(s) refused by Tantivy, first: {first}" if failed else None
+            add(with_raw(parts[i], parts[i + 1]))
 
     def reply(self, rid: int, error: str | None) -> None:
         write_frame(self.out, orjson.dumps([rid, error]))
@@ -149,9 +139,13 @@ class _Child:
                 os._exit(0)  # NOTE(index): parent gone; its journal replays what is uncommitted
             op = message[:1]
             if op == OP_ADD:
-                error = self.add(message[1:])
-                if error:
-                    self.reply(0, error)
+                try:
+                    self.add(message[1:])
+                except Exception as ex:  # noqa: BLE001 - reported; the parent replays
+                    # NOTE(index): some documents of the message may be in the writer; exit
+                    # without committing so the replay from the committed max adds them once.
+                    self.reply(0, f"adding documents failed: {type(ex).__name__}: {ex}"[:2000])
+                    os._exit(1)
                 continue
             rid = int.from_bytes(message[1:9], "little")
             arg = int.from_bytes(message[9:17], "little")
