@@ -298,7 +298,9 @@ def project_many(
             "endpoint": endpoint,
             "channel": channel.lower(),
             "computer": computer.lower(),
-            "event_id": event_id,
+            # NOTE(index): u64 in Tantivy; Gene reads a negative EventID (hostile input only)
+            # as a 32-bit int: the document gets 0, the DuckDB row keeps the value.
+            "event_id": event_id if event_id >= 0 else 0,
             "crit": crit,
             "det": 1 if sigs else 0,
             "retro": 1 if retro else 0,

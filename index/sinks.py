@@ -212,9 +212,12 @@ class WriterProcess:
                  start_timeout: float = 60.0) -> None:
         # NOTE(index): its own session: a terminal's Ctrl-C reaches the manager only, which
         # then closes the writer cleanly (the child also ignores SIGINT/SIGTERM).
+        # NOTE(index): without a stderr of ours (a Windows service), its messages go to a file.
+        self._log = (None if sys.stderr is not None
+                     else (path.parent / "index-writer.log").open("ab"))
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter or frozen binary
             _child_command(path, heap_size, num_threads), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, start_new_session=os.name == "posix",
+            stdout=subprocess.PIPE, stderr=self._log, start_new_session=os.name == "posix",
             creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
@@ -280,8 +283,8 @@ class WriterProcess:
             if error:
                 # NOTE(index): a writer-level failure (e.g. a commit on a full disk) leaves
                 # Tantivy's writer unusable: the store replaces the process and replays.
-                future.set_exception(StoreError(error))
                 self._kill(f"index writer process failed: {error}")
+                future.set_exception(StoreError(error))
             else:
                 future.set_result(None)
 
@@ -308,6 +311,7 @@ class WriterProcess:
 
     def _fail_all(self, reason: str, *, quiet: bool = False) -> None:
         with self._lock:
+            reason = self._dead or reason  # NOTE(index): the first reason is the cause
             self._dead = reason
             pending, self._pending = self._pending, {}
         for future in pending.values():
@@ -411,6 +415,8 @@ class WriterProcess:
             self._proc.kill()
             self._proc.wait(5.0)
         self._stdout.close()
+        if self._log is not None:
+            self._log.close()
 
     @property
     def pid(self) -> int | None:

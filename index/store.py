@@ -155,6 +155,7 @@ class EventStore:
             raise
         self._indexer.start()
         try:
+            self._finish_retention()
             replayed = self._replay()
         except BaseException:
             self.close()
@@ -195,6 +196,14 @@ class EventStore:
             raise StoreError(f"cannot open index {path}: {ex}") from ex
         register_analyzers(index)
         return index
+
+    def _finish_retention(self) -> None:
+        """Delete what a retention pass interrupted by a crash left below ``min_seq``."""
+        if self._min_seq > 1 and self.tables.read(
+                "SELECT count(*) FROM events WHERE seq < ?", (self._min_seq,))[0][0]:
+            self._on_writer(lambda: self._indexer.delete_below(self._min_seq))
+            self.journal.drop_before(self._min_seq)
+            logger.warning("finished an interrupted retention pass below seq %d", self._min_seq)
 
     def _journal_after(self, seq: int) -> Iterator[JournalRecord]:
         """Journal records after ``seq`` that retention kept (the writer's repairs)."""
@@ -533,9 +542,11 @@ class EventStore:
                 cutoff = max(cutoff, int(rows[0][0]) if rows else self.journal.next_seq)
         changed = cutoff > self._min_seq
         if changed:
-            self._on_writer(lambda: self._indexer.delete_below(cutoff))
+            # NOTE(index): write-ahead: the new floor is saved before anything is deleted, so
+            # a crash in between cannot replay the deleted events (the open finishes it).
             self._min_seq = cutoff
             self._save_state()
+            self._on_writer(lambda: self._indexer.delete_below(cutoff))
             dropped = self.journal.drop_before(cutoff)
             with self._append_lock:
                 self._batches = {k: v for k, v in self._batches.items() if sum(v) > cutoff}

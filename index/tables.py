@@ -126,10 +126,13 @@ class Tables:
                 self._rows_file.write_bytes(orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC))
             self._con.execute("BEGIN")
             if rows:
-                self._con.execute(
-                    f"INSERT INTO events SELECT {_ROWS_SELECT} FROM read_json(?, "
-                    "format='array', records=false, columns={'r': 'JSON[]'})",
-                    [str(self._rows_file)])
+                try:
+                    self._con.execute(
+                        f"INSERT INTO events SELECT {_ROWS_SELECT} FROM read_json(?, "
+                        "format='array', records=false, columns={'r': 'JSON[]'})",
+                        [str(self._rows_file)])
+                finally:
+                    self._rows_file.unlink(missing_ok=True)
             if batch_rows:
                 appender = self._con.appender("batches")
                 appender.append_rows(batch_rows)

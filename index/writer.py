@@ -72,12 +72,13 @@ class Indexer:
         replay: ``replay(after_seq)`` yields the journal records after a sequence number.
         floor: Sequence number up to which retention deleted everything (never replayed).
 
-    Failures never lose acknowledged events: when a group cannot be applied (DuckDB error,
-    the writer process died) the maxima stay where they were and the writer is *in a gap*;
-    the next group (at most every ``repair_interval`` seconds) or ``commit``/``flush`` first
-    repairs: a dead sink is replaced (``tantivy_max`` falls back to what the index
-    committed) and the journal after ``min(tantivy_max, tables_max)`` is applied again, each
-    backend skipping what it holds. Groups that arrive during the gap stay in the journal.
+    Failures never lose acknowledged events: when anything fails (a group, a commit, a
+    reindex, a retention delete, the writer process) the writer is *in a gap*: groups that
+    arrive stay in the journal, and the next group (at most every ``repair_interval``
+    seconds), an idle tick or ``commit``/``flush`` repairs: a new sink (uncommitted
+    documents dropped), ``tantivy_max`` and ``tables_max`` read back from the backends (never
+    below the retention floor), and the journal after the lower one applied again, each
+    backend skipping what it holds.
     """
 
     def __init__(
@@ -100,11 +101,11 @@ class Indexer:
         self._repair_interval = repair_interval
         self._gap = False  # NOTE(index): a group failed; the journal must be replayed
         self._next_repair = 0.0
-        self._sink = sink_factory()
         self._commit_interval = commit_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self.tantivy_max = self._tantivy_max_seq()
         self.tables_max = tables.max_seq()
+        self._sink = sink_factory()  # NOTE(index): last: nothing after it can fail and leak it
         self._dirty_since: float | None = None
         self._commits = 0
         self._last_commit = 0.0
@@ -189,7 +190,7 @@ class Indexer:
     def _idle_timeout(self) -> float | None:
         """How long the writer thread may wait for work before it has something to do."""
         timeout = None
-        if self._dirty_since is not None:
+        if self._dirty_since is not None and not self._gap:  # NOTE(index): no commit in a gap
             timeout = max(0.0, self._dirty_since + self._commit_interval - time.monotonic())
         if self._pending_commit is not None:  # NOTE(index): account for it when it ends
             timeout = _POLL if timeout is None else min(timeout, _POLL)
@@ -268,10 +269,10 @@ class Indexer:
             return False
         self._next_repair = now + self._repair_interval
         try:
-            try:
-                self._sink.check()
-            except StoreError:
-                self._replace_sink()
+            # NOTE(index): whatever failed, start again from what the backends *hold*: a new
+            # writer (uncommitted documents dropped) and both maxima read back.
+            self._replace_sink()
+            self.tables_max = max(self.tables.max_seq(), self._floor)
             after = max(min(self.tantivy_max, self.tables_max), self._floor)
             group: list[tuple[JournalRecord, list[bytes] | None]] = []
             for record in self._replay(after):
@@ -347,7 +348,7 @@ class Indexer:
         and inserting rows meanwhile. Visibility is unchanged: the commit still starts
         ``commit_interval`` after the first uncommitted document.
         """
-        if self._dirty_since is None:
+        if self._dirty_since is None or self._gap:  # NOTE(index): the repair commits
             return
         self._finish_commit()
         self._dirty_since = None

@@ -239,3 +239,62 @@ def test_a_repair_after_retention_does_not_bring_deleted_events_back(
     time.sleep(0.3)
     store.flush()  # repair: new writer, replay from the floor, not from the empty index
     assert store.count() == 0
+
+
+@pytest.mark.parametrize("process", [False, True], ids=["thread", "process"])
+def test_a_negative_event_id_does_not_stop_indexing(make_store: MakeStore, process: bool) -> None:
+    store = make_store(index_process=process)
+    store.append([sysmon("C:\\n\\a.exe", "x", event_id="-5"), sysmon("C:\\n\\b.exe", "y")],
+                 endpoint=EP, batch_id="neg")
+    store.flush()
+    assert store.count() == 2 and store.health()["error"] is None
+    assert store.search("Image:C:\\n\\a.exe").total == 1
+    assert store.sql("SELECT event_id FROM events ORDER BY seq").rows == [(-5,), (1,)]
+
+
+def test_a_reindex_failing_after_its_deletes_is_finished_by_the_repair(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store("s", index_process=True)
+    _fill(store, 2)
+    store.flush()
+    real = store.tables.execute_write
+    calls = {"n": 0}
+
+    def flaky(sql: str, params: tuple[object, ...] = ()) -> None:
+        if sql.startswith("DELETE FROM batches"):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise StoreError("DuckDB write failed: simulated")
+        real(sql, params)
+
+    monkeypatch.setattr(store.tables, "execute_write", flaky)
+    with pytest.raises(StoreError, match="simulated"):
+        store.reindex()
+    _fill(store, 1, start=2)
+    store.flush()
+    assert store.count() == 30
+    assert store.sql("SELECT count(*), count(DISTINCT seq) FROM events").rows == [(30, 30)]
+
+
+def test_a_retention_pass_interrupted_by_a_crash_is_finished_at_open(
+    make_store: MakeStore,
+) -> None:
+    store = make_store("s", index_process=True)
+    _fill(store, 3)
+    store.flush()
+    store._min_seq = 11  # what apply_retention saves before it deletes anything
+    store._save_state()
+    store.close()  # "crash" before the deletes
+    again = make_store("s", index_process=True)
+    again.flush()
+    assert again.count() == 20
+    assert again.sql("SELECT min(seq), count(*) FROM events").rows == [(11, 20)]
+
+
+def test_no_commit_timer_spins_while_the_writer_waits_to_repair(make_store: MakeStore) -> None:
+    indexer = make_store()._indexer
+    indexer._gap, indexer._dirty_since = True, 0.0  # a commit long overdue
+    indexer._next_repair = time.monotonic() + 5
+    timeout = indexer._idle_timeout()
+    assert timeout is not None and timeout > 4
