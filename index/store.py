@@ -155,7 +155,11 @@ class EventStore:
             raise
         self._indexer.start()
         try:
-            self._finish_retention()
+            try:
+                self._finish_retention()
+            except StoreError as ex:  # NOTE(index): never keep the manager from starting
+                logger.error("could not finish an interrupted retention pass (the next pass "
+                             "retries): %s", ex)
             replayed = self._replay()
         except BaseException:
             self.close()
@@ -198,11 +202,18 @@ class EventStore:
         return index
 
     def _finish_retention(self) -> None:
-        """Delete what a retention pass interrupted by a crash left below ``min_seq``."""
-        if self._min_seq > 1 and self.tables.read(
-                "SELECT count(*) FROM events WHERE seq < ?", (self._min_seq,))[0][0]:
+        """Finish a retention pass a crash or a failure interrupted (events below ``min_seq``).
+
+        Raises:
+            StoreError: the backends' deletes failed (the journal is dropped already).
+        """
+        if self._min_seq <= 1:
+            return
+        self.journal.drop_before(self._min_seq)  # NOTE(index): first: frees the most space
+        with self._append_lock:
+            self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
+        if self.tables.read("SELECT count(*) FROM events WHERE seq < ?", (self._min_seq,))[0][0]:
             self._on_writer(lambda: self._indexer.delete_below(self._min_seq))
-            self.journal.drop_before(self._min_seq)
             logger.warning("finished an interrupted retention pass below seq %d", self._min_seq)
 
     def _journal_after(self, seq: int) -> Iterator[JournalRecord]:
@@ -524,6 +535,7 @@ class EventStore:
             The new lowest kept sequence number.
         """
         self.flush()
+        self._finish_retention()  # NOTE(index): a previous pass that failed half-way
         cutoff = self._min_seq
         if max_age is not None:
             limit = datetime.fromtimestamp(self._clock(), UTC) - max_age

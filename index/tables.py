@@ -13,6 +13,7 @@ whose rows are in the table anyway), configuration locked, a timeout enforced wi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -132,7 +133,8 @@ class Tables:
                         "format='array', records=false, columns={'r': 'JSON[]'})",
                         [str(self._rows_file)])
                 finally:
-                    self._rows_file.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):  # NOTE(index): the insert stands
+                        self._rows_file.unlink(missing_ok=True)
             if batch_rows:
                 appender = self._con.appender("batches")
                 appender.append_rows(batch_rows)
@@ -147,9 +149,20 @@ class Tables:
 
     def execute_write(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run one write statement on the writer connection."""
+        self.execute_writes([(sql, params)])
+
+    def execute_writes(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run write statements in one transaction (all or nothing)."""
         try:
-            self._con.execute(sql, list(params))
+            self._con.execute("BEGIN")
+            for sql, params in statements:
+                self._con.execute(sql, list(params))
+            self._con.execute("COMMIT")
         except duckdb.Error as ex:
+            try:
+                self._con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
             raise StoreError(f"DuckDB write failed: {ex}") from ex
 
     def max_seq(self) -> int:

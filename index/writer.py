@@ -431,8 +431,9 @@ class Indexer:
         with self._failing("retention delete failed"):  # bring them back
             self._sink.delete_below(seq)
             self.index.reload()
-            self.tables.execute_write("DELETE FROM events WHERE seq < ?", (seq,))
-            self.tables.execute_write("DELETE FROM batches WHERE first_seq + count <= ?", (seq,))
+            self.tables.execute_writes([
+                ("DELETE FROM events WHERE seq < ?", (seq,)),
+                ("DELETE FROM batches WHERE first_seq + count <= ?", (seq,))])
 
     def rebuild(self, records: Iterable[JournalRecord]) -> int:
         """Empty both backends and index ``records`` again (reindex); return the events."""
@@ -441,8 +442,7 @@ class Indexer:
         with self._failing("reindex failed"):  # NOTE(index): the repair finishes the job
             self._sink.delete_all()
             self.index.reload()
-            self.tables.execute_write("DELETE FROM events")
-            self.tables.execute_write("DELETE FROM batches")
+            self.tables.execute_writes([("DELETE FROM events", ()), ("DELETE FROM batches", ())])
             self.tantivy_max = self.tables_max = self._floor
             group: list[tuple[JournalRecord, list[bytes] | None]] = []
             for record in records:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from index import EndpointRef, EventStore, StoreError
@@ -258,17 +259,16 @@ def test_a_reindex_failing_after_its_deletes_is_finished_by_the_repair(
     store = make_store("s", index_process=True)
     _fill(store, 2)
     store.flush()
-    real = store.tables.execute_write
+    real = store.tables.execute_writes
     calls = {"n": 0}
 
-    def flaky(sql: str, params: tuple[object, ...] = ()) -> None:
-        if sql.startswith("DELETE FROM batches"):
-            calls["n"] += 1
-            if calls["n"] == 1:
-                raise StoreError("DuckDB write failed: simulated")
-        real(sql, params)
+    def flaky(statements: list[tuple[str, tuple[object, ...]]]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the index is emptied already; the tables' deletes fail
+            raise StoreError("DuckDB write failed: simulated")
+        real(statements)
 
-    monkeypatch.setattr(store.tables, "execute_write", flaky)
+    monkeypatch.setattr(store.tables, "execute_writes", flaky)
     with pytest.raises(StoreError, match="simulated"):
         store.reindex()
     _fill(store, 1, start=2)
@@ -298,3 +298,60 @@ def test_no_commit_timer_spins_while_the_writer_waits_to_repair(make_store: Make
     indexer._next_repair = time.monotonic() + 5
     timeout = indexer._idle_timeout()
     assert timeout is not None and timeout > 4
+
+
+def test_a_failed_retention_delete_is_retried_by_the_next_pass(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    clock = {"now": 1_000_000.0}
+    store = make_store("s", index_process=True, clock=lambda: clock["now"])
+    _fill(store, 2)
+    clock["now"] += 3600
+    _fill(store, 1, start=2)
+    store.flush()
+    real = store._indexer._sink.delete_below
+    monkeypatch.setattr(store._indexer._sink, "delete_below",
+                        lambda seq: (_ for _ in ()).throw(StoreError("simulated delete failure")))
+    with pytest.raises(StoreError, match="simulated"):
+        store.apply_retention(max_age=timedelta(minutes=30))
+    monkeypatch.setattr(store._indexer._sink, "delete_below", real)
+    store.apply_retention(max_age=timedelta(minutes=30))  # same cutoff: must still delete
+    assert store.count() == 10
+    assert store.sql("SELECT count(*), min(seq) FROM events").rows == [(10, 21)]
+    assert store.sql("SELECT count(*) FROM batches").rows == [(1,)]
+
+
+def test_a_reindex_failing_between_its_deletes_leaves_no_duplicate_batch_rows(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store("s", index_process=True)
+    _fill(store, 3)
+    store.flush()
+    real = store.tables._con.execute
+    state = {"armed": True}
+
+    def flaky(sql: str, *args: object) -> object:
+        if state["armed"] and sql.startswith("DELETE FROM batches"):
+            state["armed"] = False
+            raise duckdb.IOException("simulated")
+        return real(sql, *args)
+
+    monkeypatch.setattr(store.tables, "_con", _Proxy(store.tables._con, flaky))
+    with pytest.raises(StoreError, match="simulated"):
+        store.reindex()
+    monkeypatch.undo()
+    store.flush()
+    assert store.sql("SELECT count(*), count(DISTINCT seq) FROM events").rows == [(30, 30)]
+    assert store.sql("SELECT count(*), count(DISTINCT batch_id) FROM batches").rows == [(3, 3)]
+
+
+class _Proxy:
+    """A DuckDB connection whose ``execute`` is replaced (the real one is read-only)."""
+
+    def __init__(self, con: object, execute: Callable[..., object]) -> None:
+        self._con, self.execute = con, execute
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._con, name)
