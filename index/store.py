@@ -372,9 +372,17 @@ class EventStore:
         return final, orjson.dumps(final)
 
     def flush(self, timeout: float | None = 60.0) -> None:
-        """Block until everything appended so far is committed and searchable."""
+        """Block until everything appended so far is committed and searchable.
+
+        Raises:
+            StoreError: the commit or a repair failed, or it took longer than ``timeout``
+                (a long backlog being replayed; the events stay durable in the journal).
+        """
         self._check_open()
-        self._indexer.call(self._indexer.commit).result(timeout)
+        try:
+            self._indexer.call(self._indexer.commit).result(timeout)
+        except TimeoutError as ex:
+            raise StoreError(f"the event index did not catch up within {timeout} s") from ex
 
     # -- reading ----------------------------------------------------------------------
 
