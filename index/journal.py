@@ -95,6 +95,7 @@ class Journal:
         self._lock = threading.Lock()
         self._cctx = zstandard.ZstdCompressor(level=3)
         self._fh: Any = None
+        self._broken: str | None = None
         self._current: Path | None = None
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -168,17 +169,41 @@ class Journal:
         payload = self._cctx.compress(body)
         header = _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload), first_seq, len(events))
         with self._lock:
+            if self._broken is not None:
+                raise StoreError(self._broken)
+            start: int | None = None
             try:
                 fh = self._writable(first_seq)
-                fh.write(header + payload)
-                fh.flush()
+                start = fh.tell()
+                view = memoryview(header + payload)
+                while view:  # NOTE(index): unbuffered: a raw write may be partial
+                    view = view[fh.write(view):]
                 if self._fsync:
                     os.fsync(fh.fileno())
             except OSError as ex:
+                self._roll_back(start)
                 raise StoreError(f"journal write failed: {ex}") from ex
             self._next_seq = first_seq + len(events)
             segment = self._current.name if self._current else ""
         return JournalRecord(first_seq, len(events), endpoint, batch_id, rt_ns, events, segment)
+
+    def _roll_back(self, start: int | None) -> None:
+        """Cut a failed (never acknowledged) write off the segment.
+
+        SECURITY(index): left in place, its bytes would carry the next record's sequence
+        numbers and a replay would index them instead of acknowledged events. When the cut
+        itself fails the journal refuses appends until the store is opened again (the open
+        truncates a torn tail).
+        """
+        if start is None or self._fh is None:
+            return
+        try:
+            os.ftruncate(self._fh.fileno(), start)
+            if self._fsync:
+                os.fsync(self._fh.fileno())
+        except OSError as ex:
+            self._broken = f"journal unusable after a failed write ({ex}); reopen the store"
+            logger.error("%s", self._broken)
 
     def _writable(self, first_seq: int) -> Any:
         if self._fh is not None and self._fh.tell() < self._segment_bytes:
@@ -191,7 +216,7 @@ class Journal:
             path = segments[-1]
         else:
             path = self.root / f"{first_seq:020d}{_SUFFIX}"
-        self._fh = path.open("ab")
+        self._fh = path.open("ab", buffering=0)  # NOTE(index): see _roll_back
         self._current = path
         if self._fsync:
             dir_fd = os.open(self.root, os.O_RDONLY)
@@ -247,7 +272,11 @@ class Journal:
             segments = self.segments()
             for path, nxt in zip(segments, segments[1:], strict=False):
                 if int(nxt.stem) <= seq and path != self._current:
-                    path.unlink(missing_ok=True)
+                    try:
+                        path.unlink(missing_ok=True)
+                    except OSError as ex:  # NOTE(index): kept; the next pass tries again
+                        logger.warning("cannot drop journal segment %s: %s", path, ex)
+                        continue
                     dropped.append(path)
         return dropped
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -70,6 +71,16 @@ def _lock_root(root: Path) -> Any:
             handle.close()
             raise StoreError(f"event store {root} is in use by another process") from ex
     return handle
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _Closer:
@@ -157,7 +168,7 @@ class EventStore:
         try:
             try:
                 self._finish_retention()
-            except StoreError as ex:  # NOTE(index): never keep the manager from starting
+            except Exception as ex:  # noqa: BLE001 - never keep the manager from starting
                 logger.error("could not finish an interrupted retention pass (the next pass "
                              "retries): %s", ex)
             replayed = self._replay()
@@ -182,8 +193,12 @@ class EventStore:
         state: dict[str, Any] = {"min_seq": self._min_seq, "schema": SCHEMA_VERSION}
         if self._size_ratio is not None:
             state["size_ratio"] = self._size_ratio
-        tmp.write_text(json.dumps(state))
+        with tmp.open("w") as fh:  # NOTE(index): the retention floor must survive a power cut
+            fh.write(json.dumps(state))
+            fh.flush()
+            os.fsync(fh.fileno())
         tmp.replace(self._state_path)
+        _fsync_dir(self.root)
 
     def _open_index(self, path: Path) -> tantivy.Index:
         marker = path / "heron-schema.json"
@@ -245,9 +260,9 @@ class EventStore:
 
     def close(self) -> None:
         """Index what is queued, commit, and release every file (idempotent)."""
-        if self._state is StoreState.CLOSED:
-            return
         with self._append_lock:  # NOTE(index): no append is between fsync and submit
+            if self._state is StoreState.CLOSED:
+                return
             self._state = StoreState.CLOSED
         self._indexer.stop()
         self._indexer.close_writer()
@@ -295,9 +310,9 @@ class EventStore:
     ) -> AppendResult:
         self._check_open()
         key = (endpoint.uuid.lower(), batch_id) if batch_id is not None else None
-        if key is not None and key in self._batches:
-            first, count = self._batches[key]
-            return AppendResult(first, count, duplicate=True)
+        hit = self._batches.get(key) if key is not None else None  # NOTE: retention swaps it
+        if hit is not None:
+            return AppendResult(hit[0], hit[1], duplicate=True)
         if not events:
             return AppendResult(0, 0)
         rt_ns = int(self._clock() * 1e9)
@@ -311,9 +326,9 @@ class EventStore:
             encoded.append(blob)
         with self._append_lock:
             self._check_open()
-            if key is not None and key in self._batches:
-                first, count = self._batches[key]
-                return AppendResult(first, count, duplicate=True)
+            hit = self._batches.get(key) if key is not None else None
+            if hit is not None:
+                return AppendResult(hit[0], hit[1], duplicate=True)
             first = self.journal.next_seq
             record = self.journal.append(finals, endpoint=asdict(endpoint), batch_id=batch_id,
                                          rt_ns=rt_ns, first_seq=first, encoded=encoded)
@@ -596,14 +611,21 @@ class EventStore:
     def disk_usage(self) -> dict[str, int]:
         """Return bytes on disk per component and in total."""
         def size(path: Path) -> int:
-            if path.is_file():
-                return path.stat().st_size
-            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+            # NOTE(index): the writer deletes files meanwhile (merged segments, rows file)
+            total = 0
+            for file in [path] if not path.is_dir() else path.rglob("*"):
+                try:
+                    if file.is_file():
+                        total += file.stat().st_size
+                except OSError:
+                    pass
+            return total
 
         usage = {
             "journal": size(self.root / "journal"),
             "index": size(self.root / "index"),
-            "tables": sum(size(p) for p in self.root.glob("events.duckdb*")),
+            "tables": sum(size(p) for p in self.root.glob("events.duckdb*")
+                          if not p.name.endswith(".rows.json")),
         }
         usage["total"] = sum(usage.values())
         return usage

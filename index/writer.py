@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 import tantivy
 
-from index.errors import StoreError
+from index.errors import StoreClosedError, StoreError
 from index.journal import JournalRecord
 from index.schema import Projection, project_many
 from index.sinks import TantivySink
@@ -103,8 +103,8 @@ class Indexer:
         self._next_repair = 0.0
         self._commit_interval = commit_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
-        self.tantivy_max = self._tantivy_max_seq()
-        self.tables_max = tables.max_seq()
+        self.tantivy_max = max(self._tantivy_max_seq(), floor)
+        self.tables_max = max(tables.max_seq(), floor)
         self._sink = sink_factory()  # NOTE(index): last: nothing after it can fail and leak it
         self._dirty_since: float | None = None
         self._commits = 0
@@ -114,6 +114,7 @@ class Indexer:
         self._thread = threading.Thread(target=self._run, name="heron-index-writer", daemon=True)
         self._started = False
         self._stopping = False
+        self._stop_lock = threading.Lock()
 
     def _tantivy_max_seq(self) -> int:
         self.index.reload()
@@ -136,9 +137,16 @@ class Indexer:
         self._queue.put((record, encoded))
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
-        """Run ``fn`` on the writer thread after everything queued before it."""
+        """Run ``fn`` on the writer thread after everything queued before it.
+
+        After ``stop`` the future fails with :class:`StoreClosedError` (never hangs).
+        """
         future: Future[Any] = Future()
-        self._queue.put(_Call(fn, future))
+        with self._stop_lock:
+            if self._stopping:
+                future.set_exception(StoreClosedError("the event store is closed"))
+                return future
+            self._queue.put(_Call(fn, future))
         return future
 
     @property
@@ -154,10 +162,18 @@ class Indexer:
 
     def stop(self, timeout: float | None = None) -> None:
         """Commit what is pending and stop the thread (idempotent)."""
-        self._stopping = True
-        if self._started and self._thread.is_alive():
+        with self._stop_lock:
+            already, self._stopping = self._stopping, True
+        if not already and self._started and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)
+        while True:  # NOTE(index): calls queued behind _STOP by a racing caller
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Call):
+                item.future.set_exception(StoreClosedError("the event store is closed"))
 
     # -- writer thread ----------------------------------------------------------------
 

@@ -355,3 +355,63 @@ class _Proxy:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._con, name)
+
+
+def test_a_failed_journal_write_leaves_nothing_behind(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import index.journal
+
+    store = make_store("s", fsync=True)
+    real = index.journal.os.fsync
+    state = {"fail": False}
+
+    def fsync(fd: int) -> None:
+        if state["fail"]:
+            state["fail"] = False
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(index.journal.os, "fsync", fsync)
+    _fill(store, 1)
+    state["fail"] = True
+    with pytest.raises(StoreError, match="journal write failed"):
+        store.append([sysmon("C:\\unacked.exe", "x")] * 3, endpoint=EP, batch_id="unacked")
+    acked = store.append([sysmon("C:\\acked.exe", "x")] * 5, endpoint=EP, batch_id="acked")
+    assert acked.first_seq == 11
+    assert [(r.first_seq, r.batch_id) for r in store.journal.read()] == [
+        (1, "batch-0"), (11, "acked")]
+    assert store.reindex() == 15
+    assert store.search("Image:C:\\acked.exe").total == 5
+    assert store.search("Image:C:\\unacked.exe").total == 0
+    # the refused batch is not a "duplicate": its retry is stored
+    assert not store.append([sysmon("C:\\unacked.exe", "x")] * 3, endpoint=EP,
+                            batch_id="unacked").duplicate
+
+
+def test_a_rebuilt_index_does_not_bring_back_events_below_the_retention_floor(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    import shutil
+
+    store = make_store("s")
+    _fill(store, 3)
+    store.flush()
+    store._min_seq = 15  # a size cap cut inside the second record
+    store._save_state()
+    store._on_writer(lambda: store._indexer.delete_below(15))
+    store.close()
+    shutil.rmtree(tmp_path / "s" / "index")  # e.g. a schema upgrade rebuilds it
+    again = make_store("s")
+    again.flush()
+    assert again.count() == 16
+    assert again.sql("SELECT min(seq), count(*) FROM events").rows == [(15, 16)]
+
+
+def test_a_writer_call_racing_close_fails_instead_of_hanging(make_store: MakeStore) -> None:
+    from index import StoreClosedError
+
+    store = make_store()
+    store.close()
+    with pytest.raises(StoreClosedError):
+        store._indexer.call(lambda: 1).result(5)
