@@ -85,6 +85,17 @@ def _read_header(fh: Any) -> _Header | None:
     return _Header(length, crc, first_seq, count)
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a directory's entries durable (POSIX; Windows cannot open a directory)."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Journal:
     """Append-only, fsync'd, segmented batch log. Thread-safe for one process."""
 
@@ -95,10 +106,14 @@ class Journal:
         self._lock = threading.Lock()
         self._cctx = zstandard.ZstdCompressor(level=3)
         self._fh: Any = None
+        self._size = 0  # NOTE(index): bytes of the current segment that hold whole records
         self._broken: str | None = None
         self._current: Path | None = None
         try:
+            created = not root.exists()
             root.mkdir(parents=True, exist_ok=True)
+            if created and fsync:
+                _fsync_dir(root.parent)
             self._next_seq = self._recover()
         except OSError as ex:
             raise StoreError(f"cannot open journal {root}: {ex}") from ex
@@ -139,6 +154,15 @@ class Journal:
         """Sequence number the next appended event will get."""
         return self._next_seq
 
+    def skip_to(self, seq: int) -> None:
+        """Never hand out sequence numbers below ``seq`` (the backends hold them already:
+        a journal that lost records to media corruption must not reuse their numbers)."""
+        with self._lock:
+            if seq > self._next_seq:
+                logger.error("journal next seq %d is below what the index holds; skipping to %d",
+                             self._next_seq, seq)
+                self._next_seq = seq
+
     # -- writing --------------------------------------------------------------------
 
     def append(
@@ -171,23 +195,28 @@ class Journal:
         with self._lock:
             if self._broken is not None:
                 raise StoreError(self._broken)
-            start: int | None = None
+            started = False
+            data = header + payload
             try:
                 fh = self._writable(first_seq)
-                start = fh.tell()
-                view = memoryview(header + payload)
+                started = True
+                view = memoryview(data)
                 while view:  # NOTE(index): unbuffered: a raw write may be partial
                     view = view[fh.write(view):]
                 if self._fsync:
                     os.fsync(fh.fileno())
-            except OSError as ex:
-                self._roll_back(start)
-                raise StoreError(f"journal write failed: {ex}") from ex
+            except BaseException as ex:
+                if started:
+                    self._roll_back()
+                if isinstance(ex, OSError):
+                    raise StoreError(f"journal write failed: {ex}") from ex
+                raise
+            self._size += len(data)
             self._next_seq = first_seq + len(events)
             segment = self._current.name if self._current else ""
         return JournalRecord(first_seq, len(events), endpoint, batch_id, rt_ns, events, segment)
 
-    def _roll_back(self, start: int | None) -> None:
+    def _roll_back(self) -> None:
         """Cut a failed (never acknowledged) write off the segment.
 
         SECURITY(index): left in place, its bytes would carry the next record's sequence
@@ -195,10 +224,11 @@ class Journal:
         itself fails the journal refuses appends until the store is opened again (the open
         truncates a torn tail).
         """
-        if start is None or self._fh is None:
+        if self._fh is None:
             return
-        try:
-            os.ftruncate(self._fh.fileno(), start)
+        try:  # NOTE(index): to the size we wrote (tell() is stale on an O_APPEND handle)
+            os.ftruncate(self._fh.fileno(), self._size)
+            os.lseek(self._fh.fileno(), self._size, os.SEEK_SET)
             if self._fsync:
                 os.fsync(self._fh.fileno())
         except OSError as ex:
@@ -206,7 +236,7 @@ class Journal:
             logger.error("%s", self._broken)
 
     def _writable(self, first_seq: int) -> Any:
-        if self._fh is not None and self._fh.tell() < self._segment_bytes:
+        if self._fh is not None and self._size < self._segment_bytes:
             return self._fh
         if self._fh is not None:
             self._fh.close()
@@ -216,29 +246,35 @@ class Journal:
             path = segments[-1]
         else:
             path = self.root / f"{first_seq:020d}{_SUFFIX}"
-        self._fh = path.open("ab", buffering=0)  # NOTE(index): see _roll_back
-        self._current = path
-        if self._fsync:
-            dir_fd = os.open(self.root, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        fh = path.open("ab", buffering=0)  # NOTE(index): see _roll_back
+        try:
+            if self._fsync:  # NOTE(index): before use: a new segment's entry must be durable
+                _fsync_dir(self.root)
+            size = os.fstat(fh.fileno()).st_size
+        except BaseException:
+            fh.close()
+            raise
+        self._fh, self._current, self._size = fh, path, size
         return self._fh
 
     # -- reading --------------------------------------------------------------------
 
     def read(self, *, after_seq: int = 0) -> Iterator[JournalRecord]:
-        """Yield records whose last event is after ``after_seq``, oldest first."""
+        """Yield durable records whose last event is after ``after_seq``, oldest first.
+
+        Only records appended (fsync'd) before the call: a write in progress, which may
+        still be rolled back, is never returned.
+        """
+        limit = self._next_seq
         dctx = zstandard.ZstdDecompressor()
         segments = self.segments()
         for i, path in enumerate(segments):
             if i + 1 < len(segments) and int(segments[i + 1].stem) <= after_seq + 1:
                 continue
-            yield from self._read_segment(path, after_seq, dctx)
+            yield from self._read_segment(path, after_seq, limit, dctx)
 
     def _read_segment(
-        self, path: Path, after_seq: int, dctx: zstandard.ZstdDecompressor
+        self, path: Path, after_seq: int, limit: int, dctx: zstandard.ZstdDecompressor
     ) -> Iterator[JournalRecord]:
         try:
             fh = path.open("rb")
@@ -247,7 +283,7 @@ class Journal:
         with fh:
             while True:
                 header = _read_header(fh)
-                if header is None:
+                if header is None or header.first_seq >= limit:
                     return
                 if header.first_seq + header.count - 1 <= after_seq:
                     fh.seek(header.length, os.SEEK_CUR)

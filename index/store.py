@@ -245,6 +245,7 @@ class EventStore:
                 self._batches[key] = (record.first_seq, record.count)
             self._indexer.submit(record)
             count += 1
+        self.journal.skip_to(max(stats.tantivy_max, stats.tables_max) + 1)
         return count
 
     # -- lifecycle --------------------------------------------------------------------

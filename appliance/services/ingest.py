@@ -180,6 +180,9 @@ class Ingest:
         metrics.counter("heron_batches_received_total", "/logs batches accepted")
         metrics.counter("heron_batches_duplicate_total", "/logs batches already stored (retries)")
         metrics.counter("heron_detections_received_total", "events carrying a detection")
+        metrics.counter(
+            "heron_fanout_errors_total", "stored batches whose detections/streams fan-out failed"
+        )
         metrics.gauge(
             "heron_events_per_second",
             "events received per second (last 60 s)",
@@ -225,13 +228,20 @@ class Ingest:
             return wire.LogsAck(batch_id=batch_id, accepted=0, duplicate=True)
         self.metrics.events_received(len(events))
         self.metrics.inc("heron_batches_received_total")
-        last_event, last_det = self._after_durable(endpoint, events, now)
-        self.hub.publish(events)
-        self.dispatcher.dispatch(
-            endpoint,
-            events,
-            lambda: self._enrich(events, endpoint, ip, now, everything=True, first=False),
-        )
+        try:
+            last_event, last_det = self._after_durable(endpoint, events, now)
+            self.hub.publish(events)
+            self.dispatcher.dispatch(
+                endpoint,
+                events,
+                lambda: self._enrich(events, endpoint, ip, now, everything=True, first=False),
+            )
+        except Exception:  # noqa: BLE001 - stored: the agent must not retry (a duplicate)
+            # NOTE(manager): the events are durable and searchable (detections too, flagged
+            # in the event store); only the fleet-store fan-out of this batch is missing.
+            self.metrics.inc("heron_fanout_errors_total")
+            logger.exception("fan-out of a stored /logs batch failed (endpoint %s)", endpoint.uuid)
+            last_event, last_det = now, None
         self.touch(endpoint.uuid, ip, last_event, last_det)
         return wire.LogsAck(batch_id=batch_id, accepted=len(events), duplicate=False)
 

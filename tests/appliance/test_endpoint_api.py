@@ -89,6 +89,25 @@ def test_logs_durable_idempotent_and_enriched(env: Env) -> None:
     assert report["alert-count"] == 1 and report["signatures"] == ["Mimikatz"]
 
 
+def test_a_failed_fan_out_still_acknowledges_the_stored_batch(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events are durable: a 500 would make the agent retry into a duplicate."""
+    agent = env.enroll()
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("fleet store down")
+
+    monkeypatch.setattr(env.ctx.ingest, "_after_durable", broken)
+    events = [event(1), event(2, signature="Mimikatz", crit=9)]
+    res = env.post_logs(agent, events, batch_id="b-f")
+    assert res.status_code == 200 and res.json["accepted"] == 2
+    assert env.post_logs(agent, events, batch_id="b-f").json["duplicate"] is True
+    env.ctx.events.flush()
+    assert env.ctx.events.count("Mimikatz") == 1
+    assert "heron_fanout_errors_total 1" in env.a("GET", "/metrics").text
+
+
 def test_logs_edrdata_from_agent_is_overwritten(env: Env) -> None:
     agent = env.enroll()
     ev = event(1)
