@@ -5,9 +5,13 @@ from __future__ import annotations
 import multiprocessing
 import sys
 
-from appliance.cli import main
-
 if __name__ == "__main__":
     # NOTE(packaging): a frozen program must call freeze_support before anything spawns a child.
     multiprocessing.freeze_support()
+    if sys.argv[1:2] == ["--heron-index-writer"]:  # NOTE: index.writer_child.FROZEN_ARG
+        from index.writer_child import main as index_writer_main  # only Tantivy, not the app
+
+        sys.exit(index_writer_main(sys.argv[2:]))
+    from appliance.cli import main
+
     sys.exit(main())

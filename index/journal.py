@@ -85,13 +85,18 @@ def _read_header(fh: Any) -> _Header | None:
     return _Header(length, crc, first_seq, count)
 
 
+def _fsync(fd: int) -> None:
+    """``os.fsync`` (a module function, so tests can fail the journal's fsyncs alone)."""
+    os.fsync(fd)
+
+
 def _fsync_dir(path: Path) -> None:
     """Make a directory's entries durable (POSIX; Windows cannot open a directory)."""
     if os.name != "posix":
         return
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        _fsync(fd)
     finally:
         os.close(fd)
 
@@ -146,7 +151,7 @@ class Journal:
             logger.warning("journal %s: truncating torn tail (%d bytes)", last.name, size - good)
             with last.open("r+b") as fh:
                 fh.truncate(good)
-                os.fsync(fh.fileno())
+                _fsync(fh.fileno())
         return next_seq
 
     @property
@@ -204,7 +209,7 @@ class Journal:
                 while view:  # NOTE(index): unbuffered: a raw write may be partial
                     view = view[fh.write(view):]
                 if self._fsync:
-                    os.fsync(fh.fileno())
+                    _fsync(fh.fileno())
             except BaseException as ex:
                 if started:
                     self._roll_back()
@@ -230,7 +235,7 @@ class Journal:
             os.ftruncate(self._fh.fileno(), self._size)
             os.lseek(self._fh.fileno(), self._size, os.SEEK_SET)
             if self._fsync:
-                os.fsync(self._fh.fileno())
+                _fsync(self._fh.fileno())
         except OSError as ex:
             self._broken = f"journal unusable after a failed write ({ex}); reopen the store"
             logger.error("%s", self._broken)

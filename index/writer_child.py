@@ -182,7 +182,12 @@ def _ignore_stop_signals() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the writer process: ``PATH HEAP_SIZE NUM_THREADS``."""
-    path, heap_size, num_threads = (sys.argv[1:] if argv is None else argv)[:3]
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3:
+        print("usage: index writer PATH HEAP_SIZE NUM_THREADS (started by the event store)",
+              file=sys.stderr)
+        return 2
+    path, heap_size, num_threads = args
     _ignore_stop_signals()
     stdin, stdout = sys.stdin.buffer, _detach_stdout()
     try:

@@ -376,7 +376,10 @@ class Stats:
         }
         health = getattr(self.ctx.events, "health", None)
         if callable(health):
-            index = health()
+            try:
+                index = health()
+            except Exception as ex:  # noqa: BLE001 - e.g. closing
+                index = {"backlog": None, "error": str(ex), "writer_pid": None}
             data["event-index"] = {"backlog": index["backlog"], "error": index["error"],
                                    "writer-pid": index["writer_pid"]}
         envelope(resp, data)

@@ -99,13 +99,15 @@ def test_a_failed_fan_out_still_acknowledges_the_stored_batch(
         raise RuntimeError("fleet store down")
 
     monkeypatch.setattr(env.ctx.ingest, "_after_durable", broken)
+    monkeypatch.setattr(env.ctx.ingest.hub, "publish", broken)
+    monkeypatch.setattr(env.ctx.ingest, "touch", broken)
     events = [event(1), event(2, signature="Mimikatz", crit=9)]
     res = env.post_logs(agent, events, batch_id="b-f")
     assert res.status_code == 200 and res.json["accepted"] == 2
     assert env.post_logs(agent, events, batch_id="b-f").json["duplicate"] is True
     env.ctx.events.flush()
     assert env.ctx.events.count("Mimikatz") == 1
-    assert "heron_fanout_errors_total 1" in env.a("GET", "/metrics").text
+    assert "heron_fanout_errors_total 4" in env.a("GET", "/metrics").text  # + the retry's
 
 
 def test_logs_edrdata_from_agent_is_overwritten(env: Env) -> None:

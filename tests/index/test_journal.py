@@ -27,8 +27,8 @@ class _FailingFsync:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.n = 0
-        self.real = index.journal.os.fsync
-        monkeypatch.setattr(index.journal.os, "fsync", self)
+        self.real = index.journal._fsync
+        monkeypatch.setattr(index.journal, "_fsync", self)
 
     def __call__(self, fd: int) -> None:
         if self.n:
@@ -63,16 +63,16 @@ def test_read_never_returns_a_write_in_progress(
     journal = Journal(tmp_path / "j", fsync=True)
     _append(journal, "a1")
     seen: list[list[str | None]] = []
-    real = index.journal.os.fsync
+    real = index.journal._fsync
 
     def fsync(fd: int) -> None:
         seen.append([r.batch_id for r in journal.read()])  # the repair reading meanwhile
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(index.journal.os, "fsync", fsync)
+    monkeypatch.setattr(index.journal, "_fsync", fsync)
     with pytest.raises(StoreError):
         _append(journal, "unacked")
-    monkeypatch.setattr(index.journal.os, "fsync", real)
+    monkeypatch.setattr(index.journal, "_fsync", real)
     assert seen and all(batch == ["a1"] for batch in seen)
 
 

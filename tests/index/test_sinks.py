@@ -363,7 +363,7 @@ def test_a_failed_journal_write_leaves_nothing_behind(
     import index.journal
 
     store = make_store("s", fsync=True)
-    real = index.journal.os.fsync
+    real = index.journal._fsync
     state = {"fail": False}
 
     def fsync(fd: int) -> None:
@@ -372,7 +372,7 @@ def test_a_failed_journal_write_leaves_nothing_behind(
             raise OSError(5, "Input/output error")
         real(fd)
 
-    monkeypatch.setattr(index.journal.os, "fsync", fsync)
+    monkeypatch.setattr(index.journal, "_fsync", fsync)
     _fill(store, 1)
     state["fail"] = True
     with pytest.raises(StoreError, match="journal write failed"):
