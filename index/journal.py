@@ -90,7 +90,7 @@ def _fsync(fd: int) -> None:
     os.fsync(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a directory's entries durable (POSIX; Windows cannot open a directory)."""
     if os.name != "posix":
         return
@@ -118,7 +118,7 @@ class Journal:
             created = not root.exists()
             root.mkdir(parents=True, exist_ok=True)
             if created and fsync:
-                _fsync_dir(root.parent)
+                fsync_dir(root.parent)
             self._next_seq = self._recover()
         except OSError as ex:
             raise StoreError(f"cannot open journal {root}: {ex}") from ex
@@ -254,7 +254,7 @@ class Journal:
         fh = path.open("ab", buffering=0)  # NOTE(index): see _roll_back
         try:
             if self._fsync:  # NOTE(index): before use: a new segment's entry must be durable
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
             size = os.fstat(fh.fileno()).st_size
         except BaseException:
             fh.close()

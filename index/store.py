@@ -31,7 +31,7 @@ import tantivy
 
 from index.errors import IndexQueryError, InvalidEventError, StoreClosedError, StoreError
 from index.fields import event_hash
-from index.journal import Journal, JournalRecord
+from index.journal import Journal, JournalRecord, fsync_dir
 from index.query import QueryTranslator
 from index.results import (
     AppendResult,
@@ -71,16 +71,6 @@ def _lock_root(root: Path) -> Any:
             handle.close()
             raise StoreError(f"event store {root} is in use by another process") from ex
     return handle
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Closer:
@@ -198,7 +188,7 @@ class EventStore:
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(self._state_path)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def _open_index(self, path: Path) -> tantivy.Index:
         marker = path / "heron-schema.json"

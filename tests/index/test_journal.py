@@ -80,7 +80,7 @@ def test_a_failed_directory_fsync_of_a_new_segment_is_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[Path] = []
-    real = index.journal._fsync_dir
+    real = index.journal.fsync_dir
     state = {"fail": True}
 
     def fsync_dir(path: Path) -> None:
@@ -90,7 +90,7 @@ def test_a_failed_directory_fsync_of_a_new_segment_is_retried(
             raise OSError(5, "Input/output error")
         real(path)
 
-    monkeypatch.setattr(index.journal, "_fsync_dir", fsync_dir)
+    monkeypatch.setattr(index.journal, "fsync_dir", fsync_dir)
     journal = Journal(tmp_path / "j", fsync=True)
     with pytest.raises(StoreError):
         _append(journal, "first")

@@ -22,6 +22,21 @@ EP = EndpointRef("sink-1", "WS-SINK")
 MakeStore = Callable[..., EventStore]
 
 
+def _fail_call(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, nth: int,
+               message: str) -> None:
+    """Make the ``nth`` call of ``owner.name`` raise ``StoreError(message)``."""
+    real = getattr(owner, name)
+    calls = {"n": 0}
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == nth:
+            raise StoreError(message)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, flaky)
+
+
 def _fill(store: EventStore, batches: int, size: int = 10, start: int = 0) -> None:
     for b in range(start, start + batches):
         store.append([sysmon(f"C:\\b{b}\\e{i}.exe", f"run b{b} e{i}") for i in range(size)],
@@ -97,16 +112,7 @@ def test_a_failed_group_is_replayed_not_skipped(
     make_store: MakeStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = make_store("s", index_process=True)
-    real = store.tables.insert
-    calls = {"n": 0}
-
-    def flaky(rows: list[tuple[object, ...]], batches: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise StoreError("DuckDB insert failed: disk full")
-        real(rows, batches)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store.tables, "insert", flaky)
+    _fail_call(monkeypatch, store.tables, "insert", 1, "DuckDB insert failed: disk full")
     _fill(store, 1)
     _fill(store, 2, start=1)  # a later group must not jump over the failed one
     store.flush()
@@ -209,16 +215,7 @@ def test_a_failed_reindex_is_finished_by_the_repair(
     for b in range(200):
         store.append([sysmon(f"C:\\r\\{b}.exe", "x")], endpoint=EP, batch_id=f"r{b}")
     store.flush()
-    real = store.tables.insert
-    calls = {"n": 0}
-
-    def flaky(rows: list[tuple[object, ...]], batches: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise StoreError("DuckDB insert failed: disk full")
-        real(rows, batches)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store.tables, "insert", flaky)
+    _fail_call(monkeypatch, store.tables, "insert", 2, "DuckDB insert failed: disk full")
     with pytest.raises(StoreError, match="disk full"):
         store.reindex()
     store.append([sysmon("C:\\r\\late.exe", "x")], endpoint=EP, batch_id="late")
@@ -259,16 +256,8 @@ def test_a_reindex_failing_after_its_deletes_is_finished_by_the_repair(
     store = make_store("s", index_process=True)
     _fill(store, 2)
     store.flush()
-    real = store.tables.execute_writes
-    calls = {"n": 0}
-
-    def flaky(statements: list[tuple[str, tuple[object, ...]]]) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:  # the index is emptied already; the tables' deletes fail
-            raise StoreError("DuckDB write failed: simulated")
-        real(statements)
-
-    monkeypatch.setattr(store.tables, "execute_writes", flaky)
+    # the index is emptied already; the tables' deletes fail
+    _fail_call(monkeypatch, store.tables, "execute_writes", 1, "DuckDB write failed: simulated")
     with pytest.raises(StoreError, match="simulated"):
         store.reindex()
     _fill(store, 1, start=2)
