@@ -227,7 +227,7 @@ def test_a_failed_reindex_is_finished_by_the_repair(
 
 
 def test_a_repair_after_retention_does_not_bring_deleted_events_back(
-    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+    make_store: MakeStore,
 ) -> None:
     store = make_store("s", index_process=True)
     _fill(store, 3)
