@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,6 +65,14 @@ def _child_command(path: Path, heap_size: int, num_threads: int) -> list[str]:
     if getattr(sys, "frozen", False):  # NOTE(index): appliance.cli.main routes FROZEN_ARG here
         return [sys.executable, FROZEN_ARG, *args]
     return [sys.executable, "-P", "-c", _CHILD_CODE, *args]  # NOTE: -P: not the cwd first
+
+
+def _watchdog(seconds: float, fn: Callable[..., None], *args: Any) -> threading.Timer:
+    """A started daemon timer calling ``fn(*args)`` unless cancelled within ``seconds``."""
+    timer = threading.Timer(seconds, fn, args)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 class TantivySink(Protocol):
@@ -336,9 +345,7 @@ class WriterProcess:
                 raise StoreError(self._dead)
             rid = next(self._ids)
             self._pending[rid] = future
-        watchdog = threading.Timer(_DEADLINES[op], self._expire, (rid, op))
-        watchdog.daemon = True
-        watchdog.start()
+        watchdog = _watchdog(_DEADLINES[op], self._expire, rid, op)
         future.add_done_callback(lambda _: watchdog.cancel())
         try:
             self._send(op + rid.to_bytes(8, "little") + arg.to_bytes(8, "little"))
@@ -370,11 +377,8 @@ class WriterProcess:
 
     def _send_documents(self, parts: list[bytes]) -> None:
         """Send one OP_ADD; a child that does not take it in time is killed (it hangs)."""
-        watchdog = threading.Timer(_ADD_DEADLINE, self._kill, (
-            f"the index writer process did not take documents in {_ADD_DEADLINE:.0f} s; "
-            "killed",))
-        watchdog.daemon = True
-        watchdog.start()
+        watchdog = _watchdog(_ADD_DEADLINE, self._kill, "the index writer process did not take "
+                             f"documents in {_ADD_DEADLINE:.0f} s; killed")
         try:
             self._send(OP_ADD + b"\0".join(parts))
         finally:

@@ -8,7 +8,6 @@ yet (idempotent replay), and starts the writer thread. ``append`` is durable on 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,8 +28,8 @@ except ImportError:  # pragma: no cover - Windows: Tantivy's writer lock still g
 import orjson
 import tantivy
 
-from index.errors import IndexQueryError, InvalidEventError, StoreClosedError, StoreError
-from index.fields import event_hash
+from index.errors import IndexQueryError, StoreClosedError, StoreError
+from index.finalize import finalize_event
 from index.journal import Journal, JournalRecord, fsync_dir
 from index.query import QueryTranslator
 from index.results import (
@@ -56,8 +55,6 @@ T = TypeVar("T")
 Q = tantivy.Query
 Occur = tantivy.Occur
 _ITER_WINDOW = 20_000
-# NOTE(index): the options of rules.event.event_hash (the canonical event JSON)
-_HASH_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 MAX_LIMIT = 10_000
 
 
@@ -227,9 +224,8 @@ class EventStore:
 
     def _replay(self) -> int:
         stats = self._indexer.stats()
-        after = max(min(stats.tantivy_max, stats.tables_max), self._min_seq - 1)
         count = 0
-        for record in self.journal.read(after_seq=after):
+        for record in self._journal_after(min(stats.tantivy_max, stats.tables_max)):
             if record.batch_id is not None:
                 key = (record.endpoint.get("uuid", "").lower(), record.batch_id)
                 self._batches[key] = (record.first_seq, record.count)
@@ -312,7 +308,7 @@ class EventStore:
         finals: list[dict[str, Any]] = []
         encoded: list[bytes] = []
         for i, ev in enumerate(events):
-            final, blob = self._finalize_encoded(ev, i, edr_endpoint, receipt, retro)
+            final, blob = finalize_event(ev, i, edr_endpoint, receipt, retro)
             finals.append(final)
             encoded.append(blob)
         with self._append_lock:
@@ -327,55 +323,6 @@ class EventStore:
                 self._batches[key] = (first, len(finals))
             self._indexer.submit(record, encoded)
         return AppendResult(first, len(finals))
-
-    @staticmethod
-    def _finalize(
-        event: dict[str, Any], pos: int, endpoint: dict[str, str], receipt: str, retro: bool
-    ) -> dict[str, Any]:
-        return EventStore._finalize_encoded(event, pos, endpoint, receipt, retro)[0]
-
-    @staticmethod
-    def _finalize_encoded(
-        event: dict[str, Any], pos: int, endpoint: dict[str, str], receipt: str, retro: bool
-    ) -> tuple[dict[str, Any], bytes]:
-        """Return the final event (``EdrData`` set) and its stored JSON.
-
-        PERF(index): the event hash is the sha1 of the sorted-keys JSON of the event without
-        ``EdrData``; the stored JSON reuses that encoding with ``EdrData`` spliced in as the
-        last key of ``Event`` (one encoding per event instead of two).
-        """
-        inner = event.get("Event") if isinstance(event, dict) else None
-        if not isinstance(inner, dict):
-            raise InvalidEventError('not an {"Event": {...}} object', position=pos)
-        if not isinstance(inner.get("System", {}), dict):
-            raise InvalidEventError("Event.System is not an object", position=pos)
-        edr_prev = inner.get("EdrData")
-        if not isinstance(edr_prev, dict):
-            edr_prev = {}
-        prev_hash = (edr_prev.get("Event") or {}).get("Hash") if retro else None
-        detection = inner.get("Detection")
-        clean = inner if "EdrData" not in inner else {
-            k: v for k, v in inner.items() if k != "EdrData"}
-        blob: bytes | None = None
-        if prev_hash:
-            digest = prev_hash
-        elif len(event) == 1 and clean:
-            blob = orjson.dumps({"Event": clean}, option=_HASH_OPTS)
-            digest = hashlib.sha1(blob, usedforsecurity=False).hexdigest()
-        else:
-            digest = event_hash(event)
-        edr_event: dict[str, Any] = {
-            "Hash": digest,
-            "Detection": bool(isinstance(detection, dict) and detection.get("Signature")),
-            "ReceiptTime": receipt,
-        }
-        if retro:
-            edr_event["Retro"] = True
-        edr = {"Endpoint": endpoint, "Event": edr_event}
-        final = {**event, "Event": {**clean, "EdrData": edr}}
-        if blob is not None and blob.endswith(b"}}"):
-            return final, b"".join((blob[:-2], b',"EdrData":', orjson.dumps(edr), b"}}"))
-        return final, orjson.dumps(final)
 
     def flush(self, timeout: float | None = 60.0) -> None:
         """Block until everything appended so far is committed and searchable.
@@ -517,7 +464,7 @@ class EventStore:
     def reindex(self) -> int:
         """Rebuild the Tantivy index and the tables from the journal; return events indexed."""
         def run() -> int:
-            return self._indexer.rebuild(self.journal.read(after_seq=self._min_seq - 1))
+            return self._indexer.rebuild(self._journal_after(0))
 
         with self._append_lock:  # NOTE(index): appends wait; the journal must not move
             count = self._on_writer(run)
@@ -624,17 +571,14 @@ class EventStore:
     def health(self) -> dict[str, Any]:
         """Cheap indexing state for /healthz and /metrics (no disk walk, unlike ``stats``).
 
-        ``backlog``: journaled events not yet handed to both backends; ``error``: the last
-        indexing failure (events stay in the journal; ``reindex`` rebuilds), or None.
+        ``backlog``: journaled events not yet handed to both backends; ``error``: the current
+        indexing failure (events stay in the journal; the writer repairs), or None.
         """
         self._check_open()
         writer = self._indexer.stats()
         indexed = min(writer.tantivy_max, writer.tables_max)
         backlog = max(0, self.journal.next_seq - 1 - max(indexed, self._min_seq - 1))
-        error = writer.error
-        if not self._indexer.alive:
-            error = f"the index writer thread stopped ({error})"
-        return {"backlog": backlog, "error": error, "writer_pid": self._indexer.writer_pid}
+        return {"backlog": backlog, "error": writer.error, "writer_pid": self._indexer.writer_pid}
 
     def stats(self) -> dict[str, Any]:
         """Return counters: events, segments, pending records, bytes, last commit, and the

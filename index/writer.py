@@ -156,9 +156,11 @@ class Indexer:
 
     def stats(self) -> IndexerStats:
         """Return the writer counters."""
+        error = self._error or self._sink.last_error
+        if not self.alive:
+            error = f"the index writer thread stopped ({error})"
         return IndexerStats(self.tantivy_max, self.tables_max, self._queue.qsize(),
-                            self._commits, self._last_commit,
-                            self._error or self._sink.last_error)
+                            self._commits, self._last_commit, error)
 
     def stop(self, timeout: float | None = None) -> None:
         """Commit what is pending and stop the thread (idempotent)."""

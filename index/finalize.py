@@ -1,0 +1,59 @@
+"""The stored form of an event: ``Event.EdrData`` set, and its JSON encoded once."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from index.errors import InvalidEventError
+from index.fields import event_hash
+
+__all__ = ["finalize_event"]
+
+# NOTE(index): the options of rules.event.event_hash (the canonical event JSON)
+_HASH_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def finalize_event(
+    event: dict[str, Any], pos: int, endpoint: dict[str, str], receipt: str, retro: bool
+) -> tuple[dict[str, Any], bytes]:
+    """Return the final event (``EdrData`` set) and its stored JSON.
+
+    PERF(index): the event hash is the sha1 of the sorted-keys JSON of the event without
+    ``EdrData``; the stored JSON reuses that encoding with ``EdrData`` spliced in as the
+    last key of ``Event`` (one encoding per event instead of two).
+    """
+    inner = event.get("Event") if isinstance(event, dict) else None
+    if not isinstance(inner, dict):
+        raise InvalidEventError('not an {"Event": {...}} object', position=pos)
+    if not isinstance(inner.get("System", {}), dict):
+        raise InvalidEventError("Event.System is not an object", position=pos)
+    edr_prev = inner.get("EdrData")
+    if not isinstance(edr_prev, dict):
+        edr_prev = {}
+    prev_hash = (edr_prev.get("Event") or {}).get("Hash") if retro else None
+    detection = inner.get("Detection")
+    clean = inner if "EdrData" not in inner else {
+        k: v for k, v in inner.items() if k != "EdrData"}
+    blob: bytes | None = None
+    if prev_hash:
+        digest = prev_hash
+    elif len(event) == 1 and clean:
+        blob = orjson.dumps({"Event": clean}, option=_HASH_OPTS)
+        digest = hashlib.sha1(blob, usedforsecurity=False).hexdigest()
+    else:
+        digest = event_hash(event)
+    edr_event: dict[str, Any] = {
+        "Hash": digest,
+        "Detection": bool(isinstance(detection, dict) and detection.get("Signature")),
+        "ReceiptTime": receipt,
+    }
+    if retro:
+        edr_event["Retro"] = True
+    edr = {"Endpoint": endpoint, "Event": edr_event}
+    final = {**event, "Event": {**clean, "EdrData": edr}}
+    if blob is not None and blob.endswith(b"}}"):
+        return final, b"".join((blob[:-2], b',"EdrData":', orjson.dumps(edr), b"}}"))
+    return final, orjson.dumps(final)
