@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import orjson
 
 from . import scan as scanmod
+from . import wire
 from .engine import Engine
 from .errors import RuleError
 from .loader import RuleSet, iter_json_objects, load
@@ -46,6 +47,7 @@ def _add_rule_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heron", description="Gene-compatible offline scanner")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {wire.HERON_VERSION}")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     sub = parser.add_subparsers(dest="command", required=True)
 
