@@ -171,6 +171,9 @@ class Agent:
         self._threads.append(s)
         logger.info("agent started: %d sources, %d rules, %d IoCs", len(self.sources),
                     self.detector.rule_count, len(self.detector.iocs))
+        if self.detector.user_rule_count == 0:
+            logger.warning("no detection rules loaded: this endpoint detects nothing until rules "
+                           "arrive (rules.paths or the manager's /rules)")
 
     def run(self, *, until_sources_done: bool = False) -> None:
         """Start and block until ``stop()`` (or until every source is exhausted)."""

@@ -181,6 +181,7 @@ def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> i
     from .services.retention import start_retention_worker, stop_retention
 
     ctx = open_context(args.data_dir, config=config, memory_events=args.memory_events)
+    ctx.content.seed_defaults()
     if args.memory_events:
         logger.warning("events are kept in memory only (--memory-events): NOT durable")
 
