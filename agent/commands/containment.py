@@ -155,20 +155,21 @@ def profiles_off(read: Callable[[str, str], int | None]) -> list[str]:
     return off
 
 
-def _read_hklm(key: str, value: str) -> int | None:  # pragma: no cover - Windows only
-    import winreg
-
-    try:
-        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, key) as handle:
-            data, _ = winreg.QueryValueEx(handle, value)
-    except OSError:
-        return None
-    return int(data)
-
-
 def firewall_profiles_off() -> list[str]:
     """The Windows Firewall profiles that are off on this host ([] elsewhere)."""
-    return profiles_off(_read_hklm) if sys.platform == "win32" else []
+    if sys.platform != "win32":
+        return []
+    import winreg  # pragma: no cover - Windows only
+
+    def read(key: str, value: str) -> int | None:
+        try:
+            with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, key) as handle:
+                data, _ = winreg.QueryValueEx(handle, value)
+        except OSError:
+            return None
+        return int(data)
+
+    return profiles_off(read)
 
 
 def _backend(ctx: CommandContext) -> str:
