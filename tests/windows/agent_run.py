@@ -11,6 +11,7 @@ from typing import Any
 from agent.config import parse_config
 from agent.service import build_agent
 from agent.sinks import MemorySink
+from agent.sources.etw import EtwSource
 
 # Recorded events of the default providers (Sysmon, Defender, PowerShell, AMSI).
 EXPECTED_PROVIDERS = {"Microsoft-Windows-Sysmon", "Microsoft-Windows-Windows Defender",
@@ -21,6 +22,7 @@ def run_agent(tmp: Path) -> dict[str, Any]:
     import etw.etw as fake_etw  # the fake, first on sys.path
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    EtwSource.CHECK_INTERVAL = 0.1  # health and lost-event checks without waiting 5 s
     expected = sum(1 for r in fake_etw.RECORDS if r["provider"] in EXPECTED_PROVIDERS)
     config = parse_config({
         "general": {"data_dir": str(tmp / "data"), "log_all": True},
@@ -38,7 +40,9 @@ def run_agent(tmp: Path) -> dict[str, Any]:
             sink.wait_for(lambda e: False, timeout=0.1)
         sessions_running = sorted(fake_etw.SESSIONS)
         canaries = sorted(str(p) for p in (tmp / "canaries").glob("*"))
-        status = agent.counters.snapshot()
+        while agent.status()["sources"]["etw"]["lost"] == 0 and time.monotonic() < deadline:
+            sink.wait_for(lambda e: False, timeout=0.1)
+        status = agent.status()
     finally:
         agent.close()
     return {
@@ -52,5 +56,9 @@ def run_agent(tmp: Path) -> dict[str, Any]:
         "canaries_while_running": canaries,
         "canaries_after_stop": sorted(str(p) for p in (tmp / "canaries").glob("*")),
         "etw_status": status["sources"].get("etw", {}),
+        "process_create": next(({"Description": e["Event"]["EventData"].get("Description"),
+                                 "Task": e["Event"]["System"]["Task"]}
+                                for e in sink.events
+                                if e["Event"]["System"]["EventID"] == 1), None),
         "state": agent.state.value,
     }

@@ -30,3 +30,16 @@ def test_agent_starts_and_stops_with_etw_and_canaries(tmp_path: Path) -> None:
     assert r["canaries_while_running"] == [str(tmp_path / "canaries" / "passwords.txt")]
     assert r["canaries_after_stop"] == []  # delete_on_stop
     assert r["state"] == "closed"
+
+
+def test_agent_keeps_what_pywintrace_loses_and_reports_what_fails(tmp_path: Path) -> None:
+    """Issue 26 point 7 through the fake pywintrace (its real _processEvent steps)."""
+    r = _simulate(tmp_path)
+    # Sysmon's own Description property, not the event message pywintrace writes over it,
+    # and the task name as the manifest spells it, not pywintrace's upper-cased copy
+    assert r["process_create"]["Description"] == "Windows Command Processor"
+    assert r["process_create"]["Task"]["Name"] == "Process Create (rule: ProcessCreate)"
+    etw = r["etw_status"]
+    assert etw["lost"] == 3  # ETW's own EventsLost + RealTimeBuffersLost (ETW.query)
+    # EventLog-Security cannot be opened (OpenTrace fails): reported, the source runs on
+    assert "EventLog-Security" in etw["error"] and etw["running"]

@@ -1,8 +1,10 @@
 """``etw.etw`` of the fake pywintrace: ETW, EventProvider, EventConsumer, ProviderInfo."""
 
+import copy
 import json
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 from etw import evntrace as et
 from etw.GUID import GUID
@@ -10,6 +12,7 @@ from etw.GUID import GUID
 RECORDS = json.loads((Path(__file__).resolve().parents[3] / "agent" / "fixtures"
                       / "etw_records.json").read_text(encoding="utf-8"))
 SESSIONS: dict = {}  # name → running ETW (system-wide, like real sessions)
+LOST = {"EventsLost": 2, "RealTimeBuffersLost": 1}  # what ControlTraceW(QUERY) reports
 SYSTEM_SESSIONS = {"EventLog-System"}  # EventLog-Security is not readable: OpenTrace fails
 LOCK = threading.Lock()
 
@@ -49,12 +52,44 @@ class EventConsumer:
         self.trace_handle = None
         self.process_thread = None
         self.end_capture = threading.Event()
-        self.guids: set[str] = set()
 
-    def _processEvent(self, record):  # noqa: N802 - pywintrace name
-        """Hand one recorded event over as pywintrace does: ``(event_id, dict)``."""
+    @staticmethod
+    def _getEventInformation(entry):  # noqa: N802 - pywintrace name (TdhGetEventInformation)
+        rec, raw = entry["record"], entry.get("raw", {})
+        strings = {1: raw.get("task", rec.get("Task Name", "")), 2: entry["provider"]}
+        return SimpleNamespace(strings=strings, contents=SimpleNamespace(
+            TaskNameOffset=1 if strings[1] else 0, ProviderNameOffset=2))
+
+    def _unpackSimpleType(self, record, info, event_property):  # noqa: N802
+        name, value = event_property
+        return {name: value}
+
+    def _processEvent(self, entry):  # noqa: N802 - pywintrace name
+        """pywintrace's steps on one recorded event, ending in ``callback((event_id, dict))``.
+
+        The recorded dicts are pywintrace output; an entry's ``raw`` part holds what pywintrace
+        loses (the manifest's task name, the event message and a ``Description`` property).
+        """
+        from etw.common import rel_ptr_to_str
+
+        rec, raw = entry["record"], entry.get("raw", {})
+        out = {"EventHeader": copy.deepcopy(rec["EventHeader"]),
+               "Task Name": rec["EventHeader"]["ProviderId"]}
+        info = self._getEventInformation(entry)
+        offset = info.contents.TaskNameOffset or info.contents.ProviderNameOffset
+        task_name = rel_ptr_to_str(info, offset).strip().upper()
+        props = {k: v for k, v in rec.items() if k not in ("EventHeader", "Task Name",
+                                                             "Description")}
+        if "description" in raw:
+            props["Description"] = raw["description"]
+        parsed = {}
+        for item in copy.deepcopy(props).items():
+            parsed.update(self._unpackSimpleType(entry, info, item))
+        parsed["Description"] = raw.get("message", rec.get("Description", ""))
+        parsed["Task Name"] = task_name
+        out.update(parsed)
         if self.event_callback:
-            self.event_callback((record["event_id"], json.loads(json.dumps(record["record"]))))
+            self.event_callback((entry["event_id"], out))
 
     def start(self):
         handle = et.OpenTraceW(self.logger_name)
@@ -69,16 +104,27 @@ class EventConsumer:
         if self.trace_handle.value == 2**64 - 1:
             self.end_capture.set()  # ProcessTrace fails at once on an invalid handle
             return
+        session = SESSIONS.get(self.logger_name)
+        enabled = {str(p.guid): p for p in session.providers} if session else {}
         for rec in RECORDS:
             if self.end_capture.is_set():
                 return
-            if rec["record"]["EventHeader"]["ProviderId"].upper() in self.guids:
+            header = rec["record"]["EventHeader"]
+            provider = enabled.get(header["ProviderId"].upper())
+            if provider is not None and _delivered(provider, header["EventDescriptor"]):
                 self._processEvent(rec)
         self.end_capture.wait()
 
     def stop(self):
         self.end_capture.set()
         self.process_thread.join()
+
+
+def _delivered(provider, desc):
+    """EnableTraceEx2 filtering: level (0 always passes), MatchAnyKeyword (0 always passes)."""
+    level, keyword = desc["Level"], desc["Keyword"]
+    return ((level == 0 or level <= provider.level)
+            and (keyword == 0 or not provider.any_bitmask or keyword & provider.any_bitmask))
 
 
 class EventProvider:
@@ -137,7 +183,6 @@ class ETW:
                                           self.task_name_filters, self.event_id_filters,
                                           self.callback_data_flag, self.parse_events,
                                           self.trace_logfile)
-            self.consumer.guids = {str(p.guid) for p in self.providers}
             self.consumer.start()
 
     def stop(self):
@@ -145,3 +190,6 @@ class ETW:
             self.running = False
             self.provider.stop()
             self.consumer.stop()
+
+    def query(self):
+        return SimpleNamespace(**LOST)
