@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import select
-import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from .config import parse_listen
 from .context import AppContext
 from .errors import ConfigError
 from .openapi import FalconApp
+from .sockets import bind_listener
 from .tlsfront import TlsFront
 
 __all__ = ["SELECT_MAP_LIMIT", "Bound", "Listener", "ManagerServer", "backend_shards"]
@@ -65,9 +65,8 @@ class Listener:
         if self.ctx.pki is None:
             raise ConfigError("a PKI is required to serve TLS (run heron-manager init)")
         cfg = self.ctx.config
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = bind_listener("127.0.0.1", 0)  # SO_EXCLUSIVEADDRUSE on Windows
+        sock.setblocking(True)
         sock.listen(1024)
         shards, limit = backend_shards(cfg.tls.max_connections + 16)
         for i in range(shards):
