@@ -62,6 +62,10 @@ def create_canaries(config: CanaryConfig, *, rng: random.Random | None = None) -
         path.write_bytes(rng.randbytes(size))
         created.append(path)
         logger.info("canary created: %s", path)
+    if sys.platform == "win32" and config.enable:
+        from agent.canary_audit import audit_canaries  # 4663 needs audit policy + a SACL
+
+        audit_canaries(canary_paths(config))
     return created
 
 
