@@ -120,6 +120,7 @@ def test_canaries_are_audited_only_on_windows(tmp_path: Path,
     monkeypatch.setattr(canary_audit, "audit_canaries",
                         lambda paths, **kw: seen.append([str(p) for p in paths]) or [])
     config = CanaryConfig(enable=True, directories=[str(tmp_path)], files=["a.txt"])
+    monkeypatch.setattr(sys, "platform", "linux")
     canary.create_canaries(config)
     assert seen == []
     monkeypatch.setattr(sys, "platform", "win32")

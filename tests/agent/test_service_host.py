@@ -95,6 +95,7 @@ class FakePywin32:
         return [c[0] for c in self.calls]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="--service hosts the SCM service on Windows")
 def test_service_flag_on_linux_behaves_like_run(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str],
                                                 caplog: pytest.LogCaptureFixture) -> None:

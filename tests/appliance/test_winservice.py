@@ -175,6 +175,7 @@ def test_started_from_a_console_on_win32_says_so(monkeypatch: pytest.MonkeyPatch
     assert "service control manager" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="--service hosts the SCM service on Windows")
 def test_run_service_on_linux_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env_cmd = [sys.executable, "-m", "appliance"]

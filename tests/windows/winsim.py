@@ -10,6 +10,7 @@ goes first on ``sys.path``.
 Modes print one JSON line on stdout:
 
 * ``import-all`` — import every module of rules, index, appliance and agent: ``{"failed": {...}}``;
+* ``report FILE`` — ``heron-agent report --brief -o FILE``: ``{"rc": exit status}``;
 * ``agent DIR`` — build and start the agent with the ETW source (fake pywintrace replaying
   recorded events) and canaries, wait for the events, stop it: a summary of what happened.
 """
@@ -103,6 +104,11 @@ def main(argv: list[str]) -> int:
     enter_windows()
     if argv[0] == "import-all":
         print(json.dumps({"failed": import_all(), "platform": sys.platform}))
+        return 0
+    if argv[0] == "report":  # `heron-agent report --brief -o FILE` (what `run` shares with it)
+        from agent.cli import main as agent_main
+
+        print(json.dumps({"rc": agent_main(["report", "--brief", "-o", argv[1]])}))
         return 0
     if argv[0] == "agent":
         from tests.windows.agent_run import run_agent
