@@ -265,10 +265,12 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
             if not self.running:
                 self.running = True
                 self.provider.start()
+                # parse_events/trace_logfile: only in pywintrace releases after 0.2.0
+                later = [getattr(self, n) for n in ("parse_events", "trace_logfile")
+                         if hasattr(self, n)]
                 self.consumer = Consumer(self.session_name, self.event_callback,
                                          self.task_name_filters, self.event_id_filters,
-                                         self.callback_data_flag, self.parse_events,
-                                         self.trace_logfile)
+                                         self.callback_data_flag, *later)
                 self.consumer.start()
 
     return Session, Consumer
@@ -277,10 +279,12 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
 class _Running:
     """A started pywintrace session or consumer, as the source sees it."""
 
-    def __init__(self, name: str, consumer: Any, session: Any = None) -> None:
+    def __init__(self, name: str, consumer: Any, session: Any = None,
+                 query: Callable[[str], Any] | None = None) -> None:
         self.name = name
         self.consumer = consumer
         self.session = session
+        self.query = query  # name → EVENT_TRACE_PROPERTIES of a session we own
 
     def opened(self) -> bool:
         handle = self.consumer.trace_handle
@@ -293,9 +297,9 @@ class _Running:
         return ""
 
     def lost(self) -> int:
-        if self.session is None:
+        if self.query is None:
             return 0
-        props = self.session.query()
+        props = self.query(self.name)
         return int(props.EventsLost) + int(props.RealTimeBuffersLost)
 
     def stop(self) -> None:
@@ -326,6 +330,17 @@ class PywintraceBackend:
                                   et.EVENT_TRACE_CONTROL_STOP)
         return bool(status == 0)
 
+    def query(self, name: str) -> Any:
+        """EVENT_TRACE_PROPERTIES of session ``name`` (EventsLost, RealTimeBuffersLost, ...)."""
+        from etw import evntrace as et
+
+        props = self.etw.etw.TraceProperties()
+        status = et.ControlTraceW(et.TRACEHANDLE(0), name, props.get(),
+                                  et.EVENT_TRACE_CONTROL_QUERY)
+        if status != 0:
+            raise OSError(status, f"ControlTraceW(QUERY, {name!r}) failed")
+        return props.get().contents
+
     def start_session(self, name: str, providers: list[EtwProvider],
                       callback: Callable[[tuple[int, dict[str, Any]]], None]) -> Any:
         infos = [self.etw.ProviderInfo(p.name, self.etw.GUID(p.guid), level=p.level,
@@ -336,7 +351,7 @@ class PywintraceBackend:
             session.start()
         except OSError as ex:
             raise SourceError(f"cannot start ETW session {name!r}: {ex}") from ex
-        return self._checked(_Running(name, session.consumer, session))
+        return self._checked(_Running(name, session.consumer, session, self.query))
 
     def start_consumer(self, session: str,
                        callback: Callable[[tuple[int, dict[str, Any]]], None]) -> Any:
@@ -446,7 +461,7 @@ class EtwSource:
             if callable(count):
                 try:
                     lost += int(count())
-                except OSError:
+                except Exception:  # noqa: BLE001 - a count, never worth stopping the source
                     logger.debug("ETW query failed", exc_info=True)
             check = getattr(running, "error", None)
             err = check() if callable(check) else ""

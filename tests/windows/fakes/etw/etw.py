@@ -21,9 +21,10 @@ class TraceProperties:
     def __init__(self, ring_buf_size=1024, max_str_len=1024, min_buffers=0, max_buffers=0,
                  props=None):
         self.ring_buf_size = ring_buf_size
+        self.contents = SimpleNamespace(EventsLost=0, RealTimeBuffersLost=0)
 
     def get(self):
-        return self
+        return self  # pywintrace: a POINTER(EVENT_TRACE_PROPERTIES); .contents is the struct
 
 
 class ProviderInfo:
@@ -190,6 +191,3 @@ class ETW:
             self.running = False
             self.provider.stop()
             self.consumer.stop()
-
-    def query(self):
-        return SimpleNamespace(**LOST)

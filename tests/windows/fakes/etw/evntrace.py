@@ -18,6 +18,9 @@ def ControlTraceW(handle, name, props, code):  # noqa: N802 - Win32 name
         return ERROR_WMI_INSTANCE_NOT_FOUND
     if code == EVENT_TRACE_CONTROL_STOP:
         _etw.SESSIONS.pop(name).end()
+    elif code == EVENT_TRACE_CONTROL_QUERY:
+        for field, value in _etw.LOST.items():
+            setattr(props.contents, field, value)
     return 0
 
 
