@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import select
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -59,13 +60,14 @@ class Listener:
         self.client_certs = client_certs
         self._servers: list[Any] = []
         self._threads: list[threading.Thread] = []
+        self._sock: socket.socket | None = None
         self.front: TlsFront | None = None
 
     def start(self, listen: str) -> tuple[str, int]:
         if self.ctx.pki is None:
             raise ConfigError("a PKI is required to serve TLS (run heron-manager init)")
         cfg = self.ctx.config
-        sock = bind_listener("127.0.0.1", 0)  # SO_EXCLUSIVEADDRUSE on Windows
+        sock = self._sock = bind_listener("127.0.0.1", 0)  # SO_EXCLUSIVEADDRUSE on Windows
         sock.setblocking(True)
         sock.listen(1024)
         shards, limit = backend_shards(cfg.tls.max_connections + 16)
@@ -111,6 +113,10 @@ class Listener:
         if servers:
             logging.getLogger("waitress").setLevel(logging.ERROR)  # "unhandled close event"
         for server in servers:
+            # NOTE(manager): the shared listening socket leaves every map before it is closed
+            # (below, once): a select() given a closed socket raises on Windows.
+            server.del_channel()
+        for server in servers:
             for dispatcher in list(server._map.values()):
                 try:
                     dispatcher.handle_close()
@@ -120,6 +126,9 @@ class Listener:
         threads, self._threads = self._threads, []
         for thread in threads:
             thread.join(timeout=5)
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
 
 
 class ManagerServer:
