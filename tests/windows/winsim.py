@@ -21,6 +21,7 @@ import ast
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import json
 import pkgutil
 import sys
@@ -83,7 +84,8 @@ def enter_windows() -> None:
             del sys.modules[name]
     sys.meta_path.insert(0, _Blocker())
     for name in WINDOWS_ONLY:
-        sys.modules[name] = _WindowsStub(name)
+        if name not in sys.modules and importlib.util.find_spec(name) is None:  # not on Windows
+            sys.modules[name] = _WindowsStub(name)
     sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes"))
     sys.platform = "win32"
 
