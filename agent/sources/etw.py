@@ -259,18 +259,21 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
         def start(self) -> None:
             # ETW.start builds pywintrace's own EventConsumer, and swallows every provider
             # start error but ERROR_ALREADY_EXISTS: same steps, our consumer, errors raised.
+            # NOTE(agent): attributes read with pywintrace's constructor defaults, and
+            # parse_events/trace_logfile only where the release has them (0.2.0 vs later).
             if self.provider is None:
-                self.provider = etw.etw.EventProvider(self.session_name, self.properties,
+                properties = getattr(self, "properties", None) or etw.etw.TraceProperties()
+                self.provider = etw.etw.EventProvider(self.session_name, properties,
                                                       self.providers)
             if not self.running:
                 self.running = True
                 self.provider.start()
-                # parse_events/trace_logfile: only in pywintrace releases after 0.2.0
                 later = [getattr(self, n) for n in ("parse_events", "trace_logfile")
                          if hasattr(self, n)]
                 self.consumer = Consumer(self.session_name, self.event_callback,
-                                         self.task_name_filters, self.event_id_filters,
-                                         self.callback_data_flag, *later)
+                                         getattr(self, "task_name_filters", None) or [],
+                                         getattr(self, "event_id_filters", None) or [],
+                                         getattr(self, "callback_data_flag", 0), *later)
                 self.consumer.start()
 
     return Session, Consumer
