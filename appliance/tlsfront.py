@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .pki import PeerIdentity, peer_identity
+from .sockets import bind_listener
 
 __all__ = ["ConnInfo", "IdentityMap", "TlsFront"]
 
@@ -126,9 +127,7 @@ class TlsFront:
             self._server = loop.run_until_complete(
                 loop.create_server(
                     lambda: _PausedProtocol(asyncio.StreamReader(BUFFER, loop), self._handle),
-                    host,
-                    port,
-                    reuse_address=True,
+                    sock=bind_listener(host, port),  # SO_EXCLUSIVEADDRUSE on Windows
                     backlog=1024,
                 )
             )
