@@ -372,7 +372,7 @@ class Stats:
             "ioc-count": self.ctx.store.iocs.count(),
             "detection-count": self.ctx.store.detections.count(),
             "events-received": int(self.ctx.metrics.value("heron_events_received_total")),
-            "stream-clients": self.ctx.hub.clients,
+            "stream-clients": self.ctx.hub.subscribers,
         }
         health = getattr(self.ctx.events, "health", None)
         if callable(health):

@@ -184,6 +184,11 @@ class StreamHub:
         return sum(1 for s in self._subs if isinstance(s, Subscription))
 
     @property
+    def subscribers(self) -> int:
+        """Open streams of both kinds (ingest builds every event's EdrData only when > 0)."""
+        return len(self._subs)
+
+    @property
     def ws_clients(self) -> int:
         return sum(1 for s in self._subs if isinstance(s, ByteSubscription))
 

@@ -32,8 +32,14 @@ pytestmark = pytest.mark.e2e
 TIMEOUT = 20.0  # generous bound for one awaited message on a busy box (never a margin we sleep)
 
 
-def event(n: int, *, channel: str = "Microsoft-Windows-Sysmon/Operational", eid: int = 1,
-          sig: list[str] | None = None, crit: int = 0) -> dict[str, Any]:
+def event(
+    n: int,
+    *,
+    channel: str = "Microsoft-Windows-Sysmon/Operational",
+    eid: int = 1,
+    sig: list[str] | None = None,
+    crit: int = 0,
+) -> dict[str, Any]:
     inner: dict[str, Any] = {
         "System": {
             "Channel": channel,
@@ -116,7 +122,7 @@ class Manager:
 
 @pytest.fixture(scope="module")
 def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
-    m = Manager(tmp_path_factory.mktemp("ws"), ws_per_key=4, ws_max_clients=6, heartbeat=1.0)
+    m = Manager(tmp_path_factory.mktemp("ws"), ws_per_key=8, ws_max_clients=10, heartbeat=1.0)
     yield m
     m.close()
 
@@ -172,10 +178,12 @@ def test_events_and_detections_in_order(mgr: Manager) -> None:
     async def go() -> None:
         headers = {"X-Api-Key": mgr.analyst_key}
         async with (
-            connect(mgr.ws_url + "/stream/events", ssl=mgr.ssl(), additional_headers=headers)
-            as events,
-            connect(mgr.ws_url + "/stream/detections", ssl=mgr.ssl(), additional_headers=headers)
-            as detections,
+            connect(
+                mgr.ws_url + "/stream/events", ssl=mgr.ssl(), additional_headers=headers
+            ) as events,
+            connect(
+                mgr.ws_url + "/stream/detections", ssl=mgr.ssl(), additional_headers=headers
+            ) as detections,
         ):
             await _wait_clients(mgr, 2)
             await _post(mgr, batch[:30])
@@ -187,3 +195,240 @@ def test_events_and_detections_in_order(mgr: Manager) -> None:
         assert got[0]["Event"]["EdrData"]["Endpoint"]["UUID"] == mgr.agent_uuid
 
     asyncio.run(go())
+
+
+def test_filters_match_the_sse_parameters(mgr: Manager) -> None:
+    batch = [
+        event(0, channel="Security", eid=4688),
+        event(1, sig=["A"], crit=3),
+        event(2, sig=["B"], crit=8),
+        event(3, eid=3),
+        event(4, sig=["A", "B"], crit=9),
+    ]
+    queries = {
+        "channel=Security": ["0"],
+        "event_id=3": ["3"],
+        "min_criticality=8": ["2", "4"],
+        "signature=A": ["1", "4"],
+        f"endpoint={mgr.agent_uuid}&event_id=1&min_criticality=9": ["4"],
+    }
+
+    async def go() -> None:
+        headers = {"Api-Key": mgr.analyst_key}
+        conns = [
+            await connect(
+                f"{mgr.ws_url}/stream/events?{q}", ssl=mgr.ssl(), additional_headers=headers
+            )
+            for q in queries
+        ]
+        other = await connect(
+            f"{mgr.ws_url}/stream/events?endpoint=00000000-0000-0000-0000-000000000000",
+            ssl=mgr.ssl(),
+            additional_headers=headers,
+        )
+        try:
+            await _wait_clients(mgr, len(conns) + 1)
+            await _post(mgr, batch)
+            for ws, want in zip(conns, queries.values(), strict=True):
+                got = [(await _recv_json(ws))["Event"]["EventData"]["N"] for _ in want]
+                assert got == want
+            with pytest.raises(TimeoutError):  # nothing for an endpoint that sent nothing
+                await asyncio.wait_for(other.recv(), 0.3)
+        finally:
+            for ws in [*conns, other]:
+                await ws.close()
+
+    asyncio.run(go())
+
+
+def test_limit_closes_normally_after_n_events(mgr: Manager) -> None:
+    async def go() -> None:
+        async with connect(
+            mgr.ws_url + "/stream/events?limit=3",
+            ssl=mgr.ssl(),
+            additional_headers={"Api-Key": mgr.analyst_key},
+        ) as ws:
+            await _wait_clients(mgr, 1)
+            await _post(mgr, [event(i) for i in range(5)])
+            got = [(await _recv_json(ws))["Event"]["EventData"]["N"] for _ in range(3)]
+            with pytest.raises(websockets.ConnectionClosedOK):
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
+        assert got == ["0", "1", "2"]
+        assert ws.close_code == 1000 and ws.close_reason == "limit reached"
+
+    asyncio.run(go())
+
+
+def test_ping_pong_both_ways(mgr: Manager) -> None:
+    """Client pings are answered; the server pings an idle client (heartbeat = 1 s here) and
+    keeps it past 3 heartbeats because the client library answers."""
+
+    async def go() -> None:
+        async with connect(
+            mgr.ws_url + "/stream/events",
+            ssl=mgr.ssl(),
+            additional_headers={"Api-Key": mgr.analyst_key},
+            ping_interval=None,  # the client never pings by itself
+        ) as ws:
+            latency = await asyncio.wait_for(await ws.ping(b"pywhids"), TIMEOUT)
+            assert latency >= 0
+            await asyncio.sleep(4.0)  # > 3 heartbeats of silence from the client's side
+            await _post(mgr, [event(7)])
+            assert (await _recv_json(ws))["Event"]["EventData"]["N"] == "7"
+
+    asyncio.run(go())
+
+
+def test_stream_caps_close_with_a_reason(mgr: Manager) -> None:
+    """ws_per_key = 8 and ws_max_clients = 10 in this fixture."""
+
+    async def go() -> None:
+        async def open_(key: str) -> Any:
+            return await connect(
+                mgr.ws_url + "/stream/events", ssl=mgr.ssl(), additional_headers={"Api-Key": key}
+            )
+
+        admin = [await open_(mgr.admin_key) for _ in range(8)]
+        await _wait_clients(mgr, 8)
+        extra = await open_(mgr.admin_key)
+        with pytest.raises(websockets.ConnectionClosedError):
+            await asyncio.wait_for(extra.recv(), TIMEOUT)
+        assert extra.close_code == 1008
+        assert extra.close_reason == "too many streams for this API key (max 8)"
+        analyst = [await open_(mgr.analyst_key) for _ in range(2)]
+        await _wait_clients(mgr, 10)
+        over = await open_(mgr.analyst_key)
+        with pytest.raises(websockets.ConnectionClosedError):
+            await asyncio.wait_for(over.recv(), TIMEOUT)
+        assert (over.close_code, over.close_reason) == (1013, "too many streams (max 10)")
+        for ws in [*admin, *analyst]:
+            await ws.close()
+        await _wait_clients(mgr, 0)
+        assert "heron_ws_refused_total" in mgr.ctx.metrics.render()
+
+    asyncio.run(go())
+
+
+def _whids_get(data: dict[str, Any], path: str) -> Any:
+    """pywhids `Event.get`: walk '/'-separated keys, None when a step is missing."""
+    node: Any = data
+    for step in path.lstrip("/").split("/"):
+        if not isinstance(node, dict) or step not in node:
+            return None
+        node = node[step]
+    return node
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_pywhids_code_path(mgr: Manager) -> None:
+    """What pywhids' EventStream/DetectionStream do: the legacy `websockets.connect` with
+    `extra_headers={"Api-Key": key}`, `ping_interval=1, ping_timeout=None`, the https URL with
+    its scheme turned to ws, then `Event(json.loads(message))` per text message."""
+    from websockets.legacy.client import connect as legacy_connect
+
+    api = f"https://127.0.0.1:{mgr.bound.admin[1]}"
+
+    async def go() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        kwargs: dict[str, Any] = {"ssl": mgr.ssl()}
+        async with (
+            legacy_connect(
+                (api + "/stream/events").replace("http", "ws", 1),
+                extra_headers={"Api-Key": mgr.analyst_key},
+                ping_interval=1,
+                ping_timeout=None,
+                **kwargs,
+            ) as events,
+            legacy_connect(
+                (api + "/stream/detections").replace("http", "ws", 1),
+                extra_headers={"Api-Key": mgr.analyst_key},
+                ping_interval=1,
+                ping_timeout=None,
+                **kwargs,
+            ) as detections,
+        ):
+            await _wait_clients(mgr, 2)
+            await _post(mgr, [event(1), event(2, sig=["Mimikatz"], crit=10), event(3)])
+            evs = [json.loads(await asyncio.wait_for(events.recv(), TIMEOUT)) for _ in range(3)]
+            dets = [json.loads(await asyncio.wait_for(detections.recv(), TIMEOUT))]
+            await asyncio.sleep(2.5)  # pywhids pings every second: the stream stays up
+            await _post(mgr, [event(4)])
+            evs.append(json.loads(await asyncio.wait_for(events.recv(), TIMEOUT)))
+        return evs, dets
+
+    evs, dets = asyncio.run(go())
+    assert [_whids_get(e, "/Event/EventData/N") for e in evs] == ["1", "2", "3", "4"]
+    assert _whids_get(evs[0], "/Event/System/Channel") == "Microsoft-Windows-Sysmon/Operational"
+    assert _whids_get(evs[0], "/Event/System/EventID") == 1
+    assert _whids_get(evs[0], "/Event/EdrData/Endpoint/UUID") == mgr.agent_uuid
+    assert len(_whids_get(evs[0], "/Event/EdrData/Event/Hash")) == 40
+    assert _whids_get(dets[0], "/Event/Detection/Signature") == ["Mimikatz"]
+    assert _whids_get(dets[0], "/Event/EdrData/Event/Detection") is True
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[Manager]:
+    """A manager with a 64 KiB WebSocket buffer and no ping pressure."""
+    m = Manager(tmp_path, ws_buffer=64 * 1024, heartbeat=60.0)
+    yield m
+    m.close()
+
+
+def test_slow_consumer_stays_within_its_byte_budget(small: Manager) -> None:
+    """A client that stops reading loses its oldest events, never more than the budget is held;
+    once it reads again, a notice says how many were lost and the counts add up exactly."""
+    payload = "x" * 2000
+    total = 6000  # ~12 MB: far more than the socket buffers and the 64 KiB budget hold
+
+    async def go() -> tuple[list[int], list[dict[str, Any]], int]:
+        async with connect(
+            small.ws_url + "/stream/events",
+            ssl=small.ssl(),
+            additional_headers={"Api-Key": small.analyst_key},
+            max_queue=4,
+        ) as ws:
+            await _wait_clients(small, 1)
+            (sub,) = [s for s in small.ctx.hub._subs]
+            peak = 0
+            for i in range(0, total, 100):
+                batch = [event(n) for n in range(i, i + 100)]
+                for e in batch:
+                    e["Event"]["EventData"]["Pad"] = payload
+                await asyncio.to_thread(small.ctx.hub.publish, batch)
+                peak = max(peak, sub.size)  # type: ignore[union-attr]
+            assert sub.dropped > 0 and peak <= 64 * 1024
+            seen: list[int] = []
+            notices: list[dict[str, Any]] = []
+            while len(seen) + sum(n["Dropped"] for n in notices) < total:
+                msg = await _recv_json(ws)
+                if "Heron" in msg:
+                    notices.append(msg["Heron"])
+                else:
+                    seen.append(int(msg["Event"]["EventData"]["N"]))
+            return seen, notices, sub.dropped
+
+    seen, notices, dropped = asyncio.run(go())
+    assert seen == sorted(seen) and seen[-1] == total - 1  # order kept, newest delivered
+    assert notices and all(n["Notice"] == "dropped" for n in notices)
+    assert sum(n["Dropped"] for n in notices) == dropped == total - len(seen)
+    assert notices[-1]["DroppedTotal"] == dropped
+
+
+def test_shutdown_closes_streams_with_going_away(tmp_path: Path) -> None:
+    m = Manager(tmp_path)
+
+    async def go() -> Any:
+        ws = await connect(
+            m.ws_url + "/stream/detections",
+            ssl=m.ssl(),
+            additional_headers={"Api-Key": m.analyst_key},
+        )
+        await _wait_clients(m, 1)
+        closer = threading.Thread(target=m.close)
+        closer.start()
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+        await asyncio.to_thread(closer.join)
+        return ws
+
+    ws = asyncio.run(go())
+    assert (ws.close_code, ws.close_reason) == (1001, "manager shutting down")
