@@ -51,10 +51,11 @@ __all__ = ["STREAM_PATHS", "CloseCode", "WsStreams"]
 
 logger = logging.getLogger(__name__)
 STREAM_PATHS = frozenset({"/stream/events", "/stream/detections"})
-SEND_CHUNK = 256 * 1024  # bytes of events framed and written before awaiting the socket
+SEND_CHUNK = 32 * 1024  # bytes framed per write; with the transport's buffer, a stream's memory
+WRITE_HIGH = 32 * 1024  # TLS transport write buffer of a stream before `drain()` waits
 READ_SIZE = 64 * 1024
 CLOSE_WAIT = 2.0  # seconds to wait for the client's closing handshake
-FRAME_CACHE = 16 * 1024 * 1024  # bytes of encoded frames shared by all streams
+FRAME_CACHE = 8 * 1024 * 1024  # bytes of encoded frames shared by all streams
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -166,7 +167,11 @@ class _Stream:
             self.finished.set()
 
     async def _receive(self) -> None:
-        """Answer pings and closes, discard messages (as WHIDS), ping an idle client."""
+        """Answer pings and closes, discard messages (as WHIDS), ping an idle client.
+
+        A client is dead after 3 heartbeats without a byte from it *and* without reading what
+        we send: a slow reader whose pong waits behind megabytes of events stays connected.
+        """
         heartbeat = self.owner.config.heartbeat
         while True:
             try:
@@ -216,6 +221,7 @@ class _Stream:
                 if out:
                     self._write(b"".join(out))
                     await self.writer.drain()
+                    self.seen = self.owner.clock()  # the client reads: alive, however slow
                 if limit and self.sent >= limit:
                     self.close(CloseCode.NORMAL, "limit reached")
                     return
@@ -310,6 +316,9 @@ class WsStreams:
             self.refused += 1
             writer.write(_reject(ws, status, headers, body))
             return
+        # PERF(ws): asyncio's TLS transport buffers 512 KiB before pausing a writer; at hundreds
+        # of slow clients that alone is hundreds of MB, so a stream's buffer is the budget's.
+        writer.transport.set_write_buffer_limits(high=WRITE_HIGH)
         writer.write(ws.send(AcceptConnection()))
         stream = _Stream(self, ws, reader, writer, spec)
         refusal = self._over_cap(spec.key)
@@ -331,6 +340,8 @@ class WsStreams:
             if self.per_key[spec.key] <= 0:
                 del self.per_key[spec.key]
             await _drain(writer)
+            if writer.transport.get_write_buffer_size():  # a peer that stopped reading
+                writer.transport.abort()
 
     def _over_cap(self, key: str) -> tuple[CloseCode, str] | None:
         cfg = self.config

@@ -9,7 +9,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
+import signal
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -29,6 +33,7 @@ from appliance.store import Role, Store
 from rules import wire
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 20.0  # generous bound for one awaited message on a busy box (never a margin we sleep)
 
 
@@ -279,6 +284,28 @@ def test_ping_pong_both_ways(mgr: Manager) -> None:
     asyncio.run(go())
 
 
+def test_a_client_that_stops_reading_is_closed_1011(mgr: Manager) -> None:
+    """Its transport paused, the client answers no ping: closed after 3 heartbeats (1 s here)."""
+
+    async def go() -> Any:
+        ws = await connect(
+            mgr.ws_url + "/stream/events",
+            ssl=mgr.ssl(),
+            additional_headers={"Api-Key": mgr.analyst_key},
+            ping_interval=None,
+        )
+        await _wait_clients(mgr, 1)
+        ws.transport.pause_reading()  # a frozen peer: reads nothing, so answers nothing
+        await _wait_clients(mgr, 0)
+        ws.transport.resume_reading()
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+        return ws
+
+    ws = asyncio.run(go())
+    assert (ws.close_code, ws.close_reason) == (1011, "no answer to pings")
+
+
 def test_stream_caps_close_with_a_reason(mgr: Manager) -> None:
     """ws_per_key = 8 and ws_max_clients = 10 in this fixture."""
 
@@ -432,3 +459,36 @@ def test_shutdown_closes_streams_with_going_away(tmp_path: Path) -> None:
 
     ws = asyncio.run(go())
     assert (ws.close_code, ws.close_reason) == (1001, "manager shutting down")
+
+
+@pytest.mark.timeout(900)
+def test_200_clients_fan_out_1000_events_per_s_in_bounded_memory_without_threads() -> None:
+    """benchmarks/streams.py against a real `heron-manager run` subprocess: 200 `websockets`
+    clients, an agent posting 1,000 events/s for 5 s. Every client gets events (the ones it
+    cannot keep up with are dropped oldest-first and reported), the manager's RSS grows by at
+    most 200 MB, and its thread count does not follow the clients (asyncio, not a thread each:
+    the few extra are the loop's bounded executor running the upgrade requests)."""
+    cmd = [sys.executable, "benchmarks/streams.py", "--clients", "200", "--rate", "1000",
+           "--seconds", "5", "--drain", "20", "--json"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=800)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-3000:]
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["published"] == 5000 and r["clients_reporting"] == 200
+    assert r["min_received"] > 0, r  # each of the 200 streams delivered
+    assert r["received"] + r["dropped"] <= 200 * 5000, r  # nothing delivered twice
+    assert r["rss_growth_mb"] <= 200, r
+    assert r["threads_connected"] - r["threads_base"] <= 8, r
+    assert r["threads_peak"] - r["threads_base"] <= 16, r
