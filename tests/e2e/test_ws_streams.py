@@ -492,3 +492,39 @@ def test_200_clients_fan_out_1000_events_per_s_in_bounded_memory_without_threads
     assert r["rss_growth_mb"] <= 200, r
     assert r["threads_connected"] - r["threads_base"] <= 8, r
     assert r["threads_peak"] - r["threads_base"] <= 16, r
+
+
+def test_sse_keeps_the_same_routes_and_other_upgrades_reach_the_app(mgr: Manager) -> None:
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = str(mgr.pki.ca_path)
+    base = f"https://127.0.0.1:{mgr.bound.admin[1]}"
+    with s.get(
+        base + "/stream/detections?limit=1",
+        headers={"X-Api-Key": mgr.analyst_key},
+        stream=True,
+        timeout=TIMEOUT,
+    ) as sse:
+        assert sse.headers["Content-Type"].startswith("text/event-stream")
+        for _ in range(int(TIMEOUT / 0.01)):  # until the SSE stream is subscribed
+            if mgr.ctx.hub.clients:
+                break
+            threading.Event().wait(0.01)
+        mgr.post([event(1), event(2, sig=["S"], crit=3)])
+        body = b"".join(sse.iter_content(None))
+    assert b'"N":"2"' in body and b'"N":"1"' not in body
+    # an upgrade of a route without WebSocket gets the app's plain answer, as before
+    res = s.get(
+        base + "/stats",
+        headers={
+            "X-Api-Key": mgr.analyst_key,
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        },
+        timeout=TIMEOUT,
+    )
+    assert res.status_code == 200 and "endpoint-count" in res.json()["data"]
+    # keep-alive requests on one connection still reach waitress after the first head
+    assert [s.get(base + "/healthz", timeout=TIMEOUT).status_code for _ in range(3)] == [200] * 3
