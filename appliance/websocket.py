@@ -386,6 +386,10 @@ class WsStreams:
             STREAM_ENV: True,
         }
         for name, value in request.extra_headers:
+            if name.lower() == b"cookie":
+                # SECURITY(ws): API keys only. Browsers attach cookies to any site's WebSocket
+                # (no CORS), so a console session must not open streams (cross-site hijacking).
+                continue
             key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
             text = value.decode("latin-1")
             env[key] = f"{env[key]},{text}" if key in env else text

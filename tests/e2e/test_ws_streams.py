@@ -526,5 +526,13 @@ def test_sse_keeps_the_same_routes_and_other_upgrades_reach_the_app(mgr: Manager
         timeout=TIMEOUT,
     )
     assert res.status_code == 200 and "endpoint-count" in res.json()["data"]
+    # a WebSocket upgrade wsproto cannot accept (no Sec-WebSocket-*) is a 400, not a hang
+    bad = requests.get(
+        base + "/stream/events",
+        headers={"X-Api-Key": mgr.analyst_key, "Connection": "Upgrade", "Upgrade": "websocket"},
+        verify=str(mgr.pki.ca_path),
+        timeout=TIMEOUT,
+    )
+    assert bad.status_code == 400 and "Missing header" in bad.json()["error"]
     # keep-alive requests on one connection still reach waitress after the first head
     assert [s.get(base + "/healthz", timeout=TIMEOUT).status_code for _ in range(3)] == [200] * 3
