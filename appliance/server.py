@@ -1,7 +1,8 @@
 """Runs the two listeners: waitress on loopback behind one TLS front each.
 
 `ManagerServer(ctx).start()` binds the endpoint listener (mutual TLS, `/enroll` without a cert)
-and the admin listener (HTTPS), returns the bound addresses, and `close()` stops both.
+and the admin listener (HTTPS; its front also serves the WebSocket streams, `appliance.websocket`),
+returns the bound addresses, and `close()` stops both.
 
 Where `select.poll` is missing (Windows) waitress waits with `select()`, whose sets hold at most
 512 sockets there (CPython's FD_SETSIZE); one more and its loop thread dies with ValueError. The
@@ -28,7 +29,8 @@ from .context import AppContext
 from .errors import ConfigError
 from .openapi import FalconApp
 from .sockets import bind_listener
-from .tlsfront import TlsFront
+from .tlsfront import TlsFront, Upgrader
+from .websocket import WsStreams
 
 __all__ = ["SELECT_MAP_LIMIT", "Bound", "Listener", "ManagerServer", "backend_shards"]
 
@@ -53,11 +55,20 @@ class Bound:
 class Listener:
     """One waitress backend on 127.0.0.1:<ephemeral> plus its TLS front."""
 
-    def __init__(self, ctx: AppContext, app: FalconApp, *, name: str, client_certs: bool) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        app: FalconApp,
+        *,
+        name: str,
+        client_certs: bool,
+        upgrader: Upgrader | None = None,
+    ) -> None:
         self.ctx = ctx
         self.app = app
         self.name = name
         self.client_certs = client_certs
+        self.upgrader = upgrader
         self._servers: list[Any] = []
         self._threads: list[threading.Thread] = []
         self._sock: socket.socket | None = None
@@ -101,6 +112,7 @@ class Listener:
             handshake_timeout=cfg.tls.handshake_timeout,
             idle_timeout=cfg.tls.idle_timeout,
             max_connections=cfg.tls.max_connections,
+            upgrader=self.upgrader,
         )
         host, port = parse_listen(listen)
         return self.front.start(host, port)
@@ -139,7 +151,13 @@ class ManagerServer:
         self.endpoint = Listener(
             ctx, create_app(ctx, Api.ENDPOINT), name="endpoint", client_certs=True
         )
-        self.admin = Listener(ctx, create_app(ctx, Api.ADMIN), name="admin", client_certs=False)
+        admin_app = create_app(ctx, Api.ADMIN)
+        self.streams = WsStreams(
+            app=admin_app, hub=ctx.hub, config=ctx.config.streams, metrics=ctx.metrics
+        )
+        self.admin = Listener(
+            ctx, admin_app, name="admin", client_certs=False, upgrader=self.streams
+        )
         self._stop = threading.Event()
 
     def start(self) -> Bound:
