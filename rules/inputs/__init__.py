@@ -35,7 +35,7 @@ __all__ = ["FORMATS", "UNRECOGNISED", "SKIPPED_LINES", "Tally", "InputStats", "r
 
 FORMATS = ("auto", "evtx", "json", "winlogbeat", "flat", "xml", "sysmon-linux", "csv", "auditd")
 UNRECOGNISED = UNKNOWN
-SKIPPED_LINES = "skipped-lines"  # text lines that hold no event (other programs' syslog lines)
+SKIPPED_LINES = jsonshapes.SKIPPED  # text lines without an event (other programs' syslog lines)
 WARN_FRACTION = 0.02
 _HEAD = 64 * 1024
 _EXTENSIONS = (".evtx", ".json", ".jsonl", ".ndjson", ".xml", ".csv", ".tsv", ".log", ".zip",
@@ -173,9 +173,10 @@ def normalize(values: Iterable[Any], tally: Tally, fmt: str = "json",
                 shape = (jsonshapes.ECS if fmt == "winlogbeat" else jsonshapes.FLAT) \
                     if mapped is not None else UNKNOWN
                 event = mapped if mapped is not None else obj
-            key = UNKNOWN if shape == UNKNOWN else prefix + shape
+            key = shape if shape in (UNKNOWN, SKIPPED_LINES) else prefix + shape
             shapes[key] = shapes.get(key, 0) + 1
-            yield event
+            if event is not None:
+                yield event
     finally:
         if native:
             shapes[gene] = shapes.get(gene, 0) + native
@@ -250,7 +251,9 @@ def _archive(name: str, kind: str, fh: BinaryIO, fmt: str, tally: Tally,
                           "reader): extract it first, e.g. `7z x FILE`, and scan the folder")
         return
     if kind == "gzip":
-        inner = name[:-3] if name.lower().endswith(".gz") else name + "!gunzip"
+        low = name.lower()
+        inner = name if low.endswith((".tar.gz", ".tgz")) else name[:-3] if low.endswith(
+            ".gz") else name + "!gunzip"
         with gzip.GzipFile(fileobj=fh) as gz:
             yield from read_stream(inner, gz, fmt, tally, keep)  # type: ignore[arg-type]
         return

@@ -11,6 +11,8 @@ there is no `@timestamp`).
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 from xml.parsers import expat
 
@@ -23,6 +25,7 @@ GENE, KUNAI, ECS, FLAT, JOURNALD, UNKNOWN = (
     "gene-json", "kunai-json", "winlogbeat-json", "flat-json", "sysmon-linux-journald",
     "unrecognised")
 SHAPES = (GENE, KUNAI, ECS, FLAT, JOURNALD)
+SKIPPED = "skipped-lines"  # text records that hold no event (not counted as events)
 
 _LEVELS = {"critical": "1", "error": "2", "warning": "3", "information": "4", "info": "4",
            "verbose": "5"}
@@ -56,15 +59,27 @@ def _guid(value: Any) -> str:
     return text
 
 
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?\s*"
+                    r"(Z|[+-]\d\d:?\d\d)?$")
+
+
 def _time(value: Any) -> str | None:
+    """A timestamp as golang-evtx writes `SystemTime` (UTC, 100-ns digits at most); times
+    without a zone (NXLog `EventTime`, Splunk `_time`) are taken as UTC."""
     if value.__class__ is not str or not value:
         return None
-    text = value.strip().replace(" ", "T", 1)
-    if text.endswith("+00:00"):
-        text = text[:-6] + "Z"
-    if len(text) == 19:
-        text += "Z"  # NXLog EventTime, Splunk _time without zone: taken as UTC
-    return win_time(text)
+    m = _STAMP.match(value.strip())
+    if m is None:
+        return value  # kept: rules.event.event_time gives None for what it cannot read
+    date, clock, frac, zone = m.groups()
+    base = f"{date}T{clock}"
+    if zone and zone not in ("Z", "+00:00", "+0000", "-00:00"):
+        try:
+            when = datetime.fromisoformat(f"{base}{zone[:3]}:{zone[-2:]}")
+        except ValueError:
+            return value
+        base = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return win_time(f"{base}.{frac}Z" if frac else f"{base}Z")
 
 
 def _system(channel: Any, event_id: Any, computer: Any, when: str | None,
@@ -148,13 +163,16 @@ def from_ecs(obj: dict[str, Any]) -> dict[str, Any] | None:
 # else on the top level is an EventData field.
 _FLAT_META = frozenset((
     "@timestamp", "@version", "EventTime", "EventReceivedTime", "Hostname", "host", "SourceName",
-    "ProviderGuid", "EventID", "EventType", "Channel", "RecordNumber", "ExecutionProcessID",
+    "ProviderGuid", "EventID", "Channel", "RecordNumber", "ExecutionProcessID",
     "ExecutionThreadID", "UserID", "Keywords", "SeverityValue", "Severity", "Opcode",
     "OpcodeValue", "Task", "Version", "Domain", "AccountName", "AccountType", "Message",
     "Category", "SourceModuleName", "SourceModuleType", "tags", "port", "ActivityID",
     "RelatedActivityID", "ERROR_EVT_UNRESOLVED", "Level", "Computer", "ComputerName", "LogName",
     "EventCode", "EventId", "TimeCreated", "_time", "SourceType", "sourcetype", "source",
     "ProviderName", "EventRecordID"))
+# NXLog's EventType; Sysmon registry events have an EventData EventType (`SetValue`)
+_NXLOG_TYPES = frozenset(("AUDIT_SUCCESS", "AUDIT_FAILURE", "INFO", "WARNING", "ERROR",
+                          "CRITICAL", "VERBOSE"))
 _ID_KEYS = ("EventID", "EventId", "EventCode")
 _CHANNEL_KEYS = ("Channel", "LogName")
 _HOST_KEYS = ("Hostname", "Computer", "ComputerName", "host")
@@ -186,6 +204,8 @@ def from_flat(obj: dict[str, Any]) -> dict[str, Any] | None:
         if obj.get(src) is not None and str(obj[src]).isdigit():
             system[dst] = str(obj[src])
     keywords = obj.get("Keywords")
+    if keywords.__class__ is str and keywords.lstrip("-").isdigit():
+        keywords = int(keywords)
     if keywords.__class__ is int:
         system["Keywords"] = f"0x{keywords & 0xFFFFFFFFFFFFFFFF:x}"
     record = obj.get("RecordNumber", obj.get("EventRecordID"))
@@ -195,11 +215,18 @@ def from_flat(obj: dict[str, Any]) -> dict[str, Any] | None:
     if obj.get("ActivityID"):
         correlation["ActivityID"] = _guid(obj["ActivityID"])
     system["Correlation"] = correlation
+    meta = _FLAT_META
     if "ExecutionProcessID" in obj:
         system["Execution"] = {"ProcessID": _s(obj["ExecutionProcessID"]),
                                "ThreadID": _s(obj.get("ExecutionThreadID", 0))}
+    elif "ProcessID" in obj and "ThreadID" in obj and "SourceModuleType" in obj:
+        # NXLog before 4.x: the execution process and thread without the prefix
+        system["Execution"] = {"ProcessID": _s(obj["ProcessID"]), "ThreadID": _s(obj["ThreadID"])}
+        meta = meta | {"ProcessID", "ThreadID"}
     system["Security"] = {"UserID": _s(obj["UserID"])} if obj.get("UserID") else {}
-    data = {k: _s(v) for k, v in obj.items() if k not in _FLAT_META}
+    data = {k: _s(v) for k, v in obj.items() if k not in meta}
+    if data.get("EventType") in _NXLOG_TYPES:
+        del data["EventType"]
     return {"Event": {"System": system, "EventData": data}}
 
 
@@ -249,6 +276,8 @@ def classify(obj: Any) -> tuple[str, Any]:
             ev = None
         if ev is not None:
             return JOURNALD, ev
+        if "__REALTIME_TIMESTAMP" in obj or "_HOSTNAME" in obj:
+            return SKIPPED, None  # another program's journal record
     if is_flat(obj):
         return FLAT, from_flat(obj)
     return UNKNOWN, obj

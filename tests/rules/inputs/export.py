@@ -76,7 +76,7 @@ def _system(system: dict[str, Any]) -> str:
 
 
 def _event_data(data: dict[str, Any]) -> str:
-    out = []
+    out: list[str] = []
     for key, value in data.items():
         if key == "Data" and isinstance(value, list):
             out.extend(f"<Data>{_esc(windows_text(v))}</Data>" for v in value)
