@@ -57,9 +57,9 @@ def iter_file(path: str | Path, input_format: str = "auto") -> Iterator[dict[str
             yield event
         else:
             others += 1
-    if others or stats.parse_errors:
-        logger.warning("replay: %s: %d events not replayed (not {\"Event\": …}: %d in no known "
-                       "shape), %d parse errors%s", path, others, stats.unrecognised,
+    if others or stats.unrecognised or stats.parse_errors:
+        logger.warning("replay: %s: %d events in no known shape, %d of them not replayed (not "
+                       "{\"Event\": …}), %d parse errors%s", path, stats.unrecognised, others,
                        stats.parse_errors, f" (first: {stats.errors[0]})" if stats.errors else "")
 
 

@@ -26,7 +26,7 @@ from typing import IO, Any, BinaryIO, Protocol
 
 from . import jsonshapes
 from .auditd import iter_audit
-from .jsonshapes import UNKNOWN, classify, from_ecs, from_flat
+from .jsonshapes import UNKNOWN, classify, from_ecs, from_flat, is_gene
 from .tabular import dialect_of, iter_rows
 from .winxml import iter_line_events, iter_xml_events
 
@@ -162,9 +162,12 @@ def normalize(values: Iterable[Any], tally: Tally, fmt: str = "json",
     try:
         for obj in values:
             if fmt == "json":
-                if obj.__class__ is dict and obj.get("Event").__class__ is dict:
-                    native += 1  # PERF(heron): the common case costs one lookup
+                if obj.__class__ is dict and is_gene(obj):
+                    native += 1  # PERF(heron): the common case costs a few lookups
                     yield obj
+                    continue
+                if obj.__class__ is list:  # a JSON array of events (Kibana, jq -s)
+                    yield from normalize(obj, tally, fmt, prefix)
                     continue
                 shape, event = classify(obj)
             else:

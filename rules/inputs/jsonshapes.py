@@ -21,10 +21,10 @@ from .winxml import parse_event, win_time
 __all__ = ["classify", "from_ecs", "from_flat", "from_journald", "SHAPES"]
 
 # shape names as reported in the scan summary
-GENE, KUNAI, ECS, FLAT, JOURNALD, UNKNOWN = (
+GENE, KUNAI, ECS, FLAT, JOURNALD, EVTX_DUMP, UNKNOWN = (
     "gene-json", "kunai-json", "winlogbeat-json", "flat-json", "sysmon-linux-journald",
-    "unrecognised")
-SHAPES = (GENE, KUNAI, ECS, FLAT, JOURNALD)
+    "evtx-dump-json", "unrecognised")
+SHAPES = (GENE, KUNAI, ECS, FLAT, JOURNALD, EVTX_DUMP)
 SKIPPED = "skipped-lines"  # text records that hold no event (not counted as events)
 
 _LEVELS = {"critical": "1", "error": "2", "warning": "3", "information": "4", "info": "4",
@@ -254,12 +254,33 @@ def _unwrap(obj: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def is_gene(obj: dict[str, Any]) -> bool:
+    """A WHIDS/Gene event the winevt rules can see (`/Event/System/TimeCreated/SystemTime`)."""
+    ev = obj.get("Event")
+    if ev.__class__ is not dict:
+        return False
+    system = ev.get("System")
+    created = system.get("TimeCreated") if system.__class__ is dict else None
+    return created.__class__ is dict and "SystemTime" in created
+
+
 def classify(obj: Any) -> tuple[str, Any]:
     """(shape, event in Heron's shape) of a decoded JSON value; unknown values pass through."""
     if obj.__class__ is not dict:
         return UNKNOWN, obj
-    if obj.get("Event").__class__ is dict:
-        return GENE, obj
+    ev = obj.get("Event")
+    if ev.__class__ is dict:
+        if is_gene(obj):
+            return GENE, obj
+        if "#attributes" in ev or "#attributes" in (ev.get("System") or {}).get(
+                "TimeCreated", {}):
+            from ..evtx import normalize_record  # `evtx_dump -o json`, python-evtx records
+
+            return EVTX_DUMP, normalize_record(obj)
+        return UNKNOWN, obj  # {"Event": …} without System/TimeCreated: winevt rules skip it
+    source = obj.get("_source")
+    if source.__class__ is dict:  # Elasticsearch/Kibana hits
+        return classify(source)
     if obj.get("winlog").__class__ is dict:
         ev = from_ecs(obj)
         if ev is not None:

@@ -1,5 +1,6 @@
 """Acceptance: the corpus EVTX files, exported to Windows XML and to Winlogbeat JSON from Heron's
-own EVTX reading, give exactly Gene's detections on the EVTX files (gene-oracle parity)."""
+own EVTX reading, and dumped as `evtx_dump -o jsonl` does (pyevtx-rs records), give exactly
+Gene's detections on the EVTX files (gene-oracle parity)."""
 
 from __future__ import annotations
 
@@ -46,8 +47,16 @@ def _write_xml(path: Path, events: list[dict[str, Any]], style: int) -> None:
 def exports(tmp_path_factory: pytest.TempPathFactory,
             oracle_records: list[dict[str, Any]]) -> dict[str, Path]:
     """The corpus files read by rules.evtx and written as .xml, .jsonl (Winlogbeat) and a zip."""
+    import evtx
+
     root = tmp_path_factory.mktemp("exports")
     files = sorted({r["corpus_path"] for r in oracle_records})
+    for corpus_path in files:  # `evtx_dump -o jsonl`: pyevtx-rs records as they come
+        dest = root / "evtx-dump" / (corpus_path + ".jsonl")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        parser = evtx.PyEvtxParser(str(EVTX_ROOT / corpus_path), number_of_threads=1)
+        dest.write_text("".join(r["data"].replace("\n", " ") + "\n"
+                                for r in parser.records_json()))
     for i, corpus_path in enumerate(files):
         events = list(read_evtx(EVTX_ROOT / corpus_path))
         for kind in ("xml", "winlogbeat"):
@@ -57,10 +66,15 @@ def exports(tmp_path_factory: pytest.TempPathFactory,
                 _write_xml(dest, events, i % 3)
             else:
                 dest.write_bytes(b"".join(to_winlogbeat(e) + b"\n" for e in events))
-    return {"xml": root / "xml", "winlogbeat": root / "winlogbeat"}
+    return {"xml": root / "xml", "winlogbeat": root / "winlogbeat",
+            "evtx-dump": root / "evtx-dump"}
 
 
-@pytest.mark.parametrize("kind", ["xml", "winlogbeat"])
+SUFFIX = {"xml": ".xml", "winlogbeat": ".json", "evtx-dump": ".jsonl"}
+SHAPE = {"xml": "windows-xml", "winlogbeat": "winlogbeat-json", "evtx-dump": "evtx-dump-json"}
+
+
+@pytest.mark.parametrize("kind", ["xml", "winlogbeat", "evtx-dump"])
 def test_exports_give_the_oracle_detections(kind: str, exports: dict[str, Path],
                                             compiled_ruleset: rules.RuleSet,
                                             oracle_records: list[dict[str, Any]],
@@ -69,12 +83,10 @@ def test_exports_give_the_oracle_detections(kind: str, exports: dict[str, Path],
     stats = InputStats()
     events = []
     for corpus_path in sorted({k[0] for k in order}):
-        suffix = ".xml" if kind == "xml" else ".json"
-        for event in read_path(exports[kind] / (corpus_path + suffix), tally=stats):
+        for event in read_path(exports[kind] / (corpus_path + SUFFIX[kind]), tally=stats):
             events.append((corpus_path, event))
     assert len(events) == 5371 and stats.parse_errors == 0
-    shape = "windows-xml" if kind == "xml" else "winlogbeat-json"
-    assert stats.shapes == {shape: 5371}
+    assert stats.shapes == {SHAPE[kind]: 5371}
     for containers, name in ((None, "gene-detections-corpus.jsonl"),
                              (oracle_containers, "gene-detections-corpus-containers.jsonl")):
         engine = rules.Engine(compiled_ruleset, containers=containers)

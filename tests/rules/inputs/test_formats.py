@@ -217,3 +217,15 @@ def test_a_few_unknown_events_are_counted_without_warning(
     out = capsys.readouterr()[0]
     assert "     120  flat-json" in out and "       1  in no known shape" in out
     assert "WARNING" not in out
+
+
+def test_elasticsearch_hits_arrays_and_events_rules_cannot_see(tmp_path: Path) -> None:
+    flat = (DATA / "mordor_flat.json").read_text().splitlines()
+    path = tmp_path / "kibana.json"
+    path.write_text("[" + ",".join(f'{{"_index": "logs", "_source": {line}}}' for line in flat)
+                    + ', {"Event": {"EventData": {"Image": "x"}}}]')
+    stats = InputStats()
+    events = list(read_path(path, tally=stats))
+    assert len(events) == 4
+    assert stats.shapes == {"flat-json": 3, "unrecognised": 1}  # no System/TimeCreated
+    assert events[0]["Event"]["System"]["EventID"] == "13"
