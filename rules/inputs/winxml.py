@@ -43,7 +43,7 @@ def win_time(text: str) -> str:
 
 
 def _local(tag: str) -> str:
-    return tag.rpartition(":")[2]
+    return tag.rpartition(":")[2] if ":" in tag else tag
 
 
 def _tree(fragment: str) -> Node:
@@ -146,6 +146,7 @@ def _event_data(node: Node) -> dict[str, Any]:
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|&#(?:x0*(?:1?[0-8bcef]|1[0-9a-f])|"
                       r"0*(?:[0-8]|1[124-9]|2[0-9]|3[01]));", re.IGNORECASE)
+_MAYBE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|&#")
 _PLACEHOLDER = re.compile("[\U000F0000-\U000F001F]")
 
 
@@ -174,7 +175,9 @@ def parse_event(fragment: str) -> dict[str, Any]:
     Control characters, which XML 1.0 forbids but event data holds (Windows writes them as
     they are), are carried through expat as private-use characters and restored.
     """
-    hidden = _CONTROL.search(fragment) is not None
+    # PERF(heron): a cheap character class first; the full pattern only when it may match
+    hidden = _MAYBE_CONTROL.search(fragment) is not None and \
+        _CONTROL.search(fragment) is not None
     if hidden:
         fragment = _CONTROL.sub(_hide, fragment)
     node = _tree(fragment)
