@@ -139,3 +139,12 @@ def test_scan_cli_on_xml_and_zipped_winlogbeat(exports: dict[str, Path], tmp_pat
         assert "Parse errors:   0" in out and "       0  in no known shape" in out
     assert main(["scan", "-r", compiled, "--format", "summary", str(gz)]) == 0
     assert "windows-xml" in capsys.readouterr()[0]
+    evtx_zip = tmp_path / "evtx.zip"  # EVTX members are spooled to a temporary file
+    with zipfile.ZipFile(evtx_zip, "w") as zf:
+        for path in sorted((EVTX_ROOT / "EVTX-ATTACK-SAMPLES").rglob("*.evtx")):
+            zf.write(path, path.relative_to(EVTX_ROOT))
+    assert main(["scan", "-r", compiled, "--format", "summary", "--jobs", "2",
+                 str(evtx_zip)]) == 0
+    out = capsys.readouterr()[0]
+    assert "Events scanned: 5371" in out and "Positives:      1046" in out
+    assert "    5371  evtx" in out and "Parse errors:   0" in out
