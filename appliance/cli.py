@@ -386,8 +386,13 @@ def _import_endpoint(ctx: AppContext, ref: str) -> dict[str, str]:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from rules.inputs import FORMATS
+
     from .services.evidence import case_endpoint, import_files
 
+    if args.input_format not in FORMATS:
+        raise ConfigError(f"--input-format {args.input_format!r} is not one of "
+                          f"{', '.join(FORMATS)}")
     ctx = open_context(args.data_dir)
     try:
         endpoint = case_endpoint(args.case) if args.case else _import_endpoint(ctx, args.endpoint)
@@ -489,10 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--endpoint", help="enrolled endpoint uuid or hostname, or the name of a "
                      "host that never ran an agent")
     who.add_argument("--case", help="case name the evidence belongs to")
-    from rules.inputs import FORMATS
-
-    p.add_argument("--input-format", choices=FORMATS, default="auto",
-                   help="read every file as this format (default: detected per file)")
+    # NOTE(manager): rules.inputs is imported by the command only (start-up time of `run`)
+    p.add_argument("--input-format", default="auto", metavar="FORMAT",
+                   help="read every file as this format, one of `heron scan --input-format` "
+                   "(default: auto, detected per file)")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE",
                    help="EVTX, JSON, XML, CSV, audit.log, syslog; .gz/.zip/.tar archives")
     p.set_defaults(fn=cmd_import)

@@ -82,3 +82,6 @@ def test_cli_import_then_search(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["import", "--data-dir", str(data_dir), "--case", "x",
                  str(tmp_path / "missing.evtx")]) == 1
     assert "not a file" in capsys.readouterr().err
+    assert main(["import", "--data-dir", str(data_dir), "--case", "x", "--input-format", "pdf",
+                 files[0]]) == 2
+    assert "--input-format 'pdf' is not one of auto, evtx" in capsys.readouterr().err
