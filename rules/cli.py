@@ -180,7 +180,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _run_scan(args: argparse.Namespace, opts: scanmod.ScanOptions, engine: Engine) -> int:
-    units = list(scanmod.discover(args.inputs, split=args.jobs > 1))
+    # JSONL byte ranges only for the JSON readers (another --input-format reads whole files)
+    split = args.jobs > 1 and args.input_format in ("auto", "json", "winlogbeat", "flat")
+    units = list(scanmod.discover(args.inputs, split=split))
     out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
     progress = None
     if not args.no_progress and sys.stderr.isatty() and "-" not in args.inputs:
