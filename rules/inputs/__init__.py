@@ -119,7 +119,7 @@ def sniff(head: bytes) -> str:
         return "auditd"
     if first.startswith("<"):
         return "xml" if _EVENT_TAG.search(text) else "unknown"
-    if any(_EVENT_TAG.search(line) for line in lines):
+    if _EVENT_TAG.search(text):  # anywhere in the head: syslog mixes other programs' lines
         return "sysmon-linux"
     if dialect_of(text) is not None:
         return "csv"
