@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,6 +23,7 @@ from rules.iocs import normalize as rules_normalize
 from rules.wire import Ioc
 
 from .client import MispClient
+from .errors import MispError, MispUnavailable
 from .mapping import MISP_TYPES, attribute_iocs, event_values
 from .settings import MispSettings
 from .state import StateStore
@@ -34,6 +35,11 @@ logger = logging.getLogger(__name__)
 STATE = "iocs"
 CURSOR_OVERLAP = 300  # seconds re-read before the cursor (misp.md §2.3)
 MAX_PAGES = 10_000
+ORDER = "Attribute.id ASC"  # stable pages: new attributes get higher ids (misp.md §5, `order`)
+
+
+class MispPartial(MispError):
+    """A pull that could not read every page; a full sync then keeps the current set."""
 
 
 class IocSink(Protocol):
@@ -155,6 +161,7 @@ class IocPuller:
         self.ioc_count = len(self.iocs())
         # Only a full sync sees what was hard-deleted or unpublished while the manager was down.
         self._full_this_run = False
+        self._resume: dict[str, Any] | None = None
 
     @property
     def settings(self) -> MispSettings:
@@ -194,40 +201,68 @@ class IocPuller:
     def _build_index(self) -> IocIndex:
         return IocIndex(self._entries())
 
+    def progress(self) -> dict[str, Any] | None:
+        """Where an interrupted pull resumes (mode, query, page), if one is pending."""
+        p = self._resume
+        if p is None:
+            return None
+        return {k: p[k] for k in ("mode", "step", "page", "started")} | {
+            "rows": len(p.get("rows", {}))
+        }
+
     def pull(self, *, full: bool | None = None) -> PullResult:
         """Run one full or incremental sync; raises MispError.
 
-        Full when due, unless `full` says otherwise.
+        Full when due, unless `full` says otherwise. A pull stopped by a 429 or an unreachable MISP
+        keeps the page it reached and resumes there (a full sync with the rows it already has):
+        a rate-limited role still finishes a large instance, page budget by page budget.
         """
         if full is None:
             full = self.full_due()
-        started = self.clock()
+        mode = "full" if full else "incremental"
+        p = self._resume
+        if p is None or p["mode"] != mode:
+            since = max((self.cursor or 0) - CURSOR_OVERLAP, 0)
+            p = {"mode": mode, "step": 0, "page": 1, "since": since, "started": self.clock()}
+            if full:
+                p["rows"] = {}
         upserted = removed = fetched = 0
         max_ts = self.cursor or 0
+        steps = self._steps(full, int(p["since"]))
+        try:
+            while p["step"] < len(steps):
+                what, query = steps[p["step"]]
+                for rows in self._pages(what, p, **query):
+                    fetched += len(rows)
+                    for r in rows:
+                        max_ts = max(max_ts, _int(r.get("timestamp")))
+                        if full:
+                            if _active(r):
+                                p["rows"][r["uuid"]] = _keep(r)
+                        elif _active(r):
+                            self._attrs[r["uuid"]] = _keep(r)
+                            upserted += 1
+                        elif self._attrs.pop(r["uuid"], None) is not None:
+                            removed += 1
+                p["step"] += 1
+                p["page"] = 1
+        except (MispUnavailable, MispPartial):
+            self._resume = p  # resume at this page; a full sync keeps its rows (never shrinks)
+            if not full:
+                self._save()  # rows already applied stay applied
+            raise
+        except MispError:
+            self._resume = None
+            raise
+        self._resume = None
         if full:
-            rows = self._fetch("full", to_ids=1)
-            fetched = len(rows)
-            fresh = {r["uuid"]: _keep(r) for r in rows if _active(r)}
+            fresh = p["rows"]
             removed = len(set(self._attrs) - set(fresh))
             upserted = len(fresh)
             self._attrs = fresh
-            self.last_full = started
+            self.last_full = float(p["started"])
             self._full_this_run = True
             self._filters = _filters_key(self.settings)
-        else:
-            since = max((self.cursor or 0) - CURSOR_OVERLAP, 0)
-            rows = self._fetch("incremental-q1", timestamp=since, deleted=[0, 1])
-            if self.settings.published_only:
-                rows += self._fetch("incremental-q2", publish_timestamp=since, deleted=[0, 1])
-            fetched = len(rows)
-            for r in rows:
-                if _active(r):
-                    self._attrs[r["uuid"]] = _keep(r)
-                    upserted += 1
-                elif self._attrs.pop(r["uuid"], None) is not None:
-                    removed += 1
-        for r in rows:
-            max_ts = max(max_ts, _int(r.get("timestamp")))
         self.cursor = max_ts
         self._save()
         self.index = self._build_index()
@@ -245,12 +280,22 @@ class IocPuller:
         )
         logger.info(
             "MISP %s pull: %d rows, %d attributes, %d IoCs",
-            "full" if full else "incremental",
+            mode,
             fetched,
             len(self._attrs),
             len(iocs),
         )
         return result
+
+    def _steps(self, full: bool, since: int) -> list[tuple[str, dict[str, Any]]]:
+        if full:
+            return [("full", {"to_ids": 1})]
+        steps: list[tuple[str, dict[str, Any]]] = [
+            ("incremental-q1", {"timestamp": since, "deleted": [0, 1]})
+        ]
+        if self.settings.published_only:
+            steps.append(("incremental-q2", {"publish_timestamp": since, "deleted": [0, 1]}))
+        return steps
 
     def _save(self) -> None:
         self.state.save(
@@ -263,11 +308,21 @@ class IocPuller:
             },
         )
 
-    def _fetch(self, what: str, **query: Any) -> list[dict[str, Any]]:
-        """Every page of one restSearch (stop at a short page)."""
+    def _pages(self, what: str, p: dict[str, Any], **query: Any) -> Iterator[list[dict[str, Any]]]:
+        """Every page of one restSearch, from page `p["page"]`, until an empty page.
+
+        Real MISP applies `limit` before it drops warninglisted rows (MispAttribute.php,
+        fetchAttributes), so a short page is not the last one: only an empty page is. Pages are
+        ordered by attribute id, so new rows land on later pages and none is skipped.
+        """
         s = self.settings
-        out: list[dict[str, Any]] = []
-        for page in range(1, MAX_PAGES + 1):
+        while True:
+            page = int(p["page"])
+            if page > MAX_PAGES:
+                raise MispPartial(
+                    f"more than {MAX_PAGES} pages of {s.page_limit}: raise page_limit",
+                    operation=f"attributes/restSearch ({what})",
+                )
             params = dict(
                 controller="attributes",
                 return_format="json",
@@ -279,6 +334,7 @@ class IocPuller:
                 include_event_uuid=True,
                 limit=s.page_limit,
                 page=page,
+                order=ORDER,
                 **query,
             )
 
@@ -287,10 +343,11 @@ class IocPuller:
 
             reply = self.client.call(f"attributes/restSearch ({what}, page {page})", search)
             rows = reply.get("Attribute", []) if isinstance(reply, dict) else []
-            out.extend(r for r in rows if isinstance(r, dict) and r.get("uuid"))
-            if len(rows) < s.page_limit:
-                break
-        return out
+            rows = [r for r in rows if isinstance(r, dict) and r.get("uuid")]
+            if not rows:
+                return
+            yield rows
+            p["page"] = page + 1
 
 
 def _active(row: dict[str, Any]) -> bool:

@@ -115,6 +115,13 @@ class MispSettings:
     report_publish: bool = _f(
         False, "Publish the daily event after each report (needs perm_publish)."
     )
+    report_max_attempts: int = _f(
+        5, "Attempts for a report MISP answers with 5xx before it is dead-lettered."
+    )
+    report_since: str = _f(
+        "", "Push reports detected since this UTC date (YYYY-MM-DD); empty: since MISP was enabled."
+    )
+    report_max_per_hour: int = _f(120, "Most reports pushed per hour (paces a backfill).")
     source_name: str = _f("misp", "Source name given to pulled IoCs.")
     namespace: str = _f("", "UUID namespace of the deterministic event and object UUIDs.")
     retry_backoff: float = _f(30.0, "First delay, in seconds, before retrying an unreachable MISP.")
@@ -160,11 +167,15 @@ class MispSettings:
             "sighting_queue_max",
             "report_max_file_size",
             "report_max_object_size",
+            "report_max_attempts",
+            "report_max_per_hour",
         ):
             if getattr(self, name) < 1:
                 bad.append(f"{name} must be at least 1")
         if self.sighting_batch_delay < 0:
             bad.append("sighting_batch_delay must not be negative")
+        if self.report_since and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.report_since):
+            bad.append("report_since must be a date YYYY-MM-DD (or empty)")
         if self.namespace:
             try:
                 uuid.UUID(self.namespace)

@@ -33,6 +33,12 @@ class MispModel(SearchMixin, WriteMixin):
         self.sightings: list[Sighting] = []
         self._ids = {"event": 0, "attribute": 0, "object": 0, "sighting": 0}
         self.violations: list[str] = []
+        self.role: dict[str, Any] = {}  # set by FakeMisp: the API key's role flags
+        # Tags the instance has (the TLP taxonomy's, as after enabling it); others need creating.
+        self.known_tags: set[str] = {"tlp:white", "tlp:clear", "tlp:green", "tlp:amber", "tlp:red"}
+        # EventBlocklist: MISP.enableEventBlocklisting is on by default, and deleting an event
+        # blocklists its uuid (Event.php, beforeDelete), so events/add refuses that uuid for good.
+        self.event_blocklist: set[str] = set()
 
     def _next(self, kind: str) -> int:
         self._ids[kind] += 1
@@ -163,9 +169,15 @@ class MispModel(SearchMixin, WriteMixin):
         self._touch_event(a.event_id)
         return a
 
-    def delete_event(self, event_id: int) -> None:
-        """Hard delete: the event and its attributes vanish without any timestamp change."""
-        self.events.pop(event_id)
+    def delete_event(self, event_id: int, *, blocklist: bool = True) -> None:
+        """Hard delete: the event and its attributes vanish without any timestamp change.
+
+        As MISP does by default, the uuid is blocklisted (unless `blocklist` is False, as with
+        MISP.enableEventBlocklisting off).
+        """
+        ev = self.events.pop(event_id)
+        if blocklist:
+            self.event_blocklist.add(ev.uuid)
         for aid in [i for i, a in self.attributes.items() if a.event_id == event_id]:
             del self.attributes[aid]
         for oid in [i for i, o in self.objects.items() if o.event_id == event_id]:

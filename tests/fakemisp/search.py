@@ -32,17 +32,27 @@ class SearchMixin:
     def search(self, q: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """Apply the §2.1/§2.3 filter semantics; returns (page rows, total before paging)."""
         now = self.clock()
-        rows = [
-            a
-            for a in sorted(self.attributes.values(), key=lambda a: a.id)
-            if self._matches(a, q, now)
-        ]
+        # Without `order` MySQL returns rows in no particular order: the fake uses uuid order, so
+        # an insert can shift rows across pages. With `order` ("Attribute.id ASC") it is stable.
+        order = str(q.get("order") or "")
+        if order and order.split()[0] not in ("Attribute.id", "Attribute.timestamp"):
+            self.violations.append(f"restSearch: unsupported order {order!r}")
+        key = (lambda a: a.timestamp) if order.startswith("Attribute.timestamp") else None
+        rows = sorted(
+            (a for a in self.attributes.values() if self._matches(a, q, now)),
+            key=key or ((lambda a: a.id) if order else (lambda a: a.uuid)),
+            reverse=order.upper().endswith("DESC"),
+        )
         total = len(rows)
         limit = q.get("limit")
         if limit is not None:
             limit = int(limit)
             page = max(int(q.get("page") or 1), 1)
             rows = rows[(page - 1) * limit : page * limit] if limit > 0 else rows
+        if data.to_bool(q.get("enforceWarninglist")):
+            # MispAttribute::fetchAttributes applies limit/page in SQL, then filters warninglisted
+            # rows out of the page (MispAttribute.php ~l.2025): pages come back short.
+            rows = [a for a in rows if not _warninglisted(a)]
         flag = lambda k: data.to_bool(q.get(k)) is True  # noqa: E731
         rendered = [
             self.render_attribute(
@@ -102,8 +112,6 @@ class SearchMixin:
             lo, hi = data.time_range(q[key], now)
             if stamp < lo or (hi is not None and stamp > hi):
                 return False
-        if data.to_bool(q.get("enforceWarninglist")) and _warninglisted(a):
-            return False
         return True
 
     # --- sightings/add ----------------------------------------------------------------------------
@@ -131,6 +139,8 @@ class SearchMixin:
                 q = dict(filters)
                 q["value"] = values
                 found = [a for a in self.attributes.values() if self._matches(a, q, self.clock())]
+                if data.to_bool(q.get("enforceWarninglist")):
+                    found = [a for a in found if not _warninglisted(a)]
             else:
                 wanted = {str(v).lower() for v in values}
                 found = [

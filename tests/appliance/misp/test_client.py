@@ -181,7 +181,10 @@ def test_connection_test_reports_missing_permissions(clock: Clock, tmp_path: Pat
     with FakeMisp(clock=clock, perm_sighting=False) as fake:
         sync = MispSync(base_settings(fake), MispStorage.open(tmp_path), clock)
         result = sync.test_connection()
-        assert result["ok"] is True and result["missing_permissions"] == ["perm_sighting"]
+        assert result["ok"] is True and result["missing_permissions"] == [
+            "perm_tag_editor",  # the stock User role: report_tags that MISP lacks are dropped
+            "perm_sighting",
+        ]
         assert result["user"] == "heron@example.org"
         bad = sync.test_connection({"url": "http://127.0.0.1:9"})
         assert bad["ok"] is False and "connect" in bad["error"]

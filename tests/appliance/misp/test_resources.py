@@ -64,7 +64,10 @@ def test_roles(env: Any) -> None:
 def test_connection_test(configured: Any, fake: FakeMisp) -> None:
     res = configured.a("POST", "/misp/test", json={})
     assert res.json["data"]["ok"] is True and res.json["data"]["version"] == "2.5.1"
-    assert res.json["data"]["missing_permissions"] == []
+    data = res.json["data"]
+    # the stock User role cannot create tags: report_tags MISP lacks would be dropped
+    assert data["missing_permissions"] == ["perm_tag_editor"]
+    assert data["permissions"]["perm_publish"] is False and data["effects"]
     res = configured.a("POST", "/misp/test", json={"api_key": "e" * 40})
     assert res.json["data"]["ok"] is False and "user settings" in res.json["data"]["error"]
     fake.stop()
