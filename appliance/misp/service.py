@@ -183,7 +183,9 @@ class MispSync:
         st = self.storage
         if not hasattr(self, "iocs"):
             self.iocs = IocPuller(self.client, st.state, self.sink, self.clock)
-            self.sightings = SightingPusher(self.client, st.state, st.sightings, self.clock)
+            self.sightings = SightingPusher(
+                self.client, st.state, st.sightings, self.clock, self.dead
+            )
             self.reports = ReportPusher(self.client, st.state, st.reports, self.clock, self.dead)
         for stream in (self.iocs, self.sightings, self.reports):
             stream.client = self.client

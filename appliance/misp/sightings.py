@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .client import MispClient
+from .deadletters import DeadLetters
 from .errors import MispRejected, MispServerError, MispUnavailable
 from .iocs import IocIndex
 from .state import ItemQueue, StateStore
@@ -68,8 +69,14 @@ class SightingPusher:
     """Turns events into queued sighting batches and flushes them to MISP."""
 
     def __init__(
-        self, client: MispClient, state: StateStore, queue: ItemQueue, clock: Callable[[], float]
+        self,
+        client: MispClient,
+        state: StateStore,
+        queue: ItemQueue,
+        clock: Callable[[], float],
+        dead: DeadLetters | None = None,
     ) -> None:
+        self.dead = dead
         self.client = client
         self.state = state
         self.queue = queue
@@ -165,30 +172,35 @@ class SightingPusher:
                     "source": source,
                     "type": "0",
                     "timestamp": min(int(item["timestamp"]) for _, item in chunk),
-                    "filters": {"to_ids": 1},
+                    "filters": self._filters(),
                 }
                 ids = [item_id for item_id, _ in chunk]
                 try:
                     requests += 1
                     reply = self.client.call("sightings/add", _add_sighting(body))
-                except MispServerError:
+                except MispServerError as ex:
                     if self._bump(ids) >= max_attempts:
-                        dropped += self._drop(ids, len(values), "5xx, attempts exhausted")
-                        continue
-                    raise
+                        dropped += self._drop(chunk, len(values), f"{ex}, attempts exhausted")
+                    if not self.client.ready():
+                        raise  # several 5xx in a row: MISP is failing, the client backs off
+                    continue
                 except MispUnavailable:
                     raise
                 except MispRejected as ex:
-                    dropped += self._drop(ids, len(values), str(ex))
+                    dropped += self._drop(chunk, len(values), str(ex))
                     continue
                 message = str(reply.get("message", "")) if isinstance(reply, dict) else ""
-                if NO_MATCH in message:
+                if isinstance(reply, dict) and "Sighting" in reply:
+                    sent += len(values)
+                elif NO_MATCH in message:
                     unmatched += len(values)
                     logger.info(
                         "MISP matched none of %d sighted values from %s", len(values), source
                     )
                 else:
-                    sent += len(values)
+                    # SightingsController::add answers its failures with HTTP 200 and a message.
+                    dropped += self._drop(chunk, len(values), message or f"unexpected {reply!r}")
+                    continue
                 self._done(ids)
         with self._lock:
             self.sent_total += sent
@@ -215,12 +227,35 @@ class SightingPusher:
             self._attempts.pop(item_id, None)
         self.state.save(ATTEMPTS_STATE, self._attempts)
 
-    def _drop(self, ids: list[str], count: int, why: str) -> int:
-        logger.warning("dropping %d MISP sighting values: %s", count, why)
+    def _drop(self, chunk: list[tuple[str, dict[str, Any]]], count: int, why: str) -> int:
+        """Move the batches to the dead-letter list (or drop them when there is none)."""
+        ids = [item_id for item_id, _ in chunk]
+        if self.dead is not None:
+            for item_id, item in chunk:
+                self.dead.add("sightings", item, why, self._attempts.get(item_id, 0) + 1)
+        else:
+            logger.warning("dropping %d MISP sighting values: %s", count, why)
         self._done(ids)
         with self._lock:
             self.dropped_total += count
         return count
+
+    def _filters(self) -> dict[str, Any]:
+        """Every filter of the pull, so a sighting lands only on attributes Heron pulled.
+
+        With `filters`, /sightings/add runs an attribute restSearch with them (misp.md §3.1).
+        """
+        s = self.client.settings
+        filters: dict[str, Any] = {"to_ids": 1, "type": list(s.ioc_types)}
+        if s.categories:
+            filters["category"] = list(s.categories)
+        if s.tags:
+            filters["tags"] = list(s.tags)
+        if s.published_only:
+            filters["published"] = 1
+        if s.enforce_warninglist:
+            filters["enforceWarninglist"] = 1
+        return filters
 
 
 def _add_sighting(body: dict[str, Any]) -> Callable[[Any], Any]:
