@@ -1,0 +1,81 @@
+"""IoC pull against MISP's real paging: short pages after warninglists, failures, 429 budgets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from appliance.misp import MispRateLimited, MispServerError
+from tests.fakemisp import FakeMisp
+
+from .conftest import Clock, MakeSync, seed_event
+
+
+def values(sync: Any) -> set[str]:
+    return {i.value for i in sync.sink.by_source["misp"]}
+
+
+GOOD = ["evil-1.example", "evil-2.example", "evil-3.example", "evil-4.example"]
+
+
+def seed_with_warninglisted(fake: FakeMisp) -> None:
+    # A warninglisted domain before each IoC: with limit 2, every page loses a row after paging.
+    attrs = []
+    for good, listed in zip(GOOD, ["google.com", "microsoft.com", "google.com", "microsoft.com"]):
+        attrs += [("domain", listed), ("domain", good)]
+    seed_event(fake, attrs)
+
+
+def test_short_pages_after_warninglists_keep_every_ioc(fake: FakeMisp, make_sync: MakeSync) -> None:
+    """Point 1: MISP drops warninglisted rows after `limit`; a short page is not the last one."""
+    seed_with_warninglisted(fake)
+    sync = make_sync(page_limit=2)
+    result = sync.pull_iocs()
+    assert result is not None and result.full
+    assert values(sync) == set(GOOD)  # was 1 of 4: the pull stopped at the first short page
+    pages = [r.body["page"] for r in fake.requests_to("/attributes/restSearch")]
+    assert pages == [1, 2, 3, 4, 5]  # until the empty page
+
+
+def test_failed_full_sync_never_shrinks_the_ioc_set(
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
+    """Point 1: a full sync that fails half-way keeps the set, then resumes at the page reached."""
+    seed_with_warninglisted(fake)
+    sync = make_sync(page_limit=2)
+    sync.pull_iocs()
+    assert values(sync) == set(GOOD)
+    fake.inject("500", "/attributes/restSearch", times=1)
+    clock.advance(10)
+    seen = len(fake.requests_to("/attributes/restSearch"))
+    with pytest.raises(MispServerError):
+        sync.pull_iocs(full=True)
+    assert values(sync) == set(GOOD) and sync.status()["pull"]["iocs"] == 4
+    sync.pull_iocs(full=True)
+    assert values(sync) == set(GOOD)
+    pages = [r.body["page"] for r in fake.requests_to("/attributes/restSearch")[seen:]]
+    assert pages == [1, 1, 2, 3, 4, 5]  # page 1 failed, then the resumed pass
+
+
+def test_rate_limited_full_sync_resumes_at_the_page_reached(
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
+    """Point 6: a role allowed 2 searches per 15 min still finishes a 5-page full sync."""
+    fake.role.update(enforce_rate_limit=True, rate_limit_count="2")
+    seed_event(fake, [("domain", f"evil-{i}.example") for i in range(8)])
+    sync = make_sync(page_limit=2)
+    for _ in range(2):
+        with pytest.raises(MispRateLimited) as caught:
+            sync.pull_iocs()
+        # X-Rate-Limit-Reset is honoured: the next pull waits for the window to reset
+        assert caught.value.retry_after == pytest.approx(900, abs=2)
+        assert sync.status()["pull"]["next_run"] >= clock() + 898
+        assert sync.status()["pull"]["resume"]["page"] in (3, 5)
+        assert sync.status()["rate_limit"]["remaining"] == "0"
+        clock.advance(901)
+    result = sync.pull_iocs()
+    assert result is not None and result.total_iocs == 8
+    served = [r.body["page"] for r in fake.requests_to("/attributes/restSearch") if r.status == 200]
+    assert served == [1, 2, 3, 4, 5]  # each page read once: no restart at page 1
+    assert sync.status()["pull"]["resume"] is None
