@@ -7,6 +7,9 @@
 | /misp/test | POST | admin | `{}` or settings to try → `{ok, error, version, user, role, …}` |
 | /misp/status | GET | any | – → last runs, counts, errors, queue sizes |
 | /misp/sync | POST | admin | `{"full": bool}` → status after a pull, flush and push |
+| /misp/dead-letters | GET | admin | `?stream=reports` → items MISP refused or that failed too often |
+| /misp/dead-letters/retry | POST | admin | `{"ids": [...]}` (none: all) → `{"requeued": n}` |
+| /misp/dead-letters/discard | POST | admin | `{"ids": [...]}` (none: all) → `{"discarded": n}` |
 
 Resources translate `MispError` into the manager's domain errors (422 invalid settings, 409 not
 configured); the manager's error table renders them in the `{data, message, error}` envelope. The
@@ -129,9 +132,63 @@ class MispSyncResource(_MispResource):
         envelope(resp, status)
 
 
+def _ids_body(data: Any) -> list[str] | None:
+    body = _object(data)
+    ids = body.get("ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValidationError("ids must be a list of dead-letter ids")
+    return ids
+
+
+_IDS_SCHEMA = {
+    "type": "object",
+    "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
+}
+
+
+class MispDeadLettersResource(_MispResource):
+    """GET /misp/dead-letters."""
+
+    READ_ROLES = ADMIN_ONLY
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Items MISP refused, or that failed too often, with their errors."""
+        stream = req.get_param("stream")
+        if stream not in (None, "reports", "sightings"):
+            raise ValidationError("stream must be reports or sightings")
+        envelope(resp, self.sync.dead_letters(stream))
+
+
+class MispDeadLetterRetryResource(_MispResource):
+    """POST /misp/dead-letters/retry."""
+
+    WRITE_ROLES = ADMIN_ONLY
+    BODY = {"post": JsonBody(_ids_body, _IDS_SCHEMA)}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Put dead letters back in their queues (after fixing the cause)."""
+        envelope(resp, {"requeued": self.sync.retry_dead_letters(req.context.body)})
+
+
+class MispDeadLetterDiscardResource(_MispResource):
+    """POST /misp/dead-letters/discard."""
+
+    WRITE_ROLES = ADMIN_ONLY
+    BODY = {"post": JsonBody(_ids_body, _IDS_SCHEMA)}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Forget dead letters."""
+        envelope(resp, {"discarded": self.sync.discard_dead_letters(req.context.body)})
+
+
 MISP_ROUTES: list[tuple[str, Any, str | None]] = [
     ("/misp/settings", MispSettingsResource, None),
     ("/misp/test", MispTestResource, None),
     ("/misp/status", MispStatusResource, None),
     ("/misp/sync", MispSyncResource, None),
+    ("/misp/dead-letters", MispDeadLettersResource, None),
+    ("/misp/dead-letters/retry", MispDeadLetterRetryResource, None),
+    ("/misp/dead-letters/discard", MispDeadLetterDiscardResource, None),
 ]

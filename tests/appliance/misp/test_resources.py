@@ -215,3 +215,41 @@ def test_manager_works_while_misp_is_down(configured: Any, fake: FakeMisp) -> No
     assert status["connected"] is False and status["pull"]["last_error"]
     assert env.a("GET", "/misp/status").status_code == 200
     fake.start()
+
+
+def test_dead_letters_are_listed_retried_and_discarded(
+    configured: Any, fake: FakeMisp, tmp_path: Path
+) -> None:
+    """Point 3: the dead-letter list in the API and the status, retry after fixing the cause."""
+    env = configured
+    fake.max_body = 1000  # a proxy in front of MISP refuses every report body (HTML 413)
+    sync = attach_misp(env.ctx)
+    for n in (1, 2):
+        sync.on_report({"uuid": "ep"}, write_artifacts(tmp_path / "a", event_hash=f"{n:040x}"))
+    status = env.a("POST", "/misp/sync", json={}).json["data"]
+    assert status["dead_letters"]["reports"] == 2 and status["reports"]["state"] == "ok"
+    assert status["next_attempt"] is None  # no global back-off for item errors
+    listed = env.a("GET", "/misp/dead-letters", params={"stream": "reports"}).json["data"]
+    assert len(listed) == 2 and all("413" in d["error"] for d in listed)
+    assert env.a("GET", "/misp/dead-letters", params={"stream": "x"}).status_code == 422
+    fake.max_body = None
+    res = env.a("POST", "/misp/dead-letters/retry", json={"ids": [listed[0]["id"]]})
+    assert res.json["data"] == {"requeued": 1}
+    res = env.a("POST", "/misp/dead-letters/discard", json={})
+    assert res.json["data"] == {"discarded": 1}
+    assert env.a("POST", "/misp/dead-letters/retry", json={"ids": "x"}).status_code == 422
+    status = env.a("POST", "/misp/sync", json={}).json["data"]
+    assert status["reports"]["pushed"] == 1 and status["dead_letters"]["reports"] == 0
+
+
+def test_connection_test_reads_every_permission_and_the_rate_limit(
+    configured: Any, fake: FakeMisp
+) -> None:
+    """Point 9: modify, publish, tag creation and the restSearch rate limit are reported."""
+    fake.role.update(perm_modify=False, enforce_rate_limit=True, rate_limit_count="50")
+    data = configured.a("POST", "/misp/test", json={"report_publish": True}).json["data"]
+    assert data["ok"] is True
+    assert set(data["missing_permissions"]) == {"perm_modify", "perm_publish", "perm_tag_editor"}
+    assert data["permissions"]["perm_tagger"] is True
+    assert any("unpublished" in e for e in data["effects"])
+    assert data["rate_limit"]["limit"] == "50" and data["rate_limit"]["remaining"] == "49"
