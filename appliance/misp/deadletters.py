@@ -59,7 +59,7 @@ class DeadLetters:
         )
         return str(entry["id"])
 
-    def list(self, stream: str | None = None) -> list[dict[str, Any]]:
+    def entries(self, stream: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(e) for e in self._items if stream is None or e["stream"] == stream]
 

@@ -506,9 +506,7 @@ class ReportPusher:
                 self._next_generation(day, event_uuid)
                 continue
             try:
-                self.client.call(
-                    "objects/add", lambda api, ev=event_uuid: api.add_object(ev, report.obj)
-                )
+                self.client.call("objects/add", _add_object(event_uuid, report.obj))
                 existed = False
             except MispRejected as ex:
                 if ex.status == 403 and NOT_UNIQUE in str(ex.body):
@@ -602,3 +600,10 @@ class ReportPusher:
             logger.warning("MISP: %s", self.notes["tags"])
         elif wanted:
             self.notes.pop("tags", None)
+
+
+def _add_object(event_uuid: str, obj: MISPObject) -> Callable[[Any], Any]:
+    def call(api: Any) -> Any:
+        return api.add_object(event_uuid, obj)
+
+    return call

@@ -7,7 +7,7 @@
 | /misp/test | POST | admin | `{}` or settings to try → `{ok, error, version, user, role, …}` |
 | /misp/status | GET | any | – → last runs, counts, errors, queue sizes |
 | /misp/sync | POST | admin | `{"full": bool}` → status after a pull, flush and push |
-| /misp/dead-letters | GET | admin | `?stream=reports` → items MISP refused or that failed too often |
+| /misp/dead-letters | GET | admin | `?stream=reports` → items refused or failing too often |
 | /misp/dead-letters/retry | POST | admin | `{"ids": [...]}` (none: all) → `{"requeued": n}` |
 | /misp/dead-letters/discard | POST | admin | `{"ids": [...]}` (none: all) → `{"discarded": n}` |
 

@@ -253,8 +253,8 @@ class MispSync:
 
     # --- features ---------------------------------------------------------------------------------
 
-    def pull_iocs(self, *, full: bool | None = None) -> PullResult:
-        """Pull IoCs now (full or incremental as due); raises MispError."""
+    def pull_iocs(self, *, full: bool | None = None) -> PullResult | None:
+        """Pull IoCs now (full or incremental as due); raises MispError; None if one runs."""
         return self._run("pull", lambda: self._pull(full))
 
     def _pull(self, full: bool | None) -> PullResult:
@@ -475,7 +475,7 @@ class MispSync:
     # --- dead letters -----------------------------------------------------------------------------
 
     def dead_letters(self, stream: str | None = None) -> list[dict[str, Any]]:
-        return self.dead.list(stream)
+        return self.dead.entries(stream)
 
     def retry_dead_letters(self, ids: list[str] | None = None) -> int:
         """Re-queue dead letters (all when `ids` is None); returns how many."""

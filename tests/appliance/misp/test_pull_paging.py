@@ -22,7 +22,7 @@ GOOD = ["evil-1.example", "evil-2.example", "evil-3.example", "evil-4.example"]
 def seed_with_warninglisted(fake: FakeMisp) -> None:
     # A warninglisted domain before each IoC: with limit 2, every page loses a row after paging.
     attrs = []
-    for good, listed in zip(GOOD, ["google.com", "microsoft.com", "google.com", "microsoft.com"]):
+    for good, listed in zip(GOOD, ["google.com", "microsoft.com"] * 2, strict=True):
         attrs += [("domain", listed), ("domain", good)]
     seed_event(fake, attrs)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from appliance.misp import MispServerError, MispUnavailable
+from appliance.misp import MispUnavailable
 from tests.fakemisp import FakeMisp
 
 from .conftest import Clock, MakeSync, seed_event
