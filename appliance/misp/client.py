@@ -9,6 +9,7 @@ module never see a PyMISP or requests exception.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -186,6 +187,14 @@ class MispClient:
         self.permissions = info["perms"]
         self.role = info["role"]
         self.user = info["email"]
+
+    def server_time(self) -> int | None:
+        """MISP's clock, from the `Date` header of the last response (None if absent)."""
+        text = self._last_headers.get("Date", "")
+        try:
+            return int(email.utils.parsedate_to_datetime(text).timestamp()) if text else None
+        except (TypeError, ValueError):
+            return None
 
     def allowed(self, perm: str) -> bool:
         """Whether the role has `perm`; True while unknown (the request will tell)."""

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 STATE = "iocs"
 CURSOR_OVERLAP = 300  # seconds re-read before the cursor (misp.md §2.3)
 MAX_PAGES = 10_000
+REMOVALS = "incremental-removals"
 ORDER = "Attribute.id ASC"  # stable pages: new attributes get higher ids (misp.md §5, `order`)
 
 
@@ -155,6 +156,9 @@ class IocPuller:
         doc = state.load(STATE) or {}
         self._attrs: dict[str, dict[str, Any]] = doc.get("attributes", {})
         self.cursor: int | None = doc.get("cursor")
+        # Server clock at the start of the last pull: the cursor of publish and event edits,
+        # whose timestamps the attribute rows do not carry.
+        self.event_cursor: int | None = doc.get("event_cursor")
         self.last_full: float = doc.get("last_full", 0.0)
         self._filters: str = doc.get("filters", "")
         self.index = self._build_index()
@@ -223,26 +227,37 @@ class IocPuller:
         p = self._resume
         if p is None or p["mode"] != mode:
             since = max((self.cursor or 0) - CURSOR_OVERLAP, 0)
-            p = {"mode": mode, "step": 0, "page": 1, "since": since, "started": self.clock()}
+            events_since = max((self.event_cursor or self.cursor or 0) - CURSOR_OVERLAP, 0)
+            p = {
+                "mode": mode,
+                "step": 0,
+                "page": 1,
+                "since": since,
+                "events_since": events_since,
+                "started": self.clock(),
+                "server_start": None,
+            }
             if full:
                 p["rows"] = {}
         upserted = removed = fetched = 0
         max_ts = self.cursor or 0
-        steps = self._steps(full, int(p["since"]))
+        steps = self._steps(full, int(p["since"]), int(p.get("events_since", p["since"])))
         try:
             while p["step"] < len(steps):
                 what, query = steps[p["step"]]
                 for rows in self._pages(what, p, **query):
+                    if p["server_start"] is None:
+                        p["server_start"] = self.client.server_time()
                     fetched += len(rows)
                     for r in rows:
                         max_ts = max(max_ts, _int(r.get("timestamp")))
                         if full:
                             if _active(r):
                                 p["rows"][r["uuid"]] = _keep(r)
-                        elif _active(r):
+                        elif _active(r) and what != REMOVALS:
                             self._attrs[r["uuid"]] = _keep(r)
                             upserted += 1
-                        elif self._attrs.pop(r["uuid"], None) is not None:
+                        elif not _active(r) and self._attrs.pop(r["uuid"], None) is not None:
                             removed += 1
                 p["step"] += 1
                 p["page"] = 1
@@ -264,6 +279,7 @@ class IocPuller:
             self._full_this_run = True
             self._filters = _filters_key(self.settings)
         self.cursor = max_ts
+        self.event_cursor = int(p["server_start"] or p["started"])
         self._save()
         self.index = self._build_index()
         iocs = self.iocs()
@@ -287,14 +303,27 @@ class IocPuller:
         )
         return result
 
-    def _steps(self, full: bool, since: int) -> list[tuple[str, dict[str, Any]]]:
+    def _steps(
+        self, full: bool, since: int, events_since: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The queries of a pull (misp.md §2.3; MISP ANDs filters, so one query per clock).
+
+        Q1 `timestamp` (Attribute.timestamp: attribute edits), Q2 `publish_timestamp` (an event
+        (re)published after its attributes were written), Q3 `event_timestamp` (event edits such
+        as tags that change which attributes pass the filters), and a removal query without the
+        `published` filter: a soft delete or an IDS-flag removal unpublishes the event, so the
+        other queries would not see it until someone republishes.
+        """
         if full:
             return [("full", {"to_ids": 1})]
+        both = {"deleted": [0, 1]}
         steps: list[tuple[str, dict[str, Any]]] = [
-            ("incremental-q1", {"timestamp": since, "deleted": [0, 1]})
+            ("incremental-q1", {"timestamp": since, **both})
         ]
         if self.settings.published_only:
-            steps.append(("incremental-q2", {"publish_timestamp": since, "deleted": [0, 1]}))
+            steps.append(("incremental-q2", {"publish_timestamp": events_since, **both}))
+            steps.append((REMOVALS, {"timestamp": since, "published": None, **both}))
+        steps.append(("incremental-q3", {"event_timestamp": events_since, **both}))
         return steps
 
     def _save(self) -> None:
@@ -303,6 +332,7 @@ class IocPuller:
             {
                 "attributes": self._attrs,
                 "cursor": self.cursor,
+                "event_cursor": self.event_cursor,
                 "last_full": self.last_full,
                 "filters": self._filters,
             },
@@ -335,8 +365,8 @@ class IocPuller:
                 limit=s.page_limit,
                 page=page,
                 order=ORDER,
-                **query,
             )
+            params.update(query)
 
             def search(api: Any, params: dict[str, Any] = params) -> Any:
                 return api.search(**params)

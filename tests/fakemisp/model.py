@@ -183,6 +183,13 @@ class MispModel(SearchMixin, WriteMixin):
         for oid in [i for i, o in self.objects.items() if o.event_id == event_id]:
             del self.objects[oid]
 
+    def tag_event(self, event_id: int, tag: str) -> None:
+        """EventsController::addTag: the tag is attached, Event.timestamp bumped, the event
+        unpublished; attribute timestamps do not change."""
+        self.events[event_id].tags.append(tag)
+        self.known_tags.add(tag)
+        self._touch_event(event_id)
+
     def unpublish(self, event_id: int) -> None:
         self.events[event_id].published = False
 

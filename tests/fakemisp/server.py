@@ -294,6 +294,10 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # Apache's `Date` header is the server's clock: the fake's clock here.
+        return super().date_time_string(self.fake.model.clock() if timestamp is None else timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         logger.debug("fakemisp: " + format, *args)
 

@@ -79,3 +79,45 @@ def test_rate_limited_full_sync_resumes_at_the_page_reached(
     served = [r.body["page"] for r in fake.requests_to("/attributes/restSearch") if r.status == 200]
     assert served == [1, 2, 3, 4, 5]  # each page read once: no restart at page 1
     assert sync.status()["pull"]["resume"] is None
+
+
+def test_soft_delete_in_an_unpublished_event_is_removed_at_the_next_pull(
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
+    """Point 7: a soft delete unpublishes the event; the removal must not wait for a republish."""
+    ev = seed_event(fake, [("domain", "evil.example"), ("domain", "gone.example")])
+    sync = make_sync()
+    sync.pull_iocs()
+    clock.advance(600)
+    with fake.lock:
+        fake.model.update_attribute(
+            fake.model.attribute_by_uuid(
+                next(i.uuid for i in sync.sink.by_source["misp"] if i.value == "gone.example")  # type: ignore[attr-defined]
+            ).uuid,
+            deleted=True,
+        )
+        assert not fake.model.events[ev.id].published  # MISP unpublished it
+    result = sync.pull_iocs()
+    assert result is not None and not result.full and result.removed == 1
+    assert values(sync) == {"evil.example"}
+
+
+def test_event_tag_added_later_is_pulled_by_the_event_timestamp_query(
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
+    """Point 7: tagging an event changes which attributes pass `tags` without touching their
+    timestamps: only `event_timestamp` sees it (all-events mode has no publish query)."""
+    tagged = seed_event(fake, [("domain", "tagged.example")], tags=["heron"])
+    later = seed_event(fake, [("domain", "later.example")])
+    clock.advance(3600)  # the cursor moves past later.example's timestamp
+    with fake.lock:
+        fake.model.create_attribute(tagged.id, "domain", "new.example")
+    sync = make_sync(tags=["heron"], published_only=False)
+    sync.pull_iocs()
+    assert values(sync) == {"tagged.example", "new.example"}
+    clock.advance(600)
+    with fake.lock:
+        fake.model.tag_event(later.id, "heron")
+    result = sync.pull_iocs()
+    assert result is not None and not result.full
+    assert values(sync) == {"tagged.example", "new.example", "later.example"}
