@@ -249,16 +249,12 @@ class IocPuller:
                     if p["server_start"] is None:
                         p["server_start"] = self.client.server_time()
                     fetched += len(rows)
-                    for r in rows:
-                        max_ts = max(max_ts, _int(r.get("timestamp")))
-                        if full:
-                            if _active(r):
-                                p["rows"][r["uuid"]] = _keep(r)
-                        elif _active(r) and what != REMOVALS:
-                            self._attrs[r["uuid"]] = _keep(r)
-                            upserted += 1
-                        elif not _active(r) and self._attrs.pop(r["uuid"], None) is not None:
-                            removed += 1
+                    max_ts = max([max_ts, *(_int(r.get("timestamp")) for r in rows)])
+                    if full:
+                        p["rows"].update({r["uuid"]: _keep(r) for r in rows if _active(r)})
+                    else:
+                        up, rm = self._apply(rows, upsert=what != REMOVALS)
+                        upserted, removed = upserted + up, removed + rm
                 p["step"] += 1
                 p["page"] = 1
         except (MispUnavailable, MispPartial):
@@ -303,9 +299,19 @@ class IocPuller:
         )
         return result
 
-    def _steps(
-        self, full: bool, since: int, events_since: int
-    ) -> list[tuple[str, dict[str, Any]]]:
+    def _apply(self, rows: list[dict[str, Any]], *, upsert: bool) -> tuple[int, int]:
+        """Incremental rows: `to_ids && !deleted` upserts (unless `upsert` is off), else removes."""
+        upserted = removed = 0
+        for r in rows:
+            if _active(r):
+                if upsert:
+                    self._attrs[r["uuid"]] = _keep(r)
+                    upserted += 1
+            elif self._attrs.pop(r["uuid"], None) is not None:
+                removed += 1
+        return upserted, removed
+
+    def _steps(self, full: bool, since: int, events_since: int) -> list[tuple[str, dict[str, Any]]]:
         """The queries of a pull (misp.md §2.3; MISP ANDs filters, so one query per clock).
 
         Q1 `timestamp` (Attribute.timestamp: attribute edits), Q2 `publish_timestamp` (an event
@@ -317,9 +323,7 @@ class IocPuller:
         if full:
             return [("full", {"to_ids": 1})]
         both = {"deleted": [0, 1]}
-        steps: list[tuple[str, dict[str, Any]]] = [
-            ("incremental-q1", {"timestamp": since, **both})
-        ]
+        steps: list[tuple[str, dict[str, Any]]] = [("incremental-q1", {"timestamp": since, **both})]
         if self.settings.published_only:
             steps.append(("incremental-q2", {"publish_timestamp": events_since, **both}))
             steps.append((REMOVALS, {"timestamp": since, "published": None, **both}))
