@@ -187,7 +187,7 @@ class MispSync:
                 self.client, st.state, st.sightings, self.clock, self.dead
             )
             self.reports = ReportPusher(self.client, st.state, st.reports, self.clock, self.dead)
-        for stream in (self.iocs, self.sightings, self.reports):
+        for stream in (self.iocs, self.sightings, self.reports, self.sightings.lookup):
             stream.client = self.client
         if settings.configured and settings.reports_enabled:
             self.reports.mark_enabled()
@@ -369,7 +369,10 @@ class MispSync:
             self._scan_next = now + SCAN_INTERVAL
             self.scan_artifacts()
         if self.client.ready():  # inside a back-off window, queued work waits
-            if s.sightings_enabled and len(self.storage.sightings) and self.sightings.due():
+            if s.sightings_enabled and (
+                (len(self.storage.sightings) and self.sightings.due())
+                or self.sightings.lookup.pending()
+            ):
                 jobs.append(lambda: self.flush_sightings(wait=False))
             if s.reports_enabled and len(self.storage.reports):
                 jobs.append(lambda: self.push_reports(wait=False))  # one slice per tick
@@ -446,6 +449,13 @@ class MispSync:
                 "unmatched": self.sightings.unmatched_total,
                 "dropped": self.sightings.dropped_total,
                 "dead_letters": dead["sightings"],
+                "lookup": {
+                    "enabled": s.sighting_lookup,
+                    "pending": self.sightings.lookup.pending(),
+                    "requests": self.sightings.lookup.requests_total,
+                    "found": self.sightings.lookup.found_total,
+                    "overflow": self.sightings.lookup.overflow_total,
+                },
             },
             "reports": {
                 **self._features["reports"].to_dict(),

@@ -104,6 +104,14 @@ class MispSettings:
     sighting_queue_max: int = _f(
         10_000, "Pending sighting batches kept on disk; oldest dropped beyond."
     )
+    sighting_lookup: bool = _f(
+        False, "Also sight values of types not pulled by asking MISP (sends candidate values)."
+    )
+    sighting_lookup_types: tuple[str, ...] = _f(
+        ("filename", "regkey", "named pipe"), "MISP types looked up by value when not pulled."
+    )
+    sighting_lookup_per_minute: int = _f(30, "Most value-lookup requests per minute.")
+    sighting_lookup_ttl: float = _f(3600.0, "Seconds a value-lookup answer (hit or miss) is kept.")
     reports_enabled: bool = _f(True, "Push IR reports as edr-report objects.")
     report_distribution: int = _f(0, "Distribution of the daily report event (0 = organisation).")
     report_tags: tuple[str, ...] = _f(("tlp:amber",), "Tags of the daily report event.")
@@ -145,6 +153,9 @@ class MispSettings:
             bad.append(f"unsupported ioc_types {unknown}; supported: {sorted(MISP_TYPES)}")
         if not self.ioc_types:
             bad.append("ioc_types must not be empty")
+        wrong_lookup = [t for t in self.sighting_lookup_types if t not in MISP_TYPES]
+        if wrong_lookup:
+            bad.append(f"unsupported sighting_lookup_types {wrong_lookup}")
         wrong = [c for c in self.categories if c not in CATEGORIES]
         if wrong:
             bad.append(f"unknown categories {wrong}")
@@ -156,6 +167,7 @@ class MispSettings:
             "pull_interval",
             "full_sync_interval",
             "sighting_ttl",
+            "sighting_lookup_ttl",
             "retry_backoff",
             "retry_backoff_max",
         ):
@@ -169,6 +181,7 @@ class MispSettings:
             "report_max_object_size",
             "report_max_attempts",
             "report_max_per_hour",
+            "sighting_lookup_per_minute",
         ):
             if getattr(self, name) < 1:
                 bad.append(f"{name} must be at least 1")

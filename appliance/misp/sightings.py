@@ -19,8 +19,10 @@ from typing import Any
 
 from .client import MispClient
 from .deadletters import DeadLetters
-from .errors import MispRejected, MispServerError, MispUnavailable
+from .errors import MispError, MispRejected, MispServerError, MispUnavailable
 from .iocs import IocIndex
+from .lookup import ValueLookup
+from .mapping import event_values
 from .state import ItemQueue, StateStore
 
 __all__ = ["FlushResult", "SightingPusher", "sighting_source"]
@@ -85,6 +87,7 @@ class SightingPusher:
         seen = state.load(SEEN_STATE) or {}
         self._seen: dict[str, float] = {k: float(v) for k, v in seen.items()}
         self._attempts: dict[str, int] = state.load(ATTEMPTS_STATE) or {}
+        self.lookup = ValueLookup(client, clock)
         self.sent_total = 0
         self.dropped_total = 0
         self.unmatched_total = 0
@@ -99,25 +102,38 @@ class SightingPusher:
     ) -> int:
         """Queue the IoC values these events carry.
 
-        Returns how many new values were queued.
+        Returns how many new values were queued. With `sighting_lookup`, values of the lookup
+        types are offered to the value lookup (cached answers count at once).
         """
-        if not len(index):
+        lookup = self.client.settings.sighting_lookup
+        if not len(index) and not lookup:
             return 0
         source = sighting_source(endpoint_uuid, hostname)
+        now = self.clock()
+        found: dict[str, float] = {}
+        for event in events:
+            when: float | None = None
+            for misp_value in index.match(event) if len(index) else ():
+                when = _event_time(event, now) if when is None else when
+                found[misp_value] = min(found.get(misp_value, when), when)
+            if lookup:
+                when = _event_time(event, now) if when is None else when
+                for v, t in self.lookup.offer(source, when, set(event_values(event))).items():
+                    found[v] = min(found.get(v, t), t)
+        return self._queue(source, found)
+
+    def _queue(self, source: str, found: Mapping[str, float]) -> int:
+        """Queue one batch of `{MISP value: first seen}` not sighted within the TTL."""
         now = self.clock()
         ttl = self.client.settings.sighting_ttl
         fresh: dict[str, float] = {}
         with self._lock:
-            for event in events:
-                when = None
-                for misp_value in sorted(index.match(event)):
-                    key = f"{source}\n{misp_value.lower()}"
-                    if self._seen.get(key, 0.0) > now or misp_value in fresh:
-                        continue
-                    if when is None:
-                        when = _event_time(event, now)
-                    fresh[misp_value] = when
-                    self._seen[key] = now + ttl
+            for misp_value in sorted(found):
+                key = f"{source}\n{misp_value.lower()}"
+                if self._seen.get(key, 0.0) > now:
+                    continue
+                fresh[misp_value] = found[misp_value]
+                self._seen[key] = now + ttl
             if not fresh:
                 return 0
             self.hits_total += len(fresh)
@@ -133,6 +149,12 @@ class SightingPusher:
                 }
             )
         return len(fresh)
+
+    def run_lookup(self) -> int:
+        """Ask MISP about pending lookup values (bounded); queue what it has. Raises MispError."""
+        if not self.client.settings.sighting_lookup or not self.lookup.pending():
+            return 0
+        return sum(self._queue(source, found) for source, found in self.lookup.run().items())
 
     def _enforce_bound(self) -> None:
         limit = self.client.settings.sighting_queue_max
@@ -159,6 +181,12 @@ class SightingPusher:
 
         Raises MispUnavailable when MISP is down.
         """
+        try:
+            self.run_lookup()
+        except MispUnavailable:
+            raise
+        except MispError as ex:
+            logger.warning("MISP value lookup failed: %s", ex)
         groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for item_id, item in self.queue.items():
             groups.setdefault(item["source"], []).append((item_id, item))
@@ -246,7 +274,10 @@ class SightingPusher:
         With `filters`, /sightings/add runs an attribute restSearch with them (misp.md §3.1).
         """
         s = self.client.settings
-        filters: dict[str, Any] = {"to_ids": 1, "type": list(s.ioc_types)}
+        types = list(s.ioc_types)
+        if s.sighting_lookup:
+            types += [t for t in s.sighting_lookup_types if t not in types]
+        filters: dict[str, Any] = {"to_ids": 1, "type": types}
         if s.categories:
             filters["category"] = list(s.categories)
         if s.tags:
