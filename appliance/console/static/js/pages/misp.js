@@ -20,7 +20,66 @@ const FIELDS = [
   ["reports_enabled", "Push IR reports (edr-report objects)", "bool"],
   ["report_tags", "Report tags (comma separated)", "list"],
   ["report_distribution", "Report distribution (0–5)", "number"],
+  ["report_publish", "Publish the day event after each report (needs perm_publish)", "bool"],
+  ["report_since", "Push reports detected since (YYYY-MM-DD; empty: since enabled)", "text"],
+  ["report_max_per_hour", "Reports pushed per hour at most", "number"],
+  ["sighting_lookup", "Look up file names, registry keys, pipes in MISP (sends candidate values)", "bool"],
 ];
+
+const STREAMS = [
+  ["pull", "IoC pull", (s) => `${s.iocs ?? 0} IoCs${s.resume ? `, resumes at page ${s.resume.page}` : ""}`],
+  ["sightings", "Sightings", (s) => `${s.sent ?? 0} sent, ${s.queued_batches ?? 0} queued`],
+  ["reports", "Reports", (s) => `${s.pushed ?? 0} pushed, ${s.queued ?? 0} queued`],
+];
+
+// Per-stream state, dead letters, permissions, backfill and notes, before the raw status.
+function overview(st) {
+  if (!st || typeof st !== "object" || st.error) return h("div");
+  const rows = STREAMS.map(([key, label, counts]) => {
+    const s = st[key] || {};
+    return h("tr", {},
+      h("th", { scope: "row" }, label),
+      h("td", { class: `state-${s.state || "off"}` }, s.state || "off"),
+      h("td", {}, counts(s)),
+      h("td", {}, String(s.dead_letters ?? "—")),
+      h("td", {}, s.last_success ? fmtTime(s.last_success) : "—"),
+      h("td", {}, s.last_error || ""));
+  });
+  const streams = h("table", { class: "misp-streams" },
+    h("caption", {}, "Streams"),
+    h("thead", {}, h("tr", {}, ...["Stream", "State", "Counts", "Dead letters", "Last success", "Last error"].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows));
+  const perms = Object.entries(st.permissions || {});
+  const missing = new Set(st.missing_permissions || []);
+  const permList = perms.length
+    ? h("ul", { class: "misp-perms" }, perms.map(([p, ok]) => h("li", { class: ok ? "" : missing.has(p) ? "error" : "muted" }, `${p}: ${ok ? "yes" : "no"}`)))
+    : h("p", { class: "muted" }, "Permissions are read when MISP is first contacted.");
+  const bf = (st.reports || {}).backfill || {};
+  const backfill = h("p", {}, `Reports since ${bf.since ? fmtTime(bf.since) : "—"}: ${bf.pushed_last_hour ?? 0} pushed in the last hour (at most ${bf.max_per_hour ?? "—"}), ${bf.remaining ?? 0} waiting, ${bf.skipped_before_since ?? 0} older ones skipped.`);
+  const notes = Object.entries((st.reports || {}).notes || {});
+  return h("div", { class: "misp-overview" },
+    streams,
+    h("h3", {}, `Role ${st.role || "?"} (${st.user || "?"})`), permList,
+    h("h3", {}, "Report backfill"), backfill,
+    notes.length ? h("ul", { class: "misp-notes", role: "status" }, notes.map(([k, v]) => h("li", {}, `${k}: ${v}`))) : h("div"));
+}
+
+function deadLetterView(items, isAdmin, onAction) {
+  if (!items.length) return h("p", { class: "muted" }, "No dead letters.");
+  const rows = items.map((d) => h("tr", {},
+    h("td", {}, d.stream),
+    h("td", {}, fmtTime(d.time)),
+    h("td", {}, String(d.attempts)),
+    h("td", {}, (d.item && (d.item.dir || (d.item.values || []).join(", "))) || ""),
+    h("td", {}, d.error),
+    h("td", {},
+      h("button", { type: "button", class: "secondary", disabled: !isAdmin, onclick: () => onAction("retry", [d.id]) }, "Retry"),
+      h("button", { type: "button", class: "secondary", disabled: !isAdmin, onclick: () => onAction("discard", [d.id]) }, "Discard"))));
+  return h("table", { class: "misp-dead" },
+    h("caption", {}, "Items MISP refused or that failed too often"),
+    h("thead", {}, h("tr", {}, ...["Stream", "Since", "Attempts", "Item", "Error", ""].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows));
+}
 
 function control(key, kind, value, disabled) {
   if (kind === "bool") return h("input", { type: "checkbox", name: key, checked: Boolean(value), disabled });
@@ -53,7 +112,8 @@ export async function render(root, ctx) {
   const s = settings || {};
   const controls = {};
   const formStatus = h("div", { "aria-live": "assertive" });
-  const statusBox = h("div", { "aria-live": "polite" }, statusView(status));
+  const statusBox = h("div", { "aria-live": "polite" }, overview(status), h("details", {}, h("summary", {}, "All status fields"), statusView(status)));
+  const deadBox = h("div", { "aria-live": "polite" });
   const inputs = FIELDS.map(([key, label, kind, hint]) => {
     controls[key] = control(key, kind, s[key], !isAdmin);
     return field(kind === "secret" && s.api_key_set ? `${label} (a key is stored)` : label, controls[key], hint);
@@ -75,9 +135,30 @@ export async function render(root, ctx) {
 
   async function refreshStatus() {
     try {
-      replace(statusBox, statusView(await get("/misp/status")));
+      const st = await get("/misp/status");
+      replace(statusBox, overview(st), h("details", {}, h("summary", {}, "All status fields"), statusView(st)));
     } catch (err) {
       replace(statusBox, errorBox(err));
+    }
+    await refreshDead();
+  }
+
+  async function refreshDead() {
+    if (!isAdmin) return;
+    try {
+      replace(deadBox, deadLetterView(await get("/misp/dead-letters"), isAdmin, deadAction));
+    } catch (err) {
+      replace(deadBox, errorBox(err));
+    }
+  }
+
+  async function deadAction(action, ids) {
+    try {
+      const res = await post(`/misp/dead-letters/${action}`, ids ? { ids } : {});
+      toast(action === "retry" ? `${res.requeued} item(s) queued again` : `${res.discarded} item(s) discarded`);
+      await refreshStatus();
+    } catch (err) {
+      toast(err.message, "error");
     }
   }
 
@@ -105,7 +186,9 @@ export async function render(root, ctx) {
       const res = await post("/misp/test", {});
       const ok = Boolean(res && res.ok);
       replace(formStatus, h("p", { role: "status", class: ok ? "" : "error" },
-        ok ? `Connection OK${res.version ? ` (MISP ${res.version})` : ""}.` : `Connection failed: ${(res && (res.error || res.message)) || "unknown error"}`));
+        ok ? `Connection OK${res.version ? ` (MISP ${res.version})` : ""}, role ${res.role}.` : `Connection failed: ${(res && (res.error || res.message)) || "unknown error"}`),
+        ...(ok && res.effects && res.effects.length ? [h("ul", { class: "error" }, res.missing_permissions.map((p, i) => h("li", {}, `${p} missing: ${res.effects[i]}`)))] : []),
+        ...(ok && res.rate_limit && res.rate_limit.limit ? [h("p", {}, `Searches limited to ${res.rate_limit.limit} per 15 min (${res.rate_limit.remaining} left).`)] : []));
     } catch (err) {
       replace(formStatus, errorBox(err));
     }
@@ -125,5 +208,10 @@ export async function render(root, ctx) {
     h("section", { class: "panel", "aria-labelledby": "misp-settings" }, h("h2", { id: "misp-settings" }, "Settings"),
       isAdmin ? form : h("p", { class: "muted" }, "Only admins can see and change MISP settings.")),
     h("section", { class: "panel", "aria-labelledby": "misp-status" }, h("h2", { id: "misp-status" }, "Sync status"),
-      h("div", { class: "toolbar" }, h("button", { type: "button", class: "secondary", onclick: refreshStatus }, "Refresh status")), statusBox));
+      h("div", { class: "toolbar" }, h("button", { type: "button", class: "secondary", onclick: refreshStatus }, "Refresh status")), statusBox),
+    isAdmin ? h("section", { class: "panel", "aria-labelledby": "misp-dead" }, h("h2", { id: "misp-dead" }, "Dead letters"),
+      h("div", { class: "toolbar" },
+        h("button", { type: "button", class: "secondary", onclick: () => deadAction("retry") }, "Retry all"),
+        h("button", { type: "button", class: "secondary", onclick: () => deadAction("discard") }, "Discard all")), deadBox) : h("div"));
+  await refreshDead();
 }
