@@ -11,6 +11,7 @@ this value an IoC?" for sightings.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -134,6 +135,11 @@ def _filters_key(settings: MispSettings) -> str:
         sorted(settings.tags),
         settings.published_only,
         settings.enforce_warninglist,
+        sorted(settings.orgs),
+        sorted(settings.threat_levels),
+        sorted(settings.distributions),
+        settings.exclude_decayed,
+        settings.pull_since,
         settings.url,
         settings.source_name,
     ]
@@ -366,10 +372,15 @@ class IocPuller:
                 published=True if s.published_only else None,
                 enforce_warninglist=s.enforce_warninglist,
                 include_event_uuid=True,
+                org=list(s.orgs) or None,
+                threat_level_id=list(s.threat_levels) or None,
+                exclude_decayed=True if s.exclude_decayed else None,
                 limit=s.page_limit,
                 page=page,
                 order=ORDER,
             )
+            if s.pull_since and "timestamp" not in query:
+                params["timestamp"] = _day_start(s.pull_since)
             params.update(query)
 
             def search(api: Any, params: dict[str, Any] = params) -> Any:
@@ -380,8 +391,25 @@ class IocPuller:
             rows = [r for r in rows if isinstance(r, dict) and r.get("uuid")]
             if not rows:
                 return
-            yield rows
+            yield [r for r in rows if _distribution_ok(r, s)]
             p["page"] = page + 1
+
+
+def _day_start(day: str) -> int:
+    d = dt.date.fromisoformat(day)
+    return int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp())
+
+
+def _distribution_ok(row: dict[str, Any], s: MispSettings) -> bool:
+    """`distributions` is applied here, on the row's `Event.distribution`.
+
+    The attribute `distribution` restSearch filter reads Attribute.distribution, which is mostly
+    5 ("inherit event"), so it cannot express the event's sharing level.
+    """
+    if not s.distributions:
+        return True
+    event = row.get("Event")
+    return isinstance(event, dict) and str(event.get("distribution")) in s.distributions
 
 
 def _active(row: dict[str, Any]) -> bool:

@@ -93,6 +93,19 @@ class MispSettings:
         (), "Only pull attributes of these MISP categories (empty: all)."
     )
     tags: tuple[str, ...] = _f((), "Tag filter of the pull; `!tag` excludes (empty: no filter).")
+    orgs: tuple[str, ...] = _f(
+        (), "Only pull events created by these organisations (name or id; `!org` excludes)."
+    )
+    threat_levels: tuple[str, ...] = _f(
+        (), "Only pull events of these threat levels (1 high, 2 medium, 3 low, 4 undefined)."
+    )
+    distributions: tuple[str, ...] = _f(
+        (), "Only pull events of these distributions (0 org … 4 sharing group; empty: all)."
+    )
+    exclude_decayed: bool = _f(False, "Drop attributes every enabled MISP decaying model expired.")
+    pull_since: str = _f(
+        "", "Only pull attributes changed since this UTC date (YYYY-MM-DD; empty: all)."
+    )
     published_only: bool = _f(True, "Only pull attributes of published events.")
     enforce_warninglist: bool = _f(True, "Drop attributes that hit an enabled MISP warninglist.")
     sightings_enabled: bool = _f(True, "Push sightings of IoC values seen on endpoints.")
@@ -187,6 +200,12 @@ class MispSettings:
                 bad.append(f"{name} must be at least 1")
         if self.sighting_batch_delay < 0:
             bad.append("sighting_batch_delay must not be negative")
+        if self.pull_since and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.pull_since):
+            bad.append("pull_since must be a date YYYY-MM-DD (or empty)")
+        if any(t not in ("1", "2", "3", "4") for t in self.threat_levels):
+            bad.append("threat_levels are 1, 2, 3 or 4")
+        if any(d not in ("0", "1", "2", "3", "4") for d in self.distributions):
+            bad.append("distributions are 0, 1, 2, 3 or 4")
         if self.report_since and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.report_since):
             bad.append("report_since must be a date YYYY-MM-DD (or empty)")
         if self.namespace:

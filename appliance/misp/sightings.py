@@ -282,6 +282,12 @@ class SightingPusher:
             filters["category"] = list(s.categories)
         if s.tags:
             filters["tags"] = list(s.tags)
+        if s.orgs:
+            filters["org"] = list(s.orgs)
+        if s.threat_levels:
+            filters["threat_level_id"] = list(s.threat_levels)
+        if s.exclude_decayed:
+            filters["excludeDecayed"] = 1
         if s.published_only:
             filters["published"] = 1
         if s.enforce_warninglist:

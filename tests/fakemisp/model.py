@@ -58,9 +58,13 @@ class MispModel(SearchMixin, WriteMixin):
         date: str = "2026-11-28",
         distribution: str = "0",
         tags: list[str] | None = None,
+        threat_level_id: str = "4",
+        orgc: str = "ORGNAME",
     ) -> Ev:
         ev = Ev(
             id=self._next("event"),
+            threat_level_id=threat_level_id,
+            orgc=orgc,
             uuid=uuid or str(uuidlib.uuid4()),
             info=info,
             date=date,
@@ -263,7 +267,7 @@ class MispModel(SearchMixin, WriteMixin):
                 "distribution": ev.distribution,
                 "id": str(ev.id),
                 "info": ev.info,
-                "orgc_id": "1",
+                "orgc_id": "1" if ev.orgc == "ORGNAME" else "2",
                 "uuid": ev.uuid,
             }
         if a.tags:
@@ -275,7 +279,7 @@ class MispModel(SearchMixin, WriteMixin):
                 {
                     "score": 42.1,
                     "base_score": 80,
-                    "decayed": False,
+                    "decayed": a.decayed,
                     "DecayingModel": {"id": "1", "name": "fake model"},
                 }
             ]

@@ -59,7 +59,7 @@ class SearchMixin:
                 a,
                 event_uuid=flag("includeEventUuid"),
                 attachments=flag("withAttachments"),
-                decay=flag("includeDecayScore"),
+                decay=flag("includeDecayScore") or flag("excludeDecayed"),
             )
             for a in rows
         ]
@@ -90,6 +90,15 @@ class SearchMixin:
         if not _match_list(q.get("tags"), lambda t: str(t).lower() in tags):
             return False
         if not _match_list(q.get("eventid"), lambda e: str(e) in (str(ev.id), ev.uuid)):
+            return False
+        # Event::set_filter_org: the creator organisation by id or name (`!` excludes).
+        org_id = "1" if ev.orgc == "ORGNAME" else "2"
+        if not _match_list(q.get("org"), lambda o: str(o) in (org_id, ev.orgc)):
+            return False
+        if not _match_list(q.get("threat_level_id"), lambda t: str(t) == ev.threat_level_id):
+            return False
+        # excludeDecayed drops what every enabled decaying model considers decayed.
+        if data.to_bool(q.get("excludeDecayed")) and a.decayed:
             return False
         to_ids = q.get("to_ids")
         if to_ids is not None and to_ids != []:

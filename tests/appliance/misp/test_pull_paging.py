@@ -121,3 +121,40 @@ def test_event_tag_added_later_is_pulled_by_the_event_timestamp_query(
     result = sync.pull_iocs()
     assert result is not None and not result.full
     assert values(sync) == {"tagged.example", "new.example", "later.example"}
+
+
+def test_pull_filters_by_org_threat_level_distribution_decay_and_start_date(
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
+    """What users of other MISP integrations expect: org, threat level, distribution, decay,
+    a start date; sightings then use the same filters."""
+    with fake.lock:
+        m = fake.model
+        old = m.create_event("old", threat_level_id="1")
+        m.create_attribute(old.id, "domain", "old.example")
+        m.publish(old.id)
+    clock.advance(3 * 86400)  # 2026-12-01
+    for info, kw, value in (
+        ("keep", {"threat_level_id": "1", "distribution": "1"}, "keep.example"),
+        ("other org", {"threat_level_id": "1", "orgc": "CIRCL"}, "circl.example"),
+        ("low", {"threat_level_id": "3"}, "low.example"),
+        ("org only", {"threat_level_id": "1", "distribution": "0"}, "orgonly.example"),
+        ("decayed", {"threat_level_id": "1", "distribution": "1"}, "decayed.example"),
+    ):
+        with fake.lock:
+            ev = fake.model.create_event(info, **kw)  # type: ignore[arg-type]
+            a = fake.model.create_attribute(ev.id, "domain", value)
+            a.decayed = value.startswith("decayed")
+            fake.model.publish(ev.id)
+    sync = make_sync(
+        orgs=["ORGNAME"],
+        threat_levels=["1", "2"],
+        distributions=["1", "2", "3"],
+        exclude_decayed=True,
+        pull_since="2026-11-30",
+    )
+    sync.pull_iocs()
+    assert values(sync) == {"keep.example"}
+    body = fake.requests_to("/attributes/restSearch")[0].body
+    assert body["org"] == ["ORGNAME"] and body["threat_level_id"] == ["1", "2"]
+    assert body["excludeDecayed"] == 1 and body["timestamp"] == 1795996800  # 2026-11-30T00:00Z
