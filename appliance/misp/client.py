@@ -73,12 +73,21 @@ def pymisp_factory(settings: MispSettings) -> PyMISP:
     """
     if settings.verify is False:
         logger.warning("MISP TLS certificate verification is OFF for %s", settings.url)
+    cert: str | tuple[str, str] | None = None
+    if settings.client_cert:
+        cert = (
+            (settings.client_cert, settings.client_key)
+            if settings.client_key
+            else settings.client_cert
+        )
     return PyMISP(
         settings.url,
         settings.api_key,
         ssl=settings.verify,
         timeout=(settings.connect_timeout, settings.read_timeout),
         tool=TOOL,
+        proxies={"http": settings.proxy, "https": settings.proxy} if settings.proxy else None,
+        cert=cert,
     )
 
 

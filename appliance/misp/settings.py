@@ -78,6 +78,9 @@ class MispSettings:
     )
     verify_tls: bool = _f(True, "Verify MISP's TLS certificate.")
     ca_file: str = _f("", "PEM bundle of the CA that signed MISP's certificate (implies verify).")
+    client_cert: str = _f("", "PEM client certificate presented to MISP (mutual TLS; empty: none).")
+    client_key: str = _f("", "PEM key of client_cert when not in the same file.")
+    proxy: str = _f("", "HTTP(S) proxy URL for MISP requests (empty: the environment's, if any).")
     connect_timeout: float = _f(5.0, "Seconds to wait for a TCP/TLS connection to MISP.")
     read_timeout: float = _f(60.0, "Seconds to wait for a MISP response.")
     pull_enabled: bool = _f(True, "Pull IoCs from MISP.")
@@ -157,6 +160,10 @@ class MispSettings:
         bad = []
         if self.url and not re.match(r"^https?://[^/\s]+", self.url):
             bad.append(f"url {self.url!r} is not an http(s) URL")
+        if self.proxy and not re.match(r"^https?://[^/\s]+", self.proxy):
+            bad.append(f"proxy {self.proxy!r} is not an http(s) URL")
+        if self.client_key and not self.client_cert:
+            bad.append("client_key needs client_cert")
         if self.enabled and not self.url:
             bad.append("url is required when enabled")
         if self.api_key and not KEY_FORMAT.match(self.api_key):

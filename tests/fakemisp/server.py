@@ -91,11 +91,13 @@ class FakeMisp:
         perm_sighting: bool = True,
         role: dict[str, Any] | None = None,
         max_body: int | None = None,
+        client_ca: str | None = None,
     ) -> None:
         self.key = key
         self.model = MispModel(clock)
         self.lock = self.model.lock
         self.tls = tls
+        self.client_ca = client_ca  # Apache `SSLVerifyClient require`: mutual TLS in front of MISP
         self.role = {**STOCK_USER_ROLE, "perm_sighting": perm_sighting, **(role or {})}
         self.model.role = self.role
         # A reverse proxy's body limit (nginx client_max_body_size): an HTML 413, not MISP's JSON.
@@ -121,6 +123,9 @@ class FakeMisp:
         if self.tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*self.tls)
+            if self.client_ca:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(self.client_ca)
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]
         self._server = server
