@@ -7,6 +7,7 @@
 | /misp/test | POST | admin | `{}` or settings to try → `{ok, error, version, user, role, …}` |
 | /misp/status | GET | any | – → last runs, counts, errors, queue sizes |
 | /misp/sync | POST | admin | `{"full": bool}` → status after a pull, flush and push |
+| /misp/false-positive | POST | admin, analyst | `{"event": {...}}` → `{"values"}` (type 1) |
 | /misp/dead-letters | GET | admin | `?stream=reports` → items refused or failing too often |
 | /misp/dead-letters/retry | POST | admin | `{"ids": [...]}` (none: all) → `{"requeued": n}` |
 | /misp/dead-letters/discard | POST | admin | `{"ids": [...]}` (none: all) → `{"discarded": n}` |
@@ -148,6 +149,56 @@ _IDS_SCHEMA = {
 }
 
 
+def _fp_body(data: Any) -> dict[str, Any]:
+    body = _object(data)
+    event = body.get("event")
+    if not isinstance(event, dict):
+        raise ValidationError("event must be the detection's event object")
+    endpoint = body.get("endpoint")
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise ValidationError("endpoint must be an endpoint uuid")
+    return {"event": event, "endpoint": endpoint}
+
+
+class MispFalsePositiveResource(_MispResource):
+    """POST /misp/false-positive."""
+
+    WRITE_ROLES = frozenset({Role.ADMIN, Role.ANALYST})
+    BODY = {
+        "post": JsonBody(
+            _fp_body,
+            {
+                "type": "object",
+                "required": ["event"],
+                "properties": {"event": {"type": "object"}, "endpoint": {"type": "string"}},
+            },
+        )
+    }
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Sight the MISP IoCs of a detection closed as a false positive (type 1)."""
+        body = req.context.body
+        event = body["event"]
+        ep_uuid = body["endpoint"] or _event_endpoint(event)
+        endpoint: Any = {"uuid": ep_uuid}
+        found = self.ctx.store.endpoints.find(ep_uuid) if ep_uuid else None
+        if found is not None:
+            endpoint = found
+        try:
+            values = self.sync.false_positive(endpoint, event)
+        except MispSettingsError as ex:
+            raise Conflict(str(ex)) from ex
+        envelope(resp, {"values": values})
+
+
+def _event_endpoint(event: dict[str, Any]) -> str:
+    """The endpoint uuid the manager stamped on a stored event (`Event.EdrData.Endpoint.UUID`)."""
+    root = event.get("Event", event)
+    edr = root.get("EdrData") if isinstance(root, dict) else None
+    ep = edr.get("Endpoint") if isinstance(edr, dict) else None
+    return str(ep.get("UUID") or ep.get("uuid") or "") if isinstance(ep, dict) else ""
+
+
 class MispDeadLettersResource(_MispResource):
     """GET /misp/dead-letters."""
 
@@ -188,6 +239,7 @@ MISP_ROUTES: list[tuple[str, Any, str | None]] = [
     ("/misp/test", MispTestResource, None),
     ("/misp/status", MispStatusResource, None),
     ("/misp/sync", MispSyncResource, None),
+    ("/misp/false-positive", MispFalsePositiveResource, None),
     ("/misp/dead-letters", MispDeadLettersResource, None),
     ("/misp/dead-letters/retry", MispDeadLetterRetryResource, None),
     ("/misp/dead-letters/discard", MispDeadLetterDiscardResource, None),

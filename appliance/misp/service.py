@@ -27,7 +27,7 @@ from .errors import MispError, MispRateLimited, MispSettingsError
 from .iocs import IocPuller, IocSink, MemoryIocSink, PullResult
 from .reports import PushResult, ReportPusher
 from .settings import MispSettings, SettingsStore
-from .sightings import FlushResult, SightingPusher
+from .sightings import FlushResult, SightingPusher, sighting_source
 from .state import (
     FileQueue,
     FileStateStore,
@@ -292,6 +292,22 @@ class MispSync:
             self.sightings.observe(ep_uuid, hostname, events, self.iocs.index)
         except Exception:  # noqa: BLE001 - a listener must not fail ingest
             logger.error("MISP sighting extraction failed", exc_info=True)
+
+    def false_positive(self, endpoint: Any, event: Mapping[str, Any]) -> list[str]:
+        """An analyst closed a detection as a false positive: sight its MISP IoCs with type 1.
+
+        Returns the MISP values queued (none when the event carries no pulled IoC).
+        """
+        s = self.settings
+        if not (s.configured and s.sightings_enabled):
+            raise MispSettingsError(
+                "MISP sightings are not configured (enabled, url, api_key, sightings_enabled)",
+                operation="false-positive",
+            )
+        ep_uuid, hostname, _ = _endpoint_fields(endpoint)
+        return self.sightings.false_positive(
+            sighting_source(ep_uuid, hostname), self.iocs.index.match(event)
+        )
 
     def flush_sightings(self, *, wait: bool = True) -> FlushResult | None:
         """Send queued sightings now; raises MispError (None when a flush is running)."""

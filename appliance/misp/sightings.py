@@ -150,6 +150,26 @@ class SightingPusher:
             )
         return len(fresh)
 
+    def false_positive(self, source: str, values: Iterable[str]) -> list[str]:
+        """Queue a type-1 (false positive) sighting of these MISP values: an analyst's verdict.
+
+        Not de-duplicated by the TTL (an explicit action); MISP lowers the decay score with it.
+        """
+        wanted = sorted(set(values))
+        if wanted:
+            with self._lock:
+                self._enforce_bound()
+                self.queue.put(
+                    {
+                        "source": source,
+                        "values": wanted,
+                        "timestamp": int(self.clock()),
+                        "queued": self.clock(),
+                        "type": "1",
+                    }
+                )
+        return wanted
+
     def run_lookup(self) -> int:
         """Ask MISP about pending lookup values (bounded); queue what it has. Raises MispError."""
         if not self.client.settings.sighting_lookup or not self.lookup.pending():
@@ -187,18 +207,19 @@ class SightingPusher:
             raise
         except MispError as ex:
             logger.warning("MISP value lookup failed: %s", ex)
-        groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        groups: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
         for item_id, item in self.queue.items():
-            groups.setdefault(item["source"], []).append((item_id, item))
+            key = (item["source"], str(item.get("type", "0")))
+            groups.setdefault(key, []).append((item_id, item))
         requests = sent = unmatched = dropped = 0
         max_attempts = self.client.settings.sighting_max_attempts
-        for source, items in groups.items():
+        for (source, stype), items in groups.items():
             for chunk in _chunks(items):
                 values = sorted({v for _, item in chunk for v in item["values"]})
                 body = {
                     "values": values,
                     "source": source,
-                    "type": "0",
+                    "type": stype,
                     "timestamp": min(int(item["timestamp"]) for _, item in chunk),
                     "filters": self._filters(),
                 }

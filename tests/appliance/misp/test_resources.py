@@ -253,3 +253,32 @@ def test_connection_test_reads_every_permission_and_the_rate_limit(
     assert data["permissions"]["perm_tagger"] is True
     assert any("unpublished" in e for e in data["effects"])
     assert data["rate_limit"]["limit"] == "50" and data["rate_limit"]["remaining"] == "49"
+
+
+def test_false_positive_sends_a_type_1_sighting(configured: Any, fake: FakeMisp) -> None:
+    """An analyst closes a detection as a false positive: MISP gets a type-1 sighting."""
+    env = configured
+    seed_event(fake, [("sha256", SHA)])
+    env.a("POST", "/misp/sync", json={"full": True})
+    event = {
+        "Event": {
+            "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1},
+            "EventData": {"Hashes": f"SHA256={SHA}", "Image": "C:\\tool.exe"},
+            "EdrData": {"Endpoint": {"UUID": "ep-1", "Hostname": "WIN-9"}},
+        }
+    }
+    res = env.a("POST", "/misp/false-positive", json={"event": event}, key=env.analyst_key)
+    assert res.status_code == 200, res.text
+    assert res.json["data"] == {"values": [SHA]}
+    env.a("POST", "/misp/sync", json={})
+    with fake.lock:
+        rows = [(s.type, s.source) for s in fake.model.sightings]
+    assert rows == [("1", "ep-1|")]
+    bare = {"Event": {"EventData": {"Image": "C:\\clean.exe"}}}
+    res = env.a("POST", "/misp/false-positive", json={"event": bare})
+    assert res.json["data"] == {"values": []}
+    assert env.a("POST", "/misp/false-positive", json={"event": 1}).status_code == 422
+    assert (
+        env.a("POST", "/misp/false-positive", json={"event": event}, key=env.plugin_key).status_code
+        == 403
+    )
