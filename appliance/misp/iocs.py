@@ -140,6 +140,7 @@ def _filters_key(settings: MispSettings) -> str:
         sorted(settings.distributions),
         settings.exclude_decayed,
         settings.pull_since,
+        settings.expire_on_sighting,
         settings.url,
         settings.source_name,
     ]
@@ -375,6 +376,7 @@ class IocPuller:
                 org=list(s.orgs) or None,
                 threat_level_id=list(s.threat_levels) or None,
                 exclude_decayed=True if s.exclude_decayed else None,
+                include_sightings=True if s.expire_on_sighting else None,
                 limit=s.page_limit,
                 page=page,
                 order=ORDER,
@@ -391,6 +393,9 @@ class IocPuller:
             rows = [r for r in rows if isinstance(r, dict) and r.get("uuid")]
             if not rows:
                 return
+            if s.expire_on_sighting:
+                now = self.clock()
+                rows = [{**r, "expired": True} if _expired(r, now) else r for r in rows]
             yield [r for r in rows if _distribution_ok(r, s)]
             p["page"] = page + 1
 
@@ -412,8 +417,26 @@ def _distribution_ok(row: dict[str, Any], s: MispSettings) -> bool:
     return isinstance(event, dict) and str(event.get("distribution")) in s.distributions
 
 
+def _expired(row: dict[str, Any], now: float) -> bool:
+    """Whether someone sent MISP an expiration sighting (type 2) for this attribute, now past.
+
+    MISP keeps one per organisation (Sighting::saveSightings replaces the earlier one).
+    """
+    sightings = row.get("Sighting")
+    if not isinstance(sightings, list):
+        return False
+    return any(
+        isinstance(x, dict) and str(x.get("type")) == "2" and _int(x.get("date_sighting")) <= now
+        for x in sightings
+    )
+
+
 def _active(row: dict[str, Any]) -> bool:
-    return row.get("to_ids") in (True, 1, "1") and row.get("deleted") not in (True, 1, "1")
+    return (
+        row.get("to_ids") in (True, 1, "1")
+        and row.get("deleted") not in (True, 1, "1")
+        and not row.get("expired")
+    )
 
 
 def _int(value: Any) -> int:

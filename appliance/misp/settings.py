@@ -106,6 +106,10 @@ class MispSettings:
         (), "Only pull events of these distributions (0 org … 4 sharing group; empty: all)."
     )
     exclude_decayed: bool = _f(False, "Drop attributes every enabled MISP decaying model expired.")
+    expire_on_sighting: bool = _f(
+        False,
+        "Drop attributes with a past MISP expiration sighting (type 2; adds includeSightings).",
+    )
     pull_since: str = _f(
         "", "Only pull attributes changed since this UTC date (YYYY-MM-DD; empty: all)."
     )

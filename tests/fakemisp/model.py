@@ -236,6 +236,7 @@ class MispModel(SearchMixin, WriteMixin):
         attachments: bool = False,
         decay: bool = False,
         event_block: bool = True,
+        sightings: bool = False,
     ) -> dict[str, Any]:
         ev = self.events[a.event_id]
         out: dict[str, Any] = {
@@ -274,6 +275,9 @@ class MispModel(SearchMixin, WriteMixin):
             out["Tag"] = [
                 {"id": str(i + 1), "name": t, "colour": "#ffffff"} for i, t in enumerate(a.tags)
             ]
+        if sightings:
+            # includeSightings: the attribute's sightings as Sighting rows (all types).
+            out["Sighting"] = [s.to_dict() for s in self.sightings if s.attribute_id == a.id]
         if decay:
             out["decay_score"] = [
                 {

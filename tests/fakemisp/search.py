@@ -60,6 +60,7 @@ class SearchMixin:
                 event_uuid=flag("includeEventUuid"),
                 attachments=flag("withAttachments"),
                 decay=flag("includeDecayScore") or flag("excludeDecayed"),
+                sightings=flag("includeSightings"),
             )
             for a in rows
         ]

@@ -158,3 +158,21 @@ def test_pull_filters_by_org_threat_level_distribution_decay_and_start_date(
     body = fake.requests_to("/attributes/restSearch")[0].body
     assert body["org"] == ["ORGNAME"] and body["threat_level_id"] == ["1", "2"]
     assert body["excludeDecayed"] == 1 and body["timestamp"] == 1795996800  # 2026-11-30T00:00Z
+
+
+def test_expiration_sighting_expires_the_ioc(
+    fake: FakeMisp, make_sync: MakeSync, clock: Clock
+) -> None:
+    """MISP "expiration" sightings (type 2): users expect the IoC to leave the agents."""
+    seed_event(fake, [("domain", "evil.example"), ("domain", "stale.example")])
+    sync = make_sync(expire_on_sighting=True)
+    sync.pull_iocs()
+    assert values(sync) == {"evil.example", "stale.example"}
+    with fake.lock:  # an analyst marks stale.example as expired as of now
+        fake.model.add_sightings(
+            {"values": ["stale.example"], "type": "2", "source": "analyst"}, None
+        )
+    clock.advance(60)
+    sync.pull_iocs(full=True)
+    assert values(sync) == {"evil.example"}
+    assert fake.requests_to("/attributes/restSearch")[-1].body["includeSightings"] == 1
