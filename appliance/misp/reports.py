@@ -333,6 +333,15 @@ class ReportPusher:
         """Whether the report with this id is known to be in MISP."""
         return report_id in self._ledger
 
+    def skipped(self, directory: Path) -> bool:
+        """Whether the directory was found older than the backfill start (not read again)."""
+        return str(directory) in self._before_since
+
+    def reconsider(self) -> None:
+        """The backfill start may have moved: look at skipped directories again."""
+        with self._lock:
+            self._before_since.clear()
+
     def enqueue(self, endpoint_uuid: str, hostname: str, ip: str, artifact_dir: Path) -> bool:
         """Queue one report unless it was pushed, is queued, or predates the backfill start.
 

@@ -189,6 +189,7 @@ class MispSync:
             self.reports = ReportPusher(self.client, st.state, st.reports, self.clock, self.dead)
         for stream in (self.iocs, self.sightings, self.reports, self.sightings.lookup):
             stream.client = self.client
+        self.reports.reconsider()
         if settings.configured and settings.reports_enabled:
             self.reports.mark_enabled()
 
@@ -358,7 +359,11 @@ class MispSync:
         count = 0
         for manifest in sorted(self.artifacts_root.glob(f"*/*/*/{ARTIFACT_MANIFEST}")):
             directory = manifest.parent
-            if self.reports.pushed(directory.name) or str(directory) in queued:
+            if (
+                self.reports.pushed(directory.name)
+                or str(directory) in queued
+                or self.reports.skipped(directory)
+            ):
                 continue  # PERF(misp): the directory name is the event hash, i.e. the report id
             if not _complete(directory):
                 continue
