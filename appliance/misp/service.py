@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rules.wire import ARTIFACT_EVENT, ARTIFACT_MANIFEST, ARTIFACT_REPORT
 
@@ -574,13 +574,17 @@ def _complete(directory: Path) -> bool:
     )
 
 
+class _Pending(Protocol):
+    def run_pending(self) -> None: ...
+
+
 class MispWorker:
-    """Runs `MispSync.run_pending()` on a daemon thread.
+    """Runs `run_pending()` of a MispSync (or of every instance) on a daemon thread.
 
     One call every `interval` seconds.
     """
 
-    def __init__(self, sync: MispSync, *, interval: float = 1.0) -> None:
+    def __init__(self, sync: _Pending, *, interval: float = 1.0) -> None:
         self.sync = sync
         self.interval = interval
         self._stop = threading.Event()

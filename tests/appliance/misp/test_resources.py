@@ -282,3 +282,70 @@ def test_false_positive_sends_a_type_1_sighting(configured: Any, fake: FakeMisp)
         env.a("POST", "/misp/false-positive", json={"event": event}, key=env.plugin_key).status_code
         == 403
     )
+
+
+def test_several_misp_instances(configured: Any, fake: FakeMisp, clock: Clock) -> None:
+    """A second MISP (another community): its own settings, IoC source, status, removal."""
+    env = configured
+    seed_event(fake, [("sha256", SHA)])
+    with FakeMisp(clock=clock) as other:
+        seed_event(other, [("domain", "partner.example")])
+        res = env.a(
+            "POST",
+            "/misp/instances",
+            json={
+                "name": "partner",
+                "settings": {
+                    "enabled": True,
+                    "url": other.url,
+                    "api_key": DEFAULT_KEY,
+                    "read_timeout": 5.0,
+                    "reports_enabled": False,
+                },
+            },
+        )
+        assert res.status_code == 200, res.text
+        assert res.json["data"]["source_name"] == "misp-partner"
+        dup = env.a("POST", "/misp/instances", json={"name": "partner"})
+        assert dup.status_code == 422
+        assert env.a("POST", "/misp/instances", json={"name": "Bad Name"}).status_code == 422
+        env.a("POST", "/misp/sync", json={})
+        part = env.a("POST", "/misp/sync", json={}, params={"instance": "partner"}).json["data"]
+        assert part["pull"]["iocs"] == 1 and part["url"] == other.url
+        table = env.ctx.store.iocs
+        assert {(i.value, i.source) for i in table.list()} == {
+            (SHA, "misp"),
+            ("partner.example", "misp-partner"),
+        }
+        listed = env.a("GET", "/misp/instances").json["data"]
+        assert [i["name"] for i in listed] == ["default", "partner"]
+        assert listed[1]["streams"]["pull"] == "ok"
+        assert env.a("GET", "/misp/status", params={"instance": "nope"}).status_code == 404
+        # the worker runs every instance
+        attach_misp(env.ctx)
+        from appliance.misp.integration import attach_instances
+
+        instances = attach_instances(env.ctx)
+        assert instances.wants_events()
+        assert env.a("DELETE", "/misp/instances/partner").status_code == 200
+        assert {i.source for i in table.list()} == {"misp"}
+        assert env.a("DELETE", "/misp/instances/partner").status_code == 404
+        assert [i["name"] for i in env.a("GET", "/misp/instances").json["data"]] == ["default"]
+
+
+def test_instances_survive_a_restart(tmp_path: Path, fake: FakeMisp, clock: Clock) -> None:
+    from appliance.misp import MispSync
+    from appliance.misp.instances import MispInstances
+
+    def build(root: Path, settings: Any) -> MispSync:
+        return MispSync.open(root, settings, clock=clock)
+
+    first = MispInstances(tmp_path, build(tmp_path, None), build)
+    first.create("partner", {"enabled": True, "url": fake.url, "api_key": DEFAULT_KEY})
+    first.close()
+    again = MispInstances(tmp_path, build(tmp_path, None), build)
+    assert again.names() == ["default", "partner"]
+    part = again.get("partner")
+    assert part.settings.url == fake.url and part.settings.api_key == DEFAULT_KEY
+    assert part.settings.source_name == "misp-partner"
+    again.close()

@@ -1,7 +1,7 @@
 // MISP: connection and feature settings, test connection, manual sync, sync status.
 
 import { get, post, put } from "../api.js";
-import { errorBox, field, fmtTime, h, replace, toast } from "../dom.js";
+import { errorBox, field, fmtTime, h, replace, select, toast } from "../dom.js";
 
 // [key, label, kind, hint] — the settings the console edits (the rest keep their values).
 const FIELDS = [
@@ -104,11 +104,17 @@ function statusView(st) {
 
 export async function render(root, ctx) {
   const isAdmin = ctx.session.role === "admin";
+  // Several MISP instances: `#/misp?instance=<name>` addresses one (the default without it).
+  const instance = ctx.params.get("instance") || "";
+  const q = instance ? { instance } : {};
   // Settings are admin-only on the API; analysts see the status only.
-  const [settings, status] = await Promise.all([
-    isAdmin ? get("/misp/settings") : Promise.resolve({}),
-    get("/misp/status").catch((err) => ({ error: err.message })),
+  const [settings, status, instances] = await Promise.all([
+    isAdmin ? get("/misp/settings", q) : Promise.resolve({}),
+    get("/misp/status", q).catch((err) => ({ error: err.message })),
+    get("/misp/instances").catch(() => []),
   ]);
+  const picker = select("instance", (instances || []).map((i) => [i.name === "default" ? "" : i.name, `${i.name}${i.url ? ` (${i.url})` : ""}`]), instance);
+  picker.addEventListener("change", () => { window.location.hash = picker.value ? `#/misp?instance=${encodeURIComponent(picker.value)}` : "#/misp"; });
   const s = settings || {};
   const controls = {};
   const formStatus = h("div", { "aria-live": "assertive" });
@@ -135,7 +141,7 @@ export async function render(root, ctx) {
 
   async function refreshStatus() {
     try {
-      const st = await get("/misp/status");
+      const st = await get("/misp/status", q);
       replace(statusBox, overview(st), h("details", {}, h("summary", {}, "All status fields"), statusView(st)));
     } catch (err) {
       replace(statusBox, errorBox(err));
@@ -146,7 +152,7 @@ export async function render(root, ctx) {
   async function refreshDead() {
     if (!isAdmin) return;
     try {
-      replace(deadBox, deadLetterView(await get("/misp/dead-letters"), isAdmin, deadAction));
+      replace(deadBox, deadLetterView(await get("/misp/dead-letters", q), isAdmin, deadAction));
     } catch (err) {
       replace(deadBox, errorBox(err));
     }
@@ -154,7 +160,7 @@ export async function render(root, ctx) {
 
   async function deadAction(action, ids) {
     try {
-      const res = await post(`/misp/dead-letters/${action}`, ids ? { ids } : {});
+      const res = await post(`/misp/dead-letters/${action}`, ids ? { ids } : {}, q);
       toast(action === "retry" ? `${res.requeued} item(s) queued again` : `${res.discarded} item(s) discarded`);
       await refreshStatus();
     } catch (err) {
@@ -170,7 +176,7 @@ export async function render(root, ctx) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
-      await put("/misp/settings", collect());
+      await put("/misp/settings", collect(), q);
       controls.api_key.value = "";
       replace(formStatus, h("p", { role: "status" }, "Settings saved."));
       toast("MISP settings saved");
@@ -183,7 +189,7 @@ export async function render(root, ctx) {
   async function test() {
     replace(formStatus, h("p", {}, "Testing…"));
     try {
-      const res = await post("/misp/test", {});
+      const res = await post("/misp/test", {}, q);
       const ok = Boolean(res && res.ok);
       replace(formStatus, h("p", { role: "status", class: ok ? "" : "error" },
         ok ? `Connection OK${res.version ? ` (MISP ${res.version})` : ""}, role ${res.role}.` : `Connection failed: ${(res && (res.error || res.message)) || "unknown error"}`),
@@ -196,7 +202,7 @@ export async function render(root, ctx) {
 
   async function sync() {
     try {
-      await post("/misp/sync", {});
+      await post("/misp/sync", {}, q);
       toast("MISP sync started");
       await refreshStatus();
     } catch (err) {
@@ -205,6 +211,7 @@ export async function render(root, ctx) {
   }
 
   replace(root, h("h1", {}, "MISP"),
+    (instances || []).length > 1 ? h("div", { class: "toolbar" }, field("MISP instance", picker)) : h("div"),
     h("section", { class: "panel", "aria-labelledby": "misp-settings" }, h("h2", { id: "misp-settings" }, "Settings"),
       isAdmin ? form : h("p", { class: "muted" }, "Only admins can see and change MISP settings.")),
     h("section", { class: "panel", "aria-labelledby": "misp-status" }, h("h2", { id: "misp-status" }, "Sync status"),
