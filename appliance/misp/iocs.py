@@ -264,7 +264,10 @@ class IocPuller:
                         upserted, removed = upserted + up, removed + rm
                 p["step"] += 1
                 p["page"] = 1
-        except (MispUnavailable, MispPartial):
+        except MispPartial:
+            self._resume = None  # too many pages: resuming would fail again; keep the set
+            raise
+        except MispUnavailable:
             self._resume = p  # resume at this page; a full sync keeps its rows (never shrinks)
             if not full:
                 self._save()  # rows already applied stay applied

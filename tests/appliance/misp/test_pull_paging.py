@@ -176,3 +176,20 @@ def test_expiration_sighting_expires_the_ioc(
     sync.pull_iocs(full=True)
     assert values(sync) == {"evil.example"}
     assert fake.requests_to("/attributes/restSearch")[-1].body["includeSightings"] == 1
+
+
+def test_too_many_pages_is_partial_and_keeps_the_set(
+    fake: FakeMisp, make_sync: MakeSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Point 1: a full sync that cannot read every page never replaces the set."""
+    from appliance.misp import iocs
+
+    seed_event(fake, [("domain", "a.example"), ("domain", "b.example"), ("domain", "c.example")])
+    sync = make_sync(page_limit=1)
+    sync.pull_iocs()
+    assert values(sync) == {"a.example", "b.example", "c.example"}
+    monkeypatch.setattr(iocs, "MAX_PAGES", 2)
+    with pytest.raises(iocs.MispPartial, match="pages"):
+        sync.pull_iocs(full=True)
+    assert values(sync) == {"a.example", "b.example", "c.example"}
+    assert sync.status()["pull"]["resume"] is None
