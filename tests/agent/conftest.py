@@ -11,7 +11,8 @@ import pytest
 from agent.config import AgentConfig, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
+from tests.conftest import SHARED  # noqa: E402
+
 LINUX_CHANNEL = "Linux-Sysmon/Operational"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is not present")
 
