@@ -11,7 +11,7 @@ import pytest
 
 import rules
 from rules.loader import read_container
-from tests.conftest import SHARED  # noqa: E402
+from tests.conftest import SHARED
 
 GENE_RULES = SHARED / "corpus" / "gene-rules"
 ORACLE = SHARED / "gene-oracle"
