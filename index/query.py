@@ -8,6 +8,7 @@ Syntax (case-insensitive field names and values)::
 
     query   := or ( "OR" | "||" ) or …        implicit AND between clauses
     clause  := [ "NOT" | "-" | "+" ] ( "(" query ")" | field ":" value | value )
+    field   := name | "quoted name"             (quoted: names with spaces or colons)
     value   := word | "phrase" | "[" a TO b "]" | "{" a TO b "}" | (">"|">="|"<"|"<=") v
                | "(" value value … ")"         (any of, for one field)
 
@@ -128,6 +129,11 @@ def _lex(text: str) -> list[_Tok]:
             i += 1
         elif c == '"':
             i = _lex_phrase(text, i, toks)
+            if text.startswith(":", i) and i + 1 < n and text[i + 1] not in " \t\r\n)":
+                # "Field name":value names a field that has spaces or colons (Defender's
+                # "Action ID", "xmlns:auto-ns2").
+                toks[-1] = _Tok("FIELD", toks[-1].text, toks[-1].pos)
+                i += 1
         elif text.startswith("&&", i):
             toks.append(_Tok("AND", "&&", i))
             i += 2
@@ -252,11 +258,14 @@ class QueryTranslator:
             micros = to_micros(parse_datetime(value))
             return Q.range_query(self._schema, name, tantivy.FieldType.Integer, micros, micros)
         if kind == "hash":
-            return self._hash(name, value, wild)
+            # An EventData field may have the alias's name (Defender's `Hash`): either matches.
+            return _any([self._hash(name, value, wild), self._data(field.lower(), value, wild)])
         if kind == "raw":
             if wild:
-                return Q.regex_query(self._schema, name, _wildcard_regex(value.lower()))
-            return Q.term_query(self._schema, name, value.lower())
+                raw = Q.regex_query(self._schema, name, _wildcard_regex(value.lower()))
+            else:
+                raw = Q.term_query(self._schema, name, value.lower())
+            return _any([raw, self._data(field.lower(), value, wild)])
         return self._data(name, value, wild)
 
     def _free(self, tok: _Tok) -> tantivy.Query:
