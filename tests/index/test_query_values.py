@@ -93,3 +93,14 @@ def test_any_value_translates_or_says_why(store: EventStore, field: str, value: 
         store.search(text, limit=1)
     except IndexQueryError:
         pass
+
+
+@pytest.mark.parametrize(("field", "query_field"), [
+    ("Action ID", '"Action ID"'),  # Windows Defender names with spaces
+    ("xmlns:auto-ns2", '"xmlns:auto-ns2"'),
+    ("Hash", "Hash"),  # an alias (hash digests) that is also a Defender EventData name
+    ("Computer", "Computer"),  # a raw System alias, here an EventData name
+])
+def test_odd_field_names_are_searchable(store: EventStore, field: str, query_field: str) -> None:
+    event = sysmon("x.exe", "c", extra={field: "Unknown (x86) value", "Nonce": field})
+    _store_and_find(store, event, f'{query_field}:"Unknown (x86) value"')
