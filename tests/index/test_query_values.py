@@ -50,7 +50,7 @@ def _store_and_find(store: EventStore, event: dict, query: str) -> None:
                                         ], query
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=FIXTURE)
+@settings(max_examples=80, deadline=None, suppress_health_check=FIXTURE)
 @given(field=st.sampled_from(DATA_FIELDS), value=VALUES, nonce=st.uuids())
 @example(field="TargetImage", value=FILEZILLA, nonce=None)
 @example(field="Image", value=FILEZILLA, nonce=None)
@@ -62,7 +62,7 @@ def test_data_field_value_is_found(store: EventStore, field: str, value: str,
     _store_and_find(store, event, f"{field}:{quote(value)}")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE)
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE)
 @given(value=VALUES.filter(lambda v: bool(tokenize_text(v))), nonce=st.uuids())
 def test_command_line_words_are_found(store: EventStore, value: str, nonce: object) -> None:
     """Command lines have no exact-value token: a value is found through its words."""
@@ -70,7 +70,7 @@ def test_command_line_words_are_found(store: EventStore, value: str, nonce: obje
     _store_and_find(store, event, f"CommandLine:{quote(value)}")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE)
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE)
 @given(field=st.sampled_from(("Computer", "Channel")), value=VALUES, nonce=st.uuids())
 def test_raw_field_value_is_found(store: EventStore, field: str, value: str,
                                   nonce: object) -> None:
