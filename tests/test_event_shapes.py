@@ -19,9 +19,13 @@ from hypothesis import strategies as st
 from agent.service import build_agent
 from agent.sinks import MemorySink
 from appliance.context import build_context
+from appliance.misp.iocs import IocIndex
+from appliance.misp.mapping import event_values
+from appliance.misp.sightings import _event_time
 from appliance.pki import Pki
 from appliance.services.streams import StreamFilter
 from appliance.store import Store
+from rules import wire
 from tests.agent.conftest import gene_rule, make_config
 from tests.appliance.conftest import Clock, Env
 from tests.shapes import SYSMON, events
@@ -31,6 +35,10 @@ RULES = [
     json.loads(gene_rule("ProcessCreate", ["$i: Image ~= '.'"], "$i", events={SYSMON: [1]},
                          filter_=True)),
 ]
+IOCS = [wire.Ioc(v, t, f"u{n}", "g", "test") for n, (t, v) in enumerate([
+    ("md5", "0" * 32), ("sha256", "a" * 64), ("domain", "evil.test"), ("ip-dst", "10.9.9.9"),
+    ("ip-src", "10.9.9.8"), ("filename", "x.exe"), ("regkey", "HKLM\\Software\\x"),
+    ("named-pipe", "\\evil"), ("hostname", "evil.test")])]
 QUERIES = ["", "Image:*a*", 'Image:"a b"', "EventID:1", "detection:true", "Channel:x",
            'TargetFilename:"C:\\\\x (y)"', "a"]
 
@@ -52,6 +60,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Memor
     agent = build_agent(make_config(tmp / "agent", general={"log_all": True},
                                     actions={"allowed": []}), sources=[], sinks=[sink])
     agent.reload_rules("\n".join(json.dumps(r) for r in RULES))
+    agent.detector.set_iocs([i.to_dict() for i in IOCS])  # IoC matching sees every shape too
     yield agent, sink, env
     agent.close()
     ctx.close()
@@ -77,6 +86,11 @@ def test_no_shape_raises_or_is_dropped(world: tuple[Any, MemorySink, Env],
     assert rows.status_code == 200 and rows.json["data"]["rows"] == [[len(batch)]], rows.text
     page = env.a("GET", f"/search?endpoint={endpoint.uuid}&limit=100")
     assert page.status_code == 200 and page.json["data"]["total"] == len(batch)
+    misp = IocIndex((ioc, ioc.value) for ioc in IOCS)
+    for stored in page.json["data"]["events"]:  # what the MISP sighting listener reads
+        list(event_values(stored))
+        misp.match(stored)
+        _event_time(stored, 0.0)
     for query in QUERIES:
         res = env.a("GET", "/search", params={"q": query, "endpoint": endpoint.uuid})
         assert res.status_code == 200, (query, res.text)
