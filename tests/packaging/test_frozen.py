@@ -312,7 +312,8 @@ def test_frozen_smoke_end_to_end(frozen: FrozenDist, netns: Netns, tmp_path: Pat
     # first answer) is what the program itself costs, and is what we judge by only when the host
     # is oversubscribed (load average above the CPU count, e.g. a shared 2-core box).
     timings: list[tuple[float, float]] = []
-    for _attempt in range(3):
+    attempts = 3
+    for attempt in range(attempts):
         t0 = time.time()
         mgr = subprocess.Popen(
             netns.wrap([manager, "run", "--data-dir", str(data)]),
@@ -325,8 +326,8 @@ def test_frozen_smoke_end_to_end(frozen: FrozenDist, netns: Netns, tmp_path: Pat
         first = probe(netns, "wait", f"https://{admin}/healthz", ca, repr(t0), "60")
         assert first["ok"], first
         timings.append((first["seconds"], _cpu_seconds(mgr.pid)))
-        if first["seconds"] < FIRST_REQUEST_BUDGET:
-            break
+        if first["seconds"] < FIRST_REQUEST_BUDGET or attempt == attempts - 1:
+            break  # the last start keeps running: the rest of the test talks to it
         # A busy shared CI box can stall one start: measure again (the best start counts).
         stop(mgr, "heron-manager")
     wall = min(t[0] for t in timings)
