@@ -53,8 +53,10 @@ def read_json(path: Path) -> Any:
 
 
 def report_time(manifest: dict[str, Any], event: dict[str, Any], now: float) -> dt.datetime:
-    root = event.get("Event", {}) if isinstance(event, dict) else {}
-    system_time = ((root.get("System") or {}).get("TimeCreated") or {}).get("SystemTime")
+    root = event.get("Event") if isinstance(event, dict) else None
+    system = root.get("System") if isinstance(root, dict) else None
+    created = system.get("TimeCreated") if isinstance(system, dict) else None
+    system_time = created.get("SystemTime") if isinstance(created, dict) else None
     for text in (manifest.get("time"), system_time):
         if isinstance(text, str) and text:
             try:
