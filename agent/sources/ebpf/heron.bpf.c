@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 // Heron Linux sensor: CO-RE eBPF programs on BTF tracepoints only (sched_process_*, raw
-// sys_enter/sys_exit, skb_copy_datagram_iovec) feeding one ring buffer. Tracepoints work where
+// sys_enter/sys_exit) feeding one ring buffer. Tracepoints work where
 // kprobes and fentry trampolines do not (kernels without CONFIG_KPROBES, hypervisor guests that
 // refuse trampolines), at the cost of a syscall-level view (io_uring operations are not seen). Built by agent/sources/ebpf/Makefile (clang -target bpf + libbpf headers + a
 // vmlinux.h from bpftool); loaded by agent/sources/ebpf/loader.py through libbpf.so.1.
@@ -171,12 +171,6 @@ struct {
 	__type(value, u8);
 } udp_flows SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, u32);
-	__type(value, u64);
-} last_skb SEC(".maps");
 
 static __always_inline struct hconfig *get_config(void)
 {
@@ -464,12 +458,15 @@ int BPF_PROG(on_exit, struct task_struct *t)
 
 /* ---- syscalls (x86_64 numbers) --------------------------------------------------------- */
 
+#define NR_read 0
 #define NR_close 3
 #define NR_writev 20
 #define NR_connect 42
 #define NR_accept 43
 #define NR_sendto 44
+#define NR_recvfrom 45
 #define NR_sendmsg 46
+#define NR_recvmsg 47
 #define NR_bind 49
 #define NR_rename 82
 #define NR_creat 85
@@ -494,6 +491,7 @@ int BPF_PROG(on_exit, struct task_struct *t)
 #define NR_fchownat 260
 #define NR_fchmodat 268
 #define NR_accept4 288
+#define NR_recvmmsg 299
 #define NR_sendmmsg 307
 #define NR_finit_module 313
 #define NR_renameat2 316
@@ -640,6 +638,44 @@ static __noinline int net_send(struct sock *sk, void *uaddr, void *buf, u64 len)
 	e->len[0] = n;
 	submit(e, n);
 	return 0;
+}
+
+// A read from a socket whose peer is port 53: the DNS answer (bytes already in user memory).
+static __noinline int net_recv(struct sock *sk, void *uaddr, void *buf, u64 len)
+{
+	struct event *e;
+
+	if (!sk || len < 12)
+		return 0;
+	e = current_event(EV_DNS_RECV);
+	if (!e)
+		return 0;
+	fill_sock(e, sk);
+	if (e->net.family != AF_INET && e->net.family != AF_INET6)
+		return 0;
+	if (uaddr && e->net.proto == IPPROTO_UDP && e->net.dport != 53)
+		user_dest(e, uaddr);
+	if (e->net.dport != 53)
+		return 0;
+	u32 n = len > DNS_MAX ? DNS_MAX : len;
+	asm volatile("%[n] &= 2047" : [n] "+r"(n));
+	if (bpf_probe_read_user(e->data, n, buf) != 0)
+		return 0;
+	e->len[0] = n;
+	submit(e, n);
+	return 0;
+}
+
+static __always_inline int recv_msghdr(struct sock *sk, struct user_msghdr *um, u64 len)
+{
+	struct user_msghdr m = {};
+	struct iovec v = {};
+
+	if (bpf_probe_read_user(&m, sizeof(m), um))
+		return 0;
+	if (m.msg_iovlen < 1 || bpf_probe_read_user(&v, sizeof(v), m.msg_iov))
+		return 0;
+	return net_recv(sk, m.msg_name, v.iov_base, len < v.iov_len ? len : v.iov_len);
 }
 
 static __always_inline int send_msghdr(struct sock *sk, struct user_msghdr *um)
@@ -865,6 +901,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	long a0, a1, a2, a3, a4;
 
 	switch (id) {
+	case NR_read: case NR_recvfrom: case NR_recvmsg: case NR_recvmmsg:
 	case NR_connect: case NR_accept: case NR_accept4: case NR_bind: case NR_sendto:
 	case NR_sendmsg: case NR_sendmmsg: case NR_writev: case NR_open: case NR_openat:
 	case NR_openat2: case NR_creat: case NR_unlink: case NR_unlinkat: case NR_rename:
@@ -884,6 +921,28 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	a4 = PT_REGS_PARM5_CORE_SYSCALL(regs);
 
 	switch (id) {
+	case NR_read:
+		// TCP DNS answers (glibc reads the length, then the message); cheap when not a socket
+		if (ret < 12)
+			return 0;
+		return net_recv(fd_sock(t, a0), 0, (void *)a1, ret);
+	case NR_recvfrom:
+		return ret > 0 ? net_recv(fd_sock(t, a0), (void *)a4, (void *)a1, ret) : 0;
+	case NR_recvmsg:
+		return ret > 0 ? recv_msghdr(fd_sock(t, a0), (void *)a1, ret) : 0;
+	case NR_recvmmsg:
+		if (ret > 0) {
+			struct sock *sk = fd_sock(t, a0);
+			struct mmsghdr *mm = (void *)a1;
+			u32 n0 = 0, n1 = 0;
+			bpf_probe_read_user(&n0, sizeof(n0), &mm[0].msg_len);
+			recv_msghdr(sk, (void *)&mm[0].msg_hdr, n0);
+			if (ret > 1) {
+				bpf_probe_read_user(&n1, sizeof(n1), &mm[1].msg_len);
+				recv_msghdr(sk, (void *)&mm[1].msg_hdr, n1);
+			}
+		}
+		return 0;
 	case NR_connect:
 		if (ret == 0 || ret == -EINPROGRESS)
 			return emit_sock(fd_sock(t, a0), EV_CONNECT);
@@ -961,59 +1020,4 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	default:  // set*id
 		return ret == 0 ? simple_event(EV_CRED, id, a0, a1, a2) : 0;
 	}
-}
-
-// Datagram (and stream) payloads copied to user space: DNS answers from port 53.
-SEC("tp_btf/skb_copy_datagram_iovec")
-int BPF_PROG(dns_recv, const struct sk_buff *skb, int len)
-{
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	u16 th = BPF_CORE_READ(skb, transport_header);
-	u16 nh = BPF_CORE_READ(skb, network_header);
-	u16 sport = 0, dport = 0;
-	u8 ver = 0;
-	struct event *e;
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	u64 key = (u64)skb, *last;
-	u32 n, plen;
-	unsigned char *data;
-
-	bpf_probe_read_kernel(&sport, 2, head + th);
-	if (sport != bpf_htons(53))
-		return 0;
-	last = bpf_map_lookup_elem(&last_skb, &tid);
-	if (last && *last == key)
-		return 0;  // TCP: the rest of a segment already reported
-	bpf_map_update_elem(&last_skb, &tid, &key, BPF_ANY);
-	bpf_probe_read_kernel(&dport, 2, head + th + 2);
-	bpf_probe_read_kernel(&ver, 1, head + nh);
-	e = current_event(EV_DNS_RECV);
-	if (!e)
-		return 0;
-	e->net.sport = bpf_ntohs(dport);  // local
-	e->net.dport = 53;                // peer
-	if ((ver >> 4) == 4) {
-		struct iphdr ip = {};
-		bpf_probe_read_kernel(&ip, sizeof(ip), head + nh);
-		e->net.family = AF_INET;
-		e->net.proto = ip.protocol;
-		__builtin_memcpy(e->net.daddr, &ip.saddr, 4);
-		__builtin_memcpy(e->net.saddr, &ip.daddr, 4);
-	} else {
-		struct ipv6hdr ip6 = {};
-		bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh);
-		e->net.family = AF_INET6;
-		e->net.proto = ip6.nexthdr;
-		__builtin_memcpy(e->net.daddr, &ip6.saddr, 16);
-		__builtin_memcpy(e->net.saddr, &ip6.daddr, 16);
-	}
-	data = BPF_CORE_READ(skb, data);
-	plen = BPF_CORE_READ(skb, len) - BPF_CORE_READ(skb, data_len);  // linear part
-	n = plen > DNS_MAX ? DNS_MAX : plen;
-	asm volatile("%[n] &= 2047" : [n] "+r"(n));  // keep the bound visible to the verifier
-	if (bpf_probe_read_kernel(e->data, n, data))
-		return 0;
-	e->len[0] = n;
-	submit(e, n & (DNS_MAX * 2 - 1));
-	return 0;
 }

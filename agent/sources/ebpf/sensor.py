@@ -21,7 +21,7 @@ from agent.sources.ebpf.records import EV, EV_NAMES
 __all__ = ["OBJECT_PATH", "PROGRAMS", "EbpfUnavailable", "Sensor", "load_sensor"]
 
 OBJECT_PATH = Path(__file__).with_name("heron.bpf.o")
-PROGRAMS = ["on_fork", "on_exec", "on_exit", "sys_enter", "sys_exit", "dns_recv"]
+PROGRAMS = ["on_fork", "on_exec", "on_exit", "sys_enter", "sys_exit"]
 _FILE_PROGRAMS = {"sys_enter"}  # only needed for close-write events
 _PREFIX_KEY = struct.Struct("<I256s")
 
@@ -86,12 +86,16 @@ def _why_not() -> str:
     return ""
 
 
-def load_sensor(*, ringbuf_mb: int = 8, files: bool = True) -> Sensor:
-    """Load heron.bpf.o into the kernel (not yet attached); ``EbpfUnavailable`` with the reason."""
+def load_sensor(*, ringbuf_mb: int = 8, files: bool = True, ringbuf_bytes: int = 0) -> Sensor:
+    """Load heron.bpf.o into the kernel (not yet attached); ``EbpfUnavailable`` with the reason.
+
+    ``ringbuf_bytes`` (tests) overrides the size: a power of two ≥ one page.
+    """
     reason = _why_not()
     if reason:
         raise EbpfUnavailable(reason)
-    size = 1 << max(12, (max(1, ringbuf_mb) * 1024 * 1024 - 1).bit_length())
+    wanted = ringbuf_bytes or max(1, ringbuf_mb) * 1024 * 1024
+    size = 1 << max(12, (wanted - 1).bit_length())
     try:
         obj = BpfObject(str(OBJECT_PATH), max_entries={"rb": size},
                         disabled=() if files else tuple(_FILE_PROGRAMS))
