@@ -1,4 +1,4 @@
-"""Minimal ctypes binding of libbpf.so.1: open/load an object, attach its programs, maps, ring buffer.
+"""Minimal ctypes binding of libbpf.so.1: load an object, attach programs, maps, ring buffer.
 
 Only what the Linux sensor needs. Every call that can fail raises ``BpfError`` with the libbpf
 message (captured through ``libbpf_set_print``) so the fallback reason is readable.
@@ -51,7 +51,7 @@ def load_libbpf() -> ctypes.CDLL:
             lib = ctypes.CDLL(name, use_errno=True)
         except OSError as ex:
             raise BpfError(f"libbpf.so.1 not found ({ex}); install libbpf1") from ex
-        vp, cp, i, sz = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_size_t
+        vp, cp, i = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
         sigs: dict[str, tuple[list[object], object]] = {
             "bpf_object__open_file": ([cp, vp], vp),
             "bpf_object__load": ([vp], i),
