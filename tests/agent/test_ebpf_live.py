@@ -525,3 +525,94 @@ def test_setuid_transition(sensor: Collector) -> None:
     assert d["PreviousUid"] == "0"
     gid = sensor.wait(match(EID.CREDENTIAL_CHANGE, ProcessGuid=guid, Syscall="setgid"))
     assert data(gid)["Gid"] == "65534"
+
+
+# --- the Linux rule pack and IoCs on what the sensor now sees ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine() -> Any:
+    import rules
+
+    return rules.Engine(rules.load([Path(__file__).resolve().parents[2] / "appliance" /
+                                    "defaults" / "linux.gen"]))
+
+
+def _signatures(engine: Any, ev: Event) -> list[str]:
+    import copy
+
+    det = engine.match(copy.deepcopy(ev))
+    return list(det.signatures) if det is not None else []
+
+
+def test_rule_reverse_shell_socket_stdio(sensor: Collector, engine: Any) -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    marker = f"revsh-{TOKEN}"
+    py(f"""
+        import os, socket
+        s = socket.create_connection(("127.0.0.1", {port}))
+        for fd in (0, 1, 2):
+            os.dup2(s.fileno(), fd)
+        os.execv("/bin/sh", ["sh", "-c", "exit 0", "{marker}"])
+    """)
+    srv.close()
+    ev = sensor.wait(match(1, CommandLine=f"sh -c exit 0 {marker}"))
+    assert data(ev)["Stdio"] == "socket,socket,socket"
+    assert "LinuxEbpfReverseShellSocketStdio" in _signatures(engine, ev)
+    normal = sensor.wait(match(1, CommandLine=f"=/bin/true exec-{TOKEN} second arg"))
+    assert "LinuxEbpfReverseShellSocketStdio" not in _signatures(engine, normal)
+
+
+def test_domain_ioc_matches_dns_query(sensor: Collector, dns_server: str) -> None:
+    from rules.iocs import IocSet
+
+    name = f"beacon-{TOKEN}.bad.example"
+    py(f"""
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto({_dns_query(name, 0x0707)!r}, ({dns_server!r}, 53))
+        s.recvfrom(512)
+    """)
+    ev = sensor.wait(match(22, QueryName=name))
+    iocs = IocSet.from_iocs([{"type": "domain", "value": "bad.example"}])
+    assert [h.type for h in iocs.match(ev)] == ["domain"]
+
+
+def test_rule_persistence_files(sensor: Collector, engine: Any, workdir: Path) -> None:
+    """Writes under the real cron/ssh paths are matched (files are removed right after)."""
+    cron = Path("/etc/cron.d") / f"heron-test-{TOKEN}"
+    ssh = Path("/root/.ssh") / "authorized_keys"
+    if not cron.parent.is_dir():
+        pytest.skip("no /etc/cron.d")
+    src = EbpfSource(host=replace(make_host(), agent_pid=0), sensor=load_sensor(files=True),
+                     prefixes=["/etc/cron.d/", "/root/.ssh/"])
+    col = Collector(src)
+    col.thread.start()
+    had_ssh = ssh.exists()
+    try:
+        deadline = time.monotonic() + 30
+        probe = Path("/etc/cron.d") / f".heron-probe-{TOKEN}"
+        while time.monotonic() < deadline:  # attached once a probe create is seen
+            probe.touch()
+            probe.unlink()
+            try:
+                col.wait(match(11, TargetFilename=str(probe)), timeout=0.5)
+                break
+            except AssertionError:
+                continue
+        py(f"open({str(cron)!r}, 'w').write('* * * * * root /bin/true\\n')")
+        ev = col.wait(match(11, TargetFilename=str(cron)))
+        assert "LinuxEbpfCronPersistenceFile" in _signatures(engine, ev)
+        ssh.parent.mkdir(mode=0o700, exist_ok=True)
+        py(f"open({str(ssh)!r}, 'a').close()")
+        ev = col.wait(match(EID.FILE_ACCESS, TargetFilename=str(ssh)))
+        assert "LinuxEbpfSshAuthorizedKeys" in _signatures(engine, ev)
+    finally:
+        cron.unlink(missing_ok=True)
+        if not had_ssh:
+            ssh.unlink(missing_ok=True)
+        src.close()
+        col.thread.join(10)

@@ -352,6 +352,32 @@ static __always_inline bool files_on(void)
 	return c && c->files;
 }
 
+// File type of descriptor fd (stdio of a new program): 0 none, 1 socket, 2 pipe, 3 character
+// device (tty, /dev/null), 4 regular file, 5 other.
+static __always_inline u64 fd_kind(struct task_struct *t, int fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	umode_t mode;
+
+	if (fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (!f)
+		return 0;
+	mode = BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT;
+	if (mode == 0140000)
+		return 1;
+	if (mode == 0010000)
+		return 2;
+	if (mode == 0020000)
+		return 3;
+	if (mode == S_IFREG)
+		return 4;
+	return 5;
+}
+
 /* ---- processes ------------------------------------------------------------------------- */
 
 SEC("tp_btf/sched_process_fork")
@@ -404,6 +430,8 @@ int BPF_PROG(on_exec, struct task_struct *t, pid_t old_pid, struct linux_binprm 
 	doff += n;
 	if (BPF_CORE_READ(f, f_path.dentry, d_inode, __i_nlink) == 0)
 		e->flags |= F_EXE_DELETED;
+
+	e->aux[0] = fd_kind(t, 0) | fd_kind(t, 1) << 8 | fd_kind(t, 2) << 16;
 
 	struct fs_struct *fs = BPF_CORE_READ(t, fs);
 	off = build_path(BPF_CORE_READ(fs, pwd.dentry), BPF_CORE_READ(fs, pwd.mnt), pb);

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 _ZERO_GUID = "{00000000-0000-0000-0000-000000000000}"
 _PROTO = {6: "tcp", 17: "udp"}
+_FD_KINDS = ("-", "socket", "pipe", "char", "file", "other")
 _PTRACE = {16: "PTRACE_ATTACH", 0x4206: "PTRACE_SEIZE", 4: "PTRACE_POKETEXT",
            5: "PTRACE_POKEDATA", 6: "PTRACE_POKEUSER"}
 _SETID = {105: "setuid", 106: "setgid", 113: "setreuid", 114: "setregid", 117: "setresuid",
@@ -286,6 +287,9 @@ class EbpfSource:
         data = process_create_data(info, parent, ts, "")
         data["ParentProcessGuid"] = (self._guid(rec.ppid, rec.pstart, rec.pseq) if rec.ppid
                                      else _ZERO_GUID)
+        kinds = rec.aux[0]
+        # Heron: what stdin, stdout, stderr are ("socket,socket,socket" for a reverse shell)
+        data["Stdio"] = ",".join(_FD_KINDS[min((kinds >> s) & 0xFF, 5)] for s in (0, 8, 16))
         if rec.euid != rec.uid:
             data["IntegrityLevel"] = "High" if rec.euid == 0 else data["IntegrityLevel"]
         self._emit(EID.PROCESS_CREATE, data, ts)
