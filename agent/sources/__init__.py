@@ -105,7 +105,13 @@ def _linux_ebpf(config: AgentConfig, host: Any) -> EventSource:
 
     lc = config.sources.linux
     sensor = load_sensor(ringbuf_mb=lc.ebpf_ringbuf_mb, files=bool(lc.ebpf_file_prefixes))
-    return EbpfSource(host=host, sensor=sensor, prefixes=lc.ebpf_file_prefixes)
+    source = EbpfSource(host=host, sensor=sensor, prefixes=lc.ebpf_file_prefixes)
+    try:
+        source.start()
+    except BaseException:
+        sensor.close()
+        raise
+    return source
 
 
 def _canary_files(config: AgentConfig, host: Any) -> EventSource:

@@ -133,9 +133,19 @@ class EbpfSource:
 
     # --- loop ---------------------------------------------------------------------------------
 
-    def events(self) -> Iterator[dict[str, Any]]:
+    def start(self) -> None:
+        """Configure and attach the programs (idempotent); ``EbpfUnavailable`` if none attach.
+
+        The factory calls it when the agent is built, so an attach failure still falls back;
+        records produced before ``events()`` runs wait in the ring buffer.
+        """
+        if self.sensor.obj.attached:
+            return
         self.sensor.configure(agent_pid=self.host.agent_pid, prefixes=self.prefixes)
         self.sensor.attach([p for p in PROGRAMS if p != "sys_enter" or self.prefixes])
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        self.start()
         ring = self.sensor.ring(self._batch.append)
         last_sweep = time.monotonic()
         try:
