@@ -73,7 +73,12 @@ def test_dns_answer_with_compression() -> None:
     assert msg.answers == [(5, "cdn.evil.com"), (1, "1.2.3.4")]
     assert sysmon_results(msg.answers) == "type:  5 cdn.evil.com;::ffff:1.2.3.4;"
     framed = struct.pack(">H", len(_answer())) + _answer()  # TCP framing
-    assert parse_message(framed) == msg
+    assert parse_message(framed, tcp=True) == msg
+    # a UDP message whose id happens to equal its length - 2 is not mistaken for TCP framing
+    raw = bytearray(_answer())
+    raw[0:2] = struct.pack(">H", len(raw) - 2)
+    udp = parse_message(bytes(raw))
+    assert udp is not None and udp.qname == "www.evil.com"
 
 
 @pytest.mark.parametrize("raw", [b"", b"\x00" * 11, _answer()[:20],

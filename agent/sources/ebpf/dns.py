@@ -55,10 +55,13 @@ def _name(buf: bytes, off: int) -> tuple[str, int]:
     return ".".join(labels), (end if end >= 0 else off)
 
 
-def parse_message(buf: bytes) -> DnsMessage | None:
-    """Parse a DNS message (UDP payload, or TCP without its 2-byte length); None if malformed."""
-    if len(buf) >= 14 and struct.unpack_from(">H", buf)[0] == len(buf) - 2:
-        buf = buf[2:]  # TCP framing kept by the capture
+def parse_message(buf: bytes, *, tcp: bool = False) -> DnsMessage | None:
+    """Parse a DNS message; None if malformed.
+
+    ``tcp``: the payload may start with the 2-byte length (a read of length and message at once).
+    """
+    if tcp and len(buf) >= 14 and struct.unpack_from(">H", buf)[0] == len(buf) - 2:
+        buf = buf[2:]
     if len(buf) < _HDR.size:
         return None
     qid, flags, qd, an, _ns, _ar = _HDR.unpack_from(buf)

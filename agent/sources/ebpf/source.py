@@ -13,6 +13,7 @@ the tracker can resolve ancestry without /proc and without doubling the event ra
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -22,7 +23,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from agent.render import LINUX_CHANNEL, LINUX_PROVIDER, LINUX_PROVIDER_GUID, make_event, sysmon_time
+from agent.render import (
+    LINUX_CHANNEL,
+    LINUX_PROVIDER,
+    LINUX_PROVIDER_GUID,
+    make_event,
+    process_guid,
+    sysmon_time,
+)
 from agent.sources.ebpf.dns import parse_message, sysmon_results
 from agent.sources.ebpf.records import EV, F_ARGS_TRUNC, F_EXE_DELETED, Record, decode, ip_text
 from agent.sources.ebpf.sensor import PROGRAMS, Sensor
@@ -83,6 +91,12 @@ TASKS = {
 }
 
 
+@functools.lru_cache(maxsize=16384)
+def _cached_guid(boot_id: str, pid: int, start: int) -> str:
+    """PERF(agent): one process's GUID is needed by every record it produces (sha1 + uuid)."""
+    return process_guid(boot_id, pid, start)
+
+
 @dataclass(slots=True)
 class _Proc:
     info: ProcInfo
@@ -107,6 +121,9 @@ class EbpfSource:
         self._closed = threading.Event()
         self._tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
         self._procs: dict[int, _Proc] = {}
+        # PERF(agent): fork records are kept raw until something needs the child (most children
+        # exec at once, which replaces them); materialised by _info/_announce
+        self._forks: dict[int, Record] = {}
         self._exited: OrderedDict[int, _Proc] = OrderedDict()
         self._batch: list[bytes] = []
         self._out: deque[dict[str, Any]] = deque()
@@ -185,12 +202,13 @@ class EbpfSource:
         return self._boot_offset + ts_ns / 1e9
 
     def _guid(self, pid: int, start_ns: int, seq: int) -> str:
-        from agent.render import process_guid
-
-        return process_guid(self.host.boot_id, pid, (start_ns // self._tick_ns) * 1000 + seq)
+        return _cached_guid(self.host.boot_id, pid, (start_ns // self._tick_ns) * 1000 + seq)
 
     def _info(self, pid: int, start: int, seq: int, comm: str = "") -> ProcInfo:
         """What we know of (pid, start, seq): our table, else /proc (older processes)."""
+        fork = self._forks.get(pid)
+        if fork is not None and fork.start == start:
+            self._materialize(fork)
         p = self._procs.get(pid) or self._exited.get(pid)
         guid = self._guid(pid, start, seq)
         if p is not None and p.info.guid == guid:
@@ -213,6 +231,9 @@ class EbpfSource:
 
     def _announce(self, pid: int, depth: int = 0) -> None:
         """Emit the ProcessFork of a never-announced forked process (and of its parents)."""
+        fork = self._forks.get(pid)
+        if fork is not None:
+            self._materialize(fork)
         p = self._procs.get(pid)
         if p is None or p.announced or depth > 16:
             return
@@ -279,6 +300,7 @@ class EbpfSource:
             self.decode_errors += 1
 
     def _exec(self, rec: Record) -> None:
+        self._forks.pop(rec.pid, None)
         ts = self._wall(rec.ts)
         image = rec.text(0) or rec.text(3) or rec.comm
         if rec.flags & F_EXE_DELETED:
@@ -293,7 +315,8 @@ class EbpfSource:
         if parent is not None:
             self._announce(rec.ppid)
         self._remember(rec.pid, _Proc(info, rec.start, announced=True))
-        self.host.pids.register(info)
+        if rec.seq:  # a re-exec: /proc alone would give the GUID of the first program
+            self.host.pids.register(info)
         data = process_create_data(info, parent, ts, "")
         data["ParentProcessGuid"] = (self._guid(rec.ppid, rec.pstart, rec.pseq) if rec.ppid
                                      else _ZERO_GUID)
@@ -305,14 +328,27 @@ class EbpfSource:
         self._emit(EID.PROCESS_CREATE, data, ts)
 
     def _fork(self, rec: Record) -> None:
+        self._forks[rec.pid] = rec
+        if len(self._forks) > self.max_procs:  # exits lost: forget the oldest
+            for old in list(self._forks)[: self.max_procs // 8]:
+                del self._forks[old]
+
+    def _materialize(self, rec: Record) -> None:
+        """The child of a fork record inherits its parent's image and command line."""
+        del self._forks[rec.pid]
         parent = self._info(rec.ppid, rec.pstart, rec.pseq)
         guid = self._guid(rec.pid, rec.start, rec.seq)
         info = replace(parent, pid=rec.pid, ppid=rec.ppid, start_ticks=rec.start // self._tick_ns,
                        guid=guid, exec_seq=rec.seq, uid=rec.uid, user=user_name(rec.uid))
+        # not registered in host.pids: a /proc read gives the same GUID (exec count 0)
         self._remember(rec.pid, _Proc(info, rec.start, announced=False))
-        self.host.pids.register(info)
 
     def _exit(self, rec: Record) -> None:
+        fork = self._forks.get(rec.pid)
+        if fork is not None and fork.start == rec.start:
+            del self._forks[rec.pid]  # a fork that never did anything visible
+            self.host.pids.on_exit(rec.pid)
+            return
         p = self._procs.get(rec.pid)
         guid = self._guid(rec.pid, rec.start, rec.seq)
         if p is not None and p.info.guid == guid:
@@ -363,7 +399,7 @@ class EbpfSource:
         self._emit(EID.SOCKET_BIND, data, ts)
 
     def _dns_send(self, rec: Record) -> None:
-        msg = parse_message(rec.fields[0])
+        msg = parse_message(rec.fields[0], tcp=rec.net[1] == 6)
         if msg is None or msg.response:
             return
         family, _proto, _lport, _rport, _laddr, raddr = rec.net
@@ -374,7 +410,7 @@ class EbpfSource:
             self._dns_event(old, qname, "1460", "-")
 
     def _dns_recv(self, rec: Record) -> None:
-        msg = parse_message(rec.fields[0])
+        msg = parse_message(rec.fields[0], tcp=rec.net[1] == 6)
         if msg is None or not msg.response:
             return
         pending = self._dns_pending.pop((rec.pid, msg.id), None)
