@@ -148,3 +148,19 @@ def test_ebpf_mode_in_status(tmp_path: Path) -> None:
     finally:
         for s in sources:
             s.sensor.close()  # type: ignore[attr-defined]
+
+
+def test_cli_status_shows_the_sensor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    monkeypatch.setattr(sensor_mod, "_why_not", lambda: "the kernel has no BTF (test)")
+    config = make_config(tmp_path, sources={"enabled": ["linux-ebpf"]})
+    host = make_host()
+    agent = build_agent(config, sources=build_sources(config, host), host=host)
+    agent._write_status()
+    (tmp_path / "config.toml").write_text(f'[general]\ndata_dir = "{tmp_path / "data"}"\n')
+    assert main(["status", "-c", str(tmp_path / "config.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "sensor: proc  (fallback: the kernel has no BTF (test))" in out
+    assert "linux-proc" in out
