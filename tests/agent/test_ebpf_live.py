@@ -616,3 +616,14 @@ def test_rule_persistence_files(sensor: Collector, engine: Any, workdir: Path) -
             ssh.unlink(missing_ok=True)
         src.close()
         col.thread.join(10)
+
+
+def test_closed_sensor_keeps_its_counters() -> None:
+    """The agent writes a last status after closing its sources: no use of a freed object."""
+    s = load_sensor(files=False)
+    s.configure(agent_pid=0, prefixes=[])
+    s.close()
+    assert s.losses() == {}
+    s.close()  # idempotent
+    with pytest.raises(OSError, match="closed"):
+        s.obj.map_fd("rb")

@@ -120,10 +120,19 @@ class BpfObject:
             self.close()
             raise
 
+    @property
+    def closed(self) -> bool:
+        return not self._obj
+
+    def _live(self) -> int:
+        if not self._obj:
+            raise BpfError("the BPF object is closed")
+        return self._obj
+
     def attach(self, names: list[str]) -> None:
         """Attach the named programs; one that fails is recorded in ``failed`` (not fatal)."""
         for name in names:
-            prog = self.lib.bpf_object__find_program_by_name(self._obj, name.encode())
+            prog = self.lib.bpf_object__find_program_by_name(self._live(), name.encode())
             link = self.lib.bpf_program__attach(prog) if prog else None
             if not link:
                 self.failed[name] = str(_fail(f"attach {name}"))
@@ -132,7 +141,7 @@ class BpfObject:
             self.attached.append(name)
 
     def map_fd(self, name: str) -> int:
-        m = self.lib.bpf_object__find_map_by_name(self._obj, name.encode())
+        m = self.lib.bpf_object__find_map_by_name(self._live(), name.encode())
         fd = self.lib.bpf_map__fd(m) if m else -1
         if fd < 0:
             raise BpfError(f"no map named {name}")

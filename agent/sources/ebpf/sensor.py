@@ -37,6 +37,7 @@ class Sensor:
         self.obj = obj
         self.ncpus = int(obj.lib.libbpf_num_possible_cpus())
         self._rb: RingBuffer | None = None
+        self._losses: dict[str, int] = {}  # last counts read (kept after close)
 
     def configure(self, *, agent_pid: int, prefixes: list[str]) -> None:
         """Own pid (its events are dropped in the kernel) and the file path prefixes."""
@@ -59,15 +60,21 @@ class Sensor:
 
     def losses(self) -> dict[str, int]:
         """Ring-buffer reservation failures counted in the kernel, per record type."""
+        if self.obj.closed:
+            return dict(self._losses)
         out: dict[str, int] = {}
         for t in range(1, EV.MAX):
             raw = self.obj.lookup("losses", struct.pack("<I", t), 8 * self.ncpus)
             n = sum(struct.unpack(f"<{self.ncpus}Q", raw)) if raw else 0
             if n:
                 out[EV_NAMES[t]] = n
-        return out
+        self._losses = out
+        return dict(out)
 
     def close(self) -> None:
+        if self.obj.closed:
+            return
+        self.losses()  # the final counts stay readable for the last status
         if self._rb is not None:
             self._rb.close()
             self._rb = None
