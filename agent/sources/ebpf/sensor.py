@@ -11,6 +11,7 @@ import os
 import platform
 import struct
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Sensor:
         self.ncpus = int(obj.lib.libbpf_num_possible_cpus())
         self._rb: RingBuffer | None = None
         self._losses: dict[str, int] = {}  # last counts read (kept after close)
+        self._lock = threading.Lock()  # status thread vs the source thread closing
 
     def configure(self, *, agent_pid: int, prefixes: list[str]) -> None:
         """Own pid (its events are dropped in the kernel) and the file path prefixes."""
@@ -60,6 +62,10 @@ class Sensor:
 
     def losses(self) -> dict[str, int]:
         """Ring-buffer reservation failures counted in the kernel, per record type."""
+        with self._lock:
+            return self._read_losses()
+
+    def _read_losses(self) -> dict[str, int]:
         if self.obj.closed:
             return dict(self._losses)
         out: dict[str, int] = {}
@@ -72,13 +78,14 @@ class Sensor:
         return dict(out)
 
     def close(self) -> None:
-        if self.obj.closed:
-            return
-        self.losses()  # the final counts stay readable for the last status
-        if self._rb is not None:
-            self._rb.close()
-            self._rb = None
-        self.obj.close()
+        with self._lock:
+            if self.obj.closed:
+                return
+            self._read_losses()  # the final counts stay readable for the last status
+            if self._rb is not None:
+                self._rb.close()
+                self._rb = None
+            self.obj.close()
 
 
 def _why_not() -> str:
