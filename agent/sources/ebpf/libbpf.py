@@ -73,7 +73,10 @@ def load_libbpf() -> ctypes.CDLL:
             "libbpf_set_print": ([_PRINT_FN], vp),
         }
         for fn, (args, res) in sigs.items():
-            f = getattr(lib, fn)
+            try:
+                f = getattr(lib, fn)
+            except AttributeError as ex:  # libbpf 0.x: too old for ring buffers / this API
+                raise BpfError(f"{name} lacks {fn}: libbpf >= 1.0 (libbpf1) needed") from ex
             f.argtypes = args
             f.restype = res
         _PRINT_REF = _PRINT_FN(_on_print)
