@@ -6,7 +6,7 @@ DATA   ?= .heron
 ADMIN_PORT    ?= 1520
 ENDPOINT_PORT ?= 1519
 
-.PHONY: help sysdeps setup run test test-fast test-frozen lint build offline-bundle deb msi clean
+.PHONY: help sysdeps setup ebpf run test test-fast test-frozen lint build offline-bundle deb msi clean
 
 help:
 	@echo "make run    - set up, init ./.heron, start manager + local agent (mTLS)"
@@ -25,7 +25,13 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,build]'
 	@touch $@
 
-setup: $(BIN)/.installed
+setup: $(BIN)/.installed ebpf
+
+# The Linux eBPF sensor object (skipped with a warning when clang/bpftool/libbpf-dev are missing).
+ebpf: agent/sources/ebpf/heron.bpf.o
+
+agent/sources/ebpf/heron.bpf.o: agent/sources/ebpf/heron.bpf.c agent/sources/ebpf/build.sh
+	@bash agent/sources/ebpf/build.sh
 
 run: setup
 	$(BIN)/python -m appliance.devrun --data-dir $(DATA) \

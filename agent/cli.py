@@ -176,6 +176,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
           f"detections: {status['detections']}  forwarded: {status['forwarded']}")
     print(f"cpu: {status['cpu_percent']:.1f}%  rss: {status['rss'] >> 20} MB  "
           f"throttled: {status['throttled']}")
+    sensor = status.get("sensor")
+    if sensor:  # Linux: eBPF, or the /proc fallback and why
+        losses = ", ".join(f"{k} {v}" for k, v in sensor.get("losses", {}).items()) or "none"
+        print(f"sensor: {sensor.get('mode')}" + (f"  (fallback: {sensor['reason']})"
+                                                 if sensor.get("reason") else
+                                                 f"  kernel losses: {losses}"))
     print(f"{'source':<12} {'events':>10} {'now':>10} {'average':>10} {'drops':>8} "
           f"{'lost':>6} {'errors':>6} running")
     for name, s in status["sources"].items():

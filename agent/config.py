@@ -108,6 +108,14 @@ class LinuxConfig:
                                     "directories watched with fanotify (create/modify/delete)")
     reader_nice: int = _f(-10, "nice value of the proc connector reader thread (0: unchanged); "
                                "a prompt reader catches short-lived processes")
+    ebpf_file_prefixes: list[str] = _f(
+        ["/tmp/", "/var/tmp/", "/dev/shm/", "/etc/", "/root/", "/home/", "/var/spool/cron/",
+         "/var/lib/", "/usr/lib/systemd/", "/lib/systemd/", "/usr/local/bin/", "/usr/bin/",
+         "/usr/sbin/", "/boot/"],
+        "linux-ebpf: file events only under these path prefixes (matched in the kernel, "
+        "recursive; at most 64, 256 bytes each)")
+    ebpf_ringbuf_mb: int = _f(8, "linux-ebpf: ring buffer size in MiB (rounded up to a power "
+                                 "of two); a full buffer drops records, counted per type")
     hash_on_exec: bool = _f(False, "hash images in the proc connector thread (default: the "
                                    "enrichment stage hashes them, keeping /proc reads fast)")
 
@@ -141,8 +149,10 @@ class ReplayConfig:
 class SourcesConfig:
     """[sources]: which event sources run."""
 
-    enabled: list[str] = _f(["etw"] if IS_WINDOWS else ["linux-proc", "linux-net", "linux-file"],
-                            "source names: etw, linux-proc, linux-net, linux-file, replay")
+    enabled: list[str] = _f(["etw"] if IS_WINDOWS else ["linux-ebpf"],
+                            "source names: etw, linux-ebpf, linux-proc, linux-net, linux-file, "
+                            "replay; linux-ebpf falls back to linux-proc + linux-net + "
+                            "linux-file where eBPF is unavailable")
     linux: LinuxConfig = field(default_factory=LinuxConfig, metadata={"help": "Linux sources"})
     etw: EtwConfig = field(default_factory=EtwConfig, metadata={"help": "ETW sources"})
     replay: ReplayConfig = field(default_factory=ReplayConfig, metadata={"help": "replay"})

@@ -43,7 +43,7 @@ from agent.host import Host, make_host
 from agent.monitor import Counters, ResourceGuard
 from agent.render import SYSMON_CHANNEL
 from agent.sinks import AlertLog, EventSink
-from agent.sources import EventSource, build_sources
+from agent.sources import EventSource, build_sources, sensor_status
 from agent.tracking.hooks import HookContext, run_hooks, service_lookup
 from agent.tracking.seed import seed_from_proc
 from agent.tracking.tracker import Tracker
@@ -540,6 +540,8 @@ class Agent:
             "rss": self.guard.current_rss(),
             "throttled": self.guard.throttle,
         })
+        if self.host.sensor:
+            snap["sensor"] = sensor_status(self.host, self.sources)
         return snap
 
     def _write_status(self) -> None:

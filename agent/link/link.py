@@ -33,7 +33,7 @@ from .identity import Identity, IdentityStore, write_atomic
 from .mtls import MtlsTransport
 from .poller import CommandPoller
 from .spool import Spool, health_event
-from .sysinfo import SysInfoReporter
+from .sysinfo import SysInfoReporter, collect
 from .tools import ToolSync
 from .transport import Transport
 from .updates import Updater
@@ -56,6 +56,7 @@ class LinkHooks:
     hostname: str = ""
     set_endpoint: Callable[[str], object] | None = None  # told the uuid once enrolled
     current_config: Callable[[], dict[str, Any]] | None = None  # offered if the manager has none
+    sensor: Callable[[], dict[str, Any]] | None = None  # Linux sensor mode + fallback reason
 
 
 class Link:
@@ -98,7 +99,11 @@ class Link:
             "sysmon": self.hooks.apply_sysmon or self._apply_sysmon}
         self.updater = Updater(house, self.state_dir / "updates", hooks_by_item,
                                offer_config=self.hooks.current_config)
-        self.sysinfo = SysInfoReporter(house, self.state_dir / "sysinfo.sha256")
+        sensor = self.hooks.sensor
+        self.sysinfo = SysInfoReporter(
+            house, self.state_dir / "sysinfo.sha256",
+            collector=(lambda: {**collect(self.hostname), "sensor": sensor()}) if sensor
+            else (lambda: collect(self.hostname)))
         self.uploader = None if self.hooks.artifacts_dir is None else Uploader(
             house, self.hooks.artifacts_dir, max_size=config.upload_max_size,
             settle=config.upload_settle, clock=wall, report=self._report)
@@ -393,6 +398,14 @@ def _config_document(config: Any) -> Callable[[], dict[str, Any]] | None:
     return lambda: json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
+def _sensor_hook(agent: Any) -> Callable[[], dict[str, Any]] | None:
+    """The agent's Linux sensor mode (``{"mode", "reason"}``) for the system information."""
+    host = getattr(agent, "host", None)
+    if host is None or not getattr(host, "sensor", None):
+        return None
+    return lambda: {k: v for k, v in host.sensor.items() if k in ("mode", "reason")}
+
+
 def attach(agent: Any, config: Any, *, start: bool = True,
            transport_factory: Callable[[], Transport] | None = None) -> Link:
     """Connect `agent` (an `agent.service.Agent`) to its manager and start the link.
@@ -414,6 +427,7 @@ def attach(agent: Any, config: Any, *, start: bool = True,
         hostname=getattr(general, "hostname", "") or "",
         set_endpoint=getattr(agent, "set_endpoint", None),
         current_config=_config_document(config),
+        sensor=_sensor_hook(agent),
     )
     link = Link(link_cfg, state_dir_for(config, link_cfg), hooks=hooks,
                 transport_factory=transport_factory)
