@@ -33,7 +33,7 @@ ebpf: agent/sources/ebpf/heron.bpf.o
 agent/sources/ebpf/heron.bpf.o: agent/sources/ebpf/heron.bpf.c agent/sources/ebpf/build.sh
 	@bash agent/sources/ebpf/build.sh
 
-run: setup
+run: sysdeps setup
 	$(BIN)/python -m appliance.devrun --data-dir $(DATA) \
 		--admin-listen 127.0.0.1:$(ADMIN_PORT) --endpoint-listen 127.0.0.1:$(ENDPOINT_PORT)
 
