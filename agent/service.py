@@ -459,7 +459,7 @@ class Agent:
             if r.ioc_file and r.ioc_file != old.rules.ioc_file:
                 self.detector.set_iocs(load_ioc_file(r.ioc_file))
         self.config = applied
-        self.runner.config = applied
+        self.runner.configure(applied)
         if gen.endpoint_uuid != old.general.endpoint_uuid:
             self.runner.endpoint = gen.endpoint_uuid
         for name in sorted(OPT_IN & (set(acts.allowed) - set(old.actions.allowed))):
@@ -489,10 +489,7 @@ class Agent:
             "time": self.clock(),
             "hostname": self.host.hostname,
             "queue": {"size": self._queue.qsize(), "max": self._queue.maxsize},
-            "actions": {"queue": self.runner._queue.qsize(), "queued": self.runner.stats.queued,
-                        "dropped": self.runner.stats.dropped, "done": self.runner.stats.done,
-                        "runs": dict(self.runner.stats.runs),
-                        "failures": dict(self.runner.stats.failures)},
+            "actions": self.runner.status(),
             "tracks": len(self.tracker),
             "rules": self.detector.rule_count,
             "iocs": len(self.detector.iocs),
