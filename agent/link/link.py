@@ -41,6 +41,8 @@ from .upload import Uploader, UploadStats
 
 logger = logging.getLogger(__name__)
 
+HEALTH_THREAD_CRASH = 9006  # EventID: a link thread crashed and was restarted
+
 
 @dataclass(frozen=True, slots=True)
 class LinkHooks:
@@ -82,7 +84,7 @@ class Link:
             self.state_dir / "queue", max_bytes=config.queue_max_bytes,
             segment_bytes=config.segment_bytes, segment_events=config.segment_events,
             max_batch_delay=config.batch_delay, fsync_interval=config.fsync_interval,
-            hostname=self.hostname, clock=clock)
+            hostname=self.hostname, clock=clock, min_free_bytes=config.queue_min_free_bytes)
         self.forwarder = Forwarder(
             self.spool, self._transport(), sleep=self._stop.wait,
             backoff=Backoff(config.backoff_base, config.backoff_cap, rand=rand),
@@ -106,6 +108,7 @@ class Link:
         self._house = house
         self._due: dict[str, float] = {}
         self._known_uuid = ""
+        self._supervised: dict[str, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- wiring
     @property
@@ -143,6 +146,7 @@ class Link:
         self.forwarder.backoff.base, self.forwarder.backoff.cap = new.backoff_base, \
             new.backoff_cap
         self.spool.max_bytes = new.queue_max_bytes
+        self.spool.min_free_bytes = new.queue_min_free_bytes
         logger.info("link settings updated from the manager")
 
     def _apply_sysmon(self, xml: str) -> None:
@@ -278,10 +282,45 @@ class Link:
             return
         for name, target in (("forwarder", self.forwarder.run), ("commands", self.poller.run),
                              ("housekeeping", self._housekeeping)):
-            t = threading.Thread(target=target, name=f"heron-link-{name}", daemon=True)
+            self._supervised[name] = {"alive": True, "restarts": 0, "last_error": "",
+                                      "last_crash": None}
+            t = threading.Thread(target=self._supervise, args=(name, target),
+                                 name=f"heron-link-{name}", daemon=True)
             t.start()
             self._threads.append(t)
         logger.info("link started (state in %s)", self.state_dir)
+
+    def _supervise(self, name: str, target: Callable[[], None]) -> None:
+        """Run `target` until the link stops; restart it (with backoff) when it crashes.
+
+        Each crash is logged with its traceback, kept in `status()["threads"]` and reported to
+        the manager as a health event (EventID 9006).
+        """
+        info = self._supervised[name]
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                target()
+                if self._stop.is_set():
+                    break
+                raise RuntimeError(f"{name} loop returned while the link runs")
+            except Exception as ex:  # noqa: BLE001 - the supervisor's whole purpose
+                err = f"{type(ex).__name__}: {ex}"
+                info["restarts"] += 1
+                info["last_error"] = err
+                info["last_crash"] = self.wall()
+                logger.error("link %s thread crashed (%s); restarting in %.0fs", name, err,
+                             delay, exc_info=True)
+                try:
+                    self._report({"EventID": HEALTH_THREAD_CRASH,
+                                  "Message": f"link {name} thread crashed and was restarted",
+                                  "Thread": name, "Error": err[:500],
+                                  "Restarts": info["restarts"]})
+                except Exception:  # noqa: BLE001 - a closed spool must not kill the supervisor
+                    logger.debug("cannot queue the crash report", exc_info=True)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 60.0)
+        info["alive"] = False
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the threads and close the spool; idempotent."""
@@ -340,9 +379,12 @@ class Link:
             "state": self.forwarder.state.value, "last_error": self.forwarder.last_error,
             "queue": {"events": st.queued_events, "bytes": st.queued_bytes,
                       "evicted": st.evicted_events, "oversize_dropped": st.oversize_dropped,
-                      "rejected_batches": st.rejected_batches},
+                      "rejected_batches": st.rejected_batches, "disk_dropped": st.disk_dropped,
+                      "disk_state": st.disk_state, "disk_error": st.disk_error,
+                      "lost_segments": st.lost_segments},
             "sent": {"batches": self.forwarder.sent_batches, "events": self.forwarder.sent_events},
             "commands_executed": self.poller.executed,
+            "threads": {k: dict(v) for k, v in self._supervised.items()},
             "updates": {k: {"applied": v.applied, "rejected": v.rejected, "error": v.error}
                         for k, v in self.updater.status().items()},
         }
