@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 import rules
-from agent.actions import OPT_IN, actions, plan_actions
+from agent.actions import OPT_IN, RESPONSE_ACTIONS, actions, plan_actions
 from agent.actions.report import build_report
 from agent.actions.runner import ActionRunner, Job
 from agent.canary import canary_rules, create_canaries, remove_canaries
@@ -40,7 +40,7 @@ from agent.config import AgentConfig
 from agent.detect import Detector, load_containers, load_ioc_file
 from agent.errors import AgentClosedError, SourceError
 from agent.host import Host, make_host
-from agent.monitor import Counters, ResourceGuard
+from agent.monitor import Counters, ResourceGuard, SourceCounters
 from agent.render import SYSMON_CHANNEL
 from agent.sinks import AlertLog, EventSink
 from agent.sources import EventSource, build_sources
@@ -52,7 +52,11 @@ __all__ = ["Agent", "AgentState", "build_agent"]
 
 logger = logging.getLogger(__name__)
 
-_Item = tuple[dict[str, Any], bool]
+_Item = tuple[dict[str, Any], bool, SourceCounters | None]
+# Deliberate degradation: process creation/termination are never shed at the source.
+_ESSENTIAL_EIDS = frozenset({1, 5})
+SHED_RATIO = 0.8  # queue fill above which optional live events are shed (counted) at the source
+DEGRADE_RATIO = 0.5  # queue fill above which enrichment, hashing and evidence are skipped
 
 
 class AgentState(enum.Enum):
@@ -92,6 +96,8 @@ class Agent:
         self.counters = Counters(started=clock())
         self.state = AgentState.CREATED
         self._queue: queue.Queue[_Item] = queue.Queue(config.general.queue_size)
+        self._shed_at = max(1, int(config.general.queue_size * SHED_RATIO))
+        self._degrade_at = max(1, int(config.general.queue_size * DEGRADE_RATIO))
         self._threads: list[threading.Thread] = []
         self._source_threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -247,13 +253,22 @@ class Agent:
                     if source.lossless:
                         while True:
                             try:
-                                self._queue.put((event, live), timeout=0.2)
+                                self._queue.put((event, live, counters), timeout=0.2)
                                 break
                             except queue.Full:
                                 if self._stop.is_set():
                                     raise
                     else:
-                        self._queue.put_nowait((event, live))
+                        if self._queue.qsize() >= self._shed_at and self._optional(event):
+                            # keep the last places for process creations: shed, counted
+                            counters.shed += 1
+                            self._done(1)
+                            if counters.shed in (1, 1000) or counters.shed % 100_000 == 0:
+                                logger.warning("pipeline behind: %d optional events shed from "
+                                               "%s (process creations kept)", counters.shed,
+                                               source.name)
+                            continue
+                        self._queue.put_nowait((event, live, counters))
                     counters.events += 1
                 except queue.Full:
                     counters.drops += 1
@@ -271,6 +286,11 @@ class Agent:
             logger.error("source %s crashed", source.name, exc_info=True)
         finally:
             counters.running = False
+
+    @staticmethod
+    def _optional(event: dict[str, Any]) -> bool:
+        ev = event.get("Event")
+        return not isinstance(ev, dict) or _event_id(ev) not in _ESSENTIAL_EIDS
 
     def _done(self, n: int) -> None:
         with self._inflight_lock:
@@ -297,9 +317,15 @@ class Agent:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            for event, live in batch:
+            # Deliberate degradation: under CPU pressure or with a backlog, optional work
+            # (enrichment, hashing, evidence actions) is skipped — counted per source — so the
+            # pipeline keeps up and events are not lost.
+            degraded = self.guard.throttle or self._queue.qsize() >= self._degrade_at
+            for event, live, counters in batch:
+                if degraded and live and counters is not None:
+                    counters.degraded += 1
                 try:
-                    self.process(event, live=live)
+                    self.process(event, live=live, degraded=degraded)
                 except Exception:
                     self.counters.pipeline_errors += 1
                     logger.error("pipeline error", exc_info=True)
@@ -310,8 +336,8 @@ class Agent:
                     self.counters.sink_errors += 1
                     logger.error("sink flush failed", exc_info=True)
             self._done(len(batch))
-            if self.guard.throttle:
-                time.sleep(0.05)
+            if self.guard.throttle and self._queue.qsize() < self._degrade_at // 2:
+                time.sleep(0.05)  # over the CPU limit with no backlog: yield to the host
 
     # --- one event --------------------------------------------------------------------------
 
@@ -331,8 +357,13 @@ class Agent:
             return True
         return str(data.get("ProcessId", "")) == me or guid in self._own
 
-    def process(self, event: dict[str, Any], *, live: bool = False) -> bool:
-        """Run one event through the pipeline; True when it was forwarded to the sinks."""
+    def process(self, event: dict[str, Any], *, live: bool = False,
+                degraded: bool = False) -> bool:
+        """Run one event through the pipeline; True when it was forwarded to the sinks.
+
+        ``degraded``: skip enrichment, hashing and evidence actions (CPU pressure, backlog);
+        tracking, detection, response actions and forwarding still run.
+        """
         ev = event.get("Event")
         if not isinstance(ev, dict):
             return False
@@ -341,10 +372,11 @@ class Agent:
         if live and self.config.general.ignore_self and self._is_own(ev, eid) and eid != 5:
             self.counters.own_events += 1
             return False
-        ctx = HookContext(self.tracker, self.host.hasher if live else None, self._services,
-                          self.clock(), archive_dir=self.config.tracking.sysmon_archive_dir)
+        ctx = HookContext(self.tracker, self.host.hasher if live and not degraded else None,
+                          self._services, self.clock(),
+                          archive_dir=self.config.tracking.sysmon_archive_dir)
         with self.tracker.lock:  # readers (reports, commands) iterate tracks on other threads
-            run_hooks(ctx, event, enrich=live and self.config.tracking.enrich)
+            run_hooks(ctx, event, enrich=live and self.config.tracking.enrich and not degraded)
         if live and not self._seen_terminate:
             self._check_terminations(ev, eid)
         raw_data = ev.get("EventData")
@@ -366,7 +398,7 @@ class Agent:
             self.counters.filtered += 1
             forward = forward or gen.enable_filters
         if det is not None and det.get("Actions") and live:
-            self._act(event, data, det, list(det["Actions"]))
+            self._act(event, data, det, list(det["Actions"]), degraded=degraded)
         if forward:
             self.counters.forwarded += 1
             for sink in self.sinks:
@@ -394,8 +426,15 @@ class Agent:
                            "the Sysmon configuration", self._sysmon_seen)
 
     def _act(self, event: dict[str, Any], data: dict[str, Any], det: dict[str, Any],
-             requested: list[str]) -> None:
+             requested: list[str], *, degraded: bool = False) -> None:
         guid = str(data.get("ProcessGuid", ""))
+        if degraded:
+            shed = [a for a in requested if a and a not in RESPONSE_ACTIONS]
+            if shed:
+                self.runner.stats.count(self.runner.stats.skipped, ["cpu pressure"] * len(shed))
+                requested = [a for a in requested if a in RESPONSE_ACTIONS]
+            if not requested:
+                return
         track = self.tracker.get(guid)
         acfg = self.config.actions
         plan = plan_actions(requested, allowed=acfg.allowed, tracked=track is not None,
