@@ -67,6 +67,10 @@ def band_defaults(platform: str = sys.platform) -> dict[str, list[str]]:
         "high": ["report", "filedump", "regdump"],
         "critical": ["report", "filedump", "regdump", "memdump"],
     }
+    if not platform.startswith("win32"):
+        # Medium-severity Linux detections (exec from /tmp, …) fire constantly on build and
+        # package hosts: a brief report, no file copies, unless the rule asks for them.
+        wanted["medium"] = ["brief"]
     return {
         band: [a for a in names if platform.startswith(_PLATFORM_ACTIONS.get(a, ("",)))]
         for band, names in wanted.items()
