@@ -33,6 +33,7 @@ class SourceCounters:
     lost: int = 0  # lost before reaching the agent (kernel / ETW buffer overflows)
     shed: int = 0  # optional events deliberately not queued while the pipeline was behind
     degraded: int = 0  # processed without enrichment/hashing/evidence (CPU pressure, backlog)
+    incomplete: int = 0  # emitted with partial details (the process vanished mid-read)
     running: bool = False
     error: str = ""
 
@@ -61,6 +62,7 @@ class Counters:
         return {
             "sources": {n: {"events": s.events, "drops": s.drops, "errors": s.errors,
                             "lost": s.lost, "shed": s.shed, "degraded": s.degraded,
+                            "incomplete": s.incomplete,
                             "running": s.running, "error": s.error}
                         for n, s in self.sources.items()},
             "processed": self.processed,

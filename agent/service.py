@@ -513,7 +513,9 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         for source in self.sources:
-            self.counters.source(source.name).lost = int(getattr(source, "lost", 0))
+            sc = self.counters.source(source.name)
+            sc.lost = int(getattr(source, "lost", 0))
+            sc.incomplete = int(getattr(source, "incomplete", 0))
         snap = self.counters.snapshot()
         now = time.monotonic()
         last_t, last = self._last_rates
