@@ -131,6 +131,10 @@ class Agent:
         """Replace the IoC set (``rules.wire.Ioc`` or ``{type, value}``). Indicator count."""
         return self.detector.set_iocs(iocs)
 
+    def set_suppressions(self, items: Iterable[Any]) -> int:
+        """Replace the per-rule suppressions (``rules.suppress`` dicts). Their count."""
+        return self.detector.set_suppressions(items)
+
     def report(self, *, commands: bool = True, guid: str = "") -> dict[str, Any]:
         """IR report of this endpoint now (WHIDS ``report`` command)."""
         return build_report(self.tracker, host=self.host, reporting=self.config.reporting,
@@ -534,6 +538,8 @@ class Agent:
             "tracks": len(self.tracker),
             "rules": self.detector.rule_count,
             "iocs": len(self.detector.iocs),
+            "suppressions": len(self.detector.suppressions),
+            "suppressed": dict(self.detector.suppressed),
             "cpu_percent": self.guard.cpu_percent,
             "rss": self.guard.current_rss(),
             "throttled": self.guard.throttle,

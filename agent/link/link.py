@@ -50,6 +50,7 @@ class LinkHooks:
 
     reload_rules: Callable[[str], object] | None = None
     set_iocs: Callable[[list[wire.Ioc]], object] | None = None
+    set_suppressions: Callable[[list[dict[str, Any]]], object] | None = None
     apply_config: Callable[[dict[str, Any]], object] | None = None
     apply_sysmon: Callable[[bytes], object] | None = None
     report: Callable[[], dict[str, Any]] | None = None
@@ -96,6 +97,7 @@ class Link:
         house = self._transport()
         hooks_by_item: dict[str, Callable[[Any], object] | None] = {
             "rules": self.hooks.reload_rules, "iocs": self.hooks.set_iocs,
+            "suppressions": self.hooks.set_suppressions,
             "config": self._apply_config,
             "sysmon": self.hooks.apply_sysmon or self._apply_sysmon}
         self.updater = Updater(house, self.state_dir / "updates", hooks_by_item,
@@ -449,6 +451,7 @@ def attach(agent: Any, config: Any, *, start: bool = True,
     hooks = LinkHooks(
         reload_rules=getattr(agent, "reload_rules", None),
         set_iocs=getattr(agent, "set_iocs", None),
+        set_suppressions=getattr(agent, "set_suppressions", None),
         apply_config=_config_hook(agent),
         report=(lambda: report()) if callable(report) else None,
         tracker=getattr(agent, "tracker", None),
