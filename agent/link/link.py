@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from agent.commands import CommandContext
 from agent.commands.system import find_tool
 from rules import wire
@@ -32,7 +34,7 @@ from .forwarder import Forwarder, LinkState
 from .identity import Identity, IdentityStore, write_atomic
 from .mtls import MtlsTransport
 from .poller import CommandPoller
-from .spool import Spool, health_event
+from .spool import Lane, Spool, health_event
 from .sysinfo import SysInfoReporter
 from .tools import ToolSync
 from .transport import Transport
@@ -42,6 +44,8 @@ from .upload import Uploader, UploadStats
 logger = logging.getLogger(__name__)
 
 HEALTH_THREAD_CRASH = 9006  # EventID: a link thread crashed and was restarted
+HEALTH_COUNTERS = 9010  # EventID: the agent's loss/degradation/budget counters (on change)
+HEALTH_INTERVAL = 60.0  # seconds between counter reports (sent only when they changed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class LinkHooks:
     hostname: str = ""
     set_endpoint: Callable[[str], object] | None = None  # told the uuid once enrolled
     current_config: Callable[[], dict[str, Any]] | None = None  # offered if the manager has none
+    agent_status: Callable[[], dict[str, Any]] | None = None  # counters reported to the manager
 
 
 class Link:
@@ -108,9 +113,11 @@ class Link:
             settle=config.upload_settle, clock=wall, report=self._report)
         self.tools = ToolSync(house, self.tools_dir)
         self._house = house
-        self._due: dict[str, float] = {}
+        # the first counter report after one interval: nothing to say at start
+        self._due: dict[str, float] = {"counters": clock() + HEALTH_INTERVAL}
         self._known_uuid = ""
         self._supervised: dict[str, dict[str, Any]] = {}
+        self._last_counters = ""
 
     # ---------------------------------------------------------------- wiring
     @property
@@ -215,6 +222,38 @@ class Link:
             return False
         return True
 
+    def counters(self) -> dict[str, Any]:
+        """Every loss, degradation and budget counter of this agent (what the manager shows)."""
+        out: dict[str, Any] = {}
+        if self.hooks.agent_status is not None:
+            st = self.hooks.agent_status()
+            keep = ("events", "drops", "shed", "lost", "incomplete", "degraded")
+            out["sources"] = {n: {k: s.get(k, 0) for k in keep}
+                              for n, s in st.get("sources", {}).items()}
+            acts = st.get("actions", {})
+            out["actions"] = {k: acts.get(k) for k in (
+                "dropped_actions", "skipped", "failures", "budget") if k in acts}
+            out["suppressed"] = st.get("suppressed", {})
+            out["throttled"] = bool(st.get("throttled", False))
+        q = self.spool.stats()
+        out["queue"] = {"evicted": q.evicted_events, "disk_dropped": q.disk_dropped,
+                        "oversize_dropped": q.oversize_dropped,
+                        "rejected_batches": q.rejected_batches, "disk_state": q.disk_state,
+                        "lost_segments": q.lost_segments}
+        out["threads"] = {k: {"restarts": v["restarts"], "last_error": v["last_error"]}
+                          for k, v in self._supervised.items()}
+        return out
+
+    def report_counters(self) -> bool:
+        """Queue the counters as health event 9010 when they changed; True when sent."""
+        doc = json.dumps(self.counters(), sort_keys=True, default=str)
+        if doc == self._last_counters:
+            return False
+        self._last_counters = doc
+        event = health_event(HEALTH_COUNTERS, "agent counters", self.hostname, Counters=doc)
+        self.spool.submit_line(orjson.dumps(event) + b"\n", Lane.DETECTIONS)
+        return True
+
     def sync_identity(self) -> str:
         """Tell the agent its endpoint uuid when it first appears or changes (re-enrollment)."""
         ident = self.identity()
@@ -233,6 +272,7 @@ class Link:
             "renew": (self.config.renew_check_interval, self.renew_if_due),
             "identity": (5.0, self.sync_identity),
             "tools": (self.config.tools_interval, self.tools.run_once),
+            "counters": (HEALTH_INTERVAL, self.report_counters),
         }
         if self.uploader is not None:
             tasks["upload"] = (self.config.upload_interval, self.uploader.run_once)
@@ -459,6 +499,7 @@ def attach(agent: Any, config: Any, *, start: bool = True,
         hostname=getattr(general, "hostname", "") or "",
         set_endpoint=getattr(agent, "set_endpoint", None),
         current_config=_config_document(config),
+        agent_status=getattr(agent, "status", None),
     )
     link = Link(link_cfg, state_dir_for(config, link_cfg), hooks=hooks,
                 transport_factory=transport_factory)

@@ -279,3 +279,45 @@ def test_suppressions_pushed_by_group_and_applied_by_the_agent(manager, tmp_path
             "unchanged"}
     finally:
         agent.close()
+
+
+def test_agent_counters_reach_the_manager_endpoint_views(manager, tmp_path: Path) -> None:
+    from agent.link.link import attach
+    from agent.service import build_agent
+    from tests.agent.conftest import make_config
+
+    config = make_config(tmp_path)
+    store = IdentityStore(config.data_dir / "link" / "identity")
+    ident = enroll_online("127.0.0.1:1519", manager.token(), store,
+                          transport=manager.transport(), hostname="ws3")
+    agent = build_agent(config, sources=[], sinks=[])
+    link = attach(agent, config, start=False, transport_factory=lambda: manager.transport(store))
+    try:
+        sc = agent.counters.source("linux-proc")
+        sc.events, sc.lost, sc.shed, sc.degraded = 100, 7, 3, 40
+        agent.runner.stats.dropped_actions["report"] = 2
+        assert link.report_counters()
+        assert not link.report_counters()  # unchanged: not sent again
+        link.forwarder.drain()
+        from appliance.services.ingest import COUNTERS_KIND
+
+        body = manager.ctx.store.documents.get(COUNTERS_KIND, ident.uuid)
+        assert body is not None
+        doc = json.loads(body[0])
+        assert doc["sources"]["linux-proc"] == {"events": 100, "drops": 0, "shed": 3, "lost": 7,
+                                                "incomplete": 0, "degraded": 40}
+        assert doc["actions"]["dropped_actions"] == {"report": 2}
+        assert doc["queue"]["disk_state"] == "ok"
+        from falcon import testing
+
+        from appliance.store import Role
+
+        key = manager.ctx.identity.add_user("ops", Role.ADMIN)[1]
+        admin = testing.TestClient(manager.admin, headers={wire.HEADER_API_KEY: key})
+        res = admin.simulate_get(f"/endpoints/{ident.uuid}")
+        assert res.json["data"]["agent-counters"]["sources"]["linux-proc"]["lost"] == 7
+        listed = admin.simulate_get("/endpoints")
+        (mine,) = [e for e in listed.json["data"] if e["uuid"] == ident.uuid]
+        assert mine["agent-counters"]["actions"]["dropped_actions"] == {"report": 2}
+    finally:
+        agent.close()
