@@ -17,6 +17,7 @@ The seam for the link engineer (docs/interfaces.md, agent section): ``Agent.sink
 from __future__ import annotations
 
 import enum
+import errno
 import gc
 import logging
 import queue
@@ -109,6 +110,8 @@ class Agent:
         self._flushers: list[Callable[[], None]] = []
         self._last_rates: tuple[float, dict[str, int]] = (time.monotonic(), {})
         self._seen_terminate = False
+        self._sink_errors: dict[int, str] = {}  # failing sink -> last error (logged once)
+        self._status_error = ""
         self._sysmon_seen = 0
         self.guard = ResourceGuard(max_cpu_percent=config.limits.max_cpu_percent,
                                    max_rss_mb=config.limits.max_rss_mb,
@@ -336,9 +339,10 @@ class Agent:
             for flush in self._flushers:
                 try:
                     flush()
-                except Exception:
-                    self.counters.sink_errors += 1
-                    logger.error("sink flush failed", exc_info=True)
+                    if self._sink_errors:
+                        self._sink_ok(flush)
+                except Exception as ex:
+                    self._sink_failed(flush, ex)
             self._done(len(batch))
             if self.guard.throttle and self._queue.qsize() < self._degrade_at // 2:
                 time.sleep(0.05)  # over the CPU limit with no backlog: yield to the host
@@ -408,10 +412,34 @@ class Agent:
             for sink in self.sinks:
                 try:
                     sink.submit(event)
-                except Exception:
-                    self.counters.sink_errors += 1
-                    logger.error("sink %r failed", sink, exc_info=True)
+                    if self._sink_errors:
+                        self._sink_ok(sink)
+                except Exception as ex:
+                    self._sink_failed(sink, ex)
         return forward
+
+    def _sink_failed(self, sink: object, ex: Exception) -> None:
+        """Count a sink failure; log it once per distinct error, never once per event."""
+        self.counters.sink_errors += 1
+        # the same errno is the same state (a short write differs only in its byte counts)
+        msg = f"errno {ex.errno}" if isinstance(ex, OSError) and ex.errno else \
+            f"{type(ex).__name__}: {ex}"
+        key = id(getattr(sink, "__self__", sink))  # a flush method and its sink are one
+        if self._sink_errors.get(key) == msg:
+            return
+        self._sink_errors[key] = msg
+        if isinstance(ex, OSError):  # disk full, I/O error: one line, no traceback
+            what = "data disk full" if ex.errno in (errno.ENOSPC, errno.EDQUOT) else "I/O error"
+            logger.error("sink %r failed: %s (%s); counted in sink_errors, logged again only "
+                         "when the error changes", sink, what, ex)
+        else:
+            logger.error("sink %r failed", sink, exc_info=True)
+
+    def _sink_ok(self, sink: object) -> None:
+        key = id(getattr(sink, "__self__", sink))
+        if self._sink_errors.pop(key, None) is not None:
+            logger.warning("sink %r works again (%d sink errors so far)", sink,
+                           self.counters.sink_errors)
 
     def _check_terminations(self, ev: dict[str, Any], eid: int) -> None:
         """WHIDS hookProcTerm: warn while Sysmon never reported a process termination.
@@ -553,8 +581,14 @@ class Agent:
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(orjson.dumps(self.status(), option=orjson.OPT_INDENT_2))
             tmp.replace(path)
-        except OSError:
-            logger.error("cannot write %s", path, exc_info=True)
+        except OSError as ex:
+            if str(ex) != self._status_error:  # once per state change, not every 2 s
+                self._status_error = str(ex)
+                logger.error("cannot write %s: %s", path, ex)
+            return
+        if self._status_error:
+            self._status_error = ""
+            logger.warning("%s written again", path)
 
     def _status_loop(self) -> None:
         while not self._stop.wait(2.0):

@@ -333,3 +333,34 @@ def test_degraded_processing_skips_enrichment_and_evidence_but_keeps_response(
                              ParentProcessGuid="{G-9000}"), live=True)
     assert "Ancestors" in sink.events[-1]["Event"]["EventData"]
     assert jobs[-1].plan.run == ("report", "kill")
+
+
+def test_full_data_disk_keeps_whole_alert_lines_and_logs_once(config_factory: Any,
+                                                              tmp_path: Path,
+                                                              caplog: Any) -> None:
+    from tests.agent.tmpfs import fill, small_tmpfs
+
+    with small_tmpfs(tmp_path / "mnt", "256k") as mnt:
+        config = config_factory(general={"data_dir": str(mnt / "data")})
+        sink = AlertLog(mnt / "alerts")
+        agent = build_agent(config, sources=[], sinks=[sink])
+        agent.reload_rules(RULES)
+        try:
+            agent.process(proc_event("/bin/evil", pid=1))
+            filler = fill(mnt)
+            with caplog.at_level("WARNING", logger="agent.service"):
+                for i in range(200):
+                    agent.process(proc_event("/bin/evil", pid=2 + i))
+            failures = [r for r in caplog.records if "failed" in r.getMessage()]
+            assert len(failures) == 1 and failures[0].exc_info is None
+            assert "data disk full" in failures[0].getMessage()
+            assert agent.counters.sink_errors >= 190 and sink.dropped >= 190
+            filler.unlink()
+            agent.process(proc_event("/bin/evil", pid=999))
+            assert any("works again" in r.getMessage() for r in caplog.records)
+            raw = (mnt / "alerts" / "alerts.log").read_bytes()
+            lines = raw.splitlines(keepends=True)
+            assert all(line.endswith(b"\n") and json.loads(line) for line in lines)
+            assert len(lines) == 1 + (200 - sink.dropped) + 1
+        finally:
+            agent.close()
