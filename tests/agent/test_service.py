@@ -364,3 +364,17 @@ def test_full_data_disk_keeps_whole_alert_lines_and_logs_once(config_factory: An
             assert len(lines) == 1 + (200 - sink.dropped) + 1
         finally:
             agent.close()
+
+
+def test_rule_rate_limits_and_quota_follow_a_pushed_config(agent_factory: Any) -> None:
+    from dataclasses import replace
+
+    agent, _ = agent_factory()
+    acts = replace(agent.config.actions, max_per_rule_hour=2, rule_limits=["Noisy=0"],
+                   artifact_quota_bytes=1234, artifact_quota_per_hour=99)
+    restart = agent.apply_config(replace(agent.config, actions=acts))
+    assert restart == []
+    assert agent.runner.limiter.default == 2 and agent.runner.limiter.limit("Noisy") == 0
+    assert (agent.runner.store.quota_bytes, agent.runner.store.quota_per_hour) == (1234, 99)
+    assert agent.runner.limiter.allow(["R"]) and agent.runner.limiter.allow(["R"])
+    assert not agent.runner.limiter.allow(["R"])
