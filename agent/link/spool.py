@@ -204,6 +204,7 @@ class Spool:
         self._disk_since = 0.0
         self._disk_dropped = self._disk_dropped_now = 0
         self._lost_segments = 0
+        self._disk_evicted = (0, 0)  # (events, segments) evicted for disk space, not reported
         try:
             self._recover(uuidgen)
         except OSError as ex:
@@ -290,6 +291,8 @@ class Spool:
             self._disk_failed(ex, line, lane)
             return
         self._disk_ok()
+        if self._disk_evicted[0]:
+            self._report_disk_evictions()
         if evicted:
             events, segs = evicted
             logger.warning("spool full (%d bytes): evicted %d events in %d oldest segments",
@@ -314,6 +317,7 @@ class Spool:
             with self._lock:
                 freed = self._evict_bulk(max(len(line), self.segment_bytes))
             if freed:
+                self._report_disk_evictions()
                 try:
                     self._append(line, lane)
                     self._disk_ok()
@@ -372,9 +376,19 @@ class Spool:
         if segs:
             self._evicted += events
             self._evicted_segs += segs
+            self._disk_evicted = (self._disk_evicted[0] + events, self._disk_evicted[1] + segs)
             logger.warning("spool: data disk low: evicted %d oldest bulk events (%d segments)",
                            events, segs)
         return freed
+
+    def _report_disk_evictions(self) -> None:
+        """Report evictions made for disk space (the caller holds no lock)."""
+        with self._lock:
+            (events, segs), self._disk_evicted = self._disk_evicted, (0, 0)
+        if events:
+            self._report(HEALTH_EVICTED, "data disk low: oldest events evicted",
+                         DroppedEvents=events, DroppedBatches=segs, MaxBytes=self.max_bytes,
+                         TotalDropped=self._evicted)
 
     def _check_free(self) -> None:
         """Keep `min_free_bytes` free on the data disk by evicting the oldest bulk segments."""

@@ -97,6 +97,13 @@ def test_min_free_bytes_evicts_before_the_disk_fills(tmp_path: Path) -> None:
         st = spool.stats()
         assert st.evicted_events > 0 and st.disk_dropped == 0 and st.disk_state == "ok"
         assert os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize > 400 << 10
+        reported = 0
+        while (b := spool.next_batch(force=True)) is not None:
+            if b.lane is Lane.DETECTIONS:
+                reported += sum(orjson.loads(x)["Event"]["EventData"]["DroppedEvents"]
+                                for x in b.data.splitlines())
+            spool.ack(b)
+        assert reported == st.evicted_events  # every eviction reported to the manager
         spool.close()
 
 
