@@ -171,6 +171,21 @@ class ActionRunner:
         return True
 
     def stop(self) -> None:
+        """Stop the workers; evidence jobs still queued are abandoned (counted), not run."""
+        abandoned = 0
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                abandoned += 1
+        if abandoned:
+            with self._idle:
+                self._pending -= abandoned
+                self._idle.notify_all()
+            self.stats.count(self.stats.skipped, ["shutdown"] * abandoned)
+            logger.info("%d queued evidence jobs abandoned at shutdown", abandoned)
         if self._threads:
             self._urgent.put(None)
             for _ in self._threads[1:]:
