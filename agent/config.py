@@ -67,6 +67,10 @@ def band_defaults(platform: str = sys.platform) -> dict[str, list[str]]:
         "high": ["report", "filedump", "regdump"],
         "critical": ["report", "filedump", "regdump", "memdump"],
     }
+    if not platform.startswith("win32"):
+        # Medium-severity Linux detections (exec from /tmp, …) fire constantly on build and
+        # package hosts: a brief report, no file copies, unless the rule asks for them.
+        wanted["medium"] = ["brief"]
     return {
         band: [a for a in names if platform.startswith(_PLATFORM_ACTIONS.get(a, ("",)))]
         for band, names in wanted.items()
@@ -201,6 +205,15 @@ class ActionsConfig:
     max_file_size: int = _f(100 * 1024 * 1024, "filedump skips files larger than this (bytes)")
     max_memdump_size: int = _f(512 * 1024 * 1024, "memdump size bound (Linux: stops there; "
                                "Windows: the richest minidump kind that fits)")
+    artifact_quota_bytes: int = _f(1 << 30, "artifact bytes on disk; above it uploaded artifacts "
+                                   "are evicted, then evidence is skipped (0: no quota)")
+    artifact_quota_per_hour: int = _f(256 << 20, "artifact bytes written per hour; above it "
+                                      "evidence is skipped (0: no quota)")
+    max_per_rule_hour: int = _f(20, "evidence jobs (dumps, reports) per rule per sliding hour; "
+                                "more are skipped and counted (0: no limit)")
+    rule_limits: list[str] = _f([], "per-rule overrides of max_per_rule_hour: \"Rule=N\"")
+    max_report_items: int = _f(500, "longest list kept in a report (processes, modules, "
+                               "connections…); cut lists carry a marker and their full length")
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +382,12 @@ def _validate(config: AgentConfig, source: str) -> None:
             if name not in ACTION_NAMES:
                 raise ConfigError(f"unknown action {name!r}", key=f"actions.{section}",
                                   source=source)
+    from agent.actions.budget import parse_rule_limits
+
+    try:
+        parse_rule_limits(acts.rule_limits)
+    except ValueError as ex:
+        raise ConfigError(str(ex), key="actions.rule_limits", source=source) from ex
     if config.general.queue_size < 1 or acts.queue_size < 1 or acts.workers < 1:
         raise ConfigError("queue sizes and workers must be >= 1", key="general.queue_size",
                           source=source)

@@ -17,6 +17,7 @@ from typing import Any
 
 import rules
 from rules.iocs import IocSet, ioc_rules, merge_detection
+from rules.suppress import SuppressionSet
 
 __all__ = ["Detector", "Verdict", "load_containers", "load_ioc_file"]
 
@@ -84,6 +85,8 @@ class Detector:
         self._text = rules_text
         self.ioc_criticality = ioc_criticality
         self.iocs = IocSet.from_iocs(iocs)
+        self.suppressions = SuppressionSet()
+        self.suppressed: dict[str, int] = {}  # rule -> detections silenced by a suppression
         self._builtin_count = self._count_builtin()
         self.engine = self._build(rules_text)
 
@@ -170,9 +173,41 @@ class Detector:
         logger.info("IoCs loaded: %d indicators", len(ioc_set))
         return len(ioc_set)
 
+    def set_suppressions(self, items: Iterable[Any]) -> int:
+        """Replace the suppressions (``rules.suppress`` dicts from the manager); their count."""
+        sset = SuppressionSet.from_dicts(items)  # SuppressionError rejects the whole update
+        with self._lock:
+            self.suppressions = sset
+        logger.info("suppressions loaded: %d", len(sset))
+        return len(sset)
+
+    def _suppress(self, engine: rules.Engine, event: dict[str, Any],
+                  det: rules.Detection) -> rules.Detection | None:
+        """Remove suppressed signatures from the detection (and the event's block)."""
+        ev = event.get("Event")
+        data = ev.get("EventData") if isinstance(ev, dict) else None
+        gone = self.suppressions.suppressed(det.signatures, data if isinstance(data, dict)
+                                            else {})
+        if not gone:
+            return det
+        for sig in gone:
+            self.suppressed[sig] = self.suppressed.get(sig, 0) + 1
+        left = [s for s in det.signatures if s not in gone]
+        new = engine.detection_of(left, filtered=det.filtered) if left else None
+        if isinstance(ev, dict):
+            if new is None:
+                ev.pop("Detection", None)
+            else:
+                ev["Detection"] = new.to_dict(show_attack=engine.show_attack)
+        if new is None and det.filtered:
+            return rules.Detection(filtered=True)
+        return new
+
     def match(self, event: dict[str, Any]) -> Verdict:
         engine, iocs = self.engine, self.iocs
         det = engine.match(event)
+        if det is not None and det.signatures and len(self.suppressions):
+            det = self._suppress(engine, event, det)
         filtered = bool(det is not None and det.filtered)
         block: dict[str, Any] | None = None
         if det is not None and det.signatures:

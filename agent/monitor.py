@@ -31,6 +31,9 @@ class SourceCounters:
     drops: int = 0
     errors: int = 0
     lost: int = 0  # lost before reaching the agent (kernel / ETW buffer overflows)
+    shed: int = 0  # optional events deliberately not queued while the pipeline was behind
+    degraded: int = 0  # processed without enrichment/hashing/evidence (CPU pressure, backlog)
+    incomplete: int = 0  # emitted with partial details (the process vanished mid-read)
     running: bool = False
     error: str = ""
 
@@ -59,7 +62,8 @@ class Counters:
     def snapshot(self) -> dict[str, Any]:
         return {
             "sources": {n: {"events": s.events, "drops": s.drops, "errors": s.errors,
-                            "lost": s.lost,
+                            "lost": s.lost, "shed": s.shed, "degraded": s.degraded,
+                            "incomplete": s.incomplete,
                             "running": s.running, "error": s.error}
                         for n, s in self.sources.items()},
             "processed": self.processed,

@@ -332,6 +332,32 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suppression(args: argparse.Namespace) -> int:
+    """`heron-manager suppression list|add|delete|noisy`: noise tuning (docs/manager.md)."""
+    from .services.tuning import tuning_for
+
+    ctx = _with_store(args)
+    try:
+        tuning = tuning_for(ctx)
+        if args.action == "list":
+            for item in tuning.all():
+                print(json.dumps(item))
+        elif args.action == "add":
+            print(json.dumps(tuning.add({k: v for k, v in {
+                "rule": args.rule, "image_prefix": args.image_prefix,
+                "parent_prefix": args.parent_prefix, "command_line_regex": args.command_line,
+                "user": args.user, "group": args.group, "comment": args.comment}.items() if v})))
+        elif args.action == "delete":
+            tuning.delete(args.rule)
+            print(json.dumps({"deleted": args.rule}))
+        else:
+            for row in tuning.noisiest_rules(days=args.days):
+                print(json.dumps(row))
+    finally:
+        ctx.close()
+    return 0
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     from .app import Api, create_app
 
@@ -512,6 +538,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "revoke"])
     p.add_argument("uuid", nargs="?", default="")
     p.set_defaults(fn=cmd_endpoint)
+
+    p = data(sub.add_parser("suppression", help="per-rule suppressions and the noisiest rules"))
+    p.add_argument("action", choices=["list", "add", "delete", "noisy"])
+    p.add_argument("rule", nargs="?", default="", help="add: rule name (* = every rule); "
+                   "delete: suppression id")
+    p.add_argument("--image-prefix", default="")
+    p.add_argument("--parent-prefix", default="")
+    p.add_argument("--command-line", default="", help="regex searched in CommandLine")
+    p.add_argument("--user", default="")
+    p.add_argument("--group", default="", help="only endpoints of this host group")
+    p.add_argument("--comment", default="")
+    p.add_argument("--days", type=float, default=1.0, help="noisy: window in days")
+    p.set_defaults(fn=cmd_suppression)
 
     for name in ("openapi", "routes"):
         p = sub.add_parser(name, help=f"print the {name} of an API")

@@ -149,6 +149,11 @@ class RetentionConfig:
         0, "drop the oldest events while their estimated bytes on disk are larger (0 = no cap)")
     interval: float = _f(3600.0, "seconds between maintenance passes (0 = no periodic pass)")
     merge: bool = _f(True, "merge index segments and reclaim space after each pass")
+    artifact_max_age_days: int = _f(
+        30, "delete uploaded artifacts received more than this many days ago (0 = forever)")
+    artifact_endpoint_max_bytes: int = _f(
+        5 << 30, "per-endpoint artifact quota: its oldest artifacts are deleted while it holds "
+        "more (0 = no cap)")
 
 
 SECTIONS: dict[str, type] = {

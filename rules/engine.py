@@ -278,6 +278,16 @@ class Engine:
                 hits.append(c)
         return hits
 
+    def detection_of(self, names: tuple[str, ...] | list[str], *,
+                     filtered: bool = False) -> Detection | None:
+        """The detection the named loaded rules would give together (None: no such rule).
+
+        Used to recompute criticality and actions when some signatures are suppressed.
+        """
+        wanted = set(names)
+        matched = [c for c in self._compiled if c.name in wanted]
+        return self._detection(matched, filtered) if matched else None
+
     def _detection(self, matched: list[CompiledRule], filtered: bool) -> Detection:
         crit = 0
         seen_attack: set[str] = set()

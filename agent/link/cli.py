@@ -16,7 +16,7 @@ from .enroll import enroll_bundle, enroll_online
 from .errors import LinkError
 from .identity import IdentityStore, ca_fingerprint
 from .link import link_config_for, state_dir_for
-from .spool import Spool
+from .spool import inspect
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -107,14 +107,11 @@ def _cmd_link_status(args: argparse.Namespace) -> int:
     if live.exists():  # written every few seconds by a running agent
         doc = json.loads(live.read_text(encoding="utf-8"))
         out["running_agent"] = {k: doc.get(k) for k in (
-            "state", "last_error", "sent", "queue", "commands_executed", "updates")}
+            "state", "last_error", "sent", "queue", "commands_executed", "updates", "threads")}
         out["running_agent"]["as_of"] = datetime.fromtimestamp(
             live.stat().st_mtime, UTC).isoformat()
-    if (state / "queue").exists():
-        with Spool(state / "queue") as spool:
-            st = spool.stats()
-        out["queue"] = {"events": st.queued_events, "bytes": st.queued_bytes,
-                        "segments": st.segments}
+    if (state / "queue").exists():  # read-only: never open a Spool on a live agent's queue
+        out["queue"] = inspect(state / "queue")
     _print(out)
     return 0
 

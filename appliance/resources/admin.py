@@ -9,6 +9,7 @@ from .admin_commands import COMMAND_ROUTES
 from .admin_content import CONTENT_ROUTES
 from .admin_fleet import FLEET_ROUTES
 from .admin_search import SEARCH_ROUTES
+from .admin_tuning import TUNING_ROUTES
 from .maintenance import MAINTENANCE_ROUTES
 
 __all__ = ["add_admin_routes"]
@@ -20,6 +21,7 @@ def add_admin_routes(app: FalconApp, ctx: AppContext) -> None:
         *FLEET_ROUTES,
         *COMMAND_ROUTES,
         *CONTENT_ROUTES,
+        *TUNING_ROUTES,
         *SEARCH_ROUTES,
         *MISP_ROUTES,
         *MAINTENANCE_ROUTES,

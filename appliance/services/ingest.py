@@ -49,6 +49,10 @@ logger = logging.getLogger(__name__)
 EventListener = Callable[[Endpoint, list[dict[str, Any]]], None]
 _Item = tuple[Endpoint, list[dict[str, Any]], Callable[[], None] | None]
 PRESENCE_FLUSH = 2.0
+AGENT_CHANNEL = "Heron-Agent"  # the agents' own health events (docs/link.md)
+AGENT_COUNTERS = 9010  # EventID: loss/degradation/budget counters (latest kept per endpoint)
+COUNTERS_KIND = "agent-counters"  # fleet-store document kind (key: endpoint uuid)
+MAX_COUNTERS = 256 * 1024
 # PERF(manager): a /logs batch is a tree of ~30,000 acyclic objects that stays alive while it is
 # journaled and queued for indexing (up to 32 batches). With CPython's default thresholds
 # (700, 10, 10) the cyclic GC kept promoting and rescanning them: py-spy --gil showed it
@@ -257,7 +261,25 @@ class Ingest:
             )
         with self._fan_out("presence", endpoint):
             self.touch(endpoint.uuid, ip, last_event, last_det)
+        with self._fan_out("agent counters", endpoint):
+            self._agent_counters(endpoint, events, now)
         return wire.LogsAck(batch_id=batch_id, accepted=len(events), duplicate=False)
+
+    def _agent_counters(self, ep: Endpoint, events: list[dict[str, Any]], now: float) -> None:
+        """Keep the latest `Heron-Agent` 9010 counters of the endpoint (shown on /endpoints)."""
+        latest = None
+        for event in events:
+            system = event["Event"].get("System") or {}
+            if system.get("Channel") == AGENT_CHANNEL and _int(system.get("EventID")) == \
+                    AGENT_COUNTERS:
+                latest = (event["Event"].get("EventData") or {}).get("Counters")
+        if not isinstance(latest, str) or len(latest) > MAX_COUNTERS:
+            return
+        doc = orjson.loads(latest)
+        if isinstance(doc, dict):
+            doc["time"] = now
+            self.store.documents.put(COUNTERS_KIND, ep.uuid, orjson.dumps(doc).decode(), "",
+                                     now)
 
     @contextmanager
     def _fan_out(self, what: str, endpoint: Endpoint) -> Iterator[None]:

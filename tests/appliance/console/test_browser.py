@@ -256,6 +256,38 @@ def test_edit_rule_with_compile_check(browser: Browser, manager: Manager, clean_
     browser.screenshot("07-rules")
 
 
+def test_suppressions_and_noisiest_rules(browser: Browser, manager: Manager,
+                                         clean_console) -> None:
+    browser.go("#/rules")
+    browser.wait_text("section[aria-labelledby=rules-noisy]", RULE_NAME)  # detected earlier
+    browser.field("Rule (name, or * for every rule)").send_keys(RULE_NAME)
+    browser.field("Image starts with").send_keys("C:\\Tools\\")
+    browser.field("Host group (empty: every endpoint)").send_keys("lab")
+    browser.button("Add suppression").click()
+    box = browser.wait_text("section[aria-labelledby=rules-sup]", "image_prefix=C:\\Tools\\")
+    (sup,) = manager.admin("GET", "/suppressions").json()["data"]
+    assert (sup["rule"], sup["image_prefix"], sup["group"]) == (RULE_NAME, "C:\\Tools\\", "lab")
+    browser.screenshot("07b-suppressions")
+    browser.css(f"button[aria-label='Delete suppression {sup['id']}']").click()
+    dialog = browser.wait_css("dialog[open]")
+    browser.button("Delete", dialog).click()
+    browser.wait(lambda d: "image_prefix=" not in box.text)
+    assert manager.admin("GET", "/suppressions").json()["data"] == []
+    from agent.link.spool import health_event  # what the agent link sends (event 9010)
+
+    counters = {"sources": {"linux-proc": {"events": 900, "lost": 37, "shed": 5, "drops": 0,
+                                           "incomplete": 2, "degraded": 120}},
+                "actions": {"dropped_actions": {"report": 3}, "skipped": {}, "budget": {}},
+                "suppressed": {RULE_NAME: 4}, "queue": {"disk_state": "full", "disk_dropped": 6}}
+    res = manager.post_logs([health_event(9010, "agent counters", manager.hostname,
+                                          Counters=json.dumps(counters))])
+    assert res.status_code == 200, res.text
+    browser.go(f"#/endpoints/{manager.endpoint_uuid}")
+    health = browser.wait_text("section[aria-labelledby=ep-health]", "linux-proc")
+    assert "37" in health.text and "report: 3" in health.text and "disk full, 6" in health.text
+    browser.screenshot("06c-agent-health")
+
+
 def test_misp_settings(browser: Browser, manager: Manager, clean_console) -> None:
     if manager.admin("GET", "/misp/status").status_code == 404:
         pytest.skip("the MISP routes are not mounted on the admin app (appliance.misp not wired)")

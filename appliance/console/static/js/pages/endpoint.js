@@ -6,6 +6,35 @@ import { endpointOs, systemFacts } from "../data.js";
 import { errorBox, field, fmtAgo, fmtTime, h, modal, replace, saveBlob, table, toast } from "../dom.js";
 import { detectionColumns, eventChannel, eventDetail, eventId, eventSubject, eventTime, signatures } from "../events.js";
 
+/** The agent's latest loss/degradation/budget counters (health event 9010). */
+function countersView(c) {
+  if (!c) return h("p", { class: "muted" }, "The agent has not reported its counters yet.");
+  const sources = Object.entries(c.sources || {}).map(([name, s]) => ({ name, ...s }));
+  const pairs = (obj) => Object.entries(obj || {}).map(([k, v]) => `${k}: ${v}`).join(", ") || "none";
+  const budget = (c.actions && c.actions.budget) || {};
+  const queue = c.queue || {};
+  return h("div", {},
+    table(
+      ["name", "events", "lost", "shed", "drops", "incomplete", "degraded"].map((k) => ({
+        label: k === "name" ? "Source" : k[0].toUpperCase() + k.slice(1),
+        class: k === "name" ? "mono" : "",
+        render: (s) => String(s[k] ?? 0),
+      })),
+      sources,
+      { caption: `Events per source (reported ${fmtAgo(c.time)})`, empty: "No source." },
+    ),
+    h("dl", { class: "kv" },
+      h("dt", {}, "Actions dropped"), h("dd", {}, pairs(c.actions && c.actions.dropped_actions)),
+      h("dt", {}, "Actions skipped"), h("dd", {}, pairs(c.actions && c.actions.skipped)),
+      h("dt", {}, "Evidence bytes (hour / disk)"), h("dd", {}, `${budget.bytes_last_hour ?? 0} / ${budget.bytes_on_disk ?? 0}`),
+      h("dt", {}, "Rate limited"), h("dd", {}, pairs(budget.rate_limited)),
+      h("dt", {}, "Over quota"), h("dd", {}, pairs(budget.over_quota)),
+      h("dt", {}, "Suppressed"), h("dd", {}, pairs(c.suppressed)),
+      h("dt", {}, "Queue"), h("dd", {}, `disk ${queue.disk_state || "ok"}, ${queue.disk_dropped ?? 0} dropped on a full disk, ${queue.evicted ?? 0} evicted`),
+      h("dt", {}, "Throttled"), h("dd", {}, c.throttled ? "yes (CPU limit)" : "no"),
+    ));
+}
+
 async function settle(promise) {
   try {
     return { ok: true, value: await promise };
@@ -144,6 +173,7 @@ export async function render(root, ctx) {
         isAdmin ? settingsForm(ep, reload) : h("p", { class: "muted" }, "Analysts cannot change endpoints."),
         actionButtons(ep, reload, { isAdmin }))),
     ),
+    section("ep-health", "Agent health: losses and budgets", countersView(ep["agent-counters"])),
     section("ep-dets", "Detections (7 days)", detR.ok ? table(detectionColumns(showEvent), detR.value || []) : errorBox(detR.error)),
     section("ep-timeline", "Timeline (last hour)", logR.ok
       ? h("ol", { class: "timeline mono" }, (logR.value || []).slice(0, 200).map((e) => h("li", {},

@@ -26,6 +26,73 @@ async function loadStats() {
   return Object.fromEntries(data.rules.map((r) => [r.name, r.hits]));
 }
 
+const SUPPRESSION_FIELDS = [
+  ["rule", "Rule (name, or * for every rule)"],
+  ["image_prefix", "Image starts with"],
+  ["parent_prefix", "Parent image starts with"],
+  ["command_line_regex", "Command line matches (regex)"],
+  ["user", "User"],
+  ["group", "Host group (empty: every endpoint)"],
+  ["comment", "Comment"],
+];
+
+/** Noisiest rules (last 24 h) and the per-rule suppressions, with add and delete. */
+function tuningPanels(isAdmin) {
+  const noisyBox = h("div");
+  const supBox = h("div", { "aria-live": "polite" });
+  const status = h("div", { "aria-live": "assertive" });
+  const inputs = Object.fromEntries(SUPPRESSION_FIELDS.map(([k]) => [k, h("input", { name: k, autocomplete: "off", disabled: !isAdmin })]));
+
+  async function load() {
+    const [noisy, sups] = await Promise.all([get("/stats/rules", { days: 1 }), get("/suppressions")]);
+    replace(noisyBox, table([
+      { label: "Rule", class: "mono", render: (r) => r.rule },
+      { label: "Hits / day", render: (r) => String(r.hits_per_day) },
+      { label: "Endpoints", render: (r) => String(r.endpoints) },
+      { label: "Artifact bytes / day", render: (r) => String(r.artifact_bytes_per_day) },
+    ], noisy || [], { caption: "Noisiest rules (24 h)", empty: "No detection in the last 24 hours." }));
+    replace(supBox, table([
+      { label: "Rule", class: "mono", render: (s) => s.rule },
+      { label: "Conditions", class: "mono", render: (s) => ["image_prefix", "parent_prefix", "command_line_regex", "user"].filter((k) => s[k]).map((k) => `${k}=${s[k]}`).join(" ") },
+      { label: "Group", render: (s) => s.group || "all" },
+      { label: "Comment", render: (s) => s.comment || "" },
+      { label: "Actions", render: (s) => isAdmin ? h("button", { type: "button", class: "danger", "aria-label": `Delete suppression ${s.id}`, onclick: () => remove(s) }, "Delete") : "" },
+    ], sups || [], { caption: `${(sups || []).length} suppression(s)`, empty: "No suppression." }));
+  }
+
+  async function remove(s) {
+    if (!(await confirmDialog("Delete suppression", `Delete the suppression of ${s.rule}?`, "Delete"))) return;
+    try {
+      await del(`/suppressions/${encodeURIComponent(s.id)}`);
+      toast("Suppression deleted");
+      await load();
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  }
+
+  const form = h("form", { "aria-label": "Add a suppression" },
+    SUPPRESSION_FIELDS.map(([k, label]) => field(label, inputs[k])), status,
+    h("button", { type: "submit", disabled: !isAdmin }, "Add suppression"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.value.trim()]).filter(([, v]) => v));
+    try {
+      await post("/suppressions", body);
+      replace(status, h("p", { role: "status" }, `Suppression of ${body.rule} added; agents apply it at their next update.`));
+      for (const el of Object.values(inputs)) el.value = "";
+      await load();
+    } catch (err) {
+      replace(status, errorBox(`Rejected: ${err.message}`));
+    }
+  });
+  const panels = [
+    h("section", { class: "panel", "aria-labelledby": "rules-noisy" }, h("h2", { id: "rules-noisy" }, "Noisiest rules"), noisyBox),
+    h("section", { class: "panel", "aria-labelledby": "rules-sup" }, h("h2", { id: "rules-sup" }, "Suppressions"), supBox, form),
+  ];
+  return { panels, load };
+}
+
 export async function render(root, ctx) {
   const isAdmin = ctx.session.role === "admin";
   const filter = h("input", { type: "search", name: "name", autocomplete: "off", value: ctx.params.get("name") || "" });
@@ -130,6 +197,8 @@ export async function render(root, ctx) {
     h("section", { class: "panel", "aria-labelledby": "rule-editor-title" }, editorTitle,
       isAdmin ? null : h("p", { class: "muted" }, "Analysts can read rules but not change them."), editorForm),
   );
+  const tuning = tuningPanels(isAdmin);
+  root.append(...tuning.panels);
   editor.value = JSON.stringify(TEMPLATE, null, 2);
-  await load();
+  await Promise.all([load(), tuning.load().catch((err) => replace(tuning.panels[0], errorBox(err)))]);
 }
