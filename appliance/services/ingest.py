@@ -269,13 +269,17 @@ class Ingest:
         """Keep the latest `Heron-Agent` 9010 counters of the endpoint (shown on /endpoints)."""
         latest = None
         for event in events:
-            system = event["Event"].get("System") or {}
-            if system.get("Channel") == AGENT_CHANNEL and _int(system.get("EventID")) == \
-                    AGENT_COUNTERS:
-                latest = (event["Event"].get("EventData") or {}).get("Counters")
+            system = event["Event"].get("System")
+            if isinstance(system, dict) and system.get("Channel") == AGENT_CHANNEL and \
+                    _int(system.get("EventID")) == AGENT_COUNTERS:
+                data = event["Event"].get("EventData")
+                latest = data.get("Counters") if isinstance(data, dict) else None
         if not isinstance(latest, str) or len(latest) > MAX_COUNTERS:
             return
-        doc = orjson.loads(latest)
+        try:
+            doc = orjson.loads(latest)
+        except orjson.JSONDecodeError:
+            return  # not counters an agent wrote: nothing to keep
         if isinstance(doc, dict):
             doc["time"] = now
             self.store.documents.put(COUNTERS_KIND, ep.uuid, orjson.dumps(doc).decode(), "",
