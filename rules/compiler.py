@@ -128,8 +128,12 @@ def _cost(m: Matcher) -> float:
 def compile_rule(rule: Rule, containers: Mapping[str, Any]) -> CompiledRule:
     """Compile one rule; `containers` maps existing (non-empty) container names to sets.
 
-    Raises `RuleError` subclasses located at the rule.
+    Raises `RuleError` subclasses located at the rule. Rules of another format (Sigma) bring
+    their own compiler (`compile_native`).
     """
+    native = getattr(rule, "compile_native", None)
+    if native is not None:
+        return native()  # type: ignore[no-any-return]
     compiled = CompiledRule(rule)
     try:
         _compile_into(compiled, rule, containers)

@@ -1,0 +1,266 @@
+"""pySigma condition trees → one Python boolean expression per rule (no query language).
+
+pySigma resolves `1 of`/`all of` (wildcards included), modifiers and value lists into a tree of
+AND/OR/NOT over (field, value) and keyword leaves. Each leaf becomes a small closure over the
+event's field view (`view.py`); the rule becomes an expression over those closures, which the
+engine inlines into its per-(channel, EventID) group function exactly like a Gene rule.
+
+PERF(sigma): an OR of values on one field (the usual `Image|endswith: [...]`) is one leaf:
+equalities become a set lookup, and the other tests run in one loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.types import (
+    SigmaExists,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaString,
+    SigmaType,
+)
+
+from .logsource import Unsupported
+from .values import TextTest, expand_placeholders, string_test, value_test
+from .view import Text, ViewCache
+
+__all__ = ["compile_condition", "required_event_ids", "Leaf"]
+
+Leaf = Callable[[Any], bool]
+_IDS = itertools.count()
+
+
+def _any(v: Text | None, test: TextTest) -> bool:
+    if v is None:
+        return False
+    if v.__class__ is str:
+        return test(v)  # type: ignore[arg-type]
+    return any(test(x) for x in v)
+
+
+class _Gen:
+    """Collects leaf closures in a namespace under unique names."""
+
+    def __init__(self, views: ViewCache, placeholders: Mapping[str, Sequence[str]]) -> None:
+        self.views = views
+        self.placeholders = placeholders
+        self.prefix = f"_s{next(_IDS)}_"
+        self.ns: dict[str, Any] = {}
+        self.n = 0
+
+    def add(self, fn: Leaf) -> str:
+        name = f"{self.prefix}{self.n}"
+        self.n += 1
+        self.ns[name] = fn
+        return f"{name}(d)"
+
+    # --- leaves ------------------------------------------------------------------------------
+    def field_leaf(self, field: str, values: list[SigmaType]) -> str:
+        """One leaf: `field` matches any of `values` (OR)."""
+        get = self.views.get
+        expanded: list[SigmaType] = []
+        for v in values:
+            expanded.extend(expand_placeholders(v, self.placeholders))
+        eq_low: set[str] = set()
+        low: list[TextTest] = []
+        orig: list[TextTest] = []
+        special: list[Leaf] = []
+        for v in expanded:
+            if isinstance(v, SigmaNull):
+                special.append(self._null(field))
+            elif isinstance(v, SigmaExists):
+                special.append(self._exists(field, bool(v.exists)))
+            elif isinstance(v, SigmaFieldReference):
+                special.append(self._fieldref(v))
+            elif isinstance(v, SigmaString) and not v.contains_special() \
+                    and type(v) is SigmaString and all(isinstance(p, str) for p in v.s):
+                eq_low.add("".join(v.s).lower())  # type: ignore[arg-type]
+            else:
+                test, cased = value_test(v)
+                (orig if cased else low).append(test)
+        if len(low) == 1 and not eq_low:
+            one = low[0]
+            tl: TextTest = one
+        elif eq_low and not low:
+            tl = eq_low.__contains__
+        elif eq_low or low:
+            tests = tuple(low)
+            eqs = frozenset(eq_low)
+
+            def tl(t: str) -> bool:
+                return t in eqs or any(f(t) for f in tests)
+        else:
+            tl = None  # type: ignore[assignment]
+        to: TextTest | None = None
+        if orig:
+            otests = tuple(orig)
+
+            def to(t: str) -> bool:
+                return any(f(t) for f in otests)
+
+        def leaf(d: Any) -> bool:
+            o, lo = get(d)
+            if tl is not None and _any(lo.get(field), tl):
+                return True
+            if to is not None and _any(o.get(field), to):
+                return True
+            return any(s(d) for s in special)
+
+        return self.add(leaf)
+
+    def _null(self, field: str) -> Leaf:
+        get = self.views.get
+
+        def leaf(d: Any) -> bool:
+            v = get(d)[0].get(field)
+            return v is None or len(v) == 0
+
+        return leaf
+
+    def _exists(self, field: str, flag: bool) -> Leaf:
+        get = self.views.get
+        return lambda d: (field in get(d)[0]) is flag
+
+    def _fieldref(self, ref: SigmaFieldReference) -> Leaf:
+        raise Unsupported("internal: fieldref needs the left field")  # replaced in field_ref
+
+    def field_ref(self, field: str, ref: SigmaFieldReference) -> str:
+        get = self.views.get
+        other = ref.field
+
+        def leaf(d: Any) -> bool:
+            lo = get(d)[1]
+            a, b = lo.get(field), lo.get(other)
+            if a.__class__ is not str or b.__class__ is not str:
+                return False
+            if ref.starts_with and ref.ends_with:
+                return b in a  # type: ignore[operator]
+            if ref.starts_with:
+                return a.startswith(b)  # type: ignore[union-attr,arg-type]
+            if ref.ends_with:
+                return a.endswith(b)  # type: ignore[union-attr,arg-type]
+            return a == b
+
+        return self.add(leaf)
+
+    def keyword_leaf(self, values: list[SigmaType]) -> str:
+        """Keywords: any value of the event matches (case-insensitive unless cased/regex)."""
+        get = self.views.get
+        tests: list[tuple[TextTest, bool]] = []
+        for v in values:
+            for e in expand_placeholders(v, self.placeholders):
+                if isinstance(e, SigmaNumber):
+                    e = SigmaString(str(e.number))
+                if isinstance(e, SigmaString) and type(e) is SigmaString:
+                    # SigmaHQ keywords are substrings of the whole event text
+                    parts = list(e.s)
+                    if not parts or parts[0] is not _STAR:
+                        parts.insert(0, _STAR)
+                    if parts[-1] is not _STAR:
+                        parts.append(_STAR)
+                    tests.append((string_test(parts, False), False))
+                else:
+                    tests.append(value_test(e))
+
+        def leaf(d: Any) -> bool:
+            o, lo = get(d)
+            for test, cased in tests:
+                for v in (o if cased else lo).values():
+                    if _any(v, test):
+                        return True
+            return False
+
+        return self.add(leaf)
+
+
+from sigma.types import SpecialChars  # noqa: E402
+
+_STAR = SpecialChars.WILDCARD_MULTI
+
+
+def _source(node: Any, gen: _Gen) -> str:
+    if node is None:
+        return "False"
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        if isinstance(node.value, SigmaFieldReference):
+            return gen.field_ref(node.field, node.value)
+        return gen.field_leaf(node.field, [node.value])
+    if isinstance(node, ConditionValueExpression):
+        return gen.keyword_leaf([node.value])
+    if isinstance(node, ConditionNOT):
+        return f"(not {_source(node.args[0], gen)})"
+    if isinstance(node, (ConditionAND, ConditionOR)):
+        joiner = " and " if isinstance(node, ConditionAND) else " or "
+        parts: list[str] = []
+        if isinstance(node, ConditionOR):
+            # merge OR'd values of one field into one leaf (keeps the first position)
+            by_field: dict[str, list[SigmaType]] = {}
+            order: list[Any] = []
+            for arg in node.args:
+                if isinstance(arg, ConditionFieldEqualsValueExpression) \
+                        and not isinstance(arg.value, SigmaFieldReference):
+                    if arg.field not in by_field:
+                        by_field[arg.field] = []
+                        order.append(arg.field)
+                    by_field[arg.field].append(arg.value)
+                else:
+                    order.append(arg)
+            for item in order:
+                if isinstance(item, str):
+                    parts.append(gen.field_leaf(item, by_field[item]))
+                else:
+                    parts.append(_source(item, gen))
+        else:
+            parts = [_source(a, gen) for a in node.args]
+        if not parts:
+            return "True" if isinstance(node, ConditionAND) else "False"
+        return "(" + joiner.join(parts) + ")"
+    raise Unsupported(f"condition element {type(node).__name__} is not supported")
+
+
+def compile_condition(trees: Sequence[Any], views: ViewCache,
+                      placeholders: Mapping[str, Sequence[str]]) -> tuple[str, dict[str, Any]]:
+    """(expression over `d`, namespace) for the OR of a rule's parsed conditions."""
+    gen = _Gen(views, placeholders)
+    exprs = [_source(t, gen) for t in trees]
+    expr = exprs[0] if len(exprs) == 1 else "(" + " or ".join(exprs) + ")"
+    return expr, gen.ns
+
+
+def required_event_ids(node: Any) -> frozenset[int] | None:
+    """EventIDs every match must have (from `EventID: n` selections), or None if unconstrained."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        if node.field == "EventID" and isinstance(node.value, SigmaNumber) \
+                and isinstance(node.value.number, int):
+            return frozenset({node.value.number})
+        if node.field == "EventID" and isinstance(node.value, SigmaString) \
+                and not node.value.contains_special() and str(node.value).isdigit():
+            return frozenset({int(str(node.value))})
+        return None
+    if isinstance(node, ConditionOR):
+        out: set[int] = set()
+        for a in node.args:
+            ids = required_event_ids(a)
+            if ids is None:
+                return None
+            out |= ids
+        return frozenset(out)
+    if isinstance(node, ConditionAND):
+        found: frozenset[int] | None = None
+        for a in node.args:
+            ids = required_event_ids(a)
+            if ids is not None:
+                found = ids if found is None else found & ids
+        return found
+    return None
