@@ -81,8 +81,9 @@ class SigmaRule(Rule):
     def compile_native(self) -> CompiledRule:
         """The engine entry point (rules.compiler dispatches here)."""
         renames = {t.channel: t.renames for t in self.targets if t.renames}
+        views = views_for(renames)
         try:
-            expr, ns = compile_condition(self.trees, views_for(renames), self.placeholders)
+            expr, ns = compile_condition(self.trees, views, self.placeholders)
         except Unsupported as ex:
             raise SigmaUnsupported(str(ex), source=self.source, line=self.line,
                                    rule=self.name) from ex
@@ -90,6 +91,7 @@ class SigmaRule(Rule):
         compiled.source = expr
         compiled.ns = ns
         compiled.fn = eval(f"lambda d, ed: bool({expr})", ns)  # noqa: S307 - generated
+        ns["__views__"] = views
         return compiled
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,190 @@
+"""All Sigma rules of one (channel, EventID) candidate list, behind a literal index.
+
+PERF(sigma): SigmaHQ has ~1,400 process-creation rules; running each on every Sysmon EID 1
+would cost milliseconds per event. Almost every rule has a *necessary* literal condition: an
+AND branch that can only be true if a field equals / starts with / ends with / contains one of a
+few strings (`Image|endswith: '\\rundll32.exe'`). Those literals are indexed per field; an event
+looks up its field values once (dict hits for equality, one slice per distinct suffix/prefix
+length, trigram buckets for substrings) and only the rules whose literal was seen run their full
+condition. Rules without such a literal always run. The index only skips rules that cannot
+match, so results are those of running every rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionOR,
+)
+from sigma.types import SigmaExpansion, SigmaString, SpecialChars
+
+if TYPE_CHECKING:
+    from ..compiler import CompiledRule
+    from .view import ViewCache
+
+__all__ = ["compile_block", "necessary", "rule_literals"]
+
+_STAR = SpecialChars.WILDCARD_MULTI
+Lit = tuple[str, str, str]  # (field, kind: eq|pre|suf|sub, lower-cased literal)
+_WEIGHT = {"eq": 1.0, "suf": 1.2, "pre": 1.2, "sub": 3.0}
+
+
+def _value_lits(field: str, v: Any) -> list[Lit] | None:
+    if isinstance(v, SigmaExpansion):
+        out: list[Lit] = []
+        for x in v.values:
+            lits = _value_lits(field, x)
+            if lits is None:
+                return None
+            out.extend(lits)
+        return out
+    if not isinstance(v, SigmaString) or type(v) is not SigmaString:
+        return None
+    p = v.s
+    if len(p) == 1 and isinstance(p[0], str):
+        return [(field, "eq", p[0].lower())]
+    if len(p) == 2 and p[0] is _STAR and isinstance(p[1], str):
+        return [(field, "suf", p[1].lower())]
+    if len(p) == 2 and p[1] is _STAR and isinstance(p[0], str):
+        return [(field, "pre", p[0].lower())]
+    if len(p) == 3 and p[0] is _STAR and p[2] is _STAR and isinstance(p[1], str) and p[1]:
+        return [(field, "sub", p[1].lower())]
+    return None
+
+
+def _leaf_lits(node: ConditionFieldEqualsValueExpression) -> list[Lit] | None:
+    return _value_lits(node.field, node.value)
+
+
+def necessary(node: Any) -> list[Lit] | None:
+    """Literals of which at least one must hold for `node` to be true (None: no such set)."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _leaf_lits(node)
+    if isinstance(node, ConditionOR):
+        out: list[Lit] = []
+        for a in node.args:
+            lits = necessary(a)
+            if lits is None:
+                return None
+            out.extend(lits)
+        return out
+    if isinstance(node, ConditionAND):
+        best: list[Lit] | None = None
+        best_cost = 0.0
+        for a in node.args:
+            lits = necessary(a)
+            if lits is None:
+                continue
+            cost = sum(_WEIGHT[k] for _, k, _ in lits)
+            if best is None or cost < best_cost:
+                best, best_cost = lits, cost
+        return best
+    return None  # NOT, keywords, null/exists/regex/number leaves
+
+
+def rule_literals(trees: Sequence[Any]) -> list[Lit]:
+    """A rule's necessary literals (empty: none, the rule always runs)."""
+    lits: list[Lit] = []
+    for tree in trees:
+        found = necessary(tree)
+        if not found:
+            return []
+        lits.extend(found)
+    return lits
+
+
+class _FieldIndex:
+    __slots__ = ("eq", "pre", "suf", "sub", "short", "pre_lens", "suf_lens")
+
+    def __init__(self) -> None:
+        self.eq: dict[str, list[int]] = {}
+        self.pre: dict[str, list[int]] = {}
+        self.suf: dict[str, list[int]] = {}
+        self.sub: dict[str, dict[str, list[int]]] = {}  # trigram → {literal: rules}
+        self.short: list[tuple[str, list[int]]] = []  # substrings under 3 characters
+        self.pre_lens: tuple[int, ...] = ()
+        self.suf_lens: tuple[int, ...] = ()
+
+    def add(self, kind: str, lit: str, i: int) -> None:
+        if kind == "sub":
+            if len(lit) < 3:
+                self.short.append((lit, [i]))
+                return
+            self.sub.setdefault(lit[:3], {}).setdefault(lit, []).append(i)
+            return
+        getattr(self, kind).setdefault(lit, []).append(i)
+
+    def finish(self) -> None:
+        self.pre_lens = tuple(sorted({len(k) for k in self.pre}))
+        self.suf_lens = tuple(sorted({len(k) for k in self.suf}))
+
+    def collect(self, v: str, out: set[int]) -> None:
+        ids = self.eq.get(v)
+        if ids:
+            out.update(ids)
+        if self.suf:
+            suf = self.suf
+            for n in self.suf_lens:
+                ids = suf.get(v[-n:])
+                if ids:
+                    out.update(ids)
+        if self.pre:
+            pre = self.pre
+            for n in self.pre_lens:
+                ids = pre.get(v[:n])
+                if ids:
+                    out.update(ids)
+        if self.sub:
+            sub = self.sub
+            grams = {v[k:k + 3] for k in range(len(v) - 2)}
+            for g in grams.intersection(sub):
+                for lit, ids in sub[g].items():
+                    if lit in v:
+                        out.update(ids)
+        for lit, ids in self.short:
+            if lit in v:
+                out.update(ids)
+
+
+def compile_block(rules: Sequence[CompiledRule]) -> Callable[[Any], list[CompiledRule]]:
+    """`run(d)` → the rules of `rules` (Sigma, load order) that match event `d`."""
+    always: list[int] = []
+    per_view: dict[int, tuple[ViewCache, dict[str, _FieldIndex]]] = {}
+    fns = [c.fn for c in rules]
+    for i, c in enumerate(rules):
+        lits = c.ns.get("__lits__")
+        if lits is None:
+            lits = c.ns["__lits__"] = rule_literals(c.rule.trees)  # type: ignore[attr-defined]
+        if not lits:
+            always.append(i)
+            continue
+        views: ViewCache = c.ns["__views__"]
+        _, fields = per_view.setdefault(id(views), (views, {}))
+        for field, kind, lit in lits:
+            fields.setdefault(field, _FieldIndex()).add(kind, lit, i)
+    indexes = [(v.get, tuple(f.items())) for v, f in per_view.values()]
+    for _, fields in indexes:
+        for _, fi in fields:
+            fi.finish()
+    base = frozenset(always)
+
+    def run(d: Any) -> list[CompiledRule]:
+        cand = set(base)
+        for get, fields in indexes:
+            low = get(d)[1]
+            for field, fi in fields:
+                v = low.get(field)
+                if v is None:
+                    continue
+                if v.__class__ is str:
+                    fi.collect(v, cand)  # type: ignore[arg-type]
+                else:
+                    for x in v:
+                        fi.collect(x, cand)
+        return [rules[i] for i in sorted(cand) if fns[i](d, None)]  # type: ignore[misc]
+
+    return run
