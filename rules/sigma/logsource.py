@@ -188,7 +188,7 @@ def resolve(logsource: Mapping[str, str | None]) -> list[Target]:
             if channels is None:
                 raise Unsupported(f"unknown logsource: windows service {service!r}")
             return [Target(c) for c in channels]
-        raise Unsupported("logsource windows without category or service (any channel)")
+        return [Target("")]  # any Windows channel: the rule's own EventID/Channel fields decide
     if product == "linux":
         if category and not service:
             ids = LINUX_CATEGORIES.get(category)

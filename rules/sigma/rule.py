@@ -110,6 +110,8 @@ def _events(targets: Sequence[Target], trees: Sequence[Any]) -> dict[str, tuple[
             break
         needed = ids if needed is None else needed | ids
     events: dict[str, set[int] | None] = {}
+    if any(not t.channel for t in targets):
+        return {}  # every channel (Meta.Events empty)
     for t in targets:
         ids = set(t.event_ids)
         if needed is not None:
