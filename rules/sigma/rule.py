@@ -147,7 +147,7 @@ def _from_pysigma(r: PySigmaRule, text: str, source: str,
     level = str(r.level) if r.level else ""
     meta = Meta(events=events, attack=_attack(r.tags), criticality=LEVELS.get(level, 0),
                 log_type="winevt", schema="2.0.0")
-    extra = {"id": str(r.id or ""), "level": level, "status": str(r.status or ""),
+    extra = {"id": str(r.id or ""), "name": r.name or "", "level": level, "status": str(r.status or ""),
              "falsepositives": list(r.falsepositives or []), "author": r.author or "",
              "logsource": {k: v for k, v in (("product", ls.product),
                                             ("category", ls.category),
@@ -162,7 +162,7 @@ def parse_sigma(text: str, source: str = "<string>", *,
                 ) -> Iterator[SigmaRule | SigmaUnsupported]:
     """Every rule of a Sigma YAML document stream, or its `SigmaUnsupported` error."""
     try:
-        coll = SigmaCollection.from_yaml(text, collect_errors=True)
+        coll = SigmaCollection.from_yaml(text, collect_errors=True, resolve_references=False)
     except (SigmaError, ValueError) as ex:  # yaml errors are ValueError subclasses? not always
         yield SigmaUnsupported(f"invalid Sigma YAML: {ex}", source=source)
         return
