@@ -182,6 +182,26 @@ def _sigma_rules(text: str, source: str, opts: SigmaOptions,
         yield item
 
 
+def _named_sigma(obj: dict[str, Any], source: str, line: int, opts: SigmaOptions,
+                 collect: list[RuleError] | None) -> Iterator[Rule]:
+    name = obj.get("Name")
+    if not isinstance(name, str):
+        yield from _sigma_rules(obj["Sigma"], source, SigmaOptions(opts.placeholders, None),
+                                collect)
+        return
+    inner = SigmaOptions(opts.placeholders, None, lenient=True)
+    found = [r for r in _sigma_rules(obj["Sigma"], source, inner, None) if r.name == name]
+    if found:
+        yield found[0]
+        return
+    why = [e for e in inner.unsupported if e.rule == name] or inner.unsupported
+    err = why[0] if why else RuleSyntaxError("the Sigma text has no rule with this title",
+                                             source=source, line=line, rule=name)
+    if collect is None:
+        raise err
+    collect.append(err)
+
+
 def _parse_rules(text: str, source: str, templates: Mapping[str, str],
                  collect: list[RuleError] | None,
                  sigma: SigmaOptions | None = None) -> Iterator[Rule]:
@@ -192,9 +212,9 @@ def _parse_rules(text: str, source: str, templates: Mapping[str, str],
     try:
         for line, obj in iter_json_objects(text, source):
             if isinstance(obj, dict) and isinstance(obj.get("Sigma"), str):
-                # a Sigma rule served in a rule stream (Engine.rules_text → agents, hunts)
-                yield from _sigma_rules(obj["Sigma"], source, SigmaOptions(
-                    opts.placeholders, None), collect)
+                # a Sigma rule served in a rule stream (Engine.rules_text → agents, hunts);
+                # `Name` picks one rule out of a multi-document file
+                yield from _named_sigma(obj, source, line, opts, collect)
                 continue
             try:
                 yield Rule.from_dict(obj, source=source, line=line, templates=templates)
