@@ -13,6 +13,8 @@ import rules
 from appliance.services.content import Content
 from appliance.store import Store
 
+from .conftest import Env, event
+
 SIGMA = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "sigma"
 
 
@@ -77,3 +79,17 @@ def test_upload_api_accepts_a_sigma_entry(content: Content) -> None:
     det = engine.match(event)
     assert det is not None and det.signatures == ("Evil tool",)
     assert json.loads(json.dumps(event))["Event"]["Detection"]["Criticality"] == 8
+
+
+def test_retro_hunt_runs_sigma_rules(env: Env) -> None:
+    agent = env.enroll()
+    env.post_logs(agent, [event(i) for i in range(4)])
+    env.ctx.events.flush()
+    sigma = {"Sigma": "title: Cmd3 Sigma\nstatus: test\nlevel: medium\n"
+                      "logsource: {product: windows, category: process_creation}\n"
+                      "detection:\n  sel: {Image|endswith: '\\\\CMD3.exe'}\n  condition: sel\n"}
+    res = env.a("POST", "/hunt/rules", key=env.analyst_key, json={"rules": [sigma]})
+    assert res.status_code == 200, res.text
+    data = res.json["data"]
+    assert data["scanned"] == 4 and len(data["matches"]) == 1
+    assert data["matches"][0]["Event"]["Detection"]["Signature"] == ["Cmd3 Sigma"]
