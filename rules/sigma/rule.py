@@ -16,6 +16,7 @@ from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule as PySigmaRule
+from sigma.types import Placeholder, SigmaString
 
 from ..compiler import CompiledRule
 from ..errors import RuleSyntaxError
@@ -128,6 +129,21 @@ def _events(targets: Sequence[Target], trees: Sequence[Any]) -> dict[str, tuple[
     return {k: tuple(sorted(v)) if v else () for k, v in events.items()}
 
 
+def _check_placeholders(trees: Sequence[Any], placeholders: Mapping[str, Sequence[str]]
+                        ) -> None:
+    """Unset `%name%` placeholders make the rule unsupported at load (not at compile)."""
+    stack = list(trees)
+    while stack:
+        node = stack.pop()
+        value = getattr(node, "value", None)
+        if isinstance(value, SigmaString):
+            for part in value.s:
+                if isinstance(part, Placeholder) and not placeholders.get(part.name):
+                    raise Unsupported(f"placeholder %{part.name}% has no values (set them in "
+                                      f"the Sigma placeholders file)")
+        stack.extend(getattr(node, "args", ()) or ())
+
+
 def _from_pysigma(r: PySigmaRule, text: str, source: str,
                   placeholders: Mapping[str, Sequence[str]]) -> SigmaRule:
     title = r.title or str(r.id or "")
@@ -140,6 +156,7 @@ def _from_pysigma(r: PySigmaRule, text: str, source: str,
                            "service": ls.service})
         trees = tuple(c.parsed for c in r.detection.parsed_condition)
         events = _events(targets, trees)
+        _check_placeholders(trees, placeholders)
     except Unsupported as ex:
         raise SigmaUnsupported(str(ex), source=source, rule=title) from ex
     except SigmaError as ex:

@@ -169,5 +169,7 @@ def test_expand_placeholders_from_file(tmp_path: Any) -> None:
     other = tmp_path / "other"
     other.mkdir()
     (other / "r.yml").write_text((tmp_path / "r.yml").read_text())
-    errors = rules.Engine().load(rules.load([other / "r.yml"]), collect_errors=True)
+    errors = rules.load([other / "r.yml"], collect_errors=True).errors
     assert len(errors) == 1 and "placeholder %Admins% has no values" in str(errors[0])
+    listed = rules.load([other]).unsupported  # a directory lists it instead
+    assert len(listed) == 1 and "placeholder %Admins%" in listed[0].reason
