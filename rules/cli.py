@@ -42,6 +42,14 @@ def _add_rule_args(p: argparse.ArgumentParser) -> None:
                    help="rule file or directory (repeatable)")
     p.add_argument("--skip-bad-rules", action="store_true",
                    help="report bad rules and continue without them")
+    p.add_argument("--sigma-status", action="append", metavar="STATUS",
+                   help="Sigma statuses loaded from directories (repeatable; default stable "
+                        "and test; 'all')")
+
+
+def _sigma_status(args: argparse.Namespace) -> tuple[str, ...] | None:
+    wanted = args.sigma_status or ["stable", "test"]
+    return None if "all" in wanted else tuple(wanted)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> RuleSet:
-    ruleset = load(args.rules, collect_errors=args.skip_bad_rules)
+    ruleset = load(args.rules, collect_errors=args.skip_bad_rules,
+                   sigma_status=_sigma_status(args))
     for err in ruleset.errors:
         print(f"heron: bad rule skipped: {err}", file=sys.stderr)
     return ruleset
@@ -152,7 +161,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         names=tuple(args.name) if args.name else None,
         tags=tuple(args.tag) if args.tag else None, skip_bad_rules=args.skip_bad_rules,
         show_attack=args.attack, all=args.all, min_criticality=args.min_criticality,
-        no_filter=args.no_filter, keep_output=args.format != "summary")
+        no_filter=args.no_filter, keep_output=args.format != "summary",
+        sigma_status=_sigma_status(args))
     engine, problems = scanmod.build_engine(opts)  # fail fast on bad rules, in this process
     for err in problems:
         print(f"heron: bad rule skipped: {err}", file=sys.stderr)
@@ -197,7 +207,7 @@ def _run_scan(args: argparse.Namespace, opts: scanmod.ScanOptions, engine: Engin
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    ruleset = load(args.rules, collect_errors=True)
+    ruleset = load(args.rules, collect_errors=True, sigma_status=_sigma_status(args))
     issues = validate(ruleset, args.container)
     for issue in issues:
         print(str(issue))

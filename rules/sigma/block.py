@@ -19,6 +19,7 @@ from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
     ConditionOR,
+    ConditionValueExpression,
 )
 from sigma.types import SigmaExpansion, SigmaString, SpecialChars
 
@@ -30,6 +31,8 @@ __all__ = ["compile_block", "necessary", "rule_literals"]
 
 _STAR = SpecialChars.WILDCARD_MULTI
 Lit = tuple[str, str, str]  # (field, kind: eq|pre|suf|sub, lower-cased literal)
+_NSLICES = 65536
+_SLICES = [slice(k, k + 3) for k in range(_NSLICES)]  # PERF(sigma): map(v.__getitem__) is C
 _WEIGHT = {"eq": 1.0, "suf": 1.2, "pre": 1.2, "sub": 3.0}
 
 
@@ -64,6 +67,10 @@ def necessary(node: Any) -> list[Lit] | None:
     """Literals of which at least one must hold for `node` to be true (None: no such set)."""
     if isinstance(node, ConditionFieldEqualsValueExpression):
         return _leaf_lits(node)
+    if isinstance(node, ConditionValueExpression):
+        # keywords: left to the rule (one C-level search of the joined event text); indexing
+        # them would cost a trigram set of the whole event on every event
+        return None
     if isinstance(node, ConditionOR):
         out: list[Lit] = []
         for a in node.args:
@@ -114,13 +121,27 @@ class _FieldIndex:
             if len(lit) < 3:
                 self.short.append((lit, [i]))
                 return
-            self.sub.setdefault(lit[:3], {}).setdefault(lit, []).append(i)
+            self.sub.setdefault(lit, {}).setdefault(lit, []).append(i)  # re-bucketed in finish
             return
         getattr(self, kind).setdefault(lit, []).append(i)
 
     def finish(self) -> None:
         self.pre_lens = tuple(sorted({len(k) for k in self.pre}))
         self.suf_lens = tuple(sorted({len(k) for k in self.suf}))
+        # PERF(sigma): file each substring under its rarest trigram, so that the buckets an
+        # event's trigrams open hold few literals to check with `in`.
+        lits = {lit: ids for bucket in self.sub.values() for lit, ids in bucket.items()}
+        freq: dict[str, int] = {}
+        grams_of = {}
+        for lit in lits:
+            grams = {lit[k:k + 3] for k in range(len(lit) - 2)}
+            grams_of[lit] = grams
+            for g in grams:
+                freq[g] = freq.get(g, 0) + 1
+        self.sub = {}
+        for lit, ids in lits.items():
+            best = min(sorted(grams_of[lit]), key=freq.__getitem__)
+            self.sub.setdefault(best, {})[lit] = ids
 
     def collect(self, v: str, out: set[int]) -> None:
         ids = self.eq.get(v)
@@ -140,7 +161,9 @@ class _FieldIndex:
                     out.update(ids)
         if self.sub:
             sub = self.sub
-            grams = {v[k:k + 3] for k in range(len(v) - 2)}
+            n = len(v) - 2
+            grams = set(map(v.__getitem__, _SLICES[:n])) if n <= _NSLICES else \
+                {v[k:k + 3] for k in range(n)}
             for g in grams.intersection(sub):
                 for lit, ids in sub[g].items():
                     if lit in v:

@@ -37,7 +37,7 @@ from .logsource import Unsupported
 from .values import TextTest, expand_placeholders, string_test, value_test
 from .view import Text, ViewCache
 
-__all__ = ["compile_condition", "required_event_ids", "Leaf"]
+__all__ = ["compile_condition", "required_event_ids", "Leaf", "all_text", "ALL"]
 
 Leaf = Callable[[Any], bool]
 _IDS = itertools.count()
@@ -153,31 +153,50 @@ class _Gen:
     def keyword_leaf(self, values: list[SigmaType]) -> str:
         """Keywords: any value of the event matches (case-insensitive unless cased/regex)."""
         get = self.views.get
+        subs: list[str] = []
         tests: list[tuple[TextTest, bool]] = []
-        for v in values:
+        for v in _flatten(values):
             for e in expand_placeholders(v, self.placeholders):
                 if isinstance(e, SigmaNumber):
                     e = SigmaString(str(e.number))
                 if isinstance(e, SigmaString) and type(e) is SigmaString:
-                    # SigmaHQ keywords are substrings of the whole event text
+                    # SigmaHQ keywords are substrings of a value of the event
                     parts = list(e.s)
                     if not parts or parts[0] is not _STAR:
                         parts.insert(0, _STAR)
                     if parts[-1] is not _STAR:
                         parts.append(_STAR)
-                    tests.append((string_test(parts, False), False))
+                    if len(parts) == 3 and isinstance(parts[1], str) and "\x00" not in parts[1]:
+                        subs.append(parts[1].lower())
+                    else:
+                        tests.append((string_test(parts, False), False))
                 else:
                     tests.append(value_test(e))
+        whole = _fast_test([[_STAR, s, _STAR] for s in subs], [])
 
         def leaf(d: Any) -> bool:
             o, lo = get(d)
+            if whole is not None and whole(all_text(lo)):
+                return True
             for test, cased in tests:
-                for v in (o if cased else lo).values():
-                    if _any(v, test):
+                for k, v in (o if cased else lo).items():
+                    if k != ALL and _any(v, test):
                         return True
             return False
 
         return self.add(leaf)
+
+
+def all_text(low: dict[str, Text]) -> str:
+    """Every lower-cased value of a view joined by NUL (cached in the view under ALL)."""
+    text = low.get(ALL)
+    if text is None:
+        text = low[ALL] = "\x00".join(v if v.__class__ is str else "\x00".join(v)
+                                       for v in low.values())
+    return text  # type: ignore[return-value]
+
+
+ALL = "\x00all"  # the view key of `all_text` (no Sigma field has a NUL)
 
 
 from sigma.types import SpecialChars  # noqa: E402
