@@ -33,6 +33,7 @@ _STAR = SpecialChars.WILDCARD_MULTI
 Lit = tuple[str, str, str]  # (field, kind: eq|pre|suf|sub, lower-cased literal)
 _NSLICES = 65536
 _SLICES = [slice(k, k + 3) for k in range(_NSLICES)]  # PERF(sigma): map(v.__getitem__) is C
+_SLICES2 = [slice(k, k + 2) for k in range(_NSLICES)]
 _WEIGHT = {"eq": 1.0, "suf": 1.2, "pre": 1.2, "sub": 3.0}
 
 
@@ -112,14 +113,14 @@ class _FieldIndex:
         self.pre: dict[str, list[int]] = {}
         self.suf: dict[str, list[int]] = {}
         self.sub: dict[str, dict[str, list[int]]] = {}  # trigram → {literal: rules}
-        self.short: list[tuple[str, list[int]]] = []  # substrings under 3 characters
+        self.short: dict[str, list[int]] = {}  # substrings under 3 characters
         self.pre_lens: tuple[int, ...] = ()
         self.suf_lens: tuple[int, ...] = ()
 
     def add(self, kind: str, lit: str, i: int) -> None:
         if kind == "sub":
             if len(lit) < 3:
-                self.short.append((lit, [i]))
+                self.short.setdefault(lit, []).append(i)
                 return
             self.sub.setdefault(lit, {}).setdefault(lit, []).append(i)  # re-bucketed in finish
             return
@@ -159,7 +160,7 @@ class _FieldIndex:
                 ids = pre.get(v[:n])
                 if ids:
                     out.update(ids)
-        if self.sub:
+        if self.sub and len(v) > 2:
             sub = self.sub
             n = len(v) - 2
             grams = set(map(v.__getitem__, _SLICES[:n])) if n <= _NSLICES else \
@@ -168,9 +169,14 @@ class _FieldIndex:
                 for lit, ids in sub[g].items():
                     if lit in v:
                         out.update(ids)
-        for lit, ids in self.short:
-            if lit in v:
-                out.update(ids)
+        if self.short:
+            short = self.short
+            found = short.keys() & set(v)  # 1-character literals
+            if len(v) > 1:
+                found |= short.keys() & set(map(v.__getitem__, _SLICES2[:len(v) - 1])) \
+                    if len(v) <= _NSLICES else {v[k:k + 2] for k in range(len(v) - 1)}
+            for lit in found:
+                out.update(short[lit])
 
 
 def compile_block(rules: Sequence[CompiledRule]) -> Callable[[Any], list[CompiledRule]]:
