@@ -12,6 +12,7 @@ match, so results are those of running every rule.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from sigma.conditions import (
     ConditionOR,
     ConditionValueExpression,
 )
-from sigma.types import SigmaExpansion, SigmaString, SpecialChars
+from sigma.types import SigmaExpansion, SigmaRegularExpression, SigmaString, SpecialChars
 
 if TYPE_CHECKING:
     from ..compiler import CompiledRule
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["compile_block", "necessary", "rule_literals"]
 
 _STAR = SpecialChars.WILDCARD_MULTI
+_WILD = (SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE)
+_sre: Any = getattr(re, "_parser", None) or __import__("sre_parse")
+_LITERAL: Any = _sre.LITERAL
 Lit = tuple[str, str, str]  # (field, kind: eq|pre|suf|sub, lower-cased literal)
 _NSLICES = 65536
 _SLICES = [slice(k, k + 3) for k in range(_NSLICES)]  # PERF(sigma): map(v.__getitem__) is C
@@ -46,9 +50,19 @@ def _value_lits(field: str, v: Any) -> list[Lit] | None:
                 return None
             out.extend(lits)
         return out
-    if not isinstance(v, SigmaString) or type(v) is not SigmaString:
+    if isinstance(v, SigmaRegularExpression):
+        lit = regex_literal(str(v.regexp))
+        return [(field, "sub", lit)] if lit else None
+    if not isinstance(v, SigmaString):
         return None
     p = v.s
+    if type(v) is not SigmaString or not _plain_ends(p):
+        # wildcards inside (or cased): every plain part occurs in a match; take the longest
+        parts = [x for x in p if isinstance(x, str)]
+        if not parts or not all(isinstance(x, str) or x in _WILD for x in p):
+            return None
+        best = max(parts, key=len)
+        return [(field, "sub", best.lower())] if len(best) >= 2 else None
     if len(p) == 1 and isinstance(p[0], str):
         return [(field, "eq", p[0].lower())]
     if len(p) == 2 and p[0] is _STAR and isinstance(p[1], str):
@@ -58,6 +72,35 @@ def _value_lits(field: str, v: Any) -> list[Lit] | None:
     if len(p) == 3 and p[0] is _STAR and p[2] is _STAR and isinstance(p[1], str) and p[1]:
         return [(field, "sub", p[1].lower())]
     return None
+
+
+def _plain_ends(p: Sequence[Any]) -> bool:
+    return (len(p) == 1 and isinstance(p[0], str)) or (
+        len(p) == 2 and _STAR in p and any(isinstance(x, str) for x in p)) or (
+        len(p) == 3 and p[0] is _STAR and p[2] is _STAR and isinstance(p[1], str))
+
+
+def regex_literal(pattern: str) -> str | None:
+    """The longest literal run every match of `pattern` contains (lower-cased), if >= 3 chars.
+
+    Only top-level concatenated literals count: alternations, optional or repeated parts and
+    groups break the run. Lower-casing keeps it necessary for the lower-cased text.
+    """
+    try:
+        parsed = _sre.parse(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return None
+    best, run = "", []
+    for op, arg in parsed:
+        if op is _LITERAL:
+            run.append(chr(arg))
+            continue
+        if len(run) > len(best):
+            best = "".join(run)
+        run = []
+    if len(run) > len(best):
+        best = "".join(run)
+    return best.lower() if len(best) >= 3 else None
 
 
 def _leaf_lits(node: ConditionFieldEqualsValueExpression) -> list[Lit] | None:
