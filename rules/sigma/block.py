@@ -38,6 +38,7 @@ Lit = tuple[str, str, str]  # (field, kind: eq|pre|suf|sub, lower-cased literal)
 _NSLICES = 65536
 _SLICES = [slice(k, k + 3) for k in range(_NSLICES)]  # PERF(sigma): map(v.__getitem__) is C
 _SLICES2 = [slice(k, k + 2) for k in range(_NSLICES)]
+_NO_ED: dict[str, Any] = {}  # Sigma rules read their own view, not EventData
 _WEIGHT = {"eq": 1.0, "suf": 1.2, "pre": 1.2, "sub": 3.0}
 
 
@@ -238,10 +239,10 @@ def compile_block(rules: Sequence[CompiledRule]) -> Callable[[Any], list[Compile
         _, fields = per_view.setdefault(id(views), (views, {}))
         for field, kind, lit in lits:
             fields.setdefault(field, _FieldIndex()).add(kind, lit, i)
-    indexes = [(v.get, tuple(f.items())) for v, f in per_view.values()]
-    for _, fields in indexes:
-        for _, fi in fields:
+    for _, fields in per_view.values():
+        for fi in fields.values():
             fi.finish()
+    indexes = [(v.get, tuple(f.items())) for v, f in per_view.values()]
     base = frozenset(always)
 
     def run(d: Any) -> list[CompiledRule]:
@@ -253,10 +254,10 @@ def compile_block(rules: Sequence[CompiledRule]) -> Callable[[Any], list[Compile
                 if v is None:
                     continue
                 if v.__class__ is str:
-                    fi.collect(v, cand)  # type: ignore[arg-type]
+                    fi.collect(v, cand)
                 else:
                     for x in v:
                         fi.collect(x, cand)
-        return [rules[i] for i in sorted(cand) if fns[i](d, None)]  # type: ignore[misc]
+        return [rules[i] for i in sorted(cand) if fns[i](d, _NO_ED)]  # type: ignore[misc]
 
     return run

@@ -47,7 +47,7 @@ def _any(v: Text | None, test: TextTest) -> bool:
     if v is None:
         return False
     if v.__class__ is str:
-        return test(v)  # type: ignore[arg-type]
+        return test(v)
     return any(test(x) for x in v)
 
 
@@ -101,11 +101,11 @@ class _Gen:
             def leaf(d: Any) -> bool:
                 v = get(d)[1].get(field)
                 if v.__class__ is str:
-                    return tl(v)  # type: ignore[arg-type,misc]
-                return v is not None and any(tl(x) for x in v)  # type: ignore[misc]
+                    return tl(v)
+                return v is not None and any(tl(x) for x in v)
             return self.add(leaf)
 
-        def leaf(d: Any) -> bool:  # noqa: F811 - general form
+        def general(d: Any) -> bool:
             o, lo = get(d)
             if tl is not None and _any(lo.get(field), tl):
                 return True
@@ -113,7 +113,7 @@ class _Gen:
                 return True
             return any(s(d) for s in special)
 
-        return self.add(leaf)
+        return self.add(general)
 
     def _null(self, field: str) -> Leaf:
         get = self.views.get
@@ -141,11 +141,11 @@ class _Gen:
             if a.__class__ is not str or b.__class__ is not str:
                 return False
             if ref.starts_with and ref.ends_with:
-                return b in a  # type: ignore[operator]
+                return b in a
             if ref.starts_with:
-                return a.startswith(b)  # type: ignore[union-attr,arg-type]
+                return a.startswith(b)
             if ref.ends_with:
-                return a.endswith(b)  # type: ignore[union-attr,arg-type]
+                return a.endswith(b)
             return a == b
 
         return self.add(leaf)
@@ -223,6 +223,10 @@ def _simple(parts: Sequence[Any]) -> bool:
         or (len(parts) == 3 and parts[0] is _STAR and parts[2] is _STAR))
 
 
+def _contains(sub: str) -> TextTest:
+    return lambda t: sub in t
+
+
 def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest | None:
     """One test for many plain values, each kind done by one C-level call.
 
@@ -251,7 +255,7 @@ def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest 
         tests.insert(0, lambda t: t.endswith(ts))
     if sub:
         if len(sub) <= 2:
-            tests.extend((lambda t, s=s: s in t) for s in sub)
+            tests.extend(_contains(one) for one in sub)
         else:
             search = re.compile("|".join(re.escape(x) for x in
                                          sorted(set(sub), key=len, reverse=True)),

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from sigma.correlations import (
+    SigmaCorrelationCondition,
     SigmaCorrelationConditionOperator,
     SigmaCorrelationRule,
     SigmaCorrelationType,
@@ -182,7 +183,7 @@ def correlation_rule(r: SigmaCorrelationRule, text: str, source: str
     cond = r.condition
     op, count, value_field = "gte", 1.0, ""
     if kind in ("event_count", "value_count"):
-        if not hasattr(cond, "op"):
+        if not isinstance(cond, SigmaCorrelationCondition):
             return bad("extended conditions only apply to temporal correlations")
         if cond.op not in _OPS:
             return bad(f"condition {cond.op.name.lower()} needs the end of a window "

@@ -191,10 +191,10 @@ def resolve(logsource: Mapping[str, str | None]) -> list[Target]:
         return [Target("")]  # any Windows channel: the rule's own EventID/Channel fields decide
     if product == "linux":
         if category and not service:
-            ids = LINUX_CATEGORIES.get(category)
-            if ids is None:
+            linux_ids = LINUX_CATEGORIES.get(category)
+            if linux_ids is None:
                 raise Unsupported(f"logsource not collected: linux/{category}")
-            return [Target(LINUX_SYSMON, frozenset(ids))]
+            return [Target(LINUX_SYSMON, frozenset(linux_ids))]
         what = service or "(no category)"
         raise Unsupported(f"logsource not collected: linux/{what} (Heron's Linux events are "
                           f"Sysmon-for-Linux process/network/file events; no auditd or syslog)")

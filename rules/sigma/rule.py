@@ -114,16 +114,16 @@ def _events(targets: Sequence[Target], trees: Sequence[Any]) -> dict[str, tuple[
     if any(not t.channel for t in targets):
         return {}  # every channel (Meta.Events empty)
     for t in targets:
-        ids = set(t.event_ids)
+        wanted: set[int] = set(t.event_ids)
         if needed is not None:
-            ids = set(needed) if not ids else ids & needed
-            if not ids:
+            wanted = set(needed) if not wanted else wanted & needed
+            if not wanted:
                 continue  # the rule's EventIDs exclude this channel's category IDs
         prev = events.get(t.channel, set())
-        if prev is None or not ids:
+        if prev is None or not wanted:
             events[t.channel] = None
         else:
-            events[t.channel] = prev | ids
+            events[t.channel] = prev | wanted
     if not events:
         raise Unsupported("EventID selection matches none of the logsource's events")
     return {k: tuple(sorted(v)) if v else () for k, v in events.items()}
@@ -164,7 +164,8 @@ def _from_pysigma(r: PySigmaRule, text: str, source: str,
     level = str(r.level) if r.level else ""
     meta = Meta(events=events, attack=_attack(r.tags), criticality=LEVELS.get(level, 0),
                 log_type="winevt", schema="2.0.0")
-    extra = {"id": str(r.id or ""), "name": r.name or "", "level": level, "status": str(r.status or ""),
+    extra = {"id": str(r.id or ""), "name": r.name or "", "level": level,
+             "status": str(r.status or ""),
              "falsepositives": list(r.falsepositives or []), "author": r.author or "",
              "logsource": {k: v for k, v in (("product", ls.product),
                                             ("category", ls.category),
@@ -176,7 +177,7 @@ def _from_pysigma(r: PySigmaRule, text: str, source: str,
 
 def parse_sigma(text: str, source: str = "<string>", *,
                 placeholders: Mapping[str, Sequence[str]] | None = None
-                ) -> Iterator[SigmaRule | SigmaUnsupported]:
+                ) -> Iterator[Rule | SigmaUnsupported]:
     """Every rule of a Sigma YAML document stream, or its `SigmaUnsupported` error."""
     try:
         coll = SigmaCollection.from_yaml(text, collect_errors=True, resolve_references=False)

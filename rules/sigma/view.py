@@ -33,7 +33,7 @@ _EMPTY: View = ({}, {})
 def _text(v: Any) -> str:
     if v.__class__ is str:
         m = _HEX.match(v)
-        return "0x" + m.group(1) if m is not None else v  # type: ignore[no-any-return]
+        return "0x" + m.group(1) if m is not None else v
     return go_string(v)
 
 
@@ -50,6 +50,40 @@ def _put(out: dict[str, Text], key: str, v: Any) -> None:
         out[key] = _text(v)
 
 
+def _event_data(ed: dict[str, Any], orig: dict[str, Text]) -> None:
+    for k, v in ed.items():
+        _put(orig, k, v)
+    blob = orig.get("Data")
+    if isinstance(blob, tuple):
+        for part in blob:
+            if "=" in part:
+                for key, val in _KV.findall(part):
+                    orig.setdefault(key, val)
+
+
+def _user_data(ud: dict[str, Any], orig: dict[str, Text]) -> None:
+    for inner in ud.values():
+        if isinstance(inner, dict):
+            for k, v in inner.items():
+                if not k.startswith("xmlns") and k not in orig:
+                    _put(orig, k, v)
+
+
+def _system(sys_: dict[str, Any], orig: dict[str, Text]) -> None:
+    eid = sys_.get("EventID")
+    if isinstance(eid, dict):
+        eid = eid.get("Value")
+    if eid is not None:
+        orig.setdefault("EventID", _text(eid))
+    prov = sys_.get("Provider")
+    if isinstance(prov, dict) and prov.get("Name") is not None:
+        orig.setdefault("Provider_Name", _text(prov["Name"]))
+    for key in _SYSTEM:
+        v = sys_.get(key)
+        if v is not None and not isinstance(v, (dict, list)):
+            orig.setdefault(key, _text(v))
+
+
 def build(data: Any) -> View:
     """Both views of one event (`{"Event": {"System", "EventData"|"UserData"}}`)."""
     ev = data.get("Event") if isinstance(data, dict) else None
@@ -58,35 +92,13 @@ def build(data: Any) -> View:
     orig: dict[str, Text] = {}
     ed = ev.get("EventData")
     if isinstance(ed, dict):
-        for k, v in ed.items():
-            _put(orig, k, v)
-        blob = orig.get("Data")
-        if isinstance(blob, tuple):
-            for part in blob:
-                if "=" in part:
-                    for key, val in _KV.findall(part):
-                        orig.setdefault(key, val)
+        _event_data(ed, orig)
     ud = ev.get("UserData")
     if isinstance(ud, dict):
-        for inner in ud.values():
-            if isinstance(inner, dict):
-                for k, v in inner.items():
-                    if not k.startswith("xmlns") and k not in orig:
-                        _put(orig, k, v)
+        _user_data(ud, orig)
     sys_ = ev.get("System")
     if isinstance(sys_, dict):
-        eid = sys_.get("EventID")
-        if isinstance(eid, dict):
-            eid = eid.get("Value")
-        if eid is not None:
-            orig.setdefault("EventID", _text(eid))
-        prov = sys_.get("Provider")
-        if isinstance(prov, dict) and prov.get("Name") is not None:
-            orig.setdefault("Provider_Name", _text(prov["Name"]))
-        for key in _SYSTEM:
-            v = sys_.get(key)
-            if v is not None and not isinstance(v, (dict, list)):
-                orig.setdefault(key, _text(v))
+        _system(sys_, orig)
     low: dict[str, Text] = {k: (v.lower() if v.__class__ is str else
                                 tuple(x.lower() for x in v))
                             for k, v in orig.items()}
