@@ -38,7 +38,6 @@ Lit = tuple[str, str, str]  # (field, kind: eq|pre|suf|sub, lower-cased literal)
 _NSLICES = 65536
 _SLICES = [slice(k, k + 3) for k in range(_NSLICES)]  # PERF(sigma): map(v.__getitem__) is C
 _SLICES2 = [slice(k, k + 2) for k in range(_NSLICES)]
-_NO_ED: dict[str, Any] = {}  # Sigma rules read their own view, not EventData
 _WEIGHT = {"eq": 1.0, "suf": 1.2, "pre": 1.2, "sub": 3.0}
 
 
@@ -150,7 +149,8 @@ def rule_literals(trees: Sequence[Any]) -> list[Lit]:
 
 
 class _FieldIndex:
-    __slots__ = ("eq", "pre", "suf", "sub", "short", "pre_lens", "suf_lens")
+    __slots__ = ("eq", "pre", "suf", "sub", "short", "pre_lens", "suf_lens", "sub_keys",
+                 "short_keys")
 
     def __init__(self) -> None:
         self.eq: dict[str, list[int]] = {}
@@ -160,6 +160,8 @@ class _FieldIndex:
         self.short: dict[str, list[int]] = {}  # substrings under 3 characters
         self.pre_lens: tuple[int, ...] = ()
         self.suf_lens: tuple[int, ...] = ()
+        self.sub_keys: frozenset[str] = frozenset()
+        self.short_keys: frozenset[str] = frozenset()
 
     def add(self, kind: str, lit: str, i: int) -> None:
         if kind == "sub":
@@ -187,6 +189,10 @@ class _FieldIndex:
         for lit, ids in lits.items():
             best = min(sorted(grams_of[lit]), key=freq.__getitem__)
             self.sub.setdefault(best, {})[lit] = ids
+        # PERF(sigma): set & frozenset iterates the smaller side; set.intersection(dict) and
+        # dict.keys() & set iterate the whole index.
+        self.sub_keys = frozenset(self.sub)
+        self.short_keys = frozenset(self.short)
 
     def collect(self, v: str, out: set[int]) -> None:
         ids = self.eq.get(v)
@@ -209,46 +215,63 @@ class _FieldIndex:
             n = len(v) - 2
             grams = set(map(v.__getitem__, _SLICES[:n])) if n <= _NSLICES else \
                 {v[k:k + 3] for k in range(n)}
-            for g in grams.intersection(sub):
+            for g in grams & self.sub_keys:
                 for lit, ids in sub[g].items():
                     if lit in v:
                         out.update(ids)
         if self.short:
             short = self.short
-            found = short.keys() & set(v)  # 1-character literals
+            keys = self.short_keys
+            found = set(v) & keys  # 1-character literals
             if len(v) > 1:
-                found |= short.keys() & set(map(v.__getitem__, _SLICES2[:len(v) - 1])) \
-                    if len(v) <= _NSLICES else {v[k:k + 2] for k in range(len(v) - 1)}
+                found |= (set(map(v.__getitem__, _SLICES2[:len(v) - 1])) if len(v) <= _NSLICES
+                          else {v[k:k + 2] for k in range(len(v) - 1)}) & keys
             for lit in found:
                 out.update(short[lit])
 
 
+class _Plan:
+    """The static part of a block: view getters, literal indexes, always-run rules."""
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        always: list[int] = []
+        per_view: dict[int, dict[str, _FieldIndex]] = {}
+        caches: dict[int, int] = {}  # id(ViewCache) → slot in the per-event view list
+        self.getters: list[Callable[[Any], Any]] = []
+        slot_of: list[int] = []
+        for i, c in enumerate(rules):
+            views: ViewCache = c.ns["__views__"]
+            if id(views) not in caches:
+                caches[id(views)] = len(self.getters)
+                self.getters.append(views.get)
+            slot_of.append(caches[id(views)])
+            lits = c.ns.get("__lits__")
+            if lits is None:
+                lits = c.ns["__lits__"] = rule_literals(c.rule.trees)  # type: ignore[attr-defined]
+            if not lits:
+                always.append(i)
+                continue
+            fields = per_view.setdefault(id(views), {})
+            for field, kind, lit in lits:
+                fields.setdefault(field, _FieldIndex()).add(kind, lit, i)
+        for fields in per_view.values():
+            for fi in fields.values():
+                fi.finish()
+        self.indexes = [(caches[key], tuple(f.items())) for key, f in per_view.items()]
+        self.base = frozenset(always)
+        self.rules = list(zip([c.ns["__vfn__"] for c in rules], slot_of, rules, strict=True))
+
+
 def compile_block(rules: Sequence[CompiledRule]) -> Callable[[Any], list[CompiledRule]]:
     """`run(d)` → the rules of `rules` (Sigma, load order) that match event `d`."""
-    always: list[int] = []
-    per_view: dict[int, tuple[ViewCache, dict[str, _FieldIndex]]] = {}
-    fns = [c.fn for c in rules]
-    for i, c in enumerate(rules):
-        lits = c.ns.get("__lits__")
-        if lits is None:
-            lits = c.ns["__lits__"] = rule_literals(c.rule.trees)  # type: ignore[attr-defined]
-        if not lits:
-            always.append(i)
-            continue
-        views: ViewCache = c.ns["__views__"]
-        _, fields = per_view.setdefault(id(views), (views, {}))
-        for field, kind, lit in lits:
-            fields.setdefault(field, _FieldIndex()).add(kind, lit, i)
-    for _, fields in per_view.values():
-        for fi in fields.values():
-            fi.finish()
-    indexes = [(v.get, tuple(f.items())) for v, f in per_view.values()]
-    base = frozenset(always)
+    plan = _Plan(rules)
+    getters, indexes, base, table = plan.getters, plan.indexes, plan.base, plan.rules
 
     def run(d: Any) -> list[CompiledRule]:
+        got = [get(d) for get in getters]
         cand = set(base)
-        for get, fields in indexes:
-            low = get(d)[1]
+        for slot, fields in indexes:
+            low = got[slot][1]
             for field, fi in fields:
                 v = low.get(field)
                 if v is None:
@@ -258,6 +281,11 @@ def compile_block(rules: Sequence[CompiledRule]) -> Callable[[Any], list[Compile
                 else:
                     for x in v:
                         fi.collect(x, cand)
-        return [rules[i] for i in sorted(cand) if fns[i](d, _NO_ED)]  # type: ignore[misc]
+        out = []
+        for i in sorted(cand):
+            vfn, slot, rule = table[i]
+            if vfn(*got[slot]):
+                out.append(rule)
+        return out
 
     return run

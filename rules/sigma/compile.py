@@ -39,7 +39,7 @@ from .view import Text, ViewCache
 
 __all__ = ["compile_condition", "required_event_ids", "Leaf", "all_text", "ALL"]
 
-Leaf = Callable[[Any], bool]
+Leaf = Callable[[dict[str, Text], dict[str, Text]], bool]  # (original, lower-cased view)
 _IDS = itertools.count()
 
 
@@ -65,12 +65,11 @@ class _Gen:
         name = f"{self.prefix}{self.n}"
         self.n += 1
         self.ns[name] = fn
-        return f"{name}(d)"
+        return f"{name}(o, lo)"
 
     # --- leaves ------------------------------------------------------------------------------
     def field_leaf(self, field: str, values: list[SigmaType]) -> str:
         """One leaf: `field` matches any of `values` (OR)."""
-        get = self.views.get
         expanded: list[SigmaType] = []
         for v in _flatten(values):
             expanded.extend(expand_placeholders(v, self.placeholders))
@@ -98,45 +97,40 @@ class _Gen:
                 return any(f(t) for f in otests)
 
         if tl is not None and to is None and not special:
-            def leaf(d: Any) -> bool:
-                v = get(d)[1].get(field)
+            def leaf(o: dict[str, Text], lo: dict[str, Text]) -> bool:
+                v = lo.get(field)
                 if v.__class__ is str:
                     return tl(v)
                 return v is not None and any(tl(x) for x in v)
             return self.add(leaf)
 
-        def general(d: Any) -> bool:
-            o, lo = get(d)
+        def general(o: dict[str, Text], lo: dict[str, Text]) -> bool:
             if tl is not None and _any(lo.get(field), tl):
                 return True
             if to is not None and _any(o.get(field), to):
                 return True
-            return any(s(d) for s in special)
+            return any(s(o, lo) for s in special)
 
         return self.add(general)
 
     def _null(self, field: str) -> Leaf:
-        get = self.views.get
 
-        def leaf(d: Any) -> bool:
-            v = get(d)[0].get(field)
+        def leaf(o: dict[str, Text], lo: dict[str, Text]) -> bool:
+            v = o.get(field)
             return v is None or len(v) == 0
 
         return leaf
 
     def _exists(self, field: str, flag: bool) -> Leaf:
-        get = self.views.get
-        return lambda d: (field in get(d)[0]) is flag
+        return lambda o, lo: (field in o) is flag
 
     def _fieldref(self, ref: SigmaFieldReference) -> Leaf:
         raise Unsupported("internal: fieldref needs the left field")  # replaced in field_ref
 
     def field_ref(self, field: str, ref: SigmaFieldReference) -> str:
-        get = self.views.get
         other = ref.field
 
-        def leaf(d: Any) -> bool:
-            lo = get(d)[1]
+        def leaf(o: dict[str, Text], lo: dict[str, Text]) -> bool:
             a, b = lo.get(field), lo.get(other)
             if a.__class__ is not str or b.__class__ is not str:
                 return False
@@ -152,7 +146,6 @@ class _Gen:
 
     def keyword_leaf(self, values: list[SigmaType]) -> str:
         """Keywords: any value of the event matches (case-insensitive unless cased/regex)."""
-        get = self.views.get
         subs: list[str] = []
         tests: list[tuple[TextTest, bool]] = []
         for v in _flatten(values):
@@ -174,8 +167,7 @@ class _Gen:
                     tests.append(value_test(e))
         whole = _fast_test([[_STAR, s, _STAR] for s in subs], [])
 
-        def leaf(d: Any) -> bool:
-            o, lo = get(d)
+        def leaf(o: dict[str, Text], lo: dict[str, Text]) -> bool:
             if whole is not None and whole(all_text(lo)):
                 return True
             for test, cased in tests:
@@ -314,7 +306,7 @@ def _source(node: Any, gen: _Gen) -> str:
 
 def compile_condition(trees: Sequence[Any], views: ViewCache,
                       placeholders: Mapping[str, Sequence[str]]) -> tuple[str, dict[str, Any]]:
-    """(expression over `d`, namespace) for the OR of a rule's parsed conditions."""
+    """(expression over the view `o, lo`, namespace) for the OR of a rule's conditions."""
     gen = _Gen(views, placeholders)
     exprs = [_source(t, gen) for t in trees]
     expr = exprs[0] if len(exprs) == 1 else "(" + " or ".join(exprs) + ")"

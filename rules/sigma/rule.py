@@ -89,10 +89,16 @@ class SigmaRule(Rule):
             raise SigmaUnsupported(str(ex), source=self.source, line=self.line,
                                    rule=self.name) from ex
         compiled = CompiledRule(self)
-        compiled.source = expr
-        compiled.ns = ns
-        compiled.fn = eval(f"lambda d, ed: bool({expr})", ns)  # noqa: S307 - generated
+        compiled.ns = ns  # `source` stays None: the engine runs Sigma rules as one block
+        vfn = eval(f"lambda o, lo: bool({expr})", ns)  # noqa: S307 - generated
+        get = views.get
+
+        def fn(d: dict[str, Any], ed: dict[str, Any]) -> bool:
+            return vfn(*get(d))  # type: ignore[no-any-return]
+
+        compiled.fn = fn
         ns["__views__"] = views
+        ns["__vfn__"] = vfn
         return compiled
 
     def to_dict(self) -> dict[str, Any]:
