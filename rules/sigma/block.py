@@ -62,7 +62,7 @@ def _value_lits(field: str, v: Any) -> list[Lit] | None:
         if not parts or not all(isinstance(x, str) or x in _WILD for x in p):
             return None
         best = max(parts, key=len)
-        return [(field, "sub", best.lower())] if len(best) >= 2 else None
+        return [(field, "sub", best.lower())] if best else None
     if len(p) == 1 and isinstance(p[0], str):
         return [(field, "eq", p[0].lower())]
     if len(p) == 2 and p[0] is _STAR and isinstance(p[1], str):
@@ -81,7 +81,7 @@ def _plain_ends(p: Sequence[Any]) -> bool:
 
 
 def regex_literal(pattern: str) -> str | None:
-    """The longest literal run every match of `pattern` contains (lower-cased), if >= 3 chars.
+    """The longest literal run every match of `pattern` contains (lower-cased), if any.
 
     Only top-level concatenated literals count: alternations, optional or repeated parts and
     groups break the run. Lower-casing keeps it necessary for the lower-cased text.
@@ -100,7 +100,7 @@ def regex_literal(pattern: str) -> str | None:
         run = []
     if len(run) > len(best):
         best = "".join(run)
-    return best.lower() if len(best) >= 3 else None
+    return best.lower() if best else None
 
 
 def _leaf_lits(node: ConditionFieldEqualsValueExpression) -> list[Lit] | None:
