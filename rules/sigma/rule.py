@@ -40,6 +40,18 @@ class SigmaUnsupported(RuleSyntaxError):
     """A Sigma rule Heron cannot run (reason names the logsource or feature)."""
 
 
+class SigmaCompiled(CompiledRule):
+    """A compiled Sigma rule; also admits Gene's EventID 0 (an EventID with Qualifiers)."""
+
+    __slots__ = ()
+
+    def accepts(self, channel: str, event_id: int) -> bool:
+        if self.events is None:
+            return True
+        ids = self.events.get(channel)
+        return ids is not None and (not ids or event_id in ids or event_id == 0)
+
+
 def _attack(tags: Sequence[Any]) -> tuple[Attack, ...]:
     tactic = ""
     ids: list[str] = []
@@ -88,8 +100,13 @@ class SigmaRule(Rule):
         except Unsupported as ex:
             raise SigmaUnsupported(str(ex), source=self.source, line=self.line,
                                    rule=self.name) from ex
-        compiled = CompiledRule(self)
+        compiled = SigmaCompiled(self)
         compiled.ns = ns  # `source` stays None: the engine runs Sigma rules as one block
+        if self.targets and all(t.event_ids for t in self.targets):
+            # events whose EventID carries Qualifiers reach Sigma rules as Gene's EventID 0
+            # (SigmaCompiled.accepts); their real EventID is checked here
+            ns["_sigma_ids"] = frozenset(str(i) for t in self.targets for i in t.event_ids)
+            expr = f'(o.get("EventID") in _sigma_ids and {expr})'
         vfn = eval(f"lambda o, lo: bool({expr})", ns)  # noqa: S307 - generated
         get = views.get
 
