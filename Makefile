@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= .heron
+ADMIN_PORT    ?= 1520
+ENDPOINT_PORT ?= 1519
 
 .PHONY: help sysdeps setup run test test-fast test-frozen lint build offline-bundle deb msi clean
 
@@ -26,7 +28,8 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 run: setup
-	$(BIN)/python -m appliance.devrun --data-dir $(DATA)
+	$(BIN)/python -m appliance.devrun --data-dir $(DATA) \
+		--admin-listen 127.0.0.1:$(ADMIN_PORT) --endpoint-listen 127.0.0.1:$(ENDPOINT_PORT)
 
 test: sysdeps setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -19,7 +19,7 @@ import os
 import random
 import re
 import sys
-from pathlib import Path, PureWindowsPath
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from agent.render import LINUX_CHANNEL, SYSMON_CHANNEL
@@ -34,15 +34,18 @@ logger = logging.getLogger(__name__)
 KERNEL_FILE_CHANNEL = "Microsoft-Windows-Kernel-File/Analytic"
 
 
-def canary_paths(config: CanaryConfig, *, windows: bool | None = None) -> list[Path]:
-    """Every canary path (directories × files, environment variables expanded)."""
-    win = sys.platform == "win32" if windows is None else windows
-    out: list[Path] = []
+def canary_paths(config: CanaryConfig, *, windows: bool | None = None) -> list[PurePath]:
+    """Every canary path (directories × files, environment variables expanded).
+
+    Without ``windows`` the paths are concrete (``Path``: files can be created); with it they
+    are pure paths of that flavour, for rule text (Windows rules can be generated anywhere).
+    """
+    flavour: type[PurePath] = Path if windows is None else (
+        PureWindowsPath if windows else PurePosixPath)
+    out: list[PurePath] = []
     for d in config.directories:
-        expanded = os.path.expandvars(os.path.expanduser(d))
-        base = PureWindowsPath(expanded) if win else Path(expanded)
-        for f in config.files:
-            out.append(base / f)  # type: ignore[arg-type]
+        base = flavour(os.path.expandvars(os.path.expanduser(d)))
+        out.extend(base / f for f in config.files)
     return out
 
 
@@ -50,7 +53,8 @@ def create_canaries(config: CanaryConfig, *, rng: random.Random | None = None) -
     """Create missing canaries with random content; returns the paths created."""
     rng = rng or random.Random()
     created = []
-    for path in canary_paths(config):
+    for pure in canary_paths(config):
+        path = Path(pure)
         if path.exists():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,6 +62,10 @@ def create_canaries(config: CanaryConfig, *, rng: random.Random | None = None) -
         path.write_bytes(rng.randbytes(size))
         created.append(path)
         logger.info("canary created: %s", path)
+    if sys.platform == "win32" and config.enable:
+        from agent.canary_audit import audit_canaries  # 4663 needs audit policy + a SACL
+
+        audit_canaries(canary_paths(config))
     return created
 
 
@@ -69,7 +77,7 @@ def remove_canaries(paths: list[Path]) -> None:
             pass
 
 
-def _regex(paths: list[Path], windows: bool) -> str:
+def _regex(paths: list[PurePath], windows: bool) -> str:
     if not windows:
         return "^(" + "|".join(re.escape(str(p)) for p in paths) + ")$"
     # NOTE(agent): Kernel-File reports \Device\HarddiskVolumeN\… instead of the drive letter.

@@ -187,12 +187,31 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
+    if args.init:
+        return _init_config(Path(args.init), args.data_dir)
     config = load_config(args.config) if args.config else AgentConfig()
     if args.dump:
         print(dump_toml(config), end="")
         return 0
-    print("nothing to do: use --dump", file=sys.stderr)
+    print("nothing to do: use --dump or --init", file=sys.stderr)
     return 2
+
+
+def _init_config(path: Path, data_dir: str | None) -> int:
+    """Write the default configuration to ``path`` unless it exists (installers; edits kept)."""
+    if path.exists():
+        load_config(path)  # still refuse to start a service on a broken file
+        print(f"{path} exists: kept")
+        return 0
+    config = AgentConfig()
+    if data_dir:
+        config = replace(config, general=replace(config.general, data_dir=data_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dump_toml(config), encoding="utf-8")
+    tmp.replace(path)
+    print(f"wrote {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="configuration helpers")
     cfg.add_argument("-c", "--config", help="config.toml to load and print")
     cfg.add_argument("--dump", action="store_true", help="print the configuration as TOML")
+    cfg.add_argument("--init", metavar="PATH",
+                     help="write the defaults to PATH unless it exists (installers)")
+    cfg.add_argument("--data-dir", help="general.data_dir written by --init")
     cfg.set_defaults(func=_cmd_config)
 
     try:

@@ -189,7 +189,8 @@ class ActionsConfig:
     workers: int = _f(2, "action worker threads")
     queue_size: int = _f(256, "pending action jobs; more are dropped and counted")
     max_file_size: int = _f(100 * 1024 * 1024, "filedump skips files larger than this (bytes)")
-    max_memdump_size: int = _f(512 * 1024 * 1024, "Linux memdump stops after this many bytes")
+    max_memdump_size: int = _f(512 * 1024 * 1024, "memdump size bound (Linux: stops there; "
+                               "Windows: the richest minidump kind that fits)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,7 @@ class Detector:
         self._text = rules_text
         self.ioc_criticality = ioc_criticality
         self.iocs = IocSet.from_iocs(iocs)
+        self._builtin_count = self._count_builtin()
         self.engine = self._build(rules_text)
 
     def _build(self, text: str) -> rules.Engine:
@@ -96,6 +97,16 @@ class Detector:
         if self._extra.strip():
             engine.load(rules.loads(self._extra, source="<builtin>"))
         return engine
+
+    def _count_builtin(self) -> int:
+        if not self._extra.strip():
+            return 0
+        return int(rules.Engine(rules.loads(self._extra, source="<builtin>")).rule_count)
+
+    @property
+    def user_rule_count(self) -> int:
+        """Rules from files or the manager, without the generated (canary) rules."""
+        return max(0, int(self.engine.rule_count) - self._builtin_count)
 
     def reload_rules(self, text: str) -> int:
         """Replace the rules with ``text`` (manager /rules body); returns the rule count.
@@ -110,6 +121,10 @@ class Detector:
         except Exception:
             self._paths = saved
             raise
+        if engine.rule_count <= self._builtin_count:
+            # An empty or rule-less push would silently end detection: keep the working set.
+            self._paths = saved
+            raise ValueError("pushed rule set holds no rules; the current rules stay in force")
         with self._lock:
             self.engine = engine
             self._text = text
@@ -145,6 +160,7 @@ class Detector:
             raise
         with self._lock:
             self.engine = engine
+        self._builtin_count = self._count_builtin()
         return int(engine.rule_count)
 
     def set_iocs(self, iocs: Iterable[Any]) -> int:

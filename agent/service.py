@@ -63,6 +63,15 @@ class AgentState(enum.Enum):
     CLOSED = "closed"  # stopped; every later call raises AgentClosedError
 
 
+def event_pid(data: dict[str, Any]) -> int:
+    """The event's ProcessId; Security events write it in hex ("0x10cc"). 0 when unusable."""
+    raw = str(data.get("ProcessId", "")).strip()
+    try:
+        return int(raw, 16) if raw.lower().startswith("0x") else int(raw)
+    except ValueError:
+        return 0
+
+
 def _event_id(ev: dict[str, Any]) -> int:
     raw = ev.get("System", {}).get("EventID")
     if isinstance(raw, dict):
@@ -171,6 +180,9 @@ class Agent:
         self._threads.append(s)
         logger.info("agent started: %d sources, %d rules, %d IoCs", len(self.sources),
                     self.detector.rule_count, len(self.detector.iocs))
+        if self.detector.user_rule_count == 0:
+            logger.warning("no detection rules loaded: this endpoint detects nothing until rules "
+                           "arrive (rules.paths or the manager's /rules)")
 
     def run(self, *, until_sources_done: bool = False) -> None:
         """Start and block until ``stop()`` (or until every source is exhausted)."""
@@ -407,10 +419,7 @@ class Agent:
             logger.info("action %s skipped for %s: %s", name, guid, reason)
         if not plan:
             return
-        try:
-            pid = int(data.get("ProcessId", 0))
-        except (TypeError, ValueError):
-            pid = track.pid if track else 0
+        pid = event_pid(data) or (track.pid if track else 0)
         submitted = self.runner.submit(Job(
             event=event, detection=det, plan=plan, event_hash=rules.event_hash(event),
             process_guid=guid, pid=pid,
@@ -474,7 +483,9 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         for source in self.sources:
-            self.counters.source(source.name).lost = int(getattr(source, "lost", 0))
+            sc = self.counters.source(source.name)
+            sc.lost = int(getattr(source, "lost", 0))
+            sc.error = str(getattr(source, "error", "") or sc.error)  # e.g. an ETW consumer
         snap = self.counters.snapshot()
         now = time.monotonic()
         last_t, last = self._last_rates

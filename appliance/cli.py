@@ -25,6 +25,7 @@ from rules import wire
 from .config import Config, load_config, render_toml
 from .context import AppContext, build_context
 from .errors import ApplianceError, ConfigError, StoreError
+from .hostnames import HOST_NAMES
 from .pki import Pki
 from .store import Role, Store
 
@@ -92,8 +93,15 @@ def open_context(
 def cmd_init(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
     paths = _paths(data_dir)
-    if paths["db"].exists() or (paths["pki"] / "ca.pem").exists():
+    db, ca = paths["db"].exists(), (paths["pki"] / "ca.pem").exists()
+    if db and ca and args.if_needed:  # NOTE(manager): MSI reinstall over the kept data dir
+        print(f"{data_dir} is already initialized: kept as it is")
+        return 0
+    if db or ca:
         raise ConfigError("already initialized", where=str(data_dir))
+    key_file: Path | None = args.key_file
+    if key_file is not None and key_file.exists():
+        raise ConfigError("the key file exists already", where=str(key_file))
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     config = load_config(paths["config"]).with_listen(
@@ -102,7 +110,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.server_name:
         from dataclasses import replace
 
-        config = replace(config, tls=replace(config.tls, server_names=tuple(args.server_name)))
+        from .hostnames import expand_server_names
+
+        names = tuple(expand_server_names(args.server_name))
+        config = replace(config, tls=replace(config.tls, server_names=names))
     if not paths["config"].exists():
         paths["config"].write_text(render_toml(config), encoding="utf-8")
     pki = Pki.create(
@@ -123,14 +134,26 @@ def cmd_init(args: argparse.Namespace) -> int:
         "ca_cert": str(pki.ca_path.resolve()),
         "ca_sha256": pki.ca_sha256,
     }
+    if key_file is not None:
+        _write_private(key_file, json.dumps(out, indent=1) + "\n")
+        out = {k: v for k, v in out.items() if k != "api_key"} | {"api_key_file": str(key_file)}
     if args.json:
         print(json.dumps(out))
     else:
         print(f"initialized {data_dir}")
         for k, v in out.items():
             print(f"  {k}: {v}")
-        print("keep the api_key: it is shown only once")
+        if key_file is None:
+            print("keep the api_key: it is shown only once")
     return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` for its owner only (0600; on Windows the ACL comes from the directory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def run_manager(args: argparse.Namespace, stop: threading.Event) -> int:
@@ -181,6 +204,7 @@ def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> i
     from .services.retention import start_retention_worker, stop_retention
 
     ctx = open_context(args.data_dir, config=config, memory_events=args.memory_events)
+    ctx.content.seed_defaults()
     if args.memory_events:
         logger.warning("events are kept in memory only (--memory-events): NOT durable")
 
@@ -381,6 +405,48 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_endpoint(ctx: AppContext, ref: str) -> dict[str, str]:
+    """An enrolled endpoint by uuid or hostname, else a stable one named after the host."""
+    import uuid as uuidlib
+
+    from .services.evidence import case_endpoint
+
+    found = ctx.store.endpoints.find(ref)
+    if found is None:
+        found = next((ep for ep in ctx.store.endpoints.list()
+                      if ep.hostname.lower() == ref.lower()), None)
+    if found is not None:
+        return {"uuid": found.uuid, "hostname": found.hostname, "ip": found.ip,
+                "group": found.group}
+    case = case_endpoint(ref)
+    return dict(case, uuid=str(uuidlib.uuid5(uuidlib.UUID(case["uuid"]), "host")),
+                group="import")
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from rules.inputs import FORMATS
+
+    from .services.evidence import case_endpoint, import_files
+
+    if args.input_format not in FORMATS:
+        raise ConfigError(f"--input-format {args.input_format!r} is not one of "
+                          f"{', '.join(FORMATS)}")
+    ctx = open_context(args.data_dir)
+    try:
+        endpoint = case_endpoint(args.case) if args.case else _import_endpoint(ctx, args.endpoint)
+        result = import_files(ctx.events, args.files, endpoint, args.input_format)
+        flush = getattr(ctx.events, "flush", None)  # searchable before the command returns
+        if flush is not None:
+            flush()
+        print(json.dumps(result.to_dict()))
+        warning = result.warning()
+        if warning:
+            print(f"heron-manager: {warning}", file=sys.stderr)
+    finally:
+        ctx.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heron-manager", description="Heron EDR manager")
     parser.add_argument("--version", action="version",
@@ -401,6 +467,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
     p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
     p.add_argument("--server-name", action="append", help="SAN of the server cert (repeat)")
+    p.add_argument(
+        "--host-names",
+        dest="server_name",
+        action="append_const",
+        const=HOST_NAMES,
+        help="add this host's FQDN, short name and addresses to the SANs (at this position)",
+    )
+    p.add_argument(
+        "--key-file",
+        type=Path,
+        help="write the summary with the admin API key to this new file (mode 0600) "
+        "instead of printing the key",
+    )
+    p.add_argument(
+        "--if-needed",
+        action="store_true",
+        help="exit 0 without changes when the data directory is already initialized",
+    )
     p.add_argument("--admin-user", default="admin", help="name of the first admin user")
     p.set_defaults(fn=cmd_init)
 
@@ -469,6 +553,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_events)
     p = data(sub.add_parser("reindex", help="rebuild the search index from the journal"))
     p.set_defaults(fn=cmd_events)
+    p = data(sub.add_parser("import", help="store offline evidence (event exports) for search "
+                            "and retro-hunt"))
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--endpoint", help="enrolled endpoint uuid or hostname, or the name of a "
+                     "host that never ran an agent")
+    who.add_argument("--case", help="case name the evidence belongs to")
+    # NOTE(manager): rules.inputs is imported by the command only (start-up time of `run`)
+    p.add_argument("--input-format", default="auto", metavar="FORMAT",
+                   help="read every file as this format, one of `heron scan --input-format` "
+                   "(default: auto, detected per file)")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                   help="EVTX, JSON, XML, CSV, audit.log, syslog; .gz/.zip/.tar archives")
+    p.set_defaults(fn=cmd_import)
     return parser
 
 

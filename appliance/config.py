@@ -106,11 +106,14 @@ class LimitsConfig:
 
 @dataclass(frozen=True, slots=True)
 class StreamsConfig:
-    """[streams]: Server-Sent Event streams on the admin API."""
+    """[streams]: event streams on the admin API (Server-Sent Events and WebSocket)."""
 
     max_clients: int = _f(32, "concurrent SSE streams; more get 503")
-    heartbeat: float = _f(15.0, "seconds between SSE heartbeat comments")
+    heartbeat: float = _f(15.0, "seconds between SSE heartbeat comments and WebSocket pings")
     queue: int = _f(2_000, "events buffered per stream; a slower client loses the oldest")
+    ws_max_clients: int = _f(1_024, "concurrent WebSocket streams; more are closed with 1013")
+    ws_per_key: int = _f(64, "concurrent WebSocket streams per API key; more closed with 1008")
+    ws_buffer: int = _f(4 * 1024 * 1024, "bytes buffered per WebSocket stream; oldest dropped")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 This launcher only orchestrates processes: it runs `heron-manager` and `heron-agent` as
 subprocesses (the appliance never imports the agent). On the first run it initialises
-`<data-dir>/manager`, seeds the bundled default rules, mints an enrollment token and enrolls
-`<data-dir>/agent`; later runs reuse everything. Ctrl-C stops both programs.
+`<data-dir>/manager` (the manager loads its default rules on its first start), mints an
+enrollment token and enrolls `<data-dir>/agent`; later runs reuse everything, with the ports
+of the current run. Ctrl-C stops both programs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
-
-DEFAULT_RULES = Path(__file__).with_name("defaults") / "linux.gen"
 
 
 def _program(name: str, module: str) -> list[str]:
@@ -73,22 +72,21 @@ def _init_manager(mdir: Path, args: argparse.Namespace, admin_file: Path) -> dic
     return dict(json.loads(admin_file.read_text(encoding="utf-8")))
 
 
-def _seed_rules(client: AdminClient) -> None:
-    if client.call("GET", "/rules"):
+def _enroll_agent(adir: Path, client: AdminClient, args: argparse.Namespace, ca: Path,
+                  state: Path) -> None:
+    """Enroll the local agent, again (``--force``) when the endpoint address changed."""
+    enrolled = (adir / "link" / "identity" / "identity.json").exists()  # agent.link.identity
+    previous = state.read_text(encoding="utf-8").strip() if state.exists() else ""
+    if enrolled and previous in ("", args.endpoint_listen):
         return
-    rules = [json.loads(line) for line in DEFAULT_RULES.read_text().splitlines() if line.strip()]
-    client.call("POST", "/rules", rules)
-
-
-def _enroll_agent(adir: Path, client: AdminClient, args: argparse.Namespace, ca: Path) -> None:
-    if (adir / "link" / "identity" / "identity.json").exists():
-        return  # enrolled on an earlier run (agent.link.identity layout)
     token = client.call("POST", "/enroll/tokens", {"group": "local", "ttl": 600})
+    force = ["--force"] if enrolled else []
     subprocess.run(
         [*_program("heron-agent", "agent.cli"), "enroll", "--data-dir", str(adir),
-         "--manager", args.endpoint_listen, "--token", token["token"], "--ca", str(ca)],
+         "--manager", args.endpoint_listen, "--token", token["token"], "--ca", str(ca), *force],
         check=True,
     )
+    state.write_text(args.endpoint_listen + "\n", encoding="utf-8")
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -116,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     data.mkdir(parents=True, exist_ok=True)
     info = _init_manager(mdir, args, data / "admin.json")
     ca = Path(info["ca_cert"])
+    # The listen addresses of this run win over those of the first (init) run.
+    info["admin_url"] = f"https://{args.admin_listen}"
     client = AdminClient(info["admin_url"], info["api_key"], ca)
     procs: list[subprocess.Popen[bytes]] = []
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -124,9 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             [*_program("heron-manager", "appliance.cli"), "run", "--data-dir", str(mdir),
              "--admin-listen", args.admin_listen, "--endpoint-listen", args.endpoint_listen]))
         client.wait_healthy(procs[0])
-        _seed_rules(client)
         if not args.no_agent:
-            _enroll_agent(adir, client, args, ca)
+            _enroll_agent(adir, client, args, ca, data / "agent-manager.txt")
             agent_cmd = [*_program("heron-agent", "agent.cli"), "run", "--data-dir", str(adir)]
             if os.geteuid() != 0:
                 print("note: not root, the live Linux sources need root; the agent may see little")
@@ -145,11 +144,15 @@ def _banner(info: dict[str, Any], ca: Path) -> None:
     url, key = info["admin_url"], info["api_key"]
     print(
         "\nHeron is running.\n"
-        f"  admin URL : {url}/  (console; log in with the API key)\n"
+        f"  console   : {url}/console/  (log in with the API key)\n"
+        f"  admin API : {url}/\n"
         f"  API key   : {key}\n"
-        f"  CA        : {ca}\n"
+        f"  CA        : {ca}  (sha256 {info.get('ca_sha256', '?')})\n"
         "  detections: "
         f"curl --cacert {ca} -H 'X-Api-Key: {key}' '{url}/search?detections=true&last=1h'\n"
+        "  browser   : the certificate comes from Heron's own CA; trust it once, e.g. Chromium: "
+        f"certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n heron -i {ca}; Firefox: Settings > "
+        "Certificates > Import.\n"
         "Ctrl-C stops the manager and the agent.\n",
         flush=True,
     )

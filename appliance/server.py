@@ -1,12 +1,21 @@
 """Runs the two listeners: waitress on loopback behind one TLS front each.
 
 `ManagerServer(ctx).start()` binds the endpoint listener (mutual TLS, `/enroll` without a cert)
-and the admin listener (HTTPS), returns the bound addresses, and `close()` stops both.
+and the admin listener (HTTPS; its front also serves the WebSocket streams, `appliance.websocket`),
+returns the bound addresses, and `close()` stops both.
+
+Where `select.poll` is missing (Windows) waitress waits with `select()`, whose sets hold at most
+512 sockets there (CPython's FD_SETSIZE); one more and its loop thread dies with ValueError. The
+TLS front opens one backend connection per client connection, so there the backend socket is
+shared by several waitress servers ("shards"), each with its own socket map capped below that
+limit: the kernel hands each accept to a shard that still listens, and one that is full stops
+listening until a channel closes (waitress's `connection_limit`).
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 from dataclasses import dataclass
@@ -19,11 +28,22 @@ from .config import parse_listen
 from .context import AppContext
 from .errors import ConfigError
 from .openapi import FalconApp
-from .tlsfront import TlsFront
+from .sockets import bind_listener
+from .tlsfront import TlsFront, Upgrader
+from .websocket import WsStreams
 
-__all__ = ["Bound", "Listener", "ManagerServer"]
+__all__ = ["SELECT_MAP_LIMIT", "Bound", "Listener", "ManagerServer", "backend_shards"]
 
 logger = logging.getLogger(__name__)
+# Sockets in one waitress map where select() is the poller: Windows' FD_SETSIZE (512) less room.
+SELECT_MAP_LIMIT = 500
+
+
+def backend_shards(connection_limit: int) -> tuple[int, int]:
+    """(waitress servers, connection_limit of each) for `connection_limit` backend sockets."""
+    if hasattr(select, "poll"):
+        return 1, connection_limit
+    return -(-connection_limit // SELECT_MAP_LIMIT), min(connection_limit, SELECT_MAP_LIMIT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,38 +55,54 @@ class Bound:
 class Listener:
     """One waitress backend on 127.0.0.1:<ephemeral> plus its TLS front."""
 
-    def __init__(self, ctx: AppContext, app: FalconApp, *, name: str, client_certs: bool) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        app: FalconApp,
+        *,
+        name: str,
+        client_certs: bool,
+        upgrader: Upgrader | None = None,
+    ) -> None:
         self.ctx = ctx
         self.app = app
         self.name = name
         self.client_certs = client_certs
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self.upgrader = upgrader
+        self._servers: list[Any] = []
+        self._threads: list[threading.Thread] = []
+        self._sock: socket.socket | None = None
         self.front: TlsFront | None = None
 
     def start(self, listen: str) -> tuple[str, int]:
         if self.ctx.pki is None:
             raise ConfigError("a PKI is required to serve TLS (run heron-manager init)")
         cfg = self.ctx.config
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = self._sock = bind_listener("127.0.0.1", 0)  # SO_EXCLUSIVEADDRUSE on Windows
+        sock.setblocking(True)
         sock.listen(1024)
-        self._server = waitress.create_server(
-            self.app,
-            sockets=[sock],
-            threads=cfg.server.threads,
-            url_scheme="https",
-            channel_timeout=cfg.server.channel_timeout,
-            connection_limit=cfg.tls.max_connections + 16,
-            ident="heron",
-            asyncore_use_poll=True,
-            max_request_body_size=max(cfg.limits.logs_body_compressed, cfg.limits.upload_size) + 1,
-        )
-        self._thread = threading.Thread(
-            target=self._server.run, name=f"waitress-{self.name}", daemon=True
-        )
-        self._thread.start()
+        shards, limit = backend_shards(cfg.tls.max_connections + 16)
+        for i in range(shards):
+            server = waitress.create_server(
+                self.app,
+                sockets=[sock],
+                threads=cfg.server.threads,
+                url_scheme="https",
+                channel_timeout=cfg.server.channel_timeout,
+                connection_limit=limit,
+                ident="heron",
+                asyncore_use_poll=True,
+                max_request_body_size=max(cfg.limits.logs_body_compressed, cfg.limits.upload_size)
+                + 1,
+            )
+            thread = threading.Thread(target=server.run, name=f"waitress-{self.name}-{i}",
+                                      daemon=True)
+            thread.start()
+            self._servers.append(server)
+            self._threads.append(thread)
+        if shards > 1:
+            logger.info("%s: %d waitress servers of %d sockets each (select() limit)",
+                        self.name, shards, limit)
         self.front = TlsFront(
             name=self.name,
             context=self.ctx.pki.server_context(client_certs=self.client_certs),
@@ -76,6 +112,7 @@ class Listener:
             handshake_timeout=cfg.tls.handshake_timeout,
             idle_timeout=cfg.tls.idle_timeout,
             max_connections=cfg.tls.max_connections,
+            upgrader=self.upgrader,
         )
         host, port = parse_listen(listen)
         return self.front.start(host, port)
@@ -84,17 +121,26 @@ class Listener:
         if self.front is not None:
             self.front.close()
             self.front = None
-        server, self._server = self._server, None
-        if server is not None:
+        servers, self._servers = self._servers, []
+        if servers:
             logging.getLogger("waitress").setLevel(logging.ERROR)  # "unhandled close event"
+        for server in servers:
+            # NOTE(manager): the shared listening socket leaves every map before it is closed
+            # (below, once): a select() given a closed socket raises on Windows.
+            server.del_channel()
+        for server in servers:
             for dispatcher in list(server._map.values()):
                 try:
                     dispatcher.handle_close()
                 except Exception:  # noqa: BLE001 - close path
                     pass
             server.task_dispatcher.shutdown(timeout=5)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.join(timeout=5)
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
 
 
 class ManagerServer:
@@ -105,7 +151,13 @@ class ManagerServer:
         self.endpoint = Listener(
             ctx, create_app(ctx, Api.ENDPOINT), name="endpoint", client_certs=True
         )
-        self.admin = Listener(ctx, create_app(ctx, Api.ADMIN), name="admin", client_certs=False)
+        admin_app = create_app(ctx, Api.ADMIN)
+        self.streams = WsStreams(
+            app=admin_app, hub=ctx.hub, config=ctx.config.streams, metrics=ctx.metrics
+        )
+        self.admin = Listener(
+            ctx, admin_app, name="admin", client_certs=False, upgrader=self.streams
+        )
         self._stop = threading.Event()
 
     def start(self) -> Bound:

@@ -5,6 +5,10 @@ records `IdentityMap[backend source port] = ConnInfo(identity, peer address)` *b
 single byte, then pipes bytes both ways without parsing HTTP (keep-alive, chunked bodies and SSE
 work unchanged). The WSGI side resolves the identity from `REMOTE_PORT`; nothing comes from headers,
 and a process that connects straight to the backend finds no entry and gets 401.
+
+A front given an `Upgrader` reads the head of each connection's first request before choosing:
+when the upgrader `wants()` it (a WebSocket upgrade, `appliance.websocket`), the connection is
+served on this loop and never reaches waitress; otherwise the head is forwarded as read.
 """
 
 from __future__ import annotations
@@ -18,14 +22,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .pki import PeerIdentity, peer_identity
+from .sockets import bind_listener
 
-__all__ = ["ConnInfo", "IdentityMap", "TlsFront"]
+__all__ = ["ConnInfo", "IdentityMap", "TlsFront", "Upgrader"]
 
 logger = logging.getLogger(__name__)
 BUFFER = 256 * 1024
+HEAD_LIMIT = 64 * 1024  # bytes of a first request head read before choosing (upgrader only)
 SHUTDOWN_TIMEOUT = 3.0  # seconds close() waits for the connections' tasks to end
 
 
@@ -64,6 +70,28 @@ class IdentityMap:
         return len(self._map)
 
 
+class Upgrader(Protocol):
+    """Takes some connections over from the byte pipe, by their first request head."""
+
+    def wants(self, head: bytes) -> bool:
+        """True to serve this connection (`head`: bytes up to the end of the first head)."""
+        ...
+
+    async def serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        head: bytes,
+        conn: ConnInfo,
+    ) -> None:
+        """Serve the connection on the front's loop until it ends (the front closes it)."""
+        ...
+
+    async def shutdown(self, timeout: float) -> None:
+        """Close the served connections cleanly before the front cancels them."""
+        ...
+
+
 class _PausedProtocol(asyncio.StreamReaderProtocol):
     """A stream protocol that reads nothing until `start_tls` takes the transport over.
 
@@ -92,6 +120,7 @@ class TlsFront:
         idle_timeout: float = 300.0,
         max_connections: int = 2048,
         clock: Callable[[], float] = time.monotonic,
+        upgrader: Upgrader | None = None,
     ) -> None:
         self.name = name
         self.context = context
@@ -102,6 +131,7 @@ class TlsFront:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.clock = clock
+        self.upgrader = upgrader
         self.active = 0
         self.refused = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -126,9 +156,7 @@ class TlsFront:
             self._server = loop.run_until_complete(
                 loop.create_server(
                     lambda: _PausedProtocol(asyncio.StreamReader(BUFFER, loop), self._handle),
-                    host,
-                    port,
-                    reuse_address=True,
+                    sock=bind_listener(host, port),  # SO_EXCLUSIVEADDRUSE on Windows
                     backlog=1024,
                 )
             )
@@ -162,6 +190,8 @@ class TlsFront:
         async def _stop() -> None:
             self._closing = True
             server.close()
+            if self.upgrader is not None:
+                await self.upgrader.shutdown(SHUTDOWN_TIMEOUT / 2)
             await self._end_tasks(SHUTDOWN_TIMEOUT)
 
         try:
@@ -219,13 +249,19 @@ class TlsFront:
             if identity is False:
                 self.refused += 1
                 return
+            peer_id = identity if isinstance(identity, PeerIdentity) else None
+            info = ConnInfo(peer_id, str(peer[0]), int(peer[1]))
+            head = await self._upgrade(reader, writer, info)
+            if head is None:
+                return
             b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
             sock = b_writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             port = b_writer.get_extra_info("sockname")[1]
-            peer_id = identity if isinstance(identity, PeerIdentity) else None
-            self.identities.put(port, ConnInfo(peer_id, str(peer[0]), int(peer[1])))
+            self.identities.put(port, info)
+            if head:
+                b_writer.write(head)
             activity = [self.clock()]
             await asyncio.gather(
                 self._pipe(reader, b_writer, activity),
@@ -251,6 +287,31 @@ class TlsFront:
                     w.transport.abort()
                 else:
                     w.close()
+
+    async def _upgrade(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo
+    ) -> bytes | None:
+        """None once the upgrader served the connection, else the bytes to forward first."""
+        if self.upgrader is None:
+            return b""
+        head = await self._read_head(reader)
+        if head and self.upgrader.wants(head):
+            await self.upgrader.serve(reader, writer, head, info)
+            return None
+        return head
+
+    async def _read_head(self, reader: asyncio.StreamReader) -> bytes:
+        """Bytes up to the end of the first request head (or HEAD_LIMIT, or EOF)."""
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data and len(data) < HEAD_LIMIT:
+                chunk = await asyncio.wait_for(reader.read(HEAD_LIMIT), self.idle_timeout)
+                if not chunk:
+                    break
+                data += chunk
+        except (TimeoutError, OSError, ssl.SSLError):
+            pass
+        return data
 
     async def _handshake(
         self, writer: asyncio.StreamWriter, peer: str

@@ -45,6 +45,11 @@ def make_service_class(run: Callable[[threading.Event], int]) -> type[Any]:
             self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING)
             self.stop_event.set()
 
+        def SvcShutdown(self) -> None:  # noqa: N802 - pywin32 API
+            # NOTE(manager): defining it makes pywin32 accept SERVICE_CONTROL_SHUTDOWN; without
+            # it Windows kills the process at reboot, without the clean stop.
+            self.SvcStop()
+
         def SvcDoRun(self) -> None:  # noqa: N802 - pywin32 API
             servicemanager.LogMsg(servicemanager.EVENTLOG_INFORMATION_TYPE,
                                   servicemanager.PYS_SERVICE_STARTED, (self._svc_name_, ""))

@@ -74,6 +74,7 @@ AGENT_FORBIDDEN: tuple[str, ...] = (
     "falcon",
     "pymisp",
     "waitress",
+    "wsproto",
     "requests",
     "index",
     "appliance",

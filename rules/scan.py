@@ -1,9 +1,10 @@
 """Offline scanning: input discovery and decoding, the scan loop, parallel jobs and summaries.
 
 Owns what `heron scan` does below the command line: turning INPUT arguments into work units
-(`.evtx`, `.json`/`.jsonl` streams, `.gz` of those, directories, stdin), decoding events with
-orjson, running the `Engine`, choosing which events to print (Gene's printing rule, gene.md §10)
-and merging per-unit statistics. The CLI only formats and prints.
+(`.evtx`, `.json`/`.jsonl` streams, `.gz` of those, directories, stdin; every other export is
+read by `rules.inputs`), decoding events with orjson, running the `Engine`, choosing which
+events to print (Gene's printing rule, gene.md §10) and merging per-unit statistics. The CLI
+only formats and prints.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from . import inputs, triage
 from .engine import Detection, Engine
 from .evtx import EvtxStats, read_evtx
 from .loader import RuleSet, load, read_container
@@ -51,6 +53,7 @@ class ScanOptions:
     no_filter: bool = False
     keep_output: bool = True
     sigma_status: tuple[str, ...] | None = ("stable", "test")  # None: every Sigma status
+    input_format: str = "auto"  # rules.inputs.FORMATS
 
 
 @dataclass(slots=True)
@@ -65,6 +68,7 @@ class ScanStats:
     bytes: int = 0
     hits: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    shapes: dict[str, int] = field(default_factory=dict)  # events per input shape
 
     def merge(self, other: ScanStats) -> None:
         self.events += other.events
@@ -75,6 +79,8 @@ class ScanStats:
         self.bytes += other.bytes
         for name, n in other.hits.items():
             self.hits[name] = self.hits.get(name, 0) + n
+        for name, n in other.shapes.items():
+            self.shapes[name] = self.shapes.get(name, 0) + n
         self.errors.extend(other.errors[: max(0, 100 - len(self.errors))])
 
     def parse_error(self, message: str) -> None:
@@ -88,7 +94,7 @@ class Unit:
     """One piece of work: a file (or a byte range of a JSONL file), or stdin (`-`)."""
 
     path: str
-    kind: str  # "evtx" | "json"
+    kind: str  # "evtx" | "json" | "input" (any other rules.inputs format, archives)
     start: int = 0
     end: int = -1
     size: int = 0
@@ -102,7 +108,7 @@ def _kind(path: Path) -> str | None:
         return "evtx"
     if name.endswith(JSON_EXTENSIONS):
         return "json"
-    return None
+    return "input" if inputs.wanted(path.name) else None
 
 
 def _units_for_file(path: Path, kind: str, split: bool) -> Iterator[Unit]:
@@ -147,8 +153,9 @@ def discover(inputs: Iterable[str], *, split: bool = False) -> Iterator[Unit]:
 
 def _sniff(path: Path) -> str:
     with open(path, "rb") as fh:
-        head = fh.read(8)
-    return "evtx" if head.startswith(b"ElfFile") else "json"
+        head = fh.read(64 * 1024)
+    kind = inputs.sniff(head)
+    return kind if kind in ("evtx", "json") else "input"
 
 
 def iter_json_stream(fh: BinaryIO, stats: ScanStats, name: str) -> Iterator[Any]:
@@ -232,12 +239,23 @@ def _open_unit(unit: Unit) -> BinaryIO:
 
 def _iter_events(unit: Unit, stats: ScanStats,
                  tell: list[Callable[[], int]] | None = None,
-                 keep: Callable[[str, int], bool] | None = None) -> Iterator[Any]:
+                 keep: Callable[[str, int], bool] | None = None,
+                 fmt: str = "auto") -> Iterator[Any]:
     """Events of a unit; `tell` receives a function giving the bytes consumed so far.
 
     EVTX records refused by `keep(channel, event_id)` are counted as scanned events
-    without being rendered (PERF(heron): no rule could match them).
+    without being rendered (PERF(heron): no rule could match them). Formats other than
+    EVTX and JSON files, stdin and `--input-format` overrides are read by `rules.inputs`.
     """
+    json_fmt = "json" if fmt == "auto" else fmt
+    if unit.path == "-" or not (unit.kind == "evtx" and fmt in ("auto", "evtx") or
+                                unit.kind == "json" and json_fmt in ("json", "winlogbeat",
+                                                                     "flat")):
+        if unit.path == "-":
+            yield from inputs.read_stream("-", sys.stdin.buffer, fmt, stats, keep)
+        else:
+            yield from inputs.read_path(unit.path, fmt, stats, keep)
+        return
     if unit.kind == "evtx":
         evtx_stats = EvtxStats()
         if unit.path.lower().endswith(".gz"):
@@ -252,6 +270,7 @@ def _iter_events(unit: Unit, stats: ScanStats,
             yield from read_evtx(unit.path, evtx_stats, keep=keep)
         stats.events += evtx_stats.skipped
         stats.parse_errors += evtx_stats.errors
+        stats.shapes["evtx"] = stats.shapes.get("evtx", 0) + evtx_stats.records
         stats.errors.extend(evtx_stats.messages[: max(0, 100 - len(stats.errors))])
         return
     try:
@@ -264,7 +283,7 @@ def _iter_events(unit: Unit, stats: ScanStats,
         if raw is not sys.stdin.buffer:
             tell.append(raw.tell)
     try:
-        yield from iter_json_stream(fh, stats, unit.path)
+        yield from inputs.normalize(iter_json_stream(fh, stats, unit.path), stats, json_fmt)
     except (OSError, EOFError, gzip.BadGzipFile) as ex:
         stats.parse_error(f"{unit.path}: {ex}")
     finally:
@@ -373,7 +392,8 @@ def scan_unit(unit: Unit, write: Callable[[bytes], None] | None = None,
             report(n, done)
 
     keep = None if opts.all else engine.has_candidates
-    scan_events(engine, _iter_events(unit, stats, tell, keep), opts, stats, emit, tick)
+    scan_events(engine, _iter_events(unit, stats, tell, keep, opts.input_format), opts, stats,
+                emit, tick)
     stats.hits = {c.name: c.hits - before.get(c.name, 0) for c in engine.rules
                   if c.hits != before.get(c.name, 0) and not c.is_filter}
     return unit, b"".join(chunks), stats
@@ -402,7 +422,7 @@ def render_none(event: Any, det: Detection | None) -> bytes:
 
 
 RENDERERS: dict[str, Callable[[Any, Detection | None], bytes]] = {
-    "jsonl": render_jsonl, "table": render_table, "summary": render_none}
+    "jsonl": render_jsonl, "table": render_table, "summary": render_none, **triage.RENDERERS}
 TABLE_HEADER = (f"{'TIME':<27} {'COMPUTER':<24} {'CHANNEL':<40} {'EID':>6} {'CRT':>3} "
                 f"SIGNATURES\n")
 

@@ -26,6 +26,7 @@ THIRD_PARTY = {
               "win32security", "ntsecuritycon", "zstandard", "cryptography"},
     "appliance": {"evtx", "orjson", "msgspec", "falcon", "waitress", "duckdb", "pymisp",
                   "cryptography", "zstandard", "requests", "tantivy", "pyzipper",
+                  "wsproto", "h11",  # appliance/websocket.py: WebSocket streams on the TLS front
                   # appliance/winservice.py: `heron-manager run --service` on Windows (imported
                   # inside functions only; pywin32 is a Windows-only dependency)
                   "win32serviceutil", "win32service", "win32event", "servicemanager"},

@@ -20,7 +20,7 @@ def test_wire_version_matches_pyproject() -> None:
     assert wire.HERON_VERSION in wire.USER_AGENT
 
 
-@pytest.mark.parametrize("module", ["agent.cli", "appliance.cli"])
+@pytest.mark.parametrize("module", ["rules.cli", "agent.cli", "appliance.cli"])
 def test_cli_version_flag(module: str) -> None:
     out = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True,
                          text=True, cwd=ROOT, timeout=60)

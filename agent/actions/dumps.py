@@ -10,8 +10,9 @@ Linux memdump format (``<image>_<pid>_<unixnano>.memdump``)::
 ``start``/``end`` are hex virtual addresses from /proc/PID/maps, ``data_offset`` is the offset of
 the region's bytes counted from the first byte after the JSON line. Only readable regions are
 dumped (``[vvar]``, ``[vsyscall]`` and unreadable pages are skipped), up to
-``actions.max_memdump_size`` bytes. On Windows memdump writes a full minidump through
-``dbghelp!MiniDumpWriteDump`` (``.dmp``).
+``actions.max_memdump_size`` bytes. On Windows memdump writes the richest minidump that fits
+``actions.max_memdump_size`` through ``dbghelp!MiniDumpWriteDump`` (``.dmp``, see
+``agent.actions.windump``).
 """
 
 from __future__ import annotations
@@ -175,40 +176,10 @@ def _memdump_linux(ctx: ActionContext) -> None:
     ctx.artifacts.register(path, "memdump")
 
 
-def _memdump_windows(ctx: ActionContext) -> None:  # pragma: no cover - Windows only
-    if sys.platform != "win32":
-        raise ActionError("MiniDumpWriteDump needs Windows")
-    import ctypes
-    from ctypes import wintypes
+def _memdump_windows(ctx: ActionContext) -> None:
+    from agent.actions.windump import memdump_windows  # DbgHelp lock, size bound
 
-    PROCESS_QUERY_INFORMATION, PROCESS_VM_READ = 0x0400, 0x0010
-    MINIDUMP_WITH_FULL_MEMORY = 0x00000002
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    dbghelp = ctypes.WinDLL("dbghelp", use_last_error=True)
-    kernel32.OpenProcess.restype = wintypes.HANDLE
-    dbghelp.MiniDumpWriteDump.argtypes = [wintypes.HANDLE, wintypes.DWORD, wintypes.HANDLE,
-                                          wintypes.DWORD, ctypes.c_void_p, ctypes.c_void_p,
-                                          ctypes.c_void_p]
-    name = f"{os.path.basename(ctx.image.replace(chr(92), '/'))}_{ctx.pid}_" \
-           f"{int(ctx.clock() * 1e9)}.dmp"
-    path = ctx.artifacts.unique(name)
-    tmp = path.with_name(f".{path.name}.tmp")
-    handle = kernel32.OpenProcess(PROCESS_QUERY_INFORMATION | PROCESS_VM_READ, False, ctx.pid)
-    if not handle:
-        raise ActionError(f"OpenProcess({ctx.pid}) failed: {ctypes.get_last_error()}")
-    try:
-        import msvcrt
-
-        with tmp.open("wb") as fh:
-            fhandle = msvcrt.get_osfhandle(fh.fileno())
-            ok = dbghelp.MiniDumpWriteDump(handle, ctx.pid, fhandle, MINIDUMP_WITH_FULL_MEMORY,
-                                           None, None, None)
-        if not ok:
-            raise ActionError(f"MiniDumpWriteDump({ctx.pid}) failed: {ctypes.get_last_error()}")
-    finally:
-        kernel32.CloseHandle(handle)
-    os.replace(tmp, path)
-    ctx.artifacts.register(path, "memdump")
+    memdump_windows(ctx)
 
 
 def memdump(ctx: ActionContext) -> None:
@@ -233,11 +204,14 @@ _HIVES = {"HKLM": "HKEY_LOCAL_MACHINE", "HKCU": "HKEY_CURRENT_USER", "HKU": "HKE
 
 
 def split_registry_path(path: str) -> tuple[str, str, str]:
-    """``HKLM\\Soft\\Key\\Value`` → (hive constant name, key, value name)."""
+    """``HKLM\\Soft\\Key\\Value`` → (hive constant name, key, value name).
+
+    Sysmon names a key's default value ``(Default)``; winreg wants the empty name for it.
+    """
     hive, _, rest = path.partition("\\")
     hive_name = _HIVES.get(hive.upper(), hive.upper())
     key, _, value = rest.rpartition("\\")
-    return hive_name, key, value
+    return hive_name, key, "" if value == "(Default)" else value
 
 
 def regdump(ctx: ActionContext) -> None:

@@ -3,8 +3,12 @@
 - Linux: an nftables table `inet heron_containment` (two base chains, policy drop) when `nft`
   exists, otherwise iptables/ip6tables chains `HERON-IN`/`HERON-OUT`. Loopback and the manager's
   IP:port stay open, so the agent keeps reporting and can be uncontained.
-- Windows: `netsh advfirewall` block rules named "Heron containment" whose remote ranges leave
-  out the manager's address (the WHIDS approach), in and out.
+- Windows: `netsh advfirewall` block rules named "Heron containment", in and out (block rules
+  beat allow rules there): TCP to every address but the manager's, in both address families
+  (every manager address is left out); UDP on every remote port but DNS and DHCP(v6), so a
+  manager known by name stays reachable when the DNS cache expires; ICMPv4/v6. A firewall
+  profile that is off would ignore the rules: containment then fails instead of reporting
+  success.
 Every program runs through the injected `CommandContext.runner`, so tests can check the exact
 commands, and a live test can run them in a throwaway network namespace.
 """
@@ -16,6 +20,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,27 +86,90 @@ def iptables_commands(ips: list[str], port: int) -> list[list[str]]:
     return cmds
 
 
-def _ranges_excluding(ip: str) -> str:
-    addr = ipaddress.ip_address(ip)
-    top = 2**32 - 1 if addr.version == 4 else 2**128 - 1
-    value = int(addr)
+_FULL = {4: (0, 2**32 - 1), 6: (0, 2**128 - 1)}
+# Remote UDP ports left open: DNS (53), DHCP server (67) / client (68), DHCPv6 (546, 547).
+_UDP_OPEN = (53, 67, 68, 546, 547)
+
+
+def _ranges_excluding(ips: list[str], version: int) -> str:
+    """netsh remoteip ranges covering the whole ``version`` space except ``ips``."""
+    low, top = _FULL[version]
+    skip = sorted({int(ipaddress.ip_address(ip)) for ip in ips
+                   if ipaddress.ip_address(ip).version == version})
 
     def text(n: int) -> str:
-        return str(ipaddress.ip_address(n) if addr.version == 4 else ipaddress.IPv6Address(n))
+        return str(ipaddress.IPv4Address(n) if version == 4 else ipaddress.IPv6Address(n))
 
-    parts = []
-    if value > 0:
-        parts.append(f"{text(0)}-{text(value - 1)}")
-    if value < top:
-        parts.append(f"{text(value + 1)}-{text(top)}")
+    parts, start = [], low
+    for value in skip:
+        if value > start:
+            parts.append(f"{text(start)}-{text(value - 1)}")
+        start = value + 1
+    if start <= top:
+        parts.append(f"{text(start)}-{text(top)}")
+    return ",".join(parts)
+
+
+def _port_ranges_excluding(ports: tuple[int, ...]) -> str:
+    parts, start = [], 1
+    for port in sorted(ports):
+        if port > start:
+            parts.append(f"{start}-{port - 1}" if port - 1 > start else str(start))
+        start = port + 1
+    parts.append(f"{start}-65535")
     return ",".join(parts)
 
 
 def netsh_commands(ips: list[str]) -> list[list[str]]:
-    ip = ips[0]
-    remote = _ranges_excluding(ip)
-    return [["netsh", "advfirewall", "firewall", "add", "rule", f"name={NETSH_RULE}",
-             f"dir={d}", f"remoteip={remote}", "action=block"] for d in ("out", "in")]
+    """`netsh advfirewall firewall add rule` argv lists for containment (see the module doc)."""
+    base = ["netsh", "advfirewall", "firewall", "add", "rule", f"name={NETSH_RULE}"]
+    cmds = []
+    for d in ("out", "in"):
+        rule = [*base, f"dir={d}", "action=block"]
+        cmds += [[*rule, "protocol=TCP", f"remoteip={_ranges_excluding(ips, v)}"] for v in (4, 6)]
+        cmds.append([*rule, "protocol=UDP", f"remoteport={_port_ranges_excluding(_UDP_OPEN)}"])
+        cmds += [[*rule, "protocol=icmpv4"], [*rule, "protocol=icmpv6"]]
+    return cmds
+
+
+# Windows Firewall profiles: registry key name → what netsh calls it.
+FIREWALL_PROFILES = {"DomainProfile": "domain", "StandardProfile": "private",
+                     "PublicProfile": "public"}
+_POLICY_KEY = r"SOFTWARE\Policies\Microsoft\WindowsFirewall"
+_LOCAL_KEY = r"SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy"
+
+
+def profiles_off(read: Callable[[str, str], int | None]) -> list[str]:
+    """Firewall profiles that are off; ``read(key, value)`` reads an HKLM DWORD (None: absent).
+
+    Group policy (``SOFTWARE\\Policies``) wins over the local setting; a profile with neither
+    value is on (the Windows default).
+    """
+    off = []
+    for key, name in FIREWALL_PROFILES.items():
+        value = read(_POLICY_KEY + "\\" + key, "EnableFirewall")
+        if value is None:
+            value = read(_LOCAL_KEY + "\\" + key, "EnableFirewall")
+        if value == 0:
+            off.append(name)
+    return off
+
+
+def firewall_profiles_off() -> list[str]:
+    """The Windows Firewall profiles that are off on this host ([] elsewhere)."""
+    if sys.platform != "win32":
+        return []
+    import winreg  # pragma: no cover - Windows only
+
+    def read(key: str, value: str) -> int | None:
+        try:
+            with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, key) as handle:
+                data, _ = winreg.QueryValueEx(handle, value)
+        except OSError:
+            return None
+        return int(data)
+
+    return profiles_off(read)
 
 
 def _backend(ctx: CommandContext) -> str:
@@ -136,6 +204,10 @@ def cmd_contain(args: list[str], ctx: CommandContext) -> dict[str, Any]:
     elif backend == "netsh":
         _run(ctx, ["netsh", "advfirewall", "firewall", "delete", "rule", f"name={NETSH_RULE}"],
              check=False)
+        off = firewall_profiles_off()
+        if off:  # NOTE(link): rules of a profile that is off are ignored: not contained
+            raise CommandError(f"Windows Firewall is off for profile(s) {', '.join(off)}: "
+                               "cannot contain (turn it on, or fix the group policy)")
         for argv in netsh_commands(ips):
             _run(ctx, argv)
     else:

@@ -38,6 +38,10 @@ def _print(doc: dict[str, Any]) -> None:
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
     store = IdentityStore(_state_dir(args) / "identity")
+    if store.exists() and args.if_needed and not args.force:
+        # NOTE(link): MSI reinstall/upgrade with MANAGER/ENROLL_TOKEN: keep the identity
+        print(f"heron-agent: already enrolled ({store.root}): identity kept")
+        return 0
     if store.exists() and not args.force:
         print(f"heron-agent: already enrolled ({store.root}); use --force to replace",
               file=sys.stderr)
@@ -69,7 +73,7 @@ def _cmd_service(args: argparse.Namespace) -> int:
     try:
         if sys.platform == "win32":  # pragma: no cover - Windows only
             if args.action == "install":
-                svc.install_windows(args.config)
+                svc.install_windows(args.config, args.exe)
             elif args.action == "uninstall":
                 svc.uninstall_windows()
             else:
@@ -132,6 +136,8 @@ def register(sub: Any) -> None:
     en.add_argument("--ca-sha256", help="pin the manager CA by its sha256 fingerprint")
     en.add_argument("--hostname", help="hostname to enroll as (default: this host's)")
     en.add_argument("--force", action="store_true", help="replace an existing identity")
+    en.add_argument("--if-needed", action="store_true",
+                    help="exit 0 without changes when already enrolled (installers)")
     en.set_defaults(func=_cmd_enroll)
 
     sv = sub.add_parser("service", help="install or remove the system service")

@@ -2,10 +2,10 @@
 
 `heron-agent service install` writes `/etc/systemd/system/heron-agent.service` (generated here,
 pointing at this executable and config), reloads systemd and enables + starts it; `uninstall`
-stops, disables and removes it. On Windows the same subcommands register `HeronAgentService`
-(a `win32serviceutil.ServiceFramework` that runs the agent in-process) with the SCM.
-`heron-agent run --service` (what the MSI registers) hosts the same class through
-`make_service_class` + `host_service`.
+stops, disables and removes it. On Windows the same subcommands register the service with the
+SCM as `<program> run --service [-c config]` (what the MSI registers too), which hosts a
+`win32serviceutil.ServiceFramework` through `make_service_class` + `host_service`. pywin32 is
+imported inside the functions, so Linux never imports it and tests inject fakes.
 All external programs run through an injected runner.
 """
 
@@ -145,6 +145,11 @@ def make_service_class(run: Callable[[threading.Event], int], *, name: str = SER
             self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING)
             self.stop_event.set()
 
+        def SvcShutdown(self) -> None:  # noqa: N802 - pywin32 API
+            # NOTE(agent): defining it makes pywin32 accept SERVICE_CONTROL_SHUTDOWN; without it
+            # Windows kills the process at reboot, without the clean stop.
+            self.SvcStop()
+
         def SvcDoRun(self) -> None:  # noqa: N802 - pywin32 API
             servicemanager.LogMsg(servicemanager.EVENTLOG_INFORMATION_TYPE,
                                   servicemanager.PYS_SERVICE_STARTED, (self._svc_name_, ""))
@@ -177,33 +182,48 @@ def host_service(service_class: type[Any]) -> int:
     return 0
 
 
-if sys.platform == "win32":  # pragma: no cover - Windows only
+def service_argv(config: str | None = None, exe: str | None = None) -> list[str]:
+    """What the Windows SCM starts: ``<program> run --service [-c <config>]``.
+
+    The SCM talks only to the process it started, which must call StartServiceCtrlDispatcher:
+    the frozen ``heron-agent.exe`` does, a pip console-script launcher (which runs Python as a
+    child) would not, so an unfrozen agent registers the interpreter with ``-m agent.cli``.
+    """
+    if exe:
+        argv = [exe]
+    elif getattr(sys, "frozen", False):
+        argv = [sys.executable]
+    else:
+        argv = [sys.executable, "-m", "agent.cli"]
+    argv += ["run", "--service"]
+    if config:
+        argv += ["-c", str(Path(config).resolve())]
+    return argv
+
+
+def install_windows(config: str | None, exe: str | None = None) -> list[str]:
+    """Register ``heron-agent`` (auto start, LocalSystem) and start it; returns its command line.
+
+    ``InstallService`` with an ``exeName`` writes ``"<exe>" <exeArgs>`` as the service's
+    ImagePath; without ``pythonClassString`` no pythonservice.exe class entry is written.
+    """
     import win32service
     import win32serviceutil
 
-    def _run_from_config(stop: threading.Event) -> int:
-        from agent.cli import build_parser, run_agent
+    argv = service_argv(config, exe)
+    win32serviceutil.InstallService(
+        None, SERVICE_NAME, DISPLAY_NAME, startType=win32service.SERVICE_AUTO_START,
+        exeName=argv[0], exeArgs=subprocess.list2cmdline(argv[1:]),
+        description="Heron endpoint detection and response agent")
+    win32serviceutil.StartService(SERVICE_NAME)
+    return argv
 
-        argv = ["run"] + (["-c", HeronAgentService.config_path]
-                          if HeronAgentService.config_path else [])
-        return run_agent(build_parser().parse_args(argv), stop)
 
-    class HeronAgentService(make_service_class(_run_from_config)):  # type: ignore[misc]
-        """Registered by `heron-agent service install` (pythonservice.exe hosting)."""
+def uninstall_windows() -> None:
+    import win32serviceutil
 
-        config_path: str | None = None
-
-    def install_windows(config: str | None) -> None:
-        HeronAgentService.config_path = config
-        win32serviceutil.InstallService(
-            win32serviceutil.GetServiceClassString(HeronAgentService), SERVICE_NAME,
-            DISPLAY_NAME, startType=win32service.SERVICE_AUTO_START,
-            exeArgs=f'-c "{config}"' if config else None)
-        win32serviceutil.StartService(SERVICE_NAME)
-
-    def uninstall_windows() -> None:
-        try:
-            win32serviceutil.StopService(SERVICE_NAME)
-        except Exception:  # noqa: BLE001 - already stopped
-            pass
-        win32serviceutil.RemoveService(SERVICE_NAME)
+    try:
+        win32serviceutil.StopService(SERVICE_NAME)
+    except Exception:  # noqa: BLE001 - already stopped
+        pass
+    win32serviceutil.RemoveService(SERVICE_NAME)

@@ -9,7 +9,6 @@ events (a connection seen after exit) are still attributed.
 from __future__ import annotations
 
 import os
-import pwd
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +26,8 @@ def user_name(uid: int) -> str:
     """User name of ``uid`` (cached), or the number as text."""
     name = _USERS.get(uid)
     if name is None:
+        import pwd  # NOTE(agent): Unix only; agent.host imports this module on Windows too
+
         try:
             name = pwd.getpwuid(uid).pw_name
         except KeyError:

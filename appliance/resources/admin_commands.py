@@ -6,6 +6,7 @@ slot; both the WHIDS body (`command-line`, nanosecond `timeout`) and Heron's are
 
 from __future__ import annotations
 
+import base64
 import shlex
 import uuid as uuidlib
 from typing import Any
@@ -71,6 +72,23 @@ def _command_from_body(body: dict[str, Any], default_timeout: float) -> dict[str
     }
 
 
+def _whids_command(cmd: CommandRecord) -> dict[str, Any]:
+    """A command as WHIDS's `EndpointCommand` shows it, plus Heron's fields.
+
+    WHIDS has the result at the top level: `stdout`/`stderr` base64 (Go `[]byte`), `json`,
+    `error`; Heron's `result` (text output, exit code, fetched files) stays beside them.
+    """
+    result = cmd.result or {}
+    return {
+        **cmd.to_dict(),
+        "stdout": base64.b64encode(str(result.get("stdout") or "").encode()).decode(),
+        "stderr": base64.b64encode(str(result.get("stderr") or "").encode()).decode(),
+        "json": result.get("json"),
+        "error": str(result.get("error") or ""),
+        "background": False,
+    }
+
+
 class EndpointCommand:
     """POST /endpoints/{uuid}/command queues a command; GET shows the latest (wait=true)."""
 
@@ -132,7 +150,7 @@ class EndpointCommand:
             ):
                 self.ctx.sleep(0.05)
                 cmd = self.ctx.store.commands.get(cmd.id)
-        envelope(resp, cmd.to_dict())
+        envelope(resp, _whids_command(cmd))
 
     def on_get_field(
         self, req: falcon.Request, resp: falcon.Response, uuid: str, field: str

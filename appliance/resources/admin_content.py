@@ -203,9 +203,12 @@ class SysmonConfig:
         envelope(resp, self.ctx.content.put_sysmon(_os(uuid), version, xml))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
-        """Delete a Sysmon configuration version."""
+        """Delete one Sysmon configuration version, or every version without `version` (WHIDS)."""
+        kind = f"sysmon:{_os(uuid)}"
         version = q_str(req, "version", "", 32)
-        if not self.ctx.store.documents.delete(f"sysmon:{_os(uuid)}", version):
+        versions = [version] if version else self.ctx.store.documents.keys(kind)
+        deleted = [v for v in versions if self.ctx.store.documents.delete(kind, v)]
+        if not deleted:
             raise NotFound("no such Sysmon configuration")
         envelope(resp, None)
 
@@ -372,7 +375,7 @@ class Stats:
             "ioc-count": self.ctx.store.iocs.count(),
             "detection-count": self.ctx.store.detections.count(),
             "events-received": int(self.ctx.metrics.value("heron_events_received_total")),
-            "stream-clients": self.ctx.hub.clients,
+            "stream-clients": self.ctx.hub.subscribers,
         }
         health = getattr(self.ctx.events, "health", None)
         if callable(health):

@@ -22,6 +22,7 @@ from .common import envelope, q_bool, q_int, q_str, raw, uuid_param
 __all__ = ["FLEET_ROUTES"]
 
 ADMIN_ONLY = frozenset({Role.ADMIN})
+DEFAULT_ROLE = Role.ANALYST  # a user created without `role` (read-only)
 _OBJ = {"type": "object"}
 
 
@@ -72,7 +73,8 @@ class Users:
         self, resp: falcon.Response, identifier: str, role: str, group: str, description: str
     ) -> None:
         try:
-            role_value = Role(role or "admin")
+            # SECURITY(manager): no role means least privilege (WHIDS users were all admins)
+            role_value = Role(role or DEFAULT_ROLE.value)
         except ValueError as ex:
             raise ValidationError("role must be admin, analyst or plugin") from ex
         user, key = self.ctx.identity.add_user(
@@ -83,7 +85,7 @@ class Users:
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Create a user from query parameters; the key is shown once."""
         self._create(
-            resp, q_str(req, "identifier", "", 128), q_str(req, "role", "admin", 16), "", ""
+            resp, q_str(req, "identifier", "", 128), q_str(req, "role", "", 16), "", ""
         )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -92,7 +94,7 @@ class Users:
         self._create(
             resp,
             _str(body, "identifier", "", 128),
-            _str(body, "role", "admin", 16),
+            _str(body, "role", "", 16),
             _str(body, "group"),
             _str(body, "description"),
         )

@@ -11,7 +11,7 @@ from ..context import AppContext
 from ..errors import Forbidden, InvalidParam, ValidationError
 from ..middleware import ALL_ROLES, JsonBody
 from ..services.hunting import Hunting
-from ..services.streams import StreamFilter
+from ..services.streams import STREAM_ENV, StreamFilter, StreamRequest
 from ..store import Role
 from ..timefmt import parse_time, time_window
 from .common import envelope, q_bool, q_int, q_str, uuid_param
@@ -234,7 +234,11 @@ class HuntRules:
 
 
 class Stream:
-    """GET /stream/events and /stream/detections: Server-Sent Events with filters."""
+    """GET /stream/events and /stream/detections: Server-Sent Events with filters.
+
+    A WebSocket upgrade of these routes is served by `appliance.websocket` on the admin TLS
+    front, which runs the request through here first: same authentication, roles and filters.
+    """
 
     QUERY = {
         "get": {
@@ -267,6 +271,11 @@ class Stream:
             signature=q_str(req, "signature", "", 256),
         )
         limit = q_int(req, "limit", 0, hi=10**9)
+        if req.env.get(STREAM_ENV) is True:  # a WebSocket upgrade: the admin TLS front streams
+            user = req.context.user
+            req.env[STREAM_ENV] = StreamRequest(flt, limit, str(getattr(user, "uuid", "")))
+            resp.status = falcon.HTTP_204
+            return
         sub = self.ctx.hub.subscribe(flt)
         resp.content_type = "text/event-stream"
         resp.cache_control = ["no-cache"]

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from rules import wire
@@ -22,9 +23,11 @@ from rules import wire
 from ..errors import Conflict, ValidationError
 from ..store import Store
 
-__all__ = ["Content", "check_rules"]
+__all__ = ["DEFAULTS_DIR", "Content", "check_rules"]
 
 logger = logging.getLogger(__name__)
+DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "defaults"
+DEFAULTS_SEEDED = "rules.defaults_seeded"
 OS_NAMES = ("windows", "linux", "darwin")
 
 
@@ -120,6 +123,26 @@ class Content:
         return {"pack": name, "license": pack.license_name, "imported": len(texts),
                 "rejected": [{"rule": e.rule or "", "source": e.source or "",
                               "reason": e.reason} for e in pack.rejected]}
+
+    def seed_defaults(self, packs: Iterable[Path] | None = None) -> int:
+        """Load Heron's bundled default rules once, on the manager's first start.
+
+        Every install path (.deb, offline bundle, MSI, `init` + `run` by hand) then serves rules
+        from the start. Runs once per data directory: rules an admin deleted later stay deleted,
+        and a store that already holds rules is left as it is. Returns the rules added.
+        """
+        if self.store.settings.get(DEFAULTS_SEEDED) is not None:
+            return 0
+        added: list[str] = []
+        if not self.store.rules.all():
+            files = sorted(packs if packs is not None else DEFAULTS_DIR.glob("*.gen"))
+            rules = [json.loads(line) for path in files
+                     for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            added = self.put_rules(rules, update=False)
+            logger.info("default rules loaded on first start: %d rules from %s", len(added),
+                        ", ".join(p.name for p in files))
+        self.store.settings.put(DEFAULTS_SEEDED, {"rules": len(added)}, self.clock())
+        return len(added)
 
     def delete_rule(self, name: str) -> None:
         self.store.rules.delete(name)

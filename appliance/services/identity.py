@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import unicodedata
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,9 @@ class Identity:
     ) -> tuple[User, str]:
         if not identifier or len(identifier) > 128:
             raise ValidationError("identifier must be 1–128 characters")
+        if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in identifier):
+            # SECURITY(manager): identifiers go into the audit log and the console
+            raise ValidationError("identifier must not contain control or format characters")
         key = new_secret("hk_")
         user = User(
             uuid or str(uuidlib.uuid4()), identifier, role, group, description, self.clock()

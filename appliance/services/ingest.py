@@ -228,7 +228,7 @@ class Ingest:
         batch_id = batch_id or f"auto-{uuidlib.uuid4()}"
         ip = peer_ip or endpoint.ip
         with _encodable("/logs body"):
-            self._enrich(events, endpoint, ip, now, everything=bool(self.hub.clients))
+            self._enrich(events, endpoint, ip, now, everything=bool(self.hub.subscribers))
         with index_errors("/logs body"), _encodable("/logs body"):
             result = self.events.append(
                 events, endpoint=endpoint_ref(endpoint, ip), batch_id=batch_id

@@ -53,7 +53,7 @@ fi
 
 # Command line the service control manager starts each program with (see the CLIs' `run`).
 SERVICE_ARGS_MANAGER='run --service --data-dir "[DATADIR]."'
-SERVICE_ARGS_AGENT='run --service'
+SERVICE_ARGS_AGENT='run --service -c "[DATADIR]config.toml"'
 
 case "$what" in
     all) roles=(manager agent) ;;

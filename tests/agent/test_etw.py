@@ -16,9 +16,13 @@ from agent.service import build_agent
 from agent.sinks import MemorySink
 from agent.sources import MemorySource
 from agent.sources.etw import (
+    DESCRIPTION_FIELD,
     PROVIDERS,
+    TASK_FIELD,
     EtwSource,
     KernelFileFilter,
+    _Running,
+    enabled_for,
     filetime_to_epoch,
     render_etw,
 )
@@ -263,3 +267,103 @@ def test_security_and_kernel_file_events_get_process_fields(config_factory: Any)
     track = agent.tracker.by_pid(4300)
     assert track is not None and str(list(track.last_files)[-1]).endswith("canary.docx")
     agent.close()
+
+
+# --- issue 26 point 7 --------------------------------------------------------------------------
+
+def test_sysmon_description_property_and_manifest_task_name_survive() -> None:
+    """What PywintraceBackend's consumer keeps: the Description property, the task's spelling."""
+    rec = next(r for r in RECORDS if r.get("raw"))
+    record = dict(rec["record"])
+    record[DESCRIPTION_FIELD] = rec["raw"]["description"]  # _unpackSimpleType moved it here
+    record[TASK_FIELD] = rec["raw"]["task"]  # _getEventInformation kept it
+    ev = render_etw(rec["event_id"], record, computer="D")
+    assert ev["Event"]["EventData"]["Description"] == "Windows Command Processor"
+    assert ev["Event"]["System"]["Task"]["Name"] == "Process Create (rule: ProcessCreate)"
+    assert TASK_FIELD not in ev["Event"]["EventData"]
+    # without them: the message is still not taken for the property; no made-up title case
+    plain = render_etw(rec["event_id"], rec["record"], computer="D")
+    assert "Description" not in plain["Event"]["EventData"]
+    assert plain["Event"]["System"]["Task"]["Name"] == "PROCESS CREATE (RULE: PROCESSCREATE)"
+
+
+def test_event_extended_data_does_not_leak_into_event_data() -> None:
+    rec = RECORDS[0]
+    record = dict(rec["record"], EventExtendedData=[{"ExtType": 5, "Data": "S-1-5-18"}])
+    ev = render_etw(rec["event_id"], record, computer="D")
+    assert "EventExtendedData" not in ev["Event"]["EventData"]
+
+
+@pytest.mark.parametrize("rec", [r for r in RECORDS if r["provider"] in EtwConfig().providers],
+                         ids=lambda r: f"{r['provider']}-{r['event_id']}")
+def test_recorded_events_pass_the_provider_filters(rec: dict[str, Any]) -> None:
+    desc = rec["record"]["EventHeader"]["EventDescriptor"]
+    assert enabled_for(PROVIDERS[rec["provider"]], desc["Level"], desc["Keyword"])
+
+
+# EventDescriptors (level, keyword) of the noise all keywords at level 5 pulled in: PowerShell
+# Analytic 7937 (command started, channel bit 62 | Pipeline 0x2), PowerShell Debug 40962,
+# AMSI's debug/analytic events (keyword 0x2, level 5), Sysmon's Debug channel.
+NOISE = [("Microsoft-Windows-PowerShell", 4, 0x4000000000000002),
+         ("Microsoft-Windows-PowerShell", 5, 0x2000000000000100),
+         ("Microsoft-Antimalware-Scan-Interface", 5, 0x2),
+         ("Microsoft-Windows-Sysmon", 5, 0x4000000000000000)]
+
+
+@pytest.mark.parametrize(("provider", "level", "keyword"), NOISE)
+def test_analytic_and_debug_events_are_not_enabled(provider: str, level: int,
+                                                    keyword: int) -> None:
+    assert not enabled_for(PROVIDERS[provider], level, keyword)
+
+
+class _Ctypes:
+    """ctypes.c_uint64 stand-in: pywintrace keeps TRACEHANDLE objects, not ints."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+class _Consumer:
+    def __init__(self, handle: int, alive: bool = True) -> None:
+        self.trace_handle = _Ctypes(handle)
+        self.process_thread = type("T", (), {"is_alive": lambda self: alive})()
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_failed_open_trace_is_detected() -> None:
+    from agent.sources.etw import PywintraceBackend
+
+    with pytest.raises(SourceError, match="cannot open ETW session 'EventLog-Security'"):
+        PywintraceBackend._checked(_Running("EventLog-Security", _Consumer(2**64 - 1)))
+    ok = _Running("EventLog-Security", _Consumer(0x1A2B))
+    assert PywintraceBackend._checked(ok) is ok and ok.error() == ""
+    assert "stopped" in _Running("x", _Consumer(1, alive=False)).error()
+
+
+class _Health:
+    def __init__(self, lost: int = 0, error: str = "") -> None:
+        self._lost, self._error = lost, error
+
+    def lost(self) -> int:
+        return self._lost
+
+    def error(self) -> str:
+        return self._error
+
+    def stop(self) -> None:
+        pass
+
+
+def test_lost_events_and_consumer_errors_are_reported() -> None:
+    src = EtwSource(EtwConfig(), computer="D", buffer=1)
+    src._sessions = [_Health(lost=7), _Health(error="ETW consumer of 'EventLog-Security' stopped")]
+    src._callback((RECORDS[0]["event_id"], RECORDS[0]["record"]))
+    src._callback((RECORDS[0]["event_id"], RECORDS[0]["record"]))  # queue full: dropped
+    src._check()
+    assert src.lost == 8 and "EventLog-Security" in src.error
+    src._sessions = [_Health(error="ETW consumer of 'Heron-EDR' stopped")]
+    with pytest.raises(SourceError, match="Heron-EDR"):  # the main session: the source ends
+        src._check()

@@ -108,9 +108,25 @@ def test_iocs_add_signatures_and_reload_keeps_builtin_rules(agent_factory: Any,
     assert det["Actions"] == agent.config.actions.critical  # the critical band's defaults
     agent.process(proc_event("/bin/evil", Hashes=f"SHA256={'ab' * 32}"))
     assert sink.events[-1]["Event"]["Detection"]["Signature"] == ["High", "IoC:sha256"]
-    assert agent.reload_rules("") == 3  # only the canary rules remain
+    with pytest.raises(ValueError, match="holds no rules"):
+        agent.reload_rules("")  # an empty push never ends detection
+    assert agent.detector.rule_count == 3 + 3
+    assert agent.detector.user_rule_count == 3
     agent.process(proc_event("/bin/evil"))
-    assert sink.events[-1]["Event"]["Detection"]["Signature"] != ["High"]
+    assert sink.events[-1]["Event"]["Detection"]["Signature"][0] == "High"
+
+
+def test_an_agent_without_rules_says_so(config_factory: Any, caplog: Any) -> None:
+    agent = build_agent(config_factory(general={"ignore_self": True}), sources=[],
+                        sinks=[MemorySink()])
+    try:
+        assert agent.detector.user_rule_count == 0
+        agent.start()
+        assert "no detection rules loaded" in caplog.text
+        assert any(r.levelname == "WARNING" for r in caplog.records
+                   if "no detection rules" in r.getMessage())
+    finally:
+        agent.close()
 
 
 def test_blacklisted_command_lines_are_killed_on_sight(agent_factory: Any) -> None:

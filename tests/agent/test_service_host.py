@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import types
 from pathlib import Path
@@ -15,6 +16,8 @@ from agent import cli
 from agent.link import system_service
 
 STOP_PENDING = 3
+ACCEPT_STOP, ACCEPT_SHUTDOWN = 0x1, 0x4  # win32service.SERVICE_ACCEPT_*
+CONTROL_STOP, CONTROL_SHUTDOWN = 0x1, 0x5  # win32service.SERVICE_CONTROL_*
 
 
 def _events(path: Path, n: int = 5) -> Path:
@@ -41,6 +44,24 @@ class FakePywin32:
 
             def ReportServiceStatus(self, status: int) -> None:  # noqa: N802
                 fake.calls.append(("ReportServiceStatus", status))
+
+            # pywin32's own dispatch (win32serviceutil.ServiceFramework): a control is only
+            # accepted, and routed, when the class defines its Svc* method.
+            def GetAcceptedControls(self) -> int:  # noqa: N802
+                accepted = 0
+                if hasattr(self, "SvcStop"):
+                    accepted |= ACCEPT_STOP
+                if hasattr(self, "SvcShutdown"):
+                    accepted |= ACCEPT_SHUTDOWN
+                return accepted
+
+            def ServiceCtrlHandlerEx(self, control: int, event_type: int,  # noqa: N802
+                                     data: Any) -> Any:
+                if control == CONTROL_STOP:
+                    return self.SvcStop()  # type: ignore[attr-defined]
+                if control == CONTROL_SHUTDOWN:
+                    return self.SvcShutdown()  # type: ignore[attr-defined]
+                return None
 
         self.win32serviceutil = types.ModuleType("win32serviceutil")
         self.win32serviceutil.ServiceFramework = ServiceFramework  # type: ignore[attr-defined]
@@ -74,6 +95,7 @@ class FakePywin32:
         return [c[0] for c in self.calls]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="--service hosts the SCM service on Windows")
 def test_service_flag_on_linux_behaves_like_run(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str],
                                                 caplog: pytest.LogCaptureFixture) -> None:
@@ -168,3 +190,57 @@ def test_started_from_a_console_on_win32_says_so(monkeypatch: pytest.MonkeyPatch
     cls = system_service.make_service_class(lambda stop: 0)
     assert system_service.host_service(cls) == 1
     assert "service control manager" in capsys.readouterr().err
+
+
+def test_system_shutdown_stops_the_service_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SvcShutdown exists (SCM sends SHUTDOWN at reboot) and ends the run like SvcStop."""
+    FakePywin32().install(monkeypatch)
+    started = threading.Event()
+
+    def run(stop: threading.Event) -> int:
+        started.set()
+        return 0 if stop.wait(30) else 9
+
+    svc = system_service.make_service_class(run)(["heron-agent"])
+    assert svc.GetAcceptedControls() == ACCEPT_STOP | ACCEPT_SHUTDOWN
+    t = threading.Thread(target=svc.SvcDoRun)
+    t.start()
+    assert started.wait(10)
+    svc.ServiceCtrlHandlerEx(CONTROL_SHUTDOWN, 0, None)
+    t.join(timeout=10)
+    assert not t.is_alive() and svc.exit_code == 0
+
+
+def test_service_install_registers_run_service_with_the_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`heron-agent service install` on Windows: the frozen exe with `run --service -c ...`."""
+    fake = FakePywin32()
+    fake.install(monkeypatch)
+    fake.win32service.SERVICE_AUTO_START = 2  # type: ignore[attr-defined]
+    installed: list[dict[str, Any]] = []
+
+    def install_service(cls: Any, name: str, display: str, **kw: Any) -> None:
+        installed.append({"cls": cls, "name": name} | kw)
+
+    fake.win32serviceutil.InstallService = install_service  # type: ignore[attr-defined]
+    fake.win32serviceutil.StartService = (  # type: ignore[attr-defined]
+        lambda name: fake.calls.append(("StartService", name)))
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", r"C:\Program Files\Heron\Agent\heron-agent.exe")
+    config = tmp_path / "my config.toml"
+    argv = system_service.install_windows(str(config))
+    assert argv == [sys.executable, "run", "--service", "-c", str(config)]
+    [svc] = installed
+    assert svc["cls"] is None  # no pythonservice.exe class entry
+    assert svc["name"] == "heron-agent" and svc["startType"] == 2
+    assert svc["exeName"] == sys.executable
+    assert svc["exeArgs"] == f'run --service -c "{config}"'
+    assert ("StartService", "heron-agent") in fake.calls
+
+
+def test_unfrozen_service_runs_the_interpreter_not_the_launcher(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(sys, "frozen", raising=False)
+    assert system_service.service_argv() == [sys.executable, "-m", "agent.cli", "run",
+                                             "--service"]
+    assert system_service.service_argv(exe="x.exe")[:3] == ["x.exe", "run", "--service"]

@@ -76,6 +76,30 @@ def test_user_lifecycle_and_key_rotation(env: Env) -> None:
     assert env.a("POST", "/users", json={"identifier": "x", "role": "god"}).status_code == 422
 
 
+def test_user_default_role_is_least_privilege(env: Env) -> None:
+    """WHIDS made every user an admin; without `role` Heron makes a read-only analyst."""
+    put = env.a("PUT", "/users?identifier=carol").json["data"]
+    post = env.a("POST", "/users", json={"identifier": "dave"}).json["data"]
+    assert put["role"] == post["role"] == "analyst"
+    assert env.a("GET", "/stats", key=put["key"]).status_code == 200
+    assert env.a("POST", "/iocs", key=put["key"], json=[]).status_code == 403
+    assert env.a("PUT", "/users?identifier=erin", key=post["key"]).status_code == 403
+    plugin = env.a("PUT", "/users?identifier=misp-sync&role=plugin").json["data"]
+    assert plugin["role"] == "plugin"
+
+
+@pytest.mark.parametrize(
+    "identifier", ["bell\x07", "new\nline", "tab\there", "rtl\u202eexe.txt", "nul\x00", "del\x7f"]
+)
+def test_user_identifier_without_control_characters(env: Env, identifier: str) -> None:
+    res = env.a("POST", "/users", json={"identifier": identifier})
+    assert res.status_code in (400, 422), res.json
+    assert "identifier" in res.json["error"] or "NUL" in res.json["error"]
+    assert not [u for u in env.a("GET", "/users").json["data"] if u["identifier"] == identifier]
+    fine = {"identifier": "Ana María (SOC) <ana@x>"}  # spaces, accents, punctuation are fine
+    assert env.a("POST", "/users", json=fine).status_code == 200
+
+
 def test_ioc_add_list_delete_like_pywhids(env: Env) -> None:
     iocs = [
         {
@@ -317,6 +341,22 @@ def test_sysmon_config_admin_and_endpoint(env: Env) -> None:
     raw = env.a("GET", "/endpoints/windows/sysmon/config?format=xml&raw=true")
     assert raw.text == xml
     assert env.a("POST", "/endpoints/plan9/sysmon/config", body=xml).status_code == 400
+
+
+def test_sysmon_config_delete_without_version_deletes_every_version(env: Env) -> None:
+    for version in ("4.82", "4.90"):
+        xml = f'<Sysmon schemaversion="{version}"><EventFiltering/></Sysmon>'
+        assert env.a("POST", "/endpoints/windows/sysmon/config", body=xml).status_code == 200
+    linux = '<Sysmon schemaversion="1.0"><EventFiltering/></Sysmon>'
+    assert env.a("POST", "/endpoints/linux/sysmon/config", body=linux).status_code == 200
+    one = env.a("DELETE", "/endpoints/windows/sysmon/config?version=4.90")
+    assert one.status_code == 200
+    assert env.a("GET", "/endpoints/windows/sysmon/config").json["data"]["version"] == "4.82"
+    res = env.a("DELETE", "/endpoints/windows/sysmon/config")  # WHIDS: no version = all
+    assert res.status_code == 200 and res.json["message"] == "OK"
+    assert env.a("GET", "/endpoints/windows/sysmon/config").status_code == 404
+    assert env.a("DELETE", "/endpoints/windows/sysmon/config").status_code == 404
+    assert env.a("GET", "/endpoints/linux/sysmon/config").status_code == 200  # other OS kept
 
 
 def test_cancel_and_delete_and_revoke_via_admin(env: Env) -> None:

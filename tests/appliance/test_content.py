@@ -85,3 +85,23 @@ def test_iocs_poll_racing_an_upsert_cannot_restore_the_old_iocs(content: Content
     items, sha = content.iocs()
     assert {i["value"] for i in items} == {"old.example", "new.example"}
     assert sha == wire.iocs_sha256(items)
+
+
+def test_default_rules_are_seeded_once_on_first_start(content: Content) -> None:
+    from appliance.services.content import DEFAULTS_DIR
+
+    packs = sorted(DEFAULTS_DIR.glob("*.gen"))
+    assert packs, "the manager ships default rule packs"
+    added = content.seed_defaults()
+    assert added > 0 and len(content.rules()) == added
+    assert content.rules_text()[0].strip()
+    for name in list(content.rules()):
+        content.delete_rule(name)
+    assert content.seed_defaults() == 0  # an admin who removed them keeps them removed
+    assert content.rules() == {}
+
+
+def test_seeding_leaves_an_existing_rule_set_alone(content: Content) -> None:
+    content.put_rules([_rule("Mine")], update=False)
+    assert content.seed_defaults() == 0
+    assert list(content.rules()) == ["Mine"]

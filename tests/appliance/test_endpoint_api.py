@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 
@@ -193,6 +194,10 @@ def test_command_round_trip(env: Env) -> None:
     assert env.e("POST", "/commands", agent, json=result.to_dict()).status_code == 403
     latest = env.a("GET", f"/endpoints/{agent.uuid}/command?wait=true").json["data"]
     assert latest["completed"] is True and latest["result"]["stdout"] == "abc"
+    # WHIDS EndpointCommand: the result at the top level, stdout/stderr as Go []byte (base64)
+    assert base64.b64decode(latest["stdout"]) == b"abc" and latest["stderr"] == ""
+    assert latest["json"] == {"sha256": "x"} and latest["error"] == ""
+    assert latest["uuid"] == cmd_id and latest["expect-json"] is False
     field = env.a("GET", f"/endpoints/{agent.uuid}/command/stdout").json["data"]
     assert field == "abc"
     other = env.enroll("other")

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from appliance.errors import ClosedError, Conflict, StoreError, Unavailable
-from appliance.services.streams import StreamFilter, StreamHub
+from appliance.services.streams import ByteSubscription, StreamFilter, StreamHub
 from appliance.store import Role, Store, User
 
 from .conftest import Env, event
@@ -60,6 +60,40 @@ def test_slow_consumer_never_blocks_publish_and_drops_oldest() -> None:
     assert len(frames) == 10 and b"cmd999.exe" in frames[-1]
     assert frames[0].startswith(b"id: 991\ndata: ")
     assert hub.clients == 0  # the generator unsubscribed when it ended
+
+
+def test_byte_subscription_stays_within_its_budget_and_reports_losses() -> None:
+    wakes: list[int] = []
+    hub = StreamHub()
+    sub = ByteSubscription(StreamFilter(), 4096, lambda: wakes.append(1))
+    hub.attach(sub)
+    assert (hub.clients, hub.ws_clients, hub.subscribers) == (0, 1, 1)
+    for i in range(200):
+        hub.publish([event(i)])
+        assert sub.size <= 4096
+    assert len(wakes) == 1  # one wake-up until the reader takes
+    items, lost = sub.take(10**9)
+    assert lost == sub.dropped == 200 - len(items) and lost > 0
+    assert [seq for seq, _ in items] == list(range(201 - len(items), 201))  # newest kept, in order
+    assert b"cmd199.exe" in items[-1][1] and sub.size == 0
+    hub.publish([event(1000)])
+    assert len(wakes) == 2 and sub.take(10**9)[1] == 0  # losses are reported once
+    huge = event(1)
+    huge["Event"]["EventData"]["Blob"] = "x" * 5000  # larger than the whole budget
+    hub.publish([huge])
+    assert sub.take(10**9) == ([], 1)
+    hub.unsubscribe(sub)
+    assert sub.closed and hub.subscribers == 0 and hub.dropped == sub.dropped
+
+
+def test_byte_subscription_take_is_chunked() -> None:
+    sub = ByteSubscription(StreamFilter(), 10**6, lambda: None)
+    for i in range(10):
+        sub.offer(i, b"x" * 100)
+    first, _ = sub.take(250)
+    assert [seq for seq, _ in first] == [0, 1]
+    assert [seq for seq, _ in sub.take(50)[0]] == [2]  # at least one, even above max_bytes
+    assert len(sub.take(10**6)[0]) == 7
 
 
 def test_heartbeat_when_idle() -> None:

@@ -18,6 +18,8 @@ from appliance import cli, winservice
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_PENDING = 3
+ACCEPT_STOP, ACCEPT_SHUTDOWN = 0x1, 0x4  # win32service.SERVICE_ACCEPT_*
+CONTROL_STOP, CONTROL_SHUTDOWN = 0x1, 0x5  # win32service.SERVICE_CONTROL_*
 
 
 class FakePywin32:
@@ -35,6 +37,24 @@ class FakePywin32:
 
             def ReportServiceStatus(self, status: int) -> None:  # noqa: N802
                 fake.calls.append(("ReportServiceStatus", status))
+
+            # pywin32's own dispatch (win32serviceutil.ServiceFramework): a control is only
+            # accepted, and routed, when the class defines its Svc* method.
+            def GetAcceptedControls(self) -> int:  # noqa: N802
+                accepted = 0
+                if hasattr(self, "SvcStop"):
+                    accepted |= ACCEPT_STOP
+                if hasattr(self, "SvcShutdown"):
+                    accepted |= ACCEPT_SHUTDOWN
+                return accepted
+
+            def ServiceCtrlHandlerEx(self, control: int, event_type: int,  # noqa: N802
+                                     data: Any) -> Any:
+                if control == CONTROL_STOP:
+                    return self.SvcStop()  # type: ignore[attr-defined]
+                if control == CONTROL_SHUTDOWN:
+                    return self.SvcShutdown()  # type: ignore[attr-defined]
+                return None
 
         self.win32serviceutil = types.ModuleType("win32serviceutil")
         self.win32serviceutil.ServiceFramework = ServiceFramework  # type: ignore[attr-defined]
@@ -155,6 +175,7 @@ def test_started_from_a_console_on_win32_says_so(monkeypatch: pytest.MonkeyPatch
     assert "service control manager" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="--service hosts the SCM service on Windows")
 def test_run_service_on_linux_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env_cmd = [sys.executable, "-m", "appliance"]
@@ -181,3 +202,22 @@ def test_run_service_on_linux_serves_and_stops_cleanly_on_sigterm(tmp_path: Path
     lines = (data / "logs" / "heron-manager.log").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert any(r["msg"] == "shutting down" for r in records)
+
+
+def test_system_shutdown_stops_the_service_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SvcShutdown exists (SCM sends SHUTDOWN at reboot) and ends the run like SvcStop."""
+    FakePywin32().install(monkeypatch)
+    started = threading.Event()
+
+    def run(stop: threading.Event) -> int:
+        started.set()
+        return 0 if stop.wait(30) else 9
+
+    svc = winservice.make_service_class(run)(["heron-manager"])
+    assert svc.GetAcceptedControls() == ACCEPT_STOP | ACCEPT_SHUTDOWN
+    t = threading.Thread(target=svc.SvcDoRun)
+    t.start()
+    assert started.wait(10)
+    svc.ServiceCtrlHandlerEx(CONTROL_SHUTDOWN, 0, None)
+    t.join(timeout=10)
+    assert not t.is_alive() and svc.exit_code == 0

@@ -62,3 +62,13 @@ def test_make_run_starts_twice_on_the_same_data_dir(tmp_path: Path) -> None:
     second = _run_once(data, admin, endpoint, tmp_path / "second.log")
     assert key in second  # the same admin key is shown again: nothing was re-initialised
     assert "enrolled endpoint" not in second  # the agent kept its identity
+    assert f"https://127.0.0.1:{admin}/console/" in second
+
+
+def test_make_run_with_other_ports_on_an_existing_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "heron"
+    _run_once(data, free_port(), free_port(), tmp_path / "first.log")
+    admin, endpoint = free_port(), free_port()
+    second = _run_once(data, admin, endpoint, tmp_path / "second.log")
+    assert f"https://127.0.0.1:{admin}/console/" in second
+    assert "enrolled endpoint" in second  # re-enrolled against the new endpoint port

@@ -83,6 +83,9 @@ def test_init_run_enroll_ingest_restart(tmp_path: Path) -> None:
     server = Running(data)
     try:
         admin = _session(init["ca_cert"], headers={"X-Api-Key": init["api_key"]})
+        # a fresh install serves Heron's default rules from its first start
+        served = admin.get(server.admin + "/rules", timeout=10).json()["data"]
+        assert len(served) >= 5, served
         token = admin.post(
             server.admin + "/enroll/tokens", json={"group": "lab"}, timeout=10
         ).json()["data"]

@@ -265,17 +265,35 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
             ]
 
     objs = wait_for(reports, 30, "the edr-report object in MISP")
-    # one object per uploaded IR report, never a duplicate (a second sync pushes nothing new)
-    report_dirs = [
-        d
-        for d in manager.admin("GET", f"/endpoints/{uuid}/artifacts")
-        if "report.json" in {f["name"] for f in d["files"]}
-    ]
-    manager.admin("POST", "/misp/sync", {})
-    wait_for(lambda: len(reports()) >= len(report_dirs), 30, "one edr-report per report")
-    manager.admin("POST", "/misp/sync", {})
+
+    # One object per uploaded IR report, never a duplicate. The agent may still be uploading a
+    # second report directory, so compare report ids (event hashes) once both sides agree,
+    # rather than counting directories listed at one instant.
+    def report_ids() -> list[str]:
+        with misp.lock:
+            return [
+                a["value"]
+                for o in reports()
+                for a in misp.model.render_object(o)["Attribute"]
+                if a["object_relation"] == "id"
+            ]
+
+    def uploaded() -> set[str]:
+        return {
+            d["event-hash"]
+            for d in manager.admin("GET", f"/endpoints/{uuid}/artifacts")
+            if "report.json" in {f["name"] for f in d["files"]}
+        }
+
+    def in_step() -> bool:
+        manager.admin("POST", "/misp/sync", {})
+        return set(report_ids()) == uploaded()
+
+    wait_for(in_step, 60, "one edr-report per uploaded report")
+    manager.admin("POST", "/misp/sync", {})  # a further sync pushes nothing new
+    ids = report_ids()
+    assert len(ids) == len(set(ids)), f"an edr-report pushed twice: {ids}"
     objs = reports()
-    assert len(objs) == len(report_dirs)
     with misp.lock:
         attrs = misp.model.render_object(objs[0])["Attribute"]
     names = {a["value"] for a in attrs if a["type"] in ("attachment", "malware-sample")}

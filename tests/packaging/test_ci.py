@@ -55,7 +55,7 @@ def test_make_target_order() -> None:
 def test_windows_workflow_builds_installs_and_uploads() -> None:
     yaml = pytest.importorskip("yaml")
     doc: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())
-    [job] = doc["jobs"].values()
+    job = doc["jobs"]["msi"]
     assert str(job["runs-on"]).startswith("windows")
     scripts = "\n".join(str(step.get("run", "")) for step in job["steps"])
     assert "bash build/build.sh" in scripts
@@ -65,6 +65,51 @@ def test_windows_workflow_builds_installs_and_uploads() -> None:
     uses = [str(step.get("uses", "")) for step in job["steps"]]
     assert any(u.startswith("actions/upload-artifact") for u in uses)
     assert any(u.startswith("actions/setup-python") for u in uses)
+
+
+def _steps(job: dict[str, Any]) -> list[str]:
+    return [f"{step.get('name', '')}\n{step.get('run', '')}" for step in job["steps"]]
+
+
+def test_windows_live_smoke_covers_the_whole_life_cycle() -> None:
+    """Issue 26: install both, enroll on the same host, ETW, a searchable process event, clean
+    stop, upgrade to rebuilt MSIs, uninstall, reinstall over the kept data: in this order."""
+    yaml = pytest.importorskip("yaml")
+    steps = _steps(yaml.safe_load(WORKFLOW.read_text())["jobs"]["msi"])
+
+    def at(*needles: str) -> int:
+        hits = [i for i, s in enumerate(steps) if all(n in s for n in needles)]
+        assert hits, needles
+        return hits[0]
+
+    order = [
+        at("Sysmon64.exe -accepteula -i"),
+        at("heron-manager-*-x64.msi", "first-admin-key.json", "Get-NetFirewallRule"),
+        at("smoke.py token"),
+        at("heron-agent-*-x64.msi", "MANAGER=", "ENROLL_TOKEN=", "link\\identity\\cert.pem"),
+        at('logman query "Heron-EDR" -ets', "smoke.py event"),
+        at("Stop-Service heron-agent", "agent stopped", "Stop-Service heron-manager"),
+        at("build-msi.sh --version"),
+        at("HERON_NEXT", "ENROLL_TOKEN=", "--expect 1", "smoke.py event"),
+        at("/x ", "Get-NetFirewallRule", "manager-reinstall.log"),
+    ]
+    assert order == sorted(order)
+    smoke = (ROOT / "packaging" / "windows" / "smoke.py").read_text()
+    assert "/enroll/tokens" in smoke and "/search?" in smoke and "/endpoints" in smoke
+
+
+def test_windows_unit_job_runs_the_windows_tests() -> None:
+    yaml = pytest.importorskip("yaml")
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["unit"]
+    assert str(job["runs-on"]).startswith("windows")
+    run_line = "\n".join(_steps(job))
+    for path in ("tests/windows", "tests/agent/test_etw.py", "tests/appliance/test_sockets.py",
+                 "tests/appliance/test_server_select.py", "tests/agent/test_actions_windows.py"):
+        assert path in run_line
+        assert (ROOT / path.split("::")[0]).exists()
+    for node in (line.strip() for line in run_line.split() if "::" in line):
+        file, name = node.split("::")
+        assert f"def {name}(" in (ROOT / file).read_text(), node
 
 
 def test_docs_cover_every_packaging_script() -> None:

@@ -119,16 +119,15 @@ def test_data_dir_is_created_and_locked_down(msis: dict[str, Path], role: str) -
 def test_manager_runs_init_once_before_the_service_starts(msis: dict[str, Path]) -> None:
     actions = {row["Action"]: row for row in table(msis["manager"], "CustomAction")}
     seq = {row["Action"]: row for row in table(msis["manager"], "InstallExecuteSequence")}
-    base = 'init --data-dir "[DATADIR]."'
-    loopback = ' --server-name "[ComputerName]" --server-name localhost --server-name 127.0.0.1'
-    assert actions["ManagerInit"]["Target"] == base + loopback
-    assert (
-        actions["ManagerInitNamed"]["Target"] == base + ' --server-name "[SERVER_NAME]"' + loopback
-    )
+    base = 'init --if-needed --data-dir "[DATADIR]." --key-file "[DATADIR]first-admin-key.json"'
+    names = " --host-names --server-name localhost --server-name 127.0.0.1"
+    assert actions["ManagerInit"]["Target"] == base + names
+    assert actions["ManagerInitNamed"]["Target"] == base + ' --server-name "[SERVER_NAME]"' + names
     for name in ("ManagerInit", "ManagerInitNamed"):
         init = actions[name]
         assert init["Source"] == "ManagerExe"
         assert int(init["Type"]) & 0x3F == 18 and int(init["Type"]) & 0xC00 == 0xC00
+        assert int(init["Type"]) & 0x40 == 0  # Return="check": a failed init rolls back
         assert (
             int(seq["InstallFiles"]["Sequence"])
             < int(seq[name]["Sequence"])
@@ -141,12 +140,75 @@ def test_manager_runs_init_once_before_the_service_starts(msis: dict[str, Path])
     assert seq["ManagerInitNamed"]["Condition"].endswith("AND SERVER_NAME")
 
 
+def test_manager_first_admin_key_goes_to_an_administrators_only_file(
+    msis: dict[str, Path],
+) -> None:
+    """msiexec discards init's stdout: the key is written to a file, then locked (point 4)."""
+    actions = {row["Action"]: row for row in table(msis["manager"], "CustomAction")}
+    seq = {row["Action"]: row for row in table(msis["manager"], "InstallExecuteSequence")}
+    key_file = '"[DATADIR]first-admin-key.json"'
+    assert f"--key-file {key_file}" in actions["ManagerInit"]["Target"]
+    lock = actions["LockKeyFile"]
+    assert lock["Source"] == "ICACLS" and int(lock["Type"]) & 0x3F == 50
+    assert int(lock["Type"]) & 0xC00 == 0xC00  # deferred, as SYSTEM
+    assert lock["Target"] == f"{key_file} /inheritance:r /grant:r *S-1-5-32-544:F"
+    assert (
+        int(seq["LockDataDir"]["Sequence"])  # the file is born in the locked data directory
+        < int(seq["ManagerInitNamed"]["Sequence"])
+        < int(seq["LockKeyFile"]["Sequence"])
+        < int(seq["StartServices"]["Sequence"])
+    )
+    assert seq["LockKeyFile"]["Condition"] == "NOT Installed AND NOT WIX_UPGRADE_DETECTED"
+
+
+def test_manager_reinstall_over_a_kept_data_dir_does_not_roll_back(msis: dict[str, Path]) -> None:
+    """After uninstall the data directory stays: init runs again and must exit 0 (point 4)."""
+    actions = {row["Action"]: row for row in table(msis["manager"], "CustomAction")}
+    for name in ("ManagerInit", "ManagerInitNamed"):
+        assert actions[name]["Target"].startswith("init --if-needed ")
+    # nothing else that fails over an existing data directory runs with Return="check"
+    assert int(actions["LockKeyFile"]["Type"]) & 0x40 == 0x40
+
+
+def test_manager_opens_the_endpoint_port_in_windows_firewall(msis: dict[str, Path]) -> None:
+    """Inbound 1519 is blocked by default: the MSI adds a rule and removes it (point 3)."""
+    actions = {row["Action"]: row for row in table(msis["manager"], "CustomAction")}
+    seq = {row["Action"]: row for row in table(msis["manager"], "InstallExecuteSequence")}
+    props = {row["Property"]: row["Value"] for row in table(msis["manager"], "Property")}
+    assert props["ENDPOINT_PORT"] == "1519"
+    assert actions["SetNetshPath"]["Target"] == "[System64Folder]netsh.exe"
+    rule = 'name="Heron EDR manager endpoint API"'
+    add, delete = actions["FirewallAddRule"], actions["FirewallDeleteRule"]
+    assert add["Target"] == (
+        f"advfirewall firewall add rule {rule} dir=in action=allow protocol=TCP "
+        'localport=[ENDPOINT_PORT] program="[INSTALLDIR]heron-manager.exe" profile=any enable=yes'
+    )
+    assert delete["Target"] == f"advfirewall firewall delete rule {rule}"
+    for row in (add, delete):
+        assert row["Source"] == "NETSH" and int(row["Type"]) & 0x3F == 50
+        assert int(row["Type"]) & 0xC00 == 0xC00  # deferred, no impersonation: admin rights
+    assert int(add["Type"]) & 0x40 == 0  # a rule that cannot be added fails the install
+    assert int(delete["Type"]) & 0x40 == 0x40  # deleting a missing rule is fine
+    # the path is set on uninstall too; delete runs always (no duplicates), add only on install
+    assert seq["SetNetshPath"]["Condition"] == "1"
+    assert int(seq["SetNetshPath"]["Sequence"]) < int(seq["InstallInitialize"]["Sequence"])
+    assert seq["FirewallDeleteRule"]["Condition"] == "1"
+    assert seq["FirewallAddRule"]["Condition"] == "NOT REMOVE"
+    assert (
+        int(seq["InstallInitialize"]["Sequence"])
+        < int(seq["FirewallDeleteRule"]["Sequence"])
+        < int(seq["FirewallAddRule"]["Sequence"])
+        < int(seq["StartServices"]["Sequence"])
+    )
+
+
 def test_agent_enrolls_from_msi_properties(msis: dict[str, Path]) -> None:
     actions = {row["Action"]: row for row in table(msis["agent"], "CustomAction")}
+    common = 'enroll --if-needed -c "[DATADIR]config.toml"'
     assert actions["EnrollToken"]["Target"] == (
-        'enroll --manager "[MANAGER]" --token "[ENROLL_TOKEN]"'
+        common + ' --manager "[MANAGER]" --token "[ENROLL_TOKEN]"'
     )
-    assert actions["EnrollBundle"]["Target"] == 'enroll --bundle "[ENROLL_BUNDLE]"'
+    assert actions["EnrollBundle"]["Target"] == common + ' --bundle "[ENROLL_BUNDLE]"'
     for name in ("EnrollToken", "EnrollBundle"):
         assert actions[name]["Source"] == "AgentExe"
         assert int(actions[name]["Type"]) & 0xC00 == 0xC00
@@ -160,6 +222,33 @@ def test_agent_enrolls_from_msi_properties(msis: dict[str, Path]) -> None:
         assert int(seq[name]["Sequence"]) < int(seq["StartServices"]["Sequence"])
     props = {row["Property"]: row["Value"] for row in table(msis["agent"], "Property")}
     assert props["MsiHiddenProperties"] == "ENROLL_TOKEN"
+
+
+def test_agent_reinstall_and_upgrade_keep_the_identity(msis: dict[str, Path]) -> None:
+    """A major upgrade has Installed unset, so enrollment runs again: it must exit 0 (point 4)."""
+    actions = {row["Action"]: row for row in table(msis["agent"], "CustomAction")}
+    seq = {row["Action"]: row for row in table(msis["agent"], "InstallExecuteSequence")}
+    for name in ("EnrollToken", "EnrollBundle"):
+        assert "WIX_UPGRADE_DETECTED" not in seq[name]["Condition"]  # runs on upgrade ...
+        assert actions[name]["Target"].startswith("enroll --if-needed ")  # ... and keeps it
+
+
+def test_agent_service_runs_with_the_installed_config(msis: dict[str, Path]) -> None:
+    """The service gets `-c <data dir>\\config.toml`, written once by `config --init` (point 6)."""
+    [svc] = table(msis["agent"], "ServiceInstall")
+    assert svc["Arguments"] == 'run --service -c "[DATADIR]config.toml"'
+    actions = {row["Action"]: row for row in table(msis["agent"], "CustomAction")}
+    seq = {row["Action"]: row for row in table(msis["agent"], "InstallExecuteSequence")}
+    init = actions["AgentConfig"]
+    assert init["Target"] == 'config --init "[DATADIR]config.toml" --data-dir "[DATADIR]."'
+    assert init["Source"] == "AgentExe" and int(init["Type"]) & 0xC00 == 0xC00
+    assert seq["AgentConfig"]["Condition"] == "NOT REMOVE"
+    assert (
+        int(seq["InstallFiles"]["Sequence"])
+        < int(seq["AgentConfig"]["Sequence"])
+        < int(seq["EnrollToken"]["Sequence"])
+        < int(seq["StartServices"]["Sequence"])
+    )
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -211,3 +211,62 @@ def test_containment_live_in_network_namespace(backend: str, tmp_path: Path) -> 
         pytest.skip(f"cannot create a network namespace: {proc.stderr[:200]!r}")
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().split() == ["udp-blocked", "mgr-open", "udp-sent"]
+
+
+def test_windows_containment_blocks_both_families_but_keeps_every_manager_address() -> None:
+    """Issue 26 point 8: every manager address exempted, IPv6 blocked too, DNS/DHCP open."""
+    ns = [" ".join(c[5:]) for c in netsh_commands(["10.0.0.9", "2001:db8::5", "10.0.0.10"])]
+    for d in ("out", "in"):
+        rule = f"name=Heron containment dir={d} action=block"
+        assert f"{rule} protocol=TCP remoteip=0.0.0.0-10.0.0.8,10.0.0.11-255.255.255.255" in ns
+        assert (f"{rule} protocol=TCP remoteip=::-2001:db8::4,"
+                "2001:db8::6-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") in ns
+        assert f"{rule} protocol=UDP remoteport=1-52,54-66,69-545,548-65535" in ns
+        assert f"{rule} protocol=icmpv4" in ns and f"{rule} protocol=icmpv6" in ns
+    assert len(ns) == 10 and not any("protocol=any" in c or "protocol" not in c for c in ns)
+    # an IPv4-only manager: the whole IPv6 space is blocked (it stayed open before)
+    v6 = [c for c in netsh_commands(["10.0.0.9"]) if "protocol=TCP" in c and "::" in c[-1]]
+    assert v6[0][-1] == "remoteip=::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+
+
+# HKLM DWORDs as read on a host whose domain profile is off by group policy, public off locally.
+RECORDED_FIREWALL_REGISTRY = {
+    (r"SOFTWARE\Policies\Microsoft\WindowsFirewall\DomainProfile", "EnableFirewall"): 0,
+    (r"SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\DomainProfile",
+     "EnableFirewall"): 1,
+    (r"SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\StandardProfile",
+     "EnableFirewall"): 1,
+    (r"SOFTWARE\Policies\Microsoft\WindowsFirewall\PublicProfile", "EnableFirewall"): 1,
+    (r"SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\PublicProfile",
+     "EnableFirewall"): 0,
+}
+
+
+def test_firewall_profile_state_policy_wins_over_local() -> None:
+    from agent.commands.containment import profiles_off
+
+    reg = RECORDED_FIREWALL_REGISTRY
+    assert profiles_off(lambda key, value: reg.get((key, value))) == ["domain"]
+    assert profiles_off(lambda key, value: None) == []  # nothing set: Windows default, on
+
+
+def test_netsh_contain_fails_when_a_firewall_profile_is_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.commands import containment
+
+    calls: list[list[str]] = []
+
+    def runner(argv, timeout, cwd=None):
+        calls.append(list(argv))
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    ctx = CommandContext(manager_host="10.0.0.9", manager_port=1519, runner=runner,
+                         containment_backend="netsh")
+    monkeypatch.setattr(containment, "firewall_profiles_off", lambda: ["domain"])
+    r = run_command(cmd("contain"), ctx)
+    assert "Firewall is off for profile(s) domain" in r.error and not r.json
+    assert not any("add" in c for c in calls)
+    monkeypatch.setattr(containment, "firewall_profiles_off", lambda: [])
+    r = run_command(cmd("contain"), ctx)
+    assert r.error == "" and r.json["contained"]
+    assert sum("add" in c for c in calls) == 10
