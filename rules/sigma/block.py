@@ -253,7 +253,10 @@ class _Plan:
                 continue
             fields = per_view.setdefault(id(views), {})
             for field, kind, lit in lits:
-                fields.setdefault(field, _FieldIndex()).add(kind, lit, i)
+                fi = fields.get(field)
+                if fi is None:
+                    fi = fields[field] = _FieldIndex()
+                fi.add(kind, lit, i)
         for fields in per_view.values():
             for fi in fields.values():
                 fi.finish()
