@@ -358,6 +358,20 @@ def cmd_suppression(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    """`rules import PATH`: a SigmaHQ checkout or release archive into the rule store."""
+    ctx = _with_store(args)
+    try:
+        status = None if not args.status else [] if args.status == ["all"] else args.status
+        result = ctx.content.import_pack(str(args.path), name=args.pack, status=status)
+    except ValueError as ex:
+        raise ConfigError(str(ex), where=str(args.path)) from ex
+    finally:
+        ctx.close()
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     from .app import Api, create_app
 
@@ -551,6 +565,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--comment", default="")
     p.add_argument("--days", type=float, default=1.0, help="noisy: window in days")
     p.set_defaults(fn=cmd_suppression)
+
+
+    p = data(sub.add_parser("rules", help="rule packs: import a SigmaHQ checkout or archive"))
+    p.add_argument("action", choices=["import"])
+    p.add_argument("path", type=Path, help="SigmaHQ checkout directory, .zip or .tar.gz")
+    p.add_argument("--pack", default="sigmahq", help="pack name (attribution)")
+    p.add_argument("--status", action="append",
+                   help="Sigma statuses to import (repeat; default stable and test; 'all')")
+    p.add_argument("--json", action="store_true", help="one-line JSON")
+    p.set_defaults(fn=cmd_rules)
 
     for name in ("openapi", "routes"):
         p = sub.add_parser(name, help=f"print the {name} of an API")

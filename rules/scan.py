@@ -52,6 +52,7 @@ class ScanOptions:
     min_criticality: int = 0
     no_filter: bool = False
     keep_output: bool = True
+    sigma_status: tuple[str, ...] | None = ("stable", "test")  # None: every Sigma status
     input_format: str = "auto"  # rules.inputs.FORMATS
 
 
@@ -306,7 +307,8 @@ def build_engine(opts: ScanOptions) -> tuple[Engine, list[Exception]]:
     containers: dict[str, list[str]] = {}
     for name, path in opts.containers:
         containers.setdefault(name, []).extend(read_container(path))
-    ruleset: RuleSet = load(opts.rules, collect_errors=opts.skip_bad_rules)
+    ruleset: RuleSet = load(opts.rules, collect_errors=opts.skip_bad_rules,
+                            sigma_status=opts.sigma_status)
     problems: list[Exception] = list(ruleset.errors)
     if opts.names is not None or opts.tags is not None:
         ruleset = ruleset.select(names=opts.names, tags=opts.tags)

@@ -100,6 +100,30 @@ class Content:
         self._rules_changed()
         return sorted(checked)
 
+    def import_pack(self, path: str, *, name: str = "sigmahq",
+                    status: list[str] | None = None) -> dict[str, Any]:
+        """Import a SigmaHQ checkout or release archive as rules (docs/rules.md "Sigma").
+
+        Every supported rule is stored (replacing one of the same title); the licence text is
+        kept as document ("rule-pack-license", name); rejected rules come back with reasons.
+        """
+        from rules.loader import DEFAULT_SIGMA_STATUS
+        from rules.sigma.pack import read_pack
+
+        pack = read_pack(path, name=name,
+                         status=DEFAULT_SIGMA_STATUS if status is None else status or None)
+        texts = {n: json.dumps(e, separators=(",", ":"), ensure_ascii=False)
+                 for n, e in pack.entries.items()}
+        self.store.rules.upsert(texts, self.clock())
+        if pack.license_text:
+            self.store.documents.put("rule-pack-license", name, pack.license_text,
+                                     hashlib.sha256(pack.license_text.encode()).hexdigest(),
+                                     self.clock())
+        self._rules_changed()
+        return {"pack": name, "license": pack.license_name, "imported": len(texts),
+                "rejected": [{"rule": e.rule or "", "source": e.source or "",
+                              "reason": e.reason} for e in pack.rejected]}
+
     def seed_defaults(self, packs: Iterable[Path] | None = None) -> int:
         """Load Heron's bundled default rules once, on the manager's first start.
 
