@@ -88,7 +88,9 @@ class Detector:
         self.engine = self._build(rules_text)
 
     def _build(self, text: str) -> rules.Engine:
-        engine = rules.Engine(containers=self._containers,
+        # ATT&CK on: the stored detection carries the rules' techniques and tactics (WHIDS
+        # had it off; `heron scan` without -a stays Gene-exact, it does not use this class).
+        engine = rules.Engine(containers=self._containers, show_attack=True,
                               default_actions=self._default_actions, timing=self.timing)
         if self._paths:
             engine.load(rules.load(self._paths))
@@ -179,7 +181,7 @@ class Detector:
             block = event["Event"].get("Detection") if isinstance(event.get("Event"), dict) \
                 else None
             if block is None:
-                block = det.to_dict(show_attack=False)
+                block = det.to_dict(show_attack=True)
         hits = iocs.match(event) if len(iocs) else []
         if hits:
             extra = ioc_rules(hits, criticality=self.ioc_criticality,

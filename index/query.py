@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import tantivy
 
 from index.errors import IndexQueryError
-from index.fields import PROMOTED, kv_term, parse_hashes
+from index.fields import PROMOTED, attack_tactic, kv_term, parse_hashes
 from index.schema import NO_KV, TEXT_FIELDS, to_micros
 from index.timewin import parse_datetime
 
@@ -57,6 +57,9 @@ FIELD_ALIASES: dict[str, tuple[str, str]] = {
     "signature": ("raw", "sig"),
     "sig": ("raw", "sig"),
     "eventhash": ("raw", "ehash"),
+    "attack": ("attack", "attack"),
+    "technique": ("attack", "attack"),
+    "tactic": ("attack", "attack"),
     "hash": ("hash", "hash"),
     "hashes": ("hash", "hash"),
     "md5": ("hash", "hash"),
@@ -247,6 +250,9 @@ class QueryTranslator:
             return Q.range_query(self._schema, name, tantivy.FieldType.Integer, micros, micros)
         if kind == "hash":
             return self._hash(name, value, wild)
+        if kind == "attack":  # T1059 / t1059.004 / "Defense Evasion" / defense-evasion
+            value = attack_tactic(value)
+            kind = "raw"
         if kind == "raw":
             if wild:
                 return Q.regex_query(self._schema, name, _wildcard_regex(value.lower()))

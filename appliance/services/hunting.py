@@ -84,7 +84,7 @@ class Hunting:
 
         text = "\n".join(json.dumps(r) for r in rules)
         try:
-            engine = rules_pkg.Engine(rules_pkg.loads(text, source="<hunt>"))
+            engine = rules_pkg.Engine(rules_pkg.loads(text, source="<hunt>"), show_attack=True)
         except ValueError as ex:
             raise ValidationError(f"rules: {ex}") from ex
         scanned, matches, truncated = 0, [], False

@@ -139,6 +139,8 @@ export async function render(root, ctx) {
         h("dt", {}, "Last seen"), h("dd", {}, `${fmtAgo(ep["last-connection"])} (${fmtTime(ep["last-connection"])})`),
         h("dt", {}, "Last detection"), h("dd", {}, fmtTime(ep["last-detection"])),
         h("dt", {}, "Score"), h("dd", {}, Number(ep.score ?? report.score ?? 0).toFixed(1)),
+        h("dt", {}, "ATT&CK techniques"), h("dd", { class: "mono" }, (report.techniques || []).join(", ") || "—"),
+        h("dt", {}, "Tactics"), h("dd", {}, (report.tactics || []).join(", ") || "—"),
       )),
       section("ep-settings", "Settings and actions", h("div", {},
         isAdmin ? settingsForm(ep, reload) : h("p", { class: "muted" }, "Analysts cannot change endpoints."),
