@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from agent.commands import CommandContext
 from agent.commands.system import find_tool
 from rules import wire
@@ -32,7 +34,7 @@ from .forwarder import Forwarder, LinkState
 from .identity import Identity, IdentityStore, write_atomic
 from .mtls import MtlsTransport
 from .poller import CommandPoller
-from .spool import Spool, health_event
+from .spool import Lane, Spool, health_event
 from .sysinfo import SysInfoReporter
 from .tools import ToolSync
 from .transport import Transport
@@ -40,6 +42,8 @@ from .updates import Updater
 from .upload import Uploader, UploadStats
 
 logger = logging.getLogger(__name__)
+
+HEALTH_RULES_STATE = 9011  # EventID: rule count, rules hash, last rules update (on change)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,7 @@ class LinkHooks:
     hostname: str = ""
     set_endpoint: Callable[[str], object] | None = None  # told the uuid once enrolled
     current_config: Callable[[], dict[str, Any]] | None = None  # offered if the manager has none
+    rules_state: Callable[[], dict[str, str]] | None = None  # reported as health event 9011
 
 
 class Link:
@@ -106,6 +111,7 @@ class Link:
         self._house = house
         self._due: dict[str, float] = {}
         self._known_uuid = ""
+        self._last_rules_state: dict[str, str] | None = None
 
     # ---------------------------------------------------------------- wiring
     @property
@@ -209,6 +215,22 @@ class Link:
             return False
         return True
 
+    def report_rules_state(self) -> bool:
+        """Queue the agent's rule state (health event 9011) when it changed; True when queued.
+
+        The manager keeps the latest per endpoint (GET /endpoints `rules`, console, /metrics),
+        so an endpoint running with no or outdated rules is visible there.
+        """
+        if self.hooks.rules_state is None:
+            return False
+        state = dict(self.hooks.rules_state())
+        if state == self._last_rules_state:
+            return False
+        event = health_event(HEALTH_RULES_STATE, "rules state", self.hostname, **state)
+        self.spool.submit_line(orjson.dumps(event) + b"\n", Lane.DETECTIONS)
+        self._last_rules_state = state
+        return True
+
     def sync_identity(self) -> str:
         """Tell the agent its endpoint uuid when it first appears or changes (re-enrollment)."""
         ident = self.identity()
@@ -226,6 +248,7 @@ class Link:
             "sysinfo": (self.config.sysinfo_interval, self.sysinfo.run_once),
             "renew": (self.config.renew_check_interval, self.renew_if_due),
             "identity": (5.0, self.sync_identity),
+            "rules_state": (2.0, self.report_rules_state),
             "tools": (self.config.tools_interval, self.tools.run_once),
         }
         if self.uploader is not None:
@@ -414,6 +437,7 @@ def attach(agent: Any, config: Any, *, start: bool = True,
         hostname=getattr(general, "hostname", "") or "",
         set_endpoint=getattr(agent, "set_endpoint", None),
         current_config=_config_document(config),
+        rules_state=getattr(agent, "rules_state", None),
     )
     link = Link(link_cfg, state_dir_for(config, link_cfg), hooks=hooks,
                 transport_factory=transport_factory)

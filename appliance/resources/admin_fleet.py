@@ -156,9 +156,12 @@ class Endpoints:
             status=q_str(req, "status", "", 32) or None,
             criticality=q_int(req, "criticality", 0, hi=10),
         )
+        served = self.ctx.content.rules_text()[1]
+        states = self.ctx.ingest.rule_states
         envelope(
             resp,
-            [e.to_dict(score=self.ctx.reducer.bounded(e.uuid), system_info=True) for e in eps],
+            [dict(e.to_dict(score=self.ctx.reducer.bounded(e.uuid), system_info=True),
+                  rules=states.get(e.uuid, served)) for e in eps],
         )
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -189,7 +192,9 @@ class Endpoint:
     def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """Show one endpoint (with system info and config)."""
         ep = self.ctx.store.endpoints.get(uuid_param(uuid))
-        envelope(resp, ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid), full=True))
+        rules = self.ctx.ingest.rule_states.get(ep.uuid, self.ctx.content.rules_text()[1])
+        envelope(resp, dict(ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid), full=True),
+                            rules=rules))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """Change an endpoint's status, group or criticality."""

@@ -40,6 +40,7 @@ from ..store import Endpoint, Store
 from ..timefmt import rfc3339
 from .bodies import decompress, split_ndjson
 from .index_errors import index_errors
+from .rulestate import RuleStates
 from .scoring import Reducer
 from .streams import StreamHub
 
@@ -184,6 +185,7 @@ class Ingest:
         self.limits = limits
         self.clock = clock
         self.dispatcher = ListenerDispatcher()
+        self.rule_states = RuleStates(store)
         tune_gc()
         self._presence: dict[str, tuple[float, float | None, float | None, str]] = {}
         self._presence_lock = threading.Lock()
@@ -257,6 +259,8 @@ class Ingest:
             )
         with self._fan_out("presence", endpoint):
             self.touch(endpoint.uuid, ip, last_event, last_det)
+        with self._fan_out("rules state", endpoint):
+            self.rule_states.observe(endpoint.uuid, events, now)
         return wire.LogsAck(batch_id=batch_id, accepted=len(events), duplicate=False)
 
     @contextmanager

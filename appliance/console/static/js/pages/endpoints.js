@@ -1,7 +1,7 @@
 // Endpoints list: status, system info, last seen, group, criticality; actions per endpoint.
 
 import { actionButtons } from "../actions.js";
-import { endpointOs, isOnline, listEndpoints } from "../data.js";
+import { endpointOs, isOnline, listEndpoints, rulesState } from "../data.js";
 import { field, fmtAgo, fmtTime, h, replace, select, table } from "../dom.js";
 
 function statusBadge(ep) {
@@ -32,6 +32,7 @@ export async function render(root, ctx) {
           { label: "Group", key: "group" },
           { label: "Criticality", key: "criticality" },
           { label: "Score", render: (ep) => Number(ep.score || 0).toFixed(1) },
+          { label: "Rules", render: (ep) => h("span", { class: `badge ${ep.rules && ep.rules.status === "ok" ? "ok" : "warn"}` }, rulesState(ep)) },
           { label: "Last seen", render: (ep) => h("span", { title: fmtTime(ep["last-connection"]) }, fmtAgo(ep["last-connection"])) },
           { label: "Actions", render: (ep) => actionButtons(ep, load, { isAdmin }) },
         ],
