@@ -101,23 +101,39 @@ class Content:
         return sorted(checked)
 
     def seed_defaults(self, packs: Iterable[Path] | None = None) -> int:
-        """Load Heron's bundled default rules once, on the manager's first start.
+        """Load Heron's bundled default rule packs on the manager's first start.
 
         Every install path (.deb, offline bundle, MSI, `init` + `run` by hand) then serves rules
-        from the start. Runs once per data directory: rules an admin deleted later stay deleted,
-        and a store that already holds rules is left as it is. Returns the rules added.
+        from the start. Each pack is loaded once per data directory: rules an admin deleted
+        later stay deleted, and a store that already held rules at the first start is left as
+        it is. A data directory that took the defaults also gets the packs a later version adds
+        (an upgrade brings, say, the forwarding pack). Returns the rules added.
         """
-        if self.store.settings.get(DEFAULTS_SEEDED) is not None:
+        files = sorted(packs if packs is not None else DEFAULTS_DIR.glob("*.gen"))
+        record = self.store.settings.get(DEFAULTS_SEEDED)
+        if record is None:
+            seeded: list[str] | None = [] if not self.store.rules.all() else None
+        elif not isinstance(record, dict) or not record.get("rules"):
+            seeded = None  # the first start found the admin's own rules: never seed
+        else:  # before packs were recorded only linux.gen existed
+            seeded = list(record.get("packs", ["linux.gen"]))
+        new = [p for p in files if seeded is not None and p.name not in seeded]
+        if record is not None and not new:
             return 0
         added: list[str] = []
-        if not self.store.rules.all():
-            files = sorted(packs if packs is not None else DEFAULTS_DIR.glob("*.gen"))
-            rules = [json.loads(line) for path in files
-                     for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            added = self.put_rules(rules, update=False)
-            logger.info("default rules loaded on first start: %d rules from %s", len(added),
-                        ", ".join(p.name for p in files))
-        self.store.settings.put(DEFAULTS_SEEDED, {"rules": len(added)}, self.clock())
+        if new:
+            existing = self.store.rules.all()
+            rules = [rule for path in new
+                     for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+                     if (rule := json.loads(line)).get("Name") not in existing]
+            added = self.put_rules(rules, update=False) if rules else []
+            logger.info("default rules loaded: %d rules from %s", len(added),
+                        ", ".join(p.name for p in new))
+        total = (record or {}).get("rules", 0) if isinstance(record, dict) else 0
+        self.store.settings.put(DEFAULTS_SEEDED, {
+            "rules": int(total) + len(added),
+            "packs": sorted({*(seeded or []), *(p.name for p in new)}) if seeded is not None
+            else [p.name for p in files]}, self.clock())
         return len(added)
 
     def delete_rule(self, name: str) -> None:

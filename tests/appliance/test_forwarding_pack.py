@@ -43,7 +43,9 @@ def test_every_rule_is_a_filter_with_no_score() -> None:
 @pytest.mark.parametrize(("event", "kept"), [
     (_linux(1, Image="/usr/bin/ls", CommandLine="ls"), True),
     (_linux(5, Image="/usr/bin/ls"), True),
-    (_linux(3, Image="/usr/bin/curl", DestinationIp="192.0.2.1"), True),
+    (_linux(3, Image="/usr/bin/curl", DestinationIp="192.0.2.1", Initiated="true"), True),
+    (_linux(3, Image="/usr/sbin/sshd", DestinationPort="22", Initiated="false"), True),
+    (_linux(3, Image="/usr/sbin/nginx", DestinationPort="443", Initiated="false"), False),
     (_linux(11, TargetFilename="/tmp/x/payload"), True),
     (_linux(11, TargetFilename="/home/u/run.sh"), True),
     (_linux(11, TargetFilename="/etc/cron.d/job"), True),
@@ -72,13 +74,15 @@ def test_corpus_hunting_events_kept_and_noise_left_out(shared_dir: Path) -> None
             seen[key] += 1
             kept[key] += _filtered(engine, event)
     sysmon = "Microsoft-Windows-Sysmon/Operational"
-    # every process creation/exit, connection, DNS query and logon of the corpus is kept
-    for key in [(sysmon, "1"), (sysmon, "5"), (sysmon, "3"), (sysmon, "22"),
+    # every process creation/exit, DNS query and logon of the corpus is kept
+    for key in [(sysmon, "1"), (sysmon, "5"), (sysmon, "22"),
                 ("Security", "4624"), ("Security", "4688"), ("Security", "4698"),
                 ("Microsoft-Windows-PowerShell/Operational", "4104")]:
         assert seen[key] and kept[key] == seen[key], key
     # file creation and registry: only executables/scripts and autorun locations
-    for key in [(sysmon, "11"), (sysmon, "13"), (sysmon, "12")]:
+    # file creation, registry and connections: executables/scripts, autorun locations,
+    # outbound connections and inbound ones to remote-administration ports
+    for key in [(sysmon, "11"), (sysmon, "13"), (sysmon, "12"), (sysmon, "3")]:
         assert 0 < kept[key] < seen[key], (key, kept[key], seen[key])
     # high-volume events hunting rarely needs stay on the endpoint
     for key in [(sysmon, "7"), (sysmon, "10"), ("Security", "5145"), ("Security", "5156")]:
