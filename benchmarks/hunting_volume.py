@@ -66,8 +66,8 @@ while True:
         subprocess.run([sys.executable, "-c", "pass"])
     if n % 3 == 0:  # an outbound connection that lives a few seconds (a page load)
         held.append(socket.create_connection(("127.0.0.1", port)))
-        srv.accept()[0].close()
-    while len(held) > 2:
+        held.append(srv.accept()[0])  # the peer stays open too (else CLOSE_WAIT, not seen)
+    while len(held) > 4:
         held.popleft().close()
     time.sleep(max(0.0, t0 + n - time.time()))
 """
