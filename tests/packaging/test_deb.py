@@ -280,7 +280,8 @@ def test_manager_install_chooses_the_admin_address_and_never_queries_dns(
     root = dpkg_root()
     trace = tmp_path / "connect.trace"
     out = run(
-        ["unshare", "-n", "strace", "-f", "-qq", "-e", "trace=connect,open,openat", "-e", "signal=none", "-o", str(trace),
+        ["unshare", "-n", "strace", "-f", "-qq", "-e", "trace=connect,open,openat",
+         "-e", "signal=none", "-o", str(trace),
          "dpkg", f"--root={root.path}", "--force-script-chrootless", "--force-depends",
          "--force-unsafe-io", "--log=/dev/null", "-i", str(fake_debs["manager"])],
         env={"HERON_FAKE_LOG": str(root.log), "HERON_ADMIN_LISTEN": "0.0.0.0:1520"},
