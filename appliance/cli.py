@@ -395,6 +395,43 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    """`rules packs|versions|enable|disable|rollback`: through the running manager's admin API
+    when it runs, else on the store (docs/manager.md "Rule packs")."""
+    names, pack = list(args.names), args.pack or ""
+    if args.action in ("enable", "disable") and not (names or pack):
+        raise ConfigError("name the rules or give --pack")
+    if args.action == "rollback" and len(names) != 1:
+        raise ConfigError("rollback takes one version (see `rules versions`)")
+    api = _running(args)
+    if api is not None:
+        if args.action in ("packs", "versions"):
+            out: Any = api.call("GET", f"/rules/{args.action}")
+        elif args.action == "rollback":
+            out = api.call("POST", "/rules/rollback", {"version": names[0]})
+        else:
+            out = api.call("POST", "/rules/state", {"enabled": args.action == "enable",
+                                                    "names": names, "pack": pack})
+    else:
+        ctx = _with_store(args)
+        try:
+            if args.action == "packs":
+                out = ctx.content.packs()
+            elif args.action == "versions":
+                out = ctx.content.history.versions()
+            elif args.action == "rollback":
+                out = {"version": names[0], "rules": ctx.content.rollback(names[0])}
+            else:
+                out = {"changed": ctx.content.set_enabled(
+                    enabled=args.action == "enable", names=names, pack=pack)}
+            if isinstance(out, dict):
+                out["sha256"] = ctx.content.rules_text()[1]
+        finally:
+            ctx.close()
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     from .app import Api, create_app
 
@@ -533,6 +570,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "revoke"])
     p.add_argument("uuid", nargs="?", default="")
     p.set_defaults(fn=cmd_endpoint)
+
+    p = data(sub.add_parser("rules", help="rule packs: list, enable/disable, versions, rollback"))
+    p.add_argument("action", choices=["packs", "versions", "enable", "disable", "rollback"])
+    p.add_argument("names", nargs="*", help="rule names (enable/disable) or the version "
+                                            "(rollback)")
+    p.add_argument("--pack", default="", help="enable/disable: every rule of this pack")
+    p.set_defaults(fn=cmd_rules)
 
     for name in ("openapi", "routes"):
         p = sub.add_parser(name, help=f"print the {name} of an API")

@@ -155,6 +155,79 @@ class Rules:
         envelope(resp, {"deleted": name})
 
 
+class RulePacks:
+    """GET /rules/packs: every rule pack with source, version, licence and enabled rules."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """List rule packs."""
+        envelope(resp, self.ctx.content.packs())
+
+
+class RuleState:
+    """POST /rules/state {enabled, names?, pack?}: enable or disable rules or a whole pack."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.BODY = {"post": JsonBody(self._body, {
+            "type": "object", "required": ["enabled"],
+            "properties": {"enabled": {"type": "boolean"}, "pack": {"type": "string"},
+                           "names": {"type": "array", "items": {"type": "string"}}}})}
+
+    @staticmethod
+    def _body(data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("enabled"), bool):
+            raise ValidationError("expected {enabled: true|false, names: [...], pack: NAME}")
+        names, pack = data.get("names", []), data.get("pack", "")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
+                len(names) > 100_000:
+            raise ValidationError("names must be a list of rule names")
+        if not isinstance(pack, str) or len(pack) > 256:
+            raise ValidationError("pack must be a pack name")
+        return {"enabled": data["enabled"], "names": names, "pack": pack}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Set Gene's Meta.Disable; agents pull the changed set by its hash."""
+        changed = self.ctx.content.set_enabled(**req.context.body)
+        envelope(resp, {"changed": changed, "sha256": self.ctx.content.rules_text()[1]})
+
+
+class RuleVersions:
+    """GET /rules/versions: the last rule sets (one per change), newest first."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """List rule-set versions."""
+        envelope(resp, self.ctx.content.history.versions())
+
+
+class RuleRollback:
+    """POST /rules/rollback {version}: make an earlier rule set current (a new version)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.BODY = {"post": JsonBody(self._body, {
+            "type": "object", "required": ["version"],
+            "properties": {"version": {"type": "string"}}})}
+
+    @staticmethod
+    def _body(data: Any) -> str:
+        if not isinstance(data, dict) or not isinstance(data.get("version"), str) or \
+                not data["version"].isdigit():
+            raise ValidationError("expected {version: ID} (GET /rules/versions)")
+        return str(data["version"])
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Restore a rule-set version."""
+        count = self.ctx.content.rollback(req.context.body)
+        envelope(resp, {"version": req.context.body, "rules": count,
+                        "sha256": self.ctx.content.rules_text()[1]})
+
+
 def _os(os_name: str) -> str:
     if os_name not in OS_NAMES:
         raise InvalidParam(f"os must be one of {', '.join(OS_NAMES)}")
@@ -437,6 +510,10 @@ class Stats:
 CONTENT_ROUTES: list[tuple[str, Any, str | None]] = [
     ("/iocs", Iocs, None),
     ("/rules", Rules, None),
+    ("/rules/packs", RulePacks, None),
+    ("/rules/state", RuleState, None),
+    ("/rules/versions", RuleVersions, None),
+    ("/rules/rollback", RuleRollback, None),
     ("/endpoints/{uuid}/sysmon/config", SysmonConfig, None),
     ("/endpoints/{uuid}/sysmon/binary", lambda ctx: ToolBinary(ctx, "sysmon"), None),
     ("/endpoints/{uuid}/osqueryi/binary", lambda ctx: ToolBinary(ctx, "osqueryi"), None),

@@ -22,6 +22,7 @@ from rules import wire
 
 from ..errors import Conflict, ValidationError
 from ..store import Store
+from . import rulepacks
 
 __all__ = ["DEFAULTS_DIR", "Content", "check_rules"]
 
@@ -68,6 +69,7 @@ class Content:
         self._rules: tuple[str, str] | None = None
         self._rules_generation = 0  # bumped after every rules write
         self._iocs: tuple[int, list[dict[str, Any]], str] | None = None
+        self.history = rulepacks.RuleHistory(store, clock)  # a version per rules change
 
     # --- rules ----------------------------------------------------------------------------
 
@@ -85,10 +87,39 @@ class Content:
         return cached
 
     def _rules_changed(self) -> None:
-        """Drop the cached rules; call after the store write has completed."""
+        """Drop the cached rules and keep the new set as a version; call after the store write
+        has completed."""
         with self._lock:
             self._rules_generation += 1
             self._rules = None
+        try:
+            self.history.record()
+        except Exception:  # noqa: BLE001 - the change stands; only its rollback point is lost
+            logger.exception("could not record the rules version")
+
+    # --- packs, enable/disable, versions (services/rulepacks.py) ----------------------------
+
+    def packs(self) -> list[dict[str, Any]]:
+        return rulepacks.packs(self.store, self.rules())
+
+    def set_enabled(self, *, enabled: bool, names: Iterable[str] = (),
+                    pack: str = "") -> list[str]:
+        """Enable or disable rules (Gene ``Meta.Disable``); returns the rules that changed."""
+        texts = rulepacks.set_enabled(self.store, self.rules(), enabled=enabled, names=names,
+                                      pack=pack)
+        if texts:
+            self.store.rules.upsert(texts, self.clock())
+            self._rules_changed()
+        return sorted(texts)
+
+    def rollback(self, version: str) -> int:
+        """Make rules version ``version`` the current set; returns its rule count."""
+        texts = self.history.texts(version)
+        for name in set(self.store.rules.all()) - set(texts):
+            self.store.rules.delete(name)
+        self.store.rules.upsert(texts, self.clock())
+        self._rules_changed()
+        return len(texts)
 
     def put_rules(self, rules: list[Any], *, update: bool) -> list[str]:
         checked = check_rules(rules)
@@ -127,6 +158,13 @@ class Content:
                      for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
                      if (rule := json.loads(line)).get("Name") not in existing]
             added = self.put_rules(rules, update=False) if rules else []
+            for path in new:
+                rulepacks.record_pack(
+                    self.store, path.stem,
+                    [json.loads(line)["Name"] for line in
+                     path.read_text(encoding="utf-8").splitlines() if line.strip()],
+                    source=f"heron default pack {path.name}", version=wire.HERON_VERSION,
+                    licence="GPL-3.0-or-later", now=self.clock())
             logger.info("default rules loaded: %d rules from %s", len(added),
                         ", ".join(p.name for p in new))
         total = (record or {}).get("rules", 0) if isinstance(record, dict) else 0

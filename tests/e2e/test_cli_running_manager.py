@@ -78,8 +78,23 @@ def test_admin_commands_work_against_the_running_manager(manager: ManagerProc,
     doc = manager.admin("POST", "/enroll/bundle", {"group": "g2"})
     assert doc["key_pem"].startswith("-----BEGIN") and doc["ca_sha256"] == manager.ca_sha256
 
+    # rule packs while it runs: a pack off changes the served hash, a rollback restores it
+    packs = {p["name"]: p for p in json.loads(cli(data, "rules", "packs").stdout)}
+    assert packs["windows"]["enabled"] == packs["windows"]["rules"] > 0
+    sha = manager.admin("GET", "/rules/versions")[0]["sha256"]
+    version = json.loads(cli(data, "rules", "versions").stdout)[0]["version"]
+    off = cli(data, "rules", "disable", "--pack", "windows")
+    assert off.returncode == 0, off.stderr
+    assert json.loads(off.stdout)["sha256"] != sha
+    assert cli(data, "rules", "disable", "NoSuchRule").returncode == 1
+    back = cli(data, "rules", "rollback", version)
+    assert back.returncode == 0 and json.loads(back.stdout)["sha256"] == sha
+
     manager.stop()
     assert not local.exists()
     # stopped: the commands open the store directly again
     assert cli(data, "user", "list").returncode == 0
+    off = cli(data, "rules", "disable", "WinDCSync")
+    assert off.returncode == 0 and json.loads(off.stdout)["changed"] == ["WinDCSync"]
+    assert json.loads(cli(data, "rules", "packs").stdout)
     assert os.path.exists(data)

@@ -481,3 +481,17 @@ def test_attack_rule_state_and_offline_bundle(
     browser.wait_text("[role=status], .toast, body", "holds a private key")
     assert len(manager.ctx.store.endpoints.list()) == before + 1
     browser.screenshot("20-endpoints-rules-bundle")
+
+
+def test_rule_packs_disable_and_versions(browser: Browser, manager: Manager, clean_console) -> None:
+    manager.ctx.content.seed_defaults()
+    sha = manager.ctx.content.rules_text()[1]
+    browser.go("#/rules")
+    packs = browser.wait_text("section[aria-labelledby=rules-packs]", "windows")
+    assert "GPL-3.0-or-later" in packs.text
+    browser.css("button[aria-label='Disable pack windows']").click()
+    browser.wait_text("section[aria-labelledby=rules-packs]", "0 / 28")
+    assert manager.ctx.content.rules_text()[1] != sha
+    versions = browser.wait_text("section[aria-labelledby=rules-versions]", "Roll back")
+    assert "newest first" in versions.text
+    browser.screenshot("21-rule-packs")
