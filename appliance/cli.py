@@ -395,10 +395,42 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules_import(args: argparse.Namespace, paths: list[str]) -> int:
+    """`rules import DIR|ARCHIVE`: a gene-rules checkout or its archive (format detected)."""
+    from .services.genepack import is_gene_pack, read_gene_pack
+
+    if len(paths) != 1:
+        raise ConfigError("rules import takes one directory or archive")
+    path = Path(paths[0])
+    if not path.exists():
+        raise ConfigError("no such file or directory", where=str(path))
+    if not is_gene_pack(path):
+        raise ConfigError("not a Gene rule pack (no *.gen file)", where=str(path))
+    try:
+        pack = read_gene_pack(path, version=args.version or "")
+    except ValueError as ex:
+        raise ConfigError(str(ex), where=str(path)) from ex
+    body = {"name": args.name or path.name.split(".")[0], "rules": pack["rules"],
+            "source": path.name, "version": pack["version"], "licence": pack["licence"]}
+    api = _running(args)
+    if api is not None:
+        out = api.call("POST", "/rules/import", body)
+    else:
+        ctx = _with_store(args)
+        try:
+            out = ctx.content.import_rules_pack(body.pop("name"), body.pop("rules"), **body)
+        finally:
+            ctx.close()
+    print(json.dumps(dict(out, files=pack["files"]), indent=2))
+    return 0
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     """`rules packs|versions|enable|disable|rollback`: through the running manager's admin API
     when it runs, else on the store (docs/manager.md "Rule packs")."""
     names, pack = list(args.names), args.pack or ""
+    if args.action == "import":
+        return _rules_import(args, names)
     if args.action in ("enable", "disable") and not (names or pack):
         raise ConfigError("name the rules or give --pack")
     if args.action == "rollback" and len(names) != 1:
@@ -572,10 +604,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_endpoint)
 
     p = data(sub.add_parser("rules", help="rule packs: list, enable/disable, versions, rollback"))
-    p.add_argument("action", choices=["packs", "versions", "enable", "disable", "rollback"])
-    p.add_argument("names", nargs="*", help="rule names (enable/disable) or the version "
-                                            "(rollback)")
+    p.add_argument("action",
+                   choices=["packs", "versions", "enable", "disable", "rollback", "import"])
+    p.add_argument("names", nargs="*", help="rule names (enable/disable), the version "
+                                            "(rollback) or a gene-rules checkout/archive (import)")
     p.add_argument("--pack", default="", help="enable/disable: every rule of this pack")
+    p.add_argument("--name", default="", help="import: pack name (default: the path's name)")
+    p.add_argument("--version", default="", help="import: pack version when the checkout has "
+                                                 "no .git")
     p.set_defaults(fn=cmd_rules)
 
     for name in ("openapi", "routes"):

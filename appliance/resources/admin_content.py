@@ -194,6 +194,38 @@ class RuleState:
         envelope(resp, {"changed": changed, "sha256": self.ctx.content.rules_text()[1]})
 
 
+class RuleImport:
+    """POST /rules/import {name, source, version, licence, rules}: a third-party pack as JSON
+    (`heron-manager rules import DIR|ARCHIVE` reads the checkout and posts it here while the
+    manager runs)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.BODY = {"post": JsonBody(self._body, {
+            "type": "object", "required": ["name", "rules"],
+            "properties": {"name": {"type": "string"}, "source": {"type": "string"},
+                           "version": {"type": "string"}, "licence": {"type": "string"},
+                           "rules": {"type": "array", "items": {"type": "object"}}}})}
+
+    @staticmethod
+    def _body(data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+            raise ValidationError("expected {name, source, version, licence, rules: [...]}")
+        out: dict[str, Any] = {"rules": data["rules"]}
+        for key in ("name", "source", "version", "licence"):
+            value = data.get(key, "")
+            if not isinstance(value, str) or len(value) > 512:
+                raise ValidationError(f"{key} must be a string")
+            out[key] = value
+        return out
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Import a rule pack (every rule compiled first; same names replaced)."""
+        body = dict(req.context.body)
+        envelope(resp, self.ctx.content.import_rules_pack(body.pop("name"), body.pop("rules"),
+                                                          **body))
+
+
 class RuleVersions:
     """GET /rules/versions: the last rule sets (one per change), newest first."""
 
@@ -513,6 +545,7 @@ CONTENT_ROUTES: list[tuple[str, Any, str | None]] = [
     ("/rules/packs", RulePacks, None),
     ("/rules/state", RuleState, None),
     ("/rules/versions", RuleVersions, None),
+    ("/rules/import", RuleImport, None),
     ("/rules/rollback", RuleRollback, None),
     ("/endpoints/{uuid}/sysmon/config", SysmonConfig, None),
     ("/endpoints/{uuid}/sysmon/binary", lambda ctx: ToolBinary(ctx, "sysmon"), None),

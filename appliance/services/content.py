@@ -112,6 +112,20 @@ class Content:
             self._rules_changed()
         return sorted(texts)
 
+    def import_rules_pack(self, name: str, rules: list[Any], *, source: str, version: str,
+                          licence: str) -> dict[str, Any]:
+        """Store a third-party pack's rules (compile-checked, replacing same names) and record
+        the pack (services/genepack.py reads one from a checkout or archive)."""
+        if not name or len(name) > 128:
+            raise ValidationError("a pack name (at most 128 characters) is required")
+        if not rules:
+            raise ValidationError(f"pack {name!r} holds no rule")
+        saved = self.put_rules(rules, update=True)
+        rulepacks.record_pack(self.store, name, saved, source=source, version=version,
+                              licence=licence, now=self.clock())
+        return {"pack": name, "rules": len(saved), "source": source, "version": version,
+                "licence": licence, "sha256": self.rules_text()[1]}
+
     def rollback(self, version: str) -> int:
         """Make rules version ``version`` the current set; returns its rule count."""
         texts = self.history.texts(version)

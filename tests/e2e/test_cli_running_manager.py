@@ -32,7 +32,8 @@ def manager(tmp_path: Path) -> Iterator[ManagerProc]:
 
 
 def test_admin_commands_work_against_the_running_manager(manager: ManagerProc,
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path,
+                                                         shared_dir: Path) -> None:
     data = manager.data
     local = data / "run" / "local-admin.json"
     assert stat.S_IMODE(local.stat().st_mode) == 0o600
@@ -89,6 +90,12 @@ def test_admin_commands_work_against_the_running_manager(manager: ManagerProc,
     assert cli(data, "rules", "disable", "NoSuchRule").returncode == 1
     back = cli(data, "rules", "rollback", version)
     assert back.returncode == 0 and json.loads(back.stdout)["sha256"] == sha
+
+    # a gene-rules checkout imported while it runs (read by the CLI, posted to /rules/import)
+    imported = cli(data, "rules", "import", str(shared_dir / "corpus" / "gene-rules"))
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["rules"] == 134
+    assert {p["name"] for p in manager.admin("GET", "/rules/packs")} >= {"gene-rules", "windows"}
 
     manager.stop()
     assert not local.exists()
