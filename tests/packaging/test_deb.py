@@ -311,7 +311,7 @@ def test_agent_token_enrollment_pins_the_ca_or_is_explicitly_tofu(
     assert root.calls() == [] and "NOT enrolled" in out.stderr
     root = dpkg_root()
     root.dpkg("-i", deb, env={**base, "HERON_TRUST_FIRST_USE": "1"})
-    assert root.calls()[-1].endswith("--manager 10.0.0.5:1519 --token tok")
+    assert root.calls()[-1].endswith("--manager 10.0.0.5:1519 --token tok --trust-first-use")
     root = dpkg_root()  # a bundle, with the address the admin gives (install.sh --manager)
     root.dpkg("-i", deb, env={"HERON_ENROLL_BUNDLE": "/media/b", "HERON_MANAGER": "10.0.0.5:1519"})
     assert root.calls()[-1].endswith("--bundle /media/b --manager 10.0.0.5:1519")

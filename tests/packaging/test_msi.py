@@ -210,7 +210,7 @@ def test_agent_enrolls_from_msi_properties(msis: dict[str, Path]) -> None:
         common + ' --manager "[MANAGER]" --token "[ENROLL_TOKEN]" --ca-sha256 "[CA_SHA256]"'
     )
     assert actions["EnrollTokenTofu"]["Target"] == (
-        common + ' --manager "[MANAGER]" --token "[ENROLL_TOKEN]"'
+        common + ' --manager "[MANAGER]" --token "[ENROLL_TOKEN]" --trust-first-use'
     )
     assert actions["EnrollBundle"]["Target"] == (
         common + ' --bundle "[ENROLL_BUNDLE]" --manager "[MANAGER]"'
