@@ -96,7 +96,8 @@ class GeneralConfig:
     data_dir: str = _f(default_data_dir(), "state directory: artifacts/, alerts/, rules/")
     hostname: str = _f("", "override of the reported computer name (empty: the OS hostname)")
     endpoint_uuid: str = _f("", "endpoint id written to artifact manifests (set by enrollment)")
-    criticality_threshold: int = _f(5, "events with a detection of at least this score are sent")
+    criticality_threshold: int = _f(0, "events with a detection of at least this score are sent "
+                                       "(0: every detection)")
     enable_filters: bool = _f(True, "also send events matched only by Filter rules")
     log_all: bool = _f(False, "send every event to the sinks, detection or not")
     queue_size: int = _f(20000, "bounded queue between the sources and the pipeline")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import rules
+from rules import wire
 from rules.iocs import IocSet, ioc_rules, merge_detection
 from rules.suppress import SuppressionSet
 
@@ -89,9 +91,15 @@ class Detector:
         self.suppressed: dict[str, int] = {}  # rule -> detections silenced by a suppression
         self._builtin_count = self._count_builtin()
         self.engine = self._build(rules_text)
+        # what the manager shows per endpoint (rule count, hash, last update): see rules_state
+        self._rules_source = "manager" if rules_text.strip() else "local"
+        self._rules_sha256 = self._user_sha256()
+        self._rules_updated = time.time()
 
     def _build(self, text: str) -> rules.Engine:
-        engine = rules.Engine(containers=self._containers,
+        # ATT&CK on: the stored detection carries the rules' techniques and tactics (WHIDS
+        # had it off; `heron scan` without -a stays Gene-exact, it does not use this class).
+        engine = rules.Engine(containers=self._containers, show_attack=True,
                               default_actions=self._default_actions, timing=self.timing)
         if self._paths:
             engine.load(rules.load(self._paths))
@@ -105,6 +113,25 @@ class Detector:
         if not self._extra.strip():
             return 0
         return int(rules.Engine(rules.loads(self._extra, source="<builtin>")).rule_count)
+
+    def _user_sha256(self) -> str:
+        """The hash the manager serves for pushed rules (``wire.rules_sha256`` of /rules); for
+        local rule files, the same hash of their canonical text."""
+        if self._text.strip():
+            return wire.rules_sha256(self._text)
+        if not self._paths:
+            return ""
+        return wire.rules_sha256(str(rules.Engine(rules.load(self._paths)).rules_text()))
+
+    def rules_state(self) -> dict[str, str]:
+        """Rule count, rules hash, last update and source, as the agent reports them
+        (``Heron-Agent`` health event 9011, shown on the manager's ``GET /endpoints``)."""
+        from datetime import UTC, datetime
+
+        updated = datetime.fromtimestamp(self._rules_updated, UTC)
+        return {"RuleCount": str(self.user_rule_count), "RulesSha256": self._rules_sha256,
+                "RulesUpdated": updated.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "RulesSource": self._rules_source}
 
     @property
     def user_rule_count(self) -> int:
@@ -131,6 +158,8 @@ class Detector:
         with self._lock:
             self.engine = engine
             self._text = text
+        self._rules_source, self._rules_sha256 = "manager", wire.rules_sha256(text)
+        self._rules_updated = time.time()
         logger.info("rules reloaded: %d rules", engine.rule_count)
         return int(engine.rule_count)
 
@@ -150,6 +179,8 @@ class Detector:
         with self._lock:
             self.engine = engine
             self.ioc_criticality = ioc_criticality
+        if not self._text.strip() and old[0] != self._paths:
+            self._rules_sha256, self._rules_updated = self._user_sha256(), time.time()
         return int(engine.rule_count)
 
     def set_extra_rules(self, text: str) -> int:
@@ -214,7 +245,7 @@ class Detector:
             block = event["Event"].get("Detection") if isinstance(event.get("Event"), dict) \
                 else None
             if block is None:
-                block = det.to_dict(show_attack=False)
+                block = det.to_dict(show_attack=True)
         hits = iocs.match(event) if len(iocs) else []
         if hits:
             extra = ioc_rules(hits, criticality=self.ioc_criticality,

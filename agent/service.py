@@ -144,6 +144,10 @@ class Agent:
         """Replace the rule set with ``text`` (Gene rules); built-in rules stay. Rule count."""
         return self.detector.reload_rules(text)
 
+    def rules_state(self) -> dict[str, str]:
+        """Rule count, rules hash, last update (reported to the manager by the link)."""
+        return self.detector.rules_state()
+
     def set_iocs(self, iocs: Iterable[Any]) -> int:
         """Replace the IoC set (``rules.wire.Ioc`` or ``{type, value}``). Indicator count."""
         return self.detector.set_iocs(iocs)

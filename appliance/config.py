@@ -226,6 +226,35 @@ class Config:
         name = self.tls.server_names[0] if self.tls.server_names else host
         return f"https://{name}:{port}"
 
+    def endpoint_addresses(self) -> list[str]:
+        """``host:port`` names agents can use, IP addresses first (they work without DNS,
+        which many air-gapped networks lack): the public URL's host when one is configured,
+        else the listen address when it is a specific IP, then the certificate's names."""
+        import ipaddress
+        from urllib.parse import urlsplit
+
+        _, port = parse_listen(self.endpoint.listen)
+        if self.endpoint.public_url:
+            url = urlsplit(self.endpoint.public_url)
+            return [f"{url.hostname}:{url.port or port}"]
+        host, _ = parse_listen(self.endpoint.listen)
+        names = ([] if host in ("0.0.0.0", "::", "") else [host]) + list(self.tls.server_names)
+
+        def is_ip(name: str) -> bool:
+            try:
+                ipaddress.ip_address(name.strip("[]"))
+            except ValueError:
+                return False
+            return True
+
+        ordered = [n for n in names if is_ip(n)] + [n for n in names if not is_ip(n)]
+        out: list[str] = []
+        for name in ordered:
+            shown = f"[{name}]" if ":" in name and not name.startswith("[") else name
+            if f"{shown}:{port}" not in out:
+                out.append(f"{shown}:{port}")
+        return out or [f"localhost:{port}"]
+
     def admin_url(self) -> str:
         host, port = parse_listen(self.admin.listen)
         if host in ("0.0.0.0", "::"):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import tantivy
 
 from index.errors import IndexQueryError
-from index.fields import PROMOTED, kv_term, parse_hashes
+from index.fields import PROMOTED, attack_tactic, kv_term, parse_hashes
 from index.schema import NO_KV, TEXT_FIELDS, build_analyzer, to_micros
 from index.timewin import parse_datetime
 
@@ -58,6 +58,9 @@ FIELD_ALIASES: dict[str, tuple[str, str]] = {
     "signature": ("raw", "sig"),
     "sig": ("raw", "sig"),
     "eventhash": ("raw", "ehash"),
+    "attack": ("attack", "attack"),
+    "technique": ("attack", "attack"),
+    "tactic": ("attack", "attack"),
     "hash": ("hash", "hash"),
     "hashes": ("hash", "hash"),
     "md5": ("hash", "hash"),
@@ -260,6 +263,9 @@ class QueryTranslator:
         if kind == "hash":
             # An EventData field may have the alias's name (Defender's `Hash`): either matches.
             return _any([self._hash(name, value, wild), self._data(field.lower(), value, wild)])
+        if kind == "attack":  # T1059 / t1059.004 / "Defense Evasion" / defense-evasion
+            value = attack_tactic(value)
+            kind = "raw"
         if kind == "raw":
             if wild:
                 raw = Q.regex_query(self._schema, name, _wildcard_regex(value.lower()))

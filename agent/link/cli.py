@@ -54,6 +54,13 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
                 print("heron-agent: enroll needs --manager HOST:PORT and --token TOKEN "
                       "(or --bundle FILE)", file=sys.stderr)
                 return 2
+            if not (args.ca or args.ca_sha256 or args.trust_first_use):
+                # SECURITY(link): the first connection is what the token is sent over; without
+                # a pinned CA anyone answering on that address gets it and becomes "the manager"
+                print("heron-agent: pin the manager CA with --ca-sha256 SHA256 (ca_sha256 of "
+                      "initial-admin.json / init --json) or --ca FILE; --trust-first-use "
+                      "accepts whatever CA answers", file=sys.stderr)
+                return 2
             ident = enroll_online(args.manager, args.token, store,
                                   ca_file=Path(args.ca) if args.ca else None,
                                   ca_sha256=args.ca_sha256 or "", hostname=args.hostname)
@@ -131,6 +138,8 @@ def register(sub: Any) -> None:
     en.add_argument("--bundle", help="offline enrollment bundle (JSON) for air-gapped hosts")
     en.add_argument("--ca", help="manager CA certificate to verify the first connection")
     en.add_argument("--ca-sha256", help="pin the manager CA by its sha256 fingerprint")
+    en.add_argument("--trust-first-use", action="store_true",
+                    help="token without --ca/--ca-sha256: accept the CA the manager presents")
     en.add_argument("--hostname", help="hostname to enroll as (default: this host's)")
     en.add_argument("--force", action="store_true", help="replace an existing identity")
     en.add_argument("--if-needed", action="store_true",

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 HEALTH_THREAD_CRASH = 9006  # EventID: a link thread crashed and was restarted
 HEALTH_COUNTERS = 9010  # EventID: the agent's loss/degradation/budget counters (on change)
 HEALTH_INTERVAL = 60.0  # seconds between counter reports (sent only when they changed)
+HEALTH_RULES_STATE = 9011  # EventID: rule count, rules hash, last rules update (on change)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class LinkHooks:
     current_config: Callable[[], dict[str, Any]] | None = None  # offered if the manager has none
     sensor: Callable[[], dict[str, Any]] | None = None  # Linux sensor mode + fallback reason
     agent_status: Callable[[], dict[str, Any]] | None = None  # counters reported to the manager
+    rules_state: Callable[[], dict[str, str]] | None = None  # reported as health event 9011
 
 
 class Link:
@@ -123,6 +125,7 @@ class Link:
         self._known_uuid = ""
         self._supervised: dict[str, dict[str, Any]] = {}
         self._last_counters = ""
+        self._last_rules_state: dict[str, str] | None = None
 
     # ---------------------------------------------------------------- wiring
     @property
@@ -259,6 +262,22 @@ class Link:
         self.spool.submit_line(orjson.dumps(event) + b"\n", Lane.DETECTIONS)
         return True
 
+    def report_rules_state(self) -> bool:
+        """Queue the agent's rule state (health event 9011) when it changed; True when queued.
+
+        The manager keeps the latest per endpoint (GET /endpoints `rules`, console, /metrics),
+        so an endpoint running with no or outdated rules is visible there.
+        """
+        if self.hooks.rules_state is None:
+            return False
+        state = dict(self.hooks.rules_state())
+        if state == self._last_rules_state:
+            return False
+        event = health_event(HEALTH_RULES_STATE, "rules state", self.hostname, **state)
+        self.spool.submit_line(orjson.dumps(event) + b"\n", Lane.DETECTIONS)
+        self._last_rules_state = state
+        return True
+
     def sync_identity(self) -> str:
         """Tell the agent its endpoint uuid when it first appears or changes (re-enrollment)."""
         ident = self.identity()
@@ -276,6 +295,7 @@ class Link:
             "sysinfo": (self.config.sysinfo_interval, self.sysinfo.run_once),
             "renew": (self.config.renew_check_interval, self.renew_if_due),
             "identity": (5.0, self.sync_identity),
+            "rules_state": (2.0, self.report_rules_state),
             "tools": (self.config.tools_interval, self.tools.run_once),
             "counters": (HEALTH_INTERVAL, self.report_counters),
         }
@@ -514,6 +534,7 @@ def attach(agent: Any, config: Any, *, start: bool = True,
         current_config=_config_document(config),
         sensor=_sensor_hook(agent),
         agent_status=getattr(agent, "status", None),
+        rules_state=getattr(agent, "rules_state", None),
     )
     link = Link(link_cfg, state_dir_for(config, link_cfg), hooks=hooks,
                 transport_factory=transport_factory)

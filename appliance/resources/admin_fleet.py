@@ -166,11 +166,14 @@ class Endpoints:
             criticality=q_int(req, "criticality", 0, hi=10),
         )
         counters = self.ctx.store.documents.bodies(COUNTERS_KIND)
+        served = self.ctx.content.rules_text()[1]
+        states = self.ctx.ingest.rule_states
         envelope(
             resp,
             [
                 dict(e.to_dict(score=self.ctx.reducer.bounded(e.uuid), system_info=True),
-                     **{"agent-counters": _counters(counters.get(e.uuid))})
+                     **{"agent-counters": _counters(counters.get(e.uuid))},
+                     rules=states.get(e.uuid, served))
                 for e in eps
             ],
         )
@@ -204,8 +207,10 @@ class Endpoint:
         """Show one endpoint (with system info and config)."""
         ep = self.ctx.store.endpoints.get(uuid_param(uuid))
         found = self.ctx.store.documents.get(COUNTERS_KIND, ep.uuid)
+        rules = self.ctx.ingest.rule_states.get(ep.uuid, self.ctx.content.rules_text()[1])
         envelope(resp, dict(ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid), full=True),
-                            **{"agent-counters": _counters(found[0] if found else None)}))
+                            **{"agent-counters": _counters(found[0] if found else None)},
+                            rules=rules))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """Change an endpoint's status, group or criticality."""

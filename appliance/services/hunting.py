@@ -107,7 +107,8 @@ class Hunting:
         text = "\n".join(json.dumps(r) for r in rules)
         try:
             engine = rules_pkg.Engine(rules_pkg.loads(text, source="<hunt>"),
-                                      containers=containers or {}, timing=False)
+                                      containers=containers or {}, timing=False,
+                                      show_attack=True)
         except ValueError as ex:
             raise ValidationError(f"rules: {ex}") from ex
         ioc_set = IocSet.from_iocs(iocs or [])

@@ -40,6 +40,7 @@ from ..store import Endpoint, Store
 from ..timefmt import rfc3339
 from .bodies import decompress, split_ndjson
 from .index_errors import index_errors
+from .rulestate import RuleStates
 from .scoring import Reducer
 from .streams import StreamHub
 
@@ -188,6 +189,7 @@ class Ingest:
         self.limits = limits
         self.clock = clock
         self.dispatcher = ListenerDispatcher()
+        self.rule_states = RuleStates(store)
         tune_gc()
         self._presence: dict[str, tuple[float, float | None, float | None, str]] = {}
         self._presence_lock = threading.Lock()
@@ -263,6 +265,8 @@ class Ingest:
             self.touch(endpoint.uuid, ip, last_event, last_det)
         with self._fan_out("agent counters", endpoint):
             self._agent_counters(endpoint, events, now)
+        with self._fan_out("rules state", endpoint):
+            self.rule_states.observe(endpoint.uuid, events, now)
         return wire.LogsAck(batch_id=batch_id, accepted=len(events), duplicate=False)
 
     def _agent_counters(self, ep: Endpoint, events: list[dict[str, Any]], now: float) -> None:

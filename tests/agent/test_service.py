@@ -67,10 +67,12 @@ def _sigs(sink: MemorySink) -> list[list[str]]:
 def test_forwarding_decision(agent_factory: Any) -> None:
     agent, sink = agent_factory()
     assert agent.process(proc_event("/bin/evil")) is True
-    assert agent.process(proc_event("/bin/meh")) is False  # below the threshold
+    assert agent.process(proc_event("/bin/meh")) is True  # by default every detection
     assert agent.process(proc_event("/bin/filtered")) is True  # filters on
     assert agent.process(proc_event("/bin/ok")) is False
-    assert _sigs(sink) == [["High"], []]
+    assert _sigs(sink) == [["High"], ["Low"], []]
+    agent0, sink0 = agent_factory(general={"criticality_threshold": 5})
+    assert agent0.process(proc_event("/bin/meh")) is False  # below the threshold
     assert agent.counters.detections == 2 and agent.counters.filtered == 1
     agent2, sink2 = agent_factory(general={"enable_filters": False, "log_all": False,
                                            "criticality_threshold": 1})
@@ -248,7 +250,7 @@ def test_apply_config_live_and_restart_sections(agent_factory: Any, tmp_path: Pa
                                                 caplog: Any) -> None:
     from dataclasses import replace
 
-    agent, sink = agent_factory()
+    agent, sink = agent_factory(general={"criticality_threshold": 5})
     assert agent.process(proc_event("/bin/meh")) is False  # criticality 2 < 5
     cfg = agent.config
     iocs = tmp_path / "iocs.txt"

@@ -135,7 +135,8 @@ def test_init_run_enroll_ingest_restart(tmp_path: Path) -> None:
     users = [
         json.loads(ln) for ln in cli("user", "list", "--data-dir", str(data)).stdout.splitlines()
     ]
-    assert [u["identifier"] for u in users] == ["admin"]
+    # heron-local-cli: the key `run` gives the CLI while it runs (appliance/localadmin.py)
+    assert [u["identifier"] for u in users] == ["admin", "heron-local-cli"]
     added = json.loads(
         cli("user", "add", "bob", "--role", "analyst", "--data-dir", str(data)).stdout
     )
@@ -148,7 +149,9 @@ def test_init_run_enroll_ingest_restart(tmp_path: Path) -> None:
     )
     assert oct(os.stat(bundle_dir / "client.key").st_mode & 0o777) == "0o600"
     meta = json.loads((bundle_dir / "bundle.json").read_text())
-    assert meta["manager"] == "localhost:1519" and meta["client_cert"] == "client.pem"
+    # an IP address first (no DNS needed), every name in `addresses`
+    assert meta["manager"] == "127.0.0.1:1519" and meta["client_cert"] == "client.pem"
+    assert "localhost:1519" in meta["addresses"]
     assert (
         wire.EnrollBundle.from_dict(dict(meta, certificate_pem="c", key_pem="k", ca_pem="a")).uuid
         == bundle["uuid"]

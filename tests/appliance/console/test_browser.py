@@ -477,6 +477,52 @@ def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_cons
     browser.screenshot("10-keyboard-endpoints")
 
 
+def test_attack_rule_state_and_offline_bundle(
+    browser: Browser, manager: Manager, clean_console
+) -> None:
+    """ATT&CK of a detection, the endpoint's reported rule state, and a bundle minted from the
+    endpoints page while the manager runs (issue 15)."""
+    det = sysmon_event(manager.hostname, image="C:\\Windows\\System32\\rundll32.exe",
+                       command_line="rundll32.exe comsvcs.dll, MiniDump 624 C:\\t\\l.dmp full",
+                       signature="HeronTest-LsassDump", criticality=9)
+    det["Event"]["Detection"]["ATTACK"] = [{"ID": "T1003.001", "Tactic": "credential-access",
+                                            "Description": "", "Reference": ""}]
+    state = sysmon_event(manager.hostname, image="-", command_line="-")
+    state["Event"]["System"].update({"Channel": "Heron-Agent", "EventID": 9011})
+    state["Event"]["EventData"] = {"RuleCount": "0", "RulesSha256": "", "RulesSource": "local",
+                                   "RulesUpdated": "2026-01-01T00:00:00.000000Z"}
+    browser.go("#/detections")
+    browser.wait_text("#live-state", "connected")
+    assert manager.post_logs([state, det]).status_code == 200
+    browser.wait_text("main table", "T1003.001 (credential-access)")
+    browser.go("#/endpoints")
+    browser.wait_text("main table", "0 rules, no-rules")
+    before = len(manager.ctx.store.endpoints.list())
+    browser.driver.find_element("xpath", "//button[text()='Offline enrollment bundle']").click()
+    browser.wait_text("[role=status], .toast, body", "holds a private key")
+    assert len(manager.ctx.store.endpoints.list()) == before + 1
+    browser.screenshot("20-endpoints-rules-bundle")
+
+
+def test_rule_packs_disable_and_versions(browser: Browser, manager: Manager, clean_console) -> None:
+    from appliance.services.content import DEFAULTS_DIR
+
+    # (the store holds this module's rule already, so first-start seeding would not run)
+    pack = [json.loads(line) for line in (DEFAULTS_DIR / "windows.gen").read_text().splitlines()]
+    manager.ctx.content.import_rules_pack("windows", pack, source="windows.gen", version="t",
+                                          licence="GPL-3.0-or-later")
+    sha = manager.ctx.content.rules_text()[1]
+    browser.go("#/rules")
+    packs = browser.wait_text("section[aria-labelledby=rules-packs]", "windows")
+    assert "GPL-3.0-or-later" in packs.text
+    browser.css("button[aria-label='Disable pack windows']").click()
+    browser.wait_text("section[aria-labelledby=rules-packs]", "0 / 28")
+    assert manager.ctx.content.rules_text()[1] != sha
+    versions = browser.wait_text("section[aria-labelledby=rules-versions]", "Roll back")
+    assert "newest first" in versions.text
+    browser.screenshot("21-rule-packs")
+
+
 def test_contain_then_revoke_endpoint(browser: Browser, manager: Manager, clean_console) -> None:
     browser.go("#/endpoints")
     browser.wait_css(f"button[aria-label='Contain {manager.hostname}']").click()
@@ -516,3 +562,4 @@ def test_analyst_sees_read_only_console(browser: Browser, manager: Manager, clea
     browser.go("#/users")
     assert browser.heading() == "Admins only"
     browser.screenshot("11-analyst")
+

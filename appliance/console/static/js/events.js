@@ -49,6 +49,13 @@ export function signatures(e) {
   return Array.isArray(s) ? s.map(text) : text(s) ? [text(s)] : [];
 }
 
+/** The ATT&CK techniques of a detection, as "T1140 (defense-evasion)". */
+export function attack(e) {
+  const d = detection(e);
+  const items = (d && Array.isArray(d.ATTACK) && d.ATTACK) || [];
+  return items.map((a) => (a.Tactic ? `${a.ID} (${a.Tactic})` : String(a.ID || "")));
+}
+
 export function criticality(e) {
   const d = detection(e);
   return (d && Number(d.Criticality)) || 0;
@@ -78,6 +85,7 @@ export function detectionColumns(onShow) {
     { label: "Time (UTC)", class: "mono", render: (e) => fmtTime(eventTime(e)) },
     { label: "Endpoint", render: endpointLink },
     { label: "Rules", render: (e) => signatures(e).join(", ") },
+    { label: "ATT&CK", class: "mono", render: (e) => attack(e).join(", ") },
     { label: "Criticality", render: (e) => severityBadge(criticality(e)) },
     { label: "Event", render: (e) => `${eventChannel(e).split("/")[0]} ${eventId(e) ?? ""}` },
     { label: "Subject", class: "mono", render: (e) => eventSubject(e).slice(0, 140) },
@@ -118,6 +126,7 @@ export function eventDetail(e) {
       h("dt", {}, "Endpoint"), h("dd", {}, `${ep.hostname} ${ep.uuid}`),
       h("dt", {}, "Channel / ID"), h("dd", {}, `${eventChannel(e)} / ${eventId(e) ?? ""}`),
       h("dt", {}, "Rules"), h("dd", {}, signatures(e).join(", ") || "—"),
+      h("dt", {}, "ATT&CK"), h("dd", { class: "mono" }, attack(e).join(", ") || "—"),
       h("dt", {}, "Image"), h("dd", { class: "mono" }, text(data.Image) || "—"),
       h("dt", {}, "Hash"), h("dd", { class: "mono" }, eventHash(e) || "—"),
     ),

@@ -2,7 +2,7 @@
 
 import { actionButtons } from "../actions.js";
 import { apiUrl, get, post } from "../api.js";
-import { endpointOs, systemFacts } from "../data.js";
+import { endpointOs, rulesState, systemFacts } from "../data.js";
 import { errorBox, field, fmtAgo, fmtTime, h, modal, replace, saveBlob, table, toast } from "../dom.js";
 import { detectionColumns, eventChannel, eventDetail, eventId, eventSubject, eventTime, signatures } from "../events.js";
 
@@ -168,6 +168,11 @@ export async function render(root, ctx) {
         h("dt", {}, "Last seen"), h("dd", {}, `${fmtAgo(ep["last-connection"])} (${fmtTime(ep["last-connection"])})`),
         h("dt", {}, "Last detection"), h("dd", {}, fmtTime(ep["last-detection"])),
         h("dt", {}, "Score"), h("dd", {}, Number(ep.score ?? report.score ?? 0).toFixed(1)),
+        h("dt", {}, "Rules"), h("dd", {}, rulesState(ep)),
+        h("dt", {}, "Rules hash"), h("dd", { class: "mono" }, (ep.rules && ep.rules.sha256) || "—"),
+        h("dt", {}, "Rules updated"), h("dd", {}, ep.rules ? fmtTime(ep.rules.updated) : "—"),
+        h("dt", {}, "ATT&CK techniques"), h("dd", { class: "mono" }, (report.techniques || []).join(", ") || "—"),
+        h("dt", {}, "Tactics"), h("dd", {}, (report.tactics || []).join(", ") || "—"),
       )),
       section("ep-settings", "Settings and actions", h("div", {},
         isAdmin ? settingsForm(ep, reload) : h("p", { class: "muted" }, "Analysts cannot change endpoints."),

@@ -98,6 +98,8 @@ export async function render(root, ctx) {
   const filter = h("input", { type: "search", name: "name", autocomplete: "off", value: ctx.params.get("name") || "" });
   const listBox = h("div");
   const chartBox = h("div");
+  const packsBox = h("div", { "aria-live": "polite" });
+  const versionsBox = h("div", { "aria-live": "polite" });
   const editor = h("textarea", { name: "rule", spellcheck: "false", "aria-describedby": "rule-status", disabled: !isAdmin });
   const editorStatus = h("div", { id: "rule-status", "aria-live": "assertive" });
   const editorTitle = h("h2", { id: "rule-editor-title", tabindex: "-1" }, "New rule");
@@ -120,7 +122,7 @@ export async function render(root, ctx) {
       listBox,
       table(
         [
-          { label: "Name", class: "mono", render: ruleName },
+          { label: "Name", class: "mono", render: (r) => (r.Meta && r.Meta.Disable ? `${ruleName(r)} (disabled)` : ruleName(r)) },
           { label: "Criticality", render: criticalityOf },
           { label: `Hits (${HIT_DAYS} d)`, render: hits },
           { label: "Condition", class: "mono", render: (r) => String(r.Condition || "").slice(0, 80) },
@@ -137,6 +139,63 @@ export async function render(root, ctx) {
     );
     const top = list.filter((r) => hits(r) > 0).slice(0, 12).map((r) => ({ label: ruleName(r), value: Number(hits(r)), hot: criticalityOf(r) >= 8 }));
     replace(chartBox, barChart(top, { label: `Hits per rule over the last ${HIT_DAYS} days` }));
+  }
+
+  // Packs (enable/disable a whole pack) and rule-set versions (roll back): docs/manager.md.
+  async function loadPacks() {
+    const [packs, versions] = await Promise.all([get("/rules/packs"), get("/rules/versions")]);
+    replace(packsBox, table(
+      [
+        { label: "Pack", class: "mono", key: "name" },
+        { label: "Source", key: "source" },
+        { label: "Version", key: "version" },
+        { label: "Licence", key: "licence" },
+        { label: "Enabled", render: (p) => `${p.enabled} / ${p.rules}` },
+        {
+          label: "Actions",
+          render: (p) => (isAdmin ? h("div", { class: "actions" },
+            h("button", { type: "button", class: "secondary", "aria-label": `Enable pack ${p.name}`, onclick: () => packState(p.name, true) }, "Enable"),
+            h("button", { type: "button", class: "danger", "aria-label": `Disable pack ${p.name}`, onclick: () => packState(p.name, false) }, "Disable")) : ""),
+        },
+      ],
+      packs || [],
+      { caption: `${(packs || []).length} pack(s)`, empty: "No rule pack recorded." },
+    ));
+    replace(versionsBox, table(
+      [
+        { label: "Version", class: "mono", key: "version" },
+        { label: "Time (UTC)", key: "time" },
+        { label: "Rules", key: "rules" },
+        { label: "sha256", class: "mono", render: (v) => String(v.sha256).slice(0, 16) },
+        {
+          label: "Actions",
+          render: (v) => (isAdmin && versions && v.version !== versions[0].version ? h("button", { type: "button", class: "secondary", "aria-label": `Roll back to version ${v.version}`, onclick: () => rollback(v.version) }, "Roll back") : ""),
+        },
+      ],
+      versions || [],
+      { caption: "Rule sets, newest first (the first is current)", empty: "No version yet." },
+    ));
+  }
+
+  async function packState(name, enabled) {
+    try {
+      const out = await post("/rules/state", { pack: name, enabled });
+      toast(`Pack ${name}: ${out.changed.length} rule(s) ${enabled ? "enabled" : "disabled"}`);
+      await Promise.all([load(), loadPacks()]);
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  }
+
+  async function rollback(version) {
+    if (!(await confirmDialog("Roll back rules", `Make rule set ${version} current? Agents pick it up at their next update.`, "Roll back"))) return;
+    try {
+      await post("/rules/rollback", { version });
+      toast(`Rules rolled back to version ${version}`);
+      await Promise.all([load(), loadPacks()]);
+    } catch (err) {
+      toast(err.message, "error");
+    }
   }
 
   async function remove(rule) {
@@ -194,11 +253,18 @@ export async function render(root, ctx) {
     h("div", { class: "grid" },
       h("section", { class: "panel", "aria-labelledby": "rules-list" }, h("h2", { id: "rules-list" }, "Loaded rules"), listBox),
       h("section", { class: "panel", "aria-labelledby": "rules-chart" }, h("h2", { id: "rules-chart" }, `Hits per rule (${HIT_DAYS} days)`), chartBox)),
+    h("div", { class: "grid" },
+      h("section", { class: "panel", "aria-labelledby": "rules-packs" }, h("h2", { id: "rules-packs" }, "Rule packs"), packsBox),
+      h("section", { class: "panel", "aria-labelledby": "rules-versions" }, h("h2", { id: "rules-versions" }, "Rule set versions"), versionsBox)),
     h("section", { class: "panel", "aria-labelledby": "rule-editor-title" }, editorTitle,
       isAdmin ? null : h("p", { class: "muted" }, "Analysts can read rules but not change them."), editorForm),
   );
   const tuning = tuningPanels(isAdmin);
   root.append(...tuning.panels);
   editor.value = JSON.stringify(TEMPLATE, null, 2);
-  await Promise.all([load(), tuning.load().catch((err) => replace(tuning.panels[0], errorBox(err)))]);
+  await Promise.all([
+    load(),
+    tuning.load().catch((err) => replace(tuning.panels[0], errorBox(err))),
+    loadPacks().catch((err) => replace(packsBox, errorBox(err))),
+  ]);
 }
