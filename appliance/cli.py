@@ -431,6 +431,9 @@ def _rules_import(args: argparse.Namespace, paths: list[str]) -> int:
     if not path.exists():
         raise ConfigError("no such file or directory", where=str(path))
     if not is_gene_pack(path):  # a SigmaHQ checkout or release archive
+        if path.is_dir() and not any(path.rglob("*.yml")) and not any(path.rglob("*.yaml")):
+            raise ConfigError("not a rule pack: no Gene (*.gen) nor Sigma (*.yml) rules",
+                              where=str(path))
         return _sigma_import(args, path)
     try:
         pack = read_gene_pack(path, version=args.version or "")

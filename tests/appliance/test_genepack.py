@@ -91,4 +91,4 @@ def test_cli_import_on_a_stopped_manager(checkout: Path, tmp_path: Path) -> None
     packs = {p["name"]: p for p in json.loads(cli("rules", "packs").stdout)}
     assert packs["gene-rules"]["enabled"] == 134
     bad = cli("rules", "import", str(tmp_path))
-    assert bad.returncode == 2 and "not a Gene rule pack" in bad.stderr
+    assert bad.returncode == 2 and "not a rule pack" in bad.stderr
