@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..context import AppContext
 from ..misp.resources import MISP_ROUTES
 from ..openapi import FalconApp
+from .admin_alerts import ALERT_ROUTES
 from .admin_commands import COMMAND_ROUTES
 from .admin_content import CONTENT_ROUTES
 from .admin_fleet import FLEET_ROUTES
@@ -21,6 +22,7 @@ def add_admin_routes(app: FalconApp, ctx: AppContext) -> None:
         *COMMAND_ROUTES,
         *CONTENT_ROUTES,
         *SEARCH_ROUTES,
+        *ALERT_ROUTES,
         *MISP_ROUTES,
         *MAINTENANCE_ROUTES,
     ]:
