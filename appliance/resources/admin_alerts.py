@@ -1,7 +1,9 @@
 """Admin API, alert triage: status, assignee and comments of detections (the console's queue).
 
 Analysts triage: unlike the rest of the admin API, these writes are open to the analyst role.
-Every change is also written to the audit log with its old and new values.
+Every change is also written to the audit log with its old and new values. An alert moved to
+`false_positive` is also told to every MISP instance whose sightings are configured (type-1
+sightings of the MISP IoCs its stored event carries), as `POST /misp/false-positive` does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import falcon
 from ..context import AppContext
 from ..errors import InvalidParam, ValidationError
 from ..middleware import JsonBody
+from ..misp.errors import MispSettingsError
+from ..misp.integration import attach_instances
+from ..services.hunting import Hunting
 from ..store import Role
 from ..store.alerts import MAX_COMMENT, AlertFilter, AlertStatus, parse_status
 from .common import envelope, q_int, q_str, uuid_param
@@ -98,6 +103,30 @@ def _apply(ctx: AppContext, req: falcon.Request, refs: list[tuple[str, str]],
     return changes
 
 
+def _tell_misp(ctx: AppContext, changes: list[dict[str, Any]]) -> list[str]:
+    """Queue false-positive sightings for alerts that just became false positives."""
+    fps = [c for c in changes if c.get("status", [None, None])[1] == "false_positive"]
+    if not fps:
+        return []
+    syncs = [s for _, s in attach_instances(ctx).all()]
+    if not any(s.settings.configured and s.settings.sightings_enabled for s in syncs):
+        return []
+    hunting = Hunting(ctx.events)
+    values: set[str] = set()
+    for c in fps:
+        found = hunting.search(f"EventHash:{c['event_hash']}", since=None, until=None,
+                               endpoint=c["endpoint"], detections_only=True, limit=1, cursor=None)
+        if not found["events"]:
+            continue
+        endpoint: Any = ctx.store.endpoints.find(c["endpoint"]) or {"uuid": c["endpoint"]}
+        for sync in syncs:
+            try:
+                values.update(sync.false_positive(endpoint, found["events"][0]))
+            except MispSettingsError:
+                continue
+    return sorted(values)
+
+
 class AlertList:
     """GET /alerts: the triage queue, keyset-paged (`cursor` from the previous page's `next`)."""
 
@@ -152,8 +181,10 @@ class Alert:
                 event_hash: str) -> None:
         """Change status and/or assignee, and/or add a comment; answers the alert."""
         ref = (uuid_param(uuid), _hash(event_hash))
-        _apply(self.ctx, req, [ref], req.context.body)
-        envelope(resp, self.ctx.store.alerts.get(*ref))
+        changes = _apply(self.ctx, req, [ref], req.context.body)
+        alert = self.ctx.store.alerts.get(*ref)
+        alert["misp_false_positive"] = _tell_misp(self.ctx, changes)
+        envelope(resp, alert)
 
 
 class AlertBulk:
@@ -174,7 +205,8 @@ class AlertBulk:
         body = req.context.body
         changes = _apply(self.ctx, req, body["refs"], body)
         changed = sum(1 for c in changes if len(c) > 2)
-        envelope(resp, {"changed": changed, "changes": changes})
+        envelope(resp, {"changed": changed, "changes": changes,
+                        "misp_false_positive": _tell_misp(self.ctx, changes)})
 
 
 ALERT_ROUTES: list[tuple[str, Any, str | None]] = [
