@@ -59,6 +59,11 @@ def _alerts(manager: Manager, **params: str) -> dict[str, object]:
     return data
 
 
+def _searchable(manager: Manager, words: str) -> bool:
+    res = manager.admin("GET", "/search", params={"q": words, "detections": "true"})
+    return res.status_code == 200 and res.json()["data"]["total"] > 0
+
+
 def test_live_detection_then_triage_in_the_dialog(
     browser: Browser, manager: Manager, clean_console
 ) -> None:
@@ -71,11 +76,12 @@ def test_live_detection_then_triage_in_the_dialog(
     row = browser.wait_css("tbody tr[data-live]")
     assert "Triage-<img" in row.text and "New" in row.text
     browser.screenshot("20-alerts-live")
+    browser.wait(lambda d: _searchable(manager, "Triage"), timeout=60)  # indexed (busy box)
     browser.go("#/detections")  # the stored queue (fleet store) lists it too
     row = browser.wait_css("tbody tr[data-status=new]")
     browser.button("Open", row).click()
     dialog = browser.wait_css("dialog[open]")
-    browser.wait(lambda d: "Event JSON" in dialog.text, timeout=15)  # the indexed event
+    browser.wait(lambda d: "Event JSON" in dialog.text)  # the indexed event
     assert XSS in dialog.text
     browser.field("Alert status").send_keys("In progress")
     browser.button("Assign to me", dialog).click()

@@ -4,6 +4,8 @@
 import { get, post, subscribe } from "../api.js";
 import { searchEvents } from "../data.js";
 import { errorBox, field, fmtTime, h, modal, replace, select, severityBadge, toast } from "../dom.js";
+import { isPending, resultDetail } from "../results.js";
+import { processTree } from "../tree.js";
 import { criticality, eventDetail, eventEndpoint, eventHash, eventTime, signatures } from "../events.js";
 
 const PAGE = 100;
@@ -28,6 +30,38 @@ function commentList(comments) {
     h("li", {}, h("span", { class: "muted" }, `${fmtTime(c.ts)} · ${c.author}: `), c.text)));
 }
 
+/** "Hash the image": queue the agent's built-in `hash` and follow the command until it answers. */
+function hashAction(alert, event, session) {
+  const image = event && event.Event && event.Event.EventData && event.Event.EventData.Image;
+  if (!image) return null;
+  const box = h("div", { class: "hash-result", "aria-live": "polite" });
+  let timer = null;
+  async function run() {
+    try {
+      const res = await post(`/endpoints/${alert.endpoint}/command`, { name: "hash", args: [String(image)] });
+      const id = res.command.id;
+      replace(box, h("p", { role: "status" }, "hash queued: waiting for the endpoint…"));
+      const poll = async () => {
+        if (!box.isConnected) return;
+        try {
+          const c = await get(`/endpoints/${alert.endpoint}/commands/${id}`);
+          replace(box, resultDetail(c));
+          if (isPending(c)) timer = setTimeout(poll, 1000);
+        } catch (err) {
+          replace(box, errorBox(err));
+        }
+      };
+      poll();
+    } catch (err) {
+      replace(box, errorBox(err));
+    }
+  }
+  const isAdmin = session.role === "admin";
+  return h("section", { class: "response" }, h("h3", {}, "Response"),
+    h("p", {}, h("button", { type: "button", disabled: !isAdmin, onclick: () => { clearTimeout(timer); run(); } }, "Hash the image"), " ",
+      h("span", { class: "mono" }, String(image)), isAdmin ? null : h("span", { class: "muted" }, " (admins only)")), box);
+}
+
 /** The alert dialog; resolves when closed. `onChange(alert)` gets every saved change. */
 export async function openAlert(ref, session, onChange = () => {}) {
   const [alert, found] = await Promise.all([
@@ -35,6 +69,8 @@ export async function openAlert(ref, session, onChange = () => {}) {
     searchEvents({ q: `EventHash:${ref.event_hash}`, endpoint: ref.endpoint, detections: true, limit: 1 }).catch(() => ({ events: [] })),
   ]);
   const event = found.events[0] || null;
+  const tree = h("div", { class: "tree-box", "aria-live": "polite" }, event ? h("p", { class: "muted" }, "Loading the process tree…") : h("p", { class: "muted" }, "No stored event: no process tree."));
+  if (event) processTree(event, ref.endpoint).then((t) => replace(tree, t), (err) => replace(tree, errorBox(err)));
   return modal(`Alert: ${alert.signatures.join(", ")}`, (close) => {
     const out = h("div", { "aria-live": "polite", class: "alert-out" });
     const status = select("status", STATUSES, alert.status);
@@ -80,7 +116,8 @@ export async function openAlert(ref, session, onChange = () => {}) {
       return save(change);
     });
     return h("div", { class: "alert-dialog" }, head, form, out,
-      h("h3", {}, "Comments"), comments,
+      h("h3", {}, "Process tree"), tree,
+      h("h3", {}, "Comments"), comments, hashAction(alert, event, session),
       event ? eventDetail(event) : h("p", { class: "muted" }, "The stored event is not searchable (yet)."),
       h("p", {}, h("button", { type: "button", onclick: () => close() }, "Close")));
   });

@@ -4,6 +4,7 @@ import { actionButtons } from "../actions.js";
 import { apiUrl, get, post } from "../api.js";
 import { endpointOs, systemFacts } from "../data.js";
 import { errorBox, field, fmtAgo, fmtTime, h, modal, replace, saveBlob, table, toast } from "../dom.js";
+import { isPending, resultSummary, showResult, timing } from "../results.js";
 import { detectionColumns, eventChannel, eventDetail, eventId, eventSubject, eventTime, signatures } from "../events.js";
 
 async function settle(promise) {
@@ -53,7 +54,7 @@ function artifactsTable(uuid, arts) {
       {
         label: "Files",
         render: (a) => h("ul", {}, (a.files || []).map((f) => h("li", {},
-          h("button", { type: "button", class: "link", onclick: () => download(uuid, a, f) }, `Download ${f.name}`), ` (${f.size ?? "?"} bytes)`))),
+          h("button", { type: "button", class: "link", onclick: () => download(uuid, a, f) }, `Download ${f.name}`), ` (${f.size ?? "?"} bytes) `, h("span", { class: "mono muted" }, `sha256 ${f.sha256 || "?"}`)))),
       },
       {
         label: "IR report",
@@ -72,15 +73,15 @@ function commandsTable(cmds) {
     [
       { label: "Queued (UTC)", class: "mono", render: (c) => fmtTime(c.created) },
       { label: "Command", class: "mono", render: (c) => [c.name, ...(c.args || [])].join(" ") },
-      { label: "State", render: (c) => c.state || (c.completed ? "completed" : c.sent ? "sent" : "queued") },
+      { label: "State", render: (c) => h("span", { class: `state-${c.state}` }, c.state || (c.completed ? "completed" : c.sent ? "sent" : "queued")) },
+      { label: "Time", render: timing },
       { label: "By", key: "issuer" },
+      { label: "Output", class: "mono", render: resultSummary },
       {
-        label: "Output",
-        render: (c) => {
-          const r = c.result || c;
-          const out = [r.stdout, r.stderr, r.error].filter(Boolean).join("\n");
-          return out ? h("pre", { tabindex: "0" }, out.slice(0, 4000)) : "—";
-        },
+        label: "Result",
+        render: (c) => (c.result || !isPending(c)
+          ? h("button", { type: "button", class: "link", "aria-label": `Show the result of ${c.name} ${(c.args || []).join(" ")}`, onclick: () => showResult(c) }, "Show")
+          : "—"),
       },
     ],
     cmds,
@@ -124,7 +125,7 @@ export async function render(root, ctx) {
   const listOf = (r) => (r.ok ? r.value || [] : []);
   const cmds = listOf(cmdR);
   const cmdsBox = h("div", { "aria-live": "polite" }, cmdR.ok ? commandsTable(cmds) : errorBox(cmdR.error));
-  const pending = (list) => list.some((c) => !["completed", "timeout", "cancelled"].includes(c.state));
+  const pending = (list) => list.some(isPending);
 
   replace(
     root,
