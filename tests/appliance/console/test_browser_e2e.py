@@ -140,3 +140,29 @@ def test_alert_to_decision(
         browser.screenshot("32-e2e-false-positive")
         browser.button("Close", dialog).click()
         browser.wait_text("#alerts-summary", "0 of 0")  # nothing left in the open queue
+
+
+def test_command_results_on_the_endpoint_page(
+    browser: Browser, manager: Manager, clean_console, tmp_path: Path
+) -> None:
+    for name in ("a.txt", "b.log"):
+        (tmp_path / name).write_text(f"<b>{name}</b>")
+    fetched = tmp_path / "a.txt"
+    body = {"name": "ls", "args": [str(tmp_path)], "fetch": [str(fetched)]}
+    assert manager.admin("POST", f"/endpoints/{manager.endpoint_uuid}/command",
+                         json=body).status_code == 200
+    browser.go(f"#/endpoints/{manager.endpoint_uuid}")
+    browser.wait_text("#ep-cmds + div", "waiting for the endpoint")  # live status
+    browser.wait(lambda d: _agent_runs_next_command(manager) is not None)
+    box = browser.wait_text("#ep-cmds + div", "2 item(s)", timeout=20)  # refreshed while pending
+    assert "completed" in box.text
+    browser.css(f"button[aria-label='Show the result of ls {tmp_path}']").click()
+    dialog = browser.wait_css("dialog[open]")
+    assert "a.txt" in dialog.text and "b.log" in dialog.text and "Duration" in dialog.text
+    sha = hashlib.sha256(fetched.read_bytes()).hexdigest()
+    assert f"sha256 {sha}" in dialog.text
+    browser.screenshot("33-command-result")
+    browser.button("Download a.txt", dialog).click()
+    target = browser.downloads / "a.txt"
+    browser.wait(lambda d: target.exists() and target.read_bytes() == fetched.read_bytes())
+    browser.button("Close", dialog).click()
