@@ -4,6 +4,7 @@ import { actionButtons } from "../actions.js";
 import { apiUrl, get, post } from "../api.js";
 import { endpointOs, systemFacts } from "../data.js";
 import { errorBox, field, fmtAgo, fmtTime, h, modal, replace, saveBlob, table, toast } from "../dom.js";
+import { reportView } from "../report.js";
 import { isPending, resultSummary, showResult, timing } from "../results.js";
 import { detectionColumns, eventChannel, eventDetail, eventId, eventSubject, eventTime, signatures } from "../events.js";
 
@@ -37,12 +38,16 @@ async function download(uuid, art, file) {
 
 async function showReport(uuid, art) {
   const resp = await fetch(apiUrl(artifactPath(uuid, art, "report.json"), { raw: "true" }), { credentials: "same-origin" });
-  const body = resp.ok ? await resp.text() : `HTTP ${resp.status}`;
-  let pretty = body;
+  if (!resp.ok) throw new Error(`report download failed: HTTP ${resp.status}`);
+  const body = await resp.text();
+  let view;
   try {
-    pretty = JSON.stringify(JSON.parse(body), null, 2);
-  } catch { /* not JSON: show as is */ }
-  modal("IR report", (close) => h("div", {}, h("pre", { tabindex: "0", "aria-label": "IR report JSON" }, pretty), h("button", { type: "button", onclick: () => close() }, "Close")));
+    const parsed = JSON.parse(body);
+    view = parsed && typeof parsed === "object" && !Array.isArray(parsed) ? reportView(parsed) : h("pre", { tabindex: "0" }, body.slice(0, 1_000_000));
+  } catch {
+    view = h("pre", { tabindex: "0", "aria-label": "IR report (not JSON)" }, body.slice(0, 1_000_000));
+  }
+  modal("IR report", (close) => h("div", {}, view, h("button", { type: "button", onclick: () => close() }, "Close")));
 }
 
 function artifactsTable(uuid, arts) {
