@@ -17,6 +17,7 @@ from ..errors import InvalidParam, ValidationError
 from ..middleware import JsonBody
 from ..misp.errors import MispSettingsError
 from ..misp.integration import attach_instances
+from ..services.attack import attack_matrix, rule_attack, techniques_for
 from ..services.hunting import Hunting
 from ..store import Role
 from ..store.alerts import MAX_COMMENT, AlertFilter, AlertStatus, parse_status
@@ -127,6 +128,35 @@ def _tell_misp(ctx: AppContext, changes: list[dict[str, Any]]) -> list[str]:
     return sorted(values)
 
 
+def _label(ctx: AppContext, alerts: list[dict[str, Any]]) -> None:
+    """Add `attack` (technique ids from the rules' Meta.ATTACK) to each alert."""
+    by_rule = rule_attack(ctx.store.rules.all())
+    for a in alerts:
+        a["attack"] = techniques_for(a["signatures"], by_rule)
+
+
+class AlertAttack:
+    """GET /alerts/attack: detections per ATT&CK tactic and technique (with the rules behind)."""
+
+    QUERY = {"get": {"status": "string", "hours": "integer", "endpoint": "string"}}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The matrix over the last `hours` (default 720) for alerts of `status` (default all)."""
+        hours = q_int(req, "hours", 720, lo=1, hi=24 * 366)
+        endpoint = q_str(req, "endpoint", "", 64)
+        f = AlertFilter(status=q_str(req, "status", "all", 32),
+                        endpoint=uuid_param(endpoint, "endpoint") if endpoint else "",
+                        since=self.ctx.clock() - hours * 3600)
+        counts = self.ctx.store.alerts.signature_counts(f)
+        data = attack_matrix(counts, rule_attack(self.ctx.store.rules.all()))
+        data["hours"] = hours
+        data["detections"] = sum(n for _, n in counts)
+        envelope(resp, data)
+
+
 class AlertList:
     """GET /alerts: the triage queue, keyset-paged (`cursor` from the previous page's `next`)."""
 
@@ -158,9 +188,11 @@ class AlertList:
             min_criticality=q_int(req, "min_criticality", 0, hi=10),
             since=since_f,
         )
-        envelope(resp, self.ctx.store.alerts.page(
+        page = self.ctx.store.alerts.page(
             f, limit=q_int(req, "limit", 100, lo=1, hi=1000),
-            cursor=q_str(req, "cursor", "", 512) or None))
+            cursor=q_str(req, "cursor", "", 512) or None)
+        _label(self.ctx, page["alerts"])
+        envelope(resp, page)
 
 
 class Alert:
@@ -175,7 +207,9 @@ class Alert:
     def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str,
                event_hash: str) -> None:
         """One alert and its comments."""
-        envelope(resp, self.ctx.store.alerts.get(uuid_param(uuid), _hash(event_hash)))
+        alert = self.ctx.store.alerts.get(uuid_param(uuid), _hash(event_hash))
+        _label(self.ctx, [alert])
+        envelope(resp, alert)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str,
                 event_hash: str) -> None:
@@ -183,6 +217,7 @@ class Alert:
         ref = (uuid_param(uuid), _hash(event_hash))
         changes = _apply(self.ctx, req, [ref], req.context.body)
         alert = self.ctx.store.alerts.get(*ref)
+        _label(self.ctx, [alert])
         alert["misp_false_positive"] = _tell_misp(self.ctx, changes)
         envelope(resp, alert)
 
@@ -212,5 +247,6 @@ class AlertBulk:
 ALERT_ROUTES: list[tuple[str, Any, str | None]] = [
     ("/alerts", AlertList, None),
     ("/alerts/bulk", AlertBulk, None),
+    ("/alerts/attack", AlertAttack, None),
     ("/alerts/{uuid}/{event_hash}", Alert, None),
 ]

@@ -176,6 +176,17 @@ class Alerts:
             "total": total,
         }
 
+    def signature_counts(self, f: AlertFilter) -> list[tuple[list[str], int]]:
+        """(signatures, detections) per distinct signature list, for the ATT&CK matrix."""
+        where, params = self._where(f)
+        rows = self.db.query(
+            "SELECT d.signatures, count(*) FROM detections d LEFT JOIN alert_state a "
+            "ON a.endpoint = d.endpoint AND a.event_hash = d.event_hash WHERE "
+            + " AND ".join(where) + " GROUP BY d.signatures",
+            params,
+        )
+        return [(json.loads(sigs or "[]"), int(n)) for sigs, n in rows]
+
     def _comment_counts(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
         if not rows:
             return {}

@@ -128,3 +128,36 @@ def test_bulk_change_is_all_or_nothing(env: Env) -> None:
     assert env.a("GET", "/alerts").json["data"]["total"] == 0
     assert env.a("GET", "/alerts?status=closed").json["data"]["total"] == 2
     assert env.a("POST", "/alerts/bulk", json={"alerts": [], "status": "closed"}).status_code == 422
+
+
+def _rule(name: str, attack: list[dict[str, str]]) -> dict[str, object]:
+    return {
+        "Name": name, "Tags": [],
+        "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 5,
+                 "ATTACK": attack, "Schema": "2.0.0"},
+        "Matches": ["$a: Image ~= 'nope'"], "Condition": "$a",
+    }
+
+
+def test_attack_matrix_and_techniques_on_every_alert(env: Env) -> None:
+    lsass = {"ID": "T1003.001", "Tactic": "credential-access", "Description": "LSASS Memory"}
+    ps = {"ID": "T1059.001", "Tactic": "Execution", "Description": "PowerShell"}
+    rules = [_rule("Evil", [lsass, ps]), _rule("Meh", [ps]), _rule("Bare", [])]
+    assert env.a("POST", "/rules", json=rules).status_code == 200
+    uuid, _ = _detect(env)  # one "Evil" and one "Meh" detection
+    alerts = env.a("GET", "/alerts").json["data"]["alerts"]
+    assert {tuple(a["signatures"]): a["attack"] for a in alerts} == {
+        ("Evil",): ["T1003.001", "T1059.001"], ("Meh",): ["T1059.001"]}
+    m = env.a("GET", "/alerts/attack").json["data"]
+    assert [t["tactic"] for t in m["tactics"]] == ["execution", "credential-access"]  # ATT&CK order
+    execution = m["tactics"][0]["techniques"][0]
+    assert execution["id"] == "T1059.001" and execution["count"] == 2
+    assert {r["name"]: r["count"] for r in execution["rules"]} == {"Evil": 1, "Meh": 1}
+    assert m["tactics"][1]["techniques"][0]["name"] == "LSASS Memory"
+    assert m["detections"] == 2 and m["unmapped"] == 0
+    meh = [{"endpoint": uuid, "event_hash": a["event_hash"]}
+           for a in alerts if "Meh" in a["signatures"]]
+    env.a("POST", "/alerts/bulk", json={"alerts": meh, "status": "closed"})
+    m = env.a("GET", "/alerts/attack?status=open").json["data"]
+    assert m["tactics"][0]["techniques"][0]["count"] == 1
+    assert env.a("GET", "/alerts/attack?hours=0").status_code == 400

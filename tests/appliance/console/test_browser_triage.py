@@ -140,3 +140,34 @@ def test_ten_thousand_alerts_open_fast_and_page_by_cursor(
     hashes = [r.get_attribute("data-hash") for r in browser.all("tbody tr")]
     assert len(set(hashes)) == 200
     browser.screenshot("23-alerts-10000")
+
+
+def _rule(name: str, attack: list[dict[str, str]]) -> dict[str, object]:
+    return {
+        "Name": name, "Tags": [],
+        "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 5,
+                 "ATTACK": attack, "Schema": "2.0.0"},
+        "Matches": ["$a: Image ~= 'never-matches-anything'"], "Condition": "$a",
+    }
+
+
+def test_attack_matrix_with_drill_down(browser: Browser, manager: Manager, clean_console) -> None:
+    rules = [
+        _rule("Volume", [{"ID": "T1003.001", "Tactic": "credential-access",
+                          "Description": "LSASS Memory"}]),
+        _rule("Bulk", [{"ID": "T1059.001", "Tactic": "execution", "Description": "PowerShell"},
+                       {"ID": "T1003.001", "Tactic": "credential-access"}]),
+    ]
+    assert manager.admin("POST", "/rules", json=rules).status_code == 200
+    browser.go("#/attack")
+    cell = browser.wait_css("button[data-technique='T1003.001']")
+    assert "10003" in cell.text  # 10,000 Volume + 3 Bulk detections
+    cols = [c.text.split("\n")[0] for c in browser.all(".attack-col h3")]
+    assert cols[0].lower().startswith("execution") and "credential" in cols[1].lower()
+    browser.screenshot("24-attack-matrix")
+    cell.click()
+    drill = browser.wait_text("main section[aria-live]", "2 rule(s)")
+    assert "Volume — 10000 detection(s)" in drill.text
+    drill.find_element("link text", "Bulk").click()
+    browser.wait_text("#alerts-summary", "3 of 3")  # the 3 closed Bulk alerts (status all)
+    assert "T1003.001 T1059.001" in browser.css("main tbody tr").text

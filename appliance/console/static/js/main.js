@@ -2,6 +2,7 @@
 
 import { session, setUnauthorizedHandler } from "./api.js";
 import { errorBox, field, h, replace, toast } from "./dom.js";
+import * as attack from "./pages/attack.js";
 import * as dashboard from "./pages/dashboard.js";
 import * as detections from "./pages/detections.js";
 import * as endpoint from "./pages/endpoint.js";
@@ -18,6 +19,7 @@ const ROUTES = [
   [/^\/endpoints$/, endpoints, "#/endpoints", false],
   [/^\/endpoints\/([0-9a-fA-F-]{36})$/, endpoint, "#/endpoints", false],
   [/^\/detections$/, detections, "#/detections", false],
+  [/^\/attack$/, attack, "#/attack", false],
   [/^\/search$/, search, "#/search", false],
   [/^\/rules$/, rules, "#/rules", false],
   [/^\/iocs$/, iocs, "#/iocs", false],

@@ -82,7 +82,8 @@ export async function openAlert(ref, session, onChange = () => {}) {
       h("dt", {}, "Status"), h("dd", { class: `status-${a.status}` }, STATUS_LABEL[a.status] || a.status),
       h("dt", {}, "Assignee"), h("dd", {}, a.assignee || "—"),
       h("dt", {}, "Endpoint"), h("dd", {}, h("a", { href: `#/endpoints/${a.endpoint}` }, a.hostname || a.endpoint)),
-      h("dt", {}, "Criticality"), h("dd", {}, severityBadge(a.criticality)));
+      h("dt", {}, "Criticality"), h("dd", {}, severityBadge(a.criticality)),
+      h("dt", {}, "ATT&CK"), h("dd", { class: "mono" }, (a.attack || []).join(" ") || "—"));
     showHead(alert);
     async function save(change) {
       try {
@@ -158,6 +159,7 @@ export async function render(root, ctx) {
       h("td", { class: "mono" }, fmtTime(a.ts)),
       h("td", {}, a.endpoint ? h("a", { href: `#/endpoints/${a.endpoint}` }, a.hostname || a.endpoint) : a.hostname),
       h("td", {}, a.signatures.join(", ")),
+      h("td", { class: "mono" }, (a.attack || []).join(" ") || "—"),
       h("td", {}, severityBadge(a.criticality)),
       h("td", { class: `status-${a.status}` }, STATUS_LABEL[a.status] || a.status),
       h("td", {}, a.assignee || "—"),
@@ -189,7 +191,7 @@ export async function render(root, ctx) {
     total = page.total;
     next = page.next;
     more.hidden = !next;
-    if (!shown) tbody.append(h("tr", {}, h("td", { colspan: "9", class: "muted" }, "No alert in this view.")));
+    if (!shown) tbody.append(h("tr", {}, h("td", { colspan: "10", class: "muted" }, "No alert in this view.")));
     showSummary();
   }
 
@@ -259,7 +261,7 @@ export async function render(root, ctx) {
     h("button", { type: "button", class: "secondary", onclick: () => bulk({ assignee: ctx.session.name }) }, "Assign selected to me"),
     bulkOut);
   const head = h("thead", {}, h("tr", {}, h("th", { scope: "col" }, selectAll),
-    ["Time (UTC)", "Endpoint", "Rules", "Criticality", "Status", "Assignee", "Comments", "Alert"].map((l) => h("th", { scope: "col" }, l))));
+    ["Time (UTC)", "Endpoint", "Rules", "ATT&CK", "Criticality", "Status", "Assignee", "Comments", "Alert"].map((l) => h("th", { scope: "col" }, l))));
   const tbl = h("table", { class: "alerts" }, h("caption", {}, "Alerts (live detections are highlighted)"), head, tbody);
   replace(root, h("h1", {}, "Detections"), form, h("p", {}, liveState), announce, bulkBar, summary, tbl, h("p", {}, more));
   try {
