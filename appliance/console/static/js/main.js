@@ -7,6 +7,7 @@ import * as dashboard from "./pages/dashboard.js";
 import * as detections from "./pages/detections.js";
 import * as endpoint from "./pages/endpoint.js";
 import * as endpoints from "./pages/endpoints.js";
+import * as hunt from "./pages/hunt.js";
 import * as iocs from "./pages/iocs.js";
 import * as misp from "./pages/misp.js";
 import * as rules from "./pages/rules.js";
@@ -21,6 +22,7 @@ const ROUTES = [
   [/^\/detections$/, detections, "#/detections", false],
   [/^\/attack$/, attack, "#/attack", false],
   [/^\/search$/, search, "#/search", false],
+  [/^\/hunt$/, hunt, "#/hunt", false],
   [/^\/rules$/, rules, "#/rules", false],
   [/^\/iocs$/, iocs, "#/iocs", false],
   [/^\/misp$/, misp, "#/misp", false],
