@@ -8,6 +8,7 @@ from ..openapi import FalconApp
 from .admin_alerts import ALERT_ROUTES
 from .admin_commands import COMMAND_ROUTES
 from .admin_content import CONTENT_ROUTES
+from .admin_enroll import ENROLL_ROUTES
 from .admin_fleet import FLEET_ROUTES
 from .admin_search import SEARCH_ROUTES
 from .maintenance import MAINTENANCE_ROUTES
@@ -23,6 +24,7 @@ def add_admin_routes(app: FalconApp, ctx: AppContext) -> None:
         *CONTENT_ROUTES,
         *SEARCH_ROUTES,
         *ALERT_ROUTES,
+        *ENROLL_ROUTES,
         *MISP_ROUTES,
         *MAINTENANCE_ROUTES,
     ]:
