@@ -171,3 +171,32 @@ def test_attack_matrix_with_drill_down(browser: Browser, manager: Manager, clean
     drill.find_element("link text", "Bulk").click()
     browser.wait_text("#alerts-summary", "3 of 3")  # the 3 closed Bulk alerts (status all)
     assert "T1003.001 T1059.001" in browser.css("main tbody tr").text
+
+
+def test_admin_enrollment_health_and_audit_log(
+    browser: Browser, manager: Manager, clean_console
+) -> None:
+    import zipfile
+
+    browser.go("#/admin")
+    ca = manager.admin("GET", "/enroll/ca").json()["data"]
+    assert browser.wait_css("#ca-fp").text == ca["ca_sha256"]
+    browser.field("Group").send_keys("lab")
+    browser.button("Create token").click()
+    browser.wait_text("#token-out", "shown once")
+    browser.field("Hostname").send_keys("AIRGAP-<b>1</b>")
+    browser.button("Download offline bundle").click()
+    browser.wait_text("#bundle-out", "downloaded")
+    zips = lambda: list(browser.downloads.glob("heron-bundle-*.zip"))  # noqa: E731
+    browser.wait(lambda d: zips() and zipfile.is_zipfile(zips()[0]))
+    assert "client.key" in zipfile.ZipFile(zips()[0]).namelist()
+    health = browser.css("section[aria-labelledby=adm-health]").text
+    assert manager.hostname in health
+    flt = browser.field("Filter the audit log")
+    flt.send_keys("alert.update")
+    audit = browser.wait_text("section[aria-labelledby=adm-audit]", "false_positive")
+    assert "alice (admin)" in audit.text
+    browser.screenshot("25-admin")
+    browser.go("#/dashboard")
+    browser.go("#/admin")  # the new bundle's endpoint is listed, its name shown as text
+    browser.wait_text("section[aria-labelledby=adm-health]", "AIRGAP-<b>1</b>")

@@ -2,6 +2,7 @@
 
 import { session, setUnauthorizedHandler } from "./api.js";
 import { errorBox, field, h, replace, toast } from "./dom.js";
+import * as admin from "./pages/admin.js";
 import * as attack from "./pages/attack.js";
 import * as dashboard from "./pages/dashboard.js";
 import * as detections from "./pages/detections.js";
@@ -27,6 +28,7 @@ const ROUTES = [
   [/^\/iocs$/, iocs, "#/iocs", false],
   [/^\/misp$/, misp, "#/misp", false],
   [/^\/users$/, users, "#/users", true],
+  [/^\/admin$/, admin, "#/admin", true],
 ];
 
 // initialLoad: on the first page of a visit focus stays at the document start (skip link first);
