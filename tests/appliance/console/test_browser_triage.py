@@ -200,3 +200,14 @@ def test_admin_enrollment_health_and_audit_log(
     browser.go("#/dashboard")
     browser.go("#/admin")  # the new bundle's endpoint is listed, its name shown as text
     browser.wait_text("section[aria-labelledby=adm-health]", "AIRGAP-<b>1</b>")
+
+
+def test_dashboard_overview_charts(browser: Browser, manager: Manager, clean_console) -> None:
+    browser.go("#/dashboard")
+    chart = browser.wait_css("section[aria-labelledby=dash-top-eps] svg")
+    assert manager.hostname in chart.text
+    assert "Volume" in browser.css("section[aria-labelledby=dash-rules] svg").text
+    assert browser.all("section[aria-labelledby=dash-time] svg")
+    open_alerts = int(_alerts(manager)["total"])  # type: ignore[call-overload]
+    browser.wait_text(".cards", f"{open_alerts}\nOpen alerts")
+    browser.screenshot("26-dashboard")
