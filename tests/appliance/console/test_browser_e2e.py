@@ -283,3 +283,21 @@ def test_hunting_sql_csv_retro_hunt_and_field_suggestions(
         "section[aria-labelledby=hunt-retro]").text
     assert "whoami.exe" in browser.css("section[aria-labelledby=hunt-retro] table").text
     browser.screenshot("36-hunting")
+
+
+def test_rule_tested_against_stored_events_before_saving(
+    browser: Browser, manager: Manager, clean_console
+) -> None:
+    import json
+
+    rule = {"Name": "TryWhoami", "Tags": [], "Meta": {
+        "Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 5,
+        "Schema": "2.0.0"}, "Matches": ["$i: Image ~= '(?i:whoami\\.exe$)'"], "Condition": "$i"}
+    browser.go("#/rules")
+    editor = browser.field("Rule (Gene JSON)")
+    browser.driver.execute_script("arguments[0].value = arguments[1];", editor, json.dumps(rule))
+    browser.button("Test against stored events").click()
+    out = browser.wait_text("#rule-test", "Would match 1 of", timeout=30)
+    assert "whoami.exe" in out.text
+    assert manager.admin("GET", "/rules", params={"name": "TryWhoami"}).json()["data"] in ([], None)
+    browser.screenshot("37-rule-test")
