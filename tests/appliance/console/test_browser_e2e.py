@@ -301,3 +301,18 @@ def test_rule_tested_against_stored_events_before_saving(
     assert "whoami.exe" in out.text
     assert manager.admin("GET", "/rules", params={"name": "TryWhoami"}).json()["data"] in ([], None)
     browser.screenshot("37-rule-test")
+
+
+def test_endpoint_timeline_filters(browser: Browser, manager: Manager, clean_console) -> None:
+    browser.go(f"#/endpoints/{manager.endpoint_uuid}")
+    browser.wait_text("#timeline-status", "event(s)")
+    browser.field("Range").send_keys("last 24 hours")
+    browser.field("Timeline query").send_keys("whoami.exe")
+    browser.css("input[name=timeline-detections]").click()
+    browser.button("Filter").click()
+    browser.wait_text("#timeline-status", "0 event(s)")  # whoami.exe was not a detection
+    browser.css("input[name=timeline-detections]").click()
+    browser.button("Filter").click()
+    browser.wait_text("#timeline-status", "1 event(s)")
+    assert "whoami.exe" in browser.css("ol.timeline").text
+    browser.screenshot("38-timeline-filters")

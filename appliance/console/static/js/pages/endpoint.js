@@ -2,8 +2,8 @@
 
 import { actionButtons } from "../actions.js";
 import { apiUrl, get, post } from "../api.js";
-import { endpointOs, systemFacts } from "../data.js";
-import { errorBox, field, fmtAgo, fmtTime, h, modal, replace, saveBlob, table, toast } from "../dom.js";
+import { endpointOs, searchEvents, systemFacts } from "../data.js";
+import { errorBox, field, fmtAgo, fmtTime, h, modal, replace, saveBlob, select, table, toast } from "../dom.js";
 import { reportView } from "../report.js";
 import { isPending, resultSummary, showResult, timing } from "../results.js";
 import { detectionColumns, eventChannel, eventDetail, eventId, eventSubject, eventTime, signatures } from "../events.js";
@@ -94,6 +94,52 @@ function commandsTable(cmds) {
   );
 }
 
+function timelineList(events) {
+  return events.map((e) => h("li", {},
+    `${fmtTime(eventTime(e))}  ${eventChannel(e).split("/")[0]} ${eventId(e) ?? ""}  `,
+    signatures(e).length ? h("strong", {}, `[${signatures(e).join(", ")}] `) : null,
+    eventSubject(e).slice(0, 160), " ",
+    h("button", { type: "button", class: "link", onclick: () => showEvent(e) }, "Show")));
+}
+
+/** The endpoint's timeline: the last hour at first, then filters (range, query, detections). */
+function timeline(uuid, first) {
+  const last = select("timeline-last", [["15m", "last 15 minutes"], ["1h", "last hour"], ["24h", "last 24 hours"], ["7d", "last 7 days"]], "1h");
+  const q = h("input", { type: "search", name: "timeline-q", autocomplete: "off", placeholder: "EventID:3 OR Image:*powershell*" });
+  const dets = h("input", { type: "checkbox", name: "timeline-detections" });
+  const list = h("ol", { class: "timeline mono" });
+  const status = h("p", { role: "status", id: "timeline-status", class: "muted" });
+  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more");
+  let cursor = "";
+  let shown = 0;
+  if (first.ok) {
+    const events = (first.value || []).slice(0, 200);
+    list.append(...timelineList(events));
+    shown = events.length;
+    status.textContent = `${shown} event(s), last hour`;
+  } else {
+    replace(status, errorBox(first.error));
+  }
+  async function run(append) {
+    try {
+      const page = await searchEvents({ q: q.value.trim(), last: last.value, endpoint: uuid, detections: dets.checked, limit: 200, cursor: append ? cursor : "" });
+      if (!append) { list.replaceChildren(); shown = 0; }
+      list.append(...timelineList(page.events));
+      shown += page.events.length;
+      cursor = page.next;
+      more.hidden = !cursor;
+      status.textContent = `${shown} event(s)${page.total ? ` of ${page.total}` : ""}`;
+    } catch (err) {
+      replace(status, errorBox(err));
+    }
+  }
+  const form = h("form", { class: "inline", role: "search", "aria-label": "Filter the timeline" },
+    field("Range", last), field("Timeline query", q), h("label", {}, dets, " detections only"), h("button", { type: "submit" }, "Filter"));
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); run(false); });
+  more.addEventListener("click", () => run(true));
+  return h("div", {}, form, status, list, h("p", {}, more));
+}
+
 function settingsForm(ep, reload) {
   const group = h("input", { type: "text", name: "group", value: ep.group || "" });
   const crit = h("input", { type: "number", name: "criticality", min: "0", max: "10", value: String(ep.criticality ?? 0) });
@@ -151,13 +197,7 @@ export async function render(root, ctx) {
         actionButtons(ep, reload, { isAdmin }))),
     ),
     section("ep-dets", "Detections (7 days)", detR.ok ? table(detectionColumns(showEvent), detR.value || []) : errorBox(detR.error)),
-    section("ep-timeline", "Timeline (last hour)", logR.ok
-      ? h("ol", { class: "timeline mono" }, (logR.value || []).slice(0, 200).map((e) => h("li", {},
-        `${fmtTime(eventTime(e))}  ${eventChannel(e).split("/")[0]} ${eventId(e) ?? ""}  `,
-        signatures(e).length ? h("strong", {}, `[${signatures(e).join(", ")}] `) : null,
-        eventSubject(e).slice(0, 160), " ",
-        h("button", { type: "button", class: "link", onclick: () => showEvent(e) }, "Show"))))
-      : errorBox(logR.error)),
+    section("ep-timeline", "Timeline", timeline(uuid, logR)),
     section("ep-cmds", "Commands", cmdsBox),
     section("ep-arts", "Artifacts and IR reports", artR.ok ? artifactsTable(uuid, listOf(artR)) : errorBox(artR.error)),
   );
