@@ -128,9 +128,22 @@ def _tell_misp(ctx: AppContext, changes: list[dict[str, Any]]) -> list[str]:
     return sorted(values)
 
 
+def _by_rule(ctx: AppContext) -> dict[str, list[dict[str, str]]]:
+    """Rule → ATT&CK map, re-parsed only when the rules table changed (digest computed in SQL)."""
+    key = ctx.store.db.query(
+        "SELECT count(*), md5(coalesce(string_agg(name || chr(0) || text, chr(1) ORDER BY name),"
+        " '')) FROM rules")[0]
+    cached = ctx.extra.get("alerts.attack_by_rule")
+    if cached is not None and cached[0] == key:
+        return cached[1]  # type: ignore[no-any-return]
+    by_rule = rule_attack(ctx.store.rules.all())
+    ctx.extra["alerts.attack_by_rule"] = (key, by_rule)
+    return by_rule
+
+
 def _label(ctx: AppContext, alerts: list[dict[str, Any]]) -> None:
     """Add `attack` (technique ids from the rules' Meta.ATTACK) to each alert."""
-    by_rule = rule_attack(ctx.store.rules.all())
+    by_rule = _by_rule(ctx)
     for a in alerts:
         a["attack"] = techniques_for(a["signatures"], by_rule)
 
@@ -151,7 +164,7 @@ class AlertAttack:
                         endpoint=uuid_param(endpoint, "endpoint") if endpoint else "",
                         since=self.ctx.clock() - hours * 3600)
         counts = self.ctx.store.alerts.signature_counts(f)
-        data = attack_matrix(counts, rule_attack(self.ctx.store.rules.all()))
+        data = attack_matrix(counts, _by_rule(self.ctx))
         data["hours"] = hours
         data["detections"] = sum(n for _, n in counts)
         envelope(resp, data)

@@ -161,3 +161,21 @@ def test_attack_matrix_and_techniques_on_every_alert(env: Env) -> None:
     m = env.a("GET", "/alerts/attack?status=open").json["data"]
     assert m["tactics"][0]["techniques"][0]["count"] == 1
     assert env.a("GET", "/alerts/attack?hours=0").status_code == 400
+
+
+def test_techniques_follow_rule_edits(env: Env) -> None:
+    _detect(env)
+    assert all(a["attack"] == [] for a in env.a("GET", "/alerts").json["data"]["alerts"])
+    rule = _rule("Evil", [{"ID": "T1055", "Tactic": "defense-evasion"}])
+    assert env.a("POST", "/rules", json=[rule]).status_code == 200
+    got = {tuple(a["signatures"]): a["attack"] for a in _page(env)}
+    assert got[("Evil",)] == ["T1055"]
+    rule = _rule("Evil", [{"ID": "T1036", "Tactic": "defense-evasion"}])
+    assert env.a("POST", "/rules?update=true", json=[rule]).status_code == 200
+    got = {tuple(a["signatures"]): a["attack"] for a in _page(env)}
+    assert got[("Evil",)] == ["T1036"]
+
+
+def _page(env: Env) -> list[dict[str, object]]:
+    alerts: list[dict[str, object]] = env.a("GET", "/alerts").json["data"]["alerts"]
+    return alerts
