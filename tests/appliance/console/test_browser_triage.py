@@ -211,3 +211,24 @@ def test_dashboard_overview_charts(browser: Browser, manager: Manager, clean_con
     open_alerts = int(_alerts(manager)["total"])  # type: ignore[call-overload]
     browser.wait_text(".cards", f"{open_alerts}\nOpen alerts")
     browser.screenshot("26-dashboard")
+
+
+def test_analyst_triages_but_cannot_run_commands(
+    browser: Browser, manager: Manager, clean_console
+) -> None:
+    browser.css("#logout").click()
+    key = browser.wait_css("input[name=api_key]")
+    key.send_keys(manager.analyst_key)
+    key.submit()
+    browser.wait_text("#who", "bob (analyst)")
+    browser.go("#/detections?status=false_positive")
+    row = browser.wait_css("tbody tr[data-status=false_positive]")
+    browser.button("Open", row).click()
+    dialog = browser.wait_css("dialog[open]")
+    browser.wait(lambda d: "Event JSON" in dialog.text)
+    assert not browser.button("Hash the image", dialog).is_enabled()
+    browser.field("Comment").send_keys("confirmed benign by bob")
+    browser.button("Save", dialog).click()
+    browser.wait_text("dialog[open] .comment-box", "bob: confirmed benign by bob")
+    browser.screenshot("27-analyst-triage")
+    browser.button("Close", dialog).click()

@@ -89,10 +89,13 @@ async function route() {
     root.querySelector("h1").focus();
     return;
   }
-  replace(root, h("p", { class: "loading" }, "Loading…"));
+  // Each navigation renders into its own container: a slower, superseded page that finishes
+  // later writes into its detached container, never over the current page.
+  const box = h("div", { class: "page" }, h("p", { class: "loading" }, "Loading…"));
+  replace(root, box);
   const ctx = { session: state.session, params, match: path.match(re), isCurrent: () => gen === state.generation };
   try {
-    const cleanup = await page.render(root, ctx);
+    const cleanup = await page.render(box, ctx);
     if (gen !== state.generation) {
       if (typeof cleanup === "function") cleanup();
       return;
@@ -100,7 +103,7 @@ async function route() {
     state.cleanup = cleanup;
   } catch (err) {
     if (gen !== state.generation) return;
-    replace(root, h("h1", { tabindex: "-1" }, "Error"), errorBox(err));
+    replace(box, h("h1", { tabindex: "-1" }, "Error"), errorBox(err));
   }
   const heading = root.querySelector("h1");
   if (heading) {
