@@ -408,7 +408,7 @@ def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_cons
     assert browser.active().get_attribute("id") == "main"
     # backwards from the content: the top bar, in reverse order, each with a visible focus ring
     seen = []
-    for _ in range(12):
+    for _ in range(16):
         browser.active().send_keys(Keys.SHIFT, Keys.TAB)
         el = browser.active()
         seen.append(el.text)
@@ -422,11 +422,14 @@ def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_cons
             break
     assert seen == [
         "Log out",
+        "Admin",
         "Users & keys",
         "MISP",
         "IoCs",
         "Rules",
+        "Hunting",
         "Search",
+        "ATT&CK",
         "Detections",
         "Endpoints",
         "Dashboard",

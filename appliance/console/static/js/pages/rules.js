@@ -233,6 +233,28 @@ export async function render(root, ctx) {
     }
   }
 
+  // Test the editor's rule against stored events (a retro-hunt of the last 7 days) before saving.
+  const testOut = h("div", { id: "rule-test", "aria-live": "polite" });
+  async function testRule() {
+    let rule;
+    try {
+      rule = JSON.parse(editor.value);
+    } catch (err) {
+      replace(testOut, errorBox(`Not valid JSON: ${err.message}`));
+      return;
+    }
+    replace(testOut, h("p", { role: "status" }, "Testing against stored events…"));
+    try {
+      const since = new Date(Date.now() - 7 * 86400 * 1000).toISOString();
+      const res = await post("/hunt/rules", { rules: [rule], since, limit: 1000 });
+      replace(testOut, h("p", { role: "status" }, `Would match ${res.matches.length}${res.truncated ? "+" : ""} of ${res.scanned} stored event(s) of the last 7 days.`),
+        res.matches.length ? h("ul", { class: "mono" }, res.matches.slice(0, 20).map((e) => h("li", {},
+          `${((e.Event || {}).System || {}).Computer || ""} ${((e.Event || {}).EventData || {}).Image || ""} ${String(((e.Event || {}).EventData || {}).CommandLine || "").slice(0, 160)}`))) : null);
+    } catch (err) {
+      replace(testOut, errorBox(`Test failed: ${err.message}`));
+    }
+  }
+
   const filterForm = h("form", { class: "inline", role: "search", "aria-label": "Filter rules" },
     field("Name (regular expression)", filter), h("button", { type: "submit" }, "Filter"));
   filterForm.addEventListener("submit", (ev) => {
@@ -240,9 +262,10 @@ export async function render(root, ctx) {
     load().catch((err) => replace(listBox, errorBox(err)));
   });
   const editorForm = h("form", { "aria-labelledby": "rule-editor-title" },
-    field("Rule (Gene JSON)", editor), editorStatus,
+    field("Rule (Gene JSON)", editor), editorStatus, testOut,
     h("div", { class: "actions" },
       h("button", { type: "submit", disabled: !isAdmin }, "Check and save"),
+      h("button", { type: "button", class: "secondary", onclick: testRule }, "Test against stored events"),
       h("button", { type: "button", class: "secondary", disabled: !isAdmin, onclick: () => edit(null) }, "New rule")));
   editorForm.addEventListener("submit", save);
 
