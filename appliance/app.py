@@ -49,6 +49,8 @@ def _domain_error(
     if ex.status >= 500:
         logger.error("%s %s failed: %s", req.method, req.path, ex, exc_info=ex)
     _render(resp, ex.status, str(ex))
+    if ex.retry_after > 0:
+        resp.set_header("Retry-After", str(ex.retry_after))
 
 
 def _http_error(

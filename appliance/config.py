@@ -98,7 +98,17 @@ class LimitsConfig:
 
     logs_body: int = _f(wire.MAX_LOGS_BODY, "max decompressed bytes of one /logs batch")
     logs_body_compressed: int = _f(wire.MAX_LOGS_BODY_COMPRESSED, "max raw bytes of one /logs body")
-    event_line: int = _f(wire.MAX_EVENT_LINE, "max bytes of one NDJSON event line")
+    event_line: int = _f(wire.MAX_EVENT_LINE, "max bytes of one NDJSON event line (one event)")
+    logs_events: int = _f(wire.MAX_LOGS_EVENTS, "max events (NDJSON lines) of one /logs batch")
+    logs_batch_memory: int = _f(
+        384 * 1024 * 1024,
+        "max estimated memory of one /logs batch while indexed: events x 16 KiB + 3 x its bytes",
+    )
+    logs_inflight_memory: int = _f(
+        1024 * 1024 * 1024,
+        "estimated memory of all /logs batches being decoded and stored at once; more wait, "
+        "then get 503 + Retry-After",
+    )
     json_body: int = _f(8 * 1024 * 1024, "max bytes of any other JSON request body")
     upload_size: int = _f(wire.MAX_UPLOAD_SIZE, "max bytes of one uploaded artifact file")
     upload_chunk: int = _f(wire.UPLOAD_CHUNK_SIZE, "max decoded bytes of one upload chunk")

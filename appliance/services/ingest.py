@@ -33,12 +33,13 @@ from rules import wire
 from rules.event import event_hash, event_time
 
 from ..config import LimitsConfig
-from ..errors import ValidationError
+from ..errors import PayloadTooLarge, ValidationError
 from ..events import EventSink
 from ..metrics import Metrics
 from ..store import Endpoint, Store
 from ..timefmt import rfc3339
-from .bodies import decompress, split_ndjson
+from .bodies import count_lines, decompress, split_ndjson
+from .budget import MemoryBudget, estimate_batch
 from .index_errors import index_errors
 from .scoring import Reducer
 from .streams import StreamHub
@@ -184,6 +185,7 @@ class Ingest:
         self.limits = limits
         self.clock = clock
         self.dispatcher = ListenerDispatcher()
+        self.budget = MemoryBudget(limits.logs_inflight_memory)
         tune_gc()
         self._presence: dict[str, tuple[float, float | None, float | None, str]] = {}
         self._presence_lock = threading.Lock()
@@ -201,6 +203,11 @@ class Ingest:
             metrics.events_per_second,
         )
         metrics.gauge(
+            "heron_logs_budget_refused_total",
+            "/logs batches answered 503: the in-flight memory budget stayed full",
+            lambda: float(self.budget.refused),
+        )
+        metrics.gauge(
             "heron_listener_dropped_total",
             "batches dropped by slow event listeners",
             lambda: float(self.dispatcher.dropped),
@@ -211,9 +218,28 @@ class Ingest:
         """Hooks called with (endpoint, events) after each durable batch (MISP sync etc.)."""
         return self.dispatcher.listeners
 
-    def decode(self, body: bytes, encoding: str | None) -> list[dict[str, Any]]:
+    def decode(self, body: bytes, encoding: str | None) -> tuple[bytes, int]:
+        """Decompress a batch and check its caps before decoding; (NDJSON bytes, est. cost).
+
+        SECURITY(manager): bytes alone do not bound memory (500,000 `{"Event":{}}` lines are
+        13 KB gzipped, 6.5 GB once indexed): events per batch and the estimated memory are
+        capped too, from a newline count, before a single event is decoded.
+        """
         data = decompress(body, encoding, self.limits.logs_body, what="/logs body")
-        return split_ndjson(data, max_line=self.limits.event_line, what="/logs body")
+        lines = count_lines(data)
+        if lines > self.limits.logs_events:
+            raise PayloadTooLarge(
+                f"/logs body: {lines} events, more than {self.limits.logs_events} "
+                "events per batch (limits.logs_events): split the batch"
+            )
+        cost = estimate_batch(lines, len(data))
+        if cost > self.limits.logs_batch_memory:
+            raise PayloadTooLarge(
+                f"/logs body: {lines} events in {len(data)} bytes would take about {cost} bytes "
+                f"of memory, more than {self.limits.logs_batch_memory} "
+                "(limits.logs_batch_memory): split the batch"
+            )
+        return data, cost
 
     def ingest(
         self,
@@ -223,7 +249,19 @@ class Ingest:
         encoding: str | None,
         batch_id: str | None,
     ) -> wire.LogsAck:
-        events = self.decode(body, encoding)
+        data, cost = self.decode(body, encoding)
+        with self.budget.reserve(cost, what="/logs"):
+            events = split_ndjson(data, max_line=self.limits.event_line, what="/logs body")
+            del data
+            return self._ingest(endpoint, peer_ip, events, batch_id)
+
+    def _ingest(
+        self,
+        endpoint: Endpoint,
+        peer_ip: str,
+        events: list[dict[str, Any]],
+        batch_id: str | None,
+    ) -> wire.LogsAck:
         now = self.clock()
         batch_id = batch_id or f"auto-{uuidlib.uuid4()}"
         ip = peer_ip or endpoint.ip
