@@ -82,6 +82,15 @@ class TlsConfig:
     handshake_timeout: float = _f(10.0, "seconds a client gets to finish the TLS handshake")
     idle_timeout: float = _f(300.0, "seconds an idle proxied connection is kept open")
     max_connections: int = _f(2048, "concurrent TLS connections per listener; more are closed")
+    per_source_connections: int = _f(
+        256, "connections one source IP may hold before it authenticated; more are closed")
+    reserved_connections: int = _f(
+        256, "of max_connections, slots only authenticated agents and admin sessions may take")
+    header_timeout: float = _f(10.0, "seconds after the handshake to send the first request head")
+    anonymous_idle_timeout: float = _f(
+        15.0, "seconds an unauthenticated connection may stay idle (authenticated: idle_timeout)")
+    anonymous_bytes: int = _f(
+        1024 * 1024, "bytes an unauthenticated connection may send (e.g. /enroll) before closed")
 
 
 @dataclass(frozen=True, slots=True)
