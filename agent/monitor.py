@@ -47,6 +47,7 @@ class Counters:
     own_events: int = 0
     sink_errors: int = 0
     pipeline_errors: int = 0
+    unprocessable: int = 0  # events the pipeline failed on (forwarded raw when storable)
     started: float = field(default_factory=time.time)
 
     def source(self, name: str) -> SourceCounters:
@@ -68,6 +69,7 @@ class Counters:
             "own_events": self.own_events,
             "sink_errors": self.sink_errors,
             "pipeline_errors": self.pipeline_errors,
+            "unprocessable": self.unprocessable,
             "started": self.started,
         }
 

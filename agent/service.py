@@ -72,8 +72,13 @@ def event_pid(data: dict[str, Any]) -> int:
         return 0
 
 
+def _system(ev: dict[str, Any]) -> dict[str, Any]:
+    system = ev.get("System")
+    return system if isinstance(system, dict) else {}
+
+
 def _event_id(ev: dict[str, Any]) -> int:
-    raw = ev.get("System", {}).get("EventID")
+    raw: Any = _system(ev).get("EventID")
     if isinstance(raw, dict):
         raw = raw.get("Value")
     try:
@@ -315,6 +320,7 @@ class Agent:
                 except Exception:
                     self.counters.pipeline_errors += 1
                     logger.error("pipeline error", exc_info=True)
+                    self._forward_raw(event)
             for flush in self._flushers:
                 try:
                     flush()
@@ -343,10 +349,33 @@ class Agent:
             return True
         return str(data.get("ProcessId", "")) == me or guid in self._own
 
+    def _forward_raw(self, event: Any) -> None:
+        """Keep an event the pipeline failed on: forwarded as received, counted.
+
+        Only ``{"Event": {...}}`` objects can be stored by the manager (one other value would
+        refuse the whole batch): anything else is counted and logged as dropped.
+        """
+        self.counters.unprocessable += 1
+        if not isinstance(event, dict) or not isinstance(event.get("Event"), dict):
+            logger.warning("dropped an event that is not an {\"Event\": {...}} object")
+            return
+        self.counters.forwarded += 1
+        for sink in self.sinks:
+            try:
+                sink.submit(event)
+            except Exception:
+                self.counters.sink_errors += 1
+                logger.error("sink %r failed", sink, exc_info=True)
+
     def process(self, event: dict[str, Any], *, live: bool = False) -> bool:
-        """Run one event through the pipeline; True when it was forwarded to the sinks."""
-        ev = event.get("Event")
+        """Run one event through the pipeline; True when it was forwarded to the sinks.
+
+        Raises only for an event the pipeline cannot handle (the caller forwards it raw).
+        """
+        ev = event.get("Event") if isinstance(event, dict) else None
         if not isinstance(ev, dict):
+            self.counters.unprocessable += 1
+            logger.warning("dropped an event that is not an {\"Event\": {...}} object")
             return False
         self.counters.processed += 1
         eid = _event_id(ev)
@@ -395,7 +424,7 @@ class Agent:
         Without EventID 5 tracks are never freed early (only the ``tracking.max_tracks`` cap
         bounds them) and parent fields go stale: usually a Sysmon configuration problem.
         """
-        if ev.get("System", {}).get("Channel") != SYSMON_CHANNEL:
+        if _system(ev).get("Channel") != SYSMON_CHANNEL:
             return
         if eid == 5:
             self._seen_terminate = True

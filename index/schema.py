@@ -59,6 +59,7 @@ __all__ = [
     "Projection",
     "project",
     "project_many",
+    "build_analyzer",
     "register_analyzers",
     "to_micros",
     "with_raw",
@@ -117,15 +118,19 @@ def from_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
-def register_analyzers(index: tantivy.Index) -> None:
-    """Register the ``heron`` analyzer (must be done every time an index is opened)."""
-    analyzer = (
+def build_analyzer() -> tantivy.TextAnalyzer:
+    """The ``heron`` analyzer: simple tokenizer, tokens up to 255 bytes, lower-cased."""
+    return (
         tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
         .filter(tantivy.Filter.remove_long(255))
         .filter(tantivy.Filter.lowercase())
         .build()
     )
-    index.register_tokenizer(ANALYZER, analyzer)
+
+
+def register_analyzers(index: tantivy.Index) -> None:
+    """Register the ``heron`` analyzer (must be done every time an index is opened)."""
+    index.register_tokenizer(ANALYZER, build_analyzer())
 
 
 

@@ -12,14 +12,15 @@ import gc
 import logging
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 import orjson
 
+from . import inputs, triage, wire
 from . import scan as scanmod
-from . import wire
 from .engine import Engine
 from .errors import RuleError
 from .loader import RuleSet, iter_json_objects, load
@@ -68,12 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                     help="worker processes (files and large JSONL chunks in parallel)")
     sc.add_argument("--output", "-o", metavar="FILE", help="write events here (default stdout)")
-    sc.add_argument("--format", choices=("jsonl", "table", "summary"), default="jsonl",
-                    help="jsonl: events + Event.Detection; table: one line each; summary only")
+    sc.add_argument("--format", choices=tuple(scanmod.RENDERERS), default="jsonl",
+                    help="jsonl: events + Event.Detection; table: one line each; summary only; "
+                    "csv; timeline (hits sorted by time, TSV); sarif; navigator (ATT&CK layer)")
+    sc.add_argument("--input-format", choices=inputs.FORMATS, default="auto",
+                    help="read every input as this format (default: detected per file)")
     sc.add_argument("--no-progress", action="store_true",
                     help="no progress bar (it is shown only when stderr is a terminal)")
     sc.add_argument("inputs", nargs="+", metavar="INPUT",
-                    help=".evtx, .json/.jsonl (optionally .gz), directory, or - for stdin")
+                    help="event files (EVTX, JSON, XML, CSV, audit.log, syslog; .gz, .zip, "
+                    ".tar), directory, or - for stdin")
 
     ru = sub.add_parser("rules", help="rule tools")
     rsub = ru.add_subparsers(dest="rules_command", required=True)
@@ -142,6 +147,10 @@ def _summary(stats: scanmod.ScanStats, elapsed: float, rules: int, out: TextIO) 
             out.write(f"  {n:>8}  {name}\n")
     for message in stats.errors[:10]:
         out.write(f"  error: {message}\n")
+    lines, warning = inputs.summary_lines(stats.shapes, stats.events)
+    out.write("Input shapes:\n" + "".join(line + "\n" for line in lines))
+    if warning:
+        out.write(warning + "\n")
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -154,7 +163,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         names=tuple(args.name) if args.name else None,
         tags=tuple(args.tag) if args.tag else None, skip_bad_rules=args.skip_bad_rules,
         show_attack=args.attack, all=args.all, min_criticality=args.min_criticality,
-        no_filter=args.no_filter, keep_output=args.format != "summary")
+        no_filter=args.no_filter, keep_output=args.format != "summary",
+        input_format=args.input_format)
     engine, problems = scanmod.build_engine(opts)  # fail fast on bad rules, in this process
     for err in problems:
         print(f"heron: bad rule skipped: {err}", file=sys.stderr)
@@ -171,24 +181,33 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _run_scan(args: argparse.Namespace, opts: scanmod.ScanOptions, engine: Engine) -> int:
-    units = list(scanmod.discover(args.inputs, split=args.jobs > 1))
+    # JSONL byte ranges only for the JSON readers (another --input-format reads whole files)
+    split = args.jobs > 1 and args.input_format in ("auto", "json", "winlogbeat", "flat")
+    units = list(scanmod.discover(args.inputs, split=split))
     out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
     progress = None
     if not args.no_progress and sys.stderr.isatty() and "-" not in args.inputs:
         progress = _Progress(sum(u.size for u in units), sys.stderr)
     if args.format == "table":
         out.write(scanmod.TABLE_HEADER.encode())
+    out.write(triage.HEADERS.get(args.format, b""))
+    spool = tempfile.TemporaryFile() if args.format in triage.SPOOLED else None  # noqa: SIM115
+    sink = spool if spool is not None else out
     started = time.perf_counter()
     try:
         scanner = scanmod.Scanner(opts, args.format, args.jobs, engine)
 
         def write(data: bytes) -> None:
-            out.write(data)
+            sink.write(data)
 
         stats = scanner.run(units, write, progress)
+        if spool is not None:
+            triage.finish(args.format, spool, out)
     finally:
         if progress is not None:
             progress.close()
+        if spool is not None:
+            spool.close()
         out.flush()
         if args.output:
             out.close()

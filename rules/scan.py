@@ -1,9 +1,10 @@
 """Offline scanning: input discovery and decoding, the scan loop, parallel jobs and summaries.
 
 Owns what `heron scan` does below the command line: turning INPUT arguments into work units
-(`.evtx`, `.json`/`.jsonl` streams, `.gz` of those, directories, stdin), decoding events with
-orjson, running the `Engine`, choosing which events to print (Gene's printing rule, gene.md §10)
-and merging per-unit statistics. The CLI only formats and prints.
+(`.evtx`, `.json`/`.jsonl` streams, `.gz` of those, directories, stdin; every other export is
+read by `rules.inputs`), decoding events with orjson, running the `Engine`, choosing which
+events to print (Gene's printing rule, gene.md §10) and merging per-unit statistics. The CLI
+only formats and prints.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from . import inputs, triage
 from .engine import Detection, Engine
 from .evtx import EvtxStats, read_evtx
 from .loader import RuleSet, load, read_container
@@ -50,6 +52,7 @@ class ScanOptions:
     min_criticality: int = 0
     no_filter: bool = False
     keep_output: bool = True
+    input_format: str = "auto"  # rules.inputs.FORMATS
 
 
 @dataclass(slots=True)
@@ -64,6 +67,7 @@ class ScanStats:
     bytes: int = 0
     hits: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    shapes: dict[str, int] = field(default_factory=dict)  # events per input shape
 
     def merge(self, other: ScanStats) -> None:
         self.events += other.events
@@ -74,6 +78,8 @@ class ScanStats:
         self.bytes += other.bytes
         for name, n in other.hits.items():
             self.hits[name] = self.hits.get(name, 0) + n
+        for name, n in other.shapes.items():
+            self.shapes[name] = self.shapes.get(name, 0) + n
         self.errors.extend(other.errors[: max(0, 100 - len(self.errors))])
 
     def parse_error(self, message: str) -> None:
@@ -87,7 +93,7 @@ class Unit:
     """One piece of work: a file (or a byte range of a JSONL file), or stdin (`-`)."""
 
     path: str
-    kind: str  # "evtx" | "json"
+    kind: str  # "evtx" | "json" | "input" (any other rules.inputs format, archives)
     start: int = 0
     end: int = -1
     size: int = 0
@@ -101,7 +107,7 @@ def _kind(path: Path) -> str | None:
         return "evtx"
     if name.endswith(JSON_EXTENSIONS):
         return "json"
-    return None
+    return "input" if inputs.wanted(path.name) else None
 
 
 def _units_for_file(path: Path, kind: str, split: bool) -> Iterator[Unit]:
@@ -146,8 +152,9 @@ def discover(inputs: Iterable[str], *, split: bool = False) -> Iterator[Unit]:
 
 def _sniff(path: Path) -> str:
     with open(path, "rb") as fh:
-        head = fh.read(8)
-    return "evtx" if head.startswith(b"ElfFile") else "json"
+        head = fh.read(64 * 1024)
+    kind = inputs.sniff(head)
+    return kind if kind in ("evtx", "json") else "input"
 
 
 def iter_json_stream(fh: BinaryIO, stats: ScanStats, name: str) -> Iterator[Any]:
@@ -231,12 +238,23 @@ def _open_unit(unit: Unit) -> BinaryIO:
 
 def _iter_events(unit: Unit, stats: ScanStats,
                  tell: list[Callable[[], int]] | None = None,
-                 keep: Callable[[str, int], bool] | None = None) -> Iterator[Any]:
+                 keep: Callable[[str, int], bool] | None = None,
+                 fmt: str = "auto") -> Iterator[Any]:
     """Events of a unit; `tell` receives a function giving the bytes consumed so far.
 
     EVTX records refused by `keep(channel, event_id)` are counted as scanned events
-    without being rendered (PERF(heron): no rule could match them).
+    without being rendered (PERF(heron): no rule could match them). Formats other than
+    EVTX and JSON files, stdin and `--input-format` overrides are read by `rules.inputs`.
     """
+    json_fmt = "json" if fmt == "auto" else fmt
+    if unit.path == "-" or not (unit.kind == "evtx" and fmt in ("auto", "evtx") or
+                                unit.kind == "json" and json_fmt in ("json", "winlogbeat",
+                                                                     "flat")):
+        if unit.path == "-":
+            yield from inputs.read_stream("-", sys.stdin.buffer, fmt, stats, keep)
+        else:
+            yield from inputs.read_path(unit.path, fmt, stats, keep)
+        return
     if unit.kind == "evtx":
         evtx_stats = EvtxStats()
         if unit.path.lower().endswith(".gz"):
@@ -251,6 +269,7 @@ def _iter_events(unit: Unit, stats: ScanStats,
             yield from read_evtx(unit.path, evtx_stats, keep=keep)
         stats.events += evtx_stats.skipped
         stats.parse_errors += evtx_stats.errors
+        stats.shapes["evtx"] = stats.shapes.get("evtx", 0) + evtx_stats.records
         stats.errors.extend(evtx_stats.messages[: max(0, 100 - len(stats.errors))])
         return
     try:
@@ -263,7 +282,7 @@ def _iter_events(unit: Unit, stats: ScanStats,
         if raw is not sys.stdin.buffer:
             tell.append(raw.tell)
     try:
-        yield from iter_json_stream(fh, stats, unit.path)
+        yield from inputs.normalize(iter_json_stream(fh, stats, unit.path), stats, json_fmt)
     except (OSError, EOFError, gzip.BadGzipFile) as ex:
         stats.parse_error(f"{unit.path}: {ex}")
     finally:
@@ -330,10 +349,40 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(opts: ScanOptions, fmt: str) -> None:
-    if _WORKER.get("opts") != opts or "engine" not in _WORKER:  # forked workers inherit it
+    if _WORKER.get("opts") != opts or "engine" not in _WORKER:
         engine, _ = build_engine(opts)
         _WORKER.update(engine=engine)
     _WORKER.update(opts=opts, fmt=fmt)
+
+
+def _init_pool_worker(opts: ScanOptions, fmt: str) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _init_worker(opts, fmt)
+
+
+def pool_context() -> Any:
+    """The multiprocessing context of scan workers: never `fork` (see `Scanner._run_pool`)."""
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
+        else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["rules.scan"])  # PERF(heron): workers start imported
+    return ctx
+
+
+def _kill_pool(pool: Any) -> None:
+    """Stop a ProcessPoolExecutor now: cancel queued work, kill and reap its workers."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    for proc in procs:
+        proc.join()
 
 
 def scan_unit(unit: Unit, write: Callable[[bytes], None] | None = None,
@@ -371,7 +420,8 @@ def scan_unit(unit: Unit, write: Callable[[bytes], None] | None = None,
             report(n, done)
 
     keep = None if opts.all else engine.has_candidates
-    scan_events(engine, _iter_events(unit, stats, tell, keep), opts, stats, emit, tick)
+    scan_events(engine, _iter_events(unit, stats, tell, keep, opts.input_format), opts, stats,
+                emit, tick)
     stats.hits = {c.name: c.hits - before.get(c.name, 0) for c in engine.rules
                   if c.hits != before.get(c.name, 0) and not c.is_filter}
     return unit, b"".join(chunks), stats
@@ -400,7 +450,7 @@ def render_none(event: Any, det: Detection | None) -> bytes:
 
 
 RENDERERS: dict[str, Callable[[Any, Detection | None], bytes]] = {
-    "jsonl": render_jsonl, "table": render_table, "summary": render_none}
+    "jsonl": render_jsonl, "table": render_table, "summary": render_none, **triage.RENDERERS}
 TABLE_HEADER = (f"{'TIME':<27} {'COMPUTER':<24} {'CHANNEL':<40} {'EID':>6} {'CRT':>3} "
                 f"SIGNATURES\n")
 
@@ -441,16 +491,34 @@ class Scanner:
                 if progress is not None:
                     progress(total.bytes, total.events)
         else:
-            import multiprocessing
-
-            ctx = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-            with ctx.Pool(min(self.jobs, len(units)), initializer=_init_worker,
-                          initargs=(self.opts, self.fmt)) as pool:
-                # PERF(heron): batch many small files per round trip, keep input order
-                chunksize = max(1, min(16, len(units) // (self.jobs * 8)))
-                self._drain(pool.imap(scan_unit, units, chunksize), total, write, progress)
+            self._run_pool(units, total, write, progress)
         logger.debug("scan took %.3fs", time.perf_counter() - started)
         return total
+
+    def _run_pool(self, units: list[Unit], total: ScanStats, write: Callable[[bytes], None],
+                  progress: Callable[[int, int], None] | None) -> None:
+        """Scan in worker processes, in input order; workers never outlive this call.
+
+        Workers start from a fresh interpreter (forkserver, or spawn where there is none),
+        never from a fork of this process: a fork of a process with threads (a progress bar,
+        the caller's own) could inherit a lock held by another thread and block for good
+        (issue 25: a worker stuck in SimpleQueue.get, and `--jobs 2` never ended). A dead
+        worker raises BrokenProcessPool instead of hanging; on any error or Ctrl-C the
+        workers are killed and reaped before the exception goes on.
+        """
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = pool_context()
+        pool = ProcessPoolExecutor(min(self.jobs, len(units)), mp_context=ctx,
+                                   initializer=_init_pool_worker, initargs=(self.opts, self.fmt))
+        try:
+            # PERF(heron): batch many small files per round trip, keep input order
+            chunksize = max(1, min(16, len(units) // (self.jobs * 8)))
+            self._drain(pool.map(scan_unit, units, chunksize=chunksize), total, write, progress)
+        except BaseException:
+            _kill_pool(pool)
+            raise
+        pool.shutdown(wait=True)
 
     @staticmethod
     def _drain(results: Iterator[tuple[Unit, bytes, ScanStats]], total: ScanStats,

@@ -1,25 +1,21 @@
-"""Replay source: EVTX and JSON Lines files at recorded, accelerated or fixed pace.
+"""Replay source: event files at recorded, accelerated or fixed pace.
 
-EVTX files go through ``rules.evtx.read_evtx`` (Gene's rendering, so replay and ``heron scan`` see
-identical events). JSON Lines files hold one event per line, either the event itself
-(``{"Event": …}``) or a wrapper carrying it under ``"event"`` (the gene-oracle corpus format);
-``.gz`` files are decompressed on the fly.
+Files are read by ``rules.inputs`` (the readers of ``heron scan``): EVTX in Gene's rendering,
+WHIDS/Gene JSON (also wrapped under ``"event"``, the gene-oracle corpus format), Winlogbeat,
+flattened JSON, Windows XML, Sysmon for Linux, CSV and audit.log, plain or in ``.gz``/``.zip``/
+``.tar`` archives, so replay and ``heron scan`` see identical events.
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
 import threading
 import time
-import typing
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
-
-import orjson
+from typing import Any
 
 __all__ = ["ReplaySource", "event_epoch", "iter_file"]
 
@@ -46,51 +42,35 @@ def event_epoch(event: dict[str, Any]) -> float | None:
     return base + (float("0." + frac) if frac else 0.0)
 
 
-def _open_bytes(path: Path) -> IO[bytes]:
-    if path.suffix == ".gz":
-        return typing.cast(IO[bytes], gzip.open(path, "rb"))
-    return path.open("rb")
+def iter_file(path: str | Path, input_format: str = "auto") -> Iterator[dict[str, Any]]:
+    """Windows-shaped events (``{"Event": …}``) of one replay file, any ``rules.inputs`` format.
 
+    Events in another shape (unrecognised, kunai) cannot enter the agent pipeline: they are
+    counted and logged at the end of the file with the parse errors, never dropped silently.
+    """
+    from rules.inputs import InputStats, read_path
 
-def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with _open_bytes(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                logger.warning("replay: %s:%d is not JSON, skipped", path, lineno)
-                continue
-            if isinstance(obj, dict) and "Event" not in obj and isinstance(obj.get("event"), dict):
-                obj = obj["event"]
-            if isinstance(obj, dict) and isinstance(obj.get("Event"), dict):
-                yield obj
-
-
-def _iter_evtx(path: Path) -> Iterator[dict[str, Any]]:
-    from rules.evtx import read_evtx
-
-    yield from read_evtx(path)
-
-
-def iter_file(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Events of one replay file, by extension (``.evtx`` or JSON Lines)."""
-    p = Path(path)
-    if p.suffix.lower() == ".evtx":
-        return _iter_evtx(p)
-    return _iter_jsonl(p)
+    stats = InputStats()
+    others = 0
+    for event in read_path(path, input_format, stats):
+        if isinstance(event, dict) and isinstance(event.get("Event"), dict):
+            yield event
+        else:
+            others += 1
+    if others or stats.unrecognised or stats.parse_errors:
+        logger.warning("replay: %s: %d events in no known shape, %d of them not replayed (not "
+                       "{\"Event\": …}), %d parse errors%s", path, stats.unrecognised, others,
+                       stats.parse_errors, f" (first: {stats.errors[0]})" if stats.errors else "")
 
 
 def _expand(paths: Iterable[str | Path]) -> list[Path]:
+    from rules.inputs import wanted
+
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.is_file()
-                              and (q.suffix.lower() in (".evtx", ".jsonl", ".json")
-                                   or q.name.endswith(".jsonl.gz"))))
+            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and wanted(q.name)))
         else:
             out.append(p)
     return out

@@ -318,8 +318,12 @@ def run_hooks(ctx: HookContext, event: dict[str, Any], *, enrich: bool,
     ev = event.get("Event")
     if not isinstance(ev, dict):
         return
-    system = ev.get("System") or {}
+    system = ev.get("System")
+    if not isinstance(system, dict):
+        return
     channel = system.get("Channel")
+    if not isinstance(channel, str):  # `{}` for ETW traces converted to EVTX (issue 25)
+        return
     eid_raw = system.get("EventID")
     if isinstance(eid_raw, dict):
         eid_raw = eid_raw.get("Value")

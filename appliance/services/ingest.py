@@ -353,7 +353,8 @@ class Ingest:
             det = inner["Detection"]
             stamp = event_time(event)
             ts = stamp.timestamp() if isinstance(stamp, dt.datetime) else now
-            sigs = [str(s) for s in det.get("Signature") or []]
+            raw_sigs = det.get("Signature")
+            sigs = [str(s) for s in raw_sigs] if isinstance(raw_sigs, list) else [str(raw_sigs)]
             crit = _int(det.get("Criticality"))
             rows.append((ep.uuid, ts, now, inner["EdrData"]["Event"]["Hash"], sigs, crit))
             attack = det.get("ATTACK") if isinstance(det.get("ATTACK"), list) else None

@@ -132,3 +132,16 @@ def test_evtx_corpus_replay_matches_engine_scan(tmp_path: Path) -> None:
     scanned = _scan_detections([e for f in files for e in evtx.read_evtx(f)])
     assert replayed == scanned
     assert sum(len(v) for v in replayed.values()) >= 1000
+
+
+def test_every_input_format_replays_and_others_are_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The readers of `heron scan` (rules.inputs): flattened JSON, Sysmon for Linux, audit.log."""
+    data = Path(__file__).resolve().parents[1] / "rules" / "inputs" / "data"
+    (tmp_path / "odd.jsonl").write_text('{"odd": 1}\n{"Event": {"System": {}}}\n')
+    src = ReplaySource([data / "mordor_flat.json", data / "sysmon_linux.syslog",
+                        data / "audit.log", tmp_path / "odd.jsonl"])
+    channels = [e["Event"]["System"].get("Channel") for e in src.events()]
+    assert channels == ["Microsoft-Windows-Sysmon/Operational"] * 2 + ["Security"] + \
+        ["Linux-Sysmon/Operational"] * 2 + ["Linux-Audit"] * 7 + [None]
+    assert "odd.jsonl: 2 events in no known shape, 1 of them not replayed" in caplog.text

@@ -16,6 +16,8 @@ import requests
 
 from rules import wire
 
+from .harness import STARTUP_LIMIT, WAIT_LIMIT, first_line
+
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +29,7 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         text=True,
         capture_output=True,
         check=check,
-        timeout=60,
+        timeout=STARTUP_LIMIT,
     )
 
 
@@ -51,14 +53,14 @@ class Running:
             stderr=subprocess.PIPE,
             text=True,
         )
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        line = first_line(self.proc, STARTUP_LIMIT)
         assert line, self.proc.stderr.read()  # type: ignore[union-attr]
         urls = json.loads(line)
         self.admin, self.endpoint = urls["admin"], urls["endpoint"]
 
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=30)
+        _, err = self.proc.communicate(timeout=WAIT_LIMIT)
         assert self.proc.returncode == 0, err
         return err
 

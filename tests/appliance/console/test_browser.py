@@ -276,6 +276,36 @@ def test_misp_settings(browser: Browser, manager: Manager, clean_console) -> Non
     browser.screenshot("08-misp")
 
 
+def test_misp_status_shows_streams_permissions_backfill_and_dead_letters(
+    browser: Browser, manager: Manager, clean_console
+) -> None:
+    from tests.fakemisp import DEFAULT_KEY, FakeMisp
+
+    with FakeMisp() as fake:
+        res = manager.admin(
+            "PUT",
+            "/misp/settings",
+            json={"enabled": True, "url": fake.url, "api_key": DEFAULT_KEY, "read_timeout": 30.0},
+        )
+        assert res.status_code == 200, res.text
+        try:
+            browser.go("#/misp")
+            browser.button("Sync now").click()
+            browser.wait_text("table.misp-streams", "IoC pull", timeout=30)
+            browser.wait_text("ul.misp-perms", "perm_publish: no", timeout=30)
+            table = browser.wait_css("table.misp-streams").text
+            assert "Sightings" in table and "Reports" in table
+            assert "Report backfill" in browser.wait_css(".misp-overview").text
+            browser.wait_text("#misp-dead", "Dead letters")
+            browser.wait_text("main", "No dead letters.")
+            browser.driver.execute_script(
+                "document.getElementById('misp-status').scrollIntoView()"
+            )
+            browser.screenshot("08b-misp-status")
+        finally:
+            manager.admin("PUT", "/misp/settings", json={"enabled": False})
+
+
 def test_iocs_add_and_delete(browser: Browser, manager: Manager, clean_console) -> None:
     from selenium.webdriver.support.ui import Select
 

@@ -1,14 +1,31 @@
 // Detections: filtered list of recent detections, with live additions over SSE.
 
-import { subscribe } from "../api.js";
+import { post, subscribe } from "../api.js";
 import { searchEvents } from "../data.js";
-import { errorBox, field, h, modal, replace, select, table, tableRow } from "../dom.js";
+import { errorBox, field, h, modal, replace, select, table, tableRow, toast } from "../dom.js";
 import { criticality, detectionColumns, eventDetail, eventEndpoint, signatures } from "../events.js";
 
 const MAX_ROWS = 500;
 
+// Closing a detection as a false positive tells MISP (a type-1 sighting of its MISP IoCs).
+async function falsePositive(e, out) {
+  try {
+    const res = await post("/misp/false-positive", { event: e, endpoint: eventEndpoint(e).uuid || undefined });
+    const n = (res.values || []).length;
+    replace(out, h("p", { role: "status" }, n ? `False positive sent to MISP for ${res.values.join(", ")}.` : "This event carries no MISP IoC."));
+    if (n) toast("False positive sent to MISP");
+  } catch (err) {
+    replace(out, errorBox(err));
+  }
+}
+
 function showEvent(e) {
-  modal("Detection detail", (close) => h("div", {}, eventDetail(e), h("p", {}, h("button", { type: "button", onclick: () => close() }, "Close"))));
+  modal("Detection detail", (close) => {
+    const out = h("div", { "aria-live": "polite" });
+    return h("div", {}, eventDetail(e), out, h("p", {},
+      h("button", { type: "button", class: "secondary", onclick: () => falsePositive(e, out) }, "False positive (tell MISP)"),
+      h("button", { type: "button", onclick: () => close() }, "Close")));
+  });
 }
 
 export async function render(root, ctx) {
