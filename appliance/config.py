@@ -28,6 +28,7 @@ __all__ = [
     "LoggingConfig",
     "RetentionConfig",
     "ServerConfig",
+    "SqlConfig",
     "StreamsConfig",
     "TlsConfig",
     "load_config",
@@ -123,6 +124,28 @@ class LimitsConfig:
     upload_chunk: int = _f(wire.UPLOAD_CHUNK_SIZE, "max decoded bytes of one upload chunk")
 
 
+SQL_ROLES = ("admin", "analyst", "plugin")
+
+
+@dataclass(frozen=True, slots=True)
+class SqlConfig:
+    """[sql]: read-only SQL over stored events (POST /hunt/sql)."""
+
+    roles: tuple[str, ...] = _f(["admin", "analyst"], "roles allowed to run SQL (of admin, "
+                                "analyst, plugin)")
+    concurrency: int = _f(2, "SQL queries running at once; more are answered 429")
+    timeout: float = _f(10.0, "seconds one query may take, fetching and converting rows included")
+    max_bytes: int = _f(16 * 1024 * 1024, "JSON bytes of one result; rows past it are left out "
+                        "(truncated: true)")
+
+    def __post_init__(self) -> None:
+        bad = [r for r in self.roles if r not in SQL_ROLES]
+        if bad:
+            raise ValueError(f"sql.roles: unknown role(s) {', '.join(bad)} (use {SQL_ROLES})")
+        if self.concurrency < 1:
+            raise ValueError("sql.concurrency must be at least 1")
+
+
 @dataclass(frozen=True, slots=True)
 class StreamsConfig:
     """[streams]: event streams on the admin API (Server-Sent Events and WebSocket)."""
@@ -177,6 +200,7 @@ SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "limits": LimitsConfig,
     "streams": StreamsConfig,
+    "sql": SqlConfig,
     "enroll": EnrollConfig,
     "commands": CommandsConfig,
     "logging": LoggingConfig,
@@ -195,6 +219,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
+    sql: SqlConfig = field(default_factory=SqlConfig)
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

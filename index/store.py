@@ -445,14 +445,19 @@ class EventStore:
                 yield _stored_event(searcher, addr)
             lo = hi + 1
 
-    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000) -> SqlResult:
+    def sql(
+        self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
+        max_bytes: int = 16 * 1024 * 1024,
+    ) -> SqlResult:
         """Run one read-only SQL statement over the ``events`` table.
+
+        Rows past ``max_rows`` or ``max_bytes`` (JSON) are left out (``truncated``).
 
         Raises:
             SqlError: not a single SELECT, failed, or timed out.
         """
         self._check_open()
-        return self.tables.sql(query, timeout=timeout, max_rows=max_rows)
+        return self.tables.sql(query, timeout=timeout, max_rows=max_rows, max_bytes=max_bytes)
 
     # -- maintenance ------------------------------------------------------------------
 

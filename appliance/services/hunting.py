@@ -72,9 +72,11 @@ class Hunting:
             )
         return {"events": list(page.events), "next_cursor": page.next_cursor, "total": page.total}
 
-    def sql(self, query: str, *, timeout: float, max_rows: int) -> dict[str, Any]:
+    def sql(
+        self, query: str, *, timeout: float, max_rows: int, max_bytes: int = 16 * 1024 * 1024
+    ) -> dict[str, Any]:
         with index_errors("sql"):
-            res = self.events.sql(query, timeout=timeout, max_rows=max_rows)
+            res = self.events.sql(query, timeout=timeout, max_rows=max_rows, max_bytes=max_bytes)
         rows = [list(r) for r in res.rows]
         return {
             "columns": list(res.columns),
