@@ -109,6 +109,9 @@ class LimitsConfig:
     logs_body: int = _f(wire.MAX_LOGS_BODY, "max decompressed bytes of one /logs batch")
     logs_body_compressed: int = _f(wire.MAX_LOGS_BODY_COMPRESSED, "max raw bytes of one /logs body")
     event_line: int = _f(wire.MAX_EVENT_LINE, "max bytes of one NDJSON event line (one event)")
+    event_stored: int = _f(
+        256 * 1024, "an event longer than this is stored with its longest strings cut (marked, "
+        "original length kept)")
     logs_events: int = _f(wire.MAX_LOGS_EVENTS, "max events (NDJSON lines) of one /logs batch")
     logs_batch_memory: int = _f(
         384 * 1024 * 1024,

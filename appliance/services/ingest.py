@@ -40,6 +40,7 @@ from ..store import Endpoint, Store
 from ..timefmt import rfc3339
 from .bodies import count_lines, decompress, split_ndjson
 from .budget import MemoryBudget, estimate_batch
+from .cut import cut_event, long_lines
 from .index_errors import index_errors
 from .scoring import Reducer
 from .streams import StreamHub
@@ -195,6 +196,9 @@ class Ingest:
         metrics.counter("heron_batches_duplicate_total", "/logs batches already stored (retries)")
         metrics.counter("heron_detections_received_total", "events carrying a detection")
         metrics.counter(
+            "heron_event_fields_cut_total", "string fields cut to store an event over "
+            "limits.event_stored")
+        metrics.counter(
             "heron_fanout_errors_total", "stored batches whose detections/streams fan-out failed"
         )
         metrics.gauge(
@@ -252,8 +256,19 @@ class Ingest:
         data, cost = self.decode(body, encoding)
         with self.budget.reserve(cost, what="/logs"):
             events = split_ndjson(data, max_line=self.limits.event_line, what="/logs body")
+            self._cut(events, data)
             del data
             return self._ingest(endpoint, peer_ip, events, batch_id)
+
+    def _cut(self, events: list[dict[str, Any]], data: bytes) -> None:
+        """Cut the events longer than `limits.event_stored` (see services/cut.py)."""
+        budget = self.limits.event_stored
+        cut = 0
+        for index, length in long_lines(data, budget).items():
+            if index < len(events):
+                cut += cut_event(events[index], length, budget)
+        if cut:
+            self.metrics.inc("heron_event_fields_cut_total", cut)
 
     def _ingest(
         self,

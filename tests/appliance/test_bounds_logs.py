@@ -110,3 +110,48 @@ def test_inflight_budget_full_answers_503(env: Env) -> None:
         res = env.post_logs(agent, [event(1)])
     assert res.status_code == 503 and res.headers["Retry-After"] == "5"
     assert env.post_logs(agent, [event(2)]).status_code == 200
+
+
+def test_oversized_event_is_stored_cut_with_marker_and_length(env: Env) -> None:
+    agent = env.enroll()
+    big = "B" * 3_900_000
+    small = event(2)
+    res = env.post_logs(agent, [event(1, extra={"Blob": big, "Other": "x" * 20_000}), small])
+    assert res.status_code == 200 and res.json["accepted"] == 2
+    env.ctx.events.flush()  # type: ignore[attr-defined]
+    stored = {e["Event"]["EventData"]["CommandLine"]: e
+              for e in env.ctx.events.iter_events(endpoint=agent.uuid)}
+    blob = stored["cmd /c 1"]["Event"]["EventData"]["Blob"]
+    assert blob.startswith("BBBB") and blob.endswith("[cut by the manager: 3900000 characters]")
+    assert len(blob) < 9000
+    assert stored["cmd /c 1"]["Event"]["EventData"]["Other"] == "x" * 20_000  # fits now
+    assert stored["cmd /c 2"]["Event"]["EventData"] == small["Event"]["EventData"]
+    assert env.ctx.metrics.value("heron_event_fields_cut_total") == 1
+
+
+def test_endpoint_page_of_huge_events_is_byte_capped(env: Env) -> None:
+    from appliance.services import hunting
+
+    agent = env.enroll()
+    blob = "C" * 200_000  # under event_stored: stored whole
+    for i in range(3):
+        batch = [event(i * 100 + j, extra={"Blob": blob}) for j in range(100)]
+        for j, ev in enumerate(batch):  # distinct times: the cursor is a time boundary
+            n = i * 100 + j
+            ev["Event"]["System"]["TimeCreated"]["SystemTime"] = (
+                f"2026-05-28T1{n // 3600}:{n // 60 % 60:02d}:{n % 60:02d}.000Z")
+        assert env.post_logs(agent, batch).status_code == 200
+    env.ctx.events.flush()  # type: ignore[attr-defined]
+    assert hunting.MAX_PAGE_BYTES == 32 * 1024 * 1024  # 300 events of 200 KB = 60 MB
+    res = env.a("GET", f"/endpoints/{agent.uuid}/logs?limit=10000&last=100000h")
+    assert res.status_code == 200 and len(res.json["data"]) == 200  # one step past 32 MiB
+    assert len(res.text) < 48 * 1024 * 1024
+    page = env.a("GET", f"/search?q=&limit=10000&endpoint={agent.uuid}").json["data"]
+    assert len(page["events"]) == 200 and page["next_cursor"]
+    rest_res = env.a("GET", "/search", params={
+        "limit": "10000", "endpoint": agent.uuid, "cursor": page["next_cursor"]})
+    assert rest_res.status_code == 200, rest_res.text
+    rest = rest_res.json["data"]
+    assert len(rest["events"]) == 100 and rest["next_cursor"] is None
+    seen = {e["Event"]["EventData"]["CommandLine"] for e in page["events"] + rest["events"]}
+    assert len(seen) == 300
