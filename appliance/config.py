@@ -117,6 +117,11 @@ class LimitsConfig:
         384 * 1024 * 1024,
         "max estimated memory of one /logs batch while indexed: events x 16 KiB + 3 x its bytes",
     )
+    memory_budget: int = _f(
+        4 * 1024 * 1024 * 1024,
+        "the manager's memory budget in bytes: DuckDB gets a quarter (memory_limit, all SQL "
+        "and inserts together, 2 threads) and the Tantivy writer heap 1/32 (at most 256 MB)",
+    )
     logs_inflight_memory: int = _f(
         1024 * 1024 * 1024,
         "estimated memory of all /logs batches being decoded and stored at once; more wait, "
@@ -259,6 +264,15 @@ class Config:
             parse_listen(endpoint)
             out = replace(out, endpoint=replace(out.endpoint, listen=endpoint))
         return out
+
+    def store_options(self) -> dict[str, Any]:
+        """EventStore keyword arguments derived from `limits.memory_budget`."""
+        budget = self.limits.memory_budget
+        return {
+            "memory_limit": f"{max(budget // 4, 64 << 20) >> 20}MB",
+            "sql_threads": 2,
+            "heap_size": min(max(budget // 32, 32 << 20), 256 << 20),
+        }
 
     def endpoint_url(self) -> str:
         """The URL agents are told to use."""

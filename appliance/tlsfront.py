@@ -272,7 +272,8 @@ class TlsFront:
             activity = [self.clock()]
             idle, budget = self._pipe_limits(slot)
             await asyncio.gather(
-                self._pipe(reader, b_writer, activity, idle, budget - len(head) if budget else 0),
+                self._pipe(reader, b_writer, activity, idle,
+                           budget - len(head) if budget else 0, writer),
                 self._pipe(b_reader, writer, activity, idle),
                 return_exceptions=True,
             )
@@ -431,10 +432,12 @@ class TlsFront:
         activity: list[float],
         idle: float = 0.0,
         budget: int = 0,
+        peer: asyncio.StreamWriter | None = None,
     ) -> None:
         """Copy bytes until EOF or until *both* directions were idle for `idle` seconds.
 
-        `budget` (> 0): the bytes this direction may carry before the connection is closed.
+        `budget` (> 0): the bytes this direction may carry before the connection (`peer`: the
+        writer of the reading side) is reset.
         """
         idle = idle or self.idle_timeout
         left = budget
@@ -453,7 +456,12 @@ class TlsFront:
                     if left < 0:
                         if self.governor is not None:
                             self.governor.count("anonymous_bytes")
-                        break
+                        # NOTE(manager): resets both ways, so waitress drops the partial body now
+                        # and the client is not left waiting for a TLS close_notify (30 s)
+                        writer.transport.abort()
+                        if peer is not None:
+                            peer.transport.abort()
+                        return
                 activity[0] = self.clock()
                 writer.write(data)
                 await writer.drain()

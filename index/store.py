@@ -111,6 +111,8 @@ class EventStore:
         fsync: bool = True,
         journal_segment_bytes: int = 64 * 1024 * 1024,
         index_process: bool = False,
+        memory_limit: str = "2GB",
+        sql_threads: int | None = None,
     ) -> None:
         self.root = Path(root)
         self._clock = clock
@@ -131,7 +133,8 @@ class EventStore:
             self._index = self._open_index(self.root / "index")
             self._schema = self._index.schema
             self._translator = QueryTranslator(self._schema)
-            self.tables = Tables(self.root / "events.duckdb")
+            self.tables = Tables(self.root / "events.duckdb", memory_limit=memory_limit,
+                                 threads=sql_threads)
             opened.append(self.tables)
             def open_sink() -> TantivySink:
                 if index_process:

@@ -52,6 +52,10 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 _ALLOWED_SQL = {"SELECT", "EXPLAIN"}
 _FETCH = 256  # rows fetched (and measured) at a time
+# SECURITY(index): DuckDB measures each row's JSON and leaves out (NULL) one over the cap, so
+# Python never builds it: one `list(range(1000))` row of 40,000 lists was 1.4 GB of ints.
+_SIZED = ("SELECT strlen(to_json(_q)::VARCHAR) AS __heron_n, "
+          "CASE WHEN __heron_n > {max_bytes} THEN NULL ELSE _q END FROM ({inner}) _q")
 
 
 def _json_select(columns: tuple[tuple[str, str], ...]) -> str:
@@ -238,9 +242,16 @@ class Tables:
             timer.daemon = True
             timer.start()
             try:
-                cur.execute(query)
-                columns = [d[0] for d in cur.description or ()]
-                rows, truncated = _fetch(cur, max_rows, max_bytes, expired)
+                if kind == "SELECT":
+                    inner = query.strip().rstrip(";")
+                    cur.execute(f"SELECT * FROM ({inner}) _q LIMIT 0")
+                    columns = [d[0] for d in cur.description or ()]
+                    cur.execute(_SIZED.format(inner=inner, max_bytes=int(max_bytes)))
+                    rows, truncated = _fetch(cur, max_rows, max_bytes, expired)
+                else:
+                    cur.execute(query)
+                    columns = [d[0] for d in cur.description or ()]
+                    rows, truncated = _fetch_plain(cur, max_rows, expired)
             finally:
                 timer.cancel()
             if expired.is_set():
@@ -279,20 +290,24 @@ class Tables:
 def _fetch(
     cur: duckdb.DuckDBPyConnection, max_rows: int, max_bytes: int, expired: threading.Event
 ) -> tuple[list[tuple[Any, ...]], bool]:
-    """Rows up to `max_rows` and `max_bytes` of JSON, fetched in small chunks.
-
-    PERF(index): one `fetchmany(100_001)` of `list(range(1000))` rows built 6 GB of Python
-    ints before anything could count them; chunks are measured as they arrive.
-    """
+    """Rows of a `_SIZED` query up to `max_rows` and `max_bytes` of JSON, in small chunks."""
     rows: list[tuple[Any, ...]] = []
     size = 0
     while len(rows) <= max_rows and not expired.is_set():
         chunk = cur.fetchmany(min(_FETCH, max_rows + 1 - len(rows)))
         if not chunk:
             return rows, False
-        for row in chunk:
-            size += len(orjson.dumps(row, default=str)) + 1
-            if size > max_bytes or len(rows) >= max_rows:
+        for length, row in chunk:
+            size += int(length) + 1
+            if row is None or size > max_bytes or len(rows) >= max_rows:
                 return rows, True
-            rows.append(tuple(row))
+            rows.append(tuple(row.values()))
     return rows, True
+
+
+def _fetch_plain(
+    cur: duckdb.DuckDBPyConnection, max_rows: int, expired: threading.Event
+) -> tuple[list[tuple[Any, ...]], bool]:
+    """Rows of an EXPLAIN (small), up to `max_rows`."""
+    rows = [tuple(r) for r in cur.fetchmany(max_rows + 1)]
+    return rows[:max_rows], len(rows) > max_rows

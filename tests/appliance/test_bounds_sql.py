@@ -51,3 +51,21 @@ def test_table_functions_outside_the_allowlist_are_400(env: Env) -> None:
         res = env.a("POST", "/hunt/sql", json={"query": q})
         assert res.status_code == 400 and "not allowed" in res.json["error"]
         assert str(env.ctx.data_dir) not in res.text
+
+
+def test_memory_budget_sizes_duckdb_and_tantivy(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from index import EventStore
+
+    opts = Config.from_dict({"limits": {"memory_budget": 2 << 30}}).store_options()
+    assert opts == {"memory_limit": "512MB", "sql_threads": 2, "heap_size": 64 << 20}
+    assert Config().store_options()["memory_limit"] == "1024MB"
+    store = EventStore(Path(str(tmp_path)) / "ev", **opts)
+    try:
+        rows = store.tables.read("SELECT current_setting('memory_limit'), "
+                                 "current_setting('threads')")
+        assert rows[0][0].replace(" ", "") in ("512.0MiB", "488.2MiB", "512MiB", "488MiB")
+        assert rows[0][1] == 2
+    finally:
+        store.close()
