@@ -178,6 +178,13 @@ def admin_authorizer(ctx: AppContext) -> Callable[[bytes], bool]:
     """
 
     def authorize(head: bytes) -> bool:
+        try:
+            return check(head)
+        except Exception:  # noqa: BLE001 - admission only: the app still authenticates
+            logger.warning("admission check of an admin request failed", exc_info=True)
+            return False
+
+    def check(head: bytes) -> bool:
         key = _header(head, b"x-api-key") or _header(head, b"api-key")
         if key:
             try:
@@ -192,7 +199,8 @@ def admin_authorizer(ctx: AppContext) -> Callable[[bytes], bool]:
             for part in cookies.split(";"):
                 name, _, value = part.strip().partition("=")
                 if name == SESSION_COOKIE:
-                    return ctx.console.sessions.get(value, touch=False) is not None
+                    sessions = ctx.console.auth.sessions
+                    return sessions.get(value, touch=False) is not None
         return False
 
     return authorize

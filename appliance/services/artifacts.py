@@ -51,9 +51,19 @@ def normalize_guid(value: str) -> str:
     return match.group(1).lower()
 
 
+# Names Windows maps to devices (with any extension), and names it silently changes.
+WINDOWS_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul", "conin$", "conout$"}
+    | {f"{dev}{n}" for dev in ("com", "lpt") for n in (*"123456789", "¹", "²", "³")}
+)
+
+
 def check_filename(name: str) -> str:
+    """`name` if it is a safe artifact file name on every OS, else InvalidParam."""
     if not isinstance(name, str) or not FILENAME.fullmatch(name) or ".." in name:
         raise InvalidParam(f"unsafe artifact file name: {name!r}")
+    if name.split(".", 1)[0].strip().lower() in WINDOWS_RESERVED or name[-1] in ". ":
+        raise InvalidParam(f"artifact file name reserved on Windows: {name!r}")
     return name
 
 

@@ -62,3 +62,23 @@ def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:
         log.warning("k", "failed %s", "y")
     assert [r.getMessage() for r in caplog.records] == [
         "failed x", "failed y (99 similar suppressed)"]
+
+
+def test_admin_authorizer_reads_the_first_head(env: object) -> None:
+    from appliance.console.auth import SESSION_COOKIE
+    from appliance.console.wiring import console_for
+    from appliance.server import admin_authorizer
+    from appliance.store import Role
+
+    ctx = env.ctx  # type: ignore[attr-defined]
+    ctx.console = console_for(ctx)
+    sid, _ = ctx.console.auth.sessions.create(object(), role=Role.ADMIN.value, name="root")
+    authorize = admin_authorizer(ctx)
+    key = env.admin_key  # type: ignore[attr-defined]
+    assert authorize(b"GET / HTTP/1.1\r\nX-Api-Key: " + key.encode() + b"\r\n\r\n")
+    assert authorize(b"GET / HTTP/1.1\r\nCookie: a=b; " + SESSION_COOKIE.encode() + b"="
+                     + sid.encode() + b"\r\n\r\n")
+    assert not authorize(b"GET / HTTP/1.1\r\nX-Api-Key: hk_wrong\r\n\r\n")
+    assert not authorize(b"GET / HTTP/1.1\r\nCookie: " + SESSION_COOKIE.encode()
+                         + b"=nope\r\n\r\n")
+    assert not authorize(b"GET / HTTP/1.1\r\n\r\n")
