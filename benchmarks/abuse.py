@@ -222,8 +222,14 @@ def attack_huge_events(env: dict[str, Any]) -> str:
         env["attacker"].post(env["ep"] + "/logs", timeout=120,
                              data=gzip.compress(b"\n".join(lines) + b"\n", 1),
                              headers={"Content-Encoding": "gzip"})
-    res = env["admin_session"].get(f"{env['admin']}/search", timeout=120, params={
-        "endpoint": env["bad_uuid"], "limit": "10000"})
+    deadline = time.monotonic() + 60
+    while True:  # until the index committed them all
+        res = env["admin_session"].get(f"{env['admin']}/search", timeout=120, params={
+            "endpoint": env["bad_uuid"], "limit": "10000"})
+        if res.status_code != 200 or res.json()["data"]["total"] >= 120 \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     return f"120 events of 3.9 MB, search page -> {res.status_code}, {len(res.content) >> 10} KiB"
 
 
