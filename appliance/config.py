@@ -117,6 +117,13 @@ class LimitsConfig:
         384 * 1024 * 1024,
         "max estimated memory of one /logs batch while indexed: events x 16 KiB + 3 x its bytes",
     )
+    min_free_bytes: int = _f(
+        1024 * 1024 * 1024, "free bytes kept on the data directory's disk: below, /logs and "
+        "uploads answer 503 + Retry-After and /healthz says disk.ok false")
+    upload_parts_quota: int = _f(
+        1024 * 1024 * 1024, "bytes of unfinished upload chunks one endpoint may hold (429 beyond)")
+    upload_expiry: float = _f(
+        86400.0, "seconds an unfinished upload's chunks are kept before they are deleted")
     memory_budget: int = _f(
         4 * 1024 * 1024 * 1024,
         "the manager's memory budget in bytes: DuckDB gets a quarter (memory_limit, all SQL "

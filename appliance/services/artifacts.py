@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,10 +26,11 @@ from typing import Any
 
 from rules import wire
 
-from ..errors import InvalidParam, NotFound, PayloadTooLarge, ValidationError
+from ..errors import InvalidParam, NotFound, PayloadTooLarge, TooManyRequests, ValidationError
 from ..store import Artifact, Store
 from ..timefmt import rfc3339
 from .bodies import decompress
+from .diskguard import DiskGuard
 
 __all__ = ["ArtifactStore", "normalize_guid"]
 
@@ -77,13 +79,18 @@ class ArtifactStore:
     """Artifact files on disk plus their metadata rows."""
 
     def __init__(
-        self, root: Path, store: Store, *, clock: Callable[[], float], max_size: int, max_chunk: int
+        self, root: Path, store: Store, *, clock: Callable[[], float], max_size: int,
+        max_chunk: int, parts_quota: int = 1 << 30, expiry: float = 86400.0,
     ) -> None:
         self.root = root
         self.store = store
         self.clock = clock
         self.max_size = max_size
         self.max_chunk = max_chunk
+        self.parts_quota = parts_quota
+        self.expiry = expiry
+        self.disk: DiskGuard | None = None  # set by build_context
+        self._swept = float("-inf")
 
     def _dir(self, endpoint: str, pguid: str, ehash: str) -> Path:
         base = (self.root / endpoint).resolve()
@@ -112,6 +119,15 @@ class ArtifactStore:
         if len(data) > self.max_chunk:
             raise PayloadTooLarge(f"chunk exceeds {self.max_chunk} bytes")
         directory = self._dir(endpoint, chunk.guid, chunk.event_hash)
+        if self.disk is not None:
+            self.disk.check("upload")
+        self.sweep()
+        held = _parts_bytes(self.root / endpoint)
+        if held + len(data) > self.parts_quota:
+            raise TooManyRequests(
+                f"unfinished uploads of this endpoint hold {held} bytes "
+                f"(limits.upload_parts_quota = {self.parts_quota}); finish or wait for expiry",
+                retry_after=300)
         parts = directory / ".parts"
         parts.mkdir(parents=True, exist_ok=True)
         part = parts / f"{name}.{chunk.chunk}"
@@ -128,6 +144,24 @@ class ArtifactStore:
                 "missing": missing[:100],
             }
         return self._assemble(endpoint, directory, name, chunk)
+
+    def sweep(self, *, force: bool = False) -> int:
+        """Delete upload chunks older than `expiry` (at most every 10 min); returns files."""
+        now = time.time()
+        if not force and now - self._swept < 600:
+            return 0
+        self._swept = now
+        removed = 0
+        for part in self.root.glob("*/*/*/.parts/*"):
+            try:
+                if now - part.stat().st_mtime > self.expiry:
+                    part.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        if removed:
+            logger.info("removed %d expired upload chunk(s)", removed)
+        return removed
 
     def _assemble(
         self, endpoint: str, directory: Path, name: str, chunk: wire.UploadChunk
@@ -243,3 +277,14 @@ def _chunks(path: Path, *, gunzip: bool) -> Iterator[bytes]:
     with opener(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             yield chunk
+
+
+def _parts_bytes(endpoint_dir: Path) -> int:
+    """Bytes of the unfinished upload chunks under one endpoint's directory."""
+    total = 0
+    for part in endpoint_dir.glob("*/*/.parts/*"):
+        try:
+            total += part.stat().st_size
+        except OSError:
+            continue
+    return total

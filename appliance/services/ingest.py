@@ -41,6 +41,7 @@ from ..timefmt import rfc3339
 from .bodies import count_lines, decompress, split_ndjson
 from .budget import MemoryBudget, estimate_batch
 from .cut import cut_event, long_lines
+from .diskguard import DiskGuard
 from .index_errors import index_errors
 from .scoring import Reducer
 from .streams import StreamHub
@@ -187,6 +188,7 @@ class Ingest:
         self.clock = clock
         self.dispatcher = ListenerDispatcher()
         self.budget = MemoryBudget(limits.logs_inflight_memory)
+        self.disk: DiskGuard | None = None  # set by build_context
         tune_gc()
         self._presence: dict[str, tuple[float, float | None, float | None, str]] = {}
         self._presence_lock = threading.Lock()
@@ -253,6 +255,8 @@ class Ingest:
         encoding: str | None,
         batch_id: str | None,
     ) -> wire.LogsAck:
+        if self.disk is not None:
+            self.disk.check("/logs")
         data, cost = self.decode(body, encoding)
         with self.budget.reserve(cost, what="/logs"):
             events = split_ndjson(data, max_line=self.limits.event_line, what="/logs body")
