@@ -99,7 +99,7 @@ def create_app(ctx: AppContext, api: Api = Api.ADMIN) -> FalconApp:
         middleware = [
             PathNormalizer(),
             RequestLog(api.value),
-            AdminAuth(ctx.identity, ctx.console),
+            AdminAuth(ctx.identity, ctx.console, ctx.identities),
             AuditTrail(ctx.store.audit, ctx.clock),
             body,
         ]

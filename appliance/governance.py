@@ -20,12 +20,13 @@ Every refusal is counted by reason; the matching log lines are rate-limited (`Ra
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["GovernanceLimits", "Governor", "RateLimitedLog", "Slot"]
+__all__ = ["FailureThrottle", "GovernanceLimits", "Governor", "RateLimitedLog", "Slot"]
 
 REASONS = ("cap", "per_source", "evicted", "handshake", "header_timeout", "anonymous_bytes")
 
@@ -80,6 +81,40 @@ class RateLimitedLog:
             msg += " (%d similar suppressed)"
             args = (*args, suppressed)
         self.logger.warning(msg, *args)
+
+
+class FailureThrottle:
+    """Failed credentials per source: past `limit` in a `window`-second window, the source is
+    refused (429) until that window ends.
+
+    Thread-safe (waitress workers); the map is bounded (oldest sources forgotten).
+    """
+
+    def __init__(
+        self, limit: int = 50, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self.throttled = 0
+        self._fails: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def blocked(self, source: str) -> bool:
+        with self._lock:
+            start, count = self._fails.get(source, (0.0, 0))
+            if count >= self.limit and self.clock() - start < self.window:
+                self.throttled += 1
+                return True
+            return False
+
+    def failed(self, source: str) -> None:
+        now = self.clock()
+        with self._lock:
+            start, count = self._fails.pop(source, (now, 0))
+            if now - start >= self.window:  # a new window
+                start, count = now, 0
+            self._fails[source] = (start, count + 1)
+            while len(self._fails) > 10_000:
+                self._fails.popitem(last=False)
 
 
 class Governor:

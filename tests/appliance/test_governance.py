@@ -82,3 +82,21 @@ def test_admin_authorizer_reads_the_first_head(env: object) -> None:
     assert not authorize(b"GET / HTTP/1.1\r\nCookie: " + SESSION_COOKIE.encode()
                          + b"=nope\r\n\r\n")
     assert not authorize(b"GET / HTTP/1.1\r\n\r\n")
+
+
+def test_failed_api_keys_are_throttled_per_source(env: object) -> None:
+    from appliance.governance import FailureThrottle
+
+    now = [0.0]
+    throttle = FailureThrottle(limit=3, window=60.0, clock=lambda: now[0])
+    for _ in range(3):
+        assert not throttle.blocked("10.0.0.1")
+        throttle.failed("10.0.0.1")
+    assert throttle.blocked("10.0.0.1") and not throttle.blocked("10.0.0.2")
+    now[0] = 61.0
+    assert not throttle.blocked("10.0.0.1")
+    # through the admin app: the 51st wrong key from one address is a 429, the right key too
+    for _ in range(50):
+        assert env.a("GET", "/users", key="hk_wrong").status_code == 401  # type: ignore[attr-defined]
+    res = env.a("GET", "/users", key="hk_wrong")  # type: ignore[attr-defined]
+    assert res.status_code == 429 and res.headers["Retry-After"] == "60"
