@@ -49,6 +49,8 @@ def _domain_error(
     if ex.status >= 500:
         logger.error("%s %s failed: %s", req.method, req.path, ex, exc_info=ex)
     _render(resp, ex.status, str(ex))
+    if ex.retry_after > 0:
+        resp.set_header("Retry-After", str(ex.retry_after))
 
 
 def _http_error(
@@ -66,6 +68,23 @@ def _unexpected(
     _render(resp, 500, "internal server error")
 
 
+class SecurityHeaders:
+    """Headers on every response: no MIME sniffing, no framing, no referrer leaks."""
+
+    HEADERS = {
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        for name, value in self.HEADERS.items():
+            if resp.get_header(name) is None:
+                resp.set_header(name, value)
+
+
 def create_app(ctx: AppContext, api: Api = Api.ADMIN) -> FalconApp:
     """Build the Falcon app of one listener."""
     body = BodyParser(ctx.config.limits.json_body)
@@ -80,11 +99,11 @@ def create_app(ctx: AppContext, api: Api = Api.ADMIN) -> FalconApp:
         middleware = [
             PathNormalizer(),
             RequestLog(api.value),
-            AdminAuth(ctx.identity, ctx.console),
+            AdminAuth(ctx.identity, ctx.console, ctx.identities),
             AuditTrail(ctx.store.audit, ctx.clock),
             body,
         ]
-    app = falcon.App(middleware=middleware)
+    app = falcon.App(middleware=[SecurityHeaders(), *middleware])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = True
     app.add_error_handler(Exception, _unexpected)

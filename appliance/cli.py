@@ -80,7 +80,7 @@ def open_context(
             from index import EventStore
 
             # NOTE(manager): Tantivy is written from a child process (a second core for ingest)
-            events = EventStore(paths["events"], index_process=True)
+            events = EventStore(paths["events"], index_process=True, **config.store_options())
         return build_context(
             data_dir=data_dir, config=config, store=store, events=events, pki=Pki(paths["pki"])
         )

@@ -28,6 +28,7 @@ __all__ = [
     "LoggingConfig",
     "RetentionConfig",
     "ServerConfig",
+    "SqlConfig",
     "StreamsConfig",
     "TlsConfig",
     "load_config",
@@ -82,6 +83,15 @@ class TlsConfig:
     handshake_timeout: float = _f(10.0, "seconds a client gets to finish the TLS handshake")
     idle_timeout: float = _f(300.0, "seconds an idle proxied connection is kept open")
     max_connections: int = _f(2048, "concurrent TLS connections per listener; more are closed")
+    per_source_connections: int = _f(
+        256, "connections one source IP may hold before it authenticated; more are closed")
+    reserved_connections: int = _f(
+        256, "of max_connections, slots only authenticated agents and admin sessions may take")
+    header_timeout: float = _f(10.0, "seconds after the handshake to send the first request head")
+    anonymous_idle_timeout: float = _f(
+        15.0, "seconds an unauthenticated connection may stay idle (authenticated: idle_timeout)")
+    anonymous_bytes: int = _f(
+        1024 * 1024, "bytes an unauthenticated connection may send (e.g. /enroll) before closed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +108,57 @@ class LimitsConfig:
 
     logs_body: int = _f(wire.MAX_LOGS_BODY, "max decompressed bytes of one /logs batch")
     logs_body_compressed: int = _f(wire.MAX_LOGS_BODY_COMPRESSED, "max raw bytes of one /logs body")
-    event_line: int = _f(wire.MAX_EVENT_LINE, "max bytes of one NDJSON event line")
+    event_line: int = _f(wire.MAX_EVENT_LINE, "max bytes of one NDJSON event line (one event)")
+    event_stored: int = _f(
+        256 * 1024, "an event longer than this is stored with its longest strings cut (marked, "
+        "original length kept)")
+    logs_events: int = _f(wire.MAX_LOGS_EVENTS, "max events (NDJSON lines) of one /logs batch")
+    logs_batch_memory: int = _f(
+        384 * 1024 * 1024,
+        "max estimated memory of one /logs batch while indexed: events x 16 KiB + 3 x its bytes",
+    )
+    min_free_bytes: int = _f(
+        1024 * 1024 * 1024, "free bytes kept on the data directory's disk: below, /logs and "
+        "uploads answer 503 + Retry-After and /healthz says disk.ok false")
+    upload_parts_quota: int = _f(
+        1024 * 1024 * 1024, "bytes of unfinished upload chunks one endpoint may hold (429 beyond)")
+    upload_expiry: float = _f(
+        86400.0, "seconds an unfinished upload's chunks are kept before they are deleted")
+    memory_budget: int = _f(
+        4 * 1024 * 1024 * 1024,
+        "the manager's memory budget in bytes: DuckDB gets a quarter (memory_limit, all SQL "
+        "and inserts together, 2 threads) and the Tantivy writer heap 1/32 (at most 256 MB)",
+    )
+    logs_inflight_memory: int = _f(
+        1024 * 1024 * 1024,
+        "estimated memory of all /logs batches being decoded and stored at once; more wait, "
+        "then get 503 + Retry-After",
+    )
     json_body: int = _f(8 * 1024 * 1024, "max bytes of any other JSON request body")
     upload_size: int = _f(wire.MAX_UPLOAD_SIZE, "max bytes of one uploaded artifact file")
     upload_chunk: int = _f(wire.UPLOAD_CHUNK_SIZE, "max decoded bytes of one upload chunk")
+
+
+SQL_ROLES = ("admin", "analyst", "plugin")
+
+
+@dataclass(frozen=True, slots=True)
+class SqlConfig:
+    """[sql]: read-only SQL over stored events (POST /hunt/sql)."""
+
+    roles: tuple[str, ...] = _f(["admin", "analyst"], "roles allowed to run SQL (of admin, "
+                                "analyst, plugin)")
+    concurrency: int = _f(2, "SQL queries running at once; more are answered 429")
+    timeout: float = _f(10.0, "seconds one query may take, fetching and converting rows included")
+    max_bytes: int = _f(16 * 1024 * 1024, "JSON bytes of one result; rows past it are left out "
+                        "(truncated: true)")
+
+    def __post_init__(self) -> None:
+        bad = [r for r in self.roles if r not in SQL_ROLES]
+        if bad:
+            raise ValueError(f"sql.roles: unknown role(s) {', '.join(bad)} (use {SQL_ROLES})")
+        if self.concurrency < 1:
+            raise ValueError("sql.concurrency must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +220,7 @@ SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "limits": LimitsConfig,
     "streams": StreamsConfig,
+    "sql": SqlConfig,
     "enroll": EnrollConfig,
     "commands": CommandsConfig,
     "logging": LoggingConfig,
@@ -181,6 +239,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
+    sql: SqlConfig = field(default_factory=SqlConfig)
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -217,6 +276,15 @@ class Config:
             parse_listen(endpoint)
             out = replace(out, endpoint=replace(out.endpoint, listen=endpoint))
         return out
+
+    def store_options(self) -> dict[str, Any]:
+        """EventStore keyword arguments derived from `limits.memory_budget`."""
+        budget = self.limits.memory_budget
+        return {
+            "memory_limit": f"{max(budget // 4, 64 << 20) >> 20}MB",
+            "sql_threads": 2,
+            "heap_size": min(max(budget // 32, 32 << 20), 256 << 20),
+        }
 
     def endpoint_url(self) -> str:
         """The URL agents are told to use."""

@@ -14,6 +14,7 @@ from .metrics import Metrics
 from .pki import Pki
 from .services.artifacts import ArtifactStore
 from .services.content import Content
+from .services.diskguard import DiskGuard
 from .services.identity import Identity
 from .services.ingest import EventListener, Ingest
 from .services.retention import retention_for
@@ -44,6 +45,7 @@ class AppContext:
     content: Content
     artifacts: ArtifactStore
     console: Any = None  # appliance.console.ConsoleAuth, mounted on the admin app when set
+    disk: DiskGuard | None = None  # set by build_context
     sleep: Callable[[float], None] = time.sleep
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -128,8 +130,16 @@ def build_context(
             clock=clock,
             max_size=config.limits.upload_size,
             max_chunk=config.limits.upload_chunk,
+            parts_quota=config.limits.upload_parts_quota,
+            expiry=config.limits.upload_expiry,
         ),
     )
+    disk = ctx.disk = ingest.disk = ctx.artifacts.disk = DiskGuard(
+        data_dir, config.limits.min_free_bytes)
+    metrics.gauge("heron_disk_free_bytes", "free bytes on the data directory's disk",
+                  lambda: float(disk.free()))
+    metrics.gauge("heron_disk_refused_total", "writes answered 503: disk almost full",
+                  lambda: float(disk.refused))
     metrics.gauge("heron_stream_clients", "open SSE streams", lambda: float(hub.clients))
     metrics.gauge(
         "heron_stream_dropped_total",

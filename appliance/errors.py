@@ -13,7 +13,8 @@ The tree (resources raise these; `appliance.app` owns the one handler table)::
     ├── Forbidden                                403  (known identity, not allowed)
     ├── NotFound                                 404
     ├── Conflict                                 409
-    ├── Unavailable                              503  (stream cap, store closed)
+    ├── TooManyRequests                          429  (a concurrency cap; Retry-After)
+    ├── Unavailable                              503  (stream cap, store closed; Retry-After)
     ├── StoreError                               500  (duckdb errors, translated in store/)
     │   └── ClosedError                          503
     ├── PkiError                                 500
@@ -35,6 +36,7 @@ __all__ = [
     "PayloadTooLarge",
     "PkiError",
     "StoreError",
+    "TooManyRequests",
     "Unauthorized",
     "Unavailable",
     "UnsupportedMediaType",
@@ -48,9 +50,10 @@ class ApplianceError(Exception):
     status: int = 500
     title: str = "Internal Server Error"
 
-    def __init__(self, message: str = "", *, where: str = "") -> None:
+    def __init__(self, message: str = "", *, where: str = "", retry_after: int = 0) -> None:
         self.message = message or self.title
         self.where = where
+        self.retry_after = retry_after  # seconds, sent as Retry-After when > 0
         super().__init__(f"{self.message} in {where}" if where else self.message)
 
 
@@ -102,6 +105,11 @@ class NotFound(ApplianceError):
 class Conflict(ApplianceError):
     status = 409
     title = "Conflict"
+
+
+class TooManyRequests(ApplianceError):
+    status = 429
+    title = "Too Many Requests"
 
 
 class Unavailable(ApplianceError):

@@ -62,7 +62,10 @@ class EventSink(Protocol):
         cursor: str | None = None,
     ) -> Any: ...
 
-    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000) -> Any: ...
+    def sql(
+        self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
+        max_bytes: int = 16 * 1024 * 1024,
+    ) -> Any: ...
 
     def iter_events(
         self,
@@ -161,7 +164,10 @@ class MemoryEventStore:
         nxt = str(start + limit) if start + limit < len(found) else None
         return MemoryPage(page, nxt, len(found))
 
-    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000) -> MemorySql:
+    def sql(
+        self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
+        max_bytes: int = 16 * 1024 * 1024,
+    ) -> MemorySql:
         from .errors import InvalidParam
 
         raise InvalidParam("SQL needs the index event store (not the in-memory one)")

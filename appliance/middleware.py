@@ -23,7 +23,8 @@ import falcon
 
 from rules import wire
 
-from .errors import Forbidden, MalformedBody, Unauthorized, ValidationError
+from .errors import Forbidden, MalformedBody, TooManyRequests, Unauthorized, ValidationError
+from .governance import FailureThrottle, RateLimitedLog
 from .services.bodies import decode_json, decompress, read_bounded
 from .services.identity import Identity
 from .store import Role
@@ -88,9 +89,14 @@ class EndpointIdentity:
 class AdminAuth:
     """X-Api-Key (or legacy Api-Key) → user; console session as a fallback; role checks."""
 
-    def __init__(self, identity: Identity, console: Any = None) -> None:
+    def __init__(
+        self, identity: Identity, console: Any = None, identities: IdentityMap | None = None
+    ) -> None:
         self.identity = identity
         self.console = console
+        self.identities = identities
+        self.throttle = FailureThrottle()
+        self.log = RateLimitedLog(logger)
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
@@ -100,7 +106,17 @@ class AdminAuth:
             return
         key = req.get_header(wire.HEADER_API_KEY) or req.get_header(wire.HEADER_API_KEY_LEGACY)
         if key:
-            user = self.identity.authenticate(key)
+            conn = self.identities.resolve(req.env) if self.identities is not None else None
+            source = conn.peer_ip if conn else str(req.remote_addr or "")
+            if self.throttle.blocked(source):
+                raise TooManyRequests("too many failed API keys from this address",
+                                      retry_after=int(self.throttle.window))
+            try:
+                user = self.identity.authenticate(key)
+            except Unauthorized:
+                self.throttle.failed(source)
+                self.log.warning(f"key-{source}", "invalid API key from %s", source)
+                raise
         elif self.console is not None and (user := self.console.resolve_session(req)) is not None:
             pass
         else:

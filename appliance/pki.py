@@ -250,6 +250,9 @@ class Pki:
         """
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        # SECURITY(manager): TLS 1.2 with forward-secret AEAD suites only (no CBC); TLS 1.3
+        # suites are not affected by set_ciphers
+        ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
         ctx.load_cert_chain(self.root / "server.pem", self.root / "server.key")
         if client_certs:
             ctx.verify_mode = ssl.CERT_OPTIONAL

@@ -18,6 +18,7 @@ import logging
 import select
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,8 @@ import waitress
 from .app import Api, create_app
 from .config import parse_listen
 from .context import AppContext
-from .errors import ConfigError
+from .errors import ConfigError, Unauthorized
+from .governance import REASONS, GovernanceLimits, Governor
 from .openapi import FalconApp
 from .sockets import bind_listener
 from .tlsfront import TlsFront, Upgrader
@@ -63,8 +65,12 @@ class Listener:
         name: str,
         client_certs: bool,
         upgrader: Upgrader | None = None,
+        authorize: Callable[[bytes], bool] | None = None,
+        max_body: int = 0,
     ) -> None:
         self.ctx = ctx
+        self.authorize = authorize
+        self.max_body = max_body
         self.app = app
         self.name = name
         self.client_certs = client_certs
@@ -92,8 +98,9 @@ class Listener:
                 connection_limit=limit,
                 ident="heron",
                 asyncore_use_poll=True,
-                max_request_body_size=max(cfg.limits.logs_body_compressed, cfg.limits.upload_size)
-                + 1,
+                # SECURITY(manager): waitress refuses a larger Content-Length, and a larger
+                # chunked body as it reads, before spooling it (was 512 MiB on every route).
+                max_request_body_size=self.max_body + 1,
             )
             thread = threading.Thread(target=server.run, name=f"waitress-{self.name}-{i}",
                                       daemon=True)
@@ -113,6 +120,17 @@ class Listener:
             idle_timeout=cfg.tls.idle_timeout,
             max_connections=cfg.tls.max_connections,
             upgrader=self.upgrader,
+            governor=Governor(
+                GovernanceLimits(
+                    max_connections=cfg.tls.max_connections,
+                    per_source=cfg.tls.per_source_connections,
+                    reserve=cfg.tls.reserved_connections,
+                    header_timeout=cfg.tls.header_timeout,
+                    anonymous_idle=cfg.tls.anonymous_idle_timeout,
+                    anonymous_bytes=cfg.tls.anonymous_bytes,
+                )
+            ),
+            authorize=self.authorize,
         )
         host, port = parse_listen(listen)
         return self.front.start(host, port)
@@ -143,20 +161,68 @@ class Listener:
             sock.close()
 
 
+def _header(head: bytes, name: bytes) -> str | None:
+    """The first value of header `name` (lower case) in a raw request head."""
+    for line in head.split(b"\r\n")[1:]:
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return None
+
+
+def admin_authorizer(ctx: AppContext) -> Callable[[bytes], bool]:
+    """True when a first request head carries a valid API key or console session cookie.
+
+    Only admission uses it (the reserve, idle and byte limits); the app authenticates every
+    request itself.
+    """
+
+    def authorize(head: bytes) -> bool:
+        try:
+            return check(head)
+        except Exception:  # noqa: BLE001 - admission only: the app still authenticates
+            logger.warning("admission check of an admin request failed", exc_info=True)
+            return False
+
+    def check(head: bytes) -> bool:
+        key = _header(head, b"x-api-key") or _header(head, b"api-key")
+        if key:
+            try:
+                ctx.identity.authenticate(key)
+                return True
+            except Unauthorized:
+                return False
+        cookies = _header(head, b"cookie")
+        if cookies and ctx.console is not None:
+            from .console.auth import SESSION_COOKIE
+
+            for part in cookies.split(";"):
+                name, _, value = part.strip().partition("=")
+                if name == SESSION_COOKIE:
+                    sessions = ctx.console.auth.sessions
+                    return sessions.get(value, touch=False) is not None
+        return False
+
+    return authorize
+
+
 class ManagerServer:
     """Both listeners over one AppContext."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
+        limits = ctx.config.limits
         self.endpoint = Listener(
-            ctx, create_app(ctx, Api.ENDPOINT), name="endpoint", client_certs=True
+            ctx, create_app(ctx, Api.ENDPOINT), name="endpoint", client_certs=True,
+            max_body=max(limits.logs_body_compressed, limits.json_body),
         )
         admin_app = create_app(ctx, Api.ADMIN)
         self.streams = WsStreams(
             app=admin_app, hub=ctx.hub, config=ctx.config.streams, metrics=ctx.metrics
         )
         self.admin = Listener(
-            ctx, admin_app, name="admin", client_certs=False, upgrader=self.streams
+            ctx, admin_app, name="admin", client_certs=False, upgrader=self.streams,
+            authorize=admin_authorizer(ctx), max_body=max(limits.upload_size, limits.json_body),
         )
         self._stop = threading.Event()
 
@@ -169,6 +235,14 @@ class ManagerServer:
             "open TLS connections (both listeners)",
             lambda: float(sum(f.active for f in fronts)),
         )
+        for reason in REASONS:
+            self.ctx.metrics.gauge(
+                f"heron_tls_rejected_{reason}_total",
+                f"connections closed by governance: {reason} (both listeners)",
+                lambda r=reason: float(  # type: ignore[misc]
+                    sum(f.governor.rejected[r] for f in fronts if f.governor is not None)
+                ),
+            )
         self.ctx.metrics.gauge(
             "heron_tls_refused_total",
             "TLS connections refused (handshake, revoked cert, cap)",

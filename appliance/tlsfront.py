@@ -9,6 +9,11 @@ and a process that connects straight to the backend finds no entry and gets 401.
 A front given an `Upgrader` reads the head of each connection's first request before choosing:
 when the upgrader `wants()` it (a WebSocket upgrade, `appliance.websocket`), the connection is
 served on this loop and never reaches waitress; otherwise the head is forwarded as read.
+
+A front given a `Governor` (`appliance.governance`) admits connections through it: per-source
+and reserve caps at accept, the first request head within its header timeout, an `authorize`
+check of that head (admin credentials), and tighter idle and byte limits for connections that
+never authenticated.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .governance import Governor, RateLimitedLog, Slot
 from .pki import PeerIdentity, peer_identity
 from .sockets import bind_listener
 
@@ -121,6 +127,8 @@ class TlsFront:
         max_connections: int = 2048,
         clock: Callable[[], float] = time.monotonic,
         upgrader: Upgrader | None = None,
+        governor: Governor | None = None,
+        authorize: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.name = name
         self.context = context
@@ -132,6 +140,9 @@ class TlsFront:
         self.max_connections = max_connections
         self.clock = clock
         self.upgrader = upgrader
+        self.governor = governor
+        self.authorize = authorize  # run on an executor thread: may query the store
+        self.log = RateLimitedLog(logger)
         self.active = 0
         self.refused = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -232,10 +243,8 @@ class TlsFront:
             writer.transport.abort()
             return
         peer = writer.get_extra_info("peername") or ("", 0)
-        if self.active >= self.max_connections:
-            self.refused += 1
-            logger.warning("TLS front %s: connection cap reached, closing %s", self.name, peer[0])
-            writer.close()
+        admitted, slot = self._admit(writer, str(peer[0]))
+        if not admitted:
             return
         self.active += 1  # NOTE(manager): counted from accept, so handshakes count to the cap
         task = asyncio.current_task()
@@ -250,22 +259,22 @@ class TlsFront:
                 self.refused += 1
                 return
             peer_id = identity if isinstance(identity, PeerIdentity) else None
+            if slot is not None and peer_id is not None and self.governor is not None:
+                self.governor.authenticate(slot)
             info = ConnInfo(peer_id, str(peer[0]), int(peer[1]))
-            head = await self._upgrade(reader, writer, info)
+            head = await self._upgrade(reader, writer, info, slot)
             if head is None:
                 return
             b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
-            sock = b_writer.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            port = b_writer.get_extra_info("sockname")[1]
-            self.identities.put(port, info)
+            port = self._register(b_writer, info)
             if head:
                 b_writer.write(head)
             activity = [self.clock()]
+            idle, budget = self._pipe_limits(slot)
             await asyncio.gather(
-                self._pipe(reader, b_writer, activity),
-                self._pipe(b_reader, writer, activity),
+                self._pipe(reader, b_writer, activity, idle,
+                           budget - len(head) if budget else 0, writer),
+                self._pipe(b_reader, writer, activity, idle),
                 return_exceptions=True,
             )
         except OSError as ex:
@@ -276,41 +285,98 @@ class TlsFront:
             cancelled = True
         finally:
             self.active -= 1
+            if slot is not None and self.governor is not None:
+                self.governor.release(slot)
             if task is not None:
                 self._handlers.discard(task)
             if port:
                 self.identities.pop(port)
-            for w in (writer, b_writer):
-                if w is None:
-                    continue
-                if cancelled:  # the loop stops next: no TLS close_notify exchange
-                    w.transport.abort()
-                else:
-                    w.close()
+            _close(writer, b_writer, abort=cancelled)
+
+    def _register(self, b_writer: asyncio.StreamWriter, info: ConnInfo) -> int:
+        """Record the backend connection's source port → `info`; returns the port."""
+        sock = b_writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        port: int = b_writer.get_extra_info("sockname")[1]
+        self.identities.put(port, info)
+        return port
+
+    def _admit(self, writer: asyncio.StreamWriter, ip: str) -> tuple[bool, Slot | None]:
+        """(admitted, governor slot); a refused connection is aborted and counted."""
+        if self.governor is not None:
+            slot = self.governor.admit(ip, writer.transport.abort)
+            if slot is None:
+                self.refused += 1
+                self.log.warning(f"cap-{ip}", "TLS front %s: connection limit, closing %s",
+                                 self.name, ip)
+                writer.transport.abort()
+                return False, None
+            return True, slot
+        if self.active >= self.max_connections:
+            self.refused += 1
+            self.log.warning("cap", "TLS front %s: connection cap reached, closing %s",
+                             self.name, ip)
+            writer.close()
+            return False, None
+        return True, None
+
+    def _pipe_limits(self, slot: Slot | None) -> tuple[float, int]:
+        """(idle timeout, bytes the client may send; 0 = no cap) of a proxied connection."""
+        if slot is None or slot.authenticated or self.governor is None:
+            return self.idle_timeout, 0
+        limits = self.governor.limits
+        return min(self.idle_timeout, limits.anonymous_idle), limits.anonymous_bytes
 
     async def _upgrade(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        info: ConnInfo,
+        slot: Slot | None = None,
     ) -> bytes | None:
-        """None once the upgrader served the connection, else the bytes to forward first."""
-        if self.upgrader is None:
+        """None once the connection is served or refused, else the bytes to forward first."""
+        if self.governor is not None and slot is not None:
+            head = await self._read_head(reader, self.governor.limits.header_timeout)
+            if b"\r\n\r\n" not in head:  # NOTE(manager): slowloris; EOF before a request
+                if head:
+                    self.governor.count("header_timeout")
+                return None
+            if not slot.authenticated and self.authorize is not None:
+                ok = await asyncio.get_running_loop().run_in_executor(None, self.authorize, head)
+                if ok:
+                    self.governor.authenticate(slot)
+        elif self.upgrader is None:
             return b""
-        head = await self._read_head(reader)
+        else:
+            head = await self._read_head(reader)
+        if self.upgrader is None:
+            return head
         if head and self.upgrader.wants(head):
             await self.upgrader.serve(reader, writer, head, info)
             return None
         return head
 
-    async def _read_head(self, reader: asyncio.StreamReader) -> bytes:
-        """Bytes up to the end of the first request head (or HEAD_LIMIT, or EOF)."""
+    async def _read_head(self, reader: asyncio.StreamReader, timeout: float = 0.0) -> bytes:
+        """Bytes up to the end of the first request head (or HEAD_LIMIT, or EOF).
+
+        `timeout` bounds the whole head (default: `idle_timeout` between reads).
+        """
         data = b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout else None
         try:
             while b"\r\n\r\n" not in data and len(data) < HEAD_LIMIT:
-                chunk = await asyncio.wait_for(reader.read(HEAD_LIMIT), self.idle_timeout)
+                wait = self.idle_timeout if deadline is None else deadline - loop.time()
+                if wait <= 0:
+                    break
+                chunk = await asyncio.wait_for(reader.read(HEAD_LIMIT), wait)
                 if not chunk:
                     break
                 data += chunk
         except (TimeoutError, OSError, ssl.SSLError):
-            pass
+            if deadline is not None and not data:
+                data = b"\0"  # NOTE(manager): a timeout, not an EOF: counted by the caller
         return data
 
     async def _handshake(
@@ -324,7 +390,10 @@ class TlsFront:
         try:
             await asyncio.wait_for(writer.start_tls(self.context), self.handshake_timeout)
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as ex:
-            logger.warning(
+            if self.governor is not None:
+                self.governor.count("handshake")
+            self.log.warning(
+                f"handshake-{peer}",
                 "TLS front %s: handshake with %s failed: %s",
                 self.name,
                 peer,
@@ -357,19 +426,42 @@ class TlsFront:
         return identity
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, activity: list[float]
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        activity: list[float],
+        idle: float = 0.0,
+        budget: int = 0,
+        peer: asyncio.StreamWriter | None = None,
     ) -> None:
-        """Copy bytes until EOF or until *both* directions were idle for `idle_timeout`."""
+        """Copy bytes until EOF or until *both* directions were idle for `idle` seconds.
+
+        `budget` (> 0): the bytes this direction may carry before the connection (`peer`: the
+        writer of the reading side) is reset.
+        """
+        idle = idle or self.idle_timeout
+        left = budget
         try:
             while True:
                 try:
-                    data = await asyncio.wait_for(reader.read(BUFFER), self.idle_timeout)
+                    data = await asyncio.wait_for(reader.read(BUFFER), idle)
                 except TimeoutError:
-                    if self.clock() - activity[0] < self.idle_timeout:
+                    if self.clock() - activity[0] < idle:
                         continue  # NOTE(manager): the other direction is busy (an SSE stream)
                     break
                 if not data:
                     break
+                if budget:
+                    left -= len(data)
+                    if left < 0:
+                        if self.governor is not None:
+                            self.governor.count("anonymous_bytes")
+                        # NOTE(manager): resets both ways, so waitress drops the partial body now
+                        # and the client is not left waiting for a TLS close_notify (30 s)
+                        writer.transport.abort()
+                        if peer is not None:
+                            peer.transport.abort()
+                        return
                 activity[0] = self.clock()
                 writer.write(data)
                 await writer.drain()
@@ -383,3 +475,14 @@ class TlsFront:
                     writer.close()
             except (OSError, RuntimeError, ssl.SSLError):
                 writer.close()
+
+
+def _close(*writers: asyncio.StreamWriter | None, abort: bool) -> None:
+    """Close both sides of a connection (abort: the loop stops next, no close_notify)."""
+    for w in writers:
+        if w is None:
+            continue
+        if abort:
+            w.transport.abort()
+        else:
+            w.close()

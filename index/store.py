@@ -111,6 +111,8 @@ class EventStore:
         fsync: bool = True,
         journal_segment_bytes: int = 64 * 1024 * 1024,
         index_process: bool = False,
+        memory_limit: str = "2GB",
+        sql_threads: int | None = None,
     ) -> None:
         self.root = Path(root)
         self._clock = clock
@@ -131,7 +133,8 @@ class EventStore:
             self._index = self._open_index(self.root / "index")
             self._schema = self._index.schema
             self._translator = QueryTranslator(self._schema)
-            self.tables = Tables(self.root / "events.duckdb")
+            self.tables = Tables(self.root / "events.duckdb", memory_limit=memory_limit,
+                                 threads=sql_threads)
             opened.append(self.tables)
             def open_sink() -> TantivySink:
                 if index_process:
@@ -445,14 +448,19 @@ class EventStore:
                 yield _stored_event(searcher, addr)
             lo = hi + 1
 
-    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000) -> SqlResult:
+    def sql(
+        self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
+        max_bytes: int = 16 * 1024 * 1024,
+    ) -> SqlResult:
         """Run one read-only SQL statement over the ``events`` table.
+
+        Rows past ``max_rows`` or ``max_bytes`` (JSON) are left out (``truncated``).
 
         Raises:
             SqlError: not a single SELECT, failed, or timed out.
         """
         self._check_open()
-        return self.tables.sql(query, timeout=timeout, max_rows=max_rows)
+        return self.tables.sql(query, timeout=timeout, max_rows=max_rows, max_bytes=max_bytes)
 
     # -- maintenance ------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ import orjson
 
 from index.errors import SqlError, StoreError
 from index.fields import COLUMNS_ONLY, HASH_ALGOS, PROMOTED
+from index.sqlguard import check_functions, scrub
 
 __all__ = ["EVENT_COLUMNS", "SqlResult", "Tables"]
 
@@ -54,6 +55,11 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 _ADDED_COLUMNS = ("techniques", "tactics")
 _ALLOWED_SQL = {"SELECT", "EXPLAIN"}
+_FETCH = 256  # rows fetched (and measured) at a time
+# SECURITY(index): DuckDB measures each row's JSON and leaves out (NULL) one over the cap, so
+# Python never builds it: one `list(range(1000))` row of 40,000 lists was 1.4 GB of ints.
+_SIZED = ("SELECT strlen(to_json(_q)::VARCHAR) AS __heron_n, "
+          "CASE WHEN __heron_n > {max_bytes} THEN NULL ELSE _q END FROM ({inner}) _q")
 
 
 def _json_select(columns: tuple[tuple[str, str], ...]) -> str:
@@ -202,12 +208,27 @@ class Tables:
         with self._reader_lock:
             return self._reader_root.cursor()
 
-    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000) -> SqlResult:
-        """Run one read-only statement with a timeout and a row cap.
+    def sql(
+        self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
+        max_bytes: int = 16 * 1024 * 1024,
+    ) -> SqlResult:
+        """Run one read-only statement with a timeout, a row cap and a result byte cap.
+
+        The timeout covers fetching and converting the rows too; rows past `max_bytes` (their
+        JSON size) are left out like rows past `max_rows` (`truncated`).
 
         Raises:
-            SqlError: not exactly one SELECT/EXPLAIN, a syntax error, or the timeout.
+            SqlError: not exactly one SELECT/EXPLAIN, a function not allowed
+                (`index.sqlguard`), a syntax error, or the timeout; never with server paths.
         """
+        try:
+            return self._sql(query, timeout, max_rows, max_bytes)
+        except SqlError as ex:
+            ex.message = scrub(ex.message, self._path, str(Path(self._path).parent))
+            ex.args = (ex.message,)
+            raise
+
+    def _sql(self, query: str, timeout: float, max_rows: int, max_bytes: int) -> SqlResult:
         cur = self._cursor()
         try:
             statements = cur.extract_statements(query)
@@ -217,22 +238,38 @@ class Tables:
             kind = statements[0].type.name
             if kind not in _ALLOWED_SQL:
                 raise SqlError(f"only SELECT statements are allowed, not {kind}", query=query)
-            timer = threading.Timer(timeout, cur.interrupt)
+            check_functions(cur, query)
+            expired = threading.Event()
+
+            def expire() -> None:
+                expired.set()
+                cur.interrupt()
+
+            timer = threading.Timer(timeout, expire)
             timer.daemon = True
             timer.start()
             try:
-                cur.execute(query)
-                columns = [d[0] for d in cur.description or ()]
-                rows = cur.fetchmany(max_rows + 1)
+                if kind == "SELECT":
+                    inner = query.strip().rstrip(";")
+                    cur.execute(f"SELECT * FROM ({inner}) _q LIMIT 0")
+                    columns = [d[0] for d in cur.description or ()]
+                    cur.execute(_SIZED.format(inner=inner, max_bytes=int(max_bytes)))
+                    rows, truncated = _fetch(cur, max_rows, max_bytes, expired)
+                else:
+                    cur.execute(query)
+                    columns = [d[0] for d in cur.description or ()]
+                    rows, truncated = _fetch_plain(cur, max_rows, expired)
             finally:
                 timer.cancel()
+            if expired.is_set():
+                raise duckdb.InterruptException("timeout")
         except duckdb.InterruptException as ex:
             raise SqlError(f"query exceeded the {timeout:g} s timeout", query=query) from ex
         except duckdb.Error as ex:
             raise SqlError(f"SQL failed: {ex}", query=query) from ex
         finally:
             cur.close()
-        return SqlResult(columns, [tuple(r) for r in rows[:max_rows]], len(rows) > max_rows)
+        return SqlResult(columns, rows, truncated)
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run an internal read query on a fresh cursor."""
@@ -255,3 +292,29 @@ class Tables:
             except Exception:  # noqa: BLE001 - close path
                 pass
         self._rows_file.unlink(missing_ok=True)
+
+
+def _fetch(
+    cur: duckdb.DuckDBPyConnection, max_rows: int, max_bytes: int, expired: threading.Event
+) -> tuple[list[tuple[Any, ...]], bool]:
+    """Rows of a `_SIZED` query up to `max_rows` and `max_bytes` of JSON, in small chunks."""
+    rows: list[tuple[Any, ...]] = []
+    size = 0
+    while len(rows) <= max_rows and not expired.is_set():
+        chunk = cur.fetchmany(min(_FETCH, max_rows + 1 - len(rows)))
+        if not chunk:
+            return rows, False
+        for length, row in chunk:
+            size += int(length) + 1
+            if row is None or size > max_bytes or len(rows) >= max_rows:
+                return rows, True
+            rows.append(tuple(row.values()))
+    return rows, True
+
+
+def _fetch_plain(
+    cur: duckdb.DuckDBPyConnection, max_rows: int, expired: threading.Event
+) -> tuple[list[tuple[Any, ...]], bool]:
+    """Rows of an EXPLAIN (small), up to `max_rows`."""
+    rows = [tuple(r) for r in cur.fetchmany(max_rows + 1)]
+    return rows[:max_rows], len(rows) > max_rows

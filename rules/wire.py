@@ -53,6 +53,7 @@ ENCODING_GZIP = "gzip"
 MAX_LOGS_BODY = 64 * 1024 * 1024  # decompressed bytes per /logs batch
 MAX_LOGS_BODY_COMPRESSED = 16 * 1024 * 1024
 MAX_EVENT_LINE = 4 * 1024 * 1024  # one NDJSON line (WHIDS cut silently at 64 KiB)
+MAX_LOGS_EVENTS = 10_000  # events (NDJSON lines) per /logs batch: the agent's segment size
 UPLOAD_CHUNK_SIZE = 3 * 1024 * 1024
 MAX_UPLOAD_SIZE = 512 * 1024 * 1024
 

@@ -3,6 +3,10 @@
 Each sealed spool segment is one batch with a stable id sent in `X-Heron-Batch-Id`; the manager
 journals it and answers 200 (a re-sent id answers 200 with `duplicate=true`), and only then is the
 segment deleted. Failures back off exponentially with jitter; nothing is dropped on failure.
+A 413 (the manager caps events and estimated memory per batch) splits the batch in halves, sent
+as `<id>.0` / `<id>.1` (deterministic, so a replay deduplicates); a single event that still does
+not fit, like any other 4xx but 401/403/408/429, is final: quarantined under `rejected/` and
+counted, never retried forever.
 The forwarder is an `EventSink` (`submit(event)`), so the agent pipeline hands it every event.
 """
 
@@ -22,15 +26,20 @@ from rules import wire
 
 from .backoff import Backoff
 from .errors import BatchError, CertificateRejected, HTTPStatusError, LinkError
-from .spool import Batch, Spool
+from .spool import HEALTH_REJECTED, Batch, Lane, Spool, health_event
 from .transport import Request, Transport
 
 logger = logging.getLogger(__name__)
 
-# Statuses meaning "this batch will never be accepted": quarantine it instead of retrying forever.
-PERMANENT_REJECTS = frozenset({400, 413, 415, 422})
 # Statuses meaning "who are you?": our certificate is not (or no longer) accepted.
 AUTH_REJECTS = frozenset({401, 403, 495, 496})
+# 4xx statuses that are worth a retry (time-out, rate limit); every other 4xx is final.
+RETRY_4XX = frozenset({408, 429})
+
+
+def is_final(status: int) -> bool:
+    """True when a batch answered `status` will never be accepted: quarantine it."""
+    return 400 <= status < 500 and status not in AUTH_REJECTS and status not in RETRY_4XX
 
 
 class LinkState(enum.Enum):
@@ -53,11 +62,16 @@ class SendResult:
 
 def encode_batch(batch: Batch, *, compresslevel: int = 3) -> Request:
     """Turn a spool batch into the `POST /logs` request."""
-    body = gzip.compress(batch.data, compresslevel=compresslevel, mtime=0)
+    return encode_lines(batch.data, batch.batch_id, compresslevel=compresslevel)
+
+
+def encode_lines(data: bytes, batch_id: str, *, compresslevel: int = 3) -> Request:
+    """`POST /logs` of NDJSON `data` under `batch_id`."""
+    body = gzip.compress(data, compresslevel=compresslevel, mtime=0)
     return Request("POST", wire.ROUTE_LOGS, body, {
         "Content-Type": wire.CONTENT_NDJSON,
         "Content-Encoding": wire.ENCODING_GZIP,
-        wire.HEADER_BATCH_ID: batch.batch_id,
+        wire.HEADER_BATCH_ID: batch_id,
     })
 
 
@@ -80,6 +94,8 @@ class Forwarder:
         self.state = LinkState.UNKNOWN
         self.sent_batches = 0
         self.sent_events = 0
+        self.split_batches = 0  # batches the manager found too large, sent in parts
+        self.quarantined_events = 0  # events in parts the manager refused for good
         self.last_error = ""
 
     # EventSink
@@ -113,16 +129,67 @@ class Forwarder:
             self.sent_batches += 1
             self.sent_events += batch.count
             return SendResult(batch.batch_id, batch.count, duplicate)
-        if resp.status in PERMANENT_REJECTS:
+        if resp.status == 413 and batch.count > 1:
+            lines = [line for line in batch.data.splitlines(keepends=True) if line.strip()]
+            self.split_batches += 1
+            try:
+                sent = self._send_parts(batch, lines, batch.batch_id)
+            except BaseException:
+                self.spool.release(batch)  # NOTE(agent): parts already sent come back duplicate
+                raise
+            self.spool.ack(batch)
+            self.sent_batches += 1
+            self.sent_events += sent
+            return SendResult(batch.batch_id, sent, False)
+        if is_final(resp.status):
             self.spool.reject(batch, f"HTTP {resp.status}: {resp.body[:300]!r}")
             return SendResult(batch.batch_id, 0, False)
         self.spool.release(batch)
-        if resp.status in AUTH_REJECTS:
-            raise CertificateRejected(
-                f"manager answered {resp.status}: certificate probably rejected/revoked",
+        raise self._failure(resp.status, resp.body, batch.batch_id)
+
+    def _send_parts(self, batch: Batch, lines: list[bytes], batch_id: str) -> int:
+        """Send `lines` in two halves, recursively while the manager answers 413."""
+        sent = 0
+        mid = max(1, len(lines) // 2)
+        for suffix, part in ((".0", lines[:mid]), (".1", lines[mid:])):
+            if not part:
+                continue
+            part_id = batch_id + suffix
+            resp = self.transport.send(
+                encode_lines(b"".join(part), part_id, compresslevel=self.compresslevel))
+            if resp.status == 200:
+                sent += len(part)
+            elif resp.status == 413 and len(part) > 1:
+                sent += self._send_parts(batch, part, part_id)
+            elif is_final(resp.status):
+                self._quarantine(batch, part, part_id, resp.status, resp.body)
+            else:
+                raise self._failure(resp.status, resp.body, part_id)
+        return sent
+
+    def _quarantine(
+        self, batch: Batch, part: list[bytes], part_id: str, status: int, body: bytes
+    ) -> None:
+        """Keep a refused part under the spool's `rejected/`, count it and report it."""
+        reason = f"HTTP {status}: {body[:300]!r}"
+        path = self.spool.root / "rejected" / f"{batch.path.stem}-{part_id.rsplit('-', 1)[-1]}.seg"
+        path.write_bytes(b"".join(part))
+        self.quarantined_events += len(part)
+        logger.warning("manager refused %d event(s) of batch %s for good: %s; kept in %s",
+                       len(part), part_id, reason, path)
+        report = health_event(HEALTH_REJECTED, "manager rejected a batch",
+                              self.spool.hostname, BatchId=part_id, DroppedEvents=len(part),
+                              Reason=reason[:500])
+        self.spool.submit_line(orjson.dumps(report) + b"\n", Lane.DETECTIONS)
+
+    @staticmethod
+    def _failure(status: int, body: bytes, batch_id: str) -> LinkError:
+        if status in AUTH_REJECTS:
+            return CertificateRejected(
+                f"manager answered {status}: certificate probably rejected/revoked",
                 path=wire.ROUTE_LOGS)
-        raise BatchError(str(HTTPStatusError(resp.status, resp.body, path=wire.ROUTE_LOGS)),
-                         batch_id=batch.batch_id)
+        return BatchError(str(HTTPStatusError(status, body, path=wire.ROUTE_LOGS)),
+                          batch_id=batch_id)
 
     def drain(self, *, force: bool = True) -> int:
         """Send until the spool is empty (raises on the first failure); returns events sent."""

@@ -19,7 +19,7 @@ from ..services.bodies import decode_json, decompress, read_bounded
 from ..services.ingest import COUNTERS_KIND
 from ..store import EndpointStatus, Role
 from ..timefmt import parse_time, time_window
-from .common import envelope, q_bool, q_int, q_str, raw, uuid_param
+from .common import envelope, q_bool, q_int, q_str, uuid_param
 
 __all__ = ["FLEET_ROUTES"]
 
@@ -413,12 +413,17 @@ class ArtifactFile:
         """Download one artifact file (raw=true for bytes, gunzip=true to decompress)."""
         import base64
 
-        data = self.ctx.artifacts.read(
-            uuid_param(uuid), pguid, ehash, fname, gunzip=q_bool(req, "gunzip")
-        )
+        gunzip = q_bool(req, "gunzip")
         if q_bool(req, "raw"):
-            raw(resp, data, "application/octet-stream")
+            size, chunks = self.ctx.artifacts.stream(
+                uuid_param(uuid), pguid, ehash, fname, gunzip=gunzip,
+                cap=self.ctx.config.limits.upload_size,
+            )
+            resp.content_type = "application/octet-stream"
+            resp.content_length = size
+            resp.stream = chunks
             return
+        data = self.ctx.artifacts.read(uuid_param(uuid), pguid, ehash, fname, gunzip=gunzip)
         envelope(resp, base64.b64encode(data).decode("ascii"))
 
 

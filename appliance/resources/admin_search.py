@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
 import falcon
 
 from ..context import AppContext
-from ..errors import Forbidden, InvalidParam, ValidationError
+from ..errors import Forbidden, InvalidParam, TooManyRequests, ValidationError
 from ..middleware import ALL_ROLES, JsonBody
 from ..services.hunting import Hunting
 from ..services.streams import STREAM_ENV, StreamFilter, StreamRequest
@@ -124,13 +125,18 @@ def _sql_body(data: Any) -> dict[str, Any]:
 
 
 class HuntSql:
-    """POST /hunt/sql {query, max_rows}: read-only SQL over the events tables."""
+    """POST /hunt/sql {query, max_rows}: read-only SQL over the events tables.
 
-    WRITE_ROLES = ALL_ROLES  # a read, sent as POST
+    Only `sql.roles` may run it (a read sent as POST), at most `sql.concurrency` at once (429
+    beyond, so three huge queries cannot stall ingest), within `sql.timeout` and `sql.max_bytes`.
+    """
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.hunting = Hunting(ctx.events)
+        cfg = ctx.config.sql
+        self.WRITE_ROLES = frozenset(Role(r) for r in cfg.roles)
+        self._slots = threading.BoundedSemaphore(cfg.concurrency)
         self.BODY = {
             "post": JsonBody(
                 _sql_body,
@@ -151,7 +157,16 @@ class HuntSql:
             or not 0 < max_rows <= 100_000
         ):
             raise ValidationError("max_rows must be 1–100000")
-        envelope(resp, self.hunting.sql(req.context.body["query"], timeout=10.0, max_rows=max_rows))
+        cfg = self.ctx.config.sql
+        if not self._slots.acquire(blocking=False):
+            raise TooManyRequests(
+                f"{cfg.concurrency} SQL queries are running (sql.concurrency)", retry_after=2)
+        try:
+            result = self.hunting.sql(req.context.body["query"], timeout=cfg.timeout,
+                                      max_rows=max_rows, max_bytes=cfg.max_bytes)
+        finally:
+            self._slots.release()
+        envelope(resp, result)
 
 
 MAX_CONTAINER_VALUES = 1_000_000

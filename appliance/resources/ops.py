@@ -41,6 +41,11 @@ class Health:
             body["index"] = {"backlog": index["backlog"], "ok": not index["error"]}
             if index["error"]:
                 body["status"] = "degraded"
+        disk = self.ctx.disk
+        if disk is not None:
+            body["disk"] = {"free": disk.free(), "ok": disk.ok}
+            if not disk.ok:
+                body["status"] = "degraded"
         json_raw(resp, body)
 
 

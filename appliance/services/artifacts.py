@@ -18,15 +18,19 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable
+import time
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rules import wire
 
-from ..errors import InvalidParam, NotFound, PayloadTooLarge, ValidationError
+from ..errors import InvalidParam, NotFound, PayloadTooLarge, TooManyRequests, ValidationError
 from ..store import Artifact, Store
 from ..timefmt import rfc3339
+from .bodies import decompress
+from .diskguard import DiskGuard
 
 __all__ = ["ArtifactStore", "normalize_guid"]
 
@@ -49,9 +53,19 @@ def normalize_guid(value: str) -> str:
     return match.group(1).lower()
 
 
+# Names Windows maps to devices (with any extension), and names it silently changes.
+WINDOWS_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul", "conin$", "conout$"}
+    | {f"{dev}{n}" for dev in ("com", "lpt") for n in (*"123456789", "¹", "²", "³")}
+)
+
+
 def check_filename(name: str) -> str:
+    """`name` if it is a safe artifact file name on every OS, else InvalidParam."""
     if not isinstance(name, str) or not FILENAME.fullmatch(name) or ".." in name:
         raise InvalidParam(f"unsafe artifact file name: {name!r}")
+    if name.split(".", 1)[0].strip().lower() in WINDOWS_RESERVED or name[-1] in ". ":
+        raise InvalidParam(f"artifact file name reserved on Windows: {name!r}")
     return name
 
 
@@ -65,13 +79,18 @@ class ArtifactStore:
     """Artifact files on disk plus their metadata rows."""
 
     def __init__(
-        self, root: Path, store: Store, *, clock: Callable[[], float], max_size: int, max_chunk: int
+        self, root: Path, store: Store, *, clock: Callable[[], float], max_size: int,
+        max_chunk: int, parts_quota: int = 1 << 30, expiry: float = 86400.0,
     ) -> None:
         self.root = root
         self.store = store
         self.clock = clock
         self.max_size = max_size
         self.max_chunk = max_chunk
+        self.parts_quota = parts_quota
+        self.expiry = expiry
+        self.disk: DiskGuard | None = None  # set by build_context
+        self._swept = float("-inf")
 
     def _dir(self, endpoint: str, pguid: str, ehash: str) -> Path:
         base = (self.root / endpoint).resolve()
@@ -100,6 +119,15 @@ class ArtifactStore:
         if len(data) > self.max_chunk:
             raise PayloadTooLarge(f"chunk exceeds {self.max_chunk} bytes")
         directory = self._dir(endpoint, chunk.guid, chunk.event_hash)
+        if self.disk is not None:
+            self.disk.check("upload")
+        self.sweep()
+        held = _parts_bytes(self.root / endpoint)
+        if held + len(data) > self.parts_quota:
+            raise TooManyRequests(
+                f"unfinished uploads of this endpoint hold {held} bytes "
+                f"(limits.upload_parts_quota = {self.parts_quota}); finish or wait for expiry",
+                retry_after=300)
         parts = directory / ".parts"
         parts.mkdir(parents=True, exist_ok=True)
         part = parts / f"{name}.{chunk.chunk}"
@@ -116,6 +144,24 @@ class ArtifactStore:
                 "missing": missing[:100],
             }
         return self._assemble(endpoint, directory, name, chunk)
+
+    def sweep(self, *, force: bool = False) -> int:
+        """Delete upload chunks older than `expiry` (at most every 10 min); returns files."""
+        now = time.time()
+        if not force and now - self._swept < 600:
+            return 0
+        self._swept = now
+        removed = 0
+        for part in self.root.glob("*/*/*/.parts/*"):
+            try:
+                if now - part.stat().st_mtime > self.expiry:
+                    part.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        if removed:
+            logger.info("removed %d expired upload chunk(s)", removed)
+        return removed
 
     def _assemble(
         self, endpoint: str, directory: Path, name: str, chunk: wire.UploadChunk
@@ -221,15 +267,65 @@ class ArtifactStore:
         }
 
     def read(self, endpoint: str, pguid: str, ehash: str, filename: str, *, gunzip: bool) -> bytes:
+        """The file's bytes (decompressed with `gunzip`), at most `INLINE_MAX` of them."""
+        path = self.path(endpoint, pguid, ehash, filename)
+        if path.stat().st_size > INLINE_MAX:
+            raise PayloadTooLarge(f"{path.name} is over {INLINE_MAX} bytes: download it raw=true")
+        data = path.read_bytes()
+        if gunzip:
+            data = decompress(data, "gzip", INLINE_MAX, what=path.name)
+        return data
+
+    def path(self, endpoint: str, pguid: str, ehash: str, filename: str) -> Path:
+        """The file of a stored artifact on disk (NotFound if missing)."""
         name = check_filename(filename)
         art = self.store.artifacts.get(endpoint, normalize_guid(pguid), check_hash(ehash), name)
         path = self._dir(endpoint, art.pguid, art.ehash) / name
         if not path.is_file():
             raise NotFound(f"artifact file {name} is missing on disk")
-        data = path.read_bytes()
-        if gunzip:
-            try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError) as ex:
-                raise InvalidParam(f"{name} is not gzip data") from ex
-        return data
+        return path
+
+    def stream(
+        self, endpoint: str, pguid: str, ehash: str, filename: str, *, gunzip: bool, cap: int
+    ) -> tuple[int, Iterator[bytes]]:
+        """(length, chunks) of a raw download; with `gunzip` at most `cap` decompressed bytes.
+
+        SECURITY(manager): a 1 MB upload of 1 GiB of zeros became a 1 GiB response held in
+        memory twice; the decompressed size is now counted in a first streaming pass (413 past
+        `cap`), then the file is streamed in `CHUNK`-byte pieces.
+        """
+        path = self.path(endpoint, pguid, ehash, filename)
+        if not gunzip:
+            return path.stat().st_size, _chunks(path, gunzip=False)
+        size = 0
+        try:
+            for chunk in _chunks(path, gunzip=True):
+                size += len(chunk)
+                if size > cap:
+                    raise PayloadTooLarge(f"{path.name} decompresses to more than {cap} bytes "
+                                          "(limits.upload_size): download it without gunzip")
+        except (OSError, EOFError, zlib.error) as ex:
+            raise InvalidParam(f"{path.name} is not gzip data") from ex
+        return size, _chunks(path, gunzip=True)
+
+
+INLINE_MAX = 64 * 1024 * 1024  # bytes of a download returned base64 in JSON (raw=true streams)
+CHUNK = 256 * 1024
+
+
+def _chunks(path: Path, *, gunzip: bool) -> Iterator[bytes]:
+    opener = gzip.open if gunzip else open
+    with opener(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+def _parts_bytes(endpoint_dir: Path) -> int:
+    """Bytes of the unfinished upload chunks under one endpoint's directory."""
+    total = 0
+    for part in endpoint_dir.glob("*/*/.parts/*"):
+        try:
+            total += part.stat().st_size
+        except OSError:
+            continue
+    return total

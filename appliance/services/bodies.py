@@ -14,7 +14,7 @@ import orjson
 
 from ..errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationError
 
-__all__ = ["decode_json", "decompress", "read_bounded", "split_ndjson"]
+__all__ = ["count_lines", "decode_json", "decompress", "read_bounded", "split_ndjson"]
 
 
 class Readable(Protocol):
@@ -73,6 +73,11 @@ def decode_json(data: bytes, *, what: str = "body") -> Any:
 _LINES = msgspec.json.Decoder()
 
 
+def count_lines(data: bytes) -> int:
+    """NDJSON lines in `data` (blank ones included): counted before anything is decoded."""
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
 def split_ndjson(data: bytes, *, max_line: int, what: str = "body") -> list[dict[str, Any]]:
     """Decode NDJSON events; each line ≤ `max_line` bytes and a JSON object with an `Event` object.
 
@@ -92,6 +97,8 @@ def split_ndjson(data: bytes, *, max_line: int, what: str = "body") -> list[dict
     except msgspec.DecodeError:
         _find_bad_line(data, what)
         raise MalformedBody(f"{what}: not valid NDJSON") from None
+    except RecursionError:  # msgspec's own depth guard: a 4xx, never a 500 retried forever
+        raise MalformedBody(f"{what}: JSON nested too deeply") from None
     for number, event in enumerate(events, start=1):
         if not isinstance(event, dict) or not isinstance(event.get("Event"), dict):
             raise ValidationError(f"{what}: event {number} is not an object with an 'Event' key")

@@ -12,14 +12,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ..errors import ValidationError
 from ..events import EventSink
 from ..timefmt import to_datetime
 from .index_errors import index_errors
 
-__all__ = ["HuntResult", "Hunting"]
+__all__ = ["MAX_PAGE_BYTES", "PAGE_STEP", "HuntResult", "Hunting"]
 
 logger = logging.getLogger(__name__)
+MAX_PAGE_BYTES = 32 * 1024 * 1024  # JSON of one page of events (search, endpoint logs)
+PAGE_STEP = 100  # events read from the index at a time while a page is built
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +63,38 @@ class Hunting:
         detections_only: bool,
         limit: int,
         cursor: str | None,
+        max_bytes: int = MAX_PAGE_BYTES,
     ) -> dict[str, Any]:
-        with index_errors("query"):
-            page = self.events.search(
-                query,
-                since=to_datetime(since),
-                until=to_datetime(until),
-                endpoint=endpoint,
-                detections_only=detections_only,
-                limit=limit,
-                cursor=cursor,
-            )
-        return {"events": list(page.events), "next_cursor": page.next_cursor, "total": page.total}
+        """A page of at most `limit` events and about `max_bytes` of JSON.
 
-    def sql(self, query: str, *, timeout: float, max_rows: int) -> dict[str, Any]:
+        SECURITY(manager): the page is read `PAGE_STEP` events at a time and ends, with the
+        cursor of the last step, once `max_bytes` is passed (at most one step over).
+        """
+        events: list[dict[str, Any]] = []
+        size, total, nxt = 0, 0, cursor
+        while len(events) < limit:
+            with index_errors("query"):
+                page = self.events.search(
+                    query,
+                    since=to_datetime(since),
+                    until=to_datetime(until),
+                    endpoint=endpoint,
+                    detections_only=detections_only,
+                    limit=min(PAGE_STEP, limit - len(events)),
+                    cursor=nxt,
+                )
+            events.extend(page.events)
+            total, nxt = page.total, page.next_cursor
+            size += sum(len(orjson.dumps(e, default=str)) for e in page.events)
+            if nxt is None or size > max_bytes:
+                break
+        return {"events": events, "next_cursor": nxt, "total": total}
+
+    def sql(
+        self, query: str, *, timeout: float, max_rows: int, max_bytes: int = 16 * 1024 * 1024
+    ) -> dict[str, Any]:
         with index_errors("sql"):
-            res = self.events.sql(query, timeout=timeout, max_rows=max_rows)
+            res = self.events.sql(query, timeout=timeout, max_rows=max_rows, max_bytes=max_bytes)
         rows = [list(r) for r in res.rows]
         return {
             "columns": list(res.columns),

@@ -33,12 +33,15 @@ from rules import wire
 from rules.event import event_hash, event_time
 
 from ..config import LimitsConfig
-from ..errors import ValidationError
+from ..errors import PayloadTooLarge, ValidationError
 from ..events import EventSink
 from ..metrics import Metrics
 from ..store import Endpoint, Store
 from ..timefmt import rfc3339
-from .bodies import decompress, split_ndjson
+from .bodies import count_lines, decompress, split_ndjson
+from .budget import MemoryBudget, estimate_batch
+from .cut import cut_event, long_lines
+from .diskguard import DiskGuard
 from .index_errors import index_errors
 from .rulestate import RuleStates
 from .scoring import Reducer
@@ -190,6 +193,8 @@ class Ingest:
         self.clock = clock
         self.dispatcher = ListenerDispatcher()
         self.rule_states = RuleStates(store)
+        self.budget = MemoryBudget(limits.logs_inflight_memory)
+        self.disk: DiskGuard | None = None  # set by build_context
         tune_gc()
         self._presence: dict[str, tuple[float, float | None, float | None, str]] = {}
         self._presence_lock = threading.Lock()
@@ -199,12 +204,20 @@ class Ingest:
         metrics.counter("heron_batches_duplicate_total", "/logs batches already stored (retries)")
         metrics.counter("heron_detections_received_total", "events carrying a detection")
         metrics.counter(
+            "heron_event_fields_cut_total", "string fields cut to store an event over "
+            "limits.event_stored")
+        metrics.counter(
             "heron_fanout_errors_total", "stored batches whose detections/streams fan-out failed"
         )
         metrics.gauge(
             "heron_events_per_second",
             "events received per second (last 60 s)",
             metrics.events_per_second,
+        )
+        metrics.gauge(
+            "heron_logs_budget_refused_total",
+            "/logs batches answered 503: the in-flight memory budget stayed full",
+            lambda: float(self.budget.refused),
         )
         metrics.gauge(
             "heron_listener_dropped_total",
@@ -217,9 +230,28 @@ class Ingest:
         """Hooks called with (endpoint, events) after each durable batch (MISP sync etc.)."""
         return self.dispatcher.listeners
 
-    def decode(self, body: bytes, encoding: str | None) -> list[dict[str, Any]]:
+    def decode(self, body: bytes, encoding: str | None) -> tuple[bytes, int]:
+        """Decompress a batch and check its caps before decoding; (NDJSON bytes, est. cost).
+
+        SECURITY(manager): bytes alone do not bound memory (500,000 `{"Event":{}}` lines are
+        13 KB gzipped, 6.5 GB once indexed): events per batch and the estimated memory are
+        capped too, from a newline count, before a single event is decoded.
+        """
         data = decompress(body, encoding, self.limits.logs_body, what="/logs body")
-        return split_ndjson(data, max_line=self.limits.event_line, what="/logs body")
+        lines = count_lines(data)
+        if lines > self.limits.logs_events:
+            raise PayloadTooLarge(
+                f"/logs body: {lines} events, more than {self.limits.logs_events} "
+                "events per batch (limits.logs_events): split the batch"
+            )
+        cost = estimate_batch(lines, len(data))
+        if cost > self.limits.logs_batch_memory:
+            raise PayloadTooLarge(
+                f"/logs body: {lines} events in {len(data)} bytes would take about {cost} bytes "
+                f"of memory, more than {self.limits.logs_batch_memory} "
+                "(limits.logs_batch_memory): split the batch"
+            )
+        return data, cost
 
     def ingest(
         self,
@@ -229,7 +261,32 @@ class Ingest:
         encoding: str | None,
         batch_id: str | None,
     ) -> wire.LogsAck:
-        events = self.decode(body, encoding)
+        if self.disk is not None:
+            self.disk.check("/logs")
+        data, cost = self.decode(body, encoding)
+        with self.budget.reserve(cost, what="/logs"):
+            events = split_ndjson(data, max_line=self.limits.event_line, what="/logs body")
+            self._cut(events, data)
+            del data
+            return self._ingest(endpoint, peer_ip, events, batch_id)
+
+    def _cut(self, events: list[dict[str, Any]], data: bytes) -> None:
+        """Cut the events longer than `limits.event_stored` (see services/cut.py)."""
+        budget = self.limits.event_stored
+        cut = 0
+        for index, length in long_lines(data, budget).items():
+            if index < len(events):
+                cut += cut_event(events[index], length, budget)
+        if cut:
+            self.metrics.inc("heron_event_fields_cut_total", cut)
+
+    def _ingest(
+        self,
+        endpoint: Endpoint,
+        peer_ip: str,
+        events: list[dict[str, Any]],
+        batch_id: str | None,
+    ) -> wire.LogsAck:
         now = self.clock()
         batch_id = batch_id or f"auto-{uuidlib.uuid4()}"
         ip = peer_ip or endpoint.ip

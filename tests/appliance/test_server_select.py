@@ -77,7 +77,8 @@ def manager(tmp_path: Path, windows_select: None) -> Iterator[tuple[ManagerServe
     pki = Pki.create(tmp_path / "pki", server_names=["localhost", "127.0.0.1"])
     config = Config().with_listen(admin="127.0.0.1:0", endpoint="127.0.0.1:0")
     config = replace(config, server=replace(config.server, threads=8),
-                     tls=replace(config.tls, max_connections=1024))
+                     tls=replace(config.tls, max_connections=1024,
+                                 per_source_connections=1024))  # all from 127.0.0.1
     ctx = build_context(data_dir=tmp_path, config=config, store=Store(tmp_path / "h.duckdb"),
                         events=EventStore(tmp_path / "events"), pki=pki)
     server = ManagerServer(ctx)

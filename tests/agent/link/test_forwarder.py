@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from agent.link.backoff import Backoff
-from agent.link.errors import CertificateRejected, TransportError
+from agent.link.errors import CertificateRejected, LinkError, TransportError
 from agent.link.forwarder import Forwarder, LinkState
 from agent.link.spool import Spool
 from agent.link.transport import MemoryTransport, Request, Response
@@ -155,3 +155,83 @@ def test_run_loop_stops(setup) -> None:
     fwd.sleep = sleep
     fwd.run()
     assert mgr.events() == [0, 1, 2]
+
+
+class CappedManager(FakeManager):
+    """Answers 413 to batches over `max_events` and to any batch holding an event over 1 KB."""
+
+    def __init__(self, max_events: int) -> None:
+        super().__init__()
+        self.max_events = max_events
+        self.calls: list[str] = []
+
+    def __call__(self, req: Request) -> Response:
+        lines = gzip.decompress(req.body).splitlines()
+        self.calls.append(req.headers[wire.HEADER_BATCH_ID])
+        if len(lines) > self.max_events or any(len(x) > 1000 for x in lines):
+            return Response(413, b'{"error": "more than 2 events per batch"}')
+        return super().__call__(req)
+
+
+def test_413_splits_the_batch_and_quarantines_an_event_that_never_fits(tmp_path: Path) -> None:
+    mgr = CappedManager(max_events=2)
+    spool = Spool(tmp_path, segment_events=7, max_batch_delay=0)
+    fwd = Forwarder(spool, MemoryTransport(mgr), sleep=lambda s: None)
+    for i in range(7):
+        big = {"Blob": "x" * 2000} if i == 4 else {}
+        fwd.submit({"Event": {"System": {"EventID": 1}, "EventData": {"N": i, **big}}})
+    res = fwd.send_one(force=True)
+    assert res is not None and res.count == 6
+    assert sorted(mgr.events()) == [0, 1, 2, 3, 5, 6]
+    assert fwd.split_batches == 1 and fwd.quarantined_events == 1
+    kept = list((tmp_path / "rejected").iterdir())
+    assert len(kept) == 1 and b'"N":4' in kept[0].read_bytes()
+    assert all(len(bid) <= 128 for bid in mgr.calls)
+    fwd.drain()  # the rejection report reaches the manager
+    reports = [e for b in mgr.batches.values() for e in b
+               if e["Event"]["System"].get("EventID") == 9003]
+    assert reports and reports[0]["Event"]["EventData"]["DroppedEvents"] == 1
+    assert spool.stats().queued_events == 0
+
+
+def test_split_parts_replay_deduplicated_after_a_failure(tmp_path: Path) -> None:
+    mgr = CappedManager(max_events=3)
+    spool = Spool(tmp_path, segment_events=8, max_batch_delay=0)
+    fwd = Forwarder(spool, MemoryTransport(mgr), sleep=lambda s: None)
+    for i in range(8):
+        fwd.submit(ev(i))
+    real = mgr.__call__
+    seen: list[str] = []
+
+    def flaky(req: Request) -> Response:
+        seen.append(req.headers[wire.HEADER_BATCH_ID])
+        if len(seen) == 4:  # the second half's first part fails: the batch stays queued
+            raise TransportError("reset", path=req.path)
+        return real(req)
+
+    fwd.transport = MemoryTransport(flaky)
+    with pytest.raises(TransportError):
+        fwd.send_one(force=True)
+    assert spool.stats().queued_events == 8
+    fwd.drain()
+    assert sorted(mgr.events()) == list(range(8))  # each event stored once
+    assert spool.stats().queued_events == 0
+
+
+@pytest.mark.parametrize("status", [404, 409, 410, 418])
+def test_any_4xx_is_final_for_a_batch(setup, status: int) -> None:
+    mgr, spool, fwd, _ = setup
+    fwd.submit(ev(1))
+    mgr.status = status
+    res = fwd.send_one(force=True)
+    assert res is not None and res.count == 0 and spool.stats().rejected_batches == 1
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 503])
+def test_timeouts_rate_limits_and_5xx_are_retried(setup, status: int) -> None:
+    mgr, spool, fwd, _ = setup
+    fwd.submit(ev(1))
+    mgr.status = status
+    with pytest.raises(LinkError):
+        fwd.send_one(force=True)
+    assert spool.stats().queued_events == 1 and spool.stats().rejected_batches == 0
