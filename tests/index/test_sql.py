@@ -136,7 +136,8 @@ def test_result_byte_cap_and_timeout_cover_conversion(corpus_store: EventStore) 
     assert rss() - before < 512 * 1024 * 1024
     # the query: 200 after 12.5 s and +4.8 GB; now the timeout covers the fetch too
     start = time.monotonic()
-    with pytest.raises(SqlError, match="timeout"):
+    # either bound may end it first: the timeout, or DuckDB's locked memory_limit
+    with pytest.raises(SqlError, match="timeout|Out of Memory"):
         corpus_store.sql("SELECT list(range(1000)) FROM range(40000)", max_rows=100_000,
                          timeout=1.0)
     assert time.monotonic() - start < 8
