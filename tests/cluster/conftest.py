@@ -13,6 +13,7 @@ import pytest
 
 from index.clickhouse import ClickHouse, create_schema
 from tests.cluster import servers
+from tests.index.conftest import corpus, corpus_store  # noqa: F401 - shared fixtures
 
 CLUSTER = "heron"
 

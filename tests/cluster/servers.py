@@ -110,7 +110,7 @@ _USERS = f"""<?xml version="1.0"?>
 <yandex>
   <profiles>
     <default><max_memory_usage>2000000000</max_memory_usage></default>
-    <hunt><readonly>1</readonly><max_execution_time>10</max_execution_time>
+    <hunt><readonly>1</readonly><max_execution_time>3</max_execution_time>
       <max_result_rows>10001</max_result_rows><result_overflow_mode>break</result_overflow_mode>
       <max_memory_usage>1000000000</max_memory_usage></hunt>
   </profiles>
