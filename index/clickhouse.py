@@ -6,7 +6,7 @@ dependency, and every setting travels as a URL parameter.
 
 Schema (``cluster init``), on every server of the ``<cluster>`` of ``remote_servers``:
 
-* ``heron.events_local``: ``ReplacingMergeTree``, partitioned by day, ordered by
+* ``heron.events_local``: ``ReplacingMergeTree``, partitioned by receipt day, ordered by
   ``(endpoint, batch_id, batch_idx)``: one key per event as the agent sent it, so an agent's
   retry that reached another front-end is folded at merge time (``FINAL`` reads exact).
 * ``heron.events``: ``Distributed(<cluster>, heron, events_local, <shard key>)`` for reads.
@@ -130,15 +130,23 @@ def shard_of(endpoint: str, shards: int) -> int:
     return zlib.crc32(endpoint.lower().encode()) % shards
 
 
+def local_table_ddl(table: str) -> str:
+    """The shard-local events table.
+
+    Partitioned by receipt day, not event day: an agent replaying old logs would otherwise
+    make one insert touch hundreds of partitions (refused past ``max_partitions_per_insert_
+    block`` on current servers), and retention drops whole receipt days.
+    """
+    cols = ", ".join(f"{name} {ddl}" for name, ddl in CH_COLUMNS)
+    return (f"CREATE TABLE IF NOT EXISTS {table} ({cols}) ENGINE = ReplacingMergeTree() "
+            "PARTITION BY toYYYYMMDD(rt) ORDER BY (endpoint, batch_id, batch_idx)")
+
+
 def create_schema(nodes: Sequence[ClickHouse], cluster: str) -> None:
     """Create the database, ``events_local`` and the ``events`` Distributed table (idempotent)."""
-    cols = ", ".join(f"{name} {ddl}" for name, ddl in CH_COLUMNS)
     for node in nodes:
         node.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
-        node.execute(
-            f"CREATE TABLE IF NOT EXISTS {DATABASE}.events_local ({cols}) "
-            "ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMMDD(ts) "
-            "ORDER BY (endpoint, batch_id, batch_idx)")
+        node.execute(local_table_ddl(f"{DATABASE}.events_local"))
         node.execute(
             f"CREATE TABLE IF NOT EXISTS {DATABASE}.events AS {DATABASE}.events_local "
             f"ENGINE = Distributed({cluster}, {DATABASE}, events_local, "
