@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import threading
 import time
@@ -128,6 +129,7 @@ class PgDatabase(Database):
         self._conns_lock = threading.Lock()
         self.state = DbState.OPEN
         self.writes = 0
+        self._queue: queue.Queue[Any] = queue.Queue()  # NOTE: writes run inline: always empty
         try:
             self._wconn = self._connect(autocommit=False)
             self._wconn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
