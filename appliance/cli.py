@@ -94,7 +94,7 @@ def open_context(
 
 def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) -> AppContext:
     """A cluster front-end: fleet in PostgreSQL, events journaled here and read from ClickHouse."""
-    from .cluster import open_cluster
+    from .cluster import open_cluster, start_relay
 
     paths = _paths(data_dir)
     if not (paths["pki"] / "ca.pem").exists():
@@ -112,8 +112,10 @@ def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) 
             raise
     fleet, events = open_cluster(config.cluster, paths["events"])
     try:
-        return build_context(data_dir=data_dir, config=config, store=fleet, events=events,
-                             pki=Pki(paths["pki"]))
+        ctx = build_context(data_dir=data_dir, config=config, store=fleet, events=events,
+                            pki=Pki(paths["pki"]))
+        start_relay(events, config.cluster, ctx.hub)
+        return ctx
     except BaseException:
         events.close()
         fleet.close()

@@ -10,19 +10,29 @@ so every front-end sees every event. Fleet state is ``ClusterStore`` on PostgreS
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from index.chquery import quote
 from index.chship import Shipper
 from index.chstore import ClusterEvents
-from index.clickhouse import ClickHouse, ClickHouseError, create_schema
+from index.clickhouse import DATABASE, ClickHouse, ClickHouseError, create_schema
 
 from .config import ClusterConfig
 from .errors import ConfigError
 
-__all__ = ["ClusterEventSink", "cluster_status", "frontend_name", "init_cluster", "open_cluster"]
+__all__ = ["ClusterEventSink", "StreamRelay", "cluster_status", "frontend_name", "init_cluster",
+           "open_cluster", "start_relay"]
+
+logger = logging.getLogger(__name__)
+_RELAY_PAGE = 5_000
 
 
 def frontend_name(config: ClusterConfig) -> str:
@@ -41,6 +51,66 @@ def _events(config: ClusterConfig) -> ClusterEvents:
     return ClusterEvents(shards[0], hunter)
 
 
+class StreamRelay:
+    """Feed this front-end's stream hub with the events other front-ends ingested.
+
+    Polls each shard's local table (within a shard, a front-end's rows land in sequence
+    order, one insert after the other) for rows of other front-ends above per-(shard,
+    front-end) marks, while the hub has subscribers; streams see them about one poll plus one
+    shipping round late. With no subscriber it only re-reads the marks when one arrives.
+    """
+
+    def __init__(self, shards: list[ClickHouse], frontend: str, hub: Any, *,
+                 interval: float = 0.5) -> None:
+        self._shards, self._me, self._hub, self._interval = shards, frontend, hub, interval
+        self._marks: list[dict[str, int]] | None = None
+        self._since = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heron-stream-relay",
+                                        daemon=True)
+        self.relayed = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            if not self._hub.clients:
+                self._marks = None
+                continue
+            try:
+                if self._marks is None:
+                    self._since = int(time.time()) - 1
+                    self._marks = [self._current(shard) for shard in self._shards]
+                for shard, marks in zip(self._shards, self._marks, strict=True):
+                    self._poll(shard, marks)
+            except ClickHouseError as ex:
+                logger.warning("stream relay: %s", ex)
+
+    def _current(self, shard: ClickHouse) -> dict[str, int]:
+        _, rows = shard.rows(f"SELECT frontend, max(seq) FROM {DATABASE}.events_local WHERE "
+                             f"frontend != {quote(self._me)} GROUP BY frontend")
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def _poll(self, shard: ClickHouse, marks: dict[str, int]) -> None:
+        known = [f"(frontend = {quote(fe)} AND seq > {seq})" for fe, seq in marks.items()]
+        fresh = (f"(frontend != {quote(self._me)} AND rt >= toDateTime({self._since}, 'UTC')"
+                 + "".join(f" AND frontend != {quote(fe)}" for fe in marks) + ")")
+        _, rows = shard.rows(
+            f"SELECT frontend, seq, raw FROM {DATABASE}.events_local WHERE "
+            f"{' OR '.join([*known, fresh])} ORDER BY frontend, seq LIMIT {_RELAY_PAGE}")
+        if not rows:
+            return
+        for row in rows:
+            marks[str(row[0])] = max(marks.get(str(row[0]), 0), int(row[1]))
+        self._hub.publish([orjson.loads(row[2]) for row in rows])
+        self.relayed += len(rows)
+
+
 class ClusterEventSink:
     """The manager's ``EventSink``: writes to the local journal, reads from ClickHouse."""
 
@@ -48,6 +118,12 @@ class ClusterEventSink:
         self.local = local
         self.shipper = shipper
         self.cluster = events
+        self.relay: StreamRelay | None = None
+
+    def relay_to(self, hub: Any, shards: list[ClickHouse]) -> None:
+        """Start feeding ``hub`` with other front-ends' events (see ``StreamRelay``)."""
+        self.relay = StreamRelay(shards, self.shipper.frontend, hub)
+        self.relay.start()
 
     def append(self, events: list[dict[str, Any]], *, endpoint: Any,
                batch_id: str | None = None) -> Any:
@@ -95,6 +171,8 @@ class ClusterEventSink:
             raise ClickHouseError("ClickHouse did not confirm the journal in time")
 
     def close(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
         self.shipper.stop()
         self.local.close()
 
@@ -115,6 +193,11 @@ def open_cluster(config: ClusterConfig, events_dir: Path) -> tuple[Any, ClusterE
                       state_path=events_dir / "ship.json")
     shipper.start()
     return store, ClusterEventSink(local, shipper, _events(config))
+
+
+def start_relay(sink: ClusterEventSink, config: ClusterConfig, hub: Any) -> None:
+    """Streams on this front-end also carry the events other front-ends ingest."""
+    sink.relay_to(hub, _shards(config))
 
 
 def init_cluster(config: ClusterConfig) -> dict[str, Any]:

@@ -149,6 +149,18 @@ def test_two_front_ends_one_cluster(tmp_path: Path, ch_servers: list[ClickHouse]
             probe = agents[0]
             q = urllib.parse.quote(f'"marker {probe.name}b{probe.acked[-1]}e7"')
             assert front.admin("GET", f"/search?q={q}")["total"] == 1
+        # A stream on B carries what an agent sends to A.
+        streamed: dict[str, Any] = {}
+        source = agents[0]
+        sse = _sse(b, f"/stream/events?endpoint={source.uuid}&limit=1", streamed)
+        sse.start()
+        batch = 50_000
+        while sse.is_alive():
+            assert batch < 50_000 + 600, "B's stream never carried A's events"
+            assert source.post(batch) == 200
+            batch += 1
+            sse.join(0.2)
+        assert f"marker {source.name}b" in streamed["text"]
         # A command queued on B is delivered to an agent connected to A, once.
         target = agents[0]
         b.admin("POST", f"/endpoints/{target.uuid}/command", {"name": "hostname"})
@@ -163,6 +175,14 @@ def test_two_front_ends_one_cluster(tmp_path: Path, ch_servers: list[ClickHouse]
     finally:
         a.stop()
         b.stop()
+
+
+def _sse(front: ManagerProc, path: str, out: dict[str, Any]) -> threading.Thread:
+    def run() -> None:
+        res = requests.get(f"https://127.0.0.1:{front.admin_port}{path}", timeout=120,
+                           verify=str(front.ca_file), headers={"X-Api-Key": front.api_key})
+        out["text"] = res.text
+    return threading.Thread(target=run, daemon=True)
 
 
 def _refused(agent: Agent) -> bool:
