@@ -23,7 +23,13 @@ import orjson
 from index.chquery import quote
 from index.chship import Shipper
 from index.chstore import ClusterEvents
-from index.clickhouse import DATABASE, ClickHouse, ClickHouseError, create_schema
+from index.clickhouse import (
+    DATABASE,
+    ClickHouse,
+    ClickHouseError,
+    create_schema,
+    drop_partitions_before,
+)
 
 from .config import ClusterConfig
 from .errors import ConfigError
@@ -163,6 +169,33 @@ class ClusterEventSink:
         if ship["error"] and not out.get("error"):
             out["error"] = f"ClickHouse shipping: {ship['error']}"
         return out
+
+    # -- retention (appliance.services.retention.RetentionStore) ---------------------------
+
+    def apply_retention(self, *, max_age: dt.timedelta | None = None,
+                        max_bytes: int | None = None) -> int:
+        """Drop ClickHouse receipt days older than ``max_age``, then the local journal/index.
+
+        The local store is trimmed only while everything journaled is confirmed by ClickHouse:
+        an unshipped event is never dropped (a long ClickHouse outage grows the journal).
+        """
+        if max_age is not None:
+            cutoff = dt.datetime.now(dt.UTC) - max_age
+            drop_partitions_before(self.shipper.shards, cutoff.strftime("%Y%m%d"))
+        if self.shipper.lag() > 0:
+            logger.warning("local retention skipped: %d events not yet in ClickHouse",
+                           self.shipper.lag())
+            return int(self.local.stats()["min_seq"])
+        return int(self.local.apply_retention(max_age=max_age, max_bytes=max_bytes))
+
+    def merge_segments(self) -> int:
+        return int(self.local.merge_segments())
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.local.stats())
+
+    def disk_usage(self) -> dict[str, int]:
+        return dict(self.local.disk_usage())
 
     def flush(self, timeout: float | None = 60.0) -> None:
         """Local index committed and every journaled event confirmed by ClickHouse."""

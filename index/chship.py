@@ -90,6 +90,10 @@ class Shipper:
     # -- shipping ------------------------------------------------------------------
 
     @property
+    def shards(self) -> list[ClickHouse]:
+        return list(self._shards)
+
+    @property
     def shipped_seq(self) -> int:
         """Every journal event at or below this sequence number is in ClickHouse."""
         return min(self._marks)

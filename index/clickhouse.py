@@ -205,3 +205,22 @@ def record_rows(record: JournalRecord, frontend: str) -> list[dict[str, Any]]:
             "raw": proj.raw.decode(),
         })
     return out
+
+
+def drop_partitions_before(nodes: Sequence[ClickHouse], day: str) -> list[str]:
+    """Drop every receipt-day partition older than ``day`` (``YYYYMMDD``) on every shard.
+
+    Returns the dropped ``shard-url:partition`` names. Idempotent: front-ends may all run it.
+    """
+    if not (len(day) == 8 and day.isdigit()):
+        raise ValueError(f"day must be YYYYMMDD, got {day!r}")
+    dropped = []
+    for node in nodes:
+        _, rows = node.rows(f"SELECT DISTINCT partition FROM system.parts WHERE active AND "
+                            f"database = '{DATABASE}' AND table = 'events_local'")
+        for (part,) in rows:
+            name = str(part).strip("'")
+            if name.isdigit() and name < day:
+                node.execute(f"ALTER TABLE {DATABASE}.events_local DROP PARTITION {name}")
+                dropped.append(f"{node.url}:{name}")
+    return dropped
