@@ -109,7 +109,7 @@ class Shipper:
                 "error": self.last_error}
 
     def ship_once(self) -> int:
-        """Ship one round (at most ``_ROUND_ROWS`` journal events); return rows inserted.
+        """Ship one round (at most ``_ROUND_ROWS`` journal events); return events advanced.
 
         Raises:
             ClickHouseError: a shard refused or was unreachable (the round is retried).
@@ -139,7 +139,7 @@ class Shipper:
         self._present = [{s for s in p if s > last} for p in self._present]
         self._save()
         self.shipped += inserted
-        return inserted
+        return last - start
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="heron-ch-shipper", daemon=True)
@@ -152,7 +152,7 @@ class Shipper:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                busy = self.ship_once() > 0 or self.lag() > 0
+                busy = self.ship_once() > 0  # NOTE: no progress: wait for a notify/poll
                 self.last_error = None
             except (ClickHouseError, OSError) as ex:
                 if self.last_error is None:

@@ -90,15 +90,30 @@ class ClusterEvents:
             total = self.count(query, since=since, until=until, endpoint=endpoint,
                                detections_only=detections_only)
             page_where = where
-        rows = self._read(f"SELECT ts_us, frontend, seq, raw FROM {DATABASE}.events WHERE "
-                          f"{page_where} ORDER BY ts_us DESC, frontend DESC, seq DESC "
-                          f"LIMIT {limit + 1}")
-        events = [orjson.loads(r[3]) for r in rows[:limit]]
+        # PERF(cluster): sort the keys first, then fetch ``raw`` by primary key: selecting
+        # ``raw`` in the sorted query decompressed it for every granule with a match (≈ 1 s
+        # per page on 200k events instead of tens of ms).
+        rows = self._read(f"SELECT ts_us, frontend, seq, endpoint, batch_id, batch_idx FROM "
+                          f"{DATABASE}.events WHERE {page_where} ORDER BY ts_us DESC, "
+                          f"frontend DESC, seq DESC LIMIT {limit + 1}")
+        events = self._raw_of(rows[:limit])
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
             next_cursor = _encode_cursor(int(last[0]), str(last[1]), int(last[2]), total)
         return SearchPage(events, next_cursor, total)
+
+    def _raw_of(self, keys: list[list[Any]]) -> list[dict[str, Any]]:
+        """The events of ``(ts_us, frontend, seq, endpoint, batch_id, batch_idx)`` rows."""
+        if not keys:
+            return []
+        tuples = ", ".join(f"({quote(str(k[3]))}, {quote(str(k[4]))}, {int(k[5])})"
+                           for k in keys)
+        found = {(str(r[0]), int(r[1])): r[2] for r in self._read(
+            f"SELECT frontend, seq, raw FROM {DATABASE}.events WHERE "
+            f"(endpoint, batch_id, batch_idx) IN ({tuples})")}
+        return [orjson.loads(found[(str(k[1]), int(k[2]))]) for k in keys
+                if (str(k[1]), int(k[2])) in found]
 
     def iter_events(self, *, since: TimeLike = None, until: TimeLike = None,
                     endpoint: str | None = None, query: str = "",
