@@ -2,7 +2,9 @@
 # Installs the Debian packages Heron's tests and builds need, only when missing (idempotent).
 set -euo pipefail
 # clang llvm libbpf-dev bpftool: build the eBPF sensor (agent/sources/ebpf); libbpf1: load it
-want=(chromium chromium-driver wixl msitools iptables nftables dpkg-dev binutils clang llvm libbpf-dev bpftool libbpf1)
+# clickhouse-server postgresql-15: the cluster test tier starts its own servers (tests/cluster)
+want=(chromium chromium-driver wixl msitools iptables nftables dpkg-dev binutils clang llvm libbpf-dev bpftool libbpf1
+      clickhouse-server postgresql-15)
 missing=()
 for pkg in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -59,11 +59,13 @@ def open_context(
 ) -> AppContext:
     """Open an initialized data directory (fleet store, PKI, event store)."""
     paths = _paths(data_dir)
+    config = config or load_config(paths["config"])
+    if config.cluster.mode == "cluster":
+        return _open_cluster_context(data_dir, config, with_events=with_events)
     if not paths["db"].exists() or not (paths["pki"] / "ca.pem").exists():
         raise ConfigError(
             "data directory is not initialized (run heron-manager init)", where=str(data_dir)
         )
-    config = config or load_config(paths["config"])
     try:
         store = Store(paths["db"])
     except StoreError as ex:
@@ -87,6 +89,61 @@ def open_context(
     except BaseException:
         store.close()
         raise
+
+
+def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) -> AppContext:
+    """A cluster front-end: fleet in PostgreSQL, events journaled here and read from ClickHouse."""
+    from .cluster import open_cluster, start_relay
+
+    paths = _paths(data_dir)
+    if not (paths["pki"] / "ca.pem").exists():
+        raise ConfigError("no PKI in the data directory (copy pki/ from the first front-end)",
+                          where=str(data_dir))
+    if not with_events:
+        from .store.postgres import ClusterStore
+
+        store = ClusterStore(config.cluster.postgres, create=False)
+        try:
+            return build_context(data_dir=data_dir, config=config, store=store,
+                                 pki=Pki(paths["pki"]))
+        except BaseException:
+            store.close()
+            raise
+    fleet, events = open_cluster(config.cluster, paths["events"])
+    try:
+        ctx = build_context(data_dir=data_dir, config=config, store=fleet, events=events,
+                            pki=Pki(paths["pki"]))
+        start_relay(events, config.cluster, ctx.hub)
+        return ctx
+    except BaseException:
+        events.close()
+        fleet.close()
+        raise
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """`cluster init`: schemas (+ the first admin user); `cluster status`: each dependency."""
+    from .cluster import cluster_status, init_cluster
+
+    config = load_config(_paths(args.data_dir)["config"])
+    if config.cluster.mode != "cluster":
+        raise ConfigError("set [cluster] mode = \"cluster\" in config.toml first",
+                          where=str(_paths(args.data_dir)["config"]))
+    if args.action == "status":
+        out = cluster_status(config.cluster)
+        print(json.dumps(out))
+        return 0 if out["ok"] else 1
+    out = init_cluster(config.cluster)
+    ctx = _open_cluster_context(args.data_dir, config, with_events=False)
+    try:
+        if ctx.store.users.count() == 0:
+            _, key = ctx.identity.add_user(args.admin_user, Role.ADMIN,
+                                           description="created by heron-manager cluster init")
+            out["api_key"] = key
+    finally:
+        ctx.close()
+    print(json.dumps(out))
+    return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -747,6 +804,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE",
                    help="EVTX, JSON, XML, CSV, audit.log, syslog; .gz/.zip/.tar archives")
     p.set_defaults(fn=cmd_import)
+    p = data(sub.add_parser("cluster", help="cluster mode: create schemas, check dependencies"))
+    p.add_argument("action", choices=["init", "status"])
+    p.add_argument("--admin-user", default="admin", help="first admin user (cluster init)")
+    p.set_defaults(fn=cmd_cluster)
     return parser
 
 

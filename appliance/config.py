@@ -20,6 +20,7 @@ from .misp.settings import MispSettings
 
 __all__ = [
     "AdminConfig",
+    "ClusterConfig",
     "CommandsConfig",
     "Config",
     "EndpointConfig",
@@ -213,6 +214,27 @@ class RetentionConfig:
         "more (0 = no cap)")
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """[cluster]: cluster mode (docs/cluster.md): events in ClickHouse, fleet in PostgreSQL."""
+
+    mode: str = _f("embedded", "embedded (one box: DuckDB + Tantivy) or cluster")
+    frontend: str = _f("", "this front-end's unique name (default: the host name)")
+    clickhouse: tuple[str, ...] = _f([], "HTTP URL of each ClickHouse shard, in shard order")
+    clickhouse_cluster: str = _f("heron", "remote_servers cluster name of the shards")
+    clickhouse_user: str = _f("default", "ClickHouse user of the shipper and searches")
+    clickhouse_password: str = _f("", "its password")
+    hunter_user: str = _f("", "read-only ClickHouse user for SQL hunting (readonly=1 profile)")
+    hunter_password: str = _f("", "its password")
+    postgres: str = _f("", "PostgreSQL connection string of the fleet store (libpq DSN)")
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("embedded", "cluster"):
+            raise ValueError("cluster.mode must be embedded or cluster")
+        if self.mode == "cluster" and not (self.clickhouse and self.postgres):
+            raise ValueError("cluster mode needs cluster.clickhouse and cluster.postgres")
+
+
 SECTIONS: dict[str, type] = {
     "admin": AdminConfig,
     "endpoint": EndpointConfig,
@@ -226,6 +248,7 @@ SECTIONS: dict[str, type] = {
     "logging": LoggingConfig,
     "retention": RetentionConfig,
     "misp": MispSettings,
+    "cluster": ClusterConfig,
 }
 
 
@@ -245,6 +268,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     misp: MispSettings = field(default_factory=MispSettings)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> Config:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,3 +49,12 @@ def test_startup_benchmark_runs() -> None:
 def test_misp_backfill_benchmark_runs() -> None:
     out = _run("benchmarks/misp_backfill.py", "--reports", "12")
     assert "pushed in 2 slices" in out and "during a held push" in out
+
+
+@pytest.mark.skipif(shutil.which("clickhouse-server") is None,
+                    reason="clickhouse-server is not installed (bash .ci/sysdeps.sh)")
+def test_cluster_benchmark_runs(tmp_path: Path) -> None:
+    out = _run("benchmarks/cluster.py", "--events", "2000", "--runs", "2", "--dir",
+               str(tmp_path / "bench"))
+    assert "ingest 1 front-end(s): 2,000 events" in out
+    assert "ingest 2 front-end(s): 2,000 events" in out and "ClickHouse search" in out

@@ -29,7 +29,9 @@ THIRD_PARTY = {
                   "wsproto", "h11",  # appliance/websocket.py: WebSocket streams on the TLS front
                   # appliance/winservice.py: `heron-manager run --service` on Windows (imported
                   # inside functions only; pywin32 is a Windows-only dependency)
-                  "win32serviceutil", "win32service", "win32event", "servicemanager"},
+                  "win32serviceutil", "win32service", "win32event", "servicemanager",
+                  # appliance/store/postgres.py: cluster mode only (the `cluster` extra)
+                  "psycopg"},
 }
 
 

@@ -40,8 +40,9 @@ __all__ = [
 class Store:
     """Every fleet table, over one Database. A context manager; `close()` is idempotent."""
 
-    def __init__(self, path: Path | str = ":memory:") -> None:
-        self.db = Database(path)
+    def __init__(self, path: Path | str = ":memory:", *, db: Database | None = None) -> None:
+        # cluster mode hands in a PostgreSQL database (appliance.store.postgres)
+        self.db = db if db is not None else Database(path)
         self.users = Users(self.db)
         self.endpoints = Endpoints(self.db)
         self.tokens = Tokens(self.db)

@@ -318,9 +318,13 @@ class Certs:
             return len(rows)
 
         count = self.db.write(fn)
+        self.invalidate()
+        return count
+
+    def invalidate(self) -> None:
+        """Drop the cached revoked set (a revoke here, or one another front-end announced)."""
         self._generation += 1
         self._revoked = None
-        return count
 
     def is_revoked(self, serial: str) -> bool:
         """Per-connection revocation check (cached set, rebuilt after each revoke)."""

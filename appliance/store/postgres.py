@@ -1,0 +1,271 @@
+"""Cluster mode: the fleet store on PostgreSQL behind the embedded store's interfaces.
+
+``PgDatabase`` offers what the table classes (``fleet``, ``content``, ``reports``) use of
+``Database`` — ``write(fn)`` with a cursor taking ``?`` parameters, ``query``, ``query_dicts``,
+``close`` — so the very same table code runs on either engine. Differences are absorbed here:
+
+* dialect: ``?`` → ``%s``; DuckDB's ``INSERT OR REPLACE`` → ``INSERT … ON CONFLICT (pk) DO
+  UPDATE``; a DML statement's ``fetchone()`` gives ``(rowcount,)`` as DuckDB's does; DDL
+  types (``DOUBLE``, ``BLOB``);
+* concurrency: several front-ends write the same rows, so every write function runs in a
+  ``SERIALIZABLE`` transaction and is re-run on a serialization failure; the
+  read-modify-write functions (command delivery, token consumption) stay correct without
+  locking SQL of their own;
+* caches: a revocation is announced with ``NOTIFY heron_fleet, 'certs'``; every front-end
+  ``LISTEN``s and drops its cached revoked set (``ClusterStore``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from ..errors import ClosedError, StoreError
+from . import Store
+from .database import Database, DbState
+from .fleet import Certs
+from .schema import SCHEMA
+
+__all__ = ["ClusterStore", "PgDatabase", "pg_schema"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+CHANNEL = "heron_fleet"
+_RETRIES = 20
+_TABLE_RE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", re.S)
+_UPSERT_RE = re.compile(r"^\s*INSERT OR REPLACE INTO (\w+) ", re.I)
+
+
+def pg_schema() -> str:
+    """The fleet DDL in PostgreSQL's dialect."""
+    return SCHEMA.replace("DOUBLE", "DOUBLE PRECISION").replace("BLOB", "BYTEA")
+
+
+def _keys() -> dict[str, tuple[list[str], list[str]]]:
+    """Per table: (columns in order, primary key columns), read from the shared DDL."""
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for table, body in _TABLE_RE.findall(SCHEMA):
+        pk: list[str] = []
+        cols: list[str] = []
+        flat = " ".join(body.split())
+        match = re.search(r"PRIMARY KEY \(([^)]*)\)", flat)
+        if match:
+            pk = [c.strip() for c in match.group(1).split(",")]
+            flat = flat[:match.start()].rstrip(", ")
+        for part in flat.split(","):
+            words = part.split()
+            if not words:
+                continue
+            cols.append(words[0])
+            if "PRIMARY" in words[1:]:
+                pk = [words[0]]
+        out[table] = (cols, pk)
+    return out
+
+
+_KEYS = _keys()
+
+
+def translate(sql: str) -> str:
+    """DuckDB dialect of the table classes → PostgreSQL (parameters become ``%s``)."""
+    upsert = _UPSERT_RE.match(sql)
+    if upsert:
+        table = upsert.group(1)
+        cols, pk = _KEYS[table]
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in pk)
+        sql = (f"INSERT INTO {table} ({', '.join(cols)}) " + sql[upsert.end():] +
+               f" ON CONFLICT ({', '.join(pk)}) DO " + (f"UPDATE SET {sets}" if sets
+                                                         else "NOTHING"))
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Cursor:
+    """A psycopg cursor that takes the table classes' DuckDB-style statements."""
+
+    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, params: Any = ()) -> _Cursor:
+        self._cur.execute(translate(sql), list(params or ()))
+        return self
+
+    @property
+    def description(self) -> Any:
+        return self._cur.description
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        if self._cur.description is None:  # DML: DuckDB answers with the affected row count
+            return (self._cur.rowcount,)
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        if self._cur.description is None:
+            return [(self._cur.rowcount,)]
+        return self._cur.fetchall()
+
+
+class PgDatabase(Database):
+    """The fleet database on PostgreSQL (``dsn``): same methods as the DuckDB ``Database``.
+
+    NOTE: subclasses ``Database`` for its type only; nothing of DuckDB is opened.
+    """
+
+    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:  # noqa: D107
+        self.path = dsn
+        self._dsn = dsn
+        self._timeout = connect_timeout
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._conns: list[psycopg.Connection[Any]] = []
+        self._conns_lock = threading.Lock()
+        self.state = DbState.OPEN
+        self.writes = 0
+        self._queue: queue.Queue[Any] = queue.Queue()  # NOTE: writes run inline: always empty
+        try:
+            self._wconn = self._connect(autocommit=False)
+            self._wconn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        except psycopg.Error as ex:
+            raise StoreError(f"cannot connect to PostgreSQL: {ex}", where=_where(dsn)) from ex
+
+    def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self._dsn, autocommit=autocommit,
+                               connect_timeout=int(self._timeout))
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def create_schema(self) -> None:
+        """Create the fleet tables (idempotent)."""
+        with self._connect(autocommit=True) as conn:
+            conn.execute(pg_schema())  # NOTE: trusted constant DDL
+
+    # -- writes --------------------------------------------------------------------
+
+    def write(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(cursor)`` in one SERIALIZABLE transaction (re-run on conflicts)."""
+        if self.state is DbState.CLOSED:
+            raise ClosedError("store is closed", where=_where(self._dsn))
+        with self._write_lock:
+            for attempt in range(_RETRIES):
+                try:
+                    with self._wconn.transaction(), self._wconn.cursor() as cur:
+                        result = fn(_Cursor(cur))
+                    self.writes += 1
+                    return result
+                except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
+                    time.sleep(min(0.2, 0.005 * 2 ** attempt))
+                except psycopg.Error as ex:
+                    raise StoreError(str(ex), where=_where(self._dsn)) from ex
+        raise StoreError("write kept conflicting with other front-ends",
+                         where=_where(self._dsn))
+
+    def submit(self, fn: Callable[[Any], T]) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(self.write(fn))
+        except Exception as ex:  # noqa: BLE001 - handed to the caller
+            future.set_exception(ex)
+        return future
+
+    def notify(self, payload: str) -> None:
+        """Tell every front-end (``LISTEN heron_fleet``) that ``payload`` changed."""
+        self.write(lambda cur: cur.execute("SELECT pg_notify(?, ?)", [CHANNEL, payload]))
+
+    # -- reads ---------------------------------------------------------------------
+
+    def _reader(self) -> psycopg.Connection[Any]:
+        if self.state is DbState.CLOSED:
+            raise ClosedError("store is closed", where=_where(self._dsn))
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._connect(autocommit=True)
+            self._local.conn = conn
+        return conn
+
+    def query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self._reader().cursor() as cur:
+                return _Cursor(cur).execute(sql, params).fetchall()
+        except psycopg.Error as ex:
+            raise StoreError(str(ex), where=_where(self._dsn)) from ex
+
+    def query_dicts(self, sql: str, params: list[Any] | tuple[Any, ...] = ()
+                    ) -> list[dict[str, Any]]:
+        try:
+            with self._reader().cursor() as cur:
+                wrapped = _Cursor(cur).execute(sql, params)
+                names = [d[0] for d in wrapped.description or ()]
+                return [dict(zip(names, row, strict=True)) for row in wrapped.fetchall()]
+        except psycopg.Error as ex:
+            raise StoreError(str(ex), where=_where(self._dsn)) from ex
+
+    def close(self) -> None:
+        if self.state is DbState.CLOSED:
+            return
+        self.state = DbState.CLOSED
+        with self._write_lock, self._conns_lock:
+            for conn in self._conns:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 - close path
+                    pass
+
+
+def _where(dsn: str) -> str:
+    """The DSN without a password (for messages)."""
+    return re.sub(r"password=\S+", "password=***", dsn)
+
+
+class _ClusterCerts(Certs):
+    def revoke(self, *, uuid: str | None = None, serial: str | None = None, now: float) -> int:
+        count = super().revoke(uuid=uuid, serial=serial, now=now)
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("certs")
+        return count
+
+
+class ClusterStore(Store):
+    """Every fleet table over PostgreSQL; listens for other front-ends' changes."""
+
+    def __init__(self, dsn: str, *, create: bool = True) -> None:
+        db = PgDatabase(dsn)
+        if create:
+            db.create_schema()
+        super().__init__(db=db)
+        self.certs = _ClusterCerts(db)
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._listener = threading.Thread(target=self._listen, args=(dsn,),
+                                          name="heron-pg-listen", daemon=True)
+        self._listener.start()
+        self._listening.wait(10)
+
+    def _listen(self, dsn: str) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")  # constant
+                    # NOTE: a notification may have been missed while not listening.
+                    self.certs.invalidate()
+                    self._listening.set()
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            if note.payload == "certs":
+                                self.certs.invalidate()
+            except psycopg.Error as ex:
+                logger.warning("PostgreSQL LISTEN failed (retrying): %s", ex)
+                self._stop.wait(1.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.join(5)
+        super().close()

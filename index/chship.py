@@ -1,0 +1,185 @@
+"""The journal shipper: a front-end's journal records into ClickHouse, in order, exactly once.
+
+A front-end acknowledges a batch once its journal fsync'd it (as in embedded mode); this
+thread then ships the records to the shards' ``events_local`` tables. Exactly once:
+
+* ``ship.json`` holds, per shard, the last sequence number whose insert ClickHouse confirmed
+  (written atomically after every confirmed round);
+* an insert that was in flight when the process died may or may not have landed (a block
+  over several day partitions may even have landed in part), so on start the shipper asks each
+  shard which of this front-end's sequence numbers above its mark exist, and skips those;
+* an agent retry that reached another front-end (same endpoint, batch id, index) is folded by
+  ``ReplacingMergeTree`` (see ``index.clickhouse``).
+
+The lag (journal events not yet confirmed) is a metric and a health state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from index.clickhouse import DATABASE, ClickHouse, ClickHouseError, record_rows, shard_of
+from index.journal import Journal
+
+__all__ = ["Shipper"]
+
+logger = logging.getLogger(__name__)
+
+_ROUND_ROWS = 20_000  # rows read from the journal per round (bounded memory)
+LAG_WARN = 100_000  # events behind: health "lagging"
+
+
+class Shipper:
+    """Ship ``journal`` to ``shards`` as ``frontend``; bookkeeping in ``state_path``."""
+
+    def __init__(self, journal: Journal, shards: Sequence[ClickHouse], *, frontend: str,
+                 state_path: Path, retry_interval: float = 1.0) -> None:
+        if not shards:
+            raise ValueError("the shipper needs at least one ClickHouse shard")
+        self._journal = journal
+        self._shards = list(shards)
+        self.frontend = frontend
+        self._state_path = state_path
+        self._retry = retry_interval
+        self._marks = self._load()
+        self._present: list[set[int]] | None = None  # seqs found above the marks on start
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.shipped = 0
+
+    # -- bookkeeping ---------------------------------------------------------------
+
+    def _load(self) -> list[int]:
+        try:
+            data = json.loads(self._state_path.read_text())
+        except FileNotFoundError:
+            return [0] * len(self._shards)
+        marks = [int(m) for m in data["marks"]]
+        if data.get("frontend") != self.frontend or len(marks) != len(self._shards):
+            raise ValueError(f"{self._state_path} was written for another front-end or shard "
+                             "count; resharding is not supported")
+        return marks
+
+    def _save(self) -> None:
+        tmp = self._state_path.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump({"frontend": self.frontend, "marks": self._marks}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._state_path)
+
+    def _reconcile(self) -> list[set[int]]:
+        """Which of our sequence numbers above each shard's mark already landed."""
+        found: list[set[int]] = []
+        for shard, mark in zip(self._shards, self._marks, strict=True):
+            _, rows = shard.rows(
+                f"SELECT seq FROM {DATABASE}.events_local WHERE frontend = "
+                f"'{_quote(self.frontend)}' AND seq > {int(mark)}")
+            found.append({int(r[0]) for r in rows})
+        return found
+
+    # -- shipping ------------------------------------------------------------------
+
+    @property
+    def shards(self) -> list[ClickHouse]:
+        return list(self._shards)
+
+    @property
+    def shipped_seq(self) -> int:
+        """Every journal event at or below this sequence number is in ClickHouse."""
+        return min(self._marks)
+
+    def lag(self) -> int:
+        """Journal events not yet confirmed by ClickHouse."""
+        return max(0, self._journal.next_seq - 1 - self.shipped_seq)
+
+    def health(self) -> dict[str, Any]:
+        lag = self.lag()
+        state = "failing" if self.last_error else ("lagging" if lag > LAG_WARN else "ok")
+        return {"state": state, "lag": lag, "shipped_seq": self.shipped_seq,
+                "error": self.last_error}
+
+    def ship_once(self) -> int:
+        """Ship one round (at most ``_ROUND_ROWS`` journal events); return events advanced.
+
+        Raises:
+            ClickHouseError: a shard refused or was unreachable (the round is retried).
+        """
+        if self._present is None:
+            self._present = self._reconcile()
+        start = self.shipped_seq
+        per_shard: list[list[dict[str, Any]]] = [[] for _ in self._shards]
+        last = start
+        for record in self._journal.read(after_seq=start):
+            shard = shard_of(record.endpoint.get("uuid", ""), len(self._shards))
+            mark, present = self._marks[shard], self._present[shard]
+            per_shard[shard].extend(
+                row for row in record_rows(record, self.frontend)
+                if row["seq"] > mark and row["seq"] not in present)
+            last = record.last_seq
+            if last - start >= _ROUND_ROWS:
+                break
+        if last == start:
+            return 0
+        inserted = 0
+        for i, rows in enumerate(per_shard):
+            self._shards[i].insert_rows(f"{DATABASE}.events_local", rows)
+            inserted += len(rows)
+        # Every shard now holds everything of ours up to ``last``.
+        self._marks = [max(m, last) for m in self._marks]
+        self._present = [{s for s in p if s > last} for p in self._present]
+        self._save()
+        self.shipped += inserted
+        return last - start
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="heron-ch-shipper", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New journal records: ship now rather than at the next poll."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.ship_once() > 0  # NOTE: no progress: wait for a notify/poll
+                self.last_error = None
+            except (ClickHouseError, OSError) as ex:
+                if self.last_error is None:
+                    logger.warning("shipping to ClickHouse failed (retrying): %s", ex)
+                self.last_error = str(ex)
+                self._present = None  # an insert may have landed: ask again
+                busy = False
+            if not busy:
+                self._wake.wait(self._retry)
+                self._wake.clear()
+
+    def wait_shipped(self, seq: int, timeout: float = 60.0) -> bool:
+        """Wait until every event up to ``seq`` is confirmed (tests, drains)."""
+        deadline = time.monotonic() + timeout
+        while self.shipped_seq < seq:
+            if time.monotonic() > deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.05)
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")

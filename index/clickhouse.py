@@ -1,0 +1,226 @@
+"""Cluster mode, events side: a ClickHouse HTTP client, the event schema and the rows.
+
+Why the HTTP interface with the stdlib: it is the one protocol that Debian's ClickHouse 18.16
+and current releases speak alike (the native protocol's revisions moved a lot), it needs no
+dependency, and every setting travels as a URL parameter.
+
+Schema (``cluster init``), on every server of the ``<cluster>`` of ``remote_servers``:
+
+* ``heron.events_local``: ``ReplacingMergeTree``, partitioned by receipt day, ordered by
+  ``(endpoint, batch_id, batch_idx)``: one key per event as the agent sent it, so an agent's
+  retry that reached another front-end is folded at merge time (``FINAL`` reads exact).
+* ``heron.events``: ``Distributed(<cluster>, heron, events_local, <shard key>)`` for reads.
+
+The shipper (``index.chship``) inserts into the shards' local tables itself, choosing the
+shard from the endpoint (:func:`shard_of`), so an insert is synchronous and its outcome known.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from index.errors import StoreError
+from index.fields import COLUMNS_ONLY, HASH_ALGOS, PROMOTED
+from index.journal import JournalRecord
+from index.schema import project_many, to_micros
+
+__all__ = ["ClickHouse", "ClickHouseError", "create_schema", "record_rows", "shard_of"]
+
+DATABASE = "heron"
+_DATA_COLUMNS = tuple({**PROMOTED, **COLUMNS_ONLY}.values())
+# (name, ClickHouse type): the DuckDB ``events`` columns plus what cluster mode needs.
+CH_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("frontend", "String"),
+    ("seq", "UInt64"),
+    ("batch_id", "String"),
+    ("batch_idx", "UInt32"),
+    ("ts", "DateTime('UTC')"),
+    ("ts_us", "Int64"),
+    ("rt", "DateTime('UTC')"),
+    ("endpoint", "String"),
+    ("hostname", "String"),
+    ("channel", "String"),
+    ("event_id", "Int64"),
+    ("computer", "String"),
+    *((col, "String") for col in _DATA_COLUMNS),
+    *((algo, "String") for algo in HASH_ALGOS),
+    ("hashes", "Array(String)"),
+    ("signatures", "Array(String)"),
+    ("criticality", "UInt8"),
+    ("detection", "UInt8"),
+    ("retro", "UInt8"),
+    ("event_hash", "String"),
+    ("kv", "Array(String)"),  # lower-case ``name=value`` of every EventData/UserData field
+    ("text", "String"),  # lower-case free text: the values the embedded ``all`` field holds
+    ("raw", "String"),  # the event JSON returned by searches
+)
+
+
+class ClickHouseError(StoreError):
+    """A ClickHouse request failed (connection, HTTP error or server exception)."""
+
+
+class ClickHouse:
+    """One ClickHouse server over HTTP (``url`` like ``http://127.0.0.1:8123``)."""
+
+    def __init__(self, url: str, *, user: str = "default", password: str = "",
+                 timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._auth = {"user": user, "password": password}
+        self._timeout = timeout
+
+    def execute(self, sql: str, *, data: bytes | None = None,
+                settings: dict[str, Any] | None = None, timeout: float | None = None) -> bytes:
+        """Run one statement; ``data`` is the body of an ``INSERT … FORMAT …``.
+
+        Raises:
+            ClickHouseError: the server refused the statement or could not be reached.
+        """
+        params = {**self._auth, **{k: str(v) for k, v in (settings or {}).items()}}
+        body = data
+        if data is None:
+            body = sql.encode()
+        else:
+            params["query"] = sql
+        req = urllib.request.Request(f"{self.url}/?{urllib.parse.urlencode(params)}",
+                                     data=body, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self._timeout) as resp:
+                return bytes(resp.read())
+        except urllib.error.HTTPError as ex:
+            detail = ex.read().decode(errors="replace").strip()
+            raise ClickHouseError(f"{self.url}: {detail[:2000]}") from ex
+        except (OSError, urllib.error.URLError) as ex:
+            raise ClickHouseError(f"{self.url}: {ex}") from ex
+
+    def rows(self, sql: str, *, settings: dict[str, Any] | None = None,
+             timeout: float | None = None) -> tuple[list[str], list[list[Any]]]:
+        """Run a SELECT and return ``(column names, rows)`` (``FORMAT JSONCompact``)."""
+        out = orjson.loads(self.execute(f"{sql} FORMAT JSONCompact", settings=settings,
+                                        timeout=timeout))
+        return [c["name"] for c in out["meta"]], list(out["data"])
+
+    def scalar(self, sql: str) -> Any:
+        _, rows = self.rows(sql)
+        return rows[0][0] if rows else None
+
+    def version(self) -> tuple[int, ...]:
+        """The server version as integers (``(18, 16, 1)``)."""
+        text = str(self.scalar("SELECT version()"))
+        return tuple(int(p) for p in text.split(".") if p.isdigit())
+
+    def insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows as one ``JSONEachRow`` block (one part per partition)."""
+        if not rows:
+            return
+        body = b"\n".join(orjson.dumps(r) for r in rows)
+        self.execute(f"INSERT INTO {table} FORMAT JSONEachRow", data=body)
+
+
+def shard_of(endpoint: str, shards: int) -> int:
+    """The shard of an endpoint's events (stable across front-ends and restarts)."""
+    return zlib.crc32(endpoint.lower().encode()) % shards
+
+
+def local_table_ddl(table: str) -> str:
+    """The shard-local events table.
+
+    Partitioned by receipt day, not event day: an agent replaying old logs would otherwise
+    make one insert touch hundreds of partitions (refused past ``max_partitions_per_insert_
+    block`` on current servers), and retention drops whole receipt days.
+    """
+    cols = ", ".join(f"{name} {ddl}" for name, ddl in CH_COLUMNS)
+    return (f"CREATE TABLE IF NOT EXISTS {table} ({cols}) ENGINE = ReplacingMergeTree() "
+            "PARTITION BY toYYYYMMDD(rt) ORDER BY (endpoint, batch_id, batch_idx)")
+
+
+def create_schema(nodes: Sequence[ClickHouse], cluster: str) -> None:
+    """Create the database, ``events_local`` and the ``events`` Distributed table (idempotent)."""
+    for node in nodes:
+        node.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+        node.execute(local_table_ddl(f"{DATABASE}.events_local"))
+        node.execute(
+            f"CREATE TABLE IF NOT EXISTS {DATABASE}.events AS {DATABASE}.events_local "
+            f"ENGINE = Distributed({cluster}, {DATABASE}, events_local, "
+            "cityHash64(endpoint))")
+
+
+def _dt(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def record_rows(record: JournalRecord, frontend: str) -> list[dict[str, Any]]:
+    """The ClickHouse rows of one journal record (same projection as the embedded store)."""
+    from datetime import UTC
+
+    endpoint = record.endpoint.get("uuid", "").lower()
+    hostname = record.endpoint.get("hostname", "")
+    rt = datetime.fromtimestamp(record.rt_ns // 1000 / 1e6, UTC)
+    raws = [orjson.dumps(event) for event in record.events]
+    projections = project_many(record.events, first_seq=record.first_seq, rt=rt,
+                               endpoint=endpoint, hostname=hostname, raws=raws)
+    # NOTE: without an agent batch id, the front-end's own (frontend, first seq) names the batch.
+    batch_id = record.batch_id or f"{frontend}:{record.first_seq}"
+    out = []
+    for idx, proj in enumerate(projections):
+        doc = orjson.loads(proj.doc_json)
+        row = proj.row
+        values = dict(zip(("seq", "ts", "rt", "endpoint", "hostname", "channel", "event_id",
+                           "computer"), row[:8], strict=True))
+        data = row[8:8 + len(_DATA_COLUMNS)]
+        algos = row[8 + len(_DATA_COLUMNS):8 + len(_DATA_COLUMNS) + len(HASH_ALGOS)]
+        sigs, crit, det, retro, ehash = row[8 + len(_DATA_COLUMNS) + len(HASH_ALGOS):]
+        text = [*doc.get("all", []), *(doc.get(col, "") for col in PROMOTED.values())]
+        out.append({
+            "frontend": frontend,
+            "seq": proj.seq,
+            "batch_id": batch_id,
+            "batch_idx": idx,
+            "ts": _dt(values["ts"]),
+            "ts_us": to_micros(values["ts"].replace(tzinfo=UTC)),
+            "rt": _dt(values["rt"]),
+            "endpoint": endpoint,
+            "hostname": hostname or "",
+            "channel": values["channel"] or "",
+            "event_id": int(values["event_id"]),
+            "computer": values["computer"] or "",
+            **{col: v or "" for col, v in zip(_DATA_COLUMNS, data, strict=True)},
+            **{algo: v or "" for algo, v in zip(HASH_ALGOS, algos, strict=True)},
+            "hashes": list(doc.get("hash", [])),
+            "signatures": list(sigs),
+            "criticality": int(crit),
+            "detection": int(bool(det)),
+            "retro": int(bool(retro)),
+            "event_hash": ehash or "",
+            "kv": list(doc.get("kv", [])),
+            "text": "\n".join(t for t in text if t).lower(),
+            "raw": proj.raw.decode(),
+        })
+    return out
+
+
+def drop_partitions_before(nodes: Sequence[ClickHouse], day: str) -> list[str]:
+    """Drop every receipt-day partition older than ``day`` (``YYYYMMDD``) on every shard.
+
+    Returns the dropped ``shard-url:partition`` names. Idempotent: front-ends may all run it.
+    """
+    if not (len(day) == 8 and day.isdigit()):
+        raise ValueError(f"day must be YYYYMMDD, got {day!r}")
+    dropped = []
+    for node in nodes:
+        _, rows = node.rows(f"SELECT DISTINCT partition FROM system.parts WHERE active AND "
+                            f"database = '{DATABASE}' AND table = 'events_local'")
+        for (part,) in rows:
+            name = str(part).strip("'")
+            if name.isdigit() and name < day:
+                node.execute(f"ALTER TABLE {DATABASE}.events_local DROP PARTITION {name}")
+                dropped.append(f"{node.url}:{name}")
+    return dropped

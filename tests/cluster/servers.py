@@ -1,0 +1,209 @@
+"""Start real ClickHouse and PostgreSQL servers on loopback in temp dirs (tests, benchmarks).
+
+ClickHouse: ``clickhouse-server --config-file`` with a generated minimal config (Debian's
+18.16 reads ``<yandex>`` configs; current releases still accept that root). Every instance
+knows the ``heron`` cluster of all instances (one shard each), so a ``Distributed`` table on
+any of them reads them all. PostgreSQL: ``initdb`` + ``pg_ctl`` on a free port, trust auth on
+loopback only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CH_BIN = shutil.which("clickhouse-server") or shutil.which("clickhouse")
+PG_BIN = next((p for p in (Path(f"/usr/lib/postgresql/{v}/bin") for v in (17, 16, 15))
+               if (p / "initdb").exists()), None)
+HUNTER_PASSWORD = "hunt-pw"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(check: callable, what: str, timeout: float = 60.0) -> None:  # type: ignore[valid-type]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start within {timeout} s")
+
+
+@dataclass
+class ClickHouse:
+    root: Path
+    http_port: int
+    tcp_port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def start(self) -> None:
+        log = open(self.root / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [str(CH_BIN), "--config-file", str(self.root / "config.xml")],
+            cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        _wait(lambda: self.up() or (self.proc is not None and self.proc.poll() is not None),
+              f"clickhouse-server in {self.root}")
+        if not self.up():
+            raise RuntimeError(f"clickhouse-server failed: see {self.root}/stdout.log")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _ch_config(node: ClickHouse, shards: list[tuple[int, int]]) -> str:
+    replicas = "".join(f"<shard><replica><host>127.0.0.1</host><port>{tcp}</port></replica>"
+                       "</shard>" for tcp, _ in shards)
+    r = node.root
+    return f"""<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>{r}/server.log</log><errorlog>{r}/error.log</errorlog>
+    <console>0</console></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>{node.http_port}</http_port>
+  <tcp_port>{node.tcp_port}</tcp_port>
+  <path>{r}/data/</path>
+  <tmp_path>{r}/tmp/</tmp_path>
+  <user_files_path>{r}/user_files/</user_files_path>
+  <format_schema_path>{r}/format_schemas/</format_schema_path>
+  <users_config>{r}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>67108864</mark_cache_size>
+  <uncompressed_cache_size>67108864</uncompressed_cache_size>
+  <max_concurrent_queries>50</max_concurrent_queries>
+  <remote_servers><heron>{replicas}</heron></remote_servers>
+</yandex>
+"""
+
+
+_USERS = f"""<?xml version="1.0"?>
+<yandex>
+  <profiles>
+    <default><max_memory_usage>2000000000</max_memory_usage></default>
+    <hunt><readonly>1</readonly><max_execution_time>3</max_execution_time>
+      <max_result_rows>10001</max_result_rows><result_overflow_mode>break</result_overflow_mode>
+      <max_memory_usage>1000000000</max_memory_usage></hunt>
+  </profiles>
+  <users>
+    <default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile><quota>default</quota></default>
+    <hunter><password>{HUNTER_PASSWORD}</password><networks><ip>127.0.0.1</ip><ip>::1</ip>
+      </networks><profile>hunt</profile><quota>default</quota></hunter>
+  </users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+    <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
+    </interval></default></quotas>
+</yandex>
+"""
+
+
+def start_clickhouse(base: Path, n: int) -> list[ClickHouse]:
+    """Start ``n`` ClickHouse servers, one shard each of the ``heron`` cluster."""
+    if CH_BIN is None:
+        raise FileNotFoundError("clickhouse-server is not installed (.ci/sysdeps.sh)")
+    nodes = [ClickHouse(base / f"ch{i}", free_port(), free_port()) for i in range(n)]
+    shards = [(node.tcp_port, node.http_port) for node in nodes]
+    for node in nodes:
+        for sub in ("data", "tmp", "user_files", "format_schemas"):
+            (node.root / sub).mkdir(parents=True, exist_ok=True)
+        (node.root / "config.xml").write_text(_ch_config(node, shards))
+        (node.root / "users.xml").write_text(_USERS)
+    started: list[ClickHouse] = []
+    try:
+        for node in nodes:
+            node.start()
+            started.append(node)
+    except BaseException:
+        for node in started:
+            node.stop()
+        raise
+    return nodes
+
+
+@dataclass
+class Postgres:
+    root: Path
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=heron dbname=heron"
+
+    def _run(self, *args: str) -> None:
+        # PostgreSQL refuses to run as root: as root, run it as the packaged ``postgres`` user.
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *args], check=True, capture_output=True, env=self.env)
+
+    def start(self) -> None:
+        assert PG_BIN is not None
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"), "-l",
+                  str(self.root / "pg.log"), "-w", "-t", "60", "-o",
+                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                  "-c fsync=on -c max_connections=100", "start")
+
+    def stop(self) -> None:
+        assert PG_BIN is not None
+        try:
+            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast",
+                      "-w", "stop")
+        except subprocess.CalledProcessError:
+            pass
+
+
+def start_postgres(base: Path) -> Postgres:
+    """initdb + pg_ctl start on a free port (as a non-root user when run as root)."""
+    if PG_BIN is None:
+        raise FileNotFoundError("PostgreSQL is not installed (.ci/sysdeps.sh)")
+    # NOTE: pytest's tmp dirs are 0700 root: as root, the data dir lives in its own temp dir
+    # owned by ``postgres`` (removed by stop_postgres).
+    root = Path(tempfile.mkdtemp(prefix="heron-pg-")) if os.geteuid() == 0 else base / "pg"
+    root.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    pg = Postgres(root, free_port(), env)
+    (root / "data").mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(root / "data", "postgres")
+    pg._run(str(PG_BIN / "initdb"), "-D", str(root / "data"), "-U", "heron", "-A", "trust",
+            "--no-sync", "-E", "UTF8")
+    pg.start()
+    subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(pg.port), "-U",
+                    "heron", "heron"], check=True, capture_output=True, env=env)
+    return pg
+
+
+def stop_postgres(pg: Postgres) -> None:
+    pg.stop()
+    if pg.root.name.startswith("heron-pg-"):
+        shutil.rmtree(pg.root, ignore_errors=True)

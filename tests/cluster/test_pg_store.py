@@ -1,0 +1,125 @@
+"""The fleet store on PostgreSQL: the embedded store's table code, shared by two front-ends."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from appliance.errors import Conflict, StoreError
+from appliance.store import CertRecord, CommandRecord, Endpoint, Role, Token, User
+from appliance.store.postgres import ClusterStore, translate
+from tests.cluster.servers import Postgres
+
+
+@pytest.fixture
+def fronts(pg_server: Postgres) -> Iterator[tuple[ClusterStore, ClusterStore]]:
+    """Two front-ends' fleet stores over the same PostgreSQL."""
+    a, b = ClusterStore(pg_server.dsn), ClusterStore(pg_server.dsn)
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def _id() -> str:
+    return uuid.uuid4().hex
+
+
+def test_dialect_translation() -> None:
+    assert translate("SELECT 1 WHERE a = ? AND b LIKE '%x'") == \
+        "SELECT 1 WHERE a = %s AND b LIKE '%%x'"
+    assert translate("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)") == (
+        "INSERT INTO reports (endpoint, stats, updated) VALUES (%s, %s, %s) ON CONFLICT "
+        "(endpoint) DO UPDATE SET stats = EXCLUDED.stats, updated = EXCLUDED.updated")
+
+
+def test_endpoints_and_users_are_shared(fronts: tuple[ClusterStore, ClusterStore]) -> None:
+    a, b = fronts
+    ep = a.endpoints.create(Endpoint(_id(), hostname="WS-1", ip="10.0.0.1", created=1.0))
+    assert b.endpoints.get(ep.uuid).hostname == "WS-1"
+    b.endpoints.update(ep.uuid, hostname="WS-2", criticality=5)
+    assert a.endpoints.get(ep.uuid).hostname == "WS-2"
+    assert a.endpoints.get(ep.uuid).criticality == 5
+    ident = f"alice-{_id()}"
+    a.users.add(User(_id(), ident, Role.ADMIN), key_hash=_id())
+    with pytest.raises(Conflict):
+        b.users.add(User(_id(), ident, Role.ADMIN), key_hash=_id())
+
+
+def test_enrollment_token_is_consumed_once_across_front_ends(
+        fronts: tuple[ClusterStore, ClusterStore]) -> None:
+    a, b = fronts
+    tokens = [_id() for _ in range(10)]
+    for t in tokens:
+        a.tokens.add(Token(t, None, "lab", time.time() + 600, None, time.time()))
+    won: list[str] = []
+
+    def race(store: ClusterStore) -> None:
+        for t in tokens:
+            if store.tokens.consume(t, time.time()) is not None:
+                won.append(t)
+
+    threads = [threading.Thread(target=race, args=(s,)) for s in (a, b, a, b)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(won) == sorted(tokens)
+
+
+def test_commands_are_delivered_once_whichever_front_end_polls(
+        fronts: tuple[ClusterStore, ClusterStore]) -> None:
+    a, b = fronts
+    endpoint = _id()
+    queued = [a.commands.add(CommandRecord(_id(), endpoint, "hostname", created=float(i)))
+              for i in range(30)]
+    delivered: list[str] = []
+
+    def poll(store: ClusterStore) -> None:
+        while (cmd := store.commands.next_for(endpoint, time.time())) is not None:
+            delivered.append(cmd.id)
+
+    threads = [threading.Thread(target=poll, args=(s,)) for s in (a, b, a, b)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(delivered) == sorted(c.id for c in queued)
+    assert b.commands.complete(endpoint, queued[0].id, {"ok": True}, time.time())
+    assert not a.commands.complete(endpoint, queued[0].id, {"ok": True}, time.time())
+    assert a.commands.get(queued[0].id).result == {"ok": True}
+
+
+def test_revocation_on_one_front_end_takes_effect_on_the_other(
+        fronts: tuple[ClusterStore, ClusterStore]) -> None:
+    a, b = fronts
+    serial, ep = _id(), _id()
+    a.certs.add(CertRecord(serial, ep, "00" * 32, 0.0, 2e9))
+    assert not b.certs.is_revoked(serial)  # B has now cached the revoked set
+    assert a.certs.revoke(uuid=ep, now=time.time()) == 1
+    deadline = time.monotonic() + 30
+    while not b.certs.is_revoked(serial):
+        assert time.monotonic() < deadline, "B never saw the revocation"
+        time.sleep(0.02)
+
+
+def test_upserts_deletes_and_errors(fronts: tuple[ClusterStore, ClusterStore]) -> None:
+    a, b = fronts
+    key = f"k-{_id()}"
+    a.settings.put(key, {"v": 1}, 1.0)
+    b.settings.put(key, {"v": 2}, 2.0)
+    assert a.settings.get(key) == {"v": 2}
+    a.documents.put("misp", key, "body", "00", 1.0)
+    assert b.documents.get("misp", key) is not None
+    assert b.documents.delete("misp", key)
+    assert a.documents.get("misp", key) is None
+    ep = _id()
+    a.detections.add_many([(ep, 1.0, 1.0, "h", ["Sig"], 5)])
+    assert b.detections.prune(before=2.0) >= 1
+    with pytest.raises(StoreError):
+        a.db.query("SELECT nope FROM endpoints")
