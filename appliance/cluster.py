@@ -153,8 +153,9 @@ class ClusterEventSink:
     def count(self, query: str = "", **filters: Any) -> int:
         return self.cluster.count(query, **filters)
 
-    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000) -> Any:
-        return self.cluster.sql(query, timeout=timeout, max_rows=max_rows)
+    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
+            max_bytes: int = 16 * 1024 * 1024) -> Any:
+        return self.cluster.sql(query, timeout=timeout, max_rows=max_rows, max_bytes=max_bytes)
 
     def iter_events(self, *, since: dt.datetime | None = None,
                     until: dt.datetime | None = None, endpoint: str | None = None,

@@ -144,8 +144,9 @@ class ClusterEvents:
                 return
             after = (str(rows[-1][0]), int(rows[-1][1]))
 
-    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000) -> SqlResult:
-        """One read-only statement as the read-only user, with a timeout and a row cap.
+    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
+            max_bytes: int = 16 * 1024 * 1024) -> SqlResult:
+        """One read-only statement as the read-only user, with a timeout, a row and a byte cap.
 
         Raises:
             SqlError: not one read statement, refused by the server, or over the timeout.
@@ -164,7 +165,14 @@ class ClusterEvents:
             if "TIMEOUT_EXCEEDED" in msg or "Timeout exceeded" in msg or "timed out" in msg:
                 raise SqlError(f"query exceeded the {timeout:g} s timeout", query=query) from ex
             raise SqlError(f"SQL failed: {msg}", query=query) from ex
-        return SqlResult(columns, [tuple(r) for r in rows[:max_rows]], len(rows) > max_rows)
+        kept: list[tuple[Any, ...]] = []
+        size = 0
+        for row in rows[:max_rows]:
+            size += len(orjson.dumps(row, default=str))
+            if size > max_bytes:  # rows past the byte cap are left out, as the embedded store
+                return SqlResult(columns, kept, True)
+            kept.append(tuple(row))
+        return SqlResult(columns, kept, len(rows) > max_rows)
 
     def _read(self, sql: str) -> list[list[Any]]:
         try:
