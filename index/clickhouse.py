@@ -177,7 +177,9 @@ def record_rows(record: JournalRecord, frontend: str) -> list[dict[str, Any]]:
                            "computer"), row[:8], strict=True))
         data = row[8:8 + len(_DATA_COLUMNS)]
         algos = row[8 + len(_DATA_COLUMNS):8 + len(_DATA_COLUMNS) + len(HASH_ALGOS)]
-        sigs, crit, det, retro, ehash = row[8 + len(_DATA_COLUMNS) + len(HASH_ALGOS):]
+        # the DuckDB row's trailing techniques/tactics columns are not in ClickHouse yet
+        base = 8 + len(_DATA_COLUMNS) + len(HASH_ALGOS)
+        sigs, crit, det, retro, ehash = row[base:base + 5]
         text = [*doc.get("all", []), *(doc.get(col, "") for col in PROMOTED.values())]
         out.append({
             "frontend": frontend,

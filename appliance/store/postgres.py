@@ -31,6 +31,7 @@ from psycopg import errors as pg_errors
 
 from ..errors import ClosedError, StoreError
 from . import Store
+from .alerts import DDL as ALERTS_DDL
 from .database import Database, DbState
 from .fleet import Certs
 from .schema import SCHEMA
@@ -53,7 +54,7 @@ def pg_schema() -> str:
 def _keys() -> dict[str, tuple[list[str], list[str]]]:
     """Per table: (columns in order, primary key columns), read from the shared DDL."""
     out: dict[str, tuple[list[str], list[str]]] = {}
-    for table, body in _TABLE_RE.findall(SCHEMA):
+    for table, body in _TABLE_RE.findall(SCHEMA + ALERTS_DDL):  # every table class's DDL
         pk: list[str] = []
         cols: list[str] = []
         flat = " ".join(body.split())
@@ -77,6 +78,8 @@ _KEYS = _keys()
 
 def translate(sql: str) -> str:
     """DuckDB dialect of the table classes → PostgreSQL (parameters become ``%s``)."""
+    if "CREATE TABLE" in sql:  # a table class's own DDL (e.g. alerts)
+        sql = re.sub(r"\bDOUBLE\b", "DOUBLE PRECISION", sql).replace("BLOB", "BYTEA")
     upsert = _UPSERT_RE.match(sql)
     if upsert:
         table = upsert.group(1)
