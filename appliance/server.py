@@ -102,14 +102,19 @@ class Listener:
                 # chunked body as it reads, before spooling it (was 512 MiB on every route).
                 max_request_body_size=self.max_body + 1,
             )
-            thread = threading.Thread(target=server.run, name=f"waitress-{self.name}-{i}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=server.run, name=f"waitress-{self.name}-{i}", daemon=True
+            )
             thread.start()
             self._servers.append(server)
             self._threads.append(thread)
         if shards > 1:
-            logger.info("%s: %d waitress servers of %d sockets each (select() limit)",
-                        self.name, shards, limit)
+            logger.info(
+                "%s: %d waitress servers of %d sockets each (select() limit)",
+                self.name,
+                shards,
+                limit,
+            )
         self.front = TlsFront(
             name=self.name,
             context=self.ctx.pki.server_context(client_certs=self.client_certs),
@@ -213,7 +218,10 @@ class ManagerServer:
         self.ctx = ctx
         limits = ctx.config.limits
         self.endpoint = Listener(
-            ctx, create_app(ctx, Api.ENDPOINT), name="endpoint", client_certs=True,
+            ctx,
+            create_app(ctx, Api.ENDPOINT),
+            name="endpoint",
+            client_certs=True,
             max_body=max(limits.logs_body_compressed, limits.json_body),
         )
         admin_app = create_app(ctx, Api.ADMIN)
@@ -221,8 +229,13 @@ class ManagerServer:
             app=admin_app, hub=ctx.hub, config=ctx.config.streams, metrics=ctx.metrics
         )
         self.admin = Listener(
-            ctx, admin_app, name="admin", client_certs=False, upgrader=self.streams,
-            authorize=admin_authorizer(ctx), max_body=max(limits.upload_size, limits.json_body),
+            ctx,
+            admin_app,
+            name="admin",
+            client_certs=False,
+            upgrader=self.streams,
+            authorize=admin_authorizer(ctx),
+            max_body=max(limits.upload_size, limits.json_body),
         )
         self._stop = threading.Event()
 

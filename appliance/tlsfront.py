@@ -272,8 +272,9 @@ class TlsFront:
             activity = [self.clock()]
             idle, budget = self._pipe_limits(slot)
             await asyncio.gather(
-                self._pipe(reader, b_writer, activity, idle,
-                           budget - len(head) if budget else 0, writer),
+                self._pipe(
+                    reader, b_writer, activity, idle, budget - len(head) if budget else 0, writer
+                ),
                 self._pipe(b_reader, writer, activity, idle),
                 return_exceptions=True,
             )
@@ -308,15 +309,17 @@ class TlsFront:
             slot = self.governor.admit(ip, writer.transport.abort)
             if slot is None:
                 self.refused += 1
-                self.log.warning(f"cap-{ip}", "TLS front %s: connection limit, closing %s",
-                                 self.name, ip)
+                self.log.warning(
+                    f"cap-{ip}", "TLS front %s: connection limit, closing %s", self.name, ip
+                )
                 writer.transport.abort()
                 return False, None
             return True, slot
         if self.active >= self.max_connections:
             self.refused += 1
-            self.log.warning("cap", "TLS front %s: connection cap reached, closing %s",
-                             self.name, ip)
+            self.log.warning(
+                "cap", "TLS front %s: connection cap reached, closing %s", self.name, ip
+            )
             writer.close()
             return False, None
         return True, None

@@ -71,8 +71,11 @@ class MemoryTransport:
 
 
 def create_ssl_context(
-    ca_file: Path, cert_file: Path | None = None, key_file: Path | None = None,
-    *, check_hostname: bool = True,
+    ca_file: Path,
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
+    *,
+    check_hostname: bool = True,
 ) -> ssl.SSLContext:
     """Build the client context: TLS ≥ 1.2, the pinned CA only, optional client certificate.
 
@@ -92,8 +95,9 @@ def create_ssl_context(
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS connection that checks the certificate against `sni` instead of the dialled host."""
 
-    def __init__(self, host: str, port: int, *, context: ssl.SSLContext, timeout: float,
-                 sni: str) -> None:
+    def __init__(
+        self, host: str, port: int, *, context: ssl.SSLContext, timeout: float, sni: str
+    ) -> None:
         super().__init__(host, port, context=context, timeout=timeout)
         self._sni = sni
         self._context = context
@@ -116,8 +120,14 @@ class HttpsTransport:
     """
 
     def __init__(
-        self, host: str, port: int, context: ssl.SSLContext, *, timeout: float = 30.0,
-        server_hostname: str | None = None, hostname_header: str = "",
+        self,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        *,
+        timeout: float = 30.0,
+        server_hostname: str | None = None,
+        hostname_header: str = "",
     ) -> None:
         self.host = host
         self.port = port
@@ -131,7 +141,10 @@ class HttpsTransport:
 
     def _connect(self) -> http.client.HTTPSConnection:
         conn = _PinnedHTTPSConnection(
-            self.host, self.port, context=self.context, timeout=self.timeout,
+            self.host,
+            self.port,
+            context=self.context,
+            timeout=self.timeout,
             sni=self.server_hostname or self.host,
         )
         conn.connect()
@@ -192,8 +205,9 @@ class HttpsTransport:
         try:
             if self._conn is None:
                 self._conn = self._connect()
-            self._conn.request(request.method, request.path, body=request.body or None,
-                               headers=headers)
+            self._conn.request(
+                request.method, request.path, body=request.body or None, headers=headers
+            )
             resp = self._conn.getresponse()
             body = resp.read()
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as ex:
@@ -203,8 +217,9 @@ class HttpsTransport:
             self.close()
             text = str(ex).lower()
             if any(m in text for m in _REJECT_MARKERS) and "verify failed" not in text:
-                raise CertificateRejected(f"manager rejected our certificate (TLS alert: {ex})",
-                                          path=request.path) from ex
+                raise CertificateRejected(
+                    f"manager rejected our certificate (TLS alert: {ex})", path=request.path
+                ) from ex
             raise TransportError(f"TLS error: {ex}", path=request.path) from ex
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
             raise
