@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig, dump_toml, load_config
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 from rules import RuleError, wire
 
 __all__ = ["build_parser", "main", "run_agent"]
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except (AgentError, RuleError) as ex:
+    except (AgentError, ConfigError, RuleError) as ex:
         print(f"heron-agent: {ex}", file=sys.stderr)
         return 2
 

@@ -13,11 +13,11 @@ from agent.config import (
     AgentConfig,
     band_defaults,
     dump_toml,
-    field_docs,
     load_config,
     parse_config,
 )
 from agent.errors import ConfigError
+from rules.settings import walk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +51,10 @@ def test_kill_and_memdump_are_opt_in_by_default() -> None:
             "unknown key at reporting.commands\\[0\\].oops",
         ),
         ({"rules": {"paths": "one"}}, "expected a list"),
+        ({"actions": {"workers": 0}}, "must be at least 1, got 0 at actions.workers"),
+        ({"sources": {"linux": {"reader_nice": -30}}}, "at least -20.*reader_nice"),
+        ({"general": {"criticality_threshold": -1}}, "at least 0.*criticality_threshold"),
+        ({"actions": {"rule_limits": ["A"]}}, "expected RULE=N.*actions.rule_limits"),
     ],
 )
 def test_invalid_configs_say_where(data: dict, match: str) -> None:  # type: ignore[type-arg]
@@ -76,7 +80,7 @@ def test_load_config_file_errors_name_the_file(tmp_path: Path) -> None:
 
 def test_every_config_key_and_cli_command_is_documented() -> None:
     doc = (ROOT / "docs" / "agent.md").read_text(encoding="utf-8")
-    missing = [key for key, _, _ in field_docs() if f"`{key}`" not in doc]
+    missing = [key for key, _ in walk(AgentConfig) if f"`{key}`" not in doc]
     assert not missing, f"undocumented config keys: {missing}"
     for command in ("run", "report", "status", "config"):
         assert f"heron-agent {command}" in doc
