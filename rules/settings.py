@@ -144,19 +144,21 @@ def _kind(tp: Any) -> str:
     raise TypeError(f"unsupported setting type {tp!r}")
 
 
-@functools.cache
 def settings_of(cls: type) -> tuple[Setting, ...]:
     """The declared settings of section `cls`, in declaration order."""
+    return _settings_of(cls)
+
+
+@functools.cache
+def _settings_of(cls: Any) -> tuple[Setting, ...]:
     hints = typing.get_type_hints(cls)
     out = []
-    for f in fields(cls):  # type: ignore[arg-type]
+    for f in fields(cls):
         spec = f.metadata.get("setting")
         if spec is None:
             raise TypeError(f"{cls.__name__}.{f.name} is not declared with setting()")
-        if f.default is not MISSING:
-            default = f.default
-        else:
-            default = f.default_factory()  # type: ignore[misc]
+        factory: Any = f.default_factory
+        default = f.default if f.default is not MISSING else factory()
         tp = hints[f.name]
         out.append(replace(spec, name=f.name, default=default, type=_kind(tp), tp=tp))
     return tuple(out)
