@@ -16,7 +16,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rules.settings import ConfigError, parse_section, read_toml, render_toml, section, setting
+from rules.settings import (
+    ConfigError,
+    parse_section,
+    read_toml,
+    render_toml,
+    section,
+    setting,
+    toml_value,
+)
 
 __all__ = [
     "ACTION_CHOICES",
@@ -96,7 +104,7 @@ def _band(name: str, help: str) -> Any:  # noqa: A002
         choices=ACTION_CHOICES,
         noun="action",
         live=True,
-        doc=f"{linux} (Windows: {windows})",
+        doc=f"{toml_value(linux)} (Windows: {toml_value(windows)})",
     )
 
 
@@ -118,7 +126,7 @@ class GeneralConfig:
     data_dir: str = setting(
         default_data_dir(),
         "state directory: artifacts/, alerts/, rules/",
-        doc=r"/var/lib/heron-agent (Windows: C:\ProgramData\Heron\Agent)",
+        doc=r'"/var/lib/heron-agent" (Windows: "C:\\ProgramData\\Heron\\Agent")',
     )
     hostname: str = setting(
         "", "override of the reported computer name (empty: the OS hostname)", live=True

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rules import wire
+from rules.settings import help_text
 
 from .config import Config, load_config, render_toml
 from .context import AppContext, build_context
@@ -733,8 +734,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data(sub.add_parser("init", help="create data dir, config, CA, server cert, admin user"))
     p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
-    p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
+    p.add_argument("--admin-listen", help=help_text(Config, "admin.listen"))
+    p.add_argument("--endpoint-listen", help=help_text(Config, "endpoint.listen"))
     p.add_argument("--server-name", action="append", help="SAN of the server cert (repeat)")
     p.add_argument(
         "--host-names",
@@ -758,8 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_init)
 
     p = data(sub.add_parser("run", help="serve the admin and endpoint APIs"))
-    p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
-    p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
+    p.add_argument("--admin-listen", help=help_text(Config, "admin.listen"))
+    p.add_argument("--endpoint-listen", help=help_text(Config, "endpoint.listen"))
     p.add_argument(
         "--memory-events",
         action="store_true",

@@ -340,11 +340,11 @@ def _render_raw(table: Mapping[str, Any], name: str, out: list[str]) -> None:
         _render_raw(value, f"{name}.{key}", out)
 
 
-def help_text(cls: type, name: str) -> str:
-    """`--help` text of the CLI option that overrides setting `name` of `cls`."""
-    spec = next(s for s in settings_of(cls) if s.name == name)
+def help_text(cls: type, key: str) -> str:
+    """`--help` text of a CLI option that overrides setting `key` (dotted) under `cls`."""
+    spec = dict(walk(cls))[key]
     default = spec.doc or toml_value(spec.default)
-    return f"{spec.help} (setting {name}, default {default})".replace("%", "%%")
+    return f"override {key}: {spec.help} (default: {default})".replace("%", "%%")
 
 
 def markdown_table(cls: type, prefix: str = "") -> str:
