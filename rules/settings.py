@@ -47,7 +47,7 @@ __all__ = [
 class ConfigError(ValueError):
     """Invalid configuration: renders as ``message at KEY in SOURCE``.
 
-    The one settings error of every package (`agent.errors` and `appliance.errors` re-export it;
+    The one settings error of every package (`agent.errors`, `appliance.core.errors` re-export it;
     `MispSettingsError` subclasses it).
     """
 

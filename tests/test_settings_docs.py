@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agent.config import AgentConfig, dump_toml
 from agent.link.config import LinkConfig
-from appliance.config import Config, render_toml
+from appliance.core.config import Config, render_toml
 from appliance.misp.settings import MispSettings
 from rules.settings import markdown_table, settings_of, walk
 

@@ -23,7 +23,7 @@ from rules.settings import (
 )
 from rules.settings import render_toml as render
 
-from .misp.settings import MispSettings
+from ..misp.settings import MispSettings
 
 __all__ = [
     "AdminConfig",
