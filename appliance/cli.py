@@ -392,24 +392,14 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 def _write_bundle(out_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """The bundle files an agent installs (`heron-agent enroll --bundle DIR`)."""
+    from .resources.admin_enroll import bundle_files, bundle_meta
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "client.pem").write_text(doc["certificate_pem"])
-    fd = os.open(out_dir / "client.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(doc["key_pem"])
-    (out_dir / "ca.pem").write_text(doc["ca_pem"])
-    meta = {
-        "uuid": doc["uuid"],
-        "endpoint_url": doc["endpoint_url"],
-        "manager": doc["manager"],
-        "addresses": doc.get("addresses", [doc["manager"]]),
-        "group": doc["group"],
-        "client_cert": "client.pem",
-        "client_key": "client.key",
-        "ca_cert": "ca.pem",
-    }
-    (out_dir / "bundle.json").write_text(json.dumps(meta, indent=2))
-    return dict(meta, dir=str(out_dir))
+    for name, text, mode in bundle_files(doc):
+        fd = os.open(out_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+    return dict(bundle_meta(doc), dir=str(out_dir))
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -440,7 +430,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             }
             print(json.dumps(out) if args.json else token)
         else:
-            from .resources.admin_content import bundle_document
+            from .resources.admin_enroll import bundle_document
 
             doc = bundle_document(ctx, args.group, args.hostname)
             print(json.dumps(_write_bundle(args.out, doc)))
@@ -776,7 +766,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = data(sub.add_parser("user", help="admin API users"))
     p.add_argument("action", choices=["add", "list", "delete", "rotate-key"])
     p.add_argument("name", nargs="?", default="", help="identifier or uuid")
-    p.add_argument("--role", default="admin", choices=[r.value for r in Role])
+    # least privilege by default, as POST /users: an admin is asked for explicitly
+    p.add_argument(
+        "--role",
+        default=Role.ANALYST.value,
+        choices=[r.value for r in Role],
+        help="user add: the new user's role (default analyst: least privilege, as POST /users "
+        "without role)",
+    )
     p.add_argument("--group", default="")
     p.add_argument("--description", default="")
     p.set_defaults(fn=cmd_user)

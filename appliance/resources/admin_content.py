@@ -447,54 +447,6 @@ class EnrollTokens:
         )
 
 
-def bundle_document(ctx: AppContext, group: str, hostname: str) -> dict[str, Any]:
-    """An offline enrollment bundle (key pair, certificate, CA, manager address) as JSON."""
-    bundle = ctx.identity.bundle(group=group, hostname=hostname)
-    addresses = ctx.config.endpoint_addresses()
-    return {
-        "uuid": bundle.uuid,
-        "endpoint_url": bundle.endpoint_url,
-        "manager": addresses[0],  # an IP address when there is one: no DNS needed
-        "addresses": addresses,
-        "group": bundle.group,
-        "ca_sha256": ctx.pki.ca_sha256 if ctx.pki else None,
-        "certificate_pem": bundle.certificate_pem,
-        "key_pem": bundle.key_pem,
-        "ca_pem": bundle.ca_pem,
-    }
-
-
-class EnrollBundle:
-    """POST /enroll/bundle: an offline enrollment bundle minted while the manager runs."""
-
-    def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
-        self.BODY = {
-            "post": JsonBody(
-                self._body,
-                {
-                    "type": "object",
-                    "properties": {"group": {"type": "string"}, "hostname": {"type": "string"}},
-                },
-            )
-        }
-
-    @staticmethod
-    def _body(data: Any) -> dict[str, str]:
-        if not isinstance(data, dict):
-            raise ValidationError("expected a JSON object")
-        out = {k: data.get(k, "") for k in ("group", "hostname")}
-        for key, value in out.items():
-            if not isinstance(value, str) or len(value) > 255:
-                raise ValidationError(f"{key} must be a string of at most 255 characters")
-        return out
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Pre-enroll an endpoint: its private key is in the answer (shown once, not kept)."""
-        body = req.context.body
-        envelope(resp, bundle_document(self.ctx, body["group"], body["hostname"]), 201)
-
-
 class Settings:
     """GET /settings: every setting (plugins keep their settings here)."""
 
@@ -599,7 +551,6 @@ CONTENT_ROUTES: list[tuple[str, Any, str | None]] = [
     ("/endpoints/{uuid}/osqueryi/binary", lambda ctx: ToolBinary(ctx, "osqueryi"), None),
     ("/tools", Tools, None),
     ("/enroll/tokens", EnrollTokens, None),
-    ("/enroll/bundle", EnrollBundle, None),
     ("/settings", Settings, None),
     ("/settings/{key}", Setting, None),
     ("/audit", AuditLog, None),

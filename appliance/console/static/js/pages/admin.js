@@ -29,7 +29,7 @@ function enrollment(ca) {
   bundleForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
-      const resp = await fetch(apiUrl("/enroll/bundles"), {
+      const resp = await fetch(apiUrl("/enroll/bundle?format=zip"), {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
         body: JSON.stringify({ hostname: host.value, group: bgroup.value }),
