@@ -80,6 +80,6 @@ def test_bundle_is_for_admins_with_one_body_check(env: Env, query: str) -> None:
 
 
 def test_one_bundle_route() -> None:
-    from appliance.resources.admin_enroll import ENROLL_ROUTES
+    from appliance.api.admin_enroll import ENROLL_ROUTES
 
     assert [r for r, _, _ in ENROLL_ROUTES if r.startswith("/enroll/bundle")] == ["/enroll/bundle"]

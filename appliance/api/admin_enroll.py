@@ -18,10 +18,10 @@ from typing import Any
 
 import falcon
 
-from ..context import AppContext
-from ..errors import InvalidParam, Unavailable, ValidationError
-from ..middleware import JsonBody
+from ..core.errors import InvalidParam, Unavailable, ValidationError
+from ..runtime.context import AppContext
 from .common import envelope, q_str
+from .middleware import JsonBody
 
 __all__ = ["ENROLL_ROUTES", "bundle_document", "bundle_files", "bundle_meta"]
 
