@@ -1,8 +1,7 @@
-"""Mounts every admin API route (fleet, content, events) on the admin app."""
+"""Mounts every core admin API route (fleet, content, events); extensions mount their own."""
 
 from __future__ import annotations
 
-from ..misp.resources import MISP_ROUTES
 from ..runtime.context import AppContext
 from .admin_alerts import ALERT_ROUTES
 from .admin_commands import COMMAND_ROUTES
@@ -27,7 +26,6 @@ def add_admin_routes(app: FalconApp, ctx: AppContext) -> None:
         *SEARCH_ROUTES,
         *ALERT_ROUTES,
         *ENROLL_ROUTES,
-        *MISP_ROUTES,
         *MAINTENANCE_ROUTES,
     ]:
         resource = factory(ctx)

@@ -14,7 +14,7 @@ import falcon
 
 from ..core.errors import InvalidParam, ValidationError
 from ..misp.errors import MispSettingsError
-from ..misp.integration import attach_instances
+from ..misp.integration import MispExtension
 from ..runtime.context import AppContext
 from ..services.attack import attack_matrix, rule_attack, techniques_for
 from ..services.hunting import Hunting
@@ -121,7 +121,8 @@ def _tell_misp(ctx: AppContext, changes: list[dict[str, Any]]) -> list[str]:
     fps = [c for c in changes if c.get("status", [None, None])[1] == "false_positive"]
     if not fps:
         return []
-    syncs = [s for _, s in attach_instances(ctx).all()]
+    misp = ctx.extensions.get(MispExtension)
+    syncs = [s for _, s in misp.instances().all()] if misp is not None else []
     if not any(s.settings.configured and s.settings.sightings_enabled for s in syncs):
         return []
     hunting = Hunting(ctx.events)
@@ -153,11 +154,11 @@ def _by_rule(ctx: AppContext) -> dict[str, list[dict[str, str]]]:
         "SELECT count(*), md5(coalesce(string_agg(name || chr(0) || text, chr(1) ORDER BY name),"
         " '')) FROM rules"
     )[0]
-    cached = ctx.extra.get("alerts.attack_by_rule")
+    cached = ctx.attack_by_rule
     if cached is not None and cached[0] == key:
-        return cached[1]  # type: ignore[no-any-return]
+        return cached[1]
     by_rule = rule_attack(ctx.store.rules.all())
-    ctx.extra["alerts.attack_by_rule"] = (key, by_rule)
+    ctx.attack_by_rule = (key, by_rule)
     return by_rule
 
 

@@ -10,7 +10,6 @@ days, the detections received and the bytes of uploaded artifacts whose manifest
 from __future__ import annotations
 
 import json
-import threading
 import uuid as uuidlib
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +20,10 @@ from rules.suppress import Suppression, SuppressionError, suppressions_sha256
 from ..core.errors import NotFound, ValidationError
 from ..store import Store
 
-__all__ = ["Tuning", "tuning_for"]
+__all__ = ["Tuning"]
 
 KIND = "suppression"
-EXTRA_KEY = "tuning"
 MAX_SUPPRESSIONS = 10_000
-_LOCK = threading.Lock()
 
 
 class Tuning:
@@ -117,14 +114,3 @@ class Tuning:
             e["hits_per_day"] = round(e["hits"] / days, 1)
             e["artifact_bytes_per_day"] = round(e["artifact_bytes"] / days)
         return out[:limit]
-
-
-def tuning_for(ctx: Any) -> Tuning:
-    """The context's Tuning service, built on first use."""
-    with _LOCK:
-        found = ctx.extra.get(EXTRA_KEY)
-        if isinstance(found, Tuning):
-            return found
-        tuning = Tuning(ctx.store, ctx.data_dir / "artifacts", ctx.clock)
-        ctx.extra[EXTRA_KEY] = tuning
-        return tuning

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import threading
 import time
@@ -135,12 +134,16 @@ class PgDatabase(Database):
         self._conns_lock = threading.Lock()
         self.state = DbState.OPEN
         self.writes = 0
-        self._queue: queue.Queue[Any] = queue.Queue()  # NOTE: writes run inline: always empty
         try:
             self._wconn = self._connect(autocommit=False)
             self._wconn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
         except psycopg.Error as ex:
             raise StoreError(f"cannot connect to PostgreSQL: {ex}", where=_where(dsn)) from ex
+
+    @property
+    def pending_writes(self) -> int:
+        """Always 0: writes run inline on the caller's thread."""
+        return 0
 
     def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self._dsn, autocommit=autocommit, connect_timeout=int(self._timeout))
