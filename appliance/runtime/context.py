@@ -23,6 +23,7 @@ from ..services.ingest import EventListener, Ingest
 from ..services.retention import Retention
 from ..services.scoring import Reducer
 from ..services.streams import StreamHub
+from ..services.suppressing import ActiveSuppressions
 from ..services.tuning import Tuning
 from ..store import Store
 from ..store.events import EventSink
@@ -143,6 +144,7 @@ def build_context(
         ),
         tuning=Tuning(store, data_dir / "artifacts", clock),
     )
+    ingest.suppressions = ActiveSuppressions(ctx.tuning, clock)
     disk = ctx.disk = ingest.disk = ctx.artifacts.disk = DiskGuard(
         data_dir, config.limits.min_free_bytes
     )

@@ -89,7 +89,7 @@ def _decode_cursor(cursor: str, sort: str) -> list[Any]:
 _KEY = "(d.endpoint || '/' || d.event_hash)"
 _STATUS = "coalesce(a.status, 'new')"
 _SELECT = (
-    "SELECT d.endpoint, d.ts, d.receipt, d.event_hash, d.signatures, d.criticality, "
+    "SELECT d.endpoint, d.ts, d.receipt, d.event_hash, d.signatures, d.criticality, d.attack, "
     f"{_STATUS} AS status, coalesce(a.assignee, '') AS assignee, a.updated, "
     f"coalesce(a.updated_by, '') AS updated_by, coalesce(e.hostname, '') AS hostname, {_KEY} AS k "
     "FROM detections d LEFT JOIN alert_state a "
@@ -282,6 +282,8 @@ def _public(row: dict[str, Any], comments: int) -> dict[str, Any]:
         "receipt": row["receipt"],
         "signatures": json.loads(row["signatures"] or "[]"),
         "criticality": row["criticality"],
+        # None: stored before detections kept their ATT&CK (the API fills it from the rules)
+        "attack": json.loads(row["attack"]) if row.get("attack") else None,
         "status": row["status"],
         "assignee": row["assignee"],
         "updated": row["updated"],

@@ -127,7 +127,7 @@ def test_upserts_deletes_and_errors(fronts: tuple[ClusterStore, ClusterStore]) -
     assert b.documents.delete("misp", key)
     assert a.documents.get("misp", key) is None
     ep = _id()
-    a.detections.add_many([(ep, 1.0, 1.0, "h", ["Sig"], 5)])
+    a.detections.add_many([(ep, 1.0, 1.0, "h", ["Sig"], 5, None)])
     assert b.detections.prune(before=2.0) >= 1
     with pytest.raises(StoreError):
         a.db.query("SELECT nope FROM endpoints")

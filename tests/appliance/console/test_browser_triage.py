@@ -140,7 +140,8 @@ def test_ten_thousand_alerts_open_fast_and_page_by_cursor(
 ) -> None:
     now = time.time()
     rows = [
-        (manager.endpoint_uuid, now - i, now, f"{i:08x}", ["Volume"], i % 11) for i in range(10_000)
+        (manager.endpoint_uuid, now - i, now, f"{i:08x}", ["Volume"], i % 11, None)
+        for i in range(10_000)
     ]
     for start in range(0, len(rows), 1000):
         manager.ctx.store.detections.add_many(rows[start : start + 1000])
