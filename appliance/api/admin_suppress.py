@@ -2,7 +2,8 @@
 
 `POST /alerts/{uuid}/{event_hash}/suppress` builds one suppression per rule of the alert from
 the stored event's fields (`match`: image, parent, command_line, user), saves them and, with
-`close`, marks the alert a false positive. `POST /suppressions/test` answers how many stored
+`close`, marks the alert a false positive; with `dry_run` it saves nothing and answers what
+each would have silenced over the last 30 days. `POST /suppressions/test` answers how many stored
 detections of the last `days` a suppression would have silenced, with a few samples. Both are
 open to analysts (triage), and audited.
 """
@@ -49,6 +50,7 @@ def _from_alert(data: Any) -> dict[str, Any]:
         "group": data.get("group", ""),
         "comment": data.get("comment", ""),
         "close": bool(data.get("close", False)),
+        "dry_run": bool(data.get("dry_run", False)),
     }
 
 
@@ -93,6 +95,7 @@ class AlertSuppress:
                 "group": _TEXT,
                 "comment": _TEXT,
                 "close": {"type": "boolean"},
+                "dry_run": {"type": "boolean"},
             },
         }
         self.BODY = {"post": JsonBody(_from_alert, schema)}
@@ -115,6 +118,12 @@ class AlertSuppress:
             group=body["group"],
             comment=body["comment"] or f"from alert {ref[0]}/{ref[1]}",
         )
+        if body["dry_run"]:
+            since = self.ctx.clock() - 30 * 86400.0
+            hunting = Hunting(self.ctx.events)
+            tests = [preview(d, hunting, since=since) for d in docs]
+            envelope(resp, {"suppressions": docs, "tests": tests, "saved": False})
+            return
         saved = [self.ctx.tuning.add(d) for d in docs]
         user = req.context.user
         self.ctx.store.audit.record(
@@ -125,7 +134,7 @@ class AlertSuppress:
             f"{ref[0]}/{ref[1]}",
             {"suppressions": [s["id"] for s in saved]},
         )
-        out: dict[str, Any] = {"suppressions": saved}
+        out: dict[str, Any] = {"suppressions": saved, "saved": True}
         if body["close"]:
             change = {"status": AlertStatus.FALSE_POSITIVE, "comment": "suppressed"}
             changes = apply_change(self.ctx, req, [ref], change)
