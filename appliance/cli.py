@@ -105,7 +105,9 @@ def open_context(
 
 def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) -> AppContext:
     """A cluster front-end: fleet in PostgreSQL, events journaled here and read from ClickHouse."""
+    from .misp.service import LEADER_JOBS
     from .runtime.cluster import open_cluster, start_relay
+    from .runtime.leader import PgLeadership
 
     paths = _paths(data_dir)
     if not (paths["pki"] / "ca.pem").exists():
@@ -133,6 +135,7 @@ def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) 
             data_dir=data_dir, config=config, store=fleet, events=events, pki=Pki(paths["pki"])
         )
         start_relay(events, config.cluster, ctx.hub)
+        ctx.leadership = PgLeadership(config.cluster.postgres, LEADER_JOBS)  # lifecycle starts it
         return ctx
     except BaseException:
         events.close()

@@ -29,6 +29,7 @@ from ..store import Store
 from ..store.events import EventSink
 from ..transport.tlsfront import IdentityMap
 from .extension import Extensions
+from .leader import Leadership, SoleLeader
 
 __all__ = ["AppContext", "build_context"]
 
@@ -56,6 +57,7 @@ class AppContext:
     disk: DiskGuard | None = None  # set by build_context
     sleep: Callable[[float], None] = time.sleep
     extensions: Extensions = field(default_factory=Extensions)
+    leadership: Leadership = field(default_factory=SoleLeader)  # cluster: runtime/leader.py
     # rule -> ATT&CK labels of the alerts API, keyed by the rules table's digest
     attack_by_rule: tuple[tuple[object, ...], dict[str, list[dict[str, str]]]] | None = None
 
