@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from index.errors import IndexQueryError
-from index.fields import PROMOTED, kv_term, parse_hashes
+from index.fields import PROMOTED, attack_tactic, kv_term, parse_hashes
 from index.query import (
     _MAX_DEPTH,
     _MAX_QUERY,
@@ -44,6 +44,11 @@ _RAW_SQL = {
 _NUM_SQL = {"seq": "seq", "event_id": "event_id", "crit": "criticality"}
 _BOOL_SQL = {"det": "detection", "retro": "retro"}
 _FALSE, _TRUE = "0", "1"
+# the embedded ``attack`` terms (index.fields.attack_terms): techniques, their parents, tactics
+_ATTACK_TERMS = (
+    "arrayConcat(arrayMap(x -> lowerUTF8(x), techniques), "
+    "arrayMap(x -> lowerUTF8(splitByChar('.', x)[1]), techniques), tactics)"
+)
 
 
 def quote(text: str) -> str:
@@ -143,6 +148,15 @@ class _Compiler:
             if name == "ts":
                 return f"ts_us = {micros}"
             return f"rt = toDateTime({micros // 1_000_000}, 'UTC')"
+        if kind == "attack":  # T1059 / t1059.004 / "Defense Evasion" / defense-evasion
+            value = attack_tactic(value)
+            own = (
+                f"arrayExists(x -> match(x, {quote('^' + _wildcard_regex(value) + '$')}), "
+                f"{_ATTACK_TERMS})"
+                if wild
+                else f"has({_ATTACK_TERMS}, {quote(value)})"
+            )
+            return _or([own, self.data(field.lower(), value, wild)])
         data = self.data(field.lower(), value, wild)
         if kind == "hash":
             if wild:

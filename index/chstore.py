@@ -153,21 +153,30 @@ class ClusterEvents:
         endpoint: str | None = None,
         query: str = "",
         detections_only: bool = False,
-        prefilter: Iterable[tuple[str, int]] | None = None,
+        prefilter: Iterable[tuple[str, int | None]] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every matching event (retro-hunt input), in pages of ``_ITER_PAGE``.
 
-        ``prefilter``: the ``(channel, EventID)`` pairs the hunted rules can match (from the
-        engine's rule filters); pushed into SQL with the time window so only candidate rows
-        leave ClickHouse. An empty channel matches any channel.
+        ``prefilter``: the ``(channel, EventID)`` pairs the hunted rules admit
+        (``index.retro.prefilter_of``; EventID ``None``: any ID of the channel), pushed into SQL
+        with the time window so only candidate rows leave ClickHouse. Channels compare
+        case-insensitively (a superset of the engine's exact test, which runs on every row).
         """
         where = self._where(query, since, until, endpoint, detections_only)
         if prefilter is not None:
+            by_channel: dict[str, set[int] | None] = {}
+            for ch, eid in prefilter:
+                ids = by_channel.setdefault(ch.lower(), set())
+                if eid is None or ids is None:
+                    by_channel[ch.lower()] = None
+                else:
+                    ids.add(int(eid))
             pairs = [
-                f"(lowerUTF8(channel) = {quote(ch.lower())} AND event_id = {int(eid)})"
-                if ch
-                else f"event_id = {int(eid)}"
-                for ch, eid in prefilter
+                f"lowerUTF8(channel) = {quote(ch)}"
+                if ids is None
+                else f"(lowerUTF8(channel) = {quote(ch)} AND event_id IN "
+                f"({', '.join(str(i) for i in sorted(ids))}))"
+                for ch, ids in sorted(by_channel.items())
             ]
             where += " AND (" + (" OR ".join(pairs) or "0") + ")"
         after: tuple[str, int] | None = None

@@ -58,6 +58,8 @@ CH_COLUMNS: tuple[tuple[str, str], ...] = (
     ("detection", "UInt8"),
     ("retro", "UInt8"),
     ("event_hash", "String"),
+    ("techniques", "Array(String)"),  # ATT&CK technique IDs of the detection (DuckDB's)
+    ("tactics", "Array(String)"),  # and its tactics, as ``index.fields.attack_tactic``
     ("kv", "Array(String)"),  # lower-case ``name=value`` of every EventData/UserData field
     ("text", "String"),  # lower-case free text: the values the embedded ``all`` field holds
     ("raw", "String"),  # the event JSON returned by searches
@@ -155,7 +157,11 @@ def local_table_ddl(table: str) -> str:
 
 
 def create_schema(nodes: Sequence[ClickHouse], cluster: str) -> None:
-    """Create the database, ``events_local`` and the ``events`` Distributed table (idempotent)."""
+    """Create the database, ``events_local`` and the ``events`` Distributed table (idempotent).
+
+    Tables of an earlier schema get the columns they lack (``ALTER … ADD COLUMN … AFTER``,
+    which 18.16 has; ``IF NOT EXISTS`` there is newer), so ``cluster init`` also upgrades.
+    """
     for node in nodes:
         node.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
         node.execute(local_table_ddl(f"{DATABASE}.events_local"))
@@ -164,6 +170,20 @@ def create_schema(nodes: Sequence[ClickHouse], cluster: str) -> None:
             f"ENGINE = Distributed({cluster}, {DATABASE}, events_local, "
             "cityHash64(endpoint))"
         )
+        for table in ("events_local", "events"):
+            _add_missing_columns(node, table)
+
+
+def _add_missing_columns(node: ClickHouse, table: str, *, database: str = DATABASE) -> None:
+    _, rows = node.rows(
+        f"SELECT name FROM system.columns WHERE database = '{database}' AND table = '{table}'"
+    )
+    have = {str(r[0]) for r in rows}
+    previous = ""
+    for name, ddl in CH_COLUMNS:
+        if name not in have and previous:
+            node.execute(f"ALTER TABLE {database}.{table} ADD COLUMN {name} {ddl} AFTER {previous}")
+        previous = name
 
 
 def _dt(value: datetime) -> str:
@@ -201,9 +221,8 @@ def record_rows(record: JournalRecord, frontend: str) -> list[dict[str, Any]]:
         )
         data = row[8 : 8 + len(_DATA_COLUMNS)]
         algos = row[8 + len(_DATA_COLUMNS) : 8 + len(_DATA_COLUMNS) + len(HASH_ALGOS)]
-        # the DuckDB row's trailing techniques/tactics columns are not in ClickHouse yet
         base = 8 + len(_DATA_COLUMNS) + len(HASH_ALGOS)
-        sigs, crit, det, retro, ehash = row[base : base + 5]
+        sigs, crit, det, retro, ehash, techniques, tactics = row[base : base + 7]
         text = [*doc.get("all", []), *(doc.get(col, "") for col in PROMOTED.values())]
         out.append(
             {
@@ -227,6 +246,8 @@ def record_rows(record: JournalRecord, frontend: str) -> list[dict[str, Any]]:
                 "detection": int(bool(det)),
                 "retro": int(bool(retro)),
                 "event_hash": ehash or "",
+                "techniques": list(techniques or ()),
+                "tactics": list(tactics or ()),
                 "kv": list(doc.get("kv", [])),
                 "text": "\n".join(t for t in text if t).lower(),
                 "raw": proj.raw.decode(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import socket
 import threading
 import time
@@ -137,6 +138,10 @@ class StreamRelay:
 
 class ClusterEventSink:
     """The manager's ``EventSink``: writes to the local journal, reads from ClickHouse."""
+
+    # Retro-hunt (appliance.services.hunting): prefilter into SQL, engine in worker processes.
+    hunt_prefilter = True
+    hunt_workers = max(1, min(4, (os.cpu_count() or 2) - 1))
 
     def __init__(self, local: Any, shipper: Shipper, events: ClusterEvents) -> None:
         self.local = local

@@ -6,9 +6,10 @@ compile errors (`rules.RuleError`, a ValueError) become ValidationError.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,7 @@ class Hunting:
         containers: dict[str, list[str]] | None = None,
         iocs: list[dict[str, Any]] | None = None,
         ioc_criticality: int = 10,
+        max_seconds: float | None = None,
     ) -> HuntResult:
         """Run Gene rules over stored events with the engine `heron scan` and agents use.
 
@@ -121,52 +123,58 @@ class Hunting:
         manager's `EdrData` removed), with `containers` loaded as `heron scan --container` does
         and `iocs` matched as agents match them (`IoC:<type>` signatures).
         """
-        import rules as rules_pkg
-        from rules.iocs import IocSet, ioc_rules, merge_detection
+        from index.retro import HuntSpec, match_events, prefilter_of
+        from rules.iocs import IocSet
 
-        text = "\n".join(json.dumps(r) for r in rules)
+        spec = HuntSpec(
+            "\n".join(json.dumps(r) for r in rules),
+            {k: list(v) for k, v in (containers or {}).items()},
+            list(iocs or []),
+            ioc_criticality,
+        )
         try:
-            engine = rules_pkg.Engine(
-                rules_pkg.loads(text, source="<hunt>"),
-                containers=containers or {},
-                timing=False,
-                show_attack=True,
-            )
+            engine = spec.engine()
         except ValueError as ex:
             raise ValidationError(f"rules: {ex}") from ex
-        ioc_set = IocSet.from_iocs(iocs or [])
+        # Cluster mode: the (channel, EventID) prefilter goes into SQL, the engine runs in
+        # worker processes (index/retro.py); the embedded store scans inline.
+        workers = int(getattr(self.events, "hunt_workers", 0))
+        extra: dict[str, Any] = {}
+        if getattr(self.events, "hunt_prefilter", False):
+            extra["prefilter"] = prefilter_of(engine, iocs=bool(iocs))
+        source = self.events.iter_events(
+            since=to_datetime(since), until=to_datetime(until), endpoint=endpoint, **extra
+        )
+        over = [False]
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+
+        def bounded() -> Iterator[dict[str, Any]]:
+            for i, event in enumerate(source):
+                if i >= max_events or (deadline is not None and time.monotonic() > deadline):
+                    over[0] = True
+                    return
+                yield event
+
         scanned = detections = filtered = 0
         matches: list[dict[str, Any]] = []
         truncated = False
-        for event in self.events.iter_events(
-            since=to_datetime(since), until=to_datetime(until), endpoint=endpoint
-        ):
-            if scanned >= max_events:
-                truncated = True
-                break
-            scanned += 1
-            candidate = copy.deepcopy(event)
-            inner = candidate.get("Event")
-            edr = inner.pop("EdrData", None) if isinstance(inner, dict) else None
-            if isinstance(inner, dict):
-                inner.pop("Detection", None)
-            det = engine.match(candidate)
-            hit = det is not None and bool(det.signatures)
-            if len(ioc_set) and isinstance(inner, dict):
-                extra = ioc_rules(ioc_set.match(candidate), criticality=ioc_criticality)
-                if extra is not None:
-                    merge_detection(candidate, extra)
-                    hit = True
-            if not hit:
-                filtered += bool(det is not None and det.filtered)
-                continue
-            detections += 1
-            if len(matches) < max_matches:
-                if edr is not None:
-                    inner["EdrData"] = edr  # type: ignore[index]
-                matches.append(candidate)
-            else:
-                truncated = True
+        outcomes = match_events(bounded(), spec, workers=workers)
+        try:
+            for outcome in outcomes:
+                scanned += 1
+                if not outcome.hit:
+                    filtered += outcome.filtered
+                    continue
+                detections += 1
+                if len(matches) < max_matches and outcome.event is not None:
+                    matches.append(outcome.event)
+                else:
+                    truncated = True
+        except ValueError as ex:  # rules compiled above: only a worker's own failure
+            raise ValidationError(f"rules: {ex}") from ex
+        finally:
+            outcomes.close()
+        truncated = truncated or over[0]
         return HuntResult(
             scanned,
             matches,
@@ -175,7 +183,7 @@ class Hunting:
             filtered=filtered,
             rules=int(engine.rule_count),
             containers={k: len(v) for k, v in engine.containers.items()},
-            iocs=len(ioc_set),
+            iocs=len(IocSet.from_iocs(spec.iocs)),
         )
 
     def store_matches(self, hunt_id: str, matches: list[dict[str, Any]]) -> int:

@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from index import EventStore
+from index.chship import Shipper
+from index.chstore import ClusterEvents
 from index.clickhouse import ClickHouse, create_schema
 from tests.cluster import servers
+from tests.cluster.servers import HUNTER_PASSWORD
 from tests.index.conftest import corpus, corpus_store  # noqa: F401 - shared fixtures
 
 CLUSTER = "heron"
@@ -52,3 +56,19 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Post
         yield pg
     finally:
         servers.stop_postgres(pg)
+
+
+@pytest.fixture(scope="session")
+def cluster_corpus(
+    corpus_store: EventStore,  # noqa: F811 - the shared fixture
+    shards: list[ClickHouse],
+) -> Iterator[ClusterEvents]:
+    """The corpus store's journal shipped to both shards (as a front-end's would be)."""
+    root = Path(corpus_store.root)
+    shipper = Shipper(
+        corpus_store.journal, shards, frontend="corpus", state_path=root / "ship.json"
+    )
+    while shipper.lag():
+        shipper.ship_once()
+    hunter = ClickHouse(shards[1].url, user="hunter", password=HUNTER_PASSWORD)
+    yield ClusterEvents(shards[1], hunter)

@@ -17,8 +17,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CH_BIN = shutil.which("clickhouse-server") or shutil.which("clickhouse")
 PG_BIN = next(
@@ -38,7 +40,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait(check: callable, what: str, timeout: float = 60.0) -> None:  # type: ignore[valid-type]
+def _wait(check: Callable[[], Any], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():

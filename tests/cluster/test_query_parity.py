@@ -3,17 +3,12 @@ corpus (../shared/gene-oracle), shipped by the journal shipper into two shards."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from index import EventStore, IndexQueryError, SqlError
-from index.chship import Shipper
 from index.chstore import ClusterEvents
-from index.clickhouse import ClickHouse
-from tests.cluster.servers import HUNTER_PASSWORD
 from tests.index.conftest import ENDPOINTS
 
 Corpus = list[tuple[str, dict[str, Any]]]
@@ -50,19 +45,6 @@ QUERIES = [
     "ts:>2019-01-01",
     "ts:[2017-01-01 TO 2019-06-01]",
 ]
-
-
-@pytest.fixture(scope="module")
-def cluster_corpus(corpus_store: EventStore, shards: list[ClickHouse]) -> Iterator[ClusterEvents]:
-    """The corpus store's journal shipped to both shards (as a front-end's would be)."""
-    root = Path(corpus_store.root)
-    shipper = Shipper(
-        corpus_store.journal, shards, frontend="corpus", state_path=root / "ship.json"
-    )
-    while shipper.lag():
-        shipper.ship_once()
-    hunter = ClickHouse(shards[1].url, user="hunter", password=HUNTER_PASSWORD)
-    yield ClusterEvents(shards[1], hunter)
 
 
 def _count(store: Any, query: str) -> int:
