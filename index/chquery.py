@@ -74,11 +74,20 @@ def _re_escape(word: str) -> str:
     return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", word)
 
 
-def _words_match(expr: str, words: list[str]) -> str:
-    """``words`` in order, adjacent, on token boundaries, in the lower-case text ``expr``."""
+def _words_match(expr: str, words: list[str], has_token: bool = False) -> str:
+    """``words`` in order, adjacent, on token boundaries, in the lower-case text ``expr``.
+
+    ``has_token`` (current servers, ``text`` has a ``tokenbf_v1`` index): ASCII words are
+    guarded by ``hasToken``, which the index answers per granule before any regex runs.
+    """
     body = f"{_SEP}+".join(_re_escape(w) for w in words)
     regex = f"(?s)(^|{_SEP}){body}({_SEP}|$)"
-    guard = " AND ".join(f"position({expr}, {quote(w)}) > 0" for w in words)
+    guard = " AND ".join(
+        f"hasToken({expr}, {quote(w)})"
+        if has_token and w.isascii() and w.isalnum()
+        else f"position({expr}, {quote(w)}) > 0"
+        for w in words
+    )
     return f"({guard} AND match({expr}, {quote(regex)}))"
 
 
@@ -116,8 +125,9 @@ def _kv_words(name: str, words: list[str]) -> str:
 
 
 class _Compiler:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, has_token: bool) -> None:
         self.text = text
+        self.has_token = has_token
 
     def fail(self, message: str, tok: _Tok) -> IndexQueryError:
         return IndexQueryError(message, query=self.text, position=tok.pos)
@@ -196,7 +206,7 @@ class _Compiler:
         if tok.kind == "WORD" and ("*" in value or "?" in value):
             return _token_wildcard("text", value)
         words = tokenize_text(value)
-        clauses = [_words_match("text", words)] if words else []
+        clauses = [_words_match("text", words, self.has_token)] if words else []
         for digests in parse_hashes(value.strip()).values():
             clauses += [f"has(hashes, {quote(d)})" for d in digests]
         return _or(clauses)
@@ -258,9 +268,9 @@ class _Compiler:
 class _Parser:
     """The grammar of ``index.query._Parser``, producing SQL text."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, has_token: bool) -> None:
         self.text, self.toks, self.i, self.depth = text, _lex(text), 0, 0
-        self.c = _Compiler(text)
+        self.c = _Compiler(text, has_token)
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -347,8 +357,11 @@ class _Parser:
         raise self.c.fail(f"field {field_tok.text!r} has no value", field_tok)
 
 
-def compile_query(text: str) -> str:
+def compile_query(text: str, *, has_token: bool = False) -> str:
     """The SQL boolean expression of ``text`` (``1`` when blank).
+
+    ``has_token``: the server has ``hasToken`` and the ``text`` token index
+    (``index.clickhouse.has_skip_indexes`` of its version); the SQL is valid on 18.16 without.
 
     Raises:
         IndexQueryError: the text is malformed, with the position of the problem.
@@ -357,4 +370,4 @@ def compile_query(text: str) -> str:
         raise IndexQueryError(f"query longer than {_MAX_QUERY} characters")
     if not text.strip():
         return _TRUE
-    return _Parser(text).parse()
+    return _Parser(text, has_token).parse()

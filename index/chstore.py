@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from index.chquery import compile_query, quote
-from index.clickhouse import DATABASE, ClickHouse, ClickHouseError
+from index.clickhouse import DATABASE, ClickHouse, ClickHouseError, has_skip_indexes
 from index.errors import IndexQueryError, SqlError
 from index.results import SearchPage
 from index.schema import to_micros
@@ -53,6 +53,15 @@ class ClusterEvents:
     def __init__(self, reader: ClickHouse, hunter: ClickHouse | None = None) -> None:
         self._reader = reader
         self._hunter = hunter or reader
+        self._has_token: bool | None = None  # the reader's version decides (first query)
+
+    def _tokens(self) -> bool:
+        if self._has_token is None:
+            try:
+                self._has_token = has_skip_indexes(self._reader.version())
+            except ClickHouseError as ex:
+                raise IndexQueryError(f"search failed: {ex}") from ex
+        return self._has_token
 
     def _where(
         self,
@@ -62,7 +71,7 @@ class ClusterEvents:
         endpoint: str | None,
         detections_only: bool,
     ) -> str:
-        parts = [compile_query(query)]
+        parts = [compile_query(query, has_token=self._tokens())]
         start = None if since in (None, "") else parse_datetime(since)
         end = None if until in (None, "") else parse_datetime(until)
         if start is not None and end is not None and start > end:
@@ -101,6 +110,7 @@ class ClusterEvents:
         """Matching events, newest event time first, ``limit`` per page (keyset cursor)."""
         limit = max(1, min(int(limit), MAX_LIMIT))
         where = self._where(query, since, until, endpoint, detections_only)
+        total = -1
         if cursor:
             ts_us, frontend, seq, total = _decode_cursor(cursor)
             page_where = (
@@ -108,9 +118,6 @@ class ClusterEvents:
                 f"{quote(frontend)} OR (frontend = {quote(frontend)} AND seq < {seq}))))"
             )
         else:
-            total = self.count(
-                query, since=since, until=until, endpoint=endpoint, detections_only=detections_only
-            )
             page_where = where
         # PERF(cluster): sort the keys first, then fetch ``raw`` by primary key: selecting
         # ``raw`` in the sorted query decompressed it for every granule with a match (≈ 1 s
@@ -120,6 +127,20 @@ class ClusterEvents:
             f"{DATABASE}.events WHERE {page_where} ORDER BY ts_us DESC, "
             f"frontend DESC, seq DESC LIMIT {limit + 1}"
         )
+        if total < 0:
+            # PERF(cluster): a first page that holds every match is its own total: the count
+            # (a second scan of the same columns) is only run when there are more pages.
+            total = (
+                len(rows)
+                if len(rows) <= limit
+                else self.count(
+                    query,
+                    since=since,
+                    until=until,
+                    endpoint=endpoint,
+                    detections_only=detections_only,
+                )
+            )
         events = self._raw_of(rows[:limit])
         next_cursor = None
         if len(rows) > limit:

@@ -32,9 +32,17 @@ from index.fields import COLUMNS_ONLY, HASH_ALGOS, PROMOTED
 from index.journal import JournalRecord
 from index.schema import project_many, to_micros
 
-__all__ = ["ClickHouse", "ClickHouseError", "create_schema", "record_rows", "shard_of"]
+__all__ = [
+    "ClickHouse",
+    "ClickHouseError",
+    "create_schema",
+    "has_skip_indexes",
+    "record_rows",
+    "shard_of",
+]
 
 DATABASE = "heron"
+SKIP_INDEX_VERSION = (21, 8)  # skipping indexes and hasToken are plain features from here on
 _DATA_COLUMNS = tuple({**PROMOTED, **COLUMNS_ONLY}.values())
 # (name, ClickHouse type): the DuckDB ``events`` columns plus what cluster mode needs.
 CH_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -142,14 +150,29 @@ def shard_of(endpoint: str, shards: int) -> int:
     return zlib.crc32(endpoint.lower().encode()) % shards
 
 
-def local_table_ddl(table: str) -> str:
+def has_skip_indexes(version: tuple[int, ...]) -> bool:
+    """Whether a server of ``version`` has data-skipping indexes (``tokenbf_v1``, ``minmax``)
+    and ``hasToken`` without experimental settings (18.16 has neither)."""
+    return version >= SKIP_INDEX_VERSION
+
+
+def local_table_ddl(table: str, *, skip_indexes: bool = False) -> str:
     """The shard-local events table.
 
     Partitioned by receipt day, not event day: an agent replaying old logs would otherwise
     make one insert touch hundreds of partitions (refused past ``max_partitions_per_insert_
     block`` on current servers), and retention drops whole receipt days.
+
+    ``skip_indexes`` (current servers): a token bloom filter on ``text`` (``hasToken`` guards
+    of ``index.chquery`` skip granules without the word) and a min/max of ``ts_us`` per
+    granule (events arrive roughly in time order, so time windows skip most granules).
     """
     cols = ", ".join(f"{name} {ddl}" for name, ddl in CH_COLUMNS)
+    if skip_indexes:
+        cols += (
+            ", INDEX text_tokens text TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 1"
+            ", INDEX ts_range ts_us TYPE minmax GRANULARITY 1"
+        )
     return (
         f"CREATE TABLE IF NOT EXISTS {table} ({cols}) ENGINE = ReplacingMergeTree() "
         "PARTITION BY toYYYYMMDD(rt) ORDER BY (endpoint, batch_id, batch_idx)"
@@ -164,7 +187,8 @@ def create_schema(nodes: Sequence[ClickHouse], cluster: str) -> None:
     """
     for node in nodes:
         node.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
-        node.execute(local_table_ddl(f"{DATABASE}.events_local"))
+        indexes = has_skip_indexes(node.version())
+        node.execute(local_table_ddl(f"{DATABASE}.events_local", skip_indexes=indexes))
         node.execute(
             f"CREATE TABLE IF NOT EXISTS {DATABASE}.events AS {DATABASE}.events_local "
             f"ENGINE = Distributed({cluster}, {DATABASE}, events_local, "

@@ -28,7 +28,8 @@ def current_ch(corpus_store: EventStore, tmp_path_factory: pytest.TempPathFactor
                 fh.write(orjson.dumps(row) + b"\n")
     sess = chdb_session.Session(str(root / "db"))
     sess.query("CREATE DATABASE IF NOT EXISTS heron")
-    sess.query(local_table_ddl("heron.events"))
+    # as create_schema makes it on a current server: token bloom filter and ts min/max indexes
+    sess.query(local_table_ddl("heron.events", skip_indexes=True))
     sess.query(f"INSERT INTO heron.events SELECT * FROM file({quote(str(rows_file))}, JSONEachRow)")
     yield sess
     sess.close()
@@ -37,7 +38,8 @@ def current_ch(corpus_store: EventStore, tmp_path_factory: pytest.TempPathFactor
 def _count(sess: Any, query: str) -> int:
     eps = ", ".join(quote(ep.uuid) for ep in ENDPOINTS)
     out = sess.query(
-        f"SELECT count() FROM heron.events WHERE ({compile_query(query)}) AND endpoint IN ({eps})",
+        f"SELECT count() FROM heron.events WHERE ({compile_query(query, has_token=True)}) "
+        f"AND endpoint IN ({eps})",
         "CSV",
     )
     return int(str(out).strip())
@@ -54,6 +56,22 @@ def test_counts_match_the_embedded_store_on_current_clickhouse(
 ) -> None:
     embedded = sum(corpus_store.count(query, endpoint=ep.uuid) for ep in ENDPOINTS)
     assert _count(current_ch, query) == embedded
+
+
+def test_current_servers_get_the_token_index_and_hastoken(current_ch: Any) -> None:
+    from index.clickhouse import has_skip_indexes
+
+    assert not has_skip_indexes((18, 16, 1)) and has_skip_indexes((26, 9))
+    assert "hasToken(text, 'cmd')" in compile_query("cmd.exe", has_token=True)
+    assert "hasToken" not in compile_query("cmd.exe")
+    plan = str(
+        current_ch.query(
+            "EXPLAIN indexes = 1 SELECT count() FROM heron.events WHERE "
+            + compile_query("cmd.exe", has_token=True),
+            "TSV",
+        )
+    )
+    assert "text_tokens" in plan
 
 
 def test_rows_file_is_the_whole_corpus(current_ch: Any, corpus_store: EventStore) -> None:

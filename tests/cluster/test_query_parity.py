@@ -61,6 +61,16 @@ def test_counts_match_the_embedded_store(
         assert embedded > 0
 
 
+@pytest.mark.parametrize("query", QUERIES)
+def test_first_page_totals_are_the_counts(query: str, cluster_corpus: ClusterEvents) -> None:
+    ep = ENDPOINTS[1].uuid
+    count = cluster_corpus.count(query, endpoint=ep)
+    for limit in (1, 10_000):  # with more pages (count run) and with all on one page
+        page = cluster_corpus.search(query, endpoint=ep, limit=limit)
+        assert page.total == count
+        assert len(page.events) == min(limit, count)
+
+
 def test_pages_are_newest_first_and_each_event_once(
     corpus_store: EventStore, cluster_corpus: ClusterEvents, corpus: Corpus
 ) -> None:
