@@ -188,12 +188,12 @@ def build_context(
         metrics.gauge(
             "heron_index_backlog_events",
             "journaled events not yet handed to the event index",
-            lambda: float(events.health()["backlog"]),  # type: ignore[union-attr]
+            lambda: float(events.health().backlog),  # type: ignore[union-attr]
         )
         metrics.gauge(
             "heron_index_healthy",
             "1 while the event index has no indexing error (0: see /healthz)",
-            lambda: 0.0 if events.health()["error"] else 1.0,  # type: ignore[union-attr]
+            lambda: 1.0 if events.health().ok else 0.0,  # type: ignore[union-attr]
         )
     retention_for(ctx)  # [retention] pass + its /metrics counters (worker: heron-manager run)
     return ctx

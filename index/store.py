@@ -35,6 +35,8 @@ from index.query import QueryTranslator
 from index.results import (
     AppendResult,
     EndpointRef,
+    IndexHealth,
+    IndexState,
     SearchPage,
     StoreState,
     decode_cursor,
@@ -47,7 +49,15 @@ from index.tables import SqlResult, Tables
 from index.timewin import TimeLike, parse_datetime
 from index.writer import Indexer
 
-__all__ = ["AppendResult", "EndpointRef", "EventStore", "SearchPage", "StoreState"]
+__all__ = [
+    "AppendResult",
+    "EndpointRef",
+    "EventStore",
+    "IndexHealth",
+    "IndexState",
+    "SearchPage",
+    "StoreState",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +106,13 @@ class EventStore:
         index_threads: Tantivy indexing threads.
         fsync: Fsync the journal before ``append`` returns (only tests turn it off).
         journal_segment_bytes: Size at which the journal starts a new segment file.
-        index_process: Write the Tantivy index from a child process (``index.sinks``); the
-            manager does, so that indexing uses another core.
+        index_process: Write the Tantivy index from a child process (``index.sinks``), as
+            the manager does, so that indexing uses another core; False keeps the writer in
+            this process (tests and tools).
+
+    Attributes:
+        writer: The writer thread (``index.writer.Indexer``): its public methods are the
+            store's test hooks (inject a failure, defer a repair, run a call on the thread).
     """
 
     def __init__(
@@ -110,7 +125,7 @@ class EventStore:
         index_threads: int = 1,
         fsync: bool = True,
         journal_segment_bytes: int = 64 * 1024 * 1024,
-        index_process: bool = False,
+        index_process: bool = True,
         memory_limit: str = "2GB",
         sql_threads: int | None = None,
     ) -> None:
@@ -139,14 +154,17 @@ class EventStore:
             )
             opened.append(self.tables)
 
-            def open_sink() -> TantivySink:
+            def open_sink(on_failure: Callable[[str], None]) -> TantivySink:
                 if index_process:
                     return WriterProcess(
-                        self.root / "index", heap_size=heap_size, num_threads=index_threads
+                        self.root / "index",
+                        heap_size=heap_size,
+                        num_threads=index_threads,
+                        on_failure=on_failure,
                     )
                 return LocalWriter(self._index, heap_size=heap_size, num_threads=index_threads)
 
-            self._indexer = Indexer(
+            self.writer = Indexer(
                 self._index,
                 self.tables,
                 open_sink,
@@ -154,7 +172,7 @@ class EventStore:
                 commit_interval=commit_interval,
                 floor=self._min_seq - 1,
             )
-            opened.append(_Closer(self._indexer.close_writer))
+            opened.append(_Closer(self.writer.close_writer))
             self._batches: dict[tuple[str, str], tuple[int, int]] = {
                 (ep, bid): (first, count) for ep, bid, first, count in self.tables.batch_keys()
             }
@@ -163,7 +181,7 @@ class EventStore:
                 part.close()
             self._lock_file.close()
             raise
-        self._indexer.start()
+        self.writer.start()
         try:
             try:
                 self._finish_retention()
@@ -232,8 +250,8 @@ class EventStore:
         self.journal.drop_before(self._min_seq)  # NOTE(index): first: frees the most space
         with self._append_lock:
             self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
-        if self.tables.read("SELECT count(*) FROM events WHERE seq < ?", (self._min_seq,))[0][0]:
-            self._on_writer(lambda: self._indexer.delete_below(self._min_seq))
+        if self._rows_below(self._min_seq):
+            self._on_writer(lambda: self.writer.delete_below(self._min_seq))
             logger.warning("finished an interrupted retention pass below seq %d", self._min_seq)
 
     def _journal_after(self, seq: int) -> Iterator[JournalRecord]:
@@ -241,13 +259,13 @@ class EventStore:
         return self.journal.read(after_seq=max(seq, self._min_seq - 1))
 
     def _replay(self) -> int:
-        stats = self._indexer.stats()
+        stats = self.writer.stats()
         count = 0
         for record in self._journal_after(min(stats.tantivy_max, stats.tables_max)):
             if record.batch_id is not None:
                 key = (record.endpoint.get("uuid", "").lower(), record.batch_id)
                 self._batches[key] = (record.first_seq, record.count)
-            self._indexer.submit(record)
+            self.writer.submit(record)
             count += 1
         self.journal.skip_to(max(stats.tantivy_max, stats.tables_max) + 1)
         return count
@@ -269,8 +287,8 @@ class EventStore:
             if self._state is StoreState.CLOSED:
                 return
             self._state = StoreState.CLOSED
-        self._indexer.stop()
-        self._indexer.close_writer()
+        self.writer.stop()
+        self.writer.close_writer()
         self.tables.close()
         self.journal.close()
         self._lock_file.close()
@@ -349,7 +367,7 @@ class EventStore:
             )
             if key is not None:
                 self._batches[key] = (first, len(finals))
-            self._indexer.submit(record, encoded)
+            self.writer.submit(record, encoded)
         return AppendResult(first, len(finals))
 
     def flush(self, timeout: float | None = 60.0) -> None:
@@ -361,7 +379,7 @@ class EventStore:
         """
         self._check_open()
         try:
-            self._indexer.call(self._indexer.commit).result(timeout)
+            self.writer.call(self.writer.commit).result(timeout)
         except TimeoutError as ex:
             raise StoreError(f"the event index did not catch up within {timeout} s") from ex
 
@@ -530,14 +548,14 @@ class EventStore:
 
     def _on_writer(self, fn: Callable[[], T], timeout: float | None = None) -> T:
         self._check_open()
-        result: T = self._indexer.call(fn).result(timeout)
+        result: T = self.writer.call(fn).result(timeout)
         return result
 
     def reindex(self) -> int:
         """Rebuild the Tantivy index and the tables from the journal; return events indexed."""
 
         def run() -> int:
-            return self._indexer.rebuild(self._journal_after(0))
+            return self.writer.rebuild(self._journal_after(0))
 
         with self._append_lock:  # NOTE(index): appends wait; the journal must not move
             count = self._on_writer(run)
@@ -546,7 +564,7 @@ class EventStore:
 
     def merge_segments(self) -> int:
         """Merge Tantivy segments and purge deleted documents; return the segment count."""
-        return self._on_writer(self._indexer.merge)
+        return self._on_writer(self.writer.merge)
 
     def apply_retention(
         self, *, max_age: timedelta | None = None, max_bytes: int | None = None
@@ -565,11 +583,39 @@ class EventStore:
         (same journal, same estimate, already under the cap); new events grow the journal and
         push the oldest out. See ``_estimate_live_bytes``.
 
+        The cutoff and the deletes run as one call on the writer thread (docs/index.md
+        "Retention path"): it comes after every record queued before it, so the tables are
+        current without a flush, and the sink's delete commits the documents added before it.
+
         Returns:
             The new lowest kept sequence number.
         """
-        self.flush()
-        self._finish_retention()  # NOTE(index): a previous pass that failed half-way
+        estimate, live_before = self._on_writer(lambda: self._retain(max_age, max_bytes))
+        cutoff = self._min_seq
+        dropped = self.journal.drop_before(cutoff)
+        with self._append_lock:
+            self._batches = {k: v for k, v in self._batches.items() if sum(v) > cutoff}
+        if dropped:
+            logger.info(
+                "retention: kept seq >= %d, dropped %d journal segments", cutoff, len(dropped)
+            )
+        if max_bytes is not None:
+            live_after = int(self.tables.read("SELECT count(*) FROM events")[0][0])
+            kept = estimate * live_after / live_before if live_before else 0.0
+            journal = self.disk_usage()["journal"]
+            if kept > 0 and journal > 0:  # else keep the last ratio (0 would disable the cap)
+                self._size_ratio = kept / journal
+            self._save_state()
+        return self._min_seq
+
+    def _retain(self, max_age: timedelta | None, max_bytes: int | None) -> tuple[int, int]:
+        """The writer-thread part of ``apply_retention``: ``(estimate, live events before)``.
+
+        Raises:
+            StoreError: a repair or a delete failed (the next pass retries from the floor).
+        """
+        if self._min_seq > 1 and self._rows_below(self._min_seq):
+            self.writer.delete_below(self._min_seq)  # NOTE(index): a pass that failed half-way
         cutoff = self._min_seq
         if max_age is not None:
             limit = datetime.fromtimestamp(self._clock(), UTC) - max_age
@@ -588,27 +634,18 @@ class EventStore:
                     "SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?", (drop,)
                 )
                 cutoff = max(cutoff, int(rows[0][0]) if rows else self.journal.next_seq)
-        changed = cutoff > self._min_seq
-        if changed:
+        if cutoff > self._min_seq:
             # NOTE(index): write-ahead: the new floor is saved before anything is deleted, so
             # a crash in between cannot replay the deleted events (the open finishes it).
             self._min_seq = cutoff
             self._save_state()
-            self._on_writer(lambda: self._indexer.delete_below(cutoff))
-            dropped = self.journal.drop_before(cutoff)
-            with self._append_lock:
-                self._batches = {k: v for k, v in self._batches.items() if sum(v) > cutoff}
-            logger.info(
-                "retention: kept seq >= %d, dropped %d journal segments", cutoff, len(dropped)
-            )
-        if max_bytes is not None:
-            live_after = int(self.tables.read("SELECT count(*) FROM events")[0][0])
-            kept = estimate * live_after / live_before if live_before else 0.0
-            journal = self.disk_usage()["journal"]
-            if kept > 0 and journal > 0:  # else keep the last ratio (0 would disable the cap)
-                self._size_ratio = kept / journal
-            self._save_state()
-        return self._min_seq
+            self.writer.delete_below(cutoff)
+        else:
+            self.writer.commit()  # NOTE(index): like flush(): a gap is repaired, or raises
+        return estimate, live_before
+
+    def _rows_below(self, seq: int) -> bool:
+        return bool(self.tables.read("SELECT count(*) FROM events WHERE seq < ?", (seq,))[0][0])
 
     def _estimate_live_bytes(self) -> int:
         """Estimate the bytes the live events take (for ``apply_retention(max_bytes=...)``).
@@ -648,24 +685,25 @@ class EventStore:
         usage["total"] = sum(usage.values())
         return usage
 
-    def health(self) -> dict[str, Any]:
-        """Cheap indexing state for /healthz and /metrics (no disk walk, unlike ``stats``).
-
-        ``backlog``: journaled events not yet handed to both backends; ``error``: the current
-        indexing failure (events stay in the journal; the writer repairs), or None.
+    def health(self) -> IndexHealth:
+        """The event index's one health value (/healthz, /metrics; no disk walk, unlike
+        ``stats``): its state and why, the journaled events not yet handed to both backends
+        (``backlog``), and the pid writing the Tantivy index. In a gap the events stay in the
+        journal and the writer repairs.
         """
         self._check_open()
-        writer = self._indexer.stats()
+        state, reason = self.writer.health()
+        writer = self.writer.stats()
         indexed = min(writer.tantivy_max, writer.tables_max)
         backlog = max(0, self.journal.next_seq - 1 - max(indexed, self._min_seq - 1))
-        return {"backlog": backlog, "error": writer.error, "writer_pid": self._indexer.writer_pid}
+        return IndexHealth(state, reason, backlog, self.writer.pid)
 
     def stats(self) -> dict[str, Any]:
         """Return counters: events, segments, pending records, bytes, last commit, and the
         pid of the process writing the Tantivy index."""
         self._check_open()
         searcher = self._index.searcher()
-        writer = self._indexer.stats()
+        writer = self.writer.stats()
         return {
             "events": int(searcher.num_docs),
             "segments": int(searcher.num_segments),
@@ -674,7 +712,7 @@ class EventStore:
             "pending": writer.pending,
             "commits": writer.commits,
             "last_commit": writer.last_commit,
-            "indexer_error": writer.error,
-            "writer_pid": self._indexer.writer_pid,
+            "indexer_error": self.writer.health()[1],
+            "writer_pid": self.writer.pid,
             "bytes": self.disk_usage(),
         }

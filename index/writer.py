@@ -2,7 +2,7 @@
 
 Everything that mutates the Tantivy index or the DuckDB tables is issued from here, fed by a
 queue (datasette's ``Database._execute_writes`` shape); Tantivy documents go through a sink
-(``index.sinks``: a writer in this process or in a child process). Records are applied in
+(``index.sinks``: a writer child process, or a writer in this process). Records are applied in
 sequence order; each backend remembers the highest sequence it holds (``tantivy_max``/
 ``tables_max``), so a replay after a crash skips what a backend already committed: replay is
 idempotent.
@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import takewhile
 from typing import Any
 
 import orjson
@@ -32,11 +33,12 @@ import tantivy
 
 from index.errors import StoreClosedError, StoreError
 from index.journal import JournalRecord
+from index.results import IndexState
 from index.schema import Projection, project_many
 from index.sinks import TantivySink
 from index.tables import Tables
 
-__all__ = ["Indexer", "IndexerStats"]
+__all__ = ["Indexer", "IndexerStats", "SinkFactory"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,10 @@ _STOP = object()
 _NO_LIMIT = 2**63
 _GROUP_EVENTS = 20_000
 _POLL = 0.05
+
+
+SinkFactory = Callable[[Callable[[str], None]], TantivySink]
+"""Opens a Tantivy sink; its argument is told why, when the sink dies between operations."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,25 @@ class IndexerStats:
     pending: int
     commits: int
     last_commit: float
-    error: str | None
+
+
+class _Failure:
+    """The writer's one failure state (the gap): set from any thread, cleared by a repair."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+        self.count = 0
+
+    def set(self, reason: str) -> None:
+        with self._lock:
+            self.reason, self.count = reason, self.count + 1
+
+    def clear(self, since: int) -> None:
+        """Clear unless it was set again after ``count`` was ``since``."""
+        with self._lock:
+            if self.count == since:
+                self.reason = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +92,28 @@ class Indexer:
     """Owns the Tantivy sink and the DuckDB writer connection; runs the writer thread.
 
     Args:
-        sink_factory: Opens the Tantivy sink (again, after the writer process died).
+        sink_factory: Opens the Tantivy sink (again, after a failure).
         replay: ``replay(after_seq)`` yields the journal records after a sequence number.
         floor: Sequence number up to which retention deleted everything (never replayed).
 
     Failures never lose acknowledged events: when anything fails (a group, a commit, a
-    reindex, a retention delete, the writer process) the writer is *in a gap*: groups that
-    arrive stay in the journal, and the next group (at most every ``repair_interval``
-    seconds), an idle tick or ``commit``/``flush`` repairs: a new sink (uncommitted
-    documents dropped), ``tantivy_max`` and ``tables_max`` read back from the backends (never
-    below the retention floor), and the journal after the lower one applied again, each
-    backend skipping what it holds.
+    reindex, a retention delete, the writer process) the writer is *in a gap* (``health``):
+    groups that arrive stay in the journal, and the next group (at most every
+    ``repair_interval`` seconds), an idle tick or ``commit``/``flush`` repairs: a new sink
+    (uncommitted documents dropped), ``tantivy_max`` and ``tables_max`` read back from the
+    backends (never below the retention floor), and the journal after the lower one applied
+    again, each backend skipping what it holds.
+
+    Public for tests and tools (``EventStore.writer``): ``call``, ``stats``, ``health``,
+    ``pid``, ``sink``, ``fail``, ``defer_repair``, ``idle_timeout``; the operations
+    (``delete_below``, ``commit``, ...) run on the writer thread only (through ``call``).
     """
 
     def __init__(
         self,
         index: tantivy.Index,
         tables: Tables,
-        sink_factory: Callable[[], TantivySink],
+        sink_factory: SinkFactory,
         *,
         replay: Callable[[int], Iterable[JournalRecord]],
         commit_interval: float,
@@ -99,17 +127,16 @@ class Indexer:
         self._sink_factory = sink_factory
         self._replay = replay
         self._repair_interval = repair_interval
-        self._gap = False  # NOTE(index): a group failed; the journal must be replayed
+        self._failure = _Failure()
         self._next_repair = 0.0
         self._commit_interval = commit_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self.tantivy_max = max(self._tantivy_max_seq(), floor)
         self.tables_max = max(tables.max_seq(), floor)
-        self._sink = sink_factory()  # NOTE(index): last: nothing after it can fail and leak it
+        self._sink = sink_factory(self._failure.set)  # NOTE(index): last: nothing can fail after
         self._dirty_since: float | None = None
         self._commits = 0
         self._last_commit = 0.0
-        self._error: str | None = None
         self._pending_commit: Future[None] | None = None
         self._thread = threading.Thread(target=self._run, name="heron-index-writer", daemon=True)
         self._started = False
@@ -155,22 +182,38 @@ class Indexer:
         return future
 
     @property
-    def writer_pid(self) -> int | None:
+    def pid(self) -> int | None:
         """Pid of the process that writes the Tantivy index."""
         return self._sink.pid
 
+    @property
+    def sink(self) -> TantivySink:
+        """The current Tantivy sink (replaced by every repair)."""
+        return self._sink
+
+    def health(self) -> tuple[IndexState, str | None]:
+        """The writer's state and, unless ``OK``, why."""
+        reason = self._failure.reason
+        if not self.alive:
+            return IndexState.STOPPED, f"the index writer thread stopped ({reason})"
+        return (IndexState.OK, None) if reason is None else (IndexState.GAP, reason)
+
+    def fail(self, reason: str) -> None:
+        """Enter the gap (any thread): nothing is indexed until a repair replays the journal."""
+        self._failure.set(reason)
+
+    def defer_repair(self, seconds: float) -> None:
+        """Make the next repair wait ``seconds`` (except a ``flush``)."""
+        self._next_repair = time.monotonic() + seconds
+
     def stats(self) -> IndexerStats:
         """Return the writer counters."""
-        error = self._error or self._sink.last_error
-        if not self.alive:
-            error = f"the index writer thread stopped ({error})"
         return IndexerStats(
             self.tantivy_max,
             self.tables_max,
             self._queue.qsize(),
             self._commits,
             self._last_commit,
-            error,
         )
 
     def stop(self, timeout: float | None = None) -> None:
@@ -188,7 +231,20 @@ class Indexer:
             if isinstance(item, _Call):
                 item.future.set_exception(StoreClosedError("the event store is closed"))
 
+    @property
+    def alive(self) -> bool:
+        """False when the writer thread ended without being stopped."""
+        return not self._started or self._thread.is_alive() or self._stopping
+
+    def close_writer(self) -> None:
+        """Release the Tantivy writer (after ``stop``)."""
+        self._sink.close()
+
     # -- writer thread ----------------------------------------------------------------
+
+    @property
+    def _gap(self) -> bool:
+        return self._failure.reason is not None
 
     def _run(self) -> None:
         while True:
@@ -201,7 +257,7 @@ class Indexer:
     def _step(self) -> bool:
         """Wait for and do one piece of work; False after ``_STOP``."""
         try:
-            item = self._queue.get(timeout=self._idle_timeout())
+            item = self._queue.get(timeout=self.idle_timeout())
         except queue.Empty:
             self._on_idle()
             return True
@@ -216,7 +272,7 @@ class Indexer:
             self._begin_commit()
         return True
 
-    def _idle_timeout(self) -> float | None:
+    def idle_timeout(self) -> float | None:
         """How long the writer thread may wait for work before it has something to do."""
         timeout = None
         if self._dirty_since is not None and not self._gap:  # NOTE(index): no commit in a gap
@@ -289,37 +345,27 @@ class Indexer:
             self._fail("index commit failed", ex)
 
     def _fail(self, what: str, ex: BaseException) -> None:
-        self._error = f"{type(ex).__name__}: {ex}"
-        self._gap = True
-        logger.error("%s: %s", what, self._error, exc_info=True)
+        self._failure.set(f"{type(ex).__name__}: {ex}")
+        logger.error("%s: %s", what, self._failure.reason, exc_info=True)
 
     def _repair(self, before: int, *, force: bool = False) -> bool:
-        """Leave the gap: replace a dead sink, replay the journal up to ``before``."""
+        """Leave the gap: replace the sink, replay the journal up to ``before``."""
         now = time.monotonic()
         if not force and now < self._next_repair:
             return False
         self._next_repair = now + self._repair_interval
+        since = self._failure.count
         try:
             # NOTE(index): whatever failed, start again from what the backends *hold*: a new
             # writer (uncommitted documents dropped) and both maxima read back.
             self._replace_sink()
             self.tables_max = max(self.tables.max_seq(), self._floor)
             after = max(min(self.tantivy_max, self.tables_max), self._floor)
-            group: list[tuple[JournalRecord, list[bytes] | None]] = []
-            for record in self._replay(after):
-                if record.first_seq >= before:
-                    break
-                group.append((record, None))
-                if len(group) >= 64:
-                    self.apply(group)
-                    group = []
-            if group:
-                self.apply(group)
+            self._apply_all(takewhile(lambda r: r.first_seq < before, self._replay(after)))
         except Exception as ex:  # noqa: BLE001 - still in the gap; retried later
             self._fail("index repair failed", ex)
             return False
-        self._gap = False
-        self._error = None
+        self._failure.clear(since)
         logger.warning("event index repaired: journal replayed after seq %d", after)
         return True
 
@@ -329,10 +375,24 @@ class Indexer:
             old.close(timeout=5.0)
         except Exception:  # noqa: BLE001 - it is dead already
             pass
-        self._sink = self._sink_factory()
+        self._sink = self._sink_factory(self._failure.set)
         # NOTE(index): what the index committed (not below what retention already deleted)
         self.tantivy_max = max(self._tantivy_max_seq(), self._floor)
         logger.warning("index writer restarted (pid %s)", self._sink.pid)
+
+    def _apply_all(self, records: Iterable[JournalRecord]) -> int:
+        """Apply journal records in groups of 64; return their events."""
+        total = 0
+        group: list[tuple[JournalRecord, list[bytes] | None]] = []
+        for record in records:
+            group.append((record, None))
+            total += record.count
+            if len(group) >= 64:
+                self.apply(group)
+                group = []
+        if group:
+            self.apply(group)
+        return total
 
     # -- operations (writer thread only) ----------------------------------------------
 
@@ -428,8 +488,16 @@ class Indexer:
     def _committed(self) -> None:
         self._commits += 1
         self._last_commit = time.time()
-        if not self._gap:
-            self._error = None
+
+    def _heal(self) -> None:
+        """Wait for a pending commit; repair now when in the gap.
+
+        Raises:
+            StoreError: the repair failed.
+        """
+        self._finish_commit()
+        if self._gap and not self._repair(before=_NO_LIMIT, force=True):
+            raise StoreError(f"the event index could not be repaired: {self._failure.reason}")
 
     def commit(self) -> None:
         """Commit the Tantivy writer and reload the reader (no-op when clean).
@@ -439,13 +507,7 @@ class Indexer:
         Raises:
             StoreError: the commit or the repair failed.
         """
-        self._finish_commit()
-        try:
-            self._sink.check()
-        except StoreError as ex:
-            self._fail("index writer lost", ex)
-        if self._gap and not self._repair(before=_NO_LIMIT, force=True):
-            raise StoreError(f"the event index could not be repaired: {self._error}")
+        self._heal()
         if self._dirty_since is None:
             return
         self._dirty_since = None
@@ -464,13 +526,18 @@ class Indexer:
             self._dirty_since = time.monotonic()
 
     def delete_below(self, seq: int) -> None:
-        """Delete every document with a sequence number below ``seq`` from both backends."""
+        """Delete every document with a sequence number below ``seq`` from both backends.
+
+        PERF(index): one round trip to the sink: its delete commits what was added before it
+        with the deletion (no separate commit first).
+        """
         if seq <= 1:
             return
-        self.commit()
+        self._heal()
         self._floor = max(self._floor, seq - 1)  # NOTE(index): before: a repair must not
         with self._failing("retention delete failed"):  # bring them back
             self._sink.delete_below(seq)
+            self._dirty_since = None
             self.index.reload()
             self.tables.execute_writes(
                 [
@@ -478,25 +545,17 @@ class Indexer:
                     ("DELETE FROM batches WHERE first_seq + count <= ?", (seq,)),
                 ]
             )
+        self._committed()
 
     def rebuild(self, records: Iterable[JournalRecord]) -> int:
         """Empty both backends and index ``records`` again (reindex); return the events."""
         self.commit()
-        total = 0
         with self._failing("reindex failed"):  # NOTE(index): the repair finishes the job
             self._sink.delete_all()
             self.index.reload()
             self.tables.execute_writes([("DELETE FROM events", ()), ("DELETE FROM batches", ())])
             self.tantivy_max = self.tables_max = self._floor
-            group: list[tuple[JournalRecord, list[bytes] | None]] = []
-            for record in records:
-                group.append((record, None))
-                total += record.count
-                if len(group) >= 64:
-                    self.apply(group)
-                    group = []
-            if group:
-                self.apply(group)
+            total = self._apply_all(records)
         self.commit()
         return total
 
@@ -516,15 +575,6 @@ class Indexer:
         except Exception as ex:
             self._fail(what, ex)
             raise
-
-    @property
-    def alive(self) -> bool:
-        """False when the writer thread ended without being stopped."""
-        return not self._started or self._thread.is_alive() or self._stopping
-
-    def close_writer(self) -> None:
-        """Release the Tantivy writer (after ``stop``)."""
-        self._sink.close()
 
 
 def _utc(ns: int) -> datetime:
