@@ -215,8 +215,8 @@ class ClusterEventSink:
         ship = self.shipper.health()
         if ship["error"] and local.ok:
             reason = f"ClickHouse shipping: {ship['error']}"
-            return dataclasses.replace(local, state=IndexState.GAP, reason=reason)
-        return local
+            return dataclasses.replace(local, state=IndexState.GAP, reason=reason, cluster=ship)
+        return dataclasses.replace(local, cluster=ship)
 
     # -- retention (appliance.services.retention.RetentionStore) ---------------------------
 

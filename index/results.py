@@ -46,13 +46,16 @@ class IndexHealth:
     """The one health value of the event index, for /healthz, /metrics and /stats.
 
     ``backlog``: journaled events not yet handed to both backends; ``reason``: why the state is
-    not ``OK`` (None when it is); ``writer_pid``: the process writing the Tantivy index.
+    not ``OK`` (None when it is); ``writer_pid``: the process writing the Tantivy index;
+    ``cluster``: in cluster mode, the ClickHouse shipper's state (``state``, ``lag``,
+    ``shipped_seq``, ``error``; docs/cluster.md).
     """
 
     state: IndexState
     reason: str | None
     backlog: int
     writer_pid: int | None
+    cluster: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
