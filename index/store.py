@@ -41,9 +41,10 @@ from index.results import (
     rfc3339_ns,
 )
 from index.retention import Cut, disk_usage, next_ratio, plan_cut
-from index.schema import SCHEMA_VERSION, build_schema, register_analyzers
+from index.schema import SCHEMA_VERSION
 from index.sinks import LocalWriter, TantivySink, WriterProcess
 from index.tables import SqlResult, Tables
+from index.tantivy_writer import open_index
 from index.timewin import TimeLike
 from index.writer import Indexer
 
@@ -217,11 +218,10 @@ class EventStore:
                 )
                 shutil.rmtree(path)
             path.mkdir(parents=True, exist_ok=True)
-            index = tantivy.Index(build_schema(), path=str(path), reuse=True)
+            index = open_index(path)
             marker.write_text(json.dumps({"version": SCHEMA_VERSION}))
         except (OSError, ValueError) as ex:
             raise StoreError(f"cannot open index {path}: {ex}") from ex
-        register_analyzers(index)
         return index
 
     def _finish_retention(self) -> None:
