@@ -156,7 +156,7 @@ class ClusterEvents:
         found = {
             (str(r[0]), int(r[1])): r[2]
             for r in self._read(
-                f"SELECT frontend, seq, raw FROM {DATABASE}.events WHERE "
+                f"SELECT frontend, seq, raw FROM {DATABASE}.events PREWHERE "
                 f"(endpoint, batch_id, batch_idx) IN ({tuples})"
             )
         }

@@ -42,6 +42,9 @@ __all__ = [
 ]
 
 DATABASE = "heron"
+# PERF(cluster): a search page fetches ``raw`` of ≤ 100 rows by key, and a granule is the unit
+# read: 1024 rows (~0.7 MB of ``raw``) instead of the default 8192 cut that fetch ~8×.
+INDEX_GRANULARITY = 1024
 SKIP_INDEX_VERSION = (21, 8)  # skipping indexes and hasToken are plain features from here on
 _DATA_COLUMNS = tuple({**PROMOTED, **COLUMNS_ONLY}.values())
 # (name, ClickHouse type): the DuckDB ``events`` columns plus what cluster mode needs.
@@ -175,7 +178,8 @@ def local_table_ddl(table: str, *, skip_indexes: bool = False) -> str:
         )
     return (
         f"CREATE TABLE IF NOT EXISTS {table} ({cols}) ENGINE = ReplacingMergeTree() "
-        "PARTITION BY toYYYYMMDD(rt) ORDER BY (endpoint, batch_id, batch_idx)"
+        "PARTITION BY toYYYYMMDD(rt) ORDER BY (endpoint, batch_id, batch_idx) "
+        f"SETTINGS index_granularity = {INDEX_GRANULARITY}"
     )
 
 
