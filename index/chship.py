@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = ["Shipper"]
 logger = logging.getLogger(__name__)
 
 _ROUND_ROWS = 20_000  # rows read from the journal per round (bounded memory)
+_INFLIGHT_WAIT = 120.0  # s: how long a restarted shipper waits for its in-flight inserts
 LAG_WARN = 100_000  # events behind: health "lagging"
 
 
@@ -87,9 +89,24 @@ class Shipper:
         os.replace(tmp, self._state_path)
 
     def _reconcile(self) -> list[set[int]]:
-        """Which of our sequence numbers above each shard's mark already landed."""
+        """Which of our sequence numbers above each shard's mark already landed.
+
+        An insert of a killed process may still be running on the server (it had the whole
+        body): wait until none of ours is in ``system.processes`` first, or it would land
+        after this answer and be shipped again.
+        """
         found: list[set[int]] = []
+        prefix = _quote(f"heron-ship-{self.frontend}-")
         for shard, mark in zip(self._shards, self._marks, strict=True):
+            deadline = time.monotonic() + _INFLIGHT_WAIT
+            while int(
+                shard.scalar(
+                    f"SELECT count() FROM system.processes WHERE startsWith(query_id, '{prefix}')"
+                )
+            ):
+                if time.monotonic() > deadline:
+                    raise ClickHouseError(f"{shard.url}: an earlier insert is still running")
+                time.sleep(0.1)
             _, rows = shard.rows(
                 f"SELECT seq FROM {DATABASE}.events_local WHERE frontend = "
                 f"'{_quote(self.frontend)}' AND seq > {int(mark)}"
@@ -148,7 +165,11 @@ class Shipper:
             return 0
         inserted = 0
         for i, rows in enumerate(per_shard):
-            self._shards[i].insert_rows(f"{DATABASE}.events_local", rows)
+            self._shards[i].insert_rows(
+                f"{DATABASE}.events_local",
+                rows,
+                query_id=f"heron-ship-{self.frontend}-{uuid.uuid4().hex}",
+            )
             inserted += len(rows)
         # Every shard now holds everything of ours up to ``last``.
         self._marks = [max(m, last) for m in self._marks]

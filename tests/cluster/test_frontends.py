@@ -178,7 +178,14 @@ def test_two_front_ends_one_cluster(
             "every acknowledged event in ClickHouse",
         )
         count, distinct = int(rows[0][0]), int(rows[0][1])
-        assert count == distinct, "an event landed twice"
+        if count != distinct:  # say which rows, to tell a re-shipped seq from a re-append
+            dups = _sql(
+                b,
+                f"SELECT {marker} AS m, groupArray(frontend), groupArray(seq), "
+                "groupArray(batch_id), groupArray(batch_idx) FROM heron.events "
+                "GROUP BY m HAVING count() > 1 LIMIT 5",
+            )
+            raise AssertionError(f"an event landed twice: {dups}")
         markers = {
             r[0]
             for r in b.admin(
