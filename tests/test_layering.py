@@ -18,8 +18,9 @@ ALLOWED_OURS = {
 }
 # Third-party modules each package may import (stdlib is always allowed).
 THIRD_PARTY = {
-    # sigma, yaml: pySigma parses Sigma rules (rules/sigma, issue 19), imported only when used
-    "rules": {"evtx", "orjson", "msgspec", "sigma", "yaml"},
+    # sigma, yaml: pySigma parses Sigma rules (rules/sigma, issue 19), imported only when used;
+    # ahocorasick: the Sigma literal index (rules/sigma/block.py)
+    "rules": {"evtx", "orjson", "msgspec", "sigma", "yaml", "ahocorasick"},
     "index": {"evtx", "orjson", "msgspec", "tantivy", "duckdb", "zstandard"},
     "agent": {
         "evtx",

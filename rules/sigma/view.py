@@ -31,8 +31,10 @@ _EMPTY: View = ({}, {})
 
 def _text(v: Any) -> str:
     if v.__class__ is str:
-        m = _HEX.match(v)
-        return "0x" + m.group(1) if m is not None else v
+        if v[:3] == "0x0":
+            m = _HEX.match(v)
+            return "0x" + m.group(1) if m is not None else v
+        return v
     return go_string(v)
 
 
@@ -51,9 +53,12 @@ def _put(out: dict[str, Text], key: str, v: Any) -> None:
 
 def _event_data(ed: dict[str, Any], orig: dict[str, Text]) -> None:
     for k, v in ed.items():
-        _put(orig, k, v)
+        if v.__class__ is str and v[:3] != "0x0":
+            orig[k] = v  # PERF(sigma): the common case of `_put`
+        else:
+            _put(orig, k, v)
     blob = orig.get("Data")
-    if isinstance(blob, tuple):
+    if blob.__class__ is tuple:
         for part in blob:
             if "=" in part:
                 for key, val in _KV.findall(part):
@@ -72,15 +77,17 @@ def _system(sys_: dict[str, Any], orig: dict[str, Text]) -> None:
     eid = sys_.get("EventID")
     if isinstance(eid, dict):
         eid = eid.get("Value")
-    if eid is not None:
-        orig.setdefault("EventID", _text(eid))
+    if eid is not None and "EventID" not in orig:
+        orig["EventID"] = _text(eid)
     prov = sys_.get("Provider")
-    if isinstance(prov, dict) and prov.get("Name") is not None:
-        orig.setdefault("Provider_Name", _text(prov["Name"]))
+    if isinstance(prov, dict) and "Provider_Name" not in orig:
+        name = prov.get("Name")
+        if name is not None:
+            orig["Provider_Name"] = _text(name)
     for key in _SYSTEM:
         v = sys_.get(key)
-        if v is not None and not isinstance(v, (dict, list)):
-            orig.setdefault(key, _text(v))
+        if v is not None and key not in orig and not isinstance(v, (dict, list)):
+            orig[key] = _text(v)
 
 
 def build(data: Any) -> View:
@@ -98,6 +105,10 @@ def build(data: Any) -> View:
     sys_ = ev.get("System")
     if isinstance(sys_, dict):
         _system(sys_, orig)
+    values = orig.values()
+    if tuple not in set(map(type, values)):
+        # PERF(sigma): all text (the usual case): lower-cased in C
+        return orig, dict(zip(orig, map(str.lower, values), strict=True))  # type: ignore[arg-type]
     low: dict[str, Text] = {
         k: (v.lower() if v.__class__ is str else tuple(x.lower() for x in v))
         for k, v in orig.items()
