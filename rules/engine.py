@@ -275,6 +275,8 @@ class Engine:
             and raw_id[0] != "0"
         ):
             event_id = int(raw_id)  # PERF(heron): the common case, same result as Gene
+        elif raw_id.__class__ is int and 0 <= raw_id < 1_000_000:
+            event_id = raw_id  # agent events: Go's %v prints these as their digits
         else:
             event_id = 0 if raw_id is None else parse_event_id(raw_id)
         candidates, group = self._candidates(channel, event_id)

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
@@ -35,6 +36,9 @@ _TACTICS = frozenset(
     "privilege_escalation defense_evasion credential_access discovery lateral_movement "
     "collection command_and_control exfiltration impact".split()
 )
+
+
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class SigmaUnsupported(RuleSyntaxError):
@@ -234,7 +238,10 @@ def parse_sigma(
 ) -> Iterator[Rule | SigmaUnsupported]:
     """Every rule of a Sigma YAML document stream, or its `SigmaUnsupported` error."""
     try:
-        coll = SigmaCollection.from_yaml(text, collect_errors=True, resolve_references=False)
+        # PERF(sigma): libyaml's parser (pySigma's from_yaml uses the pure-Python one, ~60 % of
+        # the load time of the SigmaHQ set); same safe constructor, same documents
+        docs = list(yaml.load_all(text, Loader=_LOADER))
+        coll = SigmaCollection.from_dicts(docs, collect_errors=True, resolve_references=False)
     except (SigmaError, ValueError) as ex:  # yaml errors are ValueError subclasses? not always
         yield SigmaUnsupported(f"invalid Sigma YAML: {ex}", source=source)
         return

@@ -27,6 +27,7 @@ _HEX = re.compile(r"0x0+([0-9a-fA-F]+)\Z")
 _KV = re.compile(r"^\s*([A-Za-z]+)=(.*?)\s*$", re.MULTILINE)
 _SYSTEM = ("Channel", "Computer", "Level", "Task", "Opcode", "Keywords", "EventRecordID", "Version")
 _EMPTY: View = ({}, {})
+_STR = {str}
 
 
 def _text(v: Any) -> str:
@@ -52,6 +53,10 @@ def _put(out: dict[str, Text], key: str, v: Any) -> None:
 
 
 def _event_data(ed: dict[str, Any], orig: dict[str, Text]) -> None:
+    values = ed.values()
+    if set(map(type, values)) == _STR and "\x000x0" not in "\x00" + "\x00".join(values):
+        orig.update(ed)  # PERF(sigma): only text, nothing to unpad (the common case), in C
+        return
     for k, v in ed.items():
         if v.__class__ is str and v[:3] != "0x0":
             orig[k] = v  # PERF(sigma): the common case of `_put`
@@ -84,9 +89,13 @@ def _system(sys_: dict[str, Any], orig: dict[str, Text]) -> None:
         name = prov.get("Name")
         if name is not None:
             orig["Provider_Name"] = _text(name)
-    for key in _SYSTEM:
-        v = sys_.get(key)
-        if v is not None and key not in orig and not isinstance(v, (dict, list)):
+    check = not orig.keys().isdisjoint(_SYSTEM)  # PERF(sigma): EventData rarely has them
+    for key, v in zip(_SYSTEM, map(sys_.get, _SYSTEM), strict=True):
+        if v is None or (check and key in orig):
+            continue
+        if v.__class__ is str and v[:3] != "0x0":
+            orig[key] = v
+        elif not isinstance(v, (dict, list)):
             orig[key] = _text(v)
 
 
