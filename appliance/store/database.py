@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from ..errors import ClosedError, StoreError
+from ..core.errors import ClosedError, StoreError
 from .schema import SCHEMA
 
 __all__ = ["Database", "DbState"]
@@ -53,6 +53,11 @@ class Database:
         self._writer.start()
 
     # --- writes -------------------------------------------------------------------------
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes queued for the writer thread and not started yet (`heron_store_queue`)."""
+        return self._queue.qsize()
 
     def write(self, fn: Callable[[Conn], T]) -> T:
         """Run `fn(cursor)` on the writer thread (inside a transaction) and return its result."""

@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from appliance.app import Api, create_app
-from appliance.context import AppContext, build_context
-from appliance.pki import Pki, peer_identity
+from appliance.api.app import Api, create_app
+from appliance.runtime.context import AppContext, build_context
+from appliance.security.pki import Pki, peer_identity
 from appliance.store import Role, Store
-from appliance.tlsfront import ConnInfo
+from appliance.transport.tlsfront import ConnInfo
 from rules import wire
 
 _ports = itertools.count(20000)
@@ -170,7 +170,7 @@ def _event_store(tmp_path: Path, clock: Clock) -> Any:
     """The real index.EventStore (journal + Tantivy + DuckDB) under tmp_path."""
     from index import EventStore
 
-    return EventStore(tmp_path / "events", commit_interval=0.2)
+    return EventStore(tmp_path / "events", commit_interval=0.2, index_process=False)
 
 
 @pytest.fixture
