@@ -21,7 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from index.writer_protocol import FROZEN_ARG
 from rules import wire
+from rules.settings import help_text
 
 from .core.config import Config, load_config, render_toml
 from .core.errors import ApplianceError, ConfigError, StoreError
@@ -33,10 +35,6 @@ from .store.events import EventSink, NoEventStore
 
 if TYPE_CHECKING:
     from .runtime.localadmin import LocalAdmin
-
-# NOTE(manager): index.writer_child.FROZEN_ARG (not imported: it would load Tantivy for every
-# command); a frozen manager re-runs itself with it to start the index writer process.
-FROZEN_INDEX_WRITER = "--heron-index-writer"
 
 __all__ = ["main", "open_context", "run_manager"]
 
@@ -74,7 +72,7 @@ def open_context(
         return _open_cluster_context(data_dir, config, with_events=with_events)
     if not paths["db"].exists() or not (paths["pki"] / "ca.pem").exists():
         raise ConfigError(
-            "data directory is not initialized (run heron-manager init)", where=str(data_dir)
+            "data directory is not initialized (run heron-manager init)", source=str(data_dir)
         )
     try:
         store = Store(paths["db"])
@@ -108,12 +106,15 @@ def open_context(
 
 def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) -> AppContext:
     """A cluster front-end: fleet in PostgreSQL, events journaled here and read from ClickHouse."""
+    from .misp.service import LEADER_JOBS
     from .runtime.cluster import open_cluster, start_relay
+    from .runtime.leader import PgLeadership
 
     paths = _paths(data_dir)
     if not (paths["pki"] / "ca.pem").exists():
         raise ConfigError(
-            "no PKI in the data directory (copy pki/ from the first front-end)", where=str(data_dir)
+            "no PKI in the data directory (copy pki/ from the first front-end)",
+            source=str(data_dir),
         )
     if not with_events:
         from .store.postgres import ClusterStore
@@ -136,6 +137,7 @@ def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) 
             data_dir=data_dir, config=config, store=fleet, events=events, pki=Pki(paths["pki"])
         )
         start_relay(events, config.cluster, ctx.hub)
+        ctx.leadership = PgLeadership(config.cluster.postgres, LEADER_JOBS)  # lifecycle starts it
         return ctx
     except BaseException:
         events.close()
@@ -151,7 +153,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if config.cluster.mode != "cluster":
         raise ConfigError(
             'set [cluster] mode = "cluster" in config.toml first',
-            where=str(_paths(args.data_dir)["config"]),
+            source=str(_paths(args.data_dir)["config"]),
         )
     if args.action == "status":
         out = cluster_status(config.cluster)
@@ -179,10 +181,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"{data_dir} is already initialized: kept as it is")
         return 0
     if db or ca:
-        raise ConfigError("already initialized", where=str(data_dir))
+        raise ConfigError("already initialized", source=str(data_dir))
     key_file: Path | None = args.key_file
     if key_file is not None and key_file.exists():
-        raise ConfigError("the key file exists already", where=str(key_file))
+        raise ConfigError("the key file exists already", source=str(key_file))
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     config = load_config(paths["config"]).with_listen(
@@ -407,24 +409,14 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 def _write_bundle(out_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """The bundle files an agent installs (`heron-agent enroll --bundle DIR`)."""
+    from .api.admin_enroll import bundle_files, bundle_meta
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "client.pem").write_text(doc["certificate_pem"])
-    fd = os.open(out_dir / "client.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(doc["key_pem"])
-    (out_dir / "ca.pem").write_text(doc["ca_pem"])
-    meta = {
-        "uuid": doc["uuid"],
-        "endpoint_url": doc["endpoint_url"],
-        "manager": doc["manager"],
-        "addresses": doc.get("addresses", [doc["manager"]]),
-        "group": doc["group"],
-        "client_cert": "client.pem",
-        "client_key": "client.key",
-        "ca_cert": "ca.pem",
-    }
-    (out_dir / "bundle.json").write_text(json.dumps(meta, indent=2))
-    return dict(meta, dir=str(out_dir))
+    for name, text, mode in bundle_files(doc):
+        fd = os.open(out_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+    return dict(bundle_meta(doc), dir=str(out_dir))
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -455,7 +447,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             }
             print(json.dumps(out) if args.json else token)
         else:
-            from .api.admin_content import bundle_document
+            from .api.admin_enroll import bundle_document
 
             doc = bundle_document(ctx, args.group, args.hostname)
             print(json.dumps(_write_bundle(args.out, doc)))
@@ -534,17 +526,17 @@ def _rules_import(args: argparse.Namespace, paths: list[str]) -> int:
         raise ConfigError("rules import takes one directory or archive")
     path = Path(paths[0])
     if not path.exists():
-        raise ConfigError("no such file or directory", where=str(path))
+        raise ConfigError("no such file or directory", source=str(path))
     if not is_gene_pack(path):  # a SigmaHQ checkout or release archive
         if path.is_dir() and not any(path.rglob("*.yml")) and not any(path.rglob("*.yaml")):
             raise ConfigError(
-                "not a rule pack: no Gene (*.gen) nor Sigma (*.yml) rules", where=str(path)
+                "not a rule pack: no Gene (*.gen) nor Sigma (*.yml) rules", source=str(path)
             )
         return _sigma_import(args, path)
     try:
         pack = read_gene_pack(path, version=args.version or "")
     except ValueError as ex:
-        raise ConfigError(str(ex), where=str(path)) from ex
+        raise ConfigError(str(ex), source=str(path)) from ex
     body = {
         "name": args.name or path.name.split(".")[0],
         "rules": pack["rules"],
@@ -572,7 +564,7 @@ def _sigma_import(args: argparse.Namespace, path: Path) -> int:
         status = None if not args.status else [] if args.status == ["all"] else args.status
         result = ctx.content.import_pack(str(path), name=args.name or "sigmahq", status=status)
     except ValueError as ex:
-        raise ConfigError(str(ex), where=str(path)) from ex
+        raise ConfigError(str(ex), source=str(path)) from ex
     finally:
         ctx.close()
     print(json.dumps(result, indent=None if args.json else 2))
@@ -746,8 +738,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data(sub.add_parser("init", help="create data dir, config, CA, server cert, admin user"))
     p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
-    p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
+    p.add_argument("--admin-listen", help=help_text(Config, "admin.listen"))
+    p.add_argument("--endpoint-listen", help=help_text(Config, "endpoint.listen"))
     p.add_argument("--server-name", action="append", help="SAN of the server cert (repeat)")
     p.add_argument(
         "--host-names",
@@ -771,8 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_init)
 
     p = data(sub.add_parser("run", help="serve the admin and endpoint APIs"))
-    p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
-    p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
+    p.add_argument("--admin-listen", help=help_text(Config, "admin.listen"))
+    p.add_argument("--endpoint-listen", help=help_text(Config, "endpoint.listen"))
     p.add_argument(
         "--memory-events",
         action="store_true",
@@ -790,7 +782,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = data(sub.add_parser("user", help="admin API users"))
     p.add_argument("action", choices=["add", "list", "delete", "rotate-key"])
     p.add_argument("name", nargs="?", default="", help="identifier or uuid")
-    p.add_argument("--role", default="admin", choices=[r.value for r in Role])
+    # least privilege by default, as POST /users: an admin is asked for explicitly
+    p.add_argument(
+        "--role",
+        default=Role.ANALYST.value,
+        choices=[r.value for r in Role],
+        help="user add: the new user's role (default analyst: least privilege, as POST /users "
+        "without role)",
+    )
     p.add_argument("--group", default="")
     p.add_argument("--description", default="")
     p.set_defaults(fn=cmd_user)
@@ -902,7 +901,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [FROZEN_INDEX_WRITER]:  # NOTE(manager): the frozen manager's index writer
+    if argv[:1] == [FROZEN_ARG]:  # NOTE(manager): a frozen manager's index writer child
         from index.writer_child import main as index_writer_main
 
         return index_writer_main(argv[1:])

@@ -159,6 +159,7 @@ class MispExtension:
             "factory": self.factory,
             "artifacts_root": host.data_dir / "artifacts",
             "endpoint_lookup": host.store.endpoints.find,
+            "leads": host.leadership.leads,
         }
 
     def _attach(self) -> MispSync:

@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from index import IndexHealth
 
 from ..core.config import Config
 from ..core.metrics import Metrics
@@ -23,11 +24,13 @@ from ..services.ingest import EventListener, Ingest
 from ..services.retention import Retention
 from ..services.scoring import Reducer
 from ..services.streams import StreamHub
+from ..services.suppressing import ActiveSuppressions
 from ..services.tuning import Tuning
 from ..store import Store
 from ..store.events import EventSink
 from ..transport.tlsfront import IdentityMap
 from .extension import Extensions
+from .leader import Leadership, SoleLeader
 
 __all__ = ["AppContext", "build_context"]
 
@@ -55,6 +58,7 @@ class AppContext:
     disk: DiskGuard | None = None  # set by build_context
     sleep: Callable[[float], None] = time.sleep
     extensions: Extensions = field(default_factory=Extensions)
+    leadership: Leadership = field(default_factory=SoleLeader)  # cluster: runtime/leader.py
     # rule -> ATT&CK labels of the alerts API, keyed by the rules table's digest
     attack_by_rule: tuple[tuple[object, ...], dict[str, list[dict[str, str]]]] | None = None
 
@@ -143,6 +147,7 @@ def build_context(
         ),
         tuning=Tuning(store, data_dir / "artifacts", clock),
     )
+    ingest.suppressions = ActiveSuppressions(ctx.tuning, clock)
     disk = ctx.disk = ingest.disk = ctx.artifacts.disk = DiskGuard(
         data_dir, config.limits.min_free_bytes
     )
@@ -195,16 +200,16 @@ def build_context(
         "sighting batches waiting for MISP (0 without MISP sync)",
         lambda: float(misp.queued_batches()),
     )
-    health: Callable[[], dict[str, Any]] | None = getattr(events, "health", None)
+    health: Callable[[], IndexHealth] | None = getattr(events, "health", None)
     if callable(health):  # index.EventStore (and the cluster sink): the writer's health
         metrics.gauge(
             "heron_index_backlog_events",
             "journaled events not yet handed to the event index",
-            lambda: float(health()["backlog"]),
+            lambda: float(health().backlog),
         )
         metrics.gauge(
             "heron_index_healthy",
             "1 while the event index has no indexing error (0: see /healthz)",
-            lambda: 0.0 if health()["error"] else 1.0,
+            lambda: 1.0 if health().ok else 0.0,
         )
     return ctx

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..services.ingest import EventListener
     from ..store import Store
     from ..store.models import User
+    from .leader import Leadership
 
 __all__ = ["Extension", "Extensions", "ManagerHost", "SessionAuthority"]
 
@@ -48,6 +49,11 @@ class ManagerHost(Protocol):
 
     @property
     def metrics(self) -> Metrics: ...
+
+    @property
+    def leadership(self) -> Leadership:
+        """Which cluster-wide jobs this front-end runs (embedded mode: all)."""
+        ...
 
     @property
     def event_listeners(self) -> list[EventListener]:

@@ -39,6 +39,7 @@ class Manager:
         self._state = "started"
         try:
             bound = self.server.start()
+            self.ctx.leadership.start()
             self.ctx.extensions.start()
             self.retention = start_retention_worker(self.ctx.retention)
             publish(self.ctx, self.data_dir, bound.admin)  # CLI admin commands while it runs
@@ -61,5 +62,6 @@ class Manager:
             self.retention.stop()
             self.retention = None
         self.ctx.extensions.stop()
+        self.ctx.leadership.stop()
         self.server.close()
         self.ctx.close()

@@ -33,6 +33,7 @@ class Tuning:
         self.store = store
         self.artifacts_root = artifacts_root
         self.clock = clock
+        self.generation = 0  # bumped on every change made through this object
 
     # --- suppressions ----------------------------------------------------------------------
 
@@ -58,11 +59,13 @@ class Tuning:
         item = dict(sup.to_dict(), id=uuidlib.uuid4().hex[:16])
         body = json.dumps(item, sort_keys=True)
         self.store.documents.put(KIND, item["id"], body, suppressions_sha256([item]), self.clock())
+        self.generation += 1
         return item
 
     def delete(self, sid: str) -> None:
         if not self.store.documents.delete(KIND, sid):
             raise NotFound(f"no suppression {sid!r}")
+        self.generation += 1
 
     def for_group(self, group: str) -> tuple[list[dict[str, str]], str]:
         """(suppressions an endpoint of `group` applies, their sha256)."""

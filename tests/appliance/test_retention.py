@@ -90,7 +90,7 @@ def test_retention_section_defaults_and_validation(tmp_path: Path) -> None:
         max_age_days=7, max_bytes=1_000_000, interval=60.0, merge=False
     )
     for text, match in [
-        ("[retention]\nmax_days = 1\n", "unknown key 'max_days'"),
+        ("[retention]\nmax_days = 1\n", "unknown key at retention.max_days"),
         ("[retention]\nmax_age_days = -1\n", "max_age_days"),
         ("[retention]\nmax_age_days = 1.5\n", "max_age_days"),
         ("[retention]\nmerge = 1\n", "merge"),
@@ -109,10 +109,14 @@ def test_age_retention_drops_old_events_keeps_new_ones_searchable(
     fleet = Store(":memory:")
     try:
         events.append(_events("alphaold", 30), endpoint=EP, batch_id="old-1")
-        fleet.detections.add_many([(EP.uuid, store_clock.now, store_clock.now, "h1", ["s"], 5)])
+        fleet.detections.add_many(
+            [(EP.uuid, store_clock.now, store_clock.now, "h1", ["s"], 5, None)]
+        )
         store_clock.now += 100 * DAY
         events.append(_events("betanew", 20), endpoint=EP, batch_id="new-1")
-        fleet.detections.add_many([(EP.uuid, store_clock.now, store_clock.now, "h2", ["s"], 5)])
+        fleet.detections.add_many(
+            [(EP.uuid, store_clock.now, store_clock.now, "h2", ["s"], 5, None)]
+        )
         assert _total(events) == 50
         retention = Retention(
             events=events,
@@ -203,7 +207,7 @@ def test_zero_limits_keep_everything(events: EventStore, store_clock: Clock) -> 
 def test_memory_event_store_only_prunes_fleet_detections(store_clock: Clock) -> None:
     fleet = Store(":memory:")
     try:
-        fleet.detections.add_many([(EP.uuid, 0.0, store_clock.now - 91 * DAY, "h", ["s"], 1)])
+        fleet.detections.add_many([(EP.uuid, 0.0, store_clock.now - 91 * DAY, "h", ["s"], 1, None)])
         retention = Retention(
             events=MemoryEventStore(),
             detections=fleet.detections,

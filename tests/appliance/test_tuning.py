@@ -37,10 +37,10 @@ def test_suppressions_admin_api_and_per_group_endpoint_route(env: Env) -> None:
 def test_noisiest_rules_counts_hits_and_artifact_bytes(env: Env) -> None:
     now = env.ctx.clock()
     env.ctx.store.detections.add_many(
-        [("ep1", now, now, f"{i:040x}", ["Noisy"], 6) for i in range(5)]
+        [("ep1", now, now, f"{i:040x}", ["Noisy"], 6, None) for i in range(5)]
         + [
-            ("ep2", now, now, "f" * 40, ["Noisy", "Rare"], 8),
-            ("ep1", now - 3 * 86400, now - 3 * 86400, "e" * 40, ["Old"], 5),
+            ("ep2", now, now, "f" * 40, ["Noisy", "Rare"], 8, None),
+            ("ep1", now - 3 * 86400, now - 3 * 86400, "e" * 40, ["Old"], 5, None),
         ]
     )
     d = env.ctx.data_dir / "artifacts" / "ep1" / "g1" / ("a" * 40)

@@ -123,7 +123,7 @@ def test_role_change_applies_to_open_sessions(admin: Admin) -> None:
 
 def test_overview_on_the_real_store(admin: Admin) -> None:
     now = admin.ctx.clock()
-    admin.ctx.store.detections.add_many([("ep-1", now - 30, now - 29, "h", ["RuleA"], 8)])
+    admin.ctx.store.detections.add_many([("ep-1", now - 30, now - 29, "h", ["RuleA"], 8, None)])
     admin.ctx.store.db.write(lambda cur: None)
     assert admin.client.simulate_get("/console/api/overview").status_code == 401
     cookies, _ = admin.login("bob")
