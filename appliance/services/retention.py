@@ -19,10 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..core.config import RetentionConfig
 from ..core.metrics import Metrics
+
+if TYPE_CHECKING:
+    from ..store.reports import Detections
+    from .artifacts import ArtifactStore
 
 __all__ = [
     "Retention",
@@ -106,11 +110,11 @@ class Retention:
         self,
         *,
         events: Any,
-        detections: Any,
+        detections: Detections,
         config: RetentionConfig,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
-        artifacts: Any = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.artifacts = artifacts
         self.events = events
