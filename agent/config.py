@@ -96,7 +96,7 @@ def band_defaults(platform: str = sys.platform) -> dict[str, list[str]]:
 _BANDS = band_defaults()
 
 
-def _band(name: str, help: str) -> Any:  # noqa: A002
+def _band(name: str, help: str) -> Any:
     linux, windows = band_defaults("linux")[name], band_defaults("win32")[name]
     return setting(
         _BANDS[name],

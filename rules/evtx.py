@@ -462,7 +462,7 @@ def read_evtx(
     stats.files += 1
     name = str(path)
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+        fh = open(path, "rb")
     except OSError as ex:
         stats.error(f"{name}: {ex}")
         return

@@ -180,7 +180,7 @@ def is_sigma_text(text: str) -> bool:
 def _sigma_rules(
     text: str, source: str, opts: SigmaOptions, collect: list[RuleError] | None
 ) -> Iterator[Rule]:
-    from .sigma import parse_sigma  # noqa: PLC0415 - pySigma loads only when Sigma is used
+    from .sigma import parse_sigma
 
     for item in parse_sigma(text, source, placeholders=opts.placeholders):
         if isinstance(item, RuleError):
@@ -295,7 +295,7 @@ def _finish(
 
 def load_placeholders(paths: Iterable[Path]) -> dict[str, list[str]]:
     """Sigma `expand` placeholder values: YAML maps of name → value or list of values."""
-    import yaml  # noqa: PLC0415 - with pySigma
+    import yaml
 
     out: dict[str, list[str]] = {}
     for path in paths:

@@ -234,7 +234,7 @@ def _drain(buf: bytes) -> tuple[list[Any], bytes, bool]:
 def _open_unit(unit: Unit) -> BinaryIO:
     if unit.path == "-":
         return sys.stdin.buffer
-    fh: BinaryIO = open(unit.path, "rb")  # noqa: SIM115 - closed by the caller
+    fh: BinaryIO = open(unit.path, "rb")
     if unit.path.lower().endswith(".gz"):
         return gzip.GzipFile(fileobj=fh)  # type: ignore[return-value]
     if unit.start or unit.end >= 0:

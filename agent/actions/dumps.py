@@ -186,7 +186,7 @@ def read_linux_memory(
     truncated = False
     try:
         maps = Path(f"{root}/{pid}/maps").read_text(encoding="utf-8", errors="replace")
-        mem = open(f"{root}/{pid}/mem", "rb", buffering=0)  # noqa: SIM115 - closed below
+        mem = open(f"{root}/{pid}/mem", "rb", buffering=0)
     except OSError as ex:
         raise ActionError(f"memdump pid {pid}: {ex}") from ex
     with mem:

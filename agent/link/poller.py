@@ -185,7 +185,7 @@ class CommandPoller:
                 command = self._backlog.pop(0)
             try:
                 self._execute(command)
-            except Exception:  # noqa: BLE001 - one broken command must not stop the others
+            except Exception:
                 logger.error("command %s crashed", command.id, exc_info=True)
 
     def wait_backlog(self, timeout: float = 30.0) -> bool:

@@ -145,7 +145,7 @@ class MispClient:
             )
         try:
             api = self._factory(self.settings)
-        except Exception as ex:  # noqa: BLE001 - the PyMISP constructor wraps everything
+        except Exception as ex:
             err = translate(ex, "connect")
             if isinstance(err, MispRejected) and "Unable to connect" in str(ex):
                 err = MispUnavailable(err.args[0], operation="connect")  # refused, reset, timeout
@@ -229,7 +229,7 @@ class MispClient:
                 result = fn(api)
             except MispError:
                 raise
-            except Exception as ex:  # noqa: BLE001 - translated at this single boundary
+            except Exception as ex:
                 err = translate(ex, operation)
                 if isinstance(err, MispServerError) and 400 <= self._last_status < 500:
                     # A 4xx that is not JSON (a proxy's HTML 413): PyMISP calls it a server error,

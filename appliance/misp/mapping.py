@@ -225,7 +225,7 @@ def event_values(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             yield from _hash_values(hashes)
 
 
-def _eventdata_values(data: Mapping[str, Any]) -> Iterator[tuple[str, str]]:  # noqa: C901
+def _eventdata_values(data: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     for name in _HASH_FIELDS:
         v = data.get(name)
         if isinstance(v, str):

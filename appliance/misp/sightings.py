@@ -196,7 +196,7 @@ class SightingPusher:
             )
         return False
 
-    def flush(self) -> FlushResult:  # noqa: C901
+    def flush(self) -> FlushResult:
         """Send pending batches, one request per source.
 
         Raises MispUnavailable when MISP is down.

@@ -277,7 +277,7 @@ class RetentionWorker:
                 self.next_due = now + self.interval
                 try:
                     self.retention.run_once(blocking=False)  # skipped while the API runs one
-                except Exception:  # noqa: BLE001 - the worker must survive any failure
+                except Exception:
                     if self._stop.is_set():
                         break  # the stores are closing under us
                     logger.error("retention pass failed", exc_info=True)

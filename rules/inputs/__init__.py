@@ -227,7 +227,7 @@ def read_path(
     tally = tally if tally is not None else InputStats()
     name = str(path)
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below
+        fh = open(path, "rb")
     except OSError as ex:
         tally.parse_error(f"{name}: {ex}")
         return

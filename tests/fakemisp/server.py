@@ -303,16 +303,16 @@ class _Handler(BaseHTTPRequestHandler):
         # Apache's `Date` header is the server's clock: the fake's clock here.
         return super().date_time_string(self.fake.model.clock() if timestamp is None else timestamp)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("fakemisp: " + format, *args)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._dispatch("HEAD")
 
     # --- plumbing ---------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ class WriteMixin:
         ev: Ev,
         body: dict[str, Any],
         *,
-        url: str,  # noqa: C901
+        url: str,
         template_ref: str | None = None,
     ) -> Obj:
         o = body.get("Object", body)

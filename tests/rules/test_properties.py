@@ -97,7 +97,7 @@ def test_parenthesised_conditions_mean_standard_boolean_logic(tree: tuple, spell
         assert evaluate(cond.elements, env.__getitem__) == expected
         if compiled is not None:
             src = tree_source(compiled, {k: repr(v) for k, v in env.items()})
-            assert eval(src) == expected  # noqa: S307
+            assert eval(src) == expected
 
 
 tokens = st.lists(
