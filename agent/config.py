@@ -288,7 +288,7 @@ class RulesConfig:
 
 @dataclass(frozen=True, slots=True)
 class ActionsConfig:
-    """[actions]: response actions (WHIDS §1.5)."""
+    """[actions]: response actions (docs/reference/whids.md §1.5)."""
 
     allowed: list[str] = setting(
         ["brief", "report", "filedump", "regdump", "blacklist"],
@@ -358,7 +358,7 @@ class ReportCommand:
 
 @dataclass(frozen=True, slots=True)
 class ReportingConfig:
-    """[reporting]: IR report (WHIDS §1.9)."""
+    """[reporting]: IR report (docs/reference/whids.md §1.9)."""
 
     timeout: float = setting(60.0, "default timeout of each report command (seconds)", live=True)
     osquery_tables: list[str] = setting(

@@ -4,7 +4,8 @@ Pipeline (one thread): sources (one thread each) → bounded queue → own-event
 hooks (+ enrichment for live events) → blacklist terminator → ``Detector`` (Gene engine, IoCs,
 canary rules) → forwarding decision → sinks, and planned actions → ``ActionRunner``.
 
-Forwarding decision (WHIDS §1.1 step 5): an event goes to the sinks when its detection score is
+Forwarding decision (docs/reference/whids.md §1.1 step 5): an event goes to the sinks when its
+detection score is
 ≥ ``general.criticality_threshold``, or when only Filter rules matched and
 ``general.enable_filters`` is on, or always with ``general.log_all``.
 

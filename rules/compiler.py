@@ -1,6 +1,7 @@
 """Compile `Rule`s into `CompiledRule`s: matchers + condition → one Python function per rule.
 
-Owns Gene's rule-compilation semantics (gene.md §3.3, §5, §6): LogType base for relative
+Owns Gene's rule-compilation semantics (docs/reference/gene.md §3.3, §5, §6): LogType base for
+relative
 fields, duplicate match names (last wins), rules disabled by an unknown container (kept and
 counted, never evaluated, rest not parsed), and the condition compiled either to a straight
 Python expression (when proven equivalent to Gene's evaluator) or to the literal evaluator.

@@ -1,6 +1,7 @@
 """Loading rule sets: JSON object streams, directories in Gene's walk order, `.toml` templates.
 
-GENE (gene.md §1, §9, §11): a rule file is a stream of JSON objects separated by whitespace
+GENE (docs/reference/gene.md §1, §9, §11): a rule file is a stream of JSON objects separated by
+whitespace
 (one per line in `compiled.gen`, pretty-printed in gene-rules); a directory is walked files
 first (lexical order) then subdirectories depth-first in reverse lexical order; all `.toml`
 templates under the rule roots are loaded before any rule; `Disable`d rules are dropped.

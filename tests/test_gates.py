@@ -1,4 +1,5 @@
-"""Quality gates from STYLE.md §20: ruff (lint) and mypy --strict run as part of the suite."""
+"""Quality gates from docs/style.md §5.20: ruff (lint) and mypy --strict run as part of the
+suite."""
 
 from __future__ import annotations
 

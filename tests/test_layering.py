@@ -1,4 +1,4 @@
-"""Enforces the dependency direction between Heron's top-level packages (ARCHITECTURE.md)."""
+"""Enforces the dependency direction between Heron's top-level packages (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evidence actions: ``filedump``, ``memdump`` and ``regdump`` (WHIDS §1.5).
+"""Evidence actions: ``filedump``, ``memdump`` and ``regdump`` (docs/reference/whids.md §1.5).
 
 Linux memdump format (``<image>_<pid>_<unixnano>.memdump``)::
 

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[list[str], CommandContext], Any]
 
-# The built-in commands (whids.md §1.8). Names are what the manager sends.
+# The built-in commands (docs/reference/whids.md §1.8). Names are what the manager sends.
 COMMANDS: dict[str, Handler] = {
     "hash": files.cmd_hash,
     "rexhash": files.cmd_rexhash,

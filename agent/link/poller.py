@@ -1,6 +1,6 @@
 """The command channel: poll `GET /commands`, run, `POST` the `CommandResult` back.
 
-The manager hands a command out once (whids.md §2.5), so a result is written to
+The manager hands a command out once (docs/reference/whids.md §2.5), so a result is written to
 `<state>/results/<id>.json` before it is posted and deleted only after the manager's 200: a
 result survives a network drop or an agent restart. Polling runs every `interval` seconds, and
 every `burst_interval` for `burst_window` seconds after a command arrived (or after

@@ -1,6 +1,7 @@
 """The fake MISP HTTP(S) server: routing, authentication, request recording, fault injection.
 
-A `ThreadingHTTPServer` on 127.0.0.1, port 0, run in a thread (misp.md §8). It checks what MISP
+A `ThreadingHTTPServer` on 127.0.0.1, port 0, run in a thread (docs/reference/misp.md §8). It
+checks what MISP
 checks (the API key in `Authorization` or `X-MISP-AUTH`, `Accept: application/json`, JSON bodies,
 parameter names and values against describeTypes) and answers with MISP's bodies and status codes.
 Tests seed data through `FakeMisp.model` (under `FakeMisp.lock`), inject faults with

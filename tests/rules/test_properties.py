@@ -49,7 +49,8 @@ def _starts_with_not(node: tuple) -> bool:
 
 
 def _no_double_negation(node: tuple) -> bool:
-    """GENE quirk excluded: `!` directly followed by `!` (also `!(!...`), gene.md §5.3."""
+    """GENE quirk excluded: `!` directly followed by `!` (also `!(!...`), docs/reference/gene.md
+    §5.3."""
     if node[0] == "var":
         return True
     if node[0] == "not":
