@@ -155,7 +155,7 @@ def make_service_class(
             self.stop_event.set()
 
         def SvcShutdown(self) -> None:
-            # NOTE(agent): defining it makes pywin32 accept SERVICE_CONTROL_SHUTDOWN; without it
+            # defining it makes pywin32 accept SERVICE_CONTROL_SHUTDOWN; without it
             # Windows kills the process at reboot, without the clean stop.
             self.SvcStop()
 

@@ -46,7 +46,7 @@ def make_service_class(run: Callable[[threading.Event], int]) -> type[Any]:
             self.stop_event.set()
 
         def SvcShutdown(self) -> None:
-            # NOTE(manager): defining it makes pywin32 accept SERVICE_CONTROL_SHUTDOWN; without
+            # defining it makes pywin32 accept SERVICE_CONTROL_SHUTDOWN; without
             # it Windows kills the process at reboot, without the clean stop.
             self.SvcStop()
 
