@@ -201,7 +201,7 @@ class EventStore:
         state: dict[str, Any] = {"min_seq": self._min_seq, "schema": SCHEMA_VERSION}
         if self._size_ratio is not None:
             state["size_ratio"] = self._size_ratio
-        with tmp.open("w") as fh:  # NOTE(index): the retention floor must survive a power cut
+        with tmp.open("w") as fh:  # the retention floor must survive a power cut
             fh.write(json.dumps(state))
             fh.flush()
             os.fsync(fh.fileno())
@@ -232,7 +232,7 @@ class EventStore:
         """
         if self._min_seq <= 1:
             return
-        self.journal.drop_before(self._min_seq)  # NOTE(index): first: frees the most space
+        self.journal.drop_before(self._min_seq)  # first: frees the most space
         with self._append_lock:
             self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
         if self._rows_below(self._min_seq):
@@ -268,7 +268,7 @@ class EventStore:
 
     def close(self) -> None:
         """Index what is queued, commit, and release every file (idempotent)."""
-        with self._append_lock:  # NOTE(index): no append is between fsync and submit
+        with self._append_lock:  # no append is between fsync and submit
             if self._state is StoreState.CLOSED:
                 return
             self._state = StoreState.CLOSED
@@ -452,7 +452,7 @@ class EventStore:
         def run() -> int:
             return self.writer.rebuild(self._journal_after(0))
 
-        with self._append_lock:  # NOTE(index): appends wait; the journal must not move
+        with self._append_lock:  # appends wait; the journal must not move
             count = self._on_writer(run)
         logger.info("reindexed %d events from the journal", count)
         return count
@@ -496,7 +496,7 @@ class EventStore:
     def _retain(self, max_age: timedelta | None, max_bytes: int | None) -> Cut:
         """The writer-thread part of ``apply_retention``."""
         if self._min_seq > 1 and self._rows_below(self._min_seq):
-            self.writer.delete_below(self._min_seq)  # NOTE(index): a pass that failed half-way
+            self.writer.delete_below(self._min_seq)  # a pass that failed half-way
         cut = plan_cut(
             self.tables,
             self.disk_usage,
@@ -508,13 +508,13 @@ class EventStore:
             max_bytes=max_bytes,
         )
         if cut.cutoff > self._min_seq:
-            # NOTE(index): write-ahead: the new floor is saved before anything is deleted, so
+            # write-ahead: the new floor is saved before anything is deleted, so
             # a crash in between cannot replay the deleted events (the open finishes it).
             self._min_seq = cut.cutoff
             self._save_state()
             self.writer.delete_below(cut.cutoff)
         else:
-            self.writer.commit()  # NOTE(index): like flush(): a gap is repaired, or raises
+            self.writer.commit()  # like flush(): a gap is repaired, or raises
         return cut
 
     def _rows_below(self, seq: int) -> bool:

@@ -193,7 +193,7 @@ class Indexer:
         if not already and self._started and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)
-        while True:  # NOTE(index): calls queued behind _STOP by a racing caller
+        while True:  # calls queued behind _STOP by a racing caller
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
@@ -246,11 +246,11 @@ class Indexer:
         """How long the writer thread may wait for work before it has something to do."""
         timeout = None
         dirty_since = self.backends.dirty_since
-        if dirty_since is not None and not self._gap:  # NOTE(index): no commit in a gap
+        if dirty_since is not None and not self._gap:  # no commit in a gap
             timeout = max(0.0, dirty_since + self._commit_interval - time.monotonic())
-        if self.backends.pending is not None:  # NOTE(index): account for it when it ends
+        if self.backends.pending is not None:  # account for it when it ends
             timeout = _POLL if timeout is None else min(timeout, _POLL)
-        if self._gap:  # NOTE(index): repair when idle too, not only when groups arrive
+        if self._gap:  # repair when idle too, not only when groups arrive
             due = max(0.0, self._next_repair - time.monotonic())
             timeout = due if timeout is None else min(timeout, due)
         return timeout
@@ -290,7 +290,7 @@ class Indexer:
     def _queue_front(self, item: Any) -> None:
         if item is _STOP:
             self._commit_safely()
-            self._queue.put(_STOP)  # NOTE(index): nothing is queued after _STOP
+            self._queue.put(_STOP)  # nothing is queued after _STOP
             return
         self._run_call(item)
 
@@ -302,12 +302,12 @@ class Indexer:
 
     def _apply_safely(self, group: Group) -> None:
         if self._gap and not self._repair(before=group[0][0].first_seq):
-            return  # NOTE(index): the group stays in the journal; a later repair replays it
+            return  # the group stays in the journal; a later repair replays it
         with self._failing("indexing failed; the events stay in the journal", reraise=False):
             self.backends.apply(group)
 
     def _begin_commit(self) -> None:
-        if self.backends.dirty_since is None or self._gap:  # NOTE(index): the repair commits
+        if self.backends.dirty_since is None or self._gap:  # the repair commits
             return
         with self._failing("index commit failed", reraise=False):
             self.backends.begin_commit()
@@ -342,7 +342,7 @@ class Indexer:
         self._next_repair = now + self._repair_interval
         since = self._failure.count
         try:
-            # NOTE(index): whatever failed, start again from what the backends *hold*.
+            # whatever failed, start again from what the backends *hold*.
             after = self.backends.replace_sink()
             self.backends.apply_all(takewhile(lambda r: r.first_seq < before, self._replay(after)))
         except Exception as ex:  # noqa: BLE001 - still in the gap; retried later
@@ -375,7 +375,7 @@ class Indexer:
         self._heal()
         try:
             self.backends.commit()
-        except Exception as ex:  # noqa: BLE001 - re-raised as StoreError
+        except Exception as ex:
             self._fail("index commit failed", ex)
             raise StoreError(f"Tantivy commit failed: {ex}") from ex
 
@@ -390,7 +390,7 @@ class Indexer:
     def rebuild(self, records: Iterable[JournalRecord]) -> int:
         """Empty both backends and index ``records`` again (reindex); return the events."""
         self.commit()
-        with self._failing("reindex failed"):  # NOTE(index): the repair finishes the job
+        with self._failing("reindex failed"):  # the repair finishes the job
             self.backends.clear()
             total = self.backends.apply_all(records)
         self.commit()

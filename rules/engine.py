@@ -1,10 +1,11 @@
 """The detection engine: runs every compiled rule on an event and writes `Event.Detection`.
 
-Owns Gene's `MatchOrFilter` semantics (gene.md §6–§7): all rules run in load order; a Filter
+Owns Gene's `MatchOrFilter` semantics (docs/reference/gene.md §6–§7): all rules run in load order;
+a Filter
 rule only marks the event filtered; Criticality is a running sum capped at 10; ATT&CK is
 de-duplicated by ID; Actions are a union, plus default actions per criticality band.
 
-PERF(heron): rules are indexed by (channel, EventID): the candidate list for a pair is computed
+Performance: rules are indexed by (channel, EventID): the candidate list for a pair is computed
 once and cached, so an event only meets the rules whose Meta.Events admit it.
 """
 
@@ -100,7 +101,7 @@ class Engine:
     ) -> None:
         self.show_attack = show_attack
         self.timing = timing
-        # PERF(heron): 1 event in `timing_sample` goes through the timed per-rule loop and its
+        # Performance: 1 event in `timing_sample` goes through the timed per-rule loop and its
         # times are scaled up; the others run the inlined group function (~1.5x faster).
         self.timing_sample = max(1, timing_sample)
         self._tick = 0
@@ -274,7 +275,7 @@ class Engine:
             and raw_id.isdigit()
             and raw_id[0] != "0"
         ):
-            event_id = int(raw_id)  # PERF(heron): the common case, same result as Gene
+            event_id = int(raw_id)  # Performance: the common case, same result as Gene
         elif raw_id.__class__ is int and 0 <= raw_id < 1_000_000:
             event_id = raw_id  # agent events: Go's %v prints these as their digits
         else:
@@ -330,7 +331,7 @@ class Engine:
         """Per-rule loop that also accumulates each rule's (scaled) match time.
 
         Sigma rules run as their indexed block (at the first one's position, as in the group
-        function): PERF(sigma), one call per candidate of ~1,400 would cost milliseconds.
+        function). Performance: one call per candidate of ~1,400 would cost milliseconds.
         """
         clock = time.perf_counter_ns
         comp: str | None = None

@@ -14,7 +14,7 @@ from setting them):
   `X-CSRF-Token` header of every non-GET request (double submit). The server checks the header
   against the token it keeps for the session and against the cookie, in constant time.
 
-SECURITY(console): non-GET requests from another origin are refused even with a valid token.
+Security: non-GET requests from another origin are refused even with a valid token.
 """
 
 from __future__ import annotations

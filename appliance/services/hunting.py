@@ -67,7 +67,7 @@ class Hunting:
     ) -> dict[str, Any]:
         """A page of at most `limit` events and about `max_bytes` of JSON.
 
-        SECURITY(manager): the page is read `PAGE_STEP` events at a time and ends, with the
+        Security: the page is read `PAGE_STEP` events at a time and ends, with the
         cursor of the last step, once `max_bytes` is passed (at most one step over).
         """
         events: list[dict[str, Any]] = []

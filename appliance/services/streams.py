@@ -228,7 +228,7 @@ class StreamHub:
         self.published += len(events)
         if not subs:
             return
-        # PERF(ws): subscribers with equal filters share one match per event (hundreds of
+        # Performance: subscribers with equal filters share one match per event (hundreds of
         # WebSocket clients usually ask for the same stream).
         groups: dict[StreamFilter, list[Subscription | ByteSubscription]] = {}
         for sub in subs:
@@ -237,7 +237,7 @@ class StreamHub:
             wanted = [g for flt, g in groups.items() if flt.matches(event)]
             if wanted:
                 seq = next(self._seq)
-                # PERF(ws): orjson's bytes keep its ~8 KiB working buffer; streams may hold
+                # Performance: orjson's bytes keep its ~8 KiB working buffer; streams may hold
                 # thousands of events, so they hold exact-size copies (measured: 20k events
                 # 158 MiB → 25 MiB RSS).
                 data = bytes(memoryview(orjson.dumps(event)))

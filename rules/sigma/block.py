@@ -1,6 +1,6 @@
 """All Sigma rules of one (channel, EventID) candidate list, behind a literal index.
 
-PERF(sigma): SigmaHQ has ~1,400 process-creation rules; running each on every Sysmon EID 1
+Performance: SigmaHQ has ~1,400 process-creation rules; running each on every Sysmon EID 1
 would cost milliseconds per event. Almost every rule has a *necessary* literal condition: an
 AND branch that can only be true if a field equals / starts with / ends with / contains one of a
 few strings (`Image|endswith: '\\rundll32.exe'`). Those literals are indexed per field; an event
@@ -46,7 +46,7 @@ _sre: Any = getattr(re, "_parser", None) or __import__("sre_parse")
 _LITERAL: Any = _sre.LITERAL
 Lit = tuple[str, str, str]  # (field, kind: eq|pre|suf|sub, lower-cased literal)
 _NSLICES = 65536
-_SLICES = [slice(k, k + 3) for k in range(_NSLICES)]  # PERF(sigma): map(v.__getitem__) is C
+_SLICES = [slice(k, k + 3) for k in range(_NSLICES)]  # Performance: map(v.__getitem__) is C
 _SLICES2 = [slice(k, k + 2) for k in range(_NSLICES)]
 _WEIGHT = {"eq": 1.0, "suf": 1.2, "pre": 1.2, "sub": 3.0}
 _COMMON = frozenset({"EventID", "Channel", "Provider_Name"})  # the block already selected them
@@ -202,7 +202,7 @@ def rule_literals(trees: Sequence[Any]) -> list[list[Lit]]:
 class _FieldIndex:
     """Every literal of one field in one Aho-Corasick automaton (equalities in a dict).
 
-    PERF(sigma): one C-level pass over a value finds every occurrence of every literal
+    Performance: one C-level pass over a value finds every occurrence of every literal
     (overlapping ones too); a hit counts for a prefix only at the start, for a suffix only at
     the end, and always for a substring.
     """
