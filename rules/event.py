@@ -172,7 +172,7 @@ def parse_event_id(value: Any) -> int:
         n = int(value)
         return n if n < 2**31 else 0
     if value.__class__ is int and 0 <= value < 1_000_000:
-        return value  # PERF: %v prints it as its digits
+        return value  # Performance: %v prints it as its digits
     n2 = parse_int(go_string(value))
     if n2 is None or not -(2**31) <= n2 < 2**31:
         return 0

@@ -208,7 +208,7 @@ def _enrich_create(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
     if ctx.hasher is not None and image:
         st: os.stat_result | None = None
         try:
-            st = os.stat(image)  # PERF(agent): one stat for the size and the hasher
+            st = os.stat(image)  # Performance: one stat for the size and the hasher
         except OSError:
             data["ImageSize"] = UNKNOWN
         else:

@@ -238,7 +238,7 @@ def parse_sigma(
 ) -> Iterator[Rule | SigmaUnsupported]:
     """Every rule of a Sigma YAML document stream, or its `SigmaUnsupported` error."""
     try:
-        # PERF(sigma): libyaml's parser (pySigma's from_yaml uses the pure-Python one, ~60 % of
+        # Performance: libyaml's parser (pySigma's from_yaml uses the pure-Python one, ~60 % of
         # the load time of the SigmaHQ set); same safe constructor, same documents
         docs = list(yaml.load_all(text, Loader=_LOADER))
         coll = SigmaCollection.from_dicts(docs, collect_errors=True, resolve_references=False)

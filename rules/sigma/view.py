@@ -55,11 +55,11 @@ def _put(out: dict[str, Text], key: str, v: Any) -> None:
 def _event_data(ed: dict[str, Any], orig: dict[str, Text]) -> None:
     values = ed.values()
     if set(map(type, values)) == _STR and "\x000x0" not in "\x00" + "\x00".join(values):
-        orig.update(ed)  # PERF(sigma): only text, nothing to unpad (the common case), in C
+        orig.update(ed)  # Performance: only text, nothing to unpad (the common case), in C
         return
     for k, v in ed.items():
         if v.__class__ is str and v[:3] != "0x0":
-            orig[k] = v  # PERF(sigma): the common case of `_put`
+            orig[k] = v  # Performance: the common case of `_put`
         else:
             _put(orig, k, v)
     blob = orig.get("Data")
@@ -89,7 +89,7 @@ def _system(sys_: dict[str, Any], orig: dict[str, Text]) -> None:
         name = prov.get("Name")
         if name is not None:
             orig["Provider_Name"] = _text(name)
-    check = not orig.keys().isdisjoint(_SYSTEM)  # PERF(sigma): EventData rarely has them
+    check = not orig.keys().isdisjoint(_SYSTEM)  # Performance: EventData rarely has them
     for key, v in zip(_SYSTEM, map(sys_.get, _SYSTEM), strict=True):
         if v is None or (check and key in orig):
             continue
@@ -116,7 +116,7 @@ def build(data: Any) -> View:
         _system(sys_, orig)
     values = orig.values()
     if tuple not in set(map(type, values)):
-        # PERF(sigma): all text (the usual case): lower-cased in C
+        # Performance: all text (the usual case): lower-cased in C
         return orig, dict(zip(orig, map(str.lower, values), strict=True))  # type: ignore[arg-type]
     low: dict[str, Text] = {
         k: (v.lower() if v.__class__ is str else tuple(x.lower() for x in v))
