@@ -175,6 +175,27 @@ class SqlConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HuntConfig:
+    """[hunt]: retro-hunt jobs (POST /hunt/jobs; POST /hunt/rules waits for one)."""
+
+    workers: int = _f(1, "retro-hunt jobs running at once (each on one thread)")
+    queue_per_user: int = _f(1, "jobs one user may have waiting; more are answered 429")
+    timeout: float = _f(600.0, "seconds one job may run; it then stops with its results so far")
+    cpu_share: float = _f(
+        0.5, "share of one core a running job may use (it idles between chunks of events)"
+    )
+    match_bytes: int = _f(64 * 1024 * 1024, "JSON bytes of matches one job keeps")
+    max_events: int = _f(50_000_000, "events one job may scan")
+    keep: int = _f(50, "finished jobs kept with their matches (the oldest are dropped)")
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.queue_per_user < 1 or self.keep < 1:
+            raise ValueError("hunt.workers, hunt.queue_per_user and hunt.keep must be at least 1")
+        if not 0.05 <= self.cpu_share <= 1.0:
+            raise ValueError("hunt.cpu_share must be 0.05–1")
+
+
+@dataclass(frozen=True, slots=True)
 class StreamsConfig:
     """[streams]: event streams on the admin API (Server-Sent Events and WebSocket)."""
 
@@ -259,6 +280,7 @@ SECTIONS: dict[str, type] = {
     "limits": LimitsConfig,
     "streams": StreamsConfig,
     "sql": SqlConfig,
+    "hunt": HuntConfig,
     "enroll": EnrollConfig,
     "commands": CommandsConfig,
     "logging": LoggingConfig,
@@ -279,6 +301,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     sql: SqlConfig = field(default_factory=SqlConfig)
+    hunt: HuntConfig = field(default_factory=HuntConfig)
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

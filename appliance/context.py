@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from .pki import Pki
 from .services.artifacts import ArtifactStore
 from .services.content import Content
 from .services.diskguard import DiskGuard
+from .services.hunting import Hunting
+from .services.huntjobs import HuntJobs, HuntLimits
 from .services.identity import Identity
 from .services.ingest import EventListener, Ingest
 from .services.retention import retention_for
@@ -46,6 +49,7 @@ class AppContext:
     artifacts: ArtifactStore
     console: Any = None  # appliance.console.ConsoleAuth, mounted on the admin app when set
     disk: DiskGuard | None = None  # set by build_context
+    hunts: HuntJobs | None = None  # retro-hunt jobs, set by build_context
     sleep: Callable[[float], None] = time.sleep
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -55,8 +59,10 @@ class AppContext:
         return self.ingest.listeners
 
     def close(self) -> None:
-        """Stop streams, flush ingest bookkeeping, close the event store and the fleet store."""
+        """Stop streams and hunts, flush ingest bookkeeping, close the event and fleet stores."""
         self.hub.close()
+        if self.hunts is not None:
+            self.hunts.close()
         self.ingest.close()
         try:
             self.events.close()
@@ -133,6 +139,13 @@ def build_context(
             parts_quota=config.limits.upload_parts_quota,
             expiry=config.limits.upload_expiry,
         ),
+    )
+    hunting = Hunting(events)
+    ctx.hunts = HuntJobs(
+        hunting,
+        HuntLimits(**dataclasses.asdict(config.hunt)),
+        store=lambda job: hunting.store_matches(job.id, job.matches),
+        clock=clock,
     )
     disk = ctx.disk = ingest.disk = ctx.artifacts.disk = DiskGuard(
         data_dir, config.limits.min_free_bytes
