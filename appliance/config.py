@@ -201,7 +201,13 @@ class StreamsConfig:
 
     max_clients: int = _f(32, "concurrent SSE streams; more get 503")
     heartbeat: float = _f(15.0, "seconds between SSE heartbeat comments and WebSocket pings")
-    queue: int = _f(2_000, "events buffered per stream; a slower client loses the oldest")
+    queue: int = _f(2_000, "events buffered per SSE stream; a slower client loses the oldest")
+    buffer: int = _f(
+        4 * 1024 * 1024, "bytes buffered per SSE stream; a slower client loses the oldest"
+    )
+    stall: float = _f(
+        60.0, "seconds an SSE stream that lost events may go without reading before it is closed"
+    )
     ws_max_clients: int = _f(1_024, "concurrent WebSocket streams; more are closed with 1013")
     ws_per_key: int = _f(64, "concurrent WebSocket streams per API key; more closed with 1008")
     ws_buffer: int = _f(4 * 1024 * 1024, "bytes buffered per WebSocket stream; oldest dropped")

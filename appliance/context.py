@@ -104,6 +104,8 @@ def build_context(
     hub = StreamHub(
         max_clients=config.streams.max_clients,
         queue=config.streams.queue,
+        buffer=config.streams.buffer,
+        stall=config.streams.stall,
         heartbeat=config.streams.heartbeat,
     )
     reducer = Reducer(store.reports.load_all())
