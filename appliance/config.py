@@ -138,7 +138,8 @@ class LimitsConfig:
     memory_budget: int = _f(
         4 * 1024 * 1024 * 1024,
         "the manager's memory budget in bytes: DuckDB gets a quarter (memory_limit, all SQL "
-        "and inserts together, 2 threads) and the Tantivy writer heap 1/32 (at most 256 MB)",
+        "and inserts together, 2 threads), the index queue 1/8 (batches stored but not yet "
+        "indexed; ingest waits beyond) and the Tantivy writer heap 1/32 (at most 256 MB)",
     )
     logs_inflight_memory: int = _f(
         1024 * 1024 * 1024,
@@ -353,6 +354,7 @@ class Config:
             "memory_limit": f"{max(budget // 4, 64 << 20) >> 20}MB",
             "sql_threads": 2,
             "heap_size": min(max(budget // 32, 32 << 20), 256 << 20),
+            "queue_bytes": max(budget // 8, 32 << 20),
         }
 
     def endpoint_url(self) -> str:

@@ -169,6 +169,11 @@ def build_context(
         lambda: float(hub.dropped),
     )
     metrics.gauge(
+        "heron_stream_stalled_total",
+        "SSE streams closed because their client stopped reading",
+        lambda: float(hub.stalled),
+    )
+    metrics.gauge(
         "heron_endpoints_online",
         "endpoints seen in the last 5 minutes",
         lambda: float(store.endpoints.count_online(clock() - 300.0)),

@@ -98,6 +98,9 @@ class EventStore:
         journal_segment_bytes: Size at which the journal starts a new segment file.
         index_process: Write the Tantivy index from a child process (``index.sinks``); the
             manager does, so that indexing uses another core.
+        memory_limit: DuckDB ``memory_limit``; sql_threads: its threads.
+        queue_bytes: Estimated memory of the batches journaled but not yet indexed; ``append``
+            waits beyond it (back-pressure on ingest instead of unbounded growth).
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class EventStore:
         index_process: bool = False,
         memory_limit: str = "2GB",
         sql_threads: int | None = None,
+        queue_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.root = Path(root)
         self._clock = clock
@@ -152,6 +156,7 @@ class EventStore:
                 open_sink,
                 replay=self._journal_after,
                 commit_interval=commit_interval,
+                max_queue_bytes=queue_bytes,
                 floor=self._min_seq - 1,
             )
             opened.append(_Closer(self._indexer.close_writer))

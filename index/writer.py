@@ -44,6 +44,8 @@ _STOP = object()
 _NO_LIMIT = 2**63
 _GROUP_EVENTS = 20_000
 _POLL = 0.05
+_QUEUE_FACTOR = 4  # bytes of memory per byte of encoded event JSON while queued
+_QUEUE_EVENT_DEFAULT = 4096  # per event when the encoded form is not at hand
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,8 @@ class Indexer:
         *,
         replay: Callable[[int], Iterable[JournalRecord]],
         commit_interval: float,
-        max_queue: int = 32,
+        max_queue: int = 0,
+        max_queue_bytes: int = 256 * 1024 * 1024,
         repair_interval: float = 10.0,
         floor: int = 0,
     ) -> None:
@@ -103,6 +106,11 @@ class Indexer:
         self._next_repair = 0.0
         self._commit_interval = commit_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        # PERF(index): the queue is bounded by the estimated memory of what it holds (a share
+        # of the manager's memory budget), not by a count of batches of any size.
+        self._max_queue_bytes = max_queue_bytes
+        self._queued_bytes = 0
+        self._room = threading.Condition()
         self.tantivy_max = max(self._tantivy_max_seq(), floor)
         self.tables_max = max(tables.max_seq(), floor)
         self._sink = sink_factory()  # NOTE(index): last: nothing after it can fail and leak it
@@ -138,8 +146,30 @@ class Indexer:
         self._thread.start()
 
     def submit(self, record: JournalRecord, encoded: list[bytes] | None = None) -> None:
-        """Queue one journal record (blocks when the queue is full: back-pressure)."""
+        """Queue one journal record; blocks while the queue holds `max_queue_bytes` of
+        estimated memory (back-pressure; a record larger than that waits for an empty queue)."""
+        cost = _queued_cost(record, encoded)
+        with self._room:
+            self._room.wait_for(
+                lambda: (
+                    self._stopping
+                    or self._queued_bytes == 0
+                    or self._queued_bytes + cost <= self._max_queue_bytes
+                )
+            )
+            self._queued_bytes += cost
         self._queue.put((record, encoded))
+
+    def _dequeued(self, item: Any) -> None:
+        if isinstance(item, tuple):
+            with self._room:
+                self._queued_bytes -= _queued_cost(*item)
+                self._room.notify_all()
+
+    @property
+    def queued_bytes(self) -> int:
+        """Estimated memory of the records waiting to be indexed."""
+        return self._queued_bytes
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the writer thread after everything queued before it.
@@ -177,6 +207,8 @@ class Indexer:
         """Commit what is pending and stop the thread (idempotent)."""
         with self._stop_lock:
             already, self._stopping = self._stopping, True
+        with self._room:
+            self._room.notify_all()  # NOTE(index): a submit waiting for room gives up
         if not already and self._started and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)
@@ -205,6 +237,7 @@ class Indexer:
         except queue.Empty:
             self._on_idle()
             return True
+        self._dequeued(item)
         if item is _STOP:
             self._commit_safely()
             return False
@@ -251,6 +284,7 @@ class Indexer:
                 nxt = self._queue.get_nowait()
             except queue.Empty:
                 break
+            self._dequeued(nxt)
             if not isinstance(nxt, tuple):
                 self._apply_safely(group)
                 group = []
@@ -525,6 +559,14 @@ class Indexer:
     def close_writer(self) -> None:
         """Release the Tantivy writer (after ``stop``)."""
         self._sink.close()
+
+
+def _queued_cost(record: JournalRecord, encoded: list[bytes] | None) -> int:
+    """Estimated memory of a queued record: its final events as Python objects (about 3x
+    their JSON) plus their encoded JSON."""
+    if encoded is not None:
+        return _QUEUE_FACTOR * sum(len(b) for b in encoded) + 64 * len(encoded)
+    return record.count * _QUEUE_EVENT_DEFAULT
 
 
 def _utc(ns: int) -> datetime:
