@@ -291,11 +291,12 @@ def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> i
         stop.wait()
     finally:
         logger.info("shutting down")
+        ctx.begin_shutdown()  # streams, hunts and long-polls end first: SIGTERM within 30 s
         withdraw(Path(args.data_dir))
         stop_retention(ctx)
         stop_misp(ctx)
         server.close()
-        ctx.close()
+        ctx.close(drain_index=False)  # the journal replays the index backlog at next start
     return 0
 
 

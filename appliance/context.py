@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class AppContext:
     console: Any = None  # appliance.console.ConsoleAuth, mounted on the admin app when set
     disk: DiskGuard | None = None  # set by build_context
     hunts: HuntJobs | None = None  # retro-hunt jobs, set by build_context
+    stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown
     sleep: Callable[[float], None] = time.sleep
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -58,14 +60,30 @@ class AppContext:
         """Register `fn(endpoint, events)` here to see every durable batch (MISP sync)."""
         return self.ingest.listeners
 
-    def close(self) -> None:
-        """Stop streams and hunts, flush ingest bookkeeping, close the event and fleet stores."""
+    def begin_shutdown(self) -> None:
+        """End what holds requests open (streams, hunts, long-polls) before the servers stop."""
+        self.stopping.set()
         self.hub.close()
         if self.hunts is not None:
-            self.hunts.close()
+            self.hunts.close(timeout=2.0)
+
+    def close(self, *, drain_index: bool = True) -> None:
+        """Stop streams and hunts, flush ingest bookkeeping, close the event and fleet stores.
+
+        `drain_index=False`: the event index is not brought up to date now; the journal is
+        replayed at the next start (a quick manager stop).
+        """
+        self.begin_shutdown()
         self.ingest.close()
         try:
-            self.events.close()
+            if drain_index:
+                self.events.close()
+            else:
+                close = self.events.close
+                try:
+                    close(drain=False)  # type: ignore[call-arg]
+                except TypeError:  # an event sink without a queue (memory, cluster)
+                    close()
         finally:
             self.store.close()
 

@@ -268,13 +268,17 @@ class EventStore:
         if self._state is StoreState.CLOSED:
             raise StoreClosedError(f"event store {self.root} is closed")
 
-    def close(self) -> None:
-        """Index what is queued, commit, and release every file (idempotent)."""
+    def close(self, *, drain: bool = True) -> None:
+        """Index what is queued, commit, and release every file (idempotent).
+
+        ``drain=False``: what is queued is not indexed now but replayed from the journal at
+        the next open (a quick stop; nothing acknowledged is lost).
+        """
         with self._append_lock:  # NOTE(index): no append is between fsync and submit
             if self._state is StoreState.CLOSED:
                 return
             self._state = StoreState.CLOSED
-        self._indexer.stop()
+        self._indexer.stop(drain=drain)
         self._indexer.close_writer()
         self.tables.close()
         self.journal.close()

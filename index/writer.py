@@ -160,6 +160,17 @@ class Indexer:
             self._queued_bytes += cost
         self._queue.put((record, encoded))
 
+    def _drop_queued(self) -> None:
+        """Empty the queue: records stay in the journal; calls fail as after a stop."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._dequeued(item)
+            if isinstance(item, _Call):
+                item.future.set_exception(StoreClosedError("the event store is closed"))
+
     def _dequeued(self, item: Any) -> None:
         if isinstance(item, tuple):
             with self._room:
@@ -203,10 +214,16 @@ class Indexer:
             error,
         )
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Commit what is pending and stop the thread (idempotent)."""
+    def stop(self, timeout: float | None = None, *, drain: bool = True) -> None:
+        """Commit what is pending and stop the thread (idempotent).
+
+        ``drain=False`` (a manager stopping): records still queued are left to the journal,
+        which the next open replays, so stopping does not wait for a long indexing backlog.
+        """
         with self._stop_lock:
             already, self._stopping = self._stopping, True
+        if not drain:
+            self._drop_queued()
         with self._room:
             self._room.notify_all()  # NOTE(index): a submit waiting for room gives up
         if not already and self._started and self._thread.is_alive():
