@@ -53,7 +53,7 @@ def _fill(env: Env, n: int, batch: int = 500) -> None:
     for lo in range(0, n, batch):
         res = env.post_logs(agent, [event(i) for i in range(lo, min(n, lo + batch))])
         assert res.status_code == 200, res.text
-    env.ctx.events.flush()
+    env.ctx.events.flush()  # type: ignore[attr-defined]
 
 
 def _job(env: Env, job_id: str, key: str | None = None) -> dict[str, Any]:

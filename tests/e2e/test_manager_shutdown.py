@@ -60,7 +60,8 @@ def _enroll(manager: ManagerProc, tmp: Path, name: str) -> requests.Session:
     cert.write_text(res.json()["certificate_pem"])
     key.write_text(key_pem)
     session = requests.Session()
-    session.trust_env, session.verify, session.cert = False, str(manager.ca_file), (cert, key)
+    session.trust_env, session.verify = False, str(manager.ca_file)
+    session.cert = (str(cert), str(key))
     return session
 
 
