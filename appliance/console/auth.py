@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 import falcon
 
 from appliance.console.sessions import Session, SessionStore
-from appliance.errors import ApplianceError, Forbidden, TooManyRequests, Unauthorized
-from appliance.governance import FailureThrottle, RateLimitedLog
+from appliance.core.errors import ApplianceError, Forbidden, TooManyRequests, Unauthorized
+from appliance.transport.governance import FailureThrottle, RateLimitedLog
 
 __all__ = [
     "CONSOLE_ROLES",

@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from ..errors import NotFound, TooManyRequests, ValidationError
-from ..timefmt import to_datetime
+from ..core.errors import NotFound, TooManyRequests, ValidationError
+from ..core.timefmt import to_datetime
 from .hunting import MAX_PAGE_BYTES, Hunting, HuntResult, HuntStopped
 
 __all__ = ["HuntJob", "HuntJobs", "HuntLimits"]

@@ -5,7 +5,7 @@ bytes (and, for SSE, events) and a slow one loses its oldest events (counted in 
 told so in a notice); an SSE client that stopped reading is closed after `stall` seconds. An SSE
 stream holds one waitress thread, so the hub enforces `max_clients` for them (503 beyond it) and
 they send heartbeats.
-WebSocket streams (`appliance.websocket`) live on the TLS front's event loop: their
+WebSocket streams (`appliance.transport.websocket`) live on the TLS front's event loop: their
 `ByteSubscription` is bounded in bytes and wakes the loop; their caps are the front's business.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import Unavailable
+from ..core.errors import Unavailable
 
 __all__ = [
     "STREAM_ENV",

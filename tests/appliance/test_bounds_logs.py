@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from appliance.errors import Unavailable
+from appliance.core.errors import Unavailable
 from appliance.services.budget import MemoryBudget
 from rules import wire
 
@@ -169,7 +169,7 @@ def test_endpoint_page_of_huge_events_is_byte_capped(env: Env) -> None:
 
 
 def test_index_queue_bytes_come_from_the_memory_budget() -> None:
-    from appliance.config import Config, LimitsConfig
+    from appliance.core.config import Config, LimitsConfig
 
     cfg = Config(limits=LimitsConfig(memory_budget=1 << 30))
     assert cfg.store_options()["queue_bytes"] == (1 << 30) // 8

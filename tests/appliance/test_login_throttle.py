@@ -12,13 +12,13 @@ from pathlib import Path
 import falcon.testing
 import pytest
 
-from appliance.app import Api, create_app
+from appliance.api.app import Api, create_app
 from appliance.console import console_for
 from appliance.console.auth import LOGIN_FAILURES
-from appliance.context import AppContext, build_context
-from appliance.events import MemoryEventStore
-from appliance.pki import Pki
+from appliance.runtime.context import AppContext, build_context
+from appliance.security.pki import Pki
 from appliance.store import Role, Store
+from appliance.store.events import MemoryEventStore
 from tests.appliance.console.harness import start_manager
 
 LOGIN = "/console/api/login"

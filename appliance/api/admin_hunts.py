@@ -10,14 +10,14 @@ from typing import Any
 
 import falcon
 
-from ..context import AppContext
-from ..errors import Forbidden, Unavailable, ValidationError
-from ..middleware import ALL_ROLES, JsonBody
+from ..core.errors import Forbidden, Unavailable, ValidationError
+from ..core.timefmt import parse_time
+from ..runtime.context import AppContext
 from ..services.huntjobs import HuntJob, HuntJobs
 from ..store import Role
-from ..timefmt import parse_time
 from .admin_search import _hunt_body
 from .common import envelope, q_int, q_str, uuid_param
+from .middleware import ALL_ROLES, JsonBody
 
 __all__ = ["HUNT_ROUTES"]
 
