@@ -14,7 +14,7 @@ from ..services.hunting import Hunting
 from ..services.streams import STREAM_ENV, StreamFilter, StreamRequest
 from ..store import Role
 from .common import envelope, q_bool, q_int, q_str, uuid_param
-from .middleware import ALL_ROLES, JsonBody
+from .middleware import JsonBody
 
 __all__ = ["SEARCH_ROUTES"]
 
