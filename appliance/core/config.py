@@ -188,6 +188,9 @@ class HuntConfig:
     match_bytes: int = _f(64 * 1024 * 1024, "JSON bytes of matches one job keeps")
     max_events: int = _f(50_000_000, "events one job may scan")
     keep: int = _f(50, "finished jobs kept with their matches (the oldest are dropped)")
+    kept_bytes: int = _f(
+        256 * 1024 * 1024, "JSON bytes of matches all finished jobs keep (the oldest are dropped)"
+    )
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.queue_per_user < 1 or self.keep < 1:

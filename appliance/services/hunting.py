@@ -46,6 +46,7 @@ class HuntResult:
     containers: dict[str, int] = field(default_factory=dict)
     iocs: int = 0
     stopped: str = ""  # why the hunt ended early: cancelled, timeout ("" = it ran to the end)
+    match_bytes: int = 0  # JSON bytes of `matches`
 
 
 class HuntStopped(Exception):
@@ -210,6 +211,7 @@ class Hunting:
             containers={k: len(v) for k, v in engine.containers.items()},
             iocs=len(ioc_set),
             stopped=stopped,
+            match_bytes=size,
         )
 
     def store_matches(self, hunt_id: str, matches: list[dict[str, Any]]) -> int:

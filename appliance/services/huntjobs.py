@@ -6,7 +6,8 @@ an agent's `/logs` 31.9 s (issue 18). A job runs on one of `hunt.workers` thread
 worked, so ingest threads get the interpreter), stops at `hunt.timeout` seconds (results so
 far kept, state `timeout`), keeps at most `hunt.match_bytes` of matches, and can be cancelled.
 Each user may have `hunt.queue_per_user` jobs waiting; more get 429. Finished jobs are kept
-(newest `hunt.keep`) so their matches can be paged by cursor.
+(newest `hunt.keep`, at most `hunt.kept_bytes` of matches in all) so their matches can be
+paged by cursor.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class HuntLimits:
     match_bytes: int = 64 * 1024 * 1024
     max_events: int = 50_000_000
     keep: int = 50
+    kept_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -241,9 +243,14 @@ class HuntJobs:
             t.start()
 
     def _evict(self) -> None:
-        """Drop the oldest finished jobs past `keep`."""
+        """Drop the oldest finished jobs past `keep`, or while their matches hold more than
+        `kept_bytes` in all."""
         done = [j for j in self._jobs.values() if j.state in FINAL]
-        for job in done[: max(0, len(done) - self.limits.keep)]:
+        held = sum(j.result.match_bytes for j in done if j.result is not None)
+        for i, job in enumerate(done):
+            if len(done) - i <= self.limits.keep and held <= self.limits.kept_bytes:
+                break
+            held -= job.result.match_bytes if job.result is not None else 0
             del self._jobs[job.id]
 
     def _finish(self, job: HuntJob, state: str) -> None:

@@ -195,3 +195,15 @@ def test_ingest_is_not_held_up_by_a_long_hunt(env: Env) -> None:
     p95 = lat[max(0, int(len(lat) * 0.95) - 1)]
     # The agent times out at 30 s; a generous bound for a loaded 2-core box.
     assert p95 < 10.0, (statistics.median(lat), p95, running)
+
+
+def test_finished_jobs_are_dropped_past_their_byte_budget(env: Env) -> None:
+    _fill(env, 100)
+    first = env.a("POST", "/hunt/rules", json={"rules": [RULE]}).json["data"]
+    assert env.ctx.hunts is not None
+    size = env.ctx.hunts.get(first["hunt_id"]).result.match_bytes  # type: ignore[union-attr]
+    _jobs(env, kept_bytes=int(size * 1.5))
+    ids = [env.a("POST", "/hunt/rules", json={"rules": [RULE]}).json["data"]["hunt_id"]]
+    ids.append(env.a("POST", "/hunt/rules", json={"rules": [RULE]}).json["data"]["hunt_id"])
+    assert env.a("GET", f"/hunt/jobs/{ids[0]}").status_code == 404  # over the budget: dropped
+    assert _job(env, ids[1])["matches"] == 10
