@@ -7,19 +7,23 @@ cannot run while `heron-manager run` holds it (DuckDB allows one process); use t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import logging.handlers
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from index.writer_protocol import FROZEN_ARG
 from rules import wire
+from rules.settings import help_text
 
 from .core.config import Config, load_config, render_toml
 from .core.errors import ApplianceError, ConfigError, StoreError
@@ -27,10 +31,7 @@ from .runtime.context import AppContext, build_context
 from .security.hostnames import HOST_NAMES
 from .security.pki import Pki
 from .store import Role, Store
-
-# NOTE(manager): index.writer_child.FROZEN_ARG (not imported: it would load Tantivy for every
-# command); a frozen manager re-runs itself with it to start the index writer process.
-FROZEN_INDEX_WRITER = "--heron-index-writer"
+from .store.events import EventSink, NoEventStore
 
 __all__ = ["main", "open_context", "run_manager"]
 
@@ -54,17 +55,21 @@ def open_context(
     data_dir: Path,
     *,
     config: Config | None = None,
-    memory_events: bool = False,
+    events_dir: Path | None = None,
     with_events: bool = True,
 ) -> AppContext:
-    """Open an initialized data directory (fleet store, PKI, event store)."""
+    """Open an initialized data directory (fleet store, PKI, event store).
+
+    ``events_dir`` puts the event store elsewhere than ``<data>/events`` (``run --memory-events``);
+    ``with_events=False`` opens no event store (commands that only touch the fleet store).
+    """
     paths = _paths(data_dir)
     config = config or load_config(paths["config"])
     if config.cluster.mode == "cluster":
         return _open_cluster_context(data_dir, config, with_events=with_events)
     if not paths["db"].exists() or not (paths["pki"] / "ca.pem").exists():
         raise ConfigError(
-            "data directory is not initialized (run heron-manager init)", where=str(data_dir)
+            "data directory is not initialized (run heron-manager init)", source=str(data_dir)
         )
     try:
         store = Store(paths["db"])
@@ -76,13 +81,18 @@ def open_context(
                 where=str(paths["db"]),
             ) from ex
         raise
-    events: Any = None
+    events: EventSink = NoEventStore()
     try:
-        if with_events and not memory_events:
+        if with_events:
             from index import EventStore
 
-            # NOTE(manager): Tantivy is written from a child process (a second core for ingest)
-            events = EventStore(paths["events"], index_process=True, **config.store_options())
+            # NOTE(manager): Tantivy is written from a child process (a second core for ingest);
+            # the throwaway store of --memory-events keeps it in-process
+            events = EventStore(
+                events_dir or paths["events"],
+                index_process=events_dir is None,
+                **config.store_options(),
+            )
         return build_context(
             data_dir=data_dir, config=config, store=store, events=events, pki=Pki(paths["pki"])
         )
@@ -93,12 +103,15 @@ def open_context(
 
 def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) -> AppContext:
     """A cluster front-end: fleet in PostgreSQL, events journaled here and read from ClickHouse."""
+    from .misp.service import LEADER_JOBS
     from .runtime.cluster import open_cluster, start_relay
+    from .runtime.leader import PgLeadership
 
     paths = _paths(data_dir)
     if not (paths["pki"] / "ca.pem").exists():
         raise ConfigError(
-            "no PKI in the data directory (copy pki/ from the first front-end)", where=str(data_dir)
+            "no PKI in the data directory (copy pki/ from the first front-end)",
+            source=str(data_dir),
         )
     if not with_events:
         from .store.postgres import ClusterStore
@@ -106,7 +119,11 @@ def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) 
         store = ClusterStore(config.cluster.postgres, create=False)
         try:
             return build_context(
-                data_dir=data_dir, config=config, store=store, pki=Pki(paths["pki"])
+                data_dir=data_dir,
+                config=config,
+                store=store,
+                events=NoEventStore(),
+                pki=Pki(paths["pki"]),
             )
         except BaseException:
             store.close()
@@ -117,6 +134,7 @@ def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) 
             data_dir=data_dir, config=config, store=fleet, events=events, pki=Pki(paths["pki"])
         )
         start_relay(events, config.cluster, ctx.hub)
+        ctx.leadership = PgLeadership(config.cluster.postgres, LEADER_JOBS)  # lifecycle starts it
         return ctx
     except BaseException:
         events.close()
@@ -132,7 +150,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if config.cluster.mode != "cluster":
         raise ConfigError(
             'set [cluster] mode = "cluster" in config.toml first',
-            where=str(_paths(args.data_dir)["config"]),
+            source=str(_paths(args.data_dir)["config"]),
         )
     if args.action == "status":
         out = cluster_status(config.cluster)
@@ -160,10 +178,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"{data_dir} is already initialized: kept as it is")
         return 0
     if db or ca:
-        raise ConfigError("already initialized", where=str(data_dir))
+        raise ConfigError("already initialized", source=str(data_dir))
     key_file: Path | None = args.key_file
     if key_file is not None and key_file.exists():
-        raise ConfigError("the key file exists already", where=str(key_file))
+        raise ConfigError("the key file exists already", source=str(key_file))
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     config = load_config(paths["config"]).with_listen(
@@ -185,7 +203,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     for name in ("artifacts", "events"):
         paths[name].mkdir(exist_ok=True)
     with Store(paths["db"]) as store:
-        ctx = build_context(data_dir=data_dir, config=config, store=store, pki=pki)
+        ctx = build_context(
+            data_dir=data_dir, config=config, store=store, events=NoEventStore(), pki=pki
+        )
         user, key = ctx.identity.add_user(
             args.admin_user, Role.ADMIN, description="created by heron-manager init"
         )
@@ -262,41 +282,34 @@ def _service_log(data_dir: Path) -> logging.Handler:
 
 def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> int:
     from .console import console_for
-    from .misp.integration import start_misp_worker, stop_misp
-    from .runtime.localadmin import publish, withdraw
-    from .services.retention import start_retention_worker, stop_retention
-    from .transport.server import ManagerServer
+    from .runtime.lifecycle import Manager
 
-    ctx = open_context(args.data_dir, config=config, memory_events=args.memory_events)
-    ctx.content.seed_defaults()
-    if args.memory_events:
-        logger.warning("events are kept in memory only (--memory-events): NOT durable")
-
-    ctx.console = console_for(ctx)  # sessions, CSRF, user refresh, detection overview
-    server = ManagerServer(ctx)
-    try:
-        bound = server.start()
-        start_misp_worker(ctx)
-        start_retention_worker(ctx)
-        publish(ctx, Path(args.data_dir), bound.admin)  # CLI admin commands while it runs
-        print(
-            json.dumps(
-                {
-                    "admin": f"https://{bound.admin[0]}:{bound.admin[1]}",
-                    "endpoint": f"https://{bound.endpoint[0]}:{bound.endpoint[1]}",
-                }
-            ),
-            flush=True,
-        )
-        stop.wait()
-    finally:
-        logger.info("shutting down")
-        ctx.begin_shutdown()  # streams, hunts and long-polls end first: SIGTERM within 30 s
-        withdraw(Path(args.data_dir))
-        stop_retention(ctx)
-        stop_misp(ctx)
-        server.close()
-        ctx.close(drain_index=False)  # the journal replays the index backlog at next start
+    with contextlib.ExitStack() as scratch:
+        events_dir = None
+        if args.memory_events:  # a throwaway event store, deleted at exit
+            events_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="heron-")))
+        ctx = open_context(args.data_dir, config=config, events_dir=events_dir)
+        ctx.content.seed_defaults()
+        if args.memory_events:
+            logger.warning(
+                "events are kept in a temporary directory (--memory-events): NOT durable"
+            )
+        ctx.extensions.add(console_for(ctx))  # sessions, CSRF, user refresh, detection overview
+        manager = Manager(ctx, Path(args.data_dir))
+        try:
+            bound = manager.start()
+            print(
+                json.dumps(
+                    {
+                        "admin": f"https://{bound.admin[0]}:{bound.admin[1]}",
+                        "endpoint": f"https://{bound.endpoint[0]}:{bound.endpoint[1]}",
+                    }
+                ),
+                flush=True,
+            )
+            stop.wait()
+        finally:
+            manager.stop()
     return 0
 
 
@@ -321,7 +334,7 @@ def cmd_run(args: argparse.Namespace, platform: str | None = None) -> int:
 
 
 def _with_store(args: argparse.Namespace) -> AppContext:
-    return open_context(args.data_dir, with_events=False, memory_events=True)
+    return open_context(args.data_dir, with_events=False)
 
 
 def _running(args: argparse.Namespace) -> Any:
@@ -393,24 +406,14 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 def _write_bundle(out_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """The bundle files an agent installs (`heron-agent enroll --bundle DIR`)."""
+    from .api.admin_enroll import bundle_files, bundle_meta
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "client.pem").write_text(doc["certificate_pem"])
-    fd = os.open(out_dir / "client.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(doc["key_pem"])
-    (out_dir / "ca.pem").write_text(doc["ca_pem"])
-    meta = {
-        "uuid": doc["uuid"],
-        "endpoint_url": doc["endpoint_url"],
-        "manager": doc["manager"],
-        "addresses": doc.get("addresses", [doc["manager"]]),
-        "group": doc["group"],
-        "client_cert": "client.pem",
-        "client_key": "client.key",
-        "ca_cert": "ca.pem",
-    }
-    (out_dir / "bundle.json").write_text(json.dumps(meta, indent=2))
-    return dict(meta, dir=str(out_dir))
+    for name, text, mode in bundle_files(doc):
+        fd = os.open(out_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+    return dict(bundle_meta(doc), dir=str(out_dir))
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -441,7 +444,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             }
             print(json.dumps(out) if args.json else token)
         else:
-            from .api.admin_content import bundle_document
+            from .api.admin_enroll import bundle_document
 
             doc = bundle_document(ctx, args.group, args.hostname)
             print(json.dumps(_write_bundle(args.out, doc)))
@@ -474,11 +477,10 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 
 def cmd_suppression(args: argparse.Namespace) -> int:
     """`heron-manager suppression list|add|delete|noisy`: noise tuning (docs/manager.md)."""
-    from .services.tuning import tuning_for
 
     ctx = _with_store(args)
     try:
-        tuning = tuning_for(ctx)
+        tuning = ctx.tuning
         if args.action == "list":
             for item in tuning.all():
                 print(json.dumps(item))
@@ -521,17 +523,17 @@ def _rules_import(args: argparse.Namespace, paths: list[str]) -> int:
         raise ConfigError("rules import takes one directory or archive")
     path = Path(paths[0])
     if not path.exists():
-        raise ConfigError("no such file or directory", where=str(path))
+        raise ConfigError("no such file or directory", source=str(path))
     if not is_gene_pack(path):  # a SigmaHQ checkout or release archive
         if path.is_dir() and not any(path.rglob("*.yml")) and not any(path.rglob("*.yaml")):
             raise ConfigError(
-                "not a rule pack: no Gene (*.gen) nor Sigma (*.yml) rules", where=str(path)
+                "not a rule pack: no Gene (*.gen) nor Sigma (*.yml) rules", source=str(path)
             )
         return _sigma_import(args, path)
     try:
         pack = read_gene_pack(path, version=args.version or "")
     except ValueError as ex:
-        raise ConfigError(str(ex), where=str(path)) from ex
+        raise ConfigError(str(ex), source=str(path)) from ex
     body = {
         "name": args.name or path.name.split(".")[0],
         "rules": pack["rules"],
@@ -559,7 +561,7 @@ def _sigma_import(args: argparse.Namespace, path: Path) -> int:
         status = None if not args.status else [] if args.status == ["all"] else args.status
         result = ctx.content.import_pack(str(path), name=args.name or "sigmahq", status=status)
     except ValueError as ex:
-        raise ConfigError(str(ex), where=str(path)) from ex
+        raise ConfigError(str(ex), source=str(path)) from ex
     finally:
         ctx.close()
     print(json.dumps(result, indent=None if args.json else 2))
@@ -614,7 +616,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_openapi(args: argparse.Namespace) -> int:
     from .api.app import Api, create_app
 
-    ctx = build_context(data_dir=Path("."))
+    ctx = build_context(data_dir=Path("."), events=NoEventStore())
     try:
         app = create_app(ctx, Api(args.api))
         from .api.openapi import build_openapi
@@ -630,7 +632,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
     from .api.app import Api, create_app
     from .api.openapi import iter_routes
 
-    ctx = build_context(data_dir=Path("."))
+    ctx = build_context(data_dir=Path("."), events=NoEventStore())
     try:
         for path, resource, responders in iter_routes(create_app(ctx, Api(args.api))):
             for method, fn in sorted(responders.items()):
@@ -733,8 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data(sub.add_parser("init", help="create data dir, config, CA, server cert, admin user"))
     p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
-    p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
+    p.add_argument("--admin-listen", help=help_text(Config, "admin.listen"))
+    p.add_argument("--endpoint-listen", help=help_text(Config, "endpoint.listen"))
     p.add_argument("--server-name", action="append", help="SAN of the server cert (repeat)")
     p.add_argument(
         "--host-names",
@@ -758,12 +760,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_init)
 
     p = data(sub.add_parser("run", help="serve the admin and endpoint APIs"))
-    p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
-    p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
+    p.add_argument("--admin-listen", help=help_text(Config, "admin.listen"))
+    p.add_argument("--endpoint-listen", help=help_text(Config, "endpoint.listen"))
     p.add_argument(
         "--memory-events",
         action="store_true",
-        help="development: keep events in memory instead of index/",
+        help="development: events in a temporary directory, deleted at exit (not durable)",
     )
     p.add_argument(
         "--service",
@@ -777,7 +779,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = data(sub.add_parser("user", help="admin API users"))
     p.add_argument("action", choices=["add", "list", "delete", "rotate-key"])
     p.add_argument("name", nargs="?", default="", help="identifier or uuid")
-    p.add_argument("--role", default="admin", choices=[r.value for r in Role])
+    # least privilege by default, as POST /users: an admin is asked for explicitly
+    p.add_argument(
+        "--role",
+        default=Role.ANALYST.value,
+        choices=[r.value for r in Role],
+        help="user add: the new user's role (default analyst: least privilege, as POST /users "
+        "without role)",
+    )
     p.add_argument("--group", default="")
     p.add_argument("--description", default="")
     p.set_defaults(fn=cmd_user)
@@ -889,7 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [FROZEN_INDEX_WRITER]:  # NOTE(manager): the frozen manager's index writer
+    if argv[:1] == [FROZEN_ARG]:  # NOTE(manager): a frozen manager's index writer child
         from index.writer_child import main as index_writer_main
 
         return index_writer_main(argv[1:])

@@ -18,8 +18,8 @@ from appliance.console.auth import LOGIN_FAILURES
 from appliance.runtime.context import AppContext, build_context
 from appliance.security.pki import Pki
 from appliance.store import Role, Store
-from appliance.store.events import MemoryEventStore
 from tests.appliance.console.harness import start_manager
+from tests.support.memory_store import MemoryEventStore
 
 LOGIN = "/console/api/login"
 
@@ -30,7 +30,7 @@ def app(tmp_path: Path) -> Iterator[tuple[AppContext, falcon.testing.TestClient,
     ctx = build_context(
         data_dir=tmp_path, store=Store(":memory:"), pki=pki, events=MemoryEventStore()
     )
-    ctx.console = console_for(ctx)
+    ctx.extensions.add(console_for(ctx))
     keys = {
         n: ctx.identity.add_user(n, r)[1] for n, r in (("bob", Role.ANALYST), ("feed", Role.PLUGIN))
     }

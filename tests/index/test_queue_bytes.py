@@ -29,7 +29,7 @@ def _events(n: int, size: int) -> list[dict[str, Any]]:
 def test_appends_wait_while_the_queue_holds_its_byte_budget(make_store: MakeStore) -> None:
     budget = 2 * 1024 * 1024
     store = make_store(queue_bytes=budget)
-    indexer = store._indexer
+    indexer = store.writer
     release = threading.Event()
     indexer.call(lambda: release.wait(120))  # the writer is busy: nothing leaves the queue
     appended = [0]
