@@ -96,6 +96,9 @@ class EventStore:
         index_process: Write the Tantivy index from a child process (``index.sinks``), as
             the manager does, so that indexing uses another core; False keeps the writer in
             this process (tests and tools).
+        memory_limit: DuckDB ``memory_limit``; sql_threads: its threads.
+        queue_bytes: Estimated memory of the batches journaled but not yet indexed; ``append``
+            waits beyond it (back-pressure on ingest instead of unbounded growth).
 
     Attributes:
         writer: The writer thread (``index.writer.Indexer``): its public methods are the
@@ -115,6 +118,7 @@ class EventStore:
         index_process: bool = True,
         memory_limit: str = "2GB",
         sql_threads: int | None = None,
+        queue_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.root = Path(root)
         self._clock = clock
@@ -156,6 +160,7 @@ class EventStore:
                 open_sink,
                 replay=self._journal_after,
                 commit_interval=commit_interval,
+                max_queue_bytes=queue_bytes,
                 floor=self._min_seq - 1,
             )
             opened.append(_Closer(self.writer.close_writer))
@@ -266,13 +271,17 @@ class EventStore:
         if self._state is StoreState.CLOSED:
             raise StoreClosedError(f"event store {self.root} is closed")
 
-    def close(self) -> None:
-        """Index what is queued, commit, and release every file (idempotent)."""
+    def close(self, *, drain: bool = True) -> None:
+        """Index what is queued, commit, and release every file (idempotent).
+
+        ``drain=False``: what is queued is not indexed now but replayed from the journal at
+        the next open (a quick stop; nothing acknowledged is lost).
+        """
         with self._append_lock:  # no append is between fsync and submit
             if self._state is StoreState.CLOSED:
                 return
             self._state = StoreState.CLOSED
-        self.writer.stop()
+        self.writer.stop(drain=drain)
         self.writer.close_writer()
         self.tables.close()
         self.journal.close()

@@ -119,7 +119,7 @@ class LoginResource:
         key = body.get("api_key") or body.get("key") or ""
         if not isinstance(key, str):
             raise MalformedBody("api_key must be a string")
-        sid, session = self._auth.login(str(key))
+        sid, session = self._auth.login(str(key), self._auth.source_of(req))
         self._auth.set_cookies(resp, sid, session)
         store = self._auth.sessions
         _envelope(resp, session.to_dict(lifetime=store.lifetime, idle_timeout=store.idle_timeout))

@@ -618,7 +618,9 @@ class MispWorker:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            # a request to a hung peer may hold the (daemon) thread for its
+            # timeouts; its state writes are atomic, so shutdown does not wait for it long.
+            self._thread.join(timeout=3)
             self._thread = None
             logger.info("MISP sync worker stopped")
 
