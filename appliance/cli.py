@@ -11,7 +11,6 @@ import json
 import logging
 import logging.handlers
 import os
-import signal
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rules import wire
+from rules.service_host import ServiceSpec, run_until_stopped
 
 from .config import Config, load_config, render_toml
 from .context import AppContext, build_context
@@ -35,6 +35,14 @@ FROZEN_INDEX_WRITER = "--heron-index-writer"
 __all__ = ["main", "open_context", "run_manager"]
 
 logger = logging.getLogger(__name__)
+
+# What the MSI registers and `run --service` hosts on Windows (rules.service_host).
+SERVICE = ServiceSpec(
+    "heron-manager",
+    "Heron EDR manager",
+    "Heron EDR manager: endpoint and admin APIs",
+    "HeronManagerService",
+)
 
 SERVICE_LOG_BYTES = 10 * 1024 * 1024
 SERVICE_LOG_BACKUPS = 5
@@ -300,23 +308,14 @@ def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> i
 
 
 def cmd_run(args: argparse.Namespace, platform: str | None = None) -> int:
-    platform = sys.platform if platform is None else platform
-    stop = threading.Event()
-    if args.service and platform == "win32":
-        from .winservice import host_service, make_service_class
+    """Foreground until SIGTERM/SIGINT; `--service` on Windows: hosted by the SCM.
 
-        return host_service(make_service_class(lambda ev: run_manager(args, ev)))
-    # Foreground, and `--service` on Linux: systemd runs the program in the foreground and
-    # collects stderr (JSON log lines) in the journal; nothing needs a TTY.
-
-    def on_signal(*_: object) -> None:
-        # From another thread: Event.set() inside a handler could wait on the lock that the
-        # interrupted `stop.wait()` holds.
-        threading.Thread(target=stop.set, name="manager-signal", daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return run_manager(args, stop)
+    `--service` on Linux is a foreground run too: systemd collects stderr (JSON log lines) in
+    the journal; nothing needs a TTY.
+    """
+    return run_until_stopped(
+        lambda stop: run_manager(args, stop), SERVICE, service=args.service, platform=platform
+    )
 
 
 def _with_store(args: argparse.Namespace) -> AppContext:

@@ -1,4 +1,4 @@
-"""`heron-agent enroll`, `heron-agent service` and `heron-agent link` (registered by agent.cli).
+"""`heron-agent enroll`, `heron-agent service` and `heron-agent link` (added by `register`).
 
 Thin layer: parse arguments, call the link functions, print results, turn errors into exit codes.
 """
@@ -156,7 +156,7 @@ def _cmd_link_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `enroll`, `service` and `link` to the `heron-agent` subparsers."""
 
     def common(p: argparse.ArgumentParser) -> None:
