@@ -12,18 +12,14 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: Tantivy's writer lock still guards the index
-    fcntl = None  # type: ignore[assignment]
+from typing import Any, TextIO, TypeVar
 
 import orjson
 import tantivy
@@ -58,10 +54,15 @@ _ITER_WINDOW = 20_000
 MAX_LIMIT = 10_000
 
 
-def _lock_root(root: Path) -> Any:
-    """Hold an exclusive lock on ``root/LOCK`` for the life of the store (one owner process)."""
+def _lock_root(root: Path) -> TextIO:
+    """Hold an exclusive lock on ``root/LOCK`` for the life of the store (one owner process).
+
+    POSIX only: on Windows, Tantivy's own writer lock guards the index.
+    """
     handle = (root / "LOCK").open("a+")
-    if fcntl is not None:
+    if sys.platform != "win32":
+        import fcntl
+
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as ex:
