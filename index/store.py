@@ -15,7 +15,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -286,7 +286,11 @@ class EventStore:
     # -- writing ----------------------------------------------------------------------
 
     def append(
-        self, events: list[dict[str, Any]], *, endpoint: EndpointRef, batch_id: str | None = None
+        self,
+        events: Sequence[Mapping[str, object]],
+        *,
+        endpoint: EndpointRef,
+        batch_id: str | None = None,
     ) -> AppendResult:
         """Journal a batch (fsync'd on return) and queue it for indexing.
 
@@ -300,7 +304,11 @@ class EventStore:
         return self._append(events, endpoint=endpoint, batch_id=batch_id, retro=False)
 
     def append_detections(
-        self, events: list[dict[str, Any]], *, endpoint: EndpointRef, batch_id: str | None = None
+        self,
+        events: Sequence[Mapping[str, object]],
+        *,
+        endpoint: EndpointRef,
+        batch_id: str | None = None,
     ) -> AppendResult:
         """Store retro-hunt detections (``EdrData.Event.Retro = true``) as new events.
 
@@ -312,7 +320,7 @@ class EventStore:
 
     def _append(
         self,
-        events: list[dict[str, Any]],
+        events: Sequence[Mapping[str, object]],
         *,
         endpoint: EndpointRef,
         batch_id: str | None,
@@ -462,15 +470,23 @@ class EventStore:
             next_cursor = encode_cursor(last_ts, at_boundary, total)
         return SearchPage(events, next_cursor, total)
 
-    def count(self, query: str = "", **filters: Any) -> int:
+    def count(
+        self,
+        query: str = "",
+        *,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        endpoint: str | None = None,
+        detections_only: bool = False,
+    ) -> int:
         """Return the number of matching events (same filters as ``search``)."""
         self._check_open()
         clauses = self._filters(
             query,
-            filters.get("since"),
-            filters.get("until"),
-            filters.get("endpoint"),
-            bool(filters.get("detections_only")),
+            since,
+            until,
+            endpoint,
+            detections_only,
         )
         result = self._index.searcher().search(Q.boolean_query(clauses), 1, count=True)
         return int(result.count or 0)  # type: ignore[attr-defined]
@@ -483,7 +499,7 @@ class EventStore:
         endpoint: str | None = None,
         query: str = "",
         detections_only: bool = False,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, object]]:
         """Yield every matching stored event in store order (retro-hunt input).
 
         PERF(index): the store is walked in windows of ``_ITER_WINDOW`` sequence numbers (an
@@ -649,7 +665,7 @@ class EventStore:
         usage["total"] = sum(usage.values())
         return usage
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         """Cheap indexing state for /healthz and /metrics (no disk walk, unlike ``stats``).
 
         ``backlog``: journaled events not yet handed to both backends; ``error``: the current
@@ -661,7 +677,7 @@ class EventStore:
         backlog = max(0, self.journal.next_seq - 1 - max(indexed, self._min_seq - 1))
         return {"backlog": backlog, "error": writer.error, "writer_pid": self._indexer.writer_pid}
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, object]:
         """Return counters: events, segments, pending records, bytes, last commit, and the
         pid of the process writing the Tantivy index."""
         self._check_open()

@@ -222,7 +222,7 @@ def read_path(
     fmt: str = "auto",
     tally: Tally | None = None,
     keep: Callable[[str, int], bool] | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[dict[str, object]]:
     """Events of one file (any supported format or archive); errors are counted in `tally`."""
     tally = tally if tally is not None else InputStats()
     name = str(path)
