@@ -773,47 +773,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_run)
 
     p = data(sub.add_parser("user", help="admin API users"))
-    p.add_argument("action", choices=["add", "list", "delete", "rotate-key"])
+    p.add_argument(
+        "action", choices=["add", "list", "delete", "rotate-key"], help="what to do with users"
+    )
     p.add_argument("name", nargs="?", default="", help="identifier or uuid")
-    p.add_argument("--role", default="admin", choices=[r.value for r in Role])
-    p.add_argument("--group", default="")
-    p.add_argument("--description", default="")
+    p.add_argument(
+        "--role", default="admin", choices=[r.value for r in Role], help="add: the user's role"
+    )
+    p.add_argument("--group", default="", help="add: group recorded with the user")
+    p.add_argument("--description", default="", help="add: free text")
     p.set_defaults(fn=cmd_user)
 
     p = data(sub.add_parser("enroll", help="enrollment tokens and offline bundles"))
-    p.add_argument("action", choices=["token", "bundle"])
-    p.add_argument("--group", default="")
+    p.add_argument(
+        "action",
+        choices=["token", "bundle"],
+        help="a one-time enrollment token, or an offline bundle (certificate and key)",
+    )
+    p.add_argument("--group", default="", help="host group of the enrolled endpoint")
     p.add_argument("--ttl", type=float, default=None, help="token lifetime, seconds")
     p.add_argument("--hostname", default="", help="bundle: expected hostname")
     p.add_argument("--out", type=Path, default=Path("heron-bundle"), help="bundle: output dir")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="token: print JSON (token, expiry, endpoint URL, CA sha256)",
+    )
     p.set_defaults(fn=cmd_enroll)
 
     p = data(sub.add_parser("endpoint", help="list or revoke endpoints"))
-    p.add_argument("action", choices=["list", "revoke"])
-    p.add_argument("uuid", nargs="?", default="")
+    p.add_argument("action", choices=["list", "revoke"], help="list endpoints or revoke one")
+    p.add_argument("uuid", nargs="?", default="", help="revoke: the endpoint's uuid")
     p.set_defaults(fn=cmd_endpoint)
 
     p = data(sub.add_parser("suppression", help="per-rule suppressions and the noisiest rules"))
-    p.add_argument("action", choices=["list", "add", "delete", "noisy"])
+    p.add_argument(
+        "action",
+        choices=["list", "add", "delete", "noisy"],
+        help="list, add or delete suppressions, or show the noisiest rules",
+    )
     p.add_argument(
         "rule",
         nargs="?",
         default="",
         help="add: rule name (* = every rule); delete: suppression id",
     )
-    p.add_argument("--image-prefix", default="")
-    p.add_argument("--parent-prefix", default="")
+    p.add_argument("--image-prefix", default="", help="add: Image starts with this")
+    p.add_argument("--parent-prefix", default="", help="add: ParentImage starts with this")
     p.add_argument("--command-line", default="", help="regex searched in CommandLine")
-    p.add_argument("--user", default="")
+    p.add_argument("--user", default="", help="add: User equals this (case-insensitive)")
     p.add_argument("--group", default="", help="only endpoints of this host group")
-    p.add_argument("--comment", default="")
+    p.add_argument("--comment", default="", help="add: why (shown in the list)")
     p.add_argument("--days", type=float, default=1.0, help="noisy: window in days")
     p.set_defaults(fn=cmd_suppression)
 
     p = data(sub.add_parser("rules", help="rule packs: list, enable/disable, versions, rollback"))
     p.add_argument(
-        "action", choices=["packs", "versions", "enable", "disable", "rollback", "import"]
+        "action",
+        choices=["packs", "versions", "enable", "disable", "rollback", "import"],
+        help="list packs or versions, enable/disable rules, roll back, import a pack",
     )
     p.add_argument(
         "names",
@@ -836,18 +854,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in ("openapi", "routes"):
         p = sub.add_parser(name, help=f"print the {name} of an API")
-        p.add_argument("--api", choices=["admin", "endpoint"], default="admin")
+        p.add_argument(
+            "--api", choices=["admin", "endpoint"], default="admin", help="which API (admin)"
+        )
         p.set_defaults(fn=cmd_openapi if name == "openapi" else cmd_routes)
 
     p = data(sub.add_parser("search", help="search stored events"))
-    p.add_argument("query", nargs="?", default="")
-    p.add_argument("--endpoint", default=None)
-    p.add_argument("--detections", action="store_true")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("query", nargs="?", default="", help="search query (default: every event)")
+    p.add_argument("--endpoint", default=None, help="only events of this endpoint uuid")
+    p.add_argument("--detections", action="store_true", help="only events with a detection")
+    p.add_argument("--limit", type=int, default=100, help="at most this many events (100)")
     p.set_defaults(fn=cmd_events)
     p = data(sub.add_parser("sql", help="read-only SQL over stored events"))
-    p.add_argument("query")
-    p.add_argument("--limit", type=int, default=10_000)
+    p.add_argument("query", help="one SELECT over the `events` table")
+    p.add_argument("--limit", type=int, default=10_000, help="at most this many rows (10000)")
     p.set_defaults(fn=cmd_events)
     p = data(sub.add_parser("reindex", help="rebuild the search index from the journal"))
     p.set_defaults(fn=cmd_events)
@@ -879,7 +899,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_import)
     p = data(sub.add_parser("cluster", help="cluster mode: create schemas, check dependencies"))
-    p.add_argument("action", choices=["init", "status"])
+    p.add_argument(
+        "action", choices=["init", "status"], help="create the schemas, or check each dependency"
+    )
     p.add_argument("--admin-user", default="admin", help="first admin user (cluster init)")
     p.set_defaults(fn=cmd_cluster)
     return parser

@@ -186,7 +186,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     en.set_defaults(func=_cmd_enroll)
 
     sv = sub.add_parser("service", help="install or remove the system service")
-    sv.add_argument("action", choices=["install", "uninstall", "unit"])
+    sv.add_argument(
+        "action",
+        choices=["install", "uninstall", "unit"],
+        help="register and start, stop and remove, or print the systemd unit",
+    )
     sv.add_argument("-c", "--config", help="config.toml the service runs with")
     sv.add_argument("--exe", help="agent executable (default: this one)")
     sv.add_argument("--unit-dir", default="/etc/systemd/system", help="systemd unit directory")
@@ -195,7 +199,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     lk = sub.add_parser("link", help="manager link status (identity, queued events)")
     common(lk)
-    lk.add_argument("action", choices=["status"])
+    lk.add_argument("action", choices=["status"], help="identity, queue and running link state")
     lk.set_defaults(func=_cmd_link_status)
 
 
