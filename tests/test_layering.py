@@ -64,7 +64,7 @@ THIRD_PARTY = {
         "tantivy",
         "pyzipper",
         "wsproto",
-        "h11",  # appliance/websocket.py: WebSocket streams on the TLS front
+        "h11",  # appliance/transport/websocket.py: WebSocket streams on the TLS front
         # appliance/store/postgres.py: cluster mode only (the `cluster` extra)
         "psycopg",
     },

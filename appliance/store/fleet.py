@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import Conflict, NotFound
+from ..core.errors import Conflict, NotFound
 from .database import Conn, Database
 from .models import (
     CertRecord,

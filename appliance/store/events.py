@@ -176,7 +176,7 @@ class MemoryEventStore:
         max_rows: int = 10_000,
         max_bytes: int = 16 * 1024 * 1024,
     ) -> MemorySql:
-        from .errors import InvalidParam
+        from ..core.errors import InvalidParam
 
         raise InvalidParam("SQL needs the index event store (not the in-memory one)")
 

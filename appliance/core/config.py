@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from rules import wire
 
+from ..misp.settings import MispSettings
 from .errors import ConfigError
-from .misp.settings import MispSettings
 
 __all__ = [
     "AdminConfig",

@@ -8,20 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .events import EventSink
-from .metrics import Metrics
-from .pki import Pki
-from .services.artifacts import ArtifactStore
-from .services.content import Content
-from .services.diskguard import DiskGuard
-from .services.identity import Identity
-from .services.ingest import EventListener, Ingest
-from .services.retention import retention_for
-from .services.scoring import Reducer
-from .services.streams import StreamHub
-from .store import Store
-from .tlsfront import IdentityMap
+from ..core.config import Config
+from ..core.metrics import Metrics
+from ..security.pki import Pki
+from ..services.artifacts import ArtifactStore
+from ..services.content import Content
+from ..services.diskguard import DiskGuard
+from ..services.identity import Identity
+from ..services.ingest import EventListener, Ingest
+from ..services.retention import retention_for
+from ..services.scoring import Reducer
+from ..services.streams import StreamHub
+from ..store import Store
+from ..store.events import EventSink
+from ..transport.tlsfront import IdentityMap
 
 __all__ = ["AppContext", "build_context"]
 
@@ -91,7 +91,7 @@ def build_context(
     config = config or Config()
     store = store if store is not None else Store(":memory:")
     if events is None:
-        from .events import MemoryEventStore
+        from ..store.events import MemoryEventStore
 
         events = MemoryEventStore()
     metrics = Metrics(clock)

@@ -12,16 +12,16 @@ from typing import Any
 
 import falcon
 
-from ..context import AppContext
-from ..errors import InvalidParam, ValidationError
-from ..middleware import JsonBody
+from ..core.errors import InvalidParam, ValidationError
 from ..misp.errors import MispSettingsError
 from ..misp.integration import attach_instances
+from ..runtime.context import AppContext
 from ..services.attack import attack_matrix, rule_attack, techniques_for
 from ..services.hunting import Hunting
 from ..store import Role
 from ..store.alerts import MAX_COMMENT, AlertFilter, AlertStatus, parse_status
 from .common import envelope, q_int, q_str, uuid_param
+from .middleware import JsonBody
 
 __all__ = ["ALERT_ROUTES"]
 

@@ -12,8 +12,10 @@ from typing import Any
 import falcon
 import orjson
 
-from .context import AppContext
-from .errors import ApplianceError
+from ..core.errors import ApplianceError
+from ..runtime.context import AppContext
+from .admin import add_admin_routes
+from .endpoint_api import add_endpoint_routes
 from .middleware import (
     AdminAuth,
     AuditTrail,
@@ -23,9 +25,7 @@ from .middleware import (
     RequestLog,
 )
 from .openapi import FalconApp, build_openapi
-from .resources.admin import add_admin_routes
-from .resources.endpoint_api import add_endpoint_routes
-from .resources.ops import Health, MetricsResource, OpenApi
+from .ops import Health, MetricsResource, OpenApi
 
 __all__ = ["Api", "create_app"]
 
@@ -117,7 +117,7 @@ def create_app(ctx: AppContext, api: Api = Api.ADMIN) -> FalconApp:
     else:
         add_admin_routes(app, ctx)
         if ctx.console is not None:
-            from .console import add_console_routes
+            from ..console import add_console_routes
 
             add_console_routes(app, ctx.console)
         title = "Heron admin API"

@@ -8,14 +8,14 @@ from typing import Any
 
 import falcon
 
-from ..context import AppContext
-from ..errors import Forbidden, InvalidParam, TooManyRequests, ValidationError
-from ..middleware import ALL_ROLES, JsonBody
+from ..core.errors import Forbidden, InvalidParam, TooManyRequests, ValidationError
+from ..core.timefmt import parse_time, time_window
+from ..runtime.context import AppContext
 from ..services.hunting import Hunting
 from ..services.streams import STREAM_ENV, StreamFilter, StreamRequest
 from ..store import Role
-from ..timefmt import parse_time, time_window
 from .common import envelope, q_bool, q_int, q_str, uuid_param
+from .middleware import ALL_ROLES, JsonBody
 
 __all__ = ["SEARCH_ROUTES"]
 
@@ -113,7 +113,7 @@ class Search:
 
 
 def _dur(text: str) -> float:
-    from ..timefmt import parse_duration
+    from ..core.timefmt import parse_duration
 
     return parse_duration(text, name="last")
 
@@ -283,8 +283,8 @@ class HuntRules:
 class Stream:
     """GET /stream/events and /stream/detections: Server-Sent Events with filters.
 
-    A WebSocket upgrade of these routes is served by `appliance.websocket` on the admin TLS
-    front, which runs the request through here first: same authentication, roles and filters.
+    A WebSocket upgrade of these routes is served by `appliance.transport.websocket` on the admin
+    TLS front, which runs the request through here first: same authentication, roles and filters.
     """
 
     QUERY = {

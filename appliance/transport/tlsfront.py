@@ -7,13 +7,14 @@ work unchanged). The WSGI side resolves the identity from `REMOTE_PORT`; nothing
 and a process that connects straight to the backend finds no entry and gets 401.
 
 A front given an `Upgrader` reads the head of each connection's first request before choosing:
-when the upgrader `wants()` it (a WebSocket upgrade, `appliance.websocket`), the connection is
-served on this loop and never reaches waitress; otherwise the head is forwarded as read.
+when the upgrader `wants()` it (a WebSocket upgrade, `appliance.transport.websocket`), the
+connection is served on this loop and never reaches waitress; otherwise the head is forwarded as
+read.
 
-A front given a `Governor` (`appliance.governance`) admits connections through it: per-source
-and reserve caps at accept, the first request head within its header timeout, an `authorize`
-check of that head (admin credentials), and tighter idle and byte limits for connections that
-never authenticated.
+A front given a `Governor` (`appliance.transport.governance`) admits connections through it:
+per-source and reserve caps at accept, the first request head within its header timeout, an
+`authorize` check of that head (admin credentials), and tighter idle and byte limits for
+connections that never authenticated.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..security.pki import PeerIdentity, peer_identity
 from .governance import Governor, RateLimitedLog, Slot
-from .pki import PeerIdentity, peer_identity
 from .sockets import bind_listener
 
 __all__ = ["ConnInfo", "IdentityMap", "TlsFront", "Upgrader"]

@@ -13,12 +13,12 @@ from typing import Any
 
 import falcon
 
-from ..context import AppContext
-from ..errors import InvalidParam, NotFound, ValidationError
-from ..middleware import JsonBody
+from ..core.errors import InvalidParam, NotFound, ValidationError
+from ..runtime.context import AppContext
 from ..store import CommandRecord, CommandState
 from .admin_fleet import _obj, _str
 from .common import envelope, q_bool, q_int, uuid_param
+from .middleware import JsonBody
 
 __all__ = ["COMMAND_ROUTES"]
 

@@ -1,8 +1,8 @@
 """Runs the two listeners: waitress on loopback behind one TLS front each.
 
 `ManagerServer(ctx).start()` binds the endpoint listener (mutual TLS, `/enroll` without a cert)
-and the admin listener (HTTPS; its front also serves the WebSocket streams, `appliance.websocket`),
-returns the bound addresses, and `close()` stops both.
+and the admin listener (HTTPS; its front also serves the WebSocket streams,
+`appliance.transport.websocket`), returns the bound addresses, and `close()` stops both.
 
 Where `select.poll` is missing (Windows) waitress waits with `select()`, whose sets hold at most
 512 sockets there (CPython's FD_SETSIZE); one more and its loop thread dies with ValueError. The
@@ -24,12 +24,12 @@ from typing import Any
 
 import waitress
 
-from .app import Api, create_app
-from .config import parse_listen
-from .context import AppContext
-from .errors import ConfigError, Unauthorized
+from ..api.app import Api, create_app
+from ..api.openapi import FalconApp
+from ..core.config import parse_listen
+from ..core.errors import ConfigError, Unauthorized
+from ..runtime.context import AppContext
 from .governance import REASONS, GovernanceLimits, Governor
-from .openapi import FalconApp
 from .sockets import bind_listener
 from .tlsfront import TlsFront, Upgrader
 from .websocket import WsStreams
@@ -199,7 +199,7 @@ def admin_authorizer(ctx: AppContext) -> Callable[[bytes], bool]:
                 return False
         cookies = _header(head, b"cookie")
         if cookies and ctx.console is not None:
-            from .console.auth import SESSION_COOKIE
+            from ..console.auth import SESSION_COOKIE
 
             for part in cookies.split(";"):
                 name, _, value = part.strip().partition("=")

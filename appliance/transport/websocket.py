@@ -42,9 +42,9 @@ from wsproto.events import (
 from wsproto.frame_protocol import FrameProtocol
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from .config import StreamsConfig
-from .metrics import Metrics
-from .services.streams import STREAM_ENV, ByteSubscription, StreamHub, StreamRequest
+from ..core.config import StreamsConfig
+from ..core.metrics import Metrics
+from ..services.streams import STREAM_ENV, ByteSubscription, StreamHub, StreamRequest
 from .tlsfront import HEAD_LIMIT, ConnInfo
 
 __all__ = ["STREAM_PATHS", "CloseCode", "WsStreams"]

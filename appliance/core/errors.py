@@ -1,6 +1,6 @@
 """Every error the manager raises, and the HTTP status each one maps to.
 
-The tree (resources raise these; `appliance.app` owns the one handler table)::
+The tree (resources raise these; `appliance.api.app` owns the one handler table)::
 
     ApplianceError(Exception)                    500
     ├── BadRequest(ApplianceError, ValueError)   400

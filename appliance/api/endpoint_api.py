@@ -13,14 +13,14 @@ import falcon
 
 from rules import wire
 
-from ..context import AppContext
-from ..errors import Forbidden, ValidationError
-from ..middleware import JsonBody, message
-from ..openapi import FalconApp
+from ..core.errors import Forbidden, ValidationError
+from ..runtime.context import AppContext
 from ..services.bodies import read_bounded
 from ..services.tuning import tuning_for
 from ..store import CommandState
 from .common import json_raw, q_bool, q_str, raw
+from .middleware import JsonBody, message
+from .openapi import FalconApp
 
 __all__ = ["add_endpoint_routes"]
 

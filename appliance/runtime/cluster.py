@@ -31,8 +31,8 @@ from index.clickhouse import (
     drop_partitions_before,
 )
 
-from .config import ClusterConfig
-from .errors import ConfigError
+from ..core.config import ClusterConfig
+from ..core.errors import ConfigError
 
 __all__ = [
     "ClusterEventSink",
@@ -262,7 +262,7 @@ def open_cluster(config: ClusterConfig, events_dir: Path) -> tuple[Any, ClusterE
     """The fleet store and the event sink of a cluster front-end (schemas must exist)."""
     from index import EventStore
 
-    from .store.postgres import ClusterStore
+    from ..store.postgres import ClusterStore
 
     store = ClusterStore(config.postgres, create=False)
     try:
@@ -290,7 +290,7 @@ def init_cluster(config: ClusterConfig) -> dict[str, Any]:
     if config.mode != "cluster":
         raise ConfigError("[cluster] mode is not cluster")
     create_schema(_shards(config), config.clickhouse_cluster)
-    from .store.postgres import PgDatabase
+    from ..store.postgres import PgDatabase
 
     db = PgDatabase(config.postgres)
     try:
@@ -313,8 +313,8 @@ def cluster_status(config: ClusterConfig) -> dict[str, Any]:
         except ClickHouseError as ex:
             out["shards"].append({"url": shard.url, "ok": False, "error": str(ex)})
             out["ok"] = False
-    from .errors import StoreError
-    from .store.postgres import PgDatabase
+    from ..core.errors import StoreError
+    from ..store.postgres import PgDatabase
 
     try:
         db = PgDatabase(config.postgres)

@@ -6,11 +6,11 @@ from typing import Any
 
 import falcon
 
-from ..context import AppContext
-from ..errors import ValidationError
-from ..middleware import JsonBody
+from ..core.errors import ValidationError
+from ..runtime.context import AppContext
 from ..services.tuning import tuning_for
 from .common import envelope, q_int
+from .middleware import JsonBody
 
 __all__ = ["TUNING_ROUTES"]
 

@@ -17,10 +17,10 @@ import falcon
 
 from rules import wire
 
-from ..context import AppContext
-from ..errors import Unavailable, ValidationError
-from ..middleware import JsonBody
+from ..core.errors import Unavailable, ValidationError
+from ..runtime.context import AppContext
 from .common import envelope
+from .middleware import JsonBody
 
 __all__ = ["ENROLL_ROUTES"]
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import falcon
 
-from ..context import AppContext
-from ..errors import InvalidParam, NotFound, ValidationError
-from ..middleware import JsonBody
+from ..core.errors import InvalidParam, NotFound, ValidationError
+from ..core.timefmt import parse_time, time_window
+from ..runtime.context import AppContext
 from ..services.bodies import decode_json, decompress, read_bounded
 from ..services.ingest import COUNTERS_KIND
 from ..store import EndpointStatus, Role
-from ..timefmt import parse_time, time_window
 from .common import envelope, q_bool, q_int, q_str, uuid_param
+from .middleware import JsonBody
 
 __all__ = ["FLEET_ROUTES"]
 

@@ -12,14 +12,14 @@ import falcon
 
 from rules import wire
 
-from ..context import AppContext
-from ..errors import InvalidParam, NotFound, ValidationError
-from ..middleware import JsonBody
+from ..core.errors import InvalidParam, NotFound, ValidationError
+from ..core.timefmt import rfc3339
+from ..runtime.context import AppContext
 from ..services.bodies import read_bounded
 from ..services.content import OS_NAMES
 from ..store import Role
-from ..timefmt import rfc3339
 from .common import envelope, q_bool, q_int, q_str, raw
+from .middleware import JsonBody
 
 __all__ = ["CONTENT_ROUTES"]
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .errors import PkiError, ValidationError
+from ..core.errors import PkiError, ValidationError
 
 __all__ = ["IssuedCert", "PeerIdentity", "Pki", "peer_identity"]
 

@@ -23,12 +23,12 @@ import falcon
 
 from rules import wire
 
-from .errors import Forbidden, MalformedBody, TooManyRequests, Unauthorized, ValidationError
-from .governance import FailureThrottle, RateLimitedLog
-from .services.bodies import decode_json, decompress, read_bounded
-from .services.identity import Identity
-from .store import Role
-from .tlsfront import IdentityMap
+from ..core.errors import Forbidden, MalformedBody, TooManyRequests, Unauthorized, ValidationError
+from ..services.bodies import decode_json, decompress, read_bounded
+from ..services.identity import Identity
+from ..store import Role
+from ..transport.governance import FailureThrottle, RateLimitedLog
+from ..transport.tlsfront import IdentityMap
 
 __all__ = [
     "ALL_ROLES",

@@ -6,8 +6,8 @@ from typing import Any
 
 import falcon
 
-from ..context import AppContext
-from ..errors import Conflict
+from ..core.errors import Conflict
+from ..runtime.context import AppContext
 from ..services.retention import retention_for
 from ..store import Role
 from .common import envelope

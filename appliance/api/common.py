@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 import orjson
 
-from ..errors import InvalidParam
+from ..core.errors import InvalidParam
 
 __all__ = ["envelope", "json_raw", "q_bool", "q_int", "q_str", "raw", "uuid_param"]
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ..context import AppContext
 from ..misp.resources import MISP_ROUTES
-from ..openapi import FalconApp
+from ..runtime.context import AppContext
 from .admin_alerts import ALERT_ROUTES
 from .admin_commands import COMMAND_ROUTES
 from .admin_content import CONTENT_ROUTES
@@ -13,6 +12,7 @@ from .admin_fleet import FLEET_ROUTES
 from .admin_search import SEARCH_ROUTES
 from .admin_tuning import TUNING_ROUTES
 from .maintenance import MAINTENANCE_ROUTES
+from .openapi import FalconApp
 
 __all__ = ["add_admin_routes"]
 

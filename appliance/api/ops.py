@@ -6,7 +6,7 @@ from typing import Any
 
 import falcon
 
-from ..context import AppContext
+from ..runtime.context import AppContext
 from .common import json_raw, raw
 
 __all__ = ["Health", "MetricsResource", "OpenApi"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ApplianceError
+from ..core.errors import ApplianceError
 
 __all__ = ["LOCAL_USER", "LocalAdmin", "local_admin", "publish", "withdraw"]
 
@@ -42,7 +42,7 @@ def _client_host(host: str) -> str:
 
 def publish(ctx: Any, data_dir: Path, admin: tuple[str, int]) -> Path:
     """Rotate the local CLI user's key and write where and how to reach the admin API."""
-    from .store import Role
+    from ..store import Role
 
     users = {u.identifier: u for u in ctx.store.users.list()}
     if LOCAL_USER in users:
