@@ -27,6 +27,7 @@ from typing import IO, Any, BinaryIO, Protocol
 from . import jsonshapes
 from .auditd import iter_audit
 from .jsonshapes import UNKNOWN, classify, from_ecs, from_flat, is_gene
+from .jsonstream import iter_json_stream
 from .tabular import dialect_of, iter_rows
 from .winxml import iter_line_events, iter_xml_events
 
@@ -370,13 +371,7 @@ def _text_events(
         _add(tally, SKIPPED_LINES)
 
     if kind in ("json", "winlogbeat", "flat"):
-        from ..scan import iter_json_stream  # the one JSON stream decoder of `heron scan`
-
-        yield from normalize(
-            iter_json_stream(stream, tally, name),  # type: ignore[arg-type]
-            tally,
-            kind,
-        )
+        yield from normalize(iter_json_stream(stream, tally, name), tally, kind)
     elif kind == "xml":
         yield from _counted(iter_xml_events(_text(stream, head), name, error), tally, "windows-xml")
     elif kind == "sysmon-linux":
