@@ -287,7 +287,6 @@ def test_tools_distributed_by_the_manager(manager, enrolled, tmp_path: Path) -> 
 def test_suppressions_pushed_by_group_and_applied_by_the_agent(manager, tmp_path: Path) -> None:
     from agent.link.link import attach
     from agent.service import build_agent
-    from appliance.services.tuning import tuning_for
     from tests.agent.conftest import gene_rule, make_config
 
     config = make_config(tmp_path)
@@ -315,7 +314,7 @@ def test_suppressions_pushed_by_group_and_applied_by_the_agent(manager, tmp_path
         ],
         update=False,
     )
-    tuning = tuning_for(manager.ctx)
+    tuning = manager.ctx.tuning
     tuning.add(
         {"rule": "TmpExec", "image_prefix": "C:\\Windows\\Temp\\msbuild", "group": "builders"}
     )

@@ -1,1 +1,1 @@
-"""Shared test helpers (fakes of platform APIs, builders) used across the test tree."""
+"""Shared test helpers (doubles, builders) importable as `tests.support.<module>`."""
