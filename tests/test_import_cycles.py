@@ -1,123 +1,189 @@
-"""No import cycles between our modules (issue 14, acceptance).
+"""No import cycles between our modules (rules, index, agent, appliance).
 
-Every import counts, also the ones inside functions (a deferred import that "avoids a cycle"
-is still one); imports under ``if TYPE_CHECKING:`` do not run and do not count. An import of
-``a.b.c`` (or ``from a.b import c``) is an edge to the module ``a.b.c``; the package
-``__init__`` files it passes through are not edges of their own.
+The graph is built with `ast`: every `import` and `from … import` counts, at module level or
+inside a function (a lazy import still ties the two modules together); imports under
+`if TYPE_CHECKING:` do not (they never run). `importlib.import_module("a.b")` with a literal name
+counts as `import a.b`. `from pkg import name` is an edge to `pkg.name` when that is a module,
+else to `pkg`.
+
+`KNOWN_CYCLE_EDGES` lists the edges that close cycles other engineers are removing; the graph
+without them must be acyclic, and an entry that no longer closes a cycle must be deleted, so the
+list only shrinks.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rules", "index", "agent", "appliance")
+
+# (importer, imported): edges that close a known cycle, to be removed by their owners. Each is a
+# lazy import inside a function; delete an entry once its cycle is gone (a test says when).
+KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset()
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
 
 
 def _modules() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts.pop()
-            found[".".join(parts)] = path
-    return found
+    return {
+        _module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+    }
 
 
-MODULES = _modules()
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
-def _resolve(name: str) -> str | None:
-    """The module of ours that importing ``name`` loads last (``a.b.C`` → ``a.b``)."""
-    while name and name not in MODULES:
-        name = name.rpartition(".")[0]
-    return name or None
-
-
-def _type_checking_nodes(tree: ast.Module) -> set[int]:
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
-    return skip
-
-
-def _edges(module: str, path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    skip = _type_checking_nodes(tree)
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in skip:
+def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                yield from _imports_in(child)
             continue
-        if isinstance(node, ast.Import):
-            out.update(r for a in node.names if (r := _resolve(a.name)))
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                source = ".".join([*base, node.module] if node.module else base)
-            else:
-                source = node.module or ""
-            for alias in node.names:
-                sub = f"{source}.{alias.name}"
-                target = sub if sub in MODULES else _resolve(source)
-                if target:
-                    out.add(target)
-    out.discard(module)
-    return out
+        yield from _imports_in(node)
 
 
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan, iterative)."""
+def _imports_in(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        yield node
+    elif _is_import_module(node):
+        assert isinstance(node, ast.Call)
+        name = node.args[0]
+        assert isinstance(name, ast.Constant)
+        yield ast.Import(names=[ast.alias(name=str(name.value))])
+    else:
+        yield from _imports(node)
+
+
+def _is_import_module(node: ast.AST) -> bool:
+    """`importlib.import_module("agent.link.cli")` with a literal name is an import too."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return False
+    fn = node.func
+    named = (isinstance(fn, ast.Attribute) and fn.attr == "import_module") or (
+        isinstance(fn, ast.Name) and fn.id == "import_module"
+    )
+    arg = node.args[0]
+    return named and isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+
+
+def _targets(node: ast.Import | ast.ImportFrom, module: str, is_package: bool) -> Iterator[str]:
+    if isinstance(node, ast.Import):
+        yield from (alias.name for alias in node.names)
+        return
+    base = node.module or ""
+    if node.level:
+        package = module.split(".") if is_package else module.split(".")[:-1]
+        package = package[: len(package) - (node.level - 1)]
+        base = ".".join(package + ([base] if base else []))
+    for alias in node.names:
+        yield f"{base}.{alias.name}"
+        yield base
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module → the modules of ours it imports."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        is_package = path.name == "__init__.py"
+        for node in _imports(tree):
+            targets = list(_targets(node, name, is_package))
+            if isinstance(node, ast.ImportFrom):
+                # `from pkg import x`: the submodule pkg.x when it exists, else pkg itself
+                pairs = zip(targets[::2], targets[1::2], strict=True)
+                targets = [sub if sub in modules else base for sub, base in pairs]
+            graph[name].update(t for t in targets if t in modules and t != name)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (as a path a → … → a) per strongly connected component (Tarjan)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on_stack: set[str] = set()
     found: list[list[str]] = []
-    for root in sorted(graph):
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = len(index)
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(graph[child]))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1:
-                    found.append(sorted(component))
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(_path_in(graph, component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
     return found
 
 
-def test_the_graph_sees_deferred_imports() -> None:
-    """Guards the test: an import inside a function is an edge (agent.cli → agent.service)."""
-    assert "agent.service" in _edges("agent.cli", MODULES["agent.cli"])
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+def _path_in(graph: dict[str, set[str]], component: set[str]) -> list[str]:
+    start = min(component)
+    paths = {start: [start]}
+    queue = [start]
+    while queue:  # shortest way back to `start` inside the component
+        node = queue.pop(0)
+        for nxt in sorted(graph[node] & component):
+            if nxt == start:
+                return paths[node] + [start]
+            if nxt not in paths:
+                paths[nxt] = paths[node] + [nxt]
+                queue.append(nxt)
+    raise AssertionError("a strongly connected component without a cycle")
 
 
-def test_no_import_cycles() -> None:
-    graph = {m: _edges(m, p) for m, p in MODULES.items()}
-    cycles = _cycles(graph)
-    assert not cycles, "import cycles:\n" + "\n".join("  " + " ↔ ".join(c) for c in cycles)
+def _without(graph: dict[str, set[str]], edges: frozenset[tuple[str, str]]) -> dict[str, set[str]]:
+    return {a: {b for b in targets if (a, b) not in edges} for a, targets in graph.items()}
+
+
+def test_the_import_graph_has_no_cycles() -> None:
+    found = cycles(_without(import_graph(), KNOWN_CYCLE_EDGES))
+    assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
+
+
+def test_known_cycle_edges_still_close_a_cycle() -> None:
+    graph = import_graph()
+    stale = []
+    for edge in sorted(KNOWN_CYCLE_EDGES):
+        rest = _without(graph, KNOWN_CYCLE_EDGES - {edge})
+        if not any(edge[0] in c and edge[1] in c for c in cycles(rest)):
+            stale.append(edge)
+    assert not stale, f"remove from KNOWN_CYCLE_EDGES (no cycle left): {stale}"
+
+
+def test_the_checker_sees_lazy_imports_and_skips_type_checking() -> None:
+    tree = ast.parse(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import agent.config\n"
+        "def f():\n    from agent import service\n"
+    )
+    names = [t for node in _imports(tree) for t in _targets(node, "agent.x", False)]
+    assert "agent.config" not in names and "agent.service" in names
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
