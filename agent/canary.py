@@ -1,4 +1,4 @@
-"""Canary files (WHIDS §1.7): creation, and the Gene rules generated for them.
+"""Canary files (docs/reference/whids.md §1.7): creation, and the Gene rules generated for them.
 
 Generated rules (criticality 10, actions from ``canaries.actions``), all with absolute field
 paths so they load whatever LogType the channel implies:

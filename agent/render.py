@@ -1,4 +1,4 @@
-"""Rendering of agent-produced events in the WHIDS/Gene JSON shape (whids.md §3).
+"""Rendering of agent-produced events in the WHIDS/Gene JSON shape (docs/reference/whids.md §3).
 
 Owns the ``System`` block layout, timestamps, process GUIDs and the Sysmon / Sysmon-for-Linux
 channel constants shared by every live source.

@@ -4,7 +4,8 @@ Pipeline (one thread): sources (one thread each) → bounded queue → own-event
 hooks (+ enrichment for live events) → blacklist terminator → ``Detector`` (Gene engine, IoCs,
 canary rules) → forwarding decision → sinks, and planned actions → ``ActionRunner``.
 
-Forwarding decision (WHIDS §1.1 step 5): an event goes to the sinks when its detection score is
+Forwarding decision (docs/reference/whids.md §1.1 step 5): an event goes to the sinks when its
+detection score is
 ≥ ``general.criticality_threshold``, or when only Filter rules matched and
 ``general.enable_filters`` is on, or always with ``general.log_all``.
 
@@ -257,7 +258,7 @@ class Agent(LinkedAgent):
         for source in self.sources:
             try:
                 source.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - one source failing to close must not keep the others open
                 pass
         for t in self._source_threads + self._threads:
             t.join(timeout=5)
@@ -269,7 +270,7 @@ class Agent(LinkedAgent):
             if callable(close):
                 try:
                     close()
-                except Exception:
+                except Exception:  # noqa: BLE001 - shutdown goes on whatever a sink raises
                     pass
         if self.config.canaries.delete_on_stop:
             remove_canaries(self._canaries)
@@ -396,7 +397,7 @@ class Agent(LinkedAgent):
                     flush()
                     if self._sink_errors:
                         self._sink_ok(flush)
-                except Exception as ex:
+                except Exception as ex:  # noqa: BLE001 - a failing sink is counted and retried, never fatal
                     self._sink_failed(flush, ex)
             self._done(len(batch))
             if self.guard.throttle and self._queue.qsize() < self._degrade_at // 2:
@@ -497,7 +498,7 @@ class Agent(LinkedAgent):
                     sink.submit(event)
                     if self._sink_errors:
                         self._sink_ok(sink)
-                except Exception as ex:
+                except Exception as ex:  # noqa: BLE001 - a failing sink is counted and retried, never fatal
                     self._sink_failed(sink, ex)
         return forward
 

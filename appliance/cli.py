@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from index.writer_protocol import FROZEN_ARG
 from rules import wire
@@ -32,6 +32,9 @@ from .security.hostnames import HOST_NAMES
 from .security.pki import Pki
 from .store import Role, Store
 from .store.events import EventSink, NoEventStore
+
+if TYPE_CHECKING:
+    from .runtime.localadmin import LocalAdmin
 
 __all__ = ["main", "open_context", "run_manager"]
 
@@ -336,21 +339,21 @@ def _with_store(args: argparse.Namespace) -> AppContext:
     return open_context(args.data_dir, with_events=False)
 
 
-def _running(args: argparse.Namespace) -> Any:
+def _running(args: argparse.Namespace) -> LocalAdmin | None:
     """The running manager's admin API (appliance/runtime/localadmin.py), or None."""
     from .runtime.localadmin import local_admin
 
     return local_admin(Path(args.data_dir))
 
 
-def _api_user(api: Any, name: str) -> dict[str, Any]:
+def _api_user(api: LocalAdmin, name: str) -> dict[str, Any]:
     for user in api.call("GET", "/users"):
         if name in (user.get("uuid"), user.get("identifier")):
             return dict(user)
     raise ConfigError(f"no user {name!r}")
 
 
-def _user_via_api(api: Any, args: argparse.Namespace) -> int:
+def _user_via_api(api: LocalAdmin, args: argparse.Namespace) -> int:
     if args.action == "add":
         print(
             json.dumps(

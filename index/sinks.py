@@ -177,7 +177,7 @@ class WriterProcess:
         self._log = (
             None if sys.stderr is not None else (path.parent / "index-writer.log").open("ab")
         )
-        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter or frozen binary
+        self._proc = subprocess.Popen(
             child_command(path, heap_size, num_threads),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

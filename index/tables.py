@@ -4,7 +4,8 @@ One writer (the store's writer thread) inserts whole groups of rows: the rows ar
 one JSON array to ``<db>.rows.json`` and DuckDB's JSON reader inserts them. PERF(index): the
 appender converts every value while holding the GIL (≈ 7 µs/row, half of it GIL-bound on this
 machine); ``orjson`` writes the rows in ≈ 1 µs/row and DuckDB parses them with the GIL
-released, so the request threads keep running (``executemany`` is ~400× slower, deps.md §5).
+released, so the request threads keep running (``executemany`` is ~400× slower,
+docs/reference/deps.md §5).
 Readers run on their own cursors. Analyst SQL is read-only: exactly one ``SELECT``/``EXPLAIN``
 statement, file access disabled (``enable_external_access=false``, except that one rows file,
 whose rows are in the table anyway), configuration locked, a timeout enforced with
@@ -115,7 +116,7 @@ class Tables:
             ):
                 self._con.execute(setting)
             # NOTE(index): readers derive cursors from a connection that never runs queries,
-            # so they never meet "connection is busy" from the writer (deps.md §5).
+            # so they never meet "connection is busy" from the writer (docs/reference/deps.md §5).
             self._reader_root = self._con.cursor()
         except duckdb.Error as ex:
             raise StoreError(f"cannot open {self._path}: {ex}") from ex

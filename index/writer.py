@@ -375,7 +375,7 @@ class Indexer:
         self._heal()
         try:
             self.backends.commit()
-        except Exception as ex:  # noqa: BLE001 - re-raised as StoreError
+        except Exception as ex:
             self._fail("index commit failed", ex)
             raise StoreError(f"Tantivy commit failed: {ex}") from ex
 

@@ -1,6 +1,7 @@
 """The detection engine: runs every compiled rule on an event and writes `Event.Detection`.
 
-Owns Gene's `MatchOrFilter` semantics (gene.md §6–§7): all rules run in load order; a Filter
+Owns Gene's `MatchOrFilter` semantics (docs/reference/gene.md §6–§7): all rules run in load order;
+a Filter
 rule only marks the event filtered; Criticality is a running sum capped at 10; ATT&CK is
 de-duplicated by ID; Actions are a union, plus default actions per criticality band.
 

@@ -1,6 +1,7 @@
 """EVTX reading with the `evtx` package (pyevtx-rs), rendered as golang-evtx renders it.
 
-Owns the normalisation of gene.md §12.2–§12.3, so that rules see EVTX events exactly as Gene
+Owns the normalisation of docs/reference/gene.md §12.2–§12.3, so that rules see EVTX events exactly
+as Gene
 sees the JSON that golang-evtx produces: attributes flattened, every leaf a string, EventID
 with Qualifiers as `{"Qualifiers","Value"}`, hex-typed values zero-padded (`0x%04x` 32-bit,
 `0x%08x` 64-bit), FILETIMEs with 100-ns precision, unnamed `Data` lists without trailing
@@ -333,7 +334,8 @@ def _event_data(data: Any, typed: dict[str, Any]) -> Any:
 
 
 def normalize_record(record: dict[str, Any], typed: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Turn one pyevtx-rs JSON record into golang-evtx's rendering (gene.md §12.2)."""
+    """Turn one pyevtx-rs JSON record into golang-evtx's rendering (docs/reference/gene.md
+    §12.2)."""
     typed = typed or {}
     event = record.get("Event")
     if event.__class__ is not dict:
@@ -429,7 +431,8 @@ def quick_key(raw: Any) -> tuple[str, int] | None:
     """(channel, Gene EventID) of a raw pyevtx-rs record, or None when not obvious.
 
     Equals what the engine computes on the rendered event: a Qualifiers EventID renders as an
-    object, which Gene parses as 0 (gene.md §4). Anything unusual gives None (render it).
+    object, which Gene parses as 0 (docs/reference/gene.md §4). Anything unusual gives None (render
+    it).
     """
     event = raw.get("Event") if raw.__class__ is dict else None
     system = event.get("System") if event.__class__ is dict else None
@@ -462,7 +465,7 @@ def read_evtx(
     stats.files += 1
     name = str(path)
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+        fh = open(path, "rb")
     except OSError as ex:
         stats.error(f"{name}: {ex}")
         return

@@ -3,7 +3,8 @@
 Owns what `heron scan` does below the command line: turning INPUT arguments into work units
 (`.evtx`, `.json`/`.jsonl` streams, `.gz` of those, directories, stdin; every other export is
 read by `rules.inputs`), decoding events with orjson, running the `Engine`, choosing which
-events to print (Gene's printing rule, gene.md §10) and merging per-unit statistics. The CLI
+events to print (Gene's printing rule, docs/reference/gene.md §10) and merging per-unit statistics.
+The CLI
 only formats and prints.
 """
 
@@ -168,7 +169,7 @@ def _sniff(path: Path) -> str:
 def _open_unit(unit: Unit) -> BinaryIO:
     if unit.path == "-":
         return sys.stdin.buffer
-    fh: BinaryIO = open(unit.path, "rb")  # noqa: SIM115 - closed by the caller
+    fh: BinaryIO = open(unit.path, "rb")
     if unit.path.lower().endswith(".gz"):
         return gzip.GzipFile(fileobj=fh)  # type: ignore[return-value]
     if unit.start or unit.end >= 0:

@@ -178,7 +178,7 @@ class Updater:
             try:
                 hook(ITEMS[name].decode(body))
                 done.append(name)
-            except Exception as ex:  # noqa: BLE001 - a stored update must not stop the agent
+            except Exception as ex:
                 logger.error("stored %s update no longer applies: %s", name, ex, exc_info=True)
                 self._status[name] = ItemStatus(error=str(ex))
         return done

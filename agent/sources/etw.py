@@ -293,7 +293,7 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
 
             self.event_callback = tagged
 
-        def _getEventInformation(self, record: Any) -> Any:  # noqa: N802 - pywintrace name
+        def _getEventInformation(self, record: Any) -> Any:
             info = base._getEventInformation(record)
             offset = info.contents.TaskNameOffset or info.contents.ProviderNameOffset
             self.heron_task = str(rel_ptr_to_str(info, offset)).strip()
@@ -302,7 +302,7 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
         def _unpackSimpleType(
             self,
             record: Any,
-            info: Any,  # noqa: N802 - pywintrace name
+            info: Any,
             event_property: Any,
         ) -> Any:
             field = super()._unpackSimpleType(record, info, event_property)
@@ -550,7 +550,7 @@ class EtwSource:
             if callable(count):
                 try:
                     lost += int(count())
-                except Exception:  # noqa: BLE001 - a count, never worth stopping the source
+                except Exception:
                     logger.debug("ETW query failed", exc_info=True)
             check = getattr(running, "error", None)
             err = check() if callable(check) else ""

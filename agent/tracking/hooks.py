@@ -402,7 +402,7 @@ def service_lookup() -> Callable[[int], str]:
                 pid = svc.pid()
                 if pid:
                     cache.setdefault(pid, []).append(svc.name())
-            except Exception:  # psutil raises assorted Windows errors per service
+            except Exception:  # noqa: BLE001 - psutil raises assorted Windows errors per service
                 continue
         stamp[0] = time.monotonic()
 
@@ -413,7 +413,7 @@ def service_lookup() -> Callable[[int], str]:
         ):
             try:
                 refresh()
-            except Exception:
+            except Exception:  # noqa: BLE001 - enrichment degrades to UNKNOWN, never fails the event
                 return UNKNOWN
         return ",".join(cache.get(pid, [])) or "N/A"
 

@@ -1,6 +1,7 @@
 """Admin API, fleet side: users, endpoints, commands, endpoint configs, reports, artifacts.
 
-WHIDS routes and envelope (whids.md §2.4), with proper HTTP status codes on errors, API keys
+WHIDS routes and envelope (docs/reference/whids.md §2.4), with proper HTTP status codes on errors,
+API keys
 never listed, and a real command queue (ids, history, timeouts) instead of one overwritten slot.
 """
 

@@ -1,4 +1,5 @@
-"""The endpoint (agent-facing) API: WHIDS routes over mutual TLS (whids.md §2.3, rules/wire.py).
+"""The endpoint (agent-facing) API: WHIDS routes over mutual TLS (docs/reference/whids.md §2.3,
+rules/wire.py).
 
 Success bodies are raw (no envelope), as WHIDS agents expect; errors use the JSON envelope.
 Every responder finds the caller in `req.context.endpoint` (middleware, from the certificate).

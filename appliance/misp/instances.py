@@ -110,7 +110,7 @@ class MispInstances:
         for name, sync in self.all():
             try:
                 sync.run_pending()
-            except Exception:  # noqa: BLE001 - one instance's bug must not stop the others
+            except Exception:
                 logger.error("MISP instance %s: run_pending failed", name, exc_info=True)
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
-"""IR reports to MISP: one `edr-report` object per report in the day's event (misp.md §4).
+"""IR reports to MISP: one `edr-report` object per report in the day's event
+(docs/reference/misp.md §4).
 
 The object is built by report_object.py. It goes into the event of the report's UTC day, whose uuid
 is `uuid5(namespace, "edr-reports/<day>")` (`.../<day>/<n>` once MISP blocklisted a deleted day

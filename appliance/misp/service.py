@@ -298,7 +298,7 @@ class MispSync:
         ep_uuid, hostname, _ = _endpoint_fields(endpoint)
         try:
             self.sightings.observe(ep_uuid, hostname, events, self.iocs.index)
-        except Exception:  # noqa: BLE001 - a listener must not fail ingest
+        except Exception:
             logger.error("MISP sighting extraction failed", exc_info=True)
 
     def false_positive(self, endpoint: Any, event: Mapping[str, Any]) -> list[str]:
@@ -611,7 +611,7 @@ class MispWorker:
         while not self._stop.is_set():
             try:
                 self.sync.run_pending()
-            except Exception:  # noqa: BLE001 - the worker must survive any bug in a job
+            except Exception:
                 logger.error("MISP sync worker iteration failed", exc_info=True)
             self._stop.wait(self.interval)
 

@@ -56,7 +56,7 @@ CATEGORIES = frozenset(
 )
 
 
-def _f(default: Any, help: str, **bounds: Any) -> Any:  # noqa: A002
+def _f(default: Any, help: str, **bounds: Any) -> Any:
     """A MISP setting: applied live (PUT /misp/settings), text typed into a form is stripped."""
     return setting(default, help, live=True, strip=True, **bounds)
 

@@ -39,7 +39,7 @@ class TextFormatter(logging.Formatter):
     forged a whole log line); a record is always one line, its traceback aside.
     """
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         return line.encode("unicode_escape").decode("ascii") if not line.isprintable() else line
 

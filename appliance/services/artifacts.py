@@ -6,7 +6,8 @@ an interrupted upload resumes); when every part is present the file is assembled
 checked against the one the agent declared, and only then it appears in listings.
 
 SECURITY(manager): every name is matched with an anchored regex (`fullmatch`) and the final path is
-checked to stay under the endpoint's directory (WHIDS's regexes were unanchored: whids.md §2.7).
+checked to stay under the endpoint's directory (WHIDS's regexes were unanchored:
+docs/reference/whids.md §2.7).
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def _wants(listener: EventListener) -> bool:
         return True
     try:
         return bool(probe())
-    except Exception:  # noqa: BLE001 - a broken probe means "deliver"
+    except Exception:
         logger.error("wants_events() of %r failed", listener, exc_info=True)
         return True
 
@@ -151,12 +151,12 @@ class ListenerDispatcher:
             try:
                 if prepare is not None:
                     prepare()
-            except Exception:  # noqa: BLE001 - listeners still get the events
+            except Exception:
                 logger.error("preparing events for listeners failed", exc_info=True)
             for listener in list(self.listeners):
                 try:
                     listener(endpoint, events)
-                except Exception:  # noqa: BLE001 - a plugin failure must not stop the others
+                except Exception:
                     logger.error("event listener %r failed", listener, exc_info=True)
             self._queue.task_done()
 
@@ -340,7 +340,7 @@ class Ingest:
             return
         try:
             removed = self.suppressions.apply(events, endpoint.group)
-        except Exception:  # noqa: BLE001 - storing the batch matters more than suppressing it
+        except Exception:
             logger.exception("suppressions not applied to a /logs batch of %s", endpoint.uuid)
             return
         if removed:
@@ -373,7 +373,7 @@ class Ingest:
         """Count and log a failure of one fan-out step of a stored batch; never raise."""
         try:
             yield
-        except Exception:  # noqa: BLE001 - the batch is durable; see ingest()
+        except Exception:
             self.metrics.inc("heron_fanout_errors_total")
             logger.exception(
                 "%s fan-out of a stored /logs batch failed (endpoint %s)", what, endpoint.uuid

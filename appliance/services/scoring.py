@@ -1,4 +1,5 @@
-"""Endpoint scoring, like Gene's reducer that WHIDS runs over detections (whids.md §2.9).
+"""Endpoint scoring, like Gene's reducer that WHIDS runs over detections (docs/reference/whids.md
+§2.9).
 
 Per endpoint: alert counts by signature, ATT&CK techniques/tactics, sums and deviations of alert
 and signature criticality (criticality capped at 10, rules with criticality 0 ignored), signature

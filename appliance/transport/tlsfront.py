@@ -1,4 +1,5 @@
-"""The in-process asyncio TLS front that sits before each waitress backend (deps.md §2).
+"""The in-process asyncio TLS front that sits before each waitress backend (docs/reference/deps.md
+§2).
 
 For every accepted TLS connection the front opens a plain connection to waitress on loopback,
 records `IdentityMap[backend source port] = ConnInfo(identity, peer address)` *before* forwarding a

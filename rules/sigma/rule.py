@@ -83,7 +83,7 @@ class SigmaRule(Rule):
             # (SigmaCompiled.accepts); their real EventID is checked here
             ns["_sigma_ids"] = frozenset(str(i) for t in self.targets for i in t.event_ids)
             expr = f'(o.get("EventID") in _sigma_ids and {expr})'
-        vfn = eval(f"lambda o, lo: bool({expr})", ns)  # noqa: S307 - generated
+        vfn = eval(f"lambda o, lo: bool({expr})", ns)
         get = views.get
 
         def fn(d: dict[str, Any], ed: dict[str, Any]) -> bool:

@@ -148,7 +148,7 @@ def test_event_listeners_receive_durable_batches(env: Env) -> None:
     seen = []
     env.ctx.event_listeners.append(lambda ep, evs: seen.append((ep.uuid, len(evs), evs[0])))
 
-    def broken(ep, evs) -> None:  # noqa: ANN001
+    def broken(ep, evs) -> None:
         raise RuntimeError("plugin bug")
 
     env.ctx.event_listeners.insert(0, broken)
@@ -259,7 +259,7 @@ def test_listeners_can_opt_out_with_wants_events(env: Env) -> None:
         def wants_events(self) -> bool:
             return self.enabled
 
-        def on_events(self, ep, evs) -> None:  # noqa: ANN001
+        def on_events(self, ep, evs) -> None:
             self.seen.append(len(evs))
 
     plugin = Plugin()

@@ -34,10 +34,10 @@ class FakePywin32:
             def __init__(self, args: list[str]) -> None:
                 fake.calls.append(("ServiceFramework.__init__", list(args)))
 
-            def ReportServiceStatus(self, status: int) -> None:  # noqa: N802 - pywin32 API
+            def ReportServiceStatus(self, status: int) -> None:
                 fake.calls.append(("ReportServiceStatus", status))
 
-            def GetAcceptedControls(self) -> int:  # noqa: N802 - pywin32 API
+            def GetAcceptedControls(self) -> int:
                 accepted = 0
                 if hasattr(self, "SvcStop"):
                     accepted |= ACCEPT_STOP
@@ -45,9 +45,7 @@ class FakePywin32:
                     accepted |= ACCEPT_SHUTDOWN
                 return accepted
 
-            def ServiceCtrlHandlerEx(  # noqa: N802 - pywin32 API
-                self, control: int, event_type: int, data: object
-            ) -> object:
+            def ServiceCtrlHandlerEx(self, control: int, event_type: int, data: object) -> object:
                 if control == CONTROL_STOP:
                     return self.SvcStop()  # type: ignore[attr-defined]
                 if control == CONTROL_SHUTDOWN:
