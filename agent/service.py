@@ -198,7 +198,7 @@ class Agent(LinkedAgent):
         if self.config.canaries.enable:
             self._canaries = create_canaries(self.config.canaries)
         if any(s.live for s in self.sources) and sys.platform.startswith("linux"):
-            # NOTE(agent): Linux only; on Windows Sysmon GUIDs cannot be derived for processes
+            # Linux only; on Windows Sysmon GUIDs cannot be derived for processes
             # that started before the agent, and synthetic ones would never be terminated.
             seed_from_proc(self.tracker, self.host)
         self._flushers = []
@@ -209,7 +209,7 @@ class Agent(LinkedAgent):
                     sink.batched = True
                 self._flushers.append(flush)
         gc.collect()
-        gc.freeze()  # PERF(agent): compiled rules are long-lived; keep them out of GC scans
+        gc.freeze()  # Performance: compiled rules are long-lived; keep them out of GC scans
         self.runner.start()
         self.guard.start()
         t = threading.Thread(target=self._pipeline, name="heron-pipeline", daemon=True)
@@ -370,7 +370,7 @@ class Agent(LinkedAgent):
                     return
                 continue
             if self._queue.qsize() < 64:
-                # PERF(agent): coalesce a few ms of events into one batch; thread wake-ups cost
+                # Performance: coalesce a few ms of events into one batch; thread wake-ups cost
                 # more than the events themselves at low rates.
                 time.sleep(self.COALESCE)
             batch = [item]

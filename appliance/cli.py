@@ -97,7 +97,7 @@ def open_context(
         if with_events:
             from index import EventStore
 
-            # NOTE(manager): Tantivy is written from a child process (a second core for ingest);
+            # Tantivy is written from a child process (a second core for ingest);
             # the throwaway store of --memory-events keeps it in-process
             events = EventStore(
                 events_dir or paths["events"],
@@ -185,7 +185,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
     paths = _paths(data_dir)
     db, ca = paths["db"].exists(), (paths["pki"] / "ca.pem").exists()
-    if db and ca and args.if_needed:  # NOTE(manager): MSI reinstall over the kept data dir
+    if db and ca and args.if_needed:  # MSI reinstall over the kept data dir
         print(f"{data_dir} is already initialized: kept as it is")
         return 0
     if db or ca:
@@ -893,7 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="enrolled endpoint uuid or hostname, or the name of a host that never ran an agent",
     )
     who.add_argument("--case", help="case name the evidence belongs to")
-    # NOTE(manager): rules.inputs is imported by the command only (start-up time of `run`)
+    # rules.inputs is imported by the command only (start-up time of `run`)
     p.add_argument(
         "--input-format",
         default="auto",
@@ -920,7 +920,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [FROZEN_ARG]:  # NOTE(manager): a frozen manager's index writer child
+    if argv[:1] == [FROZEN_ARG]:  # a frozen manager's index writer child
         from index.writer_child import main as index_writer_main
 
         return index_writer_main(argv[1:])

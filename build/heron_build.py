@@ -28,7 +28,7 @@ BUILD_DIR = Path(__file__).resolve().parent
 ROOT = BUILD_DIR.parent
 
 WINDOWS = sys.platform == "win32"
-# NOTE(packaging): stripping Windows PE files with binutils breaks signatures; strip on Linux only.
+# stripping Windows PE files with binutils breaks signatures; strip on Linux only.
 STRIP = sys.platform.startswith("linux")
 UPX = False
 

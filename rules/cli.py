@@ -240,7 +240,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     engine, problems = scanmod.build_engine(opts)  # fail fast on bad rules, in this process
     for err in problems:
         print(f"heron: bad rule skipped: {err}", file=sys.stderr)
-    # PERF(heron): events are acyclic trees freed by refcounting; keep the cyclic GC from
+    # Performance: events are acyclic trees freed by refcounting; keep the cyclic GC from
     # rescanning the compiled rules on every generation-2 pass.
     thresholds = gc.get_threshold()
     gc.freeze()

@@ -93,7 +93,7 @@ GroupFn = Callable[[dict[str, Any], dict[str, Any], Any], list[CompiledRule]]
 def compile_group(rules: tuple[CompiledRule, ...]) -> GroupFn:
     """One function evaluating a candidate list in order, returning the rules that match.
 
-    PERF(heron): inlines every rule's expression, so an event pays no per-rule call or
+    Performance: inlines every rule's expression, so an event pays no per-rule call or
     loop overhead. Computers filters are inlined too (`comp` is the raw Computer value).
     """
     ns: dict[str, Any] = {"_gs": go_string}

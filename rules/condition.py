@@ -277,7 +277,7 @@ def tree_source(
 ) -> str:
     """Python source for a tree, with `exprs[name]` substituted for each operand.
 
-    PERF(heron): with `costs`, the cheaper side of each and/or is evaluated first. Matchers
+    Performance: with `costs`, the cheaper side of each and/or is evaluated first. Matchers
     are pure, so this changes nothing but the time spent (trees are only built for
     conditions that cannot panic).
     """

@@ -112,7 +112,7 @@ def _values(chunk: bytes, pos: int, end: int, out: dict[str, Any], depth: int) -
     table = chunk[pos : pos + 4 * count]
     types = table[2::4]
     wanted = _WANTED.get(types)
-    if wanted is None:  # PERF(heron): one entry per template layout
+    if wanted is None:  # Performance: one entry per template layout
         wanted = tuple(m.start() for m in _INTERESTING.finditer(types))
         if len(_WANTED) > 4096:
             _WANTED.clear()
@@ -258,7 +258,7 @@ def _attrs(attrs: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
 
 
 def _system(system: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
-    """PERF(heron): System elements are attribute-only or scalar; flatten them inline."""
+    """Performance: System elements are attribute-only or scalar; flatten them inline."""
     out: dict[str, Any] = {}
     for key, value in system.items():
         cls = value.__class__
@@ -280,7 +280,7 @@ def _system(system: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flat_in_place(data: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
-    """PERF(heron): named-Data EventData (Sysmon, Security) only needs leaf fixes."""
+    """Performance: named-Data EventData (Sysmon, Security) only needs leaf fixes."""
     for key, value in data.items():
         cls = value.__class__
         if cls is str:
@@ -320,7 +320,7 @@ def _event_data(data: Any, typed: dict[str, Any]) -> Any:
                 continue
             out[key] = [_leaf(inner, typed)] if key == "Data" else _leaf(inner, typed)
             continue
-        if value.__class__ is str:  # PERF(heron): inline the common leaf
+        if value.__class__ is str:  # Performance: inline the common leaf
             found = typed.get(value)
             if found is None:
                 out[key] = value
@@ -359,7 +359,7 @@ class _TypedIndex:
     LOOKAHEAD = 4  # chunks scanned past the last hit before giving up on a record
 
     def __init__(self, fh: BinaryIO) -> None:
-        self.fh = fh  # PERF(heron): read one 64 KiB chunk at a time, never the whole file
+        self.fh = fh  # Performance: read one 64 KiB chunk at a time, never the whole file
         self.next_chunk = _FILE_HEADER
         self.pending: dict[int, dict[str, Any]] = {}
         self.misses = 0

@@ -233,7 +233,7 @@ HELPERS: dict[str, Any] = {
 class CodeGen:
     """Collects helper objects and turns matchers into Python expressions.
 
-    PERF(heron): relative winevt fields read `ed.get(key)` directly; the `%v` conversion runs
+    Performance: relative winevt fields read `ed.get(key)` directly; the `%v` conversion runs
     only for non-string values, so the common case is one dict lookup plus one compare/search.
     """
 

@@ -190,7 +190,7 @@ def _iter_events(
     """Events of a unit; `tell` receives a function giving the bytes consumed so far.
 
     EVTX records refused by `keep(channel, event_id)` are counted as scanned events
-    without being rendered (PERF(heron): no rule could match them). Formats other than
+    without being rendered (Performance: no rule could match them). Formats other than
     EVTX and JSON files, stdin and `--input-format` overrides are read by `rules.inputs`.
     """
     json_fmt = "json" if fmt == "auto" else fmt
@@ -329,7 +329,7 @@ def pool_context() -> Any:
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(["rules.scan"])  # PERF(heron): workers start imported
+        ctx.set_forkserver_preload(["rules.scan"])  # Performance: workers start imported
     return ctx
 
 
@@ -503,7 +503,7 @@ class Scanner:
             initargs=(self.opts, self.fmt),
         )
         try:
-            # PERF(heron): batch many small files per round trip, keep input order
+            # Performance: batch many small files per round trip, keep input order
             chunksize = max(1, min(16, len(units) // (self.jobs * 8)))
             self._drain(pool.map(scan_unit, units, chunksize=chunksize), total, write, progress)
         except BaseException:

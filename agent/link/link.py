@@ -486,7 +486,7 @@ class Link:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
-        # NOTE(link): only when the manager answered last time: an unreachable host would
+        # only when the manager answered last time: an unreachable host would
         # hold the shutdown for a whole socket timeout, and the queue is durable anyway.
         if (
             started

@@ -101,7 +101,7 @@ class CommandPoller:
             if resp.status == 413 and self._shrink(path):
                 continue  # retried next round with the slimmed result
             if resp.status in (200, 204, 400, 403, 404, 409, 413, 422):
-                # NOTE(link): 403/404/409: the manager no longer waits for it (already has a
+                # 403/404/409: the manager no longer waits for it (already has a
                 # result, cancelled, or gone); 400/413/422: it never will accept this body.
                 # Keeping it would block every later result.
                 if resp.status >= 400:

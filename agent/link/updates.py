@@ -235,7 +235,7 @@ class Updater:
         except (ValueError, TypeError, KeyError) as ex:
             return self._reject(item, remote, current, f"undecodable body: {ex}")
         if digest != remote:
-            # NOTE(link): the manager may have changed between the two GETs: retry next round.
+            # the manager may have changed between the two GETs: retry next round.
             logger.warning(
                 "%s update: body hashes to %s, manager announced %s; retrying later",
                 item.name,

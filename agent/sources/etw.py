@@ -317,7 +317,7 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
         def start(self) -> None:
             # ETW.start builds pywintrace's own EventConsumer, and swallows every provider
             # start error but ERROR_ALREADY_EXISTS: same steps, our consumer, errors raised.
-            # NOTE(agent): attributes read with pywintrace's constructor defaults, and
+            # attributes read with pywintrace's constructor defaults, and
             # parse_events/trace_logfile only where the release has them (0.2.0 vs later).
             if self.provider is None:
                 properties = getattr(self, "properties", None) or etw.etw.TraceProperties()
@@ -519,7 +519,7 @@ class EtwSource:
         if self.config.security_log:
             try:
                 self._sessions.append(backend.start_consumer(SECURITY_SESSION, self._callback))
-            except SourceError as ex:  # NOTE(agent): Sysmon & co. still run; status says it
+            except SourceError as ex:  # Sysmon & co. still run; status says it
                 self.error = str(ex)
                 logger.error("%s", ex)
         logger.info("ETW session %r started", name)

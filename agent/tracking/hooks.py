@@ -407,7 +407,7 @@ def service_lookup() -> Callable[[int], str]:
         stamp[0] = time.monotonic()
 
     def lookup(pid: int) -> str:
-        # PERF(agent): one service scan per 30 s, not one per event.
+        # Performance: one service scan per 30 s, not one per event.
         if time.monotonic() - stamp[0] > 30.0 or (
             pid not in cache and time.monotonic() - stamp[0] > 2.0
         ):

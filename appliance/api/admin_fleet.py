@@ -79,7 +79,7 @@ class Users:
         self, resp: falcon.Response, identifier: str, role: str, group: str, description: str
     ) -> None:
         try:
-            # SECURITY(manager): no role means least privilege (WHIDS users were all admins)
+            # Security: no role means least privilege (WHIDS users were all admins)
             role_value = Role(role or DEFAULT_ROLE.value)
         except ValueError as ex:
             raise ValidationError("role must be admin, analyst or plugin") from ex

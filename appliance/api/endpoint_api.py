@@ -176,10 +176,10 @@ class Commands:
         ep = req.context.endpoint
         self.ctx.ingest.touch(ep.uuid, req.context.peer_ip)
         cmd = self.ctx.store.commands.next_for(ep.uuid, self.ctx.clock())
-        # NOTE(manager): optional long-poll (commands.poll_wait); each waiting agent holds a
+        # optional long-poll (commands.poll_wait); each waiting agent holds a
         # waitress thread, so keep it short and size server.threads accordingly.
         deadline = self.ctx.clock() + self.ctx.config.commands.poll_wait
-        while cmd is None and self.ctx.clock() < deadline:
+        while cmd is None and self.ctx.clock() < deadline and not self.ctx.stopping.is_set():
             self.ctx.sleep(0.25)
             cmd = self.ctx.store.commands.next_for(ep.uuid, self.ctx.clock())
         if cmd is None:

@@ -38,7 +38,7 @@ def parse_time(text: str, *, name: str = "time") -> float:
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
-    # NOTE(manager): Go emits nanoseconds; Python parses at most microseconds.
+    # Go emits nanoseconds; Python parses at most microseconds.
     value = re.sub(r"(\.\d{6})\d+", r"\1", value)
     try:
         parsed = dt.datetime.fromisoformat(value)

@@ -170,7 +170,7 @@ class MispClient:
         )
 
     def _install_header_capture(self, api: Any) -> None:
-        # NOTE(misp): PyMISP hides response headers; a response hook on its session keeps the last
+        # PyMISP hides response headers; a response hook on its session keeps the last
         # ones so that a 429's X-Rate-Limit-Reset can set the back-off (docs/reference/misp.md §5).
         session = getattr(api, "_PyMISP__session", None)
         if isinstance(session, requests.Session):

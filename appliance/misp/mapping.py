@@ -103,7 +103,7 @@ def normalise(ioc_type: str, value: str) -> str | None:
         except ValueError:
             return None
         if net.num_addresses != 1:
-            return None  # NOTE(misp): CIDR ranges are skipped; agents match single addresses
+            return None  # CIDR ranges are skipped; agents match single addresses
         return str(net.network_address)
     if ioc_type == "regkey":
         return _normalise_regkey(value)

@@ -221,7 +221,7 @@ class ReportPusher:
         Raises MispUnavailable when MISP is down or backing off; the rest stays queued.
         """
         if not self.client.ready():
-            # PERF(misp): building an object zips its files; don't do it just to fail fast.
+            # Performance: building an object zips its files; don't do it just to fail fast.
             raise MispUnavailable(
                 f"backing off (last error: {self.client.last_error})", operation="objects/add"
             )

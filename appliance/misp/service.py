@@ -164,7 +164,7 @@ class MispSync:
         self.factory = factory
         self.artifacts_root = artifacts_root
         self.endpoint_lookup = endpoint_lookup
-        # NOTE(misp): `_lock` guards only the swap of settings and client, never a network call;
+        # `_lock` guards only the swap of settings and client, never a network call;
         # each stream has its own lock, so a long push never blocks settings or sightings.
         self._lock = threading.RLock()
         self._stream_locks = {name: threading.Lock() for name in STREAMS}
@@ -371,7 +371,7 @@ class MispSync:
                 or str(directory) in queued
                 or self.reports.skipped(directory)
             ):
-                continue  # PERF(misp): the directory name is the event hash, i.e. the report id
+                continue  # Performance: the directory name is the event hash, i.e. the report id
             if not _complete(directory):
                 continue
             endpoint: Any = {"uuid": directory.parent.parent.name}
@@ -618,7 +618,9 @@ class MispWorker:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            # a request to a hung peer may hold the (daemon) thread for its
+            # timeouts; its state writes are atomic, so shutdown does not wait for it long.
+            self._thread.join(timeout=3)
             self._thread = None
             logger.info("MISP sync worker stopped")
 

@@ -35,7 +35,7 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     """Plain text lines; control characters in the message are escaped.
 
-    SECURITY(manager): messages carry client input (an enrollment hostname with a newline
+    Security: messages carry client input (an enrollment hostname with a newline
     forged a whole log line); a record is always one line, its traceback aside.
     """
 

@@ -106,7 +106,7 @@ class LocalAdmin:
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """One admin API call; returns the envelope's ``data``; ApplianceError on failure."""
         ctx = ssl.create_default_context(cafile=self.ca or None)
-        # NOTE(manager): the CA is this manager's own (read from its data dir) and the socket
+        # the CA is this manager's own (read from its data dir) and the socket
         # is local; the admin listener's certificate need not name the address it is bound to.
         ctx.check_hostname = False
         conn = http.client.HTTPSConnection(self.host, self.port, context=ctx, timeout=60)

@@ -59,7 +59,7 @@ AGENT_CHANNEL = "Heron-Agent"  # the agents' own health events (docs/link.md)
 AGENT_COUNTERS = 9010  # EventID: loss/degradation/budget counters (latest kept per endpoint)
 COUNTERS_KIND = "agent-counters"  # fleet-store document kind (key: endpoint uuid)
 MAX_COUNTERS = 256 * 1024
-# PERF(manager): a /logs batch is a tree of ~30,000 acyclic objects that stays alive while it is
+# Performance: a /logs batch is a tree of ~30,000 acyclic objects that stays alive while it is
 # journaled and queued for indexing (up to 32 batches). With CPython's default thresholds
 # (700, 10, 10) the cyclic GC kept promoting and rescanning them: py-spy --gil showed it
 # inflating NDJSON decoding 2.5× and the projection likewise (GC time lands in whatever
@@ -78,7 +78,7 @@ def tune_gc() -> None:
     """
     current = gc.get_threshold()
     if current[0] < GC_THRESHOLD[0]:
-        gc.collect()  # NOTE(manager): what is garbage now must not be frozen forever
+        gc.collect()  # what is garbage now must not be frozen forever
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLD)
         threading.Thread(target=_collect_periodically, name="heron-gc", daemon=True).start()
@@ -100,7 +100,7 @@ def endpoint_ref(ep: Endpoint, ip: str) -> EndpointRef:
 def _wants(listener: EventListener) -> bool:
     """A listener (or the object of a bound-method listener) may define `wants_events()`.
 
-    PERF(manager): when every listener says no (e.g. MISP sync not configured), batches are
+    Performance: when every listener says no (e.g. MISP sync not configured), batches are
     not queued at all and their EdrData is never built.
     """
     probe = getattr(listener, "wants_events", None)
@@ -240,7 +240,7 @@ class Ingest:
     def decode(self, body: bytes, encoding: str | None) -> tuple[bytes, int]:
         """Decompress a batch and check its caps before decoding; (NDJSON bytes, est. cost).
 
-        SECURITY(manager): bytes alone do not bound memory (500,000 `{"Event":{}}` lines are
+        Security: bytes alone do not bound memory (500,000 `{"Event":{}}` lines are
         13 KB gzipped, 6.5 GB once indexed): events per batch and the estimated memory are
         capped too, from a newline count, before a single event is decoded.
         """
@@ -312,7 +312,7 @@ class Ingest:
             return wire.LogsAck(batch_id=batch_id, accepted=0, duplicate=True)
         self.metrics.events_received(len(events))
         self.metrics.inc("heron_batches_received_total")
-        # NOTE(manager): stored already: nothing below may turn the answer into an error (the
+        # stored already: nothing below may turn the answer into an error (the
         # agent's retry would be a "duplicate" and the fan-out lost for good).
         last_event: float | None = now
         last_det: float | None = None
@@ -393,7 +393,7 @@ class Ingest:
 
         The first pass drops whatever EdrData the agent sent (agents cannot choose their
         identity); a later pass (`first=False`) completes the events the first one skipped.
-        PERF(manager): the event store sets the same EdrData on its own copies; we build it only
+        Performance: the event store sets the same EdrData on its own copies; we build it only
         for what we fan out ourselves: detections and open streams on the request path, every
         event for the listeners on their dispatcher thread.
         """

@@ -191,7 +191,7 @@ def normalize(
         for obj in values:
             if fmt == "json":
                 if obj.__class__ is dict and is_gene(obj):
-                    native += 1  # PERF(heron): the common case costs a few lookups
+                    native += 1  # Performance: the common case costs a few lookups
                     yield obj
                     continue
                 if obj.__class__ is list:  # a JSON array of events (Kibana, jq -s)

@@ -179,7 +179,7 @@ def parse_event(fragment: str) -> dict[str, Any]:
     Control characters, which XML 1.0 forbids but event data holds (Windows writes them as
     they are), are carried through expat as private-use characters and restored.
     """
-    # PERF(heron): a cheap character class first; the full pattern only when it may match
+    # Performance: a cheap character class first; the full pattern only when it may match
     hidden = _MAYBE_CONTROL.search(fragment) is not None and _CONTROL.search(fragment) is not None
     if hidden:
         fragment = _CONTROL.sub(_hide, fragment)
