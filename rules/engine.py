@@ -50,9 +50,12 @@ class Detection:
     actions: tuple[str, ...] = ()
     filtered: bool = False
 
-    def to_dict(self, *, show_attack: bool = True) -> dict[str, Any]:
+    def to_dict(self, *, show_attack: bool = True) -> dict[str, object]:
         """The `Event.Detection` object (Gene GeneInfo keys, WHIDS location)."""
-        out: dict[str, Any] = {"Signature": list(self.signatures), "Criticality": self.criticality}
+        out: dict[str, object] = {
+            "Signature": list(self.signatures),
+            "Criticality": self.criticality,
+        }
         if show_attack and self.attack:
             out["ATTACK"] = [dict(a) for a in self.attack]
         out["Actions"] = list(self.actions)
@@ -258,7 +261,7 @@ class Engine:
         """Whether any enabled rule admits events of this channel and EventID."""
         return bool(self._candidates(channel, event_id)[0])
 
-    def evaluate(self, event: dict[str, Any]) -> Detection | None:
+    def evaluate(self, event: dict[str, object]) -> Detection | None:
         """Match without modifying the event; `None` when no rule (normal or filter) matched."""
         self.scanned += 1
         if event.__class__ is not dict:
@@ -283,7 +286,7 @@ class Engine:
         candidates, group = self._candidates(channel, event_id)
         if group is None:
             return None
-        ev = event.get("Event")
+        ev: Any = event.get("Event")  # decoded JSON: the exact-class tests narrow it
         ed = ev.get("EventData", _EMPTY) if ev.__class__ is dict else _EMPTY
         if ed.__class__ is not dict:
             ed = _EMPTY
@@ -390,7 +393,7 @@ class Engine:
         names = tuple(dict.fromkeys(c.name for c in matched))
         return Detection(names, crit, tuple(attack), tuple(actions), filtered)
 
-    def match(self, event: dict[str, Any]) -> Detection | None:
+    def match(self, event: dict[str, object]) -> Detection | None:
         """Evaluate every rule; write `Event.Detection` when a normal rule matched.
 
         Filter-only events are left unmodified and give `Detection(filtered=True)`.
@@ -399,7 +402,7 @@ class Engine:
         det = self.evaluate(event)
         if det is not None and det.signatures:
             out = det.to_dict(show_attack=self.show_attack)
-            ev = event.get("Event")
+            ev: Any = event.get("Event")
             if ev.__class__ is dict:
                 ev["Detection"] = out
             else:

@@ -20,7 +20,19 @@ ALLOWED_OURS = {
 THIRD_PARTY = {
     # sigma, yaml: pySigma parses Sigma rules (rules/sigma, issue 19), imported only when used;
     # ahocorasick: the Sigma literal index (rules/sigma/block.py)
-    "rules": {"evtx", "orjson", "msgspec", "sigma", "yaml", "ahocorasick"},
+    # win32*/servicemanager: rules/service_host.py, the Windows service host of both programs
+    # (imported inside functions, on Windows only)
+    "rules": {
+        "evtx",
+        "orjson",
+        "msgspec",
+        "sigma",
+        "yaml",
+        "ahocorasick",
+        "win32serviceutil",
+        "win32service",
+        "servicemanager",
+    },
     "index": {"evtx", "orjson", "msgspec", "tantivy", "duckdb", "zstandard"},
     "agent": {
         "evtx",
@@ -55,12 +67,6 @@ THIRD_PARTY = {
         "pyzipper",
         "wsproto",
         "h11",  # appliance/transport/websocket.py: WebSocket streams on the TLS front
-        # appliance/runtime/winservice.py: `heron-manager run --service` on Windows (imported
-        # inside functions only; pywin32 is a Windows-only dependency)
-        "win32serviceutil",
-        "win32service",
-        "win32event",
-        "servicemanager",
         # appliance/store/postgres.py: cluster mode only (the `cluster` extra)
         "psycopg",
     },
