@@ -4,14 +4,13 @@ Pipeline (one thread): sources (one thread each) → bounded queue → own-event
 hooks (+ enrichment for live events) → blacklist terminator → ``Detector`` (Gene engine, IoCs,
 canary rules) → forwarding decision → sinks, and planned actions → ``ActionRunner``.
 
-Forwarding decision (WHIDS §1.1 step 5): an event goes to the sinks when its detection score is
+Forwarding decision (docs/reference/whids.md §1.1 step 5): an event goes to the sinks when its
+detection score is
 ≥ ``general.criticality_threshold``, or when only Filter rules matched and
 ``general.enable_filters`` is on, or always with ``general.log_all``.
 
-The seam for the link engineer (docs/interfaces.md, agent section): ``Agent.sinks`` /
-``Agent.add_sink(sink)`` with ``EventSink.submit(event)``, ``Agent.reload_rules(text)``,
-``Agent.set_iocs(iocs)``, ``Agent.artifacts_dir``, ``Agent.tracker``, ``Agent.status()``,
-``Agent.report()``.
+The seam for the manager link is ``agent.seams.LinkedAgent``, which ``Agent`` implements
+explicitly (docs/interfaces.md, agent section).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,11 +42,13 @@ from agent.errors import AgentClosedError, SourceError
 from agent.host import Host, make_host
 from agent.monitor import Counters, ResourceGuard, SourceCounters
 from agent.render import SYSMON_CHANNEL
+from agent.seams import LinkedAgent
 from agent.sinks import AlertLog, EventSink
 from agent.sources import EventSource, build_sources, sensor_status
 from agent.tracking.hooks import HookContext, run_hooks, service_lookup
 from agent.tracking.seed import seed_from_proc
 from agent.tracking.tracker import Tracker
+from rules.wire import Ioc
 
 __all__ = ["Agent", "AgentState", "build_agent"]
 
@@ -92,7 +93,7 @@ def _event_id(ev: dict[str, Any]) -> int:
         return 0
 
 
-class Agent:
+class Agent(LinkedAgent):
     """The running agent: sources → tracking → engine → actions → sinks."""
 
     COALESCE = 0.05  # seconds the pipeline waits to batch events when the queue is short
@@ -160,13 +161,17 @@ class Agent:
         """Rule count, rules hash, last update (reported to the manager by the link)."""
         return self.detector.rules_state()
 
-    def set_iocs(self, iocs: Iterable[Any]) -> int:
+    def set_iocs(self, iocs: Iterable[Ioc | Mapping[str, object]]) -> int:
         """Replace the IoC set (``rules.wire.Ioc`` or ``{type, value}``). Indicator count."""
         return self.detector.set_iocs(iocs)
 
-    def set_suppressions(self, items: Iterable[Any]) -> int:
+    def set_suppressions(self, items: Iterable[Mapping[str, object]]) -> int:
         """Replace the per-rule suppressions (``rules.suppress`` dicts). Their count."""
         return self.detector.set_suppressions(items)
+
+    def sensor_mode(self) -> dict[str, str]:
+        """Linux sensor mode and the reason of a fallback (``host.sensor``); {} elsewhere."""
+        return {k: str(v) for k, v in self.host.sensor.items() if k in ("mode", "reason")}
 
     def report(self, *, commands: bool = True, guid: str = "") -> dict[str, Any]:
         """IR report of this endpoint now (WHIDS ``report`` command)."""
@@ -193,7 +198,7 @@ class Agent:
         if self.config.canaries.enable:
             self._canaries = create_canaries(self.config.canaries)
         if any(s.live for s in self.sources) and sys.platform.startswith("linux"):
-            # NOTE(agent): Linux only; on Windows Sysmon GUIDs cannot be derived for processes
+            # Linux only; on Windows Sysmon GUIDs cannot be derived for processes
             # that started before the agent, and synthetic ones would never be terminated.
             seed_from_proc(self.tracker, self.host)
         self._flushers = []
@@ -204,7 +209,7 @@ class Agent:
                     sink.batched = True
                 self._flushers.append(flush)
         gc.collect()
-        gc.freeze()  # PERF(agent): compiled rules are long-lived; keep them out of GC scans
+        gc.freeze()  # Performance: compiled rules are long-lived; keep them out of GC scans
         self.runner.start()
         self.guard.start()
         t = threading.Thread(target=self._pipeline, name="heron-pipeline", daemon=True)
@@ -253,7 +258,7 @@ class Agent:
         for source in self.sources:
             try:
                 source.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - one source failing to close must not keep the others open
                 pass
         for t in self._source_threads + self._threads:
             t.join(timeout=5)
@@ -265,7 +270,7 @@ class Agent:
             if callable(close):
                 try:
                     close()
-                except Exception:
+                except Exception:  # noqa: BLE001 - shutdown goes on whatever a sink raises
                     pass
         if self.config.canaries.delete_on_stop:
             remove_canaries(self._canaries)
@@ -365,7 +370,7 @@ class Agent:
                     return
                 continue
             if self._queue.qsize() < 64:
-                # PERF(agent): coalesce a few ms of events into one batch; thread wake-ups cost
+                # Performance: coalesce a few ms of events into one batch; thread wake-ups cost
                 # more than the events themselves at low rates.
                 time.sleep(self.COALESCE)
             batch = [item]
@@ -392,7 +397,7 @@ class Agent:
                     flush()
                     if self._sink_errors:
                         self._sink_ok(flush)
-                except Exception as ex:
+                except Exception as ex:  # noqa: BLE001 - a failing sink is counted and retried, never fatal
                     self._sink_failed(flush, ex)
             self._done(len(batch))
             if self.guard.throttle and self._queue.qsize() < self._degrade_at // 2:
@@ -493,7 +498,7 @@ class Agent:
                     sink.submit(event)
                     if self._sink_errors:
                         self._sink_ok(sink)
-                except Exception as ex:
+                except Exception as ex:  # noqa: BLE001 - a failing sink is counted and retried, never fatal
                     self._sink_failed(sink, ex)
         return forward
 

@@ -86,13 +86,21 @@ class ClusterEvents:
             parts.append("detection = 1")
         return " AND ".join(f"({p})" for p in parts)
 
-    def count(self, query: str = "", **filters: Any) -> int:
+    def count(
+        self,
+        query: str = "",
+        *,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        endpoint: str | None = None,
+        detections_only: bool = False,
+    ) -> int:
         where = self._where(
             query,
-            filters.get("since"),
-            filters.get("until"),
-            filters.get("endpoint"),
-            bool(filters.get("detections_only")),
+            since,
+            until,
+            endpoint,
+            detections_only,
         )
         return int(self._read(f"SELECT count() FROM {DATABASE}.events WHERE {where}")[0][0])
 
@@ -119,7 +127,7 @@ class ClusterEvents:
             )
         else:
             page_where = where
-        # PERF(cluster): sort the keys first, then fetch ``raw`` by primary key: selecting
+        # Performance: sort the keys first, then fetch ``raw`` by primary key: selecting
         # ``raw`` in the sorted query decompressed it for every granule with a match (≈ 1 s
         # per page on 200k events instead of tens of ms).
         rows = self._read(
@@ -128,7 +136,7 @@ class ClusterEvents:
             f"frontend DESC, seq DESC LIMIT {limit + 1}"
         )
         if total < 0:
-            # PERF(cluster): a first page that holds every match is its own total: the count
+            # Performance: a first page that holds every match is its own total: the count
             # (a second scan of the same columns) is only run when there are more pages.
             total = (
                 len(rows)
@@ -175,7 +183,7 @@ class ClusterEvents:
         query: str = "",
         detections_only: bool = False,
         prefilter: Iterable[tuple[str, int | None]] | None = None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, object]]:
         """Every matching event (retro-hunt input), in pages of ``_ITER_PAGE``.
 
         ``prefilter``: the ``(channel, EventID)`` pairs the hunted rules admit

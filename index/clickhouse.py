@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 DATABASE = "heron"
-# PERF(cluster): a search page fetches ``raw`` of ≤ 100 rows by key, and a granule is the unit
+# Performance: a search page fetches ``raw`` of ≤ 100 rows by key, and a granule is the unit
 # read: 1024 rows (~0.7 MB of ``raw``) instead of the default 8192 cut that fetch ~8×.
 INDEX_GRANULARITY = 1024
 SKIP_INDEX_VERSION = (21, 8)  # skipping indexes and hasToken are plain features from here on
@@ -96,7 +96,7 @@ class ClickHouse:
         sql: str,
         *,
         data: bytes | None = None,
-        settings: dict[str, Any] | None = None,
+        settings: Mapping[str, object] | None = None,
         timeout: float | None = None,
     ) -> bytes:
         """Run one statement; ``data`` is the body of an ``INSERT … FORMAT …``.
@@ -123,7 +123,11 @@ class ClickHouse:
             raise ClickHouseError(f"{self.url}: {ex}") from ex
 
     def rows(
-        self, sql: str, *, settings: dict[str, Any] | None = None, timeout: float | None = None
+        self,
+        sql: str,
+        *,
+        settings: Mapping[str, object] | None = None,
+        timeout: float | None = None,
     ) -> tuple[list[str], list[list[Any]]]:
         """Run a SELECT and return ``(column names, rows)`` (``FORMAT JSONCompact``)."""
         out = orjson.loads(
@@ -141,12 +145,10 @@ class ClickHouse:
         return tuple(int(p) for p in text.split(".") if p.isdigit())
 
     def insert_rows(
-        self, table: str, rows: Sequence[dict[str, Any]], *, query_id: str | None = None
+        self, table: str, rows: Sequence[Mapping[str, object]], *, query_id: str | None = None
     ) -> None:
-        """Insert rows as one ``JSONEachRow`` block (one part per partition).
-
-        ``query_id`` names the insert in ``system.processes`` while the server runs it.
-        """
+        """Insert rows as one ``JSONEachRow`` block (one part per partition); ``query_id``
+        names the insert in ``system.processes`` while the server runs it."""
         if not rows:
             return
         body = b"\n".join(orjson.dumps(r) for r in rows)

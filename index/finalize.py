@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -12,23 +13,23 @@ from index.fields import event_hash
 
 __all__ = ["finalize_event"]
 
-# NOTE(index): the options of rules.event.event_hash (the canonical event JSON)
+# the options of rules.event.event_hash (the canonical event JSON)
 _HASH_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 def finalize_event(
-    event: dict[str, Any], pos: int, endpoint: dict[str, str], receipt: str, retro: bool
+    event: Mapping[str, object], pos: int, endpoint: dict[str, str], receipt: str, retro: bool
 ) -> tuple[dict[str, Any], bytes]:
     """Return the final event (``EdrData`` set) and its stored JSON.
 
-    PERF(index): the event hash is the sha1 of the sorted-keys JSON of the event without
+    Performance: the event hash is the sha1 of the sorted-keys JSON of the event without
     ``EdrData``; the stored JSON reuses that encoding with ``EdrData`` spliced in as the
     last key of ``Event`` (one encoding per event instead of two).
     """
     inner = event.get("Event") if isinstance(event, dict) else None
     if not isinstance(inner, dict):
         raise InvalidEventError('not an {"Event": {...}} object', position=pos)
-    # NOTE(index): any System shape is stored (a missing or odd one reads as no System);
+    # any System shape is stored (a missing or odd one reads as no System);
     # refusing it refused the agent's whole batch.
     edr_prev = inner.get("EdrData")
     if not isinstance(edr_prev, dict):

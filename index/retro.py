@@ -32,7 +32,7 @@ class HuntSpec:
 
     rules_text: str
     containers: dict[str, list[str]] = field(default_factory=dict)
-    iocs: list[dict[str, Any]] = field(default_factory=list)
+    iocs: list[dict[str, object]] = field(default_factory=list)
     ioc_criticality: int = 10
 
     def engine(self) -> rules_pkg.Engine:
@@ -51,7 +51,7 @@ class Outcome:
 
     hit: bool
     filtered: bool
-    event: dict[str, Any] | None
+    event: dict[str, object] | None
 
 
 def prefilter_of(engine: rules_pkg.Engine, *, iocs: bool = False) -> list[Pair] | None:
@@ -60,7 +60,7 @@ def prefilter_of(engine: rules_pkg.Engine, *, iocs: bool = False) -> list[Pair] 
     ``None`` when an event of any channel can match: a rule without an Events filter, IoCs
     (they match any event) or correlation rules (their state needs every member event).
     """
-    if iocs or engine._correlations:  # noqa: SLF001 - engine internals, same package family
+    if iocs or engine._correlations:  # engine internals: no public accessor
         return None
     pairs: dict[Pair, None] = {}
     for rule in engine.rules:
@@ -107,7 +107,7 @@ _WORKER: _Matcher | None = None
 
 
 def _init_worker(spec: HuntSpec) -> None:
-    global _WORKER  # noqa: PLW0603 - one engine per worker process
+    global _WORKER  # one engine per worker process
     _WORKER = _Matcher(spec)
 
 
@@ -117,7 +117,7 @@ def _match_batch(events: list[dict[str, Any]]) -> list[tuple[bool, bool, dict[st
 
 
 def match_events(
-    events: Iterable[dict[str, Any]],
+    events: Iterable[dict[str, object]],
     spec: HuntSpec,
     *,
     workers: int = 0,

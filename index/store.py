@@ -12,18 +12,14 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: Tantivy's writer lock still guards the index
-    fcntl = None  # type: ignore[assignment]
+from typing import Any, TextIO, TypeVar
 
 import tantivy
 
@@ -63,10 +59,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _lock_root(root: Path) -> Any:
-    """Hold an exclusive lock on ``root/LOCK`` for the life of the store (one owner process)."""
+def _lock_root(root: Path) -> TextIO:
+    """Hold an exclusive lock on ``root/LOCK`` for the life of the store (one owner process).
+
+    POSIX only: on Windows, Tantivy's own writer lock guards the index.
+    """
     handle = (root / "LOCK").open("a+")
-    if fcntl is not None:
+    if sys.platform != "win32":
+        import fcntl
+
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as ex:
@@ -96,6 +97,9 @@ class EventStore:
         index_process: Write the Tantivy index from a child process (``index.sinks``), as
             the manager does, so that indexing uses another core; False keeps the writer in
             this process (tests and tools).
+        memory_limit: DuckDB ``memory_limit``; sql_threads: its threads.
+        queue_bytes: Estimated memory of the batches journaled but not yet indexed; ``append``
+            waits beyond it (back-pressure on ingest instead of unbounded growth).
 
     Attributes:
         writer: The writer thread (``index.writer.Indexer``): its public methods are the
@@ -115,6 +119,7 @@ class EventStore:
         index_process: bool = True,
         memory_limit: str = "2GB",
         sql_threads: int | None = None,
+        queue_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.root = Path(root)
         self._clock = clock
@@ -156,6 +161,7 @@ class EventStore:
                 open_sink,
                 replay=self._journal_after,
                 commit_interval=commit_interval,
+                max_queue_bytes=queue_bytes,
                 floor=self._min_seq - 1,
             )
             opened.append(_Closer(self.writer.close_writer))
@@ -201,7 +207,7 @@ class EventStore:
         state: dict[str, Any] = {"min_seq": self._min_seq, "schema": SCHEMA_VERSION}
         if self._size_ratio is not None:
             state["size_ratio"] = self._size_ratio
-        with tmp.open("w") as fh:  # NOTE(index): the retention floor must survive a power cut
+        with tmp.open("w") as fh:  # the retention floor must survive a power cut
             fh.write(json.dumps(state))
             fh.flush()
             os.fsync(fh.fileno())
@@ -232,7 +238,7 @@ class EventStore:
         """
         if self._min_seq <= 1:
             return
-        self.journal.drop_before(self._min_seq)  # NOTE(index): first: frees the most space
+        self.journal.drop_before(self._min_seq)  # first: frees the most space
         with self._append_lock:
             self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
         if self._rows_below(self._min_seq):
@@ -266,13 +272,17 @@ class EventStore:
         if self._state is StoreState.CLOSED:
             raise StoreClosedError(f"event store {self.root} is closed")
 
-    def close(self) -> None:
-        """Index what is queued, commit, and release every file (idempotent)."""
-        with self._append_lock:  # NOTE(index): no append is between fsync and submit
+    def close(self, *, drain: bool = True) -> None:
+        """Index what is queued, commit, and release every file (idempotent).
+
+        ``drain=False``: what is queued is not indexed now but replayed from the journal at
+        the next open (a quick stop; nothing acknowledged is lost).
+        """
+        with self._append_lock:  # no append is between fsync and submit
             if self._state is StoreState.CLOSED:
                 return
             self._state = StoreState.CLOSED
-        self.writer.stop()
+        self.writer.stop(drain=drain)
         self.writer.close_writer()
         self.tables.close()
         self.journal.close()
@@ -288,7 +298,11 @@ class EventStore:
     # -- writing ----------------------------------------------------------------------
 
     def append(
-        self, events: list[dict[str, Any]], *, endpoint: EndpointRef, batch_id: str | None = None
+        self,
+        events: Sequence[Mapping[str, object]],
+        *,
+        endpoint: EndpointRef,
+        batch_id: str | None = None,
     ) -> AppendResult:
         """Journal a batch (fsync'd on return) and queue it for indexing.
 
@@ -302,7 +316,11 @@ class EventStore:
         return self._append(events, endpoint=endpoint, batch_id=batch_id, retro=False)
 
     def append_detections(
-        self, events: list[dict[str, Any]], *, endpoint: EndpointRef, batch_id: str | None = None
+        self,
+        events: Sequence[Mapping[str, object]],
+        *,
+        endpoint: EndpointRef,
+        batch_id: str | None = None,
     ) -> AppendResult:
         """Store retro-hunt detections (``EdrData.Event.Retro = true``) as new events.
 
@@ -314,7 +332,7 @@ class EventStore:
 
     def _append(
         self,
-        events: list[dict[str, Any]],
+        events: Sequence[Mapping[str, object]],
         *,
         endpoint: EndpointRef,
         batch_id: str | None,
@@ -389,15 +407,23 @@ class EventStore:
         self._check_open()
         return self._reader.search(query, since, until, endpoint, detections_only, limit, cursor)
 
-    def count(self, query: str = "", **filters: Any) -> int:
+    def count(
+        self,
+        query: str = "",
+        *,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        endpoint: str | None = None,
+        detections_only: bool = False,
+    ) -> int:
         """Return the number of matching events (same filters as ``search``)."""
         self._check_open()
         return self._reader.count(
             query,
-            filters.get("since"),
-            filters.get("until"),
-            filters.get("endpoint"),
-            bool(filters.get("detections_only")),
+            since,
+            until,
+            endpoint,
+            detections_only,
         )
 
     def iter_events(
@@ -408,7 +434,7 @@ class EventStore:
         endpoint: str | None = None,
         query: str = "",
         detections_only: bool = False,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, object]]:
         """Yield every matching stored event in store order (retro-hunt input)."""
         self._check_open()
         yield from self._reader.iter_events(
@@ -452,7 +478,7 @@ class EventStore:
         def run() -> int:
             return self.writer.rebuild(self._journal_after(0))
 
-        with self._append_lock:  # NOTE(index): appends wait; the journal must not move
+        with self._append_lock:  # appends wait; the journal must not move
             count = self._on_writer(run)
         logger.info("reindexed %d events from the journal", count)
         return count
@@ -496,7 +522,7 @@ class EventStore:
     def _retain(self, max_age: timedelta | None, max_bytes: int | None) -> Cut:
         """The writer-thread part of ``apply_retention``."""
         if self._min_seq > 1 and self._rows_below(self._min_seq):
-            self.writer.delete_below(self._min_seq)  # NOTE(index): a pass that failed half-way
+            self.writer.delete_below(self._min_seq)  # a pass that failed half-way
         cut = plan_cut(
             self.tables,
             self.disk_usage,
@@ -508,13 +534,13 @@ class EventStore:
             max_bytes=max_bytes,
         )
         if cut.cutoff > self._min_seq:
-            # NOTE(index): write-ahead: the new floor is saved before anything is deleted, so
+            # write-ahead: the new floor is saved before anything is deleted, so
             # a crash in between cannot replay the deleted events (the open finishes it).
             self._min_seq = cut.cutoff
             self._save_state()
             self.writer.delete_below(cut.cutoff)
         else:
-            self.writer.commit()  # NOTE(index): like flush(): a gap is repaired, or raises
+            self.writer.commit()  # like flush(): a gap is repaired, or raises
         return cut
 
     def _rows_below(self, seq: int) -> bool:
@@ -537,7 +563,7 @@ class EventStore:
         backlog = max(0, self.journal.next_seq - 1 - max(indexed, self._min_seq - 1))
         return IndexHealth(state, reason, backlog, self.writer.pid)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, object]:
         """Return counters: events, segments, pending records, bytes, last commit, and the
         pid of the process writing the Tantivy index."""
         self._check_open()

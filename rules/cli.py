@@ -67,7 +67,9 @@ def _sigma_status(args: argparse.Namespace) -> tuple[str, ...] | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heron", description="Gene-compatible offline scanner")
     parser.add_argument("--version", action="version", version=f"%(prog)s {wire.HERON_VERSION}")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sc = sub.add_parser("scan", help="scan EVTX/JSON events with Gene rules")
@@ -151,11 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--tags", action="store_true", help="list the sorted tags instead")
     d = rsub.add_parser("dump", help="print rules (compiled.gen form) whose name matches")
     _add_rule_args(d)
-    d.add_argument("patterns", nargs="*", default=[".*"], metavar="REGEX")
+    d.add_argument(
+        "patterns", nargs="*", default=[".*"], metavar="REGEX", help="rule name patterns"
+    )
     t = rsub.add_parser("test", help="gene-rules test mode: every event must raise an alert")
     _add_rule_args(t)
-    t.add_argument("--name", "-n", action="append", required=True)
-    t.add_argument("files", nargs="+", metavar="FILE")
+    t.add_argument(
+        "--name", "-n", action="append", required=True, help="rule expected to fire (repeat)"
+    )
+    t.add_argument("files", nargs="+", metavar="FILE", help="event files to test")
     return parser
 
 
@@ -234,7 +240,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     engine, problems = scanmod.build_engine(opts)  # fail fast on bad rules, in this process
     for err in problems:
         print(f"heron: bad rule skipped: {err}", file=sys.stderr)
-    # PERF(heron): events are acyclic trees freed by refcounting; keep the cyclic GC from
+    # Performance: events are acyclic trees freed by refcounting; keep the cyclic GC from
     # rescanning the compiled rules on every generation-2 pass.
     thresholds = gc.get_threshold()
     gc.freeze()
@@ -250,14 +256,14 @@ def _run_scan(args: argparse.Namespace, opts: scanmod.ScanOptions, engine: Engin
     # JSONL byte ranges only for the JSON readers (another --input-format reads whole files)
     split = args.jobs > 1 and args.input_format in ("auto", "json", "winlogbeat", "flat")
     units = list(scanmod.discover(args.inputs, split=split))
-    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+    out = open(args.output, "wb") if args.output else sys.stdout.buffer
     progress = None
     if not args.no_progress and sys.stderr.isatty() and "-" not in args.inputs:
         progress = _Progress(sum(u.size for u in units), sys.stderr)
     if args.format == "table":
         out.write(scanmod.TABLE_HEADER.encode())
     out.write(triage.HEADERS.get(args.format, b""))
-    spool = tempfile.TemporaryFile() if args.format in triage.SPOOLED else None  # noqa: SIM115
+    spool = tempfile.TemporaryFile() if args.format in triage.SPOOLED else None
     sink = spool if spool is not None else out
     started = time.perf_counter()
     try:

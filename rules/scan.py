@@ -3,7 +3,8 @@
 Owns what `heron scan` does below the command line: turning INPUT arguments into work units
 (`.evtx`, `.json`/`.jsonl` streams, `.gz` of those, directories, stdin; every other export is
 read by `rules.inputs`), decoding events with orjson, running the `Engine`, choosing which
-events to print (Gene's printing rule, gene.md §10) and merging per-unit statistics. The CLI
+events to print (Gene's printing rule, docs/reference/gene.md §10) and merging per-unit statistics.
+The CLI
 only formats and prints.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import logging
 import os
 import sys
@@ -26,6 +26,7 @@ import orjson
 from . import inputs, triage
 from .engine import Detection, Engine
 from .evtx import EvtxStats, read_evtx
+from .inputs.jsonstream import iter_json_stream
 from .loader import RuleSet, load, read_container
 
 __all__ = [
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 JSON_EXTENSIONS = (".json", ".jsonl", ".ndjson")
 EVTX_EXTENSIONS = (".evtx",)
 SPLIT_SIZE = 8 * 1024 * 1024  # uncompressed JSONL files above this are split for --jobs
-_DECODER = json.JSONDecoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,75 +166,10 @@ def _sniff(path: Path) -> str:
     return kind if kind in ("evtx", "json") else "input"
 
 
-def iter_json_stream(fh: BinaryIO, stats: ScanStats, name: str) -> Iterator[Any]:
-    """Decode whitespace-separated JSON values, fast path one object per line.
-
-    A line that is not a complete value starts multi-line decoding (pretty-printed input);
-    the buffered lines are decoded when a line starts with `}`/`]` or the buffer has doubled
-    since the last try, so large values cost O(n log n), not O(n^2). Undecodable text is
-    counted as a parse error and skipped.
-    """
-    loads = orjson.loads
-    pending: list[bytes] = []
-    size = next_try = 0
-    lineno = 0
-    for line in fh:
-        lineno += 1
-        if pending:
-            pending.append(line)
-            size += len(line)
-            if line[:1] not in (b"}", b"]") and size < next_try:
-                continue
-            values, rest, bad = _drain(b"".join(pending))
-            yield from values
-            if bad:
-                stats.parse_error(f"{name}:{lineno}: invalid JSON")
-            pending = [rest] if rest else []
-            size = len(rest)
-            next_try = 2 * size
-            continue
-        if not line.strip():
-            continue
-        try:
-            yield loads(line)
-        except orjson.JSONDecodeError:
-            values, rest, bad = _drain(line)
-            yield from values
-            if bad:
-                stats.parse_error(f"{name}:{lineno}: invalid JSON")
-            pending = [rest] if rest else []
-            size = len(rest)
-            next_try = 2 * size
-    if pending and b"".join(pending).strip():
-        stats.parse_error(f"{name}: truncated JSON at end of input")
-
-
-def _drain(buf: bytes) -> tuple[list[Any], bytes, bool]:
-    """Decode complete values from `buf`; return (values, incomplete rest, had_error)."""
-    try:
-        text = buf.decode("utf-8")
-    except UnicodeDecodeError:
-        return [], b"", True
-    values: list[Any] = []
-    pos, end = 0, len(text.rstrip())
-    while True:
-        while pos < end and text[pos] in " \t\r\n":
-            pos += 1
-        if pos >= end:
-            return values, b"", False
-        try:
-            value, pos = _DECODER.raw_decode(text, pos)
-        except json.JSONDecodeError as ex:
-            if ex.pos >= end:
-                return values, text[pos:].encode("utf-8"), False  # needs more lines
-            return values, b"", True
-        values.append(value)
-
-
 def _open_unit(unit: Unit) -> BinaryIO:
     if unit.path == "-":
         return sys.stdin.buffer
-    fh: BinaryIO = open(unit.path, "rb")  # noqa: SIM115 - closed by the caller
+    fh: BinaryIO = open(unit.path, "rb")
     if unit.path.lower().endswith(".gz"):
         return gzip.GzipFile(fileobj=fh)  # type: ignore[return-value]
     if unit.start or unit.end >= 0:
@@ -255,7 +190,7 @@ def _iter_events(
     """Events of a unit; `tell` receives a function giving the bytes consumed so far.
 
     EVTX records refused by `keep(channel, event_id)` are counted as scanned events
-    without being rendered (PERF(heron): no rule could match them). Formats other than
+    without being rendered (Performance: no rule could match them). Formats other than
     EVTX and JSON files, stdin and `--input-format` overrides are read by `rules.inputs`.
     """
     json_fmt = "json" if fmt == "auto" else fmt
@@ -394,7 +329,7 @@ def pool_context() -> Any:
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(["rules.scan"])  # PERF(heron): workers start imported
+        ctx.set_forkserver_preload(["rules.scan"])  # Performance: workers start imported
     return ctx
 
 
@@ -568,7 +503,7 @@ class Scanner:
             initargs=(self.opts, self.fmt),
         )
         try:
-            # PERF(heron): batch many small files per round trip, keep input order
+            # Performance: batch many small files per round trip, keep input order
             chunksize = max(1, min(16, len(units) // (self.jobs * 8)))
             self._drain(pool.map(scan_unit, units, chunksize=chunksize), total, write, progress)
         except BaseException:

@@ -1,4 +1,4 @@
-"""`heron-agent enroll`, `heron-agent service` and `heron-agent link` (registered by agent.cli).
+"""`heron-agent enroll`, `heron-agent service` and `heron-agent link` (added by `register`).
 
 Thin layer: parse arguments, call the link functions, print results, turn errors into exit codes.
 """
@@ -39,7 +39,7 @@ def _print(doc: dict[str, Any]) -> None:
 def _cmd_enroll(args: argparse.Namespace) -> int:
     store = IdentityStore(_state_dir(args) / "identity")
     if store.exists() and args.if_needed and not args.force:
-        # NOTE(link): MSI reinstall/upgrade with MANAGER/ENROLL_TOKEN: keep the identity
+        # MSI reinstall/upgrade with MANAGER/ENROLL_TOKEN: keep the identity
         print(f"heron-agent: already enrolled ({store.root}): identity kept")
         return 0
     if store.exists() and not args.force:
@@ -59,7 +59,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
                 )
                 return 2
             if not (args.ca or args.ca_sha256 or args.trust_first_use):
-                # SECURITY(link): the first connection is what the token is sent over; without
+                # Security: the first connection is what the token is sent over; without
                 # a pinned CA anyone answering on that address gets it and becomes "the manager"
                 print(
                     "heron-agent: pin the manager CA with --ca-sha256 SHA256 (ca_sha256 of "
@@ -156,7 +156,7 @@ def _cmd_link_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `enroll`, `service` and `link` to the `heron-agent` subparsers."""
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -186,7 +186,11 @@ def register(sub: Any) -> None:
     en.set_defaults(func=_cmd_enroll)
 
     sv = sub.add_parser("service", help="install or remove the system service")
-    sv.add_argument("action", choices=["install", "uninstall", "unit"])
+    sv.add_argument(
+        "action",
+        choices=["install", "uninstall", "unit"],
+        help="register and start, stop and remove, or print the systemd unit",
+    )
     sv.add_argument("-c", "--config", help="config.toml the service runs with")
     sv.add_argument("--exe", help="agent executable (default: this one)")
     sv.add_argument("--unit-dir", default="/etc/systemd/system", help="systemd unit directory")
@@ -195,7 +199,7 @@ def register(sub: Any) -> None:
 
     lk = sub.add_parser("link", help="manager link status (identity, queued events)")
     common(lk)
-    lk.add_argument("action", choices=["status"])
+    lk.add_argument("action", choices=["status"], help="identity, queue and running link state")
     lk.set_defaults(func=_cmd_link_status)
 
 

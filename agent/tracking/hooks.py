@@ -206,12 +206,15 @@ def _enrich_create(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
     data["Services"] = track.services
     image = str(data.get("Image", ""))
     if ctx.hasher is not None and image:
+        st: os.stat_result | None = None
         try:
-            data["ImageSize"] = str(os.path.getsize(image))
+            st = os.stat(image)  # Performance: one stat for the size and the hasher
         except OSError:
             data["ImageSize"] = UNKNOWN
-        if not track.hashes:
-            fh = ctx.hasher.hash_file(image)
+        else:
+            data["ImageSize"] = str(st.st_size)
+        if not track.hashes and st is not None:
+            fh = ctx.hasher.hash_file(image, st)
             if fh is not None:
                 track.hashes = fh.to_dict()
                 track.hashes_text = fh.sysmon()
@@ -402,18 +405,18 @@ def service_lookup() -> Callable[[int], str]:
                 pid = svc.pid()
                 if pid:
                     cache.setdefault(pid, []).append(svc.name())
-            except Exception:  # psutil raises assorted Windows errors per service
+            except Exception:  # noqa: BLE001 - psutil raises assorted Windows errors per service
                 continue
         stamp[0] = time.monotonic()
 
     def lookup(pid: int) -> str:
-        # PERF(agent): one service scan per 30 s, not one per event.
+        # Performance: one service scan per 30 s, not one per event.
         if time.monotonic() - stamp[0] > 30.0 or (
             pid not in cache and time.monotonic() - stamp[0] > 2.0
         ):
             try:
                 refresh()
-            except Exception:
+            except Exception:  # noqa: BLE001 - enrichment degrades to UNKNOWN, never fails the event
                 return UNKNOWN
         return ",".join(cache.get(pid, [])) or "N/A"
 

@@ -18,7 +18,7 @@ shows comes from the admin API itself, called by the page with the session cooki
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import falcon
 
@@ -26,8 +26,10 @@ from appliance.api.middleware import JsonBody
 from appliance.console.assets import AssetCatalog, apply_security_headers
 from appliance.console.auth import ConsoleAuth
 from appliance.console.overview import OverviewResource
-from appliance.console.wiring import Console
 from appliance.core.errors import MalformedBody
+
+if TYPE_CHECKING:  # wiring mounts these routes: no import back at run time
+    from appliance.console.wiring import Console
 
 __all__ = ["PREFIX", "add_console_routes"]
 
@@ -97,7 +99,7 @@ class AssetResource:
 class LoginResource:
     """POST /console/api/login: exchange an API key for a session cookie."""
 
-    auth_exempt = True  # NOTE(console): the manager's auth middleware lets this one through
+    auth_exempt = True  # the manager's auth middleware lets this one through
     BODY = {"post": JsonBody(_login_body, LOGIN_SCHEMA, max_size=MAX_LOGIN_BODY)}
 
     def __init__(self, auth: ConsoleAuth) -> None:
@@ -105,7 +107,7 @@ class LoginResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Log in with an API key: sets the session and CSRF cookies."""
-        # SECURITY(console): JSON only, so a cross-site HTML form cannot log a victim in.
+        # Security: JSON only, so a cross-site HTML form cannot log a victim in.
         if req.content_type is None or not req.content_type.startswith("application/json"):
             raise MalformedBody("login expects a JSON body")
         body: Any = getattr(req.context, "body", _MISSING)  # parsed by the manager's BodyParser
@@ -119,7 +121,7 @@ class LoginResource:
         key = body.get("api_key") or body.get("key") or ""
         if not isinstance(key, str):
             raise MalformedBody("api_key must be a string")
-        sid, session = self._auth.login(str(key))
+        sid, session = self._auth.login(str(key), self._auth.source_of(req))
         self._auth.set_cookies(resp, sid, session)
         store = self._auth.sessions
         _envelope(resp, session.to_dict(lifetime=store.lifetime, idle_timeout=store.idle_timeout))
@@ -177,10 +179,10 @@ def add_console_routes(
     do their own checks) and call `console.resolve_session(req)` when no API key header is present.
     The overview route is mounted when the console has a detection overview.
     """
-    if isinstance(console, Console):
-        auth, overview = console.auth, console.overview
-    else:
+    if isinstance(console, ConsoleAuth):
         auth, overview = console, None
+    else:
+        auth, overview = console.auth, console.overview
     catalog = catalog if catalog is not None else AssetCatalog()
     page = PageResource(catalog)
     app.add_route(PREFIX, page)

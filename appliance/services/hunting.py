@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -20,7 +19,7 @@ from ..core.timefmt import to_datetime
 from ..store.events import EventSink
 from .index_errors import index_errors
 
-__all__ = ["MAX_PAGE_BYTES", "PAGE_STEP", "HuntResult", "Hunting"]
+__all__ = ["MAX_PAGE_BYTES", "PAGE_STEP", "HuntControl", "HuntResult", "HuntStopped", "Hunting"]
 
 logger = logging.getLogger(__name__)
 MAX_PAGE_BYTES = 32 * 1024 * 1024  # JSON of one page of events (search, endpoint logs)
@@ -46,6 +45,22 @@ class HuntResult:
     rules: int = 0
     containers: dict[str, int] = field(default_factory=dict)
     iocs: int = 0
+    stopped: str = ""  # why the hunt ended early: cancelled, timeout ("" = it ran to the end)
+    match_bytes: int = 0  # JSON bytes of `matches`
+
+
+class HuntStopped(Exception):
+    """Raised by a `HuntControl` checkpoint to end a hunt early (results so far are kept)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HuntControl(Protocol):
+    """Called every `chunk` events: report progress, raise HuntStopped to stop, may sleep."""
+
+    def checkpoint(self, scanned: int, detections: int, filtered: int) -> None: ...
 
 
 class Hunting:
@@ -68,7 +83,7 @@ class Hunting:
     ) -> dict[str, Any]:
         """A page of at most `limit` events and about `max_bytes` of JSON.
 
-        SECURITY(manager): the page is read `PAGE_STEP` events at a time and ends, with the
+        Security: the page is read `PAGE_STEP` events at a time and ends, with the
         cursor of the last step, once `max_bytes` is passed (at most one step over).
         """
         events: list[dict[str, Any]] = []
@@ -115,13 +130,18 @@ class Hunting:
         containers: dict[str, list[str]] | None = None,
         iocs: list[dict[str, Any]] | None = None,
         ioc_criticality: int = 10,
-        max_seconds: float | None = None,
+        max_match_bytes: int = MAX_PAGE_BYTES,
+        control: HuntControl | None = None,
+        matches: list[dict[str, Any]] | None = None,
+        chunk: int = 256,
     ) -> HuntResult:
         """Run Gene rules over stored events with the engine `heron scan` and agents use.
 
         Each stored event is matched as it was received (the agent's `Detection` and the
         manager's `EdrData` removed), with `containers` loaded as `heron scan --container` does
-        and `iocs` matched as agents match them (`IoC:<type>` signatures).
+        and `iocs` matched as agents match them (`IoC:<type>` signatures). Matches are kept
+        while they fit `max_match_bytes` (JSON) and `max_matches`, appended to `matches` (so a
+        job can page them while it runs); `control` is called every `chunk` events.
         """
         from index.retro import HuntSpec, match_events, prefilter_of
         from rules.iocs import IocSet
@@ -136,8 +156,8 @@ class Hunting:
             engine = spec.engine()
         except ValueError as ex:
             raise ValidationError(f"rules: {ex}") from ex
-        # Cluster mode: the (channel, EventID) prefilter goes into SQL, the engine runs in
-        # worker processes (index/retro.py); the embedded store scans inline.
+        # Cluster mode: the (channel, EventID) prefilter goes into SQL and the engine runs in
+        # worker processes (index/retro.py); the embedded store is matched inline.
         workers = int(getattr(self.events, "hunt_workers", 0))
         extra: dict[str, Any] = {}
         if getattr(self.events, "hunt_prefilter", False):
@@ -146,34 +166,46 @@ class Hunting:
             since=to_datetime(since), until=to_datetime(until), endpoint=endpoint, **extra
         )
         over = [False]
-        deadline = None if max_seconds is None else time.monotonic() + max_seconds
 
         def bounded() -> Iterator[dict[str, Any]]:
             for i, event in enumerate(source):
-                if i >= max_events or (deadline is not None and time.monotonic() > deadline):
+                if i >= max_events:
                     over[0] = True
                     return
                 yield event
 
-        scanned = detections = filtered = 0
-        matches: list[dict[str, Any]] = []
-        truncated = False
+        scanned = detections = filtered = size = 0
+        matches = [] if matches is None else matches
+        truncated, stopped = False, ""
         outcomes = match_events(bounded(), spec, workers=workers)
         try:
             for outcome in outcomes:
+                if control is not None and scanned % chunk == 0:
+                    try:
+                        control.checkpoint(scanned, detections, filtered)
+                    except HuntStopped as stop:
+                        stopped, truncated = stop.reason, True
+                        break
                 scanned += 1
-                if not outcome.hit:
+                if not outcome.hit or outcome.event is None:
                     filtered += outcome.filtered
                     continue
                 detections += 1
-                if len(matches) < max_matches and outcome.event is not None:
-                    matches.append(outcome.event)
+                candidate = outcome.event
+                fits = len(matches) < max_matches
+                cost = len(orjson.dumps(candidate, default=str)) if fits else 0
+                if fits and size + cost <= max_match_bytes:
+                    size += cost
+                    matches.append(candidate)
                 else:
                     truncated = True
         except ValueError as ex:  # rules compiled above: only a worker's own failure
             raise ValidationError(f"rules: {ex}") from ex
         finally:
-            outcomes.close()
+            outcomes.close()  # stops the workers of a hunt ended early
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()  # release the index searcher of an iteration stopped early
         truncated = truncated or over[0]
         return HuntResult(
             scanned,
@@ -184,6 +216,8 @@ class Hunting:
             rules=int(engine.rule_count),
             containers={k: len(v) for k, v in engine.containers.items()},
             iocs=len(IocSet.from_iocs(spec.iocs)),
+            stopped=stopped,
+            match_bytes=size,
         )
 
     def store_matches(self, hunt_id: str, matches: list[dict[str, Any]]) -> int:

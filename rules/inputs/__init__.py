@@ -4,7 +4,8 @@ Owns format detection and the readers behind `heron scan`, agent replay and `her
 import`: EVTX, WHIDS/Gene JSON, Winlogbeat/ECS JSON, flattened JSON (OTRF/Mordor, NXLog),
 Windows event XML, Sysmon for Linux (syslog, journald), CSV with a header and Linux audit logs,
 plain or inside `.gz`, `.zip` and `.tar(.gz)` archives (read in place, streamed). Every reader
-yields events in the golang-evtx rendering the rules see for `.evtx` files (gene.md §12.2), and
+yields events in the golang-evtx rendering the rules see for `.evtx` files (docs/reference/gene.md
+§12.2), and
 counts each event under the shape it was recognised as in `tally.shapes`; events in no known
 shape are passed on unchanged and counted as `unrecognised`, so a scan never reports nothing
 silently.
@@ -27,6 +28,7 @@ from typing import IO, Any, BinaryIO, Protocol
 from . import jsonshapes
 from .auditd import iter_audit
 from .jsonshapes import UNKNOWN, classify, from_ecs, from_flat, is_gene
+from .jsonstream import iter_json_stream
 from .tabular import dialect_of, iter_rows
 from .winxml import iter_line_events, iter_xml_events
 
@@ -189,7 +191,7 @@ def normalize(
         for obj in values:
             if fmt == "json":
                 if obj.__class__ is dict and is_gene(obj):
-                    native += 1  # PERF(heron): the common case costs a few lookups
+                    native += 1  # Performance: the common case costs a few lookups
                     yield obj
                     continue
                 if obj.__class__ is list:  # a JSON array of events (Kibana, jq -s)
@@ -222,12 +224,12 @@ def read_path(
     fmt: str = "auto",
     tally: Tally | None = None,
     keep: Callable[[str, int], bool] | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[dict[str, object]]:
     """Events of one file (any supported format or archive); errors are counted in `tally`."""
     tally = tally if tally is not None else InputStats()
     name = str(path)
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below
+        fh = open(path, "rb")
     except OSError as ex:
         tally.parse_error(f"{name}: {ex}")
         return
@@ -370,13 +372,7 @@ def _text_events(
         _add(tally, SKIPPED_LINES)
 
     if kind in ("json", "winlogbeat", "flat"):
-        from ..scan import iter_json_stream  # the one JSON stream decoder of `heron scan`
-
-        yield from normalize(
-            iter_json_stream(stream, tally, name),  # type: ignore[arg-type]
-            tally,
-            kind,
-        )
+        yield from normalize(iter_json_stream(stream, tally, name), tally, kind)
     elif kind == "xml":
         yield from _counted(iter_xml_events(_text(stream, head), name, error), tally, "windows-xml")
     elif kind == "sysmon-linux":

@@ -129,7 +129,8 @@ def test_retro_hunt_prefilter_goes_into_sql(cluster_corpus: ClusterEvents) -> No
             prefilter=[("Microsoft-Windows-Sysmon/Operational", 1)], endpoint=ENDPOINTS[0].uuid
         )
     )
-    assert got and all(e["Event"]["System"]["Channel"].lower() == sysmon for e in got)
+    channels = [str(e["Event"]["System"]["Channel"]) for e in got]  # type: ignore[index]
+    assert got and all(ch.lower() == sysmon for ch in channels)
     assert len(got) == cluster_corpus.count(
         'EventID:1 AND channel:"' + sysmon + '"', endpoint=ENDPOINTS[0].uuid
     )

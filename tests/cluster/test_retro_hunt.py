@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from appliance.runtime.cluster import ClusterEventSink
-from appliance.services.hunting import Hunting, HuntResult
+from appliance.services.hunting import Hunting, HuntResult, HuntStopped
 from index import EventStore
 from index.chstore import ClusterEvents
 from tests.index.conftest import ENDPOINTS
@@ -86,9 +86,10 @@ def test_iocs_disable_the_prefilter_and_bounds_hold(
     ep = ENDPOINTS[0].uuid
     cluster = _cluster(cluster_corpus, 2)
     image = next(
-        e["Event"]["EventData"]["Image"]
+        str(data["Image"])
         for e in corpus_store.iter_events(endpoint=ep)
-        if "Image" in (e["Event"].get("EventData") or {})
+        if isinstance(data := e["Event"].get("EventData"), dict)  # type: ignore[attr-defined]
+        and "Image" in data
     )
     iocs = [{"type": "filename", "value": image.rsplit("\\", 1)[-1]}]
     got = _hunt(cluster, gene_rules[:1], ep, iocs=iocs)
@@ -97,5 +98,16 @@ def test_iocs_disable_the_prefilter_and_bounds_hold(
     assert _found(got) == _found(want) and got.iocs == 1
     capped = _hunt(cluster, gene_rules, ep, iocs=iocs, max_events=10)
     assert capped.scanned == 10 and capped.truncated
-    timed = _hunt(cluster, gene_rules, ep, iocs=iocs, max_seconds=0.0)
-    assert timed.scanned == 0 and timed.truncated
+    stopped = _hunt(cluster, gene_rules, ep, iocs=iocs, control=_StopAfter(64), chunk=32)
+    assert stopped.scanned == 64 and stopped.truncated and stopped.stopped == "time"
+
+
+class _StopAfter:
+    """A job's control (appliance.services.hunt_jobs) whose time ran out after ``n`` events."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def checkpoint(self, scanned: int, detections: int, filtered: int) -> None:
+        if scanned >= self.n:
+            raise HuntStopped("time")
