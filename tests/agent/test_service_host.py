@@ -14,6 +14,7 @@ import pytest
 
 from agent import cli
 from agent.link import system_service
+from tests.support.events import gene_event
 
 STOP_PENDING = 3
 ACCEPT_STOP, ACCEPT_SHUTDOWN = 0x1, 0x4  # win32service.SERVICE_ACCEPT_*
@@ -22,19 +23,7 @@ CONTROL_STOP, CONTROL_SHUTDOWN = 0x1, 0x5  # win32service.SERVICE_CONTROL_*
 
 def _events(path: Path, n: int = 5) -> Path:
     lines = [
-        json.dumps(
-            {
-                "Event": {
-                    "System": {
-                        "Channel": "c",
-                        "EventID": 1,
-                        "EventRecordID": str(i),
-                        "TimeCreated": {"SystemTime": f"2020-01-01T00:00:0{i}Z"},
-                    },
-                    "EventData": {},
-                }
-            }
-        )
+        json.dumps(gene_event(1, {}, channel="c", record_id=str(i), time=f"2020-01-01T00:00:0{i}Z"))
         for i in range(n)
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -23,9 +23,11 @@ from appliance.services.retention import (
 )
 from appliance.store import Store
 from index import EndpointRef, EventStore
+from tests.support.clock import Clock
+from tests.support.events import gene_event
 from tests.support.memory_store import MemoryEventStore
 
-from .conftest import Clock, Env
+from .conftest import NOW, Env
 
 DAY = 86400.0
 EP = EndpointRef("6f1d2c3b-0000-4000-8000-000000000001", hostname="host-1")
@@ -33,27 +35,22 @@ EP = EndpointRef("6f1d2c3b-0000-4000-8000-000000000001", hostname="host-1")
 
 def _events(tag: str, n: int, *, pad: int = 0) -> list[dict[str, Any]]:
     return [
-        {
-            "Event": {
-                "EventData": {
-                    "Image": f"C:\\Windows\\System32\\{tag}.exe",
-                    "CommandLine": f"{tag} run {i} " + "x" * pad,
-                },
-                "System": {
-                    "Channel": "Microsoft-Windows-Sysmon/Operational",
-                    "Computer": "HOST-1",
-                    "EventID": 1,
-                    "TimeCreated": {"SystemTime": "2026-05-28T12:00:00.000000000Z"},
-                },
-            }
-        }
+        gene_event(
+            1,
+            {
+                "Image": f"C:\\Windows\\System32\\{tag}.exe",
+                "CommandLine": f"{tag} run {i} " + "x" * pad,
+            },
+            computer="HOST-1",
+            time="2026-05-28T12:00:00.000000000Z",
+        )
         for i in range(n)
     ]
 
 
 @pytest.fixture
 def store_clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture
@@ -250,7 +247,7 @@ def _settle(predicate: Any, timeout: float = 5.0) -> bool:
 
 
 def test_worker_runs_on_its_interval_and_stops_cleanly() -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     job = _Counting()
     worker = RetentionWorker(job, interval=3600.0, clock=clock, tick=0.01)  # type: ignore[arg-type]
     assert worker.first_delay == 300.0
@@ -281,7 +278,7 @@ def test_worker_runs_on_its_interval_and_stops_cleanly() -> None:
 
 
 def test_worker_survives_a_failing_pass() -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     job = _Counting(fail=True)
     with RetentionWorker(
         job,
@@ -297,11 +294,11 @@ def test_worker_survives_a_failing_pass() -> None:
 
 def test_worker_refuses_a_zero_interval() -> None:
     with pytest.raises(ValueError):
-        RetentionWorker(_Counting(), interval=0, clock=Clock())  # type: ignore[arg-type]
+        RetentionWorker(_Counting(), interval=0, clock=Clock(NOW))  # type: ignore[arg-type]
 
 
 def test_context_worker_lifecycle(tmp_path: Path, pki_dir: Path) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     config = replace(Config(), retention=RetentionConfig(interval=120.0))
     ctx = build_context(
         data_dir=tmp_path,

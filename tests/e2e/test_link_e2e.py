@@ -24,6 +24,7 @@ from agent.link.config import LinkConfig
 from agent.link.forwarder import LinkState
 from agent.link.link import Link, attach
 from agent.link.spool import HEALTH_CHANNEL, HEALTH_EVICTED
+from tests.support.events import gene_event
 
 from .harness import (
     PY,
@@ -60,18 +61,8 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProc]:
 
 def event(n: int, marker: str, image: str = "C:\\Windows\\notepad.exe") -> dict[str, Any]:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return {
-        "Event": {
-            "System": {
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "EventID": 1,
-                "Computer": "e2e-host",
-                "TimeCreated": {"SystemTime": now},
-                "Provider": {"Name": "Microsoft-Windows-Sysmon"},
-            },
-            "EventData": {"Image": image, "CommandLine": f"{marker} {n}", "ProcessId": str(n)},
-        }
-    }
+    data = {"Image": image, "CommandLine": f"{marker} {n}", "ProcessId": str(n)}
+    return gene_event(1, data, computer="e2e-host", time=now, provider="Microsoft-Windows-Sysmon")
 
 
 def numbers(events: list[dict[str, Any]], marker: str) -> list[int]:
