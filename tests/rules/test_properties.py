@@ -233,6 +233,7 @@ def test_rule_parser_fuzz_gives_rule_errors_only(value: Any) -> None:
         pass
 
 
+@pytest.mark.shared_data("corpus")
 @FAST
 @given(st.integers(0, 400), st.binary(max_size=4))
 def test_corrupted_rule_text_gives_rule_errors_only(cut: int, junk: bytes) -> None:
