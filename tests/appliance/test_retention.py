@@ -26,6 +26,7 @@ from index import EndpointRef, EventStore
 from tests.support.clock import Clock
 from tests.support.events import gene_event
 from tests.support.memory_store import MemoryEventStore
+from tests.support.waiting import wait_for
 
 from .conftest import NOW, Env
 
@@ -246,6 +247,12 @@ def _settle(predicate: Any, timeout: float = 5.0) -> bool:
     return bool(predicate())
 
 
+def _ticks(clock: Clock) -> None:
+    """Until the worker has read the clock 3 more times: one full loop saw the current time."""
+    seen = clock.reads
+    wait_for(lambda: clock.reads >= seen + 3, 30, "the retention worker to look at the clock")
+
+
 def test_worker_runs_on_its_interval_and_stops_cleanly() -> None:
     clock = Clock(NOW)
     job = _Counting()
@@ -255,12 +262,12 @@ def test_worker_runs_on_its_interval_and_stops_cleanly() -> None:
     try:
         assert worker.alive and worker._thread is not None
         assert worker._thread.daemon and worker._thread.name == "retention"
-        time.sleep(0.1)
+        _ticks(clock)
         assert job.calls == 0  # first pass is due 300 s (clock) after start
         clock.now += 300
         assert _settle(lambda: job.calls == 1)
         clock.now += 1800
-        time.sleep(0.1)
+        _ticks(clock)
         assert job.calls == 1  # not yet an interval later
         clock.now += 1800
         assert _settle(lambda: job.calls == 2)
@@ -271,8 +278,7 @@ def test_worker_runs_on_its_interval_and_stops_cleanly() -> None:
         worker.stop()
     assert time.monotonic() - started < 2.0
     assert not worker.alive
-    clock.now += 10 * 3600
-    time.sleep(0.1)
+    clock.now += 10 * 3600  # the thread has exited (not alive): no pass can follow
     assert job.calls == 3
     worker.stop()  # idempotent
 
