@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -183,7 +182,8 @@ def test_manager_down_then_up_delivers_all_exactly_once(
             timeout=WAIT_LIMIT,
             what="replay after restart",
         )
-        time.sleep(1.0)
+        # every batch acknowledged: no resend can follow, so the count below is final
+        wait_for(lambda: link.status()["queue"]["events"] == 0, what="the agent spool drained")
         assert numbers(manager.events(uid), "outage") == list(range(301))
 
 
@@ -200,9 +200,17 @@ for i in range(count):
         "EventData": {"CommandLine": f"kill9 {i}"}}})
 print("queued", flush=True)
 link.start()
-while True:
+while True:  # the link's threads do the work; the test kills this process
     time.sleep(1)
 """
+
+
+def _queued(state: Path) -> int | None:
+    """Events the agent in `state` still holds, from the status file it writes every 5 s."""
+    try:
+        return int(json.loads((state / "status.json").read_text())["queue"]["events"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def test_agent_kill9_mid_send_loses_nothing(manager: ManagerProc, tmp_path: Path) -> None:
@@ -242,7 +250,8 @@ def test_agent_kill9_mid_send_loses_nothing(manager: ManagerProc, tmp_path: Path
             timeout=WAIT_LIMIT,
             what="replay after kill -9",
         )
-        time.sleep(0.5)
+        # every batch acknowledged (the agent's status file): no resend can follow
+        wait_for(lambda: _queued(state) == 0, what="the agent spool drained")
         assert numbers(manager.events(uid), "kill9") == list(range(n))
     finally:
         proc.kill()
