@@ -141,7 +141,7 @@ def test_kill_lands_while_the_evidence_worker_is_stuck(agent_dir: Path) -> None:
             "evidence jobs to overflow the queue",
         )
         t0 = time.monotonic()
-        target = subprocess.Popen(
+        target = subprocess.Popen(  # a long-lived target for the kill (its sleep is the behaviour)
             [sys.executable, "-c", "import time; time.sleep(60)", f"heron-urgent-{TOKEN}"]
         )
         try:
