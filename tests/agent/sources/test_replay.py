@@ -164,7 +164,7 @@ def test_every_input_format_replays_and_others_are_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The readers of `heron scan` (rules.inputs): flattened JSON, Sysmon for Linux, audit.log."""
-    data = Path(__file__).resolve().parents[1] / "rules" / "inputs" / "data"
+    data = Path(__file__).resolve().parents[2] / "rules" / "inputs" / "data"
     (tmp_path / "odd.jsonl").write_text('{"odd": 1}\n{"Event": {"System": {}}}\n')
     src = ReplaySource(
         [

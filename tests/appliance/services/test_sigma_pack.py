@@ -12,10 +12,9 @@ import pytest
 import rules
 from appliance.services.content import Content
 from appliance.store import Store
+from tests.appliance.conftest import Env, event
 from tests.conftest import SHARED
 from tests.support.shared import skip_reason
-
-from .conftest import Env, event
 
 SIGMA = SHARED / "corpus" / "sigma"
 

@@ -29,7 +29,7 @@ from agent.sources.etw import (
 from tests.conftest import SHARED
 
 RECORDS: list[dict[str, Any]] = json.loads(
-    (Path(__file__).parent / "fixtures" / "etw_records.json").read_text(encoding="utf-8")
+    (Path(__file__).parents[1] / "fixtures" / "etw_records.json").read_text(encoding="utf-8")
 )
 
 

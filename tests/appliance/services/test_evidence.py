@@ -12,7 +12,7 @@ from appliance.services.evidence import case_endpoint, import_files
 from appliance.services.hunting import Hunting
 from tests.conftest import SHARED
 
-DATA = Path(__file__).resolve().parents[1] / "rules" / "inputs" / "data"
+DATA = Path(__file__).resolve().parents[2] / "rules" / "inputs" / "data"
 GENE = SHARED / "corpus" / "gene-rules" / "compiled.gen"
 EVTX = (
     SHARED
