@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from index.writer_protocol import FROZEN_ARG
 from rules import wire
 from rules.settings import help_text
 
@@ -31,10 +32,6 @@ from .security.hostnames import HOST_NAMES
 from .security.pki import Pki
 from .store import Role, Store
 from .store.events import EventSink, NoEventStore
-
-# NOTE(manager): index.writer_child.FROZEN_ARG (not imported: it would load Tantivy for every
-# command); a frozen manager re-runs itself with it to start the index writer process.
-FROZEN_INDEX_WRITER = "--heron-index-writer"
 
 __all__ = ["main", "open_context", "run_manager"]
 
@@ -901,7 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [FROZEN_INDEX_WRITER]:  # NOTE(manager): the frozen manager's index writer
+    if argv[:1] == [FROZEN_ARG]:  # NOTE(manager): a frozen manager's index writer child
         from index.writer_child import main as index_writer_main
 
         return index_writer_main(argv[1:])
