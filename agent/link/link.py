@@ -377,7 +377,7 @@ class Link:
                 out[name] = f"error: {ex}"
                 self._due[name] = now + min(interval, 30.0)
                 logger.debug("%s failed: %s", name, ex)
-            except Exception as ex:  # noqa: BLE001 - keep the housekeeping thread alive
+            except Exception as ex:
                 logger.error("%s crashed", name, exc_info=True)
                 out[name] = f"error: {ex}"
                 self._due[name] = now + interval
@@ -443,7 +443,7 @@ class Link:
                 if self._stop.is_set():
                     break
                 raise RuntimeError(f"{name} loop returned while the link runs")
-            except Exception as ex:  # noqa: BLE001 - the supervisor's whole purpose
+            except Exception as ex:
                 err = f"{type(ex).__name__}: {ex}"
                 info["restarts"] += 1
                 info["last_error"] = err
@@ -465,7 +465,7 @@ class Link:
                             "Restarts": info["restarts"],
                         }
                     )
-                except Exception:  # noqa: BLE001 - a closed spool must not kill the supervisor
+                except Exception:
                     logger.debug("cannot queue the crash report", exc_info=True)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 60.0)
@@ -482,7 +482,7 @@ class Link:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
-        # NOTE(link): only when the manager answered last time: an unreachable host would
+        # only when the manager answered last time: an unreachable host would
         # hold the shutdown for a whole socket timeout, and the queue is durable anyway.
         if (
             started

@@ -79,7 +79,7 @@ def create_ssl_context(
 ) -> ssl.SSLContext:
     """Build the client context: TLS ≥ 1.2, the pinned CA only, optional client certificate.
 
-    SECURITY(link): `ssl.create_default_context()` and `load_default_certs()` consult the system
+    Security: `ssl.create_default_context()` and `load_default_certs()` consult the system
     store and `SSL_CERT_FILE`/`SSL_CERT_DIR`; we call neither, so only `ca_file` is trusted.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -1,4 +1,5 @@
-"""The in-process asyncio TLS front that sits before each waitress backend (deps.md §2).
+"""The in-process asyncio TLS front that sits before each waitress backend (docs/reference/deps.md
+§2).
 
 For every accepted TLS connection the front opens a plain connection to waitress on loopback,
 records `IdentityMap[backend source port] = ConnInfo(identity, peer address)` *before* forwarding a
@@ -102,7 +103,7 @@ class Upgrader(Protocol):
 class _PausedProtocol(asyncio.StreamReaderProtocol):
     """A stream protocol that reads nothing until `start_tls` takes the transport over.
 
-    NOTE(manager): with `asyncio.start_server` the reader would already buffer the ClientHello
+    with `asyncio.start_server` the reader would already buffer the ClientHello
     before the handler calls `start_tls`, and the handshake would hang.
     """
 
@@ -220,7 +221,7 @@ class TlsFront:
     async def _end_tasks(self, timeout: float) -> None:
         """Cancel the connection handlers until every other task of the loop has ended.
 
-        NOTE(manager): only our handlers are cancelled (their pipes and handshakes with them);
+        only our handlers are cancelled (their pipes and handshakes with them);
         asyncio's own accept tasks finish by themselves, and a handler they start finds
         `_closing` set. Cancelling repeats in short rounds because Python 3.11's `wait_for`
         swallows a cancel that races with its result (a pipe would then read on).
@@ -247,7 +248,7 @@ class TlsFront:
         admitted, slot = self._admit(writer, str(peer[0]))
         if not admitted:
             return
-        self.active += 1  # NOTE(manager): counted from accept, so handshakes count to the cap
+        self.active += 1  # counted from accept, so handshakes count to the cap
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
@@ -282,7 +283,7 @@ class TlsFront:
         except OSError as ex:
             logger.warning("TLS front %s: backend unavailable: %s", self.name, ex)
         except asyncio.CancelledError:
-            # NOTE(manager): only close() cancels a handler. Ending normally matters: on Python
+            # only close() cancels a handler. Ending normally matters: on Python
             # 3.11 the StreamReaderProtocol done-callback logs a cancelled handler as an error.
             cancelled = True
         finally:
@@ -342,7 +343,7 @@ class TlsFront:
         """None once the connection is served or refused, else the bytes to forward first."""
         if self.governor is not None and slot is not None:
             head = await self._read_head(reader, self.governor.limits.header_timeout)
-            if b"\r\n\r\n" not in head:  # NOTE(manager): slowloris; EOF before a request
+            if b"\r\n\r\n" not in head:  # slowloris; EOF before a request
                 if head:
                     self.governor.count("header_timeout")
                 return None
@@ -380,7 +381,7 @@ class TlsFront:
                 data += chunk
         except (TimeoutError, OSError, ssl.SSLError):
             if deadline is not None and not data:
-                data = b"\0"  # NOTE(manager): a timeout, not an EOF: counted by the caller
+                data = b"\0"  # a timeout, not an EOF: counted by the caller
         return data
 
     async def _handshake(
@@ -388,7 +389,7 @@ class TlsFront:
     ) -> PeerIdentity | None | bool:
         """TLS handshake, then the verified identity (None: no cert, False: refused).
 
-        NOTE(manager): the handshake runs here, not in start_server(ssl=...), so a failed one
+        the handshake runs here, not in start_server(ssl=...), so a failed one
         is logged (asyncio reports those only in debug mode) and counted.
         """
         try:
@@ -451,7 +452,7 @@ class TlsFront:
                     data = await asyncio.wait_for(reader.read(BUFFER), idle)
                 except TimeoutError:
                     if self.clock() - activity[0] < idle:
-                        continue  # NOTE(manager): the other direction is busy (an SSE stream)
+                        continue  # the other direction is busy (an SSE stream)
                     break
                 if not data:
                     break
@@ -460,7 +461,7 @@ class TlsFront:
                     if left < 0:
                         if self.governor is not None:
                             self.governor.count("anonymous_bytes")
-                        # NOTE(manager): resets both ways, so waitress drops the partial body now
+                        # resets both ways, so waitress drops the partial body now
                         # and the client is not left waiting for a TLS close_notify (30 s)
                         writer.transport.abort()
                         if peer is not None:

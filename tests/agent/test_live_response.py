@@ -103,7 +103,7 @@ timeout = 20.0
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "agent.log", "wb"),
-    )  # noqa: SIM115
+    )
     try:
         wait_for(
             lambda: _status(tmp_path).get("sources", {}).get("linux-proc", {}).get("running"),
