@@ -19,6 +19,8 @@ its owner).
 
 from __future__ import annotations
 
+import builtins
+import copy
 import functools
 import json
 import tomllib
@@ -26,7 +28,7 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "ConfigError",
@@ -63,15 +65,18 @@ class ConfigError(ValueError):
         super().__init__(f"{message}{where}")
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One declared setting; `name`, `default`, `type` and `tp` are filled by `settings_of`."""
 
     help: str
     name: str = ""
-    default: Any = None
+    default: object = None
     type: str = ""  # bool, int, float, str, list, section, rows, table
-    tp: Any = field(default=None, compare=False, repr=False)  # the annotation
+    tp: object = field(default=None, compare=False, repr=False)  # the annotation
     min: float | None = 0
     max: float | None = None
     above: float | None = None  # exclusive lower bound
@@ -80,6 +85,13 @@ class Setting:
     live: bool = False  # a running program applies a change without a restart
     strip: bool = False  # surrounding whitespace removed (values typed into a form)
     doc: str = ""  # the default as the docs show it (platform-dependent defaults)
+
+    @property
+    def section_type(self) -> builtins.type:
+        """The class of a `section` setting."""
+        if not isinstance(self.tp, type):
+            raise TypeError(f"setting {self.name!r} is not a section")
+        return self.tp
 
     def bounds(self) -> str:
         """The declared bounds or choices, for docs."""
@@ -95,7 +107,7 @@ class Setting:
 
 
 def setting(
-    default: Any,
+    default: T,
     help: str,
     *,
     min: float | None = 0,
@@ -107,7 +119,7 @@ def setting(
     strip: bool = False,
     secret: bool = False,
     doc: str = "",
-) -> Any:
+) -> T:
     """Declare a dataclass field as a setting (`secret` hides the value from `repr`)."""
     spec = Setting(
         help=help,
@@ -121,14 +133,20 @@ def setting(
         doc=doc,
     )
     meta = {"setting": spec}
+    # like dataclasses.field, a specifier typed as the value it stands for
     if isinstance(default, list | dict):
-        return field(default_factory=functools.partial(type(default), default), metadata=meta)
+        return field(default_factory=functools.partial(copy.copy, default), metadata=meta)
     return field(default=default, metadata=meta, repr=not secret)
 
 
-def section(cls: type, help: str = "", *, live: bool = False) -> Any:
+def section(cls: type[T], help: str = "", *, live: bool = False) -> T:
     """Declare a nested section (`[outer.inner]`)."""
     return field(default_factory=cls, metadata={"setting": Setting(help=help, live=live)})
+
+
+def _origin(tp: object) -> Any:
+    """The container class of a `list[...]`/`tuple[...]` annotation."""
+    return typing.get_origin(tp)
 
 
 def _kind(tp: Any) -> str:
@@ -169,7 +187,7 @@ def walk(cls: type, prefix: str = "") -> Iterator[tuple[str, Setting]]:
     for spec in settings_of(cls):
         key = _join(prefix, spec.name)
         if spec.type == "section":
-            yield from walk(spec.tp, key)
+            yield from walk(spec.section_type, key)
         else:
             yield key, spec
 
@@ -181,7 +199,7 @@ def _join(prefix: str, name: str) -> str:
 # --- parsing -----------------------------------------------------------------------------------
 
 
-def parse_section(cls: type[Any], data: Any, *, key: str = "", source: str = "") -> Any:
+def parse_section(cls: type[T], data: object, *, key: str = "", source: str = "") -> T:
     """Build section `cls` from a mapping; every problem is a `ConfigError` naming the key."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"expected a table, got {data!r}", key=key, source=source)
@@ -203,7 +221,7 @@ def parse_section(cls: type[Any], data: Any, *, key: str = "", source: str = "")
 def _value(spec: Setting, value: Any, key: str, source: str) -> Any:
     kind = spec.type
     if kind == "section":
-        return parse_section(spec.tp, value, key=key, source=source)
+        return parse_section(spec.section_type, value, key=key, source=source)
     if kind == "table":
         if not isinstance(value, Mapping):
             raise ConfigError(f"expected a table, got {value!r}", key=key, source=source)
@@ -215,12 +233,12 @@ def _value(spec: Setting, value: Any, key: str, source: str) -> Any:
         items = [
             parse_section(row, v, key=f"{key}[{i}]", source=source) for i, v in enumerate(value)
         ]
-        return typing.get_origin(spec.tp)(items)
+        return _origin(spec.tp)(items)
     if kind == "list":
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"expected a list of strings, got {value!r}", key=key, source=source)
         items = [_text(spec, v, key, source) for v in value]
-        return typing.get_origin(spec.tp)(items)
+        return _origin(spec.tp)(items)
     if kind == "str":
         if not isinstance(value, str):
             raise ConfigError(f"expected a string, got {value!r}", key=key, source=source)
@@ -260,7 +278,7 @@ def _scalar(spec: Setting, value: Any, key: str, source: str) -> Any:
     return float(value) if spec.type == "float" else value
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
+def read_toml(path: str | Path) -> dict[str, object]:
     """Decode a TOML file; a missing or unreadable file is a `ConfigError` naming it."""
     p = Path(path)
     try:
@@ -276,7 +294,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-def toml_value(value: Any) -> str:
+def toml_value(value: object) -> str:
     """`value` as a TOML literal."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -289,7 +307,7 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot render {value!r} as TOML")
 
 
-def render_toml(obj: Any, header: str) -> str:
+def render_toml(obj: object, header: str) -> str:
     """`obj` (a section instance) as commented TOML that `parse_section` reads back equal."""
     out = [f"# {line}" for line in header.splitlines()]
     _render(obj, "", out)

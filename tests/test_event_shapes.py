@@ -27,8 +27,9 @@ from appliance.services.streams import StreamFilter
 from appliance.store import Store
 from rules import wire
 from tests.agent.conftest import gene_rule, make_config
-from tests.appliance.conftest import Clock, Env
+from tests.appliance.conftest import NOW, Env
 from tests.shapes import SYSMON, events
+from tests.support.clock import Clock
 
 RULES = [
     json.loads(gene_rule("AnyImage", ["$i: Image ~= '.'"], "$i", events={SYSMON: [1]})),
@@ -70,7 +71,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Memor
 
     tmp = tmp_path_factory.mktemp("shapes")
     Pki.create(tmp / "pki", server_names=["localhost"])
-    clock = Clock()
+    clock = Clock(NOW)
     ctx = build_context(
         data_dir=tmp,
         store=Store(":memory:"),

@@ -152,3 +152,16 @@ def test_appliance_lower_layers_do_not_import_upper_ones(layer: str) -> None:
 def test_appliance_top_level_holds_only_the_entry_points() -> None:
     top = sorted(p.name for p in (ROOT / "appliance").glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "cli.py"], top
+
+
+def test_manager_imports_without_the_cluster_extra() -> None:
+    """psycopg is the `cluster` extra: the embedded manager (and its frozen build) lacks it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "import appliance.cli, appliance.runtime.context, appliance.runtime.lifecycle\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rules import wire
-from rules.settings import parse_section, read_toml, setting
+from rules.settings import ConfigError, parse_section, read_toml, setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,4 +78,7 @@ class LinkConfig:
     def load(cls, path: Path) -> LinkConfig:
         """Read a `link.toml` (its keys at top level or under `[link]`)."""
         data = read_toml(path)
-        return cls.from_dict(data.get("link", data), source=str(path))
+        link = data.get("link", data)
+        if not isinstance(link, dict):
+            raise ConfigError("[link] must be a table", source=str(path))
+        return cls.from_dict(link, source=str(path))

@@ -405,4 +405,4 @@ def render_toml(config: Config | None = None) -> str:
     return render(config or Config(), header)
 
 
-SECTIONS: dict[str, type] = {s.name: s.tp for s in settings_of(Config)}
+SECTIONS: dict[str, type] = {s.name: s.section_type for s in settings_of(Config)}

@@ -15,9 +15,10 @@ import logging
 import threading
 import zlib
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import psycopg
+if TYPE_CHECKING:  # psycopg is the `cluster` extra: embedded installs (and frozen builds) lack it
+    import psycopg
 
 __all__ = ["Leadership", "PgLeadership", "SoleLeader", "lock_key"]
 
@@ -78,6 +79,8 @@ class PgLeadership:
 
     def try_once(self) -> frozenset[str]:
         """Check the session and take the free locks; the jobs led afterwards."""
+        import psycopg
+
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(
@@ -107,6 +110,8 @@ class PgLeadership:
             self.try_once()
 
     def _close(self) -> None:
+        import psycopg
+
         conn, self._conn = self._conn, None
         if conn is not None:
             try:

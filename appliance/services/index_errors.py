@@ -1,6 +1,7 @@
 """The one boundary where `index/` errors become manager domain errors (docs/style.md §5.8).
 
-`tests/appliance/test_streams_store.py` checks that every error class `index` exports is mapped.
+`tests/appliance/services/test_streams_store.py` checks that every error class `index` exports
+is mapped.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from agent.config import (
 )
 from agent.errors import ConfigError
 from rules.settings import toml_value, walk
+from tests.conftest import SHARED
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,10 +113,10 @@ def test_parser_has_the_agent_commands() -> None:
     assert {"run", "report", "status", "config"} <= set(sub.choices)  # type: ignore[arg-type]
 
 
-@pytest.mark.skipif(not (ROOT.parent / "shared").is_dir(), reason="../shared is not present")
+@pytest.mark.shared_data("corpus")
 def test_cli_replay_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    events = ROOT.parent / "shared" / "corpus" / "whids" / "events.json"
-    rules = ROOT.parent / "shared" / "corpus" / "gene-rules" / "compiled.gen"
+    events = SHARED / "corpus" / "whids" / "events.json"
+    rules = SHARED / "corpus" / "gene-rules" / "compiled.gen"
     assert (
         main(
             [

@@ -25,6 +25,7 @@ import pytest
 from agent.sinks import read_alerts
 from agent.sources.procconn import proc_connector_available
 from tests.agent.conftest import LINUX_CHANNEL, ROOT, gene_rule
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.live,
@@ -161,7 +162,12 @@ check_interval = 1.0
         time.sleep(0.1)
     else:
         pytest.fail("agent did not start: " + (base / "agent.log").read_text())
-    time.sleep(0.3)
+
+    def proc_events_seen() -> bool:  # the proc connector delivers: a new process is counted
+        subprocess.run(["true"], check=True)
+        return bool(json.loads(status.read_text())["sources"]["linux-proc"]["events"])
+
+    wait_for(proc_events_seen, 120, "the agent's process source to count events")
     yield agent
     proc.send_signal(signal.SIGTERM)
     try:
@@ -224,6 +230,7 @@ def test_kill_action_kills_and_filedump_stores_the_binary(live_agent: LiveAgent)
 
 
 def test_report_has_process_tree_and_connections(live_agent: LiveAgent) -> None:
+    # the child holds its connection open a while (the behaviour the report must show)
     code = (
         "import socket,sys,time; s=socket.create_connection(('127.0.0.1',int(sys.argv[1])));"
         " time.sleep(float(sys.argv[2]))"

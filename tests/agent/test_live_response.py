@@ -21,6 +21,7 @@ import pytest
 
 from agent.sources.procconn import proc_connector_available
 from tests.agent.conftest import LINUX_CHANNEL, ROOT, gene_rule
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.live,
@@ -42,16 +43,6 @@ def _status(base: Path) -> dict:
         return dict(json.loads((base / "data" / "status.json").read_text()))
     except (OSError, ValueError):
         return {}
-
-
-def _wait(pred, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -114,7 +105,7 @@ timeout = 20.0
         stderr=open(tmp_path / "agent.log", "wb"),
     )
     try:
-        _wait(
+        wait_for(
             lambda: _status(tmp_path).get("sources", {}).get("linux-proc", {}).get("running"),
             30,
             "the agent to start",
@@ -135,13 +126,13 @@ def test_kill_lands_while_the_evidence_worker_is_stuck(agent_dir: Path) -> None:
     ]
     try:
         # the worker is busy (8 s report) and the 2-job queue overflowed
-        _wait(
+        wait_for(
             lambda: _status(agent_dir).get("actions", {}).get("dropped_actions"),
             20,
             "evidence jobs to overflow the queue",
         )
         t0 = time.monotonic()
-        target = subprocess.Popen(
+        target = subprocess.Popen(  # a long-lived target for the kill (its sleep is the behaviour)
             [sys.executable, "-c", "import time; time.sleep(60)", f"heron-urgent-{TOKEN}"]
         )
         try:
@@ -153,7 +144,7 @@ def test_kill_lands_while_the_evidence_worker_is_stuck(agent_dir: Path) -> None:
         assert target.returncode == -signal.SIGKILL, (agent_dir / "agent.log").read_text()
         # the report in progress alone takes 8 s: a kill queued behind it could not be faster
         assert elapsed < 6.0, f"kill took {elapsed:.2f}s"
-        st = _wait(
+        st = wait_for(
             lambda: (s := _status(agent_dir)) and s["actions"]["runs"].get("kill") and s,
             10,
             "the status to show the kill",

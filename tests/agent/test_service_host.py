@@ -13,24 +13,13 @@ import pytest
 
 from agent import cli
 from agent.link import system_service
+from tests.support.events import gene_event
 from tests.support.fake_pywin32 import FakePywin32
 
 
 def _events(path: Path, n: int = 5) -> Path:
     lines = [
-        json.dumps(
-            {
-                "Event": {
-                    "System": {
-                        "Channel": "c",
-                        "EventID": 1,
-                        "EventRecordID": str(i),
-                        "TimeCreated": {"SystemTime": f"2020-01-01T00:00:0{i}Z"},
-                    },
-                    "EventData": {},
-                }
-            }
-        )
+        json.dumps(gene_event(1, {}, channel="c", record_id=str(i), time=f"2020-01-01T00:00:0{i}Z"))
         for i in range(n)
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from agent.detect import Detector
+from tests.support.events import gene_event
 
 SIGMA = """title: Agent Sigma
 status: test
@@ -29,16 +30,7 @@ GENE = {
 
 
 def _event(cmd: str) -> dict[str, object]:
-    return {
-        "Event": {
-            "System": {
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "EventID": "1",
-                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
-            },
-            "EventData": {"CommandLine": cmd},
-        }
-    }
+    return gene_event("1", {"CommandLine": cmd}, time="2024-01-01T00:00:00Z")
 
 
 def test_rule_paths_mix_sigma_and_gene(tmp_path: Path) -> None:

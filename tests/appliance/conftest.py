@@ -23,18 +23,12 @@ from appliance.security.pki import Pki, peer_identity
 from appliance.store import Role, Store
 from appliance.transport.tlsfront import ConnInfo
 from rules import wire
+from tests.support.clock import Clock
+from tests.support.events import detection, gene_event
+
+NOW = 1_780_000_000.0  # s: 2026-05-28T20:26:40Z, after the events `event()` builds
 
 _ports = itertools.count(20000)
-
-
-class Clock:
-    """Settable clock."""
-
-    def __init__(self, now: float = 1_780_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_csr(cn: str = "ignored") -> tuple[str, str]:
@@ -59,24 +53,15 @@ def event(
     eid: int = 1,
     extra: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    ev: dict[str, Any] = {
-        "Event": {
-            "EventData": {
-                "Image": f"C:\\Windows\\System32\\cmd{i}.exe",
-                "CommandLine": f"cmd /c {i}",
-                **(extra or {}),
-            },
-            "System": {
-                "Channel": channel,
-                "Computer": "HOST-1",
-                "EventID": eid,
-                "TimeCreated": {"SystemTime": "2026-05-28T12:00:00.000000000Z"},
-            },
-        }
-    }
-    if signature:
-        ev["Event"]["Detection"] = {"Signature": [signature], "Criticality": crit, "Actions": []}
-    return ev
+    data = {"Image": f"C:\\Windows\\System32\\cmd{i}.exe", "CommandLine": f"cmd /c {i}"}
+    return gene_event(
+        eid,
+        {**data, **(extra or {})},
+        channel=channel,
+        computer="HOST-1",
+        time="2026-05-28T12:00:00.000000000Z",
+        detect=detection([signature], crit) if signature else None,
+    )
 
 
 def ndjson_gz(events: list[dict[str, Any]]) -> bytes:
@@ -163,7 +148,7 @@ def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 def _event_store(tmp_path: Path, clock: Clock) -> Any:

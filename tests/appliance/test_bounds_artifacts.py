@@ -6,8 +6,9 @@ import os
 import zlib
 from dataclasses import replace
 
+from tests.appliance.api.test_admin_api import _upload
+
 from .conftest import Env
-from .test_admin_api import _upload
 
 
 def _rss() -> int:

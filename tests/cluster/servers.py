@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from tests.support.ports import free_port as free_port
+from tests.support.waiting import wait_for
 
 CH_BIN = shutil.which("clickhouse-server") or shutil.which("clickhouse")
 PG_BIN = next(
@@ -34,19 +34,8 @@ PG_BIN = next(
 HUNTER_PASSWORD = "hunt-pw"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(check: Callable[[], Any], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start within {timeout} s")
+def _wait(check: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    wait_for(check, timeout, f"{what} to start", interval=0.1)
 
 
 @dataclass

@@ -20,6 +20,7 @@ import requests
 from tests.appliance.conftest import make_csr
 from tests.cluster.servers import HUNTER_PASSWORD, ClickHouse, Postgres
 from tests.e2e.harness import WAIT_LIMIT, ManagerProc, free_port, wait_for
+from tests.support.events import gene_event
 
 pytestmark = pytest.mark.e2e
 BATCH = 40
@@ -50,20 +51,11 @@ def _second_frontend(first: ManagerProc, data: Path, toml: str) -> ManagerProc:
 
 
 def _event(agent: str, batch: int, i: int) -> dict[str, Any]:
-    return {
-        "Event": {
-            "System": {
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "Computer": agent,
-                "EventID": 1,
-                "TimeCreated": {"SystemTime": "2026-11-28T10:00:00.000000Z"},
-            },
-            "EventData": {
-                "Image": "C:\\Windows\\System32\\cmd.exe",
-                "CommandLine": f"cmd /c marker {agent}b{batch}e{i}",
-            },
-        }
+    data = {
+        "Image": "C:\\Windows\\System32\\cmd.exe",
+        "CommandLine": f"cmd /c marker {agent}b{batch}e{i}",
     }
+    return gene_event(1, data, computer=agent, time="2026-11-28T10:00:00.000000Z")
 
 
 class Agent:

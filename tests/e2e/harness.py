@@ -11,48 +11,27 @@ import http.client
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.support.ports import free_port as free_port
+from tests.support.waiting import WAIT_LIMIT as WAIT_LIMIT
+from tests.support.waiting import wait_for as wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 # Generous limits on conditions, never fixed sleeps: a loaded 2-core CI box can take tens of
 # seconds to start a Python process tree (issue 25: a 30 s start-up limit failed there).
 STARTUP_LIMIT = 300.0  # s: a subprocess until it is ready (or exits, which fails at once)
-WAIT_LIMIT = 120.0  # s: default for wait_for conditions
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def agent_env() -> dict[str, str]:
     """The environment for Heron subprocesses: this checkout first on the import path."""
     return {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def wait_for(
-    pred: Callable[[], Any],
-    timeout: float = WAIT_LIMIT,
-    what: str | Callable[[], str] = "condition",
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 def first_line(proc: subprocess.Popen[Any], limit: float = STARTUP_LIMIT) -> Any:

@@ -35,10 +35,7 @@ from .harness import PY, ROOT, ManagerProc, agent_env, enroll_cli, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not (SHARED / "gene-oracle").is_dir(),
-        reason="../shared (corpus + gene-oracle) is not present",
-    ),
+    pytest.mark.shared_data("gene-oracle"),
 ]
 
 CORPUS = SHARED / "corpus"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from agent.link.config import LinkConfig
 from agent.link.forwarder import LinkState
 from agent.link.link import Link, attach
 from agent.link.spool import HEALTH_CHANNEL, HEALTH_EVICTED
+from tests.support.events import gene_event
 
 from .harness import (
     PY,
@@ -60,18 +60,8 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProc]:
 
 def event(n: int, marker: str, image: str = "C:\\Windows\\notepad.exe") -> dict[str, Any]:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return {
-        "Event": {
-            "System": {
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "EventID": 1,
-                "Computer": "e2e-host",
-                "TimeCreated": {"SystemTime": now},
-                "Provider": {"Name": "Microsoft-Windows-Sysmon"},
-            },
-            "EventData": {"Image": image, "CommandLine": f"{marker} {n}", "ProcessId": str(n)},
-        }
-    }
+    data = {"Image": image, "CommandLine": f"{marker} {n}", "ProcessId": str(n)}
+    return gene_event(1, data, computer="e2e-host", time=now, provider="Microsoft-Windows-Sysmon")
 
 
 def numbers(events: list[dict[str, Any]], marker: str) -> list[int]:
@@ -192,7 +182,8 @@ def test_manager_down_then_up_delivers_all_exactly_once(
             timeout=WAIT_LIMIT,
             what="replay after restart",
         )
-        time.sleep(1.0)
+        # every batch acknowledged: no resend can follow, so the count below is final
+        wait_for(lambda: link.status()["queue"]["events"] == 0, what="the agent spool drained")
         assert numbers(manager.events(uid), "outage") == list(range(301))
 
 
@@ -209,9 +200,17 @@ for i in range(count):
         "EventData": {"CommandLine": f"kill9 {i}"}}})
 print("queued", flush=True)
 link.start()
-while True:
+while True:  # the link's threads do the work; the test kills this process
     time.sleep(1)
 """
+
+
+def _queued(state: Path) -> int | None:
+    """Events the agent in `state` still holds, from the status file it writes every 5 s."""
+    try:
+        return int(json.loads((state / "status.json").read_text())["queue"]["events"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def test_agent_kill9_mid_send_loses_nothing(manager: ManagerProc, tmp_path: Path) -> None:
@@ -251,7 +250,8 @@ def test_agent_kill9_mid_send_loses_nothing(manager: ManagerProc, tmp_path: Path
             timeout=WAIT_LIMIT,
             what="replay after kill -9",
         )
-        time.sleep(0.5)
+        # every batch acknowledged (the agent's status file): no resend can follow
+        wait_for(lambda: _queued(state) == 0, what="the agent spool drained")
         assert numbers(manager.events(uid), "kill9") == list(range(n))
     finally:
         proc.kill()

@@ -21,27 +21,19 @@ import requests
 
 from tests.appliance.conftest import make_csr
 from tests.e2e.harness import WAIT_LIMIT, ManagerProc, wait_for
+from tests.support.events import gene_event
 
 pytestmark = pytest.mark.e2e
 BATCH = 50
 
 
 def _event(batch: int, i: int) -> dict[str, Any]:
-    return {
-        "Event": {
-            "System": {
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "Computer": "WS-CRASH",
-                "EventID": 1,
-                "TimeCreated": {"SystemTime": "2026-11-28T10:00:00.000000Z"},
-            },
-            "EventData": {
-                "Image": "C:\\Windows\\System32\\cmd.exe",
-                "CommandLine": f"cmd /c marker b{batch}e{i}",
-                "Marker": f"b{batch}e{i}",
-            },
-        }
+    data = {
+        "Image": "C:\\Windows\\System32\\cmd.exe",
+        "CommandLine": f"cmd /c marker b{batch}e{i}",
+        "Marker": f"b{batch}e{i}",
     }
+    return gene_event(1, data, computer="WS-CRASH", time="2026-11-28T10:00:00.000000Z")
 
 
 def _enroll(manager: ManagerProc, tmp: Path) -> tuple[str, str]:

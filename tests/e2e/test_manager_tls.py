@@ -22,6 +22,7 @@ from appliance.store import Role, Store
 from appliance.transport.server import Bound, ManagerServer
 from appliance.transport.tlsfront import IdentityMap, TlsFront
 from rules import wire
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -314,7 +315,8 @@ def test_closing_the_front_ends_its_connections_cleanly(
     late.start()
     caplog.set_level(logging.WARNING, logger="asyncio")
     try:
-        time.sleep(0.1)
+        n = len(socks)
+        wait_for(lambda: len(socks) > n, 30, "a connection from the late thread")
         started = time.perf_counter()
         front.close()
         assert time.perf_counter() - started < 3.0

@@ -31,6 +31,7 @@ from appliance.security.pki import Pki
 from appliance.store import Role, Store
 from appliance.transport.server import Bound, ManagerServer
 from rules import wire
+from tests.support.events import detection, gene_event
 from tests.support.memory_store import MemoryEventStore
 
 pytestmark = pytest.mark.e2e
@@ -46,18 +47,14 @@ def event(
     sig: list[str] | None = None,
     crit: int = 0,
 ) -> dict[str, Any]:
-    inner: dict[str, Any] = {
-        "System": {
-            "Channel": channel,
-            "EventID": eid,
-            "Computer": "ws-host",
-            "TimeCreated": {"SystemTime": "2026-01-01T00:00:00Z"},
-        },
-        "EventData": {"Image": f"C:\\bin\\{n}.exe", "N": str(n)},
-    }
-    if sig:
-        inner["Detection"] = {"Signature": sig, "Criticality": crit, "Actions": []}
-    return {"Event": inner}
+    return gene_event(
+        eid,
+        {"Image": f"C:\\bin\\{n}.exe", "N": str(n)},
+        channel=channel,
+        computer="ws-host",
+        time="2026-01-01T00:00:00Z",
+        detect=detection(sig, crit) if sig else None,
+    )
 
 
 class Manager:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from index import EndpointRef, EventStore
+from tests.support.events import gene_event
 
 ENDPOINTS = [
     EndpointRef(f"5a92baeb-9384-47d3-92b4-a0db6f9b8c{i:02d}", f"HOST-{i}", f"10.0.0.{i}", "lab")
@@ -85,14 +86,4 @@ def sysmon(
 ) -> dict[str, Any]:
     """A small Sysmon process-creation event."""
     data = {"Image": image, "CommandLine": cmd, **(extra or {})}
-    return {
-        "Event": {
-            "System": {
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "Computer": "WS-1",
-                "EventID": event_id,
-                "TimeCreated": {"SystemTime": when},
-            },
-            "EventData": data,
-        }
-    }
+    return gene_event(event_id, data, computer="WS-1", time=when)

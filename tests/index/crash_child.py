@@ -12,29 +12,20 @@ import sys
 from pathlib import Path
 
 from index import EndpointRef, EventStore
+from tests.support.events import gene_event
 
 BATCH = 40
 
 
 def event(batch: int, i: int) -> dict[str, object]:
     """A Sysmon-like event carrying a unique marker."""
-    return {
-        "Event": {
-            "System": {
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "Computer": "WS-CRASH",
-                "EventID": 1,
-                "TimeCreated": {
-                    "SystemTime": f"2024-05-01T00:{batch % 60:02d}:{i % 60:02d}.000000Z"
-                },
-            },
-            "EventData": {
-                "Image": "C:\\Windows\\System32\\cmd.exe",
-                "CommandLine": f"cmd /c marker b{batch}e{i}",
-                "Marker": f"b{batch}e{i}",
-            },
-        }
+    data = {
+        "Image": "C:\\Windows\\System32\\cmd.exe",
+        "CommandLine": f"cmd /c marker b{batch}e{i}",
+        "Marker": f"b{batch}e{i}",
     }
+    when = f"2024-05-01T00:{batch % 60:02d}:{i % 60:02d}.000000Z"
+    return gene_event(1, data, computer="WS-CRASH", time=when)
 
 
 def main() -> None:

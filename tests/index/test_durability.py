@@ -16,6 +16,8 @@ import pytest
 from index import EndpointRef, EventStore
 from index.journal import Journal
 from tests.index.conftest import sysmon
+from tests.support.procs import exited
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EP = EndpointRef("dur-1", "WS-1")
@@ -155,16 +157,11 @@ def test_kill_9_during_ingest_loses_no_acknowledged_event(tmp_path: Path, mode: 
 
 
 def _gone(pid: int, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state == "Z":  # NOTE: exited; its parent (killed) can no longer reap it
-            return True
-        time.sleep(0.05)
-    return False
+    """Exited (a zombie counts: its parent, killed, can no longer reap it) within `within` s."""
+    try:
+        return bool(wait_for(lambda: exited(pid), within, f"process {pid} to exit"))
+    except AssertionError:
+        return False
 
 
 def test_second_owner_is_refused(tmp_path: Path) -> None:

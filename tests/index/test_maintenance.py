@@ -7,19 +7,10 @@ from datetime import timedelta
 
 from index import EndpointRef, EventStore
 from tests.index.conftest import sysmon
+from tests.support.clock import Clock
 
 EP = EndpointRef("ret-1", "WS-1")
 MakeStore = Callable[..., EventStore]
-
-
-class FakeClock:
-    """Settable epoch-seconds clock."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _batch(tag: str, n: int = 20) -> list[dict]:
@@ -27,7 +18,7 @@ def _batch(tag: str, n: int = 20) -> list[dict]:
 
 
 def test_retention_by_age_drops_old_receipts(make_store: MakeStore) -> None:
-    clock = FakeClock(1_700_000_000.0)
+    clock = Clock(1_700_000_000.0)
     store = make_store(clock=clock, journal_segment_bytes=1)  # one segment per batch
     store.append(_batch("old"), endpoint=EP, batch_id="old")
     clock.now += 10 * 86400
@@ -45,7 +36,7 @@ def test_retention_by_age_drops_old_receipts(make_store: MakeStore) -> None:
 
 
 def test_retention_survives_reopen(tmp_path) -> None:
-    clock = FakeClock(1_700_000_000.0)
+    clock = Clock(1_700_000_000.0)
     with EventStore(tmp_path / "s", clock=clock, fsync=False, journal_segment_bytes=1) as store:
         store.append(_batch("old"), endpoint=EP)
         clock.now += 10 * 86400

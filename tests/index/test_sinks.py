@@ -18,6 +18,8 @@ from index import EndpointRef, EventStore, IndexHealth, IndexState, StoreError
 from index.schema import with_raw
 from index.writer_protocol import FROZEN_ARG, child_command
 from tests.index.conftest import sysmon
+from tests.support.procs import exited, pending_signals
+from tests.support.waiting import wait_for
 
 EP = EndpointRef("sink-1", "WS-SINK")
 MakeStore = Callable[..., EventStore]
@@ -110,7 +112,7 @@ def test_flush_makes_every_appended_event_searchable(make_store: MakeStore, proc
     store = make_store(index_process=process, commit_interval=0.0)
     for n in range(1, 31):
         store.append([sysmon(f"C:\\f\\{n}.exe", "x")], endpoint=EP, batch_id=f"f{n}")
-        time.sleep(0.002 * (n % 4))
+        time.sleep(0.002 * (n % 4))  # pacing (the behaviour): vary where the timed commit is
         store.flush()
         assert store.count() == n
 
@@ -137,7 +139,8 @@ def test_writer_process_outlives_stop_signals_until_the_manager_closes_it(
     assert os.getsid(pid) != os.getsid(0)  # a terminal's Ctrl-C does not reach it
     for sig in (signal.SIGINT, signal.SIGTERM):
         os.kill(pid, sig)
-    time.sleep(0.3)
+    wait_for(lambda: not pending_signals(pid), 30, "SIGINT/SIGTERM delivered to the writer")
+    assert not exited(pid)
     _fill(store, 1)
     store.flush()
     assert store.stats()["writer_pid"] == pid and store.count() == 10
@@ -197,8 +200,10 @@ def test_writer_process_death_with_uncommitted_documents_does_not_stop_ingest(
     deadline = time.monotonic() + 10
     while store.writer.stats().tantivy_max < 10 and time.monotonic() < deadline:
         time.sleep(0.01)  # handed to the writer process, not yet committed
-    os.kill(store.stats()["writer_pid"], signal.SIGKILL)
-    time.sleep(1.0)
+    pid = store.stats()["writer_pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: exited(pid), 30, "the killed writer process to exit")
+    wait_for(lambda: not store.health().ok, 30, "a commit tick to meet the dead child")
     done = threading.Event()
 
     def ingest() -> None:
@@ -238,8 +243,9 @@ def test_a_repair_after_retention_does_not_bring_deleted_events_back(
     _fill(store, 3)
     store.flush()
     store.writer.call(lambda: store.writer.delete_below(store.journal.next_seq)).result()
-    os.kill(store.stats()["writer_pid"], signal.SIGKILL)  # before the store moved min_seq
-    time.sleep(0.3)
+    pid = store.stats()["writer_pid"]
+    os.kill(pid, signal.SIGKILL)  # before the store moved min_seq
+    wait_for(lambda: exited(pid), 30, "the killed writer process to exit")
     store.flush()  # repair: new writer, replay from the floor, not from the empty index
     assert store.count() == 0
 

@@ -140,10 +140,10 @@ def test_windows_unit_job_runs_the_windows_tests() -> None:
     run_line = "\n".join(_steps(job))
     for path in (
         "tests/windows",
-        "tests/agent/test_etw.py",
-        "tests/appliance/test_sockets.py",
-        "tests/appliance/test_server_select.py",
-        "tests/agent/test_actions_windows.py",
+        "tests/agent/sources/test_etw.py",
+        "tests/appliance/transport/test_sockets.py",
+        "tests/appliance/transport/test_server_select.py",
+        "tests/agent/actions/test_actions_windows.py",
     ):
         assert path in run_line
         assert (ROOT / path.split("::")[0]).exists()

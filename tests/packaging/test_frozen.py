@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from tests.packaging.conftest import PACKAGING, ROOT, DpkgRoot, need, run
+from tests.support.ports import free_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -516,18 +517,8 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _free_ports() -> tuple[str, str]:
-    import socket
-
-    ports = []
-    socks = []
-    for _ in range(2):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}"
+    admin, endpoint = free_ports(2)
+    return f"127.0.0.1:{admin}", f"127.0.0.1:{endpoint}"
 
 
 def _search_until(

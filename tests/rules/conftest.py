@@ -19,7 +19,7 @@ ORACLE = SHARED / "gene-oracle"
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} is not present")
+        pytest.skip(f"reference data not present: {path} (../shared, or set HERON_SHARED)")
     return path
 
 

@@ -58,6 +58,7 @@ def test_scan_jsonl_prints_gene_selection(
     assert attack and all(len({a["ID"] for a in block}) == len(block) for block in attack)
 
 
+@pytest.mark.shared_data("corpus")
 def test_scan_keeps_unknown_keys_and_reads_gz_dirs_and_stdin(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,6 +84,7 @@ def test_scan_keeps_unknown_keys_and_reads_gz_dirs_and_stdin(
     assert len(_lines(out)) == 1 and "Parse errors:   1" in err
 
 
+@pytest.mark.shared_data("corpus")
 def test_scan_evtx_table_and_summary(capsys: pytest.CaptureFixture) -> None:
     assert main(["scan", "-r", COMPILED, "--format", "table", str(EVTX_DIR)]) == 0
     out, _ = capsys.readouterr()
@@ -139,6 +141,7 @@ def test_bad_rule_stops_unless_skipped(
     assert "bad rule skipped" in err and "Rules loaded:   1" in out
 
 
+@pytest.mark.shared_data("corpus")
 def test_rules_test_mode(capsys: pytest.CaptureFixture) -> None:
     rules_dir = str(GENE_RULES / "rules")
     test_file = str(GENE_RULES / "tests" / "LargeBase64.json")
@@ -148,6 +151,7 @@ def test_rules_test_mode(capsys: pytest.CaptureFixture) -> None:
     assert len(_lines(capsys.readouterr()[0])) > 0
 
 
+@pytest.mark.shared_data("corpus")
 def test_rules_verify_list_dump(capsys: pytest.CaptureFixture) -> None:
     rules_dir = str(GENE_RULES / "rules")
     assert main(["rules", "verify", "-r", rules_dir]) == 0
@@ -208,6 +212,7 @@ def test_every_cli_command_and_option_is_documented() -> None:
     assert missing == []
 
 
+@pytest.mark.shared_data("corpus")
 def test_rules_test_mode_rejects_broken_event_files(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

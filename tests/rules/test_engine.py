@@ -12,6 +12,7 @@ import pytest
 
 import rules
 from rules.event import Event, event_hash, event_time
+from tests.support.events import gene_event
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 
@@ -45,18 +46,11 @@ def engine(*rs: dict[str, Any], **kw: Any) -> rules.Engine:
 def event(
     eid: Any = "1", channel: Any = SYSMON, computer: str = "PC", **data: Any
 ) -> dict[str, Any]:
-    return {
-        "Event": {
-            "System": {
-                "Channel": channel,
-                "EventID": eid,
-                "Computer": computer,
-                "TimeCreated": {"SystemTime": "2019-04-27T15:57:25.8688632Z"},
-            },
-            "EventData": data,
-        },
-        "Extra": {"kept": True},
-    }
+    ev = gene_event(
+        eid, data, channel=channel, computer=computer, time="2019-04-27T15:57:25.8688632Z"
+    )
+    ev["Extra"] = {"kept": True}
+    return ev
 
 
 def test_all_rules_contribute_in_load_order_and_criticality_caps() -> None:

@@ -12,23 +12,14 @@ from rules.event import go_string
 from rules.goparse import parse_float, parse_int
 from rules.goregex import compile_go
 from rules.matchers import ContainerMatch, FieldMatch, IndirectMatch, parse_match
+from tests.support.events import gene_event
 
 BASE = ("Event", "EventData")
 CH = "Microsoft-Sysmon"
 
 
 def _event(**data: Any) -> dict[str, Any]:
-    return {
-        "Event": {
-            "System": {
-                "Channel": CH,
-                "EventID": "1",
-                "Computer": "H",
-                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
-            },
-            "EventData": data,
-        }
-    }
+    return gene_event("1", data, channel=CH, computer="H", time="2024-01-01T00:00:00Z")
 
 
 def _rule(*matches: str, condition: str | None = None, containers: Any = None) -> rules.Engine:

@@ -191,6 +191,7 @@ def test_evtx_quick_key_agrees_with_the_engine_on_every_corpus_record(
     assert checked == 5371
 
 
+@pytest.mark.shared_data("corpus")
 def test_evtx_scan_through_the_cli_gives_the_oracle_totals(capsys: pytest.CaptureFixture) -> None:
     from rules.cli import main
 

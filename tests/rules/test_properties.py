@@ -24,6 +24,7 @@ from rules.event import go_string
 from rules.evtx import EvtxStats, read_evtx
 from rules.goparse import parse_float, parse_int
 from rules.goregex import compile_go
+from tests.support.events import gene_event
 
 from .conftest import GENE_RULES
 
@@ -142,16 +143,7 @@ def _engine(match: str) -> rules.Engine:
 
 
 def _ev(value: Any) -> dict[str, Any]:
-    return {
-        "Event": {
-            "System": {
-                "Channel": "Security",
-                "EventID": "1",
-                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
-            },
-            "EventData": {"F": value},
-        }
-    }
+    return gene_event("1", {"F": value}, channel="Security", time="2024-01-01T00:00:00Z")
 
 
 @FAST
@@ -242,6 +234,7 @@ def test_rule_parser_fuzz_gives_rule_errors_only(value: Any) -> None:
         pass
 
 
+@pytest.mark.shared_data("corpus")
 @FAST
 @given(st.integers(0, 400), st.binary(max_size=4))
 def test_corrupted_rule_text_gives_rule_errors_only(cut: int, junk: bytes) -> None:

@@ -21,6 +21,7 @@ import pytest
 import rules.scan as scanmod
 from rules.cli import main
 from rules.scan import Scanner, ScanOptions, discover, pool_context
+from tests.support.events import gene_event
 
 RULE = {
     "Name": "PingIt",
@@ -38,17 +39,8 @@ RUN_LIMIT = 180.0  # s per pool run: generous for a loaded 2-core box, still fin
 
 def _event(i: int) -> dict:
     image = "C:\\Windows\\System32\\PING.EXE" if i % 3 == 0 else f"C:\\x\\tool{i}.exe"
-    return {
-        "Event": {
-            "System": {
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "EventID": "1",
-                "Computer": "WS",
-                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
-            },
-            "EventData": {"Image": image, "CommandLine": f"run {i}"},
-        }
-    }
+    data = {"Image": image, "CommandLine": f"run {i}"}
+    return gene_event("1", data, computer="WS", time="2024-01-01T00:00:00Z")
 
 
 @pytest.fixture

@@ -82,6 +82,7 @@ def test_processes_modules_drivers_from_tracker() -> None:
 
 def test_terminate_refuses_self_and_kills_a_child() -> None:
     assert "refusing" in run_command(cmd("terminate", str(os.getpid()))).error
+    # a process to kill: its sleep is the behaviour (alive until terminated), not a wait
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     r = run_command(cmd("terminate", str(child.pid)))
     assert r.error == "" and r.json["terminated"]
@@ -126,7 +127,7 @@ def test_tool_timeout_and_expect_json() -> None:
 def test_builtin_timeout(tmp_path: Path) -> None:
     import time
 
-    COMMANDS["_slow"] = lambda args, ctx: time.sleep(2)
+    COMMANDS["_slow"] = lambda args, ctx: time.sleep(2)  # a slow command: the behaviour under test
     try:
         assert "timeout after 0.2s" in run_command(cmd("_slow", timeout=0.2)).error
     finally:

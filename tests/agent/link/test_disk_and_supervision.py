@@ -135,7 +135,7 @@ def test_link_status_is_read_only_during_forwarding(tmp_path: Path, capsys) -> N
         while not stop.is_set():
             link.submit(sysmon_event("/bin/p", sent[0]))
             sent[0] += 1
-            time.sleep(0.0005)
+            time.sleep(0.0005)  # pacing (the behaviour): a steady producer, not a wait
 
     t = threading.Thread(target=produce)
     t.start()

@@ -12,6 +12,7 @@ from agent.link.system_service import install_systemd, systemd_unit, uninstall_s
 from agent.link.transport import MemoryTransport
 from agent.service import build_agent
 from tests.agent.conftest import gene_rule, make_config
+from tests.support.events import gene_event
 
 from .fakemanager import FakeManager
 
@@ -19,22 +20,15 @@ SYSMON = "Microsoft-Windows-Sysmon/Operational"
 
 
 def sysmon_event(image: str, n: int = 0) -> dict:
-    return {
-        "Event": {
-            "System": {
-                "Channel": SYSMON,
-                "EventID": 1,
-                "Computer": "ws1",
-                "TimeCreated": {"SystemTime": "2026-11-28T07:00:00.000000Z"},
-                "Provider": {"Name": "Microsoft-Windows-Sysmon"},
-            },
-            "EventData": {
-                "Image": image,
-                "CommandLine": f"{image} {n}",
-                "ProcessId": str(1000 + n),
-            },
-        }
-    }
+    data = {"Image": image, "CommandLine": f"{image} {n}", "ProcessId": str(1000 + n)}
+    return gene_event(
+        1,
+        data,
+        channel=SYSMON,
+        computer="ws1",
+        time="2026-11-28T07:00:00.000000Z",
+        provider="Microsoft-Windows-Sysmon",
+    )
 
 
 def test_rule_pushed_from_manager_fires_on_agent_and_detection_arrives(tmp_path: Path) -> None:

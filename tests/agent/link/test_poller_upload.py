@@ -11,20 +11,13 @@ from agent.link.poller import CommandPoller
 from agent.link.sysinfo import SysInfoReporter, collect
 from agent.link.transport import MemoryTransport, Response
 from agent.link.upload import Uploader
+from tests.support.clock import Clock
 
 from .fakemanager import FakeManager
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_command_round_trip_and_burst_polling(tmp_path: Path) -> None:
-    mgr, clock = FakeManager(), Clock()
+    mgr, clock = FakeManager(), Clock(100.0)
     p = CommandPoller(
         MemoryTransport(mgr), tmp_path, clock=clock, interval=5, burst_interval=0.5, burst_window=30
     )
@@ -37,7 +30,7 @@ def test_command_round_trip_and_burst_polling(tmp_path: Path) -> None:
     assert mgr.results[0]["id"] == "c-1"
     assert mgr.results[0]["json"]["hashes"]["sha256"] == hashlib.sha256(b"abc").hexdigest()
     assert p.next_interval() == 0.5
-    clock.t += 31
+    clock.advance(31)
     assert p.next_interval() == 5
 
 
@@ -114,8 +107,8 @@ def test_oversize_artifact_reported_not_dropped(tmp_path: Path, caplog) -> None:
 def test_unsettled_dir_without_manifest_waits(tmp_path: Path) -> None:
     mgr = FakeManager()
     artifact(tmp_path, "a.bin", b"1", manifest=False)
-    clock = Clock()
-    clock.t = 1e10
+    clock = Clock(100.0)
+    clock.now = 1e10
     fresh = Uploader(MemoryTransport(mgr), tmp_path, settle=300, clock=lambda: 0.0)
     assert fresh.ready_dirs() == []
     assert len(Uploader(MemoryTransport(mgr), tmp_path, clock=clock).ready_dirs()) == 1

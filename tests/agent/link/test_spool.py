@@ -10,21 +10,13 @@ import pytest
 
 from agent.link.spool import HEALTH_CHANNEL, HEALTH_EVICTED, Lane, Spool
 from rules import wire
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.support.clock import Clock
+from tests.support.events import gene_event
 
 
 def ev(i: int, detection: bool = False) -> dict:
-    e: dict = {"Event": {"System": {"EventID": 1, "Channel": "c"}, "EventData": {"N": i}}}
-    if detection:
-        e["Event"]["Detection"] = {"Signature": ["x"], "Criticality": 8}
-    return e
+    detect = {"Signature": ["x"], "Criticality": 8} if detection else None
+    return gene_event(1, {"N": i}, channel="c", detect=detect)
 
 
 def drain(spool: Spool) -> list[dict]:
@@ -45,11 +37,11 @@ def test_replay_is_ordered_and_detections_first(tmp_path: Path) -> None:
 
 
 def test_open_segment_waits_for_max_batch_delay(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     with Spool(tmp_path, max_batch_delay=1.0, clock=clock) as s:
         s.submit(ev(1))
         assert s.next_batch() is None
-        clock.t += 1.5
+        clock.advance(1.5)
         b = s.next_batch()
         assert b is not None and b.count == 1 and b.lane is Lane.EVENTS
 

@@ -12,6 +12,7 @@ import pytest
 
 from appliance.console import ConsoleAuth, SessionStore, add_console_routes
 from appliance.core.errors import ApplianceError, Forbidden, Unauthorized
+from tests.support.clock import Clock
 
 KEYS = {
     "admin-key-" + "a" * 54: "admin",
@@ -27,16 +28,6 @@ class FakeUser:
 
     identifier: str
     role: str
-
-
-class Clock:
-    """A settable clock for session expiry tests."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def authenticate(key: str) -> FakeUser | None:

@@ -8,8 +8,9 @@ import falcon.testing
 import pytest
 
 from appliance.console import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, ConsoleAuth
+from tests.support.clock import Clock
 
-from .conftest import ADMIN_KEY, ANALYST_KEY, PLUGIN_KEY, Clock
+from .conftest import ADMIN_KEY, ANALYST_KEY, PLUGIN_KEY
 
 Client = falcon.testing.TestClient
 

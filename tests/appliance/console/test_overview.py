@@ -17,8 +17,9 @@ from appliance.console import (
 )
 from appliance.core.errors import ApplianceError
 from appliance.store import Store
+from tests.support.clock import Clock
 
-from .conftest import ADMIN_KEY, AuthMiddleware, Clock, _render, authenticate
+from .conftest import ADMIN_KEY, AuthMiddleware, _render, authenticate
 
 NOW = 1_700_000_000.0
 

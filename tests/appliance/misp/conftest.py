@@ -11,26 +11,14 @@ import pytest
 
 from appliance.misp import MemoryIocSink, MispSettings, MispStorage, MispSync
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
+from tests.support.clock import Clock
 
 START = 1_795_824_000.0  # 2026-11-28T00:00:00Z
 
 
-class Clock:
-    """A manual clock shared by the manager side and the fake's server side."""
-
-    def __init__(self, now: float = START + 8 * 3600) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START + 8 * 3600)
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from pymisp import exceptions as pymisp_exceptions
 from appliance.misp import MispRejected, MispServerError, MispSettingsError, MispUnavailable
 from appliance.misp.client import EXCEPTION_MAP, MispClient, pymisp_factory, translate
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
+from tests.support.clock import Clock
 
-from .conftest import Clock, MakeSync, base_settings
+from .conftest import MakeSync, base_settings
 
 
 def test_every_pymisp_and_requests_exception_is_mapped() -> None:

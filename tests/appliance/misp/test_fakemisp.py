@@ -10,8 +10,9 @@ import pytest
 import requests
 
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
+from tests.support.clock import Clock
 
-from .conftest import Clock, seed_event
+from .conftest import seed_event
 
 HEADERS = {
     "Authorization": DEFAULT_KEY,

@@ -6,8 +6,9 @@ import pytest
 
 from appliance.misp import MispRateLimited
 from tests.fakemisp import FakeMisp
+from tests.support.clock import Clock
 
-from .conftest import Clock, MakeSync, seed_event
+from .conftest import MakeSync, seed_event
 
 SHA = "a" * 64
 MD5 = "b" * 32

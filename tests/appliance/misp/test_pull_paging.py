@@ -8,8 +8,9 @@ import pytest
 
 from appliance.misp import MispRateLimited, MispServerError
 from tests.fakemisp import FakeMisp
+from tests.support.clock import Clock
 
-from .conftest import Clock, MakeSync, seed_event
+from .conftest import MakeSync, seed_event
 
 
 def values(sync: Any) -> set[str]:

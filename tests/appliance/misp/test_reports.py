@@ -15,8 +15,9 @@ from pymisp import MISPObject
 from appliance.misp import MispUnavailable, day_event_uuid
 from appliance.misp.reports import build_report_object
 from tests.fakemisp import FakeMisp
+from tests.support.clock import Clock
 
-from .conftest import Clock, MakeSync, base_settings, write_artifacts
+from .conftest import MakeSync, base_settings, write_artifacts
 
 EP = {"uuid": "5a1e8b4c-0000-4000-8000-000000000001", "hostname": "WIN-HOST01", "ip": "192.0.2.10"}
 NS = "3f1b6f5e-8a53-4c0e-9d0e-6b1f0c7c2a11"

@@ -14,8 +14,9 @@ from appliance.misp.integration import MispExtension
 from rules import wire
 from rules.iocs import IocSet
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
+from tests.support.clock import Clock
 
-from .conftest import Clock, seed_event, write_artifacts
+from .conftest import seed_event, write_artifacts
 
 
 def _misp(ctx: Any) -> MispExtension:

@@ -8,8 +8,10 @@ import pytest
 
 from appliance.misp import MispUnavailable
 from tests.fakemisp import FakeMisp
+from tests.support.clock import Clock
+from tests.support.events import gene_event
 
-from .conftest import Clock, MakeSync, seed_event
+from .conftest import MakeSync, seed_event
 
 SHA = "a" * 64
 EP = {"uuid": "5a1e8b4c-0000-4000-8000-000000000001", "hostname": "WIN-HOST01"}
@@ -17,16 +19,7 @@ SOURCE = f"{EP['uuid']}|{EP['hostname']}"
 
 
 def sysmon(**data: str) -> dict[str, Any]:
-    return {
-        "Event": {
-            "System": {
-                "Channel": "Microsoft-Windows-Sysmon/Operational",
-                "EventID": 1,
-                "TimeCreated": {"SystemTime": "2026-11-28T07:59:00.123456Z"},
-            },
-            "EventData": data,
-        }
-    }
+    return gene_event(1, data, time="2026-11-28T07:59:00.123456Z")
 
 
 @pytest.fixture

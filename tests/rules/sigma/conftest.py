@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus"
+from tests.conftest import SHARED
+
+CORPUS = SHARED / "corpus"
 SIGMA = CORPUS / "sigma"
 REGRESSION = CORPUS / "sigma-regression"
 EVTX_ATTACK = CORPUS / "EVTX-ATTACK-SAMPLES"
@@ -14,7 +16,7 @@ EVTX_ATTACK = CORPUS / "EVTX-ATTACK-SAMPLES"
 
 def need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} is not present")
+        pytest.skip(f"reference data not present: {path} (../shared, or set HERON_SHARED)")
     return path
 
 

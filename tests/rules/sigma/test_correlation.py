@@ -8,6 +8,7 @@ import pytest
 
 import rules
 from rules.sigma import correlation
+from tests.support.events import gene_event
 
 BASE = """title: Failed logon
 name: failed_logon
@@ -31,18 +32,9 @@ level: low
 
 
 def _ev(eid: int, second: int, user: str = "bob", ip: str = "10.0.0.1") -> dict[str, Any]:
-    return {
-        "Event": {
-            "System": {
-                "Channel": "Security",
-                "EventID": str(eid),
-                "TimeCreated": {
-                    "SystemTime": f"2024-01-01T00:{second // 60:02d}:{second % 60:02d}Z"
-                },
-            },
-            "EventData": {"TargetUserName": user, "IpAddress": ip},
-        }
-    }
+    when = f"2024-01-01T00:{second // 60:02d}:{second % 60:02d}Z"
+    data = {"TargetUserName": user, "IpAddress": ip}
+    return gene_event(str(eid), data, channel="Security", time=when)
 
 
 def _sigs(engine: rules.Engine, event: dict[str, Any]) -> list[str]:

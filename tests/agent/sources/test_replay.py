@@ -13,7 +13,7 @@ import rules
 from agent.service import build_agent
 from agent.sinks import MemorySink
 from agent.sources.replay import ReplaySource, event_epoch, iter_file
-from tests.agent.conftest import SHARED, needs_shared
+from tests.conftest import SHARED
 
 ORACLE_EVENTS = SHARED / "gene-oracle" / "corpus-events.jsonl.gz"
 COMPILED = SHARED / "corpus" / "gene-rules" / "compiled.gen"
@@ -134,7 +134,7 @@ def _scan_detections(events: list[dict[str, Any]]) -> dict[tuple[str, str, str],
     return out
 
 
-@needs_shared
+@pytest.mark.shared_data
 def test_jsonl_corpus_replay_matches_engine_scan_and_gene_oracle(tmp_path: Path) -> None:
     replayed = _replay_detections([ORACLE_EVENTS], tmp_path)
     scanned = _scan_detections(list(iter_file(ORACLE_EVENTS)))
@@ -149,7 +149,7 @@ def test_jsonl_corpus_replay_matches_engine_scan_and_gene_oracle(tmp_path: Path)
     assert sum(1 for v in replayed.values() for d in v if d[2]) >= 137  # with ATT&CK
 
 
-@needs_shared
+@pytest.mark.shared_data
 def test_evtx_corpus_replay_matches_engine_scan(tmp_path: Path) -> None:
     evtx = pytest.importorskip("rules.evtx")
     files = sorted(EVTX_DIR.rglob("*.evtx"))
@@ -164,7 +164,7 @@ def test_every_input_format_replays_and_others_are_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The readers of `heron scan` (rules.inputs): flattened JSON, Sysmon for Linux, audit.log."""
-    data = Path(__file__).resolve().parents[1] / "rules" / "inputs" / "data"
+    data = Path(__file__).resolve().parents[2] / "rules" / "inputs" / "data"
     (tmp_path / "odd.jsonl").write_text('{"odd": 1}\n{"Event": {"System": {}}}\n')
     src = ReplaySource(
         [

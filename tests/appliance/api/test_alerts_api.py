@@ -9,8 +9,7 @@ import pytest
 from appliance.core.errors import InvalidParam
 from appliance.store import Store
 from appliance.store.alerts import AlertFilter, AlertStatus
-
-from .conftest import Env, event
+from tests.appliance.conftest import Env, event
 
 EP = "00000000-0000-4000-8000-00000000000a"
 

@@ -7,8 +7,7 @@ import pytest
 from appliance.api.admin_search import HuntSql
 from appliance.core.config import Config, SqlConfig
 from appliance.core.errors import ConfigError
-
-from .conftest import Env, event
+from tests.appliance.conftest import Env, event
 
 
 def test_plugin_role_may_not_run_sql_by_default(env: Env) -> None:

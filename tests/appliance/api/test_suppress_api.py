@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import Env, event
+from tests.appliance.conftest import Env, event
 
 RULE = "SuspiciousCmd"
 TECHNIQUE = {"ID": "T1059.003", "Tactic": "execution", "Description": "Windows Command Shell"}

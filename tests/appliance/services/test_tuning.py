@@ -7,8 +7,7 @@ from pathlib import Path
 
 from appliance.store import Artifact
 from rules.suppress import suppressions_sha256
-
-from .conftest import Env
+from tests.appliance.conftest import Env
 
 
 def test_suppressions_admin_api_and_per_group_endpoint_route(env: Env) -> None:

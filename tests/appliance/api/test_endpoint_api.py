@@ -9,8 +9,7 @@ import json
 import pytest
 
 from rules import wire
-
-from .conftest import Env, event, make_csr
+from tests.appliance.conftest import Env, event, make_csr
 
 
 def test_enroll_issues_cert_with_uuid_cn_and_token_is_one_time(env: Env) -> None:

@@ -12,8 +12,7 @@ import pytest
 from appliance.core.errors import ClosedError, Conflict, StoreError, Unavailable
 from appliance.services.streams import ByteSubscription, StreamFilter, StreamHub
 from appliance.store import Role, Store, User
-
-from .conftest import Env, event
+from tests.appliance.conftest import Env, event
 
 
 def _det(uuid: str, sig: str, crit: int, eid: int = 1) -> dict:

@@ -548,7 +548,7 @@ def engine() -> Any:
     import rules
 
     return rules.Engine(
-        rules.load([Path(__file__).resolve().parents[2] / "appliance" / "defaults" / "linux.gen"])
+        rules.load([Path(__file__).resolve().parents[3] / "appliance" / "defaults" / "linux.gen"])
     )
 
 

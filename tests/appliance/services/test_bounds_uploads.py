@@ -9,8 +9,7 @@ import time
 
 from appliance.services.diskguard import DiskGuard
 from rules import wire
-
-from .conftest import Env, event
+from tests.appliance.conftest import Env, event
 
 
 def _chunk(name: str, k: int, total: int, data: bytes, size: int) -> dict[str, object]:

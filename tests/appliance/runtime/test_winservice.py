@@ -15,7 +15,7 @@ import pytest
 from appliance import cli
 from tests.support.fake_pywin32 import STOP_PENDING, FakePywin32
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _run_args(*extra: str) -> argparse.Namespace:

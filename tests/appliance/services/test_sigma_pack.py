@@ -12,10 +12,11 @@ import pytest
 import rules
 from appliance.services.content import Content
 from appliance.store import Store
+from tests.appliance.conftest import Env, event
+from tests.conftest import SHARED
+from tests.support.shared import skip_reason
 
-from .conftest import Env, event
-
-SIGMA = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "sigma"
+SIGMA = SHARED / "corpus" / "sigma"
 
 
 @pytest.fixture
@@ -26,8 +27,8 @@ def content() -> Iterator[Content]:
 
 @pytest.fixture
 def small_pack(tmp_path: Path) -> Path:
-    if not SIGMA.is_dir():
-        pytest.skip("../shared/corpus/sigma is not present")
+    if reason := skip_reason("corpus", "sigma"):
+        pytest.skip(reason)
     root = tmp_path / "sigma-r2026"
     (root / "rules").mkdir(parents=True)
     (root / "LICENSE").write_text((SIGMA / "LICENSE").read_text())

@@ -6,20 +6,14 @@ from typing import Any
 
 from agent.tracking.hooks import HookContext, run_hooks
 from agent.tracking.tracker import ModuleInfo, Tracker
+from tests.support.clock import Clock
+from tests.support.events import gene_event
 
 CH = "Linux-Sysmon/Operational"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def event(eid: int, **data: str) -> dict[str, Any]:
-    return {"Event": {"System": {"Channel": CH, "EventID": eid}, "EventData": dict(data)}}
+    return gene_event(eid, data, channel=CH)
 
 
 def ctx(tracker: Tracker, ts: float = 0.0) -> HookContext:
@@ -103,7 +97,7 @@ def test_stats_connections_dns_files_and_enrich_any() -> None:
 
 
 def test_terminated_tracks_are_freed_after_ttl_once_children_exit() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     t = Tracker(terminated_ttl=10, clock=clock)
     spawn(t, "{A}", 1, "?", "/a")
     spawn(t, "{B}", 2, "{A}", "/b")

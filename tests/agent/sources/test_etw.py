@@ -26,10 +26,10 @@ from agent.sources.etw import (
     filetime_to_epoch,
     render_etw,
 )
-from tests.agent.conftest import SHARED, needs_shared
+from tests.conftest import SHARED
 
 RECORDS: list[dict[str, Any]] = json.loads(
-    (Path(__file__).parent / "fixtures" / "etw_records.json").read_text(encoding="utf-8")
+    (Path(__file__).parents[1] / "fixtures" / "etw_records.json").read_text(encoding="utf-8")
 )
 
 
@@ -95,7 +95,7 @@ def test_booleans_and_numbers_are_sysmon_strings() -> None:
     assert data["DestinationPort"] == "443"
 
 
-@needs_shared
+@pytest.mark.shared_data
 def test_gene_rules_match_rendered_etw_events() -> None:
     ruleset = rules.load([SHARED / "corpus" / "gene-rules" / "compiled.gen"])
     engine = rules.Engine(ruleset)
@@ -156,7 +156,7 @@ def test_canary_rules_fire_on_security_4663_and_kernel_file(tmp_path: Path) -> N
     assert [h.signatures if h else None for h in hits] == [("Builtin:CanaryReadWrite",)] * 2
 
 
-@needs_shared
+@pytest.mark.shared_data
 def test_etw_pipeline_enrichment_from_recorded_sysmon(config_factory: Any) -> None:
     sysmon = [
         render_etw(r["event_id"], r["record"], computer="DESKTOP")

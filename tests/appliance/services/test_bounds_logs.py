@@ -11,8 +11,7 @@ import pytest
 from appliance.core.errors import Unavailable
 from appliance.services.budget import MemoryBudget
 from rules import wire
-
-from .conftest import Env, event
+from tests.appliance.conftest import Env, event
 
 
 def _rss() -> int:

@@ -9,8 +9,7 @@ import hashlib
 import pytest
 
 from rules import wire
-
-from .conftest import Env, event
+from tests.appliance.conftest import Env, event
 
 
 def test_envelope_and_both_key_headers(env: Env) -> None:
@@ -126,7 +125,7 @@ def test_ioc_add_list_delete_like_pywhids(env: Env) -> None:
 
 
 def test_endpoint_creation_then_enroll_with_returned_key(env: Env) -> None:
-    from .conftest import make_csr
+    from tests.appliance.conftest import make_csr
 
     created = env.a("PUT", "/endpoints?group=lab").json["data"]
     csr, _ = make_csr()

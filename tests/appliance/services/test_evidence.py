@@ -10,9 +10,9 @@ import pytest
 from appliance.cli import main
 from appliance.services.evidence import case_endpoint, import_files
 from appliance.services.hunting import Hunting
+from tests.conftest import SHARED
 
-DATA = Path(__file__).resolve().parents[1] / "rules" / "inputs" / "data"
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+DATA = Path(__file__).resolve().parents[2] / "rules" / "inputs" / "data"
 GENE = SHARED / "corpus" / "gene-rules" / "compiled.gen"
 EVTX = (
     SHARED

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from .conftest import Env
+from tests.appliance.conftest import Env
 
 
 def test_ca_fingerprint(env: Env) -> None:

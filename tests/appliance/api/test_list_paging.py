@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from appliance.api.common import NEXT_CURSOR
-
-from .conftest import Env
+from tests.appliance.conftest import Env
 
 
 def _walk(env: Env, path: str, limit: int, **params: Any) -> list[Any]:

@@ -23,9 +23,11 @@ from appliance.services.retention import (
 )
 from appliance.store import Store
 from index import EndpointRef, EventStore
+from tests.appliance.conftest import NOW, Env
+from tests.support.clock import Clock
+from tests.support.events import gene_event
 from tests.support.memory_store import MemoryEventStore
-
-from .conftest import Clock, Env
+from tests.support.waiting import wait_for
 
 DAY = 86400.0
 EP = EndpointRef("6f1d2c3b-0000-4000-8000-000000000001", hostname="host-1")
@@ -33,27 +35,22 @@ EP = EndpointRef("6f1d2c3b-0000-4000-8000-000000000001", hostname="host-1")
 
 def _events(tag: str, n: int, *, pad: int = 0) -> list[dict[str, Any]]:
     return [
-        {
-            "Event": {
-                "EventData": {
-                    "Image": f"C:\\Windows\\System32\\{tag}.exe",
-                    "CommandLine": f"{tag} run {i} " + "x" * pad,
-                },
-                "System": {
-                    "Channel": "Microsoft-Windows-Sysmon/Operational",
-                    "Computer": "HOST-1",
-                    "EventID": 1,
-                    "TimeCreated": {"SystemTime": "2026-05-28T12:00:00.000000000Z"},
-                },
-            }
-        }
+        gene_event(
+            1,
+            {
+                "Image": f"C:\\Windows\\System32\\{tag}.exe",
+                "CommandLine": f"{tag} run {i} " + "x" * pad,
+            },
+            computer="HOST-1",
+            time="2026-05-28T12:00:00.000000000Z",
+        )
         for i in range(n)
     ]
 
 
 @pytest.fixture
 def store_clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture
@@ -249,8 +246,14 @@ def _settle(predicate: Any, timeout: float = 5.0) -> bool:
     return bool(predicate())
 
 
+def _ticks(clock: Clock) -> None:
+    """Until the worker has read the clock 3 more times: one full loop saw the current time."""
+    seen = clock.reads
+    wait_for(lambda: clock.reads >= seen + 3, 30, "the retention worker to look at the clock")
+
+
 def test_worker_runs_on_its_interval_and_stops_cleanly() -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     job = _Counting()
     worker = RetentionWorker(job, interval=3600.0, clock=clock, tick=0.01)  # type: ignore[arg-type]
     assert worker.first_delay == 300.0
@@ -258,12 +261,12 @@ def test_worker_runs_on_its_interval_and_stops_cleanly() -> None:
     try:
         assert worker.alive and worker._thread is not None
         assert worker._thread.daemon and worker._thread.name == "retention"
-        time.sleep(0.1)
+        _ticks(clock)
         assert job.calls == 0  # first pass is due 300 s (clock) after start
         clock.now += 300
         assert _settle(lambda: job.calls == 1)
         clock.now += 1800
-        time.sleep(0.1)
+        _ticks(clock)
         assert job.calls == 1  # not yet an interval later
         clock.now += 1800
         assert _settle(lambda: job.calls == 2)
@@ -274,14 +277,13 @@ def test_worker_runs_on_its_interval_and_stops_cleanly() -> None:
         worker.stop()
     assert time.monotonic() - started < 2.0
     assert not worker.alive
-    clock.now += 10 * 3600
-    time.sleep(0.1)
+    clock.now += 10 * 3600  # the thread has exited (not alive): no pass can follow
     assert job.calls == 3
     worker.stop()  # idempotent
 
 
 def test_worker_survives_a_failing_pass() -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     job = _Counting(fail=True)
     with RetentionWorker(
         job,
@@ -297,11 +299,11 @@ def test_worker_survives_a_failing_pass() -> None:
 
 def test_worker_refuses_a_zero_interval() -> None:
     with pytest.raises(ValueError):
-        RetentionWorker(_Counting(), interval=0, clock=Clock())  # type: ignore[arg-type]
+        RetentionWorker(_Counting(), interval=0, clock=Clock(NOW))  # type: ignore[arg-type]
 
 
 def test_context_worker_lifecycle(tmp_path: Path, pki_dir: Path) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     config = replace(Config(), retention=RetentionConfig(interval=120.0))
     ctx = build_context(
         data_dir=tmp_path,
@@ -357,7 +359,7 @@ def renv(tmp_path: Path, pki_dir: Path, store_clock: Clock) -> Iterator[Env]:
 
 
 def test_admin_route_runs_one_pass(renv: Env, store_clock: Clock) -> None:
-    from .conftest import event
+    from tests.appliance.conftest import event
 
     agent = renv.enroll()
     assert renv.post_logs(agent, [event(i, signature="Old") for i in range(5)]).status_code == 200
@@ -379,10 +381,7 @@ def test_admin_route_runs_one_pass(renv: Env, store_clock: Clock) -> None:
         audit = renv.a("GET", "/audit").json["data"]
         return any("/maintenance/retention" in str(row) for row in audit)
 
-    deadline = time.monotonic() + 10
-    while not audited():
-        assert time.monotonic() < deadline, "retention pass not in the audit log"
-        time.sleep(0.05)
+    wait_for(audited, 10, "the retention pass in the audit log")
 
 
 def test_admin_route_is_admin_only_and_documented(renv: Env) -> None:

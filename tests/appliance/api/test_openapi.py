@@ -18,8 +18,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from rules import wire
-
-from .conftest import Env
+from tests.appliance.conftest import Env
 
 
 @schemathesis.serializer("application/x-ndjson", "application/octet-stream", "application/xml")
@@ -41,7 +40,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 # Bounded in the suite; for a long run:
-#   HERON_FUZZ_EXAMPLES=200 pytest tests/appliance/test_openapi.py
+#   HERON_FUZZ_EXAMPLES=200 pytest tests/appliance/api/test_openapi.py
 EXAMPLES = int(os.environ.get("HERON_FUZZ_EXAMPLES", "4"))
 # Streams never end by themselves; they are covered by the SSE tests (limit=…).
 SKIP = {("GET", "/stream/events"), ("GET", "/stream/detections")}

@@ -21,7 +21,7 @@ from appliance.services.content import Content
 from appliance.services.genepack import is_gene_pack, read_gene_pack
 from appliance.store import Store
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
