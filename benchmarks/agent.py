@@ -33,6 +33,10 @@ from typing import Any
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.procstat import start_standalone_agent  # noqa: E402
+
 SHARED = ROOT.parent / "shared"
 EVENTS = SHARED / "gene-oracle" / "corpus-events.jsonl.gz"
 RULES = SHARED / "corpus" / "gene-rules" / "compiled.gen"
@@ -67,20 +71,7 @@ allowed = []
 [limits]
 max_cpu_percent = 100.0
 """)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent.cli",
-                "run",
-                "--standalone",
-                "-c",
-                str(base / "config.toml"),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = start_standalone_agent(base, log=False)
         ps = psutil.Process(proc.pid)
         try:
             deadline = time.monotonic() + 300  # Sigma: pySigma parses ~3,000 rules first

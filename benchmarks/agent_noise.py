@@ -33,6 +33,10 @@ from typing import Any
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.procstat import start_standalone_agent  # noqa: E402
+
 PACK = ROOT / "appliance" / "defaults" / "linux.gen"
 MARKER = "heron-noise-marker"
 KILL_RULE = json.dumps(
@@ -121,20 +125,7 @@ paths = ["{PACK}", "{base / "rules" / "bench.gen"}"]
 allowed = ["kill", "blacklist", "brief", "report", "filedump"]
 """)
         tool = _make_tool(base, size)
-        agent = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent.cli",
-                "run",
-                "--standalone",
-                "-c",
-                str(base / "config.toml"),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=open(base / "agent.log", "wb"),
-        )
+        agent = start_standalone_agent(base)
         ps = psutil.Process(agent.pid)
         peak = [0]
         stop = threading.Event()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def tree_cpu_seconds(pid: int | None = None) -> float:
@@ -18,3 +24,14 @@ def tree_cpu_seconds(pid: int | None = None) -> float:
         except psutil.Error:
             pass
     return total
+
+
+def start_standalone_agent(base: Path, *, log: bool = True) -> subprocess.Popen[bytes]:
+    """`heron-agent run --standalone -c base/config.toml` from this checkout (stderr to
+    base/agent.log, or discarded)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--standalone", "-c", str(base / "config.toml")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(base / "agent.log", "wb") if log else subprocess.DEVNULL,
+    )

@@ -46,6 +46,10 @@ from typing import Any
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.procstat import start_standalone_agent  # noqa: E402
+
 RULES = ROOT / "appliance" / "defaults" / "linux.gen"
 SOURCES = {"ebpf": ["linux-ebpf"], "proc": ["linux-proc", "linux-net", "linux-file"]}
 # "-quiet": production logging (detections only) for the CPU figures; only the markers, matched
@@ -104,20 +108,7 @@ class Agent:
             max_rss_mb = 4096
         """)
         )
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent.cli",
-                "run",
-                "--standalone",
-                "-c",
-                str(base / "config.toml"),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=open(base / "agent.log", "wb"),
-        )
+        self.proc = start_standalone_agent(base)
         self.ps = psutil.Process(self.proc.pid)
         self.offset = 0
 

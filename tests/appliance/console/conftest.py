@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,3 +99,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def clean_console(
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[[Callable[[str], bool]], None]]:
+    """Fails the test if the module's `browser` logged a console error (or an XSS payload ran);
+    a test may allow messages with `clean_console(predicate)`."""
+    browser = request.getfixturevalue("browser")
+    allowed: list[Callable[[str], bool]] = []
+    browser.console_errors()  # drop anything left over
+    yield allowed.append
+    errors = browser.console_errors(lambda m: any(a(m) for a in allowed))
+    assert not errors, "browser console errors:\n" + "\n".join(errors)
+    assert browser.driver.execute_script("return window.__xss === undefined")

@@ -18,7 +18,7 @@ import logging
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from cryptography import x509
@@ -31,6 +31,9 @@ from appliance.security.pki import Pki
 from appliance.store import Role
 from appliance.transport.server import ManagerServer
 from rules import wire
+
+if TYPE_CHECKING:
+    from .browser import Browser
 
 logger = logging.getLogger(__name__)
 
@@ -200,3 +203,16 @@ def sysmon_event(
             "Actions": [],
         }
     return event
+
+
+def logged_in_browser(manager: Manager) -> Browser:
+    """Headless Chromium logged in to `manager`'s console with the admin key (on the Dashboard)."""
+    from .browser import Browser
+
+    b = Browser(spki_hash=manager.spki_sha256_b64)
+    b.driver.get(manager.admin_url + "/console/")
+    key = b.wait_css("input[name=api_key]")
+    key.send_keys(manager.admin_key)
+    key.submit()
+    b.wait_text("main h1", "Dashboard")
+    return b

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from tests.appliance.misp.conftest import seed_event
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
 
 from .browser import Browser, available
-from .harness import Manager, start_manager, sysmon_event
+from .harness import Manager, logged_in_browser, start_manager, sysmon_event
 
 pytestmark = [
     pytest.mark.browser,
@@ -43,23 +43,9 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
 
 @pytest.fixture(scope="module")
 def browser(manager: Manager) -> Iterator[Browser]:
-    b = Browser(spki_hash=manager.spki_sha256_b64)
-    b.driver.get(manager.admin_url + "/console/")
-    key = b.wait_css("input[name=api_key]")
-    key.send_keys(manager.admin_key)
-    key.submit()
-    b.wait_text("main h1", "Dashboard")
+    b = logged_in_browser(manager)
     yield b
     b.close()
-
-
-@pytest.fixture
-def clean_console(browser: Browser) -> Iterator[Callable[[Callable[[str], bool]], None]]:
-    allowed: list[Callable[[str], bool]] = []
-    browser.console_errors()
-    yield allowed.append
-    errors = browser.console_errors(lambda m: any(a(m) for a in allowed))
-    assert not errors, "browser console errors:\n" + "\n".join(errors)
 
 
 def _agent_runs_next_command(manager: Manager) -> wire.CommandResult | None:

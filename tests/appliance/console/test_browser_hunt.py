@@ -17,7 +17,7 @@ from appliance.services.huntjobs import HuntJobs, HuntLimits
 from index import EndpointRef
 
 from .browser import Browser, available
-from .harness import Manager, start_manager, sysmon_event
+from .harness import Manager, logged_in_browser, start_manager, sysmon_event
 
 pytestmark = [
     pytest.mark.browser,
@@ -61,12 +61,7 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
 
 @pytest.fixture(scope="module")
 def browser(manager: Manager) -> Iterator[Browser]:
-    b = Browser(spki_hash=manager.spki_sha256_b64)
-    b.driver.get(manager.admin_url + "/console/")
-    key = b.wait_css("input[name=api_key]")
-    key.send_keys(manager.admin_key)
-    key.submit()
-    b.wait_text("main h1", "Dashboard")
+    b = logged_in_browser(manager)
     yield b
     b.close()
 
