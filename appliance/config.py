@@ -129,7 +129,9 @@ class CommandsConfig:
 
     default_timeout: float = _f(15.0, "command timeout on the endpoint when none is given, seconds")
     result_timeout: float = _f(600.0, "a sent command without result after this many s times out")
-    poll_wait: float = _f(0.0, "GET /commands long-poll, seconds (0 = answer 204 at once; ≤ 30)")
+    poll_wait: float = _f(0.0, "GET /commands hold in waitress without wait=, seconds (≤ 30)")
+    long_poll: float = _f(60.0, "longest GET /commands?wait= hold in the TLS front (0: off)")
+    update_after: float = _f(60.0, "X-Heron-Poll-After advised to agents up to 1,000 connected")
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +200,8 @@ class Config:
             parse_listen(listen)
         if config.commands.poll_wait > 30:
             raise ConfigError("commands.poll_wait must be at most 30 seconds", where=source)
+        if not 0 <= config.commands.long_poll <= 240:
+            raise ConfigError("commands.long_poll must be within 0..240 seconds", where=source)
         if config.server.threads < 4:
             raise ConfigError("server.threads must be at least 4", where=source)
         return config

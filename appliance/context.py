@@ -10,6 +10,7 @@ from typing import Any
 
 from .config import Config
 from .events import EventSink
+from .longpoll import CommandBell
 from .metrics import Metrics
 from .pki import Pki
 from .services.artifacts import ArtifactStore
@@ -43,6 +44,7 @@ class AppContext:
     ingest: Ingest
     content: Content
     artifacts: ArtifactStore
+    bell: CommandBell = field(default_factory=CommandBell)  # wakes long-polls (longpoll.py)
     console: Any = None  # appliance.console.ConsoleAuth, mounted on the admin app when set
     sleep: Callable[[float], None] = time.sleep
     extra: dict[str, Any] = field(default_factory=dict)
@@ -124,6 +126,7 @@ def build_context(
             max_chunk=config.limits.upload_chunk,
         ),
     )
+    ctx.store.commands.on_add.append(ctx.bell.ring)
     metrics.gauge("heron_stream_clients", "open SSE streams", lambda: float(hub.clients))
     metrics.gauge(
         "heron_stream_dropped_total",

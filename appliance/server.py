@@ -27,7 +27,9 @@ from .app import Api, create_app
 from .config import parse_listen
 from .context import AppContext
 from .errors import ConfigError
+from .longpoll import long_poll_for
 from .openapi import FalconApp
+from .relay import Responder
 from .sockets import bind_listener
 from .tlsfront import TlsFront, Upgrader
 from .websocket import WsStreams
@@ -63,8 +65,10 @@ class Listener:
         name: str,
         client_certs: bool,
         upgrader: Upgrader | None = None,
+        responder: Responder | None = None,
     ) -> None:
         self.ctx = ctx
+        self.responder = responder
         self.app = app
         self.name = name
         self.client_certs = client_certs
@@ -113,6 +117,7 @@ class Listener:
             idle_timeout=cfg.tls.idle_timeout,
             max_connections=cfg.tls.max_connections,
             upgrader=self.upgrader,
+            responder=self.responder,
         )
         host, port = parse_listen(listen)
         return self.front.start(host, port)
@@ -148,8 +153,16 @@ class ManagerServer:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
+        self.long_poll = (
+            long_poll_for(ctx, self._endpoint_connections) if ctx.config.commands.long_poll > 0
+            else None
+        )
         self.endpoint = Listener(
-            ctx, create_app(ctx, Api.ENDPOINT), name="endpoint", client_certs=True
+            ctx,
+            create_app(ctx, Api.ENDPOINT),
+            name="endpoint",
+            client_certs=True,
+            responder=self.long_poll,
         )
         admin_app = create_app(ctx, Api.ADMIN)
         self.streams = WsStreams(
@@ -159,6 +172,10 @@ class ManagerServer:
             ctx, admin_app, name="admin", client_certs=False, upgrader=self.streams
         )
         self._stop = threading.Event()
+
+    def _endpoint_connections(self) -> int:
+        front = self.endpoint.front
+        return front.active if front is not None else 0
 
     def start(self) -> Bound:
         endpoint = self.endpoint.start(self.ctx.config.endpoint.listen)

@@ -9,6 +9,8 @@ and a process that connects straight to the backend finds no entry and gets 401.
 A front given an `Upgrader` reads the head of each connection's first request before choosing:
 when the upgrader `wants()` it (a WebSocket upgrade, `appliance.websocket`), the connection is
 served on this loop and never reaches waitress; otherwise the head is forwarded as read.
+A front given a `Responder` (the endpoint listener: `appliance.longpoll`) follows every request
+instead (`appliance.relay`) and answers the ones the responder wants without waitress.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .pki import PeerIdentity, peer_identity
+from .relay import Backend, Relay, Responder
 from .sockets import bind_listener
 
 __all__ = ["ConnInfo", "IdentityMap", "TlsFront", "Upgrader"]
@@ -121,6 +124,7 @@ class TlsFront:
         max_connections: int = 2048,
         clock: Callable[[], float] = time.monotonic,
         upgrader: Upgrader | None = None,
+        responder: Responder | None = None,
     ) -> None:
         self.name = name
         self.context = context
@@ -132,6 +136,7 @@ class TlsFront:
         self.max_connections = max_connections
         self.clock = clock
         self.upgrader = upgrader
+        self.responder = responder  # NOTE(manager): then served request by request (relay.py)
         self.active = 0
         self.refused = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -241,8 +246,6 @@ class TlsFront:
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
-        port = 0
-        b_writer: asyncio.StreamWriter | None = None
         cancelled = False
         try:
             identity = await self._handshake(writer, str(peer[0]))
@@ -251,10 +254,35 @@ class TlsFront:
                 return
             peer_id = identity if isinstance(identity, PeerIdentity) else None
             info = ConnInfo(peer_id, str(peer[0]), int(peer[1]))
-            head = await self._upgrade(reader, writer, info)
-            if head is None:
-                return
-            b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
+            if self.responder is not None:
+                await self._relay(reader, writer, info)
+            else:
+                await self._proxy(reader, writer, info)
+        except OSError as ex:
+            logger.warning("TLS front %s: backend unavailable: %s", self.name, ex)
+        except asyncio.CancelledError:
+            # NOTE(manager): only close() cancels a handler. Ending normally matters: on Python
+            # 3.11 the StreamReaderProtocol done-callback logs a cancelled handler as an error.
+            cancelled = True
+        finally:
+            self.active -= 1
+            if task is not None:
+                self._handlers.discard(task)
+            if cancelled:  # the loop stops next: no TLS close_notify exchange
+                writer.transport.abort()
+            else:
+                writer.close()
+
+    async def _proxy(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo
+    ) -> None:
+        """Upgrade the connection or pipe its bytes to a fresh backend connection."""
+        head = await self._upgrade(reader, writer, info)
+        if head is None:
+            return
+        b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
+        port = 0
+        try:
             sock = b_writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -268,25 +296,59 @@ class TlsFront:
                 self._pipe(b_reader, writer, activity),
                 return_exceptions=True,
             )
-        except OSError as ex:
-            logger.warning("TLS front %s: backend unavailable: %s", self.name, ex)
         except asyncio.CancelledError:
-            # NOTE(manager): only close() cancels a handler. Ending normally matters: on Python
-            # 3.11 the StreamReaderProtocol done-callback logs a cancelled handler as an error.
-            cancelled = True
+            b_writer.transport.abort()
+            raise
         finally:
-            self.active -= 1
-            if task is not None:
-                self._handlers.discard(task)
             if port:
                 self.identities.pop(port)
-            for w in (writer, b_writer):
-                if w is None:
-                    continue
-                if cancelled:  # the loop stops next: no TLS close_notify exchange
-                    w.transport.abort()
-                else:
-                    w.close()
+            b_writer.close()
+
+    async def _relay(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo
+    ) -> None:
+        """Serve the connection request by request (`appliance.relay`)."""
+        assert self.responder is not None
+        ports: dict[int, int] = {}  # id(backend writer) → bound source port
+
+        async def open_backend() -> Backend:
+            b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
+            sock = b_writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            port = b_writer.get_extra_info("sockname")[1]
+            self.identities.put(port, info)
+            ports[id(b_writer)] = port
+            return b_reader, b_writer
+
+        def close_backend(backend: Backend) -> None:
+            port = ports.pop(id(backend[1]), 0)
+            if port:
+                self.identities.pop(port)
+            backend[1].close()
+
+        async def pipe(backend: Backend, first: bytes) -> None:
+            if first:
+                backend[1].write(first)
+            activity = [self.clock()]
+            await asyncio.gather(
+                self._pipe(reader, backend[1], activity),
+                self._pipe(backend[0], writer, activity),
+                return_exceptions=True,
+            )
+
+        relay = Relay(
+            responder=self.responder,
+            open_backend=open_backend,
+            close_backend=close_backend,
+            pipe=pipe,
+            timeout=self.idle_timeout,
+        )
+        try:
+            await relay.serve(reader, writer, info)
+        except (asyncio.IncompleteReadError, TimeoutError, ssl.SSLError, ConnectionResetError,
+                BrokenPipeError):
+            pass  # a peer went away mid-request: the connection ends
 
     async def _upgrade(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo

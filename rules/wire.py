@@ -41,6 +41,10 @@ HEADER_BATCH_ID = "X-Heron-Batch-Id"  # idempotency key of a /logs batch (exactl
 HEADER_API_KEY = "X-Api-Key"
 HEADER_API_KEY_LEGACY = "Api-Key"  # sent by older WHIDS clients (pywhids)
 HEADER_AGENT_VERSION = "X-Heron-Agent-Version"
+# Seconds the manager wants between an agent's update checks (longer under load; issue 24).
+HEADER_POLL_AFTER = "X-Heron-Poll-After"
+# GET /commands?wait=N: hold the request up to N seconds until a command is queued (long-poll).
+QUERY_WAIT = "wait"
 USER_AGENT = f"Heron-Agent/{HERON_VERSION}"
 
 CONTENT_NDJSON = "application/x-ndjson"

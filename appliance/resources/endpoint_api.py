@@ -15,6 +15,7 @@ from rules import wire
 
 from ..context import AppContext
 from ..errors import Forbidden, ValidationError
+from ..longpoll import command_message
 from ..middleware import JsonBody, message
 from ..openapi import FalconApp
 from ..services.bodies import read_bounded
@@ -184,18 +185,7 @@ class Commands:
         if cmd is None:
             resp.status = falcon.HTTP_204
             return
-        json_raw(
-            resp,
-            wire.Command(
-                id=cmd.id,
-                name=cmd.name,
-                args=list(cmd.args),
-                timeout=cmd.timeout,
-                drop=list(cmd.drop),
-                fetch=list(cmd.fetch),
-                expect_json=cmd.expect_json,
-            ).to_dict(),
-        )
+        json_raw(resp, command_message(cmd))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Post the result of a command."""

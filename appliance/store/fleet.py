@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import Conflict, NotFound
@@ -342,6 +343,7 @@ class Commands:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.on_add: list[Callable[[str], None]] = []  # fn(endpoint uuid): wakes long-polls
 
     def add(self, cmd: CommandRecord) -> CommandRecord:
         self.db.write(
@@ -363,6 +365,8 @@ class Commands:
                 ],
             )
         )
+        for fn in self.on_add:
+            fn(cmd.endpoint)
         return cmd
 
     def get(self, cmd_id: str, *, endpoint: str | None = None) -> CommandRecord:
