@@ -8,6 +8,7 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,45 @@ def test_long_poll_of_a_deleted_endpoint_gets_waitress_error(mgr: Manager) -> No
     status, body, _ = _get(conn, "/commands?wait=30")
     assert status == 403 and b"unknown or revoked" in body
     conn.close()
+
+
+def test_agent_transport_resumes_its_tls_session_and_stays_identified(mgr: Manager) -> None:
+    from agent.link.transport import HttpsTransport, Request, create_ssl_context
+
+    uuid, (cert, key) = mgr.enroll("lp-5")
+    ctx = create_ssl_context(mgr.pki.ca_path, Path(cert), Path(key), check_hostname=False)
+    t = HttpsTransport("127.0.0.1", mgr.bound.endpoint[1], ctx)
+    assert t.send(Request("GET", wire.ROUTE_KEY)).body == uuid.encode()
+    assert t.resumed == 0
+    for _ in range(3):
+        t.close()  # the session (a TLS 1.3 ticket) is kept for the next connection
+        assert t.send(Request("GET", wire.ROUTE_KEY)).body == uuid.encode()
+    assert t.resumed == 3
+    assert t.close_idle(0.0) and t.send(Request("GET", wire.ROUTE_KEY)).status == 200
+    assert t.resumed == 4
+    t.close()
+
+
+def test_agent_poller_long_polls_and_keeps_the_advice(mgr: Manager, tmp_path: Path) -> None:
+    from agent.link.poller import CommandPoller
+    from agent.link.transport import HttpsTransport, create_ssl_context
+
+    uuid, (cert, key) = mgr.enroll("lp-6")
+    ctx = create_ssl_context(mgr.pki.ca_path, Path(cert), Path(key), check_hostname=False)
+    t = HttpsTransport("127.0.0.1", mgr.bound.endpoint[1], ctx)
+    ran: list[str] = []
+
+    def runner(cmd: wire.Command, _ctx: object) -> wire.CommandResult:
+        ran.append(cmd.id)
+        return wire.CommandResult(id=cmd.id, exit_code=0)
+
+    poller = CommandPoller(t, tmp_path, wait=0.3, runner=runner)
+    assert poller.poll_once() is None
+    assert poller.held and poller.poll_after >= 60 and poller.next_interval() <= 0.5
+    cmd_id = _queue(mgr, uuid)
+    result = poller.poll_once()
+    assert result is not None and ran == [cmd_id]
+    assert mgr.ctx.store.commands.get(cmd_id).state.value == "completed"
+    poller.wait = 0.0  # as an agent of the previous version
+    assert poller.poll_once() is None and not poller.held
+    t.close()
