@@ -110,6 +110,7 @@ class Link:
         self._house = house
         self._due: dict[str, float] = {}
         self._known_uuid = ""
+        self._tools_seen = ""
 
     # ---------------------------------------------------------------- wiring
     @property
@@ -224,6 +225,15 @@ class Link:
                 self.hooks.set_endpoint(uid)
         return uid
 
+    def _check_updates(self) -> dict[str, str]:
+        out = self.updater.check()
+        tools = self.updater.remote.get("tools")
+        if tools and tools != self._tools_seen:
+            if self._tools_seen:
+                self._due["tools"] = 0.0  # the manager's tool set changed: sync now
+            self._tools_seen = tools
+        return out
+
     def housekeeping_once(self) -> dict[str, Any]:
         """Run every housekeeping task that is due; returns what ran and its outcome."""
         # NOTE(link): the manager stretches update checks under load (X-Heron-Poll-After);
@@ -231,7 +241,7 @@ class Link:
         updates = max(self.config.update_interval, self.poller.poll_after)
         updates *= 0.9 + 0.2 * self.rand()
         tasks: dict[str, tuple[float, Callable[[], Any]]] = {
-            "updates": (updates, self.updater.check),
+            "updates": (updates, self._check_updates),
             "sysinfo": (self.config.sysinfo_interval, self.sysinfo.run_once),
             "renew": (self.config.renew_check_interval, self.renew_if_due),
             "identity": (5.0, self.sync_identity),
