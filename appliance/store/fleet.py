@@ -139,6 +139,9 @@ class Users:
         return int(self.db.query("SELECT count(*) FROM users")[0][0])
 
 
+TOUCH_CHUNK = 500  # endpoints per presence UPDATE statement
+
+
 class Endpoints:
     """Enrolled (and pre-created) endpoints."""
 
@@ -216,19 +219,32 @@ class Endpoints:
         return self.get(uuid)
 
     def touch(self, seen: dict[str, tuple[float, float | None, float | None, str]]) -> None:
-        """Batch update of `(last_connection, last_event, last_detection, ip)` per uuid."""
+        """Batch update of `(last_connection, last_event, last_detection, ip)` per uuid.
+
+        NOTE(manager): one UPDATE … FROM (VALUES …) per TOUCH_CHUNK endpoints, not one per
+        endpoint: a 10,000-endpoint fleet touches a few hundred rows per flush.
+        """
+        rows = [(u, c, e, d, ip) for u, (c, e, d, ip) in seen.items()]
 
         def fn(cur: Conn) -> None:
-            for uuid, (conn, event, det, ip) in seen.items():
+            for start in range(0, len(rows), TOUCH_CHUNK):
+                chunk = rows[start : start + TOUCH_CHUNK]
+                values = ", ".join(
+                    "(?, CAST(? AS DOUBLE), CAST(? AS DOUBLE), CAST(? AS DOUBLE), ?)"
+                    for _ in chunk
+                )
                 cur.execute(
-                    "UPDATE endpoints SET last_connection = ?, "
-                    "last_event = coalesce(?, last_event), "
-                    "last_detection = coalesce(?, last_detection), "
-                    "ip = CASE WHEN ? = '' THEN ip ELSE ? END WHERE uuid = ?",
-                    [conn, event, det, ip, ip, uuid],
+                    "UPDATE endpoints SET last_connection = v.c, "
+                    "last_event = coalesce(v.e, endpoints.last_event), "
+                    "last_detection = coalesce(v.d, endpoints.last_detection), "
+                    "ip = CASE WHEN v.ip = '' THEN endpoints.ip ELSE v.ip END "
+                    f"FROM (VALUES {values}) AS v(uuid, c, e, d, ip) "
+                    "WHERE endpoints.uuid = v.uuid",
+                    [x for row in chunk for x in row],
                 )
 
-        self.db.submit(fn)
+        if rows:
+            self.db.submit(fn)
 
     def delete(self, uuid: str) -> None:
         self.get(uuid)
