@@ -461,5 +461,10 @@ class Commands:
 
         return self.db.write(fn)
 
+    def queued_endpoints(self) -> set[str]:
+        """Endpoints with at least one queued command."""
+        rows = self.db.query("SELECT DISTINCT endpoint FROM commands WHERE state = 'queued'")
+        return {r[0] for r in rows}
+
     def pending_count(self) -> int:
         return int(self.db.query("SELECT count(*) FROM commands WHERE state = 'queued'")[0][0])
