@@ -81,7 +81,12 @@ class TlsConfig:
     renew_before_days: int = _f(30, "endpoints may renew this many days before expiry")
     handshake_timeout: float = _f(10.0, "seconds a client gets to finish the TLS handshake")
     idle_timeout: float = _f(300.0, "seconds an idle proxied connection is kept open")
-    max_connections: int = _f(2048, "concurrent TLS connections per listener; more are closed")
+    max_connections: int = _f(
+        0, "concurrent TLS connections per listener, more are closed (0: from connection_memory)"
+    )
+    connection_memory: int = _f(
+        1 << 30, "bytes of RSS idle TLS connections may use per listener (sizes max_connections)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +205,10 @@ class Config:
             parse_listen(listen)
         if config.commands.poll_wait > 30:
             raise ConfigError("commands.poll_wait must be at most 30 seconds", where=source)
+        if config.tls.max_connections < 0 or config.tls.connection_memory < 1 << 20:
+            raise ConfigError(
+                "tls.max_connections must be ≥ 0 and tls.connection_memory ≥ 1 MiB", where=source
+            )
         if not 0 <= config.commands.long_poll <= 240:
             raise ConfigError("commands.long_poll must be within 0..240 seconds", where=source)
         if config.server.threads < 4:

@@ -24,6 +24,7 @@ from typing import Any
 import waitress
 
 from .app import Api, create_app
+from .capacity import max_connections, raise_fd_limit
 from .config import parse_listen
 from .context import AppContext
 from .errors import ConfigError
@@ -69,6 +70,7 @@ class Listener:
     ) -> None:
         self.ctx = ctx
         self.responder = responder
+        self.fd_limit: int | None = None  # set by ManagerServer.start (raise_fd_limit)
         self.app = app
         self.name = name
         self.client_certs = client_certs
@@ -85,7 +87,8 @@ class Listener:
         sock = self._sock = bind_listener("127.0.0.1", 0)  # SO_EXCLUSIVEADDRUSE on Windows
         sock.setblocking(True)
         sock.listen(1024)
-        shards, limit = backend_shards(cfg.tls.max_connections + 16)
+        cap = max_connections(cfg.tls.max_connections, cfg.tls.connection_memory, self.fd_limit)
+        shards, limit = backend_shards(cap + 16)
         for i in range(shards):
             server = waitress.create_server(
                 self.app,
@@ -115,7 +118,7 @@ class Listener:
             accept=self.ctx.identity.accept_certificate if self.client_certs else None,
             handshake_timeout=cfg.tls.handshake_timeout,
             idle_timeout=cfg.tls.idle_timeout,
-            max_connections=cfg.tls.max_connections,
+            max_connections=cap,
             upgrader=self.upgrader,
             responder=self.responder,
         )
@@ -178,6 +181,7 @@ class ManagerServer:
         return front.active if front is not None else 0
 
     def start(self) -> Bound:
+        self.endpoint.fd_limit = self.admin.fd_limit = raise_fd_limit()
         endpoint = self.endpoint.start(self.ctx.config.endpoint.listen)
         admin = self.admin.start(self.ctx.config.admin.listen)
         fronts = [f for f in (self.endpoint.front, self.admin.front) if f is not None]
@@ -191,6 +195,9 @@ class ManagerServer:
             "TLS connections refused (handshake, revoked cert, cap)",
             lambda: float(sum(f.refused for f in fronts)),
         )
+        fronts_cap = [f.max_connections for f in fronts]
+        logger.info("TLS connections per listener: %s (open files: %s)", fronts_cap,
+                    self.endpoint.fd_limit)
         logger.info(
             "endpoint API on https://%s:%d (mutual TLS), admin API on https://%s:%d",
             endpoint[0],

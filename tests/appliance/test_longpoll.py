@@ -71,3 +71,12 @@ def test_commands_queued_before_start_and_after_are_found(tmp_path: Path) -> Non
     assert b'"c3"' in (lp.dequeue("u2", "") or b"")
     assert lp.dequeue("u2", "") is None
     ctx.close()
+
+
+def test_connection_capacity_from_memory_and_descriptors() -> None:
+    from appliance.capacity import BYTES_PER_CONNECTION, FD_RESERVE, max_connections
+
+    assert max_connections(500, 1 << 30, 1024) == 500  # configured: as given
+    assert max_connections(0, 1 << 30, None) == (1 << 30) // BYTES_PER_CONNECTION
+    assert max_connections(0, 1 << 30, 20000) == (20000 - FD_RESERVE) * 3 // 4
+    assert max_connections(0, 1 << 20, 10**6) == 64  # never below a floor
