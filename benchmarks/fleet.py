@@ -112,9 +112,9 @@ def enroll(cache: Path, n: int) -> Path:
 def configure(code: Path, data: Path, max_connections: int) -> None:
     """Raise the connection cap in the copy's config with that code's own config writer.
 
-    A manager that sizes it from memory (appliance/capacity.py) keeps its default."""
+    A manager that sizes it from memory (appliance/capacity.py) gets 0: sized."""
     if (code / "appliance" / "capacity.py").exists():
-        return
+        max_connections = 0
     script = (
         "import sys; from dataclasses import replace; from pathlib import Path\n"
         "from appliance.config import load_config, render_toml\n"
