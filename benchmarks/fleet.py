@@ -463,9 +463,12 @@ class Fleet:
               flush=True)
         await asyncio.sleep(a.seconds)
         self.stats.measuring = False
-        await asyncio.sleep(min(5.0, a.seconds))  # commands queued last still arrive
+        print("MEASURED", flush=True)
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / (a.seconds + 5)
+        cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / a.seconds
+        deadline = time.monotonic() + 30  # the commands queued last still arrive (old: ≤ 6 s)
+        while self.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         s = self.stats
         lost = len(self.pending)
         if lost:
@@ -519,16 +522,22 @@ def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         cpu0 = t0 = 0.0
         rss_ready = 0
+        measured: dict[str, Any] = {}
+        ready: dict[str, Any] = {}
         for line in fleet.stdout:
             if line.startswith("READY"):
                 cpu0, t0, rss_ready = mgr.cpu(), time.monotonic(), mgr.rss()
                 ready = json.loads(line.split(" ", 1)[1])
+            elif line.startswith("MEASURED"):
+                measured = {
+                    "manager_cpu": round((mgr.cpu() - cpu0) / (time.monotonic() - t0) * 100),
+                    "manager_rss_mb": round(mgr.rss() / 2**20),
+                    "bytes_per_conn": round(
+                        (rss_ready - rss0) / max(1, ready["connected"] + min(args.senders, n))
+                    ),
+                }
             elif line.startswith("DONE"):
-                result = json.loads(line.split(" ", 1)[1])
-                result["manager_cpu"] = round((mgr.cpu() - cpu0) / (time.monotonic() - t0) * 100)
-                result["manager_rss_mb"] = round(mgr.rss() / 2**20)
-                conns = max(1, ready["connected"] + min(args.senders, n))
-                result["bytes_per_conn"] = round((rss_ready - rss0) / conns)
+                result = json.loads(line.split(" ", 1)[1]) | measured
         fleet.wait(60)
         return result
     finally:
