@@ -6,7 +6,7 @@ DATA   ?= .heron
 ADMIN_PORT    ?= 1520
 ENDPOINT_PORT ?= 1519
 
-.PHONY: help sysdeps setup run test test-fast test-frozen lint build offline-bundle deb msi clean
+.PHONY: help sysdeps setup ebpf run test test-fast test-frozen lint build offline-bundle deb msi clean
 
 help:
 	@echo "make run    - set up, init ./.heron, start manager + local agent (mTLS)"
@@ -25,9 +25,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,build]'
 	@touch $@
 
-setup: $(BIN)/.installed
+setup: $(BIN)/.installed ebpf
 
-run: setup
+# The Linux eBPF sensor object (skipped with a warning when clang/bpftool/libbpf-dev are missing).
+ebpf: agent/sources/ebpf/heron.bpf.o
+
+agent/sources/ebpf/heron.bpf.o: agent/sources/ebpf/heron.bpf.c agent/sources/ebpf/build.sh
+	@bash agent/sources/ebpf/build.sh
+
+run: sysdeps setup
 	$(BIN)/python -m appliance.devrun --data-dir $(DATA) \
 		--admin-listen 127.0.0.1:$(ADMIN_PORT) --endpoint-listen 127.0.0.1:$(ENDPOINT_PORT)
 
@@ -41,18 +47,42 @@ lint: setup
 	$(BIN)/ruff check rules index agent appliance tests
 	$(BIN)/mypy
 
-build: setup
-	bash build/build.sh
+# Each artifact is a file target with its inputs as prerequisites, so `make build`, `make deb` and
+# `make offline-bundle` (in one invocation or in three) build each thing once and rebuild only
+# what changed (stamps in dist/; `make clean` drops them). The venv is an order-only prerequisite:
+# reinstalling it does not invalidate the programs.
+PROGRAM_INPUTS := pyproject.toml $(shell find rules index agent appliance build -type f \
+	\( -name '*.py' -o -name '*.gen' -o -name '*.spec' -o -name '*.sh' -o -name '*.js' \
+	-o -name '*.css' -o -name '*.html' -o -name '*.json' -o -name '*.svg' -o -name '*.toml' \
+	-o -name '*.o' \) -not -path '*/__pycache__/*' 2>/dev/null)
+DEB_INPUTS     := $(shell find packaging/deb -type f 2>/dev/null)
+BUNDLE_INPUTS  := $(shell find packaging/offline -type f 2>/dev/null)
+
+dist/.stamp-heron-manager: $(PROGRAM_INPUTS) | $(BIN)/.installed
+	bash build/build.sh manager
+	@touch $@
+
+dist/.stamp-heron-agent: $(PROGRAM_INPUTS) | $(BIN)/.installed
+	bash build/build.sh agent
+	@touch $@
+
+build: dist/.stamp-heron-manager dist/.stamp-heron-agent
+
+dist/.stamp-deb: dist/.stamp-heron-manager dist/.stamp-heron-agent $(DEB_INPUTS)
+	bash packaging/deb/build-deb.sh
+	@touch $@
+
+dist/.stamp-offline-bundle: dist/.stamp-deb $(BUNDLE_INPUTS)
+	bash packaging/offline/make-bundle.sh
+	@touch $@
 
 # Frozen programs only: build both once, then smoke-test them (also part of `make test`).
 test-frozen: sysdeps setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests/packaging
 
-deb: build
-	bash packaging/deb/build-deb.sh
+deb: dist/.stamp-deb
 
-offline-bundle: deb
-	bash packaging/offline/make-bundle.sh
+offline-bundle: dist/.stamp-offline-bundle
 
 # Needs the Windows one-dirs (dist/heron-*/heron-*.exe): PyInstaller cannot cross-compile.
 msi:

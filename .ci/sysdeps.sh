@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Heron's tests and builds need, only when missing (idempotent).
 set -euo pipefail
-want=(chromium chromium-driver wixl msitools iptables nftables dpkg-dev binutils)
+# clang llvm libbpf-dev bpftool: build the eBPF sensor (agent/sources/ebpf); libbpf1: load it
+want=(chromium chromium-driver wixl msitools iptables nftables dpkg-dev binutils clang llvm libbpf-dev bpftool libbpf1)
 missing=()
 for pkg in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -176,13 +176,23 @@ def _cmd_status(args: argparse.Namespace) -> int:
           f"detections: {status['detections']}  forwarded: {status['forwarded']}")
     print(f"cpu: {status['cpu_percent']:.1f}%  rss: {status['rss'] >> 20} MB  "
           f"throttled: {status['throttled']}")
+    sensor = status.get("sensor")
+    if sensor:  # Linux: eBPF, or the /proc fallback and why
+        losses = ", ".join(f"{k} {v}" for k, v in sensor.get("losses", {}).items()) or "none"
+        print(f"sensor: {sensor.get('mode')}" + (f"  (fallback: {sensor['reason']})"
+                                                 if sensor.get("reason") else
+                                                 f"  kernel losses: {losses}"))
     print(f"{'source':<12} {'events':>10} {'now':>10} {'average':>10} {'drops':>8} "
-          f"{'lost':>6} {'errors':>6} running")
+          f"{'lost':>6} {'shed':>6} {'degraded':>8} {'errors':>6} running")
     for name, s in status["sources"].items():
         now = f"{s['rate']:.1f}/s" if s.get("rate") is not None else "-"
         print(f"{name:<12} {s['events']:>10} {now:>10} {_rate(s['events'], uptime):>10} "
-              f"{s['drops']:>8} {s.get('lost', 0):>6} {s['errors']:>6} {s['running']}  "
-              f"{s['error']}")
+              f"{s['drops']:>8} {s.get('lost', 0):>6} {s.get('shed', 0):>6} "
+              f"{s.get('degraded', 0):>8} {s['errors']:>6} {s['running']}  {s['error']}")
+    acts = status["actions"]
+    if acts.get("dropped_actions") or acts.get("skipped"):
+        print(f"actions dropped: {acts.get('dropped_actions', {})}  "
+              f"skipped: {acts.get('skipped', {})}")
     return 0
 
 

@@ -67,6 +67,10 @@ def band_defaults(platform: str = sys.platform) -> dict[str, list[str]]:
         "high": ["report", "filedump", "regdump"],
         "critical": ["report", "filedump", "regdump", "memdump"],
     }
+    if not platform.startswith("win32"):
+        # Medium-severity Linux detections (exec from /tmp, …) fire constantly on build and
+        # package hosts: a brief report, no file copies, unless the rule asks for them.
+        wanted["medium"] = ["brief"]
     return {
         band: [a for a in names if platform.startswith(_PLATFORM_ACTIONS.get(a, ("",)))]
         for band, names in wanted.items()
@@ -92,7 +96,8 @@ class GeneralConfig:
     data_dir: str = _f(default_data_dir(), "state directory: artifacts/, alerts/, rules/")
     hostname: str = _f("", "override of the reported computer name (empty: the OS hostname)")
     endpoint_uuid: str = _f("", "endpoint id written to artifact manifests (set by enrollment)")
-    criticality_threshold: int = _f(5, "events with a detection of at least this score are sent")
+    criticality_threshold: int = _f(0, "events with a detection of at least this score are sent "
+                                       "(0: every detection)")
     enable_filters: bool = _f(True, "also send events matched only by Filter rules")
     log_all: bool = _f(False, "send every event to the sinks, detection or not")
     queue_size: int = _f(20000, "bounded queue between the sources and the pipeline")
@@ -108,6 +113,14 @@ class LinuxConfig:
                                     "directories watched with fanotify (create/modify/delete)")
     reader_nice: int = _f(-10, "nice value of the proc connector reader thread (0: unchanged); "
                                "a prompt reader catches short-lived processes")
+    ebpf_file_prefixes: list[str] = _f(
+        ["/tmp/", "/var/tmp/", "/dev/shm/", "/etc/", "/root/", "/home/", "/var/spool/cron/",
+         "/var/lib/", "/usr/lib/systemd/", "/lib/systemd/", "/usr/local/bin/", "/usr/bin/",
+         "/usr/sbin/", "/boot/"],
+        "linux-ebpf: file events only under these path prefixes (matched in the kernel, "
+        "recursive; at most 64, 256 bytes each)")
+    ebpf_ringbuf_mb: int = _f(8, "linux-ebpf: ring buffer size in MiB (rounded up to a power "
+                                 "of two); a full buffer drops records, counted per type")
     hash_on_exec: bool = _f(False, "hash images in the proc connector thread (default: the "
                                    "enrichment stage hashes them, keeping /proc reads fast)")
 
@@ -141,8 +154,10 @@ class ReplayConfig:
 class SourcesConfig:
     """[sources]: which event sources run."""
 
-    enabled: list[str] = _f(["etw"] if IS_WINDOWS else ["linux-proc", "linux-net", "linux-file"],
-                            "source names: etw, linux-proc, linux-net, linux-file, replay")
+    enabled: list[str] = _f(["etw"] if IS_WINDOWS else ["linux-ebpf"],
+                            "source names: etw, linux-ebpf, linux-proc, linux-net, linux-file, "
+                            "replay; linux-ebpf falls back to linux-proc + linux-net + "
+                            "linux-file where eBPF is unavailable")
     linux: LinuxConfig = field(default_factory=LinuxConfig, metadata={"help": "Linux sources"})
     etw: EtwConfig = field(default_factory=EtwConfig, metadata={"help": "ETW sources"})
     replay: ReplayConfig = field(default_factory=ReplayConfig, metadata={"help": "replay"})
@@ -191,6 +206,15 @@ class ActionsConfig:
     max_file_size: int = _f(100 * 1024 * 1024, "filedump skips files larger than this (bytes)")
     max_memdump_size: int = _f(512 * 1024 * 1024, "memdump size bound (Linux: stops there; "
                                "Windows: the richest minidump kind that fits)")
+    artifact_quota_bytes: int = _f(1 << 30, "artifact bytes on disk; above it uploaded artifacts "
+                                   "are evicted, then evidence is skipped (0: no quota)")
+    artifact_quota_per_hour: int = _f(256 << 20, "artifact bytes written per hour; above it "
+                                      "evidence is skipped (0: no quota)")
+    max_per_rule_hour: int = _f(20, "evidence jobs (dumps, reports) per rule per sliding hour; "
+                                "more are skipped and counted (0: no limit)")
+    rule_limits: list[str] = _f([], "per-rule overrides of max_per_rule_hour: \"Rule=N\"")
+    max_report_items: int = _f(500, "longest list kept in a report (processes, modules, "
+                               "connections…); cut lists carry a marker and their full length")
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +383,12 @@ def _validate(config: AgentConfig, source: str) -> None:
             if name not in ACTION_NAMES:
                 raise ConfigError(f"unknown action {name!r}", key=f"actions.{section}",
                                   source=source)
+    from agent.actions.budget import parse_rule_limits
+
+    try:
+        parse_rule_limits(acts.rule_limits)
+    except ValueError as ex:
+        raise ConfigError(str(ex), key="actions.rule_limits", source=source) from ex
     if config.general.queue_size < 1 or acts.queue_size < 1 or acts.workers < 1:
         raise ConfigError("queue sizes and workers must be >= 1", key="general.queue_size",
                           source=source)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import rules
+from rules import wire
 from rules.iocs import IocSet, ioc_rules, merge_detection
+from rules.suppress import SuppressionSet
 
 __all__ = ["Detector", "Verdict", "load_containers", "load_ioc_file"]
 
@@ -84,11 +87,19 @@ class Detector:
         self._text = rules_text
         self.ioc_criticality = ioc_criticality
         self.iocs = IocSet.from_iocs(iocs)
+        self.suppressions = SuppressionSet()
+        self.suppressed: dict[str, int] = {}  # rule -> detections silenced by a suppression
         self._builtin_count = self._count_builtin()
         self.engine = self._build(rules_text)
+        # what the manager shows per endpoint (rule count, hash, last update): see rules_state
+        self._rules_source = "manager" if rules_text.strip() else "local"
+        self._rules_sha256 = self._user_sha256()
+        self._rules_updated = time.time()
 
     def _build(self, text: str) -> rules.Engine:
-        engine = rules.Engine(containers=self._containers,
+        # ATT&CK on: the stored detection carries the rules' techniques and tactics (WHIDS
+        # had it off; `heron scan` without -a stays Gene-exact, it does not use this class).
+        engine = rules.Engine(containers=self._containers, show_attack=True,
                               default_actions=self._default_actions, timing=self.timing)
         if self._paths:
             engine.load(rules.load(self._paths))
@@ -102,6 +113,25 @@ class Detector:
         if not self._extra.strip():
             return 0
         return int(rules.Engine(rules.loads(self._extra, source="<builtin>")).rule_count)
+
+    def _user_sha256(self) -> str:
+        """The hash the manager serves for pushed rules (``wire.rules_sha256`` of /rules); for
+        local rule files, the same hash of their canonical text."""
+        if self._text.strip():
+            return wire.rules_sha256(self._text)
+        if not self._paths:
+            return ""
+        return wire.rules_sha256(str(rules.Engine(rules.load(self._paths)).rules_text()))
+
+    def rules_state(self) -> dict[str, str]:
+        """Rule count, rules hash, last update and source, as the agent reports them
+        (``Heron-Agent`` health event 9011, shown on the manager's ``GET /endpoints``)."""
+        from datetime import UTC, datetime
+
+        updated = datetime.fromtimestamp(self._rules_updated, UTC)
+        return {"RuleCount": str(self.user_rule_count), "RulesSha256": self._rules_sha256,
+                "RulesUpdated": updated.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "RulesSource": self._rules_source}
 
     @property
     def user_rule_count(self) -> int:
@@ -128,6 +158,8 @@ class Detector:
         with self._lock:
             self.engine = engine
             self._text = text
+        self._rules_source, self._rules_sha256 = "manager", wire.rules_sha256(text)
+        self._rules_updated = time.time()
         logger.info("rules reloaded: %d rules", engine.rule_count)
         return int(engine.rule_count)
 
@@ -147,6 +179,8 @@ class Detector:
         with self._lock:
             self.engine = engine
             self.ioc_criticality = ioc_criticality
+        if not self._text.strip() and old[0] != self._paths:
+            self._rules_sha256, self._rules_updated = self._user_sha256(), time.time()
         return int(engine.rule_count)
 
     def set_extra_rules(self, text: str) -> int:
@@ -170,16 +204,48 @@ class Detector:
         logger.info("IoCs loaded: %d indicators", len(ioc_set))
         return len(ioc_set)
 
+    def set_suppressions(self, items: Iterable[Any]) -> int:
+        """Replace the suppressions (``rules.suppress`` dicts from the manager); their count."""
+        sset = SuppressionSet.from_dicts(items)  # SuppressionError rejects the whole update
+        with self._lock:
+            self.suppressions = sset
+        logger.info("suppressions loaded: %d", len(sset))
+        return len(sset)
+
+    def _suppress(self, engine: rules.Engine, event: dict[str, Any],
+                  det: rules.Detection) -> rules.Detection | None:
+        """Remove suppressed signatures from the detection (and the event's block)."""
+        ev = event.get("Event")
+        data = ev.get("EventData") if isinstance(ev, dict) else None
+        gone = self.suppressions.suppressed(det.signatures, data if isinstance(data, dict)
+                                            else {})
+        if not gone:
+            return det
+        for sig in gone:
+            self.suppressed[sig] = self.suppressed.get(sig, 0) + 1
+        left = [s for s in det.signatures if s not in gone]
+        new = engine.detection_of(left, filtered=det.filtered) if left else None
+        if isinstance(ev, dict):
+            if new is None:
+                ev.pop("Detection", None)
+            else:
+                ev["Detection"] = new.to_dict(show_attack=engine.show_attack)
+        if new is None and det.filtered:
+            return rules.Detection(filtered=True)
+        return new
+
     def match(self, event: dict[str, Any]) -> Verdict:
         engine, iocs = self.engine, self.iocs
         det = engine.match(event)
+        if det is not None and det.signatures and len(self.suppressions):
+            det = self._suppress(engine, event, det)
         filtered = bool(det is not None and det.filtered)
         block: dict[str, Any] | None = None
         if det is not None and det.signatures:
             block = event["Event"].get("Detection") if isinstance(event.get("Event"), dict) \
                 else None
             if block is None:
-                block = det.to_dict(show_attack=False)
+                block = det.to_dict(show_attack=True)
         hits = iocs.match(event) if len(iocs) else []
         if hits:
             extra = ioc_rules(hits, criticality=self.ioc_criticality,

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.sources.procfs import PidDirectory, read_boot_id
 from agent.tracking.hashes import FileHasher
@@ -30,6 +31,8 @@ class Host:
     pids: PidDirectory
     agent_pid: int = field(default_factory=os.getpid)
     clock: Callable[[], float] = time.time
+    # Linux sensor: {"mode": "ebpf" | "proc", "reason": why eBPF is not used} (build_sources)
+    sensor: dict[str, Any] = field(default_factory=dict)
 
 
 def make_host(*, hostname: str = "", hash_max_size: int = 64 * 1024 * 1024,

@@ -31,6 +31,9 @@ class SourceCounters:
     drops: int = 0
     errors: int = 0
     lost: int = 0  # lost before reaching the agent (kernel / ETW buffer overflows)
+    shed: int = 0  # optional events deliberately not queued while the pipeline was behind
+    degraded: int = 0  # processed without enrichment/hashing/evidence (CPU pressure, backlog)
+    incomplete: int = 0  # emitted with partial details (the process vanished mid-read)
     running: bool = False
     error: str = ""
 
@@ -47,6 +50,7 @@ class Counters:
     own_events: int = 0
     sink_errors: int = 0
     pipeline_errors: int = 0
+    unprocessable: int = 0  # events the pipeline failed on (forwarded raw when storable)
     started: float = field(default_factory=time.time)
 
     def source(self, name: str) -> SourceCounters:
@@ -58,7 +62,8 @@ class Counters:
     def snapshot(self) -> dict[str, Any]:
         return {
             "sources": {n: {"events": s.events, "drops": s.drops, "errors": s.errors,
-                            "lost": s.lost,
+                            "lost": s.lost, "shed": s.shed, "degraded": s.degraded,
+                            "incomplete": s.incomplete,
                             "running": s.running, "error": s.error}
                         for n, s in self.sources.items()},
             "processed": self.processed,
@@ -68,6 +73,7 @@ class Counters:
             "own_events": self.own_events,
             "sink_errors": self.sink_errors,
             "pipeline_errors": self.pipeline_errors,
+            "unprocessable": self.unprocessable,
             "started": self.started,
         }
 

@@ -17,6 +17,7 @@ The seam for the link engineer (docs/interfaces.md, agent section): ``Agent.sink
 from __future__ import annotations
 
 import enum
+import errno
 import gc
 import logging
 import queue
@@ -32,7 +33,7 @@ from typing import Any
 import orjson
 
 import rules
-from agent.actions import OPT_IN, actions, plan_actions
+from agent.actions import OPT_IN, RESPONSE_ACTIONS, actions, plan_actions
 from agent.actions.report import build_report
 from agent.actions.runner import ActionRunner, Job
 from agent.canary import canary_rules, create_canaries, remove_canaries
@@ -40,10 +41,10 @@ from agent.config import AgentConfig
 from agent.detect import Detector, load_containers, load_ioc_file
 from agent.errors import AgentClosedError, SourceError
 from agent.host import Host, make_host
-from agent.monitor import Counters, ResourceGuard
+from agent.monitor import Counters, ResourceGuard, SourceCounters
 from agent.render import SYSMON_CHANNEL
 from agent.sinks import AlertLog, EventSink
-from agent.sources import EventSource, build_sources
+from agent.sources import EventSource, build_sources, sensor_status
 from agent.tracking.hooks import HookContext, run_hooks, service_lookup
 from agent.tracking.seed import seed_from_proc
 from agent.tracking.tracker import Tracker
@@ -52,7 +53,11 @@ __all__ = ["Agent", "AgentState", "build_agent"]
 
 logger = logging.getLogger(__name__)
 
-_Item = tuple[dict[str, Any], bool]
+_Item = tuple[dict[str, Any], bool, SourceCounters | None]
+# Deliberate degradation: process creation/termination are never shed at the source.
+_ESSENTIAL_EIDS = frozenset({1, 5})
+SHED_RATIO = 0.8  # queue fill above which optional live events are shed (counted) at the source
+DEGRADE_RATIO = 0.5  # queue fill above which enrichment, hashing and evidence are skipped
 
 
 class AgentState(enum.Enum):
@@ -72,8 +77,13 @@ def event_pid(data: dict[str, Any]) -> int:
         return 0
 
 
+def _system(ev: dict[str, Any]) -> dict[str, Any]:
+    system = ev.get("System")
+    return system if isinstance(system, dict) else {}
+
+
 def _event_id(ev: dict[str, Any]) -> int:
-    raw = ev.get("System", {}).get("EventID")
+    raw: Any = _system(ev).get("EventID")
     if isinstance(raw, dict):
         raw = raw.get("Value")
     try:
@@ -101,6 +111,8 @@ class Agent:
         self.counters = Counters(started=clock())
         self.state = AgentState.CREATED
         self._queue: queue.Queue[_Item] = queue.Queue(config.general.queue_size)
+        self._shed_at = max(1, int(config.general.queue_size * SHED_RATIO))
+        self._degrade_at = max(1, int(config.general.queue_size * DEGRADE_RATIO))
         self._threads: list[threading.Thread] = []
         self._source_threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -112,6 +124,8 @@ class Agent:
         self._flushers: list[Callable[[], None]] = []
         self._last_rates: tuple[float, dict[str, int]] = (time.monotonic(), {})
         self._seen_terminate = False
+        self._sink_errors: dict[int, str] = {}  # failing sink -> last error (logged once)
+        self._status_error = ""
         self._sysmon_seen = 0
         self.guard = ResourceGuard(max_cpu_percent=config.limits.max_cpu_percent,
                                    max_rss_mb=config.limits.max_rss_mb,
@@ -130,9 +144,17 @@ class Agent:
         """Replace the rule set with ``text`` (Gene rules); built-in rules stay. Rule count."""
         return self.detector.reload_rules(text)
 
+    def rules_state(self) -> dict[str, str]:
+        """Rule count, rules hash, last update (reported to the manager by the link)."""
+        return self.detector.rules_state()
+
     def set_iocs(self, iocs: Iterable[Any]) -> int:
         """Replace the IoC set (``rules.wire.Ioc`` or ``{type, value}``). Indicator count."""
         return self.detector.set_iocs(iocs)
+
+    def set_suppressions(self, items: Iterable[Any]) -> int:
+        """Replace the per-rule suppressions (``rules.suppress`` dicts). Their count."""
+        return self.detector.set_suppressions(items)
 
     def report(self, *, commands: bool = True, guid: str = "") -> dict[str, Any]:
         """IR report of this endpoint now (WHIDS ``report`` command)."""
@@ -259,13 +281,22 @@ class Agent:
                     if source.lossless:
                         while True:
                             try:
-                                self._queue.put((event, live), timeout=0.2)
+                                self._queue.put((event, live, counters), timeout=0.2)
                                 break
                             except queue.Full:
                                 if self._stop.is_set():
                                     raise
                     else:
-                        self._queue.put_nowait((event, live))
+                        if self._queue.qsize() >= self._shed_at and self._optional(event):
+                            # keep the last places for process creations: shed, counted
+                            counters.shed += 1
+                            self._done(1)
+                            if counters.shed in (1, 1000) or counters.shed % 100_000 == 0:
+                                logger.warning("pipeline behind: %d optional events shed from "
+                                               "%s (process creations kept)", counters.shed,
+                                               source.name)
+                            continue
+                        self._queue.put_nowait((event, live, counters))
                     counters.events += 1
                 except queue.Full:
                     counters.drops += 1
@@ -283,6 +314,11 @@ class Agent:
             logger.error("source %s crashed", source.name, exc_info=True)
         finally:
             counters.running = False
+
+    @staticmethod
+    def _optional(event: dict[str, Any]) -> bool:
+        ev = event.get("Event")
+        return not isinstance(ev, dict) or _event_id(ev) not in _ESSENTIAL_EIDS
 
     def _done(self, n: int) -> None:
         with self._inflight_lock:
@@ -309,21 +345,29 @@ class Agent:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            for event, live in batch:
+            # Deliberate degradation: under CPU pressure or with a backlog, optional work
+            # (enrichment, hashing, evidence actions) is skipped — counted per source — so the
+            # pipeline keeps up and events are not lost.
+            degraded = self.guard.throttle or self._queue.qsize() >= self._degrade_at
+            for event, live, counters in batch:
+                if degraded and live and counters is not None:
+                    counters.degraded += 1
                 try:
-                    self.process(event, live=live)
+                    self.process(event, live=live, degraded=degraded)
                 except Exception:
                     self.counters.pipeline_errors += 1
                     logger.error("pipeline error", exc_info=True)
+                    self._forward_raw(event)
             for flush in self._flushers:
                 try:
                     flush()
-                except Exception:
-                    self.counters.sink_errors += 1
-                    logger.error("sink flush failed", exc_info=True)
+                    if self._sink_errors:
+                        self._sink_ok(flush)
+                except Exception as ex:
+                    self._sink_failed(flush, ex)
             self._done(len(batch))
-            if self.guard.throttle:
-                time.sleep(0.05)
+            if self.guard.throttle and self._queue.qsize() < self._degrade_at // 2:
+                time.sleep(0.05)  # over the CPU limit with no backlog: yield to the host
 
     # --- one event --------------------------------------------------------------------------
 
@@ -343,20 +387,47 @@ class Agent:
             return True
         return str(data.get("ProcessId", "")) == me or guid in self._own
 
-    def process(self, event: dict[str, Any], *, live: bool = False) -> bool:
-        """Run one event through the pipeline; True when it was forwarded to the sinks."""
-        ev = event.get("Event")
+    def _forward_raw(self, event: Any) -> None:
+        """Keep an event the pipeline failed on: forwarded as received, counted.
+
+        Only ``{"Event": {...}}`` objects can be stored by the manager (one other value would
+        refuse the whole batch): anything else is counted and logged as dropped.
+        """
+        self.counters.unprocessable += 1
+        if not isinstance(event, dict) or not isinstance(event.get("Event"), dict):
+            logger.warning("dropped an event that is not an {\"Event\": {...}} object")
+            return
+        self.counters.forwarded += 1
+        for sink in self.sinks:
+            try:
+                sink.submit(event)
+            except Exception:
+                self.counters.sink_errors += 1
+                logger.error("sink %r failed", sink, exc_info=True)
+
+    def process(self, event: dict[str, Any], *, live: bool = False,
+                degraded: bool = False) -> bool:
+        """Run one event through the pipeline; True when it was forwarded to the sinks.
+
+        ``degraded``: skip enrichment, hashing and evidence actions (CPU pressure, backlog);
+        tracking, detection, response actions and forwarding still run. Raises only for an
+        event the pipeline cannot handle (the caller forwards it raw).
+        """
+        ev = event.get("Event") if isinstance(event, dict) else None
         if not isinstance(ev, dict):
+            self.counters.unprocessable += 1
+            logger.warning("dropped an event that is not an {\"Event\": {...}} object")
             return False
         self.counters.processed += 1
         eid = _event_id(ev)
         if live and self.config.general.ignore_self and self._is_own(ev, eid) and eid != 5:
             self.counters.own_events += 1
             return False
-        ctx = HookContext(self.tracker, self.host.hasher if live else None, self._services,
-                          self.clock(), archive_dir=self.config.tracking.sysmon_archive_dir)
+        ctx = HookContext(self.tracker, self.host.hasher if live and not degraded else None,
+                          self._services, self.clock(),
+                          archive_dir=self.config.tracking.sysmon_archive_dir)
         with self.tracker.lock:  # readers (reports, commands) iterate tracks on other threads
-            run_hooks(ctx, event, enrich=live and self.config.tracking.enrich)
+            run_hooks(ctx, event, enrich=live and self.config.tracking.enrich and not degraded)
         if live and not self._seen_terminate:
             self._check_terminations(ev, eid)
         raw_data = ev.get("EventData")
@@ -378,16 +449,40 @@ class Agent:
             self.counters.filtered += 1
             forward = forward or gen.enable_filters
         if det is not None and det.get("Actions") and live:
-            self._act(event, data, det, list(det["Actions"]))
+            self._act(event, data, det, list(det["Actions"]), degraded=degraded)
         if forward:
             self.counters.forwarded += 1
             for sink in self.sinks:
                 try:
                     sink.submit(event)
-                except Exception:
-                    self.counters.sink_errors += 1
-                    logger.error("sink %r failed", sink, exc_info=True)
+                    if self._sink_errors:
+                        self._sink_ok(sink)
+                except Exception as ex:
+                    self._sink_failed(sink, ex)
         return forward
+
+    def _sink_failed(self, sink: object, ex: Exception) -> None:
+        """Count a sink failure; log it once per distinct error, never once per event."""
+        self.counters.sink_errors += 1
+        # the same errno is the same state (a short write differs only in its byte counts)
+        msg = f"errno {ex.errno}" if isinstance(ex, OSError) and ex.errno else \
+            f"{type(ex).__name__}: {ex}"
+        key = id(getattr(sink, "__self__", sink))  # a flush method and its sink are one
+        if self._sink_errors.get(key) == msg:
+            return
+        self._sink_errors[key] = msg
+        if isinstance(ex, OSError):  # disk full, I/O error: one line, no traceback
+            what = "data disk full" if ex.errno in (errno.ENOSPC, errno.EDQUOT) else "I/O error"
+            logger.error("sink %r failed: %s (%s); counted in sink_errors, logged again only "
+                         "when the error changes", sink, what, ex)
+        else:
+            logger.error("sink %r failed", sink, exc_info=True)
+
+    def _sink_ok(self, sink: object) -> None:
+        key = id(getattr(sink, "__self__", sink))
+        if self._sink_errors.pop(key, None) is not None:
+            logger.warning("sink %r works again (%d sink errors so far)", sink,
+                           self.counters.sink_errors)
 
     def _check_terminations(self, ev: dict[str, Any], eid: int) -> None:
         """WHIDS hookProcTerm: warn while Sysmon never reported a process termination.
@@ -395,7 +490,7 @@ class Agent:
         Without EventID 5 tracks are never freed early (only the ``tracking.max_tracks`` cap
         bounds them) and parent fields go stale: usually a Sysmon configuration problem.
         """
-        if ev.get("System", {}).get("Channel") != SYSMON_CHANNEL:
+        if _system(ev).get("Channel") != SYSMON_CHANNEL:
             return
         if eid == 5:
             self._seen_terminate = True
@@ -406,8 +501,15 @@ class Agent:
                            "the Sysmon configuration", self._sysmon_seen)
 
     def _act(self, event: dict[str, Any], data: dict[str, Any], det: dict[str, Any],
-             requested: list[str]) -> None:
+             requested: list[str], *, degraded: bool = False) -> None:
         guid = str(data.get("ProcessGuid", ""))
+        if degraded:
+            shed = [a for a in requested if a and a not in RESPONSE_ACTIONS]
+            if shed:
+                self.runner.stats.count(self.runner.stats.skipped, ["cpu pressure"] * len(shed))
+                requested = [a for a in requested if a in RESPONSE_ACTIONS]
+            if not requested:
+                return
         track = self.tracker.get(guid)
         acfg = self.config.actions
         plan = plan_actions(requested, allowed=acfg.allowed, tracked=track is not None,
@@ -468,7 +570,7 @@ class Agent:
             if r.ioc_file and r.ioc_file != old.rules.ioc_file:
                 self.detector.set_iocs(load_ioc_file(r.ioc_file))
         self.config = applied
-        self.runner.config = applied
+        self.runner.configure(applied)
         if gen.endpoint_uuid != old.general.endpoint_uuid:
             self.runner.endpoint = gen.endpoint_uuid
         for name in sorted(OPT_IN & (set(acts.allowed) - set(old.actions.allowed))):
@@ -485,6 +587,7 @@ class Agent:
         for source in self.sources:
             sc = self.counters.source(source.name)
             sc.lost = int(getattr(source, "lost", 0))
+            sc.incomplete = int(getattr(source, "incomplete", 0))
             sc.error = str(getattr(source, "error", "") or sc.error)  # e.g. an ETW consumer
         snap = self.counters.snapshot()
         now = time.monotonic()
@@ -500,17 +603,18 @@ class Agent:
             "time": self.clock(),
             "hostname": self.host.hostname,
             "queue": {"size": self._queue.qsize(), "max": self._queue.maxsize},
-            "actions": {"queue": self.runner._queue.qsize(), "queued": self.runner.stats.queued,
-                        "dropped": self.runner.stats.dropped, "done": self.runner.stats.done,
-                        "runs": dict(self.runner.stats.runs),
-                        "failures": dict(self.runner.stats.failures)},
+            "actions": self.runner.status(),
             "tracks": len(self.tracker),
             "rules": self.detector.rule_count,
             "iocs": len(self.detector.iocs),
+            "suppressions": len(self.detector.suppressions),
+            "suppressed": dict(self.detector.suppressed),
             "cpu_percent": self.guard.cpu_percent,
             "rss": self.guard.current_rss(),
             "throttled": self.guard.throttle,
         })
+        if self.host.sensor:
+            snap["sensor"] = sensor_status(self.host, self.sources)
         return snap
 
     def _write_status(self) -> None:
@@ -520,8 +624,14 @@ class Agent:
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(orjson.dumps(self.status(), option=orjson.OPT_INDENT_2))
             tmp.replace(path)
-        except OSError:
-            logger.error("cannot write %s", path, exc_info=True)
+        except OSError as ex:
+            if str(ex) != self._status_error:  # once per state change, not every 2 s
+                self._status_error = str(ex)
+                logger.error("cannot write %s: %s", path, ex)
+            return
+        if self._status_error:
+            self._status_error = ""
+            logger.warning("%s written again", path)
 
     def _status_loop(self) -> None:
         while not self._stop.wait(2.0):

@@ -9,6 +9,7 @@ engineer's forwarding sink implements the same one-method protocol.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -74,22 +75,48 @@ class AlertLog:
         self.keep = max(1, keep)
         self._clock = clock
         self._lock = threading.Lock()
-        self._fh: Any = None
+        self._fd: int | None = None
+        self._buf: list[bytes] = []
+        self._pending = 0  # bytes in _buf
         self._opened = 0.0
-        self._size = 0
+        self._size = 0  # bytes of whole lines in the file
         self.written = 0
+        self.dropped = 0  # lines lost to a write error (full disk): never half a line
         self.batched = False  # set by the pipeline, which then calls flush() per batch
 
     def _open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("ab")
-        self._size = self._fh.tell()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                           | getattr(os, "O_BINARY", 0), 0o640)
+        self._size = os.fstat(self._fd).st_size
         self._opened = self._clock()
 
+    def _write_buffer(self) -> None:
+        """Write the buffered lines whole or not at all (a failed write is cut back, raised)."""
+        if not self._buf or self._fd is None:
+            return
+        data = b"".join(self._buf)
+        lines = len(self._buf)
+        self._buf.clear()
+        self._pending = 0
+        try:
+            n = os.write(self._fd, data)
+            if n != len(data):
+                raise OSError(errno.ENOSPC, f"short write ({n} of {len(data)} bytes)")
+        except OSError:
+            self.dropped += lines
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass
+            raise
+        self._size += len(data)
+
     def _rotate(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            self._write_buffer()
+            os.close(self._fd)
+            self._fd = None
         for n in range(self.keep - 1, 0, -1):
             src = self.dir / f"alerts.log.{n}"
             if src.exists():
@@ -106,32 +133,33 @@ class AlertLog:
             return
         line = orjson.dumps(event) + b"\n"
         with self._lock:
-            if self._fh is None:
+            if self._fd is None:
                 self._open()
-            if self._size and (self._size + len(line) > self.max_bytes
-                               or self._clock() - self._opened >= self.rotation_interval):
+            total = self._size + self._pending
+            if total and (total + len(line) > self.max_bytes
+                          or self._clock() - self._opened >= self.rotation_interval):
                 self._rotate()
                 self._open()
-            self._fh.write(line)
-            self._size += len(line)
+            self._buf.append(line)
+            self._pending += len(line)
             self.written += 1
-            if not self.batched:
-                self._fh.flush()
+            if not self.batched or self._pending >= 1 << 20:
+                self._write_buffer()
 
     def flush(self) -> None:
-        """Push buffered lines to the file (the pipeline calls it after every batch)."""
+        """Write the buffered lines (the pipeline calls it after every batch)."""
         with self._lock:
-            if self._fh is not None:
-                self._fh.flush()
+            self._write_buffer()
 
     def close(self) -> None:
         with self._lock:
-            if self._fh is not None:
+            if self._fd is not None:
                 try:
-                    self._fh.close()
-                except Exception:
+                    self._write_buffer()
+                except OSError:
                     pass
-                self._fh = None
+                os.close(self._fd)
+                self._fd = None
 
 
 def read_alerts(directory: str | Path) -> list[dict[str, Any]]:

@@ -18,7 +18,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from rules import wire
 
@@ -199,6 +198,7 @@ def _service_log(data_dir: Path) -> logging.Handler:
 
 def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> int:
     from .console import console_for
+    from .localadmin import publish, withdraw
     from .misp.integration import start_misp_worker, stop_misp
     from .server import ManagerServer
     from .services.retention import start_retention_worker, stop_retention
@@ -214,6 +214,7 @@ def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> i
         bound = server.start()
         start_misp_worker(ctx)
         start_retention_worker(ctx)
+        publish(ctx, Path(args.data_dir), bound.admin)  # CLI admin commands while it runs
         print(
             json.dumps(
                 {
@@ -226,6 +227,7 @@ def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> i
         stop.wait()
     finally:
         logger.info("shutting down")
+        withdraw(Path(args.data_dir))
         stop_retention(ctx)
         stop_misp(ctx)
         server.close()
@@ -257,7 +259,40 @@ def _with_store(args: argparse.Namespace) -> AppContext:
     return open_context(args.data_dir, with_events=False, memory_events=True)
 
 
+def _running(args: argparse.Namespace) -> Any:
+    """The running manager's admin API (appliance/localadmin.py), or None."""
+    from .localadmin import local_admin
+
+    return local_admin(Path(args.data_dir))
+
+
+def _api_user(api: Any, name: str) -> dict[str, Any]:
+    for user in api.call("GET", "/users"):
+        if name in (user.get("uuid"), user.get("identifier")):
+            return dict(user)
+    raise ConfigError(f"no user {name!r}")
+
+
+def _user_via_api(api: Any, args: argparse.Namespace) -> int:
+    if args.action == "add":
+        print(json.dumps(api.call("POST", "/users", {
+            "identifier": args.name, "role": args.role, "group": args.group,
+            "description": args.description})))
+    elif args.action == "list":
+        for user in api.call("GET", "/users"):
+            print(json.dumps(user))
+    elif args.action == "delete":
+        print(json.dumps(api.call("DELETE", f"/users/{_api_user(api, args.name)['uuid']}")))
+    else:
+        uuid = _api_user(api, args.name)["uuid"]
+        print(json.dumps(api.call("POST", f"/users/{uuid}?newkey=true", {})))
+    return 0
+
+
 def cmd_user(args: argparse.Namespace) -> int:
+    api = _running(args)
+    if api is not None:
+        return _user_via_api(api, args)
     ctx = _with_store(args)
     try:
         if args.action == "add":
@@ -280,7 +315,42 @@ def cmd_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_bundle(out_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """The bundle files an agent installs (`heron-agent enroll --bundle DIR`)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "client.pem").write_text(doc["certificate_pem"])
+    fd = os.open(out_dir / "client.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(doc["key_pem"])
+    (out_dir / "ca.pem").write_text(doc["ca_pem"])
+    meta = {
+        "uuid": doc["uuid"],
+        "endpoint_url": doc["endpoint_url"],
+        "manager": doc["manager"],
+        "addresses": doc.get("addresses", [doc["manager"]]),
+        "group": doc["group"],
+        "client_cert": "client.pem",
+        "client_key": "client.key",
+        "ca_cert": "ca.pem",
+    }
+    (out_dir / "bundle.json").write_text(json.dumps(meta, indent=2))
+    return dict(meta, dir=str(out_dir))
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
+    api = _running(args)
+    if api is not None:  # the manager runs: mint through its admin API
+        if args.action == "token":
+            body: dict[str, Any] = {"group": args.group}
+            if args.ttl:
+                body["ttl"] = args.ttl
+            out = api.call("POST", "/enroll/tokens", body)
+            print(json.dumps(out) if args.json else out["token"])
+        else:
+            doc = api.call("POST", "/enroll/bundle",
+                           {"group": args.group, "hostname": args.hostname})
+            print(json.dumps(_write_bundle(args.out, doc)))
+        return 0
     ctx = _with_store(args)
     try:
         if args.action == "token":
@@ -294,32 +364,25 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             }
             print(json.dumps(out) if args.json else token)
         else:
-            bundle = ctx.identity.bundle(group=args.group, hostname=args.hostname)
-            out_dir: Path = args.out
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "client.pem").write_text(bundle.certificate_pem)
-            fd = os.open(out_dir / "client.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(bundle.key_pem)
-            (out_dir / "ca.pem").write_text(bundle.ca_pem)
-            url = urlsplit(bundle.endpoint_url)
-            meta = {
-                "uuid": bundle.uuid,
-                "endpoint_url": bundle.endpoint_url,
-                "manager": f"{url.hostname}:{url.port or wire.ENDPOINT_PORT}",
-                "group": bundle.group,
-                "client_cert": "client.pem",
-                "client_key": "client.key",
-                "ca_cert": "ca.pem",
-            }
-            (out_dir / "bundle.json").write_text(json.dumps(meta, indent=2))
-            print(json.dumps(dict(meta, dir=str(out_dir))))
+            from .resources.admin_content import bundle_document
+
+            doc = bundle_document(ctx, args.group, args.hostname)
+            print(json.dumps(_write_bundle(args.out, doc)))
     finally:
         ctx.close()
     return 0
 
 
 def cmd_endpoint(args: argparse.Namespace) -> int:
+    api = _running(args)
+    if api is not None:
+        if args.action == "list":
+            for ep in api.call("GET", "/endpoints"):
+                print(json.dumps(ep))
+        else:
+            api.call("POST", f"/endpoints/{args.uuid}/revoke", {})
+            print(json.dumps({"uuid": args.uuid, "revoked": True}))
+        return 0
     ctx = _with_store(args)
     try:
         if args.action == "list":
@@ -329,6 +392,118 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
             print(json.dumps({"uuid": args.uuid, "revoked": ctx.identity.revoke(args.uuid)}))
     finally:
         ctx.close()
+    return 0
+
+
+def cmd_suppression(args: argparse.Namespace) -> int:
+    """`heron-manager suppression list|add|delete|noisy`: noise tuning (docs/manager.md)."""
+    from .services.tuning import tuning_for
+
+    ctx = _with_store(args)
+    try:
+        tuning = tuning_for(ctx)
+        if args.action == "list":
+            for item in tuning.all():
+                print(json.dumps(item))
+        elif args.action == "add":
+            print(json.dumps(tuning.add({k: v for k, v in {
+                "rule": args.rule, "image_prefix": args.image_prefix,
+                "parent_prefix": args.parent_prefix, "command_line_regex": args.command_line,
+                "user": args.user, "group": args.group, "comment": args.comment}.items() if v})))
+        elif args.action == "delete":
+            tuning.delete(args.rule)
+            print(json.dumps({"deleted": args.rule}))
+        else:
+            for row in tuning.noisiest_rules(days=args.days):
+                print(json.dumps(row))
+    finally:
+        ctx.close()
+    return 0
+
+
+def _rules_import(args: argparse.Namespace, paths: list[str]) -> int:
+    """`rules import DIR|ARCHIVE`: a gene-rules checkout or its archive (format detected)."""
+    from .services.genepack import is_gene_pack, read_gene_pack
+
+    if len(paths) != 1:
+        raise ConfigError("rules import takes one directory or archive")
+    path = Path(paths[0])
+    if not path.exists():
+        raise ConfigError("no such file or directory", where=str(path))
+    if not is_gene_pack(path):  # a SigmaHQ checkout or release archive
+        if path.is_dir() and not any(path.rglob("*.yml")) and not any(path.rglob("*.yaml")):
+            raise ConfigError("not a rule pack: no Gene (*.gen) nor Sigma (*.yml) rules",
+                              where=str(path))
+        return _sigma_import(args, path)
+    try:
+        pack = read_gene_pack(path, version=args.version or "")
+    except ValueError as ex:
+        raise ConfigError(str(ex), where=str(path)) from ex
+    body = {"name": args.name or path.name.split(".")[0], "rules": pack["rules"],
+            "source": path.name, "version": pack["version"], "licence": pack["licence"]}
+    api = _running(args)
+    if api is not None:
+        out = api.call("POST", "/rules/import", body)
+    else:
+        ctx = _with_store(args)
+        try:
+            out = ctx.content.import_rules_pack(body.pop("name"), body.pop("rules"), **body)
+        finally:
+            ctx.close()
+    print(json.dumps(dict(out, files=pack["files"]), indent=2))
+    return 0
+
+
+def _sigma_import(args: argparse.Namespace, path: Path) -> int:
+    """`rules import PATH` of a SigmaHQ checkout or release archive into the rule store."""
+    ctx = _with_store(args)
+    try:
+        status = None if not args.status else [] if args.status == ["all"] else args.status
+        result = ctx.content.import_pack(str(path), name=args.name or "sigmahq", status=status)
+    except ValueError as ex:
+        raise ConfigError(str(ex), where=str(path)) from ex
+    finally:
+        ctx.close()
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """`rules packs|versions|enable|disable|rollback`: through the running manager's admin API
+    when it runs, else on the store (docs/manager.md "Rule packs")."""
+    names, pack = list(args.names), args.pack or ""
+    if args.action == "import":
+        return _rules_import(args, names)
+    if args.action in ("enable", "disable") and not (names or pack):
+        raise ConfigError("name the rules or give --pack")
+    if args.action == "rollback" and len(names) != 1:
+        raise ConfigError("rollback takes one version (see `rules versions`)")
+    api = _running(args)
+    if api is not None:
+        if args.action in ("packs", "versions"):
+            out: Any = api.call("GET", f"/rules/{args.action}")
+        elif args.action == "rollback":
+            out = api.call("POST", "/rules/rollback", {"version": names[0]})
+        else:
+            out = api.call("POST", "/rules/state", {"enabled": args.action == "enable",
+                                                    "names": names, "pack": pack})
+    else:
+        ctx = _with_store(args)
+        try:
+            if args.action == "packs":
+                out = ctx.content.packs()
+            elif args.action == "versions":
+                out = ctx.content.history.versions()
+            elif args.action == "rollback":
+                out = {"version": names[0], "rules": ctx.content.rollback(names[0])}
+            else:
+                out = {"changed": ctx.content.set_enabled(
+                    enabled=args.action == "enable", names=names, pack=pack)}
+            if isinstance(out, dict):
+                out["sha256"] = ctx.content.rules_text()[1]
+        finally:
+            ctx.close()
+    print(json.dumps(out, indent=2))
     return 0
 
 
@@ -512,6 +687,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "revoke"])
     p.add_argument("uuid", nargs="?", default="")
     p.set_defaults(fn=cmd_endpoint)
+
+    p = data(sub.add_parser("suppression", help="per-rule suppressions and the noisiest rules"))
+    p.add_argument("action", choices=["list", "add", "delete", "noisy"])
+    p.add_argument("rule", nargs="?", default="", help="add: rule name (* = every rule); "
+                   "delete: suppression id")
+    p.add_argument("--image-prefix", default="")
+    p.add_argument("--parent-prefix", default="")
+    p.add_argument("--command-line", default="", help="regex searched in CommandLine")
+    p.add_argument("--user", default="")
+    p.add_argument("--group", default="", help="only endpoints of this host group")
+    p.add_argument("--comment", default="")
+    p.add_argument("--days", type=float, default=1.0, help="noisy: window in days")
+    p.set_defaults(fn=cmd_suppression)
+
+
+    p = data(sub.add_parser("rules", help="rule packs: list, enable/disable, versions, rollback"))
+    p.add_argument("action",
+                   choices=["packs", "versions", "enable", "disable", "rollback", "import"])
+    p.add_argument("names", nargs="*", help="rule names (enable/disable), the version "
+                                            "(rollback) or a gene-rules checkout/archive (import)")
+    p.add_argument("--pack", default="", help="enable/disable: every rule of this pack")
+    p.add_argument("--name", default="", help="import: pack name (default: the path's name)")
+    p.add_argument("--version", default="", help="import: pack version when the checkout has "
+                                                 "no .git")
+    p.add_argument("--status", action="append",
+                   help="import of Sigma rules: statuses to import (repeat; default stable and "
+                        "test; 'all')")
+    p.add_argument("--json", action="store_true", help="import of Sigma rules: one-line JSON")
+    p.set_defaults(fn=cmd_rules)
 
     for name in ("openapi", "routes"):
         p = sub.add_parser(name, help=f"print the {name} of an API")

@@ -156,6 +156,11 @@ class RetentionConfig:
         0, "drop the oldest events while their estimated bytes on disk are larger (0 = no cap)")
     interval: float = _f(3600.0, "seconds between maintenance passes (0 = no periodic pass)")
     merge: bool = _f(True, "merge index segments and reclaim space after each pass")
+    artifact_max_age_days: int = _f(
+        30, "delete uploaded artifacts received more than this many days ago (0 = forever)")
+    artifact_endpoint_max_bytes: int = _f(
+        5 << 30, "per-endpoint artifact quota: its oldest artifacts are deleted while it holds "
+        "more (0 = no cap)")
 
 
 SECTIONS: dict[str, type] = {
@@ -233,6 +238,35 @@ class Config:
         host, port = parse_listen(self.endpoint.listen)
         name = self.tls.server_names[0] if self.tls.server_names else host
         return f"https://{name}:{port}"
+
+    def endpoint_addresses(self) -> list[str]:
+        """``host:port`` names agents can use, IP addresses first (they work without DNS,
+        which many air-gapped networks lack): the public URL's host when one is configured,
+        else the listen address when it is a specific IP, then the certificate's names."""
+        import ipaddress
+        from urllib.parse import urlsplit
+
+        _, port = parse_listen(self.endpoint.listen)
+        if self.endpoint.public_url:
+            url = urlsplit(self.endpoint.public_url)
+            return [f"{url.hostname}:{url.port or port}"]
+        host, _ = parse_listen(self.endpoint.listen)
+        names = ([] if host in ("0.0.0.0", "::", "") else [host]) + list(self.tls.server_names)
+
+        def is_ip(name: str) -> bool:
+            try:
+                ipaddress.ip_address(name.strip("[]"))
+            except ValueError:
+                return False
+            return True
+
+        ordered = [n for n in names if is_ip(n)] + [n for n in names if not is_ip(n)]
+        out: list[str] = []
+        for name in ordered:
+            shown = f"[{name}]" if ":" in name and not name.startswith("[") else name
+            if f"{shown}:{port}" not in out:
+                out.append(f"{shown}:{port}")
+        return out or [f"localhost:{port}"]
 
     def admin_url(self) -> str:
         host, port = parse_listen(self.admin.listen)

@@ -64,6 +64,12 @@ class AppContext:
             self.store.close()
 
 
+def _rule_counts(ctx: AppContext) -> dict[str, int]:
+    """Endpoints per rule-state status (services/rulestate.py), for /metrics."""
+    uuids = [e.uuid for e in ctx.store.endpoints.list(status="active")]
+    return ctx.ingest.rule_states.counts(uuids, ctx.content.rules_text()[1])
+
+
 def _misp_queue(ctx: AppContext) -> float:
     sync = ctx.extra.get("misp")
     if sync is None:
@@ -149,6 +155,14 @@ def build_context(
         lambda: float(store.commands.pending_count()),
     )
     metrics.gauge("heron_uptime_seconds", "seconds since start", lambda: clock() - metrics.started)
+    for status, what in (("no-rules", "report running with no rules"),
+                         ("outdated", "run a rules hash other than the served one"),
+                         ("unknown", "never reported their rules")):
+        metrics.gauge(
+            f"heron_endpoints_rules_{status.replace('-', '_')}",
+            f"enrolled endpoints that {what}",
+            lambda s=status: float(_rule_counts(ctx)[s]),  # type: ignore[misc]
+        )
     metrics.gauge(
         "heron_misp_queue",
         "sighting batches waiting for MISP (0 without MISP sync)",

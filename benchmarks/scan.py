@@ -11,7 +11,11 @@ CPU of a run on an empty input: interpreter start and rule compilation), which i
 code controls. Usage:
 
     .venv/bin/python benchmarks/scan.py [--repeat N] [--copies 10] [--format jsonl|summary]
-                                        [--no-formats]
+                                        [--sigma] [--no-formats]
+
+`--sigma` adds every SigmaHQ rule of ../shared/corpus/sigma (all statuses; only the Windows
+ones meet these Windows events) to the gene-rules, and prints what the per-event CPU means for
+an agent at 100 events/s.
 
 The input-format cases (one job) read the corpus events written as each export `rules.inputs`
 reads: Windows XML (wevtutil layout) and Winlogbeat JSON by the exporters of the parity tests,
@@ -36,6 +40,8 @@ SHARED = ROOT.parent / "shared"
 RULES = SHARED / "corpus" / "gene-rules" / "compiled.gen"
 EVENTS = SHARED / "gene-oracle" / "corpus-events.jsonl.gz"
 EVTX_DIR = SHARED / "corpus" / "EVTX-ATTACK-SAMPLES"
+SIGMA = SHARED / "corpus" / "sigma"
+RULE_ARGS = ["-r", str(RULES)]
 _ELAPSED = re.compile(r"Elapsed:\s+([0-9.]+)s")
 _EVENTS = re.compile(r"Events scanned:\s+(\d+)")
 
@@ -110,7 +116,7 @@ def make_formats(dest: Path) -> list[tuple[str, Path]]:
 def run(inputs: list[str], jobs: int, fmt: str, out: Path
         ) -> tuple[int, float, float, float, float]:
     """Run one scan; return (events, scan s, wall s, CPU s incl. workers, peak RSS MiB)."""
-    cmd = [sys.executable, "-m", "rules.cli", "scan", "-r", str(RULES), "--jobs", str(jobs),
+    cmd = [sys.executable, "-m", "rules.cli", "scan", *RULE_ARGS, "--jobs", str(jobs),
            "--format", fmt, "--no-progress", "-o", str(out), *inputs]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -132,6 +138,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (best is kept)")
     parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--format", default="jsonl", choices=("jsonl", "summary"))
+    parser.add_argument("--sigma", action="store_true", help="add every SigmaHQ rule")
+    parser.add_argument("--jobs", type=int, action="append", help="job counts (default 1, 2)")
     parser.add_argument("--no-formats", action="store_true", help="skip the input-format cases")
     parser.add_argument("--make-formats", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -139,6 +147,8 @@ def main() -> int:
         for label, path in make_formats(Path(args.make_formats)):
             print(f"{label}\t{path}")
         return 0
+    if args.sigma:
+        RULE_ARGS.extend(["-r", str(SIGMA), "--sigma-status", "all"])
     for needed in (RULES, EVENTS, EVTX_DIR):
         if not needed.exists():
             print(f"missing {needed}", file=sys.stderr)
@@ -152,13 +162,14 @@ def main() -> int:
                        for _ in range(args.repeat))
         cases = [(f"JSONL corpus x{args.copies}", [str(jsonl)]),
                  ("EVTX corpus (177 files)", [str(EVTX_DIR)])]
-        print(f"rules: {RULES.name} (134 rules), output format: {args.format}, "
+        names = RULES.name + (" + SigmaHQ (all statuses)" if args.sigma else "")
+        print(f"rules: {names}, output format: {args.format}, "
               f"best of {args.repeat}, startup CPU {baseline:.2f}s, "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"{'case':<25} {'jobs':>4} {'events':>7} {'scan ev/s':>10} {'e2e ev/s':>9} "
               f"{'ev/CPU-s':>9} {'peak RSS MiB':>12}")
         for label, inputs in cases:
-            for jobs in (1, 2):
+            for jobs in args.jobs or (1, 2):
                 best = None
                 for _ in range(args.repeat):
                     result = run(inputs, jobs, args.format, tmpdir / "out.jsonl")
@@ -169,6 +180,8 @@ def main() -> int:
                 cpu_rate = events / max(cpu - baseline, 1e-3)  # workers are forked, no reload
                 print(f"{label:<25} {jobs:>4} {events:>7} {events / scan_s:>10,.0f} "
                       f"{events / wall:>9,.0f} {cpu_rate:>9,.0f} {rss:>12.1f}")
+                if args.sigma and jobs == 1:
+                    print(f"{'':<25} engine CPU at 100 events/s: {100 / cpu_rate:.1%} of a core")
         if not args.no_formats:
             made = subprocess.run([sys.executable, __file__, "--make-formats", str(tmpdir)],
                                   check=True, capture_output=True, text=True).stdout

@@ -42,6 +42,8 @@ HASH_ALGOS = ("md5", "sha1", "sha256", "imphash")
 _HEX = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _HEX_LENGTHS = {32: "md5", 40: "sha1", 64: "sha256"}
 _KV_MAX = 512
+_ATTACK_MAX = 64  # NOTE(index): ATTACK entries read per detection (hostile input is bounded)
+_ATTACK_LEN = 64
 
 
 def event_hash(data: dict[str, Any]) -> str:
@@ -101,6 +103,45 @@ def detection_of(inner: dict[str, Any]) -> tuple[list[str], int]:
     except (TypeError, ValueError):
         crit = 0
     return sigs, max(0, min(crit, 255))
+
+
+def attack_tactic(value: str) -> str:
+    """A tactic as it is indexed: lower-case, words joined by ``-`` ("Defense Evasion" →
+    ``defense-evasion``, the ATT&CK short name most rules use)."""
+    return "-".join(value.lower().replace("_", " ").split())
+
+
+def attack_of(inner: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Return ``(technique IDs, tactics)`` of ``Event.Detection.ATTACK`` (upper-case IDs, tactics
+    as :func:`attack_tactic`), deduplicated in order; ``([], [])`` when there is none."""
+    detection = inner.get("Detection")
+    items = detection.get("ATTACK") if isinstance(detection, dict) else None
+    if not isinstance(items, list):
+        return [], []
+    techniques: dict[str, None] = {}
+    tactics: dict[str, None] = {}
+    for item in items[:_ATTACK_MAX]:
+        if not isinstance(item, dict):
+            continue
+        tid, tactic = item.get("ID"), item.get("Tactic")
+        if isinstance(tid, str) and tid.strip():
+            techniques[tid.strip().upper()[:_ATTACK_LEN]] = None
+        if isinstance(tactic, str) and tactic.strip():
+            tactics[attack_tactic(tactic)[:_ATTACK_LEN]] = None
+    return list(techniques), list(tactics)
+
+
+def attack_terms(techniques: list[str], tactics: list[str]) -> list[str]:
+    """The ``attack`` index tokens: each technique, its parent (``T1059.004`` → also ``t1059``,
+    so ``attack:T1059`` finds sub-techniques) and each tactic, lower-case."""
+    out: dict[str, None] = {}
+    for tid in techniques:
+        low = tid.lower()
+        out[low] = None
+        out[low.split(".", 1)[0]] = None
+    for tactic in tactics:
+        out[tactic] = None
+    return list(out)
 
 
 def kv_term(key: str, value: str) -> str:

@@ -28,8 +28,8 @@ def finalize_event(
     inner = event.get("Event") if isinstance(event, dict) else None
     if not isinstance(inner, dict):
         raise InvalidEventError('not an {"Event": {...}} object', position=pos)
-    if not isinstance(inner.get("System", {}), dict):
-        raise InvalidEventError("Event.System is not an object", position=pos)
+    # NOTE(index): any System shape is stored (a missing or odd one reads as no System);
+    # refusing it refused the agent's whole batch.
     edr_prev = inner.get("EdrData")
     if not isinstance(edr_prev, dict):
         edr_prev = {}

@@ -8,6 +8,7 @@ Syntax (case-insensitive field names and values)::
 
     query   := or ( "OR" | "||" ) or …        implicit AND between clauses
     clause  := [ "NOT" | "-" | "+" ] ( "(" query ")" | field ":" value | value )
+    field   := name | "quoted name"             (quoted: names with spaces or colons)
     value   := word | "phrase" | "[" a TO b "]" | "{" a TO b "}" | (">"|">="|"<"|"<=") v
                | "(" value value … ")"         (any of, for one field)
 
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 import tantivy
 
 from index.errors import IndexQueryError
-from index.fields import PROMOTED, kv_term, parse_hashes
-from index.schema import NO_KV, TEXT_FIELDS, to_micros
+from index.fields import PROMOTED, attack_tactic, kv_term, parse_hashes
+from index.schema import NO_KV, TEXT_FIELDS, build_analyzer, to_micros
 from index.timewin import parse_datetime
 
 __all__ = ["FIELD_ALIASES", "QueryTranslator", "tokenize_text"]
@@ -57,6 +58,9 @@ FIELD_ALIASES: dict[str, tuple[str, str]] = {
     "signature": ("raw", "sig"),
     "sig": ("raw", "sig"),
     "eventhash": ("raw", "ehash"),
+    "attack": ("attack", "attack"),
+    "technique": ("attack", "attack"),
+    "tactic": ("attack", "attack"),
     "hash": ("hash", "hash"),
     "hashes": ("hash", "hash"),
     "md5": ("hash", "hash"),
@@ -66,7 +70,9 @@ FIELD_ALIASES: dict[str, tuple[str, str]] = {
     "detection": ("bool", "det"),
     "retro": ("bool", "retro"),
 }
-_TOKEN_RE = re.compile(r"[0-9A-Za-z\u00c0-\uffff]+")
+_ANALYZER = build_analyzer()
+_KV_MAX = 512  # NOTE(index): as fields.kv_term
+_WORDS_PER_REGEX = 3  # words per kv regex when a whole phrase's automaton is too large
 _FIELD_RE = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@-]*")
 _REGEX_META = set("\\.+*?()|[]{}^$#&-~")
 _WILD_TOKEN_RE = re.compile(r"[0-9a-z\u00c0-\uffff?]+")
@@ -76,8 +82,12 @@ _MAX_DEPTH = 32
 
 
 def tokenize_text(text: str) -> list[str]:
-    """Split text the way the ``heron`` analyzer does (alphanumeric runs, lower-cased)."""
-    return [t.lower() for t in _TOKEN_RE.findall(text) if len(t) <= 255]
+    """Split text with the ``heron`` analyzer itself, so query words are the indexed tokens.
+
+    (A Python approximation of Tantivy's Unicode ``is_alphanumeric`` split missed words with
+    characters such as ``ª`` or ``𝐀`` and split on symbols such as ``€``.)
+    """
+    return list(_ANALYZER.analyze(text))
 
 
 def _wildcard_regex(pattern: str) -> str:
@@ -122,6 +132,11 @@ def _lex(text: str) -> list[_Tok]:
             i += 1
         elif c == '"':
             i = _lex_phrase(text, i, toks)
+            if text.startswith(":", i) and i + 1 < n and text[i + 1] not in " \t\r\n)":
+                # "Field name":value names a field that has spaces or colons (Defender's
+                # "Action ID", "xmlns:auto-ns2").
+                toks[-1] = _Tok("FIELD", toks[-1].text, toks[-1].pos)
+                i += 1
         elif text.startswith("&&", i):
             toks.append(_Tok("AND", "&&", i))
             i += 2
@@ -246,11 +261,17 @@ class QueryTranslator:
             micros = to_micros(parse_datetime(value))
             return Q.range_query(self._schema, name, tantivy.FieldType.Integer, micros, micros)
         if kind == "hash":
-            return self._hash(name, value, wild)
+            # An EventData field may have the alias's name (Defender's `Hash`): either matches.
+            return _any([self._hash(name, value, wild), self._data(field.lower(), value, wild)])
+        if kind == "attack":  # T1059 / t1059.004 / "Defense Evasion" / defense-evasion
+            value = attack_tactic(value)
+            kind = "raw"
         if kind == "raw":
             if wild:
-                return Q.regex_query(self._schema, name, _wildcard_regex(value.lower()))
-            return Q.term_query(self._schema, name, value.lower())
+                raw = Q.regex_query(self._schema, name, _wildcard_regex(value.lower()))
+            else:
+                raw = Q.term_query(self._schema, name, value.lower())
+            return _any([raw, self._data(field.lower(), value, wild)])
         return self._data(name, value, wild)
 
     def _free(self, tok: _Tok) -> tantivy.Query:
@@ -286,12 +307,33 @@ class QueryTranslator:
         if not words and name not in NO_KV:
             return Q.term_query(self._schema, "kv", kv_term(name, value))
         if promoted is not None:
-            return self._phrase(promoted, words)
-        # Words in order, on token boundaries, anywhere in this field's value.
-        sep = "[^0-9a-z\u00c0-\uffff]"
-        body = f"{sep}+".join(words)
-        pattern = f"{_wildcard_regex(name)}=(.*{sep})?{body}({sep}.*)?"
-        return Q.regex_query(self._schema, "kv", pattern)
+            phrase = self._phrase(promoted, words)
+            if name in NO_KV:
+                return phrase
+            return _any([Q.term_query(self._schema, "kv", kv_term(name, value)), phrase])
+        # The exact value (first _KV_MAX characters, as indexed), or its words in order.
+        return _any([Q.term_query(self._schema, "kv", kv_term(name, value)),
+                     self._field_words(name, words)])
+
+    def _field_words(self, name: str, words: list[str]) -> tantivy.Query:
+        """Words in order, on token boundaries, anywhere in this field's value.
+
+        One kv regex does it exactly; a long phrase makes an automaton over Tantivy's state
+        limit (``C:\\Program Files (x86)\\…`` was refused), so it is then split into regexes
+        of a few overlapping words each, plus the whole phrase on ``all`` for adjacency.
+        """
+        whole = _kv_words_regex(name, words)
+        try:
+            return Q.regex_query(self._schema, "kv", whole)
+        except ValueError as ex:
+            if "size limit" not in str(ex):
+                raise
+        step = _WORDS_PER_REGEX - 1
+        parts = [self._phrase("all", words)]
+        for start in range(0, max(1, len(words) - 1), step):
+            chunk = words[start:start + _WORDS_PER_REGEX]
+            parts.append(Q.regex_query(self._schema, "kv", _kv_words_regex(name, chunk)))
+        return Q.boolean_query([(Occur.Must, q) for q in parts])
 
     def _token_wildcard(self, field: str, value: str) -> tantivy.Query:
         """Token-level wildcard over an analyzed field.
@@ -398,6 +440,12 @@ def _to_int(text: str, tok: _Tok) -> Callable[[str], int]:
 
 def _to_micros(value: str) -> int:
     return to_micros(parse_datetime(value))
+
+
+def _kv_words_regex(name: str, words: list[str]) -> str:
+    sep = "[^0-9a-z\u00c0-\uffff]"
+    body = f"{sep}+".join(_wildcard_regex(w) for w in words)
+    return f"{_wildcard_regex(name)}=(.*{sep})?{body}({sep}.*)?"
 
 
 def _any(clauses: list[tantivy.Query]) -> tantivy.Query:

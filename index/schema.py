@@ -4,8 +4,9 @@ Field layout (all text lower-cased at ingestion so queries are case-insensitive)
 
 * ``seq`` (u64, stored, fast): store sequence number, the document identity.
 * ``ts`` / ``rt`` (i64 microseconds since the epoch, fast): event and receipt time (UTC).
-* ``endpoint``, ``host``, ``channel``, ``computer``, ``sig``, ``hash``, ``ehash``: ``raw`` exact
-  tokens. SECURITY/PERF: hashes live in raw fields because the ``default`` tokenizer drops
+* ``endpoint``, ``host``, ``channel``, ``computer``, ``sig``, ``hash``, ``ehash``, ``attack``:
+  ``raw`` exact tokens (``attack``: ATT&CK technique IDs, their parents and tactics).
+  SECURITY/PERF: hashes live in raw fields because the ``default`` tokenizer drops
   tokens longer than 40 characters (a SHA-256 would never match).
 * ``event_id``, ``crit``, ``det``, ``retro`` (u64, fast).
 * promoted high-cardinality EventData fields (``image``, ``command_line``, …): the ``heron``
@@ -36,6 +37,8 @@ from index.fields import (
     COLUMNS_ONLY,
     HASH_ALGOS,
     PROMOTED,
+    attack_of,
+    attack_terms,
     detection_of,
     event_id_of,
     event_time,
@@ -59,14 +62,15 @@ __all__ = [
     "Projection",
     "project",
     "project_many",
+    "build_analyzer",
     "register_analyzers",
     "to_micros",
     "with_raw",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5  # 5: the `attack` field (ATT&CK techniques and tactics)
 ANALYZER = "heron"
-RAW_FIELDS = ("endpoint", "host", "channel", "computer", "sig", "hash", "ehash")
+RAW_FIELDS = ("endpoint", "host", "channel", "computer", "sig", "hash", "ehash", "attack")
 NUMERIC_FIELDS = ("seq", "event_id", "crit")
 BOOL_FIELDS = ("det", "retro")
 DATE_FIELDS = ("ts", "rt")
@@ -117,15 +121,19 @@ def from_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
-def register_analyzers(index: tantivy.Index) -> None:
-    """Register the ``heron`` analyzer (must be done every time an index is opened)."""
-    analyzer = (
+def build_analyzer() -> tantivy.TextAnalyzer:
+    """The ``heron`` analyzer: simple tokenizer, tokens up to 255 bytes, lower-cased."""
+    return (
         tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
         .filter(tantivy.Filter.remove_long(255))
         .filter(tantivy.Filter.lowercase())
         .build()
     )
-    index.register_tokenizer(ANALYZER, analyzer)
+
+
+def register_analyzers(index: tantivy.Index) -> None:
+    """Register the ``heron`` analyzer (must be done every time an index is opened)."""
+    index.register_tokenizer(ANALYZER, build_analyzer())
 
 
 
@@ -279,6 +287,7 @@ def project_many(
         if not isinstance(system, dict):
             system = {}
         sigs, crit = detection_of(inner)
+        techniques, tactics = attack_of(inner) if sigs else ([], [])
         edr_event = (inner.get("EdrData") or {}).get("Event") or {}
         retro = bool(edr_event.get("Retro"))
         ts, event_id = _time_and_id(event, system, rt)
@@ -334,6 +343,8 @@ def project_many(
         doc["all"] = free
         if sigs:
             doc["sig"] = [s.lower() for s in sigs]
+        if techniques or tactics:
+            doc["attack"] = attack_terms(techniques, tactics)
         if digests:
             doc["hash"] = digests
         get = columns.get
@@ -353,6 +364,8 @@ def project_many(
             bool(sigs),
             retro,
             ehash,
+            techniques,
+            tactics,
         )
         out.append(Projection(seq, dumps(doc), raws[i], row))
     return out

@@ -48,7 +48,11 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("detection", "BOOLEAN"),
     ("retro", "BOOLEAN"),
     ("event_hash", "VARCHAR"),
+    # added after the first release: _create adds them to an older file (ALTER TABLE appends)
+    ("techniques", "VARCHAR[]"),
+    ("tactics", "VARCHAR[]"),
 )
+_ADDED_COLUMNS = ("techniques", "tactics")
 _ALLOWED_SQL = {"SELECT", "EXPLAIN"}
 
 
@@ -112,6 +116,9 @@ class Tables:
     def _create(self) -> None:
         cols = ", ".join(f"{name} {ddl}" for name, ddl in EVENT_COLUMNS)
         self._con.execute(f"CREATE TABLE IF NOT EXISTS events ({cols})")
+        ddl = dict(EVENT_COLUMNS)
+        for name in _ADDED_COLUMNS:
+            self._con.execute(f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {name} {ddl[name]}")
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS batches (endpoint VARCHAR NOT NULL, batch_id VARCHAR "
             "NOT NULL, first_seq UBIGINT NOT NULL, count UINTEGER NOT NULL, rt TIMESTAMP)"

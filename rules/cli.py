@@ -44,6 +44,14 @@ def _add_rule_args(p: argparse.ArgumentParser) -> None:
                    help="rule file or directory (repeatable)")
     p.add_argument("--skip-bad-rules", action="store_true",
                    help="report bad rules and continue without them")
+    p.add_argument("--sigma-status", action="append", metavar="STATUS",
+                   help="Sigma statuses loaded from directories (repeatable; default stable "
+                        "and test; 'all')")
+
+
+def _sigma_status(args: argparse.Namespace) -> tuple[str, ...] | None:
+    wanted = args.sigma_status or ["stable", "test"]
+    return None if "all" in wanted else tuple(wanted)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> RuleSet:
-    ruleset = load(args.rules, collect_errors=args.skip_bad_rules)
+    ruleset = load(args.rules, collect_errors=args.skip_bad_rules,
+                   sigma_status=_sigma_status(args))
     for err in ruleset.errors:
         print(f"heron: bad rule skipped: {err}", file=sys.stderr)
     return ruleset
@@ -164,6 +173,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         tags=tuple(args.tag) if args.tag else None, skip_bad_rules=args.skip_bad_rules,
         show_attack=args.attack, all=args.all, min_criticality=args.min_criticality,
         no_filter=args.no_filter, keep_output=args.format != "summary",
+        sigma_status=_sigma_status(args),
         input_format=args.input_format)
     engine, problems = scanmod.build_engine(opts)  # fail fast on bad rules, in this process
     for err in problems:
@@ -218,7 +228,7 @@ def _run_scan(args: argparse.Namespace, opts: scanmod.ScanOptions, engine: Engin
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    ruleset = load(args.rules, collect_errors=True)
+    ruleset = load(args.rules, collect_errors=True, sigma_status=_sigma_status(args))
     issues = validate(ruleset, args.container)
     for issue in issues:
         print(str(issue))

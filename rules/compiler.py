@@ -78,7 +78,15 @@ def compile_group(rules: tuple[CompiledRule, ...]) -> GroupFn:
     """
     ns: dict[str, Any] = {"_gs": go_string}
     lines = ["def _group(d, ed, comp):", "    hits = []", "    add = hits.append"]
+    native = [c for c in rules if hasattr(c.rule, "compile_native")]
+    if native:  # Sigma rules run as one indexed block, placed at the first one's position
+        from .sigma.block import compile_block  # noqa: PLC0415 - only with Sigma rules
+        ns["_native"] = compile_block(native)
     for i, c in enumerate(rules):
+        if native and c is native[0]:
+            lines.append("    hits.extend(_native(d))")
+        if native and hasattr(c.rule, "compile_native"):
+            continue
         ns[f"_rule{i}"] = c
         if c.source is not None:
             ns.update(c.ns)
@@ -128,8 +136,12 @@ def _cost(m: Matcher) -> float:
 def compile_rule(rule: Rule, containers: Mapping[str, Any]) -> CompiledRule:
     """Compile one rule; `containers` maps existing (non-empty) container names to sets.
 
-    Raises `RuleError` subclasses located at the rule.
+    Raises `RuleError` subclasses located at the rule. Rules of another format (Sigma) bring
+    their own compiler (`compile_native`).
     """
+    native = getattr(rule, "compile_native", None)
+    if native is not None:
+        return native()  # type: ignore[no-any-return]
     compiled = CompiledRule(rule)
     try:
         _compile_into(compiled, rule, containers)

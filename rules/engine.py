@@ -103,6 +103,8 @@ class Engine:
         self._compiled: list[CompiledRule] = []
         self._cache: dict[tuple[str, int], tuple[tuple[CompiledRule, ...], GroupFn | None]] = {}
         self._groups: dict[tuple[CompiledRule, ...], GroupFn] = {}
+        self._correlations: list[Any] = []  # Sigma correlation rules (rules.sigma.correlation)
+        self._silenced: set[int] = set()
         self.scanned = 0
         self.positives = 0
         if ruleset is not None:
@@ -140,12 +142,35 @@ class Engine:
                 have.add(rule.name)
                 new.append(compiled)
             self._compiled = self._compiled + new
+            errors += self._bind_correlations(collect_errors)
             self._ruleset = self._ruleset + ruleset
             self._cache = {}
             self._groups = {}
             for c in new:
                 if c.disabled:
                     logger.info("rule %s disabled: %s", c.name, c.disabled)
+        return errors
+
+    def _bind_correlations(self, collect_errors: bool) -> list[RuleError]:
+        """Sigma correlations find the rules they watch (by Sigma name, id or title)."""
+        errors: list[RuleError] = []
+        kept: list[CompiledRule] = []
+        correlations: list[Any] = []
+        for c in self._compiled:
+            bind = getattr(c, "bind", None)
+            if bind is not None:
+                reason = bind(self._compiled)
+                if reason is not None:
+                    err = RuleError(reason, source=c.rule.source, rule=c.name)
+                    if not collect_errors:
+                        raise err
+                    errors.append(err)
+                    continue
+                correlations.append(c)
+            kept.append(c)
+        self._compiled = kept
+        self._correlations = correlations
+        self._silenced = {m for c in correlations if not c.corr.generate for m in c.members}
         return errors
 
     def add_container(self, name: str, values: Iterable[str]) -> None:
@@ -239,6 +264,8 @@ class Engine:
             hits = self._timed(candidates, event, ed, computer, self.timing_sample)
         else:
             hits = group(event, ed, computer)
+        if self._correlations and hits:
+            hits = self._correlate(event, hits)
         if not hits:
             return None
         matched: list[CompiledRule] = []
@@ -253,6 +280,16 @@ class Engine:
             return Detection(filtered=True)
         self.positives += 1
         return self._detection(matched, filtered)
+
+    def _correlate(self, event: dict[str, Any], hits: list[CompiledRule]) -> list[CompiledRule]:
+        """Feed correlations; rules they watch are dropped unless `generate: true`."""
+        silenced = self._silenced
+        out = [c for c in hits if id(c) not in silenced] if silenced else list(hits)
+        with self._lock:
+            for corr in self._correlations:
+                if corr.feed(event, hits):
+                    out.append(corr)
+        return out
 
     @staticmethod
     def _timed(candidates: tuple[CompiledRule, ...], event: dict[str, Any],
@@ -277,6 +314,16 @@ class Engine:
             if hit:
                 hits.append(c)
         return hits
+
+    def detection_of(self, names: tuple[str, ...] | list[str], *,
+                     filtered: bool = False) -> Detection | None:
+        """The detection the named loaded rules would give together (None: no such rule).
+
+        Used to recompute criticality and actions when some signatures are suppressed.
+        """
+        wanted = set(names)
+        matched = [c for c in self._compiled if c.name in wanted]
+        return self._detection(matched, filtered) if matched else None
 
     def _detection(self, matched: list[CompiledRule], filtered: bool) -> Detection:
         crit = 0

@@ -52,6 +52,7 @@ class ScanOptions:
     min_criticality: int = 0
     no_filter: bool = False
     keep_output: bool = True
+    sigma_status: tuple[str, ...] | None = ("stable", "test")  # None: every Sigma status
     input_format: str = "auto"  # rules.inputs.FORMATS
 
 
@@ -306,7 +307,8 @@ def build_engine(opts: ScanOptions) -> tuple[Engine, list[Exception]]:
     containers: dict[str, list[str]] = {}
     for name, path in opts.containers:
         containers.setdefault(name, []).extend(read_container(path))
-    ruleset: RuleSet = load(opts.rules, collect_errors=opts.skip_bad_rules)
+    ruleset: RuleSet = load(opts.rules, collect_errors=opts.skip_bad_rules,
+                            sigma_status=opts.sigma_status)
     problems: list[Exception] = list(ruleset.errors)
     if opts.names is not None or opts.tags is not None:
         ruleset = ruleset.select(names=opts.names, tags=opts.tags)
@@ -349,10 +351,40 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(opts: ScanOptions, fmt: str) -> None:
-    if _WORKER.get("opts") != opts or "engine" not in _WORKER:  # forked workers inherit it
+    if _WORKER.get("opts") != opts or "engine" not in _WORKER:
         engine, _ = build_engine(opts)
         _WORKER.update(engine=engine)
     _WORKER.update(opts=opts, fmt=fmt)
+
+
+def _init_pool_worker(opts: ScanOptions, fmt: str) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _init_worker(opts, fmt)
+
+
+def pool_context() -> Any:
+    """The multiprocessing context of scan workers: never `fork` (see `Scanner._run_pool`)."""
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
+        else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["rules.scan"])  # PERF(heron): workers start imported
+    return ctx
+
+
+def _kill_pool(pool: Any) -> None:
+    """Stop a ProcessPoolExecutor now: cancel queued work, kill and reap its workers."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    for proc in procs:
+        proc.join()
 
 
 def scan_unit(unit: Unit, write: Callable[[bytes], None] | None = None,
@@ -461,16 +493,34 @@ class Scanner:
                 if progress is not None:
                     progress(total.bytes, total.events)
         else:
-            import multiprocessing
-
-            ctx = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-            with ctx.Pool(min(self.jobs, len(units)), initializer=_init_worker,
-                          initargs=(self.opts, self.fmt)) as pool:
-                # PERF(heron): batch many small files per round trip, keep input order
-                chunksize = max(1, min(16, len(units) // (self.jobs * 8)))
-                self._drain(pool.imap(scan_unit, units, chunksize), total, write, progress)
+            self._run_pool(units, total, write, progress)
         logger.debug("scan took %.3fs", time.perf_counter() - started)
         return total
+
+    def _run_pool(self, units: list[Unit], total: ScanStats, write: Callable[[bytes], None],
+                  progress: Callable[[int, int], None] | None) -> None:
+        """Scan in worker processes, in input order; workers never outlive this call.
+
+        Workers start from a fresh interpreter (forkserver, or spawn where there is none),
+        never from a fork of this process: a fork of a process with threads (a progress bar,
+        the caller's own) could inherit a lock held by another thread and block for good
+        (issue 25: a worker stuck in SimpleQueue.get, and `--jobs 2` never ended). A dead
+        worker raises BrokenProcessPool instead of hanging; on any error or Ctrl-C the
+        workers are killed and reaped before the exception goes on.
+        """
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = pool_context()
+        pool = ProcessPoolExecutor(min(self.jobs, len(units)), mp_context=ctx,
+                                   initializer=_init_pool_worker, initargs=(self.opts, self.fmt))
+        try:
+            # PERF(heron): batch many small files per round trip, keep input order
+            chunksize = max(1, min(16, len(units) // (self.jobs * 8)))
+            self._drain(pool.map(scan_unit, units, chunksize=chunksize), total, write, progress)
+        except BaseException:
+            _kill_pool(pool)
+            raise
+        pool.shutdown(wait=True)
 
     @staticmethod
     def _drain(results: Iterator[tuple[Unit, bytes, ScanStats]], total: ScanStats,

@@ -60,6 +60,8 @@ def _rule_issues(compiled: CompiledRule) -> Iterable[Issue]:
     def issue(severity: Severity, code: str, message: str) -> Issue:
         return Issue(severity, code, message, rule.name, rule.source, rule.line)
 
+    if hasattr(rule, "compile_native"):
+        return  # Sigma: `extra` holds the Sigma attributes; pySigma validated the rule
     for key in rule.meta.extra:
         yield issue(
             Severity.INFO,
@@ -112,6 +114,8 @@ def validate(ruleset: RuleSet, containers: Iterable[str] = ()) -> list[Issue]:
         _from_error(ex, "duplicate-name" if isinstance(ex, DuplicateRuleError) else "load-error")
         for ex in ruleset.errors
     ]
+    issues += [Issue(Severity.INFO, "sigma-unsupported", ex.reason, ex.rule, ex.source, ex.line)
+               for ex in ruleset.unsupported]
     existing = {name: frozenset[str]() for name in containers}
     seen: dict[str, str] = {}
     for rule in ruleset:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# HERON_SHARED: ../shared seen from a worktree that is not beside it (e.g. /work/wt/<name>)
+SHARED = Path(os.environ.get("HERON_SHARED") or ROOT.parent / "shared")
 
 
 @pytest.fixture(scope="session")

@@ -43,3 +43,8 @@ def test_ingest_benchmark_runs() -> None:
 def test_startup_benchmark_runs() -> None:
     out = _run("benchmarks/startup.py", "--runs", "1")
     assert "start-up to first answer" in out and "run 1:" in out
+
+
+def test_misp_backfill_benchmark_runs() -> None:
+    out = _run("benchmarks/misp_backfill.py", "--reports", "12")
+    assert "pushed in 2 slices" in out and "during a held push" in out

@@ -18,7 +18,8 @@ ALLOWED_OURS = {
 }
 # Third-party modules each package may import (stdlib is always allowed).
 THIRD_PARTY = {
-    "rules": {"evtx", "orjson", "msgspec"},
+    # sigma, yaml: pySigma parses Sigma rules (rules/sigma, issue 19), imported only when used
+    "rules": {"evtx", "orjson", "msgspec", "sigma", "yaml"},
     "index": {"evtx", "orjson", "msgspec", "tantivy", "duckdb", "zstandard"},
     "agent": {"evtx", "orjson", "msgspec", "psutil", "pefile", "etw", "win32serviceutil",
               "win32service", "win32event", "servicemanager", "pywintypes", "win32api",

@@ -5,12 +5,13 @@ from __future__ import annotations
 from agent.actions.artifacts import ArtifactDir, ArtifactFile
 from agent.actions.base import Action, ActionContext
 from agent.actions.planner import Plan, band_of, plan_actions
-from agent.actions.registry import ACTION_NAMES, ACTION_ORDER, OPT_IN, actions
+from agent.actions.registry import ACTION_NAMES, ACTION_ORDER, OPT_IN, RESPONSE_ACTIONS, actions
 
 __all__ = [
     "ACTION_NAMES",
     "ACTION_ORDER",
     "OPT_IN",
+    "RESPONSE_ACTIONS",
     "Action",
     "ActionContext",
     "ArtifactDir",

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ class ArtifactDir:
     """One ``<guid>/<event-hash>`` directory; thread-safe ``add_*`` calls."""
 
     def __init__(self, root: Path, *, process_guid: str, event_hash: str, endpoint: str,
-                 hostname: str, rule: list[str], ts: float) -> None:
+                 hostname: str, rule: list[str], ts: float,
+                 on_write: Callable[[int], None] | None = None) -> None:
         self.process_guid = process_guid.strip("{}") or "00000000-0000-0000-0000-000000000000"
         self.event_hash = event_hash
         self.path = Path(root) / safe_name(self.process_guid) / event_hash
@@ -70,6 +72,7 @@ class ArtifactDir:
         self.time = rfc3339_nano(ts)
         self._files: dict[str, ArtifactFile] = {}
         self._lock = threading.Lock()
+        self.on_write = on_write  # bytes of every registered file (artifact quota accounting)
 
     def _ensure(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -89,7 +92,11 @@ class ArtifactDir:
     def _write(self, path: Path, data: bytes) -> None:
         """Write atomically: readers never see a partial file under its final name."""
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a disk-full leftover must not fill the disk further
+            raise
         os.replace(tmp, path)
 
     def add_bytes(self, name: str, data: bytes, kind: str) -> ArtifactFile:
@@ -111,6 +118,8 @@ class ArtifactDir:
         with self._lock:
             self._files[path.name] = entry
             self._write_manifest()
+        if self.on_write is not None:
+            self.on_write(entry.size)
         return entry
 
     def files(self) -> list[ArtifactFile]:
@@ -130,9 +139,7 @@ class ArtifactDir:
 
     def _write_manifest(self) -> None:
         self._ensure()
-        tmp = self.path / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(self.manifest(), indent=1), encoding="utf-8")
-        os.replace(tmp, self.path / MANIFEST)
+        self._write(self.path / MANIFEST, json.dumps(self.manifest(), indent=1).encode("utf-8"))
 
 
 def verify(path: Path) -> list[str]:

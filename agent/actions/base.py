@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from agent.actions.artifacts import ArtifactDir
+    from agent.actions.budget import ArtifactStore
     from agent.config import AgentConfig
     from agent.host import Host
     from agent.tracking.tracker import Tracker
@@ -31,6 +32,7 @@ class ActionContext:
     config: AgentConfig
     clock: Callable[[], float]
     run_commands: Callable[..., list[dict[str, Any]]] | None = None
+    store: ArtifactStore | None = None  # quota accounting and the sha256 de-duplication index
 
     @property
     def event_data(self) -> dict[str, Any]:

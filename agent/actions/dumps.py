@@ -17,6 +17,7 @@ dumped (``[vvar]``, ``[vsyscall]`` and unreadable pages are skipped), up to
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -85,31 +86,81 @@ def filedump_candidates(ctx: ActionContext) -> list[str]:
     return [p for p in seen if os.path.isfile(p)]
 
 
+def _sha256_of(ctx: ActionContext, path: str) -> str:
+    """sha256 of ``path``: from the host's hash cache (enrichment already hashed most images)."""
+    hashes = ctx.host.hasher.hash_file(path)
+    if hashes is not None:
+        return hashes.sha256
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _copy(src: str, dst: Path) -> str:
+    """Stream ``src`` to ``dst`` atomically (no whole-file buffer); sha256 of what was copied."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    h = hashlib.sha256()
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(1 << 20):
+                h.update(chunk)
+                fout.write(chunk)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, dst)
+    return h.hexdigest()
+
+
 def filedump(ctx: ActionContext) -> None:
-    """Copy every referenced file (≤ ``actions.max_file_size``), once per sha256."""
+    """Copy every referenced file (≤ ``actions.max_file_size``) once per sha256 in the store.
+
+    A file whose sha256 was already dumped (in this directory or anywhere in the artifact store)
+    is not copied again: ``filerefs.json`` lists ``{path, sha256, size, ref}`` with ``ref`` the
+    first copy (``<guid>/<event-hash>/<name>`` relative to the artifact root).
+    """
     limit = ctx.config.actions.max_file_size
     dumped: set[str] = {f.sha256 for f in ctx.artifacts.files() if f.kind == "filedump"}
     ns = int(ctx.clock() * 1e9)
     errors = []
+    refs: list[dict[str, Any]] = []
+    copied = 0
     for path in filedump_candidates(ctx):
         try:
             size = os.path.getsize(path)
             if size > limit:
                 logger.info("filedump: %s skipped (%d bytes > %d)", path, size, limit)
                 continue
-            data = Path(path).read_bytes()
+            digest = _sha256_of(ctx, path)
         except OSError as ex:
             errors.append(f"{path}: {ex}")
             continue
-        import hashlib
-
-        digest = hashlib.sha256(data).hexdigest()
         if digest in dumped:
             continue
         dumped.add(digest)
+        first = ctx.store.known(digest) if ctx.store is not None else None
+        if first is not None:
+            refs.append({"path": path, "sha256": digest, "size": size, "ref": first})
+            if ctx.store is not None:
+                ctx.store.referenced(size)
+            continue
         name = f"{ns}_{os.path.basename(path.replace(chr(92), '/'))}.bin"
-        ctx.artifacts.add_bytes(name, data, "filedump")
-    if errors and not dumped:
+        dst = ctx.artifacts.unique(name)
+        try:
+            digest = _copy(path, dst)
+        except OSError as ex:
+            dst.unlink(missing_ok=True)
+            errors.append(f"{path}: {ex}")
+            continue
+        ctx.artifacts.register(dst, "filedump")
+        copied += 1
+        if ctx.store is not None:
+            ctx.store.dumped(digest, dst)
+    if refs:
+        ctx.artifacts.add_json("filerefs.json", refs, "fileref")
+    if errors and not copied and not refs:
         raise ActionError("filedump: " + "; ".join(errors))
 
 

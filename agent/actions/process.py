@@ -1,4 +1,4 @@
-"""Process actions: ``kill`` (suspend → dumps → terminate) and ``blacklist``.
+"""Process actions: ``kill`` and ``blacklist`` (the runner's priority path, never behind dumps).
 
 ``kill`` refuses the agent itself, its parent, pid 0/1/4, and a pid whose current process is
 not the detected one (pid reuse: on Linux the GUID recomputed from /proc must match, elsewhere

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from agent.actions.base import Action
 
-__all__ = ["ACTION_NAMES", "ACTION_ORDER", "OPT_IN", "actions"]
+__all__ = ["ACTION_NAMES", "ACTION_ORDER", "OPT_IN", "RESPONSE_ACTIONS", "actions"]
 
 # Run order inside one job: the process is suspended first when kill is planned, evidence is
 # collected while it is frozen, and it is terminated last.
@@ -19,6 +19,8 @@ ACTION_ORDER = ("blacklist", "memdump", "filedump", "regdump", "brief", "report"
 ACTION_NAMES = frozenset(ACTION_ORDER)
 # Never run unless listed in actions.allowed (and logged loudly at start).
 OPT_IN = frozenset({"kill", "memdump"})
+# Response actions run on the runner's priority path: they never wait behind evidence jobs.
+RESPONSE_ACTIONS = frozenset({"blacklist", "kill"})
 
 
 def actions() -> dict[str, Action]:

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from agent.host import Host
     from agent.tracking.tracker import Tracker
 
-__all__ = ["brief_action", "build_report", "connections", "report_action", "run_commands"]
+__all__ = ["brief_action", "build_report", "cap_report", "connections", "report_action",
+           "run_commands"]
 
 logger = logging.getLogger(__name__)
 
@@ -194,9 +195,54 @@ def build_report(tracker: Tracker, *, host: Host | None = None,
     return report
 
 
+_CAPPED = ("processes", "tree", "modules", "drivers", "connections", "commands")
+
+
+def cap_report(report: dict[str, Any], max_items: int,
+               guid: str = "") -> dict[str, Any]:
+    """Cut long lists to ``max_items`` (0: no cap), in place; the detected process tree first.
+
+    Items about the processes of ``tree`` (by pid / process GUID) are kept before the others.
+    The report's ``truncated`` maps every cut list (and the ``dns``/``last_files`` maps) to
+    ``{"kept": N, "total": M}``, so a reader sees what is missing and how much.
+    """
+    if max_items <= 0:
+        return report
+    tree = report.get("tree") or []
+    pids = {p.get("pid") for p in tree if isinstance(p, dict)}
+    guids = {str(p.get("process-guid", "")).strip("{}").upper() for p in tree
+             if isinstance(p, dict)}
+    guids.add(guid.strip("{}").upper())
+
+    def related(item: Any) -> bool:
+        if not isinstance(item, dict):
+            return False
+        g = str(item.get("process-guid", item.get("process_guid", ""))).strip("{}").upper()
+        return item.get("pid") in pids or (bool(g) and g in guids)
+
+    cut: dict[str, dict[str, int]] = {}
+    for key in _CAPPED:
+        items = report.get(key)
+        if isinstance(items, list) and len(items) > max_items:
+            first = [i for i in items if related(i)]
+            rest = [i for i in items if not related(i)]
+            cut[key] = {"kept": max_items, "total": len(items)}
+            report[key] = (first + rest)[:max_items]
+    for key in ("dns", "last_files"):
+        mapping = report.get(key)
+        if isinstance(mapping, dict) and len(mapping) > max_items:
+            keys = sorted(mapping, key=lambda k: k.strip("{}").upper() not in guids)
+            cut[key] = {"kept": max_items, "total": len(mapping)}
+            report[key] = {k: mapping[k] for k in keys[:max_items]}
+    if cut:
+        report["truncated"] = cut
+    return report
+
+
 def _action(ctx: ActionContext, commands: bool) -> None:
     report = build_report(ctx.tracker, host=ctx.host, reporting=ctx.config.reporting,
                           guid=ctx.process_guid, commands=commands, clock=ctx.clock)
+    cap_report(report, ctx.config.actions.max_report_items, ctx.process_guid)
     ctx.artifacts.add_json("report.json", report, "report")
 
 

@@ -16,7 +16,7 @@ from .enroll import enroll_bundle, enroll_online
 from .errors import LinkError
 from .identity import IdentityStore, ca_fingerprint
 from .link import link_config_for, state_dir_for
-from .spool import Spool
+from .spool import inspect
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -53,6 +53,13 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
             if not args.manager or not args.token:
                 print("heron-agent: enroll needs --manager HOST:PORT and --token TOKEN "
                       "(or --bundle FILE)", file=sys.stderr)
+                return 2
+            if not (args.ca or args.ca_sha256 or args.trust_first_use):
+                # SECURITY(link): the first connection is what the token is sent over; without
+                # a pinned CA anyone answering on that address gets it and becomes "the manager"
+                print("heron-agent: pin the manager CA with --ca-sha256 SHA256 (ca_sha256 of "
+                      "initial-admin.json / init --json) or --ca FILE; --trust-first-use "
+                      "accepts whatever CA answers", file=sys.stderr)
                 return 2
             ident = enroll_online(args.manager, args.token, store,
                                   ca_file=Path(args.ca) if args.ca else None,
@@ -107,14 +114,11 @@ def _cmd_link_status(args: argparse.Namespace) -> int:
     if live.exists():  # written every few seconds by a running agent
         doc = json.loads(live.read_text(encoding="utf-8"))
         out["running_agent"] = {k: doc.get(k) for k in (
-            "state", "last_error", "sent", "queue", "commands_executed", "updates")}
+            "state", "last_error", "sent", "queue", "commands_executed", "updates", "threads")}
         out["running_agent"]["as_of"] = datetime.fromtimestamp(
             live.stat().st_mtime, UTC).isoformat()
-    if (state / "queue").exists():
-        with Spool(state / "queue") as spool:
-            st = spool.stats()
-        out["queue"] = {"events": st.queued_events, "bytes": st.queued_bytes,
-                        "segments": st.segments}
+    if (state / "queue").exists():  # read-only: never open a Spool on a live agent's queue
+        out["queue"] = inspect(state / "queue")
     _print(out)
     return 0
 
@@ -134,6 +138,8 @@ def register(sub: Any) -> None:
     en.add_argument("--bundle", help="offline enrollment bundle (JSON) for air-gapped hosts")
     en.add_argument("--ca", help="manager CA certificate to verify the first connection")
     en.add_argument("--ca-sha256", help="pin the manager CA by its sha256 fingerprint")
+    en.add_argument("--trust-first-use", action="store_true",
+                    help="token without --ca/--ca-sha256: accept the CA the manager presents")
     en.add_argument("--hostname", help="hostname to enroll as (default: this host's)")
     en.add_argument("--force", action="store_true", help="replace an existing identity")
     en.add_argument("--if-needed", action="store_true",

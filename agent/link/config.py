@@ -30,6 +30,8 @@ class LinkConfig:
     state_dir: str = _f("", "identity, queue and update state (default: <data_dir>/link)")
     queue_max_bytes: int = _f(1 << 30, "on-disk queue cap; beyond it the oldest events are "
                                        "evicted (counted and reported)")
+    queue_min_free_bytes: int = _f(64 << 20, "free bytes kept on the data disk; below it the "
+                                   "oldest bulk events are evicted (counted and reported)")
     segment_bytes: int = _f(4 << 20, "bytes per queue segment (= one /logs batch)")
     segment_events: int = _f(10_000, "events per queue segment (= one /logs batch)")
     batch_delay: float = _f(1.0, "seconds an open segment may wait before it is sent")

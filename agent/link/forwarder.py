@@ -165,12 +165,27 @@ class Forwarder:
         self.state = state
 
     def run(self) -> None:
-        """Loop until `stop()`; the spool keeps everything that was not acknowledged."""
+        """Loop until `stop()`; the spool keeps everything that was not acknowledged.
+
+        An unexpected error (a vanished file, a full disk, a bug) never ends the loop: it is
+        logged once per distinct error, kept in `last_error`, and the step is retried with
+        backoff. A crash that escapes anyway is restarted by the link's supervisor.
+        """
+        last = ""
         while not self._stop.is_set():
-            delay = self.step()
+            try:
+                delay = self.step()
+                self.spool.flush()
+                last = ""
+            except Exception as ex:  # noqa: BLE001 - keep forwarding alive
+                err = f"{type(ex).__name__}: {ex}"
+                if err != last:
+                    logger.error("forwarder error (retrying with backoff): %s", err)
+                    last = err
+                self.last_error = err
+                delay = self.backoff.next_delay()
             if delay > 0:
                 self.sleep(delay)
-            self.spool.flush()
 
     def stop(self) -> None:
         self._stop.set()

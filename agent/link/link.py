@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from agent.commands import CommandContext
 from agent.commands.system import find_tool
 from rules import wire
@@ -32,14 +34,19 @@ from .forwarder import Forwarder, LinkState
 from .identity import Identity, IdentityStore, write_atomic
 from .mtls import MtlsTransport
 from .poller import CommandPoller
-from .spool import Spool, health_event
-from .sysinfo import SysInfoReporter
+from .spool import Lane, Spool, health_event
+from .sysinfo import SysInfoReporter, collect
 from .tools import ToolSync
 from .transport import Transport
 from .updates import Updater
 from .upload import Uploader, UploadStats
 
 logger = logging.getLogger(__name__)
+
+HEALTH_THREAD_CRASH = 9006  # EventID: a link thread crashed and was restarted
+HEALTH_COUNTERS = 9010  # EventID: the agent's loss/degradation/budget counters (on change)
+HEALTH_INTERVAL = 60.0  # seconds between counter reports (sent only when they changed)
+HEALTH_RULES_STATE = 9011  # EventID: rule count, rules hash, last rules update (on change)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,7 @@ class LinkHooks:
 
     reload_rules: Callable[[str], object] | None = None
     set_iocs: Callable[[list[wire.Ioc]], object] | None = None
+    set_suppressions: Callable[[list[dict[str, Any]]], object] | None = None
     apply_config: Callable[[dict[str, Any]], object] | None = None
     apply_sysmon: Callable[[bytes], object] | None = None
     report: Callable[[], dict[str, Any]] | None = None
@@ -56,6 +64,9 @@ class LinkHooks:
     hostname: str = ""
     set_endpoint: Callable[[str], object] | None = None  # told the uuid once enrolled
     current_config: Callable[[], dict[str, Any]] | None = None  # offered if the manager has none
+    sensor: Callable[[], dict[str, Any]] | None = None  # Linux sensor mode + fallback reason
+    agent_status: Callable[[], dict[str, Any]] | None = None  # counters reported to the manager
+    rules_state: Callable[[], dict[str, str]] | None = None  # reported as health event 9011
 
 
 class Link:
@@ -82,7 +93,7 @@ class Link:
             self.state_dir / "queue", max_bytes=config.queue_max_bytes,
             segment_bytes=config.segment_bytes, segment_events=config.segment_events,
             max_batch_delay=config.batch_delay, fsync_interval=config.fsync_interval,
-            hostname=self.hostname, clock=clock)
+            hostname=self.hostname, clock=clock, min_free_bytes=config.queue_min_free_bytes)
         # NOTE(link): the forwarder and housekeeping share one connection (closed when idle,
         # resumed by TLS ticket); the long-poll holds the other one.
         house = self._transport()
@@ -98,19 +109,28 @@ class Link:
         self.rand = rand
         hooks_by_item: dict[str, Callable[[Any], object] | None] = {
             "rules": self.hooks.reload_rules, "iocs": self.hooks.set_iocs,
+            "suppressions": self.hooks.set_suppressions,
             "config": self._apply_config,
             "sysmon": self.hooks.apply_sysmon or self._apply_sysmon}
         self.updater = Updater(house, self.state_dir / "updates", hooks_by_item,
                                offer_config=self.hooks.current_config)
-        self.sysinfo = SysInfoReporter(house, self.state_dir / "sysinfo.sha256")
+        sensor = self.hooks.sensor
+        self.sysinfo = SysInfoReporter(
+            house, self.state_dir / "sysinfo.sha256",
+            collector=(lambda: {**collect(self.hostname), "sensor": sensor()}) if sensor
+            else (lambda: collect(self.hostname)))
         self.uploader = None if self.hooks.artifacts_dir is None else Uploader(
             house, self.hooks.artifacts_dir, max_size=config.upload_max_size,
             settle=config.upload_settle, clock=wall, report=self._report)
         self.tools = ToolSync(house, self.tools_dir)
         self._house = house
-        self._due: dict[str, float] = {}
+        # the first counter report after one interval: nothing to say at start
+        self._due: dict[str, float] = {"counters": clock() + HEALTH_INTERVAL}
         self._known_uuid = ""
         self._tools_seen = ""
+        self._supervised: dict[str, dict[str, Any]] = {}
+        self._last_counters = ""
+        self._last_rules_state: dict[str, str] | None = None
 
     # ---------------------------------------------------------------- wiring
     @property
@@ -149,6 +169,7 @@ class Link:
         self.forwarder.backoff.base, self.forwarder.backoff.cap = new.backoff_base, \
             new.backoff_cap
         self.spool.max_bytes = new.queue_max_bytes
+        self.spool.min_free_bytes = new.queue_min_free_bytes
         logger.info("link settings updated from the manager")
 
     def _apply_sysmon(self, xml: str) -> None:
@@ -215,6 +236,54 @@ class Link:
             return False
         return True
 
+    def counters(self) -> dict[str, Any]:
+        """Every loss, degradation and budget counter of this agent (what the manager shows)."""
+        out: dict[str, Any] = {}
+        if self.hooks.agent_status is not None:
+            st = self.hooks.agent_status()
+            keep = ("events", "drops", "shed", "lost", "incomplete", "degraded")
+            out["sources"] = {n: {k: s.get(k, 0) for k in keep}
+                              for n, s in st.get("sources", {}).items()}
+            acts = st.get("actions", {})
+            out["actions"] = {k: acts.get(k) for k in (
+                "dropped_actions", "skipped", "failures", "budget") if k in acts}
+            out["suppressed"] = st.get("suppressed", {})
+            out["throttled"] = bool(st.get("throttled", False))
+        q = self.spool.stats()
+        out["queue"] = {"evicted": q.evicted_events, "disk_dropped": q.disk_dropped,
+                        "oversize_dropped": q.oversize_dropped,
+                        "rejected_batches": q.rejected_batches, "disk_state": q.disk_state,
+                        "lost_segments": q.lost_segments}
+        out["threads"] = {k: {"restarts": v["restarts"], "last_error": v["last_error"]}
+                          for k, v in self._supervised.items()}
+        return out
+
+    def report_counters(self) -> bool:
+        """Queue the counters as health event 9010 when they changed; True when sent."""
+        doc = json.dumps(self.counters(), sort_keys=True, default=str)
+        if doc == self._last_counters:
+            return False
+        self._last_counters = doc
+        event = health_event(HEALTH_COUNTERS, "agent counters", self.hostname, Counters=doc)
+        self.spool.submit_line(orjson.dumps(event) + b"\n", Lane.DETECTIONS)
+        return True
+
+    def report_rules_state(self) -> bool:
+        """Queue the agent's rule state (health event 9011) when it changed; True when queued.
+
+        The manager keeps the latest per endpoint (GET /endpoints `rules`, console, /metrics),
+        so an endpoint running with no or outdated rules is visible there.
+        """
+        if self.hooks.rules_state is None:
+            return False
+        state = dict(self.hooks.rules_state())
+        if state == self._last_rules_state:
+            return False
+        event = health_event(HEALTH_RULES_STATE, "rules state", self.hostname, **state)
+        self.spool.submit_line(orjson.dumps(event) + b"\n", Lane.DETECTIONS)
+        self._last_rules_state = state
+        return True
+
     def sync_identity(self) -> str:
         """Tell the agent its endpoint uuid when it first appears or changes (re-enrollment)."""
         ident = self.identity()
@@ -245,7 +314,9 @@ class Link:
             "sysinfo": (self.config.sysinfo_interval, self.sysinfo.run_once),
             "renew": (self.config.renew_check_interval, self.renew_if_due),
             "identity": (5.0, self.sync_identity),
+            "rules_state": (2.0, self.report_rules_state),
             "tools": (self.config.tools_interval, self.tools.run_once),
+            "counters": (HEALTH_INTERVAL, self.report_counters),
         }
         if self.uploader is not None:
             tasks["upload"] = (self.config.upload_interval, self.uploader.run_once)
@@ -300,10 +371,45 @@ class Link:
             return
         for name, target in (("forwarder", self.forwarder.run), ("commands", self.poller.run),
                              ("housekeeping", self._housekeeping)):
-            t = threading.Thread(target=target, name=f"heron-link-{name}", daemon=True)
+            self._supervised[name] = {"alive": True, "restarts": 0, "last_error": "",
+                                      "last_crash": None}
+            t = threading.Thread(target=self._supervise, args=(name, target),
+                                 name=f"heron-link-{name}", daemon=True)
             t.start()
             self._threads.append(t)
         logger.info("link started (state in %s)", self.state_dir)
+
+    def _supervise(self, name: str, target: Callable[[], None]) -> None:
+        """Run `target` until the link stops; restart it (with backoff) when it crashes.
+
+        Each crash is logged with its traceback, kept in `status()["threads"]` and reported to
+        the manager as a health event (EventID 9006).
+        """
+        info = self._supervised[name]
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                target()
+                if self._stop.is_set():
+                    break
+                raise RuntimeError(f"{name} loop returned while the link runs")
+            except Exception as ex:  # noqa: BLE001 - the supervisor's whole purpose
+                err = f"{type(ex).__name__}: {ex}"
+                info["restarts"] += 1
+                info["last_error"] = err
+                info["last_crash"] = self.wall()
+                logger.error("link %s thread crashed (%s); restarting in %.0fs", name, err,
+                             delay, exc_info=True)
+                try:
+                    self._report({"EventID": HEALTH_THREAD_CRASH,
+                                  "Message": f"link {name} thread crashed and was restarted",
+                                  "Thread": name, "Error": err[:500],
+                                  "Restarts": info["restarts"]})
+                except Exception:  # noqa: BLE001 - a closed spool must not kill the supervisor
+                    logger.debug("cannot queue the crash report", exc_info=True)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 60.0)
+        info["alive"] = False
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the threads and close the spool; idempotent."""
@@ -362,9 +468,12 @@ class Link:
             "state": self.forwarder.state.value, "last_error": self.forwarder.last_error,
             "queue": {"events": st.queued_events, "bytes": st.queued_bytes,
                       "evicted": st.evicted_events, "oversize_dropped": st.oversize_dropped,
-                      "rejected_batches": st.rejected_batches},
+                      "rejected_batches": st.rejected_batches, "disk_dropped": st.disk_dropped,
+                      "disk_state": st.disk_state, "disk_error": st.disk_error,
+                      "lost_segments": st.lost_segments},
             "sent": {"batches": self.forwarder.sent_batches, "events": self.forwarder.sent_events},
             "commands_executed": self.poller.executed,
+            "threads": {k: dict(v) for k, v in self._supervised.items()},
             "updates": {k: {"applied": v.applied, "rejected": v.rejected, "error": v.error}
                         for k, v in self.updater.status().items()},
         }
@@ -415,6 +524,14 @@ def _config_document(config: Any) -> Callable[[], dict[str, Any]] | None:
     return lambda: json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
+def _sensor_hook(agent: Any) -> Callable[[], dict[str, Any]] | None:
+    """The agent's Linux sensor mode (``{"mode", "reason"}``) for the system information."""
+    host = getattr(agent, "host", None)
+    if host is None or not getattr(host, "sensor", None):
+        return None
+    return lambda: {k: v for k, v in host.sensor.items() if k in ("mode", "reason")}
+
+
 def attach(agent: Any, config: Any, *, start: bool = True,
            transport_factory: Callable[[], Transport] | None = None) -> Link:
     """Connect `agent` (an `agent.service.Agent`) to its manager and start the link.
@@ -429,6 +546,7 @@ def attach(agent: Any, config: Any, *, start: bool = True,
     hooks = LinkHooks(
         reload_rules=getattr(agent, "reload_rules", None),
         set_iocs=getattr(agent, "set_iocs", None),
+        set_suppressions=getattr(agent, "set_suppressions", None),
         apply_config=_config_hook(agent),
         report=(lambda: report()) if callable(report) else None,
         tracker=getattr(agent, "tracker", None),
@@ -436,6 +554,9 @@ def attach(agent: Any, config: Any, *, start: bool = True,
         hostname=getattr(general, "hostname", "") or "",
         set_endpoint=getattr(agent, "set_endpoint", None),
         current_config=_config_document(config),
+        sensor=_sensor_hook(agent),
+        agent_status=getattr(agent, "status", None),
+        rules_state=getattr(agent, "rules_state", None),
     )
     link = Link(link_cfg, state_dir_for(config, link_cfg), hooks=hooks,
                 transport_factory=transport_factory)

@@ -9,7 +9,14 @@ every `burst_interval` for `burst_window` seconds after a command arrived (or af
 With `wait` > 0 the poll is a long-poll (`GET /commands?wait=N`): the manager holds it until a
 command is queued, and the poller asks again at once (with a little jitter). A manager of the
 previous version answers at once; the poller notices (the answer came in under half the wait)
-and keeps its interval. Every answer's `X-Heron-Poll-After` is kept in `poll_after`.
+and keeps its interval. Every answer's `X-Heron-Poll-After` is kept in `poll_after`. While the
+worker thread runs commands the poller polls without `wait`, so their results (posted over the
+same transport) never wait behind a held long-poll.
+
+Response first: in the polling loop (`run`), ordinary commands run one at a time on a worker
+thread while polling goes on, and the response commands (`URGENT_COMMANDS`: contain, uncontain,
+terminate) run at once on the polling thread, so containment never waits behind a slow report
+or osquery run. `poll_once()` called directly runs every command inline (tests, tools).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from .identity import write_atomic
 from .transport import Request, Response, Transport
 
 logger = logging.getLogger(__name__)
+
+URGENT_COMMANDS = frozenset({"contain", "uncontain", "terminate"})
 
 
 class CommandPoller:
@@ -63,6 +72,10 @@ class CommandPoller:
         self.rand = rand
         self.held = False  # the last poll was held by the manager (it long-polls)
         self.poll_after = 0.0  # the manager's advice for update checks (0: none)
+        self._io = threading.Lock()  # one keep-alive transport shared with the worker thread
+        self._backlog: list[wire.Command] = []
+        self._worker: threading.Thread | None = None
+        self._backlog_lock = threading.Lock()
 
     def notify_activity(self) -> None:
         """Poll faster for a while (called when a command arrives or the agent gets busy)."""
@@ -75,11 +88,11 @@ class CommandPoller:
         return self.burst_interval if bursting else self.interval
 
     def _get(self) -> Response:
-        if self.wait <= 0:
+        if self.wait <= 0 or self._worker is not None:
             self.held = False
-            return self.transport.send(Request("GET", wire.ROUTE_COMMANDS))
+            return self._send(Request("GET", wire.ROUTE_COMMANDS))
         started = self.clock()
-        resp = self.transport.send(Request(
+        resp = self._send(Request(
             "GET", f"{wire.ROUTE_COMMANDS}?{wire.QUERY_WAIT}={self.wait:g}",
             timeout=self.wait + self.timeout))
         self.held = resp.status == 200 or self.clock() - started >= self.wait / 2
@@ -94,7 +107,7 @@ class CommandPoller:
         """Post results kept on disk; returns how many the manager accepted."""
         done = 0
         for path in sorted(self.results_dir.glob("*.json")):
-            resp = self.transport.send(Request(
+            resp = self._send(Request(
                 "POST", wire.ROUTE_COMMANDS, path.read_bytes(),
                 {"Content-Type": wire.CONTENT_JSON}))
             cert_refused = resp.status == 403 and any(
@@ -135,8 +148,16 @@ class CommandPoller:
         write_atomic(path, json.dumps(slim).encode("utf-8"))
         return True
 
-    def poll_once(self) -> wire.CommandResult | None:
-        """Fetch at most one command, run it and post its result."""
+    def _send(self, req: Request) -> Response:
+        with self._io:
+            return self.transport.send(req)
+
+    def poll_once(self, *, background: bool = False) -> wire.CommandResult | None:
+        """Fetch at most one command, run it and post its result.
+
+        With `background`, an ordinary command is handed to the worker thread (None is
+        returned) and only the urgent ones run here.
+        """
         self.flush_results()
         resp = self._get()
         if resp.status == 204 or not resp.body.strip():
@@ -153,6 +174,42 @@ class CommandPoller:
             logger.warning("ignoring a malformed command: %s", ex)
             return None
         self.notify_activity()
+        if background and command.name not in URGENT_COMMANDS:
+            self._enqueue(command)
+            return None
+        return self._execute(command)
+
+    def _enqueue(self, command: wire.Command) -> None:
+        with self._backlog_lock:
+            self._backlog.append(command)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._drain_backlog, daemon=True,
+                                                name="heron-link-command")
+                self._worker.start()
+
+    def _drain_backlog(self) -> None:
+        while not self._stop.is_set():
+            with self._backlog_lock:
+                if not self._backlog:
+                    self._worker = None
+                    return
+                command = self._backlog.pop(0)
+            try:
+                self._execute(command)
+            except Exception:  # noqa: BLE001 - one broken command must not stop the others
+                logger.error("command %s crashed", command.id, exc_info=True)
+
+    def wait_backlog(self, timeout: float = 30.0) -> bool:
+        """Block until the worker ran every handed-over command (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._backlog_lock:
+                if self._worker is None:
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def _execute(self, command: wire.Command) -> wire.CommandResult:
         logger.info("command %s: %s %s", command.id, command.name, " ".join(command.args))
         result = self.runner(command, self.context())
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", command.id)[:100] or "command"
@@ -169,7 +226,7 @@ class CommandPoller:
         """Loop until `stop()`."""
         while not self._stop.is_set():
             try:
-                self.poll_once()
+                self.poll_once(background=True)
             except LinkError as ex:
                 logger.debug("command poll failed: %s", ex)
                 self.held = False

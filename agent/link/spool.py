@@ -20,13 +20,20 @@ Guarantees:
 - Size is bounded by `max_bytes`. When full, the oldest bulk segments are evicted first, then the
   oldest detection segments. Every eviction is counted, logged at WARNING and reported to the
   manager as a `Heron-Agent` health event in the priority lane.
+- The disk is not trusted: a record is written whole or not at all (a short or failed write is
+  cut back with `ftruncate`). When the data disk is full (or below `min_free_bytes` free) the
+  oldest bulk segments are evicted to make room; an event that still cannot be written is
+  dropped and counted. `submit` never raises on I/O errors; each state change (full / I/O error
+  → recovered) is logged once and reported as a health event.
 """
 
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -48,6 +55,9 @@ HEALTH_CHANNEL = "Heron-Agent"
 HEALTH_EVICTED = 9001  # EventID: events evicted because the queue was full
 HEALTH_OVERSIZE = 9002  # EventID: an event larger than the wire limit was dropped
 HEALTH_REJECTED = 9003  # EventID: the manager refused a batch as malformed
+HEALTH_DISK = 9005  # EventID: events dropped because the data disk was full or failing
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_RECOVER_FREE = 256 << 10  # free bytes needed before a full disk counts as recovered
 
 
 class Lane(enum.IntEnum):
@@ -85,6 +95,10 @@ class SpoolStats:
     oversize_dropped: int
     rejected_batches: int
     health_reports: int = 0
+    disk_dropped: int = 0  # events lost to a full or failing data disk (total)
+    disk_state: str = "ok"  # ok | full | io-error
+    disk_error: str = ""
+    lost_segments: int = 0  # segments that vanished from disk under us (counted, skipped)
 
 
 @dataclass(slots=True)
@@ -120,6 +134,39 @@ def health_event(event_id: int, message: str, hostname: str, **data: Any) -> dic
     }}
 
 
+def inspect(root: Path) -> dict[str, int]:
+    """Queue size on disk, strictly read-only (`heron-agent link status` on a live agent).
+
+    Never opens a `Spool` (whose recovery seals and renames `.open` segments): it only lists the
+    lane directories and counts the lines of open segments.
+    """
+    events = size = segments = 0
+    for name in _LANE_DIRS.values():
+        try:
+            entries = list(os.scandir(Path(root) / name))
+        except OSError:
+            continue
+        for entry in entries:
+            parts = entry.name.split(".")
+            try:
+                st = entry.stat()
+            except OSError:  # sent and deleted while we looked
+                continue
+            if entry.name.endswith(".seg") and len(parts) == 3 and parts[1].isdigit():
+                events += int(parts[1])
+                segments += 1
+            elif entry.name.endswith(".open"):
+                try:
+                    with open(entry.path, "rb") as fh:
+                        events += fh.read().count(b"\n")
+                except OSError:
+                    continue
+            else:
+                continue
+            size += st.st_size
+    return {"events": events, "bytes": size, "segments": segments}
+
+
 class Spool:
     """Segment-file queue; thread-safe. Use as a context manager or call `close()`."""
 
@@ -127,7 +174,8 @@ class Spool:
         self, root: Path, *, max_bytes: int = 1 << 30, segment_bytes: int = 4 << 20,
         segment_events: int = 10_000, max_batch_delay: float = 1.0, fsync_interval: float = 1.0,
         hostname: str = "", clock: Callable[[], float] = time.monotonic,
-        uuidgen: Callable[[], uuid.UUID] = uuid.uuid4,
+        uuidgen: Callable[[], uuid.UUID] = uuid.uuid4, min_free_bytes: int = 0,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
@@ -149,6 +197,14 @@ class Spool:
         self._submitted = self._evicted = self._evicted_segs = self._oversize = 0
         self._rejected = 0
         self._reports = 0
+        self.min_free_bytes = min_free_bytes
+        self.wall = wall
+        self._disk_state = "ok"
+        self._disk_error = ""
+        self._disk_since = 0.0
+        self._disk_dropped = self._disk_dropped_now = 0
+        self._lost_segments = 0
+        self._disk_evicted = (0, 0)  # (events, segments) evicted for disk space, not reported
         try:
             self._recover(uuidgen)
         except OSError as ex:
@@ -229,7 +285,14 @@ class Spool:
             self._report(HEALTH_OVERSIZE, "event larger than the wire limit dropped",
                          DroppedEvents=1, Size=len(line))
             return
-        evicted = self._append(line, lane)
+        try:
+            evicted = self._append(line, lane)
+        except OSError as ex:
+            self._disk_failed(ex, line, lane)
+            return
+        self._disk_ok()
+        if self._disk_evicted[0]:
+            self._report_disk_evictions()
         if evicted:
             events, segs = evicted
             logger.warning("spool full (%d bytes): evicted %d events in %d oldest segments",
@@ -240,9 +303,103 @@ class Spool:
 
     def _report(self, event_id: int, message: str, **data: Any) -> None:
         line = orjson.dumps(health_event(event_id, message, self.hostname, **data)) + b"\n"
-        self._append(line, Lane.DETECTIONS)
+        try:
+            self._append(line, Lane.DETECTIONS)
+        except OSError:
+            return  # the disk state change is logged by the caller's path; nothing to add
         with self._lock:
             self._reports += 1
+
+    # ---------------------------------------------------------------- disk trouble
+    def _disk_failed(self, ex: OSError, line: bytes, lane: Lane) -> None:
+        """Policy: evict the oldest bulk segments to make room, retry once, else drop."""
+        if ex.errno in _DISK_FULL:
+            with self._lock:
+                freed = self._evict_bulk(max(len(line), self.segment_bytes))
+            if freed:
+                self._report_disk_evictions()
+                try:
+                    self._append(line, lane)
+                    self._disk_ok()
+                    return
+                except OSError as again:
+                    ex = again
+        state = "full" if ex.errno in _DISK_FULL else "io-error"
+        with self._lock:
+            self._disk_dropped += 1
+            self._disk_dropped_now += 1
+            changed = state != self._disk_state
+            if changed:
+                self._disk_state, self._disk_error = state, f"{ex.strerror or ex}"
+                self._disk_since = self.wall()
+        if changed:
+            what = "data disk full" if state == "full" else "data disk I/O error"
+            logger.error("%s under %s (%s): events are dropped and counted until it recovers",
+                         what, self.root, ex.strerror or ex)
+
+    def _disk_ok(self) -> None:
+        if self._disk_state == "ok":  # racy read on purpose: the common path takes no lock
+            return
+        try:  # small records still fit in a nearly full disk: recover only with real room
+            if shutil.disk_usage(self.root).free < _RECOVER_FREE:
+                return
+        except OSError:
+            return
+        with self._lock:
+            if self._disk_state == "ok":
+                return
+            state, since, dropped = self._disk_state, self._disk_since, self._disk_dropped_now
+            self._disk_state, self._disk_error, self._disk_dropped_now = "ok", "", 0
+        stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
+        logger.warning("data disk %s: %d events dropped since %s", "recovered" if state ==
+                       "full" else "writable again", dropped, stamp)
+        self._report(HEALTH_DISK, f"data disk {state}: events dropped", DroppedEvents=dropped,
+                     Since=stamp, TotalDropped=self._disk_dropped)
+
+    def _evict_bulk(self, need: int) -> int:
+        """Evict oldest sealed bulk segments (never in flight) until `need` bytes are freed."""
+        freed = events = segs = 0
+        for seq in list(self._sealed[Lane.EVENTS]):
+            if freed >= need:
+                break
+            if seq in self._inflight:
+                continue
+            _, size, count = self._sizes[seq]
+            try:
+                self._path(Lane.EVENTS, seq, count).unlink()
+            except FileNotFoundError:
+                pass
+            self._forget(Lane.EVENTS, seq)
+            freed += size
+            events += count
+            segs += 1
+        if segs:
+            self._evicted += events
+            self._evicted_segs += segs
+            self._disk_evicted = (self._disk_evicted[0] + events, self._disk_evicted[1] + segs)
+            logger.warning("spool: data disk low: evicted %d oldest bulk events (%d segments)",
+                           events, segs)
+        return freed
+
+    def _report_disk_evictions(self) -> None:
+        """Report evictions made for disk space (the caller holds no lock)."""
+        with self._lock:
+            (events, segs), self._disk_evicted = self._disk_evicted, (0, 0)
+        if events:
+            self._report(HEALTH_EVICTED, "data disk low: oldest events evicted",
+                         DroppedEvents=events, DroppedBatches=segs, MaxBytes=self.max_bytes,
+                         TotalDropped=self._evicted)
+
+    def _check_free(self) -> None:
+        """Keep `min_free_bytes` free on the data disk by evicting the oldest bulk segments."""
+        if self.min_free_bytes <= 0:
+            return
+        try:
+            free = shutil.disk_usage(self.root).free
+        except OSError:
+            return
+        if free < self.min_free_bytes:
+            self._evict_bulk(self.min_free_bytes - free)
 
     def _append(self, line: bytes, lane: Lane) -> tuple[int, int] | None:
         with self._lock:
@@ -256,11 +413,9 @@ class Spool:
                 self._seal(lane)
                 seg = None
             if seg is None:
+                self._check_free()
                 seg = self._new_segment(lane)
-            try:
-                os.write(seg.fd, line)
-            except OSError as ex:
-                raise SpoolError(f"cannot write {seg.path}: {ex}") from ex
+            self._write_whole(seg, line)
             seg.size += len(line)
             seg.count += 1
             self._dirty = True
@@ -271,6 +426,25 @@ class Spool:
                 self._fsync_open()
                 self._last_fsync = now
             return evicted
+
+    @staticmethod
+    def _write_whole(seg: _Open, line: bytes) -> None:
+        """Append `line` entirely or not at all (a short write is cut back, then raised)."""
+        try:
+            n = os.write(seg.fd, line)
+        except OSError:
+            Spool._cut(seg)
+            raise
+        if n != len(line):
+            Spool._cut(seg)
+            raise OSError(errno.ENOSPC, f"short write ({n} of {len(line)} bytes)")
+
+    @staticmethod
+    def _cut(seg: _Open) -> None:
+        try:
+            os.ftruncate(seg.fd, seg.size)
+        except OSError:
+            logger.debug("cannot cut %s back to %d bytes", seg.path, seg.size)
 
     def _new_segment(self, lane: Lane) -> _Open:
         seq = self._next_seq
@@ -294,7 +468,10 @@ class Spool:
         if seg is None:
             return
         self._open[lane] = None
-        os.fsync(seg.fd)
+        try:
+            os.fsync(seg.fd)
+        except OSError as ex:  # the bytes are in the page cache; the rename still happens
+            logger.debug("fsync of %s failed: %s", seg.path, ex)
         os.close(seg.fd)
         if seg.count == 0:
             seg.path.unlink()
@@ -309,7 +486,10 @@ class Spool:
             return
         for seg in self._open.values():
             if seg is not None:
-                os.fsync(seg.fd)
+                try:
+                    os.fsync(seg.fd)
+                except OSError as ex:
+                    logger.debug("fsync of %s failed: %s", seg.path, ex)
         self._dirty = False
 
     def _make_room(self, need: int) -> tuple[int, int]:
@@ -365,11 +545,20 @@ class Spool:
                         continue
                     self._seal(lane)
                     seqs = [seg.seq]
-                seq = seqs[0]
-                path = self._path(lane, seq, self._sizes[seq][2])
-                data = path.read_bytes()
-                self._inflight.add(seq)
-                return Batch(f"{self.spool_id}-{seq}", seq, lane, path, data, self._sizes[seq][2])
+                for seq in seqs:
+                    path = self._path(lane, seq, self._sizes[seq][2])
+                    try:
+                        data = path.read_bytes()
+                    except FileNotFoundError:  # removed behind our back: count, skip, go on
+                        count = self._sizes[seq][2]
+                        self._forget(lane, seq)
+                        self._lost_segments += 1
+                        logger.warning("spool: segment %s vanished from disk (%d events lost)",
+                                       path.name, count)
+                        continue
+                    self._inflight.add(seq)
+                    return Batch(f"{self.spool_id}-{seq}", seq, lane, path, data,
+                                 self._sizes[seq][2])
         return None
 
     def ack(self, batch: Batch) -> None:
@@ -402,7 +591,7 @@ class Spool:
 
     # ---------------------------------------------------------------- lifecycle
     def flush(self) -> None:
-        """fsync the open segments."""
+        """fsync the open segments (errors are logged, never raised)."""
         with self._lock:
             if not self._closed:
                 self._fsync_open()
@@ -418,6 +607,8 @@ class Spool:
                 submitted=self._submitted, evicted_events=self._evicted,
                 evicted_segments=self._evicted_segs, oversize_dropped=self._oversize,
                 rejected_batches=self._rejected, health_reports=self._reports,
+                disk_dropped=self._disk_dropped, disk_state=self._disk_state,
+                disk_error=self._disk_error, lost_segments=self._lost_segments,
             )
 
     def _open_count(self, lane: Lane) -> int:
@@ -433,7 +624,11 @@ class Spool:
             if self._closed:
                 return
             for lane in Lane:
-                self._seal(lane)
+                try:
+                    self._seal(lane)
+                except OSError as ex:  # left as .open: repaired and sealed at the next start
+                    logger.warning("spool: cannot seal the %s segment: %s", lane.name.lower(),
+                                   ex)
             self._closed = True
 
     def __enter__(self) -> Spool:

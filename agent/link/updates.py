@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rules import wire
+from rules.suppress import suppressions_sha256
 
 from .errors import LinkError
 from .identity import write_atomic
@@ -56,6 +57,13 @@ def _decode_config(body: bytes) -> dict[str, Any]:
     return doc
 
 
+def _decode_suppressions(body: bytes) -> list[dict[str, Any]]:
+    items = json.loads(body)
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValueError("/suppressions: expected a JSON list of objects")
+    return items
+
+
 def _sysmon_query() -> str:
     return "?os=" + ("windows" if sys.platform == "win32" else "linux")
 
@@ -78,6 +86,9 @@ ITEMS: dict[str, UpdateItem] = {
     "iocs": UpdateItem(
         "iocs", wire.ROUTE_IOCS_SHA256, wire.ROUTE_IOCS, _decode_iocs,
         lambda v, b: wire.iocs_sha256(i.to_dict() for i in v)),
+    "suppressions": UpdateItem(
+        "suppressions", wire.ROUTE_SUPPRESSIONS_SHA256, wire.ROUTE_SUPPRESSIONS,
+        _decode_suppressions, lambda v, b: suppressions_sha256(v)),
     "config": UpdateItem(
         "config", wire.ROUTE_CONFIG_SHA256, wire.ROUTE_CONFIG, _decode_config,
         lambda v, b: wire.config_sha256(v)),

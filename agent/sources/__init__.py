@@ -11,6 +11,7 @@ platform-specific modules are imported lazily, inside the factory).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -19,12 +20,18 @@ if TYPE_CHECKING:
     from agent.config import AgentConfig
 
 __all__ = [
+    "FALLBACK",
     "SOURCE_FACTORIES",
     "SOURCE_NAMES",
     "EventSource",
     "MemorySource",
     "build_sources",
+    "sensor_status",
 ]
+
+logger = logging.getLogger(__name__)
+# What replaces linux-ebpf where eBPF cannot run (no BTF, old kernel, no CAP_BPF/CAP_PERFMON).
+FALLBACK = ["linux-proc", "linux-net", "linux-file"]
 
 
 @runtime_checkable
@@ -91,6 +98,31 @@ def _linux_file(config: AgentConfig, host: Any) -> EventSource:
                           files=canaries)
 
 
+def _linux_ebpf(config: AgentConfig, host: Any) -> EventSource:
+    """The eBPF sensor; raises ``EbpfUnavailable`` (handled by ``build_sources``)."""
+    from agent.sources.ebpf.sensor import load_sensor
+    from agent.sources.ebpf.source import EbpfSource
+
+    lc = config.sources.linux
+    sensor = load_sensor(ringbuf_mb=lc.ebpf_ringbuf_mb, files=bool(lc.ebpf_file_prefixes))
+    source = EbpfSource(host=host, sensor=sensor, prefixes=lc.ebpf_file_prefixes)
+    try:
+        source.start()
+    except BaseException:
+        sensor.close()
+        raise
+    return source
+
+
+def _canary_files(config: AgentConfig, host: Any) -> EventSource:
+    """fanotify on the canary files only: the eBPF sensor sees writes, not reads."""
+    from agent.canary import canary_paths
+    from agent.sources.fanotify import FanotifySource
+
+    return FanotifySource(host=host, directories=[],
+                          files=[str(p) for p in canary_paths(config.canaries)])
+
+
 def _etw(config: AgentConfig, host: Any) -> EventSource:
     from agent.sources.etw import EtwSource
 
@@ -105,6 +137,7 @@ def _replay(config: AgentConfig, host: Any) -> EventSource:
 
 
 SOURCE_FACTORIES: dict[str, Callable[[AgentConfig, Any], EventSource]] = {
+    "linux-ebpf": _linux_ebpf,
     "linux-proc": _linux_proc,
     "linux-net": _linux_net,
     "linux-file": _linux_file,
@@ -115,5 +148,38 @@ SOURCE_NAMES = frozenset(SOURCE_FACTORIES)
 
 
 def build_sources(config: AgentConfig, host: Any) -> list[EventSource]:
-    """Instantiate the sources named in ``config.sources.enabled``."""
-    return [SOURCE_FACTORIES[name](config, host) for name in config.sources.enabled]
+    """Instantiate the sources named in ``config.sources.enabled``.
+
+    ``linux-ebpf`` that cannot load is replaced by ``FALLBACK`` (those not already enabled); the
+    reason goes to the log and to ``host.sensor`` (status, system information).
+    """
+    names = list(config.sources.enabled)
+    sources: list[EventSource] = []
+    if "linux-ebpf" in names:
+        from agent.sources.ebpf.sensor import EbpfUnavailable
+
+        names.remove("linux-ebpf")
+        try:
+            sources.append(_linux_ebpf(config, host))
+            host.sensor = {"mode": "ebpf", "reason": ""}
+            if config.canaries.enable and "linux-file" not in names:
+                sources.append(_canary_files(config, host))
+        except EbpfUnavailable as ex:
+            logger.warning("eBPF sensor unavailable, using the /proc, /proc/net and fanotify "
+                           "sources instead: %s", ex)
+            host.sensor = {"mode": "proc", "reason": str(ex)}
+            names += [n for n in FALLBACK if n not in names]
+    return sources + [SOURCE_FACTORIES[name](config, host) for name in names]
+
+
+def sensor_status(host: Any, sources: list[EventSource]) -> dict[str, Any]:
+    """The ``sensor`` block of the agent status: mode, fallback reason, kernel loss counters."""
+    out: dict[str, Any] = dict(getattr(host, "sensor", {}) or {})
+    for source in sources:
+        fn = getattr(source, "sensor_status", None)
+        if callable(fn):
+            try:
+                out.update(fn())
+            except OSError as ex:
+                out["error"] = str(ex)
+    return out

@@ -143,6 +143,7 @@ class ProcConnectorSource:
         self.poll = poll
         self._closed = threading.Event()
         self.lost = 0  # ENOBUFS receive errors + execs whose process was gone before /proc read
+        self.incomplete = 0  # execs seen whose image path vanished before /proc was read (comm)
 
     def _open(self) -> socket.socket:
         try:
@@ -202,6 +203,8 @@ class ProcConnectorSource:
             if info is None:
                 self.lost += 1  # the process was gone before /proc could be read
                 return None
+            if not info.complete:
+                self.incomplete += 1  # rendered with the comm name: rules on Image miss it
             parent = host.pids.get(info.ppid) if info.ppid else None
             hashes = ""
             if self.hash_on_exec and info.image.startswith("/"):

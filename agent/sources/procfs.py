@@ -166,6 +166,15 @@ class PidDirectory:
             self._lock.notify_all()
         return info
 
+    def register(self, info: ProcInfo) -> None:
+        """Record ``info`` as the current process of its pid (eBPF sensor: no /proc read)."""
+        with self._lock:
+            self._live[info.pid] = info
+            self._exited.pop(info.pid, None)
+            if len(self._live) > self.max_live:
+                self._prune()
+            self._lock.notify_all()
+
     def _prune(self) -> None:
         """Forget pids that no longer exist (exit events lost to a netlink overflow)."""
         for pid in [p for p in self._live if not os.path.exists(f"/proc/{p}")]:

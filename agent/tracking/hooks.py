@@ -299,7 +299,7 @@ def _kernel_file(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
 
 
 HOOKS: dict[str, Hook] = {
-    "track": Hook(frozenset({1}), False, _track_create),
+    "track": Hook(frozenset({1, 103}), False, _track_create),  # 103: Linux ProcessFork (eBPF)
     "terminate": Hook(frozenset({5}), False, _track_terminate),
     "stats": Hook(frozenset({3, 11, 22, 23, 26, 100}), False, _stats),
     "image_load": Hook(frozenset({6, 7}), False, _modules_drivers),
@@ -318,8 +318,12 @@ def run_hooks(ctx: HookContext, event: dict[str, Any], *, enrich: bool,
     ev = event.get("Event")
     if not isinstance(ev, dict):
         return
-    system = ev.get("System") or {}
+    system = ev.get("System")
+    if not isinstance(system, dict):
+        return
     channel = system.get("Channel")
+    if not isinstance(channel, str):  # `{}` for ETW traces converted to EVTX (issue 25)
+        return
     eid_raw = system.get("EventID")
     if isinstance(eid_raw, dict):
         eid_raw = eid_raw.get("Value")

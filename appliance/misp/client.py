@@ -9,6 +9,7 @@ module never see a PyMISP or requests exception.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -28,12 +29,13 @@ from .errors import (
 )
 from .settings import MispSettings
 
-__all__ = ["EXCEPTION_MAP", "ClientFactory", "MispClient", "pymisp_factory"]
+__all__ = ["EXCEPTION_MAP", "ClientFactory", "MispClient", "pymisp_factory", "role_of"]
 
 logger = logging.getLogger(__name__)
 
 ClientFactory = Callable[[MispSettings], Any]
 TOOL = "heron"
+SERVER_ERRORS_BACKOFF = 3
 
 # Third-party exception → ours; the most specific entry (by MRO) wins.
 EXCEPTION_MAP: dict[type[BaseException], type[MispError]] = {
@@ -71,12 +73,21 @@ def pymisp_factory(settings: MispSettings) -> PyMISP:
     """
     if settings.verify is False:
         logger.warning("MISP TLS certificate verification is OFF for %s", settings.url)
+    cert: str | tuple[str, str] | None = None
+    if settings.client_cert:
+        cert = (
+            (settings.client_cert, settings.client_key)
+            if settings.client_key
+            else settings.client_cert
+        )
     return PyMISP(
         settings.url,
         settings.api_key,
         ssl=settings.verify,
         timeout=(settings.connect_timeout, settings.read_timeout),
         tool=TOOL,
+        proxies={"http": settings.proxy, "https": settings.proxy} if settings.proxy else None,
+        cert=cert,
     )
 
 
@@ -102,6 +113,12 @@ class MispClient:
         self.next_attempt = 0.0
         self.last_error = ""
         self._last_headers: Mapping[str, str] = {}
+        self._last_status = 0
+        self._server_errors = 0  # consecutive 5xx replies: MISP itself failing, not one item
+        self.permissions: dict[str, bool] = {}
+        self.role = ""
+        self.user = ""
+        self.rate_limit: dict[str, str] = {}
 
     @property
     def connected(self) -> bool:
@@ -135,6 +152,7 @@ class MispClient:
             self._fail(err)
             raise err from ex
         self._install_header_capture(api)
+        self._read_role(api)
         self._api = api
         self._failures = 0
         self.last_error = ""
@@ -159,6 +177,37 @@ class MispClient:
 
     def _capture(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last_headers = dict(response.headers)
+        self._last_status = response.status_code
+        # RateLimitComponent sends these on every limited route (misp.md §5): kept for the status.
+        limits = {
+            k.removeprefix("X-Rate-Limit-").lower(): v
+            for k, v in response.headers.items()
+            if k.lower().startswith("x-rate-limit-")
+        }
+        if limits:
+            self.rate_limit = limits
+
+    def _read_role(self, api: Any) -> None:
+        """Role flags of the key's user.
+
+        PyMISP's constructor already fetched /users/view/me (misp.md §1.2): no extra request.
+        """
+        info = role_of(api)
+        self.permissions = info["perms"]
+        self.role = info["role"]
+        self.user = info["email"]
+
+    def server_time(self) -> int | None:
+        """MISP's clock, from the `Date` header of the last response (None if absent)."""
+        text = self._last_headers.get("Date", "")
+        try:
+            return int(email.utils.parsedate_to_datetime(text).timestamp()) if text else None
+        except (TypeError, ValueError):
+            return None
+
+    def allowed(self, perm: str) -> bool:
+        """Whether the role has `perm`; True while unknown (the request will tell)."""
+        return self.permissions.get(perm, True) if self.permissions else True
 
     def ready(self) -> bool:
         """Whether a call may be attempted now (not inside a back-off window)."""
@@ -175,23 +224,49 @@ class MispClient:
                 raise MispUnavailable(
                     f"backing off (last error: {self.last_error})", operation=operation
                 )
+            self._last_status = 0
             try:
                 result = fn(api)
             except MispError:
                 raise
             except Exception as ex:  # noqa: BLE001 - translated at this single boundary
                 err = translate(ex, operation)
-                if isinstance(err, MispUnavailable):
-                    self._fail(err)
+                if isinstance(err, MispServerError) and 400 <= self._last_status < 500:
+                    # A 4xx that is not JSON (a proxy's HTML 413): PyMISP calls it a server error,
+                    # but it is about this request, and resending it will not help.
+                    err = MispRejected(
+                        f"HTTP {self._last_status}: {_short(ex)}",
+                        operation=operation,
+                        status=self._last_status,
+                        body=_short(ex),
+                    )
+                self._failed(err)
                 raise err from ex
             if isinstance(result, Mapping) and "errors" in result:
                 err = self._reply_error(operation, result["errors"])
-                if isinstance(err, MispUnavailable) and not isinstance(err, MispRateLimited):
-                    self._fail(err)  # a 429 limits restSearch only: its caller backs off
+                self._failed(err)
                 raise err
             self._failures = 0
+            self._server_errors = 0
             self.last_error = ""
             return result
+
+    def _failed(self, err: MispError) -> None:
+        """Global back-off only when MISP itself is unreachable or failing.
+
+        A 5xx or a 4xx answers one request: the caller counts it against that item. Several 5xx
+        in a row mean MISP is failing as a whole, and then everything backs off. A 429 limits
+        restSearch only: its caller waits for the reset.
+        """
+        self.last_error = str(err)
+        if isinstance(err, MispRateLimited | MispRejected):
+            return
+        if isinstance(err, MispServerError):
+            self._server_errors += 1
+            if self._server_errors < SERVER_ERRORS_BACKOFF:
+                return
+        if isinstance(err, MispUnavailable):
+            self._fail(err)
 
     def _reply_error(self, operation: str, errors: Any) -> MispError:
         status, body = (
@@ -214,12 +289,31 @@ class MispClient:
         )
 
     def close(self) -> None:
-        """Drop the PyMISP object (its session is closed with it)."""
-        with self._lock:
-            api, self._api = self._api, None
+        """Drop the PyMISP object (its session is closed with it).
+
+        Never waits for a call in flight (a settings change must not wait on the network): that
+        call fails as unavailable and its item stays queued.
+        """
+        api, self._api = self._api, None
         session = getattr(api, "_PyMISP__session", None)
         if isinstance(session, requests.Session):
             try:
                 session.close()
             except Exception:  # noqa: BLE001 - close paths never raise
                 pass
+
+
+def role_of(api: Any) -> dict[str, Any]:
+    """User e-mail, role name and `perm_*` flags PyMISP read from /users/view/me."""
+    user = getattr(api, "_current_user", None)
+    role = getattr(api, "_current_role", None)
+    perms = {
+        k: bool(v)
+        for k, v in (role.to_dict() if role is not None else {}).items()
+        if k.startswith("perm_")
+    }
+    return {
+        "email": str(getattr(user, "email", "")),
+        "role": str(getattr(role, "name", "")),
+        "perms": perms,
+    }

@@ -13,19 +13,28 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from rules.wire import Ioc
 
 from .client import ClientFactory, pymisp_factory
+from .instances import MispInstances
 from .service import MispSync, MispWorker
 from .settings import MispSettings
 
-__all__ = ["StoreIocSink", "attach_misp", "config_overrides", "start_misp_worker"]
+__all__ = [
+    "StoreIocSink",
+    "attach_instances",
+    "attach_misp",
+    "config_overrides",
+    "start_misp_worker",
+]
 
 logger = logging.getLogger(__name__)
 
 EXTRA_KEY = "misp"
+INSTANCES_KEY = "misp_instances"
 WORKER_KEY = "misp_worker"
 LOCK_KEY = "misp_lock"
 
@@ -75,12 +84,35 @@ def config_overrides(section: Any) -> dict[str, Any]:
 
 
 def attach_misp(ctx: Any, *, factory: ClientFactory = pymisp_factory) -> MispSync:
-    """The context's MispSync, built and wired on first call (idempotent)."""
+    """The context's default MispSync, built and wired on first call (idempotent)."""
+    return attach_instances(ctx, factory=factory).default
+
+
+def attach_instances(ctx: Any, *, factory: ClientFactory = pymisp_factory) -> MispInstances:
+    """Every MISP instance of the context (the default one and the extra ones), built once."""
     with ctx.extra.setdefault(LOCK_KEY, threading.Lock()):
-        existing = ctx.extra.get(EXTRA_KEY)
-        if isinstance(existing, MispSync):
+        existing = ctx.extra.get(INSTANCES_KEY)
+        if isinstance(existing, MispInstances):
             return existing
-        return _attach(ctx, factory)
+        default = _attach(ctx, factory)
+
+        def build(root: Path, settings: MispSettings | None) -> MispSync:
+            return MispSync.open(root, settings, **_sync_kwargs(ctx, factory))
+
+        instances = MispInstances(ctx.data_dir / "misp", default, build)
+        ctx.extra[INSTANCES_KEY] = instances
+        ctx.event_listeners.append(instances.on_events)  # the extra instances' sightings
+        return instances
+
+
+def _sync_kwargs(ctx: Any, factory: ClientFactory) -> dict[str, Any]:
+    return {
+        "clock": ctx.clock,
+        "sink": StoreIocSink(ctx.store.iocs, ctx.clock),
+        "factory": factory,
+        "artifacts_root": ctx.data_dir / "artifacts",
+        "endpoint_lookup": ctx.store.endpoints.find,
+    }
 
 
 def _attach(ctx: Any, factory: ClientFactory) -> MispSync:
@@ -88,11 +120,7 @@ def _attach(ctx: Any, factory: ClientFactory) -> MispSync:
     sync = MispSync.open(
         ctx.data_dir / "misp",
         MispSettings.from_dict(overrides) if overrides else None,
-        clock=ctx.clock,
-        sink=StoreIocSink(ctx.store.iocs, ctx.clock),
-        factory=factory,
-        artifacts_root=ctx.data_dir / "artifacts",
-        endpoint_lookup=ctx.store.endpoints.find,
+        **_sync_kwargs(ctx, factory),
     )
     if overrides:
         stored = sync.settings.to_dict()
@@ -109,7 +137,7 @@ def start_misp_worker(ctx: Any, *, interval: float = 1.0) -> MispWorker:
     worker = ctx.extra.get(WORKER_KEY)
     if isinstance(worker, MispWorker):
         return worker
-    worker = MispWorker(attach_misp(ctx), interval=interval).start()
+    worker = MispWorker(attach_instances(ctx), interval=interval).start()
     ctx.extra[WORKER_KEY] = worker
     return worker
 
@@ -119,6 +147,9 @@ def stop_misp(ctx: Any) -> None:
     worker = ctx.extra.pop(WORKER_KEY, None)
     if isinstance(worker, MispWorker):
         worker.stop()
+    instances = ctx.extra.pop(INSTANCES_KEY, None)
     sync = ctx.extra.pop(EXTRA_KEY, None)
-    if isinstance(sync, MispSync):
+    if isinstance(instances, MispInstances):
+        instances.close()
+    elif isinstance(sync, MispSync):
         sync.close()

@@ -11,10 +11,11 @@ this value an IoC?" for sightings.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,6 +24,7 @@ from rules.iocs import normalize as rules_normalize
 from rules.wire import Ioc
 
 from .client import MispClient
+from .errors import MispError, MispUnavailable
 from .mapping import MISP_TYPES, attribute_iocs, event_values
 from .settings import MispSettings
 from .state import StateStore
@@ -34,6 +36,12 @@ logger = logging.getLogger(__name__)
 STATE = "iocs"
 CURSOR_OVERLAP = 300  # seconds re-read before the cursor (misp.md §2.3)
 MAX_PAGES = 10_000
+REMOVALS = "incremental-removals"
+ORDER = "Attribute.id ASC"  # stable pages: new attributes get higher ids (misp.md §5, `order`)
+
+
+class MispPartial(MispError):
+    """A pull that could not read every page; a full sync then keeps the current set."""
 
 
 class IocSink(Protocol):
@@ -127,6 +135,12 @@ def _filters_key(settings: MispSettings) -> str:
         sorted(settings.tags),
         settings.published_only,
         settings.enforce_warninglist,
+        sorted(settings.orgs),
+        sorted(settings.threat_levels),
+        sorted(settings.distributions),
+        settings.exclude_decayed,
+        settings.pull_since,
+        settings.expire_on_sighting,
         settings.url,
         settings.source_name,
     ]
@@ -149,12 +163,16 @@ class IocPuller:
         doc = state.load(STATE) or {}
         self._attrs: dict[str, dict[str, Any]] = doc.get("attributes", {})
         self.cursor: int | None = doc.get("cursor")
+        # Server clock at the start of the last pull: the cursor of publish and event edits,
+        # whose timestamps the attribute rows do not carry.
+        self.event_cursor: int | None = doc.get("event_cursor")
         self.last_full: float = doc.get("last_full", 0.0)
         self._filters: str = doc.get("filters", "")
         self.index = self._build_index()
         self.ioc_count = len(self.iocs())
         # Only a full sync sees what was hard-deleted or unpublished while the manager was down.
         self._full_this_run = False
+        self._resume: dict[str, Any] | None = None
 
     @property
     def settings(self) -> MispSettings:
@@ -194,41 +212,80 @@ class IocPuller:
     def _build_index(self) -> IocIndex:
         return IocIndex(self._entries())
 
+    def progress(self) -> dict[str, Any] | None:
+        """Where an interrupted pull resumes (mode, query, page), if one is pending."""
+        p = self._resume
+        if p is None:
+            return None
+        return {k: p[k] for k in ("mode", "step", "page", "started")} | {
+            "rows": len(p.get("rows", {}))
+        }
+
     def pull(self, *, full: bool | None = None) -> PullResult:
         """Run one full or incremental sync; raises MispError.
 
-        Full when due, unless `full` says otherwise.
+        Full when due, unless `full` says otherwise. A pull stopped by a 429 or an unreachable MISP
+        keeps the page it reached and resumes there (a full sync with the rows it already has):
+        a rate-limited role still finishes a large instance, page budget by page budget.
         """
         if full is None:
             full = self.full_due()
-        started = self.clock()
+        mode = "full" if full else "incremental"
+        p = self._resume
+        if p is None or p["mode"] != mode:
+            since = max((self.cursor or 0) - CURSOR_OVERLAP, 0)
+            events_since = max((self.event_cursor or self.cursor or 0) - CURSOR_OVERLAP, 0)
+            p = {
+                "mode": mode,
+                "step": 0,
+                "page": 1,
+                "since": since,
+                "events_since": events_since,
+                "started": self.clock(),
+                "server_start": None,
+            }
+            if full:
+                p["rows"] = {}
         upserted = removed = fetched = 0
         max_ts = self.cursor or 0
+        steps = self._steps(full, int(p["since"]), int(p.get("events_since", p["since"])))
+        try:
+            while p["step"] < len(steps):
+                what, query = steps[p["step"]]
+                for rows in self._pages(what, p, **query):
+                    if p["server_start"] is None:
+                        p["server_start"] = self.client.server_time()
+                    fetched += len(rows)
+                    max_ts = max([max_ts, *(_int(r.get("timestamp")) for r in rows)])
+                    if full:
+                        p["rows"].update({r["uuid"]: _keep(r) for r in rows if _active(r)})
+                    else:
+                        up, rm = self._apply(rows, upsert=what != REMOVALS)
+                        upserted, removed = upserted + up, removed + rm
+                p["step"] += 1
+                p["page"] = 1
+        except MispPartial:
+            self._resume = None  # too many pages: resuming would fail again; keep the set
+            raise
+        except MispUnavailable:
+            self._resume = p  # resume at this page; a full sync keeps its rows (never shrinks)
+            if not full:
+                self._save()  # rows already applied stay applied
+            raise
+        except MispError:
+            self._resume = None
+            raise
+        self._resume = None
         if full:
-            rows = self._fetch("full", to_ids=1)
-            fetched = len(rows)
-            fresh = {r["uuid"]: _keep(r) for r in rows if _active(r)}
+            fresh = p["rows"]
             removed = len(set(self._attrs) - set(fresh))
             upserted = len(fresh)
             self._attrs = fresh
-            self.last_full = started
+            self.last_full = float(p["started"])
             self._full_this_run = True
             self._filters = _filters_key(self.settings)
-        else:
-            since = max((self.cursor or 0) - CURSOR_OVERLAP, 0)
-            rows = self._fetch("incremental-q1", timestamp=since, deleted=[0, 1])
-            if self.settings.published_only:
-                rows += self._fetch("incremental-q2", publish_timestamp=since, deleted=[0, 1])
-            fetched = len(rows)
-            for r in rows:
-                if _active(r):
-                    self._attrs[r["uuid"]] = _keep(r)
-                    upserted += 1
-                elif self._attrs.pop(r["uuid"], None) is not None:
-                    removed += 1
-        for r in rows:
-            max_ts = max(max_ts, _int(r.get("timestamp")))
         self.cursor = max_ts
+        self.event_cursor = int(p["server_start"] or p["started"])
         self._save()
         self.index = self._build_index()
         iocs = self.iocs()
@@ -245,12 +302,43 @@ class IocPuller:
         )
         logger.info(
             "MISP %s pull: %d rows, %d attributes, %d IoCs",
-            "full" if full else "incremental",
+            mode,
             fetched,
             len(self._attrs),
             len(iocs),
         )
         return result
+
+    def _apply(self, rows: list[dict[str, Any]], *, upsert: bool) -> tuple[int, int]:
+        """Incremental rows: `to_ids && !deleted` upserts (unless `upsert` is off), else removes."""
+        upserted = removed = 0
+        for r in rows:
+            if _active(r):
+                if upsert:
+                    self._attrs[r["uuid"]] = _keep(r)
+                    upserted += 1
+            elif self._attrs.pop(r["uuid"], None) is not None:
+                removed += 1
+        return upserted, removed
+
+    def _steps(self, full: bool, since: int, events_since: int) -> list[tuple[str, dict[str, Any]]]:
+        """The queries of a pull (misp.md §2.3; MISP ANDs filters, so one query per clock).
+
+        Q1 `timestamp` (Attribute.timestamp: attribute edits), Q2 `publish_timestamp` (an event
+        (re)published after its attributes were written), Q3 `event_timestamp` (event edits such
+        as tags that change which attributes pass the filters), and a removal query without the
+        `published` filter: a soft delete or an IDS-flag removal unpublishes the event, so the
+        other queries would not see it until someone republishes.
+        """
+        if full:
+            return [("full", {"to_ids": 1})]
+        both = {"deleted": [0, 1]}
+        steps: list[tuple[str, dict[str, Any]]] = [("incremental-q1", {"timestamp": since, **both})]
+        if self.settings.published_only:
+            steps.append(("incremental-q2", {"publish_timestamp": events_since, **both}))
+            steps.append((REMOVALS, {"timestamp": since, "published": None, **both}))
+        steps.append(("incremental-q3", {"event_timestamp": events_since, **both}))
+        return steps
 
     def _save(self) -> None:
         self.state.save(
@@ -258,16 +346,27 @@ class IocPuller:
             {
                 "attributes": self._attrs,
                 "cursor": self.cursor,
+                "event_cursor": self.event_cursor,
                 "last_full": self.last_full,
                 "filters": self._filters,
             },
         )
 
-    def _fetch(self, what: str, **query: Any) -> list[dict[str, Any]]:
-        """Every page of one restSearch (stop at a short page)."""
+    def _pages(self, what: str, p: dict[str, Any], **query: Any) -> Iterator[list[dict[str, Any]]]:
+        """Every page of one restSearch, from page `p["page"]`, until an empty page.
+
+        Real MISP applies `limit` before it drops warninglisted rows (MispAttribute.php,
+        fetchAttributes), so a short page is not the last one: only an empty page is. Pages are
+        ordered by attribute id, so new rows land on later pages and none is skipped.
+        """
         s = self.settings
-        out: list[dict[str, Any]] = []
-        for page in range(1, MAX_PAGES + 1):
+        while True:
+            page = int(p["page"])
+            if page > MAX_PAGES:
+                raise MispPartial(
+                    f"more than {MAX_PAGES} pages of {s.page_limit}: raise page_limit",
+                    operation=f"attributes/restSearch ({what})",
+                )
             params = dict(
                 controller="attributes",
                 return_format="json",
@@ -277,24 +376,70 @@ class IocPuller:
                 published=True if s.published_only else None,
                 enforce_warninglist=s.enforce_warninglist,
                 include_event_uuid=True,
+                org=list(s.orgs) or None,
+                threat_level_id=list(s.threat_levels) or None,
+                exclude_decayed=True if s.exclude_decayed else None,
+                include_sightings=True if s.expire_on_sighting else None,
                 limit=s.page_limit,
                 page=page,
-                **query,
+                order=ORDER,
             )
+            if s.pull_since and "timestamp" not in query:
+                params["timestamp"] = _day_start(s.pull_since)
+            params.update(query)
 
             def search(api: Any, params: dict[str, Any] = params) -> Any:
                 return api.search(**params)
 
             reply = self.client.call(f"attributes/restSearch ({what}, page {page})", search)
             rows = reply.get("Attribute", []) if isinstance(reply, dict) else []
-            out.extend(r for r in rows if isinstance(r, dict) and r.get("uuid"))
-            if len(rows) < s.page_limit:
-                break
-        return out
+            rows = [r for r in rows if isinstance(r, dict) and r.get("uuid")]
+            if not rows:
+                return
+            if s.expire_on_sighting:
+                now = self.clock()
+                rows = [{**r, "expired": True} if _expired(r, now) else r for r in rows]
+            yield [r for r in rows if _distribution_ok(r, s)]
+            p["page"] = page + 1
+
+
+def _day_start(day: str) -> int:
+    d = dt.date.fromisoformat(day)
+    return int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp())
+
+
+def _distribution_ok(row: dict[str, Any], s: MispSettings) -> bool:
+    """`distributions` is applied here, on the row's `Event.distribution`.
+
+    The attribute `distribution` restSearch filter reads Attribute.distribution, which is mostly
+    5 ("inherit event"), so it cannot express the event's sharing level.
+    """
+    if not s.distributions:
+        return True
+    event = row.get("Event")
+    return isinstance(event, dict) and str(event.get("distribution")) in s.distributions
+
+
+def _expired(row: dict[str, Any], now: float) -> bool:
+    """Whether someone sent MISP an expiration sighting (type 2) for this attribute, now past.
+
+    MISP keeps one per organisation (Sighting::saveSightings replaces the earlier one).
+    """
+    sightings = row.get("Sighting")
+    if not isinstance(sightings, list):
+        return False
+    return any(
+        isinstance(x, dict) and str(x.get("type")) == "2" and _int(x.get("date_sighting")) <= now
+        for x in sightings
+    )
 
 
 def _active(row: dict[str, Any]) -> bool:
-    return row.get("to_ids") in (True, 1, "1") and row.get("deleted") not in (True, 1, "1")
+    return (
+        row.get("to_ids") in (True, 1, "1")
+        and row.get("deleted") not in (True, 1, "1")
+        and not row.get("expired")
+    )
 
 
 def _int(value: Any) -> int:

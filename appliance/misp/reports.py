@@ -1,22 +1,19 @@
 """IR reports to MISP: one `edr-report` object per report in the day's event (misp.md §4).
 
-An artifact directory (`manifest.json`, `event.json`, `report.json`, dumped files;
-docs/interfaces.md) becomes a `MISPObject("edr-report", strict=True)` whose uuid, and every
-attribute uuid, is a uuid5 of the report id, in the event of the report's UTC day whose uuid is
-`uuid5(namespace, "edr-reports/<day>")`. The day event is probed with HEAD (once per push pass) and
-created with `events/add`; objects go one per request with `objects/add/<day uuid>` (never
-`events/edit`). A duplicate-uuid 403 means "already pushed", so retries and restarts are idempotent;
-a ledger of pushed report ids avoids even the request. Memory dumps are never sent; other dumps are
-zipped with the password "infected" (zipcrypto.py) unless disabled.
+The object is built by report_object.py. It goes into the event of the report's UTC day, whose uuid
+is `uuid5(namespace, "edr-reports/<day>")` (`.../<day>/<n>` once MISP blocklisted a deleted day
+event). The day event is probed with HEAD (once per push pass) and created with `events/add`;
+objects go one per request with `objects/add/<day uuid>` (never `events/edit`). A duplicate-uuid 403
+means "already pushed", so retries and restarts are idempotent; a ledger of pushed report ids avoids
+even the request. A pass pushes one bounded slice within the hourly budget; item errors count
+against the item and end in the dead-letter list, never stopping the queue.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
-import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,35 +21,38 @@ from pathlib import Path
 from typing import Any
 
 from pymisp import MISPEvent, MISPObject
-from pymisp.exceptions import PyMISPError
 
-from rules.wire import ARTIFACT_EVENT, ARTIFACT_MANIFEST, ARTIFACT_REPORT
+from rules.wire import ARTIFACT_EVENT, ARTIFACT_MANIFEST
 
 from .client import MispClient
-from .errors import MispRejected, MispUnavailable
-from .settings import MispSettings
+from .deadletters import DeadLetters
+from .errors import MispRejected, MispServerError, MispUnavailable
+from .report_object import Report, build_report_object, read_json, report_time
 from .state import ItemQueue, StateStore
-from .zipcrypto import encrypted_zip
 
 __all__ = ["PushResult", "ReportPusher", "build_report_object", "day_event_uuid"]
 
 logger = logging.getLogger(__name__)
 
 LEDGER_STATE = "reports-pushed"
-PRODUCT = "Heron"
-EXECUTABLE_SUFFIXES = (".exe", ".dll", ".sys", ".scr", ".com", ".cpl", ".ocx", ".drv", ".efi")
-DUMP_KINDS = ("filedump", "regdump")  # never "memdump": memory holds credentials and user data
+DAYS_STATE = "report-days"  # {day: generation of its event uuid}
+META_STATE = "reports-meta"  # {"enabled_at": …, "recent": [push times within the last hour]}
+ATTEMPTS_STATE = "reports-attempts"
+REPORT_SLICE = 10  # reports per push pass: a pass is short, whatever the queue holds
+MAX_GENERATIONS_PER_PUSH = 3
+BLOCKLISTED = "blocklist"
 NOT_UNIQUE = "not unique"
 ALREADY_EXISTS = "already exists"
 
 
-def day_event_uuid(namespace: str, day: dt.date) -> str:
-    """Deterministic uuid of the day's report event."""
-    return str(uuid.uuid5(uuid.UUID(namespace), f"edr-reports/{day.isoformat()}"))
+def day_event_uuid(namespace: str, day: dt.date, generation: int = 0) -> str:
+    """Deterministic uuid of the day's report event.
 
-
-def _object_uuid(namespace: str, report_id: str) -> uuid.UUID:
-    return uuid.uuid5(uuid.UUID(namespace), f"edr-report/{report_id}")
+    `generation` > 0 names a replacement event, used once MISP blocklisted the uuid of a deleted
+    day event (generation 0 keeps the uuids of earlier versions).
+    """
+    name = f"edr-reports/{day.isoformat()}" + (f"/{generation}" if generation else "")
+    return str(uuid.uuid5(uuid.UUID(namespace), name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,243 +63,175 @@ class PushResult:
     already: int = 0
     rejected: int = 0
     pending: int = 0
+    dead: int = 0
+    retried: int = 0
+    throttled: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class _Report:
-    report_id: str
-    time: dt.datetime
-    obj: MISPObject
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _report_time(manifest: dict[str, Any], event: dict[str, Any], now: float) -> dt.datetime:
-    root = event.get("Event", {}) if isinstance(event, dict) else {}
-    system_time = ((root.get("System") or {}).get("TimeCreated") or {}).get("SystemTime")
-    for text in (manifest.get("time"), system_time):
-        if isinstance(text, str) and text:
-            try:
-                parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    return dt.datetime.fromtimestamp(now, dt.UTC)
-
-
-def _signatures(manifest: dict[str, Any], event: dict[str, Any]) -> list[str]:
-    rule = manifest.get("rule")
-    if isinstance(rule, list) and rule:
-        return [str(r) for r in rule]
-    detection = (event.get("Event", {}) if isinstance(event, dict) else {}).get("Detection") or {}
-    return [str(s) for s in detection.get("Signature", [])]
-
-
-class _Attachments:
-    """Adds attachment attributes within the per-file and per-object budgets."""
-
-    def __init__(self, obj: MISPObject, settings: MispSettings, ns: uuid.UUID) -> None:
-        self.obj, self.settings, self.ns = obj, settings, ns
-        self.total = 0
-        self.skipped: list[str] = []
-        self.count: dict[str, int] = {}
-
-    def attr_uuid(self, relation: str) -> str:
-        n = self.count.get(relation, 0)
-        self.count[relation] = n + 1
-        return str(uuid.uuid5(self.ns, f"{relation}/{n}"))
-
-    def add(
-        self, relation: str, name: str, raw: bytes, *, comment: str = "", zipped: bool = False
-    ) -> None:
-        s = self.settings
-        digest = hashlib.sha256(raw).hexdigest()
-        if len(raw) > s.report_max_file_size or self.total + len(raw) > s.report_max_object_size:
-            self.skipped.append(f"{name} skipped ({len(raw)} bytes, sha256 {digest})")
-            logger.warning("MISP report: %s too large (%d bytes), skipped", name, len(raw))
-            return
-        self.total += len(raw)
-        value = name
-        if zipped:
-            raw, value = encrypted_zip([(name, raw)]), f"{name}.zip"
-            comment = (
-                comment + " " if comment else ""
-            ) + f"zip password: infected; sha256 {digest}"
-        self.obj.add_attribute(
-            relation,
-            value,
-            data=io.BytesIO(raw),
-            comment=comment,
-            uuid=self.attr_uuid(relation),
-            to_ids=False,
-        )
-
-
-def build_report_object(
-    artifact_dir: Path,
-    *,
-    endpoint_uuid: str,
-    hostname: str,
-    ip: str,
-    settings: MispSettings,
-    now: float,
-) -> _Report:
-    """The edr-report object of one artifact directory.
-
-    Raises MispRejected when it cannot be built (template not met).
-    """
-    artifact_dir = Path(artifact_dir)
-    try:
-        manifest = (
-            _read_json(artifact_dir / ARTIFACT_MANIFEST)
-            if (artifact_dir / ARTIFACT_MANIFEST).exists()
-            else {}
-        )
-        event_path = artifact_dir / ARTIFACT_EVENT
-        event_raw = event_path.read_bytes() if event_path.exists() else b""
-        event = json.loads(event_raw) if event_raw else {}
-        report_path = artifact_dir / ARTIFACT_REPORT
-        report = _read_json(report_path) if report_path.exists() else {}
-    except (OSError, ValueError) as ex:
-        raise MispRejected(
-            f"unreadable artifact directory: {ex}", operation=f"report {artifact_dir}"
-        ) from ex
-    report_id = str(manifest.get("event_hash") or "")
-    endpoint_uuid = endpoint_uuid or str(manifest.get("endpoint", ""))
-    hostname = hostname or str(manifest.get("hostname", ""))
-    when = _report_time(manifest, event, now)
-    ns = _object_uuid(settings.namespace, report_id or str(artifact_dir))
-    try:
-        obj = MISPObject("edr-report", standalone=False, strict=True)
-        obj.uuid = str(ns)
-        obj.first_seen = when
-        att = _Attachments(obj, settings, ns)
-        for relation, value in (
-            ("id", report_id),
-            ("endpoint-id", endpoint_uuid),
-            ("hostname", hostname),
-            ("ip", ip),
-            ("product", PRODUCT),
-        ):
-            if value:
-                obj.add_attribute(relation, value, uuid=att.attr_uuid(relation), to_ids=False)
-        if event_raw:
-            att.add("event", ARTIFACT_EVENT, event_raw)
-        _add_report_parts(att, report if isinstance(report, dict) else {})
-        _add_dumps(att, artifact_dir, manifest)
-        sigs = _signatures(manifest, event)
-        comment = f"Event triggering {', '.join(sigs) or 'a detection'} caught on endpoint"
-        if att.skipped:
-            comment += "; " + "; ".join(att.skipped)
-        obj.add_attribute("comment", comment, uuid=att.attr_uuid("comment"), to_ids=False)
-        obj.to_json()  # strict: raises InvalidMISPObject when the template is not met
-    except PyMISPError as ex:
-        raise MispRejected(
-            f"invalid edr-report object: {ex}", operation=f"report {artifact_dir}"
-        ) from ex
-    if not report_id:
-        report_id = str(ns)
-    return _Report(report_id=report_id, time=when, obj=obj)
-
-
-def _add_report_parts(att: _Attachments, report: dict[str, Any]) -> None:
-    for relation in ("processes", "modules", "drivers"):
-        if relation in report:
-            att.add(
-                relation,
-                f"{relation}.json",
-                json.dumps(report[relation], indent=2, sort_keys=True).encode("utf-8"),
-            )
-    for i, command in enumerate(report.get("commands") or []):
-        if not isinstance(command, dict):
-            continue
-        name = str(command.get("name") or f"command-{i}")
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)
-        args = command.get("args") or []
-        description = " ".join([name, *(str(a) for a in args)]) if isinstance(args, list) else name
-        att.add(
-            "command",
-            f"{i:02d}-{safe}.json",
-            json.dumps(command, indent=2, sort_keys=True).encode("utf-8"),
-            comment=description,
-        )
-
-
-def _add_dumps(att: _Attachments, artifact_dir: Path, manifest: dict[str, Any]) -> None:
-    for entry in manifest.get("files") or []:
-        if not isinstance(entry, dict) or entry.get("kind") not in DUMP_KINDS:
-            continue
-        name = Path(str(entry.get("name", ""))).name
-        path = artifact_dir / name
-        if not name or not path.is_file():
-            continue
-        raw = path.read_bytes()
-        executable = name.lower().endswith(EXECUTABLE_SUFFIXES) or raw[:2] == b"MZ"
-        att.add(
-            "executable" if executable else "additional-file",
-            name,
-            raw,
-            zipped=att.settings.report_zip_files,
-        )
+class _DayBlocked(Exception):
+    """MISP refuses the day event's uuid: its event was deleted and the uuid blocklisted."""
 
 
 class ReportPusher:
-    """Queues artifact directories and pushes them as edr-report objects."""
+    """Queues artifact directories and pushes them, in slices, as edr-report objects."""
 
     def __init__(
-        self, client: MispClient, state: StateStore, queue: ItemQueue, clock: Callable[[], float]
+        self,
+        client: MispClient,
+        state: StateStore,
+        queue: ItemQueue,
+        clock: Callable[[], float],
+        dead: DeadLetters,
     ) -> None:
         self.client = client
         self.state = state
         self.queue = queue
         self.clock = clock
+        self.dead = dead
+        self._lock = threading.Lock()  # queue membership and ledger; never held over the network
         self._ledger: dict[str, dict[str, Any]] = state.load(LEDGER_STATE) or {}
+        self._generations: dict[str, int] = state.load(DAYS_STATE) or {}
+        self._meta: dict[str, Any] = state.load(META_STATE) or {}
+        self._attempts: dict[str, int] = state.load(ATTEMPTS_STATE) or {}
+        self._queued = {str(item.get("dir")) for _, item in queue.items()}
+        self._before_since: set[str] = set()
         self._days: set[str] = set()  # day events known to exist, for one push pass only
         self.pushed_total = 0
         self.rejected_total = 0
+        self.notes: dict[str, str] = {}  # what was skipped and why (publish, tags, blocklist)
+
+    # --- backfill ---------------------------------------------------------------------------------
+
+    def mark_enabled(self) -> None:
+        """Remember when reports were first enabled: the default start of the backfill."""
+        with self._lock:
+            if "enabled_at" not in self._meta:
+                self._meta["enabled_at"] = self.clock()
+                self.state.save(META_STATE, self._meta)
+
+    def since(self) -> float:
+        """Reports detected before this time are not pushed (`report_since` or enable time)."""
+        s = self.client.settings
+        if s.report_since:
+            day = dt.date.fromisoformat(s.report_since)
+            return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
+        return float(self._meta.get("enabled_at", 0.0))
+
+    def _recent(self) -> list[float]:
+        hour_ago = self.clock() - 3600
+        return [t for t in self._meta.get("recent", []) if t > hour_ago]
+
+    def budget(self) -> int:
+        """Reports that may still be pushed this hour (`report_max_per_hour`)."""
+        return max(self.client.settings.report_max_per_hour - len(self._recent()), 0)
+
+    def backfill(self) -> dict[str, Any]:
+        return {
+            "since": self.since() or None,
+            "skipped_before_since": len(self._before_since),
+            "pushed_last_hour": len(self._recent()),
+            "max_per_hour": self.client.settings.report_max_per_hour,
+            "remaining": len(self.queue),
+        }
+
+    # --- queue ------------------------------------------------------------------------------------
 
     def pushed(self, report_id: str) -> bool:
         """Whether the report with this id is known to be in MISP."""
         return report_id in self._ledger
 
-    def enqueue(self, endpoint_uuid: str, hostname: str, ip: str, artifact_dir: Path) -> bool:
-        """Queue one report unless it was already pushed.
+    def skipped(self, directory: Path) -> bool:
+        """Whether the directory was found older than the backfill start (not read again)."""
+        return str(directory) in self._before_since
 
-        Returns whether it was queued.
+    def reconsider(self) -> None:
+        """The backfill start may have moved: look at skipped directories again."""
+        with self._lock:
+            self._before_since.clear()
+
+    def enqueue(self, endpoint_uuid: str, hostname: str, ip: str, artifact_dir: Path) -> bool:
+        """Queue one report unless it was pushed, is queued, or predates the backfill start.
+
+        Returns whether it was queued. Atomic with the push's ledger update, so two scans racing
+        a push cannot queue one report twice.
         """
+        directory = str(artifact_dir)
         manifest_path = Path(artifact_dir) / ARTIFACT_MANIFEST
         try:
-            report_id = str(_read_json(manifest_path).get("event_hash") or "")
+            manifest = read_json(manifest_path)
         except (OSError, ValueError):
-            report_id = ""
-        if report_id and report_id in self._ledger:
-            return False
-        self.queue.put(
-            {
-                "endpoint": endpoint_uuid,
-                "hostname": hostname,
-                "ip": ip,
-                "dir": str(artifact_dir),
-                "queued": self.clock(),
-            }
-        )
+            manifest = {}
+        if not isinstance(manifest, dict):
+            manifest = {}
+        report_id = str(manifest.get("event_hash") or "")
+        event: dict[str, Any] = {}
+        if not manifest.get("time"):
+            try:
+                event = read_json(Path(artifact_dir) / ARTIFACT_EVENT)
+            except (OSError, ValueError):
+                event = {}
+        when = report_time(manifest, event, self.clock()).timestamp()
+        with self._lock:
+            if (report_id and report_id in self._ledger) or directory in self._queued:
+                return False
+            if when < self.since():
+                self._before_since.add(directory)
+                return False
+            self._queued.add(directory)
+            self.queue.put(
+                {
+                    "endpoint": endpoint_uuid,
+                    "hostname": hostname,
+                    "ip": ip,
+                    "dir": directory,
+                    "queued": self.clock(),
+                }
+            )
         return True
 
-    def push(self) -> PushResult:
-        """Push every queued report.
+    def _settle(self, item_id: str, item: dict[str, Any]) -> None:
+        with self._lock:
+            self.queue.remove(item_id)
+            self._queued.discard(str(item.get("dir")))
+            if self._attempts.pop(item_id, None) is not None:
+                self.state.save(ATTEMPTS_STATE, self._attempts)
 
-        Raises MispUnavailable when MISP is down; the rest stays queued.
+    def _bury(self, item_id: str, item: dict[str, Any], error: str) -> None:
+        attempts = self._attempts.get(item_id, 0) + 1
+        self.dead.add("reports", item, error, attempts)
+        self._settle(item_id, item)
+
+    def requeue(self, item: dict[str, Any]) -> bool:
+        """Put a dead-lettered report back in the queue (an operator fixed the cause)."""
+        with self._lock:
+            directory = str(item.get("dir"))
+            if directory in self._queued:
+                return False
+            self._queued.add(directory)
+            self.queue.put({**item, "queued": self.clock()})
+        return True
+
+    # --- push -------------------------------------------------------------------------------------
+
+    def push(self, max_items: int = REPORT_SLICE) -> PushResult:
+        """Push at most `max_items` queued reports (and no more than the hourly budget).
+
+        Item errors go to the item (attempts, then the dead-letter list), never to the stream.
+        Raises MispUnavailable when MISP is down or backing off; the rest stays queued.
         """
         if not self.client.ready():
             # PERF(misp): building an object zips its files; don't do it just to fail fast.
             raise MispUnavailable(
                 f"backing off (last error: {self.client.last_error})", operation="objects/add"
             )
-        pushed = already = rejected = 0
+        limit = min(max_items, self.budget())
+        if limit <= 0:
+            return PushResult(pending=len(self.queue), throttled=bool(len(self.queue)))
+        pushed = already = rejected = dead = retried = 0
         self._days.clear()
-        for item_id, item in self.queue.items():
+        for n, (item_id, item) in enumerate(self.queue.items()):
+            if n >= limit:
+                break
             try:
                 report = build_report_object(
                     Path(item["dir"]),
@@ -310,28 +242,33 @@ class ReportPusher:
                     now=self.clock(),
                 )
             except MispRejected as ex:
-                logger.warning("MISP report %s rejected: %s", item["dir"], ex)
-                self.queue.remove(item_id)
+                self._bury(item_id, item, str(ex))
                 rejected += 1
+                dead += 1
                 continue
             if report.report_id in self._ledger:
-                self.queue.remove(item_id)
+                self._settle(item_id, item)
                 already += 1
                 continue
             try:
                 existed = self._push_one(report)
             except MispRejected as ex:
-                logger.warning("MISP refused report %s: %s", report.report_id, ex)
-                self.queue.remove(item_id)
+                self._bury(item_id, item, str(ex))
                 rejected += 1
+                dead += 1
                 continue
-            self._ledger[report.report_id] = {
-                "object": str(report.obj.uuid),
-                "day": report.time.date().isoformat(),
-                "pushed": self.clock(),
-            }
-            self.state.save(LEDGER_STATE, self._ledger)
-            self.queue.remove(item_id)
+            except MispServerError as ex:
+                attempts = self._bump(item_id)
+                if attempts >= self.client.settings.report_max_attempts:
+                    self._bury(item_id, item, f"{ex} ({attempts} attempts)")
+                    dead += 1
+                else:
+                    retried += 1
+                if not self.client.ready():
+                    break  # several 5xx in a row: MISP itself is failing, the client backs off
+                continue
+            self._record(report)
+            self._settle(item_id, item)
             if existed:
                 already += 1
             else:
@@ -339,31 +276,95 @@ class ReportPusher:
         self.pushed_total += pushed
         self.rejected_total += rejected
         return PushResult(
-            pushed=pushed, already=already, rejected=rejected, pending=len(self.queue)
+            pushed=pushed,
+            already=already,
+            rejected=rejected,
+            pending=len(self.queue),
+            dead=dead,
+            retried=retried,
         )
 
-    def _push_one(self, report: _Report) -> bool:
+    def _bump(self, item_id: str) -> int:
+        with self._lock:
+            self._attempts[item_id] = self._attempts.get(item_id, 0) + 1
+            self.state.save(ATTEMPTS_STATE, self._attempts)
+            return self._attempts[item_id]
+
+    def _record(self, report: Report) -> None:
+        now = self.clock()
+        with self._lock:
+            self._ledger[report.report_id] = {
+                "object": str(report.obj.uuid),
+                "day": report.time.date().isoformat(),
+                "pushed": now,
+            }
+            self.state.save(LEDGER_STATE, self._ledger)
+            self._meta["recent"] = [*self._recent(), now]
+            self.state.save(META_STATE, self._meta)
+
+    def day_uuid(self, day: dt.date) -> str:
+        """The uuid of the day's event, at its current generation."""
+        gen = self._generations.get(day.isoformat(), 0)
+        return day_event_uuid(self.client.settings.namespace, day, gen)
+
+    def generations(self) -> dict[str, int]:
+        """Days whose event uuid moved on after a blocklisted deletion."""
+        return dict(self._generations)
+
+    def _push_one(self, report: Report) -> bool:
         """Send one object; True when MISP already had it (duplicate uuid)."""
-        s = self.client.settings
         day = report.time.astimezone(dt.UTC).date()
-        event_uuid = day_event_uuid(s.namespace, day)
-        self._ensure_day(day, event_uuid)
+        for _ in range(MAX_GENERATIONS_PER_PUSH):
+            event_uuid = self.day_uuid(day)
+            try:
+                self._ensure_day(day, event_uuid)
+            except _DayBlocked:
+                self._next_generation(day, event_uuid)
+                continue
+            try:
+                self.client.call("objects/add", _add_object(event_uuid, report.obj))
+                existed = False
+            except MispRejected as ex:
+                if ex.status == 403 and NOT_UNIQUE in str(ex.body):
+                    existed = True
+                elif ex.status == 404:
+                    self._days.discard(day.isoformat())  # the day event was deleted: again
+                    continue
+                else:
+                    raise
+            if not existed:
+                self._publish(event_uuid)
+            return existed
+        raise MispServerError(f"the day event of {day} keeps disappearing", operation="objects/add")
+
+    def _next_generation(self, day: dt.date, blocked_uuid: str) -> None:
+        key = day.isoformat()
+        with self._lock:
+            self._generations[key] = self._generations.get(key, 0) + 1
+            self.state.save(DAYS_STATE, self._generations)
+        self.notes["blocklist"] = (
+            f"day event {blocked_uuid} of {key} is blocklisted in MISP (deleted there): "
+            f"reports of that day go to a new event, generation {self._generations[key]}"
+        )
+        logger.warning("MISP: %s", self.notes["blocklist"])
+
+    def _publish(self, event_uuid: str) -> None:
+        """Publish after a new object when asked; a refusal is noted, never a report failure."""
+        s = self.client.settings
+        if not s.report_publish:
+            return
+        if not self.client.allowed("perm_publish"):
+            self.notes["publish"] = (
+                f"publishing skipped: MISP role {self.client.role!r} lacks perm_publish"
+            )
+            return
         try:
-            self.client.call("objects/add", lambda api: api.add_object(event_uuid, report.obj))
-            existed = False
-        except MispRejected as ex:
-            if ex.status == 403 and NOT_UNIQUE in str(ex.body):
-                existed = True
-            elif ex.status == 404:
-                self._forget_day(day)  # the day event vanished (deleted in MISP): recreate it
-                raise MispUnavailable(
-                    f"day event {event_uuid} missing: {ex}", operation="objects/add"
-                ) from ex
-            else:
-                raise
-        if s.report_publish and not existed:
             self.client.call("events/publish", lambda api: api.publish(event_uuid))
-        return existed
+        except MispRejected as ex:
+            self.notes["publish"] = f"publishing refused by MISP: {ex}"
+            logger.warning("MISP: %s", self.notes["publish"])
+            return
+        self.notes.pop("publish", None)
 
     def _ensure_day(self, day: dt.date, event_uuid: str) -> None:
         if day.isoformat() in self._days:
@@ -377,14 +378,48 @@ class ReportPusher:
             ev.distribution = s.report_distribution
             ev.threat_level_id = 4
             ev.analysis = 0
-            for tag in s.report_tags:
+            tags = list(s.report_tags)
+            if tags and not self.client.allowed("perm_tagger"):
+                self.notes["tags"] = (
+                    f"tags {', '.join(tags)} not set: MISP role {self.client.role!r} lacks "
+                    "perm_tagger"
+                )
+                tags = []
+            for tag in tags:
                 ev.add_tag(tag)
             try:
-                self.client.call("events/add", lambda api: api.add_event(ev))
+                reply = self.client.call("events/add", lambda api: api.add_event(ev))
             except MispRejected as ex:
+                if ex.status == 403 and BLOCKLISTED in str(ex.body).lower():
+                    raise _DayBlocked(str(ex)) from ex
                 if not (ex.status == 404 and ALREADY_EXISTS in str(ex.body)):
                     raise
+            else:
+                self._check_tags(tags, reply)
         self._days.add(day.isoformat())
 
-    def _forget_day(self, day: dt.date) -> None:
-        self._days.discard(day.isoformat())
+    def _check_tags(self, wanted: list[str], reply: Any) -> None:
+        """MISP drops, without an error, a tag it does not have when the role cannot create it."""
+        got = reply.get("Event", reply) if isinstance(reply, dict) else reply
+        tags = got.get("Tag", []) if isinstance(got, dict) else getattr(got, "tags", [])
+        names = {
+            str(t.get("name") if isinstance(t, dict) else getattr(t, "name", "")) for t in tags
+        }
+        missing = [t for t in wanted if t not in names]
+        if missing:
+            why = (
+                "the role cannot create tags (perm_tag_editor) and MISP does not have them"
+                if not self.client.allowed("perm_tag_editor")
+                else "MISP did not apply them"
+            )
+            self.notes["tags"] = f"tags {', '.join(missing)} missing on the day event: {why}"
+            logger.warning("MISP: %s", self.notes["tags"])
+        elif wanted:
+            self.notes.pop("tags", None)
+
+
+def _add_object(event_uuid: str, obj: MISPObject) -> Callable[[Any], Any]:
+    def call(api: Any) -> Any:
+        return api.add_object(event_uuid, obj)
+
+    return call

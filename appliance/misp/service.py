@@ -17,16 +17,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rules.wire import ARTIFACT_EVENT, ARTIFACT_MANIFEST, ARTIFACT_REPORT
 
-from .client import ClientFactory, MispClient, pymisp_factory
+from .client import ClientFactory, MispClient, pymisp_factory, role_of
+from .deadletters import DeadLetters
 from .errors import MispError, MispRateLimited, MispSettingsError
 from .iocs import IocPuller, IocSink, MemoryIocSink, PullResult
 from .reports import PushResult, ReportPusher
 from .settings import MispSettings, SettingsStore
-from .sightings import FlushResult, SightingPusher
+from .sightings import FlushResult, SightingPusher, sighting_source
 from .state import (
     FileQueue,
     FileStateStore,
@@ -41,6 +42,25 @@ __all__ = ["MispStorage", "MispSync", "MispWorker"]
 logger = logging.getLogger(__name__)
 
 SCAN_INTERVAL = 60.0
+STREAMS = ("pull", "sightings", "reports")
+BUSY_WAIT = 30.0  # an operator's sync waits this long for a running pass (a pass is one slice)
+PERMISSIONS = (
+    "perm_add",
+    "perm_modify",
+    "perm_modify_org",
+    "perm_publish",
+    "perm_sighting",
+    "perm_tagger",
+    "perm_tag_editor",
+)
+PERMISSION_EFFECTS = {
+    "perm_add": "reports cannot be pushed (events/add, objects/add)",
+    "perm_modify": "reports cannot be added to the day event",
+    "perm_publish": "report_publish is skipped: the day event stays unpublished",
+    "perm_sighting": "sightings cannot be sent",
+    "perm_tagger": "report_tags are not set on the day event",
+    "perm_tag_editor": "report_tags that MISP does not have yet are dropped by MISP",
+}
 R = TypeVar("R")
 
 
@@ -137,10 +157,14 @@ class MispSync:
         self.factory = factory
         self.artifacts_root = artifacts_root
         self.endpoint_lookup = endpoint_lookup
+        # NOTE(misp): `_lock` guards only the swap of settings and client, never a network call;
+        # each stream has its own lock, so a long push never blocks settings or sightings.
         self._lock = threading.RLock()
-        self._features = {name: _Feature() for name in ("pull", "sightings", "reports")}
+        self._stream_locks = {name: threading.Lock() for name in STREAMS}
+        self._features = {name: _Feature() for name in STREAMS}
         self._pull_next = 0.0
         self._scan_next = 0.0
+        self.dead = DeadLetters(storage.state, clock)
         self._build(settings.with_namespace())
 
     @classmethod
@@ -154,11 +178,20 @@ class MispSync:
         return cls(storage.settings.load(default), storage, **kwargs)
 
     def _build(self, settings: MispSettings) -> None:
+        """A new client; the streams are built once and keep their state across settings."""
         self.client = MispClient(settings, factory=self.factory, clock=self.clock)
         st = self.storage
-        self.iocs = IocPuller(self.client, st.state, self.sink, self.clock)
-        self.sightings = SightingPusher(self.client, st.state, st.sightings, self.clock)
-        self.reports = ReportPusher(self.client, st.state, st.reports, self.clock)
+        if not hasattr(self, "iocs"):
+            self.iocs = IocPuller(self.client, st.state, self.sink, self.clock)
+            self.sightings = SightingPusher(
+                self.client, st.state, st.sightings, self.clock, self.dead
+            )
+            self.reports = ReportPusher(self.client, st.state, st.reports, self.clock, self.dead)
+        for stream in (self.iocs, self.sightings, self.reports, self.sightings.lookup):
+            stream.client = self.client
+        self.reports.reconsider()
+        if settings.configured and settings.reports_enabled:
+            self.reports.mark_enabled()
 
     @property
     def settings(self) -> MispSettings:
@@ -179,10 +212,11 @@ class MispSync:
             settings = self.settings.merged(patch)
             if self.storage.settings is not None:
                 self.storage.settings.save(settings)
-            self.client.close()
+            old = self.client
             self._build(settings)
             self._pull_next = 0.0
-            return settings
+        old.close()  # never waits on a call in flight
+        return settings
 
     def test_connection(self, patch: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Connect afresh and report what MISP says.
@@ -197,41 +231,46 @@ class MispSync:
             client = MispClient(settings, factory=self.factory, clock=self.clock)
             try:
                 version = client.call("servers/getVersion", lambda api: api.misp_instance_version)
-                role = client.call("users/view/me", lambda api: _role(api))
+                role = client.call("users/view/me", role_of)
+                limits = _probe_rate_limit(client)
             finally:
                 client.close()
         except MispError as ex:
             return {"ok": False, "error": str(ex)}
         perms = role.get("perms", {})
-        missing = [p for p in ("perm_add", "perm_sighting", "perm_tagger") if not perms.get(p)]
+        needed = _needed_permissions(settings)
+        missing = [p for p in needed if not perms.get(p)]
         return {
             "ok": True,
             "error": "",
             "version": version.get("version", ""),
             "user": role.get("email", ""),
             "role": role.get("role", ""),
+            "permissions": {p: bool(perms.get(p)) for p in PERMISSIONS},
             "missing_permissions": missing,
+            "effects": [PERMISSION_EFFECTS[p] for p in missing],
+            "rate_limit": limits,
         }
 
     # --- features ---------------------------------------------------------------------------------
 
-    def pull_iocs(self, *, full: bool | None = None) -> PullResult:
-        """Pull IoCs now (full or incremental as due); raises MispError."""
-        with self._lock:
-            feature, now = self._features["pull"], self.clock()
-            try:
-                result = self.iocs.pull(full=full)
-            except MispRateLimited as ex:
-                feature.failed(now, ex)
-                self._pull_next = now + max(ex.retry_after, self.settings.retry_backoff)
-                raise
-            except MispError as ex:
-                feature.failed(now, ex)
-                self._pull_next = max(self.client.next_attempt, now + self.settings.retry_backoff)
-                raise
-            feature.ok(now, result)
-            self._pull_next = now + self.settings.pull_interval
-            return result
+    def pull_iocs(self, *, full: bool | None = None) -> PullResult | None:
+        """Pull IoCs now (full or incremental as due); raises MispError; None if one runs."""
+        return self._run("pull", lambda: self._pull(full))
+
+    def _pull(self, full: bool | None) -> PullResult:
+        now = self.clock()
+        try:
+            result = self.iocs.pull(full=full)
+        except MispRateLimited as ex:
+            # Honour X-Rate-Limit-Reset; the pull resumes at the page it reached (iocs.py).
+            self._pull_next = now + (ex.retry_after or self.settings.retry_backoff)
+            raise
+        except MispError:
+            self._pull_next = max(self.client.next_attempt, now + self.settings.retry_backoff)
+            raise
+        self._pull_next = now + self.settings.pull_interval
+        return result
 
     def wants_events(self) -> bool:
         """Whether `on_events` would use a batch: MISP configured and sightings enabled.
@@ -255,9 +294,25 @@ class MispSync:
         except Exception:  # noqa: BLE001 - a listener must not fail ingest
             logger.error("MISP sighting extraction failed", exc_info=True)
 
-    def flush_sightings(self) -> FlushResult:
-        """Send queued sightings now; raises MispError."""
-        return self._run("sightings", self.sightings.flush)
+    def false_positive(self, endpoint: Any, event: Mapping[str, Any]) -> list[str]:
+        """An analyst closed a detection as a false positive: sight its MISP IoCs with type 1.
+
+        Returns the MISP values queued (none when the event carries no pulled IoC).
+        """
+        s = self.settings
+        if not (s.configured and s.sightings_enabled):
+            raise MispSettingsError(
+                "MISP sightings are not configured (enabled, url, api_key, sightings_enabled)",
+                operation="false-positive",
+            )
+        ep_uuid, hostname, _ = _endpoint_fields(endpoint)
+        return self.sightings.false_positive(
+            sighting_source(ep_uuid, hostname), self.iocs.index.match(event)
+        )
+
+    def flush_sightings(self, *, wait: bool = True) -> FlushResult | None:
+        """Send queued sightings now; raises MispError (None when a flush is running)."""
+        return self._run("sightings", lambda: self.sightings.flush(), wait=wait)
 
     def on_report(self, endpoint: Any, artifact_dir: Path) -> bool:
         """Queue one IR report (artifact directory).
@@ -269,12 +324,19 @@ class MispSync:
         ep_uuid, hostname, ip = _endpoint_fields(endpoint)
         return self.reports.enqueue(ep_uuid, hostname, ip, Path(artifact_dir))
 
-    def push_reports(self) -> PushResult:
-        """Push queued reports now; raises MispError."""
-        return self._run("reports", self.reports.push)
+    def push_reports(self, *, wait: bool = True) -> PushResult | None:
+        """Push one slice of queued reports now; raises MispError.
 
-    def _run(self, name: str, fn: Callable[[], R]) -> R:
-        with self._lock:
+        None when another thread is pushing (and `wait` is False or it took too long).
+        """
+        return self._run("reports", lambda: self.reports.push(), wait=wait)
+
+    def _run(self, name: str, fn: Callable[[], R], *, wait: bool = True) -> R | None:
+        """Run one stream's job under that stream's lock only; None when it is busy."""
+        lock = self._stream_locks[name]
+        if not lock.acquire(timeout=BUSY_WAIT if wait else 0):
+            return None
+        try:
             feature, now = self._features[name], self.clock()
             try:
                 result = fn()
@@ -283,6 +345,8 @@ class MispSync:
                 raise
             feature.ok(now, result)
             return result
+        finally:
+            lock.release()
 
     def scan_artifacts(self) -> int:
         """Queue complete report directories found on disk.
@@ -295,7 +359,11 @@ class MispSync:
         count = 0
         for manifest in sorted(self.artifacts_root.glob(f"*/*/*/{ARTIFACT_MANIFEST}")):
             directory = manifest.parent
-            if self.reports.pushed(directory.name) or str(directory) in queued:
+            if (
+                self.reports.pushed(directory.name)
+                or str(directory) in queued
+                or self.reports.skipped(directory)
+            ):
                 continue  # PERF(misp): the directory name is the event hash, i.e. the report id
             if not _complete(directory):
                 continue
@@ -317,15 +385,18 @@ class MispSync:
         now = self.clock()
         jobs: list[Callable[[], Any]] = []
         if s.pull_enabled and now >= self._pull_next:
-            jobs.append(self.pull_iocs)
+            jobs.append(lambda: self._run("pull", lambda: self._pull(None), wait=False))
         if s.reports_enabled and now >= self._scan_next:
             self._scan_next = now + SCAN_INTERVAL
             self.scan_artifacts()
         if self.client.ready():  # inside a back-off window, queued work waits
-            if s.sightings_enabled and len(self.storage.sightings) and self.sightings.due():
-                jobs.append(self.flush_sightings)
+            if s.sightings_enabled and (
+                (len(self.storage.sightings) and self.sightings.due())
+                or self.sightings.lookup.pending()
+            ):
+                jobs.append(lambda: self.flush_sightings(wait=False))
             if s.reports_enabled and len(self.storage.reports):
-                jobs.append(self.push_reports)
+                jobs.append(lambda: self.push_reports(wait=False))  # one slice per tick
         for job in jobs:
             try:
                 job()
@@ -359,59 +430,129 @@ class MispSync:
         return self.status()
 
     def status(self) -> dict[str, Any]:
-        """Last runs, counts, errors and queue sizes (the admin status API)."""
+        """Per-stream state, dead letters, permissions and backfill (the admin status API)."""
         s = self.settings
+        client = self.client
+        dead = {name: self.dead.count(name) for name in ("sightings", "reports")}
         return {
             "enabled": s.enabled,
             "configured": s.configured,
             "url": s.url,
-            "connected": self.client.connected,
-            "last_error": self.client.last_error,
-            "next_attempt": self.client.next_attempt or None,
+            "connected": client.connected,
+            "last_error": client.last_error,
+            "next_attempt": client.next_attempt or None,
+            "user": client.user,
+            "role": client.role,
+            "permissions": dict(client.permissions),
+            "missing_permissions": [
+                p for p in _needed_permissions(s) if client.permissions and not client.allowed(p)
+            ],
+            "rate_limit": dict(client.rate_limit),
+            "dead_letters": {**dead, "discarded": self.dead.discarded},
             "pull": {
                 **self._features["pull"].to_dict(),
                 "enabled": s.pull_enabled,
+                "state": self._state("pull", s.pull_enabled),
                 "next_run": self._pull_next or None,
                 "cursor": self.iocs.cursor,
                 "last_full": self.iocs.last_full or None,
                 "attributes": self.iocs.attribute_count,
                 "iocs": self.iocs.ioc_count,
+                "resume": self.iocs.progress(),
             },
             "sightings": {
                 **self._features["sightings"].to_dict(),
                 "enabled": s.sightings_enabled,
+                "state": self._state("sightings", s.sightings_enabled),
                 "queued_batches": len(self.storage.sightings),
                 "hits": self.sightings.hits_total,
                 "sent": self.sightings.sent_total,
                 "unmatched": self.sightings.unmatched_total,
                 "dropped": self.sightings.dropped_total,
+                "dead_letters": dead["sightings"],
+                "lookup": {
+                    "enabled": s.sighting_lookup,
+                    "pending": self.sightings.lookup.pending(),
+                    "requests": self.sightings.lookup.requests_total,
+                    "found": self.sightings.lookup.found_total,
+                    "overflow": self.sightings.lookup.overflow_total,
+                },
             },
             "reports": {
                 **self._features["reports"].to_dict(),
                 "enabled": s.reports_enabled,
+                "state": self._state("reports", s.reports_enabled),
                 "queued": len(self.storage.reports),
                 "pushed": self.reports.pushed_total,
                 "rejected": self.reports.rejected_total,
+                "dead_letters": dead["reports"],
+                "backfill": self.reports.backfill(),
+                "day_generations": self.reports.generations(),
+                "notes": dict(self.reports.notes),
             },
         }
+
+    def _state(self, name: str, enabled: bool) -> str:
+        """One word per stream: off, running, backing-off, failing or ok."""
+        if not (enabled and self.settings.configured):
+            return "off"
+        if self._stream_locks[name].locked():
+            return "running"
+        if not self.client.ready():
+            return "backing-off"
+        feature = self._features[name]
+        return "failing" if feature.last_error else ("ok" if feature.runs else "idle")
+
+    # --- dead letters -----------------------------------------------------------------------------
+
+    def dead_letters(self, stream: str | None = None) -> list[dict[str, Any]]:
+        return self.dead.entries(stream)
+
+    def retry_dead_letters(self, ids: list[str] | None = None) -> int:
+        """Re-queue dead letters (all when `ids` is None); returns how many."""
+        count = 0
+        for entry in self.dead.take(ids):
+            item = entry["item"]
+            if entry["stream"] == "reports" and isinstance(item, dict):
+                count += int(self.reports.requeue(item))
+            elif entry["stream"] == "sightings" and isinstance(item, dict):
+                self.storage.sightings.put({**item, "queued": self.clock()})
+                count += 1
+        return count
+
+    def discard_dead_letters(self, ids: list[str] | None = None) -> int:
+        return len(self.dead.take(ids))
 
     def close(self) -> None:
         self.client.close()
 
 
-def _role(api: Any) -> dict[str, Any]:
-    user = getattr(api, "_current_user", None)
-    role = getattr(api, "_current_role", None)
-    perms = {
-        k: bool(v)
-        for k, v in (role.to_dict() if role is not None else {}).items()
-        if k.startswith("perm_")
-    }
-    return {
-        "email": str(getattr(user, "email", "")),
-        "role": str(getattr(role, "name", "")),
-        "perms": perms,
-    }
+def _needed_permissions(s: MispSettings) -> list[str]:
+    """The role flags the enabled features need."""
+    needed = []
+    if s.reports_enabled:
+        needed += ["perm_add", "perm_modify"]
+        if s.report_tags:
+            needed += ["perm_tagger", "perm_tag_editor"]
+        if s.report_publish:
+            needed.append("perm_publish")
+    if s.sightings_enabled:
+        needed.append("perm_sighting")
+    return needed
+
+
+def _probe_rate_limit(client: MispClient) -> dict[str, str]:
+    """One restSearch of one row: MISP's RateLimitComponent headers, if the role is limited."""
+    try:
+        client.call(
+            "attributes/restSearch (rate-limit probe)",
+            lambda api: api.search(
+                controller="attributes", return_format="json", limit=1, page=1, type_attribute="md5"
+            ),
+        )
+    except MispRateLimited:
+        pass
+    return dict(client.rate_limit)
 
 
 def _complete(directory: Path) -> bool:
@@ -433,13 +574,17 @@ def _complete(directory: Path) -> bool:
     )
 
 
+class _Pending(Protocol):
+    def run_pending(self) -> None: ...
+
+
 class MispWorker:
-    """Runs `MispSync.run_pending()` on a daemon thread.
+    """Runs `run_pending()` of a MispSync (or of every instance) on a daemon thread.
 
     One call every `interval` seconds.
     """
 
-    def __init__(self, sync: MispSync, *, interval: float = 1.0) -> None:
+    def __init__(self, sync: _Pending, *, interval: float = 1.0) -> None:
         self.sync = sync
         self.interval = interval
         self._stop = threading.Event()

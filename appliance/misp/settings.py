@@ -78,6 +78,9 @@ class MispSettings:
     )
     verify_tls: bool = _f(True, "Verify MISP's TLS certificate.")
     ca_file: str = _f("", "PEM bundle of the CA that signed MISP's certificate (implies verify).")
+    client_cert: str = _f("", "PEM client certificate presented to MISP (mutual TLS; empty: none).")
+    client_key: str = _f("", "PEM key of client_cert when not in the same file.")
+    proxy: str = _f("", "HTTP(S) proxy URL for MISP requests (empty: the environment's, if any).")
     connect_timeout: float = _f(5.0, "Seconds to wait for a TCP/TLS connection to MISP.")
     read_timeout: float = _f(60.0, "Seconds to wait for a MISP response.")
     pull_enabled: bool = _f(True, "Pull IoCs from MISP.")
@@ -93,6 +96,23 @@ class MispSettings:
         (), "Only pull attributes of these MISP categories (empty: all)."
     )
     tags: tuple[str, ...] = _f((), "Tag filter of the pull; `!tag` excludes (empty: no filter).")
+    orgs: tuple[str, ...] = _f(
+        (), "Only pull events created by these organisations (name or id; `!org` excludes)."
+    )
+    threat_levels: tuple[str, ...] = _f(
+        (), "Only pull events of these threat levels (1 high, 2 medium, 3 low, 4 undefined)."
+    )
+    distributions: tuple[str, ...] = _f(
+        (), "Only pull events of these distributions (0 org … 4 sharing group; empty: all)."
+    )
+    exclude_decayed: bool = _f(False, "Drop attributes every enabled MISP decaying model expired.")
+    expire_on_sighting: bool = _f(
+        False,
+        "Drop attributes with a past MISP expiration sighting (type 2; adds includeSightings).",
+    )
+    pull_since: str = _f(
+        "", "Only pull attributes changed since this UTC date (YYYY-MM-DD; empty: all)."
+    )
     published_only: bool = _f(True, "Only pull attributes of published events.")
     enforce_warninglist: bool = _f(True, "Drop attributes that hit an enabled MISP warninglist.")
     sightings_enabled: bool = _f(True, "Push sightings of IoC values seen on endpoints.")
@@ -104,6 +124,14 @@ class MispSettings:
     sighting_queue_max: int = _f(
         10_000, "Pending sighting batches kept on disk; oldest dropped beyond."
     )
+    sighting_lookup: bool = _f(
+        False, "Also sight values of types not pulled by asking MISP (sends candidate values)."
+    )
+    sighting_lookup_types: tuple[str, ...] = _f(
+        ("filename", "regkey", "named pipe"), "MISP types looked up by value when not pulled."
+    )
+    sighting_lookup_per_minute: int = _f(30, "Most value-lookup requests per minute.")
+    sighting_lookup_ttl: float = _f(3600.0, "Seconds a value-lookup answer (hit or miss) is kept.")
     reports_enabled: bool = _f(True, "Push IR reports as edr-report objects.")
     report_distribution: int = _f(0, "Distribution of the daily report event (0 = organisation).")
     report_tags: tuple[str, ...] = _f(("tlp:amber",), "Tags of the daily report event.")
@@ -115,6 +143,13 @@ class MispSettings:
     report_publish: bool = _f(
         False, "Publish the daily event after each report (needs perm_publish)."
     )
+    report_max_attempts: int = _f(
+        5, "Attempts for a report MISP answers with 5xx before it is dead-lettered."
+    )
+    report_since: str = _f(
+        "", "Push reports detected since this UTC date (YYYY-MM-DD); empty: since MISP was enabled."
+    )
+    report_max_per_hour: int = _f(120, "Most reports pushed per hour (paces a backfill).")
     source_name: str = _f("misp", "Source name given to pulled IoCs.")
     namespace: str = _f("", "UUID namespace of the deterministic event and object UUIDs.")
     retry_backoff: float = _f(30.0, "First delay, in seconds, before retrying an unreachable MISP.")
@@ -129,6 +164,10 @@ class MispSettings:
         bad = []
         if self.url and not re.match(r"^https?://[^/\s]+", self.url):
             bad.append(f"url {self.url!r} is not an http(s) URL")
+        if self.proxy and not re.match(r"^https?://[^/\s]+", self.proxy):
+            bad.append(f"proxy {self.proxy!r} is not an http(s) URL")
+        if self.client_key and not self.client_cert:
+            bad.append("client_key needs client_cert")
         if self.enabled and not self.url:
             bad.append("url is required when enabled")
         if self.api_key and not KEY_FORMAT.match(self.api_key):
@@ -138,6 +177,9 @@ class MispSettings:
             bad.append(f"unsupported ioc_types {unknown}; supported: {sorted(MISP_TYPES)}")
         if not self.ioc_types:
             bad.append("ioc_types must not be empty")
+        wrong_lookup = [t for t in self.sighting_lookup_types if t not in MISP_TYPES]
+        if wrong_lookup:
+            bad.append(f"unsupported sighting_lookup_types {wrong_lookup}")
         wrong = [c for c in self.categories if c not in CATEGORIES]
         if wrong:
             bad.append(f"unknown categories {wrong}")
@@ -149,6 +191,7 @@ class MispSettings:
             "pull_interval",
             "full_sync_interval",
             "sighting_ttl",
+            "sighting_lookup_ttl",
             "retry_backoff",
             "retry_backoff_max",
         ):
@@ -160,11 +203,22 @@ class MispSettings:
             "sighting_queue_max",
             "report_max_file_size",
             "report_max_object_size",
+            "report_max_attempts",
+            "report_max_per_hour",
+            "sighting_lookup_per_minute",
         ):
             if getattr(self, name) < 1:
                 bad.append(f"{name} must be at least 1")
         if self.sighting_batch_delay < 0:
             bad.append("sighting_batch_delay must not be negative")
+        if self.pull_since and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.pull_since):
+            bad.append("pull_since must be a date YYYY-MM-DD (or empty)")
+        if any(t not in ("1", "2", "3", "4") for t in self.threat_levels):
+            bad.append("threat_levels are 1, 2, 3 or 4")
+        if any(d not in ("0", "1", "2", "3", "4") for d in self.distributions):
+            bad.append("distributions are 0, 1, 2, 3 or 4")
+        if self.report_since and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.report_since):
+            bad.append("report_since must be a date YYYY-MM-DD (or empty)")
         if self.namespace:
             try:
                 uuid.UUID(self.namespace)

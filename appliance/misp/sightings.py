@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .client import MispClient
-from .errors import MispRejected, MispServerError, MispUnavailable
+from .deadletters import DeadLetters
+from .errors import MispError, MispRejected, MispServerError, MispUnavailable
 from .iocs import IocIndex
+from .lookup import ValueLookup
+from .mapping import event_values
 from .state import ItemQueue, StateStore
 
 __all__ = ["FlushResult", "SightingPusher", "sighting_source"]
@@ -68,8 +71,14 @@ class SightingPusher:
     """Turns events into queued sighting batches and flushes them to MISP."""
 
     def __init__(
-        self, client: MispClient, state: StateStore, queue: ItemQueue, clock: Callable[[], float]
+        self,
+        client: MispClient,
+        state: StateStore,
+        queue: ItemQueue,
+        clock: Callable[[], float],
+        dead: DeadLetters | None = None,
     ) -> None:
+        self.dead = dead
         self.client = client
         self.state = state
         self.queue = queue
@@ -78,6 +87,7 @@ class SightingPusher:
         seen = state.load(SEEN_STATE) or {}
         self._seen: dict[str, float] = {k: float(v) for k, v in seen.items()}
         self._attempts: dict[str, int] = state.load(ATTEMPTS_STATE) or {}
+        self.lookup = ValueLookup(client, clock)
         self.sent_total = 0
         self.dropped_total = 0
         self.unmatched_total = 0
@@ -92,25 +102,38 @@ class SightingPusher:
     ) -> int:
         """Queue the IoC values these events carry.
 
-        Returns how many new values were queued.
+        Returns how many new values were queued. With `sighting_lookup`, values of the lookup
+        types are offered to the value lookup (cached answers count at once).
         """
-        if not len(index):
+        lookup = self.client.settings.sighting_lookup
+        if not len(index) and not lookup:
             return 0
         source = sighting_source(endpoint_uuid, hostname)
+        now = self.clock()
+        found: dict[str, float] = {}
+        for event in events:
+            when: float | None = None
+            for misp_value in index.match(event) if len(index) else ():
+                when = _event_time(event, now) if when is None else when
+                found[misp_value] = min(found.get(misp_value, when), when)
+            if lookup:
+                when = _event_time(event, now) if when is None else when
+                for v, t in self.lookup.offer(source, when, set(event_values(event))).items():
+                    found[v] = min(found.get(v, t), t)
+        return self._queue(source, found)
+
+    def _queue(self, source: str, found: Mapping[str, float]) -> int:
+        """Queue one batch of `{MISP value: first seen}` not sighted within the TTL."""
         now = self.clock()
         ttl = self.client.settings.sighting_ttl
         fresh: dict[str, float] = {}
         with self._lock:
-            for event in events:
-                when = None
-                for misp_value in sorted(index.match(event)):
-                    key = f"{source}\n{misp_value.lower()}"
-                    if self._seen.get(key, 0.0) > now or misp_value in fresh:
-                        continue
-                    if when is None:
-                        when = _event_time(event, now)
-                    fresh[misp_value] = when
-                    self._seen[key] = now + ttl
+            for misp_value in sorted(found):
+                key = f"{source}\n{misp_value.lower()}"
+                if self._seen.get(key, 0.0) > now:
+                    continue
+                fresh[misp_value] = found[misp_value]
+                self._seen[key] = now + ttl
             if not fresh:
                 return 0
             self.hits_total += len(fresh)
@@ -126,6 +149,32 @@ class SightingPusher:
                 }
             )
         return len(fresh)
+
+    def false_positive(self, source: str, values: Iterable[str]) -> list[str]:
+        """Queue a type-1 (false positive) sighting of these MISP values: an analyst's verdict.
+
+        Not de-duplicated by the TTL (an explicit action); MISP lowers the decay score with it.
+        """
+        wanted = sorted(set(values))
+        if wanted:
+            with self._lock:
+                self._enforce_bound()
+                self.queue.put(
+                    {
+                        "source": source,
+                        "values": wanted,
+                        "timestamp": int(self.clock()),
+                        "queued": self.clock(),
+                        "type": "1",
+                    }
+                )
+        return wanted
+
+    def run_lookup(self) -> int:
+        """Ask MISP about pending lookup values (bounded); queue what it has. Raises MispError."""
+        if not self.client.settings.sighting_lookup or not self.lookup.pending():
+            return 0
+        return sum(self._queue(source, found) for source, found in self.lookup.run().items())
 
     def _enforce_bound(self) -> None:
         limit = self.client.settings.sighting_queue_max
@@ -152,43 +201,55 @@ class SightingPusher:
 
         Raises MispUnavailable when MISP is down.
         """
-        groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        try:
+            self.run_lookup()
+        except MispUnavailable:
+            raise
+        except MispError as ex:
+            logger.warning("MISP value lookup failed: %s", ex)
+        groups: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
         for item_id, item in self.queue.items():
-            groups.setdefault(item["source"], []).append((item_id, item))
+            key = (item["source"], str(item.get("type", "0")))
+            groups.setdefault(key, []).append((item_id, item))
         requests = sent = unmatched = dropped = 0
         max_attempts = self.client.settings.sighting_max_attempts
-        for source, items in groups.items():
+        for (source, stype), items in groups.items():
             for chunk in _chunks(items):
                 values = sorted({v for _, item in chunk for v in item["values"]})
                 body = {
                     "values": values,
                     "source": source,
-                    "type": "0",
+                    "type": stype,
                     "timestamp": min(int(item["timestamp"]) for _, item in chunk),
-                    "filters": {"to_ids": 1},
+                    "filters": self._filters(),
                 }
                 ids = [item_id for item_id, _ in chunk]
                 try:
                     requests += 1
                     reply = self.client.call("sightings/add", _add_sighting(body))
-                except MispServerError:
+                except MispServerError as ex:
                     if self._bump(ids) >= max_attempts:
-                        dropped += self._drop(ids, len(values), "5xx, attempts exhausted")
-                        continue
-                    raise
+                        dropped += self._drop(chunk, len(values), f"{ex}, attempts exhausted")
+                    if not self.client.ready():
+                        raise  # several 5xx in a row: MISP is failing, the client backs off
+                    continue
                 except MispUnavailable:
                     raise
                 except MispRejected as ex:
-                    dropped += self._drop(ids, len(values), str(ex))
+                    dropped += self._drop(chunk, len(values), str(ex))
                     continue
                 message = str(reply.get("message", "")) if isinstance(reply, dict) else ""
-                if NO_MATCH in message:
+                if isinstance(reply, dict) and "Sighting" in reply:
+                    sent += len(values)
+                elif NO_MATCH in message:
                     unmatched += len(values)
                     logger.info(
                         "MISP matched none of %d sighted values from %s", len(values), source
                     )
                 else:
-                    sent += len(values)
+                    # SightingsController::add answers its failures with HTTP 200 and a message.
+                    dropped += self._drop(chunk, len(values), message or f"unexpected {reply!r}")
+                    continue
                 self._done(ids)
         with self._lock:
             self.sent_total += sent
@@ -215,12 +276,44 @@ class SightingPusher:
             self._attempts.pop(item_id, None)
         self.state.save(ATTEMPTS_STATE, self._attempts)
 
-    def _drop(self, ids: list[str], count: int, why: str) -> int:
-        logger.warning("dropping %d MISP sighting values: %s", count, why)
+    def _drop(self, chunk: list[tuple[str, dict[str, Any]]], count: int, why: str) -> int:
+        """Move the batches to the dead-letter list (or drop them when there is none)."""
+        ids = [item_id for item_id, _ in chunk]
+        if self.dead is not None:
+            for item_id, item in chunk:
+                self.dead.add("sightings", item, why, self._attempts.get(item_id, 0) + 1)
+        else:
+            logger.warning("dropping %d MISP sighting values: %s", count, why)
         self._done(ids)
         with self._lock:
             self.dropped_total += count
         return count
+
+    def _filters(self) -> dict[str, Any]:
+        """Every filter of the pull, so a sighting lands only on attributes Heron pulled.
+
+        With `filters`, /sightings/add runs an attribute restSearch with them (misp.md §3.1).
+        """
+        s = self.client.settings
+        types = list(s.ioc_types)
+        if s.sighting_lookup:
+            types += [t for t in s.sighting_lookup_types if t not in types]
+        filters: dict[str, Any] = {"to_ids": 1, "type": types}
+        if s.categories:
+            filters["category"] = list(s.categories)
+        if s.tags:
+            filters["tags"] = list(s.tags)
+        if s.orgs:
+            filters["org"] = list(s.orgs)
+        if s.threat_levels:
+            filters["threat_level_id"] = list(s.threat_levels)
+        if s.exclude_decayed:
+            filters["excludeDecayed"] = 1
+        if s.published_only:
+            filters["published"] = 1
+        if s.enforce_warninglist:
+            filters["enforceWarninglist"] = 1
+        return filters
 
 
 def _add_sighting(body: dict[str, Any]) -> Callable[[Any], Any]:

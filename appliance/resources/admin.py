@@ -5,10 +5,13 @@ from __future__ import annotations
 from ..context import AppContext
 from ..misp.resources import MISP_ROUTES
 from ..openapi import FalconApp
+from .admin_alerts import ALERT_ROUTES
 from .admin_commands import COMMAND_ROUTES
 from .admin_content import CONTENT_ROUTES
+from .admin_enroll import ENROLL_ROUTES
 from .admin_fleet import FLEET_ROUTES
 from .admin_search import SEARCH_ROUTES
+from .admin_tuning import TUNING_ROUTES
 from .maintenance import MAINTENANCE_ROUTES
 
 __all__ = ["add_admin_routes"]
@@ -20,7 +23,10 @@ def add_admin_routes(app: FalconApp, ctx: AppContext) -> None:
         *FLEET_ROUTES,
         *COMMAND_ROUTES,
         *CONTENT_ROUTES,
+        *TUNING_ROUTES,
         *SEARCH_ROUTES,
+        *ALERT_ROUTES,
+        *ENROLL_ROUTES,
         *MISP_ROUTES,
         *MAINTENANCE_ROUTES,
     ]:

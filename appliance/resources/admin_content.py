@@ -155,6 +155,111 @@ class Rules:
         envelope(resp, {"deleted": name})
 
 
+class RulePacks:
+    """GET /rules/packs: every rule pack with source, version, licence and enabled rules."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """List rule packs."""
+        envelope(resp, self.ctx.content.packs())
+
+
+class RuleState:
+    """POST /rules/state {enabled, names?, pack?}: enable or disable rules or a whole pack."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.BODY = {"post": JsonBody(self._body, {
+            "type": "object", "required": ["enabled"],
+            "properties": {"enabled": {"type": "boolean"}, "pack": {"type": "string"},
+                           "names": {"type": "array", "items": {"type": "string"}}}})}
+
+    @staticmethod
+    def _body(data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("enabled"), bool):
+            raise ValidationError("expected {enabled: true|false, names: [...], pack: NAME}")
+        names, pack = data.get("names", []), data.get("pack", "")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
+                len(names) > 100_000:
+            raise ValidationError("names must be a list of rule names")
+        if not isinstance(pack, str) or len(pack) > 256:
+            raise ValidationError("pack must be a pack name")
+        return {"enabled": data["enabled"], "names": names, "pack": pack}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Set Gene's Meta.Disable; agents pull the changed set by its hash."""
+        changed = self.ctx.content.set_enabled(**req.context.body)
+        envelope(resp, {"changed": changed, "sha256": self.ctx.content.rules_text()[1]})
+
+
+class RuleImport:
+    """POST /rules/import {name, source, version, licence, rules}: a third-party pack as JSON
+    (`heron-manager rules import DIR|ARCHIVE` reads the checkout and posts it here while the
+    manager runs)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.BODY = {"post": JsonBody(self._body, {
+            "type": "object", "required": ["name", "rules"],
+            "properties": {"name": {"type": "string"}, "source": {"type": "string"},
+                           "version": {"type": "string"}, "licence": {"type": "string"},
+                           "rules": {"type": "array", "items": {"type": "object"}}}})}
+
+    @staticmethod
+    def _body(data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+            raise ValidationError("expected {name, source, version, licence, rules: [...]}")
+        out: dict[str, Any] = {"rules": data["rules"]}
+        for key in ("name", "source", "version", "licence"):
+            value = data.get(key, "")
+            if not isinstance(value, str) or len(value) > 512:
+                raise ValidationError(f"{key} must be a string")
+            out[key] = value
+        return out
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Import a rule pack (every rule compiled first; same names replaced)."""
+        body = dict(req.context.body)
+        envelope(resp, self.ctx.content.import_rules_pack(body.pop("name"), body.pop("rules"),
+                                                          **body))
+
+
+class RuleVersions:
+    """GET /rules/versions: the last rule sets (one per change), newest first."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """List rule-set versions."""
+        envelope(resp, self.ctx.content.history.versions())
+
+
+class RuleRollback:
+    """POST /rules/rollback {version}: make an earlier rule set current (a new version)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.BODY = {"post": JsonBody(self._body, {
+            "type": "object", "required": ["version"],
+            "properties": {"version": {"type": "string"}}})}
+
+    @staticmethod
+    def _body(data: Any) -> str:
+        if not isinstance(data, dict) or not isinstance(data.get("version"), str) or \
+                not data["version"].isdigit():
+            raise ValidationError("expected {version: ID} (GET /rules/versions)")
+        return str(data["version"])
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Restore a rule-set version."""
+        count = self.ctx.content.rollback(req.context.body)
+        envelope(resp, {"version": req.context.body, "rules": count,
+                        "sha256": self.ctx.content.rules_text()[1]})
+
+
 def _os(os_name: str) -> str:
     if os_name not in OS_NAMES:
         raise InvalidParam(f"os must be one of {', '.join(OS_NAMES)}")
@@ -294,10 +399,59 @@ class EnrollTokens:
                 "expires": rfc3339(expires),
                 "group": req.context.body["group"],
                 "endpoint_url": self.ctx.config.endpoint_url(),
+                "addresses": self.ctx.config.endpoint_addresses(),
                 "ca_sha256": self.ctx.pki.ca_sha256 if self.ctx.pki else None,
             },
             201,
         )
+
+
+def bundle_document(ctx: AppContext, group: str, hostname: str) -> dict[str, Any]:
+    """An offline enrollment bundle (key pair, certificate, CA, manager address) as JSON."""
+    bundle = ctx.identity.bundle(group=group, hostname=hostname)
+    addresses = ctx.config.endpoint_addresses()
+    return {
+        "uuid": bundle.uuid,
+        "endpoint_url": bundle.endpoint_url,
+        "manager": addresses[0],  # an IP address when there is one: no DNS needed
+        "addresses": addresses,
+        "group": bundle.group,
+        "ca_sha256": ctx.pki.ca_sha256 if ctx.pki else None,
+        "certificate_pem": bundle.certificate_pem,
+        "key_pem": bundle.key_pem,
+        "ca_pem": bundle.ca_pem,
+    }
+
+
+class EnrollBundle:
+    """POST /enroll/bundle: an offline enrollment bundle minted while the manager runs."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.BODY = {
+            "post": JsonBody(
+                self._body,
+                {
+                    "type": "object",
+                    "properties": {"group": {"type": "string"}, "hostname": {"type": "string"}},
+                },
+            )
+        }
+
+    @staticmethod
+    def _body(data: Any) -> dict[str, str]:
+        if not isinstance(data, dict):
+            raise ValidationError("expected a JSON object")
+        out = {k: data.get(k, "") for k in ("group", "hostname")}
+        for key, value in out.items():
+            if not isinstance(value, str) or len(value) > 255:
+                raise ValidationError(f"{key} must be a string of at most 255 characters")
+        return out
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Pre-enroll an endpoint: its private key is in the answer (shown once, not kept)."""
+        body = req.context.body
+        envelope(resp, bundle_document(self.ctx, body["group"], body["hostname"]), 201)
 
 
 class Settings:
@@ -391,11 +545,17 @@ class Stats:
 CONTENT_ROUTES: list[tuple[str, Any, str | None]] = [
     ("/iocs", Iocs, None),
     ("/rules", Rules, None),
+    ("/rules/packs", RulePacks, None),
+    ("/rules/state", RuleState, None),
+    ("/rules/versions", RuleVersions, None),
+    ("/rules/import", RuleImport, None),
+    ("/rules/rollback", RuleRollback, None),
     ("/endpoints/{uuid}/sysmon/config", SysmonConfig, None),
     ("/endpoints/{uuid}/sysmon/binary", lambda ctx: ToolBinary(ctx, "sysmon"), None),
     ("/endpoints/{uuid}/osqueryi/binary", lambda ctx: ToolBinary(ctx, "osqueryi"), None),
     ("/tools", Tools, None),
     ("/enroll/tokens", EnrollTokens, None),
+    ("/enroll/bundle", EnrollBundle, None),
     ("/settings", Settings, None),
     ("/settings/{key}", Setting, None),
     ("/audit", AuditLog, None),

@@ -6,6 +6,7 @@ never listed, and a real command queue (ids, history, timeouts) instead of one o
 
 from __future__ import annotations
 
+import json
 import tomllib
 from typing import Any
 
@@ -15,6 +16,7 @@ from ..context import AppContext
 from ..errors import InvalidParam, NotFound, ValidationError
 from ..middleware import JsonBody
 from ..services.bodies import decode_json, decompress, read_bounded
+from ..services.ingest import COUNTERS_KIND
 from ..store import EndpointStatus, Role
 from ..timefmt import parse_time, time_window
 from .common import envelope, q_bool, q_int, q_str, raw, uuid_param
@@ -140,6 +142,11 @@ class User:
         envelope(resp, user.to_dict())
 
 
+def _counters(body: str | None) -> Any:
+    """The latest loss/degradation/budget counters an agent reported (None: never)."""
+    return json.loads(body) if body else None
+
+
 class Endpoints:
     """GET /endpoints (filters group, status, criticality); PUT creates one + enrollment token."""
 
@@ -158,9 +165,17 @@ class Endpoints:
             status=q_str(req, "status", "", 32) or None,
             criticality=q_int(req, "criticality", 0, hi=10),
         )
+        counters = self.ctx.store.documents.bodies(COUNTERS_KIND)
+        served = self.ctx.content.rules_text()[1]
+        states = self.ctx.ingest.rule_states
         envelope(
             resp,
-            [e.to_dict(score=self.ctx.reducer.bounded(e.uuid), system_info=True) for e in eps],
+            [
+                dict(e.to_dict(score=self.ctx.reducer.bounded(e.uuid), system_info=True),
+                     **{"agent-counters": _counters(counters.get(e.uuid))},
+                     rules=states.get(e.uuid, served))
+                for e in eps
+            ],
         )
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -191,7 +206,11 @@ class Endpoint:
     def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """Show one endpoint (with system info and config)."""
         ep = self.ctx.store.endpoints.get(uuid_param(uuid))
-        envelope(resp, ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid), full=True))
+        found = self.ctx.store.documents.get(COUNTERS_KIND, ep.uuid)
+        rules = self.ctx.ingest.rule_states.get(ep.uuid, self.ctx.content.rules_text()[1])
+        envelope(resp, dict(ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid), full=True),
+                            **{"agent-counters": _counters(found[0] if found else None)},
+                            rules=rules))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """Change an endpoint's status, group or criticality."""

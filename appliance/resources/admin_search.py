@@ -154,6 +154,9 @@ class HuntSql:
         envelope(resp, self.hunting.sql(req.context.body["query"], timeout=10.0, max_rows=max_rows))
 
 
+MAX_CONTAINER_VALUES = 1_000_000
+
+
 def _hunt_body(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationError("expected a JSON object")
@@ -165,12 +168,25 @@ def _hunt_body(data: Any) -> dict[str, Any]:
     for key in ("since", "until", "endpoint"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise ValidationError(f"{key} must be a string")
-    return dict(data, rules=rules)
+    containers = data.get("containers") or {}
+    if not isinstance(containers, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in containers.values()
+    ):
+        raise ValidationError("containers must map names to lists of strings")
+    if sum(len(v) for v in containers.values()) > MAX_CONTAINER_VALUES:
+        raise ValidationError(f"containers hold more than {MAX_CONTAINER_VALUES} values")
+    crit = data.get("ioc_criticality", 10)
+    if not isinstance(crit, int) or isinstance(crit, bool) or not 0 <= crit <= 10:
+        raise ValidationError("ioc_criticality must be 0–10")
+    return dict(data, rules=rules, containers=containers)
 
 
 class HuntRules:
-    """POST /hunt/rules {rules, since, until, endpoint, limit, store}: retro-hunt with Gene rules.
+    """POST /hunt/rules {rules, since, until, endpoint, limit, store, containers, iocs}: retro-hunt.
 
+    Gene semantics, as `heron scan`: an event with signatures is a detection even when a
+    Filter rule also matched it. `containers` ({name: [values]}) are the rules' containers;
+    `iocs: true` also matches the manager's IoCs as agents do (`ioc_criticality`, default 10).
     `store: true` (admins) keeps the matches as retro detections in the event store
     (`retro:true`, `EdrData.Event.Retro`), so they show up in detection searches.
     """
@@ -193,6 +209,9 @@ class HuntRules:
                         "endpoint": {"type": "string"},
                         "limit": {"type": "integer"},
                         "store": {"type": "boolean"},
+                        "containers": {"type": "object"},
+                        "iocs": {"type": "boolean"},
+                        "ioc_criticality": {"type": "integer"},
                     },
                 },
             )
@@ -214,6 +233,9 @@ class HuntRules:
             endpoint=endpoint,
             max_events=1_000_000,
             max_matches=limit,
+            containers=body["containers"],
+            iocs=[i.to_dict() for i in self.ctx.store.iocs.list()] if body.get("iocs") else None,
+            ioc_criticality=body.get("ioc_criticality", 10),
         )
         hunt_id = str(uuid.uuid4())
         stored = 0
@@ -226,6 +248,11 @@ class HuntRules:
             {
                 "hunt_id": hunt_id,
                 "scanned": result.scanned,
+                "detections": result.detections,
+                "filtered": result.filtered,
+                "rules": result.rules,
+                "containers": result.containers,
+                "iocs": result.iocs,
                 "truncated": result.truncated,
                 "stored": stored,
                 "matches": result.matches,

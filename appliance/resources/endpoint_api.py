@@ -19,6 +19,7 @@ from ..longpoll import command_message
 from ..middleware import JsonBody, message
 from ..openapi import FalconApp
 from ..services.bodies import read_bounded
+from ..services.tuning import tuning_for
 from ..store import CommandState
 from .common import json_raw, q_bool, q_str, raw
 
@@ -220,6 +221,23 @@ class Rules:
         raw(resp, self.ctx.content.rules_text()[1])
 
 
+class Suppressions:
+    """GET /suppressions: the per-rule suppressions of this endpoint's host group."""
+
+    PRODUCES = {"get_sha256": falcon.MEDIA_TEXT}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Download this endpoint's suppressions (rules.suppress)."""
+        json_raw(resp, tuning_for(self.ctx).for_group(req.context.endpoint.group)[0])
+
+    def on_get_sha256(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Hash of this endpoint's suppressions (rules.suppress.suppressions_sha256)."""
+        raw(resp, tuning_for(self.ctx).for_group(req.context.endpoint.group)[1])
+
+
 class Iocs:
     """GET /iocs: the IoC list (wire.Ioc objects)."""
 
@@ -390,6 +408,9 @@ def add_endpoint_routes(app: FalconApp, ctx: AppContext) -> None:
     rules = Rules(ctx)
     app.add_route(wire.ROUTE_RULES, rules)
     app.add_route(wire.ROUTE_RULES_SHA256, rules, suffix="sha256")
+    suppressions = Suppressions(ctx)
+    app.add_route(wire.ROUTE_SUPPRESSIONS, suppressions)
+    app.add_route(wire.ROUTE_SUPPRESSIONS_SHA256, suppressions, suffix="sha256")
     iocs = Iocs(ctx)
     app.add_route(wire.ROUTE_IOCS, iocs)
     app.add_route(wire.ROUTE_IOCS_SHA256, iocs, suffix="sha256")

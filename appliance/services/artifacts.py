@@ -179,6 +179,47 @@ class ArtifactStore:
             )
         return {k: list(v.values()) for k, v in grouped.items()}
 
+    def prune(self, *, before: float | None, endpoint_max_bytes: int) -> dict[str, Any]:
+        """Delete artifacts received before `before`, then the oldest of every endpoint holding
+        more than `endpoint_max_bytes` (0: no cap). Returns what was removed, per endpoint."""
+        removed: dict[str, dict[str, int]] = {}
+
+        def drop(art: Artifact) -> None:
+            try:
+                directory = self._dir(art.endpoint, art.pguid, art.ehash)
+                (directory / art.filename).unlink(missing_ok=True)
+                if directory.is_dir() and not any(directory.iterdir()):
+                    directory.rmdir()
+                    if not any(directory.parent.iterdir()):
+                        directory.parent.rmdir()
+            except (OSError, InvalidParam) as ex:
+                logger.warning("artifact retention: cannot delete %s/%s: %s", art.endpoint,
+                               art.filename, ex)
+            self.store.artifacts.delete(art)
+            entry = removed.setdefault(art.endpoint, {"files": 0, "bytes": 0})
+            entry["files"] += 1
+            entry["bytes"] += art.size
+
+        if before is not None:
+            for art in self.store.artifacts.list():
+                if art.created >= before:
+                    break  # listed oldest first
+                drop(art)
+        if endpoint_max_bytes > 0:
+            for endpoint, total in self.store.artifacts.usage().items():
+                if total <= endpoint_max_bytes:
+                    continue
+                for art in self.store.artifacts.list(endpoint=endpoint):
+                    if total <= endpoint_max_bytes:
+                        break
+                    drop(art)
+                    total -= art.size
+        return {
+            "files": sum(e["files"] for e in removed.values()),
+            "bytes": sum(e["bytes"] for e in removed.values()),
+            "by_endpoint": removed,
+        }
+
     def read(self, endpoint: str, pguid: str, ehash: str, filename: str, *, gunzip: bool) -> bytes:
         name = check_filename(filename)
         art = self.store.artifacts.get(endpoint, normalize_guid(pguid), check_hash(ehash), name)

@@ -22,6 +22,7 @@ from rules import wire
 
 from ..errors import Conflict, ValidationError
 from ..store import Store
+from . import rulepacks
 
 __all__ = ["DEFAULTS_DIR", "Content", "check_rules"]
 
@@ -68,6 +69,7 @@ class Content:
         self._rules: tuple[str, str] | None = None
         self._rules_generation = 0  # bumped after every rules write
         self._iocs: tuple[int, list[dict[str, Any]], str] | None = None
+        self.history = rulepacks.RuleHistory(store, clock)  # a version per rules change
 
     # --- rules ----------------------------------------------------------------------------
 
@@ -85,10 +87,53 @@ class Content:
         return cached
 
     def _rules_changed(self) -> None:
-        """Drop the cached rules; call after the store write has completed."""
+        """Drop the cached rules and keep the new set as a version; call after the store write
+        has completed."""
         with self._lock:
             self._rules_generation += 1
             self._rules = None
+        try:
+            self.history.record()
+        except Exception:  # noqa: BLE001 - the change stands; only its rollback point is lost
+            logger.exception("could not record the rules version")
+
+    # --- packs, enable/disable, versions (services/rulepacks.py) ----------------------------
+
+    def packs(self) -> list[dict[str, Any]]:
+        return rulepacks.packs(self.store, self.rules())
+
+    def set_enabled(self, *, enabled: bool, names: Iterable[str] = (),
+                    pack: str = "") -> list[str]:
+        """Enable or disable rules (Gene ``Meta.Disable``); returns the rules that changed."""
+        texts = rulepacks.set_enabled(self.store, self.rules(), enabled=enabled, names=names,
+                                      pack=pack)
+        if texts:
+            self.store.rules.upsert(texts, self.clock())
+            self._rules_changed()
+        return sorted(texts)
+
+    def import_rules_pack(self, name: str, rules: list[Any], *, source: str, version: str,
+                          licence: str) -> dict[str, Any]:
+        """Store a third-party pack's rules (compile-checked, replacing same names) and record
+        the pack (services/genepack.py reads one from a checkout or archive)."""
+        if not name or len(name) > 128:
+            raise ValidationError("a pack name (at most 128 characters) is required")
+        if not rules:
+            raise ValidationError(f"pack {name!r} holds no rule")
+        saved = self.put_rules(rules, update=True)
+        rulepacks.record_pack(self.store, name, saved, source=source, version=version,
+                              licence=licence, now=self.clock())
+        return {"pack": name, "rules": len(saved), "source": source, "version": version,
+                "licence": licence, "sha256": self.rules_text()[1]}
+
+    def rollback(self, version: str) -> int:
+        """Make rules version ``version`` the current set; returns its rule count."""
+        texts = self.history.texts(version)
+        for name in set(self.store.rules.all()) - set(texts):
+            self.store.rules.delete(name)
+        self.store.rules.upsert(texts, self.clock())
+        self._rules_changed()
+        return len(texts)
 
     def put_rules(self, rules: list[Any], *, update: bool) -> list[str]:
         checked = check_rules(rules)
@@ -100,24 +145,71 @@ class Content:
         self._rules_changed()
         return sorted(checked)
 
+    def import_pack(self, path: str, *, name: str = "sigmahq",
+                    status: list[str] | None = None) -> dict[str, Any]:
+        """Import a SigmaHQ checkout or release archive as rules (docs/rules.md "Sigma").
+
+        Every supported rule is stored (replacing one of the same title); the licence text is
+        kept as document ("rule-pack-license", name); rejected rules come back with reasons.
+        """
+        from rules.loader import DEFAULT_SIGMA_STATUS
+        from rules.sigma.pack import read_pack
+
+        pack = read_pack(path, name=name,
+                         status=DEFAULT_SIGMA_STATUS if status is None else status or None)
+        texts = {n: json.dumps(e, separators=(",", ":"), ensure_ascii=False)
+                 for n, e in pack.entries.items()}
+        self.store.rules.upsert(texts, self.clock())
+        if pack.license_text:
+            self.store.documents.put("rule-pack-license", name, pack.license_text,
+                                     hashlib.sha256(pack.license_text.encode()).hexdigest(),
+                                     self.clock())
+        self._rules_changed()
+        return {"pack": name, "license": pack.license_name, "imported": len(texts),
+                "rejected": [{"rule": e.rule or "", "source": e.source or "",
+                              "reason": e.reason} for e in pack.rejected]}
+
     def seed_defaults(self, packs: Iterable[Path] | None = None) -> int:
-        """Load Heron's bundled default rules once, on the manager's first start.
+        """Load Heron's bundled default rule packs on the manager's first start.
 
         Every install path (.deb, offline bundle, MSI, `init` + `run` by hand) then serves rules
-        from the start. Runs once per data directory: rules an admin deleted later stay deleted,
-        and a store that already holds rules is left as it is. Returns the rules added.
+        from the start. Each pack is loaded once per data directory: rules an admin deleted
+        later stay deleted, and a store that already held rules at the first start is left as
+        it is. A data directory that took the defaults also gets the packs a later version adds
+        (an upgrade brings, say, the forwarding pack). Returns the rules added.
         """
-        if self.store.settings.get(DEFAULTS_SEEDED) is not None:
+        files = sorted(packs if packs is not None else DEFAULTS_DIR.glob("*.gen"))
+        record = self.store.settings.get(DEFAULTS_SEEDED)
+        if record is None:
+            seeded: list[str] | None = [] if not self.store.rules.all() else None
+        elif not isinstance(record, dict) or not record.get("rules"):
+            seeded = None  # the first start found the admin's own rules: never seed
+        else:  # before packs were recorded only linux.gen existed
+            seeded = list(record.get("packs", ["linux.gen"]))
+        new = [p for p in files if seeded is not None and p.name not in seeded]
+        if record is not None and not new:
             return 0
         added: list[str] = []
-        if not self.store.rules.all():
-            files = sorted(packs if packs is not None else DEFAULTS_DIR.glob("*.gen"))
-            rules = [json.loads(line) for path in files
-                     for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            added = self.put_rules(rules, update=False)
-            logger.info("default rules loaded on first start: %d rules from %s", len(added),
-                        ", ".join(p.name for p in files))
-        self.store.settings.put(DEFAULTS_SEEDED, {"rules": len(added)}, self.clock())
+        if new:
+            existing = self.store.rules.all()
+            rules = [rule for path in new
+                     for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+                     if (rule := json.loads(line)).get("Name") not in existing]
+            added = self.put_rules(rules, update=False) if rules else []
+            for path in new:
+                rulepacks.record_pack(
+                    self.store, path.stem,
+                    [json.loads(line)["Name"] for line in
+                     path.read_text(encoding="utf-8").splitlines() if line.strip()],
+                    source=f"heron default pack {path.name}", version=wire.HERON_VERSION,
+                    licence="GPL-3.0-or-later", now=self.clock())
+            logger.info("default rules loaded: %d rules from %s", len(added),
+                        ", ".join(p.name for p in new))
+        total = (record or {}).get("rules", 0) if isinstance(record, dict) else 0
+        self.store.settings.put(DEFAULTS_SEEDED, {
+            "rules": int(total) + len(added),
+            "packs": sorted({*(seeded or []), *(p.name for p in new)}) if seeded is not None
+            else [p.name for p in files]}, self.clock())
         return len(added)
 
     def delete_rule(self, name: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ValidationError
@@ -24,10 +24,23 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class HuntResult:
+    """What a retro-hunt scanned and found.
+
+    `detections` counts every event with signatures (Gene: a detection whether or not a Filter
+    rule also matched); `matches` holds the first `max_matches` of them, each with the
+    `Event.Detection` that `heron scan` writes. `filtered` counts events only Filter rules matched
+    (not returned, as Gene prints no detection for them).
+    """
+
     scanned: int
     matches: list[dict[str, Any]]
     truncated: bool
     stored: int = 0
+    detections: int = 0
+    filtered: int = 0
+    rules: int = 0
+    containers: dict[str, int] = field(default_factory=dict)
+    iocs: int = 0
 
 
 class Hunting:
@@ -78,16 +91,30 @@ class Hunting:
         endpoint: str | None,
         max_events: int,
         max_matches: int,
+        containers: dict[str, list[str]] | None = None,
+        iocs: list[dict[str, Any]] | None = None,
+        ioc_criticality: int = 10,
     ) -> HuntResult:
-        """Run Gene rules over stored events with the same engine the agents use."""
+        """Run Gene rules over stored events with the engine `heron scan` and agents use.
+
+        Each stored event is matched as it was received (the agent's `Detection` and the
+        manager's `EdrData` removed), with `containers` loaded as `heron scan --container` does
+        and `iocs` matched as agents match them (`IoC:<type>` signatures).
+        """
         import rules as rules_pkg
+        from rules.iocs import IocSet, ioc_rules, merge_detection
 
         text = "\n".join(json.dumps(r) for r in rules)
         try:
-            engine = rules_pkg.Engine(rules_pkg.loads(text, source="<hunt>"))
+            engine = rules_pkg.Engine(rules_pkg.loads(text, source="<hunt>"),
+                                      containers=containers or {}, timing=False,
+                                      show_attack=True)
         except ValueError as ex:
             raise ValidationError(f"rules: {ex}") from ex
-        scanned, matches, truncated = 0, [], False
+        ioc_set = IocSet.from_iocs(iocs or [])
+        scanned = detections = filtered = 0
+        matches: list[dict[str, Any]] = []
+        truncated = False
         for event in self.events.iter_events(
             since=to_datetime(since), until=to_datetime(until), endpoint=endpoint
         ):
@@ -96,14 +123,31 @@ class Hunting:
                 break
             scanned += 1
             candidate = copy.deepcopy(event)
-            candidate.get("Event", {}).pop("Detection", None)
-            detection = engine.match(candidate)
-            if detection is not None and not getattr(detection, "filtered", False):
+            inner = candidate.get("Event")
+            edr = inner.pop("EdrData", None) if isinstance(inner, dict) else None
+            if isinstance(inner, dict):
+                inner.pop("Detection", None)
+            det = engine.match(candidate)
+            hit = det is not None and bool(det.signatures)
+            if len(ioc_set) and isinstance(inner, dict):
+                extra = ioc_rules(ioc_set.match(candidate), criticality=ioc_criticality)
+                if extra is not None:
+                    merge_detection(candidate, extra)
+                    hit = True
+            if not hit:
+                filtered += bool(det is not None and det.filtered)
+                continue
+            detections += 1
+            if len(matches) < max_matches:
+                if edr is not None:
+                    inner["EdrData"] = edr  # type: ignore[index]
                 matches.append(candidate)
-                if len(matches) >= max_matches:
-                    truncated = True
-                    break
-        return HuntResult(scanned, matches, truncated)
+            else:
+                truncated = True
+        return HuntResult(scanned, matches, truncated, detections=detections, filtered=filtered,
+                          rules=int(engine.rule_count),
+                          containers={k: len(v) for k, v in engine.containers.items()},
+                          iocs=len(ioc_set))
 
     def store_matches(self, hunt_id: str, matches: list[dict[str, Any]]) -> int:
         """Keep retro-hunt matches as detections (`EdrData.Event.Retro`), one batch per endpoint.

@@ -40,6 +40,7 @@ from ..store import Endpoint, Store
 from ..timefmt import rfc3339
 from .bodies import decompress, split_ndjson
 from .index_errors import index_errors
+from .rulestate import RuleStates
 from .scoring import Reducer
 from .streams import StreamHub
 
@@ -49,6 +50,10 @@ logger = logging.getLogger(__name__)
 EventListener = Callable[[Endpoint, list[dict[str, Any]]], None]
 _Item = tuple[Endpoint, list[dict[str, Any]], Callable[[], None] | None]
 PRESENCE_FLUSH = 2.0
+AGENT_CHANNEL = "Heron-Agent"  # the agents' own health events (docs/link.md)
+AGENT_COUNTERS = 9010  # EventID: loss/degradation/budget counters (latest kept per endpoint)
+COUNTERS_KIND = "agent-counters"  # fleet-store document kind (key: endpoint uuid)
+MAX_COUNTERS = 256 * 1024
 # PERF(manager): a /logs batch is a tree of ~30,000 acyclic objects that stays alive while it is
 # journaled and queued for indexing (up to 32 batches). With CPython's default thresholds
 # (700, 10, 10) the cyclic GC kept promoting and rescanning them: py-spy --gil showed it
@@ -184,6 +189,7 @@ class Ingest:
         self.limits = limits
         self.clock = clock
         self.dispatcher = ListenerDispatcher()
+        self.rule_states = RuleStates(store)
         tune_gc()
         self._presence: dict[str, tuple[float, float | None, float | None, str]] = {}
         self._presence_lock = threading.Lock()
@@ -257,7 +263,31 @@ class Ingest:
             )
         with self._fan_out("presence", endpoint):
             self.touch(endpoint.uuid, ip, last_event, last_det)
+        with self._fan_out("agent counters", endpoint):
+            self._agent_counters(endpoint, events, now)
+        with self._fan_out("rules state", endpoint):
+            self.rule_states.observe(endpoint.uuid, events, now)
         return wire.LogsAck(batch_id=batch_id, accepted=len(events), duplicate=False)
+
+    def _agent_counters(self, ep: Endpoint, events: list[dict[str, Any]], now: float) -> None:
+        """Keep the latest `Heron-Agent` 9010 counters of the endpoint (shown on /endpoints)."""
+        latest = None
+        for event in events:
+            system = event["Event"].get("System")
+            if isinstance(system, dict) and system.get("Channel") == AGENT_CHANNEL and \
+                    _int(system.get("EventID")) == AGENT_COUNTERS:
+                data = event["Event"].get("EventData")
+                latest = data.get("Counters") if isinstance(data, dict) else None
+        if not isinstance(latest, str) or len(latest) > MAX_COUNTERS:
+            return
+        try:
+            doc = orjson.loads(latest)
+        except orjson.JSONDecodeError:
+            return  # not counters an agent wrote: nothing to keep
+        if isinstance(doc, dict):
+            doc["time"] = now
+            self.store.documents.put(COUNTERS_KIND, ep.uuid, orjson.dumps(doc).decode(), "",
+                                     now)
 
     @contextmanager
     def _fan_out(self, what: str, endpoint: Endpoint) -> Iterator[None]:
@@ -315,7 +345,8 @@ class Ingest:
             det = inner["Detection"]
             stamp = event_time(event)
             ts = stamp.timestamp() if isinstance(stamp, dt.datetime) else now
-            sigs = [str(s) for s in det.get("Signature") or []]
+            raw_sigs = det.get("Signature")
+            sigs = [str(s) for s in raw_sigs] if isinstance(raw_sigs, list) else [str(raw_sigs)]
             crit = _int(det.get("Criticality"))
             rows.append((ep.uuid, ts, now, inner["EdrData"]["Event"]["Hash"], sigs, crit))
             attack = det.get("ATTACK") if isinstance(det.get("ATTACK"), list) else None

@@ -72,6 +72,9 @@ class RetentionResult:
         segments: Index segments after merging (None: no merge ran).
         bytes_before: Event store bytes on disk before the pass (None: unknown).
         bytes_after: Event store bytes on disk after the pass (None: unknown).
+        artifacts_removed: Artifact files deleted (age, then per-endpoint quota).
+        artifact_bytes_removed: Their bytes.
+        artifacts_by_endpoint: endpoint → {files, bytes} deleted.
     """
 
     started: float
@@ -84,6 +87,9 @@ class RetentionResult:
     segments: int | None
     bytes_before: int | None
     bytes_after: int | None
+    artifacts_removed: int = 0
+    artifact_bytes_removed: int = 0
+    artifacts_by_endpoint: dict[str, dict[str, int]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +104,7 @@ class Retention:
         config: The `[retention]` section.
         clock: Epoch seconds (fleet detection cutoff, results).
         metrics: Registry the counters are added to, or None.
+        artifacts: The artifact service (has `prune`), or None.
     """
 
     def __init__(
@@ -108,7 +115,9 @@ class Retention:
         config: RetentionConfig,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        artifacts: Any = None,
     ) -> None:
+        self.artifacts = artifacts
         self.events = events
         self.detections = detections
         self.config = config
@@ -125,6 +134,10 @@ class Retention:
             metrics.counter(
                 "heron_retention_detections_removed_total",
                 "fleet detection summaries dropped by retention",
+            )
+            metrics.counter(
+                "heron_retention_artifacts_removed_total",
+                "artifact files deleted by retention (age or per-endpoint quota)",
             )
             metrics.gauge(
                 "heron_retention_last_run",
@@ -170,6 +183,12 @@ class Retention:
         pruned = 0
         if max_age is not None and self.detections is not None:
             pruned = int(self.detections.prune(started - cfg.max_age_days * DAY))
+        art: dict[str, Any] = {"files": 0, "bytes": 0, "by_endpoint": {}}
+        if self.artifacts is not None:
+            art_age = cfg.artifact_max_age_days
+            art = self.artifacts.prune(
+                before=started - art_age * DAY if art_age > 0 else None,
+                endpoint_max_bytes=cfg.artifact_endpoint_max_bytes)
         result = RetentionResult(
             started=started,
             seconds=round(time.monotonic() - t0, 3),
@@ -181,6 +200,9 @@ class Retention:
             segments=segments,
             bytes_before=before,
             bytes_after=after,
+            artifacts_removed=int(art["files"]),
+            artifact_bytes_removed=int(art["bytes"]),
+            artifacts_by_endpoint=dict(art["by_endpoint"]),
         )
         self.runs += 1
         self.last = result
@@ -188,14 +210,18 @@ class Retention:
             self.metrics.inc("heron_retention_runs_total")
             self.metrics.inc("heron_retention_events_removed_total", float(removed or 0))
             self.metrics.inc("heron_retention_detections_removed_total", float(pruned))
+            self.metrics.inc("heron_retention_artifacts_removed_total", float(art["files"]))
         logger.info(
             "retention: removed %s events (kept seq >= %s) and %d fleet detections "
-            "(max_age_days=%d, max_bytes=%d); segments %s; event store %s -> %s bytes in %.2f s",
+            "(max_age_days=%d, max_bytes=%d); %d artifact files (%d bytes); segments %s; "
+            "event store %s -> %s bytes in %.2f s",
             "n/a" if removed is None else removed,
             "n/a" if min_seq is None else min_seq,
             pruned,
             cfg.max_age_days,
             cfg.max_bytes,
+            result.artifacts_removed,
+            result.artifact_bytes_removed,
             "not merged" if segments is None else segments,
             before,
             after,
@@ -288,6 +314,7 @@ def retention_for(ctx: Any) -> Retention:
             config=ctx.config.retention,
             clock=ctx.clock,
             metrics=ctx.metrics,
+            artifacts=getattr(ctx, "artifacts", None),
         )
         ctx.extra[EXTRA_KEY] = retention
         return retention

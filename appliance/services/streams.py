@@ -47,15 +47,17 @@ class StreamFilter:
 
     def matches(self, event: dict[str, Any]) -> bool:
         inner = event.get("Event") or {}
-        det = inner.get("Detection") or {}
+        det = inner.get("Detection")
+        det = det if isinstance(det, dict) else {}
         sigs = det.get("Signature") or []
         if self.detections_only and not sigs:
             return False
-        if self.min_criticality and int(det.get("Criticality") or 0) < self.min_criticality:
+        if self.min_criticality and _int(det.get("Criticality")) < self.min_criticality:
             return False
-        if self.signature and self.signature not in sigs:
+        if self.signature and (not isinstance(sigs, list) or self.signature not in sigs):
             return False
-        system = inner.get("System") or {}
+        system = inner.get("System")
+        system = system if isinstance(system, dict) else {}
         if self.channel and system.get("Channel") != self.channel:
             return False
         if self.event_id is not None:
@@ -274,3 +276,10 @@ class StreamHub:
             else:
                 sub.closed = True
                 sub.wake.set()
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .alerts import Alerts
 from .content import Audit, Documents, Iocs, RulesTable, Settings, Tools
 from .database import Database, DbState
 from .fleet import Certs, Commands, Endpoints, Tokens, Users
@@ -55,6 +56,7 @@ class Store:
         self.detections = Detections(self.db)
         self.reports = Reports(self.db)
         self.artifacts = Artifacts(self.db)
+        self.alerts = Alerts(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -129,6 +129,11 @@ class Documents:
         )
         return (rows[0][0], rows[0][1]) if rows else None
 
+    def bodies(self, kind: str) -> dict[str, str]:
+        """key → body of every document of `kind` (one query)."""
+        rows = self.db.query("SELECT key, body FROM documents WHERE kind = ?", [kind])
+        return {str(k): str(b) for k, b in rows}
+
     def keys(self, kind: str) -> list[str]:
         return [r[0] for r in self.db.query("SELECT key FROM documents WHERE kind = ?", [kind])]
 

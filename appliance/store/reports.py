@@ -123,6 +123,20 @@ class Artifacts:
             params.append(endpoint)
         return [Artifact(*r) for r in self.db.query(sql + " ORDER BY created", params)]
 
+    def delete(self, art: Artifact) -> None:
+        self.db.write(
+            lambda cur: cur.execute(
+                "DELETE FROM artifacts WHERE endpoint = ? AND pguid = ? AND ehash = ? "
+                "AND filename = ?",
+                [art.endpoint, art.pguid, art.ehash, art.filename],
+            )
+        )
+
+    def usage(self) -> dict[str, int]:
+        """Bytes of artifacts per endpoint."""
+        rows = self.db.query("SELECT endpoint, SUM(size) FROM artifacts GROUP BY endpoint")
+        return {str(ep): int(total or 0) for ep, total in rows}
+
     def get(self, endpoint: str, pguid: str, ehash: str, filename: str) -> Artifact:
         rows = self.db.query(
             "SELECT endpoint, pguid, ehash, filename, size, sha256, created FROM artifacts "

@@ -67,7 +67,9 @@ def _is_process_create(event: dict[str, Any], marker: str) -> bool:
 
 
 def cmd_token(admin: Admin, args: argparse.Namespace) -> int:
-    print(admin.call("POST", "/enroll/tokens", {"ttl": 3600})["token"])
+    """Prints `TOKEN CA_SHA256` (the MSI pins the manager CA with CA_SHA256)."""
+    out = admin.call("POST", "/enroll/tokens", {"ttl": 3600})
+    print(out["token"], out["ca_sha256"])
     return 0
 
 

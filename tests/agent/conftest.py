@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from agent.config import AgentConfig, parse_config
+from tests.conftest import SHARED
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
+
 LINUX_CHANNEL = "Linux-Sysmon/Operational"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is not present")
 

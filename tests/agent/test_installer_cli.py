@@ -33,7 +33,9 @@ def test_enroll_if_needed_still_enrolls_a_new_host(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["enroll", "--state-dir", str(tmp_path), "--manager", "127.0.0.1:9", "--token", "t",
             "--if-needed"]
-    assert main(argv) == 1  # nothing listens on port 9: the enrollment itself was attempted
+    assert main(argv) == 2  # a token needs the CA pinned, or trust on first use asked for
+    assert "pin the manager CA" in capsys.readouterr().err
+    assert main([*argv, "--trust-first-use"]) == 1  # nothing listens on port 9: attempted
     assert "enrollment failed" in capsys.readouterr().err
 
 

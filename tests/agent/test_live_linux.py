@@ -118,7 +118,7 @@ check_interval = 1.0
                              str(base / "config.toml")], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=open(base / "agent.log", "wb"))
     agent = LiveAgent(base, proc, port, listener)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 300  # generous: a loaded CI box starts slowly
     status = base / "data" / "status.json"
     while time.monotonic() < deadline:  # started = status written with running sources
         if status.exists():
@@ -133,7 +133,7 @@ check_interval = 1.0
     yield agent
     proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout=15)
+        proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
         proc.kill()
     listener.close()

@@ -99,7 +99,9 @@ def _replay_detections(paths: list[Path], tmp_path: Path) -> dict[tuple[str, str
     out: dict[tuple[str, str, str], Any] = {}
     for e in sink.events:
         d = e["Event"]["Detection"]
-        out.setdefault(_key(e), []).append((tuple(d["Signature"]), d["Criticality"]))
+        # the stored detection carries the matched rules' ATT&CK (WHIDS had it off)
+        out.setdefault(_key(e), []).append((tuple(d["Signature"]), d["Criticality"],
+                                            tuple(a["ID"] for a in d.get("ATTACK", []))))
     return out
 
 
@@ -109,7 +111,8 @@ def _scan_detections(events: list[dict[str, Any]]) -> dict[tuple[str, str, str],
     for e in events:
         det = engine.match(e)
         if det is not None and det.signatures:
-            out.setdefault(_key(e), []).append((det.signatures, det.criticality))
+            out.setdefault(_key(e), []).append((det.signatures, det.criticality,
+                                                tuple(a["ID"] for a in det.attack)))
     return out
 
 
@@ -121,6 +124,7 @@ def test_jsonl_corpus_replay_matches_engine_scan_and_gene_oracle(tmp_path: Path)
     oracle = [json.loads(line) for line in
               (SHARED / "gene-oracle" / "gene-detections-corpus.jsonl").read_text().splitlines()]
     assert sum(len(v) for v in replayed.values()) == len(oracle) == 1046
+    assert sum(1 for v in replayed.values() for d in v if d[2]) >= 137  # with ATT&CK
 
 
 @needs_shared

@@ -67,10 +67,12 @@ def _sigs(sink: MemorySink) -> list[list[str]]:
 def test_forwarding_decision(agent_factory: Any) -> None:
     agent, sink = agent_factory()
     assert agent.process(proc_event("/bin/evil")) is True
-    assert agent.process(proc_event("/bin/meh")) is False  # below the threshold
+    assert agent.process(proc_event("/bin/meh")) is True  # by default every detection
     assert agent.process(proc_event("/bin/filtered")) is True  # filters on
     assert agent.process(proc_event("/bin/ok")) is False
-    assert _sigs(sink) == [["High"], []]
+    assert _sigs(sink) == [["High"], ["Low"], []]
+    agent0, sink0 = agent_factory(general={"criticality_threshold": 5})
+    assert agent0.process(proc_event("/bin/meh")) is False  # below the threshold
     assert agent.counters.detections == 2 and agent.counters.filtered == 1
     agent2, sink2 = agent_factory(general={"enable_filters": False, "log_all": False,
                                            "criticality_threshold": 1})
@@ -160,9 +162,9 @@ def test_lossy_source_drops_when_the_queue_is_full(config_factory: Any) -> None:
     agent = build_agent(config, sources=[source], sinks=[sink])
     original = agent.process
 
-    def slow(event: dict[str, Any], *, live: bool = False) -> bool:
+    def slow(event: dict[str, Any], *, live: bool = False, degraded: bool = False) -> bool:
         gate.wait(5)
-        return original(event, live=live)
+        return original(event, live=live, degraded=degraded)
 
     agent.process = slow  # type: ignore[method-assign]
     agent.start()
@@ -248,7 +250,7 @@ def test_apply_config_live_and_restart_sections(agent_factory: Any, tmp_path: Pa
                                                 caplog: Any) -> None:
     from dataclasses import replace
 
-    agent, sink = agent_factory()
+    agent, sink = agent_factory(general={"criticality_threshold": 5})
     assert agent.process(proc_event("/bin/meh")) is False  # criticality 2 < 5
     cfg = agent.config
     iocs = tmp_path / "iocs.txt"
@@ -305,3 +307,92 @@ def test_warns_while_sysmon_never_reports_terminations(agent_factory: Any, caplo
     for _ in range(1000):
         agent.process(ev, live=True)
     assert "EventID 5" not in caplog.text
+
+
+def net_event(pid: int) -> dict[str, Any]:
+    return {"Event": {"System": {"Channel": LINUX_CHANNEL, "EventID": 3, "Computer": "h"},
+                      "EventData": {"ProcessGuid": f"{{G-{pid}}}", "ProcessId": str(pid),
+                                    "Image": "/bin/net", "DestinationIp": "10.0.0.1"}}}
+
+
+def test_backlog_sheds_optional_events_first_and_counts_every_loss(agent_factory: Any) -> None:
+    agent, _ = agent_factory(general={"queue_size": 100})
+    events = []
+    for i in range(400):
+        events.append(net_event(i) if i % 4 else proc_event("/bin/ok", pid=10_000 + i))
+    source = MemorySource(events, name="live", live=True, lossless=False)
+    agent._pump(source)  # the pipeline is not running: the queue only fills
+    c = agent.counters.source("live")
+    assert c.events + c.drops + c.shed == 400  # nothing is lost uncounted
+    queued = [item[0] for item in list(agent._queue.queue)]
+    assert len(queued) == 100
+    kept_proc = sum(1 for e in queued if e["Event"]["System"]["EventID"] == 1)
+    assert kept_proc == 80 // 4 + 20  # past 80 % full only process creations got in
+    assert c.shed == 400 - 100 - c.drops and c.shed > 0
+    assert all(e["Event"]["System"]["EventID"] == 1 for e in queued[80:])
+
+
+def test_degraded_processing_skips_enrichment_and_evidence_but_keeps_response(
+        agent_factory: Any) -> None:
+    agent, sink = agent_factory(actions={"allowed": ["kill", "report", "brief"],
+                                         "high": ["report", "kill"]})
+    jobs: list[Any] = []
+    agent.runner.submit = lambda job: jobs.append(job) or True  # type: ignore[method-assign]
+    agent.process(proc_event("/bin/ok", pid=9000), live=True)
+    agent.process(proc_event("/bin/evil", pid=9001, ppid=9000,
+                             ParentProcessGuid="{G-9000}"), live=True, degraded=True)
+    data = sink.events[-1]["Event"]["EventData"]
+    assert "Ancestors" not in data  # enrichment skipped
+    assert sink.events[-1]["Event"]["Detection"]["Signature"] == ["High"]  # still detected
+    (job,) = jobs
+    assert job.plan.run == ("kill",)
+    assert agent.runner.status()["skipped"] == {"cpu pressure": 1}
+    agent.process(proc_event("/bin/evil", pid=9002, ppid=9000,
+                             ParentProcessGuid="{G-9000}"), live=True)
+    assert "Ancestors" in sink.events[-1]["Event"]["EventData"]
+    assert jobs[-1].plan.run == ("report", "kill")
+
+
+def test_full_data_disk_keeps_whole_alert_lines_and_logs_once(config_factory: Any,
+                                                              tmp_path: Path,
+                                                              caplog: Any) -> None:
+    from tests.agent.tmpfs import fill, small_tmpfs
+
+    with small_tmpfs(tmp_path / "mnt", "256k") as mnt:
+        config = config_factory(general={"data_dir": str(mnt / "data")})
+        sink = AlertLog(mnt / "alerts")
+        agent = build_agent(config, sources=[], sinks=[sink])
+        agent.reload_rules(RULES)
+        try:
+            agent.process(proc_event("/bin/evil", pid=1))
+            filler = fill(mnt)
+            with caplog.at_level("WARNING", logger="agent.service"):
+                for i in range(200):
+                    agent.process(proc_event("/bin/evil", pid=2 + i))
+            failures = [r for r in caplog.records if "failed" in r.getMessage()]
+            assert len(failures) == 1 and failures[0].exc_info is None
+            assert "data disk full" in failures[0].getMessage()
+            assert agent.counters.sink_errors >= 190 and sink.dropped >= 190
+            filler.unlink()
+            agent.process(proc_event("/bin/evil", pid=999))
+            assert any("works again" in r.getMessage() for r in caplog.records)
+            raw = (mnt / "alerts" / "alerts.log").read_bytes()
+            lines = raw.splitlines(keepends=True)
+            assert all(line.endswith(b"\n") and json.loads(line) for line in lines)
+            assert len(lines) == 1 + (200 - sink.dropped) + 1
+        finally:
+            agent.close()
+
+
+def test_rule_rate_limits_and_quota_follow_a_pushed_config(agent_factory: Any) -> None:
+    from dataclasses import replace
+
+    agent, _ = agent_factory()
+    acts = replace(agent.config.actions, max_per_rule_hour=2, rule_limits=["Noisy=0"],
+                   artifact_quota_bytes=1234, artifact_quota_per_hour=99)
+    restart = agent.apply_config(replace(agent.config, actions=acts))
+    assert restart == []
+    assert agent.runner.limiter.default == 2 and agent.runner.limiter.limit("Noisy") == 0
+    assert (agent.runner.store.quota_bytes, agent.runner.store.quota_per_hour) == (1234, 99)
+    assert agent.runner.limiter.allow(["R"]) and agent.runner.limiter.allow(["R"])
+    assert not agent.runner.limiter.allow(["R"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -104,4 +106,30 @@ def test_default_rules_are_seeded_once_on_first_start(content: Content) -> None:
 def test_seeding_leaves_an_existing_rule_set_alone(content: Content) -> None:
     content.put_rules([_rule("Mine")], update=False)
     assert content.seed_defaults() == 0
+    assert list(content.rules()) == ["Mine"]
+
+
+def test_packs_added_by_an_upgrade_are_seeded_once(content: Content, tmp_path: Path) -> None:
+    from appliance.services.content import DEFAULTS_SEEDED
+
+    first, later = tmp_path / "linux.gen", tmp_path / "zz-new.gen"
+    first.write_text(json.dumps(_rule("A")) + "\n")
+    later.write_text(json.dumps(_rule("B")) + "\n" + json.dumps(_rule("A")) + "\n")
+    # a data dir seeded by the version that recorded no pack names (only linux.gen existed)
+    content.store.settings.put(DEFAULTS_SEEDED, {"rules": 1}, 0.0)
+    content.put_rules([_rule("A")], update=False)
+    assert content.seed_defaults([first, later]) == 1  # B; A is there already
+    assert sorted(content.rules()) == ["A", "B"]
+    content.delete_rule("B")
+    assert content.seed_defaults([first, later]) == 0  # deleted stays deleted
+    assert content.store.settings.get(DEFAULTS_SEEDED)["packs"] == ["linux.gen", "zz-new.gen"]
+
+
+def test_a_store_that_had_its_own_rules_never_gets_default_packs(content: Content,
+                                                                 tmp_path: Path) -> None:
+    pack = tmp_path / "new.gen"
+    pack.write_text(json.dumps(_rule("B")) + "\n")
+    content.put_rules([_rule("Mine")], update=False)
+    assert content.seed_defaults([]) == 0
+    assert content.seed_defaults([pack]) == 0
     assert list(content.rules()) == ["Mine"]

@@ -362,3 +362,40 @@ def test_admin_route_conflicts_while_a_pass_runs(renv: Env) -> None:
         res = renv.a("POST", "/maintenance/retention")
     assert res.status_code == 409 and "already running" in res.json["error"]
     assert renv.a("POST", "/maintenance/retention").status_code == 200
+
+
+# -- artifacts: age and per-endpoint quota ----------------------------------------------------
+
+
+def _upload(env: Env, agent: Any, name: str, data: bytes, ehash: str) -> None:
+    import base64
+    import hashlib
+
+    chunk = {"filename": name, "guid": "{11111111-2222-3333-4444-555555555555}",
+             "event_hash": ehash, "content": base64.b64encode(data).decode(), "chunk": 1,
+             "total": 1, "sha256": hashlib.sha256(data).hexdigest()}
+    assert env.e("POST", "/upload/dumps", agent, json=chunk).status_code == 200
+
+
+def test_artifacts_are_pruned_by_age_then_oldest_first_per_endpoint(env: Env) -> None:
+    clock = env.ctx.clock
+    noisy, quiet = env.enroll("noisy"), env.enroll("quiet")
+    _upload(env, noisy, "ancient.bin", b"a" * 100, "a" * 40)
+    clock.now += 40 * DAY  # type: ignore[attr-defined]
+    for i in range(5):
+        _upload(env, noisy, f"dump{i}.bin", b"n" * 1000, f"{i:x}" * 40)
+        clock.now += 60  # type: ignore[attr-defined]
+    _upload(env, quiet, "keep.bin", b"q" * 1000, "b" * 40)
+    env.ctx.config = replace(env.ctx.config, retention=replace(
+        env.ctx.config.retention, artifact_max_age_days=30, artifact_endpoint_max_bytes=2500))
+    result = Retention(events=None, detections=None, config=env.ctx.config.retention,
+                       clock=clock, metrics=env.ctx.metrics,
+                       artifacts=env.ctx.artifacts).run_once()
+    assert result is not None
+    assert result.artifacts_removed == 4 and result.artifact_bytes_removed == 3100
+    assert result.artifacts_by_endpoint == {noisy.uuid: {"files": 4, "bytes": 3100}}
+    left = {a.filename for a in env.ctx.store.artifacts.list()}
+    assert left == {"dump3.bin", "dump4.bin", "keep.bin"}  # the newest kept
+    base = env.ctx.data_dir / "artifacts" / noisy.uuid
+    assert sorted(p.name for p in base.rglob("*.bin")) == ["dump3.bin", "dump4.bin"]
+    assert "heron_retention_artifacts_removed_total 4" in env.ctx.metrics.render()

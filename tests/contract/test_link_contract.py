@@ -218,7 +218,8 @@ def test_agent_with_link_attached_end_to_end_in_process(manager, tmp_path: Path)
         event["Event"]["EventData"]["Image"] = "C:\\x\\evil.exe"
         assert agent.process(event)
         link.forwarder.drain()
-        got = stored(manager)
+        # (the agent's rule-state report, health event 9011, travels in the same lane)
+        got = [e for e in stored(manager) if e["Event"].get("Detection")]
         assert got[0]["Event"]["Detection"]["Signature"] == ["ContractPushed"]
         assert got[0]["Event"]["EdrData"]["Endpoint"]["UUID"] == ident.uuid
     finally:
@@ -265,3 +266,90 @@ def test_update_checks_are_one_request_and_match_the_single_routes(
     up_old = Updater(old, tmp_path / "u2", {"rules": got["rules"].append})
     assert up_old.check() == {"rules": "updated"} and not up_old.folded
     assert [r.path for r in old.requests][1:] == [wire.ROUTE_RULES_SHA256, wire.ROUTE_RULES]
+
+
+def test_suppressions_pushed_by_group_and_applied_by_the_agent(manager, tmp_path: Path) -> None:
+    from agent.link.link import attach
+    from agent.service import build_agent
+    from appliance.services.tuning import tuning_for
+    from tests.agent.conftest import gene_rule, make_config
+
+    config = make_config(tmp_path)
+    store = IdentityStore(config.data_dir / "link" / "identity")
+    enroll_online("127.0.0.1:1519", manager.token("builders"), store,
+                  transport=manager.transport(), hostname="build01")
+    agent = build_agent(config, sources=[], sinks=[])
+    link = attach(agent, config, start=False, transport_factory=lambda: manager.transport(store))
+    chan = {"Microsoft-Windows-Sysmon/Operational": [1]}
+    manager.ctx.content.put_rules([json.loads(gene_rule(
+        "TmpExec", ["$i: Image ~= '\\\\Temp\\\\'"], "$i", events=chan, criticality=6)),
+        json.loads(gene_rule("Evil", ["$i: Image ~= 'evil'"], "$i", events=chan,
+                             criticality=3))], update=False)
+    tuning = tuning_for(manager.ctx)
+    tuning.add({"rule": "TmpExec", "image_prefix": "C:\\Windows\\Temp\\msbuild",
+                "group": "builders"})
+    tuning.add({"rule": "TmpExec", "command_line_regex": "never", "group": "other-group"})
+    try:
+        done = link.housekeeping_once()
+        assert done["updates"]["suppressions"] == "updated"
+        assert len(agent.detector.suppressions) == 1  # the other group's is not sent
+
+        def image(path: str) -> dict:
+            e = ev(1)
+            e["Event"]["EventData"]["Image"] = path
+            return e
+
+        quiet = image("C:\\Windows\\Temp\\msbuild-1\\evil-tool.exe")
+        agent.process(quiet)
+        assert quiet["Event"]["Detection"]["Signature"] == ["Evil"]  # TmpExec silenced
+        assert quiet["Event"]["Detection"]["Criticality"] == 3
+        loud = image("C:\\Windows\\Temp\\dropper.exe")
+        agent.process(loud)
+        assert loud["Event"]["Detection"]["Signature"] == ["TmpExec"]
+        assert agent.status()["suppressed"] == {"TmpExec": 1}
+        assert set(link.housekeeping_once().get("updates", {"x": "unchanged"}).values()) <= {
+            "unchanged"}
+    finally:
+        agent.close()
+
+
+def test_agent_counters_reach_the_manager_endpoint_views(manager, tmp_path: Path) -> None:
+    from agent.link.link import attach
+    from agent.service import build_agent
+    from tests.agent.conftest import make_config
+
+    config = make_config(tmp_path)
+    store = IdentityStore(config.data_dir / "link" / "identity")
+    ident = enroll_online("127.0.0.1:1519", manager.token(), store,
+                          transport=manager.transport(), hostname="ws3")
+    agent = build_agent(config, sources=[], sinks=[])
+    link = attach(agent, config, start=False, transport_factory=lambda: manager.transport(store))
+    try:
+        sc = agent.counters.source("linux-proc")
+        sc.events, sc.lost, sc.shed, sc.degraded = 100, 7, 3, 40
+        agent.runner.stats.dropped_actions["report"] = 2
+        assert link.report_counters()
+        assert not link.report_counters()  # unchanged: not sent again
+        link.forwarder.drain()
+        from appliance.services.ingest import COUNTERS_KIND
+
+        body = manager.ctx.store.documents.get(COUNTERS_KIND, ident.uuid)
+        assert body is not None
+        doc = json.loads(body[0])
+        assert doc["sources"]["linux-proc"] == {"events": 100, "drops": 0, "shed": 3, "lost": 7,
+                                                "incomplete": 0, "degraded": 40}
+        assert doc["actions"]["dropped_actions"] == {"report": 2}
+        assert doc["queue"]["disk_state"] == "ok"
+        from falcon import testing
+
+        from appliance.store import Role
+
+        key = manager.ctx.identity.add_user("ops", Role.ADMIN)[1]
+        admin = testing.TestClient(manager.admin, headers={wire.HEADER_API_KEY: key})
+        res = admin.simulate_get(f"/endpoints/{ident.uuid}")
+        assert res.json["data"]["agent-counters"]["sources"]["linux-proc"]["lost"] == 7
+        listed = admin.simulate_get("/endpoints")
+        (mine,) = [e for e in listed.json["data"] if e["uuid"] == ident.uuid]
+        assert mine["agent-counters"]["actions"]["dropped_actions"] == {"report": 2}
+    finally:
+        agent.close()

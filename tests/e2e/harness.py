@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
+# Generous limits on conditions, never fixed sleeps: a loaded 2-core CI box can take tens of
+# seconds to start a Python process tree (issue 25: a 30 s start-up limit failed there).
+STARTUP_LIMIT = 300.0  # s: a subprocess until it is ready (or exits, which fails at once)
+WAIT_LIMIT = 120.0  # s: default for wait_for conditions
 
 
 def free_port() -> int:
@@ -37,7 +42,8 @@ def agent_env() -> dict[str, str]:
 
 
 def wait_for(
-    pred: Callable[[], Any], timeout: float = 20.0, what: str | Callable[[], str] = "condition"
+    pred: Callable[[], Any], timeout: float = WAIT_LIMIT,
+    what: str | Callable[[], str] = "condition"
 ) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -46,6 +52,24 @@ def wait_for(
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+
+
+def first_line(proc: subprocess.Popen[Any], limit: float = STARTUP_LIMIT) -> Any:
+    """The first stdout line of `proc` (its ready line), or "" if it exits first.
+
+    Waits on the pipe, not on a fixed sleep; fails after `limit` seconds with no line, so a
+    hung start-up fails the test instead of hanging the run.
+    """
+    stdout = proc.stdout
+    assert stdout is not None
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(limit)
+    if reader.is_alive():
+        proc.kill()
+        raise AssertionError(f"no ready line from {proc.args!r} within {limit:.0f}s")
+    return got[0]
 
 
 class ManagerProc:
@@ -73,7 +97,7 @@ class ManagerProc:
             check=True,
             env=agent_env(),
             cwd=ROOT,
-            timeout=60,
+            timeout=STARTUP_LIMIT,
         )
         init = json.loads(out.stdout.decode().strip().splitlines()[-1])
         self.api_key = init["api_key"]
@@ -105,15 +129,14 @@ class ManagerProc:
                 env=agent_env(),
                 cwd=ROOT,
             )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
+        line = first_line(self.proc, STARTUP_LIMIT)
         assert line, (self.data / "manager.err").read_text()[-2000:]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(20)
+                self.proc.wait(WAIT_LIMIT)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
@@ -167,7 +190,7 @@ def enroll_cli(manager: ManagerProc, state: Path) -> str:
         capture_output=True,
         env=agent_env(),
         cwd=ROOT,
-        timeout=60,
+        timeout=STARTUP_LIMIT,
     )
     assert out.returncode == 0, out.stderr.decode()
     return str(json.loads(out.stdout)["uuid"])

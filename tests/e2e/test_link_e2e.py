@@ -25,7 +25,16 @@ from agent.link.forwarder import LinkState
 from agent.link.link import Link, attach
 from agent.link.spool import HEALTH_CHANNEL, HEALTH_EVICTED
 
-from .harness import PY, ROOT, ManagerProc, agent_env, enroll_cli, wait_for
+from .harness import (
+    PY,
+    ROOT,
+    STARTUP_LIMIT,
+    WAIT_LIMIT,
+    ManagerProc,
+    agent_env,
+    enroll_cli,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -122,7 +131,7 @@ def test_heron_agent_run_cli_forwards_through_the_link(manager: ManagerProc,
     out = subprocess.run([PY, "-m", "agent.cli", "run", "-c", str(config), "--replay",
                           str(replay)], capture_output=True, env=agent_env(),
                             cwd=ROOT,
-                         timeout=90)
+                         timeout=STARTUP_LIMIT)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     # the agent exited after the replay; the link's final drain delivered everything
     wait_for(lambda: numbers(manager.events(uid), "cli") == list(range(120)),
@@ -142,7 +151,7 @@ def test_manager_down_then_up_delivers_all_exactly_once(manager: ManagerProc,
             link.submit(event(i, "outage"))
         wait_for(lambda: link.forwarder.state is LinkState.UNREACHABLE, what="unreachable")
         manager.start()
-        wait_for(lambda: len(numbers(manager.events(uid), "outage")) >= 301, timeout=40,
+        wait_for(lambda: len(numbers(manager.events(uid), "outage")) >= 301, timeout=WAIT_LIMIT,
                  what="replay after restart")
         time.sleep(1.0)
         assert numbers(manager.events(uid), "outage") == list(range(301))
@@ -180,11 +189,11 @@ def test_agent_kill9_mid_send_loses_nothing(manager: ManagerProc, tmp_path: Path
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"queued"
         # kill as soon as the manager acknowledged (and the agent deleted) a first batch
-        wait_for(lambda: len(list(segments.glob("*.seg"))) < n // 10, timeout=30,
+        wait_for(lambda: len(list(segments.glob("*.seg"))) < n // 10, timeout=WAIT_LIMIT,
                  what="first acknowledged batch")
     finally:
         proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        proc.wait(WAIT_LIMIT)
         assert proc.stdout is not None
         proc.stdout.close()
     assert list(segments.glob("*")), "the agent finished before it was killed; raise n"
@@ -192,13 +201,13 @@ def test_agent_kill9_mid_send_loses_nothing(manager: ManagerProc, tmp_path: Path
                             cwd=ROOT,
                             stdout=subprocess.PIPE)
     try:
-        wait_for(lambda: len(numbers(manager.events(uid), "kill9")) >= n, timeout=40,
+        wait_for(lambda: len(numbers(manager.events(uid), "kill9")) >= n, timeout=WAIT_LIMIT,
                  what="replay after kill -9")
         time.sleep(0.5)
         assert numbers(manager.events(uid), "kill9") == list(range(n))
     finally:
         proc.kill()
-        proc.wait(10)
+        proc.wait(WAIT_LIMIT)
         assert proc.stdout is not None
         proc.stdout.close()
 
@@ -214,14 +223,15 @@ def test_queue_cap_eviction_is_reported(manager: ManagerProc, tmp_path: Path) ->
         assert evicted > 0
         link.start()
         wait_for(lambda: link.spool.stats().queued_events == 0, what="queue drained")
-    got = wait_for(lambda: [e for e in manager.events(uid)
-                            if e["Event"]["System"]["Channel"] == HEALTH_CHANNEL],
-                   what="eviction report")
-    reported = sum(int(e["Event"]["EventData"]["DroppedEvents"]) for e in got
-                   if e["Event"]["System"]["EventID"] == HEALTH_EVICTED)
-    assert reported == evicted
-    kept = wait_for(lambda: numbers(manager.events(uid), "cap"), what="kept events")
-    time.sleep(0.5)
+    def reported() -> int:  # the manager may still be indexing: wait for every report
+        return sum(int(e["Event"]["EventData"]["DroppedEvents"]) for e in manager.events(uid)
+                   if e["Event"]["System"]["Channel"] == HEALTH_CHANNEL
+                   and e["Event"]["System"]["EventID"] == HEALTH_EVICTED)
+
+    wait_for(lambda: reported() >= evicted, what=lambda: f"eviction reports ({reported()})")
+    assert reported() == evicted
+    wait_for(lambda: len(numbers(manager.events(uid), "cap")) + evicted >= 1000,
+             what="kept events")
     kept = numbers(manager.events(uid), "cap")
     assert len(kept) + evicted == 1000 and kept == list(range(1000 - len(kept), 1000))
 

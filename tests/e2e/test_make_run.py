@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import ROOT, agent_env, free_port
+from .harness import ROOT, STARTUP_LIMIT, WAIT_LIMIT, agent_env, free_port
 
 pytestmark = [
     pytest.mark.e2e,
@@ -39,14 +39,14 @@ def _run_once(data: Path, admin: int, endpoint: int, log: Path) -> str:
             cwd=ROOT,
         )
         try:
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + STARTUP_LIMIT
             while "agent started" not in log.read_text(errors="replace"):
                 assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
                 assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
                 time.sleep(0.2)
         finally:
             proc.send_signal(signal.SIGINT)
-            code = proc.wait(30)
+            code = proc.wait(WAIT_LIMIT)
     text = log.read_text(errors="replace")
     assert code == 0, text[-3000:]
     assert "agent stopped" in text

@@ -16,6 +16,8 @@ import requests
 
 from rules import wire
 
+from .harness import STARTUP_LIMIT, WAIT_LIMIT, first_line
+
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +29,7 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         text=True,
         capture_output=True,
         check=check,
-        timeout=60,
+        timeout=STARTUP_LIMIT,
     )
 
 
@@ -51,14 +53,14 @@ class Running:
             stderr=subprocess.PIPE,
             text=True,
         )
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        line = first_line(self.proc, STARTUP_LIMIT)
         assert line, self.proc.stderr.read()  # type: ignore[union-attr]
         urls = json.loads(line)
         self.admin, self.endpoint = urls["admin"], urls["endpoint"]
 
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=30)
+        _, err = self.proc.communicate(timeout=WAIT_LIMIT)
         assert self.proc.returncode == 0, err
         return err
 
@@ -133,7 +135,8 @@ def test_init_run_enroll_ingest_restart(tmp_path: Path) -> None:
     users = [
         json.loads(ln) for ln in cli("user", "list", "--data-dir", str(data)).stdout.splitlines()
     ]
-    assert [u["identifier"] for u in users] == ["admin"]
+    # heron-local-cli: the key `run` gives the CLI while it runs (appliance/localadmin.py)
+    assert [u["identifier"] for u in users] == ["admin", "heron-local-cli"]
     added = json.loads(
         cli("user", "add", "bob", "--role", "analyst", "--data-dir", str(data)).stdout
     )
@@ -146,7 +149,9 @@ def test_init_run_enroll_ingest_restart(tmp_path: Path) -> None:
     )
     assert oct(os.stat(bundle_dir / "client.key").st_mode & 0o777) == "0o600"
     meta = json.loads((bundle_dir / "bundle.json").read_text())
-    assert meta["manager"] == "localhost:1519" and meta["client_cert"] == "client.pem"
+    # an IP address first (no DNS needed), every name in `addresses`
+    assert meta["manager"] == "127.0.0.1:1519" and meta["client_cert"] == "client.pem"
+    assert "localhost:1519" in meta["addresses"]
     assert (
         wire.EnrollBundle.from_dict(dict(meta, certificate_pem="c", key_pem="k", ca_pem="a")).uuid
         == bundle["uuid"]

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.appliance.conftest import make_csr
-from tests.e2e.harness import ManagerProc, wait_for
+from tests.e2e.harness import WAIT_LIMIT, ManagerProc, wait_for
 
 pytestmark = pytest.mark.e2e
 BATCH = 50
@@ -78,12 +78,12 @@ def test_kill_9_of_the_manager_loses_no_acknowledged_event(tmp_path: Path) -> No
         stop = threading.Event()
         poster = threading.Thread(target=_post_until_stopped, args=(manager, cred, acked, stop))
         poster.start()
-        wait_for(lambda: len(acked) >= 30, 60, "30 acknowledged batches")
+        wait_for(lambda: len(acked) >= 30, WAIT_LIMIT, "30 acknowledged batches")
         manager.proc.send_signal(signal.SIGKILL)
-        manager.proc.wait(10)
+        manager.proc.wait(WAIT_LIMIT)
         stop.set()
         poster.join(30)
-        _, alive = psutil.wait_procs(writers, timeout=10)
+        _, alive = psutil.wait_procs(writers, timeout=WAIT_LIMIT)
         assert not alive, "the index writer outlived the manager"
 
         manager.proc = None

@@ -32,7 +32,7 @@ import pytest
 
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
 
-from .harness import ROOT, ManagerProc, agent_env, enroll_cli, wait_for
+from .harness import ROOT, STARTUP_LIMIT, WAIT_LIMIT, ManagerProc, agent_env, enroll_cli, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -135,14 +135,14 @@ def agent(manager: ManagerProc, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     try:
         wait_for(
             lambda: "agent started" in log.read_text(errors="replace"),
-            30,
+            STARTUP_LIMIT,
             lambda: f"agent start; log: {log.read_text(errors='replace')[-2000:]}",
         )
         yield uuid, log
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(20)
+            proc.wait(WAIT_LIMIT)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
@@ -185,12 +185,12 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
     manager.admin("POST", "/misp/sync", {})
     wait_for(
         lambda: any(i["value"] == sha256 for i in manager.admin("GET", "/iocs")),
-        20,
+        WAIT_LIMIT,
         "the IoC in the manager's IoC table",
     )
     wait_for(
         lambda: "IoCs loaded: 1 indicators" in agent_log.read_text(errors="replace"),
-        20,
+        WAIT_LIMIT,
         "the IoC on the agent",
     )
 
@@ -200,7 +200,7 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
         started = time.monotonic()
         proc = subprocess.Popen([str(evil), "60"])
         try:
-            proc.wait(15)
+            proc.wait(WAIT_LIMIT)  # it sleeps 60 s unless the agent kills it
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -211,7 +211,7 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
             lambda: manager.admin("GET", f"/search?q={sha256}&detections=true&endpoint={uuid}")[
                 "events"
             ],
-            20,
+            WAIT_LIMIT,
             "the detection in search",
         )
         detection = hits[0]["Event"]["Detection"]
@@ -222,7 +222,7 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
         # 5. streamed over SSE
         wait_for(
             lambda: any(sha256.upper() in json.dumps(p).upper() for p in stream.payloads),
-            10,
+            WAIT_LIMIT,
             "the detection on /stream/detections",
         )
     finally:
@@ -235,7 +235,7 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
             if {"report.json", "manifest.json"} <= {f["name"] for f in d["files"]}
             and any(f["name"].endswith("_evil-updater.bin") for f in d["files"])
         ],
-        30,
+        WAIT_LIMIT,
         "filedump + report artifacts on the manager",
     )
     files = {f["name"] for f in dirs[0]["files"]}
@@ -248,7 +248,7 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
         with misp.lock:
             return [s for s in misp.model.sightings if s.source.startswith(f"{uuid}|")]
 
-    seen = wait_for(sightings, 20, "the sighting in MISP")
+    seen = wait_for(sightings, WAIT_LIMIT, "the sighting in MISP")
     hostname = manager.admin("GET", f"/endpoints/{uuid}")["hostname"]
     assert hostname and seen[0].source == f"{uuid}|{hostname}"
 
@@ -264,23 +264,45 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
                 if o.name == "edr-report"
             ]
 
-    objs = wait_for(reports, 30, "the edr-report object in MISP")
-    # one object per uploaded IR report, never a duplicate (a second sync pushes nothing new)
-    report_dirs = [
-        d
-        for d in manager.admin("GET", f"/endpoints/{uuid}/artifacts")
-        if "report.json" in {f["name"] for f in d["files"]}
-    ]
-    manager.admin("POST", "/misp/sync", {})
-    wait_for(lambda: len(reports()) >= len(report_dirs), 30, "one edr-report per report")
-    manager.admin("POST", "/misp/sync", {})
+    objs = wait_for(reports, WAIT_LIMIT, "the edr-report object in MISP")
+
+    # One object per uploaded IR report, never a duplicate. The agent may still be uploading a
+    # second report directory, so compare report ids (event hashes) once both sides agree,
+    # rather than counting directories listed at one instant.
+    def report_ids() -> list[str]:
+        with misp.lock:
+            return [
+                a["value"]
+                for o in reports()
+                for a in misp.model.render_object(o)["Attribute"]
+                if a["object_relation"] == "id"
+            ]
+
+    def uploaded() -> set[str]:
+        return {
+            d["event-hash"]
+            for d in manager.admin("GET", f"/endpoints/{uuid}/artifacts")
+            if "report.json" in {f["name"] for f in d["files"]}
+        }
+
+    def in_step() -> bool:
+        manager.admin("POST", "/misp/sync", {})
+        return set(report_ids()) == uploaded()
+
+    wait_for(in_step, WAIT_LIMIT, "one edr-report per uploaded report")
+    manager.admin("POST", "/misp/sync", {})  # a further sync pushes nothing new
+    ids = report_ids()
+    assert len(ids) == len(set(ids)), f"an edr-report pushed twice: {ids}"
     objs = reports()
-    assert len(objs) == len(report_dirs)
     with misp.lock:
-        attrs = misp.model.render_object(objs[0])["Attribute"]
-    names = {a["value"] for a in attrs if a["type"] in ("attachment", "malware-sample")}
-    assert {"event.json", "processes.json"} <= names, names
-    dumped_attrs = [a for a in attrs if a["object_relation"] in ("executable", "additional-file")]
-    assert any("evil-updater" in a["value"] for a in dumped_attrs), attrs
+        rendered = [misp.model.render_object(o)["Attribute"] for o in objs]
+    for attrs in rendered:
+        names = {a["value"] for a in attrs if a["type"] in ("attachment", "malware-sample")}
+        assert {"event.json", "processes.json"} <= names, names
+    # the agent dumps a file once per sha256 across its artifact store: a later report of the
+    # same process references the first copy (filerefs.json), so one report carries it
+    dumped = [a for attrs in rendered for a in attrs
+              if a["object_relation"] in ("executable", "additional-file")]
+    assert any("evil-updater" in a["value"] for a in dumped), rendered
     assert not misp.violations, misp.violations
     assert killed_after < 10

@@ -33,6 +33,12 @@ class MispModel(SearchMixin, WriteMixin):
         self.sightings: list[Sighting] = []
         self._ids = {"event": 0, "attribute": 0, "object": 0, "sighting": 0}
         self.violations: list[str] = []
+        self.role: dict[str, Any] = {}  # set by FakeMisp: the API key's role flags
+        # Tags the instance has (the TLP taxonomy's, as after enabling it); others need creating.
+        self.known_tags: set[str] = {"tlp:white", "tlp:clear", "tlp:green", "tlp:amber", "tlp:red"}
+        # EventBlocklist: MISP.enableEventBlocklisting is on by default, and deleting an event
+        # blocklists its uuid (Event.php, beforeDelete), so events/add refuses that uuid for good.
+        self.event_blocklist: set[str] = set()
 
     def _next(self, kind: str) -> int:
         self._ids[kind] += 1
@@ -52,9 +58,13 @@ class MispModel(SearchMixin, WriteMixin):
         date: str = "2026-11-28",
         distribution: str = "0",
         tags: list[str] | None = None,
+        threat_level_id: str = "4",
+        orgc: str = "ORGNAME",
     ) -> Ev:
         ev = Ev(
             id=self._next("event"),
+            threat_level_id=threat_level_id,
+            orgc=orgc,
             uuid=uuid or str(uuidlib.uuid4()),
             info=info,
             date=date,
@@ -163,13 +173,26 @@ class MispModel(SearchMixin, WriteMixin):
         self._touch_event(a.event_id)
         return a
 
-    def delete_event(self, event_id: int) -> None:
-        """Hard delete: the event and its attributes vanish without any timestamp change."""
-        self.events.pop(event_id)
+    def delete_event(self, event_id: int, *, blocklist: bool = True) -> None:
+        """Hard delete: the event and its attributes vanish without any timestamp change.
+
+        As MISP does by default, the uuid is blocklisted (unless `blocklist` is False, as with
+        MISP.enableEventBlocklisting off).
+        """
+        ev = self.events.pop(event_id)
+        if blocklist:
+            self.event_blocklist.add(ev.uuid)
         for aid in [i for i, a in self.attributes.items() if a.event_id == event_id]:
             del self.attributes[aid]
         for oid in [i for i, o in self.objects.items() if o.event_id == event_id]:
             del self.objects[oid]
+
+    def tag_event(self, event_id: int, tag: str) -> None:
+        """EventsController::addTag: the tag is attached, Event.timestamp bumped, the event
+        unpublished; attribute timestamps do not change."""
+        self.events[event_id].tags.append(tag)
+        self.known_tags.add(tag)
+        self._touch_event(event_id)
 
     def unpublish(self, event_id: int) -> None:
         self.events[event_id].published = False
@@ -213,6 +236,7 @@ class MispModel(SearchMixin, WriteMixin):
         attachments: bool = False,
         decay: bool = False,
         event_block: bool = True,
+        sightings: bool = False,
     ) -> dict[str, Any]:
         ev = self.events[a.event_id]
         out: dict[str, Any] = {
@@ -244,19 +268,22 @@ class MispModel(SearchMixin, WriteMixin):
                 "distribution": ev.distribution,
                 "id": str(ev.id),
                 "info": ev.info,
-                "orgc_id": "1",
+                "orgc_id": "1" if ev.orgc == "ORGNAME" else "2",
                 "uuid": ev.uuid,
             }
         if a.tags:
             out["Tag"] = [
                 {"id": str(i + 1), "name": t, "colour": "#ffffff"} for i, t in enumerate(a.tags)
             ]
+        if sightings:
+            # includeSightings: the attribute's sightings as Sighting rows (all types).
+            out["Sighting"] = [s.to_dict() for s in self.sightings if s.attribute_id == a.id]
         if decay:
             out["decay_score"] = [
                 {
                     "score": 42.1,
                     "base_score": 80,
-                    "decayed": False,
+                    "decayed": a.decayed,
                     "DecayingModel": {"id": "1", "name": "fake model"},
                 }
             ]

@@ -39,6 +39,7 @@ class Attr:
     disable_correlation: bool = False
     data: bytes | None = None
     tags: list[str] = field(default_factory=list)
+    decayed: bool = False  # what an enabled decaying model would say of it
 
     def values(self) -> tuple[str, str]:
         """(value1, value2) as MISP splits composite values."""
@@ -85,6 +86,7 @@ class Ev:
     publish_timestamp: int = 0
     sharing_group_id: str = "0"
     tags: list[str] = field(default_factory=list)
+    orgc: str = "ORGNAME"  # the creator organisation's name (id "1" is the host org)
 
 
 @dataclass

@@ -32,24 +32,35 @@ class SearchMixin:
     def search(self, q: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
         """Apply the §2.1/§2.3 filter semantics; returns (page rows, total before paging)."""
         now = self.clock()
-        rows = [
-            a
-            for a in sorted(self.attributes.values(), key=lambda a: a.id)
-            if self._matches(a, q, now)
-        ]
+        # Without `order` MySQL returns rows in no particular order: the fake uses uuid order, so
+        # an insert can shift rows across pages. With `order` ("Attribute.id ASC") it is stable.
+        order = str(q.get("order") or "")
+        if order and order.split()[0] not in ("Attribute.id", "Attribute.timestamp"):
+            self.violations.append(f"restSearch: unsupported order {order!r}")
+        key = (lambda a: a.timestamp) if order.startswith("Attribute.timestamp") else None
+        rows = sorted(
+            (a for a in self.attributes.values() if self._matches(a, q, now)),
+            key=key or ((lambda a: a.id) if order else (lambda a: a.uuid)),
+            reverse=order.upper().endswith("DESC"),
+        )
         total = len(rows)
         limit = q.get("limit")
         if limit is not None:
             limit = int(limit)
             page = max(int(q.get("page") or 1), 1)
             rows = rows[(page - 1) * limit : page * limit] if limit > 0 else rows
+        if data.to_bool(q.get("enforceWarninglist")):
+            # MispAttribute::fetchAttributes applies limit/page in SQL, then filters warninglisted
+            # rows out of the page (MispAttribute.php ~l.2025): pages come back short.
+            rows = [a for a in rows if not _warninglisted(a)]
         flag = lambda k: data.to_bool(q.get(k)) is True  # noqa: E731
         rendered = [
             self.render_attribute(
                 a,
                 event_uuid=flag("includeEventUuid"),
                 attachments=flag("withAttachments"),
-                decay=flag("includeDecayScore"),
+                decay=flag("includeDecayScore") or flag("excludeDecayed"),
+                sightings=flag("includeSightings"),
             )
             for a in rows
         ]
@@ -81,6 +92,15 @@ class SearchMixin:
             return False
         if not _match_list(q.get("eventid"), lambda e: str(e) in (str(ev.id), ev.uuid)):
             return False
+        # Event::set_filter_org: the creator organisation by id or name (`!` excludes).
+        org_id = "1" if ev.orgc == "ORGNAME" else "2"
+        if not _match_list(q.get("org"), lambda o: str(o) in (org_id, ev.orgc)):
+            return False
+        if not _match_list(q.get("threat_level_id"), lambda t: str(t) == ev.threat_level_id):
+            return False
+        # excludeDecayed drops what every enabled decaying model considers decayed.
+        if data.to_bool(q.get("excludeDecayed")) and a.decayed:
+            return False
         to_ids = q.get("to_ids")
         if to_ids is not None and to_ids != []:
             wanted = {data.to_bool(x) for x in data.as_list(to_ids)}
@@ -102,8 +122,6 @@ class SearchMixin:
             lo, hi = data.time_range(q[key], now)
             if stamp < lo or (hi is not None and stamp > hi):
                 return False
-        if data.to_bool(q.get("enforceWarninglist")) and _warninglisted(a):
-            return False
         return True
 
     # --- sightings/add ----------------------------------------------------------------------------
@@ -131,6 +149,8 @@ class SearchMixin:
                 q = dict(filters)
                 q["value"] = values
                 found = [a for a in self.attributes.values() if self._matches(a, q, self.clock())]
+                if data.to_bool(q.get("enforceWarninglist")):
+                    found = [a for a in found if not _warninglisted(a)]
             else:
                 wanted = {str(v).lower() for v in values}
                 found = [

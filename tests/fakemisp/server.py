@@ -28,7 +28,24 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_KEY = "a" * 36 + "0001"
 KEY_FORMAT = re.compile(r"^[a-zA-Z0-9]{40}$")
-FAULT_KINDS = ("403", "429", "500", "slow", "reset", "truncate")
+FAULT_KINDS = ("403", "429", "500", "slow", "reset", "truncate", "hold", "error200")
+# MISP's stock "User" role (db_schema / INSTALL default roles): no publish, no tag creation.
+STOCK_USER_ROLE: dict[str, Any] = {
+    "id": "3",
+    "name": "User",
+    "perm_add": True,
+    "perm_modify": True,
+    "perm_modify_org": False,
+    "perm_publish": False,
+    "perm_sighting": True,
+    "perm_tagger": True,
+    "perm_tag_editor": False,
+    "perm_auth": True,
+    "enforce_rate_limit": False,
+    "rate_limit_count": "0",
+}
+RATE_LIMIT_WINDOW = 900  # RateLimitComponent: rate_limit_count searches per user per 15 minutes
+NO_PERMISSION = "You do not have permission to use this functionality."
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +68,8 @@ class Fault:
     times: int | None = None
     delay: float = 2.0
     reset_after: int = 900
+    arrived: threading.Event = field(default_factory=threading.Event)  # "hold": a request waits
+    release: threading.Event = field(default_factory=threading.Event)  # "hold": let it answer
 
 
 @dataclass
@@ -70,12 +89,20 @@ class FakeMisp:
         clock: Callable[[], float] = time.time,
         tls: tuple[str, str] | None = None,
         perm_sighting: bool = True,
+        role: dict[str, Any] | None = None,
+        max_body: int | None = None,
+        client_ca: str | None = None,
     ) -> None:
         self.key = key
         self.model = MispModel(clock)
         self.lock = self.model.lock
         self.tls = tls
-        self.perm_sighting = perm_sighting
+        self.client_ca = client_ca  # Apache `SSLVerifyClient require`: mutual TLS in front of MISP
+        self.role = {**STOCK_USER_ROLE, "perm_sighting": perm_sighting, **(role or {})}
+        self.model.role = self.role
+        # A reverse proxy's body limit (nginx client_max_body_size): an HTML 413, not MISP's JSON.
+        self.max_body = max_body
+        self._budget: tuple[float, int] = (0.0, 0)  # rate-limit window start, searches used
         self.port = 0
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
@@ -96,6 +123,9 @@ class FakeMisp:
         if self.tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*self.tls)
+            if self.client_ca:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(self.client_ca)
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]
         self._server = server
@@ -150,6 +180,33 @@ class FakeMisp:
         with self.lock:
             self._state.faults.append(fault)
         return fault
+
+    @property
+    def perm_sighting(self) -> bool:
+        return bool(self.role.get("perm_sighting"))
+
+    def rate_limit(self, path: str) -> tuple[bool, dict[str, str]]:
+        """RateLimitComponent::check: only restSearch, only for roles with enforce_rate_limit.
+
+        Every limited reply carries X-Rate-Limit-Limit/-Remaining/-Reset; past the budget, 429.
+        """
+        if "/restSearch" not in path or not self.role.get("enforce_rate_limit"):
+            return True, {}
+        limit = int(self.role.get("rate_limit_count") or 0)
+        now = self.model.clock()
+        with self.lock:
+            start, used = self._budget
+            if now >= start + RATE_LIMIT_WINDOW:
+                start, used = now, 0
+            allowed = used < limit
+            used += 1 if allowed else 0
+            self._budget = (start, used)
+        reset = max(int(start + RATE_LIMIT_WINDOW - now), 1)
+        return allowed, {
+            "X-Rate-Limit-Limit": str(limit),
+            "X-Rate-Limit-Remaining": str(max(limit - used, 0)),
+            "X-Rate-Limit-Reset": str(reset),
+        }
 
     def clear_faults(self) -> None:
         with self.lock:
@@ -242,6 +299,10 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # Apache's `Date` header is the server's clock: the fake's clock here.
+        return super().date_time_string(self.fake.model.clock() if timestamp is None else timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         logger.debug("fakemisp: " + format, *args)
 
@@ -268,14 +329,35 @@ class _Handler(BaseHTTPRequestHandler):
                 body = raw.decode("utf-8", "replace")
         status = 0
         try:
+            if fake.max_body is not None and len(raw) > fake.max_body:
+                status = 413
+                self._html(413, "413 Request Entity Too Large")
+                return
             fault = fake.take_fault(path)
+            if fault is not None and fault.kind == "hold":
+                fault.arrived.set()
+                fault.release.wait(60)
+                fault = None
             if fault is not None and fault.kind == "truncate":
                 status, _, _ = self._route(method, path, body)  # done, but the reply is lost
             if fault is not None and self._apply_fault(fault, path):
                 status = -status if status else -1
                 return
+            allowed, limits = fake.rate_limit(path)
+            if not allowed:
+                status = 429
+                self._reply(
+                    429,
+                    {
+                        "name": "Rate limit exceeded.",
+                        "message": "Rate limit exceeded.",
+                        "url": path,
+                    },
+                    limits,
+                )
+                return
             status, payload, headers = self._route(method, path, body)
-            self._reply(status, payload, headers, head=(method == "HEAD"))
+            self._reply(status, payload, {**headers, **limits}, head=(method == "HEAD"))
         finally:
             fake.record(Recorded(method, path, dict(self.headers.items()), body, status))
 
@@ -298,6 +380,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b'{"response": {"Attri')
             self.close_connection = True
+            return True
+        if fault.kind == "error200":
+            # SightingsController::add answers its failures with HTTP 200 and a message.
+            self._reply(
+                200, {"message": "Could not add the Sighting. Reason: an injected failure"}, {}
+            )
             return True
         if fault.kind == "403":
             self._reply(403, _auth_failed(path), {})
@@ -324,6 +412,16 @@ class _Handler(BaseHTTPRequestHandler):
             {},
         )
         return True
+
+    def _html(self, status: int, title: str) -> None:
+        raw = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(raw)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(raw.encode())
+        self.close_connection = True
 
     def _reply(
         self, status: int, payload: Any, headers: dict[str, str], *, head: bool = False
@@ -384,17 +482,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/servers/getPyMISPVersion.json":
             return 200, {"version": "2.5.1"}, {}
         if method == "GET" and path == "/users/view/me":
-            role = {
-                "id": "3",
-                "name": "User",
-                "perm_add": True,
-                "perm_modify": True,
-                "perm_publish": False,
-                "perm_sighting": fake.perm_sighting,
-                "perm_tagger": True,
-                "perm_tag_editor": False,
-                "perm_auth": True,
-            }
+            role = dict(fake.role)
             return (
                 200,
                 {
@@ -419,8 +507,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return (
                     403,
                     {
-                        "name": "You do not have permission to use this functionality.",
-                        "message": "You do not have permission to use this functionality.",
+                        "name": NO_PERMISSION,
+                        "message": NO_PERMISSION,
                         "url": path,
                     },
                     {},
@@ -467,6 +555,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._check("object", data.check_object(view))
             return 200, {"Object": view}, {}
         if method == "POST" and parts[:2] == ["events", "publish"] and len(parts) == 3:
+            if not fake.role.get("perm_publish"):
+                # ACLComponent: events/publish needs perm_publish (the stock User role lacks it).
+                return 403, {"name": NO_PERMISSION, "message": NO_PERMISSION, "url": path}, {}
             ev = model.find_event(parts[2])
             if ev is None:
                 return 404, {"name": "Invalid event.", "message": "Invalid event.", "url": path}, {}
@@ -529,11 +620,12 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                     {},
                 )
-        rows, total = self.fake.model.search(body)
+        rows, _total = self.fake.model.search(body)
         for row in rows:
             self._check("attribute", data.check_attribute(row))
         headers = {
-            "X-Result-Count": str(total),
+            # RestResponseComponent counts the rows of the page it sends, not every match.
+            "X-Result-Count": str(len(rows)),
             "X-Export-Module-Used": "json",
             "X-Response-Format": "json",
             "X-Skipped-Elements-Count": "0",

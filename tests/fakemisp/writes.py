@@ -22,6 +22,9 @@ class WriteMixin:
     attributes: dict[int, Attr]
     objects: dict[int, Obj]
     violations: list[str]
+    role: dict[str, Any]
+    known_tags: set[str]
+    event_blocklist: set[str]
 
     # --- events/add and objects/add ---------------------------------------------------------------
 
@@ -41,6 +44,10 @@ class WriteMixin:
                 },
             )
         ev_uuid = str(e.get("uuid") or uuidlib.uuid4()).lower()
+        if ev_uuid in self.event_blocklist:
+            # Event::_add checks EventBlocklist first; EventsController::add answers 403.
+            msg = "Event blocked by event blocklist."
+            raise Rejected(403, {"name": msg, "message": msg, "url": "/events/add"})
         existing = self.find_event(ev_uuid)
         if existing is not None:
             raise Rejected(
@@ -59,7 +66,9 @@ class WriteMixin:
             uuid=ev_uuid,
             date=str(e.get("date") or "2026-11-28"),
             distribution=str(e.get("distribution", "0")),
-            tags=[t["name"] for t in e.get("Tag", []) if isinstance(t, dict) and "name" in t],
+            tags=self._capture_tags(
+                [t["name"] for t in e.get("Tag", []) if isinstance(t, dict) and "name" in t]
+            ),
         )
         for a in e.get("Attribute", []):
             self.create_attribute(
@@ -73,6 +82,20 @@ class WriteMixin:
         for o in e.get("Object", []):
             self.add_object(ev, o, url="/events/add")
         return ev
+
+    def _capture_tags(self, names: list[str]) -> list[str]:
+        """Event::_add attaches tags only with perm_tagger; Tag::captureTag creates a missing tag
+        only with perm_tag_editor and otherwise returns false: the tag is dropped, no error."""
+        if self.role and not self.role.get("perm_tagger"):
+            return []
+        kept = []
+        for name in names:
+            if name not in self.known_tags:
+                if self.role and not self.role.get("perm_tag_editor"):
+                    continue
+                self.known_tags.add(name)
+            kept.append(name)
+        return kept
 
     def add_object(
         self,

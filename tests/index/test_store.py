@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -235,3 +236,43 @@ def test_iter_events_walks_windows_in_store_order(
     assert images == [f"C:\\it\\{i}.exe" for i in range(40)]
     ones = [e["Event"]["EventData"]["Image"] for e in store.iter_events(query="EventID:1")]
     assert ones == [f"C:\\it\\{i}.exe" for i in range(0, 40, 3)]
+
+
+def test_attack_techniques_and_tactics_are_searchable_and_in_sql(make_store: MakeStore) -> None:
+    store = make_store()
+    hit = sysmon("C:\\x\\sh.exe", "sh -c decode")
+    hit["Event"]["Detection"] = {"Signature": ["Decode"], "Criticality": 7, "ATTACK": [
+        {"ID": "T1059.004", "Tactic": "execution", "Reference": ""},
+        {"ID": "T1140", "Tactic": "Defense Evasion", "Description": "", "Reference": ""},
+        "not an object"]}
+    plain = sysmon("C:\\x\\ls.exe", "ls")
+    plain["Event"]["Detection"] = {"Signature": [], "Criticality": 0,
+                                   "ATTACK": [{"ID": "T9999", "Tactic": "x"}]}
+    store.append([hit, plain, sysmon("C:\\x\\other.exe", "T1140 execution")], endpoint=EP)
+    store.flush()
+    for query in ("attack:T1059", "attack:t1059.004", "technique:T1140", "tactic:execution",
+                  'tactic:"Defense Evasion"', "attack:defense-evasion", "attack:T11*"):
+        assert store.search(query).total == 1, query
+    # a sub-technique query does not match its parent; no signature → no ATT&CK indexed
+    assert store.search("attack:T1059.001").total == 0
+    assert store.search("attack:T9999").total == 0
+    rows = store.sql("SELECT techniques, tactics FROM events WHERE detection").rows
+    assert rows == [(["T1059.004", "T1140"], ["execution", "defense-evasion"])]
+
+
+def test_duckdb_file_without_attack_columns_gets_them(tmp_path: Path) -> None:
+    import duckdb
+
+    from index.tables import EVENT_COLUMNS, Tables
+
+    path = tmp_path / "events.duckdb"
+    old = [c for c in EVENT_COLUMNS if c[0] not in ("techniques", "tactics")]
+    con = duckdb.connect(str(path))
+    con.execute(f"CREATE TABLE events ({', '.join(f'{n} {d}' for n, d in old)})")
+    con.close()
+    tables = Tables(path)
+    try:
+        cols = [r[0] for r in tables.sql("DESCRIBE events").rows]
+        assert cols == [name for name, _ in EVENT_COLUMNS]
+    finally:
+        tables.close()

@@ -187,11 +187,13 @@ def test_agent_install_enroll_and_purge(
     root.dpkg(
         "-i",
         str(fake_debs["agent"]),
-        env={"HERON_MANAGER": "mgr.example:1519", "HERON_ENROLL_TOKEN": "tok-123"},
+        env={"HERON_MANAGER": "mgr.example:1519", "HERON_ENROLL_TOKEN": "tok-123",
+             "HERON_CA_SHA256": "cd" * 32},
     )
     assert root.calls() == [
         f"heron-agent enroll --config {root.path}/etc/heron/agent.toml "
-        f"--data-dir {root.path}/var/lib/heron/agent --manager mgr.example:1519 --token tok-123"
+        f"--data-dir {root.path}/var/lib/heron/agent --manager mgr.example:1519 --token tok-123 "
+        f"--ca-sha256 {'cd' * 32}"
     ]
     data = root.path / "var/lib/heron/agent"
     assert stat.S_IMODE(data.stat().st_mode) == 0o700 and data.stat().st_uid == 0
@@ -266,3 +268,50 @@ def test_manager_postinst_never_writes_through_a_planted_symlink(
     summary = data / "initial-admin.json"
     assert not summary.is_symlink() and json.loads(summary.read_text()) == {"api_key": "fake-key"}
     root.dpkg("-P", "heron-manager")
+
+
+def test_manager_install_chooses_the_admin_address_and_never_queries_dns(
+    fake_debs: dict[str, Path], dpkg_root: Callable[[], DpkgRoot], tmp_path: Path
+) -> None:
+    """In a network namespace with no network, as an air-gapped host: no DNS attempt (no
+    `hostname -f`, no connect to port 53 or a resolver socket); the admin address is chosen at
+    install and the banner shows where the console is."""
+    need("unshare", "strace")
+    root = dpkg_root()
+    trace = tmp_path / "connect.trace"
+    out = run(
+        ["unshare", "-n", "strace", "-f", "-qq", "-e", "trace=connect,open,openat",
+         "-e", "signal=none", "-o", str(trace),
+         "dpkg", f"--root={root.path}", "--force-script-chrootless", "--force-depends",
+         "--force-unsafe-io", "--log=/dev/null", "-i", str(fake_debs["manager"])],
+        env={"HERON_FAKE_LOG": str(root.log), "HERON_ADMIN_LISTEN": "0.0.0.0:1520"},
+    )
+    connects = trace.read_text()
+    # a host-name lookup reads /etc/hosts and resolv.conf and asks a DNS server or resolved
+    # (nscd connects are user/group lookups of dpkg and useradd: not DNS)
+    lookups = [line for line in connects.splitlines() if any(
+        s in line for s in ("htons(53)", "io.systemd.Resolve", "resolv.conf", '"/etc/hosts"'))]
+    assert lookups == []
+    (call,) = root.calls()
+    assert "--admin-listen 0.0.0.0:1520" in call and "--server-name 127.0.0.1" in call
+    assert "console at https://" in out.stdout and ":1520/console/" in out.stdout
+    assert "0.0.0.0" not in out.stdout.split("console at", 1)[1].splitlines()[0]
+
+
+def test_agent_token_enrollment_pins_the_ca_or_is_explicitly_tofu(
+    fake_debs: dict[str, Path], dpkg_root: Callable[[], DpkgRoot]
+) -> None:
+    deb = str(fake_debs["agent"])
+    base = {"HERON_MANAGER": "10.0.0.5:1519", "HERON_ENROLL_TOKEN": "tok"}
+    root = dpkg_root()
+    root.dpkg("-i", deb, env={**base, "HERON_CA_SHA256": "ab" * 32})
+    assert root.calls()[-1].endswith(f"--token tok --ca-sha256 {'ab' * 32}")
+    root = dpkg_root()
+    out = root.dpkg("-i", deb, env=base)  # no pin, no explicit trust on first use
+    assert root.calls() == [] and "NOT enrolled" in out.stderr
+    root = dpkg_root()
+    root.dpkg("-i", deb, env={**base, "HERON_TRUST_FIRST_USE": "1"})
+    assert root.calls()[-1].endswith("--manager 10.0.0.5:1519 --token tok --trust-first-use")
+    root = dpkg_root()  # a bundle, with the address the admin gives (install.sh --manager)
+    root.dpkg("-i", deb, env={"HERON_ENROLL_BUNDLE": "/media/b", "HERON_MANAGER": "10.0.0.5:1519"})
+    assert root.calls()[-1].endswith("--bundle /media/b --manager 10.0.0.5:1519")

@@ -205,18 +205,27 @@ def test_manager_opens_the_endpoint_port_in_windows_firewall(msis: dict[str, Pat
 def test_agent_enrolls_from_msi_properties(msis: dict[str, Path]) -> None:
     actions = {row["Action"]: row for row in table(msis["agent"], "CustomAction")}
     common = 'enroll --if-needed -c "[DATADIR]config.toml"'
+    # the token enrolls with the CA pinned; trust on first use only with TRUST_FIRST_USE=1
     assert actions["EnrollToken"]["Target"] == (
-        common + ' --manager "[MANAGER]" --token "[ENROLL_TOKEN]"'
+        common + ' --manager "[MANAGER]" --token "[ENROLL_TOKEN]" --ca-sha256 "[CA_SHA256]"'
     )
-    assert actions["EnrollBundle"]["Target"] == common + ' --bundle "[ENROLL_BUNDLE]"'
-    for name in ("EnrollToken", "EnrollBundle"):
+    assert actions["EnrollTokenTofu"]["Target"] == (
+        common + ' --manager "[MANAGER]" --token "[ENROLL_TOKEN]" --trust-first-use'
+    )
+    assert actions["EnrollBundle"]["Target"] == (
+        common + ' --bundle "[ENROLL_BUNDLE]" --manager "[MANAGER]"'
+    )
+    for name in ("EnrollToken", "EnrollTokenTofu", "EnrollBundle"):
         assert actions[name]["Source"] == "AgentExe"
         assert int(actions[name]["Type"]) & 0xC00 == 0xC00
     seq = {row["Action"]: row for row in table(msis["agent"], "InstallExecuteSequence")}
     assert "ENROLL_TOKEN" in seq["EnrollToken"]["Condition"]
     assert "MANAGER" in seq["EnrollToken"]["Condition"]
     assert "ENROLL_BUNDLE" in seq["EnrollBundle"]["Condition"]
-    for name in ("EnrollToken", "EnrollBundle"):
+    assert " CA_SHA256" in seq["EnrollToken"]["Condition"]
+    assert "NOT CA_SHA256" in seq["EnrollTokenTofu"]["Condition"]
+    assert 'TRUST_FIRST_USE="1"' in seq["EnrollTokenTofu"]["Condition"]
+    for name in ("EnrollToken", "EnrollTokenTofu", "EnrollBundle"):
         assert "NOT Installed" in seq[name]["Condition"]
         assert int(seq["InstallFiles"]["Sequence"]) < int(seq[name]["Sequence"])
         assert int(seq[name]["Sequence"]) < int(seq["StartServices"]["Sequence"])

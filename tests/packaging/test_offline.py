@@ -101,16 +101,21 @@ def test_installer_installs_into_a_root(unpacked: Path, dpkg_root: Callable[[], 
             "mgr:1519",
             "--token",
             "t0k",
+            "--ca-sha256",
+            "ef" * 32,
+            "--admin-listen",
+            "0.0.0.0:1520",
         ],
         env={"HERON_FAKE_LOG": str(root.log), "DPKG_EXTRA_ARGS": "--force-depends --log=/dev/null"},
     )
     calls = root.calls()
     # Without HERON_SERVER_NAMES the host's names and loopback go into the server certificate.
     assert calls[0].startswith("heron-manager init --json --server-name ")
-    assert "--server-name localhost --server-name 127.0.0.1 --data-dir " in calls[0]
+    assert "--server-name localhost --server-name 127.0.0.1 --admin-listen 0.0.0.0:1520 " \
+        "--data-dir " in calls[0]
     assert calls[1].endswith(
         f"enroll --config {root.path}/etc/heron/agent.toml --data-dir "
-        f"{root.path}/var/lib/heron/agent --manager mgr:1519 --token t0k"
+        f"{root.path}/var/lib/heron/agent --manager mgr:1519 --token t0k --ca-sha256 {'ef' * 32}"
     )
     assert (root.path / "opt/heron/manager/heron-manager").is_file()
     assert root.user("heron") is not None

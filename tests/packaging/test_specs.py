@@ -250,3 +250,14 @@ def test_windows_version_resource(hb: ModuleType, tmp_path: Path) -> None:
     numbers = tuple(int(p) for p in version.split(".")[:3]) + (0,)
     assert f"filevers={numbers}" in text
     assert hb.windows_version_file("heron-agent", str(tmp_path / "x")) is None or hb.WINDOWS
+
+
+def test_agent_ships_the_ebpf_sensor(specs: dict[str, dict[str, Any]]) -> None:
+    """heron.bpf.o (built by `make ebpf`) goes into the one-dir and the wheel, next to its code."""
+    obj = ROOT / "agent" / "sources" / "ebpf" / "heron.bpf.o"
+    pkg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "heron.bpf.o" in pkg["package-data"]["agent.sources.ebpf"]
+    if not obj.is_file():
+        pytest.skip("heron.bpf.o not built (clang/bpftool missing)")
+    datas = specs["heron-agent"]["a"].kwargs["datas"]
+    assert (str(obj), "agent/sources/ebpf") in {(str(Path(s).resolve()), d) for s, d in datas}

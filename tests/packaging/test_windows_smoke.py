@@ -38,7 +38,8 @@ def test_token_enrolls_then_the_event_is_found(mgr: tuple[Manager, Path]) -> Non
     m, key_file = mgr
     proc = _smoke("token", str(key_file))
     assert proc.returncode == 0, proc.stderr
-    token = proc.stdout.strip()
+    token, ca_sha256 = proc.stdout.split()
+    assert ca_sha256 == m.pki.ca_sha256  # what the MSI's CA_SHA256 gets
     csr, key_pem = _csr()
     res = _session(m.pki.ca_path).post(m.ep_url + "/enroll", timeout=10, json={
         "token": token, "csr_pem": csr, "hostname": "WIN-RUNNER"})

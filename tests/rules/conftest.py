@@ -11,8 +11,8 @@ import pytest
 
 import rules
 from rules.loader import read_container
+from tests.conftest import SHARED
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
 GENE_RULES = SHARED / "corpus" / "gene-rules"
 ORACLE = SHARED / "gene-oracle"
 

@@ -38,7 +38,7 @@ def test_rule_pushed_from_manager_fires_on_agent_and_detection_arrives(tmp_path:
     assert link.housekeeping_once()["updates"]["rules"] == "updated"
     agent.process(sysmon_event("C:\\bin\\evil.exe", 2))
     link.forwarder.drain()
-    events = mgr.events()
+    events = [e for e in mgr.events() if e["Event"]["System"]["Channel"] != "Heron-Agent"]
     assert len(events) == 2
     detected = [e for e in events if e["Event"].get("Detection")]
     assert len(detected) == 1 and detected[0]["Event"]["Detection"]["Signature"] == ["PushedRule"]
@@ -211,3 +211,32 @@ def test_link_toml_is_read_when_the_agent_config_has_no_link_table(tmp_path: Pat
     assert link_config_for(config).update_interval == 0.3
     assert link_config_for(make_config(tmp_path / "b", link={"update_interval": 2.0})
                            ).update_interval == 2.0
+
+
+def test_rule_state_reported_at_start_and_on_every_change(tmp_path: Path) -> None:
+    from rules import wire
+
+    mgr = FakeManager()
+    config = make_config(tmp_path)
+    agent = build_agent(config, sources=[], sinks=[])
+    link = attach(agent, config, start=False, transport_factory=lambda: MemoryTransport(mgr))
+
+    def states() -> list[dict]:
+        link.forwarder.drain()
+        return [e["Event"]["EventData"] for e in mgr.events()
+                if e["Event"]["System"]["EventID"] == 9011]
+
+    assert link.housekeeping_once()["rules_state"] is True
+    first = states()
+    assert len(first) == 1 and first[0]["RuleCount"] == "0" and first[0]["RulesSource"] == "local"
+    link._due.clear()
+    assert link.housekeeping_once()["rules_state"] is False  # unchanged: nothing sent
+    mgr.rules = gene_rule("PushedRule", ["$i: Image ~= 'evil'"], "$i",
+                          events={SYSMON: [1]}) + "\n"
+    link._due.clear()
+    link.housekeeping_once()
+    last = states()[-1]
+    assert last["RuleCount"] == "1" and last["RulesSource"] == "manager"
+    assert last["RulesSha256"] == wire.rules_sha256(mgr.rules)
+    assert last["RulesUpdated"] > first[0]["RulesUpdated"]
+    agent.close()

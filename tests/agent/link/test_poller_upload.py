@@ -181,3 +181,33 @@ def test_tools_synchronised_by_sha256(tmp_path: Path) -> None:
     mgr.tools["osqueryi"] = b"v3"
     assert sync.run_once() == {"osqueryi": "error: sha256 mismatch"}
     assert tool.read_bytes() == b"#!/bin/sh\necho v2\n"  # the old copy is kept
+
+
+def test_containment_never_waits_behind_a_slow_command(tmp_path: Path) -> None:
+    import threading
+
+    from rules import wire
+
+    mgr = FakeManager()
+    release, started = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def runner(cmd: wire.Command, ctx: object) -> wire.CommandResult:
+        if cmd.name == "report":
+            started.set()
+            assert release.wait(20)
+        ran.append(cmd.name)
+        return wire.CommandResult(id=cmd.id)
+
+    p = CommandPoller(MemoryTransport(mgr), tmp_path, runner=runner)
+    mgr.commands += [{"id": "slow", "name": "report", "args": []},
+                     {"id": "fast", "name": "contain", "args": []}]
+    assert p.poll_once(background=True) is None  # handed to the worker
+    assert started.wait(10)
+    res = p.poll_once(background=True)  # contain runs now, while the report still runs
+    assert res is not None and res.id == "fast" and ran == ["contain"]
+    assert [r["id"] for r in mgr.results] == ["fast"]
+    release.set()
+    assert p.wait_backlog(10)
+    p.flush_results()
+    assert ran == ["contain", "report"] and {r["id"] for r in mgr.results} == {"fast", "slow"}

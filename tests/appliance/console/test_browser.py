@@ -256,6 +256,38 @@ def test_edit_rule_with_compile_check(browser: Browser, manager: Manager, clean_
     browser.screenshot("07-rules")
 
 
+def test_suppressions_and_noisiest_rules(browser: Browser, manager: Manager,
+                                         clean_console) -> None:
+    browser.go("#/rules")
+    browser.wait_text("section[aria-labelledby=rules-noisy]", RULE_NAME)  # detected earlier
+    browser.field("Rule (name, or * for every rule)").send_keys(RULE_NAME)
+    browser.field("Image starts with").send_keys("C:\\Tools\\")
+    browser.field("Host group (empty: every endpoint)").send_keys("lab")
+    browser.button("Add suppression").click()
+    box = browser.wait_text("section[aria-labelledby=rules-sup]", "image_prefix=C:\\Tools\\")
+    (sup,) = manager.admin("GET", "/suppressions").json()["data"]
+    assert (sup["rule"], sup["image_prefix"], sup["group"]) == (RULE_NAME, "C:\\Tools\\", "lab")
+    browser.screenshot("07b-suppressions")
+    browser.css(f"button[aria-label='Delete suppression {sup['id']}']").click()
+    dialog = browser.wait_css("dialog[open]")
+    browser.button("Delete", dialog).click()
+    browser.wait(lambda d: "image_prefix=" not in box.text)
+    assert manager.admin("GET", "/suppressions").json()["data"] == []
+    from agent.link.spool import health_event  # what the agent link sends (event 9010)
+
+    counters = {"sources": {"linux-proc": {"events": 900, "lost": 37, "shed": 5, "drops": 0,
+                                           "incomplete": 2, "degraded": 120}},
+                "actions": {"dropped_actions": {"report": 3}, "skipped": {}, "budget": {}},
+                "suppressed": {RULE_NAME: 4}, "queue": {"disk_state": "full", "disk_dropped": 6}}
+    res = manager.post_logs([health_event(9010, "agent counters", manager.hostname,
+                                          Counters=json.dumps(counters))])
+    assert res.status_code == 200, res.text
+    browser.go(f"#/endpoints/{manager.endpoint_uuid}")
+    health = browser.wait_text("section[aria-labelledby=ep-health]", "linux-proc")
+    assert "37" in health.text and "report: 3" in health.text and "disk full, 6" in health.text
+    browser.screenshot("06c-agent-health")
+
+
 def test_misp_settings(browser: Browser, manager: Manager, clean_console) -> None:
     if manager.admin("GET", "/misp/status").status_code == 404:
         pytest.skip("the MISP routes are not mounted on the admin app (appliance.misp not wired)")
@@ -274,6 +306,36 @@ def test_misp_settings(browser: Browser, manager: Manager, clean_console) -> Non
     assert browser.all("label")  # labels render
     assert any("a key is stored" in lab.text for lab in browser.all("label"))
     browser.screenshot("08-misp")
+
+
+def test_misp_status_shows_streams_permissions_backfill_and_dead_letters(
+    browser: Browser, manager: Manager, clean_console
+) -> None:
+    from tests.fakemisp import DEFAULT_KEY, FakeMisp
+
+    with FakeMisp() as fake:
+        res = manager.admin(
+            "PUT",
+            "/misp/settings",
+            json={"enabled": True, "url": fake.url, "api_key": DEFAULT_KEY, "read_timeout": 30.0},
+        )
+        assert res.status_code == 200, res.text
+        try:
+            browser.go("#/misp")
+            browser.button("Sync now").click()
+            browser.wait_text("table.misp-streams", "IoC pull", timeout=30)
+            browser.wait_text("ul.misp-perms", "perm_publish: no", timeout=30)
+            table = browser.wait_css("table.misp-streams").text
+            assert "Sightings" in table and "Reports" in table
+            assert "Report backfill" in browser.wait_css(".misp-overview").text
+            browser.wait_text("#misp-dead", "Dead letters")
+            browser.wait_text("main", "No dead letters.")
+            browser.driver.execute_script(
+                "document.getElementById('misp-status').scrollIntoView()"
+            )
+            browser.screenshot("08b-misp-status")
+        finally:
+            manager.admin("PUT", "/misp/settings", json={"enabled": False})
 
 
 def test_iocs_add_and_delete(browser: Browser, manager: Manager, clean_console) -> None:
@@ -346,7 +408,7 @@ def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_cons
     assert browser.active().get_attribute("id") == "main"
     # backwards from the content: the top bar, in reverse order, each with a visible focus ring
     seen = []
-    for _ in range(12):
+    for _ in range(16):
         browser.active().send_keys(Keys.SHIFT, Keys.TAB)
         el = browser.active()
         seen.append(el.text)
@@ -360,11 +422,14 @@ def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_cons
             break
     assert seen == [
         "Log out",
+        "Admin",
         "Users & keys",
         "MISP",
         "IoCs",
         "Rules",
+        "Hunting",
         "Search",
+        "ATT&CK",
         "Detections",
         "Endpoints",
         "Dashboard",
@@ -415,6 +480,52 @@ def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_cons
     browser.screenshot("10-keyboard-endpoints")
 
 
+def test_attack_rule_state_and_offline_bundle(
+    browser: Browser, manager: Manager, clean_console
+) -> None:
+    """ATT&CK of a detection, the endpoint's reported rule state, and a bundle minted from the
+    endpoints page while the manager runs (issue 15)."""
+    det = sysmon_event(manager.hostname, image="C:\\Windows\\System32\\rundll32.exe",
+                       command_line="rundll32.exe comsvcs.dll, MiniDump 624 C:\\t\\l.dmp full",
+                       signature="HeronTest-LsassDump", criticality=9)
+    det["Event"]["Detection"]["ATTACK"] = [{"ID": "T1003.001", "Tactic": "credential-access",
+                                            "Description": "", "Reference": ""}]
+    state = sysmon_event(manager.hostname, image="-", command_line="-")
+    state["Event"]["System"].update({"Channel": "Heron-Agent", "EventID": 9011})
+    state["Event"]["EventData"] = {"RuleCount": "0", "RulesSha256": "", "RulesSource": "local",
+                                   "RulesUpdated": "2026-01-01T00:00:00.000000Z"}
+    browser.go("#/detections")
+    browser.wait_text("#live-state", "connected")
+    assert manager.post_logs([state, det]).status_code == 200
+    browser.wait_text("main table", "T1003.001 (credential-access)")
+    browser.go("#/endpoints")
+    browser.wait_text("main table", "0 rules, no-rules")
+    before = len(manager.ctx.store.endpoints.list())
+    browser.driver.find_element("xpath", "//button[text()='Offline enrollment bundle']").click()
+    browser.wait_text("[role=status], .toast, body", "holds a private key")
+    assert len(manager.ctx.store.endpoints.list()) == before + 1
+    browser.screenshot("20-endpoints-rules-bundle")
+
+
+def test_rule_packs_disable_and_versions(browser: Browser, manager: Manager, clean_console) -> None:
+    from appliance.services.content import DEFAULTS_DIR
+
+    # (the store holds this module's rule already, so first-start seeding would not run)
+    pack = [json.loads(line) for line in (DEFAULTS_DIR / "windows.gen").read_text().splitlines()]
+    manager.ctx.content.import_rules_pack("windows", pack, source="windows.gen", version="t",
+                                          licence="GPL-3.0-or-later")
+    sha = manager.ctx.content.rules_text()[1]
+    browser.go("#/rules")
+    packs = browser.wait_text("section[aria-labelledby=rules-packs]", "windows")
+    assert "GPL-3.0-or-later" in packs.text
+    browser.css("button[aria-label='Disable pack windows']").click()
+    browser.wait_text("section[aria-labelledby=rules-packs]", "0 / 28")
+    assert manager.ctx.content.rules_text()[1] != sha
+    versions = browser.wait_text("section[aria-labelledby=rules-versions]", "Roll back")
+    assert "newest first" in versions.text
+    browser.screenshot("21-rule-packs")
+
+
 def test_contain_then_revoke_endpoint(browser: Browser, manager: Manager, clean_console) -> None:
     browser.go("#/endpoints")
     browser.wait_css(f"button[aria-label='Contain {manager.hostname}']").click()
@@ -454,3 +565,4 @@ def test_analyst_sees_read_only_console(browser: Browser, manager: Manager, clea
     browser.go("#/users")
     assert browser.heading() == "Admins only"
     browser.screenshot("11-analyst")
+

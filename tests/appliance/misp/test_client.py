@@ -181,9 +181,47 @@ def test_connection_test_reports_missing_permissions(clock: Clock, tmp_path: Pat
     with FakeMisp(clock=clock, perm_sighting=False) as fake:
         sync = MispSync(base_settings(fake), MispStorage.open(tmp_path), clock)
         result = sync.test_connection()
-        assert result["ok"] is True and result["missing_permissions"] == ["perm_sighting"]
+        assert result["ok"] is True and result["missing_permissions"] == [
+            "perm_tag_editor",  # the stock User role: report_tags that MISP lacks are dropped
+            "perm_sighting",
+        ]
         assert result["user"] == "heron@example.org"
         bad = sync.test_connection({"url": "http://127.0.0.1:9"})
         assert bad["ok"] is False and "connect" in bad["error"]
         assert sync.test_connection({"api_key": "short"})["ok"] is False
         sync.close()
+
+
+def test_requests_go_through_the_configured_proxy(
+    fake: FakeMisp, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An explicit proxy setting (users behind an egress proxy), not only the environment's."""
+    from tests.fakemisp.proxy import ForwardProxy
+
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    with ForwardProxy() as proxy:
+        client = MispClient(base_settings(fake, proxy=proxy.url), clock=clock)
+        version: Any = client.call("version", lambda api: api.misp_instance_version)
+        client.close()
+    assert version["version"] == "2.5.1"
+    assert f"GET {fake.url}/servers/getVersion" in proxy.seen
+    with pytest.raises(MispSettingsError, match="proxy"):
+        base_settings(fake, proxy="socks://nope")
+
+
+def test_client_certificate_authentication(tmp_path: Path, clock: Clock) -> None:
+    """MISP behind a reverse proxy that requires a client certificate (mutual TLS)."""
+    ca, cert, key = _write_pki(tmp_path)
+    with FakeMisp(clock=clock, tls=(str(cert), str(key)), client_ca=str(ca)) as fake:
+        without = MispClient(base_settings(fake, ca_file=str(ca)), clock=clock)
+        with pytest.raises(MispUnavailable):
+            without.call("version", lambda api: api.misp_instance_version)
+        with_cert = MispClient(
+            base_settings(fake, ca_file=str(ca), client_cert=str(cert), client_key=str(key)),
+            clock=clock,
+        )
+        version: Any = with_cert.call("version", lambda api: api.misp_instance_version)
+        assert version["version"] == "2.5.1"
+        for c in (without, with_cert):
+            c.close()

@@ -32,7 +32,9 @@ def test_full_sync_pages_through_three_pages(fake: FakeMisp, make_sync: MakeSync
     result = sync.pull_iocs()
     assert result.full and result.total_attributes == 5
     searches = fake.requests_to("/attributes/restSearch")
-    assert [r.body["page"] for r in searches] == [1, 2, 3]
+    # pages until an empty page: a short page is not the last one in real MISP (warninglists)
+    assert [r.body["page"] for r in searches] == [1, 2, 3, 4]
+    assert {r.body["order"] for r in searches} == {"Attribute.id ASC"}
     body = searches[0].body
     assert body["to_ids"] == 1 and body["published"] is True and body["limit"] == 2
     assert body["enforceWarninglist"] == 1 and body["includeEventUuid"] == 1
@@ -105,14 +107,21 @@ def test_incremental_sees_new_removed_deleted_and_late_published(
         m.create_attribute(late.id, "sha1", "c" * 40)
         clock.advance(7200 + 10)
         m.publish(late.id)
-    cursor = sync.iocs.cursor
+    cursor, event_cursor = sync.iocs.cursor, sync.iocs.event_cursor
+    seen = len(fake.requests_to("/attributes/restSearch"))
     result = sync.pull_iocs()
-    assert not result.full
+    assert result is not None and not result.full
     assert values(sync) == {("sha256", SHA), ("hostname", "new.evil.example"), ("sha1", "c" * 40)}
-    q1, q2 = (r.body for r in fake.requests_to("/attributes/restSearch")[-2:])
+    q1, q2, removals, q3 = [
+        r.body for r in fake.requests_to("/attributes/restSearch")[seen:] if r.body["page"] == 1
+    ]
+    assert cursor is not None and event_cursor is not None
     assert isinstance(q1["timestamp"], int) and isinstance(q2["publish_timestamp"], int)
-    assert q1["timestamp"] == q2["publish_timestamp"] == cursor - 300
-    for q in (q1, q2):
+    assert q1["timestamp"] == removals["timestamp"] == cursor - 300
+    # publish and event edits follow MISP's clock (the Date header), not attribute timestamps
+    assert q2["publish_timestamp"] == q3["event_timestamp"] == event_cursor - 300
+    assert "published" not in removals and q1["published"] is True
+    for q in (q1, q2, removals, q3):
         assert q["deleted"] == [0, 1] and "to_ids" not in q
     assert new.uuid in {i.uuid for i in sync.sink.by_source["misp"]}
 

@@ -243,6 +243,7 @@ def test_bad_key_keeps_reports_queued(
 def test_publish_option_publishes_the_day_event(
     fake: FakeMisp, make_sync: MakeSync, tmp_path: Path
 ) -> None:
+    fake.role["perm_publish"] = True  # an "Org Admin"-like role; the stock User cannot publish
     sync = make_sync(report_publish=True, report_tags=["tlp:red"], report_distribution=1)
     sync.on_report(EP, write_artifacts(tmp_path / "artifacts"))
     sync.push_reports()

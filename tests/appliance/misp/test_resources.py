@@ -64,7 +64,10 @@ def test_roles(env: Any) -> None:
 def test_connection_test(configured: Any, fake: FakeMisp) -> None:
     res = configured.a("POST", "/misp/test", json={})
     assert res.json["data"]["ok"] is True and res.json["data"]["version"] == "2.5.1"
-    assert res.json["data"]["missing_permissions"] == []
+    data = res.json["data"]
+    # the stock User role cannot create tags: report_tags MISP lacks would be dropped
+    assert data["missing_permissions"] == ["perm_tag_editor"]
+    assert data["permissions"]["perm_publish"] is False and data["effects"]
     res = configured.a("POST", "/misp/test", json={"api_key": "e" * 40})
     assert res.json["data"]["ok"] is False and "user settings" in res.json["data"]["error"]
     fake.stop()
@@ -212,3 +215,137 @@ def test_manager_works_while_misp_is_down(configured: Any, fake: FakeMisp) -> No
     assert status["connected"] is False and status["pull"]["last_error"]
     assert env.a("GET", "/misp/status").status_code == 200
     fake.start()
+
+
+def test_dead_letters_are_listed_retried_and_discarded(
+    configured: Any, fake: FakeMisp, tmp_path: Path
+) -> None:
+    """Point 3: the dead-letter list in the API and the status, retry after fixing the cause."""
+    env = configured
+    fake.max_body = 1000  # a proxy in front of MISP refuses every report body (HTML 413)
+    sync = attach_misp(env.ctx)
+    for n in (1, 2):
+        sync.on_report({"uuid": "ep"}, write_artifacts(tmp_path / "a", event_hash=f"{n:040x}"))
+    status = env.a("POST", "/misp/sync", json={}).json["data"]
+    assert status["dead_letters"]["reports"] == 2 and status["reports"]["state"] == "ok"
+    assert status["next_attempt"] is None  # no global back-off for item errors
+    listed = env.a("GET", "/misp/dead-letters", params={"stream": "reports"}).json["data"]
+    assert len(listed) == 2 and all("413" in d["error"] for d in listed)
+    assert env.a("GET", "/misp/dead-letters", params={"stream": "x"}).status_code == 422
+    fake.max_body = None
+    res = env.a("POST", "/misp/dead-letters/retry", json={"ids": [listed[0]["id"]]})
+    assert res.json["data"] == {"requeued": 1}
+    res = env.a("POST", "/misp/dead-letters/discard", json={})
+    assert res.json["data"] == {"discarded": 1}
+    assert env.a("POST", "/misp/dead-letters/retry", json={"ids": "x"}).status_code == 422
+    status = env.a("POST", "/misp/sync", json={}).json["data"]
+    assert status["reports"]["pushed"] == 1 and status["dead_letters"]["reports"] == 0
+
+
+def test_connection_test_reads_every_permission_and_the_rate_limit(
+    configured: Any, fake: FakeMisp
+) -> None:
+    """Point 9: modify, publish, tag creation and the restSearch rate limit are reported."""
+    fake.role.update(perm_modify=False, enforce_rate_limit=True, rate_limit_count="50")
+    data = configured.a("POST", "/misp/test", json={"report_publish": True}).json["data"]
+    assert data["ok"] is True
+    assert set(data["missing_permissions"]) == {"perm_modify", "perm_publish", "perm_tag_editor"}
+    assert data["permissions"]["perm_tagger"] is True
+    assert any("unpublished" in e for e in data["effects"])
+    assert data["rate_limit"]["limit"] == "50" and data["rate_limit"]["remaining"] == "49"
+
+
+def test_false_positive_sends_a_type_1_sighting(configured: Any, fake: FakeMisp) -> None:
+    """An analyst closes a detection as a false positive: MISP gets a type-1 sighting."""
+    env = configured
+    seed_event(fake, [("sha256", SHA)])
+    env.a("POST", "/misp/sync", json={"full": True})
+    event = {
+        "Event": {
+            "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1},
+            "EventData": {"Hashes": f"SHA256={SHA}", "Image": "C:\\tool.exe"},
+            "EdrData": {"Endpoint": {"UUID": "ep-1", "Hostname": "WIN-9"}},
+        }
+    }
+    res = env.a("POST", "/misp/false-positive", json={"event": event}, key=env.analyst_key)
+    assert res.status_code == 200, res.text
+    assert res.json["data"] == {"values": [SHA]}
+    env.a("POST", "/misp/sync", json={})
+    with fake.lock:
+        rows = [(s.type, s.source) for s in fake.model.sightings]
+    assert rows == [("1", "ep-1|")]
+    bare = {"Event": {"EventData": {"Image": "C:\\clean.exe"}}}
+    res = env.a("POST", "/misp/false-positive", json={"event": bare})
+    assert res.json["data"] == {"values": []}
+    assert env.a("POST", "/misp/false-positive", json={"event": 1}).status_code == 422
+    assert (
+        env.a("POST", "/misp/false-positive", json={"event": event}, key=env.plugin_key).status_code
+        == 403
+    )
+
+
+def test_several_misp_instances(configured: Any, fake: FakeMisp, clock: Clock) -> None:
+    """A second MISP (another community): its own settings, IoC source, status, removal."""
+    env = configured
+    seed_event(fake, [("sha256", SHA)])
+    with FakeMisp(clock=clock) as other:
+        seed_event(other, [("domain", "partner.example")])
+        res = env.a(
+            "POST",
+            "/misp/instances",
+            json={
+                "name": "partner",
+                "settings": {
+                    "enabled": True,
+                    "url": other.url,
+                    "api_key": DEFAULT_KEY,
+                    "read_timeout": 5.0,
+                    "reports_enabled": False,
+                },
+            },
+        )
+        assert res.status_code == 200, res.text
+        assert res.json["data"]["source_name"] == "misp-partner"
+        dup = env.a("POST", "/misp/instances", json={"name": "partner"})
+        assert dup.status_code == 422
+        assert env.a("POST", "/misp/instances", json={"name": "Bad Name"}).status_code == 422
+        env.a("POST", "/misp/sync", json={})
+        part = env.a("POST", "/misp/sync", json={}, params={"instance": "partner"}).json["data"]
+        assert part["pull"]["iocs"] == 1 and part["url"] == other.url
+        table = env.ctx.store.iocs
+        assert {(i.value, i.source) for i in table.list()} == {
+            (SHA, "misp"),
+            ("partner.example", "misp-partner"),
+        }
+        listed = env.a("GET", "/misp/instances").json["data"]
+        assert [i["name"] for i in listed] == ["default", "partner"]
+        assert listed[1]["streams"]["pull"] == "ok"
+        assert env.a("GET", "/misp/status", params={"instance": "nope"}).status_code == 404
+        # the worker runs every instance
+        attach_misp(env.ctx)
+        from appliance.misp.integration import attach_instances
+
+        instances = attach_instances(env.ctx)
+        assert instances.wants_events()
+        assert env.a("DELETE", "/misp/instances/partner").status_code == 200
+        assert {i.source for i in table.list()} == {"misp"}
+        assert env.a("DELETE", "/misp/instances/partner").status_code == 404
+        assert [i["name"] for i in env.a("GET", "/misp/instances").json["data"]] == ["default"]
+
+
+def test_instances_survive_a_restart(tmp_path: Path, fake: FakeMisp, clock: Clock) -> None:
+    from appliance.misp import MispSync
+    from appliance.misp.instances import MispInstances
+
+    def build(root: Path, settings: Any) -> MispSync:
+        return MispSync.open(root, settings, clock=clock)
+
+    first = MispInstances(tmp_path, build(tmp_path, None), build)
+    first.create("partner", {"enabled": True, "url": fake.url, "api_key": DEFAULT_KEY})
+    first.close()
+    again = MispInstances(tmp_path, build(tmp_path, None), build)
+    assert again.names() == ["default", "partner"]
+    part = again.get("partner")
+    assert part.settings.url == fake.url and part.settings.api_key == DEFAULT_KEY
+    assert part.settings.source_name == "misp-partner"
+    again.close()

@@ -19,6 +19,13 @@ export function endpointOs(ep) {
   return [main, os.build ? `build ${os.build}` : ""].filter(Boolean).join(", ");
 }
 
+/** The endpoint's rule state as one line ("412 rules, ok" / "0 rules, no-rules" / "not reported"). */
+export function rulesState(ep) {
+  const r = ep.rules;
+  if (!r) return "not reported";
+  return `${r.count} rules, ${r.status}`;
+}
+
 /** Hardware and agent facts from the system information, as [label, value] pairs. */
 export function systemFacts(ep) {
   const info = ep["system-info"] || {};

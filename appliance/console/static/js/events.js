@@ -2,60 +2,76 @@
 
 import { fmtTime, h, severityBadge } from "./dom.js";
 
-const ev = (e) => (e && e.Event) || {};
+// Any shape can reach the console (empty elements `{}`, numbers, lists, odd System blocks):
+// every reader returns a string, a number or an array of strings, never the raw value.
+const obj = (v) => (v && typeof v === "object" && !Array.isArray(v) ? v : {});
+const text = (v) => (typeof v === "string" ? v : typeof v === "number" || typeof v === "boolean" ? String(v) : "");
+const ev = (e) => obj(e && e.Event);
+const sys = (e) => obj(ev(e).System);
 
 export function eventTime(e) {
-  const sys = ev(e).System || {};
-  return (sys.TimeCreated && sys.TimeCreated.SystemTime) || edr(e).ReceiptTime || "";
+  return text(obj(sys(e).TimeCreated).SystemTime) || text(edr(e).ReceiptTime);
 }
 
 function edr(e) {
-  return (ev(e).EdrData && ev(e).EdrData.Event) || {};
+  return obj(obj(ev(e).EdrData).Event);
 }
 
 export function eventEndpoint(e) {
-  const ep = (ev(e).EdrData && ev(e).EdrData.Endpoint) || {};
-  return { uuid: ep.UUID || ep.uuid || "", hostname: ep.Hostname || ep.hostname || (ev(e).System || {}).Computer || "" };
+  const ep = obj(obj(ev(e).EdrData).Endpoint);
+  return {
+    uuid: text(ep.UUID || ep.uuid),
+    hostname: text(ep.Hostname || ep.hostname) || text(sys(e).Computer),
+  };
 }
 
 export function eventHash(e) {
-  return edr(e).Hash || "";
+  return text(edr(e).Hash);
 }
 
 export function eventId(e) {
-  const id = (ev(e).System || {}).EventID;
-  return id && typeof id === "object" ? id.Value : id;
+  const id = sys(e).EventID;
+  return id && typeof id === "object" ? text(id.Value) : text(id);
 }
 
 export function eventChannel(e) {
-  return (ev(e).System || {}).Channel || "";
+  return text(sys(e).Channel);
 }
 
 export function detection(e) {
-  return ev(e).Detection || null;
+  const d = ev(e).Detection;
+  return d && typeof d === "object" && !Array.isArray(d) ? d : null;
 }
 
 export function signatures(e) {
   const d = detection(e);
-  return (d && d.Signature) || [];
+  const s = d ? d.Signature : null;
+  return Array.isArray(s) ? s.map(text) : text(s) ? [text(s)] : [];
+}
+
+/** The ATT&CK techniques of a detection, as "T1140 (defense-evasion)". */
+export function attack(e) {
+  const d = detection(e);
+  const items = (d && Array.isArray(d.ATTACK) && d.ATTACK) || [];
+  return items.map((a) => (a.Tactic ? `${a.ID} (${a.Tactic})` : String(a.ID || "")));
 }
 
 export function criticality(e) {
   const d = detection(e);
-  return (d && d.Criticality) || 0;
+  return (d && Number(d.Criticality)) || 0;
 }
 
 /** The most telling EventData field (image, command line, query, target...). */
 export function eventSubject(e) {
-  const data = ev(e).EventData || {};
+  const data = obj(ev(e).EventData);
   for (const k of ["CommandLine", "Image", "QueryName", "TargetFilename", "TargetObject", "DestinationIp"]) {
-    if (data[k]) return String(data[k]);
+    if (text(data[k])) return text(data[k]);
   }
   return "";
 }
 
 export function processGuid(e) {
-  return ((ev(e).EventData || {}).ProcessGuid || "").replace(/[{}]/g, "");
+  return text(obj(ev(e).EventData).ProcessGuid).replace(/[{}]/g, "");
 }
 
 function endpointLink(e) {
@@ -69,6 +85,7 @@ export function detectionColumns(onShow) {
     { label: "Time (UTC)", class: "mono", render: (e) => fmtTime(eventTime(e)) },
     { label: "Endpoint", render: endpointLink },
     { label: "Rules", render: (e) => signatures(e).join(", ") },
+    { label: "ATT&CK", class: "mono", render: (e) => attack(e).join(", ") },
     { label: "Criticality", render: (e) => severityBadge(criticality(e)) },
     { label: "Event", render: (e) => `${eventChannel(e).split("/")[0]} ${eventId(e) ?? ""}` },
     { label: "Subject", class: "mono", render: (e) => eventSubject(e).slice(0, 140) },
@@ -97,7 +114,7 @@ export function eventColumns(onShow) {
 
 /** A detail block for one event: key facts and the full JSON. */
 export function eventDetail(e) {
-  const data = ev(e).EventData || {};
+  const data = obj(ev(e).EventData);
   const ep = eventEndpoint(e);
   return h(
     "div",
@@ -109,7 +126,8 @@ export function eventDetail(e) {
       h("dt", {}, "Endpoint"), h("dd", {}, `${ep.hostname} ${ep.uuid}`),
       h("dt", {}, "Channel / ID"), h("dd", {}, `${eventChannel(e)} / ${eventId(e) ?? ""}`),
       h("dt", {}, "Rules"), h("dd", {}, signatures(e).join(", ") || "—"),
-      h("dt", {}, "Image"), h("dd", { class: "mono" }, data.Image || "—"),
+      h("dt", {}, "ATT&CK"), h("dd", { class: "mono" }, attack(e).join(", ") || "—"),
+      h("dt", {}, "Image"), h("dd", { class: "mono" }, text(data.Image) || "—"),
       h("dt", {}, "Hash"), h("dd", { class: "mono" }, eventHash(e) || "—"),
     ),
     h("h3", {}, "Event JSON"),

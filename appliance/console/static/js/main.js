@@ -2,10 +2,13 @@
 
 import { session, setUnauthorizedHandler } from "./api.js";
 import { errorBox, field, h, replace, toast } from "./dom.js";
+import * as admin from "./pages/admin.js";
+import * as attack from "./pages/attack.js";
 import * as dashboard from "./pages/dashboard.js";
 import * as detections from "./pages/detections.js";
 import * as endpoint from "./pages/endpoint.js";
 import * as endpoints from "./pages/endpoints.js";
+import * as hunt from "./pages/hunt.js";
 import * as iocs from "./pages/iocs.js";
 import * as misp from "./pages/misp.js";
 import * as rules from "./pages/rules.js";
@@ -18,11 +21,14 @@ const ROUTES = [
   [/^\/endpoints$/, endpoints, "#/endpoints", false],
   [/^\/endpoints\/([0-9a-fA-F-]{36})$/, endpoint, "#/endpoints", false],
   [/^\/detections$/, detections, "#/detections", false],
+  [/^\/attack$/, attack, "#/attack", false],
   [/^\/search$/, search, "#/search", false],
+  [/^\/hunt$/, hunt, "#/hunt", false],
   [/^\/rules$/, rules, "#/rules", false],
   [/^\/iocs$/, iocs, "#/iocs", false],
   [/^\/misp$/, misp, "#/misp", false],
   [/^\/users$/, users, "#/users", true],
+  [/^\/admin$/, admin, "#/admin", true],
 ];
 
 // initialLoad: on the first page of a visit focus stays at the document start (skip link first);
@@ -83,10 +89,13 @@ async function route() {
     root.querySelector("h1").focus();
     return;
   }
-  replace(root, h("p", { class: "loading" }, "Loading…"));
+  // Each navigation renders into its own container: a slower, superseded page that finishes
+  // later writes into its detached container, never over the current page.
+  const box = h("div", { class: "page" }, h("p", { class: "loading" }, "Loading…"));
+  replace(root, box);
   const ctx = { session: state.session, params, match: path.match(re), isCurrent: () => gen === state.generation };
   try {
-    const cleanup = await page.render(root, ctx);
+    const cleanup = await page.render(box, ctx);
     if (gen !== state.generation) {
       if (typeof cleanup === "function") cleanup();
       return;
@@ -94,7 +103,7 @@ async function route() {
     state.cleanup = cleanup;
   } catch (err) {
     if (gen !== state.generation) return;
-    replace(root, h("h1", { tabindex: "-1" }, "Error"), errorBox(err));
+    replace(box, h("h1", { tabindex: "-1" }, "Error"), errorBox(err));
   }
   const heading = root.querySelector("h1");
   if (heading) {

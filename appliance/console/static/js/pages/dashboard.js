@@ -18,10 +18,11 @@ async function settle(promise) {
 }
 
 export async function render(root) {
-  const [stats, eps, ov] = await Promise.all([
+  const [stats, eps, ov, queue] = await Promise.all([
     settle(get("/stats")),
     settle(listEndpoints()),
     settle(overview({ hours: 24, buckets: 48 })),
+    settle(get("/alerts", { status: "open", limit: 1 })),
   ]);
   const endpoints = eps.ok ? eps.value : [];
   const online = endpoints.filter(isOnline).length;
@@ -44,6 +45,7 @@ export async function render(root) {
       { class: "cards" },
       card("Endpoints online", `${online} / ${endpoints.length}`),
       card("Detections (24 h)", o.total),
+      card("Open alerts", queue.ok ? h("a", { href: "#/detections" }, String(queue.value.total)) : "—"),
       card("Rules", s["rule-count"] ?? "—"),
       card("IoCs", s["ioc-count"] ?? "—"),
     ),
@@ -57,6 +59,11 @@ export async function render(root) {
         h("h2", { id: "dash-rules" }, "Top rules (24 h)"),
         barChart(topRules, { label: "Detections per rule over the last 24 hours" })),
     ),
+    h("section", { class: "panel", "aria-labelledby": "dash-top-eps" },
+      h("h2", { id: "dash-top-eps" }, "Top endpoints by detections (24 h)"),
+      barChart(o.endpoints.slice(0, 10).map((e) => ({
+        label: (endpoints.find((x) => x.uuid === e.uuid) || {}).hostname || e.uuid, value: e.detections, hot: e.max_criticality >= 8,
+      })), { label: "Detections per endpoint over the last 24 hours" })),
     h("section", { class: "panel", "aria-labelledby": "dash-eps" },
       h("h2", { id: "dash-eps" }, "Top endpoints by score"),
       eps.ok

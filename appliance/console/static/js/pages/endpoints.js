@@ -1,8 +1,18 @@
 // Endpoints list: status, system info, last seen, group, criticality; actions per endpoint.
 
 import { actionButtons } from "../actions.js";
-import { endpointOs, isOnline, listEndpoints } from "../data.js";
-import { field, fmtAgo, fmtTime, h, replace, select, table } from "../dom.js";
+import { post } from "../api.js";
+import { endpointOs, isOnline, listEndpoints, rulesState } from "../data.js";
+import { field, fmtAgo, fmtTime, h, replace, saveBlob, select, table, toast } from "../dom.js";
+
+/** Mint an offline enrollment bundle (POST /enroll/bundle) and save it as a file for
+ * `heron-agent enroll --bundle FILE` (it holds the endpoint's private key: handle it as a secret). */
+async function offlineBundle(groupName, reload) {
+  const doc = await post("/enroll/bundle", { group: groupName, hostname: "" });
+  saveBlob(new Blob([JSON.stringify(doc, null, 2)], { type: "application/json" }), `heron-bundle-${doc.uuid}.json`);
+  toast(`Bundle for endpoint ${doc.uuid} saved (manager ${doc.manager}); it holds a private key.`);
+  await reload();
+}
 
 function statusBadge(ep) {
   if (ep.status === "revoked") return h("span", { class: "badge bad" }, "revoked");
@@ -32,6 +42,7 @@ export async function render(root, ctx) {
           { label: "Group", key: "group" },
           { label: "Criticality", key: "criticality" },
           { label: "Score", render: (ep) => Number(ep.score || 0).toFixed(1) },
+          { label: "Rules", render: (ep) => h("span", { class: `badge ${ep.rules && ep.rules.status === "ok" ? "ok" : "warn"}` }, rulesState(ep)) },
           { label: "Last seen", render: (ep) => h("span", { title: fmtTime(ep["last-connection"]) }, fmtAgo(ep["last-connection"])) },
           { label: "Actions", render: (ep) => actionButtons(ep, load, { isAdmin }) },
         ],
@@ -53,6 +64,10 @@ export async function render(root, ctx) {
     ev.preventDefault();
     load().catch((err) => replace(results, h("p", { class: "error", role: "alert" }, err.message)));
   });
-  replace(root, h("h1", {}, "Endpoints"), form, results);
+  const bundleButton = isAdmin
+    ? h("button", { type: "button", onclick: () => offlineBundle(group.value, load).catch((err) => toast(err.message, "error")) },
+      "Offline enrollment bundle")
+    : null;
+  replace(root, h("h1", {}, "Endpoints"), form, bundleButton, results);
   await load();
 }

@@ -3,6 +3,7 @@
 import { searchEvents } from "../data.js";
 import { errorBox, field, h, modal, replace, select, table, tableRow } from "../dom.js";
 import { eventColumns, eventDetail } from "../events.js";
+import { fieldSuggestions } from "../fields.js";
 
 function showEvent(e) {
   modal("Event detail", (close) => h("div", {}, eventDetail(e), h("p", {}, h("button", { type: "button", onclick: () => close() }, "Close"))));
@@ -63,7 +64,7 @@ export async function render(root, ctx) {
   const form = h(
     "form",
     { class: "inline", role: "search", "aria-label": "Search events" },
-    field("Query", q, "Field queries (Image:*cmd.exe*), phrases, AND/OR/NOT, ranges."),
+    h("div", { class: "field-with-suggest" }, field("Query", q, "Field queries (Image:*cmd.exe*), phrases, AND/OR/NOT, ranges."), fieldSuggestions(q)),
     field("Time range", last),
     field("Since", since),
     field("Until", until),

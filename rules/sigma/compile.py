@@ -1,0 +1,341 @@
+"""pySigma condition trees → one Python boolean expression per rule (no query language).
+
+pySigma resolves `1 of`/`all of` (wildcards included), modifiers and value lists into a tree of
+AND/OR/NOT over (field, value) and keyword leaves. Each leaf becomes a small closure over the
+event's field view (`view.py`); the rule becomes an expression over those closures, which the
+engine inlines into its per-(channel, EventID) group function exactly like a Gene rule.
+
+PERF(sigma): an OR of values on one field (the usual `Image|endswith: [...]`) is one leaf:
+equalities become a set lookup, and the other tests run in one loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.types import (
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaString,
+    SigmaType,
+)
+
+from .logsource import Unsupported
+from .values import TextTest, expand_placeholders, string_test, value_test
+from .view import Text, ViewCache
+
+__all__ = ["compile_condition", "required_event_ids", "Leaf", "all_text", "ALL"]
+
+Leaf = Callable[[dict[str, Text], dict[str, Text]], bool]  # (original, lower-cased view)
+_IDS = itertools.count()
+
+
+def _any(v: Text | None, test: TextTest) -> bool:
+    if v is None:
+        return False
+    if v.__class__ is str:
+        return test(v)
+    return any(test(x) for x in v)
+
+
+class _Gen:
+    """Collects leaf closures in a namespace under unique names."""
+
+    def __init__(self, views: ViewCache, placeholders: Mapping[str, Sequence[str]]) -> None:
+        self.views = views
+        self.placeholders = placeholders
+        self.prefix = f"_s{next(_IDS)}_"
+        self.ns: dict[str, Any] = {}
+        self.n = 0
+
+    def add(self, fn: Leaf) -> str:
+        name = f"{self.prefix}{self.n}"
+        self.n += 1
+        self.ns[name] = fn
+        return f"{name}(o, lo)"
+
+    # --- leaves ------------------------------------------------------------------------------
+    def field_leaf(self, field: str, values: list[SigmaType]) -> str:
+        """One leaf: `field` matches any of `values` (OR)."""
+        expanded: list[SigmaType] = []
+        for v in _flatten(values):
+            expanded.extend(expand_placeholders(v, self.placeholders))
+        simple: list[Sequence[Any]] = []
+        low: list[TextTest] = []
+        orig: list[TextTest] = []
+        special: list[Leaf] = []
+        for v in expanded:
+            if isinstance(v, SigmaNull):
+                special.append(self._null(field))
+            elif isinstance(v, SigmaExists):
+                special.append(self._exists(field, bool(v.exists)))
+            elif isinstance(v, SigmaString) and type(v) is SigmaString and v.s \
+                    and _simple(v.s):
+                simple.append(v.s)
+            else:
+                test, cased = value_test(v)
+                (orig if cased else low).append(test)
+        tl = _fast_test(simple, low)
+        to: TextTest | None = None
+        if orig:
+            otests = tuple(orig)
+
+            def to(t: str) -> bool:
+                return any(f(t) for f in otests)
+
+        if tl is not None and to is None and not special:
+            def leaf(o: dict[str, Text], lo: dict[str, Text]) -> bool:
+                v = lo.get(field)
+                if v.__class__ is str:
+                    return tl(v)
+                return v is not None and any(tl(x) for x in v)
+            return self.add(leaf)
+
+        def general(o: dict[str, Text], lo: dict[str, Text]) -> bool:
+            if tl is not None and _any(lo.get(field), tl):
+                return True
+            if to is not None and _any(o.get(field), to):
+                return True
+            return any(s(o, lo) for s in special)
+
+        return self.add(general)
+
+    def _null(self, field: str) -> Leaf:
+
+        def leaf(o: dict[str, Text], lo: dict[str, Text]) -> bool:
+            v = o.get(field)
+            return v is None or len(v) == 0
+
+        return leaf
+
+    def _exists(self, field: str, flag: bool) -> Leaf:
+        return lambda o, lo: (field in o) is flag
+
+    def _fieldref(self, ref: SigmaFieldReference) -> Leaf:
+        raise Unsupported("internal: fieldref needs the left field")  # replaced in field_ref
+
+    def field_ref(self, field: str, ref: SigmaFieldReference) -> str:
+        other = ref.field
+
+        def leaf(o: dict[str, Text], lo: dict[str, Text]) -> bool:
+            a, b = lo.get(field), lo.get(other)
+            if a.__class__ is not str or b.__class__ is not str:
+                return False
+            if ref.starts_with and ref.ends_with:
+                return b in a
+            if ref.starts_with:
+                return a.startswith(b)
+            if ref.ends_with:
+                return a.endswith(b)
+            return a == b
+
+        return self.add(leaf)
+
+    def keyword_leaf(self, values: list[SigmaType]) -> str:
+        """Keywords: any value of the event matches (case-insensitive unless cased/regex)."""
+        subs: list[str] = []
+        tests: list[tuple[TextTest, bool]] = []
+        for v in _flatten(values):
+            for e in expand_placeholders(v, self.placeholders):
+                if isinstance(e, SigmaNumber):
+                    e = SigmaString(str(e.number))
+                if isinstance(e, SigmaString) and type(e) is SigmaString:
+                    # SigmaHQ keywords are substrings of a value of the event
+                    parts = list(e.s)
+                    if not parts or parts[0] is not _STAR:
+                        parts.insert(0, _STAR)
+                    if parts[-1] is not _STAR:
+                        parts.append(_STAR)
+                    if len(parts) == 3 and isinstance(parts[1], str) and "\x00" not in parts[1]:
+                        subs.append(parts[1].lower())
+                    else:
+                        tests.append((string_test(parts, False), False))
+                else:
+                    tests.append(value_test(e))
+        whole = _fast_test([[_STAR, s, _STAR] for s in subs], [])
+
+        def leaf(o: dict[str, Text], lo: dict[str, Text]) -> bool:
+            if whole is not None and whole(all_text(lo)):
+                return True
+            for test, cased in tests:
+                for k, v in (o if cased else lo).items():
+                    if k != ALL and _any(v, test):
+                        return True
+            return False
+
+        return self.add(leaf)
+
+
+def all_text(low: dict[str, Text]) -> str:
+    """Every lower-cased value of a view joined by NUL (cached in the view under ALL)."""
+    text = low.get(ALL)
+    if text is None:
+        text = low[ALL] = "\x00".join(v if v.__class__ is str else "\x00".join(v)
+                                       for v in low.values())
+    return text  # type: ignore[return-value]
+
+
+ALL = "\x00all"  # the view key of `all_text` (no Sigma field has a NUL)
+
+
+from sigma.types import SpecialChars  # noqa: E402
+
+_STAR = SpecialChars.WILDCARD_MULTI
+
+
+def _flatten(values: Sequence[SigmaType]) -> list[SigmaType]:
+    """Expansions (windash, base64offset, ...) are OR'd values: same as listing them."""
+    out: list[SigmaType] = []
+    for v in values:
+        if isinstance(v, SigmaExpansion):
+            out.extend(_flatten(v.values))
+        else:
+            out.append(v)
+    return out
+
+
+def _simple(parts: Sequence[Any]) -> bool:
+    """Plain text with `*` only at the ends: equality, startswith, endswith or contains."""
+    inner = parts[1:-1] if len(parts) > 2 else [p for p in parts if p is not _STAR]
+    return bool(inner) and len(inner) == 1 and isinstance(inner[0], str) and (
+        len(parts) == 1 or (len(parts) == 2 and _STAR in parts)
+        or (len(parts) == 3 and parts[0] is _STAR and parts[2] is _STAR))
+
+
+def _contains(sub: str) -> TextTest:
+    return lambda t: sub in t
+
+
+def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest | None:
+    """One test for many plain values, each kind done by one C-level call.
+
+    PERF(sigma): equality → set lookup, prefixes/suffixes → one `startswith`/`endswith` with a
+    tuple, substrings → `in` (few) or one regex alternation (many).
+    """
+    eq: set[str] = set()
+    pre: list[str] = []
+    suf: list[str] = []
+    sub: list[str] = []
+    for parts in simple:
+        if len(parts) == 1:
+            eq.add(parts[0].lower())
+        elif len(parts) == 3:
+            sub.append(parts[1].lower())
+        elif parts[0] is _STAR:
+            suf.append(parts[1].lower())
+        else:
+            pre.append(parts[0].lower())
+    tests: list[TextTest] = list(others)
+    if pre:
+        tp = tuple(pre)
+        tests.insert(0, lambda t: t.startswith(tp))
+    if suf:
+        ts = tuple(suf)
+        tests.insert(0, lambda t: t.endswith(ts))
+    if sub:
+        if len(sub) <= 2:
+            tests.extend(_contains(one) for one in sub)
+        else:
+            search = re.compile("|".join(re.escape(x) for x in
+                                         sorted(set(sub), key=len, reverse=True)),
+                                re.DOTALL).search
+            tests.append(lambda t: search(t) is not None)
+    if eq:
+        fe = frozenset(eq)
+        tests.insert(0, fe.__contains__)
+    if not tests:
+        return None
+    if len(tests) == 1:
+        return tests[0]
+    all_tests = tuple(tests)
+    return lambda t: any(f(t) for f in all_tests)
+
+
+def _source(node: Any, gen: _Gen) -> str:
+    if node is None:
+        return "False"
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        if isinstance(node.value, SigmaFieldReference):
+            return gen.field_ref(node.field, node.value)
+        return gen.field_leaf(node.field, [node.value])
+    if isinstance(node, ConditionValueExpression):
+        return gen.keyword_leaf([node.value])
+    if isinstance(node, ConditionNOT):
+        return f"(not {_source(node.args[0], gen)})"
+    if isinstance(node, (ConditionAND, ConditionOR)):
+        joiner = " and " if isinstance(node, ConditionAND) else " or "
+        parts: list[str] = []
+        if isinstance(node, ConditionOR):
+            # merge OR'd values of one field into one leaf (keeps the first position)
+            by_field: dict[str, list[SigmaType]] = {}
+            order: list[Any] = []
+            for arg in node.args:
+                if isinstance(arg, ConditionFieldEqualsValueExpression) \
+                        and not isinstance(arg.value, SigmaFieldReference):
+                    if arg.field not in by_field:
+                        by_field[arg.field] = []
+                        order.append(arg.field)
+                    by_field[arg.field].append(arg.value)
+                else:
+                    order.append(arg)
+            for item in order:
+                if isinstance(item, str):
+                    parts.append(gen.field_leaf(item, by_field[item]))
+                else:
+                    parts.append(_source(item, gen))
+        else:
+            parts = [_source(a, gen) for a in node.args]
+        if not parts:
+            return "True" if isinstance(node, ConditionAND) else "False"
+        return "(" + joiner.join(parts) + ")"
+    raise Unsupported(f"condition element {type(node).__name__} is not supported")
+
+
+def compile_condition(trees: Sequence[Any], views: ViewCache,
+                      placeholders: Mapping[str, Sequence[str]]) -> tuple[str, dict[str, Any]]:
+    """(expression over the view `o, lo`, namespace) for the OR of a rule's conditions."""
+    gen = _Gen(views, placeholders)
+    exprs = [_source(t, gen) for t in trees]
+    expr = exprs[0] if len(exprs) == 1 else "(" + " or ".join(exprs) + ")"
+    return expr, gen.ns
+
+
+def required_event_ids(node: Any) -> frozenset[int] | None:
+    """EventIDs every match must have (from `EventID: n` selections), or None if unconstrained."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        if node.field == "EventID" and isinstance(node.value, SigmaNumber) \
+                and isinstance(node.value.number, int):
+            return frozenset({node.value.number})
+        if node.field == "EventID" and isinstance(node.value, SigmaString) \
+                and not node.value.contains_special() and str(node.value).isdigit():
+            return frozenset({int(str(node.value))})
+        return None
+    if isinstance(node, ConditionOR):
+        out: set[int] = set()
+        for a in node.args:
+            ids = required_event_ids(a)
+            if ids is None:
+                return None
+            out |= ids
+        return frozenset(out)
+    if isinstance(node, ConditionAND):
+        found: frozenset[int] | None = None
+        for a in node.args:
+            ids = required_event_ids(a)
+            if ids is not None:
+                found = ids if found is None else found & ids
+        return found
+    return None

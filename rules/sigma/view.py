@@ -1,0 +1,161 @@
+"""The field view a Sigma rule matches against: one flat `name → text` map per event.
+
+Sigma fields are the names Windows shows in the event XML: EventData (and UserData) children,
+plus `EventID`, `Channel`, `Provider_Name`, `Computer`, ... from System. Values are text; unnamed
+`<Data>` elements (classic PowerShell) stay a tuple and match when any element matches, and
+their `Key=Value` lines become fields too (`HostApplication`, `EngineVersion`, ...), as Windows
+shows them. golang-evtx pads hex integers (`0x000003e7`); Windows (and so Sigma) writes `0x3e7`,
+so zero-padded hex is unpadded here.
+
+PERF(sigma): every Sigma rule of an event reads the same view; the last one built is cached
+(one (event, view) tuple swapped atomically, so concurrent `Engine.match` calls stay correct).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..event import go_string
+
+__all__ = ["View", "ViewCache", "view", "views_for", "build", "Text"]
+
+Text = str | tuple[str, ...]
+View = tuple[dict[str, Text], dict[str, Text]]  # (original text, lower-cased text)
+_HEX = re.compile(r"0x0+([0-9a-fA-F]+)\Z")
+_KV = re.compile(r"^\s*([A-Za-z]+)=(.*?)\s*$", re.MULTILINE)
+_SYSTEM = ("Channel", "Computer", "Level", "Task", "Opcode", "Keywords", "EventRecordID",
+           "Version")
+_EMPTY: View = ({}, {})
+
+
+def _text(v: Any) -> str:
+    if v.__class__ is str:
+        m = _HEX.match(v)
+        return "0x" + m.group(1) if m is not None else v
+    return go_string(v)
+
+
+def _put(out: dict[str, Text], key: str, v: Any) -> None:
+    if v is None:
+        return
+    if isinstance(v, list):
+        out[key] = tuple(_text(x) for x in v if x is not None and not isinstance(x, dict))
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            if not k.startswith("xmlns") and k not in out:
+                _put(out, k, x)
+    else:
+        out[key] = _text(v)
+
+
+def _event_data(ed: dict[str, Any], orig: dict[str, Text]) -> None:
+    for k, v in ed.items():
+        _put(orig, k, v)
+    blob = orig.get("Data")
+    if isinstance(blob, tuple):
+        for part in blob:
+            if "=" in part:
+                for key, val in _KV.findall(part):
+                    orig.setdefault(key, val)
+
+
+def _user_data(ud: dict[str, Any], orig: dict[str, Text]) -> None:
+    for inner in ud.values():
+        if isinstance(inner, dict):
+            for k, v in inner.items():
+                if not k.startswith("xmlns") and k not in orig:
+                    _put(orig, k, v)
+
+
+def _system(sys_: dict[str, Any], orig: dict[str, Text]) -> None:
+    eid = sys_.get("EventID")
+    if isinstance(eid, dict):
+        eid = eid.get("Value")
+    if eid is not None:
+        orig.setdefault("EventID", _text(eid))
+    prov = sys_.get("Provider")
+    if isinstance(prov, dict) and prov.get("Name") is not None:
+        orig.setdefault("Provider_Name", _text(prov["Name"]))
+    for key in _SYSTEM:
+        v = sys_.get(key)
+        if v is not None and not isinstance(v, (dict, list)):
+            orig.setdefault(key, _text(v))
+
+
+def build(data: Any) -> View:
+    """Both views of one event (`{"Event": {"System", "EventData"|"UserData"}}`)."""
+    ev = data.get("Event") if isinstance(data, dict) else None
+    if not isinstance(ev, dict):
+        return _EMPTY
+    orig: dict[str, Text] = {}
+    ed = ev.get("EventData")
+    if isinstance(ed, dict):
+        _event_data(ed, orig)
+    ud = ev.get("UserData")
+    if isinstance(ud, dict):
+        _user_data(ud, orig)
+    sys_ = ev.get("System")
+    if isinstance(sys_, dict):
+        _system(sys_, orig)
+    low: dict[str, Text] = {k: (v.lower() if v.__class__ is str else
+                                tuple(x.lower() for x in v))
+                            for k, v in orig.items()}
+    return orig, low
+
+
+class ViewCache:
+    """`get(event)` → its view; remembers the last event (by identity).
+
+    With `renames`, events of `channel` get Sigma names for their own fields (Security 4688
+    read as Sysmon process creation); other events get the shared plain view.
+    """
+
+    __slots__ = ("renames", "channel", "_last")
+
+    def __init__(self, renames: Mapping[str, str] | None = None, channel: str = "") -> None:
+        self.renames = dict(renames or {})
+        self.channel = channel
+        self._last: tuple[Any, View] = (None, _EMPTY)
+
+    def get(self, data: Any) -> View:
+        last = self._last
+        if last[0] is data:
+            return last[1]
+        if self.renames:
+            base = _SHARED.get(data)
+            if base[0].get("Channel") != self.channel:
+                return base
+            orig, low = dict(base[0]), dict(base[1])
+            for sigma_name in self.renames:
+                orig.pop(sigma_name, None)
+                low.pop(sigma_name, None)
+            for sigma_name, event_name in self.renames.items():
+                if event_name in base[0]:
+                    orig[sigma_name] = base[0][event_name]
+                    low[sigma_name] = base[1][event_name]
+            v: View = (orig, low)
+        else:
+            v = build(data)
+        self._last = (data, v)
+        return v
+
+
+_SHARED = ViewCache()
+view = _SHARED.get
+_RENAMED: dict[tuple[str, tuple[tuple[str, str], ...]], ViewCache] = {}
+
+
+def views_for(renames: Mapping[str, Mapping[str, str]]) -> ViewCache:
+    """The shared cache for per-channel renames (at most one renamed channel per rule)."""
+    if not renames:
+        return _SHARED
+    if len(renames) > 1:
+        raise ValueError("one renamed channel per logsource")
+    channel, table = next(iter(renames.items()))
+    key = (channel, tuple(sorted(table.items())))
+    cache = _RENAMED.get(key)
+    if cache is None:
+        cache = _RENAMED[key] = ViewCache(table, channel)
+    return cache
