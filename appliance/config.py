@@ -83,7 +83,12 @@ class TlsConfig:
     renew_before_days: int = _f(30, "endpoints may renew this many days before expiry")
     handshake_timeout: float = _f(10.0, "seconds a client gets to finish the TLS handshake")
     idle_timeout: float = _f(300.0, "seconds an idle proxied connection is kept open")
-    max_connections: int = _f(2048, "concurrent TLS connections per listener; more are closed")
+    max_connections: int = _f(
+        0, "concurrent TLS connections per listener, more are closed (0: from connection_memory)"
+    )
+    connection_memory: int = _f(
+        1 << 30, "bytes of RSS idle TLS connections may use per listener (sizes max_connections)"
+    )
     per_source_connections: int = _f(
         256, "connections one source IP may hold before it authenticated; more are closed")
     reserved_connections: int = _f(
@@ -187,7 +192,9 @@ class CommandsConfig:
 
     default_timeout: float = _f(15.0, "command timeout on the endpoint when none is given, seconds")
     result_timeout: float = _f(600.0, "a sent command without result after this many s times out")
-    poll_wait: float = _f(0.0, "GET /commands long-poll, seconds (0 = answer 204 at once; ≤ 30)")
+    poll_wait: float = _f(0.0, "GET /commands hold in waitress without wait=, seconds (≤ 30)")
+    long_poll: float = _f(60.0, "longest GET /commands?wait= hold in the TLS front (0: off)")
+    update_after: float = _f(60.0, "X-Heron-Poll-After advised to agents up to 1,000 connected")
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +293,12 @@ class Config:
             parse_listen(listen)
         if config.commands.poll_wait > 30:
             raise ConfigError("commands.poll_wait must be at most 30 seconds", where=source)
+        if config.tls.max_connections < 0 or config.tls.connection_memory < 1 << 20:
+            raise ConfigError(
+                "tls.max_connections must be ≥ 0 and tls.connection_memory ≥ 1 MiB", where=source
+            )
+        if not 0 <= config.commands.long_poll <= 240:
+            raise ConfigError("commands.long_poll must be within 0..240 seconds", where=source)
         if config.server.threads < 4:
             raise ConfigError("server.threads must be at least 4", where=source)
         return config

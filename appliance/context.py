@@ -10,6 +10,7 @@ from typing import Any
 
 from .config import Config
 from .events import EventSink
+from .longpoll import CommandBell
 from .metrics import Metrics
 from .pki import Pki
 from .services.artifacts import ArtifactStore
@@ -44,6 +45,7 @@ class AppContext:
     ingest: Ingest
     content: Content
     artifacts: ArtifactStore
+    bell: CommandBell = field(default_factory=CommandBell)  # wakes long-polls (longpoll.py)
     console: Any = None  # appliance.console.ConsoleAuth, mounted on the admin app when set
     disk: DiskGuard | None = None  # set by build_context
     sleep: Callable[[float], None] = time.sleep
@@ -140,6 +142,7 @@ def build_context(
                   lambda: float(disk.free()))
     metrics.gauge("heron_disk_refused_total", "writes answered 503: disk almost full",
                   lambda: float(disk.refused))
+    ctx.store.commands.on_add.append(ctx.bell.ring)
     metrics.gauge("heron_stream_clients", "open SSE streams", lambda: float(hub.clients))
     metrics.gauge(
         "heron_stream_dropped_total",

@@ -14,11 +14,16 @@ A front given a `Governor` (`appliance.governance`) admits connections through i
 and reserve caps at accept, the first request head within its header timeout, an `authorize`
 check of that head (admin credentials), and tighter idle and byte limits for connections that
 never authenticated.
+
+A front given a `Responder` (the endpoint listener: `appliance.longpoll`) follows every request
+of an authenticated (client-certificate) connection
+instead (`appliance.relay`) and answers the ones the responder wants without waitress.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import logging
 import socket
 import ssl
@@ -31,11 +36,17 @@ from typing import Any, Protocol
 
 from .governance import Governor, RateLimitedLog, Slot
 from .pki import PeerIdentity, peer_identity
+from .relay import Backend, Relay, Responder
 from .sockets import bind_listener
 
 __all__ = ["ConnInfo", "IdentityMap", "TlsFront", "Upgrader"]
 
 logger = logging.getLogger(__name__)
+# NOTE(manager): asyncio's SSLProtocol allocates a `max_size` receive buffer per connection
+# (256 KiB on Python 3.11, filled at allocation): 10,000 idle agents held 2.5 GB for it alone.
+# 16 KiB holds a full TLS record; bulk bodies just take more, smaller reads. Process-wide.
+TLS_READ_BUFFER = 16 * 1024
+asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 BUFFER = 256 * 1024
 HEAD_LIMIT = 64 * 1024  # bytes of a first request head read before choosing (upgrader only)
 SHUTDOWN_TIMEOUT = 3.0  # seconds close() waits for the connections' tasks to end
@@ -129,6 +140,7 @@ class TlsFront:
         upgrader: Upgrader | None = None,
         governor: Governor | None = None,
         authorize: Callable[[bytes], bool] | None = None,
+        responder: Responder | None = None,
     ) -> None:
         self.name = name
         self.context = context
@@ -143,6 +155,7 @@ class TlsFront:
         self.governor = governor
         self.authorize = authorize  # run on an executor thread: may query the store
         self.log = RateLimitedLog(logger)
+        self.responder = responder  # NOTE(manager): then served request by request (relay.py)
         self.active = 0
         self.refused = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -250,8 +263,6 @@ class TlsFront:
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
-        port = 0
-        b_writer: asyncio.StreamWriter | None = None
         cancelled = False
         try:
             identity = await self._handshake(writer, str(peer[0]))
@@ -262,21 +273,10 @@ class TlsFront:
             if slot is not None and peer_id is not None and self.governor is not None:
                 self.governor.authenticate(slot)
             info = ConnInfo(peer_id, str(peer[0]), int(peer[1]))
-            head = await self._upgrade(reader, writer, info, slot)
-            if head is None:
-                return
-            b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
-            port = self._register(b_writer, info)
-            if head:
-                b_writer.write(head)
-            activity = [self.clock()]
-            idle, budget = self._pipe_limits(slot)
-            await asyncio.gather(
-                self._pipe(reader, b_writer, activity, idle,
-                           budget - len(head) if budget else 0, writer),
-                self._pipe(b_reader, writer, activity, idle),
-                return_exceptions=True,
-            )
+            if self.responder is not None and peer_id is not None:
+                await self._relay(reader, writer, info)  # enrolled agents: long-poll, keep-alive
+            else:
+                await self._proxy(reader, writer, info, slot)
         except OSError as ex:
             logger.warning("TLS front %s: backend unavailable: %s", self.name, ex)
         except asyncio.CancelledError:
@@ -289,9 +289,83 @@ class TlsFront:
                 self.governor.release(slot)
             if task is not None:
                 self._handlers.discard(task)
+            _close(writer, abort=cancelled)
+
+    async def _proxy(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo,
+        slot: Slot | None,
+    ) -> None:
+        """Upgrade the connection or pipe its bytes to a fresh backend connection."""
+        head = await self._upgrade(reader, writer, info, slot)
+        if head is None:
+            return
+        b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
+        port = 0
+        try:
+            port = self._register(b_writer, info)
+            if head:
+                b_writer.write(head)
+            activity = [self.clock()]
+            idle, budget = self._pipe_limits(slot)
+            await asyncio.gather(
+                self._pipe(reader, b_writer, activity, idle,
+                           budget - len(head) if budget else 0, writer),
+                self._pipe(b_reader, writer, activity, idle),
+                return_exceptions=True,
+            )
+        except asyncio.CancelledError:
+            b_writer.transport.abort()
+            raise
+        finally:
             if port:
                 self.identities.pop(port)
-            _close(writer, b_writer, abort=cancelled)
+            b_writer.close()
+
+    async def _relay(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo
+    ) -> None:
+        """Serve an authenticated connection request by request (`appliance.relay`)."""
+        assert self.responder is not None
+        ports: dict[int, int] = {}  # id(backend writer) → bound source port
+
+        async def open_backend() -> Backend:
+            b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
+            sock = b_writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            port = b_writer.get_extra_info("sockname")[1]
+            self.identities.put(port, info)
+            ports[id(b_writer)] = port
+            return b_reader, b_writer
+
+        def close_backend(backend: Backend) -> None:
+            port = ports.pop(id(backend[1]), 0)
+            if port:
+                self.identities.pop(port)
+            backend[1].close()
+
+        async def pipe(backend: Backend, first: bytes) -> None:
+            if first:
+                backend[1].write(first)
+            activity = [self.clock()]
+            await asyncio.gather(
+                self._pipe(reader, backend[1], activity),
+                self._pipe(backend[0], writer, activity),
+                return_exceptions=True,
+            )
+
+        relay = Relay(
+            responder=self.responder,
+            open_backend=open_backend,
+            close_backend=close_backend,
+            pipe=pipe,
+            timeout=self.idle_timeout,
+        )
+        try:
+            await relay.serve(reader, writer, info)
+        except (asyncio.IncompleteReadError, TimeoutError, ssl.SSLError, ConnectionResetError,
+                BrokenPipeError):
+            pass  # a peer went away mid-request: the connection ends
 
     def _register(self, b_writer: asyncio.StreamWriter, info: ConnInfo) -> int:
         """Record the backend connection's source port → `info`; returns the port."""
@@ -327,7 +401,6 @@ class TlsFront:
             return self.idle_timeout, 0
         limits = self.governor.limits
         return min(self.idle_timeout, limits.anonymous_idle), limits.anonymous_bytes
-
     async def _upgrade(
         self,
         reader: asyncio.StreamReader,

@@ -44,6 +44,8 @@ class LinkConfig:
     command_interval: float = _f(5.0, "seconds between /commands polls")
     command_burst_interval: float = _f(0.5, "poll interval right after a command arrived")
     command_burst_window: float = _f(30.0, "seconds the fast polling lasts")
+    command_wait: float = _f(60.0, "long-poll: seconds the manager may hold /commands (0: poll)")
+    idle_close: float = _f(20.0, "seconds before an unused connection (not the long-poll) closes")
     update_interval: float = _f(60.0, "seconds between rule/IoC/config/Sysmon hash checks")
     sysinfo_interval: float = _f(900.0, "seconds between system-information checks")
     upload_interval: float = _f(60.0, "seconds between artifact upload passes")

@@ -94,15 +94,19 @@ class Link:
             segment_bytes=config.segment_bytes, segment_events=config.segment_events,
             max_batch_delay=config.batch_delay, fsync_interval=config.fsync_interval,
             hostname=self.hostname, clock=clock, min_free_bytes=config.queue_min_free_bytes)
+        # NOTE(link): the forwarder and housekeeping share one connection (closed when idle,
+        # resumed by TLS ticket); the long-poll holds the other one.
+        house = self._transport()
         self.forwarder = Forwarder(
-            self.spool, self._transport(), sleep=self._stop.wait,
+            self.spool, house, sleep=self._stop.wait,
             backoff=Backoff(config.backoff_base, config.backoff_cap, rand=rand),
             compresslevel=config.compress_level)
         self.poller = CommandPoller(
             self._transport(), self.state_dir / "commands", context=self.command_context,
             interval=config.command_interval, burst_interval=config.command_burst_interval,
-            burst_window=config.command_burst_window, clock=clock, sleep=self._stop.wait)
-        house = self._transport()
+            burst_window=config.command_burst_window, clock=clock, sleep=self._stop.wait,
+            wait=config.command_wait, timeout=config.timeout, rand=rand)
+        self.rand = rand
         hooks_by_item: dict[str, Callable[[Any], object] | None] = {
             "rules": self.hooks.reload_rules, "iocs": self.hooks.set_iocs,
             "suppressions": self.hooks.set_suppressions,
@@ -123,6 +127,7 @@ class Link:
         # the first counter report after one interval: nothing to say at start
         self._due: dict[str, float] = {"counters": clock() + HEALTH_INTERVAL}
         self._known_uuid = ""
+        self._tools_seen = ""
         self._supervised: dict[str, dict[str, Any]] = {}
         self._last_counters = ""
         self._last_rules_state: dict[str, str] | None = None
@@ -159,6 +164,7 @@ class Link:
         self.poller.interval = new.command_interval
         self.poller.burst_interval = new.command_burst_interval
         self.poller.burst_window = new.command_burst_window
+        self.poller.wait = new.command_wait
         self.forwarder.compresslevel = new.compress_level
         self.forwarder.backoff.base, self.forwarder.backoff.cap = new.backoff_base, \
             new.backoff_cap
@@ -288,10 +294,23 @@ class Link:
                 self.hooks.set_endpoint(uid)
         return uid
 
+    def _check_updates(self) -> dict[str, str]:
+        out = self.updater.check()
+        tools = self.updater.remote.get("tools")
+        if tools and tools != self._tools_seen:
+            if self._tools_seen:
+                self._due["tools"] = 0.0  # the manager's tool set changed: sync now
+            self._tools_seen = tools
+        return out
+
     def housekeeping_once(self) -> dict[str, Any]:
         """Run every housekeeping task that is due; returns what ran and its outcome."""
+        # NOTE(link): the manager stretches update checks under load (X-Heron-Poll-After);
+        # ±10 % jitter keeps a fleet started together from checking together.
+        updates = max(self.config.update_interval, self.poller.poll_after)
+        updates *= 0.9 + 0.2 * self.rand()
         tasks: dict[str, tuple[float, Callable[[], Any]]] = {
-            "updates": (self.config.update_interval, self.updater.check),
+            "updates": (updates, self._check_updates),
             "sysinfo": (self.config.sysinfo_interval, self.sysinfo.run_once),
             "renew": (self.config.renew_check_interval, self.renew_if_due),
             "identity": (5.0, self.sync_identity),
@@ -331,6 +350,9 @@ class Link:
         last_status = -1e18
         while not self._stop.is_set():
             self.housekeeping_once()
+            close_idle = getattr(self._house, "close_idle", None)
+            if close_idle is not None and self.config.idle_close > 0:
+                close_idle(self.config.idle_close)
             if self.clock() - last_status >= 5.0:
                 self.write_status()
                 last_status = self.clock()

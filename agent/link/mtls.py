@@ -64,6 +64,15 @@ class MtlsTransport:
         with self._lock:
             return self._refresh().send(request)
 
+    def close_idle(self, max_idle: float) -> bool:
+        """Close the connection when unused for `max_idle` seconds (reconnects resume TLS)."""
+        if not self._lock.acquire(blocking=False):
+            return False  # in use
+        try:
+            return self._inner is not None and self._inner.close_idle(max_idle)
+        finally:
+            self._lock.release()
+
     def close(self) -> None:
         with self._lock:
             if self._inner is not None:

@@ -13,6 +13,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ class Request:
     path: str
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # socket timeout for this request (a long-poll waits longer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +95,19 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS connection that checks the certificate against `sni` instead of the dialled host."""
 
     def __init__(self, host: str, port: int, *, context: ssl.SSLContext, timeout: float,
-                 sni: str) -> None:
+                 sni: str, session: ssl.SSLSession | None = None) -> None:
         super().__init__(host, port, context=context, timeout=timeout)
         self._sni = sni
         self._context = context
+        self._session = session
 
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self._sni)
+        # NOTE(link): resuming the last TLS session (a ticket) skips the certificate exchange
+        # and signatures: a reconnect costs the manager a fraction of a full handshake.
+        self.sock = self._context.wrap_socket(sock, server_hostname=self._sni,
+                                              session=self._session)
 
 
 _REJECT_MARKERS = ("certificate", "unknown ca", "revoked", "handshake failure", "access denied")
@@ -128,15 +134,36 @@ class HttpsTransport:
         self._conn: http.client.HTTPSConnection | None = None
         self._used = False
         self._last_peer: bytes | None = None
+        self._session: ssl.SSLSession | None = None
+        self.last_used = 0.0  # time.monotonic() of the last answer
+        self.resumed = 0  # connections that resumed a TLS session
 
     def _connect(self) -> http.client.HTTPSConnection:
         conn = _PinnedHTTPSConnection(
             self.host, self.port, context=self.context, timeout=self.timeout,
-            sni=self.server_hostname or self.host,
+            sni=self.server_hostname or self.host, session=self._session,
         )
-        conn.connect()
+        try:
+            conn.connect()
+        except ssl.SSLError:
+            if self._session is None:
+                raise
+            self._session = None  # a stale ticket: one full handshake instead
+            conn = _PinnedHTTPSConnection(
+                self.host, self.port, context=self.context, timeout=self.timeout,
+                sni=self.server_hostname or self.host)
+            conn.connect()
+        if isinstance(conn.sock, ssl.SSLSocket) and conn.sock.session_reused:
+            self.resumed += 1
         self._used = False
         return conn
+
+    def close_idle(self, max_idle: float) -> bool:
+        """Close the connection when unused for `max_idle` seconds (its session is kept)."""
+        if self._conn is not None and time.monotonic() - self.last_used >= max_idle:
+            self.close()
+            return True
+        return False
 
     def peer_certificate(self) -> bytes | None:
         """DER certificate of the server on the current connection (None if not connected)."""
@@ -153,10 +180,14 @@ class HttpsTransport:
         """Swap the TLS context (after certificate renewal); the next request reconnects."""
         self.close()
         self.context = context
+        self._session = None  # issued to the old certificate
 
     def close(self) -> None:
         if self._conn is not None:
             self._last_peer = self.peer_certificate()
+            sock = getattr(self._conn, "sock", None)
+            if isinstance(sock, ssl.SSLSocket) and sock.session is not None:
+                self._session = sock.session
             try:
                 self._conn.close()
             except Exception:  # noqa: BLE001 - close path
@@ -192,10 +223,15 @@ class HttpsTransport:
         try:
             if self._conn is None:
                 self._conn = self._connect()
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(request.timeout or self.timeout)
             self._conn.request(request.method, request.path, body=request.body or None,
                                headers=headers)
             resp = self._conn.getresponse()
             body = resp.read()
+            sock = self._conn.sock
+            if isinstance(sock, ssl.SSLSocket) and sock.session is not None:
+                self._session = sock.session  # TLS 1.3 tickets arrive after the handshake
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as ex:
             self.close()
             raise ConnectionResetError(str(ex)) from ex  # handled by send(): fresh => rejected
@@ -212,6 +248,7 @@ class HttpsTransport:
             self.close()
             raise TransportError(f"{type(ex).__name__}: {ex}", path=request.path) from ex
         self._used = True
+        self.last_used = time.monotonic()
         if resp.will_close:
             self.close()
         return Response(resp.status, body, {k.lower(): v for k, v in resp.getheaders()})

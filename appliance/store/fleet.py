@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import Conflict, NotFound
@@ -138,6 +139,9 @@ class Users:
         return int(self.db.query("SELECT count(*) FROM users")[0][0])
 
 
+TOUCH_CHUNK = 500  # endpoints per presence UPDATE statement
+
+
 class Endpoints:
     """Enrolled (and pre-created) endpoints."""
 
@@ -215,19 +219,32 @@ class Endpoints:
         return self.get(uuid)
 
     def touch(self, seen: dict[str, tuple[float, float | None, float | None, str]]) -> None:
-        """Batch update of `(last_connection, last_event, last_detection, ip)` per uuid."""
+        """Batch update of `(last_connection, last_event, last_detection, ip)` per uuid.
+
+        NOTE(manager): one UPDATE … FROM (VALUES …) per TOUCH_CHUNK endpoints, not one per
+        endpoint: a 10,000-endpoint fleet touches a few hundred rows per flush.
+        """
+        rows = [(u, c, e, d, ip) for u, (c, e, d, ip) in seen.items()]
 
         def fn(cur: Conn) -> None:
-            for uuid, (conn, event, det, ip) in seen.items():
+            for start in range(0, len(rows), TOUCH_CHUNK):
+                chunk = rows[start : start + TOUCH_CHUNK]
+                values = ", ".join(
+                    "(?, CAST(? AS DOUBLE), CAST(? AS DOUBLE), CAST(? AS DOUBLE), ?)"
+                    for _ in chunk
+                )
                 cur.execute(
-                    "UPDATE endpoints SET last_connection = ?, "
-                    "last_event = coalesce(?, last_event), "
-                    "last_detection = coalesce(?, last_detection), "
-                    "ip = CASE WHEN ? = '' THEN ip ELSE ? END WHERE uuid = ?",
-                    [conn, event, det, ip, ip, uuid],
+                    "UPDATE endpoints SET last_connection = v.c, "
+                    "last_event = coalesce(v.e, endpoints.last_event), "
+                    "last_detection = coalesce(v.d, endpoints.last_detection), "
+                    "ip = CASE WHEN v.ip = '' THEN endpoints.ip ELSE v.ip END "
+                    f"FROM (VALUES {values}) AS v(uuid, c, e, d, ip) "
+                    "WHERE endpoints.uuid = v.uuid",
+                    [x for row in chunk for x in row],
                 )
 
-        self.db.submit(fn)
+        if rows:
+            self.db.submit(fn)
 
     def delete(self, uuid: str) -> None:
         self.get(uuid)
@@ -346,6 +363,7 @@ class Commands:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.on_add: list[Callable[[str], None]] = []  # fn(endpoint uuid): wakes long-polls
 
     def add(self, cmd: CommandRecord) -> CommandRecord:
         self.db.write(
@@ -367,6 +385,8 @@ class Commands:
                 ],
             )
         )
+        for fn in self.on_add:
+            fn(cmd.endpoint)
         return cmd
 
     def get(self, cmd_id: str, *, endpoint: str | None = None) -> CommandRecord:
@@ -444,6 +464,11 @@ class Commands:
             return len(rows)
 
         return self.db.write(fn)
+
+    def queued_endpoints(self) -> set[str]:
+        """Endpoints with at least one queued command."""
+        rows = self.db.query("SELECT DISTINCT endpoint FROM commands WHERE state = 'queued'")
+        return {r[0] for r in rows}
 
     def pending_count(self) -> int:
         return int(self.db.query("SELECT count(*) FROM commands WHERE state = 'queued'")[0][0])
