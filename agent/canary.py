@@ -40,8 +40,9 @@ def canary_paths(config: CanaryConfig, *, windows: bool | None = None) -> list[P
     Without ``windows`` the paths are concrete (``Path``: files can be created); with it they
     are pure paths of that flavour, for rule text (Windows rules can be generated anywhere).
     """
-    flavour: type[PurePath] = Path if windows is None else (
-        PureWindowsPath if windows else PurePosixPath)
+    flavour: type[PurePath] = (
+        Path if windows is None else (PureWindowsPath if windows else PurePosixPath)
+    )
     out: list[PurePath] = []
     for d in config.directories:
         base = flavour(os.path.expandvars(os.path.expanduser(d)))
@@ -98,26 +99,45 @@ def canary_rules(config: CanaryConfig, *, windows: bool | None = None) -> str:
     wl_cond = " and !$wl" if wl else ""
 
     def rule(name: str, events: dict[str, list[int]], matches: list[str], cond: str) -> str:
-        return json.dumps({
-            "Name": name,
-            "Tags": ["canary", "builtin"],
-            "Meta": {"Events": events, "Criticality": 10, "Schema": "2.0.0",
-                     "LogType": "winevt"},
-            "Matches": matches + wl_match,
-            "Condition": cond + wl_cond,
-            "Actions": actions,
-        })
+        return json.dumps(
+            {
+                "Name": name,
+                "Tags": ["canary", "builtin"],
+                "Meta": {
+                    "Events": events,
+                    "Criticality": 10,
+                    "Schema": "2.0.0",
+                    "LogType": "winevt",
+                },
+                "Matches": matches + wl_match,
+                "Condition": cond + wl_cond,
+                "Actions": actions,
+            }
+        )
 
     out = [
-        rule("Builtin:CanaryModified",
-             {SYSMON_CHANNEL: [11, 23, 26], LINUX_CHANNEL: [11, 23, 100]},
-             [f"$f: /Event/EventData/TargetFilename ~= '{rx}'"], "$f"),
-        rule("Builtin:CanaryAccessed", {"Security": [4663]},
-             [f"$f: /Event/EventData/ObjectName ~= '{rx}'",
-              "$r: /Event/EventData/AccessMask &= '0x1'",
-              "$w: /Event/EventData/AccessMask &= '0x2'",
-              "$a: /Event/EventData/AccessMask &= '0x4'"], "$f and ($r or $w or $a)"),
-        rule("Builtin:CanaryReadWrite", {KERNEL_FILE_CHANNEL: [15, 16]},
-             [f"$f: /Event/EventData/FileName ~= '{rx}'"], "$f"),
+        rule(
+            "Builtin:CanaryModified",
+            {SYSMON_CHANNEL: [11, 23, 26], LINUX_CHANNEL: [11, 23, 100]},
+            [f"$f: /Event/EventData/TargetFilename ~= '{rx}'"],
+            "$f",
+        ),
+        rule(
+            "Builtin:CanaryAccessed",
+            {"Security": [4663]},
+            [
+                f"$f: /Event/EventData/ObjectName ~= '{rx}'",
+                "$r: /Event/EventData/AccessMask &= '0x1'",
+                "$w: /Event/EventData/AccessMask &= '0x2'",
+                "$a: /Event/EventData/AccessMask &= '0x4'",
+            ],
+            "$f and ($r or $w or $a)",
+        ),
+        rule(
+            "Builtin:CanaryReadWrite",
+            {KERNEL_FILE_CHANNEL: [15, 16]},
+            [f"$f: /Event/EventData/FileName ~= '{rx}'"],
+            "$f",
+        ),
     ]
     return "\n".join(out) + "\n"

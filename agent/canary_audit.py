@@ -39,7 +39,8 @@ def auditpol_command() -> list[str]:
 def _enable_security_privilege(win32api: Any, win32security: Any) -> None:
     token = win32security.OpenProcessToken(
         win32api.GetCurrentProcess(),
-        win32security.TOKEN_ADJUST_PRIVILEGES | win32security.TOKEN_QUERY)
+        win32security.TOKEN_ADJUST_PRIVILEGES | win32security.TOKEN_QUERY,
+    )
     luid = win32security.LookupPrivilegeValue(None, win32security.SE_SECURITY_NAME)
     win32security.AdjustTokenPrivileges(token, False, [(luid, win32security.SE_PRIVILEGE_ENABLED)])
 
@@ -50,8 +51,10 @@ def audit_canaries(paths: Iterable[PurePath], *, runner: Runner = _run) -> list[
     try:
         proc = runner(auditpol_command())
         if proc.returncode != 0:
-            errors.append(f"auditpol failed ({proc.returncode}): "
-                          f"{proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
+            errors.append(
+                f"auditpol failed ({proc.returncode}): "
+                f"{proc.stderr.decode('utf-8', 'replace').strip()[:200]}"
+            )
     except OSError as ex:
         errors.append(f"auditpol: {ex}")
     try:
@@ -60,13 +63,25 @@ def audit_canaries(paths: Iterable[PurePath], *, runner: Runner = _run) -> list[
 
         _enable_security_privilege(win32api, win32security)
         sacl = win32security.ACL()
-        sacl.AddAuditAccessAceEx(win32security.ACL_REVISION_DS, 0, AUDITED_ACCESS,
-                                 win32security.ConvertStringSidToSid(EVERYONE), True, False)
+        sacl.AddAuditAccessAceEx(
+            win32security.ACL_REVISION_DS,
+            0,
+            AUDITED_ACCESS,
+            win32security.ConvertStringSidToSid(EVERYONE),
+            True,
+            False,
+        )
         for path in paths:
             try:
                 win32security.SetNamedSecurityInfo(
-                    str(path), win32security.SE_FILE_OBJECT,
-                    win32security.SACL_SECURITY_INFORMATION, None, None, None, sacl)
+                    str(path),
+                    win32security.SE_FILE_OBJECT,
+                    win32security.SACL_SECURITY_INFORMATION,
+                    None,
+                    None,
+                    None,
+                    sacl,
+                )
             except Exception as ex:  # noqa: BLE001 - pywintypes.error: per file
                 errors.append(f"SACL on {path}: {ex}")
     except Exception as ex:  # noqa: BLE001 - ImportError, pywintypes.error (privilege)

@@ -41,8 +41,13 @@ def _load(args: argparse.Namespace) -> AgentConfig:
     if getattr(args, "rules", None):
         config = replace(config, rules=replace(config.rules, paths=list(args.rules)))
     if getattr(args, "replay", None):
-        rc = replace(config.sources.replay, paths=list(args.replay), speed=args.speed,
-                     rate=args.rate, loop=args.loop)
+        rc = replace(
+            config.sources.replay,
+            paths=list(args.replay),
+            speed=args.speed,
+            rate=args.rate,
+            loop=args.loop,
+        )
         config = replace(config, sources=replace(config.sources, enabled=["replay"], replay=rc))
     return config
 
@@ -73,7 +78,8 @@ def _service_log(data_dir: Path) -> logging.Handler:
     path = data_dir / "logs" / "heron-agent.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=SERVICE_LOG_BYTES, backupCount=SERVICE_LOG_BACKUPS, encoding="utf-8")
+        path, maxBytes=SERVICE_LOG_BYTES, backupCount=SERVICE_LOG_BACKUPS, encoding="utf-8"
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     logger.info("service mode: logging to %s", path)
@@ -106,8 +112,12 @@ def _run_agent(args: argparse.Namespace, config: AgentConfig, stop: threading.Ev
         stop.set()
     status = agent.status()
     if args.replay:
-        print(json.dumps({k: status[k] for k in ("processed", "detections", "forwarded",
-                                                 "sources")}, indent=1))
+        print(
+            json.dumps(
+                {k: status[k] for k in ("processed", "detections", "forwarded", "sources")},
+                indent=1,
+            )
+        )
     return 0
 
 
@@ -118,6 +128,7 @@ def _cmd_run(args: argparse.Namespace, platform: str | None = None) -> int:
         from agent.link.system_service import host_service, make_service_class
 
         return host_service(make_service_class(lambda ev: run_agent(args, ev)))
+
     # Foreground, and `--service` on Linux (systemd runs the program in the foreground; logs go
     # to stderr, i.e. the journal; nothing needs a TTY).
     def on_signal(*_: object) -> None:
@@ -140,8 +151,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     host = make_host(hostname=config.general.hostname)
     tracker = Tracker(max_tracks=config.tracking.max_tracks)
     seed_from_proc(tracker, host)
-    report = build_report(tracker, host=host, reporting=config.reporting,
-                          commands=not args.brief)
+    report = build_report(tracker, host=host, reporting=config.reporting, commands=not args.brief)
     text = json.dumps(report, indent=1, default=str)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
@@ -168,31 +178,50 @@ def _cmd_status(args: argparse.Namespace) -> int:
     uptime = max(0.0, status.get("time", time.time()) - status.get("started", time.time()))
     age = time.time() - status.get("time", 0)
     print(f"state: {status['state']}  (status written {age:.0f}s ago, uptime {uptime:.0f}s)")
-    print(f"host: {status['hostname']}  rules: {status['rules']}  iocs: {status['iocs']}  "
-          f"tracks: {status['tracks']}")
-    print(f"queue: {status['queue']['size']}/{status['queue']['max']}  "
-          f"actions queue: {status['actions']['queue']} dropped: {status['actions']['dropped']}")
-    print(f"processed: {status['processed']} ({_rate(status['processed'], uptime)})  "
-          f"detections: {status['detections']}  forwarded: {status['forwarded']}")
-    print(f"cpu: {status['cpu_percent']:.1f}%  rss: {status['rss'] >> 20} MB  "
-          f"throttled: {status['throttled']}")
+    print(
+        f"host: {status['hostname']}  rules: {status['rules']}  iocs: {status['iocs']}  "
+        f"tracks: {status['tracks']}"
+    )
+    print(
+        f"queue: {status['queue']['size']}/{status['queue']['max']}  "
+        f"actions queue: {status['actions']['queue']} dropped: {status['actions']['dropped']}"
+    )
+    print(
+        f"processed: {status['processed']} ({_rate(status['processed'], uptime)})  "
+        f"detections: {status['detections']}  forwarded: {status['forwarded']}"
+    )
+    print(
+        f"cpu: {status['cpu_percent']:.1f}%  rss: {status['rss'] >> 20} MB  "
+        f"throttled: {status['throttled']}"
+    )
     sensor = status.get("sensor")
     if sensor:  # Linux: eBPF, or the /proc fallback and why
         losses = ", ".join(f"{k} {v}" for k, v in sensor.get("losses", {}).items()) or "none"
-        print(f"sensor: {sensor.get('mode')}" + (f"  (fallback: {sensor['reason']})"
-                                                 if sensor.get("reason") else
-                                                 f"  kernel losses: {losses}"))
-    print(f"{'source':<12} {'events':>10} {'now':>10} {'average':>10} {'drops':>8} "
-          f"{'lost':>6} {'shed':>6} {'degraded':>8} {'errors':>6} running")
+        print(
+            f"sensor: {sensor.get('mode')}"
+            + (
+                f"  (fallback: {sensor['reason']})"
+                if sensor.get("reason")
+                else f"  kernel losses: {losses}"
+            )
+        )
+    print(
+        f"{'source':<12} {'events':>10} {'now':>10} {'average':>10} {'drops':>8} "
+        f"{'lost':>6} {'shed':>6} {'degraded':>8} {'errors':>6} running"
+    )
     for name, s in status["sources"].items():
         now = f"{s['rate']:.1f}/s" if s.get("rate") is not None else "-"
-        print(f"{name:<12} {s['events']:>10} {now:>10} {_rate(s['events'], uptime):>10} "
-              f"{s['drops']:>8} {s.get('lost', 0):>6} {s.get('shed', 0):>6} "
-              f"{s.get('degraded', 0):>8} {s['errors']:>6} {s['running']}  {s['error']}")
+        print(
+            f"{name:<12} {s['events']:>10} {now:>10} {_rate(s['events'], uptime):>10} "
+            f"{s['drops']:>8} {s.get('lost', 0):>6} {s.get('shed', 0):>6} "
+            f"{s.get('degraded', 0):>8} {s['errors']:>6} {s['running']}  {s['error']}"
+        )
     acts = status["actions"]
     if acts.get("dropped_actions") or acts.get("skipped"):
-        print(f"actions dropped: {acts.get('dropped_actions', {})}  "
-              f"skipped: {acts.get('skipped', {})}")
+        print(
+            f"actions dropped: {acts.get('dropped_actions', {})}  "
+            f"skipped: {acts.get('skipped', {})}"
+        )
     return 0
 
 
@@ -226,8 +255,7 @@ def _init_config(path: Path, data_dir: str | None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heron-agent", description="Heron EDR endpoint agent")
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {wire.HERON_VERSION}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {wire.HERON_VERSION}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -243,10 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--speed", type=float, default=0.0, help="replay speed (1 = recorded)")
     run.add_argument("--rate", type=float, default=0.0, help="replay at a fixed events/s")
     run.add_argument("--loop", action="store_true", help="replay forever")
-    run.add_argument("--service", action="store_true",
-                     help="started by a service manager: also log to "
-                          "<data_dir>/logs/heron-agent.log (rotating); on Windows, host the "
-                          "service for the SCM; elsewhere a foreground run (systemd)")
+    run.add_argument(
+        "--service",
+        action="store_true",
+        help="started by a service manager: also log to "
+        "<data_dir>/logs/heron-agent.log (rotating); on Windows, host the "
+        "service for the SCM; elsewhere a foreground run (systemd)",
+    )
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="print an IR report of this endpoint")
@@ -263,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="configuration helpers")
     cfg.add_argument("-c", "--config", help="config.toml to load and print")
     cfg.add_argument("--dump", action="store_true", help="print the configuration as TOML")
-    cfg.add_argument("--init", metavar="PATH",
-                     help="write the defaults to PATH unless it exists (installers)")
+    cfg.add_argument(
+        "--init", metavar="PATH", help="write the defaults to PATH unless it exists (installers)"
+    )
     cfg.add_argument("--data-dir", help="general.data_dir written by --init")
     cfg.set_defaults(func=_cmd_config)
 
@@ -281,9 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return int(args.func(args))
     except (AgentError, RuleError) as ex:

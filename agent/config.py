@@ -82,6 +82,7 @@ _BANDS = band_defaults()
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" mirrors datasette's Setting
     if isinstance(default, list | dict):
+
         def copy() -> Any:
             return type(default)(default)
 
@@ -96,8 +97,9 @@ class GeneralConfig:
     data_dir: str = _f(default_data_dir(), "state directory: artifacts/, alerts/, rules/")
     hostname: str = _f("", "override of the reported computer name (empty: the OS hostname)")
     endpoint_uuid: str = _f("", "endpoint id written to artifact manifests (set by enrollment)")
-    criticality_threshold: int = _f(0, "events with a detection of at least this score are sent "
-                                       "(0: every detection)")
+    criticality_threshold: int = _f(
+        0, "events with a detection of at least this score are sent (0: every detection)"
+    )
     enable_filters: bool = _f(True, "also send events matched only by Filter rules")
     log_all: bool = _f(False, "send every event to the sinks, detection or not")
     queue_size: int = _f(20000, "bounded queue between the sources and the pipeline")
@@ -109,20 +111,45 @@ class LinuxConfig:
     """[sources.linux]: live Linux telemetry."""
 
     net_poll_interval: float = _f(0.5, "seconds between /proc/net connection scans")
-    file_watch_dirs: list[str] = _f(["/tmp", "/var/tmp", "/dev/shm", "/etc", "/root"],
-                                    "directories watched with fanotify (create/modify/delete)")
-    reader_nice: int = _f(-10, "nice value of the proc connector reader thread (0: unchanged); "
-                               "a prompt reader catches short-lived processes")
+    file_watch_dirs: list[str] = _f(
+        ["/tmp", "/var/tmp", "/dev/shm", "/etc", "/root"],
+        "directories watched with fanotify (create/modify/delete)",
+    )
+    reader_nice: int = _f(
+        -10,
+        "nice value of the proc connector reader thread (0: unchanged); "
+        "a prompt reader catches short-lived processes",
+    )
     ebpf_file_prefixes: list[str] = _f(
-        ["/tmp/", "/var/tmp/", "/dev/shm/", "/etc/", "/root/", "/home/", "/var/spool/cron/",
-         "/var/lib/", "/usr/lib/systemd/", "/lib/systemd/", "/usr/local/bin/", "/usr/bin/",
-         "/usr/sbin/", "/boot/"],
+        [
+            "/tmp/",
+            "/var/tmp/",
+            "/dev/shm/",
+            "/etc/",
+            "/root/",
+            "/home/",
+            "/var/spool/cron/",
+            "/var/lib/",
+            "/usr/lib/systemd/",
+            "/lib/systemd/",
+            "/usr/local/bin/",
+            "/usr/bin/",
+            "/usr/sbin/",
+            "/boot/",
+        ],
         "linux-ebpf: file events only under these path prefixes (matched in the kernel, "
-        "recursive; at most 64, 256 bytes each)")
-    ebpf_ringbuf_mb: int = _f(8, "linux-ebpf: ring buffer size in MiB (rounded up to a power "
-                                 "of two); a full buffer drops records, counted per type")
-    hash_on_exec: bool = _f(False, "hash images in the proc connector thread (default: the "
-                                   "enrichment stage hashes them, keeping /proc reads fast)")
+        "recursive; at most 64, 256 bytes each)",
+    )
+    ebpf_ringbuf_mb: int = _f(
+        8,
+        "linux-ebpf: ring buffer size in MiB (rounded up to a power "
+        "of two); a full buffer drops records, counted per type",
+    )
+    hash_on_exec: bool = _f(
+        False,
+        "hash images in the proc connector thread (default: the "
+        "enrichment stage hashes them, keeping /proc reads fast)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +158,14 @@ class EtwConfig:
 
     session_name: str = _f("Heron-EDR", "ETW session name; a stale session of that name is stopped")
     providers: list[str] = _f(
-        ["Microsoft-Windows-Sysmon", "Microsoft-Windows-Windows Defender",
-         "Microsoft-Windows-PowerShell", "Microsoft-Antimalware-Scan-Interface"],
-        "providers enabled in the session (known names, see agent.sources.etw.PROVIDERS)")
+        [
+            "Microsoft-Windows-Sysmon",
+            "Microsoft-Windows-Windows Defender",
+            "Microsoft-Windows-PowerShell",
+            "Microsoft-Antimalware-Scan-Interface",
+        ],
+        "providers enabled in the session (known names, see agent.sources.etw.PROVIDERS)",
+    )
     security_log: bool = _f(True, "also consume the EventLog-Security real-time session")
     kernel_file: bool = _f(False, "enable Microsoft-Windows-Kernel-File (create/close/read/write)")
 
@@ -146,18 +178,23 @@ class ReplayConfig:
     speed: float = _f(0.0, "1.0 = recorded pace, 10 = ten times faster, 0 = as fast as possible")
     rate: float = _f(0.0, "fixed events/s instead of recorded timing (0: off)")
     loop: bool = _f(False, "start again at the end (benchmarks)")
-    lossless: bool = _f(True, "block instead of dropping when the queue is full (false: behave "
-                              "like a live source, for benchmarks)")
+    lossless: bool = _f(
+        True,
+        "block instead of dropping when the queue is full (false: behave "
+        "like a live source, for benchmarks)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class SourcesConfig:
     """[sources]: which event sources run."""
 
-    enabled: list[str] = _f(["etw"] if IS_WINDOWS else ["linux-ebpf"],
-                            "source names: etw, linux-ebpf, linux-proc, linux-net, linux-file, "
-                            "replay; linux-ebpf falls back to linux-proc + linux-net + "
-                            "linux-file where eBPF is unavailable")
+    enabled: list[str] = _f(
+        ["etw"] if IS_WINDOWS else ["linux-ebpf"],
+        "source names: etw, linux-ebpf, linux-proc, linux-net, linux-file, "
+        "replay; linux-ebpf falls back to linux-proc + linux-net + "
+        "linux-file where eBPF is unavailable",
+    )
     linux: LinuxConfig = field(default_factory=LinuxConfig, metadata={"help": "Linux sources"})
     etw: EtwConfig = field(default_factory=EtwConfig, metadata={"help": "ETW sources"})
     replay: ReplayConfig = field(default_factory=ReplayConfig, metadata={"help": "replay"})
@@ -173,9 +210,11 @@ class TrackingConfig:
     hash_max_size: int = _f(64 * 1024 * 1024, "files larger than this are not hashed (bytes)")
     hash_cache_size: int = _f(4096, "entries of the (path, size, mtime) → hashes cache")
     modules_per_process: int = _f(256, "maximum modules remembered per process")
-    sysmon_archive_dir: str = _f(r"C:\Sysmon" if IS_WINDOWS else "",
-                                 "Sysmon ArchiveDirectory: archived deleted files (filedump of "
-                                 "EventID 23) and clipboard captures (ClipboardData of 24)")
+    sysmon_archive_dir: str = _f(
+        r"C:\Sysmon" if IS_WINDOWS else "",
+        "Sysmon ArchiveDirectory: archived deleted files (filedump of "
+        "EventID 23) and clipboard captures (ClipboardData of 24)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +222,9 @@ class RulesConfig:
     """[rules]: detection rules, containers and IoCs."""
 
     paths: list[str] = _f([], "Gene rule files or directories (*.gen, *.json)")
-    containers_dir: str = _f("", "directory of container files NAME.txt / NAME.cont "
-                                 "(one value a line)")
+    containers_dir: str = _f(
+        "", "directory of container files NAME.txt / NAME.cont (one value a line)"
+    )
     ioc_file: str = _f("", "local IoC file: JSON list of {type, value} or lines 'type:value'")
     ioc_criticality: int = _f(10, "criticality of IoC:<type> detections")
 
@@ -193,8 +233,10 @@ class RulesConfig:
 class ActionsConfig:
     """[actions]: response actions (WHIDS §1.5)."""
 
-    allowed: list[str] = _f(["brief", "report", "filedump", "regdump", "blacklist"],
-                            "actions allowed to run; kill and memdump are opt-in")
+    allowed: list[str] = _f(
+        ["brief", "report", "filedump", "regdump", "blacklist"],
+        "actions allowed to run; kill and memdump are opt-in",
+    )
     low: list[str] = _f(_BANDS["low"], "default actions for criticality 1-4")
     medium: list[str] = _f(_BANDS["medium"], "default actions for 5-7")
     high: list[str] = _f(_BANDS["high"], "default actions for 8-9")
@@ -204,17 +246,29 @@ class ActionsConfig:
     workers: int = _f(2, "action worker threads")
     queue_size: int = _f(256, "pending action jobs; more are dropped and counted")
     max_file_size: int = _f(100 * 1024 * 1024, "filedump skips files larger than this (bytes)")
-    max_memdump_size: int = _f(512 * 1024 * 1024, "memdump size bound (Linux: stops there; "
-                               "Windows: the richest minidump kind that fits)")
-    artifact_quota_bytes: int = _f(1 << 30, "artifact bytes on disk; above it uploaded artifacts "
-                                   "are evicted, then evidence is skipped (0: no quota)")
-    artifact_quota_per_hour: int = _f(256 << 20, "artifact bytes written per hour; above it "
-                                      "evidence is skipped (0: no quota)")
-    max_per_rule_hour: int = _f(20, "evidence jobs (dumps, reports) per rule per sliding hour; "
-                                "more are skipped and counted (0: no limit)")
-    rule_limits: list[str] = _f([], "per-rule overrides of max_per_rule_hour: \"Rule=N\"")
-    max_report_items: int = _f(500, "longest list kept in a report (processes, modules, "
-                               "connections…); cut lists carry a marker and their full length")
+    max_memdump_size: int = _f(
+        512 * 1024 * 1024,
+        "memdump size bound (Linux: stops there; Windows: the richest minidump kind that fits)",
+    )
+    artifact_quota_bytes: int = _f(
+        1 << 30,
+        "artifact bytes on disk; above it uploaded artifacts "
+        "are evicted, then evidence is skipped (0: no quota)",
+    )
+    artifact_quota_per_hour: int = _f(
+        256 << 20, "artifact bytes written per hour; above it evidence is skipped (0: no quota)"
+    )
+    max_per_rule_hour: int = _f(
+        20,
+        "evidence jobs (dumps, reports) per rule per sliding hour; "
+        "more are skipped and counted (0: no limit)",
+    )
+    rule_limits: list[str] = _f([], 'per-rule overrides of max_per_rule_hour: "Rule=N"')
+    max_report_items: int = _f(
+        500,
+        "longest list kept in a report (processes, modules, "
+        "connections…); cut lists carry a marker and their full length",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,11 +287,20 @@ class ReportingConfig:
     """[reporting]: IR report (WHIDS §1.9)."""
 
     timeout: float = _f(60.0, "default timeout of each report command (seconds)")
-    osquery_tables: list[str] = _f(["processes", "services", "scheduled_tasks", "drivers",
-                                    "startup_items", "process_open_sockets"],
-                                   "osqueryi --json tables, run when osqueryi is on PATH")
+    osquery_tables: list[str] = _f(
+        [
+            "processes",
+            "services",
+            "scheduled_tasks",
+            "drivers",
+            "startup_items",
+            "process_open_sockets",
+        ],
+        "osqueryi --json tables, run when osqueryi is on PATH",
+    )
     commands: list[ReportCommand] = field(
-        default_factory=list, metadata={"help": "extra commands [[reporting.commands]]"})
+        default_factory=list, metadata={"help": "extra commands [[reporting.commands]]"}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +310,10 @@ class CanaryConfig:
     enable: bool = _f(False, "create canary files and load the generated rules")
     directories: list[str] = _f([], "directories (environment variables expanded)")
     files: list[str] = _f([], "file names created in every directory")
-    actions: list[str] = _f(["kill", "memdump", "filedump", "blacklist", "report"],
-                            "actions of the canary rules (still gated by actions.allowed)")
+    actions: list[str] = _f(
+        ["kill", "memdump", "filedump", "blacklist", "report"],
+        "actions of the canary rules (still gated by actions.allowed)",
+    )
     whitelist: list[str] = _f([], "images allowed to touch canaries")
     max_size: int = _f(64 * 1024, "random content size bound of a created canary (bytes)")
     delete_on_stop: bool = _f(False, "delete created canaries when the agent stops")
@@ -288,8 +353,12 @@ class AgentConfig:
     canaries: CanaryConfig = field(default_factory=CanaryConfig, metadata={"help": ""})
     alert_log: AlertLogConfig = field(default_factory=AlertLogConfig, metadata={"help": ""})
     limits: LimitsConfig = field(default_factory=LimitsConfig, metadata={"help": ""})
-    link: dict[str, Any] = field(default_factory=dict, metadata={
-        "help": "[link] table, validated by agent.link.config.LinkConfig (manager connection)"})
+    link: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "[link] table, validated by agent.link.config.LinkConfig (manager connection)"
+        },
+    )
 
     @property
     def data_dir(self) -> Path:
@@ -381,8 +450,9 @@ def _validate(config: AgentConfig, source: str) -> None:
     for section in ("allowed", "low", "medium", "high", "critical"):
         for name in getattr(acts, section):
             if name not in ACTION_NAMES:
-                raise ConfigError(f"unknown action {name!r}", key=f"actions.{section}",
-                                  source=source)
+                raise ConfigError(
+                    f"unknown action {name!r}", key=f"actions.{section}", source=source
+                )
     from agent.actions.budget import parse_rule_limits
 
     try:
@@ -390,8 +460,9 @@ def _validate(config: AgentConfig, source: str) -> None:
     except ValueError as ex:
         raise ConfigError(str(ex), key="actions.rule_limits", source=source) from ex
     if config.general.queue_size < 1 or acts.queue_size < 1 or acts.workers < 1:
-        raise ConfigError("queue sizes and workers must be >= 1", key="general.queue_size",
-                          source=source)
+        raise ConfigError(
+            "queue sizes and workers must be >= 1", key="general.queue_size", source=source
+        )
 
 
 def load_config(path: str | Path | None) -> AgentConfig:
@@ -499,8 +570,11 @@ def field_docs() -> list[tuple[str, Any, str]]:
                 rows.append((key, {}, f.metadata.get("help", "")))
                 continue
             factory = f.default_factory
-            default = f.default if f.default is not MISSING else (
-                factory() if callable(factory) else None)
+            default = (
+                f.default
+                if f.default is not MISSING
+                else (factory() if callable(factory) else None)
+            )
             rows.append((key, default, f.metadata.get("help", "")))
 
     walk(AgentConfig, "")

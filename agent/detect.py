@@ -59,8 +59,11 @@ def load_ioc_file(path: str | Path) -> list[dict[str, str]]:
     stripped = text.lstrip()
     if stripped.startswith("["):
         data = json.loads(text)
-        return [{"type": str(i["type"]), "value": str(i["value"])} for i in data
-                if isinstance(i, dict) and "type" in i and "value" in i]
+        return [
+            {"type": str(i["type"]), "value": str(i["value"])}
+            for i in data
+            if isinstance(i, dict) and "type" in i and "value" in i
+        ]
     out = []
     for line in text.splitlines():
         line = line.strip()
@@ -73,11 +76,18 @@ def load_ioc_file(path: str | Path) -> list[dict[str, str]]:
 class Detector:
     """Engine + IoCs + generated rules, replaceable at run time."""
 
-    def __init__(self, *, rules_text: str = "", rule_paths: Iterable[str | Path] = (),
-                 extra_rules: str = "", containers: Mapping[str, Iterable[str]] | None = None,
-                 default_actions: Mapping[str, list[str]] | None = None,
-                 iocs: Iterable[Any] = (), ioc_criticality: int = 10,
-                 timing: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        rules_text: str = "",
+        rule_paths: Iterable[str | Path] = (),
+        extra_rules: str = "",
+        containers: Mapping[str, Iterable[str]] | None = None,
+        default_actions: Mapping[str, list[str]] | None = None,
+        iocs: Iterable[Any] = (),
+        ioc_criticality: int = 10,
+        timing: bool = False,
+    ) -> None:
         self.timing = timing  # per-rule time accounting (Engine.stats); costs ~5 % per event
         self._lock = threading.Lock()
         self._containers = {k: list(v) for k, v in (containers or {}).items()}
@@ -99,8 +109,12 @@ class Detector:
     def _build(self, text: str) -> rules.Engine:
         # ATT&CK on: the stored detection carries the rules' techniques and tactics (WHIDS
         # had it off; `heron scan` without -a stays Gene-exact, it does not use this class).
-        engine = rules.Engine(containers=self._containers, show_attack=True,
-                              default_actions=self._default_actions, timing=self.timing)
+        engine = rules.Engine(
+            containers=self._containers,
+            show_attack=True,
+            default_actions=self._default_actions,
+            timing=self.timing,
+        )
         if self._paths:
             engine.load(rules.load(self._paths))
         if text.strip():
@@ -129,9 +143,12 @@ class Detector:
         from datetime import UTC, datetime
 
         updated = datetime.fromtimestamp(self._rules_updated, UTC)
-        return {"RuleCount": str(self.user_rule_count), "RulesSha256": self._rules_sha256,
-                "RulesUpdated": updated.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "RulesSource": self._rules_source}
+        return {
+            "RuleCount": str(self.user_rule_count),
+            "RulesSha256": self._rules_sha256,
+            "RulesUpdated": updated.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "RulesSource": self._rules_source,
+        }
 
     @property
     def user_rule_count(self) -> int:
@@ -163,9 +180,14 @@ class Detector:
         logger.info("rules reloaded: %d rules", engine.rule_count)
         return int(engine.rule_count)
 
-    def configure(self, *, rule_paths: Iterable[str | Path],
-                  containers: Mapping[str, Iterable[str]],
-                  default_actions: Mapping[str, list[str]], ioc_criticality: int) -> int:
+    def configure(
+        self,
+        *,
+        rule_paths: Iterable[str | Path],
+        containers: Mapping[str, Iterable[str]],
+        default_actions: Mapping[str, list[str]],
+        ioc_criticality: int,
+    ) -> int:
         """Rebuild the engine with new settings (live config update); returns the rule count."""
         old = (self._paths, self._containers, self._default_actions)
         self._paths = [Path(p) for p in rule_paths]
@@ -212,13 +234,13 @@ class Detector:
         logger.info("suppressions loaded: %d", len(sset))
         return len(sset)
 
-    def _suppress(self, engine: rules.Engine, event: dict[str, Any],
-                  det: rules.Detection) -> rules.Detection | None:
+    def _suppress(
+        self, engine: rules.Engine, event: dict[str, Any], det: rules.Detection
+    ) -> rules.Detection | None:
         """Remove suppressed signatures from the detection (and the event's block)."""
         ev = event.get("Event")
         data = ev.get("EventData") if isinstance(ev, dict) else None
-        gone = self.suppressions.suppressed(det.signatures, data if isinstance(data, dict)
-                                            else {})
+        gone = self.suppressions.suppressed(det.signatures, data if isinstance(data, dict) else {})
         if not gone:
             return det
         for sig in gone:
@@ -242,21 +264,29 @@ class Detector:
         filtered = bool(det is not None and det.filtered)
         block: dict[str, Any] | None = None
         if det is not None and det.signatures:
-            block = event["Event"].get("Detection") if isinstance(event.get("Event"), dict) \
-                else None
+            block = (
+                event["Event"].get("Detection") if isinstance(event.get("Event"), dict) else None
+            )
             if block is None:
                 block = det.to_dict(show_attack=True)
         hits = iocs.match(event) if len(iocs) else []
         if hits:
-            extra = ioc_rules(hits, criticality=self.ioc_criticality,
-                              actions=self._band_actions(self.ioc_criticality))
+            extra = ioc_rules(
+                hits,
+                criticality=self.ioc_criticality,
+                actions=self._band_actions(self.ioc_criticality),
+            )
             if extra is not None and isinstance(event.get("Event"), dict):
                 block = merge_detection(event, extra)
         return Verdict(block, filtered)
 
     def _band_actions(self, crit: int) -> list[str]:
-        for band, (low, high) in {"low": (1, 4), "medium": (5, 7), "high": (8, 9),
-                                  "critical": (10, 10)}.items():
+        for band, (low, high) in {
+            "low": (1, 4),
+            "medium": (5, 7),
+            "high": (8, 9),
+            "critical": (10, 10),
+        }.items():
             if low <= crit <= high:
                 return list(self._default_actions.get(band, []))
         return []

@@ -35,10 +35,20 @@ class Host:
     sensor: dict[str, Any] = field(default_factory=dict)
 
 
-def make_host(*, hostname: str = "", hash_max_size: int = 64 * 1024 * 1024,
-              hash_cache_size: int = 4096, clock: Callable[[], float] = time.time) -> Host:
+def make_host(
+    *,
+    hostname: str = "",
+    hash_max_size: int = 64 * 1024 * 1024,
+    hash_cache_size: int = 4096,
+    clock: Callable[[], float] = time.time,
+) -> Host:
     """Build the ``Host`` for this machine."""
     name = hostname or socket.gethostname()
     boot = read_boot_id() if sys.platform.startswith("linux") else "windows"
-    return Host(name, boot, FileHasher(max_size=hash_max_size, cache_size=hash_cache_size),
-                PidDirectory(boot), clock=clock)
+    return Host(
+        name,
+        boot,
+        FileHasher(max_size=hash_max_size, cache_size=hash_cache_size),
+        PidDirectory(boot),
+        clock=clock,
+    )

@@ -61,11 +61,20 @@ class Counters:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "sources": {n: {"events": s.events, "drops": s.drops, "errors": s.errors,
-                            "lost": s.lost, "shed": s.shed, "degraded": s.degraded,
-                            "incomplete": s.incomplete,
-                            "running": s.running, "error": s.error}
-                        for n, s in self.sources.items()},
+            "sources": {
+                n: {
+                    "events": s.events,
+                    "drops": s.drops,
+                    "errors": s.errors,
+                    "lost": s.lost,
+                    "shed": s.shed,
+                    "degraded": s.degraded,
+                    "incomplete": s.incomplete,
+                    "running": s.running,
+                    "error": s.error,
+                }
+                for n, s in self.sources.items()
+            },
             "processed": self.processed,
             "detections": self.detections,
             "filtered": self.filtered,
@@ -81,9 +90,16 @@ class Counters:
 class ResourceGuard:
     """Periodic CPU / RSS check of this process with throttle and trim hooks."""
 
-    def __init__(self, *, max_cpu_percent: float, max_rss_mb: int, interval: float,
-                 trim: Callable[[], None], sample: Callable[[], tuple[float, int]] | None = None,
-                 sleep: Callable[[float], bool] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_cpu_percent: float,
+        max_rss_mb: int,
+        interval: float,
+        trim: Callable[[], None],
+        sample: Callable[[], tuple[float, int]] | None = None,
+        sleep: Callable[[float], bool] | None = None,
+    ) -> None:
         self.max_cpu = max_cpu_percent
         self.max_rss = max_rss_mb * 1024 * 1024
         self.interval = interval
@@ -115,15 +131,21 @@ class ResourceGuard:
         if over_cpu != self.throttle:
             self.throttle = over_cpu
             if over_cpu:
-                logger.warning("CPU self-limit exceeded: %.1f%% > %.1f%%; throttling the pipeline",
-                               self.cpu_percent, self.max_cpu)
+                logger.warning(
+                    "CPU self-limit exceeded: %.1f%% > %.1f%%; throttling the pipeline",
+                    self.cpu_percent,
+                    self.max_cpu,
+                )
             else:
                 logger.info("CPU back under the limit (%.1f%%)", self.cpu_percent)
         over_mem = self.rss > self.max_rss
         if over_mem:
             if not self.over_memory:
-                logger.warning("memory self-limit exceeded: RSS %d MB > %d MB; trimming tracks "
-                               "and caches", self.rss >> 20, self.max_rss >> 20)
+                logger.warning(
+                    "memory self-limit exceeded: RSS %d MB > %d MB; trimming tracks and caches",
+                    self.rss >> 20,
+                    self.max_rss >> 20,
+                )
             self.trim()
         elif self.over_memory:
             logger.info("memory back under the limit (RSS %d MB)", self.rss >> 20)

@@ -97,9 +97,18 @@ class Agent:
 
     COALESCE = 0.05  # seconds the pipeline waits to batch events when the queue is short
 
-    def __init__(self, config: AgentConfig, *, host: Host, tracker: Tracker, detector: Detector,
-                 runner: ActionRunner, sources: list[EventSource], sinks: list[EventSink],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        host: Host,
+        tracker: Tracker,
+        detector: Detector,
+        runner: ActionRunner,
+        sources: list[EventSource],
+        sinks: list[EventSink],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.host = host
         self.tracker = tracker
@@ -127,9 +136,12 @@ class Agent:
         self._sink_errors: dict[int, str] = {}  # failing sink -> last error (logged once)
         self._status_error = ""
         self._sysmon_seen = 0
-        self.guard = ResourceGuard(max_cpu_percent=config.limits.max_cpu_percent,
-                                   max_rss_mb=config.limits.max_rss_mb,
-                                   interval=config.limits.check_interval, trim=self._trim)
+        self.guard = ResourceGuard(
+            max_cpu_percent=config.limits.max_cpu_percent,
+            max_rss_mb=config.limits.max_rss_mb,
+            interval=config.limits.check_interval,
+            trim=self._trim,
+        )
 
     # --- seam -------------------------------------------------------------------------------
 
@@ -158,8 +170,14 @@ class Agent:
 
     def report(self, *, commands: bool = True, guid: str = "") -> dict[str, Any]:
         """IR report of this endpoint now (WHIDS ``report`` command)."""
-        return build_report(self.tracker, host=self.host, reporting=self.config.reporting,
-                            guid=guid, commands=commands, clock=self.clock)
+        return build_report(
+            self.tracker,
+            host=self.host,
+            reporting=self.config.reporting,
+            guid=guid,
+            commands=commands,
+            clock=self.clock,
+        )
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -193,18 +211,25 @@ class Agent:
         t.start()
         self._threads.append(t)
         for source in self.sources:
-            st = threading.Thread(target=self._pump, args=(source,), daemon=True,
-                                  name=f"heron-source-{source.name}")
+            st = threading.Thread(
+                target=self._pump, args=(source,), daemon=True, name=f"heron-source-{source.name}"
+            )
             st.start()
             self._source_threads.append(st)
         s = threading.Thread(target=self._status_loop, name="heron-status", daemon=True)
         s.start()
         self._threads.append(s)
-        logger.info("agent started: %d sources, %d rules, %d IoCs", len(self.sources),
-                    self.detector.rule_count, len(self.detector.iocs))
+        logger.info(
+            "agent started: %d sources, %d rules, %d IoCs",
+            len(self.sources),
+            self.detector.rule_count,
+            len(self.detector.iocs),
+        )
         if self.detector.user_rule_count == 0:
-            logger.warning("no detection rules loaded: this endpoint detects nothing until rules "
-                           "arrive (rules.paths or the manager's /rules)")
+            logger.warning(
+                "no detection rules loaded: this endpoint detects nothing until rules "
+                "arrive (rules.paths or the manager's /rules)"
+            )
 
     def run(self, *, until_sources_done: bool = False) -> None:
         """Start and block until ``stop()`` (or until every source is exhausted)."""
@@ -292,9 +317,12 @@ class Agent:
                             counters.shed += 1
                             self._done(1)
                             if counters.shed in (1, 1000) or counters.shed % 100_000 == 0:
-                                logger.warning("pipeline behind: %d optional events shed from "
-                                               "%s (process creations kept)", counters.shed,
-                                               source.name)
+                                logger.warning(
+                                    "pipeline behind: %d optional events shed from "
+                                    "%s (process creations kept)",
+                                    counters.shed,
+                                    source.name,
+                                )
                             continue
                         self._queue.put_nowait((event, live, counters))
                     counters.events += 1
@@ -302,8 +330,9 @@ class Agent:
                     counters.drops += 1
                     self._done(1)
                     if counters.drops in (1, 100, 10_000) or counters.drops % 100_000 == 0:
-                        logger.warning("queue full: %d events dropped from %s", counters.drops,
-                                       source.name)
+                        logger.warning(
+                            "queue full: %d events dropped from %s", counters.drops, source.name
+                        )
         except SourceError as ex:
             counters.errors += 1
             counters.error = str(ex)
@@ -395,7 +424,7 @@ class Agent:
         """
         self.counters.unprocessable += 1
         if not isinstance(event, dict) or not isinstance(event.get("Event"), dict):
-            logger.warning("dropped an event that is not an {\"Event\": {...}} object")
+            logger.warning('dropped an event that is not an {"Event": {...}} object')
             return
         self.counters.forwarded += 1
         for sink in self.sinks:
@@ -405,8 +434,7 @@ class Agent:
                 self.counters.sink_errors += 1
                 logger.error("sink %r failed", sink, exc_info=True)
 
-    def process(self, event: dict[str, Any], *, live: bool = False,
-                degraded: bool = False) -> bool:
+    def process(self, event: dict[str, Any], *, live: bool = False, degraded: bool = False) -> bool:
         """Run one event through the pipeline; True when it was forwarded to the sinks.
 
         ``degraded``: skip enrichment, hashing and evidence actions (CPU pressure, backlog);
@@ -416,24 +444,32 @@ class Agent:
         ev = event.get("Event") if isinstance(event, dict) else None
         if not isinstance(ev, dict):
             self.counters.unprocessable += 1
-            logger.warning("dropped an event that is not an {\"Event\": {...}} object")
+            logger.warning('dropped an event that is not an {"Event": {...}} object')
             return False
         self.counters.processed += 1
         eid = _event_id(ev)
         if live and self.config.general.ignore_self and self._is_own(ev, eid) and eid != 5:
             self.counters.own_events += 1
             return False
-        ctx = HookContext(self.tracker, self.host.hasher if live and not degraded else None,
-                          self._services, self.clock(),
-                          archive_dir=self.config.tracking.sysmon_archive_dir)
+        ctx = HookContext(
+            self.tracker,
+            self.host.hasher if live and not degraded else None,
+            self._services,
+            self.clock(),
+            archive_dir=self.config.tracking.sysmon_archive_dir,
+        )
         with self.tracker.lock:  # readers (reports, commands) iterate tracks on other threads
             run_hooks(ctx, event, enrich=live and self.config.tracking.enrich and not degraded)
         if live and not self._seen_terminate:
             self._check_terminations(ev, eid)
         raw_data = ev.get("EventData")
         data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
-        if live and eid == 1 and self.tracker.blacklist and \
-                data.get("CommandLine") in self.tracker.blacklist:
+        if (
+            live
+            and eid == 1
+            and self.tracker.blacklist
+            and data.get("CommandLine") in self.tracker.blacklist
+        ):
             self._blacklisted(event, data)
         verdict = self.detector.match(event)
         gen = self.config.general
@@ -465,24 +501,33 @@ class Agent:
         """Count a sink failure; log it once per distinct error, never once per event."""
         self.counters.sink_errors += 1
         # the same errno is the same state (a short write differs only in its byte counts)
-        msg = f"errno {ex.errno}" if isinstance(ex, OSError) and ex.errno else \
-            f"{type(ex).__name__}: {ex}"
+        msg = (
+            f"errno {ex.errno}"
+            if isinstance(ex, OSError) and ex.errno
+            else f"{type(ex).__name__}: {ex}"
+        )
         key = id(getattr(sink, "__self__", sink))  # a flush method and its sink are one
         if self._sink_errors.get(key) == msg:
             return
         self._sink_errors[key] = msg
         if isinstance(ex, OSError):  # disk full, I/O error: one line, no traceback
             what = "data disk full" if ex.errno in (errno.ENOSPC, errno.EDQUOT) else "I/O error"
-            logger.error("sink %r failed: %s (%s); counted in sink_errors, logged again only "
-                         "when the error changes", sink, what, ex)
+            logger.error(
+                "sink %r failed: %s (%s); counted in sink_errors, logged again only "
+                "when the error changes",
+                sink,
+                what,
+                ex,
+            )
         else:
             logger.error("sink %r failed", sink, exc_info=True)
 
     def _sink_ok(self, sink: object) -> None:
         key = id(getattr(sink, "__self__", sink))
         if self._sink_errors.pop(key, None) is not None:
-            logger.warning("sink %r works again (%d sink errors so far)", sink,
-                           self.counters.sink_errors)
+            logger.warning(
+                "sink %r works again (%d sink errors so far)", sink, self.counters.sink_errors
+            )
 
     def _check_terminations(self, ev: dict[str, Any], eid: int) -> None:
         """WHIDS hookProcTerm: warn while Sysmon never reported a process termination.
@@ -497,11 +542,21 @@ class Agent:
             return
         self._sysmon_seen += 1
         if self._sysmon_seen % 1000 == 0:
-            logger.warning("%d Sysmon events and no process termination (EventID 5) yet: check "
-                           "the Sysmon configuration", self._sysmon_seen)
+            logger.warning(
+                "%d Sysmon events and no process termination (EventID 5) yet: check "
+                "the Sysmon configuration",
+                self._sysmon_seen,
+            )
 
-    def _act(self, event: dict[str, Any], data: dict[str, Any], det: dict[str, Any],
-             requested: list[str], *, degraded: bool = False) -> None:
+    def _act(
+        self,
+        event: dict[str, Any],
+        data: dict[str, Any],
+        det: dict[str, Any],
+        requested: list[str],
+        *,
+        degraded: bool = False,
+    ) -> None:
         guid = str(data.get("ProcessGuid", ""))
         if degraded:
             shed = [a for a in requested if a and a not in RESPONSE_ACTIONS]
@@ -512,21 +567,32 @@ class Agent:
                 return
         track = self.tracker.get(guid)
         acfg = self.config.actions
-        plan = plan_actions(requested, allowed=acfg.allowed, tracked=track is not None,
-                            act_on_untracked=acfg.act_on_untracked,
-                            done_for_process=track.action_count if track else 0,
-                            max_per_process=acfg.max_per_process,
-                            memory_dumped=bool(track and track.memory_dumped))
+        plan = plan_actions(
+            requested,
+            allowed=acfg.allowed,
+            tracked=track is not None,
+            act_on_untracked=acfg.act_on_untracked,
+            done_for_process=track.action_count if track else 0,
+            max_per_process=acfg.max_per_process,
+            memory_dumped=bool(track and track.memory_dumped),
+        )
         for name, reason in plan.skipped:
             logger.info("action %s skipped for %s: %s", name, guid, reason)
         if not plan:
             return
         pid = event_pid(data) or (track.pid if track else 0)
-        submitted = self.runner.submit(Job(
-            event=event, detection=det, plan=plan, event_hash=rules.event_hash(event),
-            process_guid=guid, pid=pid,
-            image=str(data.get("Image", track.image if track else "")),
-            command_line=str(data.get("CommandLine", track.command_line if track else ""))))
+        submitted = self.runner.submit(
+            Job(
+                event=event,
+                detection=det,
+                plan=plan,
+                event_hash=rules.event_hash(event),
+                process_guid=guid,
+                pid=pid,
+                image=str(data.get("Image", track.image if track else "")),
+                command_line=str(data.get("CommandLine", track.command_line if track else "")),
+            )
+        )
         if submitted and track is not None:
             track.action_count += 1  # counted when planned, so bursts respect the limit
 
@@ -549,24 +615,31 @@ class Agent:
         ``workers``, ``queue_size``), ``reporting``. The others are kept until the next start.
         """
         old = self.config
-        gen = replace(new.general, data_dir=old.general.data_dir,
-                      queue_size=old.general.queue_size)
-        acts = replace(new.actions, workers=old.actions.workers,
-                       queue_size=old.actions.queue_size)
-        restart = [name for name in ("sources", "tracking", "canaries", "alert_log", "limits")
-                   if getattr(new, name) != getattr(old, name)]
+        gen = replace(new.general, data_dir=old.general.data_dir, queue_size=old.general.queue_size)
+        acts = replace(new.actions, workers=old.actions.workers, queue_size=old.actions.queue_size)
+        restart = [
+            name
+            for name in ("sources", "tracking", "canaries", "alert_log", "limits")
+            if getattr(new, name) != getattr(old, name)
+        ]
         if gen != new.general or acts != new.actions:
             restart.append("general/actions queue sizes, workers or data_dir")
-        applied = replace(old, general=gen, actions=acts, rules=new.rules,
-                          reporting=new.reporting, link=new.link)
+        applied = replace(
+            old, general=gen, actions=acts, rules=new.rules, reporting=new.reporting, link=new.link
+        )
         if new.rules != old.rules or acts != old.actions:
             r = new.rules
             self.detector.configure(
                 rule_paths=r.paths if r.paths != old.rules.paths else self.detector._paths,
                 containers=load_containers(r.containers_dir) if r.containers_dir else {},
-                default_actions={"low": acts.low, "medium": acts.medium, "high": acts.high,
-                                 "critical": acts.critical},
-                ioc_criticality=r.ioc_criticality)
+                default_actions={
+                    "low": acts.low,
+                    "medium": acts.medium,
+                    "high": acts.high,
+                    "critical": acts.critical,
+                },
+                ioc_criticality=r.ioc_criticality,
+            )
             if r.ioc_file and r.ioc_file != old.rules.ioc_file:
                 self.detector.set_iocs(load_ioc_file(r.ioc_file))
         self.config = applied
@@ -575,8 +648,10 @@ class Agent:
             self.runner.endpoint = gen.endpoint_uuid
         for name in sorted(OPT_IN & (set(acts.allowed) - set(old.actions.allowed))):
             logger.warning("opt-in response action ENABLED: %s", name)
-        logger.info("configuration applied%s", f"; restart needed for: {', '.join(restart)}"
-                    if restart else "")
+        logger.info(
+            "configuration applied%s",
+            f"; restart needed for: {', '.join(restart)}" if restart else "",
+        )
         return restart
 
     def set_endpoint(self, endpoint_uuid: str) -> None:
@@ -598,21 +673,23 @@ class Agent:
             src["rate"] = round((src["events"] - prev) / span, 1) if span > 0 and last else None
         if span >= 1.0 or not last:
             self._last_rates = (now, {n: s["events"] for n, s in snap["sources"].items()})
-        snap.update({
-            "state": self.state.value,
-            "time": self.clock(),
-            "hostname": self.host.hostname,
-            "queue": {"size": self._queue.qsize(), "max": self._queue.maxsize},
-            "actions": self.runner.status(),
-            "tracks": len(self.tracker),
-            "rules": self.detector.rule_count,
-            "iocs": len(self.detector.iocs),
-            "suppressions": len(self.detector.suppressions),
-            "suppressed": dict(self.detector.suppressed),
-            "cpu_percent": self.guard.cpu_percent,
-            "rss": self.guard.current_rss(),
-            "throttled": self.guard.throttle,
-        })
+        snap.update(
+            {
+                "state": self.state.value,
+                "time": self.clock(),
+                "hostname": self.host.hostname,
+                "queue": {"size": self._queue.qsize(), "max": self._queue.maxsize},
+                "actions": self.runner.status(),
+                "tracks": len(self.tracker),
+                "rules": self.detector.rule_count,
+                "iocs": len(self.detector.iocs),
+                "suppressions": len(self.detector.suppressions),
+                "suppressed": dict(self.detector.suppressed),
+                "cpu_percent": self.guard.cpu_percent,
+                "rss": self.guard.current_rss(),
+                "throttled": self.guard.throttle,
+            }
+        )
         if self.host.sensor:
             snap["sensor"] = sensor_status(self.host, self.sources)
         return snap
@@ -639,34 +716,76 @@ class Agent:
             self._write_status()
 
 
-def build_agent(config: AgentConfig, *, sources: list[EventSource] | None = None,
-                sinks: list[EventSink] | None = None, host: Host | None = None,
-                clock: Callable[[], float] = time.time) -> Agent:
+def build_agent(
+    config: AgentConfig,
+    *,
+    sources: list[EventSource] | None = None,
+    sinks: list[EventSink] | None = None,
+    host: Host | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Agent:
     """Wire an ``Agent`` from ``config``; ``sources``/``sinks`` override the configured ones."""
     tcfg = config.tracking
-    host = host or make_host(hostname=config.general.hostname, hash_max_size=tcfg.hash_max_size,
-                             hash_cache_size=tcfg.hash_cache_size, clock=clock)
-    tracker = Tracker(max_tracks=tcfg.max_tracks, terminated_ttl=tcfg.terminated_ttl,
-                      modules_per_process=tcfg.modules_per_process, clock=clock)
+    host = host or make_host(
+        hostname=config.general.hostname,
+        hash_max_size=tcfg.hash_max_size,
+        hash_cache_size=tcfg.hash_cache_size,
+        clock=clock,
+    )
+    tracker = Tracker(
+        max_tracks=tcfg.max_tracks,
+        terminated_ttl=tcfg.terminated_ttl,
+        modules_per_process=tcfg.modules_per_process,
+        clock=clock,
+    )
     rcfg = config.rules
     acfg = config.actions
     containers = load_containers(rcfg.containers_dir) if rcfg.containers_dir else {}
     iocs = load_ioc_file(rcfg.ioc_file) if rcfg.ioc_file else []
-    detector = Detector(rule_paths=rcfg.paths, extra_rules=canary_rules(config.canaries),
-                        containers=containers,
-                        default_actions={"low": acfg.low, "medium": acfg.medium,
-                                         "high": acfg.high, "critical": acfg.critical},
-                        iocs=iocs, ioc_criticality=rcfg.ioc_criticality)
-    runner = ActionRunner(config=config, tracker=tracker, host=host, root=config.artifacts_dir,
-                          registry=actions(), clock=clock)
+    detector = Detector(
+        rule_paths=rcfg.paths,
+        extra_rules=canary_rules(config.canaries),
+        containers=containers,
+        default_actions={
+            "low": acfg.low,
+            "medium": acfg.medium,
+            "high": acfg.high,
+            "critical": acfg.critical,
+        },
+        iocs=iocs,
+        ioc_criticality=rcfg.ioc_criticality,
+    )
+    runner = ActionRunner(
+        config=config,
+        tracker=tracker,
+        host=host,
+        root=config.artifacts_dir,
+        registry=actions(),
+        clock=clock,
+    )
     if sinks is None:
         sinks = []
         if config.alert_log.enable:
             al = config.alert_log
-            sinks.append(AlertLog(config.alert_dir, detections_only=al.detections_only,
-                                  max_bytes=al.max_bytes, rotation_interval=al.rotation_interval,
-                                  keep=al.keep, clock=clock))
+            sinks.append(
+                AlertLog(
+                    config.alert_dir,
+                    detections_only=al.detections_only,
+                    max_bytes=al.max_bytes,
+                    rotation_interval=al.rotation_interval,
+                    keep=al.keep,
+                    clock=clock,
+                )
+            )
     if sources is None:
         sources = build_sources(config, host)
-    return Agent(config, host=host, tracker=tracker, detector=detector, runner=runner,
-                 sources=sources, sinks=sinks, clock=clock)
+    return Agent(
+        config,
+        host=host,
+        tracker=tracker,
+        detector=detector,
+        runner=runner,
+        sources=sources,
+        sinks=sinks,
+        clock=clock,
+    )

@@ -30,8 +30,7 @@ logger = logging.getLogger(__name__)
 class EventSink(Protocol):
     """Receives processed events (dicts in the WHIDS shape, ``Event.Detection`` when matched)."""
 
-    def submit(self, event: dict[str, Any]) -> None:
-        ...
+    def submit(self, event: dict[str, Any]) -> None: ...
 
 
 class MemorySink:
@@ -46,8 +45,9 @@ class MemorySink:
             self.events.append(event)
             self._cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool],
-                 timeout: float = 5.0) -> dict[str, Any] | None:
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> dict[str, Any] | None:
         """First event satisfying ``predicate``, waiting up to ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -64,9 +64,16 @@ class MemorySink:
 class AlertLog:
     """JSON Lines alert log ``alerts.log`` rotated by size and age to ``alerts.log.N``."""
 
-    def __init__(self, directory: str | Path, *, detections_only: bool = True,
-                 max_bytes: int = 50 * 1024 * 1024, rotation_interval: float = 5 * 3600.0,
-                 keep: int = 10, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        detections_only: bool = True,
+        max_bytes: int = 50 * 1024 * 1024,
+        rotation_interval: float = 5 * 3600.0,
+        keep: int = 10,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.dir = Path(directory)
         self.path = self.dir / "alerts.log"
         self.detections_only = detections_only
@@ -86,8 +93,9 @@ class AlertLog:
 
     def _open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
-                           | getattr(os, "O_BINARY", 0), 0o640)
+        self._fd = os.open(
+            self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o640
+        )
         self._size = os.fstat(self._fd).st_size
         self._opened = self._clock()
 
@@ -136,8 +144,10 @@ class AlertLog:
             if self._fd is None:
                 self._open()
             total = self._size + self._pending
-            if total and (total + len(line) > self.max_bytes
-                          or self._clock() - self._opened >= self.rotation_interval):
+            if total and (
+                total + len(line) > self.max_bytes
+                or self._clock() - self._opened >= self.rotation_interval
+            ):
                 self._rotate()
                 self._open()
             self._buf.append(line)
@@ -165,8 +175,9 @@ class AlertLog:
 def read_alerts(directory: str | Path) -> list[dict[str, Any]]:
     """Every event in ``alerts.log`` (oldest rotated file first)."""
     d = Path(directory)
-    files = sorted(d.glob("alerts.log.*"), key=lambda p: -int(p.suffix[1:]) if
-                   p.suffix[1:].isdigit() else 0)
+    files = sorted(
+        d.glob("alerts.log.*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0
+    )
     out = []
     for p in [*files, d / "alerts.log"]:
         if p.exists():

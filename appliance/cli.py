@@ -97,22 +97,25 @@ def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) 
 
     paths = _paths(data_dir)
     if not (paths["pki"] / "ca.pem").exists():
-        raise ConfigError("no PKI in the data directory (copy pki/ from the first front-end)",
-                          where=str(data_dir))
+        raise ConfigError(
+            "no PKI in the data directory (copy pki/ from the first front-end)", where=str(data_dir)
+        )
     if not with_events:
         from .store.postgres import ClusterStore
 
         store = ClusterStore(config.cluster.postgres, create=False)
         try:
-            return build_context(data_dir=data_dir, config=config, store=store,
-                                 pki=Pki(paths["pki"]))
+            return build_context(
+                data_dir=data_dir, config=config, store=store, pki=Pki(paths["pki"])
+            )
         except BaseException:
             store.close()
             raise
     fleet, events = open_cluster(config.cluster, paths["events"])
     try:
-        ctx = build_context(data_dir=data_dir, config=config, store=fleet, events=events,
-                            pki=Pki(paths["pki"]))
+        ctx = build_context(
+            data_dir=data_dir, config=config, store=fleet, events=events, pki=Pki(paths["pki"])
+        )
         start_relay(events, config.cluster, ctx.hub)
         return ctx
     except BaseException:
@@ -127,8 +130,10 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
     config = load_config(_paths(args.data_dir)["config"])
     if config.cluster.mode != "cluster":
-        raise ConfigError("set [cluster] mode = \"cluster\" in config.toml first",
-                          where=str(_paths(args.data_dir)["config"]))
+        raise ConfigError(
+            'set [cluster] mode = "cluster" in config.toml first',
+            where=str(_paths(args.data_dir)["config"]),
+        )
     if args.action == "status":
         out = cluster_status(config.cluster)
         print(json.dumps(out))
@@ -137,8 +142,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     ctx = _open_cluster_context(args.data_dir, config, with_events=False)
     try:
         if ctx.store.users.count() == 0:
-            _, key = ctx.identity.add_user(args.admin_user, Role.ADMIN,
-                                           description="created by heron-manager cluster init")
+            _, key = ctx.identity.add_user(
+                args.admin_user, Role.ADMIN, description="created by heron-manager cluster init"
+            )
             out["api_key"] = key
     finally:
         ctx.close()
@@ -244,7 +250,8 @@ def _service_log(data_dir: Path) -> logging.Handler:
     path = data_dir / "logs" / "heron-manager.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=SERVICE_LOG_BYTES, backupCount=SERVICE_LOG_BACKUPS, encoding="utf-8")
+        path, maxBytes=SERVICE_LOG_BYTES, backupCount=SERVICE_LOG_BACKUPS, encoding="utf-8"
+    )
     root = logging.getLogger()
     if root.handlers:
         handler.setFormatter(root.handlers[0].formatter or logging.Formatter())
@@ -332,9 +339,20 @@ def _api_user(api: Any, name: str) -> dict[str, Any]:
 
 def _user_via_api(api: Any, args: argparse.Namespace) -> int:
     if args.action == "add":
-        print(json.dumps(api.call("POST", "/users", {
-            "identifier": args.name, "role": args.role, "group": args.group,
-            "description": args.description})))
+        print(
+            json.dumps(
+                api.call(
+                    "POST",
+                    "/users",
+                    {
+                        "identifier": args.name,
+                        "role": args.role,
+                        "group": args.group,
+                        "description": args.description,
+                    },
+                )
+            )
+        )
     elif args.action == "list":
         for user in api.call("GET", "/users"):
             print(json.dumps(user))
@@ -404,8 +422,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             out = api.call("POST", "/enroll/tokens", body)
             print(json.dumps(out) if args.json else out["token"])
         else:
-            doc = api.call("POST", "/enroll/bundle",
-                           {"group": args.group, "hostname": args.hostname})
+            doc = api.call(
+                "POST", "/enroll/bundle", {"group": args.group, "hostname": args.hostname}
+            )
             print(json.dumps(_write_bundle(args.out, doc)))
         return 0
     ctx = _with_store(args)
@@ -463,10 +482,25 @@ def cmd_suppression(args: argparse.Namespace) -> int:
             for item in tuning.all():
                 print(json.dumps(item))
         elif args.action == "add":
-            print(json.dumps(tuning.add({k: v for k, v in {
-                "rule": args.rule, "image_prefix": args.image_prefix,
-                "parent_prefix": args.parent_prefix, "command_line_regex": args.command_line,
-                "user": args.user, "group": args.group, "comment": args.comment}.items() if v})))
+            print(
+                json.dumps(
+                    tuning.add(
+                        {
+                            k: v
+                            for k, v in {
+                                "rule": args.rule,
+                                "image_prefix": args.image_prefix,
+                                "parent_prefix": args.parent_prefix,
+                                "command_line_regex": args.command_line,
+                                "user": args.user,
+                                "group": args.group,
+                                "comment": args.comment,
+                            }.items()
+                            if v
+                        }
+                    )
+                )
+            )
         elif args.action == "delete":
             tuning.delete(args.rule)
             print(json.dumps({"deleted": args.rule}))
@@ -489,15 +523,21 @@ def _rules_import(args: argparse.Namespace, paths: list[str]) -> int:
         raise ConfigError("no such file or directory", where=str(path))
     if not is_gene_pack(path):  # a SigmaHQ checkout or release archive
         if path.is_dir() and not any(path.rglob("*.yml")) and not any(path.rglob("*.yaml")):
-            raise ConfigError("not a rule pack: no Gene (*.gen) nor Sigma (*.yml) rules",
-                              where=str(path))
+            raise ConfigError(
+                "not a rule pack: no Gene (*.gen) nor Sigma (*.yml) rules", where=str(path)
+            )
         return _sigma_import(args, path)
     try:
         pack = read_gene_pack(path, version=args.version or "")
     except ValueError as ex:
         raise ConfigError(str(ex), where=str(path)) from ex
-    body = {"name": args.name or path.name.split(".")[0], "rules": pack["rules"],
-            "source": path.name, "version": pack["version"], "licence": pack["licence"]}
+    body = {
+        "name": args.name or path.name.split(".")[0],
+        "rules": pack["rules"],
+        "source": path.name,
+        "version": pack["version"],
+        "licence": pack["licence"],
+    }
     api = _running(args)
     if api is not None:
         out = api.call("POST", "/rules/import", body)
@@ -542,8 +582,11 @@ def cmd_rules(args: argparse.Namespace) -> int:
         elif args.action == "rollback":
             out = api.call("POST", "/rules/rollback", {"version": names[0]})
         else:
-            out = api.call("POST", "/rules/state", {"enabled": args.action == "enable",
-                                                    "names": names, "pack": pack})
+            out = api.call(
+                "POST",
+                "/rules/state",
+                {"enabled": args.action == "enable", "names": names, "pack": pack},
+            )
     else:
         ctx = _with_store(args)
         try:
@@ -554,8 +597,11 @@ def cmd_rules(args: argparse.Namespace) -> int:
             elif args.action == "rollback":
                 out = {"version": names[0], "rules": ctx.content.rollback(names[0])}
             else:
-                out = {"changed": ctx.content.set_enabled(
-                    enabled=args.action == "enable", names=names, pack=pack)}
+                out = {
+                    "changed": ctx.content.set_enabled(
+                        enabled=args.action == "enable", names=names, pack=pack
+                    )
+                }
             if isinstance(out, dict):
                 out["sha256"] = ctx.content.rules_text()[1]
         finally:
@@ -631,14 +677,18 @@ def _import_endpoint(ctx: AppContext, ref: str) -> dict[str, str]:
 
     found = ctx.store.endpoints.find(ref)
     if found is None:
-        found = next((ep for ep in ctx.store.endpoints.list()
-                      if ep.hostname.lower() == ref.lower()), None)
+        found = next(
+            (ep for ep in ctx.store.endpoints.list() if ep.hostname.lower() == ref.lower()), None
+        )
     if found is not None:
-        return {"uuid": found.uuid, "hostname": found.hostname, "ip": found.ip,
-                "group": found.group}
+        return {
+            "uuid": found.uuid,
+            "hostname": found.hostname,
+            "ip": found.ip,
+            "group": found.group,
+        }
     case = case_endpoint(ref)
-    return dict(case, uuid=str(uuidlib.uuid5(uuidlib.UUID(case["uuid"]), "host")),
-                group="import")
+    return dict(case, uuid=str(uuidlib.uuid5(uuidlib.UUID(case["uuid"]), "host")), group="import")
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -647,8 +697,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     from .services.evidence import case_endpoint, import_files
 
     if args.input_format not in FORMATS:
-        raise ConfigError(f"--input-format {args.input_format!r} is not one of "
-                          f"{', '.join(FORMATS)}")
+        raise ConfigError(
+            f"--input-format {args.input_format!r} is not one of {', '.join(FORMATS)}"
+        )
     ctx = open_context(args.data_dir)
     try:
         endpoint = case_endpoint(args.case) if args.case else _import_endpoint(ctx, args.endpoint)
@@ -667,8 +718,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heron-manager", description="Heron EDR manager")
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {wire.HERON_VERSION}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {wire.HERON_VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -747,8 +797,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data(sub.add_parser("suppression", help="per-rule suppressions and the noisiest rules"))
     p.add_argument("action", choices=["list", "add", "delete", "noisy"])
-    p.add_argument("rule", nargs="?", default="", help="add: rule name (* = every rule); "
-                   "delete: suppression id")
+    p.add_argument(
+        "rule",
+        nargs="?",
+        default="",
+        help="add: rule name (* = every rule); delete: suppression id",
+    )
     p.add_argument("--image-prefix", default="")
     p.add_argument("--parent-prefix", default="")
     p.add_argument("--command-line", default="", help="regex searched in CommandLine")
@@ -758,19 +812,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, default=1.0, help="noisy: window in days")
     p.set_defaults(fn=cmd_suppression)
 
-
     p = data(sub.add_parser("rules", help="rule packs: list, enable/disable, versions, rollback"))
-    p.add_argument("action",
-                   choices=["packs", "versions", "enable", "disable", "rollback", "import"])
-    p.add_argument("names", nargs="*", help="rule names (enable/disable), the version "
-                                            "(rollback) or a gene-rules checkout/archive (import)")
+    p.add_argument(
+        "action", choices=["packs", "versions", "enable", "disable", "rollback", "import"]
+    )
+    p.add_argument(
+        "names",
+        nargs="*",
+        help="rule names (enable/disable), the version "
+        "(rollback) or a gene-rules checkout/archive (import)",
+    )
     p.add_argument("--pack", default="", help="enable/disable: every rule of this pack")
     p.add_argument("--name", default="", help="import: pack name (default: the path's name)")
-    p.add_argument("--version", default="", help="import: pack version when the checkout has "
-                                                 "no .git")
-    p.add_argument("--status", action="append",
-                   help="import of Sigma rules: statuses to import (repeat; default stable and "
-                        "test; 'all')")
+    p.add_argument(
+        "--version", default="", help="import: pack version when the checkout has no .git"
+    )
+    p.add_argument(
+        "--status",
+        action="append",
+        help="import of Sigma rules: statuses to import (repeat; default stable and test; 'all')",
+    )
     p.add_argument("--json", action="store_true", help="import of Sigma rules: one-line JSON")
     p.set_defaults(fn=cmd_rules)
 
@@ -791,18 +852,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_events)
     p = data(sub.add_parser("reindex", help="rebuild the search index from the journal"))
     p.set_defaults(fn=cmd_events)
-    p = data(sub.add_parser("import", help="store offline evidence (event exports) for search "
-                            "and retro-hunt"))
+    p = data(
+        sub.add_parser(
+            "import", help="store offline evidence (event exports) for search and retro-hunt"
+        )
+    )
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--endpoint", help="enrolled endpoint uuid or hostname, or the name of a "
-                     "host that never ran an agent")
+    who.add_argument(
+        "--endpoint",
+        help="enrolled endpoint uuid or hostname, or the name of a host that never ran an agent",
+    )
     who.add_argument("--case", help="case name the evidence belongs to")
     # NOTE(manager): rules.inputs is imported by the command only (start-up time of `run`)
-    p.add_argument("--input-format", default="auto", metavar="FORMAT",
-                   help="read every file as this format, one of `heron scan --input-format` "
-                   "(default: auto, detected per file)")
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE",
-                   help="EVTX, JSON, XML, CSV, audit.log, syslog; .gz/.zip/.tar archives")
+    p.add_argument(
+        "--input-format",
+        default="auto",
+        metavar="FORMAT",
+        help="read every file as this format, one of `heron scan --input-format` "
+        "(default: auto, detected per file)",
+    )
+    p.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="EVTX, JSON, XML, CSV, audit.log, syslog; .gz/.zip/.tar archives",
+    )
     p.set_defaults(fn=cmd_import)
     p = data(sub.add_parser("cluster", help="cluster mode: create schemas, check dependencies"))
     p.add_argument("action", choices=["init", "status"])

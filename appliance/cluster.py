@@ -34,8 +34,15 @@ from index.clickhouse import (
 from .config import ClusterConfig
 from .errors import ConfigError
 
-__all__ = ["ClusterEventSink", "StreamRelay", "cluster_status", "frontend_name", "init_cluster",
-           "open_cluster", "start_relay"]
+__all__ = [
+    "ClusterEventSink",
+    "StreamRelay",
+    "cluster_status",
+    "frontend_name",
+    "init_cluster",
+    "open_cluster",
+    "start_relay",
+]
 
 logger = logging.getLogger(__name__)
 _RELAY_PAGE = 5_000
@@ -46,14 +53,19 @@ def frontend_name(config: ClusterConfig) -> str:
 
 
 def _shards(config: ClusterConfig) -> list[ClickHouse]:
-    return [ClickHouse(url, user=config.clickhouse_user, password=config.clickhouse_password)
-            for url in config.clickhouse]
+    return [
+        ClickHouse(url, user=config.clickhouse_user, password=config.clickhouse_password)
+        for url in config.clickhouse
+    ]
 
 
 def _events(config: ClusterConfig) -> ClusterEvents:
     shards = _shards(config)
-    hunter = (ClickHouse(config.clickhouse[0], user=config.hunter_user,
-                         password=config.hunter_password) if config.hunter_user else None)
+    hunter = (
+        ClickHouse(config.clickhouse[0], user=config.hunter_user, password=config.hunter_password)
+        if config.hunter_user
+        else None
+    )
     return ClusterEvents(shards[0], hunter)
 
 
@@ -66,14 +78,14 @@ class StreamRelay:
     shipping round late. With no subscriber it only re-reads the marks when one arrives.
     """
 
-    def __init__(self, shards: list[ClickHouse], frontend: str, hub: Any, *,
-                 interval: float = 0.5) -> None:
+    def __init__(
+        self, shards: list[ClickHouse], frontend: str, hub: Any, *, interval: float = 0.5
+    ) -> None:
         self._shards, self._me, self._hub, self._interval = shards, frontend, hub, interval
         self._marks: list[dict[str, int]] | None = None
         self._since = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="heron-stream-relay",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="heron-stream-relay", daemon=True)
         self.relayed = 0
 
     def start(self) -> None:
@@ -98,17 +110,23 @@ class StreamRelay:
                 logger.warning("stream relay: %s", ex)
 
     def _current(self, shard: ClickHouse) -> dict[str, int]:
-        _, rows = shard.rows(f"SELECT frontend, max(seq) FROM {DATABASE}.events_local WHERE "
-                             f"frontend != {quote(self._me)} GROUP BY frontend")
+        _, rows = shard.rows(
+            f"SELECT frontend, max(seq) FROM {DATABASE}.events_local WHERE "
+            f"frontend != {quote(self._me)} GROUP BY frontend"
+        )
         return {str(r[0]): int(r[1]) for r in rows}
 
     def _poll(self, shard: ClickHouse, marks: dict[str, int]) -> None:
         known = [f"(frontend = {quote(fe)} AND seq > {seq})" for fe, seq in marks.items()]
-        fresh = (f"(frontend != {quote(self._me)} AND rt >= toDateTime({self._since}, 'UTC')"
-                 + "".join(f" AND frontend != {quote(fe)}" for fe in marks) + ")")
+        fresh = (
+            f"(frontend != {quote(self._me)} AND rt >= toDateTime({self._since}, 'UTC')"
+            + "".join(f" AND frontend != {quote(fe)}" for fe in marks)
+            + ")"
+        )
         _, rows = shard.rows(
             f"SELECT frontend, seq, raw FROM {DATABASE}.events_local WHERE "
-            f"{' OR '.join([*known, fresh])} ORDER BY frontend, seq LIMIT {_RELAY_PAGE}")
+            f"{' OR '.join([*known, fresh])} ORDER BY frontend, seq LIMIT {_RELAY_PAGE}"
+        )
         if not rows:
             return
         for row in rows:
@@ -131,35 +149,62 @@ class ClusterEventSink:
         self.relay = StreamRelay(shards, self.shipper.frontend, hub)
         self.relay.start()
 
-    def append(self, events: list[dict[str, Any]], *, endpoint: Any,
-               batch_id: str | None = None) -> Any:
+    def append(
+        self, events: list[dict[str, Any]], *, endpoint: Any, batch_id: str | None = None
+    ) -> Any:
         result = self.local.append(events, endpoint=endpoint, batch_id=batch_id)
         self.shipper.notify()
         return result
 
-    def append_detections(self, events: list[dict[str, Any]], *, endpoint: Any,
-                          batch_id: str | None = None) -> Any:
+    def append_detections(
+        self, events: list[dict[str, Any]], *, endpoint: Any, batch_id: str | None = None
+    ) -> Any:
         result = self.local.append_detections(events, endpoint=endpoint, batch_id=batch_id)
         self.shipper.notify()
         return result
 
-    def search(self, query: str = "", *, since: dt.datetime | None = None,
-               until: dt.datetime | None = None, endpoint: str | None = None,
-               detections_only: bool = False, limit: int = 100,
-               cursor: str | None = None) -> Any:
-        return self.cluster.search(query, since=since, until=until, endpoint=endpoint,
-                                   detections_only=detections_only, limit=limit, cursor=cursor)
+    def search(
+        self,
+        query: str = "",
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        endpoint: str | None = None,
+        detections_only: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Any:
+        return self.cluster.search(
+            query,
+            since=since,
+            until=until,
+            endpoint=endpoint,
+            detections_only=detections_only,
+            limit=limit,
+            cursor=cursor,
+        )
 
     def count(self, query: str = "", **filters: Any) -> int:
         return self.cluster.count(query, **filters)
 
-    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
-            max_bytes: int = 16 * 1024 * 1024) -> Any:
+    def sql(
+        self,
+        query: str,
+        *,
+        timeout: float = 10.0,
+        max_rows: int = 10_000,
+        max_bytes: int = 16 * 1024 * 1024,
+    ) -> Any:
         return self.cluster.sql(query, timeout=timeout, max_rows=max_rows, max_bytes=max_bytes)
 
-    def iter_events(self, *, since: dt.datetime | None = None,
-                    until: dt.datetime | None = None, endpoint: str | None = None,
-                    **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def iter_events(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        endpoint: str | None = None,
+        **kwargs: Any,
+    ) -> Iterator[dict[str, Any]]:
         return self.cluster.iter_events(since=since, until=until, endpoint=endpoint, **kwargs)
 
     def health(self) -> dict[str, Any]:
@@ -173,8 +218,9 @@ class ClusterEventSink:
 
     # -- retention (appliance.services.retention.RetentionStore) ---------------------------
 
-    def apply_retention(self, *, max_age: dt.timedelta | None = None,
-                        max_bytes: int | None = None) -> int:
+    def apply_retention(
+        self, *, max_age: dt.timedelta | None = None, max_bytes: int | None = None
+    ) -> int:
         """Drop ClickHouse receipt days older than ``max_age``, then the local journal/index.
 
         The local store is trimmed only while everything journaled is confirmed by ClickHouse:
@@ -184,8 +230,9 @@ class ClusterEventSink:
             cutoff = dt.datetime.now(dt.UTC) - max_age
             drop_partitions_before(self.shipper.shards, cutoff.strftime("%Y%m%d"))
         if self.shipper.lag() > 0:
-            logger.warning("local retention skipped: %d events not yet in ClickHouse",
-                           self.shipper.lag())
+            logger.warning(
+                "local retention skipped: %d events not yet in ClickHouse", self.shipper.lag()
+            )
             return int(self.local.stats()["min_seq"])
         return int(self.local.apply_retention(max_age=max_age, max_bytes=max_bytes))
 
@@ -223,8 +270,12 @@ def open_cluster(config: ClusterConfig, events_dir: Path) -> tuple[Any, ClusterE
     except BaseException:
         store.close()
         raise
-    shipper = Shipper(local.journal, _shards(config), frontend=frontend_name(config),
-                      state_path=events_dir / "ship.json")
+    shipper = Shipper(
+        local.journal,
+        _shards(config),
+        frontend=frontend_name(config),
+        state_path=events_dir / "ship.json",
+    )
     shipper.start()
     return store, ClusterEventSink(local, shipper, _events(config))
 
@@ -256,8 +307,9 @@ def cluster_status(config: ClusterConfig) -> dict[str, Any]:
         try:
             version = ".".join(map(str, shard.version()))
             rows = shard.scalar("SELECT count() FROM heron.events_local")
-            out["shards"].append({"url": shard.url, "ok": True, "version": version,
-                                  "rows": int(rows)})
+            out["shards"].append(
+                {"url": shard.url, "ok": True, "version": version, "rows": int(rows)}
+            )
         except ClickHouseError as ex:
             out["shards"].append({"url": shard.url, "ok": False, "error": str(ex)})
             out["ok"] = False

@@ -90,14 +90,18 @@ class TlsConfig:
         1 << 30, "bytes of RSS idle TLS connections may use per listener (sizes max_connections)"
     )
     per_source_connections: int = _f(
-        256, "connections one source IP may hold before it authenticated; more are closed")
+        256, "connections one source IP may hold before it authenticated; more are closed"
+    )
     reserved_connections: int = _f(
-        256, "of max_connections, slots only authenticated agents and admin sessions may take")
+        256, "of max_connections, slots only authenticated agents and admin sessions may take"
+    )
     header_timeout: float = _f(10.0, "seconds after the handshake to send the first request head")
     anonymous_idle_timeout: float = _f(
-        15.0, "seconds an unauthenticated connection may stay idle (authenticated: idle_timeout)")
+        15.0, "seconds an unauthenticated connection may stay idle (authenticated: idle_timeout)"
+    )
     anonymous_bytes: int = _f(
-        1024 * 1024, "bytes an unauthenticated connection may send (e.g. /enroll) before closed")
+        1024 * 1024, "bytes an unauthenticated connection may send (e.g. /enroll) before closed"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,20 +120,26 @@ class LimitsConfig:
     logs_body_compressed: int = _f(wire.MAX_LOGS_BODY_COMPRESSED, "max raw bytes of one /logs body")
     event_line: int = _f(wire.MAX_EVENT_LINE, "max bytes of one NDJSON event line (one event)")
     event_stored: int = _f(
-        256 * 1024, "an event longer than this is stored with its longest strings cut (marked, "
-        "original length kept)")
+        256 * 1024,
+        "an event longer than this is stored with its longest strings cut (marked, "
+        "original length kept)",
+    )
     logs_events: int = _f(wire.MAX_LOGS_EVENTS, "max events (NDJSON lines) of one /logs batch")
     logs_batch_memory: int = _f(
         384 * 1024 * 1024,
         "max estimated memory of one /logs batch while indexed: events x 16 KiB + 3 x its bytes",
     )
     min_free_bytes: int = _f(
-        1024 * 1024 * 1024, "free bytes kept on the data directory's disk: below, /logs and "
-        "uploads answer 503 + Retry-After and /healthz says disk.ok false")
+        1024 * 1024 * 1024,
+        "free bytes kept on the data directory's disk: below, /logs and "
+        "uploads answer 503 + Retry-After and /healthz says disk.ok false",
+    )
     upload_parts_quota: int = _f(
-        1024 * 1024 * 1024, "bytes of unfinished upload chunks one endpoint may hold (429 beyond)")
+        1024 * 1024 * 1024, "bytes of unfinished upload chunks one endpoint may hold (429 beyond)"
+    )
     upload_expiry: float = _f(
-        86400.0, "seconds an unfinished upload's chunks are kept before they are deleted")
+        86400.0, "seconds an unfinished upload's chunks are kept before they are deleted"
+    )
     memory_budget: int = _f(
         4 * 1024 * 1024 * 1024,
         "the manager's memory budget in bytes: DuckDB gets a quarter (memory_limit, all SQL "
@@ -152,12 +162,14 @@ SQL_ROLES = ("admin", "analyst", "plugin")
 class SqlConfig:
     """[sql]: read-only SQL over stored events (POST /hunt/sql)."""
 
-    roles: tuple[str, ...] = _f(["admin", "analyst"], "roles allowed to run SQL (of admin, "
-                                "analyst, plugin)")
+    roles: tuple[str, ...] = _f(
+        ["admin", "analyst"], "roles allowed to run SQL (of admin, analyst, plugin)"
+    )
     concurrency: int = _f(2, "SQL queries running at once; more are answered 429")
     timeout: float = _f(10.0, "seconds one query may take, fetching and converting rows included")
-    max_bytes: int = _f(16 * 1024 * 1024, "JSON bytes of one result; rows past it are left out "
-                        "(truncated: true)")
+    max_bytes: int = _f(
+        16 * 1024 * 1024, "JSON bytes of one result; rows past it are left out (truncated: true)"
+    )
 
     def __post_init__(self) -> None:
         bad = [r for r in self.roles if r not in SQL_ROLES]
@@ -211,14 +223,18 @@ class RetentionConfig:
 
     max_age_days: int = _f(90, "drop events received more than this many days ago (0 = forever)")
     max_bytes: int = _f(
-        0, "drop the oldest events while their estimated bytes on disk are larger (0 = no cap)")
+        0, "drop the oldest events while their estimated bytes on disk are larger (0 = no cap)"
+    )
     interval: float = _f(3600.0, "seconds between maintenance passes (0 = no periodic pass)")
     merge: bool = _f(True, "merge index segments and reclaim space after each pass")
     artifact_max_age_days: int = _f(
-        30, "delete uploaded artifacts received more than this many days ago (0 = forever)")
+        30, "delete uploaded artifacts received more than this many days ago (0 = forever)"
+    )
     artifact_endpoint_max_bytes: int = _f(
-        5 << 30, "per-endpoint artifact quota: its oldest artifacts are deleted while it holds "
-        "more (0 = no cap)")
+        5 << 30,
+        "per-endpoint artifact quota: its oldest artifacts are deleted while it holds "
+        "more (0 = no cap)",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,11 +137,18 @@ def build_context(
         ),
     )
     disk = ctx.disk = ingest.disk = ctx.artifacts.disk = DiskGuard(
-        data_dir, config.limits.min_free_bytes)
-    metrics.gauge("heron_disk_free_bytes", "free bytes on the data directory's disk",
-                  lambda: float(disk.free()))
-    metrics.gauge("heron_disk_refused_total", "writes answered 503: disk almost full",
-                  lambda: float(disk.refused))
+        data_dir, config.limits.min_free_bytes
+    )
+    metrics.gauge(
+        "heron_disk_free_bytes",
+        "free bytes on the data directory's disk",
+        lambda: float(disk.free()),
+    )
+    metrics.gauge(
+        "heron_disk_refused_total",
+        "writes answered 503: disk almost full",
+        lambda: float(disk.refused),
+    )
     ctx.store.commands.on_add.append(ctx.bell.ring)
     metrics.gauge("heron_stream_clients", "open SSE streams", lambda: float(hub.clients))
     metrics.gauge(
@@ -165,9 +172,11 @@ def build_context(
         lambda: float(store.commands.pending_count()),
     )
     metrics.gauge("heron_uptime_seconds", "seconds since start", lambda: clock() - metrics.started)
-    for status, what in (("no-rules", "report running with no rules"),
-                         ("outdated", "run a rules hash other than the served one"),
-                         ("unknown", "never reported their rules")):
+    for status, what in (
+        ("no-rules", "report running with no rules"),
+        ("outdated", "run a rules hash other than the served one"),
+        ("unknown", "never reported their rules"),
+    ):
         metrics.gauge(
             f"heron_endpoints_rules_{status.replace('-', '_')}",
             f"enrolled endpoints that {what}",

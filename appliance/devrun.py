@@ -62,18 +62,29 @@ class AdminClient:
 def _init_manager(mdir: Path, args: argparse.Namespace, admin_file: Path) -> dict[str, Any]:
     if not (mdir / "pki" / "ca.pem").exists():
         out = subprocess.run(
-            [*_program("heron-manager", "appliance.cli"), "init", "--data-dir", str(mdir),
-             "--json", "--admin-listen", args.admin_listen,
-             "--endpoint-listen", args.endpoint_listen],
-            check=True, capture_output=True, text=True,
+            [
+                *_program("heron-manager", "appliance.cli"),
+                "init",
+                "--data-dir",
+                str(mdir),
+                "--json",
+                "--admin-listen",
+                args.admin_listen,
+                "--endpoint-listen",
+                args.endpoint_listen,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         admin_file.write_text(out, encoding="utf-8")
         os.chmod(admin_file, 0o600)
     return dict(json.loads(admin_file.read_text(encoding="utf-8")))
 
 
-def _enroll_agent(adir: Path, client: AdminClient, args: argparse.Namespace, ca: Path,
-                  state: Path) -> None:
+def _enroll_agent(
+    adir: Path, client: AdminClient, args: argparse.Namespace, ca: Path, state: Path
+) -> None:
     """Enroll the local agent, again (``--force``) when the endpoint address changed."""
     enrolled = (adir / "link" / "identity" / "identity.json").exists()  # agent.link.identity
     previous = state.read_text(encoding="utf-8").strip() if state.exists() else ""
@@ -82,8 +93,19 @@ def _enroll_agent(adir: Path, client: AdminClient, args: argparse.Namespace, ca:
     token = client.call("POST", "/enroll/tokens", {"group": "local", "ttl": 600})
     force = ["--force"] if enrolled else []
     subprocess.run(
-        [*_program("heron-agent", "agent.cli"), "enroll", "--data-dir", str(adir),
-         "--manager", args.endpoint_listen, "--token", token["token"], "--ca", str(ca), *force],
+        [
+            *_program("heron-agent", "agent.cli"),
+            "enroll",
+            "--data-dir",
+            str(adir),
+            "--manager",
+            args.endpoint_listen,
+            "--token",
+            token["token"],
+            "--ca",
+            str(ca),
+            *force,
+        ],
         check=True,
     )
     state.write_text(args.endpoint_listen + "\n", encoding="utf-8")
@@ -120,9 +142,20 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        procs.append(subprocess.Popen(
-            [*_program("heron-manager", "appliance.cli"), "run", "--data-dir", str(mdir),
-             "--admin-listen", args.admin_listen, "--endpoint-listen", args.endpoint_listen]))
+        procs.append(
+            subprocess.Popen(
+                [
+                    *_program("heron-manager", "appliance.cli"),
+                    "run",
+                    "--data-dir",
+                    str(mdir),
+                    "--admin-listen",
+                    args.admin_listen,
+                    "--endpoint-listen",
+                    args.endpoint_listen,
+                ]
+            )
+        )
         client.wait_healthy(procs[0])
         if not args.no_agent:
             _enroll_agent(adir, client, args, ca, data / "agent-manager.txt")

@@ -63,7 +63,11 @@ class EventSink(Protocol):
     ) -> Any: ...
 
     def sql(
-        self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
+        self,
+        query: str,
+        *,
+        timeout: float = 10.0,
+        max_rows: int = 10_000,
         max_bytes: int = 16 * 1024 * 1024,
     ) -> Any: ...
 
@@ -165,7 +169,11 @@ class MemoryEventStore:
         return MemoryPage(page, nxt, len(found))
 
     def sql(
-        self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
+        self,
+        query: str,
+        *,
+        timeout: float = 10.0,
+        max_rows: int = 10_000,
         max_bytes: int = 16 * 1024 * 1024,
     ) -> MemorySql:
         from .errors import InvalidParam

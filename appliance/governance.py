@@ -58,7 +58,9 @@ class RateLimitedLog:
     """At most one WARNING per `interval` seconds per key; the suppressed count is reported."""
 
     def __init__(
-        self, logger: logging.Logger, interval: float = 10.0,
+        self,
+        logger: logging.Logger,
+        interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.logger = logger

@@ -19,8 +19,9 @@ HOST_NAMES = "\0host-names"  # placeholder argparse puts where `--host-names` wa
 Resolver = Callable[..., list[tuple[Any, ...]]]
 
 
-def host_names(*, hostname: str | None = None, fqdn: str | None = None,
-               resolve: Resolver = socket.getaddrinfo) -> list[str]:
+def host_names(
+    *, hostname: str | None = None, fqdn: str | None = None, resolve: Resolver = socket.getaddrinfo
+) -> list[str]:
     """FQDN, short name and unicast addresses of this host (loopback and link-local left out)."""
     short = hostname if hostname is not None else socket.gethostname()
     full = fqdn if fqdn is not None else socket.getfqdn(short)
@@ -40,8 +41,9 @@ def host_names(*, hostname: str | None = None, fqdn: str | None = None,
     return _dedupe(names)
 
 
-def expand_server_names(names: Iterable[str], *, expand: Callable[[], list[str]] = host_names
-                        ) -> list[str]:
+def expand_server_names(
+    names: Iterable[str], *, expand: Callable[[], list[str]] = host_names
+) -> list[str]:
     """Replace the `HOST_NAMES` placeholder by this host's names; order kept, duplicates out."""
     out: list[str] = []
     for name in names:

@@ -48,13 +48,19 @@ def publish(ctx: Any, data_dir: Path, admin: tuple[str, int]) -> Path:
     if LOCAL_USER in users:
         _, key = ctx.identity.rotate_key(users[LOCAL_USER].uuid)
     else:
-        _, key = ctx.identity.add_user(LOCAL_USER, Role.ADMIN,
-                                       description="heron-manager CLI on this host")
+        _, key = ctx.identity.add_user(
+            LOCAL_USER, Role.ADMIN, description="heron-manager CLI on this host"
+        )
     path = _file(data_dir)
     path.parent.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path.parent, 0o700)
-    doc = {"host": _client_host(admin[0]), "port": admin[1], "key": key, "pid": os.getpid(),
-           "ca": str(ctx.pki.ca_path) if ctx.pki is not None else ""}
+    doc = {
+        "host": _client_host(admin[0]),
+        "port": admin[1],
+        "key": key,
+        "pid": os.getpid(),
+        "ca": str(ctx.pki.ca_path) if ctx.pki is not None else "",
+    }
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -102,13 +108,18 @@ class LocalAdmin:
         ctx.check_hostname = False
         conn = http.client.HTTPSConnection(self.host, self.port, context=ctx, timeout=60)
         try:
-            conn.request(method, path, body=None if body is None else json.dumps(body),
-                         headers={"X-Api-Key": self.key, "Content-Type": "application/json"})
+            conn.request(
+                method,
+                path,
+                body=None if body is None else json.dumps(body),
+                headers={"X-Api-Key": self.key, "Content-Type": "application/json"},
+            )
             resp = conn.getresponse()
             raw = resp.read()
         except OSError as ex:
-            raise ApplianceError(f"cannot reach the running manager at "
-                             f"{self.host}:{self.port}: {ex}") from ex
+            raise ApplianceError(
+                f"cannot reach the running manager at {self.host}:{self.port}: {ex}"
+            ) from ex
         finally:
             conn.close()
         try:
@@ -116,8 +127,10 @@ class LocalAdmin:
         except ValueError:
             doc = {}
         if resp.status >= 300:
-            raise ApplianceError(f"running manager refused {method} {path}: HTTP {resp.status} "
-                             f"{doc.get('error') or raw[:200]!r}")
+            raise ApplianceError(
+                f"running manager refused {method} {path}: HTTP {resp.status} "
+                f"{doc.get('error') or raw[:200]!r}"
+            )
         return doc.get("data")
 
 

@@ -34,7 +34,11 @@ if TYPE_CHECKING:
     from .context import AppContext
 
 __all__ = [
-    "Advisor", "CommandBell", "LongPoll", "command_message", "long_poll_for",
+    "Advisor",
+    "CommandBell",
+    "LongPoll",
+    "command_message",
+    "long_poll_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,7 +92,11 @@ class Advisor:
     """
 
     def __init__(
-        self, connected: Callable[[], int], *, base: float = 60.0, per: int = 1000,
+        self,
+        connected: Callable[[], int],
+        *,
+        base: float = 60.0,
+        per: int = 1000,
         cap: float = 900.0,
     ) -> None:
         self.connected = connected

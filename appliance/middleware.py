@@ -109,8 +109,10 @@ class AdminAuth:
             conn = self.identities.resolve(req.env) if self.identities is not None else None
             source = conn.peer_ip if conn else str(req.remote_addr or "")
             if self.throttle.blocked(source):
-                raise TooManyRequests("too many failed API keys from this address",
-                                      retry_after=int(self.throttle.window))
+                raise TooManyRequests(
+                    "too many failed API keys from this address",
+                    retry_after=int(self.throttle.window),
+                )
             try:
                 user = self.identity.authenticate(key)
             except Unauthorized:

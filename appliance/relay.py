@@ -89,8 +89,13 @@ async def read_head(reader: asyncio.StreamReader, timeout: float) -> bytes | Non
     """One head up to CRLF CRLF; None on EOF, idle timeout, error or an oversized head."""
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError,
-            ssl.SSLError):
+    except (
+        TimeoutError,
+        asyncio.IncompleteReadError,
+        asyncio.LimitOverrunError,
+        OSError,
+        ssl.SSLError,
+    ):
         return None
     return head if len(head) <= HEAD_LIMIT else None
 

@@ -109,14 +109,19 @@ class Listener:
                 # chunked body as it reads, before spooling it (was 512 MiB on every route).
                 max_request_body_size=self.max_body + 1,
             )
-            thread = threading.Thread(target=server.run, name=f"waitress-{self.name}-{i}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=server.run, name=f"waitress-{self.name}-{i}", daemon=True
+            )
             thread.start()
             self._servers.append(server)
             self._threads.append(thread)
         if shards > 1:
-            logger.info("%s: %d waitress servers of %d sockets each (select() limit)",
-                        self.name, shards, limit)
+            logger.info(
+                "%s: %d waitress servers of %d sockets each (select() limit)",
+                self.name,
+                shards,
+                limit,
+            )
         self.front = TlsFront(
             name=self.name,
             context=self.ctx.pki.server_context(client_certs=self.client_certs),
@@ -221,11 +226,15 @@ class ManagerServer:
         self.ctx = ctx
         limits = ctx.config.limits
         self.long_poll = (
-            long_poll_for(ctx, self._endpoint_connections) if ctx.config.commands.long_poll > 0
+            long_poll_for(ctx, self._endpoint_connections)
+            if ctx.config.commands.long_poll > 0
             else None
         )
         self.endpoint = Listener(
-            ctx, create_app(ctx, Api.ENDPOINT), name="endpoint", client_certs=True,
+            ctx,
+            create_app(ctx, Api.ENDPOINT),
+            name="endpoint",
+            client_certs=True,
             max_body=max(limits.logs_body_compressed, limits.json_body),
             responder=self.long_poll,
         )
@@ -234,8 +243,13 @@ class ManagerServer:
             app=admin_app, hub=ctx.hub, config=ctx.config.streams, metrics=ctx.metrics
         )
         self.admin = Listener(
-            ctx, admin_app, name="admin", client_certs=False, upgrader=self.streams,
-            authorize=admin_authorizer(ctx), max_body=max(limits.upload_size, limits.json_body),
+            ctx,
+            admin_app,
+            name="admin",
+            client_certs=False,
+            upgrader=self.streams,
+            authorize=admin_authorizer(ctx),
+            max_body=max(limits.upload_size, limits.json_body),
         )
         self._stop = threading.Event()
 
@@ -267,8 +281,9 @@ class ManagerServer:
             lambda: float(sum(f.refused for f in fronts)),
         )
         fronts_cap = [f.max_connections for f in fronts]
-        logger.info("TLS connections per listener: %s (open files: %s)", fronts_cap,
-                    self.endpoint.fd_limit)
+        logger.info(
+            "TLS connections per listener: %s (open files: %s)", fronts_cap, self.endpoint.fd_limit
+        )
         logger.info(
             "endpoint API on https://%s:%d (mutual TLS), admin API on https://%s:%d",
             endpoint[0],

@@ -26,11 +26,17 @@ def listener_options(platform: str | None = None) -> list[tuple[int, int, int]]:
     return [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)]
 
 
-def bind_listener(host: str, port: int, *, platform: str | None = None,
-                  factory: Callable[..., socket.socket] = socket.socket) -> socket.socket:
+def bind_listener(
+    host: str,
+    port: int,
+    *,
+    platform: str | None = None,
+    factory: Callable[..., socket.socket] = socket.socket,
+) -> socket.socket:
     """A bound, non-blocking TCP socket for ``host:port`` (not listening yet)."""
     family, kind, proto, _, addr = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
     sock = factory(family, kind, proto)
     try:
         for level, option, value in listener_options(platform):

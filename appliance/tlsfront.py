@@ -292,7 +292,10 @@ class TlsFront:
             _close(writer, abort=cancelled)
 
     async def _proxy(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo,
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        info: ConnInfo,
         slot: Slot | None,
     ) -> None:
         """Upgrade the connection or pipe its bytes to a fresh backend connection."""
@@ -308,8 +311,9 @@ class TlsFront:
             activity = [self.clock()]
             idle, budget = self._pipe_limits(slot)
             await asyncio.gather(
-                self._pipe(reader, b_writer, activity, idle,
-                           budget - len(head) if budget else 0, writer),
+                self._pipe(
+                    reader, b_writer, activity, idle, budget - len(head) if budget else 0, writer
+                ),
                 self._pipe(b_reader, writer, activity, idle),
                 return_exceptions=True,
             )
@@ -363,8 +367,13 @@ class TlsFront:
         )
         try:
             await relay.serve(reader, writer, info)
-        except (asyncio.IncompleteReadError, TimeoutError, ssl.SSLError, ConnectionResetError,
-                BrokenPipeError):
+        except (
+            asyncio.IncompleteReadError,
+            TimeoutError,
+            ssl.SSLError,
+            ConnectionResetError,
+            BrokenPipeError,
+        ):
             pass  # a peer went away mid-request: the connection ends
 
     def _register(self, b_writer: asyncio.StreamWriter, info: ConnInfo) -> int:
@@ -382,15 +391,17 @@ class TlsFront:
             slot = self.governor.admit(ip, writer.transport.abort)
             if slot is None:
                 self.refused += 1
-                self.log.warning(f"cap-{ip}", "TLS front %s: connection limit, closing %s",
-                                 self.name, ip)
+                self.log.warning(
+                    f"cap-{ip}", "TLS front %s: connection limit, closing %s", self.name, ip
+                )
                 writer.transport.abort()
                 return False, None
             return True, slot
         if self.active >= self.max_connections:
             self.refused += 1
-            self.log.warning("cap", "TLS front %s: connection cap reached, closing %s",
-                             self.name, ip)
+            self.log.warning(
+                "cap", "TLS front %s: connection cap reached, closing %s", self.name, ip
+            )
             writer.close()
             return False, None
         return True, None
@@ -401,6 +412,7 @@ class TlsFront:
             return self.idle_timeout, 0
         limits = self.governor.limits
         return min(self.idle_timeout, limits.anonymous_idle), limits.anonymous_bytes
+
     async def _upgrade(
         self,
         reader: asyncio.StreamReader,

@@ -51,11 +51,17 @@ def make_service_class(run: Callable[[threading.Event], int]) -> type[Any]:
             self.SvcStop()
 
         def SvcDoRun(self) -> None:  # noqa: N802 - pywin32 API
-            servicemanager.LogMsg(servicemanager.EVENTLOG_INFORMATION_TYPE,
-                                  servicemanager.PYS_SERVICE_STARTED, (self._svc_name_, ""))
+            servicemanager.LogMsg(
+                servicemanager.EVENTLOG_INFORMATION_TYPE,
+                servicemanager.PYS_SERVICE_STARTED,
+                (self._svc_name_, ""),
+            )
             self.exit_code = run(self.stop_event)
-            servicemanager.LogMsg(servicemanager.EVENTLOG_INFORMATION_TYPE,
-                                  servicemanager.PYS_SERVICE_STOPPED, (self._svc_name_, ""))
+            servicemanager.LogMsg(
+                servicemanager.EVENTLOG_INFORMATION_TYPE,
+                servicemanager.PYS_SERVICE_STOPPED,
+                (self._svc_name_, ""),
+            )
 
     return HeronManagerService
 
@@ -74,8 +80,11 @@ def host_service(service_class: type[Any]) -> int:
         servicemanager.StartServiceCtrlDispatcher()
     except Exception as ex:  # pywintypes.error
         if getattr(ex, "winerror", None) == 1063:  # ERROR_FAILED_SERVICE_CONTROLLER_CONNECT
-            print(f"{SERVICE_NAME}: --service is for the service control manager; "
-                  "use `run` without --service in a console", file=sys.stderr)
+            print(
+                f"{SERVICE_NAME}: --service is for the service control manager; "
+                "use `run` without --service in a console",
+                file=sys.stderr,
+            )
             return 1
         raise
     return 0

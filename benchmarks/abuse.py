@@ -84,8 +84,12 @@ class GoodAgent(threading.Thread):
             t0 = time.monotonic()
             while not self.stop.is_set():
                 try:
-                    res = self.session.post(self.url + "/logs", data=body, timeout=30, headers={
-                        "Content-Encoding": "gzip", wire.HEADER_BATCH_ID: bid})
+                    res = self.session.post(
+                        self.url + "/logs",
+                        data=body,
+                        timeout=30,
+                        headers={"Content-Encoding": "gzip", wire.HEADER_BATCH_ID: bid},
+                    )
                     if res.status_code == 200:
                         if not res.json().get("duplicate"):
                             self.acked += self.batch
@@ -131,9 +135,10 @@ def _port(url: str) -> int:
 
 def attack_big_batch(env: dict[str, Any]) -> str:
     body = gzip.compress(b'{"Event":{}}\n' * 500_000)
-    res = env["attacker"].post(env["ep"] + "/logs", data=body, timeout=120,
-                               headers={"Content-Encoding": "gzip"})
-    return f"500k x {{\"Event\":{{}}}} ({len(body)} B gzip) -> {res.status_code}"
+    res = env["attacker"].post(
+        env["ep"] + "/logs", data=body, timeout=120, headers={"Content-Encoding": "gzip"}
+    )
+    return f'500k x {{"Event":{{}}}} ({len(body)} B gzip) -> {res.status_code}'
 
 
 def attack_flood(env: dict[str, Any]) -> str:
@@ -162,8 +167,10 @@ def attack_enroll_body(env: dict[str, Any]) -> str:
     chunk = b"100000\r\n" + b"a" * 0x100000 + b"\r\n"
     try:
         with _tls(_port(env["ep"]), None, env["ca"]) as conn:
-            conn.sendall(b"POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                         b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+            conn.sendall(
+                b"POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
             for _ in range(2_000):
                 conn.sendall(chunk)
                 sent += len(chunk)
@@ -174,8 +181,11 @@ def attack_enroll_body(env: dict[str, Any]) -> str:
 
 def attack_sql(env: dict[str, Any]) -> str:
     def one() -> str:
-        res = env["admin_session"].post(env["admin"] + "/hunt/sql", timeout=120, json={
-            "query": "SELECT list(range(1000)) FROM range(40000)", "max_rows": 100_000})
+        res = env["admin_session"].post(
+            env["admin"] + "/hunt/sql",
+            timeout=120,
+            json={"query": "SELECT list(range(1000)) FROM range(40000)", "max_rows": 100_000},
+        )
         return str(res.status_code)
 
     with ThreadPoolExecutor(3) as pool:
@@ -191,12 +201,21 @@ def attack_gunzip(env: dict[str, Any]) -> str:
     parts = [data[i : i + size] for i in range(0, len(data), size)]
     for k, part in enumerate(parts, start=1):
         chunk = wire.UploadChunk(
-            filename="zeros.gz", guid="{AAAAAAAA-2222-3333-4444-555555555555}",
-            event_hash="f" * 40, content=base64.b64encode(part).decode(), chunk=k,
-            total=len(parts), sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+            filename="zeros.gz",
+            guid="{AAAAAAAA-2222-3333-4444-555555555555}",
+            event_hash="f" * 40,
+            content=base64.b64encode(part).decode(),
+            chunk=k,
+            total=len(parts),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+        )
         env["attacker"].post(env["ep"] + "/upload/dumps", json=chunk.to_dict(), timeout=60)
-    arts = env["admin_session"].get(f"{env['admin']}/endpoints/{env['bad_uuid']}/artifacts",
-                                    timeout=30).json()["data"]
+    arts = (
+        env["admin_session"]
+        .get(f"{env['admin']}/endpoints/{env['bad_uuid']}/artifacts", timeout=30)
+        .json()["data"]
+    )
     url = env["admin"] + arts[0]["base-url"] + "zeros.gz"
     got = 0
     with env["admin_session"].get(url + "?raw=true&gunzip=true", stream=True, timeout=300) as r:
@@ -208,8 +227,12 @@ def attack_gunzip(env: dict[str, Any]) -> str:
 
 def attack_deep_json(env: dict[str, Any]) -> str:
     deep = b'{"Event":{"EventData":{"X":' + b"[" * 5000 + b"]" * 5000 + b"}}}\n"
-    res = env["attacker"].post(env["ep"] + "/logs", data=gzip.compress(deep), timeout=60,
-                               headers={"Content-Encoding": "gzip"})
+    res = env["attacker"].post(
+        env["ep"] + "/logs",
+        data=gzip.compress(deep),
+        timeout=60,
+        headers={"Content-Encoding": "gzip"},
+    )
     return f"JSON nested 5,000 deep -> {res.status_code}"
 
 
@@ -217,22 +240,45 @@ def attack_huge_events(env: dict[str, Any]) -> str:
     blob = "B" * 3_900_000
     codes = []
     for i in range(8):  # 120 events of 3.9 MB, 15 per batch (58 MB, under limits.logs_body)
-        lines = [json.dumps({"Event": {"System": {"EventID": 1, "Channel": "x"},
-                                       "EventData": {"Blob": blob, "N": i * 15 + j}}}).encode()
-                 for j in range(15)]
-        codes.append(env["attacker"].post(
-            env["ep"] + "/logs", timeout=120, data=gzip.compress(b"\n".join(lines) + b"\n", 1),
-            headers={"Content-Encoding": "gzip"}).status_code)
+        lines = [
+            json.dumps(
+                {
+                    "Event": {
+                        "System": {"EventID": 1, "Channel": "x"},
+                        "EventData": {"Blob": blob, "N": i * 15 + j},
+                    }
+                }
+            ).encode()
+            for j in range(15)
+        ]
+        codes.append(
+            env["attacker"]
+            .post(
+                env["ep"] + "/logs",
+                timeout=120,
+                data=gzip.compress(b"\n".join(lines) + b"\n", 1),
+                headers={"Content-Encoding": "gzip"},
+            )
+            .status_code
+        )
     deadline = time.monotonic() + 60
     while True:  # until the index committed them all
-        res = env["admin_session"].get(f"{env['admin']}/search", timeout=120, params={
-            "endpoint": env["bad_uuid"], "limit": "10000"})
-        if res.status_code != 200 or res.json()["data"]["total"] >= 120 \
-                or time.monotonic() > deadline:
+        res = env["admin_session"].get(
+            f"{env['admin']}/search",
+            timeout=120,
+            params={"endpoint": env["bad_uuid"], "limit": "10000"},
+        )
+        if (
+            res.status_code != 200
+            or res.json()["data"]["total"] >= 120
+            or time.monotonic() > deadline
+        ):
             break
         time.sleep(1)
-    return (f"120 events of 3.9 MB posted ({','.join(map(str, sorted(set(codes))))}), search "
-            f"page -> {res.status_code}, {len(res.content) >> 10} KiB")
+    return (
+        f"120 events of 3.9 MB posted ({','.join(map(str, sorted(set(codes))))}), search "
+        f"page -> {res.status_code}, {len(res.content) >> 10} KiB"
+    )
 
 
 ATTACKS: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -252,16 +298,35 @@ ATTACKS: dict[str, Callable[[dict[str, Any]], str]] = {
 def start_manager(tmp: Path) -> tuple[subprocess.Popen[str], dict[str, Any], Any]:
     """`init` + `run` with a private TMPDIR, so what the manager spools is measured alone."""
     py = sys.executable
-    init = json.loads(subprocess.check_output(
-        [py, "-m", "appliance", "init", "--data-dir", str(tmp / "data"), "--json",
-         "--admin-listen", "127.0.0.1:0", "--endpoint-listen", "127.0.0.1:0"], cwd=ROOT))
+    init = json.loads(
+        subprocess.check_output(
+            [
+                py,
+                "-m",
+                "appliance",
+                "init",
+                "--data-dir",
+                str(tmp / "data"),
+                "--json",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--endpoint-listen",
+                "127.0.0.1:0",
+            ],
+            cwd=ROOT,
+        )
+    )
     cfg_path = tmp / "data" / "config.toml"
     cfg_path.write_text(cfg_path.read_text().replace('level = "INFO"', 'level = "WARNING"'))
     (tmp / "tmp").mkdir()
     server = subprocess.Popen(
-        [py, "-m", "appliance", "run", "--data-dir", str(tmp / "data")], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "TMPDIR": str(tmp / "tmp")})
+        [py, "-m", "appliance", "run", "--data-dir", str(tmp / "data")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp / "tmp")},
+    )
     urls = json.loads(server.stdout.readline())  # type: ignore[union-attr]
     return server, init, urls
 
@@ -294,9 +359,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         admin_session = requests.Session()
         admin_session.trust_env, admin_session.verify = False, init["ca_cert"]
         admin_session.headers["X-Api-Key"] = init["api_key"]
-        env = {"ep": urls["endpoint"], "admin": urls["admin"], "ca": init["ca_cert"],
-               "attacker": attacker, "good_session": good_session, "bad_uuid": bad_uuid,
-               "admin_session": admin_session}
+        env = {
+            "ep": urls["endpoint"],
+            "admin": urls["admin"],
+            "ca": init["ca_cert"],
+            "attacker": attacker,
+            "good_session": good_session,
+            "bad_uuid": bad_uuid,
+            "admin_session": admin_session,
+        }
         good = GoodAgent(good_session, urls["endpoint"], args.batch, args.interval)
         good.start()
         time.sleep(3)
@@ -306,8 +377,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             disk0, tmp0 = _du(tmp / "data"), _du(tmp / "tmp")
             peak_tmp = [tmp0]
             peak, stop = [base], threading.Event()
-            sampler = threading.Thread(target=_peak_rss,
-                                       args=(server.pid, stop, peak, tmp / "tmp", peak_tmp))
+            sampler = threading.Thread(
+                target=_peak_rss, args=(server.pid, stop, peak, tmp / "tmp", peak_tmp)
+            )
             sampler.start()
             t0 = time.monotonic()
             try:
@@ -321,8 +393,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             lats = sorted(good.latencies(t0, t1))
             p95 = lats[min(len(lats) - 1, int(len(lats) * 0.95))] if lats else float("nan")
             row = {
-                "attack": name, "outcome": outcome, "seconds": round(t1 - t0, 1),
-                "rss_base_mb": base >> 20, "rss_growth_mb": (peak[0] - base) >> 20,
+                "attack": name,
+                "outcome": outcome,
+                "seconds": round(t1 - t0, 1),
+                "rss_base_mb": base >> 20,
+                "rss_growth_mb": (peak[0] - base) >> 20,
                 "data_growth_mb": (_du(tmp / "data") - disk0) >> 20,
                 "tmp_peak_mb": (peak_tmp[0] - tmp0) >> 20,
                 "good_batches": len(lats),
@@ -331,28 +406,41 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             results.append(row)
             if not args.json:
-                print(f"{name:12} {row['seconds']:6}s  RSS {row['rss_base_mb']} MB "
-                      f"+{row['rss_growth_mb']} MB  data +{row['data_growth_mb']} MB  "
-                      f"spooled +{row['tmp_peak_mb']} MB  good p50 {row['good_p50_s']} s "
-                      f"p95 {row['good_p95_s']} s ({row['good_batches']} batches)\n"
-                      f"{'':12} {outcome}", flush=True)
+                print(
+                    f"{name:12} {row['seconds']:6}s  RSS {row['rss_base_mb']} MB "
+                    f"+{row['rss_growth_mb']} MB  data +{row['data_growth_mb']} MB  "
+                    f"spooled +{row['tmp_peak_mb']} MB  good p50 {row['good_p50_s']} s "
+                    f"p95 {row['good_p95_s']} s ({row['good_batches']} batches)\n"
+                    f"{'':12} {outcome}",
+                    flush=True,
+                )
         good.stop.set()
         good.join(60)
         good_uuid = good_session.get(urls["endpoint"] + "/key", timeout=10).text
         stored = 0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            res = admin_session.post(urls["admin"] + "/hunt/sql", timeout=60, json={
-                "query": f"SELECT count(*) FROM events WHERE endpoint = '{good_uuid}'"})
+            res = admin_session.post(
+                urls["admin"] + "/hunt/sql",
+                timeout=60,
+                json={"query": f"SELECT count(*) FROM events WHERE endpoint = '{good_uuid}'"},
+            )
             stored = res.json()["data"]["rows"][0][0]
             if stored >= good.acked:
                 break
             time.sleep(1)
-        summary = {"attacks": results, "good_acked": good.acked, "good_stored": stored,
-                   "good_errors": good.errors, "lost": good.acked - stored}
+        summary = {
+            "attacks": results,
+            "good_acked": good.acked,
+            "good_stored": stored,
+            "good_errors": good.errors,
+            "lost": good.acked - stored,
+        }
         if not args.json:
-            print(f"good agent: {good.acked} events acknowledged, {stored} stored "
-                  f"(lost {good.acked - stored}); retries: {good.errors}")
+            print(
+                f"good agent: {good.acked} events acknowledged, {stored} stored "
+                f"(lost {good.acked - stored}); retries: {good.errors}"
+            )
         return summary
     finally:
         server.terminate()

@@ -45,7 +45,7 @@ def run_rate(rate: float, *, duration: float, warmup: float) -> dict[str, Any]:
         base = Path(tmp)
         (base / "config.toml").write_text(f"""
 [general]
-data_dir = "{base / 'data'}"
+data_dir = "{base / "data"}"
 [sources]
 enabled = ["replay"]
 [sources.replay]
@@ -60,9 +60,20 @@ allowed = []
 [limits]
 max_cpu_percent = 100.0
 """)
-        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--standalone", "-c",
-                                 str(base / "config.toml")], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "run",
+                "--standalone",
+                "-c",
+                str(base / "config.toml"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         ps = psutil.Process(proc.pid)
         try:
             deadline = time.monotonic() + 60
@@ -94,10 +105,11 @@ max_cpu_percent = 100.0
             "cpu_percent_one_core": round(cpu, 2),
             "rss_peak_mb": round(peak / 2**20, 1),
             "processed_total": after.get("processed", 0),
-            "events_per_s_measured": round((after.get("processed", 0)
-                                            - before.get("processed", 0))
-                                           / max(1e-9, after.get("time", 0)
-                                                 - before.get("time", 1)), 1),
+            "events_per_s_measured": round(
+                (after.get("processed", 0) - before.get("processed", 0))
+                / max(1e-9, after.get("time", 0) - before.get("time", 1)),
+                1,
+            ),
             "drops_total": src_after.get("drops", 0),
             "drops_in_window": src_after.get("drops", 0) - src_before.get("drops", 0),
             "detections_total": after.get("detections", 0),

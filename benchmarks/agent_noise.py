@@ -35,12 +35,21 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "appliance" / "defaults" / "linux.gen"
 MARKER = "heron-noise-marker"
-KILL_RULE = json.dumps({
-    "Name": "BenchKillMarked", "Tags": ["bench"],
-    "Meta": {"LogType": "winevt", "Events": {"Linux-Sysmon/Operational": [1]},
-             "Criticality": 9, "Schema": "2.0.0"},
-    "Matches": [f"$m: CommandLine ~= '{MARKER}-[0-9]+'"], "Condition": "$m",
-    "Actions": ["kill"]})
+KILL_RULE = json.dumps(
+    {
+        "Name": "BenchKillMarked",
+        "Tags": ["bench"],
+        "Meta": {
+            "LogType": "winevt",
+            "Events": {"Linux-Sysmon/Operational": [1]},
+            "Criticality": 9,
+            "Schema": "2.0.0",
+        },
+        "Matches": [f"$m: CommandLine ~= '{MARKER}-[0-9]+'"],
+        "Condition": "$m",
+        "Actions": ["kill"],
+    }
+)
 QUOTA_BYTES = 1 << 30  # the agent's defaults (actions.artifact_quota_bytes / _per_hour)
 QUOTA_HOUR = 256 << 20
 
@@ -70,8 +79,7 @@ def _noise(tool: Path, execs: int) -> subprocess.Popen[bytes]:
 def _marked(n: int) -> float:
     """Start a marked process; seconds until it died (30 s = never killed)."""
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
-                             f"{MARKER}-{n}"])
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", f"{MARKER}-{n}"])
     proc.wait()
     latency = time.monotonic() - t0
     return latency if proc.returncode == -signal.SIGKILL else float("inf")
@@ -108,14 +116,25 @@ def run(rounds: int, execs: int, size: int) -> dict[str, Any]:
 [general]
 data_dir = "{data}"
 [rules]
-paths = ["{PACK}", "{base / 'rules' / 'bench.gen'}"]
+paths = ["{PACK}", "{base / "rules" / "bench.gen"}"]
 [actions]
 allowed = ["kill", "blacklist", "brief", "report", "filedump"]
 """)
         tool = _make_tool(base, size)
-        agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--standalone", "-c",
-                                  str(base / "config.toml")], cwd=ROOT,
-                                 stdout=subprocess.DEVNULL, stderr=open(base / "agent.log", "wb"))
+        agent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "run",
+                "--standalone",
+                "-c",
+                str(base / "config.toml"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(base / "agent.log", "wb"),
+        )
         ps = psutil.Process(agent.pid)
         peak = [0]
         stop = threading.Event()
@@ -156,28 +175,43 @@ allowed = ["kill", "blacklist", "brief", "report", "filedump"]
         detected = _alerts(data / "alerts", tool)
         artifact_bytes = _du(data / "artifacts")
     sources = final.get("sources", {})
-    counted = sum(s.get("lost", 0) + s.get("drops", 0) + s.get("shed", 0)
-                  + s.get("incomplete", 0) for name, s in sources.items() if name == "linux-proc")
+    counted = sum(
+        s.get("lost", 0) + s.get("drops", 0) + s.get("shed", 0) + s.get("incomplete", 0)
+        for name, s in sources.items()
+        if name == "linux-proc"
+    )
     missed = rounds * execs - detected
     lat = sorted(latencies)
     p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
     return {
-        "rounds": rounds, "execs_per_round": execs, "binary_mb": round(size / 2**20, 1),
-        "kill_latency_s": {"p50": round(statistics.median(lat), 3), "p99": round(p99, 3),
-                           "max": round(lat[-1], 3),
-                           "not_killed": sum(1 for x in lat if x == float("inf"))},
+        "rounds": rounds,
+        "execs_per_round": execs,
+        "binary_mb": round(size / 2**20, 1),
+        "kill_latency_s": {
+            "p50": round(statistics.median(lat), 3),
+            "p99": round(p99, 3),
+            "max": round(lat[-1], 3),
+            "not_killed": sum(1 for x in lat if x == float("inf")),
+        },
         "artifact_bytes_on_disk": artifact_bytes,
         "artifact_budget": final.get("actions", {}).get("budget", {}),
         "actions_dropped": final.get("actions", {}).get("dropped_actions", {}),
         "actions_skipped": final.get("actions", {}).get("skipped", {}),
-        "noise_execs": rounds * execs, "noise_detected": detected,
-        "noise_missed": missed, "counted_losses_linux_proc": counted,
+        "noise_execs": rounds * execs,
+        "noise_detected": detected,
+        "noise_missed": missed,
+        "counted_losses_linux_proc": counted,
         "uncounted_losses": max(0, missed - counted),
-        "sources": {name: {k: s.get(k, 0) for k in ("events", "drops", "shed", "lost",
-                                                     "incomplete", "degraded")}
-                    for name, s in sources.items()},
-        "agent_cpu_percent_one_core": round((c1.user - c0.user + c1.system - c0.system)
-                                            / wall * 100, 1),
+        "sources": {
+            name: {
+                k: s.get(k, 0)
+                for k in ("events", "drops", "shed", "lost", "incomplete", "degraded")
+            }
+            for name, s in sources.items()
+        },
+        "agent_cpu_percent_one_core": round(
+            (c1.user - c0.user + c1.system - c0.system) / wall * 100, 1
+        ),
         "agent_rss_peak_mb": round(peak[0] / 2**20, 1),
         "wall_s": round(wall, 1),
     }
@@ -194,10 +228,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     res = run(args.rounds, args.execs, int(args.size_mb * 2**20))
     print(json.dumps(res, indent=1))
-    ok = (res["kill_latency_s"]["p99"] <= 0.5 and res["agent_rss_peak_mb"] <= 120
-          and res["uncounted_losses"] == 0
-          and res["artifact_budget"].get("bytes_last_hour", 0) <= QUOTA_HOUR
-          and res["artifact_bytes_on_disk"] <= QUOTA_BYTES)
+    ok = (
+        res["kill_latency_s"]["p99"] <= 0.5
+        and res["agent_rss_peak_mb"] <= 120
+        and res["uncounted_losses"] == 0
+        and res["artifact_budget"].get("bytes_last_hour", 0) <= QUOTA_HOUR
+        and res["artifact_bytes_on_disk"] <= QUOTA_BYTES
+    )
     print("targets met" if ok else "targets NOT met")
     return 0 if ok else 1
 

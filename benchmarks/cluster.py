@@ -51,13 +51,18 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 SPAN = timedelta(days=30)
 
 
-def frontend(name: str, root: str, feed: str, part: int, parts: int, urls: list[str],
-             out: Any) -> None:
+def frontend(
+    name: str, root: str, feed: str, part: int, parts: int, urls: list[str], out: Any
+) -> None:
     """One front-end: append its share of the batches, ship, wait for ClickHouse."""
     logging.basicConfig(level=logging.WARNING)
     store = EventStore(Path(root), heap_size=256_000_000, index_process=True)
-    shipper = Shipper(store.journal, [ClickHouse(u) for u in urls], frontend=name,
-                      state_path=Path(root) / "ship.json")
+    shipper = Shipper(
+        store.journal,
+        [ClickHouse(u) for u in urls],
+        frontend=name,
+        state_path=Path(root) / "ship.json",
+    )
     shipper.start()
     t0, c0 = time.perf_counter(), tree_cpu_seconds()
     done = 0
@@ -74,15 +79,20 @@ def frontend(name: str, root: str, feed: str, part: int, parts: int, urls: list[
     store.close()
 
 
-def ingest(label: str, base: Path, feed: Path, parts: int, urls: list[str],
-           ch_pids: list[int]) -> Path:
+def ingest(
+    label: str, base: Path, feed: Path, parts: int, urls: list[str], ch_pids: list[int]
+) -> Path:
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     roots = [base / f"{label}-fe{p}" for p in range(parts)]
     ch0 = sum(tree_cpu_seconds(pid) for pid in ch_pids)
     t0 = time.perf_counter()
-    procs = [ctx.Process(target=frontend, args=(f"{label}-fe{p}", str(roots[p]), str(feed), p,
-                                                parts, urls, out)) for p in range(parts)]
+    procs = [
+        ctx.Process(
+            target=frontend, args=(f"{label}-fe{p}", str(roots[p]), str(feed), p, parts, urls, out)
+        )
+        for p in range(parts)
+    ]
     for proc in procs:
         proc.start()
     results = [out.get() for _ in procs]
@@ -92,15 +102,19 @@ def ingest(label: str, base: Path, feed: Path, parts: int, urls: list[str],
     ch_cpu = sum(tree_cpu_seconds(pid) for pid in ch_pids) - ch0
     total = sum(r[1] for r in results)
     fe_cpu = sum(r[3] for r in results)
-    print(f"ingest {parts} front-end(s): {total:,} events in {wall:.1f} s = "
-          f"{total / wall:,.0f} events/s wall, durable and confirmed by ClickHouse; CPU "
-          f"{fe_cpu / total * 1e6:.0f} us/event in the front-end(s) (journal + local index + "
-          f"shipping), {ch_cpu / total * 1e6:.0f} us/event in ClickHouse", flush=True)
+    print(
+        f"ingest {parts} front-end(s): {total:,} events in {wall:.1f} s = "
+        f"{total / wall:,.0f} events/s wall, durable and confirmed by ClickHouse; CPU "
+        f"{fe_cpu / total * 1e6:.0f} us/event in the front-end(s) (journal + local index + "
+        f"shipping), {ch_cpu / total * 1e6:.0f} us/event in ClickHouse",
+        flush=True,
+    )
     return roots[0]
 
 
-def queries(gen: Generator, rng: random.Random
-            ) -> list[tuple[str, Callable[[], tuple[str, dict[str, Any]]]]]:
+def queries(
+    gen: Generator, rng: random.Random
+) -> list[tuple[str, Callable[[], tuple[str, dict[str, Any]]]]]:
     sha = [b[1].split("SHA256=")[1].split(",")[0] for b in gen.binaries]
 
     def hour() -> dict[str, Any]:
@@ -110,33 +124,45 @@ def queries(gen: Generator, rng: random.Random
     return [
         ("term sha256", lambda: (f"sha256:{rng.choice(sha)}", {})),
         ("term EventID+host", lambda: (f"EventID:1 AND Computer:{rng.choice(gen.hosts)}", {})),
-        ("phrase CommandLine", lambda: (
-            f'CommandLine:"{rng.choice(WORDS[:12])} {rng.choice(WORDS[:12])}"', {})),
+        (
+            "phrase CommandLine",
+            lambda: (f'CommandLine:"{rng.choice(WORDS[:12])} {rng.choice(WORDS[:12])}"', {}),
+        ),
         ("wildcard Image", lambda: (f"Image:*{rng.choice(EXES)[:5]}*", {})),
         ("range+sort 1h newest", lambda: ("", hour())),
-        ("range+sort EventID", lambda: (
-            f"ts:[{(START + SPAN * rng.random()).isoformat()} TO {(START + SPAN).isoformat()}]"
-            " AND EventID:4688", {})),
+        (
+            "range+sort EventID",
+            lambda: (
+                f"ts:[{(START + SPAN * rng.random()).isoformat()} TO {(START + SPAN).isoformat()}]"
+                " AND EventID:4688",
+                {},
+            ),
+        ),
     ]
 
 
-def compare_search(embedded: EventStore, cluster: ClusterEvents, gen: Generator,
-                   runs: int) -> None:
-    print(f"{'query (p50/p95 ms)':22s} {'embedded count':>16s} {'ClickHouse count':>18s} "
-          f"{'embedded search':>16s} {'ClickHouse search':>18s}  hits")
+def compare_search(embedded: EventStore, cluster: ClusterEvents, gen: Generator, runs: int) -> None:
+    print(
+        f"{'query (p50/p95 ms)':22s} {'embedded count':>16s} {'ClickHouse count':>18s} "
+        f"{'embedded search':>16s} {'ClickHouse search':>18s}  hits"
+    )
     for name, draw in queries(gen, random.Random(7)):
         params = [draw() for _ in range(runs)]
         results = []
         for store in (embedded, cluster):
-            results.append([_ms(lambda q=q, kw=kw, s=store: s.count(q, **kw))
-                            for q, kw in params])
+            results.append([_ms(lambda q=q, kw=kw, s=store: s.count(q, **kw)) for q, kw in params])
         for store in (embedded, cluster):
-            results.append([_ms(lambda q=q, kw=kw, s=store: s.search(q, limit=100, **kw))
-                            for q, kw in params])
-        hits = (embedded.count(params[-1][0], **params[-1][1]),
-                cluster.count(params[-1][0], **params[-1][1]))
-        print(f"{name:22s} {_pp(results[0]):>16s} {_pp(results[1]):>18s} "
-              f"{_pp(results[2]):>16s} {_pp(results[3]):>18s}  {hits[0]}/{hits[1]}")
+            results.append(
+                [_ms(lambda q=q, kw=kw, s=store: s.search(q, limit=100, **kw)) for q, kw in params]
+            )
+        hits = (
+            embedded.count(params[-1][0], **params[-1][1]),
+            cluster.count(params[-1][0], **params[-1][1]),
+        )
+        print(
+            f"{name:22s} {_pp(results[0]):>16s} {_pp(results[1]):>18s} "
+            f"{_pp(results[2]):>16s} {_pp(results[3]):>18s}  {hits[0]}/{hits[1]}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,8 +191,15 @@ def main(argv: list[str] | None = None) -> int:
         for shard in shards:
             shard.execute("OPTIMIZE TABLE heron.events_local FINAL")
         rows = sum(int(s.scalar("SELECT count() FROM heron.events_local")) for s in shards)
-        size = sum(int(s.scalar("SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND "
-                                "table = 'events_local'")) for s in shards)
+        size = sum(
+            int(
+                s.scalar(
+                    "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND "
+                    "table = 'events_local'"
+                )
+            )
+            for s in shards
+        )
         print(f"ClickHouse: {rows:,} rows, {size / rows:.0f} bytes/event on disk (both shards)")
         with EventStore(one, index_process=False) as embedded:
             compare_search(embedded, ClusterEvents(shards[0]), gen, args.runs)

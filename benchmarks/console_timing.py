@@ -51,10 +51,12 @@ def main() -> int:
             key.submit()
             b.wait_text("main h1", "Dashboard")
             now = time.time()
-            rows = [(m.endpoint_uuid, now - i, now, f"{i:08x}", ["Bench"], i % 11)
-                    for i in range(args.rows)]
+            rows = [
+                (m.endpoint_uuid, now - i, now, f"{i:08x}", ["Bench"], i % 11)
+                for i in range(args.rows)
+            ]
             for start in range(0, len(rows), 1000):
-                m.ctx.store.detections.add_many(rows[start:start + 1000])
+                m.ctx.store.detections.add_many(rows[start : start + 1000])
             m.ctx.store.db.write(lambda cur: None)
             for sort in ("newest", "critical"):
                 times = []
@@ -64,12 +66,15 @@ def main() -> int:
                     b.go(f"#/detections?sort={sort}")
                     b.wait_text("#alerts-summary", f"100 of {args.rows}", timeout=60)
                     times.append((time.perf_counter() - t0) * 1000)
-                print(f"alert queue, {args.rows} detections, {sort} first: "
-                      + ", ".join(f"{t:.0f}" for t in times)
-                      + f" ms (median {statistics.median(times):.0f})")
+                print(
+                    f"alert queue, {args.rows} detections, {sort} first: "
+                    + ", ".join(f"{t:.0f}" for t in times)
+                    + f" ms (median {statistics.median(times):.0f})"
+                )
             body = json.dumps(_big_report(int(args.report_mb * 1e6))).encode()
-            _upload_chunked(m, "{6d24c251-d7fe-40cf-8723-cea8ee2b33f9}", "ef" * 20,
-                            "report.json", body)
+            _upload_chunked(
+                m, "{6d24c251-d7fe-40cf-8723-cea8ee2b33f9}", "ef" * 20, "report.json", body
+            )
             b.go(f"#/endpoints/{m.endpoint_uuid}")
             arts = b.wait_text("section[aria-labelledby=ep-arts]", "Open report")
             times = []
@@ -80,9 +85,11 @@ def main() -> int:
                 times.append((time.perf_counter() - t0) * 1000)
                 b.button("Close", b.css("dialog[open]")).click()
                 b.wait(lambda d: not b.all("dialog[open]"))
-            print(f"IR report {len(body) / 1e6:.1f} MB: "
-                  + ", ".join(f"{t:.0f}" for t in times)
-                  + f" ms (median {statistics.median(times):.0f})")
+            print(
+                f"IR report {len(body) / 1e6:.1f} MB: "
+                + ", ".join(f"{t:.0f}" for t in times)
+                + f" ms (median {statistics.median(times):.0f})"
+            )
         finally:
             b.close()
             m.close()

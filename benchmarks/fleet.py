@@ -67,9 +67,23 @@ def enroll(cache: Path, n: int) -> Path:
     cache.mkdir(parents=True)
     data = cache / "data"
     out = subprocess.run(
-        [sys.executable, "-m", "appliance", "init", "--data-dir", str(data), "--json",
-         "--admin-listen", "127.0.0.1:0", "--endpoint-listen", "127.0.0.1:0"],
-        check=True, capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "init",
+            "--data-dir",
+            str(data),
+            "--json",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--endpoint-listen",
+            "127.0.0.1:0",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     api_key = json.loads(out.stdout)["api_key"]
     from cryptography import x509
@@ -82,10 +96,16 @@ def enroll(cache: Path, n: int) -> Path:
 
     def make_csr() -> tuple[str, str]:
         key = ec.generate_private_key(ec.SECP256R1())
-        csr = x509.CertificateSigningRequestBuilder().subject_name(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sim")])).sign(key, hashes.SHA256())
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sim")]))
+            .sign(key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
         return csr.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
     ctx = open_context(data, with_events=False, memory_events=True)
@@ -101,8 +121,10 @@ def enroll(cache: Path, n: int) -> Path:
             (cache / "fleet" / f"{i}.key").write_text(key_pem)
             uuids.append(ans.uuid)
             if i % 1000 == 999:
-                print(f"  enrolled {i + 1:,} endpoints ({time.monotonic() - t0:.0f} s)",
-                      file=sys.stderr)
+                print(
+                    f"  enrolled {i + 1:,} endpoints ({time.monotonic() - t0:.0f} s)",
+                    file=sys.stderr,
+                )
     finally:
         ctx.close()
     meta.write_text(json.dumps({"n": n, "uuids": uuids, "api_key": api_key}))
@@ -132,7 +154,10 @@ class Manager:
         self.log = open(data / "manager.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [str(python_of(code)), "-m", "appliance", "run", "--data-dir", str(data)],
-            cwd=code, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=code,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=raise_nofile,
         )
         self.data = data
@@ -148,8 +173,11 @@ class Manager:
                 if "endpoint API on https://" in line:
                     import re
 
-                    m = re.search(r"endpoint API on https://[^:]+:(\d+).*admin API on "
-                                  r"https://[^:]+:(\d+)", line)
+                    m = re.search(
+                        r"endpoint API on https://[^:]+:(\d+).*admin API on "
+                        r"https://[^:]+:(\d+)",
+                        line,
+                    )
                     if m:
                         return int(m.group(1)), int(m.group(2))
             time.sleep(0.2)
@@ -178,10 +206,17 @@ class ResumingContext(ssl.SSLContext):
 
     session: ssl.SSLSession | None = None
 
-    def wrap_bio(self, incoming: Any, outgoing: Any, server_side: bool = False,
-                 server_hostname: Any = None, session: Any = None) -> ssl.SSLObject:
-        return super().wrap_bio(incoming, outgoing, server_side, server_hostname,
-                                session or self.session)
+    def wrap_bio(
+        self,
+        incoming: Any,
+        outgoing: Any,
+        server_side: bool = False,
+        server_hostname: Any = None,
+        session: Any = None,
+    ) -> ssl.SSLObject:
+        return super().wrap_bio(
+            incoming, outgoing, server_side, server_hostname, session or self.session
+        )
 
 
 @dataclass
@@ -209,15 +244,18 @@ class Stats:
 class Conn:
     """One HTTP/1.1 keep-alive connection over TLS (asyncio streams)."""
 
-    def __init__(self, ctx: ssl.SSLContext, port: int, stats: Stats,
-                 polling: bool = False) -> None:
+    def __init__(self, ctx: ssl.SSLContext, port: int, stats: Stats, polling: bool = False) -> None:
         self.ctx, self.port, self.stats, self.polling = ctx, port, stats, polling
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def open(self) -> None:
-        self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(
-            "127.0.0.1", self.port, ssl=self.ctx, server_hostname="127.0.0.1"), 60)
+        self.reader, self.writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                "127.0.0.1", self.port, ssl=self.ctx, server_hostname="127.0.0.1"
+            ),
+            60,
+        )
         self.stats.handshakes += 1
         self.stats.poll_handshakes += self.polling
         obj = self.writer.get_extra_info("ssl_object")
@@ -232,9 +270,14 @@ class Conn:
             self.writer.transport.abort()
         self.reader = self.writer = None
 
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None,
-                      timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, dict[str, str], bytes]:
         if self.writer is None:
             await self.open()
         assert self.reader is not None and self.writer is not None
@@ -263,8 +306,7 @@ class Conn:
 
 
 def client_context(ca: Path, cert: Path, key: Path, resuming: bool) -> ssl.SSLContext:
-    ctx: ssl.SSLContext = (ResumingContext if resuming else ssl.SSLContext)(
-        ssl.PROTOCOL_TLS_CLIENT)
+    ctx: ssl.SSLContext = (ResumingContext if resuming else ssl.SSLContext)(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(str(ca))
     ctx.load_cert_chain(str(cert), str(key))
     return ctx
@@ -280,8 +322,14 @@ class Agent:
         self.lock = asyncio.Lock()
         self.poll_after = 60.0
 
-    async def timed(self, conn: Conn, method: str, path: str, body: bytes = b"",
-                    headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    async def timed(
+        self,
+        conn: Conn,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         t0 = time.monotonic()
         status, hdrs, data = await conn.request(method, path, body, headers)
         if self.fleet.stats.measuring:
@@ -308,7 +356,8 @@ class Agent:
         while True:
             try:
                 status, hdrs, data = await self.poll_conn.request(
-                    "GET", f"/commands?wait={WAIT}", timeout=WAIT + 30)
+                    "GET", f"/commands?wait={WAIT}", timeout=WAIT + 30
+                )
                 self.fleet.stats.long_polls += 1
                 self.poll_after = float(hdrs.get("x-heron-poll-after", self.poll_after))
                 if status == 200:
@@ -358,11 +407,20 @@ class Agent:
 
     async def send_events(self, rate: int) -> None:
         conn = Conn(self.ctx, self.fleet.port, self.fleet.stats)
-        event = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
-                                      "EventID": 1, "Computer": f"sim-{self.i}",
-                                      "TimeCreated": {"SystemTime": "2026-12-05T00:00:00Z"}},
-                           "EventData": {"Image": "C:\\Windows\\System32\\cmd.exe",
-                                         "CommandLine": "cmd.exe /c whoami " + "x" * 800}}}
+        event = {
+            "Event": {
+                "System": {
+                    "Channel": "Microsoft-Windows-Sysmon/Operational",
+                    "EventID": 1,
+                    "Computer": f"sim-{self.i}",
+                    "TimeCreated": {"SystemTime": "2026-12-05T00:00:00Z"},
+                },
+                "EventData": {
+                    "Image": "C:\\Windows\\System32\\cmd.exe",
+                    "CommandLine": "cmd.exe /c whoami " + "x" * 800,
+                },
+            }
+        }
         line = json.dumps(event).encode() + b"\n"
         seq = 0
         await asyncio.sleep(random.random())
@@ -371,9 +429,17 @@ class Agent:
             seq += 1
             body = gzip.compress(line * rate, 3)
             try:
-                status, _, _ = await self.timed(conn, "POST", "/logs", body, {
-                    "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip",
-                    "X-Heron-Batch-Id": f"{self.uuid}-{seq}"})
+                status, _, _ = await self.timed(
+                    conn,
+                    "POST",
+                    "/logs",
+                    body,
+                    {
+                        "Content-Type": "application/x-ndjson",
+                        "Content-Encoding": "gzip",
+                        "X-Heron-Batch-Id": f"{self.uuid}-{seq}",
+                    },
+                )
                 if status == 200:
                     self.fleet.stats.events += rate
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError) as ex:
@@ -383,8 +449,9 @@ class Agent:
     async def start(self, rate: int) -> list[asyncio.Task[None]]:
         await self.poll_conn.open()
         self.fleet.stats.connected += 1
-        run, upd = (self.run_old, self.updates_old) if self.old else (self.run_new,
-                                                                       self.updates_new)
+        run, upd = (
+            (self.run_old, self.updates_old) if self.old else (self.run_new, self.updates_new)
+        )
         tasks = [asyncio.create_task(run()), asyncio.create_task(upd())]
         if self.sender:
             tasks.append(asyncio.create_task(self.send_events(rate)))
@@ -414,8 +481,11 @@ class Fleet:
             sent = time.time()
             try:
                 status, _, data = await conn.request(
-                    "POST", f"/endpoints/{uuid}/command", body,
-                    {"X-Api-Key": self.api_key, "Content-Type": "application/json"})
+                    "POST",
+                    f"/endpoints/{uuid}/command",
+                    body,
+                    {"X-Api-Key": self.api_key, "Content-Type": "application/json"},
+                )
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError) as ex:
                 self.stats.error("admin " + type(ex).__name__)
                 continue
@@ -454,8 +524,7 @@ class Fleet:
         self.stats.errors.clear()
         self.stats.measuring = True
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
-        print("READY", json.dumps({"connected": self.stats.connected, "ramp": ramp}),
-              flush=True)
+        print("READY", json.dumps({"connected": self.stats.connected, "ramp": ramp}), flush=True)
         await asyncio.sleep(a.seconds)
         self.stats.measuring = False
         print("MEASURED", flush=True)
@@ -469,12 +538,22 @@ class Fleet:
         if lost:
             s.errors["commands not delivered"] = lost
         out = {
-            "connected": s.connected, "ramp_s": round(ramp, 1), "fleet_cpu": round(cpu * 100),
-            "requests": len(s.requests), "request_ms": pct(s.requests),
-            "commands": s.queued, "delivered": s.delivered, "command_ms": pct(s.commands),
-            "old_command_ms": pct(s.old_commands), "poll_handshakes": s.poll_handshakes,
-            "errors": s.errors, "handshakes": s.handshakes, "resumed": s.resumed,
-            "polls": s.polls, "long_polls": s.long_polls, "long_poll_204": s.long_poll_204,
+            "connected": s.connected,
+            "ramp_s": round(ramp, 1),
+            "fleet_cpu": round(cpu * 100),
+            "requests": len(s.requests),
+            "request_ms": pct(s.requests),
+            "commands": s.queued,
+            "delivered": s.delivered,
+            "command_ms": pct(s.commands),
+            "old_command_ms": pct(s.old_commands),
+            "poll_handshakes": s.poll_handshakes,
+            "errors": s.errors,
+            "handshakes": s.handshakes,
+            "resumed": s.resumed,
+            "polls": s.polls,
+            "long_polls": s.long_polls,
+            "long_poll_204": s.long_poll_204,
             "events": s.events,
         }
         for t in tasks:
@@ -486,8 +565,9 @@ def pct(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     v = sorted(values)
-    return {f"p{p}": round(v[min(len(v) - 1, int(len(v) * p / 100))] * 1000, 1)
-            for p in (50, 95, 99)}
+    return {
+        f"p{p}": round(v[min(len(v) - 1, int(len(v) * p / 100))] * 1000, 1) for p in (50, 95, 99)
+    }
 
 
 def fleet_main(args: argparse.Namespace) -> None:
@@ -507,12 +587,37 @@ def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
         time.sleep(2)
         rss0 = mgr.rss()
         fleet = subprocess.Popen(
-            [sys.executable, __file__, "--role", "fleet", "--cache", args.cache,
-             "--agents", str(n), "--port", str(mgr.endpoint), "--admin", str(mgr.admin),
-             "--senders", str(min(args.senders, n)), "--rate", str(args.rate),
-             "--old-share", str(args.old_share), "--commands", str(args.commands),
-             "--seconds", str(args.seconds), "--settle", str(args.settle)],
-            stdout=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+            [
+                sys.executable,
+                __file__,
+                "--role",
+                "fleet",
+                "--cache",
+                args.cache,
+                "--agents",
+                str(n),
+                "--port",
+                str(mgr.endpoint),
+                "--admin",
+                str(mgr.admin),
+                "--senders",
+                str(min(args.senders, n)),
+                "--rate",
+                str(args.rate),
+                "--old-share",
+                str(args.old_share),
+                "--commands",
+                str(args.commands),
+                "--seconds",
+                str(args.seconds),
+                "--settle",
+                str(args.settle),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         assert fleet.stdout is not None
         result: dict[str, Any] = {}
         cpu0 = t0 = 0.0
@@ -547,13 +652,21 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--admin", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--code", action="append", default=[],
-                   help="checkout whose manager runs (repeat to compare; default: this tree)")
+    p.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        help="checkout whose manager runs (repeat to compare; default: this tree)",
+    )
     p.add_argument("--senders", type=int, default=0, help="agents sending events")
     p.add_argument("--rate", type=int, default=10, help="events/s per sender")
-    p.add_argument("--old-share", type=float, default=-1.0,
-                   help="share of previous-version (polling) agents (default: 1 against a "
-                   "manager without long-poll, else 0)")
+    p.add_argument(
+        "--old-share",
+        type=float,
+        default=-1.0,
+        help="share of previous-version (polling) agents (default: 1 against a "
+        "manager without long-poll, else 0)",
+    )
     p.add_argument("--commands", type=float, default=2.0, help="commands queued per second")
     p.add_argument("--seconds", type=float, default=60.0, help="measurement window")
     p.add_argument("--settle", type=float, default=10.0, help="wait after the ramp")
@@ -576,18 +689,20 @@ def main() -> None:
             if args.json:
                 print(json.dumps(res), flush=True)
             else:
-                print(f"N={n:,} code={code} old-share={share:g} senders={res['senders']}: "
-                      f"connected {res.get('connected', 0):,}, manager CPU "
-                      f"{res.get('manager_cpu')} % RSS {res.get('manager_rss_mb')} MB, "
-                      f"{res.get('bytes_per_conn', 0):,} B/idle conn, requests "
-                      f"{res.get('requests', 0):,} {res.get('request_ms')}, commands "
-                      f"{res.get('delivered', 0)}/{res.get('commands', 0)} "
-                      f"{res.get('command_ms')} old agents {res.get('old_command_ms')}, "
-                      f"events {res.get('events', 0):,}, handshakes "
-                      f"{res.get('handshakes', 0):,} (resumed {res.get('resumed', 0):,}, on "
-                      f"polling connections {res.get('poll_handshakes', 0):,}), "
-                      f"errors {res.get('errors')}, fleet CPU {res.get('fleet_cpu')} %",
-                      flush=True)
+                print(
+                    f"N={n:,} code={code} old-share={share:g} senders={res['senders']}: "
+                    f"connected {res.get('connected', 0):,}, manager CPU "
+                    f"{res.get('manager_cpu')} % RSS {res.get('manager_rss_mb')} MB, "
+                    f"{res.get('bytes_per_conn', 0):,} B/idle conn, requests "
+                    f"{res.get('requests', 0):,} {res.get('request_ms')}, commands "
+                    f"{res.get('delivered', 0)}/{res.get('commands', 0)} "
+                    f"{res.get('command_ms')} old agents {res.get('old_command_ms')}, "
+                    f"events {res.get('events', 0):,}, handshakes "
+                    f"{res.get('handshakes', 0):,} (resumed {res.get('resumed', 0):,}, on "
+                    f"polling connections {res.get('poll_handshakes', 0):,}), "
+                    f"errors {res.get('errors')}, fleet CPU {res.get('fleet_cpu')} %",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

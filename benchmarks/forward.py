@@ -51,33 +51,56 @@ def _free_port() -> int:
 
 def make_event(i: int, stamp: str) -> dict[str, Any]:
     """A Sysmon process-creation event of realistic size (~1 KiB of JSON)."""
-    return {"Event": {
-        "System": {"Provider": {"Name": "Microsoft-Windows-Sysmon",
-                                "Guid": "{5770385F-C22A-43E0-BF4C-06F5698FFBD9}"},
-                   "EventID": 1, "Version": 5, "Level": 4, "Task": 1, "Opcode": 0,
-                   "Keywords": "0x8000000000000000", "TimeCreated": {"SystemTime": stamp},
-                   "EventRecordID": i, "Correlation": {},
-                   "Execution": {"ProcessID": 3012, "ThreadID": 4004},
-                   "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "bench-ws",
-                   "Security": {"UserID": "S-1-5-18"}},
-        "EventData": {
-            "RuleName": "-", "UtcTime": stamp,
-            "ProcessGuid": f"{{b2c3d4e5-0000-1111-2222-3333{i:08x}}}",
-            "ProcessId": str(10000 + i % 50000),
-            "Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
-            "FileVersion": "10.0.19041.1", "Description": "Windows PowerShell",
-            "Product": "Microsoft® Windows® Operating System", "Company": "Microsoft Corporation",
-            "OriginalFileName": "PowerShell.EXE",
-            "CommandLine": f"powershell.exe -NoProfile -Command Get-Process # {i}",
-            "CurrentDirectory": "C:\\Users\\bench\\", "User": "BENCH\\bench",
-            "LogonGuid": "{b2c3d4e5-0000-1111-2222-333344445555}", "LogonId": "0x3e7",
-            "TerminalSessionId": "1", "IntegrityLevel": "High",
-            "Hashes": "SHA1=6CBCE4A295C163791B60FC23D285E6D84F28EE4C,MD5=7353F60B1739074EB17C5F4D"
-                      "DDEFE239,SHA256=DE96A6E69944335375DC1AC238336066889D9FFC7D73628EF4FE1B1B1"
-                      "60AB32C,IMPHASH=741776AACCFC5B71FF59832DCDCACE0F",
-            "ParentProcessGuid": "{b2c3d4e5-0000-1111-2222-333344446666}",
-            "ParentProcessId": "4242", "ParentImage": "C:\\Windows\\explorer.exe",
-            "ParentCommandLine": "C:\\Windows\\Explorer.EXE", "ParentUser": "BENCH\\bench"}}}
+    return {
+        "Event": {
+            "System": {
+                "Provider": {
+                    "Name": "Microsoft-Windows-Sysmon",
+                    "Guid": "{5770385F-C22A-43E0-BF4C-06F5698FFBD9}",
+                },
+                "EventID": 1,
+                "Version": 5,
+                "Level": 4,
+                "Task": 1,
+                "Opcode": 0,
+                "Keywords": "0x8000000000000000",
+                "TimeCreated": {"SystemTime": stamp},
+                "EventRecordID": i,
+                "Correlation": {},
+                "Execution": {"ProcessID": 3012, "ThreadID": 4004},
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "Computer": "bench-ws",
+                "Security": {"UserID": "S-1-5-18"},
+            },
+            "EventData": {
+                "RuleName": "-",
+                "UtcTime": stamp,
+                "ProcessGuid": f"{{b2c3d4e5-0000-1111-2222-3333{i:08x}}}",
+                "ProcessId": str(10000 + i % 50000),
+                "Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+                "FileVersion": "10.0.19041.1",
+                "Description": "Windows PowerShell",
+                "Product": "Microsoft® Windows® Operating System",
+                "Company": "Microsoft Corporation",
+                "OriginalFileName": "PowerShell.EXE",
+                "CommandLine": f"powershell.exe -NoProfile -Command Get-Process # {i}",
+                "CurrentDirectory": "C:\\Users\\bench\\",
+                "User": "BENCH\\bench",
+                "LogonGuid": "{b2c3d4e5-0000-1111-2222-333344445555}",
+                "LogonId": "0x3e7",
+                "TerminalSessionId": "1",
+                "IntegrityLevel": "High",
+                "Hashes": "SHA1=6CBCE4A295C163791B60FC23D285E6D84F28EE4C,MD5=7353F60B1739074EB17C5F4D"
+                "DDEFE239,SHA256=DE96A6E69944335375DC1AC238336066889D9FFC7D73628EF4FE1B1B1"
+                "60AB32C,IMPHASH=741776AACCFC5B71FF59832DCDCACE0F",
+                "ParentProcessGuid": "{b2c3d4e5-0000-1111-2222-333344446666}",
+                "ParentProcessId": "4242",
+                "ParentImage": "C:\\Windows\\explorer.exe",
+                "ParentCommandLine": "C:\\Windows\\Explorer.EXE",
+                "ParentUser": "BENCH\\bench",
+            },
+        }
+    }
 
 
 # ------------------------------------------------------------------ null target (subprocess)
@@ -99,8 +122,13 @@ def serve_null(port: int, pki_dir: Path) -> None:
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
             lines = body.count(b"\n")
-            out = json.dumps({"batch_id": self.headers.get("X-Heron-Batch-Id", ""),
-                              "accepted": lines, "duplicate": False}).encode()
+            out = json.dumps(
+                {
+                    "batch_id": self.headers.get("X-Heron-Batch-Id", ""),
+                    "accepted": lines,
+                    "duplicate": False,
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
@@ -125,10 +153,17 @@ def setup_null(work: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
     state = work / "agent"
     port = _free_port()
     IdentityStore(state / "identity").save(
-        uuid="bench-endpoint", manager=f"127.0.0.1:{port}", group="", key_pem=key_pem.encode(),
-        cert_pem=cert.pem, ca_pem=pki.ca_pem)
-    proc = subprocess.Popen([sys.executable, __file__, "--serve-null", str(port),
-                             str(work / "pki")], stdout=subprocess.PIPE)
+        uuid="bench-endpoint",
+        manager=f"127.0.0.1:{port}",
+        group="",
+        key_pem=key_pem.encode(),
+        cert_pem=cert.pem,
+        ca_pem=pki.ca_pem,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-null", str(port), str(work / "pki")],
+        stdout=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
     return proc, state, port
 
@@ -138,19 +173,31 @@ def setup_manager(work: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
     data = work / "manager"
     port, admin = _free_port(), _free_port()
     listen = ["--endpoint-listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"]
-    out = subprocess.run([sys.executable, "-m", "appliance", "init", "--data-dir", str(data),
-                          "--json", *listen], capture_output=True, check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "appliance", "init", "--data-dir", str(data), "--json", *listen],
+        capture_output=True,
+        check=True,
+        env=env,
+    )
     init = json.loads(out.stdout.decode().strip().splitlines()[-1])
-    tok = subprocess.run([sys.executable, "-m", "appliance", "enroll", "token", "--data-dir",
-                          str(data), "--json"], capture_output=True, check=True, env=env)
+    tok = subprocess.run(
+        [sys.executable, "-m", "appliance", "enroll", "token", "--data-dir", str(data), "--json"],
+        capture_output=True,
+        check=True,
+        env=env,
+    )
     token = json.loads(tok.stdout.decode().strip().splitlines()[-1])["token"]
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--data-dir", str(data),
-                             *listen], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "run", "--data-dir", str(data), *listen],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     assert proc.stdout is not None and proc.stdout.readline()
     state = work / "agent"
-    enroll_online(f"127.0.0.1:{port}", token, IdentityStore(state / "identity"),
-                  ca_sha256=init["ca_sha256"])
+    enroll_online(
+        f"127.0.0.1:{port}", token, IdentityStore(state / "identity"), ca_sha256=init["ca_sha256"]
+    )
     return proc, state, port
 
 

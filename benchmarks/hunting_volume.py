@@ -137,7 +137,8 @@ class Classifier:
         eid = int(system.get("EventID", 0))
         key = f"{system.get('Channel', '')}/{eid}"
         keep = bool(ev.get("Detection")) or bool(
-            (d := self.filters.evaluate(copy.deepcopy(event))) is not None and d.filtered)
+            (d := self.filters.evaluate(copy.deepcopy(event))) is not None and d.filtered
+        )
         with self.lock:
             if not self._mine(ev, eid):
                 self.background += 1
@@ -154,7 +155,7 @@ def _store_size(events: list[dict[str, Any]]) -> int:
         with EventStore(Path(tmp), fsync=False) as store:
             ep = EndpointRef("00000000-0000-4000-8000-000000000001", "bench", "10.0.0.1", "")
             for i in range(0, len(events), 500):
-                store.append(events[i:i + 500], endpoint=ep, batch_id=f"b{i}")
+                store.append(events[i : i + 500], endpoint=ep, batch_id=f"b{i}")
             store.flush()
             store.tables.checkpoint()
         return sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
@@ -194,14 +195,20 @@ def main() -> None:
     work_dir = tempfile.mkdtemp(prefix="heron-bench-", dir="/root")  # watched, not /tmp
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        config = parse_config({
-            # ignore_self off: the workload is a child of this process (the agent)
-            "general": {"data_dir": f"{tmp}/agent", "log_all": True, "hostname": "bench",
-                        "ignore_self": False},
-            "rules": {"paths": [str(DEFAULTS / "linux.gen")]},
-            "alert_log": {"enable": False},
-            "sources": {"linux": {"file_watch_dirs": [work_dir, "/tmp", "/etc"]}},
-        })
+        config = parse_config(
+            {
+                # ignore_self off: the workload is a child of this process (the agent)
+                "general": {
+                    "data_dir": f"{tmp}/agent",
+                    "log_all": True,
+                    "hostname": "bench",
+                    "ignore_self": False,
+                },
+                "rules": {"paths": [str(DEFAULTS / "linux.gen")]},
+                "alert_log": {"enable": False},
+                "sources": {"linux": {"file_watch_dirs": [work_dir, "/tmp", "/etc"]}},
+            }
+        )
 
         classifier: Classifier | None = None
         agent = build_agent(config, sinks=[])
@@ -231,17 +238,23 @@ def main() -> None:
     per_event = store_bytes_per_event(classifier.forwarded) if classifier.forwarded else 0.0
     eps_seen, eps_kept = seen / elapsed, kept / elapsed
     day = eps_kept * 86400
-    print(f"workload {args.workload}: {elapsed:.0f} s, agent saw {seen} events "
-          f"({eps_seen:.2f}/s), default forwarding keeps {kept} ({eps_kept:.2f}/s, "
-          f"{100 * kept / max(1, seen):.0f} %)")
+    print(
+        f"workload {args.workload}: {elapsed:.0f} s, agent saw {seen} events "
+        f"({eps_seen:.2f}/s), default forwarding keeps {kept} ({eps_kept:.2f}/s, "
+        f"{100 * kept / max(1, seen):.0f} %)"
+    )
     for key, n in classifier.seen.most_common():
         print(f"  {key:40s} seen {n:6d}  forwarded {classifier.kept[key]:6d}")
     print(f"stored bytes per forwarded event: {per_event:.0f} (journal + Tantivy + DuckDB)")
     print(f"per endpoint per day: {day:,.0f} events, {day * per_event / 2**20:,.1f} MiB stored")
-    print(f"1,000 endpoints: {eps_kept * 1000:,.0f} events/s ingest, "
-          f"{day * per_event * 1000 / 2**30:,.1f} GiB/day stored")
-    print(f"background (other processes on this box, not counted): {classifier.background} "
-          f"events, {classifier.background_kept} kept by the default filter")
+    print(
+        f"1,000 endpoints: {eps_kept * 1000:,.0f} events/s ingest, "
+        f"{day * per_event * 1000 / 2**30:,.1f} GiB/day stored"
+    )
+    print(
+        f"background (other processes on this box, not counted): {classifier.background} "
+        f"events, {classifier.background_kept} kept by the default filter"
+    )
 
 
 if __name__ == "__main__":

@@ -65,10 +65,15 @@ def _flat(event: dict) -> dict:
     system = ev["System"]
     eid = system["EventID"]
     provider = system.get("Provider") or {}
-    out = {"@timestamp": system["TimeCreated"]["SystemTime"], "Hostname": system["Computer"],
-           "EventID": int(eid["Value"] if isinstance(eid, dict) else eid),
-           "SourceName": provider.get("Name", ""), "Channel": system["Channel"],
-           "RecordNumber": int(system["EventRecordID"]), "SourceModuleType": "im_msvistalog"}
+    out = {
+        "@timestamp": system["TimeCreated"]["SystemTime"],
+        "Hostname": system["Computer"],
+        "EventID": int(eid["Value"] if isinstance(eid, dict) else eid),
+        "SourceName": provider.get("Name", ""),
+        "Channel": system["Channel"],
+        "RecordNumber": int(system["EventRecordID"]),
+        "SourceModuleType": "im_msvistalog",
+    }
     if provider.get("Guid"):
         out["ProviderGuid"] = "{" + provider["Guid"].strip("{}") + "}"
     data = ev.get("EventData")
@@ -88,8 +93,17 @@ def make_formats(dest: Path) -> list[tuple[str, Path]]:
 
     with gzip.open(EVENTS) as fh:
         events = [orjson.loads(line)["event"] for line in fh]
-    files = {name: dest / name for name in ("corpus.xml", "winlogbeat.json", "flat.json",
-                                            "flat.csv", "sysmon.syslog", "audit.log")}
+    files = {
+        name: dest / name
+        for name in (
+            "corpus.xml",
+            "winlogbeat.json",
+            "flat.json",
+            "flat.csv",
+            "sysmon.syslog",
+            "audit.log",
+        )
+    }
     files["corpus.xml"].write_text("".join(to_xml(e) for e in events), encoding="utf-8")
     files["winlogbeat.json"].write_bytes(b"".join(to_winlogbeat(e) + b"\n" for e in events))
     flats = [_flat(e) for e in events]
@@ -100,24 +114,44 @@ def make_formats(dest: Path) -> list[tuple[str, Path]]:
         writer.writeheader()
         writer.writerows(flats)
     sysmon = [to_xml(e) for e in events if "Sysmon" in e["Event"]["System"]["Channel"]]
-    files["sysmon.syslog"].write_text("".join(f"Oct 13 10:49:43 ubuntu sysmon: {x}\n"
-                                              for x in sysmon), encoding="utf-8")
+    files["sysmon.syslog"].write_text(
+        "".join(f"Oct 13 10:49:43 ubuntu sysmon: {x}\n" for x in sysmon), encoding="utf-8"
+    )
     fixture = (ROOT / "tests" / "rules" / "inputs" / "data" / "audit.log").read_text()
     records = [line for line in fixture.splitlines() if line]
     with open(files["audit.log"], "w", encoding="utf-8") as fh:
         for i in range(800):
             for line in records:
                 fh.write(re.sub(r":(\d+)\)", f":{10_000 + i})", line, count=1) + "\n")
-    return [("Windows XML", files["corpus.xml"]), ("Winlogbeat JSON", files["winlogbeat.json"]),
-            ("flattened JSON", files["flat.json"]), ("CSV", files["flat.csv"]),
-            ("Sysmon/Linux syslog", files["sysmon.syslog"]), ("audit.log", files["audit.log"])]
+    return [
+        ("Windows XML", files["corpus.xml"]),
+        ("Winlogbeat JSON", files["winlogbeat.json"]),
+        ("flattened JSON", files["flat.json"]),
+        ("CSV", files["flat.csv"]),
+        ("Sysmon/Linux syslog", files["sysmon.syslog"]),
+        ("audit.log", files["audit.log"]),
+    ]
 
 
-def run(inputs: list[str], jobs: int, fmt: str, out: Path
-        ) -> tuple[int, float, float, float, float]:
+def run(
+    inputs: list[str], jobs: int, fmt: str, out: Path
+) -> tuple[int, float, float, float, float]:
     """Run one scan; return (events, scan s, wall s, CPU s incl. workers, peak RSS MiB)."""
-    cmd = [sys.executable, "-m", "rules.cli", "scan", *RULE_ARGS, "--jobs", str(jobs),
-           "--format", fmt, "--no-progress", "-o", str(out), *inputs]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rules.cli",
+        "scan",
+        *RULE_ARGS,
+        "--jobs",
+        str(jobs),
+        "--format",
+        fmt,
+        "--no-progress",
+        "-o",
+        str(out),
+        *inputs,
+    ]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -158,16 +192,23 @@ def main() -> int:
         jsonl = make_jsonl(tmpdir, args.copies)
         empty = tmpdir / "empty.jsonl"
         empty.write_bytes(b"")
-        baseline = min(run([str(empty)], 1, args.format, tmpdir / "out.jsonl")[3]
-                       for _ in range(args.repeat))
-        cases = [(f"JSONL corpus x{args.copies}", [str(jsonl)]),
-                 ("EVTX corpus (177 files)", [str(EVTX_DIR)])]
+        baseline = min(
+            run([str(empty)], 1, args.format, tmpdir / "out.jsonl")[3] for _ in range(args.repeat)
+        )
+        cases = [
+            (f"JSONL corpus x{args.copies}", [str(jsonl)]),
+            ("EVTX corpus (177 files)", [str(EVTX_DIR)]),
+        ]
         names = RULES.name + (" + SigmaHQ (all statuses)" if args.sigma else "")
-        print(f"rules: {names}, output format: {args.format}, "
-              f"best of {args.repeat}, startup CPU {baseline:.2f}s, "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        print(f"{'case':<25} {'jobs':>4} {'events':>7} {'scan ev/s':>10} {'e2e ev/s':>9} "
-              f"{'ev/CPU-s':>9} {'peak RSS MiB':>12}")
+        print(
+            f"rules: {names}, output format: {args.format}, "
+            f"best of {args.repeat}, startup CPU {baseline:.2f}s, "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
+        print(
+            f"{'case':<25} {'jobs':>4} {'events':>7} {'scan ev/s':>10} {'e2e ev/s':>9} "
+            f"{'ev/CPU-s':>9} {'peak RSS MiB':>12}"
+        )
         for label, inputs in cases:
             for jobs in args.jobs or (1, 2):
                 best = None
@@ -178,20 +219,33 @@ def main() -> int:
                 assert best is not None
                 events, scan_s, wall, cpu, rss = best
                 cpu_rate = events / max(cpu - baseline, 1e-3)  # workers are forked, no reload
-                print(f"{label:<25} {jobs:>4} {events:>7} {events / scan_s:>10,.0f} "
-                      f"{events / wall:>9,.0f} {cpu_rate:>9,.0f} {rss:>12.1f}")
+                print(
+                    f"{label:<25} {jobs:>4} {events:>7} {events / scan_s:>10,.0f} "
+                    f"{events / wall:>9,.0f} {cpu_rate:>9,.0f} {rss:>12.1f}"
+                )
                 if args.sigma and jobs == 1:
                     print(f"{'':<25} engine CPU at 100 events/s: {100 / cpu_rate:.1%} of a core")
         if not args.no_formats:
-            made = subprocess.run([sys.executable, __file__, "--make-formats", str(tmpdir)],
-                                  check=True, capture_output=True, text=True).stdout
+            made = subprocess.run(
+                [sys.executable, __file__, "--make-formats", str(tmpdir)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             for label, path in (line.split("\t") for line in made.splitlines()):
-                best = min((run([str(path)], 1, args.format, tmpdir / "out.jsonl")
-                            for _ in range(args.repeat)), key=lambda r: r[1])
+                best = min(
+                    (
+                        run([str(path)], 1, args.format, tmpdir / "out.jsonl")
+                        for _ in range(args.repeat)
+                    ),
+                    key=lambda r: r[1],
+                )
                 events, scan_s, wall, cpu, rss = best
                 cpu_rate = events / max(cpu - baseline, 1e-3)
-                print(f"{label:<25} {1:>4} {events:>7} {events / scan_s:>10,.0f} "
-                      f"{events / wall:>9,.0f} {cpu_rate:>9,.0f} {rss:>12.1f}")
+                print(
+                    f"{label:<25} {1:>4} {events:>7} {events / scan_s:>10,.0f} "
+                    f"{events / wall:>9,.0f} {cpu_rate:>9,.0f} {rss:>12.1f}"
+                )
     return 0
 
 

@@ -40,15 +40,67 @@ from benchmarks.procstat import tree_cpu_seconds  # noqa: E402
 from index import EndpointRef, EventStore  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared/gene-oracle/corpus-events.jsonl.gz"
-WORDS = ("net", "user", "administrator", "/domain", "-enc", "JABzAD0ATgBlAHcA", "/c", "whoami",
-         "reg", "add", "HKLM\\Software\\Run", "/v", "updater", "certutil", "-urlcache", "-split",
-         "-f", "http://203.0.113.7/a.exe", "schtasks", "/create", "/tn", "backup", "rundll32",
-         "comsvcs.dll,MiniDump", "vssadmin", "delete", "shadows", "/all", "/quiet", "ping", "-n")
-EXES = ("cmd.exe", "powershell.exe", "rundll32.exe", "svchost.exe", "explorer.exe", "chrome.exe",
-        "winword.exe", "excel.exe", "certutil.exe", "wmic.exe", "mshta.exe", "regsvr32.exe",
-        "notepad.exe", "conhost.exe", "msiexec.exe", "taskhostw.exe", "lsass.exe", "net.exe")
-DIRS = ("C:\\Windows\\System32", "C:\\Windows\\SysWOW64", "C:\\Program Files\\Microsoft Office",
-        "C:\\Users\\{u}\\AppData\\Local\\Temp", "C:\\Users\\{u}\\Downloads", "C:\\ProgramData")
+WORDS = (
+    "net",
+    "user",
+    "administrator",
+    "/domain",
+    "-enc",
+    "JABzAD0ATgBlAHcA",
+    "/c",
+    "whoami",
+    "reg",
+    "add",
+    "HKLM\\Software\\Run",
+    "/v",
+    "updater",
+    "certutil",
+    "-urlcache",
+    "-split",
+    "-f",
+    "http://203.0.113.7/a.exe",
+    "schtasks",
+    "/create",
+    "/tn",
+    "backup",
+    "rundll32",
+    "comsvcs.dll,MiniDump",
+    "vssadmin",
+    "delete",
+    "shadows",
+    "/all",
+    "/quiet",
+    "ping",
+    "-n",
+)
+EXES = (
+    "cmd.exe",
+    "powershell.exe",
+    "rundll32.exe",
+    "svchost.exe",
+    "explorer.exe",
+    "chrome.exe",
+    "winword.exe",
+    "excel.exe",
+    "certutil.exe",
+    "wmic.exe",
+    "mshta.exe",
+    "regsvr32.exe",
+    "notepad.exe",
+    "conhost.exe",
+    "msiexec.exe",
+    "taskhostw.exe",
+    "lsass.exe",
+    "net.exe",
+)
+DIRS = (
+    "C:\\Windows\\System32",
+    "C:\\Windows\\SysWOW64",
+    "C:\\Program Files\\Microsoft Office",
+    "C:\\Users\\{u}\\AppData\\Local\\Temp",
+    "C:\\Users\\{u}\\Downloads",
+    "C:\\ProgramData",
+)
 
 
 class Generator:
@@ -65,10 +117,15 @@ class Generator:
 
     def _binary(self, i: int) -> tuple[str, str]:
         rng = self.rng
-        path = rng.choice(DIRS).format(u=rng.choice(self.users)) + "\\" + (
-            rng.choice(EXES) if i % 4 else f"tool{i}.exe")
-        hashes = (f"SHA1={rng.getrandbits(160):040X},MD5={rng.getrandbits(128):032X},"
-                  f"SHA256={rng.getrandbits(256):064X},IMPHASH={rng.getrandbits(128):032X}")
+        path = (
+            rng.choice(DIRS).format(u=rng.choice(self.users))
+            + "\\"
+            + (rng.choice(EXES) if i % 4 else f"tool{i}.exe")
+        )
+        hashes = (
+            f"SHA1={rng.getrandbits(160):040X},MD5={rng.getrandbits(128):032X},"
+            f"SHA256={rng.getrandbits(256):064X},IMPHASH={rng.getrandbits(128):032X}"
+        )
         return path, hashes
 
     def event(self, n: int) -> tuple[str, dict[str, Any]]:
@@ -150,11 +207,13 @@ def ingest(store: EventStore, path: Path, total: int, batch: int) -> None:
             print(f"  {done:,} events appended ({rate:,.0f}/s)", flush=True)
     store.flush(timeout=None)
     elapsed, cpu = time.perf_counter() - t0, tree_cpu_seconds() - c0
-    print(f"ingest: {total:,} events in {elapsed:.1f} s = {total / elapsed:,.0f} events/s wall "
-          f"(decode + append/fsync + index + tables + commits); "
-          f"CPU {cpu / total * 1e6:.0f} us/event over all threads and processes "
-          f"(= {2 * total / cpu:,.0f} events/s if 2 cores were ours alone); "
-          f"load average now {os.getloadavg()[0]:.1f}")
+    print(
+        f"ingest: {total:,} events in {elapsed:.1f} s = {total / elapsed:,.0f} events/s wall "
+        f"(decode + append/fsync + index + tables + commits); "
+        f"CPU {cpu / total * 1e6:.0f} us/event over all threads and processes "
+        f"(= {2 * total / cpu:,.0f} events/s if 2 cores were ours alone); "
+        f"load average now {os.getloadavg()[0]:.1f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,8 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--keep", action="store_true", help="reuse an existing store")
-    parser.add_argument("--in-process", action="store_true",
-                        help="write Tantivy in this process (the manager uses a child process)")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="write Tantivy in this process (the manager uses a child process)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     tune_gc()  # NOTE: the manager's ingest process runs with these GC thresholds
@@ -182,11 +244,14 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             pregenerate(gen, args.events, args.batch, feed.with_suffix(".part"))
             feed.with_suffix(".part").rename(feed)
-            print(f"generated {args.events:,} events in {time.perf_counter() - t0:.1f} s "
-                  f"({feed.stat().st_size / 2**20:.0f} MiB compressed, not timed below)",
-                  flush=True)
-    store = EventStore(store_dir, heap_size=256_000_000, index_threads=1,
-                       index_process=not args.in_process)
+            print(
+                f"generated {args.events:,} events in {time.perf_counter() - t0:.1f} s "
+                f"({feed.stat().st_size / 2**20:.0f} MiB compressed, not timed below)",
+                flush=True,
+            )
+    store = EventStore(
+        store_dir, heap_size=256_000_000, index_threads=1, index_process=not args.in_process
+    )
     try:
         if not args.keep:
             ingest(store, feed, args.events, args.batch)
@@ -196,17 +261,20 @@ def main(argv: list[str] | None = None) -> int:
         stats = store.stats()
         usage = stats["bytes"]
         count = stats["events"]
-        print(f"events: {count:,}; bytes/event: total {usage['total'] / count:.0f} "
-              f"(journal {usage['journal'] / count:.0f}, index {usage['index'] / count:.0f}, "
-              f"tables {usage['tables'] / count:.0f})")
+        print(
+            f"events: {count:,}; bytes/event: total {usage['total'] / count:.0f} "
+            f"(journal {usage['journal'] / count:.0f}, index {usage['index'] / count:.0f}, "
+            f"tables {usage['tables'] / count:.0f})"
+        )
         run_queries(store, gen, start, span, args.runs)
     finally:
         store.close()
     return 0
 
 
-def run_queries(store: EventStore, gen: Generator, start: datetime, span: timedelta,
-                runs: int) -> None:
+def run_queries(
+    store: EventStore, gen: Generator, start: datetime, span: timedelta, runs: int
+) -> None:
     """Print latencies: query only (count), full search (100 events loaded), cold then warm.
 
     "cold" is the first run of each drawn parameter set (its postings and stored documents
@@ -222,16 +290,25 @@ def run_queries(store: EventStore, gen: Generator, start: datetime, span: timede
     searches: list[tuple[str, Callable[[], tuple[str, dict[str, Any]]]]] = [
         ("term sha256", lambda: (f"sha256:{rng.choice(sha)}", {})),
         ("term EventID+host", lambda: (f"EventID:1 AND Computer:{rng.choice(gen.hosts)}", {})),
-        ("phrase CommandLine", lambda: (
-            f'CommandLine:"{rng.choice(WORDS[:12])} {rng.choice(WORDS[:12])}"', {})),
+        (
+            "phrase CommandLine",
+            lambda: (f'CommandLine:"{rng.choice(WORDS[:12])} {rng.choice(WORDS[:12])}"', {}),
+        ),
         ("wildcard Image", lambda: (f"Image:*{rng.choice(EXES)[:5]}*", {})),
         ("range+sort 1h newest", lambda: ("", hour())),
-        ("range+sort EventID", lambda: (
-            f"ts:[{(start + span * rng.random()).isoformat()} TO {(start + span).isoformat()}]"
-            " AND EventID:4688", {})),
+        (
+            "range+sort EventID",
+            lambda: (
+                f"ts:[{(start + span * rng.random()).isoformat()} TO {(start + span).isoformat()}]"
+                " AND EventID:4688",
+                {},
+            ),
+        ),
     ]
-    print(f"{'query (p50/p95 ms)':22s} {'count only':>16s} {'search cold':>18s} "
-          f"{'search warm':>18s}  hits")
+    print(
+        f"{'query (p50/p95 ms)':22s} {'count only':>16s} {'search cold':>18s} "
+        f"{'search warm':>18s}  hits"
+    )
     for name, draw in searches:
         params = [draw() for _ in range(runs)]
         count = [_ms(lambda q=q, kw=kw: store.count(q, **kw)) for q, kw in params]
@@ -240,15 +317,25 @@ def run_queries(store: EventStore, gen: Generator, start: datetime, span: timede
         hits = store.count(params[-1][0], **params[-1][1])
         print(f"{name:22s} {_pp(count):>16s} {_pp(cold):>18s} {_pp(warm):>18s}  {hits}")
     sqls: list[tuple[str, Callable[[], str]]] = [
-        ("sql per-hour count 1d", lambda: (
-            "SELECT date_trunc('hour', ts) h, event_id, count(*) FROM events "
-            f"WHERE ts >= TIMESTAMP '{(start + span * rng.random()).replace(tzinfo=None)}' - "
-            "INTERVAL 1 DAY GROUP BY 1, 2 ORDER BY 1")),
-        ("sql top images/host", lambda: (
-            f"SELECT image, count(*) c FROM events WHERE computer = '{rng.choice(gen.hosts)}' "
-            "GROUP BY 1 ORDER BY c DESC LIMIT 10")),
-        ("sql count by channel", lambda: (
-            "SELECT channel, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC")),
+        (
+            "sql per-hour count 1d",
+            lambda: (
+                "SELECT date_trunc('hour', ts) h, event_id, count(*) FROM events "
+                f"WHERE ts >= TIMESTAMP '{(start + span * rng.random()).replace(tzinfo=None)}' - "
+                "INTERVAL 1 DAY GROUP BY 1, 2 ORDER BY 1"
+            ),
+        ),
+        (
+            "sql top images/host",
+            lambda: (
+                f"SELECT image, count(*) c FROM events WHERE computer = '{rng.choice(gen.hosts)}' "
+                "GROUP BY 1 ORDER BY c DESC LIMIT 10"
+            ),
+        ),
+        (
+            "sql count by channel",
+            lambda: "SELECT channel, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC",
+        ),
     ]
     for name, draw in sqls:
         texts = [draw() for _ in range(runs)]

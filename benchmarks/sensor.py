@@ -51,11 +51,21 @@ SOURCES = {"ebpf": ["linux-ebpf"], "proc": ["linux-proc", "linux-net", "linux-fi
 # "-quiet": production logging (detections only) for the CPU figures; only the markers, matched
 # by MARKER_RULE, reach the alert log
 SENSORS = [*SOURCES, *(f"{s}-quiet" for s in SOURCES)]
-MARKER_RULE = json.dumps({
-    "Name": "BenchMarker", "Tags": [], "Meta": {"LogType": "winevt", "Events": {
-        "Linux-Sysmon/Operational": [1]}, "Criticality": 5, "Schema": "2.0.0"},
-    "Matches": ["$m: CommandLine ~= '/bin/true (ready|end)-'"], "Condition": "$m",
-    "Actions": []})
+MARKER_RULE = json.dumps(
+    {
+        "Name": "BenchMarker",
+        "Tags": [],
+        "Meta": {
+            "LogType": "winevt",
+            "Events": {"Linux-Sysmon/Operational": [1]},
+            "Criticality": 5,
+            "Schema": "2.0.0",
+        },
+        "Matches": ["$m: CommandLine ~= '/bin/true (ready|end)-'"],
+        "Condition": "$m",
+        "Actions": [],
+    }
+)
 Event = dict[str, Any]
 
 
@@ -72,9 +82,10 @@ class Agent:
         rules = f"paths = {json.dumps(paths)}"
         log_all = "false" if quiet else "true"
         sensor = sensor.removesuffix("-quiet")
-        (base / "config.toml").write_text(textwrap.dedent(f"""
+        (base / "config.toml").write_text(
+            textwrap.dedent(f"""
             [general]
-            data_dir = "{base / 'data'}"
+            data_dir = "{base / "data"}"
             log_all = {log_all}
             [sources]
             enabled = {json.dumps(SOURCES[sensor])}
@@ -91,11 +102,22 @@ class Agent:
             [limits]
             max_cpu_percent = 400.0
             max_rss_mb = 4096
-        """))
+        """)
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "--standalone", "-c",
-             str(base / "config.toml")], cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=open(base / "agent.log", "wb"))  # noqa: SIM115 - lives with the agent
+            [
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "run",
+                "--standalone",
+                "-c",
+                str(base / "config.toml"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(base / "agent.log", "wb"),
+        )  # noqa: SIM115 - lives with the agent
         self.ps = psutil.Process(self.proc.pid)
         self.offset = 0
 
@@ -199,8 +221,9 @@ def measure(agent: Agent, work: Callable[[], None]) -> tuple[list[Event], float,
     return [json.loads(line) for line in raw.splitlines() if line.strip()], cpu, max(rss), wall
 
 
-def score_execs(events: list[Event], n: int, expect: Callable[[int], str],
-                image: str) -> dict[str, Any]:
+def score_execs(
+    events: list[Event], n: int, expect: Callable[[int], str], image: str
+) -> dict[str, Any]:
     """Full: image and unique command line; degraded: a child of the same parent without them."""
     creates = [_data(e) for e in events if _eid(e) == 1]
     by_cmd = {expect(i): i for i in range(n)}
@@ -212,17 +235,23 @@ def score_execs(events: list[Event], n: int, expect: Callable[[int], str],
             full.add(i)
             parents.add(str(d.get("ParentProcessId")))
     ours = [d for d in creates if str(d.get("ParentProcessId")) in parents]
-    full_pids = {str(d.get("ProcessId")) for d in ours
-                 if by_cmd.get(str(d.get("CommandLine", ""))) is not None}
+    full_pids = {
+        str(d.get("ProcessId"))
+        for d in ours
+        if by_cmd.get(str(d.get("CommandLine", ""))) is not None
+    }
     degraded = min(len({str(d.get("ProcessId")) for d in ours} - full_pids), n - len(full))
     per_pid: dict[str, set[str]] = defaultdict(set)
     for d in ours:
         per_pid[str(d.get("ProcessId"))].add(str(d.get("ProcessGuid")))
     resolved = sum(1 for d in ours if d.get("Ancestors", "?") not in ("?", ""))
-    return {"full": len(full) / n * 100, "degraded": degraded / n * 100,
-            "lost": (n - len(full) - degraded) / n * 100,
-            "duplicate_guids": sum(1 for g in per_pid.values() if len(g) > 1),
-            "ancestors": resolved / max(1, len(ours)) * 100}
+    return {
+        "full": len(full) / n * 100,
+        "degraded": degraded / n * 100,
+        "lost": (n - len(full) - degraded) / n * 100,
+        "duplicate_guids": sum(1 for g in per_pid.values() if len(g) > 1),
+        "ancestors": resolved / max(1, len(ours)) * 100,
+    }
 
 
 def run_shell(script: str) -> None:
@@ -237,16 +266,22 @@ def scenario_idle(agent: Agent, seconds: float = 10.0) -> dict[str, Any]:
 
 def scenario_true(agent: Agent, n: int = 2000) -> dict[str, Any]:
     token = f"T{uuid.uuid4().hex[:8]}"
-    events, cpu, rss, wall = measure(agent, lambda: run_shell(
-        f"i=0; while [ $i -lt {n} ]; do /bin/true {token}-$i; i=$((i+1)); done"))
+    events, cpu, rss, wall = measure(
+        agent,
+        lambda: run_shell(f"i=0; while [ $i -lt {n} ]; do /bin/true {token}-$i; i=$((i+1)); done"),
+    )
     out = score_execs(events, n, lambda i: f"/bin/true {token}-{i}", "/usr/bin/true")
     return {**out, "cpu": cpu, "rss": rss, "seconds": wall}
 
 
 def scenario_sh(agent: Agent, n: int = 200) -> dict[str, Any]:
     token = f"S{uuid.uuid4().hex[:8]}"
-    events, cpu, rss, wall = measure(agent, lambda: run_shell(
-        f"i=0; while [ $i -lt {n} ]; do sh -c 'exit 0' {token}-$i; i=$((i+1)); done"))
+    events, cpu, rss, wall = measure(
+        agent,
+        lambda: run_shell(
+            f"i=0; while [ $i -lt {n} ]; do sh -c 'exit 0' {token}-$i; i=$((i+1)); done"
+        ),
+    )
     out = score_execs(events, n, lambda i: f"sh -c exit 0 {token}-{i}", "/usr/bin/dash")
     return {**out, "cpu": cpu, "rss": rss, "seconds": wall}
 
@@ -298,19 +333,33 @@ def scenario_connects(agent: Agent, n: int = 500) -> dict[str, Any]:
 
     th = threading.Thread(target=accept, daemon=True)
     th.start()
-    code = (f"import socket\nfor _ in range({n}): "
-            f"socket.create_connection(('127.0.0.1', {port})).close()")
-    events, cpu, rss, wall = measure(agent, lambda: subprocess.run(
-        [sys.executable, "-c", code], check=True))
+    code = (
+        f"import socket\nfor _ in range({n}): "
+        f"socket.create_connection(('127.0.0.1', {port})).close()"
+    )
+    events, cpu, rss, wall = measure(
+        agent, lambda: subprocess.run([sys.executable, "-c", code], check=True)
+    )
     stop.set()
     th.join()
     srv.close()
-    seen = [e for e in events if _eid(e) == 3 and _data(e).get("DestinationPort") == str(port)
-            and _data(e).get("Initiated") == "true"]
+    seen = [
+        e
+        for e in events
+        if _eid(e) == 3
+        and _data(e).get("DestinationPort") == str(port)
+        and _data(e).get("Initiated") == "true"
+    ]
     full = sum(1 for e in seen if _data(e).get("Image", "-") not in ("-", ""))
     got = min(len(seen), n)
-    return {"full": min(full, n) / n * 100, "degraded": (got - min(full, n)) / n * 100,
-            "lost": (n - got) / n * 100, "cpu": cpu, "rss": rss, "seconds": wall}
+    return {
+        "full": min(full, n) / n * 100,
+        "degraded": (got - min(full, n)) / n * 100,
+        "lost": (n - got) / n * 100,
+        "cpu": cpu,
+        "rss": rss,
+        "seconds": wall,
+    }
 
 
 def _dns_answer(query: bytes) -> bytes:
@@ -357,15 +406,25 @@ def scenario_dns(agent: Agent, n: int = 200) -> dict[str, Any]:
     server = dns_server()
     next(server)
     try:
-        events, cpu, rss, wall = measure(agent, lambda: subprocess.run(
-            [sys.executable, "-c", code], check=True))
+        events, cpu, rss, wall = measure(
+            agent, lambda: subprocess.run([sys.executable, "-c", code], check=True)
+        )
     finally:
         next(server, None)
     names = {f"q{i}.{token}.example" for i in range(n)}
-    full = {str(_data(e).get("QueryName")) for e in events if _eid(e) == 22
-            and _data(e).get("QueryResults") == "::ffff:127.0.0.3;"} & names
-    return {"full": len(full) / n * 100, "degraded": 0.0, "lost": (n - len(full)) / n * 100,
-            "cpu": cpu, "rss": rss, "seconds": wall}
+    full = {
+        str(_data(e).get("QueryName"))
+        for e in events
+        if _eid(e) == 22 and _data(e).get("QueryResults") == "::ffff:127.0.0.3;"
+    } & names
+    return {
+        "full": len(full) / n * 100,
+        "degraded": 0.0,
+        "lost": (n - len(full)) / n * 100,
+        "cpu": cpu,
+        "rss": rss,
+        "seconds": wall,
+    }
 
 
 def scenario_files(agent: Agent, n: int = 1000) -> dict[str, Any]:
@@ -384,34 +443,49 @@ def scenario_files(agent: Agent, n: int = 1000) -> dict[str, Any]:
             os.unlink(q)
     """)
     try:
-        events, cpu, rss, wall = measure(agent, lambda: subprocess.run(
-            [sys.executable, "-c", code], check=True))
+        events, cpu, rss, wall = measure(
+            agent, lambda: subprocess.run([sys.executable, "-c", code], check=True)
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
     want: set[tuple[int, str]] = set()
     for i in range(n):
         d = base / "a" / str(i % 10) / "b"
-        want |= {(11, str(d / f"f{i}.txt")), (101, str(d / f"g{i}.txt")),
-                 (23, str(d / f"g{i}.txt"))}
+        want |= {
+            (11, str(d / f"f{i}.txt")),
+            (101, str(d / f"g{i}.txt")),
+            (23, str(d / f"g{i}.txt")),
+        }
     got = {(_eid(e), str(_data(e).get("TargetFilename"))) for e in events} & want
-    return {"full": len(got) / len(want) * 100, "degraded": 0.0,
-            "lost": (len(want) - len(got)) / len(want) * 100, "cpu": cpu, "rss": rss,
-            "seconds": wall}
+    return {
+        "full": len(got) / len(want) * 100,
+        "degraded": 0.0,
+        "lost": (len(want) - len(got)) / len(want) * 100,
+        "cpu": cpu,
+        "rss": rss,
+        "seconds": wall,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sensors", nargs="+", default=SENSORS, choices=SENSORS)
     ap.add_argument("--rate-seconds", type=float, default=30.0)
-    ap.add_argument("--scenarios", nargs="+",
-                    default=["idle", "true", "sh", "rate", "connects", "dns", "files"])
+    ap.add_argument(
+        "--scenarios", nargs="+", default=["idle", "true", "sh", "rate", "connects", "dns", "files"]
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     scenarios: dict[str, Callable[[Agent], dict[str, Any]]] = {
-        "idle": scenario_idle, "true": scenario_true, "sh": scenario_sh,
+        "idle": scenario_idle,
+        "true": scenario_true,
+        "sh": scenario_sh,
         "rate": lambda a: scenario_rate(a, seconds=args.rate_seconds),
-        "connects": scenario_connects, "dns": scenario_dns, "files": scenario_files}
+        "connects": scenario_connects,
+        "dns": scenario_dns,
+        "files": scenario_files,
+    }
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for sensor in args.sensors:
         with tempfile.TemporaryDirectory(prefix="heron-sensor-") as tmp:
@@ -426,13 +500,22 @@ def main() -> None:
                         continue
                     res = scenarios[name](agent)
                     if quiet:  # nothing but the markers is logged: only resources count
-                        res = {k: v for k, v in res.items()
-                               if k in ("cpu", "rss", "seconds", "achieved_rate")}
+                        res = {
+                            k: v
+                            for k, v in res.items()
+                            if k in ("cpu", "rss", "seconds", "achieved_rate")
+                        }
                     results.setdefault(name, {})[sensor] = res
-                    print(f"{name:9s} {sensor:5s} " + " ".join(
-                        f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in res.items() if k != "rss") +
-                        f" rss={res['rss'] / 1e6:.0f}MB", flush=True)
+                    print(
+                        f"{name:9s} {sensor:5s} "
+                        + " ".join(
+                            f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in res.items()
+                            if k != "rss"
+                        )
+                        + f" rss={res['rss'] / 1e6:.0f}MB",
+                        flush=True,
+                    )
                 st = agent.status()
                 lost = {n: s.get("lost") for n, s in st.get("sources", {}).items()}
                 print(f"# {sensor}: lost={lost} sensor={st.get('sensor', {})}", flush=True)
@@ -440,13 +523,23 @@ def main() -> None:
                 agent.stop()
     print("\nscenario   metric            " + "  ".join(f"{s:>8s}" for s in args.sensors))
     for name, by in results.items():
-        for metric in ("full", "degraded", "lost", "duplicate_guids", "ancestors",
-                       "achieved_rate", "events_per_s", "cpu"):
+        for metric in (
+            "full",
+            "degraded",
+            "lost",
+            "duplicate_guids",
+            "ancestors",
+            "achieved_rate",
+            "events_per_s",
+            "cpu",
+        ):
             vals = [by.get(s, {}).get(metric) for s in args.sensors]
             if all(v is None for v in vals):
                 continue
-            print(f"{name:10s} {metric:17s} " + "  ".join(
-                f"{v:8.1f}" if isinstance(v, float) else f"{v!s:>8s}" for v in vals))
+            print(
+                f"{name:10s} {metric:17s} "
+                + "  ".join(f"{v:8.1f}" if isinstance(v, float) else f"{v!s:>8s}" for v in vals)
+            )
         rss = [by.get(s, {}).get("rss", 0) / 1e6 for s in args.sensors]
         print(f"{name:10s} {'rss MB':17s} " + "  ".join(f"{v:8.0f}" for v in rss))
 

@@ -19,8 +19,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
-WINDOWS = ("rules/windows", "rules-emerging-threats", "rules-threat-hunting/windows",
-           "rules-placeholder/windows")
+WINDOWS = (
+    "rules/windows",
+    "rules-emerging-threats",
+    "rules-threat-hunting/windows",
+    "rules-placeholder/windows",
+)
 
 
 def _events() -> Iterator[tuple[str, Any]]:
@@ -63,13 +67,17 @@ def main() -> int:
             hits[(source, level[s])] += 1
             fired[(source, level[s])].add(s)
             per_rule[s] += 1
-    print(f"{engine.rule_count} Windows Sigma rules (status: {args.status or 'all'}); "
-          f"events: {dict(total)}")
+    print(
+        f"{engine.rule_count} Windows Sigma rules (status: {args.status or 'all'}); "
+        f"events: {dict(total)}"
+    )
     print(f"{'source':<11} {'level':<14} {'events':>7} {'hits':>6} {'rules':>6}")
     for source in total:
         for lv in ("critical", "high", "medium", "low", "informational"):
-            print(f"{source:<11} {lv:<14} {events[(source, lv)]:>7} {hits[(source, lv)]:>6} "
-                  f"{len(fired[(source, lv)]):>6}")
+            print(
+                f"{source:<11} {lv:<14} {events[(source, lv)]:>7} {hits[(source, lv)]:>6} "
+                f"{len(fired[(source, lv)]):>6}"
+            )
     print("noisiest rules:")
     for name, n in per_rule.most_common(args.top):
         print(f"{n:6d}  [{level[name]}] {name}")

@@ -71,14 +71,20 @@ def main() -> int:
         data = Path(tmp) / "manager"
         admin, endpoint = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
         listen = ["--admin-listen", admin, "--endpoint-listen", endpoint]
-        subprocess.run([*cmd, "init", "--json", "--data-dir", str(data), *listen],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*cmd, "init", "--json", "--data-dir", str(data), *listen],
+            check=True,
+            capture_output=True,
+        )
         ca = data / "pki" / "ca.pem"
         walls: list[float] = []
         cpus: list[float] = []
         for run in range(args.runs):
-            proc = subprocess.Popen([*cmd, "run", "--data-dir", str(data), *listen],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [*cmd, "run", "--data-dir", str(data), *listen],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             try:
                 wall = _first_answer(f"https://{admin}/healthz", ca, proc, args.limit)
                 cpu = tree_cpu_seconds(proc.pid)
@@ -90,16 +96,21 @@ def main() -> int:
             print(f"run {run + 1}: first answer after {wall:.2f} s wall, {cpu:.2f} s CPU")
     load = os.getloadavg()[0]
     summary = {
-        "wall_min": min(walls), "wall_median": statistics.median(walls),
-        "cpu_min": min(cpus), "cpu_median": statistics.median(cpus),
-        "target": TARGET_SECONDS, "ratio_wall_median_to_target":
-            statistics.median(walls) / TARGET_SECONDS, "load": load,
+        "wall_min": min(walls),
+        "wall_median": statistics.median(walls),
+        "cpu_min": min(cpus),
+        "cpu_median": statistics.median(cpus),
+        "target": TARGET_SECONDS,
+        "ratio_wall_median_to_target": statistics.median(walls) / TARGET_SECONDS,
+        "load": load,
     }
-    print(f"start-up to first answer: wall min {summary['wall_min']:.2f} s, median "
-          f"{summary['wall_median']:.2f} s; CPU median {summary['cpu_median']:.2f} s; "
-          f"target {TARGET_SECONDS:.1f} s (median/target "
-          f"{summary['ratio_wall_median_to_target']:.2f}); "
-          f"load {load:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"start-up to first answer: wall min {summary['wall_min']:.2f} s, median "
+        f"{summary['wall_median']:.2f} s; CPU median {summary['cpu_median']:.2f} s; "
+        f"target {TARGET_SECONDS:.1f} s (median/target "
+        f"{summary['ratio_wall_median_to_target']:.2f}); "
+        f"load {load:.1f} on {os.cpu_count()} CPUs"
+    )
     print(json.dumps(summary))
     return 0
 

@@ -85,8 +85,9 @@ def _token_wildcard(expr: str, value: str) -> str:
     parts = []
     for seg in segments:
         toks = _WILD_TOKEN_RE.findall(seg)
-        parts.append(f"{_SEP}+".join(_re_escape(t).replace("\\?", _TOK).replace("?", _TOK)
-                                     for t in toks))
+        parts.append(
+            f"{_SEP}+".join(_re_escape(t).replace("\\?", _TOK).replace("?", _TOK) for t in toks)
+        )
     parts = [p for p in parts if p]
     if not parts:
         return _TRUE
@@ -155,8 +156,11 @@ class _Compiler:
         if kind == "raw":
             low = value.lower()
             if name == "sig":
-                test = (f"match(lowerUTF8(x), {quote('^' + _wildcard_regex(low) + '$')})" if wild
-                        else f"lowerUTF8(x) = {quote(low)}")
+                test = (
+                    f"match(lowerUTF8(x), {quote('^' + _wildcard_regex(low) + '$')})"
+                    if wild
+                    else f"lowerUTF8(x) = {quote(low)}"
+                )
                 own = f"arrayExists(x -> {test}, signatures)"
             elif wild:
                 own = f"match({_RAW_SQL[name]}, {quote('(?s)^' + _wildcard_regex(low) + '$')})"
@@ -203,7 +207,7 @@ class _Compiler:
             raise self.fail(f"ranges need a numeric or time field, not {name!r}", tok)
         if tok.kind == "CMP":
             op = tok.text[:2] if tok.text[:2] in (">=", "<=") else tok.text[:1]
-            bound = tok.text[len(op):]
+            bound = tok.text[len(op) :]
             if not bound:
                 raise self.fail("comparison without a value", tok)
             lo, hi = (bound, None) if op[0] == ">" else (None, bound)
@@ -215,8 +219,11 @@ class _Compiler:
             lo = None if parts[0] in ("*", "") else parts[0]
             hi = None if parts[1] in ("*", "") else parts[1]
             inc_lo, inc_hi = tok.text[0] == "[", tok.text[-1] == "]"
-        column = ("ts_us" if name == "ts" else "toInt64(rt) * 1000000") if kind == "date" \
+        column = (
+            ("ts_us" if name == "ts" else "toInt64(rt) * 1000000")
+            if kind == "date"
             else _NUM_SQL[name]
+        )
 
         def conv(v: str) -> int:
             if kind == "date":
@@ -225,6 +232,7 @@ class _Compiler:
                 return max(0, int(v, 0))
             except ValueError as ex:
                 raise self.fail(f"not an integer: {v!r}", tok) from ex
+
         out = []
         if lo is not None:
             out.append(f"{column} {'>=' if inc_lo else '>'} {conv(lo)}")

@@ -39,8 +39,15 @@ LAG_WARN = 100_000  # events behind: health "lagging"
 class Shipper:
     """Ship ``journal`` to ``shards`` as ``frontend``; bookkeeping in ``state_path``."""
 
-    def __init__(self, journal: Journal, shards: Sequence[ClickHouse], *, frontend: str,
-                 state_path: Path, retry_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        shards: Sequence[ClickHouse],
+        *,
+        frontend: str,
+        state_path: Path,
+        retry_interval: float = 1.0,
+    ) -> None:
         if not shards:
             raise ValueError("the shipper needs at least one ClickHouse shard")
         self._journal = journal
@@ -65,8 +72,10 @@ class Shipper:
             return [0] * len(self._shards)
         marks = [int(m) for m in data["marks"]]
         if data.get("frontend") != self.frontend or len(marks) != len(self._shards):
-            raise ValueError(f"{self._state_path} was written for another front-end or shard "
-                             "count; resharding is not supported")
+            raise ValueError(
+                f"{self._state_path} was written for another front-end or shard "
+                "count; resharding is not supported"
+            )
         return marks
 
     def _save(self) -> None:
@@ -83,7 +92,8 @@ class Shipper:
         for shard, mark in zip(self._shards, self._marks, strict=True):
             _, rows = shard.rows(
                 f"SELECT seq FROM {DATABASE}.events_local WHERE frontend = "
-                f"'{_quote(self.frontend)}' AND seq > {int(mark)}")
+                f"'{_quote(self.frontend)}' AND seq > {int(mark)}"
+            )
             found.append({int(r[0]) for r in rows})
         return found
 
@@ -105,8 +115,12 @@ class Shipper:
     def health(self) -> dict[str, Any]:
         lag = self.lag()
         state = "failing" if self.last_error else ("lagging" if lag > LAG_WARN else "ok")
-        return {"state": state, "lag": lag, "shipped_seq": self.shipped_seq,
-                "error": self.last_error}
+        return {
+            "state": state,
+            "lag": lag,
+            "shipped_seq": self.shipped_seq,
+            "error": self.last_error,
+        }
 
     def ship_once(self) -> int:
         """Ship one round (at most ``_ROUND_ROWS`` journal events); return events advanced.
@@ -123,8 +137,10 @@ class Shipper:
             shard = shard_of(record.endpoint.get("uuid", ""), len(self._shards))
             mark, present = self._marks[shard], self._present[shard]
             per_shard[shard].extend(
-                row for row in record_rows(record, self.frontend)
-                if row["seq"] > mark and row["seq"] not in present)
+                row
+                for row in record_rows(record, self.frontend)
+                if row["seq"] > mark and row["seq"] not in present
+            )
             last = record.last_seq
             if last - start >= _ROUND_ROWS:
                 break

@@ -54,8 +54,14 @@ class ClusterEvents:
         self._reader = reader
         self._hunter = hunter or reader
 
-    def _where(self, query: str, since: TimeLike, until: TimeLike, endpoint: str | None,
-               detections_only: bool) -> str:
+    def _where(
+        self,
+        query: str,
+        since: TimeLike,
+        until: TimeLike,
+        endpoint: str | None,
+        detections_only: bool,
+    ) -> str:
         parts = [compile_query(query)]
         start = None if since in (None, "") else parse_datetime(since)
         end = None if until in (None, "") else parse_datetime(until)
@@ -72,30 +78,48 @@ class ClusterEvents:
         return " AND ".join(f"({p})" for p in parts)
 
     def count(self, query: str = "", **filters: Any) -> int:
-        where = self._where(query, filters.get("since"), filters.get("until"),
-                            filters.get("endpoint"), bool(filters.get("detections_only")))
+        where = self._where(
+            query,
+            filters.get("since"),
+            filters.get("until"),
+            filters.get("endpoint"),
+            bool(filters.get("detections_only")),
+        )
         return int(self._read(f"SELECT count() FROM {DATABASE}.events WHERE {where}")[0][0])
 
-    def search(self, query: str = "", *, since: TimeLike = None, until: TimeLike = None,
-               endpoint: str | None = None, detections_only: bool = False, limit: int = 100,
-               cursor: str | None = None) -> SearchPage:
+    def search(
+        self,
+        query: str = "",
+        *,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        endpoint: str | None = None,
+        detections_only: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SearchPage:
         """Matching events, newest event time first, ``limit`` per page (keyset cursor)."""
         limit = max(1, min(int(limit), MAX_LIMIT))
         where = self._where(query, since, until, endpoint, detections_only)
         if cursor:
             ts_us, frontend, seq, total = _decode_cursor(cursor)
-            page_where = (f"{where} AND (ts_us < {ts_us} OR (ts_us = {ts_us} AND (frontend < "
-                          f"{quote(frontend)} OR (frontend = {quote(frontend)} AND seq < {seq}))))")
+            page_where = (
+                f"{where} AND (ts_us < {ts_us} OR (ts_us = {ts_us} AND (frontend < "
+                f"{quote(frontend)} OR (frontend = {quote(frontend)} AND seq < {seq}))))"
+            )
         else:
-            total = self.count(query, since=since, until=until, endpoint=endpoint,
-                               detections_only=detections_only)
+            total = self.count(
+                query, since=since, until=until, endpoint=endpoint, detections_only=detections_only
+            )
             page_where = where
         # PERF(cluster): sort the keys first, then fetch ``raw`` by primary key: selecting
         # ``raw`` in the sorted query decompressed it for every granule with a match (≈ 1 s
         # per page on 200k events instead of tens of ms).
-        rows = self._read(f"SELECT ts_us, frontend, seq, endpoint, batch_id, batch_idx FROM "
-                          f"{DATABASE}.events WHERE {page_where} ORDER BY ts_us DESC, "
-                          f"frontend DESC, seq DESC LIMIT {limit + 1}")
+        rows = self._read(
+            f"SELECT ts_us, frontend, seq, endpoint, batch_id, batch_idx FROM "
+            f"{DATABASE}.events WHERE {page_where} ORDER BY ts_us DESC, "
+            f"frontend DESC, seq DESC LIMIT {limit + 1}"
+        )
         events = self._raw_of(rows[:limit])
         next_cursor = None
         if len(rows) > limit:
@@ -107,19 +131,30 @@ class ClusterEvents:
         """The events of ``(ts_us, frontend, seq, endpoint, batch_id, batch_idx)`` rows."""
         if not keys:
             return []
-        tuples = ", ".join(f"({quote(str(k[3]))}, {quote(str(k[4]))}, {int(k[5])})"
-                           for k in keys)
-        found = {(str(r[0]), int(r[1])): r[2] for r in self._read(
-            f"SELECT frontend, seq, raw FROM {DATABASE}.events WHERE "
-            f"(endpoint, batch_id, batch_idx) IN ({tuples})")}
-        return [orjson.loads(found[(str(k[1]), int(k[2]))]) for k in keys
-                if (str(k[1]), int(k[2])) in found]
+        tuples = ", ".join(f"({quote(str(k[3]))}, {quote(str(k[4]))}, {int(k[5])})" for k in keys)
+        found = {
+            (str(r[0]), int(r[1])): r[2]
+            for r in self._read(
+                f"SELECT frontend, seq, raw FROM {DATABASE}.events WHERE "
+                f"(endpoint, batch_id, batch_idx) IN ({tuples})"
+            )
+        }
+        return [
+            orjson.loads(found[(str(k[1]), int(k[2]))])
+            for k in keys
+            if (str(k[1]), int(k[2])) in found
+        ]
 
-    def iter_events(self, *, since: TimeLike = None, until: TimeLike = None,
-                    endpoint: str | None = None, query: str = "",
-                    detections_only: bool = False,
-                    prefilter: Iterable[tuple[str, int]] | None = None,
-                    ) -> Iterator[dict[str, Any]]:
+    def iter_events(
+        self,
+        *,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        endpoint: str | None = None,
+        query: str = "",
+        detections_only: bool = False,
+        prefilter: Iterable[tuple[str, int]] | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Every matching event (retro-hunt input), in pages of ``_ITER_PAGE``.
 
         ``prefilter``: the ``(channel, EventID)`` pairs the hunted rules can match (from the
@@ -128,24 +163,41 @@ class ClusterEvents:
         """
         where = self._where(query, since, until, endpoint, detections_only)
         if prefilter is not None:
-            pairs = [f"(lowerUTF8(channel) = {quote(ch.lower())} AND event_id = {int(eid)})"
-                     if ch else f"event_id = {int(eid)}" for ch, eid in prefilter]
+            pairs = [
+                f"(lowerUTF8(channel) = {quote(ch.lower())} AND event_id = {int(eid)})"
+                if ch
+                else f"event_id = {int(eid)}"
+                for ch, eid in prefilter
+            ]
             where += " AND (" + (" OR ".join(pairs) or "0") + ")"
         after: tuple[str, int] | None = None
         while True:
-            page_where = where if after is None else (
-                f"{where} AND (frontend > {quote(after[0])} OR (frontend = {quote(after[0])} "
-                f"AND seq > {after[1]}))")
-            rows = self._read(f"SELECT frontend, seq, raw FROM {DATABASE}.events WHERE "
-                              f"{page_where} ORDER BY frontend, seq LIMIT {_ITER_PAGE}")
+            page_where = (
+                where
+                if after is None
+                else (
+                    f"{where} AND (frontend > {quote(after[0])} OR (frontend = {quote(after[0])} "
+                    f"AND seq > {after[1]}))"
+                )
+            )
+            rows = self._read(
+                f"SELECT frontend, seq, raw FROM {DATABASE}.events WHERE "
+                f"{page_where} ORDER BY frontend, seq LIMIT {_ITER_PAGE}"
+            )
             for row in rows:
                 yield orjson.loads(row[2])
             if len(rows) < _ITER_PAGE:
                 return
             after = (str(rows[-1][0]), int(rows[-1][1]))
 
-    def sql(self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
-            max_bytes: int = 16 * 1024 * 1024) -> SqlResult:
+    def sql(
+        self,
+        query: str,
+        *,
+        timeout: float = 10.0,
+        max_rows: int = 10_000,
+        max_bytes: int = 16 * 1024 * 1024,
+    ) -> SqlResult:
         """One read-only statement as the read-only user, with a timeout, a row and a byte cap.
 
         Raises:

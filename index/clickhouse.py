@@ -71,14 +71,21 @@ class ClickHouseError(StoreError):
 class ClickHouse:
     """One ClickHouse server over HTTP (``url`` like ``http://127.0.0.1:8123``)."""
 
-    def __init__(self, url: str, *, user: str = "default", password: str = "",
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, user: str = "default", password: str = "", timeout: float = 30.0
+    ) -> None:
         self.url = url.rstrip("/")
         self._auth = {"user": user, "password": password}
         self._timeout = timeout
 
-    def execute(self, sql: str, *, data: bytes | None = None,
-                settings: dict[str, Any] | None = None, timeout: float | None = None) -> bytes:
+    def execute(
+        self,
+        sql: str,
+        *,
+        data: bytes | None = None,
+        settings: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
         """Run one statement; ``data`` is the body of an ``INSERT … FORMAT …``.
 
         Raises:
@@ -90,8 +97,9 @@ class ClickHouse:
             body = sql.encode()
         else:
             params["query"] = sql
-        req = urllib.request.Request(f"{self.url}/?{urllib.parse.urlencode(params)}",
-                                     data=body, method="POST")
+        req = urllib.request.Request(
+            f"{self.url}/?{urllib.parse.urlencode(params)}", data=body, method="POST"
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout or self._timeout) as resp:
                 return bytes(resp.read())
@@ -101,11 +109,13 @@ class ClickHouse:
         except (OSError, urllib.error.URLError) as ex:
             raise ClickHouseError(f"{self.url}: {ex}") from ex
 
-    def rows(self, sql: str, *, settings: dict[str, Any] | None = None,
-             timeout: float | None = None) -> tuple[list[str], list[list[Any]]]:
+    def rows(
+        self, sql: str, *, settings: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> tuple[list[str], list[list[Any]]]:
         """Run a SELECT and return ``(column names, rows)`` (``FORMAT JSONCompact``)."""
-        out = orjson.loads(self.execute(f"{sql} FORMAT JSONCompact", settings=settings,
-                                        timeout=timeout))
+        out = orjson.loads(
+            self.execute(f"{sql} FORMAT JSONCompact", settings=settings, timeout=timeout)
+        )
         return [c["name"] for c in out["meta"]], list(out["data"])
 
     def scalar(self, sql: str) -> Any:
@@ -138,8 +148,10 @@ def local_table_ddl(table: str) -> str:
     block`` on current servers), and retention drops whole receipt days.
     """
     cols = ", ".join(f"{name} {ddl}" for name, ddl in CH_COLUMNS)
-    return (f"CREATE TABLE IF NOT EXISTS {table} ({cols}) ENGINE = ReplacingMergeTree() "
-            "PARTITION BY toYYYYMMDD(rt) ORDER BY (endpoint, batch_id, batch_idx)")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} ({cols}) ENGINE = ReplacingMergeTree() "
+        "PARTITION BY toYYYYMMDD(rt) ORDER BY (endpoint, batch_id, batch_idx)"
+    )
 
 
 def create_schema(nodes: Sequence[ClickHouse], cluster: str) -> None:
@@ -150,7 +162,8 @@ def create_schema(nodes: Sequence[ClickHouse], cluster: str) -> None:
         node.execute(
             f"CREATE TABLE IF NOT EXISTS {DATABASE}.events AS {DATABASE}.events_local "
             f"ENGINE = Distributed({cluster}, {DATABASE}, events_local, "
-            "cityHash64(endpoint))")
+            "cityHash64(endpoint))"
+        )
 
 
 def _dt(value: datetime) -> str:
@@ -165,47 +178,60 @@ def record_rows(record: JournalRecord, frontend: str) -> list[dict[str, Any]]:
     hostname = record.endpoint.get("hostname", "")
     rt = datetime.fromtimestamp(record.rt_ns // 1000 / 1e6, UTC)
     raws = [orjson.dumps(event) for event in record.events]
-    projections = project_many(record.events, first_seq=record.first_seq, rt=rt,
-                               endpoint=endpoint, hostname=hostname, raws=raws)
+    projections = project_many(
+        record.events,
+        first_seq=record.first_seq,
+        rt=rt,
+        endpoint=endpoint,
+        hostname=hostname,
+        raws=raws,
+    )
     # NOTE: without an agent batch id, the front-end's own (frontend, first seq) names the batch.
     batch_id = record.batch_id or f"{frontend}:{record.first_seq}"
     out = []
     for idx, proj in enumerate(projections):
         doc = orjson.loads(proj.doc_json)
         row = proj.row
-        values = dict(zip(("seq", "ts", "rt", "endpoint", "hostname", "channel", "event_id",
-                           "computer"), row[:8], strict=True))
-        data = row[8:8 + len(_DATA_COLUMNS)]
-        algos = row[8 + len(_DATA_COLUMNS):8 + len(_DATA_COLUMNS) + len(HASH_ALGOS)]
+        values = dict(
+            zip(
+                ("seq", "ts", "rt", "endpoint", "hostname", "channel", "event_id", "computer"),
+                row[:8],
+                strict=True,
+            )
+        )
+        data = row[8 : 8 + len(_DATA_COLUMNS)]
+        algos = row[8 + len(_DATA_COLUMNS) : 8 + len(_DATA_COLUMNS) + len(HASH_ALGOS)]
         # the DuckDB row's trailing techniques/tactics columns are not in ClickHouse yet
         base = 8 + len(_DATA_COLUMNS) + len(HASH_ALGOS)
-        sigs, crit, det, retro, ehash = row[base:base + 5]
+        sigs, crit, det, retro, ehash = row[base : base + 5]
         text = [*doc.get("all", []), *(doc.get(col, "") for col in PROMOTED.values())]
-        out.append({
-            "frontend": frontend,
-            "seq": proj.seq,
-            "batch_id": batch_id,
-            "batch_idx": idx,
-            "ts": _dt(values["ts"]),
-            "ts_us": to_micros(values["ts"].replace(tzinfo=UTC)),
-            "rt": _dt(values["rt"]),
-            "endpoint": endpoint,
-            "hostname": hostname or "",
-            "channel": values["channel"] or "",
-            "event_id": int(values["event_id"]),
-            "computer": values["computer"] or "",
-            **{col: v or "" for col, v in zip(_DATA_COLUMNS, data, strict=True)},
-            **{algo: v or "" for algo, v in zip(HASH_ALGOS, algos, strict=True)},
-            "hashes": list(doc.get("hash", [])),
-            "signatures": list(sigs),
-            "criticality": int(crit),
-            "detection": int(bool(det)),
-            "retro": int(bool(retro)),
-            "event_hash": ehash or "",
-            "kv": list(doc.get("kv", [])),
-            "text": "\n".join(t for t in text if t).lower(),
-            "raw": proj.raw.decode(),
-        })
+        out.append(
+            {
+                "frontend": frontend,
+                "seq": proj.seq,
+                "batch_id": batch_id,
+                "batch_idx": idx,
+                "ts": _dt(values["ts"]),
+                "ts_us": to_micros(values["ts"].replace(tzinfo=UTC)),
+                "rt": _dt(values["rt"]),
+                "endpoint": endpoint,
+                "hostname": hostname or "",
+                "channel": values["channel"] or "",
+                "event_id": int(values["event_id"]),
+                "computer": values["computer"] or "",
+                **{col: v or "" for col, v in zip(_DATA_COLUMNS, data, strict=True)},
+                **{algo: v or "" for algo, v in zip(HASH_ALGOS, algos, strict=True)},
+                "hashes": list(doc.get("hash", [])),
+                "signatures": list(sigs),
+                "criticality": int(crit),
+                "detection": int(bool(det)),
+                "retro": int(bool(retro)),
+                "event_hash": ehash or "",
+                "kv": list(doc.get("kv", [])),
+                "text": "\n".join(t for t in text if t).lower(),
+                "raw": proj.raw.decode(),
+            }
+        )
     return out
 
 
@@ -218,8 +244,10 @@ def drop_partitions_before(nodes: Sequence[ClickHouse], day: str) -> list[str]:
         raise ValueError(f"day must be YYYYMMDD, got {day!r}")
     dropped = []
     for node in nodes:
-        _, rows = node.rows(f"SELECT DISTINCT partition FROM system.parts WHERE active AND "
-                            f"database = '{DATABASE}' AND table = 'events_local'")
+        _, rows = node.rows(
+            f"SELECT DISTINCT partition FROM system.parts WHERE active AND "
+            f"database = '{DATABASE}' AND table = 'events_local'"
+        )
         for (part,) in rows:
             name = str(part).strip("'")
             if name.isdigit() and name < day:

@@ -35,8 +35,7 @@ def finalize_event(
         edr_prev = {}
     prev_hash = (edr_prev.get("Event") or {}).get("Hash") if retro else None
     detection = inner.get("Detection")
-    clean = inner if "EdrData" not in inner else {
-        k: v for k, v in inner.items() if k != "EdrData"}
+    clean = inner if "EdrData" not in inner else {k: v for k, v in inner.items() if k != "EdrData"}
     blob: bytes | None = None
     if prev_hash:
         digest = prev_hash

@@ -164,8 +164,11 @@ class Journal:
         a journal that lost records to media corruption must not reuse their numbers)."""
         with self._lock:
             if seq > self._next_seq:
-                logger.error("journal next seq %d is below what the index holds; skipping to %d",
-                             self._next_seq, seq)
+                logger.error(
+                    "journal next seq %d is below what the index holds; skipping to %d",
+                    self._next_seq,
+                    seq,
+                )
                 self._next_seq = seq
 
     # -- writing --------------------------------------------------------------------
@@ -207,7 +210,7 @@ class Journal:
                 started = True
                 view = memoryview(data)
                 while view:  # NOTE(index): unbuffered: a raw write may be partial
-                    view = view[fh.write(view):]
+                    view = view[fh.write(view) :]
                 if self._fsync:
                     _fsync(fh.fileno())
             except BaseException as ex:
@@ -298,8 +301,13 @@ class Journal:
                     return
                 body = orjson.loads(dctx.decompress(payload))
                 yield JournalRecord(
-                    header.first_seq, header.count, body["endpoint"], body["batch_id"],
-                    body["rt"], body["events"], path.name,
+                    header.first_seq,
+                    header.count,
+                    body["endpoint"],
+                    body["batch_id"],
+                    body["rt"],
+                    body["events"],
+                    path.name,
                 )
 
     def size_bytes(self) -> int:

@@ -297,8 +297,7 @@ class QueryTranslator:
     def _data(self, name: str, value: str, wild: bool) -> tantivy.Query:
         promoted = PROMOTED.get(name)
         if wild:
-            if promoted is not None and (
-                    name in NO_KV or _SINGLE_TOKEN_WILDCARD.fullmatch(value)):
+            if promoted is not None and (name in NO_KV or _SINGLE_TOKEN_WILDCARD.fullmatch(value)):
                 # PERF(index): *tok* ≡ "some token contains tok": scan the token dictionary.
                 # Command lines have no kv token: their wildcards are token-level only.
                 return self._token_wildcard(promoted, value)
@@ -312,8 +311,9 @@ class QueryTranslator:
                 return phrase
             return _any([Q.term_query(self._schema, "kv", kv_term(name, value)), phrase])
         # The exact value (first _KV_MAX characters, as indexed), or its words in order.
-        return _any([Q.term_query(self._schema, "kv", kv_term(name, value)),
-                     self._field_words(name, words)])
+        return _any(
+            [Q.term_query(self._schema, "kv", kv_term(name, value)), self._field_words(name, words)]
+        )
 
     def _field_words(self, name: str, words: list[str]) -> tantivy.Query:
         """Words in order, on token boundaries, anywhere in this field's value.
@@ -331,7 +331,7 @@ class QueryTranslator:
         step = _WORDS_PER_REGEX - 1
         parts = [self._phrase("all", words)]
         for start in range(0, max(1, len(words) - 1), step):
-            chunk = words[start:start + _WORDS_PER_REGEX]
+            chunk = words[start : start + _WORDS_PER_REGEX]
             parts.append(Q.regex_query(self._schema, "kv", _kv_words_regex(name, chunk)))
         return Q.boolean_query([(Occur.Must, q) for q in parts])
 
@@ -359,8 +359,9 @@ class QueryTranslator:
         if len(regexes) == 1:
             return Q.regex_query(self._schema, field, regexes[0])
         if len(segments) > 1:
-            return Q.boolean_query([(Occur.Must, Q.regex_query(self._schema, field, r))
-                                    for r in regexes])
+            return Q.boolean_query(
+                [(Occur.Must, Q.regex_query(self._schema, field, r)) for r in regexes]
+            )
         phrase: list[str | tuple[int, str]] = list(regexes)
         return Q.regex_phrase_query(self._schema, field, phrase)
 
@@ -378,8 +379,9 @@ class QueryTranslator:
         try:
             number = int(value, 0)
         except ValueError as ex:
-            raise IndexQueryError(f"{name} needs an integer, got {value!r}", query=text,
-                                  position=tok.pos) from ex
+            raise IndexQueryError(
+                f"{name} needs an integer, got {value!r}", query=text, position=tok.pos
+            ) from ex
         if number < 0:
             return Q.empty_query()
         return Q.term_query(self._schema, name, number)
@@ -387,19 +389,21 @@ class QueryTranslator:
     def _bool(self, name: str, value: str, tok: _Tok, text: str) -> tantivy.Query:
         flag = value.lower()
         if flag not in ("true", "false", "1", "0", "yes", "no"):
-            raise IndexQueryError(f"{name} needs true or false, got {value!r}", query=text,
-                                  position=tok.pos)
+            raise IndexQueryError(
+                f"{name} needs true or false, got {value!r}", query=text, position=tok.pos
+            )
         return Q.term_query(self._schema, name, int(flag in ("true", "1", "yes")))
 
     def _range(self, kind: str, name: str, tok: _Tok, text: str) -> tantivy.Query:
         if kind not in ("u64", "date"):
-            raise IndexQueryError(f"ranges need a numeric or time field, not {name!r}",
-                                  query=text, position=tok.pos)
+            raise IndexQueryError(
+                f"ranges need a numeric or time field, not {name!r}", query=text, position=tok.pos
+            )
         lo: str | None
         hi: str | None
         if tok.kind == "CMP":
             op = tok.text[:2] if tok.text[:2] in (">=", "<=") else tok.text[:1]
-            bound = tok.text[len(op):]
+            bound = tok.text[len(op) :]
             if not bound:
                 raise IndexQueryError("comparison without a value", query=text, position=tok.pos)
             lo, hi = (bound, None) if op[0] == ">" else (None, bound)
@@ -422,9 +426,13 @@ class QueryTranslator:
         if lo is None and hi is None:
             return Q.all_query()
         return Q.range_query(
-            self._schema, name, ftype,
-            None if lo is None else conv(lo), None if hi is None else conv(hi),
-            inc_lo or lo is None, inc_hi or hi is None,
+            self._schema,
+            name,
+            ftype,
+            None if lo is None else conv(lo),
+            None if hi is None else conv(hi),
+            inc_lo or lo is None,
+            inc_hi or hi is None,
         )
 
 
@@ -433,8 +441,10 @@ def _to_int(text: str, tok: _Tok) -> Callable[[str], int]:
         try:
             return max(0, int(value, 0))
         except ValueError as ex:
-            raise IndexQueryError(f"not an integer: {value!r}", query=text,
-                                  position=tok.pos) from ex
+            raise IndexQueryError(
+                f"not an integer: {value!r}", query=text, position=tok.pos
+            ) from ex
+
     return conv
 
 

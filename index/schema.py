@@ -136,8 +136,6 @@ def register_analyzers(index: tantivy.Index) -> None:
     index.register_tokenizer(ANALYZER, build_analyzer())
 
 
-
-
 class Projection(NamedTuple):
     """One event as the writer stores it (PERF(index): a tuple is cheaper to build).
 
@@ -162,8 +160,9 @@ def project(
     PERF(index): this is the ingest hot path (one JSON document per event, handed to
     Tantivy with ``add_json``; ~3× cheaper than ``Document.add_*`` calls).
     """
-    return project_many([event], first_seq=seq, rt=rt, endpoint=endpoint, hostname=hostname,
-                        raws=[raw])[0]
+    return project_many(
+        [event], first_seq=seq, rt=rt, endpoint=endpoint, hostname=hostname, raws=[raw]
+    )[0]
 
 
 def with_raw(doc_json: bytes, raw: bytes) -> str:
@@ -227,8 +226,12 @@ def _key_info(key: str) -> _KeyInfo | None:
     low = key.lower()
     info: _KeyInfo | None = None
     if low not in NOT_INDEXED:
-        info = (_COLUMN_OF.get(low), low in PROMOTED, "hash" in low,
-                None if low in NO_KV else low + "=")
+        info = (
+            _COLUMN_OF.get(low),
+            low in PROMOTED,
+            "hash" in low,
+            None if low in NO_KV else low + "=",
+        )
     if len(_KEY_INFO) < _KEY_INFO_MAX:
         _KEY_INFO[key] = info
     return info
@@ -241,8 +244,11 @@ def _data_items(inner: dict[str, Any]) -> Iterable[tuple[str, str]]:
     as it is, without building the merged dictionary.
     """
     event_data = inner.get("EventData")
-    if "UserData" not in inner and event_data.__class__ is dict and all(
-            v.__class__ is str for v in event_data.values()):
+    if (
+        "UserData" not in inner
+        and event_data.__class__ is dict
+        and all(v.__class__ is str for v in event_data.values())
+    ):
         return event_data.items()
     data: dict[str, str] = {}
     flat_values(event_data, data)
@@ -270,8 +276,13 @@ def _hashes_of(value: str) -> _HashParts:
 
 
 def project_many(
-    events: list[dict[str, Any]], *, first_seq: int, rt: datetime, endpoint: str,
-    hostname: str, raws: list[bytes],
+    events: list[dict[str, Any]],
+    *,
+    first_seq: int,
+    rt: datetime,
+    endpoint: str,
+    hostname: str,
+    raws: list[bytes],
 ) -> list[Projection]:
     """:func:`project` for the consecutive events of one journal record (shared values once)."""
     rt_micros = to_micros(rt)

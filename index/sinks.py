@@ -56,8 +56,13 @@ _CHUNK_BYTES = 16 * 1024 * 1024
 # NOTE(index): an operation the child has not answered by then means it hangs: it is killed
 # (the store then starts a new one and replays the journal).
 _ADD_DEADLINE = 600.0
-_DEADLINES = {OP_COMMIT: 600.0, OP_DELETE_BELOW: 3600.0, OP_DELETE_ALL: 3600.0,
-              OP_MERGE: 3600.0, OP_CLOSE: 3600.0}
+_DEADLINES = {
+    OP_COMMIT: 600.0,
+    OP_DELETE_BELOW: 3600.0,
+    OP_DELETE_ALL: 3600.0,
+    OP_MERGE: 3600.0,
+    OP_CLOSE: 3600.0,
+}
 
 
 def _child_command(path: Path, heap_size: int, num_threads: int) -> list[str]:
@@ -217,17 +222,23 @@ class WriterProcess:
     the next start replays them).
     """
 
-    def __init__(self, path: Path, *, heap_size: int, num_threads: int,
-                 start_timeout: float = 60.0) -> None:
+    def __init__(
+        self, path: Path, *, heap_size: int, num_threads: int, start_timeout: float = 60.0
+    ) -> None:
         # NOTE(index): its own session: a terminal's Ctrl-C reaches the manager only, which
         # then closes the writer cleanly (the child also ignores SIGINT/SIGTERM).
         # NOTE(index): without a stderr of ours (a Windows service), its messages go to a file.
-        self._log = (None if sys.stderr is not None
-                     else (path.parent / "index-writer.log").open("ab"))
+        self._log = (
+            None if sys.stderr is not None else (path.parent / "index-writer.log").open("ab")
+        )
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter or frozen binary
-            _child_command(path, heap_size, num_threads), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self._log, start_new_session=os.name == "posix",
-            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+            _child_command(path, heap_size, num_threads),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=os.name == "posix",
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+        )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
         self._ids = itertools.count(1)
@@ -246,8 +257,9 @@ class WriterProcess:
         if error:
             self._stop_child(1.0)
             raise StoreError(error)
-        self._receiver = threading.Thread(target=self._receive, name="heron-index-replies",
-                                          daemon=True)
+        self._receiver = threading.Thread(
+            target=self._receive, name="heron-index-replies", daemon=True
+        )
         self._receiver.start()
 
     def _first_answer(self, started: Future[str | None]) -> None:
@@ -256,8 +268,10 @@ class WriterProcess:
         except (OSError, ValueError):  # NOTE(index): closed after a start timeout
             frame = None
         if frame is None:
-            started.set_result(f"the index writer process exited at start (code "
-                               f"{self._exitcode()}; see its messages above)")
+            started.set_result(
+                f"the index writer process exited at start (code "
+                f"{self._exitcode()}; see its messages above)"
+            )
             return
         error = orjson.loads(frame)[1]
         started.set_result(str(error) if error else None)
@@ -309,8 +323,9 @@ class WriterProcess:
         with self._lock:
             pending = rid in self._pending
         if pending:
-            self._kill(f"the index writer process did not answer {op!r} in "
-                       f"{_DEADLINES[op]:.0f} s; killed")
+            self._kill(
+                f"the index writer process did not answer {op!r} in {_DEADLINES[op]:.0f} s; killed"
+            )
 
     def _exitcode(self) -> int | None:
         try:
@@ -377,8 +392,11 @@ class WriterProcess:
 
     def _send_documents(self, parts: list[bytes]) -> None:
         """Send one OP_ADD; a child that does not take it in time is killed (it hangs)."""
-        watchdog = _watchdog(_ADD_DEADLINE, self._kill, "the index writer process did not take "
-                             f"documents in {_ADD_DEADLINE:.0f} s; killed")
+        watchdog = _watchdog(
+            _ADD_DEADLINE,
+            self._kill,
+            f"the index writer process did not take documents in {_ADD_DEADLINE:.0f} s; killed",
+        )
         try:
             self._send(OP_ADD + b"\0".join(parts))
         finally:

@@ -21,15 +21,46 @@ from index.errors import SqlError
 
 __all__ = ["TABLE_FUNCTIONS", "check_functions", "scrub"]
 
-TABLE_FUNCTIONS = frozenset({
-    "range", "generate_series", "unnest", "json_each", "json_tree", "repeat", "repeat_row",
-})
-DENIED_SCALARS = frozenset({
-    "current_setting", "getvariable", "getenv", "current_database", "current_schema",
-    "current_schemas", "version", "pg_get_viewdef", "checkpoint", "force_checkpoint",
-})
-DENIED_PREFIXES = ("duckdb_", "pragma_", "register_", "enable_", "disable_", "install_",
-                   "load_", "read_", "glob", "sniff_", "parquet_", "iceberg_", "delta_")
+TABLE_FUNCTIONS = frozenset(
+    {
+        "range",
+        "generate_series",
+        "unnest",
+        "json_each",
+        "json_tree",
+        "repeat",
+        "repeat_row",
+    }
+)
+DENIED_SCALARS = frozenset(
+    {
+        "current_setting",
+        "getvariable",
+        "getenv",
+        "current_database",
+        "current_schema",
+        "current_schemas",
+        "version",
+        "pg_get_viewdef",
+        "checkpoint",
+        "force_checkpoint",
+    }
+)
+DENIED_PREFIXES = (
+    "duckdb_",
+    "pragma_",
+    "register_",
+    "enable_",
+    "disable_",
+    "install_",
+    "load_",
+    "read_",
+    "glob",
+    "sniff_",
+    "parquet_",
+    "iceberg_",
+    "delta_",
+)
 _EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\s+", re.IGNORECASE)
 
 
@@ -59,16 +90,23 @@ def check_functions(cur: duckdb.DuckDBPyConnection, query: str) -> None:
         raise SqlError(f"SQL failed: {ex}", query=query) from ex
     tree = orjson.loads(row[0]) if row else {"error": True}
     if tree.get("error"):
-        raise SqlError(f"SQL failed: {tree.get('error_message', 'cannot parse the query')}",
-                       query=query)
+        raise SqlError(
+            f"SQL failed: {tree.get('error_message', 'cannot parse the query')}", query=query
+        )
     table_fns = {name for kind, name in _functions(tree) if kind == "table"}
     for kind, name in _functions(tree):
         low = name.lower()
         if kind == "table" and low not in TABLE_FUNCTIONS:
-            raise SqlError(f"table function {name}() is not allowed (allowed: "
-                           f"{', '.join(sorted(TABLE_FUNCTIONS))})", query=query)
-        if kind == "scalar" and name not in table_fns and (
-                low in DENIED_SCALARS or low.startswith(DENIED_PREFIXES)):
+            raise SqlError(
+                f"table function {name}() is not allowed (allowed: "
+                f"{', '.join(sorted(TABLE_FUNCTIONS))})",
+                query=query,
+            )
+        if (
+            kind == "scalar"
+            and name not in table_fns
+            and (low in DENIED_SCALARS or low.startswith(DENIED_PREFIXES))
+        ):
             raise SqlError(f"function {name}() is not allowed", query=query)
 
 

@@ -127,24 +127,33 @@ class EventStore:
             self._min_seq: int = int(state.get("min_seq", 1))
             ratio = state.get("size_ratio")
             self._size_ratio: float | None = float(ratio) if ratio else None
-            self.journal = Journal(self.root / "journal", segment_bytes=journal_segment_bytes,
-                                   fsync=fsync)
+            self.journal = Journal(
+                self.root / "journal", segment_bytes=journal_segment_bytes, fsync=fsync
+            )
             opened.append(self.journal)
             self._index = self._open_index(self.root / "index")
             self._schema = self._index.schema
             self._translator = QueryTranslator(self._schema)
-            self.tables = Tables(self.root / "events.duckdb", memory_limit=memory_limit,
-                                 threads=sql_threads)
+            self.tables = Tables(
+                self.root / "events.duckdb", memory_limit=memory_limit, threads=sql_threads
+            )
             opened.append(self.tables)
+
             def open_sink() -> TantivySink:
                 if index_process:
-                    return WriterProcess(self.root / "index", heap_size=heap_size,
-                                         num_threads=index_threads)
+                    return WriterProcess(
+                        self.root / "index", heap_size=heap_size, num_threads=index_threads
+                    )
                 return LocalWriter(self._index, heap_size=heap_size, num_threads=index_threads)
 
-            self._indexer = Indexer(self._index, self.tables, open_sink,
-                                    replay=self._journal_after, commit_interval=commit_interval,
-                                    floor=self._min_seq - 1)
+            self._indexer = Indexer(
+                self._index,
+                self.tables,
+                open_sink,
+                replay=self._journal_after,
+                commit_interval=commit_interval,
+                floor=self._min_seq - 1,
+            )
             opened.append(_Closer(self._indexer.close_writer))
             self._batches: dict[tuple[str, str], tuple[int, int]] = {
                 (ep, bid): (first, count) for ep, bid, first, count in self.tables.batch_keys()
@@ -159,14 +168,19 @@ class EventStore:
             try:
                 self._finish_retention()
             except Exception as ex:  # noqa: BLE001 - never keep the manager from starting
-                logger.error("could not finish an interrupted retention pass (the next pass "
-                             "retries): %s", ex)
+                logger.error(
+                    "could not finish an interrupted retention pass (the next pass retries): %s", ex
+                )
             replayed = self._replay()
         except BaseException:
             self.close()
             raise
-        logger.info("event store open at %s (next seq %d, %d records replayed)",
-                    self.root, self.journal.next_seq, replayed)
+        logger.info(
+            "event store open at %s (next seq %d, %d records replayed)",
+            self.root,
+            self.journal.next_seq,
+            replayed,
+        )
 
     # -- opening ----------------------------------------------------------------------
 
@@ -195,8 +209,9 @@ class EventStore:
         try:
             version = json.loads(marker.read_text()).get("version") if marker.exists() else None
             if version != SCHEMA_VERSION and path.exists():
-                logger.warning("index schema %s != %s: rebuilding from the journal",
-                               version, SCHEMA_VERSION)
+                logger.warning(
+                    "index schema %s != %s: rebuilding from the journal", version, SCHEMA_VERSION
+                )
                 shutil.rmtree(path)
             path.mkdir(parents=True, exist_ok=True)
             index = tantivy.Index(build_schema(), path=str(path), reuse=True)
@@ -295,7 +310,11 @@ class EventStore:
         return self._append(events, endpoint=endpoint, batch_id=batch_id, retro=True)
 
     def _append(
-        self, events: list[dict[str, Any]], *, endpoint: EndpointRef, batch_id: str | None,
+        self,
+        events: list[dict[str, Any]],
+        *,
+        endpoint: EndpointRef,
+        batch_id: str | None,
         retro: bool,
     ) -> AppendResult:
         self._check_open()
@@ -320,8 +339,14 @@ class EventStore:
             if hit is not None:
                 return AppendResult(hit[0], hit[1], duplicate=True)
             first = self.journal.next_seq
-            record = self.journal.append(finals, endpoint=asdict(endpoint), batch_id=batch_id,
-                                         rt_ns=rt_ns, first_seq=first, encoded=encoded)
+            record = self.journal.append(
+                finals,
+                endpoint=asdict(endpoint),
+                batch_id=batch_id,
+                rt_ns=rt_ns,
+                first_seq=first,
+                encoded=encoded,
+            )
             if key is not None:
                 self._batches[key] = (first, len(finals))
             self._indexer.submit(record, encoded)
@@ -343,7 +368,11 @@ class EventStore:
     # -- reading ----------------------------------------------------------------------
 
     def _filters(
-        self, query: str, since: TimeLike, until: TimeLike, endpoint: str | None,
+        self,
+        query: str,
+        since: TimeLike,
+        until: TimeLike,
+        endpoint: str | None,
         detections_only: bool,
     ) -> list[tuple[tantivy.Occur, tantivy.Query]]:
         clauses = [(Occur.Must, self._translator.translate(query))]
@@ -352,10 +381,18 @@ class EventStore:
         if start is not None and end is not None and start > end:
             raise IndexQueryError("since is after until")
         if start is not None or end is not None:
-            clauses.append((Occur.Must, Q.range_query(
-                self._schema, "ts", tantivy.FieldType.Integer,
-                None if start is None else to_micros(start),
-                None if end is None else to_micros(end))))
+            clauses.append(
+                (
+                    Occur.Must,
+                    Q.range_query(
+                        self._schema,
+                        "ts",
+                        tantivy.FieldType.Integer,
+                        None if start is None else to_micros(start),
+                        None if end is None else to_micros(end),
+                    ),
+                )
+            )
         if endpoint:
             clauses.append((Occur.Must, Q.term_query(self._schema, "endpoint", endpoint.lower())))
         if detections_only:
@@ -385,21 +422,34 @@ class EventStore:
         total = -1
         if cursor:
             boundary, seen, total = decode_cursor(cursor)
-            clauses.append((Occur.Must, Q.range_query(
-                self._schema, "ts", tantivy.FieldType.Integer, None, boundary)))
+            clauses.append(
+                (
+                    Occur.Must,
+                    Q.range_query(self._schema, "ts", tantivy.FieldType.Integer, None, boundary),
+                )
+            )
         searcher = self._index.searcher()
         try:
-            result = searcher.search(Q.boolean_query(clauses), limit + 1 + len(seen),
-                                     count=total < 0, order_by_field="ts",
-                                     order=tantivy.Order.Desc)
+            result = searcher.search(
+                Q.boolean_query(clauses),
+                limit + 1 + len(seen),
+                count=total < 0,
+                order_by_field="ts",
+                order=tantivy.Order.Desc,
+            )
         except ValueError as ex:
             raise IndexQueryError(f"search failed: {ex}", query=query) from ex
         if total < 0:
             total = int(result.count or 0)  # type: ignore[attr-defined]  # NOTE: stub lacks it
-        seqs = [int(s or 0) for s in
-                searcher.fast_field_values("seq", [addr for _, addr in result.hits])]
-        picked = [(key, seq, addr) for (key, addr), seq in zip(result.hits, seqs, strict=True)
-                  if seq not in seen][:limit]
+        seqs = [
+            int(s or 0)
+            for s in searcher.fast_field_values("seq", [addr for _, addr in result.hits])
+        ]
+        picked = [
+            (key, seq, addr)
+            for (key, addr), seq in zip(result.hits, seqs, strict=True)
+            if seq not in seen
+        ][:limit]
         picked.sort(key=lambda h: (h[0], h[1]), reverse=True)
         events = [_stored_event(searcher, addr) for _, _, addr in picked]
         next_cursor = None
@@ -414,8 +464,13 @@ class EventStore:
     def count(self, query: str = "", **filters: Any) -> int:
         """Return the number of matching events (same filters as ``search``)."""
         self._check_open()
-        clauses = self._filters(query, filters.get("since"), filters.get("until"),
-                                filters.get("endpoint"), bool(filters.get("detections_only")))
+        clauses = self._filters(
+            query,
+            filters.get("since"),
+            filters.get("until"),
+            filters.get("endpoint"),
+            bool(filters.get("detections_only")),
+        )
         result = self._index.searcher().search(Q.boolean_query(clauses), 1, count=True)
         return int(result.count or 0)  # type: ignore[attr-defined]
 
@@ -438,18 +493,27 @@ class EventStore:
         lo = self._min_seq
         while lo < self.journal.next_seq:
             hi = lo + _ITER_WINDOW - 1
-            window = Q.range_query(self._schema, "seq", tantivy.FieldType.Unsigned, lo, hi,
-                                   use_inverted_index=True)
+            window = Q.range_query(
+                self._schema, "seq", tantivy.FieldType.Unsigned, lo, hi, use_inverted_index=True
+            )
             searcher = self._index.searcher()
-            hits = searcher.search(Q.boolean_query([*base, (Occur.Must, window)]), _ITER_WINDOW,
-                                   count=False, order_by_field="seq",
-                                   order=tantivy.Order.Asc).hits
+            hits = searcher.search(
+                Q.boolean_query([*base, (Occur.Must, window)]),
+                _ITER_WINDOW,
+                count=False,
+                order_by_field="seq",
+                order=tantivy.Order.Asc,
+            ).hits
             for _, addr in hits:
                 yield _stored_event(searcher, addr)
             lo = hi + 1
 
     def sql(
-        self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
+        self,
+        query: str,
+        *,
+        timeout: float = 10.0,
+        max_rows: int = 10_000,
         max_bytes: int = 16 * 1024 * 1024,
     ) -> SqlResult:
         """Run one read-only SQL statement over the ``events`` table.
@@ -471,6 +535,7 @@ class EventStore:
 
     def reindex(self) -> int:
         """Rebuild the Tantivy index and the tables from the journal; return events indexed."""
+
         def run() -> int:
             return self._indexer.rebuild(self._journal_after(0))
 
@@ -508,8 +573,9 @@ class EventStore:
         cutoff = self._min_seq
         if max_age is not None:
             limit = datetime.fromtimestamp(self._clock(), UTC) - max_age
-            rows = self.tables.read("SELECT max(seq) FROM events WHERE rt < ?",
-                                    (limit.replace(tzinfo=None),))
+            rows = self.tables.read(
+                "SELECT max(seq) FROM events WHERE rt < ?", (limit.replace(tzinfo=None),)
+            )
             if rows and rows[0][0] is not None:
                 cutoff = max(cutoff, int(rows[0][0]) + 1)
         estimate = live_before = 0
@@ -519,7 +585,8 @@ class EventStore:
             if estimate > max_bytes and live_before:
                 drop = int((estimate - max_bytes) / (estimate / live_before)) + 1
                 rows = self.tables.read(
-                    "SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?", (drop,))
+                    "SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?", (drop,)
+                )
                 cutoff = max(cutoff, int(rows[0][0]) if rows else self.journal.next_seq)
         changed = cutoff > self._min_seq
         if changed:
@@ -531,8 +598,9 @@ class EventStore:
             dropped = self.journal.drop_before(cutoff)
             with self._append_lock:
                 self._batches = {k: v for k, v in self._batches.items() if sum(v) > cutoff}
-            logger.info("retention: kept seq >= %d, dropped %d journal segments",
-                        cutoff, len(dropped))
+            logger.info(
+                "retention: kept seq >= %d, dropped %d journal segments", cutoff, len(dropped)
+            )
         if max_bytes is not None:
             live_after = int(self.tables.read("SELECT count(*) FROM events")[0][0])
             kept = estimate * live_after / live_before if live_before else 0.0
@@ -556,6 +624,7 @@ class EventStore:
 
     def disk_usage(self) -> dict[str, int]:
         """Return bytes on disk per component and in total."""
+
         def size(path: Path) -> int:
             # NOTE(index): the writer deletes files meanwhile (merged segments, rows file)
             total = 0
@@ -570,8 +639,11 @@ class EventStore:
         usage = {
             "journal": size(self.root / "journal"),
             "index": size(self.root / "index"),
-            "tables": sum(size(p) for p in self.root.glob("events.duckdb*")
-                          if not p.name.endswith(".rows.json")),
+            "tables": sum(
+                size(p)
+                for p in self.root.glob("events.duckdb*")
+                if not p.name.endswith(".rows.json")
+            ),
         }
         usage["total"] = sum(usage.values())
         return usage

@@ -58,8 +58,10 @@ _ALLOWED_SQL = {"SELECT", "EXPLAIN"}
 _FETCH = 256  # rows fetched (and measured) at a time
 # SECURITY(index): DuckDB measures each row's JSON and leaves out (NULL) one over the cap, so
 # Python never builds it: one `list(range(1000))` row of 40,000 lists was 1.4 GB of ints.
-_SIZED = ("SELECT strlen(to_json(_q)::VARCHAR) AS __heron_n, "
-          "CASE WHEN __heron_n > {max_bytes} THEN NULL ELSE _q END FROM ({inner}) _q")
+_SIZED = (
+    "SELECT strlen(to_json(_q)::VARCHAR) AS __heron_n, "
+    "CASE WHEN __heron_n > {max_bytes} THEN NULL ELSE _q END FROM ({inner}) _q"
+)
 
 
 def _json_select(columns: tuple[tuple[str, str], ...]) -> str:
@@ -67,8 +69,9 @@ def _json_select(columns: tuple[tuple[str, str], ...]) -> str:
     out = []
     for i, (_, ddl) in enumerate(columns, start=1):
         sql_type = ddl.removesuffix(" NOT NULL")
-        out.append(f"r[{i}]::{sql_type}" if sql_type.endswith("[]")
-                   else f"(r[{i}]->>'$')::{sql_type}")
+        out.append(
+            f"r[{i}]::{sql_type}" if sql_type.endswith("[]") else f"(r[{i}]->>'$')::{sql_type}"
+        )
     return ", ".join(out)
 
 
@@ -144,7 +147,8 @@ class Tables:
                     self._con.execute(
                         f"INSERT INTO events SELECT {_ROWS_SELECT} FROM read_json(?, "
                         "format='array', records=false, columns={'r': 'JSON[]'})",
-                        [str(self._rows_file)])
+                        [str(self._rows_file)],
+                    )
                 finally:
                     with contextlib.suppress(OSError):  # NOTE(index): the insert stands
                         self._rows_file.unlink(missing_ok=True)
@@ -186,7 +190,8 @@ class Tables:
         """Return every ``(endpoint, batch_id, first_seq, count)`` known to the table."""
         try:
             rows = self._con.execute(
-                "SELECT endpoint, batch_id, first_seq, count FROM batches").fetchall()
+                "SELECT endpoint, batch_id, first_seq, count FROM batches"
+            ).fetchall()
             return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
         except duckdb.Error as ex:
             raise StoreError(f"DuckDB read failed: {ex}") from ex
@@ -209,7 +214,11 @@ class Tables:
             return self._reader_root.cursor()
 
     def sql(
-        self, query: str, *, timeout: float = 10.0, max_rows: int = 10_000,
+        self,
+        query: str,
+        *,
+        timeout: float = 10.0,
+        max_rows: int = 10_000,
         max_bytes: int = 16 * 1024 * 1024,
     ) -> SqlResult:
         """Run one read-only statement with a timeout, a row cap and a result byte cap.
@@ -233,8 +242,9 @@ class Tables:
         try:
             statements = cur.extract_statements(query)
             if len(statements) != 1:
-                raise SqlError(f"expected exactly one statement, got {len(statements)}",
-                               query=query)
+                raise SqlError(
+                    f"expected exactly one statement, got {len(statements)}", query=query
+                )
             kind = statements[0].type.name
             if kind not in _ALLOWED_SQL:
                 raise SqlError(f"only SELECT statements are allowed, not {kind}", query=query)

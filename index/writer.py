@@ -121,8 +121,13 @@ class Indexer:
         searcher = self.index.searcher()
         if searcher.num_docs == 0:
             return 0
-        hits = searcher.search(tantivy.Query.all_query(), 1, count=False, order_by_field="seq",
-                               order=tantivy.Order.Desc).hits
+        hits = searcher.search(
+            tantivy.Query.all_query(),
+            1,
+            count=False,
+            order_by_field="seq",
+            order=tantivy.Order.Desc,
+        ).hits
         return int(hits[0][0]) if hits else 0
 
     # -- public (any thread) ----------------------------------------------------------
@@ -159,8 +164,14 @@ class Indexer:
         error = self._error or self._sink.last_error
         if not self.alive:
             error = f"the index writer thread stopped ({error})"
-        return IndexerStats(self.tantivy_max, self.tables_max, self._queue.qsize(),
-                            self._commits, self._last_commit, error)
+        return IndexerStats(
+            self.tantivy_max,
+            self.tables_max,
+            self._queue.qsize(),
+            self._commits,
+            self._last_commit,
+            error,
+        )
 
     def stop(self, timeout: float | None = None) -> None:
         """Commit what is pending and stop the thread (idempotent)."""
@@ -226,8 +237,10 @@ class Indexer:
             self._begin_commit()
 
     def _commit_due(self) -> bool:
-        return (self._dirty_since is not None
-                and time.monotonic() - self._dirty_since >= self._commit_interval)
+        return (
+            self._dirty_since is not None
+            and time.monotonic() - self._dirty_since >= self._commit_interval
+        )
 
     def _apply_group(self, first: tuple[JournalRecord, list[bytes] | None]) -> None:
         """Apply ``first`` with the records queued behind it (up to ``_GROUP_EVENTS``)."""
@@ -345,13 +358,23 @@ class Indexer:
                 if proj.seq > self.tables_max:
                     rows.append(proj.row)
             if record.batch_id is not None and record.last_seq > self.tables_max:
-                batches.append((record.endpoint.get("uuid", "").lower(), record.batch_id,
-                                record.first_seq, record.count, _utc(record.rt_ns)))
+                batches.append(
+                    (
+                        record.endpoint.get("uuid", "").lower(),
+                        record.batch_id,
+                        record.first_seq,
+                        record.count,
+                        _utc(record.rt_ns),
+                    )
+                )
             tantivy_max = max(tantivy_max, record.last_seq)
         if rows or batches:
             self.tables.insert(rows, batches)
-            self.tables_max = max(self.tables_max, max((r[0] for r in rows), default=0),
-                                  max((b[2] + b[3] - 1 for b in batches), default=0))
+            self.tables_max = max(
+                self.tables_max,
+                max((r[0] for r in rows), default=0),
+                max((b[2] + b[3] - 1 for b in batches), default=0),
+            )
         if docs:
             self._sink.add(docs, raws)
             if self._dirty_since is None:
@@ -449,9 +472,12 @@ class Indexer:
         with self._failing("retention delete failed"):  # bring them back
             self._sink.delete_below(seq)
             self.index.reload()
-            self.tables.execute_writes([
-                ("DELETE FROM events WHERE seq < ?", (seq,)),
-                ("DELETE FROM batches WHERE first_seq + count <= ?", (seq,))])
+            self.tables.execute_writes(
+                [
+                    ("DELETE FROM events WHERE seq < ?", (seq,)),
+                    ("DELETE FROM batches WHERE first_seq + count <= ?", (seq,)),
+                ]
+            )
 
     def rebuild(self, records: Iterable[JournalRecord]) -> int:
         """Empty both backends and index ``records`` again (reindex); return the events."""
@@ -510,5 +536,11 @@ def _projections(record: JournalRecord, encoded: list[bytes] | None) -> list[Pro
     hostname = record.endpoint.get("hostname", "")
     rt = datetime.fromtimestamp(record.rt_ns // 1000 / 1e6, UTC)
     raws = encoded if encoded is not None else [orjson.dumps(event) for event in record.events]
-    return project_many(record.events, first_seq=record.first_seq, rt=rt, endpoint=endpoint,
-                        hostname=hostname, raws=raws)
+    return project_many(
+        record.events,
+        first_seq=record.first_seq,
+        rt=rt,
+        endpoint=endpoint,
+        hostname=hostname,
+        raws=raws,
+    )

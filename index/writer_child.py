@@ -31,8 +31,20 @@ import tantivy
 
 from index.schema import build_schema, register_analyzers, with_raw
 
-__all__ = ["FROZEN_ARG", "OP_ADD", "OP_CLOSE", "OP_COMMIT", "OP_DELETE_ALL", "OP_DELETE_BELOW",
-           "OP_MERGE", "delete_below_query", "main", "open_writer", "read_frame", "write_frame"]
+__all__ = [
+    "FROZEN_ARG",
+    "OP_ADD",
+    "OP_CLOSE",
+    "OP_COMMIT",
+    "OP_DELETE_ALL",
+    "OP_DELETE_BELOW",
+    "OP_MERGE",
+    "delete_below_query",
+    "main",
+    "open_writer",
+    "read_frame",
+    "write_frame",
+]
 
 FROZEN_ARG = "--heron-index-writer"
 
@@ -67,8 +79,9 @@ def delete_below_query(schema: tantivy.Schema, seq: int) -> tantivy.Query:
     return tantivy.Query.range_query(schema, "seq", tantivy.FieldType.Unsigned, 0, seq - 1)
 
 
-def open_writer(index: tantivy.Index, heap_size: int, num_threads: int,
-                wait: float = _LOCK_WAIT) -> Any:
+def open_writer(
+    index: tantivy.Index, heap_size: int, num_threads: int, wait: float = _LOCK_WAIT
+) -> Any:
     """Open the index writer, waiting up to ``wait`` seconds for the writer lock."""
     deadline = time.monotonic() + wait
     while True:
@@ -184,8 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the writer process: ``PATH HEAP_SIZE NUM_THREADS``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 3:
-        print("usage: index writer PATH HEAP_SIZE NUM_THREADS (started by the event store)",
-              file=sys.stderr)
+        print(
+            "usage: index writer PATH HEAP_SIZE NUM_THREADS (started by the event store)",
+            file=sys.stderr,
+        )
         return 2
     path, heap_size, num_threads = args
     _ignore_stop_signals()
@@ -201,4 +216,3 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:  # noqa: BLE001 - e.g. the parent is gone while we reply
         traceback.print_exc()
         os._exit(1)  # NOTE(index): the reader thread holds stdin: no interpreter shutdown
-

@@ -40,13 +40,23 @@ def _container_arg(text: str) -> tuple[str, str]:
 
 
 def _add_rule_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-r", "--rules", action="append", required=True, metavar="RULES",
-                   help="rule file or directory (repeatable)")
-    p.add_argument("--skip-bad-rules", action="store_true",
-                   help="report bad rules and continue without them")
-    p.add_argument("--sigma-status", action="append", metavar="STATUS",
-                   help="Sigma statuses loaded from directories (repeatable; default stable "
-                        "and test; 'all')")
+    p.add_argument(
+        "-r",
+        "--rules",
+        action="append",
+        required=True,
+        metavar="RULES",
+        help="rule file or directory (repeatable)",
+    )
+    p.add_argument(
+        "--skip-bad-rules", action="store_true", help="report bad rules and continue without them"
+    )
+    p.add_argument(
+        "--sigma-status",
+        action="append",
+        metavar="STATUS",
+        help="Sigma statuses loaded from directories (repeatable; default stable and test; 'all')",
+    )
 
 
 def _sigma_status(args: argparse.Namespace) -> tuple[str, ...] | None:
@@ -64,36 +74,77 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rule_args(sc)
     sc.add_argument("--blacklist", metavar="FILE", help="fill the `blacklist` container")
     sc.add_argument("--whitelist", metavar="FILE", help="fill the `whitelist` container")
-    sc.add_argument("--container", action="append", type=_container_arg, default=[],
-                    metavar="NAME=FILE", help="fill container NAME from FILE (repeatable)")
+    sc.add_argument(
+        "--container",
+        action="append",
+        type=_container_arg,
+        default=[],
+        metavar="NAME=FILE",
+        help="fill container NAME from FILE (repeatable)",
+    )
     sc.add_argument("--all", action="store_true", help="print every event")
-    sc.add_argument("--min-criticality", "-c", type=int, default=0, metavar="N",
-                    help="print detections with Criticality >= N (filtered events always)")
-    sc.add_argument("--no-filter", action="store_true",
-                    help="do not print events that matched only Filter rules")
+    sc.add_argument(
+        "--min-criticality",
+        "-c",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print detections with Criticality >= N (filtered events always)",
+    )
+    sc.add_argument(
+        "--no-filter",
+        action="store_true",
+        help="do not print events that matched only Filter rules",
+    )
     sc.add_argument("--attack", "-a", action="store_true", help="include ATT&CK in detections")
     sc.add_argument("--name", "-n", action="append", help="load only these rule names")
     sc.add_argument("--tag", action="append", help="load only rules with one of these tags")
-    sc.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                    help="worker processes (files and large JSONL chunks in parallel)")
+    sc.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes (files and large JSONL chunks in parallel)",
+    )
     sc.add_argument("--output", "-o", metavar="FILE", help="write events here (default stdout)")
-    sc.add_argument("--format", choices=tuple(scanmod.RENDERERS), default="jsonl",
-                    help="jsonl: events + Event.Detection; table: one line each; summary only; "
-                    "csv; timeline (hits sorted by time, TSV); sarif; navigator (ATT&CK layer)")
-    sc.add_argument("--input-format", choices=inputs.FORMATS, default="auto",
-                    help="read every input as this format (default: detected per file)")
-    sc.add_argument("--no-progress", action="store_true",
-                    help="no progress bar (it is shown only when stderr is a terminal)")
-    sc.add_argument("inputs", nargs="+", metavar="INPUT",
-                    help="event files (EVTX, JSON, XML, CSV, audit.log, syslog; .gz, .zip, "
-                    ".tar), directory, or - for stdin")
+    sc.add_argument(
+        "--format",
+        choices=tuple(scanmod.RENDERERS),
+        default="jsonl",
+        help="jsonl: events + Event.Detection; table: one line each; summary only; "
+        "csv; timeline (hits sorted by time, TSV); sarif; navigator (ATT&CK layer)",
+    )
+    sc.add_argument(
+        "--input-format",
+        choices=inputs.FORMATS,
+        default="auto",
+        help="read every input as this format (default: detected per file)",
+    )
+    sc.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is shown only when stderr is a terminal)",
+    )
+    sc.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="event files (EVTX, JSON, XML, CSV, audit.log, syslog; .gz, .zip, "
+        ".tar), directory, or - for stdin",
+    )
 
     ru = sub.add_parser("rules", help="rule tools")
     rsub = ru.add_subparsers(dest="rules_command", required=True)
     v = rsub.add_parser("verify", help="load and compile rules; report issues")
     _add_rule_args(v)
-    v.add_argument("--container", action="append", default=[], metavar="NAME",
-                   help="container names that will exist")
+    v.add_argument(
+        "--container",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="container names that will exist",
+    )
     v.add_argument("--strict", action="store_true", help="warnings also fail")
     lst = rsub.add_parser("list", help="list rules")
     _add_rule_args(lst)
@@ -109,8 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> RuleSet:
-    ruleset = load(args.rules, collect_errors=args.skip_bad_rules,
-                   sigma_status=_sigma_status(args))
+    ruleset = load(args.rules, collect_errors=args.skip_bad_rules, sigma_status=_sigma_status(args))
     for err in ruleset.errors:
         print(f"heron: bad rule skipped: {err}", file=sys.stderr)
     return ruleset
@@ -168,13 +218,19 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if getattr(args, name):
             containers.append((name, getattr(args, name)))
     opts = scanmod.ScanOptions(
-        rules=tuple(args.rules), containers=tuple(containers),
+        rules=tuple(args.rules),
+        containers=tuple(containers),
         names=tuple(args.name) if args.name else None,
-        tags=tuple(args.tag) if args.tag else None, skip_bad_rules=args.skip_bad_rules,
-        show_attack=args.attack, all=args.all, min_criticality=args.min_criticality,
-        no_filter=args.no_filter, keep_output=args.format != "summary",
+        tags=tuple(args.tag) if args.tag else None,
+        skip_bad_rules=args.skip_bad_rules,
+        show_attack=args.attack,
+        all=args.all,
+        min_criticality=args.min_criticality,
+        no_filter=args.no_filter,
+        keep_output=args.format != "summary",
         sigma_status=_sigma_status(args),
-        input_format=args.input_format)
+        input_format=args.input_format,
+    )
     engine, problems = scanmod.build_engine(opts)  # fail fast on bad rules, in this process
     for err in problems:
         print(f"heron: bad rule skipped: {err}", file=sys.stderr)
@@ -257,8 +313,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _go_json(obj: Any) -> bytes:
     """JSON as Go's json.Marshal writes it (`<`, `>`, `&` escaped), like `gene -dump`."""
-    return orjson.dumps(obj).replace(b"<", b"\\u003c").replace(b">", b"\\u003e").replace(
-        b"&", b"\\u0026")
+    return (
+        orjson.dumps(obj)
+        .replace(b"<", b"\\u003c")
+        .replace(b">", b"\\u003e")
+        .replace(b"&", b"\\u0026")
+    )
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
@@ -291,8 +351,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         try:
             events = [event for _, event in iter_json_objects(text, path)]
         except RuleError as ex:  # the decoder is shared with rule files
-            print(f"heron: invalid JSON event file {path}:{ex.line}: {ex.reason}",
-                  file=sys.stderr)
+            print(f"heron: invalid JSON event file {path}:{ex.line}: {ex.reason}", file=sys.stderr)
             return EXIT_USAGE
         for event in events:
             total += 1
@@ -304,14 +363,20 @@ def cmd_test(args: argparse.Namespace) -> int:
     return EXIT_FAIL if failed or total == 0 else EXIT_OK
 
 
-COMMANDS: dict[str, Any] = {"verify": cmd_verify, "list": cmd_list, "dump": cmd_dump,
-                            "test": cmd_test}
+COMMANDS: dict[str, Any] = {
+    "verify": cmd_verify,
+    "list": cmd_list,
+    "dump": cmd_dump,
+    "test": cmd_test,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="heron: %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="heron: %(levelname)s %(name)s: %(message)s",
+    )
     try:
         if args.command == "scan":
             return cmd_scan(args)

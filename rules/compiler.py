@@ -30,9 +30,27 @@ _IDS = itertools.count()
 class CompiledRule:
     """A rule ready to run: filters, scoring data and its match function `fn(d, ed)`."""
 
-    __slots__ = ("rule", "name", "criticality", "is_filter", "attack", "actions", "disabled",
-                 "events", "computers", "fn", "matchers", "condition", "literal", "unused",
-                 "hits", "time_ns", "runtime_errors", "source", "ns")
+    __slots__ = (
+        "rule",
+        "name",
+        "criticality",
+        "is_filter",
+        "attack",
+        "actions",
+        "disabled",
+        "events",
+        "computers",
+        "fn",
+        "matchers",
+        "condition",
+        "literal",
+        "unused",
+        "hits",
+        "time_ns",
+        "runtime_errors",
+        "source",
+        "ns",
+    )
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -42,8 +60,9 @@ class CompiledRule:
         self.attack = tuple(a.to_dict() for a in rule.meta.attack)
         self.actions = rule.actions
         self.disabled: str | None = None
-        self.events: dict[str, frozenset[int]] | None = (
-            {k: frozenset(v) for k, v in rule.meta.events.items()} or None)
+        self.events: dict[str, frozenset[int]] | None = {
+            k: frozenset(v) for k, v in rule.meta.events.items()
+        } or None
         self.computers = frozenset(rule.meta.computers) or None
         self.fn: RuleFn | None = None
         self.matchers: dict[str, Matcher] = {}
@@ -81,6 +100,7 @@ def compile_group(rules: tuple[CompiledRule, ...]) -> GroupFn:
     native = [c for c in rules if hasattr(c.rule, "compile_native")]
     if native:  # Sigma rules run as one indexed block, placed at the first one's position
         from .sigma.block import compile_block  # noqa: PLC0415 - only with Sigma rules
+
         ns["_native"] = compile_block(native)
     for i, c in enumerate(rules):
         if native and c is native[0]:
@@ -172,8 +192,11 @@ def _compile_into(compiled: CompiledRule, rule: Rule, containers: Mapping[str, A
     compiled.condition = cond
     compiled.unused = tuple(n for n in compiled.matchers if n not in cond.operands)
     gen = CodeGen(_WINEVT_BASE, f"_r{next(_IDS)}_")
-    exprs = {name: gen.expr(m, containers) for name, m in compiled.matchers.items()
-             if name in cond.operands}
+    exprs = {
+        name: gen.expr(m, containers)
+        for name, m in compiled.matchers.items()
+        if name in cond.operands
+    }
     tree = to_tree(cond)
     if tree is not None:
         costs = {name: _cost(m) for name, m in compiled.matchers.items()}
@@ -181,7 +204,9 @@ def _compile_into(compiled: CompiledRule, rule: Rule, containers: Mapping[str, A
         compiled.ns = gen.ns
         compiled.fn = eval(f"lambda d, ed: bool({compiled.source})", gen.ns)  # noqa: S307
         return
-    fns = {name: eval(f"lambda d, ed: bool({expr})", gen.ns)  # noqa: S307
-           for name, expr in exprs.items()}
+    fns = {
+        name: eval(f"lambda d, ed: bool({expr})", gen.ns)  # noqa: S307
+        for name, expr in exprs.items()
+    }
     compiled.literal = True
     compiled.fn = _literal_fn(cond, fns, compiled)

@@ -74,7 +74,7 @@ def tokenize(condition: str) -> list[str]:
                     break
                 closing += 1
             tokens[i] = token[: len(token) - closing]
-            tokens[i + 1:i + 1] = [")"] * closing
+            tokens[i + 1 : i + 1] = [")"] * closing
         i += 1
     return tokens
 
@@ -86,7 +86,8 @@ def parse_condition(condition: str, known: Mapping[str, object] | None = None) -
     for token in tokenize(condition):
         if token == "":
             raise ConditionError(
-                "condition has three or more consecutive spaces (Gene panics at load)")
+                "condition has three or more consecutive spaces (Gene panics at load)"
+            )
         first = token[0]
         if first == "(":
             level += 1
@@ -270,8 +271,9 @@ def _cost(node: Node, costs: Mapping[str, float]) -> float:
     return _cost(node[1], costs) + _cost(node[2], costs)
 
 
-def tree_source(node: Node, exprs: Mapping[str, str],
-                costs: Mapping[str, float] | None = None) -> str:
+def tree_source(
+    node: Node, exprs: Mapping[str, str], costs: Mapping[str, float] | None = None
+) -> str:
     """Python source for a tree, with `exprs[name]` substituted for each operand.
 
     PERF(heron): with `costs`, the cheaper side of each and/or is evaluated first. Matchers
@@ -358,6 +360,8 @@ def quirk(cond: Condition) -> str | None:
         except RuleRuntimeError:
             return "Gene panics on some events (e.g. `!` before an operator)"
         if gene != _eval_tree(standard, env):
-            return ("Gene evaluates it differently from textbook logic (no and/or precedence; "
-                    "`!!` and `!(!` negate the rest of the chain): add parentheses")
+            return (
+                "Gene evaluates it differently from textbook logic (no and/or precedence; "
+                "`!!` and `!(!` negate the rest of the chain): add parentheses"
+            )
     return None

@@ -29,7 +29,11 @@ __all__ = ["Engine", "Detection", "SEVERITY_BANDS"]
 logger = logging.getLogger(__name__)
 
 SEVERITY_BANDS: dict[str, tuple[int, int]] = {
-    "low": (1, 4), "medium": (5, 7), "high": (8, 9), "critical": (10, 10)}
+    "low": (1, 4),
+    "medium": (5, 7),
+    "high": (8, 9),
+    "critical": (10, 10),
+}
 _EMPTY: dict[str, Any] = {}
 _CACHE_LIMIT = 8192
 
@@ -46,8 +50,7 @@ class Detection:
 
     def to_dict(self, *, show_attack: bool = True) -> dict[str, Any]:
         """The `Event.Detection` object (Gene GeneInfo keys, WHIDS location)."""
-        out: dict[str, Any] = {"Signature": list(self.signatures),
-                               "Criticality": self.criticality}
+        out: dict[str, Any] = {"Signature": list(self.signatures), "Criticality": self.criticality}
         if show_attack and self.attack:
             out["ATTACK"] = [dict(a) for a in self.attack]
         out["Actions"] = list(self.actions)
@@ -63,27 +66,37 @@ def _system(data: dict[str, Any]) -> tuple[str, Any, Any] | None:
             tc = sys_.get("TimeCreated")
             if tc.__class__ is dict and "SystemTime" in tc:
                 ch = sys_.get("Channel", "")
-                return (ch if ch.__class__ is str else go_string(ch),
-                        sys_.get("EventID"), sys_.get("Computer"))
+                return (
+                    ch if ch.__class__ is str else go_string(ch),
+                    sys_.get("EventID"),
+                    sys_.get("Computer"),
+                )
     info = data.get("info")
     if info.__class__ is dict:
         event = info.get("event")
         host = info.get("host")
         src = event.get("source", "") if event.__class__ is dict else ""
-        return (src if src.__class__ is str else go_string(src),
-                event.get("id") if event.__class__ is dict else None,
-                host.get("hostname") if host.__class__ is dict else None)
+        return (
+            src if src.__class__ is str else go_string(src),
+            event.get("id") if event.__class__ is dict else None,
+            host.get("hostname") if host.__class__ is dict else None,
+        )
     return None
 
 
 class Engine:
     """Gene-compatible engine. Thread-safe for `match`; `load`/containers take a lock."""
 
-    def __init__(self, ruleset: RuleSet | None = None, *,
-                 containers: Mapping[str, Iterable[str]] | None = None,
-                 default_actions: Mapping[str, list[str]] | None = None,
-                 show_attack: bool = False, timing: bool = True,
-                 timing_sample: int = 16) -> None:
+    def __init__(
+        self,
+        ruleset: RuleSet | None = None,
+        *,
+        containers: Mapping[str, Iterable[str]] | None = None,
+        default_actions: Mapping[str, list[str]] | None = None,
+        show_attack: bool = False,
+        timing: bool = True,
+        timing_sample: int = 16,
+    ) -> None:
         self.show_attack = show_attack
         self.timing = timing
         # PERF(heron): 1 event in `timing_sample` goes through the timed per-rule loop and its
@@ -93,8 +106,9 @@ class Engine:
         self.default_actions = {k: tuple(v) for k, v in (default_actions or {}).items()}
         unknown = set(self.default_actions) - set(SEVERITY_BANDS)
         if unknown:
-            raise ValueError(f"unknown severity band(s) {sorted(unknown)}; use "
-                             f"{', '.join(SEVERITY_BANDS)}")
+            raise ValueError(
+                f"unknown severity band(s) {sorted(unknown)}; use {', '.join(SEVERITY_BANDS)}"
+            )
         self._lock = threading.RLock()
         self._containers: dict[str, set[str]] = {}
         for name, values in (containers or {}).items():
@@ -130,9 +144,12 @@ class Engine:
                     continue  # GENE: Disable → skipped, not counted
                 try:
                     if rule.name in have:
-                        raise DuplicateRuleError(f"Rule {rule.name!r} already exists",
-                                                 source=rule.source, line=rule.line,
-                                                 rule=rule.name)
+                        raise DuplicateRuleError(
+                            f"Rule {rule.name!r} already exists",
+                            source=rule.source,
+                            line=rule.line,
+                            rule=rule.name,
+                        )
                     compiled = compile_rule(rule, existing)
                 except RuleError as ex:
                     if not collect_errors:
@@ -217,14 +234,16 @@ class Engine:
         return {c.name: {"hits": c.hits, "time_ns": c.time_ns} for c in self._compiled}
 
     # --- matching ----------------------------------------------------------------------------
-    def _candidates(self, channel: str, event_id: int) -> tuple[tuple[CompiledRule, ...],
-                                                                GroupFn | None]:
+    def _candidates(
+        self, channel: str, event_id: int
+    ) -> tuple[tuple[CompiledRule, ...], GroupFn | None]:
         """Rules admitted by (channel, EventID), in load order, and their group function."""
         key = (channel, event_id)
         found = self._cache.get(key)
         if found is None:
-            rules = tuple(c for c in self._compiled
-                          if c.disabled is None and c.accepts(channel, event_id))
+            rules = tuple(
+                c for c in self._compiled if c.disabled is None and c.accepts(channel, event_id)
+            )
             group = self._groups.get(rules)
             if group is None and rules:
                 group = self._groups[rules] = compile_group(rules)
@@ -247,8 +266,13 @@ class Engine:
             channel, raw_id, computer = "", None, None
         else:
             channel, raw_id, computer = system
-        if raw_id.__class__ is str and 0 < len(raw_id) < 10 and raw_id.isascii() \
-                and raw_id.isdigit() and raw_id[0] != "0":
+        if (
+            raw_id.__class__ is str
+            and 0 < len(raw_id) < 10
+            and raw_id.isascii()
+            and raw_id.isdigit()
+            and raw_id[0] != "0"
+        ):
             event_id = int(raw_id)  # PERF(heron): the common case, same result as Gene
         else:
             event_id = 0 if raw_id is None else parse_event_id(raw_id)
@@ -292,8 +316,13 @@ class Engine:
         return out
 
     @staticmethod
-    def _timed(candidates: tuple[CompiledRule, ...], event: dict[str, Any],
-               ed: dict[str, Any], computer: Any, scale: int) -> list[CompiledRule]:
+    def _timed(
+        candidates: tuple[CompiledRule, ...],
+        event: dict[str, Any],
+        ed: dict[str, Any],
+        computer: Any,
+        scale: int,
+    ) -> list[CompiledRule]:
         """Per-rule loop that also accumulates each rule's (scaled) match time."""
         clock = time.perf_counter_ns
         comp: str | None = None
@@ -315,8 +344,9 @@ class Engine:
                 hits.append(c)
         return hits
 
-    def detection_of(self, names: tuple[str, ...] | list[str], *,
-                     filtered: bool = False) -> Detection | None:
+    def detection_of(
+        self, names: tuple[str, ...] | list[str], *, filtered: bool = False
+    ) -> Detection | None:
         """The detection the named loaded rules would give together (None: no such rule).
 
         Used to recompute criticality and actions when some signatures are suppressed.

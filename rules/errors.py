@@ -36,8 +36,9 @@ class RuleError(ValueError):
         self.line = line
         self.rule = rule
 
-    def located(self, *, source: str | None = None, line: int | None = None,
-                rule: str | None = None) -> RuleError:
+    def located(
+        self, *, source: str | None = None, line: int | None = None, rule: str | None = None
+    ) -> RuleError:
         """Return a copy of this error with missing location fields filled in."""
         err = type(self)(
             self.reason,
@@ -61,7 +62,12 @@ class RuleError(ValueError):
         if not isinstance(other, RuleError):
             return NotImplemented
         return (type(self), self.reason, self.source, self.line, self.rule) == (
-            type(other), other.reason, other.source, other.line, other.rule)
+            type(other),
+            other.reason,
+            other.source,
+            other.line,
+            other.rule,
+        )
 
     def __hash__(self) -> int:
         return hash((type(self), self.reason, self.source, self.line, self.rule))

@@ -88,7 +88,7 @@ def _go_float(f: float) -> str:
         return f"{neg}0.{'0' * (-x - 1)}{ds}"
     if len(ds) <= x + 1:
         return f"{neg}{ds}{'0' * (x + 1 - len(ds))}"
-    return f"{neg}{ds[: x + 1]}.{ds[x + 1:]}"
+    return f"{neg}{ds[: x + 1]}.{ds[x + 1 :]}"
 
 
 def go_string(value: Any) -> str:
@@ -117,7 +117,8 @@ def go_string(value: Any) -> str:
 
 
 _RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:?\d{2})?$")
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:?\d{2})?$"
+)
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -108,7 +108,7 @@ def _values(chunk: bytes, pos: int, end: int, out: dict[str, Any], depth: int) -
     pos += 4
     if count > 4096 or pos + 4 * count > end:
         return
-    table = chunk[pos:pos + 4 * count]
+    table = chunk[pos : pos + 4 * count]
     types = table[2::4]
     wanted = _WANTED.get(types)
     if wanted is None:  # PERF(heron): one entry per template layout
@@ -129,8 +129,7 @@ def _values(chunk: bytes, pos: int, end: int, out: dict[str, Any], depth: int) -
         _value(chunk, types[i], sizes[i], offsets[i], out, depth)
 
 
-def _value(chunk: bytes, vtype: int, size: int, off: int, out: dict[str, Any],
-           depth: int) -> None:
+def _value(chunk: bytes, vtype: int, size: int, off: int, out: dict[str, Any], depth: int) -> None:
     """Record how golang-evtx renders one typed substitution value."""
     if vtype == _T_HEX32 and size == 4:
         v = _U32.unpack_from(chunk, off)[0]
@@ -145,9 +144,12 @@ def _value(chunk: bytes, vtype: int, size: int, off: int, out: dict[str, Any],
         _put(out, *_filetime_texts(_U64.unpack_from(chunk, off)[0]))
     elif vtype == _T_ANSI and size:
         # golang-evtx keeps AnsiString values as []byte, which JSON renders as base64
-        raw = bytes(chunk[off:off + size])
-        _put(out, raw.rstrip(b"\0").decode("cp1252", errors="replace"),
-             base64.b64encode(raw).decode())
+        raw = bytes(chunk[off : off + size])
+        _put(
+            out,
+            raw.rstrip(b"\0").decode("cp1252", errors="replace"),
+            base64.b64encode(raw).decode(),
+        )
     elif vtype == _T_BINXML:
         _values(chunk, off, off + size, out, depth + 1)
 
@@ -167,7 +169,7 @@ def typed_values(data: bytes) -> dict[int, dict[str, Any]]:
     """Map record ID → {pyevtx text: golang-evtx text} for the record's typed values."""
     found: dict[int, dict[str, Any]] = {}
     for start in range(_FILE_HEADER, len(data) - _CHUNK_HEADER + 1, _CHUNK):
-        chunk = data[start:start + _CHUNK]
+        chunk = data[start : start + _CHUNK]
         if not chunk.startswith(b"ElfChnk\x00"):
             continue
         pos = _CHUNK_HEADER
@@ -207,8 +209,7 @@ def _leaf(value: Any, typed: dict[str, Any]) -> Any:
     if cls is float:
         return repr(value)
     if cls is list:
-        return [_leaf(v, typed) if v.__class__ is not dict else _element(v, typed)
-                for v in value]
+        return [_leaf(v, typed) if v.__class__ is not dict else _element(v, typed) for v in value]
     return _element(value, typed)
 
 
@@ -331,8 +332,7 @@ def _event_data(data: Any, typed: dict[str, Any]) -> Any:
     return out
 
 
-def normalize_record(record: dict[str, Any], typed: dict[str, Any] | None = None
-                     ) -> dict[str, Any]:
+def normalize_record(record: dict[str, Any], typed: dict[str, Any] | None = None) -> dict[str, Any]:
     """Turn one pyevtx-rs JSON record into golang-evtx's rendering (gene.md §12.2)."""
     typed = typed or {}
     event = record.get("Event")
@@ -448,8 +448,9 @@ def quick_key(raw: Any) -> tuple[str, int] | None:
     return None
 
 
-def read_evtx(path: str | Path, stats: EvtxStats | None = None, *,
-              keep: Keep | None = None) -> Iterator[dict[str, Any]]:
+def read_evtx(
+    path: str | Path, stats: EvtxStats | None = None, *, keep: Keep | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield the events of an EVTX file in golang-evtx's JSON rendering.
 
     Corrupt chunks/records are skipped and counted in `stats`; the file itself not being an
@@ -471,8 +472,9 @@ def read_evtx(path: str | Path, stats: EvtxStats | None = None, *,
         fh.close()
 
 
-def _read_open(fh: BinaryIO, name: str, stats: EvtxStats, keep: Keep | None
-               ) -> Iterator[dict[str, Any]]:
+def _read_open(
+    fh: BinaryIO, name: str, stats: EvtxStats, keep: Keep | None
+) -> Iterator[dict[str, Any]]:
     try:
         parser = evtx.PyEvtxParser(name, number_of_threads=1, skip_errors=True)
         iterator = parser.records_json()

@@ -11,14 +11,17 @@ import re
 __all__ = ["parse_int", "parse_float"]
 
 _DEC = re.compile(r"[0-9]+(?:_[0-9]+)*\Z")
-_BASES = {"x": (16, re.compile(r"_?[0-9a-fA-F]+(?:_[0-9a-fA-F]+)*\Z")),
-          "o": (8, re.compile(r"_?[0-7]+(?:_[0-7]+)*\Z")),
-          "b": (2, re.compile(r"_?[01]+(?:_[01]+)*\Z"))}
+_BASES = {
+    "x": (16, re.compile(r"_?[0-9a-fA-F]+(?:_[0-9a-fA-F]+)*\Z")),
+    "o": (8, re.compile(r"_?[0-7]+(?:_[0-7]+)*\Z")),
+    "b": (2, re.compile(r"_?[01]+(?:_[01]+)*\Z")),
+}
 _OCT = re.compile(r"_?[0-7]+(?:_[0-7]+)*\Z")
 _FLOAT = re.compile(
     r"[+-]?(?:(?:[0-9]+(?:_[0-9]+)*)?\.?[0-9]*(?:[eE][+-]?[0-9]+)?"
     r"|0[xX][0-9a-fA-F_]*\.?[0-9a-fA-F_]*[pP][+-]?[0-9]+"
-    r"|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])\Z")
+    r"|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])\Z"
+)
 
 
 def parse_int(text: str, bits: int = 64) -> int | None:

@@ -15,15 +15,33 @@ from .errors import RegexError
 __all__ = ["translate", "compile_go"]
 
 _W = "0-9A-Za-z_"
-_CLASS_OUT = {"w": f"[{_W}]", "W": f"[^{_W}]", "d": "[0-9]", "D": "[^0-9]",
-              "s": "[\\t\\n\\f\\r ]", "S": "[^\\t\\n\\f\\r ]"}
+_CLASS_OUT = {
+    "w": f"[{_W}]",
+    "W": f"[^{_W}]",
+    "d": "[0-9]",
+    "D": "[^0-9]",
+    "s": "[\\t\\n\\f\\r ]",
+    "S": "[^\\t\\n\\f\\r ]",
+}
 _CLASS_IN = {"w": _W, "d": "0-9", "s": "\\t\\n\\f\\r "}
 _B = f"(?:(?<=[{_W}])(?![{_W}])|(?<![{_W}])(?=[{_W}]))"
 _NB = f"(?:(?<=[{_W}])(?=[{_W}])|(?<![{_W}])(?![{_W}]))"
-_POSIX = {"alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
-          "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z",
-          "print": " -~", "punct": "!-/:-@\\[-`{-~", "space": "\\t\\n\\v\\f\\r ",
-          "upper": "A-Z", "word": _W, "xdigit": "0-9A-Fa-f"}
+_POSIX = {
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "ascii": "\\x00-\\x7f",
+    "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": "\\t\\n\\v\\f\\r ",
+    "upper": "A-Z",
+    "word": _W,
+    "xdigit": "0-9A-Fa-f",
+}
 _FLAGS = re.compile(r"\(\?([imsU]*)(?:-([imsU]*))?([:)])")
 _SIMPLE_ESC = set("\\.+*?()|[]{}^$-/#&~ \t\n'\"!%,:;<=>@`")
 
@@ -54,7 +72,7 @@ def _escape_common(pattern: str, i: int, out: list[str]) -> int:
             j = i + 2
             while j < len(pattern) and j < i + 4 and pattern[j] in "01234567":
                 j += 1
-            out.append(f"\\x{int(pattern[i + 1:j] or '0', 8):02x}")
+            out.append(f"\\x{int(pattern[i + 1 : j] or '0', 8):02x}")
             return j
         raise RegexError(f"unsupported escape \\{c}")
     if c == "x" and i + 2 < len(pattern) and pattern[i + 2] == "{":
@@ -62,7 +80,7 @@ def _escape_common(pattern: str, i: int, out: list[str]) -> int:
         if end < 0:
             raise RegexError("invalid escape \\x{")
         try:
-            out.append(f"\\U{int(pattern[i + 3:end], 16):08x}")
+            out.append(f"\\U{int(pattern[i + 3 : end], 16):08x}")
         except ValueError as ex:
             raise RegexError("invalid escape \\x{...}") from ex
         return end + 1
@@ -91,7 +109,7 @@ def _char_class(pattern: str, i: int, out: list[str]) -> int:
             continue
         if c == "[" and pattern.startswith("[:", i):
             end = pattern.find(":]", i + 2)
-            name = pattern[i + 2:end] if end > 0 else ""
+            name = pattern[i + 2 : end] if end > 0 else ""
             neg = name.startswith("^")
             if neg or name not in _POSIX:
                 raise RegexError(f"unsupported character class [:{name}:]")
@@ -197,7 +215,7 @@ class _Translator:
             return m.end()
         if p.startswith("(?P<", i) or p.startswith("(?<", i):
             end = p.find(">", i)
-            name = p[i + (4 if p[i + 2] == "P" else 3):end]
+            name = p[i + (4 if p[i + 2] == "P" else 3) : end]
             if end < 0 or not re.fullmatch(r"[A-Za-z0-9_]+", name):
                 raise RegexError(f"invalid named capture {name!r}")
             self.out.append(f"(?P<{name}>")

@@ -40,8 +40,14 @@ IOC_FIELDS: dict[str, tuple[str, ...]] = {
     "domain": ("QueryName", "DestinationHostname", "SourceHostname", "WorkstationName"),
     "ip-dst": ("DestinationIp", "QueryResults"),
     "ip-src": ("SourceIp", "IpAddress"),
-    "filename": ("TargetFilename", "Image", "ImageLoaded", "TargetImage", "SourceImage",
-                 "OriginalFileName"),
+    "filename": (
+        "TargetFilename",
+        "Image",
+        "ImageLoaded",
+        "TargetImage",
+        "SourceImage",
+        "OriginalFileName",
+    ),
     "regkey": ("TargetObject",),
     "named-pipe": ("PipeName",),
 }
@@ -71,7 +77,7 @@ def _norm_regkey(value: str) -> str:
     v = value.strip().lower().rstrip("\\")
     for prefix, short in _HIVES:
         if v.startswith(prefix):
-            return short + v[len(prefix):]
+            return short + v[len(prefix) :]
     return v
 
 
@@ -229,18 +235,23 @@ class IocSet:
                     break
 
 
-_KNOWN = frozenset({*HASH_TYPES, "domain", "hostname", "ip-src", "ip-dst", "filename", "regkey",
-                    "named-pipe"})
+_KNOWN = frozenset(
+    {*HASH_TYPES, "domain", "hostname", "ip-src", "ip-dst", "filename", "regkey", "named-pipe"}
+)
 
 
-def ioc_rules(hits: Iterable[IocHit], *, criticality: int = 10,
-              actions: Iterable[str] = ()) -> dict[str, Any] | None:
+def ioc_rules(
+    hits: Iterable[IocHit], *, criticality: int = 10, actions: Iterable[str] = ()
+) -> dict[str, Any] | None:
     """Detection block for ``hits`` (signatures ``IoC:<type>``), or ``None`` without hits."""
     sigs = sorted({f"IoC:{h.type}" for h in hits})
     if not sigs:
         return None
-    return {"Signature": sigs, "Criticality": max(0, min(10, criticality)),
-            "Actions": list(dict.fromkeys(actions))}
+    return {
+        "Signature": sigs,
+        "Criticality": max(0, min(10, criticality)),
+        "Actions": list(dict.fromkeys(actions)),
+    }
 
 
 def merge_detection(event: dict[str, Any], block: Mapping[str, Any]) -> dict[str, Any]:
@@ -251,8 +262,7 @@ def merge_detection(event: dict[str, Any], block: Mapping[str, Any]) -> dict[str
         current = {"Signature": [], "Criticality": 0, "Actions": []}
     sigs = sorted(set(current.get("Signature") or []) | set(block.get("Signature") or []))
     crit = min(10, int(current.get("Criticality") or 0) + int(block.get("Criticality") or 0))
-    actions = list(dict.fromkeys([*(current.get("Actions") or []),
-                                  *(block.get("Actions") or [])]))
+    actions = list(dict.fromkeys([*(current.get("Actions") or []), *(block.get("Actions") or [])]))
     merged = dict(current, Signature=sigs, Criticality=crit, Actions=actions)
     ev["Detection"] = merged
     return merged

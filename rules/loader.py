@@ -20,9 +20,19 @@ from typing import Any
 from .errors import DuplicateRuleError, RuleError, RuleSyntaxError, TemplateError
 from .rule import Rule
 
-__all__ = ["RuleSet", "load", "loads", "load_templates", "walk_rule_files", "iter_json_objects",
-           "read_container", "is_sigma_text", "load_placeholders", "SigmaOptions",
-           "RULE_EXTENSIONS"]
+__all__ = [
+    "RuleSet",
+    "load",
+    "loads",
+    "load_templates",
+    "walk_rule_files",
+    "iter_json_objects",
+    "read_container",
+    "is_sigma_text",
+    "load_placeholders",
+    "SigmaOptions",
+    "RULE_EXTENSIONS",
+]
 
 logger = logging.getLogger(__name__)
 RULE_EXTENSIONS = (".gen", ".gene")
@@ -61,8 +71,9 @@ class RuleSet:
                 return rule
         return None
 
-    def select(self, *, names: Iterable[str] | None = None, tags: Iterable[str] | None = None
-               ) -> RuleSet:
+    def select(
+        self, *, names: Iterable[str] | None = None, tags: Iterable[str] | None = None
+    ) -> RuleSet:
         """GENE `-n` / `-tags`: keep only rules with these names / with one of these tags."""
         keep = list(self.rules)
         if names is not None:
@@ -74,9 +85,13 @@ class RuleSet:
         return RuleSet(tuple(keep), self.templates, self.errors, self.disabled, self.unsupported)
 
     def __add__(self, other: RuleSet) -> RuleSet:
-        return RuleSet(self.rules + other.rules, {**self.templates, **other.templates},
-                       self.errors + other.errors, self.disabled + other.disabled,
-                       self.unsupported + other.unsupported)
+        return RuleSet(
+            self.rules + other.rules,
+            {**self.templates, **other.templates},
+            self.errors + other.errors,
+            self.disabled + other.disabled,
+            self.unsupported + other.unsupported,
+        )
 
 
 def iter_json_objects(text: str, source: str = "<string>") -> Iterator[tuple[int, Any]]:
@@ -99,8 +114,7 @@ def iter_json_objects(text: str, source: str = "<string>") -> Iterator[tuple[int
         try:
             obj, new = _DECODER.raw_decode(text, pos)
         except json.JSONDecodeError as ex:
-            raise RuleSyntaxError(f"invalid JSON: {ex.msg}", source=source,
-                                  line=ex.lineno) from ex
+            raise RuleSyntaxError(f"invalid JSON: {ex.msg}", source=source, line=ex.lineno) from ex
         yield line, obj
         line += text.count("\n", pos, new)
         pos = new
@@ -134,8 +148,10 @@ def walk_rule_files(root: Path) -> Iterator[Path]:
         for entry in entries:
             if entry.is_dir():
                 dirs.append(Path(entry.path))
-            elif entry.name.lower().endswith(RULE_EXTENSIONS + SIGMA_EXTENSIONS) \
-                    and entry.name.lower() not in SIGMA_PLACEHOLDERS:
+            elif (
+                entry.name.lower().endswith(RULE_EXTENSIONS + SIGMA_EXTENSIONS)
+                and entry.name.lower() not in SIGMA_PLACEHOLDERS
+            ):
                 yield Path(entry.path)
         stack.extend(dirs)  # popped last-first: reverse lexical order
 
@@ -161,9 +177,11 @@ def is_sigma_text(text: str) -> bool:
     return bool(stripped) and not stripped.startswith(("{", "["))
 
 
-def _sigma_rules(text: str, source: str, opts: SigmaOptions,
-                 collect: list[RuleError] | None) -> Iterator[Rule]:
+def _sigma_rules(
+    text: str, source: str, opts: SigmaOptions, collect: list[RuleError] | None
+) -> Iterator[Rule]:
     from .sigma import parse_sigma  # noqa: PLC0415 - pySigma loads only when Sigma is used
+
     for item in parse_sigma(text, source, placeholders=opts.placeholders):
         if isinstance(item, RuleError):
             if opts.lenient:
@@ -175,19 +193,25 @@ def _sigma_rules(text: str, source: str, opts: SigmaOptions,
             continue
         status = item.extra.get("status") or ""
         if opts.status is not None and opts.lenient and status not in opts.status:
-            opts.unsupported.append(RuleSyntaxError(
-                f"status {status!r} is filtered out (loaded: {', '.join(sorted(opts.status))})",
-                source=source, rule=item.name))
+            opts.unsupported.append(
+                RuleSyntaxError(
+                    f"status {status!r} is filtered out (loaded: {', '.join(sorted(opts.status))})",
+                    source=source,
+                    rule=item.name,
+                )
+            )
             continue
         yield item
 
 
-def _named_sigma(obj: dict[str, Any], source: str, line: int, opts: SigmaOptions,
-                 collect: list[RuleError] | None) -> Iterator[Rule]:
+def _named_sigma(
+    obj: dict[str, Any], source: str, line: int, opts: SigmaOptions, collect: list[RuleError] | None
+) -> Iterator[Rule]:
     name = obj.get("Name")
     if not isinstance(name, str):
-        yield from _sigma_rules(obj["Sigma"], source, SigmaOptions(opts.placeholders, None),
-                                collect)
+        yield from _sigma_rules(
+            obj["Sigma"], source, SigmaOptions(opts.placeholders, None), collect
+        )
         return
     inner = SigmaOptions(opts.placeholders, None, lenient=True)
     found = [r for r in _sigma_rules(obj["Sigma"], source, inner, None) if r.name == name]
@@ -195,16 +219,25 @@ def _named_sigma(obj: dict[str, Any], source: str, line: int, opts: SigmaOptions
         yield found[0]
         return
     why = [e for e in inner.unsupported if e.rule == name] or inner.unsupported
-    err = why[0] if why else RuleSyntaxError("the Sigma text has no rule with this title",
-                                             source=source, line=line, rule=name)
+    err = (
+        why[0]
+        if why
+        else RuleSyntaxError(
+            "the Sigma text has no rule with this title", source=source, line=line, rule=name
+        )
+    )
     if collect is None:
         raise err
     collect.append(err)
 
 
-def _parse_rules(text: str, source: str, templates: Mapping[str, str],
-                 collect: list[RuleError] | None,
-                 sigma: SigmaOptions | None = None) -> Iterator[Rule]:
+def _parse_rules(
+    text: str,
+    source: str,
+    templates: Mapping[str, str],
+    collect: list[RuleError] | None,
+    sigma: SigmaOptions | None = None,
+) -> Iterator[Rule]:
     opts = sigma or SigmaOptions()
     if is_sigma_text(text):
         yield from _sigma_rules(text, source, opts, collect)
@@ -228,9 +261,13 @@ def _parse_rules(text: str, source: str, templates: Mapping[str, str],
         collect.append(ex)
 
 
-def _finish(rules: Iterable[Rule], templates: Mapping[str, str],
-            errors: list[RuleError] | None, skip_disabled: bool,
-            unsupported: Iterable[RuleError] = ()) -> RuleSet:
+def _finish(
+    rules: Iterable[Rule],
+    templates: Mapping[str, str],
+    errors: list[RuleError] | None,
+    skip_disabled: bool,
+    unsupported: Iterable[RuleError] = (),
+) -> RuleSet:
     kept: list[Rule] = []
     seen: set[str] = set()
     disabled: list[str] = []
@@ -239,16 +276,21 @@ def _finish(rules: Iterable[Rule], templates: Mapping[str, str],
             disabled.append(rule.name)
             continue
         if rule.name in seen:
-            err = DuplicateRuleError(f"Rule {rule.name!r} already exists", source=rule.source,
-                                     line=rule.line, rule=rule.name)
+            err = DuplicateRuleError(
+                f"Rule {rule.name!r} already exists",
+                source=rule.source,
+                line=rule.line,
+                rule=rule.name,
+            )
             if errors is None:
                 raise err
             errors.append(err)
             continue
         seen.add(rule.name)
         kept.append(rule)
-    return RuleSet(tuple(kept), dict(templates), tuple(errors or ()), tuple(disabled),
-                   tuple(unsupported))
+    return RuleSet(
+        tuple(kept), dict(templates), tuple(errors or ()), tuple(disabled), tuple(unsupported)
+    )
 
 
 def load_placeholders(paths: Iterable[Path]) -> dict[str, list[str]]:
@@ -274,9 +316,14 @@ def _placeholder_files(root: Path) -> list[Path]:
     return sorted(p for name in SIGMA_PLACEHOLDERS for p in base.rglob(name))
 
 
-def load(paths: Iterable[str | Path] | str | Path, *, collect_errors: bool = False,
-         skip_disabled: bool = False, sigma_status: Iterable[str] | None = DEFAULT_SIGMA_STATUS,
-         sigma_placeholders: str | Path | None = None) -> RuleSet:
+def load(
+    paths: Iterable[str | Path] | str | Path,
+    *,
+    collect_errors: bool = False,
+    skip_disabled: bool = False,
+    sigma_status: Iterable[str] | None = DEFAULT_SIGMA_STATUS,
+    sigma_placeholders: str | Path | None = None,
+) -> RuleSet:
     """Load rules from files and directories (Gene order); templates are loaded first.
 
     A bad rule raises a `RuleError` naming file, line, rule and reason, unless
@@ -330,17 +377,24 @@ def load(paths: Iterable[str | Path] | str | Path, *, collect_errors: bool = Fal
                     raise err from ex
                 errors.append(err)
                 continue
-            opts = SigmaOptions(placeholders, status, lenient=root.is_dir(),
-                                unsupported=unsupported)
+            opts = SigmaOptions(
+                placeholders, status, lenient=root.is_dir(), unsupported=unsupported
+            )
             rules.extend(_parse_rules(text, str(path), templates, errors, opts))
     ruleset = _finish(rules, templates, errors, skip_disabled, unsupported)
     logger.debug("loaded %d rules from %s", len(ruleset), ", ".join(map(str, roots)))
     return ruleset
 
 
-def loads(text: str, source: str = "<string>", *, templates: Mapping[str, str] | None = None,
-          collect_errors: bool = False, skip_disabled: bool = False,
-          sigma_placeholders: Mapping[str, list[str]] | None = None) -> RuleSet:
+def loads(
+    text: str,
+    source: str = "<string>",
+    *,
+    templates: Mapping[str, str] | None = None,
+    collect_errors: bool = False,
+    skip_disabled: bool = False,
+    sigma_placeholders: Mapping[str, list[str]] | None = None,
+) -> RuleSet:
     """Load rules from a string: a stream of JSON rule objects, or Sigma YAML."""
     errors: list[RuleError] | None = [] if collect_errors else None
     opts = SigmaOptions(dict(sigma_placeholders or {}), None)

@@ -32,19 +32,22 @@ __all__ = [
 _PATH = r"""([\w/]+|".*?")"""
 _FIELD_RE = compile_go(
     r"(?P<name>\$\w+):\s*(?P<operand>" + _PATH + r")\s*(?P<operator>(=|~=|\&=|<|>|>=|<=))\s+"
-    r"'(?P<value>.*)'")
+    r"'(?P<value>.*)'"
+)
 _INDIRECT_RE = compile_go(
-    r"(?P<name>\$\w+):\s*(?P<operand>" + _PATH + r")\s*(?P<operator>=)\s+@(?P<value>"
-    + _PATH + ")")
+    r"(?P<name>\$\w+):\s*(?P<operand>" + _PATH + r")\s*(?P<operator>=)\s+@(?P<value>" + _PATH + ")"
+)
 _CONTAINER_RE = compile_go(
     r"(?P<name>\$\w+):\s+extract\(\s*'(?P<regexp>.*?\(\?P<(?P<rexname>.*?)>.*?\).*?)'\s*,\s*"
-    r"(?P<operand>" + _PATH + r")\s*\)\s+in\s+(?P<container>[\w\.\-]+)")
+    r"(?P<operand>" + _PATH + r")\s*\)\s+in\s+(?P<container>[\w\.\-]+)"
+)
 
 Operator = Literal["=", "~=", "&=", "<", ">", "<=", ">="]
 
 
-def resolve_path(operand: str, base: tuple[str, ...] | None, *, single: bool = False
-                 ) -> tuple[str, ...]:
+def resolve_path(
+    operand: str, base: tuple[str, ...] | None, *, single: bool = False
+) -> tuple[str, ...]:
     """GENE: absolute paths split on `/`; relative ones are appended to the LogType base.
 
     With `single` (container operands) a relative path is one key, not split.
@@ -53,7 +56,8 @@ def resolve_path(operand: str, base: tuple[str, ...] | None, *, single: bool = F
         return tuple(p for p in operand.split("/") if p)
     if base is None:
         raise MatchSyntaxError(
-            "log format error: either known log format or absolute fields match must be used")
+            "log format error: either known log format or absolute fields match must be used"
+        )
     if single:
         return (*base, operand)
     return (*base, *(p for p in operand.split("/") if p))
@@ -143,8 +147,9 @@ def _apply(m: FieldMatch, text: str) -> bool:
     return _compare(m.operator, float(m.number or 0.0), text)
 
 
-def _extract_in(pattern: re.Pattern[str], group: str, text: str,
-                values: frozenset[str] | set[str]) -> bool:
+def _extract_in(
+    pattern: re.Pattern[str], group: str, text: str, values: frozenset[str] | set[str]
+) -> bool:
     found = pattern.search(text)
     if found is None:
         return False
@@ -180,8 +185,9 @@ def _field(text: str, base: tuple[str, ...] | None) -> FieldMatch:
     return FieldMatch(name, path, operator, value, number, pattern)
 
 
-def parse_match(text: str, base: tuple[str, ...] | None,
-                containers: frozenset[str] | None = None) -> Matcher:
+def parse_match(
+    text: str, base: tuple[str, ...] | None, containers: frozenset[str] | None = None
+) -> Matcher:
     """Parse one `Matches` entry (GENE order: field, indirect, container).
 
     `containers` is the set of container names that exist (`None`: do not check, compile).
@@ -197,8 +203,9 @@ def parse_match(text: str, base: tuple[str, ...] | None,
     m = _CONTAINER_RE.search(text)
     if m is not None:
         path = resolve_path(m.group("operand"), base, single=True)
-        cm = ContainerMatch(m.group("name"), path, m.group("regexp"), m.group("rexname"),
-                            m.group("container"))
+        cm = ContainerMatch(
+            m.group("name"), path, m.group("regexp"), m.group("rexname"), m.group("container")
+        )
         if containers is not None and cm.container not in containers:
             return cm  # GENE: the rule gets disabled; the pattern is never compiled
         try:
@@ -212,8 +219,13 @@ def parse_match(text: str, base: tuple[str, ...] | None,
 
 
 HELPERS: dict[str, Any] = {
-    "_M": MISSING, "_gs": go_string, "_lk": lookup, "_str": str,
-    "_flags": _flags, "_cmp": _compare, "_xin": _extract_in,
+    "_M": MISSING,
+    "_gs": go_string,
+    "_lk": lookup,
+    "_str": str,
+    "_flags": _flags,
+    "_cmp": _compare,
+    "_xin": _extract_in,
 }
 
 
@@ -251,8 +263,10 @@ class CodeGen:
         if isinstance(m, FieldMatch):
             if m.operator == "=":
                 val = self.const(m.value)
-                return (f"(({v} := {get}) == {val} or ({v}.__class__ is not _str and "
-                        f"{v} is not _M and _gs({v}) == {val}))")
+                return (
+                    f"(({v} := {get}) == {val} or ({v}.__class__ is not _str and "
+                    f"{v} is not _M and _gs({v}) == {val}))"
+                )
             if m.operator == "~=":
                 assert m.pattern is not None
                 search = self.const(m.pattern.search)
@@ -264,9 +278,10 @@ class CodeGen:
         if isinstance(m, IndirectMatch):
             w = self._var()
             other = self.getter(m.other)
-            return (f"(({v} := {get}) is not _M and ({w} := {other}) is not _M and "
-                    f"{text} == ({w} if {w}.__class__ is _str else _gs({w})))")
+            return (
+                f"(({v} := {get}) is not _M and ({w} := {other}) is not _M and "
+                f"{text} == ({w} if {w}.__class__ is _str else _gs({w})))"
+            )
         pattern = self.const(m.pattern)
         values = self.const(containers[m.container])
-        return (f"(({v} := {get}) is not _M and _xin({pattern}, {m.group!r}, {text}, "
-                f"{values}))")
+        return f"(({v} := {get}) is not _M and _xin({pattern}, {m.group!r}, {text}, {values}))"

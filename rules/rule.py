@@ -20,7 +20,8 @@ __all__ = ["Rule", "Meta", "Attack", "parse_version", "LOG_TYPES"]
 LOG_TYPES: dict[str, tuple[str, ...]] = {"winevt": ("Event", "EventData"), "kunai": ("data",)}
 VALID_OS = frozenset(
     "aix android darwin dragonfly freebsd illumos ios js linux netbsd openbsd plan9 solaris "
-    "wasip1 windows".split())
+    "wasip1 windows".split()
+)
 _VERSION = re.compile(r"\s*([+-]?\d+)(?:\.([+-]?\d+)(?:\.([+-]?\d+))?)?")
 OLD_FORMAT_KEYS = frozenset({"eventids", "channels", "traces", "eventid", "computer"})
 
@@ -33,8 +34,7 @@ def parse_version(text: str) -> tuple[int, int, int]:
     return tuple(int(g) if g else 0 for g in m.groups())  # type: ignore[return-value]
 
 
-def _fold(obj: Mapping[str, Any], known: tuple[str, ...]) -> tuple[dict[str, Any],
-                                                                     dict[str, Any]]:
+def _fold(obj: Mapping[str, Any], known: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Map keys case-insensitively onto `known` (last wins); return (known, extra)."""
     lower = {k.lower(): k for k in known}
     found: dict[str, Any] = {}
@@ -83,12 +83,20 @@ class Attack:
         for key, value in found.items():
             if not isinstance(value, str):
                 raise RuleSyntaxError(f"ATTACK.{key} must be a string, got {value!r}")
-        return cls(found.get("ID", ""), found.get("Tactic", ""), found.get("Description", ""),
-                   found.get("Reference", ""))
+        return cls(
+            found.get("ID", ""),
+            found.get("Tactic", ""),
+            found.get("Description", ""),
+            found.get("Reference", ""),
+        )
 
     def to_dict(self) -> dict[str, str]:
-        return {"ID": self.id, "Tactic": self.tactic, "Description": self.description,
-                "Reference": self.reference}
+        return {
+            "ID": self.id,
+            "Tactic": self.tactic,
+            "Description": self.description,
+            "Reference": self.reference,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +117,20 @@ class Meta:
     severity_key: str = "Criticality"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    _KEYS = ("Events", "Computers", "ATTACK", "Criticality", "Severity", "Disable", "Filter",
-             "Schema", "LogType", "OSs", "Authors", "Comments")
+    _KEYS = (
+        "Events",
+        "Computers",
+        "ATTACK",
+        "Criticality",
+        "Severity",
+        "Disable",
+        "Filter",
+        "Schema",
+        "LogType",
+        "OSs",
+        "Authors",
+        "Comments",
+    )
 
     @classmethod
     def from_dict(cls, obj: Any) -> Meta:
@@ -122,7 +142,8 @@ class Meta:
         old = sorted(k for k in extra if k.lower() in OLD_FORMAT_KEYS)
         if old:
             raise RuleSyntaxError(
-                f"old v1 rule format (Meta.{', Meta.'.join(old)}); migrate to Meta.Events")
+                f"old v1 rule format (Meta.{', Meta.'.join(old)}); migrate to Meta.Events"
+            )
         events_raw = found.get("Events") or {}
         if not isinstance(events_raw, dict):
             raise RuleSyntaxError(f"Meta.Events must be an object, got {events_raw!r}")
@@ -175,8 +196,10 @@ class Meta:
         return ""
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"Events": {k: list(v) for k, v in self.events.items()},
-                               "Computers": list(self.computers)}
+        out: dict[str, Any] = {
+            "Events": {k: list(v) for k, v in self.events.items()},
+            "Computers": list(self.computers),
+        }
         if self.log_type:
             out = {"LogType": self.log_type, **out}
         if self.oss:
@@ -184,7 +207,8 @@ class Meta:
         if self.attack:
             out["ATTACK"] = [
                 {k: v for k, v in a.to_dict().items() if v or k != "Description"}
-                for a in self.attack]
+                for a in self.attack
+            ]
         out[self.severity_key] = self.criticality
         out["Disable"] = self.disable
         out["Filter"] = self.filter
@@ -213,9 +237,15 @@ class Rule:
     _KEYS = ("Name", "Tags", "Meta", "Matches", "Condition", "Actions")
 
     @classmethod
-    def from_dict(cls, obj: Any, *, source: str = "<string>", line: int = 1,
-                  templates: Mapping[str, str] | None = None, check_schema: bool = True
-                  ) -> Rule:
+    def from_dict(
+        cls,
+        obj: Any,
+        *,
+        source: str = "<string>",
+        line: int = 1,
+        templates: Mapping[str, str] | None = None,
+        check_schema: bool = True,
+    ) -> Rule:
         """Decode and check one rule object; errors carry source, line and rule name."""
         name = None
         try:
@@ -227,8 +257,7 @@ class Rule:
                 raise RuleSyntaxError("rule has no Name")
             meta = Meta.from_dict(found.get("Meta"))
             if check_schema and parse_version(meta.schema) < (2, 0, 0):
-                raise SchemaError(
-                    f"expecting rule version >= 2.0.0, got Schema {meta.schema!r}")
+                raise SchemaError(f"expecting rule version >= 2.0.0, got Schema {meta.schema!r}")
             matches = _strings(found.get("Matches"), "Matches")
             for key, value in (templates or {}).items():
                 token = "{{" + key + "}}"
@@ -236,10 +265,17 @@ class Rule:
             condition = found.get("Condition") or ""
             if not isinstance(condition, str):
                 raise RuleSyntaxError(f"Condition must be a string, got {condition!r}")
-            return cls(name, meta, matches, condition,
-                       _strings(found.get("Tags"), "Tags"),
-                       _strings(found.get("Actions"), "Actions"),
-                       source, line, extra)
+            return cls(
+                name,
+                meta,
+                matches,
+                condition,
+                _strings(found.get("Tags"), "Tags"),
+                _strings(found.get("Actions"), "Actions"),
+                source,
+                line,
+                extra,
+            )
         except (RuleSyntaxError, SchemaError) as ex:
             raise ex.located(source=source, line=line, rule=name) from ex
 
@@ -250,6 +286,11 @@ class Rule:
 
     def to_dict(self) -> dict[str, Any]:
         """The rule as Gene's `-dump` writes it (compiled.gen shape)."""
-        return {"Name": self.name, "Tags": list(self.tags), "Meta": self.meta.to_dict(),
-                "Matches": list(self.matches), "Condition": self.condition,
-                "Actions": list(self.actions) if self.actions else None}
+        return {
+            "Name": self.name,
+            "Tags": list(self.tags),
+            "Meta": self.meta.to_dict(),
+            "Matches": list(self.matches),
+            "Condition": self.condition,
+            "Actions": list(self.actions) if self.actions else None,
+        }

@@ -28,8 +28,16 @@ from .engine import Detection, Engine
 from .evtx import EvtxStats, read_evtx
 from .loader import RuleSet, load, read_container
 
-__all__ = ["ScanOptions", "ScanStats", "Unit", "discover", "scan_unit", "Scanner",
-           "iter_json_stream", "should_print"]
+__all__ = [
+    "ScanOptions",
+    "ScanStats",
+    "Unit",
+    "discover",
+    "scan_unit",
+    "Scanner",
+    "iter_json_stream",
+    "should_print",
+]
 
 logger = logging.getLogger(__name__)
 JSON_EXTENSIONS = (".json", ".jsonl", ".ndjson")
@@ -237,10 +245,13 @@ def _open_unit(unit: Unit) -> BinaryIO:
     return fh
 
 
-def _iter_events(unit: Unit, stats: ScanStats,
-                 tell: list[Callable[[], int]] | None = None,
-                 keep: Callable[[str, int], bool] | None = None,
-                 fmt: str = "auto") -> Iterator[Any]:
+def _iter_events(
+    unit: Unit,
+    stats: ScanStats,
+    tell: list[Callable[[], int]] | None = None,
+    keep: Callable[[str, int], bool] | None = None,
+    fmt: str = "auto",
+) -> Iterator[Any]:
     """Events of a unit; `tell` receives a function giving the bytes consumed so far.
 
     EVTX records refused by `keep(channel, event_id)` are counted as scanned events
@@ -248,9 +259,12 @@ def _iter_events(unit: Unit, stats: ScanStats,
     EVTX and JSON files, stdin and `--input-format` overrides are read by `rules.inputs`.
     """
     json_fmt = "json" if fmt == "auto" else fmt
-    if unit.path == "-" or not (unit.kind == "evtx" and fmt in ("auto", "evtx") or
-                                unit.kind == "json" and json_fmt in ("json", "winlogbeat",
-                                                                     "flat")):
+    if unit.path == "-" or not (
+        unit.kind == "evtx"
+        and fmt in ("auto", "evtx")
+        or unit.kind == "json"
+        and json_fmt in ("json", "winlogbeat", "flat")
+    ):
         if unit.path == "-":
             yield from inputs.read_stream("-", sys.stdin.buffer, fmt, stats, keep)
         else:
@@ -261,8 +275,10 @@ def _iter_events(unit: Unit, stats: ScanStats,
         if unit.path.lower().endswith(".gz"):
             import tempfile
 
-            with gzip.open(unit.path, "rb") as src, tempfile.NamedTemporaryFile(
-                    suffix=".evtx") as tmp:
+            with (
+                gzip.open(unit.path, "rb") as src,
+                tempfile.NamedTemporaryFile(suffix=".evtx") as tmp,
+            ):
                 tmp.write(src.read())
                 tmp.flush()
                 yield from read_evtx(tmp.name, evtx_stats, keep=keep)
@@ -307,8 +323,9 @@ def build_engine(opts: ScanOptions) -> tuple[Engine, list[Exception]]:
     containers: dict[str, list[str]] = {}
     for name, path in opts.containers:
         containers.setdefault(name, []).extend(read_container(path))
-    ruleset: RuleSet = load(opts.rules, collect_errors=opts.skip_bad_rules,
-                            sigma_status=opts.sigma_status)
+    ruleset: RuleSet = load(
+        opts.rules, collect_errors=opts.skip_bad_rules, sigma_status=opts.sigma_status
+    )
     problems: list[Exception] = list(ruleset.errors)
     if opts.names is not None or opts.tags is not None:
         ruleset = ruleset.select(names=opts.names, tags=opts.tags)
@@ -320,8 +337,14 @@ def build_engine(opts: ScanOptions) -> tuple[Engine, list[Exception]]:
 Emit = Callable[[Any, Detection | None], None]
 
 
-def scan_events(engine: Engine, events: Iterable[Any], opts: ScanOptions, stats: ScanStats,
-                emit: Emit, progress: Callable[[int], None] | None = None) -> None:
+def scan_events(
+    engine: Engine,
+    events: Iterable[Any],
+    opts: ScanOptions,
+    stats: ScanStats,
+    emit: Emit,
+    progress: Callable[[int], None] | None = None,
+) -> None:
     """The scan loop: match each event, count, and hand printable ones to `emit`."""
     match = engine.match
     n = 0
@@ -368,8 +391,7 @@ def pool_context() -> Any:
     """The multiprocessing context of scan workers: never `fork` (see `Scanner._run_pool`)."""
     import multiprocessing
 
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
-        else "spawn"
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(["rules.scan"])  # PERF(heron): workers start imported
@@ -387,9 +409,11 @@ def _kill_pool(pool: Any) -> None:
         proc.join()
 
 
-def scan_unit(unit: Unit, write: Callable[[bytes], None] | None = None,
-              progress: Callable[[int, int], None] | None = None
-              ) -> tuple[Unit, bytes, ScanStats]:
+def scan_unit(
+    unit: Unit,
+    write: Callable[[bytes], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Unit, bytes, ScanStats]:
     """Scan one unit with the worker's engine; output goes to `write` or is returned.
 
     `progress(events, bytes)` reports what this unit has consumed so far.
@@ -402,11 +426,14 @@ def scan_unit(unit: Unit, write: Callable[[bytes], None] | None = None,
     chunks: list[bytes] = []
     sink = write if write is not None else chunks.append
     if opts.keep_output:
+
         def emit(ev: Any, det: Detection | None) -> None:
             sink(render(ev, det))
     else:
+
         def emit(ev: Any, det: Detection | None) -> None:
             return None
+
     tell: list[Callable[[], int]] = []
     tick = None
     if progress is not None:
@@ -422,10 +449,14 @@ def scan_unit(unit: Unit, write: Callable[[bytes], None] | None = None,
             report(n, done)
 
     keep = None if opts.all else engine.has_candidates
-    scan_events(engine, _iter_events(unit, stats, tell, keep, opts.input_format), opts, stats,
-                emit, tick)
-    stats.hits = {c.name: c.hits - before.get(c.name, 0) for c in engine.rules
-                  if c.hits != before.get(c.name, 0) and not c.is_filter}
+    scan_events(
+        engine, _iter_events(unit, stats, tell, keep, opts.input_format), opts, stats, emit, tick
+    )
+    stats.hits = {
+        c.name: c.hits - before.get(c.name, 0)
+        for c in engine.rules
+        if c.hits != before.get(c.name, 0) and not c.is_filter
+    }
     return unit, b"".join(chunks), stats
 
 
@@ -440,10 +471,15 @@ def render_table(event: Any, det: Detection | None) -> bytes:
     ts = ev.timestamp
     when = ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if ts else "-"
     crit = det.criticality if det is not None else 0
-    sigs = ",".join(det.signatures) if det is not None and det.signatures else (
-        "(filtered)" if det is not None and det.filtered else "-")
-    row = f"{when:<27} {ev.computer[:24]:<24} {ev.channel[:40]:<40} {ev.event_id:>6} " \
-          f"{crit:>3} {sigs}\n"
+    sigs = (
+        ",".join(det.signatures)
+        if det is not None and det.signatures
+        else ("(filtered)" if det is not None and det.filtered else "-")
+    )
+    row = (
+        f"{when:<27} {ev.computer[:24]:<24} {ev.channel[:40]:<40} {ev.event_id:>6} "
+        f"{crit:>3} {sigs}\n"
+    )
     return row.encode("utf-8", errors="replace")
 
 
@@ -452,16 +488,20 @@ def render_none(event: Any, det: Detection | None) -> bytes:
 
 
 RENDERERS: dict[str, Callable[[Any, Detection | None], bytes]] = {
-    "jsonl": render_jsonl, "table": render_table, "summary": render_none, **triage.RENDERERS}
-TABLE_HEADER = (f"{'TIME':<27} {'COMPUTER':<24} {'CHANNEL':<40} {'EID':>6} {'CRT':>3} "
-                f"SIGNATURES\n")
+    "jsonl": render_jsonl,
+    "table": render_table,
+    "summary": render_none,
+    **triage.RENDERERS,
+}
+TABLE_HEADER = f"{'TIME':<27} {'COMPUTER':<24} {'CHANNEL':<40} {'EID':>6} {'CRT':>3} SIGNATURES\n"
 
 
 class Scanner:
     """Runs units in this process or in a `multiprocessing` pool, in input order."""
 
-    def __init__(self, opts: ScanOptions, fmt: str = "jsonl", jobs: int = 1,
-                 engine: Engine | None = None) -> None:
+    def __init__(
+        self, opts: ScanOptions, fmt: str = "jsonl", jobs: int = 1, engine: Engine | None = None
+    ) -> None:
         if fmt not in RENDERERS:
             raise ValueError(f"unknown format {fmt!r}")
         if engine is not None:
@@ -470,8 +510,12 @@ class Scanner:
         self.fmt = fmt
         self.jobs = max(1, jobs)
 
-    def run(self, units: list[Unit], write: Callable[[bytes], None],
-            progress: Callable[[int, int], None] | None = None) -> ScanStats:
+    def run(
+        self,
+        units: list[Unit],
+        write: Callable[[bytes], None],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ScanStats:
         """Scan `units`, passing rendered output to `write`; return merged statistics.
 
         `progress(bytes_done, events_done)` is called as work completes.
@@ -483,8 +527,9 @@ class Scanner:
             for unit in units:
                 done_bytes, done_events = total.bytes, total.events
 
-                def tick(n: int, b: int, done_b: int = done_bytes,
-                         done_e: int = done_events) -> None:
+                def tick(
+                    n: int, b: int, done_b: int = done_bytes, done_e: int = done_events
+                ) -> None:
                     if progress is not None:
                         progress(done_b + b, done_e + n)
 
@@ -497,8 +542,13 @@ class Scanner:
         logger.debug("scan took %.3fs", time.perf_counter() - started)
         return total
 
-    def _run_pool(self, units: list[Unit], total: ScanStats, write: Callable[[bytes], None],
-                  progress: Callable[[int, int], None] | None) -> None:
+    def _run_pool(
+        self,
+        units: list[Unit],
+        total: ScanStats,
+        write: Callable[[bytes], None],
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
         """Scan in worker processes, in input order; workers never outlive this call.
 
         Workers start from a fresh interpreter (forkserver, or spawn where there is none),
@@ -511,8 +561,12 @@ class Scanner:
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = pool_context()
-        pool = ProcessPoolExecutor(min(self.jobs, len(units)), mp_context=ctx,
-                                   initializer=_init_pool_worker, initargs=(self.opts, self.fmt))
+        pool = ProcessPoolExecutor(
+            min(self.jobs, len(units)),
+            mp_context=ctx,
+            initializer=_init_pool_worker,
+            initargs=(self.opts, self.fmt),
+        )
         try:
             # PERF(heron): batch many small files per round trip, keep input order
             chunksize = max(1, min(16, len(units) // (self.jobs * 8)))
@@ -523,9 +577,12 @@ class Scanner:
         pool.shutdown(wait=True)
 
     @staticmethod
-    def _drain(results: Iterator[tuple[Unit, bytes, ScanStats]], total: ScanStats,
-               write: Callable[[bytes], None],
-               progress: Callable[[int, int], None] | None) -> None:
+    def _drain(
+        results: Iterator[tuple[Unit, bytes, ScanStats]],
+        total: ScanStats,
+        write: Callable[[bytes], None],
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
         for _unit, output, stats in results:
             if output:
                 write(output)

@@ -64,10 +64,12 @@ class Suppression:
             values[name] = value
         if not values["rule"].strip():
             raise SuppressionError("rule is required (a rule name, or * for every rule)")
-        if not any(values[k] for k in ("image_prefix", "parent_prefix", "command_line_regex",
-                                       "user")):
-            raise SuppressionError("at least one of image_prefix, parent_prefix, "
-                                   "command_line_regex, user is required")
+        if not any(
+            values[k] for k in ("image_prefix", "parent_prefix", "command_line_regex", "user")
+        ):
+            raise SuppressionError(
+                "at least one of image_prefix, parent_prefix, command_line_regex, user is required"
+            )
         regex = None
         if values["command_line_regex"]:
             try:

@@ -22,15 +22,49 @@ from .event import Event, go_string
 __all__ = ["RENDERERS", "HEADERS", "SPOOLED", "finish", "key_fields"]
 
 KEY_FIELDS = (
-    "Image", "CommandLine", "ParentImage", "ParentCommandLine", "TargetImage", "SourceImage",
-    "GrantedAccess", "ImageLoaded", "TargetFilename", "TargetObject", "Details", "QueryName",
-    "DestinationIp", "DestinationPort", "DestinationHostname", "ServiceName", "ImagePath",
-    "TargetUserName", "SubjectUserName", "IpAddress", "LogonType", "ScriptBlockText", "User",
-    "exe", "comm", "proctitle", "key", "name", "Data")
+    "Image",
+    "CommandLine",
+    "ParentImage",
+    "ParentCommandLine",
+    "TargetImage",
+    "SourceImage",
+    "GrantedAccess",
+    "ImageLoaded",
+    "TargetFilename",
+    "TargetObject",
+    "Details",
+    "QueryName",
+    "DestinationIp",
+    "DestinationPort",
+    "DestinationHostname",
+    "ServiceName",
+    "ImagePath",
+    "TargetUserName",
+    "SubjectUserName",
+    "IpAddress",
+    "LogonType",
+    "ScriptBlockText",
+    "User",
+    "exe",
+    "comm",
+    "proctitle",
+    "key",
+    "name",
+    "Data",
+)
 MAX_FIELDS = 6
 MAX_VALUE = 200
-CSV_COLUMNS = ("time", "computer", "channel", "event_id", "record_id", "criticality",
-               "signatures", "attack", "key_fields")
+CSV_COLUMNS = (
+    "time",
+    "computer",
+    "channel",
+    "event_id",
+    "record_id",
+    "criticality",
+    "signatures",
+    "attack",
+    "key_fields",
+)
 
 
 def key_fields(event: Any) -> list[tuple[str, str]]:
@@ -46,7 +80,7 @@ def key_fields(event: Any) -> list[tuple[str, str]]:
         if value is None or value == "":
             continue
         text = go_string(value).replace("\r", " ").replace("\n", " ")
-        out.append((name, text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 1] + "…"))
+        out.append((name, text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"))
         if len(out) == MAX_FIELDS:
             break
     return out
@@ -58,24 +92,37 @@ def _common(event: Any, det: Detection | None) -> dict[str, Any]:
     record = ev.get("/Event/System/EventRecordID")
     return {
         "time": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if ts else "",
-        "computer": ev.computer, "channel": ev.channel, "event_id": ev.event_id,
+        "computer": ev.computer,
+        "channel": ev.channel,
+        "event_id": ev.event_id,
         "record_id": go_string(record) if record is not None else "",
         "criticality": det.criticality if det is not None else 0,
         "signatures": list(det.signatures) if det is not None else [],
         "attack": sorted({a.get("ID", "") for a in det.attack if a.get("ID")})
-        if det is not None else [],
+        if det is not None
+        else [],
         "tactics": sorted({a.get("Tactic", "") for a in det.attack if a.get("Tactic")})
-        if det is not None else [],
+        if det is not None
+        else [],
     }
 
 
 def render_csv(event: Any, det: Detection | None) -> bytes:
     row = _common(event, det)
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow([
-        row["time"], row["computer"], row["channel"], row["event_id"], row["record_id"],
-        row["criticality"], ";".join(row["signatures"]), ";".join(row["attack"]),
-        "; ".join(f"{k}={v}" for k, v in key_fields(event))])
+    csv.writer(buf, lineterminator="\n").writerow(
+        [
+            row["time"],
+            row["computer"],
+            row["channel"],
+            row["event_id"],
+            row["record_id"],
+            row["criticality"],
+            ";".join(row["signatures"]),
+            ";".join(row["attack"]),
+            "; ".join(f"{k}={v}" for k, v in key_fields(event)),
+        ]
+    )
     return buf.getvalue().encode("utf-8")
 
 
@@ -89,7 +136,11 @@ def render_hit(event: Any, det: Detection | None) -> bytes:
 
 
 RENDERERS: dict[str, Callable[[Any, Detection | None], bytes]] = {
-    "csv": render_csv, "timeline": render_hit, "sarif": render_hit, "navigator": render_hit}
+    "csv": render_csv,
+    "timeline": render_hit,
+    "sarif": render_hit,
+    "navigator": render_hit,
+}
 HEADERS = {"csv": (",".join(CSV_COLUMNS) + "\n").encode()}
 SPOOLED = frozenset(("timeline", "sarif", "navigator"))
 
@@ -103,9 +154,11 @@ def _timeline(hits: list[dict[str, Any]], out: IO[bytes]) -> None:
     out.write(b"time\tcomputer\tcriticality\trules\tattack\tchannel\tevent_id\tkey_fields\n")
     for h in sorted(hits, key=lambda h: h["time"]):
         fields = "; ".join(f"{k}={v}" for k, v in h["fields"]).replace("\t", " ")
-        out.write(f"{h['time'] or '-'}\t{h['computer']}\t{h['criticality']}\t"
-                  f"{','.join(h['signatures'])}\t{','.join(h['attack']) or '-'}\t"
-                  f"{h['channel']}\t{h['event_id']}\t{fields}\n".encode())
+        out.write(
+            f"{h['time'] or '-'}\t{h['computer']}\t{h['criticality']}\t"
+            f"{','.join(h['signatures'])}\t{','.join(h['attack']) or '-'}\t"
+            f"{h['channel']}\t{h['event_id']}\t{fields}\n".encode()
+        )
 
 
 def _level(criticality: int) -> str:
@@ -119,25 +172,59 @@ def _sarif(hits: list[dict[str, Any]], out: IO[bytes]) -> None:
     results = []
     for h in hits:
         for name in h["signatures"]:
-            rule = rules.setdefault(name, {"id": name, "name": name,
-                                           "shortDescription": {"text": name},
-                                           "properties": {"tags": []}})
+            rule = rules.setdefault(
+                name,
+                {
+                    "id": name,
+                    "name": name,
+                    "shortDescription": {"text": name},
+                    "properties": {"tags": []},
+                },
+            )
             tags = rule["properties"]["tags"]
             tags.extend(t for t in h["attack"] if t not in tags)
             fields = "; ".join(f"{k}={v}" for k, v in h["fields"])
-            results.append({
-                "ruleId": name, "level": _level(h["criticality"]),
-                "message": {"text": f"{name} on {h['computer'] or '?'} "
-                                    f"({h['channel']} {h['event_id']}): {fields}"},
-                "locations": [{"logicalLocations": [{"name": h["computer"] or "?",
-                                                     "kind": "host"}]}],
-                "properties": {k: h[k] for k in ("time", "channel", "event_id", "record_id",
-                                                 "criticality", "attack")}})
-    doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
-           "runs": [{"tool": {"driver": {"name": "heron", "version": HERON_VERSION,
-                                         "informationUri": "https://github.com/0xrawsec/gene",
-                                         "rules": list(rules.values())}},
-                     "results": results}]}
+            results.append(
+                {
+                    "ruleId": name,
+                    "level": _level(h["criticality"]),
+                    "message": {
+                        "text": f"{name} on {h['computer'] or '?'} "
+                        f"({h['channel']} {h['event_id']}): {fields}"
+                    },
+                    "locations": [
+                        {"logicalLocations": [{"name": h["computer"] or "?", "kind": "host"}]}
+                    ],
+                    "properties": {
+                        k: h[k]
+                        for k in (
+                            "time",
+                            "channel",
+                            "event_id",
+                            "record_id",
+                            "criticality",
+                            "attack",
+                        )
+                    },
+                }
+            )
+    doc = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "heron",
+                        "version": HERON_VERSION,
+                        "informationUri": "https://github.com/0xrawsec/gene",
+                        "rules": list(rules.values()),
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
     out.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
 
 
@@ -150,14 +237,23 @@ def _navigator(hits: list[dict[str, Any]], out: IO[bytes]) -> None:
             names.setdefault(tid, set()).update(h["signatures"])
     top = max(scores.values(), default=1)
     doc = {
-        "name": "Heron scan", "domain": "enterprise-attack",
+        "name": "Heron scan",
+        "domain": "enterprise-attack",
         "versions": {"layer": "4.5", "navigator": "4.9.1", "attack": "14"},
         "description": f"{len(hits)} detections, {len(scores)} techniques",
-        "sorting": 3, "hideDisabled": False,
+        "sorting": 3,
+        "hideDisabled": False,
         "gradient": {"colors": ["#fff7b3", "#ff6666"], "minValue": 0, "maxValue": top},
-        "techniques": [{"techniqueID": tid, "score": n, "enabled": True,
-                        "comment": "rules: " + ", ".join(sorted(names[tid]))}
-                       for tid, n in sorted(scores.items())]}
+        "techniques": [
+            {
+                "techniqueID": tid,
+                "score": n,
+                "enabled": True,
+                "comment": "rules: " + ", ".join(sorted(names[tid])),
+            }
+            for tid, n in sorted(scores.items())
+        ],
+    }
     out.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
 
 

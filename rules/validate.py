@@ -114,8 +114,10 @@ def validate(ruleset: RuleSet, containers: Iterable[str] = ()) -> list[Issue]:
         _from_error(ex, "duplicate-name" if isinstance(ex, DuplicateRuleError) else "load-error")
         for ex in ruleset.errors
     ]
-    issues += [Issue(Severity.INFO, "sigma-unsupported", ex.reason, ex.rule, ex.source, ex.line)
-               for ex in ruleset.unsupported]
+    issues += [
+        Issue(Severity.INFO, "sigma-unsupported", ex.reason, ex.rule, ex.source, ex.line)
+        for ex in ruleset.unsupported
+    ]
     existing = {name: frozenset[str]() for name in containers}
     seen: dict[str, str] = {}
     for rule in ruleset:

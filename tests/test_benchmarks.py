@@ -17,8 +17,14 @@ pytestmark = pytest.mark.e2e
 
 def _run(*args: str) -> str:
     """Run a benchmark in its own session; on a timeout kill it with everything it started."""
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:
@@ -36,8 +42,17 @@ def test_search_benchmark_runs(tmp_path: Path) -> None:
 
 
 def test_ingest_benchmark_runs() -> None:
-    out = _run("benchmarks/ingest.py", "--agents", "2", "--batch", "200", "--seconds", "2",
-               "--client-procs", "1")
+    out = _run(
+        "benchmarks/ingest.py",
+        "--agents",
+        "2",
+        "--batch",
+        "200",
+        "--seconds",
+        "2",
+        "--client-procs",
+        "1",
+    )
     assert "0 errors" in out and "durable events/s:" in out
 
 
@@ -51,10 +66,13 @@ def test_misp_backfill_benchmark_runs() -> None:
     assert "pushed in 2 slices" in out and "during a held push" in out
 
 
-@pytest.mark.skipif(shutil.which("clickhouse-server") is None,
-                    reason="clickhouse-server is not installed (bash .ci/sysdeps.sh)")
+@pytest.mark.skipif(
+    shutil.which("clickhouse-server") is None,
+    reason="clickhouse-server is not installed (bash .ci/sysdeps.sh)",
+)
 def test_cluster_benchmark_runs(tmp_path: Path) -> None:
-    out = _run("benchmarks/cluster.py", "--events", "2000", "--runs", "2", "--dir",
-               str(tmp_path / "bench"))
+    out = _run(
+        "benchmarks/cluster.py", "--events", "2000", "--runs", "2", "--dir", str(tmp_path / "bench")
+    )
     assert "ingest 1 front-end(s): 2,000 events" in out
     assert "ingest 2 front-end(s): 2,000 events" in out and "ClickHouse search" in out

@@ -32,15 +32,36 @@ from tests.shapes import SYSMON, events
 
 RULES = [
     json.loads(gene_rule("AnyImage", ["$i: Image ~= '.'"], "$i", events={SYSMON: [1]})),
-    json.loads(gene_rule("ProcessCreate", ["$i: Image ~= '.'"], "$i", events={SYSMON: [1]},
-                         filter_=True)),
+    json.loads(
+        gene_rule("ProcessCreate", ["$i: Image ~= '.'"], "$i", events={SYSMON: [1]}, filter_=True)
+    ),
 ]
-IOCS = [wire.Ioc(v, t, f"u{n}", "g", "test") for n, (t, v) in enumerate([
-    ("md5", "0" * 32), ("sha256", "a" * 64), ("domain", "evil.test"), ("ip-dst", "10.9.9.9"),
-    ("ip-src", "10.9.9.8"), ("filename", "x.exe"), ("regkey", "HKLM\\Software\\x"),
-    ("named-pipe", "\\evil"), ("hostname", "evil.test")])]
-QUERIES = ["", "Image:*a*", 'Image:"a b"', "EventID:1", "detection:true", "Channel:x",
-           'TargetFilename:"C:\\\\x (y)"', "a"]
+IOCS = [
+    wire.Ioc(v, t, f"u{n}", "g", "test")
+    for n, (t, v) in enumerate(
+        [
+            ("md5", "0" * 32),
+            ("sha256", "a" * 64),
+            ("domain", "evil.test"),
+            ("ip-dst", "10.9.9.9"),
+            ("ip-src", "10.9.9.8"),
+            ("filename", "x.exe"),
+            ("regkey", "HKLM\\Software\\x"),
+            ("named-pipe", "\\evil"),
+            ("hostname", "evil.test"),
+        ]
+    )
+]
+QUERIES = [
+    "",
+    "Image:*a*",
+    'Image:"a b"',
+    "EventID:1",
+    "detection:true",
+    "Channel:x",
+    'TargetFilename:"C:\\\\x (y)"',
+    "a",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +71,26 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Memor
     tmp = tmp_path_factory.mktemp("shapes")
     Pki.create(tmp / "pki", server_names=["localhost"])
     clock = Clock()
-    ctx = build_context(data_dir=tmp, store=Store(":memory:"), pki=Pki(tmp / "pki", clock=clock),
-                        clock=clock, events=EventStore(tmp / "events", commit_interval=0.2))
+    ctx = build_context(
+        data_dir=tmp,
+        store=Store(":memory:"),
+        pki=Pki(tmp / "pki", clock=clock),
+        clock=clock,
+        events=EventStore(tmp / "events", commit_interval=0.2),
+    )
     env = Env(ctx)
-    for flt in (StreamFilter(), StreamFilter(detections_only=True, min_criticality=3),
-                StreamFilter(channel="x", event_id=1, signature="AnyImage")):
+    for flt in (
+        StreamFilter(),
+        StreamFilter(detections_only=True, min_criticality=3),
+        StreamFilter(channel="x", event_id=1, signature="AnyImage"),
+    ):
         ctx.hub.subscribe(flt)  # streams filter every stored event
     sink = MemorySink()
-    agent = build_agent(make_config(tmp / "agent", general={"log_all": True},
-                                    actions={"allowed": []}), sources=[], sinks=[sink])
+    agent = build_agent(
+        make_config(tmp / "agent", general={"log_all": True}, actions={"allowed": []}),
+        sources=[],
+        sinks=[sink],
+    )
     agent.reload_rules("\n".join(json.dumps(r) for r in RULES))
     agent.detector.set_iocs([i.to_dict() for i in IOCS])  # IoC matching sees every shape too
     yield agent, sink, env
@@ -66,11 +98,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Memor
     ctx.close()
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(batch=st.lists(events(), min_size=1, max_size=8), live=st.booleans())
-def test_no_shape_raises_or_is_dropped(world: tuple[Any, MemorySink, Env],
-                                       batch: list[dict[str, Any]], live: bool) -> None:
+def test_no_shape_raises_or_is_dropped(
+    world: tuple[Any, MemorySink, Env], batch: list[dict[str, Any]], live: bool
+) -> None:
     agent, sink, env = world
     sink.events.clear()
     for event in batch:
@@ -81,8 +117,11 @@ def test_no_shape_raises_or_is_dropped(world: tuple[Any, MemorySink, Env],
     res = env.post_logs(endpoint, forwarded)
     assert res.status_code == 200, res.text
     env.ctx.events.flush()
-    rows = env.a("POST", "/hunt/sql", json={
-        "query": f"SELECT count(*) FROM events WHERE endpoint = '{endpoint.uuid}'"})
+    rows = env.a(
+        "POST",
+        "/hunt/sql",
+        json={"query": f"SELECT count(*) FROM events WHERE endpoint = '{endpoint.uuid}'"},
+    )
     assert rows.status_code == 200 and rows.json["data"]["rows"] == [[len(batch)]], rows.text
     page = env.a("GET", f"/search?endpoint={endpoint.uuid}&limit=100")
     assert page.status_code == 200 and page.json["data"]["total"] == len(batch)

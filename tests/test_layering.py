@@ -21,17 +21,48 @@ THIRD_PARTY = {
     # sigma, yaml: pySigma parses Sigma rules (rules/sigma, issue 19), imported only when used
     "rules": {"evtx", "orjson", "msgspec", "sigma", "yaml"},
     "index": {"evtx", "orjson", "msgspec", "tantivy", "duckdb", "zstandard"},
-    "agent": {"evtx", "orjson", "msgspec", "psutil", "pefile", "etw", "win32serviceutil",
-              "win32service", "win32event", "servicemanager", "pywintypes", "win32api",
-              "win32security", "ntsecuritycon", "zstandard", "cryptography"},
-    "appliance": {"evtx", "orjson", "msgspec", "falcon", "waitress", "duckdb", "pymisp",
-                  "cryptography", "zstandard", "requests", "tantivy", "pyzipper",
-                  "wsproto", "h11",  # appliance/websocket.py: WebSocket streams on the TLS front
-                  # appliance/winservice.py: `heron-manager run --service` on Windows (imported
-                  # inside functions only; pywin32 is a Windows-only dependency)
-                  "win32serviceutil", "win32service", "win32event", "servicemanager",
-                  # appliance/store/postgres.py: cluster mode only (the `cluster` extra)
-                  "psycopg"},
+    "agent": {
+        "evtx",
+        "orjson",
+        "msgspec",
+        "psutil",
+        "pefile",
+        "etw",
+        "win32serviceutil",
+        "win32service",
+        "win32event",
+        "servicemanager",
+        "pywintypes",
+        "win32api",
+        "win32security",
+        "ntsecuritycon",
+        "zstandard",
+        "cryptography",
+    },
+    "appliance": {
+        "evtx",
+        "orjson",
+        "msgspec",
+        "falcon",
+        "waitress",
+        "duckdb",
+        "pymisp",
+        "cryptography",
+        "zstandard",
+        "requests",
+        "tantivy",
+        "pyzipper",
+        "wsproto",
+        "h11",  # appliance/websocket.py: WebSocket streams on the TLS front
+        # appliance/winservice.py: `heron-manager run --service` on Windows (imported
+        # inside functions only; pywin32 is a Windows-only dependency)
+        "win32serviceutil",
+        "win32service",
+        "win32event",
+        "servicemanager",
+        # appliance/store/postgres.py: cluster mode only (the `cluster` extra)
+        "psycopg",
+    },
 }
 
 

@@ -22,7 +22,12 @@ def test_wire_version_matches_pyproject() -> None:
 
 @pytest.mark.parametrize("module", ["rules.cli", "agent.cli", "appliance.cli"])
 def test_cli_version_flag(module: str) -> None:
-    out = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True,
-                         text=True, cwd=ROOT, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", module, "--version"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert wire.HERON_VERSION in out.stdout

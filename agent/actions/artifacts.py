@@ -60,9 +60,18 @@ class ArtifactFile:
 class ArtifactDir:
     """One ``<guid>/<event-hash>`` directory; thread-safe ``add_*`` calls."""
 
-    def __init__(self, root: Path, *, process_guid: str, event_hash: str, endpoint: str,
-                 hostname: str, rule: list[str], ts: float,
-                 on_write: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        process_guid: str,
+        event_hash: str,
+        endpoint: str,
+        hostname: str,
+        rule: list[str],
+        ts: float,
+        on_write: Callable[[int], None] | None = None,
+    ) -> None:
         self.process_guid = process_guid.strip("{}") or "00000000-0000-0000-0000-000000000000"
         self.event_hash = event_hash
         self.path = Path(root) / safe_name(self.process_guid) / event_hash

@@ -44,5 +44,4 @@ class ActionContext:
 class Action(Protocol):
     """A response action: ``run`` performs it or raises ``ActionError``."""
 
-    def __call__(self, ctx: ActionContext) -> None:
-        ...
+    def __call__(self, ctx: ActionContext) -> None: ...

@@ -50,8 +50,12 @@ def parse_rule_limits(entries: Iterable[str]) -> dict[str, int]:
 class RuleLimiter:
     """Sliding one-hour window of evidence jobs per rule."""
 
-    def __init__(self, default: int, per_rule: dict[str, int] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        default: int,
+        per_rule: dict[str, int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.default = default
         self.per_rule = dict(per_rule or {})
         self.clock = clock
@@ -97,11 +101,17 @@ class BudgetStats:
     rate_limited: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"bytes_on_disk": self.bytes_on_disk, "bytes_last_hour": self.bytes_last_hour,
-                "written": self.written, "evicted_dirs": self.evicted_dirs,
-                "evicted_bytes": self.evicted_bytes, "dedup_refs": self.dedup_refs,
-                "dedup_bytes_saved": self.dedup_bytes_saved,
-                "over_quota": dict(self.over_quota), "rate_limited": dict(self.rate_limited)}
+        return {
+            "bytes_on_disk": self.bytes_on_disk,
+            "bytes_last_hour": self.bytes_last_hour,
+            "written": self.written,
+            "evicted_dirs": self.evicted_dirs,
+            "evicted_bytes": self.evicted_bytes,
+            "dedup_refs": self.dedup_refs,
+            "dedup_bytes_saved": self.dedup_bytes_saved,
+            "over_quota": dict(self.over_quota),
+            "rate_limited": dict(self.rate_limited),
+        }
 
 
 def _dir_bytes(path: Path) -> int:
@@ -118,8 +128,14 @@ def _dir_bytes(path: Path) -> int:
 class ArtifactStore:
     """Byte accounting, quota and the cross-directory sha256 index of one artifact root."""
 
-    def __init__(self, root: Path, *, quota_bytes: int, quota_per_hour: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        quota_bytes: int,
+        quota_per_hour: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.root = Path(root)
         self.quota_bytes = quota_bytes
         self.quota_per_hour = quota_per_hour
@@ -139,8 +155,9 @@ class ArtifactStore:
         if not self.root.is_dir():
             return
         self.stats.bytes_on_disk = _dir_bytes(self.root)
-        for manifest in sorted(self.root.glob("*/*/manifest.json"),
-                               key=lambda p: p.stat().st_mtime):
+        for manifest in sorted(
+            self.root.glob("*/*/manifest.json"), key=lambda p: p.stat().st_mtime
+        ):
             try:
                 doc = json.loads(manifest.read_text(encoding="utf-8"))
             except (OSError, ValueError):

@@ -38,8 +38,14 @@ logger = logging.getLogger(__name__)
 MEMDUMP_MAGIC = b"HERONMEM1\n"
 _MAPS_RE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) \S+ \d+\s*(.*)$")
 _SKIP_REGIONS = ("[vvar]", "[vsyscall]", "[vvar_vclock]")
-_FILE_FIELDS = ("Image", "ParentImage", "SourceImage", "ImageLoaded", "TargetFilename",
-                "Destination")
+_FILE_FIELDS = (
+    "Image",
+    "ParentImage",
+    "SourceImage",
+    "ImageLoaded",
+    "TargetFilename",
+    "Destination",
+)
 
 
 def _tokens(command_line: str) -> list[str]:
@@ -57,11 +63,14 @@ def filedump_candidates(ctx: ActionContext) -> list[str]:
         v = data.get(key)
         if isinstance(v, str) and v not in ("", "-", "?"):
             seen[v] = None
-    if data.get("Details") not in (None, "", "Binary Data") and isinstance(data.get("Details"),
-                                                                           str):
+    if data.get("Details") not in (None, "", "Binary Data") and isinstance(
+        data.get("Details"), str
+    ):
         seen[str(data["Details"])] = None
-    if ctx.event.get("Event", {}).get("System", {}).get("EventID") in (23, "23") \
-            and str(data.get("Archived", "")).lower() == "true":
+    if (
+        ctx.event.get("Event", {}).get("System", {}).get("EventID") in (23, "23")
+        and str(data.get("Archived", "")).lower() == "true"
+    ):
         archive = ctx.config.tracking.sysmon_archive_dir
         hashes = data.get("Hashes")
         target = str(data.get("TargetFilename", ""))
@@ -167,8 +176,9 @@ def filedump(ctx: ActionContext) -> None:
 # --- memdump ---------------------------------------------------------------------------------
 
 
-def read_linux_memory(pid: int, max_bytes: int, root: str = "/proc") -> tuple[list[dict[str, Any]],
-                                                                             list[bytes], bool]:
+def read_linux_memory(
+    pid: int, max_bytes: int, root: str = "/proc"
+) -> tuple[list[dict[str, Any]], list[bytes], bool]:
     """Readable regions of ``pid``: (region headers, region bytes, truncated)."""
     regions: list[dict[str, Any]] = []
     chunks: list[bytes] = []
@@ -202,8 +212,17 @@ def read_linux_memory(pid: int, max_bytes: int, root: str = "/proc") -> tuple[li
                 continue
             if not data:
                 continue
-            regions.append({"start": start, "end": end, "perms": perms, "offset": offset,
-                            "path": path.strip(), "size": len(data), "data_offset": total})
+            regions.append(
+                {
+                    "start": start,
+                    "end": end,
+                    "perms": perms,
+                    "offset": offset,
+                    "path": path.strip(),
+                    "size": len(data),
+                    "data_offset": total,
+                }
+            )
             chunks.append(data)
             total += len(data)
             if truncated:
@@ -213,8 +232,13 @@ def read_linux_memory(pid: int, max_bytes: int, root: str = "/proc") -> tuple[li
 
 def _memdump_linux(ctx: ActionContext) -> None:
     regions, chunks, truncated = read_linux_memory(ctx.pid, ctx.config.actions.max_memdump_size)
-    header = {"pid": ctx.pid, "image": ctx.image, "time": ctx.artifacts.time,
-              "truncated": truncated, "regions": regions}
+    header = {
+        "pid": ctx.pid,
+        "image": ctx.image,
+        "time": ctx.artifacts.time,
+        "truncated": truncated,
+        "regions": regions,
+    }
     name = f"{os.path.basename(ctx.image) or 'process'}_{ctx.pid}_{int(ctx.clock() * 1e9)}.memdump"
     path = ctx.artifacts.unique(name)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -250,8 +274,12 @@ def memdump(ctx: ActionContext) -> None:
 
 # --- regdump ---------------------------------------------------------------------------------
 
-_HIVES = {"HKLM": "HKEY_LOCAL_MACHINE", "HKCU": "HKEY_CURRENT_USER", "HKU": "HKEY_USERS",
-          "HKCR": "HKEY_CLASSES_ROOT"}
+_HIVES = {
+    "HKLM": "HKEY_LOCAL_MACHINE",
+    "HKCU": "HKEY_CURRENT_USER",
+    "HKU": "HKEY_USERS",
+    "HKCR": "HKEY_CLASSES_ROOT",
+}
 
 
 def split_registry_path(path: str) -> tuple[str, str, str]:
@@ -281,8 +309,9 @@ def regdump(ctx: ActionContext) -> None:
             hive = getattr(winreg, hive_name)
             with winreg.OpenKey(hive, key) as handle:
                 raw, _type = winreg.QueryValueEx(handle, value)
-            result["data"] = base64.b64encode(raw if isinstance(raw, bytes)
-                                              else str(raw).encode()).decode()
+            result["data"] = base64.b64encode(
+                raw if isinstance(raw, bytes) else str(raw).encode()
+            ).decode()
         except (OSError, AttributeError) as ex:
             result["error"] = str(ex)
     else:

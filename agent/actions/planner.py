@@ -42,9 +42,16 @@ class Plan:
         return bool(self.run)
 
 
-def plan_actions(requested: Iterable[str], *, allowed: Iterable[str], tracked: bool,
-                 act_on_untracked: bool, done_for_process: int, max_per_process: int,
-                 memory_dumped: bool = False) -> Plan:
+def plan_actions(
+    requested: Iterable[str],
+    *,
+    allowed: Iterable[str],
+    tracked: bool,
+    act_on_untracked: bool,
+    done_for_process: int,
+    max_per_process: int,
+    memory_dumped: bool = False,
+) -> Plan:
     """Decide the actions of one job."""
     wanted = list(dict.fromkeys(a for a in requested if a))
     allowed_set = set(allowed)

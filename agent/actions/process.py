@@ -71,8 +71,12 @@ def kill(ctx: ActionContext) -> None:
         return
     except psutil.Error as ex:
         raise ActionError(f"kill pid {ctx.pid}: {ex}") from ex
-    logger.warning("killed pid %d (%s) for %s", ctx.pid, ctx.image,
-                   ",".join(ctx.detection.get("Signature", [])))
+    logger.warning(
+        "killed pid %d (%s) for %s",
+        ctx.pid,
+        ctx.image,
+        ",".join(ctx.detection.get("Signature", [])),
+    )
 
 
 def blacklist(ctx: ActionContext) -> None:

@@ -37,19 +37,41 @@ if TYPE_CHECKING:
     from agent.host import Host
     from agent.tracking.tracker import Tracker
 
-__all__ = ["brief_action", "build_report", "cap_report", "connections", "report_action",
-           "run_commands"]
+__all__ = [
+    "brief_action",
+    "build_report",
+    "cap_report",
+    "connections",
+    "report_action",
+    "run_commands",
+]
 
 logger = logging.getLogger(__name__)
 
 Runner = Callable[..., "subprocess.CompletedProcess[bytes]"]
 
 
-def _run_one(name: str, args: list[str], *, timeout: float, expect_json: bool,
-             description: str, runner: Runner, clock: Callable[[], float]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"description": description, "name": name, "args": list(args),
-                             "expect-json": expect_json, "stdout": None, "stderr": "",
-                             "error": "", "timestamp": rfc3339_nano(clock()), "timeout": timeout}
+def _run_one(
+    name: str,
+    args: list[str],
+    *,
+    timeout: float,
+    expect_json: bool,
+    description: str,
+    runner: Runner,
+    clock: Callable[[], float],
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "description": description,
+        "name": name,
+        "args": list(args),
+        "expect-json": expect_json,
+        "stdout": None,
+        "stderr": "",
+        "error": "",
+        "timestamp": rfc3339_nano(clock()),
+        "timeout": timeout,
+    }
     exe = shutil.which(name) or (name if "/" in name or "\\" in name else None)
     if exe is None:
         entry["error"] = f"{name}: not found"
@@ -77,19 +99,39 @@ def _run_one(name: str, args: list[str], *, timeout: float, expect_json: bool,
     return entry
 
 
-def run_commands(config: ReportingConfig, *, runner: Runner = subprocess.run,
-                 clock: Callable[[], float] = time.time) -> list[dict[str, Any]]:
+def run_commands(
+    config: ReportingConfig,
+    *,
+    runner: Runner = subprocess.run,
+    clock: Callable[[], float] = time.time,
+) -> list[dict[str, Any]]:
     """osqueryi tables (when osqueryi is on PATH) then ``reporting.commands``."""
     results = []
     if shutil.which("osqueryi"):
         for table in config.osquery_tables:
-            results.append(_run_one("osqueryi", ["--json", "-A", table], timeout=config.timeout,
-                                    expect_json=True, description=f"osquery {table}",
-                                    runner=runner, clock=clock))
+            results.append(
+                _run_one(
+                    "osqueryi",
+                    ["--json", "-A", table],
+                    timeout=config.timeout,
+                    expect_json=True,
+                    description=f"osquery {table}",
+                    runner=runner,
+                    clock=clock,
+                )
+            )
     for cmd in config.commands:
-        results.append(_run_one(cmd.name, list(cmd.args), timeout=cmd.timeout or config.timeout,
-                                expect_json=cmd.expect_json, description=cmd.description,
-                                runner=runner, clock=clock))
+        results.append(
+            _run_one(
+                cmd.name,
+                list(cmd.args),
+                timeout=cmd.timeout or config.timeout,
+                expect_json=cmd.expect_json,
+                description=cmd.description,
+                runner=runner,
+                clock=clock,
+            )
+        )
     return results
 
 
@@ -105,15 +147,17 @@ def connections(tracker: Tracker, host: Host | None = None) -> list[dict[str, An
         pid = c.pid or 0
         track = tracker.by_pid(pid) if pid else None
         info = host.pids.get(pid) if host is not None and pid and track is None else None
-        out.append({
-            "pid": pid,
-            "process_guid": track.guid if track else (info.guid if info else ""),
-            "image": track.image if track else (info.image if info else ""),
-            "proto": "tcp" if c.type == socket.SOCK_STREAM else "udp",
-            "laddr": f"{c.laddr.ip}:{c.laddr.port}" if c.laddr else "",
-            "raddr": f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else "",
-            "status": c.status,
-        })
+        out.append(
+            {
+                "pid": pid,
+                "process_guid": track.guid if track else (info.guid if info else ""),
+                "image": track.image if track else (info.image if info else ""),
+                "proto": "tcp" if c.type == socket.SOCK_STREAM else "udp",
+                "laddr": f"{c.laddr.ip}:{c.laddr.port}" if c.laddr else "",
+                "raddr": f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else "",
+                "status": c.status,
+            }
+        )
     return out
 
 
@@ -127,10 +171,12 @@ def linux_modules(pids: list[int], root: str = "/proc", limit: int = 4096) -> li
             continue
         for line in text.splitlines():
             parts = line.split(None, 5)
-            if len(parts) == 6 and parts[5].startswith("/") and (
-                    ".so" in parts[5] or "x" in parts[1]):
-                entry = seen.setdefault(parts[5], {"image": parts[5], "load-count": 0,
-                                                   "pids": []})
+            if (
+                len(parts) == 6
+                and parts[5].startswith("/")
+                and (".so" in parts[5] or "x" in parts[1])
+            ):
+                entry = seen.setdefault(parts[5], {"image": parts[5], "load-count": 0, "pids": []})
                 if pid not in entry["pids"]:
                     entry["pids"].append(pid)
                     entry["load-count"] += 1
@@ -149,15 +195,27 @@ def linux_drivers(path: str = "/proc/modules") -> list[dict[str, Any]]:
     for line in lines:
         cols = line.split()
         if len(cols) >= 3:
-            out.append({"image": cols[0], "size": int(cols[1]), "instances": int(cols[2]),
-                        "state": cols[4] if len(cols) > 4 else ""})
+            out.append(
+                {
+                    "image": cols[0],
+                    "size": int(cols[1]),
+                    "instances": int(cols[2]),
+                    "state": cols[4] if len(cols) > 4 else "",
+                }
+            )
     return out
 
 
-def build_report(tracker: Tracker, *, host: Host | None = None,
-                 reporting: ReportingConfig | None = None, guid: str = "",
-                 commands: bool = True, runner: Runner = subprocess.run,
-                 clock: Callable[[], float] = time.time) -> dict[str, Any]:
+def build_report(
+    tracker: Tracker,
+    *,
+    host: Host | None = None,
+    reporting: ReportingConfig | None = None,
+    guid: str = "",
+    commands: bool = True,
+    runner: Runner = subprocess.run,
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
     """Collect the IR report; ``commands=False`` gives the brief variant."""
     start = clock()
     processes = tracker.snapshot()
@@ -198,8 +256,7 @@ def build_report(tracker: Tracker, *, host: Host | None = None,
 _CAPPED = ("processes", "tree", "modules", "drivers", "connections", "commands")
 
 
-def cap_report(report: dict[str, Any], max_items: int,
-               guid: str = "") -> dict[str, Any]:
+def cap_report(report: dict[str, Any], max_items: int, guid: str = "") -> dict[str, Any]:
     """Cut long lists to ``max_items`` (0: no cap), in place; the detected process tree first.
 
     Items about the processes of ``tree`` (by pid / process GUID) are kept before the others.
@@ -210,8 +267,9 @@ def cap_report(report: dict[str, Any], max_items: int,
         return report
     tree = report.get("tree") or []
     pids = {p.get("pid") for p in tree if isinstance(p, dict)}
-    guids = {str(p.get("process-guid", "")).strip("{}").upper() for p in tree
-             if isinstance(p, dict)}
+    guids = {
+        str(p.get("process-guid", "")).strip("{}").upper() for p in tree if isinstance(p, dict)
+    }
     guids.add(guid.strip("{}").upper())
 
     def related(item: Any) -> bool:
@@ -240,8 +298,14 @@ def cap_report(report: dict[str, Any], max_items: int,
 
 
 def _action(ctx: ActionContext, commands: bool) -> None:
-    report = build_report(ctx.tracker, host=ctx.host, reporting=ctx.config.reporting,
-                          guid=ctx.process_guid, commands=commands, clock=ctx.clock)
+    report = build_report(
+        ctx.tracker,
+        host=ctx.host,
+        reporting=ctx.config.reporting,
+        guid=ctx.process_guid,
+        commands=commands,
+        clock=ctx.clock,
+    )
     cap_report(report, ctx.config.actions.max_report_items, ctx.process_guid)
     ctx.artifacts.add_json("report.json", report, "report")
 

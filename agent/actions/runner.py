@@ -76,9 +76,17 @@ class RunnerStats:
 class ActionRunner:
     """Runs planned actions off the pipeline thread."""
 
-    def __init__(self, *, config: AgentConfig, tracker: Tracker, host: Host, root: Path,
-                 registry: dict[str, Action], clock: Callable[[], float] = time.time,
-                 on_done: Callable[[Job, ArtifactDir], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        config: AgentConfig,
+        tracker: Tracker,
+        host: Host,
+        root: Path,
+        registry: dict[str, Action],
+        clock: Callable[[], float] = time.time,
+        on_done: Callable[[Job, ArtifactDir], None] | None = None,
+    ) -> None:
         self.config = config
         self.tracker = tracker
         self.host = host
@@ -95,8 +103,11 @@ class ActionRunner:
         self._pending = 0
         self._last_drop_log = 0.0
         acfg = config.actions
-        self.store = ArtifactStore(self.root, quota_bytes=acfg.artifact_quota_bytes,
-                                   quota_per_hour=acfg.artifact_quota_per_hour)
+        self.store = ArtifactStore(
+            self.root,
+            quota_bytes=acfg.artifact_quota_bytes,
+            quota_per_hour=acfg.artifact_quota_per_hour,
+        )
         self.limiter = RuleLimiter(acfg.max_per_rule_hour, parse_rule_limits(acfg.rule_limits))
 
     def configure(self, config: AgentConfig) -> None:
@@ -132,11 +143,11 @@ class ActionRunner:
                 evidence = ()
         queued = False
         if response:
-            queued = self._put(self._urgent, (replace(job, plan=Plan(response)), time.monotonic()),
-                               response)
+            queued = self._put(
+                self._urgent, (replace(job, plan=Plan(response)), time.monotonic()), response
+            )
         if evidence:
-            queued = self._put(self._queue, replace(job, plan=Plan(evidence)), evidence) \
-                or queued
+            queued = self._put(self._queue, replace(job, plan=Plan(evidence)), evidence) or queued
         return queued
 
     def _put(self, q: queue.Queue[Any], item: Any, names: tuple[str, ...]) -> bool:
@@ -153,8 +164,11 @@ class ActionRunner:
             now = time.monotonic()
             if now - self._last_drop_log >= 10.0:  # once per burst, not once per job
                 self._last_drop_log = now
-                logger.warning("action queue full: %s dropped (%s dropped so far)",
-                               "+".join(names), self.stats.dropped_actions)
+                logger.warning(
+                    "action queue full: %s dropped (%s dropped so far)",
+                    "+".join(names),
+                    self.stats.dropped_actions,
+                )
             return False
         self.stats.queued += 1
         return True
@@ -211,17 +225,32 @@ class ActionRunner:
                     self._idle.notify_all()
 
     def _context(self, job: Job, art: ArtifactDir) -> ActionContext:
-        return ActionContext(event=job.event, detection=job.detection,
-                             process_guid=job.process_guid, pid=job.pid, image=job.image,
-                             command_line=job.command_line, artifacts=art, tracker=self.tracker,
-                             host=self.host, config=self.config, clock=self.clock,
-                             store=self.store)
+        return ActionContext(
+            event=job.event,
+            detection=job.detection,
+            process_guid=job.process_guid,
+            pid=job.pid,
+            image=job.image,
+            command_line=job.command_line,
+            artifacts=art,
+            tracker=self.tracker,
+            host=self.host,
+            config=self.config,
+            clock=self.clock,
+            store=self.store,
+        )
 
     def _artifact_dir(self, job: Job) -> ArtifactDir:
-        return ArtifactDir(self.root, process_guid=job.process_guid, event_hash=job.event_hash,
-                           endpoint=self.endpoint, hostname=self.host.hostname,
-                           rule=list(job.detection.get("Signature", [])), ts=self.clock(),
-                           on_write=self.store.added)
+        return ArtifactDir(
+            self.root,
+            process_guid=job.process_guid,
+            event_hash=job.event_hash,
+            endpoint=self.endpoint,
+            hostname=self.host.hostname,
+            rule=list(job.detection.get("Signature", [])),
+            ts=self.clock(),
+            on_write=self.store.added,
+        )
 
     def _run_actions(self, job: Job, ctx: ActionContext, names: tuple[str, ...]) -> None:
         for name in names:
@@ -283,9 +312,16 @@ class ActionRunner:
     def status(self) -> dict[str, Any]:
         """The counters shown under ``actions`` in the agent status."""
         st = self.stats
-        return {"queue": self._queue.qsize(), "urgent_queue": self._urgent.qsize(),
-                "queued": st.queued, "dropped": st.dropped, "done": st.done,
-                "runs": dict(st.runs), "failures": dict(st.failures),
-                "dropped_actions": dict(st.dropped_actions), "skipped": dict(st.skipped),
-                "response_latency": round(st.response_latency, 4),
-                "budget": self.store.stats.snapshot()}
+        return {
+            "queue": self._queue.qsize(),
+            "urgent_queue": self._urgent.qsize(),
+            "queued": st.queued,
+            "dropped": st.dropped,
+            "done": st.done,
+            "runs": dict(st.runs),
+            "failures": dict(st.failures),
+            "dropped_actions": dict(st.dropped_actions),
+            "skipped": dict(st.skipped),
+            "response_latency": round(st.response_latency, 4),
+            "budget": self.store.stats.snapshot(),
+        }

@@ -44,11 +44,15 @@ DUMP_KINDS: tuple[tuple[str, int], ...] = (
 Writer = Callable[[Path, int], None]  # (file, MINIDUMP_TYPE) → the dump written there
 
 
-def dump_bounded(write: Writer, tmp: Callable[[str], Path], *, limit: int,
-                 private_bytes: int | None) -> tuple[Path, str]:
+def dump_bounded(
+    write: Writer, tmp: Callable[[str], Path], *, limit: int, private_bytes: int | None
+) -> tuple[Path, str]:
     """Write the richest dump kind that fits ``limit``; returns (file, kind)."""
-    kinds = [k for k in DUMP_KINDS
-             if not (k[0] == "full" and private_bytes is not None and private_bytes > limit)]
+    kinds = [
+        k
+        for k in DUMP_KINDS
+        if not (k[0] == "full" and private_bytes is not None and private_bytes > limit)
+    ]
     for name, flags in kinds:
         path = tmp(name)
         try:
@@ -61,10 +65,12 @@ def dump_bounded(write: Writer, tmp: Callable[[str], Path], *, limit: int,
         if size <= limit:
             return path, name
         path.unlink(missing_ok=True)
-        logger.info("memdump: %s minidump is %d bytes > %d, trying a smaller kind", name, size,
-                    limit)
-    raise ActionError(f"memdump: even a {kinds[-1][0]} minidump exceeds "
-                      f"actions.max_memdump_size ({limit} bytes)")
+        logger.info(
+            "memdump: %s minidump is %d bytes > %d, trying a smaller kind", name, size, limit
+        )
+    raise ActionError(
+        f"memdump: even a {kinds[-1][0]} minidump exceeds actions.max_memdump_size ({limit} bytes)"
+    )
 
 
 def _private_bytes(pid: int) -> int | None:
@@ -85,9 +91,15 @@ def _minidump_writer(pid: int) -> Writer:  # pragma: no cover - Windows only
     kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
     dbghelp = ctypes.WinDLL("dbghelp", use_last_error=True)  # type: ignore[attr-defined]
     kernel32.OpenProcess.restype = wintypes.HANDLE
-    dbghelp.MiniDumpWriteDump.argtypes = [wintypes.HANDLE, wintypes.DWORD, wintypes.HANDLE,
-                                          wintypes.DWORD, ctypes.c_void_p, ctypes.c_void_p,
-                                          ctypes.c_void_p]
+    dbghelp.MiniDumpWriteDump.argtypes = [
+        wintypes.HANDLE,
+        wintypes.DWORD,
+        wintypes.HANDLE,
+        wintypes.DWORD,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
 
     def write(path: Path, flags: int) -> None:
         handle = kernel32.OpenProcess(process_query_information | process_vm_read, False, pid)
@@ -98,8 +110,7 @@ def _minidump_writer(pid: int) -> Writer:  # pragma: no cover - Windows only
                 fhandle = msvcrt.get_osfhandle(fh.fileno())  # type: ignore[attr-defined]
                 ok = dbghelp.MiniDumpWriteDump(handle, pid, fhandle, flags, None, None, None)
             if not ok:
-                raise ActionError(f"MiniDumpWriteDump({pid}) failed: "
-                                  f"{ctypes.get_last_error()}")  # type: ignore[attr-defined]
+                raise ActionError(f"MiniDumpWriteDump({pid}) failed: {ctypes.get_last_error()}")  # type: ignore[attr-defined]
         finally:
             kernel32.CloseHandle(handle)
 
@@ -112,11 +123,16 @@ def memdump_windows(ctx: ActionContext, *, write: Writer | None = None) -> Path:
         if sys.platform != "win32":
             raise ActionError("MiniDumpWriteDump needs Windows")
         write = _minidump_writer(ctx.pid)
-    stem = f"{os.path.basename(ctx.image.replace(chr(92), '/')) or 'process'}_{ctx.pid}_" \
-           f"{int(ctx.clock() * 1e9)}"
+    stem = (
+        f"{os.path.basename(ctx.image.replace(chr(92), '/')) or 'process'}_{ctx.pid}_"
+        f"{int(ctx.clock() * 1e9)}"
+    )
     tmp, kind = dump_bounded(
-        write, lambda kind: ctx.artifacts.unique(f".{stem}_{kind}.dmp.tmp"),
-        limit=ctx.config.actions.max_memdump_size, private_bytes=_private_bytes(ctx.pid))
+        write,
+        lambda kind: ctx.artifacts.unique(f".{stem}_{kind}.dmp.tmp"),
+        limit=ctx.config.actions.max_memdump_size,
+        private_bytes=_private_bytes(ctx.pid),
+    )
     path = ctx.artifacts.unique(f"{stem}_{kind}.dmp")
     os.replace(tmp, path)
     ctx.artifacts.register(path, "memdump")

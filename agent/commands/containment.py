@@ -52,23 +52,25 @@ def nft_script(ips: list[str], port: int) -> str:
         fam = "ip6" if ipaddress.ip_address(ip).version == 6 else "ip"
         out_allow.append(f"    {fam} daddr {ip} tcp dport {port} accept")
         in_allow.append(f"    {fam} saddr {ip} tcp sport {port} accept")
-    return "\n".join([
-        f"table inet {NFT_TABLE} {{}}",
-        f"delete table inet {NFT_TABLE}",
-        f"table inet {NFT_TABLE} {{",
-        "  chain output {",
-        "    type filter hook output priority -10; policy drop;",
-        '    oifname "lo" accept',
-        *out_allow,
-        "  }",
-        "  chain input {",
-        "    type filter hook input priority -10; policy drop;",
-        '    iifname "lo" accept',
-        *in_allow,
-        "  }",
-        "}",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"table inet {NFT_TABLE} {{}}",
+            f"delete table inet {NFT_TABLE}",
+            f"table inet {NFT_TABLE} {{",
+            "  chain output {",
+            "    type filter hook output priority -10; policy drop;",
+            '    oifname "lo" accept',
+            *out_allow,
+            "  }",
+            "  chain input {",
+            "    type filter hook input priority -10; policy drop;",
+            '    iifname "lo" accept',
+            *in_allow,
+            "  }",
+            "}",
+            "",
+        ]
+    )
 
 
 def iptables_commands(ips: list[str], port: int) -> list[list[str]]:
@@ -76,12 +78,19 @@ def iptables_commands(ips: list[str], port: int) -> list[list[str]]:
     cmds: list[list[str]] = []
     for tool, version in (("iptables", 4), ("ip6tables", 6)):
         mine = [ip for ip in ips if ipaddress.ip_address(ip).version == version]
-        for chain, hook, lo, peer, pport in (("HERON-OUT", "OUTPUT", "-o", "-d", "--dport"),
-                                             ("HERON-IN", "INPUT", "-i", "-s", "--sport")):
-            cmds += [[tool, "-N", chain], [tool, "-F", chain],
-                     [tool, "-A", chain, lo, "lo", "-j", "ACCEPT"]]
-            cmds += [[tool, "-A", chain, peer, ip, "-p", "tcp", pport, str(port), "-j", "ACCEPT"]
-                     for ip in mine]
+        for chain, hook, lo, peer, pport in (
+            ("HERON-OUT", "OUTPUT", "-o", "-d", "--dport"),
+            ("HERON-IN", "INPUT", "-i", "-s", "--sport"),
+        ):
+            cmds += [
+                [tool, "-N", chain],
+                [tool, "-F", chain],
+                [tool, "-A", chain, lo, "lo", "-j", "ACCEPT"],
+            ]
+            cmds += [
+                [tool, "-A", chain, peer, ip, "-p", "tcp", pport, str(port), "-j", "ACCEPT"]
+                for ip in mine
+            ]
             cmds += [[tool, "-A", chain, "-j", "DROP"], [tool, "-I", hook, "1", "-j", chain]]
     return cmds
 
@@ -94,8 +103,9 @@ _UDP_OPEN = (53, 67, 68, 546, 547)
 def _ranges_excluding(ips: list[str], version: int) -> str:
     """netsh remoteip ranges covering the whole ``version`` space except ``ips``."""
     low, top = _FULL[version]
-    skip = sorted({int(ipaddress.ip_address(ip)) for ip in ips
-                   if ipaddress.ip_address(ip).version == version})
+    skip = sorted(
+        {int(ipaddress.ip_address(ip)) for ip in ips if ipaddress.ip_address(ip).version == version}
+    )
 
     def text(n: int) -> str:
         return str(ipaddress.IPv4Address(n) if version == 4 else ipaddress.IPv6Address(n))
@@ -133,8 +143,11 @@ def netsh_commands(ips: list[str]) -> list[list[str]]:
 
 
 # Windows Firewall profiles: registry key name → what netsh calls it.
-FIREWALL_PROFILES = {"DomainProfile": "domain", "StandardProfile": "private",
-                     "PublicProfile": "public"}
+FIREWALL_PROFILES = {
+    "DomainProfile": "domain",
+    "StandardProfile": "private",
+    "PublicProfile": "public",
+}
 _POLICY_KEY = r"SOFTWARE\Policies\Microsoft\WindowsFirewall"
 _LOCAL_KEY = r"SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy"
 
@@ -202,12 +215,17 @@ def cmd_contain(args: list[str], ctx: CommandContext) -> dict[str, Any]:
         for argv in iptables_commands(ips, ctx.manager_port):
             _run(ctx, argv, check=argv[1] != "-N")
     elif backend == "netsh":
-        _run(ctx, ["netsh", "advfirewall", "firewall", "delete", "rule", f"name={NETSH_RULE}"],
-             check=False)
+        _run(
+            ctx,
+            ["netsh", "advfirewall", "firewall", "delete", "rule", f"name={NETSH_RULE}"],
+            check=False,
+        )
         off = firewall_profiles_off()
         if off:  # NOTE(link): rules of a profile that is off are ignored: not contained
-            raise CommandError(f"Windows Firewall is off for profile(s) {', '.join(off)}: "
-                               "cannot contain (turn it on, or fix the group policy)")
+            raise CommandError(
+                f"Windows Firewall is off for profile(s) {', '.join(off)}: "
+                "cannot contain (turn it on, or fix the group policy)"
+            )
         for argv in netsh_commands(ips):
             _run(ctx, argv)
     else:
@@ -218,8 +236,7 @@ def cmd_contain(args: list[str], ctx: CommandContext) -> dict[str, Any]:
 def _uncontain_iptables(ctx: CommandContext) -> None:
     for tool in ("iptables", "ip6tables"):
         for chain, hook in (("HERON-OUT", "OUTPUT"), ("HERON-IN", "INPUT")):
-            for argv in ([tool, "-D", hook, "-j", chain], [tool, "-F", chain],
-                         [tool, "-X", chain]):
+            for argv in ([tool, "-D", hook, "-j", chain], [tool, "-F", chain], [tool, "-X", chain]):
                 _run(ctx, argv, check=False)
 
 
@@ -235,8 +252,11 @@ def cmd_uncontain(args: list[str], ctx: CommandContext) -> dict[str, Any]:
     elif backend == "iptables":
         _uncontain_iptables(ctx)
     elif backend == "netsh":
-        _run(ctx, ["netsh", "advfirewall", "firewall", "delete", "rule", f"name={NETSH_RULE}"],
-             check=False)
+        _run(
+            ctx,
+            ["netsh", "advfirewall", "firewall", "delete", "rule", f"name={NETSH_RULE}"],
+            check=False,
+        )
     else:
         raise CommandError(f"unknown containment backend {backend!r}")
     return {"contained": False, "backend": backend}

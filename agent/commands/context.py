@@ -12,15 +12,24 @@ from typing import Any
 Runner = Callable[..., "subprocess.CompletedProcess[bytes]"]
 
 
-def run_process(argv: Sequence[str], timeout: float, cwd: str | None = None,
-                ) -> subprocess.CompletedProcess[bytes]:
+def run_process(
+    argv: Sequence[str],
+    timeout: float,
+    cwd: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """Run a program without a shell, capturing output (the default `Runner`).
 
     Raises:
         subprocess.TimeoutExpired: the program ran longer than `timeout` (it is killed).
     """
-    return subprocess.run(list(argv), capture_output=True, timeout=timeout, check=False,
-                          cwd=cwd, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        list(argv),
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 class CommandError(ValueError):
@@ -41,6 +50,12 @@ class CommandContext:
     runner: Runner = run_process
     max_entries: int = 100_000
     max_fetch_size: int = 64 * 1024 * 1024
-    osquery_tables: tuple[str, ...] = ("processes", "services", "scheduled_tasks", "drivers",
-                                       "startup_items", "process_open_sockets")
+    osquery_tables: tuple[str, ...] = (
+        "processes",
+        "services",
+        "scheduled_tasks",
+        "drivers",
+        "startup_items",
+        "process_open_sockets",
+    )
     containment_backend: str = ""  # "", "nft", "iptables", "netsh" ("" = pick for the platform)

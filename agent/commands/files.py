@@ -34,8 +34,14 @@ def file_hashes(path: str | Path) -> dict[str, str]:
 def file_info(path: str | Path, *, hashes: bool = False) -> dict[str, Any]:
     """The WHIDS `FileInfo` of one path (errors are reported in the dict, never raised)."""
     p = Path(path)
-    info: dict[str, Any] = {"dir": str(p.parent), "name": p.name, "size": 0, "modtime": "",
-                            "type": "", "error": None}
+    info: dict[str, Any] = {
+        "dir": str(p.parent),
+        "name": p.name,
+        "size": 0,
+        "modtime": "",
+        "type": "",
+        "error": None,
+    }
     try:
         st = os.lstat(p)
     except OSError as ex:
@@ -94,8 +100,10 @@ def cmd_ls(args: list[str], ctx: CommandContext) -> list[dict[str, Any]]:
 
 def cmd_walk(args: list[str], ctx: CommandContext) -> list[dict[str, Any]]:
     _need(args, 1, "walk DIR")
-    return [{"dir": d, "dirs": sorted(ds), "files": sorted(fs), "err": None}
-            for d, ds, fs in _walk(args[0], ctx)]
+    return [
+        {"dir": d, "dirs": sorted(ds), "files": sorted(fs), "err": None}
+        for d, ds, fs in _walk(args[0], ctx)
+    ]
 
 
 def _regex(text: str) -> re.Pattern[str]:
@@ -108,12 +116,20 @@ def _regex(text: str) -> re.Pattern[str]:
 def cmd_find(args: list[str], ctx: CommandContext) -> list[dict[str, Any]]:
     _need(args, 2, "find DIR REGEX")
     rx = _regex(args[1])
-    return [file_info(os.path.join(d, f)) for d, _, fs in _walk(args[0], ctx) for f in fs
-            if rx.search(os.path.join(d, f))]
+    return [
+        file_info(os.path.join(d, f))
+        for d, _, fs in _walk(args[0], ctx)
+        for f in fs
+        if rx.search(os.path.join(d, f))
+    ]
 
 
 def cmd_rexhash(args: list[str], ctx: CommandContext) -> list[dict[str, Any]]:
     _need(args, 2, "rexhash DIR REGEX")
     rx = _regex(args[1])
-    return [file_info(os.path.join(d, f), hashes=True) for d, _, fs in _walk(args[0], ctx)
-            for f in fs if rx.search(os.path.join(d, f))]
+    return [
+        file_info(os.path.join(d, f), hashes=True)
+        for d, _, fs in _walk(args[0], ctx)
+        for f in fs
+        if rx.search(os.path.join(d, f))
+    ]

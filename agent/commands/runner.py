@@ -57,8 +57,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _run_with_timeout(fn: Handler, args: list[str], ctx: CommandContext,
-                      timeout: float) -> Any:
+def _run_with_timeout(fn: Handler, args: list[str], ctx: CommandContext, timeout: float) -> Any:
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -97,12 +96,16 @@ def _fetch(paths: list[str], workdir: Path, limit: int) -> list[dict[str, str]]:
         try:
             size = p.stat().st_size
             if size > limit:
-                item = wire.FetchedFile(path=path, error=f"file is {size} bytes, over the "
-                                                         f"{limit}-byte fetch limit")
+                item = wire.FetchedFile(
+                    path=path, error=f"file is {size} bytes, over the {limit}-byte fetch limit"
+                )
             else:
                 data = p.read_bytes()
-                item = wire.FetchedFile(path=path, data=base64.b64encode(data).decode("ascii"),
-                                        sha256=hashlib.sha256(data).hexdigest())
+                item = wire.FetchedFile(
+                    path=path,
+                    data=base64.b64encode(data).decode("ascii"),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                )
         except OSError as ex:
             item = wire.FetchedFile(path=path, error=f"{type(ex).__name__}: {ex.strerror or ex}")
         out.append(item.to_dict())
@@ -131,8 +134,11 @@ def _tool(command: wire.Command, ctx: CommandContext, workdir: Path) -> dict[str
         raise CommandError(f"timeout after {command.timeout:g}s: {name} killed") from ex
     except OSError as ex:
         raise CommandError(f"cannot run {name}: {ex}") from ex
-    out: dict[str, Any] = {"exit_code": proc.returncode, "stdout": _text(proc.stdout or b""),
-                           "stderr": _text(proc.stderr or b"")}
+    out: dict[str, Any] = {
+        "exit_code": proc.returncode,
+        "stdout": _text(proc.stdout or b""),
+        "stderr": _text(proc.stderr or b""),
+    }
     if command.expect_json:
         try:
             out["json"] = json.loads(proc.stdout or b"null")
@@ -162,7 +168,12 @@ def run_command(command: wire.Command, ctx: CommandContext | None = None) -> wir
         fields["error"] = f"{type(ex).__name__}: {ex}"
     fetched = _fetch(list(command.fetch), workdir, ctx.max_fetch_size) if command.fetch else []
     shutil.rmtree(workdir, ignore_errors=True)
-    logger.info("command %s %s finished%s", command.id, command.name,
-                f": {fields['error']}" if fields.get("error") else "")
-    return wire.CommandResult(id=command.id, fetched=fetched, started=started, finished=_now(),
-                              **fields)
+    logger.info(
+        "command %s %s finished%s",
+        command.id,
+        command.name,
+        f": {fields['error']}" if fields.get("error") else "",
+    )
+    return wire.CommandResult(
+        id=command.id, fetched=fetched, started=started, finished=_now(), **fields
+    )

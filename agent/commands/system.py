@@ -25,8 +25,11 @@ def _live_processes() -> dict[str, dict[str, Any]]:
         info = proc.info
         key = f"pid:{info['pid']}:{int((info.get('create_time') or 0) * 1000)}"
         out[key] = {
-            "PID": info["pid"], "PPID": info.get("ppid"), "Image": info.get("exe") or "",
-            "Name": info.get("name") or "", "CommandLine": " ".join(info.get("cmdline") or []),
+            "PID": info["pid"],
+            "PPID": info.get("ppid"),
+            "Image": info.get("exe") or "",
+            "Name": info.get("name") or "",
+            "CommandLine": " ".join(info.get("cmdline") or []),
             "User": info.get("username") or "",
             "CreateTime": datetime.fromtimestamp(info.get("create_time") or 0, UTC).isoformat(),
         }
@@ -95,8 +98,9 @@ def osquery(table: str, ctx: CommandContext, timeout: float = 60.0) -> Any:
         raise CommandError("osqueryi is not installed (PATH or the tools directory)")
     proc = ctx.runner([exe, "--json", "-A", table], timeout)
     if proc.returncode != 0:
-        raise CommandError(f"osqueryi failed ({proc.returncode}): "
-                           f"{proc.stderr.decode('utf-8', 'replace')[:500]}")
+        raise CommandError(
+            f"osqueryi failed ({proc.returncode}): {proc.stderr.decode('utf-8', 'replace')[:500]}"
+        )
     try:
         return json.loads(proc.stdout or b"[]")
     except ValueError as ex:
@@ -126,9 +130,15 @@ def cmd_report(args: list[str], ctx: CommandContext) -> dict[str, Any]:
     start = datetime.now(UTC).isoformat()
     commands = []
     for table in ctx.osquery_tables:
-        entry: dict[str, Any] = {"name": "osqueryi", "args": ["--json", "-A", table],
-                                 "expect-json": True, "stdout": None, "stderr": "", "error": "",
-                                 "timestamp": datetime.now(UTC).isoformat()}
+        entry: dict[str, Any] = {
+            "name": "osqueryi",
+            "args": ["--json", "-A", table],
+            "expect-json": True,
+            "stdout": None,
+            "stderr": "",
+            "error": "",
+            "timestamp": datetime.now(UTC).isoformat(),
+        }
         try:
             entry["stdout"] = osquery(table, ctx)
         except CommandError as ex:
@@ -137,12 +147,23 @@ def cmd_report(args: list[str], ctx: CommandContext) -> dict[str, Any]:
     conns = []
     try:
         for c in psutil.net_connections(kind="inet"):
-            conns.append({"pid": c.pid, "status": c.status,
-                          "laddr": f"{c.laddr.ip}:{c.laddr.port}" if c.laddr else "",
-                          "raddr": f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else ""})
+            conns.append(
+                {
+                    "pid": c.pid,
+                    "status": c.status,
+                    "laddr": f"{c.laddr.ip}:{c.laddr.port}" if c.laddr else "",
+                    "raddr": f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else "",
+                }
+            )
     except (psutil.Error, OSError):
         pass
-    return {"processes": cmd_processes([], ctx), "modules": cmd_modules([], ctx),
-            "drivers": cmd_drivers([], ctx), "connections": conns, "commands": commands,
-            "start-timestamp": start, "stop-timestamp": datetime.now(UTC).isoformat(),
-            "uptime": time.time() - psutil.boot_time()}
+    return {
+        "processes": cmd_processes([], ctx),
+        "modules": cmd_modules([], ctx),
+        "drivers": cmd_drivers([], ctx),
+        "connections": conns,
+        "commands": commands,
+        "start-timestamp": start,
+        "stop-timestamp": datetime.now(UTC).isoformat(),
+        "uptime": time.time() - psutil.boot_time(),
+    }

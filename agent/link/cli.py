@@ -43,34 +43,52 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         print(f"heron-agent: already enrolled ({store.root}): identity kept")
         return 0
     if store.exists() and not args.force:
-        print(f"heron-agent: already enrolled ({store.root}); use --force to replace",
-              file=sys.stderr)
+        print(
+            f"heron-agent: already enrolled ({store.root}); use --force to replace", file=sys.stderr
+        )
         return 1
     try:
         if args.bundle:
             ident = enroll_bundle(Path(args.bundle), store, manager=args.manager or "")
         else:
             if not args.manager or not args.token:
-                print("heron-agent: enroll needs --manager HOST:PORT and --token TOKEN "
-                      "(or --bundle FILE)", file=sys.stderr)
+                print(
+                    "heron-agent: enroll needs --manager HOST:PORT and --token TOKEN "
+                    "(or --bundle FILE)",
+                    file=sys.stderr,
+                )
                 return 2
             if not (args.ca or args.ca_sha256 or args.trust_first_use):
                 # SECURITY(link): the first connection is what the token is sent over; without
                 # a pinned CA anyone answering on that address gets it and becomes "the manager"
-                print("heron-agent: pin the manager CA with --ca-sha256 SHA256 (ca_sha256 of "
-                      "initial-admin.json / init --json) or --ca FILE; --trust-first-use "
-                      "accepts whatever CA answers", file=sys.stderr)
+                print(
+                    "heron-agent: pin the manager CA with --ca-sha256 SHA256 (ca_sha256 of "
+                    "initial-admin.json / init --json) or --ca FILE; --trust-first-use "
+                    "accepts whatever CA answers",
+                    file=sys.stderr,
+                )
                 return 2
-            ident = enroll_online(args.manager, args.token, store,
-                                  ca_file=Path(args.ca) if args.ca else None,
-                                  ca_sha256=args.ca_sha256 or "", hostname=args.hostname)
+            ident = enroll_online(
+                args.manager,
+                args.token,
+                store,
+                ca_file=Path(args.ca) if args.ca else None,
+                ca_sha256=args.ca_sha256 or "",
+                hostname=args.hostname,
+            )
     except LinkError as ex:
         print(f"heron-agent: enrollment failed: {ex}", file=sys.stderr)
         return 1
-    _print({"uuid": ident.uuid, "manager": ident.manager, "group": ident.group,
+    _print(
+        {
+            "uuid": ident.uuid,
+            "manager": ident.manager,
+            "group": ident.group,
             "ca_sha256": ca_fingerprint(ident.ca_path.read_text()),
             "certificate_expires": datetime.fromtimestamp(ident.not_after, UTC).isoformat(),
-            "identity_dir": str(store.root)})
+            "identity_dir": str(store.root),
+        }
+    )
     return 0
 
 
@@ -90,8 +108,9 @@ def _cmd_service(args: argparse.Namespace) -> int:
         if args.action == "unit":
             print(svc.systemd_unit(argv), end="")
         elif args.action == "install":
-            unit = svc.install_systemd(argv, unit_dir=Path(args.unit_dir),
-                                       enable=not args.no_enable)
+            unit = svc.install_systemd(
+                argv, unit_dir=Path(args.unit_dir), enable=not args.no_enable
+            )
             print(f"installed {unit}")
         else:
             removed = svc.uninstall_systemd(unit_dir=Path(args.unit_dir))
@@ -108,15 +127,29 @@ def _cmd_link_status(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {"state_dir": str(state), "enrolled": store.exists()}
     if store.exists():
         ident = store.load()
-        out.update(uuid=ident.uuid, manager=ident.manager,
-                   certificate_expires=datetime.fromtimestamp(ident.not_after, UTC).isoformat())
+        out.update(
+            uuid=ident.uuid,
+            manager=ident.manager,
+            certificate_expires=datetime.fromtimestamp(ident.not_after, UTC).isoformat(),
+        )
     live = state / "status.json"
     if live.exists():  # written every few seconds by a running agent
         doc = json.loads(live.read_text(encoding="utf-8"))
-        out["running_agent"] = {k: doc.get(k) for k in (
-            "state", "last_error", "sent", "queue", "commands_executed", "updates", "threads")}
+        out["running_agent"] = {
+            k: doc.get(k)
+            for k in (
+                "state",
+                "last_error",
+                "sent",
+                "queue",
+                "commands_executed",
+                "updates",
+                "threads",
+            )
+        }
         out["running_agent"]["as_of"] = datetime.fromtimestamp(
-            live.stat().st_mtime, UTC).isoformat()
+            live.stat().st_mtime, UTC
+        ).isoformat()
     if (state / "queue").exists():  # read-only: never open a Spool on a live agent's queue
         out["queue"] = inspect(state / "queue")
     _print(out)
@@ -138,12 +171,18 @@ def register(sub: Any) -> None:
     en.add_argument("--bundle", help="offline enrollment bundle (JSON) for air-gapped hosts")
     en.add_argument("--ca", help="manager CA certificate to verify the first connection")
     en.add_argument("--ca-sha256", help="pin the manager CA by its sha256 fingerprint")
-    en.add_argument("--trust-first-use", action="store_true",
-                    help="token without --ca/--ca-sha256: accept the CA the manager presents")
+    en.add_argument(
+        "--trust-first-use",
+        action="store_true",
+        help="token without --ca/--ca-sha256: accept the CA the manager presents",
+    )
     en.add_argument("--hostname", help="hostname to enroll as (default: this host's)")
     en.add_argument("--force", action="store_true", help="replace an existing identity")
-    en.add_argument("--if-needed", action="store_true",
-                    help="exit 0 without changes when already enrolled (installers)")
+    en.add_argument(
+        "--if-needed",
+        action="store_true",
+        help="exit 0 without changes when already enrolled (installers)",
+    )
     en.set_defaults(func=_cmd_enroll)
 
     sv = sub.add_parser("service", help="install or remove the system service")

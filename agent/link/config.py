@@ -28,10 +28,14 @@ class LinkConfig:
 
     enabled: bool = _f(True, "connect to the manager (False: local only, events stay queued)")
     state_dir: str = _f("", "identity, queue and update state (default: <data_dir>/link)")
-    queue_max_bytes: int = _f(1 << 30, "on-disk queue cap; beyond it the oldest events are "
-                                       "evicted (counted and reported)")
-    queue_min_free_bytes: int = _f(64 << 20, "free bytes kept on the data disk; below it the "
-                                   "oldest bulk events are evicted (counted and reported)")
+    queue_max_bytes: int = _f(
+        1 << 30, "on-disk queue cap; beyond it the oldest events are evicted (counted and reported)"
+    )
+    queue_min_free_bytes: int = _f(
+        64 << 20,
+        "free bytes kept on the data disk; below it the "
+        "oldest bulk events are evicted (counted and reported)",
+    )
     segment_bytes: int = _f(4 << 20, "bytes per queue segment (= one /logs batch)")
     segment_events: int = _f(10_000, "events per queue segment (= one /logs batch)")
     batch_delay: float = _f(1.0, "seconds an open segment may wait before it is sent")
@@ -55,8 +59,9 @@ class LinkConfig:
     renew_fraction: float = _f(1 / 3, "renew once less than this part of the lifetime is left")
     renew_before: float = _f(20 * 86400.0, "…or at most this many seconds before expiry")
     allowed_tools: tuple[str, ...] = _f([], "programs (besides built-ins) commands may run")
-    tools_dir: str = _f("", "tools from the manager; searched before PATH (default: "
-                            "<state_dir>/tools)")
+    tools_dir: str = _f(
+        "", "tools from the manager; searched before PATH (default: <state_dir>/tools)"
+    )
     tools_interval: float = _f(900.0, "seconds between /tools synchronisations")
     max_fetch_size: int = _f(64 << 20, "largest file a command may fetch, bytes")
     server_name: str = _f("", "name checked in the manager certificate (default: its host)")
@@ -70,15 +75,21 @@ class LinkConfig:
                 raise ConfigError("unknown key", key=f"link.{key}", source=source)
             default = known[key].default
             if isinstance(default, tuple):
-                if not isinstance(value, list | tuple) or not all(isinstance(v, str)
-                                                                   for v in value):
-                    raise ConfigError("expected a list of strings", key=f"link.{key}",
-                                      source=source)
+                if not isinstance(value, list | tuple) or not all(
+                    isinstance(v, str) for v in value
+                ):
+                    raise ConfigError(
+                        "expected a list of strings", key=f"link.{key}", source=source
+                    )
                 value = tuple(value)
             elif isinstance(default, bool) != isinstance(value, bool) or not isinstance(
-                    value, type(default) if not isinstance(default, float) else int | float):
-                raise ConfigError(f"expected {type(default).__name__}, got {value!r}",
-                                  key=f"link.{key}", source=source)
+                value, type(default) if not isinstance(default, float) else int | float
+            ):
+                raise ConfigError(
+                    f"expected {type(default).__name__}, got {value!r}",
+                    key=f"link.{key}",
+                    source=source,
+                )
             kwargs[key] = float(value) if isinstance(default, float) else value
         return cls(**kwargs)
 

@@ -45,8 +45,9 @@ def _bootstrap_context(ca_file: Path | None) -> ssl.SSLContext:
 
 
 def _post_json(transport: Transport, path: str, payload: dict[str, object]) -> dict[str, object]:
-    req = Request("POST", path, json.dumps(payload).encode("utf-8"),
-                  {"Content-Type": wire.CONTENT_JSON})
+    req = Request(
+        "POST", path, json.dumps(payload).encode("utf-8"), {"Content-Type": wire.CONTENT_JSON}
+    )
     resp = transport.send(req)
     if resp.status != 200:
         text = resp.body[:500].decode("utf-8", "replace")
@@ -63,9 +64,16 @@ def _post_json(transport: Transport, path: str, payload: dict[str, object]) -> d
 
 
 def enroll_online(
-    manager: str, token: str, store: IdentityStore, *, hostname: str | None = None,
-    ca_file: Path | None = None, ca_sha256: str = "", timeout: float = 30.0,
-    transport: Transport | None = None, peer_cert: Callable[[], bytes | None] | None = None,
+    manager: str,
+    token: str,
+    store: IdentityStore,
+    *,
+    hostname: str | None = None,
+    ca_file: Path | None = None,
+    ca_sha256: str = "",
+    timeout: float = 30.0,
+    transport: Transport | None = None,
+    peer_cert: Callable[[], bytes | None] | None = None,
 ) -> Identity:
     """Enroll with a one-time token; returns the stored identity.
 
@@ -78,8 +86,9 @@ def enroll_online(
     hostname = hostname or socket.gethostname()
     own: HttpsTransport | None = None
     if transport is None:
-        own = HttpsTransport(host, port, _bootstrap_context(ca_file), timeout=timeout,
-                             hostname_header=hostname)
+        own = HttpsTransport(
+            host, port, _bootstrap_context(ca_file), timeout=timeout, hostname_header=hostname
+        )
         transport = own
         peer_cert = own.peer_certificate
     key_pem, csr_pem = new_key_and_csr(hostname)
@@ -100,15 +109,24 @@ def enroll_online(
         raise EnrollmentError(f"/enroll answer is malformed: {ex}") from ex
     fingerprint = ca_fingerprint(resp.ca_pem)
     if ca_sha256 and fingerprint != ca_sha256.lower().replace(":", ""):
-        raise EnrollmentError(f"manager CA fingerprint {fingerprint} does not match the pinned "
-                              f"{ca_sha256}: refusing to enroll")
+        raise EnrollmentError(
+            f"manager CA fingerprint {fingerprint} does not match the pinned "
+            f"{ca_sha256}: refusing to enroll"
+        )
     if server_der is not None:
         check_issued_by(server_der, resp.ca_pem)
     if ca_file is None and not ca_sha256:
-        logger.warning("enrolled without a pinned CA (trust on first use); CA sha256 %s",
-                       fingerprint)
-    return store.save(uuid=resp.uuid, manager=manager, group=resp.group, key_pem=key_pem,
-                      cert_pem=resp.certificate_pem, ca_pem=resp.ca_pem)
+        logger.warning(
+            "enrolled without a pinned CA (trust on first use); CA sha256 %s", fingerprint
+        )
+    return store.save(
+        uuid=resp.uuid,
+        manager=manager,
+        group=resp.group,
+        key_pem=key_pem,
+        cert_pem=resp.certificate_pem,
+        ca_pem=resp.ca_pem,
+    )
 
 
 def _read_bundle(path: Path) -> dict[str, object]:
@@ -119,8 +137,11 @@ def _read_bundle(path: Path) -> dict[str, object]:
     raw = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise ValueError("a bundle is a JSON object")
-    for key, ref in (("certificate_pem", "client_cert"), ("key_pem", "client_key"),
-                     ("ca_pem", "ca_cert")):
+    for key, ref in (
+        ("certificate_pem", "client_cert"),
+        ("key_pem", "client_key"),
+        ("ca_pem", "ca_cert"),
+    ):
         if key not in raw and isinstance(raw.get(ref), str):
             raw[key] = (path.parent / Path(str(raw[ref])).name).read_text(encoding="ascii")
     return raw
@@ -143,9 +164,14 @@ def enroll_bundle(path: Path, store: IdentityStore, *, manager: str = "") -> Ide
         address = f"{parsed.hostname}:{parsed.port or wire.ENDPOINT_PORT}"
     if not address:
         raise EnrollmentError(f"bundle {path} names no manager: pass --manager HOST:PORT")
-    return store.save(uuid=bundle.uuid, manager=address, group=bundle.group,
-                      key_pem=bundle.key_pem.encode("ascii"), cert_pem=bundle.certificate_pem,
-                      ca_pem=bundle.ca_pem)
+    return store.save(
+        uuid=bundle.uuid,
+        manager=address,
+        group=bundle.group,
+        key_pem=bundle.key_pem.encode("ascii"),
+        cert_pem=bundle.certificate_pem,
+        ca_pem=bundle.ca_pem,
+    )
 
 
 def renew(store: IdentityStore, transport: Transport) -> Identity:
@@ -161,8 +187,13 @@ def renew(store: IdentityStore, transport: Transport) -> Identity:
     pinned = store.ca_path.read_text(encoding="ascii")
     if ca_fingerprint(resp.ca_pem) != ca_fingerprint(pinned):
         raise EnrollmentError("/renew answered with a different CA: refusing to re-pin")
-    identity = store.save(uuid=current.uuid, manager=current.manager,
-                          group=resp.group or current.group, key_pem=key_pem,
-                          cert_pem=resp.certificate_pem, ca_pem=pinned)
+    identity = store.save(
+        uuid=current.uuid,
+        manager=current.manager,
+        group=resp.group or current.group,
+        key_pem=key_pem,
+        cert_pem=resp.certificate_pem,
+        ca_pem=pinned,
+    )
     logger.info("client certificate renewed; valid until %s", identity.not_after)
     return identity

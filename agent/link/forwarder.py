@@ -68,20 +68,31 @@ def encode_batch(batch: Batch, *, compresslevel: int = 3) -> Request:
 def encode_lines(data: bytes, batch_id: str, *, compresslevel: int = 3) -> Request:
     """`POST /logs` of NDJSON `data` under `batch_id`."""
     body = gzip.compress(data, compresslevel=compresslevel, mtime=0)
-    return Request("POST", wire.ROUTE_LOGS, body, {
-        "Content-Type": wire.CONTENT_NDJSON,
-        "Content-Encoding": wire.ENCODING_GZIP,
-        wire.HEADER_BATCH_ID: batch_id,
-    })
+    return Request(
+        "POST",
+        wire.ROUTE_LOGS,
+        body,
+        {
+            "Content-Type": wire.CONTENT_NDJSON,
+            "Content-Encoding": wire.ENCODING_GZIP,
+            wire.HEADER_BATCH_ID: batch_id,
+        },
+    )
 
 
 class Forwarder:
     """Sends spooled batches through a `Transport`; `run()` loops until stopped."""
 
     def __init__(
-        self, spool: Spool, transport: Transport, *, backoff: Backoff | None = None,
-        sleep: Callable[[float], object] | None = None, idle_interval: float = 0.5,
-        compresslevel: int = 3, on_activity: Callable[[], None] | None = None,
+        self,
+        spool: Spool,
+        transport: Transport,
+        *,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], object] | None = None,
+        idle_interval: float = 0.5,
+        compresslevel: int = 3,
+        on_activity: Callable[[], None] | None = None,
     ) -> None:
         self.spool = spool
         self.transport = transport
@@ -156,7 +167,8 @@ class Forwarder:
                 continue
             part_id = batch_id + suffix
             resp = self.transport.send(
-                encode_lines(b"".join(part), part_id, compresslevel=self.compresslevel))
+                encode_lines(b"".join(part), part_id, compresslevel=self.compresslevel)
+            )
             if resp.status == 200:
                 sent += len(part)
             elif resp.status == 413 and len(part) > 1:
@@ -175,11 +187,21 @@ class Forwarder:
         path = self.spool.root / "rejected" / f"{batch.path.stem}-{part_id.rsplit('-', 1)[-1]}.seg"
         path.write_bytes(b"".join(part))
         self.quarantined_events += len(part)
-        logger.warning("manager refused %d event(s) of batch %s for good: %s; kept in %s",
-                       len(part), part_id, reason, path)
-        report = health_event(HEALTH_REJECTED, "manager rejected a batch",
-                              self.spool.hostname, BatchId=part_id, DroppedEvents=len(part),
-                              Reason=reason[:500])
+        logger.warning(
+            "manager refused %d event(s) of batch %s for good: %s; kept in %s",
+            len(part),
+            part_id,
+            reason,
+            path,
+        )
+        report = health_event(
+            HEALTH_REJECTED,
+            "manager rejected a batch",
+            self.spool.hostname,
+            BatchId=part_id,
+            DroppedEvents=len(part),
+            Reason=reason[:500],
+        )
         self.spool.submit_line(orjson.dumps(report) + b"\n", Lane.DETECTIONS)
 
     @staticmethod
@@ -187,9 +209,11 @@ class Forwarder:
         if status in AUTH_REJECTS:
             return CertificateRejected(
                 f"manager answered {status}: certificate probably rejected/revoked",
-                path=wire.ROUTE_LOGS)
-        return BatchError(str(HTTPStatusError(status, body, path=wire.ROUTE_LOGS)),
-                          batch_id=batch_id)
+                path=wire.ROUTE_LOGS,
+            )
+        return BatchError(
+            str(HTTPStatusError(status, body, path=wire.ROUTE_LOGS)), batch_id=batch_id
+        )
 
     def drain(self, *, force: bool = True) -> int:
         """Send until the spool is empty (raises on the first failure); returns events sent."""
@@ -222,9 +246,12 @@ class Forwarder:
             return
         queued = self.spool.stats().queued_events
         if state is LinkState.CERT_REJECTED:
-            logger.error("manager refused our certificate (%s); it was probably revoked or "
-                         "re-issued: re-enroll this agent. Buffering events (%d queued).",
-                         error, queued)
+            logger.error(
+                "manager refused our certificate (%s); it was probably revoked or "
+                "re-issued: re-enroll this agent. Buffering events (%d queued).",
+                error,
+                queued,
+            )
         elif state is LinkState.UNREACHABLE:
             logger.warning("manager unreachable (%s); buffering events (%d queued)", error, queued)
         elif state is LinkState.CONNECTED and self.state is not LinkState.UNKNOWN:

@@ -54,8 +54,9 @@ class Identity:
     def port(self) -> int:
         return split_manager(self.manager)[1]
 
-    def renewal_due(self, now: float, *, fraction: float = 1 / 3,
-                    before: float = 20 * 86400.0) -> bool:
+    def renewal_due(
+        self, now: float, *, fraction: float = 1 / 3, before: float = 20 * 86400.0
+    ) -> bool:
         """True once less than `fraction` of the lifetime, capped at `before` seconds, is left.
 
         NOTE(link): the manager opens renewal `tls.renew_before_days` (30) days before expiry;
@@ -88,7 +89,8 @@ def new_key_and_csr(common_name: str) -> tuple[bytes, str]:
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     return key_pem, csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
@@ -112,18 +114,25 @@ def check_issued_by(cert_pem_or_der: str | bytes, ca_pem: str) -> None:
     except (ValueError, TypeError) as ex:
         raise EnrollmentError(f"certificate not issued by the manager's CA: {ex}") from ex
     except Exception as ex:  # cryptography.exceptions.InvalidSignature
-        raise EnrollmentError(f"certificate signature does not verify against the CA: {ex}") \
-            from ex
+        raise EnrollmentError(f"certificate signature does not verify against the CA: {ex}") from ex
 
 
 def icacls_command(path: Path) -> list[str]:
     """icacls argv leaving only SYSTEM (S-1-5-18) and Administrators (S-1-5-32-544) access."""
-    return ["icacls", str(path), "/inheritance:r", "/grant:r", "*S-1-5-18:F",
-            "/grant:r", "*S-1-5-32-544:F"]
+    return [
+        "icacls",
+        str(path),
+        "/inheritance:r",
+        "/grant:r",
+        "*S-1-5-18:F",
+        "/grant:r",
+        "*S-1-5-32-544:F",
+    ]
 
 
-def protect_private_file(path: Path, *, platform: str = sys.platform,
-                         runner: Callable[..., object] = subprocess.run) -> None:
+def protect_private_file(
+    path: Path, *, platform: str = sys.platform, runner: Callable[..., object] = subprocess.run
+) -> None:
     """Restrict a secret file to its owner (POSIX 0600; Windows: SYSTEM + Administrators)."""
     if platform == "win32":
         runner(icacls_command(path), check=True, capture_output=True, timeout=30)
@@ -134,8 +143,11 @@ def protect_private_file(path: Path, *, platform: str = sys.platform,
 def write_atomic(path: Path, data: bytes, *, private: bool = False) -> None:
     """Write `data` to `path` via a temp file, fsync and rename."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0),
-                 0o600 if private else 0o644)
+    fd = os.open(
+        tmp,
+        os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0),
+        0o600 if private else 0o644,
+    )
     try:
         os.write(fd, data)
         os.fsync(fd)
@@ -157,25 +169,33 @@ class IdentityStore:
         self.meta_path = self.root / "identity.json"
 
     def exists(self) -> bool:
-        return all(p.exists() for p in (self.key_path, self.cert_path, self.ca_path,
-                                        self.meta_path))
+        return all(
+            p.exists() for p in (self.key_path, self.cert_path, self.ca_path, self.meta_path)
+        )
 
     def load(self) -> Identity:
         """Load the identity, or raise EnrollmentError if the agent is not enrolled."""
         if not self.exists():
-            raise EnrollmentError(f"not enrolled (no identity in {self.root}): run "
-                                  "`heron-agent enroll --manager HOST:PORT --token TOKEN`")
+            raise EnrollmentError(
+                f"not enrolled (no identity in {self.root}): run "
+                "`heron-agent enroll --manager HOST:PORT --token TOKEN`"
+            )
         meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
         cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
         return Identity(
-            uuid=meta["uuid"], manager=meta["manager"], group=meta.get("group", ""),
-            key_path=self.key_path, cert_path=self.cert_path, ca_path=self.ca_path,
+            uuid=meta["uuid"],
+            manager=meta["manager"],
+            group=meta.get("group", ""),
+            key_path=self.key_path,
+            cert_path=self.cert_path,
+            ca_path=self.ca_path,
             not_before=cert.not_valid_before_utc.timestamp(),
             not_after=cert.not_valid_after_utc.timestamp(),
         )
 
-    def save(self, *, uuid: str, manager: str, group: str, key_pem: bytes, cert_pem: str,
-             ca_pem: str) -> Identity:
+    def save(
+        self, *, uuid: str, manager: str, group: str, key_pem: bytes, cert_pem: str, ca_pem: str
+    ) -> Identity:
         """Verify the certificate matches the key and the CA, then store everything."""
         check_issued_by(cert_pem, ca_pem)
         key = serialization.load_pem_private_key(key_pem, password=None)
@@ -192,9 +212,13 @@ class IdentityStore:
         write_atomic(self.ca_path, ca_pem.encode("ascii"))
         os.replace(self.key_path.with_name("key.pem.new"), self.key_path)
         os.replace(self.cert_path.with_name("cert.pem.new"), self.cert_path)
-        meta = {"uuid": uuid, "manager": manager, "group": group,
-                "ca_sha256": ca_fingerprint(ca_pem),
-                "enrolled": dt.datetime.now(dt.UTC).isoformat()}
+        meta = {
+            "uuid": uuid,
+            "manager": manager,
+            "group": group,
+            "ca_sha256": ca_fingerprint(ca_pem),
+            "enrolled": dt.datetime.now(dt.UTC).isoformat(),
+        }
         write_atomic(self.meta_path, json.dumps(meta, indent=1).encode("utf-8"))
         logger.info("identity saved: endpoint %s, manager %s", uuid, manager)
         return self.load()

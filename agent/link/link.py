@@ -73,9 +73,14 @@ class Link:
     """Durable forwarding, commands, updates and renewal for one enrolled agent."""
 
     def __init__(
-        self, config: LinkConfig, state_dir: Path, *, hooks: LinkHooks | None = None,
+        self,
+        config: LinkConfig,
+        state_dir: Path,
+        *,
+        hooks: LinkHooks | None = None,
         transport_factory: Callable[[], Transport] | None = None,
-        clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
@@ -90,38 +95,70 @@ class Link:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.spool = Spool(
-            self.state_dir / "queue", max_bytes=config.queue_max_bytes,
-            segment_bytes=config.segment_bytes, segment_events=config.segment_events,
-            max_batch_delay=config.batch_delay, fsync_interval=config.fsync_interval,
-            hostname=self.hostname, clock=clock, min_free_bytes=config.queue_min_free_bytes)
+            self.state_dir / "queue",
+            max_bytes=config.queue_max_bytes,
+            segment_bytes=config.segment_bytes,
+            segment_events=config.segment_events,
+            max_batch_delay=config.batch_delay,
+            fsync_interval=config.fsync_interval,
+            hostname=self.hostname,
+            clock=clock,
+            min_free_bytes=config.queue_min_free_bytes,
+        )
         # NOTE(link): the forwarder and housekeeping share one connection (closed when idle,
         # resumed by TLS ticket); the long-poll holds the other one.
         house = self._transport()
         self.forwarder = Forwarder(
-            self.spool, house, sleep=self._stop.wait,
+            self.spool,
+            house,
+            sleep=self._stop.wait,
             backoff=Backoff(config.backoff_base, config.backoff_cap, rand=rand),
-            compresslevel=config.compress_level)
+            compresslevel=config.compress_level,
+        )
         self.poller = CommandPoller(
-            self._transport(), self.state_dir / "commands", context=self.command_context,
-            interval=config.command_interval, burst_interval=config.command_burst_interval,
-            burst_window=config.command_burst_window, clock=clock, sleep=self._stop.wait,
-            wait=config.command_wait, timeout=config.timeout, rand=rand)
+            self._transport(),
+            self.state_dir / "commands",
+            context=self.command_context,
+            interval=config.command_interval,
+            burst_interval=config.command_burst_interval,
+            burst_window=config.command_burst_window,
+            clock=clock,
+            sleep=self._stop.wait,
+            wait=config.command_wait,
+            timeout=config.timeout,
+            rand=rand,
+        )
         self.rand = rand
         hooks_by_item: dict[str, Callable[[Any], object] | None] = {
-            "rules": self.hooks.reload_rules, "iocs": self.hooks.set_iocs,
+            "rules": self.hooks.reload_rules,
+            "iocs": self.hooks.set_iocs,
             "suppressions": self.hooks.set_suppressions,
             "config": self._apply_config,
-            "sysmon": self.hooks.apply_sysmon or self._apply_sysmon}
-        self.updater = Updater(house, self.state_dir / "updates", hooks_by_item,
-                               offer_config=self.hooks.current_config)
+            "sysmon": self.hooks.apply_sysmon or self._apply_sysmon,
+        }
+        self.updater = Updater(
+            house, self.state_dir / "updates", hooks_by_item, offer_config=self.hooks.current_config
+        )
         sensor = self.hooks.sensor
         self.sysinfo = SysInfoReporter(
-            house, self.state_dir / "sysinfo.sha256",
-            collector=(lambda: {**collect(self.hostname), "sensor": sensor()}) if sensor
-            else (lambda: collect(self.hostname)))
-        self.uploader = None if self.hooks.artifacts_dir is None else Uploader(
-            house, self.hooks.artifacts_dir, max_size=config.upload_max_size,
-            settle=config.upload_settle, clock=wall, report=self._report)
+            house,
+            self.state_dir / "sysinfo.sha256",
+            collector=(lambda: {**collect(self.hostname), "sensor": sensor()})
+            if sensor
+            else (lambda: collect(self.hostname)),
+        )
+        self.uploader = (
+            None
+            if self.hooks.artifacts_dir is None
+            else Uploader(
+                house,
+                self.hooks.artifacts_dir,
+                max_size=config.upload_max_size,
+                settle=config.upload_settle,
+                clock=wall,
+                report=self._report,
+            )
+        )
         self.tools = ToolSync(house, self.tools_dir)
         self._house = house
         # the first counter report after one interval: nothing to say at start
@@ -138,8 +175,12 @@ class Link:
         return Path(self.config.tools_dir) if self.config.tools_dir else self.state_dir / "tools"
 
     def _mtls(self) -> Transport:
-        return MtlsTransport(self.identity_store, timeout=self.config.timeout,
-                             hostname=self.hostname, server_name=self.config.server_name)
+        return MtlsTransport(
+            self.identity_store,
+            timeout=self.config.timeout,
+            hostname=self.hostname,
+            server_name=self.config.server_name,
+        )
 
     def _transport(self) -> Transport:
         t = self._factory()
@@ -148,8 +189,9 @@ class Link:
 
     def _report(self, data: dict[str, Any]) -> None:
         event_id = int(data.pop("EventID", 9000))
-        self.spool.submit(health_event(event_id, str(data.pop("Message", "")), self.hostname,
-                                       **data))
+        self.spool.submit(
+            health_event(event_id, str(data.pop("Message", "")), self.hostname, **data)
+        )
 
     def _apply_config(self, doc: dict[str, Any]) -> None:
         link_part = doc.get("link")
@@ -166,8 +208,7 @@ class Link:
         self.poller.burst_window = new.command_burst_window
         self.poller.wait = new.command_wait
         self.forwarder.compresslevel = new.compress_level
-        self.forwarder.backoff.base, self.forwarder.backoff.cap = new.backoff_base, \
-            new.backoff_cap
+        self.forwarder.backoff.base, self.forwarder.backoff.cap = new.backoff_base, new.backoff_cap
         self.spool.max_bytes = new.queue_max_bytes
         self.spool.min_free_bytes = new.queue_min_free_bytes
         logger.info("link settings updated from the manager")
@@ -175,8 +216,9 @@ class Link:
     def _apply_sysmon(self, xml: str) -> None:
         """Default Sysmon hook: `sysmon -c FILE` when Sysmon is installed, else keep it stored."""
         ctx = self.command_context()
-        exe = next((t for t in (find_tool(n, ctx) for n in ("Sysmon64", "Sysmon", "sysmon"))
-                    if t), None)
+        exe = next(
+            (t for t in (find_tool(n, ctx) for n in ("Sysmon64", "Sysmon", "sysmon")) if t), None
+        )
         path = self.state_dir / "sysmon-config.xml"
         write_atomic(path, xml.encode("utf-8"))
         if exe is None:
@@ -184,16 +226,22 @@ class Link:
             return
         proc = ctx.runner([exe, "-c", str(path)], 120.0)
         if proc.returncode != 0:
-            raise RuntimeError(f"{exe} -c failed ({proc.returncode}): "
-                               f"{proc.stderr.decode('utf-8', 'replace')[:300]}")
+            raise RuntimeError(
+                f"{exe} -c failed ({proc.returncode}): "
+                f"{proc.stderr.decode('utf-8', 'replace')[:300]}"
+            )
 
     def command_context(self) -> CommandContext:
         ident = self.identity()
         return CommandContext(
-            manager_host=ident.host if ident else "", manager_port=ident.port if ident else 0,
-            tools_dir=self.tools_dir, allowed_tools=self.config.allowed_tools,
-            tracker=self.hooks.tracker, report=self.hooks.report,
-            max_fetch_size=self.config.max_fetch_size)
+            manager_host=ident.host if ident else "",
+            manager_port=ident.port if ident else 0,
+            tools_dir=self.tools_dir,
+            allowed_tools=self.config.allowed_tools,
+            tracker=self.hooks.tracker,
+            report=self.hooks.report,
+            max_fetch_size=self.config.max_fetch_size,
+        )
 
     def identity(self) -> Identity | None:
         try:
@@ -203,8 +251,7 @@ class Link:
 
     def enroll(self, manager: str, token: str, **kwargs: Any) -> Identity:
         """Enroll this link's identity with a one-time token (see `enroll.enroll_online`)."""
-        return enroll_online(manager, token, self.identity_store, hostname=self.hostname,
-                             **kwargs)
+        return enroll_online(manager, token, self.identity_store, hostname=self.hostname, **kwargs)
 
     def upload_artifacts(self, directory: Path | None = None) -> UploadStats:
         """Upload ready artifact directories now (default: the agent's artifacts dir)."""
@@ -212,9 +259,14 @@ class Link:
             return self.uploader.run_once()
         if directory is None:
             return UploadStats()
-        return Uploader(self._house, directory, max_size=self.config.upload_max_size,
-                        settle=self.config.upload_settle, clock=self.wall,
-                        report=self._report).run_once()
+        return Uploader(
+            self._house,
+            directory,
+            max_size=self.config.upload_max_size,
+            settle=self.config.upload_settle,
+            clock=self.wall,
+            report=self._report,
+        ).run_once()
 
     # ---------------------------------------------------------------- EventSink
     def submit(self, event: dict[str, Any]) -> None:
@@ -224,15 +276,19 @@ class Link:
     # ---------------------------------------------------------------- housekeeping
     def renew_if_due(self) -> bool:
         ident = self.identity()
-        if ident is None or not ident.renewal_due(self.wall(), fraction=self.config.renew_fraction,
-                                                  before=self.config.renew_before):
+        if ident is None or not ident.renewal_due(
+            self.wall(), fraction=self.config.renew_fraction, before=self.config.renew_before
+        ):
             return False
         logger.info("client certificate expires at %s: renewing", ident.not_after)
         try:
             renew(self.identity_store, self._house)
         except EnrollmentError as ex:
-            logger.warning("certificate renewal failed, retrying in %.0fs: %s",
-                           self.config.renew_check_interval, ex)
+            logger.warning(
+                "certificate renewal failed, retrying in %.0fs: %s",
+                self.config.renew_check_interval,
+                ex,
+            )
             return False
         return True
 
@@ -242,20 +298,30 @@ class Link:
         if self.hooks.agent_status is not None:
             st = self.hooks.agent_status()
             keep = ("events", "drops", "shed", "lost", "incomplete", "degraded")
-            out["sources"] = {n: {k: s.get(k, 0) for k in keep}
-                              for n, s in st.get("sources", {}).items()}
+            out["sources"] = {
+                n: {k: s.get(k, 0) for k in keep} for n, s in st.get("sources", {}).items()
+            }
             acts = st.get("actions", {})
-            out["actions"] = {k: acts.get(k) for k in (
-                "dropped_actions", "skipped", "failures", "budget") if k in acts}
+            out["actions"] = {
+                k: acts.get(k)
+                for k in ("dropped_actions", "skipped", "failures", "budget")
+                if k in acts
+            }
             out["suppressed"] = st.get("suppressed", {})
             out["throttled"] = bool(st.get("throttled", False))
         q = self.spool.stats()
-        out["queue"] = {"evicted": q.evicted_events, "disk_dropped": q.disk_dropped,
-                        "oversize_dropped": q.oversize_dropped,
-                        "rejected_batches": q.rejected_batches, "disk_state": q.disk_state,
-                        "lost_segments": q.lost_segments}
-        out["threads"] = {k: {"restarts": v["restarts"], "last_error": v["last_error"]}
-                          for k, v in self._supervised.items()}
+        out["queue"] = {
+            "evicted": q.evicted_events,
+            "disk_dropped": q.disk_dropped,
+            "oversize_dropped": q.oversize_dropped,
+            "rejected_batches": q.rejected_batches,
+            "disk_state": q.disk_state,
+            "lost_segments": q.lost_segments,
+        }
+        out["threads"] = {
+            k: {"restarts": v["restarts"], "last_error": v["last_error"]}
+            for k, v in self._supervised.items()
+        }
         return out
 
     def report_counters(self) -> bool:
@@ -369,12 +435,20 @@ class Link:
         if not self.config.enabled:
             logger.warning("link disabled: events are queued locally only")
             return
-        for name, target in (("forwarder", self.forwarder.run), ("commands", self.poller.run),
-                             ("housekeeping", self._housekeeping)):
-            self._supervised[name] = {"alive": True, "restarts": 0, "last_error": "",
-                                      "last_crash": None}
-            t = threading.Thread(target=self._supervise, args=(name, target),
-                                 name=f"heron-link-{name}", daemon=True)
+        for name, target in (
+            ("forwarder", self.forwarder.run),
+            ("commands", self.poller.run),
+            ("housekeeping", self._housekeeping),
+        ):
+            self._supervised[name] = {
+                "alive": True,
+                "restarts": 0,
+                "last_error": "",
+                "last_crash": None,
+            }
+            t = threading.Thread(
+                target=self._supervise, args=(name, target), name=f"heron-link-{name}", daemon=True
+            )
             t.start()
             self._threads.append(t)
         logger.info("link started (state in %s)", self.state_dir)
@@ -398,13 +472,23 @@ class Link:
                 info["restarts"] += 1
                 info["last_error"] = err
                 info["last_crash"] = self.wall()
-                logger.error("link %s thread crashed (%s); restarting in %.0fs", name, err,
-                             delay, exc_info=True)
+                logger.error(
+                    "link %s thread crashed (%s); restarting in %.0fs",
+                    name,
+                    err,
+                    delay,
+                    exc_info=True,
+                )
                 try:
-                    self._report({"EventID": HEALTH_THREAD_CRASH,
-                                  "Message": f"link {name} thread crashed and was restarted",
-                                  "Thread": name, "Error": err[:500],
-                                  "Restarts": info["restarts"]})
+                    self._report(
+                        {
+                            "EventID": HEALTH_THREAD_CRASH,
+                            "Message": f"link {name} thread crashed and was restarted",
+                            "Thread": name,
+                            "Error": err[:500],
+                            "Restarts": info["restarts"],
+                        }
+                    )
                 except Exception:  # noqa: BLE001 - a closed spool must not kill the supervisor
                     logger.debug("cannot queue the crash report", exc_info=True)
                 self._stop.wait(delay)
@@ -424,8 +508,11 @@ class Link:
         self._threads.clear()
         # NOTE(link): only when the manager answered last time: an unreachable host would
         # hold the shutdown for a whole socket timeout, and the queue is durable anyway.
-        if started and self.config.drain_on_stop > 0 and \
-                self.forwarder.state in (LinkState.CONNECTED, LinkState.UNKNOWN):
+        if (
+            started
+            and self.config.drain_on_stop > 0
+            and self.forwarder.state in (LinkState.CONNECTED, LinkState.UNKNOWN)
+        ):
             self._final_drain(self.config.drain_on_stop)
         if started:
             self.write_status()
@@ -462,20 +549,30 @@ class Link:
         ident = self.identity()
         st = self.spool.stats()
         return {
-            "enrolled": ident is not None, "uuid": ident.uuid if ident else "",
+            "enrolled": ident is not None,
+            "uuid": ident.uuid if ident else "",
             "manager": ident.manager if ident else "",
             "certificate_expires": ident.not_after if ident else None,
-            "state": self.forwarder.state.value, "last_error": self.forwarder.last_error,
-            "queue": {"events": st.queued_events, "bytes": st.queued_bytes,
-                      "evicted": st.evicted_events, "oversize_dropped": st.oversize_dropped,
-                      "rejected_batches": st.rejected_batches, "disk_dropped": st.disk_dropped,
-                      "disk_state": st.disk_state, "disk_error": st.disk_error,
-                      "lost_segments": st.lost_segments},
+            "state": self.forwarder.state.value,
+            "last_error": self.forwarder.last_error,
+            "queue": {
+                "events": st.queued_events,
+                "bytes": st.queued_bytes,
+                "evicted": st.evicted_events,
+                "oversize_dropped": st.oversize_dropped,
+                "rejected_batches": st.rejected_batches,
+                "disk_dropped": st.disk_dropped,
+                "disk_state": st.disk_state,
+                "disk_error": st.disk_error,
+                "lost_segments": st.lost_segments,
+            },
             "sent": {"batches": self.forwarder.sent_batches, "events": self.forwarder.sent_events},
             "commands_executed": self.poller.executed,
             "threads": {k: dict(v) for k, v in self._supervised.items()},
-            "updates": {k: {"applied": v.applied, "rejected": v.rejected, "error": v.error}
-                        for k, v in self.updater.status().items()},
+            "updates": {
+                k: {"applied": v.applied, "rejected": v.rejected, "error": v.error}
+                for k, v in self.updater.status().items()
+            },
         }
 
 
@@ -511,8 +608,10 @@ def _config_hook(agent: Any) -> Callable[[dict[str, Any]], None]:
         if callable(live):
             live(parsed)
         else:
-            logger.info("agent configuration from the manager validated and stored; "
-                        "[link] settings apply now, the other sections at the next start")
+            logger.info(
+                "agent configuration from the manager validated and stored; "
+                "[link] settings apply now, the other sections at the next start"
+            )
 
     return apply
 
@@ -532,8 +631,13 @@ def _sensor_hook(agent: Any) -> Callable[[], dict[str, Any]] | None:
     return lambda: {k: v for k, v in host.sensor.items() if k in ("mode", "reason")}
 
 
-def attach(agent: Any, config: Any, *, start: bool = True,
-           transport_factory: Callable[[], Transport] | None = None) -> Link:
+def attach(
+    agent: Any,
+    config: Any,
+    *,
+    start: bool = True,
+    transport_factory: Callable[[], Transport] | None = None,
+) -> Link:
     """Connect `agent` (an `agent.service.Agent`) to its manager and start the link.
 
     The link becomes one of the agent's sinks (so the agent's `close()` stops it), pushed rules
@@ -558,8 +662,9 @@ def attach(agent: Any, config: Any, *, start: bool = True,
         agent_status=getattr(agent, "status", None),
         rules_state=getattr(agent, "rules_state", None),
     )
-    link = Link(link_cfg, state_dir_for(config, link_cfg), hooks=hooks,
-                transport_factory=transport_factory)
+    link = Link(
+        link_cfg, state_dir_for(config, link_cfg), hooks=hooks, transport_factory=transport_factory
+    )
     add = getattr(agent, "add_sink", None)
     if callable(add):
         add(link)
@@ -569,8 +674,10 @@ def attach(agent: Any, config: Any, *, start: bool = True,
         link.start()
     ident = link.identity()
     if ident is None:
-        logger.warning("agent not enrolled: events are queued in %s until `heron-agent enroll`",
-                       link.spool.root)
+        logger.warning(
+            "agent not enrolled: events are queued in %s until `heron-agent enroll`",
+            link.spool.root,
+        )
     else:
         logger.info("endpoint %s linked to manager %s", ident.uuid, ident.manager)
     return link

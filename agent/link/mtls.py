@@ -20,8 +20,14 @@ logger = logging.getLogger(__name__)
 class MtlsTransport:
     """Keep-alive mutual-TLS transport to the enrolled manager (one per thread)."""
 
-    def __init__(self, store: IdentityStore, *, timeout: float = 30.0, hostname: str = "",
-                 server_name: str = "") -> None:
+    def __init__(
+        self,
+        store: IdentityStore,
+        *,
+        timeout: float = 30.0,
+        hostname: str = "",
+        server_name: str = "",
+    ) -> None:
         self.store = store
         self.timeout = timeout
         self.hostname = hostname
@@ -33,12 +39,20 @@ class MtlsTransport:
 
     def _files_stamp(self) -> tuple[int, ...]:
         try:
-            return tuple(p.stat().st_mtime_ns for p in (
-                self.store.cert_path, self.store.key_path, self.store.ca_path,
-                self.store.meta_path))
+            return tuple(
+                p.stat().st_mtime_ns
+                for p in (
+                    self.store.cert_path,
+                    self.store.key_path,
+                    self.store.ca_path,
+                    self.store.meta_path,
+                )
+            )
         except FileNotFoundError as ex:
-            raise EnrollmentError(f"not enrolled yet (no {ex.filename}): run `heron-agent "
-                                  "enroll --manager HOST:PORT --token TOKEN`") from ex
+            raise EnrollmentError(
+                f"not enrolled yet (no {ex.filename}): run `heron-agent "
+                "enroll --manager HOST:PORT --token TOKEN`"
+            ) from ex
 
     def _refresh(self) -> HttpsTransport:
         stamp = self._files_stamp()
@@ -47,15 +61,22 @@ class MtlsTransport:
         identity = self.store.load()
         ctx = create_ssl_context(identity.ca_path, identity.cert_path, identity.key_path)
         if self._inner is not None and (self._inner.host, self._inner.port) == (
-                identity.host, identity.port):
+            identity.host,
+            identity.port,
+        ):
             self._inner.set_context(ctx)
             logger.info("client certificate reloaded (valid until %s)", identity.not_after)
         else:
             if self._inner is not None:
                 self._inner.close()
-            self._inner = HttpsTransport(identity.host, identity.port, ctx, timeout=self.timeout,
-                                         server_hostname=self.server_name or None,
-                                         hostname_header=self.hostname)
+            self._inner = HttpsTransport(
+                identity.host,
+                identity.port,
+                ctx,
+                timeout=self.timeout,
+                server_hostname=self.server_name or None,
+                hostname_header=self.hostname,
+            )
         self._stamp = stamp
         self.identity = identity
         return self._inner

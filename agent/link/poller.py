@@ -46,13 +46,20 @@ class CommandPoller:
     """Fetches and runs manager commands one at a time."""
 
     def __init__(
-        self, transport: Transport, state_dir: Path, *,
+        self,
+        transport: Transport,
+        state_dir: Path,
+        *,
         context: Callable[[], CommandContext] = CommandContext,
-        interval: float = 5.0, burst_interval: float = 0.5, burst_window: float = 30.0,
+        interval: float = 5.0,
+        burst_interval: float = 0.5,
+        burst_window: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
         runner: Callable[[wire.Command, CommandContext], wire.CommandResult] = run_command,
-        wait: float = 0.0, timeout: float = 30.0, rand: Callable[[], float] = random.random,
+        wait: float = 0.0,
+        timeout: float = 30.0,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.transport = transport
         self.results_dir = Path(state_dir) / "results"
@@ -92,9 +99,13 @@ class CommandPoller:
             self.held = False
             return self._send(Request("GET", wire.ROUTE_COMMANDS))
         started = self.clock()
-        resp = self._send(Request(
-            "GET", f"{wire.ROUTE_COMMANDS}?{wire.QUERY_WAIT}={self.wait:g}",
-            timeout=self.wait + self.timeout))
+        resp = self._send(
+            Request(
+                "GET",
+                f"{wire.ROUTE_COMMANDS}?{wire.QUERY_WAIT}={self.wait:g}",
+                timeout=self.wait + self.timeout,
+            )
+        )
         self.held = resp.status == 200 or self.clock() - started >= self.wait / 2
         advice = resp.headers.get(wire.HEADER_POLL_AFTER.lower(), "")
         try:
@@ -107,15 +118,23 @@ class CommandPoller:
         """Post results kept on disk; returns how many the manager accepted."""
         done = 0
         for path in sorted(self.results_dir.glob("*.json")):
-            resp = self._send(Request(
-                "POST", wire.ROUTE_COMMANDS, path.read_bytes(),
-                {"Content-Type": wire.CONTENT_JSON}))
+            resp = self._send(
+                Request(
+                    "POST",
+                    wire.ROUTE_COMMANDS,
+                    path.read_bytes(),
+                    {"Content-Type": wire.CONTENT_JSON},
+                )
+            )
             cert_refused = resp.status == 403 and any(
-                w in resp.body for w in (b"revoked", b"certificate"))
+                w in resp.body for w in (b"revoked", b"certificate")
+            )
             if resp.status in (401, 495, 496) or cert_refused:
-                raise CertificateRejected(f"manager answered {resp.status} to a command result: "
-                                          "certificate probably rejected/revoked",
-                                          path=wire.ROUTE_COMMANDS)
+                raise CertificateRejected(
+                    f"manager answered {resp.status} to a command result: "
+                    "certificate probably rejected/revoked",
+                    path=wire.ROUTE_COMMANDS,
+                )
             if resp.status == 413 and self._shrink(path):
                 continue  # retried next round with the slimmed result
             if resp.status in (200, 204, 400, 403, 404, 409, 413, 422):
@@ -127,8 +146,9 @@ class CommandPoller:
                 path.unlink(missing_ok=True)
                 done += 1
             else:
-                logger.warning("result %s not accepted (HTTP %d), will retry", path.stem,
-                               resp.status)
+                logger.warning(
+                    "result %s not accepted (HTTP %d), will retry", path.stem, resp.status
+                )
                 break
         return done
 
@@ -140,11 +160,16 @@ class CommandPoller:
             return False
         size = path.stat().st_size
         slim = {k: doc.get(k) for k in ("id", "exit_code", "started", "finished")}
-        slim["error"] = (f"result too large for the manager ({size} bytes): output, JSON and "
-                         f"fetched files dropped. {doc.get('error') or ''}").strip()
+        slim["error"] = (
+            f"result too large for the manager ({size} bytes): output, JSON and "
+            f"fetched files dropped. {doc.get('error') or ''}"
+        ).strip()
         slim["result_too_large"] = True
-        logger.warning("result %s is %d bytes, over the manager's limit: sending its outcome "
-                       "without output", path.stem, size)
+        logger.warning(
+            "result %s is %d bytes, over the manager's limit: sending its outcome without output",
+            path.stem,
+            size,
+        )
         write_atomic(path, json.dumps(slim).encode("utf-8"))
         return True
 
@@ -183,8 +208,9 @@ class CommandPoller:
         with self._backlog_lock:
             self._backlog.append(command)
             if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._drain_backlog, daemon=True,
-                                                name="heron-link-command")
+                self._worker = threading.Thread(
+                    target=self._drain_backlog, daemon=True, name="heron-link-command"
+                )
                 self._worker.start()
 
     def _drain_backlog(self) -> None:
@@ -213,8 +239,10 @@ class CommandPoller:
         logger.info("command %s: %s %s", command.id, command.name, " ".join(command.args))
         result = self.runner(command, self.context())
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", command.id)[:100] or "command"
-        write_atomic(self.results_dir / f"{safe}.json",
-                     json.dumps(result.to_dict(), default=str).encode("utf-8"))
+        write_atomic(
+            self.results_dir / f"{safe}.json",
+            json.dumps(result.to_dict(), default=str).encode("utf-8"),
+        )
         self.executed += 1
         try:
             self.flush_results()

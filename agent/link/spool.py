@@ -126,12 +126,18 @@ def _fsync_dir(path: Path) -> None:
 def health_event(event_id: int, message: str, hostname: str, **data: Any) -> dict[str, Any]:
     """Build a `Heron-Agent` health event in the WHIDS event shape."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return {"Event": {
-        "EventData": {"Message": message, **{k: v for k, v in data.items()}},
-        "System": {"Channel": HEALTH_CHANNEL, "Computer": hostname,
-                   "EventID": event_id, "TimeCreated": {"SystemTime": now},
-                   "Provider": {"Name": HEALTH_CHANNEL}},
-    }}
+    return {
+        "Event": {
+            "EventData": {"Message": message, **{k: v for k, v in data.items()}},
+            "System": {
+                "Channel": HEALTH_CHANNEL,
+                "Computer": hostname,
+                "EventID": event_id,
+                "TimeCreated": {"SystemTime": now},
+                "Provider": {"Name": HEALTH_CHANNEL},
+            },
+        }
+    }
 
 
 def inspect(root: Path) -> dict[str, int]:
@@ -171,10 +177,18 @@ class Spool:
     """Segment-file queue; thread-safe. Use as a context manager or call `close()`."""
 
     def __init__(
-        self, root: Path, *, max_bytes: int = 1 << 30, segment_bytes: int = 4 << 20,
-        segment_events: int = 10_000, max_batch_delay: float = 1.0, fsync_interval: float = 1.0,
-        hostname: str = "", clock: Callable[[], float] = time.monotonic,
-        uuidgen: Callable[[], uuid.UUID] = uuid.uuid4, min_free_bytes: int = 0,
+        self,
+        root: Path,
+        *,
+        max_bytes: int = 1 << 30,
+        segment_bytes: int = 4 << 20,
+        segment_events: int = 10_000,
+        max_batch_delay: float = 1.0,
+        fsync_interval: float = 1.0,
+        hostname: str = "",
+        clock: Callable[[], float] = time.monotonic,
+        uuidgen: Callable[[], uuid.UUID] = uuid.uuid4,
+        min_free_bytes: int = 0,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.root = Path(root)
@@ -257,8 +271,9 @@ class Spool:
             path.unlink()
             return None
         if cut != len(data):
-            logger.warning("spool: dropped a torn %d-byte line at the end of %s",
-                           len(data) - cut, path.name)
+            logger.warning(
+                "spool: dropped a torn %d-byte line at the end of %s", len(data) - cut, path.name
+            )
             with open(path, "r+b") as fh:
                 fh.truncate(cut)
                 fh.flush()
@@ -280,10 +295,15 @@ class Spool:
         if len(line) > wire.MAX_EVENT_LINE:
             with self._lock:
                 self._oversize += 1
-            logger.warning("spool: dropped a %d-byte event (limit %d)", len(line),
-                           wire.MAX_EVENT_LINE)
-            self._report(HEALTH_OVERSIZE, "event larger than the wire limit dropped",
-                         DroppedEvents=1, Size=len(line))
+            logger.warning(
+                "spool: dropped a %d-byte event (limit %d)", len(line), wire.MAX_EVENT_LINE
+            )
+            self._report(
+                HEALTH_OVERSIZE,
+                "event larger than the wire limit dropped",
+                DroppedEvents=1,
+                Size=len(line),
+            )
             return
         try:
             evicted = self._append(line, lane)
@@ -295,11 +315,20 @@ class Spool:
             self._report_disk_evictions()
         if evicted:
             events, segs = evicted
-            logger.warning("spool full (%d bytes): evicted %d events in %d oldest segments",
-                           self.max_bytes, events, segs)
-            self._report(HEALTH_EVICTED, "queue full: oldest events evicted",
-                         DroppedEvents=events, DroppedBatches=segs, MaxBytes=self.max_bytes,
-                         TotalDropped=self._evicted)
+            logger.warning(
+                "spool full (%d bytes): evicted %d events in %d oldest segments",
+                self.max_bytes,
+                events,
+                segs,
+            )
+            self._report(
+                HEALTH_EVICTED,
+                "queue full: oldest events evicted",
+                DroppedEvents=events,
+                DroppedBatches=segs,
+                MaxBytes=self.max_bytes,
+                TotalDropped=self._evicted,
+            )
 
     def _report(self, event_id: int, message: str, **data: Any) -> None:
         line = orjson.dumps(health_event(event_id, message, self.hostname, **data)) + b"\n"
@@ -334,8 +363,12 @@ class Spool:
                 self._disk_since = self.wall()
         if changed:
             what = "data disk full" if state == "full" else "data disk I/O error"
-            logger.error("%s under %s (%s): events are dropped and counted until it recovers",
-                         what, self.root, ex.strerror or ex)
+            logger.error(
+                "%s under %s (%s): events are dropped and counted until it recovers",
+                what,
+                self.root,
+                ex.strerror or ex,
+            )
 
     def _disk_ok(self) -> None:
         if self._disk_state == "ok":  # racy read on purpose: the common path takes no lock
@@ -351,10 +384,19 @@ class Spool:
             state, since, dropped = self._disk_state, self._disk_since, self._disk_dropped_now
             self._disk_state, self._disk_error, self._disk_dropped_now = "ok", "", 0
         stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
-        logger.warning("data disk %s: %d events dropped since %s", "recovered" if state ==
-                       "full" else "writable again", dropped, stamp)
-        self._report(HEALTH_DISK, f"data disk {state}: events dropped", DroppedEvents=dropped,
-                     Since=stamp, TotalDropped=self._disk_dropped)
+        logger.warning(
+            "data disk %s: %d events dropped since %s",
+            "recovered" if state == "full" else "writable again",
+            dropped,
+            stamp,
+        )
+        self._report(
+            HEALTH_DISK,
+            f"data disk {state}: events dropped",
+            DroppedEvents=dropped,
+            Since=stamp,
+            TotalDropped=self._disk_dropped,
+        )
 
     def _evict_bulk(self, need: int) -> int:
         """Evict oldest sealed bulk segments (never in flight) until `need` bytes are freed."""
@@ -377,8 +419,9 @@ class Spool:
             self._evicted += events
             self._evicted_segs += segs
             self._disk_evicted = (self._disk_evicted[0] + events, self._disk_evicted[1] + segs)
-            logger.warning("spool: data disk low: evicted %d oldest bulk events (%d segments)",
-                           events, segs)
+            logger.warning(
+                "spool: data disk low: evicted %d oldest bulk events (%d segments)", events, segs
+            )
         return freed
 
     def _report_disk_evictions(self) -> None:
@@ -386,9 +429,14 @@ class Spool:
         with self._lock:
             (events, segs), self._disk_evicted = self._disk_evicted, (0, 0)
         if events:
-            self._report(HEALTH_EVICTED, "data disk low: oldest events evicted",
-                         DroppedEvents=events, DroppedBatches=segs, MaxBytes=self.max_bytes,
-                         TotalDropped=self._evicted)
+            self._report(
+                HEALTH_EVICTED,
+                "data disk low: oldest events evicted",
+                DroppedEvents=events,
+                DroppedBatches=segs,
+                MaxBytes=self.max_bytes,
+                TotalDropped=self._evicted,
+            )
 
     def _check_free(self) -> None:
         """Keep `min_free_bytes` free on the data disk by evicting the oldest bulk segments."""
@@ -405,11 +453,13 @@ class Spool:
         with self._lock:
             if self._closed:
                 raise SpoolError("spool is closed")
-            evicted = self._make_room(len(line)) if self._total + len(line) > self.max_bytes \
-                else None
+            evicted = (
+                self._make_room(len(line)) if self._total + len(line) > self.max_bytes else None
+            )
             seg = self._open[lane]
-            if seg is not None and (seg.size + len(line) > self.segment_bytes
-                                    or seg.count >= self.segment_events):
+            if seg is not None and (
+                seg.size + len(line) > self.segment_bytes or seg.count >= self.segment_events
+            ):
                 self._seal(lane)
                 seg = None
             if seg is None:
@@ -457,8 +507,9 @@ class Spool:
             os.fsync(fh.fileno())
         os.replace(tmp, seq_file)
         path = self.root / _LANE_DIRS[lane] / f"{seq:020d}.open"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0),
-                     0o600)
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o600
+        )
         seg = _Open(seq, path, fd, created=self.clock())
         self._open[lane] = seg
         return seg
@@ -553,12 +604,16 @@ class Spool:
                         count = self._sizes[seq][2]
                         self._forget(lane, seq)
                         self._lost_segments += 1
-                        logger.warning("spool: segment %s vanished from disk (%d events lost)",
-                                       path.name, count)
+                        logger.warning(
+                            "spool: segment %s vanished from disk (%d events lost)",
+                            path.name,
+                            count,
+                        )
                         continue
                     self._inflight.add(seq)
-                    return Batch(f"{self.spool_id}-{seq}", seq, lane, path, data,
-                                 self._sizes[seq][2])
+                    return Batch(
+                        f"{self.spool_id}-{seq}", seq, lane, path, data, self._sizes[seq][2]
+                    )
         return None
 
     def ack(self, batch: Batch) -> None:
@@ -583,11 +638,21 @@ class Spool:
             if batch.seq in self._sizes:
                 self._forget(batch.lane, batch.seq)
             self._rejected += 1
-        logger.warning("manager rejected batch %s (%d events): %s; kept in %s", batch.batch_id,
-                       batch.count, reason, self.root / "rejected")
+        logger.warning(
+            "manager rejected batch %s (%d events): %s; kept in %s",
+            batch.batch_id,
+            batch.count,
+            reason,
+            self.root / "rejected",
+        )
         if batch.lane is Lane.EVENTS or b'"Channel":"Heron-Agent"' not in batch.data:
-            self._report(HEALTH_REJECTED, "manager rejected a batch", BatchId=batch.batch_id,
-                         DroppedEvents=batch.count, Reason=reason[:500])
+            self._report(
+                HEALTH_REJECTED,
+                "manager rejected a batch",
+                BatchId=batch.batch_id,
+                DroppedEvents=batch.count,
+                Reason=reason[:500],
+            )
 
     # ---------------------------------------------------------------- lifecycle
     def flush(self) -> None:
@@ -603,12 +668,18 @@ class Spool:
             queued += sum(count for _, _, count in self._sizes.values())
             return SpoolStats(
                 queued_events=queued,
-                queued_bytes=self._total, segments=sum(len(v) for v in self._sealed.values()),
-                submitted=self._submitted, evicted_events=self._evicted,
-                evicted_segments=self._evicted_segs, oversize_dropped=self._oversize,
-                rejected_batches=self._rejected, health_reports=self._reports,
-                disk_dropped=self._disk_dropped, disk_state=self._disk_state,
-                disk_error=self._disk_error, lost_segments=self._lost_segments,
+                queued_bytes=self._total,
+                segments=sum(len(v) for v in self._sealed.values()),
+                submitted=self._submitted,
+                evicted_events=self._evicted,
+                evicted_segments=self._evicted_segs,
+                oversize_dropped=self._oversize,
+                rejected_batches=self._rejected,
+                health_reports=self._reports,
+                disk_dropped=self._disk_dropped,
+                disk_state=self._disk_state,
+                disk_error=self._disk_error,
+                lost_segments=self._lost_segments,
             )
 
     def _open_count(self, lane: Lane) -> int:
@@ -627,8 +698,7 @@ class Spool:
                 try:
                     self._seal(lane)
                 except OSError as ex:  # left as .open: repaired and sealed at the next start
-                    logger.warning("spool: cannot seal the %s segment: %s", lane.name.lower(),
-                                   ex)
+                    logger.warning("spool: cannot seal the %s segment: %s", lane.name.lower(), ex)
             self._closed = True
 
     def __enter__(self) -> Spool:

@@ -28,8 +28,17 @@ from .transport import Request, Transport
 logger = logging.getLogger(__name__)
 
 VERSION = wire.USER_AGENT.split("/", 1)[1]
-_VIRTUAL = ("vmware", "virtualbox", "kvm", "qemu", "xen", "hyper-v", "virtual machine",
-            "bochs", "parallels")
+_VIRTUAL = (
+    "vmware",
+    "virtualbox",
+    "kvm",
+    "qemu",
+    "xen",
+    "hyper-v",
+    "virtual machine",
+    "bochs",
+    "parallels",
+)
 
 
 def _read(path: str) -> str:
@@ -53,9 +62,13 @@ def _linux() -> dict[str, Any]:
     return {
         "system": {"manufacturer": _read(dmi + "sys_vendor"), "name": _read(dmi + "product_name")},
         "bios": {"version": _read(dmi + "bios_version"), "date": _read(dmi + "bios_date")},
-        "os": {"name": rel.get("NAME", platform.system()), "build": platform.release(),
-               "version": rel.get("VERSION_ID", ""), "product": rel.get("PRETTY_NAME", ""),
-               "edition": rel.get("VARIANT", "")},
+        "os": {
+            "name": rel.get("NAME", platform.system()),
+            "build": platform.release(),
+            "version": rel.get("VERSION_ID", ""),
+            "product": rel.get("PRETTY_NAME", ""),
+            "edition": rel.get("VARIANT", ""),
+        },
         "cpu": {"name": cpu or platform.processor(), "count": psutil.cpu_count() or 0},
     }
 
@@ -75,14 +88,24 @@ if sys.platform == "win32":  # pragma: no cover - Windows only
         bios = r"HARDWARE\DESCRIPTION\System\BIOS"
         nt = r"SOFTWARE\Microsoft\Windows NT\CurrentVersion"
         return {
-            "system": {"manufacturer": reg(bios, "SystemManufacturer"),
-                       "name": reg(bios, "SystemProductName")},
+            "system": {
+                "manufacturer": reg(bios, "SystemManufacturer"),
+                "name": reg(bios, "SystemProductName"),
+            },
             "bios": {"version": reg(bios, "BIOSVersion"), "date": reg(bios, "BIOSReleaseDate")},
-            "os": {"name": "windows", "build": reg(nt, "CurrentBuild"),
-                   "version": reg(nt, "DisplayVersion"), "product": reg(nt, "ProductName"),
-                   "edition": reg(nt, "EditionID")},
-            "cpu": {"name": reg(r"HARDWARE\DESCRIPTION\System\CentralProcessor\0",
-                                "ProcessorNameString"), "count": psutil.cpu_count() or 0},
+            "os": {
+                "name": "windows",
+                "build": reg(nt, "CurrentBuild"),
+                "version": reg(nt, "DisplayVersion"),
+                "product": reg(nt, "ProductName"),
+                "edition": reg(nt, "EditionID"),
+            },
+            "cpu": {
+                "name": reg(
+                    r"HARDWARE\DESCRIPTION\System\CentralProcessor\0", "ProcessorNameString"
+                ),
+                "count": psutil.cpu_count() or 0,
+            },
         }
 
 
@@ -98,12 +121,20 @@ def collect(hostname: str = "") -> dict[str, Any]:
         info, error = {}, f"{type(ex).__name__}: {ex}"
     product = " ".join(str(v) for v in info.get("system", {}).values()).lower()
     info.setdefault("system", {})["virtual"] = any(v in product for v in _VIRTUAL)
-    addrs = sorted(a.address for nics in psutil.net_if_addrs().values() for a in nics
-                   if a.family in (socket.AF_INET, socket.AF_INET6)
-                   and not a.address.startswith(("127.", "::1", "fe80")))
-    return {"edr": {"version": VERSION, "commit": ""}, **info,
-            "network": {"hostname": hostname or socket.gethostname(), "addresses": addrs},
-            "sysmon": {}, "error": error}
+    addrs = sorted(
+        a.address
+        for nics in psutil.net_if_addrs().values()
+        for a in nics
+        if a.family in (socket.AF_INET, socket.AF_INET6)
+        and not a.address.startswith(("127.", "::1", "fe80"))
+    )
+    return {
+        "edr": {"version": VERSION, "commit": ""},
+        **info,
+        "network": {"hostname": hostname or socket.gethostname(), "addresses": addrs},
+        "sysmon": {},
+        "error": error,
+    }
 
 
 def info_sha256(doc: dict[str, Any]) -> str:
@@ -113,8 +144,13 @@ def info_sha256(doc: dict[str, Any]) -> str:
 class SysInfoReporter:
     """Posts the document when its hash differs from the last one the manager accepted."""
 
-    def __init__(self, transport: Transport, state_file: Path, *,
-                 collector: Callable[[], dict[str, Any]] = collect) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        state_file: Path,
+        *,
+        collector: Callable[[], dict[str, Any]] = collect,
+    ) -> None:
         self.transport = transport
         self.state_file = Path(state_file)
         self.collector = collector
@@ -126,9 +162,14 @@ class SysInfoReporter:
         if self.state_file.exists() and self.state_file.read_text().strip() == sha:
             return False
         try:
-            resp = self.transport.send(Request(
-                "POST", wire.ROUTE_SYSTEM_INFO, json.dumps(doc).encode("utf-8"),
-                {"Content-Type": wire.CONTENT_JSON}))
+            resp = self.transport.send(
+                Request(
+                    "POST",
+                    wire.ROUTE_SYSTEM_INFO,
+                    json.dumps(doc).encode("utf-8"),
+                    {"Content-Type": wire.CONTENT_JSON},
+                )
+            )
         except LinkError as ex:
             logger.debug("system info not posted: %s", ex)
             return False

@@ -57,40 +57,45 @@ def _quote(arg: str) -> str:
 
 def systemd_unit(argv: Sequence[str]) -> str:
     """Render the unit file. The agent runs as root: it reads /proc, fanotify and netfilter."""
-    return "\n".join([
-        "[Unit]",
-        f"Description={DISPLAY_NAME}",
-        "After=network-online.target",
-        "Wants=network-online.target",
-        "",
-        "[Service]",
-        "Type=simple",
-        "ExecStart=" + " ".join(_quote(a) for a in argv),
-        "Restart=always",
-        "RestartSec=5",
-        "KillMode=mixed",
-        "TimeoutStopSec=30",
-        "LimitNOFILE=65536",
-        "NoNewPrivileges=yes",
-        "PrivateTmp=yes",
-        "ProtectHome=read-only",
-        "StateDirectory=heron-agent",
-        "StateDirectoryMode=0700",
-        "",
-        "[Install]",
-        "WantedBy=multi-user.target",
-        "",
-    ])
+    return "\n".join(
+        [
+            "[Unit]",
+            f"Description={DISPLAY_NAME}",
+            "After=network-online.target",
+            "Wants=network-online.target",
+            "",
+            "[Service]",
+            "Type=simple",
+            "ExecStart=" + " ".join(_quote(a) for a in argv),
+            "Restart=always",
+            "RestartSec=5",
+            "KillMode=mixed",
+            "TimeoutStopSec=30",
+            "LimitNOFILE=65536",
+            "NoNewPrivileges=yes",
+            "PrivateTmp=yes",
+            "ProtectHome=read-only",
+            "StateDirectory=heron-agent",
+            "StateDirectoryMode=0700",
+            "",
+            "[Install]",
+            "WantedBy=multi-user.target",
+            "",
+        ]
+    )
 
 
 def _check(proc: subprocess.CompletedProcess[bytes], what: str) -> None:
     if proc.returncode != 0:
-        raise RuntimeError(f"{what} failed ({proc.returncode}): "
-                           f"{proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
+        raise RuntimeError(
+            f"{what} failed ({proc.returncode}): "
+            f"{proc.stderr.decode('utf-8', 'replace').strip()[:300]}"
+        )
 
 
-def install_systemd(argv: Sequence[str], *, unit_dir: Path = UNIT_DIR, enable: bool = True,
-                    runner: Runner = _run) -> Path:
+def install_systemd(
+    argv: Sequence[str], *, unit_dir: Path = UNIT_DIR, enable: bool = True, runner: Runner = _run
+) -> Path:
     """Write the unit, reload systemd, and (by default) enable and start it."""
     unit = Path(unit_dir) / f"{SERVICE_NAME}.service"
     unit.parent.mkdir(parents=True, exist_ok=True)
@@ -98,8 +103,9 @@ def install_systemd(argv: Sequence[str], *, unit_dir: Path = UNIT_DIR, enable: b
     unit.chmod(0o644)
     _check(runner(["systemctl", "daemon-reload"]), "systemctl daemon-reload")
     if enable:
-        _check(runner(["systemctl", "enable", "--now", f"{SERVICE_NAME}.service"]),
-               "systemctl enable")
+        _check(
+            runner(["systemctl", "enable", "--now", f"{SERVICE_NAME}.service"]), "systemctl enable"
+        )
     logger.info("installed %s", unit)
     return unit
 
@@ -116,10 +122,13 @@ def uninstall_systemd(*, unit_dir: Path = UNIT_DIR, runner: Runner = _run) -> bo
     return True
 
 
-def make_service_class(run: Callable[[threading.Event], int], *, name: str = SERVICE_NAME,
-                       display_name: str = DISPLAY_NAME,
-                       description: str = "Heron endpoint detection and response agent",
-                       ) -> type[Any]:
+def make_service_class(
+    run: Callable[[threading.Event], int],
+    *,
+    name: str = SERVICE_NAME,
+    display_name: str = DISPLAY_NAME,
+    description: str = "Heron endpoint detection and response agent",
+) -> type[Any]:
     """A `win32serviceutil.ServiceFramework` subclass whose SvcDoRun calls ``run(stop)``.
 
     ``run`` is the same "run until stopped" function the foreground CLI uses. SvcStop reports
@@ -151,11 +160,17 @@ def make_service_class(run: Callable[[threading.Event], int], *, name: str = SER
             self.SvcStop()
 
         def SvcDoRun(self) -> None:  # noqa: N802 - pywin32 API
-            servicemanager.LogMsg(servicemanager.EVENTLOG_INFORMATION_TYPE,
-                                  servicemanager.PYS_SERVICE_STARTED, (self._svc_name_, ""))
+            servicemanager.LogMsg(
+                servicemanager.EVENTLOG_INFORMATION_TYPE,
+                servicemanager.PYS_SERVICE_STARTED,
+                (self._svc_name_, ""),
+            )
             self.exit_code = run(self.stop_event)
-            servicemanager.LogMsg(servicemanager.EVENTLOG_INFORMATION_TYPE,
-                                  servicemanager.PYS_SERVICE_STOPPED, (self._svc_name_, ""))
+            servicemanager.LogMsg(
+                servicemanager.EVENTLOG_INFORMATION_TYPE,
+                servicemanager.PYS_SERVICE_STOPPED,
+                (self._svc_name_, ""),
+            )
 
     HeronService.__name__ = HeronService.__qualname__ = "HeronAgentService"
     return HeronService
@@ -175,8 +190,11 @@ def host_service(service_class: type[Any]) -> int:
         servicemanager.StartServiceCtrlDispatcher()
     except Exception as ex:  # pywintypes.error
         if getattr(ex, "winerror", None) == 1063:  # ERROR_FAILED_SERVICE_CONTROLLER_CONNECT
-            print(f"{service_class._svc_name_}: --service is for the service control manager; "
-                  "use `run` without --service in a console", file=sys.stderr)
+            print(
+                f"{service_class._svc_name_}: --service is for the service control manager; "
+                "use `run` without --service in a console",
+                file=sys.stderr,
+            )
             return 1
         raise
     return 0
@@ -212,9 +230,14 @@ def install_windows(config: str | None, exe: str | None = None) -> list[str]:
 
     argv = service_argv(config, exe)
     win32serviceutil.InstallService(
-        None, SERVICE_NAME, DISPLAY_NAME, startType=win32service.SERVICE_AUTO_START,
-        exeName=argv[0], exeArgs=subprocess.list2cmdline(argv[1:]),
-        description="Heron endpoint detection and response agent")
+        None,
+        SERVICE_NAME,
+        DISPLAY_NAME,
+        startType=win32service.SERVICE_AUTO_START,
+        exeName=argv[0],
+        exeArgs=subprocess.list2cmdline(argv[1:]),
+        description="Heron endpoint detection and response agent",
+    )
     win32serviceutil.StartService(SERVICE_NAME)
     return argv
 

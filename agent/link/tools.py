@@ -84,8 +84,9 @@ class ToolSync:
         except (ValueError, binascii.Error, StopIteration) as ex:
             return f"error: {ex}"
         if hashlib.sha256(data).hexdigest() != sha:
-            logger.warning("tool %s: download does not match sha256 %s; kept the old copy",
-                           name, sha[:12])
+            logger.warning(
+                "tool %s: download does not match sha256 %s; kept the old copy", name, sha[:12]
+            )
             return "error: sha256 mismatch"
         self.tools_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(target, data)

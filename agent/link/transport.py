@@ -73,8 +73,11 @@ class MemoryTransport:
 
 
 def create_ssl_context(
-    ca_file: Path, cert_file: Path | None = None, key_file: Path | None = None,
-    *, check_hostname: bool = True,
+    ca_file: Path,
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
+    *,
+    check_hostname: bool = True,
 ) -> ssl.SSLContext:
     """Build the client context: TLS ≥ 1.2, the pinned CA only, optional client certificate.
 
@@ -94,8 +97,16 @@ def create_ssl_context(
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS connection that checks the certificate against `sni` instead of the dialled host."""
 
-    def __init__(self, host: str, port: int, *, context: ssl.SSLContext, timeout: float,
-                 sni: str, session: ssl.SSLSession | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        context: ssl.SSLContext,
+        timeout: float,
+        sni: str,
+        session: ssl.SSLSession | None = None,
+    ) -> None:
         super().__init__(host, port, context=context, timeout=timeout)
         self._sni = sni
         self._context = context
@@ -106,8 +117,9 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # NOTE(link): resuming the last TLS session (a ticket) skips the certificate exchange
         # and signatures: a reconnect costs the manager a fraction of a full handshake.
-        self.sock = self._context.wrap_socket(sock, server_hostname=self._sni,
-                                              session=self._session)
+        self.sock = self._context.wrap_socket(
+            sock, server_hostname=self._sni, session=self._session
+        )
 
 
 _REJECT_MARKERS = ("certificate", "unknown ca", "revoked", "handshake failure", "access denied")
@@ -122,8 +134,14 @@ class HttpsTransport:
     """
 
     def __init__(
-        self, host: str, port: int, context: ssl.SSLContext, *, timeout: float = 30.0,
-        server_hostname: str | None = None, hostname_header: str = "",
+        self,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        *,
+        timeout: float = 30.0,
+        server_hostname: str | None = None,
+        hostname_header: str = "",
     ) -> None:
         self.host = host
         self.port = port
@@ -140,8 +158,12 @@ class HttpsTransport:
 
     def _connect(self) -> http.client.HTTPSConnection:
         conn = _PinnedHTTPSConnection(
-            self.host, self.port, context=self.context, timeout=self.timeout,
-            sni=self.server_hostname or self.host, session=self._session,
+            self.host,
+            self.port,
+            context=self.context,
+            timeout=self.timeout,
+            sni=self.server_hostname or self.host,
+            session=self._session,
         )
         try:
             conn.connect()
@@ -150,8 +172,12 @@ class HttpsTransport:
                 raise
             self._session = None  # a stale ticket: one full handshake instead
             conn = _PinnedHTTPSConnection(
-                self.host, self.port, context=self.context, timeout=self.timeout,
-                sni=self.server_hostname or self.host)
+                self.host,
+                self.port,
+                context=self.context,
+                timeout=self.timeout,
+                sni=self.server_hostname or self.host,
+            )
             conn.connect()
         if isinstance(conn.sock, ssl.SSLSocket) and conn.sock.session_reused:
             self.resumed += 1
@@ -225,8 +251,9 @@ class HttpsTransport:
                 self._conn = self._connect()
             if self._conn.sock is not None:
                 self._conn.sock.settimeout(request.timeout or self.timeout)
-            self._conn.request(request.method, request.path, body=request.body or None,
-                               headers=headers)
+            self._conn.request(
+                request.method, request.path, body=request.body or None, headers=headers
+            )
             resp = self._conn.getresponse()
             body = resp.read()
             sock = self._conn.sock
@@ -239,8 +266,9 @@ class HttpsTransport:
             self.close()
             text = str(ex).lower()
             if any(m in text for m in _REJECT_MARKERS) and "verify failed" not in text:
-                raise CertificateRejected(f"manager rejected our certificate (TLS alert: {ex})",
-                                          path=request.path) from ex
+                raise CertificateRejected(
+                    f"manager rejected our certificate (TLS alert: {ex})", path=request.path
+                ) from ex
             raise TransportError(f"TLS error: {ex}", path=request.path) from ex
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
             raise

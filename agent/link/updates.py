@@ -81,20 +81,41 @@ def _decode_sysmon(body: bytes) -> str:
 
 ITEMS: dict[str, UpdateItem] = {
     "rules": UpdateItem(
-        "rules", wire.ROUTE_RULES_SHA256, wire.ROUTE_RULES, lambda b: b.decode("utf-8"),
-        lambda v, b: wire.rules_sha256(v)),
+        "rules",
+        wire.ROUTE_RULES_SHA256,
+        wire.ROUTE_RULES,
+        lambda b: b.decode("utf-8"),
+        lambda v, b: wire.rules_sha256(v),
+    ),
     "iocs": UpdateItem(
-        "iocs", wire.ROUTE_IOCS_SHA256, wire.ROUTE_IOCS, _decode_iocs,
-        lambda v, b: wire.iocs_sha256(i.to_dict() for i in v)),
+        "iocs",
+        wire.ROUTE_IOCS_SHA256,
+        wire.ROUTE_IOCS,
+        _decode_iocs,
+        lambda v, b: wire.iocs_sha256(i.to_dict() for i in v),
+    ),
     "suppressions": UpdateItem(
-        "suppressions", wire.ROUTE_SUPPRESSIONS_SHA256, wire.ROUTE_SUPPRESSIONS,
-        _decode_suppressions, lambda v, b: suppressions_sha256(v)),
+        "suppressions",
+        wire.ROUTE_SUPPRESSIONS_SHA256,
+        wire.ROUTE_SUPPRESSIONS,
+        _decode_suppressions,
+        lambda v, b: suppressions_sha256(v),
+    ),
     "config": UpdateItem(
-        "config", wire.ROUTE_CONFIG_SHA256, wire.ROUTE_CONFIG, _decode_config,
-        lambda v, b: wire.config_sha256(v)),
+        "config",
+        wire.ROUTE_CONFIG_SHA256,
+        wire.ROUTE_CONFIG,
+        _decode_config,
+        lambda v, b: wire.config_sha256(v),
+    ),
     "sysmon": UpdateItem(
-        "sysmon", wire.ROUTE_SYSMON_CONFIG_SHA256, wire.ROUTE_SYSMON_CONFIG, _decode_sysmon,
-        lambda v, b: hashlib.sha256(v.encode("utf-8")).hexdigest(), query=_sysmon_query()),
+        "sysmon",
+        wire.ROUTE_SYSMON_CONFIG_SHA256,
+        wire.ROUTE_SYSMON_CONFIG,
+        _decode_sysmon,
+        lambda v, b: hashlib.sha256(v.encode("utf-8")).hexdigest(),
+        query=_sysmon_query(),
+    ),
 }
 
 
@@ -119,13 +140,19 @@ def _parse_hash(body: bytes) -> str:
 class Updater:
     """Polls and applies updates; `check()` runs one round over every item with a hook."""
 
-    def __init__(self, transport: Transport, state_dir: Path,
-                 hooks: dict[str, Apply | None], *,
-                 offer_config: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        state_dir: Path,
+        hooks: dict[str, Apply | None],
+        *,
+        offer_config: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.transport = transport
         self.state_dir = Path(state_dir)
-        self.hooks: dict[str, Apply] = {k: v for k, v in hooks.items()
-                                         if v is not None and k in ITEMS}
+        self.hooks: dict[str, Apply] = {
+            k: v for k, v in hooks.items() if v is not None and k in ITEMS
+        }
         self.offer_config = offer_config
         self._offered = False
         self.folded = True  # the manager answers GET /updates (until it says 404)
@@ -134,8 +161,7 @@ class Updater:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for name in self.hooks:
             sha = self._stored_path(name).with_suffix(".sha256")
-            self._status[name] = ItemStatus(applied=sha.read_text().strip() if sha.exists()
-                                            else "")
+            self._status[name] = ItemStatus(applied=sha.read_text().strip() if sha.exists() else "")
 
     def _stored_path(self, name: str) -> Path:
         return self.state_dir / f"{name}.body"
@@ -217,9 +243,14 @@ class Updater:
         """WHIDS: an agent whose manager holds no config for it POSTs its own, once."""
         assert self.offer_config is not None
         doc = self.offer_config()
-        resp = self.transport.send(Request("POST", wire.ROUTE_CONFIG,
-                                           json.dumps(doc).encode("utf-8"),
-                                           {"Content-Type": wire.CONTENT_JSON}))
+        resp = self.transport.send(
+            Request(
+                "POST",
+                wire.ROUTE_CONFIG,
+                json.dumps(doc).encode("utf-8"),
+                {"Content-Type": wire.CONTENT_JSON},
+            )
+        )
         self._offered = True
         if resp.status != 200:
             return f"offer refused: HTTP {resp.status}"
@@ -236,8 +267,12 @@ class Updater:
             return self._reject(item, remote, current, f"undecodable body: {ex}")
         if digest != remote:
             # NOTE(link): the manager may have changed between the two GETs: retry next round.
-            logger.warning("%s update: body hashes to %s, manager announced %s; retrying later",
-                           item.name, digest, remote)
+            logger.warning(
+                "%s update: body hashes to %s, manager announced %s; retrying later",
+                item.name,
+                digest,
+                remote,
+            )
             return "error: hash mismatch"
         try:
             self.hooks[item.name](value)
@@ -250,8 +285,12 @@ class Updater:
         return "updated"
 
     def _reject(self, item: UpdateItem, remote: str, current: ItemStatus, error: str) -> str:
-        logger.warning("%s update %s rejected, keeping %s: %s", item.name, remote[:12],
-                       current.applied[:12] or "the previous set", error)
-        self._status[item.name] = ItemStatus(applied=current.applied, rejected=remote,
-                                             error=error)
+        logger.warning(
+            "%s update %s rejected, keeping %s: %s",
+            item.name,
+            remote[:12],
+            current.applied[:12] or "the previous set",
+            error,
+        )
+        self._status[item.name] = ItemStatus(applied=current.applied, rejected=remote, error=error)
         return "rejected"

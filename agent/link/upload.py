@@ -55,8 +55,13 @@ class Uploader:
     """Uploads ready artifact directories; `run_once()` is one pass."""
 
     def __init__(
-        self, transport: Transport, root: Path, *, max_size: int = wire.MAX_UPLOAD_SIZE,
-        chunk_size: int = wire.UPLOAD_CHUNK_SIZE, settle: float = 300.0,
+        self,
+        transport: Transport,
+        root: Path,
+        *,
+        max_size: int = wire.MAX_UPLOAD_SIZE,
+        chunk_size: int = wire.UPLOAD_CHUNK_SIZE,
+        settle: float = 300.0,
         clock: Callable[[], float] = time.time,
         report: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -78,16 +83,20 @@ class Uploader:
             for ev in sorted(guid.iterdir()):
                 if not ev.is_dir():
                     continue
-                if (ev / wire.ARTIFACT_MANIFEST).exists() or \
-                        self.clock() - ev.stat().st_mtime > self.settle:
+                if (
+                    ev / wire.ARTIFACT_MANIFEST
+                ).exists() or self.clock() - ev.stat().st_mtime > self.settle:
                     out.append(ev)
         return out
 
     def run_once(self) -> UploadStats:
         files = chunks = big = failed = 0
         for d in self.ready_dirs():
-            names = sorted(p.name for p in d.iterdir() if p.is_file()
-                           and not p.name.endswith((".upload", ".toolarge", ".tmp")))
+            names = sorted(
+                p.name
+                for p in d.iterdir()
+                if p.is_file() and not p.name.endswith((".upload", ".toolarge", ".tmp"))
+            )
             names.sort(key=lambda n: n == wire.ARTIFACT_MANIFEST)  # manifest last
             for name in names:
                 path = d / name
@@ -109,12 +118,22 @@ class Uploader:
         if marker.exists():
             return 0
         marker.write_text(str(size))
-        logger.warning("artifact %s is %d bytes, over the %d-byte upload limit: kept locally, "
-                       "not uploaded", path, size, self.max_size)
+        logger.warning(
+            "artifact %s is %d bytes, over the %d-byte upload limit: kept locally, not uploaded",
+            path,
+            size,
+            self.max_size,
+        )
         if self.report is not None:
-            self.report({"EventID": HEALTH_UPLOAD_TOO_LARGE, "Message":
-                         "artifact over the upload limit kept on the endpoint",
-                         "Path": str(path), "Size": size, "Limit": self.max_size})
+            self.report(
+                {
+                    "EventID": HEALTH_UPLOAD_TOO_LARGE,
+                    "Message": "artifact over the upload limit kept on the endpoint",
+                    "Path": str(path),
+                    "Size": size,
+                    "Limit": self.max_size,
+                }
+            )
         return 1
 
     def _prune(self, d: Path) -> None:
@@ -140,19 +159,32 @@ class Uploader:
             fh.seek((start - 1) * self.chunk_size)
             for n in range(start, total + 1):
                 data = fh.read(self.chunk_size)
-                chunk = wire.UploadChunk(filename=path.name, guid=guid, event_hash=event_hash,
-                                         content=base64.b64encode(data).decode("ascii"),
-                                         chunk=n, total=total, sha256=sha, size=size)
-                resp = self.transport.send(Request(
-                    "POST", wire.ROUTE_UPLOAD_DUMPS, json.dumps(chunk.to_dict()).encode(),
-                    {"Content-Type": wire.CONTENT_JSON}))
+                chunk = wire.UploadChunk(
+                    filename=path.name,
+                    guid=guid,
+                    event_hash=event_hash,
+                    content=base64.b64encode(data).decode("ascii"),
+                    chunk=n,
+                    total=total,
+                    sha256=sha,
+                    size=size,
+                )
+                resp = self.transport.send(
+                    Request(
+                        "POST",
+                        wire.ROUTE_UPLOAD_DUMPS,
+                        json.dumps(chunk.to_dict()).encode(),
+                        {"Content-Type": wire.CONTENT_JSON},
+                    )
+                )
                 if resp.status != 200:
                     if n == total and resp.status in (400, 409, 422):
                         progress.unlink(missing_ok=True)  # hash mismatch: start over next time
                     raise HTTPStatusError(resp.status, resp.body, path=wire.ROUTE_UPLOAD_DUMPS)
                 sent += 1
-                write_atomic(progress, json.dumps({"sha256": sha, "total": total,
-                                                   "next": n + 1}).encode())
+                write_atomic(
+                    progress, json.dumps({"sha256": sha, "total": total, "next": n + 1}).encode()
+                )
         os.unlink(path)
         progress.unlink(missing_ok=True)
         logger.info("uploaded %s (%d bytes, %d chunks)", path, size, total)

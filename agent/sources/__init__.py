@@ -54,8 +54,14 @@ class EventSource(Protocol):
 class MemorySource:
     """Source over an in-memory iterable (tests, commands that inject events)."""
 
-    def __init__(self, events: Iterable[dict[str, Any]], *, name: str = "memory",
-                 live: bool = False, lossless: bool = True) -> None:
+    def __init__(
+        self,
+        events: Iterable[dict[str, Any]],
+        *,
+        name: str = "memory",
+        live: bool = False,
+        lossless: bool = True,
+    ) -> None:
         self.name = name
         self.live = live
         self.lossless = lossless
@@ -76,8 +82,7 @@ def _linux_proc(config: AgentConfig, host: Any) -> EventSource:
     from agent.sources.procconn import ProcConnectorSource
 
     lc = config.sources.linux
-    return ProcConnectorSource(host=host, hash_on_exec=lc.hash_on_exec,
-                               nice=lc.reader_nice or None)
+    return ProcConnectorSource(host=host, hash_on_exec=lc.hash_on_exec, nice=lc.reader_nice or None)
 
 
 def _linux_net(config: AgentConfig, host: Any) -> EventSource:
@@ -94,8 +99,9 @@ def _linux_file(config: AgentConfig, host: Any) -> EventSource:
         from agent.canary import canary_paths
 
         canaries = [str(p) for p in canary_paths(config.canaries)]
-    return FanotifySource(host=host, directories=config.sources.linux.file_watch_dirs,
-                          files=canaries)
+    return FanotifySource(
+        host=host, directories=config.sources.linux.file_watch_dirs, files=canaries
+    )
 
 
 def _linux_ebpf(config: AgentConfig, host: Any) -> EventSource:
@@ -119,8 +125,9 @@ def _canary_files(config: AgentConfig, host: Any) -> EventSource:
     from agent.canary import canary_paths
     from agent.sources.fanotify import FanotifySource
 
-    return FanotifySource(host=host, directories=[],
-                          files=[str(p) for p in canary_paths(config.canaries)])
+    return FanotifySource(
+        host=host, directories=[], files=[str(p) for p in canary_paths(config.canaries)]
+    )
 
 
 def _etw(config: AgentConfig, host: Any) -> EventSource:
@@ -165,8 +172,11 @@ def build_sources(config: AgentConfig, host: Any) -> list[EventSource]:
             if config.canaries.enable and "linux-file" not in names:
                 sources.append(_canary_files(config, host))
         except EbpfUnavailable as ex:
-            logger.warning("eBPF sensor unavailable, using the /proc, /proc/net and fanotify "
-                           "sources instead: %s", ex)
+            logger.warning(
+                "eBPF sensor unavailable, using the /proc, /proc/net and fanotify "
+                "sources instead: %s",
+                ex,
+            )
             host.sensor = {"mode": "proc", "reason": str(ex)}
             names += [n for n in FALLBACK if n not in names]
     return sources + [SOURCE_FACTORIES[name](config, host) for name in names]

@@ -43,9 +43,20 @@ from agent.render import make_event
 if TYPE_CHECKING:
     from agent.config import EtwConfig
 
-__all__ = ["DESCRIPTION_FIELD", "PROVIDERS", "SECURITY_SESSION", "TASK_FIELD", "EtwBackend",
-           "EtwProvider", "EtwSource", "KernelFileFilter", "PywintraceBackend", "enabled_for",
-           "filetime_to_epoch", "render_etw"]
+__all__ = [
+    "DESCRIPTION_FIELD",
+    "PROVIDERS",
+    "SECURITY_SESSION",
+    "TASK_FIELD",
+    "EtwBackend",
+    "EtwProvider",
+    "EtwSource",
+    "KernelFileFilter",
+    "PywintraceBackend",
+    "enabled_for",
+    "filetime_to_epoch",
+    "render_etw",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,28 +80,58 @@ class EtwProvider:
 
 
 PROVIDERS: dict[str, EtwProvider] = {
-    p.name: p for p in (
-        EtwProvider("Microsoft-Windows-Sysmon", "{5770385F-C22A-43E0-BF4C-06F5698FFBD9}",
-                    "Microsoft-Windows-Sysmon/Operational"),
-        EtwProvider("Microsoft-Windows-Windows Defender", "{11CD958A-C507-4EF3-B3F2-5FD9DFBD2C78}",
-                    "Microsoft-Windows-Windows Defender/Operational"),
+    p.name: p
+    for p in (
+        EtwProvider(
+            "Microsoft-Windows-Sysmon",
+            "{5770385F-C22A-43E0-BF4C-06F5698FFBD9}",
+            "Microsoft-Windows-Sysmon/Operational",
+        ),
+        EtwProvider(
+            "Microsoft-Windows-Windows Defender",
+            "{11CD958A-C507-4EF3-B3F2-5FD9DFBD2C78}",
+            "Microsoft-Windows-Windows Defender/Operational",
+        ),
         # 4104 (script block) is Verbose: level 5, still only the Operational channel.
-        EtwProvider("Microsoft-Windows-PowerShell", "{A0C1853B-5C40-4B15-8766-3CF1C58F985A}",
-                    "Microsoft-Windows-PowerShell/Operational", level=5),
+        EtwProvider(
+            "Microsoft-Windows-PowerShell",
+            "{A0C1853B-5C40-4B15-8766-3CF1C58F985A}",
+            "Microsoft-Windows-PowerShell/Operational",
+            level=5,
+        ),
         # AMSI has no Operational channel; keyword 0x1 (Event1) carries the scan events (1101).
-        EtwProvider("Microsoft-Antimalware-Scan-Interface",
-                    "{2A576B87-09A7-520E-C21A-4942F0271D67}",
-                    "Microsoft-Antimalware-Scan-Interface/Operational", keywords=0x1),
-        EtwProvider("Microsoft-Windows-Kernel-File", "{EDD08927-9CC4-4E65-B970-C2560FB5C289}",
-                    "Microsoft-Windows-Kernel-File/Analytic", level=0xFF,
-                    keywords=0x10 | 0x20 | 0x100 | 0x200),
-        EtwProvider("Microsoft-Windows-Security-Auditing",
-                    "{54849625-5478-4994-A5BA-3E3B0328C30D}", "Security"),
+        EtwProvider(
+            "Microsoft-Antimalware-Scan-Interface",
+            "{2A576B87-09A7-520E-C21A-4942F0271D67}",
+            "Microsoft-Antimalware-Scan-Interface/Operational",
+            keywords=0x1,
+        ),
+        EtwProvider(
+            "Microsoft-Windows-Kernel-File",
+            "{EDD08927-9CC4-4E65-B970-C2560FB5C289}",
+            "Microsoft-Windows-Kernel-File/Analytic",
+            level=0xFF,
+            keywords=0x10 | 0x20 | 0x100 | 0x200,
+        ),
+        EtwProvider(
+            "Microsoft-Windows-Security-Auditing",
+            "{54849625-5478-4994-A5BA-3E3B0328C30D}",
+            "Security",
+        ),
     )
 }
 _BY_GUID = {p.guid.upper(): p for p in PROVIDERS.values()}
-_META_KEYS = frozenset({"EventHeader", "Task Name", "Description", "UserData",
-                        "EventExtendedData", TASK_FIELD, DESCRIPTION_FIELD})
+_META_KEYS = frozenset(
+    {
+        "EventHeader",
+        "Task Name",
+        "Description",
+        "UserData",
+        "EventExtendedData",
+        TASK_FIELD,
+        DESCRIPTION_FIELD,
+    }
+)
 
 
 def enabled_for(provider: EtwProvider, level: int, keyword: int) -> bool:
@@ -101,7 +142,8 @@ def enabled_for(provider: EtwProvider, level: int, keyword: int) -> bool:
     MatchAnyKeyword.
     """
     return (level == 0 or level <= provider.level) and (
-        keyword == 0 or bool(keyword & provider.keywords))
+        keyword == 0 or bool(keyword & provider.keywords)
+    )
 
 
 def filetime_to_epoch(filetime: int) -> float:
@@ -145,12 +187,19 @@ def render_etw(event_id: int, record: dict[str, Any], *, computer: str) -> dict[
         data["Description"] = _value(record[DESCRIPTION_FIELD])
     task_name = str(record.get(TASK_FIELD) or record.get("Task Name", ""))
     return make_event(
-        channel=channel, provider=name, provider_guid=guid,
-        event_id=int(desc.get("Id", event_id)), data=data, computer=computer,
+        channel=channel,
+        provider=name,
+        provider_guid=guid,
+        event_id=int(desc.get("Id", event_id)),
+        data=data,
+        computer=computer,
         ts=filetime_to_epoch(header.get("TimeStamp", _FILETIME_EPOCH)),
-        pid=int(header.get("ProcessId", 0)), tid=int(header.get("ThreadId", 0)),
-        task=int(desc.get("Task", 0)), task_name=task_name,
-        level=int(desc.get("Level", 4)), opcode=int(desc.get("Opcode", 0)),
+        pid=int(header.get("ProcessId", 0)),
+        tid=int(header.get("ThreadId", 0)),
+        task=int(desc.get("Task", 0)),
+        task_name=task_name,
+        level=int(desc.get("Level", 4)),
+        opcode=int(desc.get("Opcode", 0)),
         keywords=int(desc.get("Keyword", 0)),
         activity_id=str(header.get("ActivityId", "")).strip("{}").upper()
         if header.get("ActivityId") not in (None, "{00000000-0000-0000-0000-000000000000}")
@@ -206,13 +255,18 @@ class EtwBackend(Protocol):
         """Stop a running session by name; False when none was running."""
         ...
 
-    def start_session(self, name: str, providers: list[EtwProvider],
-                      callback: Callable[[tuple[int, dict[str, Any]]], None]) -> Any:
+    def start_session(
+        self,
+        name: str,
+        providers: list[EtwProvider],
+        callback: Callable[[tuple[int, dict[str, Any]]], None],
+    ) -> Any:
         """Start a real-time session with ``providers``; raises SourceError when it cannot."""
         ...
 
-    def start_consumer(self, session: str,
-                       callback: Callable[[tuple[int, dict[str, Any]]], None]) -> Any:
+    def start_consumer(
+        self, session: str, callback: Callable[[tuple[int, dict[str, Any]]], None]
+    ) -> Any:
         """Consume an existing session (EventLog-Security); raises SourceError when it cannot."""
         ...
 
@@ -245,8 +299,12 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
             self.heron_task = str(rel_ptr_to_str(info, offset)).strip()
             return info
 
-        def _unpackSimpleType(self, record: Any, info: Any,  # noqa: N802 - pywintrace name
-                              event_property: Any) -> Any:
+        def _unpackSimpleType(
+            self,
+            record: Any,
+            info: Any,  # noqa: N802 - pywintrace name
+            event_property: Any,
+        ) -> Any:
             field = super()._unpackSimpleType(record, info, event_property)
             if isinstance(field, dict) and "Description" in field:
                 return {DESCRIPTION_FIELD: field["Description"]}
@@ -263,17 +321,21 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
             # parse_events/trace_logfile only where the release has them (0.2.0 vs later).
             if self.provider is None:
                 properties = getattr(self, "properties", None) or etw.etw.TraceProperties()
-                self.provider = etw.etw.EventProvider(self.session_name, properties,
-                                                      self.providers)
+                self.provider = etw.etw.EventProvider(self.session_name, properties, self.providers)
             if not self.running:
                 self.running = True
                 self.provider.start()
-                later = [getattr(self, n) for n in ("parse_events", "trace_logfile")
-                         if hasattr(self, n)]
-                self.consumer = Consumer(self.session_name, self.event_callback,
-                                         getattr(self, "task_name_filters", None) or [],
-                                         getattr(self, "event_id_filters", None) or [],
-                                         getattr(self, "callback_data_flag", 0), *later)
+                later = [
+                    getattr(self, n) for n in ("parse_events", "trace_logfile") if hasattr(self, n)
+                ]
+                self.consumer = Consumer(
+                    self.session_name,
+                    self.event_callback,
+                    getattr(self, "task_name_filters", None) or [],
+                    getattr(self, "event_id_filters", None) or [],
+                    getattr(self, "callback_data_flag", 0),
+                    *later,
+                )
                 self.consumer.start()
 
     return Session, Consumer
@@ -282,8 +344,13 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
 class _Running:
     """A started pywintrace session or consumer, as the source sees it."""
 
-    def __init__(self, name: str, consumer: Any, session: Any = None,
-                 query: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        consumer: Any,
+        session: Any = None,
+        query: Callable[[str], Any] | None = None,
+    ) -> None:
         self.name = name
         self.consumer = consumer
         self.session = session
@@ -329,8 +396,7 @@ class PywintraceBackend:
         from etw import evntrace as et
 
         props = self.etw.etw.TraceProperties()
-        status = et.ControlTraceW(et.TRACEHANDLE(0), name, props.get(),
-                                  et.EVENT_TRACE_CONTROL_STOP)
+        status = et.ControlTraceW(et.TRACEHANDLE(0), name, props.get(), et.EVENT_TRACE_CONTROL_STOP)
         return bool(status == 0)
 
     def query(self, name: str) -> Any:
@@ -338,26 +404,37 @@ class PywintraceBackend:
         from etw import evntrace as et
 
         props = self.etw.etw.TraceProperties()
-        status = et.ControlTraceW(et.TRACEHANDLE(0), name, props.get(),
-                                  et.EVENT_TRACE_CONTROL_QUERY)
+        status = et.ControlTraceW(
+            et.TRACEHANDLE(0), name, props.get(), et.EVENT_TRACE_CONTROL_QUERY
+        )
         if status != 0:
             raise OSError(status, f"ControlTraceW(QUERY, {name!r}) failed")
         return props.get().contents
 
-    def start_session(self, name: str, providers: list[EtwProvider],
-                      callback: Callable[[tuple[int, dict[str, Any]]], None]) -> Any:
-        infos = [self.etw.ProviderInfo(p.name, self.etw.GUID(p.guid), level=p.level,
-                                       any_keywords=p.keywords) for p in providers]
-        session = self._session_cls(session_name=name, providers=infos, event_callback=callback,
-                                    ignore_exists_error=False)
+    def start_session(
+        self,
+        name: str,
+        providers: list[EtwProvider],
+        callback: Callable[[tuple[int, dict[str, Any]]], None],
+    ) -> Any:
+        infos = [
+            self.etw.ProviderInfo(
+                p.name, self.etw.GUID(p.guid), level=p.level, any_keywords=p.keywords
+            )
+            for p in providers
+        ]
+        session = self._session_cls(
+            session_name=name, providers=infos, event_callback=callback, ignore_exists_error=False
+        )
         try:
             session.start()
         except OSError as ex:
             raise SourceError(f"cannot start ETW session {name!r}: {ex}") from ex
         return self._checked(_Running(name, session.consumer, session, self.query))
 
-    def start_consumer(self, session: str,
-                       callback: Callable[[tuple[int, dict[str, Any]]], None]) -> Any:
+    def start_consumer(
+        self, session: str, callback: Callable[[tuple[int, dict[str, Any]]], None]
+    ) -> Any:
         consumer = self._consumer_cls(session, callback, None, None, 0)
         consumer.start()
         return self._checked(_Running(session, consumer))
@@ -369,8 +446,10 @@ class PywintraceBackend:
                 running.stop()
             except Exception:  # noqa: BLE001 - already failing; the handle is invalid
                 pass
-            raise SourceError(f"cannot open ETW session {running.name!r} (OpenTrace failed: "
-                              "missing rights, or the session does not exist)")
+            raise SourceError(
+                f"cannot open ETW session {running.name!r} (OpenTrace failed: "
+                "missing rights, or the session does not exist)"
+            )
         return running
 
 
@@ -381,8 +460,14 @@ class EtwSource:
     live = True
     lossless = False
 
-    def __init__(self, config: EtwConfig, *, computer: str, buffer: int = 50_000,
-                 backend: EtwBackend | None = None) -> None:
+    def __init__(
+        self,
+        config: EtwConfig,
+        *,
+        computer: str,
+        buffer: int = 50_000,
+        backend: EtwBackend | None = None,
+    ) -> None:
         unknown = [p for p in config.providers if p not in PROVIDERS]
         if unknown:
             raise SourceError(f"unknown ETW providers: {unknown}")
@@ -409,8 +494,9 @@ class EtwSource:
         except (KeyError, TypeError, ValueError):
             logger.error("cannot render ETW event %r", event_id, exc_info=True)
             return
-        if event["Event"]["System"]["Channel"].startswith("Microsoft-Windows-Kernel-File") \
-                and not self._kfile.accept(event):
+        if event["Event"]["System"]["Channel"].startswith(
+            "Microsoft-Windows-Kernel-File"
+        ) and not self._kfile.accept(event):
             return
         try:
             self._queue.put_nowait(event)

@@ -56,8 +56,12 @@ FAN_EVENT_INFO_TYPE_DFID_NAME = 2
 AT_FDCWD = -100
 _META = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
 FILE_ACCESS_EID = 100
-_OPS = ((FAN_CLOSE_WRITE, "close_write"), (FAN_MODIFY, "modify"), (FAN_ACCESS, "read"),
-        (FAN_OPEN, "open"))
+_OPS = (
+    (FAN_CLOSE_WRITE, "close_write"),
+    (FAN_MODIFY, "modify"),
+    (FAN_ACCESS, "read"),
+    (FAN_OPEN, "open"),
+)
 
 
 def parse_fd_events(buf: bytes) -> list[tuple[int, int, int]]:
@@ -92,8 +96,8 @@ def parse_fid_events(buf: bytes) -> list[tuple[int, int, bytes, str]]:
                 hstart = info + 20
                 if hstart + hbytes > info + ilen:
                     break
-                key = struct.pack("=i", htype) + buf[hstart:hstart + hbytes]
-                raw = buf[hstart + hbytes:info + ilen]
+                key = struct.pack("=i", htype) + buf[hstart : hstart + hbytes]
+                raw = buf[hstart + hbytes : info + ilen]
                 name = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
                 out.append((mask, pid, key, name))
             info += ilen
@@ -102,8 +106,11 @@ def parse_fid_events(buf: bytes) -> list[tuple[int, int, bytes, str]]:
 
 
 class _FileHandle(ctypes.Structure):
-    _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int),
-                ("f_handle", ctypes.c_ubyte * 128)]
+    _fields_ = [
+        ("handle_bytes", ctypes.c_uint),
+        ("handle_type", ctypes.c_int),
+        ("f_handle", ctypes.c_ubyte * 128),
+    ]
 
 
 class FanotifySource:
@@ -113,16 +120,27 @@ class FanotifySource:
     live = True
     lossless = False
 
-    def __init__(self, *, host: Host, directories: list[str], files: list[str] = (),  # type: ignore[assignment]
-                 poll: float = 0.25) -> None:
+    def __init__(
+        self,
+        *,
+        host: Host,
+        directories: list[str],
+        files: list[str] = (),  # type: ignore[assignment]
+        poll: float = 0.25,
+    ) -> None:
         self.host = host
         self.directories = [d for d in directories if os.path.isdir(d)]
         self.files = list(files)
         self.poll = poll
         self._closed = threading.Event()
         self._libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        self._libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64,
-                                             ctypes.c_int, ctypes.c_char_p]
+        self._libc.fanotify_mark.argtypes = [
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint64,
+            ctypes.c_int,
+            ctypes.c_char_p,
+        ]
         self._dirs: dict[bytes, str] = {}
         self._recent_creates: OrderedDict[str, float] = OrderedDict()
         self.lost = 0  # queue overflows reported by the kernel
@@ -149,11 +167,12 @@ class FanotifySource:
         handle = _FileHandle()
         handle.handle_bytes = 128
         mount_id = ctypes.c_int()
-        rc = self._libc.name_to_handle_at(AT_FDCWD, path.encode(), ctypes.byref(handle),
-                                          ctypes.byref(mount_id), 0)
+        rc = self._libc.name_to_handle_at(
+            AT_FDCWD, path.encode(), ctypes.byref(handle), ctypes.byref(mount_id), 0
+        )
         if rc < 0:
             return None
-        return struct.pack("=i", handle.handle_type) + bytes(handle.f_handle[:handle.handle_bytes])
+        return struct.pack("=i", handle.handle_type) + bytes(handle.f_handle[: handle.handle_bytes])
 
     def _setup(self) -> tuple[int | None, int | None]:
         fid_fd: int | None = None
@@ -267,10 +286,17 @@ class FanotifySource:
             data.update({"Hashes": "-", "IsExecutable": "false", "Archived": "false"})
         else:
             data["Operation"] = operation
-        return make_event(channel=LINUX_CHANNEL, provider=LINUX_PROVIDER,
-                          provider_guid=LINUX_PROVIDER_GUID, event_id=eid, data=data,
-                          computer=host.hostname, ts=ts, pid=host.agent_pid,
-                          task_name="File accessed (heron)" if eid == FILE_ACCESS_EID else None)
+        return make_event(
+            channel=LINUX_CHANNEL,
+            provider=LINUX_PROVIDER,
+            provider_guid=LINUX_PROVIDER_GUID,
+            event_id=eid,
+            data=data,
+            computer=host.hostname,
+            ts=ts,
+            pid=host.agent_pid,
+            task_name="File accessed (heron)" if eid == FILE_ACCESS_EID else None,
+        )
 
     def close(self) -> None:
         self._closed.set()

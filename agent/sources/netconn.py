@@ -70,8 +70,9 @@ def parse_proc_net(text: str, protocol: str, ipv6: bool) -> list[Socket]:
             continue
         lip, lport = _addr(cols[1], ipv6)
         rip, rport = _addr(cols[2], ipv6)
-        out.append(Socket(protocol, ipv6, lip, lport, rip, rport, cols[3], int(cols[7]),
-                          int(cols[9])))
+        out.append(
+            Socket(protocol, ipv6, lip, lport, rip, rport, cols[3], int(cols[7]), int(cols[9]))
+        )
     return out
 
 
@@ -111,9 +112,15 @@ class NetConnectionSource:
     live = True
     lossless = False
 
-    def __init__(self, *, host: Host, interval: float = 0.5, root: str = "/proc",
-                 emit_existing: bool = False,
-                 owners: Callable[[], dict[int, int]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: Host,
+        interval: float = 0.5,
+        root: str = "/proc",
+        emit_existing: bool = False,
+        owners: Callable[[], dict[int, int]] | None = None,
+    ) -> None:
         self.host = host
         self.interval = interval
         self.root = root
@@ -126,8 +133,12 @@ class NetConnectionSource:
     def scan(self) -> list[Socket]:
         """Current connected sockets."""
         found: list[Socket] = []
-        for proto, ipv6, fname in (("tcp", False, "tcp"), ("tcp", True, "tcp6"),
-                                   ("udp", False, "udp"), ("udp", True, "udp6")):
+        for proto, ipv6, fname in (
+            ("tcp", False, "tcp"),
+            ("tcp", True, "tcp6"),
+            ("udp", False, "udp"),
+            ("udp", True, "udp6"),
+        ):
             try:
                 with open(f"{self.root}/net/{fname}", encoding="ascii") as fh:
                     rows = parse_proc_net(fh.read(), proto, ipv6)
@@ -188,9 +199,16 @@ class NetConnectionSource:
             "DestinationPort": str(s.remote_port),
             "DestinationPortName": _port_name(s.remote_port, s.protocol),
         }
-        return make_event(channel=LINUX_CHANNEL, provider=LINUX_PROVIDER,
-                          provider_guid=LINUX_PROVIDER_GUID, event_id=3, data=data,
-                          computer=host.hostname, ts=ts, pid=host.agent_pid)
+        return make_event(
+            channel=LINUX_CHANNEL,
+            provider=LINUX_PROVIDER,
+            provider_guid=LINUX_PROVIDER_GUID,
+            event_id=3,
+            data=data,
+            computer=host.hostname,
+            ts=ts,
+            pid=host.agent_pid,
+        )
 
     def close(self) -> None:
         self._closed.set()

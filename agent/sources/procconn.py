@@ -23,8 +23,15 @@ from agent.sources.procfs import ProcInfo
 if TYPE_CHECKING:
     from agent.host import Host
 
-__all__ = ["PROC_EVENT_EXEC", "PROC_EVENT_EXIT", "PROC_EVENT_FORK", "ProcConnectorSource",
-           "ProcEvent", "parse_proc_event", "proc_connector_available"]
+__all__ = [
+    "PROC_EVENT_EXEC",
+    "PROC_EVENT_EXIT",
+    "PROC_EVENT_FORK",
+    "ProcConnectorSource",
+    "ProcEvent",
+    "parse_proc_event",
+    "proc_connector_available",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +105,9 @@ def proc_connector_available() -> bool:
         sock.close()
 
 
-def process_create_data(info: ProcInfo, parent: ProcInfo | None, ts: float,
-                        hashes: str) -> dict[str, Any]:
+def process_create_data(
+    info: ProcInfo, parent: ProcInfo | None, ts: float, hashes: str
+) -> dict[str, Any]:
     """EventData of a Sysmon-for-Linux EventID 1."""
     return {
         "RuleName": "-",
@@ -135,8 +143,9 @@ class ProcConnectorSource:
     live = True
     lossless = False
 
-    def __init__(self, *, host: Host, hash_on_exec: bool = True, poll: float = 0.25,
-                 nice: int | None = -10) -> None:
+    def __init__(
+        self, *, host: Host, hash_on_exec: bool = True, poll: float = 0.25, nice: int | None = -10
+    ) -> None:
         self.host = host
         self.nice = nice
         self.hash_on_exec = hash_on_exec
@@ -211,18 +220,38 @@ class ProcConnectorSource:
                 fh = host.hasher.hash_file(info.image)
                 hashes = fh.sysmon() if fh else ""
             data = process_create_data(info, parent, ts, hashes)
-            return make_event(channel=LINUX_CHANNEL, provider=LINUX_PROVIDER,
-                              provider_guid=LINUX_PROVIDER_GUID, event_id=1, data=data,
-                              computer=host.hostname, ts=ts, pid=host.agent_pid)
+            return make_event(
+                channel=LINUX_CHANNEL,
+                provider=LINUX_PROVIDER,
+                provider_guid=LINUX_PROVIDER_GUID,
+                event_id=1,
+                data=data,
+                computer=host.hostname,
+                ts=ts,
+                pid=host.agent_pid,
+            )
         if pev.what == PROC_EVENT_EXIT:
             info = host.pids.on_exit(pev.pid)
             if info is None:
                 return None
-            data = {"RuleName": "-", "UtcTime": sysmon_time(ts), "ProcessGuid": info.guid,
-                    "ProcessId": str(info.pid), "Image": info.image, "User": info.user}
-            return make_event(channel=LINUX_CHANNEL, provider=LINUX_PROVIDER,
-                              provider_guid=LINUX_PROVIDER_GUID, event_id=5, data=data,
-                              computer=host.hostname, ts=ts, pid=host.agent_pid)
+            data = {
+                "RuleName": "-",
+                "UtcTime": sysmon_time(ts),
+                "ProcessGuid": info.guid,
+                "ProcessId": str(info.pid),
+                "Image": info.image,
+                "User": info.user,
+            }
+            return make_event(
+                channel=LINUX_CHANNEL,
+                provider=LINUX_PROVIDER,
+                provider_guid=LINUX_PROVIDER_GUID,
+                event_id=5,
+                data=data,
+                computer=host.hostname,
+                ts=ts,
+                pid=host.agent_pid,
+            )
         return None
 
     def close(self) -> None:

@@ -79,8 +79,8 @@ def read_proc(pid: int, root: str = "/proc") -> ProcInfo | None:
     except OSError:
         return None
     rparen = stat.rfind(")")
-    comm = stat[stat.find("(") + 1:rparen]
-    rest = stat[rparen + 2:].split()
+    comm = stat[stat.find("(") + 1 : rparen]
+    rest = stat[rparen + 2 :].split()
     ppid = int(rest[1])
     start_ticks = int(rest[19])
     try:
@@ -106,9 +106,18 @@ def read_proc(pid: int, root: str = "/proc") -> ProcInfo | None:
                 break
     except OSError:
         pass
-    return ProcInfo(pid, ppid, image or comm, command_line or comm, cwd, uid,
-                    user_name(uid) if uid >= 0 else "", start_ticks, comm,
-                    complete=bool(image))
+    return ProcInfo(
+        pid,
+        ppid,
+        image or comm,
+        command_line or comm,
+        cwd,
+        uid,
+        user_name(uid) if uid >= 0 else "",
+        start_ticks,
+        comm,
+        complete=bool(image),
+    )
 
 
 class WaitBudget:
@@ -117,8 +126,9 @@ class WaitBudget:
     A burst of events from processes that are already gone must not stall the source thread.
     """
 
-    def __init__(self, per_second: float = 0.05, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+    def __init__(
+        self, per_second: float = 0.05, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.per_second = per_second
         self._clock = clock
         self._window = clock()
@@ -136,10 +146,16 @@ class WaitBudget:
 class PidDirectory:
     """pid → current ``ProcInfo``; exited entries are kept for ``linger`` seconds."""
 
-    def __init__(self, boot_id: str, *, linger: float = 30.0, max_exited: int = 4096,
-                 max_live: int = 65536,
-                 clock: Callable[[], float] = time.monotonic,
-                 reader: Callable[[int], ProcInfo | None] = read_proc) -> None:
+    def __init__(
+        self,
+        boot_id: str,
+        *,
+        linger: float = 30.0,
+        max_exited: int = 4096,
+        max_live: int = 65536,
+        clock: Callable[[], float] = time.monotonic,
+        reader: Callable[[int], ProcInfo | None] = read_proc,
+    ) -> None:
         self.boot_id = boot_id
         self.linger = linger
         self.max_exited = max_exited

@@ -22,7 +22,8 @@ __all__ = ["ReplaySource", "event_epoch", "iter_file"]
 logger = logging.getLogger(__name__)
 
 _TIME_RE = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?$")
+    r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?$"
+)
 
 
 def event_epoch(event: dict[str, Any]) -> float | None:
@@ -58,9 +59,15 @@ def iter_file(path: str | Path, input_format: str = "auto") -> Iterator[dict[str
         else:
             others += 1
     if others or stats.unrecognised or stats.parse_errors:
-        logger.warning("replay: %s: %d events in no known shape, %d of them not replayed (not "
-                       "{\"Event\": …}), %d parse errors%s", path, stats.unrecognised, others,
-                       stats.parse_errors, f" (first: {stats.errors[0]})" if stats.errors else "")
+        logger.warning(
+            "replay: %s: %d events in no known shape, %d of them not replayed (not "
+            '{"Event": …}), %d parse errors%s',
+            path,
+            stats.unrecognised,
+            others,
+            stats.parse_errors,
+            f" (first: {stats.errors[0]})" if stats.errors else "",
+        )
 
 
 def _expand(paths: Iterable[str | Path]) -> list[Path]:

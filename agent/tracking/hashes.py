@@ -32,15 +32,17 @@ class FileHashes:
 
     def sysmon(self) -> str:
         """Sysmon ``Hashes`` field: ``SHA1=…,MD5=…,SHA256=…,IMPHASH=…`` (upper case)."""
-        parts = [f"SHA1={self.sha1.upper()}", f"MD5={self.md5.upper()}",
-                 f"SHA256={self.sha256.upper()}"]
+        parts = [
+            f"SHA1={self.sha1.upper()}",
+            f"MD5={self.md5.upper()}",
+            f"SHA256={self.sha256.upper()}",
+        ]
         if self.imphash:
             parts.append(f"IMPHASH={self.imphash.upper()}")
         return ",".join(parts)
 
     def to_dict(self) -> dict[str, str]:
-        return {"md5": self.md5, "sha1": self.sha1, "sha256": self.sha256,
-                "imphash": self.imphash}
+        return {"md5": self.md5, "sha1": self.sha1, "sha256": self.sha256, "imphash": self.imphash}
 
 
 def imphash(path: str) -> str:
@@ -51,7 +53,8 @@ def imphash(path: str) -> str:
         pe = pefile.PE(path, fast_load=True)
         try:
             pe.parse_data_directories(
-                directories=[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"]])
+                directories=[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"]]
+            )
             return str(pe.get_imphash() or "")
         finally:
             pe.close()

@@ -27,8 +27,17 @@ __all__ = ["HOOKS", "Hook", "HookContext", "run_hooks"]
 SYSMON_CHANNELS = frozenset({SYSMON_CHANNEL, LINUX_CHANNEL})
 SECURITY_CHANNELS = frozenset({"Security"})
 KERNEL_FILE_CHANNELS = frozenset({"Microsoft-Windows-Kernel-File/Analytic"})
-_KERNEL_FILE_OPS = {10: "Create", 11: "Cleanup", 12: "Create", 13: "Cleanup", 14: "Close",
-                    15: "Read", 16: "Write", 26: "DeletePath", 27: "RenamePath"}
+_KERNEL_FILE_OPS = {
+    10: "Create",
+    11: "Cleanup",
+    12: "Create",
+    13: "Cleanup",
+    14: "Close",
+    15: "Read",
+    16: "Write",
+    26: "DeletePath",
+    27: "RenamePath",
+}
 UNKNOWN = "?"
 
 
@@ -75,7 +84,8 @@ def _track_create(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
         pid = 0
     hashes = _parse_hashes(str(data.get("Hashes", "")))
     ctx.tracker.create(
-        guid, pid,
+        guid,
+        pid,
         image=str(data.get("Image", UNKNOWN)),
         command_line=str(data.get("CommandLine", UNKNOWN)),
         cwd=str(data.get("CurrentDirectory", UNKNOWN)),
@@ -103,8 +113,13 @@ def _stats(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
         if conn is None:
             if len(track.connections) >= 64:
                 return
-            conn = {"first-seen": ctx.ts, "last-seen": ctx.ts, "resolved": {}, "ports": {},
-                    "count": 0}
+            conn = {
+                "first-seen": ctx.ts,
+                "last-seen": ctx.ts,
+                "resolved": {},
+                "ports": {},
+                "count": 0,
+            }
             track.connections[ip] = conn
         port = str(data.get("DestinationPort", ""))
         conn["ports"][port] = conn["ports"].get(port, 0) + 1
@@ -140,13 +155,23 @@ def _stats(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
 def _modules_drivers(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
     loaded = str(data.get("ImageLoaded", ""))
     if eid == 6:
-        ctx.tracker.add_driver(DriverInfo(loaded, str(data.get("Hashes", "")),
-                                          str(data.get("Signed", "")),
-                                          str(data.get("Signature", "")),
-                                          str(data.get("SignatureStatus", ""))))
+        ctx.tracker.add_driver(
+            DriverInfo(
+                loaded,
+                str(data.get("Hashes", "")),
+                str(data.get("Signed", "")),
+                str(data.get("Signature", "")),
+                str(data.get("SignatureStatus", "")),
+            )
+        )
         return
-    module = ModuleInfo(loaded, str(data.get("Hashes", "")), str(data.get("Signature", "")),
-                        str(data.get("SignatureStatus", "")), str(data.get("Signed", "")))
+    module = ModuleInfo(
+        loaded,
+        str(data.get("Hashes", "")),
+        str(data.get("Signature", "")),
+        str(data.get("SignatureStatus", "")),
+        str(data.get("Signed", "")),
+    )
     guid = str(data.get("ProcessGuid", ""))
     ctx.tracker.add_module(guid, module, ctx.ts)
     track = ctx.tracker.get(guid)
@@ -210,8 +235,12 @@ def _enrich_any(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
     if track is None:
         data["ProcessThreatScore"] = "-1"
         return
-    for key, value in (("CommandLine", track.command_line), ("User", track.user),
-                       ("IntegrityLevel", track.integrity), ("CurrentDirectory", track.cwd)):
+    for key, value in (
+        ("CommandLine", track.command_line),
+        ("User", track.user),
+        ("IntegrityLevel", track.integrity),
+        ("CurrentDirectory", track.cwd),
+    ):
         if key not in data:
             data[key] = value
     data["ImageHashes"] = track.hashes_text or UNKNOWN
@@ -305,15 +334,17 @@ HOOKS: dict[str, Hook] = {
     "image_load": Hook(frozenset({6, 7}), False, _modules_drivers),
     "enrich_create": Hook(frozenset({1}), True, _enrich_create),
     "enrich_any": Hook(None, True, _enrich_any, exclude=frozenset({1, 6, 19, 20, 21})),
-    "file_system_audit": Hook(frozenset({4663}), True, _file_system_audit,
-                              channels=SECURITY_CHANNELS),
+    "file_system_audit": Hook(
+        frozenset({4663}), True, _file_system_audit, channels=SECURITY_CHANNELS
+    ),
     "kernel_file": Hook(None, True, _kernel_file, channels=KERNEL_FILE_CHANNELS),
     "clipboard": Hook(frozenset({24}), True, _clipboard),
 }
 
 
-def run_hooks(ctx: HookContext, event: dict[str, Any], *, enrich: bool,
-              hooks: dict[str, Hook] = HOOKS) -> None:
+def run_hooks(
+    ctx: HookContext, event: dict[str, Any], *, enrich: bool, hooks: dict[str, Hook] = HOOKS
+) -> None:
     """Apply every hook that fits ``event`` (tracking always, enrichment if ``enrich``)."""
     ev = event.get("Event")
     if not isinstance(ev, dict):
@@ -377,8 +408,9 @@ def service_lookup() -> Callable[[int], str]:
 
     def lookup(pid: int) -> str:
         # PERF(agent): one service scan per 30 s, not one per event.
-        if time.monotonic() - stamp[0] > 30.0 or (pid not in cache and
-                                                   time.monotonic() - stamp[0] > 2.0):
+        if time.monotonic() - stamp[0] > 30.0 or (
+            pid not in cache and time.monotonic() - stamp[0] > 2.0
+        ):
             try:
                 refresh()
             except Exception:

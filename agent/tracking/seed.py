@@ -31,8 +31,9 @@ def seed_from_psutil(tracker: Tracker) -> int:
     from agent.render import process_guid
 
     procs = []
-    for p in psutil.process_iter(["pid", "ppid", "exe", "cmdline", "cwd", "username",
-                                  "create_time", "name"]):
+    for p in psutil.process_iter(
+        ["pid", "ppid", "exe", "cmdline", "cwd", "username", "create_time", "name"]
+    ):
         info = p.info
         guid = process_guid("psutil", info["pid"], int((info["create_time"] or 0) * 1000))
         procs.append((info["create_time"] or 0.0, guid, info))
@@ -41,11 +42,16 @@ def seed_from_psutil(tracker: Tracker) -> int:
     created = 0
     for _, guid, info in procs:
         parent = by_pid.get(info["ppid"] or -1)
-        tracker.create(guid, info["pid"], image=info["exe"] or info["name"] or "?",
-                       command_line=" ".join(info["cmdline"] or []) or "?",
-                       cwd=info["cwd"] or "?", user=info["username"] or "?",
-                       parent_guid=parent[0] if parent else "?",
-                       parent_image=(parent[1]["exe"] or "?") if parent else "?")
+        tracker.create(
+            guid,
+            info["pid"],
+            image=info["exe"] or info["name"] or "?",
+            command_line=" ".join(info["cmdline"] or []) or "?",
+            cwd=info["cwd"] or "?",
+            user=info["username"] or "?",
+            parent_guid=parent[0] if parent else "?",
+            parent_image=(parent[1]["exe"] or "?") if parent else "?",
+        )
         created += 1
     return created
 
@@ -72,12 +78,18 @@ def seed_from_proc(tracker: Tracker, host: Host, root: str = "/proc") -> int:
         parent = by_pid.get(info.ppid)
         if info.guid in tracker:
             continue
-        tracker.create(info.guid, info.pid, image=info.image, command_line=info.command_line,
-                       cwd=info.cwd, user=info.user,
-                       integrity="High" if info.uid == 0 else "Medium",
-                       parent_guid=parent.guid if parent else "?",
-                       parent_image=parent.image if parent else "?",
-                       parent_command_line=parent.command_line if parent else "?")
+        tracker.create(
+            info.guid,
+            info.pid,
+            image=info.image,
+            command_line=info.command_line,
+            cwd=info.cwd,
+            user=info.user,
+            integrity="High" if info.uid == 0 else "Medium",
+            parent_guid=parent.guid if parent else "?",
+            parent_image=parent.image if parent else "?",
+            parent_command_line=parent.command_line if parent else "?",
+        )
         created += 1
     logger.info("tracker seeded with %d running processes", created)
     return created

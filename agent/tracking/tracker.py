@@ -44,10 +44,16 @@ class ModuleInfo:
     last_load: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image": self.image, "hashes": self.hashes, "signature": self.signature,
-                "signature-status": self.signature_status, "signed": self.signed,
-                "load-count": self.load_count, "first-load": self.first_load,
-                "last-load": self.last_load}
+        return {
+            "image": self.image,
+            "hashes": self.hashes,
+            "signature": self.signature,
+            "signature-status": self.signature_status,
+            "signed": self.signed,
+            "load-count": self.load_count,
+            "first-load": self.first_load,
+            "last-load": self.last_load,
+        }
 
 
 @dataclass(slots=True)
@@ -61,8 +67,13 @@ class DriverInfo:
     signature_status: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image": self.image, "hashes": self.hashes, "signed": self.signed,
-                "signature": self.signature, "signature-status": self.signature_status}
+        return {
+            "image": self.image,
+            "hashes": self.hashes,
+            "signed": self.signed,
+            "signature": self.signature,
+            "signature-status": self.signature_status,
+        }
 
 
 @dataclass(slots=True)
@@ -109,20 +120,32 @@ class ProcessTrack:
         """WHIDS ``ProcessTrack`` JSON (hyphenated keys)."""
         files = list(self.last_files)
         return {
-            "image": self.image, "parent-image": self.parent_image, "pid": self.pid,
-            "command-line": self.command_line, "parent-command-line": self.parent_command_line,
-            "cwd": self.cwd, "process-guid": self.guid, "parent-process-guid": self.parent_guid,
-            "user": self.user, "integrity-lvl": self.integrity, "services": self.services,
-            "hashes": dict(self.hashes), "signature": self.signature,
-            "signature-status": self.signature_status, "signed": self.signed,
+            "image": self.image,
+            "parent-image": self.parent_image,
+            "pid": self.pid,
+            "command-line": self.command_line,
+            "parent-command-line": self.parent_command_line,
+            "cwd": self.cwd,
+            "process-guid": self.guid,
+            "parent-process-guid": self.parent_guid,
+            "user": self.user,
+            "integrity-lvl": self.integrity,
+            "services": self.services,
+            "hashes": dict(self.hashes),
+            "signature": self.signature,
+            "signature-status": self.signature_status,
+            "signed": self.signed,
             "ancestors": list(self.ancestors),
             "modules": [m.to_dict() for m in self.modules.values()],
-            "memory-dumped": self.memory_dumped, "dump-count": self.action_count,
+            "memory-dumped": self.memory_dumped,
+            "dump-count": self.action_count,
             "child-count": self.child_count,
             "statistics": {
                 "create-process-count": self.create_count,
-                "connections": {ip: dict(c, ports=dict(c["ports"]), resolved=dict(c["resolved"]))
-                                for ip, c in self.connections.items()},
+                "connections": {
+                    ip: dict(c, ports=dict(c["ports"]), resolved=dict(c["resolved"]))
+                    for ip, c in self.connections.items()
+                },
                 "files": {
                     "last-accessed": files + [None] * (LAST_FILES - len(files)),
                     "file-create-count": self.file_create_count,
@@ -140,9 +163,14 @@ class ProcessTrack:
 class Tracker:
     """Bounded process table keyed by GUID, with a pid index for live processes."""
 
-    def __init__(self, *, max_tracks: int = 16384, terminated_ttl: float = 10.0,
-                 modules_per_process: int = 256,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        max_tracks: int = 16384,
+        terminated_ttl: float = 10.0,
+        modules_per_process: int = 256,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.max_tracks = max_tracks
         self.terminated_ttl = terminated_ttl
         self.modules_per_process = modules_per_process
@@ -215,8 +243,10 @@ class Tracker:
                 track = self._tracks.get(key)
                 if track is None:
                     continue
-                live_children = any((c := self._tracks.get(k)) is not None and not c.terminated
-                                    for k in track.children)
+                live_children = any(
+                    (c := self._tracks.get(k)) is not None and not c.terminated
+                    for k in track.children
+                )
                 if live_children:
                     keep.append((when, key))
                     continue

@@ -78,29 +78,41 @@ def _bulk(data: Any) -> dict[str, Any]:
     for ref in refs:
         if not isinstance(ref, dict):
             raise ValidationError("each alert is {endpoint, event_hash}")
-        parsed.append((uuid_param(str(ref.get("endpoint", "")), "endpoint"),
-                       _hash(ref.get("event_hash"))))
+        parsed.append(
+            (uuid_param(str(ref.get("endpoint", "")), "endpoint"), _hash(ref.get("event_hash")))
+        )
     out["refs"] = list(dict.fromkeys(parsed))
     return out
 
 
-def _apply(ctx: AppContext, req: falcon.Request, refs: list[tuple[str, str]],
-           change: dict[str, Any]) -> list[dict[str, Any]]:
+def _apply(
+    ctx: AppContext, req: falcon.Request, refs: list[tuple[str, str]], change: dict[str, Any]
+) -> list[dict[str, Any]]:
     assignee = change.get("assignee")
     if assignee:
         ctx.store.users.get(assignee)  # NotFound → 404: only known users are assigned
     user = req.context.user
     now = ctx.clock()
     changes = ctx.store.alerts.update(
-        refs, by=user.identifier, now=now, status=change.get("status"),
-        assignee=assignee, comment=change.get("comment"),
+        refs,
+        by=user.identifier,
+        now=now,
+        status=change.get("status"),
+        assignee=assignee,
+        comment=change.get("comment"),
     )
     role = str(getattr(user.role, "value", user.role))
     for c in changes:
         detail = {k: v for k, v in c.items() if k not in ("endpoint", "event_hash")}
         if detail:
-            ctx.store.audit.record(now, user.identifier, role, "alert.update",
-                                   f"{c['endpoint']}/{c['event_hash']}", detail)
+            ctx.store.audit.record(
+                now,
+                user.identifier,
+                role,
+                "alert.update",
+                f"{c['endpoint']}/{c['event_hash']}",
+                detail,
+            )
     return changes
 
 
@@ -115,8 +127,15 @@ def _tell_misp(ctx: AppContext, changes: list[dict[str, Any]]) -> list[str]:
     hunting = Hunting(ctx.events)
     values: set[str] = set()
     for c in fps:
-        found = hunting.search(f"EventHash:{c['event_hash']}", since=None, until=None,
-                               endpoint=c["endpoint"], detections_only=True, limit=1, cursor=None)
+        found = hunting.search(
+            f"EventHash:{c['event_hash']}",
+            since=None,
+            until=None,
+            endpoint=c["endpoint"],
+            detections_only=True,
+            limit=1,
+            cursor=None,
+        )
         if not found["events"]:
             continue
         endpoint: Any = ctx.store.endpoints.find(c["endpoint"]) or {"uuid": c["endpoint"]}
@@ -132,7 +151,8 @@ def _by_rule(ctx: AppContext) -> dict[str, list[dict[str, str]]]:
     """Rule → ATT&CK map, re-parsed only when the rules table changed (digest computed in SQL)."""
     key = ctx.store.db.query(
         "SELECT count(*), md5(coalesce(string_agg(name || chr(0) || text, chr(1) ORDER BY name),"
-        " '')) FROM rules")[0]
+        " '')) FROM rules"
+    )[0]
     cached = ctx.extra.get("alerts.attack_by_rule")
     if cached is not None and cached[0] == key:
         return cached[1]  # type: ignore[no-any-return]
@@ -160,9 +180,11 @@ class AlertAttack:
         """The matrix over the last `hours` (default 720) for alerts of `status` (default all)."""
         hours = q_int(req, "hours", 720, lo=1, hi=24 * 366)
         endpoint = q_str(req, "endpoint", "", 64)
-        f = AlertFilter(status=q_str(req, "status", "all", 32),
-                        endpoint=uuid_param(endpoint, "endpoint") if endpoint else "",
-                        since=self.ctx.clock() - hours * 3600)
+        f = AlertFilter(
+            status=q_str(req, "status", "all", 32),
+            endpoint=uuid_param(endpoint, "endpoint") if endpoint else "",
+            since=self.ctx.clock() - hours * 3600,
+        )
         counts = self.ctx.store.alerts.signature_counts(f)
         data = attack_matrix(counts, _by_rule(self.ctx))
         data["hours"] = hours
@@ -175,9 +197,15 @@ class AlertList:
 
     QUERY = {
         "get": {
-            "status": "string", "sort": "string", "endpoint": "string", "assignee": "string",
-            "signature": "string", "min_criticality": "integer", "since": "number",
-            "limit": "integer", "cursor": "string",
+            "status": "string",
+            "sort": "string",
+            "endpoint": "string",
+            "assignee": "string",
+            "signature": "string",
+            "min_criticality": "integer",
+            "since": "number",
+            "limit": "integer",
+            "cursor": "string",
         }
     }
 
@@ -202,8 +230,10 @@ class AlertList:
             since=since_f,
         )
         page = self.ctx.store.alerts.page(
-            f, limit=q_int(req, "limit", 100, lo=1, hi=1000),
-            cursor=q_str(req, "cursor", "", 512) or None)
+            f,
+            limit=q_int(req, "limit", 100, lo=1, hi=1000),
+            cursor=q_str(req, "cursor", "", 512) or None,
+        )
         _label(self.ctx, page["alerts"])
         envelope(resp, page)
 
@@ -217,15 +247,17 @@ class Alert:
         self.ctx = ctx
         self.BODY = {"post": JsonBody(_change, {"type": "object", "properties": _CHANGE_PROPS})}
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str,
-               event_hash: str) -> None:
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, uuid: str, event_hash: str
+    ) -> None:
         """One alert and its comments."""
         alert = self.ctx.store.alerts.get(uuid_param(uuid), _hash(event_hash))
         _label(self.ctx, [alert])
         envelope(resp, alert)
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str,
-                event_hash: str) -> None:
+    def on_post(
+        self, req: falcon.Request, resp: falcon.Response, uuid: str, event_hash: str
+    ) -> None:
         """Change status and/or assignee, and/or add a comment; answers the alert."""
         ref = (uuid_param(uuid), _hash(event_hash))
         changes = _apply(self.ctx, req, [ref], req.context.body)
@@ -242,19 +274,33 @@ class AlertBulk:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.BODY = {"post": JsonBody(_bulk, {
-            "type": "object", "required": ["alerts"],
-            "properties": {"alerts": {"type": "array", "items": _REF_SCHEMA,
-                                      "maxItems": MAX_BULK}, **_CHANGE_PROPS},
-        })}
+        self.BODY = {
+            "post": JsonBody(
+                _bulk,
+                {
+                    "type": "object",
+                    "required": ["alerts"],
+                    "properties": {
+                        "alerts": {"type": "array", "items": _REF_SCHEMA, "maxItems": MAX_BULK},
+                        **_CHANGE_PROPS,
+                    },
+                },
+            )
+        }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Apply the change; answers `{changed, changes}`."""
         body = req.context.body
         changes = _apply(self.ctx, req, body["refs"], body)
         changed = sum(1 for c in changes if len(c) > 2)
-        envelope(resp, {"changed": changed, "changes": changes,
-                        "misp_false_positive": _tell_misp(self.ctx, changes)})
+        envelope(
+            resp,
+            {
+                "changed": changed,
+                "changes": changes,
+                "misp_false_positive": _tell_misp(self.ctx, changes),
+            },
+        )
 
 
 ALERT_ROUTES: list[tuple[str, Any, str | None]] = [

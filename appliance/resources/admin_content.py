@@ -171,18 +171,31 @@ class RuleState:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.BODY = {"post": JsonBody(self._body, {
-            "type": "object", "required": ["enabled"],
-            "properties": {"enabled": {"type": "boolean"}, "pack": {"type": "string"},
-                           "names": {"type": "array", "items": {"type": "string"}}}})}
+        self.BODY = {
+            "post": JsonBody(
+                self._body,
+                {
+                    "type": "object",
+                    "required": ["enabled"],
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "pack": {"type": "string"},
+                        "names": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            )
+        }
 
     @staticmethod
     def _body(data: Any) -> dict[str, Any]:
         if not isinstance(data, dict) or not isinstance(data.get("enabled"), bool):
             raise ValidationError("expected {enabled: true|false, names: [...], pack: NAME}")
         names, pack = data.get("names", []), data.get("pack", "")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
-                len(names) > 100_000:
+        if (
+            not isinstance(names, list)
+            or not all(isinstance(n, str) for n in names)
+            or len(names) > 100_000
+        ):
             raise ValidationError("names must be a list of rule names")
         if not isinstance(pack, str) or len(pack) > 256:
             raise ValidationError("pack must be a pack name")
@@ -201,11 +214,22 @@ class RuleImport:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.BODY = {"post": JsonBody(self._body, {
-            "type": "object", "required": ["name", "rules"],
-            "properties": {"name": {"type": "string"}, "source": {"type": "string"},
-                           "version": {"type": "string"}, "licence": {"type": "string"},
-                           "rules": {"type": "array", "items": {"type": "object"}}}})}
+        self.BODY = {
+            "post": JsonBody(
+                self._body,
+                {
+                    "type": "object",
+                    "required": ["name", "rules"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "source": {"type": "string"},
+                        "version": {"type": "string"},
+                        "licence": {"type": "string"},
+                        "rules": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+            )
+        }
 
     @staticmethod
     def _body(data: Any) -> dict[str, Any]:
@@ -222,8 +246,9 @@ class RuleImport:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Import a rule pack (every rule compiled first; same names replaced)."""
         body = dict(req.context.body)
-        envelope(resp, self.ctx.content.import_rules_pack(body.pop("name"), body.pop("rules"),
-                                                          **body))
+        envelope(
+            resp, self.ctx.content.import_rules_pack(body.pop("name"), body.pop("rules"), **body)
+        )
 
 
 class RuleVersions:
@@ -242,22 +267,38 @@ class RuleRollback:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.BODY = {"post": JsonBody(self._body, {
-            "type": "object", "required": ["version"],
-            "properties": {"version": {"type": "string"}}})}
+        self.BODY = {
+            "post": JsonBody(
+                self._body,
+                {
+                    "type": "object",
+                    "required": ["version"],
+                    "properties": {"version": {"type": "string"}},
+                },
+            )
+        }
 
     @staticmethod
     def _body(data: Any) -> str:
-        if not isinstance(data, dict) or not isinstance(data.get("version"), str) or \
-                not data["version"].isdigit():
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("version"), str)
+            or not data["version"].isdigit()
+        ):
             raise ValidationError("expected {version: ID} (GET /rules/versions)")
         return str(data["version"])
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Restore a rule-set version."""
         count = self.ctx.content.rollback(req.context.body)
-        envelope(resp, {"version": req.context.body, "rules": count,
-                        "sha256": self.ctx.content.rules_text()[1]})
+        envelope(
+            resp,
+            {
+                "version": req.context.body,
+                "rules": count,
+                "sha256": self.ctx.content.rules_text()[1],
+            },
+        )
 
 
 def _os(os_name: str) -> str:
@@ -537,8 +578,11 @@ class Stats:
                 index = health()
             except Exception as ex:  # noqa: BLE001 - e.g. closing
                 index = {"backlog": None, "error": str(ex), "writer_pid": None}
-            data["event-index"] = {"backlog": index["backlog"], "error": index["error"],
-                                   "writer-pid": index["writer_pid"]}
+            data["event-index"] = {
+                "backlog": index["backlog"],
+                "error": index["error"],
+                "writer-pid": index["writer_pid"],
+            }
         envelope(resp, data)
 
 

@@ -47,8 +47,14 @@ class EnrollCa:
         """What an agent must trust and where it connects."""
         if self.ctx.pki is None:
             raise Unavailable("this manager has no PKI")
-        envelope(resp, {"ca_sha256": self.ctx.pki.ca_sha256, "ca_pem": self.ctx.pki.ca_pem,
-                        "endpoint_url": self.ctx.config.endpoint_url()})
+        envelope(
+            resp,
+            {
+                "ca_sha256": self.ctx.pki.ca_sha256,
+                "ca_pem": self.ctx.pki.ca_pem,
+                "endpoint_url": self.ctx.config.endpoint_url(),
+            },
+        )
 
 
 class EnrollBundles:
@@ -58,17 +64,28 @@ class EnrollBundles:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.BODY = {"post": JsonBody(_bundle_body, {"type": "object", "properties": {
-            "group": {"type": "string"}, "hostname": {"type": "string"}}})}
+        self.BODY = {
+            "post": JsonBody(
+                _bundle_body,
+                {
+                    "type": "object",
+                    "properties": {"group": {"type": "string"}, "hostname": {"type": "string"}},
+                },
+            )
+        }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """A zip with client.pem, client.key, ca.pem and bundle.json (the key is shown once)."""
         bundle = self.ctx.identity.bundle(**req.context.body)
         url = urlsplit(bundle.endpoint_url)
         meta = {
-            "uuid": bundle.uuid, "endpoint_url": bundle.endpoint_url,
-            "manager": f"{url.hostname}:{url.port or wire.ENDPOINT_PORT}", "group": bundle.group,
-            "client_cert": "client.pem", "client_key": "client.key", "ca_cert": "ca.pem",
+            "uuid": bundle.uuid,
+            "endpoint_url": bundle.endpoint_url,
+            "manager": f"{url.hostname}:{url.port or wire.ENDPOINT_PORT}",
+            "group": bundle.group,
+            "client_cert": "client.pem",
+            "client_key": "client.key",
+            "ca_cert": "ca.pem",
         }
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

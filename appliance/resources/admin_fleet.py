@@ -86,9 +86,7 @@ class Users:
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Create a user from query parameters; the key is shown once."""
-        self._create(
-            resp, q_str(req, "identifier", "", 128), q_str(req, "role", "", 16), "", ""
-        )
+        self._create(resp, q_str(req, "identifier", "", 128), q_str(req, "role", "", 16), "", "")
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Create a user from a JSON body; the key is shown once."""
@@ -171,9 +169,11 @@ class Endpoints:
         envelope(
             resp,
             [
-                dict(e.to_dict(score=self.ctx.reducer.bounded(e.uuid), system_info=True),
-                     **{"agent-counters": _counters(counters.get(e.uuid))},
-                     rules=states.get(e.uuid, served))
+                dict(
+                    e.to_dict(score=self.ctx.reducer.bounded(e.uuid), system_info=True),
+                    **{"agent-counters": _counters(counters.get(e.uuid))},
+                    rules=states.get(e.uuid, served),
+                )
                 for e in eps
             ],
         )
@@ -208,9 +208,14 @@ class Endpoint:
         ep = self.ctx.store.endpoints.get(uuid_param(uuid))
         found = self.ctx.store.documents.get(COUNTERS_KIND, ep.uuid)
         rules = self.ctx.ingest.rule_states.get(ep.uuid, self.ctx.content.rules_text()[1])
-        envelope(resp, dict(ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid), full=True),
-                            **{"agent-counters": _counters(found[0] if found else None)},
-                            rules=rules))
+        envelope(
+            resp,
+            dict(
+                ep.to_dict(score=self.ctx.reducer.bounded(ep.uuid), full=True),
+                **{"agent-counters": _counters(found[0] if found else None)},
+                rules=rules,
+            ),
+        )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         """Change an endpoint's status, group or criticality."""
@@ -416,7 +421,11 @@ class ArtifactFile:
         gunzip = q_bool(req, "gunzip")
         if q_bool(req, "raw"):
             size, chunks = self.ctx.artifacts.stream(
-                uuid_param(uuid), pguid, ehash, fname, gunzip=gunzip,
+                uuid_param(uuid),
+                pguid,
+                ehash,
+                fname,
+                gunzip=gunzip,
                 cap=self.ctx.config.limits.upload_size,
             )
             resp.content_type = "application/octet-stream"

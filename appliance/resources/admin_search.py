@@ -160,10 +160,15 @@ class HuntSql:
         cfg = self.ctx.config.sql
         if not self._slots.acquire(blocking=False):
             raise TooManyRequests(
-                f"{cfg.concurrency} SQL queries are running (sql.concurrency)", retry_after=2)
+                f"{cfg.concurrency} SQL queries are running (sql.concurrency)", retry_after=2
+            )
         try:
-            result = self.hunting.sql(req.context.body["query"], timeout=cfg.timeout,
-                                      max_rows=max_rows, max_bytes=cfg.max_bytes)
+            result = self.hunting.sql(
+                req.context.body["query"],
+                timeout=cfg.timeout,
+                max_rows=max_rows,
+                max_bytes=cfg.max_bytes,
+            )
         finally:
             self._slots.release()
         envelope(resp, result)

@@ -17,9 +17,18 @@ __all__ = ["TUNING_ROUTES"]
 _SUPPRESSION_SCHEMA = {
     "type": "object",
     "required": ["rule"],
-    "properties": {k: {"type": "string"} for k in (
-        "rule", "image_prefix", "parent_prefix", "command_line_regex", "user", "group",
-        "comment")},
+    "properties": {
+        k: {"type": "string"}
+        for k in (
+            "rule",
+            "image_prefix",
+            "parent_prefix",
+            "command_line_regex",
+            "user",
+            "group",
+            "comment",
+        )
+    },
 }
 
 
@@ -67,9 +76,13 @@ class NoisiestRules:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """The noisiest rules of the last days."""
-        envelope(resp, tuning_for(self.ctx).noisiest_rules(
-            days=float(q_int(req, "days", 1, lo=1, hi=365)),
-            limit=q_int(req, "limit", 50, lo=1, hi=1000)))
+        envelope(
+            resp,
+            tuning_for(self.ctx).noisiest_rules(
+                days=float(q_int(req, "days", 1, lo=1, hi=365)),
+                limit=q_int(req, "limit", 50, lo=1, hi=1000),
+            ),
+        )
 
 
 TUNING_ROUTES: list[tuple[str, Any, str | None]] = [

@@ -31,7 +31,9 @@ class Health:
         """Liveness and readiness."""
         self.ctx.store.db.query("SELECT 1")
         body: dict[str, Any] = {
-            "status": "ok", "uptime": round(self.ctx.clock() - self.ctx.metrics.started, 3)}
+            "status": "ok",
+            "uptime": round(self.ctx.clock() - self.ctx.metrics.started, 3),
+        }
         health = getattr(self.ctx.events, "health", None)
         if callable(health):
             try:

@@ -79,8 +79,15 @@ class ArtifactStore:
     """Artifact files on disk plus their metadata rows."""
 
     def __init__(
-        self, root: Path, store: Store, *, clock: Callable[[], float], max_size: int,
-        max_chunk: int, parts_quota: int = 1 << 30, expiry: float = 86400.0,
+        self,
+        root: Path,
+        store: Store,
+        *,
+        clock: Callable[[], float],
+        max_size: int,
+        max_chunk: int,
+        parts_quota: int = 1 << 30,
+        expiry: float = 86400.0,
     ) -> None:
         self.root = root
         self.store = store
@@ -127,7 +134,8 @@ class ArtifactStore:
             raise TooManyRequests(
                 f"unfinished uploads of this endpoint hold {held} bytes "
                 f"(limits.upload_parts_quota = {self.parts_quota}); finish or wait for expiry",
-                retry_after=300)
+                retry_after=300,
+            )
         parts = directory / ".parts"
         parts.mkdir(parents=True, exist_ok=True)
         part = parts / f"{name}.{chunk.chunk}"
@@ -239,8 +247,9 @@ class ArtifactStore:
                     if not any(directory.parent.iterdir()):
                         directory.parent.rmdir()
             except (OSError, InvalidParam) as ex:
-                logger.warning("artifact retention: cannot delete %s/%s: %s", art.endpoint,
-                               art.filename, ex)
+                logger.warning(
+                    "artifact retention: cannot delete %s/%s: %s", art.endpoint, art.filename, ex
+                )
             self.store.artifacts.delete(art)
             entry = removed.setdefault(art.endpoint, {"files": 0, "bytes": 0})
             entry["files"] += 1
@@ -302,8 +311,10 @@ class ArtifactStore:
             for chunk in _chunks(path, gunzip=True):
                 size += len(chunk)
                 if size > cap:
-                    raise PayloadTooLarge(f"{path.name} decompresses to more than {cap} bytes "
-                                          "(limits.upload_size): download it without gunzip")
+                    raise PayloadTooLarge(
+                        f"{path.name} decompresses to more than {cap} bytes "
+                        "(limits.upload_size): download it without gunzip"
+                    )
         except (OSError, EOFError, zlib.error) as ex:
             raise InvalidParam(f"{path.name} is not gzip data") from ex
         return size, _chunks(path, gunzip=True)

@@ -17,9 +17,20 @@ from rules.rule import Attack
 __all__ = ["TACTICS", "attack_matrix", "rule_attack", "techniques_for"]
 
 TACTICS = (
-    "reconnaissance", "resource-development", "initial-access", "execution", "persistence",
-    "privilege-escalation", "defense-evasion", "credential-access", "discovery",
-    "lateral-movement", "collection", "command-and-control", "exfiltration", "impact",
+    "reconnaissance",
+    "resource-development",
+    "initial-access",
+    "execution",
+    "persistence",
+    "privilege-escalation",
+    "defense-evasion",
+    "credential-access",
+    "discovery",
+    "lateral-movement",
+    "collection",
+    "command-and-control",
+    "exfiltration",
+    "impact",
 )
 
 
@@ -32,10 +43,16 @@ def _rule_entries(text: str) -> list[Attack]:
         doc = json.loads(text)
     except ValueError:
         return []
-    meta = next((v for k, v in doc.items() if k.lower() == "meta"), None) if isinstance(
-        doc, dict) else None
-    raw = next((v for k, v in meta.items() if k.lower() == "attack"), None) if isinstance(
-        meta, dict) else None
+    meta = (
+        next((v for k, v in doc.items() if k.lower() == "meta"), None)
+        if isinstance(doc, dict)
+        else None
+    )
+    raw = (
+        next((v for k, v in meta.items() if k.lower() == "attack"), None)
+        if isinstance(meta, dict)
+        else None
+    )
     out = []
     for entry in raw if isinstance(raw, list) else []:
         try:
@@ -51,8 +68,10 @@ def rule_attack(rules: dict[str, str]) -> dict[str, list[dict[str, str]]]:
     """Rule name → its ATT&CK references `[{id, tactic, name}]` (rules without any left out)."""
     out: dict[str, list[dict[str, str]]] = {}
     for name, text in rules.items():
-        entries = [{"id": a.id, "tactic": _tactic(a.tactic), "name": a.description}
-                   for a in _rule_entries(text)]
+        entries = [
+            {"id": a.id, "tactic": _tactic(a.tactic), "name": a.description}
+            for a in _rule_entries(text)
+        ]
         if entries:
             out[name] = entries
     return out
@@ -87,17 +106,26 @@ def attack_matrix(
                     names[a["id"]] = a["name"]
     tactics: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (tactic, tid), n in tech_count.items():
-        tactics[tactic].append({
-            "id": tid, "name": names.get(tid, ""), "count": n,
-            "rules": [{"name": r, "count": c} for r, c in tech_rules[(tactic, tid)].most_common()],
-        })
+        tactics[tactic].append(
+            {
+                "id": tid,
+                "name": names.get(tid, ""),
+                "count": n,
+                "rules": [
+                    {"name": r, "count": c} for r, c in tech_rules[(tactic, tid)].most_common()
+                ],
+            }
+        )
     order = {t: i for i, t in enumerate(TACTICS)}
     ordered = sorted(tactics, key=lambda t: (order.get(t, len(TACTICS)), t))
     return {
-        "tactics": [{
-            "tactic": t,
-            "count": sum(x["count"] for x in tactics[t]),
-            "techniques": sorted(tactics[t], key=lambda x: (-x["count"], x["id"])),
-        } for t in ordered],
+        "tactics": [
+            {
+                "tactic": t,
+                "count": sum(x["count"] for x in tactics[t]),
+                "techniques": sorted(tactics[t], key=lambda x: (-x["count"], x["id"])),
+            }
+            for t in ordered
+        ],
         "unmapped": unmapped,
     }

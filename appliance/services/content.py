@@ -102,18 +102,19 @@ class Content:
     def packs(self) -> list[dict[str, Any]]:
         return rulepacks.packs(self.store, self.rules())
 
-    def set_enabled(self, *, enabled: bool, names: Iterable[str] = (),
-                    pack: str = "") -> list[str]:
+    def set_enabled(self, *, enabled: bool, names: Iterable[str] = (), pack: str = "") -> list[str]:
         """Enable or disable rules (Gene ``Meta.Disable``); returns the rules that changed."""
-        texts = rulepacks.set_enabled(self.store, self.rules(), enabled=enabled, names=names,
-                                      pack=pack)
+        texts = rulepacks.set_enabled(
+            self.store, self.rules(), enabled=enabled, names=names, pack=pack
+        )
         if texts:
             self.store.rules.upsert(texts, self.clock())
             self._rules_changed()
         return sorted(texts)
 
-    def import_rules_pack(self, name: str, rules: list[Any], *, source: str, version: str,
-                          licence: str) -> dict[str, Any]:
+    def import_rules_pack(
+        self, name: str, rules: list[Any], *, source: str, version: str, licence: str
+    ) -> dict[str, Any]:
         """Store a third-party pack's rules (compile-checked, replacing same names) and record
         the pack (services/genepack.py reads one from a checkout or archive)."""
         if not name or len(name) > 128:
@@ -121,10 +122,23 @@ class Content:
         if not rules:
             raise ValidationError(f"pack {name!r} holds no rule")
         saved = self.put_rules(rules, update=True)
-        rulepacks.record_pack(self.store, name, saved, source=source, version=version,
-                              licence=licence, now=self.clock())
-        return {"pack": name, "rules": len(saved), "source": source, "version": version,
-                "licence": licence, "sha256": self.rules_text()[1]}
+        rulepacks.record_pack(
+            self.store,
+            name,
+            saved,
+            source=source,
+            version=version,
+            licence=licence,
+            now=self.clock(),
+        )
+        return {
+            "pack": name,
+            "rules": len(saved),
+            "source": source,
+            "version": version,
+            "licence": licence,
+            "sha256": self.rules_text()[1],
+        }
 
     def rollback(self, version: str) -> int:
         """Make rules version ``version`` the current set; returns its rule count."""
@@ -145,8 +159,9 @@ class Content:
         self._rules_changed()
         return sorted(checked)
 
-    def import_pack(self, path: str, *, name: str = "sigmahq",
-                    status: list[str] | None = None) -> dict[str, Any]:
+    def import_pack(
+        self, path: str, *, name: str = "sigmahq", status: list[str] | None = None
+    ) -> dict[str, Any]:
         """Import a SigmaHQ checkout or release archive as rules (docs/rules.md "Sigma").
 
         Every supported rule is stored (replacing one of the same title); the licence text is
@@ -155,19 +170,32 @@ class Content:
         from rules.loader import DEFAULT_SIGMA_STATUS
         from rules.sigma.pack import read_pack
 
-        pack = read_pack(path, name=name,
-                         status=DEFAULT_SIGMA_STATUS if status is None else status or None)
-        texts = {n: json.dumps(e, separators=(",", ":"), ensure_ascii=False)
-                 for n, e in pack.entries.items()}
+        pack = read_pack(
+            path, name=name, status=DEFAULT_SIGMA_STATUS if status is None else status or None
+        )
+        texts = {
+            n: json.dumps(e, separators=(",", ":"), ensure_ascii=False)
+            for n, e in pack.entries.items()
+        }
         self.store.rules.upsert(texts, self.clock())
         if pack.license_text:
-            self.store.documents.put("rule-pack-license", name, pack.license_text,
-                                     hashlib.sha256(pack.license_text.encode()).hexdigest(),
-                                     self.clock())
+            self.store.documents.put(
+                "rule-pack-license",
+                name,
+                pack.license_text,
+                hashlib.sha256(pack.license_text.encode()).hexdigest(),
+                self.clock(),
+            )
         self._rules_changed()
-        return {"pack": name, "license": pack.license_name, "imported": len(texts),
-                "rejected": [{"rule": e.rule or "", "source": e.source or "",
-                              "reason": e.reason} for e in pack.rejected]}
+        return {
+            "pack": name,
+            "license": pack.license_name,
+            "imported": len(texts),
+            "rejected": [
+                {"rule": e.rule or "", "source": e.source or "", "reason": e.reason}
+                for e in pack.rejected
+            ],
+        }
 
     def seed_defaults(self, packs: Iterable[Path] | None = None) -> int:
         """Load Heron's bundled default rule packs on the manager's first start.
@@ -192,24 +220,42 @@ class Content:
         added: list[str] = []
         if new:
             existing = self.store.rules.all()
-            rules = [rule for path in new
-                     for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-                     if (rule := json.loads(line)).get("Name") not in existing]
+            rules = [
+                rule
+                for path in new
+                for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()
+                if (rule := json.loads(line)).get("Name") not in existing
+            ]
             added = self.put_rules(rules, update=False) if rules else []
             for path in new:
                 rulepacks.record_pack(
-                    self.store, path.stem,
-                    [json.loads(line)["Name"] for line in
-                     path.read_text(encoding="utf-8").splitlines() if line.strip()],
-                    source=f"heron default pack {path.name}", version=wire.HERON_VERSION,
-                    licence="GPL-3.0-or-later", now=self.clock())
-            logger.info("default rules loaded: %d rules from %s", len(added),
-                        ", ".join(p.name for p in new))
+                    self.store,
+                    path.stem,
+                    [
+                        json.loads(line)["Name"]
+                        for line in path.read_text(encoding="utf-8").splitlines()
+                        if line.strip()
+                    ],
+                    source=f"heron default pack {path.name}",
+                    version=wire.HERON_VERSION,
+                    licence="GPL-3.0-or-later",
+                    now=self.clock(),
+                )
+            logger.info(
+                "default rules loaded: %d rules from %s", len(added), ", ".join(p.name for p in new)
+            )
         total = (record or {}).get("rules", 0) if isinstance(record, dict) else 0
-        self.store.settings.put(DEFAULTS_SEEDED, {
-            "rules": int(total) + len(added),
-            "packs": sorted({*(seeded or []), *(p.name for p in new)}) if seeded is not None
-            else [p.name for p in files]}, self.clock())
+        self.store.settings.put(
+            DEFAULTS_SEEDED,
+            {
+                "rules": int(total) + len(added),
+                "packs": sorted({*(seeded or []), *(p.name for p in new)})
+                if seeded is not None
+                else [p.name for p in files],
+            },
+            self.clock(),
+        )
         return len(added)
 
     def delete_rule(self, name: str) -> None:

@@ -23,8 +23,13 @@ class DiskGuard:
     """Reads the data directory's free space (at most once a second) against a floor."""
 
     def __init__(
-        self, path: Path, min_free: int, *, clock: Callable[[], float] = time.monotonic,
-        usage: Callable[[Path], int] | None = None, retry_after: int = 60,
+        self,
+        path: Path,
+        min_free: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        usage: Callable[[Path], int] | None = None,
+        retry_after: int = 60,
     ) -> None:
         self.path = path
         self.min_free = min_free
@@ -55,4 +60,6 @@ class DiskGuard:
             self.refused += 1
             raise Unavailable(
                 f"{what}: the manager's disk is almost full ({self.free()} bytes free, "
-                f"limits.min_free_bytes = {self.min_free})", retry_after=self.retry_after)
+                f"limits.min_free_bytes = {self.min_free})",
+                retry_after=self.retry_after,
+            )

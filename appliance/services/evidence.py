@@ -43,11 +43,17 @@ class ImportResult:
     stats: InputStats = field(default_factory=InputStats)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"endpoint": self.endpoint, "files": self.files, "stored": self.stored,
-                "duplicates": self.duplicates, "not_stored": self.not_stored,
-                "shapes": dict(sorted(self.stats.shapes.items())),
-                "unrecognised": self.stats.unrecognised,
-                "parse_errors": self.stats.parse_errors, "errors": self.stats.errors[:10]}
+        return {
+            "endpoint": self.endpoint,
+            "files": self.files,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "not_stored": self.not_stored,
+            "shapes": dict(sorted(self.stats.shapes.items())),
+            "unrecognised": self.stats.unrecognised,
+            "parse_errors": self.stats.parse_errors,
+            "errors": self.stats.errors[:10],
+        }
 
     def warning(self) -> str | None:
         return summary_lines(self.stats.shapes, self.stats.events)[1]
@@ -57,8 +63,12 @@ def case_endpoint(case: str) -> dict[str, str]:
     """The endpoint a case's evidence is stored under: a stable uuid named after the case."""
     if not case.strip():
         raise ValidationError("the case name is empty")
-    return {"uuid": str(uuidlib.uuid5(_NAMESPACE, f"case:{case}")), "hostname": case,
-            "ip": "", "group": f"case:{case}"}
+    return {
+        "uuid": str(uuidlib.uuid5(_NAMESPACE, f"case:{case}")),
+        "hostname": case,
+        "ip": "",
+        "group": f"case:{case}",
+    }
 
 
 def _file_key(path: Path) -> str:
@@ -67,8 +77,9 @@ def _file_key(path: Path) -> str:
     return hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
 
 
-def _store(events: EventSink, ref: Any, batch: list[dict[str, Any]], batch_id: str,
-           result: ImportResult) -> None:
+def _store(
+    events: EventSink, ref: Any, batch: list[dict[str, Any]], batch_id: str, result: ImportResult
+) -> None:
     with index_errors("import"):
         outcome = events.append(batch, endpoint=ref, batch_id=batch_id)
     if getattr(outcome, "duplicate", False):
@@ -77,8 +88,12 @@ def _store(events: EventSink, ref: Any, batch: list[dict[str, Any]], batch_id: s
         result.stored += len(batch)
 
 
-def import_files(events: EventSink, paths: Iterable[str | Path], endpoint: dict[str, str],
-                 input_format: str = "auto") -> ImportResult:
+def import_files(
+    events: EventSink,
+    paths: Iterable[str | Path],
+    endpoint: dict[str, str],
+    input_format: str = "auto",
+) -> ImportResult:
     """Append the events of `paths` to `events` under `endpoint` (uuid, hostname, ip, group).
 
     Raises:
@@ -90,8 +105,12 @@ def import_files(events: EventSink, paths: Iterable[str | Path], endpoint: dict[
     for path in files:
         if not path.is_file():
             raise ValidationError(f"not a file: {path}")
-    ref = EndpointRef(endpoint["uuid"], endpoint.get("hostname", ""), endpoint.get("ip", ""),
-                      endpoint.get("group", ""))
+    ref = EndpointRef(
+        endpoint["uuid"],
+        endpoint.get("hostname", ""),
+        endpoint.get("ip", ""),
+        endpoint.get("group", ""),
+    )
     result = ImportResult(endpoint=dict(endpoint))
     for path in files:
         key = _file_key(path)

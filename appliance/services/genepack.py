@@ -83,8 +83,9 @@ def _licence(root: Path) -> str:
     for name in ("LICENSE", "LICENSE.md", "LICENSE.txt", "COPYING"):
         path = root / name
         if path.is_file():
-            lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()
-                     if ln.strip()]
+            lines = [
+                ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()
+            ]
             text = " ".join(lines[:2])
             if "GNU GENERAL PUBLIC LICENSE" in text.upper() and "Version 3" in text:
                 return "GPL-3.0"
@@ -102,8 +103,13 @@ def read_gene_pack(path: Path, *, version: str = "") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="heron-pack-") as tmp:
         root = path if path.is_dir() else _extract(path, Path(tmp))
         compiled = root / "compiled.gen"
-        files = [compiled] if compiled.is_file() else sorted(
-            p for p in (root / "rules" if (root / "rules").is_dir() else root).rglob("*.gen"))
+        files = (
+            [compiled]
+            if compiled.is_file()
+            else sorted(
+                p for p in (root / "rules" if (root / "rules").is_dir() else root).rglob("*.gen")
+            )
+        )
         if not files:
             raise ValueError(f"{path}: no Gene rule file (*.gen)")
         loaded = rules_pkg.load(files)  # RuleError (a ValueError) names file, line and rule
@@ -111,13 +117,19 @@ def read_gene_pack(path: Path, *, version: str = "") -> dict[str, Any]:
         ruleset = list(loaded)
         # one JSON object per line (compiled.gen): stored as written; else the loader's form
         try:
-            out = [json.loads(line) for f in files
-                   for line in f.read_text(encoding="utf-8").splitlines()
-                   if line.strip() and not line.lstrip().startswith(("#", "//"))]
+            out = [
+                json.loads(line)
+                for f in files
+                for line in f.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.lstrip().startswith(("#", "//"))
+            ]
         except ValueError:
             out = []
         if len(out) != len(ruleset) or not all(isinstance(r, dict) for r in out):
             out = [r.to_dict() for r in ruleset]
-        return {"rules": out,
-                "version": _version(root, version), "licence": _licence(root),
-                "files": [str(f.relative_to(root)) for f in files]}
+        return {
+            "rules": out,
+            "version": _version(root, version),
+            "licence": _licence(root),
+            "files": [str(f.relative_to(root)) for f in files],
+        }

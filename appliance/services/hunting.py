@@ -126,9 +126,12 @@ class Hunting:
 
         text = "\n".join(json.dumps(r) for r in rules)
         try:
-            engine = rules_pkg.Engine(rules_pkg.loads(text, source="<hunt>"),
-                                      containers=containers or {}, timing=False,
-                                      show_attack=True)
+            engine = rules_pkg.Engine(
+                rules_pkg.loads(text, source="<hunt>"),
+                containers=containers or {},
+                timing=False,
+                show_attack=True,
+            )
         except ValueError as ex:
             raise ValidationError(f"rules: {ex}") from ex
         ioc_set = IocSet.from_iocs(iocs or [])
@@ -164,10 +167,16 @@ class Hunting:
                 matches.append(candidate)
             else:
                 truncated = True
-        return HuntResult(scanned, matches, truncated, detections=detections, filtered=filtered,
-                          rules=int(engine.rule_count),
-                          containers={k: len(v) for k, v in engine.containers.items()},
-                          iocs=len(ioc_set))
+        return HuntResult(
+            scanned,
+            matches,
+            truncated,
+            detections=detections,
+            filtered=filtered,
+            rules=int(engine.rule_count),
+            containers={k: len(v) for k, v in engine.containers.items()},
+            iocs=len(ioc_set),
+        )
 
     def store_matches(self, hunt_id: str, matches: list[dict[str, Any]]) -> int:
         """Keep retro-hunt matches as detections (`EdrData.Event.Retro`), one batch per endpoint.

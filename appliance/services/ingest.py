@@ -204,8 +204,9 @@ class Ingest:
         metrics.counter("heron_batches_duplicate_total", "/logs batches already stored (retries)")
         metrics.counter("heron_detections_received_total", "events carrying a detection")
         metrics.counter(
-            "heron_event_fields_cut_total", "string fields cut to store an event over "
-            "limits.event_stored")
+            "heron_event_fields_cut_total",
+            "string fields cut to store an event over limits.event_stored",
+        )
         metrics.counter(
             "heron_fanout_errors_total", "stored batches whose detections/streams fan-out failed"
         )
@@ -331,8 +332,11 @@ class Ingest:
         latest = None
         for event in events:
             system = event["Event"].get("System")
-            if isinstance(system, dict) and system.get("Channel") == AGENT_CHANNEL and \
-                    _int(system.get("EventID")) == AGENT_COUNTERS:
+            if (
+                isinstance(system, dict)
+                and system.get("Channel") == AGENT_CHANNEL
+                and _int(system.get("EventID")) == AGENT_COUNTERS
+            ):
                 data = event["Event"].get("EventData")
                 latest = data.get("Counters") if isinstance(data, dict) else None
         if not isinstance(latest, str) or len(latest) > MAX_COUNTERS:
@@ -343,8 +347,7 @@ class Ingest:
             return  # not counters an agent wrote: nothing to keep
         if isinstance(doc, dict):
             doc["time"] = now
-            self.store.documents.put(COUNTERS_KIND, ep.uuid, orjson.dumps(doc).decode(), "",
-                                     now)
+            self.store.documents.put(COUNTERS_KIND, ep.uuid, orjson.dumps(doc).decode(), "", now)
 
     @contextmanager
     def _fan_out(self, what: str, endpoint: Endpoint) -> Iterator[None]:
@@ -353,8 +356,9 @@ class Ingest:
             yield
         except Exception:  # noqa: BLE001 - the batch is durable; see ingest()
             self.metrics.inc("heron_fanout_errors_total")
-            logger.exception("%s fan-out of a stored /logs batch failed (endpoint %s)",
-                             what, endpoint.uuid)
+            logger.exception(
+                "%s fan-out of a stored /logs batch failed (endpoint %s)", what, endpoint.uuid
+            )
 
     @staticmethod
     def _enrich(

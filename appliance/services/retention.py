@@ -128,9 +128,7 @@ class Retention:
         self._lock = threading.Lock()
         if metrics is not None:
             metrics.counter("heron_retention_runs_total", "retention passes run")
-            metrics.counter(
-                "heron_retention_events_removed_total", "events dropped by retention"
-            )
+            metrics.counter("heron_retention_events_removed_total", "events dropped by retention")
             metrics.counter(
                 "heron_retention_detections_removed_total",
                 "fleet detection summaries dropped by retention",
@@ -188,7 +186,8 @@ class Retention:
             art_age = cfg.artifact_max_age_days
             art = self.artifacts.prune(
                 before=started - art_age * DAY if art_age > 0 else None,
-                endpoint_max_bytes=cfg.artifact_endpoint_max_bytes)
+                endpoint_max_bytes=cfg.artifact_endpoint_max_bytes,
+            )
         result = RetentionResult(
             started=started,
             seconds=round(time.monotonic() - t0, 3),

@@ -51,9 +51,10 @@ class RuleHistory:
             ids = self._ids()
             vid = f"{int(ids[-1]) + 1:08d}" if ids else "00000001"
             doc = {"time": self.clock(), "rules": texts}
-            self.store.documents.put(VERSION_KIND, vid, json.dumps(doc),
-                                     wire.rules_sha256(body), self.clock())
-            for old in ids[:max(0, len(ids) + 1 - KEEP)]:
+            self.store.documents.put(
+                VERSION_KIND, vid, json.dumps(doc), wire.rules_sha256(body), self.clock()
+            )
+            for old in ids[: max(0, len(ids) + 1 - KEEP)]:
                 self.store.documents.delete(VERSION_KIND, old)
         return vid
 
@@ -65,8 +66,14 @@ class RuleHistory:
             if found is None:
                 continue
             doc = json.loads(found[0])
-            out.append({"version": vid, "time": rfc3339(doc["time"]),
-                        "rules": len(doc["rules"]), "sha256": found[1]})
+            out.append(
+                {
+                    "version": vid,
+                    "time": rfc3339(doc["time"]),
+                    "rules": len(doc["rules"]),
+                    "sha256": found[1],
+                }
+            )
         return out
 
     def texts(self, version: str) -> dict[str, str]:
@@ -76,11 +83,23 @@ class RuleHistory:
         return dict(json.loads(found[0])["rules"])
 
 
-def record_pack(store: Store, name: str, rule_names: Iterable[str], *, source: str,
-                version: str, licence: str, now: float) -> None:
+def record_pack(
+    store: Store,
+    name: str,
+    rule_names: Iterable[str],
+    *,
+    source: str,
+    version: str,
+    licence: str,
+    now: float,
+) -> None:
     """Remember a loaded pack: its rules, where it came from, its version and licence."""
-    doc = {"source": source, "version": version, "licence": licence,
-           "rules": sorted(set(rule_names))}
+    doc = {
+        "source": source,
+        "version": version,
+        "licence": licence,
+        "rules": sorted(set(rule_names)),
+    }
     store.documents.put(PACK_KIND, name, json.dumps(doc), "", now)
 
 
@@ -112,14 +131,27 @@ def packs(store: Store, rules: dict[str, dict[str, Any]]) -> list[dict[str, Any]
     out = []
     for name, doc in sorted(pack_members(store, rules).items()):
         members = doc["rules"]
-        out.append({"name": name, "source": doc["source"], "version": doc["version"],
-                    "licence": doc["licence"], "rules": len(members),
-                    "enabled": sum(1 for n in members if not _disabled(rules[n]))})
+        out.append(
+            {
+                "name": name,
+                "source": doc["source"],
+                "version": doc["version"],
+                "licence": doc["licence"],
+                "rules": len(members),
+                "enabled": sum(1 for n in members if not _disabled(rules[n])),
+            }
+        )
     return out
 
 
-def set_enabled(store: Store, rules: dict[str, dict[str, Any]], *, enabled: bool,
-                names: Iterable[str] = (), pack: str = "") -> dict[str, str]:
+def set_enabled(
+    store: Store,
+    rules: dict[str, dict[str, Any]],
+    *,
+    enabled: bool,
+    names: Iterable[str] = (),
+    pack: str = "",
+) -> dict[str, str]:
     """The changed rules' new texts (name → JSON) with ``Meta.Disable`` set to ``not enabled``.
 
     Raises NotFound for an unknown rule or pack, ValidationError for a rule that has no Gene

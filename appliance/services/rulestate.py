@@ -41,8 +41,11 @@ def state_of(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     for event in reversed(events):
         inner = event.get("Event")
         system = inner.get("System") if isinstance(inner, dict) else None
-        if not isinstance(system, dict) or system.get("Channel") != AGENT_CHANNEL or \
-                _event_id(system) != RULES_STATE:
+        if (
+            not isinstance(system, dict)
+            or system.get("Channel") != AGENT_CHANNEL
+            or _event_id(system) != RULES_STATE
+        ):
             continue
         data = inner.get("EventData")
         if not isinstance(data, dict):
@@ -52,9 +55,12 @@ def state_of(events: list[dict[str, Any]]) -> dict[str, Any] | None:
         except ValueError:
             continue
         sha = str(data.get("RulesSha256", "")).lower()
-        return {"count": max(0, count), "sha256": sha if _SHA.fullmatch(sha) else "",
-                "updated": str(data.get("RulesUpdated", ""))[:_TIME_MAX],
-                "source": "manager" if data.get("RulesSource") == "manager" else "local"}
+        return {
+            "count": max(0, count),
+            "sha256": sha if _SHA.fullmatch(sha) else "",
+            "updated": str(data.get("RulesUpdated", ""))[:_TIME_MAX],
+            "source": "manager" if data.get("RulesSource") == "manager" else "local",
+        }
     return None
 
 

@@ -60,8 +60,7 @@ class Tuning:
             raise ValidationError(f"at most {MAX_SUPPRESSIONS} suppressions")
         item = dict(sup.to_dict(), id=uuidlib.uuid4().hex[:16])
         body = json.dumps(item, sort_keys=True)
-        self.store.documents.put(KIND, item["id"], body, suppressions_sha256([item]),
-                                 self.clock())
+        self.store.documents.put(KIND, item["id"], body, suppressions_sha256([item]), self.clock())
         return item
 
     def delete(self, sid: str) -> None:
@@ -81,11 +80,20 @@ class Tuning:
         stats: dict[str, dict[str, Any]] = {}
 
         def entry(rule: str) -> dict[str, Any]:
-            return stats.setdefault(rule, {"rule": rule, "hits": 0, "endpoints": set(),
-                                           "artifact_bytes": 0, "artifact_files": 0})
+            return stats.setdefault(
+                rule,
+                {
+                    "rule": rule,
+                    "hits": 0,
+                    "endpoints": set(),
+                    "artifact_bytes": 0,
+                    "artifact_files": 0,
+                },
+            )
 
         for endpoint, sigs in self.store.db.query(
-                "SELECT endpoint, signatures FROM detections WHERE receipt >= ?", [since]):
+            "SELECT endpoint, signatures FROM detections WHERE receipt >= ?", [since]
+        ):
             for rule in json.loads(sigs):
                 e = entry(str(rule))
                 e["hits"] += 1

@@ -182,7 +182,8 @@ class Alerts:
         rows = self.db.query(
             "SELECT d.signatures, count(*) FROM detections d LEFT JOIN alert_state a "
             "ON a.endpoint = d.endpoint AND a.event_hash = d.event_hash WHERE "
-            + " AND ".join(where) + " GROUP BY d.signatures",
+            + " AND ".join(where)
+            + " GROUP BY d.signatures",
             params,
         )
         return [(json.loads(sigs or "[]"), int(n)) for sigs, n in rows]

@@ -230,8 +230,7 @@ class Endpoints:
             for start in range(0, len(rows), TOUCH_CHUNK):
                 chunk = rows[start : start + TOUCH_CHUNK]
                 values = ", ".join(
-                    "(?, CAST(? AS DOUBLE), CAST(? AS DOUBLE), CAST(? AS DOUBLE), ?)"
-                    for _ in chunk
+                    "(?, CAST(? AS DOUBLE), CAST(? AS DOUBLE), CAST(? AS DOUBLE), ?)" for _ in chunk
                 )
                 cur.execute(
                     "UPDATE endpoints SET last_connection = v.c, "

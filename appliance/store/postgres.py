@@ -61,7 +61,7 @@ def _keys() -> dict[str, tuple[list[str], list[str]]]:
         match = re.search(r"PRIMARY KEY \(([^)]*)\)", flat)
         if match:
             pk = [c.strip() for c in match.group(1).split(",")]
-            flat = flat[:match.start()].rstrip(", ")
+            flat = flat[: match.start()].rstrip(", ")
         for part in flat.split(","):
             words = part.split()
             if not words:
@@ -85,9 +85,12 @@ def translate(sql: str) -> str:
         table = upsert.group(1)
         cols, pk = _KEYS[table]
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in pk)
-        sql = (f"INSERT INTO {table} ({', '.join(cols)}) " + sql[upsert.end():] +
-               f" ON CONFLICT ({', '.join(pk)}) DO " + (f"UPDATE SET {sets}" if sets
-                                                         else "NOTHING"))
+        sql = (
+            f"INSERT INTO {table} ({', '.join(cols)}) "
+            + sql[upsert.end() :]
+            + f" ON CONFLICT ({', '.join(pk)}) DO "
+            + (f"UPDATE SET {sets}" if sets else "NOTHING")
+        )
     return sql.replace("%", "%%").replace("?", "%s")
 
 
@@ -140,8 +143,7 @@ class PgDatabase(Database):
             raise StoreError(f"cannot connect to PostgreSQL: {ex}", where=_where(dsn)) from ex
 
     def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._dsn, autocommit=autocommit,
-                               connect_timeout=int(self._timeout))
+        conn = psycopg.connect(self._dsn, autocommit=autocommit, connect_timeout=int(self._timeout))
         with self._conns_lock:
             self._conns.append(conn)
         return conn
@@ -165,11 +167,10 @@ class PgDatabase(Database):
                     self.writes += 1
                     return result
                 except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
-                    time.sleep(min(0.2, 0.005 * 2 ** attempt))
+                    time.sleep(min(0.2, 0.005 * 2**attempt))
                 except psycopg.Error as ex:
                     raise StoreError(str(ex), where=_where(self._dsn)) from ex
-        raise StoreError("write kept conflicting with other front-ends",
-                         where=_where(self._dsn))
+        raise StoreError("write kept conflicting with other front-ends", where=_where(self._dsn))
 
     def submit(self, fn: Callable[[Any], T]) -> Future[T]:
         future: Future[T] = Future()
@@ -201,8 +202,9 @@ class PgDatabase(Database):
         except psycopg.Error as ex:
             raise StoreError(str(ex), where=_where(self._dsn)) from ex
 
-    def query_dicts(self, sql: str, params: list[Any] | tuple[Any, ...] = ()
-                    ) -> list[dict[str, Any]]:
+    def query_dicts(
+        self, sql: str, params: list[Any] | tuple[Any, ...] = ()
+    ) -> list[dict[str, Any]]:
         try:
             with self._reader().cursor() as cur:
                 wrapped = _Cursor(cur).execute(sql, params)
@@ -247,8 +249,9 @@ class ClusterStore(Store):
         self.certs = _ClusterCerts(db)
         self._stop = threading.Event()
         self._listening = threading.Event()
-        self._listener = threading.Thread(target=self._listen, args=(dsn,),
-                                          name="heron-pg-listen", daemon=True)
+        self._listener = threading.Thread(
+            target=self._listen, args=(dsn,), name="heron-pg-listen", daemon=True
+        )
         self._listener.start()
         self._listening.wait(10)
 

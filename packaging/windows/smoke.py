@@ -41,8 +41,12 @@ class Admin:
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """The `data` of the admin envelope (the whole document where there is none)."""
         data = None if body is None else json.dumps(body).encode("utf-8")
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "X-Api-Key": self.key, "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"X-Api-Key": self.key, "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, context=self.tls, timeout=30) as res:
             doc = json.load(res)
         return doc["data"] if isinstance(doc, dict) and "data" in doc else doc
@@ -62,8 +66,11 @@ class Admin:
 def _is_process_create(event: dict[str, Any], marker: str) -> bool:
     ev = event.get("Event", event)
     system, data = ev.get("System", {}), ev.get("EventData", {})
-    return (system.get("Channel") == SYSMON and int(system.get("EventID", 0)) == 1
-            and marker in str(data.get("CommandLine", "")))
+    return (
+        system.get("Channel") == SYSMON
+        and int(system.get("EventID", 0)) == 1
+        and marker in str(data.get("CommandLine", ""))
+    )
 
 
 def cmd_token(admin: Admin, args: argparse.Namespace) -> int:
@@ -77,14 +84,19 @@ def cmd_event(admin: Admin, args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     query = urllib.parse.urlencode({"q": args.marker, "limit": 50})
     while time.monotonic() < deadline:
-        found = [e for e in admin.call("GET", f"/search?{query}")["events"]
-                 if _is_process_create(e, args.marker)]
+        found = [
+            e
+            for e in admin.call("GET", f"/search?{query}")["events"]
+            if _is_process_create(e, args.marker)
+        ]
         if found:
             print(json.dumps(found[0], indent=1))
             return 0
         time.sleep(3)
-    print(f"no Sysmon process creation with {args.marker!r} after {args.timeout:.0f} s",
-          file=sys.stderr)
+    print(
+        f"no Sysmon process creation with {args.marker!r} after {args.timeout:.0f} s",
+        file=sys.stderr,
+    )
     return 1
 
 

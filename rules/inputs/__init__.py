@@ -30,16 +30,41 @@ from .jsonshapes import UNKNOWN, classify, from_ecs, from_flat, is_gene
 from .tabular import dialect_of, iter_rows
 from .winxml import iter_line_events, iter_xml_events
 
-__all__ = ["FORMATS", "UNRECOGNISED", "SKIPPED_LINES", "Tally", "InputStats", "read_path",
-           "read_stream", "normalize", "sniff", "wanted", "summary_lines"]
+__all__ = [
+    "FORMATS",
+    "UNRECOGNISED",
+    "SKIPPED_LINES",
+    "Tally",
+    "InputStats",
+    "read_path",
+    "read_stream",
+    "normalize",
+    "sniff",
+    "wanted",
+    "summary_lines",
+]
 
 FORMATS = ("auto", "evtx", "json", "winlogbeat", "flat", "xml", "sysmon-linux", "csv", "auditd")
 UNRECOGNISED = UNKNOWN
 SKIPPED_LINES = jsonshapes.SKIPPED  # text lines without an event (other programs' syslog lines)
 WARN_FRACTION = 0.02
 _HEAD = 64 * 1024
-_EXTENSIONS = (".evtx", ".json", ".jsonl", ".ndjson", ".xml", ".csv", ".tsv", ".log", ".zip",
-               ".tar", ".tgz", ".gz", ".audit", ".syslog")
+_EXTENSIONS = (
+    ".evtx",
+    ".json",
+    ".jsonl",
+    ".ndjson",
+    ".xml",
+    ".csv",
+    ".tsv",
+    ".log",
+    ".zip",
+    ".tar",
+    ".tgz",
+    ".gz",
+    ".audit",
+    ".syslog",
+)
 _AUDIT = re.compile(r"^(?:node=\S+ )?type=\S+ msg=audit\(\d+")
 _EVENT_TAG = re.compile(r"<(?:\w+:)?Event[\s>]")
 _EVTX_MAGIC = b"ElfFile\x00"
@@ -143,7 +168,7 @@ class _Rewound(io.RawIOBase):
             self.head = self.head[n:]
             return n
         data = self.fh.read(len(buf))
-        buf[:len(data)] = data
+        buf[: len(data)] = data
         return len(data)
 
 
@@ -152,8 +177,9 @@ def _text(fh: BinaryIO, head: bytes, newline: str | None = None) -> io.TextIOWra
 
 
 # --- reading ---------------------------------------------------------------------------------
-def normalize(values: Iterable[Any], tally: Tally, fmt: str = "json",
-              prefix: str = "") -> Iterator[Any]:
+def normalize(
+    values: Iterable[Any], tally: Tally, fmt: str = "json", prefix: str = ""
+) -> Iterator[Any]:
     """Map decoded JSON values to Heron events by shape (`fmt` json: detect; winlogbeat, flat:
     forced), counting shapes; values in no known shape are passed on unchanged."""
     shapes = tally.shapes
@@ -171,10 +197,16 @@ def normalize(values: Iterable[Any], tally: Tally, fmt: str = "json",
                     continue
                 shape, event = classify(obj)
             else:
-                mapped = (from_ecs if fmt == "winlogbeat" else from_flat)(obj) \
-                    if obj.__class__ is dict else None
-                shape = (jsonshapes.ECS if fmt == "winlogbeat" else jsonshapes.FLAT) \
-                    if mapped is not None else UNKNOWN
+                mapped = (
+                    (from_ecs if fmt == "winlogbeat" else from_flat)(obj)
+                    if obj.__class__ is dict
+                    else None
+                )
+                shape = (
+                    (jsonshapes.ECS if fmt == "winlogbeat" else jsonshapes.FLAT)
+                    if mapped is not None
+                    else UNKNOWN
+                )
                 event = mapped if mapped is not None else obj
             key = shape if shape in (UNKNOWN, SKIPPED_LINES) else prefix + shape
             shapes[key] = shapes.get(key, 0) + 1
@@ -185,8 +217,12 @@ def normalize(values: Iterable[Any], tally: Tally, fmt: str = "json",
             shapes[gene] = shapes.get(gene, 0) + native
 
 
-def read_path(path: str | Path, fmt: str = "auto", tally: Tally | None = None,
-              keep: Callable[[str, int], bool] | None = None) -> Iterator[dict[str, Any]]:
+def read_path(
+    path: str | Path,
+    fmt: str = "auto",
+    tally: Tally | None = None,
+    keep: Callable[[str, int], bool] | None = None,
+) -> Iterator[dict[str, Any]]:
     """Events of one file (any supported format or archive); errors are counted in `tally`."""
     tally = tally if tally is not None else InputStats()
     name = str(path)
@@ -199,9 +235,15 @@ def read_path(path: str | Path, fmt: str = "auto", tally: Tally | None = None,
         yield from read_stream(name, fh, fmt, tally, keep, real_path=True)
 
 
-def read_stream(name: str, fh: BinaryIO, fmt: str, tally: Tally,
-                keep: Callable[[str, int], bool] | None = None, *,
-                real_path: bool = False) -> Iterator[Any]:
+def read_stream(
+    name: str,
+    fh: BinaryIO,
+    fmt: str,
+    tally: Tally,
+    keep: Callable[[str, int], bool] | None = None,
+    *,
+    real_path: bool = False,
+) -> Iterator[Any]:
     """Events of a binary stream named `name` (archive members are `archive!member`)."""
     try:
         head = fh.read(_HEAD)
@@ -214,8 +256,9 @@ def read_stream(name: str, fh: BinaryIO, fmt: str, tally: Tally,
         if kind in ("zip", "tar", "gzip", "7z"):
             if real_path:
                 fh.seek(0)
-            yield from _archive(name, kind, fh if real_path else stream, fmt, tally, keep,
-                                real_path)
+            yield from _archive(
+                name, kind, fh if real_path else stream, fmt, tally, keep, real_path
+            )
         elif fmt == "evtx" or (fmt == "auto" and kind == "evtx"):
             yield from _evtx(name, fh if real_path else stream, tally, keep, real_path)
         else:
@@ -224,8 +267,9 @@ def read_stream(name: str, fh: BinaryIO, fmt: str, tally: Tally,
         tally.parse_error(f"{name}: {ex}")
 
 
-def _evtx(name: str, fh: BinaryIO, tally: Tally, keep: Callable[[str, int], bool] | None,
-          real_path: bool) -> Iterator[dict[str, Any]]:
+def _evtx(
+    name: str, fh: BinaryIO, tally: Tally, keep: Callable[[str, int], bool] | None, real_path: bool
+) -> Iterator[dict[str, Any]]:
     from ..evtx import EvtxStats, read_evtx
 
     stats = EvtxStats()
@@ -247,16 +291,30 @@ def _evtx(name: str, fh: BinaryIO, tally: Tally, keep: Callable[[str, int], bool
         _add(tally, "evtx", stats.records)
 
 
-def _archive(name: str, kind: str, fh: BinaryIO, fmt: str, tally: Tally,
-             keep: Callable[[str, int], bool] | None, real_path: bool) -> Iterator[Any]:
+def _archive(
+    name: str,
+    kind: str,
+    fh: BinaryIO,
+    fmt: str,
+    tally: Tally,
+    keep: Callable[[str, int], bool] | None,
+    real_path: bool,
+) -> Iterator[Any]:
     if kind == "7z":
-        tally.parse_error(f"{name}: 7z archives are not read in place (no maintained pure-Python "
-                          "reader): extract it first, e.g. `7z x FILE`, and scan the folder")
+        tally.parse_error(
+            f"{name}: 7z archives are not read in place (no maintained pure-Python "
+            "reader): extract it first, e.g. `7z x FILE`, and scan the folder"
+        )
         return
     if kind == "gzip":
         low = name.lower()
-        inner = name if low.endswith((".tar.gz", ".tgz")) else name[:-3] if low.endswith(
-            ".gz") else name + "!gunzip"
+        inner = (
+            name
+            if low.endswith((".tar.gz", ".tgz"))
+            else name[:-3]
+            if low.endswith(".gz")
+            else name + "!gunzip"
+        )
         with gzip.GzipFile(fileobj=fh) as gz:
             yield from read_stream(inner, gz, fmt, tally, keep)  # type: ignore[arg-type]
         return
@@ -266,8 +324,13 @@ def _archive(name: str, kind: str, fh: BinaryIO, fmt: str, tally: Tally,
                 if member.isfile() and wanted(member.name):
                     data = tar.extractfile(member)
                     if data is not None:
-                        yield from read_stream(f"{name}!{member.name}", data,  # type: ignore
-                                               fmt, tally, keep)
+                        yield from read_stream(
+                            f"{name}!{member.name}",
+                            data,  # type: ignore
+                            fmt,
+                            tally,
+                            keep,
+                        )
         return
     if not real_path:  # zip needs random access: spool nested or piped archives
         with tempfile.TemporaryFile() as tmp:
@@ -278,22 +341,29 @@ def _archive(name: str, kind: str, fh: BinaryIO, fmt: str, tally: Tally,
     yield from _zip(name, fh, fmt, tally, keep)
 
 
-def _zip(name: str, fh: BinaryIO, fmt: str, tally: Tally,
-         keep: Callable[[str, int], bool] | None) -> Iterator[Any]:
+def _zip(
+    name: str, fh: BinaryIO, fmt: str, tally: Tally, keep: Callable[[str, int], bool] | None
+) -> Iterator[Any]:
     with zipfile.ZipFile(fh) as archive:
         for info in archive.infolist():
             if info.is_dir() or not wanted(info.filename):
                 continue
             try:
                 with archive.open(info) as member:
-                    yield from read_stream(f"{name}!{info.filename}", member,  # type: ignore
-                                           fmt, tally, keep)
+                    yield from read_stream(
+                        f"{name}!{info.filename}",
+                        member,  # type: ignore
+                        fmt,
+                        tally,
+                        keep,
+                    )
             except RuntimeError as ex:  # encrypted member without a password
                 tally.parse_error(f"{name}!{info.filename}: {ex}")
 
 
-def _text_events(name: str, stream: BinaryIO, head: bytes, kind: str,
-                 tally: Tally) -> Iterator[Any]:
+def _text_events(
+    name: str, stream: BinaryIO, head: bytes, kind: str, tally: Tally
+) -> Iterator[Any]:
     error = tally.parse_error
 
     def skipped() -> None:
@@ -302,14 +372,19 @@ def _text_events(name: str, stream: BinaryIO, head: bytes, kind: str,
     if kind in ("json", "winlogbeat", "flat"):
         from ..scan import iter_json_stream  # the one JSON stream decoder of `heron scan`
 
-        yield from normalize(iter_json_stream(stream, tally, name),  # type: ignore[arg-type]
-                             tally, kind)
+        yield from normalize(
+            iter_json_stream(stream, tally, name),  # type: ignore[arg-type]
+            tally,
+            kind,
+        )
     elif kind == "xml":
-        yield from _counted(iter_xml_events(_text(stream, head), name, error), tally,
-                            "windows-xml")
+        yield from _counted(iter_xml_events(_text(stream, head), name, error), tally, "windows-xml")
     elif kind == "sysmon-linux":
-        yield from _counted(iter_line_events(_text(stream, head), name, error, skipped), tally,
-                            "sysmon-linux-syslog")
+        yield from _counted(
+            iter_line_events(_text(stream, head), name, error, skipped),
+            tally,
+            "sysmon-linux-syslog",
+        )
     elif kind == "auditd":
         yield from _counted(iter_audit(_text(stream, head), skipped), tally, "auditd")
     elif kind == "csv":
@@ -319,8 +394,10 @@ def _text_events(name: str, stream: BinaryIO, head: bytes, kind: str,
         lines = sum(1 for line in _text(stream, head) if line.strip())
         _add(tally, UNRECOGNISED, lines)
         tally.events += lines
-        error(f"{name}: format not recognised ({lines} lines not read); "
-              f"use --input-format ({', '.join(FORMATS[1:])})")
+        error(
+            f"{name}: format not recognised ({lines} lines not read); "
+            f"use --input-format ({', '.join(FORMATS[1:])})"
+        )
 
 
 def _counted(events: Iterator[Any], tally: Tally, shape: str) -> Iterator[Any]:
@@ -345,10 +422,12 @@ def summary_lines(shapes: dict[str, int], events: int) -> tuple[list[str], str |
         lines.append(f"  {shapes[SKIPPED_LINES]:>8}  text lines without an event (skipped)")
     warning = None
     if unknown and unknown > WARN_FRACTION * max(events, 1):
-        warning = (f"WARNING: {unknown} of {events} events ({unknown / max(events, 1):.0%}) are "
-                   "in no known shape: the rules cannot see their fields. Hint: check the "
-                   "export format and pass --input-format (" + ", ".join(FORMATS[1:]) + "); "
-                   "known shapes are WHIDS/Gene JSON {\"Event\": {\"System\", \"EventData\"}}, "
-                   "Winlogbeat/ECS (winlog.*), flattened (EventID + Channel at the top level), "
-                   "Windows XML, Sysmon for Linux, CSV with a header, audit.log.")
+        warning = (
+            f"WARNING: {unknown} of {events} events ({unknown / max(events, 1):.0%}) are "
+            "in no known shape: the rules cannot see their fields. Hint: check the "
+            "export format and pass --input-format (" + ", ".join(FORMATS[1:]) + "); "
+            'known shapes are WHIDS/Gene JSON {"Event": {"System", "EventData"}}, '
+            "Winlogbeat/ECS (winlog.*), flattened (EventID + Channel at the top level), "
+            "Windows XML, Sysmon for Linux, CSV with a header, audit.log."
+        )
     return lines, warning

@@ -22,15 +22,30 @@ __all__ = ["classify", "from_ecs", "from_flat", "from_journald", "SHAPES"]
 
 # shape names as reported in the scan summary
 GENE, KUNAI, ECS, FLAT, JOURNALD, EVTX_DUMP, UNKNOWN = (
-    "gene-json", "kunai-json", "winlogbeat-json", "flat-json", "sysmon-linux-journald",
-    "evtx-dump-json", "unrecognised")
+    "gene-json",
+    "kunai-json",
+    "winlogbeat-json",
+    "flat-json",
+    "sysmon-linux-journald",
+    "evtx-dump-json",
+    "unrecognised",
+)
 SHAPES = (GENE, KUNAI, ECS, FLAT, JOURNALD, EVTX_DUMP)
 SKIPPED = "skipped-lines"  # text records that hold no event (not counted as events)
 
-_LEVELS = {"critical": "1", "error": "2", "warning": "3", "information": "4", "info": "4",
-           "verbose": "5"}
-_KEYWORDS = {"Audit Success": 0x8020000000000000, "Audit Failure": 0x8010000000000000,
-             "Classic": 0x80000000000000}
+_LEVELS = {
+    "critical": "1",
+    "error": "2",
+    "warning": "3",
+    "information": "4",
+    "info": "4",
+    "verbose": "5",
+}
+_KEYWORDS = {
+    "Audit Success": 0x8020000000000000,
+    "Audit Failure": 0x8010000000000000,
+    "Classic": 0x80000000000000,
+}
 _OPCODES = {"Info": "0", "Start": "1", "Stop": "2"}
 
 
@@ -59,8 +74,10 @@ def _guid(value: Any) -> str:
     return text
 
 
-_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?\s*"
-                    r"(Z|[+-]\d\d:?\d\d)?$")
+_STAMP = re.compile(
+    r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?\s*"
+    r"(Z|[+-]\d\d:?\d\d)?$"
+)
 
 
 def _time(value: Any) -> str | None:
@@ -82,8 +99,9 @@ def _time(value: Any) -> str | None:
     return win_time(f"{base}.{frac}Z" if frac else f"{base}Z")
 
 
-def _system(channel: Any, event_id: Any, computer: Any, when: str | None,
-            provider: Any, guid: Any) -> dict[str, Any]:
+def _system(
+    channel: Any, event_id: Any, computer: Any, when: str | None, provider: Any, guid: Any
+) -> dict[str, Any]:
     system: dict[str, Any] = {}
     if guid:
         system["Provider"] = {"Guid": _guid(guid), "Name": _s(provider) or ""}
@@ -110,10 +128,14 @@ def from_ecs(obj: dict[str, Any]) -> dict[str, Any] | None:
     host = _dict(obj.get("host"))
     log = _dict(obj.get("log"))
     event_id = w.get("event_id", ecs_event.get("code"))
-    system = _system(w.get("channel"), event_id, w.get("computer_name", host.get("name")),
-                     _time(obj.get("@timestamp")), w.get("provider_name",
-                                                        ecs_event.get("provider")),
-                     w.get("provider_guid"))
+    system = _system(
+        w.get("channel"),
+        event_id,
+        w.get("computer_name", host.get("name")),
+        _time(obj.get("@timestamp")),
+        w.get("provider_name", ecs_event.get("provider")),
+        w.get("provider_guid"),
+    )
     if "version" in w:
         system["Version"] = _s(w["version"])
     level = log.get("level")
@@ -161,18 +183,60 @@ def from_ecs(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 # NXLog im_msvistalog fields (and what Logstash adds in OTRF/Mordor datasets): everything
 # else on the top level is an EventData field.
-_FLAT_META = frozenset((
-    "@timestamp", "@version", "EventTime", "EventReceivedTime", "Hostname", "host", "SourceName",
-    "ProviderGuid", "EventID", "Channel", "RecordNumber", "ExecutionProcessID",
-    "ExecutionThreadID", "UserID", "Keywords", "SeverityValue", "Severity", "Opcode",
-    "OpcodeValue", "Task", "Version", "Domain", "AccountName", "AccountType", "Message",
-    "Category", "SourceModuleName", "SourceModuleType", "tags", "port", "ActivityID",
-    "RelatedActivityID", "ERROR_EVT_UNRESOLVED", "Level", "Computer", "ComputerName", "LogName",
-    "EventCode", "EventId", "TimeCreated", "_time", "SourceType", "sourcetype", "source",
-    "ProviderName", "EventRecordID"))
+_FLAT_META = frozenset(
+    (
+        "@timestamp",
+        "@version",
+        "EventTime",
+        "EventReceivedTime",
+        "Hostname",
+        "host",
+        "SourceName",
+        "ProviderGuid",
+        "EventID",
+        "Channel",
+        "RecordNumber",
+        "ExecutionProcessID",
+        "ExecutionThreadID",
+        "UserID",
+        "Keywords",
+        "SeverityValue",
+        "Severity",
+        "Opcode",
+        "OpcodeValue",
+        "Task",
+        "Version",
+        "Domain",
+        "AccountName",
+        "AccountType",
+        "Message",
+        "Category",
+        "SourceModuleName",
+        "SourceModuleType",
+        "tags",
+        "port",
+        "ActivityID",
+        "RelatedActivityID",
+        "ERROR_EVT_UNRESOLVED",
+        "Level",
+        "Computer",
+        "ComputerName",
+        "LogName",
+        "EventCode",
+        "EventId",
+        "TimeCreated",
+        "_time",
+        "SourceType",
+        "sourcetype",
+        "source",
+        "ProviderName",
+        "EventRecordID",
+    )
+)
 # NXLog's EventType; Sysmon registry events have an EventData EventType (`SetValue`)
-_NXLOG_TYPES = frozenset(("AUDIT_SUCCESS", "AUDIT_FAILURE", "INFO", "WARNING", "ERROR",
-                          "CRITICAL", "VERBOSE"))
+_NXLOG_TYPES = frozenset(
+    ("AUDIT_SUCCESS", "AUDIT_FAILURE", "INFO", "WARNING", "ERROR", "CRITICAL", "VERBOSE")
+)
 _ID_KEYS = ("EventID", "EventId", "EventCode")
 _CHANNEL_KEYS = ("Channel", "LogName")
 _HOST_KEYS = ("Hostname", "Computer", "ComputerName", "host")
@@ -189,18 +253,28 @@ def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 def is_flat(obj: dict[str, Any]) -> bool:
     return _first(obj, _ID_KEYS) is not None and (
-        _first(obj, _CHANNEL_KEYS) is not None or "SourceName" in obj)
+        _first(obj, _CHANNEL_KEYS) is not None or "SourceName" in obj
+    )
 
 
 def from_flat(obj: dict[str, Any]) -> dict[str, Any] | None:
     """Flattened events (NXLog, OTRF/Mordor, Splunk/CSV columns) → `{"Event": ...}`."""
     if not is_flat(obj):
         return None
-    system = _system(_first(obj, _CHANNEL_KEYS), _first(obj, _ID_KEYS),
-                     _first(obj, _HOST_KEYS), _time(_first(obj, _TIME_KEYS)),
-                     obj.get("SourceName", obj.get("ProviderName")), obj.get("ProviderGuid"))
-    for src, dst in (("Version", "Version"), ("Task", "Task"), ("OpcodeValue", "Opcode"),
-                     ("Level", "Level")):
+    system = _system(
+        _first(obj, _CHANNEL_KEYS),
+        _first(obj, _ID_KEYS),
+        _first(obj, _HOST_KEYS),
+        _time(_first(obj, _TIME_KEYS)),
+        obj.get("SourceName", obj.get("ProviderName")),
+        obj.get("ProviderGuid"),
+    )
+    for src, dst in (
+        ("Version", "Version"),
+        ("Task", "Task"),
+        ("OpcodeValue", "Opcode"),
+        ("Level", "Level"),
+    ):
         if obj.get(src) is not None and str(obj[src]).isdigit():
             system[dst] = str(obj[src])
     keywords = obj.get("Keywords")
@@ -217,8 +291,10 @@ def from_flat(obj: dict[str, Any]) -> dict[str, Any] | None:
     system["Correlation"] = correlation
     meta = _FLAT_META
     if "ExecutionProcessID" in obj:
-        system["Execution"] = {"ProcessID": _s(obj["ExecutionProcessID"]),
-                               "ThreadID": _s(obj.get("ExecutionThreadID", 0))}
+        system["Execution"] = {
+            "ProcessID": _s(obj["ExecutionProcessID"]),
+            "ThreadID": _s(obj.get("ExecutionThreadID", 0)),
+        }
     elif "ProcessID" in obj and "ThreadID" in obj and "SourceModuleType" in obj:
         # NXLog before 4.x: the execution process and thread without the prefix
         system["Execution"] = {"ProcessID": _s(obj["ProcessID"]), "ThreadID": _s(obj["ThreadID"])}
@@ -272,8 +348,7 @@ def classify(obj: Any) -> tuple[str, Any]:
     if ev.__class__ is dict:
         if is_gene(obj):
             return GENE, obj
-        if "#attributes" in ev or "#attributes" in (ev.get("System") or {}).get(
-                "TimeCreated", {}):
+        if "#attributes" in ev or "#attributes" in (ev.get("System") or {}).get("TimeCreated", {}):
             from ..evtx import normalize_record  # `evtx_dump -o json`, python-evtx records
 
             return EVTX_DUMP, normalize_record(obj)

@@ -144,10 +144,13 @@ def _event_data(node: Node) -> dict[str, Any]:
     return out
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|&#(?:x0*(?:1?[0-8bcef]|1[0-9a-f])|"
-                      r"0*(?:[0-8]|1[124-9]|2[0-9]|3[01]));", re.IGNORECASE)
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f]|&#(?:x0*(?:1?[0-8bcef]|1[0-9a-f])|"
+    r"0*(?:[0-8]|1[124-9]|2[0-9]|3[01]));",
+    re.IGNORECASE,
+)
 _MAYBE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|&#")
-_PLACEHOLDER = re.compile("[\U000F0000-\U000F001F]")
+_PLACEHOLDER = re.compile("[\U000f0000-\U000f001f]")
 
 
 def _hide(m: re.Match[str]) -> str:
@@ -176,8 +179,7 @@ def parse_event(fragment: str) -> dict[str, Any]:
     they are), are carried through expat as private-use characters and restored.
     """
     # PERF(heron): a cheap character class first; the full pattern only when it may match
-    hidden = _MAYBE_CONTROL.search(fragment) is not None and \
-        _CONTROL.search(fragment) is not None
+    hidden = _MAYBE_CONTROL.search(fragment) is not None and _CONTROL.search(fragment) is not None
     if hidden:
         fragment = _CONTROL.sub(_hide, fragment)
     node = _tree(fragment)
@@ -194,8 +196,9 @@ def parse_event(fragment: str) -> dict[str, Any]:
     return {"Event": _restore(out) if hidden else out}
 
 
-def iter_xml_events(fh: TextIO, name: str, error: Callable[[str], None],
-                    junk: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
+def iter_xml_events(
+    fh: TextIO, name: str, error: Callable[[str], None], junk: Callable[[str], None] | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield the events of a text stream holding `<Event>` elements anywhere.
 
     `junk(text)` receives what lies between events (syslog lines of other programs, wrappers).
@@ -212,7 +215,7 @@ def iter_xml_events(fh: TextIO, name: str, error: Callable[[str], None],
                 if m is not None:
                     error(f"{name}: event #{n + 1} is not terminated")
                 if junk is not None:
-                    junk(buf[pos:m.start() if m is not None else len(buf)])
+                    junk(buf[pos : m.start() if m is not None else len(buf)])
                 return
             keep = m.start() if m is not None else max(pos, len(buf) - 64)
             if junk is not None:
@@ -226,17 +229,18 @@ def iter_xml_events(fh: TextIO, name: str, error: Callable[[str], None],
             pos = 0
             continue
         if junk is not None and m.start() > pos:
-            junk(buf[pos:m.start()])
+            junk(buf[pos : m.start()])
         pos = end.end()
         n += 1
         try:
-            yield parse_event(buf[m.start():pos])
+            yield parse_event(buf[m.start() : pos])
         except (expat.ExpatError, IndexError, ValueError) as ex:
             error(f"{name}: event #{n}: invalid XML: {ex}")
 
 
-def iter_line_events(fh: TextIO, name: str, error: Callable[[str], None],
-                     skipped: Callable[[], None]) -> Iterator[dict[str, Any]]:
+def iter_line_events(
+    fh: TextIO, name: str, error: Callable[[str], None], skipped: Callable[[], None]
+) -> Iterator[dict[str, Any]]:
     """Sysmon for Linux in syslog (`… sysmon: <Event>…</Event>`) or `journalctl -o cat`.
 
     One event per line; `skipped()` is called for each non-blank line without an event.
@@ -249,6 +253,6 @@ def iter_line_events(fh: TextIO, name: str, error: Callable[[str], None],
                 skipped()
             continue
         try:
-            yield parse_event(line[m.start():end.end()])
+            yield parse_event(line[m.start() : end.end()])
         except (expat.ExpatError, IndexError, ValueError) as ex:
             error(f"{name}:{lineno}: invalid XML: {ex}")

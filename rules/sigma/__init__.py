@@ -10,5 +10,14 @@ from __future__ import annotations
 from .logsource import Target, Unsupported, collected, resolve
 from .rule import DEFAULT_STATUS, LEVELS, SigmaRule, SigmaUnsupported, parse_sigma
 
-__all__ = ["DEFAULT_STATUS", "LEVELS", "SigmaRule", "SigmaUnsupported", "Target", "Unsupported",
-           "collected", "parse_sigma", "resolve"]
+__all__ = [
+    "DEFAULT_STATUS",
+    "LEVELS",
+    "SigmaRule",
+    "SigmaUnsupported",
+    "Target",
+    "Unsupported",
+    "collected",
+    "parse_sigma",
+    "resolve",
+]

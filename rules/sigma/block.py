@@ -75,9 +75,11 @@ def _value_lits(field: str, v: Any) -> list[Lit] | None:
 
 
 def _plain_ends(p: Sequence[Any]) -> bool:
-    return (len(p) == 1 and isinstance(p[0], str)) or (
-        len(p) == 2 and _STAR in p and any(isinstance(x, str) for x in p)) or (
-        len(p) == 3 and p[0] is _STAR and p[2] is _STAR and isinstance(p[1], str))
+    return (
+        (len(p) == 1 and isinstance(p[0], str))
+        or (len(p) == 2 and _STAR in p and any(isinstance(x, str) for x in p))
+        or (len(p) == 3 and p[0] is _STAR and p[2] is _STAR and isinstance(p[1], str))
+    )
 
 
 def regex_literal(pattern: str) -> str | None:
@@ -149,8 +151,17 @@ def rule_literals(trees: Sequence[Any]) -> list[Lit]:
 
 
 class _FieldIndex:
-    __slots__ = ("eq", "pre", "suf", "sub", "short", "pre_lens", "suf_lens", "sub_keys",
-                 "short_keys")
+    __slots__ = (
+        "eq",
+        "pre",
+        "suf",
+        "sub",
+        "short",
+        "pre_lens",
+        "suf_lens",
+        "sub_keys",
+        "short_keys",
+    )
 
     def __init__(self) -> None:
         self.eq: dict[str, list[int]] = {}
@@ -181,7 +192,7 @@ class _FieldIndex:
         freq: dict[str, int] = {}
         grams_of = {}
         for lit in lits:
-            grams = {lit[k:k + 3] for k in range(len(lit) - 2)}
+            grams = {lit[k : k + 3] for k in range(len(lit) - 2)}
             grams_of[lit] = grams
             for g in grams:
                 freq[g] = freq.get(g, 0) + 1
@@ -213,8 +224,11 @@ class _FieldIndex:
         if self.sub and len(v) > 2:
             sub = self.sub
             n = len(v) - 2
-            grams = set(map(v.__getitem__, _SLICES[:n])) if n <= _NSLICES else \
-                {v[k:k + 3] for k in range(n)}
+            grams = (
+                set(map(v.__getitem__, _SLICES[:n]))
+                if n <= _NSLICES
+                else {v[k : k + 3] for k in range(n)}
+            )
             for g in grams & self.sub_keys:
                 for lit, ids in sub[g].items():
                     if lit in v:
@@ -224,8 +238,11 @@ class _FieldIndex:
             keys = self.short_keys
             found = set(v) & keys  # 1-character literals
             if len(v) > 1:
-                found |= (set(map(v.__getitem__, _SLICES2[:len(v) - 1])) if len(v) <= _NSLICES
-                          else {v[k:k + 2] for k in range(len(v) - 1)}) & keys
+                found |= (
+                    set(map(v.__getitem__, _SLICES2[: len(v) - 1]))
+                    if len(v) <= _NSLICES
+                    else {v[k : k + 2] for k in range(len(v) - 1)}
+                ) & keys
             for lit in found:
                 out.update(short[lit])
 

@@ -82,8 +82,7 @@ class _Gen:
                 special.append(self._null(field))
             elif isinstance(v, SigmaExists):
                 special.append(self._exists(field, bool(v.exists)))
-            elif isinstance(v, SigmaString) and type(v) is SigmaString and v.s \
-                    and _simple(v.s):
+            elif isinstance(v, SigmaString) and type(v) is SigmaString and v.s and _simple(v.s):
                 simple.append(v.s)
             else:
                 test, cased = value_test(v)
@@ -97,11 +96,13 @@ class _Gen:
                 return any(f(t) for f in otests)
 
         if tl is not None and to is None and not special:
+
             def leaf(o: dict[str, Text], lo: dict[str, Text]) -> bool:
                 v = lo.get(field)
                 if v.__class__ is str:
                     return tl(v)
                 return v is not None and any(tl(x) for x in v)
+
             return self.add(leaf)
 
         def general(o: dict[str, Text], lo: dict[str, Text]) -> bool:
@@ -183,8 +184,9 @@ def all_text(low: dict[str, Text]) -> str:
     """Every lower-cased value of a view joined by NUL (cached in the view under ALL)."""
     text = low.get(ALL)
     if text is None:
-        text = low[ALL] = "\x00".join(v if v.__class__ is str else "\x00".join(v)
-                                       for v in low.values())
+        text = low[ALL] = "\x00".join(
+            v if v.__class__ is str else "\x00".join(v) for v in low.values()
+        )
     return text  # type: ignore[return-value]
 
 
@@ -210,9 +212,16 @@ def _flatten(values: Sequence[SigmaType]) -> list[SigmaType]:
 def _simple(parts: Sequence[Any]) -> bool:
     """Plain text with `*` only at the ends: equality, startswith, endswith or contains."""
     inner = parts[1:-1] if len(parts) > 2 else [p for p in parts if p is not _STAR]
-    return bool(inner) and len(inner) == 1 and isinstance(inner[0], str) and (
-        len(parts) == 1 or (len(parts) == 2 and _STAR in parts)
-        or (len(parts) == 3 and parts[0] is _STAR and parts[2] is _STAR))
+    return (
+        bool(inner)
+        and len(inner) == 1
+        and isinstance(inner[0], str)
+        and (
+            len(parts) == 1
+            or (len(parts) == 2 and _STAR in parts)
+            or (len(parts) == 3 and parts[0] is _STAR and parts[2] is _STAR)
+        )
+    )
 
 
 def _contains(sub: str) -> TextTest:
@@ -249,9 +258,9 @@ def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest 
         if len(sub) <= 2:
             tests.extend(_contains(one) for one in sub)
         else:
-            search = re.compile("|".join(re.escape(x) for x in
-                                         sorted(set(sub), key=len, reverse=True)),
-                                re.DOTALL).search
+            search = re.compile(
+                "|".join(re.escape(x) for x in sorted(set(sub), key=len, reverse=True)), re.DOTALL
+            ).search
             tests.append(lambda t: search(t) is not None)
     if eq:
         fe = frozenset(eq)
@@ -283,8 +292,9 @@ def _source(node: Any, gen: _Gen) -> str:
             by_field: dict[str, list[SigmaType]] = {}
             order: list[Any] = []
             for arg in node.args:
-                if isinstance(arg, ConditionFieldEqualsValueExpression) \
-                        and not isinstance(arg.value, SigmaFieldReference):
+                if isinstance(arg, ConditionFieldEqualsValueExpression) and not isinstance(
+                    arg.value, SigmaFieldReference
+                ):
                     if arg.field not in by_field:
                         by_field[arg.field] = []
                         order.append(arg.field)
@@ -304,8 +314,9 @@ def _source(node: Any, gen: _Gen) -> str:
     raise Unsupported(f"condition element {type(node).__name__} is not supported")
 
 
-def compile_condition(trees: Sequence[Any], views: ViewCache,
-                      placeholders: Mapping[str, Sequence[str]]) -> tuple[str, dict[str, Any]]:
+def compile_condition(
+    trees: Sequence[Any], views: ViewCache, placeholders: Mapping[str, Sequence[str]]
+) -> tuple[str, dict[str, Any]]:
     """(expression over the view `o, lo`, namespace) for the OR of a rule's conditions."""
     gen = _Gen(views, placeholders)
     exprs = [_source(t, gen) for t in trees]
@@ -316,11 +327,18 @@ def compile_condition(trees: Sequence[Any], views: ViewCache,
 def required_event_ids(node: Any) -> frozenset[int] | None:
     """EventIDs every match must have (from `EventID: n` selections), or None if unconstrained."""
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        if node.field == "EventID" and isinstance(node.value, SigmaNumber) \
-                and isinstance(node.value.number, int):
+        if (
+            node.field == "EventID"
+            and isinstance(node.value, SigmaNumber)
+            and isinstance(node.value.number, int)
+        ):
             return frozenset({node.value.number})
-        if node.field == "EventID" and isinstance(node.value, SigmaString) \
-                and not node.value.contains_special() and str(node.value).isdigit():
+        if (
+            node.field == "EventID"
+            and isinstance(node.value, SigmaString)
+            and not node.value.contains_special()
+            and str(node.value).isdigit()
+        ):
             return frozenset({int(str(node.value))})
         return None
     if isinstance(node, ConditionOR):

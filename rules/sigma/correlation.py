@@ -31,13 +31,21 @@ from ..rule import Meta, Rule
 from .rule import LEVELS, SigmaUnsupported, _attack
 from .view import view
 
-__all__ = ["SigmaCorrelation", "CompiledCorrelation", "correlation_rule", "MAX_GROUPS",
-           "MAX_ENTRIES"]
+__all__ = [
+    "SigmaCorrelation",
+    "CompiledCorrelation",
+    "correlation_rule",
+    "MAX_GROUPS",
+    "MAX_ENTRIES",
+]
 
 MAX_GROUPS = 10_000
 MAX_ENTRIES = 1_000
-_OPS = {SigmaCorrelationConditionOperator.GTE: "gte", SigmaCorrelationConditionOperator.GT: "gt",
-        SigmaCorrelationConditionOperator.EQ: "eq"}
+_OPS = {
+    SigmaCorrelationConditionOperator.GTE: "gte",
+    SigmaCorrelationConditionOperator.GT: "gt",
+    SigmaCorrelationConditionOperator.EQ: "eq",
+}
 _NEVER = {"\x00sigma-correlation": ()}  # a channel no event has: never a candidate itself
 
 
@@ -166,8 +174,9 @@ class CompiledCorrelation(CompiledRule):
         return n == corr.count
 
 
-def correlation_rule(r: SigmaCorrelationRule, text: str, source: str
-                     ) -> SigmaCorrelation | SigmaUnsupported:
+def correlation_rule(
+    r: SigmaCorrelationRule, text: str, source: str
+) -> SigmaCorrelation | SigmaUnsupported:
     """A Heron correlation from pySigma's, or the reason it cannot run."""
     title = r.title or str(r.id or "")
 
@@ -177,8 +186,12 @@ def correlation_rule(r: SigmaCorrelationRule, text: str, source: str
     if r.errors:
         return bad(f"invalid Sigma correlation: {r.errors[0]}")
     kind = str(r.type.name).lower()
-    if r.type not in (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT,
-                      SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED):
+    if r.type not in (
+        SigmaCorrelationType.EVENT_COUNT,
+        SigmaCorrelationType.VALUE_COUNT,
+        SigmaCorrelationType.TEMPORAL,
+        SigmaCorrelationType.TEMPORAL_ORDERED,
+    ):
         return bad(f"correlation type {kind} is not supported")
     cond = r.condition
     op, count, value_field = "gte", 1.0, ""
@@ -186,8 +199,10 @@ def correlation_rule(r: SigmaCorrelationRule, text: str, source: str
         if not isinstance(cond, SigmaCorrelationCondition):
             return bad("extended conditions only apply to temporal correlations")
         if cond.op not in _OPS:
-            return bad(f"condition {cond.op.name.lower()} needs the end of a window "
-                       f"(only gte, gt, eq are evaluated on arrival)")
+            return bad(
+                f"condition {cond.op.name.lower()} needs the end of a window "
+                f"(only gte, gt, eq are evaluated on arrival)"
+            )
         op, count = _OPS[cond.op], float(cond.count)
         if kind == "value_count":
             ref = cond.fieldref
@@ -201,12 +216,40 @@ def correlation_rule(r: SigmaCorrelationRule, text: str, source: str
     for name, alias in r.aliases.aliases.items():
         aliases[name] = {k.reference: v for k, v in alias.mapping.items()}
     level = str(r.level) if r.level else ""
-    meta = Meta(events=_NEVER, attack=_attack(r.tags), criticality=LEVELS.get(level, 0),
-                log_type="winevt", schema="2.0.0")
-    extra = {"id": str(r.id or ""), "name": r.name or "", "level": level,
-             "status": str(r.status or ""), "falsepositives": list(r.falsepositives or []),
-             "correlation": kind}
+    meta = Meta(
+        events=_NEVER,
+        attack=_attack(r.tags),
+        criticality=LEVELS.get(level, 0),
+        log_type="winevt",
+        schema="2.0.0",
+    )
+    extra = {
+        "id": str(r.id or ""),
+        "name": r.name or "",
+        "level": level,
+        "status": str(r.status or ""),
+        "falsepositives": list(r.falsepositives or []),
+        "correlation": kind,
+    }
     tags = tuple(f"{t.namespace}.{t.name}" for t in r.tags)
-    return SigmaCorrelation(title, meta, (), "", tags, (), source, 1, extra, text, kind, refs,
-                            tuple(r.group_by or ()), float(r.timespan.seconds), op, count,
-                            value_field, bool(r.generate), aliases)
+    return SigmaCorrelation(
+        title,
+        meta,
+        (),
+        "",
+        tags,
+        (),
+        source,
+        1,
+        extra,
+        text,
+        kind,
+        refs,
+        tuple(r.group_by or ()),
+        float(r.timespan.seconds),
+        op,
+        count,
+        value_field,
+        bool(r.generate),
+        aliases,
+    )

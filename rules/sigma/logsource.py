@@ -12,8 +12,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Target", "Unsupported", "resolve", "SYSMON", "LINUX_SYSMON", "SECURITY",
-           "WINDOWS_SERVICES", "WINDOWS_CATEGORIES", "LINUX_CATEGORIES", "PROC_CREATION_4688"]
+__all__ = [
+    "Target",
+    "Unsupported",
+    "resolve",
+    "SYSMON",
+    "LINUX_SYSMON",
+    "SECURITY",
+    "WINDOWS_SERVICES",
+    "WINDOWS_CATEGORIES",
+    "LINUX_CATEGORIES",
+    "PROC_CREATION_4688",
+]
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 LINUX_SYSMON = "Linux-Sysmon/Operational"
@@ -62,10 +72,12 @@ WINDOWS_SERVICES: dict[str, tuple[str, ...]] = {
     "ntlm": ("Microsoft-Windows-NTLM/Operational",),
     "dhcp": ("Microsoft-Windows-DHCP-Server/Operational",),
     "msexchange-management": ("MSExchange Management",),
-    "applocker": ("Microsoft-Windows-AppLocker/MSI and Script",
-                  "Microsoft-Windows-AppLocker/EXE and DLL",
-                  "Microsoft-Windows-AppLocker/Packaged app-Deployment",
-                  "Microsoft-Windows-AppLocker/Packaged app-Execution"),
+    "applocker": (
+        "Microsoft-Windows-AppLocker/MSI and Script",
+        "Microsoft-Windows-AppLocker/EXE and DLL",
+        "Microsoft-Windows-AppLocker/Packaged app-Deployment",
+        "Microsoft-Windows-AppLocker/Packaged app-Execution",
+    ),
     "printservice-admin": ("Microsoft-Windows-PrintService/Admin",),
     "printservice-operational": ("Microsoft-Windows-PrintService/Operational",),
     "codeintegrity-operational": ("Microsoft-Windows-CodeIntegrity/Operational",),
@@ -76,15 +88,22 @@ WINDOWS_SERVICES: dict[str, tuple[str, ...]] = {
     "bits-client": ("Microsoft-Windows-Bits-Client/Operational",),
     "windefend": ("Microsoft-Windows-Windows Defender/Operational",),
     "terminalservices-localsessionmanager": (
-        "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational",),
-    "servicebus-client": ("Microsoft-ServiceBus-Client/Operational",
-                          "Microsoft-ServiceBus-Client/Admin"),
-    "microsoft-servicebus-client": ("Microsoft-ServiceBus-Client/Operational",
-                                    "Microsoft-ServiceBus-Client/Admin"),
+        "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational",
+    ),
+    "servicebus-client": (
+        "Microsoft-ServiceBus-Client/Operational",
+        "Microsoft-ServiceBus-Client/Admin",
+    ),
+    "microsoft-servicebus-client": (
+        "Microsoft-ServiceBus-Client/Operational",
+        "Microsoft-ServiceBus-Client/Admin",
+    ),
     "ldap": ("Microsoft-Windows-LDAP-Client/Debug",),
     "ldap_debug": ("Microsoft-Windows-LDAP-Client/Debug",),
-    "security-mitigations": ("Microsoft-Windows-Security-Mitigations/Kernel Mode",
-                             "Microsoft-Windows-Security-Mitigations/User Mode"),
+    "security-mitigations": (
+        "Microsoft-Windows-Security-Mitigations/Kernel Mode",
+        "Microsoft-Windows-Security-Mitigations/User Mode",
+    ),
     "diagnosis-scripted": ("Microsoft-Windows-Diagnosis-Scripted/Operational",),
     "shell-core": ("Microsoft-Windows-Shell-Core/Operational",),
     "openssh": ("OpenSSH/Operational",),
@@ -94,20 +113,26 @@ WINDOWS_SERVICES: dict[str, tuple[str, ...]] = {
     "lsa-server": ("Microsoft-Windows-LSA/Operational",),
     "appxpackaging-om": ("Microsoft-Windows-AppxPackaging/Operational",),
     # NOTE(sigma): pySigma names the display name; the real channel is DNS-Client/Operational.
-    "dns-client": ("Microsoft-Windows-DNS-Client/Operational",
-                   "Microsoft-Windows-DNS Client Events/Operational"),
+    "dns-client": (
+        "Microsoft-Windows-DNS-Client/Operational",
+        "Microsoft-Windows-DNS Client Events/Operational",
+    ),
     "appmodel-runtime": ("Microsoft-Windows-AppModel-Runtime/Admin",),
     "capi2": ("Microsoft-Windows-CAPI2/Operational",),
     "certificateservicesclient-lifecycle-system": (
-        "Microsoft-Windows-CertificateServicesClient-Lifecycle-System/Operational",),
-    "application-experience": ("Microsoft-Windows-Application-Experience/Program-Telemetry",
-                               "Microsoft-Windows-Application-Experience/"
-                               "Program-Compatibility-Assistant"),
+        "Microsoft-Windows-CertificateServicesClient-Lifecycle-System/Operational",
+    ),
+    "application-experience": (
+        "Microsoft-Windows-Application-Experience/Program-Telemetry",
+        "Microsoft-Windows-Application-Experience/Program-Compatibility-Assistant",
+    ),
     "hyper-v-worker": ("Microsoft-Windows-Hyper-V-Worker",),
     "iis-configuration": ("Microsoft-IIS-Configuration/Operational",),
     "kernel-event-tracing": ("Microsoft-Windows-Kernel-EventTracing",),
-    "kernel-shimengine": ("Microsoft-Windows-Kernel-ShimEngine/Operational",
-                          "Microsoft-Windows-Kernel-ShimEngine/Diagnostic"),
+    "kernel-shimengine": (
+        "Microsoft-Windows-Kernel-ShimEngine/Operational",
+        "Microsoft-Windows-Kernel-ShimEngine/Diagnostic",
+    ),
     "ntfs": ("Microsoft-Windows-Ntfs/Operational",),
     "sense": ("Microsoft-Windows-SENSE/Operational",),
 }
@@ -173,8 +198,10 @@ def resolve(logsource: Mapping[str, str | None]) -> list[Target]:
     if product == "windows":
         if category:
             if category in WINDOWS_NOT_COLLECTED:
-                raise Unsupported(f"logsource not collected: windows/{category} "
-                                  f"({WINDOWS_NOT_COLLECTED[category]})")
+                raise Unsupported(
+                    f"logsource not collected: windows/{category} "
+                    f"({WINDOWS_NOT_COLLECTED[category]})"
+                )
             found = WINDOWS_CATEGORIES.get(category)
             if found is None:
                 raise Unsupported(f"unknown logsource: windows/{category}")
@@ -196,8 +223,10 @@ def resolve(logsource: Mapping[str, str | None]) -> list[Target]:
                 raise Unsupported(f"logsource not collected: linux/{category}")
             return [Target(LINUX_SYSMON, frozenset(linux_ids))]
         what = service or "(no category)"
-        raise Unsupported(f"logsource not collected: linux/{what} (Heron's Linux events are "
-                          f"Sysmon-for-Linux process/network/file events; no auditd or syslog)")
+        raise Unsupported(
+            f"logsource not collected: linux/{what} (Heron's Linux events are "
+            f"Sysmon-for-Linux process/network/file events; no auditd or syslog)"
+        )
     name = "/".join(x for x in (product, category, service) if x) or "(empty)"
     raise Unsupported(f"logsource not collected: {name}")
 

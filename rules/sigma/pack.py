@@ -66,8 +66,9 @@ def _license(root: Path) -> tuple[str, str]:
     return "", ""
 
 
-def read_pack(path: str | Path, *, name: str = "sigmahq",
-              status: Iterable[str] | None = DEFAULT_SIGMA_STATUS) -> Pack:
+def read_pack(
+    path: str | Path, *, name: str = "sigmahq", status: Iterable[str] | None = DEFAULT_SIGMA_STATUS
+) -> Pack:
     """Read every Sigma rule of a checkout or archive; `status=None` keeps every status."""
     src = Path(path)
     if not src.exists():
@@ -90,7 +91,12 @@ def read_pack(path: str | Path, *, name: str = "sigmahq",
             pack.entries[rule.name] = {
                 "Name": rule.name,
                 "Sigma": getattr(rule, "text", ""),
-                "Pack": {"name": name, "license": lic_name, "file": rel,
-                         "id": rule.extra.get("id", ""), "author": rule.extra.get("author", "")},
+                "Pack": {
+                    "name": name,
+                    "license": lic_name,
+                    "file": rel,
+                    "id": rule.extra.get("id", ""),
+                    "author": rule.extra.get("author", ""),
+                },
             }
         return pack

@@ -49,8 +49,11 @@ class Report:
         """Reasons, with rule-specific details (values, names) folded into one bucket."""
         out: collections.Counter[str] = collections.Counter()
         for e in self.rejected:
-            reason = re.sub(r"'[^']*'|\"[^\"]*\"|%[^%\s]+%", "…", e.reason.split(": ", 2)[0]
-                            if not e.reason.startswith(_NOT_COLLECTED) else e.reason)
+            reason = re.sub(
+                r"'[^']*'|\"[^\"]*\"|%[^%\s]+%",
+                "…",
+                e.reason.split(": ", 2)[0] if not e.reason.startswith(_NOT_COLLECTED) else e.reason,
+            )
             out[reason[:120]] += 1
         return out
 
@@ -73,9 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list every rejected rule")
     args = parser.parse_args(argv)
     rep = report(args.paths)
-    print(f"{rep.files} files; {len(rep.supported)} rules supported, "
-          f"{len(rep.unsupported)} unsupported, {len(rep.not_collected)} with a logsource "
-          f"Heron does not collect")
+    print(
+        f"{rep.files} files; {len(rep.supported)} rules supported, "
+        f"{len(rep.unsupported)} unsupported, {len(rep.not_collected)} with a logsource "
+        f"Heron does not collect"
+    )
     print(f"supported among collected logsources: {rep.share:.1%}")
     for reason, n in rep.reasons().most_common():
         print(f"{n:6d}  {reason}")

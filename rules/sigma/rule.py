@@ -33,7 +33,8 @@ DEFAULT_STATUS: frozenset[str] = frozenset({"stable", "test"})
 _TACTICS = frozenset(
     "reconnaissance resource_development initial_access execution persistence "
     "privilege_escalation defense_evasion credential_access discovery lateral_movement "
-    "collection command_and_control exfiltration impact".split())
+    "collection command_and_control exfiltration impact".split()
+)
 
 
 class SigmaUnsupported(RuleSyntaxError):
@@ -98,8 +99,9 @@ class SigmaRule(Rule):
         try:
             expr, ns = compile_condition(self.trees, views, self.placeholders)
         except Unsupported as ex:
-            raise SigmaUnsupported(str(ex), source=self.source, line=self.line,
-                                   rule=self.name) from ex
+            raise SigmaUnsupported(
+                str(ex), source=self.source, line=self.line, rule=self.name
+            ) from ex
         compiled = SigmaCompiled(self)
         compiled.ns = ns  # `source` stays None: the engine runs Sigma rules as one block
         if self.targets and all(t.event_ids for t in self.targets):
@@ -152,8 +154,7 @@ def _events(targets: Sequence[Target], trees: Sequence[Any]) -> dict[str, tuple[
     return {k: tuple(sorted(v)) if v else () for k, v in events.items()}
 
 
-def _check_placeholders(trees: Sequence[Any], placeholders: Mapping[str, Sequence[str]]
-                        ) -> None:
+def _check_placeholders(trees: Sequence[Any], placeholders: Mapping[str, Sequence[str]]) -> None:
     """Unset `%name%` placeholders make the rule unsupported at load (not at compile)."""
     stack = list(trees)
     while stack:
@@ -162,21 +163,22 @@ def _check_placeholders(trees: Sequence[Any], placeholders: Mapping[str, Sequenc
         if isinstance(value, SigmaString):
             for part in value.s:
                 if isinstance(part, Placeholder) and not placeholders.get(part.name):
-                    raise Unsupported(f"placeholder %{part.name}% has no values (set them in "
-                                      f"the Sigma placeholders file)")
+                    raise Unsupported(
+                        f"placeholder %{part.name}% has no values (set them in "
+                        f"the Sigma placeholders file)"
+                    )
         stack.extend(getattr(node, "args", ()) or ())
 
 
-def _from_pysigma(r: PySigmaRule, text: str, source: str,
-                  placeholders: Mapping[str, Sequence[str]]) -> SigmaRule:
+def _from_pysigma(
+    r: PySigmaRule, text: str, source: str, placeholders: Mapping[str, Sequence[str]]
+) -> SigmaRule:
     title = r.title or str(r.id or "")
     if r.errors:
-        raise SigmaUnsupported(f"invalid Sigma rule: {r.errors[0]}", source=source,
-                               rule=title)
+        raise SigmaUnsupported(f"invalid Sigma rule: {r.errors[0]}", source=source, rule=title)
     try:
         ls = r.logsource
-        targets = resolve({"product": ls.product, "category": ls.category,
-                           "service": ls.service})
+        targets = resolve({"product": ls.product, "category": ls.category, "service": ls.service})
         trees = tuple(c.parsed for c in r.detection.parsed_condition)
         events = _events(targets, trees)
         _check_placeholders(trees, placeholders)
@@ -185,22 +187,51 @@ def _from_pysigma(r: PySigmaRule, text: str, source: str,
     except SigmaError as ex:
         raise SigmaUnsupported(f"invalid Sigma rule: {ex}", source=source, rule=title) from ex
     level = str(r.level) if r.level else ""
-    meta = Meta(events=events, attack=_attack(r.tags), criticality=LEVELS.get(level, 0),
-                log_type="winevt", schema="2.0.0")
-    extra = {"id": str(r.id or ""), "name": r.name or "", "level": level,
-             "status": str(r.status or ""),
-             "falsepositives": list(r.falsepositives or []), "author": r.author or "",
-             "logsource": {k: v for k, v in (("product", ls.product),
-                                            ("category", ls.category),
-                                            ("service", ls.service)) if v}}
+    meta = Meta(
+        events=events,
+        attack=_attack(r.tags),
+        criticality=LEVELS.get(level, 0),
+        log_type="winevt",
+        schema="2.0.0",
+    )
+    extra = {
+        "id": str(r.id or ""),
+        "name": r.name or "",
+        "level": level,
+        "status": str(r.status or ""),
+        "falsepositives": list(r.falsepositives or []),
+        "author": r.author or "",
+        "logsource": {
+            k: v
+            for k, v in (
+                ("product", ls.product),
+                ("category", ls.category),
+                ("service", ls.service),
+            )
+            if v
+        },
+    }
     tags = tuple(f"{t.namespace}.{t.name}" for t in r.tags)
-    return SigmaRule(title, meta, (), "", tags, (), source, 1, extra, text, tuple(targets),
-                     trees, dict(placeholders))
+    return SigmaRule(
+        title,
+        meta,
+        (),
+        "",
+        tags,
+        (),
+        source,
+        1,
+        extra,
+        text,
+        tuple(targets),
+        trees,
+        dict(placeholders),
+    )
 
 
-def parse_sigma(text: str, source: str = "<string>", *,
-                placeholders: Mapping[str, Sequence[str]] | None = None
-                ) -> Iterator[Rule | SigmaUnsupported]:
+def parse_sigma(
+    text: str, source: str = "<string>", *, placeholders: Mapping[str, Sequence[str]] | None = None
+) -> Iterator[Rule | SigmaUnsupported]:
     """Every rule of a Sigma YAML document stream, or its `SigmaUnsupported` error."""
     try:
         coll = SigmaCollection.from_yaml(text, collect_errors=True, resolve_references=False)
@@ -213,6 +244,7 @@ def parse_sigma(text: str, source: str = "<string>", *,
     for r in coll.rules:
         if isinstance(r, SigmaCorrelationRule):
             from .correlation import correlation_rule  # noqa: PLC0415 - avoids an import cycle
+
             yield correlation_rule(r, text, source)
             continue
         if not isinstance(r, PySigmaRule):

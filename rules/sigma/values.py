@@ -35,9 +35,11 @@ from .logsource import Unsupported
 __all__ = ["TextTest", "string_test", "value_test", "expand_placeholders", "wildcard_regex"]
 
 TextTest = Callable[[str], bool]
-_RE_FLAGS = {SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
-             SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
-             SigmaRegularExpressionFlag.DOTALL: re.DOTALL}
+_RE_FLAGS = {
+    SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
+    SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
+    SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
+}
 _MAX_EXPANSIONS = 1024
 
 
@@ -168,8 +170,9 @@ def value_test(value: SigmaType) -> tuple[TextTest, bool]:
     raise Unsupported(f"value type {type(value).__name__} is not supported")
 
 
-def expand_placeholders(value: SigmaType, placeholders: Mapping[str, Sequence[str]]
-                        ) -> list[SigmaType]:
+def expand_placeholders(
+    value: SigmaType, placeholders: Mapping[str, Sequence[str]]
+) -> list[SigmaType]:
     """Replace `%name%` placeholders (expand modifier) by every configured value."""
     if not isinstance(value, SigmaString) or not any(isinstance(p, Placeholder) for p in value.s):
         return [value]
@@ -178,8 +181,10 @@ def expand_placeholders(value: SigmaType, placeholders: Mapping[str, Sequence[st
         if isinstance(part, Placeholder):
             values = placeholders.get(part.name)
             if not values:
-                raise Unsupported(f"placeholder %{part.name}% has no values (set them in the "
-                                  f"Sigma placeholders file)")
+                raise Unsupported(
+                    f"placeholder %{part.name}% has no values (set them in the "
+                    f"Sigma placeholders file)"
+                )
             choices.append([SigmaString(v).s for v in values])
         else:
             choices.append([[part]])

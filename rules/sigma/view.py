@@ -25,8 +25,7 @@ Text = str | tuple[str, ...]
 View = tuple[dict[str, Text], dict[str, Text]]  # (original text, lower-cased text)
 _HEX = re.compile(r"0x0+([0-9a-fA-F]+)\Z")
 _KV = re.compile(r"^\s*([A-Za-z]+)=(.*?)\s*$", re.MULTILINE)
-_SYSTEM = ("Channel", "Computer", "Level", "Task", "Opcode", "Keywords", "EventRecordID",
-           "Version")
+_SYSTEM = ("Channel", "Computer", "Level", "Task", "Opcode", "Keywords", "EventRecordID", "Version")
 _EMPTY: View = ({}, {})
 
 
@@ -99,9 +98,10 @@ def build(data: Any) -> View:
     sys_ = ev.get("System")
     if isinstance(sys_, dict):
         _system(sys_, orig)
-    low: dict[str, Text] = {k: (v.lower() if v.__class__ is str else
-                                tuple(x.lower() for x in v))
-                            for k, v in orig.items()}
+    low: dict[str, Text] = {
+        k: (v.lower() if v.__class__ is str else tuple(x.lower() for x in v))
+        for k, v in orig.items()
+    }
     return orig, low
 
 

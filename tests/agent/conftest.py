@@ -17,16 +17,35 @@ LINUX_CHANNEL = "Linux-Sysmon/Operational"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is not present")
 
 
-def gene_rule(name: str, matches: list[str], condition: str, *, events: dict[str, list[int]],
-              criticality: int = 8, actions: list[str] | None = None,
-              filter_: bool = False) -> str:
+def gene_rule(
+    name: str,
+    matches: list[str],
+    condition: str,
+    *,
+    events: dict[str, list[int]],
+    criticality: int = 8,
+    actions: list[str] | None = None,
+    filter_: bool = False,
+) -> str:
     """One Gene rule as a JSON line (absolute paths, LogType winevt)."""
-    meta: dict[str, Any] = {"Events": events, "Criticality": criticality, "Schema": "2.0.0",
-                            "LogType": "winevt"}
+    meta: dict[str, Any] = {
+        "Events": events,
+        "Criticality": criticality,
+        "Schema": "2.0.0",
+        "LogType": "winevt",
+    }
     if filter_:
         meta["Filter"] = True
-    return json.dumps({"Name": name, "Tags": ["test"], "Meta": meta, "Matches": matches,
-                       "Condition": condition, "Actions": actions or []})
+    return json.dumps(
+        {
+            "Name": name,
+            "Tags": ["test"],
+            "Meta": meta,
+            "Matches": matches,
+            "Condition": condition,
+            "Actions": actions or [],
+        }
+    )
 
 
 def make_config(tmp_path: Path, **sections: dict[str, Any]) -> AgentConfig:

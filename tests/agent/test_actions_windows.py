@@ -54,8 +54,7 @@ def _tmp(tmp_path: Path) -> Any:
 
 def test_full_dump_when_it_fits(tmp_path: Path) -> None:
     dbghelp = FakeDbgHelp(RECORDED_SIZES)
-    path, kind = dump_bounded(dbghelp, _tmp(tmp_path), limit=1024 * MiB,
-                              private_bytes=700 * MiB)
+    path, kind = dump_bounded(dbghelp, _tmp(tmp_path), limit=1024 * MiB, private_bytes=700 * MiB)
     assert kind == "full" and path.stat().st_size == 905 * MiB
 
 
@@ -68,8 +67,9 @@ def test_size_limit_picks_a_smaller_kind(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [".private.tmp"]  # full one deleted
     # with the private bytes known up front the full dump is not even written
     dbghelp = FakeDbgHelp(RECORDED_SIZES)
-    dump_bounded(dbghelp, lambda kind: tmp_path / f".{kind}.2.tmp", limit=512 * MiB,
-                 private_bytes=700 * MiB)
+    dump_bounded(
+        dbghelp, lambda kind: tmp_path / f".{kind}.2.tmp", limit=512 * MiB, private_bytes=700 * MiB
+    )
     assert dbghelp.calls == [DUMP_KINDS[1][1]]
 
 
@@ -85,8 +85,9 @@ def test_dbghelp_is_never_entered_twice_at_once(tmp_path: Path) -> None:
 
     def worker(i: int) -> None:
         try:
-            dump_bounded(dbghelp, lambda kind: tmp_path / f"{i}.{kind}", limit=MiB,
-                         private_bytes=None)
+            dump_bounded(
+                dbghelp, lambda kind: tmp_path / f"{i}.{kind}", limit=MiB, private_bytes=None
+            )
         except BaseException as ex:  # noqa: BLE001 - reported below
             errors.append(ex)
 
@@ -100,26 +101,56 @@ def test_dbghelp_is_never_entered_twice_at_once(tmp_path: Path) -> None:
 
 def test_memdump_windows_registers_the_artifact(tmp_path: Path, config_factory: Any) -> None:
     config = config_factory(actions={"max_memdump_size": 512 * MiB})
-    art = ArtifactDir(tmp_path / "art", process_guid="{G}", event_hash="f" * 40, endpoint="e",
-                      hostname="h", rule=["R"], ts=0.0)
+    art = ArtifactDir(
+        tmp_path / "art",
+        process_guid="{G}",
+        event_hash="f" * 40,
+        endpoint="e",
+        hostname="h",
+        rule=["R"],
+        ts=0.0,
+    )
     image = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
-    ctx = ActionContext(event={"Event": {"EventData": {}}}, detection={}, process_guid="{G}",
-                        pid=999_999, image=image, command_line="", artifacts=art,
-                        tracker=Tracker(), host=make_host(), config=config, clock=lambda: 1.0)
+    ctx = ActionContext(
+        event={"Event": {"EventData": {}}},
+        detection={},
+        process_guid="{G}",
+        pid=999_999,
+        image=image,
+        command_line="",
+        artifacts=art,
+        tracker=Tracker(),
+        host=make_host(),
+        config=config,
+        clock=lambda: 1.0,
+    )
     path = memdump_windows(ctx, write=FakeDbgHelp(RECORDED_SIZES))
     assert path.name == "powershell.exe_999999_1000000000_private.dmp"
     assert [(f.name, f.kind) for f in art.files()] == [(path.name, "memdump")]
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize(("target", "expected"), [
-    # Sysmon 13 TargetObject of a key's default value
-    (r"HKLM\SOFTWARE\Classes\CLSID\{0A29FF9E-7F9C-4437-8B11-F424491E3931}\InprocServer32\(Default)",
-     ("HKEY_LOCAL_MACHINE",
-      r"SOFTWARE\Classes\CLSID\{0A29FF9E-7F9C-4437-8B11-F424491E3931}\InprocServer32", "")),
-    (r"HKU\S-1-5-21-1-2-3-1001\Software\Microsoft\Windows\CurrentVersion\Run\Updater",
-     ("HKEY_USERS", r"S-1-5-21-1-2-3-1001\Software\Microsoft\Windows\CurrentVersion\Run",
-      "Updater")),
-])
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        # Sysmon 13 TargetObject of a key's default value
+        (
+            r"HKLM\SOFTWARE\Classes\CLSID\{0A29FF9E-7F9C-4437-8B11-F424491E3931}\InprocServer32\(Default)",
+            (
+                "HKEY_LOCAL_MACHINE",
+                r"SOFTWARE\Classes\CLSID\{0A29FF9E-7F9C-4437-8B11-F424491E3931}\InprocServer32",
+                "",
+            ),
+        ),
+        (
+            r"HKU\S-1-5-21-1-2-3-1001\Software\Microsoft\Windows\CurrentVersion\Run\Updater",
+            (
+                "HKEY_USERS",
+                r"S-1-5-21-1-2-3-1001\Software\Microsoft\Windows\CurrentVersion\Run",
+                "Updater",
+            ),
+        ),
+    ],
+)
 def test_registry_path_of_a_default_value(target: str, expected: tuple[str, str, str]) -> None:
     assert split_registry_path(target) == expected

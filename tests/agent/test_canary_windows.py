@@ -51,12 +51,21 @@ class FakeWin32Security:
     def ConvertStringSidToSid(self, sid: str) -> str:  # noqa: N802
         return f"sid({sid})"
 
-    def SetNamedSecurityInfo(self, path: str, kind: int, info: int, owner: Any, group: Any,  # noqa: N802
-                             dacl: Any, sacl: Any) -> None:
+    def SetNamedSecurityInfo(
+        self,
+        path: str,
+        kind: int,
+        info: int,
+        owner: Any,
+        group: Any,  # noqa: N802
+        dacl: Any,
+        sacl: Any,
+    ) -> None:
         if path == self.fail_on:
             raise OSError(5, "SetNamedSecurityInfo", "Access is denied.")
-        self.calls.append(("SetNamedSecurityInfo", path, kind, info, owner, group, dacl,
-                           list(sacl.aces)))
+        self.calls.append(
+            ("SetNamedSecurityInfo", path, kind, info, owner, group, dacl, list(sacl.aces))
+        )
 
 
 def _install(monkeypatch: pytest.MonkeyPatch, sec: FakeWin32Security) -> None:
@@ -75,13 +84,20 @@ def test_audit_policy_and_sacl_for_every_canary(monkeypatch: pytest.MonkeyPatch)
         ran.append(list(argv))
         return subprocess.CompletedProcess(argv, 0, b"", b"")
 
-    paths = [PureWindowsPath(r"C:\Users\Public\Documents\passwords.xlsx"),
-             PureWindowsPath(r"C:\Users\bob\Desktop\passwords.xlsx")]
+    paths = [
+        PureWindowsPath(r"C:\Users\Public\Documents\passwords.xlsx"),
+        PureWindowsPath(r"C:\Users\bob\Desktop\passwords.xlsx"),
+    ]
     assert audit_canaries(paths, runner=runner) == []
-    assert ran == [["auditpol", "/set", f"/subcategory:{FILE_SYSTEM_SUBCATEGORY}",
-                    "/success:enable"]]
-    assert ("AdjustTokenPrivileges", "token", False,
-            [("luid(SeSecurityPrivilege)", 0x2)]) in sec.calls  # before any SACL is written
+    assert ran == [
+        ["auditpol", "/set", f"/subcategory:{FILE_SYSTEM_SUBCATEGORY}", "/success:enable"]
+    ]
+    assert (
+        "AdjustTokenPrivileges",
+        "token",
+        False,
+        [("luid(SeSecurityPrivilege)", 0x2)],
+    ) in sec.calls  # before any SACL is written
     sacls = [c for c in sec.calls if c[0] == "SetNamedSecurityInfo"]
     assert [c[1] for c in sacls] == [str(p) for p in paths]
     for c in sacls:
@@ -98,8 +114,9 @@ def test_audit_errors_are_returned_not_raised(monkeypatch: pytest.MonkeyPatch) -
     def runner(argv: Any) -> subprocess.CompletedProcess[bytes]:
         return subprocess.CompletedProcess(argv, 87, b"", b"Error 0x00000057")
 
-    errors = audit_canaries([PureWindowsPath(r"C:\locked\a.txt"), PureWindowsPath(r"C:\b.txt")],
-                            runner=runner)
+    errors = audit_canaries(
+        [PureWindowsPath(r"C:\locked\a.txt"), PureWindowsPath(r"C:\b.txt")], runner=runner
+    )
     assert len(errors) == 2 and "auditpol failed (87)" in errors[0]
     assert "Access is denied" in errors[1]
     assert [c[1] for c in sec.calls if c[0] == "SetNamedSecurityInfo"] == [r"C:\b.txt"]
@@ -111,14 +128,18 @@ def test_security_event_pids_are_hex() -> None:
     assert event_pid({}) == 0 and event_pid({"ProcessId": "-"}) == 0
 
 
-def test_canaries_are_audited_only_on_windows(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_canaries_are_audited_only_on_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent import canary, canary_audit
     from agent.config import CanaryConfig
 
     seen: list[list[str]] = []
-    monkeypatch.setattr(canary_audit, "audit_canaries",
-                        lambda paths, **kw: seen.append([str(p) for p in paths]) or [])
+    monkeypatch.setattr(
+        canary_audit,
+        "audit_canaries",
+        lambda paths, **kw: seen.append([str(p) for p in paths]) or [],
+    )
     config = CanaryConfig(enable=True, directories=[str(tmp_path)], files=["a.txt"])
     monkeypatch.setattr(sys, "platform", "linux")
     canary.create_canaries(config)

@@ -33,19 +33,26 @@ def test_kill_and_memdump_are_opt_in_by_default() -> None:
     assert "kill" not in allowed and "memdump" not in allowed
 
 
-@pytest.mark.parametrize(("data", "match"), [
-    ({"general": {"nope": 1}}, "unknown key at general.nope"),
-    ({"bogus": {}}, "unknown key at bogus"),
-    ({"sources": {"linux": {"net_poll_interval": "fast"}}},
-     "expected a number.*sources.linux.net_poll_interval"),
-    ({"general": {"log_all": 1}}, "expected a boolean.*general.log_all"),
-    ({"general": {"queue_size": 1.5}}, "expected an integer"),
-    ({"sources": {"enabled": ["carrier-pigeon"]}}, "unknown source 'carrier-pigeon'"),
-    ({"actions": {"high": ["explode"]}}, "unknown action 'explode'.*actions.high"),
-    ({"reporting": {"commands": [{"name": "x", "oops": 1}]}},
-     "unknown key at reporting.commands\\[0\\].oops"),
-    ({"rules": {"paths": "one"}}, "expected a list"),
-])
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"general": {"nope": 1}}, "unknown key at general.nope"),
+        ({"bogus": {}}, "unknown key at bogus"),
+        (
+            {"sources": {"linux": {"net_poll_interval": "fast"}}},
+            "expected a number.*sources.linux.net_poll_interval",
+        ),
+        ({"general": {"log_all": 1}}, "expected a boolean.*general.log_all"),
+        ({"general": {"queue_size": 1.5}}, "expected an integer"),
+        ({"sources": {"enabled": ["carrier-pigeon"]}}, "unknown source 'carrier-pigeon'"),
+        ({"actions": {"high": ["explode"]}}, "unknown action 'explode'.*actions.high"),
+        (
+            {"reporting": {"commands": [{"name": "x", "oops": 1}]}},
+            "unknown key at reporting.commands\\[0\\].oops",
+        ),
+        ({"rules": {"paths": "one"}}, "expected a list"),
+    ],
+)
 def test_invalid_configs_say_where(data: dict, match: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError, match=match):
         parse_config(data)
@@ -58,8 +65,10 @@ def test_load_config_file_errors_name_the_file(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
-    bad.write_text('[reporting]\n[[reporting.commands]]\nname = "uptime"\nargs = ["-p"]\n'
-                   '[link]\nenabled = false\n')
+    bad.write_text(
+        '[reporting]\n[[reporting.commands]]\nname = "uptime"\nargs = ["-p"]\n'
+        "[link]\nenabled = false\n"
+    )
     cfg = load_config(bad)
     assert cfg.reporting.commands[0].args == ["-p"] and cfg.link == {"enabled": False}
     assert parse_config(tomllib.loads(dump_toml(cfg))) == cfg
@@ -100,8 +109,21 @@ def test_parser_has_the_agent_commands() -> None:
 def test_cli_replay_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = ROOT.parent / "shared" / "corpus" / "whids" / "events.json"
     rules = ROOT.parent / "shared" / "corpus" / "gene-rules" / "compiled.gen"
-    assert main(["run", "--standalone", "--data-dir", str(tmp_path), "--rules", str(rules),
-                 "--replay", str(events)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--standalone",
+                "--data-dir",
+                str(tmp_path),
+                "--rules",
+                str(rules),
+                "--replay",
+                str(events),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     summary = __import__("json").loads(out)
     assert summary["processed"] == 238 and summary["sources"]["replay"]["drops"] == 0
@@ -110,10 +132,27 @@ def test_cli_replay_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_exported_members_are_pinned() -> None:
     import agent
 
-    assert agent.__all__ == sorted(agent.__all__) == [
-        "ActionContext", "Agent", "AgentConfig", "AgentError", "AgentState", "AlertLog",
-        "ConfigError", "EventSink", "EventSource", "MemorySink", "MemorySource", "Tracker",
-        "build_agent", "dump_toml", "load_config"]
+    assert (
+        agent.__all__
+        == sorted(agent.__all__)
+        == [
+            "ActionContext",
+            "Agent",
+            "AgentConfig",
+            "AgentError",
+            "AgentState",
+            "AlertLog",
+            "ConfigError",
+            "EventSink",
+            "EventSource",
+            "MemorySink",
+            "MemorySource",
+            "Tracker",
+            "build_agent",
+            "dump_toml",
+            "load_config",
+        ]
+    )
     for name in agent.__all__:
         assert getattr(agent, name) is not None
     with pytest.raises(AttributeError):
@@ -129,22 +168,30 @@ def test_cli_reference_in_docs_matches_help(monkeypatch: pytest.MonkeyPatch) -> 
         assert text.strip() in doc, f"docs/agent.md: regenerate the `{name}` help"
 
 
-@pytest.mark.parametrize("platform,regdump,memdump", [
-    ("win32", True, True), ("linux", False, True), ("darwin", False, False)])
+@pytest.mark.parametrize(
+    "platform,regdump,memdump",
+    [("win32", True, True), ("linux", False, True), ("darwin", False, False)],
+)
 def test_band_default_actions_only_name_what_the_platform_runs(
-        platform: str, regdump: bool, memdump: bool) -> None:
+    platform: str, regdump: bool, memdump: bool
+) -> None:
     bands = band_defaults(platform)
     assert bands["low"] == []
     assert bands["medium"] == (["brief", "filedump", "regdump"] if regdump else ["brief"])
     assert bands["high"] == ["report", "filedump"] + ["regdump"] * regdump
-    assert bands["critical"] == ["report", "filedump"] + ["regdump"] * regdump + \
-        ["memdump"] * memdump
+    assert (
+        bands["critical"] == ["report", "filedump"] + ["regdump"] * regdump + ["memdump"] * memdump
+    )
 
 
 def test_default_config_uses_this_platforms_band_defaults() -> None:
     acts = AgentConfig().actions
-    assert {"low": acts.low, "medium": acts.medium, "high": acts.high,
-            "critical": acts.critical} == band_defaults(sys.platform)
+    assert {
+        "low": acts.low,
+        "medium": acts.medium,
+        "high": acts.high,
+        "critical": acts.critical,
+    } == band_defaults(sys.platform)
     if sys.platform.startswith("linux"):
         assert "regdump" not in acts.medium + acts.high + acts.critical
     assert "regdump" in acts.allowed  # the allow-list (a gate) is unchanged

@@ -23,16 +23,39 @@ from tests.agent.conftest import ROOT, make_config
 
 def _record(etype: int, fields: list[bytes], fixed: bytes = b"\0" * 40, flags: int = 0) -> bytes:
     lens = [len(f) for f in fields] + [0] * (4 - len(fields))
-    head = HEADER.pack(etype, 42, 43, 1, 10**9, 5 * 10**9, 10**8, 1, 0, 1000, 1000, 0, 1000,
-                       b"true\0" + b"\0" * 11, fixed, flags, *lens)
+    head = HEADER.pack(
+        etype,
+        42,
+        43,
+        1,
+        10**9,
+        5 * 10**9,
+        10**8,
+        1,
+        0,
+        1000,
+        1000,
+        0,
+        1000,
+        b"true\0" + b"\0" * 11,
+        fixed,
+        flags,
+        *lens,
+    )
     return head + b"".join(fields)
 
 
 def test_decode_exec_record() -> None:
-    rec = decode(_record(EV.EXEC, [b"/usr/bin/true\0", b"/tmp\0", b"/bin/true\0a b\0"],
-                         flags=2))
+    rec = decode(_record(EV.EXEC, [b"/usr/bin/true\0", b"/tmp\0", b"/bin/true\0a b\0"], flags=2))
     assert (rec.type, rec.pid, rec.ppid, rec.start, rec.seq, rec.uid, rec.euid) == (
-        EV.EXEC, 42, 1, 5 * 10**9, 1, 1000, 0)
+        EV.EXEC,
+        42,
+        1,
+        5 * 10**9,
+        1,
+        1000,
+        0,
+    )
     assert rec.comm == "true" and rec.flags == 2
     assert rec.text(0) == "/usr/bin/true" and rec.text(1) == "/tmp"
     assert rec.fields[2].split(b"\0") == [b"/bin/true", b"a b", b""]
@@ -69,7 +92,12 @@ def test_dns_answer_with_compression() -> None:
     msg = parse_message(_answer())
     assert msg is not None
     assert (msg.id, msg.response, msg.rcode, msg.qname, msg.qtype) == (
-        0x1234, True, 0, "www.evil.com", 1)
+        0x1234,
+        True,
+        0,
+        "www.evil.com",
+        1,
+    )
     assert msg.answers == [(5, "cdn.evil.com"), (1, "1.2.3.4")]
     assert sysmon_results(msg.answers) == "type:  5 cdn.evil.com;::ffff:1.2.3.4;"
     framed = struct.pack(">H", len(_answer())) + _answer()  # TCP framing
@@ -81,14 +109,16 @@ def test_dns_answer_with_compression() -> None:
     assert udp is not None and udp.qname == "www.evil.com"
 
 
-@pytest.mark.parametrize("raw", [b"", b"\x00" * 11, _answer()[:20],
-                                 struct.pack(">6H", 1, 0, 1, 0, 0, 0) + b"\xc0\x0c"])
+@pytest.mark.parametrize(
+    "raw", [b"", b"\x00" * 11, _answer()[:20], struct.pack(">6H", 1, 0, 1, 0, 0, 0) + b"\xc0\x0c"]
+)
 def test_dns_malformed_is_none(raw: bytes) -> None:
     assert parse_message(raw) is None
 
 
-def test_missing_object_falls_back_with_reason(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_object_falls_back_with_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sensor_mod, "OBJECT_PATH", tmp_path / "none.bpf.o")
     monkeypatch.setattr(sensor_mod, "_why_not", lambda: "heron.bpf.o was not built (test)")
     config = make_config(tmp_path, sources={"enabled": ["linux-ebpf"]})
@@ -97,13 +127,16 @@ def test_missing_object_falls_back_with_reason(tmp_path: Path,
     assert [s.name for s in sources] == FALLBACK
     assert host.sensor == {"mode": "proc", "reason": "heron.bpf.o was not built (test)"}
     agent = build_agent(config, sources=sources, host=host)
-    assert agent.status()["sensor"] == {"mode": "proc",
-                                        "reason": "heron.bpf.o was not built (test)"}
+    assert agent.status()["sensor"] == {
+        "mode": "proc",
+        "reason": "heron.bpf.o was not built (test)",
+    }
 
 
 @pytest.mark.live
-@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0,
-                    reason="needs root on Linux")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0, reason="needs root on Linux"
+)
 def test_fallback_without_bpf_capabilities(tmp_path: Path) -> None:
     """Root without CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN: the /proc sources run, the reason is told."""
     if not sensor_mod.OBJECT_PATH.is_file():
@@ -118,9 +151,14 @@ def test_fallback_without_bpf_capabilities(tmp_path: Path) -> None:
                            "sensor": agent.status()["sensor"]}}))
     """)
     drop = "-bpf,-perfmon,-sys_admin"
-    out = subprocess.run(["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}",
-                          sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, check=True)
+    out = subprocess.run(
+        ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     import json
 
     doc = json.loads(out.stdout.strip().splitlines()[-1])
@@ -150,8 +188,9 @@ def test_ebpf_mode_in_status(tmp_path: Path) -> None:
             s.sensor.close()  # type: ignore[attr-defined]
 
 
-def test_cli_status_shows_the_sensor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_status_shows_the_sensor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from agent.cli import main
 
     monkeypatch.setattr(sensor_mod, "_why_not", lambda: "the kernel has no BTF (test)")

@@ -29,8 +29,9 @@ from agent.sources.ebpf.source import EID, EbpfSource
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0,
-                       reason="needs root on Linux"),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux") or os.geteuid() != 0, reason="needs root on Linux"
+    ),
 ]
 
 TOKEN = uuid.uuid4().hex[:10]
@@ -85,12 +86,16 @@ def data(ev: Event) -> dict[str, Any]:
 
 def match(event_id: int, **fields: str) -> Callable[[Event], bool]:
     """Events of ``event_id`` whose fields contain the values ("=value": equal to it)."""
+
     def pred(ev: Event) -> bool:
         if eid(ev) != event_id:
             return False
         d = data(ev)
-        return all(str(d.get(k, "")) == v[1:] if v.startswith("=") else v in str(d.get(k, ""))
-                   for k, v in fields.items())
+        return all(
+            str(d.get(k, "")) == v[1:] if v.startswith("=") else v in str(d.get(k, ""))
+            for k, v in fields.items()
+        )
+
     return pred
 
 
@@ -154,8 +159,7 @@ def test_exec_fields_captured_in_kernel(sensor: Collector, workdir: Path) -> Non
 
 def test_fork_only_parent_exit_codes_and_ancestry(sensor: Collector) -> None:
     marker = f"fork-{TOKEN}"
-    proc = subprocess.run(["/bin/sh", "-c", f"( /bin/true {marker}; exit 4 ); exit 5"],
-                          check=False)
+    proc = subprocess.run(["/bin/sh", "-c", f"( /bin/true {marker}; exit 4 ); exit 5"], check=False)
     assert proc.returncode == 5
     sh = sensor.wait(match(1, CommandLine=f"( /bin/true {marker}"))
     child = sensor.wait(match(1, CommandLine=f"=/bin/true {marker}"))
@@ -273,7 +277,11 @@ def test_tcp_connect_accept_bind(sensor: Collector, family: int, host: str) -> N
     conn = sensor.wait(match(3, ProcessGuid=data(child)["ProcessGuid"]))
     d = data(conn)
     assert (d["Protocol"], d["Initiated"], d["DestinationIp"], d["DestinationPort"]) == (
-        "tcp", "true", host, str(port))
+        "tcp",
+        "true",
+        host,
+        str(port),
+    )
     assert d["SourceIsIpv6"] == ("true" if family == socket.AF_INET6 else "false")
     acc = sensor.wait(match(3, Initiated="false", SourcePort=str(port)))
     assert data(acc)["ProcessId"] == str(os.getpid())
@@ -294,8 +302,9 @@ def test_zero_ms_connections_all_seen(sensor: Collector) -> None:
             socket.create_connection(("127.0.0.1", {port})).close()
     """)
     srv.close()
-    sensor.wait(lambda e: len(sensor.all(match(3, Initiated="true",
-                                                DestinationPort=str(port)))) >= n)
+    sensor.wait(
+        lambda e: len(sensor.all(match(3, Initiated="true", DestinationPort=str(port)))) >= n
+    )
     assert len(sensor.all(match(3, Initiated="true", DestinationPort=str(port)))) == n
 
 
@@ -521,7 +530,11 @@ def test_setuid_transition(sensor: Collector) -> None:
     uid = sensor.wait(match(EID.CREDENTIAL_CHANGE, ProcessGuid=guid, Syscall="setuid"))
     d = data(uid)
     assert (d["Arguments"], d["Uid"], d["EUid"], d["TargetUser"]) == (
-        "65534", "65534", "65534", "nobody")
+        "65534",
+        "65534",
+        "65534",
+        "nobody",
+    )
     assert d["PreviousUid"] == "0"
     gid = sensor.wait(match(EID.CREDENTIAL_CHANGE, ProcessGuid=guid, Syscall="setgid"))
     assert data(gid)["Gid"] == "65534"
@@ -534,8 +547,9 @@ def test_setuid_transition(sensor: Collector) -> None:
 def engine() -> Any:
     import rules
 
-    return rules.Engine(rules.load([Path(__file__).resolve().parents[2] / "appliance" /
-                                    "defaults" / "linux.gen"]))
+    return rules.Engine(
+        rules.load([Path(__file__).resolve().parents[2] / "appliance" / "defaults" / "linux.gen"])
+    )
 
 
 def _signatures(engine: Any, ev: Event) -> list[str]:
@@ -587,8 +601,11 @@ def test_rule_persistence_files(sensor: Collector, engine: Any, workdir: Path) -
     ssh = Path("/root/.ssh") / "authorized_keys"
     if not cron.parent.is_dir():
         pytest.skip("no /etc/cron.d")
-    src = EbpfSource(host=replace(make_host(), agent_pid=0), sensor=load_sensor(files=True),
-                     prefixes=["/etc/cron.d/", "/root/.ssh/"])
+    src = EbpfSource(
+        host=replace(make_host(), agent_pid=0),
+        sensor=load_sensor(files=True),
+        prefixes=["/etc/cron.d/", "/root/.ssh/"],
+    )
     col = Collector(src)
     col.thread.start()
     had_ssh = ssh.exists()

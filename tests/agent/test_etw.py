@@ -29,12 +29,16 @@ from agent.sources.etw import (
 from tests.agent.conftest import SHARED, needs_shared
 
 RECORDS: list[dict[str, Any]] = json.loads(
-    (Path(__file__).parent / "fixtures" / "etw_records.json").read_text(encoding="utf-8"))
+    (Path(__file__).parent / "fixtures" / "etw_records.json").read_text(encoding="utf-8")
+)
 
 
 def _rendered(provider: str, event_id: int) -> list[dict[str, Any]]:
-    return [render_etw(r["event_id"], r["record"], computer="DESKTOP")
-            for r in RECORDS if r["provider"] == provider and r["event_id"] == event_id]
+    return [
+        render_etw(r["event_id"], r["record"], computer="DESKTOP")
+        for r in RECORDS
+        if r["provider"] == provider and r["event_id"] == event_id
+    ]
 
 
 def test_filetime_conversion() -> None:
@@ -46,12 +50,25 @@ def test_filetime_conversion() -> None:
 def test_every_record_renders_to_the_whids_shape(rec: dict[str, Any]) -> None:
     event = render_etw(rec["event_id"], rec["record"], computer="DESKTOP")
     system = event["Event"]["System"]
-    assert set(system) == {"Channel", "Computer", "EventID", "Correlation", "Execution",
-                           "Keywords", "Level", "Opcode", "Task", "Provider", "TimeCreated"}
+    assert set(system) == {
+        "Channel",
+        "Computer",
+        "EventID",
+        "Correlation",
+        "Execution",
+        "Keywords",
+        "Level",
+        "Opcode",
+        "Task",
+        "Provider",
+        "TimeCreated",
+    }
     assert system["Channel"] == PROVIDERS[rec["provider"]].channel
     assert system["EventID"] == rec["event_id"] and isinstance(system["EventID"], int)
-    assert system["Provider"] == {"Guid": rec["record"]["EventHeader"]["ProviderId"],
-                                  "Name": rec["provider"]}
+    assert system["Provider"] == {
+        "Guid": rec["record"]["EventHeader"]["ProviderId"],
+        "Name": rec["provider"],
+    }
     assert system["Execution"]["ProcessID"] == rec["record"]["EventHeader"]["ProcessId"]
     assert system["TimeCreated"]["SystemTime"].startswith("2023-08-25T12:0")
     assert system["TimeCreated"]["SystemTime"].endswith("Z")
@@ -91,9 +108,11 @@ def test_gene_rules_match_rendered_etw_events() -> None:
 
 
 def test_kernel_file_filter_passes_first_read_and_write_with_name() -> None:
-    events = _rendered("Microsoft-Windows-Kernel-File", 12) + \
-        [render_etw(r["event_id"], r["record"], computer="D") for r in RECORDS
-         if r["provider"] == "Microsoft-Windows-Kernel-File" and r["event_id"] != 12]
+    events = _rendered("Microsoft-Windows-Kernel-File", 12) + [
+        render_etw(r["event_id"], r["record"], computer="D")
+        for r in RECORDS
+        if r["provider"] == "Microsoft-Windows-Kernel-File" and r["event_id"] != 12
+    ]
     events.sort(key=lambda e: e["Event"]["System"]["TimeCreated"]["SystemTime"])
     f = KernelFileFilter()
     passed = [e for e in events if f.accept(e)]
@@ -105,15 +124,20 @@ def test_kernel_file_filter_passes_first_read_and_write_with_name() -> None:
 def test_kernel_file_filter_is_bounded() -> None:
     f = KernelFileFilter(max_open=10)
     for i in range(100):
-        ev = {"Event": {"System": {"EventID": 12},
-                        "EventData": {"FileObject": hex(i), "FileName": f"f{i}"}}}
+        ev = {
+            "Event": {
+                "System": {"EventID": 12},
+                "EventData": {"FileObject": hex(i), "FileName": f"f{i}"},
+            }
+        }
         f.accept(ev)
     assert len(f._open) == 10
 
 
 def test_canary_rules_fire_on_security_4663_and_kernel_file(tmp_path: Path) -> None:
-    cfg = CanaryConfig(enable=True, directories=[r"C:\Users\Public\Documents"],
-                       files=["canary.docx"])
+    cfg = CanaryConfig(
+        enable=True, directories=[r"C:\Users\Public\Documents"], files=["canary.docx"]
+    )
     engine = rules.Engine(rules.loads(canary_rules(cfg, windows=True)))
     (sec,) = _rendered("Microsoft-Windows-Security-Auditing", 4663)
     det = engine.match(sec)
@@ -123,19 +147,26 @@ def test_canary_rules_fire_on_security_4663_and_kernel_file(tmp_path: Path) -> N
     sec["Event"].pop("Detection")
     assert engine.match(sec) is None
     kf = KernelFileFilter()
-    kernel = [render_etw(r["event_id"], r["record"], computer="D") for r in RECORDS
-              if r["provider"] == "Microsoft-Windows-Kernel-File"]
+    kernel = [
+        render_etw(r["event_id"], r["record"], computer="D")
+        for r in RECORDS
+        if r["provider"] == "Microsoft-Windows-Kernel-File"
+    ]
     hits = [engine.match(e) for e in kernel if kf.accept(e)]
     assert [h.signatures if h else None for h in hits] == [("Builtin:CanaryReadWrite",)] * 2
 
 
 @needs_shared
 def test_etw_pipeline_enrichment_from_recorded_sysmon(config_factory: Any) -> None:
-    sysmon = [render_etw(r["event_id"], r["record"], computer="DESKTOP") for r in RECORDS
-              if r["provider"] == "Microsoft-Windows-Sysmon"]
+    sysmon = [
+        render_etw(r["event_id"], r["record"], computer="DESKTOP")
+        for r in RECORDS
+        if r["provider"] == "Microsoft-Windows-Sysmon"
+    ]
     sysmon.sort(key=lambda e: e["Event"]["System"]["TimeCreated"]["SystemTime"])
-    config = config_factory(general={"log_all": True, "ignore_self": False},
-                            actions={"allowed": []})
+    config = config_factory(
+        general={"log_all": True, "ignore_self": False}, actions={"allowed": []}
+    )
     sink = MemorySink()
     agent = build_agent(config, sources=[], sinks=[sink])
     agent.reload_rules((SHARED / "corpus" / "gene-rules" / "compiled.gen").read_text())
@@ -221,15 +252,27 @@ def test_etw_session_lifecycle_with_stale_session(caplog: Any) -> None:
     src.close()
     assert list(it) == []
     assert [e["Event"]["System"]["Channel"] for e in got] == [
-        "Microsoft-Windows-Sysmon/Operational", "Security"]
+        "Microsoft-Windows-Sysmon/Operational",
+        "Security",
+    ]
     assert backend.calls == [
         ("stop_session", "Heron-Test"),
-        ("start_session", ("Heron-Test", [
-            "Microsoft-Windows-Sysmon", "Microsoft-Windows-Windows Defender",
-            "Microsoft-Windows-PowerShell", "Microsoft-Antimalware-Scan-Interface",
-            "Microsoft-Windows-Kernel-File"])),
+        (
+            "start_session",
+            (
+                "Heron-Test",
+                [
+                    "Microsoft-Windows-Sysmon",
+                    "Microsoft-Windows-Windows Defender",
+                    "Microsoft-Windows-PowerShell",
+                    "Microsoft-Antimalware-Scan-Interface",
+                    "Microsoft-Windows-Kernel-File",
+                ],
+            ),
+        ),
         ("start_consumer", "EventLog-Security"),
-        ("stop", "EventLog-Security"), ("stop", "Heron-Test"),
+        ("stop", "EventLog-Security"),
+        ("stop", "Heron-Test"),
         ("stop_session", "Heron-Test"),
     ]
     assert "stopped stale ETW session 'Heron-Test'" in caplog.text
@@ -244,8 +287,9 @@ def test_etw_callback_renders_and_bounds_its_queue() -> None:
 
 
 def test_security_and_kernel_file_events_get_process_fields(config_factory: Any) -> None:
-    config = config_factory(general={"log_all": True, "ignore_self": False},
-                            actions={"allowed": []})
+    config = config_factory(
+        general={"log_all": True, "ignore_self": False}, actions={"allowed": []}
+    )
     sink = MemorySink()
     agent = build_agent(config, sources=[], sinks=[sink])
     for rec in RECORDS:
@@ -257,8 +301,11 @@ def test_security_and_kernel_file_events_get_process_fields(config_factory: Any)
     assert data["ProcessGuid"] == "{515CD0D1-7669-6123-4F00-000000007300}"  # pid 0x10cc
     assert data["Image"].endswith("powershell.exe") and data["ImageHashes"].startswith("SHA1=")
     kf = KernelFileFilter()
-    kernel = [render_etw(r["event_id"], r["record"], computer="D") for r in RECORDS
-              if r["provider"] == "Microsoft-Windows-Kernel-File"]
+    kernel = [
+        render_etw(r["event_id"], r["record"], computer="D")
+        for r in RECORDS
+        if r["provider"] == "Microsoft-Windows-Kernel-File"
+    ]
     passed = [e for e in kernel if kf.accept(e)]
     for e in passed:
         agent.process(e, live=True)
@@ -270,6 +317,7 @@ def test_security_and_kernel_file_events_get_process_fields(config_factory: Any)
 
 
 # --- issue 26 point 7 --------------------------------------------------------------------------
+
 
 def test_sysmon_description_property_and_manifest_task_name_survive() -> None:
     """What PywintraceBackend's consumer keeps: the Description property, the task's spelling."""
@@ -294,8 +342,11 @@ def test_event_extended_data_does_not_leak_into_event_data() -> None:
     assert "EventExtendedData" not in ev["Event"]["EventData"]
 
 
-@pytest.mark.parametrize("rec", [r for r in RECORDS if r["provider"] in EtwConfig().providers],
-                         ids=lambda r: f"{r['provider']}-{r['event_id']}")
+@pytest.mark.parametrize(
+    "rec",
+    [r for r in RECORDS if r["provider"] in EtwConfig().providers],
+    ids=lambda r: f"{r['provider']}-{r['event_id']}",
+)
 def test_recorded_events_pass_the_provider_filters(rec: dict[str, Any]) -> None:
     desc = rec["record"]["EventHeader"]["EventDescriptor"]
     assert enabled_for(PROVIDERS[rec["provider"]], desc["Level"], desc["Keyword"])
@@ -304,15 +355,16 @@ def test_recorded_events_pass_the_provider_filters(rec: dict[str, Any]) -> None:
 # EventDescriptors (level, keyword) of the noise all keywords at level 5 pulled in: PowerShell
 # Analytic 7937 (command started, channel bit 62 | Pipeline 0x2), PowerShell Debug 40962,
 # AMSI's debug/analytic events (keyword 0x2, level 5), Sysmon's Debug channel.
-NOISE = [("Microsoft-Windows-PowerShell", 4, 0x4000000000000002),
-         ("Microsoft-Windows-PowerShell", 5, 0x2000000000000100),
-         ("Microsoft-Antimalware-Scan-Interface", 5, 0x2),
-         ("Microsoft-Windows-Sysmon", 5, 0x4000000000000000)]
+NOISE = [
+    ("Microsoft-Windows-PowerShell", 4, 0x4000000000000002),
+    ("Microsoft-Windows-PowerShell", 5, 0x2000000000000100),
+    ("Microsoft-Antimalware-Scan-Interface", 5, 0x2),
+    ("Microsoft-Windows-Sysmon", 5, 0x4000000000000000),
+]
 
 
 @pytest.mark.parametrize(("provider", "level", "keyword"), NOISE)
-def test_analytic_and_debug_events_are_not_enabled(provider: str, level: int,
-                                                    keyword: int) -> None:
+def test_analytic_and_debug_events_are_not_enabled(provider: str, level: int, keyword: int) -> None:
     assert not enabled_for(PROVIDERS[provider], level, keyword)
 
 

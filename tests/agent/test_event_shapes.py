@@ -19,35 +19,59 @@ from agent.sources import MemorySource
 from tests.agent.conftest import gene_rule
 from tests.shapes import SYSMON, events
 
-RULES = "\n".join([
-    gene_rule("AnyImage", ["$i: Image ~= '.'"], "$i", events={SYSMON: [1]}, criticality=3),
-    gene_rule("ProcessCreate", ["$i: Image ~= '.'"], "$i", events={SYSMON: [1]}, filter_=True),
-])
-RPC_EVENT = {"Event": {  # as golang-evtx renders an RPC ETW capture converted to EVTX
-    "EventData": {"Endpoint": "lsarpc", "InterfaceUuid": "12345778-1234-ABCD-EF00-0123456789AB",
-                  "ProcNum": "57"},
-    "System": {"Channel": {}, "Computer": "WIN10", "Correlation": {}, "EventID": "5",
-               "EventRecordID": "12", "Execution": {"ProcessID": "1000", "ThreadID": "1004"},
-               "Keywords": "0x0", "Level": "4", "Opcode": "1",
-               "Provider": {"Guid": "6AD52B32-D609-4BE9-AE07-CE8DAE937E39",
-                            "Name": "Microsoft-Windows-RPC"},
-               "Security": {}, "Task": "1",
-               "TimeCreated": {"SystemTime": "2019-05-20T18:37:04.3262466Z"}, "Version": "0"}}}
+RULES = "\n".join(
+    [
+        gene_rule("AnyImage", ["$i: Image ~= '.'"], "$i", events={SYSMON: [1]}, criticality=3),
+        gene_rule("ProcessCreate", ["$i: Image ~= '.'"], "$i", events={SYSMON: [1]}, filter_=True),
+    ]
+)
+RPC_EVENT = {
+    "Event": {  # as golang-evtx renders an RPC ETW capture converted to EVTX
+        "EventData": {
+            "Endpoint": "lsarpc",
+            "InterfaceUuid": "12345778-1234-ABCD-EF00-0123456789AB",
+            "ProcNum": "57",
+        },
+        "System": {
+            "Channel": {},
+            "Computer": "WIN10",
+            "Correlation": {},
+            "EventID": "5",
+            "EventRecordID": "12",
+            "Execution": {"ProcessID": "1000", "ThreadID": "1004"},
+            "Keywords": "0x0",
+            "Level": "4",
+            "Opcode": "1",
+            "Provider": {
+                "Guid": "6AD52B32-D609-4BE9-AE07-CE8DAE937E39",
+                "Name": "Microsoft-Windows-RPC",
+            },
+            "Security": {},
+            "Task": "1",
+            "TimeCreated": {"SystemTime": "2019-05-20T18:37:04.3262466Z"},
+            "Version": "0",
+        },
+    }
+}
 
 
 @pytest.fixture
 def agent(config_factory: Any) -> Iterator[tuple[Any, MemorySink]]:
     sink = MemorySink()
-    agent = build_agent(config_factory(general={"log_all": True, "ignore_self": False},
-                                       actions={"allowed": []}), sources=[], sinks=[sink])
+    agent = build_agent(
+        config_factory(general={"log_all": True, "ignore_self": False}, actions={"allowed": []}),
+        sources=[],
+        sinks=[sink],
+    )
     agent.reload_rules(RULES)
     yield agent, sink
     agent.close()
 
 
 @pytest.mark.parametrize("live", [False, True])
-def test_empty_channel_is_processed_and_forwarded(agent: tuple[Any, MemorySink],
-                                                  live: bool) -> None:
+def test_empty_channel_is_processed_and_forwarded(
+    agent: tuple[Any, MemorySink], live: bool
+) -> None:
     a, sink = agent
     assert a.process(copy.deepcopy(RPC_EVENT), live=live) is True
     assert list(sink.events) == [RPC_EVENT]
@@ -61,8 +85,11 @@ def test_replay_with_odd_shapes_loses_nothing(config_factory: Any) -> None:
     odd[3]["Event"]["EventData"] = ["unnamed", None]
     del odd[4]["Event"]["System"]
     sink = MemorySink()
-    agent = build_agent(config_factory(general={"log_all": True}, actions={"allowed": []}),
-                        sources=[MemorySource(odd, name="replay")], sinks=[sink])
+    agent = build_agent(
+        config_factory(general={"log_all": True}, actions={"allowed": []}),
+        sources=[MemorySource(odd, name="replay")],
+        sinks=[sink],
+    )
     try:
         agent.start()
         assert agent.wait_idle(timeout=120.0)
@@ -72,12 +99,13 @@ def test_replay_with_odd_shapes_loses_nothing(config_factory: Any) -> None:
         agent.close()
 
 
-def test_an_event_the_pipeline_fails_on_is_counted_and_forwarded_raw(
-        config_factory: Any) -> None:
+def test_an_event_the_pipeline_fails_on_is_counted_and_forwarded_raw(config_factory: Any) -> None:
     sink = MemorySink()
-    agent = build_agent(config_factory(general={"log_all": False}, actions={"allowed": []}),
-                        sources=[MemorySource([copy.deepcopy(RPC_EVENT), {"no": "Event"}],
-                                              name="replay")], sinks=[sink])
+    agent = build_agent(
+        config_factory(general={"log_all": False}, actions={"allowed": []}),
+        sources=[MemorySource([copy.deepcopy(RPC_EVENT), {"no": "Event"}], name="replay")],
+        sinks=[sink],
+    )
 
     def broken(event: dict[str, Any]) -> Any:
         raise RuntimeError("engine bug")
@@ -94,8 +122,11 @@ def test_an_event_the_pipeline_fails_on_is_counted_and_forwarded_raw(
         agent.close()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[
-    HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(event=events())
 def test_any_shape_is_forwarded(agent: tuple[Any, MemorySink], event: dict[str, Any]) -> None:
     a, sink = agent

@@ -20,7 +20,8 @@ def _fake_enrolled(state: Path) -> IdentityStore:
 
 
 def test_enroll_if_needed_keeps_an_existing_identity(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = _fake_enrolled(tmp_path)
     argv = ["enroll", "--state-dir", str(tmp_path), "--manager", "127.0.0.1:9", "--token", "t"]
     assert main(argv) == 1  # the documented command line alone: refused (MSI rollback)
@@ -30,9 +31,18 @@ def test_enroll_if_needed_keeps_an_existing_identity(
 
 
 def test_enroll_if_needed_still_enrolls_a_new_host(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["enroll", "--state-dir", str(tmp_path), "--manager", "127.0.0.1:9", "--token", "t",
-            "--if-needed"]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "enroll",
+        "--state-dir",
+        str(tmp_path),
+        "--manager",
+        "127.0.0.1:9",
+        "--token",
+        "t",
+        "--if-needed",
+    ]
     assert main(argv) == 2  # a token needs the CA pinned, or trust on first use asked for
     assert "pin the manager CA" in capsys.readouterr().err
     assert main([*argv, "--trust-first-use"]) == 1  # nothing listens on port 9: attempted

@@ -11,8 +11,12 @@ from rules.wire import IOC_TYPES, Ioc
 
 
 def ev(**data: str) -> dict[str, Any]:
-    return {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
-                                 "EventID": 1}, "EventData": dict(data)}}
+    return {
+        "Event": {
+            "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1},
+            "EventData": dict(data),
+        }
+    }
 
 
 IOCS = [
@@ -26,8 +30,10 @@ IOCS = [
     {"type": "ip-src", "value": "2001:db8::1"},
     {"type": "filename", "value": "mimikatz.exe"},
     {"type": "filename", "value": r"C:\Temp\Drop\x.dll"},
-    {"type": "regkey",
-     "value": r"HKEY_LOCAL_MACHINE\Software\Microsoft\Windows\CurrentVersion\Run"},
+    {
+        "type": "regkey",
+        "value": r"HKEY_LOCAL_MACHINE\Software\Microsoft\Windows\CurrentVersion\Run",
+    },
     {"type": "named-pipe", "value": "msagent_fd"},
     {"type": "nonsense", "value": "x"},
     {"type": "md5", "value": ""},
@@ -37,46 +43,63 @@ S = IocSet.from_iocs(IOCS)
 CASES = [
     ("md5", ev(Hashes="SHA1=00,MD5=8A2122E8162DBEF04694B9C3E0B6CDEE"), "Hashes"),
     ("sha1", ev(ImageHashes="SHA1=F1EFB0FDDC156E4C61C5F78A54700E4E7984D55D"), "ImageHashes"),
-    ("sha256", ev(Hashes="SHA256=b99d61d874728edc0918ca0eb10eab93d381e7367e377406e65963366c874450"),
-     "Hashes"),
+    (
+        "sha256",
+        ev(Hashes="SHA256=b99d61d874728edc0918ca0eb10eab93d381e7367e377406e65963366c874450"),
+        "Hashes",
+    ),
     ("imphash", ev(Hashes="IMPHASH=272245E2988E1E430500B852C4FB5E18"), "Hashes"),
     ("domain", ev(QueryName="evil.example"), "QueryName"),
     ("domain", ev(QueryName="a.b.CDN.evil.example."), "QueryName"),
     ("hostname", ev(DestinationHostname="x.c2.bad.test"), "DestinationHostname"),
     ("ip-dst", ev(DestinationIp="203.0.113.7"), "DestinationIp"),
-    ("ip-dst", ev(QueryName="ok.test", QueryResults="type:  5 ok.test;::ffff:203.0.113.7;"),
-     "QueryResults"),
+    (
+        "ip-dst",
+        ev(QueryName="ok.test", QueryResults="type:  5 ok.test;::ffff:203.0.113.7;"),
+        "QueryResults",
+    ),
     ("ip-src", ev(SourceIp="2001:0db8:0000::0001"), "SourceIp"),
     ("ip-src", ev(IpAddress="2001:db8::1"), "IpAddress"),
     ("filename", ev(Image=r"C:\Users\bob\Mimikatz.EXE"), "Image"),
     ("filename", ev(ImageLoaded=r"c:\temp\drop\X.dll"), "ImageLoaded"),
     ("filename", ev(TargetFilename="/tmp/mimikatz.exe"), "TargetFilename"),
-    ("regkey", ev(TargetObject=r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run\evil"),
-     "TargetObject"),
-    ("regkey", ev(TargetObject=r"\REGISTRY\MACHINE\Software\Microsoft\Windows\CurrentVersion\Run"),
-     "TargetObject"),
+    (
+        "regkey",
+        ev(TargetObject=r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run\evil"),
+        "TargetObject",
+    ),
+    (
+        "regkey",
+        ev(TargetObject=r"\REGISTRY\MACHINE\Software\Microsoft\Windows\CurrentVersion\Run"),
+        "TargetObject",
+    ),
     ("named-pipe", ev(PipeName=r"\MSAgent_FD"), "PipeName"),
 ]
 
 
-@pytest.mark.parametrize(("ioc_type", "event", "field"), CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    ("ioc_type", "event", "field"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
 def test_every_ioc_type_matches(ioc_type: str, event: dict[str, Any], field: str) -> None:
     hits = S.match(event)
     assert [(h.type, h.field) for h in hits] == [(ioc_type, field)]
 
 
-@pytest.mark.parametrize("event", [
-    ev(QueryName="notevil.example"),  # suffix but not at a label boundary
-    ev(QueryName="example"),  # parent of an indicator, not a child
-    ev(DestinationHostname="bad.test"),
-    ev(DestinationIp="203.0.113.8"),
-    ev(SourceIp="203.0.113.7"),  # ip-dst indicator, source field
-    ev(Image=r"C:\x\mimikatz.exe.bak"),
-    ev(TargetObject=r"HKLM\Software\Microsoft\Windows\CurrentVersion\RunOnce"),
-    ev(Hashes="MD5=0000"),
-    ev(PipeName=r"\other"),
-], ids=str)
+@pytest.mark.parametrize(
+    "event",
+    [
+        ev(QueryName="notevil.example"),  # suffix but not at a label boundary
+        ev(QueryName="example"),  # parent of an indicator, not a child
+        ev(DestinationHostname="bad.test"),
+        ev(DestinationIp="203.0.113.8"),
+        ev(SourceIp="203.0.113.7"),  # ip-dst indicator, source field
+        ev(Image=r"C:\x\mimikatz.exe.bak"),
+        ev(TargetObject=r"HKLM\Software\Microsoft\Windows\CurrentVersion\RunOnce"),
+        ev(Hashes="MD5=0000"),
+        ev(PipeName=r"\other"),
+    ],
+    ids=str,
+)
 def test_near_misses_do_not_match(event: dict[str, Any]) -> None:
     assert S.match(event) == []
 
@@ -96,17 +119,26 @@ def test_normalize() -> None:
 
 
 def test_ioc_rules_and_merge_into_existing_detection() -> None:
-    hits = [IocHit("md5", "a", "Hashes"), IocHit("domain", "b", "QueryName"),
-            IocHit("md5", "c", "ImageHashes")]
+    hits = [
+        IocHit("md5", "a", "Hashes"),
+        IocHit("domain", "b", "QueryName"),
+        IocHit("md5", "c", "ImageHashes"),
+    ]
     block = ioc_rules(hits, criticality=7, actions=["report", "report"])
-    assert block == {"Signature": ["IoC:domain", "IoC:md5"], "Criticality": 7,
-                     "Actions": ["report"]}
+    assert block == {
+        "Signature": ["IoC:domain", "IoC:md5"],
+        "Criticality": 7,
+        "Actions": ["report"],
+    }
     assert ioc_rules([]) is None
     event = ev()
     event["Event"]["Detection"] = {"Signature": ["Rule"], "Criticality": 6, "Actions": ["brief"]}
     merged = merge_detection(event, block)
-    assert merged == {"Signature": ["IoC:domain", "IoC:md5", "Rule"], "Criticality": 10,
-                      "Actions": ["brief", "report"]}
+    assert merged == {
+        "Signature": ["IoC:domain", "IoC:md5", "Rule"],
+        "Criticality": 10,
+        "Actions": ["brief", "report"],
+    }
     fresh = ev()
     assert merge_detection(fresh, block)["Criticality"] == 7
 
@@ -114,13 +146,11 @@ def test_ioc_rules_and_merge_into_existing_detection() -> None:
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-LABEL = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-"), min_size=1,
-                max_size=12)
+LABEL = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-"), min_size=1, max_size=12)
 
 
 @given(st.lists(LABEL, min_size=2, max_size=4), st.lists(LABEL, max_size=3), st.booleans())
-def test_parent_domain_matching_property(domain: list[str], prefix: list[str],
-                                         upper: bool) -> None:
+def test_parent_domain_matching_property(domain: list[str], prefix: list[str], upper: bool) -> None:
     indicator = ".".join(domain)
     name = ".".join(prefix + domain)
     s = IocSet.from_iocs([{"type": "domain", "value": indicator}])

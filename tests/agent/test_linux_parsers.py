@@ -33,13 +33,18 @@ def _nl(what: int, body: bytes) -> bytes:
 
 
 def test_proc_connector_messages() -> None:
-    data = (_nl(PROC_EVENT_FORK, struct.pack("=IIII", 100, 100, 101, 101))
-            + _nl(PROC_EVENT_EXEC, struct.pack("=II", 101, 101))
-            + _nl(PROC_EVENT_EXIT, struct.pack("=IIIIII", 102, 101, 9, 17, 100, 100))
-            + _nl(0x4, struct.pack("=IIII", 1, 1, 0, 0)))  # UID change: ignored
+    data = (
+        _nl(PROC_EVENT_FORK, struct.pack("=IIII", 100, 100, 101, 101))
+        + _nl(PROC_EVENT_EXEC, struct.pack("=II", 101, 101))
+        + _nl(PROC_EVENT_EXIT, struct.pack("=IIIIII", 102, 101, 9, 17, 100, 100))
+        + _nl(0x4, struct.pack("=IIII", 1, 1, 0, 0))
+    )  # UID change: ignored
     events = parse_proc_event(data)
     assert [(e.what, e.pid, e.tgid) for e in events] == [
-        (PROC_EVENT_FORK, 101, 101), (PROC_EVENT_EXEC, 101, 101), (PROC_EVENT_EXIT, 102, 101)]
+        (PROC_EVENT_FORK, 101, 101),
+        (PROC_EVENT_EXEC, 101, 101),
+        (PROC_EVENT_EXIT, 102, 101),
+    ]
     assert events[0].parent_pid == 100 and events[2].exit_code == 9
     assert parse_proc_event(data[:20]) == []
 
@@ -58,15 +63,21 @@ def test_proc_net_rows() -> None:
     rows = parse_proc_net(TCP, "tcp", False)
     assert (rows[0].local_ip, rows[0].local_port, rows[0].state) == ("127.0.0.1", 3306, "0A")
     r = rows[1]
-    assert (r.local_ip, r.local_port, r.remote_ip, r.remote_port) == ("10.0.2.15", 50664,
-                                                                      "203.12.113.7", 443)
+    assert (r.local_ip, r.local_port, r.remote_ip, r.remote_port) == (
+        "10.0.2.15",
+        50664,
+        "203.12.113.7",
+        443,
+    )
     assert (r.uid, r.inode) == (1000, 424242)
-    v6 = parse_proc_net(TCP6.replace("B80D01200000000000000000010000000",
-                                     "B80D0120000000000000000001000000")
-                        .replace("B80D01200000000000000000020000000",
-                                 "B80D0120000000000000000002000000"), "tcp", True)
-    assert (v6[0].local_ip, v6[0].remote_ip, v6[0].remote_port) == ("10.0.2.15",
-                                                                    "203.12.113.7", 80)
+    v6 = parse_proc_net(
+        TCP6.replace(
+            "B80D01200000000000000000010000000", "B80D0120000000000000000001000000"
+        ).replace("B80D01200000000000000000020000000", "B80D0120000000000000000002000000"),
+        "tcp",
+        True,
+    )
+    assert (v6[0].local_ip, v6[0].remote_ip, v6[0].remote_port) == ("10.0.2.15", "203.12.113.7", 80)
     assert v6[1].local_ip == "2001:db8::1" and v6[1].remote_ip == "2001:db8::2"
 
 
@@ -92,8 +103,14 @@ def test_fanotify_dfid_name_records() -> None:
     name = b"new.txt\0"
     info_len = 4 + 8 + 8 + len(handle) + len(name)
     pad = (-info_len) % 4
-    info = struct.pack("=BBH", FAN_EVENT_INFO_TYPE_DFID_NAME, 0, info_len + pad) + b"\0" * 8 \
-        + struct.pack("=Ii", len(handle), 1) + handle + name + b"\0" * pad
+    info = (
+        struct.pack("=BBH", FAN_EVENT_INFO_TYPE_DFID_NAME, 0, info_len + pad)
+        + b"\0" * 8
+        + struct.pack("=Ii", len(handle), 1)
+        + handle
+        + name
+        + b"\0" * pad
+    )
     meta = struct.pack("=IBBHQii", 24 + len(info), 3, 0, 24, FAN_CREATE, -1, 777)
     (rec,) = parse_fid_events(meta + info)
     assert rec == (FAN_CREATE, 777, struct.pack("=i", 1) + handle, "new.txt")
@@ -114,13 +131,21 @@ def test_read_proc_and_pid_directory(tmp_path: Path) -> None:
     _fake_proc(tmp_path, 50, 1, 777, "/usr/bin/python3")
     info = read_proc(50, str(tmp_path))
     assert info is not None
-    assert (info.ppid, info.image, info.command_line, info.cwd, info.uid, info.user,
-            info.start_ticks, info.comm) == (1, "/usr/bin/python3", "/usr/bin/python3 --flag",
-                                             "/tmp", 0, "root", 777, "my proc")
+    assert (
+        info.ppid,
+        info.image,
+        info.command_line,
+        info.cwd,
+        info.uid,
+        info.user,
+        info.start_ticks,
+        info.comm,
+    ) == (1, "/usr/bin/python3", "/usr/bin/python3 --flag", "/tmp", 0, "root", 777, "my proc")
     assert read_proc(51, str(tmp_path)) is None
     now = [0.0]
-    pids = PidDirectory("boot", linger=5, clock=lambda: now[0],
-                        reader=lambda pid: read_proc(pid, str(tmp_path)))
+    pids = PidDirectory(
+        "boot", linger=5, clock=lambda: now[0], reader=lambda pid: read_proc(pid, str(tmp_path))
+    )
     first = pids.on_exec(50)
     again = pids.on_exec(50)  # re-exec of the same process: new GUID
     assert first is not None and again is not None
@@ -146,21 +171,33 @@ def test_kernel_message_parsers_never_raise_on_garbage(data: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([FAN_CREATE, 0x200]), st.integers(1, 2**31 - 1),
-                          st.binary(min_size=1, max_size=24),
-                          st.text(st.characters(min_codepoint=48, max_codepoint=122),
-                                  min_size=1, max_size=40)), max_size=5))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([FAN_CREATE, 0x200]),
+            st.integers(1, 2**31 - 1),
+            st.binary(min_size=1, max_size=24),
+            st.text(st.characters(min_codepoint=48, max_codepoint=122), min_size=1, max_size=40),
+        ),
+        max_size=5,
+    )
+)
 def test_fid_records_round_trip(records: list[tuple[int, int, bytes, str]]) -> None:
     buf = b""
     for mask, pid, handle, name in records:
         raw_name = name.encode() + b"\0"
         info_len = 4 + 8 + 8 + len(handle) + len(raw_name)
         pad = (-info_len) % 4
-        info = struct.pack("=BBH", FAN_EVENT_INFO_TYPE_DFID_NAME, 0, info_len + pad) \
-            + b"\0" * 8 + struct.pack("=Ii", len(handle), 7) + handle + raw_name + b"\0" * pad
+        info = (
+            struct.pack("=BBH", FAN_EVENT_INFO_TYPE_DFID_NAME, 0, info_len + pad)
+            + b"\0" * 8
+            + struct.pack("=Ii", len(handle), 7)
+            + handle
+            + raw_name
+            + b"\0" * pad
+        )
         buf += struct.pack("=IBBHQii", 24 + len(info), 3, 0, 24, mask, -1, pid) + info
-    assert parse_fid_events(buf) == [(m, p, struct.pack("=i", 7) + h, n)
-                                     for m, p, h, n in records]
+    assert parse_fid_events(buf) == [(m, p, struct.pack("=i", 7) + h, n) for m, p, h, n in records]
 
 
 def test_wait_budget_caps_waiting_per_second() -> None:

@@ -28,10 +28,13 @@ from tests.agent.conftest import LINUX_CHANNEL, ROOT, gene_rule
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0,
-                       reason="needs root on Linux"),
-    pytest.mark.skipif(sys.platform.startswith("linux") and not proc_connector_available(),
-                       reason="proc connector unavailable"),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux") or os.geteuid() != 0, reason="needs root on Linux"
+    ),
+    pytest.mark.skipif(
+        sys.platform.startswith("linux") and not proc_connector_available(),
+        reason="proc connector unavailable",
+    ),
 ]
 
 TOKEN = uuid.uuid4().hex[:12]
@@ -39,8 +42,9 @@ EVENTS = {LINUX_CHANNEL: [1]}
 
 
 class LiveAgent:
-    def __init__(self, base: Path, proc: subprocess.Popen[bytes], port: int,
-                 listener: socket.socket) -> None:
+    def __init__(
+        self, base: Path, proc: subprocess.Popen[bytes], port: int, listener: socket.socket
+    ) -> None:
         self.base = base
         self.proc = proc
         self.port = port
@@ -53,8 +57,9 @@ class LiveAgent:
     def alerts(self) -> list[dict[str, Any]]:
         return read_alerts(self.alerts_dir) if self.alerts_dir.exists() else []
 
-    def wait_alert(self, pred: Callable[[dict[str, Any]], bool],
-                   timeout: float = 5.0) -> tuple[dict[str, Any] | None, float]:
+    def wait_alert(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> tuple[dict[str, Any] | None, float]:
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             for a in self.alerts():
@@ -77,29 +82,53 @@ def live_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveAgent]:
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     port = listener.getsockname()[1]
-    rules = "\n".join([
-        gene_rule("LiveMarker", [f"$cl: /Event/EventData/CommandLine ~= 'heron-live-{TOKEN}'"],
-                  "$cl", events=EVENTS, criticality=6),
-        gene_rule("LiveKill", [f"$cl: /Event/EventData/CommandLine ~= 'heron-kill-{TOKEN}'"],
-                  "$cl", events=EVENTS, criticality=8, actions=["kill", "filedump"]),
-        gene_rule("LiveFile", [f"$f: /Event/EventData/TargetFilename ~= 'heron-file-{TOKEN}'"],
-                  "$f", events={LINUX_CHANNEL: [11, 23]}, criticality=6),
-        gene_rule("LiveConnect", [f"$p: /Event/EventData/DestinationPort = '{port}'"], "$p",
-                  events={LINUX_CHANNEL: [3]}, criticality=8, actions=["report"]),
-    ])
+    rules = "\n".join(
+        [
+            gene_rule(
+                "LiveMarker",
+                [f"$cl: /Event/EventData/CommandLine ~= 'heron-live-{TOKEN}'"],
+                "$cl",
+                events=EVENTS,
+                criticality=6,
+            ),
+            gene_rule(
+                "LiveKill",
+                [f"$cl: /Event/EventData/CommandLine ~= 'heron-kill-{TOKEN}'"],
+                "$cl",
+                events=EVENTS,
+                criticality=8,
+                actions=["kill", "filedump"],
+            ),
+            gene_rule(
+                "LiveFile",
+                [f"$f: /Event/EventData/TargetFilename ~= 'heron-file-{TOKEN}'"],
+                "$f",
+                events={LINUX_CHANNEL: [11, 23]},
+                criticality=6,
+            ),
+            gene_rule(
+                "LiveConnect",
+                [f"$p: /Event/EventData/DestinationPort = '{port}'"],
+                "$p",
+                events={LINUX_CHANNEL: [3]},
+                criticality=8,
+                actions=["report"],
+            ),
+        ]
+    )
     (base / "rules").mkdir()
     (base / "rules" / "live.gen").write_text(rules + "\n")
     config = f"""
 [general]
-data_dir = "{base / 'data'}"
+data_dir = "{base / "data"}"
 criticality_threshold = 5
 [sources]
 enabled = ["linux-proc", "linux-net", "linux-file"]
 [sources.linux]
 net_poll_interval = 0.1
-file_watch_dirs = ["{base / 'watch'}"]
+file_watch_dirs = ["{base / "watch"}"]
 [rules]
-paths = ["{base / 'rules' / 'live.gen'}"]
+paths = ["{base / "rules" / "live.gen"}"]
 [actions]
 allowed = ["kill", "filedump", "report", "brief"]
 medium = []
@@ -107,16 +136,19 @@ high = []
 critical = []
 [canaries]
 enable = true
-directories = ["{base / 'watch'}"]
+directories = ["{base / "watch"}"]
 files = ["canary-secrets.txt"]
 actions = ["brief"]
 [limits]
 check_interval = 1.0
 """
     (base / "config.toml").write_text(config)
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--standalone", "-c",
-                             str(base / "config.toml")], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=open(base / "agent.log", "wb"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--standalone", "-c", str(base / "config.toml")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(base / "agent.log", "wb"),
+    )
     agent = LiveAgent(base, proc, port, listener)
     deadline = time.monotonic() + 300  # generous: a loaded CI box starts slowly
     status = base / "data" / "status.json"
@@ -192,8 +224,10 @@ def test_kill_action_kills_and_filedump_stores_the_binary(live_agent: LiveAgent)
 
 
 def test_report_has_process_tree_and_connections(live_agent: LiveAgent) -> None:
-    code = ("import socket,sys,time; s=socket.create_connection(('127.0.0.1',int(sys.argv[1])));"
-            " time.sleep(float(sys.argv[2]))")
+    code = (
+        "import socket,sys,time; s=socket.create_connection(('127.0.0.1',int(sys.argv[1])));"
+        " time.sleep(float(sys.argv[2]))"
+    )
     child = subprocess.Popen([sys.executable, "-c", code, str(live_agent.port), "6"])
     try:
         alert, _ = live_agent.wait_alert(_sig("LiveConnect"), timeout=8)
@@ -222,14 +256,18 @@ def test_file_create_and_delete_are_attributed(live_agent: LiveAgent) -> None:
     target = live_agent.base / "watch" / f"heron-file-{TOKEN}.txt"
     # NOTE(agent): the actor lives a little while; a process that exits within a few ms can
     # be gone before /proc is read (documented limit of the /proc-based attribution).
-    code = ("import os,sys,time; time.sleep(0.2); open(sys.argv[1],'w').close(); "
-            "time.sleep(0.2); os.unlink(sys.argv[1]); time.sleep(0.3)")
+    code = (
+        "import os,sys,time; time.sleep(0.2); open(sys.argv[1],'w').close(); "
+        "time.sleep(0.2); os.unlink(sys.argv[1]); time.sleep(0.3)"
+    )
     child = subprocess.run([sys.executable, "-c", code, str(target)], check=True)
     assert child.returncode == 0
 
     def by(eid: int) -> Callable[[dict[str, Any]], bool]:
-        return lambda a: (a["Event"]["System"]["EventID"] == eid
-                          and "LiveFile" in a["Event"].get("Detection", {}).get("Signature", []))
+        return lambda a: (
+            a["Event"]["System"]["EventID"] == eid
+            and "LiveFile" in a["Event"].get("Detection", {}).get("Signature", [])
+        )
 
     created, _ = live_agent.wait_alert(by(11))
     deleted, _ = live_agent.wait_alert(by(23))
@@ -255,8 +293,11 @@ def test_touching_a_canary_is_detected(live_agent: LiveAgent) -> None:
 
     def by_reader(a: dict[str, Any]) -> bool:
         data = a["Event"]["EventData"]
-        return (_sig("Builtin:CanaryModified")(a) and data.get("Operation") in ("open", "read")
-                and data["Image"] == os.path.realpath(sys.executable))
+        return (
+            _sig("Builtin:CanaryModified")(a)
+            and data.get("Operation") in ("open", "read")
+            and data["Image"] == os.path.realpath(sys.executable)
+        )
 
     read_alert, _ = live_agent.wait_alert(by_reader, timeout=5)
     assert read_alert is not None
@@ -264,14 +305,30 @@ def test_touching_a_canary_is_detected(live_agent: LiveAgent) -> None:
 
 
 def test_cli_report_and_status(live_agent: LiveAgent) -> None:
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "status", "-c",
-                          str(live_agent.base / "config.toml")], cwd=ROOT, capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "status", "-c", str(live_agent.base / "config.toml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert "linux-proc" in out.stdout and "drops" in out.stdout
-    rep = subprocess.run([sys.executable, "-m", "agent.cli", "report", "--brief", "-c",
-                          str(live_agent.base / "config.toml")], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    rep = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "report",
+            "--brief",
+            "-c",
+            str(live_agent.base / "config.toml"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert rep.returncode == 0, rep.stderr
     report = json.loads(rep.stdout)
     assert any(p["pid"] == os.getpid() for p in report["processes"])

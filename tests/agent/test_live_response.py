@@ -24,10 +24,13 @@ from tests.agent.conftest import LINUX_CHANNEL, ROOT, gene_rule
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0,
-                       reason="needs root on Linux"),
-    pytest.mark.skipif(sys.platform.startswith("linux") and not proc_connector_available(),
-                       reason="proc connector unavailable"),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux") or os.geteuid() != 0, reason="needs root on Linux"
+    ),
+    pytest.mark.skipif(
+        sys.platform.startswith("linux") and not proc_connector_available(),
+        reason="proc connector unavailable",
+    ),
 ]
 
 TOKEN = uuid.uuid4().hex[:12]
@@ -53,21 +56,35 @@ def _wait(pred, timeout: float, what: str):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def agent_dir(tmp_path: Path) -> Iterator[Path]:
-    rules = "\n".join([
-        gene_rule("SlowEvidence", [f"$c: CommandLine ~= 'heron-slowev-{TOKEN}'"], "$c",
-                  events=EVENTS, criticality=6, actions=["report"]),
-        gene_rule("UrgentKill", [f"$c: CommandLine ~= 'heron-urgent-{TOKEN}'"], "$c",
-                  events=EVENTS, criticality=9, actions=["kill"]),
-    ])
+    rules = "\n".join(
+        [
+            gene_rule(
+                "SlowEvidence",
+                [f"$c: CommandLine ~= 'heron-slowev-{TOKEN}'"],
+                "$c",
+                events=EVENTS,
+                criticality=6,
+                actions=["report"],
+            ),
+            gene_rule(
+                "UrgentKill",
+                [f"$c: CommandLine ~= 'heron-urgent-{TOKEN}'"],
+                "$c",
+                events=EVENTS,
+                criticality=9,
+                actions=["kill"],
+            ),
+        ]
+    )
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "live.gen").write_text(rules + "\n")
     (tmp_path / "config.toml").write_text(f"""
 [general]
-data_dir = "{tmp_path / 'data'}"
+data_dir = "{tmp_path / "data"}"
 [sources]
 enabled = ["linux-proc"]
 [rules]
-paths = ["{tmp_path / 'rules' / 'live.gen'}"]
+paths = ["{tmp_path / "rules" / "live.gen"}"]
 [actions]
 allowed = ["kill", "report"]
 medium = []
@@ -82,13 +99,26 @@ name = "sleep"
 args = ["8"]
 timeout = 20.0
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--standalone", "-c",
-                             str(tmp_path / "config.toml")], cwd=ROOT,
-                            stdout=subprocess.DEVNULL,
-                            stderr=open(tmp_path / "agent.log", "wb"))  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "run",
+            "--standalone",
+            "-c",
+            str(tmp_path / "config.toml"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "agent.log", "wb"),
+    )  # noqa: SIM115
     try:
-        _wait(lambda: _status(tmp_path).get("sources", {}).get("linux-proc", {}).get("running"),
-              30, "the agent to start")
+        _wait(
+            lambda: _status(tmp_path).get("sources", {}).get("linux-proc", {}).get("running"),
+            30,
+            "the agent to start",
+        )
         yield tmp_path
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -99,15 +129,21 @@ timeout = 20.0
 
 
 def test_kill_lands_while_the_evidence_worker_is_stuck(agent_dir: Path) -> None:
-    noisy = [subprocess.Popen(["sh", "-c", "sleep 30; true", f"heron-slowev-{TOKEN}-{i}"])
-             for i in range(6)]
+    noisy = [
+        subprocess.Popen(["sh", "-c", "sleep 30; true", f"heron-slowev-{TOKEN}-{i}"])
+        for i in range(6)
+    ]
     try:
         # the worker is busy (8 s report) and the 2-job queue overflowed
-        _wait(lambda: _status(agent_dir).get("actions", {}).get("dropped_actions"), 20,
-              "evidence jobs to overflow the queue")
+        _wait(
+            lambda: _status(agent_dir).get("actions", {}).get("dropped_actions"),
+            20,
+            "evidence jobs to overflow the queue",
+        )
         t0 = time.monotonic()
-        target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
-                                   f"heron-urgent-{TOKEN}"])
+        target = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)", f"heron-urgent-{TOKEN}"]
+        )
         try:
             target.wait(timeout=30)
         finally:
@@ -117,8 +153,11 @@ def test_kill_lands_while_the_evidence_worker_is_stuck(agent_dir: Path) -> None:
         assert target.returncode == -signal.SIGKILL, (agent_dir / "agent.log").read_text()
         # the report in progress alone takes 8 s: a kill queued behind it could not be faster
         assert elapsed < 6.0, f"kill took {elapsed:.2f}s"
-        st = _wait(lambda: (s := _status(agent_dir)) and s["actions"]["runs"].get("kill") and s,
-                   10, "the status to show the kill")
+        st = _wait(
+            lambda: (s := _status(agent_dir)) and s["actions"]["runs"].get("kill") and s,
+            10,
+            "the status to show the kill",
+        )
         assert st["actions"]["dropped_actions"]["report"] >= 1
         assert st["actions"]["urgent_queue"] == 0
     finally:

@@ -17,15 +17,32 @@ ALL = list(ACTION_ORDER)
 
 
 def plan(requested: list[str], **kw: Any) -> Any:
-    args: dict[str, Any] = {"allowed": ALL, "tracked": True, "act_on_untracked": False,
-                            "done_for_process": 0, "max_per_process": 4}
+    args: dict[str, Any] = {
+        "allowed": ALL,
+        "tracked": True,
+        "act_on_untracked": False,
+        "done_for_process": 0,
+        "max_per_process": 4,
+    }
     args.update(kw)
     return plan_actions(requested, **args)
 
 
-@pytest.mark.parametrize(("crit", "band"), [(0, None), (1, "low"), (4, "low"), (5, "medium"),
-                                            (7, "medium"), (8, "high"), (9, "high"),
-                                            (10, "critical"), (11, None), (-3, None)])
+@pytest.mark.parametrize(
+    ("crit", "band"),
+    [
+        (0, None),
+        (1, "low"),
+        (4, "low"),
+        (5, "medium"),
+        (7, "medium"),
+        (8, "high"),
+        (9, "high"),
+        (10, "critical"),
+        (11, None),
+        (-3, None),
+    ],
+)
 def test_bands(crit: int, band: str | None) -> None:
     assert band_of(crit) == band
 
@@ -60,33 +77,63 @@ def test_untracked_processes_need_opt_in() -> None:
     assert plan(["filedump"], tracked=False, act_on_untracked=True).run == ("filedump",)
 
 
-WIN_EVENT = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
-                                  "EventID": 13},
-                       "EventData": {"ProcessGuid": "{11111111-2222-3333-4444-555555555555}",
-                                     "ProcessId": "4242",
-                                     "Image": r"C:\Windows\regedit.exe",
-                                     "TargetObject": r"HKLM\SOFTWARE\Evil\Blob",
-                                     "Details": "Binary Data", "EventType": "SetValue"}}}
+WIN_EVENT = {
+    "Event": {
+        "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 13},
+        "EventData": {
+            "ProcessGuid": "{11111111-2222-3333-4444-555555555555}",
+            "ProcessId": "4242",
+            "Image": r"C:\Windows\regedit.exe",
+            "TargetObject": r"HKLM\SOFTWARE\Evil\Blob",
+            "Details": "Binary Data",
+            "EventType": "SetValue",
+        },
+    }
+}
 
 
-def test_windows_job_runs_planned_actions_and_writes_manifest(tmp_path: Path,
-                                                              config_factory: Any) -> None:
+def test_windows_job_runs_planned_actions_and_writes_manifest(
+    tmp_path: Path, config_factory: Any
+) -> None:
     config = config_factory(actions={"allowed": ["regdump", "brief", "filedump"]})
     tracker = Tracker()
     host = make_host(hostname="DESKTOP")
     calls: list[str] = []
-    registry = {"regdump": regdump, "brief": lambda ctx: calls.append("brief"),
-                "filedump": lambda ctx: calls.append("filedump")}
-    runner = ActionRunner(config=config, tracker=tracker, host=host, root=tmp_path / "art",
-                          registry=registry, clock=lambda: 1700000000.0)
+    registry = {
+        "regdump": regdump,
+        "brief": lambda ctx: calls.append("brief"),
+        "filedump": lambda ctx: calls.append("filedump"),
+    }
+    runner = ActionRunner(
+        config=config,
+        tracker=tracker,
+        host=host,
+        root=tmp_path / "art",
+        registry=registry,
+        clock=lambda: 1700000000.0,
+    )
     det = {"Signature": ["RegBlob"], "Criticality": 6, "Actions": ["regdump", "brief"]}
-    p = plan_actions(det["Actions"] + ["filedump", "kill"], allowed=config.actions.allowed,
-                     tracked=False, act_on_untracked=True, done_for_process=0,
-                     max_per_process=4)
+    p = plan_actions(
+        det["Actions"] + ["filedump", "kill"],
+        allowed=config.actions.allowed,
+        tracked=False,
+        act_on_untracked=True,
+        done_for_process=0,
+        max_per_process=4,
+    )
     assert p.run == ("filedump", "regdump", "brief")
-    art = runner.run_job(Job(WIN_EVENT, det, p, "ab" * 20,
-                             "{11111111-2222-3333-4444-555555555555}", 4242,
-                             r"C:\Windows\regedit.exe", "regedit"))
+    art = runner.run_job(
+        Job(
+            WIN_EVENT,
+            det,
+            p,
+            "ab" * 20,
+            "{11111111-2222-3333-4444-555555555555}",
+            4242,
+            r"C:\Windows\regedit.exe",
+            "regedit",
+        )
+    )
     assert calls == ["filedump", "brief"]
     assert art.path == tmp_path / "art" / "11111111-2222-3333-4444-555555555555" / ("ab" * 20)
     manifest = art.manifest()
@@ -95,10 +142,14 @@ def test_windows_job_runs_planned_actions_and_writes_manifest(tmp_path: Path,
     assert runner.stats.runs == {"filedump": 1, "regdump": 1, "brief": 1}
 
 
-def test_windows_registry_path_split_and_filedump_candidates(tmp_path: Path,
-                                                             config_factory: Any) -> None:
-    assert split_registry_path(r"HKLM\SOFTWARE\Evil\Blob") == ("HKEY_LOCAL_MACHINE",
-                                                               r"SOFTWARE\Evil", "Blob")
+def test_windows_registry_path_split_and_filedump_candidates(
+    tmp_path: Path, config_factory: Any
+) -> None:
+    assert split_registry_path(r"HKLM\SOFTWARE\Evil\Blob") == (
+        "HKEY_LOCAL_MACHINE",
+        r"SOFTWARE\Evil",
+        "Blob",
+    )
     from agent.actions.artifacts import ArtifactDir
     from agent.actions.base import ActionContext
 
@@ -106,13 +157,35 @@ def test_windows_registry_path_split_and_filedump_candidates(tmp_path: Path,
     exe.write_bytes(b"MZ\x90\x00")
     rel = tmp_path / "stage.ps1"
     rel.write_text("x")
-    event = {"Event": {"EventData": {"Image": str(exe), "CurrentDirectory": str(tmp_path),
-                                     "CommandLine": f'"{exe}" -run stage.ps1 missing.txt',
-                                     "ParentImage": r"C:\Windows\explorer.exe"}}}
-    ctx = ActionContext(event=event, detection={}, process_guid="g", pid=1, image=str(exe),
-                        command_line="", artifacts=ArtifactDir(tmp_path / "a", process_guid="g",
-                                                               event_hash="h", endpoint="",
-                                                               hostname="", rule=[], ts=0.0),
-                        tracker=Tracker(), host=make_host(), config=config_factory(),
-                        clock=lambda: 0.0)
+    event = {
+        "Event": {
+            "EventData": {
+                "Image": str(exe),
+                "CurrentDirectory": str(tmp_path),
+                "CommandLine": f'"{exe}" -run stage.ps1 missing.txt',
+                "ParentImage": r"C:\Windows\explorer.exe",
+            }
+        }
+    }
+    ctx = ActionContext(
+        event=event,
+        detection={},
+        process_guid="g",
+        pid=1,
+        image=str(exe),
+        command_line="",
+        artifacts=ArtifactDir(
+            tmp_path / "a",
+            process_guid="g",
+            event_hash="h",
+            endpoint="",
+            hostname="",
+            rule=[],
+            ts=0.0,
+        ),
+        tracker=Tracker(),
+        host=make_host(),
+        config=config_factory(),
+        clock=lambda: 0.0,
+    )
     assert filedump_candidates(ctx) == [str(exe), str(rel)]

@@ -21,8 +21,17 @@ EVTX_DIR = SHARED / "corpus" / "EVTX-ATTACK-SAMPLES"
 
 
 def ev(ts: str, n: int) -> dict[str, Any]:
-    return {"Event": {"System": {"Channel": "c", "EventID": 1, "EventRecordID": str(n),
-                                 "TimeCreated": {"SystemTime": ts}}, "EventData": {}}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "c",
+                "EventID": 1,
+                "EventRecordID": str(n),
+                "TimeCreated": {"SystemTime": ts},
+            },
+            "EventData": {},
+        }
+    }
 
 
 class FakeTime:
@@ -51,8 +60,11 @@ def test_event_epoch_parses_rfc3339_variants() -> None:
 
 
 def test_recorded_and_accelerated_pace(tmp_path: Path) -> None:
-    events = [ev("2020-01-01T00:00:00Z", 1), ev("2020-01-01T00:00:01Z", 2),
-              ev("2020-01-01T00:00:03Z", 3)]
+    events = [
+        ev("2020-01-01T00:00:00Z", 1),
+        ev("2020-01-01T00:00:01Z", 2),
+        ev("2020-01-01T00:00:03Z", 3),
+    ]
     _write_jsonl(tmp_path / "a.jsonl", events, wrap=True)
     for speed, expected in ((1.0, [1.0, 2.0]), (4.0, [0.25, 0.5])):
         t = FakeTime()
@@ -90,8 +102,12 @@ def _key(e: dict[str, Any]) -> tuple[str, str, str]:
 def _replay_detections(paths: list[Path], tmp_path: Path) -> dict[tuple[str, str, str], Any]:
     from tests.agent.conftest import make_config
 
-    config = make_config(tmp_path, general={"criticality_threshold": 0, "enable_filters": False},
-                         rules={"paths": [str(COMPILED)]}, alert_log={"enable": False})
+    config = make_config(
+        tmp_path,
+        general={"criticality_threshold": 0, "enable_filters": False},
+        rules={"paths": [str(COMPILED)]},
+        alert_log={"enable": False},
+    )
     sink = MemorySink()
     agent = build_agent(config, sources=[ReplaySource(paths)], sinks=[sink])
     agent.run(until_sources_done=True)
@@ -100,8 +116,9 @@ def _replay_detections(paths: list[Path], tmp_path: Path) -> dict[tuple[str, str
     for e in sink.events:
         d = e["Event"]["Detection"]
         # the stored detection carries the matched rules' ATT&CK (WHIDS had it off)
-        out.setdefault(_key(e), []).append((tuple(d["Signature"]), d["Criticality"],
-                                            tuple(a["ID"] for a in d.get("ATTACK", []))))
+        out.setdefault(_key(e), []).append(
+            (tuple(d["Signature"]), d["Criticality"], tuple(a["ID"] for a in d.get("ATTACK", [])))
+        )
     return out
 
 
@@ -111,8 +128,9 @@ def _scan_detections(events: list[dict[str, Any]]) -> dict[tuple[str, str, str],
     for e in events:
         det = engine.match(e)
         if det is not None and det.signatures:
-            out.setdefault(_key(e), []).append((det.signatures, det.criticality,
-                                                tuple(a["ID"] for a in det.attack)))
+            out.setdefault(_key(e), []).append(
+                (det.signatures, det.criticality, tuple(a["ID"] for a in det.attack))
+            )
     return out
 
 
@@ -121,8 +139,12 @@ def test_jsonl_corpus_replay_matches_engine_scan_and_gene_oracle(tmp_path: Path)
     replayed = _replay_detections([ORACLE_EVENTS], tmp_path)
     scanned = _scan_detections(list(iter_file(ORACLE_EVENTS)))
     assert replayed == scanned
-    oracle = [json.loads(line) for line in
-              (SHARED / "gene-oracle" / "gene-detections-corpus.jsonl").read_text().splitlines()]
+    oracle = [
+        json.loads(line)
+        for line in (SHARED / "gene-oracle" / "gene-detections-corpus.jsonl")
+        .read_text()
+        .splitlines()
+    ]
     assert sum(len(v) for v in replayed.values()) == len(oracle) == 1046
     assert sum(1 for v in replayed.values() for d in v if d[2]) >= 137  # with ATT&CK
 
@@ -139,13 +161,21 @@ def test_evtx_corpus_replay_matches_engine_scan(tmp_path: Path) -> None:
 
 
 def test_every_input_format_replays_and_others_are_logged(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The readers of `heron scan` (rules.inputs): flattened JSON, Sysmon for Linux, audit.log."""
     data = Path(__file__).resolve().parents[1] / "rules" / "inputs" / "data"
     (tmp_path / "odd.jsonl").write_text('{"odd": 1}\n{"Event": {"System": {}}}\n')
-    src = ReplaySource([data / "mordor_flat.json", data / "sysmon_linux.syslog",
-                        data / "audit.log", tmp_path / "odd.jsonl"])
+    src = ReplaySource(
+        [
+            data / "mordor_flat.json",
+            data / "sysmon_linux.syslog",
+            data / "audit.log",
+            tmp_path / "odd.jsonl",
+        ]
+    )
     channels = [e["Event"]["System"].get("Channel") for e in src.events()]
-    assert channels == ["Microsoft-Windows-Sysmon/Operational"] * 2 + ["Security"] + \
-        ["Linux-Sysmon/Operational"] * 2 + ["Linux-Audit"] * 7 + [None]
+    assert channels == ["Microsoft-Windows-Sysmon/Operational"] * 2 + ["Security"] + [
+        "Linux-Sysmon/Operational"
+    ] * 2 + ["Linux-Audit"] * 7 + [None]
     assert "odd.jsonl: 2 events in no known shape, 1 of them not replayed" in caplog.text

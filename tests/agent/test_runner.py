@@ -23,19 +23,19 @@ GUID = "{11111111-2222-3333-4444-555555555555}"
 
 def _job(actions: tuple[str, ...], *, rule: str = "R", n: int = 0) -> Job:
     event = {"Event": {"EventData": {"ProcessGuid": GUID, "ProcessId": "4242", "N": n}}}
-    return Job(event, {"Signature": [rule]}, Plan(actions), f"{n:040x}", GUID, 4242,
-               "/tmp/x", "x")
+    return Job(event, {"Signature": [rule]}, Plan(actions), f"{n:040x}", GUID, 4242, "/tmp/x", "x")
 
 
-def _runner(tmp_path: Path, config_factory: Any, registry: dict[str, Any],
-            **actions: Any) -> ActionRunner:
+def _runner(
+    tmp_path: Path, config_factory: Any, registry: dict[str, Any], **actions: Any
+) -> ActionRunner:
     config = config_factory(actions=actions)
-    return ActionRunner(config=config, tracker=Tracker(), host=make_host(),
-                        root=tmp_path / "art", registry=registry)
+    return ActionRunner(
+        config=config, tracker=Tracker(), host=make_host(), root=tmp_path / "art", registry=registry
+    )
 
 
-def test_kill_runs_while_evidence_workers_are_stuck(tmp_path: Path,
-                                                    config_factory: Any) -> None:
+def test_kill_runs_while_evidence_workers_are_stuck(tmp_path: Path, config_factory: Any) -> None:
     release = threading.Event()
     started = threading.Event()
     killed: list[float] = []
@@ -45,8 +45,9 @@ def test_kill_runs_while_evidence_workers_are_stuck(tmp_path: Path,
         release.wait(30)
 
     registry = {"report": slow_report, "kill": lambda ctx: killed.append(time.monotonic())}
-    runner = _runner(tmp_path, config_factory, registry, workers=1, queue_size=4,
-                     max_per_rule_hour=0)
+    runner = _runner(
+        tmp_path, config_factory, registry, workers=1, queue_size=4, max_per_rule_hour=0
+    )
     runner.start()
     try:
         for i in range(8):  # 1 running + 4 queued + 3 dropped
@@ -82,8 +83,9 @@ def test_memdump_of_a_killed_process_is_skipped(tmp_path: Path, config_factory: 
     assert runner.status()["skipped"] == {"memdump: process killed first": 1}
 
 
-def test_rule_rate_limit_is_per_rule_sliding_hour_and_counted(tmp_path: Path,
-                                                               config_factory: Any) -> None:
+def test_rule_rate_limit_is_per_rule_sliding_hour_and_counted(
+    tmp_path: Path, config_factory: Any
+) -> None:
     now = [1000.0]
     lim = RuleLimiter(2, {"Noisy": 1}, clock=lambda: now[0])
     assert lim.allow(["Noisy"]) and not lim.allow(["Noisy"])
@@ -94,8 +96,13 @@ def test_rule_rate_limit_is_per_rule_sliding_hour_and_counted(tmp_path: Path,
     assert parse_rule_limits(["A=3", "B.c=0"]) == {"A": 3, "B.c": 0}
 
     ran: list[str] = []
-    runner = _runner(tmp_path, config_factory, {"brief": lambda ctx: ran.append("brief")},
-                     max_per_rule_hour=3, rule_limits=["Quiet=1"])
+    runner = _runner(
+        tmp_path,
+        config_factory,
+        {"brief": lambda ctx: ran.append("brief")},
+        max_per_rule_hour=3,
+        rule_limits=["Quiet=1"],
+    )
     runner.start()
     try:
         for i in range(5):
@@ -134,8 +141,7 @@ def test_artifact_quota_evicts_uploaded_first_then_skips(tmp_path: Path) -> None
     assert not hourly.admit(["report"])
 
 
-def test_filedump_is_deduplicated_across_the_store(tmp_path: Path,
-                                                   config_factory: Any) -> None:
+def test_filedump_is_deduplicated_across_the_store(tmp_path: Path, config_factory: Any) -> None:
     payload = tmp_path / "tmpdir" / "build-tool"
     payload.parent.mkdir()
     payload.write_bytes(b"\x7fELF" + b"z" * 100_000)
@@ -145,12 +151,30 @@ def test_filedump_is_deduplicated_across_the_store(tmp_path: Path,
     host = make_host()
 
     def run(n: int) -> ArtifactDir:
-        art = ArtifactDir(root, process_guid=f"g{n}", event_hash=f"h{n}", endpoint="",
-                          hostname="", rule=[], ts=0.0, on_write=store.added)
-        ctx = ActionContext(event={"Event": {"EventData": {"Image": str(payload)}}},
-                            detection={}, process_guid=f"g{n}", pid=1, image=str(payload),
-                            command_line="", artifacts=art, tracker=Tracker(), host=host,
-                            config=config, clock=lambda: 1.0, store=store)
+        art = ArtifactDir(
+            root,
+            process_guid=f"g{n}",
+            event_hash=f"h{n}",
+            endpoint="",
+            hostname="",
+            rule=[],
+            ts=0.0,
+            on_write=store.added,
+        )
+        ctx = ActionContext(
+            event={"Event": {"EventData": {"Image": str(payload)}}},
+            detection={},
+            process_guid=f"g{n}",
+            pid=1,
+            image=str(payload),
+            command_line="",
+            artifacts=art,
+            tracker=Tracker(),
+            host=host,
+            config=config,
+            clock=lambda: 1.0,
+            store=store,
+        )
         filedump(ctx)
         return art
 
@@ -161,8 +185,14 @@ def test_filedump_is_deduplicated_across_the_store(tmp_path: Path,
         again = run(n)
         assert [f.kind for f in again.files()] == ["fileref"]
         refs = json.loads((again.path / "filerefs.json").read_text())
-        assert refs == [{"path": str(payload), "sha256": copies[0].sha256, "size": 100_004,
-                         "ref": f"g1/h1/{copies[0].name}"}]
+        assert refs == [
+            {
+                "path": str(payload),
+                "sha256": copies[0].sha256,
+                "size": 100_004,
+                "ref": f"g1/h1/{copies[0].name}",
+            }
+        ]
     assert store.stats.dedup_refs == 2 and store.stats.dedup_bytes_saved == 200_008
     # a restarted agent rebuilds the index from the manifests
     fresh = ArtifactStore(root, quota_bytes=0, quota_per_hour=0)
@@ -175,8 +205,8 @@ def test_report_lists_are_capped_with_lengths_and_the_tree_kept_first() -> None:
         "tree": tree,
         "processes": [{"pid": i, "process-guid": f"{{{i}}}"} for i in range(50)]
         + [{"pid": 7, "process-guid": "{AA}"}],
-        "connections": [{"pid": i, "process_guid": ""} for i in range(30)] + [
-            {"pid": 7, "process_guid": "{AA}"}],
+        "connections": [{"pid": i, "process_guid": ""} for i in range(30)]
+        + [{"pid": 7, "process_guid": "{AA}"}],
         "modules": [{"image": str(i)} for i in range(5)],
         "dns": {f"{{{i}}}": {} for i in range(20)},
     }
@@ -184,6 +214,8 @@ def test_report_lists_are_capped_with_lengths_and_the_tree_kept_first() -> None:
     assert len(report["processes"]) == 10 and report["processes"][0]["pid"] == 7
     assert report["connections"][0]["pid"] == 7
     assert len(report["modules"]) == 5
-    assert report["truncated"] == {"processes": {"kept": 10, "total": 51},
-                                   "connections": {"kept": 10, "total": 31},
-                                   "dns": {"kept": 10, "total": 20}}
+    assert report["truncated"] == {
+        "processes": {"kept": 10, "total": 51},
+        "connections": {"kept": 10, "total": 31},
+        "dns": {"kept": 10, "total": 20},
+    }

@@ -20,25 +20,50 @@ from agent.sources import MemorySource
 from tests.agent.conftest import LINUX_CHANNEL, gene_rule
 
 EVENTS = {LINUX_CHANNEL: [1]}
-RULES = "\n".join([
-    gene_rule("High", ["$i: /Event/EventData/Image = '/bin/evil'"], "$i", events=EVENTS,
-              criticality=8),
-    gene_rule("Low", ["$i: /Event/EventData/Image = '/bin/meh'"], "$i", events=EVENTS,
-              criticality=2),
-    gene_rule("OnlyFilter", ["$i: /Event/EventData/Image = '/bin/filtered'"], "$i",
-              events=EVENTS, filter_=True),
-])
+RULES = "\n".join(
+    [
+        gene_rule(
+            "High", ["$i: /Event/EventData/Image = '/bin/evil'"], "$i", events=EVENTS, criticality=8
+        ),
+        gene_rule(
+            "Low", ["$i: /Event/EventData/Image = '/bin/meh'"], "$i", events=EVENTS, criticality=2
+        ),
+        gene_rule(
+            "OnlyFilter",
+            ["$i: /Event/EventData/Image = '/bin/filtered'"],
+            "$i",
+            events=EVENTS,
+            filter_=True,
+        ),
+    ]
+)
 
 
-def proc_event(image: str, pid: int = 4242, ppid: int = 1, guid: str = "",
-               **extra: str) -> dict[str, Any]:
-    data = {"ProcessGuid": guid or f"{{G-{pid}}}", "ProcessId": str(pid), "Image": image,
-            "CommandLine": image, "ParentProcessId": str(ppid), "ParentProcessGuid": "{G-1}",
-            "User": "root", "IntegrityLevel": "High"}
+def proc_event(
+    image: str, pid: int = 4242, ppid: int = 1, guid: str = "", **extra: str
+) -> dict[str, Any]:
+    data = {
+        "ProcessGuid": guid or f"{{G-{pid}}}",
+        "ProcessId": str(pid),
+        "Image": image,
+        "CommandLine": image,
+        "ParentProcessId": str(ppid),
+        "ParentProcessGuid": "{G-1}",
+        "User": "root",
+        "IntegrityLevel": "High",
+    }
     data.update(extra)
-    return {"Event": {"System": {"Channel": LINUX_CHANNEL, "EventID": 1, "Computer": "h",
-                                 "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"}},
-                      "EventData": data}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": LINUX_CHANNEL,
+                "EventID": 1,
+                "Computer": "h",
+                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
+            },
+            "EventData": data,
+        }
+    }
 
 
 @pytest.fixture
@@ -74,8 +99,9 @@ def test_forwarding_decision(agent_factory: Any) -> None:
     agent0, sink0 = agent_factory(general={"criticality_threshold": 5})
     assert agent0.process(proc_event("/bin/meh")) is False  # below the threshold
     assert agent.counters.detections == 2 and agent.counters.filtered == 1
-    agent2, sink2 = agent_factory(general={"enable_filters": False, "log_all": False,
-                                           "criticality_threshold": 1})
+    agent2, sink2 = agent_factory(
+        general={"enable_filters": False, "log_all": False, "criticality_threshold": 1}
+    )
     for image in ("/bin/evil", "/bin/meh", "/bin/filtered"):
         agent2.process(proc_event(image))
     assert _sigs(sink2) == [["High"], ["Low"]]
@@ -88,8 +114,9 @@ def test_own_events_and_children_are_dropped_when_live(agent_factory: Any) -> No
     agent, sink = agent_factory()
     me = os.getpid()
     child = proc_event("/bin/evil", pid=9001, ppid=me, guid="{CHILD}")
-    grandchild = proc_event("/bin/evil", pid=9002, ppid=9001, guid="{GRAND}",
-                            ParentProcessGuid="{CHILD}")
+    grandchild = proc_event(
+        "/bin/evil", pid=9002, ppid=9001, guid="{GRAND}", ParentProcessGuid="{CHILD}"
+    )
     assert agent.process(child, live=True) is False
     assert agent.process(grandchild, live=True) is False
     assert agent.process(proc_event("/bin/evil", pid=9003), live=True) is True
@@ -97,13 +124,19 @@ def test_own_events_and_children_are_dropped_when_live(agent_factory: Any) -> No
     assert agent.counters.own_events == 2
 
 
-def test_iocs_add_signatures_and_reload_keeps_builtin_rules(agent_factory: Any,
-                                                           tmp_path: Path) -> None:
-    agent, sink = agent_factory(canaries={"enable": True, "directories": [str(tmp_path)],
-                                          "files": ["c.txt"]})
+def test_iocs_add_signatures_and_reload_keeps_builtin_rules(
+    agent_factory: Any, tmp_path: Path
+) -> None:
+    agent, sink = agent_factory(
+        canaries={"enable": True, "directories": [str(tmp_path)], "files": ["c.txt"]}
+    )
     assert agent.detector.rule_count == 3 + 3  # test rules + canary rules
-    assert agent.set_iocs([{"type": "sha256", "value": "AB" * 32},
-                           {"type": "domain", "value": "evil.test"}]) == 2
+    assert (
+        agent.set_iocs(
+            [{"type": "sha256", "value": "AB" * 32}, {"type": "domain", "value": "evil.test"}]
+        )
+        == 2
+    )
     agent.process(proc_event("/bin/ok", Hashes=f"SHA256={'ab' * 32}"))
     det = sink.events[-1]["Event"]["Detection"]
     assert det["Signature"] == ["IoC:sha256"] and det["Criticality"] == 10
@@ -119,14 +152,18 @@ def test_iocs_add_signatures_and_reload_keeps_builtin_rules(agent_factory: Any,
 
 
 def test_an_agent_without_rules_says_so(config_factory: Any, caplog: Any) -> None:
-    agent = build_agent(config_factory(general={"ignore_self": True}), sources=[],
-                        sinks=[MemorySink()])
+    agent = build_agent(
+        config_factory(general={"ignore_self": True}), sources=[], sinks=[MemorySink()]
+    )
     try:
         assert agent.detector.user_rule_count == 0
         agent.start()
         assert "no detection rules loaded" in caplog.text
-        assert any(r.levelname == "WARNING" for r in caplog.records
-                   if "no detection rules" in r.getMessage())
+        assert any(
+            r.levelname == "WARNING"
+            for r in caplog.records
+            if "no detection rules" in r.getMessage()
+        )
     finally:
         agent.close()
 
@@ -138,7 +175,8 @@ def test_blacklisted_command_lines_are_killed_on_sight(agent_factory: Any) -> No
     agent.tracker.blacklist.add("/bin/ok")
     agent.process(proc_event("/bin/ok", pid=5555), live=True)
     assert [(j.pid, j.plan.run, j.detection["Signature"]) for j in jobs] == [
-        (5555, ("kill",), ["Builtin:Blacklisted"])]
+        (5555, ("kill",), ["Builtin:Blacklisted"])
+    ]
 
 
 def test_actions_only_for_live_events_and_planned_from_bands(agent_factory: Any) -> None:
@@ -205,15 +243,25 @@ def test_alert_log_rotation_and_detections_only(tmp_path: Path) -> None:
 
 
 def test_artifact_manifest_chain_of_custody(tmp_path: Path) -> None:
-    art = ArtifactDir(tmp_path, process_guid="{ABC}", event_hash="e" * 40, endpoint="ep-1",
-                      hostname="h", rule=["R"], ts=0.0)
+    art = ArtifactDir(
+        tmp_path,
+        process_guid="{ABC}",
+        event_hash="e" * 40,
+        endpoint="ep-1",
+        hostname="h",
+        rule=["R"],
+        ts=0.0,
+    )
     art.add_json("event.json", {"a": 1}, "event")
     art.add_bytes("1_evil:stream.bin", b"payload", "filedump")
     art.add_bytes("1_evil:stream.bin", b"payload2", "filedump")
     manifest = json.loads((art.path / "manifest.json").read_text())
     assert art.path == tmp_path / "ABC" / ("e" * 40)
-    assert [f["name"] for f in manifest["files"]] == ["event.json", "1_evil_ADS_stream.bin",
-                                                      "1_evil_ADS_stream-1.bin"]
+    assert [f["name"] for f in manifest["files"]] == [
+        "event.json",
+        "1_evil_ADS_stream.bin",
+        "1_evil_ADS_stream-1.bin",
+    ]
     assert manifest["endpoint"] == "ep-1" and manifest["time"] == "1970-01-01T00:00:00.000000000Z"
     assert verify(art.path) == []
     (art.path / "1_evil_ADS_stream.bin").write_bytes(b"tampered")
@@ -223,8 +271,13 @@ def test_artifact_manifest_chain_of_custody(tmp_path: Path) -> None:
 def test_resource_guard_throttles_and_trims_with_log_lines(caplog: Any) -> None:
     samples = iter([(90.0, 10 << 20), (1.0, 500 << 20), (1.0, 10 << 20)])
     trims: list[int] = []
-    guard = ResourceGuard(max_cpu_percent=50, max_rss_mb=100, interval=1,
-                          trim=lambda: trims.append(1), sample=lambda: next(samples))
+    guard = ResourceGuard(
+        max_cpu_percent=50,
+        max_rss_mb=100,
+        interval=1,
+        trim=lambda: trims.append(1),
+        sample=lambda: next(samples),
+    )
     guard.check()
     assert guard.throttle and not trims
     guard.check()
@@ -236,8 +289,9 @@ def test_resource_guard_throttles_and_trims_with_log_lines(caplog: Any) -> None:
 
 
 def test_per_process_limit_is_counted_at_planning_time(agent_factory: Any) -> None:
-    agent, _ = agent_factory(actions={"allowed": ["brief"], "high": ["brief"],
-                                      "max_per_process": 2})
+    agent, _ = agent_factory(
+        actions={"allowed": ["brief"], "high": ["brief"], "max_per_process": 2}
+    )
     jobs: list[Any] = []
     agent.runner.submit = lambda job: jobs.append(job) or True  # type: ignore[method-assign]
     agent.process(proc_event("/bin/ok", pid=8000), live=True)  # creates the track
@@ -246,8 +300,9 @@ def test_per_process_limit_is_counted_at_planning_time(agent_factory: Any) -> No
     assert len(jobs) == 2
 
 
-def test_apply_config_live_and_restart_sections(agent_factory: Any, tmp_path: Path,
-                                                caplog: Any) -> None:
+def test_apply_config_live_and_restart_sections(
+    agent_factory: Any, tmp_path: Path, caplog: Any
+) -> None:
     from dataclasses import replace
 
     agent, sink = agent_factory(general={"criticality_threshold": 5})
@@ -255,10 +310,13 @@ def test_apply_config_live_and_restart_sections(agent_factory: Any, tmp_path: Pa
     cfg = agent.config
     iocs = tmp_path / "iocs.txt"
     iocs.write_text("domain:evil.test\n# comment\n")
-    new = replace(cfg, general=replace(cfg.general, criticality_threshold=2, queue_size=7),
-                  actions=replace(cfg.actions, allowed=["kill"], low=["kill"]),
-                  rules=replace(cfg.rules, ioc_file=str(iocs)),
-                  limits=replace(cfg.limits, max_rss_mb=1))
+    new = replace(
+        cfg,
+        general=replace(cfg.general, criticality_threshold=2, queue_size=7),
+        actions=replace(cfg.actions, allowed=["kill"], low=["kill"]),
+        rules=replace(cfg.rules, ioc_file=str(iocs)),
+        limits=replace(cfg.limits, max_rss_mb=1),
+    )
     restart = agent.apply_config(new)
     assert restart == ["limits", "general/actions queue sizes, workers or data_dir"]
     assert agent.config.general.criticality_threshold == 2
@@ -278,8 +336,13 @@ def test_detector_swaps_keep_the_other_rule_sources(tmp_path: Path) -> None:
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "local.gen").write_text(RULES + "\n")
-    canary = gene_rule("Canary", ["$f: /Event/EventData/Image = '/bin/canary'"], "$f",
-                       events=EVENTS, criticality=10)
+    canary = gene_rule(
+        "Canary",
+        ["$f: /Event/EventData/Image = '/bin/canary'"],
+        "$f",
+        events=EVENTS,
+        criticality=10,
+    )
     d = Detector(rule_paths=[rules_dir / "local.gen"], extra_rules=canary)
     assert d.rule_count == 4
     assert d.set_extra_rules("") == 3  # local rules stay
@@ -296,23 +359,42 @@ def test_detector_swaps_keep_the_other_rule_sources(tmp_path: Path) -> None:
 
 def test_warns_while_sysmon_never_reports_terminations(agent_factory: Any, caplog: Any) -> None:
     agent, _ = agent_factory()
-    ev = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
-                               "EventID": 3}, "EventData": {"ProcessGuid": "{A}"}}}
+    ev = {
+        "Event": {
+            "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 3},
+            "EventData": {"ProcessGuid": "{A}"},
+        }
+    }
     for _ in range(1000):
         agent.process(ev, live=True)
     assert "no process termination (EventID 5)" in caplog.text
     caplog.clear()
-    agent.process({"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
-                                        "EventID": 5}, "EventData": {}}}, live=True)
+    agent.process(
+        {
+            "Event": {
+                "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 5},
+                "EventData": {},
+            }
+        },
+        live=True,
+    )
     for _ in range(1000):
         agent.process(ev, live=True)
     assert "EventID 5" not in caplog.text
 
 
 def net_event(pid: int) -> dict[str, Any]:
-    return {"Event": {"System": {"Channel": LINUX_CHANNEL, "EventID": 3, "Computer": "h"},
-                      "EventData": {"ProcessGuid": f"{{G-{pid}}}", "ProcessId": str(pid),
-                                    "Image": "/bin/net", "DestinationIp": "10.0.0.1"}}}
+    return {
+        "Event": {
+            "System": {"Channel": LINUX_CHANNEL, "EventID": 3, "Computer": "h"},
+            "EventData": {
+                "ProcessGuid": f"{{G-{pid}}}",
+                "ProcessId": str(pid),
+                "Image": "/bin/net",
+                "DestinationIp": "10.0.0.1",
+            },
+        }
+    }
 
 
 def test_backlog_sheds_optional_events_first_and_counts_every_loss(agent_factory: Any) -> None:
@@ -333,29 +415,35 @@ def test_backlog_sheds_optional_events_first_and_counts_every_loss(agent_factory
 
 
 def test_degraded_processing_skips_enrichment_and_evidence_but_keeps_response(
-        agent_factory: Any) -> None:
-    agent, sink = agent_factory(actions={"allowed": ["kill", "report", "brief"],
-                                         "high": ["report", "kill"]})
+    agent_factory: Any,
+) -> None:
+    agent, sink = agent_factory(
+        actions={"allowed": ["kill", "report", "brief"], "high": ["report", "kill"]}
+    )
     jobs: list[Any] = []
     agent.runner.submit = lambda job: jobs.append(job) or True  # type: ignore[method-assign]
     agent.process(proc_event("/bin/ok", pid=9000), live=True)
-    agent.process(proc_event("/bin/evil", pid=9001, ppid=9000,
-                             ParentProcessGuid="{G-9000}"), live=True, degraded=True)
+    agent.process(
+        proc_event("/bin/evil", pid=9001, ppid=9000, ParentProcessGuid="{G-9000}"),
+        live=True,
+        degraded=True,
+    )
     data = sink.events[-1]["Event"]["EventData"]
     assert "Ancestors" not in data  # enrichment skipped
     assert sink.events[-1]["Event"]["Detection"]["Signature"] == ["High"]  # still detected
     (job,) = jobs
     assert job.plan.run == ("kill",)
     assert agent.runner.status()["skipped"] == {"cpu pressure": 1}
-    agent.process(proc_event("/bin/evil", pid=9002, ppid=9000,
-                             ParentProcessGuid="{G-9000}"), live=True)
+    agent.process(
+        proc_event("/bin/evil", pid=9002, ppid=9000, ParentProcessGuid="{G-9000}"), live=True
+    )
     assert "Ancestors" in sink.events[-1]["Event"]["EventData"]
     assert jobs[-1].plan.run == ("report", "kill")
 
 
-def test_full_data_disk_keeps_whole_alert_lines_and_logs_once(config_factory: Any,
-                                                              tmp_path: Path,
-                                                              caplog: Any) -> None:
+def test_full_data_disk_keeps_whole_alert_lines_and_logs_once(
+    config_factory: Any, tmp_path: Path, caplog: Any
+) -> None:
     from tests.agent.tmpfs import fill, small_tmpfs
 
     with small_tmpfs(tmp_path / "mnt", "256k") as mnt:
@@ -388,8 +476,13 @@ def test_rule_rate_limits_and_quota_follow_a_pushed_config(agent_factory: Any) -
     from dataclasses import replace
 
     agent, _ = agent_factory()
-    acts = replace(agent.config.actions, max_per_rule_hour=2, rule_limits=["Noisy=0"],
-                   artifact_quota_bytes=1234, artifact_quota_per_hour=99)
+    acts = replace(
+        agent.config.actions,
+        max_per_rule_hour=2,
+        rule_limits=["Noisy=0"],
+        artifact_quota_bytes=1234,
+        artifact_quota_per_hour=99,
+    )
     restart = agent.apply_config(replace(agent.config, actions=acts))
     assert restart == []
     assert agent.runner.limiter.default == 2 and agent.runner.limiter.limit("Noisy") == 0

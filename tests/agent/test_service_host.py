@@ -21,10 +21,22 @@ CONTROL_STOP, CONTROL_SHUTDOWN = 0x1, 0x5  # win32service.SERVICE_CONTROL_*
 
 
 def _events(path: Path, n: int = 5) -> Path:
-    lines = [json.dumps({"Event": {"System": {
-        "Channel": "c", "EventID": 1, "EventRecordID": str(i),
-        "TimeCreated": {"SystemTime": f"2020-01-01T00:00:0{i}Z"}}, "EventData": {}}})
-        for i in range(n)]
+    lines = [
+        json.dumps(
+            {
+                "Event": {
+                    "System": {
+                        "Channel": "c",
+                        "EventID": 1,
+                        "EventRecordID": str(i),
+                        "TimeCreated": {"SystemTime": f"2020-01-01T00:00:0{i}Z"},
+                    },
+                    "EventData": {},
+                }
+            }
+        )
+        for i in range(n)
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -55,8 +67,12 @@ class FakePywin32:
                     accepted |= ACCEPT_SHUTDOWN
                 return accepted
 
-            def ServiceCtrlHandlerEx(self, control: int, event_type: int,  # noqa: N802
-                                     data: Any) -> Any:
+            def ServiceCtrlHandlerEx(
+                self,
+                control: int,
+                event_type: int,  # noqa: N802
+                data: Any,
+            ) -> Any:
                 if control == CONTROL_STOP:
                     return self.SvcStop()  # type: ignore[attr-defined]
                 if control == CONTROL_SHUTDOWN:
@@ -96,13 +112,25 @@ class FakePywin32:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="--service hosts the SCM service on Windows")
-def test_service_flag_on_linux_behaves_like_run(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str],
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_service_flag_on_linux_behaves_like_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)  # pytest's handlers make main()'s basicConfig a no-op
     events = _events(tmp_path / "e.jsonl")
-    assert cli.main(["run", "--service", "--standalone", "--data-dir", str(tmp_path / "d"),
-                     "--replay", str(events)]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--service",
+                "--standalone",
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--replay",
+                str(events),
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["processed"] == 5
     log = (tmp_path / "d" / "logs" / "heron-agent.log").read_text()
@@ -111,15 +139,30 @@ def test_service_flag_on_linux_behaves_like_run(tmp_path: Path,
 
 def test_run_without_service_writes_no_log_file(tmp_path: Path) -> None:
     events = _events(tmp_path / "e.jsonl")
-    assert cli.main(["run", "--standalone", "--data-dir", str(tmp_path / "d"),
-                     "--replay", str(events)]) == 0
+    assert (
+        cli.main(
+            ["run", "--standalone", "--data-dir", str(tmp_path / "d"), "--replay", str(events)]
+        )
+        == 0
+    )
     assert not (tmp_path / "d" / "logs").exists()
 
 
 def test_run_agent_returns_when_stop_is_set(tmp_path: Path) -> None:
     events = _events(tmp_path / "e.jsonl")
-    args = cli.build_parser().parse_args(["run", "--standalone", "--data-dir", str(tmp_path),
-                                          "--replay", str(events), "--loop", "--rate", "50"])
+    args = cli.build_parser().parse_args(
+        [
+            "run",
+            "--standalone",
+            "--data-dir",
+            str(tmp_path),
+            "--replay",
+            str(events),
+            "--loop",
+            "--rate",
+            "50",
+        ]
+    )
     stop = threading.Event()
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(cli.run_agent(args, stop)))
@@ -153,13 +196,12 @@ def test_service_class_runs_and_stops_through_the_event(monkeypatch: pytest.Monk
     t.join(timeout=10)
     assert not t.is_alive() and seen[0].is_set() and svc.exit_code == 7
     assert ("ReportServiceStatus", STOP_PENDING) in fake.calls
-    assert fake.names() == ["ServiceFramework.__init__", "LogMsg", "ReportServiceStatus",
-                            "LogMsg"]
+    assert fake.names() == ["ServiceFramework.__init__", "LogMsg", "ReportServiceStatus", "LogMsg"]
 
 
 def test_service_flag_on_win32_hosts_the_class_with_the_run_args(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     events = _events(tmp_path / "e.jsonl")
 
     def dispatch(cls: type[Any]) -> None:  # what the SCM does: instantiate, SvcRun
@@ -169,17 +211,26 @@ def test_service_flag_on_win32_hosts_the_class_with_the_run_args(
 
     fake = FakePywin32(dispatch=dispatch)
     fake.install(monkeypatch)
-    args = cli.build_parser().parse_args(["run", "--service", "--standalone", "--data-dir",
-                                          str(tmp_path / "d"), "--replay", str(events)])
+    args = cli.build_parser().parse_args(
+        [
+            "run",
+            "--service",
+            "--standalone",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--replay",
+            str(events),
+        ]
+    )
     assert cli._cmd_run(args, platform="win32") == 0
-    assert fake.names()[:3] == ["Initialize", "PrepareToHostSingle",
-                                "StartServiceCtrlDispatcher"]
+    assert fake.names()[:3] == ["Initialize", "PrepareToHostSingle", "StartServiceCtrlDispatcher"]
     assert fake.hosted is not None and fake.hosted._svc_name_ == "heron-agent"
     assert json.loads(capsys.readouterr().out)["processed"] == 5  # same code path as `run`
 
 
-def test_started_from_a_console_on_win32_says_so(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_started_from_a_console_on_win32_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     class NotFromScm(Exception):
         winerror = 1063
 
@@ -212,7 +263,8 @@ def test_system_shutdown_stops_the_service_cleanly(monkeypatch: pytest.MonkeyPat
 
 
 def test_service_install_registers_run_service_with_the_config(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`heron-agent service install` on Windows: the frozen exe with `run --service -c ...`."""
     fake = FakePywin32()
     fake.install(monkeypatch)
@@ -224,7 +276,8 @@ def test_service_install_registers_run_service_with_the_config(
 
     fake.win32serviceutil.InstallService = install_service  # type: ignore[attr-defined]
     fake.win32serviceutil.StartService = (  # type: ignore[attr-defined]
-        lambda name: fake.calls.append(("StartService", name)))
+        lambda name: fake.calls.append(("StartService", name))
+    )
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "executable", r"C:\Program Files\Heron\Agent\heron-agent.exe")
     config = tmp_path / "my config.toml"
@@ -239,8 +292,8 @@ def test_service_install_registers_run_service_with_the_config(
 
 
 def test_unfrozen_service_runs_the_interpreter_not_the_launcher(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delattr(sys, "frozen", raising=False)
-    assert system_service.service_argv() == [sys.executable, "-m", "agent.cli", "run",
-                                             "--service"]
+    assert system_service.service_argv() == [sys.executable, "-m", "agent.cli", "run", "--service"]
     assert system_service.service_argv(exe="x.exe")[:3] == ["x.exe", "run", "--service"]

@@ -16,23 +16,37 @@ detection:
   sel: {CommandLine|contains|all: ['-enc', 'powershell']}
   condition: sel
 """
-GENE = {"Name": "GeneRule", "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
-                                     "Criticality": 3, "Schema": "2.0.0"},
-        "Matches": ["$c: CommandLine ~= 'powershell'"], "Condition": "$c"}
+GENE = {
+    "Name": "GeneRule",
+    "Meta": {
+        "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+        "Criticality": 3,
+        "Schema": "2.0.0",
+    },
+    "Matches": ["$c: CommandLine ~= 'powershell'"],
+    "Condition": "$c",
+}
 
 
 def _event(cmd: str) -> dict[str, object]:
-    return {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
-                                 "EventID": "1",
-                                 "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"}},
-                      "EventData": {"CommandLine": cmd}}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "EventID": "1",
+                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
+            },
+            "EventData": {"CommandLine": cmd},
+        }
+    }
 
 
 def test_rule_paths_mix_sigma_and_gene(tmp_path: Path) -> None:
     (tmp_path / "a.yml").write_text(SIGMA)
     (tmp_path / "b.gen").write_text(json.dumps(GENE))
-    (tmp_path / "c.yml").write_text(SIGMA.replace("status: test", "status: experimental")
-                                    .replace("Agent Sigma", "Experimental"))
+    (tmp_path / "c.yml").write_text(
+        SIGMA.replace("status: test", "status: experimental").replace("Agent Sigma", "Experimental")
+    )
     det = Detector(rule_paths=[tmp_path])
     assert det.engine.rule_count == 2  # the experimental rule is filtered (listed, not run)
     found = det.engine.match(_event("C:\\powershell.exe -Enc AAA"))

@@ -27,9 +27,20 @@ def ctx(tracker: Tracker, ts: float = 0.0) -> HookContext:
 
 
 def spawn(tracker: Tracker, guid: str, pid: int, parent: str, image: str) -> None:
-    run_hooks(ctx(tracker), event(1, ProcessGuid=guid, ProcessId=str(pid),
-                                  ParentProcessGuid=parent, Image=image, CommandLine=image,
-                                  User="root", IntegrityLevel="High"), enrich=False)
+    run_hooks(
+        ctx(tracker),
+        event(
+            1,
+            ProcessGuid=guid,
+            ProcessId=str(pid),
+            ParentProcessGuid=parent,
+            Image=image,
+            CommandLine=image,
+            User="root",
+            IntegrityLevel="High",
+        ),
+        enrich=False,
+    )
 
 
 def test_tree_ancestors_and_enrichment() -> None:
@@ -52,11 +63,25 @@ def test_stats_connections_dns_files_and_enrich_any() -> None:
     t = Tracker()
     spawn(t, "{P}", 10, "?", "/usr/bin/python3")
     c = ctx(t, ts=5.0)
-    run_hooks(c, event(22, ProcessGuid="{P}", QueryName="x.test",
-                       QueryResults="::ffff:192.0.2.1;192.0.2.2;"), enrich=False)
+    run_hooks(
+        c,
+        event(
+            22, ProcessGuid="{P}", QueryName="x.test", QueryResults="::ffff:192.0.2.1;192.0.2.2;"
+        ),
+        enrich=False,
+    )
     for port in ("443", "443", "80"):
-        run_hooks(c, event(3, ProcessGuid="{P}", DestinationIp="192.0.2.1",
-                           DestinationPort=port, DestinationHostname="x.test"), enrich=False)
+        run_hooks(
+            c,
+            event(
+                3,
+                ProcessGuid="{P}",
+                DestinationIp="192.0.2.1",
+                DestinationPort=port,
+                DestinationHostname="x.test",
+            ),
+            enrich=False,
+        )
     for name in ("/tmp/a.txt", "/tmp/b.sh", "/tmp/c.txt"):
         run_hooks(c, event(11, ProcessGuid="{P}", TargetFilename=name), enrich=False)
     run_hooks(c, event(23, ProcessGuid="{P}", TargetFilename="/tmp/a.txt"), enrich=False)
@@ -113,8 +138,18 @@ def test_modules_drivers_and_scores() -> None:
     for i in range(5):
         t.add_module("{M}", ModuleInfo(f"C:\\w\\m{i}.dll"), float(i))
     t.add_module("{M}", ModuleInfo(r"C:\w\m4.dll"), 9.0)
-    run_hooks(ctx(t), event(7, ProcessGuid="{M}", ImageLoaded=r"C:\w\app.exe", Signed="true",
-                            Signature="Acme", SignatureStatus="Valid"), enrich=False)
+    run_hooks(
+        ctx(t),
+        event(
+            7,
+            ProcessGuid="{M}",
+            ImageLoaded=r"C:\w\app.exe",
+            Signed="true",
+            Signature="Acme",
+            SignatureStatus="Valid",
+        ),
+        enrich=False,
+    )
     run_hooks(ctx(t), event(6, ImageLoaded=r"C:\w\drv.sys", Signed="false"), enrich=False)
     track = t.get("{M}")
     assert track is not None and len(track.modules) == 3

@@ -84,8 +84,7 @@ def _detect(env: Env) -> tuple[str, str]:
     env.ctx.store.db.write(lambda cur: None)
     page = env.a("GET", "/alerts").json["data"]
     assert page["total"] == 2 and page["next"] is None
-    assert [a["signatures"] for a in page["alerts"]] in (
-        [["Evil"], ["Meh"]], [["Meh"], ["Evil"]])
+    assert [a["signatures"] for a in page["alerts"]] in ([["Evil"], ["Meh"]], [["Meh"], ["Evil"]])
     crit = env.a("GET", "/alerts?sort=critical").json["data"]["alerts"]
     assert crit[0]["signatures"] == ["Evil"] and crit[0]["hostname"] == "host-1"
     return agent.uuid, crit[0]["event_hash"]
@@ -94,8 +93,12 @@ def _detect(env: Env) -> tuple[str, str]:
 def test_alert_api_triage_is_audited_and_open_to_analysts(env: Env) -> None:
     uuid, ehash = _detect(env)
     path = f"/alerts/{uuid}/{ehash}"
-    res = env.a("POST", path, key=env.analyst_key,
-                json={"status": "in_progress", "assignee": "ana", "comment": "<b>looking</b>"})
+    res = env.a(
+        "POST",
+        path,
+        key=env.analyst_key,
+        json={"status": "in_progress", "assignee": "ana", "comment": "<b>looking</b>"},
+    )
     assert res.status_code == 200, res.text
     alert = res.json["data"]
     assert alert["status"] == "in_progress" and alert["assignee"] == "ana"
@@ -132,10 +135,16 @@ def test_bulk_change_is_all_or_nothing(env: Env) -> None:
 
 def _rule(name: str, attack: list[dict[str, str]]) -> dict[str, object]:
     return {
-        "Name": name, "Tags": [],
-        "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 5,
-                 "ATTACK": attack, "Schema": "2.0.0"},
-        "Matches": ["$a: Image ~= 'nope'"], "Condition": "$a",
+        "Name": name,
+        "Tags": [],
+        "Meta": {
+            "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+            "Criticality": 5,
+            "ATTACK": attack,
+            "Schema": "2.0.0",
+        },
+        "Matches": ["$a: Image ~= 'nope'"],
+        "Condition": "$a",
     }
 
 
@@ -147,7 +156,9 @@ def test_attack_matrix_and_techniques_on_every_alert(env: Env) -> None:
     uuid, _ = _detect(env)  # one "Evil" and one "Meh" detection
     alerts = env.a("GET", "/alerts").json["data"]["alerts"]
     assert {tuple(a["signatures"]): a["attack"] for a in alerts} == {
-        ("Evil",): ["T1003.001", "T1059.001"], ("Meh",): ["T1059.001"]}
+        ("Evil",): ["T1003.001", "T1059.001"],
+        ("Meh",): ["T1059.001"],
+    }
     m = env.a("GET", "/alerts/attack").json["data"]
     assert [t["tactic"] for t in m["tactics"]] == ["execution", "credential-access"]  # ATT&CK order
     execution = m["tactics"][0]["techniques"][0]
@@ -155,8 +166,11 @@ def test_attack_matrix_and_techniques_on_every_alert(env: Env) -> None:
     assert {r["name"]: r["count"] for r in execution["rules"]} == {"Evil": 1, "Meh": 1}
     assert m["tactics"][1]["techniques"][0]["name"] == "LSASS Memory"
     assert m["detections"] == 2 and m["unmapped"] == 0
-    meh = [{"endpoint": uuid, "event_hash": a["event_hash"]}
-           for a in alerts if "Meh" in a["signatures"]]
+    meh = [
+        {"endpoint": uuid, "event_hash": a["event_hash"]}
+        for a in alerts
+        if "Meh" in a["signatures"]
+    ]
     env.a("POST", "/alerts/bulk", json={"alerts": meh, "status": "closed"})
     m = env.a("GET", "/alerts/attack?status=open").json["data"]
     assert m["tactics"][0]["techniques"][0]["count"] == 1

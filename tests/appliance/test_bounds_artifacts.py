@@ -34,7 +34,8 @@ def test_gunzip_bomb_download_is_streamed_and_capped(env: Env) -> None:
     assert res.status_code == 200 and res.headers["content-length"] == str(256 << 20)
     del res  # the test client joins the stream; the manager held a chunk at a time
     env.ctx.config = replace(
-        env.ctx.config, limits=replace(env.ctx.config.limits, upload_size=64 << 20))
+        env.ctx.config, limits=replace(env.ctx.config.limits, upload_size=64 << 20)
+    )
     res = env.a("GET", url + "?raw=true&gunzip=true")
     assert res.status_code == 413 and "without gunzip" in res.json["error"]
     res = env.a("GET", url + "?gunzip=true")  # base64 in JSON: at most 64 MiB inline

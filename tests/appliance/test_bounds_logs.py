@@ -21,8 +21,13 @@ def _rss() -> int:
 
 
 def _post_raw(env: Env, agent: object, raw: bytes) -> object:
-    return env.e("POST", wire.ROUTE_LOGS, agent, body=gzip.compress(raw),  # type: ignore[arg-type]
-                 headers={"Content-Encoding": "gzip", "Content-Type": wire.CONTENT_NDJSON})
+    return env.e(
+        "POST",
+        wire.ROUTE_LOGS,
+        agent,
+        body=gzip.compress(raw),  # type: ignore[arg-type]
+        headers={"Content-Encoding": "gzip", "Content-Type": wire.CONTENT_NDJSON},
+    )
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
@@ -54,7 +59,7 @@ def test_estimated_memory_cap_names_the_limit(env: Env) -> None:
     raw = b"".join(
         b'{"Event":{"EventData":{"B":"' + blob.encode() + b'"}}}\n' for _ in range(2_500)
     )  # 150 MB decompressed would be over logs_body too: stay under it
-    raw = raw[: 40_000_000].rsplit(b"\n", 1)[0] + b"\n"  # ~666 events, 40 MB: 120+ MB est.
+    raw = raw[:40_000_000].rsplit(b"\n", 1)[0] + b"\n"  # ~666 events, 40 MB: 120+ MB est.
     limits = env.ctx.config.limits
     assert len(raw) * 3 + 666 * 16384 < limits.logs_batch_memory  # accepted as configured
     from dataclasses import replace
@@ -119,8 +124,10 @@ def test_oversized_event_is_stored_cut_with_marker_and_length(env: Env) -> None:
     res = env.post_logs(agent, [event(1, extra={"Blob": big, "Other": "x" * 20_000}), small])
     assert res.status_code == 200 and res.json["accepted"] == 2
     env.ctx.events.flush()  # type: ignore[attr-defined]
-    stored = {e["Event"]["EventData"]["CommandLine"]: e
-              for e in env.ctx.events.iter_events(endpoint=agent.uuid)}
+    stored = {
+        e["Event"]["EventData"]["CommandLine"]: e
+        for e in env.ctx.events.iter_events(endpoint=agent.uuid)
+    }
     blob = stored["cmd /c 1"]["Event"]["EventData"]["Blob"]
     assert blob.startswith("BBBB") and blob.endswith("[cut by the manager: 3900000 characters]")
     assert len(blob) < 9000
@@ -139,7 +146,8 @@ def test_endpoint_page_of_huge_events_is_byte_capped(env: Env) -> None:
         for j, ev in enumerate(batch):  # distinct times: the cursor is a time boundary
             n = i * 100 + j
             ev["Event"]["System"]["TimeCreated"]["SystemTime"] = (
-                f"2026-05-28T1{n // 3600}:{n // 60 % 60:02d}:{n % 60:02d}.000Z")
+                f"2026-05-28T1{n // 3600}:{n // 60 % 60:02d}:{n % 60:02d}.000Z"
+            )
         assert env.post_logs(agent, batch).status_code == 200
     env.ctx.events.flush()  # type: ignore[attr-defined]
     assert hunting.MAX_PAGE_BYTES == 32 * 1024 * 1024  # 300 events of 200 KB = 60 MB
@@ -148,8 +156,11 @@ def test_endpoint_page_of_huge_events_is_byte_capped(env: Env) -> None:
     assert len(res.text) < 48 * 1024 * 1024
     page = env.a("GET", f"/search?q=&limit=10000&endpoint={agent.uuid}").json["data"]
     assert len(page["events"]) == 200 and page["next_cursor"]
-    rest_res = env.a("GET", "/search", params={
-        "limit": "10000", "endpoint": agent.uuid, "cursor": page["next_cursor"]})
+    rest_res = env.a(
+        "GET",
+        "/search",
+        params={"limit": "10000", "endpoint": agent.uuid, "cursor": page["next_cursor"]},
+    )
     assert rest_res.status_code == 200, rest_res.text
     rest = rest_res.json["data"]
     assert len(rest["events"]) == 100 and rest["next_cursor"] is None

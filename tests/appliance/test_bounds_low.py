@@ -16,16 +16,16 @@ from .conftest import Env
 
 
 def test_every_response_says_nosniff(env: Env) -> None:
-    for res in (env.a("GET", "/healthz"), env.a("GET", "/nope"),
-                env.e("GET", "/key", None)):
+    for res in (env.a("GET", "/healthz"), env.a("GET", "/nope"), env.e("GET", "/key", None)):
         assert res.headers["X-Content-Type-Options"] == "nosniff"
         assert res.headers["X-Frame-Options"] == "DENY"
 
 
 def test_text_log_lines_cannot_be_forged() -> None:
     fmt = TextFormatter("%(levelname)s %(message)s")
-    record = logging.LogRecord("t", logging.WARNING, "", 0, "enrolled %s", (
-        "host\n2026-01-01 INFO forged line",), None)
+    record = logging.LogRecord(
+        "t", logging.WARNING, "", 0, "enrolled %s", ("host\n2026-01-01 INFO forged line",), None
+    )
     line = fmt.format(record)
     assert "\n" not in line and "host\\n2026" in line
     plain = logging.LogRecord("t", logging.INFO, "", 0, "enrolled %s", ("host-1",), None)

@@ -63,8 +63,9 @@ def test_memory_budget_sizes_duckdb_and_tantivy(tmp_path: object) -> None:
     assert Config().store_options()["memory_limit"] == "1024MB"
     store = EventStore(Path(str(tmp_path)) / "ev", **opts)
     try:
-        rows = store.tables.read("SELECT current_setting('memory_limit'), "
-                                 "current_setting('threads')")
+        rows = store.tables.read(
+            "SELECT current_setting('memory_limit'), current_setting('threads')"
+        )
         assert rows[0][0].replace(" ", "") in ("512.0MiB", "488.2MiB", "512MiB", "488MiB")
         assert rows[0][1] == 2
     finally:

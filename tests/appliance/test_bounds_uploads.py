@@ -15,9 +15,15 @@ from .conftest import Env, event
 
 def _chunk(name: str, k: int, total: int, data: bytes, size: int) -> dict[str, object]:
     return wire.UploadChunk(
-        filename=name, guid="{AAAAAAAA-2222-3333-4444-555555555555}", event_hash="e" * 40,
-        content=base64.b64encode(data).decode(), chunk=k, total=total,
-        sha256=hashlib.sha256(b"x").hexdigest(), size=size).to_dict()
+        filename=name,
+        guid="{AAAAAAAA-2222-3333-4444-555555555555}",
+        event_hash="e" * 40,
+        content=base64.b64encode(data).decode(),
+        chunk=k,
+        total=total,
+        sha256=hashlib.sha256(b"x").hexdigest(),
+        size=size,
+    ).to_dict()
 
 
 def test_unfinished_chunks_have_a_per_endpoint_quota_and_expire(env: Env) -> None:

@@ -195,13 +195,20 @@ def test_endpoint_addresses_put_ip_addresses_first() -> None:
     from appliance.config import Config
 
     base = Config()
-    cfg = dc_replace(base, endpoint=dc_replace(base.endpoint, listen="0.0.0.0:1519"),
-                     tls=dc_replace(base.tls, server_names=("mgr", "mgr.corp", "10.1.2.3",
-                                                            "fd00::5")))
-    assert cfg.endpoint_addresses() == ["10.1.2.3:1519", "[fd00::5]:1519", "mgr:1519",
-                                        "mgr.corp:1519"]
+    cfg = dc_replace(
+        base,
+        endpoint=dc_replace(base.endpoint, listen="0.0.0.0:1519"),
+        tls=dc_replace(base.tls, server_names=("mgr", "mgr.corp", "10.1.2.3", "fd00::5")),
+    )
+    assert cfg.endpoint_addresses() == [
+        "10.1.2.3:1519",
+        "[fd00::5]:1519",
+        "mgr:1519",
+        "mgr.corp:1519",
+    ]
     bound = dc_replace(cfg, endpoint=dc_replace(cfg.endpoint, listen="192.0.2.7:1519"))
     assert bound.endpoint_addresses()[0] == "192.0.2.7:1519"
-    public = dc_replace(cfg, endpoint=dc_replace(cfg.endpoint,
-                                                 public_url="https://edr.example:443"))
+    public = dc_replace(
+        cfg, endpoint=dc_replace(cfg.endpoint, public_url="https://edr.example:443")
+    )
     assert public.endpoint_addresses() == ["edr.example:443"]

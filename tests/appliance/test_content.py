@@ -17,8 +17,12 @@ from rules import wire
 def _rule(name: str) -> dict[str, object]:
     return {
         "Name": name,
-        "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 5,
-                 "Schema": "2.0.0", "LogType": "winevt"},
+        "Meta": {
+            "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+            "Criticality": 5,
+            "Schema": "2.0.0",
+            "LogType": "winevt",
+        },
         "Matches": ["$i: Image ~= 'evil\\.exe$'"],
         "Condition": "$i",
     }
@@ -125,8 +129,9 @@ def test_packs_added_by_an_upgrade_are_seeded_once(content: Content, tmp_path: P
     assert content.store.settings.get(DEFAULTS_SEEDED)["packs"] == ["linux.gen", "zz-new.gen"]
 
 
-def test_a_store_that_had_its_own_rules_never_gets_default_packs(content: Content,
-                                                                 tmp_path: Path) -> None:
+def test_a_store_that_had_its_own_rules_never_gets_default_packs(
+    content: Content, tmp_path: Path
+) -> None:
     pack = tmp_path / "new.gen"
     pack.write_text(json.dumps(_rule("B")) + "\n")
     content.put_rules([_rule("Mine")], update=False)

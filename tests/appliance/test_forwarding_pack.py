@@ -23,9 +23,17 @@ def _engine() -> rules.Engine:
 
 
 def _linux(eid: int, **data: str) -> dict[str, Any]:
-    return {"Event": {"System": {"Channel": LINUX, "EventID": eid, "Computer": "h",
-                                 "TimeCreated": {"SystemTime": "2026-01-01T00:00:00Z"}},
-                      "EventData": data}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": LINUX,
+                "EventID": eid,
+                "Computer": "h",
+                "TimeCreated": {"SystemTime": "2026-01-01T00:00:00Z"},
+            },
+            "EventData": data,
+        }
+    }
 
 
 def _filtered(engine: rules.Engine, event: dict[str, Any]) -> bool:
@@ -40,19 +48,22 @@ def test_every_rule_is_a_filter_with_no_score() -> None:
         assert rule["Name"].startswith("Fwd")
 
 
-@pytest.mark.parametrize(("event", "kept"), [
-    (_linux(1, Image="/usr/bin/ls", CommandLine="ls"), True),
-    (_linux(5, Image="/usr/bin/ls"), True),
-    (_linux(3, Image="/usr/bin/curl", DestinationIp="192.0.2.1", Initiated="true"), True),
-    (_linux(3, Image="/usr/sbin/sshd", DestinationPort="22", Initiated="false"), True),
-    (_linux(3, Image="/usr/sbin/nginx", DestinationPort="443", Initiated="false"), False),
-    (_linux(11, TargetFilename="/tmp/x/payload"), True),
-    (_linux(11, TargetFilename="/home/u/run.sh"), True),
-    (_linux(11, TargetFilename="/etc/cron.d/job"), True),
-    (_linux(11, TargetFilename="/root/.ssh/authorized_keys"), True),
-    (_linux(11, TargetFilename="/var/log/syslog.1"), False),
-    (_linux(23, TargetFilename="/tmp/x"), False),
-])
+@pytest.mark.parametrize(
+    ("event", "kept"),
+    [
+        (_linux(1, Image="/usr/bin/ls", CommandLine="ls"), True),
+        (_linux(5, Image="/usr/bin/ls"), True),
+        (_linux(3, Image="/usr/bin/curl", DestinationIp="192.0.2.1", Initiated="true"), True),
+        (_linux(3, Image="/usr/sbin/sshd", DestinationPort="22", Initiated="false"), True),
+        (_linux(3, Image="/usr/sbin/nginx", DestinationPort="443", Initiated="false"), False),
+        (_linux(11, TargetFilename="/tmp/x/payload"), True),
+        (_linux(11, TargetFilename="/home/u/run.sh"), True),
+        (_linux(11, TargetFilename="/etc/cron.d/job"), True),
+        (_linux(11, TargetFilename="/root/.ssh/authorized_keys"), True),
+        (_linux(11, TargetFilename="/var/log/syslog.1"), False),
+        (_linux(23, TargetFilename="/tmp/x"), False),
+    ],
+)
 def test_linux_hunting_events(event: dict[str, Any], kept: bool) -> None:
     assert _filtered(_engine(), event) is kept
 
@@ -75,9 +86,15 @@ def test_corpus_hunting_events_kept_and_noise_left_out(shared_dir: Path) -> None
             kept[key] += _filtered(engine, event)
     sysmon = "Microsoft-Windows-Sysmon/Operational"
     # every process creation/exit, DNS query and logon of the corpus is kept
-    for key in [(sysmon, "1"), (sysmon, "5"), (sysmon, "22"),
-                ("Security", "4624"), ("Security", "4688"), ("Security", "4698"),
-                ("Microsoft-Windows-PowerShell/Operational", "4104")]:
+    for key in [
+        (sysmon, "1"),
+        (sysmon, "5"),
+        (sysmon, "22"),
+        ("Security", "4624"),
+        ("Security", "4688"),
+        ("Security", "4698"),
+        ("Microsoft-Windows-PowerShell/Operational", "4104"),
+    ]:
         assert seen[key] and kept[key] == seen[key], key
     # file creation and registry: only executables/scripts and autorun locations
     # file creation, registry and connections: executables/scripts, autorun locations,

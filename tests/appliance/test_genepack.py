@@ -35,13 +35,19 @@ def checkout(shared_dir: Path) -> Path:
     return shared_dir / "corpus" / "gene-rules"
 
 
-def test_gene_rules_checkout_imported_with_gene_parity(content: Content, checkout: Path,
-                                                       shared_dir: Path) -> None:
+def test_gene_rules_checkout_imported_with_gene_parity(
+    content: Content, checkout: Path, shared_dir: Path
+) -> None:
     assert is_gene_pack(checkout)
     pack = read_gene_pack(checkout, version="f0a34357bb42")
     assert pack["files"] == ["compiled.gen"] and pack["licence"] == "GPL-3.0"
-    out = content.import_rules_pack("gene-rules", pack["rules"], source="gene-rules",
-                                    version=pack["version"], licence=pack["licence"])
+    out = content.import_rules_pack(
+        "gene-rules",
+        pack["rules"],
+        source="gene-rules",
+        version=pack["version"],
+        licence=pack["licence"],
+    )
     assert out["rules"] == 134 and out["sha256"] == content.rules_text()[1]
     listed = {p["name"]: p for p in content.packs()}["gene-rules"]
     assert listed["version"] == "f0a34357bb42" and listed["rules"] == 134
@@ -69,8 +75,10 @@ def test_archives_are_read_and_hostile_ones_refused(checkout: Path, tmp_path: Pa
         read_gene_pack(evil)
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "x.gen").write_text('{"Name": "Bad", "Meta": {"Schema": "2.0.0"}, '
-                                  '"Matches": ["$a: Image ~= \'(\'"], "Condition": "$a"}\n')
+    (broken / "x.gen").write_text(
+        '{"Name": "Bad", "Meta": {"Schema": "2.0.0"}, '
+        '"Matches": ["$a: Image ~= \'(\'"], "Condition": "$a"}\n'
+    )
     with pytest.raises(ValueError):
         read_gene_pack(broken)
     assert not is_gene_pack(tmp_path / "missing.zip")
@@ -80,8 +88,13 @@ def test_cli_import_on_a_stopped_manager(checkout: Path, tmp_path: Path) -> None
     data = tmp_path / "heron"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "appliance", *args, "--data-dir",
-                               str(data)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "appliance", *args, "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
 
     assert cli("init", "--json").returncode == 0
     done = cli("rules", "import", str(checkout), "--version", "f0a34357bb42")

@@ -25,8 +25,11 @@ def test_per_source_cap_counts_only_unauthenticated() -> None:
 def test_unauthenticated_pool_evicts_its_oldest_and_leaves_the_reserve() -> None:
     gov = Governor(GovernanceLimits(max_connections=10, per_source=100, reserve=4))
     closed: list[int] = []
-    slots = [s for i in range(6)
-             if (s := gov.admit("10.0.0.9", lambda i=i: closed.append(i))) is not None]  # type: ignore[misc]
+    slots = [
+        s
+        for i in range(6)
+        if (s := gov.admit("10.0.0.9", lambda i=i: closed.append(i))) is not None
+    ]  # type: ignore[misc]
     assert len(slots) == 6 and closed == []
     assert gov.admit("10.0.0.9", lambda: closed.append(6)) is not None
     assert closed == [0] and gov.rejected["evicted"] == 1
@@ -61,7 +64,9 @@ def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:
         now[0] = 11.0
         log.warning("k", "failed %s", "y")
     assert [r.getMessage() for r in caplog.records] == [
-        "failed x", "failed y (99 similar suppressed)"]
+        "failed x",
+        "failed y (99 similar suppressed)",
+    ]
 
 
 def test_admin_authorizer_reads_the_first_head(env: object) -> None:
@@ -76,11 +81,15 @@ def test_admin_authorizer_reads_the_first_head(env: object) -> None:
     authorize = admin_authorizer(ctx)
     key = env.admin_key  # type: ignore[attr-defined]
     assert authorize(b"GET / HTTP/1.1\r\nX-Api-Key: " + key.encode() + b"\r\n\r\n")
-    assert authorize(b"GET / HTTP/1.1\r\nCookie: a=b; " + SESSION_COOKIE.encode() + b"="
-                     + sid.encode() + b"\r\n\r\n")
+    assert authorize(
+        b"GET / HTTP/1.1\r\nCookie: a=b; "
+        + SESSION_COOKIE.encode()
+        + b"="
+        + sid.encode()
+        + b"\r\n\r\n"
+    )
     assert not authorize(b"GET / HTTP/1.1\r\nX-Api-Key: hk_wrong\r\n\r\n")
-    assert not authorize(b"GET / HTTP/1.1\r\nCookie: " + SESSION_COOKIE.encode()
-                         + b"=nope\r\n\r\n")
+    assert not authorize(b"GET / HTTP/1.1\r\nCookie: " + SESSION_COOKIE.encode() + b"=nope\r\n\r\n")
     assert not authorize(b"GET / HTTP/1.1\r\n\r\n")
 
 

@@ -31,7 +31,12 @@ def _resolve(host: str, port: Any, **kw: Any) -> list[tuple[Any, ...]]:
 
 def test_host_names_are_fqdn_short_name_and_unicast_addresses() -> None:
     assert host_names(hostname="HERON-MGR", fqdn="heron-mgr.corp.example", resolve=_resolve) == [
-        "heron-mgr.corp.example", "HERON-MGR", "2001:db8:10::25", "10.20.0.25", "192.168.56.10"]
+        "heron-mgr.corp.example",
+        "HERON-MGR",
+        "2001:db8:10::25",
+        "10.20.0.25",
+        "192.168.56.10",
+    ]
 
 
 def test_host_names_survive_a_resolver_failure() -> None:
@@ -44,14 +49,32 @@ def test_host_names_survive_a_resolver_failure() -> None:
 def test_host_names_placeholder_keeps_its_position() -> None:
     names = ["mgr.example", HOST_NAMES, "localhost", "127.0.0.1"]
     assert expand_server_names(names, expand=lambda: ["MGR.example", "10.0.0.1"]) == [
-        "mgr.example", "10.0.0.1", "localhost", "127.0.0.1"]
+        "mgr.example",
+        "10.0.0.1",
+        "localhost",
+        "127.0.0.1",
+    ]
 
 
 def test_init_writes_the_key_to_a_private_file_and_not_to_stdout(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data, key_file = tmp_path / "data", tmp_path / "data" / "first-admin-key.json"
-    assert main(["init", "--data-dir", str(data), "--key-file", str(key_file),
-                 "--host-names", "--server-name", "localhost"]) == 0
+    assert (
+        main(
+            [
+                "init",
+                "--data-dir",
+                str(data),
+                "--key-file",
+                str(key_file),
+                "--host-names",
+                "--server-name",
+                "localhost",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     doc = json.loads(key_file.read_text())
     assert doc["api_key"] and doc["api_key"] not in out
@@ -63,14 +86,17 @@ def test_init_writes_the_key_to_a_private_file_and_not_to_stdout(
 
 
 def test_init_if_needed_keeps_an_initialized_data_dir(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "data"
     assert main(["init", "--data-dir", str(data), "--json"]) == 0
     ca = (data / "pki" / "ca.pem").read_bytes()
     capsys.readouterr()
     assert main(["init", "--data-dir", str(data)]) == 2  # without the flag: still an error
-    assert main(["init", "--data-dir", str(data), "--if-needed",
-                 "--key-file", str(data / "k.json")]) == 0
+    assert (
+        main(["init", "--data-dir", str(data), "--if-needed", "--key-file", str(data / "k.json")])
+        == 0
+    )
     assert "already initialized" in capsys.readouterr().out
     assert (data / "pki" / "ca.pem").read_bytes() == ca and not (data / "k.json").exists()
 

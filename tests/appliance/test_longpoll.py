@@ -21,11 +21,16 @@ def test_parse_request_and_close() -> None:
     assert req.headers["host"] == "a" and req.close
     assert parse_request(b"GET / HTTP/1.0\r\n\r\n").close  # type: ignore[union-attr]
     assert not parse_request(b"GET / HTTP/1.1\r\n\r\n").close  # type: ignore[union-attr]
-    for bad in (b"GET /\r\n\r\n", b"GET / HTTP/2\r\n\r\n", b"GET / HTTP/1.1\r\n : x\r\n\r\n",
-                b"GET / HTTP/1.1\r\nnocolon\r\n\r\n"):
+    for bad in (
+        b"GET /\r\n\r\n",
+        b"GET / HTTP/2\r\n\r\n",
+        b"GET / HTTP/1.1\r\n : x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nnocolon\r\n\r\n",
+    ):
         assert parse_request(bad) is None
     assert _drop_close(b"HTTP/1.1 204 No Content\r\nConnection: close\r\nServer: w\r\n\r\n") == (
-        b"HTTP/1.1 204 No Content\r\nServer: w\r\n\r\n")
+        b"HTTP/1.1 204 No Content\r\nServer: w\r\n\r\n"
+    )
 
 
 def test_advisor_stretches_update_checks_with_the_fleet() -> None:

@@ -84,11 +84,13 @@ def test_retention_section_defaults_and_validation(tmp_path: Path) -> None:
     assert (cfg.max_age_days, cfg.max_bytes, cfg.interval, cfg.merge) == (90, 0, 3600.0, True)
     assert "[retention]" in render_toml() and "max_age_days = 90" in render_toml()
     path = tmp_path / "config.toml"
-    path.write_text("[retention]\nmax_age_days = 7\nmax_bytes = 1000000\ninterval = 60\n"
-                    "merge = false\n")
+    path.write_text(
+        "[retention]\nmax_age_days = 7\nmax_bytes = 1000000\ninterval = 60\nmerge = false\n"
+    )
     loaded = load_config(path).retention
-    assert loaded == RetentionConfig(max_age_days=7, max_bytes=1_000_000, interval=60.0,
-                                     merge=False)
+    assert loaded == RetentionConfig(
+        max_age_days=7, max_bytes=1_000_000, interval=60.0, merge=False
+    )
     for text, match in [
         ("[retention]\nmax_days = 1\n", "unknown key 'max_days'"),
         ("[retention]\nmax_age_days = -1\n", "max_age_days"),
@@ -114,8 +116,12 @@ def test_age_retention_drops_old_events_keeps_new_ones_searchable(
         events.append(_events("betanew", 20), endpoint=EP, batch_id="new-1")
         fleet.detections.add_many([(EP.uuid, store_clock.now, store_clock.now, "h2", ["s"], 5)])
         assert _total(events) == 50
-        retention = Retention(events=events, detections=fleet.detections,
-                              config=RetentionConfig(max_age_days=90), clock=store_clock)
+        retention = Retention(
+            events=events,
+            detections=fleet.detections,
+            config=RetentionConfig(max_age_days=90),
+            clock=store_clock,
+        )
         with caplog.at_level(logging.INFO, logger="appliance.services.retention"):
             result = retention.run_once()
         assert result is not None
@@ -147,7 +153,9 @@ def test_size_retention_drops_the_oldest_until_under_the_cap(
     events.merge_segments()
     used = events.disk_usage()["total"]
     retention = Retention(
-        events=events, detections=None, clock=store_clock,
+        events=events,
+        detections=None,
+        clock=store_clock,
         config=RetentionConfig(max_age_days=0, max_bytes=used // 2),
     )
     result = retention.run_once()
@@ -182,8 +190,12 @@ def test_size_retention_drops_the_oldest_until_under_the_cap(
 def test_zero_limits_keep_everything(events: EventStore, store_clock: Clock) -> None:
     events.append(_events("keepme", 10), endpoint=EP, batch_id="k")
     store_clock.now += 10_000 * DAY
-    retention = Retention(events=events, detections=None, clock=store_clock,
-                          config=RetentionConfig(max_age_days=0, max_bytes=0, merge=False))
+    retention = Retention(
+        events=events,
+        detections=None,
+        clock=store_clock,
+        config=RetentionConfig(max_age_days=0, max_bytes=0, merge=False),
+    )
     result = retention.run_once()
     assert result is not None
     assert result.events_removed == 0 and result.segments is None
@@ -194,8 +206,12 @@ def test_memory_event_store_only_prunes_fleet_detections(store_clock: Clock) -> 
     fleet = Store(":memory:")
     try:
         fleet.detections.add_many([(EP.uuid, 0.0, store_clock.now - 91 * DAY, "h", ["s"], 1)])
-        retention = Retention(events=MemoryEventStore(), detections=fleet.detections,
-                              config=RetentionConfig(), clock=store_clock)
+        retention = Retention(
+            events=MemoryEventStore(),
+            detections=fleet.detections,
+            config=RetentionConfig(),
+            clock=store_clock,
+        )
         result = retention.run_once()
         assert result is not None
         assert result.events_removed is None and result.segments is None
@@ -265,8 +281,13 @@ def test_worker_runs_on_its_interval_and_stops_cleanly() -> None:
 def test_worker_survives_a_failing_pass() -> None:
     clock = Clock()
     job = _Counting(fail=True)
-    with RetentionWorker(job, interval=10.0, clock=clock, tick=0.01,  # type: ignore[arg-type]
-                         first_delay=0.0):
+    with RetentionWorker(
+        job,
+        interval=10.0,
+        clock=clock,
+        tick=0.01,  # type: ignore[arg-type]
+        first_delay=0.0,
+    ):
         assert _settle(lambda: job.calls == 1)
         clock.now += 10
         assert _settle(lambda: job.calls == 2)
@@ -280,8 +301,13 @@ def test_worker_refuses_a_zero_interval() -> None:
 def test_context_worker_lifecycle(tmp_path: Path, pki_dir: Path) -> None:
     clock = Clock()
     config = replace(Config(), retention=RetentionConfig(interval=120.0))
-    ctx = build_context(data_dir=tmp_path, config=config, store=Store(":memory:"),
-                        pki=Pki(pki_dir, clock=clock), clock=clock)
+    ctx = build_context(
+        data_dir=tmp_path,
+        config=config,
+        store=Store(":memory:"),
+        pki=Pki(pki_dir, clock=clock),
+        clock=clock,
+    )
     try:
         worker = start_retention_worker(ctx, tick=0.01)
         assert worker is not None and worker.alive
@@ -310,8 +336,14 @@ def renv(tmp_path: Path, pki_dir: Path, store_clock: Clock) -> Iterator[Env]:
     """Env over an EventStore that shares the test clock (receipt times can be made old)."""
     events = EventStore(tmp_path / "events", clock=store_clock, commit_interval=0.1, fsync=False)
     config = replace(Config(), retention=RetentionConfig(max_age_days=30))
-    ctx = build_context(data_dir=tmp_path, config=config, store=Store(":memory:"),
-                        pki=Pki(pki_dir, clock=store_clock), clock=store_clock, events=events)
+    ctx = build_context(
+        data_dir=tmp_path,
+        config=config,
+        store=Store(":memory:"),
+        pki=Pki(pki_dir, clock=store_clock),
+        clock=store_clock,
+        events=events,
+    )
     yield Env(ctx)
     ctx.close()
 
@@ -371,9 +403,15 @@ def _upload(env: Env, agent: Any, name: str, data: bytes, ehash: str) -> None:
     import base64
     import hashlib
 
-    chunk = {"filename": name, "guid": "{11111111-2222-3333-4444-555555555555}",
-             "event_hash": ehash, "content": base64.b64encode(data).decode(), "chunk": 1,
-             "total": 1, "sha256": hashlib.sha256(data).hexdigest()}
+    chunk = {
+        "filename": name,
+        "guid": "{11111111-2222-3333-4444-555555555555}",
+        "event_hash": ehash,
+        "content": base64.b64encode(data).decode(),
+        "chunk": 1,
+        "total": 1,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     assert env.e("POST", "/upload/dumps", agent, json=chunk).status_code == 200
 
 
@@ -386,11 +424,20 @@ def test_artifacts_are_pruned_by_age_then_oldest_first_per_endpoint(env: Env) ->
         _upload(env, noisy, f"dump{i}.bin", b"n" * 1000, f"{i:x}" * 40)
         clock.now += 60  # type: ignore[attr-defined]
     _upload(env, quiet, "keep.bin", b"q" * 1000, "b" * 40)
-    env.ctx.config = replace(env.ctx.config, retention=replace(
-        env.ctx.config.retention, artifact_max_age_days=30, artifact_endpoint_max_bytes=2500))
-    result = Retention(events=None, detections=None, config=env.ctx.config.retention,
-                       clock=clock, metrics=env.ctx.metrics,
-                       artifacts=env.ctx.artifacts).run_once()
+    env.ctx.config = replace(
+        env.ctx.config,
+        retention=replace(
+            env.ctx.config.retention, artifact_max_age_days=30, artifact_endpoint_max_bytes=2500
+        ),
+    )
+    result = Retention(
+        events=None,
+        detections=None,
+        config=env.ctx.config.retention,
+        clock=clock,
+        metrics=env.ctx.metrics,
+        artifacts=env.ctx.artifacts,
+    ).run_once()
     assert result is not None
     assert result.artifacts_removed == 4 and result.artifact_bytes_removed == 3100
     assert result.artifacts_by_endpoint == {noisy.uuid: {"files": 4, "bytes": 3100}}

@@ -37,8 +37,9 @@ def test_default_packs_listed_disabled_enabled_and_rolled_back(env: Env) -> None
     body2, sha2 = _served(env, agent)
     assert sha2 != sha and sha2 == res.json["data"]["sha256"]
     assert _compiled(body2) == total - win["rules"]
-    assert {p["name"]: p for p in env.a("GET", "/rules/packs").json["data"]}[
-        "windows"]["enabled"] == 0
+    assert {p["name"]: p for p in env.a("GET", "/rules/packs").json["data"]}["windows"][
+        "enabled"
+    ] == 0
     # one rule back on
     res = env.a("POST", "/rules/state", json={"enabled": True, "names": ["WinDCSync"]})
     assert res.json["data"]["changed"] == ["WinDCSync"]
@@ -58,22 +59,30 @@ def test_default_packs_listed_disabled_enabled_and_rolled_back(env: Env) -> None
 def test_bad_requests_are_4xx_and_change_nothing(env: Env) -> None:
     env.ctx.content.seed_defaults()
     sha = env.ctx.content.rules_text()[1]
-    assert env.a("POST", "/rules/state", json={"enabled": False, "pack": "nope"}).status_code \
-        == 404
-    assert env.a("POST", "/rules/state", json={"enabled": False, "names": ["Nope"]}).status_code \
-        == 404
+    assert env.a("POST", "/rules/state", json={"enabled": False, "pack": "nope"}).status_code == 404
+    assert (
+        env.a("POST", "/rules/state", json={"enabled": False, "names": ["Nope"]}).status_code == 404
+    )
     assert env.a("POST", "/rules/state", json={"enabled": "no"}).status_code in (400, 422)
     assert env.a("POST", "/rules/state", json={"enabled": False}).status_code in (400, 422)
     assert env.a("POST", "/rules/rollback", json={"version": "99999999"}).status_code == 404
     assert env.a("POST", "/rules/rollback", json={"version": "../x"}).status_code in (400, 422)
-    assert env.a("POST", "/rules/state", json={"enabled": False, "pack": "linux"},
-                 key=env.analyst_key).status_code == 403
+    assert (
+        env.a(
+            "POST", "/rules/state", json={"enabled": False, "pack": "linux"}, key=env.analyst_key
+        ).status_code
+        == 403
+    )
     assert env.ctx.content.rules_text()[1] == sha
 
 
 def test_versions_are_bounded(env: Env) -> None:
-    rule = {"Name": "R", "Meta": {"Events": {"Security": [4688]}, "Criticality": 5,
-                                  "Schema": "2.0.0"}, "Matches": [], "Condition": ""}
+    rule = {
+        "Name": "R",
+        "Meta": {"Events": {"Security": [4688]}, "Criticality": 5, "Schema": "2.0.0"},
+        "Matches": [],
+        "Condition": "",
+    }
     for i in range(15):
         rule["Meta"]["Criticality"] = 1 + i % 9
         env.a("POST", "/rules?update=true", json=[rule])

@@ -9,11 +9,23 @@ from tests.appliance.conftest import Env, event
 
 
 def _state(count: int, sha: str, source: str = "manager") -> dict[str, Any]:
-    return {"Event": {
-        "System": {"Channel": "Heron-Agent", "EventID": 9011, "Computer": "ws-1",
-                   "TimeCreated": {"SystemTime": "2026-01-01T00:00:00.000000Z"}},
-        "EventData": {"Message": "rules state", "RuleCount": str(count), "RulesSha256": sha,
-                      "RulesUpdated": "2026-01-01T00:00:00.000000Z", "RulesSource": source}}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "Heron-Agent",
+                "EventID": 9011,
+                "Computer": "ws-1",
+                "TimeCreated": {"SystemTime": "2026-01-01T00:00:00.000000Z"},
+            },
+            "EventData": {
+                "Message": "rules state",
+                "RuleCount": str(count),
+                "RulesSha256": sha,
+                "RulesUpdated": "2026-01-01T00:00:00.000000Z",
+                "RulesSource": source,
+            },
+        }
+    }
 
 
 def _rules(env: Env, uuid: str) -> Any:
@@ -25,23 +37,26 @@ def _rules(env: Env, uuid: str) -> Any:
 
 def _metric(env: Env, name: str) -> float:
     text = env.a("GET", "/metrics").text
-    return float(next(line.split()[1] for line in text.splitlines()
-                      if line.startswith(name + " ")))
+    return float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
 
 
 def test_reported_rule_state_is_visible_per_endpoint_and_in_metrics(env: Env) -> None:
-    rule = {"Name": "R", "Meta": {"Events": {"Security": [4688]}, "Criticality": 5,
-                                  "Schema": "2.0.0"}, "Matches": [], "Condition": ""}
+    rule = {
+        "Name": "R",
+        "Meta": {"Events": {"Security": [4688]}, "Criticality": 5, "Schema": "2.0.0"},
+        "Matches": [],
+        "Condition": "",
+    }
     assert env.a("POST", "/rules", json=[rule]).status_code == 200
-    served = \
-        env.ctx.content.rules_text()[1]
+    served = env.ctx.content.rules_text()[1]
     a, b = env.enroll("ws-1"), env.enroll("ws-2")
     env.enroll("ws-3")
     assert _rules(env, a.uuid) is None  # never reported
     assert _metric(env, "heron_endpoints_rules_unknown") == 3
     # the last state of a batch wins; other events around it are stored as usual
-    assert env.post_logs(a, [_state(0, "", "local"), event(1), _state(1, served)]).status_code \
-        == 200
+    assert (
+        env.post_logs(a, [_state(0, "", "local"), event(1), _state(1, served)]).status_code == 200
+    )
     assert env.post_logs(b, [_state(0, "")]).status_code == 200
     got = _rules(env, a.uuid)
     assert got["count"] == 1 and got["sha256"] == served and got["status"] == "ok"
@@ -67,8 +82,13 @@ def test_malformed_rule_states_are_ignored(env: Env) -> None:
     a = env.enroll("ws-1")
     bad = _state(3, "x" * 64)
     bad["Event"]["EventData"]["RuleCount"] = "many"
-    env.post_logs(a, [bad, {"Event": {"System": {"Channel": "Heron-Agent", "EventID": 9011},
-                                      "EventData": "nope"}}])
+    env.post_logs(
+        a,
+        [
+            bad,
+            {"Event": {"System": {"Channel": "Heron-Agent", "EventID": 9011}, "EventData": "nope"}},
+        ],
+    )
     assert _rules(env, a.uuid) is None
     env.post_logs(a, [_state(3, "X" * 64)])
     assert _rules(env, a.uuid)["sha256"] == ""  # not a sha256: not kept

@@ -32,18 +32,26 @@ CONNECTIONS = 600  # > 512 backend sockets, ~200 agents with three connections e
 
 
 def _windows_select(real_poll: Callable[[], Any]) -> Callable[..., tuple[list[Any], ...]]:
-    def select_(r: list[Any], w: list[Any], x: list[Any], timeout: float | None = None
-                ) -> tuple[list[Any], ...]:
+    def select_(
+        r: list[Any], w: list[Any], x: list[Any], timeout: float | None = None
+    ) -> tuple[list[Any], ...]:
         for fds in (r, w, x):
             if len(fds) > WINDOWS_FD_SETSIZE:
                 raise ValueError("too many file descriptors in select()")
         poller = real_poll()
         for fd in set(r) | set(w) | set(x):
-            poller.register(fd, (select.POLLIN if fd in r else 0)
-                            | (select.POLLOUT if fd in w else 0) | select.POLLPRI)
+            poller.register(
+                fd,
+                (select.POLLIN if fd in r else 0)
+                | (select.POLLOUT if fd in w else 0)
+                | select.POLLPRI,
+            )
         ready = poller.poll(None if timeout is None else timeout * 1000)
-        rs = [fd for fd, ev in ready if fd in r and ev & (select.POLLIN | select.POLLHUP
-                                                           | select.POLLERR)]
+        rs = [
+            fd
+            for fd, ev in ready
+            if fd in r and ev & (select.POLLIN | select.POLLHUP | select.POLLERR)
+        ]
         ws = [fd for fd, ev in ready if fd in w and ev & (select.POLLOUT | select.POLLERR)]
         xs = [fd for fd, ev in ready if fd in x and ev & select.POLLPRI]
         return rs, ws, xs
@@ -76,11 +84,18 @@ def windows_select(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def manager(tmp_path: Path, windows_select: None) -> Iterator[tuple[ManagerServer, int, Pki]]:
     pki = Pki.create(tmp_path / "pki", server_names=["localhost", "127.0.0.1"])
     config = Config().with_listen(admin="127.0.0.1:0", endpoint="127.0.0.1:0")
-    config = replace(config, server=replace(config.server, threads=8),
-                     tls=replace(config.tls, max_connections=1024,
-                                 per_source_connections=1024))  # all from 127.0.0.1
-    ctx = build_context(data_dir=tmp_path, config=config, store=Store(tmp_path / "h.duckdb"),
-                        events=EventStore(tmp_path / "events"), pki=pki)
+    config = replace(
+        config,
+        server=replace(config.server, threads=8),
+        tls=replace(config.tls, max_connections=1024, per_source_connections=1024),
+    )  # all from 127.0.0.1
+    ctx = build_context(
+        data_dir=tmp_path,
+        config=config,
+        store=Store(tmp_path / "h.duckdb"),
+        events=EventStore(tmp_path / "events"),
+        pki=pki,
+    )
     server = ManagerServer(ctx)
     bound = server.start()
     yield server, bound.admin[1], pki
@@ -98,8 +113,11 @@ def _get(conn: ssl.SSLSocket) -> bytes:
             return data
         data += chunk
     head, body = data.split(b"\r\n\r\n", 1)
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
     while len(body) < length:
         chunk = conn.recv(4096)
         if not chunk:
@@ -116,8 +134,7 @@ def test_shards_only_without_poll() -> None:
         assert shards * limit >= 2064 and limit <= SELECT_MAP_LIMIT
 
 
-def test_more_backend_sockets_than_select_takes(
-        manager: tuple[ManagerServer, int, Pki]) -> None:
+def test_more_backend_sockets_than_select_takes(manager: tuple[ManagerServer, int, Pki]) -> None:
     server, port, pki = manager
     ctx = ssl.create_default_context(cafile=str(pki.ca_path))
     conns: list[ssl.SSLSocket] = []

@@ -41,7 +41,8 @@ def small_pack(tmp_path: Path) -> Path:
 
 
 def test_import_pack_stores_rules_with_attribution_and_lists_rejects(
-        content: Content, small_pack: Path) -> None:
+    content: Content, small_pack: Path
+) -> None:
     result = content.import_pack(str(small_pack))
     assert result["imported"] > 0
     assert result["license"].startswith("Detection Rule License")
@@ -62,20 +63,29 @@ def test_import_pack_stores_rules_with_attribution_and_lists_rejects(
 
 
 def test_upload_api_accepts_a_sigma_entry(content: Content) -> None:
-    yaml_text = ("title: Evil tool\nstatus: test\nlevel: high\n"
-                 "logsource: {product: windows, category: process_creation}\n"
-                 "detection:\n  sel: {Image|endswith: '\\\\evil.exe'}\n  condition: sel\n")
+    yaml_text = (
+        "title: Evil tool\nstatus: test\nlevel: high\n"
+        "logsource: {product: windows, category: process_creation}\n"
+        "detection:\n  sel: {Image|endswith: '\\\\evil.exe'}\n  condition: sel\n"
+    )
     assert content.put_rules([{"Name": "Evil tool", "Sigma": yaml_text}], update=False) == [
-        "Evil tool"]
+        "Evil tool"
+    ]
     bad = {"Name": "Bad", "Sigma": yaml_text.replace("process_creation", "nope")}
     with pytest.raises(Exception, match="unknown logsource"):
         content.put_rules([bad], update=False)
     text, _ = content.rules_text()
     engine = rules.Engine(rules.loads(text))
-    event = {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
-                                  "EventID": "1",
-                                  "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"}},
-                       "EventData": {"Image": "C:\\x\\EVIL.exe"}}}
+    event = {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "EventID": "1",
+                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
+            },
+            "EventData": {"Image": "C:\\x\\EVIL.exe"},
+        }
+    }
     det = engine.match(event)
     assert det is not None and det.signatures == ("Evil tool",)
     assert json.loads(json.dumps(event))["Event"]["Detection"]["Criticality"] == 8
@@ -85,9 +95,11 @@ def test_retro_hunt_runs_sigma_rules(env: Env) -> None:
     agent = env.enroll()
     env.post_logs(agent, [event(i) for i in range(4)])
     env.ctx.events.flush()
-    sigma = {"Sigma": "title: Cmd3 Sigma\nstatus: test\nlevel: medium\n"
-                      "logsource: {product: windows, category: process_creation}\n"
-                      "detection:\n  sel: {Image|endswith: '\\\\CMD3.exe'}\n  condition: sel\n"}
+    sigma = {
+        "Sigma": "title: Cmd3 Sigma\nstatus: test\nlevel: medium\n"
+        "logsource: {product: windows, category: process_creation}\n"
+        "detection:\n  sel: {Image|endswith: '\\\\CMD3.exe'}\n  condition: sel\n"
+    }
     res = env.a("POST", "/hunt/rules", key=env.analyst_key, json={"rules": [sigma]})
     assert res.status_code == 200, res.text
     data = res.json["data"]

@@ -42,7 +42,8 @@ def test_windows_listener_is_exclusive_and_never_reuseaddr() -> None:
     assert ("setsockopt", socket.SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1) in calls
     assert not any(c[:3] == ("setsockopt", socket.SOL_SOCKET, socket.SO_REUSEADDR) for c in calls)
     assert calls.index(("setsockopt", socket.SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1)) < calls.index(
-        ("bind", ("127.0.0.1", 1519)))  # before bind, or it has no effect
+        ("bind", ("127.0.0.1", 1519))
+    )  # before bind, or it has no effect
     assert SO_EXCLUSIVEADDRUSE == getattr(socket, "SO_EXCLUSIVEADDRUSE", -5)  # ~4, winsock.h
 
 

@@ -279,8 +279,10 @@ def test_presence_of_many_endpoints_is_one_batched_write() -> None:
     with Store(":memory:") as store:
         for i in range(1200):
             store.endpoints.create(Endpoint(f"u{i}", ip="10.0.0.1", last_event=5.0))
-        seen = {f"u{i}": (100.0 + i, None, 7.0 if i % 2 else None, "" if i % 3 else "10.9.9.9")
-                for i in range(1200)}
+        seen = {
+            f"u{i}": (100.0 + i, None, 7.0 if i % 2 else None, "" if i % 3 else "10.9.9.9")
+            for i in range(1200)
+        }
         seen["unknown"] = (1.0, None, None, "1.1.1.1")
         store.endpoints.touch(seen)
         store.db.write(lambda cur: None)  # after the queued touch

@@ -13,16 +13,18 @@ from .conftest import Env
 
 
 def test_suppressions_admin_api_and_per_group_endpoint_route(env: Env) -> None:
-    res = env.a("POST", "/suppressions", json={"rule": "LinuxExecFromTempDir",
-                                                "image_prefix": "/tmp/ci-", "group": "ci"})
+    res = env.a(
+        "POST",
+        "/suppressions",
+        json={"rule": "LinuxExecFromTempDir", "image_prefix": "/tmp/ci-", "group": "ci"},
+    )
     assert res.status_code == 200, res.text
     ci = res.json["data"]
     assert len(ci["id"]) == 16 and ci["group"] == "ci"
     every = env.a("POST", "/suppressions", json={"rule": "*", "user": "builder"}).json["data"]
     bad = env.a("POST", "/suppressions", json={"rule": "R", "command_line_regex": "("})
     assert bad.status_code == 422 and "command_line_regex" in bad.text
-    assert {s["id"] for s in env.a("GET", "/suppressions").json["data"]} == {ci["id"],
-                                                                             every["id"]}
+    assert {s["id"] for s in env.a("GET", "/suppressions").json["data"]} == {ci["id"], every["id"]}
     agent_ci, agent_other = env.enroll("ci-1", group="ci"), env.enroll("ws-1", group="desk")
     got_ci = env.e("GET", "/suppressions", agent_ci).json
     assert sorted(s["id"] for s in got_ci) == sorted([ci["id"], every["id"]])
@@ -37,8 +39,11 @@ def test_noisiest_rules_counts_hits_and_artifact_bytes(env: Env) -> None:
     now = env.ctx.clock()
     env.ctx.store.detections.add_many(
         [("ep1", now, now, f"{i:040x}", ["Noisy"], 6) for i in range(5)]
-        + [("ep2", now, now, "f" * 40, ["Noisy", "Rare"], 8),
-           ("ep1", now - 3 * 86400, now - 3 * 86400, "e" * 40, ["Old"], 5)])
+        + [
+            ("ep2", now, now, "f" * 40, ["Noisy", "Rare"], 8),
+            ("ep1", now - 3 * 86400, now - 3 * 86400, "e" * 40, ["Old"], 5),
+        ]
+    )
     d = env.ctx.data_dir / "artifacts" / "ep1" / "g1" / ("a" * 40)
     d.mkdir(parents=True)
     (d / "manifest.json").write_text(json.dumps({"rule": ["Noisy"]}))
@@ -59,8 +64,20 @@ def test_cli_manages_suppressions(tmp_path: Path, capsys) -> None:
     data = tmp_path / "heron"
     assert main(["init", "--data-dir", str(data)]) == 0
     capsys.readouterr()
-    assert main(["suppression", "add", "LinuxExecFromTempDir", "--data-dir", str(data),
-                 "--parent-prefix", "/usr/bin/make"]) == 0
+    assert (
+        main(
+            [
+                "suppression",
+                "add",
+                "LinuxExecFromTempDir",
+                "--data-dir",
+                str(data),
+                "--parent-prefix",
+                "/usr/bin/make",
+            ]
+        )
+        == 0
+    )
     added = json.loads(capsys.readouterr().out)
     assert added["parent_prefix"] == "/usr/bin/make"
     assert main(["suppression", "list", "--data-dir", str(data)]) == 0

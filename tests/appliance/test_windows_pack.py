@@ -15,13 +15,26 @@ import rules
 from appliance.services.content import DEFAULTS_DIR
 
 PACK = DEFAULTS_DIR / "windows.gen"
-TACTICS = {"execution": "Execution", "persistence": "Persistence",
-           "credential-access": "Credential Access", "defense-evasion": "Defense Evasion",
-           "discovery": None, "lateral-movement": "Lateral Movement",
-           "command-and-control": "Command and Control"}
+TACTICS = {
+    "execution": "Execution",
+    "persistence": "Persistence",
+    "credential-access": "Credential Access",
+    "defense-evasion": "Defense Evasion",
+    "discovery": None,
+    "lateral-movement": "Lateral Movement",
+    "command-and-control": "Command and Control",
+}
 
-ALL_TACTICS = {*TACTICS, "initial-access", "privilege-escalation", "collection", "exfiltration",
-               "impact", "reconnaissance", "resource-development"}
+ALL_TACTICS = {
+    *TACTICS,
+    "initial-access",
+    "privilege-escalation",
+    "collection",
+    "exfiltration",
+    "impact",
+    "reconnaissance",
+    "resource-development",
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +77,9 @@ def test_every_rule_fires_on_real_attack_events(hits: tuple) -> None:
 def test_each_tactic_is_detected_in_its_corpus_samples(hits: tuple) -> None:
     by_rule, _, _ = hits
     for tactic, directory in TACTICS.items():
-        names = [r["Name"] for r in _rules()
-                 if any(a["Tactic"] == tactic for a in r["Meta"]["ATTACK"])]
+        names = [
+            r["Name"] for r in _rules() if any(a["Tactic"] == tactic for a in r["Meta"]["ATTACK"])
+        ]
         fired = sum(sum(by_rule[n].values()) for n in names)
         assert fired, tactic
         if directory is not None:

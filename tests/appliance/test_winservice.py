@@ -48,8 +48,12 @@ class FakePywin32:
                     accepted |= ACCEPT_SHUTDOWN
                 return accepted
 
-            def ServiceCtrlHandlerEx(self, control: int, event_type: int,  # noqa: N802
-                                     data: Any) -> Any:
+            def ServiceCtrlHandlerEx(
+                self,
+                control: int,
+                event_type: int,  # noqa: N802
+                data: Any,
+            ) -> Any:
                 if control == CONTROL_STOP:
                     return self.SvcStop()  # type: ignore[attr-defined]
                 if control == CONTROL_SHUTDOWN:
@@ -128,8 +132,7 @@ def test_service_class_runs_and_stops_through_the_event(monkeypatch: pytest.Monk
     svc.SvcStop()
     t.join(timeout=10)
     assert not t.is_alive() and seen[0].is_set() and svc.exit_code == 0
-    assert fake.names() == ["ServiceFramework.__init__", "LogMsg", "ReportServiceStatus",
-                            "LogMsg"]
+    assert fake.names() == ["ServiceFramework.__init__", "LogMsg", "ReportServiceStatus", "LogMsg"]
     assert ("ReportServiceStatus", STOP_PENDING) in fake.calls
 
 
@@ -155,15 +158,15 @@ def test_service_flag_on_win32_hosts_the_manager_class(monkeypatch: pytest.Monke
     monkeypatch.setattr(signal, "signal", lambda *a: pytest.fail("no signal handlers on win32"))
     args = _run_args("--service", "--data-dir", "C:/ProgramData/Heron/Manager")
     assert cli.cmd_run(args, platform="win32") == 0
-    assert fake.names()[:3] == ["Initialize", "PrepareToHostSingle",
-                                "StartServiceCtrlDispatcher"]
+    assert fake.names()[:3] == ["Initialize", "PrepareToHostSingle", "StartServiceCtrlDispatcher"]
     assert fake.hosted is not None and fake.hosted._svc_name_ == "heron-manager"
     assert len(ran) == 1 and ran[0][0] is args and ran[0][1].is_set()
     assert ("ReportServiceStatus", STOP_PENDING) in fake.calls
 
 
-def test_started_from_a_console_on_win32_says_so(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_started_from_a_console_on_win32_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     class NotFromScm(Exception):
         winerror = 1063
 
@@ -179,13 +182,32 @@ def test_started_from_a_console_on_win32_says_so(monkeypatch: pytest.MonkeyPatch
 def test_run_service_on_linux_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env_cmd = [sys.executable, "-m", "appliance"]
-    subprocess.run([*env_cmd, "init", "--data-dir", str(data), "--json"], cwd=ROOT,
-                   capture_output=True, check=True, timeout=60)
+    subprocess.run(
+        [*env_cmd, "init", "--data-dir", str(data), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     proc = subprocess.Popen(
-        [*env_cmd, "run", "--service", "--data-dir", str(data), "--memory-events",
-         "--admin-listen", "127.0.0.1:0", "--endpoint-listen", "127.0.0.1:0"],
-        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        [
+            *env_cmd,
+            "run",
+            "--service",
+            "--data-dir",
+            str(data),
+            "--memory-events",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--endpoint-listen",
+            "127.0.0.1:0",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert line, proc.stderr.read()  # type: ignore[union-attr]

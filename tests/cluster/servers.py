@@ -21,8 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CH_BIN = shutil.which("clickhouse-server") or shutil.which("clickhouse")
-PG_BIN = next((p for p in (Path(f"/usr/lib/postgresql/{v}/bin") for v in (17, 16, 15))
-               if (p / "initdb").exists()), None)
+PG_BIN = next(
+    (
+        p
+        for p in (Path(f"/usr/lib/postgresql/{v}/bin") for v in (17, 16, 15))
+        if (p / "initdb").exists()
+    ),
+    None,
+)
 HUNTER_PASSWORD = "hunt-pw"
 
 
@@ -63,10 +69,16 @@ class ClickHouse:
         log = open(self.root / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             [str(CH_BIN), "--config-file", str(self.root / "config.xml")],
-            cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
-        _wait(lambda: self.up() or (self.proc is not None and self.proc.poll() is not None),
-              f"clickhouse-server in {self.root}")
+        _wait(
+            lambda: self.up() or (self.proc is not None and self.proc.poll() is not None),
+            f"clickhouse-server in {self.root}",
+        )
         if not self.up():
             raise RuntimeError(f"clickhouse-server failed: see {self.root}/stdout.log")
 
@@ -81,8 +93,10 @@ class ClickHouse:
 
 
 def _ch_config(node: ClickHouse, shards: list[tuple[int, int]]) -> str:
-    replicas = "".join(f"<shard><replica><host>127.0.0.1</host><port>{tcp}</port></replica>"
-                       "</shard>" for tcp, _ in shards)
+    replicas = "".join(
+        f"<shard><replica><host>127.0.0.1</host><port>{tcp}</port></replica></shard>"
+        for tcp, _ in shards
+    )
     r = node.root
     return f"""<?xml version="1.0"?>
 <yandex>
@@ -167,16 +181,27 @@ class Postgres:
 
     def start(self) -> None:
         assert PG_BIN is not None
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"), "-l",
-                  str(self.root / "pg.log"), "-w", "-t", "60", "-o",
-                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                  "-c fsync=on -c max_connections=100", "start")
+        self._run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.root / "data"),
+            "-l",
+            str(self.root / "pg.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=on -c max_connections=100",
+            "start",
+        )
 
     def stop(self) -> None:
         assert PG_BIN is not None
         try:
-            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast",
-                      "-w", "stop")
+            self._run(
+                str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop"
+            )
         except subprocess.CalledProcessError:
             pass
 
@@ -195,11 +220,25 @@ def start_postgres(base: Path) -> Postgres:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         shutil.chown(root / "data", "postgres")
-    pg._run(str(PG_BIN / "initdb"), "-D", str(root / "data"), "-U", "heron", "-A", "trust",
-            "--no-sync", "-E", "UTF8")
+    pg._run(
+        str(PG_BIN / "initdb"),
+        "-D",
+        str(root / "data"),
+        "-U",
+        "heron",
+        "-A",
+        "trust",
+        "--no-sync",
+        "-E",
+        "UTF8",
+    )
     pg.start()
-    subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(pg.port), "-U",
-                    "heron", "heron"], check=True, capture_output=True, env=env)
+    subprocess.run(
+        [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "heron", "heron"],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     return pg
 
 

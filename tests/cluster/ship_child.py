@@ -14,8 +14,12 @@ def main() -> None:
     root, frontend, *urls = sys.argv[1:]
     chship._ROUND_ROWS = 300  # many rounds, so the kill lands between or inside inserts
     journal = Journal(Path(root) / "journal", fsync=False)
-    shipper = chship.Shipper(journal, [ClickHouse(u) for u in urls], frontend=frontend,
-                             state_path=Path(root) / "ship.json")
+    shipper = chship.Shipper(
+        journal,
+        [ClickHouse(u) for u in urls],
+        frontend=frontend,
+        state_path=Path(root) / "ship.json",
+    )
     while shipper.lag() > 0:
         shipper.ship_once()
     print("done", flush=True)

@@ -19,8 +19,7 @@ chdb_session = pytest.importorskip("chdb.session", reason="chdb is not installed
 
 
 @pytest.fixture(scope="module")
-def current_ch(corpus_store: EventStore, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Any]:
+def current_ch(corpus_store: EventStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     root = tmp_path_factory.mktemp("chdb")
     rows_file = root / "rows.jsonl"
     with open(rows_file, "wb") as fh:
@@ -30,16 +29,17 @@ def current_ch(corpus_store: EventStore, tmp_path_factory: pytest.TempPathFactor
     sess = chdb_session.Session(str(root / "db"))
     sess.query("CREATE DATABASE IF NOT EXISTS heron")
     sess.query(local_table_ddl("heron.events"))
-    sess.query(f"INSERT INTO heron.events SELECT * FROM file({quote(str(rows_file))}, "
-               "JSONEachRow)")
+    sess.query(f"INSERT INTO heron.events SELECT * FROM file({quote(str(rows_file))}, JSONEachRow)")
     yield sess
     sess.close()
 
 
 def _count(sess: Any, query: str) -> int:
     eps = ", ".join(quote(ep.uuid) for ep in ENDPOINTS)
-    out = sess.query(f"SELECT count() FROM heron.events WHERE ({compile_query(query)}) "
-                     f"AND endpoint IN ({eps})", "CSV")
+    out = sess.query(
+        f"SELECT count() FROM heron.events WHERE ({compile_query(query)}) AND endpoint IN ({eps})",
+        "CSV",
+    )
     return int(str(out).strip())
 
 
@@ -50,7 +50,8 @@ def test_current_clickhouse_version(current_ch: Any) -> None:
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_counts_match_the_embedded_store_on_current_clickhouse(
-        query: str, corpus_store: EventStore, current_ch: Any) -> None:
+    query: str, corpus_store: EventStore, current_ch: Any
+) -> None:
     embedded = sum(corpus_store.count(query, endpoint=ep.uuid) for ep in ENDPOINTS)
     assert _count(current_ch, query) == embedded
 

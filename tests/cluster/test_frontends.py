@@ -27,9 +27,11 @@ BATCH = 40
 
 def _cluster_toml(name: str, ch: list[ClickHouse], pg: Postgres) -> str:
     urls = ", ".join(f'"{n.url}"' for n in ch)
-    return (f'\n[cluster]\nmode = "cluster"\nfrontend = "{name}"\nclickhouse = [{urls}]\n'
-            f'hunter_user = "hunter"\nhunter_password = "{HUNTER_PASSWORD}"\n'
-            f'postgres = "{pg.dsn}"\n')
+    return (
+        f'\n[cluster]\nmode = "cluster"\nfrontend = "{name}"\nclickhouse = [{urls}]\n'
+        f'hunter_user = "hunter"\nhunter_password = "{HUNTER_PASSWORD}"\n'
+        f'postgres = "{pg.dsn}"\n'
+    )
 
 
 def _second_frontend(first: ManagerProc, data: Path, toml: str) -> ManagerProc:
@@ -42,24 +44,37 @@ def _second_frontend(first: ManagerProc, data: Path, toml: str) -> ManagerProc:
     b.proc = None
     (data / "config.toml").write_text(
         f'[admin]\nlisten = "127.0.0.1:{b.admin_port}"\n'
-        f'[endpoint]\nlisten = "127.0.0.1:{b.endpoint_port}"\n' + toml)
+        f'[endpoint]\nlisten = "127.0.0.1:{b.endpoint_port}"\n' + toml
+    )
     return b
 
 
 def _event(agent: str, batch: int, i: int) -> dict[str, Any]:
-    return {"Event": {
-        "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": agent,
-                   "EventID": 1, "TimeCreated": {"SystemTime": "2026-11-28T10:00:00.000000Z"}},
-        "EventData": {"Image": "C:\\Windows\\System32\\cmd.exe",
-                      "CommandLine": f"cmd /c marker {agent}b{batch}e{i}"},
-    }}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "Computer": agent,
+                "EventID": 1,
+                "TimeCreated": {"SystemTime": "2026-11-28T10:00:00.000000Z"},
+            },
+            "EventData": {
+                "Image": "C:\\Windows\\System32\\cmd.exe",
+                "CommandLine": f"cmd /c marker {agent}b{batch}e{i}",
+            },
+        }
+    }
 
 
 class Agent:
     def __init__(self, name: str, front: ManagerProc, token: str, tmp: Path) -> None:
         csr, key_pem = make_csr()
-        res = requests.post(f"https://{front.address}/enroll", verify=str(front.ca_file),
-                            json={"token": token, "csr_pem": csr, "hostname": name}, timeout=30)
+        res = requests.post(
+            f"https://{front.address}/enroll",
+            verify=str(front.ca_file),
+            json={"token": token, "csr_pem": csr, "hostname": name},
+            timeout=30,
+        )
         res.raise_for_status()
         self.uuid = res.json()["uuid"]
         cert, key = tmp / f"{name}.pem", tmp / f"{name}.key"
@@ -72,12 +87,19 @@ class Agent:
         self.acked: list[int] = []
 
     def post(self, batch: int) -> int:
-        body = gzip.compress(b"\n".join(orjson.dumps(_event(self.name, batch, i))
-                                        for i in range(BATCH)))
-        res = self.session.post(f"https://{self.front.address}/logs", data=body, timeout=30,
-                                headers={"Content-Encoding": "gzip",
-                                         "Content-Type": "application/x-ndjson",
-                                         "X-Heron-Batch-Id": f"{self.name}-{batch}"})
+        body = gzip.compress(
+            b"\n".join(orjson.dumps(_event(self.name, batch, i)) for i in range(BATCH))
+        )
+        res = self.session.post(
+            f"https://{self.front.address}/logs",
+            data=body,
+            timeout=30,
+            headers={
+                "Content-Encoding": "gzip",
+                "Content-Type": "application/x-ndjson",
+                "X-Heron-Batch-Id": f"{self.name}-{batch}",
+            },
+        )
         if res.status_code == 200:
             self.acked.append(batch)
         return res.status_code
@@ -96,18 +118,25 @@ def _sql(front: ManagerProc, query: str) -> list[list[Any]]:
     return list(front.admin("POST", "/hunt/sql", {"query": query})["rows"])
 
 
-def test_two_front_ends_one_cluster(tmp_path: Path, ch_servers: list[ClickHouse],
-                                    pg_server: Postgres) -> None:
+def test_two_front_ends_one_cluster(
+    tmp_path: Path, ch_servers: list[ClickHouse], pg_server: Postgres
+) -> None:
     a = ManagerProc(tmp_path / "a")
     conf = (a.data / "config.toml").read_text()
-    conf = conf[:conf.index("\n[cluster]\n")]  # init wrote the embedded defaults: replace them
+    conf = conf[: conf.index("\n[cluster]\n")]  # init wrote the embedded defaults: replace them
     (a.data / "config.toml").write_text(conf + _cluster_toml("fe-a", ch_servers, pg_server))
     b = _second_frontend(a, tmp_path / "b", _cluster_toml("fe-b", ch_servers, pg_server))
     import subprocess
 
     from tests.e2e.harness import PY, ROOT, agent_env
-    out = subprocess.run([PY, "-m", "appliance", "cluster", "init", "--data-dir", str(a.data)],
-                         capture_output=True, env=agent_env(), cwd=ROOT, timeout=120)
+
+    out = subprocess.run(
+        [PY, "-m", "appliance", "cluster", "init", "--data-dir", str(a.data)],
+        capture_output=True,
+        env=agent_env(),
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     init = orjson.loads(out.stdout.strip().splitlines()[-1])
     assert init["ok"] and len(init["shards"]) == 2 and init["postgres"]["ok"]
@@ -116,19 +145,25 @@ def test_two_front_ends_one_cluster(tmp_path: Path, ch_servers: list[ClickHouse]
     b.start()
     try:
         # Tokens made on one front-end enroll on the other (PostgreSQL holds them).
-        agents = [Agent(f"ag{i}", front, (b if front is a else a).token(), tmp_path)
-                  for i, front in enumerate([a, a, b, b])]
+        agents = [
+            Agent(f"ag{i}", front, (b if front is a else a).token(), tmp_path)
+            for i, front in enumerate([a, a, b, b])
+        ]
         stop = threading.Event()
         posters = [threading.Thread(target=ag.post_until, args=(stop,)) for ag in agents]
         for th in posters:
             th.start()
-        wait_for(lambda: all(len(ag.acked) >= 5 for ag in agents), WAIT_LIMIT,
-                 "every agent acknowledged")
+        wait_for(
+            lambda: all(len(ag.acked) >= 5 for ag in agents), WAIT_LIMIT, "every agent acknowledged"
+        )
         assert a.proc is not None
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait(WAIT_LIMIT)
-        wait_for(lambda: all(len(ag.acked) >= 10 for ag in agents[2:]), WAIT_LIMIT,
-                 "B keeps ingesting while A is down")
+        wait_for(
+            lambda: all(len(ag.acked) >= 10 for ag in agents[2:]),
+            WAIT_LIMIT,
+            "B keeps ingesting while A is down",
+        )
         stop.set()
         for th in posters:
             th.join(60)
@@ -137,12 +172,21 @@ def test_two_front_ends_one_cluster(tmp_path: Path, ch_servers: list[ClickHouse]
         acked = {f"{ag.name}b{bt}e{i}" for ag in agents for bt in ag.acked for i in range(BATCH)}
         marker = "extract(command_line, 'marker (ag[0-9]+b[0-9]+e[0-9]+)')"
         count_sql = f"SELECT count(), uniqExact({marker}) FROM heron.events"
-        rows = wait_for(lambda: (r := _sql(b, count_sql)) and int(r[0][0]) >= len(acked) and r,
-                        WAIT_LIMIT, "every acknowledged event in ClickHouse")
+        rows = wait_for(
+            lambda: (r := _sql(b, count_sql)) and int(r[0][0]) >= len(acked) and r,
+            WAIT_LIMIT,
+            "every acknowledged event in ClickHouse",
+        )
         count, distinct = int(rows[0][0]), int(rows[0][1])
         assert count == distinct, "an event landed twice"
-        markers = {r[0] for r in b.admin("POST", "/hunt/sql", {
-            "query": f"SELECT {marker} FROM heron.events", "max_rows": 100_000})["rows"]}
+        markers = {
+            r[0]
+            for r in b.admin(
+                "POST",
+                "/hunt/sql",
+                {"query": f"SELECT {marker} FROM heron.events", "max_rows": 100_000},
+            )["rows"]
+        }
         assert acked <= markers
         # Searchable and countable from either front-end.
         for front in (a, b):
@@ -180,9 +224,14 @@ def test_two_front_ends_one_cluster(tmp_path: Path, ch_servers: list[ClickHouse]
 
 def _sse(front: ManagerProc, path: str, out: dict[str, Any]) -> threading.Thread:
     def run() -> None:
-        res = requests.get(f"https://127.0.0.1:{front.admin_port}{path}", timeout=120,
-                           verify=str(front.ca_file), headers={"X-Api-Key": front.api_key})
+        res = requests.get(
+            f"https://127.0.0.1:{front.admin_port}{path}",
+            timeout=120,
+            verify=str(front.ca_file),
+            headers={"X-Api-Key": front.api_key},
+        )
         out["text"] = res.text
+
     return threading.Thread(target=run, daemon=True)
 
 

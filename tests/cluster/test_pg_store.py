@@ -31,11 +31,14 @@ def _id() -> str:
 
 
 def test_dialect_translation() -> None:
-    assert translate("SELECT 1 WHERE a = ? AND b LIKE '%x'") == \
-        "SELECT 1 WHERE a = %s AND b LIKE '%%x'"
+    assert (
+        translate("SELECT 1 WHERE a = ? AND b LIKE '%x'")
+        == "SELECT 1 WHERE a = %s AND b LIKE '%%x'"
+    )
     assert translate("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)") == (
         "INSERT INTO reports (endpoint, stats, updated) VALUES (%s, %s, %s) ON CONFLICT "
-        "(endpoint) DO UPDATE SET stats = EXCLUDED.stats, updated = EXCLUDED.updated")
+        "(endpoint) DO UPDATE SET stats = EXCLUDED.stats, updated = EXCLUDED.updated"
+    )
 
 
 def test_endpoints_and_users_are_shared(fronts: tuple[ClusterStore, ClusterStore]) -> None:
@@ -52,7 +55,8 @@ def test_endpoints_and_users_are_shared(fronts: tuple[ClusterStore, ClusterStore
 
 
 def test_enrollment_token_is_consumed_once_across_front_ends(
-        fronts: tuple[ClusterStore, ClusterStore]) -> None:
+    fronts: tuple[ClusterStore, ClusterStore],
+) -> None:
     a, b = fronts
     tokens = [_id() for _ in range(10)]
     for t in tokens:
@@ -73,11 +77,14 @@ def test_enrollment_token_is_consumed_once_across_front_ends(
 
 
 def test_commands_are_delivered_once_whichever_front_end_polls(
-        fronts: tuple[ClusterStore, ClusterStore]) -> None:
+    fronts: tuple[ClusterStore, ClusterStore],
+) -> None:
     a, b = fronts
     endpoint = _id()
-    queued = [a.commands.add(CommandRecord(_id(), endpoint, "hostname", created=float(i)))
-              for i in range(30)]
+    queued = [
+        a.commands.add(CommandRecord(_id(), endpoint, "hostname", created=float(i)))
+        for i in range(30)
+    ]
     delivered: list[str] = []
 
     def poll(store: ClusterStore) -> None:
@@ -96,7 +103,8 @@ def test_commands_are_delivered_once_whichever_front_end_polls(
 
 
 def test_revocation_on_one_front_end_takes_effect_on_the_other(
-        fronts: tuple[ClusterStore, ClusterStore]) -> None:
+    fronts: tuple[ClusterStore, ClusterStore],
+) -> None:
     a, b = fronts
     serial, ep = _id(), _id()
     a.certs.add(CertRecord(serial, ep, "00" * 32, 0.0, 2e9))

@@ -56,8 +56,9 @@ QUERIES = [
 def cluster_corpus(corpus_store: EventStore, shards: list[ClickHouse]) -> Iterator[ClusterEvents]:
     """The corpus store's journal shipped to both shards (as a front-end's would be)."""
     root = Path(corpus_store.root)
-    shipper = Shipper(corpus_store.journal, shards, frontend="corpus",
-                      state_path=root / "ship.json")
+    shipper = Shipper(
+        corpus_store.journal, shards, frontend="corpus", state_path=root / "ship.json"
+    )
     while shipper.lag():
         shipper.ship_once()
     hunter = ClickHouse(shards[1].url, user="hunter", password=HUNTER_PASSWORD)
@@ -70,7 +71,8 @@ def _count(store: Any, query: str) -> int:
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_counts_match_the_embedded_store(
-        query: str, corpus_store: EventStore, cluster_corpus: ClusterEvents) -> None:
+    query: str, corpus_store: EventStore, cluster_corpus: ClusterEvents
+) -> None:
     embedded = _count(corpus_store, query)
     assert _count(cluster_corpus, query) == embedded
     if query in ("", "EventID:1", "cmd.exe"):
@@ -78,7 +80,8 @@ def test_counts_match_the_embedded_store(
 
 
 def test_pages_are_newest_first_and_each_event_once(
-        corpus_store: EventStore, cluster_corpus: ClusterEvents, corpus: Corpus) -> None:
+    corpus_store: EventStore, cluster_corpus: ClusterEvents, corpus: Corpus
+) -> None:
     hashes: list[str] = []
     times: list[str] = []
     ep = ENDPOINTS[0].uuid
@@ -104,30 +107,40 @@ def test_malformed_query_says_where(cluster_corpus: ClusterEvents) -> None:
 
 
 def test_sql_hunting_is_read_only_and_bounded(cluster_corpus: ClusterEvents) -> None:
-    result = cluster_corpus.sql("SELECT channel, count() AS n FROM heron.events "
-                                "WHERE frontend = 'corpus' GROUP BY channel ORDER BY n DESC")
+    result = cluster_corpus.sql(
+        "SELECT channel, count() AS n FROM heron.events "
+        "WHERE frontend = 'corpus' GROUP BY channel ORDER BY n DESC"
+    )
     assert result.columns == ["channel", "n"] and int(result.rows[0][1]) > 0
-    assert cluster_corpus.sql("SELECT number FROM system.numbers LIMIT 20",
-                              max_rows=5).truncated
-    for bad in ("INSERT INTO heron.events_local (seq) VALUES (1)", "DROP TABLE heron.events",
-                "SELECT 1; SELECT 2", "SELECT 1 FORMAT TabSeparated"):
+    assert cluster_corpus.sql("SELECT number FROM system.numbers LIMIT 20", max_rows=5).truncated
+    for bad in (
+        "INSERT INTO heron.events_local (seq) VALUES (1)",
+        "DROP TABLE heron.events",
+        "SELECT 1; SELECT 2",
+        "SELECT 1 FORMAT TabSeparated",
+    ):
         with pytest.raises(SqlError):
             cluster_corpus.sql(bad)
     # The server refuses writes from the hunter even past our own checks.
     with pytest.raises(SqlError, match="readonly|Cannot execute query in readonly mode"):
         cluster_corpus.sql("WITH 1 AS x SELECT x FROM system.one SETTINGS readonly=0")
     with pytest.raises(SqlError, match="timeout|TIMEOUT|Timeout"):
-        cluster_corpus.sql("SELECT count() FROM system.numbers WHERE sleepEachRow(0) = 0 OR "
-                           "number % 3 = 7")
+        cluster_corpus.sql(
+            "SELECT count() FROM system.numbers WHERE sleepEachRow(0) = 0 OR number % 3 = 7"
+        )
 
 
 def test_retro_hunt_prefilter_goes_into_sql(cluster_corpus: ClusterEvents) -> None:
     sysmon = "microsoft-windows-sysmon/operational"
-    got = list(cluster_corpus.iter_events(prefilter=[("Microsoft-Windows-Sysmon/Operational",
-                                                      1)], endpoint=ENDPOINTS[0].uuid))
+    got = list(
+        cluster_corpus.iter_events(
+            prefilter=[("Microsoft-Windows-Sysmon/Operational", 1)], endpoint=ENDPOINTS[0].uuid
+        )
+    )
     assert got and all(e["Event"]["System"]["Channel"].lower() == sysmon for e in got)
-    assert len(got) == cluster_corpus.count("EventID:1 AND channel:\"" + sysmon + "\"",
-                                            endpoint=ENDPOINTS[0].uuid)
+    assert len(got) == cluster_corpus.count(
+        'EventID:1 AND channel:"' + sysmon + '"', endpoint=ENDPOINTS[0].uuid
+    )
 
 
 def test_the_parity_queries_are_not_vacuous(corpus_store: EventStore) -> None:

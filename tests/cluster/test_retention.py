@@ -19,17 +19,21 @@ DAY = 86_400.0
 
 
 def _count(shards: list[ClickHouse], frontend: str) -> int:
-    return sum(int(s.scalar(f"SELECT count() FROM heron.events_local WHERE frontend = "
-                            f"'{frontend}'")) for s in shards)
+    return sum(
+        int(s.scalar(f"SELECT count() FROM heron.events_local WHERE frontend = '{frontend}'"))
+        for s in shards
+    )
 
 
 def test_old_receipt_days_are_dropped_and_unshipped_events_kept(
-        tmp_path: Path, shards: list[ClickHouse]) -> None:
+    tmp_path: Path, shards: list[ClickHouse]
+) -> None:
     frontend = f"fe-{uuid.uuid4().hex[:8]}"
     now = [time.time() - 10 * DAY]
     local = EventStore(tmp_path / "events", fsync=False, clock=lambda: now[0])
-    shipper = Shipper(local.journal, shards, frontend=frontend,
-                      state_path=tmp_path / "events" / "ship.json")
+    shipper = Shipper(
+        local.journal, shards, frontend=frontend, state_path=tmp_path / "events" / "ship.json"
+    )
     sink = ClusterEventSink(local, shipper, ClusterEvents(shards[0]))
     try:
         assert isinstance(sink, RetentionStore)

@@ -34,8 +34,10 @@ def _fill(root: Path, events_per_batch: int, batches: int, tag: str) -> int:
     eps = spread_endpoints(tag, 4, 2)
     with EventStore(root, fsync=False) as store:
         for b in range(batches):
-            events = [sysmon(f"C:\\bin\\tool{b}.exe", f"tool{b} --n {i} {tag}")
-                      for i in range(events_per_batch)]
+            events = [
+                sysmon(f"C:\\bin\\tool{b}.exe", f"tool{b} --n {i} {tag}")
+                for i in range(events_per_batch)
+            ]
             store.append(events, endpoint=eps[b % 4], batch_id=f"b{b}")
         store.flush()
         return store.journal.next_seq - 1
@@ -44,20 +46,27 @@ def _fill(root: Path, events_per_batch: int, batches: int, tag: str) -> int:
 def _counts(shards: list[ClickHouse], frontend: str) -> tuple[int, int]:
     total = distinct = 0
     for shard in shards:
-        n, d = shard.rows(f"SELECT count(), uniqExact(seq) FROM heron.events_local "
-                          f"WHERE frontend = '{frontend}'")[1][0]
+        n, d = shard.rows(
+            f"SELECT count(), uniqExact(seq) FROM heron.events_local WHERE frontend = '{frontend}'"
+        )[1][0]
         total, distinct = total + int(n), distinct + int(d)
     return total, distinct
 
 
 def _shipper(root: Path, shards: list[ClickHouse], frontend: str) -> Shipper:
     from index.journal import Journal
-    return Shipper(Journal(root / "journal", fsync=False), shards, frontend=frontend,
-                   state_path=root / "ship.json")
+
+    return Shipper(
+        Journal(root / "journal", fsync=False),
+        shards,
+        frontend=frontend,
+        state_path=root / "ship.json",
+    )
 
 
 def test_ships_everything_once_and_spreads_endpoints_over_shards(
-        tmp_path: Path, shards: list[ClickHouse]) -> None:
+    tmp_path: Path, shards: list[ClickHouse]
+) -> None:
     frontend = f"fe-{uuid.uuid4().hex[:8]}"
     last = _fill(tmp_path, 25, 8, frontend)
     shipper = _shipper(tmp_path, shards, frontend)
@@ -67,8 +76,12 @@ def test_ships_everything_once_and_spreads_endpoints_over_shards(
     assert _counts(shards, frontend) == (last, last)
     assert shipper.health() == {"state": "ok", "lag": 0, "shipped_seq": last, "error": None}
     for i, shard in enumerate(shards):
-        eps = {r[0] for r in shard.rows("SELECT DISTINCT endpoint FROM heron.events_local "
-                                        f"WHERE frontend = '{frontend}'")[1]}
+        eps = {
+            r[0]
+            for r in shard.rows(
+                f"SELECT DISTINCT endpoint FROM heron.events_local WHERE frontend = '{frontend}'"
+            )[1]
+        }
         assert eps and all(shard_of(ep, len(shards)) == i for ep in eps)
     # The bookkeeping file is lost: the shards tell what landed, nothing is sent twice.
     (tmp_path / "ship.json").unlink()
@@ -79,12 +92,22 @@ def test_ships_everything_once_and_spreads_endpoints_over_shards(
 
 
 def test_kill_9_while_shipping_then_restart_is_exactly_once(
-        tmp_path: Path, shards: list[ClickHouse]) -> None:
+    tmp_path: Path, shards: list[ClickHouse]
+) -> None:
     frontend = f"fe-{uuid.uuid4().hex[:8]}"
     last = _fill(tmp_path, 50, 120, frontend)
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.cluster.ship_child", str(tmp_path), frontend,
-         *(s.url for s in shards)], cwd=REPO, stdout=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "tests.cluster.ship_child",
+            str(tmp_path),
+            frontend,
+            *(s.url for s in shards),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+    )
     try:
         while _counts(shards, frontend)[0] == 0 and child.poll() is None:
             pass  # NOTE: busy-poll on the condition (ClickHouse answers each poll)
@@ -100,14 +123,20 @@ def test_kill_9_while_shipping_then_restart_is_exactly_once(
 
 
 def test_unreachable_shard_is_a_health_state_and_nothing_is_lost(
-        tmp_path: Path, shards: list[ClickHouse]) -> None:
+    tmp_path: Path, shards: list[ClickHouse]
+) -> None:
     frontend = f"fe-{uuid.uuid4().hex[:8]}"
     last = _fill(tmp_path, 10, 4, frontend)
     dead = ClickHouse("http://127.0.0.1:9", timeout=2)  # discard port: refused
     from index.journal import Journal
-    shipper = Shipper(Journal(tmp_path / "journal", fsync=False), [shards[0], dead],
-                      frontend=frontend, state_path=tmp_path / "ship-dead.json",
-                      retry_interval=0.05)
+
+    shipper = Shipper(
+        Journal(tmp_path / "journal", fsync=False),
+        [shards[0], dead],
+        frontend=frontend,
+        state_path=tmp_path / "ship-dead.json",
+        retry_interval=0.05,
+    )
     shipper.start()
     try:
         while shipper.last_error is None:

@@ -50,11 +50,17 @@ class FalconTransport:
         self._bind_identity()
         path, _, query = request.path.partition("?")
         result = self.client.simulate_request(
-            request.method, path, query_string=query or None, body=request.body or None,
-            headers=dict(request.headers), remote_addr="127.0.0.1",
-            extras={"REMOTE_PORT": str(self.port)})
-        return Response(result.status_code, result.content,
-                        {k.lower(): v for k, v in result.headers.items()})
+            request.method,
+            path,
+            query_string=query or None,
+            body=request.body or None,
+            headers=dict(request.headers),
+            remote_addr="127.0.0.1",
+            extras={"REMOTE_PORT": str(self.port)},
+        )
+        return Response(
+            result.status_code, result.content, {k.lower(): v for k, v in result.headers.items()}
+        )
 
 
 @dataclass

@@ -24,21 +24,33 @@ from rules import wire
 
 
 def ev(i: int, detection: bool = False) -> dict:
-    e: dict = {"Event": {"System": {
-        "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "Computer": "ws1",
-        "TimeCreated": {"SystemTime": f"2026-11-28T07:00:{i % 60:02d}.000000Z"}},
-        "EventData": {"Image": "C:\\a.exe", "N": i}}}
+    e: dict = {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "EventID": 1,
+                "Computer": "ws1",
+                "TimeCreated": {"SystemTime": f"2026-11-28T07:00:{i % 60:02d}.000000Z"},
+            },
+            "EventData": {"Image": "C:\\a.exe", "N": i},
+        }
+    }
     if detection:
-        e["Event"]["Detection"] = {"Signature": ["Sig"], "Criticality": 9, "ATTACK": [],
-                                   "Actions": []}
+        e["Event"]["Detection"] = {
+            "Signature": ["Sig"],
+            "Criticality": 9,
+            "ATTACK": [],
+            "Actions": [],
+        }
     return e
 
 
 @pytest.fixture
 def enrolled(manager, tmp_path: Path) -> IdentityStore:
     store = IdentityStore(tmp_path / "agent" / "identity")
-    ident = enroll_online("127.0.0.1:1519", manager.token("g1"), store,
-                          transport=manager.transport(), hostname="ws1")
+    ident = enroll_online(
+        "127.0.0.1:1519", manager.token("g1"), store, transport=manager.transport(), hostname="ws1"
+    )
     assert ident.group == "g1"
     return store
 
@@ -74,7 +86,8 @@ def test_enroll_then_forward_exactly_once(manager, enrolled, tmp_path: Path) -> 
 
 
 def test_unenrolled_and_revoked_agents_are_refused_and_keep_buffering(
-        manager, enrolled, tmp_path: Path) -> None:
+    manager, enrolled, tmp_path: Path
+) -> None:
     with Spool(tmp_path / "q", max_batch_delay=0) as spool:
         anon = Forwarder(spool, manager.transport(), sleep=lambda _: None)
         anon.submit(ev(1))
@@ -96,8 +109,9 @@ def test_command_round_trip(manager, enrolled, tmp_path: Path) -> None:
     target.write_bytes(b"evidence")
     ident = enrolled.load()
     cid = str(uuid.uuid4())
-    manager.ctx.store.commands.add(CommandRecord(cid, ident.uuid, "hash", (str(target),),
-                                                 created=manager.ctx.clock()))
+    manager.ctx.store.commands.add(
+        CommandRecord(cid, ident.uuid, "hash", (str(target),), created=manager.ctx.clock())
+    )
     poller = CommandPoller(manager.transport(enrolled), tmp_path / "cmd")
     res = poller.poll_once()
     assert res is not None and res.error == ""
@@ -109,21 +123,34 @@ def test_command_round_trip(manager, enrolled, tmp_path: Path) -> None:
 
 
 def test_updates_from_manager(manager, enrolled, tmp_path: Path) -> None:
-    rule = {"Name": "Contract", "Tags": [], "Meta": {"Events": {
-        "Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 8, "Schema": "2.0.0",
-        "LogType": "winevt"}, "Matches": ["$a: Image ~= 'evil'"], "Condition": "$a",
-        "Actions": []}
+    rule = {
+        "Name": "Contract",
+        "Tags": [],
+        "Meta": {
+            "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+            "Criticality": 8,
+            "Schema": "2.0.0",
+            "LogType": "winevt",
+        },
+        "Matches": ["$a: Image ~= 'evil'"],
+        "Condition": "$a",
+        "Actions": [],
+    }
     manager.ctx.content.put_rules([rule], update=False)
-    manager.ctx.store.iocs.upsert([wire.Ioc(value="evil.example", type="domain")],
-                                  manager.ctx.clock())
-    manager.ctx.content.put_sysmon("linux", "4.90", "<Sysmon schemaversion=\"4.90\"/>")
+    manager.ctx.store.iocs.upsert(
+        [wire.Ioc(value="evil.example", type="domain")], manager.ctx.clock()
+    )
+    manager.ctx.content.put_sysmon("linux", "4.90", '<Sysmon schemaversion="4.90"/>')
     ident = enrolled.load()
     manager.ctx.store.endpoints.update(ident.uuid, config={"general": {"log_all": True}})
     got: dict[str, list] = {"rules": [], "iocs": [], "config": [], "sysmon": []}
-    up = Updater(manager.transport(enrolled), tmp_path / "u",
-                 {k: v.append for k, v in got.items()})
-    assert up.check() == {"rules": "updated", "iocs": "updated", "config": "updated",
-                          "sysmon": "updated"}
+    up = Updater(manager.transport(enrolled), tmp_path / "u", {k: v.append for k, v in got.items()})
+    assert up.check() == {
+        "rules": "updated",
+        "iocs": "updated",
+        "config": "updated",
+        "sysmon": "updated",
+    }
     assert json.loads(got["rules"][0].splitlines()[0])["Name"] == "Contract"
     assert [(i.type, i.value) for i in got["iocs"][0]] == [("domain", "evil.example")]
     assert got["config"] == [{"general": {"log_all": True}}]
@@ -162,8 +189,9 @@ def test_renewal_within_the_manager_window(manager, enrolled, tmp_path: Path) ->
     renewed = renew(enrolled, t)
     assert renewed.uuid == ident.uuid and enrolled.cert_path.read_bytes() != old_cert
     # the renewed certificate is accepted by the manager
-    assert manager.transport(enrolled).send(Request("GET", wire.ROUTE_KEY)).body.decode() \
-        == ident.uuid
+    assert (
+        manager.transport(enrolled).send(Request("GET", wire.ROUTE_KEY)).body.decode() == ident.uuid
+    )
 
 
 def test_offline_bundle_from_the_manager(manager, tmp_path: Path) -> None:
@@ -175,9 +203,18 @@ def test_offline_bundle_from_the_manager(manager, tmp_path: Path) -> None:
     (out / "client.pem").write_text(b.certificate_pem)
     (out / "client.key").write_text(b.key_pem)
     (out / "ca.pem").write_text(b.ca_pem)
-    (out / "bundle.json").write_text(json.dumps({
-        "uuid": b.uuid, "endpoint_url": "https://mgr.example:1519", "group": b.group,
-        "client_cert": "client.pem", "client_key": "client.key", "ca_cert": "ca.pem"}))
+    (out / "bundle.json").write_text(
+        json.dumps(
+            {
+                "uuid": b.uuid,
+                "endpoint_url": "https://mgr.example:1519",
+                "group": b.group,
+                "client_cert": "client.pem",
+                "client_key": "client.key",
+                "ca_cert": "ca.pem",
+            }
+        )
+    )
     store = IdentityStore(tmp_path / "id")
     ident = enroll_bundle(out, store)
     assert (ident.uuid, ident.manager, ident.group) == (b.uuid, "mgr.example:1519", "air")
@@ -187,8 +224,12 @@ def test_offline_bundle_from_the_manager(manager, tmp_path: Path) -> None:
 
 def test_config_offered_when_the_manager_has_none(manager, enrolled, tmp_path: Path) -> None:
     doc = {"general": {"log_all": False, "criticality_threshold": 5}}
-    up = Updater(manager.transport(enrolled), tmp_path / "u", {"config": lambda d: None},
-                 offer_config=lambda: doc)
+    up = Updater(
+        manager.transport(enrolled),
+        tmp_path / "u",
+        {"config": lambda d: None},
+        offer_config=lambda: doc,
+    )
     assert up.check_item("config") == "offered"
     assert manager.ctx.store.endpoints.get(enrolled.load().uuid).config == doc
     assert up.check_item("config") == "unchanged"
@@ -201,15 +242,21 @@ def test_agent_with_link_attached_end_to_end_in_process(manager, tmp_path: Path)
 
     config = make_config(tmp_path)
     store = IdentityStore(config.data_dir / "link" / "identity")
-    ident = enroll_online("127.0.0.1:1519", manager.token(), store,
-                          transport=manager.transport(), hostname="ws2")
+    ident = enroll_online(
+        "127.0.0.1:1519", manager.token(), store, transport=manager.transport(), hostname="ws2"
+    )
     agent = build_agent(config, sources=[], sinks=[])
-    link = attach(agent, config, start=False,
-                  transport_factory=lambda: manager.transport(store))
+    link = attach(agent, config, start=False, transport_factory=lambda: manager.transport(store))
     try:
         assert agent.runner.endpoint == ""
-        rule = json.loads(gene_rule("ContractPushed", ["$i: Image ~= 'evil\\.exe$'"], "$i",
-                                    events={"Microsoft-Windows-Sysmon/Operational": [1]}))
+        rule = json.loads(
+            gene_rule(
+                "ContractPushed",
+                ["$i: Image ~= 'evil\\.exe$'"],
+                "$i",
+                events={"Microsoft-Windows-Sysmon/Operational": [1]},
+            )
+        )
         manager.ctx.content.put_rules([rule], update=False)
         done = link.housekeeping_once()
         assert done["updates"]["rules"] == "updated" and done["identity"] == ident.uuid
@@ -242,14 +289,17 @@ def test_update_checks_are_one_request_and_match_the_single_routes(
 ) -> None:
     from agent.link.transport import MemoryTransport, Request, Response
 
-    manager.ctx.content.put_sysmon("linux", "4.90", "<Sysmon schemaversion=\"4.90\"/>")
+    manager.ctx.content.put_sysmon("linux", "4.90", '<Sysmon schemaversion="4.90"/>')
     manager.ctx.store.tools.put("osqueryi", "linux", b"#!/bin/sh\n", manager.ctx.clock())
     real = manager.transport(enrolled)
     seen = MemoryTransport(real.send)
     folded = json.loads(real.send(Request("GET", wire.ROUTE_UPDATES + "?os=linux")).body)
     assert set(folded) == set(wire.UPDATE_ITEMS) and folded["config"] is None
-    for name, route in (("rules", wire.ROUTE_RULES_SHA256), ("iocs", wire.ROUTE_IOCS_SHA256),
-                        ("sysmon", wire.ROUTE_SYSMON_CONFIG_SHA256 + "?os=linux")):
+    for name, route in (
+        ("rules", wire.ROUTE_RULES_SHA256),
+        ("iocs", wire.ROUTE_IOCS_SHA256),
+        ("sysmon", wire.ROUTE_SYSMON_CONFIG_SHA256 + "?os=linux"),
+    ):
         assert real.send(Request("GET", route)).body.decode().strip('"') == folded[name]
     listing = json.loads(real.send(Request("GET", wire.ROUTE_TOOLS + "?os=linux")).body)
     assert wire.tools_sha256(listing) == folded["tools"]
@@ -261,8 +311,9 @@ def test_update_checks_are_one_request_and_match_the_single_routes(
     assert paths.count(wire.ROUTE_UPDATES) == 2
     assert not any(p.endswith("/sha256") for p in paths)  # no single hash route asked
     # a manager of the previous version: /updates is 404, the single routes are used
-    old = MemoryTransport(lambda r: Response(404) if r.path.startswith(wire.ROUTE_UPDATES)
-                          else real.send(r))
+    old = MemoryTransport(
+        lambda r: Response(404) if r.path.startswith(wire.ROUTE_UPDATES) else real.send(r)
+    )
     up_old = Updater(old, tmp_path / "u2", {"rules": got["rules"].append})
     assert up_old.check() == {"rules": "updated"} and not up_old.folded
     assert [r.path for r in old.requests][1:] == [wire.ROUTE_RULES_SHA256, wire.ROUTE_RULES]
@@ -276,18 +327,33 @@ def test_suppressions_pushed_by_group_and_applied_by_the_agent(manager, tmp_path
 
     config = make_config(tmp_path)
     store = IdentityStore(config.data_dir / "link" / "identity")
-    enroll_online("127.0.0.1:1519", manager.token("builders"), store,
-                  transport=manager.transport(), hostname="build01")
+    enroll_online(
+        "127.0.0.1:1519",
+        manager.token("builders"),
+        store,
+        transport=manager.transport(),
+        hostname="build01",
+    )
     agent = build_agent(config, sources=[], sinks=[])
     link = attach(agent, config, start=False, transport_factory=lambda: manager.transport(store))
     chan = {"Microsoft-Windows-Sysmon/Operational": [1]}
-    manager.ctx.content.put_rules([json.loads(gene_rule(
-        "TmpExec", ["$i: Image ~= '\\\\Temp\\\\'"], "$i", events=chan, criticality=6)),
-        json.loads(gene_rule("Evil", ["$i: Image ~= 'evil'"], "$i", events=chan,
-                             criticality=3))], update=False)
+    manager.ctx.content.put_rules(
+        [
+            json.loads(
+                gene_rule(
+                    "TmpExec", ["$i: Image ~= '\\\\Temp\\\\'"], "$i", events=chan, criticality=6
+                )
+            ),
+            json.loads(
+                gene_rule("Evil", ["$i: Image ~= 'evil'"], "$i", events=chan, criticality=3)
+            ),
+        ],
+        update=False,
+    )
     tuning = tuning_for(manager.ctx)
-    tuning.add({"rule": "TmpExec", "image_prefix": "C:\\Windows\\Temp\\msbuild",
-                "group": "builders"})
+    tuning.add(
+        {"rule": "TmpExec", "image_prefix": "C:\\Windows\\Temp\\msbuild", "group": "builders"}
+    )
     tuning.add({"rule": "TmpExec", "command_line_regex": "never", "group": "other-group"})
     try:
         done = link.housekeeping_once()
@@ -308,7 +374,8 @@ def test_suppressions_pushed_by_group_and_applied_by_the_agent(manager, tmp_path
         assert loud["Event"]["Detection"]["Signature"] == ["TmpExec"]
         assert agent.status()["suppressed"] == {"TmpExec": 1}
         assert set(link.housekeeping_once().get("updates", {"x": "unchanged"}).values()) <= {
-            "unchanged"}
+            "unchanged"
+        }
     finally:
         agent.close()
 
@@ -320,8 +387,9 @@ def test_agent_counters_reach_the_manager_endpoint_views(manager, tmp_path: Path
 
     config = make_config(tmp_path)
     store = IdentityStore(config.data_dir / "link" / "identity")
-    ident = enroll_online("127.0.0.1:1519", manager.token(), store,
-                          transport=manager.transport(), hostname="ws3")
+    ident = enroll_online(
+        "127.0.0.1:1519", manager.token(), store, transport=manager.transport(), hostname="ws3"
+    )
     agent = build_agent(config, sources=[], sinks=[])
     link = attach(agent, config, start=False, transport_factory=lambda: manager.transport(store))
     try:
@@ -336,8 +404,14 @@ def test_agent_counters_reach_the_manager_endpoint_views(manager, tmp_path: Path
         body = manager.ctx.store.documents.get(COUNTERS_KIND, ident.uuid)
         assert body is not None
         doc = json.loads(body[0])
-        assert doc["sources"]["linux-proc"] == {"events": 100, "drops": 0, "shed": 3, "lost": 7,
-                                                "incomplete": 0, "degraded": 40}
+        assert doc["sources"]["linux-proc"] == {
+            "events": 100,
+            "drops": 0,
+            "shed": 3,
+            "lost": 7,
+            "incomplete": 0,
+            "degraded": 40,
+        }
         assert doc["actions"]["dropped_actions"] == {"report": 2}
         assert doc["queue"]["disk_state"] == "ok"
         from falcon import testing

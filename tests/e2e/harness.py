@@ -42,8 +42,9 @@ def agent_env() -> dict[str, str]:
 
 
 def wait_for(
-    pred: Callable[[], Any], timeout: float = WAIT_LIMIT,
-    what: str | Callable[[], str] = "condition"
+    pred: Callable[[], Any],
+    timeout: float = WAIT_LIMIT,
+    what: str | Callable[[], str] = "condition",
 ) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

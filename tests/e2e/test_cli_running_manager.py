@@ -19,8 +19,14 @@ pytestmark = pytest.mark.e2e
 
 
 def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "appliance", *args, "--data-dir", str(data)],
-                          capture_output=True, text=True, env=agent_env(), cwd=ROOT, timeout=60)
+    return subprocess.run(
+        [PY, "-m", "appliance", *args, "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        cwd=ROOT,
+        timeout=60,
+    )
 
 
 @pytest.fixture()
@@ -31,9 +37,9 @@ def manager(tmp_path: Path) -> Iterator[ManagerProc]:
     mgr.stop()
 
 
-def test_admin_commands_work_against_the_running_manager(manager: ManagerProc,
-                                                         tmp_path: Path,
-                                                         shared_dir: Path) -> None:
+def test_admin_commands_work_against_the_running_manager(
+    manager: ManagerProc, tmp_path: Path, shared_dir: Path
+) -> None:
     data = manager.data
     local = data / "run" / "local-admin.json"
     assert stat.S_IMODE(local.stat().st_mode) == 0o600
@@ -45,8 +51,9 @@ def test_admin_commands_work_against_the_running_manager(manager: ManagerProc,
     rotated = cli(data, "user", "rotate-key", "ops")
     assert rotated.returncode == 0, rotated.stderr
     assert json.loads(rotated.stdout)["key"] not in ("", first_key)
-    names = [json.loads(line)["identifier"] for line in
-             cli(data, "user", "list").stdout.splitlines()]
+    names = [
+        json.loads(line)["identifier"] for line in cli(data, "user", "list").stdout.splitlines()
+    ]
     assert "ops" in names and "heron-local-cli" in names
 
     token = cli(data, "enroll", "token", "--json")
@@ -54,18 +61,23 @@ def test_admin_commands_work_against_the_running_manager(manager: ManagerProc,
     assert json.loads(token.stdout)["ca_sha256"] == manager.ca_sha256
 
     out = tmp_path / "bundle"
-    made = cli(data, "enroll", "bundle", "--group", "air-gapped", "--hostname", "ws-9",
-               "--out", str(out))
+    made = cli(
+        data, "enroll", "bundle", "--group", "air-gapped", "--hostname", "ws-9", "--out", str(out)
+    )
     assert made.returncode == 0, made.stderr
     meta = json.loads(made.stdout)
     assert meta["manager"] == manager.address and meta["group"] == "air-gapped"
     assert stat.S_IMODE((out / "client.key").stat().st_mode) == 0o600
     # the bundle enrolls an agent offline and the running manager knows the endpoint
     state = tmp_path / "agent-state"
-    enrolled = subprocess.run([PY, "-m", "agent.cli", "enroll", "--bundle", str(out),
-                               "--state-dir", str(state)],
-                              capture_output=True, text=True, env=agent_env(), cwd=ROOT,
-                              timeout=60)
+    enrolled = subprocess.run(
+        [PY, "-m", "agent.cli", "enroll", "--bundle", str(out), "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        cwd=ROOT,
+        timeout=60,
+    )
     assert enrolled.returncode == 0, enrolled.stderr
     listed = [json.loads(line) for line in cli(data, "endpoint", "list").stdout.splitlines()]
     assert any(e["uuid"] == meta["uuid"] and e["group"] == "air-gapped" for e in listed)

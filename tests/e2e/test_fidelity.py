@@ -33,9 +33,13 @@ from tests.conftest import SHARED
 
 from .harness import PY, ROOT, ManagerProc, agent_env, enroll_cli, wait_for
 
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(not (SHARED / "gene-oracle").is_dir(),
-                                 reason="../shared (corpus + gene-oracle) is not present")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not (SHARED / "gene-oracle").is_dir(),
+        reason="../shared (corpus + gene-oracle) is not present",
+    ),
+]
 
 CORPUS = SHARED / "corpus"
 ORACLE = SHARED / "gene-oracle"
@@ -64,15 +68,18 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Manager
     try:
         data = tmp / "agent"
         uid = enroll_cli(manager, data / "link")
-        (data / "link" / "link.toml").write_text(
-            "\n".join(f"{k} = {v}" for k, v in FAST.items()))
+        (data / "link" / "link.toml").write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()))
         config = tmp / "agent.toml"
         config.write_text(f'[general]\ndata_dir = "{data}"\nlog_all = true\n')
         files = sorted(str(p) for p in (CORPUS / "EVTX-ATTACK-SAMPLES").rglob("*.evtx"))
         assert len(files) == 177
-        out = subprocess.run([PY, "-m", "agent.cli", "run", "-c", str(config), "--replay",
-                              *files], capture_output=True, env=agent_env(), cwd=ROOT,
-                             timeout=REPLAY_LIMIT)
+        out = subprocess.run(
+            [PY, "-m", "agent.cli", "run", "-c", str(config), "--replay", *files],
+            capture_output=True,
+            env=agent_env(),
+            cwd=ROOT,
+            timeout=REPLAY_LIMIT,
+        )
         assert out.returncode == 0, out.stderr.decode()[-3000:]
         yield manager, uid
     finally:
@@ -84,18 +91,25 @@ NOT_AGENT = f'NOT channel:"{AGENT_CHANNEL}"'
 
 
 def _count_sql(manager: ManagerProc, where: str) -> int:
-    rows = manager.admin("POST", "/hunt/sql", {
-        "query": f"SELECT count(*) FROM events WHERE {where}"})["rows"]
+    rows = manager.admin(
+        "POST", "/hunt/sql", {"query": f"SELECT count(*) FROM events WHERE {where}"}
+    )["rows"]
     return int(rows[0][0])
 
 
 def _count(manager: ManagerProc, uid: str) -> int:
     """Events stored for `uid`, as both SQL (DuckDB) and search (Tantivy) see them."""
-    rows = manager.admin("POST", "/hunt/sql", {
-        "query": f"SELECT count(*) FROM events WHERE endpoint = '{uid}' AND channel != "
-                 f"'{AGENT_CHANNEL}'"})["rows"]
-    searched = manager.admin(
-        "GET", f"/search?endpoint={uid}&limit=1&q={urlquote(NOT_AGENT)}")["total"]
+    rows = manager.admin(
+        "POST",
+        "/hunt/sql",
+        {
+            "query": f"SELECT count(*) FROM events WHERE endpoint = '{uid}' AND channel != "
+            f"'{AGENT_CHANNEL}'"
+        },
+    )["rows"]
+    searched = manager.admin("GET", f"/search?endpoint={uid}&limit=1&q={urlquote(NOT_AGENT)}")[
+        "total"
+    ]
     return min(int(rows[0][0]), int(searched))
 
 
@@ -113,11 +127,15 @@ def _search_all(manager: ManagerProc, query: str, uid: str) -> list[dict[str, An
             return events
 
 
-def test_every_replayed_event_is_stored(replayed: tuple[ManagerProc, str],
-                                        oracle_events: list[dict[str, Any]]) -> None:
+def test_every_replayed_event_is_stored(
+    replayed: tuple[ManagerProc, str], oracle_events: list[dict[str, Any]]
+) -> None:
     manager, uid = replayed
-    wait_for(lambda: _count(manager, uid) >= len(oracle_events), timeout=REPLAY_LIMIT,
-             what=lambda: f"{len(oracle_events)} events stored, have {_count(manager, uid)}")
+    wait_for(
+        lambda: _count(manager, uid) >= len(oracle_events),
+        timeout=REPLAY_LIMIT,
+        what=lambda: f"{len(oracle_events)} events stored, have {_count(manager, uid)}",
+    )
     stored = _search_all(manager, NOT_AGENT, uid)  # the agent's own health events aside
     assert len(stored) == len(oracle_events) == 5371
     assert Counter(map(_canon, stored)) == Counter(map(_canon, oracle_events))
@@ -127,24 +145,38 @@ def _oracle_detections() -> Counter[tuple[Any, ...]]:
     out: Counter[tuple[Any, ...]] = Counter()
     for line in (ORACLE / "gene-detections-corpus.jsonl").read_text().splitlines():
         d = json.loads(line)
-        out[(d["channel"], d["record_id"], d["computer"], d["time"], tuple(d["signatures"]),
-             d["severity"])] += 1
+        out[
+            (
+                d["channel"],
+                d["record_id"],
+                d["computer"],
+                d["time"],
+                tuple(d["signatures"]),
+                d["severity"],
+            )
+        ] += 1
     return out
 
 
 def test_retro_hunt_gives_exactly_the_gene_detections(
-        replayed: tuple[ManagerProc, str], oracle_events: list[dict[str, Any]]) -> None:
+    replayed: tuple[ManagerProc, str], oracle_events: list[dict[str, Any]]
+) -> None:
     manager, uid = replayed
-    wait_for(lambda: _count(manager, uid) >= len(oracle_events), timeout=REPLAY_LIMIT,
-             what="every event stored")
-    rules = [json.loads(line) for line in
-             (CORPUS / "gene-rules" / "compiled.gen").read_text().splitlines() if line.strip()]
+    wait_for(
+        lambda: _count(manager, uid) >= len(oracle_events),
+        timeout=REPLAY_LIMIT,
+        what="every event stored",
+    )
+    rules = [
+        json.loads(line)
+        for line in (CORPUS / "gene-rules" / "compiled.gen").read_text().splitlines()
+        if line.strip()
+    ]
     assert any(r["Meta"].get("Filter") for r in rules)  # ProcessCreate, as users load them
     # scanned: the replayed events plus the agent's own health events (no rule matches those)
     health = f"endpoint = '{uid}' AND channel = '{AGENT_CHANNEL}'"
     before = _count_sql(manager, health)
-    res = manager.admin("POST", "/hunt/rules", {"rules": rules, "endpoint": uid,
-                                                "limit": 10000})
+    res = manager.admin("POST", "/hunt/rules", {"rules": rules, "endpoint": uid, "limit": 10000})
     after = _count_sql(manager, health)  # the agent may report once more meanwhile
     assert len(oracle_events) + before <= res["scanned"] <= len(oracle_events) + after
     assert not res["truncated"]
@@ -152,9 +184,16 @@ def test_retro_hunt_gives_exactly_the_gene_detections(
     got: Counter[tuple[Any, ...]] = Counter()
     for ev in res["matches"]:
         system, det = ev["Event"]["System"], ev["Event"]["Detection"]
-        got[(system["Channel"], int(system["EventRecordID"]), system["Computer"],
-             system["TimeCreated"]["SystemTime"], tuple(det["Signature"]),
-             det["Criticality"])] += 1
+        got[
+            (
+                system["Channel"],
+                int(system["EventRecordID"]),
+                system["Computer"],
+                system["TimeCreated"]["SystemTime"],
+                tuple(det["Signature"]),
+                det["Criticality"],
+            )
+        ] += 1
     assert got == _oracle_detections()
 
 
@@ -178,10 +217,14 @@ def _quote(value: str) -> str:
 
 
 def test_field_value_search_finds_every_holder(
-        replayed: tuple[ManagerProc, str], oracle_events: list[dict[str, Any]]) -> None:
+    replayed: tuple[ManagerProc, str], oracle_events: list[dict[str, Any]]
+) -> None:
     manager, uid = replayed
-    wait_for(lambda: _count(manager, uid) >= len(oracle_events), timeout=REPLAY_LIMIT,
-             what="every event stored")
+    wait_for(
+        lambda: _count(manager, uid) >= len(oracle_events),
+        timeout=REPLAY_LIMIT,
+        what="every event stored",
+    )
     holders: dict[tuple[str, str], set[bytes]] = {}
     for ev in oracle_events:
         key = _canon(ev)

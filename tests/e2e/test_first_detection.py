@@ -59,11 +59,19 @@ def agent(manager: ManagerProc, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     config.write_text(AGENT_CONFIG.format(data=data, state=state), encoding="utf-8")
     log = tmp_path / "agent.log"
     with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "-c", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=err, env=agent_env(), cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "run", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=agent_env(),
+            cwd=ROOT,
+        )
     try:
-        wait_for(lambda: "agent started" in log.read_text(errors="replace"), 60,
-                 lambda: f"agent start; log: {log.read_text(errors='replace')[-2000:]}")
+        wait_for(
+            lambda: "agent started" in log.read_text(errors="replace"),
+            60,
+            lambda: f"agent start; log: {log.read_text(errors='replace')[-2000:]}",
+        )
         yield uuid, log
     finally:
         proc.send_signal(signal.SIGINT)
@@ -91,8 +99,13 @@ def test_fresh_install_detects_with_attack_and_forwards_hunting_events(
         got = manager.admin("GET", "/endpoints/" + uuid)["rules"]
         return got if got and got["status"] == "ok" and got["source"] == "manager" else None
 
-    state = wait_for(rules_state, 60, lambda: f"rule state; agent log: "
-                     f"{log.read_text(errors='replace')[-1500:]}; endpoint: {served}")
+    state = wait_for(
+        rules_state,
+        60,
+        lambda: (
+            f"rule state; agent log: {log.read_text(errors='replace')[-1500:]}; endpoint: {served}"
+        ),
+    )
     assert state["count"] > 10 and len(state["sha256"]) == 64
     assert "rules reloaded" in log.read_text(errors="replace")
 
@@ -100,17 +113,24 @@ def test_fresh_install_detects_with_attack_and_forwards_hunting_events(
     try:
         pids = []
         for _ in range(2):
-            proc = subprocess.Popen(["bash", "-c", "echo aGkK | base64 -d | sh"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                ["bash", "-c", "echo aGkK | base64 -d | sh"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             pids.append(proc.pid)
             proc.wait(10)
         ran = time.monotonic()
         ls = subprocess.Popen(["ls"], cwd=tmp_path, stdout=subprocess.DEVNULL)
         ls.wait(10)
         query = "attack:T1140 AND tactic:defense-evasion AND ProcessId:({})".format(
-            " OR ".join(str(p) for p in pids))
-        found = wait_for(lambda: (lambda hits: hits if len(hits) >= 2 else None)(
-            _search(manager, uuid, query)), 5, "two ATT&CK detections searchable within 5 s")
+            " OR ".join(str(p) for p in pids)
+        )
+        found = wait_for(
+            lambda: (lambda hits: hits if len(hits) >= 2 else None)(_search(manager, uuid, query)),
+            5,
+            "two ATT&CK detections searchable within 5 s",
+        )
         searchable_after = time.monotonic() - ran
         assert len(found) == 2
         for event in found:
@@ -118,13 +138,25 @@ def test_fresh_install_detects_with_attack_and_forwards_hunting_events(
             assert "LinuxBase64DecodeToShell" in det["Signature"]
             assert {"ID": "T1140", "Tactic": "defense-evasion"}.items() <= det["ATTACK"][0].items()
         # the plain ls: a hunting event (no detection) forwarded by the default filter
-        wait_for(lambda: _search(manager, uuid, f"ProcessId:{ls.pid} AND detection:false"), 10,
-                 "the ls process creation in search")
+        wait_for(
+            lambda: _search(manager, uuid, f"ProcessId:{ls.pid} AND detection:false"),
+            10,
+            "the ls process creation in search",
+        )
         # the same detections on the SSE stream and in the endpoint report
-        wait_for(lambda: sum(1 for p in stream.payloads
-                             if p["Event"].get("Detection", {}).get("ATTACK")
-                             and p["Event"]["EventData"].get("ProcessId") in map(str, pids))
-                 >= 2, 10, "the ATT&CK detections on /stream/detections")
+        wait_for(
+            lambda: (
+                sum(
+                    1
+                    for p in stream.payloads
+                    if p["Event"].get("Detection", {}).get("ATTACK")
+                    and p["Event"]["EventData"].get("ProcessId") in map(str, pids)
+                )
+                >= 2
+            ),
+            10,
+            "the ATT&CK detections on /stream/detections",
+        )
         report = manager.admin("GET", f"/endpoints/{uuid}/report")
         assert "T1140" in report["techniques"] and "defense-evasion" in report["tactics"]
         print(f"detections searchable {searchable_after:.2f} s after the commands ran")

@@ -23,8 +23,14 @@ def test_300_endpoints_long_poll_keep_alive_and_old_agents(tmp_path: Path) -> No
     cmd = [sys.executable, "benchmarks/fleet.py", "--n", "300", "--old-share", "0.2",
            "--seconds", "8", "--settle", "2", "--commands", "10", "--json",
            "--cache", str(tmp_path / "cache")]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=540)
     except subprocess.TimeoutExpired:

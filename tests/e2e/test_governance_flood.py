@@ -31,8 +31,7 @@ def mgr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def _request(port: int, head: bytes, *, src: str, cert: tuple[str, str] | None,
-             ca: Path) -> bytes:
+def _request(port: int, head: bytes, *, src: str, cert: tuple[str, str] | None, ca: Path) -> bytes:
     ctx = ssl.create_default_context(cafile=str(ca))
     if cert:
         ctx.load_cert_chain(*cert)
@@ -84,18 +83,30 @@ def test_2100_connection_flood_leaves_agents_and_admins_served(mgr: Manager) -> 
         assert gov.active <= mgr.ctx.config.tls.per_source_connections + 2
         start = time.monotonic()
         for _ in range(5):  # enrolled agent, another address: served during the flood
-            line = _request(ep, b"GET /key HTTP/1.1\r\nHost: x\r\n\r\n", src="127.0.0.2",
-                            cert=cert, ca=mgr.pki.ca_path)
+            line = _request(
+                ep,
+                b"GET /key HTTP/1.1\r\nHost: x\r\n\r\n",
+                src="127.0.0.2",
+                cert=cert,
+                ca=mgr.pki.ca_path,
+            )
             assert line == b"HTTP/1.1 200 OK"
-            line = _request(adm, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Api-Key: "
-                            + mgr.admin_key.encode() + b"\r\n\r\n", src="127.0.0.3", cert=None,
-                            ca=mgr.pki.ca_path)
+            line = _request(
+                adm,
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Api-Key: "
+                + mgr.admin_key.encode()
+                + b"\r\n\r\n",
+                src="127.0.0.3",
+                cert=None,
+                ca=mgr.pki.ca_path,
+            )
             assert line == b"HTTP/1.1 200 OK"
         assert time.monotonic() - start < 20
         metrics = mgr.ctx.metrics.render()
         assert "heron_tls_rejected_per_source_total" in metrics
         assert mgr.ctx.metrics.value("heron_tls_rejected_per_source_total") >= 2 * (
-            FLOOD - mgr.ctx.config.tls.per_source_connections)
+            FLOOD - mgr.ctx.config.tls.per_source_connections
+        )
         # connections that never handshake end after handshake_timeout (10 s by default)
         assert _wait(lambda: gov.active == 0, 30)
     finally:
@@ -127,17 +138,24 @@ def test_unauthenticated_enroll_body_is_cut_before_it_is_spooled(mgr: Manager) -
     ctx = ssl.create_default_context(cafile=str(mgr.pki.ca_path))
     port = mgr.bound.endpoint[1]
     # a declared length over the endpoint listener's body limit: 413 before any body byte
-    line = _request(port, b"POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                    b"\r\nContent-Length: 209715200\r\n\r\n", src="127.0.0.4", cert=None,
-                    ca=mgr.pki.ca_path)
+    line = _request(
+        port,
+        b"POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        b"\r\nContent-Length: 209715200\r\n\r\n",
+        src="127.0.0.4",
+        cert=None,
+        ca=mgr.pki.ca_path,
+    )
     assert line.startswith(b"HTTP/1.1 413")
     # a chunked body: the connection is closed once it sent anonymous_bytes (1 MiB)
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     sent = 0
     chunk = b"100000\r\n" + b"a" * 0x100000 + b"\r\n"
     with ctx.wrap_socket(raw, server_hostname="localhost") as conn:
-        conn.sendall(b"POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n")
+        conn.sendall(
+            b"POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         with pytest.raises(OSError):
             for _ in range(200):  # 200 MiB offered
                 conn.sendall(chunk)

@@ -38,9 +38,16 @@ from .harness import (
 
 pytestmark = pytest.mark.e2e
 
-FAST = {"batch_delay": 0.05, "command_interval": 0.2, "command_burst_interval": 0.1,
-        "update_interval": 0.3, "backoff_base": 0.1, "backoff_cap": 0.5, "fsync_interval": 0.0,
-        "segment_events": 50}
+FAST = {
+    "batch_delay": 0.05,
+    "command_interval": 0.2,
+    "command_burst_interval": 0.1,
+    "update_interval": 0.3,
+    "backoff_base": 0.1,
+    "backoff_cap": 0.5,
+    "fsync_interval": 0.0,
+    "segment_events": 50,
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +58,20 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProc]:
     mgr.stop()
 
 
-
 def event(n: int, marker: str, image: str = "C:\\Windows\\notepad.exe") -> dict[str, Any]:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return {"Event": {
-        "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1,
-                   "Computer": "e2e-host", "TimeCreated": {"SystemTime": now},
-                   "Provider": {"Name": "Microsoft-Windows-Sysmon"}},
-        "EventData": {"Image": image, "CommandLine": f"{marker} {n}", "ProcessId": str(n)}}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "EventID": 1,
+                "Computer": "e2e-host",
+                "TimeCreated": {"SystemTime": now},
+                "Provider": {"Name": "Microsoft-Windows-Sysmon"},
+            },
+            "EventData": {"Image": image, "CommandLine": f"{marker} {n}", "ProcessId": str(n)},
+        }
+    }
 
 
 def numbers(events: list[dict[str, Any]], marker: str) -> list[int]:
@@ -78,10 +91,13 @@ def test_enroll_forward_search_and_command(manager: ManagerProc, tmp_path: Path)
         link.start()
         for i in range(200):
             link.submit(event(i, "fwd"))
-        wait_for(lambda: numbers(manager.events(uid), "fwd") == list(range(200)),
-                 what="200 events searchable")
-        queued = manager.admin("POST", f"/endpoints/{uid}/command",
-                               {"name": "stat", "args": [str(tmp_path)]})
+        wait_for(
+            lambda: numbers(manager.events(uid), "fwd") == list(range(200)),
+            what="200 events searchable",
+        )
+        queued = manager.admin(
+            "POST", f"/endpoints/{uid}/command", {"name": "stat", "args": [str(tmp_path)]}
+        )
         assert queued["command"]["state"] in ("queued", "sent", "completed")
         done = manager.admin("GET", f"/endpoints/{uid}/command?wait=true&timeout=20")
         assert done["state"] == "completed", done
@@ -102,16 +118,29 @@ def test_rule_pushed_from_manager_fires_on_agent(manager: ManagerProc, tmp_path:
     assert link.config.update_interval == FAST["update_interval"]
     try:
         # the link polls /rules/sha256 every update_interval, also while the rule is POSTed
-        wait_for(lambda: link.updater.status()["rules"].applied,
-                 what=lambda: f"first rules poll applied: {link.updater.status()}")
+        wait_for(
+            lambda: link.updater.status()["rules"].applied,
+            what=lambda: f"first rules poll applied: {link.updater.status()}",
+        )
         name = f"E2E_{uuid.uuid4().hex[:8]}"
-        rule = {"Name": name, "Tags": ["e2e"], "Meta": {
-            "Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 9,
-            "Schema": "2.0.0", "LogType": "winevt"},
-            "Matches": ["$i: Image ~= 'e2e-evil\\.exe$'"], "Condition": "$i", "Actions": []}
+        rule = {
+            "Name": name,
+            "Tags": ["e2e"],
+            "Meta": {
+                "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+                "Criticality": 9,
+                "Schema": "2.0.0",
+                "LogType": "winevt",
+            },
+            "Matches": ["$i: Image ~= 'e2e-evil\\.exe$'"],
+            "Condition": "$i",
+            "Actions": [],
+        }
         sha = manager.admin("POST", "/rules?update=true", [rule])["sha256"]
-        wait_for(lambda: link.updater.status()["rules"].applied == sha,
-                 what=lambda: f"rules {sha} applied: {link.updater.status()}")
+        wait_for(
+            lambda: link.updater.status()["rules"].applied == sha,
+            what=lambda: f"rules {sha} applied: {link.updater.status()}",
+        )
         agent.process(event(1, "rule", image="C:\\tmp\\e2e-evil.exe"))
         found = wait_for(lambda: manager.events(uid, detections=True), what="detection")
         assert name in found[0]["Event"]["Detection"]["Signature"]
@@ -119,8 +148,9 @@ def test_rule_pushed_from_manager_fires_on_agent(manager: ManagerProc, tmp_path:
         agent.close()
 
 
-def test_heron_agent_run_cli_forwards_through_the_link(manager: ManagerProc,
-                                                     tmp_path: Path) -> None:
+def test_heron_agent_run_cli_forwards_through_the_link(
+    manager: ManagerProc, tmp_path: Path
+) -> None:
     data = tmp_path / "agent-data"
     uid = enroll_cli(manager, data / "link")
     (data / "link" / "link.toml").write_text("\n".join(f"{k} = {v}" for k, v in FAST.items()))
@@ -128,18 +158,24 @@ def test_heron_agent_run_cli_forwards_through_the_link(manager: ManagerProc,
     config.write_text(f'[general]\ndata_dir = "{data}"\nlog_all = true\n')
     replay = tmp_path / "events.jsonl"
     replay.write_text("".join(json.dumps(event(i, "cli")) + "\n" for i in range(120)))
-    out = subprocess.run([PY, "-m", "agent.cli", "run", "-c", str(config), "--replay",
-                          str(replay)], capture_output=True, env=agent_env(),
-                            cwd=ROOT,
-                         timeout=STARTUP_LIMIT)
+    out = subprocess.run(
+        [PY, "-m", "agent.cli", "run", "-c", str(config), "--replay", str(replay)],
+        capture_output=True,
+        env=agent_env(),
+        cwd=ROOT,
+        timeout=STARTUP_LIMIT,
+    )
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     # the agent exited after the replay; the link's final drain delivered everything
-    wait_for(lambda: numbers(manager.events(uid), "cli") == list(range(120)),
-             what="replayed events searchable")
+    wait_for(
+        lambda: numbers(manager.events(uid), "cli") == list(range(120)),
+        what="replayed events searchable",
+    )
 
 
-def test_manager_down_then_up_delivers_all_exactly_once(manager: ManagerProc,
-                                                        tmp_path: Path) -> None:
+def test_manager_down_then_up_delivers_all_exactly_once(
+    manager: ManagerProc, tmp_path: Path
+) -> None:
     state = tmp_path / "link"
     uid = enroll_cli(manager, state)
     with Link(LinkConfig.from_dict(FAST), state) as link:
@@ -151,13 +187,16 @@ def test_manager_down_then_up_delivers_all_exactly_once(manager: ManagerProc,
             link.submit(event(i, "outage"))
         wait_for(lambda: link.forwarder.state is LinkState.UNREACHABLE, what="unreachable")
         manager.start()
-        wait_for(lambda: len(numbers(manager.events(uid), "outage")) >= 301, timeout=WAIT_LIMIT,
-                 what="replay after restart")
+        wait_for(
+            lambda: len(numbers(manager.events(uid), "outage")) >= 301,
+            timeout=WAIT_LIMIT,
+            what="replay after restart",
+        )
         time.sleep(1.0)
         assert numbers(manager.events(uid), "outage") == list(range(301))
 
 
-AGENT_SCRIPT = r'''
+AGENT_SCRIPT = r"""
 import sys, time
 from pathlib import Path
 from agent.link.config import LinkConfig
@@ -172,7 +211,7 @@ print("queued", flush=True)
 link.start()
 while True:
     time.sleep(1)
-'''
+"""
 
 
 def test_agent_kill9_mid_send_loses_nothing(manager: ManagerProc, tmp_path: Path) -> None:
@@ -182,27 +221,36 @@ def test_agent_kill9_mid_send_loses_nothing(manager: ManagerProc, tmp_path: Path
     script.write_text(AGENT_SCRIPT)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     n = 600
-    proc = subprocess.Popen([PY, str(script), str(state), str(n), now], env=agent_env(),
-                            cwd=ROOT,
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [PY, str(script), str(state), str(n), now],
+        env=agent_env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    )
     segments = state / "queue" / "events"
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"queued"
         # kill as soon as the manager acknowledged (and the agent deleted) a first batch
-        wait_for(lambda: len(list(segments.glob("*.seg"))) < n // 10, timeout=WAIT_LIMIT,
-                 what="first acknowledged batch")
+        wait_for(
+            lambda: len(list(segments.glob("*.seg"))) < n // 10,
+            timeout=WAIT_LIMIT,
+            what="first acknowledged batch",
+        )
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(WAIT_LIMIT)
         assert proc.stdout is not None
         proc.stdout.close()
     assert list(segments.glob("*")), "the agent finished before it was killed; raise n"
-    proc = subprocess.Popen([PY, str(script), str(state), "0", now], env=agent_env(),
-                            cwd=ROOT,
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [PY, str(script), str(state), "0", now], env=agent_env(), cwd=ROOT, stdout=subprocess.PIPE
+    )
     try:
-        wait_for(lambda: len(numbers(manager.events(uid), "kill9")) >= n, timeout=WAIT_LIMIT,
-                 what="replay after kill -9")
+        wait_for(
+            lambda: len(numbers(manager.events(uid), "kill9")) >= n,
+            timeout=WAIT_LIMIT,
+            what="replay after kill -9",
+        )
         time.sleep(0.5)
         assert numbers(manager.events(uid), "kill9") == list(range(n))
     finally:
@@ -223,21 +271,25 @@ def test_queue_cap_eviction_is_reported(manager: ManagerProc, tmp_path: Path) ->
         assert evicted > 0
         link.start()
         wait_for(lambda: link.spool.stats().queued_events == 0, what="queue drained")
+
     def reported() -> int:  # the manager may still be indexing: wait for every report
-        return sum(int(e["Event"]["EventData"]["DroppedEvents"]) for e in manager.events(uid)
-                   if e["Event"]["System"]["Channel"] == HEALTH_CHANNEL
-                   and e["Event"]["System"]["EventID"] == HEALTH_EVICTED)
+        return sum(
+            int(e["Event"]["EventData"]["DroppedEvents"])
+            for e in manager.events(uid)
+            if e["Event"]["System"]["Channel"] == HEALTH_CHANNEL
+            and e["Event"]["System"]["EventID"] == HEALTH_EVICTED
+        )
 
     wait_for(lambda: reported() >= evicted, what=lambda: f"eviction reports ({reported()})")
     assert reported() == evicted
-    wait_for(lambda: len(numbers(manager.events(uid), "cap")) + evicted >= 1000,
-             what="kept events")
+    wait_for(lambda: len(numbers(manager.events(uid), "cap")) + evicted >= 1000, what="kept events")
     kept = numbers(manager.events(uid), "cap")
     assert len(kept) + evicted == 1000 and kept == list(range(1000 - len(kept), 1000))
 
 
-def test_revoked_certificate_is_reported_and_events_buffered(manager: ManagerProc,
-                                                             tmp_path: Path, caplog) -> None:
+def test_revoked_certificate_is_reported_and_events_buffered(
+    manager: ManagerProc, tmp_path: Path, caplog
+) -> None:
     state = tmp_path / "link"
     uid = enroll_cli(manager, state)
     with Link(LinkConfig.from_dict(FAST), state) as link:

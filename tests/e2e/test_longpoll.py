@@ -30,15 +30,17 @@ def _conn(mgr: Manager, cert: tuple[str, str]) -> http.client.HTTPSConnection:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(str(mgr.pki.ca_path))
     ctx.load_cert_chain(*cert)
-    return http.client.HTTPSConnection(
-        "127.0.0.1", mgr.bound.endpoint[1], context=ctx, timeout=30
-    )
+    return http.client.HTTPSConnection("127.0.0.1", mgr.bound.endpoint[1], context=ctx, timeout=30)
 
 
 def _queue(mgr: Manager, uuid: str, name: str = "hash") -> str:
     cmd = CommandRecord(
-        id=str(uuidlib.uuid4()), endpoint=uuid, name=name, args=("/etc/hostname",),
-        timeout=15.0, created=time.time(),
+        id=str(uuidlib.uuid4()),
+        endpoint=uuid,
+        name=name,
+        args=("/etc/hostname",),
+        timeout=15.0,
+        created=time.time(),
     )
     mgr.ctx.store.commands.add(cmd)
     return cmd.id

@@ -27,19 +27,31 @@ BATCH = 50
 
 
 def _event(batch: int, i: int) -> dict[str, Any]:
-    return {"Event": {
-        "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "WS-CRASH",
-                   "EventID": 1, "TimeCreated": {"SystemTime": "2026-11-28T10:00:00.000000Z"}},
-        "EventData": {"Image": "C:\\Windows\\System32\\cmd.exe",
-                      "CommandLine": f"cmd /c marker b{batch}e{i}", "Marker": f"b{batch}e{i}"},
-    }}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "Computer": "WS-CRASH",
+                "EventID": 1,
+                "TimeCreated": {"SystemTime": "2026-11-28T10:00:00.000000Z"},
+            },
+            "EventData": {
+                "Image": "C:\\Windows\\System32\\cmd.exe",
+                "CommandLine": f"cmd /c marker b{batch}e{i}",
+                "Marker": f"b{batch}e{i}",
+            },
+        }
+    }
 
 
 def _enroll(manager: ManagerProc, tmp: Path) -> tuple[str, str]:
     csr, key_pem = make_csr()
-    res = requests.post(f"https://{manager.address}/enroll", verify=str(manager.ca_file),
-                        json={"token": manager.token(), "csr_pem": csr, "hostname": "ws-crash"},
-                        timeout=30)
+    res = requests.post(
+        f"https://{manager.address}/enroll",
+        verify=str(manager.ca_file),
+        json={"token": manager.token(), "csr_pem": csr, "hostname": "ws-crash"},
+        timeout=30,
+    )
     res.raise_for_status()
     cert, key = tmp / "agent.pem", tmp / "agent.key"
     cert.write_text(res.json()["certificate_pem"])
@@ -47,18 +59,25 @@ def _enroll(manager: ManagerProc, tmp: Path) -> tuple[str, str]:
     return str(cert), str(key)
 
 
-def _post_until_stopped(manager: ManagerProc, cred: tuple[str, str], acked: list[int],
-                        stop: threading.Event) -> None:
+def _post_until_stopped(
+    manager: ManagerProc, cred: tuple[str, str], acked: list[int], stop: threading.Event
+) -> None:
     session = requests.Session()
     session.trust_env, session.verify, session.cert = False, str(manager.ca_file), cred
     batch = 0
     while not stop.is_set():
         body = gzip.compress(b"\n".join(orjson.dumps(_event(batch, i)) for i in range(BATCH)))
         try:
-            res = session.post(f"https://{manager.address}/logs", data=body, timeout=30,
-                               headers={"Content-Encoding": "gzip",
-                                        "Content-Type": "application/x-ndjson",
-                                        "X-Heron-Batch-Id": f"crash-{batch}-{uuid.uuid4()}"})
+            res = session.post(
+                f"https://{manager.address}/logs",
+                data=body,
+                timeout=30,
+                headers={
+                    "Content-Encoding": "gzip",
+                    "Content-Type": "application/x-ndjson",
+                    "X-Heron-Batch-Id": f"crash-{batch}-{uuid.uuid4()}",
+                },
+            )
         except requests.RequestException:
             return  # the manager is gone
         if res.status_code == 200:
@@ -89,18 +108,38 @@ def test_kill_9_of_the_manager_loses_no_acknowledged_event(tmp_path: Path) -> No
         manager.proc = None
         manager.start()
         total = len(acked) * BATCH
-        sql = ("SELECT count(*), count(DISTINCT regexp_extract(command_line, "
-               "'marker (b\\d+e\\d+)', 1)) FROM events")
-        rows = wait_for(lambda: (r := manager.admin("POST", "/hunt/sql", {"query": sql})["rows"])
-                        and r[0][0] >= total and r, 60, "the acknowledged events in SQL")
+        sql = (
+            "SELECT count(*), count(DISTINCT regexp_extract(command_line, "
+            "'marker (b\\d+e\\d+)', 1)) FROM events"
+        )
+        rows = wait_for(
+            lambda: (
+                (r := manager.admin("POST", "/hunt/sql", {"query": sql})["rows"])
+                and r[0][0] >= total
+                and r
+            ),
+            60,
+            "the acknowledged events in SQL",
+        )
         count, distinct = rows[0]
         assert count == distinct  # nothing twice (the unacknowledged tail may be there once)
-        markers = {r[0] for r in manager.admin("POST", "/hunt/sql", {
-            "query": "SELECT regexp_extract(command_line, 'marker (b\\d+e\\d+)', 1) FROM events",
-            "max_rows": 100_000})["rows"]}
+        markers = {
+            r[0]
+            for r in manager.admin(
+                "POST",
+                "/hunt/sql",
+                {
+                    "query": "SELECT regexp_extract(command_line, 'marker (b\\d+e\\d+)', 1) FROM events",
+                    "max_rows": 100_000,
+                },
+            )["rows"]
+        }
         assert {f"b{b}e{i}" for b in acked for i in range(BATCH)} <= markers
-        wait_for(lambda: manager.admin("GET", "/search?q=EventID:1&limit=1")["total"] == count,
-                 20, "Tantivy to hold exactly what DuckDB holds (searchable within 2 s)")
+        wait_for(
+            lambda: manager.admin("GET", "/search?q=EventID:1&limit=1")["total"] == count,
+            20,
+            "Tantivy to hold exactly what DuckDB holds (searchable within 2 s)",
+        )
         probe = acked[len(acked) // 2]
         assert manager.admin("GET", f"/search?q=Marker:b{probe}e7")["total"] == 1
     finally:

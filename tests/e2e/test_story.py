@@ -301,8 +301,12 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
         assert {"event.json", "processes.json"} <= names, names
     # the agent dumps a file once per sha256 across its artifact store: a later report of the
     # same process references the first copy (filerefs.json), so one report carries it
-    dumped = [a for attrs in rendered for a in attrs
-              if a["object_relation"] in ("executable", "additional-file")]
+    dumped = [
+        a
+        for attrs in rendered
+        for a in attrs
+        if a["object_relation"] in ("executable", "additional-file")
+    ]
     assert any("evil-updater" in a["value"] for a in dumped), rendered
     assert not misp.violations, misp.violations
     assert killed_after < 10

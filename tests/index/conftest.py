@@ -49,8 +49,9 @@ def corpus_store(
 ) -> Iterator[EventStore]:
     """One store holding the whole corpus (read-only tests share it), indexed as the manager
     does: Tantivy written by the writer child process."""
-    with EventStore(tmp_path_factory.mktemp("corpus-store"), fsync=False,
-                    index_process=True) as store:
+    with EventStore(
+        tmp_path_factory.mktemp("corpus-store"), fsync=False, index_process=True
+    ) as store:
         ingest(store, corpus)
         yield store
 
@@ -71,12 +72,24 @@ def make_store(tmp_path: Path) -> Iterator[Callable[..., EventStore]]:
         store.close()
 
 
-def sysmon(image: str, cmd: str, *, when: str = "2024-03-01T10:00:00.1234567Z",
-           extra: dict[str, Any] | None = None, event_id: Any = "1") -> dict[str, Any]:
+def sysmon(
+    image: str,
+    cmd: str,
+    *,
+    when: str = "2024-03-01T10:00:00.1234567Z",
+    extra: dict[str, Any] | None = None,
+    event_id: Any = "1",
+) -> dict[str, Any]:
     """A small Sysmon process-creation event."""
     data = {"Image": image, "CommandLine": cmd, **(extra or {})}
-    return {"Event": {
-        "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "WS-1",
-                   "EventID": event_id, "TimeCreated": {"SystemTime": when}},
-        "EventData": data,
-    }}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "Computer": "WS-1",
+                "EventID": event_id,
+                "TimeCreated": {"SystemTime": when},
+            },
+            "EventData": data,
+        }
+    }

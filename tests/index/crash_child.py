@@ -18,13 +18,23 @@ BATCH = 40
 
 def event(batch: int, i: int) -> dict[str, object]:
     """A Sysmon-like event carrying a unique marker."""
-    return {"Event": {
-        "System": {"Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "WS-CRASH",
-                   "EventID": 1, "TimeCreated": {"SystemTime": f"2024-05-01T00:{batch % 60:02d}:"
-                                                                f"{i % 60:02d}.000000Z"}},
-        "EventData": {"Image": "C:\\Windows\\System32\\cmd.exe",
-                      "CommandLine": f"cmd /c marker b{batch}e{i}", "Marker": f"b{batch}e{i}"},
-    }}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "Computer": "WS-CRASH",
+                "EventID": 1,
+                "TimeCreated": {
+                    "SystemTime": f"2024-05-01T00:{batch % 60:02d}:{i % 60:02d}.000000Z"
+                },
+            },
+            "EventData": {
+                "Image": "C:\\Windows\\System32\\cmd.exe",
+                "CommandLine": f"cmd /c marker b{batch}e{i}",
+                "Marker": f"b{batch}e{i}",
+            },
+        }
+    }
 
 
 def main() -> None:
@@ -37,8 +47,9 @@ def main() -> None:
     endpoint = EndpointRef("crash-endpoint", "WS-CRASH")
     batch = start
     while True:
-        result = store.append([event(batch, i) for i in range(BATCH)], endpoint=endpoint,
-                              batch_id=f"batch-{batch}")
+        result = store.append(
+            [event(batch, i) for i in range(BATCH)], endpoint=endpoint, batch_id=f"batch-{batch}"
+        )
         print(f"ACK {batch} {result.first_seq} {result.count}", flush=True)
         batch += 1
 

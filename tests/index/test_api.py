@@ -8,9 +8,19 @@ from index import errors
 
 def test_exported_names_are_pinned() -> None:
     assert sorted(index.__all__) == [
-        "AppendResult", "EndpointRef", "EventStore", "IndexQueryError", "InvalidEventError",
-        "SearchPage", "SqlError", "SqlResult", "StoreClosedError", "StoreError", "StoreState",
-        "parse_duration", "parse_time_window",
+        "AppendResult",
+        "EndpointRef",
+        "EventStore",
+        "IndexQueryError",
+        "InvalidEventError",
+        "SearchPage",
+        "SqlError",
+        "SqlResult",
+        "StoreClosedError",
+        "StoreError",
+        "StoreState",
+        "parse_duration",
+        "parse_time_window",
     ]
     for name in index.__all__:
         assert getattr(index, name) is not None
@@ -23,4 +33,9 @@ def test_error_tree_subclasses_builtins() -> None:
     assert issubclass(errors.StoreError, OSError)
     assert issubclass(errors.StoreClosedError, errors.StoreError)
     assert set(errors.__all__) == {
-        "IndexQueryError", "InvalidEventError", "SqlError", "StoreClosedError", "StoreError"}
+        "IndexQueryError",
+        "InvalidEventError",
+        "SqlError",
+        "StoreClosedError",
+        "StoreError",
+    }

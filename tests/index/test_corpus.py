@@ -49,8 +49,9 @@ def test_find_by_sha256_from_hashes(corpus_store: EventStore, corpus: Corpus) ->
 
 def test_find_by_command_line_phrase(corpus_store: EventStore, corpus: Corpus) -> None:
     pattern = re.compile(r"(?<![0-9a-z])net[^0-9a-z]+user(?![0-9a-z])")
-    expected = [e for _, e in corpus
-                if pattern.search(str(_data(e).get("CommandLine", "")).lower())]
+    expected = [
+        e for _, e in corpus if pattern.search(str(_data(e).get("CommandLine", "")).lower())
+    ]
     assert expected
     page = corpus_store.search('CommandLine:"net user"', limit=1000)
     assert page.total == len(expected)
@@ -64,9 +65,13 @@ def test_find_by_path_with_backslashes(corpus_store: EventStore, corpus: Corpus)
     for query in (f"Image:{path}", f'Image:"{path}"', f"Image:{path.upper()}"):
         assert corpus_store.search(query).total == expected, query
     # Anchored wildcard over the full value, with backslashes literal.
-    downloads = sum(1 for _, e in corpus
-                    if re.fullmatch(r"c:\\users\\.*\\downloads\\.*\.exe",
-                                    str(_data(e).get("TargetFilename", "")).lower()))
+    downloads = sum(
+        1
+        for _, e in corpus
+        if re.fullmatch(
+            r"c:\\users\\.*\\downloads\\.*\.exe", str(_data(e).get("TargetFilename", "")).lower()
+        )
+    )
     assert corpus_store.search("TargetFilename:C:\\Users\\*\\Downloads\\*.exe").total == downloads
 
 
@@ -75,8 +80,10 @@ def test_wildcard_contains(corpus_store: EventStore, corpus: Corpus) -> None:
     assert expected > 0
     assert corpus_store.search("Image:*powershell*").total == expected
     assert corpus_store.search("Image:*PowerShell* AND EventID:1").total == sum(
-        1 for _, e in corpus
-        if "powershell" in str(_data(e).get("Image", "")).lower() and Event(e).event_id == 1)
+        1
+        for _, e in corpus
+        if "powershell" in str(_data(e).get("Image", "")).lower() and Event(e).event_id == 1
+    )
 
 
 def test_time_range_newest_first(corpus_store: EventStore, corpus: Corpus) -> None:
@@ -95,8 +102,10 @@ def test_pagination_returns_each_event_once(corpus_store: EventStore, corpus: Co
     expected = sum(1 for _, e in corpus if Event(e).event_id in (1, 4624))
     assert len(events) == expected
     hashes = Counter(e["Event"]["EdrData"]["Event"]["Hash"] for e in events)
-    want = Counter(e["Event"]["EdrData"]["Event"]["Hash"]
-                   for e in corpus_store.iter_events(query="EventID:4624 OR EventID:1"))
+    want = Counter(
+        e["Event"]["EdrData"]["Event"]["Hash"]
+        for e in corpus_store.iter_events(query="EventID:4624 OR EventID:1")
+    )
     assert hashes == want
 
 
@@ -113,8 +122,11 @@ def test_endpoint_filter(corpus_store: EventStore, corpus: Corpus) -> None:
 
 def test_boolean_operators(corpus_store: EventStore, corpus: Corpus) -> None:
     sysmon = sum(1 for _, e in corpus if Event(e).channel == "Microsoft-Windows-Sysmon/Operational")
-    eid1 = sum(1 for _, e in corpus if Event(e).channel == "Microsoft-Windows-Sysmon/Operational"
-               and Event(e).event_id == 1)
+    eid1 = sum(
+        1
+        for _, e in corpus
+        if Event(e).channel == "Microsoft-Windows-Sysmon/Operational" and Event(e).event_id == 1
+    )
     channel = 'Channel:"Microsoft-Windows-Sysmon/Operational"'
     assert corpus_store.search(channel).total == sysmon
     assert corpus_store.search(f"{channel} AND NOT EventID:1").total == sysmon - eid1
@@ -123,20 +135,22 @@ def test_boolean_operators(corpus_store: EventStore, corpus: Corpus) -> None:
     both = corpus_store.search("EventID:1 OR EventID:3").total
     assert both == corpus_store.search("EventID:1").total + corpus_store.search("EventID:3").total
     assert corpus_store.search("EventID:[1 TO 3]").total == sum(
-        1 for _, e in corpus if 1 <= Event(e).event_id <= 3)
+        1 for _, e in corpus if 1 <= Event(e).event_id <= 3
+    )
 
 
 def test_sql_aggregations(corpus_store: EventStore, corpus: Corpus) -> None:
     result = corpus_store.sql(
-        "SELECT event_id, count(*) AS n FROM events GROUP BY event_id ORDER BY n DESC, event_id")
+        "SELECT event_id, count(*) AS n FROM events GROUP BY event_id ORDER BY n DESC, event_id"
+    )
     assert result.columns == ["event_id", "n"]
     expected = Counter(Event(e).event_id for _, e in corpus)
     assert dict(result.rows) == dict(expected)
-    per_endpoint = dict(corpus_store.sql(
-        "SELECT endpoint, count(*) FROM events GROUP BY 1").rows)
+    per_endpoint = dict(corpus_store.sql("SELECT endpoint, count(*) FROM events GROUP BY 1").rows)
     assert per_endpoint == dict(Counter(endpoint_for(f).uuid.lower() for f, _ in corpus))
     hourly = corpus_store.sql(
-        "SELECT date_trunc('hour', ts) AS h, count(*) FROM events GROUP BY 1 ORDER BY 1")
+        "SELECT date_trunc('hour', ts) AS h, count(*) FROM events GROUP BY 1 ORDER BY 1"
+    )
     assert sum(n for _, n in hourly.rows) == len(corpus)
 
 

@@ -24,8 +24,11 @@ MakeStore = Callable[..., EventStore]
 
 def _fill(store: EventStore, batches: int, size: int = 10) -> None:
     for b in range(batches):
-        store.append([sysmon(f"C:\\b{b}\\e{i}.exe", f"run b{b} e{i}") for i in range(size)],
-                     endpoint=EP, batch_id=f"batch-{b}")
+        store.append(
+            [sysmon(f"C:\\b{b}\\e{i}.exe", f"run b{b} e{i}") for i in range(size)],
+            endpoint=EP,
+            batch_id=f"batch-{b}",
+        )
 
 
 def test_reopen_keeps_events_and_dedup_keys(tmp_path: Path) -> None:
@@ -76,7 +79,8 @@ def test_replay_is_idempotent_when_backends_disagree(tmp_path: Path) -> None:
         store.flush()
         assert store.count() == 40
         assert store.sql("SELECT count(*), count(DISTINCT seq), max(seq) FROM events").rows == [
-            (40, 40, 40)]
+            (40, 40, 40)
+        ]
 
 
 def test_reindex_rebuilds_everything(make_store: MakeStore) -> None:
@@ -94,7 +98,11 @@ def test_kill_9_during_ingest_loses_no_acknowledged_event(tmp_path: Path, mode: 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.index.crash_child", str(root), "0", mode],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     acked: list[tuple[int, int, int]] = []
     assert child.stdout is not None
     writer_pid = int(child.stdout.readline().split()[1]) if mode == "process" else None
@@ -120,10 +128,15 @@ def test_kill_9_during_ingest_loses_no_acknowledged_event(tmp_path: Path, mode: 
         journaled = store.journal.next_seq - 1
         assert total == journaled  # every journaled event indexed exactly once
         assert store.sql("SELECT count(*), count(DISTINCT seq) FROM events").rows == [
-            (journaled, journaled)]
-        markers = {r[0] for r in store.sql(
-            "SELECT regexp_extract(command_line, 'marker (b\\d+e\\d+)', 1) FROM events",
-            max_rows=1_000_000).rows}
+            (journaled, journaled)
+        ]
+        markers = {
+            r[0]
+            for r in store.sql(
+                "SELECT regexp_extract(command_line, 'marker (b\\d+e\\d+)', 1) FROM events",
+                max_rows=1_000_000,
+            ).rows
+        }
         for batch, _first, count in acked:
             for i in range(count):
                 assert f"b{batch}e{i}" in markers
@@ -131,8 +144,11 @@ def test_kill_9_during_ingest_loses_no_acknowledged_event(tmp_path: Path, mode: 
         assert store.search(f"Marker:b{probe_batch}e7").total == 1
         assert store.search(f'CommandLine:"marker b{probe_batch}e7"').total == 1
         # The child's batches are deduplicated after the restart.
-        assert store.append([sysmon("a", "b")], endpoint=EndpointRef("crash-endpoint"),
-                            batch_id=f"batch-{acked[-1][0]}").duplicate
+        assert store.append(
+            [sysmon("a", "b")],
+            endpoint=EndpointRef("crash-endpoint"),
+            batch_id=f"batch-{acked[-1][0]}",
+        ).duplicate
 
 
 def _gone(pid: int, within: float) -> bool:
@@ -152,12 +168,19 @@ def test_second_owner_is_refused(tmp_path: Path) -> None:
     from index import StoreError
 
     with EventStore(tmp_path / "s", fsync=False) as store:
-        code = ("import sys; from index import EventStore, StoreError\n"
-                "try:\n    EventStore(sys.argv[1])\nexcept StoreError as ex:\n"
-                "    print('refused:', ex); sys.exit(3)\n")
-        proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                              text=True, timeout=60)
+        code = (
+            "import sys; from index import EventStore, StoreError\n"
+            "try:\n    EventStore(sys.argv[1])\nexcept StoreError as ex:\n"
+            "    print('refused:', ex); sys.exit(3)\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "s")],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 3, proc.stderr
         assert "in use by another process" in proc.stdout
         with pytest.raises(StoreError):  # same process, same root: refused as well

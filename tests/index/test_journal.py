@@ -18,8 +18,7 @@ def _ev(tag: str, size: int = 10) -> dict[str, object]:
 
 
 def _append(journal: Journal, tag: str, size: int = 10) -> None:
-    journal.append([_ev(tag, size)], endpoint=EP, batch_id=tag, rt_ns=1,
-                   first_seq=journal.next_seq)
+    journal.append([_ev(tag, size)], endpoint=EP, batch_id=tag, rt_ns=1, first_seq=journal.next_seq)
 
 
 class _FailingFsync:

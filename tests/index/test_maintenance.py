@@ -81,8 +81,7 @@ def test_merge_segments_and_stats(make_store: MakeStore) -> None:
     stats = store.stats()
     assert stats["events"] == 30 and stats["next_seq"] == 31 and stats["pending"] == 0
     assert stats["indexer_error"] is None
-    assert stats["bytes"]["total"] == sum(
-        v for k, v in stats["bytes"].items() if k != "total")
+    assert stats["bytes"]["total"] == sum(v for k, v in stats["bytes"].items() if k != "total")
     assert store.search("Image:C:\\s3\\*").total == 5
 
 
@@ -113,7 +112,8 @@ def test_retention_by_size_is_stable_without_new_events_and_across_reopen(tmp_pa
 
 
 def test_retention_by_size_keeps_working_after_a_pass_that_dropped_everything(
-        make_store: MakeStore) -> None:
+    make_store: MakeStore,
+) -> None:
     store = make_store(journal_segment_bytes=10**9)  # one journal segment: it is never dropped
     for b in range(4):
         store.append(_batch(f"e{b}"), endpoint=EP)

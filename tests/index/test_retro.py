@@ -33,7 +33,9 @@ def _hits(engine: rules.Engine, events: list[dict[str, Any]]) -> Counter[tuple[s
 
 
 def test_retro_hunt_matches_scan_and_is_stored_as_retro(
-    engine: rules.Engine, corpus: list[tuple[str, dict[str, Any]]], corpus_store: EventStore,
+    engine: rules.Engine,
+    corpus: list[tuple[str, dict[str, Any]]],
+    corpus_store: EventStore,
     tmp_path: Path,
 ) -> None:
     scanned = _hits(engine, [copy.deepcopy(e) for _, e in corpus])

@@ -22,8 +22,9 @@ EP = EndpointRef("sink-1", "WS-SINK")
 MakeStore = Callable[..., EventStore]
 
 
-def _fail_call(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, nth: int,
-               message: str) -> None:
+def _fail_call(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, nth: int, message: str
+) -> None:
     """Make the ``nth`` call of ``owner.name`` raise ``StoreError(message)``."""
     real = getattr(owner, name)
     calls = {"n": 0}
@@ -39,8 +40,11 @@ def _fail_call(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, nth: i
 
 def _fill(store: EventStore, batches: int, size: int = 10, start: int = 0) -> None:
     for b in range(start, start + batches):
-        store.append([sysmon(f"C:\\b{b}\\e{i}.exe", f"run b{b} e{i}") for i in range(size)],
-                     endpoint=EP, batch_id=f"batch-{b}")
+        store.append(
+            [sysmon(f"C:\\b{b}\\e{i}.exe", f"run b{b} e{i}") for i in range(size)],
+            endpoint=EP,
+            batch_id=f"batch-{b}",
+        )
 
 
 @pytest.mark.parametrize("process", [False, True], ids=["thread", "process"])
@@ -90,8 +94,11 @@ def test_killed_writer_process_is_replaced_and_the_journal_replayed(
     assert store.count() == 40
     assert store.search("Image:C:\\b3\\e9.exe").total == 1
     assert store.sql("SELECT count(*), count(DISTINCT seq) FROM events").rows == [(40, 40)]
-    assert store.health() == {"backlog": 0, "error": None,
-                              "writer_pid": store.stats()["writer_pid"]}
+    assert store.health() == {
+        "backlog": 0,
+        "error": None,
+        "writer_pid": store.stats()["writer_pid"],
+    }
     store.close()
     reopened = make_store("s", index_process=True)
     assert reopened.count() == 40
@@ -159,7 +166,7 @@ def test_frozen_manager_starts_the_writer_through_its_cli(
     assert appliance.cli.FROZEN_INDEX_WRITER == FROZEN_ARG
     root = Path(__file__).resolve().parents[2]
     fake = tmp_path / "heron-manager"
-    fake.write_text(f"#!/bin/sh\ncd {root}\nexec {sys.executable} -m appliance \"$@\"\n")
+    fake.write_text(f'#!/bin/sh\ncd {root}\nexec {sys.executable} -m appliance "$@"\n')
     fake.chmod(0o755)
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "executable", str(fake))
@@ -242,8 +249,11 @@ def test_a_repair_after_retention_does_not_bring_deleted_events_back(
 @pytest.mark.parametrize("process", [False, True], ids=["thread", "process"])
 def test_a_negative_event_id_does_not_stop_indexing(make_store: MakeStore, process: bool) -> None:
     store = make_store(index_process=process)
-    store.append([sysmon("C:\\n\\a.exe", "x", event_id="-5"), sysmon("C:\\n\\b.exe", "y")],
-                 endpoint=EP, batch_id="neg")
+    store.append(
+        [sysmon("C:\\n\\a.exe", "x", event_id="-5"), sysmon("C:\\n\\b.exe", "y")],
+        endpoint=EP,
+        batch_id="neg",
+    )
     store.flush()
     assert store.count() == 2 and store.health()["error"] is None
     assert store.search("Image:C:\\n\\a.exe").total == 1
@@ -301,8 +311,11 @@ def test_a_failed_retention_delete_is_retried_by_the_next_pass(
     _fill(store, 1, start=2)
     store.flush()
     real = store._indexer._sink.delete_below
-    monkeypatch.setattr(store._indexer._sink, "delete_below",
-                        lambda seq: (_ for _ in ()).throw(StoreError("simulated delete failure")))
+    monkeypatch.setattr(
+        store._indexer._sink,
+        "delete_below",
+        lambda seq: (_ for _ in ()).throw(StoreError("simulated delete failure")),
+    )
     with pytest.raises(StoreError, match="simulated"):
         store.apply_retention(max_age=timedelta(minutes=30))
     monkeypatch.setattr(store._indexer._sink, "delete_below", real)
@@ -369,13 +382,16 @@ def test_a_failed_journal_write_leaves_nothing_behind(
     acked = store.append([sysmon("C:\\acked.exe", "x")] * 5, endpoint=EP, batch_id="acked")
     assert acked.first_seq == 11
     assert [(r.first_seq, r.batch_id) for r in store.journal.read()] == [
-        (1, "batch-0"), (11, "acked")]
+        (1, "batch-0"),
+        (11, "acked"),
+    ]
     assert store.reindex() == 15
     assert store.search("Image:C:\\acked.exe").total == 5
     assert store.search("Image:C:\\unacked.exe").total == 0
     # the refused batch is not a "duplicate": its retry is stored
-    assert not store.append([sysmon("C:\\unacked.exe", "x")] * 3, endpoint=EP,
-                            batch_id="unacked").duplicate
+    assert not store.append(
+        [sysmon("C:\\unacked.exe", "x")] * 3, endpoint=EP, batch_id="unacked"
+    ).duplicate
 
 
 def test_a_rebuilt_index_does_not_bring_back_events_below_the_retention_floor(

@@ -38,8 +38,12 @@ def test_append_sets_edrdata_and_is_idempotent(make_store: MakeStore) -> None:
     page = store.search(endpoint="ab12-cd")
     assert page.total == 1
     edr = page.events[0]["Event"]["EdrData"]
-    assert edr["Endpoint"] == {"UUID": "AB12-CD", "IP": "192.0.2.1", "Hostname": "WS-1",
-                               "Group": "lab"}
+    assert edr["Endpoint"] == {
+        "UUID": "AB12-CD",
+        "IP": "192.0.2.1",
+        "Hostname": "WS-1",
+        "Group": "lab",
+    }
     assert edr["Event"]["ReceiptTime"] == "2023-11-14T22:13:20.500000000Z"
     assert edr["Event"]["Detection"] is False
     assert len(edr["Event"]["Hash"]) == 40
@@ -64,8 +68,13 @@ def test_invalid_events_are_rejected_before_journaling(make_store: MakeStore) ->
 def test_hashes_are_exact_raw_tokens(make_store: MakeStore) -> None:
     store = make_store()
     hashes = f"SHA1={'B' * 40},MD5={'C' * 32},SHA256={SHA256},IMPHASH={'D' * 32}"
-    store.append([sysmon("C:\\a.exe", "a", extra={"Hashes": hashes}),
-                  sysmon("C:\\b.exe", "b", extra={"Hashes": f"SHA256={'E' * 64}"})], endpoint=EP)
+    store.append(
+        [
+            sysmon("C:\\a.exe", "a", extra={"Hashes": hashes}),
+            sysmon("C:\\b.exe", "b", extra={"Hashes": f"SHA256={'E' * 64}"}),
+        ],
+        endpoint=EP,
+    )
     store.flush()
     assert store.search(f"sha256:{SHA256.lower()}").total == 1
     assert store.search(f"md5:{'c' * 32}").total == 1
@@ -73,17 +82,25 @@ def test_hashes_are_exact_raw_tokens(make_store: MakeStore) -> None:
     assert store.search(SHA256).total == 1  # free text finds long hashes too
     assert store.search(f"sha256:{SHA256[:-1]}").total == 0
     assert store.sql("SELECT sha256, md5 FROM events WHERE image = 'C:\\a.exe'").rows == [
-        (SHA256.lower(), "c" * 32)]
+        (SHA256.lower(), "c" * 32)
+    ]
 
 
 def test_windows_paths_and_wildcards(make_store: MakeStore) -> None:
     store = make_store()
-    store.append([
-        sysmon("C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
-               "powershell -enc AAA"),
-        sysmon("C:\\Windows\\System32\\cmd.exe", "cmd.exe /c \"net user administrator /domain\""),
-        sysmon("C:\\Users\\bob\\Downloads\\cmd.exe", "x", extra={"TargetUserName": "Bob Admin"}),
-    ], endpoint=EP)
+    store.append(
+        [
+            sysmon(
+                "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+                "powershell -enc AAA",
+            ),
+            sysmon("C:\\Windows\\System32\\cmd.exe", 'cmd.exe /c "net user administrator /domain"'),
+            sysmon(
+                "C:\\Users\\bob\\Downloads\\cmd.exe", "x", extra={"TargetUserName": "Bob Admin"}
+            ),
+        ],
+        endpoint=EP,
+    )
     store.flush()
     assert store.search("Image:*powershell*").total == 1
     assert store.search("Image:C:\\Windows\\System32\\cmd.exe").total == 1
@@ -109,12 +126,19 @@ def test_windows_paths_and_wildcards(make_store: MakeStore) -> None:
 
 def test_event_id_forms_and_ranges(make_store: MakeStore) -> None:
     store = make_store()
-    store.append([
-        sysmon("a", "a", event_id=1, when="2024-03-01T10:00:00Z"),
-        sysmon("b", "b", event_id="4688", when="2024-03-01T11:00:00Z"),
-        sysmon("c", "c", event_id={"Qualifiers": 16384, "Value": 7045},
-               when="2024-03-01T12:00:00+02:00"),
-    ], endpoint=EP)
+    store.append(
+        [
+            sysmon("a", "a", event_id=1, when="2024-03-01T10:00:00Z"),
+            sysmon("b", "b", event_id="4688", when="2024-03-01T11:00:00Z"),
+            sysmon(
+                "c",
+                "c",
+                event_id={"Qualifiers": 16384, "Value": 7045},
+                when="2024-03-01T12:00:00+02:00",
+            ),
+        ],
+        endpoint=EP,
+    )
     store.flush()
     assert store.search("EventID:7045").total == 1
     assert store.search("EventID:>=4688").total == 2
@@ -193,9 +217,11 @@ def test_concurrent_appends_and_searches(make_store: MakeStore) -> None:
     def writer(w: int) -> None:
         try:
             for b in range(15):
-                store.append([sysmon(f"C:\\w{w}\\b{b}\\{i}.exe", f"w{w} b{b} {i}")
-                              for i in range(7)], endpoint=EndpointRef(f"ep-{w}"),
-                             batch_id=f"{b}")
+                store.append(
+                    [sysmon(f"C:\\w{w}\\b{b}\\{i}.exe", f"w{w} b{b} {i}") for i in range(7)],
+                    endpoint=EndpointRef(f"ep-{w}"),
+                    batch_id=f"{b}",
+                )
         except BaseException as ex:  # noqa: BLE001 - reported below
             errors.append(ex)
 
@@ -229,8 +255,9 @@ def test_iter_events_walks_windows_in_store_order(
 
     monkeypatch.setattr(index.store, "_ITER_WINDOW", 7)
     store = make_store()
-    store.append([sysmon(f"C:\\it\\{i}.exe", f"it {i}", event_id=1 + i % 3) for i in range(40)],
-                 endpoint=EP)
+    store.append(
+        [sysmon(f"C:\\it\\{i}.exe", f"it {i}", event_id=1 + i % 3) for i in range(40)], endpoint=EP
+    )
     store.flush()
     images = [e["Event"]["EventData"]["Image"] for e in store.iter_events()]
     assert images == [f"C:\\it\\{i}.exe" for i in range(40)]
@@ -241,17 +268,32 @@ def test_iter_events_walks_windows_in_store_order(
 def test_attack_techniques_and_tactics_are_searchable_and_in_sql(make_store: MakeStore) -> None:
     store = make_store()
     hit = sysmon("C:\\x\\sh.exe", "sh -c decode")
-    hit["Event"]["Detection"] = {"Signature": ["Decode"], "Criticality": 7, "ATTACK": [
-        {"ID": "T1059.004", "Tactic": "execution", "Reference": ""},
-        {"ID": "T1140", "Tactic": "Defense Evasion", "Description": "", "Reference": ""},
-        "not an object"]}
+    hit["Event"]["Detection"] = {
+        "Signature": ["Decode"],
+        "Criticality": 7,
+        "ATTACK": [
+            {"ID": "T1059.004", "Tactic": "execution", "Reference": ""},
+            {"ID": "T1140", "Tactic": "Defense Evasion", "Description": "", "Reference": ""},
+            "not an object",
+        ],
+    }
     plain = sysmon("C:\\x\\ls.exe", "ls")
-    plain["Event"]["Detection"] = {"Signature": [], "Criticality": 0,
-                                   "ATTACK": [{"ID": "T9999", "Tactic": "x"}]}
+    plain["Event"]["Detection"] = {
+        "Signature": [],
+        "Criticality": 0,
+        "ATTACK": [{"ID": "T9999", "Tactic": "x"}],
+    }
     store.append([hit, plain, sysmon("C:\\x\\other.exe", "T1140 execution")], endpoint=EP)
     store.flush()
-    for query in ("attack:T1059", "attack:t1059.004", "technique:T1140", "tactic:execution",
-                  'tactic:"Defense Evasion"', "attack:defense-evasion", "attack:T11*"):
+    for query in (
+        "attack:T1059",
+        "attack:t1059.004",
+        "technique:T1140",
+        "tactic:execution",
+        'tactic:"Defense Evasion"',
+        "attack:defense-evasion",
+        "attack:T11*",
+    ):
         assert store.search(query).total == 1, query
     # a sub-technique query does not match its parent; no signature → no ATT&CK indexed
     assert store.search("attack:T1059.001").total == 0

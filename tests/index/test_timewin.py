@@ -15,14 +15,17 @@ def clock() -> float:
     return NOW.timestamp()
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("90s", timedelta(seconds=90)),
-    ("1h30m", timedelta(hours=1, minutes=30)),
-    ("250ms", timedelta(milliseconds=250)),
-    ("7d", timedelta(days=7)),
-    ("1.5h", timedelta(minutes=90)),
-    ("0", timedelta(0)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("250ms", timedelta(milliseconds=250)),
+        ("7d", timedelta(days=7)),
+        ("1.5h", timedelta(minutes=90)),
+        ("0", timedelta(0)),
+    ],
+)
 def test_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
@@ -39,8 +42,9 @@ def test_no_parameters_means_last_hour() -> None:
 
 
 def test_last_wins() -> None:
-    window = parse_time_window(last="2d", since="2020-01-01T00:00:00Z",
-                               pivot="2021-01-01T00:00:00Z", clock=clock)
+    window = parse_time_window(
+        last="2d", since="2020-01-01T00:00:00Z", pivot="2021-01-01T00:00:00Z", clock=clock
+    )
     assert window == (NOW - timedelta(days=2), NOW)
 
 
@@ -48,9 +52,13 @@ def test_pivot_and_delta() -> None:
     pivot = "2024-05-01T10:00:00+02:00"
     center = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
     assert parse_time_window(pivot=pivot, clock=clock) == (
-        center - timedelta(minutes=10), center + timedelta(minutes=10))
+        center - timedelta(minutes=10),
+        center + timedelta(minutes=10),
+    )
     assert parse_time_window(pivot=pivot, delta="1h", clock=clock) == (
-        center - timedelta(hours=1), center + timedelta(hours=1))
+        center - timedelta(hours=1),
+        center + timedelta(hours=1),
+    )
 
 
 def test_since_until() -> None:

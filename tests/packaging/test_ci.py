@@ -41,8 +41,10 @@ def test_make_targets_run_the_packaging_scripts(target: str, script: str) -> Non
     prereq, body = _recipe(target)
     # build/deb/offline-bundle name stamp files whose recipes run the scripts (issue 15)
     for stamp in (p for p in prereq if p.startswith("dist/.stamp-")):
-        body = body + [line.split()[0] + " " + line.split()[1] if line.startswith("bash ") else
-                       line for line in _recipe(stamp)[1]]
+        body = body + [
+            line.split()[0] + " " + line.split()[1] if line.startswith("bash ") else line
+            for line in _recipe(stamp)[1]
+        ]
     assert any(line.startswith(f"bash {script}") for line in body)
     assert (ROOT / script).is_file()
     run(["bash", "-n", str(ROOT / script)])
@@ -113,8 +115,13 @@ def test_windows_unit_job_runs_the_windows_tests() -> None:
     job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["unit"]
     assert str(job["runs-on"]).startswith("windows")
     run_line = "\n".join(_steps(job))
-    for path in ("tests/windows", "tests/agent/test_etw.py", "tests/appliance/test_sockets.py",
-                 "tests/appliance/test_server_select.py", "tests/agent/test_actions_windows.py"):
+    for path in (
+        "tests/windows",
+        "tests/agent/test_etw.py",
+        "tests/appliance/test_sockets.py",
+        "tests/appliance/test_server_select.py",
+        "tests/agent/test_actions_windows.py",
+    ):
         assert path in run_line
         assert (ROOT / path.split("::")[0]).exists()
     for node in (line.strip() for line in run_line.split() if "::" in line):

@@ -187,8 +187,11 @@ def test_agent_install_enroll_and_purge(
     root.dpkg(
         "-i",
         str(fake_debs["agent"]),
-        env={"HERON_MANAGER": "mgr.example:1519", "HERON_ENROLL_TOKEN": "tok-123",
-             "HERON_CA_SHA256": "cd" * 32},
+        env={
+            "HERON_MANAGER": "mgr.example:1519",
+            "HERON_ENROLL_TOKEN": "tok-123",
+            "HERON_CA_SHA256": "cd" * 32,
+        },
     )
     assert root.calls() == [
         f"heron-agent enroll --config {root.path}/etc/heron/agent.toml "
@@ -280,17 +283,39 @@ def test_manager_install_chooses_the_admin_address_and_never_queries_dns(
     root = dpkg_root()
     trace = tmp_path / "connect.trace"
     out = run(
-        ["unshare", "-n", "strace", "-f", "-qq", "-e", "trace=connect,open,openat",
-         "-e", "signal=none", "-o", str(trace),
-         "dpkg", f"--root={root.path}", "--force-script-chrootless", "--force-depends",
-         "--force-unsafe-io", "--log=/dev/null", "-i", str(fake_debs["manager"])],
+        [
+            "unshare",
+            "-n",
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=connect,open,openat",
+            "-e",
+            "signal=none",
+            "-o",
+            str(trace),
+            "dpkg",
+            f"--root={root.path}",
+            "--force-script-chrootless",
+            "--force-depends",
+            "--force-unsafe-io",
+            "--log=/dev/null",
+            "-i",
+            str(fake_debs["manager"]),
+        ],
         env={"HERON_FAKE_LOG": str(root.log), "HERON_ADMIN_LISTEN": "0.0.0.0:1520"},
     )
     connects = trace.read_text()
     # a host-name lookup reads /etc/hosts and resolv.conf and asks a DNS server or resolved
     # (nscd connects are user/group lookups of dpkg and useradd: not DNS)
-    lookups = [line for line in connects.splitlines() if any(
-        s in line for s in ("htons(53)", "io.systemd.Resolve", "resolv.conf", '"/etc/hosts"'))]
+    lookups = [
+        line
+        for line in connects.splitlines()
+        if any(
+            s in line for s in ("htons(53)", "io.systemd.Resolve", "resolv.conf", '"/etc/hosts"')
+        )
+    ]
     assert lookups == []
     (call,) = root.calls()
     assert "--admin-listen 0.0.0.0:1520" in call and "--server-name 127.0.0.1" in call

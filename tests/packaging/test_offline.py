@@ -111,8 +111,10 @@ def test_installer_installs_into_a_root(unpacked: Path, dpkg_root: Callable[[], 
     calls = root.calls()
     # Without HERON_SERVER_NAMES the host's names and loopback go into the server certificate.
     assert calls[0].startswith("heron-manager init --json --server-name ")
-    assert "--server-name localhost --server-name 127.0.0.1 --admin-listen 0.0.0.0:1520 " \
+    assert (
+        "--server-name localhost --server-name 127.0.0.1 --admin-listen 0.0.0.0:1520 "
         "--data-dir " in calls[0]
+    )
     assert calls[1].endswith(
         f"enroll --config {root.path}/etc/heron/agent.toml --data-dir "
         f"{root.path}/var/lib/heron/agent --manager mgr:1519 --token t0k --ca-sha256 {'ef' * 32}"

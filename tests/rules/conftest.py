@@ -41,8 +41,9 @@ def oracle_records() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def oracle_containers() -> dict[str, list[str]]:
-    return {name: read_container(_need(ORACLE / f"{name}.txt"))
-            for name in ("blacklist", "whitelist")}
+    return {
+        name: read_container(_need(ORACLE / f"{name}.txt")) for name in ("blacklist", "whitelist")
+    }
 
 
 def oracle_expected(name: str) -> list[tuple[str, str, int, list[str], int]]:
@@ -50,19 +51,28 @@ def oracle_expected(name: str) -> list[tuple[str, str, int, list[str], int]]:
     with open(_need(ORACLE / name), "rb") as fh:
         for line in fh:
             d = orjson.loads(line)
-            out.append((d["corpus_path"], d["channel"], d["record_id"], d["signatures"],
-                        d["severity"]))
+            out.append(
+                (d["corpus_path"], d["channel"], d["record_id"], d["signatures"], d["severity"])
+            )
     return out
 
 
-def detections_of(engine: rules.Engine, events: list[tuple[str, dict[str, Any]]]
-                  ) -> list[tuple[str, str, int, list[str], int]]:
+def detections_of(
+    engine: rules.Engine, events: list[tuple[str, dict[str, Any]]]
+) -> list[tuple[str, str, int, list[str], int]]:
     """Run the engine on (corpus_path, event) pairs; keep events with a signature."""
     got = []
     for path, event in events:
         det = engine.match(event)
         if det is not None and det.signatures:
             system = event["Event"]["System"]
-            got.append((path, system["Channel"], int(system["EventRecordID"]),
-                        list(det.signatures), det.criticality))
+            got.append(
+                (
+                    path,
+                    system["Channel"],
+                    int(system["EventRecordID"]),
+                    list(det.signatures),
+                    det.criticality,
+                )
+            )
     return got

@@ -32,8 +32,9 @@ def _lines(out: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines() if line]
 
 
-def test_scan_jsonl_prints_gene_selection(corpus_jsonl: Path, capsys: pytest.CaptureFixture
-                                          ) -> None:
+def test_scan_jsonl_prints_gene_selection(
+    corpus_jsonl: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["scan", "-r", COMPILED, str(corpus_jsonl)]) == 0
     out, err = capsys.readouterr()
     printed = _lines(out)
@@ -49,15 +50,20 @@ def test_scan_jsonl_prints_gene_selection(corpus_jsonl: Path, capsys: pytest.Cap
     assert all(e["Event"]["System"]["EventID"] == "1" for e in low)
     assert "ATTACK" not in json.dumps(printed)
     assert main(["scan", "-r", COMPILED, "--attack", "-c", "10", str(corpus_jsonl)]) == 0
-    attack = [e["Event"]["Detection"]["ATTACK"] for e in _lines(capsys.readouterr()[0])
-              if "ATTACK" in e["Event"].get("Detection", {})]
+    attack = [
+        e["Event"]["Detection"]["ATTACK"]
+        for e in _lines(capsys.readouterr()[0])
+        if "ATTACK" in e["Event"].get("Detection", {})
+    ]
     assert attack and all(len({a["ID"] for a in block}) == len(block) for block in attack)
 
 
 def test_scan_keeps_unknown_keys_and_reads_gz_dirs_and_stdin(
-        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    ev = json.loads((GENE_RULES / "tests" / "LargeBase64.json").read_text().split("\n}\n")[0]
-                    + "\n}")
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ev = json.loads(
+        (GENE_RULES / "tests" / "LargeBase64.json").read_text().split("\n}\n")[0] + "\n}"
+    )
     ev["Custom"] = {"x": 1}
     (tmp_path / "d").mkdir()
     with gzip.open(tmp_path / "d" / "e.json.gz", "wt") as fh:
@@ -68,8 +74,10 @@ def test_scan_keeps_unknown_keys_and_reads_gz_dirs_and_stdin(
     assert "LargeBase64" in printed[0]["Event"]["Detection"]["Signature"]
     import io
     import sys
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(
-        json.dumps(ev).encode() + b"\n{broken\n")))
+
+    monkeypatch.setattr(
+        sys, "stdin", io.TextIOWrapper(io.BytesIO(json.dumps(ev).encode() + b"\n{broken\n"))
+    )
     assert main(["scan", "-r", COMPILED, "--all", "-"]) == 0
     out, err = capsys.readouterr()
     assert len(_lines(out)) == 1 and "Parse errors:   1" in err
@@ -84,9 +92,12 @@ def test_scan_evtx_table_and_summary(capsys: pytest.CaptureFixture) -> None:
     assert "Hits per rule:" in out and "Events scanned:" in out
 
 
-def test_scan_jobs_2_gives_the_same_output(corpus_jsonl: Path, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scan_jobs_2_gives_the_same_output(
+    corpus_jsonl: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import rules.scan as scanmod
 
     monkeypatch.setattr(scanmod, "SPLIT_SIZE", 256 * 1024)  # force several units
@@ -98,8 +109,9 @@ def test_scan_jobs_2_gives_the_same_output(corpus_jsonl: Path, tmp_path: Path,
     assert err.count("Positives:      1046") == 2
 
 
-def test_bad_rule_stops_unless_skipped(tmp_path: Path, corpus_jsonl: Path,
-                                       capsys: pytest.CaptureFixture) -> None:
+def test_bad_rule_stops_unless_skipped(
+    tmp_path: Path, corpus_jsonl: Path, capsys: pytest.CaptureFixture
+) -> None:
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     good = (GENE_RULES / "compiled.gen").read_text().splitlines()[0]
@@ -109,8 +121,20 @@ def test_bad_rule_stops_unless_skipped(tmp_path: Path, corpus_jsonl: Path,
     assert main(["scan", "-r", str(rules_dir), str(corpus_jsonl)]) == 2
     err = capsys.readouterr()[1]
     assert f"{rules_dir / 'r.gen'}:2" in err and "'Broken'" in err and "$nope" in err
-    assert main(["scan", "-r", str(rules_dir), "--skip-bad-rules", "--format", "summary",
-                 str(corpus_jsonl)]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                "-r",
+                str(rules_dir),
+                "--skip-bad-rules",
+                "--format",
+                "summary",
+                str(corpus_jsonl),
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert "bad rule skipped" in err and "Rules loaded:   1" in out
 
@@ -133,8 +157,12 @@ def test_rules_verify_list_dump(capsys: pytest.CaptureFixture) -> None:
     assert len(capsys.readouterr()[0].splitlines()) == 134
     assert main(["rules", "dump", "-r", rules_dir, ".*"]) == 0
     dumped = capsys.readouterr()[0]
-    expected = (GENE_RULES / "compiled.gen").read_text().replace(
-        '"Tags":null', '"Tags":[]').replace('"Computers":null', '"Computers":[]')
+    expected = (
+        (GENE_RULES / "compiled.gen")
+        .read_text()
+        .replace('"Tags":null', '"Tags":[]')
+        .replace('"Computers":null', '"Computers":[]')
+    )
     # byte-identical to Gene's dump (Go escaping included) except Meta.Comments, which
     # gene v2.x dropped and Heron keeps
     assert _drop_comments(dumped) == expected.splitlines()
@@ -145,8 +173,13 @@ def _drop_comments(text: str) -> list[str]:
     for line in text.splitlines():
         obj = json.loads(line)
         if obj["Meta"].pop("Comments", None) is not None:
-            line = orjson.dumps(obj).decode().replace("<", "\\u003c").replace(
-                ">", "\\u003e").replace("&", "\\u0026")
+            line = (
+                orjson.dumps(obj)
+                .decode()
+                .replace("<", "\\u003c")
+                .replace(">", "\\u003e")
+                .replace("&", "\\u0026")
+            )
         out.append(line)
     return out
 
@@ -168,16 +201,16 @@ def test_every_cli_command_and_option_is_documented() -> None:
                         missing.append(f"{prefix} {name}")
                     walk(sub, f"{prefix} {name}")
             for opt in action.option_strings:
-                if opt.startswith("--") and opt not in ("--help", "--verbose") \
-                        and opt not in docs:
+                if opt.startswith("--") and opt not in ("--help", "--verbose") and opt not in docs:
                     missing.append(f"{prefix} {opt}")
 
     walk(parser, "heron")
     assert missing == []
 
 
-def test_rules_test_mode_rejects_broken_event_files(tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture) -> None:
+def test_rules_test_mode_rejects_broken_event_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"a": 1}\n{bad')
     rules_dir = str(GENE_RULES / "rules")

@@ -107,18 +107,20 @@ def test_evaluation_is_lazy() -> None:
     assert calls == ["$a"]
 
 
-@pytest.mark.parametrize(("condition", "reason"), [
-    ("($a and $b) or $c", None),
-    ("$a or $b and $c", None),  # right-associative reading agrees with precedence here
-    ("!($a or $b) and $c", None),
-    ("$a and $b or $c", "no and/or precedence"),
-    ("$a $b", "malformed"),
-    ("($a or $b", "malformed"),
-    ("!!$a or $c", "negate the rest"),
-    ("$a and ! or $b", "malformed"),
-])
-def test_quirk_explains_differences_from_textbook_logic(condition: str,
-                                                        reason: str | None) -> None:
+@pytest.mark.parametrize(
+    ("condition", "reason"),
+    [
+        ("($a and $b) or $c", None),
+        ("$a or $b and $c", None),  # right-associative reading agrees with precedence here
+        ("!($a or $b) and $c", None),
+        ("$a and $b or $c", "no and/or precedence"),
+        ("$a $b", "malformed"),
+        ("($a or $b", "malformed"),
+        ("!!$a or $c", "negate the rest"),
+        ("$a and ! or $b", "malformed"),
+    ],
+)
+def test_quirk_explains_differences_from_textbook_logic(condition: str, reason: str | None) -> None:
     from rules.condition import quirk
 
     found = quirk(parse_condition(condition))

@@ -15,22 +15,47 @@ from rules.event import Event, event_hash, event_time
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 
 
-def rule(name: str, *, crit: int = 5, events: Any = None, matches: tuple[str, ...] = (),
-         condition: str = "", **meta: Any) -> dict[str, Any]:
-    return {"Name": name, "Meta": {"Events": {SYSMON: [1]} if events is None else events,
-                                   "Criticality": crit, "Schema": "2.0.0", **meta},
-            "Matches": list(matches), "Condition": condition}
+def rule(
+    name: str,
+    *,
+    crit: int = 5,
+    events: Any = None,
+    matches: tuple[str, ...] = (),
+    condition: str = "",
+    **meta: Any,
+) -> dict[str, Any]:
+    return {
+        "Name": name,
+        "Meta": {
+            "Events": {SYSMON: [1]} if events is None else events,
+            "Criticality": crit,
+            "Schema": "2.0.0",
+            **meta,
+        },
+        "Matches": list(matches),
+        "Condition": condition,
+    }
 
 
 def engine(*rs: dict[str, Any], **kw: Any) -> rules.Engine:
     return rules.Engine(rules.loads("\n".join(json.dumps(r) for r in rs)), **kw)
 
 
-def event(eid: Any = "1", channel: Any = SYSMON, computer: str = "PC", **data: Any
-          ) -> dict[str, Any]:
-    return {"Event": {"System": {"Channel": channel, "EventID": eid, "Computer": computer,
-                                 "TimeCreated": {"SystemTime": "2019-04-27T15:57:25.8688632Z"}},
-                      "EventData": data}, "Extra": {"kept": True}}
+def event(
+    eid: Any = "1", channel: Any = SYSMON, computer: str = "PC", **data: Any
+) -> dict[str, Any]:
+    return {
+        "Event": {
+            "System": {
+                "Channel": channel,
+                "EventID": eid,
+                "Computer": computer,
+                "TimeCreated": {"SystemTime": "2019-04-27T15:57:25.8688632Z"},
+            },
+            "EventData": data,
+        },
+        "Extra": {"kept": True},
+    }
 
 
 def test_all_rules_contribute_in_load_order_and_criticality_caps() -> None:
@@ -39,8 +64,11 @@ def test_all_rules_contribute_in_load_order_and_criticality_caps() -> None:
     det = e.match(ev)
     assert det is not None
     assert det.signatures == ("Z", "A", "M") and det.criticality == 8  # min(10,13) - 2
-    assert ev["Event"]["Detection"] == {"Signature": ["Z", "A", "M"], "Criticality": 8,
-                                        "Actions": []}
+    assert ev["Event"]["Detection"] == {
+        "Signature": ["Z", "A", "M"],
+        "Criticality": 8,
+        "Actions": [],
+    }
     assert ev["Extra"] == {"kept": True}
 
 
@@ -59,16 +87,19 @@ def test_no_match_returns_none() -> None:
 
 
 def test_events_filter_channels_ids_and_qualifiers() -> None:
-    e = engine(rule("Any", events={SYSMON: []}), rule("Eid7", events={SYSMON: [7, 16]}),
-               rule("Everything", events={}), rule("Sec", events={"Security": []}))
+    e = engine(
+        rule("Any", events={SYSMON: []}),
+        rule("Eid7", events={SYSMON: [7, 16]}),
+        rule("Everything", events={}),
+        rule("Sec", events={"Security": []}),
+    )
     assert e.match(event("7")).signatures == ("Any", "Eid7", "Everything")
     assert e.match(event("0x10")).signatures == ("Any", "Eid7", "Everything")  # base 0
     assert e.match(event("1")).signatures == ("Any", "Everything")
     assert e.match(event("\u0667")).signatures == ("Any", "Everything")  # non-ASCII digit → 0
     assert e.match(event(7.0)).signatures == ("Any", "Eid7", "Everything")  # %v of 7.0 is 7
     # GENE: an EventID object with Qualifiers stringifies to map[...] → EventID 0
-    assert e.match(event({"Qualifiers": "16384", "Value": "7"})).signatures == (
-        "Any", "Everything")
+    assert e.match(event({"Qualifiers": "16384", "Value": "7"})).signatures == ("Any", "Everything")
     assert e.match(event("1", channel={})).signatures == ("Everything",)
 
 
@@ -88,7 +119,8 @@ def test_attack_dedup_actions_union_and_default_actions() -> None:
     det = e.match(ev)
     assert det.criticality == 8 and det.actions == ("kill", "report", "memdump", "dump")
     assert ev["Event"]["Detection"]["ATTACK"] == [
-        {"ID": "T1", "Tactic": "x", "Description": "", "Reference": "r"}]
+        {"ID": "T1", "Tactic": "x", "Description": "", "Reference": "r"}
+    ]
     with pytest.raises(ValueError, match="severity band"):
         rules.Engine(default_actions={"urgent": ["kill"]})
 
@@ -108,22 +140,38 @@ def test_stats_and_counters() -> None:
 
 
 def test_kunai_events() -> None:
-    r = rule("K", events={"kunai": []}, matches=("$a: exe/file = '/usr/bin/ping'",
-                                                 "$b: /data/exe/md5 = 'ab'"),
-             condition="$a and $b")
-    ev = {"info": {"event": {"source": "kunai", "id": 1}, "host": {"hostname": "h"},
-                   "utc_time": "2024-01-01T00:00:00Z"},
-          "data": {"exe": {"file": "/usr/bin/ping", "md5": "ab"}}}
+    r = rule(
+        "K",
+        events={"kunai": []},
+        matches=("$a: exe/file = '/usr/bin/ping'", "$b: /data/exe/md5 = 'ab'"),
+        condition="$a and $b",
+    )
+    ev = {
+        "info": {
+            "event": {"source": "kunai", "id": 1},
+            "host": {"hostname": "h"},
+            "utc_time": "2024-01-01T00:00:00Z",
+        },
+        "data": {"exe": {"file": "/usr/bin/ping", "md5": "ab"}},
+    }
     det = engine(r).match(ev)
     assert det is not None and ev["detection"]["signature"] == ["K"]
 
 
 def test_non_microsoft_channel_needs_logtype_or_absolute_paths() -> None:
     with pytest.raises(rules.MatchSyntaxError, match="log format"):
-        engine(rule("S", events={"System": [7045]}, matches=("$a: ImagePath = 'x'",),
-                    condition="$a"))
-    ok = engine(rule("S", events={"System": [7045]}, LogType="winevt",
-                     matches=("$a: ImagePath = 'x'",), condition="$a"))
+        engine(
+            rule("S", events={"System": [7045]}, matches=("$a: ImagePath = 'x'",), condition="$a")
+        )
+    ok = engine(
+        rule(
+            "S",
+            events={"System": [7045]},
+            LogType="winevt",
+            matches=("$a: ImagePath = 'x'",),
+            condition="$a",
+        )
+    )
     assert ok.match(event("7045", channel="System", ImagePath="x")) is not None
 
 
@@ -134,7 +182,8 @@ def test_event_accessors() -> None:
     assert ev.timestamp == datetime(2019, 4, 27, 15, 57, 25, 868863, tzinfo=UTC)
     assert event_time({"Event": {}}) is None
     assert event_time({"info": {"utc_time": "2024-01-01T01:00:00+01:00"}}) == datetime(
-        2024, 1, 1, tzinfo=UTC)
+        2024, 1, 1, tzinfo=UTC
+    )
 
 
 def test_event_hash_ignores_edr_data_and_key_order() -> None:
@@ -149,9 +198,27 @@ def test_event_hash_ignores_edr_data_and_key_order() -> None:
 
 def test_public_surface_is_pinned() -> None:
     assert rules.__all__ == [
-        "ConditionError", "Detection", "DuplicateRuleError", "Engine", "Event",
-        "MatchSyntaxError", "RegexError", "Rule", "RuleError", "RuleRuntimeError", "RuleSet",
-        "RuleSyntaxError", "SchemaError", "TemplateError", "event_hash", "event_time", "load",
-        "loads"]
-    assert all(issubclass(getattr(rules, n), rules.RuleError) for n in rules.__all__
-               if n.endswith("Error") and n != "RuleError")
+        "ConditionError",
+        "Detection",
+        "DuplicateRuleError",
+        "Engine",
+        "Event",
+        "MatchSyntaxError",
+        "RegexError",
+        "Rule",
+        "RuleError",
+        "RuleRuntimeError",
+        "RuleSet",
+        "RuleSyntaxError",
+        "SchemaError",
+        "TemplateError",
+        "event_hash",
+        "event_time",
+        "load",
+        "loads",
+    ]
+    assert all(
+        issubclass(getattr(rules, n), rules.RuleError)
+        for n in rules.__all__
+        if n.endswith("Error") and n != "RuleError"
+    )

@@ -41,8 +41,9 @@ def engine() -> rules.Engine:
     return build_engine(ScanOptions(rules=(str(COMPILED),)))[0]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[
-    HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(batch=st.lists(events(), min_size=1, max_size=10))
 def test_scan_takes_every_shape(engine: rules.Engine, batch: list[dict[str, Any]]) -> None:
     # Through the JSON reader as `heron scan` reads a file, every event printed (--all).
@@ -51,8 +52,13 @@ def test_scan_takes_every_shape(engine: rules.Engine, batch: list[dict[str, Any]
     decoded = list(iter_json_stream(stream, stats, "<shapes>"))
     assert decoded == batch and stats.parse_errors == 0
     printed: list[Any] = []
-    scan_events(engine, copy.deepcopy(decoded), ScanOptions(rules=(), all=True), stats,
-                lambda ev, det: printed.append((ev, det)))
+    scan_events(
+        engine,
+        copy.deepcopy(decoded),
+        ScanOptions(rules=(), all=True),
+        stats,
+        lambda ev, det: printed.append((ev, det)),
+    )
     assert stats.events == len(batch) and len(printed) == len(batch)
     for ev, det in printed:
         for render in RENDERERS.values():
@@ -64,8 +70,16 @@ def test_scan_takes_every_shape(engine: rules.Engine, batch: list[dict[str, Any]
 
 
 def test_empty_channel_event_is_scanned(engine: rules.Engine, tmp_path: Path) -> None:
-    ev = {"Event": {"System": {"Channel": {}, "EventID": "5", "Computer": "W",
-                               "TimeCreated": {"SystemTime": "2019-05-20T18:37:04.3262466Z"}},
-                    "EventData": {"Endpoint": "lsarpc"}}}
+    ev = {
+        "Event": {
+            "System": {
+                "Channel": {},
+                "EventID": "5",
+                "Computer": "W",
+                "TimeCreated": {"SystemTime": "2019-05-20T18:37:04.3262466Z"},
+            },
+            "EventData": {"Endpoint": "lsarpc"},
+        }
+    }
     assert engine.match(copy.deepcopy(ev)) is None
     assert RENDERERS["table"](ev, None).split()[2] == b"map[]"  # Gene's %v of an empty map

@@ -11,9 +11,12 @@ import rules
 from rules.errors import DuplicateRuleError, RuleSyntaxError, SchemaError, TemplateError
 from rules.loader import read_container, walk_rule_files
 
-GOOD = {"Name": "A", "Meta": {"Events": {"Security": [4624]}, "Criticality": 3,
-                              "Schema": "2.0.0"},
-        "Matches": ["$a: LogonType = '3'"], "Condition": "$a"}
+GOOD = {
+    "Name": "A",
+    "Meta": {"Events": {"Security": [4624]}, "Criticality": 3, "Schema": "2.0.0"},
+    "Matches": ["$a: LogonType = '3'"],
+    "Condition": "$a",
+}
 
 
 def _text(*rules_: dict) -> str:
@@ -27,21 +30,29 @@ def test_stream_of_pretty_and_single_line_objects() -> None:
 
 
 def test_keys_are_case_insensitive_last_wins_and_severity_accepted() -> None:
-    rule = {"name": "A", "meta": {"events": {"Security": []}, "severity": 12, "schema": "2.1"},
-            "matches": [], "condition": "", "Name": "Z"}
+    rule = {
+        "name": "A",
+        "meta": {"events": {"Security": []}, "severity": 12, "schema": "2.1"},
+        "matches": [],
+        "condition": "",
+        "Name": "Z",
+    }
     loaded = rules.loads(json.dumps(rule)).rules[0]
     assert loaded.name == "Z"
     assert loaded.criticality == 10 and loaded.meta.severity_key == "Severity"
 
 
-@pytest.mark.parametrize(("mutate", "error", "reason"), [
-    (lambda r: r["Meta"].pop("Schema"), SchemaError, "expecting rule version >= 2.0.0"),
-    (lambda r: r["Meta"].update(Schema="1.9.9"), SchemaError, "2.0.0"),
-    (lambda r: r["Meta"].update(Events={"Security": ["1"]}), RuleSyntaxError, "integer"),
-    (lambda r: r["Meta"].update(EventIDs=[1]), RuleSyntaxError, "old v1"),
-    (lambda r: r["Meta"].update(OSs=["beos"]), RuleSyntaxError, "invalid OS"),
-    (lambda r: r.update(Matches="x"), RuleSyntaxError, "list of strings"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "error", "reason"),
+    [
+        (lambda r: r["Meta"].pop("Schema"), SchemaError, "expecting rule version >= 2.0.0"),
+        (lambda r: r["Meta"].update(Schema="1.9.9"), SchemaError, "2.0.0"),
+        (lambda r: r["Meta"].update(Events={"Security": ["1"]}), RuleSyntaxError, "integer"),
+        (lambda r: r["Meta"].update(EventIDs=[1]), RuleSyntaxError, "old v1"),
+        (lambda r: r["Meta"].update(OSs=["beos"]), RuleSyntaxError, "invalid OS"),
+        (lambda r: r.update(Matches="x"), RuleSyntaxError, "list of strings"),
+    ],
+)
 def test_bad_rules_name_file_line_rule_and_reason(tmp_path: Path, mutate, error, reason) -> None:
     bad = json.loads(json.dumps(GOOD))
     bad["Name"] = "Bad"
@@ -100,8 +111,12 @@ def test_walk_order_files_first_then_subdirs_reverse(tmp_path: Path) -> None:
 
 def test_templates_are_substituted_in_matches_only(tmp_path: Path) -> None:
     (tmp_path / "t.toml").write_text("exe = '(?i:\\\\cmd\\.exe)'\n")
-    rule = {**GOOD, "Matches": ["$a: Image ~= '{{exe}}'"], "Condition": "$a",
-            "Meta": {**GOOD["Meta"], "Events": {"Microsoft-Windows-Sysmon/Operational": [1]}}}
+    rule = {
+        **GOOD,
+        "Matches": ["$a: Image ~= '{{exe}}'"],
+        "Condition": "$a",
+        "Meta": {**GOOD["Meta"], "Events": {"Microsoft-Windows-Sysmon/Operational": [1]}},
+    }
     (tmp_path / "r.gen").write_text(json.dumps(rule))
     loaded = rules.load(tmp_path).rules[0]
     assert loaded.matches == ("$a: Image ~= '(?i:\\\\cmd\\.exe)'",)

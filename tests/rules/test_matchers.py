@@ -18,9 +18,17 @@ CH = "Microsoft-Sysmon"
 
 
 def _event(**data: Any) -> dict[str, Any]:
-    return {"Event": {"System": {"Channel": CH, "EventID": "1", "Computer": "H",
-                                 "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"}},
-                      "EventData": data}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": CH,
+                "EventID": "1",
+                "Computer": "H",
+                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
+            },
+            "EventData": data,
+        }
+    }
 
 
 def _rule(*matches: str, condition: str | None = None, containers: Any = None) -> rules.Engine:
@@ -28,7 +36,8 @@ def _rule(*matches: str, condition: str | None = None, containers: Any = None) -
     cond = condition if condition is not None else " and ".join(names)
     text = rules.loads(
         '{"Name":"T","Meta":{"Events":{"Microsoft-Sysmon":[1]},"Schema":"2.0.0","Criticality":5},'
-        f'"Matches":{__import__("json").dumps(list(matches))},"Condition":"{cond}"}}')
+        f'"Matches":{__import__("json").dumps(list(matches))},"Condition":"{cond}"}}'
+    )
     return rules.Engine(text, containers=containers)
 
 
@@ -37,24 +46,60 @@ def _hit(engine: rules.Engine, **data: Any) -> bool:
     return bool(det and det.signatures)
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (1, "1"), (4624, "4624"), (1234567, "1.234567e+06"), (123456789012, "1.23456789012e+11"),
-    (1e20, "1e+20"), (0.1, "0.1"), (-0.0, "-0"), (None, "<nil>"), (True, "true"),
-    (["a", 1], "[a 1]"), ({"b": 1, "a": "x"}, "map[a:x b:1]"), ("s", "s")])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1, "1"),
+        (4624, "4624"),
+        (1234567, "1.234567e+06"),
+        (123456789012, "1.23456789012e+11"),
+        (1e20, "1e+20"),
+        (0.1, "0.1"),
+        (-0.0, "-0"),
+        (None, "<nil>"),
+        (True, "true"),
+        (["a", 1], "[a 1]"),
+        ({"b": 1, "a": "x"}, "map[a:x b:1]"),
+        ("s", "s"),
+    ],
+)
 def test_go_string(value: Any, text: str) -> None:
     assert go_string(value) == text
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("010", 8), ("0x1F", 31), ("1_000", 1000), ("-0x10", -16), ("0b101", 5), ("0o17", 15),
-    ("08", None), (" 5", None), ("_1", None), ("1_", None), ("9223372036854775808", None)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("010", 8),
+        ("0x1F", 31),
+        ("1_000", 1000),
+        ("-0x10", -16),
+        ("0b101", 5),
+        ("0o17", 15),
+        ("08", None),
+        (" 5", None),
+        ("_1", None),
+        ("1_", None),
+        ("9223372036854775808", None),
+    ],
+)
 def test_parse_int_is_go_base0(text: str, value: int | None) -> None:
     assert parse_int(text) == value
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("08", 8.0), ("09", 9.0), ("010", 8.0), ("0x1p-2", 0.25), ("1.5e3", 1500.0),
-    ("1e400", None), ("abc", None), ("", None)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("08", 8.0),
+        ("09", 9.0),
+        ("010", 8.0),
+        ("0x1p-2", 0.25),
+        ("1.5e3", 1500.0),
+        ("1e400", None),
+        ("abc", None),
+        ("", None),
+    ],
+)
 def test_parse_float_is_gene_parse_to_float(text: str, value: float | None) -> None:
     assert parse_float(text) == value
 
@@ -162,7 +207,11 @@ def test_upstream_parse_atom_rule_cases() -> None:
     """gene engine/parser_test.go TestParseAtomRule, as described in gene.md §14."""
     assert parse_match("$hello: \"Hashes = Test\" = 'x'", BASE).path == (*BASE, "Hashes = Test")
     assert parse_match("$r: Event/EventData/Hashes = 'x'", BASE).path == (
-        *BASE, "Event", "EventData", "Hashes")  # relative, although it looks absolute
+        *BASE,
+        "Event",
+        "EventData",
+        "Hashes",
+    )  # relative, although it looks absolute
     assert parse_match("$s: \"With space\" = 'x'", BASE).path == (*BASE, "With space")
     abs_ind = parse_match("$i: /Event/System/Computer = @/Event/System/Computer", BASE)
     assert isinstance(abs_ind, IndirectMatch)
@@ -176,6 +225,7 @@ def test_upstream_parse_atom_rule_cases() -> None:
 def test_unanchored_recognisers_ignore_surrounding_text() -> None:
     m = parse_match("junk $a: Image = 'x' trailing", BASE)
     assert isinstance(m, FieldMatch) and m.name == "$a" and m.value == "x"
-    cm = parse_match("$c: extract('(?P<x>.+)', X) in blacklist' and more", BASE,
-                     frozenset({"blacklist"}))
+    cm = parse_match(
+        "$c: extract('(?P<x>.+)', X) in blacklist' and more", BASE, frozenset({"blacklist"})
+    )
     assert isinstance(cm, ContainerMatch) and cm.container == "blacklist"

@@ -19,13 +19,20 @@ def test_compiled_gen_loads_134_rules(compiled_ruleset: rules.RuleSet) -> None:
     engine = rules.Engine(compiled_ruleset)
     assert engine.rule_count == 134
     disabled = sorted(c.name for c in engine.rules if c.disabled)
-    assert disabled == ["BlacklistedDomain", "BlacklistedHash", "BlacklistedImphash",
-                        "DomainInMisp", "NotWhitelisted", "SysmonDomainInMisp"]
+    assert disabled == [
+        "BlacklistedDomain",
+        "BlacklistedHash",
+        "BlacklistedImphash",
+        "DomainInMisp",
+        "NotWhitelisted",
+        "SysmonDomainInMisp",
+    ]
     assert sum(1 for c in engine.rules if c.is_filter) == 1
 
 
-def test_rules_directory_loads_like_compiled_gen(gene_rules_dir: Path,
-                                                 compiled_ruleset: rules.RuleSet) -> None:
+def test_rules_directory_loads_like_compiled_gen(
+    gene_rules_dir: Path, compiled_ruleset: rules.RuleSet
+) -> None:
     ruleset = rules.load(gene_rules_dir / "rules")
     engine = rules.Engine(ruleset)
     assert engine.rule_count == 134
@@ -59,10 +66,14 @@ def test_gene_rules_test_mode(path: Path, gene_rules_dir: Path) -> None:
     assert unmatched == []
 
 
-@pytest.mark.parametrize("mode", [{}, {"timing": False}, {"timing_sample": 1}],
-                         ids=["sampled-timing", "inlined-groups", "per-rule-loop"])
-def test_oracle_parity_without_containers(compiled_ruleset: rules.RuleSet,
-                                          oracle_records: list[dict], mode: dict) -> None:
+@pytest.mark.parametrize(
+    "mode",
+    [{}, {"timing": False}, {"timing_sample": 1}],
+    ids=["sampled-timing", "inlined-groups", "per-rule-loop"],
+)
+def test_oracle_parity_without_containers(
+    compiled_ruleset: rules.RuleSet, oracle_records: list[dict], mode: dict
+) -> None:
     engine = rules.Engine(compiled_ruleset, **mode)
     events = [(r["corpus_path"], copy.deepcopy(r["event"])) for r in oracle_records]
     got = detections_of(engine, events)
@@ -72,12 +83,16 @@ def test_oracle_parity_without_containers(compiled_ruleset: rules.RuleSet,
     assert engine.scanned == 5371 and engine.positives == 1046
 
 
-def test_oracle_parity_with_containers(compiled_ruleset: rules.RuleSet,
-                                       oracle_records: list[dict],
-                                       oracle_containers: dict[str, list[str]]) -> None:
+def test_oracle_parity_with_containers(
+    compiled_ruleset: rules.RuleSet,
+    oracle_records: list[dict],
+    oracle_containers: dict[str, list[str]],
+) -> None:
     engine = rules.Engine(compiled_ruleset, containers=oracle_containers)
-    assert sorted(c.name for c in engine.rules if c.disabled) == ["DomainInMisp",
-                                                                  "SysmonDomainInMisp"]
+    assert sorted(c.name for c in engine.rules if c.disabled) == [
+        "DomainInMisp",
+        "SysmonDomainInMisp",
+    ]
     events = [(r["corpus_path"], copy.deepcopy(r["event"])) for r in oracle_records]
     got = detections_of(engine, events)
     expected = oracle_expected("gene-detections-corpus-containers.jsonl")
@@ -85,8 +100,9 @@ def test_oracle_parity_with_containers(compiled_ruleset: rules.RuleSet,
     assert got == expected
 
 
-def test_filter_only_events_are_left_untouched(compiled_ruleset: rules.RuleSet,
-                                               oracle_records: list[dict]) -> None:
+def test_filter_only_events_are_left_untouched(
+    compiled_ruleset: rules.RuleSet, oracle_records: list[dict]
+) -> None:
     engine = rules.Engine(compiled_ruleset)
     filtered_only = 0
     for record in oracle_records:
@@ -113,8 +129,9 @@ def test_evtx_rendering_equals_golang_evtx(oracle_records: list[dict]) -> None:
     expected = {}
     for record in oracle_records:
         system = record["event"]["Event"]["System"]
-        expected[(record["corpus_path"], system["Channel"], system["EventRecordID"])] = \
-            record["event"]
+        expected[(record["corpus_path"], system["Channel"], system["EventRecordID"])] = record[
+            "event"
+        ]
     stats = EvtxStats()
     seen = 0
     for corpus_path in sorted({k[0] for k in expected}):
@@ -126,17 +143,20 @@ def test_evtx_rendering_equals_golang_evtx(oracle_records: list[dict]) -> None:
     assert stats.errors == 0
 
 
-def test_evtx_parity_with_and_without_containers(compiled_ruleset: rules.RuleSet,
-                                                 oracle_records: list[dict],
-                                                 oracle_containers: dict[str, list[str]]
-                                                 ) -> None:
+def test_evtx_parity_with_and_without_containers(
+    compiled_ruleset: rules.RuleSet,
+    oracle_records: list[dict],
+    oracle_containers: dict[str, list[str]],
+) -> None:
     from rules.evtx import read_evtx
 
     order = _oracle_order(oracle_records)
     files = sorted({k[0] for k in order})
     events = [(f, e) for f in files for e in read_evtx(GENE_RULES.parent / f)]
-    for containers, name in ((None, "gene-detections-corpus.jsonl"),
-                             (oracle_containers, "gene-detections-corpus-containers.jsonl")):
+    for containers, name in (
+        (None, "gene-detections-corpus.jsonl"),
+        (oracle_containers, "gene-detections-corpus-containers.jsonl"),
+    ):
         engine = rules.Engine(compiled_ruleset, containers=containers)
         got = detections_of(engine, [(f, copy.deepcopy(e)) for f, e in events])
         got.sort(key=lambda g: order[g[:3]])
@@ -144,7 +164,8 @@ def test_evtx_parity_with_and_without_containers(compiled_ruleset: rules.RuleSet
 
 
 def test_evtx_quick_key_agrees_with_the_engine_on_every_corpus_record(
-        oracle_records: list[dict]) -> None:
+    oracle_records: list[dict],
+) -> None:
     """The scanner skips rendering records by (channel, EventID) read from the raw record."""
     import evtx
     import orjson
@@ -155,8 +176,9 @@ def test_evtx_quick_key_agrees_with_the_engine_on_every_corpus_record(
 
     checked = 0
     for corpus_path in sorted({r["corpus_path"] for r in oracle_records}):
-        for record in evtx.PyEvtxParser(str(GENE_RULES.parent / corpus_path),
-                                        number_of_threads=1).records_json():
+        for record in evtx.PyEvtxParser(
+            str(GENE_RULES.parent / corpus_path), number_of_threads=1
+        ).records_json():
             raw = orjson.loads(record["data"])
             key = quick_key(raw)
             if key is None:
@@ -169,8 +191,7 @@ def test_evtx_quick_key_agrees_with_the_engine_on_every_corpus_record(
     assert checked == 5371
 
 
-def test_evtx_scan_through_the_cli_gives_the_oracle_totals(capsys: pytest.CaptureFixture
-                                                            ) -> None:
+def test_evtx_scan_through_the_cli_gives_the_oracle_totals(capsys: pytest.CaptureFixture) -> None:
     from rules.cli import main
 
     evtx_root = str(GENE_RULES.parent / "EVTX-ATTACK-SAMPLES")

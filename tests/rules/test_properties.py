@@ -27,8 +27,7 @@ from rules.goregex import compile_go
 
 from .conftest import GENE_RULES
 
-FAST = settings(max_examples=60, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = ["$a", "$b", "$c", "$d", "$e"]
 
 # --- conditions ---------------------------------------------------------------------------
@@ -37,8 +36,10 @@ trees = st.recursive(
     leaf,
     lambda kids: st.one_of(
         kids.map(lambda k: ("not", k)),
-        st.tuples(st.sampled_from(["and", "or"]), kids, kids).map(lambda t: (t[0], t[1], t[2]))),
-    max_leaves=8)
+        st.tuples(st.sampled_from(["and", "or"]), kids, kids).map(lambda t: (t[0], t[1], t[2])),
+    ),
+    max_leaves=8,
+)
 
 
 def _starts_with_not(node: tuple) -> bool:
@@ -62,8 +63,11 @@ def _render(node: tuple, spelling: dict[str, str]) -> str:
         return node[1]
     if node[0] == "not":
         inner = node[1]
-        return f"!{_render(inner, spelling)}" if inner[0] == "var" \
+        return (
+            f"!{_render(inner, spelling)}"
+            if inner[0] == "var"
             else f"!({_render(inner, spelling)})"
+        )
     return f"({_render(node[1], spelling)} {spelling[node[0]]} {_render(node[2], spelling)})"
 
 
@@ -78,11 +82,13 @@ def _truth(node: tuple, env: dict[str, bool]) -> bool:
 
 
 @FAST
-@given(trees.filter(_no_double_negation),
-       st.sampled_from([{"and": "and", "or": "or"}, {"and": "&&", "or": "||"},
-                        {"and": "AND", "or": "OR"}]))
-def test_parenthesised_conditions_mean_standard_boolean_logic(tree: tuple,
-                                                              spelling: dict) -> None:
+@given(
+    trees.filter(_no_double_negation),
+    st.sampled_from(
+        [{"and": "and", "or": "or"}, {"and": "&&", "or": "||"}, {"and": "AND", "or": "OR"}]
+    ),
+)
+def test_parenthesised_conditions_mean_standard_boolean_logic(tree: tuple, spelling: dict) -> None:
     cond = parse_condition(_render(tree, spelling))
     compiled = to_tree(cond)
     for bits in itertools.product((False, True), repeat=len(NAMES)):
@@ -94,8 +100,9 @@ def test_parenthesised_conditions_mean_standard_boolean_logic(tree: tuple,
             assert eval(src) == expected  # noqa: S307
 
 
-tokens = st.lists(st.sampled_from(NAMES + ["and", "or", "!", "(", ")", "&&", "||", " ", "  "]),
-                  max_size=12)
+tokens = st.lists(
+    st.sampled_from(NAMES + ["and", "or", "!", "(", ")", "&&", "||", " ", "  "]), max_size=12
+)
 
 
 @FAST
@@ -124,20 +131,30 @@ texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=2
 
 
 def _engine(match: str) -> rules.Engine:
-    rule = {"Name": "P", "Meta": {"Events": {"Security": []}, "Schema": "2.0.0"},
-            "Matches": [match], "Condition": "$m"}
+    rule = {
+        "Name": "P",
+        "Meta": {"Events": {"Security": []}, "Schema": "2.0.0"},
+        "Matches": [match],
+        "Condition": "$m",
+    }
     return rules.Engine(rules.loads(json.dumps(rule)))
 
 
 def _ev(value: Any) -> dict[str, Any]:
-    return {"Event": {"System": {"Channel": "Security", "EventID": "1",
-                                 "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"}},
-                      "EventData": {"F": value}}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "Security",
+                "EventID": "1",
+                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
+            },
+            "EventData": {"F": value},
+        }
+    }
 
 
 @FAST
-@given(st.text(alphabet="ab.*$\\x/é\n", max_size=8), st.text(alphabet="ab.*$\\x/é\n",
-                                                              max_size=8))
+@given(st.text(alphabet="ab.*$\\x/é\n", max_size=8), st.text(alphabet="ab.*$\\x/é\n", max_size=8))
 def test_equality_matcher_is_exact_string_equality(value: str, other: str) -> None:
     if "'" in value or "\n" in value or value != value.strip("\"'") or not value:
         return
@@ -189,10 +206,29 @@ def test_regex_translation_never_crashes(pattern: str) -> None:
 # --- fuzzing the rule parser ------------------------------------------------------------------
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 20) | st.text(max_size=6),
-    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(
-        st.sampled_from(["Name", "Meta", "Matches", "Condition", "Events", "Schema",
-                         "Criticality", "Tags", "Actions", "x"]), kids, max_size=4),
-    max_leaves=10)
+    lambda kids: (
+        st.lists(kids, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "Name",
+                    "Meta",
+                    "Matches",
+                    "Condition",
+                    "Events",
+                    "Schema",
+                    "Criticality",
+                    "Tags",
+                    "Actions",
+                    "x",
+                ]
+            ),
+            kids,
+            max_size=4,
+        )
+    ),
+    max_leaves=10,
+)
 
 
 @FAST
@@ -209,7 +245,7 @@ def test_rule_parser_fuzz_gives_rule_errors_only(value: Any) -> None:
 @given(st.integers(0, 400), st.binary(max_size=4))
 def test_corrupted_rule_text_gives_rule_errors_only(cut: int, junk: bytes) -> None:
     text = (GENE_RULES / "compiled.gen").read_text()[:3000]
-    broken = text[:cut] + junk.decode("latin-1") + text[cut + len(junk):]
+    broken = text[:cut] + junk.decode("latin-1") + text[cut + len(junk) :]
     try:
         rules.Engine(rules.loads(broken))
     except RuleError as ex:
@@ -217,8 +253,12 @@ def test_corrupted_rule_text_gives_rule_errors_only(cut: int, junk: bytes) -> No
 
 
 # --- fuzzing the EVTX reader ------------------------------------------------------------------
-SMALL_EVTX = GENE_RULES.parent / "EVTX-ATTACK-SAMPLES" / "Privilege_Escalation" / \
-    "win10_4703_SeDebugPrivilege_enabled.evtx"
+SMALL_EVTX = (
+    GENE_RULES.parent
+    / "EVTX-ATTACK-SAMPLES"
+    / "Privilege_Escalation"
+    / "win10_4703_SeDebugPrivilege_enabled.evtx"
+)
 
 
 @pytest.fixture(scope="module")
@@ -235,16 +275,22 @@ def _read(data: bytes, tmp: Path) -> tuple[list[dict], EvtxStats]:
     return list(read_evtx(path, stats)), stats
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
-def test_truncated_or_bit_flipped_evtx_never_crashes(evtx_bytes: bytes, tmp_path: Path,
-                                                     data: st.DataObject) -> None:
+def test_truncated_or_bit_flipped_evtx_never_crashes(
+    evtx_bytes: bytes, tmp_path: Path, data: st.DataObject
+) -> None:
     raw = bytearray(evtx_bytes)
     if data.draw(st.booleans(), label="truncate"):
         raw = raw[: data.draw(st.integers(0, len(raw)), label="length")]
-    flips = data.draw(st.lists(st.tuples(st.integers(0, max(0, len(raw) - 1)),
-                                         st.integers(0, 7)), max_size=40), label="flips")
+    flips = data.draw(
+        st.lists(st.tuples(st.integers(0, max(0, len(raw) - 1)), st.integers(0, 7)), max_size=40),
+        label="flips",
+    )
     for pos, bit in flips:
         if raw:
             raw[pos] ^= 1 << bit
@@ -266,15 +312,19 @@ def test_evtx_damage_is_counted_not_raised(evtx_bytes: bytes, tmp_path: Path) ->
     raw = bytearray(evtx_bytes)
     first = raw.find(b"\x2a\x2a\x00\x00", 4096 + 512)
     size = struct.unpack_from("<I", raw, first + 4)[0]
-    raw[first + 30:first + size - 8] = b"\xff" * (size - 38)
+    raw[first + 30 : first + size - 8] = b"\xff" * (size - 38)
     damaged, stats = _read(bytes(raw), tmp_path)
     assert len(damaged) >= len(good) - 1
 
 
 # --- fuzzing the engine with odd events -------------------------------------------------------
-odd = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                   lambda kids: st.lists(kids, max_size=3)
-                   | st.dictionaries(st.text(max_size=6), kids, max_size=3), max_leaves=8)
+odd = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
 FIELDS = ["Image", "CommandLine", "ParentImage", "Hashes", "TargetFilename", "GrantedAccess"]
 
 
@@ -282,21 +332,37 @@ FIELDS = ["Image", "CommandLine", "ParentImage", "Hashes", "TargetFilename", "Gr
 def gene_engine() -> rules.Engine:
     if not GENE_RULES.exists():
         pytest.skip("gene-rules not present")
-    return rules.Engine(rules.load(GENE_RULES / "compiled.gen"),
-                        containers={"blacklist": ["x"], "whitelist": ["y"], "misp": ["z"]})
+    return rules.Engine(
+        rules.load(GENE_RULES / "compiled.gen"),
+        containers={"blacklist": ["x"], "whitelist": ["y"], "misp": ["z"]},
+    )
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(eid=st.one_of(st.sampled_from(["1", "7", "10", "4624"]), odd),
-       channel=st.one_of(st.just("Microsoft-Windows-Sysmon/Operational"), odd),
-       data=st.one_of(st.dictionaries(st.sampled_from(FIELDS), odd, max_size=6), odd),
-       computer=odd)
-def test_engine_never_raises_on_odd_events(gene_engine: rules.Engine, eid: Any, channel: Any,
-                                           data: Any, computer: Any) -> None:
-    event = {"Event": {"System": {"Channel": channel, "EventID": eid, "Computer": computer,
-                                  "TimeCreated": {"SystemTime": "x"}},
-                       "EventData": data}}
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    eid=st.one_of(st.sampled_from(["1", "7", "10", "4624"]), odd),
+    channel=st.one_of(st.just("Microsoft-Windows-Sysmon/Operational"), odd),
+    data=st.one_of(st.dictionaries(st.sampled_from(FIELDS), odd, max_size=6), odd),
+    computer=odd,
+)
+def test_engine_never_raises_on_odd_events(
+    gene_engine: rules.Engine, eid: Any, channel: Any, data: Any, computer: Any
+) -> None:
+    event = {
+        "Event": {
+            "System": {
+                "Channel": channel,
+                "EventID": eid,
+                "Computer": computer,
+                "TimeCreated": {"SystemTime": "x"},
+            },
+            "EventData": data,
+        }
+    }
     det = gene_engine.match(event)
     assert det is None or isinstance(det, rules.Detection)
     assert rules.Event(event).event_id >= -(2**31)

@@ -16,8 +16,12 @@ from rules.scan import ScanOptions, ScanStats, discover, iter_json_stream, shoul
 
 from .conftest import GENE_RULES
 
-EVTX = GENE_RULES.parent / "EVTX-ATTACK-SAMPLES" / "Privilege_Escalation" / \
-    "win10_4703_SeDebugPrivilege_enabled.evtx"
+EVTX = (
+    GENE_RULES.parent
+    / "EVTX-ATTACK-SAMPLES"
+    / "Privilege_Escalation"
+    / "win10_4703_SeDebugPrivilege_enabled.evtx"
+)
 
 
 def _decode(data: bytes) -> tuple[list, ScanStats]:
@@ -38,23 +42,29 @@ def test_json_stream_errors_are_counted_and_skipped() -> None:
     assert stats.parse_errors == 3  # bad value, bad UTF-8, truncated at the end
 
 
-@pytest.mark.parametrize(("det", "opts", "printed"), [
-    (None, ScanOptions(rules=()), False),
-    (None, ScanOptions(rules=(), all=True), True),
-    (Detection(("A",), 3), ScanOptions(rules=(), min_criticality=4), False),
-    (Detection(("A",), 4), ScanOptions(rules=(), min_criticality=4), True),
-    (Detection(filtered=True), ScanOptions(rules=()), True),
-    (Detection(filtered=True), ScanOptions(rules=(), no_filter=True), False),
-    (Detection(("A",), 1, filtered=True), ScanOptions(rules=(), no_filter=True,
-                                                      min_criticality=9), True),
-])
+@pytest.mark.parametrize(
+    ("det", "opts", "printed"),
+    [
+        (None, ScanOptions(rules=()), False),
+        (None, ScanOptions(rules=(), all=True), True),
+        (Detection(("A",), 3), ScanOptions(rules=(), min_criticality=4), False),
+        (Detection(("A",), 4), ScanOptions(rules=(), min_criticality=4), True),
+        (Detection(filtered=True), ScanOptions(rules=()), True),
+        (Detection(filtered=True), ScanOptions(rules=(), no_filter=True), False),
+        (
+            Detection(("A",), 1, filtered=True),
+            ScanOptions(rules=(), no_filter=True, min_criticality=9),
+            True,
+        ),
+    ],
+)
 def test_gene_printing_rule(det: Detection | None, opts: ScanOptions, printed: bool) -> None:
     assert should_print(det, opts) is printed
 
 
-def test_discover_walks_dirs_sniffs_files_and_splits_jsonl(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
+def test_discover_walks_dirs_sniffs_files_and_splits_jsonl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / "b.jsonl").write_bytes(b"".join(b'{"n":%d}\n' % i for i in range(2000)))
     (tmp_path / "d" / "sub" / "a.json.gz").write_bytes(gzip.compress(b"{}"))
@@ -70,8 +80,9 @@ def test_discover_walks_dirs_sniffs_files_and_splits_jsonl(tmp_path: Path,
         assert list(discover([str(tmp_path / "renamed.bin")]))[0].kind == "evtx"
     monkeypatch.setattr(scanmod, "SPLIT_SIZE", 1000)
     parts = [u for u in discover([str(tmp_path / "d" / "b.jsonl")], split=True)]
-    assert len(parts) > 5 and parts[0].start == 0 and parts[-1].end == parts[-1].size + \
-        parts[-1].start
+    assert (
+        len(parts) > 5 and parts[0].start == 0 and parts[-1].end == parts[-1].size + parts[-1].start
+    )
     assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
     stats = ScanStats()
     total = sum(len(list(scanmod._iter_events(u, stats))) for u in parts)
@@ -107,8 +118,9 @@ def test_large_pretty_value_is_decoded_in_few_passes(monkeypatch: pytest.MonkeyP
         return real(buf)
 
     monkeypatch.setattr(scanmod, "_drain", counting)
-    big = json.dumps({"Event": {"EventData": {f"k{i}": {"v": i} for i in range(20000)}}},
-                     indent=2).encode()
+    big = json.dumps(
+        {"Event": {"EventData": {f"k{i}": {"v": i} for i in range(20000)}}}, indent=2
+    ).encode()
     values, stats = _decode(big + b"\n" + json.dumps({"x": 1}).encode())
     assert len(values) == 2 and stats.parse_errors == 0
     assert len(calls) < 40  # doubling retries, not one decode per line (80,000 lines)

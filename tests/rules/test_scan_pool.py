@@ -22,19 +22,33 @@ import rules.scan as scanmod
 from rules.cli import main
 from rules.scan import Scanner, ScanOptions, discover, pool_context
 
-RULE = {"Name": "PingIt", "Tags": [], "Condition": "$img",
-        "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 5,
-                 "Schema": "2.0.0"},
-        "Matches": ["$img: Image ~= '(?i)ping\\.exe$'"]}
+RULE = {
+    "Name": "PingIt",
+    "Tags": [],
+    "Condition": "$img",
+    "Meta": {
+        "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+        "Criticality": 5,
+        "Schema": "2.0.0",
+    },
+    "Matches": ["$img: Image ~= '(?i)ping\\.exe$'"],
+}
 RUN_LIMIT = 180.0  # s per pool run: generous for a loaded 2-core box, still finite
 
 
 def _event(i: int) -> dict:
     image = "C:\\Windows\\System32\\PING.EXE" if i % 3 == 0 else f"C:\\x\\tool{i}.exe"
-    return {"Event": {"System": {"Channel": "Microsoft-Windows-Sysmon/Operational",
-                                 "EventID": "1", "Computer": "WS",
-                                 "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"}},
-                      "EventData": {"Image": image, "CommandLine": f"run {i}"}}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "EventID": "1",
+                "Computer": "WS",
+                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
+            },
+            "EventData": {"Image": image, "CommandLine": f"run {i}"},
+        }
+    }
 
 
 @pytest.fixture
@@ -97,24 +111,28 @@ def test_workers_start_from_a_fresh_interpreter() -> None:
     assert pool_context().get_start_method() in ("forkserver", "spawn")
 
 
-def test_jobs_2_under_busy_threads_many_times(workload: tuple[ScanOptions, list],
-                                              busy_threads: None) -> None:
+def test_jobs_2_under_busy_threads_many_times(
+    workload: tuple[ScanOptions, list], busy_threads: None
+) -> None:
     opts, units = workload
     expected = _run(Scanner(opts, "jsonl", 1), units)
     assert expected.count(b"PingIt") == 400
     calls: list[tuple[int, int]] = []
     for _ in range(12):
-        assert _run(Scanner(opts, "jsonl", 2), units, lambda b, e: calls.append((b, e))) \
-            == expected
+        assert _run(Scanner(opts, "jsonl", 2), units, lambda b, e: calls.append((b, e))) == expected
     assert calls[-1][1] == 1200
 
 
 def _workers() -> list[psutil.Process]:
     """Live scan workers: processes below us other than the forkserver itself."""
     me = psutil.Process()
-    return [p for p in me.children(recursive=True)
-            if p.status() != psutil.STATUS_ZOMBIE and "forkserver" not in " ".join(p.cmdline())
-            and "resource_tracker" not in " ".join(p.cmdline())]
+    return [
+        p
+        for p in me.children(recursive=True)
+        if p.status() != psutil.STATUS_ZOMBIE
+        and "forkserver" not in " ".join(p.cmdline())
+        and "resource_tracker" not in " ".join(p.cmdline())
+    ]
 
 
 def _wait_no_workers(before: set[int]) -> list[int]:
@@ -127,8 +145,9 @@ def _wait_no_workers(before: set[int]) -> list[int]:
     return left
 
 
-def test_ctrl_c_and_errors_leave_no_worker(workload: tuple[ScanOptions, list],
-                                           tmp_path: Path) -> None:
+def test_ctrl_c_and_errors_leave_no_worker(
+    workload: tuple[ScanOptions, list], tmp_path: Path
+) -> None:
     opts, units = workload
     before = {p.pid for p in _workers()}
 
@@ -144,8 +163,9 @@ def test_ctrl_c_and_errors_leave_no_worker(workload: tuple[ScanOptions, list],
     assert _wait_no_workers(before) == []
 
 
-def test_cli_jobs_2_output_equals_jobs_1(workload: tuple[ScanOptions, list], tmp_path: Path,
-                                         busy_threads: None) -> None:
+def test_cli_jobs_2_output_equals_jobs_1(
+    workload: tuple[ScanOptions, list], tmp_path: Path, busy_threads: None
+) -> None:
     opts, units = workload
     one, two = tmp_path / "1.jsonl", tmp_path / "2.jsonl"
     data = str(Path(units[0].path).parent)

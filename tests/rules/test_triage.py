@@ -13,8 +13,10 @@ from rules.cli import main
 
 from .conftest import GENE_RULES
 
-SAMPLE = "EVTX-ATTACK-SAMPLES/AutomatedTestingTools/Malware/" \
-         "DE_timestomp_and_dll_sideloading_and_RunPersist.evtx"
+SAMPLE = (
+    "EVTX-ATTACK-SAMPLES/AutomatedTestingTools/Malware/"
+    "DE_timestomp_and_dll_sideloading_and_RunPersist.evtx"
+)
 
 
 def _scan(fmt: str, tmp_path: Path, *extra: str) -> bytes:
@@ -22,8 +24,23 @@ def _scan(fmt: str, tmp_path: Path, *extra: str) -> bytes:
     if not path.exists():
         pytest.skip("corpus not present")
     out = tmp_path / f"out.{fmt}"
-    assert main(["scan", "-r", str(GENE_RULES / "compiled.gen"), "--format", fmt, "-o",
-                 str(out), "--no-progress", *extra, str(path)]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                "-r",
+                str(GENE_RULES / "compiled.gen"),
+                "--format",
+                fmt,
+                "-o",
+                str(out),
+                "--no-progress",
+                *extra,
+                str(path),
+            ]
+        )
+        == 0
+    )
     return out.read_bytes()
 
 

@@ -13,9 +13,12 @@ def _rs(*rs: dict) -> rules.RuleSet:
 
 
 def _rule(name: str, **kw: object) -> dict:
-    base = {"Name": name, "Meta": {"Events": {"Security": [4624]}, "Criticality": 5,
-                                   "Schema": "2.0.0"},
-            "Matches": ["$a: LogonType = '3'", "$b: IpAddress = '-'"], "Condition": "$a"}
+    base = {
+        "Name": name,
+        "Meta": {"Events": {"Security": [4624]}, "Criticality": 5, "Schema": "2.0.0"},
+        "Matches": ["$a: LogonType = '3'", "$b: IpAddress = '-'"],
+        "Condition": "$a",
+    }
     base.update(kw)
     return base
 
@@ -30,15 +33,17 @@ def test_clean_rule_has_only_the_unused_match_warning() -> None:
 
 def test_each_check() -> None:
     meta = {"Events": {"Security": []}, "Criticality": 12, "Schema": "2.0.0", "Author": "x"}
-    issues = validate(_rs(
-        _rule("Quirk", Condition="$a $b"),
-        _rule("Dup", Matches=["$a: X = '1'", "$a: X = '2'"], Condition="$a"),
-        _rule("Cap", Meta=meta, Condition="$a and $b"),
-        _rule("Cont", Matches=["$m: extract('(?P<x>.+)', X) in misp"], Condition="$m"),
-        _rule("Broken", Condition="$a and $zz"),
-        _rule("Cap"),
-        {"Name": "NoSchema", "Meta": {}},
-    ))
+    issues = validate(
+        _rs(
+            _rule("Quirk", Condition="$a $b"),
+            _rule("Dup", Matches=["$a: X = '1'", "$a: X = '2'"], Condition="$a"),
+            _rule("Cap", Meta=meta, Condition="$a and $b"),
+            _rule("Cont", Matches=["$m: extract('(?P<x>.+)', X) in misp"], Condition="$m"),
+            _rule("Broken", Condition="$a and $zz"),
+            _rule("Cap"),
+            {"Name": "NoSchema", "Meta": {}},
+        )
+    )
     codes = _codes(issues)
     assert ("load-error", "NoSchema") in codes
     assert ("condition-quirk", "Quirk") in codes
@@ -51,12 +56,19 @@ def test_each_check() -> None:
     assert {i.rule for i in errors} == {"NoSchema", "Broken", "Cap"}
     broken = next(i for i in issues if i.code == "compile-error")
     assert str(broken).startswith("ERROR compile-error rule 'Broken' in t.gen:5:")
-    assert validate(_rs(_rule("Cont", Matches=["$m: extract('(?P<x>.+)', X) in misp"],
-                              Condition="$m")), containers=["misp"]) == []
+    assert (
+        validate(
+            _rs(_rule("Cont", Matches=["$m: extract('(?P<x>.+)', X) in misp"], Condition="$m")),
+            containers=["misp"],
+        )
+        == []
+    )
 
 
 def test_gene_rules_have_no_errors(gene_rules_dir) -> None:  # type: ignore[no-untyped-def]
-    issues = validate(rules.load(gene_rules_dir / "rules", collect_errors=True),
-                      containers=["blacklist", "whitelist", "misp"])
+    issues = validate(
+        rules.load(gene_rules_dir / "rules", collect_errors=True),
+        containers=["blacklist", "whitelist", "misp"],
+    )
     assert not [i for i in issues if i.severity is Severity.ERROR]
     assert ("condition-quirk", "LargeCL512") in _codes(issues)

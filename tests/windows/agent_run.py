@@ -14,8 +14,12 @@ from agent.sinks import MemorySink
 from agent.sources.etw import EtwSource
 
 # Recorded events of the default providers (Sysmon, Defender, PowerShell, AMSI).
-EXPECTED_PROVIDERS = {"Microsoft-Windows-Sysmon", "Microsoft-Windows-Windows Defender",
-                      "Microsoft-Windows-PowerShell", "Microsoft-Antimalware-Scan-Interface"}
+EXPECTED_PROVIDERS = {
+    "Microsoft-Windows-Sysmon",
+    "Microsoft-Windows-Windows Defender",
+    "Microsoft-Windows-PowerShell",
+    "Microsoft-Antimalware-Scan-Interface",
+}
 
 
 def run_agent(tmp: Path) -> dict[str, Any]:
@@ -24,12 +28,18 @@ def run_agent(tmp: Path) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     EtwSource.CHECK_INTERVAL = 0.1  # health and lost-event checks without waiting 5 s
     expected = sum(1 for r in fake_etw.RECORDS if r["provider"] in EXPECTED_PROVIDERS)
-    config = parse_config({
-        "general": {"data_dir": str(tmp / "data"), "log_all": True},
-        "canaries": {"enable": True, "directories": [str(tmp / "canaries")],
-                     "files": ["passwords.txt"], "delete_on_stop": True},
-        "alert_log": {"enable": False},
-    })
+    config = parse_config(
+        {
+            "general": {"data_dir": str(tmp / "data"), "log_all": True},
+            "canaries": {
+                "enable": True,
+                "directories": [str(tmp / "canaries")],
+                "files": ["passwords.txt"],
+                "delete_on_stop": True,
+            },
+            "alert_log": {"enable": False},
+        }
+    )
     sink = MemorySink()
     agent = build_agent(config, sinks=[sink])
     agent.start()
@@ -56,9 +66,16 @@ def run_agent(tmp: Path) -> dict[str, Any]:
         "canaries_while_running": canaries,
         "canaries_after_stop": sorted(str(p) for p in (tmp / "canaries").glob("*")),
         "etw_status": status["sources"].get("etw", {}),
-        "process_create": next(({"Description": e["Event"]["EventData"].get("Description"),
-                                 "Task": e["Event"]["System"]["Task"]}
-                                for e in sink.events
-                                if e["Event"]["System"]["EventID"] == 1), None),
+        "process_create": next(
+            (
+                {
+                    "Description": e["Event"]["EventData"].get("Description"),
+                    "Task": e["Event"]["System"]["Task"],
+                }
+                for e in sink.events
+                if e["Event"]["System"]["EventID"] == 1
+            ),
+            None,
+        ),
         "state": agent.state.value,
     }

@@ -12,8 +12,13 @@ WINSIM = Path(__file__).resolve().parent / "winsim.py"
 
 
 def _simulate(tmp_path: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, str(WINSIM), "agent", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, str(WINSIM), "agent", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result

@@ -33,21 +33,44 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("rules", "index", "appliance", "agent")
 # Stdlib modules that do not exist on Windows (CPython's Windows build).
-POSIX_ONLY = frozenset({
-    "pwd", "grp", "fcntl", "termios", "resource", "posix", "pty", "tty", "syslog", "crypt",
-    "_crypt", "spwd", "nis", "readline", "ossaudiodev", "_posixsubprocess", "_posixshmem",
-    "curses", "_curses", "_curses_panel", "_dbm", "_gdbm",
-})
+POSIX_ONLY = frozenset(
+    {
+        "pwd",
+        "grp",
+        "fcntl",
+        "termios",
+        "resource",
+        "posix",
+        "pty",
+        "tty",
+        "syslog",
+        "crypt",
+        "_crypt",
+        "spwd",
+        "nis",
+        "readline",
+        "ossaudiodev",
+        "_posixsubprocess",
+        "_posixshmem",
+        "curses",
+        "_curses",
+        "_curses_panel",
+        "_dbm",
+        "_gdbm",
+    }
+)
 # Windows-only stdlib modules: importable, but every attribute use raises.
 WINDOWS_ONLY = ("winreg", "msvcrt", "_winapi", "winsound", "_overlapped", "nt")
 
 
 class _Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name: str, path: Sequence[str] | None = None,
-                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if name.split(".")[0] in POSIX_ONLY:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked: not on Windows)",
-                                      name=name)
+            raise ModuleNotFoundError(
+                f"No module named {name!r} (blocked: not on Windows)", name=name
+            )
         return None
 
 

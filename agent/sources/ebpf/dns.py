@@ -48,7 +48,7 @@ def _name(buf: bytes, off: int) -> tuple[str, int]:
             continue
         if n & 0xC0:
             raise ValueError("bad label type")
-        labels.append(buf[off + 1:off + 1 + n].decode("ascii", "replace"))
+        labels.append(buf[off + 1 : off + 1 + n].decode("ascii", "replace"))
         off += 1 + n
     else:
         raise ValueError("too many labels")
@@ -83,7 +83,7 @@ def parse_message(buf: bytes, *, tcp: bool = False) -> DnsMessage | None:
                 break
             rtype, _cls, _ttl, rdlen = struct.unpack_from(">HHIH", buf, off)
             off += 10
-            rdata = buf[off:off + rdlen]
+            rdata = buf[off : off + rdlen]
             if len(rdata) < rdlen:
                 break
             if rtype == TYPE_A and rdlen == 4:

@@ -96,8 +96,13 @@ def _fail(what: str, err: int | None = None) -> BpfError:
 class BpfObject:
     """One loaded BPF object file and the links of its attached programs."""
 
-    def __init__(self, path: str, *, max_entries: dict[str, int] | None = None,
-                 disabled: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_entries: dict[str, int] | None = None,
+        disabled: tuple[str, ...] = (),
+    ) -> None:
         self.lib = load_libbpf()
         self.path = path
         self._links: list[int] = []

@@ -10,8 +10,16 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-__all__ = ["EV", "EV_NAMES", "HEADER", "F_ARGS_TRUNC", "F_EXE_DELETED", "Record", "decode",
-           "ip_text"]
+__all__ = [
+    "EV",
+    "EV_NAMES",
+    "HEADER",
+    "F_ARGS_TRUNC",
+    "F_EXE_DELETED",
+    "Record",
+    "decode",
+    "ip_text",
+]
 
 HEADER = struct.Struct("<4I3Q2I4I16s40sI4H")
 _NET = struct.Struct("<4H16s16s")
@@ -88,18 +96,54 @@ def decode(buf: bytes) -> Record:
     """Decode one record; ``ValueError`` when it is shorter than its header says."""
     if len(buf) < HEADER.size:
         raise ValueError(f"record of {len(buf)} bytes < header {HEADER.size}")
-    (etype, pid, tid, ppid, ts, start, pstart, seq, pseq, uid, gid, euid, egid, comm, fixed,
-     flags, l0, l1, l2, l3) = HEADER.unpack_from(buf)
+    (
+        etype,
+        pid,
+        tid,
+        ppid,
+        ts,
+        start,
+        pstart,
+        seq,
+        pseq,
+        uid,
+        gid,
+        euid,
+        egid,
+        comm,
+        fixed,
+        flags,
+        l0,
+        l1,
+        l2,
+        l3,
+    ) = HEADER.unpack_from(buf)
     fields = []
     off = HEADER.size
     for n in (l0, l1, l2, l3):
         if off + n > len(buf):
             raise ValueError(f"record field of {n} bytes overruns the record")
-        fields.append(buf[off:off + n])
+        fields.append(buf[off : off + n])
         off += n
-    return Record(etype, pid, tid, ppid, ts, start, pstart, seq, pseq, uid, gid, euid, egid,
-                  comm.split(b"\0", 1)[0].decode("utf-8", "replace"), fixed, flags,
-                  tuple(fields))
+    return Record(
+        etype,
+        pid,
+        tid,
+        ppid,
+        ts,
+        start,
+        pstart,
+        seq,
+        pseq,
+        uid,
+        gid,
+        euid,
+        egid,
+        comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+        fixed,
+        flags,
+        tuple(fields),
+    )
 
 
 def ip_text(family: int, raw: bytes) -> str:

@@ -46,14 +46,16 @@ class Sensor:
         for p in prefixes:
             raw = p.encode()[:256]
             self.obj.update("prefixes", _PREFIX_KEY.pack(len(raw) * 8, raw), b"\x01")
-        self.obj.update("hconfig", struct.pack("<I", 0),
-                        struct.pack("<II", agent_pid, 1 if prefixes else 0))
+        self.obj.update(
+            "hconfig", struct.pack("<I", 0), struct.pack("<II", agent_pid, 1 if prefixes else 0)
+        )
 
     def attach(self, names: list[str] | None = None) -> None:
         self.obj.attach(list(names or PROGRAMS))
         if not any(n in self.obj.attached for n in ("on_exec", "sys_exit")):
-            raise EbpfUnavailable("eBPF programs could not be attached: "
-                                  + "; ".join(self.obj.failed.values()))
+            raise EbpfUnavailable(
+                "eBPF programs could not be attached: " + "; ".join(self.obj.failed.values())
+            )
 
     def ring(self, sink: Callable[[bytes], None]) -> RingBuffer:
         if self._rb is None:
@@ -111,8 +113,11 @@ def load_sensor(*, ringbuf_mb: int = 8, files: bool = True, ringbuf_bytes: int =
     wanted = ringbuf_bytes or max(1, ringbuf_mb) * 1024 * 1024
     size = 1 << max(12, (wanted - 1).bit_length())
     try:
-        obj = BpfObject(str(OBJECT_PATH), max_entries={"rb": size},
-                        disabled=() if files else tuple(_FILE_PROGRAMS))
+        obj = BpfObject(
+            str(OBJECT_PATH),
+            max_entries={"rb": size},
+            disabled=() if files else tuple(_FILE_PROGRAMS),
+        )
     except BpfError as ex:
         hint = "" if os.geteuid() == 0 else " (needs root: CAP_BPF + CAP_PERFMON)"
         raise EbpfUnavailable(f"{ex}{hint}") from ex

@@ -47,14 +47,38 @@ logger = logging.getLogger(__name__)
 _ZERO_GUID = "{00000000-0000-0000-0000-000000000000}"
 _PROTO = {6: "tcp", 17: "udp"}
 _FD_KINDS = ("-", "socket", "pipe", "char", "file", "other")
-_PTRACE = {16: "PTRACE_ATTACH", 0x4206: "PTRACE_SEIZE", 4: "PTRACE_POKETEXT",
-           5: "PTRACE_POKEDATA", 6: "PTRACE_POKEUSER"}
-_SETID = {105: "setuid", 106: "setgid", 113: "setreuid", 114: "setregid", 117: "setresuid",
-          119: "setresgid"}
-_BPF_PROG_TYPES = {1: "socket_filter", 2: "kprobe", 3: "sched_cls", 4: "sched_act",
-                   5: "tracepoint", 6: "xdp", 7: "perf_event", 8: "cgroup_skb", 9: "cgroup_sock",
-                   17: "raw_tracepoint", 26: "tracing", 29: "lsm", 30: "sk_lookup",
-                   31: "syscall", 32: "netfilter"}
+_PTRACE = {
+    16: "PTRACE_ATTACH",
+    0x4206: "PTRACE_SEIZE",
+    4: "PTRACE_POKETEXT",
+    5: "PTRACE_POKEDATA",
+    6: "PTRACE_POKEUSER",
+}
+_SETID = {
+    105: "setuid",
+    106: "setgid",
+    113: "setreuid",
+    114: "setregid",
+    117: "setresuid",
+    119: "setresgid",
+}
+_BPF_PROG_TYPES = {
+    1: "socket_filter",
+    2: "kprobe",
+    3: "sched_cls",
+    4: "sched_act",
+    5: "tracepoint",
+    6: "xdp",
+    7: "perf_event",
+    8: "cgroup_skb",
+    9: "cgroup_sock",
+    17: "raw_tracepoint",
+    26: "tracing",
+    29: "lsm",
+    30: "sk_lookup",
+    31: "syscall",
+    32: "netfilter",
+}
 
 
 class EID:
@@ -112,8 +136,15 @@ class EbpfSource:
     lossless = False
     COALESCE = 0.01  # seconds records may wait in the ring buffer to be read in one batch
 
-    def __init__(self, *, host: Host, sensor: Sensor, prefixes: list[str],
-                 poll_ms: int = 100, max_procs: int = 65536) -> None:
+    def __init__(
+        self,
+        *,
+        host: Host,
+        sensor: Sensor,
+        prefixes: list[str],
+        poll_ms: int = 100,
+        max_procs: int = 65536,
+    ) -> None:
         self.host = host
         self.sensor = sensor
         self.prefixes = list(prefixes)
@@ -130,7 +161,8 @@ class EbpfSource:
         self._out: deque[dict[str, Any]] = deque()
         self._dns_names: OrderedDict[str, str] = OrderedDict()
         self._dns_pending: OrderedDict[tuple[int, int], tuple[float, Record, str, int]] = (
-            OrderedDict())
+            OrderedDict()
+        )
         self._boot_offset = 0.0
         self._offset_at = 0.0
         self.decode_errors = 0
@@ -144,10 +176,16 @@ class EbpfSource:
         return sum(self.sensor.losses().values()) + self.decode_errors
 
     def sensor_status(self) -> dict[str, Any]:
-        return {"mode": "ebpf", "losses": self.sensor.losses(), "records": self.records,
-                "degraded": self.degraded, "decode_errors": self.decode_errors,
-                "programs": list(self.sensor.obj.attached),
-                "failed": dict(self.sensor.obj.failed), "processes": len(self._procs)}
+        return {
+            "mode": "ebpf",
+            "losses": self.sensor.losses(),
+            "records": self.records,
+            "degraded": self.degraded,
+            "decode_errors": self.decode_errors,
+            "programs": list(self.sensor.obj.attached),
+            "failed": dict(self.sensor.obj.failed),
+            "processes": len(self._procs),
+        }
 
     # --- loop ---------------------------------------------------------------------------------
 
@@ -225,8 +263,20 @@ class EbpfSource:
                 info = replace(known, guid=guid, exec_seq=seq)
                 self._remember(pid, _Proc(info, start, announced=True))
                 return info
-        return ProcInfo(pid, 0, comm or "-", comm or "-", "-", -1, "-",
-                        start // self._tick_ns, comm, guid=guid, exec_seq=seq, complete=False)
+        return ProcInfo(
+            pid,
+            0,
+            comm or "-",
+            comm or "-",
+            "-",
+            -1,
+            "-",
+            start // self._tick_ns,
+            comm,
+            guid=guid,
+            exec_seq=seq,
+            complete=False,
+        )
 
     def _remember(self, pid: int, proc: _Proc) -> None:
         self._procs[pid] = proc
@@ -264,15 +314,29 @@ class EbpfSource:
 
     def _emit(self, eid: int, data: dict[str, Any], ts: float) -> None:
         host = self.host
-        self._out.append(make_event(channel=LINUX_CHANNEL, provider=LINUX_PROVIDER,
-                                    provider_guid=LINUX_PROVIDER_GUID, event_id=eid, data=data,
-                                    computer=host.hostname, ts=ts, pid=host.agent_pid,
-                                    task_name=TASKS.get(eid)))
+        self._out.append(
+            make_event(
+                channel=LINUX_CHANNEL,
+                provider=LINUX_PROVIDER,
+                provider_guid=LINUX_PROVIDER_GUID,
+                event_id=eid,
+                data=data,
+                computer=host.hostname,
+                ts=ts,
+                pid=host.agent_pid,
+                task_name=TASKS.get(eid),
+            )
+        )
 
     def _base(self, info: ProcInfo, ts: float) -> dict[str, Any]:
-        return {"RuleName": "-", "UtcTime": sysmon_time(ts), "ProcessGuid": info.guid,
-                "ProcessId": str(info.pid), "Image": info.image,
-                "User": info.user if info.user else "-"}
+        return {
+            "RuleName": "-",
+            "UtcTime": sysmon_time(ts),
+            "ProcessGuid": info.guid,
+            "ProcessId": str(info.pid),
+            "Image": info.image,
+            "User": info.user if info.user else "-",
+        }
 
     # --- records ------------------------------------------------------------------------------
 
@@ -314,9 +378,19 @@ class EbpfSource:
         args = [a.decode("utf-8", "surrogateescape") for a in rec.fields[2].split(b"\0") if a]
         if rec.flags & F_ARGS_TRUNC or not rec.fields[0]:
             self.degraded += 1
-        info = ProcInfo(rec.pid, rec.ppid, image, " ".join(args) or rec.comm, rec.text(1) or "-",
-                        rec.uid, user_name(rec.uid), rec.start // self._tick_ns, rec.comm,
-                        guid=self._guid(rec.pid, rec.start, rec.seq), exec_seq=rec.seq)
+        info = ProcInfo(
+            rec.pid,
+            rec.ppid,
+            image,
+            " ".join(args) or rec.comm,
+            rec.text(1) or "-",
+            rec.uid,
+            user_name(rec.uid),
+            rec.start // self._tick_ns,
+            rec.comm,
+            guid=self._guid(rec.pid, rec.start, rec.seq),
+            exec_seq=rec.seq,
+        )
         parent = self._info(rec.ppid, rec.pstart, rec.pseq) if rec.ppid else None
         if parent is not None:
             self._announce(rec.ppid)
@@ -324,8 +398,9 @@ class EbpfSource:
         if rec.seq:  # a re-exec: /proc alone would give the GUID of the first program
             self.host.pids.register(info)
         data = process_create_data(info, parent, ts, "")
-        data["ParentProcessGuid"] = (self._guid(rec.ppid, rec.pstart, rec.pseq) if rec.ppid
-                                     else _ZERO_GUID)
+        data["ParentProcessGuid"] = (
+            self._guid(rec.ppid, rec.pstart, rec.pseq) if rec.ppid else _ZERO_GUID
+        )
         kinds = rec.aux[0]
         # Heron: what stdin, stdout, stderr are ("socket,socket,socket" for a reverse shell)
         data["Stdio"] = ",".join(_FD_KINDS[min((kinds >> s) & 0xFF, 5)] for s in (0, 8, 16))
@@ -344,8 +419,16 @@ class EbpfSource:
         del self._forks[rec.pid]
         parent = self._info(rec.ppid, rec.pstart, rec.pseq)
         guid = self._guid(rec.pid, rec.start, rec.seq)
-        info = replace(parent, pid=rec.pid, ppid=rec.ppid, start_ticks=rec.start // self._tick_ns,
-                       guid=guid, exec_seq=rec.seq, uid=rec.uid, user=user_name(rec.uid))
+        info = replace(
+            parent,
+            pid=rec.pid,
+            ppid=rec.ppid,
+            start_ticks=rec.start // self._tick_ns,
+            guid=guid,
+            exec_seq=rec.seq,
+            uid=rec.uid,
+            user=user_name(rec.uid),
+        )
         # not registered in host.pids: a /proc read gives the same GUID (exec count 0)
         self._remember(rec.pid, _Proc(info, rec.start, announced=False))
 
@@ -384,24 +467,36 @@ class EbpfSource:
         rip = ip_text(family, raddr)
         v6 = "true" if family == 10 and ":" in rip else "false"
         data = self._base(info, ts)
-        data.update({
-            "Protocol": _PROTO.get(proto, str(proto)),
-            "Initiated": "false" if rec.type == EV.ACCEPT else "true",
-            "SourceIsIpv6": v6, "SourceIp": ip_text(family, laddr), "SourceHostname": "-",
-            "SourcePort": str(lport), "SourcePortName": "-",
-            "DestinationIsIpv6": v6, "DestinationIp": rip,
-            "DestinationHostname": self._dns_names.get(rip, "-"),
-            "DestinationPort": str(rport), "DestinationPortName": "-",
-        })
+        data.update(
+            {
+                "Protocol": _PROTO.get(proto, str(proto)),
+                "Initiated": "false" if rec.type == EV.ACCEPT else "true",
+                "SourceIsIpv6": v6,
+                "SourceIp": ip_text(family, laddr),
+                "SourceHostname": "-",
+                "SourcePort": str(lport),
+                "SourcePortName": "-",
+                "DestinationIsIpv6": v6,
+                "DestinationIp": rip,
+                "DestinationHostname": self._dns_names.get(rip, "-"),
+                "DestinationPort": str(rport),
+                "DestinationPortName": "-",
+            }
+        )
         self._emit(EID.NETWORK_CONNECT, data, ts)
 
     def _bind(self, rec: Record) -> None:
         family, proto, lport, _rport, laddr, _raddr = rec.net
         ts = self._wall(rec.ts)
         data = self._base(self._actor(rec), ts)
-        data.update({"Protocol": _PROTO.get(proto, str(proto)), "SourceIp": ip_text(family, laddr),
-                     "SourcePort": str(lport),
-                     "SourceIsIpv6": "true" if family == 10 else "false"})
+        data.update(
+            {
+                "Protocol": _PROTO.get(proto, str(proto)),
+                "SourceIp": ip_text(family, laddr),
+                "SourcePort": str(lport),
+                "SourceIsIpv6": "true" if family == 10 else "false",
+            }
+        )
         self._emit(EID.SOCKET_BIND, data, ts)
 
     def _dns_send(self, rec: Record) -> None:
@@ -456,22 +551,34 @@ class EbpfSource:
             data.update({"TargetFilename": path, "Operation": "close_write"})
             eid = EID.FILE_ACCESS
         elif t == EV.FILE_UNLINK:
-            data.update({"TargetFilename": path, "Hashes": "-", "IsExecutable": "false",
-                         "Archived": "false"})
+            data.update(
+                {
+                    "TargetFilename": path,
+                    "Hashes": "-",
+                    "IsExecutable": "false",
+                    "Archived": "false",
+                }
+            )
             eid = EID.FILE_DELETE
         elif t == EV.FILE_RENAME:
             new = os.path.normpath(rec.text(1)) if rec.fields[1] else "-"
             data.update({"SourceFilename": path, "TargetFilename": new})
             eid = EID.FILE_RENAME
         elif t == EV.FILE_CHMOD:
-            data.update({"TargetFilename": path, "Operation": "chmod",
-                         "Mode": f"{rec.aux[0] & 0o7777:04o}"})
+            data.update(
+                {"TargetFilename": path, "Operation": "chmod", "Mode": f"{rec.aux[0] & 0o7777:04o}"}
+            )
             eid = EID.FILE_ATTRIBUTES
         else:
             uid, gid = rec.aux[0] & 0xFFFFFFFF, rec.aux[1] & 0xFFFFFFFF
-            data.update({"TargetFilename": path, "Operation": "chown",
-                         "OwnerUid": "-1" if uid == 0xFFFFFFFF else str(uid),
-                         "OwnerGid": "-1" if gid == 0xFFFFFFFF else str(gid)})
+            data.update(
+                {
+                    "TargetFilename": path,
+                    "Operation": "chown",
+                    "OwnerUid": "-1" if uid == 0xFFFFFFFF else str(uid),
+                    "OwnerGid": "-1" if gid == 0xFFFFFFFF else str(gid),
+                }
+            )
             eid = EID.FILE_ATTRIBUTES
         self._emit(eid, data, ts)
 
@@ -482,13 +589,19 @@ class EbpfSource:
         p = self._procs.get(target_pid)
         target = p.info if p is not None else self.host.pids.get(target_pid)
         data = {
-            "RuleName": "-", "UtcTime": sysmon_time(ts),
-            "SourceProcessGuid": src.guid, "SourceProcessId": str(src.pid),
-            "SourceThreadId": str(rec.tid), "SourceImage": src.image, "SourceUser": src.user,
+            "RuleName": "-",
+            "UtcTime": sysmon_time(ts),
+            "SourceProcessGuid": src.guid,
+            "SourceProcessId": str(src.pid),
+            "SourceThreadId": str(rec.tid),
+            "SourceImage": src.image,
+            "SourceUser": src.user,
             "TargetProcessGuid": target.guid if target else _ZERO_GUID,
-            "TargetProcessId": str(target_pid), "TargetImage": target.image if target else "-",
+            "TargetProcessId": str(target_pid),
+            "TargetImage": target.image if target else "-",
             "TargetUser": target.user if target else "-",
-            "GrantedAccess": _PTRACE.get(request, str(request)), "CallTrace": "-",
+            "GrantedAccess": _PTRACE.get(request, str(request)),
+            "CallTrace": "-",
         }
         self._emit(EID.PROCESS_ACCESS, data, ts)
 
@@ -498,17 +611,25 @@ class EbpfSource:
         finit, ret = rec.aux[0], rec.aux[1]
         if ret >= 1 << 63:
             ret -= 1 << 64
-        data.update({"ImageLoaded": rec.text(0) if rec.fields[0] else "-",
-                     "Syscall": "finit_module" if finit else "init_module",
-                     "Result": str(ret)})
+        data.update(
+            {
+                "ImageLoaded": rec.text(0) if rec.fields[0] else "-",
+                "Syscall": "finit_module" if finit else "init_module",
+                "Result": str(ret),
+            }
+        )
         self._emit(EID.KERNEL_MODULE_LOAD, data, ts)
 
     def _bpf(self, rec: Record) -> None:
         ts = self._wall(rec.ts)
         data = self._base(self._actor(rec), ts)
         ptype = rec.aux[0]
-        data.update({"ProgramType": _BPF_PROG_TYPES.get(ptype, str(ptype)),
-                     "ProgramName": rec.text(0) or "-"})
+        data.update(
+            {
+                "ProgramType": _BPF_PROG_TYPES.get(ptype, str(ptype)),
+                "ProgramName": rec.text(0) or "-",
+            }
+        )
         self._emit(EID.BPF_PROGRAM_LOAD, data, ts)
 
     def _cred(self, rec: Record) -> None:
@@ -518,12 +639,19 @@ class EbpfSource:
         args = [a & 0xFFFFFFFF for a in rec.aux[1:4]]
         nargs = 1 if nr in (105, 106) else 2 if nr in (113, 114) else 3
         data = self._base(info, ts)
-        data.update({"Syscall": _SETID.get(nr, str(nr)),
-                     "Arguments": " ".join("-1" if a == 0xFFFFFFFF else str(a)
-                                           for a in args[:nargs]),
-                     "PreviousUser": info.user, "PreviousUid": str(info.uid),
-                     "Uid": str(rec.uid), "EUid": str(rec.euid), "Gid": str(rec.gid),
-                     "EGid": str(rec.egid), "TargetUser": user_name(rec.euid)})
+        data.update(
+            {
+                "Syscall": _SETID.get(nr, str(nr)),
+                "Arguments": " ".join("-1" if a == 0xFFFFFFFF else str(a) for a in args[:nargs]),
+                "PreviousUser": info.user,
+                "PreviousUid": str(info.uid),
+                "Uid": str(rec.uid),
+                "EUid": str(rec.euid),
+                "Gid": str(rec.gid),
+                "EGid": str(rec.egid),
+                "TargetUser": user_name(rec.euid),
+            }
+        )
         if info.uid != rec.uid:
             new = replace(info, uid=rec.uid, user=user_name(rec.uid))
             p = self._procs.get(rec.pid)

@@ -47,8 +47,12 @@ class FakeManager:
         dup = bid in self.batches
         if not dup:
             self.batches[bid] = [json.loads(x) for x in gzip.decompress(req.body).splitlines()]
-        return Response(200, json.dumps({"batch_id": bid, "accepted": len(self.batches[bid]),
-                                         "duplicate": dup}).encode())
+        return Response(
+            200,
+            json.dumps(
+                {"batch_id": bid, "accepted": len(self.batches[bid]), "duplicate": dup}
+            ).encode(),
+        )
 
     def _get_commands(self, req: Request) -> Response:
         if not self.commands:
@@ -122,8 +126,13 @@ class FakeManager:
             sha = hashlib.sha256(data).hexdigest()
             if query.get("hash") and query["hash"] != sha:
                 continue
-            item: dict[str, Any] = {"name": name, "alias": name, "os": query.get("os", ""),
-                                    "size": len(data), "metadata": {"sha256": sha}}
+            item: dict[str, Any] = {
+                "name": name,
+                "alias": name,
+                "os": query.get("os", ""),
+                "size": len(data),
+                "metadata": {"sha256": sha},
+            }
             if query.get("binary") == "true":
                 item["binary"] = base64.b64encode(data).decode()
             out[name] = item

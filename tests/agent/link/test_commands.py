@@ -21,9 +21,22 @@ def cmd(name: str, *args: str, **kw) -> wire.Command:
 
 
 def test_registry_has_every_whids_builtin() -> None:
-    assert set(COMMANDS) == {"hash", "rexhash", "stat", "ls", "walk", "find", "processes",
-                             "modules", "drivers", "report", "terminate", "osquery", "contain",
-                             "uncontain"}
+    assert set(COMMANDS) == {
+        "hash",
+        "rexhash",
+        "stat",
+        "ls",
+        "walk",
+        "find",
+        "processes",
+        "modules",
+        "drivers",
+        "report",
+        "terminate",
+        "osquery",
+        "contain",
+        "uncontain",
+    }
 
 
 def test_hash_stat_ls_walk_find_rexhash(tmp_path: Path) -> None:
@@ -81,9 +94,12 @@ def test_unknown_command_and_disallowed_tool() -> None:
 
 def test_allowed_tool_with_drop_and_fetch(tmp_path: Path) -> None:
     script = b"#!/bin/sh\necho out-$1\necho err >&2\necho fetched > result.txt\n"
-    c = cmd("collect.sh", "x", drop=[{"name": "collect.sh",
-                                      "data": base64.b64encode(script).decode()}],
-            fetch=["result.txt", "missing.txt"])
+    c = cmd(
+        "collect.sh",
+        "x",
+        drop=[{"name": "collect.sh", "data": base64.b64encode(script).decode()}],
+        fetch=["result.txt", "missing.txt"],
+    )
     r = run_command(c, CommandContext(allowed_tools=("collect.sh",)))
     assert r.error == "" and r.exit_code == 0
     assert r.stdout == "out-x\n" and r.stderr == "err\n"
@@ -101,8 +117,9 @@ def test_drop_name_traversal_is_refused() -> None:
 def test_tool_timeout_and_expect_json() -> None:
     r = run_command(cmd("sleep", "5", timeout=0.3), CommandContext(allowed_tools=("sleep",)))
     assert "timeout" in r.error
-    r = run_command(cmd("echo", '{"a": 1}', expect_json=True),
-                    CommandContext(allowed_tools=("echo",)))
+    r = run_command(
+        cmd("echo", '{"a": 1}', expect_json=True), CommandContext(allowed_tools=("echo",))
+    )
     assert r.json == {"a": 1}
 
 
@@ -124,8 +141,9 @@ def test_osquery_uses_tool_and_reports_absence(tmp_path: Path) -> None:
     assert r.json == [{"name": "init", "table": "processes"}]
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = run_command(cmd("report"), CommandContext(tools_dir=tmp_path,
-                                                  osquery_tables=("processes", "bad;rm")))
+    r = run_command(
+        cmd("report"), CommandContext(tools_dir=tmp_path, osquery_tables=("processes", "bad;rm"))
+    )
     assert r.json["commands"][0]["stdout"] == [{"name": "init", "table": "processes"}]
     assert "bad osquery table" in r.json["commands"][1]["error"]
     assert "processes" in r.json and "connections" in r.json
@@ -136,8 +154,19 @@ def test_containment_command_lines() -> None:
     assert "policy drop" in script and "ip daddr 10.0.0.9 tcp dport 1519 accept" in script
     assert 'oifname "lo" accept' in script
     ipt = iptables_commands(["10.0.0.9"], 1519)
-    assert ["iptables", "-A", "HERON-OUT", "-d", "10.0.0.9", "-p", "tcp", "--dport", "1519",
-            "-j", "ACCEPT"] in ipt
+    assert [
+        "iptables",
+        "-A",
+        "HERON-OUT",
+        "-d",
+        "10.0.0.9",
+        "-p",
+        "tcp",
+        "--dport",
+        "1519",
+        "-j",
+        "ACCEPT",
+    ] in ipt
     assert ["ip6tables", "-A", "HERON-OUT", "-j", "DROP"] in ipt
     ns = netsh_commands(["10.0.0.9"])
     assert "remoteip=0.0.0.0-10.0.0.8,10.0.0.10-255.255.255.255" in ns[0]
@@ -151,18 +180,18 @@ def test_contain_refuses_without_manager_and_runs_backend() -> None:
         calls.append(list(argv))
         return subprocess.CompletedProcess(argv, 0, b"", b"")
 
-    ctx = CommandContext(manager_host="10.0.0.9", manager_port=1519, runner=runner,
-                         containment_backend="iptables")
+    ctx = CommandContext(
+        manager_host="10.0.0.9", manager_port=1519, runner=runner, containment_backend="iptables"
+    )
     r = run_command(cmd("contain"), ctx)
     assert r.error == "" and r.json["contained"] and r.json["manager"] == ["10.0.0.9"]
     assert ["iptables", "-I", "OUTPUT", "1", "-j", "HERON-OUT"] in calls
     calls.clear()
-    assert run_command(cmd("uncontain"), ctx).json == {"contained": False,
-                                                       "backend": "iptables"}
+    assert run_command(cmd("uncontain"), ctx).json == {"contained": False, "backend": "iptables"}
     assert ["iptables", "-X", "HERON-OUT"] in calls
 
 
-LIVE = r'''
+LIVE = r"""
 import socket, sys
 from agent.commands import CommandContext, run_command
 from rules import wire
@@ -187,7 +216,7 @@ try:
     u.sendto(b"x", ("10.9.0.2", 53)); print("udp-sent")
 except PermissionError:
     print("udp-blocked")
-'''
+"""
 
 
 @pytest.mark.live
@@ -201,12 +230,19 @@ def test_containment_live_in_network_namespace(backend: str, tmp_path: Path) -> 
         pytest.skip(f"needs unshare and {backend}")
     script = tmp_path / "live.py"
     script.write_text(LIVE)
-    setup = ("ip link set lo up && ip link add d0 type veth peer name d1 "
-             "&& ip addr add 10.9.0.1/24 dev d0 "
-             f"&& ip link set d0 up && ip link set d1 up && {sys.executable} {script} {backend}")
+    setup = (
+        "ip link set lo up && ip link add d0 type veth peer name d1 "
+        "&& ip addr add 10.9.0.1/24 dev d0 "
+        f"&& ip link set d0 up && ip link set d1 up && {sys.executable} {script} {backend}"
+    )
     root = Path(__file__).resolve().parents[3]
-    proc = subprocess.run(["unshare", "-n", "sh", "-c", setup], capture_output=True, timeout=60,
-                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    proc = subprocess.run(
+        ["unshare", "-n", "sh", "-c", setup],
+        capture_output=True,
+        timeout=60,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     if proc.returncode != 0 and b"Operation not permitted" in proc.stderr[:200]:
         pytest.skip(f"cannot create a network namespace: {proc.stderr[:200]!r}")
     assert proc.returncode == 0, proc.stderr.decode()
@@ -219,8 +255,10 @@ def test_windows_containment_blocks_both_families_but_keeps_every_manager_addres
     for d in ("out", "in"):
         rule = f"name=Heron containment dir={d} action=block"
         assert f"{rule} protocol=TCP remoteip=0.0.0.0-10.0.0.8,10.0.0.11-255.255.255.255" in ns
-        assert (f"{rule} protocol=TCP remoteip=::-2001:db8::4,"
-                "2001:db8::6-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") in ns
+        assert (
+            f"{rule} protocol=TCP remoteip=::-2001:db8::4,"
+            "2001:db8::6-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        ) in ns
         assert f"{rule} protocol=UDP remoteport=1-52,54-66,69-545,548-65535" in ns
         assert f"{rule} protocol=icmpv4" in ns and f"{rule} protocol=icmpv6" in ns
     assert len(ns) == 10 and not any("protocol=any" in c or "protocol" not in c for c in ns)
@@ -232,13 +270,19 @@ def test_windows_containment_blocks_both_families_but_keeps_every_manager_addres
 # HKLM DWORDs as read on a host whose domain profile is off by group policy, public off locally.
 RECORDED_FIREWALL_REGISTRY = {
     (r"SOFTWARE\Policies\Microsoft\WindowsFirewall\DomainProfile", "EnableFirewall"): 0,
-    (r"SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\DomainProfile",
-     "EnableFirewall"): 1,
-    (r"SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\StandardProfile",
-     "EnableFirewall"): 1,
+    (
+        r"SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\DomainProfile",
+        "EnableFirewall",
+    ): 1,
+    (
+        r"SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\StandardProfile",
+        "EnableFirewall",
+    ): 1,
     (r"SOFTWARE\Policies\Microsoft\WindowsFirewall\PublicProfile", "EnableFirewall"): 1,
-    (r"SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\PublicProfile",
-     "EnableFirewall"): 0,
+    (
+        r"SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\PublicProfile",
+        "EnableFirewall",
+    ): 0,
 }
 
 
@@ -251,7 +295,8 @@ def test_firewall_profile_state_policy_wins_over_local() -> None:
 
 
 def test_netsh_contain_fails_when_a_firewall_profile_is_off(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from agent.commands import containment
 
     calls: list[list[str]] = []
@@ -260,8 +305,9 @@ def test_netsh_contain_fails_when_a_firewall_profile_is_off(
         calls.append(list(argv))
         return subprocess.CompletedProcess(argv, 0, b"", b"")
 
-    ctx = CommandContext(manager_host="10.0.0.9", manager_port=1519, runner=runner,
-                         containment_backend="netsh")
+    ctx = CommandContext(
+        manager_host="10.0.0.9", manager_port=1519, runner=runner, containment_backend="netsh"
+    )
     monkeypatch.setattr(containment, "firewall_profiles_off", lambda: ["domain"])
     r = run_command(cmd("contain"), ctx)
     assert "Firewall is off for profile(s) domain" in r.error and not r.json

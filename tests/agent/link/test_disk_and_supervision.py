@@ -52,8 +52,10 @@ def test_full_disk_drops_whole_records_counts_and_logs_once(tmp_path: Path, capl
         st2 = spool.stats()
         assert st2.disk_state == "ok" and st2.disk_dropped == st.disk_dropped
         recovered = [r.getMessage() for r in caplog.records if "recovered" in r.getMessage()]
-        assert recovered == [f"data disk recovered: {st.disk_dropped} events dropped since "
-                             + recovered[0].rsplit("since ", 1)[1]]
+        assert recovered == [
+            f"data disk recovered: {st.disk_dropped} events dropped since "
+            + recovered[0].rsplit("since ", 1)[1]
+        ]
         batch = spool.next_batch(force=True)
         assert batch is not None and batch.lane is Lane.DETECTIONS
         health = orjson.loads(batch.data.splitlines()[-1])["Event"]
@@ -73,8 +75,15 @@ def test_full_disk_evicts_oldest_bulk_to_keep_new_events(tmp_path: Path) -> None
             spool.submit(sysmon_event("/bin/" + "y" * 200, n))
             n += 1
         for i in range(20):
-            spool.submit({**sysmon_event("/bin/d", i), "Event": {
-                **sysmon_event("/bin/d", i)["Event"], "Detection": {"Signature": ["S"]}}})
+            spool.submit(
+                {
+                    **sysmon_event("/bin/d", i),
+                    "Event": {
+                        **sysmon_event("/bin/d", i)["Event"],
+                        "Detection": {"Signature": ["S"]},
+                    },
+                }
+            )
         st = spool.stats()
         assert st.evicted_events > 0 and st.disk_dropped == 0
         got = []
@@ -83,8 +92,11 @@ def test_full_disk_evicts_oldest_bulk_to_keep_new_events(tmp_path: Path) -> None
             spool.ack(b)
         dets = [e for e in got if e["Event"].get("Detection")]
         assert len(dets) == 20
-        nums = [e["Event"]["EventData"]["ProcessId"] for e in got if not e["Event"].get(
-            "Detection") and e["Event"]["System"]["Channel"] != "Heron-Agent"]
+        nums = [
+            e["Event"]["EventData"]["ProcessId"]
+            for e in got
+            if not e["Event"].get("Detection") and e["Event"]["System"]["Channel"] != "Heron-Agent"
+        ]
         assert nums[-1] == str(1000 + n - 1)  # the newest bulk event survived
         spool.close()
 
@@ -100,8 +112,10 @@ def test_min_free_bytes_evicts_before_the_disk_fills(tmp_path: Path) -> None:
         reported = 0
         while (b := spool.next_batch(force=True)) is not None:
             if b.lane is Lane.DETECTIONS:
-                reported += sum(orjson.loads(x)["Event"]["EventData"]["DroppedEvents"]
-                                for x in b.data.splitlines())
+                reported += sum(
+                    orjson.loads(x)["Event"]["EventData"]["DroppedEvents"]
+                    for x in b.data.splitlines()
+                )
             spool.ack(b)
         assert reported == st.evicted_events  # every eviction reported to the manager
         spool.close()
@@ -160,7 +174,8 @@ def test_crashing_forwarder_is_restarted_visible_and_reported(tmp_path: Path, ca
     link.start()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and not any(
-            e["Event"]["System"]["EventID"] == HEALTH_THREAD_CRASH for e in mgr.events()):
+        e["Event"]["System"]["EventID"] == HEALTH_THREAD_CRASH for e in mgr.events()
+    ):
         time.sleep(0.05)
     st = link.status()
     link.stop()
@@ -173,9 +188,11 @@ def test_crashing_forwarder_is_restarted_visible_and_reported(tmp_path: Path, ca
 
 def test_forwarder_survives_unexpected_errors_in_its_loop(tmp_path: Path, caplog) -> None:
     mgr = FakeManager()
-    link = Link(LinkConfig(batch_delay=0.0, backoff_base=0.01, backoff_cap=0.05,
-                           drain_on_stop=1.0), tmp_path / "s",
-                transport_factory=lambda: MemoryTransport(mgr))
+    link = Link(
+        LinkConfig(batch_delay=0.0, backoff_base=0.01, backoff_cap=0.05, drain_on_stop=1.0),
+        tmp_path / "s",
+        transport_factory=lambda: MemoryTransport(mgr),
+    )
     real_step = link.forwarder.step
     fails = [0]
 

@@ -39,8 +39,9 @@ def mtls(store: IdentityStore, port: int) -> HttpsTransport:
 
 def test_enroll_with_token_pins_ca_and_protects_key(server, ca, tmp_path: Path) -> None:
     store = IdentityStore(tmp_path / "id")
-    ident = enroll_online(f"127.0.0.1:{server.port}", "tok", store,
-                          ca_sha256=ca_fingerprint(ca.pem))
+    ident = enroll_online(
+        f"127.0.0.1:{server.port}", "tok", store, ca_sha256=ca_fingerprint(ca.pem)
+    )
     assert ident.uuid == "uuid-1234" and ident.group == "g1"
     assert store.ca_path.read_text() == ca.pem
     if os.name == "posix":
@@ -66,8 +67,13 @@ def test_tofu_checks_server_cert_against_received_ca(ca, tmp_path: Path) -> None
 
     def lying(method, path, body, headers, cn):  # answers with a CA that did not sign the server
         req = json.loads(body)
-        return 200, json.dumps({"uuid": "u", "certificate_pem": other.sign_csr(req["csr_pem"], "u"),
-                                "ca_pem": other.pem}).encode()
+        return 200, json.dumps(
+            {
+                "uuid": "u",
+                "certificate_pem": other.sign_csr(req["csr_pem"], "u"),
+                "ca_pem": other.pem,
+            }
+        ).encode()
 
     srv = TlsManager(ca, tmp_path / "srv", lying)
     try:
@@ -102,14 +108,20 @@ def test_rejected_client_cert_says_so_clearly(ca, tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = rogue.issue("uuid-x", key.public_key())
     (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "k.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (tmp_path / "k.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     (tmp_path / "ca.pem").write_text(ca.pem)
     ctx = create_ssl_context(tmp_path / "ca.pem", tmp_path / "c.pem", tmp_path / "k.pem")
     try:
-        with HttpsTransport("127.0.0.1", srv.port, ctx, timeout=5) as t, \
-                pytest.raises(CertificateRejected, match="certificate"):
+        with (
+            HttpsTransport("127.0.0.1", srv.port, ctx, timeout=5) as t,
+            pytest.raises(CertificateRejected, match="certificate"),
+        ):
             t.send(Request("GET", "/key"))
     finally:
         srv.close()
@@ -129,8 +141,10 @@ def test_connection_closed_after_handshake_reports_revocation(ca, tmp_path: Path
     try:
         enroll_online(f"127.0.0.1:{srv.port}", "tok", store)
         revoked["on"] = True
-        with mtls(store, srv.port) as t, \
-                pytest.raises(CertificateRejected, match="probably rejected/revoked"):
+        with (
+            mtls(store, srv.port) as t,
+            pytest.raises(CertificateRejected, match="probably rejected/revoked"),
+        ):
             t.send(Request("GET", "/key"))
     finally:
         srv.close()
@@ -153,11 +167,15 @@ def test_offline_bundle(ca, tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = ca.issue("uuid-b", key.public_key())
     bundle = {
-        "uuid": "uuid-b", "manager": "mgr.example:1519", "ca_pem": ca.pem,
+        "uuid": "uuid-b",
+        "manager": "mgr.example:1519",
+        "ca_pem": ca.pem,
         "certificate_pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
-        "key_pem": key.private_bytes(serialization.Encoding.PEM,
-                                     serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()).decode(),
+        "key_pem": key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
     }
     path = tmp_path / "b.json"
     path.write_text(json.dumps(bundle))
@@ -182,8 +200,17 @@ def test_private_file_protection_per_platform(tmp_path: Path) -> None:
     f.write_text("secret")
     calls: list[list[str]] = []
     protect_private_file(f, platform="win32", runner=lambda argv, **kw: calls.append(argv))
-    assert calls == [["icacls", str(f), "/inheritance:r", "/grant:r", "*S-1-5-18:F",
-                      "/grant:r", "*S-1-5-32-544:F"]]
+    assert calls == [
+        [
+            "icacls",
+            str(f),
+            "/inheritance:r",
+            "/grant:r",
+            "*S-1-5-18:F",
+            "/grant:r",
+            "*S-1-5-32-544:F",
+        ]
+    ]
     if os.name == "posix":
         f.chmod(0o644)
         protect_private_file(f, platform="linux")

@@ -53,8 +53,9 @@ def setup(tmp_path: Path):
     mgr = FakeManager()
     spool = Spool(tmp_path, segment_events=7, max_batch_delay=0)
     sleeps: list[float] = []
-    fwd = Forwarder(spool, MemoryTransport(mgr), backoff=Backoff(rand=lambda: 0.5),
-                    sleep=sleeps.append)
+    fwd = Forwarder(
+        spool, MemoryTransport(mgr), backoff=Backoff(rand=lambda: 0.5), sleep=sleeps.append
+    )
     yield mgr, spool, fwd, sleeps
     spool.close()
 
@@ -188,8 +189,9 @@ def test_413_splits_the_batch_and_quarantines_an_event_that_never_fits(tmp_path:
     assert len(kept) == 1 and b'"N":4' in kept[0].read_bytes()
     assert all(len(bid) <= 128 for bid in mgr.calls)
     fwd.drain()  # the rejection report reaches the manager
-    reports = [e for b in mgr.batches.values() for e in b
-               if e["Event"]["System"].get("EventID") == 9003]
+    reports = [
+        e for b in mgr.batches.values() for e in b if e["Event"]["System"].get("EventID") == 9003
+    ]
     assert reports and reports[0]["Event"]["EventData"]["DroppedEvents"] == 1
     assert spool.stats().queued_events == 0
 

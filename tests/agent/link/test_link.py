@@ -19,11 +19,22 @@ SYSMON = "Microsoft-Windows-Sysmon/Operational"
 
 
 def sysmon_event(image: str, n: int = 0) -> dict:
-    return {"Event": {
-        "System": {"Channel": SYSMON, "EventID": 1, "Computer": "ws1",
-                   "TimeCreated": {"SystemTime": "2026-11-28T07:00:00.000000Z"},
-                   "Provider": {"Name": "Microsoft-Windows-Sysmon"}},
-        "EventData": {"Image": image, "CommandLine": f"{image} {n}", "ProcessId": str(1000 + n)}}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": SYSMON,
+                "EventID": 1,
+                "Computer": "ws1",
+                "TimeCreated": {"SystemTime": "2026-11-28T07:00:00.000000Z"},
+                "Provider": {"Name": "Microsoft-Windows-Sysmon"},
+            },
+            "EventData": {
+                "Image": image,
+                "CommandLine": f"{image} {n}",
+                "ProcessId": str(1000 + n),
+            },
+        }
+    }
 
 
 def test_rule_pushed_from_manager_fires_on_agent_and_detection_arrives(tmp_path: Path) -> None:
@@ -33,8 +44,9 @@ def test_rule_pushed_from_manager_fires_on_agent_and_detection_arrives(tmp_path:
     link = attach(agent, config, start=False, transport_factory=lambda: MemoryTransport(mgr))
     assert link in agent.sinks
     agent.process(sysmon_event("C:\\bin\\evil.exe", 1))
-    mgr.rules = gene_rule("PushedRule", ["$i: Image ~= 'evil\\.exe$'"], "$i",
-                          events={SYSMON: [1]}) + "\n"
+    mgr.rules = (
+        gene_rule("PushedRule", ["$i: Image ~= 'evil\\.exe$'"], "$i", events={SYSMON: [1]}) + "\n"
+    )
     assert link.housekeeping_once()["updates"]["rules"] == "updated"
     agent.process(sysmon_event("C:\\bin\\evil.exe", 2))
     link.forwarder.drain()
@@ -62,8 +74,12 @@ def test_link_threads_forward_and_run_commands(tmp_path: Path) -> None:
     mgr.commands.append({"id": "k1", "name": "stat", "args": [str(tmp_path)]})
     (tmp_path / "art" / "{g}" / ("cd" * 20)).mkdir(parents=True)
     (tmp_path / "art" / "{g}" / ("cd" * 20) / "manifest.json").write_text("{}")
-    link = Link(cfg, tmp_path / "state", transport_factory=lambda: MemoryTransport(mgr),
-                hooks=LinkHooks(artifacts_dir=tmp_path / "art"))
+    link = Link(
+        cfg,
+        tmp_path / "state",
+        transport_factory=lambda: MemoryTransport(mgr),
+        hooks=LinkHooks(artifacts_dir=tmp_path / "art"),
+    )
     link.start()
     try:
         for i in range(100):
@@ -73,8 +89,9 @@ def test_link_threads_forward_and_run_commands(tmp_path: Path) -> None:
             time.sleep(0.05)
     finally:
         link.stop()
-    assert [e["Event"]["EventData"]["ProcessId"] for e in mgr.events()] == \
-        [str(1000 + i) for i in range(100)]
+    assert [e["Event"]["EventData"]["ProcessId"] for e in mgr.events()] == [
+        str(1000 + i) for i in range(100)
+    ]
     assert mgr.results[0]["json"]["type"] == "dir"
     assert ("{g}", "cd" * 20, "manifest.json") in mgr.files
     st = link.status()
@@ -130,8 +147,15 @@ def test_public_surface_is_pinned() -> None:
     import agent.link
 
     assert sorted(agent.link.__all__) == agent.link.__all__
-    assert {"Link", "attach", "LinkConfig", "Spool", "Forwarder", "Transport",
-            "CertificateRejected"} <= set(agent.link.__all__)
+    assert {
+        "Link",
+        "attach",
+        "LinkConfig",
+        "Spool",
+        "Forwarder",
+        "Transport",
+        "CertificateRejected",
+    } <= set(agent.link.__all__)
     for name in agent.link.__all__:
         assert hasattr(agent.link, name)
 
@@ -152,8 +176,10 @@ def test_running_link_status_is_readable_by_the_cli(tmp_path: Path, capsys) -> N
     from agent.link.errors import CertificateRejected
 
     def refuse(req):
-        raise CertificateRejected("connection closed after handshake: certificate probably "
-                                  "rejected/revoked", path=req.path)
+        raise CertificateRejected(
+            "connection closed after handshake: certificate probably rejected/revoked",
+            path=req.path,
+        )
 
     cfg = LinkConfig(batch_delay=0.0, drain_on_stop=0.5)
     link = Link(cfg, tmp_path / "s", transport_factory=lambda: MemoryTransport(refuse))
@@ -194,9 +220,17 @@ def test_endpoint_uuid_and_config_offer(tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = ca.issue("uuid-77", key.public_key()).public_bytes(serialization.Encoding.PEM)
     IdentityStore(link.state_dir / "identity").save(
-        uuid="uuid-77", manager="m:1519", group="", ca_pem=ca.pem, cert_pem=cert.decode(),
-        key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+        uuid="uuid-77",
+        manager="m:1519",
+        group="",
+        ca_pem=ca.pem,
+        cert_pem=cert.decode(),
+        key_pem=key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
     assert link.sync_identity() == "uuid-77" and told == ["uuid-77"]
     link.sync_identity()
     assert told == ["uuid-77"]
@@ -209,8 +243,10 @@ def test_link_toml_is_read_when_the_agent_config_has_no_link_table(tmp_path: Pat
     (config.data_dir / "link").mkdir(parents=True, exist_ok=True)
     (config.data_dir / "link" / "link.toml").write_text("update_interval = 0.3\n")
     assert link_config_for(config).update_interval == 0.3
-    assert link_config_for(make_config(tmp_path / "b", link={"update_interval": 2.0})
-                           ).update_interval == 2.0
+    assert (
+        link_config_for(make_config(tmp_path / "b", link={"update_interval": 2.0})).update_interval
+        == 2.0
+    )
 
 
 def test_rule_state_reported_at_start_and_on_every_change(tmp_path: Path) -> None:
@@ -223,16 +259,16 @@ def test_rule_state_reported_at_start_and_on_every_change(tmp_path: Path) -> Non
 
     def states() -> list[dict]:
         link.forwarder.drain()
-        return [e["Event"]["EventData"] for e in mgr.events()
-                if e["Event"]["System"]["EventID"] == 9011]
+        return [
+            e["Event"]["EventData"] for e in mgr.events() if e["Event"]["System"]["EventID"] == 9011
+        ]
 
     assert link.housekeeping_once()["rules_state"] is True
     first = states()
     assert len(first) == 1 and first[0]["RuleCount"] == "0" and first[0]["RulesSource"] == "local"
     link._due.clear()
     assert link.housekeeping_once()["rules_state"] is False  # unchanged: nothing sent
-    mgr.rules = gene_rule("PushedRule", ["$i: Image ~= 'evil'"], "$i",
-                          events={SYSMON: [1]}) + "\n"
+    mgr.rules = gene_rule("PushedRule", ["$i: Image ~= 'evil'"], "$i", events={SYSMON: [1]}) + "\n"
     link._due.clear()
     link.housekeeping_once()
     last = states()[-1]

@@ -25,8 +25,9 @@ class Clock:
 
 def test_command_round_trip_and_burst_polling(tmp_path: Path) -> None:
     mgr, clock = FakeManager(), Clock()
-    p = CommandPoller(MemoryTransport(mgr), tmp_path, clock=clock, interval=5,
-                      burst_interval=0.5, burst_window=30)
+    p = CommandPoller(
+        MemoryTransport(mgr), tmp_path, clock=clock, interval=5, burst_interval=0.5, burst_window=30
+    )
     assert p.poll_once() is None and p.next_interval() == 5
     target = tmp_path / "f.txt"
     target.write_bytes(b"abc")
@@ -200,8 +201,10 @@ def test_containment_never_waits_behind_a_slow_command(tmp_path: Path) -> None:
         return wire.CommandResult(id=cmd.id)
 
     p = CommandPoller(MemoryTransport(mgr), tmp_path, runner=runner)
-    mgr.commands += [{"id": "slow", "name": "report", "args": []},
-                     {"id": "fast", "name": "contain", "args": []}]
+    mgr.commands += [
+        {"id": "slow", "name": "report", "args": []},
+        {"id": "fast", "name": "contain", "args": []},
+    ]
     assert p.poll_once(background=True) is None  # handed to the worker
     assert started.wait(10)
     res = p.poll_once(background=True)  # contain runs now, while the report still runs

@@ -12,12 +12,16 @@ from hypothesis import strategies as st
 
 from agent.link.spool import HEALTH_CHANNEL, Lane, Spool
 
-OPS = st.lists(st.one_of(
-    st.tuples(st.just("submit"), st.integers(1, 30), st.booleans()),
-    st.tuples(st.just("ack"), st.integers(1, 3), st.booleans()),
-    st.tuples(st.just("fail"), st.integers(1, 1), st.booleans()),
-    st.tuples(st.just("crash"), st.integers(0, 1), st.booleans()),
-), min_size=1, max_size=40)
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("submit"), st.integers(1, 30), st.booleans()),
+        st.tuples(st.just("ack"), st.integers(1, 3), st.booleans()),
+        st.tuples(st.just("fail"), st.integers(1, 1), st.booleans()),
+        st.tuples(st.just("crash"), st.integers(0, 1), st.booleans()),
+    ),
+    min_size=1,
+    max_size=40,
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -61,18 +65,27 @@ def test_no_silent_loss_no_duplicates_ordered(ops: list[tuple[str, int, bool]], 
             delivered += [orjson.loads(x) for x in b.data.splitlines()]
             spool.ack(b)
         spool.close()
-    regular = [e["Event"]["EventData"]["N"] for e in delivered
-               if e["Event"]["System"]["Channel"] != HEALTH_CHANNEL]
+    regular = [
+        e["Event"]["EventData"]["N"]
+        for e in delivered
+        if e["Event"]["System"]["Channel"] != HEALTH_CHANNEL
+    ]
     assert len(regular) == len(set(regular)), "an event was delivered twice"
     # evictions count every evicted line, our own health reports included
     assert len(delivered) + evicted == submitted + reports, "an event was lost uncounted"
-    reported = sum(e["Event"]["EventData"].get("DroppedEvents", 0) for e in delivered
-                   if e["Event"]["System"]["Channel"] == HEALTH_CHANNEL)
+    reported = sum(
+        e["Event"]["EventData"].get("DroppedEvents", 0)
+        for e in delivered
+        if e["Event"]["System"]["Channel"] == HEALTH_CHANNEL
+    )
     assert reported <= evicted  # reports may themselves be evicted under extreme caps
     if cap == 1 << 30:
         assert reported == evicted == 0
     det = [e["Event"]["EventData"]["N"] for e in delivered if e["Event"].get("Detection")]
-    bulk = [e["Event"]["EventData"]["N"] for e in delivered
-            if "N" in e["Event"]["EventData"] and not e["Event"].get("Detection")]
+    bulk = [
+        e["Event"]["EventData"]["N"]
+        for e in delivered
+        if "N" in e["Event"]["EventData"] and not e["Event"].get("Detection")
+    ]
     assert det == sorted(det) and bulk == sorted(bulk), "a lane was replayed out of order"
     assert Lane.DETECTIONS < Lane.EVENTS

@@ -27,9 +27,16 @@ class Agent:
 
 
 def make(tmp_path: Path, mgr: FakeManager, agent: Agent) -> Updater:
-    return Updater(MemoryTransport(mgr), tmp_path / "u", {
-        "rules": agent.reload_rules, "iocs": agent.iocs.append,
-        "config": agent.configs.append, "sysmon": agent.sysmon.append})
+    return Updater(
+        MemoryTransport(mgr),
+        tmp_path / "u",
+        {
+            "rules": agent.reload_rules,
+            "iocs": agent.iocs.append,
+            "config": agent.configs.append,
+            "sysmon": agent.sysmon.append,
+        },
+    )
 
 
 def test_updates_apply_once_and_persist(tmp_path: Path) -> None:
@@ -40,8 +47,12 @@ def test_updates_apply_once_and_persist(tmp_path: Path) -> None:
     xml_sha = hashlib.sha256(b"<Sysmon/>").hexdigest()
     mgr.sysmon = json.dumps({"OS": "linux", "xml": "<Sysmon/>", "XmlSha256": xml_sha}).encode()
     up = make(tmp_path, mgr, agent)
-    assert up.check() == {"rules": "updated", "iocs": "updated", "config": "updated",
-                          "sysmon": "updated"}
+    assert up.check() == {
+        "rules": "updated",
+        "iocs": "updated",
+        "config": "updated",
+        "sysmon": "updated",
+    }
     assert agent.rules == ['{"Name": "r1"}\n'] and agent.iocs[0][0].value == "evil.com"
     assert agent.sysmon == ["<Sysmon/>"]
     assert up.check() == {k: "unchanged" for k in ("rules", "iocs", "config", "sysmon")}

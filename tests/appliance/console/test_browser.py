@@ -256,8 +256,7 @@ def test_edit_rule_with_compile_check(browser: Browser, manager: Manager, clean_
     browser.screenshot("07-rules")
 
 
-def test_suppressions_and_noisiest_rules(browser: Browser, manager: Manager,
-                                         clean_console) -> None:
+def test_suppressions_and_noisiest_rules(browser: Browser, manager: Manager, clean_console) -> None:
     browser.go("#/rules")
     browser.wait_text("section[aria-labelledby=rules-noisy]", RULE_NAME)  # detected earlier
     browser.field("Rule (name, or * for every rule)").send_keys(RULE_NAME)
@@ -275,12 +274,24 @@ def test_suppressions_and_noisiest_rules(browser: Browser, manager: Manager,
     assert manager.admin("GET", "/suppressions").json()["data"] == []
     from agent.link.spool import health_event  # what the agent link sends (event 9010)
 
-    counters = {"sources": {"linux-proc": {"events": 900, "lost": 37, "shed": 5, "drops": 0,
-                                           "incomplete": 2, "degraded": 120}},
-                "actions": {"dropped_actions": {"report": 3}, "skipped": {}, "budget": {}},
-                "suppressed": {RULE_NAME: 4}, "queue": {"disk_state": "full", "disk_dropped": 6}}
-    res = manager.post_logs([health_event(9010, "agent counters", manager.hostname,
-                                          Counters=json.dumps(counters))])
+    counters = {
+        "sources": {
+            "linux-proc": {
+                "events": 900,
+                "lost": 37,
+                "shed": 5,
+                "drops": 0,
+                "incomplete": 2,
+                "degraded": 120,
+            }
+        },
+        "actions": {"dropped_actions": {"report": 3}, "skipped": {}, "budget": {}},
+        "suppressed": {RULE_NAME: 4},
+        "queue": {"disk_state": "full", "disk_dropped": 6},
+    }
+    res = manager.post_logs(
+        [health_event(9010, "agent counters", manager.hostname, Counters=json.dumps(counters))]
+    )
     assert res.status_code == 200, res.text
     browser.go(f"#/endpoints/{manager.endpoint_uuid}")
     health = browser.wait_text("section[aria-labelledby=ep-health]", "linux-proc")
@@ -330,9 +341,7 @@ def test_misp_status_shows_streams_permissions_backfill_and_dead_letters(
             assert "Report backfill" in browser.wait_css(".misp-overview").text
             browser.wait_text("#misp-dead", "Dead letters")
             browser.wait_text("main", "No dead letters.")
-            browser.driver.execute_script(
-                "document.getElementById('misp-status').scrollIntoView()"
-            )
+            browser.driver.execute_script("document.getElementById('misp-status').scrollIntoView()")
             browser.screenshot("08b-misp-status")
         finally:
             manager.admin("PUT", "/misp/settings", json={"enabled": False})
@@ -485,15 +494,24 @@ def test_attack_rule_state_and_offline_bundle(
 ) -> None:
     """ATT&CK of a detection, the endpoint's reported rule state, and a bundle minted from the
     endpoints page while the manager runs (issue 15)."""
-    det = sysmon_event(manager.hostname, image="C:\\Windows\\System32\\rundll32.exe",
-                       command_line="rundll32.exe comsvcs.dll, MiniDump 624 C:\\t\\l.dmp full",
-                       signature="HeronTest-LsassDump", criticality=9)
-    det["Event"]["Detection"]["ATTACK"] = [{"ID": "T1003.001", "Tactic": "credential-access",
-                                            "Description": "", "Reference": ""}]
+    det = sysmon_event(
+        manager.hostname,
+        image="C:\\Windows\\System32\\rundll32.exe",
+        command_line="rundll32.exe comsvcs.dll, MiniDump 624 C:\\t\\l.dmp full",
+        signature="HeronTest-LsassDump",
+        criticality=9,
+    )
+    det["Event"]["Detection"]["ATTACK"] = [
+        {"ID": "T1003.001", "Tactic": "credential-access", "Description": "", "Reference": ""}
+    ]
     state = sysmon_event(manager.hostname, image="-", command_line="-")
     state["Event"]["System"].update({"Channel": "Heron-Agent", "EventID": 9011})
-    state["Event"]["EventData"] = {"RuleCount": "0", "RulesSha256": "", "RulesSource": "local",
-                                   "RulesUpdated": "2026-01-01T00:00:00.000000Z"}
+    state["Event"]["EventData"] = {
+        "RuleCount": "0",
+        "RulesSha256": "",
+        "RulesSource": "local",
+        "RulesUpdated": "2026-01-01T00:00:00.000000Z",
+    }
     assert manager.post_logs([state, det]).status_code == 200
     browser.go("#/endpoints")
     browser.wait_text("main table", "0 rules, no-rules")
@@ -509,8 +527,9 @@ def test_rule_packs_disable_and_versions(browser: Browser, manager: Manager, cle
 
     # (the store holds this module's rule already, so first-start seeding would not run)
     pack = [json.loads(line) for line in (DEFAULTS_DIR / "windows.gen").read_text().splitlines()]
-    manager.ctx.content.import_rules_pack("windows", pack, source="windows.gen", version="t",
-                                          licence="GPL-3.0-or-later")
+    manager.ctx.content.import_rules_pack(
+        "windows", pack, source="windows.gen", version="t", licence="GPL-3.0-or-later"
+    )
     sha = manager.ctx.content.rules_text()[1]
     browser.go("#/rules")
     packs = browser.wait_text("section[aria-labelledby=rules-packs]", "windows")
@@ -562,4 +581,3 @@ def test_analyst_sees_read_only_console(browser: Browser, manager: Manager, clea
     browser.go("#/users")
     assert browser.heading() == "Admins only"
     browser.screenshot("11-analyst")
-

@@ -92,8 +92,13 @@ def test_alert_to_decision(
     sha = hashlib.sha256(image.read_bytes()).hexdigest()
     with FakeMisp() as fake:
         seed_event(fake, [("sha256", sha)])
-        settings = {"enabled": True, "url": fake.url, "api_key": DEFAULT_KEY,
-                    "sighting_batch_delay": 0.0, "read_timeout": 30.0}
+        settings = {
+            "enabled": True,
+            "url": fake.url,
+            "api_key": DEFAULT_KEY,
+            "sighting_batch_delay": 0.0,
+            "read_timeout": 30.0,
+        }
         assert manager.admin("PUT", "/misp/settings", json=settings).status_code == 200
         pulled = manager.admin("POST", "/misp/sync", json={"full": True})  # synchronous pull
         assert pulled.status_code == 200, pulled.text
@@ -113,8 +118,13 @@ def test_alert_to_decision(
         print(f"live detection shown {1000 * (time.perf_counter() - started):.0f} ms after POST")
         assert "E2E-EvilTool" in row.text
         # the analyst opens the live row once the event is stored and searchable
-        browser.wait(lambda d: manager.admin("GET", "/search", params={
-            "q": "whoami.exe"}).json()["data"]["total"] >= 1, timeout=60)
+        browser.wait(
+            lambda d: (
+                manager.admin("GET", "/search", params={"q": "whoami.exe"}).json()["data"]["total"]
+                >= 1
+            ),
+            timeout=60,
+        )
         browser.button("Open", row).click()
         dialog = browser.wait_css("dialog[open]")
         hit = browser.wait_css("dialog[open] .process-tree li.tree-hit", timeout=20)
@@ -134,8 +144,9 @@ def test_alert_to_decision(
         browser.wait_text("dialog[open] .alert-out", f"false positive sent to MISP for {sha}")
         assert manager.admin("POST", "/misp/sync", json={}).status_code == 200
         with fake.lock:
-            sightings = [(s.type, s.value if hasattr(s, "value") else "") for s in
-                         fake.model.sightings]
+            sightings = [
+                (s.type, s.value if hasattr(s, "value") else "") for s in fake.model.sightings
+            ]
         assert any(t == "1" for t, _ in sightings), sightings
         browser.screenshot("32-e2e-false-positive")
         browser.button("Close", dialog).click()
@@ -149,8 +160,10 @@ def test_command_results_on_the_endpoint_page(
         (tmp_path / name).write_text(f"<b>{name}</b>")
     fetched = tmp_path / "a.txt"
     body = {"name": "ls", "args": [str(tmp_path)], "fetch": [str(fetched)]}
-    assert manager.admin("POST", f"/endpoints/{manager.endpoint_uuid}/command",
-                         json=body).status_code == 200
+    assert (
+        manager.admin("POST", f"/endpoints/{manager.endpoint_uuid}/command", json=body).status_code
+        == 200
+    )
     browser.go(f"#/endpoints/{manager.endpoint_uuid}")
     browser.wait_text("#ep-cmds + div", "waiting for the endpoint")  # live status
     browser.wait(lambda d: _agent_runs_next_command(manager) is not None)
@@ -173,13 +186,25 @@ def _upload_chunked(manager: Manager, guid: str, ehash: str, name: str, data: by
     import base64
 
     size = 1 << 20
-    parts = [data[i:i + size] for i in range(0, len(data), size)]
+    parts = [data[i : i + size] for i in range(0, len(data), size)]
     for k, part in enumerate(parts, start=1):
         chunk = wire.UploadChunk(
-            filename=name, guid=guid, event_hash=ehash, content=base64.b64encode(part).decode(),
-            chunk=k, total=len(parts), sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-        res = requests.post(manager.endpoint_url + wire.ROUTE_UPLOAD_DUMPS, json=chunk.to_dict(),
-                            cert=manager.client_cert, verify=manager.ca_path, timeout=30)
+            filename=name,
+            guid=guid,
+            event_hash=ehash,
+            content=base64.b64encode(part).decode(),
+            chunk=k,
+            total=len(parts),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+        )
+        res = requests.post(
+            manager.endpoint_url + wire.ROUTE_UPLOAD_DUMPS,
+            json=chunk.to_dict(),
+            cert=manager.client_cert,
+            verify=manager.ca_path,
+            timeout=30,
+        )
         assert res.status_code == 200, res.text
 
 
@@ -187,18 +212,35 @@ def _big_report(target_bytes: int) -> dict[str, Any]:
     procs, conns = [], []
     i = 0
     while True:
-        procs.append({"pid": 1000 + i, "image": f"C:\\Program Files\\App{i}\\app{i}.exe",
-                      "command-line": f"app{i}.exe --flag {'x' * 200}",
-                      "process-guid": "{" + str(uuidlib.UUID(int=i)) + "}"})
-        conns.append({"pid": 1000 + i, "image": f"app{i}.exe", "proto": "tcp",
-                      "laddr": "10.0.0.5:50000", "raddr": f"203.0.113.{i % 250}:443",
-                      "status": "ESTABLISHED"})
+        procs.append(
+            {
+                "pid": 1000 + i,
+                "image": f"C:\\Program Files\\App{i}\\app{i}.exe",
+                "command-line": f"app{i}.exe --flag {'x' * 200}",
+                "process-guid": "{" + str(uuidlib.UUID(int=i)) + "}",
+            }
+        )
+        conns.append(
+            {
+                "pid": 1000 + i,
+                "image": f"app{i}.exe",
+                "proto": "tcp",
+                "laddr": "10.0.0.5:50000",
+                "raddr": f"203.0.113.{i % 250}:443",
+                "status": "ESTABLISHED",
+            }
+        )
         i += 1
         if i % 1000 == 0 and i * 420 > target_bytes:
             break
     return {
-        "hostname": "WS-FINANCE-07", "start-timestamp": "2026-12-05T10:00:00Z",
-        "processes": procs, "connections": conns, "modules": [], "drivers": [], "tree": [],
+        "hostname": "WS-FINANCE-07",
+        "start-timestamp": "2026-12-05T10:00:00Z",
+        "processes": procs,
+        "connections": conns,
+        "modules": [],
+        "drivers": [],
+        "tree": [],
         "dns": {"{00000000-0000-0000-0000-000000000001}": {"198.51.100.7": {"evil.example": 3}}},
         "last_files": {"{00000000-0000-0000-0000-000000000001}": ["C:\\Users\\a\\<img src=x>.exe"]},
         "commands": [{"name": "osqueryi", "args": ["--json"], "stdout": "[]", "error": ""}],
@@ -226,8 +268,11 @@ def test_five_megabyte_ir_report_renders_lazily_with_search(
         if len(times) < 3:
             browser.button("Close", dialog).click()
             browser.wait(lambda d: not browser.all("dialog[open]"))
-    print(f"{len(body) / 1e6:.1f} MB IR report: opened in "
-          + ", ".join(f"{t * 1000:.0f}" for t in times) + " ms")
+    print(
+        f"{len(body) / 1e6:.1f} MB IR report: opened in "
+        + ", ".join(f"{t * 1000:.0f}" for t in times)
+        + " ms"
+    )
     # the < 1 s target is measured by benchmarks/console_timing.py, not asserted on a busy box
     assert len(browser.all("dialog[open] details[data-section=processes] tbody tr")) == 200
     search = browser.css("dialog[open] input[name=report-search]")
@@ -249,7 +294,10 @@ def test_hunting_sql_csv_retro_hunt_and_field_suggestions(
     q.send_keys("Parent")
     chips = browser.wait_css("main .suggest button")
     assert {c.text for c in browser.all("main .suggest button")} >= {
-        "ParentImage:", "ParentCommandLine:", "ParentProcessGuid:"}
+        "ParentImage:",
+        "ParentCommandLine:",
+        "ParentProcessGuid:",
+    }
     browser.css("button[aria-label='Use field ParentImage']").click()
     assert q.get_attribute("value") == "ParentImage:"
     assert chips is not None
@@ -258,8 +306,9 @@ def test_hunting_sql_csv_retro_hunt_and_field_suggestions(
     browser.go("#/hunt")
     sql = browser.field("SQL (one SELECT over events)")
     sql.clear()
-    sql.send_keys("SELECT image, count(*) AS n FROM events "
-                  "WHERE image LIKE '%whoami%' GROUP BY image")
+    sql.send_keys(
+        "SELECT image, count(*) AS n FROM events WHERE image LIKE '%whoami%' GROUP BY image"
+    )
     browser.button("Run query").click()
     browser.wait_text("#sql-status", "1 row(s)")
     assert "whoami.exe" in browser.css("section[aria-labelledby=hunt-sql] table").text
@@ -268,19 +317,32 @@ def test_hunting_sql_csv_retro_hunt_and_field_suggestions(
     browser.wait(lambda d: target.exists() and "whoami.exe" in target.read_text())
     assert target.read_text().splitlines()[0] == '"image","n"'
 
-    rule = {"Name": "RetroWhoami", "Tags": [], "Meta": {
-        "Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 5,
-        "Schema": "2.0.0"}, "Matches": ["$i: Image ~= '(?i:whoami\\.exe$)'"], "Condition": "$i"}
+    rule = {
+        "Name": "RetroWhoami",
+        "Tags": [],
+        "Meta": {
+            "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+            "Criticality": 5,
+            "Schema": "2.0.0",
+        },
+        "Matches": ["$i: Image ~= '(?i:whoami\\.exe$)'"],
+        "Condition": "$i",
+    }
     import json
 
     area = browser.field("Gene rules (JSON object or list)")
-    browser.driver.execute_script(
-        "arguments[0].value = arguments[1];", area, json.dumps(rule))
+    browser.driver.execute_script("arguments[0].value = arguments[1];", area, json.dumps(rule))
     browser.button("Run retro-hunt").click()
-    browser.wait(lambda d: "match(es)" in browser.css("#retro-status").text
-                 or browser.all("section[aria-labelledby=hunt-retro] [role=alert]"), timeout=30)
+    browser.wait(
+        lambda d: (
+            "match(es)" in browser.css("#retro-status").text
+            or browser.all("section[aria-labelledby=hunt-retro] [role=alert]")
+        ),
+        timeout=30,
+    )
     assert "1 match(es)" in browser.css("#retro-status").text, browser.css(
-        "section[aria-labelledby=hunt-retro]").text
+        "section[aria-labelledby=hunt-retro]"
+    ).text
     assert "whoami.exe" in browser.css("section[aria-labelledby=hunt-retro] table").text
     browser.screenshot("36-hunting")
 
@@ -290,9 +352,17 @@ def test_rule_tested_against_stored_events_before_saving(
 ) -> None:
     import json
 
-    rule = {"Name": "TryWhoami", "Tags": [], "Meta": {
-        "Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 5,
-        "Schema": "2.0.0"}, "Matches": ["$i: Image ~= '(?i:whoami\\.exe$)'"], "Condition": "$i"}
+    rule = {
+        "Name": "TryWhoami",
+        "Tags": [],
+        "Meta": {
+            "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+            "Criticality": 5,
+            "Schema": "2.0.0",
+        },
+        "Matches": ["$i: Image ~= '(?i:whoami\\.exe$)'"],
+        "Condition": "$i",
+    }
     browser.go("#/rules")
     editor = browser.field("Rule (Gene JSON)")
     browser.driver.execute_script("arguments[0].value = arguments[1];", editor, json.dumps(rule))

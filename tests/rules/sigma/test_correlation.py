@@ -31,11 +31,18 @@ level: low
 
 
 def _ev(eid: int, second: int, user: str = "bob", ip: str = "10.0.0.1") -> dict[str, Any]:
-    return {"Event": {"System": {"Channel": "Security", "EventID": str(eid),
-                                 "TimeCreated": {"SystemTime":
-                                                 f"2024-01-01T00:{second // 60:02d}:"
-                                                 f"{second % 60:02d}Z"}},
-                      "EventData": {"TargetUserName": user, "IpAddress": ip}}}
+    return {
+        "Event": {
+            "System": {
+                "Channel": "Security",
+                "EventID": str(eid),
+                "TimeCreated": {
+                    "SystemTime": f"2024-01-01T00:{second // 60:02d}:{second % 60:02d}Z"
+                },
+            },
+            "EventData": {"TargetUserName": user, "IpAddress": ip},
+        }
+    }
 
 
 def _sigs(engine: rules.Engine, event: dict[str, Any]) -> list[str]:

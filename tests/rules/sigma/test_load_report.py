@@ -17,6 +17,7 @@ def test_sigmahq_load_report(sigma_dir: Path) -> None:
     assert not [e for e in rep.rejected if "invalid" in e.reason], "SigmaHQ rules are valid"
     assert rep.share >= 0.97, rep.reasons()
     # what is left unsupported among collected logsources is only unset placeholders
-    assert {r for r in rep.reasons() if not r.startswith("logsource not collected")} \
-        <= {"placeholder … has no values (set them in the Sigma placeholders file)"}
+    assert {r for r in rep.reasons() if not r.startswith("logsource not collected")} <= {
+        "placeholder … has no values (set them in the Sigma placeholders file)"
+    }
     assert seen

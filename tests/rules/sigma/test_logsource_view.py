@@ -11,11 +11,17 @@ from rules.sigma import Unsupported, resolve
 from rules.sigma.view import build
 
 
-def _ev(channel: str, eid: Any, data: dict[str, Any] | None = None,
-        user: dict[str, Any] | None = None) -> dict[str, Any]:
-    ev: dict[str, Any] = {"System": {"Channel": channel, "EventID": eid,
-                                     "Provider": {"Name": "P"},
-                                     "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"}}}
+def _ev(
+    channel: str, eid: Any, data: dict[str, Any] | None = None, user: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "System": {
+            "Channel": channel,
+            "EventID": eid,
+            "Provider": {"Name": "P"},
+            "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
+        }
+    }
     if data is not None:
         ev["EventData"] = data
     if user is not None:
@@ -24,8 +30,12 @@ def _ev(channel: str, eid: Any, data: dict[str, Any] | None = None,
 
 
 def _rule(logsource: str, detection: str, title: str = "t") -> rules.Engine:
-    return rules.Engine(rules.loads(f"title: {title}\nstatus: test\nlevel: medium\n"
-                                    f"logsource: {logsource}\ndetection:\n{detection}"))
+    return rules.Engine(
+        rules.loads(
+            f"title: {title}\nstatus: test\nlevel: medium\n"
+            f"logsource: {logsource}\ndetection:\n{detection}"
+        )
+    )
 
 
 def _fires(engine: rules.Engine, event: dict[str, Any]) -> bool:
@@ -33,69 +43,120 @@ def _fires(engine: rules.Engine, event: dict[str, Any]) -> bool:
     return bool(det and det.signatures)
 
 
-@pytest.mark.parametrize("logsource,channel,ids", [
-    ({"product": "windows", "category": "image_load"}, "Microsoft-Windows-Sysmon/Operational",
-     {7}),
-    ({"product": "windows", "category": "ps_script"}, "Microsoft-Windows-PowerShell/Operational",
-     {4104}),
-    ({"product": "windows", "category": "ps_classic_start"}, "Windows PowerShell", {400}),
-    ({"product": "windows", "service": "windefend"},
-     "Microsoft-Windows-Windows Defender/Operational", set()),
-    ({"product": "windows", "service": "dns-client"}, "Microsoft-Windows-DNS-Client/Operational",
-     set()),
-    ({"product": "linux", "category": "process_creation"}, "Linux-Sysmon/Operational", {1}),
-])
+@pytest.mark.parametrize(
+    "logsource,channel,ids",
+    [
+        (
+            {"product": "windows", "category": "image_load"},
+            "Microsoft-Windows-Sysmon/Operational",
+            {7},
+        ),
+        (
+            {"product": "windows", "category": "ps_script"},
+            "Microsoft-Windows-PowerShell/Operational",
+            {4104},
+        ),
+        ({"product": "windows", "category": "ps_classic_start"}, "Windows PowerShell", {400}),
+        (
+            {"product": "windows", "service": "windefend"},
+            "Microsoft-Windows-Windows Defender/Operational",
+            set(),
+        ),
+        (
+            {"product": "windows", "service": "dns-client"},
+            "Microsoft-Windows-DNS-Client/Operational",
+            set(),
+        ),
+        ({"product": "linux", "category": "process_creation"}, "Linux-Sysmon/Operational", {1}),
+    ],
+)
 def test_mapping(logsource: dict[str, str], channel: str, ids: set[int]) -> None:
     targets = {t.channel: t for t in resolve(logsource)}
     assert set(targets[channel].event_ids) == ids
 
 
-@pytest.mark.parametrize("logsource,reason", [
-    ({"product": "linux", "service": "auditd"}, "logsource not collected: linux/auditd"),
-    ({"product": "windows", "category": "file_access"}, "logsource not collected"),
-    ({"category": "webserver"}, "logsource not collected: webserver"),
-    ({"product": "windows", "service": "nope"}, "unknown logsource"),
-])
+@pytest.mark.parametrize(
+    "logsource,reason",
+    [
+        ({"product": "linux", "service": "auditd"}, "logsource not collected: linux/auditd"),
+        ({"product": "windows", "category": "file_access"}, "logsource not collected"),
+        ({"category": "webserver"}, "logsource not collected: webserver"),
+        ({"product": "windows", "service": "nope"}, "unknown logsource"),
+    ],
+)
 def test_unsupported(logsource: dict[str, str], reason: str) -> None:
     with pytest.raises(Unsupported, match=reason):
         resolve(logsource)
 
 
 def test_security_4688_is_read_as_process_creation() -> None:
-    engine = _rule("{product: windows, category: process_creation}",
-                   "  sel: {Image|endswith: '\\\\evil.exe', ParentProcessId: 632}\n"
-                   "  condition: sel\n")
+    engine = _rule(
+        "{product: windows, category: process_creation}",
+        "  sel: {Image|endswith: '\\\\evil.exe', ParentProcessId: 632}\n  condition: sel\n",
+    )
     sec = _ev("Security", "4688", {"NewProcessName": "C:\\evil.exe", "ProcessId": "0x278"})
     assert _fires(engine, sec)  # ParentProcessId ← ProcessId (0x278 = 632)
-    sysmon = _ev("Microsoft-Windows-Sysmon/Operational", "1",
-                 {"Image": "C:\\evil.exe", "ParentProcessId": "632"})
+    sysmon = _ev(
+        "Microsoft-Windows-Sysmon/Operational",
+        "1",
+        {"Image": "C:\\evil.exe", "ParentProcessId": "632"},
+    )
     assert _fires(engine, sysmon)
     assert not _fires(engine, _ev("Security", "4624", {"NewProcessName": "C:\\evil.exe"}))
 
 
 def test_service_rules_are_indexed_by_their_eventid() -> None:
-    engine = _rule("{product: windows, service: system}",
-                   "  sel: {EventID: 7045, ServiceName: x}\n  condition: sel\n")
+    engine = _rule(
+        "{product: windows, service: system}",
+        "  sel: {EventID: 7045, ServiceName: x}\n  condition: sel\n",
+    )
     compiled = engine.rules[0]
     assert compiled.accepts("System", 7045) and not compiled.accepts("System", 7036)
 
 
 def test_view_fields() -> None:
-    orig, low = build(_ev("Security", {"Qualifiers": "0", "Value": "1102"}, None,
-                          {"LogFileCleared": {"xmlns": "x", "SubjectUserName": "Admin",
-                                              "SubjectLogonId": "0x000003e7"}}))
+    orig, low = build(
+        _ev(
+            "Security",
+            {"Qualifiers": "0", "Value": "1102"},
+            None,
+            {
+                "LogFileCleared": {
+                    "xmlns": "x",
+                    "SubjectUserName": "Admin",
+                    "SubjectLogonId": "0x000003e7",
+                }
+            },
+        )
+    )
     assert orig["EventID"] == "1102" and orig["Provider_Name"] == "P"
     assert orig["SubjectUserName"] == "Admin" and low["SubjectUserName"] == "admin"
     assert orig["SubjectLogonId"] == "0x3e7" and "xmlns" not in orig
-    orig, _ = build(_ev("Windows PowerShell", "400", {"Data": [
-        "Available", "None", "\tNewEngineState=Available\n\tHostApplication=powershell -nop"]}))
+    orig, _ = build(
+        _ev(
+            "Windows PowerShell",
+            "400",
+            {
+                "Data": [
+                    "Available",
+                    "None",
+                    "\tNewEngineState=Available\n\tHostApplication=powershell -nop",
+                ]
+            },
+        )
+    )
     assert orig["HostApplication"] == "powershell -nop"
     assert isinstance(orig["Data"], tuple)
 
 
 def test_unnamed_data_matches_any_element() -> None:
-    engine = _rule("{product: windows, category: ps_classic_start}",
-                   "  sel: {Data|contains: 'HostName=ConsoleHost'}\n  condition: sel\n")
-    ev = _ev("Windows PowerShell", {"Qualifiers": "0", "Value": "400"},
-             {"Data": ["Available", "x\n\tHostName=ConsoleHost\n"]})
+    engine = _rule(
+        "{product: windows, category: ps_classic_start}",
+        "  sel: {Data|contains: 'HostName=ConsoleHost'}\n  condition: sel\n",
+    )
+    ev = _ev(
+        "Windows PowerShell",
+        {"Qualifiers": "0", "Value": "400"},
+        {"Data": ["Available", "x\n\tHostName=ConsoleHost\n"]},
+    )
     assert _fires(engine, ev)

@@ -21,27 +21,39 @@ EXAMPLES = settings(max_examples=60, deadline=None)
 
 def _engine(field: str, modifiers: str, value: Any, *, extra: str = "") -> rules.Engine:
     key = field + (f"|{modifiers}" if modifiers else "")
-    text = (f"title: prop\nid: 11111111-2222-3333-4444-555555555555\nstatus: test\n"
-            f"logsource: {{product: windows, category: process_creation}}\n"
-            f"detection:\n  sel:\n    {json.dumps(key)}: {json.dumps(value)}\n{extra}"
-            f"  condition: sel\nlevel: high\n")
+    text = (
+        f"title: prop\nid: 11111111-2222-3333-4444-555555555555\nstatus: test\n"
+        f"logsource: {{product: windows, category: process_creation}}\n"
+        f"detection:\n  sel:\n    {json.dumps(key)}: {json.dumps(value)}\n{extra}"
+        f"  condition: sel\nlevel: high\n"
+    )
     return rules.Engine(rules.loads(text))
 
 
 def _fires(engine: rules.Engine, **fields: Any) -> bool:
-    event = {"Event": {"System": {"Channel": SYSMON, "EventID": "1",
-                                  "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"}},
-                       "EventData": fields}}
+    event = {
+        "Event": {
+            "System": {
+                "Channel": SYSMON,
+                "EventID": "1",
+                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
+            },
+            "EventData": fields,
+        }
+    }
     det = engine.evaluate(event)
     return bool(det and det.signatures)
 
 
 @EXAMPLES
-@given(PLAIN, TEXT, st.sampled_from(["", "contains", "startswith", "endswith"]),
-       st.booleans())
+@given(PLAIN, TEXT, st.sampled_from(["", "contains", "startswith", "endswith"]), st.booleans())
 def test_string_modifiers(pattern: str, value: str, mod: str, cased: bool) -> None:
-    ref = {"": str.__eq__, "contains": lambda v, p: p in v,
-           "startswith": str.startswith, "endswith": str.endswith}[mod]
+    ref = {
+        "": str.__eq__,
+        "contains": lambda v, p: p in v,
+        "startswith": str.startswith,
+        "endswith": str.endswith,
+    }[mod]
     mods = "|".join(m for m in (mod, "cased" if cased else "") if m)
     want = ref(value, pattern) if cased else ref(value.lower(), pattern.lower())
     assert _fires(_engine("CommandLine", mods, pattern), CommandLine=value) is want
@@ -67,13 +79,20 @@ def test_wildcards(pattern: str, value: str) -> None:
 
 
 @EXAMPLES
-@given(st.text(alphabet="aAbBzZ-/ .:=", min_size=1, max_size=5), st.binary(max_size=4),
-       st.binary(max_size=4), st.sampled_from(["", "utf16", "utf16be", "wide"]))
-def test_base64offset_finds_embedded_text(pattern: str, pre: bytes, post: bytes,
-                                          enc: str) -> None:
+@given(
+    st.text(alphabet="aAbBzZ-/ .:=", min_size=1, max_size=5),
+    st.binary(max_size=4),
+    st.binary(max_size=4),
+    st.sampled_from(["", "utf16", "utf16be", "wide"]),
+)
+def test_base64offset_finds_embedded_text(pattern: str, pre: bytes, post: bytes, enc: str) -> None:
     # pySigma's names: wide = UTF-16LE, utf16 = UTF-16LE with BOM, utf16be
-    encoded = {"": pattern.encode(), "utf16": b"\xff\xfe" + pattern.encode("utf-16-le"),
-               "utf16be": pattern.encode("utf-16-be"), "wide": pattern.encode("utf-16-le")}[enc]
+    encoded = {
+        "": pattern.encode(),
+        "utf16": b"\xff\xfe" + pattern.encode("utf-16-le"),
+        "utf16be": pattern.encode("utf-16-be"),
+        "wide": pattern.encode("utf-16-le"),
+    }[enc]
     blob = base64.b64encode(pre + encoded + post).decode()
     mods = "|".join(m for m in (enc, "base64offset", "contains") if m)
     assert _fires(_engine("CommandLine", mods, pattern), CommandLine=f"x {blob} y")
@@ -89,16 +108,21 @@ def test_base64(pattern: str, value: str) -> None:
 
 
 @EXAMPLES
-@given(st.sampled_from(["-", "/", "\u2013", "\u2014", "\u2015"]), st.text("abc", min_size=1,
-                                                                          max_size=4))
+@given(
+    st.sampled_from(["-", "/", "\u2013", "\u2014", "\u2015"]),
+    st.text("abc", min_size=1, max_size=4),
+)
 def test_windash(dash: str, flag: str) -> None:
     engine = _engine("CommandLine", "windash|contains", f" -{flag}")
     assert _fires(engine, CommandLine=f"tool.exe {dash}{flag} x")
 
 
 @EXAMPLES
-@given(st.from_regex(r"[ab]{0,3}(x|y)?[ab]{0,3}", fullmatch=True), TEXT,
-       st.sampled_from(["", "i", "m", "s"]))
+@given(
+    st.from_regex(r"[ab]{0,3}(x|y)?[ab]{0,3}", fullmatch=True),
+    TEXT,
+    st.sampled_from(["", "i", "m", "s"]),
+)
 def test_regex(pattern: str, value: str, flag: str) -> None:
     flags = {"": 0, "i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}[flag]
     mods = "re" + (f"|{flag}" if flag else "")
@@ -119,8 +143,9 @@ def test_cidr(net: int, prefix: int, addr: int) -> None:
 @EXAMPLES
 @given(st.integers(-50, 50), st.integers(-50, 50), st.sampled_from(["gt", "gte", "lt", "lte"]))
 def test_numeric_compare(limit: int, value: int, op: str) -> None:
-    ref = {"gt": value > limit, "gte": value >= limit, "lt": value < limit,
-           "lte": value <= limit}[op]
+    ref = {"gt": value > limit, "gte": value >= limit, "lt": value < limit, "lte": value <= limit}[
+        op
+    ]
     assert _fires(_engine("Count", op, limit), Count=str(value)) is ref
 
 
@@ -135,25 +160,30 @@ def test_exists_null_fieldref_keywords() -> None:
     ref = _engine("Image", "fieldref", "ParentImage")
     assert _fires(ref, Image="C:\\A.exe", ParentImage="c:\\a.exe")
     assert not _fires(ref, Image="C:\\A.exe", ParentImage="c:\\b.exe")
-    text = ("title: kw\nstatus: test\nlogsource: {product: windows, category: process_creation}\n"
-            "detection:\n  keywords: ['Mimikatz', 'sekurlsa']\n  condition: keywords\n"
-            "level: high\n")
+    text = (
+        "title: kw\nstatus: test\nlogsource: {product: windows, category: process_creation}\n"
+        "detection:\n  keywords: ['Mimikatz', 'sekurlsa']\n  condition: keywords\n"
+        "level: high\n"
+    )
     kw = rules.Engine(rules.loads(text))
     assert _fires(kw, CommandLine="run MIMIKATZ now")
     assert not _fires(kw, CommandLine="benign")
 
 
 def test_one_of_all_of_with_wildcards() -> None:
-    text = ("title: sel\nstatus: test\nlogsource: {product: windows, category: process_creation}\n"
-            "detection:\n  sel_a: {Image|endswith: '\\\\a.exe'}\n"
-            "  sel_b: {CommandLine|contains: 'x'}\n  filter_1: {User: 'SYSTEM'}\n"
-            "  condition: 1 of sel_* and not 1 of filter_*\nlevel: low\n")
+    text = (
+        "title: sel\nstatus: test\nlogsource: {product: windows, category: process_creation}\n"
+        "detection:\n  sel_a: {Image|endswith: '\\\\a.exe'}\n"
+        "  sel_b: {CommandLine|contains: 'x'}\n  filter_1: {User: 'SYSTEM'}\n"
+        "  condition: 1 of sel_* and not 1 of filter_*\nlevel: low\n"
+    )
     one = rules.Engine(rules.loads(text))
     assert _fires(one, Image="C:\\a.exe", User="bob")
     assert _fires(one, CommandLine="-x", User="bob")
     assert not _fires(one, Image="C:\\a.exe", User="system")
-    allof = rules.Engine(rules.loads(text.replace("1 of sel_*", "all of sel_*")
-                                     .replace("title: sel", "title: sel2")))
+    allof = rules.Engine(
+        rules.loads(text.replace("1 of sel_*", "all of sel_*").replace("title: sel", "title: sel2"))
+    )
     assert not _fires(allof, Image="C:\\a.exe", User="bob")
     assert _fires(allof, Image="C:\\a.exe", CommandLine="-x")
 
@@ -162,7 +192,8 @@ def test_expand_placeholders_from_file(tmp_path: Any) -> None:
     (tmp_path / "sigma-placeholders.yml").write_text("Admins: [alice, 'bob*']\n")
     (tmp_path / "r.yml").write_text(
         "title: ph\nstatus: test\nlogsource: {product: windows, category: process_creation}\n"
-        "detection:\n  sel: {User|expand: '%Admins%'}\n  condition: sel\nlevel: low\n")
+        "detection:\n  sel: {User|expand: '%Admins%'}\n  condition: sel\nlevel: low\n"
+    )
     engine = rules.Engine(rules.load([tmp_path]))
     assert _fires(engine, User="ALICE") and _fires(engine, User="bobby")
     assert not _fires(engine, User="carol")

@@ -20,8 +20,9 @@ def _rule_files(sigma_dir: Path) -> dict[str, Path]:
     return out
 
 
-def test_every_regression_case_fires(sigma_dir: Path, regression_dir: Path, tmp_path: Path,
-                                     capsys: object) -> None:
+def test_every_regression_case_fires(
+    sigma_dir: Path, regression_dir: Path, tmp_path: Path, capsys: object
+) -> None:
     by_id = _rule_files(sigma_dir)
     cases = sorted(regression_dir.rglob("info.yml"))
     assert len(cases) == 115
@@ -41,8 +42,11 @@ def test_every_regression_case_fires(sigma_dir: Path, regression_dir: Path, tmp_
         if code != 0:
             failures.append(f"{rule.name}: heron scan exited {code}")
             continue
-        fired = [ev for ev in map(orjson.loads, out.read_bytes().splitlines())
-                 if title in ev["Event"].get("Detection", {}).get("Signature", [])]
+        fired = [
+            ev
+            for ev in map(orjson.loads, out.read_bytes().splitlines())
+            if title in ev["Event"].get("Detection", {}).get("Signature", [])
+        ]
         if not fired:
             failures.append(f"{rule.name}: no event of {evtx.name} fired {title!r}")
     assert not failures, f"{len(failures)} of {len(cases)} cases failed:\n" + "\n".join(failures)

@@ -17,13 +17,36 @@ def GetServiceClassString(cls, argv=None):  # noqa: N802
     return f"{cls.__module__}.{cls.__name__}"
 
 
-def InstallService(pythonClassString, serviceName, displayName, startType=None,  # noqa: N802,N803
-                   errorControl=None, bRunInteractive=0, serviceDeps=None, userName=None,
-                   password=None, exeName=None, perfMonIni=None, perfMonDll=None,
-                   exeArgs=None, description=None, delayedstart=None):
-    CALLS.append(("InstallService", dict(cls=pythonClassString, name=serviceName,
-                                         start=startType, exe=exeName, args=exeArgs,
-                                         description=description)))
+def InstallService(
+    pythonClassString,
+    serviceName,
+    displayName,
+    startType=None,  # noqa: N802,N803
+    errorControl=None,
+    bRunInteractive=0,
+    serviceDeps=None,
+    userName=None,
+    password=None,
+    exeName=None,
+    perfMonIni=None,
+    perfMonDll=None,
+    exeArgs=None,
+    description=None,
+    delayedstart=None,
+):
+    CALLS.append(
+        (
+            "InstallService",
+            dict(
+                cls=pythonClassString,
+                name=serviceName,
+                start=startType,
+                exe=exeName,
+                args=exeArgs,
+                description=description,
+            ),
+        )
+    )
 
 
 def StartService(serviceName, args=None, machine=None):  # noqa: N802,N803

@@ -9,8 +9,11 @@ from types import SimpleNamespace
 from etw import evntrace as et
 from etw.GUID import GUID
 
-RECORDS = json.loads((Path(__file__).resolve().parents[3] / "agent" / "fixtures"
-                      / "etw_records.json").read_text(encoding="utf-8"))
+RECORDS = json.loads(
+    (Path(__file__).resolve().parents[3] / "agent" / "fixtures" / "etw_records.json").read_text(
+        encoding="utf-8"
+    )
+)
 SESSIONS: dict = {}  # name → running ETW (system-wide, like real sessions)
 LOST = {"EventsLost": 2, "RealTimeBuffersLost": 1}  # what ControlTraceW(QUERY) reports
 SYSTEM_SESSIONS = {"EventLog-System"}  # EventLog-Security is not readable: OpenTrace fails
@@ -18,8 +21,9 @@ LOCK = threading.Lock()
 
 
 class TraceProperties:
-    def __init__(self, ring_buf_size=1024, max_str_len=1024, min_buffers=0, max_buffers=0,
-                 props=None):
+    def __init__(
+        self, ring_buf_size=1024, max_str_len=1024, min_buffers=0, max_buffers=0, props=None
+    ):
         self.ring_buf_size = ring_buf_size
         self.contents = SimpleNamespace(EventsLost=0, RealTimeBuffersLost=0)
 
@@ -28,8 +32,15 @@ class TraceProperties:
 
 
 class ProviderInfo:
-    def __init__(self, name, guid, level=et.TRACE_LEVEL_INFORMATION, any_keywords=None,
-                 all_keywords=None, params=None):
+    def __init__(
+        self,
+        name,
+        guid,
+        level=et.TRACE_LEVEL_INFORMATION,
+        any_keywords=None,
+        all_keywords=None,
+        params=None,
+    ):
         if not isinstance(guid, GUID):
             raise TypeError("ProviderInfo: guid must be an etw.GUID")
         if not isinstance(level, int) or not 0 <= level <= 255:
@@ -46,8 +57,16 @@ class ProviderInfo:
 
 
 class EventConsumer:
-    def __init__(self, logger_name, event_callback, task_name_filters, event_id_filters,
-                 callback_data_flag, parse_events=True, trace_logfile=None):
+    def __init__(
+        self,
+        logger_name,
+        event_callback,
+        task_name_filters,
+        event_id_filters,
+        callback_data_flag,
+        parse_events=True,
+        trace_logfile=None,
+    ):
         self.logger_name = logger_name
         self.event_callback = event_callback
         self.trace_handle = None
@@ -58,8 +77,10 @@ class EventConsumer:
     def _getEventInformation(entry):  # noqa: N802 - pywintrace name (TdhGetEventInformation)
         rec, raw = entry["record"], entry.get("raw", {})
         strings = {1: raw.get("task", rec.get("Task Name", "")), 2: entry["provider"]}
-        return SimpleNamespace(strings=strings, contents=SimpleNamespace(
-            TaskNameOffset=1 if strings[1] else 0, ProviderNameOffset=2))
+        return SimpleNamespace(
+            strings=strings,
+            contents=SimpleNamespace(TaskNameOffset=1 if strings[1] else 0, ProviderNameOffset=2),
+        )
 
     def _unpackSimpleType(self, record, info, event_property):  # noqa: N802
         name, value = event_property
@@ -74,13 +95,16 @@ class EventConsumer:
         from etw.common import rel_ptr_to_str
 
         rec, raw = entry["record"], entry.get("raw", {})
-        out = {"EventHeader": copy.deepcopy(rec["EventHeader"]),
-               "Task Name": rec["EventHeader"]["ProviderId"]}
+        out = {
+            "EventHeader": copy.deepcopy(rec["EventHeader"]),
+            "Task Name": rec["EventHeader"]["ProviderId"],
+        }
         info = self._getEventInformation(entry)
         offset = info.contents.TaskNameOffset or info.contents.ProviderNameOffset
         task_name = rel_ptr_to_str(info, offset).strip().upper()
-        props = {k: v for k, v in rec.items() if k not in ("EventHeader", "Task Name",
-                                                             "Description")}
+        props = {
+            k: v for k, v in rec.items() if k not in ("EventHeader", "Task Name", "Description")
+        }
         if "description" in raw:
             props["Description"] = raw["description"]
         parsed = {}
@@ -124,8 +148,9 @@ class EventConsumer:
 def _delivered(provider, desc):
     """EnableTraceEx2 filtering: level (0 always passes), MatchAnyKeyword (0 always passes)."""
     level, keyword = desc["Level"], desc["Keyword"]
-    return ((level == 0 or level <= provider.level)
-            and (keyword == 0 or not provider.any_bitmask or keyword & provider.any_bitmask))
+    return (level == 0 or level <= provider.level) and (
+        keyword == 0 or not provider.any_bitmask or keyword & provider.any_bitmask
+    )
 
 
 class EventProvider:
@@ -149,10 +174,23 @@ class EventProvider:
 
 
 class ETW:
-    def __init__(self, session_name=None, ring_buf_size=1024, max_str_len=1024, min_buffers=0,
-                 max_buffers=0, event_callback=None, task_name_filters=None, properties=None,
-                 providers=None, ignore_exists_error=True, event_id_filters=None,
-                 callback_data_flag=0, parse_events=True, trace_logfile=None):
+    def __init__(
+        self,
+        session_name=None,
+        ring_buf_size=1024,
+        max_str_len=1024,
+        min_buffers=0,
+        max_buffers=0,
+        event_callback=None,
+        task_name_filters=None,
+        properties=None,
+        providers=None,
+        ignore_exists_error=True,
+        event_id_filters=None,
+        callback_data_flag=0,
+        parse_events=True,
+        trace_logfile=None,
+    ):
         for p in providers or []:
             if not isinstance(p, ProviderInfo):
                 raise TypeError("ETW: providers must be ProviderInfo instances")
@@ -180,10 +218,15 @@ class ETW:
             except OSError:
                 if not self.ignore_exists_error:
                     raise
-            self.consumer = EventConsumer(self.session_name, self.event_callback,
-                                          self.task_name_filters, self.event_id_filters,
-                                          self.callback_data_flag, self.parse_events,
-                                          self.trace_logfile)
+            self.consumer = EventConsumer(
+                self.session_name,
+                self.event_callback,
+                self.task_name_filters,
+                self.event_id_filters,
+                self.callback_data_flag,
+                self.parse_events,
+                self.trace_logfile,
+            )
             self.consumer.start()
 
     def stop(self):
