@@ -90,8 +90,8 @@ def make_event(i: int, stamp: str) -> dict[str, Any]:
                 "LogonId": "0x3e7",
                 "TerminalSessionId": "1",
                 "IntegrityLevel": "High",
-                "Hashes": "SHA1=6CBCE4A295C163791B60FC23D285E6D84F28EE4C,MD5=7353F60B1739074EB17C5F4D"
-                "DDEFE239,SHA256=DE96A6E69944335375DC1AC238336066889D9FFC7D73628EF4FE1B1B1"
+                "Hashes": "SHA1=6CBCE4A295C163791B60FC23D285E6D84F28EE4C,"
+                "MD5=7353F60B1739074EB17C5F4DDDEFE239,SHA256=DE96A6E69944335375DC1AC238336066889D9FFC7D73628EF4FE1B1B1"
                 "60AB32C,IMPHASH=741776AACCFC5B71FF59832DCDCACE0F",
                 "ParentProcessGuid": "{b2c3d4e5-0000-1111-2222-333344446666}",
                 "ParentProcessId": "4242",

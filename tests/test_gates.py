@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+FORMATTED = ("rules", "index", "agent", "appliance", "tests", "benchmarks", "build", "packaging")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -16,6 +17,11 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_ruff_is_clean() -> None:
     out = _run(str(BIN / "ruff"), "check", "rules", "index", "agent", "appliance", "tests")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_ruff_format_is_applied() -> None:
+    out = _run(str(BIN / "ruff"), "format", "--check", *FORMATTED)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
 
 

@@ -129,7 +129,9 @@ def test_kill_9_of_the_manager_loses_no_acknowledged_event(tmp_path: Path) -> No
                 "POST",
                 "/hunt/sql",
                 {
-                    "query": "SELECT regexp_extract(command_line, 'marker (b\\d+e\\d+)', 1) FROM events",
+                    "query": (
+                        "SELECT regexp_extract(command_line, 'marker (b\\d+e\\d+)', 1) FROM events"
+                    ),
                     "max_rows": 100_000,
                 },
             )["rows"]
