@@ -13,6 +13,10 @@ length nor chunks for them and so cannot keep the connection). The relay strips 
 when the client did not ask to close: the agent keeps its TLS connection, which is what costs.
 Each forwarded request gets its own loopback connection to waitress (closed after the answer), so
 waitress holds the requests in flight, never the idle agents.
+
+SECURITY(manager): a kept-alive connection outlives its handshake, so `allowed()` (the
+certificate's revocation and expiry, from an in-memory set) is asked again before every request;
+a refused one gets 403 and the connection is closed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ __all__ = ["Relay", "Request", "Responder", "parse_request"]
 HEAD_FIELDS_LIMIT = 100  # header lines parsed (waitress refuses far fewer bytes anyway)
 HEAD_LIMIT = 64 * 1024  # bytes of one request or response head
 CHUNK = 256 * 1024
+_REFUSED_BODY = b'{"data":null,"message":"NOK","error":"client certificate is revoked or expired"}'
+REFUSED = (
+    b"HTTP/1.1 403 Forbidden\r\nServer: heron\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_REFUSED_BODY), _REFUSED_BODY)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +144,12 @@ class Relay:
         close_backend: Callable[[Backend], None],
         pipe: Callable[[Backend, bytes], Awaitable[None]],
         timeout: float,
+        allowed: Callable[[], bool] = lambda: True,
     ) -> None:
-        """`open_backend` connects (and binds the identity), `close_backend` undoes it and
-        `pipe(backend, first_bytes)` pipes the rest of the connection raw."""
+        """`open_backend` connects (and binds the identity), `close_backend` undoes it,
+        `pipe(backend, first_bytes)` pipes the rest of the connection raw and `allowed()` says
+        whether the peer's certificate is still accepted (asked before each request)."""
+        self.allowed = allowed
         self.responder = responder
         self.open_backend = open_backend
         self.close_backend = close_backend
@@ -152,6 +164,10 @@ class Relay:
             while True:
                 head = await read_head(reader, self.timeout)
                 if head is None:
+                    return
+                if not self.allowed():
+                    writer.write(REFUSED)
+                    await writer.drain()
                     return
                 req = parse_request(head)
                 if req is not None and self.responder.wants(req):

@@ -257,8 +257,19 @@ class ManagerServer:
         front = self.endpoint.front
         return front.active if front is not None else 0
 
+    def _certs_changed(self) -> None:
+        """A certificate was revoked: end the endpoint connections that used it."""
+        try:
+            self.ctx.store.certs.revoked()  # NOTE(manager): re-read here, not on the front's loop
+        except Exception:  # noqa: BLE001 - the front's own check reads it again
+            logger.warning("could not re-read the revoked certificates", exc_info=True)
+        front = self.endpoint.front
+        if front is not None:
+            front.recheck()
+
     def start(self) -> Bound:
         self.endpoint.fd_limit = self.admin.fd_limit = raise_fd_limit()
+        self.ctx.store.certs.on_change.append(self._certs_changed)
         endpoint = self.endpoint.start(self.ctx.config.endpoint.listen)
         admin = self.admin.start(self.ctx.config.admin.listen)
         fronts = [f for f in (self.endpoint.front, self.admin.front) if f is not None]
@@ -301,5 +312,7 @@ class ManagerServer:
         self._stop.set()
 
     def close(self) -> None:
+        if self._certs_changed in self.ctx.store.certs.on_change:
+            self.ctx.store.certs.on_change.remove(self._certs_changed)
         self.endpoint.close()
         self.admin.close()

@@ -18,6 +18,10 @@ never authenticated.
 A front given a `Responder` (the endpoint listener: `appliance.longpoll`) follows every request
 of an authenticated (client-certificate) connection
 instead (`appliance.relay`) and answers the ones the responder wants without waitress.
+
+SECURITY(manager): `accept` (revocation, expiry) is asked at the handshake and, on relayed
+connections, before every request; `recheck()` (called when a certificate is revoked) ends at once
+every open connection whose certificate is no longer accepted, a held long-poll included.
 """
 
 from __future__ import annotations
@@ -163,6 +167,9 @@ class TlsFront:
         self._thread: threading.Thread | None = None
         self._closing = False  # set on the loop thread by close()
         self._handlers: set[asyncio.Task[Any]] = set()  # running connection handlers
+        # connections with a client certificate: handler task → (identity, client writer)
+        self._certified: dict[asyncio.Task[Any], tuple[PeerIdentity, asyncio.StreamWriter]] = {}
+        self.revoked_closed = 0  # connections ended by recheck()
 
     def start(self, host: str, port: int) -> tuple[str, int]:
         """Bind and start serving on a daemon thread; returns the bound address."""
@@ -229,6 +236,34 @@ class TlsFront:
         if self._thread is not None:
             self._thread.join(timeout=SHUTDOWN_TIMEOUT + 5)
 
+    def recheck(self) -> None:
+        """End the open connections whose certificate `accept` now refuses (from any thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._sweep)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+    def _sweep(self) -> None:
+        if self.accept is None:
+            return
+        for task, (identity, writer) in list(self._certified.items()):
+            if self.accept(identity):
+                continue
+            self.revoked_closed += 1
+            logger.info(
+                "TLS front %s: closing a connection of revoked cn=%s serial=%s",
+                self.name,
+                identity.cn,
+                identity.serial,
+            )
+            # NOTE(manager): the reset reaches the agent now; the cancel ends a held long-poll
+            # (should 3.11's wait_for swallow it, the poll ends at its deadline on a dead socket)
+            writer.transport.abort()
+            task.cancel()
+
     async def _end_tasks(self, timeout: float) -> None:
         """Cancel the connection handlers until every other task of the loop has ended.
 
@@ -273,6 +308,8 @@ class TlsFront:
             if slot is not None and peer_id is not None and self.governor is not None:
                 self.governor.authenticate(slot)
             info = ConnInfo(peer_id, str(peer[0]), int(peer[1]))
+            if peer_id is not None and task is not None:
+                self._certified[task] = (peer_id, writer)
             if self.responder is not None and peer_id is not None:
                 await self._relay(reader, writer, info)  # enrolled agents: long-poll, keep-alive
             else:
@@ -280,8 +317,8 @@ class TlsFront:
         except OSError as ex:
             logger.warning("TLS front %s: backend unavailable: %s", self.name, ex)
         except asyncio.CancelledError:
-            # NOTE(manager): only close() cancels a handler. Ending normally matters: on Python
-            # 3.11 the StreamReaderProtocol done-callback logs a cancelled handler as an error.
+            # NOTE(manager): close() and recheck() cancel handlers. Ending normally matters: on
+            # Python 3.11 the StreamReaderProtocol done-callback logs a cancelled handler.
             cancelled = True
         finally:
             self.active -= 1
@@ -289,6 +326,7 @@ class TlsFront:
                 self.governor.release(slot)
             if task is not None:
                 self._handlers.discard(task)
+                self._certified.pop(task, None)
             _close(writer, abort=cancelled)
 
     async def _proxy(
@@ -358,12 +396,14 @@ class TlsFront:
                 return_exceptions=True,
             )
 
+        accept, identity = self.accept, info.identity
         relay = Relay(
             responder=self.responder,
             open_backend=open_backend,
             close_backend=close_backend,
             pipe=pipe,
             timeout=self.idle_timeout,
+            allowed=lambda: accept is None or identity is None or accept(identity),
         )
         try:
             await relay.serve(reader, writer, info)

@@ -261,4 +261,8 @@ class CommandPoller:
             self.sleep(self.next_interval())
 
     def stop(self) -> None:
+        """End the loop; a held long-poll is interrupted (else it holds the stop up to `wait`)."""
         self._stop.set()
+        interrupt = getattr(self.transport, "interrupt", None)
+        if callable(interrupt):
+            interrupt()

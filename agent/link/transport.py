@@ -155,6 +155,7 @@ class HttpsTransport:
         self._session: ssl.SSLSession | None = None
         self.last_used = 0.0  # time.monotonic() of the last answer
         self.resumed = 0  # connections that resumed a TLS session
+        self._interrupted = False  # set once by interrupt(): the link is stopping
 
     def _connect(self) -> http.client.HTTPSConnection:
         conn = _PinnedHTTPSConnection(
@@ -198,7 +199,7 @@ class HttpsTransport:
             return self._last_peer
         try:
             der = sock.getpeercert(binary_form=True)
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # AttributeError: TLS shut down
             return self._last_peer
         return bytes(der) if der else None
 
@@ -207,6 +208,24 @@ class HttpsTransport:
         self.close()
         self.context = context
         self._session = None  # issued to the old certificate
+
+    def interrupt(self) -> None:
+        """From another thread, at shutdown: end the request in flight (a held long-poll) now;
+        it and every later request raise TransportError."""
+        self._interrupted = True
+        sock = getattr(self._conn, "sock", None)
+        if sock is not None:
+            try:
+                # NOTE(link): the plain socket's shutdown (SSLSocket's drops its TLS state
+                # under the reading thread); the blocked read wakes with EOF
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _check_interrupted(self, path: str) -> None:
+        if self._interrupted:
+            self.close()
+            raise TransportError("link stopping", path=path)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -231,6 +250,7 @@ class HttpsTransport:
         try:
             return self._send_once(request)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as ex:
+            self._check_interrupted(request.path)
             self.close()
             if not reused:
                 raise CertificateRejected(REJECTED_HINT, path=request.path) from ex
@@ -238,6 +258,7 @@ class HttpsTransport:
         try:
             return self._send_once(request)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as ex:
+            self._check_interrupted(request.path)
             self.close()
             raise CertificateRejected(REJECTED_HINT, path=request.path) from ex
 
@@ -249,6 +270,7 @@ class HttpsTransport:
         try:
             if self._conn is None:
                 self._conn = self._connect()
+            self._check_interrupted(request.path)  # after _conn is set: interrupt() sees it
             if self._conn.sock is not None:
                 self._conn.sock.settimeout(request.timeout or self.timeout)
             self._conn.request(
@@ -270,7 +292,12 @@ class HttpsTransport:
                     f"manager rejected our certificate (TLS alert: {ex})", path=request.path
                 ) from ex
             raise TransportError(f"TLS error: {ex}", path=request.path) from ex
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        except (
+            http.client.RemoteDisconnected,
+            ConnectionResetError,
+            BrokenPipeError,
+            TransportError,
+        ):
             raise
         except (OSError, http.client.HTTPException) as ex:
             self.close()

@@ -295,6 +295,7 @@ class Certs:
         self.db = db
         self._revoked: set[str] | None = None
         self._generation = 0  # bumped by revoke(): a cache built before it is discarded
+        self.on_change: list[Callable[[], None]] = []  # after each invalidate() (any thread)
 
     def add(self, rec: CertRecord) -> None:
         self.db.write(
@@ -341,9 +342,15 @@ class Certs:
         """Drop the cached revoked set (a revoke here, or one another front-end announced)."""
         self._generation += 1
         self._revoked = None
+        for hook in self.on_change:
+            hook()
 
     def is_revoked(self, serial: str) -> bool:
-        """Per-connection revocation check (cached set, rebuilt after each revoke)."""
+        """Per-connection (and per-request) revocation check: the cached set, see `revoked`."""
+        return serial in self.revoked()
+
+    def revoked(self) -> set[str]:
+        """The revoked serials (cached; read again from the store after each invalidate())."""
         revoked = self._revoked
         if revoked is None:
             generation = self._generation
@@ -351,7 +358,7 @@ class Certs:
             revoked = {r[0] for r in rows}
             if generation == self._generation:
                 self._revoked = revoked
-        return serial in revoked
+        return revoked
 
     def is_known(self, serial: str) -> bool:
         return self.get(serial) is not None

@@ -7,12 +7,13 @@ import ssl
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from appliance.store import CommandRecord
+from appliance.tlsfront import TlsFront
 from rules import wire
 from tests.e2e.test_manager_tls import Manager
 
@@ -157,3 +158,107 @@ def test_agent_poller_long_polls_and_keeps_the_advice(mgr: Manager, tmp_path: Pa
     poller.wait = 0.0  # as an agent of the previous version
     assert poller.poll_once() is None and not poller.held
     t.close()
+
+
+def _front(mgr: Manager) -> TlsFront:
+    front = mgr.server.endpoint.front
+    assert front is not None
+    return front
+
+
+def test_revocation_ends_a_held_long_poll_at_once(mgr: Manager) -> None:
+    uuid, cert = mgr.enroll("lp-revoke-held")
+    conn = _conn(mgr, cert)
+    assert _get(conn, wire.ROUTE_KEY)[0] == 200
+    out: list[object] = []
+
+    def poll() -> None:
+        try:
+            out.append(_get(conn, "/commands?wait=60"))
+        except (OSError, http.client.HTTPException) as ex:
+            out.append(ex)
+
+    lp = mgr.server.long_poll
+    assert lp is not None
+    waiting = lp.bell.waiting
+    t = threading.Thread(target=poll)
+    t.start()
+    _until(lambda: lp.bell.waiting > waiting, "the long-poll is held")
+    closed = _front(mgr).revoked_closed
+    mgr.ctx.identity.revoke(uuid)
+    t.join(timeout=60)  # the hold is 54-60 s: a 204 would mean it ran out instead
+    assert not t.is_alive() and isinstance(out[0], OSError | http.client.HTTPException)
+    assert _front(mgr).revoked_closed > closed
+    _until(lambda: lp.bell.waiting == waiting, "the long-poll's waiter is gone")
+    with pytest.raises((OSError, http.client.HTTPException)):  # a new handshake is refused
+        _get(_conn(mgr, cert), wire.ROUTE_KEY)
+
+
+def test_revocation_refuses_the_next_request_of_a_kept_alive_connection(mgr: Manager) -> None:
+    uuid, cert = mgr.enroll("lp-revoke-kept")
+    conns = [_conn(mgr, cert), _conn(mgr, cert)]
+    for conn in conns:
+        assert _get(conn, wire.ROUTE_KEY)[0] == 200
+    hook = mgr.server._certs_changed
+    mgr.ctx.store.certs.on_change.remove(hook)  # the per-request check alone, no sweep
+    try:
+        mgr.ctx.identity.revoke(uuid)
+        closed = _front(mgr).revoked_closed
+        # a route the front answers (long-poll) and one waitress answers, each on its
+        # connection kept alive from before the revocation
+        for conn, path in zip(conns, ("/commands?wait=30", wire.ROUTE_KEY), strict=True):
+            sock = conn.sock
+            conn.request("GET", path)
+            assert conn.sock is sock  # sent on the kept-alive connection
+            res = conn.getresponse()
+            body = res.read()
+            assert res.status == 403 and b"revoked" in body
+            assert res.getheader("connection") == "close"
+        assert _front(mgr).revoked_closed == closed
+    finally:
+        mgr.ctx.store.certs.on_change.append(hook)
+
+
+def test_revocation_closes_an_idle_kept_alive_connection(mgr: Manager) -> None:
+    uuid, cert = mgr.enroll("lp-revoke-idle")
+    conn = _conn(mgr, cert)
+    assert _get(conn, wire.ROUTE_KEY)[0] == 200
+    closed = _front(mgr).revoked_closed
+    mgr.ctx.identity.revoke(uuid)
+    _until(lambda: _front(mgr).revoked_closed > closed, "the connection is closed")
+    assert conn.sock is not None
+    conn.sock.settimeout(30)
+    try:
+        assert conn.sock.recv(1) == b""  # closed by the manager without a request
+    except ConnectionResetError:
+        pass  # or reset
+    conn.close()
+
+
+def _until(cond: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting: {what}"
+        time.sleep(0.01)
+
+
+def test_stopping_the_poller_ends_its_held_long_poll(mgr: Manager, tmp_path: Path) -> None:
+    from agent.link.errors import TransportError
+    from agent.link.poller import CommandPoller
+    from agent.link.transport import HttpsTransport, Request, create_ssl_context
+
+    _, (cert, key) = mgr.enroll("lp-stop")
+    ctx = create_ssl_context(mgr.pki.ca_path, Path(cert), Path(key), check_hostname=False)
+    t = HttpsTransport("127.0.0.1", mgr.bound.endpoint[1], ctx)
+    poller = CommandPoller(t, tmp_path, wait=60)
+    lp = mgr.server.long_poll
+    assert lp is not None
+    waiting = lp.bell.waiting
+    thread = threading.Thread(target=poller.run)
+    thread.start()
+    _until(lambda: lp.bell.waiting > waiting, "the long-poll is held")
+    poller.stop()
+    thread.join(timeout=60)  # a hold of 54-60 s would end it too, but not before this
+    assert not thread.is_alive() and not poller.held
+    with pytest.raises(TransportError, match="stopping"):
+        t.send(Request("GET", wire.ROUTE_KEY))
