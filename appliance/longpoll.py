@@ -7,8 +7,9 @@ command store when a command is added, from any thread) wakes the endpoint's wai
 store calls (identity check, dequeue, presence) run on the loop's executor, briefly.
 
 A request without `wait` (agents of the previous version) is not taken: the front forwards it to
-waitress, which answers as before. Every answer carries `X-Heron-Poll-After` (`Advisor`): the
-seconds the manager wants the agent to wait before its next update check, longer under load.
+waitress, which answers as before. Every answer (waitress's too: the relay adds it) carries
+`X-Heron-Poll-After` (`Advisor`): the seconds the manager wants the agent to wait before its next
+update check, longer under load.
 """
 
 from __future__ import annotations
@@ -128,6 +129,10 @@ class LongPoll:
         self.advisor = advisor
         self.max_wait = max_wait
         self.answered = 0
+
+    def headers(self) -> bytes:
+        """The advice on waitress's answers too: an agent learns it at its first update check."""
+        return f"{wire.HEADER_POLL_AFTER}: {self.advisor.poll_after():.0f}\r\n".encode("latin-1")
 
     def wants(self, req: Request) -> bool:
         return (

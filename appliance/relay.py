@@ -89,6 +89,10 @@ class Responder(Protocol):
 
     def wants(self, req: Request) -> bool: ...
 
+    def headers(self) -> bytes:
+        """Header lines (each ending CRLF) added to the answers relayed from waitress."""
+        ...
+
     async def answer(self, req: Request, conn: ConnInfo) -> bytes | None:
         """The whole response; None to forward the request to waitress after all."""
         ...
@@ -145,11 +149,14 @@ class Relay:
         pipe: Callable[[Backend, bytes], Awaitable[None]],
         timeout: float,
         allowed: Callable[[], bool] = lambda: True,
+        advice: Callable[[], bytes] = lambda: b"",
     ) -> None:
         """`open_backend` connects (and binds the identity), `close_backend` undoes it,
         `pipe(backend, first_bytes)` pipes the rest of the connection raw and `allowed()` says
-        whether the peer's certificate is still accepted (asked before each request)."""
+        whether the peer's certificate is still accepted (asked before each request);
+        `advice()`: header lines added to every answer relayed from waitress."""
         self.allowed = allowed
+        self.advice = advice
         self.responder = responder
         self.open_backend = open_backend
         self.close_backend = close_backend
@@ -219,6 +226,9 @@ class Relay:
         closing = headers.get("connection", "").lower() == "close"
         if closing and bodiless and not req.close:
             resp = _drop_close(resp)
+        extra = self.advice()
+        if extra:
+            resp = resp[:-2] + extra + b"\r\n"
         writer.write(resp)
         await copy_exactly(b_reader, writer, body, self.timeout)
         await writer.drain()

@@ -404,6 +404,7 @@ class TlsFront:
             pipe=pipe,
             timeout=self.idle_timeout,
             allowed=lambda: accept is None or identity is None or accept(identity),
+            advice=self.responder.headers,
         )
         try:
             await relay.serve(reader, writer, info)

@@ -52,8 +52,18 @@ TICKS = os.sysconf("SC_CLK_TCK")
 asyncio.sslproto.SSLProtocol.max_size = 16 * 1024  # type: ignore[attr-defined]
 
 
+NOFILE = 1 << 16  # descriptors wanted by the manager and by the fleet (10,000 agents: ~25,000)
+
+
 def raise_nofile() -> None:
+    """Soft limit to the hard one, and the hard one to NOFILE where allowed (root)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < NOFILE:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+            return
+        except (ValueError, OSError):
+            pass
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -227,6 +237,7 @@ class Stats:
     poll_handshakes: int = 0  # on the connections that poll /commands (keep-alive: 1 each)
     errors: dict[str, int] = field(default_factory=dict)
     handshakes: int = 0
+    handshake_s: list[float] = field(default_factory=list)  # connect + handshake, seconds
     resumed: int = 0
     connected: int = 0
     polls: int = 0
@@ -250,6 +261,7 @@ class Conn:
         self.writer: asyncio.StreamWriter | None = None
 
     async def open(self) -> None:
+        t0 = time.monotonic()
         self.reader, self.writer = await asyncio.wait_for(
             asyncio.open_connection(
                 "127.0.0.1", self.port, ssl=self.ctx, server_hostname="127.0.0.1"
@@ -257,6 +269,7 @@ class Conn:
             60,
         )
         self.stats.handshakes += 1
+        self.stats.handshake_s.append(time.monotonic() - t0)
         self.stats.poll_handshakes += self.polling
         obj = self.writer.get_extra_info("ssl_object")
         if obj is not None and obj.session_reused:
@@ -377,7 +390,8 @@ class Agent:
         while True:
             conn = Conn(self.ctx, self.fleet.port, self.fleet.stats)
             try:
-                await self.timed(conn, "GET", "/updates?os=windows")
+                _, hdrs, _ = await self.timed(conn, "GET", "/updates?os=windows")
+                self.poll_after = float(hdrs.get("x-heron-poll-after", self.poll_after))
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError) as ex:
                 self.fleet.stats.error(type(ex).__name__)
             conn.close()  # the real agent's shared connection closes when idle (20 s)
@@ -458,6 +472,49 @@ class Agent:
         return tasks
 
 
+class Pacer:
+    """Handshakes in flight during the ramp: +1 per fast one, halved after a slow one.
+
+    NOTE: a fixed 16 in flight on a busy box queued handshakes past the manager's 10 s
+    `tls.handshake_timeout`; refused ones were redone and the ramp stalled near 8,500.
+    """
+
+    FAST, SLOW = 0.5, 2.0  # seconds for connect + handshake (+ the first request: none)
+
+    def __init__(self, start: int = 8, low: int = 1, high: int = 64) -> None:
+        self.limit, self.low, self.high = float(start), low, high
+        self.inflight = 0
+        self.cut = 0.0  # time of the last decrease (one per second at most)
+        self.cond = asyncio.Condition()
+
+    def slot(self) -> _Slot:
+        return _Slot(self)
+
+    def took(self, seconds: float) -> None:
+        now = time.monotonic()
+        if seconds > self.SLOW and now - self.cut > 1.0:
+            self.limit, self.cut = max(self.low, self.limit / 2), now
+        elif seconds < self.FAST:
+            self.limit = min(self.high, self.limit + 1 / max(1.0, self.limit / 4))
+
+
+class _Slot:
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+
+    async def __aenter__(self) -> None:
+        p = self.pacer
+        async with p.cond:
+            await p.cond.wait_for(lambda: p.inflight < int(p.limit))
+            p.inflight += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        p = self.pacer
+        async with p.cond:
+            p.inflight -= 1
+            p.cond.notify_all()
+
+
 class Fleet:
     def __init__(self, args: argparse.Namespace) -> None:
         self.cache = Path(args.cache)
@@ -496,6 +553,20 @@ class Fleet:
                 self.pending[json.loads(data)["data"]["command"]["id"]] = sent
                 self.stats.queued += 1
 
+    async def progress(self, t0: float, pacer: Pacer) -> None:
+        """Ramp progress on stderr every 10 s (connections, handshake times, errors)."""
+        s, seen = self.stats, 0
+        while True:
+            await asyncio.sleep(10)
+            recent, seen = s.handshake_s[seen:], len(s.handshake_s)
+            print(
+                f"  ramp {time.monotonic() - t0:5.0f} s: {s.connected:,} connected, "
+                f"{len(recent)} handshakes {pct(recent)} ms ({pacer.limit:.0f} in flight "
+                f"allowed), errors {s.errors}",
+                file=sys.stderr,
+                flush=True,
+            )
+
     async def run(self) -> dict[str, Any]:
         a = self.args
         rng = random.Random(1)
@@ -504,21 +575,29 @@ class Fleet:
         senders = set(rng.sample(range(len(self.uuids)), min(a.senders, len(self.uuids))))
         agents = [Agent(i, u, self, i in olds, i in senders) for i, u in enumerate(self.uuids)]
         tasks: list[asyncio.Task[Any]] = []
-        sem = asyncio.Semaphore(16)  # handshakes in flight during the ramp
+        pacer = Pacer()
 
         async def start(ag: Agent) -> None:
-            async with sem:
-                for attempt in range(5):
+            for attempt in range(5):
+                async with pacer.slot():
+                    t = time.monotonic()
                     try:
                         tasks.extend(await ag.start(a.rate))
+                        pacer.took(time.monotonic() - t)
                         return
                     except (OSError, TimeoutError, ssl.SSLError) as ex:
+                        pacer.took(float("inf"))
                         self.stats.error("connect " + type(ex).__name__)
-                        await asyncio.sleep(1 + attempt)
+                await asyncio.sleep(1 + attempt)
 
         t0 = time.monotonic()
-        await asyncio.gather(*(start(ag) for ag in agents))
+        progress = asyncio.create_task(self.progress(t0, pacer))
+        starting = [asyncio.create_task(start(ag)) for ag in agents]
+        _, late = await asyncio.wait(starting, timeout=a.ramp_limit)
+        for task in late:  # NOTE: a manager that cannot take N in time is measured as it is
+            task.cancel()
         ramp = time.monotonic() - t0
+        progress.cancel()
         tasks.append(asyncio.create_task(self.admin_loop()))
         await asyncio.sleep(a.settle)
         self.stats.errors.clear()
@@ -550,6 +629,7 @@ class Fleet:
             "poll_handshakes": s.poll_handshakes,
             "errors": s.errors,
             "handshakes": s.handshakes,
+            "handshake_ms": pct(s.handshake_s),
             "resumed": s.resumed,
             "polls": s.polls,
             "long_polls": s.long_polls,
@@ -612,6 +692,8 @@ def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
                 str(args.seconds),
                 "--settle",
                 str(args.settle),
+                "--ramp-limit",
+                str(args.ramp_limit),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -642,6 +724,7 @@ def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
         return result
     finally:
         mgr.stop()
+        shutil.copy(run_dir / "manager.log", run_dir.parent / f"manager-{code.name}-{n}.log")
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -670,6 +753,9 @@ def main() -> None:
     p.add_argument("--commands", type=float, default=2.0, help="commands queued per second")
     p.add_argument("--seconds", type=float, default=60.0, help="measurement window")
     p.add_argument("--settle", type=float, default=10.0, help="wait after the ramp")
+    p.add_argument(
+        "--ramp-limit", type=float, default=900.0, help="seconds to connect N, then measure"
+    )
     p.add_argument("--cache", default="/tmp/heron-fleet-bench/cache")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()

@@ -373,7 +373,7 @@ class Link:
         """Run every housekeeping task that is due; returns what ran and its outcome."""
         # NOTE(link): the manager stretches update checks under load (X-Heron-Poll-After);
         # ±10 % jitter keeps a fleet started together from checking together.
-        updates = max(self.config.update_interval, self.poller.poll_after)
+        updates = max(self.config.update_interval, self.poller.poll_after, self.updater.poll_after)
         updates *= 0.9 + 0.2 * self.rand()
         tasks: dict[str, tuple[float, Callable[[], Any]]] = {
             "updates": (updates, self._check_updates),

@@ -157,6 +157,7 @@ class Updater:
         self._offered = False
         self.folded = True  # the manager answers GET /updates (until it says 404)
         self.remote: dict[str, str | None] = {}  # the last /updates answer (incl. "tools")
+        self.poll_after = 0.0  # the manager's advice (X-Heron-Poll-After) on that answer
         self._status: dict[str, ItemStatus] = {}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for name in self.hooks:
@@ -204,6 +205,10 @@ class Updater:
         if resp.status in (404, 405):
             self.folded = False
             return None
+        try:
+            self.poll_after = max(0.0, float(resp.headers.get(wire.HEADER_POLL_AFTER.lower(), 0)))
+        except ValueError:
+            self.poll_after = 0.0
         try:
             doc = json.loads(resp.body) if resp.status == 200 else None
         except ValueError:

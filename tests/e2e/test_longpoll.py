@@ -100,7 +100,8 @@ def test_old_agent_without_wait_is_answered_by_waitress(mgr: Manager) -> None:
     assert lp is not None
     before = lp.answered
     status, _, headers = _get(conn, "/commands")
-    assert status == 204 and wire.HEADER_POLL_AFTER.lower() not in headers
+    assert status == 204 and "connection" not in headers
+    assert int(headers[wire.HEADER_POLL_AFTER.lower()]) >= 60  # the advice on relayed answers
     cmd_id = _queue(mgr, uuid)
     status, body, _ = _get(conn, "/commands")
     assert status == 200 and cmd_id.encode() in body
@@ -157,6 +158,20 @@ def test_agent_poller_long_polls_and_keeps_the_advice(mgr: Manager, tmp_path: Pa
     assert mgr.ctx.store.commands.get(cmd_id).state.value == "completed"
     poller.wait = 0.0  # as an agent of the previous version
     assert poller.poll_once() is None and not poller.held
+    t.close()
+
+
+def test_agent_updater_keeps_the_advice_of_the_updates_answer(mgr: Manager, tmp_path: Path) -> None:
+    from agent.link.transport import HttpsTransport, create_ssl_context
+    from agent.link.updates import Updater
+
+    _, (cert, key) = mgr.enroll("lp-7")
+    ctx = create_ssl_context(mgr.pki.ca_path, Path(cert), Path(key), check_hostname=False)
+    t = HttpsTransport("127.0.0.1", mgr.bound.endpoint[1], ctx)
+    updater = Updater(t, tmp_path, {"rules": lambda _body: None})
+    assert updater.poll_after == 0.0
+    updater.check()
+    assert updater.folded and updater.poll_after >= 60
     t.close()
 
 
