@@ -44,6 +44,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 MAX_WAIT = 60.0  # longest hold the front grants, seconds
+RESOLVED_TTL = 300.0  # seconds a certificate serial → endpoint uuid is reused by long-polls
+RESOLVED_MAX = 200_000  # entries before the map is cleared (bounded memory)
 
 
 class CommandBell:
@@ -129,6 +131,11 @@ class LongPoll:
         self.advisor = advisor
         self.max_wait = max_wait
         self.answered = 0
+        # NOTE(manager): serial → (time, uuid). Identity.endpoint_for reuses its answer 5 s and
+        # then asks the store twice: at 10,000 agents that was ~350 DuckDB queries a second for
+        # long-polls alone. Revocation is still checked on every request (the relay's
+        # `allowed`, an in-memory set); a deleted endpoint's long-poll just finds no command.
+        self._resolved: dict[str, tuple[float, str]] = {}
 
     def headers(self) -> bytes:
         """The advice on waitress's answers too: an agent learns it at its first update check."""
@@ -156,10 +163,20 @@ class LongPoll:
     async def answer(self, req: Request, conn: ConnInfo) -> bytes | None:
         """The whole HTTP response, or None to let waitress answer (not an endpoint)."""
         loop = asyncio.get_running_loop()
-        try:
-            uuid = await loop.run_in_executor(None, self.resolve, conn)
-        except ApplianceError:
-            return None
+        serial = conn.identity.serial if conn.identity is not None else ""
+        cached = self._resolved.get(serial) if serial else None
+        if cached is not None and loop.time() - cached[0] < RESOLVED_TTL:
+            uuid = cached[1]
+        else:
+            try:
+                uuid = await loop.run_in_executor(None, self.resolve, conn)
+            except ApplianceError:
+                self._resolved.pop(serial, None)
+                return None
+            if serial:
+                if len(self._resolved) >= RESOLVED_MAX:
+                    self._resolved.clear()
+                self._resolved[serial] = (loop.time(), uuid)
         wait = self._wait(req)
         # NOTE(manager): ±10 % so a fleet started together does not come back together.
         deadline = loop.time() + wait * random.uniform(0.9, 1.0)

@@ -85,3 +85,40 @@ def test_connection_capacity_from_memory_and_descriptors() -> None:
     assert max_connections(0, 1 << 30, None) == (1 << 30) // BYTES_PER_CONNECTION
     assert max_connections(0, 1 << 30, 20000) == (20000 - FD_RESERVE) * 3 // 4
     assert max_connections(0, 1 << 20, 10**6) == 64  # never below a floor
+
+
+def test_long_poll_resolves_a_certificate_once_not_per_poll() -> None:
+    from appliance.errors import Forbidden
+    from appliance.longpoll import LongPoll
+    from appliance.pki import PeerIdentity
+    from appliance.tlsfront import ConnInfo
+
+    asked: list[str] = []
+    refuse = {"s2"}
+
+    def resolve(conn: ConnInfo) -> str:
+        assert conn.identity is not None
+        asked.append(conn.identity.serial)
+        if conn.identity.serial in refuse:
+            raise Forbidden("endpoint is unknown or revoked")
+        return "uuid-" + conn.identity.serial
+
+    lp = LongPoll(
+        resolve=resolve,
+        dequeue=lambda uuid, ip: uuid.encode(),  # a "command" at once: no hold
+        bell=CommandBell(),
+        advisor=Advisor(lambda: 0),
+    )
+    req = parse_request(b"GET /commands?wait=30 HTTP/1.1\r\n\r\n")
+    assert req is not None and lp.wants(req)
+
+    def conn(serial: str) -> ConnInfo:
+        return ConnInfo(PeerIdentity("cn", serial, "sha", 2e9), "127.0.0.1", 1)
+
+    async def main() -> list[bytes | None]:
+        return [await lp.answer(req, conn(s)) for s in ("s1", "s1", "s1", "s2", "s2")]
+
+    out = asyncio.run(main())
+    assert [o is not None and o.endswith(b"uuid-s1") for o in out[:3]] == [True] * 3
+    assert out[3:] == [None, None]  # waitress answers the error; a refusal is not cached
+    assert asked == ["s1", "s2", "s2"]
