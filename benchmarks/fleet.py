@@ -328,10 +328,8 @@ def client_context(ca: Path, cert: Path, key: Path, resuming: bool) -> ssl.SSLCo
 class Agent:
     def __init__(self, i: int, uuid: str, fleet: Fleet, old: bool, sender: bool) -> None:
         self.i, self.uuid, self.fleet, self.old, self.sender = i, uuid, fleet, old, sender
-        cache = fleet.cache / "fleet"
-        ca = fleet.cache / "data" / "pki" / "ca.pem"
-        self.ctx = client_context(ca, cache / f"{i}.pem", cache / f"{i}.key", not old)
-        self.poll_conn = Conn(self.ctx, fleet.port, fleet.stats, polling=True)
+        self.ctx: ssl.SSLContext | None = None  # made in start(): 10,000 took minutes up front
+        self.poll_conn: Conn | None = None
         self.lock = asyncio.Lock()
         self.poll_after = 60.0
 
@@ -366,6 +364,7 @@ class Agent:
 
     async def run_new(self) -> None:
         """Long-poll loop (the update checks run in `updates_new`)."""
+        assert self.poll_conn is not None and self.ctx is not None
         while True:
             try:
                 status, hdrs, data = await self.poll_conn.request(
@@ -386,6 +385,7 @@ class Agent:
                 await asyncio.sleep(1 + random.random() * 4)
 
     async def updates_new(self) -> None:
+        assert self.poll_conn is not None and self.ctx is not None
         await asyncio.sleep(random.random() * self.poll_after)
         while True:
             conn = Conn(self.ctx, self.fleet.port, self.fleet.stats)
@@ -398,6 +398,7 @@ class Agent:
             await asyncio.sleep(self.poll_after * random.uniform(0.9, 1.1))
 
     async def run_old(self) -> None:
+        assert self.poll_conn is not None and self.ctx is not None
         while True:
             try:
                 async with self.lock:
@@ -410,6 +411,7 @@ class Agent:
             await asyncio.sleep(5 * random.uniform(0.8, 1.2))
 
     async def updates_old(self) -> None:
+        assert self.poll_conn is not None and self.ctx is not None
         await asyncio.sleep(random.random() * 60)
         while True:
             try:
@@ -420,6 +422,7 @@ class Agent:
             await asyncio.sleep(60 * random.uniform(0.9, 1.1))
 
     async def send_events(self, rate: int) -> None:
+        assert self.poll_conn is not None and self.ctx is not None
         conn = Conn(self.ctx, self.fleet.port, self.fleet.stats)
         event = {
             "Event": {
@@ -461,6 +464,13 @@ class Agent:
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
 
     async def start(self, rate: int) -> list[asyncio.Task[None]]:
+        if self.ctx is None:
+            cache = self.fleet.cache / "fleet"
+            ca = self.fleet.cache / "data" / "pki" / "ca.pem"
+            i = self.i
+            self.ctx = client_context(ca, cache / f"{i}.pem", cache / f"{i}.key", not self.old)
+            self.poll_conn = Conn(self.ctx, self.fleet.port, self.fleet.stats, polling=True)
+        assert self.poll_conn is not None
         await self.poll_conn.open()
         self.fleet.stats.connected += 1
         run, upd = (
