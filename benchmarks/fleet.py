@@ -145,7 +145,7 @@ def configure(code: Path, data: Path, max_connections: int) -> None:
     """A minimal config.toml every version reads: loopback listeners and the connection cap.
 
     A manager that sizes the cap from memory (appliance/capacity.py) gets 0: sized."""
-    if (code / "appliance" / "capacity.py").exists():
+    if any(code.glob("appliance/**/capacity.py")):
         max_connections = 0
     (data / "config.toml").write_text(
         '[admin]\nlisten = "127.0.0.1:0"\n[endpoint]\nlisten = "127.0.0.1:0"\n'
@@ -779,7 +779,7 @@ def main() -> None:
         for code in codes:
             share = args.old_share
             if share < 0:
-                share = 0.0 if (code / "appliance" / "longpoll.py").exists() else 1.0
+                share = 0.0 if any(code.glob("appliance/**/longpoll.py")) else 1.0
             res = one_run(argparse.Namespace(**{**vars(args), "old_share": share}), code, n)
             res.update(n=n, code=str(code), old_share=share, senders=min(args.senders, n))
             if args.json:
