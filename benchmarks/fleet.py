@@ -473,6 +473,7 @@ class Agent:
         assert self.poll_conn is not None
         await self.poll_conn.open()
         self.fleet.stats.connected += 1
+        self.fleet.live.append(self.uuid)
         run, upd = (
             (self.run_old, self.updates_old) if self.old else (self.run_new, self.updates_new)
         )
@@ -535,6 +536,7 @@ class Fleet:
         self.args = args
         self.stats = Stats()
         self.pending: dict[str, float] = {}
+        self.live: list[str] = []  # uuids of the agents connected (a ramp may stop short)
 
     async def admin_loop(self) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -543,7 +545,9 @@ class Fleet:
         rng = random.Random(2)
         while True:
             await asyncio.sleep(1 / self.args.commands)
-            uuid = rng.choice(self.uuids)
+            if not self.live:
+                continue
+            uuid = rng.choice(self.live)  # NOTE: a command to an agent never connected waits
             body = json.dumps({"name": "hash", "args": ["C:\\x"]}).encode()
             sent = time.time()
             try:
