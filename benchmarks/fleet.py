@@ -724,6 +724,7 @@ def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
             if line.startswith("READY"):
                 cpu0, t0, rss_ready = mgr.cpu(), time.monotonic(), mgr.rss()
                 ready = json.loads(line.split(" ", 1)[1])
+                print(f"  measuring (manager pid {mgr.proc.pid})", file=sys.stderr, flush=True)
             elif line.startswith("MEASURED"):
                 measured = {
                     "manager_cpu": round((mgr.cpu() - cpu0) / (time.monotonic() - t0) * 100),
