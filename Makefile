@@ -34,7 +34,7 @@ agent/sources/ebpf/heron.bpf.o: agent/sources/ebpf/heron.bpf.c agent/sources/ebp
 	@bash agent/sources/ebpf/build.sh
 
 run: sysdeps setup
-	$(BIN)/python -m appliance.devrun --data-dir $(DATA) \
+	$(BIN)/python -m appliance.runtime.devrun --data-dir $(DATA) \
 		--admin-listen 127.0.0.1:$(ADMIN_PORT) --endpoint-listen 127.0.0.1:$(ENDPOINT_PORT)
 
 test: sysdeps setup

@@ -1,6 +1,6 @@
 """Heron manager appliance: config, PKI, TLS front, Falcon apps, fleet store, CLI.
 
-Public names (imported lazily so that `appliance.errors` stays cheap for the console and MISP
+Public names (imported lazily so that `appliance.core.errors` stays cheap for the console and MISP
 modules)::
 
     AppContext, build_context, Api, create_app, ManagerServer, Config, load_config, Pki
@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .app import Api, create_app
-    from .config import Config, load_config
-    from .context import AppContext, build_context
-    from .pki import Pki
-    from .server import ManagerServer
+    from .api.app import Api, create_app
+    from .core.config import Config, load_config
+    from .runtime.context import AppContext, build_context
+    from .security.pki import Pki
+    from .transport.server import ManagerServer
 
 __all__ = [
     "Api",
@@ -29,14 +29,14 @@ __all__ = [
 ]
 
 _WHERE = {
-    "Api": "app",
-    "create_app": "app",
-    "Config": "config",
-    "load_config": "config",
-    "AppContext": "context",
-    "build_context": "context",
-    "Pki": "pki",
-    "ManagerServer": "server",
+    "Api": "api.app",
+    "create_app": "api.app",
+    "Config": "core.config",
+    "load_config": "core.config",
+    "AppContext": "runtime.context",
+    "build_context": "runtime.context",
+    "Pki": "security.pki",
+    "ManagerServer": "transport.server",
 }
 
 

@@ -21,11 +21,11 @@ from typing import Any
 
 from rules import wire
 
-from .config import Config, load_config, render_toml
-from .context import AppContext, build_context
-from .errors import ApplianceError, ConfigError, StoreError
-from .hostnames import HOST_NAMES
-from .pki import Pki
+from .core.config import Config, load_config, render_toml
+from .core.errors import ApplianceError, ConfigError, StoreError
+from .runtime.context import AppContext, build_context
+from .security.hostnames import HOST_NAMES
+from .security.pki import Pki
 from .store import Role, Store
 
 # NOTE(manager): index.writer_child.FROZEN_ARG (not imported: it would load Tantivy for every
@@ -93,7 +93,7 @@ def open_context(
 
 def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) -> AppContext:
     """A cluster front-end: fleet in PostgreSQL, events journaled here and read from ClickHouse."""
-    from .cluster import open_cluster, start_relay
+    from .runtime.cluster import open_cluster, start_relay
 
     paths = _paths(data_dir)
     if not (paths["pki"] / "ca.pem").exists():
@@ -126,7 +126,7 @@ def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
     """`cluster init`: schemas (+ the first admin user); `cluster status`: each dependency."""
-    from .cluster import cluster_status, init_cluster
+    from .runtime.cluster import cluster_status, init_cluster
 
     config = load_config(_paths(args.data_dir)["config"])
     if config.cluster.mode != "cluster":
@@ -172,7 +172,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.server_name:
         from dataclasses import replace
 
-        from .hostnames import expand_server_names
+        from .security.hostnames import expand_server_names
 
         names = tuple(expand_server_names(args.server_name))
         config = replace(config, tls=replace(config.tls, server_names=names))
@@ -226,7 +226,7 @@ def run_manager(args: argparse.Namespace, stop: threading.Event) -> int:
     signal handlers, so it also runs on the service control manager's thread. Under
     ``--service`` it also logs to ``<data_dir>/logs/heron-manager.log``.
     """
-    from .jsonlog import configure_logging
+    from .runtime.jsonlog import configure_logging
 
     config = load_config(_paths(args.data_dir)["config"]).with_listen(
         admin=args.admin_listen, endpoint=args.endpoint_listen
@@ -262,10 +262,10 @@ def _service_log(data_dir: Path) -> logging.Handler:
 
 def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> int:
     from .console import console_for
-    from .localadmin import publish, withdraw
     from .misp.integration import start_misp_worker, stop_misp
-    from .server import ManagerServer
+    from .runtime.localadmin import publish, withdraw
     from .services.retention import start_retention_worker, stop_retention
+    from .transport.server import ManagerServer
 
     ctx = open_context(args.data_dir, config=config, memory_events=args.memory_events)
     ctx.content.seed_defaults()
@@ -303,7 +303,7 @@ def cmd_run(args: argparse.Namespace, platform: str | None = None) -> int:
     platform = sys.platform if platform is None else platform
     stop = threading.Event()
     if args.service and platform == "win32":
-        from .winservice import host_service, make_service_class
+        from .runtime.winservice import host_service, make_service_class
 
         return host_service(make_service_class(lambda ev: run_manager(args, ev)))
     # Foreground, and `--service` on Linux: systemd runs the program in the foreground and
@@ -324,8 +324,8 @@ def _with_store(args: argparse.Namespace) -> AppContext:
 
 
 def _running(args: argparse.Namespace) -> Any:
-    """The running manager's admin API (appliance/localadmin.py), or None."""
-    from .localadmin import local_admin
+    """The running manager's admin API (appliance/runtime/localadmin.py), or None."""
+    from .runtime.localadmin import local_admin
 
     return local_admin(Path(args.data_dir))
 
@@ -440,7 +440,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             }
             print(json.dumps(out) if args.json else token)
         else:
-            from .resources.admin_content import bundle_document
+            from .api.admin_content import bundle_document
 
             doc = bundle_document(ctx, args.group, args.hostname)
             print(json.dumps(_write_bundle(args.out, doc)))
@@ -611,12 +611,12 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
-    from .app import Api, create_app
+    from .api.app import Api, create_app
 
     ctx = build_context(data_dir=Path("."))
     try:
         app = create_app(ctx, Api(args.api))
-        from .openapi import build_openapi
+        from .api.openapi import build_openapi
 
         doc = build_openapi(app, title=f"Heron {args.api} API", admin=args.api == "admin")
         print(json.dumps(doc, indent=2))
@@ -626,8 +626,8 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
-    from .app import Api, create_app
-    from .openapi import iter_routes
+    from .api.app import Api, create_app
+    from .api.openapi import iter_routes
 
     ctx = build_context(data_dir=Path("."))
     try:

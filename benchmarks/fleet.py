@@ -144,7 +144,7 @@ def enroll(cache: Path, n: int) -> Path:
 def configure(code: Path, data: Path, max_connections: int) -> None:
     """A minimal config.toml every version reads: loopback listeners and the connection cap.
 
-    A manager that sizes the cap from memory (appliance/capacity.py) gets 0: sized."""
+    A manager that sizes the cap from memory (appliance/transport/capacity.py) gets 0: sized."""
     if any(code.glob("appliance/**/capacity.py")):
         max_connections = 0
     (data / "config.toml").write_text(

@@ -146,7 +146,7 @@ def serve_null(port: int, pki_dir: Path) -> None:
 
 
 def setup_null(work: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
-    from appliance.pki import Pki
+    from appliance.security.pki import Pki
 
     pki = Pki.create(work / "pki", server_names=["localhost", "127.0.0.1"])
     cert, key_pem = pki.issue_client("bench-endpoint", days=30)

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 from agent.service import build_agent
 from agent.sinks import MemorySink
-from appliance.context import build_context
 from appliance.misp.iocs import IocIndex
 from appliance.misp.mapping import event_values
 from appliance.misp.sightings import _event_time
-from appliance.pki import Pki
+from appliance.runtime.context import build_context
+from appliance.security.pki import Pki
 from appliance.services.streams import StreamFilter
 from appliance.store import Store
 from rules import wire

@@ -53,8 +53,8 @@ THIRD_PARTY = {
         "tantivy",
         "pyzipper",
         "wsproto",
-        "h11",  # appliance/websocket.py: WebSocket streams on the TLS front
-        # appliance/winservice.py: `heron-manager run --service` on Windows (imported
+        "h11",  # appliance/transport/websocket.py: WebSocket streams on the TLS front
+        # appliance/runtime/winservice.py: `heron-manager run --service` on Windows (imported
         # inside functions only; pywin32 is a Windows-only dependency)
         "win32serviceutil",
         "win32service",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import falcon
 
-from appliance.errors import NotFound
+from appliance.core.errors import NotFound
 
 __all__ = [
     "CSP",

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import falcon
 
 from appliance.console.sessions import Session, SessionStore
-from appliance.errors import ApplianceError, Forbidden, Unauthorized
+from appliance.core.errors import ApplianceError, Forbidden, Unauthorized
 
 __all__ = [
     "CONSOLE_ROLES",

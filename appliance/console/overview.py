@@ -22,7 +22,7 @@ from typing import Any
 
 import falcon
 
-from appliance.errors import InvalidParam
+from appliance.core.errors import InvalidParam
 
 __all__ = ["DetectionOverview", "OverviewResource", "MAX_HOURS", "MAX_BUCKETS"]
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import falcon
 
+from appliance.api.middleware import JsonBody
 from appliance.console.assets import AssetCatalog, apply_security_headers
 from appliance.console.auth import ConsoleAuth
 from appliance.console.overview import OverviewResource
 from appliance.console.wiring import Console
-from appliance.errors import MalformedBody
-from appliance.middleware import JsonBody
+from appliance.core.errors import MalformedBody
 
 __all__ = ["PREFIX", "add_console_routes"]
 

@@ -20,7 +20,7 @@ from appliance.console.overview import DetectionOverview
 from appliance.console.sessions import SessionStore
 
 if TYPE_CHECKING:
-    from appliance.context import AppContext
+    from appliance.runtime.context import AppContext
 
 __all__ = ["Console", "console_for"]
 

@@ -2,7 +2,7 @@
 
 `MispSync` is the service (see service.py); `appliance.misp.resources` adds its admin routes.
 Only the names below are public. They are imported on first use (PEP 562), so that
-`appliance.config`, which needs only `MispSettings`, does not pay for importing PyMISP.
+`appliance.core.config`, which needs only `MispSettings`, does not pay for importing PyMISP.
 """
 
 from __future__ import annotations

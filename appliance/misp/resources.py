@@ -27,9 +27,9 @@ from typing import Any
 
 import falcon
 
-from ..errors import Conflict, NotFound, ValidationError
-from ..middleware import ALL_ROLES, JsonBody
-from ..resources.common import envelope
+from ..api.common import envelope
+from ..api.middleware import ALL_ROLES, JsonBody
+from ..core.errors import Conflict, NotFound, ValidationError
 from ..store import Role
 from .errors import MispSettingsError
 from .instances import MispInstances

@@ -26,9 +26,9 @@ from typing import Any
 
 from rules import wire
 
-from ..errors import InvalidParam, NotFound, PayloadTooLarge, TooManyRequests, ValidationError
+from ..core.errors import InvalidParam, NotFound, PayloadTooLarge, TooManyRequests, ValidationError
+from ..core.timefmt import rfc3339
 from ..store import Artifact, Store
-from ..timefmt import rfc3339
 from .bodies import decompress
 from .diskguard import DiskGuard
 

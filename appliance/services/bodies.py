@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import msgspec
 import orjson
 
-from ..errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationError
+from ..core.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationError
 
 __all__ = ["count_lines", "decode_json", "decompress", "read_bounded", "split_ndjson"]
 

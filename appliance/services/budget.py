@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import Unavailable
+from ..core.errors import Unavailable
 
 __all__ = ["MemoryBudget", "estimate_batch"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from rules import wire
 
-from ..errors import Conflict, ValidationError
+from ..core.errors import Conflict, ValidationError
 from ..store import Store
 from . import rulepacks
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import Unavailable
+from ..core.errors import Unavailable
 
 __all__ = ["DiskGuard"]
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from rules.inputs import InputStats, read_path, summary_lines
 
-from ..errors import ValidationError
-from ..events import EventSink
+from ..core.errors import ValidationError
+from ..store.events import EventSink
 from .index_errors import index_errors
 
 __all__ = ["ImportResult", "import_files", "case_endpoint"]

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from ..errors import ValidationError
-from ..events import EventSink
-from ..timefmt import to_datetime
+from ..core.errors import ValidationError
+from ..core.timefmt import to_datetime
+from ..store.events import EventSink
 from .index_errors import index_errors
 
 __all__ = ["MAX_PAGE_BYTES", "PAGE_STEP", "HuntResult", "Hunting"]

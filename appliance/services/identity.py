@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from rules import wire
 
-from ..config import Config
-from ..errors import Forbidden, NotFound, Unauthorized, ValidationError
-from ..pki import IssuedCert, PeerIdentity, Pki
+from ..core.config import Config
+from ..core.errors import Forbidden, NotFound, Unauthorized, ValidationError
+from ..security.pki import IssuedCert, PeerIdentity, Pki
 from ..store import CertRecord, Endpoint, EndpointStatus, Role, Store, Token, User
 
 __all__ = ["Bundle", "Identity", "hash_secret", "new_secret"]

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import index
 
-from ..errors import ApplianceError, InvalidParam, StoreError, Unavailable, ValidationError
+from ..core.errors import ApplianceError, InvalidParam, StoreError, Unavailable, ValidationError
 
 __all__ = ["INDEX_ERRORS", "index_errors"]
 

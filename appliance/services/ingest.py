@@ -32,12 +32,12 @@ from index import EndpointRef
 from rules import wire
 from rules.event import event_hash, event_time
 
-from ..config import LimitsConfig
-from ..errors import PayloadTooLarge, ValidationError
-from ..events import EventSink
-from ..metrics import Metrics
+from ..core.config import LimitsConfig
+from ..core.errors import PayloadTooLarge, ValidationError
+from ..core.metrics import Metrics
+from ..core.timefmt import rfc3339
 from ..store import Endpoint, Store
-from ..timefmt import rfc3339
+from ..store.events import EventSink
 from .bodies import count_lines, decompress, split_ndjson
 from .budget import MemoryBudget, estimate_batch
 from .cut import cut_event, long_lines

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from ..config import RetentionConfig
-from ..metrics import Metrics
+from ..core.config import RetentionConfig
+from ..core.metrics import Metrics
 
 __all__ = [
     "Retention",

@@ -21,9 +21,9 @@ from typing import Any
 
 from rules import wire
 
-from ..errors import NotFound, ValidationError
+from ..core.errors import NotFound, ValidationError
+from ..core.timefmt import rfc3339
 from ..store import Store
-from ..timefmt import rfc3339
 
 __all__ = ["KEEP", "RuleHistory", "pack_members", "packs", "record_pack", "set_enabled"]
 

@@ -14,8 +14,8 @@ import re
 import threading
 from typing import Any
 
+from ..core.timefmt import rfc3339
 from ..store import Store
-from ..timefmt import rfc3339
 
 __all__ = ["AGENT_CHANNEL", "KIND", "RULES_STATE", "RuleStates", "state_of"]
 

@@ -18,7 +18,7 @@ import statistics
 import threading
 from typing import Any
 
-from ..timefmt import rfc3339
+from ..core.timefmt import rfc3339
 
 __all__ = ["KEEP", "Reducer"]
 

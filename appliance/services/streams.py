@@ -3,7 +3,7 @@
 `publish()` runs on the ingest path and never blocks: each subscriber has a bounded buffer and a
 slow one simply loses its oldest events (counted in `dropped`). An SSE stream holds one waitress
 thread, so the hub enforces `max_clients` for them (503 beyond it) and they send heartbeats.
-WebSocket streams (`appliance.websocket`) live on the TLS front's event loop: their
+WebSocket streams (`appliance.transport.websocket`) live on the TLS front's event loop: their
 `ByteSubscription` is bounded in bytes and wakes the loop; their caps are the front's business.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import Unavailable
+from ..core.errors import Unavailable
 
 __all__ = [
     "STREAM_ENV",

@@ -18,7 +18,7 @@ from typing import Any
 
 from rules.suppress import Suppression, SuppressionError, suppressions_sha256
 
-from ..errors import NotFound, ValidationError
+from ..core.errors import NotFound, ValidationError
 from ..store import Store
 
 __all__ = ["Tuning", "tuning_for"]

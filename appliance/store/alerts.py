@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidParam, NotFound
+from ..core.errors import InvalidParam, NotFound
 from .database import Conn, Database
 
 __all__ = ["AlertFilter", "AlertStatus", "Alerts", "OPEN_STATUSES"]

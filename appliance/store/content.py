@@ -10,7 +10,7 @@ from typing import Any
 
 from rules import wire
 
-from ..errors import NotFound
+from ..core.errors import NotFound
 from .database import Conn, Database
 
 __all__ = ["Audit", "Documents", "Iocs", "RulesTable", "Settings", "Tools"]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from ..errors import ClosedError, StoreError
+from ..core.errors import ClosedError, StoreError
 from .schema import SCHEMA
 
 __all__ = ["Database", "DbState"]

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import Conflict, NotFound
+from ..core.errors import Conflict, NotFound
 from .database import Conn, Database
 from .models import (
     CertRecord,

@@ -82,7 +82,7 @@ class Endpoint:
 
         `system_info` adds `system-info` (as WHIDS lists do); `full` adds it and `config`.
         """
-        from ..timefmt import rfc3339
+        from ..core.timefmt import rfc3339
 
         out: dict[str, Any] = {
             "uuid": self.uuid,
@@ -141,7 +141,7 @@ class CommandRecord:
     issuer: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        from ..timefmt import rfc3339
+        from ..core.timefmt import rfc3339
 
         return {
             "id": self.id,

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 
-from ..errors import ClosedError, StoreError
+from ..core.errors import ClosedError, StoreError
 from . import Store
 from .alerts import DDL as ALERTS_DDL
 from .database import Database, DbState

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import NotFound
+from ..core.errors import NotFound
 from .database import Conn, Database
 from .models import Artifact
 

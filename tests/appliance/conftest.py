@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from appliance.app import Api, create_app
-from appliance.context import AppContext, build_context
-from appliance.pki import Pki, peer_identity
+from appliance.api.app import Api, create_app
+from appliance.runtime.context import AppContext, build_context
+from appliance.security.pki import Pki, peer_identity
 from appliance.store import Role, Store
-from appliance.tlsfront import ConnInfo
+from appliance.transport.tlsfront import ConnInfo
 from rules import wire
 
 _ports = itertools.count(20000)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from appliance.errors import InvalidParam
+from appliance.core.errors import InvalidParam
 from appliance.store import Store
 from appliance.store.alerts import AlertFilter, AlertStatus
 

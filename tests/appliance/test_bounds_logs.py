@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from appliance.errors import Unavailable
+from appliance.core.errors import Unavailable
 from appliance.services.budget import MemoryBudget
 from rules import wire
 

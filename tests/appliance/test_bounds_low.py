@@ -7,9 +7,9 @@ import ssl
 
 import pytest
 
-from appliance.errors import InvalidParam
-from appliance.jsonlog import TextFormatter
-from appliance.pki import Pki
+from appliance.core.errors import InvalidParam
+from appliance.runtime.jsonlog import TextFormatter
+from appliance.security.pki import Pki
 from appliance.services.artifacts import check_filename
 
 from .conftest import Env

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.config import Config, SqlConfig
-from appliance.errors import ConfigError
-from appliance.resources.admin_search import HuntSql
+from appliance.api.admin_search import HuntSql
+from appliance.core.config import Config, SqlConfig
+from appliance.core.errors import ConfigError
 
 from .conftest import Env, event
 

@@ -12,9 +12,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from appliance.config import SECTIONS, Config, load_config, parse_listen, render_toml
-from appliance.errors import ConfigError, PkiError, ValidationError
-from appliance.pki import Pki, peer_identity
+from appliance.core.config import SECTIONS, Config, load_config, parse_listen, render_toml
+from appliance.core.errors import ConfigError, PkiError, ValidationError
+from appliance.security.pki import Pki, peer_identity
 
 from .conftest import make_csr
 
@@ -192,7 +192,7 @@ def test_bad_misp_section_is_a_clean_cli_error(
 def test_endpoint_addresses_put_ip_addresses_first() -> None:
     from dataclasses import replace as dc_replace
 
-    from appliance.config import Config
+    from appliance.core.config import Config
 
     base = Config()
     cfg = dc_replace(

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from appliance.governance import GovernanceLimits, Governor, RateLimitedLog
+from appliance.transport.governance import GovernanceLimits, Governor, RateLimitedLog
 
 
 def test_per_source_cap_counts_only_unauthenticated() -> None:
@@ -72,8 +72,8 @@ def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:
 def test_admin_authorizer_reads_the_first_head(env: object) -> None:
     from appliance.console.auth import SESSION_COOKIE
     from appliance.console.wiring import console_for
-    from appliance.server import admin_authorizer
     from appliance.store import Role
+    from appliance.transport.server import admin_authorizer
 
     ctx = env.ctx  # type: ignore[attr-defined]
     ctx.console = console_for(ctx)
@@ -94,7 +94,7 @@ def test_admin_authorizer_reads_the_first_head(env: object) -> None:
 
 
 def test_failed_api_keys_are_throttled_per_source(env: object) -> None:
-    from appliance.governance import FailureThrottle
+    from appliance.transport.governance import FailureThrottle
 
     now = [0.0]
     throttle = FailureThrottle(limit=3, window=60.0, clock=lambda: now[0])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from appliance.cli import main
-from appliance.hostnames import HOST_NAMES, expand_server_names, host_names
+from appliance.security.hostnames import HOST_NAMES, expand_server_names, host_names
 
 # getaddrinfo(gethostname()) as recorded on a Windows Server 2022 host with two adapters.
 RECORDED_ADDRINFO: list[tuple[Any, ...]] = [

@@ -1,4 +1,4 @@
-"""appliance.longpoll / appliance.relay pieces without sockets (the TLS path: tests/e2e)."""
+"""appliance.transport.longpoll / .relay pieces without sockets (the TLS path: tests/e2e)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import threading
 import time
 from pathlib import Path
 
-from appliance.context import build_context
-from appliance.longpoll import Advisor, CommandBell, long_poll_for
-from appliance.relay import _drop_close, parse_request
+from appliance.runtime.context import build_context
 from appliance.store import CommandRecord, Endpoint, Store
+from appliance.transport.longpoll import Advisor, CommandBell, long_poll_for
+from appliance.transport.relay import _drop_close, parse_request
 
 
 def test_parse_request_and_close() -> None:
@@ -79,7 +79,7 @@ def test_commands_queued_before_start_and_after_are_found(tmp_path: Path) -> Non
 
 
 def test_connection_capacity_from_memory_and_descriptors() -> None:
-    from appliance.capacity import BYTES_PER_CONNECTION, FD_RESERVE, max_connections
+    from appliance.transport.capacity import BYTES_PER_CONNECTION, FD_RESERVE, max_connections
 
     assert max_connections(500, 1 << 30, 1024) == 500  # configured: as given
     assert max_connections(0, 1 << 30, None) == (1 << 30) // BYTES_PER_CONNECTION
@@ -88,10 +88,10 @@ def test_connection_capacity_from_memory_and_descriptors() -> None:
 
 
 def test_long_poll_resolves_a_certificate_once_not_per_poll() -> None:
-    from appliance.errors import Forbidden
-    from appliance.longpoll import LongPoll
-    from appliance.pki import PeerIdentity
-    from appliance.tlsfront import ConnInfo
+    from appliance.core.errors import Forbidden
+    from appliance.security.pki import PeerIdentity
+    from appliance.transport.longpoll import LongPoll
+    from appliance.transport.tlsfront import ConnInfo
 
     asked: list[str] = []
     refuse = {"s2"}

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from appliance.config import Config, RetentionConfig, load_config, render_toml
-from appliance.context import build_context
-from appliance.errors import ConfigError
-from appliance.events import MemoryEventStore
-from appliance.pki import Pki
+from appliance.core.config import Config, RetentionConfig, load_config, render_toml
+from appliance.core.errors import ConfigError
+from appliance.runtime.context import build_context
+from appliance.security.pki import Pki
 from appliance.services.retention import (
     Retention,
     RetentionWorker,
@@ -25,6 +24,7 @@ from appliance.services.retention import (
     stop_retention,
 )
 from appliance.store import Store
+from appliance.store.events import MemoryEventStore
 from index import EndpointRef, EventStore
 
 from .conftest import Clock, Env

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from appliance.config import Config
-from appliance.context import build_context
-from appliance.pki import Pki
-from appliance.server import SELECT_MAP_LIMIT, ManagerServer, backend_shards
+from appliance.core.config import Config
+from appliance.runtime.context import build_context
+from appliance.security.pki import Pki
 from appliance.store import Store
+from appliance.transport.server import SELECT_MAP_LIMIT, ManagerServer, backend_shards
 from index import EventStore
 
 WINDOWS_FD_SETSIZE = 512

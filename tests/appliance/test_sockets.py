@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from appliance.sockets import SO_EXCLUSIVEADDRUSE, bind_listener, listener_options
+from appliance.transport.sockets import SO_EXCLUSIVEADDRUSE, bind_listener, listener_options
 
 
 class RecordingSocket:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from appliance.errors import ClosedError, Conflict, StoreError, Unavailable
+from appliance.core.errors import ClosedError, Conflict, StoreError, Unavailable
 from appliance.services.streams import ByteSubscription, StreamFilter, StreamHub
 from appliance.store import Role, Store, User
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from wsproto.events import Request
 
-from appliance.app import Api, create_app
-from appliance.context import build_context
-from appliance.tlsfront import ConnInfo
-from appliance.websocket import WsStreams
+from appliance.api.app import Api, create_app
+from appliance.runtime.context import build_context
+from appliance.transport.tlsfront import ConnInfo
+from appliance.transport.websocket import WsStreams
 
 UPGRADE = (
     "GET {target} HTTP/1.1\r\nHost: m:1520\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\n"

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from appliance import cli, winservice
+from appliance import cli
+from appliance.runtime import winservice
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_PENDING = 3

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from appliance.errors import Conflict, StoreError
+from appliance.core.errors import Conflict, StoreError
 from appliance.store import CertRecord, CommandRecord, Endpoint, Role, Token, User
 from appliance.store.postgres import ClusterStore, translate
 from tests.cluster.servers import Postgres

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from appliance.cluster import ClusterEventSink
+from appliance.runtime.cluster import ClusterEventSink
 from appliance.services.retention import RetentionStore
 from index import EndpointRef, EventStore
 from index.chship import Shipper

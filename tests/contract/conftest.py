@@ -35,8 +35,8 @@ class FalconTransport:
         self.requests: list[Request] = []
 
     def _bind_identity(self) -> None:
-        from appliance.pki import peer_identity
-        from appliance.tlsfront import ConnInfo
+        from appliance.security.pki import peer_identity
+        from appliance.transport.tlsfront import ConnInfo
 
         if self.store is None or not self.store.cert_path.exists():
             self.identities.pop(self.port)
@@ -78,10 +78,10 @@ class Manager:
 
 @pytest.fixture
 def manager(tmp_path: Path):
-    pytest.importorskip("appliance.app")
-    from appliance.app import Api, create_app
-    from appliance.context import build_context
-    from appliance.pki import Pki
+    pytest.importorskip("appliance.api.app")
+    from appliance.api.app import Api, create_app
+    from appliance.runtime.context import build_context
+    from appliance.security.pki import Pki
 
     pki = Pki.create(tmp_path / "pki", server_names=["localhost", "127.0.0.1"])
     ctx = build_context(data_dir=tmp_path / "mgr", pki=pki)

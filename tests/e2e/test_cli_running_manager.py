@@ -1,4 +1,4 @@
-"""`heron-manager` admin commands while the manager runs (appliance/localadmin.py): users,
+"""`heron-manager` admin commands while the manager runs (appliance/runtime/localadmin.py): users,
 tokens, offline bundles and endpoints go through the running manager's admin API, and the
 bundle minted that way enrolls an agent that the manager accepts."""
 

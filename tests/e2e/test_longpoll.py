@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from appliance.store import CommandRecord
-from appliance.tlsfront import TlsFront
+from appliance.transport.tlsfront import TlsFront
 from rules import wire
 from tests.e2e.test_manager_tls import Manager
 

@@ -25,7 +25,7 @@ def _run_once(data: Path, admin: int, endpoint: int, log: Path) -> str:
             [
                 sys.executable,
                 "-m",
-                "appliance.devrun",
+                "appliance.runtime.devrun",
                 "--data-dir",
                 str(data),
                 "--admin-listen",

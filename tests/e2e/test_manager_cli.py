@@ -135,7 +135,7 @@ def test_init_run_enroll_ingest_restart(tmp_path: Path) -> None:
     users = [
         json.loads(ln) for ln in cli("user", "list", "--data-dir", str(data)).stdout.splitlines()
     ]
-    # heron-local-cli: the key `run` gives the CLI while it runs (appliance/localadmin.py)
+    # heron-local-cli: the key `run` gives the CLI while it runs (appliance/runtime/localadmin.py)
     assert [u["identifier"] for u in users] == ["admin", "heron-local-cli"]
     added = json.loads(
         cli("user", "add", "bob", "--role", "analyst", "--data-dir", str(data)).stdout

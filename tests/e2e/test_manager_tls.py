@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from appliance.context import AppContext, build_context
-from appliance.pki import Pki
-from appliance.server import Bound, ManagerServer
+from appliance.runtime.context import AppContext, build_context
+from appliance.security.pki import Pki
 from appliance.store import Role, Store
-from appliance.tlsfront import IdentityMap, TlsFront
+from appliance.transport.server import Bound, ManagerServer
+from appliance.transport.tlsfront import IdentityMap, TlsFront
 from rules import wire
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +45,7 @@ class Manager:
     def __init__(self, tmp: Path) -> None:
         from dataclasses import replace
 
-        from appliance.config import Config
+        from appliance.core.config import Config
         from index import EventStore
 
         self.tmp = tmp

@@ -25,11 +25,11 @@ import requests
 import websockets
 from websockets.asyncio.client import connect
 
-from appliance.config import Config
-from appliance.context import AppContext, build_context
-from appliance.pki import Pki
-from appliance.server import Bound, ManagerServer
+from appliance.core.config import Config
+from appliance.runtime.context import AppContext, build_context
+from appliance.security.pki import Pki
 from appliance.store import Role, Store
+from appliance.transport.server import Bound, ManagerServer
 from rules import wire
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import falcon.testing
 import pytest
 
 from appliance.console import ConsoleAuth, SessionStore, add_console_routes
-from appliance.errors import ApplianceError, Forbidden, Unauthorized
+from appliance.core.errors import ApplianceError, Forbidden, Unauthorized
 
 KEYS = {
     "admin-key-" + "a" * 54: "admin",

@@ -2,7 +2,8 @@
 
 `start_manager(tmp)` creates a PKI, a data directory, an admin and an analyst user, an enrolled
 endpoint (offline bundle: client certificate and key) and serves both listeners with
-`appliance.server.ManagerServer` (waitress behind the TLS front), as `heron-manager run` does.
+`appliance.transport.server.ManagerServer` (waitress behind the TLS front), as `heron-manager run`
+does.
 `post_logs` sends a gzip NDJSON batch over mutual TLS, as an agent does.
 """
 
@@ -23,12 +24,12 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from appliance.config import AdminConfig, Config, EndpointConfig
 from appliance.console import console_for
-from appliance.context import AppContext, build_context
-from appliance.pki import Pki
-from appliance.server import ManagerServer
+from appliance.core.config import AdminConfig, Config, EndpointConfig
+from appliance.runtime.context import AppContext, build_context
+from appliance.security.pki import Pki
 from appliance.store import Role
+from appliance.transport.server import ManagerServer
 from rules import wire
 
 logger = logging.getLogger(__name__)

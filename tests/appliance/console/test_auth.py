@@ -184,7 +184,7 @@ def test_session_table_stores_no_usable_cookie(client: Client, console_auth: Con
 
 def test_refresh_ends_sessions_of_deleted_or_demoted_users(clock: Clock) -> None:
     from appliance.console import SessionStore, add_console_routes
-    from appliance.errors import ApplianceError, NotFound
+    from appliance.core.errors import ApplianceError, NotFound
 
     from .conftest import AuthMiddleware, FakeUser, Stats, _render, authenticate
 
@@ -215,7 +215,7 @@ def test_refresh_ends_sessions_of_deleted_or_demoted_users(clock: Clock) -> None
 
 def test_authenticate_that_raises_unauthorized_is_a_failed_login(clock: Clock) -> None:
     from appliance.console import SessionStore
-    from appliance.errors import Unauthorized
+    from appliance.core.errors import Unauthorized
 
     def strict(key: str) -> object:
         raise Unauthorized("unknown key")

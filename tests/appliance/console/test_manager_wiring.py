@@ -10,12 +10,12 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from appliance.app import Api, create_app
+from appliance.api.app import Api, create_app
 from appliance.console import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, console_for
-from appliance.context import AppContext, build_context
-from appliance.events import MemoryEventStore
-from appliance.pki import Pki
+from appliance.runtime.context import AppContext, build_context
+from appliance.security.pki import Pki
 from appliance.store import Role, Store
+from appliance.store.events import MemoryEventStore
 
 
 @dataclass

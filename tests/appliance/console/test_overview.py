@@ -15,7 +15,7 @@ from appliance.console import (
     SessionStore,
     add_console_routes,
 )
-from appliance.errors import ApplianceError
+from appliance.core.errors import ApplianceError
 from appliance.store import Store
 
 from .conftest import ADMIN_KEY, AuthMiddleware, Clock, _render, authenticate

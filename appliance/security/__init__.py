@@ -1,0 +1,1 @@
+"""The appliance's certificate authority and the names its server certificate carries."""
