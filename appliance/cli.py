@@ -7,12 +7,14 @@ cannot run while `heron-manager run` holds it (DuckDB allows one process); use t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import logging.handlers
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -27,6 +29,7 @@ from .runtime.context import AppContext, build_context
 from .security.hostnames import HOST_NAMES
 from .security.pki import Pki
 from .store import Role, Store
+from .store.events import EventSink, NoEventStore
 
 # NOTE(manager): index.writer_child.FROZEN_ARG (not imported: it would load Tantivy for every
 # command); a frozen manager re-runs itself with it to start the index writer process.
@@ -54,10 +57,14 @@ def open_context(
     data_dir: Path,
     *,
     config: Config | None = None,
-    memory_events: bool = False,
+    events_dir: Path | None = None,
     with_events: bool = True,
 ) -> AppContext:
-    """Open an initialized data directory (fleet store, PKI, event store)."""
+    """Open an initialized data directory (fleet store, PKI, event store).
+
+    ``events_dir`` puts the event store elsewhere than ``<data>/events`` (``run --memory-events``);
+    ``with_events=False`` opens no event store (commands that only touch the fleet store).
+    """
     paths = _paths(data_dir)
     config = config or load_config(paths["config"])
     if config.cluster.mode == "cluster":
@@ -76,13 +83,18 @@ def open_context(
                 where=str(paths["db"]),
             ) from ex
         raise
-    events: Any = None
+    events: EventSink = NoEventStore()
     try:
-        if with_events and not memory_events:
+        if with_events:
             from index import EventStore
 
-            # NOTE(manager): Tantivy is written from a child process (a second core for ingest)
-            events = EventStore(paths["events"], index_process=True, **config.store_options())
+            # NOTE(manager): Tantivy is written from a child process (a second core for ingest);
+            # the throwaway store of --memory-events keeps it in-process
+            events = EventStore(
+                events_dir or paths["events"],
+                index_process=events_dir is None,
+                **config.store_options(),
+            )
         return build_context(
             data_dir=data_dir, config=config, store=store, events=events, pki=Pki(paths["pki"])
         )
@@ -93,7 +105,9 @@ def open_context(
 
 def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) -> AppContext:
     """A cluster front-end: fleet in PostgreSQL, events journaled here and read from ClickHouse."""
+    from .misp.service import LEADER_JOBS
     from .runtime.cluster import open_cluster, start_relay
+    from .runtime.leader import PgLeadership
 
     paths = _paths(data_dir)
     if not (paths["pki"] / "ca.pem").exists():
@@ -106,7 +120,11 @@ def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) 
         store = ClusterStore(config.cluster.postgres, create=False)
         try:
             return build_context(
-                data_dir=data_dir, config=config, store=store, pki=Pki(paths["pki"])
+                data_dir=data_dir,
+                config=config,
+                store=store,
+                events=NoEventStore(),
+                pki=Pki(paths["pki"]),
             )
         except BaseException:
             store.close()
@@ -117,6 +135,7 @@ def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) 
             data_dir=data_dir, config=config, store=fleet, events=events, pki=Pki(paths["pki"])
         )
         start_relay(events, config.cluster, ctx.hub)
+        ctx.leadership = PgLeadership(config.cluster.postgres, LEADER_JOBS)  # lifecycle starts it
         return ctx
     except BaseException:
         events.close()
@@ -185,7 +204,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     for name in ("artifacts", "events"):
         paths[name].mkdir(exist_ok=True)
     with Store(paths["db"]) as store:
-        ctx = build_context(data_dir=data_dir, config=config, store=store, pki=pki)
+        ctx = build_context(
+            data_dir=data_dir, config=config, store=store, events=NoEventStore(), pki=pki
+        )
         user, key = ctx.identity.add_user(
             args.admin_user, Role.ADMIN, description="created by heron-manager init"
         )
@@ -262,40 +283,34 @@ def _service_log(data_dir: Path) -> logging.Handler:
 
 def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> int:
     from .console import console_for
-    from .misp.integration import start_misp_worker, stop_misp
-    from .runtime.localadmin import publish, withdraw
-    from .services.retention import start_retention_worker, stop_retention
-    from .transport.server import ManagerServer
+    from .runtime.lifecycle import Manager
 
-    ctx = open_context(args.data_dir, config=config, memory_events=args.memory_events)
-    ctx.content.seed_defaults()
-    if args.memory_events:
-        logger.warning("events are kept in memory only (--memory-events): NOT durable")
-
-    ctx.console = console_for(ctx)  # sessions, CSRF, user refresh, detection overview
-    server = ManagerServer(ctx)
-    try:
-        bound = server.start()
-        start_misp_worker(ctx)
-        start_retention_worker(ctx)
-        publish(ctx, Path(args.data_dir), bound.admin)  # CLI admin commands while it runs
-        print(
-            json.dumps(
-                {
-                    "admin": f"https://{bound.admin[0]}:{bound.admin[1]}",
-                    "endpoint": f"https://{bound.endpoint[0]}:{bound.endpoint[1]}",
-                }
-            ),
-            flush=True,
-        )
-        stop.wait()
-    finally:
-        logger.info("shutting down")
-        withdraw(Path(args.data_dir))
-        stop_retention(ctx)
-        stop_misp(ctx)
-        server.close()
-        ctx.close()
+    with contextlib.ExitStack() as scratch:
+        events_dir = None
+        if args.memory_events:  # a throwaway event store, deleted at exit
+            events_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="heron-")))
+        ctx = open_context(args.data_dir, config=config, events_dir=events_dir)
+        ctx.content.seed_defaults()
+        if args.memory_events:
+            logger.warning(
+                "events are kept in a temporary directory (--memory-events): NOT durable"
+            )
+        ctx.extensions.add(console_for(ctx))  # sessions, CSRF, user refresh, detection overview
+        manager = Manager(ctx, Path(args.data_dir))
+        try:
+            bound = manager.start()
+            print(
+                json.dumps(
+                    {
+                        "admin": f"https://{bound.admin[0]}:{bound.admin[1]}",
+                        "endpoint": f"https://{bound.endpoint[0]}:{bound.endpoint[1]}",
+                    }
+                ),
+                flush=True,
+            )
+            stop.wait()
+        finally:
+            manager.stop()
     return 0
 
 
@@ -320,7 +335,7 @@ def cmd_run(args: argparse.Namespace, platform: str | None = None) -> int:
 
 
 def _with_store(args: argparse.Namespace) -> AppContext:
-    return open_context(args.data_dir, with_events=False, memory_events=True)
+    return open_context(args.data_dir, with_events=False)
 
 
 def _running(args: argparse.Namespace) -> Any:
@@ -392,24 +407,14 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 def _write_bundle(out_dir: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """The bundle files an agent installs (`heron-agent enroll --bundle DIR`)."""
+    from .api.admin_enroll import bundle_files, bundle_meta
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "client.pem").write_text(doc["certificate_pem"])
-    fd = os.open(out_dir / "client.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(doc["key_pem"])
-    (out_dir / "ca.pem").write_text(doc["ca_pem"])
-    meta = {
-        "uuid": doc["uuid"],
-        "endpoint_url": doc["endpoint_url"],
-        "manager": doc["manager"],
-        "addresses": doc.get("addresses", [doc["manager"]]),
-        "group": doc["group"],
-        "client_cert": "client.pem",
-        "client_key": "client.key",
-        "ca_cert": "ca.pem",
-    }
-    (out_dir / "bundle.json").write_text(json.dumps(meta, indent=2))
-    return dict(meta, dir=str(out_dir))
+    for name, text, mode in bundle_files(doc):
+        fd = os.open(out_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+    return dict(bundle_meta(doc), dir=str(out_dir))
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -440,7 +445,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             }
             print(json.dumps(out) if args.json else token)
         else:
-            from .api.admin_content import bundle_document
+            from .api.admin_enroll import bundle_document
 
             doc = bundle_document(ctx, args.group, args.hostname)
             print(json.dumps(_write_bundle(args.out, doc)))
@@ -473,11 +478,10 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 
 def cmd_suppression(args: argparse.Namespace) -> int:
     """`heron-manager suppression list|add|delete|noisy`: noise tuning (docs/manager.md)."""
-    from .services.tuning import tuning_for
 
     ctx = _with_store(args)
     try:
-        tuning = tuning_for(ctx)
+        tuning = ctx.tuning
         if args.action == "list":
             for item in tuning.all():
                 print(json.dumps(item))
@@ -613,7 +617,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_openapi(args: argparse.Namespace) -> int:
     from .api.app import Api, create_app
 
-    ctx = build_context(data_dir=Path("."))
+    ctx = build_context(data_dir=Path("."), events=NoEventStore())
     try:
         app = create_app(ctx, Api(args.api))
         from .api.openapi import build_openapi
@@ -629,7 +633,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
     from .api.app import Api, create_app
     from .api.openapi import iter_routes
 
-    ctx = build_context(data_dir=Path("."))
+    ctx = build_context(data_dir=Path("."), events=NoEventStore())
     try:
         for path, resource, responders in iter_routes(create_app(ctx, Api(args.api))):
             for method, fn in sorted(responders.items()):
@@ -762,7 +766,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--memory-events",
         action="store_true",
-        help="development: keep events in memory instead of index/",
+        help="development: events in a temporary directory, deleted at exit (not durable)",
     )
     p.add_argument(
         "--service",
@@ -776,7 +780,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = data(sub.add_parser("user", help="admin API users"))
     p.add_argument("action", choices=["add", "list", "delete", "rotate-key"])
     p.add_argument("name", nargs="?", default="", help="identifier or uuid")
-    p.add_argument("--role", default="admin", choices=[r.value for r in Role])
+    # least privilege by default, as POST /users: an admin is asked for explicitly
+    p.add_argument(
+        "--role",
+        default=Role.ANALYST.value,
+        choices=[r.value for r in Role],
+        help="user add: the new user's role (default analyst: least privilege, as POST /users "
+        "without role)",
+    )
     p.add_argument("--group", default="")
     p.add_argument("--description", default="")
     p.set_defaults(fn=cmd_user)

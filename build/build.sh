@@ -4,7 +4,8 @@
 #   bash build/build.sh [manager|agent|all]      (default: all; `make build` runs this)
 #
 # Environment:
-#   PYTHON    interpreter with PyInstaller and Heron's runtime deps (default: .venv/bin/python)
+#   PYTHON    interpreter with PyInstaller and Heron's runtime deps (default: the build venv
+#             .venv-build/bin/python that `make build` installs, else .venv/bin/python)
 #   DISTPATH  output directory (default: dist)       WORKPATH  PyInstaller work dir (default: .pyi-work)
 #   NICE      niceness for the build (default: 10; the build machines are shared)
 #
@@ -15,7 +16,8 @@ cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 
 if [ -z "${PYTHON:-}" ]; then
-    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python
+    if [ -x .venv-build/bin/python ]; then PYTHON=.venv-build/bin/python
+    elif [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python
     elif [ -x .venv/Scripts/python.exe ]; then PYTHON=.venv/Scripts/python.exe
     else PYTHON=python3; fi
 fi

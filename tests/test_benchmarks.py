@@ -76,3 +76,27 @@ def test_cluster_benchmark_runs(tmp_path: Path) -> None:
     )
     assert "ingest 1 front-end(s): 2,000 events" in out
     assert "ingest 2 front-end(s): 2,000 events" in out and "ClickHouse search" in out
+
+
+def test_build_sizes_benchmark_measures_a_dist(tmp_path: Path) -> None:
+    # placeholder one-dirs packaged by the real scripts (a real build is the slow tier's job)
+    from tests.packaging.conftest import make_fake_onedirs
+
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb missing: make sysdeps")
+    dist = tmp_path / "dist"
+    make_fake_onedirs(dist)
+    env = dict(os.environ, DEB_COMPRESSION="gzip")
+    for script in ("packaging/deb/build-deb.sh", "packaging/offline/make-bundle.sh"):
+        subprocess.run(
+            ["bash", script, "--src", str(dist), "--out", str(dist / "packages")]
+            if "deb" in script
+            else ["bash", script, "--src", str(dist), "--out", str(dist)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    out = _run("benchmarks/build_sizes.py", "--measure", str(dist))
+    assert "one-dir  heron-manager" in out and "package  heron-agent_" in out
+    assert "bundle   heron-offline-" in out and "old layout's programs/ copy" in out

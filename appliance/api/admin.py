@@ -1,8 +1,7 @@
-"""Mounts every admin API route (fleet, content, events) on the admin app."""
+"""Mounts every core admin API route (fleet, content, events); extensions mount their own."""
 
 from __future__ import annotations
 
-from ..misp.resources import MISP_ROUTES
 from ..runtime.context import AppContext
 from .admin_alerts import ALERT_ROUTES
 from .admin_commands import COMMAND_ROUTES
@@ -10,6 +9,7 @@ from .admin_content import CONTENT_ROUTES
 from .admin_enroll import ENROLL_ROUTES
 from .admin_fleet import FLEET_ROUTES
 from .admin_search import SEARCH_ROUTES
+from .admin_suppress import SUPPRESS_ROUTES
 from .admin_tuning import TUNING_ROUTES
 from .maintenance import MAINTENANCE_ROUTES
 from .openapi import FalconApp
@@ -26,8 +26,8 @@ def add_admin_routes(app: FalconApp, ctx: AppContext) -> None:
         *TUNING_ROUTES,
         *SEARCH_ROUTES,
         *ALERT_ROUTES,
+        *SUPPRESS_ROUTES,
         *ENROLL_ROUTES,
-        *MISP_ROUTES,
         *MAINTENANCE_ROUTES,
     ]:
         resource = factory(ctx)

@@ -14,7 +14,7 @@ import falcon
 
 from ..core.errors import InvalidParam, ValidationError
 from ..misp.errors import MispSettingsError
-from ..misp.integration import attach_instances
+from ..misp.integration import MispExtension
 from ..runtime.context import AppContext
 from ..services.attack import attack_matrix, rule_attack, techniques_for
 from ..services.hunting import Hunting
@@ -40,7 +40,7 @@ _REF_SCHEMA = {
 }
 
 
-def _hash(value: Any) -> str:
+def alert_hash(value: Any) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= 128 or not set(value) <= _HASH_CHARS:
         raise InvalidParam("event_hash must be 1–128 hex digits")
     return value.lower()
@@ -79,13 +79,16 @@ def _bulk(data: Any) -> dict[str, Any]:
         if not isinstance(ref, dict):
             raise ValidationError("each alert is {endpoint, event_hash}")
         parsed.append(
-            (uuid_param(str(ref.get("endpoint", "")), "endpoint"), _hash(ref.get("event_hash")))
+            (
+                uuid_param(str(ref.get("endpoint", "")), "endpoint"),
+                alert_hash(ref.get("event_hash")),
+            )
         )
     out["refs"] = list(dict.fromkeys(parsed))
     return out
 
 
-def _apply(
+def apply_change(
     ctx: AppContext, req: falcon.Request, refs: list[tuple[str, str]], change: dict[str, Any]
 ) -> list[dict[str, Any]]:
     assignee = change.get("assignee")
@@ -116,12 +119,13 @@ def _apply(
     return changes
 
 
-def _tell_misp(ctx: AppContext, changes: list[dict[str, Any]]) -> list[str]:
+def tell_misp(ctx: AppContext, changes: list[dict[str, Any]]) -> list[str]:
     """Queue false-positive sightings for alerts that just became false positives."""
     fps = [c for c in changes if c.get("status", [None, None])[1] == "false_positive"]
     if not fps:
         return []
-    syncs = [s for _, s in attach_instances(ctx).all()]
+    misp = ctx.extensions.get(MispExtension)
+    syncs = [s for _, s in misp.instances().all()] if misp is not None else []
     if not any(s.settings.configured and s.settings.sightings_enabled for s in syncs):
         return []
     hunting = Hunting(ctx.events)
@@ -153,18 +157,22 @@ def _by_rule(ctx: AppContext) -> dict[str, list[dict[str, str]]]:
         "SELECT count(*), md5(coalesce(string_agg(name || chr(0) || text, chr(1) ORDER BY name),"
         " '')) FROM rules"
     )[0]
-    cached = ctx.extra.get("alerts.attack_by_rule")
+    cached = ctx.attack_by_rule
     if cached is not None and cached[0] == key:
-        return cached[1]  # type: ignore[no-any-return]
+        return cached[1]
     by_rule = rule_attack(ctx.store.rules.all())
-    ctx.extra["alerts.attack_by_rule"] = (key, by_rule)
+    ctx.attack_by_rule = (key, by_rule)
     return by_rule
 
 
-def _label(ctx: AppContext, alerts: list[dict[str, Any]]) -> None:
-    """Add `attack` (technique ids from the rules' Meta.ATTACK) to each alert."""
+def label(ctx: AppContext, alerts: list[dict[str, Any]]) -> None:
+    """`attack` of each alert: the technique ids its detection carried (`Detection.ATTACK`), or
+    for detections stored before they were kept, those of its rules' Meta.ATTACK today."""
+    missing = [a for a in alerts if a.get("attack") is None]
+    if not missing:
+        return
     by_rule = _by_rule(ctx)
-    for a in alerts:
+    for a in missing:
         a["attack"] = techniques_for(a["signatures"], by_rule)
 
 
@@ -234,7 +242,7 @@ class AlertList:
             limit=q_int(req, "limit", 100, lo=1, hi=1000),
             cursor=q_str(req, "cursor", "", 512) or None,
         )
-        _label(self.ctx, page["alerts"])
+        label(self.ctx, page["alerts"])
         envelope(resp, page)
 
 
@@ -251,19 +259,19 @@ class Alert:
         self, req: falcon.Request, resp: falcon.Response, uuid: str, event_hash: str
     ) -> None:
         """One alert and its comments."""
-        alert = self.ctx.store.alerts.get(uuid_param(uuid), _hash(event_hash))
-        _label(self.ctx, [alert])
+        alert = self.ctx.store.alerts.get(uuid_param(uuid), alert_hash(event_hash))
+        label(self.ctx, [alert])
         envelope(resp, alert)
 
     def on_post(
         self, req: falcon.Request, resp: falcon.Response, uuid: str, event_hash: str
     ) -> None:
         """Change status and/or assignee, and/or add a comment; answers the alert."""
-        ref = (uuid_param(uuid), _hash(event_hash))
-        changes = _apply(self.ctx, req, [ref], req.context.body)
+        ref = (uuid_param(uuid), alert_hash(event_hash))
+        changes = apply_change(self.ctx, req, [ref], req.context.body)
         alert = self.ctx.store.alerts.get(*ref)
-        _label(self.ctx, [alert])
-        alert["misp_false_positive"] = _tell_misp(self.ctx, changes)
+        label(self.ctx, [alert])
+        alert["misp_false_positive"] = tell_misp(self.ctx, changes)
         envelope(resp, alert)
 
 
@@ -291,14 +299,14 @@ class AlertBulk:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Apply the change; answers `{changed, changes}`."""
         body = req.context.body
-        changes = _apply(self.ctx, req, body["refs"], body)
+        changes = apply_change(self.ctx, req, body["refs"], body)
         changed = sum(1 for c in changes if len(c) > 2)
         envelope(
             resp,
             {
                 "changed": changed,
                 "changes": changes,
-                "misp_false_positive": _tell_misp(self.ctx, changes),
+                "misp_false_positive": tell_misp(self.ctx, changes),
             },
         )
 

@@ -18,7 +18,7 @@ from ..runtime.context import AppContext
 from ..services.bodies import read_bounded
 from ..services.content import OS_NAMES
 from ..store import Role
-from .common import envelope, q_bool, q_int, q_str, raw
+from .common import PAGE_QUERY, envelope, next_page, paged, q_bool, q_str, raw
 from .middleware import JsonBody
 
 __all__ = ["CONTENT_ROUTES"]
@@ -26,6 +26,7 @@ __all__ = ["CONTENT_ROUTES"]
 ADMIN_ONLY = frozenset({Role.ADMIN})
 FEEDS = frozenset({Role.ADMIN, Role.PLUGIN})
 HASH_TYPES = {"md5": 32, "sha1": 40, "sha256": 64, "imphash": 32}
+MAX_IOC_PAGE = 100_000  # also the default: a WHIDS client gets every IoC up to it at once
 _IOC_FILTERS = {
     "uuid": "string",
     "guuid": "string",
@@ -92,15 +93,18 @@ class Iocs:
     """GET /iocs (filters OR'ed), POST /iocs (upsert by uuid), DELETE /iocs (filters AND'ed)."""
 
     WRITE_ROLES = FEEDS
-    QUERY = {"get": _IOC_FILTERS, "delete": _IOC_FILTERS}
+    QUERY = {"get": {**_IOC_FILTERS, **PAGE_QUERY}, "delete": _IOC_FILTERS}
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.BODY = {"post": JsonBody(_ioc_list, {"type": "array", "items": _IOC_SCHEMA})}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """List IoCs (any filter matching)."""
-        envelope(resp, [i.to_dict() for i in self.ctx.store.iocs.list(_ioc_filters(req))])
+        """List IoCs (any filter matching), oldest first; more: cursor in X-Heron-Next-Cursor."""
+        limit, cursor = paged(req, MAX_IOC_PAGE, MAX_IOC_PAGE)
+        iocs, nxt = self.ctx.store.iocs.page(_ioc_filters(req), limit=limit, cursor=cursor)
+        next_page(resp, nxt)
+        envelope(resp, [i.to_dict() for i in iocs])
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Add or update IoCs."""
@@ -447,54 +451,6 @@ class EnrollTokens:
         )
 
 
-def bundle_document(ctx: AppContext, group: str, hostname: str) -> dict[str, Any]:
-    """An offline enrollment bundle (key pair, certificate, CA, manager address) as JSON."""
-    bundle = ctx.identity.bundle(group=group, hostname=hostname)
-    addresses = ctx.config.endpoint_addresses()
-    return {
-        "uuid": bundle.uuid,
-        "endpoint_url": bundle.endpoint_url,
-        "manager": addresses[0],  # an IP address when there is one: no DNS needed
-        "addresses": addresses,
-        "group": bundle.group,
-        "ca_sha256": ctx.pki.ca_sha256 if ctx.pki else None,
-        "certificate_pem": bundle.certificate_pem,
-        "key_pem": bundle.key_pem,
-        "ca_pem": bundle.ca_pem,
-    }
-
-
-class EnrollBundle:
-    """POST /enroll/bundle: an offline enrollment bundle minted while the manager runs."""
-
-    def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
-        self.BODY = {
-            "post": JsonBody(
-                self._body,
-                {
-                    "type": "object",
-                    "properties": {"group": {"type": "string"}, "hostname": {"type": "string"}},
-                },
-            )
-        }
-
-    @staticmethod
-    def _body(data: Any) -> dict[str, str]:
-        if not isinstance(data, dict):
-            raise ValidationError("expected a JSON object")
-        out = {k: data.get(k, "") for k in ("group", "hostname")}
-        for key, value in out.items():
-            if not isinstance(value, str) or len(value) > 255:
-                raise ValidationError(f"{key} must be a string of at most 255 characters")
-        return out
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Pre-enroll an endpoint: its private key is in the answer (shown once, not kept)."""
-        body = req.context.body
-        envelope(resp, bundle_document(self.ctx, body["group"], body["hostname"]), 201)
-
-
 class Settings:
     """GET /settings: every setting (plugins keep their settings here)."""
 
@@ -546,14 +502,17 @@ class AuditLog:
     """GET /audit: admin actions, newest first."""
 
     READ_ROLES = ADMIN_ONLY
-    QUERY = {"get": {"limit": "integer"}}
+    QUERY = {"get": PAGE_QUERY}
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """The audit log."""
-        envelope(resp, self.ctx.store.audit.list(limit=q_int(req, "limit", 1000, hi=100_000)))
+        """The audit log, newest first; more: cursor in X-Heron-Next-Cursor."""
+        limit, cursor = paged(req, 1000, 100_000)
+        rows, nxt = self.ctx.store.audit.page(limit=limit, cursor=cursor)
+        next_page(resp, nxt)
+        envelope(resp, rows)
 
 
 class Stats:
@@ -599,7 +558,6 @@ CONTENT_ROUTES: list[tuple[str, Any, str | None]] = [
     ("/endpoints/{uuid}/osqueryi/binary", lambda ctx: ToolBinary(ctx, "osqueryi"), None),
     ("/tools", Tools, None),
     ("/enroll/tokens", EnrollTokens, None),
-    ("/enroll/bundle", EnrollBundle, None),
     ("/settings", Settings, None),
     ("/settings/{key}", Setting, None),
     ("/audit", AuditLog, None),

@@ -1,8 +1,12 @@
-"""Admin API, enrollment material for the console: the CA fingerprint and offline bundles.
+"""Admin API, enrollment material: the CA fingerprint and offline bundles.
 
-`POST /enroll/bundles` is `heron-manager enroll bundle` over HTTPS: it pre-enrolls an endpoint and
-answers a zip (client.pem, client.key, ca.pem, bundle.json) for an air-gapped install. Admins only
-(the default for writes); the audit trail records who created which bundle.
+`POST /enroll/bundle` is `heron-manager enroll bundle` over HTTPS while the manager runs: it
+pre-enrolls an endpoint and answers its bundle, as JSON (`format=json`, the default: PEMs inline,
+what `heron-agent enroll --bundle FILE` reads) or as a zip (`format=zip`: client.pem, client.key,
+ca.pem and bundle.json, the directory `enroll bundle --out DIR` writes). Both name the manager by
+an IP address when it has one (`manager`; `addresses` lists every name): air-gapped networks
+often have no DNS. Admins only (the default for writes); the audit trail records who created
+which bundle. The private key is in the answer only (shown once, never kept).
 """
 
 from __future__ import annotations
@@ -11,18 +15,17 @@ import io
 import json
 import zipfile
 from typing import Any
-from urllib.parse import urlsplit
 
 import falcon
 
-from rules import wire
-
-from ..core.errors import Unavailable, ValidationError
+from ..core.errors import InvalidParam, Unavailable, ValidationError
 from ..runtime.context import AppContext
-from .common import envelope
+from .common import envelope, q_str
 from .middleware import JsonBody
 
-__all__ = ["ENROLL_ROUTES"]
+__all__ = ["ENROLL_ROUTES", "bundle_document", "bundle_files", "bundle_meta"]
+
+BUNDLE_FORMATS = ("json", "zip")
 
 
 def _bundle_body(data: Any) -> dict[str, str]:
@@ -35,6 +38,59 @@ def _bundle_body(data: Any) -> dict[str, str]:
             raise ValidationError(f"{key} must be a printable string of at most 255 characters")
         out[key] = value
     return out
+
+
+def bundle_document(ctx: AppContext, group: str, hostname: str) -> dict[str, Any]:
+    """Pre-enroll an endpoint: its bundle (key pair, certificate, CA, manager address) as JSON."""
+    bundle = ctx.identity.bundle(group=group, hostname=hostname)
+    addresses = ctx.config.endpoint_addresses()
+    return {
+        "uuid": bundle.uuid,
+        "endpoint_url": bundle.endpoint_url,
+        "manager": addresses[0],  # an IP address when there is one: no DNS needed
+        "addresses": addresses,
+        "group": bundle.group,
+        "ca_sha256": ctx.pki.ca_sha256 if ctx.pki else None,
+        "certificate_pem": bundle.certificate_pem,
+        "key_pem": bundle.key_pem,
+        "ca_pem": bundle.ca_pem,
+    }
+
+
+def bundle_meta(doc: dict[str, Any]) -> dict[str, Any]:
+    """`bundle.json` of a bundle directory or zip: the PEMs are the files next to it."""
+    return {
+        "uuid": doc["uuid"],
+        "endpoint_url": doc["endpoint_url"],
+        "manager": doc["manager"],
+        "addresses": doc.get("addresses", [doc["manager"]]),
+        "group": doc["group"],
+        "ca_sha256": doc.get("ca_sha256"),
+        "client_cert": "client.pem",
+        "client_key": "client.key",
+        "ca_cert": "ca.pem",
+    }
+
+
+def bundle_files(doc: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """(name, text, mode) of each file of a bundle directory or zip."""
+    return [
+        ("client.pem", doc["certificate_pem"], 0o644),
+        ("client.key", doc["key_pem"], 0o600),
+        ("ca.pem", doc["ca_pem"], 0o644),
+        ("bundle.json", json.dumps(bundle_meta(doc), indent=2), 0o644),
+    ]
+
+
+def _zip(doc: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text, mode in bundle_files(doc):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, text)
+    return buf.getvalue()
 
 
 class EnrollCa:
@@ -57,10 +113,11 @@ class EnrollCa:
         )
 
 
-class EnrollBundles:
-    """POST /enroll/bundles {group, hostname}: pre-enroll an endpoint, answer its bundle (zip)."""
+class EnrollBundle:
+    """POST /enroll/bundle[?format=json|zip] {group, hostname}: an offline enrollment bundle."""
 
-    PRODUCES = {"post": "application/zip"}
+    QUERY = {"post": {"format": "string"}}
+    PRODUCES = {"post": (falcon.MEDIA_JSON, "application/zip")}
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -75,34 +132,24 @@ class EnrollBundles:
         }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """A zip with client.pem, client.key, ca.pem and bundle.json (the key is shown once)."""
-        bundle = self.ctx.identity.bundle(**req.context.body)
-        url = urlsplit(bundle.endpoint_url)
-        meta = {
-            "uuid": bundle.uuid,
-            "endpoint_url": bundle.endpoint_url,
-            "manager": f"{url.hostname}:{url.port or wire.ENDPOINT_PORT}",
-            "group": bundle.group,
-            "client_cert": "client.pem",
-            "client_key": "client.key",
-            "ca_cert": "ca.pem",
-        }
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("client.pem", bundle.certificate_pem)
-            info = zipfile.ZipInfo("client.key")
-            info.external_attr = 0o600 << 16
-            zf.writestr(info, bundle.key_pem)
-            zf.writestr("ca.pem", bundle.ca_pem)
-            zf.writestr("bundle.json", json.dumps(meta, indent=2))
-        resp.content_type = "application/zip"
-        resp.downloadable_as = f"heron-bundle-{bundle.uuid}.zip"
+        """Pre-enroll an endpoint; its private key is in the answer (shown once, not kept)."""
+        fmt = q_str(req, "format", "json", 8)
+        if fmt not in BUNDLE_FORMATS:
+            raise InvalidParam("format must be json or zip")
+        body = req.context.body
+        doc = bundle_document(self.ctx, body["group"], body["hostname"])
         resp.cache_control = ["no-store"]
-        resp.set_header("X-Heron-Endpoint", bundle.uuid)
-        resp.data = buf.getvalue()
+        resp.set_header("X-Heron-Endpoint", doc["uuid"])
+        if fmt == "json":
+            envelope(resp, doc, 201)
+            return
+        resp.status = falcon.HTTP_201
+        resp.content_type = "application/zip"
+        resp.downloadable_as = f"heron-bundle-{doc['uuid']}.zip"
+        resp.data = _zip(doc)
 
 
 ENROLL_ROUTES: list[tuple[str, Any, str | None]] = [
     ("/enroll/ca", EnrollCa, None),
-    ("/enroll/bundles", EnrollBundles, None),
+    ("/enroll/bundle", EnrollBundle, None),
 ]

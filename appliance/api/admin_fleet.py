@@ -18,7 +18,7 @@ from ..runtime.context import AppContext
 from ..services.bodies import decode_json, decompress, read_bounded
 from ..services.ingest import COUNTERS_KIND
 from ..store import EndpointStatus, Role
-from .common import envelope, q_bool, q_int, q_str, uuid_param
+from .common import PAGE_QUERY, envelope, next_page, paged, q_bool, q_int, q_str, uuid_param
 from .middleware import JsonBody
 
 __all__ = ["FLEET_ROUTES"]
@@ -47,7 +47,7 @@ class Users:
     """GET /users (admins only; keys are never listed), PUT/POST /users to create one."""
 
     READ_ROLES = ADMIN_ONLY
-    QUERY = {"put": {"identifier": "string", "role": "string"}}
+    QUERY = {"get": PAGE_QUERY, "put": {"identifier": "string", "role": "string"}}
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -68,8 +68,11 @@ class Users:
         }
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """List admin users (without keys)."""
-        envelope(resp, [u.to_dict() for u in self.ctx.store.users.list()])
+        """List admin users (without keys); more: cursor in X-Heron-Next-Cursor."""
+        limit, cursor = paged(req, 1000, 10_000)
+        users, nxt = self.ctx.store.users.page(limit=limit, cursor=cursor)
+        next_page(resp, nxt)
+        envelope(resp, [u.to_dict() for u in users])
 
     def _create(
         self, resp: falcon.Response, identifier: str, role: str, group: str, description: str

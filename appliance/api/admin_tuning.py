@@ -8,7 +8,6 @@ import falcon
 
 from ..core.errors import ValidationError
 from ..runtime.context import AppContext
-from ..services.tuning import tuning_for
 from .common import envelope, q_int
 from .middleware import JsonBody
 
@@ -47,11 +46,11 @@ class Suppressions:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """List the suppressions."""
-        envelope(resp, tuning_for(self.ctx).all())
+        envelope(resp, self.ctx.tuning.all())
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Add a suppression; agents of its group (all if none) pick it up by hash."""
-        envelope(resp, tuning_for(self.ctx).add(req.context.body))
+        envelope(resp, self.ctx.tuning.add(req.context.body))
 
 
 class Suppression:
@@ -62,7 +61,7 @@ class Suppression:
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, sid: str) -> None:
         """Delete one suppression."""
-        tuning_for(self.ctx).delete(sid)
+        self.ctx.tuning.delete(sid)
         envelope(resp, {"deleted": sid})
 
 
@@ -78,7 +77,7 @@ class NoisiestRules:
         """The noisiest rules of the last days."""
         envelope(
             resp,
-            tuning_for(self.ctx).noisiest_rules(
+            self.ctx.tuning.noisiest_rules(
                 days=float(q_int(req, "days", 1, lo=1, hi=365)),
                 limit=q_int(req, "limit", 50, lo=1, hi=1000),
             ),

@@ -99,7 +99,7 @@ def create_app(ctx: AppContext, api: Api = Api.ADMIN) -> FalconApp:
         middleware = [
             PathNormalizer(),
             RequestLog(api.value),
-            AdminAuth(ctx.identity, ctx.console, ctx.identities),
+            AdminAuth(ctx.identity, ctx.extensions.sessions, ctx.identities),
             AuditTrail(ctx.store.audit, ctx.clock),
             body,
         ]
@@ -116,10 +116,8 @@ def create_app(ctx: AppContext, api: Api = Api.ADMIN) -> FalconApp:
         title = "Heron endpoint API (mutual TLS)"
     else:
         add_admin_routes(app, ctx)
-        if ctx.console is not None:
-            from ..console import add_console_routes
-
-            add_console_routes(app, ctx.console)
+        for extension in ctx.extensions:  # MISP sync, the console
+            extension.mount(app)
         title = "Heron admin API"
     openapi = OpenApi({})
     app.add_route("/openapi.json", openapi)

@@ -72,3 +72,18 @@ def q_bool(req: falcon.Request, name: str, default: bool = False) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise InvalidParam(f"{name} must be a boolean")
+
+
+NEXT_CURSOR = "X-Heron-Next-Cursor"
+PAGE_QUERY = {"limit": "integer", "cursor": "string"}
+
+
+def paged(req: falcon.Request, default: int, hi: int) -> tuple[int, str | None]:
+    """`limit` and `cursor` of a keyset-paged list (see store/keyset.py)."""
+    return q_int(req, "limit", default, lo=1, hi=hi), q_str(req, "cursor", "", 512) or None
+
+
+def next_page(resp: falcon.Response, cursor: str | None) -> None:
+    """Name the next page in a header, so the WHIDS `data` list keeps its shape."""
+    if cursor:
+        resp.set_header(NEXT_CURSOR, cursor)

@@ -16,7 +16,6 @@ from rules import wire
 from ..core.errors import Forbidden, ValidationError
 from ..runtime.context import AppContext
 from ..services.bodies import read_bounded
-from ..services.tuning import tuning_for
 from ..store import CommandRecord, CommandState
 from .common import json_raw, q_bool, q_str, raw
 from .middleware import JsonBody, message
@@ -243,11 +242,11 @@ class Suppressions:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Download this endpoint's suppressions (rules.suppress)."""
-        json_raw(resp, tuning_for(self.ctx).for_group(req.context.endpoint.group)[0])
+        json_raw(resp, self.ctx.tuning.for_group(req.context.endpoint.group)[0])
 
     def on_get_sha256(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Hash of this endpoint's suppressions (rules.suppress.suppressions_sha256)."""
-        raw(resp, tuning_for(self.ctx).for_group(req.context.endpoint.group)[1])
+        raw(resp, self.ctx.tuning.for_group(req.context.endpoint.group)[1])
 
 
 class Iocs:

@@ -8,7 +8,6 @@ import falcon
 
 from ..core.errors import Conflict
 from ..runtime.context import AppContext
-from ..services.retention import retention_for
 from ..store import Role
 from .common import envelope
 
@@ -28,7 +27,7 @@ class RetentionResource:
 
         409 while a pass (the periodic one or another request) is running.
         """
-        result = retention_for(self.ctx).run_once(blocking=False)
+        result = self.ctx.retention.run_once(blocking=False)
         if result is None:
             raise Conflict("a retention pass is already running")
         envelope(resp, result.to_dict())

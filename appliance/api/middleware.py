@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import falcon
 
@@ -29,6 +29,9 @@ from ..services.identity import Identity
 from ..store import Role
 from ..transport.governance import FailureThrottle, RateLimitedLog
 from ..transport.tlsfront import IdentityMap
+
+if TYPE_CHECKING:
+    from ..runtime.extension import SessionAuthority
 
 __all__ = [
     "ALL_ROLES",
@@ -90,10 +93,13 @@ class AdminAuth:
     """X-Api-Key (or legacy Api-Key) → user; console session as a fallback; role checks."""
 
     def __init__(
-        self, identity: Identity, console: Any = None, identities: IdentityMap | None = None
+        self,
+        identity: Identity,
+        sessions: SessionAuthority | None = None,
+        identities: IdentityMap | None = None,
     ) -> None:
         self.identity = identity
-        self.console = console
+        self.sessions = sessions
         self.identities = identities
         self.throttle = FailureThrottle()
         self.log = RateLimitedLog(logger)
@@ -119,8 +125,8 @@ class AdminAuth:
                 self.throttle.failed(source)
                 self.log.warning(f"key-{source}", "invalid API key from %s", source)
                 raise
-        elif self.console is not None and (user := self.console.resolve_session(req)) is not None:
-            pass
+        elif self.sessions is not None and (by_session := self.sessions.resolve_session(req)):
+            user = by_session
         else:
             raise Unauthorized("an API key is required (X-Api-Key header)")
         req.context.user = user

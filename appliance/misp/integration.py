@@ -1,10 +1,10 @@
-"""Plugs MispSync into the manager: IoC table sink, ingest listener, artifacts, worker lifecycle.
+"""Plugs MispSync into the manager as a built-in extension (runtime/extension.py).
 
-`attach_misp(ctx)` builds the service once per AppContext (kept in `ctx.extra["misp"]`) over
-`<data>/misp/`, feeds pulled IoCs into the fleet store's IoC table (so they reach agents through the
-normal `/iocs` distribution), registers `on_events` as an ingest listener, and scans
-`<data>/artifacts/` for complete IR reports. `start_misp_worker(ctx)` starts the background worker
-(the server's run path calls it; tests drive `run_pending()` themselves).
+`MispExtension(host)` builds the service on first use (`instances()`) over `<data>/misp/`, feeds
+pulled IoCs into the fleet store's IoC table (so they reach agents through the normal `/iocs`
+distribution), registers `on_events` on the event bus, and scans `<data>/artifacts/` for complete
+IR reports. The lifecycle starts its background worker after the listeners (`start()`); tests
+drive `run_pending()` themselves.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rules.wire import Ioc
 
@@ -23,20 +23,14 @@ from .instances import MispInstances
 from .service import MispSync, MispWorker
 from .settings import MispSettings
 
-__all__ = [
-    "StoreIocSink",
-    "attach_instances",
-    "attach_misp",
-    "config_overrides",
-    "start_misp_worker",
-]
+if TYPE_CHECKING:
+    from ..api.openapi import FalconApp
+    from ..runtime.extension import ManagerHost, SessionAuthority
+    from ..store.content import Iocs
+
+__all__ = ["MispExtension", "StoreIocSink", "config_overrides"]
 
 logger = logging.getLogger(__name__)
-
-EXTRA_KEY = "misp"
-INSTANCES_KEY = "misp_instances"
-WORKER_KEY = "misp_worker"
-LOCK_KEY = "misp_lock"
 
 
 class StoreIocSink:
@@ -45,7 +39,7 @@ class StoreIocSink:
     Uses the table's public API: upsert, list and delete by filters.
     """
 
-    def __init__(self, table: Any, clock: Callable[[], float]) -> None:
+    def __init__(self, table: Iocs, clock: Callable[[], float]) -> None:
         self.table = table
         self.clock = clock
 
@@ -83,73 +77,102 @@ def config_overrides(section: Any) -> dict[str, Any]:
     return out
 
 
-def attach_misp(ctx: Any, *, factory: ClientFactory = pymisp_factory) -> MispSync:
-    """The context's default MispSync, built and wired on first call (idempotent)."""
-    return attach_instances(ctx, factory=factory).default
+class MispExtension:
+    """The MISP sync of one manager: every instance, built on first use, and its worker."""
 
+    name = "misp"
+    sessions: SessionAuthority | None = None
 
-def attach_instances(ctx: Any, *, factory: ClientFactory = pymisp_factory) -> MispInstances:
-    """Every MISP instance of the context (the default one and the extra ones), built once."""
-    with ctx.extra.setdefault(LOCK_KEY, threading.Lock()):
-        existing = ctx.extra.get(INSTANCES_KEY)
-        if isinstance(existing, MispInstances):
-            return existing
-        default = _attach(ctx, factory)
+    def __init__(
+        self,
+        host: ManagerHost,
+        *,
+        factory: ClientFactory = pymisp_factory,
+        interval: float = 1.0,
+    ) -> None:
+        self.host = host
+        self.factory = factory
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._instances: MispInstances | None = None
+        self._worker: MispWorker | None = None
 
-        def build(root: Path, settings: MispSettings | None) -> MispSync:
-            return MispSync.open(root, settings, **_sync_kwargs(ctx, factory))
+    @property
+    def worker(self) -> MispWorker | None:
+        """The background worker while started."""
+        return self._worker
 
-        instances = MispInstances(ctx.data_dir / "misp", default, build)
-        ctx.extra[INSTANCES_KEY] = instances
-        ctx.event_listeners.append(instances.on_events)  # the extra instances' sightings
-        return instances
+    @property
+    def default(self) -> MispSync:
+        """The default instance's MispSync, built and wired on first use."""
+        return self.instances().default
 
+    def instances(self) -> MispInstances:
+        """Every MISP instance (the default one and the extra ones), built once."""
+        with self._lock:
+            if self._instances is not None:
+                return self._instances
+            default = self._attach()
 
-def _sync_kwargs(ctx: Any, factory: ClientFactory) -> dict[str, Any]:
-    return {
-        "clock": ctx.clock,
-        "sink": StoreIocSink(ctx.store.iocs, ctx.clock),
-        "factory": factory,
-        "artifacts_root": ctx.data_dir / "artifacts",
-        "endpoint_lookup": ctx.store.endpoints.find,
-    }
+            def build(root: Path, settings: MispSettings | None) -> MispSync:
+                return MispSync.open(root, settings, **self._sync_kwargs())
 
+            self._instances = MispInstances(self.host.data_dir / "misp", default, build)
+            self.host.event_listeners.append(self._instances.on_events)  # extra instances
+            return self._instances
 
-def _attach(ctx: Any, factory: ClientFactory) -> MispSync:
-    overrides = config_overrides(getattr(ctx.config, "misp", None))
-    sync = MispSync.open(
-        ctx.data_dir / "misp",
-        MispSettings.from_dict(overrides) if overrides else None,
-        **_sync_kwargs(ctx, factory),
-    )
-    if overrides:
-        stored = sync.settings.to_dict()
-        if any(stored.get(k) != v for k, v in overrides.items()):
-            sync.update_settings(overrides)  # the config file wins over API edits for its keys
-    ctx.extra[EXTRA_KEY] = sync
-    ctx.event_listeners.append(sync.on_events)
-    logger.info("MISP sync attached (enabled=%s)", sync.settings.enabled)
-    return sync
+    def queued_batches(self) -> int:
+        """Sighting batches waiting for the default instance (0 before MISP is attached)."""
+        if self._instances is None:
+            return 0
+        return int(self._instances.default.status().get("sightings", {}).get("queued_batches", 0))
 
+    def mount(self, app: FalconApp) -> None:
+        from .resources import MISP_ROUTES
 
-def start_misp_worker(ctx: Any, *, interval: float = 1.0) -> MispWorker:
-    """Start (once) the background worker of the context's MispSync."""
-    worker = ctx.extra.get(WORKER_KEY)
-    if isinstance(worker, MispWorker):
-        return worker
-    worker = MispWorker(attach_instances(ctx), interval=interval).start()
-    ctx.extra[WORKER_KEY] = worker
-    return worker
+        for path, resource, suffix in MISP_ROUTES:
+            if suffix:
+                app.add_route(path, resource(self), suffix=suffix)
+            else:
+                app.add_route(path, resource(self))
 
+    def start(self) -> None:
+        """Start (once) the background worker of every instance."""
+        if self._worker is None:
+            self._worker = MispWorker(self.instances(), interval=self.interval).start()
 
-def stop_misp(ctx: Any) -> None:
-    """Stop the worker and close the client (manager shutdown)."""
-    worker = ctx.extra.pop(WORKER_KEY, None)
-    if isinstance(worker, MispWorker):
-        worker.stop()
-    instances = ctx.extra.pop(INSTANCES_KEY, None)
-    sync = ctx.extra.pop(EXTRA_KEY, None)
-    if isinstance(instances, MispInstances):
-        instances.close()
-    elif isinstance(sync, MispSync):
-        sync.close()
+    def stop(self) -> None:
+        """Stop the worker and close the clients (manager shutdown; idempotent)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
+        with self._lock:
+            instances, self._instances = self._instances, None
+        if instances is not None:
+            instances.close()
+
+    def _sync_kwargs(self) -> dict[str, Any]:
+        host = self.host
+        return {
+            "clock": host.clock,
+            "sink": StoreIocSink(host.store.iocs, host.clock),
+            "factory": self.factory,
+            "artifacts_root": host.data_dir / "artifacts",
+            "endpoint_lookup": host.store.endpoints.find,
+            "leads": host.leadership.leads,
+        }
+
+    def _attach(self) -> MispSync:
+        overrides = config_overrides(self.host.config.misp)
+        sync = MispSync.open(
+            self.host.data_dir / "misp",
+            MispSettings.from_dict(overrides) if overrides else None,
+            **self._sync_kwargs(),
+        )
+        if overrides:
+            stored = sync.settings.to_dict()
+            if any(stored.get(k) != v for k, v in overrides.items()):
+                sync.update_settings(overrides)  # the config file wins over API edits for its keys
+        self.host.event_listeners.append(sync.on_events)
+        logger.info("MISP sync attached (enabled=%s)", sync.settings.enabled)
+        return sync

@@ -17,8 +17,8 @@
 Every route takes `?instance=<name>` to address an extra MISP instance (default: the first one).
 Resources translate `MispError` into the manager's domain errors (422 invalid settings, 409 not
 configured); the manager's error table renders them in the `{data, message, error}` envelope. The
-service is attached to the context on the first request (or when the worker starts), so building the
-app touches nothing on disk.
+service is built by `MispExtension` on the first request (or when the worker starts), so building
+the app touches nothing on disk.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..core.errors import Conflict, NotFound, ValidationError
 from ..store import Role
 from .errors import MispSettingsError
 from .instances import MispInstances
-from .integration import attach_instances
+from .integration import MispExtension
 from .service import MispSync
 from .settings import SETTINGS
 
@@ -63,14 +63,14 @@ def _sync_body(data: Any) -> bool:
 class _MispResource:
     """Base of the /misp resources: the context's MispSync, attached on first use."""
 
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
+    def __init__(self, misp: MispExtension) -> None:
+        self.misp = misp
 
     def sync_for(self, req: falcon.Request) -> MispSync:
         """The instance named by `?instance=` (the default one without it)."""
         name = req.get_param("instance")
         try:
-            return attach_instances(self.ctx).get(name)
+            return self.misp.instances().get(name)
         except KeyError:
             raise NotFound(f"no MISP instance {name!r}") from None
 
@@ -189,14 +189,14 @@ class MispFalsePositiveResource(_MispResource):
         event = body["event"]
         ep_uuid = body["endpoint"] or _event_endpoint(event)
         endpoint: Any = {"uuid": ep_uuid}
-        found = self.ctx.store.endpoints.find(ep_uuid) if ep_uuid else None
+        found = self.misp.host.store.endpoints.find(ep_uuid) if ep_uuid else None
         if found is not None:
             endpoint = found
         # Without ?instance=, every instance whose sightings are configured hears the verdict.
         targets = (
             [self.sync_for(req)]
             if req.get_param("instance")
-            else [s for _, s in attach_instances(self.ctx).all()]
+            else [s for _, s in self.misp.instances().all()]
         )
         values: set[str] = set()
         errors = []
@@ -295,7 +295,7 @@ class MispInstancesResource(_MispResource):
 
     @property
     def instances(self) -> MispInstances:
-        return attach_instances(self.ctx)
+        return self.misp.instances()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Every MISP instance with its state (`?instance=<name>` selects one on /misp/*)."""
@@ -318,14 +318,14 @@ class MispInstanceResource(_MispResource):
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         """Remove an extra instance; its IoCs leave the IoC table."""
-        instances = attach_instances(self.ctx)
+        instances = self.misp.instances()
         if name not in instances.names()[1:]:
             raise NotFound(f"no extra MISP instance {name!r}")
         instances.delete(name)
         envelope(resp, {"deleted": name})
 
 
-MISP_ROUTES: list[tuple[str, Any, str | None]] = [
+MISP_ROUTES: list[tuple[str, type[_MispResource], str | None]] = [
     ("/misp/settings", MispSettingsResource, None),
     ("/misp/test", MispTestResource, None),
     ("/misp/status", MispStatusResource, None),

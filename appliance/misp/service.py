@@ -137,6 +137,11 @@ class _Feature:
         }
 
 
+JOB_PULL = "misp.pull"
+JOB_REPORTS = "misp.reports"
+LEADER_JOBS = (JOB_PULL, JOB_REPORTS)
+
+
 class MispSync:
     """The MISP integration service; see the module docstring."""
 
@@ -150,8 +155,10 @@ class MispSync:
         factory: ClientFactory = pymisp_factory,
         artifacts_root: Path | None = None,
         endpoint_lookup: Callable[[str], Any] | None = None,
+        leads: Callable[[str], bool] = lambda job: True,
     ) -> None:
         self.storage = storage
+        self.leads = leads  # cluster mode: only the leading front-end pulls and scans artifacts
         self.clock = clock
         self.sink: IocSink = sink if sink is not None else MemoryIocSink()
         self.factory = factory
@@ -384,9 +391,11 @@ class MispSync:
             return
         now = self.clock()
         jobs: list[Callable[[], Any]] = []
-        if s.pull_enabled and now >= self._pull_next:
+        # Cluster mode: IoCs land in the shared store and artifacts on the shared path, so one
+        # front-end pulls and scans; each flushes the sightings and reports it queued itself.
+        if s.pull_enabled and now >= self._pull_next and self.leads(JOB_PULL):
             jobs.append(lambda: self._run("pull", lambda: self._pull(None), wait=False))
-        if s.reports_enabled and now >= self._scan_next:
+        if s.reports_enabled and now >= self._scan_next and self.leads(JOB_REPORTS):
             self._scan_next = now + SCAN_INTERVAL
             self.scan_artifacts()
         if self.client.ready():  # inside a back-off window, queued work waits

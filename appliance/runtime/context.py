@@ -1,4 +1,7 @@
-"""AppContext: every collaborator the Falcon apps need, built once by the CLI or a test."""
+"""AppContext: every collaborator the Falcon apps need, built once by the CLI or a test.
+
+Extensions (MISP sync, the console) are in `extensions`, found by their type; the start and stop
+order of the running manager is `runtime/lifecycle.py`'s."""
 
 from __future__ import annotations
 
@@ -10,19 +13,24 @@ from typing import Any
 
 from ..core.config import Config
 from ..core.metrics import Metrics
+from ..misp.integration import MispExtension
 from ..security.pki import Pki
 from ..services.artifacts import ArtifactStore
 from ..services.content import Content
 from ..services.diskguard import DiskGuard
 from ..services.identity import Identity
 from ..services.ingest import EventListener, Ingest
-from ..services.retention import retention_for
+from ..services.retention import Retention
 from ..services.scoring import Reducer
 from ..services.streams import StreamHub
+from ..services.suppressing import ActiveSuppressions
+from ..services.tuning import Tuning
 from ..store import Store
 from ..store.events import EventSink
 from ..transport.longpoll import CommandBell
 from ..transport.tlsfront import IdentityMap
+from .extension import Extensions
+from .leader import Leadership, SoleLeader
 
 __all__ = ["AppContext", "build_context"]
 
@@ -45,11 +53,15 @@ class AppContext:
     ingest: Ingest
     content: Content
     artifacts: ArtifactStore
+    retention: Retention
+    tuning: Tuning
     bell: CommandBell = field(default_factory=CommandBell)  # wakes long-polls (longpoll.py)
-    console: Any = None  # appliance.console.ConsoleAuth, mounted on the admin app when set
     disk: DiskGuard | None = None  # set by build_context
     sleep: Callable[[float], None] = time.sleep
-    extra: dict[str, Any] = field(default_factory=dict)
+    extensions: Extensions = field(default_factory=Extensions)
+    leadership: Leadership = field(default_factory=SoleLeader)  # cluster: runtime/leader.py
+    # rule -> ATT&CK labels of the alerts API, keyed by the rules table's digest
+    attack_by_rule: tuple[tuple[object, ...], dict[str, list[dict[str, str]]]] | None = None
 
     @property
     def event_listeners(self) -> list[EventListener]:
@@ -72,19 +84,12 @@ def _rule_counts(ctx: AppContext) -> dict[str, int]:
     return ctx.ingest.rule_states.counts(uuids, ctx.content.rules_text()[1])
 
 
-def _misp_queue(ctx: AppContext) -> float:
-    sync = ctx.extra.get("misp")
-    if sync is None:
-        return 0.0
-    return float(sync.status().get("sightings", {}).get("queued_batches", 0))
-
-
 def build_context(
     *,
     data_dir: Path,
     config: Config | None = None,
     store: Store | None = None,
-    events: EventSink | None = None,
+    events: EventSink,
     pki: Pki | None = None,
     clock: Callable[[], float] = time.time,
     identities: IdentityMap | None = None,
@@ -92,10 +97,6 @@ def build_context(
     """Wire the services over the given (or default) collaborators."""
     config = config or Config()
     store = store if store is not None else Store(":memory:")
-    if events is None:
-        from ..store.events import MemoryEventStore
-
-        events = MemoryEventStore()
     metrics = Metrics(clock)
     hub = StreamHub(
         max_clients=config.streams.max_clients,
@@ -112,6 +113,15 @@ def build_context(
         limits=config.limits,
         clock=clock,
     )
+    artifacts = ArtifactStore(
+        data_dir / "artifacts",
+        store,
+        clock=clock,
+        max_size=config.limits.upload_size,
+        max_chunk=config.limits.upload_chunk,
+        parts_quota=config.limits.upload_parts_quota,
+        expiry=config.limits.upload_expiry,
+    )
     ctx = AppContext(
         config=config,
         data_dir=data_dir,
@@ -126,16 +136,19 @@ def build_context(
         identity=Identity(store=store, pki=pki, config=config, clock=clock),
         ingest=ingest,
         content=Content(store, clock),
-        artifacts=ArtifactStore(
-            data_dir / "artifacts",
-            store,
+        artifacts=artifacts,
+        # [retention] pass + its /metrics counters (the worker: runtime/lifecycle.py)
+        retention=Retention(
+            events=events,
+            detections=store.detections,
+            config=config.retention,
             clock=clock,
-            max_size=config.limits.upload_size,
-            max_chunk=config.limits.upload_chunk,
-            parts_quota=config.limits.upload_parts_quota,
-            expiry=config.limits.upload_expiry,
+            metrics=metrics,
+            artifacts=artifacts,
         ),
+        tuning=Tuning(store, data_dir / "artifacts", clock),
     )
+    ingest.suppressions = ActiveSuppressions(ctx.tuning, clock)
     disk = ctx.disk = ingest.disk = ctx.artifacts.disk = DiskGuard(
         data_dir, config.limits.min_free_bytes
     )
@@ -164,7 +177,7 @@ def build_context(
     metrics.gauge(
         "heron_store_queue",
         "writes waiting for the fleet store writer",
-        lambda: float(store.db._queue.qsize()),
+        lambda: float(store.db.pending_writes),
     )
     metrics.gauge(
         "heron_commands_queued",
@@ -182,21 +195,23 @@ def build_context(
             f"enrolled endpoints that {what}",
             lambda s=status: float(_rule_counts(ctx)[s]),  # type: ignore[misc]
         )
+    misp = MispExtension(ctx)  # built-in; attached on first use (/misp routes, the worker)
+    ctx.extensions.add(misp)
     metrics.gauge(
         "heron_misp_queue",
         "sighting batches waiting for MISP (0 without MISP sync)",
-        lambda: _misp_queue(ctx),
+        lambda: float(misp.queued_batches()),
     )
-    if callable(getattr(events, "health", None)):
+    health: Callable[[], dict[str, Any]] | None = getattr(events, "health", None)
+    if callable(health):  # index.EventStore (and the cluster sink): the writer's health
         metrics.gauge(
             "heron_index_backlog_events",
             "journaled events not yet handed to the event index",
-            lambda: float(events.health()["backlog"]),  # type: ignore[union-attr]
+            lambda: float(health()["backlog"]),
         )
         metrics.gauge(
             "heron_index_healthy",
             "1 while the event index has no indexing error (0: see /healthz)",
-            lambda: 0.0 if events.health()["error"] else 1.0,  # type: ignore[union-attr]
+            lambda: 0.0 if health()["error"] else 1.0,
         )
-    retention_for(ctx)  # [retention] pass + its /metrics counters (worker: heron-manager run)
     return ctx

@@ -70,6 +70,7 @@ class Content:
         self._rules_generation = 0  # bumped after every rules write
         self._iocs: tuple[int, list[dict[str, Any]], str] | None = None
         self.history = rulepacks.RuleHistory(store, clock)  # a version per rules change
+        store.changes.subscribe("rules", self._drop_rules)  # cluster: another front-end's write
 
     # --- rules ----------------------------------------------------------------------------
 
@@ -86,12 +87,15 @@ class Content:
                 self._rules = cached
         return cached
 
-    def _rules_changed(self) -> None:
-        """Drop the cached rules and keep the new set as a version; call after the store write
-        has completed."""
+    def _drop_rules(self) -> None:
         with self._lock:
             self._rules_generation += 1
             self._rules = None
+
+    def _rules_changed(self) -> None:
+        """Drop the cached rules and keep the new set as a version; call after the store write
+        has completed."""
+        self._drop_rules()
         try:
             self.history.record()
         except Exception:  # noqa: BLE001 - the change stands; only its rollback point is lost

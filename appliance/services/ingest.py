@@ -38,6 +38,7 @@ from ..core.metrics import Metrics
 from ..core.timefmt import rfc3339
 from ..store import Endpoint, Store
 from ..store.events import EventSink
+from ..store.reports import DetectionRow
 from .bodies import count_lines, decompress, split_ndjson
 from .budget import MemoryBudget, estimate_batch
 from .cut import cut_event, long_lines
@@ -46,6 +47,7 @@ from .index_errors import index_errors
 from .rulestate import RuleStates
 from .scoring import Reducer
 from .streams import StreamHub
+from .suppressing import ActiveSuppressions
 
 __all__ = ["EventListener", "Ingest", "ListenerDispatcher", "endpoint_ref", "tune_gc"]
 
@@ -195,6 +197,7 @@ class Ingest:
         self.rule_states = RuleStates(store)
         self.budget = MemoryBudget(limits.logs_inflight_memory)
         self.disk: DiskGuard | None = None  # set by build_context
+        self.suppressions: ActiveSuppressions | None = None  # set by build_context
         tune_gc()
         self._presence: dict[str, tuple[float, float | None, float | None, str]] = {}
         self._presence_lock = threading.Lock()
@@ -203,6 +206,9 @@ class Ingest:
         metrics.counter("heron_batches_received_total", "/logs batches accepted")
         metrics.counter("heron_batches_duplicate_total", "/logs batches already stored (retries)")
         metrics.counter("heron_detections_received_total", "events carrying a detection")
+        metrics.counter(
+            "heron_detections_suppressed_total", "signatures removed at ingest by a suppression"
+        )
         metrics.counter(
             "heron_event_fields_cut_total",
             "string fields cut to store an event over limits.event_stored",
@@ -291,6 +297,7 @@ class Ingest:
         now = self.clock()
         batch_id = batch_id or f"auto-{uuidlib.uuid4()}"
         ip = peer_ip or endpoint.ip
+        self._suppress(events, endpoint)
         with _encodable("/logs body"):
             self._enrich(events, endpoint, ip, now, everything=bool(self.hub.subscribers))
         with index_errors("/logs body"), _encodable("/logs body"):
@@ -326,6 +333,18 @@ class Ingest:
         with self._fan_out("rules state", endpoint):
             self.rule_states.observe(endpoint.uuid, events, now)
         return wire.LogsAck(batch_id=batch_id, accepted=len(events), duplicate=False)
+
+    def _suppress(self, events: list[dict[str, Any]], endpoint: Endpoint) -> None:
+        """Apply the group's suppressions (services/suppressing.py); a failure keeps the batch."""
+        if self.suppressions is None:
+            return
+        try:
+            removed = self.suppressions.apply(events, endpoint.group)
+        except Exception:  # noqa: BLE001 - storing the batch matters more than suppressing it
+            logger.exception("suppressions not applied to a /logs batch of %s", endpoint.uuid)
+            return
+        if removed:
+            self.metrics.inc("heron_detections_suppressed_total", removed)
 
     def _agent_counters(self, ep: Endpoint, events: list[dict[str, Any]], now: float) -> None:
         """Keep the latest `Heron-Agent` 9010 counters of the endpoint (shown on /endpoints)."""
@@ -398,7 +417,7 @@ class Ingest:
     def _after_durable(
         self, ep: Endpoint, events: list[dict[str, Any]], now: float
     ) -> tuple[float | None, float | None]:
-        rows: list[tuple[str, float, float, str, list[str], int]] = []
+        rows: list[DetectionRow] = []
         for event in events:
             inner = event["Event"]
             if "EdrData" not in inner or not inner["EdrData"]["Event"]["Detection"]:
@@ -409,8 +428,16 @@ class Ingest:
             raw_sigs = det.get("Signature")
             sigs = [str(s) for s in raw_sigs] if isinstance(raw_sigs, list) else [str(raw_sigs)]
             crit = _int(det.get("Criticality"))
-            rows.append((ep.uuid, ts, now, inner["EdrData"]["Event"]["Hash"], sigs, crit))
             attack = det.get("ATTACK") if isinstance(det.get("ATTACK"), list) else None
+            # None (no ATTACK block: an older agent): the API labels it from the rules
+            techniques = (
+                None
+                if attack is None
+                else sorted({str(a["ID"]) for a in attack if isinstance(a, dict) and a.get("ID")})
+            )
+            rows.append(
+                (ep.uuid, ts, now, inner["EdrData"]["Event"]["Hash"], sigs, crit, techniques)
+            )
             self.reducer.update(ep.uuid, ts, sigs, crit, attack)
         if rows:
             self.metrics.inc("heron_detections_received_total", len(rows))

@@ -6,9 +6,9 @@ summaries received before the same age limit. It logs one INFO line, counts what
 /metrics and returns a `RetentionResult`. `RetentionWorker` runs a pass every `interval` seconds
 of the injected clock on a daemon thread; `POST /maintenance/retention` runs one now.
 
-`heron-manager run` calls `start_retention_worker(ctx)` and, at shutdown, `stop_retention(ctx)`
-(the same lifecycle as the MISP worker). An event store without retention (the in-memory one)
-only gets the fleet pruning.
+The manager's lifecycle (`runtime/lifecycle.py`) starts the worker with
+`start_retention_worker(ctx.retention)` after the listeners and stops it at shutdown, beside the
+MISP worker. An event store without retention (a test double) only gets the fleet pruning.
 """
 
 from __future__ import annotations
@@ -28,16 +28,11 @@ __all__ = [
     "Retention",
     "RetentionResult",
     "RetentionWorker",
-    "retention_for",
     "start_retention_worker",
-    "stop_retention",
 ]
 
 logger = logging.getLogger(__name__)
 
-EXTRA_KEY = "retention"
-WORKER_KEY = "retention_worker"
-LOCK_KEY = "retention_lock"
 FIRST_PASS_MAX_DELAY = 300.0  # the first periodic pass runs min(interval, this) after start
 DAY = 86400.0
 
@@ -301,40 +296,10 @@ class RetentionWorker:
         self.stop()
 
 
-def retention_for(ctx: Any) -> Retention:
-    """The context's Retention service, built on first call (idempotent)."""
-    with ctx.extra.setdefault(LOCK_KEY, threading.Lock()):
-        existing = ctx.extra.get(EXTRA_KEY)
-        if isinstance(existing, Retention):
-            return existing
-        retention = Retention(
-            events=ctx.events,
-            detections=ctx.store.detections,
-            config=ctx.config.retention,
-            clock=ctx.clock,
-            metrics=ctx.metrics,
-            artifacts=getattr(ctx, "artifacts", None),
-        )
-        ctx.extra[EXTRA_KEY] = retention
-        return retention
-
-
-def start_retention_worker(ctx: Any, *, tick: float = 1.0) -> RetentionWorker | None:
-    """Start (once) the periodic pass; None when `[retention] interval = 0`."""
-    worker = ctx.extra.get(WORKER_KEY)
-    if isinstance(worker, RetentionWorker):
-        return worker
-    interval = float(ctx.config.retention.interval)
+def start_retention_worker(retention: Retention, *, tick: float = 1.0) -> RetentionWorker | None:
+    """Start the periodic pass; None when `[retention] interval = 0`."""
+    interval = float(retention.config.interval)
     if interval <= 0:
         logger.info("retention worker disabled ([retention] interval = 0)")
         return None
-    worker = RetentionWorker(retention_for(ctx), interval=interval, clock=ctx.clock, tick=tick)
-    ctx.extra[WORKER_KEY] = worker.start()
-    return worker
-
-
-def stop_retention(ctx: Any) -> None:
-    """Stop the periodic pass (manager shutdown; idempotent)."""
-    worker = ctx.extra.pop(WORKER_KEY, None)
-    if isinstance(worker, RetentionWorker):
-        worker.stop()
+    return RetentionWorker(retention, interval=interval, clock=retention.clock, tick=tick).start()

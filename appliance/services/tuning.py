@@ -10,7 +10,6 @@ days, the detections received and the bytes of uploaded artifacts whose manifest
 from __future__ import annotations
 
 import json
-import threading
 import uuid as uuidlib
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +20,10 @@ from rules.suppress import Suppression, SuppressionError, suppressions_sha256
 from ..core.errors import NotFound, ValidationError
 from ..store import Store
 
-__all__ = ["Tuning", "tuning_for"]
+__all__ = ["Tuning"]
 
 KIND = "suppression"
-EXTRA_KEY = "tuning"
 MAX_SUPPRESSIONS = 10_000
-_LOCK = threading.Lock()
 
 
 class Tuning:
@@ -36,6 +33,7 @@ class Tuning:
         self.store = store
         self.artifacts_root = artifacts_root
         self.clock = clock
+        self.generation = 0  # bumped on every change made through this object
 
     # --- suppressions ----------------------------------------------------------------------
 
@@ -61,11 +59,13 @@ class Tuning:
         item = dict(sup.to_dict(), id=uuidlib.uuid4().hex[:16])
         body = json.dumps(item, sort_keys=True)
         self.store.documents.put(KIND, item["id"], body, suppressions_sha256([item]), self.clock())
+        self.generation += 1
         return item
 
     def delete(self, sid: str) -> None:
         if not self.store.documents.delete(KIND, sid):
             raise NotFound(f"no suppression {sid!r}")
+        self.generation += 1
 
     def for_group(self, group: str) -> tuple[list[dict[str, str]], str]:
         """(suppressions an endpoint of `group` applies, their sha256)."""
@@ -117,14 +117,3 @@ class Tuning:
             e["hits_per_day"] = round(e["hits"] / days, 1)
             e["artifact_bytes_per_day"] = round(e["artifact_bytes"] / days)
         return out[:limit]
-
-
-def tuning_for(ctx: Any) -> Tuning:
-    """The context's Tuning service, built on first use."""
-    with _LOCK:
-        found = ctx.extra.get(EXTRA_KEY)
-        if isinstance(found, Tuning):
-            return found
-        tuning = Tuning(ctx.store, ctx.data_dir / "artifacts", ctx.clock)
-        ctx.extra[EXTRA_KEY] = tuning
-        return tuning

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from .alerts import Alerts
@@ -22,6 +24,7 @@ from .models import (
 from .reports import Artifacts, Detections, Reports
 
 __all__ = [
+    "ChangeFeed",
     "Artifact",
     "CertRecord",
     "CommandRecord",
@@ -37,12 +40,31 @@ __all__ = [
 ]
 
 
+class ChangeFeed:
+    """Changes other front-ends made (cluster mode: PostgreSQL NOTIFY), by topic: callers drop
+    what they cached. Embedded mode has no other front-end: nothing is ever announced."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, list[Callable[[], None]]] = {}
+
+    def subscribe(self, topic: str, fn: Callable[[], None]) -> None:
+        self._subscribers.setdefault(topic, []).append(fn)
+
+    def announce(self, topic: str) -> None:
+        for fn in self._subscribers.get(topic, ()):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - one cache's bug must not stop the others
+                logging.getLogger(__name__).exception("change subscriber of %s failed", topic)
+
+
 class Store:
     """Every fleet table, over one Database. A context manager; `close()` is idempotent."""
 
     def __init__(self, path: Path | str = ":memory:", *, db: Database | None = None) -> None:
         # cluster mode hands in a PostgreSQL database (appliance.store.postgres)
         self.db = db if db is not None else Database(path)
+        self.changes = ChangeFeed()
         self.users = Users(self.db)
         self.endpoints = Endpoints(self.db)
         self.tokens = Tokens(self.db)

@@ -7,7 +7,6 @@ does; the cursor is the last row's sort key, opaque to clients (base64 of a JSON
 
 from __future__ import annotations
 
-import base64
 import enum
 import json
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 
 from ..core.errors import InvalidParam, NotFound
 from .database import Conn, Database
+from .keyset import decode_cursor, encode_cursor
 
 __all__ = ["AlertFilter", "AlertStatus", "Alerts", "OPEN_STATUSES"]
 
@@ -69,27 +69,16 @@ def parse_status(value: Any) -> AlertStatus:
         raise InvalidParam(f"status must be one of {', '.join(_values())}") from ex
 
 
-def _encode_cursor(key: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
-
-
 def _decode_cursor(cursor: str, sort: str) -> list[Any]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError) as ex:
-        raise InvalidParam("cursor is not one this server issued") from ex
-    n = 3 if sort == "critical" else 2
-    if not isinstance(key, list) or len(key) != n or not isinstance(key[-1], str):
-        raise InvalidParam("cursor does not match this sort order")
-    if not all(isinstance(v, int | float) for v in key[:-1]):
-        raise InvalidParam("cursor is not one this server issued")
-    return key
+    number = (int, float)
+    types = (number, number, str) if sort == "critical" else (number, str)
+    return decode_cursor(cursor, types)
 
 
 _KEY = "(d.endpoint || '/' || d.event_hash)"
 _STATUS = "coalesce(a.status, 'new')"
 _SELECT = (
-    "SELECT d.endpoint, d.ts, d.receipt, d.event_hash, d.signatures, d.criticality, "
+    "SELECT d.endpoint, d.ts, d.receipt, d.event_hash, d.signatures, d.criticality, d.attack, "
     f"{_STATUS} AS status, coalesce(a.assignee, '') AS assignee, a.updated, "
     f"coalesce(a.updated_by, '') AS updated_by, coalesce(e.hostname, '') AS hostname, {_KEY} AS k "
     "FROM detections d LEFT JOIN alert_state a "
@@ -164,7 +153,7 @@ class Alerts:
         nxt = None
         if more and rows:
             last = rows[-1]
-            nxt = _encode_cursor(
+            nxt = encode_cursor(
                 [last["criticality"], last["ts"], last["k"]]
                 if f.sort == "critical"
                 else [last["ts"], last["k"]]
@@ -282,6 +271,8 @@ def _public(row: dict[str, Any], comments: int) -> dict[str, Any]:
         "receipt": row["receipt"],
         "signatures": json.loads(row["signatures"] or "[]"),
         "criticality": row["criticality"],
+        # None: stored before detections kept their ATT&CK (the API fills it from the rules)
+        "attack": json.loads(row["attack"]) if row.get("attack") else None,
         "status": row["status"],
         "assignee": row["assignee"],
         "updated": row["updated"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import threading
@@ -12,6 +13,7 @@ from rules import wire
 
 from ..core.errors import NotFound
 from .database import Conn, Database
+from .keyset import decode_cursor, encode_cursor
 
 __all__ = ["Audit", "Documents", "Iocs", "RulesTable", "Settings", "Tools"]
 
@@ -51,6 +53,23 @@ class Iocs:
             params,
         )
         return [wire.Ioc(*r) for r in rows]
+
+    def page(
+        self, filters: dict[str, str], *, limit: int, cursor: str | None
+    ) -> tuple[builtins.list[wire.Ioc], str | None]:
+        """One page of `list(filters)` in the same order, and the next page's cursor."""
+        where, params = _where(filters, True)
+        clauses = [f"({where[len('WHERE ') :]})"] if where else []
+        if cursor:
+            created, uuid = decode_cursor(cursor, ((int, float), str))
+            clauses.append("(created, uuid) > (?, ?)")
+            params = [*params, created, uuid]
+        sql = "SELECT value, type, uuid, guuid, source, created FROM iocs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        rows = self.db.query(sql + " ORDER BY created, uuid LIMIT ?", [*params, limit + 1])
+        nxt = encode_cursor([rows[limit - 1][5], rows[limit - 1][2]]) if len(rows) > limit else None
+        return [wire.Ioc(*r[:5]) for r in rows[:limit]], nxt
 
     def delete(self, filters: dict[str, str]) -> int:
         """Delete IoCs matching every filter (AND); no filter deletes nothing."""
@@ -268,11 +287,26 @@ class Audit:
         )
 
     def list(self, *, since: float = 0.0, limit: int = 1000) -> list[dict[str, Any]]:
+        return self.page(since=since, limit=limit, cursor=None)[0]
+
+    def page(
+        self, *, since: float = 0.0, limit: int = 1000, cursor: str | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """Entries newest first, and the next page's cursor (None: no more)."""
+        where, params = "ts >= ?", [since]
+        if cursor:
+            ts, actor, action, target = decode_cursor(cursor, ((int, float), str, str, str))
+            where += " AND (ts < ? OR (ts = ? AND (actor, action, target) > (?, ?, ?)))"
+            params += [ts, ts, actor, action, target]
         rows = self.db.query_dicts(
-            "SELECT ts, actor, role, action, target, detail FROM audit WHERE ts >= ? "
-            "ORDER BY ts DESC LIMIT ?",
-            [since, limit],
+            f"SELECT ts, actor, role, action, target, detail FROM audit WHERE {where} "
+            "ORDER BY ts DESC, actor, action, target LIMIT ?",
+            [*params, limit + 1],
         )
-        for row in rows:
+        nxt = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            nxt = encode_cursor([last["ts"], last["actor"], last["action"], last["target"]])
+        for row in rows[:limit]:
             row["detail"] = json.loads(row["detail"]) if row["detail"] else None
-        return rows
+        return rows[:limit], nxt

@@ -54,6 +54,11 @@ class Database:
 
     # --- writes -------------------------------------------------------------------------
 
+    @property
+    def pending_writes(self) -> int:
+        """Writes queued for the writer thread and not started yet (`heron_store_queue`)."""
+        return self._queue.qsize()
+
     def write(self, fn: Callable[[Conn], T]) -> T:
         """Run `fn(cursor)` on the writer thread (inside a transaction) and return its result."""
         return self.submit(fn).result()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import Conflict, NotFound
 from .database import Conn, Database
+from .keyset import decode_cursor, encode_cursor
 from .models import (
     CertRecord,
     CommandRecord,
@@ -116,6 +118,20 @@ class Users:
 
     def list(self) -> list[User]:
         return [_user(r) for r in self.db.query(f"SELECT {_USER_COLS} FROM users ORDER BY created")]
+
+    def page(self, *, limit: int, cursor: str | None) -> tuple[builtins.list[User], str | None]:
+        """Users oldest first, and the next page's cursor (None: no more)."""
+        where, params = "", list[Any]()
+        if cursor:
+            created, uuid = decode_cursor(cursor, ((int, float), str))
+            where, params = "WHERE (created, uuid) > (?, ?)", [created, uuid]
+        rows = self.db.query(
+            f"SELECT {_USER_COLS} FROM users {where} ORDER BY created, uuid LIMIT ?",
+            [*params, limit + 1],
+        )
+        users = [_user(r) for r in rows[:limit]]
+        nxt = encode_cursor([users[-1].created, users[-1].uuid]) if len(rows) > limit else None
+        return users, nxt
 
     def update(self, uuid: str, **changes: Any) -> User:
         """Change `role`, `group`, `description` or `key_hash` of a user."""

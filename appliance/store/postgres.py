@@ -11,14 +11,14 @@
   ``SERIALIZABLE`` transaction and is re-run on a serialization failure; the
   read-modify-write functions (command delivery, token consumption) stay correct without
   locking SQL of their own;
-* caches: a revocation is announced with ``NOTIFY heron_fleet, 'certs'``; every front-end
-  ``LISTEN``s and drops its cached revoked set (``ClusterStore``).
+* caches: a revocation, a rules change and an IoC change are announced with
+  ``NOTIFY heron_fleet, 'certs' | 'rules' | 'iocs'``; every front-end ``LISTEN``s and drops
+  its cached revoked set, served rules and IoC bodies (``ClusterStore``, ``Store.changes``).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import threading
 import time
@@ -32,6 +32,7 @@ from psycopg import errors as pg_errors
 from ..core.errors import ClosedError, StoreError
 from . import Store
 from .alerts import DDL as ALERTS_DDL
+from .content import Iocs, RulesTable
 from .database import Database, DbState
 from .fleet import Certs
 from .schema import SCHEMA
@@ -41,6 +42,7 @@ __all__ = ["ClusterStore", "PgDatabase", "pg_schema"]
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CHANNEL = "heron_fleet"
+TOPICS = ("certs", "rules", "iocs")  # what a NOTIFY on CHANNEL may name
 _RETRIES = 20
 _TABLE_RE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", re.S)
 _UPSERT_RE = re.compile(r"^\s*INSERT OR REPLACE INTO (\w+) ", re.I)
@@ -135,12 +137,16 @@ class PgDatabase(Database):
         self._conns_lock = threading.Lock()
         self.state = DbState.OPEN
         self.writes = 0
-        self._queue: queue.Queue[Any] = queue.Queue()  # NOTE: writes run inline: always empty
         try:
             self._wconn = self._connect(autocommit=False)
             self._wconn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
         except psycopg.Error as ex:
             raise StoreError(f"cannot connect to PostgreSQL: {ex}", where=_where(dsn)) from ex
+
+    @property
+    def pending_writes(self) -> int:
+        """Always 0: writes run inline on the caller's thread."""
+        return 0
 
     def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self._dsn, autocommit=autocommit, connect_timeout=int(self._timeout))
@@ -238,6 +244,28 @@ class _ClusterCerts(Certs):
         return count
 
 
+class _ClusterRules(RulesTable):
+    def upsert(self, rules: dict[str, str], now: float) -> None:
+        super().upsert(rules, now)
+        if rules and isinstance(self.db, PgDatabase):
+            self.db.notify("rules")
+
+    def delete(self, name: str) -> None:
+        super().delete(name)
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("rules")
+
+
+class _ClusterIocs(Iocs):
+    def _bump(self) -> None:
+        super()._bump()
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("iocs")
+
+    def changed_elsewhere(self) -> None:
+        super()._bump()  # the cached /iocs body and hash are rebuilt at the next request
+
+
 class ClusterStore(Store):
     """Every fleet table over PostgreSQL; listens for other front-ends' changes."""
 
@@ -247,6 +275,8 @@ class ClusterStore(Store):
             db.create_schema()
         super().__init__(db=db)
         self.certs = _ClusterCerts(db)
+        self.rules = _ClusterRules(db)
+        self.iocs = self._iocs = _ClusterIocs(db)
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._listener = threading.Thread(
@@ -260,16 +290,24 @@ class ClusterStore(Store):
             try:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")  # constant
-                    # NOTE: a notification may have been missed while not listening.
-                    self.certs.invalidate()
+                    # a notification may have been missed while not listening: drop everything
+                    for topic in TOPICS:
+                        self._changed(topic)
                     self._listening.set()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
-                            if note.payload == "certs":
-                                self.certs.invalidate()
+                            self._changed(note.payload)
             except psycopg.Error as ex:
                 logger.warning("PostgreSQL LISTEN failed (retrying): %s", ex)
                 self._stop.wait(1.0)
+
+    def _changed(self, topic: str) -> None:
+        """Another front-end (or this one) changed `topic`: drop what is cached of it."""
+        if topic == "certs":
+            self.certs.invalidate()
+        elif topic == "iocs":
+            self._iocs.changed_elsewhere()
+        self.changes.announce(topic)
 
     def close(self) -> None:
         self._stop.set()

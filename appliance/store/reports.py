@@ -9,7 +9,14 @@ from ..core.errors import NotFound
 from .database import Conn, Database
 from .models import Artifact
 
-__all__ = ["Artifacts", "Detections", "Reports"]
+__all__ = ["Artifacts", "DetectionRow", "Detections", "Reports"]
+
+# (endpoint, ts, receipt, event_hash, signatures, criticality, ATT&CK technique ids or None)
+DetectionRow = tuple[str, float, float, str, list[str], int, list[str] | None]
+
+
+def _json_or_null(value: list[str] | None) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 class Detections:
@@ -18,13 +25,24 @@ class Detections:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add_many(self, rows: list[tuple[str, float, float, str, list[str], int]]) -> None:
-        """Queue inserts of `(endpoint, ts, receipt, event_hash, signatures, criticality)`."""
+    def add_many(self, rows: list[DetectionRow]) -> None:
+        """Queue inserts of `(endpoint, ts, receipt, event_hash, signatures, criticality,
+        attack)`; `attack`: the technique ids of the event's `Detection.ATTACK`."""
         if not rows:
             return
-        params = [v for r in rows for v in (r[0], r[1], r[2], r[3], json.dumps(r[4]), r[5])]
-        values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows))
-        self.db.submit(lambda cur: cur.execute(f"INSERT INTO detections VALUES {values}", params))
+        params = [
+            v
+            for r in rows
+            for v in (r[0], r[1], r[2], r[3], json.dumps(r[4]), r[5], _json_or_null(r[6]))
+        ]
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        self.db.submit(
+            lambda cur: cur.execute(
+                "INSERT INTO detections (endpoint, ts, receipt, event_hash, signatures, "
+                f"criticality, attack) VALUES {values}",
+                params,
+            )
+        )
 
     def list(
         self, endpoint: str, *, since: float, until: float, limit: int = 1000

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS rules (
     name VARCHAR PRIMARY KEY, text VARCHAR, updated DOUBLE);
 CREATE TABLE IF NOT EXISTS detections (
     endpoint VARCHAR, ts DOUBLE, receipt DOUBLE, event_hash VARCHAR, signatures VARCHAR,
-    criticality INTEGER);
+    criticality INTEGER, attack VARCHAR);
+ALTER TABLE detections ADD COLUMN IF NOT EXISTS attack VARCHAR;
 CREATE TABLE IF NOT EXISTS reports (
     endpoint VARCHAR PRIMARY KEY, stats VARCHAR, updated DOUBLE);
 CREATE TABLE IF NOT EXISTS report_archive (

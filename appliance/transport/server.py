@@ -206,15 +206,10 @@ def admin_authorizer(ctx: AppContext) -> Callable[[bytes], bool]:
             except Unauthorized:
                 return False
         cookies = _header(head, b"cookie")
-        if cookies and ctx.console is not None:
-            from ..console.auth import SESSION_COOKIE
-
-            for part in cookies.split(";"):
-                name, _, value = part.strip().partition("=")
-                if name == SESSION_COOKIE:
-                    sessions = ctx.console.auth.sessions
-                    return sessions.get(value, touch=False) is not None
-        return False
+        sessions = ctx.extensions.sessions
+        if not cookies or sessions is None:
+            return False
+        return sessions.admits_cookies(cookies)
 
     return authorize
 

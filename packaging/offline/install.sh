@@ -8,7 +8,7 @@
 #        (--trust-first-use instead of --ca-sha256 accepts the CA the manager presents)
 #   sudo ./install.sh agent --bundle /media/usb/endpoint-42 [--manager IP:1519]  # bundle dir
 #   ./install.sh --verify-only                        # check the bundle only
-#   ./install.sh --extract DIR [manager|agent]        # copy the frozen one-dirs (hosts without dpkg)
+#   ./install.sh --extract DIR [manager|agent]        # unpack the frozen one-dirs (hosts without dpkg)
 #   --root DIR                                        # install into another root (dpkg --root; testing)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -51,10 +51,40 @@ echo "all files match SHA256SUMS"
 [ "$verify_only" = 1 ] && exit 0
 [ "${#roles[@]}" -gt 0 ] || { echo "say what to install: manager and/or agent" >&2; usage; }
 
+# Unpacks /opt/heron/<role>/ of a .deb into DEST/heron-<role>/ with coreutils and tar only (a
+# .deb is an ar archive: 8-byte magic, then members with 60-byte headers, 2-byte aligned).
+extract_deb() {
+    local deb="$1" role="$2" dest="$3" off=8 total hdr name size z
+    total="$(wc -c < "$deb")"
+    [ "$(head -c 7 "$deb")" = '!<arch>' ] || { echo "$deb is not a .deb" >&2; return 1; }
+    while [ "$off" -lt "$total" ]; do
+        hdr="$(dd if="$deb" iflag=skip_bytes,count_bytes skip="$off" count=60 2>/dev/null)"
+        name="${hdr:0:16}"; name="${name%%[ /]*}"
+        size="${hdr:48:10}"; size="${size%% *}"
+        off=$((off + 60))
+        case "$name" in
+            data.tar*)
+                case "$name" in
+                    *.xz) z=(-J) ;; *.gz) z=(-z) ;; *.zst) z=(--zstd) ;; *) z=() ;;
+                esac
+                mkdir -p "$dest/heron-$role"
+                dd if="$deb" iflag=skip_bytes,count_bytes bs=1M skip="$off" count="$size" \
+                    2>/dev/null | tar -x "${z[@]}" -C "$dest/heron-$role" --strip-components=4 \
+                    "./opt/heron/$role"
+                return 0 ;;
+        esac
+        off=$((off + size + size % 2))
+    done
+    echo "$deb has no data member" >&2
+    return 1
+}
+
 if [ -n "$extract" ]; then
     mkdir -p "$extract"
     for role in "${roles[@]}"; do
-        cp -a "$HERE/programs/heron-$role" "$extract/"
+        debs=("$HERE"/packages/heron-"$role"_*.deb)
+        [ -f "${debs[0]}" ] || { echo "no heron-$role package in this bundle" >&2; exit 1; }
+        extract_deb "${debs[0]}" "$role" "$extract"
         echo "extracted $extract/heron-$role (run $extract/heron-$role/heron-$role --help)"
     done
     exit 0

@@ -4,8 +4,9 @@
 #   heron-offline-<ver>-linux-<arch>/
 #     install.sh  README.txt  SHA256SUMS     (sha256 of every other file in the bundle)
 #     packages/   heron-manager_*.deb  heron-agent_*.deb  [*.msi when built on the Windows runner]
-#     programs/   heron-manager/  heron-agent/     (the frozen one-dirs, for hosts without dpkg)
-#     [wheelhouse/]                              (only with WHEELHOUSE=DIR: pre-downloaded wheels)
+#
+# Each program is in the bundle once, inside its .deb: `install.sh --extract DIR` unpacks the
+# one-dir from there on hosts without dpkg (a separate programs/ copy doubled the bundle's size).
 #
 #   bash packaging/offline/make-bundle.sh [--src DIR] [--packages DIR] [--out DIR] [--version V]
 #
@@ -39,22 +40,17 @@ NAME="heron-offline-$VERSION-linux-$ARCH"
 STAGE="$(mktemp -d "${TMPDIR:-/tmp}/heron-bundle.XXXXXX")"
 trap 'rm -rf "$STAGE"' EXIT
 B="$STAGE/$NAME"
-mkdir -p "$B/packages" "$B/programs"
+mkdir -p "$B/packages"
 
 for role in manager agent; do
     name="heron-$role"
-    [ -x "$SRC/$name/$name" ] || { echo "missing $SRC/$name/$name (make build)" >&2; exit 1; }
     deb="$PACKAGES/${name}_${VERSION}_${ARCH}.deb"
     [ -f "$deb" ] || { echo "missing $deb (make deb)" >&2; exit 1; }
-    cp -a "$SRC/$name" "$B/programs/$name"
     cp "$deb" "$B/packages/"
 done
 for msi in "$PACKAGES"/heron-*-"$VERSION"-x64.msi; do
     [ -f "$msi" ] && cp "$msi" "$B/packages/"
 done
-if [ -n "${WHEELHOUSE:-}" ]; then
-    cp -a "$WHEELHOUSE" "$B/wheelhouse"
-fi
 install -m 0755 "$HERE/install.sh" "$B/install.sh"
 cat > "$B/README.txt" <<README
 Heron $VERSION offline bundle ($ARCH). No internet access is needed to install or run it.
@@ -64,8 +60,10 @@ Heron $VERSION offline bundle ($ARCH). No internet access is needed to install o
   sudo ./install.sh agent --manager HOST:1519 --token TOKEN
   sudo ./install.sh agent --bundle endpoint.json      offline enrollment file
 
-packages/ holds the .deb packages (and the Windows MSIs when they were built); programs/ holds the
-frozen one-dir programs, runnable in place on any glibc >= $(getconf GNU_LIBC_VERSION | awk '{print $2}') x86-64 Linux.
+  ./install.sh --extract DIR manager agent            the one-dir programs, for hosts without dpkg
+
+packages/ holds the .deb packages (and the Windows MSIs when they were built). The programs in
+them run on any glibc >= $(getconf GNU_LIBC_VERSION | awk '{print $2}') $ARCH Linux.
 README
 (cd "$B" && find . -type f ! -name SHA256SUMS -print0 | sort -z | xargs -0 sha256sum \
     | sed 's#  \./#  #' > SHA256SUMS)

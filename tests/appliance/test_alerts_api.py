@@ -20,7 +20,8 @@ def store() -> Iterator[Store]:
     with Store(":memory:") as s:
         # 250 detections, many sharing a timestamp (ties are broken by the key, not lost)
         rows = [
-            (EP, 1000.0 + i // 3, 2000.0, f"{i:04x}", [f"R{i % 4}"], i % 11) for i in range(250)
+            (EP, 1000.0 + i // 3, 2000.0, f"{i:04x}", [f"R{i % 4}"], i % 11, None)
+            for i in range(250)
         ]
         s.detections.add_many(rows)
         s.db.write(lambda cur: None)

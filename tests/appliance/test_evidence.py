@@ -81,7 +81,7 @@ def test_import_search_and_retro_hunt(tmp_path: Path) -> None:
 
 
 def test_unknown_files_are_counted_not_stored(tmp_path: Path) -> None:
-    from appliance.store.events import MemoryEventStore
+    from tests.support.memory_store import MemoryEventStore
 
     odd = tmp_path / "odd.jsonl"
     odd.write_text('{"a": 1}\n{"b": 2}\n')

@@ -76,8 +76,9 @@ def test_admin_authorizer_reads_the_first_head(env: object) -> None:
     from appliance.transport.server import admin_authorizer
 
     ctx = env.ctx  # type: ignore[attr-defined]
-    ctx.console = console_for(ctx)
-    sid, _ = ctx.console.auth.sessions.create(object(), role=Role.ADMIN.value, name="root")
+    console = console_for(ctx)
+    ctx.extensions.add(console)
+    sid, _ = console.auth.sessions.create(object(), role=Role.ADMIN.value, name="root")
     authorize = admin_authorizer(ctx)
     key = env.admin_key  # type: ignore[attr-defined]
     assert authorize(b"GET / HTTP/1.1\r\nX-Api-Key: " + key.encode() + b"\r\n\r\n")

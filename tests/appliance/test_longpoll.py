@@ -11,6 +11,7 @@ from appliance.runtime.context import build_context
 from appliance.store import CommandRecord, Endpoint, Store
 from appliance.transport.longpoll import Advisor, CommandBell, long_poll_for
 from appliance.transport.relay import _drop_close, parse_request
+from tests.support.memory_store import MemoryEventStore
 
 
 def test_parse_request_and_close() -> None:
@@ -65,7 +66,7 @@ def test_commands_queued_before_start_and_after_are_found(tmp_path: Path) -> Non
     store.endpoints.create(Endpoint("u1"))
     store.endpoints.create(Endpoint("u2"))
     store.commands.add(CommandRecord(id="c1", endpoint="u1", name="hash", created=time.time()))
-    ctx = build_context(data_dir=tmp_path, store=store)
+    ctx = build_context(data_dir=tmp_path, store=store, events=MemoryEventStore())
     lp = long_poll_for(ctx, lambda: 0)
     body = lp.dequeue("u1", "127.0.0.1")
     assert body is not None and b'"c1"' in body

@@ -19,13 +19,11 @@ from appliance.security.pki import Pki
 from appliance.services.retention import (
     Retention,
     RetentionWorker,
-    retention_for,
     start_retention_worker,
-    stop_retention,
 )
 from appliance.store import Store
-from appliance.store.events import MemoryEventStore
 from index import EndpointRef, EventStore
+from tests.support.memory_store import MemoryEventStore
 
 from .conftest import Clock, Env
 
@@ -111,10 +109,14 @@ def test_age_retention_drops_old_events_keeps_new_ones_searchable(
     fleet = Store(":memory:")
     try:
         events.append(_events("alphaold", 30), endpoint=EP, batch_id="old-1")
-        fleet.detections.add_many([(EP.uuid, store_clock.now, store_clock.now, "h1", ["s"], 5)])
+        fleet.detections.add_many(
+            [(EP.uuid, store_clock.now, store_clock.now, "h1", ["s"], 5, None)]
+        )
         store_clock.now += 100 * DAY
         events.append(_events("betanew", 20), endpoint=EP, batch_id="new-1")
-        fleet.detections.add_many([(EP.uuid, store_clock.now, store_clock.now, "h2", ["s"], 5)])
+        fleet.detections.add_many(
+            [(EP.uuid, store_clock.now, store_clock.now, "h2", ["s"], 5, None)]
+        )
         assert _total(events) == 50
         retention = Retention(
             events=events,
@@ -205,7 +207,7 @@ def test_zero_limits_keep_everything(events: EventStore, store_clock: Clock) -> 
 def test_memory_event_store_only_prunes_fleet_detections(store_clock: Clock) -> None:
     fleet = Store(":memory:")
     try:
-        fleet.detections.add_many([(EP.uuid, 0.0, store_clock.now - 91 * DAY, "h", ["s"], 1)])
+        fleet.detections.add_many([(EP.uuid, 0.0, store_clock.now - 91 * DAY, "h", ["s"], 1, None)])
         retention = Retention(
             events=MemoryEventStore(),
             detections=fleet.detections,
@@ -307,23 +309,29 @@ def test_context_worker_lifecycle(tmp_path: Path, pki_dir: Path) -> None:
         store=Store(":memory:"),
         pki=Pki(pki_dir, clock=clock),
         clock=clock,
+        events=MemoryEventStore(),
     )
     try:
-        worker = start_retention_worker(ctx, tick=0.01)
+        worker = start_retention_worker(ctx.retention, tick=0.01)
         assert worker is not None and worker.alive
-        assert start_retention_worker(ctx) is worker  # started once
         clock.now += 120
-        assert _settle(lambda: retention_for(ctx).runs == 1)
+        assert _settle(lambda: ctx.retention.runs == 1)
         assert "heron_retention_runs_total 1" in ctx.metrics.render()
-        stop_retention(ctx)
+        worker.stop()
         assert not worker.alive
-        stop_retention(ctx)  # idempotent
+        worker.stop()  # idempotent
     finally:
         ctx.close()
     off = replace(Config(), retention=RetentionConfig(interval=0.0))
-    ctx = build_context(data_dir=tmp_path, config=off, store=Store(":memory:"), clock=clock)
+    ctx = build_context(
+        data_dir=tmp_path,
+        config=off,
+        store=Store(":memory:"),
+        clock=clock,
+        events=MemoryEventStore(),
+    )
     try:
-        assert start_retention_worker(ctx) is None
+        assert start_retention_worker(ctx.retention) is None
     finally:
         ctx.close()
 
@@ -383,13 +391,13 @@ def test_admin_route_is_admin_only_and_documented(renv: Env) -> None:
         assert res.status_code == 403, res.text
         assert res.json["message"] == "NOK" and res.json["error"]
     assert renv.admin.simulate_post("/maintenance/retention").status_code == 401
-    assert retention_for(renv.ctx).runs == 0
+    assert renv.ctx.retention.runs == 0
     doc = renv.admin.simulate_get("/openapi.json").json
     assert "post" in doc["paths"]["/maintenance/retention"]
 
 
 def test_admin_route_conflicts_while_a_pass_runs(renv: Env) -> None:
-    retention = retention_for(renv.ctx)
+    retention = renv.ctx.retention
     with retention._lock:
         res = renv.a("POST", "/maintenance/retention")
     assert res.status_code == 409 and "already running" in res.json["error"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from appliance.services.tuning import tuning_for
 from appliance.store import Artifact
 from rules.suppress import suppressions_sha256
 
@@ -38,10 +37,10 @@ def test_suppressions_admin_api_and_per_group_endpoint_route(env: Env) -> None:
 def test_noisiest_rules_counts_hits_and_artifact_bytes(env: Env) -> None:
     now = env.ctx.clock()
     env.ctx.store.detections.add_many(
-        [("ep1", now, now, f"{i:040x}", ["Noisy"], 6) for i in range(5)]
+        [("ep1", now, now, f"{i:040x}", ["Noisy"], 6, None) for i in range(5)]
         + [
-            ("ep2", now, now, "f" * 40, ["Noisy", "Rare"], 8),
-            ("ep1", now - 3 * 86400, now - 3 * 86400, "e" * 40, ["Old"], 5),
+            ("ep2", now, now, "f" * 40, ["Noisy", "Rare"], 8, None),
+            ("ep1", now - 3 * 86400, now - 3 * 86400, "e" * 40, ["Old"], 5, None),
         ]
     )
     d = env.ctx.data_dir / "artifacts" / "ep1" / "g1" / ("a" * 40)
@@ -50,7 +49,7 @@ def test_noisiest_rules_counts_hits_and_artifact_bytes(env: Env) -> None:
     # synchronous writes queue behind the detection inserts: those are visible afterwards
     for name, size in (("manifest.json", 20), ("x.bin", 1000)):
         env.ctx.store.artifacts.add(Artifact("ep1", "g1", "a" * 40, name, size, "0" * 64, now))
-    rows = tuning_for(env.ctx).noisiest_rules(days=1)
+    rows = env.ctx.tuning.noisiest_rules(days=1)
     assert [r["rule"] for r in rows] == ["Noisy", "Rare"]
     assert rows[0]["hits"] == 6 and rows[0]["endpoints"] == 2
     assert rows[0]["artifact_bytes"] == 1020 and rows[0]["artifact_files"] == 2

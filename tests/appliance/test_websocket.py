@@ -11,6 +11,7 @@ from appliance.api.app import Api, create_app
 from appliance.runtime.context import build_context
 from appliance.transport.tlsfront import ConnInfo
 from appliance.transport.websocket import WsStreams
+from tests.support.memory_store import MemoryEventStore
 
 UPGRADE = (
     "GET {target} HTTP/1.1\r\nHost: m:1520\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\n"
@@ -20,7 +21,7 @@ UPGRADE = (
 
 @pytest.fixture
 def streams(tmp_path: Path) -> WsStreams:
-    ctx = build_context(data_dir=tmp_path)
+    ctx = build_context(data_dir=tmp_path, events=MemoryEventStore())
     return WsStreams(app=create_app(ctx, Api.ADMIN), hub=ctx.hub, config=ctx.config.streams)
 
 

@@ -13,6 +13,7 @@ from appliance.core.errors import Conflict, StoreError
 from appliance.store import CertRecord, CommandRecord, Endpoint, Role, Token, User
 from appliance.store.postgres import ClusterStore, translate
 from tests.cluster.servers import Postgres
+from tests.e2e.harness import wait_for
 
 
 @pytest.fixture
@@ -127,7 +128,40 @@ def test_upserts_deletes_and_errors(fronts: tuple[ClusterStore, ClusterStore]) -
     assert b.documents.delete("misp", key)
     assert a.documents.get("misp", key) is None
     ep = _id()
-    a.detections.add_many([(ep, 1.0, 1.0, "h", ["Sig"], 5)])
+    a.detections.add_many([(ep, 1.0, 1.0, "h", ["Sig"], 5, None)])
     assert b.detections.prune(before=2.0) >= 1
     with pytest.raises(StoreError):
         a.db.query("SELECT nope FROM endpoints")
+
+
+def _rule(name: str) -> dict[str, object]:
+    return {
+        "Name": name,
+        "Meta": {
+            "Events": {"Microsoft-Windows-Sysmon/Operational": [1]},
+            "Criticality": 5,
+            "Schema": "2.0.0",
+        },
+        "Matches": ["$a: Image ~= 'x'"],
+        "Condition": "$a",
+    }
+
+
+def test_rules_and_iocs_cached_by_one_front_end_follow_the_others_writes(
+    fronts: tuple[ClusterStore, ClusterStore],
+) -> None:
+    from appliance.services.content import Content
+    from rules import wire
+
+    a, b = fronts
+    content_a, content_b = Content(a, time.time), Content(b, time.time)
+    before = content_b.rules_text()[1]  # B serves (and caches) the rules as they are
+    content_a.put_rules([_rule("Added" + _id()[:8])], update=True)
+    wait_for(lambda: content_b.rules_text()[1] != before, 30, "B to serve the new rules")
+    assert content_b.rules_text() == content_a.rules_text()
+    iocs_before = content_b.iocs()[1]
+    a.iocs.upsert(
+        [wire.Ioc("evil.example", "domain", str(uuid.uuid4()), str(uuid.uuid4()), "t")], 1.0
+    )
+    wait_for(lambda: content_b.iocs()[1] != iocs_before, 30, "B to serve the new IoC")
+    assert content_b.iocs() == content_a.iocs()

@@ -84,7 +84,9 @@ def manager(tmp_path: Path):
     from appliance.security.pki import Pki
 
     pki = Pki.create(tmp_path / "pki", server_names=["localhost", "127.0.0.1"])
-    ctx = build_context(data_dir=tmp_path / "mgr", pki=pki)
+    from tests.support.memory_store import MemoryEventStore
+
+    ctx = build_context(data_dir=tmp_path / "mgr", pki=pki, events=MemoryEventStore())
     mgr = Manager(ctx, create_app(ctx, Api.ENDPOINT), create_app(ctx, Api.ADMIN))
     yield mgr
     ctx.close()

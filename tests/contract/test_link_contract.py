@@ -322,7 +322,6 @@ def test_update_checks_are_one_request_and_match_the_single_routes(
 def test_suppressions_pushed_by_group_and_applied_by_the_agent(manager, tmp_path: Path) -> None:
     from agent.link.link import attach
     from agent.service import build_agent
-    from appliance.services.tuning import tuning_for
     from tests.agent.conftest import gene_rule, make_config
 
     config = make_config(tmp_path)
@@ -350,7 +349,7 @@ def test_suppressions_pushed_by_group_and_applied_by_the_agent(manager, tmp_path
         ],
         update=False,
     )
-    tuning = tuning_for(manager.ctx)
+    tuning = manager.ctx.tuning
     tuning.add(
         {"rule": "TmpExec", "image_prefix": "C:\\Windows\\Temp\\msbuild", "group": "builders"}
     )

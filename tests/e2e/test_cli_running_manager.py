@@ -45,9 +45,10 @@ def test_admin_commands_work_against_the_running_manager(
     assert stat.S_IMODE(local.stat().st_mode) == 0o600
     assert stat.S_IMODE(local.parent.stat().st_mode) == 0o700
 
-    added = cli(data, "user", "add", "ops", "--role", "analyst")
+    added = cli(data, "user", "add", "ops")  # no --role: analyst, as POST /users
     assert added.returncode == 0, added.stderr
     first_key = json.loads(added.stdout)["key"]
+    assert json.loads(added.stdout)["role"] == "analyst"
     rotated = cli(data, "user", "rotate-key", "ops")
     assert rotated.returncode == 0, rotated.stderr
     assert json.loads(rotated.stdout)["key"] not in ("", first_key)
@@ -90,6 +91,7 @@ def test_admin_commands_work_against_the_running_manager(
     # the API route itself (console and scripts)
     doc = manager.admin("POST", "/enroll/bundle", {"group": "g2"})
     assert doc["key_pem"].startswith("-----BEGIN") and doc["ca_sha256"] == manager.ca_sha256
+    assert doc["manager"] == doc["addresses"][0] and doc["manager"].startswith("127.0.0.1:")
 
     # rule packs while it runs: a pack off changes the served hash, a rollback restores it
     packs = {p["name"]: p for p in json.loads(cli(data, "rules", "packs").stdout)}

@@ -137,10 +137,13 @@ def test_init_run_enroll_ingest_restart(tmp_path: Path) -> None:
     ]
     # heron-local-cli: the key `run` gives the CLI while it runs (appliance/runtime/localadmin.py)
     assert [u["identifier"] for u in users] == ["admin", "heron-local-cli"]
-    added = json.loads(
-        cli("user", "add", "bob", "--role", "analyst", "--data-dir", str(data)).stdout
-    )
+    # no --role: least privilege, as POST /users (issue 15)
+    added = json.loads(cli("user", "add", "bob", "--data-dir", str(data)).stdout)
     assert added["key"].startswith("hk_") and added["role"] == "analyst"
+    admin2 = json.loads(
+        cli("user", "add", "eve", "--role", "admin", "--data-dir", str(data)).stdout
+    )
+    assert admin2["role"] == "admin"
     listed = cli("endpoint", "list", "--data-dir", str(data)).stdout
     assert enrolled["uuid"] in listed
     bundle_dir = tmp_path / "bundle"

@@ -31,6 +31,7 @@ from appliance.security.pki import Pki
 from appliance.store import Role, Store
 from appliance.transport.server import Bound, ManagerServer
 from rules import wire
+from tests.support.memory_store import MemoryEventStore
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,11 @@ class Manager:
             streams=replace(config.streams, **streams),
         )
         self.ctx: AppContext = build_context(
-            data_dir=tmp, config=config, store=Store(tmp / "heron.duckdb"), pki=self.pki
+            data_dir=tmp,
+            config=config,
+            store=Store(tmp / "heron.duckdb"),
+            pki=self.pki,
+            events=MemoryEventStore(),
         )
         self.server = ManagerServer(self.ctx)
         self.bound: Bound = self.server.start()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +42,8 @@ def _recipe(target: str) -> tuple[list[str], list[str]]:
 def test_make_targets_run_the_packaging_scripts(target: str, script: str) -> None:
     prereq, body = _recipe(target)
     # build/deb/offline-bundle name stamp files whose recipes run the scripts (issue 15)
-    for stamp in (p for p in prereq if p.startswith("dist/.stamp-")):
-        body = body + [
-            line.split()[0] + " " + line.split()[1] if line.startswith("bash ") else line
-            for line in _recipe(stamp)[1]
-        ]
+    for stamp in (p for p in prereq if p.startswith("$(DIST)/.stamp-")):
+        body = body + [line.removeprefix("$(BUILD_ENV) ") for line in _recipe(stamp)[1]]
     assert any(line.startswith(f"bash {script}") for line in body)
     assert (ROOT / script).is_file()
     run(["bash", "-n", str(ROOT / script)])
@@ -52,16 +51,40 @@ def test_make_targets_run_the_packaging_scripts(target: str, script: str) -> Non
 
 def test_make_target_order() -> None:
     # file targets with their inputs: each artifact built once, rebuilt only when inputs change
-    assert _recipe("deb")[0] == ["dist/.stamp-deb"]
-    assert _recipe("offline-bundle")[0] == ["dist/.stamp-offline-bundle"]
-    assert _recipe("build")[0] == ["dist/.stamp-heron-manager", "dist/.stamp-heron-agent"]
-    deb = _recipe("dist/.stamp-deb")[0]
-    assert {"dist/.stamp-heron-manager", "dist/.stamp-heron-agent", "$(DEB_INPUTS)"} <= set(deb)
-    assert {"dist/.stamp-deb", "$(BUNDLE_INPUTS)"} <= set(_recipe("dist/.stamp-offline-bundle")[0])
-    assert "$(PROGRAM_INPUTS)" in _recipe("dist/.stamp-heron-agent")[0]
+    assert _recipe("deb")[0] == ["$(DIST)/.stamp-deb"]
+    assert _recipe("offline-bundle")[0] == ["$(DIST)/.stamp-offline-bundle"]
+    assert _recipe("build")[0] == ["$(DIST)/.stamp-heron-manager", "$(DIST)/.stamp-heron-agent"]
+    deb = _recipe("$(DIST)/.stamp-deb")[0]
+    assert {"$(DIST)/.stamp-heron-manager", "$(DIST)/.stamp-heron-agent", "$(DEB_INPUTS)"} <= set(
+        deb
+    )
+    bundle = set(_recipe("$(DIST)/.stamp-offline-bundle")[0])
+    assert {"$(DIST)/.stamp-deb", "$(BUNDLE_INPUTS)"} <= bundle
+    assert "$(PROGRAM_INPUTS)" in _recipe("$(DIST)/.stamp-heron-agent")[0]
+    # the programs are frozen from the build venv (runtime deps + PyInstaller), not the dev venv
+    prereq, body = _recipe("$(DIST)/.stamp-heron-manager")
+    assert prereq[-2:] == ["|", "$(BUILD_VENV)/.installed"]
+    assert body[0].startswith("$(BUILD_ENV) bash build/build.sh")
+    prereq, body = _recipe("$(BUILD_VENV)/.installed")
+    assert "build/requirements.py" in prereq
+    assert any("--no-index --find-links" in line for line in body)
     prereq, body = _recipe("test-frozen")
     assert "setup" in prereq
     assert any("-m slow tests/packaging" in line for line in body)
+
+
+def test_build_requirements_are_runtime_deps_and_pyinstaller_only() -> None:
+    spec = importlib.util.spec_from_file_location("requirements", ROOT / "build/requirements.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reqs = module.requirements()
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        project = tomllib.load(fh)["project"]
+    assert reqs == project["dependencies"] + project["optional-dependencies"]["build"]
+    names = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in reqs}
+    assert "pyinstaller" in names
+    assert not names & {"pytest", "ruff", "mypy", "chdb", "hypothesis", "selenium"}
 
 
 def test_windows_workflow_builds_installs_and_uploads() -> None:

@@ -1,7 +1,10 @@
 """Slow tier: build both frozen one-dirs once, then smoke-test them as users run them.
 
-The session fixture runs build/build.sh (PyInstaller, `nice`d) into a temporary dist directory;
-set HERON_FROZEN_DIST=DIR to test an existing build instead (e.g. `make build` output).
+The session fixture builds as an air-gapped build box does: `make wheelhouse` (the only step
+with network), then `make build` into a temporary dist directory from that wheelhouse alone, in a
+network namespace with no interface up when the test runs as root (pip's own configuration and
+local wheel directories are switched off: the wheelhouse must be enough). Set
+HERON_FROZEN_DIST=DIR to test an existing build instead (e.g. `make build` output).
 
 The smoke test runs the frozen programs, with no Python on their PATH and from `/`, inside a
 private network namespace when the test runs as root (loopback only): manager init + run, agent
@@ -18,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.packaging.conftest import BUILD, PACKAGING, ROOT, DpkgRoot, need, run
+from tests.packaging.conftest import PACKAGING, ROOT, DpkgRoot, need, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -38,9 +42,28 @@ STARTUP_LIMIT = 240  # seconds: a condition wait, generous for a busy shared box
 
 
 @dataclass
+class MakeBuild:
+    """`make` with the variables that built the session's programs (temporary venv, dist, …)."""
+
+    variables: list[str]
+    env: dict[str, str]
+    isolated: bool  # run in a network namespace without network
+    log: str = ""
+
+    def make(self, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+        cmd = ["make", "--no-print-directory", *self.variables, *args]
+        if self.isolated:
+            cmd = ["unshare", "--net", "--", *cmd]
+        return subprocess.run(
+            cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+
+@dataclass
 class FrozenDist:
     root: Path
     build_seconds: dict[str, float] = field(default_factory=dict)
+    build: MakeBuild | None = None  # None for HERON_FROZEN_DIST
 
     def program(self, role: str) -> Path:
         return self.root / f"heron-{role}" / f"heron-{role}"
@@ -50,23 +73,43 @@ class FrozenDist:
         return sum(p.stat().st_size for p in onedir.rglob("*") if p.is_file()) / 2**20
 
 
+def offline_make_build(tmp: Path) -> tuple[MakeBuild, Path]:
+    """`make wheelhouse` (online), then `make build` from that wheelhouse with no network."""
+    common = [
+        f"BUILD_VENV={tmp / 'venv'}",
+        f"WHEELHOUSE={tmp / 'wheelhouse'}",
+        f"DIST={tmp / 'dist'}",
+        f"PYI_WORK={tmp / 'work'}",
+    ]
+    online = subprocess.run(
+        ["make", "--no-print-directory", "wheelhouse", *common, f"BUILD_VENV={tmp / 'wh-venv'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert online.returncode == 0, online.stdout + online.stderr
+    # pip configured by the box (config files, PIP_FIND_LINKS to local wheels) must not help
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, DEB_COMPRESSION="none", BUNDLE_GZIP_LEVEL="1")
+    isolated = os.geteuid() == 0 and shutil.which("unshare") is not None
+    build = MakeBuild(common, env, isolated)
+    proc = build.make("build")
+    build.log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, build.log
+    return build, tmp / "dist"
+
+
 @pytest.fixture(scope="session")
 def frozen(tmp_path_factory: pytest.TempPathFactory) -> FrozenDist:
     existing = os.environ.get("HERON_FROZEN_DIST")
-    if not existing:
-        pytest.importorskip("PyInstaller", reason="PyInstaller is the `build` extra: make setup")
     if existing:
         dist = FrozenDist(Path(existing).resolve())
     else:
-        dist = FrozenDist(tmp_path_factory.mktemp("frozen-dist"))
-        for role in ("manager", "agent"):
-            start = time.monotonic()
-            run(
-                ["bash", str(BUILD / "build.sh"), role],
-                env={"DISTPATH": str(dist.root), "PYTHON": sys.executable},
-                timeout=1200,
-            )
-            dist.build_seconds[role] = time.monotonic() - start
+        build, root = offline_make_build(tmp_path_factory.mktemp("frozen"))
+        dist = FrozenDist(root, build=build)
+        for m in re.finditer(r"built \S+/heron-(\w+) in (\d+)s", build.log):
+            dist.build_seconds[m.group(1)] = float(m.group(2))
     for role in ("manager", "agent"):
         assert dist.program(role).is_file(), f"no frozen heron-{role} in {dist.root}"
     sys.stderr.write(
@@ -243,6 +286,68 @@ def test_one_dirs_exist_and_agent_has_no_manager_stack(frozen: FrozenDist) -> No
         assert any(m.startswith(ours + ".") for m in modules), f"heron-{role} lacks {ours}"
     sizes = {r: round(frozen.size_mib(r)) for r in ("manager", "agent")}
     assert sizes["agent"] < sizes["manager"], sizes
+
+
+DEV_ONLY = {"pytest", "hypothesis", "schemathesis", "ruff", "mypy", "chdb", "selenium", "psycopg"}
+
+
+def _built_by_make(frozen: FrozenDist) -> MakeBuild:
+    if frozen.build is None:
+        pytest.skip("HERON_FROZEN_DIST: these programs were built elsewhere")
+    return frozen.build
+
+
+def test_build_runs_offline_from_the_wheelhouse_with_runtime_deps_only(
+    frozen: FrozenDist,
+) -> None:
+    build = _built_by_make(frozen)
+    assert "--no-index --find-links" in build.log
+    venv = Path(build.variables[0].split("=", 1)[1])
+    listed = subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "list", "--format=json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=build.env,
+    ).stdout
+    names = {p["name"].lower() for p in json.loads(listed)}
+    assert {"pyinstaller", "duckdb", "tantivy", "falcon"} <= names
+    assert not names & DEV_ONLY, names & DEV_ONLY
+    if not build.isolated:
+        pytest.skip("built with --no-index, but a network namespace needs root")
+
+
+def _recipes(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(("bash ", "PYTHON="))]
+
+
+def test_make_builds_each_artifact_once_then_nothing(frozen: FrozenDist) -> None:
+    build = _built_by_make(frozen)
+    proc = build.make("build", "deb", "offline-bundle")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the programs of the fixture's `make build` are reused: no PyInstaller run here
+    ran = _recipes(proc.stdout)
+    assert [r.split()[1] for r in ran] == [
+        "packaging/deb/build-deb.sh",
+        "packaging/offline/make-bundle.sh",
+    ], ran
+    # a second run has nothing to do, and `make -q` agrees
+    assert _recipes(build.make("build", "deb", "offline-bundle").stdout) == []
+    assert build.make("-q", "build", "deb", "offline-bundle").returncode == 0
+    # an input rebuilds what depends on it, and only that
+    changed = "packaging/offline/install.sh"
+    assert build.make("-q", "-W", changed, "deb").returncode == 0
+    assert build.make("-q", "-W", changed, "offline-bundle").returncode == 1
+    assert build.make("-q", "-W", "packaging/deb/agent/postinst", "build").returncode == 0
+    assert build.make("-q", "-W", "rules/__init__.py", "build").returncode == 1
+    # the bundle holds each program once: in its .deb, nothing else of size
+    dist = frozen.root
+    [bundle] = dist.glob("heron-offline-*.tar.gz")
+    with tarfile.open(bundle) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+    debs = [m for m in members if m.name.endswith(".deb")]
+    assert len(debs) == 2
+    assert sum(m.size for m in members if m not in debs) < 2**20, [m.name for m in members]
 
 
 @pytest.mark.parametrize("role", ["manager", "agent"])
@@ -517,10 +622,8 @@ def test_offline_bundle_from_frozen(frozen: FrozenDist, frozen_debs: Path, tmp_p
     run(["tar", "-xzf", str(archive), "-C", str(tmp_path)])
     [top] = [p for p in tmp_path.iterdir() if re.match(r"heron-offline-", p.name)]
     run(["bash", str(top / "install.sh"), "--verify-only"])
-    # The bundled frozen programs run straight from the extracted archive.
-    assert (
-        "heron-manager"
-        in run(
-            [str(top / "programs/heron-manager/heron-manager"), "--help"], env=clean_env(tmp_path)
-        ).stdout
-    )
+    # Each program is in the bundle once (in its .deb); --extract unpacks a runnable one-dir.
+    assert not (top / "programs").exists()
+    run(["bash", str(top / "install.sh"), "--extract", str(tmp_path / "x"), "manager"])
+    program = tmp_path / "x/heron-manager/heron-manager"
+    assert "heron-manager" in run([str(program), "--help"], env=clean_env(tmp_path)).stdout

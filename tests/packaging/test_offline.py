@@ -55,8 +55,8 @@ def test_archive_has_one_top_directory_with_everything(bundle: Path) -> None:
     assert {"install.sh", "README.txt", "SHA256SUMS"} <= rel
     assert any(n.startswith("packages/heron-manager_") and n.endswith(".deb") for n in rel)
     assert any(n.startswith("packages/heron-agent_") and n.endswith(".deb") for n in rel)
-    assert "programs/heron-manager/heron-manager" in rel
-    assert "programs/heron-agent/heron-agent" in rel
+    # each program once, inside its .deb (a programs/ copy doubled the bundle: issue 15)
+    assert not any(n.startswith("programs") for n in rel), sorted(rel)
     # The archive's own checksum file sits next to it.
     digest = hashlib.sha256(bundle.read_bytes()).hexdigest()
     assert (bundle.parent / (bundle.name + ".sha256")).read_text().split()[0] == digest
@@ -123,10 +123,35 @@ def test_installer_installs_into_a_root(unpacked: Path, dpkg_root: Callable[[], 
     assert root.user("heron") is not None
 
 
-def test_extract_copies_the_frozen_programs(unpacked: Path, tmp_path: Path) -> None:
+def test_extract_unpacks_the_frozen_programs_from_the_debs(
+    unpacked: Path, fake_dist: Path, tmp_path: Path
+) -> None:
     run(["bash", str(unpacked / "install.sh"), "--extract", str(tmp_path / "x"), "agent"])
     assert (tmp_path / "x/heron-agent/heron-agent").stat().st_mode & 0o111
     assert not (tmp_path / "x/heron-manager").exists()
+    assert _tree(tmp_path / "x/heron-agent") == _tree(fake_dist / "heron-agent")
+
+
+def _tree(top: Path) -> dict[str, bytes]:
+    return {p.relative_to(top).as_posix(): p.read_bytes() for p in top.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("compression", ["xz", "none"])
+def test_extract_reads_every_deb_compression(
+    fake_dist: Path, tmp_path: Path, compression: str
+) -> None:
+    # without dpkg: the installer's own ar reader, whatever build-deb.sh compressed with
+    need("dpkg-deb", "xz")
+    bundle = tmp_path / "b"
+    run(
+        ["bash", str(PACKAGING / "deb/build-deb.sh"), "--src", str(fake_dist), "--out"]
+        + [str(bundle / "packages"), "manager"],
+        env={"DEB_COMPRESSION": compression},
+    )
+    shutil.copy(PACKAGING / "offline/install.sh", bundle / "install.sh")
+    run(["sh", "-c", "sha256sum install.sh packages/* > SHA256SUMS"], cwd=bundle)
+    run(["bash", str(bundle / "install.sh"), "--extract", str(tmp_path / "x"), "manager"])
+    assert _tree(tmp_path / "x/heron-manager") == _tree(fake_dist / "heron-manager")
 
 
 def test_bundle_scripts_never_download() -> None:

@@ -139,7 +139,7 @@ def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
     )
     ctx = build_context(data_dir=tmp, pki=pki, events=events, config=config)
     closers: list[Any] = [ctx.close]
-    ctx.console = console_for(ctx)
+    ctx.extensions.add(console_for(ctx))
     _, admin_key = ctx.identity.add_user("alice", Role.ADMIN, description="browser tests")
     _, analyst_key = ctx.identity.add_user("bob", Role.ANALYST)
     bundle = ctx.identity.bundle(group="finance", hostname=hostname)

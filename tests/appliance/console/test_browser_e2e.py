@@ -3,8 +3,9 @@
 A detection arrives live → the analyst opens it, sees the process tree (parent and child from the
 stored process-creation events, the detected process highlighted), runs `hash` on the image (the
 agent side is played by this test with the agent's real command runner, over mutual TLS) and sees
-the result, marks it a false positive and MISP receives a type-1 sighting of its IoC.
-Suppressions are not on main yet (issue 16): the last step of the issue's scenario is not here.
+the result, marks it a false positive and MISP receives a type-1 sighting of its IoC, tries a
+suppression on the stored detections, saves it, and the same activity sent again no longer
+alerts.
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ def _proc(manager: Manager, image: str, guid: str, parent: str, **extra: Any) ->
     return ev
 
 
+def _stored_count(manager: Manager, guid: str) -> int:
+    found = manager.admin("GET", "/search", params={"q": f'ProcessGuid:"{guid}"'})
+    total: int = found.json()["data"]["total"]
+    return total
+
+
 def test_alert_to_decision(
     browser: Browser, manager: Manager, clean_console, tmp_path: Path
 ) -> None:
@@ -149,8 +156,26 @@ def test_alert_to_decision(
             ]
         assert any(t == "1" for t, _ in sightings), sightings
         browser.screenshot("32-e2e-false-positive")
+
+        # a suppression from the alert: tried on stored detections, then saved
+        browser.button("Try on stored events", dialog).click()
+        browser.wait_text("dialog[open] .suppress-out", "would silence 1 of 1 stored detection")
+        browser.button("Suppress and close", dialog).click()
+        browser.wait_text("dialog[open] .suppress-out", "Suppressed:")
+        browser.screenshot("33-e2e-suppressed")
         browser.button("Close", dialog).click()
         browser.wait_text("#alerts-summary", "0 of 0")  # nothing left in the open queue
+
+    # the same activity again (a new process, same image and command line): stored, no alert
+    again = _proc(manager, str(image), _guid(), parent, signature="E2E-EvilTool", criticality=10)
+    assert manager.post_logs([again]).status_code == 200
+    browser.wait(
+        lambda d: _stored_count(manager, str(again["Event"]["EventData"]["ProcessGuid"])) == 1,
+        timeout=60,
+    )
+    every = manager.admin("GET", "/alerts", params={"status": "all", "signature": "E2E-EvilTool"})
+    assert len(every.json()["data"]["alerts"]) == 1, every.text  # only the first one
+    assert browser.css("#alerts-summary").text.startswith("0 of 0")
 
 
 def test_command_results_on_the_endpoint_page(

@@ -140,7 +140,8 @@ def test_ten_thousand_alerts_open_fast_and_page_by_cursor(
 ) -> None:
     now = time.time()
     rows = [
-        (manager.endpoint_uuid, now - i, now, f"{i:08x}", ["Volume"], i % 11) for i in range(10_000)
+        (manager.endpoint_uuid, now - i, now, f"{i:08x}", ["Volume"], i % 11, None)
+        for i in range(10_000)
     ]
     for start in range(0, len(rows), 1000):
         manager.ctx.store.detections.add_many(rows[start : start + 1000])
@@ -227,6 +228,21 @@ def test_admin_enrollment_health_and_audit_log(
     audit = browser.wait_text("section[aria-labelledby=adm-audit]", "false_positive")
     assert "alice (admin)" in audit.text
     browser.screenshot("25-admin")
+    # the audit log pages by cursor: 500 entries first, older ones on demand
+    for i in range(600):
+        manager.ctx.store.audit.record(1_000_000.0 + i, "seed", "admin", "seed.entry", f"t{i}")
+    manager.ctx.store.db.write(lambda cur: None)
+    browser.go("#/dashboard")
+    browser.go("#/admin")
+    caption = "section[aria-labelledby=adm-audit] caption"
+    browser.wait_text(caption, "500 entries loaded")
+    browser.css("#audit-more").click()
+    browser.wait_text(caption, "entries loaded, newest first")
+    browser.wait(lambda d: "500 entries" not in browser.css(caption).text)
+    loaded = int(browser.css(caption).text.split()[0])
+    assert loaded > 600  # the seeded ones plus what this module's tests did
+    health = browser.css("section[aria-labelledby=adm-health]").text
+    assert "Rules (count, state, hash)" in health and "Losses" in health
     browser.go("#/dashboard")
     browser.go("#/admin")  # the new bundle's endpoint is listed, its name shown as text
     browser.wait_text("section[aria-labelledby=adm-health]", "AIRGAP-<b>1</b>")

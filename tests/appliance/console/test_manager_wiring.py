@@ -15,7 +15,7 @@ from appliance.console import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, console_
 from appliance.runtime.context import AppContext, build_context
 from appliance.security.pki import Pki
 from appliance.store import Role, Store
-from appliance.store.events import MemoryEventStore
+from tests.support.memory_store import MemoryEventStore
 
 
 @dataclass
@@ -38,7 +38,7 @@ def admin(tmp_path: Path) -> Iterator[Admin]:
     ctx = build_context(
         data_dir=tmp_path, store=Store(":memory:"), pki=pki, events=MemoryEventStore()
     )
-    ctx.console = console_for(ctx)
+    ctx.extensions.add(console_for(ctx))
     keys = {}
     for name, role in (("alice", Role.ADMIN), ("bob", Role.ANALYST), ("feed", Role.PLUGIN)):
         keys[name] = ctx.identity.add_user(name, role)[1]
@@ -123,7 +123,7 @@ def test_role_change_applies_to_open_sessions(admin: Admin) -> None:
 
 def test_overview_on_the_real_store(admin: Admin) -> None:
     now = admin.ctx.clock()
-    admin.ctx.store.detections.add_many([("ep-1", now - 30, now - 29, "h", ["RuleA"], 8)])
+    admin.ctx.store.detections.add_many([("ep-1", now - 30, now - 29, "h", ["RuleA"], 8, None)])
     admin.ctx.store.db.write(lambda cur: None)
     assert admin.client.simulate_get("/console/api/overview").status_code == 401
     cookies, _ = admin.login("bob")

@@ -27,11 +27,11 @@ NOW = 1_700_000_000.0
 def store() -> Iterator[Store]:
     with Store(":memory:") as s:
         rows = [
-            ("ep-a", NOW - 60, NOW - 59, "h1", ["Mimikatz"], 10),
-            ("ep-a", NOW - 120, NOW - 119, "h2", ["Mimikatz", "LsassAccess"], 9),
-            ("ep-b", NOW - 3 * 3600, NOW - 3 * 3600, "h3", ["LsassAccess"], 7),
-            ("ep-b", NOW - 23.5 * 3600, NOW - 23.5 * 3600, "h4", ["PowershellEncoded"], 5),
-            ("ep-c", NOW - 30 * 3600, NOW - 30 * 3600, "h5", ["TooOld"], 3),  # outside 24 h
+            ("ep-a", NOW - 60, NOW - 59, "h1", ["Mimikatz"], 10, None),
+            ("ep-a", NOW - 120, NOW - 119, "h2", ["Mimikatz", "LsassAccess"], 9, None),
+            ("ep-b", NOW - 3 * 3600, NOW - 3 * 3600, "h3", ["LsassAccess"], 7, None),
+            ("ep-b", NOW - 23.5 * 3600, NOW - 23.5 * 3600, "h4", ["PowershellEncoded"], 5, None),
+            ("ep-c", NOW - 30 * 3600, NOW - 30 * 3600, "h5", ["TooOld"], 3, None),  # outside 24 h
         ]
         s.detections.add_many(rows)
         s.db.write(lambda cur: None)  # barrier: the writer thread has applied the batch

@@ -10,12 +10,19 @@ from typing import Any
 
 import pytest
 
-from appliance.misp.integration import attach_misp, start_misp_worker, stop_misp
+from appliance.misp.integration import MispExtension
 from rules import wire
 from rules.iocs import IocSet
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
 
 from .conftest import Clock, seed_event, write_artifacts
+
+
+def _misp(ctx: Any) -> MispExtension:
+    misp = ctx.extensions.get(MispExtension)
+    assert misp is not None
+    return misp
+
 
 SHA = "d" * 64
 
@@ -155,20 +162,25 @@ def test_end_to_end_ioc_sighting_and_report(
 
 def test_worker_lifecycle_and_idempotent_attach(configured: Any, fake: FakeMisp) -> None:
     ctx = configured.ctx
-    sync = attach_misp(ctx)
-    assert attach_misp(ctx) is sync
+    misp = ctx.extensions.get(MispExtension)
+    assert misp is not None
+    sync = misp.default
+    assert misp.default is sync
     assert ctx.event_listeners.count(sync.on_events) == 1
-    worker = start_misp_worker(ctx, interval=0.05)
-    assert start_misp_worker(ctx) is worker
+    misp.interval = 0.05
+    misp.start()
+    worker = misp.worker
+    misp.start()
+    assert worker is not None and misp.worker is worker  # started once
     seed_event(fake, [("sha256", SHA)])
     import time
 
     deadline = time.monotonic() + 5
     while not fake.requests_to("/attributes/restSearch") and time.monotonic() < deadline:
         time.sleep(0.05)
-    stop_misp(ctx)
+    misp.stop()
     assert fake.requests_to("/attributes/restSearch")
-    assert "misp" not in ctx.extra
+    assert misp.worker is None and misp.queued_batches() == 0  # rebuilt on next use
 
 
 def test_ioc_table_follows_misp_and_keeps_other_sources(
@@ -223,7 +235,7 @@ def test_dead_letters_are_listed_retried_and_discarded(
     """Point 3: the dead-letter list in the API and the status, retry after fixing the cause."""
     env = configured
     fake.max_body = 1000  # a proxy in front of MISP refuses every report body (HTML 413)
-    sync = attach_misp(env.ctx)
+    sync = _misp(env.ctx).default
     for n in (1, 2):
         sync.on_report({"uuid": "ep"}, write_artifacts(tmp_path / "a", event_hash=f"{n:040x}"))
     status = env.a("POST", "/misp/sync", json={}).json["data"]
@@ -322,10 +334,7 @@ def test_several_misp_instances(configured: Any, fake: FakeMisp, clock: Clock) -
         assert listed[1]["streams"]["pull"] == "ok"
         assert env.a("GET", "/misp/status", params={"instance": "nope"}).status_code == 404
         # the worker runs every instance
-        attach_misp(env.ctx)
-        from appliance.misp.integration import attach_instances
-
-        instances = attach_instances(env.ctx)
+        instances = _misp(env.ctx).instances()
         assert instances.wants_events()
         assert env.a("DELETE", "/misp/instances/partner").status_code == 200
         assert {i.source for i in table.list()} == {"misp"}

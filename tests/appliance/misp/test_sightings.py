@@ -263,7 +263,7 @@ def test_wants_events_follows_settings_and_gates_the_ingest_dispatcher(
 
     sync = make_sync(enabled=False)
     dispatcher = ListenerDispatcher()
-    dispatcher.listeners.append(sync.on_events)  # as attach_misp registers it
+    dispatcher.listeners.append(sync.on_events)  # as MispExtension registers it
     prepared = threading.Event()
     try:
         dispatcher.dispatch(EP, [sysmon(Hashes=f"SHA256={SHA}")], prepared.set)  # type: ignore[arg-type]

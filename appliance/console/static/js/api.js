@@ -34,8 +34,9 @@ export function apiUrl(path, query = {}) {
   return url;
 }
 
-/** Call the admin API; resolves to the envelope's `data`, rejects with ApiError. */
-export async function api(method, path, { query = {}, body, text = false } = {}) {
+/** Call the admin API; resolves to the envelope's `data` (with `paged`: `{data, next}`, `next`
+ * the cursor of the following page or null), rejects with ApiError. */
+export async function api(method, path, { query = {}, body, text = false, paged = false } = {}) {
   const headers = { Accept: "application/json" };
   if (method !== "GET" && method !== "HEAD") headers[CSRF_HEADER] = readCookie(CSRF_COOKIE);
   const init = { method, headers, credentials: "same-origin", cache: "no-store" };
@@ -61,10 +62,13 @@ export async function api(method, path, { query = {}, body, text = false } = {})
     throw new ApiError(resp.status, typeof msg === "string" ? msg : JSON.stringify(msg));
   }
   if (text) return raw;
-  return envelope ? json.data : json;
+  const data = envelope ? json.data : json;
+  return paged ? { data, next: resp.headers.get("X-Heron-Next-Cursor") } : data;
 }
 
 export const get = (path, query) => api("GET", path, { query });
+/** One page of a cursor-paged list: `{data, next}`. */
+export const getPage = (path, query) => api("GET", path, { query, paged: true });
 export const post = (path, body, query) => api("POST", path, { body, query });
 export const put = (path, body, query) => api("PUT", path, { body, query });
 export const del = (path, query) => api("DELETE", path, { query });

@@ -1,8 +1,8 @@
 // Administration: enrollment (CA fingerprint, one-time tokens, offline bundles), the audit log
 // and endpoint health (last seen, status, agent version, score). Admins only.
 
-import { apiUrl, get, post } from "../api.js";
-import { errorBox, field, fmtAgo, fmtTime, h, replace, saveBlob, table } from "../dom.js";
+import { apiUrl, get, getPage, post } from "../api.js";
+import { errorBox, field, fmtAgo, fmtTime, h, replace, saveBlob, table, toast } from "../dom.js";
 import { endpointOs, isOnline, listEndpoints } from "../data.js";
 
 function enrollment(ca) {
@@ -29,7 +29,7 @@ function enrollment(ca) {
   bundleForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
-      const resp = await fetch(apiUrl("/enroll/bundles"), {
+      const resp = await fetch(apiUrl("/enroll/bundle?format=zip"), {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
         body: JSON.stringify({ hostname: host.value, group: bgroup.value }),
@@ -54,9 +54,24 @@ function csrf() {
   return m ? decodeURIComponent(m.split("=").slice(1).join("=")) : "";
 }
 
-function auditLog(rows) {
+const AUDIT_PAGE = 500;
+
+function auditLog(first) {
+  const rows = first.data || [];
+  let next = first.next;
   const filter = h("input", { type: "search", name: "audit-filter", autocomplete: "off", placeholder: "actor, action, target…" });
   const box = h("div", { class: "json-table" });
+  const more = h("button", { type: "button", class: "secondary", id: "audit-more", hidden: !next, onclick: async () => {
+    try {
+      const page = await getPage("/audit", { limit: AUDIT_PAGE, cursor: next });
+      rows.push(...(page.data || []));
+      next = page.next;
+      more.hidden = !next;
+      show();
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  } }, "Older entries");
   const show = () => {
     const needle = filter.value.trim().toLowerCase();
     const hits = needle ? rows.filter((r) => JSON.stringify(r).toLowerCase().includes(needle)) : rows;
@@ -66,12 +81,38 @@ function auditLog(rows) {
       { label: "Action", class: "mono", render: (r) => r.action },
       { label: "Target", class: "mono", render: (r) => r.target },
       { label: "Detail", class: "mono", render: (r) => (r.detail ? JSON.stringify(r.detail) : "—") },
-    ], hits.slice(0, 1000), { caption: `${hits.length} entr${hits.length === 1 ? "y" : "ies"}, newest first`, empty: "No entry." }));
+    ], hits, { caption: `${hits.length} entr${hits.length === 1 ? "y" : "ies"} loaded, newest first${next ? " (older: below)" : ""}`, empty: "No entry." }));
   };
   filter.addEventListener("input", show);
   show();
   return h("section", { class: "panel", "aria-labelledby": "adm-audit" }, h("h2", { id: "adm-audit" }, "Audit log"),
-    field("Filter the audit log", filter), box);
+    field("Filter the audit log", filter), box, more);
+}
+
+function rulesCell(e) {
+  const r = e.rules;
+  if (!r) return "not reported";
+  const label = { ok: "ok", "no-rules": "NO RULES", outdated: "outdated" }[r.status] || r.status;
+  return h("span", { class: r.status === "ok" ? "" : "status-warn", title: `sha256 ${r.sha256 || "?"}, updated ${r.updated || "?"}` },
+    `${r.count} (${label}, ${String(r.sha256 || "").slice(0, 12) || "no hash"})`);
+}
+
+function sensorCell(e) {
+  const c = e["agent-counters"];
+  if (!c || !c.sources) return "—";
+  return Object.entries(c.sources).map(([name, s]) => `${name}${s.running === false ? " (stopped)" : ""}`).join(", ") || "—";
+}
+
+function lossesCell(e) {
+  const c = e["agent-counters"];
+  if (!c || !c.sources) return "—";
+  let lost = 0;
+  let degraded = 0;
+  for (const s of Object.values(c.sources)) {
+    lost += (s.lost || 0) + (s.drops || 0) + (s.shed || 0);
+    degraded += (s.degraded || 0) + (s.incomplete || 0);
+  }
+  return `${lost} lost, ${degraded} degraded`;
 }
 
 function health(eps) {
@@ -81,14 +122,16 @@ function health(eps) {
       { label: "Status", render: (e) => `${e.status || "—"}${isOnline(e) ? ", online" : ", offline"}` },
       { label: "Last seen", render: (e) => fmtAgo(e["last-connection"]) },
       { label: "Last event", render: (e) => fmtAgo(e["last-event"]) },
+      { label: "Rules (count, state, hash)", render: rulesCell },
+      { label: "Sensor", render: sensorCell },
+      { label: "Losses", render: lossesCell },
       { label: "Agent", render: (e) => ((e["system-info"] || {}).edr || {}).version || "—" },
       { label: "System", render: (e) => endpointOs(e) || "—" },
       { label: "Score", render: (e) => Number(e.score || 0).toFixed(1) },
-    ], eps, { empty: "No endpoint enrolled." }),
-    h("p", { class: "muted" }, "Rule count and hash, sensor mode, losses and queue backlog per endpoint are not reported to this manager yet."));
+    ], eps, { empty: "No endpoint enrolled." }));
 }
 
 export async function render(root) {
-  const [ca, audit, eps] = await Promise.all([get("/enroll/ca"), get("/audit", { limit: 5000 }), listEndpoints()]);
+  const [ca, audit, eps] = await Promise.all([get("/enroll/ca"), getPage("/audit", { limit: AUDIT_PAGE }), listEndpoints()]);
   replace(root, h("h1", {}, "Administration"), enrollment(ca), health(eps), auditLog(audit || []));
 }

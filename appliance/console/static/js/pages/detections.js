@@ -62,6 +62,50 @@ function hashAction(alert, event, session) {
       h("span", { class: "mono" }, String(image)), isAdmin ? null : h("span", { class: "muted" }, " (admins only)")), box);
 }
 
+const MATCHES = [["image", "Image", "Image"], ["parent", "ParentImage", "Parent image"], ["command_line", "CommandLine", "Command line"], ["user", "User", "User"]];
+
+/** "Suppress": a suppression per rule of this alert, on chosen fields of its event; tried on
+ * the stored detections of the last 30 days before it is saved (then the alert is closed as a
+ * false positive and the same event no longer alerts). */
+function suppressAction(alert, event, onSaved) {
+  const data = (event && event.Event && event.Event.EventData) || {};
+  if (!event) return null;
+  const rules = alert.signatures.map((sig) => h("input", { type: "checkbox", name: "suppress-rule", value: sig, checked: true }));
+  const matches = MATCHES.map(([key, fieldName]) => h("input", {
+    type: "checkbox", name: "suppress-match", value: key, checked: key === "image" && !!data[fieldName], disabled: !data[fieldName],
+  }));
+  const out = h("div", { class: "suppress-out", "aria-live": "polite" });
+  const body = (extra) => ({
+    rules: rules.filter((r) => r.checked).map((r) => r.value),
+    match: matches.filter((m) => m.checked).map((m) => m.value),
+    ...extra,
+  });
+  async function tryIt() {
+    try {
+      const res = await post(`${alertPath(alert)}/suppress`, body({ dry_run: true }));
+      replace(out, h("ul", {}, res.tests.map((t, i) => h("li", { role: "status" },
+        `${res.suppressions[i].rule}: would silence ${t.matched} of ${t.scanned} stored detection(s) of the last 30 days${t.truncated ? " (more not scanned)" : ""}.`))));
+    } catch (err) {
+      replace(out, errorBox(err));
+    }
+  }
+  async function save() {
+    try {
+      const res = await post(`${alertPath(alert)}/suppress`, body({ close: true }));
+      replace(out, h("p", { role: "status" }, `Suppressed: ${res.suppressions.map((s) => s.id).join(", ")}; alert closed as a false positive.`));
+      onSaved(res.alert);
+    } catch (err) {
+      replace(out, errorBox(err));
+    }
+  }
+  return h("section", { class: "suppress" }, h("h3", {}, "Suppress"),
+    h("fieldset", {}, h("legend", {}, "Rules"), rules.map((r) => h("label", {}, r, " ", r.value))),
+    h("fieldset", {}, h("legend", {}, "When the event has the same"), matches.map((m, i) =>
+      h("label", {}, m, " ", MATCHES[i][2], h("span", { class: "mono muted" }, ` ${data[MATCHES[i][1]] || "(none)"}`)))),
+    h("p", {}, h("button", { type: "button", class: "secondary", onclick: tryIt }, "Try on stored events"), " ",
+      h("button", { type: "button", onclick: save }, "Suppress and close")), out);
+}
+
 /** The alert dialog; resolves when closed. `onChange(alert)` gets every saved change. */
 export async function openAlert(ref, session, onChange = () => {}) {
   const [alert, found] = await Promise.all([
@@ -119,6 +163,7 @@ export async function openAlert(ref, session, onChange = () => {}) {
     return h("div", { class: "alert-dialog" }, head, form, out,
       h("h3", {}, "Process tree"), tree,
       h("h3", {}, "Comments"), comments, hashAction(alert, event, session),
+      suppressAction(alert, event, (updated) => { Object.assign(alert, updated); showHead(updated); status.value = updated.status; onChange(updated); }),
       event ? eventDetail(event) : h("p", { class: "muted" }, "The stored event is not searchable (yet)."),
       h("p", {}, h("button", { type: "button", onclick: () => close() }, "Close")));
   });

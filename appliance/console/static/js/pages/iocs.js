@@ -1,8 +1,9 @@
 // IoCs: list with filters, add, delete; shows where each indicator came from (source).
 
-import { del, get, post } from "../api.js";
+import { del, getPage, post } from "../api.js";
 import { confirmDialog, errorBox, field, h, replace, select, table, toast } from "../dom.js";
 
+const IOC_PAGE = 1000;
 export const IOC_TYPES = ["md5", "sha1", "sha256", "imphash", "domain", "hostname", "ip-src", "ip-dst", "filename", "regkey", "named-pipe"];
 
 export async function render(root, ctx) {
@@ -12,8 +13,19 @@ export async function render(root, ctx) {
   const fSource = h("input", { type: "text", name: "source", autocomplete: "off" });
   const listBox = h("div");
 
-  async function load() {
-    const iocs = (await get("/iocs")) || [];
+  let iocs = [];
+  let next = null;
+  const more = h("button", { type: "button", class: "secondary", id: "iocs-more", hidden: true, onclick: () => load(true) }, "Load more");
+
+  async function load(append = false) {
+    const page = await getPage("/iocs", { limit: IOC_PAGE, cursor: append ? next : undefined });
+    iocs = append ? iocs.concat(page.data || []) : (page.data || []);
+    next = page.next;
+    more.hidden = !next;
+    show();
+  }
+
+  function show() {
     const v = fValue.value.trim().toLowerCase();
     const rows = iocs.filter((i) => (!v || String(i.value).toLowerCase().includes(v))
       && (!fType.value || i.type === fType.value)
@@ -32,7 +44,7 @@ export async function render(root, ctx) {
         },
       ],
       rows.slice(0, 1000),
-      { caption: `${rows.length} of ${iocs.length} indicator(s)${rows.length > 1000 ? " (first 1000 shown)" : ""}`, empty: "No indicator." },
+      { caption: `${rows.length} of ${iocs.length} loaded indicator(s)${rows.length > 1000 ? " (first 1000 shown)" : ""}${next ? "; more on the server" : ""}`, empty: "No indicator." },
     ));
   }
 
@@ -70,10 +82,10 @@ export async function render(root, ctx) {
     field("Value contains", fValue), field("Type", fType), field("Source", fSource), h("button", { type: "submit" }, "Filter"));
   filterForm.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    load().catch((err) => replace(listBox, errorBox(err)));
+    show();
   });
   replace(root, h("h1", {}, "IoCs"),
     h("section", { class: "panel", "aria-labelledby": "ioc-add" }, h("h2", { id: "ioc-add" }, "Add an indicator"), addForm, addStatus),
-    filterForm, listBox);
+    filterForm, listBox, more);
   await load();
 }

@@ -1,0 +1,1 @@
+"""Shared test helpers (doubles, builders) importable as `tests.support.<module>`."""
