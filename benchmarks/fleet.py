@@ -118,7 +118,7 @@ def enroll(cache: Path, n: int) -> Path:
         ).decode()
         return csr.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
-    ctx = open_context(data, with_events=False, memory_events=True)
+    ctx = open_context(data, with_events=False)
     (cache / "fleet").mkdir()
     uuids = []
     t0 = time.monotonic()
@@ -354,9 +354,9 @@ class Agent:
         cmd = json.loads(data)
         sent = self.fleet.pending.pop(cmd["id"], None)
         if sent is not None:
-            kind = self.fleet.stats.old_commands if self.old else self.fleet.stats.commands
-            kind.append(time.time() - sent)
-            self.fleet.stats.delivered += 1
+            self.fleet.arrived(time.time() - sent, self.old)
+        else:  # NOTE: it may arrive before the admin's POST has its answer
+            self.fleet.early[cmd["id"]] = (time.time(), self.old)
         return str(cmd["id"])
 
     async def result(self, conn: Conn, cmd_id: str) -> None:
@@ -541,6 +541,7 @@ class Fleet:
         self.stats = Stats()
         self.pending: dict[str, float] = {}
         self.live: list[str] = []  # uuids of the agents connected (a ramp may stop short)
+        self.early: dict[str, tuple[float, bool]] = {}  # command id → (arrival, old agent)
 
     async def admin_loop(self) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -567,9 +568,18 @@ class Fleet:
             if status != 200:
                 self.stats.error(f"admin HTTP {status}")
                 continue
+            cmd_id = json.loads(data)["data"]["command"]["id"]
+            early = self.early.pop(cmd_id, None)
             if self.stats.measuring:
-                self.pending[json.loads(data)["data"]["command"]["id"]] = sent
                 self.stats.queued += 1
+                if early is not None:
+                    self.arrived(early[0] - sent, early[1])
+                else:
+                    self.pending[cmd_id] = sent
+
+    def arrived(self, latency: float, old: bool) -> None:
+        (self.stats.old_commands if old else self.stats.commands).append(latency)
+        self.stats.delivered += 1
 
     async def progress(self, t0: float, pacer: Pacer) -> None:
         """Ramp progress on stderr every 10 s (connections, handshake times, errors)."""
