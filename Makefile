@@ -98,7 +98,8 @@ $(DIST)/.stamp-heron-manager: $(PROGRAM_INPUTS) | $(BUILD_VENV)/.installed
 	$(BUILD_ENV) bash build/build.sh manager
 	@touch $@
 
-$(DIST)/.stamp-heron-agent: $(PROGRAM_INPUTS) | $(BUILD_VENV)/.installed
+# The agent ships the eBPF sensor: build its object first (a checkout has only the C source).
+$(DIST)/.stamp-heron-agent: $(PROGRAM_INPUTS) agent/sources/ebpf/heron.bpf.o | $(BUILD_VENV)/.installed
 	$(BUILD_ENV) bash build/build.sh agent
 	@touch $@
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig, dump_toml, load_config
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 from rules import RuleError, wire
+from rules.settings import help_text
 
 __all__ = ["build_parser", "main", "run_agent"]
 
@@ -261,12 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("-c", "--config", help="config.toml (default: built-in defaults)")
-        p.add_argument("--data-dir", help="override general.data_dir")
+        p.add_argument("--data-dir", help=help_text(AgentConfig, "general.data_dir"))
 
     run = sub.add_parser("run", help="run the agent in the foreground")
     common(run)
     run.add_argument("--standalone", action="store_true", help="no manager link")
-    run.add_argument("--rules", nargs="+", help="rule files/directories (override rules.paths)")
+    run.add_argument("--rules", nargs="+", help=help_text(AgentConfig, "rules.paths"))
     run.add_argument("--replay", nargs="+", help="replay EVTX/JSONL files instead of live sources")
     run.add_argument("--speed", type=float, default=0.0, help="replay speed (1 = recorded)")
     run.add_argument("--rate", type=float, default=0.0, help="replay at a fixed events/s")
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except (AgentError, RuleError) as ex:
+    except (AgentError, ConfigError, RuleError) as ex:
         print(f"heron-agent: {ex}", file=sys.stderr)
         return 2
 

@@ -1,23 +1,34 @@
-"""Agent configuration: one frozen dataclass per TOML section, loaded once.
+"""Agent configuration: one frozen dataclass per TOML section, declared with `rules.settings`.
 
-Every field carries its help text in ``metadata["help"]``; ``dump_toml`` renders the defaults
-(``heron-agent config --dump``) and ``docs/agent.md`` lists them. Unknown keys and wrong types are
-errors (``ConfigError`` names the key). Environment variables are not read here.
+Each key is declared once (`setting(default, help, bounds, live)`); parsing, ``dump_toml``
+(``heron-agent config --dump``) and docs/settings.md derive from those declarations. Unknown keys,
+wrong types and values out of bounds are errors (``ConfigError`` names the key). The names a list
+may hold (sources, actions) are declared here as choices; the registries in ``agent.sources`` and
+``agent.actions.registry`` build what they name and a test keeps both in step, so this module
+imports neither. Environment variables are not read here.
 """
 
 from __future__ import annotations
 
 import sys
-import tomllib
-import types
-import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
+from rules.settings import (
+    ConfigError,
+    parse_section,
+    read_toml,
+    render_toml,
+    section,
+    setting,
+    toml_value,
+)
 
 __all__ = [
+    "ACTION_CHOICES",
+    "SOURCE_CHOICES",
     "ActionsConfig",
     "AgentConfig",
     "AlertLogConfig",
@@ -37,7 +48,12 @@ __all__ = [
     "dump_toml",
     "load_config",
     "parse_config",
+    "parse_rule_limits",
 ]
+
+# What `sources.enabled` and the action lists may name (agent/sources, agent/actions/registry).
+SOURCE_CHOICES = ("etw", "linux-ebpf", "linux-proc", "linux-net", "linux-file", "replay")
+ACTION_CHOICES = ("blacklist", "memdump", "filedump", "regdump", "brief", "report", "kill")
 
 IS_WINDOWS = sys.platform == "win32"
 
@@ -80,47 +96,72 @@ def band_defaults(platform: str = sys.platform) -> dict[str, list[str]]:
 _BANDS = band_defaults()
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" mirrors datasette's Setting
-    if isinstance(default, list | dict):
+def _band(name: str, help: str) -> Any:  # noqa: A002
+    linux, windows = band_defaults("linux")[name], band_defaults("win32")[name]
+    return setting(
+        _BANDS[name],
+        help,
+        choices=ACTION_CHOICES,
+        noun="action",
+        live=True,
+        doc=f"{toml_value(linux)} (Windows: {toml_value(windows)})",
+    )
 
-        def copy() -> Any:
-            return type(default)(default)
 
-        return field(default_factory=copy, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+def parse_rule_limits(entries: Iterable[str]) -> dict[str, int]:
+    """``["Rule=N", …]`` → ``{rule: N}``; malformed entries raise ``ValueError``."""
+    out: dict[str, int] = {}
+    for entry in entries:
+        name, sep, value = entry.rpartition("=")
+        if not sep or not name.strip() or not value.strip().isdigit():
+            raise ValueError(f"expected RULE=N, got {entry!r}")
+        out[name.strip()] = int(value)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class GeneralConfig:
     """[general]: where the agent keeps its state and what it forwards."""
 
-    data_dir: str = _f(default_data_dir(), "state directory: artifacts/, alerts/, rules/")
-    hostname: str = _f("", "override of the reported computer name (empty: the OS hostname)")
-    endpoint_uuid: str = _f("", "endpoint id written to artifact manifests (set by enrollment)")
-    criticality_threshold: int = _f(
-        0, "events with a detection of at least this score are sent (0: every detection)"
+    data_dir: str = setting(
+        default_data_dir(),
+        "state directory: artifacts/, alerts/, rules/",
+        doc=r'"/var/lib/heron-agent" (Windows: "C:\\ProgramData\\Heron\\Agent")',
     )
-    enable_filters: bool = _f(True, "also send events matched only by Filter rules")
-    log_all: bool = _f(False, "send every event to the sinks, detection or not")
-    queue_size: int = _f(20000, "bounded queue between the sources and the pipeline")
-    ignore_self: bool = _f(True, "drop live events of the agent and of its child processes")
+    hostname: str = setting(
+        "", "override of the reported computer name (empty: the OS hostname)", live=True
+    )
+    endpoint_uuid: str = setting(
+        "", "endpoint id written to artifact manifests (set by enrollment)", live=True
+    )
+    criticality_threshold: int = setting(
+        0, "events with a detection of at least this score are sent (0: every detection)", live=True
+    )
+    enable_filters: bool = setting(True, "also send events matched only by Filter rules", live=True)
+    log_all: bool = setting(False, "send every event to the sinks, detection or not", live=True)
+    queue_size: int = setting(20000, "bounded queue between the sources and the pipeline", min=1)
+    ignore_self: bool = setting(
+        True, "drop live events of the agent and of its child processes", live=True
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class LinuxConfig:
     """[sources.linux]: live Linux telemetry."""
 
-    net_poll_interval: float = _f(0.5, "seconds between /proc/net connection scans")
-    file_watch_dirs: list[str] = _f(
+    net_poll_interval: float = setting(0.5, "seconds between /proc/net connection scans")
+    file_watch_dirs: list[str] = setting(
         ["/tmp", "/var/tmp", "/dev/shm", "/etc", "/root"],
         "directories watched with fanotify (create/modify/delete)",
     )
-    reader_nice: int = _f(
+    reader_nice: int = setting(
         -10,
         "nice value of the proc connector reader thread (0: unchanged); "
         "a prompt reader catches short-lived processes",
+        min=-20,
+        max=19,
     )
-    ebpf_file_prefixes: list[str] = _f(
+    ebpf_file_prefixes: list[str] = setting(
         [
             "/tmp/",
             "/var/tmp/",
@@ -140,12 +181,12 @@ class LinuxConfig:
         "linux-ebpf: file events only under these path prefixes (matched in the kernel, "
         "recursive; at most 64, 256 bytes each)",
     )
-    ebpf_ringbuf_mb: int = _f(
+    ebpf_ringbuf_mb: int = setting(
         8,
         "linux-ebpf: ring buffer size in MiB (rounded up to a power "
         "of two); a full buffer drops records, counted per type",
     )
-    hash_on_exec: bool = _f(
+    hash_on_exec: bool = setting(
         False,
         "hash images in the proc connector thread (default: the "
         "enrichment stage hashes them, keeping /proc reads fast)",
@@ -156,8 +197,10 @@ class LinuxConfig:
 class EtwConfig:
     """[sources.etw]: Windows ETW real-time session (pywintrace)."""
 
-    session_name: str = _f("Heron-EDR", "ETW session name; a stale session of that name is stopped")
-    providers: list[str] = _f(
+    session_name: str = setting(
+        "Heron-EDR", "ETW session name; a stale session of that name is stopped"
+    )
+    providers: list[str] = setting(
         [
             "Microsoft-Windows-Sysmon",
             "Microsoft-Windows-Windows Defender",
@@ -166,19 +209,23 @@ class EtwConfig:
         ],
         "providers enabled in the session (known names, see agent.sources.etw.PROVIDERS)",
     )
-    security_log: bool = _f(True, "also consume the EventLog-Security real-time session")
-    kernel_file: bool = _f(False, "enable Microsoft-Windows-Kernel-File (create/close/read/write)")
+    security_log: bool = setting(True, "also consume the EventLog-Security real-time session")
+    kernel_file: bool = setting(
+        False, "enable Microsoft-Windows-Kernel-File (create/close/read/write)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayConfig:
     """[sources.replay]: EVTX / JSONL replay."""
 
-    paths: list[str] = _f([], "EVTX (.evtx) or JSON Lines (.jsonl, .json, .jsonl.gz) files")
-    speed: float = _f(0.0, "1.0 = recorded pace, 10 = ten times faster, 0 = as fast as possible")
-    rate: float = _f(0.0, "fixed events/s instead of recorded timing (0: off)")
-    loop: bool = _f(False, "start again at the end (benchmarks)")
-    lossless: bool = _f(
+    paths: list[str] = setting([], "EVTX (.evtx) or JSON Lines (.jsonl, .json, .jsonl.gz) files")
+    speed: float = setting(
+        0.0, "1.0 = recorded pace, 10 = ten times faster, 0 = as fast as possible"
+    )
+    rate: float = setting(0.0, "fixed events/s instead of recorded timing (0: off)")
+    loop: bool = setting(False, "start again at the end (benchmarks)")
+    lossless: bool = setting(
         True,
         "block instead of dropping when the queue is full (false: behave "
         "like a live source, for benchmarks)",
@@ -189,31 +236,39 @@ class ReplayConfig:
 class SourcesConfig:
     """[sources]: which event sources run."""
 
-    enabled: list[str] = _f(
+    enabled: list[str] = setting(
         ["etw"] if IS_WINDOWS else ["linux-ebpf"],
         "source names: etw, linux-ebpf, linux-proc, linux-net, linux-file, "
         "replay; linux-ebpf falls back to linux-proc + linux-net + "
         "linux-file where eBPF is unavailable",
+        choices=SOURCE_CHOICES,
+        noun="source",
+        doc='["linux-ebpf"] (Windows: ["etw"])',
     )
-    linux: LinuxConfig = field(default_factory=LinuxConfig, metadata={"help": "Linux sources"})
-    etw: EtwConfig = field(default_factory=EtwConfig, metadata={"help": "ETW sources"})
-    replay: ReplayConfig = field(default_factory=ReplayConfig, metadata={"help": "replay"})
+    linux: LinuxConfig = section(LinuxConfig, "Linux sources")
+    etw: EtwConfig = section(EtwConfig, "ETW sources")
+    replay: ReplayConfig = section(ReplayConfig, "replay")
 
 
 @dataclass(frozen=True, slots=True)
 class TrackingConfig:
     """[tracking]: process tracking and enrichment."""
 
-    enrich: bool = _f(True, "add WHIDS enrichment fields to live events (never to replayed ones)")
-    max_tracks: int = _f(16384, "maximum process tracks kept; the oldest terminated go first")
-    terminated_ttl: float = _f(10.0, "seconds a terminated track is kept once it has no live child")
-    hash_max_size: int = _f(64 * 1024 * 1024, "files larger than this are not hashed (bytes)")
-    hash_cache_size: int = _f(4096, "entries of the (path, size, mtime) → hashes cache")
-    modules_per_process: int = _f(256, "maximum modules remembered per process")
-    sysmon_archive_dir: str = _f(
+    enrich: bool = setting(
+        True, "add WHIDS enrichment fields to live events (never to replayed ones)"
+    )
+    max_tracks: int = setting(16384, "maximum process tracks kept; the oldest terminated go first")
+    terminated_ttl: float = setting(
+        10.0, "seconds a terminated track is kept once it has no live child"
+    )
+    hash_max_size: int = setting(64 * 1024 * 1024, "files larger than this are not hashed (bytes)")
+    hash_cache_size: int = setting(4096, "entries of the (path, size, mtime) → hashes cache")
+    modules_per_process: int = setting(256, "maximum modules remembered per process")
+    sysmon_archive_dir: str = setting(
         r"C:\Sysmon" if IS_WINDOWS else "",
         "Sysmon ArchiveDirectory: archived deleted files (filedump of "
         "EventID 23) and clipboard captures (ClipboardData of 24)",
+        doc='"" (Windows: "C:\\Sysmon")',
     )
 
 
@@ -221,53 +276,72 @@ class TrackingConfig:
 class RulesConfig:
     """[rules]: detection rules, containers and IoCs."""
 
-    paths: list[str] = _f([], "Gene rule files or directories (*.gen, *.json)")
-    containers_dir: str = _f(
-        "", "directory of container files NAME.txt / NAME.cont (one value a line)"
+    paths: list[str] = setting([], "Gene rule files or directories (*.gen, *.json)", live=True)
+    containers_dir: str = setting(
+        "", "directory of container files NAME.txt / NAME.cont (one value a line)", live=True
     )
-    ioc_file: str = _f("", "local IoC file: JSON list of {type, value} or lines 'type:value'")
-    ioc_criticality: int = _f(10, "criticality of IoC:<type> detections")
+    ioc_file: str = setting(
+        "", "local IoC file: JSON list of {type, value} or lines 'type:value'", live=True
+    )
+    ioc_criticality: int = setting(10, "criticality of IoC:<type> detections", live=True)
 
 
 @dataclass(frozen=True, slots=True)
 class ActionsConfig:
     """[actions]: response actions (WHIDS §1.5)."""
 
-    allowed: list[str] = _f(
+    allowed: list[str] = setting(
         ["brief", "report", "filedump", "regdump", "blacklist"],
         "actions allowed to run; kill and memdump are opt-in",
+        live=True,
+        choices=ACTION_CHOICES,
+        noun="action",
     )
-    low: list[str] = _f(_BANDS["low"], "default actions for criticality 1-4")
-    medium: list[str] = _f(_BANDS["medium"], "default actions for 5-7")
-    high: list[str] = _f(_BANDS["high"], "default actions for 8-9")
-    critical: list[str] = _f(_BANDS["critical"], "default actions for 10")
-    max_per_process: int = _f(4, "actions runs per process GUID (WHIDS dump.max-dumps)")
-    act_on_untracked: bool = _f(False, "run actions for processes the tracker does not know")
-    workers: int = _f(2, "action worker threads")
-    queue_size: int = _f(256, "pending action jobs; more are dropped and counted")
-    max_file_size: int = _f(100 * 1024 * 1024, "filedump skips files larger than this (bytes)")
-    max_memdump_size: int = _f(
+    low: list[str] = _band("low", "default actions for criticality 1-4")
+    medium: list[str] = _band("medium", "default actions for 5-7")
+    high: list[str] = _band("high", "default actions for 8-9")
+    critical: list[str] = _band("critical", "default actions for 10")
+    max_per_process: int = setting(
+        4, "actions runs per process GUID (WHIDS dump.max-dumps)", live=True
+    )
+    act_on_untracked: bool = setting(
+        False, "run actions for processes the tracker does not know", live=True
+    )
+    workers: int = setting(2, "action worker threads", min=1)
+    queue_size: int = setting(256, "pending action jobs; more are dropped and counted", min=1)
+    max_file_size: int = setting(
+        100 * 1024 * 1024, "filedump skips files larger than this (bytes)", live=True
+    )
+    max_memdump_size: int = setting(
         512 * 1024 * 1024,
         "memdump size bound (Linux: stops there; Windows: the richest minidump kind that fits)",
+        live=True,
     )
-    artifact_quota_bytes: int = _f(
+    artifact_quota_bytes: int = setting(
         1 << 30,
         "artifact bytes on disk; above it uploaded artifacts "
         "are evicted, then evidence is skipped (0: no quota)",
+        live=True,
     )
-    artifact_quota_per_hour: int = _f(
-        256 << 20, "artifact bytes written per hour; above it evidence is skipped (0: no quota)"
+    artifact_quota_per_hour: int = setting(
+        256 << 20,
+        "artifact bytes written per hour; above it evidence is skipped (0: no quota)",
+        live=True,
     )
-    max_per_rule_hour: int = _f(
+    max_per_rule_hour: int = setting(
         20,
         "evidence jobs (dumps, reports) per rule per sliding hour; "
         "more are skipped and counted (0: no limit)",
+        live=True,
     )
-    rule_limits: list[str] = _f([], 'per-rule overrides of max_per_rule_hour: "Rule=N"')
-    max_report_items: int = _f(
+    rule_limits: list[str] = setting(
+        [], 'per-rule overrides of max_per_rule_hour: "Rule=N"', live=True
+    )
+    max_report_items: int = setting(
         500,
         "longest list kept in a report (processes, modules, "
         "connections…); cut lists carry a marker and their full length",
+        live=True,
     )
 
 
@@ -275,19 +349,19 @@ class ActionsConfig:
 class ReportCommand:
     """One [[reporting.commands]] entry."""
 
-    name: str = _f("", "program name or path")
-    args: list[str] = _f([], "arguments")
-    description: str = _f("", "free text")
-    expect_json: bool = _f(False, "parse stdout as JSON")
-    timeout: float = _f(0.0, "seconds (0: reporting.timeout)")
+    name: str = setting("", "program name or path", live=True)
+    args: list[str] = setting([], "arguments", live=True)
+    description: str = setting("", "free text", live=True)
+    expect_json: bool = setting(False, "parse stdout as JSON", live=True)
+    timeout: float = setting(0.0, "seconds (0: reporting.timeout)", live=True)
 
 
 @dataclass(frozen=True, slots=True)
 class ReportingConfig:
     """[reporting]: IR report (WHIDS §1.9)."""
 
-    timeout: float = _f(60.0, "default timeout of each report command (seconds)")
-    osquery_tables: list[str] = _f(
+    timeout: float = setting(60.0, "default timeout of each report command (seconds)", live=True)
+    osquery_tables: list[str] = setting(
         [
             "processes",
             "services",
@@ -297,67 +371,65 @@ class ReportingConfig:
             "process_open_sockets",
         ],
         "osqueryi --json tables, run when osqueryi is on PATH",
+        live=True,
     )
-    commands: list[ReportCommand] = field(
-        default_factory=list, metadata={"help": "extra commands [[reporting.commands]]"}
-    )
+    commands: list[ReportCommand] = setting([], "extra commands [[reporting.commands]]", live=True)
 
 
 @dataclass(frozen=True, slots=True)
 class CanaryConfig:
     """[canaries]: canary files and their generated rules."""
 
-    enable: bool = _f(False, "create canary files and load the generated rules")
-    directories: list[str] = _f([], "directories (environment variables expanded)")
-    files: list[str] = _f([], "file names created in every directory")
-    actions: list[str] = _f(
+    enable: bool = setting(False, "create canary files and load the generated rules")
+    directories: list[str] = setting([], "directories (environment variables expanded)")
+    files: list[str] = setting([], "file names created in every directory")
+    actions: list[str] = setting(
         ["kill", "memdump", "filedump", "blacklist", "report"],
         "actions of the canary rules (still gated by actions.allowed)",
     )
-    whitelist: list[str] = _f([], "images allowed to touch canaries")
-    max_size: int = _f(64 * 1024, "random content size bound of a created canary (bytes)")
-    delete_on_stop: bool = _f(False, "delete created canaries when the agent stops")
+    whitelist: list[str] = setting([], "images allowed to touch canaries")
+    max_size: int = setting(64 * 1024, "random content size bound of a created canary (bytes)")
+    delete_on_stop: bool = setting(False, "delete created canaries when the agent stops")
 
 
 @dataclass(frozen=True, slots=True)
 class AlertLogConfig:
     """[alert_log]: local rotating JSON Lines log (standalone mode)."""
 
-    enable: bool = _f(True, "write the alert log")
-    dir: str = _f("", "directory (empty: <data_dir>/alerts)")
-    detections_only: bool = _f(True, "log only events carrying a Detection")
-    max_bytes: int = _f(50 * 1024 * 1024, "rotate when alerts.log exceeds this size")
-    rotation_interval: float = _f(5 * 3600.0, "rotate after this many seconds")
-    keep: int = _f(10, "rotated files kept (alerts.log.1 … alerts.log.N)")
+    enable: bool = setting(True, "write the alert log")
+    dir: str = setting("", "directory (empty: <data_dir>/alerts)")
+    detections_only: bool = setting(True, "log only events carrying a Detection")
+    max_bytes: int = setting(50 * 1024 * 1024, "rotate when alerts.log exceeds this size")
+    rotation_interval: float = setting(5 * 3600.0, "rotate after this many seconds")
+    keep: int = setting(10, "rotated files kept (alerts.log.1 … alerts.log.N)")
 
 
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     """[limits]: self-limits of the agent process."""
 
-    max_cpu_percent: float = _f(25.0, "percent of one core; above it sources are throttled")
-    max_rss_mb: int = _f(256, "resident memory; above it tracks and caches are trimmed")
-    check_interval: float = _f(5.0, "seconds between self checks")
+    max_cpu_percent: float = setting(25.0, "percent of one core; above it sources are throttled")
+    max_rss_mb: int = setting(256, "resident memory; above it tracks and caches are trimmed")
+    check_interval: float = setting(5.0, "seconds between self checks")
 
 
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     """Whole agent configuration (``config.toml``)."""
 
-    general: GeneralConfig = field(default_factory=GeneralConfig, metadata={"help": ""})
-    sources: SourcesConfig = field(default_factory=SourcesConfig, metadata={"help": ""})
-    tracking: TrackingConfig = field(default_factory=TrackingConfig, metadata={"help": ""})
-    rules: RulesConfig = field(default_factory=RulesConfig, metadata={"help": ""})
-    actions: ActionsConfig = field(default_factory=ActionsConfig, metadata={"help": ""})
-    reporting: ReportingConfig = field(default_factory=ReportingConfig, metadata={"help": ""})
-    canaries: CanaryConfig = field(default_factory=CanaryConfig, metadata={"help": ""})
-    alert_log: AlertLogConfig = field(default_factory=AlertLogConfig, metadata={"help": ""})
-    limits: LimitsConfig = field(default_factory=LimitsConfig, metadata={"help": ""})
-    link: dict[str, Any] = field(
-        default_factory=dict,
-        metadata={
-            "help": "[link] table, validated by agent.link.config.LinkConfig (manager connection)"
-        },
+    general: GeneralConfig = section(GeneralConfig)
+    sources: SourcesConfig = section(SourcesConfig)
+    tracking: TrackingConfig = section(TrackingConfig)
+    rules: RulesConfig = section(RulesConfig)
+    actions: ActionsConfig = section(ActionsConfig)
+    reporting: ReportingConfig = section(ReportingConfig)
+    canaries: CanaryConfig = section(CanaryConfig)
+    alert_log: AlertLogConfig = section(AlertLogConfig)
+    limits: LimitsConfig = section(LimitsConfig)
+    link: dict[str, Any] = setting(
+        {},
+        "[link] table, validated by agent.link.config.LinkConfig (manager connection)",
+        live=True,
     )
 
     @property
@@ -377,205 +449,25 @@ class AgentConfig:
         return replace(self, **sections)
 
 
-# --- parsing ---------------------------------------------------------------------------------
-
-
-def _check_scalar(value: Any, tp: Any, key: str, source: str) -> Any:
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"expected a boolean, got {value!r}", key=key, source=source)
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"expected an integer, got {value!r}", key=key, source=source)
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"expected a number, got {value!r}", key=key, source=source)
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"expected a string, got {value!r}", key=key, source=source)
-        return value
-    raise ConfigError(f"unsupported type {tp!r}", key=key, source=source)
-
-
-def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
-    if is_dataclass(tp):
-        return _build(tp, value, key, source)
-    origin = typing.get_origin(tp)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"expected a table, got {value!r}", key=key, source=source)
-        return dict(value)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"expected a list, got {value!r}", key=key, source=source)
-        return [_convert(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
-    if isinstance(tp, types.UnionType):
-        raise ConfigError("union types are not supported", key=key, source=source)
-    return _check_scalar(value, tp, key, source)
-
-
-def _build(cls: Any, data: Any, prefix: str, source: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a table, got {data!r}", key=prefix, source=source)
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    for name in data:
-        if name not in known:
-            raise ConfigError("unknown key", key=f"{prefix}.{name}".lstrip("."), source=source)
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _convert(value, hints[name], f"{prefix}.{name}".lstrip("."), source)
-    return cls(**kwargs)
-
-
 def parse_config(data: dict[str, Any], *, source: str = "<dict>") -> AgentConfig:
     """Build an ``AgentConfig`` from a decoded TOML mapping; unknown keys are errors."""
-    config: AgentConfig = _build(AgentConfig, data, "", source)
-    _validate(config, source)
+    config: AgentConfig = parse_section(AgentConfig, data, source=source)
+    try:
+        parse_rule_limits(config.actions.rule_limits)
+    except ValueError as ex:
+        raise ConfigError(str(ex), key="actions.rule_limits", source=source) from ex
     return config
 
 
-def _validate(config: AgentConfig, source: str) -> None:
-    from agent.actions.registry import ACTION_NAMES
-    from agent.sources import SOURCE_NAMES
-
-    for name in config.sources.enabled:
-        if name not in SOURCE_NAMES:
-            raise ConfigError(f"unknown source {name!r}", key="sources.enabled", source=source)
-    acts = config.actions
-    for section in ("allowed", "low", "medium", "high", "critical"):
-        for name in getattr(acts, section):
-            if name not in ACTION_NAMES:
-                raise ConfigError(
-                    f"unknown action {name!r}", key=f"actions.{section}", source=source
-                )
-    from agent.actions.budget import parse_rule_limits
-
-    try:
-        parse_rule_limits(acts.rule_limits)
-    except ValueError as ex:
-        raise ConfigError(str(ex), key="actions.rule_limits", source=source) from ex
-    if config.general.queue_size < 1 or acts.queue_size < 1 or acts.workers < 1:
-        raise ConfigError(
-            "queue sizes and workers must be >= 1", key="general.queue_size", source=source
-        )
-
-
 def load_config(path: str | Path | None) -> AgentConfig:
-    """Load ``path`` (TOML); ``None`` or a missing default file gives the defaults."""
+    """Load ``path`` (TOML); ``None`` gives the defaults, a missing file is an error."""
     if path is None:
         return parse_config({})
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as ex:
-        raise ConfigError("configuration file not found", source=str(p)) from ex
-    except tomllib.TOMLDecodeError as ex:
-        raise ConfigError(f"invalid TOML: {ex}", source=str(p)) from ex
-    return parse_config(data, source=str(p))
-
-
-# --- dumping ---------------------------------------------------------------------------------
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot render {value!r} as TOML")
-
-
-def _dump_table(obj: Any, name: str, out: list[str]) -> None:
-    scalars: list[str] = []
-    nested: list[tuple[str, Any]] = []
-    arrays: list[tuple[str, list[Any]]] = []
-    tables: list[tuple[str, dict[str, Any]]] = []
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, dict):
-            scalars.append(f"# [{f.name}] table: {f.metadata.get('help', '')}")
-            if value:
-                tables.append((f.name, value))
-            continue
-        if is_dataclass(value):
-            nested.append((f.name, value))
-        elif isinstance(value, list) and value and is_dataclass(value[0]):
-            arrays.append((f.name, value))
-        elif isinstance(value, list) and not value and f.name == "commands":
-            arrays.append((f.name, value))
-        else:
-            helptext = f.metadata.get("help", "")
-            if helptext:
-                scalars.append(f"# {helptext}")
-            scalars.append(f"{f.name} = {_toml_value(value)}")
-    if name and scalars:
-        out.append(f"\n[{name}]")
-    out.extend(scalars)
-    for sub, value in nested:
-        _dump_table(value, f"{name}.{sub}".lstrip("."), out)
-    for sub, items in arrays:
-        full = f"{name}.{sub}".lstrip(".")
-        if not items:
-            out.append(f"# [[{full}]] entries: " + ", ".join(f.name for f in fields(ReportCommand)))
-        for item in items:
-            out.append(f"\n[[{full}]]")
-            for f in fields(item):
-                out.append(f"{f.name} = {_toml_value(getattr(item, f.name))}")
-    for sub, table in tables:
-        _dump_raw(table, f"{name}.{sub}".lstrip("."), out)
-
-
-def _dump_raw(table: dict[str, Any], name: str, out: list[str]) -> None:
-    out.append(f"\n[{name}]")
-    nested = []
-    for key, value in table.items():
-        if isinstance(value, dict):
-            nested.append((key, value))
-        else:
-            out.append(f"{key} = {_toml_value(value)}")
-    for key, value in nested:
-        _dump_raw(value, f"{name}.{key}", out)
+    return parse_config(read_toml(path), source=str(path))
 
 
 def dump_toml(config: AgentConfig | None = None) -> str:
     """Render ``config`` (default: the defaults) as commented TOML that loads back equal."""
-    out: list[str] = ["# Heron agent configuration (heron-agent config --dump)"]
-    _dump_table(config or AgentConfig(), "", out)
-    return "\n".join(out).strip() + "\n"
-
-
-def field_docs() -> list[tuple[str, Any, str]]:
-    """Every (dotted key, default, help) of the configuration, for docs and tests."""
-    rows: list[tuple[str, Any, str]] = []
-
-    def walk(cls: Any, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            tp = hints[f.name]
-            key = f"{prefix}.{f.name}".lstrip(".")
-            if is_dataclass(tp):
-                walk(tp, key)
-                continue
-            if typing.get_origin(tp) is dict:
-                rows.append((key, {}, f.metadata.get("help", "")))
-                continue
-            factory = f.default_factory
-            default = (
-                f.default
-                if f.default is not MISSING
-                else (factory() if callable(factory) else None)
-            )
-            rows.append((key, default, f.metadata.get("help", "")))
-
-    walk(AgentConfig, "")
-    return rows
+    return render_toml(
+        config or AgentConfig(), "Heron agent configuration (heron-agent config --dump)"
+    )

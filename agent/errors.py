@@ -3,29 +3,22 @@
 Tree::
 
     AgentError(RuntimeError)
-    ├── ConfigError(AgentError, ValueError)   bad TOML, unknown key, wrong type (says where)
     ├── SourceError(AgentError)               an event source cannot start or read
     ├── ActionError(AgentError)               a response action failed
     └── AgentClosedError(AgentError)          the agent was used after ``close()``
+    ConfigError(ValueError)                 bad TOML, unknown key, wrong type (says where);
+                                            ``rules.settings.ConfigError``, shared by all packages
 """
 
 from __future__ import annotations
 
+from rules.settings import ConfigError
+
+__all__ = ["ActionError", "AgentClosedError", "AgentError", "ConfigError", "SourceError"]
+
 
 class AgentError(RuntimeError):
     """Base class of every agent error."""
-
-
-class ConfigError(AgentError, ValueError):
-    """Invalid configuration; the message names the offending key."""
-
-    def __init__(self, message: str, *, key: str = "", source: str = "") -> None:
-        self.key = key
-        self.source = source
-        where = f" at {key}" if key else ""
-        if source:
-            where += f" in {source}"
-        super().__init__(f"{message}{where}")
 
 
 class SourceError(AgentError):

@@ -21,7 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from index.writer_protocol import FROZEN_ARG
 from rules import wire
+from rules.settings import help_text
 
 from .core.config import Config, load_config, render_toml
 from .core.errors import ApplianceError, ConfigError, StoreError
@@ -30,10 +32,6 @@ from .security.hostnames import HOST_NAMES
 from .security.pki import Pki
 from .store import Role, Store
 from .store.events import EventSink, NoEventStore
-
-# NOTE(manager): index.writer_child.FROZEN_ARG (not imported: it would load Tantivy for every
-# command); a frozen manager re-runs itself with it to start the index writer process.
-FROZEN_INDEX_WRITER = "--heron-index-writer"
 
 __all__ = ["main", "open_context", "run_manager"]
 
@@ -71,7 +69,7 @@ def open_context(
         return _open_cluster_context(data_dir, config, with_events=with_events)
     if not paths["db"].exists() or not (paths["pki"] / "ca.pem").exists():
         raise ConfigError(
-            "data directory is not initialized (run heron-manager init)", where=str(data_dir)
+            "data directory is not initialized (run heron-manager init)", source=str(data_dir)
         )
     try:
         store = Store(paths["db"])
@@ -112,7 +110,8 @@ def _open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) 
     paths = _paths(data_dir)
     if not (paths["pki"] / "ca.pem").exists():
         raise ConfigError(
-            "no PKI in the data directory (copy pki/ from the first front-end)", where=str(data_dir)
+            "no PKI in the data directory (copy pki/ from the first front-end)",
+            source=str(data_dir),
         )
     if not with_events:
         from .store.postgres import ClusterStore
@@ -151,7 +150,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if config.cluster.mode != "cluster":
         raise ConfigError(
             'set [cluster] mode = "cluster" in config.toml first',
-            where=str(_paths(args.data_dir)["config"]),
+            source=str(_paths(args.data_dir)["config"]),
         )
     if args.action == "status":
         out = cluster_status(config.cluster)
@@ -179,10 +178,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"{data_dir} is already initialized: kept as it is")
         return 0
     if db or ca:
-        raise ConfigError("already initialized", where=str(data_dir))
+        raise ConfigError("already initialized", source=str(data_dir))
     key_file: Path | None = args.key_file
     if key_file is not None and key_file.exists():
-        raise ConfigError("the key file exists already", where=str(key_file))
+        raise ConfigError("the key file exists already", source=str(key_file))
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     config = load_config(paths["config"]).with_listen(
@@ -524,17 +523,17 @@ def _rules_import(args: argparse.Namespace, paths: list[str]) -> int:
         raise ConfigError("rules import takes one directory or archive")
     path = Path(paths[0])
     if not path.exists():
-        raise ConfigError("no such file or directory", where=str(path))
+        raise ConfigError("no such file or directory", source=str(path))
     if not is_gene_pack(path):  # a SigmaHQ checkout or release archive
         if path.is_dir() and not any(path.rglob("*.yml")) and not any(path.rglob("*.yaml")):
             raise ConfigError(
-                "not a rule pack: no Gene (*.gen) nor Sigma (*.yml) rules", where=str(path)
+                "not a rule pack: no Gene (*.gen) nor Sigma (*.yml) rules", source=str(path)
             )
         return _sigma_import(args, path)
     try:
         pack = read_gene_pack(path, version=args.version or "")
     except ValueError as ex:
-        raise ConfigError(str(ex), where=str(path)) from ex
+        raise ConfigError(str(ex), source=str(path)) from ex
     body = {
         "name": args.name or path.name.split(".")[0],
         "rules": pack["rules"],
@@ -562,7 +561,7 @@ def _sigma_import(args: argparse.Namespace, path: Path) -> int:
         status = None if not args.status else [] if args.status == ["all"] else args.status
         result = ctx.content.import_pack(str(path), name=args.name or "sigmahq", status=status)
     except ValueError as ex:
-        raise ConfigError(str(ex), where=str(path)) from ex
+        raise ConfigError(str(ex), source=str(path)) from ex
     finally:
         ctx.close()
     print(json.dumps(result, indent=None if args.json else 2))
@@ -736,8 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data(sub.add_parser("init", help="create data dir, config, CA, server cert, admin user"))
     p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
-    p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
+    p.add_argument("--admin-listen", help=help_text(Config, "admin.listen"))
+    p.add_argument("--endpoint-listen", help=help_text(Config, "endpoint.listen"))
     p.add_argument("--server-name", action="append", help="SAN of the server cert (repeat)")
     p.add_argument(
         "--host-names",
@@ -761,8 +760,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_init)
 
     p = data(sub.add_parser("run", help="serve the admin and endpoint APIs"))
-    p.add_argument("--admin-listen", help="HOST:PORT of the admin API")
-    p.add_argument("--endpoint-listen", help="HOST:PORT of the endpoint API")
+    p.add_argument("--admin-listen", help=help_text(Config, "admin.listen"))
+    p.add_argument("--endpoint-listen", help=help_text(Config, "endpoint.listen"))
     p.add_argument(
         "--memory-events",
         action="store_true",
@@ -899,7 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [FROZEN_INDEX_WRITER]:  # NOTE(manager): the frozen manager's index writer
+    if argv[:1] == [FROZEN_ARG]:  # NOTE(manager): a frozen manager's index writer child
         from index.writer_child import main as index_writer_main
 
         return index_writer_main(argv[1:])

@@ -8,7 +8,9 @@ import sys
 if __name__ == "__main__":
     # NOTE(packaging): a frozen program must call freeze_support before anything spawns a child.
     multiprocessing.freeze_support()
-    if sys.argv[1:2] == ["--heron-index-writer"]:  # NOTE: index.writer_child.FROZEN_ARG
+    from index.writer_protocol import FROZEN_ARG
+
+    if sys.argv[1:2] == [FROZEN_ARG]:
         from index.writer_child import main as index_writer_main  # only Tantivy, not the app
 
         sys.exit(index_writer_main(sys.argv[2:]))

@@ -2,7 +2,8 @@
 
 Public names (other packages import only these)::
 
-    EventStore, EndpointRef, AppendResult, SearchPage, SqlResult, StoreState,
+    EventStore, EndpointRef, AppendResult, SearchPage, SqlResult, StoreState, IndexHealth,
+    IndexState,
     IndexQueryError, SqlError, StoreError, StoreClosedError, InvalidEventError,
     parse_time_window, parse_duration
 """
@@ -16,7 +17,15 @@ from index.errors import (
     StoreClosedError,
     StoreError,
 )
-from index.store import AppendResult, EndpointRef, EventStore, SearchPage, StoreState
+from index.store import (
+    AppendResult,
+    EndpointRef,
+    EventStore,
+    IndexHealth,
+    IndexState,
+    SearchPage,
+    StoreState,
+)
 from index.tables import SqlResult
 from index.timewin import parse_duration, parse_time_window
 
@@ -24,7 +33,9 @@ __all__ = [
     "AppendResult",
     "EndpointRef",
     "EventStore",
+    "IndexHealth",
     "IndexQueryError",
+    "IndexState",
     "InvalidEventError",
     "SearchPage",
     "SqlError",

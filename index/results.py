@@ -16,6 +16,8 @@ from index.errors import IndexQueryError
 __all__ = [
     "AppendResult",
     "EndpointRef",
+    "IndexHealth",
+    "IndexState",
     "SearchPage",
     "StoreState",
     "decode_cursor",
@@ -29,6 +31,36 @@ class StoreState(enum.Enum):
 
     OPEN = "open"  # accepting appends and queries
     CLOSED = "closed"  # close() ran; every call raises StoreClosedError
+
+
+class IndexState(enum.Enum):
+    """Whether the event index keeps up with the journal (``EventStore.health``)."""
+
+    OK = "ok"
+    GAP = "gap"  # a backend failed (cluster: or shipping); appends stay durable, it catches up
+    STOPPED = "stopped"  # the writer thread ended: nothing is indexed until a restart
+
+
+@dataclass(frozen=True, slots=True)
+class IndexHealth:
+    """The one health value of the event index, for /healthz, /metrics and /stats.
+
+    ``backlog``: journaled events not yet handed to both backends; ``reason``: why the state is
+    not ``OK`` (None when it is); ``writer_pid``: the process writing the Tantivy index;
+    ``cluster``: in cluster mode, the ClickHouse shipper's state (``state``, ``lag``,
+    ``shipped_seq``, ``error``; docs/cluster.md).
+    """
+
+    state: IndexState
+    reason: str | None
+    backlog: int
+    writer_pid: int | None
+    cluster: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True while every journaled event is on its way into the index."""
+        return self.state is IndexState.OK
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,37 +25,42 @@ try:
 except ImportError:  # pragma: no cover - Windows: Tantivy's writer lock still guards the index
     fcntl = None  # type: ignore[assignment]
 
-import orjson
 import tantivy
 
-from index.errors import IndexQueryError, StoreClosedError, StoreError
+from index.errors import StoreClosedError, StoreError
 from index.finalize import finalize_event
 from index.journal import Journal, JournalRecord, fsync_dir
-from index.query import QueryTranslator
+from index.reader import Reader
 from index.results import (
     AppendResult,
     EndpointRef,
+    IndexHealth,
+    IndexState,
     SearchPage,
     StoreState,
-    decode_cursor,
-    encode_cursor,
     rfc3339_ns,
 )
-from index.schema import SCHEMA_VERSION, build_schema, register_analyzers, to_micros
+from index.retention import Cut, disk_usage, next_ratio, plan_cut
+from index.schema import SCHEMA_VERSION
 from index.sinks import LocalWriter, TantivySink, WriterProcess
 from index.tables import SqlResult, Tables
-from index.timewin import TimeLike, parse_datetime
+from index.tantivy_writer import open_index
+from index.timewin import TimeLike
 from index.writer import Indexer
 
-__all__ = ["AppendResult", "EndpointRef", "EventStore", "SearchPage", "StoreState"]
+__all__ = [
+    "AppendResult",
+    "EndpointRef",
+    "EventStore",
+    "IndexHealth",
+    "IndexState",
+    "SearchPage",
+    "StoreState",
+]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Q = tantivy.Query
-Occur = tantivy.Occur
-_ITER_WINDOW = 20_000
-MAX_LIMIT = 10_000
 
 
 def _lock_root(root: Path) -> Any:
@@ -77,14 +82,6 @@ class _Closer:
         self.close = close
 
 
-def _stored_event(searcher: tantivy.Searcher, addr: tantivy.DocAddress) -> dict[str, Any]:
-    raw = searcher.doc(addr).get_first("raw")
-    if not isinstance(raw, bytes):
-        raise StoreError("index document without its stored event")
-    event: dict[str, Any] = orjson.loads(raw)
-    return event
-
-
 class EventStore:
     """Durable, searchable event store; one per manager process.
 
@@ -96,8 +93,13 @@ class EventStore:
         index_threads: Tantivy indexing threads.
         fsync: Fsync the journal before ``append`` returns (only tests turn it off).
         journal_segment_bytes: Size at which the journal starts a new segment file.
-        index_process: Write the Tantivy index from a child process (``index.sinks``); the
-            manager does, so that indexing uses another core.
+        index_process: Write the Tantivy index from a child process (``index.sinks``), as
+            the manager does, so that indexing uses another core; False keeps the writer in
+            this process (tests and tools).
+
+    Attributes:
+        writer: The writer thread (``index.writer.Indexer``): its public methods are the
+            store's test hooks (inject a failure, defer a repair, run a call on the thread).
     """
 
     def __init__(
@@ -110,7 +112,7 @@ class EventStore:
         index_threads: int = 1,
         fsync: bool = True,
         journal_segment_bytes: int = 64 * 1024 * 1024,
-        index_process: bool = False,
+        index_process: bool = True,
         memory_limit: str = "2GB",
         sql_threads: int | None = None,
     ) -> None:
@@ -132,21 +134,23 @@ class EventStore:
             )
             opened.append(self.journal)
             self._index = self._open_index(self.root / "index")
-            self._schema = self._index.schema
-            self._translator = QueryTranslator(self._schema)
+            self._reader = Reader(self._index)
             self.tables = Tables(
                 self.root / "events.duckdb", memory_limit=memory_limit, threads=sql_threads
             )
             opened.append(self.tables)
 
-            def open_sink() -> TantivySink:
+            def open_sink(on_failure: Callable[[str], None]) -> TantivySink:
                 if index_process:
                     return WriterProcess(
-                        self.root / "index", heap_size=heap_size, num_threads=index_threads
+                        self.root / "index",
+                        heap_size=heap_size,
+                        num_threads=index_threads,
+                        on_failure=on_failure,
                     )
                 return LocalWriter(self._index, heap_size=heap_size, num_threads=index_threads)
 
-            self._indexer = Indexer(
+            self.writer = Indexer(
                 self._index,
                 self.tables,
                 open_sink,
@@ -154,7 +158,7 @@ class EventStore:
                 commit_interval=commit_interval,
                 floor=self._min_seq - 1,
             )
-            opened.append(_Closer(self._indexer.close_writer))
+            opened.append(_Closer(self.writer.close_writer))
             self._batches: dict[tuple[str, str], tuple[int, int]] = {
                 (ep, bid): (first, count) for ep, bid, first, count in self.tables.batch_keys()
             }
@@ -163,7 +167,7 @@ class EventStore:
                 part.close()
             self._lock_file.close()
             raise
-        self._indexer.start()
+        self.writer.start()
         try:
             try:
                 self._finish_retention()
@@ -214,11 +218,10 @@ class EventStore:
                 )
                 shutil.rmtree(path)
             path.mkdir(parents=True, exist_ok=True)
-            index = tantivy.Index(build_schema(), path=str(path), reuse=True)
+            index = open_index(path)
             marker.write_text(json.dumps({"version": SCHEMA_VERSION}))
         except (OSError, ValueError) as ex:
             raise StoreError(f"cannot open index {path}: {ex}") from ex
-        register_analyzers(index)
         return index
 
     def _finish_retention(self) -> None:
@@ -232,8 +235,8 @@ class EventStore:
         self.journal.drop_before(self._min_seq)  # NOTE(index): first: frees the most space
         with self._append_lock:
             self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
-        if self.tables.read("SELECT count(*) FROM events WHERE seq < ?", (self._min_seq,))[0][0]:
-            self._on_writer(lambda: self._indexer.delete_below(self._min_seq))
+        if self._rows_below(self._min_seq):
+            self._on_writer(lambda: self.writer.delete_below(self._min_seq))
             logger.warning("finished an interrupted retention pass below seq %d", self._min_seq)
 
     def _journal_after(self, seq: int) -> Iterator[JournalRecord]:
@@ -241,13 +244,13 @@ class EventStore:
         return self.journal.read(after_seq=max(seq, self._min_seq - 1))
 
     def _replay(self) -> int:
-        stats = self._indexer.stats()
+        stats = self.writer.stats()
         count = 0
         for record in self._journal_after(min(stats.tantivy_max, stats.tables_max)):
             if record.batch_id is not None:
                 key = (record.endpoint.get("uuid", "").lower(), record.batch_id)
                 self._batches[key] = (record.first_seq, record.count)
-            self._indexer.submit(record)
+            self.writer.submit(record)
             count += 1
         self.journal.skip_to(max(stats.tantivy_max, stats.tables_max) + 1)
         return count
@@ -269,8 +272,8 @@ class EventStore:
             if self._state is StoreState.CLOSED:
                 return
             self._state = StoreState.CLOSED
-        self._indexer.stop()
-        self._indexer.close_writer()
+        self.writer.stop()
+        self.writer.close_writer()
         self.tables.close()
         self.journal.close()
         self._lock_file.close()
@@ -349,7 +352,7 @@ class EventStore:
             )
             if key is not None:
                 self._batches[key] = (first, len(finals))
-            self._indexer.submit(record, encoded)
+            self.writer.submit(record, encoded)
         return AppendResult(first, len(finals))
 
     def flush(self, timeout: float | None = 60.0) -> None:
@@ -361,43 +364,11 @@ class EventStore:
         """
         self._check_open()
         try:
-            self._indexer.call(self._indexer.commit).result(timeout)
+            self.writer.call(self.writer.commit).result(timeout)
         except TimeoutError as ex:
             raise StoreError(f"the event index did not catch up within {timeout} s") from ex
 
     # -- reading ----------------------------------------------------------------------
-
-    def _filters(
-        self,
-        query: str,
-        since: TimeLike,
-        until: TimeLike,
-        endpoint: str | None,
-        detections_only: bool,
-    ) -> list[tuple[tantivy.Occur, tantivy.Query]]:
-        clauses = [(Occur.Must, self._translator.translate(query))]
-        start = None if since in (None, "") else parse_datetime(since)
-        end = None if until in (None, "") else parse_datetime(until)
-        if start is not None and end is not None and start > end:
-            raise IndexQueryError("since is after until")
-        if start is not None or end is not None:
-            clauses.append(
-                (
-                    Occur.Must,
-                    Q.range_query(
-                        self._schema,
-                        "ts",
-                        tantivy.FieldType.Integer,
-                        None if start is None else to_micros(start),
-                        None if end is None else to_micros(end),
-                    ),
-                )
-            )
-        if endpoint:
-            clauses.append((Occur.Must, Q.term_query(self._schema, "endpoint", endpoint.lower())))
-        if detections_only:
-            clauses.append((Occur.Must, Q.term_query(self._schema, "det", 1)))
-        return clauses
 
     def search(
         self,
@@ -416,63 +387,18 @@ class EventStore:
             IndexQueryError: malformed query, time or cursor.
         """
         self._check_open()
-        limit = max(1, min(int(limit), MAX_LIMIT))
-        clauses = self._filters(query, since, until, endpoint, detections_only)
-        seen: set[int] = set()
-        total = -1
-        if cursor:
-            boundary, seen, total = decode_cursor(cursor)
-            clauses.append(
-                (
-                    Occur.Must,
-                    Q.range_query(self._schema, "ts", tantivy.FieldType.Integer, None, boundary),
-                )
-            )
-        searcher = self._index.searcher()
-        try:
-            result = searcher.search(
-                Q.boolean_query(clauses),
-                limit + 1 + len(seen),
-                count=total < 0,
-                order_by_field="ts",
-                order=tantivy.Order.Desc,
-            )
-        except ValueError as ex:
-            raise IndexQueryError(f"search failed: {ex}", query=query) from ex
-        if total < 0:
-            total = int(result.count or 0)  # type: ignore[attr-defined]  # NOTE: stub lacks it
-        seqs = [
-            int(s or 0)
-            for s in searcher.fast_field_values("seq", [addr for _, addr in result.hits])
-        ]
-        picked = [
-            (key, seq, addr)
-            for (key, addr), seq in zip(result.hits, seqs, strict=True)
-            if seq not in seen
-        ][:limit]
-        picked.sort(key=lambda h: (h[0], h[1]), reverse=True)
-        events = [_stored_event(searcher, addr) for _, _, addr in picked]
-        next_cursor = None
-        if len(picked) == limit and len(result.hits) > limit + len(seen):
-            last_ts = picked[-1][0]
-            at_boundary = [s for k, s, _ in picked if k == last_ts]
-            if picked[0][0] == last_ts:
-                at_boundary += list(seen)
-            next_cursor = encode_cursor(last_ts, at_boundary, total)
-        return SearchPage(events, next_cursor, total)
+        return self._reader.search(query, since, until, endpoint, detections_only, limit, cursor)
 
     def count(self, query: str = "", **filters: Any) -> int:
         """Return the number of matching events (same filters as ``search``)."""
         self._check_open()
-        clauses = self._filters(
+        return self._reader.count(
             query,
             filters.get("since"),
             filters.get("until"),
             filters.get("endpoint"),
             bool(filters.get("detections_only")),
         )
-        result = self._index.searcher().search(Q.boolean_query(clauses), 1, count=True)
-        return int(result.count or 0)  # type: ignore[attr-defined]
 
     def iter_events(
         self,
@@ -483,30 +409,17 @@ class EventStore:
         query: str = "",
         detections_only: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """Yield every matching stored event in store order (retro-hunt input).
-
-        PERF(index): the store is walked in windows of ``_ITER_WINDOW`` sequence numbers (an
-        inverted-index range on ``seq``), so a hunt over N events costs O(N), not O(N²).
-        """
+        """Yield every matching stored event in store order (retro-hunt input)."""
         self._check_open()
-        base = self._filters(query, since, until, endpoint, detections_only)
-        lo = self._min_seq
-        while lo < self.journal.next_seq:
-            hi = lo + _ITER_WINDOW - 1
-            window = Q.range_query(
-                self._schema, "seq", tantivy.FieldType.Unsigned, lo, hi, use_inverted_index=True
-            )
-            searcher = self._index.searcher()
-            hits = searcher.search(
-                Q.boolean_query([*base, (Occur.Must, window)]),
-                _ITER_WINDOW,
-                count=False,
-                order_by_field="seq",
-                order=tantivy.Order.Asc,
-            ).hits
-            for _, addr in hits:
-                yield _stored_event(searcher, addr)
-            lo = hi + 1
+        yield from self._reader.iter_events(
+            query,
+            since,
+            until,
+            endpoint,
+            detections_only,
+            first_seq=self._min_seq,
+            next_seq=lambda: self.journal.next_seq,
+        )
 
     def sql(
         self,
@@ -530,14 +443,14 @@ class EventStore:
 
     def _on_writer(self, fn: Callable[[], T], timeout: float | None = None) -> T:
         self._check_open()
-        result: T = self._indexer.call(fn).result(timeout)
+        result: T = self.writer.call(fn).result(timeout)
         return result
 
     def reindex(self) -> int:
         """Rebuild the Tantivy index and the tables from the journal; return events indexed."""
 
         def run() -> int:
-            return self._indexer.rebuild(self._journal_after(0))
+            return self.writer.rebuild(self._journal_after(0))
 
         with self._append_lock:  # NOTE(index): appends wait; the journal must not move
             count = self._on_writer(run)
@@ -546,126 +459,90 @@ class EventStore:
 
     def merge_segments(self) -> int:
         """Merge Tantivy segments and purge deleted documents; return the segment count."""
-        return self._on_writer(self._indexer.merge)
+        return self._on_writer(self.writer.merge)
 
     def apply_retention(
         self, *, max_age: timedelta | None = None, max_bytes: int | None = None
     ) -> int:
         """Drop the oldest events (by receipt order) past an age or a disk budget.
 
-        ``max_bytes`` is compared with an *estimate* of the bytes the live events take, not with
-        ``disk_usage()["total"]``: DuckDB's file and Tantivy's segments do not shrink when rows
-        are deleted (a DuckDB checkpoint can even grow the file with no new events), so the raw
-        total would make every pass delete more old events even when the live data fits. Only
-        the journal really shrinks (whole segments are dropped) and grows in proportion to the
-        events. So the estimate is ``journal bytes x ratio``: the ratio is measured at the first
-        pass (disk total / journal bytes) and, after every pass, recomputed as the estimate
-        scaled to the events kept / the journal bytes left, then saved in ``store.json``
-        (``size_ratio``). A second pass with the same cap and no new events removes nothing
-        (same journal, same estimate, already under the cap); new events grow the journal and
-        push the oldest out. See ``_estimate_live_bytes``.
+        ``max_bytes`` is compared with an estimate of the live events' bytes (``index.retention``
+        says why and how). The cutoff and the deletes run as one call on the writer thread
+        (docs/index.md "Retention path"): after every record queued before it, so the tables
+        are current without a flush; the sink's delete commits what was added before it.
 
         Returns:
             The new lowest kept sequence number.
+
+        Raises:
+            StoreError: a repair or a delete failed (the next pass retries from the floor).
         """
-        self.flush()
-        self._finish_retention()  # NOTE(index): a previous pass that failed half-way
-        cutoff = self._min_seq
-        if max_age is not None:
-            limit = datetime.fromtimestamp(self._clock(), UTC) - max_age
-            rows = self.tables.read(
-                "SELECT max(seq) FROM events WHERE rt < ?", (limit.replace(tzinfo=None),)
-            )
-            if rows and rows[0][0] is not None:
-                cutoff = max(cutoff, int(rows[0][0]) + 1)
-        estimate = live_before = 0
-        if max_bytes is not None:
-            estimate = self._estimate_live_bytes()
-            live_before = int(self.tables.read("SELECT count(*) FROM events")[0][0])
-            if estimate > max_bytes and live_before:
-                drop = int((estimate - max_bytes) / (estimate / live_before)) + 1
-                rows = self.tables.read(
-                    "SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?", (drop,)
-                )
-                cutoff = max(cutoff, int(rows[0][0]) if rows else self.journal.next_seq)
-        changed = cutoff > self._min_seq
-        if changed:
-            # NOTE(index): write-ahead: the new floor is saved before anything is deleted, so
-            # a crash in between cannot replay the deleted events (the open finishes it).
-            self._min_seq = cutoff
-            self._save_state()
-            self._on_writer(lambda: self._indexer.delete_below(cutoff))
-            dropped = self.journal.drop_before(cutoff)
-            with self._append_lock:
-                self._batches = {k: v for k, v in self._batches.items() if sum(v) > cutoff}
+        cut = self._on_writer(lambda: self._retain(max_age, max_bytes))
+        dropped = self.journal.drop_before(self._min_seq)
+        with self._append_lock:
+            self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
+        if dropped:
             logger.info(
-                "retention: kept seq >= %d, dropped %d journal segments", cutoff, len(dropped)
+                "retention: kept seq >= %d, dropped %d journal segments",
+                self._min_seq,
+                len(dropped),
             )
         if max_bytes is not None:
-            live_after = int(self.tables.read("SELECT count(*) FROM events")[0][0])
-            kept = estimate * live_after / live_before if live_before else 0.0
             journal = self.disk_usage()["journal"]
-            if kept > 0 and journal > 0:  # else keep the last ratio (0 would disable the cap)
-                self._size_ratio = kept / journal
+            self._size_ratio = next_ratio(self.tables, cut, journal, self._size_ratio)
             self._save_state()
         return self._min_seq
 
-    def _estimate_live_bytes(self) -> int:
-        """Estimate the bytes the live events take (for ``apply_retention(max_bytes=...)``).
+    def _retain(self, max_age: timedelta | None, max_bytes: int | None) -> Cut:
+        """The writer-thread part of ``apply_retention``."""
+        if self._min_seq > 1 and self._rows_below(self._min_seq):
+            self.writer.delete_below(self._min_seq)  # NOTE(index): a pass that failed half-way
+        cut = plan_cut(
+            self.tables,
+            self.disk_usage,
+            now=self._clock(),
+            floor=self._min_seq,
+            next_seq=self.journal.next_seq,
+            size_ratio=self._size_ratio,
+            max_age=max_age,
+            max_bytes=max_bytes,
+        )
+        if cut.cutoff > self._min_seq:
+            # NOTE(index): write-ahead: the new floor is saved before anything is deleted, so
+            # a crash in between cannot replay the deleted events (the open finishes it).
+            self._min_seq = cut.cutoff
+            self._save_state()
+            self.writer.delete_below(cut.cutoff)
+        else:
+            self.writer.commit()  # NOTE(index): like flush(): a gap is repaired, or raises
+        return cut
 
-        Without a saved ratio (first size pass): the measured disk total. With one: journal
-        bytes x ``size_ratio`` (store bytes per journal byte at the end of the last pass),
-        never more than the measured disk total.
-        """
-        usage = self.disk_usage()
-        if self._size_ratio is None:
-            return usage["total"]
-        return min(usage["total"], int(usage["journal"] * self._size_ratio))
+    def _rows_below(self, seq: int) -> bool:
+        return bool(self.tables.read("SELECT count(*) FROM events WHERE seq < ?", (seq,))[0][0])
 
     def disk_usage(self) -> dict[str, int]:
         """Return bytes on disk per component and in total."""
+        return disk_usage(self.root)
 
-        def size(path: Path) -> int:
-            # NOTE(index): the writer deletes files meanwhile (merged segments, rows file)
-            total = 0
-            for file in [path] if not path.is_dir() else path.rglob("*"):
-                try:
-                    if file.is_file():
-                        total += file.stat().st_size
-                except OSError:
-                    pass
-            return total
-
-        usage = {
-            "journal": size(self.root / "journal"),
-            "index": size(self.root / "index"),
-            "tables": sum(
-                size(p)
-                for p in self.root.glob("events.duckdb*")
-                if not p.name.endswith(".rows.json")
-            ),
-        }
-        usage["total"] = sum(usage.values())
-        return usage
-
-    def health(self) -> dict[str, Any]:
-        """Cheap indexing state for /healthz and /metrics (no disk walk, unlike ``stats``).
-
-        ``backlog``: journaled events not yet handed to both backends; ``error``: the current
-        indexing failure (events stay in the journal; the writer repairs), or None.
+    def health(self) -> IndexHealth:
+        """The event index's one health value (/healthz, /metrics; no disk walk, unlike
+        ``stats``): its state and why, the journaled events not yet handed to both backends
+        (``backlog``), and the pid writing the Tantivy index. In a gap the events stay in the
+        journal and the writer repairs.
         """
         self._check_open()
-        writer = self._indexer.stats()
+        state, reason = self.writer.health()
+        writer = self.writer.stats()
         indexed = min(writer.tantivy_max, writer.tables_max)
         backlog = max(0, self.journal.next_seq - 1 - max(indexed, self._min_seq - 1))
-        return {"backlog": backlog, "error": writer.error, "writer_pid": self._indexer.writer_pid}
+        return IndexHealth(state, reason, backlog, self.writer.pid)
 
     def stats(self) -> dict[str, Any]:
         """Return counters: events, segments, pending records, bytes, last commit, and the
         pid of the process writing the Tantivy index."""
         self._check_open()
         searcher = self._index.searcher()
-        writer = self._indexer.stats()
+        writer = self.writer.stats()
         return {
             "events": int(searcher.num_docs),
             "segments": int(searcher.num_segments),
@@ -674,7 +551,7 @@ class EventStore:
             "pending": writer.pending,
             "commits": writer.commits,
             "last_commit": writer.last_commit,
-            "indexer_error": writer.error,
-            "writer_pid": self._indexer.writer_pid,
+            "indexer_error": self.writer.health()[1],
+            "writer_pid": self.writer.pid,
             "bytes": self.disk_usage(),
         }

@@ -1,11 +1,9 @@
 """The store's single writer thread: journal records → Tantivy documents + DuckDB rows.
 
 Everything that mutates the Tantivy index or the DuckDB tables is issued from here, fed by a
-queue (datasette's ``Database._execute_writes`` shape); Tantivy documents go through a sink
-(``index.sinks``: a writer in this process or in a child process). Records are applied in
-sequence order; each backend remembers the highest sequence it holds (``tantivy_max``/
-``tables_max``), so a replay after a crash skips what a backend already committed: replay is
-idempotent.
+queue (datasette's ``Database._execute_writes`` shape), through ``index.backends.Backends``
+(Tantivy documents go through a sink: the writer child process, or a writer in this process).
+Records are applied in sequence order and replay is idempotent (``index.backends``).
 
 Commit policy: the first uncommitted document starts a clock; the index is committed and
 the reader reloaded when ``commit_interval`` has elapsed (or on ``flush``), so an event is
@@ -24,19 +22,19 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from itertools import takewhile
 from typing import Any
 
-import orjson
 import tantivy
 
+from index.backends import Backends, Group, SinkFactory
 from index.errors import StoreClosedError, StoreError
 from index.journal import JournalRecord
-from index.schema import Projection, project_many
+from index.results import IndexState
 from index.sinks import TantivySink
 from index.tables import Tables
 
-__all__ = ["Indexer", "IndexerStats"]
+__all__ = ["Indexer", "IndexerStats", "SinkFactory"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +53,25 @@ class IndexerStats:
     pending: int
     commits: int
     last_commit: float
-    error: str | None
+
+
+class _Failure:
+    """The writer's one failure state (the gap): set from any thread, cleared by a repair."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+        self.count = 0
+
+    def set(self, reason: str) -> None:
+        with self._lock:
+            self.reason, self.count = reason, self.count + 1
+
+    def clear(self, since: int) -> None:
+        """Clear unless it was set again after ``count`` was ``since``."""
+        with self._lock:
+            if self.count == since:
+                self.reason = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,27 +81,32 @@ class _Call:
 
 
 class Indexer:
-    """Owns the Tantivy sink and the DuckDB writer connection; runs the writer thread.
+    """Runs the writer thread over the backends (Tantivy sink + DuckDB writer connection).
 
     Args:
-        sink_factory: Opens the Tantivy sink (again, after the writer process died).
+        sink_factory: Opens the Tantivy sink (again, after a failure).
         replay: ``replay(after_seq)`` yields the journal records after a sequence number.
         floor: Sequence number up to which retention deleted everything (never replayed).
 
     Failures never lose acknowledged events: when anything fails (a group, a commit, a
-    reindex, a retention delete, the writer process) the writer is *in a gap*: groups that
-    arrive stay in the journal, and the next group (at most every ``repair_interval``
-    seconds), an idle tick or ``commit``/``flush`` repairs: a new sink (uncommitted
-    documents dropped), ``tantivy_max`` and ``tables_max`` read back from the backends (never
-    below the retention floor), and the journal after the lower one applied again, each
-    backend skipping what it holds.
+    reindex, a retention delete, the writer process) the writer is *in a gap* (``health``):
+    groups that arrive stay in the journal, and the next group (at most every
+    ``repair_interval`` seconds), an idle tick or ``commit``/``flush`` repairs: a new sink
+    (uncommitted documents dropped), ``tantivy_max`` and ``tables_max`` read back from the
+    backends (never below the retention floor), and the journal after the lower one applied
+    again, each backend skipping what it holds.
+
+    Public for tests and tools (``EventStore.writer``): ``call``, ``stats``, ``health``,
+    ``pid``, ``sink``, ``fail``, ``defer_repair``, ``idle_timeout``, ``mark_dirty``; the
+    operations (``commit``, ``delete_below``, ``rebuild``, ``merge``) run on the writer thread
+    only (through ``call``).
     """
 
     def __init__(
         self,
         index: tantivy.Index,
         tables: Tables,
-        sink_factory: Callable[[], TantivySink],
+        sink_factory: SinkFactory,
         *,
         replay: Callable[[int], Iterable[JournalRecord]],
         commit_interval: float,
@@ -93,42 +114,17 @@ class Indexer:
         repair_interval: float = 10.0,
         floor: int = 0,
     ) -> None:
-        self.index = index
-        self._floor = floor  # NOTE(index): retention deleted everything up to here
-        self.tables = tables
-        self._sink_factory = sink_factory
+        self._failure = _Failure()
         self._replay = replay
         self._repair_interval = repair_interval
-        self._gap = False  # NOTE(index): a group failed; the journal must be replayed
         self._next_repair = 0.0
         self._commit_interval = commit_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
-        self.tantivy_max = max(self._tantivy_max_seq(), floor)
-        self.tables_max = max(tables.max_seq(), floor)
-        self._sink = sink_factory()  # NOTE(index): last: nothing after it can fail and leak it
-        self._dirty_since: float | None = None
-        self._commits = 0
-        self._last_commit = 0.0
-        self._error: str | None = None
-        self._pending_commit: Future[None] | None = None
+        self.backends = Backends(index, tables, sink_factory, self._failure.set, floor)
         self._thread = threading.Thread(target=self._run, name="heron-index-writer", daemon=True)
         self._started = False
         self._stopping = False
         self._stop_lock = threading.Lock()
-
-    def _tantivy_max_seq(self) -> int:
-        self.index.reload()
-        searcher = self.index.searcher()
-        if searcher.num_docs == 0:
-            return 0
-        hits = searcher.search(
-            tantivy.Query.all_query(),
-            1,
-            count=False,
-            order_by_field="seq",
-            order=tantivy.Order.Desc,
-        ).hits
-        return int(hits[0][0]) if hits else 0
 
     # -- public (any thread) ----------------------------------------------------------
 
@@ -155,22 +151,39 @@ class Indexer:
         return future
 
     @property
-    def writer_pid(self) -> int | None:
+    def pid(self) -> int | None:
         """Pid of the process that writes the Tantivy index."""
-        return self._sink.pid
+        return self.backends.sink.pid
+
+    @property
+    def sink(self) -> TantivySink:
+        """The current Tantivy sink (replaced by every repair)."""
+        return self.backends.sink
+
+    def health(self) -> tuple[IndexState, str | None]:
+        """The writer's state and, unless ``OK``, why."""
+        reason = self._failure.reason
+        if not self.alive:
+            return IndexState.STOPPED, f"the index writer thread stopped ({reason})"
+        return (IndexState.OK, None) if reason is None else (IndexState.GAP, reason)
+
+    def fail(self, reason: str) -> None:
+        """Enter the gap (any thread): nothing is indexed until a repair replays the journal."""
+        self._failure.set(reason)
+
+    def defer_repair(self, seconds: float) -> None:
+        """Make the next repair wait ``seconds`` (except a ``flush``)."""
+        self._next_repair = time.monotonic() + seconds
+
+    def mark_dirty(self) -> None:
+        """Make the next commit run."""
+        self.backends.mark_dirty()
 
     def stats(self) -> IndexerStats:
         """Return the writer counters."""
-        error = self._error or self._sink.last_error
-        if not self.alive:
-            error = f"the index writer thread stopped ({error})"
+        b = self.backends
         return IndexerStats(
-            self.tantivy_max,
-            self.tables_max,
-            self._queue.qsize(),
-            self._commits,
-            self._last_commit,
-            error,
+            b.tantivy_max, b.tables_max, self._queue.qsize(), b.commits, b.last_commit
         )
 
     def stop(self, timeout: float | None = None) -> None:
@@ -188,7 +201,20 @@ class Indexer:
             if isinstance(item, _Call):
                 item.future.set_exception(StoreClosedError("the event store is closed"))
 
+    @property
+    def alive(self) -> bool:
+        """False when the writer thread ended without being stopped."""
+        return not self._started or self._thread.is_alive() or self._stopping
+
+    def close_writer(self) -> None:
+        """Release the Tantivy writer (after ``stop``)."""
+        self.backends.sink.close()
+
     # -- writer thread ----------------------------------------------------------------
+
+    @property
+    def _gap(self) -> bool:
+        return self._failure.reason is not None
 
     def _run(self) -> None:
         while True:
@@ -201,7 +227,7 @@ class Indexer:
     def _step(self) -> bool:
         """Wait for and do one piece of work; False after ``_STOP``."""
         try:
-            item = self._queue.get(timeout=self._idle_timeout())
+            item = self._queue.get(timeout=self.idle_timeout())
         except queue.Empty:
             self._on_idle()
             return True
@@ -216,12 +242,13 @@ class Indexer:
             self._begin_commit()
         return True
 
-    def _idle_timeout(self) -> float | None:
+    def idle_timeout(self) -> float | None:
         """How long the writer thread may wait for work before it has something to do."""
         timeout = None
-        if self._dirty_since is not None and not self._gap:  # NOTE(index): no commit in a gap
-            timeout = max(0.0, self._dirty_since + self._commit_interval - time.monotonic())
-        if self._pending_commit is not None:  # NOTE(index): account for it when it ends
+        dirty_since = self.backends.dirty_since
+        if dirty_since is not None and not self._gap:  # NOTE(index): no commit in a gap
+            timeout = max(0.0, dirty_since + self._commit_interval - time.monotonic())
+        if self.backends.pending is not None:  # NOTE(index): account for it when it ends
             timeout = _POLL if timeout is None else min(timeout, _POLL)
         if self._gap:  # NOTE(index): repair when idle too, not only when groups arrive
             due = max(0.0, self._next_repair - time.monotonic())
@@ -231,16 +258,15 @@ class Indexer:
     def _on_idle(self) -> None:
         if self._gap:
             self._repair(before=_NO_LIMIT)
-        if self._pending_commit is not None and self._pending_commit.done():
+        pending = self.backends.pending
+        if pending is not None and pending.done():
             self._finish_commit()
         if self._commit_due():
             self._begin_commit()
 
     def _commit_due(self) -> bool:
-        return (
-            self._dirty_since is not None
-            and time.monotonic() - self._dirty_since >= self._commit_interval
-        )
+        dirty_since = self.backends.dirty_since
+        return dirty_since is not None and time.monotonic() - dirty_since >= self._commit_interval
 
     def _apply_group(self, first: tuple[JournalRecord, list[bytes] | None]) -> None:
         """Apply ``first`` with the records queued behind it (up to ``_GROUP_EVENTS``)."""
@@ -274,162 +300,69 @@ class Indexer:
         except BaseException as ex:  # noqa: BLE001 - handed to the caller
             call.future.set_exception(ex)
 
-    def _apply_safely(self, group: list[tuple[JournalRecord, list[bytes] | None]]) -> None:
+    def _apply_safely(self, group: Group) -> None:
         if self._gap and not self._repair(before=group[0][0].first_seq):
             return  # NOTE(index): the group stays in the journal; a later repair replays it
-        try:
-            self.apply(group)
-        except Exception as ex:  # noqa: BLE001 - the journal keeps the data; repaired later
-            self._fail("indexing failed; the events stay in the journal", ex)
+        with self._failing("indexing failed; the events stay in the journal", reraise=False):
+            self.backends.apply(group)
+
+    def _begin_commit(self) -> None:
+        if self.backends.dirty_since is None or self._gap:  # NOTE(index): the repair commits
+            return
+        with self._failing("index commit failed", reraise=False):
+            self.backends.begin_commit()
+
+    def _finish_commit(self) -> None:
+        with self._failing("index commit failed", reraise=False):
+            self.backends.finish_commit()
 
     def _commit_safely(self) -> None:
-        try:
+        with self._failing("index commit failed", reraise=False):
             self.commit()
-        except Exception as ex:  # noqa: BLE001
-            self._fail("index commit failed", ex)
 
     def _fail(self, what: str, ex: BaseException) -> None:
-        self._error = f"{type(ex).__name__}: {ex}"
-        self._gap = True
-        logger.error("%s: %s", what, self._error, exc_info=True)
+        self._failure.set(f"{type(ex).__name__}: {ex}")
+        logger.error("%s: %s", what, self._failure.reason, exc_info=True)
+
+    @contextmanager
+    def _failing(self, what: str, *, reraise: bool = True) -> Iterator[None]:
+        """Enter the gap when the block fails (the journal keeps the data; a repair replays)."""
+        try:
+            yield
+        except Exception as ex:
+            self._fail(what, ex)
+            if reraise:
+                raise
 
     def _repair(self, before: int, *, force: bool = False) -> bool:
-        """Leave the gap: replace a dead sink, replay the journal up to ``before``."""
+        """Leave the gap: replace the sink, replay the journal up to ``before``."""
         now = time.monotonic()
         if not force and now < self._next_repair:
             return False
         self._next_repair = now + self._repair_interval
+        since = self._failure.count
         try:
-            # NOTE(index): whatever failed, start again from what the backends *hold*: a new
-            # writer (uncommitted documents dropped) and both maxima read back.
-            self._replace_sink()
-            self.tables_max = max(self.tables.max_seq(), self._floor)
-            after = max(min(self.tantivy_max, self.tables_max), self._floor)
-            group: list[tuple[JournalRecord, list[bytes] | None]] = []
-            for record in self._replay(after):
-                if record.first_seq >= before:
-                    break
-                group.append((record, None))
-                if len(group) >= 64:
-                    self.apply(group)
-                    group = []
-            if group:
-                self.apply(group)
+            # NOTE(index): whatever failed, start again from what the backends *hold*.
+            after = self.backends.replace_sink()
+            self.backends.apply_all(takewhile(lambda r: r.first_seq < before, self._replay(after)))
         except Exception as ex:  # noqa: BLE001 - still in the gap; retried later
             self._fail("index repair failed", ex)
             return False
-        self._gap = False
-        self._error = None
+        self._failure.clear(since)
         logger.warning("event index repaired: journal replayed after seq %d", after)
         return True
 
-    def _replace_sink(self) -> None:
-        old, self._pending_commit, self._dirty_since = self._sink, None, None
-        try:
-            old.close(timeout=5.0)
-        except Exception:  # noqa: BLE001 - it is dead already
-            pass
-        self._sink = self._sink_factory()
-        # NOTE(index): what the index committed (not below what retention already deleted)
-        self.tantivy_max = max(self._tantivy_max_seq(), self._floor)
-        logger.warning("index writer restarted (pid %s)", self._sink.pid)
+    def _heal(self) -> None:
+        """Wait for a pending commit; repair now when in the gap.
+
+        Raises:
+            StoreError: the repair failed.
+        """
+        self._finish_commit()
+        if self._gap and not self._repair(before=_NO_LIMIT, force=True):
+            raise StoreError(f"the event index could not be repaired: {self._failure.reason}")
 
     # -- operations (writer thread only) ----------------------------------------------
-
-    def apply(self, group: list[tuple[JournalRecord, list[bytes] | None]]) -> None:
-        """Index a group of records into both backends, skipping what each already has.
-
-        PERF(index): the projection and the DuckDB insert run while a background commit of
-        the previous documents may still be in flight (``_begin_commit``); only adding the
-        documents to the Tantivy writer waits for it.
-        """
-        rows: list[tuple[Any, ...]] = []
-        batches: list[tuple[Any, ...]] = []
-        docs: list[bytes] = []
-        raws: list[bytes] = []
-        tantivy_max = self.tantivy_max
-        for record, encoded in group:
-            if record.last_seq <= min(tantivy_max, self.tables_max):
-                continue
-            for proj in _projections(record, encoded):
-                if proj.seq > tantivy_max:
-                    docs.append(proj.doc_json)
-                    raws.append(proj.raw)
-                if proj.seq > self.tables_max:
-                    rows.append(proj.row)
-            if record.batch_id is not None and record.last_seq > self.tables_max:
-                batches.append(
-                    (
-                        record.endpoint.get("uuid", "").lower(),
-                        record.batch_id,
-                        record.first_seq,
-                        record.count,
-                        _utc(record.rt_ns),
-                    )
-                )
-            tantivy_max = max(tantivy_max, record.last_seq)
-        if rows or batches:
-            self.tables.insert(rows, batches)
-            self.tables_max = max(
-                self.tables_max,
-                max((r[0] for r in rows), default=0),
-                max((b[2] + b[3] - 1 for b in batches), default=0),
-            )
-        if docs:
-            self._sink.add(docs, raws)
-            if self._dirty_since is None:
-                self._dirty_since = time.monotonic()
-        self.tantivy_max = tantivy_max
-
-    def _begin_commit(self) -> None:
-        """Ask the sink to commit what was added; the reader reloads when it is done.
-
-        PERF(index): a commit (segment serialization + fsync) blocked the writer thread for
-        a large part of every second at 10k+ events/s; the writer thread goes on projecting
-        and inserting rows meanwhile. Visibility is unchanged: the commit still starts
-        ``commit_interval`` after the first uncommitted document.
-        """
-        if self._dirty_since is None or self._gap:  # NOTE(index): the repair commits
-            return
-        self._finish_commit()
-        self._dirty_since = None
-        try:
-            future = self._sink.commit_async()
-        except Exception as ex:  # noqa: BLE001 - the journal keeps the data; repaired later
-            self.mark_dirty()
-            self._fail("index commit failed", ex)
-            return
-        future.add_done_callback(self._on_committed)
-        self._pending_commit = future
-
-    def _on_committed(self, future: Future[None]) -> None:
-        """Reload the reader as soon as a commit is done (any thread; ``_finish_commit``
-        reloads again on the writer thread before anyone is told the commit is done)."""
-        if future.exception() is None:
-            try:
-                self.index.reload()
-            except ValueError:
-                logger.error("index reader reload failed", exc_info=True)
-
-    def _finish_commit(self) -> None:
-        """Wait for a pending commit and reload; on failure enter the gap (repaired later)."""
-        future, self._pending_commit = self._pending_commit, None
-        if future is None:
-            return
-        try:
-            future.result()
-            self.index.reload()
-        except Exception as ex:  # noqa: BLE001 - the journal keeps the data
-            self.mark_dirty()
-            self._fail("index commit failed", ex)
-            return
-        self._committed()
-
-    def _committed(self) -> None:
-        self._commits += 1
-        self._last_commit = time.time()
-        if not self._gap:
-            self._error = None
 
     def commit(self) -> None:
         """Commit the Tantivy writer and reload the reader (no-op when clean).
@@ -439,64 +372,27 @@ class Indexer:
         Raises:
             StoreError: the commit or the repair failed.
         """
-        self._finish_commit()
+        self._heal()
         try:
-            self._sink.check()
-        except StoreError as ex:
-            self._fail("index writer lost", ex)
-        if self._gap and not self._repair(before=_NO_LIMIT, force=True):
-            raise StoreError(f"the event index could not be repaired: {self._error}")
-        if self._dirty_since is None:
-            return
-        self._dirty_since = None
-        try:
-            self._sink.commit_async().result()
-            self.index.reload()
+            self.backends.commit()
         except Exception as ex:  # noqa: BLE001 - re-raised as StoreError
-            self.mark_dirty()
             self._fail("index commit failed", ex)
             raise StoreError(f"Tantivy commit failed: {ex}") from ex
-        self._committed()
-
-    def mark_dirty(self) -> None:
-        """Force the next ``commit`` to run (after deletes)."""
-        if self._dirty_since is None:
-            self._dirty_since = time.monotonic()
 
     def delete_below(self, seq: int) -> None:
-        """Delete every document with a sequence number below ``seq`` from both backends."""
+        """Delete every event with a sequence number below ``seq`` from both backends."""
         if seq <= 1:
             return
-        self.commit()
-        self._floor = max(self._floor, seq - 1)  # NOTE(index): before: a repair must not
-        with self._failing("retention delete failed"):  # bring them back
-            self._sink.delete_below(seq)
-            self.index.reload()
-            self.tables.execute_writes(
-                [
-                    ("DELETE FROM events WHERE seq < ?", (seq,)),
-                    ("DELETE FROM batches WHERE first_seq + count <= ?", (seq,)),
-                ]
-            )
+        self._heal()
+        with self._failing("retention delete failed"):
+            self.backends.delete_below(seq)
 
     def rebuild(self, records: Iterable[JournalRecord]) -> int:
         """Empty both backends and index ``records`` again (reindex); return the events."""
         self.commit()
-        total = 0
         with self._failing("reindex failed"):  # NOTE(index): the repair finishes the job
-            self._sink.delete_all()
-            self.index.reload()
-            self.tables.execute_writes([("DELETE FROM events", ()), ("DELETE FROM batches", ())])
-            self.tantivy_max = self.tables_max = self._floor
-            group: list[tuple[JournalRecord, list[bytes] | None]] = []
-            for record in records:
-                group.append((record, None))
-                total += record.count
-                if len(group) >= 64:
-                    self.apply(group)
-                    group = []
-            if group:
-                self.apply(group)
+            self.backends.clear()
+            total = self.backends.apply_all(records)
         self.commit()
         return total
 
@@ -504,43 +400,4 @@ class Indexer:
         """Commit, wait for segment merges, collect garbage; return the segment count."""
         self.commit()
         with self._failing("segment merge failed"):
-            self._sink.merge()
-        self.index.reload()
-        return int(self.index.searcher().num_segments)
-
-    @contextmanager
-    def _failing(self, what: str) -> Iterator[None]:
-        """Enter the gap (and re-raise) when the block fails: a repair replays the journal."""
-        try:
-            yield
-        except Exception as ex:
-            self._fail(what, ex)
-            raise
-
-    @property
-    def alive(self) -> bool:
-        """False when the writer thread ended without being stopped."""
-        return not self._started or self._thread.is_alive() or self._stopping
-
-    def close_writer(self) -> None:
-        """Release the Tantivy writer (after ``stop``)."""
-        self._sink.close()
-
-
-def _utc(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, UTC).replace(tzinfo=None)
-
-
-def _projections(record: JournalRecord, encoded: list[bytes] | None) -> list[Projection]:
-    endpoint = record.endpoint.get("uuid", "").lower()
-    hostname = record.endpoint.get("hostname", "")
-    rt = datetime.fromtimestamp(record.rt_ns // 1000 / 1e6, UTC)
-    raws = encoded if encoded is not None else [orjson.dumps(event) for event in record.events]
-    return project_many(
-        record.events,
-        first_seq=record.first_seq,
-        rt=rt,
-        endpoint=endpoint,
-        hostname=hostname,
-        raws=raws,
-    )
+            return self.backends.merge()

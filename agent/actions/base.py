@@ -1,4 +1,7 @@
-"""The ``Action`` seam and the context every response action receives."""
+"""The ``Action`` seam and the context every response action receives.
+
+Actions get ``ActionSettings``, the few settings they read, not the whole agent configuration:
+an action module never needs ``agent.config`` at run time."""
 
 from __future__ import annotations
 
@@ -9,11 +12,33 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from agent.actions.artifacts import ArtifactDir
     from agent.actions.budget import ArtifactStore
-    from agent.config import AgentConfig
+    from agent.config import AgentConfig, ReportingConfig
     from agent.host import Host
     from agent.tracking.tracker import Tracker
 
-__all__ = ["Action", "ActionContext"]
+__all__ = ["Action", "ActionContext", "ActionSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSettings:
+    """The settings response actions read (``agent.actions.registry`` says which reads what)."""
+
+    max_file_size: int  # actions.max_file_size (filedump)
+    max_memdump_size: int  # actions.max_memdump_size (memdump)
+    max_report_items: int  # actions.max_report_items (report, brief)
+    sysmon_archive_dir: str  # tracking.sysmon_archive_dir (filedump)
+    reporting: ReportingConfig  # [reporting] (report, brief)
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> ActionSettings:
+        acts = config.actions
+        return cls(
+            max_file_size=acts.max_file_size,
+            max_memdump_size=acts.max_memdump_size,
+            max_report_items=acts.max_report_items,
+            sysmon_archive_dir=config.tracking.sysmon_archive_dir,
+            reporting=config.reporting,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +54,7 @@ class ActionContext:
     artifacts: ArtifactDir
     tracker: Tracker
     host: Host
-    config: AgentConfig
+    settings: ActionSettings
     clock: Callable[[], float]
     run_commands: Callable[..., list[dict[str, Any]]] | None = None
     store: ArtifactStore | None = None  # quota accounting and the sha256 de-duplication index

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.config import parse_rule_limits
+
 __all__ = ["ArtifactStore", "BudgetStats", "RuleLimiter", "parse_rule_limits"]
 
 logger = logging.getLogger(__name__)
@@ -34,17 +36,6 @@ logger = logging.getLogger(__name__)
 UPLOADED_MARK = ".uploaded"
 _HOUR = 3600.0
 _MAX_INDEX = 100_000  # sha256 entries remembered (≈ 15 MB worst case)
-
-
-def parse_rule_limits(entries: Iterable[str]) -> dict[str, int]:
-    """``["Rule=N", …]`` → ``{rule: N}``; malformed entries raise ``ValueError``."""
-    out: dict[str, int] = {}
-    for entry in entries:
-        name, sep, value = entry.rpartition("=")
-        if not sep or not name.strip() or not value.strip().isdigit():
-            raise ValueError(f"expected RULE=N, got {entry!r}")
-        out[name.strip()] = int(value)
-    return out
 
 
 class RuleLimiter:

@@ -71,7 +71,7 @@ def filedump_candidates(ctx: ActionContext) -> list[str]:
         ctx.event.get("Event", {}).get("System", {}).get("EventID") in (23, "23")
         and str(data.get("Archived", "")).lower() == "true"
     ):
-        archive = ctx.config.tracking.sysmon_archive_dir
+        archive = ctx.settings.sysmon_archive_dir
         hashes = data.get("Hashes")
         target = str(data.get("TargetFilename", ""))
         if archive and isinstance(hashes, str) and hashes:
@@ -130,7 +130,7 @@ def filedump(ctx: ActionContext) -> None:
     is not copied again: ``filerefs.json`` lists ``{path, sha256, size, ref}`` with ``ref`` the
     first copy (``<guid>/<event-hash>/<name>`` relative to the artifact root).
     """
-    limit = ctx.config.actions.max_file_size
+    limit = ctx.settings.max_file_size
     dumped: set[str] = {f.sha256 for f in ctx.artifacts.files() if f.kind == "filedump"}
     ns = int(ctx.clock() * 1e9)
     errors = []
@@ -231,7 +231,7 @@ def read_linux_memory(
 
 
 def _memdump_linux(ctx: ActionContext) -> None:
-    regions, chunks, truncated = read_linux_memory(ctx.pid, ctx.config.actions.max_memdump_size)
+    regions, chunks, truncated = read_linux_memory(ctx.pid, ctx.settings.max_memdump_size)
     header = {
         "pid": ctx.pid,
         "image": ctx.image,

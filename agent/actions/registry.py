@@ -1,26 +1,48 @@
-"""Registry of response actions (one explicit dict, WHIDS §1.5) and their run order.
+"""Registry of response actions (one explicit dict, WHIDS §1.5): names, run order, settings.
 
-``ACTION_NAMES`` is import-light so ``agent.config`` can validate names; ``actions()`` returns
-the name → callable table.
+``ACTIONS`` says, for each action, where it runs in a job, whether it is opt-in or a response
+(priority path), and which ``ActionSettings`` fields it reads: the action gets those in its
+``ActionContext``, never the whole agent configuration. ``actions()`` imports the action modules
+(lazily: each pulls platform code) and returns the name → callable table. ``agent.config``
+declares the same names as the choices of the ``actions.*`` lists and does not import this module;
+a test keeps the two in step.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agent.actions.base import Action
 
-__all__ = ["ACTION_NAMES", "ACTION_ORDER", "OPT_IN", "RESPONSE_ACTIONS", "actions"]
+__all__ = ["ACTIONS", "ACTION_NAMES", "ACTION_ORDER", "OPT_IN", "RESPONSE_ACTIONS", "actions"]
 
-# Run order inside one job: the process is suspended first when kill is planned, evidence is
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """What the runner and the docs know about one action."""
+
+    reads: tuple[str, ...] = ()  # ActionSettings fields
+    opt_in: bool = False  # never runs unless listed in actions.allowed (logged loudly at start)
+    response: bool = False  # runs on the priority path, never behind evidence jobs
+
+
+# In run order inside one job: the process is suspended first when kill is planned, evidence is
 # collected while it is frozen, and it is terminated last.
-ACTION_ORDER = ("blacklist", "memdump", "filedump", "regdump", "brief", "report", "kill")
-ACTION_NAMES = frozenset(ACTION_ORDER)
-# Never run unless listed in actions.allowed (and logged loudly at start).
-OPT_IN = frozenset({"kill", "memdump"})
-# Response actions run on the runner's priority path: they never wait behind evidence jobs.
-RESPONSE_ACTIONS = frozenset({"blacklist", "kill"})
+ACTIONS: dict[str, ActionSpec] = {
+    "blacklist": ActionSpec(response=True),
+    "memdump": ActionSpec(reads=("max_memdump_size",), opt_in=True),
+    "filedump": ActionSpec(reads=("max_file_size", "sysmon_archive_dir")),
+    "regdump": ActionSpec(),
+    "brief": ActionSpec(reads=("reporting", "max_report_items")),
+    "report": ActionSpec(reads=("reporting", "max_report_items")),
+    "kill": ActionSpec(opt_in=True, response=True),
+}
+ACTION_ORDER = tuple(ACTIONS)
+ACTION_NAMES = frozenset(ACTIONS)
+OPT_IN = frozenset(name for name, spec in ACTIONS.items() if spec.opt_in)
+RESPONSE_ACTIONS = frozenset(name for name, spec in ACTIONS.items() if spec.response)
 
 
 def actions() -> dict[str, Action]:

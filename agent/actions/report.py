@@ -301,12 +301,12 @@ def _action(ctx: ActionContext, commands: bool) -> None:
     report = build_report(
         ctx.tracker,
         host=ctx.host,
-        reporting=ctx.config.reporting,
+        reporting=ctx.settings.reporting,
         guid=ctx.process_guid,
         commands=commands,
         clock=ctx.clock,
     )
-    cap_report(report, ctx.config.actions.max_report_items, ctx.process_guid)
+    cap_report(report, ctx.settings.max_report_items, ctx.process_guid)
     ctx.artifacts.add_json("report.json", report, "report")
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.actions.artifacts import ArtifactDir
-from agent.actions.base import Action, ActionContext
+from agent.actions.base import Action, ActionContext, ActionSettings
 from agent.actions.budget import ArtifactStore, RuleLimiter, parse_rule_limits
 from agent.actions.planner import Plan
 from agent.actions.registry import RESPONSE_ACTIONS
@@ -88,6 +88,7 @@ class ActionRunner:
         on_done: Callable[[Job, ArtifactDir], None] | None = None,
     ) -> None:
         self.config = config
+        self._settings = ActionSettings.from_config(config)
         self.tracker = tracker
         self.host = host
         self.root = Path(root)
@@ -113,6 +114,7 @@ class ActionRunner:
     def configure(self, config: AgentConfig) -> None:
         """Apply live settings (quota, rate limits) from a new configuration."""
         self.config = config
+        self._settings = ActionSettings.from_config(config)
         acfg = config.actions
         self.store.quota_bytes = acfg.artifact_quota_bytes
         self.store.quota_per_hour = acfg.artifact_quota_per_hour
@@ -235,7 +237,7 @@ class ActionRunner:
             artifacts=art,
             tracker=self.tracker,
             host=self.host,
-            config=self.config,
+            settings=self._settings,
             clock=self.clock,
             store=self.store,
         )

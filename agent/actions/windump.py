@@ -130,7 +130,7 @@ def memdump_windows(ctx: ActionContext, *, write: Writer | None = None) -> Path:
     tmp, kind = dump_bounded(
         write,
         lambda kind: ctx.artifacts.unique(f".{stem}_{kind}.dmp.tmp"),
-        limit=ctx.config.actions.max_memdump_size,
+        limit=ctx.settings.max_memdump_size,
         private_bytes=_private_bytes(ctx.pid),
     )
     path = ctx.artifacts.unique(f"{stem}_{kind}.dmp")

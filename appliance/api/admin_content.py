@@ -535,13 +535,13 @@ class Stats:
         if callable(health):
             try:
                 index = health()
+                data["event-index"] = {
+                    "backlog": index.backlog,
+                    "error": index.reason,
+                    "writer-pid": index.writer_pid,
+                }
             except Exception as ex:  # noqa: BLE001 - e.g. closing
-                index = {"backlog": None, "error": str(ex), "writer_pid": None}
-            data["event-index"] = {
-                "backlog": index["backlog"],
-                "error": index["error"],
-                "writer-pid": index["writer_pid"],
-            }
+                data["event-index"] = {"backlog": None, "error": str(ex), "writer-pid": None}
         envelope(resp, data)
 
 

@@ -38,10 +38,11 @@ class Health:
         if callable(health):
             try:
                 index = health()
+                backlog, ok = index.backlog, index.ok
             except Exception:  # noqa: BLE001 - e.g. closed while shutting down
-                index = {"backlog": None, "error": "unavailable"}
-            body["index"] = {"backlog": index["backlog"], "ok": not index["error"]}
-            if index["error"]:
+                backlog, ok = None, False
+            body["index"] = {"backlog": backlog, "ok": ok}
+            if not ok:
                 body["status"] = "degraded"
         disk = self.ctx.disk
         if disk is not None:

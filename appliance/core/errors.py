@@ -17,11 +17,15 @@ The tree (resources raise these; `appliance.api.app` owns the one handler table)
     ├── Unavailable                              503  (stream cap, store closed; Retry-After)
     ├── StoreError                               500  (duckdb errors, translated in store/)
     │   └── ClosedError                          503
-    ├── PkiError                                 500
-    └── ConfigError(ApplianceError, ValueError)  (startup only; the CLI turns it into exit 2)
+    └── PkiError                                 500
+    ConfigError(ValueError)                      startup only; the CLI turns it into exit 2
+                                                 (rules.settings.ConfigError, shared by every
+                                                 package: `message at KEY in SOURCE`)
 """
 
 from __future__ import annotations
+
+from rules.settings import ConfigError
 
 __all__ = [
     "ApplianceError",
@@ -130,8 +134,3 @@ class ClosedError(StoreError):
 class PkiError(ApplianceError):
     status = 500
     title = "PKI error"
-
-
-class ConfigError(ApplianceError, ValueError):
-    status = 500
-    title = "Configuration error"

@@ -2,7 +2,7 @@
 
 ```
 MispError(RuntimeError)
-├── MispSettingsError(MispError, ValueError)   settings rejected (bad URL, key format, unknown key)
+├── MispSettingsError(MispError, ConfigError)  settings rejected (bad URL, key format, unknown key)
 ├── MispUnavailable(MispError, ConnectionError) MISP unreachable, timed out, or answered 5xx: retry
 │   ├── MispServerError                        MISP answered 5xx (retried a bounded number of times)
 │   └── MispRateLimited                        429 on restSearch: retry after `retry_after` seconds
@@ -13,6 +13,8 @@ Every error carries `operation` (e.g. "attributes/restSearch") so logs and the s
 """
 
 from __future__ import annotations
+
+from rules.settings import ConfigError
 
 __all__ = [
     "MispError",
@@ -36,8 +38,13 @@ class MispError(RuntimeError):
         return f"{text} in {self.operation}" if self.operation else text
 
 
-class MispSettingsError(MispError, ValueError):
-    """The MISP settings are invalid."""
+class MispSettingsError(MispError, ConfigError):
+    """The MISP settings are invalid (a `rules.settings.ConfigError`, so the config loader
+    reports it like any other bad setting)."""
+
+    def __init__(self, message: str, *, operation: str = "") -> None:
+        super().__init__(message, operation=operation)
+        self.message, self.key, self.source = message, "", ""
 
 
 class MispUnavailable(MispError, ConnectionError):

@@ -16,11 +16,13 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
+
+from rules.settings import ConfigError, Setting, parse_section, setting, settings_of
 
 from .errors import MispSettingsError
 from .mapping import DEFAULT_MISP_TYPES, MISP_TYPES
@@ -54,15 +56,9 @@ CATEGORIES = frozenset(
 )
 
 
-class Setting(NamedTuple):
-    """A declared settings key with its help text."""
-
-    name: str
-    help: str
-
-
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - the config loader reads metadata["help"]
-    return field(default=default, metadata={"help": help})
+def _f(default: Any, help: str, **bounds: Any) -> Any:  # noqa: A002
+    """A MISP setting: applied live (PUT /misp/settings), text typed into a form is stripped."""
+    return setting(default, help, live=True, strip=True, **bounds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,39 +67,49 @@ class MispSettings:
 
     enabled: bool = _f(False, "Master switch of the MISP sync.")
     url: str = _f("", "Base URL of the MISP instance, e.g. https://misp.example.org.")
-    api_key: str = field(
-        default="",
-        repr=False,
-        metadata={"help": "40-character MISP automation key (stored encrypted, never returned)."},
+    api_key: str = _f(
+        "", "40-character MISP automation key (stored encrypted, never returned).", secret=True
     )
     verify_tls: bool = _f(True, "Verify MISP's TLS certificate.")
     ca_file: str = _f("", "PEM bundle of the CA that signed MISP's certificate (implies verify).")
     client_cert: str = _f("", "PEM client certificate presented to MISP (mutual TLS; empty: none).")
     client_key: str = _f("", "PEM key of client_cert when not in the same file.")
     proxy: str = _f("", "HTTP(S) proxy URL for MISP requests (empty: the environment's, if any).")
-    connect_timeout: float = _f(5.0, "Seconds to wait for a TCP/TLS connection to MISP.")
-    read_timeout: float = _f(60.0, "Seconds to wait for a MISP response.")
+    connect_timeout: float = _f(5.0, "Seconds to wait for a TCP/TLS connection to MISP.", above=0)
+    read_timeout: float = _f(60.0, "Seconds to wait for a MISP response.", above=0)
     pull_enabled: bool = _f(True, "Pull IoCs from MISP.")
-    pull_interval: float = _f(300.0, "Seconds between incremental IoC pulls.")
+    pull_interval: float = _f(300.0, "Seconds between incremental IoC pulls.", above=0)
     full_sync_interval: float = _f(
-        86400.0, "Seconds between full IoC resyncs (catches hard deletes)."
+        86400.0, "Seconds between full IoC resyncs (catches hard deletes).", above=0
     )
-    page_limit: int = _f(5000, "Attributes per restSearch page.")
+    page_limit: int = _f(5000, "Attributes per restSearch page.", min=1)
     ioc_types: tuple[str, ...] = _f(
-        DEFAULT_MISP_TYPES, "MISP attribute types pulled (mapped to Heron IoC types)."
+        DEFAULT_MISP_TYPES,
+        "MISP attribute types pulled (mapped to Heron IoC types).",
+        choices=MISP_TYPES,
+        noun="MISP type",
     )
     categories: tuple[str, ...] = _f(
-        (), "Only pull attributes of these MISP categories (empty: all)."
+        (),
+        "Only pull attributes of these MISP categories (empty: all).",
+        choices=CATEGORIES,
+        noun="category",
     )
     tags: tuple[str, ...] = _f((), "Tag filter of the pull; `!tag` excludes (empty: no filter).")
     orgs: tuple[str, ...] = _f(
         (), "Only pull events created by these organisations (name or id; `!org` excludes)."
     )
     threat_levels: tuple[str, ...] = _f(
-        (), "Only pull events of these threat levels (1 high, 2 medium, 3 low, 4 undefined)."
+        (),
+        "Only pull events of these threat levels (1 high, 2 medium, 3 low, 4 undefined).",
+        choices=("1", "2", "3", "4"),
+        noun="threat level",
     )
     distributions: tuple[str, ...] = _f(
-        (), "Only pull events of these distributions (0 org … 4 sharing group; empty: all)."
+        (),
+        "Only pull events of these distributions (0 org … 4 sharing group; empty: all).",
+        choices=("0", "1", "2", "3", "4"),
+        noun="distribution",
     )
     exclude_decayed: bool = _f(False, "Drop attributes every enabled MISP decaying model expired.")
     expire_on_sighting: bool = _f(
@@ -117,50 +123,64 @@ class MispSettings:
     enforce_warninglist: bool = _f(True, "Drop attributes that hit an enabled MISP warninglist.")
     sightings_enabled: bool = _f(True, "Push sightings of IoC values seen on endpoints.")
     sighting_ttl: float = _f(
-        60.0, "Seconds during which a (source, value) sighting is not repeated."
+        60.0, "Seconds during which a (source, value) sighting is not repeated.", above=0
     )
     sighting_batch_delay: float = _f(2.0, "Seconds hits are collected before one batched request.")
-    sighting_max_attempts: int = _f(5, "Attempts for a batch MISP answers with 5xx before drop.")
+    sighting_max_attempts: int = _f(
+        5, "Attempts for a batch MISP answers with 5xx before drop.", min=1
+    )
     sighting_queue_max: int = _f(
-        10_000, "Pending sighting batches kept on disk; oldest dropped beyond."
+        10_000, "Pending sighting batches kept on disk; oldest dropped beyond.", min=1
     )
     sighting_lookup: bool = _f(
         False, "Also sight values of types not pulled by asking MISP (sends candidate values)."
     )
     sighting_lookup_types: tuple[str, ...] = _f(
-        ("filename", "regkey", "named pipe"), "MISP types looked up by value when not pulled."
+        ("filename", "regkey", "named pipe"),
+        "MISP types looked up by value when not pulled.",
+        choices=MISP_TYPES,
+        noun="MISP type",
     )
-    sighting_lookup_per_minute: int = _f(30, "Most value-lookup requests per minute.")
-    sighting_lookup_ttl: float = _f(3600.0, "Seconds a value-lookup answer (hit or miss) is kept.")
+    sighting_lookup_per_minute: int = _f(30, "Most value-lookup requests per minute.", min=1)
+    sighting_lookup_ttl: float = _f(
+        3600.0, "Seconds a value-lookup answer (hit or miss) is kept.", above=0
+    )
     reports_enabled: bool = _f(True, "Push IR reports as edr-report objects.")
-    report_distribution: int = _f(0, "Distribution of the daily report event (0 = organisation).")
+    report_distribution: int = _f(
+        0, "Distribution of the daily report event (0 = organisation).", max=3
+    )
     report_tags: tuple[str, ...] = _f(("tlp:amber",), "Tags of the daily report event.")
     report_zip_files: bool = _f(True, "Zip dumped files with the password 'infected'.")
-    report_max_file_size: int = _f(10 * 1024 * 1024, "Largest dumped file attached, in bytes.")
+    report_max_file_size: int = _f(
+        10 * 1024 * 1024, "Largest dumped file attached, in bytes.", min=1
+    )
     report_max_object_size: int = _f(
-        30 * 1024 * 1024, "Largest total of attachments per report, in bytes."
+        30 * 1024 * 1024, "Largest total of attachments per report, in bytes.", min=1
     )
     report_publish: bool = _f(
         False, "Publish the daily event after each report (needs perm_publish)."
     )
     report_max_attempts: int = _f(
-        5, "Attempts for a report MISP answers with 5xx before it is dead-lettered."
+        5, "Attempts for a report MISP answers with 5xx before it is dead-lettered.", min=1
     )
     report_since: str = _f(
         "", "Push reports detected since this UTC date (YYYY-MM-DD); empty: since MISP was enabled."
     )
-    report_max_per_hour: int = _f(120, "Most reports pushed per hour (paces a backfill).")
+    report_max_per_hour: int = _f(120, "Most reports pushed per hour (paces a backfill).", min=1)
     source_name: str = _f("misp", "Source name given to pulled IoCs.")
     namespace: str = _f("", "UUID namespace of the deterministic event and object UUIDs.")
-    retry_backoff: float = _f(30.0, "First delay, in seconds, before retrying an unreachable MISP.")
-    retry_backoff_max: float = _f(900.0, "Longest delay, in seconds, between retries.")
+    retry_backoff: float = _f(
+        30.0, "First delay, in seconds, before retrying an unreachable MISP.", above=0
+    )
+    retry_backoff_max: float = _f(900.0, "Longest delay, in seconds, between retries.", above=0)
 
     def __post_init__(self) -> None:
         problems = self._problems()
         if problems:
             raise MispSettingsError("; ".join(problems), operation="settings")
 
-    def _problems(self) -> list[str]:  # noqa: C901
+    def _problems(self) -> list[str]:
+        """Checks across keys and of formats; types, bounds and choices are declared."""
         bad = []
         if self.url and not re.match(r"^https?://[^/\s]+", self.url):
             bad.append(f"url {self.url!r} is not an http(s) URL")
@@ -172,51 +192,10 @@ class MispSettings:
             bad.append("url is required when enabled")
         if self.api_key and not KEY_FORMAT.match(self.api_key):
             bad.append("api_key must be 40 letters or digits")
-        unknown = [t for t in self.ioc_types if t not in MISP_TYPES]
-        if unknown:
-            bad.append(f"unsupported ioc_types {unknown}; supported: {sorted(MISP_TYPES)}")
         if not self.ioc_types:
             bad.append("ioc_types must not be empty")
-        wrong_lookup = [t for t in self.sighting_lookup_types if t not in MISP_TYPES]
-        if wrong_lookup:
-            bad.append(f"unsupported sighting_lookup_types {wrong_lookup}")
-        wrong = [c for c in self.categories if c not in CATEGORIES]
-        if wrong:
-            bad.append(f"unknown categories {wrong}")
-        if self.report_distribution not in (0, 1, 2, 3):
-            bad.append("report_distribution must be 0, 1, 2 or 3")
-        for name in (
-            "connect_timeout",
-            "read_timeout",
-            "pull_interval",
-            "full_sync_interval",
-            "sighting_ttl",
-            "sighting_lookup_ttl",
-            "retry_backoff",
-            "retry_backoff_max",
-        ):
-            if getattr(self, name) <= 0:
-                bad.append(f"{name} must be positive")
-        for name in (
-            "page_limit",
-            "sighting_max_attempts",
-            "sighting_queue_max",
-            "report_max_file_size",
-            "report_max_object_size",
-            "report_max_attempts",
-            "report_max_per_hour",
-            "sighting_lookup_per_minute",
-        ):
-            if getattr(self, name) < 1:
-                bad.append(f"{name} must be at least 1")
-        if self.sighting_batch_delay < 0:
-            bad.append("sighting_batch_delay must not be negative")
         if self.pull_since and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.pull_since):
             bad.append("pull_since must be a date YYYY-MM-DD (or empty)")
-        if any(t not in ("1", "2", "3", "4") for t in self.threat_levels):
-            bad.append("threat_levels are 1, 2, 3 or 4")
-        if any(d not in ("0", "1", "2", "3", "4") for d in self.distributions):
-            bad.append("distributions are 0, 1, 2, 3 or 4")
         if self.report_since and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", self.report_since):
             bad.append("report_since must be a date YYYY-MM-DD (or empty)")
         if self.namespace:
@@ -238,18 +217,14 @@ class MispSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MispSettings:
-        """Parse a config-file section or an API body.
-
-        Unknown keys and wrong types are errors.
-        """
-        if not isinstance(data, Mapping):
-            raise MispSettingsError("settings must be an object", operation="settings")
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise MispSettingsError(f"unknown settings {unknown}", operation="settings")
-        kwargs = {name: _coerce(name, known[name].default, value) for name, value in data.items()}
-        return cls(**kwargs)
+        """Parse a config-file section or an API body; unknown keys and wrong types are errors."""
+        try:
+            settings: MispSettings = parse_section(cls, data)
+        except MispSettingsError:
+            raise
+        except ConfigError as ex:
+            raise MispSettingsError(str(ex), operation="settings") from ex
+        return settings
 
     def to_dict(self) -> dict[str, Any]:
         """All keys, the API key in clear (for the store only)."""
@@ -280,32 +255,6 @@ class MispSettings:
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
-
-
-def _coerce(name: str, default: Any, value: Any) -> Any:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise MispSettingsError(f"{name} must be true or false", operation="settings")
-        return value
-    if isinstance(default, int) and not isinstance(default, bool):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise MispSettingsError(f"{name} must be an integer", operation="settings")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise MispSettingsError(f"{name} must be a number", operation="settings")
-        return float(value)
-    if isinstance(default, tuple):
-        if (
-            isinstance(value, str)
-            or not isinstance(value, list | tuple)
-            or not all(isinstance(v, str) for v in value)
-        ):
-            raise MispSettingsError(f"{name} must be a list of strings", operation="settings")
-        return tuple(value)
-    if not isinstance(value, str):
-        raise MispSettingsError(f"{name} must be a string", operation="settings")
-    return value.strip()
 
 
 class SettingsStore:
@@ -363,6 +312,4 @@ class SettingsStore:
         logger.info("MISP settings saved (enabled=%s, url=%s)", settings.enabled, settings.url)
 
 
-SETTINGS: tuple[Setting, ...] = tuple(
-    Setting(f.name, f.metadata["help"]) for f in fields(MispSettings)
-)
+SETTINGS: tuple[Setting, ...] = settings_of(MispSettings)

@@ -9,6 +9,7 @@ so every front-end sees every event. Fleet state is ``ClusterStore`` on PostgreS
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import socket
@@ -20,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from index import IndexHealth, IndexState
 from index.chquery import quote
 from index.chship import Shipper
 from index.chstore import ClusterEvents
@@ -207,14 +209,14 @@ class ClusterEventSink:
     ) -> Iterator[dict[str, Any]]:
         return self.cluster.iter_events(since=since, until=until, endpoint=endpoint, **kwargs)
 
-    def health(self) -> dict[str, Any]:
-        """The local store's health plus the shipper's (lag is a health state)."""
-        out = dict(self.local.health())
+    def health(self) -> IndexHealth:
+        """The local store's health, or the shipper's error (the journal keeps the events)."""
+        local: IndexHealth = self.local.health()
         ship = self.shipper.health()
-        out["cluster"] = ship
-        if ship["error"] and not out.get("error"):
-            out["error"] = f"ClickHouse shipping: {ship['error']}"
-        return out
+        if ship["error"] and local.ok:
+            reason = f"ClickHouse shipping: {ship['error']}"
+            return dataclasses.replace(local, state=IndexState.GAP, reason=reason, cluster=ship)
+        return dataclasses.replace(local, cluster=ship)
 
     # -- retention (appliance.services.retention.RetentionStore) ---------------------------
 

@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from index import IndexHealth
 
 from ..core.config import Config
 from ..core.metrics import Metrics
@@ -27,7 +28,7 @@ from ..services.suppressing import ActiveSuppressions
 from ..services.tuning import Tuning
 from ..store import Store
 from ..store.events import EventSink
-from ..transport.longpoll import CommandBell
+from ..transport.bell import CommandBell
 from ..transport.tlsfront import IdentityMap
 from .extension import Extensions
 from .leader import Leadership, SoleLeader
@@ -55,7 +56,7 @@ class AppContext:
     artifacts: ArtifactStore
     retention: Retention
     tuning: Tuning
-    bell: CommandBell = field(default_factory=CommandBell)  # wakes long-polls (longpoll.py)
+    bell: CommandBell = field(default_factory=CommandBell)  # wakes long-polls (transport/bell.py)
     disk: DiskGuard | None = None  # set by build_context
     sleep: Callable[[float], None] = time.sleep
     extensions: Extensions = field(default_factory=Extensions)
@@ -202,16 +203,16 @@ def build_context(
         "sighting batches waiting for MISP (0 without MISP sync)",
         lambda: float(misp.queued_batches()),
     )
-    health: Callable[[], dict[str, Any]] | None = getattr(events, "health", None)
+    health: Callable[[], IndexHealth] | None = getattr(events, "health", None)
     if callable(health):  # index.EventStore (and the cluster sink): the writer's health
         metrics.gauge(
             "heron_index_backlog_events",
             "journaled events not yet handed to the event index",
-            lambda: float(health()["backlog"]),
+            lambda: float(health().backlog),
         )
         metrics.gauge(
             "heron_index_healthy",
             "1 while the event index has no indexing error (0: see /healthz)",
-            lambda: 0.0 if health()["error"] else 1.0,
+            lambda: 1.0 if health().ok else 0.0,
         )
     return ctx

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
@@ -26,7 +25,9 @@ import orjson
 
 from rules import wire
 
+from ..api.endpoint_api import command_message
 from ..core.errors import ApplianceError
+from .bell import CommandBell
 from .relay import Request
 from .tlsfront import ConnInfo
 
@@ -44,45 +45,6 @@ logger = logging.getLogger(__name__)
 MAX_WAIT = 60.0  # longest hold the front grants, seconds
 RESOLVED_TTL = 300.0  # seconds a certificate serial → endpoint uuid is reused by long-polls
 RESOLVED_MAX = 200_000  # entries before the map is cleared (bounded memory)
-
-
-class CommandBell:
-    """Endpoint uuid → the events of the long-polls waiting for it; `ring` from any thread."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
-
-    def ring(self, uuid: str) -> None:
-        """Wake every long-poll of `uuid` (a command was queued for it)."""
-        with self._lock:
-            waiters = list(self._waiters.get(uuid, ()))
-        for loop, event in waiters:
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # that loop closed meanwhile
-                pass
-
-    def register(self, uuid: str) -> asyncio.Event:
-        """An event set by the next `ring(uuid)`; call `unregister` when done with it."""
-        event = asyncio.Event()
-        with self._lock:
-            self._waiters.setdefault(uuid, set()).add((asyncio.get_running_loop(), event))
-        return event
-
-    def unregister(self, uuid: str, event: asyncio.Event) -> None:
-        with self._lock:
-            waiters = self._waiters.get(uuid)
-            if waiters is None:
-                return
-            waiters.discard((asyncio.get_running_loop(), event))
-            if not waiters:
-                del self._waiters[uuid]
-
-    @property
-    def waiting(self) -> int:
-        with self._lock:
-            return sum(len(w) for w in self._waiters.values())
 
 
 class Advisor:
@@ -211,8 +173,6 @@ class LongPoll:
 
 def long_poll_for(ctx: AppContext, connected: Callable[[], int]) -> LongPoll:
     """The endpoint listener's responder over the manager's services."""
-    from ..api.endpoint_api import command_message  # NOTE(manager): api → runtime → here
-
     # NOTE(manager): endpoints that may have a queued command. A long-poll of any other one
     # costs no store round trip (10,000 agents start ~170 long-polls a second). Marked before
     # the bell rings (on_add order); unmarked before the store is asked, so an add racing

@@ -15,7 +15,7 @@ import pefile
 import pytest
 
 from agent.actions.artifacts import ArtifactDir, verify
-from agent.actions.base import ActionContext
+from agent.actions.base import ActionContext, ActionSettings
 from agent.actions.dumps import MEMDUMP_MAGIC, filedump, memdump
 from agent.actions.report import build_report, linux_modules, run_commands
 from agent.config import ReportCommand, ReportingConfig
@@ -59,7 +59,7 @@ def _ctx(
         artifacts=art,
         tracker=tracker if tracker is not None else Tracker(),
         host=host,
-        config=config,
+        settings=ActionSettings.from_config(config),
         clock=lambda: 1.0,
     )
 

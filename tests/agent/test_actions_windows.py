@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent.actions.artifacts import ArtifactDir
-from agent.actions.base import ActionContext
+from agent.actions.base import ActionContext, ActionSettings
 from agent.actions.dumps import split_registry_path
 from agent.actions.windump import DUMP_KINDS, dump_bounded, memdump_windows
 from agent.errors import ActionError
@@ -121,7 +121,7 @@ def test_memdump_windows_registers_the_artifact(tmp_path: Path, config_factory: 
         artifacts=art,
         tracker=Tracker(),
         host=make_host(),
-        config=config,
+        settings=ActionSettings.from_config(config),
         clock=lambda: 1.0,
     )
     path = memdump_windows(ctx, write=FakeDbgHelp(RECORDED_SIZES))

@@ -13,11 +13,11 @@ from agent.config import (
     AgentConfig,
     band_defaults,
     dump_toml,
-    field_docs,
     load_config,
     parse_config,
 )
 from agent.errors import ConfigError
+from rules.settings import toml_value, walk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +51,10 @@ def test_kill_and_memdump_are_opt_in_by_default() -> None:
             "unknown key at reporting.commands\\[0\\].oops",
         ),
         ({"rules": {"paths": "one"}}, "expected a list"),
+        ({"actions": {"workers": 0}}, "must be at least 1, got 0 at actions.workers"),
+        ({"sources": {"linux": {"reader_nice": -30}}}, "at least -20.*reader_nice"),
+        ({"general": {"criticality_threshold": -1}}, "at least 0.*criticality_threshold"),
+        ({"actions": {"rule_limits": ["A"]}}, "expected RULE=N.*actions.rule_limits"),
     ],
 )
 def test_invalid_configs_say_where(data: dict, match: str) -> None:  # type: ignore[type-arg]
@@ -76,7 +80,10 @@ def test_load_config_file_errors_name_the_file(tmp_path: Path) -> None:
 
 def test_every_config_key_and_cli_command_is_documented() -> None:
     doc = (ROOT / "docs" / "agent.md").read_text(encoding="utf-8")
-    missing = [key for key, _, _ in field_docs() if f"`{key}`" not in doc]
+    reference = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
+    missing = [
+        k for k, spec in walk(AgentConfig) if f"`{k}`" not in reference and spec.type != "table"
+    ]
     assert not missing, f"undocumented config keys: {missing}"
     for command in ("run", "report", "status", "config"):
         assert f"heron-agent {command}" in doc
@@ -198,8 +205,8 @@ def test_default_config_uses_this_platforms_band_defaults() -> None:
 
 
 def test_band_defaults_in_docs_match_the_code() -> None:
-    doc = (ROOT / "docs" / "agent.md").read_text(encoding="utf-8")
+    doc = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
     linux, windows = band_defaults("linux"), band_defaults("win32")
     for band in ("medium", "high", "critical"):
         row = next(line for line in doc.splitlines() if line.startswith(f"| `actions.{band}` |"))
-        assert f"`{linux[band]}` (Windows: `{windows[band]}`)" in row, row
+        assert f"`{toml_value(linux[band])} (Windows: {toml_value(windows[band])})`" in row, row

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agent.actions import ACTION_ORDER, band_of, plan_actions
+from agent.actions import ACTION_ORDER, ActionSettings, band_of, plan_actions
 from agent.actions.dumps import filedump_candidates, regdump, split_registry_path
 from agent.actions.runner import ActionRunner, Job
 from agent.host import make_host
@@ -185,7 +185,7 @@ def test_windows_registry_path_split_and_filedump_candidates(
         ),
         tracker=Tracker(),
         host=make_host(),
-        config=config_factory(),
+        settings=ActionSettings.from_config(config_factory()),
         clock=lambda: 0.0,
     )
     assert filedump_candidates(ctx) == [str(exe), str(rel)]

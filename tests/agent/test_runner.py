@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.actions.artifacts import ArtifactDir
-from agent.actions.base import ActionContext
+from agent.actions.base import ActionContext, ActionSettings
 from agent.actions.budget import ArtifactStore, RuleLimiter, parse_rule_limits
 from agent.actions.dumps import filedump
 from agent.actions.planner import Plan
@@ -171,7 +171,7 @@ def test_filedump_is_deduplicated_across_the_store(tmp_path: Path, config_factor
             artifacts=art,
             tracker=Tracker(),
             host=host,
-            config=config,
+            settings=ActionSettings.from_config(config),
             clock=lambda: 1.0,
             store=store,
         )

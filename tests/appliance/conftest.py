@@ -170,7 +170,7 @@ def _event_store(tmp_path: Path, clock: Clock) -> Any:
     """The real index.EventStore (journal + Tantivy + DuckDB) under tmp_path."""
     from index import EventStore
 
-    return EventStore(tmp_path / "events", commit_interval=0.2)
+    return EventStore(tmp_path / "events", commit_interval=0.2, index_process=False)
 
 
 @pytest.fixture

@@ -90,7 +90,7 @@ def test_retention_section_defaults_and_validation(tmp_path: Path) -> None:
         max_age_days=7, max_bytes=1_000_000, interval=60.0, merge=False
     )
     for text, match in [
-        ("[retention]\nmax_days = 1\n", "unknown key 'max_days'"),
+        ("[retention]\nmax_days = 1\n", "unknown key at retention.max_days"),
         ("[retention]\nmax_age_days = -1\n", "max_age_days"),
         ("[retention]\nmax_age_days = 1.5\n", "max_age_days"),
         ("[retention]\nmerge = 1\n", "merge"),

@@ -211,7 +211,8 @@ def test_metrics_exposition(env: Env) -> None:
 def test_healthz_reports_a_failed_event_index(env: Env) -> None:
     body = env.e("GET", "/healthz", None).json
     assert body["status"] == "ok" and body["index"] == {"backlog": 0, "ok": True}
-    env.ctx.events._indexer._error = "StoreError: Tantivy commit failed: /data/x: disk full"
+    env.ctx.events.writer.defer_repair(60)  # the failure stays visible while we look
+    env.ctx.events.writer.fail("StoreError: Tantivy commit failed: /data/x: disk full")
     res = env.e("GET", "/healthz", None)
     assert res.status_code == 200  # events are still accepted durably
     assert res.json["status"] == "degraded" and res.json["index"]["ok"] is False

@@ -49,20 +49,23 @@ def corpus_store(
 ) -> Iterator[EventStore]:
     """One store holding the whole corpus (read-only tests share it), indexed as the manager
     does: Tantivy written by the writer child process."""
-    with EventStore(
-        tmp_path_factory.mktemp("corpus-store"), fsync=False, index_process=True
-    ) as store:
+    with EventStore(tmp_path_factory.mktemp("corpus-store"), fsync=False) as store:
         ingest(store, corpus)
         yield store
 
 
 @pytest.fixture
 def make_store(tmp_path: Path) -> Iterator[Callable[..., EventStore]]:
-    """Factory of stores under tmp_path; every store is closed at teardown."""
+    """Factory of stores under tmp_path; every store is closed at teardown.
+
+    Its stores write Tantivy in this process (``index_process=False``, opted in for speed)
+    unless a test asks for the manager's writer child (``index_process=True``).
+    """
     opened: list[EventStore] = []
 
     def make(sub: str = "store", **kwargs: Any) -> EventStore:
         kwargs.setdefault("fsync", False)
+        kwargs.setdefault("index_process", False)
         store = EventStore(tmp_path / sub, **kwargs)
         opened.append(store)
         return store

@@ -74,7 +74,10 @@ def test_replay_is_idempotent_when_backends_disagree(tmp_path: Path) -> None:
         store.flush()
         # Simulate a crash after the Tantivy commit but before the DuckDB insert (on the
         # writer thread: the DuckDB writer connection belongs to it).
-        store._on_writer(lambda: store.tables.execute_write("DELETE FROM events WHERE seq > 25"))
+        delete = store.writer.call(
+            lambda: store.tables.execute_write("DELETE FROM events WHERE seq > 25")
+        )
+        delete.result()
     with EventStore(tmp_path / "s", fsync=False) as store:
         store.flush()
         assert store.count() == 40

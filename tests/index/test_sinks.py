@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -13,9 +14,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from index import EndpointRef, EventStore, StoreError
+from index import EndpointRef, EventStore, IndexHealth, IndexState, StoreError
 from index.schema import with_raw
-from index.writer_child import FROZEN_ARG
+from index.writer_protocol import FROZEN_ARG, child_command
 from tests.index.conftest import sysmon
 
 EP = EndpointRef("sink-1", "WS-SINK")
@@ -85,20 +86,19 @@ def test_killed_writer_process_is_replaced_and_the_journal_replayed(
     pid = store.stats()["writer_pid"]
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while store.stats()["indexer_error"] is None and time.monotonic() < deadline:
+    while store.health().ok and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert "index writer process exited" in str(store.stats()["indexer_error"])
+    health = store.health()
+    assert health.state is IndexState.GAP and health.writer_pid == pid
+    assert "index writer process exited" in str(health.reason)
+    assert store.stats()["indexer_error"] == health.reason
     _fill(store, 2, start=2)  # still durable: the journal takes it
     store.flush()  # repairs: a new writer process, the journal after its committed max
     assert store.stats()["writer_pid"] not in (None, pid)
     assert store.count() == 40
     assert store.search("Image:C:\\b3\\e9.exe").total == 1
     assert store.sql("SELECT count(*), count(DISTINCT seq) FROM events").rows == [(40, 40)]
-    assert store.health() == {
-        "backlog": 0,
-        "error": None,
-        "writer_pid": store.stats()["writer_pid"],
-    }
+    assert store.health() == IndexHealth(IndexState.OK, None, 0, store.stats()["writer_pid"])
     store.close()
     reopened = make_store("s", index_process=True)
     assert reopened.count() == 40
@@ -125,7 +125,7 @@ def test_a_failed_group_is_replayed_not_skipped(
     store.flush()
     assert store.count() == 30
     assert store.sql("SELECT count(*), count(DISTINCT seq) FROM events").rows == [(30, 30)]
-    assert store.health()["error"] is None
+    assert store.health().ok
     assert "disk full" in caplog.text and "event index repaired" in caplog.text
 
 
@@ -161,15 +161,13 @@ def test_frozen_manager_starts_the_writer_through_its_cli(
     make_store: MakeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A frozen manager has no ``python -c``: it re-runs itself with FROZEN_ARG."""
-    import appliance.cli
-
-    assert appliance.cli.FROZEN_INDEX_WRITER == FROZEN_ARG
     root = Path(__file__).resolve().parents[2]
     fake = tmp_path / "heron-manager"
     fake.write_text(f'#!/bin/sh\ncd {root}\nexec {sys.executable} -m appliance "$@"\n')
     fake.chmod(0o755)
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "executable", str(fake))
+    assert child_command(tmp_path / "index", 1, 1)[:2] == [str(fake), FROZEN_ARG]
     store = make_store("s", index_process=True)
     _fill(store, 1)
     store.flush()
@@ -194,10 +192,10 @@ def test_writer_process_death_with_uncommitted_documents_does_not_stop_ingest(
     make_store: MakeStore,
 ) -> None:
     store = make_store("s", index_process=True, commit_interval=0.3)
-    store._indexer._next_repair = time.monotonic() + 3  # the commit tick meets the dead child
+    store.writer.defer_repair(3)  # the commit tick meets the dead child
     _fill(store, 1)
     deadline = time.monotonic() + 10
-    while store._indexer.tantivy_max < 10 and time.monotonic() < deadline:
+    while store.writer.stats().tantivy_max < 10 and time.monotonic() < deadline:
         time.sleep(0.01)  # handed to the writer process, not yet committed
     os.kill(store.stats()["writer_pid"], signal.SIGKILL)
     time.sleep(1.0)
@@ -210,7 +208,7 @@ def test_writer_process_death_with_uncommitted_documents_does_not_stop_ingest(
     threading.Thread(target=ingest, daemon=True).start()
     assert done.wait(60), "appends hung after the writer process died"
     store.flush()
-    assert store.health()["error"] is None
+    assert store.health().ok
     assert store.count() == 410
     assert store.sql("SELECT count(*), count(DISTINCT seq) FROM events").rows == [(410, 410)]
 
@@ -239,7 +237,7 @@ def test_a_repair_after_retention_does_not_bring_deleted_events_back(
     store = make_store("s", index_process=True)
     _fill(store, 3)
     store.flush()
-    store._on_writer(lambda: store._indexer.delete_below(store.journal.next_seq))
+    store.writer.call(lambda: store.writer.delete_below(store.journal.next_seq)).result()
     os.kill(store.stats()["writer_pid"], signal.SIGKILL)  # before the store moved min_seq
     time.sleep(0.3)
     store.flush()  # repair: new writer, replay from the floor, not from the empty index
@@ -255,7 +253,7 @@ def test_a_negative_event_id_does_not_stop_indexing(make_store: MakeStore, proce
         batch_id="neg",
     )
     store.flush()
-    assert store.count() == 2 and store.health()["error"] is None
+    assert store.count() == 2 and store.health().ok
     assert store.search("Image:C:\\n\\a.exe").total == 1
     assert store.sql("SELECT event_id FROM events ORDER BY seq").rows == [(-5,), (1,)]
 
@@ -276,15 +274,21 @@ def test_a_reindex_failing_after_its_deletes_is_finished_by_the_repair(
     assert store.sql("SELECT count(*), count(DISTINCT seq) FROM events").rows == [(30, 30)]
 
 
+def _set_floor(root: Path, min_seq: int) -> None:
+    """Write the retention floor as a pass does before its deletes (a crash right after)."""
+    path = root / "store.json"
+    state = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**state, "min_seq": min_seq}))
+
+
 def test_a_retention_pass_interrupted_by_a_crash_is_finished_at_open(
-    make_store: MakeStore,
+    make_store: MakeStore, tmp_path: Path
 ) -> None:
     store = make_store("s", index_process=True)
     _fill(store, 3)
     store.flush()
-    store._min_seq = 11  # what apply_retention saves before it deletes anything
-    store._save_state()
-    store.close()  # "crash" before the deletes
+    store.close()
+    _set_floor(tmp_path / "s", 11)  # what apply_retention saves before it deletes anything
     again = make_store("s", index_process=True)
     again.flush()
     assert again.count() == 20
@@ -292,10 +296,11 @@ def test_a_retention_pass_interrupted_by_a_crash_is_finished_at_open(
 
 
 def test_no_commit_timer_spins_while_the_writer_waits_to_repair(make_store: MakeStore) -> None:
-    indexer = make_store()._indexer
-    indexer._gap, indexer._dirty_since = True, 0.0  # a commit long overdue
-    indexer._next_repair = time.monotonic() + 5
-    timeout = indexer._idle_timeout()
+    writer = make_store(index_process=False).writer
+    writer.defer_repair(5)
+    writer.fail("simulated")  # in the gap, with a commit due
+    writer.mark_dirty()
+    timeout = writer.idle_timeout()
     assert timeout is not None and timeout > 4
 
 
@@ -310,15 +315,15 @@ def test_a_failed_retention_delete_is_retried_by_the_next_pass(
     clock["now"] += 3600
     _fill(store, 1, start=2)
     store.flush()
-    real = store._indexer._sink.delete_below
+    real = store.writer.sink.delete_below
     monkeypatch.setattr(
-        store._indexer._sink,
+        store.writer.sink,
         "delete_below",
         lambda seq: (_ for _ in ()).throw(StoreError("simulated delete failure")),
     )
     with pytest.raises(StoreError, match="simulated"):
         store.apply_retention(max_age=timedelta(minutes=30))
-    monkeypatch.setattr(store._indexer._sink, "delete_below", real)
+    monkeypatch.setattr(store.writer.sink, "delete_below", real)
     store.apply_retention(max_age=timedelta(minutes=30))  # same cutoff: must still delete
     assert store.count() == 10
     assert store.sql("SELECT count(*), min(seq) FROM events").rows == [(10, 21)]
@@ -364,7 +369,7 @@ def test_a_failed_journal_write_leaves_nothing_behind(
 ) -> None:
     import index.journal
 
-    store = make_store("s", fsync=True)
+    store = make_store("s", fsync=True, index_process=False)
     real = index.journal._fsync
     state = {"fail": False}
 
@@ -399,15 +404,14 @@ def test_a_rebuilt_index_does_not_bring_back_events_below_the_retention_floor(
 ) -> None:
     import shutil
 
-    store = make_store("s")
+    store = make_store("s", index_process=False)
     _fill(store, 3)
     store.flush()
-    store._min_seq = 15  # a size cap cut inside the second record
-    store._save_state()
-    store._on_writer(lambda: store._indexer.delete_below(15))
     store.close()
+    _set_floor(tmp_path / "s", 15)  # a size cap cut inside the second record
+    make_store("s", index_process=False).close()  # the open finishes the pass
     shutil.rmtree(tmp_path / "s" / "index")  # e.g. a schema upgrade rebuilds it
-    again = make_store("s")
+    again = make_store("s", index_process=False)
     again.flush()
     assert again.count() == 16
     assert again.sql("SELECT min(seq), count(*) FROM events").rows == [(15, 16)]
@@ -416,7 +420,7 @@ def test_a_rebuilt_index_does_not_bring_back_events_below_the_retention_floor(
 def test_a_writer_call_racing_close_fails_instead_of_hanging(make_store: MakeStore) -> None:
     from index import StoreClosedError
 
-    store = make_store()
+    store = make_store(index_process=False)
     store.close()
     with pytest.raises(StoreClosedError):
-        store._indexer.call(lambda: 1).result(5)
+        store.writer.call(lambda: 1).result(5)

@@ -251,9 +251,9 @@ def test_concurrent_appends_and_searches(make_store: MakeStore) -> None:
 def test_iter_events_walks_windows_in_store_order(
     make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import index.store
+    import index.reader
 
-    monkeypatch.setattr(index.store, "_ITER_WINDOW", 7)
+    monkeypatch.setattr(index.reader, "_ITER_WINDOW", 7)
     store = make_store()
     store.append(
         [sysmon(f"C:\\it\\{i}.exe", f"it {i}", event_id=1 + i % 3) for i in range(40)], endpoint=EP

@@ -127,7 +127,7 @@ def _spki_hash(cert_path: Path) -> str:
 def _event_store(root: Path) -> Any:
     from index import EventStore
 
-    return EventStore(root, commit_interval=0.2)
+    return EventStore(root, commit_interval=0.2, index_process=False)
 
 
 def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:

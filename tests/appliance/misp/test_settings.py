@@ -15,13 +15,13 @@ KEY = "K" * 20 + "0123456789abcdefghij"
 
 
 def test_from_dict_refuses_unknown_keys_and_wrong_types() -> None:
-    with pytest.raises(MispSettingsError, match=r"unknown settings \['colour'\] in settings"):
+    with pytest.raises(MispSettingsError, match="unknown key at colour in settings"):
         MispSettings.from_dict({"colour": "blue"})
-    with pytest.raises(MispSettingsError, match="enabled must be true or false"):
+    with pytest.raises(MispSettingsError, match="expected a boolean, got 1 at enabled"):
         MispSettings.from_dict({"enabled": 1})
-    with pytest.raises(MispSettingsError, match="ioc_types must be a list of strings"):
+    with pytest.raises(MispSettingsError, match="expected a list of strings.*at ioc_types"):
         MispSettings.from_dict({"ioc_types": "md5"})
-    with pytest.raises(MispSettingsError, match="page_limit must be an integer"):
+    with pytest.raises(MispSettingsError, match="expected an integer, got 2.5 at page_limit"):
         MispSettings.from_dict({"page_limit": 2.5})
 
 
@@ -31,10 +31,10 @@ def test_from_dict_refuses_unknown_keys_and_wrong_types() -> None:
         ({"url": "ftp://x"}, "not an http"),
         ({"enabled": True}, "url is required"),
         ({"api_key": "short"}, "40 letters or digits"),
-        ({"ioc_types": ["md5", "vulnerability"]}, "unsupported ioc_types"),
-        ({"categories": ["Nope"]}, "unknown categories"),
-        ({"report_distribution": 4}, "0, 1, 2 or 3"),
-        ({"pull_interval": 0}, "pull_interval must be positive"),
+        ({"ioc_types": ["md5", "vulnerability"]}, "unknown MISP type 'vulnerability'"),
+        ({"categories": ["Nope"]}, "unknown category 'Nope'"),
+        ({"report_distribution": 4}, "at most 3, got 4 at report_distribution"),
+        ({"pull_interval": 0}, "greater than 0, got 0 at pull_interval"),
         ({"namespace": "not-a-uuid"}, "namespace must be a UUID"),
     ],
     ids=[
@@ -51,6 +51,10 @@ def test_from_dict_refuses_unknown_keys_and_wrong_types() -> None:
 def test_validation(doc: dict[str, object], message: str) -> None:
     with pytest.raises(MispSettingsError, match=message):
         MispSettings.from_dict(doc)
+
+
+def test_text_typed_into_the_form_is_stripped() -> None:
+    assert MispSettings.from_dict({"url": " https://misp.example\n"}).url == "https://misp.example"
 
 
 def test_every_setting_is_declared_with_help() -> None:
