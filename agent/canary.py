@@ -1,4 +1,4 @@
-"""Canary files (WHIDS §1.7): creation, and the Gene rules generated for them.
+"""Canary files (docs/reference/whids.md §1.7): creation, and the Gene rules generated for them.
 
 Generated rules (criticality 10, actions from ``canaries.actions``), all with absolute field
 paths so they load whatever LogType the channel implies:
@@ -81,7 +81,7 @@ def remove_canaries(paths: list[Path]) -> None:
 def _regex(paths: list[PurePath], windows: bool) -> str:
     if not windows:
         return "^(" + "|".join(re.escape(str(p)) for p in paths) + ")$"
-    # NOTE(agent): Kernel-File reports \Device\HarddiskVolumeN\… instead of the drive letter.
+    # Kernel-File reports \Device\HarddiskVolumeN\… instead of the drive letter.
     tails = "|".join(re.escape(str(p)[2:] if str(p)[1:2] == ":" else str(p)) for p in paths)
     return rf"(?i:^(?:[a-z]:|\\device\\harddiskvolume\d+)?({tails})$)"
 

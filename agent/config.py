@@ -96,7 +96,7 @@ def band_defaults(platform: str = sys.platform) -> dict[str, list[str]]:
 _BANDS = band_defaults()
 
 
-def _band(name: str, help: str) -> Any:  # noqa: A002
+def _band(name: str, help: str) -> Any:
     linux, windows = band_defaults("linux")[name], band_defaults("win32")[name]
     return setting(
         _BANDS[name],
@@ -288,7 +288,7 @@ class RulesConfig:
 
 @dataclass(frozen=True, slots=True)
 class ActionsConfig:
-    """[actions]: response actions (WHIDS §1.5)."""
+    """[actions]: response actions (docs/reference/whids.md §1.5)."""
 
     allowed: list[str] = setting(
         ["brief", "report", "filedump", "regdump", "blacklist"],
@@ -358,7 +358,7 @@ class ReportCommand:
 
 @dataclass(frozen=True, slots=True)
 class ReportingConfig:
-    """[reporting]: IR report (WHIDS §1.9)."""
+    """[reporting]: IR report (docs/reference/whids.md §1.9)."""
 
     timeout: float = setting(60.0, "default timeout of each report command (seconds)", live=True)
     osquery_tables: list[str] = setting(

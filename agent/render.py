@@ -1,4 +1,4 @@
-"""Rendering of agent-produced events in the WHIDS/Gene JSON shape (whids.md §3).
+"""Rendering of agent-produced events in the WHIDS/Gene JSON shape (docs/reference/whids.md §3).
 
 Owns the ``System`` block layout, timestamps, process GUIDs and the Sysmon / Sysmon-for-Linux
 channel constants shared by every live source.
@@ -46,7 +46,7 @@ _LEVELS = {1: "Critical", 2: "Error", 3: "Warning", 4: "Information", 5: "Verbos
 
 @functools.lru_cache(maxsize=8)
 def _second(whole: int) -> str:
-    """PERF(agent): live events of one second share this strftime (several µs a call)."""
+    """Performance: live events of one second share this strftime (several µs a call)."""
     return datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
@@ -71,7 +71,7 @@ def sysmon_time(ts: float) -> str:
 def process_guid(boot_id: str, pid: int, start_ticks: int) -> str:
     """Stable process GUID (braced, upper case) from boot id, pid and start time.
 
-    NOTE(agent): Sysmon for Linux derives its ProcessGuid from the machine id, start time and
+    Sysmon for Linux derives its ProcessGuid from the machine id, start time and
     pid; we hash the same ingredients so a process keeps one GUID across every event of this boot.
     """
     digest = hashlib.sha1(f"{boot_id}:{pid}:{start_ticks}".encode()).digest()

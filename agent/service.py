@@ -4,7 +4,8 @@ Pipeline (one thread): sources (one thread each) → bounded queue → own-event
 hooks (+ enrichment for live events) → blacklist terminator → ``Detector`` (Gene engine, IoCs,
 canary rules) → forwarding decision → sinks, and planned actions → ``ActionRunner``.
 
-Forwarding decision (WHIDS §1.1 step 5): an event goes to the sinks when its detection score is
+Forwarding decision (docs/reference/whids.md §1.1 step 5): an event goes to the sinks when its
+detection score is
 ≥ ``general.criticality_threshold``, or when only Filter rules matched and
 ``general.enable_filters`` is on, or always with ``general.log_all``.
 
@@ -193,7 +194,7 @@ class Agent:
         if self.config.canaries.enable:
             self._canaries = create_canaries(self.config.canaries)
         if any(s.live for s in self.sources) and sys.platform.startswith("linux"):
-            # NOTE(agent): Linux only; on Windows Sysmon GUIDs cannot be derived for processes
+            # Linux only; on Windows Sysmon GUIDs cannot be derived for processes
             # that started before the agent, and synthetic ones would never be terminated.
             seed_from_proc(self.tracker, self.host)
         self._flushers = []
@@ -204,7 +205,7 @@ class Agent:
                     sink.batched = True
                 self._flushers.append(flush)
         gc.collect()
-        gc.freeze()  # PERF(agent): compiled rules are long-lived; keep them out of GC scans
+        gc.freeze()  # Performance: compiled rules are long-lived; keep them out of GC scans
         self.runner.start()
         self.guard.start()
         t = threading.Thread(target=self._pipeline, name="heron-pipeline", daemon=True)
@@ -253,7 +254,7 @@ class Agent:
         for source in self.sources:
             try:
                 source.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - one source failing to close must not keep the others open
                 pass
         for t in self._source_threads + self._threads:
             t.join(timeout=5)
@@ -265,7 +266,7 @@ class Agent:
             if callable(close):
                 try:
                     close()
-                except Exception:
+                except Exception:  # noqa: BLE001 - shutdown goes on whatever a sink raises
                     pass
         if self.config.canaries.delete_on_stop:
             remove_canaries(self._canaries)
@@ -365,7 +366,7 @@ class Agent:
                     return
                 continue
             if self._queue.qsize() < 64:
-                # PERF(agent): coalesce a few ms of events into one batch; thread wake-ups cost
+                # Performance: coalesce a few ms of events into one batch; thread wake-ups cost
                 # more than the events themselves at low rates.
                 time.sleep(self.COALESCE)
             batch = [item]
@@ -392,7 +393,7 @@ class Agent:
                     flush()
                     if self._sink_errors:
                         self._sink_ok(flush)
-                except Exception as ex:
+                except Exception as ex:  # noqa: BLE001 - a failing sink is counted and retried, never fatal
                     self._sink_failed(flush, ex)
             self._done(len(batch))
             if self.guard.throttle and self._queue.qsize() < self._degrade_at // 2:
@@ -493,7 +494,7 @@ class Agent:
                     sink.submit(event)
                     if self._sink_errors:
                         self._sink_ok(sink)
-                except Exception as ex:
+                except Exception as ex:  # noqa: BLE001 - a failing sink is counted and retried, never fatal
                     self._sink_failed(sink, ex)
         return forward
 

@@ -6,6 +6,6 @@ import sys
 
 from .cli import main
 
-# NOTE(manager): guarded, so that importing the module (multiprocessing, tools) runs nothing.
+# guarded, so that importing the module (multiprocessing, tools) runs nothing.
 if __name__ == "__main__":
     sys.exit(main())

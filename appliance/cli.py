@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from index.writer_protocol import FROZEN_ARG
 from rules import wire
@@ -32,6 +32,9 @@ from .security.hostnames import HOST_NAMES
 from .security.pki import Pki
 from .store import Role, Store
 from .store.events import EventSink, NoEventStore
+
+if TYPE_CHECKING:
+    from .runtime.localadmin import LocalAdmin
 
 __all__ = ["main", "open_context", "run_manager"]
 
@@ -86,7 +89,7 @@ def open_context(
         if with_events:
             from index import EventStore
 
-            # NOTE(manager): Tantivy is written from a child process (a second core for ingest);
+            # Tantivy is written from a child process (a second core for ingest);
             # the throwaway store of --memory-events keeps it in-process
             events = EventStore(
                 events_dir or paths["events"],
@@ -174,7 +177,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
     paths = _paths(data_dir)
     db, ca = paths["db"].exists(), (paths["pki"] / "ca.pem").exists()
-    if db and ca and args.if_needed:  # NOTE(manager): MSI reinstall over the kept data dir
+    if db and ca and args.if_needed:  # MSI reinstall over the kept data dir
         print(f"{data_dir} is already initialized: kept as it is")
         return 0
     if db or ca:
@@ -337,21 +340,21 @@ def _with_store(args: argparse.Namespace) -> AppContext:
     return open_context(args.data_dir, with_events=False)
 
 
-def _running(args: argparse.Namespace) -> Any:
+def _running(args: argparse.Namespace) -> LocalAdmin | None:
     """The running manager's admin API (appliance/runtime/localadmin.py), or None."""
     from .runtime.localadmin import local_admin
 
     return local_admin(Path(args.data_dir))
 
 
-def _api_user(api: Any, name: str) -> dict[str, Any]:
+def _api_user(api: LocalAdmin, name: str) -> dict[str, Any]:
     for user in api.call("GET", "/users"):
         if name in (user.get("uuid"), user.get("identifier")):
             return dict(user)
     raise ConfigError(f"no user {name!r}")
 
 
-def _user_via_api(api: Any, args: argparse.Namespace) -> int:
+def _user_via_api(api: LocalAdmin, args: argparse.Namespace) -> int:
     if args.action == "add":
         print(
             json.dumps(
@@ -873,7 +876,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="enrolled endpoint uuid or hostname, or the name of a host that never ran an agent",
     )
     who.add_argument("--case", help="case name the evidence belongs to")
-    # NOTE(manager): rules.inputs is imported by the command only (start-up time of `run`)
+    # rules.inputs is imported by the command only (start-up time of `run`)
     p.add_argument(
         "--input-format",
         default="auto",
@@ -898,7 +901,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [FROZEN_ARG]:  # NOTE(manager): a frozen manager's index writer child
+    if argv[:1] == [FROZEN_ARG]:  # a frozen manager's index writer child
         from index.writer_child import main as index_writer_main
 
         return index_writer_main(argv[1:])

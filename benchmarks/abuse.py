@@ -281,6 +281,61 @@ def attack_huge_events(env: dict[str, Any]) -> str:
     )
 
 
+HUNT_EVENTS = 200_000
+
+
+def setup_retro_hunt(env: dict[str, Any]) -> None:
+    """Store HUNT_EVENTS real Sysmon events from the attacker endpoint (not timed)."""
+    events = load_events()
+    for lo in range(0, HUNT_EVENTS, 5000):
+        lines = [json.dumps(events[(lo + i) % len(events)]).encode() for i in range(5000)]
+        env["attacker"].post(
+            env["ep"] + "/logs",
+            timeout=120,
+            data=gzip.compress(b"\n".join(lines) + b"\n", 1),
+            headers={"Content-Encoding": "gzip", "X-Heron-Batch-Id": str(uuid.uuid4())},
+        ).raise_for_status()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # until the index committed them all
+        res = env["admin_session"].get(
+            f"{env['admin']}/search",
+            timeout=120,
+            params={"endpoint": env["bad_uuid"], "limit": "1"},
+        )
+        if res.json()["data"]["total"] >= HUNT_EVENTS:
+            break
+        time.sleep(1)
+
+
+def attack_retro_hunt(env: dict[str, Any]) -> str:
+    """A CPU-heavy retro-hunt job (40 regexes per event) over HUNT_EVENTS events, 60 s at most."""
+    rule = {
+        "Name": "Heavy",
+        "Meta": {"Events": {"Microsoft-Windows-Sysmon/Operational": [1, 3, 11]}, "Schema": "2.0.0"},
+        "Matches": [f"$m{i}: CommandLine ~= '(a|b|c)*{i}x$'" for i in range(40)],
+        "Condition": " or ".join(f"$m{i}" for i in range(40)),
+    }
+    admin, url = env["admin_session"], env["admin"]
+    job = admin.post(url + "/hunt/jobs", timeout=60, json={"rules": [rule]}).json()["data"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = admin.get(f"{url}/hunt/jobs/{job['id']}", timeout=60).json()["data"]
+        if info["state"] not in ("queued", "running"):
+            break
+        time.sleep(1)
+    t = time.monotonic()
+    admin.delete(f"{url}/hunt/jobs/{job['id']}", timeout=60)
+    while info["state"] in ("queued", "running"):
+        info = admin.get(f"{url}/hunt/jobs/{job['id']}", timeout=60).json()["data"]
+        time.sleep(0.1)
+    return (
+        f"job {info['state']} after scanning {info['scanned']:,} of ~{info['total']:,} events "
+        f"({info['detections']} detections); cancel took {time.monotonic() - t:.1f} s"
+    )
+
+
+SETUP: dict[str, Callable[[dict[str, Any]], None]] = {"retro_hunt": setup_retro_hunt}
+
 ATTACKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "big_batch": attack_big_batch,
     "flood": attack_flood,
@@ -289,6 +344,7 @@ ATTACKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "gunzip": attack_gunzip,
     "deep_json": attack_deep_json,
     "huge_events": attack_huge_events,
+    "retro_hunt": attack_retro_hunt,
 }
 
 
@@ -372,6 +428,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         good.start()
         time.sleep(3)
         for name in args.attacks.split(","):
+            if name in SETUP:
+                SETUP[name](env)
             time.sleep(1)
             base = mproc.memory_info().rss
             disk0, tmp0 = _du(tmp / "data"), _du(tmp / "tmp")

@@ -31,8 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.procstat import tree_cpu_seconds  # noqa: E402
-from benchmarks.search import (  # noqa: E402
+from benchmarks.procstat import tree_cpu_seconds
+from benchmarks.search import (
     EXES,
     WORDS,
     Generator,
@@ -41,11 +41,11 @@ from benchmarks.search import (  # noqa: E402
     pregenerate,
     read_batches,
 )
-from index import EndpointRef, EventStore  # noqa: E402
-from index.chship import Shipper  # noqa: E402
-from index.chstore import ClusterEvents  # noqa: E402
-from index.clickhouse import ClickHouse, create_schema  # noqa: E402
-from tests.cluster.servers import start_clickhouse  # noqa: E402
+from index import EndpointRef, EventStore
+from index.chship import Shipper
+from index.chstore import ClusterEvents
+from index.clickhouse import ClickHouse, create_schema
+from tests.cluster.servers import start_clickhouse
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 SPAN = timedelta(days=30)

@@ -161,7 +161,7 @@ def python_of(code: Path) -> Path:
 # ----------------------------------------------------------------------------- the manager
 class Manager:
     def __init__(self, code: Path, data: Path) -> None:
-        self.log = open(data / "manager.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.log = open(data / "manager.log", "wb")
         self.proc = subprocess.Popen(
             [str(python_of(code)), "-m", "appliance", "run", "--data-dir", str(data)],
             cwd=code,
@@ -355,7 +355,7 @@ class Agent:
         sent = self.fleet.pending.pop(cmd["id"], None)
         if sent is not None:
             self.fleet.arrived(time.time() - sent, self.old)
-        else:  # NOTE: it may arrive before the admin's POST has its answer
+        else:  # it may arrive before the admin's POST has its answer
             self.fleet.early[cmd["id"]] = (time.time(), self.old)
         return str(cmd["id"])
 
@@ -552,7 +552,7 @@ class Fleet:
             await asyncio.sleep(1 / self.args.commands)
             if not self.live:
                 continue
-            uuid = rng.choice(self.live)  # NOTE: a command to an agent never connected waits
+            uuid = rng.choice(self.live)  # a command to an agent never connected waits
             body = json.dumps({"name": "hash", "args": ["C:\\x"]}).encode()
             sent = time.time()
             try:
@@ -607,7 +607,7 @@ class Fleet:
 
         async def start(ag: Agent) -> None:
             attempt = 0
-            while True:  # NOTE: until connected or --ramp-limit (a busy box refuses some)
+            while True:  # until connected or --ramp-limit (a busy box refuses some)
                 attempt += 1
                 async with pacer.slot():
                     t = time.monotonic()
@@ -624,7 +624,7 @@ class Fleet:
         progress = asyncio.create_task(self.progress(t0, pacer))
         starting = [asyncio.create_task(start(ag)) for ag in agents]
         _, late = await asyncio.wait(starting, timeout=a.ramp_limit)
-        for task in late:  # NOTE: a manager that cannot take N in time is measured as it is
+        for task in late:  # a manager that cannot take N in time is measured as it is
             task.cancel()
         ramp = time.monotonic() - t0
         progress.cancel()

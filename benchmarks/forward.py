@@ -117,7 +117,7 @@ def serve_null(port: int, pki_dir: Path) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
@@ -134,7 +134,7 @@ def serve_null(port: int, pki_dir: Path) -> None:
             self.end_headers()
             self.wfile.write(out)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             self.send_response(204)
             self.send_header("Content-Length", "0")
             self.end_headers()

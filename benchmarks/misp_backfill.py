@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.misp import MispSettings, MispStorage, MispSync  # noqa: E402
-from tests.fakemisp import DEFAULT_KEY, FakeMisp  # noqa: E402
+from appliance.misp import MispSettings, MispStorage, MispSync
+from tests.fakemisp import DEFAULT_KEY, FakeMisp
 
 NS = "3f1b6f5e-8a53-4c0e-9d0e-6b1f0c7c2a11"
 

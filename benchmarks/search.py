@@ -35,9 +35,9 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.services.ingest import tune_gc  # noqa: E402
-from benchmarks.procstat import tree_cpu_seconds  # noqa: E402
-from index import EndpointRef, EventStore  # noqa: E402
+from appliance.services.ingest import tune_gc
+from benchmarks.procstat import tree_cpu_seconds
+from index import EndpointRef, EventStore
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared/gene-oracle/corpus-events.jsonl.gz"
 WORDS = (

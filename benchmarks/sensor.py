@@ -117,7 +117,7 @@ class Agent:
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=open(base / "agent.log", "wb"),
-        )  # noqa: SIM115 - lives with the agent
+        )
         self.ps = psutil.Process(self.proc.pid)
         self.offset = 0
 

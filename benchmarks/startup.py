@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import tree_cpu_seconds  # noqa: E402
+from procstat import tree_cpu_seconds
 
 TARGET_SECONDS = 2.0
 

@@ -8,6 +8,6 @@ import sys
 from agent.cli import main
 
 if __name__ == "__main__":
-    # NOTE(packaging): a frozen program must call freeze_support before anything spawns a child.
+    # a frozen program must call freeze_support before anything spawns a child.
     multiprocessing.freeze_support()
     sys.exit(main())

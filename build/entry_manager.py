@@ -6,7 +6,7 @@ import multiprocessing
 import sys
 
 if __name__ == "__main__":
-    # NOTE(packaging): a frozen program must call freeze_support before anything spawns a child.
+    # a frozen program must call freeze_support before anything spawns a child.
     multiprocessing.freeze_support()
     from index.writer_protocol import FROZEN_ARG
 

@@ -6,7 +6,8 @@ the lists. `build/` is not a Python package: nothing else imports this file.
 
 Rules this module encodes:
 
-- one-dir builds only (deps.md §6: one-file costs 3-5 s per start and unpacks DLLs into %TEMP%);
+- one-dir builds only (docs/reference/deps.md §6: one-file costs 3-5 s per start and unpacks DLLs
+into %TEMP%);
 - no UPX (antivirus false positives), strip debug info on Linux;
 - the agent never carries the manager's stack: `AGENT_FORBIDDEN` is excluded from its analysis and
   `assert_agent_clean` fails the build if any of it shows up anyway;
@@ -27,7 +28,7 @@ BUILD_DIR = Path(__file__).resolve().parent
 ROOT = BUILD_DIR.parent
 
 WINDOWS = sys.platform == "win32"
-# NOTE(packaging): stripping Windows PE files with binutils breaks signatures; strip on Linux only.
+# stripping Windows PE files with binutils breaks signatures; strip on Linux only.
 STRIP = sys.platform.startswith("linux")
 UPX = False
 
@@ -35,7 +36,8 @@ MANAGER_NAME = "heron-manager"
 AGENT_NAME = "heron-agent"
 
 # Never in either program: development and test tooling that happens to be in the venv, GUI
-# toolkits, and the scientific stack (deps.md §6: pandas/pyarrow/numpy added 250 MiB).
+# toolkits, and the scientific stack (docs/reference/deps.md §6: pandas/pyarrow/numpy added 250
+# MiB).
 COMMON_EXCLUDES: tuple[str, ...] = (
     "tkinter",
     "_tkinter",
@@ -66,7 +68,8 @@ COMMON_EXCLUDES: tuple[str, ...] = (
     "yaml",
 )
 
-# The agent must not contain the manager's storage, search, web and MISP stack (ARCHITECTURE.md:
+# The agent must not contain the manager's storage, search, web and MISP stack
+# (docs/architecture.md:
 # size, antivirus noise, attack surface), nor our manager-side packages.
 AGENT_FORBIDDEN: tuple[str, ...] = (
     "duckdb",
@@ -95,7 +98,8 @@ MANAGER_PACKAGES: tuple[str, ...] = ("rules", "index", "appliance")
 AGENT_PACKAGES: tuple[str, ...] = ("rules", "agent")
 
 # Third-party packages whose non-Python files must ship: PyMISP reads describeTypes.json and the
-# misp-objects templates at import time (deps.md §6); tzdata backs zoneinfo where there is no
+# misp-objects templates at import time (docs/reference/deps.md §6); tzdata backs zoneinfo where
+# there is no
 # system database (Windows).
 MANAGER_DATA_PACKAGES: tuple[str, ...] = ("pymisp", "tzdata")
 AGENT_DATA_PACKAGES: tuple[str, ...] = ("tzdata",)

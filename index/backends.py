@@ -51,13 +51,13 @@ class Backends:
     ) -> None:
         self.index = index
         self.tables = tables
-        self.floor = floor  # NOTE(index): retention deleted everything up to here
+        self.floor = floor  # retention deleted everything up to here
         self._sink_factory = sink_factory
         self._on_failure = on_failure
         self.tantivy_max = max(self._committed_max(), floor)
         self.tables_max = max(tables.max_seq(), floor)
-        self.sink = sink_factory(on_failure)  # NOTE(index): last: nothing can fail after it
-        self.dirty_since: float | None = None  # NOTE(index): first uncommitted document
+        self.sink = sink_factory(on_failure)  # last: nothing can fail after it
+        self.dirty_since: float | None = None  # first uncommitted document
         self.pending: Future[None] | None = None  # the commit in flight
         self.commits = 0
         self.last_commit = 0.0
@@ -85,7 +85,7 @@ class Backends:
         except Exception:  # noqa: BLE001 - it is dead already
             pass
         self.sink = self._sink_factory(self._on_failure)
-        # NOTE(index): what the index committed (not below what retention already deleted)
+        # what the index committed (not below what retention already deleted)
         self.tantivy_max = max(self._committed_max(), self.floor)
         self.tables_max = max(self.tables.max_seq(), self.floor)
         logger.warning("index writer restarted (pid %s)", self.sink.pid)
@@ -94,7 +94,7 @@ class Backends:
     def apply(self, group: Group) -> None:
         """Index a group of records into both backends, skipping what each already has.
 
-        PERF(index): the projection and the DuckDB insert run while a background commit of
+        Performance: the projection and the DuckDB insert run while a background commit of
         the previous documents may still be in flight (``begin_commit``); only adding the
         documents to the Tantivy writer waits for it.
         """
@@ -157,7 +157,7 @@ class Backends:
     def begin_commit(self) -> None:
         """Ask the sink to commit what was added; the reader reloads when it is done.
 
-        PERF(index): a commit (segment serialization + fsync) blocked the writer thread for
+        Performance: a commit (segment serialization + fsync) blocked the writer thread for
         a large part of every second at 10k+ events/s; the writer thread goes on projecting
         and inserting rows meanwhile.
         """
@@ -207,11 +207,11 @@ class Backends:
     def delete_below(self, seq: int) -> None:
         """Delete every event with a sequence number below ``seq`` from both backends.
 
-        PERF(index): one round trip to the sink: its delete commits what was added before it
+        Performance: one round trip to the sink: its delete commits what was added before it
         with the deletion (no separate commit first).
         """
         self.finish_commit()
-        self.floor = max(self.floor, seq - 1)  # NOTE(index): first: a repair must not bring
+        self.floor = max(self.floor, seq - 1)  # first: a repair must not bring
         self.sink.delete_below(seq)  # them back
         self.dirty_since = None
         self.index.reload()

@@ -6,7 +6,9 @@ thread then ships the records to the shards' ``events_local`` tables. Exactly on
 * ``ship.json`` holds, per shard, the last sequence number whose insert ClickHouse confirmed
   (written atomically after every confirmed round);
 * an insert that was in flight when the process died may or may not have landed (a block
-  over several day partitions may even have landed in part), so on start the shipper asks each
+  over several day partitions may even have landed in part), so on start the shipper waits
+  until no insert of this front-end still runs on a shard (inserts are named by ``query_id``
+  in ``system.processes``: a killed process's last block may still be landing), then asks each
   shard which of this front-end's sequence numbers above its mark exist, and skips those;
 * an agent retry that reached another front-end (same endpoint, batch id, index) is folded by
   ``ReplacingMergeTree`` (see ``index.clickhouse``).
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 _ROUND_ROWS = 20_000  # rows read from the journal per round (bounded memory)
 LAG_WARN = 100_000  # events behind: health "lagging"
+INFLIGHT_WAIT = 60.0  # seconds a restart waits for an insert the previous process left running
 
 
 class Shipper:
@@ -86,10 +89,29 @@ class Shipper:
             os.fsync(fh.fileno())
         os.replace(tmp, self._state_path)
 
+    def _insert_prefix(self) -> str:
+        return f"heron-ship-{self.frontend}-"
+
+    def _wait_inserts_done(self, shard: ClickHouse) -> None:
+        """Wait until no insert of ours still runs on `shard`.
+
+        A front-end killed during an insert may have sent the whole block: the server then
+        finishes it after the restart. Probing before it ends would miss rows that land later,
+        and ship them twice.
+        """
+        deadline = time.monotonic() + INFLIGHT_WAIT
+        prefix = _quote(self._insert_prefix())
+        sql = f"SELECT count() FROM system.processes WHERE startsWith(query_id, '{prefix}')"
+        while int(shard.scalar(sql)):  # 64-bit counts come back as JSON strings
+            if time.monotonic() > deadline:
+                raise ClickHouseError(f"{shard.url}: an earlier insert of ours is still running")
+            time.sleep(0.05)
+
     def _reconcile(self) -> list[set[int]]:
         """Which of our sequence numbers above each shard's mark already landed."""
         found: list[set[int]] = []
         for shard, mark in zip(self._shards, self._marks, strict=True):
+            self._wait_inserts_done(shard)
             _, rows = shard.rows(
                 f"SELECT seq FROM {DATABASE}.events_local WHERE frontend = "
                 f"'{_quote(self.frontend)}' AND seq > {int(mark)}"
@@ -148,7 +170,8 @@ class Shipper:
             return 0
         inserted = 0
         for i, rows in enumerate(per_shard):
-            self._shards[i].insert_rows(f"{DATABASE}.events_local", rows)
+            query_id = f"{self._insert_prefix()}{last}-{i}-{os.getpid()}"
+            self._shards[i].insert_rows(f"{DATABASE}.events_local", rows, query_id=query_id)
             inserted += len(rows)
         # Every shard now holds everything of ours up to ``last``.
         self._marks = [max(m, last) for m in self._marks]

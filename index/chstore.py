@@ -112,7 +112,7 @@ class ClusterEvents:
                 query, since=since, until=until, endpoint=endpoint, detections_only=detections_only
             )
             page_where = where
-        # PERF(cluster): sort the keys first, then fetch ``raw`` by primary key: selecting
+        # Performance: sort the keys first, then fetch ``raw`` by primary key: selecting
         # ``raw`` in the sorted query decompressed it for every granule with a match (≈ 1 s
         # per page on 200k events instead of tens of ms).
         rows = self._read(

@@ -127,12 +127,16 @@ class ClickHouse:
         text = str(self.scalar("SELECT version()"))
         return tuple(int(p) for p in text.split(".") if p.isdigit())
 
-    def insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert rows as one ``JSONEachRow`` block (one part per partition)."""
+    def insert_rows(
+        self, table: str, rows: Sequence[dict[str, Any]], *, query_id: str | None = None
+    ) -> None:
+        """Insert rows as one ``JSONEachRow`` block (one part per partition); ``query_id``
+        names the insert in ``system.processes`` while the server runs it."""
         if not rows:
             return
         body = b"\n".join(orjson.dumps(r) for r in rows)
-        self.execute(f"INSERT INTO {table} FORMAT JSONEachRow", data=body)
+        settings = {"query_id": query_id} if query_id else None
+        self.execute(f"INSERT INTO {table} FORMAT JSONEachRow", data=body, settings=settings)
 
 
 def shard_of(endpoint: str, shards: int) -> int:

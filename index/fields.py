@@ -42,7 +42,7 @@ HASH_ALGOS = ("md5", "sha1", "sha256", "imphash")
 _HEX = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _HEX_LENGTHS = {32: "md5", 40: "sha1", 64: "sha256"}
 _KV_MAX = 512
-_ATTACK_MAX = 64  # NOTE(index): ATTACK entries read per detection (hostile input is bounded)
+_ATTACK_MAX = 64  # ATTACK entries read per detection (hostile input is bounded)
 _ATTACK_LEN = 64
 
 

@@ -12,7 +12,7 @@ from index.fields import event_hash
 
 __all__ = ["finalize_event"]
 
-# NOTE(index): the options of rules.event.event_hash (the canonical event JSON)
+# the options of rules.event.event_hash (the canonical event JSON)
 _HASH_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
@@ -21,14 +21,14 @@ def finalize_event(
 ) -> tuple[dict[str, Any], bytes]:
     """Return the final event (``EdrData`` set) and its stored JSON.
 
-    PERF(index): the event hash is the sha1 of the sorted-keys JSON of the event without
+    Performance: the event hash is the sha1 of the sorted-keys JSON of the event without
     ``EdrData``; the stored JSON reuses that encoding with ``EdrData`` spliced in as the
     last key of ``Event`` (one encoding per event instead of two).
     """
     inner = event.get("Event") if isinstance(event, dict) else None
     if not isinstance(inner, dict):
         raise InvalidEventError('not an {"Event": {...}} object', position=pos)
-    # NOTE(index): any System shape is stored (a missing or odd one reads as no System);
+    # any System shape is stored (a missing or odd one reads as no System);
     # refusing it refused the agent's whole batch.
     edr_prev = inner.get("EdrData")
     if not isinstance(edr_prev, dict):

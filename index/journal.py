@@ -111,7 +111,7 @@ class Journal:
         self._lock = threading.Lock()
         self._cctx = zstandard.ZstdCompressor(level=3)
         self._fh: Any = None
-        self._size = 0  # NOTE(index): bytes of the current segment that hold whole records
+        self._size = 0  # bytes of the current segment that hold whole records
         self._broken: str | None = None
         self._current: Path | None = None
         try:
@@ -209,7 +209,7 @@ class Journal:
                 fh = self._writable(first_seq)
                 started = True
                 view = memoryview(data)
-                while view:  # NOTE(index): unbuffered: a raw write may be partial
+                while view:  # unbuffered: a raw write may be partial
                     view = view[fh.write(view) :]
                 if self._fsync:
                     _fsync(fh.fileno())
@@ -227,14 +227,14 @@ class Journal:
     def _roll_back(self) -> None:
         """Cut a failed (never acknowledged) write off the segment.
 
-        SECURITY(index): left in place, its bytes would carry the next record's sequence
+        Security: left in place, its bytes would carry the next record's sequence
         numbers and a replay would index them instead of acknowledged events. When the cut
         itself fails the journal refuses appends until the store is opened again (the open
         truncates a torn tail).
         """
         if self._fh is None:
             return
-        try:  # NOTE(index): to the size we wrote (tell() is stale on an O_APPEND handle)
+        try:  # to the size we wrote (tell() is stale on an O_APPEND handle)
             os.ftruncate(self._fh.fileno(), self._size)
             os.lseek(self._fh.fileno(), self._size, os.SEEK_SET)
             if self._fsync:
@@ -254,9 +254,9 @@ class Journal:
             path = segments[-1]
         else:
             path = self.root / f"{first_seq:020d}{_SUFFIX}"
-        fh = path.open("ab", buffering=0)  # NOTE(index): see _roll_back
+        fh = path.open("ab", buffering=0)  # see _roll_back
         try:
-            if self._fsync:  # NOTE(index): before use: a new segment's entry must be durable
+            if self._fsync:  # before use: a new segment's entry must be durable
                 fsync_dir(self.root)
             size = os.fstat(fh.fileno()).st_size
         except BaseException:
@@ -323,7 +323,7 @@ class Journal:
                 if int(nxt.stem) <= seq and path != self._current:
                     try:
                         path.unlink(missing_ok=True)
-                    except OSError as ex:  # NOTE(index): kept; the next pass tries again
+                    except OSError as ex:  # kept; the next pass tries again
                         logger.warning("cannot drop journal segment %s: %s", path, ex)
                         continue
                     dropped.append(path)

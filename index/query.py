@@ -1,6 +1,6 @@
 """The human query language, parsed by hand and translated into Tantivy ``Query`` objects.
 
-SECURITY(index): admin input never reaches ``Index.parse_query``: the Tantivy parser
+Security: admin input never reaches ``Index.parse_query``: the Tantivy parser
 mis-handles ``a AND NOT b`` (0 hits), rejects Windows paths and drops long hashes. We parse
 the Lucene-like syntax ourselves and build queries with the ``Query.*`` constructors.
 
@@ -71,7 +71,7 @@ FIELD_ALIASES: dict[str, tuple[str, str]] = {
     "retro": ("bool", "retro"),
 }
 _ANALYZER = build_analyzer()
-_KV_MAX = 512  # NOTE(index): as fields.kv_term
+_KV_MAX = 512  # as fields.kv_term
 _WORDS_PER_REGEX = 3  # words per kv regex when a whole phrase's automaton is too large
 _FIELD_RE = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@-]*")
 _REGEX_META = set("\\.+*?()|[]{}^$#&-~")
@@ -298,7 +298,7 @@ class QueryTranslator:
         promoted = PROMOTED.get(name)
         if wild:
             if promoted is not None and (name in NO_KV or _SINGLE_TOKEN_WILDCARD.fullmatch(value)):
-                # PERF(index): *tok* ≡ "some token contains tok": scan the token dictionary.
+                # Performance: *tok* ≡ "some token contains tok": scan the token dictionary.
                 # Command lines have no kv token: their wildcards are token-level only.
                 return self._token_wildcard(promoted, value)
             return Q.regex_query(self._schema, "kv", _wildcard_regex(kv_term(name, value)))

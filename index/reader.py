@@ -152,7 +152,7 @@ class Reader:
     ) -> Iterator[dict[str, Any]]:
         """Every match with ``first_seq`` <= seq < ``next_seq()``, in store order.
 
-        PERF(index): the store is walked in windows of ``_ITER_WINDOW`` sequence numbers (an
+        Performance: the store is walked in windows of ``_ITER_WINDOW`` sequence numbers (an
         inverted-index range on ``seq``), so a hunt over N events costs O(N), not O(N²).
         """
         base = self._filters(query, since, until, endpoint, detections_only)

@@ -37,7 +37,7 @@ def disk_usage(root: Path) -> dict[str, int]:
     """Bytes on disk per component of the store at ``root`` and in total."""
 
     def size(path: Path) -> int:
-        # NOTE(index): the writer deletes files meanwhile (merged segments, rows file)
+        # the writer deletes files meanwhile (merged segments, rows file)
         total = 0
         for file in [path] if not path.is_dir() else path.rglob("*"):
             try:

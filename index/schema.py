@@ -18,7 +18,7 @@ Field layout (all text lower-cased at ingestion so queries are case-insensitive)
 * ``all`` (``heron`` analyzer, positions): every value that has no promoted field; free text
   searches ``all`` and the promoted fields.
 
-PERF(index): an earlier layout also indexed every field in a tokenized JSON field; it
+Performance: an earlier layout also indexed every field in a tokenized JSON field; it
 doubled indexing time for little gain, so per-field words go through ``kv`` instead.
 * ``raw`` (bytes, stored): the full event JSON returned by searches.
 """
@@ -75,22 +75,22 @@ NUMERIC_FIELDS = ("seq", "event_id", "crit")
 BOOL_FIELDS = ("det", "retro")
 DATE_FIELDS = ("ts", "rt")
 TEXT_FIELDS = tuple(PROMOTED.values())
-# PERF(index): command lines are long and unique; they get no kv token (wildcards on them are
+# Performance: command lines are long and unique; they get no kv token (wildcards on them are
 # token-level, see query.py).
 NO_KV = frozenset({"commandline", "parentcommandline"})
-# PERF(index): Sysmon's per-event UTC times duplicate ``ts`` and are unique tokens (7 per value);
+# Performance: Sysmon's per-event UTC times duplicate ``ts`` and are unique tokens (7 per value);
 # they are stored (``raw``) but not indexed. Query the event time with ``ts:``.
 NOT_INDEXED = frozenset({"utctime", "creationutctime", "previouscreationutctime"})
 _COLUMN_OF: dict[str, str] = {**PROMOTED, **COLUMNS_ONLY}
 _COLUMNS: tuple[str, ...] = tuple(_COLUMN_OF.values())
-_KV_MAX = 512  # NOTE(index): as fields.kv_term
+_KV_MAX = 512  # as fields.kv_term
 
 
 def build_schema() -> tantivy.Schema:
     """Return the Tantivy schema described in the module docstring."""
     sb = tantivy.SchemaBuilder()
     sb.add_unsigned_field("seq", stored=True, indexed=True, fast=True)
-    # NOTE(index): tantivy date fields keep whole seconds; microseconds as i64 sort exactly.
+    # tantivy date fields keep whole seconds; microseconds as i64 sort exactly.
     sb.add_integer_field("ts", stored=False, indexed=True, fast=True)
     sb.add_integer_field("rt", stored=False, indexed=True, fast=True)
     for name in RAW_FIELDS:
@@ -137,7 +137,7 @@ def register_analyzers(index: tantivy.Index) -> None:
 
 
 class Projection(NamedTuple):
-    """One event as the writer stores it (PERF(index): a tuple is cheaper to build).
+    """One event as the writer stores it (Performance: a tuple is cheaper to build).
 
     Attributes:
         seq: Store sequence number.
@@ -157,7 +157,7 @@ def project(
 ) -> Projection:
     """Build the Tantivy document and the DuckDB row of one final event in one pass.
 
-    PERF(index): this is the ingest hot path (one JSON document per event, handed to
+    Performance: this is the ingest hot path (one JSON document per event, handed to
     Tantivy with ``add_json``; ~3× cheaper than ``Document.add_*`` calls).
     """
     return project_many(
@@ -168,7 +168,7 @@ def project(
 def with_raw(doc_json: bytes, raw: bytes) -> str:
     """The document JSON for ``add_json`` with the stored event added as ``raw``.
 
-    PERF(index): done by whoever adds the document (the writer child process in the
+    Performance: done by whoever adds the document (the writer child process in the
     manager), not by the projection: encoding ``raw`` into the document is ≈ 7 µs/event
     (base64 + JSON string), a fifth of the projection's cost.
     """
@@ -178,7 +178,7 @@ def with_raw(doc_json: bytes, raw: bytes) -> str:
 def _fast_time(system: dict[str, Any]) -> tuple[bool, datetime | None]:
     """``(True, SystemTime)`` parsed without the regex when it is plain RFC 3339 UTC.
 
-    PERF(index): ``YYYY-MM-DDTHH:MM:SS[.digits]Z`` is what every Windows event carries;
+    Performance: ``YYYY-MM-DDTHH:MM:SS[.digits]Z`` is what every Windows event carries;
     ``fromisoformat`` truncates the fraction to microseconds exactly as ``rules.event`` does.
     ``(False, None)``: not that shape, use ``rules.event``.
     """
@@ -220,7 +220,7 @@ _MISS: Any = object()
 def _key_info(key: str) -> _KeyInfo | None:
     """What the projection does with an EventData name (``None``: not indexed).
 
-    Returns ``(column, promoted, hash-bearing, kv prefix or None)``. PERF(index): cached per
+    Returns ``(column, promoted, hash-bearing, kv prefix or None)``. Performance: cached per
     name (Sysmon has a few dozen), bounded so hostile names cannot grow it.
     """
     low = key.lower()
@@ -240,7 +240,7 @@ def _key_info(key: str) -> _KeyInfo | None:
 def _data_items(inner: dict[str, Any]) -> Iterable[tuple[str, str]]:
     """The scalar EventData/UserData values as ``fields.flat_values`` flattens them.
 
-    PERF(index): a flat EventData of strings and no UserData (nearly every event) is iterated
+    Performance: a flat EventData of strings and no UserData (nearly every event) is iterated
     as it is, without building the merged dictionary.
     """
     event_data = inner.get("EventData")
@@ -259,11 +259,11 @@ def _data_items(inner: dict[str, Any]) -> Iterable[tuple[str, str]]:
 _HashParts = tuple[tuple[str, list[str]], ...]
 _HASHES: dict[str, _HashParts] = {}
 _HASHES_MAX = 65_536
-_HASHES_VALUE_MAX = 512  # NOTE(index): Sysmon's Hashes is ~200 chars; hostile values are not kept
+_HASHES_VALUE_MAX = 512  # Sysmon's Hashes is ~200 chars; hostile values are not kept
 
 
 def _hashes_of(value: str) -> _HashParts:
-    """``fields.parse_hashes(value)`` as pairs, cached (PERF(index): binaries repeat)."""
+    """``fields.parse_hashes(value)`` as pairs, cached (Performance: binaries repeat)."""
     parts = _HASHES.get(value)
     if parts is None:
         parts = tuple(parse_hashes(value).items())
@@ -318,7 +318,7 @@ def project_many(
             "endpoint": endpoint,
             "channel": channel.lower(),
             "computer": computer.lower(),
-            # NOTE(index): u64 in Tantivy; Gene reads a negative EventID (hostile input only)
+            # u64 in Tantivy; Gene reads a negative EventID (hostile input only)
             # as a 32-bit int: the document gets 0, the DuckDB row keeps the value.
             "event_id": event_id if event_id >= 0 else 0,
             "crit": crit,

@@ -8,7 +8,7 @@ failure by raising :class:`StoreError` from the operation, and a child that dies
 operations through ``on_failure``; the writer then replaces the sink (``Indexer`` repair).
 
 * :class:`WriterProcess` (the default, what the manager runs) owns the writer in a child process
-  (``index.writer_child``), so indexing runs under another interpreter lock. PERF(index):
+  (``index.writer_child``), so indexing runs under another interpreter lock. Performance:
   ``add_json`` releases and re-takes the GIL for every document; in the manager, request
   threads hold the GIL most of the time, so each re-take waited for a switch interval and the
   writer thread, not the CPU, bounded ingest (docs/index.md "Writer process").
@@ -49,7 +49,7 @@ __all__ = ["LocalWriter", "TantivySink", "WriterProcess"]
 
 logger = logging.getLogger(__name__)
 
-_SENDING = -1  # NOTE(index): the watchdog's key for the ADD message being sent
+_SENDING = -1  # the watchdog's key for the ADD message being sent
 
 
 class TantivySink(Protocol):
@@ -81,7 +81,7 @@ class TantivySink(Protocol):
 class LocalWriter:
     """A ``TantivyWriter`` in this process; commits run on a short-lived helper thread.
 
-    PERF(index): the helper thread releases the GIL for the whole commit, so the writer
+    Performance: the helper thread releases the GIL for the whole commit, so the writer
     thread projects and inserts the next rows meanwhile; adding documents waits for it.
     """
 
@@ -91,13 +91,13 @@ class LocalWriter:
         except ValueError as ex:
             raise StoreError(f"cannot open the Tantivy writer: {ex}") from ex
         self._pending: Future[None] | None = None
-        self._broken: str | None = None  # NOTE(index): partly written: only a new one is clean
+        self._broken: str | None = None  # partly written: only a new one is clean
 
     def _ready(self) -> TantivyWriter:
         """The writer once the pending commit ended; raises when a failure broke it."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            pending.exception()  # NOTE(index): waits; a failure is reported through the future
+            pending.exception()  # waits; a failure is reported through the future
         if self._broken is not None:
             raise StoreError(self._broken)
         return self._writer
@@ -147,7 +147,7 @@ class LocalWriter:
         if self._pending is not None:
             self._pending.exception()
         try:
-            self._writer.close()  # NOTE(index): releases the writer lock for a replacement
+            self._writer.close()  # releases the writer lock for a replacement
         except Exception:  # noqa: BLE001 - close path
             pass
 
@@ -171,13 +171,13 @@ class WriterProcess:
         on_failure: Callable[[str], None] | None = None,
         start_timeout: float = 60.0,
     ) -> None:
-        # NOTE(index): its own session: a terminal's Ctrl-C reaches the manager only, which
+        # its own session: a terminal's Ctrl-C reaches the manager only, which
         # then closes the writer cleanly (the child also ignores SIGINT/SIGTERM).
-        # NOTE(index): without a stderr of ours (a Windows service), its messages go to a file.
+        # without a stderr of ours (a Windows service), its messages go to a file.
         self._log = (
             None if sys.stderr is not None else (path.parent / "index-writer.log").open("ab")
         )
-        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter or frozen binary
+        self._proc = subprocess.Popen(
             child_command(path, heap_size, num_threads),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -212,7 +212,7 @@ class WriterProcess:
         try:
             frame = read_frame(self._stdout)
             error = None if frame is None else decode_reply(frame)[1]
-        except (OSError, ValueError) as ex:  # NOTE(index): closed after a start timeout
+        except (OSError, ValueError) as ex:  # closed after a start timeout
             frame, error = None, str(ex)
         if frame is None:
             error = (
@@ -227,7 +227,7 @@ class WriterProcess:
         while True:
             try:
                 frame = read_frame(self._stdout)
-            except (OSError, ValueError):  # NOTE(index): ValueError: read from a closed file
+            except (OSError, ValueError):  # ValueError: read from a closed file
                 frame = None
             if frame is None:
                 if self._closing:
@@ -240,7 +240,7 @@ class WriterProcess:
             except ValueError as ex:
                 self._kill(str(ex))
                 return
-            if rid == NO_REQUEST:  # NOTE(index): documents were refused; the child exits
+            if rid == NO_REQUEST:  # documents were refused; the child exits
                 self._kill(f"index writer process: {error}")
                 continue
             with self._lock:
@@ -249,7 +249,7 @@ class WriterProcess:
             if future is None:
                 continue
             if error:
-                # NOTE(index): a writer-level failure (e.g. a commit on a full disk) leaves
+                # a writer-level failure (e.g. a commit on a full disk) leaves
                 # Tantivy's writer unusable: the store replaces the process and replays.
                 self._kill(f"index writer process failed: {error}")
                 future.set_exception(StoreError(error))
@@ -296,12 +296,12 @@ class WriterProcess:
 
     def _fail_all(self, reason: str, *, quiet: bool = False) -> None:
         with self._lock:
-            reason = self._dead or reason  # NOTE(index): the first reason is the cause
+            reason = self._dead or reason  # the first reason is the cause
             self._dead = reason
             pending, self._pending = self._pending, {}
             self._deadlines.clear()
             self._wake.notify_all()
-            quiet = quiet or self._closing  # NOTE(index): a sink being replaced is not news
+            quiet = quiet or self._closing  # a sink being replaced is not news
         for future in pending.values():
             future.set_exception(StoreError(reason))
         if not quiet:
@@ -332,7 +332,7 @@ class WriterProcess:
             with self._lock:
                 owned = self._pending.pop(rid, None) is not None
                 self._deadlines.pop(rid, None)
-            if owned:  # NOTE(index): else _fail_all has failed it already
+            if owned:  # else _fail_all has failed it already
                 future.set_exception(ex)
             raise
         return future
@@ -375,7 +375,7 @@ class WriterProcess:
     def _stop_child(self, timeout: float | None = 10.0) -> None:
         self._closing = True
         try:
-            self._stdin.close()  # NOTE(index): end of file: the child exits
+            self._stdin.close()  # end of file: the child exits
         except OSError:
             pass
         try:

@@ -1,6 +1,6 @@
 """What analyst SQL may call: an allowlist of table functions, a few scalars refused.
 
-SECURITY(index): DuckDB's own sandbox (`enable_external_access=false`, locked configuration)
+Security: DuckDB's own sandbox (`enable_external_access=false`, locked configuration)
 keeps files out, but table functions such as `checkpoint()`, `duckdb_settings()` or
 `pragma_*` still ran in "read-only" SQL, and `current_setting('allowed_paths')` showed server
 paths. The statement's syntax tree (`json_serialize_sql`) names every function it calls; a

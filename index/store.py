@@ -96,6 +96,9 @@ class EventStore:
         index_process: Write the Tantivy index from a child process (``index.sinks``), as
             the manager does, so that indexing uses another core; False keeps the writer in
             this process (tests and tools).
+        memory_limit: DuckDB ``memory_limit``; sql_threads: its threads.
+        queue_bytes: Estimated memory of the batches journaled but not yet indexed; ``append``
+            waits beyond it (back-pressure on ingest instead of unbounded growth).
 
     Attributes:
         writer: The writer thread (``index.writer.Indexer``): its public methods are the
@@ -115,6 +118,7 @@ class EventStore:
         index_process: bool = True,
         memory_limit: str = "2GB",
         sql_threads: int | None = None,
+        queue_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.root = Path(root)
         self._clock = clock
@@ -156,6 +160,7 @@ class EventStore:
                 open_sink,
                 replay=self._journal_after,
                 commit_interval=commit_interval,
+                max_queue_bytes=queue_bytes,
                 floor=self._min_seq - 1,
             )
             opened.append(_Closer(self.writer.close_writer))
@@ -201,7 +206,7 @@ class EventStore:
         state: dict[str, Any] = {"min_seq": self._min_seq, "schema": SCHEMA_VERSION}
         if self._size_ratio is not None:
             state["size_ratio"] = self._size_ratio
-        with tmp.open("w") as fh:  # NOTE(index): the retention floor must survive a power cut
+        with tmp.open("w") as fh:  # the retention floor must survive a power cut
             fh.write(json.dumps(state))
             fh.flush()
             os.fsync(fh.fileno())
@@ -232,7 +237,7 @@ class EventStore:
         """
         if self._min_seq <= 1:
             return
-        self.journal.drop_before(self._min_seq)  # NOTE(index): first: frees the most space
+        self.journal.drop_before(self._min_seq)  # first: frees the most space
         with self._append_lock:
             self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
         if self._rows_below(self._min_seq):
@@ -266,13 +271,17 @@ class EventStore:
         if self._state is StoreState.CLOSED:
             raise StoreClosedError(f"event store {self.root} is closed")
 
-    def close(self) -> None:
-        """Index what is queued, commit, and release every file (idempotent)."""
-        with self._append_lock:  # NOTE(index): no append is between fsync and submit
+    def close(self, *, drain: bool = True) -> None:
+        """Index what is queued, commit, and release every file (idempotent).
+
+        ``drain=False``: what is queued is not indexed now but replayed from the journal at
+        the next open (a quick stop; nothing acknowledged is lost).
+        """
+        with self._append_lock:  # no append is between fsync and submit
             if self._state is StoreState.CLOSED:
                 return
             self._state = StoreState.CLOSED
-        self.writer.stop()
+        self.writer.stop(drain=drain)
         self.writer.close_writer()
         self.tables.close()
         self.journal.close()
@@ -452,7 +461,7 @@ class EventStore:
         def run() -> int:
             return self.writer.rebuild(self._journal_after(0))
 
-        with self._append_lock:  # NOTE(index): appends wait; the journal must not move
+        with self._append_lock:  # appends wait; the journal must not move
             count = self._on_writer(run)
         logger.info("reindexed %d events from the journal", count)
         return count
@@ -496,7 +505,7 @@ class EventStore:
     def _retain(self, max_age: timedelta | None, max_bytes: int | None) -> Cut:
         """The writer-thread part of ``apply_retention``."""
         if self._min_seq > 1 and self._rows_below(self._min_seq):
-            self.writer.delete_below(self._min_seq)  # NOTE(index): a pass that failed half-way
+            self.writer.delete_below(self._min_seq)  # a pass that failed half-way
         cut = plan_cut(
             self.tables,
             self.disk_usage,
@@ -508,13 +517,13 @@ class EventStore:
             max_bytes=max_bytes,
         )
         if cut.cutoff > self._min_seq:
-            # NOTE(index): write-ahead: the new floor is saved before anything is deleted, so
+            # write-ahead: the new floor is saved before anything is deleted, so
             # a crash in between cannot replay the deleted events (the open finishes it).
             self._min_seq = cut.cutoff
             self._save_state()
             self.writer.delete_below(cut.cutoff)
         else:
-            self.writer.commit()  # NOTE(index): like flush(): a gap is repaired, or raises
+            self.writer.commit()  # like flush(): a gap is repaired, or raises
         return cut
 
     def _rows_below(self, seq: int) -> bool:

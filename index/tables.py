@@ -1,10 +1,11 @@
 """The DuckDB analytics tables: one ``events`` row per stored event, plus ``batches``.
 
 One writer (the store's writer thread) inserts whole groups of rows: the rows are written as
-one JSON array to ``<db>.rows.json`` and DuckDB's JSON reader inserts them. PERF(index): the
+one JSON array to ``<db>.rows.json`` and DuckDB's JSON reader inserts them. Performance: the
 appender converts every value while holding the GIL (≈ 7 µs/row, half of it GIL-bound on this
 machine); ``orjson`` writes the rows in ≈ 1 µs/row and DuckDB parses them with the GIL
-released, so the request threads keep running (``executemany`` is ~400× slower, deps.md §5).
+released, so the request threads keep running (``executemany`` is ~400× slower,
+docs/reference/deps.md §5).
 Readers run on their own cursors. Analyst SQL is read-only: exactly one ``SELECT``/``EXPLAIN``
 statement, file access disabled (``enable_external_access=false``, except that one rows file,
 whose rows are in the table anyway), configuration locked, a timeout enforced with
@@ -56,7 +57,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
 _ADDED_COLUMNS = ("techniques", "tactics")
 _ALLOWED_SQL = {"SELECT", "EXPLAIN"}
 _FETCH = 256  # rows fetched (and measured) at a time
-# SECURITY(index): DuckDB measures each row's JSON and leaves out (NULL) one over the cap, so
+# Security: DuckDB measures each row's JSON and leaves out (NULL) one over the cap, so
 # Python never builds it: one `list(range(1000))` row of 40,000 lists was 1.4 GB of ints.
 _SIZED = (
     "SELECT strlen(to_json(_q)::VARCHAR) AS __heron_n, "
@@ -114,8 +115,8 @@ class Tables:
                 "SET lock_configuration=true",
             ):
                 self._con.execute(setting)
-            # NOTE(index): readers derive cursors from a connection that never runs queries,
-            # so they never meet "connection is busy" from the writer (deps.md §5).
+            # readers derive cursors from a connection that never runs queries,
+            # so they never meet "connection is busy" from the writer (docs/reference/deps.md §5).
             self._reader_root = self._con.cursor()
         except duckdb.Error as ex:
             raise StoreError(f"cannot open {self._path}: {ex}") from ex
@@ -150,7 +151,7 @@ class Tables:
                         [str(self._rows_file)],
                     )
                 finally:
-                    with contextlib.suppress(OSError):  # NOTE(index): the insert stands
+                    with contextlib.suppress(OSError):  # the insert stands
                         self._rows_file.unlink(missing_ok=True)
             if batch_rows:
                 appender = self._con.appender("batches")

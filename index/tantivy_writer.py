@@ -18,7 +18,7 @@ from index.writer_protocol import Op
 
 __all__ = ["TantivyWriter", "delete_below_query", "open_index"]
 
-_LOCK_WAIT = 30.0  # NOTE(index): a previous writer child may still be exiting after a crash
+_LOCK_WAIT = 30.0  # a previous writer child may still be exiting after a crash
 
 
 def open_index(path: str | Path) -> tantivy.Index:
@@ -76,7 +76,7 @@ class TantivyWriter:
 
     def delete_all(self) -> None:
         """Delete every document and commit."""
-        # NOTE(index): delete_all_documents spares documents added but not yet committed.
+        # delete_all_documents spares documents added but not yet committed.
         self._writer.commit()
         self._writer.delete_all_documents()
         self._writer.commit()
@@ -84,7 +84,7 @@ class TantivyWriter:
     def merge(self) -> None:
         """Commit, wait for segment merges, reopen the writer and collect unused files."""
         self._writer.commit()
-        self._writer.wait_merging_threads()  # NOTE(index): consumes the writer
+        self._writer.wait_merging_threads()  # consumes the writer
         self._writer = self._open(0.0)
         self._writer.garbage_collect_files()
 

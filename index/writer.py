@@ -42,6 +42,8 @@ _STOP = object()
 _NO_LIMIT = 2**63
 _GROUP_EVENTS = 20_000
 _POLL = 0.05
+_QUEUE_FACTOR = 4  # bytes of memory per byte of encoded event JSON while queued
+_QUEUE_EVENT_DEFAULT = 4096  # per event when the encoded form is not at hand
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,8 @@ class Indexer:
         *,
         replay: Callable[[int], Iterable[JournalRecord]],
         commit_interval: float,
-        max_queue: int = 32,
+        max_queue: int = 0,
+        max_queue_bytes: int = 256 * 1024 * 1024,
         repair_interval: float = 10.0,
         floor: int = 0,
     ) -> None:
@@ -120,6 +123,11 @@ class Indexer:
         self._next_repair = 0.0
         self._commit_interval = commit_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        # Performance: the queue is bounded by the estimated memory of what it holds (a share
+        # of the manager's memory budget), not by a count of batches of any size.
+        self._max_queue_bytes = max_queue_bytes
+        self._queued_bytes = 0
+        self._room = threading.Condition()
         self.backends = Backends(index, tables, sink_factory, self._failure.set, floor)
         self._thread = threading.Thread(target=self._run, name="heron-index-writer", daemon=True)
         self._started = False
@@ -134,8 +142,41 @@ class Indexer:
         self._thread.start()
 
     def submit(self, record: JournalRecord, encoded: list[bytes] | None = None) -> None:
-        """Queue one journal record (blocks when the queue is full: back-pressure)."""
+        """Queue one journal record; blocks while the queue holds `max_queue_bytes` of
+        estimated memory (back-pressure; a record larger than that waits for an empty queue)."""
+        cost = _queued_cost(record, encoded)
+        with self._room:
+            self._room.wait_for(
+                lambda: (
+                    self._stopping
+                    or self._queued_bytes == 0
+                    or self._queued_bytes + cost <= self._max_queue_bytes
+                )
+            )
+            self._queued_bytes += cost
         self._queue.put((record, encoded))
+
+    def _drop_queued(self) -> None:
+        """Empty the queue: records stay in the journal; calls fail as after a stop."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._dequeued(item)
+            if isinstance(item, _Call):
+                item.future.set_exception(StoreClosedError("the event store is closed"))
+
+    def _dequeued(self, item: Any) -> None:
+        if isinstance(item, tuple):
+            with self._room:
+                self._queued_bytes -= _queued_cost(*item)
+                self._room.notify_all()
+
+    @property
+    def queued_bytes(self) -> int:
+        """Estimated memory of the records waiting to be indexed."""
+        return self._queued_bytes
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the writer thread after everything queued before it.
@@ -186,14 +227,22 @@ class Indexer:
             b.tantivy_max, b.tables_max, self._queue.qsize(), b.commits, b.last_commit
         )
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Commit what is pending and stop the thread (idempotent)."""
+    def stop(self, timeout: float | None = None, *, drain: bool = True) -> None:
+        """Commit what is pending and stop the thread (idempotent).
+
+        ``drain=False`` (a manager stopping): records still queued are left to the journal,
+        which the next open replays, so stopping does not wait for a long indexing backlog.
+        """
         with self._stop_lock:
             already, self._stopping = self._stopping, True
+        if not drain:
+            self._drop_queued()
+        with self._room:
+            self._room.notify_all()  # a submit waiting for room gives up
         if not already and self._started and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)
-        while True:  # NOTE(index): calls queued behind _STOP by a racing caller
+        while True:  # calls queued behind _STOP by a racing caller
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
@@ -231,6 +280,7 @@ class Indexer:
         except queue.Empty:
             self._on_idle()
             return True
+        self._dequeued(item)
         if item is _STOP:
             self._commit_safely()
             return False
@@ -246,11 +296,11 @@ class Indexer:
         """How long the writer thread may wait for work before it has something to do."""
         timeout = None
         dirty_since = self.backends.dirty_since
-        if dirty_since is not None and not self._gap:  # NOTE(index): no commit in a gap
+        if dirty_since is not None and not self._gap:  # no commit in a gap
             timeout = max(0.0, dirty_since + self._commit_interval - time.monotonic())
-        if self.backends.pending is not None:  # NOTE(index): account for it when it ends
+        if self.backends.pending is not None:  # account for it when it ends
             timeout = _POLL if timeout is None else min(timeout, _POLL)
-        if self._gap:  # NOTE(index): repair when idle too, not only when groups arrive
+        if self._gap:  # repair when idle too, not only when groups arrive
             due = max(0.0, self._next_repair - time.monotonic())
             timeout = due if timeout is None else min(timeout, due)
         return timeout
@@ -277,6 +327,7 @@ class Indexer:
                 nxt = self._queue.get_nowait()
             except queue.Empty:
                 break
+            self._dequeued(nxt)
             if not isinstance(nxt, tuple):
                 self._apply_safely(group)
                 group = []
@@ -290,7 +341,7 @@ class Indexer:
     def _queue_front(self, item: Any) -> None:
         if item is _STOP:
             self._commit_safely()
-            self._queue.put(_STOP)  # NOTE(index): nothing is queued after _STOP
+            self._queue.put(_STOP)  # nothing is queued after _STOP
             return
         self._run_call(item)
 
@@ -302,12 +353,12 @@ class Indexer:
 
     def _apply_safely(self, group: Group) -> None:
         if self._gap and not self._repair(before=group[0][0].first_seq):
-            return  # NOTE(index): the group stays in the journal; a later repair replays it
+            return  # the group stays in the journal; a later repair replays it
         with self._failing("indexing failed; the events stay in the journal", reraise=False):
             self.backends.apply(group)
 
     def _begin_commit(self) -> None:
-        if self.backends.dirty_since is None or self._gap:  # NOTE(index): the repair commits
+        if self.backends.dirty_since is None or self._gap:  # the repair commits
             return
         with self._failing("index commit failed", reraise=False):
             self.backends.begin_commit()
@@ -342,7 +393,7 @@ class Indexer:
         self._next_repair = now + self._repair_interval
         since = self._failure.count
         try:
-            # NOTE(index): whatever failed, start again from what the backends *hold*.
+            # whatever failed, start again from what the backends *hold*.
             after = self.backends.replace_sink()
             self.backends.apply_all(takewhile(lambda r: r.first_seq < before, self._replay(after)))
         except Exception as ex:  # noqa: BLE001 - still in the gap; retried later
@@ -375,7 +426,7 @@ class Indexer:
         self._heal()
         try:
             self.backends.commit()
-        except Exception as ex:  # noqa: BLE001 - re-raised as StoreError
+        except Exception as ex:
             self._fail("index commit failed", ex)
             raise StoreError(f"Tantivy commit failed: {ex}") from ex
 
@@ -390,7 +441,7 @@ class Indexer:
     def rebuild(self, records: Iterable[JournalRecord]) -> int:
         """Empty both backends and index ``records`` again (reindex); return the events."""
         self.commit()
-        with self._failing("reindex failed"):  # NOTE(index): the repair finishes the job
+        with self._failing("reindex failed"):  # the repair finishes the job
             self.backends.clear()
             total = self.backends.apply_all(records)
         self.commit()
@@ -401,3 +452,11 @@ class Indexer:
         self.commit()
         with self._failing("segment merge failed"):
             return self.backends.merge()
+
+
+def _queued_cost(record: JournalRecord, encoded: list[bytes] | None) -> int:
+    """Estimated memory of a queued record: its final events as Python objects (about 3x
+    their JSON) plus their encoded JSON."""
+    if encoded is not None:
+        return _QUEUE_FACTOR * sum(len(b) for b in encoded) + 64 * len(encoded)
+    return record.count * _QUEUE_EVENT_DEFAULT

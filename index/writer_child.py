@@ -30,8 +30,8 @@ from index.writer_protocol import (
 
 __all__ = ["main"]
 
-_INBOX = 16  # NOTE(index): messages (≤ 2,000 documents each) buffered while a commit runs
-_LOCK_WAIT = 30.0  # NOTE(index): a previous writer may still be exiting after a crash
+_INBOX = 16  # messages (≤ 2,000 documents each) buffered while a commit runs
+_LOCK_WAIT = 30.0  # a previous writer may still be exiting after a crash
 
 
 def _serve(writer: TantivyWriter, stdin: IO[bytes], out: IO[bytes]) -> NoReturn:
@@ -48,7 +48,7 @@ def _serve(writer: TantivyWriter, stdin: IO[bytes], out: IO[bytes]) -> NoReturn:
     while True:
         message = inbox.get()
         if message is None:
-            os._exit(0)  # NOTE(index): parent gone; its journal replays what is uncommitted
+            os._exit(0)  # parent gone; its journal replays what is uncommitted
         try:
             op, rid, arg = decode_request(message)
         except ValueError as ex:
@@ -58,7 +58,7 @@ def _serve(writer: TantivyWriter, stdin: IO[bytes], out: IO[bytes]) -> NoReturn:
             try:
                 writer.add(decode_add(message))
             except Exception as ex:  # noqa: BLE001 - reported; the parent replays
-                # NOTE(index): some documents of the message may be in the writer; exit
+                # some documents of the message may be in the writer; exit
                 # without committing so the replay from the committed max adds them once.
                 error = f"adding documents failed: {type(ex).__name__}: {ex}"[:2000]
                 write_frame(out, encode_reply(NO_REQUEST, error))
@@ -71,13 +71,13 @@ def _serve(writer: TantivyWriter, stdin: IO[bytes], out: IO[bytes]) -> NoReturn:
             continue
         write_frame(out, encode_reply(rid, None))
         if not go_on:
-            os._exit(0)  # NOTE(index): the reader thread is blocked on standard input
+            os._exit(0)  # the reader thread is blocked on standard input
 
 
 def _detach_stdout() -> IO[bytes]:
     """The reply stream: a private copy of file descriptor 1, which then points to stderr.
 
-    NOTE(index): nothing else (native code, libraries) may write into the replies.
+    nothing else (native code, libraries) may write into the replies.
     """
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -122,4 +122,4 @@ def main(argv: list[str] | None = None) -> int:
         _serve(writer, stdin, stdout)
     except BaseException:  # noqa: BLE001 - e.g. the parent is gone while we reply
         traceback.print_exc()
-        os._exit(1)  # NOTE(index): the reader thread holds stdin: no interpreter shutdown
+        os._exit(1)  # the reader thread holds stdin: no interpreter shutdown

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 FROZEN_ARG = "--heron-index-writer"
-# NOTE(index): not ``-m index.writer_child``: the package imports that module first.
+# not ``-m index.writer_child``: the package imports that module first.
 CHILD_CODE = "import sys; from index.writer_child import main; sys.exit(main())"
 NO_REQUEST = 0  # the request id of the start-up answer and of a refused document batch
 
@@ -61,7 +61,7 @@ class Op(enum.Enum):
     CLOSE = b"Q"
 
 
-# NOTE(index): an operation the child has not answered by then means it hangs: it is killed
+# an operation the child has not answered by then means it hangs: it is killed
 # (the store then starts a new one and replays the journal). ADD: the time to take one message.
 DEADLINES = {
     Op.ADD: 600.0,
@@ -71,7 +71,7 @@ DEADLINES = {
     Op.MERGE: 3600.0,
     Op.CLOSE: 3600.0,
 }
-# NOTE(index): one ADD message holds at most this many documents or bytes.
+# one ADD message holds at most this many documents or bytes.
 _CHUNK_DOCS = 2_000
 _CHUNK_BYTES = 16 * 1024 * 1024
 
@@ -79,7 +79,7 @@ _CHUNK_BYTES = 16 * 1024 * 1024
 def child_command(path: Path, heap_size: int, num_threads: int) -> list[str]:
     """The command line that starts the writer child for the index at ``path``."""
     args = [str(path), str(heap_size), str(num_threads)]
-    if getattr(sys, "frozen", False):  # NOTE(index): appliance.cli.main routes FROZEN_ARG here
+    if getattr(sys, "frozen", False):  # appliance.cli.main routes FROZEN_ARG here
         return [sys.executable, FROZEN_ARG, *args]
     return [sys.executable, "-P", "-c", CHILD_CODE, *args]  # NOTE: -P: not the cwd first
 

@@ -234,7 +234,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     engine, problems = scanmod.build_engine(opts)  # fail fast on bad rules, in this process
     for err in problems:
         print(f"heron: bad rule skipped: {err}", file=sys.stderr)
-    # PERF(heron): events are acyclic trees freed by refcounting; keep the cyclic GC from
+    # Performance: events are acyclic trees freed by refcounting; keep the cyclic GC from
     # rescanning the compiled rules on every generation-2 pass.
     thresholds = gc.get_threshold()
     gc.freeze()
@@ -250,14 +250,14 @@ def _run_scan(args: argparse.Namespace, opts: scanmod.ScanOptions, engine: Engin
     # JSONL byte ranges only for the JSON readers (another --input-format reads whole files)
     split = args.jobs > 1 and args.input_format in ("auto", "json", "winlogbeat", "flat")
     units = list(scanmod.discover(args.inputs, split=split))
-    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+    out = open(args.output, "wb") if args.output else sys.stdout.buffer
     progress = None
     if not args.no_progress and sys.stderr.isatty() and "-" not in args.inputs:
         progress = _Progress(sum(u.size for u in units), sys.stderr)
     if args.format == "table":
         out.write(scanmod.TABLE_HEADER.encode())
     out.write(triage.HEADERS.get(args.format, b""))
-    spool = tempfile.TemporaryFile() if args.format in triage.SPOOLED else None  # noqa: SIM115
+    spool = tempfile.TemporaryFile() if args.format in triage.SPOOLED else None
     sink = spool if spool is not None else out
     started = time.perf_counter()
     try:

@@ -1,6 +1,7 @@
 """Compile `Rule`s into `CompiledRule`s: matchers + condition → one Python function per rule.
 
-Owns Gene's rule-compilation semantics (gene.md §3.3, §5, §6): LogType base for relative
+Owns Gene's rule-compilation semantics (docs/reference/gene.md §3.3, §5, §6): LogType base for
+relative
 fields, duplicate match names (last wins), rules disabled by an unknown container (kept and
 counted, never evaluated, rest not parsed), and the condition compiled either to a straight
 Python expression (when proven equivalent to Gene's evaluator) or to the literal evaluator.
@@ -92,14 +93,14 @@ GroupFn = Callable[[dict[str, Any], dict[str, Any], Any], list[CompiledRule]]
 def compile_group(rules: tuple[CompiledRule, ...]) -> GroupFn:
     """One function evaluating a candidate list in order, returning the rules that match.
 
-    PERF(heron): inlines every rule's expression, so an event pays no per-rule call or
+    Performance: inlines every rule's expression, so an event pays no per-rule call or
     loop overhead. Computers filters are inlined too (`comp` is the raw Computer value).
     """
     ns: dict[str, Any] = {"_gs": go_string}
     lines = ["def _group(d, ed, comp):", "    hits = []", "    add = hits.append"]
     native = [c for c in rules if hasattr(c.rule, "compile_native")]
     if native:  # Sigma rules run as one indexed block, placed at the first one's position
-        from .sigma.block import compile_block  # noqa: PLC0415 - only with Sigma rules
+        from .sigma.block import compile_block
 
         ns["_native"] = compile_block(native)
     for i, c in enumerate(rules):
@@ -121,7 +122,7 @@ def compile_group(rules: tuple[CompiledRule, ...]) -> GroupFn:
             test = f"(('' if comp is None else _gs(comp)) in _cs{i}) and ({test})"
         lines.append(f"    if {test}:\n        add(_rule{i})")
     lines.append("    return hits")
-    exec("\n".join(lines), ns)  # noqa: S102 - generated from compiled rule parts
+    exec("\n".join(lines), ns)
     return ns["_group"]  # type: ignore[no-any-return]
 
 
@@ -202,11 +203,8 @@ def _compile_into(compiled: CompiledRule, rule: Rule, containers: Mapping[str, A
         costs = {name: _cost(m) for name, m in compiled.matchers.items()}
         compiled.source = tree_source(tree, exprs, costs)
         compiled.ns = gen.ns
-        compiled.fn = eval(f"lambda d, ed: bool({compiled.source})", gen.ns)  # noqa: S307
+        compiled.fn = eval(f"lambda d, ed: bool({compiled.source})", gen.ns)
         return
-    fns = {
-        name: eval(f"lambda d, ed: bool({expr})", gen.ns)  # noqa: S307
-        for name, expr in exprs.items()
-    }
+    fns = {name: eval(f"lambda d, ed: bool({expr})", gen.ns) for name, expr in exprs.items()}
     compiled.literal = True
     compiled.fn = _literal_fn(cond, fns, compiled)

@@ -1,4 +1,5 @@
-"""Gene conditions: tokenizer, element list and the production evaluator (gene.md §5).
+"""Gene conditions: tokenizer, element list and the production evaluator (docs/reference/gene.md
+§5).
 
 GENE: there is no and/or precedence; chains are right-associative within a parenthesis level,
 double negation swallows the rest of the chain, unbalanced parentheses are accepted. This module
@@ -114,7 +115,7 @@ def parse_condition(condition: str, known: Mapping[str, object] | None = None) -
 
 
 class _Compute:
-    """GENE `compute`: one evaluation of an element list (gene.md §5.4)."""
+    """GENE `compute`: one evaluation of an element list (docs/reference/gene.md §5.4)."""
 
     __slots__ = ("elements", "n", "value")
 
@@ -174,7 +175,7 @@ class _Compute:
 
 
 def evaluate(elements: tuple[Element, ...], value: Callable[[str], bool]) -> bool:
-    """GENE `Compute`: the production evaluator, ported literally (gene.md §5.4).
+    """GENE `Compute`: the production evaluator, ported literally (docs/reference/gene.md §5.4).
 
     `value(name)` is called lazily. Raises `RuleRuntimeError` where Gene panics.
     """
@@ -276,7 +277,7 @@ def tree_source(
 ) -> str:
     """Python source for a tree, with `exprs[name]` substituted for each operand.
 
-    PERF(heron): with `costs`, the cheaper side of each and/or is evaluated first. Matchers
+    Performance: with `costs`, the cheaper side of each and/or is evaluated first. Matchers
     are pure, so this changes nothing but the time spent (trees are only built for
     conditions that cannot panic).
     """
@@ -344,7 +345,7 @@ def _standard_tree(text: str) -> Node | None:
 def quirk(cond: Condition) -> str | None:
     """Why Gene's reading of a condition differs from the textbook one, or None.
 
-    Used by `rules.validate` to warn rule authors (gene.md §5.3).
+    Used by `rules.validate` to warn rule authors (docs/reference/gene.md §5.3).
     """
     if not cond.elements:
         return None

@@ -1,10 +1,11 @@
 """The detection engine: runs every compiled rule on an event and writes `Event.Detection`.
 
-Owns Gene's `MatchOrFilter` semantics (gene.md §6–§7): all rules run in load order; a Filter
+Owns Gene's `MatchOrFilter` semantics (docs/reference/gene.md §6–§7): all rules run in load order;
+a Filter
 rule only marks the event filtered; Criticality is a running sum capped at 10; ATT&CK is
 de-duplicated by ID; Actions are a union, plus default actions per criticality band.
 
-PERF(heron): rules are indexed by (channel, EventID): the candidate list for a pair is computed
+Performance: rules are indexed by (channel, EventID): the candidate list for a pair is computed
 once and cached, so an event only meets the rules whose Meta.Events admit it.
 """
 
@@ -99,7 +100,7 @@ class Engine:
     ) -> None:
         self.show_attack = show_attack
         self.timing = timing
-        # PERF(heron): 1 event in `timing_sample` goes through the timed per-rule loop and its
+        # Performance: 1 event in `timing_sample` goes through the timed per-rule loop and its
         # times are scaled up; the others run the inlined group function (~1.5x faster).
         self.timing_sample = max(1, timing_sample)
         self._tick = 0
@@ -273,7 +274,7 @@ class Engine:
             and raw_id.isdigit()
             and raw_id[0] != "0"
         ):
-            event_id = int(raw_id)  # PERF(heron): the common case, same result as Gene
+            event_id = int(raw_id)  # Performance: the common case, same result as Gene
         else:
             event_id = 0 if raw_id is None else parse_event_id(raw_id)
         candidates, group = self._candidates(channel, event_id)

@@ -1,7 +1,8 @@
 """The event model: WHIDS/Gene JSON events, field paths, Go `%v` text and timestamps.
 
 Owns the one implementation of `/Event/EventData/Image` path resolution and of Go `fmt` `%v`
-formatting (gene.md §4) used by the engine, the index and the CLI. An event is a plain dict in the
+formatting (docs/reference/gene.md §4) used by the engine, the index and the CLI. An event is a
+plain dict in the
 WHIDS shape `{"Event": {"System": {...}, "EventData": {...}}}`; kunai/Linux events use
 `{"info": {...}, "data": {...}}`.
 """
@@ -92,7 +93,7 @@ def _go_float(f: float) -> str:
 
 
 def go_string(value: Any) -> str:
-    """Render a decoded JSON value as Go `fmt` `%v` does (gene.md §4).
+    """Render a decoded JSON value as Go `fmt` `%v` does (docs/reference/gene.md §4).
 
     Strings are returned unchanged; numbers print as float64 (`1234567` → `1.234567e+06`),
     `None` → `<nil>`, lists → `[a b]`, dicts → `map[k:v]` with sorted keys.

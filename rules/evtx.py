@@ -1,6 +1,7 @@
 """EVTX reading with the `evtx` package (pyevtx-rs), rendered as golang-evtx renders it.
 
-Owns the normalisation of gene.md §12.2–§12.3, so that rules see EVTX events exactly as Gene
+Owns the normalisation of docs/reference/gene.md §12.2–§12.3, so that rules see EVTX events exactly
+as Gene
 sees the JSON that golang-evtx produces: attributes flattened, every leaf a string, EventID
 with Qualifiers as `{"Qualifiers","Value"}`, hex-typed values zero-padded (`0x%04x` 32-bit,
 `0x%08x` 64-bit), FILETIMEs with 100-ns precision, unnamed `Data` lists without trailing
@@ -111,7 +112,7 @@ def _values(chunk: bytes, pos: int, end: int, out: dict[str, Any], depth: int) -
     table = chunk[pos : pos + 4 * count]
     types = table[2::4]
     wanted = _WANTED.get(types)
-    if wanted is None:  # PERF(heron): one entry per template layout
+    if wanted is None:  # Performance: one entry per template layout
         wanted = tuple(m.start() for m in _INTERESTING.finditer(types))
         if len(_WANTED) > 4096:
             _WANTED.clear()
@@ -257,7 +258,7 @@ def _attrs(attrs: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
 
 
 def _system(system: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
-    """PERF(heron): System elements are attribute-only or scalar; flatten them inline."""
+    """Performance: System elements are attribute-only or scalar; flatten them inline."""
     out: dict[str, Any] = {}
     for key, value in system.items():
         cls = value.__class__
@@ -279,7 +280,7 @@ def _system(system: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flat_in_place(data: dict[str, Any], typed: dict[str, Any]) -> dict[str, Any]:
-    """PERF(heron): named-Data EventData (Sysmon, Security) only needs leaf fixes."""
+    """Performance: named-Data EventData (Sysmon, Security) only needs leaf fixes."""
     for key, value in data.items():
         cls = value.__class__
         if cls is str:
@@ -319,7 +320,7 @@ def _event_data(data: Any, typed: dict[str, Any]) -> Any:
                 continue
             out[key] = [_leaf(inner, typed)] if key == "Data" else _leaf(inner, typed)
             continue
-        if value.__class__ is str:  # PERF(heron): inline the common leaf
+        if value.__class__ is str:  # Performance: inline the common leaf
             found = typed.get(value)
             if found is None:
                 out[key] = value
@@ -333,7 +334,8 @@ def _event_data(data: Any, typed: dict[str, Any]) -> Any:
 
 
 def normalize_record(record: dict[str, Any], typed: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Turn one pyevtx-rs JSON record into golang-evtx's rendering (gene.md §12.2)."""
+    """Turn one pyevtx-rs JSON record into golang-evtx's rendering (docs/reference/gene.md
+    §12.2)."""
     typed = typed or {}
     event = record.get("Event")
     if event.__class__ is not dict:
@@ -357,7 +359,7 @@ class _TypedIndex:
     LOOKAHEAD = 4  # chunks scanned past the last hit before giving up on a record
 
     def __init__(self, fh: BinaryIO) -> None:
-        self.fh = fh  # PERF(heron): read one 64 KiB chunk at a time, never the whole file
+        self.fh = fh  # Performance: read one 64 KiB chunk at a time, never the whole file
         self.next_chunk = _FILE_HEADER
         self.pending: dict[int, dict[str, Any]] = {}
         self.misses = 0
@@ -429,7 +431,8 @@ def quick_key(raw: Any) -> tuple[str, int] | None:
     """(channel, Gene EventID) of a raw pyevtx-rs record, or None when not obvious.
 
     Equals what the engine computes on the rendered event: a Qualifiers EventID renders as an
-    object, which Gene parses as 0 (gene.md §4). Anything unusual gives None (render it).
+    object, which Gene parses as 0 (docs/reference/gene.md §4). Anything unusual gives None (render
+    it).
     """
     event = raw.get("Event") if raw.__class__ is dict else None
     system = event.get("System") if event.__class__ is dict else None
@@ -462,7 +465,7 @@ def read_evtx(
     stats.files += 1
     name = str(path)
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+        fh = open(path, "rb")
     except OSError as ex:
         stats.error(f"{name}: {ex}")
         return

@@ -1,7 +1,7 @@
 """Go number parsing as Gene uses it: `strconv.ParseInt(s, 0, bits)` and `parseToFloat`.
 
 GENE: `&=` parses with base-0 ParseInt (`0x`, `0o`, `0b`, leading `0` = octal, `_` separators);
-`<`, `>`, `<=`, `>=` try that first and then `strconv.ParseFloat` (gene.md §3.1).
+`<`, `>`, `<=`, `>=` try that first and then `strconv.ParseFloat` (docs/reference/gene.md §3.1).
 """
 
 from __future__ import annotations

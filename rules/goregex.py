@@ -1,4 +1,5 @@
-"""Translate Go RE2 patterns to Python `re` with the same matching semantics (gene.md §13).
+"""Translate Go RE2 patterns to Python `re` with the same matching semantics
+(docs/reference/gene.md §13).
 
 Rewrites `$` (Go: end of text) to `\\Z`, the ASCII classes `\\w \\d \\s \\b` to explicit ASCII
 sets, mid-pattern flag groups `(?i)` to scoped groups, `(?<name>` to `(?P<name>`, and rejects

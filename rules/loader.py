@@ -1,6 +1,7 @@
 """Loading rule sets: JSON object streams, directories in Gene's walk order, `.toml` templates.
 
-GENE (gene.md §1, §9, §11): a rule file is a stream of JSON objects separated by whitespace
+GENE (docs/reference/gene.md §1, §9, §11): a rule file is a stream of JSON objects separated by
+whitespace
 (one per line in `compiled.gen`, pretty-printed in gene-rules); a directory is walked files
 first (lexical order) then subdirectories depth-first in reverse lexical order; all `.toml`
 templates under the rule roots are loaded before any rule; `Disable`d rules are dropped.
@@ -180,7 +181,7 @@ def is_sigma_text(text: str) -> bool:
 def _sigma_rules(
     text: str, source: str, opts: SigmaOptions, collect: list[RuleError] | None
 ) -> Iterator[Rule]:
-    from .sigma import parse_sigma  # noqa: PLC0415 - pySigma loads only when Sigma is used
+    from .sigma import parse_sigma
 
     for item in parse_sigma(text, source, placeholders=opts.placeholders):
         if isinstance(item, RuleError):
@@ -295,7 +296,7 @@ def _finish(
 
 def load_placeholders(paths: Iterable[Path]) -> dict[str, list[str]]:
     """Sigma `expand` placeholder values: YAML maps of name → value or list of values."""
-    import yaml  # noqa: PLC0415 - with pySigma
+    import yaml
 
     out: dict[str, list[str]] = {}
     for path in paths:

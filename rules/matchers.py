@@ -1,6 +1,7 @@
 """Gene `Matches` entries: lexing, field paths and compilation to fast Python expressions.
 
-Owns the three match forms of gene.md §3 (field, indirect field-to-field, `extract() in
+Owns the three match forms of docs/reference/gene.md §3 (field, indirect field-to-field, `extract()
+in
 container`), the operator semantics (`=`, `~=`, `&=`, `<`, `>`, `<=`, `>=`) and the code each
 matcher contributes to a compiled rule: a Python boolean expression over `d` (the event dict) and
 `ed` (its `Event.EventData` dict), with helper objects placed in a shared namespace.
@@ -232,7 +233,7 @@ HELPERS: dict[str, Any] = {
 class CodeGen:
     """Collects helper objects and turns matchers into Python expressions.
 
-    PERF(heron): relative winevt fields read `ed.get(key)` directly; the `%v` conversion runs
+    Performance: relative winevt fields read `ed.get(key)` directly; the `%v` conversion runs
     only for non-string values, so the common case is one dict lookup plus one compare/search.
     """
 

@@ -1,4 +1,5 @@
-"""The Gene rule model: `Rule`, `Meta`, `Attack`, decoded from one JSON object (gene.md §1–§2).
+"""The Gene rule model: `Rule`, `Meta`, `Attack`, decoded from one JSON object
+(docs/reference/gene.md §1–§2).
 
 GENE: keys match case-insensitively (last duplicate wins), Schema must be >= 2.0.0, EventIDs
 must be JSON integers. Like Gene v2.3.0 (the version WHIDS pins) unknown keys are tolerated:
@@ -185,7 +186,8 @@ class Meta:
         )
 
     def effective_log_type(self) -> str:
-        """GENE: LogType, else inferred from the Events keys (gene.md §2); "" when unknown."""
+        """GENE: LogType, else inferred from the Events keys (docs/reference/gene.md §2); "" when
+        unknown."""
         if self.log_type:
             return self.log_type
         keys = list(self.events)

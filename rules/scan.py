@@ -3,7 +3,8 @@
 Owns what `heron scan` does below the command line: turning INPUT arguments into work units
 (`.evtx`, `.json`/`.jsonl` streams, `.gz` of those, directories, stdin; every other export is
 read by `rules.inputs`), decoding events with orjson, running the `Engine`, choosing which
-events to print (Gene's printing rule, gene.md §10) and merging per-unit statistics. The CLI
+events to print (Gene's printing rule, docs/reference/gene.md §10) and merging per-unit statistics.
+The CLI
 only formats and prints.
 """
 
@@ -234,7 +235,7 @@ def _drain(buf: bytes) -> tuple[list[Any], bytes, bool]:
 def _open_unit(unit: Unit) -> BinaryIO:
     if unit.path == "-":
         return sys.stdin.buffer
-    fh: BinaryIO = open(unit.path, "rb")  # noqa: SIM115 - closed by the caller
+    fh: BinaryIO = open(unit.path, "rb")
     if unit.path.lower().endswith(".gz"):
         return gzip.GzipFile(fileobj=fh)  # type: ignore[return-value]
     if unit.start or unit.end >= 0:
@@ -255,7 +256,7 @@ def _iter_events(
     """Events of a unit; `tell` receives a function giving the bytes consumed so far.
 
     EVTX records refused by `keep(channel, event_id)` are counted as scanned events
-    without being rendered (PERF(heron): no rule could match them). Formats other than
+    without being rendered (Performance: no rule could match them). Formats other than
     EVTX and JSON files, stdin and `--input-format` overrides are read by `rules.inputs`.
     """
     json_fmt = "json" if fmt == "auto" else fmt
@@ -394,7 +395,7 @@ def pool_context() -> Any:
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(["rules.scan"])  # PERF(heron): workers start imported
+        ctx.set_forkserver_preload(["rules.scan"])  # Performance: workers start imported
     return ctx
 
 
@@ -568,7 +569,7 @@ class Scanner:
             initargs=(self.opts, self.fmt),
         )
         try:
-            # PERF(heron): batch many small files per round trip, keep input order
+            # Performance: batch many small files per round trip, keep input order
             chunksize = max(1, min(16, len(units) // (self.jobs * 8)))
             self._drain(pool.map(scan_unit, units, chunksize=chunksize), total, write, progress)
         except BaseException:

@@ -96,10 +96,10 @@ class Setting:
 
 def setting(
     default: Any,
-    help: str,  # noqa: A002 - the name datasette's Setting uses
+    help: str,
     *,
-    min: float | None = 0,  # noqa: A002
-    max: float | None = None,  # noqa: A002
+    min: float | None = 0,
+    max: float | None = None,
     above: float | None = None,
     choices: typing.Iterable[str] | None = None,
     noun: str = "value",
@@ -126,7 +126,7 @@ def setting(
     return field(default=default, metadata=meta, repr=not secret)
 
 
-def section(cls: type, help: str = "", *, live: bool = False) -> Any:  # noqa: A002
+def section(cls: type, help: str = "", *, live: bool = False) -> Any:
     """Declare a nested section (`[outer.inner]`)."""
     return field(default_factory=cls, metadata={"setting": Setting(help=help, live=live)})
 

@@ -78,6 +78,23 @@ def test_cluster_benchmark_runs(tmp_path: Path) -> None:
     assert "ingest 2 front-end(s): 2,000 events" in out and "ClickHouse search" in out
 
 
+def test_soak_benchmark_runs() -> None:
+    out = _run(
+        "benchmarks/soak.py",
+        "--minutes",
+        "0.1",
+        "--agents",
+        "1",
+        "--batch",
+        "100",
+        "--sample",
+        "2",
+        "--budget-mib",
+        "512",
+    )
+    assert "errors=0" in out and "RSS peak" in out and "events per manager CPU-second" in out
+
+
 def test_build_sizes_benchmark_measures_a_dist(tmp_path: Path) -> None:
     # placeholder one-dirs packaged by the real scripts (a real build is the slow tier's job)
     from tests.packaging.conftest import make_fake_onedirs

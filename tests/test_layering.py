@@ -1,4 +1,4 @@
-"""Enforces the dependency direction between Heron's top-level packages (ARCHITECTURE.md)."""
+"""Enforces the dependency direction between Heron's top-level packages (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -95,3 +95,53 @@ def test_package_imports_respect_layering(package: str) -> None:
             elif name not in THIRD_PARTY[package]:
                 bad.append(f"{path.relative_to(ROOT)}:{line} imports third-party {name}")
     assert not bad, "forbidden imports:\n" + "\n".join(bad)
+
+
+# Inside appliance/ (docs/manager.md "Layout"): the lower layers never import the HTTP API, the
+# transport, the running process, the extensions or the CLI. Imports under TYPE_CHECKING count
+# too: a lower layer that needs an upper type takes a Protocol instead.
+APPLIANCE_LOWER = {
+    "core": {"core"},
+    "security": {"core", "security"},
+    "store": {"core", "store"},
+    "services": {"core", "security", "store", "services"},
+}
+# config.py holds the [misp] section's dataclass until the one settings system (issue 14 point 1)
+APPLIANCE_EXCEPTIONS = {("appliance/core/config.py", "misp")}
+
+
+def _appliance_targets(path: Path) -> list[tuple[str, int]]:
+    """The appliance subpackage (or top-level module) each import of `path` reaches."""
+    package = list(path.relative_to(ROOT).parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            base = package[: len(package) - node.level + 1]
+            target = base + (node.module.split(".") if node.module else [])
+        elif node.module and node.module.split(".")[0] == "appliance":
+            target = node.module.split(".")
+        else:
+            continue
+        if len(target) > 1:
+            found.append((target[1], node.lineno))
+        else:  # `from appliance import x` / `from .. import x`
+            found += [(alias.name, node.lineno) for alias in node.names]
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(APPLIANCE_LOWER))
+def test_appliance_lower_layers_do_not_import_upper_ones(layer: str) -> None:
+    bad = []
+    for path in sorted((ROOT / "appliance" / layer).rglob("*.py")):
+        where = path.relative_to(ROOT).as_posix()
+        for target, line in _appliance_targets(path):
+            if target not in APPLIANCE_LOWER[layer] and (where, target) not in APPLIANCE_EXCEPTIONS:
+                bad.append(f"{where}:{line} imports appliance.{target}")
+    assert not bad, "upward imports:\n" + "\n".join(bad)
+
+
+def test_appliance_top_level_holds_only_the_entry_points() -> None:
+    top = sorted(p.name for p in (ROOT / "appliance").glob("*.py"))
+    assert top == ["__init__.py", "__main__.py", "cli.py"], top

@@ -1,4 +1,4 @@
-"""Evidence actions: ``filedump``, ``memdump`` and ``regdump`` (WHIDS §1.5).
+"""Evidence actions: ``filedump``, ``memdump`` and ``regdump`` (docs/reference/whids.md §1.5).
 
 Linux memdump format (``<image>_<pid>_<unixnano>.memdump``)::
 
@@ -186,7 +186,7 @@ def read_linux_memory(
     truncated = False
     try:
         maps = Path(f"{root}/{pid}/maps").read_text(encoding="utf-8", errors="replace")
-        mem = open(f"{root}/{pid}/mem", "rb", buffering=0)  # noqa: SIM115 - closed below
+        mem = open(f"{root}/{pid}/mem", "rb", buffering=0)
     except OSError as ex:
         raise ActionError(f"memdump pid {pid}: {ex}") from ex
     with mem:

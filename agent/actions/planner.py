@@ -1,6 +1,6 @@
 """Action planning: which requested actions run for one detection (pure, unit-tested).
 
-Rules (WHIDS §1.5, made explicit):
+Rules (docs/reference/whids.md §1.5, made explicit):
 
 * requested = the detection's ``Actions`` (rule actions + the severity band defaults added by
   the engine);

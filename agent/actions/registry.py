@@ -1,4 +1,5 @@
-"""Registry of response actions (one explicit dict, WHIDS §1.5): names, run order, settings.
+"""Registry of response actions (one explicit dict, docs/reference/whids.md §1.5): names, run
+order, settings.
 
 ``ACTIONS`` says, for each action, where it runs in a job, whether it is opt-in or a response
 (priority path), and which ``ActionSettings`` fields it reads: the action gets those in its

@@ -1,4 +1,4 @@
-"""IR report (WHIDS §1.9) and the ``report`` / ``brief`` actions.
+"""IR report (docs/reference/whids.md §1.9) and the ``report`` / ``brief`` actions.
 
 ``build_report`` returns::
 

@@ -1,4 +1,5 @@
-"""On-demand commands from the manager (whids.md §1.8): the registry and its runner."""
+"""On-demand commands from the manager (docs/reference/whids.md §1.8): the registry and its
+runner."""
 
 from __future__ import annotations
 

@@ -221,7 +221,7 @@ def cmd_contain(args: list[str], ctx: CommandContext) -> dict[str, Any]:
             check=False,
         )
         off = firewall_profiles_off()
-        if off:  # NOTE(link): rules of a profile that is off are ignored: not contained
+        if off:  # rules of a profile that is off are ignored: not contained
             raise CommandError(
                 f"Windows Firewall is off for profile(s) {', '.join(off)}: "
                 "cannot contain (turn it on, or fix the group policy)"

@@ -1,4 +1,5 @@
-"""File commands: hash, rexhash, stat, ls, walk, find (WHIDS `FileInfo` shapes, whids.md §1.8).
+"""File commands: hash, rexhash, stat, ls, walk, find (WHIDS `FileInfo` shapes,
+docs/reference/whids.md §1.8).
 
 `FileInfo` is `{dir, name, size, modtime, type, hashes, error}` with `type` ∈ file/dir/link and
 `hashes` = md5/sha1/sha256/sha512 (only for `hash` and `rexhash`). `error` is null or a string

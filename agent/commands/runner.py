@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[list[str], CommandContext], Any]
 
-# The built-in commands (whids.md §1.8). Names are what the manager sends.
+# The built-in commands (docs/reference/whids.md §1.8). Names are what the manager sends.
 COMMANDS: dict[str, Handler] = {
     "hash": files.cmd_hash,
     "rexhash": files.cmd_rexhash,
@@ -163,7 +163,7 @@ def run_command(command: wire.Command, ctx: CommandContext | None = None) -> wir
             fields.update(_tool(command, ctx, workdir))
     except CommandError as ex:
         fields["error"] = str(ex)
-    except Exception as ex:  # noqa: BLE001 - a command must always answer
+    except Exception as ex:
         logger.error("command %s (%s) crashed", command.id, command.name, exc_info=True)
         fields["error"] = f"{type(ex).__name__}: {ex}"
     fetched = _fetch(list(command.fetch), workdir, ctx.max_fetch_size) if command.fetch else []

@@ -124,7 +124,7 @@ def cmd_osquery(args: list[str], ctx: CommandContext) -> Any:
 
 
 def cmd_report(args: list[str], ctx: CommandContext) -> dict[str, Any]:
-    """The IR report (whids.md §1.9): the agent's builder, or a live fallback."""
+    """The IR report (docs/reference/whids.md §1.9): the agent's builder, or a live fallback."""
     if ctx.report is not None:
         return ctx.report()
     start = datetime.now(UTC).isoformat()

@@ -39,7 +39,7 @@ def _print(doc: dict[str, Any]) -> None:
 def _cmd_enroll(args: argparse.Namespace) -> int:
     store = IdentityStore(_state_dir(args) / "identity")
     if store.exists() and args.if_needed and not args.force:
-        # NOTE(link): MSI reinstall/upgrade with MANAGER/ENROLL_TOKEN: keep the identity
+        # MSI reinstall/upgrade with MANAGER/ENROLL_TOKEN: keep the identity
         print(f"heron-agent: already enrolled ({store.root}): identity kept")
         return 0
     if store.exists() and not args.force:
@@ -59,7 +59,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
                 )
                 return 2
             if not (args.ca or args.ca_sha256 or args.trust_first_use):
-                # SECURITY(link): the first connection is what the token is sent over; without
+                # Security: the first connection is what the token is sent over; without
                 # a pinned CA anyone answering on that address gets it and becomes "the manager"
                 print(
                     "heron-agent: pin the manager CA with --ca-sha256 SHA256 (ca_sha256 of "

@@ -40,7 +40,7 @@ def _bootstrap_context(ca_file: Path | None) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # SECURITY(link): TOFU, verified after the answer below
+    ctx.verify_mode = ssl.CERT_NONE  # Security: TOFU, verified after the answer below
     return ctx
 
 

@@ -146,7 +146,7 @@ class Forwarder:
             try:
                 sent = self._send_parts(batch, lines, batch.batch_id)
             except BaseException:
-                self.spool.release(batch)  # NOTE(agent): parts already sent come back duplicate
+                self.spool.release(batch)  # parts already sent come back duplicate
                 raise
             self.spool.ack(batch)
             self.sent_batches += 1

@@ -59,7 +59,7 @@ class Identity:
     ) -> bool:
         """True once less than `fraction` of the lifetime, capped at `before` seconds, is left.
 
-        NOTE(link): the manager opens renewal `tls.renew_before_days` (30) days before expiry;
+        the manager opens renewal `tls.renew_before_days` (30) days before expiry;
         the 20-day cap keeps long-lived certificates inside that window.
         """
         lifetime = max(self.not_after - self.not_before, 1.0)
@@ -206,7 +206,7 @@ class IdentityStore:
         self.root.mkdir(parents=True, exist_ok=True)
         if os.name == "posix":
             os.chmod(self.root, 0o700)
-        # NOTE(link): stage key and cert first so the swap is two renames (renewal crash window).
+        # stage key and cert first so the swap is two renames (renewal crash window).
         write_atomic(self.key_path.with_name("key.pem.new"), key_pem, private=True)
         write_atomic(self.cert_path.with_name("cert.pem.new"), cert_pem.encode("ascii"))
         write_atomic(self.ca_path, ca_pem.encode("ascii"))

@@ -105,7 +105,7 @@ class Link:
             clock=clock,
             min_free_bytes=config.queue_min_free_bytes,
         )
-        # NOTE(link): the forwarder and housekeeping share one connection (closed when idle,
+        # the forwarder and housekeeping share one connection (closed when idle,
         # resumed by TLS ticket); the long-poll holds the other one.
         house = self._transport()
         self.forwarder = Forwarder(
@@ -371,7 +371,7 @@ class Link:
 
     def housekeeping_once(self) -> dict[str, Any]:
         """Run every housekeeping task that is due; returns what ran and its outcome."""
-        # NOTE(link): the manager stretches update checks under load (X-Heron-Poll-After);
+        # the manager stretches update checks under load (X-Heron-Poll-After);
         # ±10 % jitter keeps a fleet started together from checking together.
         updates = max(self.config.update_interval, self.poller.poll_after, self.updater.poll_after)
         updates *= 0.9 + 0.2 * self.rand()
@@ -398,7 +398,7 @@ class Link:
                 out[name] = f"error: {ex}"
                 self._due[name] = now + min(interval, 30.0)
                 logger.debug("%s failed: %s", name, ex)
-            except Exception as ex:  # noqa: BLE001 - keep the housekeeping thread alive
+            except Exception as ex:
                 logger.error("%s crashed", name, exc_info=True)
                 out[name] = f"error: {ex}"
                 self._due[name] = now + interval
@@ -467,7 +467,7 @@ class Link:
                 if self._stop.is_set():
                     break
                 raise RuntimeError(f"{name} loop returned while the link runs")
-            except Exception as ex:  # noqa: BLE001 - the supervisor's whole purpose
+            except Exception as ex:
                 err = f"{type(ex).__name__}: {ex}"
                 info["restarts"] += 1
                 info["last_error"] = err
@@ -489,7 +489,7 @@ class Link:
                             "Restarts": info["restarts"],
                         }
                     )
-                except Exception:  # noqa: BLE001 - a closed spool must not kill the supervisor
+                except Exception:
                     logger.debug("cannot queue the crash report", exc_info=True)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 60.0)
@@ -506,7 +506,7 @@ class Link:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
-        # NOTE(link): only when the manager answered last time: an unreachable host would
+        # only when the manager answered last time: an unreachable host would
         # hold the shutdown for a whole socket timeout, and the queue is durable anyway.
         if (
             started

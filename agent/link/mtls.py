@@ -85,7 +85,7 @@ class MtlsTransport:
     def send(self, request: Request) -> Response:
         with self._lock:
             inner = self._refresh()
-            if self._interrupted:  # NOTE(link): set after interrupt() looked for _inner
+            if self._interrupted:  # set after interrupt() looked for _inner
                 inner.interrupt()
             return inner.send(request)
 

@@ -1,6 +1,6 @@
 """The command channel: poll `GET /commands`, run, `POST` the `CommandResult` back.
 
-The manager hands a command out once (whids.md §2.5), so a result is written to
+The manager hands a command out once (docs/reference/whids.md §2.5), so a result is written to
 `<state>/results/<id>.json` before it is posted and deleted only after the manager's 200: a
 result survives a network drop or an agent restart. Polling runs every `interval` seconds, and
 every `burst_interval` for `burst_window` seconds after a command arrived (or after
@@ -90,7 +90,7 @@ class CommandPoller:
 
     def next_interval(self) -> float:
         if self.held:
-            return self.rand() * 0.5  # NOTE(link): spreads a fleet woken by a manager restart
+            return self.rand() * 0.5  # spreads a fleet woken by a manager restart
         bursting = self.clock() - self._last_activity < self.burst_window
         return self.burst_interval if bursting else self.interval
 
@@ -138,7 +138,7 @@ class CommandPoller:
             if resp.status == 413 and self._shrink(path):
                 continue  # retried next round with the slimmed result
             if resp.status in (200, 204, 400, 403, 404, 409, 413, 422):
-                # NOTE(link): 403/404/409: the manager no longer waits for it (already has a
+                # 403/404/409: the manager no longer waits for it (already has a
                 # result, cancelled, or gone); 400/413/422: it never will accept this body.
                 # Keeping it would block every later result.
                 if resp.status >= 400:
@@ -222,7 +222,7 @@ class CommandPoller:
                 command = self._backlog.pop(0)
             try:
                 self._execute(command)
-            except Exception:  # noqa: BLE001 - one broken command must not stop the others
+            except Exception:
                 logger.error("command %s crashed", command.id, exc_info=True)
 
     def wait_backlog(self, timeout: float = 30.0) -> bool:

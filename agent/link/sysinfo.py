@@ -1,4 +1,5 @@
-"""System information (whids.md §1.13), POSTed to `/info/system` only when it changes.
+"""System information (docs/reference/whids.md §1.13), POSTed to `/info/system` only when it
+changes.
 
 The document keeps the WHIDS `SystemInfo` keys (`edr`, `system`, `bios`, `os`, `cpu`, `sysmon`,
 `error`) plus `network` (hostname and addresses). Only stable values go in, so its sha256 changes

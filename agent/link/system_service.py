@@ -150,16 +150,16 @@ def make_service_class(
             self.stop_event = threading.Event()
             self.exit_code: int | None = None
 
-        def SvcStop(self) -> None:  # noqa: N802 - pywin32 API
+        def SvcStop(self) -> None:
             self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING)
             self.stop_event.set()
 
-        def SvcShutdown(self) -> None:  # noqa: N802 - pywin32 API
-            # NOTE(agent): defining it makes pywin32 accept SERVICE_CONTROL_SHUTDOWN; without it
+        def SvcShutdown(self) -> None:
+            # defining it makes pywin32 accept SERVICE_CONTROL_SHUTDOWN; without it
             # Windows kills the process at reboot, without the clean stop.
             self.SvcStop()
 
-        def SvcDoRun(self) -> None:  # noqa: N802 - pywin32 API
+        def SvcDoRun(self) -> None:
             servicemanager.LogMsg(
                 servicemanager.EVENTLOG_INFORMATION_TYPE,
                 servicemanager.PYS_SERVICE_STARTED,

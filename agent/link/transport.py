@@ -81,7 +81,7 @@ def create_ssl_context(
 ) -> ssl.SSLContext:
     """Build the client context: TLS ≥ 1.2, the pinned CA only, optional client certificate.
 
-    SECURITY(link): `ssl.create_default_context()` and `load_default_certs()` consult the system
+    Security: `ssl.create_default_context()` and `load_default_certs()` consult the system
     store and `SSL_CERT_FILE`/`SSL_CERT_DIR`; we call neither, so only `ca_file` is trusted.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -115,7 +115,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # NOTE(link): resuming the last TLS session (a ticket) skips the certificate exchange
+        # resuming the last TLS session (a ticket) skips the certificate exchange
         # and signatures: a reconnect costs the manager a fraction of a full handshake.
         self.sock = self._context.wrap_socket(
             sock, server_hostname=self._sni, session=self._session
@@ -216,7 +216,7 @@ class HttpsTransport:
         sock = getattr(self._conn, "sock", None)
         if sock is not None:
             try:
-                # NOTE(link): the plain socket's shutdown (SSLSocket's drops its TLS state
+                # the plain socket's shutdown (SSLSocket's drops its TLS state
                 # under the reading thread); the blocked read wakes with EOF
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:

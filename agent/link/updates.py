@@ -181,7 +181,7 @@ class Updater:
             try:
                 hook(ITEMS[name].decode(body))
                 done.append(name)
-            except Exception as ex:  # noqa: BLE001 - a stored update must not stop the agent
+            except Exception as ex:
                 logger.error("stored %s update no longer applies: %s", name, ex, exc_info=True)
                 self._status[name] = ItemStatus(error=str(ex))
         return done
@@ -189,7 +189,7 @@ class Updater:
     def check(self) -> dict[str, str]:
         """Poll every item once; returns `{name: outcome}` (unchanged/updated/rejected/…).
 
-        NOTE(link): one `GET /updates` answers every hash (issue 24); a manager of the previous
+        one `GET /updates` answers every hash (issue 24); a manager of the previous
         version answers 404/405 and the agent asks each hash route from then on.
         """
         hashes = self._folded_hashes() if self.folded else None
@@ -271,7 +271,7 @@ class Updater:
         except (ValueError, TypeError, KeyError) as ex:
             return self._reject(item, remote, current, f"undecodable body: {ex}")
         if digest != remote:
-            # NOTE(link): the manager may have changed between the two GETs: retry next round.
+            # the manager may have changed between the two GETs: retry next round.
             logger.warning(
                 "%s update: body hashes to %s, manager announced %s; retrying later",
                 item.name,

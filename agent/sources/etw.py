@@ -293,7 +293,7 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
 
             self.event_callback = tagged
 
-        def _getEventInformation(self, record: Any) -> Any:  # noqa: N802 - pywintrace name
+        def _getEventInformation(self, record: Any) -> Any:
             info = base._getEventInformation(record)
             offset = info.contents.TaskNameOffset or info.contents.ProviderNameOffset
             self.heron_task = str(rel_ptr_to_str(info, offset)).strip()
@@ -302,7 +302,7 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
         def _unpackSimpleType(
             self,
             record: Any,
-            info: Any,  # noqa: N802 - pywintrace name
+            info: Any,
             event_property: Any,
         ) -> Any:
             field = super()._unpackSimpleType(record, info, event_property)
@@ -317,7 +317,7 @@ def _pywintrace_classes(etw: Any) -> tuple[type[Any], type[Any]]:
         def start(self) -> None:
             # ETW.start builds pywintrace's own EventConsumer, and swallows every provider
             # start error but ERROR_ALREADY_EXISTS: same steps, our consumer, errors raised.
-            # NOTE(agent): attributes read with pywintrace's constructor defaults, and
+            # attributes read with pywintrace's constructor defaults, and
             # parse_events/trace_logfile only where the release has them (0.2.0 vs later).
             if self.provider is None:
                 properties = getattr(self, "properties", None) or etw.etw.TraceProperties()
@@ -519,7 +519,7 @@ class EtwSource:
         if self.config.security_log:
             try:
                 self._sessions.append(backend.start_consumer(SECURITY_SESSION, self._callback))
-            except SourceError as ex:  # NOTE(agent): Sysmon & co. still run; status says it
+            except SourceError as ex:  # Sysmon & co. still run; status says it
                 self.error = str(ex)
                 logger.error("%s", ex)
         logger.info("ETW session %r started", name)
@@ -550,7 +550,7 @@ class EtwSource:
             if callable(count):
                 try:
                     lost += int(count())
-                except Exception:  # noqa: BLE001 - a count, never worth stopping the source
+                except Exception:
                     logger.debug("ETW query failed", exc_info=True)
             check = getattr(running, "error", None)
             err = check() if callable(check) else ""

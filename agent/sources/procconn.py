@@ -168,7 +168,7 @@ class ProcConnectorSource:
     def _raise_priority(self) -> None:
         """Run this reader thread at a higher priority than the rest of the agent.
 
-        PERF(agent): /proc must be read before a short-lived process exits; on a busy host the
+        Performance: /proc must be read before a short-lived process exits; on a busy host the
         wake-up latency of this one thread decides that. Linux takes a thread id here.
         """
         if self.nice is None:

@@ -26,7 +26,7 @@ def user_name(uid: int) -> str:
     """User name of ``uid`` (cached), or the number as text."""
     name = _USERS.get(uid)
     if name is None:
-        import pwd  # NOTE(agent): Unix only; agent.host imports this module on Windows too
+        import pwd  # Unix only; agent.host imports this module on Windows too
 
         try:
             name = pwd.getpwuid(uid).pw_name

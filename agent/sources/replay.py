@@ -113,7 +113,7 @@ class ReplaySource:
 
     def _pace(self, start: float, offset: float) -> None:
         delay = start + offset - self._clock()
-        if delay > self.min_sleep:  # PERF(agent): sleep in ≥ 50 ms steps, not once per event
+        if delay > self.min_sleep:  # Performance: sleep in ≥ 50 ms steps, not once per event
             self._sleep(delay)
 
     def events(self) -> Iterator[dict[str, Any]]:

@@ -58,7 +58,7 @@ def imphash(path: str) -> str:
             return str(pe.get_imphash() or "")
         finally:
             pe.close()
-    except Exception as ex:  # pefile raises PEFormatError and assorted struct errors
+    except Exception as ex:  # noqa: BLE001 - pefile raises PEFormatError and assorted struct errors
         logger.debug("imphash(%s) failed: %s", path, ex)
         return ""
 

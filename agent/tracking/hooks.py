@@ -402,18 +402,18 @@ def service_lookup() -> Callable[[int], str]:
                 pid = svc.pid()
                 if pid:
                     cache.setdefault(pid, []).append(svc.name())
-            except Exception:  # psutil raises assorted Windows errors per service
+            except Exception:  # noqa: BLE001 - psutil raises assorted Windows errors per service
                 continue
         stamp[0] = time.monotonic()
 
     def lookup(pid: int) -> str:
-        # PERF(agent): one service scan per 30 s, not one per event.
+        # Performance: one service scan per 30 s, not one per event.
         if time.monotonic() - stamp[0] > 30.0 or (
             pid not in cache and time.monotonic() - stamp[0] > 2.0
         ):
             try:
                 refresh()
-            except Exception:
+            except Exception:  # noqa: BLE001 - enrichment degrades to UNKNOWN, never fails the event
                 return UNKNOWN
         return ",".join(cache.get(pid, [])) or "N/A"
 

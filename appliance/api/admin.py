@@ -8,6 +8,7 @@ from .admin_commands import COMMAND_ROUTES
 from .admin_content import CONTENT_ROUTES
 from .admin_enroll import ENROLL_ROUTES
 from .admin_fleet import FLEET_ROUTES
+from .admin_hunts import HUNT_ROUTES
 from .admin_search import SEARCH_ROUTES
 from .admin_suppress import SUPPRESS_ROUTES
 from .admin_tuning import TUNING_ROUTES
@@ -25,6 +26,7 @@ def add_admin_routes(app: FalconApp, ctx: AppContext) -> None:
         *CONTENT_ROUTES,
         *TUNING_ROUTES,
         *SEARCH_ROUTES,
+        *HUNT_ROUTES,
         *ALERT_ROUTES,
         *SUPPRESS_ROUTES,
         *ENROLL_ROUTES,

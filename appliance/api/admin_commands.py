@@ -28,7 +28,7 @@ def _command_from_body(body: dict[str, Any], default_timeout: float) -> dict[str
     if "command-line" in body:
         line = _str(body, "command-line", "", 8192)
         try:
-            # NOTE(manager): quotes group words, backslashes stay (Windows paths).
+            # quotes group words, backslashes stay (Windows paths).
             lexer = shlex.shlex(line, posix=True)
             lexer.whitespace_split, lexer.escape = True, ""
             argv = list(lexer)
@@ -53,7 +53,7 @@ def _command_from_body(body: dict[str, Any], default_timeout: float) -> dict[str
         raise ValidationError("a command name is required")
     if not isinstance(fetch, list) or not all(isinstance(f, str) for f in fetch):
         raise ValidationError("fetch files must be a list of paths")
-    # SECURITY(manager): dropped files are sent inline ({name, data base64}); WHIDS read paths
+    # Security: dropped files are sent inline ({name, data base64}); WHIDS read paths
     # on the manager host, which let any admin-API caller read manager files.
     if not isinstance(drop, list) or not all(
         isinstance(d, dict) and isinstance(d.get("name"), str) and isinstance(d.get("data"), str)

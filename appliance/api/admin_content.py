@@ -314,7 +314,7 @@ def _os(os_name: str) -> str:
 class SysmonConfig:
     """GET/POST/DELETE /endpoints/{os}/sysmon/config (version, format=xml|json, raw).
 
-    NOTE(manager): Falcon wants one field name per path level, so the `{os}` segment (windows,
+    Falcon wants one field name per path level, so the `{os}` segment (windows,
     linux, darwin) is declared as `{uuid}` in the template, like the endpoint routes beside it.
     """
 

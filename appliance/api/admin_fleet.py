@@ -1,6 +1,7 @@
 """Admin API, fleet side: users, endpoints, commands, endpoint configs, reports, artifacts.
 
-WHIDS routes and envelope (whids.md §2.4), with proper HTTP status codes on errors, API keys
+WHIDS routes and envelope (docs/reference/whids.md §2.4), with proper HTTP status codes on errors,
+API keys
 never listed, and a real command queue (ids, history, timeouts) instead of one overwritten slot.
 """
 
@@ -78,7 +79,7 @@ class Users:
         self, resp: falcon.Response, identifier: str, role: str, group: str, description: str
     ) -> None:
         try:
-            # SECURITY(manager): no role means least privilege (WHIDS users were all admins)
+            # Security: no role means least privilege (WHIDS users were all admins)
             role_value = Role(role or DEFAULT_ROLE.value)
         except ValueError as ex:
             raise ValidationError("role must be admin, analyst or plugin") from ex

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from typing import Any
 
 import falcon
 
-from ..core.errors import Forbidden, InvalidParam, TooManyRequests, ValidationError
+from ..core.errors import InvalidParam, TooManyRequests, ValidationError
 from ..core.timefmt import parse_time, time_window
 from ..runtime.context import AppContext
 from ..services.hunting import Hunting
 from ..services.streams import STREAM_ENV, StreamFilter, StreamRequest
 from ..store import Role
 from .common import envelope, q_bool, q_int, q_str, uuid_param
-from .middleware import ALL_ROLES, JsonBody
+from .middleware import JsonBody
 
 __all__ = ["SEARCH_ROUTES"]
 
@@ -201,85 +200,6 @@ def _hunt_body(data: Any) -> dict[str, Any]:
     return dict(data, rules=rules, containers=containers)
 
 
-class HuntRules:
-    """POST /hunt/rules {rules, since, until, endpoint, limit, store, containers, iocs}: retro-hunt.
-
-    Gene semantics, as `heron scan`: an event with signatures is a detection even when a
-    Filter rule also matched it. `containers` ({name: [values]}) are the rules' containers;
-    `iocs: true` also matches the manager's IoCs as agents do (`ioc_criticality`, default 10).
-    `store: true` (admins) keeps the matches as retro detections in the event store
-    (`retro:true`, `EdrData.Event.Retro`), so they show up in detection searches.
-    """
-
-    WRITE_ROLES = ALL_ROLES
-
-    def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
-        self.hunting = Hunting(ctx.events)
-        self.BODY = {
-            "post": JsonBody(
-                _hunt_body,
-                {
-                    "type": "object",
-                    "required": ["rules"],
-                    "properties": {
-                        "rules": {"type": "array", "items": {"type": "object"}},
-                        "since": {"type": "string"},
-                        "until": {"type": "string"},
-                        "endpoint": {"type": "string"},
-                        "limit": {"type": "integer"},
-                        "store": {"type": "boolean"},
-                        "containers": {"type": "object"},
-                        "iocs": {"type": "boolean"},
-                        "ioc_criticality": {"type": "integer"},
-                    },
-                },
-            )
-        }
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Match rules against stored events; returns the matching events."""
-        body = req.context.body
-        limit = body.get("limit", 1000)
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= 10_000:
-            raise ValidationError("limit must be 1–10000")
-        since = parse_time(body["since"], name="since") if body.get("since") else None
-        until = parse_time(body["until"], name="until") if body.get("until") else None
-        endpoint = uuid_param(body["endpoint"], "endpoint") if body.get("endpoint") else None
-        result = self.hunting.retro_hunt(
-            body["rules"],
-            since=since,
-            until=until,
-            endpoint=endpoint,
-            max_events=1_000_000,
-            max_matches=limit,
-            containers=body["containers"],
-            iocs=[i.to_dict() for i in self.ctx.store.iocs.list()] if body.get("iocs") else None,
-            ioc_criticality=body.get("ioc_criticality", 10),
-        )
-        hunt_id = str(uuid.uuid4())
-        stored = 0
-        if body.get("store") is True:
-            if Role.ADMIN is not getattr(req.context.user, "role", None):
-                raise Forbidden("only admins may store retro-hunt detections")
-            stored = self.hunting.store_matches(hunt_id, result.matches)
-        envelope(
-            resp,
-            {
-                "hunt_id": hunt_id,
-                "scanned": result.scanned,
-                "detections": result.detections,
-                "filtered": result.filtered,
-                "rules": result.rules,
-                "containers": result.containers,
-                "iocs": result.iocs,
-                "truncated": result.truncated,
-                "stored": stored,
-                "matches": result.matches,
-            },
-        )
-
-
 class Stream:
     """GET /stream/events and /stream/detections: Server-Sent Events with filters.
 
@@ -333,7 +253,6 @@ class Stream:
 SEARCH_ROUTES: list[tuple[str, Any, str | None]] = [
     ("/search", Search, None),
     ("/hunt/sql", HuntSql, None),
-    ("/hunt/rules", HuntRules, None),
     ("/endpoints/{uuid}/logs", lambda ctx: EndpointEvents(ctx, detections=False), None),
     ("/endpoints/{uuid}/detections", lambda ctx: EndpointEvents(ctx, detections=True), None),
     ("/stream/events", lambda ctx: Stream(ctx, detections=False), None),

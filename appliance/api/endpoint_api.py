@@ -1,4 +1,5 @@
-"""The endpoint (agent-facing) API: WHIDS routes over mutual TLS (whids.md §2.3, rules/wire.py).
+"""The endpoint (agent-facing) API: WHIDS routes over mutual TLS (docs/reference/whids.md §2.3,
+rules/wire.py).
 
 Success bodies are raw (no envelope), as WHIDS agents expect; errors use the JSON envelope.
 Every responder finds the caller in `req.context.endpoint` (middleware, from the certificate).
@@ -188,10 +189,10 @@ class Commands:
         ep = req.context.endpoint
         self.ctx.ingest.touch(ep.uuid, req.context.peer_ip)
         cmd = self.ctx.store.commands.next_for(ep.uuid, self.ctx.clock())
-        # NOTE(manager): optional long-poll (commands.poll_wait); each waiting agent holds a
+        # optional long-poll (commands.poll_wait); each waiting agent holds a
         # waitress thread, so keep it short and size server.threads accordingly.
         deadline = self.ctx.clock() + self.ctx.config.commands.poll_wait
-        while cmd is None and self.ctx.clock() < deadline:
+        while cmd is None and self.ctx.clock() < deadline and not self.ctx.stopping.is_set():
             self.ctx.sleep(0.25)
             cmd = self.ctx.store.commands.next_for(ep.uuid, self.ctx.clock())
         if cmd is None:

@@ -55,7 +55,7 @@ def iter_routes(app: FalconApp) -> list[tuple[str, Any, dict[str, Any]]]:
                 out.append((node.uri_template, node.resource, responders))
             walk(node.children)
 
-    walk(app._router._roots)  # NOTE(manager): the same walk falcon.inspect does
+    walk(app._router._roots)  # the same walk falcon.inspect does
     return out
 
 

@@ -14,7 +14,7 @@ from setting them):
   `X-CSRF-Token` header of every non-GET request (double submit). The server checks the header
   against the token it keeps for the session and against the cookie, in constant time.
 
-SECURITY(console): non-GET requests from another origin are refused even with a valid token.
+Security: non-GET requests from another origin are refused even with a valid token.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 import falcon
 
 from appliance.console.sessions import Session, SessionStore
-from appliance.core.errors import ApplianceError, Forbidden, Unauthorized
+from appliance.core.errors import ApplianceError, Forbidden, TooManyRequests, Unauthorized
+from appliance.transport.governance import FailureThrottle, RateLimitedLog
 
 __all__ = [
     "CONSOLE_ROLES",
@@ -48,6 +49,7 @@ CSRF_COOKIE = "__Host-heron-csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # expires= for clearing (Falcon drops max_age=0)
+LOGIN_FAILURES = 20  # failed console logins per source (or user) per minute before 429
 CONSOLE_ROLES = frozenset({"admin", "analyst"})  # plugin keys are for machines, not browsers
 
 
@@ -77,6 +79,11 @@ class ConsoleAuth:
         secure_cookies: set `Secure` on cookies (only tests over plain HTTP turn it off).
         refresh: optional `fn(identity) -> identity | None` re-reading the user on each request,
             so that deleting a user or changing their role takes effect on open sessions.
+        source_of: the client address of a request (the TLS front's peer, not loopback).
+
+    Security: failed logins are throttled per source address (an unknown key) and per
+    user (a known key whose role may not use the console): past `LOGIN_FAILURES` in a minute,
+    429 + Retry-After until that minute ends; their WARNINGs are rate-limited per source / user.
     """
 
     def __init__(
@@ -87,22 +94,34 @@ class ConsoleAuth:
         console_roles: Iterable[str] = CONSOLE_ROLES,
         secure_cookies: bool = True,
         refresh: Callable[[Any], Any | None] | None = None,
+        source_of: Callable[[falcon.Request], str] | None = None,
     ) -> None:
         self._authenticate = authenticate
+        self.source_of = source_of or (lambda req: str(req.remote_addr or ""))
+        self.throttle = FailureThrottle(limit=LOGIN_FAILURES, window=60.0)
+        self.log = RateLimitedLog(logger)
         self._refresh = refresh
         self.sessions = sessions if sessions is not None else SessionStore()
         self.console_roles = frozenset(console_roles)
         self.secure_cookies = secure_cookies
 
+    def _check_throttle(self, key: str, what: str) -> None:
+        if self.throttle.blocked(key):
+            raise TooManyRequests(
+                f"too many failed console logins {what}", retry_after=int(self.throttle.window)
+            )
+
     # --- login / logout -------------------------------------------------------------------------
 
-    def login(self, api_key: str) -> tuple[str, Session]:
+    def login(self, api_key: str, source: str = "") -> tuple[str, Session]:
         """Open a session for the holder of `api_key`; returns (cookie value, session).
 
         Raises:
             Unauthorized: the key is empty or unknown.
             Forbidden: the key is valid but its role may not use the console.
+            TooManyRequests: too many failed logins from `source`, or for this user.
         """
+        self._check_throttle(f"ip:{source}", "from this address")
         if not api_key or not isinstance(api_key, str):
             raise Unauthorized("an API key is required")
         try:
@@ -110,11 +129,18 @@ class ConsoleAuth:
         except Unauthorized:  # the manager's check raises rather than returning None
             identity = None
         if identity is None:
-            logger.warning("console login refused: unknown API key")
+            self.throttle.failed(f"ip:{source}")
+            self.log.warning(
+                f"ip:{source}", "console login refused from %s: unknown API key", source
+            )
             raise Unauthorized("invalid API key")
-        role = role_of(identity)
+        role, name = role_of(identity), name_of(identity)
         if role not in self.console_roles:
-            logger.warning("console login refused for %s: role %r", name_of(identity), role)
+            self._check_throttle(f"user:{name}", "for this user")
+            self.throttle.failed(f"user:{name}")
+            self.log.warning(
+                f"user:{name}", "console login refused for %s from %s: role %r", name, source, role
+            )
             raise Forbidden(f"role {role or 'none'!r} cannot use the web console")
         return self.sessions.create(identity, role=role, name=name_of(identity))
 

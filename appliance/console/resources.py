@@ -97,7 +97,7 @@ class AssetResource:
 class LoginResource:
     """POST /console/api/login: exchange an API key for a session cookie."""
 
-    auth_exempt = True  # NOTE(console): the manager's auth middleware lets this one through
+    auth_exempt = True  # the manager's auth middleware lets this one through
     BODY = {"post": JsonBody(_login_body, LOGIN_SCHEMA, max_size=MAX_LOGIN_BODY)}
 
     def __init__(self, auth: ConsoleAuth) -> None:
@@ -105,7 +105,7 @@ class LoginResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Log in with an API key: sets the session and CSRF cookies."""
-        # SECURITY(console): JSON only, so a cross-site HTML form cannot log a victim in.
+        # Security: JSON only, so a cross-site HTML form cannot log a victim in.
         if req.content_type is None or not req.content_type.startswith("application/json"):
             raise MalformedBody("login expects a JSON body")
         body: Any = getattr(req.context, "body", _MISSING)  # parsed by the manager's BodyParser
@@ -119,7 +119,7 @@ class LoginResource:
         key = body.get("api_key") or body.get("key") or ""
         if not isinstance(key, str):
             raise MalformedBody("api_key must be a string")
-        sid, session = self._auth.login(str(key))
+        sid, session = self._auth.login(str(key), self._auth.source_of(req))
         self._auth.set_cookies(resp, sid, session)
         store = self._auth.sessions
         _envelope(resp, session.to_dict(lifetime=store.lifetime, idle_timeout=store.idle_timeout))

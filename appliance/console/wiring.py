@@ -68,6 +68,12 @@ class Console:
         return None
 
 
+def _source(ctx: AppContext, req: falcon.Request) -> str:
+    """The client's address as the TLS front saw it (the backend only sees loopback)."""
+    conn = ctx.identities.resolve(req.env)
+    return conn.peer_ip if conn else str(req.remote_addr or "")
+
+
 def console_for(ctx: AppContext, *, secure_cookies: bool = True) -> Console:
     """Build the console over a manager context (call once, at startup)."""
     users = ctx.store.users
@@ -76,6 +82,7 @@ def console_for(ctx: AppContext, *, secure_cookies: bool = True) -> Console:
         SessionStore(clock=ctx.clock),
         secure_cookies=secure_cookies,
         refresh=lambda user: users.get(user.uuid),
+        source_of=lambda req: _source(ctx, req),
     )
     overview = DetectionOverview(ctx.store.db.query, clock=ctx.clock)
     return Console(auth=auth, overview=overview)

@@ -32,6 +32,7 @@ __all__ = [
     "Config",
     "EndpointConfig",
     "EnrollConfig",
+    "HuntConfig",
     "LimitsConfig",
     "LoggingConfig",
     "RetentionConfig",
@@ -150,7 +151,8 @@ class LimitsConfig:
     memory_budget: int = setting(
         4 * 1024 * 1024 * 1024,
         "the manager's memory budget in bytes: DuckDB gets a quarter (memory_limit, all SQL "
-        "and inserts together, 2 threads) and the Tantivy writer heap 1/32 (at most 256 MB)",
+        "and inserts together, 2 threads), the index queue 1/8 (batches stored but not yet "
+        "indexed; ingest waits beyond) and the Tantivy writer heap 1/32 (at most 256 MB)",
     )
     logs_inflight_memory: int = setting(
         1024 * 1024 * 1024,
@@ -185,12 +187,43 @@ class SqlConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HuntConfig:
+    """[hunt]: retro-hunt jobs (POST /hunt/jobs; POST /hunt/rules waits for one)."""
+
+    workers: int = setting(1, "retro-hunt jobs running at once (each on one thread)", min=1)
+    queue_per_user: int = setting(1, "jobs one user may have waiting; more are answered 429", min=1)
+    timeout: float = setting(
+        600.0, "seconds one job may run; it then stops with its results so far"
+    )
+    cpu_share: float = setting(
+        0.5,
+        "share of one core a running job may use (it idles between chunks of events)",
+        min=0.05,
+        max=1.0,
+    )
+    match_bytes: int = setting(64 * 1024 * 1024, "JSON bytes of matches one job keeps")
+    max_events: int = setting(50_000_000, "events one job may scan")
+    keep: int = setting(50, "finished jobs kept with their matches (the oldest are dropped)", min=1)
+    kept_bytes: int = setting(
+        256 * 1024 * 1024, "JSON bytes of matches all finished jobs keep (the oldest are dropped)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class StreamsConfig:
     """[streams]: event streams on the admin API (Server-Sent Events and WebSocket)."""
 
     max_clients: int = setting(32, "concurrent SSE streams; more get 503")
     heartbeat: float = setting(15.0, "seconds between SSE heartbeat comments and WebSocket pings")
-    queue: int = setting(2_000, "events buffered per stream; a slower client loses the oldest")
+    queue: int = setting(
+        2_000, "events buffered per SSE stream; a slower client loses the oldest", min=1
+    )
+    buffer: int = setting(
+        4 * 1024 * 1024, "bytes buffered per SSE stream; a slower client loses the oldest", min=1
+    )
+    stall: float = setting(
+        60.0, "seconds an SSE stream that lost events may go without reading before it is closed"
+    )
     ws_max_clients: int = setting(1_024, "concurrent WebSocket streams; more are closed with 1013")
     ws_per_key: int = setting(64, "concurrent WebSocket streams per API key; more closed with 1008")
     ws_buffer: int = setting(4 * 1024 * 1024, "bytes buffered per WebSocket stream; oldest dropped")
@@ -288,6 +321,7 @@ class Config:
     limits: LimitsConfig = section(LimitsConfig)
     streams: StreamsConfig = section(StreamsConfig)
     sql: SqlConfig = section(SqlConfig)
+    hunt: HuntConfig = section(HuntConfig)
     enroll: EnrollConfig = section(EnrollConfig)
     commands: CommandsConfig = section(CommandsConfig)
     logging: LoggingConfig = section(LoggingConfig)
@@ -324,6 +358,7 @@ class Config:
             "memory_limit": f"{max(budget // 4, 64 << 20) >> 20}MB",
             "sql_threads": 2,
             "heap_size": min(max(budget // 32, 32 << 20), 256 << 20),
+            "queue_bytes": max(budget // 8, 32 << 20),
         }
 
     def endpoint_url(self) -> str:

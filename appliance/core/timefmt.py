@@ -38,7 +38,7 @@ def parse_time(text: str, *, name: str = "time") -> float:
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
-    # NOTE(manager): Go emits nanoseconds; Python parses at most microseconds.
+    # Go emits nanoseconds; Python parses at most microseconds.
     value = re.sub(r"(\.\d{6})\d+", r"\1", value)
     try:
         parsed = dt.datetime.fromisoformat(value)
@@ -73,7 +73,7 @@ def time_window(
     now: float,
     default_last: float = 3600.0,
 ) -> tuple[float, float]:
-    """WHIDS window parameters (whids.md §2.8) → (start, stop) epoch seconds.
+    """WHIDS window parameters (docs/reference/whids.md §2.8) → (start, stop) epoch seconds.
 
     `last` wins; then `pivot` ± `delta` (default 10 m); `since` without `until` runs to now;
     nothing at all means the last hour. `since > until` is an error.

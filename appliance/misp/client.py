@@ -1,7 +1,8 @@
 """The one boundary to PyMISP: lazy, retried connection and translation of every failure.
 
 `MispClient` builds the PyMISP object on first use through an injected factory (the constructor
-makes 3 HTTP calls, misp.md §1.2, so it is never built at manager start), backs off exponentially
+makes 3 HTTP calls, docs/reference/misp.md §1.2, so it is never built at manager start), backs off
+exponentially
 while MISP is down, and turns requests/PyMISP exceptions and PyMISP's `{"errors": (status, body)}`
 replies into the `MispError` tree (`EXCEPTION_MAP`, checked complete by a test). Callers above this
 module never see a PyMISP or requests exception.
@@ -145,7 +146,7 @@ class MispClient:
             )
         try:
             api = self._factory(self.settings)
-        except Exception as ex:  # noqa: BLE001 - the PyMISP constructor wraps everything
+        except Exception as ex:
             err = translate(ex, "connect")
             if isinstance(err, MispRejected) and "Unable to connect" in str(ex):
                 err = MispUnavailable(err.args[0], operation="connect")  # refused, reset, timeout
@@ -169,8 +170,8 @@ class MispClient:
         )
 
     def _install_header_capture(self, api: Any) -> None:
-        # NOTE(misp): PyMISP hides response headers; a response hook on its session keeps the last
-        # ones so that a 429's X-Rate-Limit-Reset can set the back-off (misp.md §5).
+        # PyMISP hides response headers; a response hook on its session keeps the last
+        # ones so that a 429's X-Rate-Limit-Reset can set the back-off (docs/reference/misp.md §5).
         session = getattr(api, "_PyMISP__session", None)
         if isinstance(session, requests.Session):
             session.hooks.setdefault("response", []).append(self._capture)
@@ -178,7 +179,8 @@ class MispClient:
     def _capture(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last_headers = dict(response.headers)
         self._last_status = response.status_code
-        # RateLimitComponent sends these on every limited route (misp.md §5): kept for the status.
+        # RateLimitComponent sends these on every limited route (docs/reference/misp.md §5): kept
+        # for the status.
         limits = {
             k.removeprefix("X-Rate-Limit-").lower(): v
             for k, v in response.headers.items()
@@ -190,7 +192,8 @@ class MispClient:
     def _read_role(self, api: Any) -> None:
         """Role flags of the key's user.
 
-        PyMISP's constructor already fetched /users/view/me (misp.md §1.2): no extra request.
+        PyMISP's constructor already fetched /users/view/me (docs/reference/misp.md §1.2): no extra
+        request.
         """
         info = role_of(api)
         self.permissions = info["perms"]
@@ -229,7 +232,7 @@ class MispClient:
                 result = fn(api)
             except MispError:
                 raise
-            except Exception as ex:  # noqa: BLE001 - translated at this single boundary
+            except Exception as ex:
                 err = translate(ex, operation)
                 if isinstance(err, MispServerError) and 400 <= self._last_status < 500:
                     # A 4xx that is not JSON (a proxy's HTML 413): PyMISP calls it a server error,

@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import MispSettingsError
 from .service import MispSync
-from .settings import MispSettings
+from .settings import MispSettings, key_path_for
 
 __all__ = ["DEFAULT", "MAX_INSTANCES", "MispInstances"]
 
@@ -94,6 +94,7 @@ class MispInstances:
         sync.sink.replace_iocs(sync.settings.source_name, [])
         sync.close()
         shutil.rmtree(self.root / "instances" / name, ignore_errors=True)
+        key_path_for(self.root / "instances" / name).unlink(missing_ok=True)
         logger.info("MISP instance %s removed", name)
 
     # --- fan-out ----------------------------------------------------------------------------------
@@ -110,7 +111,7 @@ class MispInstances:
         for name, sync in self.all():
             try:
                 sync.run_pending()
-            except Exception:  # noqa: BLE001 - one instance's bug must not stop the others
+            except Exception:
                 logger.error("MISP instance %s: run_pending failed", name, exc_info=True)
 
     def close(self) -> None:

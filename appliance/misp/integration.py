@@ -59,7 +59,7 @@ class StoreIocSink:
         )
 
 
-def config_overrides(section: Any) -> dict[str, Any]:
+def config_overrides(section: MispSettings | Mapping[str, Any] | None) -> dict[str, Any]:
     """The `[misp]` config keys that differ from the defaults.
 
     They win over settings stored through the API.

@@ -1,6 +1,7 @@
 """IoC pull from MISP: full and incremental `attributes/restSearch`, the IoC set, local matching.
 
-Implements misp.md §2.3. A full sync (at start, daily, or when the filters change) replaces the MISP
+Implements docs/reference/misp.md §2.3. A full sync (at start, daily, or when the filters change)
+replaces the MISP
 attribute set; an incremental sync runs two queries (Q1 on attribute `timestamp`, Q2 on
 `publish_timestamp`) without a `to_ids` filter and with deleted rows, so that IDS-flag removals and
 soft deletes are seen: `to_ids && !deleted` upserts, anything else removes. The cursor is the
@@ -34,10 +35,11 @@ __all__ = ["IocIndex", "IocPuller", "IocSink", "MemoryIocSink", "PullResult"]
 logger = logging.getLogger(__name__)
 
 STATE = "iocs"
-CURSOR_OVERLAP = 300  # seconds re-read before the cursor (misp.md §2.3)
+CURSOR_OVERLAP = 300  # seconds re-read before the cursor (docs/reference/misp.md §2.3)
 MAX_PAGES = 10_000
 REMOVALS = "incremental-removals"
-ORDER = "Attribute.id ASC"  # stable pages: new attributes get higher ids (misp.md §5, `order`)
+# stable pages: new attributes get higher ids (docs/reference/misp.md §5, `order`)
+ORDER = "Attribute.id ASC"
 
 
 class MispPartial(MispError):
@@ -181,7 +183,8 @@ class IocPuller:
     def full_due(self) -> bool:
         """Whether the next pull must be a full one.
 
-        At the first pull of the process, when the filters changed, and daily (misp.md §2.3).
+        At the first pull of the process, when the filters changed, and daily
+        (docs/reference/misp.md §2.3).
         """
         s = self.settings
         return (
@@ -322,7 +325,8 @@ class IocPuller:
         return upserted, removed
 
     def _steps(self, full: bool, since: int, events_since: int) -> list[tuple[str, dict[str, Any]]]:
-        """The queries of a pull (misp.md §2.3; MISP ANDs filters, so one query per clock).
+        """The queries of a pull (docs/reference/misp.md §2.3; MISP ANDs filters, so one query per
+        clock).
 
         Q1 `timestamp` (Attribute.timestamp: attribute edits), Q2 `publish_timestamp` (an event
         (re)published after its attributes were written), Q3 `event_timestamp` (event edits such

@@ -1,9 +1,10 @@
 """MISP types ↔ Heron IoC types, value normalisation, and IoC values seen in events.
 
 Owns three things that must agree with each other: how a MISP attribute becomes Heron IoCs
-(composites split, CIDR handling, MISP's server-side normalisation mirrored, misp.md §2.2–§2.3), how
+(composites split, CIDR handling, MISP's server-side normalisation mirrored, docs/reference/misp.md
+§2.2–§2.3), how
 values found in a WHIDS/Sysmon event are normalised the same way, and which event fields carry which
-kind of value (whids.md §4.2, without pywhids' habit of sending every field to MISP).
+kind of value (docs/reference/whids.md §4.2, without pywhids' habit of sending every field to MISP).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ MISP_TYPES: dict[str, tuple[str | None, ...]] = {
     "regkey|value": ("regkey", None),
     "named pipe": ("named-pipe",),
 }
-# misp.md §2.3: hashes, network indicators, hash composites; filename, regkey, pipes are opt-in.
+# docs/reference/misp.md §2.3: hashes, network indicators, hash composites; filename, regkey, pipes
+# are opt-in.
 DEFAULT_MISP_TYPES: tuple[str, ...] = (
     "md5",
     "sha1",
@@ -101,7 +103,7 @@ def normalise(ioc_type: str, value: str) -> str | None:
         except ValueError:
             return None
         if net.num_addresses != 1:
-            return None  # NOTE(misp): CIDR ranges are skipped; agents match single addresses
+            return None  # CIDR ranges are skipped; agents match single addresses
         return str(net.network_address)
     if ioc_type == "regkey":
         return _normalise_regkey(value)
@@ -184,7 +186,7 @@ def _event_uuid(attr: Mapping[str, Any]) -> str:
 
 # --- values seen in events ------------------------------------------------------------------------
 
-# Sysmon/WHIDS EventData fields and the Heron type their values have (whids.md §4.2).
+# Sysmon/WHIDS EventData fields and the Heron type their values have (docs/reference/whids.md §4.2).
 _PATH_FIELDS = (
     "Image",
     "SourceImage",
@@ -225,7 +227,7 @@ def event_values(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             yield from _hash_values(hashes)
 
 
-def _eventdata_values(data: Mapping[str, Any]) -> Iterator[tuple[str, str]]:  # noqa: C901
+def _eventdata_values(data: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     for name in _HASH_FIELDS:
         v = data.get(name)
         if isinstance(v, str):

@@ -1,4 +1,4 @@
-"""The `edr-report` object of one artifact directory (misp.md §4.1).
+"""The `edr-report` object of one artifact directory (docs/reference/misp.md §4.1).
 
 An artifact directory (`manifest.json`, `event.json`, `report.json`, dumped files;
 docs/interfaces.md) becomes a `MISPObject("edr-report", strict=True)` whose uuid, and every

@@ -1,4 +1,5 @@
-"""IR reports to MISP: one `edr-report` object per report in the day's event (misp.md §4).
+"""IR reports to MISP: one `edr-report` object per report in the day's event
+(docs/reference/misp.md §4).
 
 The object is built by report_object.py. It goes into the event of the report's UTC day, whose uuid
 is `uuid5(namespace, "edr-reports/<day>")` (`.../<day>/<n>` once MISP blocklisted a deleted day
@@ -220,7 +221,7 @@ class ReportPusher:
         Raises MispUnavailable when MISP is down or backing off; the rest stays queued.
         """
         if not self.client.ready():
-            # PERF(misp): building an object zips its files; don't do it just to fail fast.
+            # Performance: building an object zips its files; don't do it just to fail fast.
             raise MispUnavailable(
                 f"backing off (last error: {self.client.last_error})", operation="objects/add"
             )

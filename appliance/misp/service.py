@@ -164,7 +164,7 @@ class MispSync:
         self.factory = factory
         self.artifacts_root = artifacts_root
         self.endpoint_lookup = endpoint_lookup
-        # NOTE(misp): `_lock` guards only the swap of settings and client, never a network call;
+        # `_lock` guards only the swap of settings and client, never a network call;
         # each stream has its own lock, so a long push never blocks settings or sightings.
         self._lock = threading.RLock()
         self._stream_locks = {name: threading.Lock() for name in STREAMS}
@@ -298,7 +298,7 @@ class MispSync:
         ep_uuid, hostname, _ = _endpoint_fields(endpoint)
         try:
             self.sightings.observe(ep_uuid, hostname, events, self.iocs.index)
-        except Exception:  # noqa: BLE001 - a listener must not fail ingest
+        except Exception:
             logger.error("MISP sighting extraction failed", exc_info=True)
 
     def false_positive(self, endpoint: Any, event: Mapping[str, Any]) -> list[str]:
@@ -371,7 +371,7 @@ class MispSync:
                 or str(directory) in queued
                 or self.reports.skipped(directory)
             ):
-                continue  # PERF(misp): the directory name is the event hash, i.e. the report id
+                continue  # Performance: the directory name is the event hash, i.e. the report id
             if not _complete(directory):
                 continue
             endpoint: Any = {"uuid": directory.parent.parent.name}
@@ -611,14 +611,16 @@ class MispWorker:
         while not self._stop.is_set():
             try:
                 self.sync.run_pending()
-            except Exception:  # noqa: BLE001 - the worker must survive any bug in a job
+            except Exception:
                 logger.error("MISP sync worker iteration failed", exc_info=True)
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            # a request to a hung peer may hold the (daemon) thread for its
+            # timeouts; its state writes are atomic, so shutdown does not wait for it long.
+            self._thread.join(timeout=3)
             self._thread = None
             logger.info("MISP sync worker stopped")
 

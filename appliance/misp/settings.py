@@ -3,8 +3,8 @@
 `MispSettings` is parsed at the edge (`from_dict`, unknown keys are errors) from the `[misp]`
 section of the manager's config file or from the admin API. `SettingsStore` keeps the current
 settings in `<data>/misp/settings.json`; the API key is never written in clear: it is encrypted with
-Fernet under a key kept in `<data>/misp/secret.key` (mode 0600), and the public view only says
-whether a key is set.
+Fernet under a key kept apart in `<data>/keys/misp.key` (mode 0400, directory 0700), and the public
+view only says whether a key is set.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .errors import MispSettingsError
 from .mapping import DEFAULT_MISP_TYPES, MISP_TYPES
 from .state import atomic_write
 
-__all__ = ["SETTINGS", "MispSettings", "Setting", "SettingsStore"]
+__all__ = ["SETTINGS", "MispSettings", "Setting", "SettingsStore", "key_path_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ CATEGORIES = frozenset(
 )
 
 
-def _f(default: Any, help: str, **bounds: Any) -> Any:  # noqa: A002
+def _f(default: Any, help: str, **bounds: Any) -> Any:
     """A MISP setting: applied live (PUT /misp/settings), text typed into a form is stripped."""
     return setting(default, help, live=True, strip=True, **bounds)
 
@@ -257,23 +257,73 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def key_path_for(root: Path) -> Path:
+    """Where the Fernet key of the settings under `root` lives: apart from them.
+
+    `<data>/misp` → `<data>/keys/misp.key`; an instance, `<data>/misp/instances/<name>` →
+    `<data>/keys/misp-instances-<name>.key`.
+    """
+    root = Path(root)
+    if root.parent.name == "instances":
+        base = key_path_for(root.parent.parent)
+        return base.parent / f"{base.stem}-instances-{root.name}.key"
+    return root.parent / "keys" / f"{root.name}.key"
+
+
 class SettingsStore:
-    """Settings persisted under `<root>` with the API key encrypted at rest."""
+    """Settings persisted under `<root>` with the API key encrypted at rest.
+
+    Security: the Fernet key is kept apart from the ciphertext (`key_path_for`): in a
+    `keys/` directory of mode 0700, the file read-only to the manager's user (0400), so a copy
+    of `<data>/misp/` (a backup, a support bundle) does not carry what decrypts the MISP key.
+    An install's `<root>/secret.key` (the earlier layout) is moved there on first use.
+    """
 
     FILE = "settings.json"
-    KEY_FILE = "secret.key"
+    LEGACY_KEY_FILE = "secret.key"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, key_path: Path | None = None) -> None:
         self.root = Path(root)
+        self.key_path = Path(key_path) if key_path is not None else key_path_for(self.root)
+
+    def _write_key(self, data: bytes) -> None:
+        """Create the key file (0400 in a 0700 directory) durably and atomically."""
+        folder = self.key_path.parent
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        tmp = folder / f".{self.key_path.name}.{os.getpid()}.tmp"
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.key_path)
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def _migrate(self) -> None:
+        """Move `<root>/secret.key` of an earlier install next to the other keys."""
+        legacy = self.root / self.LEGACY_KEY_FILE
+        if not legacy.exists():
+            return
+        data = legacy.read_bytes()
+        if not self.key_path.exists():
+            self._write_key(data)
+            logger.info("MISP key-encryption key moved from %s to %s", legacy, self.key_path)
+        elif self.key_path.read_bytes().strip() != data.strip():
+            logger.warning("%s differs from %s and is left in place", legacy, self.key_path)
+            return
+        legacy.unlink()
 
     def _fernet(self) -> Fernet:
-        path = self.root / self.KEY_FILE
-        if not path.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(Fernet.generate_key())
-        return Fernet(path.read_bytes().strip())
+        self._migrate()
+        if not self.key_path.exists():
+            self._write_key(Fernet.generate_key())
+        return Fernet(self.key_path.read_bytes().strip())
 
     def load(self, default: MispSettings | None = None) -> MispSettings:
         """The stored settings, else `default`.
@@ -296,7 +346,7 @@ class SettingsStore:
                 # an operator can enter it again (PUT /misp/settings) instead of a dead manager.
                 logger.error(
                     "the stored MISP API key cannot be decrypted with %s; set it again",
-                    self.root / self.KEY_FILE,
+                    self.key_path,
                 )
         doc["api_key"] = key
         return MispSettings.from_dict(doc).with_namespace()

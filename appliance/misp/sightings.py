@@ -1,6 +1,7 @@
 """Sightings: IoC values seen on endpoints, matched locally, queued durably, pushed in batches.
 
-misp.md §3.2: only values that hit a pulled MISP IoC are sent (never raw telemetry). Each hit is
+docs/reference/misp.md §3.2: only values that hit a pulled MISP IoC are sent (never raw telemetry).
+Each hit is
 de-duplicated per `(source, value)` within a TTL (persisted, so a restart does not re-send), queued
 on disk, and after `sighting_batch_delay` sent as one `POST /sightings/add` per source: `{"values":
 […], "source": "<endpoint uuid>|<hostname>", "type": "0", "timestamp": <earliest hit>, "filters":
@@ -196,7 +197,7 @@ class SightingPusher:
             )
         return False
 
-    def flush(self) -> FlushResult:  # noqa: C901
+    def flush(self) -> FlushResult:
         """Send pending batches, one request per source.
 
         Raises MispUnavailable when MISP is down.
@@ -292,7 +293,8 @@ class SightingPusher:
     def _filters(self) -> dict[str, Any]:
         """Every filter of the pull, so a sighting lands only on attributes Heron pulled.
 
-        With `filters`, /sightings/add runs an attribute restSearch with them (misp.md §3.1).
+        With `filters`, /sightings/add runs an attribute restSearch with them
+        (docs/reference/misp.md §3.1).
         """
         s = self.client.settings
         types = list(s.ioc_types)

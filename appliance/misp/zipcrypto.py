@@ -45,7 +45,7 @@ class _Keys:
         self.k2 = table[(self.k2 ^ (self.k1 >> 24)) & 0xFF] ^ (self.k2 >> 8)
 
     def encrypt(self, data: bytes) -> bytes:
-        # PERF(misp): a plain loop with locals; ~1 s per 4 MB, within the 10 MB per-file cap.
+        # Performance: a plain loop with locals; ~1 s per 4 MB, within the 10 MB per-file cap.
         table = _CRC_TABLE
         k0, k1, k2 = self.k0, self.k1, self.k2
         out = bytearray(len(data))

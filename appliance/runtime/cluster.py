@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -35,6 +35,10 @@ from index.clickhouse import (
 
 from ..core.config import ClusterConfig
 from ..core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..services.streams import StreamHub
+    from ..store.postgres import ClusterStore
 
 __all__ = [
     "ClusterEventSink",
@@ -81,7 +85,7 @@ class StreamRelay:
     """
 
     def __init__(
-        self, shards: list[ClickHouse], frontend: str, hub: Any, *, interval: float = 0.5
+        self, shards: list[ClickHouse], frontend: str, hub: StreamHub, *, interval: float = 0.5
     ) -> None:
         self._shards, self._me, self._hub, self._interval = shards, frontend, hub, interval
         self._marks: list[dict[str, int]] | None = None
@@ -146,7 +150,7 @@ class ClusterEventSink:
         self.cluster = events
         self.relay: StreamRelay | None = None
 
-    def relay_to(self, hub: Any, shards: list[ClickHouse]) -> None:
+    def relay_to(self, hub: StreamHub, shards: list[ClickHouse]) -> None:
         """Start feeding ``hub`` with other front-ends' events (see ``StreamRelay``)."""
         self.relay = StreamRelay(shards, self.shipper.frontend, hub)
         self.relay.start()
@@ -260,7 +264,7 @@ class ClusterEventSink:
         self.local.close()
 
 
-def open_cluster(config: ClusterConfig, events_dir: Path) -> tuple[Any, ClusterEventSink]:
+def open_cluster(config: ClusterConfig, events_dir: Path) -> tuple[ClusterStore, ClusterEventSink]:
     """The fleet store and the event sink of a cluster front-end (schemas must exist)."""
     from index import EventStore
 
@@ -282,7 +286,7 @@ def open_cluster(config: ClusterConfig, events_dir: Path) -> tuple[Any, ClusterE
     return store, ClusterEventSink(local, shipper, _events(config))
 
 
-def start_relay(sink: ClusterEventSink, config: ClusterConfig, hub: Any) -> None:
+def start_relay(sink: ClusterEventSink, config: ClusterConfig, hub: StreamHub) -> None:
     """Streams on this front-end also carry the events other front-ends ingest."""
     sink.relay_to(hub, _shards(config))
 

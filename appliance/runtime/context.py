@@ -5,6 +5,8 @@ order of the running manager is `runtime/lifecycle.py`'s."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ from ..security.pki import Pki
 from ..services.artifacts import ArtifactStore
 from ..services.content import Content
 from ..services.diskguard import DiskGuard
+from ..services.hunting import Hunting
+from ..services.huntjobs import HuntJobs, HuntLimits
 from ..services.identity import Identity
 from ..services.ingest import EventListener, Ingest
 from ..services.retention import Retention
@@ -58,6 +62,8 @@ class AppContext:
     tuning: Tuning
     bell: CommandBell = field(default_factory=CommandBell)  # wakes long-polls (transport/bell.py)
     disk: DiskGuard | None = None  # set by build_context
+    hunts: HuntJobs | None = None  # retro-hunt jobs, set by build_context
+    stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown
     sleep: Callable[[float], None] = time.sleep
     extensions: Extensions = field(default_factory=Extensions)
     leadership: Leadership = field(default_factory=SoleLeader)  # cluster: runtime/leader.py
@@ -69,12 +75,30 @@ class AppContext:
         """Register `fn(endpoint, events)` here to see every durable batch (MISP sync)."""
         return self.ingest.listeners
 
-    def close(self) -> None:
-        """Stop streams, flush ingest bookkeeping, close the event store and the fleet store."""
+    def begin_shutdown(self) -> None:
+        """End what holds requests open (streams, hunts, long-polls) before the servers stop."""
+        self.stopping.set()
         self.hub.close()
+        if self.hunts is not None:
+            self.hunts.close(timeout=2.0)
+
+    def close(self, *, drain_index: bool = True) -> None:
+        """Stop streams and hunts, flush ingest bookkeeping, close the event and fleet stores.
+
+        `drain_index=False`: the event index is not brought up to date now; the journal is
+        replayed at the next start (a quick manager stop).
+        """
+        self.begin_shutdown()
         self.ingest.close()
         try:
-            self.events.close()
+            if drain_index:
+                self.events.close()
+            else:
+                close = self.events.close
+                try:
+                    close(drain=False)  # type: ignore[call-arg]
+                except TypeError:  # an event sink without a queue (memory, cluster)
+                    close()
         finally:
             self.store.close()
 
@@ -102,6 +126,8 @@ def build_context(
     hub = StreamHub(
         max_clients=config.streams.max_clients,
         queue=config.streams.queue,
+        buffer=config.streams.buffer,
+        stall=config.streams.stall,
         heartbeat=config.streams.heartbeat,
     )
     reducer = Reducer(store.reports.load_all())
@@ -149,6 +175,13 @@ def build_context(
         ),
         tuning=Tuning(store, data_dir / "artifacts", clock),
     )
+    hunting = Hunting(events)
+    ctx.hunts = HuntJobs(
+        hunting,
+        HuntLimits(**dataclasses.asdict(config.hunt)),
+        store=lambda job: hunting.store_matches(job.id, job.matches),
+        clock=clock,
+    )
     ingest.suppressions = ActiveSuppressions(ctx.tuning, clock)
     disk = ctx.disk = ingest.disk = ctx.artifacts.disk = DiskGuard(
         data_dir, config.limits.min_free_bytes
@@ -169,6 +202,11 @@ def build_context(
         "heron_stream_dropped_total",
         "events dropped for slow stream clients",
         lambda: float(hub.dropped),
+    )
+    metrics.gauge(
+        "heron_stream_stalled_total",
+        "SSE streams closed because their client stopped reading",
+        lambda: float(hub.stalled),
     )
     metrics.gauge(
         "heron_endpoints_online",

@@ -140,5 +140,5 @@ class Extensions:
 def _stop(item: Extension) -> None:
     try:
         item.stop()
-    except Exception:  # noqa: BLE001 - shutdown goes on for the other parts
+    except Exception:
         logger.error("extension %s failed to stop", item.name, exc_info=True)

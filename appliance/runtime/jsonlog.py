@@ -35,11 +35,11 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     """Plain text lines; control characters in the message are escaped.
 
-    SECURITY(manager): messages carry client input (an enrollment hostname with a newline
+    Security: messages carry client input (an enrollment hostname with a newline
     forged a whole log line); a record is always one line, its traceback aside.
     """
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         return line.encode("unicode_escape").decode("ascii") if not line.isprintable() else line
 

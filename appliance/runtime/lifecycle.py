@@ -57,6 +57,7 @@ class Manager:
             self.ctx.close()
             return
         logger.info("shutting down")
+        self.ctx.begin_shutdown()  # streams, hunts and long-polls end first: SIGTERM within 30 s
         withdraw(self.data_dir)
         if self.retention is not None:
             self.retention.stop()
@@ -64,4 +65,4 @@ class Manager:
         self.ctx.extensions.stop()
         self.ctx.leadership.stop()
         self.server.close()
-        self.ctx.close()
+        self.ctx.close(drain_index=False)  # the journal replays the index backlog at next start

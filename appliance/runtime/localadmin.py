@@ -17,9 +17,12 @@ import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ApplianceError
+
+if TYPE_CHECKING:
+    from .context import AppContext
 
 __all__ = ["LOCAL_USER", "LocalAdmin", "local_admin", "publish", "withdraw"]
 
@@ -40,7 +43,7 @@ def _client_host(host: str) -> str:
     return host
 
 
-def publish(ctx: Any, data_dir: Path, admin: tuple[str, int]) -> Path:
+def publish(ctx: AppContext, data_dir: Path, admin: tuple[str, int]) -> Path:
     """Rotate the local CLI user's key and write where and how to reach the admin API."""
     from ..store import Role
 
@@ -103,7 +106,7 @@ class LocalAdmin:
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """One admin API call; returns the envelope's ``data``; ApplianceError on failure."""
         ctx = ssl.create_default_context(cafile=self.ca or None)
-        # NOTE(manager): the CA is this manager's own (read from its data dir) and the socket
+        # the CA is this manager's own (read from its data dir) and the socket
         # is local; the admin listener's certificate need not name the address it is bound to.
         ctx.check_hostname = False
         conn = http.client.HTTPSConnection(self.host, self.port, context=ctx, timeout=60)

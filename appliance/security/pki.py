@@ -245,16 +245,16 @@ class Pki:
     def server_context(self, *, client_certs: bool) -> ssl.SSLContext:
         """TLS ≥ 1.2 server context; with `client_certs`, clients may present a CA-signed cert.
 
-        NOTE(manager): the endpoint listener uses CERT_OPTIONAL (so `/enroll` works without one);
+        the endpoint listener uses CERT_OPTIONAL (so `/enroll` works without one);
         the app refuses every other route when the connection has no verified identity.
         """
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        # SECURITY(manager): TLS 1.2 with forward-secret AEAD suites only (no CBC); TLS 1.3
+        # Security: TLS 1.2 with forward-secret AEAD suites only (no CBC); TLS 1.3
         # suites are not affected by set_ciphers
         ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
         ctx.load_cert_chain(self.root / "server.pem", self.root / "server.key")
-        # NOTE(manager): TLS 1.3 session tickets (stateless, keys per context, 300 s): an
+        # TLS 1.3 session tickets (stateless, keys per context, 300 s): an
         # agent's reconnect resumes without certificates or signatures. One ticket per
         # handshake is enough for an agent's one connection at a time.
         ctx.num_tickets = 1

@@ -5,8 +5,9 @@ Chunk k of n is written to `.parts/<filename>.<k>` (so a retried chunk simply ov
 an interrupted upload resumes); when every part is present the file is assembled, its sha256 is
 checked against the one the agent declared, and only then it appears in listings.
 
-SECURITY(manager): every name is matched with an anchored regex (`fullmatch`) and the final path is
-checked to stay under the endpoint's directory (WHIDS's regexes were unanchored: whids.md §2.7).
+Security: every name is matched with an anchored regex (`fullmatch`) and the final path is
+checked to stay under the endpoint's directory (WHIDS's regexes were unanchored:
+docs/reference/whids.md §2.7).
 """
 
 from __future__ import annotations
@@ -299,7 +300,7 @@ class ArtifactStore:
     ) -> tuple[int, Iterator[bytes]]:
         """(length, chunks) of a raw download; with `gunzip` at most `cap` decompressed bytes.
 
-        SECURITY(manager): a 1 MB upload of 1 GiB of zeros became a 1 GiB response held in
+        Security: a 1 MB upload of 1 GiB of zeros became a 1 GiB response held in
         memory twice; the decompressed size is now counted in a first streaming pass (413 past
         `cap`), then the file is streamed in `CHUNK`-byte pieces.
         """

@@ -32,7 +32,7 @@ def read_bounded(stream: Readable, limit: int, *, what: str = "body") -> bytes:
 def decompress(data: bytes, encoding: str | None, limit: int, *, what: str = "body") -> bytes:
     """Undo `Content-Encoding` (identity or gzip, concatenated members allowed) up to `limit`.
 
-    SECURITY(manager): decompression is bounded, so a gzip bomb costs at most `limit` bytes.
+    Security: decompression is bounded, so a gzip bomb costs at most `limit` bytes.
     """
     enc = (encoding or "identity").strip().lower()
     if enc in ("", "identity"):
@@ -82,7 +82,7 @@ def split_ndjson(data: bytes, *, max_line: int, what: str = "body") -> list[dict
     """Decode NDJSON events; each line ≤ `max_line` bytes and a JSON object with an `Event` object.
 
     Blank lines are skipped; a bad line fails the whole batch with its 1-based line number.
-    PERF(manager): msgspec decodes the whole buffer at once (about 2× orjson line by line); the
+    Performance: msgspec decodes the whole buffer at once (about 2× orjson line by line); the
     line-by-line pass runs only to name the bad line, and line lengths are checked only when the
     buffer could hold a line over the limit.
     """

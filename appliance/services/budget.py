@@ -15,7 +15,7 @@ from ..core.errors import Unavailable
 
 __all__ = ["MemoryBudget", "estimate_batch"]
 
-EVENT_COST = 16 * 1024  # PERF(manager): measured 7-14 KB per {"Event":{}} while indexed
+EVENT_COST = 16 * 1024  # Performance: measured 7-14 KB per {"Event":{}} while indexed
 BYTES_FACTOR = 3  # decoded Python objects cost about 3x their NDJSON bytes
 
 

@@ -98,7 +98,7 @@ class Content:
         self._drop_rules()
         try:
             self.history.record()
-        except Exception:  # noqa: BLE001 - the change stands; only its rollback point is lost
+        except Exception:
             logger.exception("could not record the rules version")
 
     # --- packs, enable/disable, versions (services/rulepacks.py) ----------------------------

@@ -27,7 +27,7 @@ def long_lines(data: bytes, limit: int) -> dict[int, int]:
         nl = data.find(b"\n", pos)
         stop = end if nl < 0 else nl
         length = stop - pos
-        if data[pos:stop].strip():  # NOTE(manager): blank lines are skipped by the decoder
+        if data[pos:stop].strip():  # blank lines are skipped by the decoder
             if length > limit:
                 out[index] = length
             index += 1

@@ -10,7 +10,7 @@ import copy
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -19,7 +19,7 @@ from ..core.timefmt import to_datetime
 from ..store.events import EventSink
 from .index_errors import index_errors
 
-__all__ = ["MAX_PAGE_BYTES", "PAGE_STEP", "HuntResult", "Hunting"]
+__all__ = ["MAX_PAGE_BYTES", "PAGE_STEP", "HuntControl", "HuntResult", "HuntStopped", "Hunting"]
 
 logger = logging.getLogger(__name__)
 MAX_PAGE_BYTES = 32 * 1024 * 1024  # JSON of one page of events (search, endpoint logs)
@@ -45,6 +45,22 @@ class HuntResult:
     rules: int = 0
     containers: dict[str, int] = field(default_factory=dict)
     iocs: int = 0
+    stopped: str = ""  # why the hunt ended early: cancelled, timeout ("" = it ran to the end)
+    match_bytes: int = 0  # JSON bytes of `matches`
+
+
+class HuntStopped(Exception):
+    """Raised by a `HuntControl` checkpoint to end a hunt early (results so far are kept)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HuntControl(Protocol):
+    """Called every `chunk` events: report progress, raise HuntStopped to stop, may sleep."""
+
+    def checkpoint(self, scanned: int, detections: int, filtered: int) -> None: ...
 
 
 class Hunting:
@@ -67,7 +83,7 @@ class Hunting:
     ) -> dict[str, Any]:
         """A page of at most `limit` events and about `max_bytes` of JSON.
 
-        SECURITY(manager): the page is read `PAGE_STEP` events at a time and ends, with the
+        Security: the page is read `PAGE_STEP` events at a time and ends, with the
         cursor of the last step, once `max_bytes` is passed (at most one step over).
         """
         events: list[dict[str, Any]] = []
@@ -114,12 +130,18 @@ class Hunting:
         containers: dict[str, list[str]] | None = None,
         iocs: list[dict[str, Any]] | None = None,
         ioc_criticality: int = 10,
+        max_match_bytes: int = MAX_PAGE_BYTES,
+        control: HuntControl | None = None,
+        matches: list[dict[str, Any]] | None = None,
+        chunk: int = 256,
     ) -> HuntResult:
         """Run Gene rules over stored events with the engine `heron scan` and agents use.
 
         Each stored event is matched as it was received (the agent's `Detection` and the
         manager's `EdrData` removed), with `containers` loaded as `heron scan --container` does
-        and `iocs` matched as agents match them (`IoC:<type>` signatures).
+        and `iocs` matched as agents match them (`IoC:<type>` signatures). Matches are kept
+        while they fit `max_match_bytes` (JSON) and `max_matches`, appended to `matches` (so a
+        job can page them while it runs); `control` is called every `chunk` events.
         """
         import rules as rules_pkg
         from rules.iocs import IocSet, ioc_rules, merge_detection
@@ -135,15 +157,22 @@ class Hunting:
         except ValueError as ex:
             raise ValidationError(f"rules: {ex}") from ex
         ioc_set = IocSet.from_iocs(iocs or [])
-        scanned = detections = filtered = 0
-        matches: list[dict[str, Any]] = []
-        truncated = False
-        for event in self.events.iter_events(
+        scanned = detections = filtered = size = 0
+        matches = [] if matches is None else matches
+        truncated, stopped = False, ""
+        events = self.events.iter_events(
             since=to_datetime(since), until=to_datetime(until), endpoint=endpoint
-        ):
+        )
+        for event in events:
             if scanned >= max_events:
                 truncated = True
                 break
+            if control is not None and scanned % chunk == 0:
+                try:
+                    control.checkpoint(scanned, detections, filtered)
+                except HuntStopped as stop:
+                    stopped, truncated = stop.reason, True
+                    break
             scanned += 1
             candidate = copy.deepcopy(event)
             inner = candidate.get("Event")
@@ -161,12 +190,17 @@ class Hunting:
                 filtered += bool(det is not None and det.filtered)
                 continue
             detections += 1
-            if len(matches) < max_matches:
-                if edr is not None:
-                    inner["EdrData"] = edr  # type: ignore[index]
+            if edr is not None:
+                inner["EdrData"] = edr  # type: ignore[index]
+            cost = len(orjson.dumps(candidate, default=str)) if len(matches) < max_matches else 0
+            if len(matches) < max_matches and size + cost <= max_match_bytes:
+                size += cost
                 matches.append(candidate)
             else:
                 truncated = True
+        close = getattr(events, "close", None)
+        if callable(close):
+            close()  # release the index searcher of an iteration stopped early
         return HuntResult(
             scanned,
             matches,
@@ -176,6 +210,8 @@ class Hunting:
             rules=int(engine.rule_count),
             containers={k: len(v) for k, v in engine.containers.items()},
             iocs=len(ioc_set),
+            stopped=stopped,
+            match_bytes=size,
         )
 
     def store_matches(self, hunt_id: str, matches: list[dict[str, Any]]) -> int:

@@ -58,7 +58,7 @@ class Identity:
         self.pki = pki
         self.config = config
         self.clock = clock
-        # PERF(manager): serial → (checked at, Endpoint); saves two queries per request.
+        # Performance: serial → (checked at, Endpoint); saves two queries per request.
         # Revocation clears it, so a revoked certificate is refused at once.
         self._verified: dict[str, tuple[float, Endpoint]] = {}
 
@@ -76,7 +76,7 @@ class Identity:
         if not identifier or len(identifier) > 128:
             raise ValidationError("identifier must be 1–128 characters")
         if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in identifier):
-            # SECURITY(manager): identifiers go into the audit log and the console
+            # Security: identifiers go into the audit log and the console
             raise ValidationError("identifier must not contain control or format characters")
         key = new_secret("hk_")
         user = User(

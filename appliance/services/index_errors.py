@@ -1,4 +1,4 @@
-"""The one boundary where `index/` errors become manager domain errors (STYLE §5.8).
+"""The one boundary where `index/` errors become manager domain errors (docs/style.md §5.8).
 
 `tests/appliance/test_streams_store.py` checks that every error class `index` exports is mapped.
 """

@@ -59,7 +59,7 @@ AGENT_CHANNEL = "Heron-Agent"  # the agents' own health events (docs/link.md)
 AGENT_COUNTERS = 9010  # EventID: loss/degradation/budget counters (latest kept per endpoint)
 COUNTERS_KIND = "agent-counters"  # fleet-store document kind (key: endpoint uuid)
 MAX_COUNTERS = 256 * 1024
-# PERF(manager): a /logs batch is a tree of ~30,000 acyclic objects that stays alive while it is
+# Performance: a /logs batch is a tree of ~30,000 acyclic objects that stays alive while it is
 # journaled and queued for indexing (up to 32 batches). With CPython's default thresholds
 # (700, 10, 10) the cyclic GC kept promoting and rescanning them: py-spy --gil showed it
 # inflating NDJSON decoding 2.5× and the projection likewise (GC time lands in whatever
@@ -78,7 +78,7 @@ def tune_gc() -> None:
     """
     current = gc.get_threshold()
     if current[0] < GC_THRESHOLD[0]:
-        gc.collect()  # NOTE(manager): what is garbage now must not be frozen forever
+        gc.collect()  # what is garbage now must not be frozen forever
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLD)
         threading.Thread(target=_collect_periodically, name="heron-gc", daemon=True).start()
@@ -100,7 +100,7 @@ def endpoint_ref(ep: Endpoint, ip: str) -> EndpointRef:
 def _wants(listener: EventListener) -> bool:
     """A listener (or the object of a bound-method listener) may define `wants_events()`.
 
-    PERF(manager): when every listener says no (e.g. MISP sync not configured), batches are
+    Performance: when every listener says no (e.g. MISP sync not configured), batches are
     not queued at all and their EdrData is never built.
     """
     probe = getattr(listener, "wants_events", None)
@@ -110,7 +110,7 @@ def _wants(listener: EventListener) -> bool:
         return True
     try:
         return bool(probe())
-    except Exception:  # noqa: BLE001 - a broken probe means "deliver"
+    except Exception:
         logger.error("wants_events() of %r failed", listener, exc_info=True)
         return True
 
@@ -151,12 +151,12 @@ class ListenerDispatcher:
             try:
                 if prepare is not None:
                     prepare()
-            except Exception:  # noqa: BLE001 - listeners still get the events
+            except Exception:
                 logger.error("preparing events for listeners failed", exc_info=True)
             for listener in list(self.listeners):
                 try:
                     listener(endpoint, events)
-                except Exception:  # noqa: BLE001 - a plugin failure must not stop the others
+                except Exception:
                     logger.error("event listener %r failed", listener, exc_info=True)
             self._queue.task_done()
 
@@ -240,7 +240,7 @@ class Ingest:
     def decode(self, body: bytes, encoding: str | None) -> tuple[bytes, int]:
         """Decompress a batch and check its caps before decoding; (NDJSON bytes, est. cost).
 
-        SECURITY(manager): bytes alone do not bound memory (500,000 `{"Event":{}}` lines are
+        Security: bytes alone do not bound memory (500,000 `{"Event":{}}` lines are
         13 KB gzipped, 6.5 GB once indexed): events per batch and the estimated memory are
         capped too, from a newline count, before a single event is decoded.
         """
@@ -312,7 +312,7 @@ class Ingest:
             return wire.LogsAck(batch_id=batch_id, accepted=0, duplicate=True)
         self.metrics.events_received(len(events))
         self.metrics.inc("heron_batches_received_total")
-        # NOTE(manager): stored already: nothing below may turn the answer into an error (the
+        # stored already: nothing below may turn the answer into an error (the
         # agent's retry would be a "duplicate" and the fan-out lost for good).
         last_event: float | None = now
         last_det: float | None = None
@@ -340,7 +340,7 @@ class Ingest:
             return
         try:
             removed = self.suppressions.apply(events, endpoint.group)
-        except Exception:  # noqa: BLE001 - storing the batch matters more than suppressing it
+        except Exception:
             logger.exception("suppressions not applied to a /logs batch of %s", endpoint.uuid)
             return
         if removed:
@@ -373,7 +373,7 @@ class Ingest:
         """Count and log a failure of one fan-out step of a stored batch; never raise."""
         try:
             yield
-        except Exception:  # noqa: BLE001 - the batch is durable; see ingest()
+        except Exception:
             self.metrics.inc("heron_fanout_errors_total")
             logger.exception(
                 "%s fan-out of a stored /logs batch failed (endpoint %s)", what, endpoint.uuid
@@ -393,7 +393,7 @@ class Ingest:
 
         The first pass drops whatever EdrData the agent sent (agents cannot choose their
         identity); a later pass (`first=False`) completes the events the first one skipped.
-        PERF(manager): the event store sets the same EdrData on its own copies; we build it only
+        Performance: the event store sets the same EdrData on its own copies; we build it only
         for what we fan out ourselves: detections and open streams on the request path, every
         event for the listeners on their dispatcher thread.
         """

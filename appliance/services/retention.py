@@ -19,10 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..core.config import RetentionConfig
 from ..core.metrics import Metrics
+
+if TYPE_CHECKING:
+    from ..store.reports import Detections
+    from .artifacts import ArtifactStore
 
 __all__ = [
     "Retention",
@@ -106,11 +110,11 @@ class Retention:
         self,
         *,
         events: Any,
-        detections: Any,
+        detections: Detections,
         config: RetentionConfig,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
-        artifacts: Any = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.artifacts = artifacts
         self.events = events
@@ -273,7 +277,7 @@ class RetentionWorker:
                 self.next_due = now + self.interval
                 try:
                     self.retention.run_once(blocking=False)  # skipped while the API runs one
-                except Exception:  # noqa: BLE001 - the worker must survive any failure
+                except Exception:
                     if self._stop.is_set():
                         break  # the stores are closing under us
                     logger.error("retention pass failed", exc_info=True)

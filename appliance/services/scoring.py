@@ -1,4 +1,5 @@
-"""Endpoint scoring, like Gene's reducer that WHIDS runs over detections (whids.md §2.9).
+"""Endpoint scoring, like Gene's reducer that WHIDS runs over detections (docs/reference/whids.md
+§2.9).
 
 Per endpoint: alert counts by signature, ATT&CK techniques/tactics, sums and deviations of alert
 and signature criticality (criticality capped at 10, rules with criticality 0 ignored), signature
@@ -117,7 +118,7 @@ class Reducer:
             entry.start = ts if entry.start is None else min(entry.start, ts)
             entry.stop = ts if entry.stop is None else max(entry.stop, ts)
             entry.times.append(ts)
-            # NOTE(manager): averages and the median use the most recent KEEP alerts.
+            # averages and the median use the most recent KEEP alerts.
             if len(entry.times) > 2 * KEEP:
                 del entry.times[:-KEEP]
             if len(entry.alert_crits) > 2 * KEEP:

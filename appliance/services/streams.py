@@ -1,8 +1,10 @@
 """Fan-out of received events to stream subscribers (Server-Sent Events and WebSocket).
 
-`publish()` runs on the ingest path and never blocks: each subscriber has a bounded buffer and a
-slow one simply loses its oldest events (counted in `dropped`). An SSE stream holds one waitress
-thread, so the hub enforces `max_clients` for them (503 beyond it) and they send heartbeats.
+`publish()` runs on the ingest path and never blocks: each subscriber has a buffer bounded in
+bytes (and, for SSE, events) and a slow one loses its oldest events (counted in `dropped`, and
+told so in a notice); an SSE client that stopped reading is closed after `stall` seconds. An SSE
+stream holds one waitress thread, so the hub enforces `max_clients` for them (503 beyond it) and
+they send heartbeats.
 WebSocket streams (`appliance.transport.websocket`) live on the TLS front's event loop: their
 `ByteSubscription` is bounded in bytes and wakes the loop; their caps are the front's business.
 """
@@ -13,6 +15,7 @@ import collections
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +34,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_SSE_CHUNK = 256 * 1024  # bytes an SSE stream takes from its buffer at a time
 STREAM_ENV = "heron.websocket"  # WSGI environ key: the request is a WebSocket stream upgrade
 
 
@@ -82,23 +86,6 @@ class StreamRequest:
     key: str  # the API user's uuid: what the per-key cap counts
 
 
-class Subscription:
-    """One stream's buffer."""
-
-    def __init__(self, flt: StreamFilter, maxlen: int) -> None:
-        self.filter = flt
-        self.queue: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=maxlen)
-        self.wake = threading.Event()
-        self.dropped = 0
-        self.closed = False
-
-    def offer(self, seq: int, data: bytes, item: tuple[int, bytes] | None = None) -> None:
-        if len(self.queue) == self.queue.maxlen:
-            self.dropped += 1
-        self.queue.append(item or (seq, data))
-        self.wake.set()
-
-
 class ByteSubscription:
     """One WebSocket stream's buffer: bounded in bytes, fed by any thread, drained by one.
 
@@ -106,9 +93,17 @@ class ByteSubscription:
     must not block (the WebSocket side schedules a wake-up on its event loop).
     """
 
-    def __init__(self, flt: StreamFilter, max_bytes: int, notify: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        flt: StreamFilter,
+        max_bytes: int,
+        notify: Callable[[], None],
+        *,
+        max_events: int = 0,
+    ) -> None:
         self.filter = flt
         self.max_bytes = max_bytes
+        self.max_events = max_events  # 0: bounded in bytes only
         self.queue: collections.deque[tuple[int, bytes]] = collections.deque()
         self.size = 0  # bytes in `queue`
         self.dropped = 0  # events lost by this stream, in total
@@ -129,7 +124,9 @@ class ByteSubscription:
             else:
                 self.queue.append(item or (seq, data))
                 self.size += len(data)
-                while self.size > self.max_bytes:
+                while self.size > self.max_bytes or (
+                    self.max_events and len(self.queue) > self.max_events
+                ):
                     _, old = self.queue.popleft()
                     self.size -= len(old)
                     self.dropped += 1
@@ -160,6 +157,39 @@ class ByteSubscription:
         self._notify()
 
 
+class Subscription(ByteSubscription):
+    """One SSE stream's buffer: bounded in bytes and events, drained by a waitress thread.
+
+    Security: once it has lost events and not taken any for `stall` seconds (a client
+    that stopped reading), it is closed and its buffer released; the hub forgets it.
+    """
+
+    def __init__(
+        self, flt: StreamFilter, max_bytes: int, max_events: int, stall: float = 0.0
+    ) -> None:
+        self.wake = threading.Event()
+        super().__init__(flt, max_bytes, self.wake.set, max_events=max_events)
+        self.stall = stall
+        self.last_take = time.monotonic()
+        self.stalled = False
+
+    def offer(self, seq: int, data: bytes, item: tuple[int, bytes] | None = None) -> None:
+        super().offer(seq, data, item)
+        if (
+            self.stall
+            and self.unreported
+            and not self.closed
+            and time.monotonic() - self.last_take > self.stall
+        ):
+            self.stalled = True
+            self.dropped += len(self.queue)  # never delivered either
+            self.close()
+
+    def take(self, max_bytes: int) -> tuple[list[tuple[int, bytes]], int]:
+        self.last_take = time.monotonic()
+        return super().take(max_bytes)
+
+
 class StreamHub:
     """Subscribers, the cap on them, and the SSE generator."""
 
@@ -168,11 +198,16 @@ class StreamHub:
         *,
         max_clients: int = 32,
         queue: int = 10_000,
+        buffer: int = 4 * 1024 * 1024,
+        stall: float = 60.0,
         heartbeat: float = 15.0,
         wait: Callable[[threading.Event, float], bool] | None = None,
     ) -> None:
         self.max_clients = max_clients
         self.queue = queue
+        self.buffer = buffer
+        self.stall = stall
+        self.stalled = 0  # SSE streams closed because their client stopped reading
         self.heartbeat = heartbeat
         self._wait = wait or (lambda ev, timeout: ev.wait(timeout))
         self._subs: list[Subscription | ByteSubscription] = []  # replaced, never mutated
@@ -193,7 +228,7 @@ class StreamHub:
 
     @property
     def ws_clients(self) -> int:
-        return sum(1 for s in self._subs if isinstance(s, ByteSubscription))
+        return sum(1 for s in self._subs if not isinstance(s, Subscription))
 
     @property
     def dropped(self) -> int:
@@ -203,7 +238,7 @@ class StreamHub:
         with self._lock:
             if self.clients >= self.max_clients:
                 raise Unavailable(f"too many streams (max {self.max_clients})")
-            sub = Subscription(flt, self.queue)
+            sub = Subscription(flt, self.buffer, self.queue, self.stall)
             self._subs = [*self._subs, sub]
         return sub
 
@@ -213,10 +248,7 @@ class StreamHub:
             self._subs = [*self._subs, sub]
 
     def unsubscribe(self, sub: Subscription | ByteSubscription) -> None:
-        if isinstance(sub, ByteSubscription):
-            sub.close()
-        else:
-            sub.closed = True
+        sub.close()
         with self._lock:
             if any(s is sub for s in self._subs):
                 self.dropped_gone += sub.dropped
@@ -228,7 +260,7 @@ class StreamHub:
         self.published += len(events)
         if not subs:
             return
-        # PERF(ws): subscribers with equal filters share one match per event (hundreds of
+        # Performance: subscribers with equal filters share one match per event (hundreds of
         # WebSocket clients usually ask for the same stream).
         groups: dict[StreamFilter, list[Subscription | ByteSubscription]] = {}
         for sub in subs:
@@ -237,7 +269,7 @@ class StreamHub:
             wanted = [g for flt, g in groups.items() if flt.matches(event)]
             if wanted:
                 seq = next(self._seq)
-                # PERF(ws): orjson's bytes keep its ~8 KiB working buffer; streams may hold
+                # Performance: orjson's bytes keep its ~8 KiB working buffer; streams may hold
                 # thousands of events, so they hold exact-size copies (measured: 20k events
                 # 158 MiB → 25 MiB RSS).
                 data = bytes(memoryview(orjson.dumps(event)))
@@ -245,20 +277,38 @@ class StreamHub:
                 for group in wanted:
                     for sub in group:
                         sub.offer(seq, data, item)
+        for sub in subs:
+            if isinstance(sub, Subscription) and sub.stalled:
+                if any(s is sub for s in self._subs):
+                    self.stalled += 1
+                    logger.warning("SSE stream closed: its client stopped reading")
+                self.unsubscribe(sub)
 
     def sse(self, sub: Subscription, *, max_events: int | None = None) -> Iterator[bytes]:
-        """The `text/event-stream` body of one subscription (unsubscribes when it ends)."""
+        """The `text/event-stream` body of one subscription (unsubscribes when it ends).
+
+        Lost events are reported before the next one as an `event: heron` notice (never shaped
+        like an event: `EventSource.onmessage` does not see it), as on WebSocket streams.
+        """
         sent = 0
         try:
             yield b": heron stream\n\n"
             while not sub.closed:
-                if not sub.queue:
-                    sub.wake.clear()
-                    if not sub.queue and not self._wait(sub.wake, self.heartbeat):
+                sub.wake.clear()
+                items, lost = sub.take(_SSE_CHUNK)
+                if lost:
+                    notice = {
+                        "Notice": "dropped",
+                        "Dropped": lost,
+                        "DroppedTotal": sub.dropped,
+                        "BufferBytes": sub.max_bytes,
+                    }
+                    yield b"event: heron\ndata: %s\n\n" % orjson.dumps({"Heron": notice})
+                if not items:
+                    if not lost and not self._wait(sub.wake, self.heartbeat):
                         yield b": hb\n\n"
-                        continue
-                while sub.queue:
-                    seq, data = sub.queue.popleft()
+                    continue
+                for seq, data in items:
                     yield b"id: %d\ndata: %s\n\n" % (seq, data)
                     sent += 1
                     if max_events is not None and sent >= max_events:
@@ -271,11 +321,7 @@ class StreamHub:
         with self._lock:
             subs, self._subs = self._subs, []
         for sub in subs:
-            if isinstance(sub, ByteSubscription):
-                sub.close()
-            else:
-                sub.closed = True
-                sub.wake.set()
+            sub.close()
 
 
 def _int(value: Any) -> int:

@@ -54,7 +54,7 @@ class ChangeFeed:
         for fn in self._subscribers.get(topic, ()):
             try:
                 fn()
-            except Exception:  # noqa: BLE001 - one cache's bug must not stop the others
+            except Exception:
                 logging.getLogger(__name__).exception("change subscriber of %s failed", topic)
 
 

@@ -237,7 +237,7 @@ class Endpoints:
     def touch(self, seen: dict[str, tuple[float, float | None, float | None, str]]) -> None:
         """Batch update of `(last_connection, last_event, last_detection, ip)` per uuid.
 
-        NOTE(manager): one UPDATE … FROM (VALUES …) per TOUCH_CHUNK endpoints, not one per
+        one UPDATE … FROM (VALUES …) per TOUCH_CHUNK endpoints, not one per
         endpoint: a 10,000-endpoint fleet touches a few hundred rows per flush.
         """
         rows = [(u, c, e, d, ip) for u, (c, e, d, ip) in seen.items()]

@@ -127,7 +127,7 @@ class PgDatabase(Database):
     NOTE: subclasses ``Database`` for its type only; nothing of DuckDB is opened.
     """
 
-    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:  # noqa: D107
+    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
         self.path = dsn
         self._dsn = dsn
         self._timeout = connect_timeout

@@ -4,7 +4,7 @@ The front asks a `Governor` at accept (`admit`), tells it when a connection prov
 (`authenticate`: a verified client certificate on the endpoint listener, a valid API key or
 console session in the first request head on the admin listener) and when it ends (`release`).
 
-SECURITY(manager): without credentials nothing may take every slot (2,060 bare TCP connections
+Security: without credentials nothing may take every slot (2,060 bare TCP connections
 did, and enrolled agents' `GET /key` failed). So:
 - a source IP holds at most `per_source` connections that are not authenticated yet;
 - unauthenticated connections together hold at most `max_connections - reserve`; past that a new
@@ -75,7 +75,7 @@ class RateLimitedLog:
         if last is not None and now - last < self.interval:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return
-        if len(self._last) > 4096:  # NOTE(manager): keys carry peer IPs: keep the map bounded
+        if len(self._last) > 4096:  # keys carry peer IPs: keep the map bounded
             self._last.clear()
         self._last[key] = now
         suppressed = self._suppressed.pop(key, 0)

@@ -50,7 +50,7 @@ RESOLVED_MAX = 200_000  # entries before the map is cleared (bounded memory)
 class Advisor:
     """Seconds between an agent's update checks: `base` up to `per` agents, then in proportion.
 
-    NOTE(manager): update checks are the agents' only periodic requests besides the long-poll,
+    update checks are the agents' only periodic requests besides the long-poll,
     so stretching them keeps the request rate of a fleet of any size near `per / base` per second.
     """
 
@@ -91,7 +91,7 @@ class LongPoll:
         self.advisor = advisor
         self.max_wait = max_wait
         self.answered = 0
-        # NOTE(manager): serial → (time, uuid). Identity.endpoint_for reuses its answer 5 s and
+        # serial → (time, uuid). Identity.endpoint_for reuses its answer 5 s and
         # then asks the store twice: at 10,000 agents that was ~350 DuckDB queries a second for
         # long-polls alone. Revocation is still checked on every request (the relay's
         # `allowed`, an in-memory set); a deleted endpoint's long-poll just finds no command.
@@ -138,7 +138,7 @@ class LongPoll:
                     self._resolved.clear()
                 self._resolved[serial] = (loop.time(), uuid)
         wait = self._wait(req)
-        # NOTE(manager): ±10 % so a fleet started together does not come back together.
+        # ±10 % so a fleet started together does not come back together.
         deadline = loop.time() + wait * random.uniform(0.9, 1.0)
         event = self.bell.register(uuid)  # before the first look: no ring is missed
         try:
@@ -173,7 +173,7 @@ class LongPoll:
 
 def long_poll_for(ctx: AppContext, connected: Callable[[], int]) -> LongPoll:
     """The endpoint listener's responder over the manager's services."""
-    # NOTE(manager): endpoints that may have a queued command. A long-poll of any other one
+    # endpoints that may have a queued command. A long-poll of any other one
     # costs no store round trip (10,000 agents start ~170 long-polls a second). Marked before
     # the bell rings (on_add order); unmarked before the store is asked, so an add racing
     # with that look marks it again and rings.

@@ -8,13 +8,13 @@ Whatever this framing cannot follow (a chunked body, `Expect`, an upgrade, a res
 EOF) switches the connection to the plain byte pipe for the rest of its life, so nothing is
 mis-framed, only no longer looked at.
 
-NOTE(manager): waitress ends every 204 and 304 with `Connection: close` (it sends neither a
+waitress ends every 204 and 304 with `Connection: close` (it sends neither a
 length nor chunks for them and so cannot keep the connection). The relay strips that header
 when the client did not ask to close: the agent keeps its TLS connection, which is what costs.
 Each forwarded request gets its own loopback connection to waitress (closed after the answer), so
 waitress holds the requests in flight, never the idle agents.
 
-SECURITY(manager): a kept-alive connection outlives its handshake, so `allowed()` (the
+Security: a kept-alive connection outlives its handshake, so `allowed()` (the
 certificate's revocation and expiry, from an in-memory set) is asked again before every request;
 a refused one gets 403 and the connection is closed.
 """
@@ -232,7 +232,7 @@ class Relay:
         writer.write(resp)
         await copy_exactly(b_reader, writer, body, self.timeout)
         await writer.drain()
-        # NOTE(manager): the backend connection is released after each answer: waitress's
+        # the backend connection is released after each answer: waitress's
         # socket map (scanned on every loop turn) then holds requests in flight, not idle agents.
         self.close_backend(backend)
         return not req.close and (bodiless or not closing), None

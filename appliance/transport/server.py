@@ -105,7 +105,7 @@ class Listener:
                 connection_limit=limit,
                 ident="heron",
                 asyncore_use_poll=True,
-                # SECURITY(manager): waitress refuses a larger Content-Length, and a larger
+                # Security: waitress refuses a larger Content-Length, and a larger
                 # chunked body as it reads, before spooling it (was 512 MiB on every route).
                 max_request_body_size=self.max_body + 1,
             )
@@ -156,7 +156,7 @@ class Listener:
         if servers:
             logging.getLogger("waitress").setLevel(logging.ERROR)  # "unhandled close event"
         for server in servers:
-            # NOTE(manager): the shared listening socket leaves every map before it is closed
+            # the shared listening socket leaves every map before it is closed
             # (below, once): a select() given a closed socket raises on Windows.
             server.del_channel()
         for server in servers:
@@ -193,7 +193,7 @@ def admin_authorizer(ctx: AppContext) -> Callable[[bytes], bool]:
     def authorize(head: bytes) -> bool:
         try:
             return check(head)
-        except Exception:  # noqa: BLE001 - admission only: the app still authenticates
+        except Exception:
             logger.warning("admission check of an admin request failed", exc_info=True)
             return False
 
@@ -255,8 +255,8 @@ class ManagerServer:
     def _certs_changed(self) -> None:
         """A certificate was revoked: end the endpoint connections that used it."""
         try:
-            self.ctx.store.certs.revoked()  # NOTE(manager): re-read here, not on the front's loop
-        except Exception:  # noqa: BLE001 - the front's own check reads it again
+            self.ctx.store.certs.revoked()  # re-read here, not on the front's loop
+        except Exception:  # the front's own check reads it again
             logger.warning("could not re-read the revoked certificates", exc_info=True)
         front = self.endpoint.front
         if front is not None:

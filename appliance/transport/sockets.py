@@ -21,7 +21,7 @@ def listener_options(platform: str | None = None) -> list[tuple[int, int, int]]:
     """setsockopt() calls for a listening socket on ``platform`` (default: this one)."""
     platform = sys.platform if platform is None else platform
     if platform == "win32":
-        # NOTE(manager): winsock's SO_REUSEADDR is port stealing, not TIME_WAIT reuse
+        # winsock's SO_REUSEADDR is port stealing, not TIME_WAIT reuse
         return [(socket.SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1)]
     return [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)]
 

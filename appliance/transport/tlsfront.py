@@ -1,4 +1,5 @@
-"""The in-process asyncio TLS front that sits before each waitress backend (deps.md §2).
+"""The in-process asyncio TLS front that sits before each waitress backend (docs/reference/deps.md
+§2).
 
 For every accepted TLS connection the front opens a plain connection to waitress on loopback,
 records `IdentityMap[backend source port] = ConnInfo(identity, peer address)` *before* forwarding a
@@ -20,7 +21,7 @@ A front given a `Responder` (the endpoint listener: `appliance.transport.longpol
 every request of an authenticated (client-certificate) connection instead
 (`appliance.transport.relay`) and answers the ones the responder wants without waitress.
 
-SECURITY(manager): `accept` (revocation, expiry) is asked at the handshake and, on relayed
+Security: `accept` (revocation, expiry) is asked at the handshake and, on relayed
 connections, before every request; `recheck()` (called when a certificate is revoked) ends at once
 every open connection whose certificate is no longer accepted, a held long-poll included.
 """
@@ -47,7 +48,7 @@ from .sockets import bind_listener
 __all__ = ["ConnInfo", "IdentityMap", "TlsFront", "Upgrader"]
 
 logger = logging.getLogger(__name__)
-# NOTE(manager): asyncio's SSLProtocol allocates a `max_size` receive buffer per connection
+# asyncio's SSLProtocol allocates a `max_size` receive buffer per connection
 # (256 KiB on Python 3.11, filled at allocation): 10,000 idle agents held 2.5 GB for it alone.
 # 16 KiB holds a full TLS record; bulk bodies just take more, smaller reads. Process-wide.
 TLS_READ_BUFFER = 16 * 1024
@@ -117,7 +118,7 @@ class Upgrader(Protocol):
 class _PausedProtocol(asyncio.StreamReaderProtocol):
     """A stream protocol that reads nothing until `start_tls` takes the transport over.
 
-    NOTE(manager): with `asyncio.start_server` the reader would already buffer the ClientHello
+    with `asyncio.start_server` the reader would already buffer the ClientHello
     before the handler calls `start_tls`, and the handshake would hang.
     """
 
@@ -160,7 +161,7 @@ class TlsFront:
         self.governor = governor
         self.authorize = authorize  # run on an executor thread: may query the store
         self.log = RateLimitedLog(logger)
-        self.responder = responder  # NOTE(manager): then served request by request (relay.py)
+        self.responder = responder  # then served request by request (relay.py)
         self.active = 0
         self.refused = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -260,7 +261,7 @@ class TlsFront:
                 identity.cn,
                 identity.serial,
             )
-            # NOTE(manager): the reset reaches the agent now; the cancel ends a held long-poll
+            # the reset reaches the agent now; the cancel ends a held long-poll
             # (should 3.11's wait_for swallow it, the poll ends at its deadline on a dead socket)
             writer.transport.abort()
             task.cancel()
@@ -268,7 +269,7 @@ class TlsFront:
     async def _end_tasks(self, timeout: float) -> None:
         """Cancel the connection handlers until every other task of the loop has ended.
 
-        NOTE(manager): only our handlers are cancelled (their pipes and handshakes with them);
+        only our handlers are cancelled (their pipes and handshakes with them);
         asyncio's own accept tasks finish by themselves, and a handler they start finds
         `_closing` set. Cancelling repeats in short rounds because Python 3.11's `wait_for`
         swallows a cancel that races with its result (a pipe would then read on).
@@ -295,7 +296,7 @@ class TlsFront:
         admitted, slot = self._admit(writer, str(peer[0]))
         if not admitted:
             return
-        self.active += 1  # NOTE(manager): counted from accept, so handshakes count to the cap
+        self.active += 1  # counted from accept, so handshakes count to the cap
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
@@ -318,7 +319,7 @@ class TlsFront:
         except OSError as ex:
             logger.warning("TLS front %s: backend unavailable: %s", self.name, ex)
         except asyncio.CancelledError:
-            # NOTE(manager): close() and recheck() cancel handlers. Ending normally matters: on
+            # close() and recheck() cancel handlers. Ending normally matters: on
             # Python 3.11 the StreamReaderProtocol done-callback logs a cancelled handler.
             cancelled = True
         finally:
@@ -465,7 +466,7 @@ class TlsFront:
         """None once the connection is served or refused, else the bytes to forward first."""
         if self.governor is not None and slot is not None:
             head = await self._read_head(reader, self.governor.limits.header_timeout)
-            if b"\r\n\r\n" not in head:  # NOTE(manager): slowloris; EOF before a request
+            if b"\r\n\r\n" not in head:  # slowloris; EOF before a request
                 if head:
                     self.governor.count("header_timeout")
                 return None
@@ -503,7 +504,7 @@ class TlsFront:
                 data += chunk
         except (TimeoutError, OSError, ssl.SSLError):
             if deadline is not None and not data:
-                data = b"\0"  # NOTE(manager): a timeout, not an EOF: counted by the caller
+                data = b"\0"  # a timeout, not an EOF: counted by the caller
         return data
 
     async def _handshake(
@@ -511,7 +512,7 @@ class TlsFront:
     ) -> PeerIdentity | None | bool:
         """TLS handshake, then the verified identity (None: no cert, False: refused).
 
-        NOTE(manager): the handshake runs here, not in start_server(ssl=...), so a failed one
+        the handshake runs here, not in start_server(ssl=...), so a failed one
         is logged (asyncio reports those only in debug mode) and counted.
         """
         try:
@@ -574,7 +575,7 @@ class TlsFront:
                     data = await asyncio.wait_for(reader.read(BUFFER), idle)
                 except TimeoutError:
                     if self.clock() - activity[0] < idle:
-                        continue  # NOTE(manager): the other direction is busy (an SSE stream)
+                        continue  # the other direction is busy (an SSE stream)
                     break
                 if not data:
                     break
@@ -583,7 +584,7 @@ class TlsFront:
                     if left < 0:
                         if self.governor is not None:
                             self.governor.count("anonymous_bytes")
-                        # NOTE(manager): resets both ways, so waitress drops the partial body now
+                        # resets both ways, so waitress drops the partial body now
                         # and the client is not left waiting for a TLS close_notify (30 s)
                         writer.transport.abort()
                         if peer is not None:

@@ -73,7 +73,7 @@ class CloseCode(enum.IntEnum):
 class _FrameCache:
     """Text frames by event sequence number, encoded once for every stream.
 
-    PERF(ws): server frames are unmasked and no extension is negotiated, so an event's frame is
+    Performance: server frames are unmasked and no extension is negotiated, so an event's frame is
     the same bytes for every client; hundreds of streams of one event cost one encoding.
     """
 
@@ -316,7 +316,7 @@ class WsStreams:
             self.refused += 1
             writer.write(_reject(ws, status, headers, body))
             return
-        # PERF(ws): asyncio's TLS transport buffers 512 KiB before pausing a writer; at hundreds
+        # Performance: asyncio's TLS transport buffers 512 KiB before pausing a writer; at hundreds
         # of slow clients that alone is hundreds of MB, so a stream's buffer is the budget's.
         writer.transport.set_write_buffer_limits(high=WRITE_HIGH)
         writer.write(ws.send(AcceptConnection()))
@@ -374,7 +374,7 @@ class WsStreams:
             "SERVER_PORT": "443",
             "SERVER_PROTOCOL": "HTTP/1.1",
             "REMOTE_ADDR": conn.peer_ip,
-            "REMOTE_PORT": "0",  # NOTE(ws): never a backend port of the IdentityMap
+            "REMOTE_PORT": "0",  # never a backend port of the IdentityMap
             "HTTP_HOST": request.host,
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "https",
@@ -387,7 +387,7 @@ class WsStreams:
         }
         for name, value in request.extra_headers:
             if name.lower() == b"cookie":
-                # SECURITY(ws): API keys only. Browsers attach cookies to any site's WebSocket
+                # Security: API keys only. Browsers attach cookies to any site's WebSocket
                 # (no CORS), so a console session must not open streams (cross-site hijacking).
                 continue
             key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")

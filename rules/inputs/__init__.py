@@ -4,7 +4,8 @@ Owns format detection and the readers behind `heron scan`, agent replay and `her
 import`: EVTX, WHIDS/Gene JSON, Winlogbeat/ECS JSON, flattened JSON (OTRF/Mordor, NXLog),
 Windows event XML, Sysmon for Linux (syslog, journald), CSV with a header and Linux audit logs,
 plain or inside `.gz`, `.zip` and `.tar(.gz)` archives (read in place, streamed). Every reader
-yields events in the golang-evtx rendering the rules see for `.evtx` files (gene.md §12.2), and
+yields events in the golang-evtx rendering the rules see for `.evtx` files (docs/reference/gene.md
+§12.2), and
 counts each event under the shape it was recognised as in `tally.shapes`; events in no known
 shape are passed on unchanged and counted as `unrecognised`, so a scan never reports nothing
 silently.
@@ -189,7 +190,7 @@ def normalize(
         for obj in values:
             if fmt == "json":
                 if obj.__class__ is dict and is_gene(obj):
-                    native += 1  # PERF(heron): the common case costs a few lookups
+                    native += 1  # Performance: the common case costs a few lookups
                     yield obj
                     continue
                 if obj.__class__ is list:  # a JSON array of events (Kibana, jq -s)
@@ -227,7 +228,7 @@ def read_path(
     tally = tally if tally is not None else InputStats()
     name = str(path)
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below
+        fh = open(path, "rb")
     except OSError as ex:
         tally.parse_error(f"{name}: {ex}")
         return

@@ -1,7 +1,8 @@
 """JSON event shapes: WHIDS/Gene, Winlogbeat/ECS, flattened (OTRF/Mordor, NXLog), journald.
 
 Owns the mapping of each JSON shape to the golang-evtx rendering the rules were written for
-(gene.md §12.2): `System` keys as strings, EventData values as strings, GUIDs without braces
+(docs/reference/gene.md §12.2): `System` keys as strings, EventData values as strings, GUIDs
+without braces
 where golang-evtx writes GUID-typed values without them (`Provider/Guid`, `ActivityID`).
 What a shape does not carry is left out rather than invented: Winlogbeat has no `Qualifiers`
 (EventID stays a plain string), names unnamed `<Data>` `param1…paramN`, and gives `Task`,

@@ -6,7 +6,8 @@ element), `<Events>` wrappers (Event Viewer "Save as XML") and syslog or journal
 one event after a prefix (Sysmon for Linux). A broken fragment is one parse error; the next
 fragment is read normally.
 
-Each event is rendered as `rules.evtx` renders the same record (gene.md §12.2): attributes become
+Each event is rendered as `rules.evtx` renders the same record (docs/reference/gene.md §12.2):
+attributes become
 keys, `EventID` with `Qualifiers` becomes `{"Qualifiers","Value"}`, a `Provider` with only a
 `Name` becomes a provider-named `System` key, empty `Correlation`/`Security` become `{}`, unnamed
 `Data` become a list without trailing empty strings, `SystemTime` keeps 100-ns digits without
@@ -178,7 +179,7 @@ def parse_event(fragment: str) -> dict[str, Any]:
     Control characters, which XML 1.0 forbids but event data holds (Windows writes them as
     they are), are carried through expat as private-use characters and restored.
     """
-    # PERF(heron): a cheap character class first; the full pattern only when it may match
+    # Performance: a cheap character class first; the full pattern only when it may match
     hidden = _MAYBE_CONTROL.search(fragment) is not None and _CONTROL.search(fragment) is not None
     if hidden:
         fragment = _CONTROL.sub(_hide, fragment)

@@ -1,6 +1,6 @@
 """All Sigma rules of one (channel, EventID) candidate list, behind a literal index.
 
-PERF(sigma): SigmaHQ has ~1,400 process-creation rules; running each on every Sysmon EID 1
+Performance: SigmaHQ has ~1,400 process-creation rules; running each on every Sysmon EID 1
 would cost milliseconds per event. Almost every rule has a *necessary* literal condition: an
 AND branch that can only be true if a field equals / starts with / ends with / contains one of a
 few strings (`Image|endswith: '\\rundll32.exe'`). Those literals are indexed per field; an event
@@ -36,7 +36,7 @@ _sre: Any = getattr(re, "_parser", None) or __import__("sre_parse")
 _LITERAL: Any = _sre.LITERAL
 Lit = tuple[str, str, str]  # (field, kind: eq|pre|suf|sub, lower-cased literal)
 _NSLICES = 65536
-_SLICES = [slice(k, k + 3) for k in range(_NSLICES)]  # PERF(sigma): map(v.__getitem__) is C
+_SLICES = [slice(k, k + 3) for k in range(_NSLICES)]  # Performance: map(v.__getitem__) is C
 _SLICES2 = [slice(k, k + 2) for k in range(_NSLICES)]
 _WEIGHT = {"eq": 1.0, "suf": 1.2, "pre": 1.2, "sub": 3.0}
 
@@ -186,7 +186,7 @@ class _FieldIndex:
     def finish(self) -> None:
         self.pre_lens = tuple(sorted({len(k) for k in self.pre}))
         self.suf_lens = tuple(sorted({len(k) for k in self.suf}))
-        # PERF(sigma): file each substring under its rarest trigram, so that the buckets an
+        # Performance: file each substring under its rarest trigram, so that the buckets an
         # event's trigrams open hold few literals to check with `in`.
         lits = {lit: ids for bucket in self.sub.values() for lit, ids in bucket.items()}
         freq: dict[str, int] = {}
@@ -200,7 +200,7 @@ class _FieldIndex:
         for lit, ids in lits.items():
             best = min(sorted(grams_of[lit]), key=freq.__getitem__)
             self.sub.setdefault(best, {})[lit] = ids
-        # PERF(sigma): set & frozenset iterates the smaller side; set.intersection(dict) and
+        # Performance: set & frozenset iterates the smaller side; set.intersection(dict) and
         # dict.keys() & set iterate the whole index.
         self.sub_keys = frozenset(self.sub)
         self.short_keys = frozenset(self.short)

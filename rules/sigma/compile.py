@@ -5,7 +5,7 @@ AND/OR/NOT over (field, value) and keyword leaves. Each leaf becomes a small clo
 event's field view (`view.py`); the rule becomes an expression over those closures, which the
 engine inlines into its per-(channel, EventID) group function exactly like a Gene rule.
 
-PERF(sigma): an OR of values on one field (the usual `Image|endswith: [...]`) is one leaf:
+Performance: an OR of values on one field (the usual `Image|endswith: [...]`) is one leaf:
 equalities become a set lookup, and the other tests run in one loop.
 """
 
@@ -231,7 +231,7 @@ def _contains(sub: str) -> TextTest:
 def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest | None:
     """One test for many plain values, each kind done by one C-level call.
 
-    PERF(sigma): equality → set lookup, prefixes/suffixes → one `startswith`/`endswith` with a
+    Performance: equality → set lookup, prefixes/suffixes → one `startswith`/`endswith` with a
     tuple, substrings → `in` (few) or one regex alternation (many).
     """
     eq: set[str] = set()

@@ -112,7 +112,7 @@ WINDOWS_SERVICES: dict[str, tuple[str, ...]] = {
     "appxdeployment-server": ("Microsoft-Windows-AppXDeploymentServer/Operational",),
     "lsa-server": ("Microsoft-Windows-LSA/Operational",),
     "appxpackaging-om": ("Microsoft-Windows-AppxPackaging/Operational",),
-    # NOTE(sigma): pySigma names the display name; the real channel is DNS-Client/Operational.
+    # pySigma names the display name; the real channel is DNS-Client/Operational.
     "dns-client": (
         "Microsoft-Windows-DNS-Client/Operational",
         "Microsoft-Windows-DNS Client Events/Operational",

@@ -109,7 +109,7 @@ class SigmaRule(Rule):
             # (SigmaCompiled.accepts); their real EventID is checked here
             ns["_sigma_ids"] = frozenset(str(i) for t in self.targets for i in t.event_ids)
             expr = f'(o.get("EventID") in _sigma_ids and {expr})'
-        vfn = eval(f"lambda o, lo: bool({expr})", ns)  # noqa: S307 - generated
+        vfn = eval(f"lambda o, lo: bool({expr})", ns)
         get = views.get
 
         def fn(d: dict[str, Any], ed: dict[str, Any]) -> bool:
@@ -243,7 +243,7 @@ def parse_sigma(
         return
     for r in coll.rules:
         if isinstance(r, SigmaCorrelationRule):
-            from .correlation import correlation_rule  # noqa: PLC0415 - avoids an import cycle
+            from .correlation import correlation_rule
 
             yield correlation_rule(r, text, source)
             continue

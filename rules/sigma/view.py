@@ -7,7 +7,7 @@ their `Key=Value` lines become fields too (`HostApplication`, `EngineVersion`, .
 shows them. golang-evtx pads hex integers (`0x000003e7`); Windows (and so Sigma) writes `0x3e7`,
 so zero-padded hex is unpadded here.
 
-PERF(sigma): every Sigma rule of an event reads the same view; the last one built is cached
+Performance: every Sigma rule of an event reads the same view; the last one built is cached
 (one (event, view) tuple swapped atomically, so concurrent `Engine.match` calls stay correct).
 """
 

@@ -29,7 +29,7 @@ class FakeWin32Security:
             def __init__(self) -> None:
                 self.aces: list[tuple[Any, ...]] = []
 
-            def AddAuditAccessAceEx(self, *args: Any) -> None:  # noqa: N802
+            def AddAuditAccessAceEx(self, *args: Any) -> None:
                 self.aces.append(args)
 
         self.ACL = ACL
@@ -38,17 +38,17 @@ class FakeWin32Security:
             if not name.startswith("_") and name not in ("calls", "fail_on", "module"):
                 setattr(self.module, name, getattr(self, name))
 
-    def OpenProcessToken(self, process: Any, access: int) -> str:  # noqa: N802
+    def OpenProcessToken(self, process: Any, access: int) -> str:
         self.calls.append(("OpenProcessToken", access))
         return "token"
 
-    def LookupPrivilegeValue(self, system: Any, name: str) -> str:  # noqa: N802
+    def LookupPrivilegeValue(self, system: Any, name: str) -> str:
         return f"luid({name})"
 
-    def AdjustTokenPrivileges(self, token: str, disable: bool, privs: list[Any]) -> None:  # noqa: N802
+    def AdjustTokenPrivileges(self, token: str, disable: bool, privs: list[Any]) -> None:
         self.calls.append(("AdjustTokenPrivileges", token, disable, privs))
 
-    def ConvertStringSidToSid(self, sid: str) -> str:  # noqa: N802
+    def ConvertStringSidToSid(self, sid: str) -> str:
         return f"sid({sid})"
 
     def SetNamedSecurityInfo(
@@ -57,7 +57,7 @@ class FakeWin32Security:
         kind: int,
         info: int,
         owner: Any,
-        group: Any,  # noqa: N802
+        group: Any,
         dacl: Any,
         sacl: Any,
     ) -> None:

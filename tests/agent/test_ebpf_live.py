@@ -55,7 +55,7 @@ class Collector:
                 with self.cond:
                     self.events.append(ev)
                     self.cond.notify_all()
-        except BaseException as ex:  # surfaced by wait()
+        except BaseException as ex:  # noqa: BLE001 - surfaced by wait()
             self.error = ex
 
     def wait(self, pred: Callable[[Event], bool], timeout: float = 15.0) -> Event:

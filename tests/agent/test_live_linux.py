@@ -254,7 +254,7 @@ def test_report_has_process_tree_and_connections(live_agent: LiveAgent) -> None:
 
 def test_file_create_and_delete_are_attributed(live_agent: LiveAgent) -> None:
     target = live_agent.base / "watch" / f"heron-file-{TOKEN}.txt"
-    # NOTE(agent): the actor lives a little while; a process that exits within a few ms can
+    # the actor lives a little while; a process that exits within a few ms can
     # be gone before /proc is read (documented limit of the /proc-based attribution).
     code = (
         "import os,sys,time; time.sleep(0.2); open(sys.argv[1],'w').close(); "

@@ -112,7 +112,7 @@ timeout = 20.0
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "agent.log", "wb"),
-    )  # noqa: SIM115
+    )
     try:
         _wait(
             lambda: _status(tmp_path).get("sources", {}).get("linux-proc", {}).get("running"),

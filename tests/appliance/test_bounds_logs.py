@@ -166,3 +166,10 @@ def test_endpoint_page_of_huge_events_is_byte_capped(env: Env) -> None:
     assert len(rest["events"]) == 100 and rest["next_cursor"] is None
     seen = {e["Event"]["EventData"]["CommandLine"] for e in page["events"] + rest["events"]}
     assert len(seen) == 300
+
+
+def test_index_queue_bytes_come_from_the_memory_budget() -> None:
+    from appliance.core.config import Config, LimitsConfig
+
+    cfg = Config(limits=LimitsConfig(memory_budget=1 << 30))
+    assert cfg.store_options()["queue_bytes"] == (1 << 30) // 8

@@ -59,7 +59,12 @@ def test_memory_budget_sizes_duckdb_and_tantivy(tmp_path: object) -> None:
     from index import EventStore
 
     opts = Config.from_dict({"limits": {"memory_budget": 2 << 30}}).store_options()
-    assert opts == {"memory_limit": "512MB", "sql_threads": 2, "heap_size": 64 << 20}
+    assert opts == {
+        "memory_limit": "512MB",
+        "sql_threads": 2,
+        "heap_size": 64 << 20,
+        "queue_bytes": 256 << 20,
+    }
     assert Config().store_options()["memory_limit"] == "1024MB"
     store = EventStore(Path(str(tmp_path)) / "ev", **opts)
     try:

@@ -111,7 +111,7 @@ def test_client_certificate_from_csr(tmp_path: Path) -> None:
         pki.sign_csr("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n", uuid="u", days=1)
 
 
-def test_renewal_window(env) -> None:  # noqa: ANN001 - fixture
+def test_renewal_window(env) -> None:
     agent = env.enroll()
     csr, _ = make_csr()
     res = env.e("POST", "/renew", agent, json={"csr_pem": csr})

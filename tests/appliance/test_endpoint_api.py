@@ -335,7 +335,7 @@ def test_logs_blank_lines_crlf_and_huge_integers(env: Env) -> None:
     assert res.status_code == 422
 
 
-def test_whids_corpus_batch_is_ingested_whole(env: Env, shared_dir) -> None:  # noqa: ANN001
+def test_whids_corpus_batch_is_ingested_whole(env: Env, shared_dir) -> None:
     raw = (shared_dir / "corpus" / "whids" / "events.json").read_bytes()
     lines = [ln for ln in raw.splitlines() if ln.strip()]
     agent = env.enroll()

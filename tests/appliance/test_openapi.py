@@ -117,7 +117,7 @@ def _runner(op, name, headers, max_examples, failures, statuses):  # type: ignor
         statuses.append(response.status_code)
         try:
             case.validate_response(response, checks=CHECKS)
-        except BaseException as ex:  # noqa: BLE001 - collected, reported at the end
+        except BaseException as ex:
             failures.append(f"{name}: {str(ex)[:600]}")
             raise
 

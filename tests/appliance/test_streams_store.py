@@ -6,6 +6,7 @@ import os
 import threading
 import time
 
+import orjson
 import pytest
 
 from appliance.core.errors import ClosedError, Conflict, StoreError, Unavailable
@@ -57,9 +58,29 @@ def test_slow_consumer_never_blocks_publish_and_drops_oldest() -> None:
     body = hub.sse(sub, max_events=10)
     assert next(body) == b": heron stream\n\n"
     frames = list(body)
+    notice, frames = frames[0], frames[1:]
+    assert notice.startswith(b"event: heron\ndata: ")  # not an event: onmessage skips it
+    assert orjson.loads(notice.split(b"data: ")[1])["Heron"]["Dropped"] == 990
     assert len(frames) == 10 and b"cmd999.exe" in frames[-1]
     assert frames[0].startswith(b"id: 991\ndata: ")
     assert hub.clients == 0  # the generator unsubscribed when it ended
+
+
+def test_sse_buffer_is_bounded_in_bytes_and_a_stalled_client_is_closed() -> None:
+    """Large events: the SSE buffer holds at most its byte budget (not N events whatever their
+    size); a client that lost events and has not read for `stall` s is closed and released."""
+    hub = StreamHub(queue=2000, buffer=1 << 20, stall=0.5)
+    sub = hub.subscribe(StreamFilter())
+    big = event(0, extra={"Blob": "x" * 200_000})
+    for _ in range(50):  # 10 MB of events
+        hub.publish([big])
+        assert sub.size <= 1 << 20
+    assert len(sub.queue) == 5 and sub.dropped == 45 and hub.clients == 1
+    sub.last_take -= 1.0  # as if the client had not read for a second
+    hub.publish([big])
+    assert sub.closed and sub.stalled and sub.size == 0 and not sub.queue
+    assert hub.clients == 0 and hub.stalled == 1
+    assert hub.dropped == 46 + 5  # its losses, and what its buffer held, are counted
 
 
 def test_byte_subscription_stays_within_its_budget_and_reports_losses() -> None:
@@ -148,7 +169,7 @@ def test_event_listeners_receive_durable_batches(env: Env) -> None:
     seen = []
     env.ctx.event_listeners.append(lambda ep, evs: seen.append((ep.uuid, len(evs), evs[0])))
 
-    def broken(ep, evs) -> None:  # noqa: ANN001
+    def broken(ep, evs) -> None:
         raise RuntimeError("plugin bug")
 
     env.ctx.event_listeners.insert(0, broken)
@@ -259,7 +280,7 @@ def test_listeners_can_opt_out_with_wants_events(env: Env) -> None:
         def wants_events(self) -> bool:
             return self.enabled
 
-        def on_events(self, ep, evs) -> None:  # noqa: ANN001
+        def on_events(self, ep, evs) -> None:
             self.seen.append(len(evs))
 
     plugin = Plugin()

@@ -36,12 +36,12 @@ class FakePywin32:
             def __init__(self, args: list[str]) -> None:
                 fake.calls.append(("ServiceFramework.__init__", list(args)))
 
-            def ReportServiceStatus(self, status: int) -> None:  # noqa: N802
+            def ReportServiceStatus(self, status: int) -> None:
                 fake.calls.append(("ReportServiceStatus", status))
 
             # pywin32's own dispatch (win32serviceutil.ServiceFramework): a control is only
             # accepted, and routed, when the class defines its Svc* method.
-            def GetAcceptedControls(self) -> int:  # noqa: N802
+            def GetAcceptedControls(self) -> int:
                 accepted = 0
                 if hasattr(self, "SvcStop"):
                     accepted |= ACCEPT_STOP
@@ -52,7 +52,7 @@ class FakePywin32:
             def ServiceCtrlHandlerEx(
                 self,
                 control: int,
-                event_type: int,  # noqa: N802
+                event_type: int,
                 data: Any,
             ) -> Any:
                 if control == CONTROL_STOP:

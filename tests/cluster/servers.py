@@ -66,7 +66,7 @@ class ClickHouse:
             return False
 
     def start(self) -> None:
-        log = open(self.root / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
+        log = open(self.root / "stdout.log", "ab")
         self.proc = subprocess.Popen(
             [str(CH_BIN), "--config-file", str(self.root / "config.xml")],
             cwd=self.root,

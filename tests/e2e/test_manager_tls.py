@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 def _session(ca: Path, cert: tuple[str, str] | None = None) -> requests.Session:
     s = requests.Session()
-    s.trust_env = False  # deps.md §2: REQUESTS_CA_BUNDLE would override verify
+    s.trust_env = False  # docs/reference/deps.md §2: REQUESTS_CA_BUNDLE would override verify
     s.verify = str(ca)
     if cert:
         s.cert = cert

@@ -130,7 +130,7 @@ def agent(manager: ManagerProc, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         stdout=subprocess.DEVNULL,
         stderr=open(log, "wb"),
         env=agent_env(),
-        cwd=ROOT,  # noqa: SIM115
+        cwd=ROOT,
     )
     try:
         wait_for(

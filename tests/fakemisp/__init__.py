@@ -1,4 +1,5 @@
-"""A faithful loopback MISP double for tests (misp.md §8), driven by the real PyMISP client."""
+"""A faithful loopback MISP double for tests (docs/reference/misp.md §8), driven by the real PyMISP
+client."""
 
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """Reference data of the fake MISP: describeTypes, object templates, warninglist, parameters.
 
-Everything here comes from the PyMISP wheel (`pymisp/data/`) or from misp.md, never from Heron code,
+Everything here comes from the PyMISP wheel (`pymisp/data/`) or from docs/reference/misp.md, never
+from Heron code,
 so the fake judges our client by MISP's rules and not by our own assumptions. Also holds the value
 coercions MISP applies to request bodies (booleans, epochs, relative time deltas) and the strict
-checks the fake applies to its own responses (misp.md §8: "validate the server's own responses
+checks the fake applies to its own responses (docs/reference/misp.md §8: "validate the server's own
+responses
 strictly").
 """
 
@@ -161,7 +163,8 @@ OBJECT_ATTRIBUTE_FIELDS = frozenset(
     }
 )
 
-# A tiny built-in warninglist (misp.md §8): public resolvers, top domains, empty-content hashes.
+# A tiny built-in warninglist (docs/reference/misp.md §8): public resolvers, top domains,
+# empty-content hashes.
 WARNINGLIST: dict[str, tuple[str, str]] = {
     "8.8.8.8": ("1", "List of known IPv4 public DNS resolvers"),
     "1.1.1.1": ("1", "List of known IPv4 public DNS resolvers"),

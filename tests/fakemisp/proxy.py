@@ -26,7 +26,7 @@ class ForwardProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def _forward(self) -> None:
@@ -50,7 +50,7 @@ class ForwardProxy:
                     self.wfile.write(data)
                 conn.close()
 
-            do_GET = do_POST = do_HEAD = _forward  # noqa: N815
+            do_GET = do_POST = do_HEAD = _forward
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -1,4 +1,5 @@
-"""restSearch and sightings semantics of the fake MISP (misp.md §2.1, §2.3, §3.1, §5).
+"""restSearch and sightings semantics of the fake MISP (docs/reference/misp.md §2.1, §2.3, §3.1,
+§5).
 
 `SearchMixin` is mixed into `MispModel`: attribute filters (list = OR, `!value` = NOT, different
 filters ANDed), deleted/published/time filters, warninglists, paging, and `sightings/add` by value,
@@ -185,7 +186,7 @@ class SearchMixin:
 
 
 def _match_list(wanted: Any, pred: Callable[[Any], bool]) -> bool:
-    """A list means OR; a `!value` item means NOT (misp.md §2.1)."""
+    """A list means OR; a `!value` item means NOT (docs/reference/misp.md §2.1)."""
     items = data.as_list(wanted)
     if not items:
         return True

@@ -1,6 +1,7 @@
 """The fake MISP HTTP(S) server: routing, authentication, request recording, fault injection.
 
-A `ThreadingHTTPServer` on 127.0.0.1, port 0, run in a thread (misp.md §8). It checks what MISP
+A `ThreadingHTTPServer` on 127.0.0.1, port 0, run in a thread (docs/reference/misp.md §8). It
+checks what MISP
 checks (the API key in `Authorization` or `X-MISP-AUTH`, `Accept: application/json`, JSON bodies,
 parameter names and values against describeTypes) and answers with MISP's bodies and status codes.
 Tests seed data through `FakeMisp.model` (under `FakeMisp.lock`), inject faults with
@@ -303,16 +304,16 @@ class _Handler(BaseHTTPRequestHandler):
         # Apache's `Date` header is the server's clock: the fake's clock here.
         return super().date_time_string(self.fake.model.clock() if timestamp is None else timestamp)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("fakemisp: " + format, *args)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._dispatch("HEAD")
 
     # --- plumbing ---------------------------------------------------------------------------------

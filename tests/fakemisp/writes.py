@@ -1,4 +1,4 @@
-"""events/add and objects/add semantics of the fake MISP (misp.md §4.1, §4.2, §8).
+"""events/add and objects/add semantics of the fake MISP (docs/reference/misp.md §4.1, §4.2, §8).
 
 `WriteMixin` is mixed into `MispModel`: event creation with MISP's duplicate-uuid 404, object
 creation with template conformity (`required`, `requiredOneOf`, `multiple`, relation types,
@@ -102,7 +102,7 @@ class WriteMixin:
         ev: Ev,
         body: dict[str, Any],
         *,
-        url: str,  # noqa: C901
+        url: str,
         template_ref: str | None = None,
     ) -> Obj:
         o = body.get("Object", body)

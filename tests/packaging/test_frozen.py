@@ -579,7 +579,7 @@ def test_debs_from_frozen_install_initialise_and_enroll_offline(
 
 
 def test_msi_from_the_linux_layout(frozen: FrozenDist, tmp_path: Path) -> None:
-    # NOTE(packaging): the Linux one-dir is staged as a fake Windows layout: this checks the MSI
+    # the Linux one-dir is staged as a fake Windows layout: this checks the MSI
     # tables for a real-sized payload, not an installable Windows build.
     need("wixl", "msiinfo")
     run(

@@ -1,6 +1,6 @@
 """The Windows MSIs: wixl builds them from a one-dir layout and msiinfo shows the right tables.
 
-NOTE(packaging): the layout here is made of small placeholder files shaped like a Windows one-dir
+the layout here is made of small placeholder files shaped like a Windows one-dir
 (`heron-agent.exe` + `_internal/`). That is only good enough to check the MSI tables: real Windows
 builds come from the Windows runner (.github/workflows/windows.yml). The slow tier also builds the
 MSIs from the real Linux one-dirs (staged with --allow-linux-layout).

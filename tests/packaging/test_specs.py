@@ -166,7 +166,8 @@ def test_every_module_of_our_packages_is_a_hidden_import(
 def test_manager_ships_pymisp_data_and_our_resources(specs: dict[str, dict[str, Any]]) -> None:
     datas = specs["heron-manager"]["a"].kwargs["datas"]
     dests = {(Path(src).name, dest) for src, dest in datas}
-    assert ("describeTypes.json", "pymisp/data") in dests  # read at import (deps.md §6)
+    # read at import (docs/reference/deps.md §6)
+    assert ("describeTypes.json", "pymisp/data") in dests
     assert any(dest.startswith("pymisp/data/misp-objects/objects") for _, dest in dests)
     # Every non-Python file in our packages (bundled rules, console assets) is collected.
     ours = [

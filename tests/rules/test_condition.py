@@ -1,4 +1,4 @@
-"""Condition tokenizer and evaluator: Gene's production semantics (gene.md §5.5)."""
+"""Condition tokenizer and evaluator: Gene's production semantics (docs/reference/gene.md §5.5)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from rules.condition import evaluate, parse_condition, to_tree, tokenize, tree_s
 from rules.errors import ConditionError, RuleRuntimeError
 
 B = Callable[[bool, bool, bool, bool], bool]
-# (condition, equivalent standard Boolean expression over a, b, c, d) — gene.md §5.5
+# (condition, equivalent standard Boolean expression over a, b, c, d) — docs/reference/gene.md §5.5
 WORKED: list[tuple[str, B]] = [
     ("$a and $b or $c", lambda a, b, c, d: a and (b or c)),
     ("$a or $b and $c", lambda a, b, c, d: a or (b and c)),
@@ -55,7 +55,7 @@ def test_worked_examples(condition: str, expected: B) -> None:
         assert evaluate(cond.elements, env.__getitem__) == expected(a, b, c, d), env
         if tree is not None:  # the compiled form agrees wherever it is used
             code = tree_source(tree, {k: repr(v) for k, v in env.items()})
-            assert eval(code) == expected(a, b, c, d)  # noqa: S307
+            assert eval(code) == expected(a, b, c, d)
 
 
 def test_tokenizer_splits_like_gene() -> None:

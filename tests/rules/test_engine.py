@@ -1,4 +1,5 @@
-"""Engine semantics: scoring, filters, output shape, Meta filters, stats (gene.md §6–§7)."""
+"""Engine semantics: scoring, filters, output shape, Meta filters, stats (docs/reference/gene.md
+§6–§7)."""
 
 from __future__ import annotations
 

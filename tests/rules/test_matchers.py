@@ -1,4 +1,4 @@
-"""Match-string lexing and operator semantics (gene.md §3, §4)."""
+"""Match-string lexing and operator semantics (docs/reference/gene.md §3, §4)."""
 
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ def test_add_container_enables_disabled_rules() -> None:
 
 
 def test_upstream_parse_atom_rule_cases() -> None:
-    """gene engine/parser_test.go TestParseAtomRule, as described in gene.md §14."""
+    """gene engine/parser_test.go TestParseAtomRule, as described in docs/reference/gene.md §14."""
     assert parse_match("$hello: \"Hashes = Test\" = 'x'", BASE).path == (*BASE, "Hashes = Test")
     assert parse_match("$r: Event/EventData/Hashes = 'x'", BASE).path == (
         *BASE,

@@ -49,7 +49,8 @@ def _starts_with_not(node: tuple) -> bool:
 
 
 def _no_double_negation(node: tuple) -> bool:
-    """GENE quirk excluded: `!` directly followed by `!` (also `!(!...`), gene.md §5.3."""
+    """GENE quirk excluded: `!` directly followed by `!` (also `!(!...`), docs/reference/gene.md
+    §5.3."""
     if node[0] == "var":
         return True
     if node[0] == "not":
@@ -97,7 +98,7 @@ def test_parenthesised_conditions_mean_standard_boolean_logic(tree: tuple, spell
         assert evaluate(cond.elements, env.__getitem__) == expected
         if compiled is not None:
             src = tree_source(compiled, {k: repr(v) for k, v in env.items()})
-            assert eval(src) == expected  # noqa: S307
+            assert eval(src) == expected
 
 
 tokens = st.lists(

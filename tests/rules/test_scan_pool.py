@@ -95,7 +95,7 @@ def _run(scanner: Scanner, units: list[scanmod.Unit], progress: object = None) -
     def target() -> None:
         try:
             result.append(scanner.run(units, out.append, progress))  # type: ignore[arg-type]
-        except BaseException as ex:  # handed to the test thread
+        except BaseException as ex:  # noqa: BLE001 - handed to the test thread
             result.append(ex)
 
     t = threading.Thread(target=target, daemon=True)

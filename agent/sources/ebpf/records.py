@@ -58,7 +58,7 @@ EV_NAMES = {v: k.lower() for k, v in vars(EV).items() if k.isupper() and k != "M
 
 @dataclass(slots=True)
 class Record:
-    """One decoded record (not frozen: PERF(agent), a frozen __init__ costs ~1 µs a field)."""
+    """One decoded record (not frozen: Performance: , a frozen __init__ costs ~1 µs a field)."""
 
     type: int
     pid: int

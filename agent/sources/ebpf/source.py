@@ -117,7 +117,7 @@ TASKS = {
 
 @functools.lru_cache(maxsize=16384)
 def _cached_guid(boot_id: str, pid: int, start: int) -> str:
-    """PERF(agent): one process's GUID is needed by every record it produces (sha1 + uuid)."""
+    """Performance: one process's GUID is needed by every record it produces (sha1 + uuid)."""
     return process_guid(boot_id, pid, start)
 
 
@@ -153,7 +153,7 @@ class EbpfSource:
         self._closed = threading.Event()
         self._tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
         self._procs: dict[int, _Proc] = {}
-        # PERF(agent): fork records are kept raw until something needs the child (most children
+        # Performance: fork records are kept raw until something needs the child (most children
         # exec at once, which replaces them); materialised by _info/_announce
         self._forks: dict[int, Record] = {}
         self._exited: OrderedDict[int, _Proc] = OrderedDict()
@@ -211,7 +211,7 @@ class EbpfSource:
                     logger.warning("ring_buffer__poll failed: %s", os.strerror(-n))
                     self._closed.wait(0.1)
                 elif 0 < n < 256:
-                    # PERF(agent): the kernel wakes us for nearly every record at high rates;
+                    # Performance: the kernel wakes us for nearly every record at high rates;
                     # letting records gather for a few ms turns thousands of wake-ups into ~100
                     time.sleep(self.COALESCE)
                     n += max(0, ring.poll(0))

@@ -111,7 +111,7 @@ class Manager:
         for close in reversed(self._closers):
             try:
                 close()
-            except Exception:  # noqa: BLE001 - best effort in a close path
+            except Exception:
                 logger.exception("closing the test manager")
 
 

@@ -178,7 +178,7 @@ def test_end_sessions_of_a_deleted_user(client: Client, console_auth: ConsoleAut
 
 def test_session_table_stores_no_usable_cookie(client: Client, console_auth: ConsoleAuth) -> None:
     cookies, _, _ = login(client, ADMIN_KEY)
-    stored = console_auth.sessions._sessions  # noqa: SLF001
+    stored = console_auth.sessions._sessions
     assert cookies[SESSION_COOKIE] not in stored
 
 

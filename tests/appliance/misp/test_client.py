@@ -158,7 +158,8 @@ def test_https_with_custom_ca(
     tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ca, cert, key = _write_pki(tmp_path)
-    # requests lets this variable override Session.verify=True (deps.md §2); a CA path is immune.
+    # requests lets this variable override Session.verify=True (docs/reference/deps.md §2); a CA
+    # path is immune.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing-bundle.pem"))
     with FakeMisp(clock=clock, tls=(str(cert), str(key))) as fake:
         assert fake.url.startswith("https://")

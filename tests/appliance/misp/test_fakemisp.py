@@ -1,4 +1,5 @@
-"""The fake MISP itself behaves like MISP (misp.md §1, §2, §3, §4, §8), checked over raw HTTP."""
+"""The fake MISP itself behaves like MISP (docs/reference/misp.md §1, §2, §3, §4, §8), checked over
+raw HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Opt-in check against a real MISP (misp.md §7): set MISP_URL and MISP_KEY (and MISP_VERIFY=0 or a
+"""Opt-in check against a real MISP (docs/reference/misp.md §7): set MISP_URL and MISP_KEY (and
+MISP_VERIFY=0 or a
 CA path); skipped otherwise. Read-only: it connects and pulls one page of IoCs."""
 
 from __future__ import annotations

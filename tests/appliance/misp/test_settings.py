@@ -70,23 +70,52 @@ def test_every_setting_is_declared_with_help() -> None:
 def test_api_key_is_encrypted_at_rest_and_never_public(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = SettingsStore(tmp_path)
+    store = SettingsStore(tmp_path / "misp")
     settings = MispSettings.from_dict(
         {"enabled": True, "url": "https://misp.example.org", "api_key": KEY}
     ).with_namespace()
     store.save(settings)
-    on_disk = (tmp_path / "settings.json").read_text()
+    on_disk = (tmp_path / "misp" / "settings.json").read_text()
     assert KEY not in on_disk and json.loads(on_disk)["api_key_encrypted"]
-    assert os.stat(tmp_path / "secret.key").st_mode & 0o777 == 0o600
-    loaded = SettingsStore(tmp_path).load()
+    # The key-encryption key is kept apart from the ciphertext, read-only, in a private folder.
+    key_file = tmp_path / "keys" / "misp.key"
+    assert store.key_path == key_file and sorted(os.listdir(tmp_path / "misp")) == ["settings.json"]
+    assert os.stat(key_file).st_mode & 0o777 == 0o400
+    assert os.stat(key_file.parent).st_mode & 0o777 == 0o700
+    loaded = SettingsStore(tmp_path / "misp").load()
     assert loaded == settings and loaded.api_key == KEY
     public = loaded.to_public_dict()
     assert "api_key" not in public and public["api_key_set"] is True
     assert KEY not in repr(loaded)
-    (tmp_path / "secret.key").write_bytes(b"lQ8Fq2oZ7s8yJXGd7mT6c0C7rUe9a1wO8nY2vKp3sB4=")
-    reloaded = SettingsStore(tmp_path).load()  # a lost key file: no key, everything else kept
+    key_file.unlink()
+    key_file.write_bytes(b"lQ8Fq2oZ7s8yJXGd7mT6c0C7rUe9a1wO8nY2vKp3sB4=")
+    reloaded = SettingsStore(tmp_path / "misp").load()  # a lost key: no key, the rest kept
     assert reloaded.api_key == "" and reloaded.url == settings.url
     assert "cannot be decrypted" in caplog.text
+
+
+def test_an_earlier_install_key_file_is_moved_apart(tmp_path: Path) -> None:
+    """The earlier layout kept `secret.key` (0600) beside settings.json: it is moved."""
+    from cryptography.fernet import Fernet
+
+    root = tmp_path / "misp"
+    root.mkdir()
+    legacy = Fernet.generate_key()
+    (root / "secret.key").write_bytes(legacy)
+    os.chmod(root / "secret.key", 0o600)
+    doc = MispSettings(url="https://misp.example.org").with_namespace().to_dict()
+    doc.pop("api_key")
+    doc["api_key_encrypted"] = Fernet(legacy).encrypt(KEY.encode()).decode()
+    (root / "settings.json").write_text(json.dumps(doc))
+    loaded = SettingsStore(root).load()
+    assert loaded.api_key == KEY and loaded.url == "https://misp.example.org"
+    assert not (root / "secret.key").exists()
+    moved = tmp_path / "keys" / "misp.key"
+    assert moved.read_bytes() == legacy and os.stat(moved).st_mode & 0o777 == 0o400
+    assert SettingsStore(root).load().api_key == KEY  # and stays readable
+    # Instances: their keys sit in the same private folder, named after the instance.
+    inst = SettingsStore(root / "instances" / "partner")
+    assert inst.key_path == tmp_path / "keys" / "misp-instances-partner.key"
 
 
 def test_first_load_uses_the_default_and_fixes_a_namespace(tmp_path: Path) -> None:

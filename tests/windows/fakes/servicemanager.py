@@ -6,17 +6,17 @@ PYS_SERVICE_STOPPED = 0x1004
 CALLS: list = []
 
 
-def LogMsg(*args):  # noqa: N802
+def LogMsg(*args):
     CALLS.append(("LogMsg", args))
 
 
-def Initialize(*args):  # noqa: N802
+def Initialize(*args):
     CALLS.append(("Initialize", args))
 
 
-def PrepareToHostSingle(cls):  # noqa: N802
+def PrepareToHostSingle(cls):
     CALLS.append(("PrepareToHostSingle", cls))
 
 
-def StartServiceCtrlDispatcher():  # noqa: N802
+def StartServiceCtrlDispatcher():
     raise OSError("winsim: not started by the SCM")

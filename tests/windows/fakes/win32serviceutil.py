@@ -9,11 +9,11 @@ class ServiceFramework:
     def __init__(self, args):
         self.args = list(args)
 
-    def ReportServiceStatus(self, status, *args, **kwargs):  # noqa: N802
+    def ReportServiceStatus(self, status, *args, **kwargs):
         CALLS.append(("ReportServiceStatus", status))
 
 
-def GetServiceClassString(cls, argv=None):  # noqa: N802
+def GetServiceClassString(cls, argv=None):
     return f"{cls.__module__}.{cls.__name__}"
 
 
@@ -21,7 +21,7 @@ def InstallService(
     pythonClassString,
     serviceName,
     displayName,
-    startType=None,  # noqa: N802,N803
+    startType=None,
     errorControl=None,
     bRunInteractive=0,
     serviceDeps=None,
@@ -49,13 +49,13 @@ def InstallService(
     )
 
 
-def StartService(serviceName, args=None, machine=None):  # noqa: N802,N803
+def StartService(serviceName, args=None, machine=None):
     CALLS.append(("StartService", serviceName))
 
 
-def StopService(serviceName, machine=None):  # noqa: N802,N803
+def StopService(serviceName, machine=None):
     CALLS.append(("StopService", serviceName))
 
 
-def RemoveService(serviceName):  # noqa: N802,N803
+def RemoveService(serviceName):
     CALLS.append(("RemoveService", serviceName))

@@ -74,7 +74,7 @@ class EventConsumer:
         self.end_capture = threading.Event()
 
     @staticmethod
-    def _getEventInformation(entry):  # noqa: N802 - pywintrace name (TdhGetEventInformation)
+    def _getEventInformation(entry):
         rec, raw = entry["record"], entry.get("raw", {})
         strings = {1: raw.get("task", rec.get("Task Name", "")), 2: entry["provider"]}
         return SimpleNamespace(
@@ -82,11 +82,11 @@ class EventConsumer:
             contents=SimpleNamespace(TaskNameOffset=1 if strings[1] else 0, ProviderNameOffset=2),
         )
 
-    def _unpackSimpleType(self, record, info, event_property):  # noqa: N802
+    def _unpackSimpleType(self, record, info, event_property):
         name, value = event_property
         return {name: value}
 
-    def _processEvent(self, entry):  # noqa: N802 - pywintrace name
+    def _processEvent(self, entry):
         """pywintrace's steps on one recorded event, ending in ``callback((event_id, dict))``.
 
         The recorded dicts are pywintrace output; an entry's ``raw`` part holds what pywintrace

@@ -8,7 +8,7 @@ TRACE_LEVEL_INFORMATION = 4
 ERROR_WMI_INSTANCE_NOT_FOUND = 4201
 
 
-def ControlTraceW(handle, name, props, code):  # noqa: N802 - Win32 name
+def ControlTraceW(handle, name, props, code):
     """Stop (or query) a session by name: 0 when it existed, 4201 otherwise."""
     from etw import etw as _etw
 
@@ -24,7 +24,7 @@ def ControlTraceW(handle, name, props, code):  # noqa: N802 - Win32 name
     return 0
 
 
-def OpenTraceW(logfile):  # noqa: N802 - restype TRACEHANDLE → ctypes hands back an int
+def OpenTraceW(logfile):
     from etw import etw as _etw
 
     return 1 if logfile in _etw.SESSIONS or logfile in _etw.SYSTEM_SESSIONS else 2**64 - 1

@@ -1,0 +1,217 @@
+"""Soak the manager's /logs ingest at full rate: RSS over time against the memory budget.
+
+Starts a real manager (`python -m appliance run`, `limits.memory_budget` set from
+`--budget-mib`), enrolls N agents, and has them post gzip NDJSON batches of real Sysmon events
+over mTLS as fast as the manager acknowledges them for `--minutes`. Every `--sample` seconds it
+records the manager's RSS (the process and its index writer child) and the events
+acknowledged. Prints the RSS series, the peak against the budget, and durable events/s in the
+first minute against the last. Usage:
+
+    nice -n 10 .venv/bin/python benchmarks/soak.py [--minutes 30] [--agents 8] [--batch 1000]
+                                                   [--budget-mib 4096] [--sample 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.ingest import load_events, make_batches  # noqa: E402
+from benchmarks.procstat import tree_cpu_seconds  # noqa: E402
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its live children (the index writer)."""
+    proc = psutil.Process(pid)
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+class Agent(threading.Thread):
+    """One simulated agent posting batches back to back; counts acknowledged events."""
+
+    def __init__(self, url: str, cert: tuple[str, str], ca: str, batches: list[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.batches = url, batches
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.verify, self.session.cert = ca, cert
+        self.accepted = 0
+        self.errors = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            body = self.batches[i % len(self.batches)]
+            i += 1
+            try:
+                res = self.session.post(
+                    self.url + "/logs",
+                    data=body,
+                    timeout=60,
+                    headers={
+                        "Content-Encoding": "gzip",
+                        "Content-Type": "application/x-ndjson",
+                        "X-Heron-Batch-Id": str(uuid.uuid4()),
+                    },
+                )
+            except requests.RequestException:
+                self.errors += 1
+                continue
+            if res.status_code == 200:
+                self.accepted += int(res.json()["accepted"])
+            else:
+                self.errors += 1
+                time.sleep(1.0)  # 503 + Retry-After: back off like an agent
+
+
+def start(tmp: Path, budget: int) -> tuple[subprocess.Popen[str], dict[str, Any], dict[str, Any]]:
+    py = sys.executable
+    init = json.loads(
+        subprocess.check_output(
+            [py, "-m", "appliance", "init", "--data-dir", str(tmp), "--json"]
+            + ["--admin-listen", "127.0.0.1:0", "--endpoint-listen", "127.0.0.1:0"],
+            cwd=ROOT,
+        )
+    )
+    cfg = (tmp / "config.toml").read_text().replace('level = "INFO"', 'level = "WARNING"')
+    cfg = cfg.replace("memory_budget = 4294967296", f"memory_budget = {budget}")
+    (tmp / "config.toml").write_text(cfg)
+    server = subprocess.Popen(
+        [py, "-m", "appliance", "run", "--data-dir", str(tmp)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    urls = json.loads(server.stdout.readline())  # type: ignore[union-attr]
+    return server, init, urls
+
+
+def enroll(tmp: Path, init: dict[str, Any], urls: dict[str, Any], n: int) -> list[tuple[str, str]]:
+    from tests.appliance.conftest import make_csr
+
+    admin = requests.Session()
+    admin.trust_env, admin.verify = False, init["ca_cert"]
+    admin.headers["X-Api-Key"] = init["api_key"]
+    creds = []
+    for i in range(n):
+        token = admin.post(urls["admin"] + "/enroll/tokens", json={}).json()["data"]["token"]
+        csr, key_pem = make_csr()
+        res = requests.post(
+            urls["endpoint"] + "/enroll",
+            verify=init["ca_cert"],
+            timeout=30,
+            json={"token": token, "csr_pem": csr, "hostname": f"soak-{i}"},
+        )
+        res.raise_for_status()
+        cert, key = tmp / f"a{i}.pem", tmp / f"a{i}.key"
+        cert.write_text(res.json()["certificate_pem"])
+        key.write_text(key_pem)
+        creds.append((str(cert), str(key)))
+    return creds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--agents", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=1000, help="events per /logs request")
+    ap.add_argument("--budget-mib", type=int, default=4096, help="limits.memory_budget")
+    ap.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="heron-soak-"))
+    budget = args.budget_mib << 20
+    server, init, urls = start(tmp, budget)
+    try:
+        creds = enroll(tmp, init, urls, args.agents)
+        batches = make_batches(load_events(), args.batch, 8)
+        agents = [Agent(urls["endpoint"], c, init["ca_cert"], batches) for c in creds]
+        t0 = time.time()
+        for a in agents:
+            a.start()
+        # (seconds, rss, events acknowledged, manager CPU seconds)
+        samples: list[tuple[float, int, int, float]] = []
+        cpu0 = tree_cpu_seconds(server.pid)
+        end = t0 + args.minutes * 60
+        while time.time() < end:
+            time.sleep(min(args.sample, max(0.0, end - time.time())))
+            elapsed = time.time() - t0
+            acked = sum(a.accepted for a in agents)
+            cpu = tree_cpu_seconds(server.pid) - cpu0
+            samples.append((elapsed, tree_rss(server.pid), acked, cpu))
+            print(
+                f"{elapsed:7.0f} s  RSS {samples[-1][1] >> 20:6,} MiB  acked {acked:>11,}  "
+                f"manager CPU {cpu:8.0f} s  load {os.getloadavg()[0]:5.1f}",
+                flush=True,
+            )
+        for a in agents:
+            a.stop.set()
+        for a in agents:
+            a.join(timeout=90)
+        errors = sum(a.errors for a in agents)
+        peak = max(s[1] for s in samples)
+        window = min(60.0, args.minutes * 60 / 3)
+
+        def rate(lo: float, hi: float) -> tuple[float, float]:
+            """Events per second and per manager CPU-second between the samples nearest
+            `lo` and `hi` seconds (the second is what a busy shared box does not skew)."""
+            a = min(samples, key=lambda s: abs(s[0] - lo)) if lo > 0 else (0.0, 0, 0, 0.0)
+            b = min(samples, key=lambda s: abs(s[0] - hi))
+            events = b[2] - a[2]
+            return events / max(b[0] - a[0], 1e-9), events / max(b[3] - a[3], 1e-9)
+
+        last = samples[-1][0]
+        (first_rate, first_eff), (last_rate, last_eff) = rate(0, window), rate(last - window, last)
+        print(
+            f"agents={args.agents} batch={args.batch} minutes={args.minutes} errors={errors} "
+            f"budget {budget >> 20:,} MiB"
+        )
+        print(
+            f"RSS peak {peak >> 20:,} MiB ({peak / budget * 100:.0f}% of the budget), "
+            f"last {samples[-1][1] >> 20:,} MiB"
+        )
+        print(
+            f"throughput first {window:.0f} s {first_rate:,.0f} events/s, last {window:.0f} s "
+            f"{last_rate:,.0f} events/s ({(last_rate / max(first_rate, 1e-9) - 1) * 100:+.1f}%)"
+        )
+        print(
+            f"efficiency first {first_eff:,.0f} events per manager CPU-second, last "
+            f"{last_eff:,.0f} ({(last_eff / max(first_eff, 1e-9) - 1) * 100:+.1f}%)"
+        )
+        print(f"events acknowledged: {samples[-1][2]:,}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
