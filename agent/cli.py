@@ -1,18 +1,18 @@
-"""``heron-agent`` command line: run, report, status, config (enroll/service from agent.link).
+"""``heron-agent`` command line: run, report, status, config (enroll/service/link from agent.link).
 
-The only module of the package that prints or exits. ``enroll`` and ``service`` belong to the
-link engineer: they are registered from ``agent.link.cli.register(subparsers)`` when that module
-exists, so both sides evolve independently.
+Only the command-line modules print or exit. The link's commands (``enroll``, ``service``,
+``link``) live in ``agent.link.cli`` and add themselves through its ``register(subparsers)``;
+neither ``agent.link.cli`` nor ``agent.link.system_service`` imports this module. The link is
+part of the agent: a missing dependency of it (``cryptography``) is an error that names the
+package, never a quietly smaller program (``main``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import logging.handlers
-import signal
 import sys
 import threading
 import time
@@ -23,11 +23,15 @@ from typing import Any
 from agent.config import AgentConfig, dump_toml, load_config
 from agent.errors import AgentError, ConfigError
 from rules import RuleError, wire
+from rules.service_host import run_until_stopped
 from rules.settings import help_text
 
 __all__ = ["build_parser", "main", "run_agent"]
 
 logger = logging.getLogger("agent.cli")
+
+# The exit codes of all three programs (docs/interfaces.md, "Command lines").
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 SERVICE_LOG_BYTES = 10 * 1024 * 1024
 SERVICE_LOG_BACKUPS = 5
@@ -88,19 +92,12 @@ def _service_log(data_dir: Path) -> logging.Handler:
 
 
 def _run_agent(args: argparse.Namespace, config: AgentConfig, stop: threading.Event) -> int:
+    from agent.link.link import attach
     from agent.service import build_agent
 
     agent = build_agent(config)
     if not args.standalone:
-        try:
-            link = importlib.import_module("agent.link.link")
-        except ImportError:
-            link = None
-        attach = getattr(link, "attach", None)
-        if attach is None:
-            logger.warning("manager link unavailable: running standalone")
-        else:
-            attach(agent, config)
+        attach(agent, config)
 
     def stop_agent() -> None:
         stop.wait()
@@ -123,23 +120,15 @@ def _run_agent(args: argparse.Namespace, config: AgentConfig, stop: threading.Ev
 
 
 def _cmd_run(args: argparse.Namespace, platform: str | None = None) -> int:
-    platform = sys.platform if platform is None else platform
-    stop = threading.Event()
-    if args.service and platform == "win32":
-        from agent.link.system_service import host_service, make_service_class
+    """Foreground until SIGTERM/SIGINT; `--service` on Windows: hosted by the SCM.
 
-        return host_service(make_service_class(lambda ev: run_agent(args, ev)))
+    `--service` on Linux is a foreground run too: systemd collects stderr in the journal.
+    """
+    from agent.link.system_service import SERVICE
 
-    # Foreground, and `--service` on Linux (systemd runs the program in the foreground; logs go
-    # to stderr, i.e. the journal; nothing needs a TTY).
-    def on_signal(*_: object) -> None:
-        # From another thread: Event.set() inside a handler could wait on a lock the
-        # interrupted main thread holds.
-        threading.Thread(target=stop.set, name="agent-signal", daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return run_agent(args, stop)
+    return run_until_stopped(
+        lambda stop: run_agent(args, stop), SERVICE, service=args.service, platform=platform
+    )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -301,18 +290,22 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--data-dir", help="general.data_dir written by --init")
     cfg.set_defaults(func=_cmd_config)
 
-    try:
-        link_cli = importlib.import_module("agent.link.cli")
-    except ImportError:
-        link_cli = None
-    register = getattr(link_cli, "register", None)
-    if register is not None:
-        register(sub)
+    from agent.link.cli import register
+
+    register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as ex:  # a broken install: say which package, change nothing
+        print(
+            f"heron-agent: missing dependency {ex.name!r} ({ex}); "
+            "reinstall heron-agent with its dependencies",
+            file=sys.stderr,
+        )
+        return EXIT_RUNTIME
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -321,9 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except (AgentError, ConfigError, RuleError) as ex:
+    except (ConfigError, RuleError) as ex:  # bad configuration or rules: the caller's to fix
         print(f"heron-agent: {ex}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except AgentError as ex:
+        print(f"heron-agent: {ex}", file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":

@@ -9,10 +9,8 @@ detection score is
 ≥ ``general.criticality_threshold``, or when only Filter rules matched and
 ``general.enable_filters`` is on, or always with ``general.log_all``.
 
-The seam for the link engineer (docs/interfaces.md, agent section): ``Agent.sinks`` /
-``Agent.add_sink(sink)`` with ``EventSink.submit(event)``, ``Agent.reload_rules(text)``,
-``Agent.set_iocs(iocs)``, ``Agent.artifacts_dir``, ``Agent.tracker``, ``Agent.status()``,
-``Agent.report()``.
+The seam for the manager link is ``agent.seams.LinkedAgent``, which ``Agent`` implements
+explicitly (docs/interfaces.md, agent section).
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -44,11 +42,13 @@ from agent.errors import AgentClosedError, SourceError
 from agent.host import Host, make_host
 from agent.monitor import Counters, ResourceGuard, SourceCounters
 from agent.render import SYSMON_CHANNEL
+from agent.seams import LinkedAgent
 from agent.sinks import AlertLog, EventSink
 from agent.sources import EventSource, build_sources, sensor_status
 from agent.tracking.hooks import HookContext, run_hooks, service_lookup
 from agent.tracking.seed import seed_from_proc
 from agent.tracking.tracker import Tracker
+from rules.wire import Ioc
 
 __all__ = ["Agent", "AgentState", "build_agent"]
 
@@ -93,7 +93,7 @@ def _event_id(ev: dict[str, Any]) -> int:
         return 0
 
 
-class Agent:
+class Agent(LinkedAgent):
     """The running agent: sources → tracking → engine → actions → sinks."""
 
     COALESCE = 0.05  # seconds the pipeline waits to batch events when the queue is short
@@ -161,13 +161,17 @@ class Agent:
         """Rule count, rules hash, last update (reported to the manager by the link)."""
         return self.detector.rules_state()
 
-    def set_iocs(self, iocs: Iterable[Any]) -> int:
+    def set_iocs(self, iocs: Iterable[Ioc | Mapping[str, object]]) -> int:
         """Replace the IoC set (``rules.wire.Ioc`` or ``{type, value}``). Indicator count."""
         return self.detector.set_iocs(iocs)
 
-    def set_suppressions(self, items: Iterable[Any]) -> int:
+    def set_suppressions(self, items: Iterable[Mapping[str, object]]) -> int:
         """Replace the per-rule suppressions (``rules.suppress`` dicts). Their count."""
         return self.detector.set_suppressions(items)
+
+    def sensor_mode(self) -> dict[str, str]:
+        """Linux sensor mode and the reason of a fallback (``host.sensor``); {} elsewhere."""
+        return {k: str(v) for k, v in self.host.sensor.items() if k in ("mode", "reason")}
 
     def report(self, *, commands: bool = True, guid: str = "") -> dict[str, Any]:
         """IR report of this endpoint now (WHIDS ``report`` command)."""

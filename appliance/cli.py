@@ -12,7 +12,6 @@ import json
 import logging
 import logging.handlers
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from index.writer_protocol import FROZEN_ARG
 from rules import wire
+from rules.service_host import ServiceSpec, run_until_stopped
 from rules.settings import help_text
 
 from .core.config import Config, load_config, render_toml
@@ -39,6 +39,14 @@ if TYPE_CHECKING:
 __all__ = ["main", "open_context", "run_manager"]
 
 logger = logging.getLogger(__name__)
+
+# What the MSI registers and `run --service` hosts on Windows (rules.service_host).
+SERVICE = ServiceSpec(
+    "heron-manager",
+    "Heron EDR manager",
+    "Heron EDR manager: endpoint and admin APIs",
+    "HeronManagerService",
+)
 
 SERVICE_LOG_BYTES = 10 * 1024 * 1024
 SERVICE_LOG_BACKUPS = 5
@@ -317,23 +325,14 @@ def _serve(args: argparse.Namespace, config: Config, stop: threading.Event) -> i
 
 
 def cmd_run(args: argparse.Namespace, platform: str | None = None) -> int:
-    platform = sys.platform if platform is None else platform
-    stop = threading.Event()
-    if args.service and platform == "win32":
-        from .runtime.winservice import host_service, make_service_class
+    """Foreground until SIGTERM/SIGINT; `--service` on Windows: hosted by the SCM.
 
-        return host_service(make_service_class(lambda ev: run_manager(args, ev)))
-    # Foreground, and `--service` on Linux: systemd runs the program in the foreground and
-    # collects stderr (JSON log lines) in the journal; nothing needs a TTY.
-
-    def on_signal(*_: object) -> None:
-        # From another thread: Event.set() inside a handler could wait on the lock that the
-        # interrupted `stop.wait()` holds.
-        threading.Thread(target=stop.set, name="manager-signal", daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return run_manager(args, stop)
+    `--service` on Linux is a foreground run too: systemd collects stderr (JSON log lines) in
+    the journal; nothing needs a TTY.
+    """
+    return run_until_stopped(
+        lambda stop: run_manager(args, stop), SERVICE, service=args.service, platform=platform
+    )
 
 
 def _with_store(args: argparse.Namespace) -> AppContext:
@@ -780,7 +779,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_run)
 
     p = data(sub.add_parser("user", help="admin API users"))
-    p.add_argument("action", choices=["add", "list", "delete", "rotate-key"])
+    p.add_argument(
+        "action", choices=["add", "list", "delete", "rotate-key"], help="what to do with users"
+    )
     p.add_argument("name", nargs="?", default="", help="identifier or uuid")
     # least privilege by default, as POST /users: an admin is asked for explicitly
     p.add_argument(
@@ -790,44 +791,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="user add: the new user's role (default analyst: least privilege, as POST /users "
         "without role)",
     )
-    p.add_argument("--group", default="")
-    p.add_argument("--description", default="")
+    p.add_argument("--group", default="", help="add: group recorded with the user")
+    p.add_argument("--description", default="", help="add: free text")
     p.set_defaults(fn=cmd_user)
 
     p = data(sub.add_parser("enroll", help="enrollment tokens and offline bundles"))
-    p.add_argument("action", choices=["token", "bundle"])
-    p.add_argument("--group", default="")
+    p.add_argument(
+        "action",
+        choices=["token", "bundle"],
+        help="a one-time enrollment token, or an offline bundle (certificate and key)",
+    )
+    p.add_argument("--group", default="", help="host group of the enrolled endpoint")
     p.add_argument("--ttl", type=float, default=None, help="token lifetime, seconds")
     p.add_argument("--hostname", default="", help="bundle: expected hostname")
     p.add_argument("--out", type=Path, default=Path("heron-bundle"), help="bundle: output dir")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="token: print JSON (token, expiry, endpoint URL, CA sha256)",
+    )
     p.set_defaults(fn=cmd_enroll)
 
     p = data(sub.add_parser("endpoint", help="list or revoke endpoints"))
-    p.add_argument("action", choices=["list", "revoke"])
-    p.add_argument("uuid", nargs="?", default="")
+    p.add_argument("action", choices=["list", "revoke"], help="list endpoints or revoke one")
+    p.add_argument("uuid", nargs="?", default="", help="revoke: the endpoint's uuid")
     p.set_defaults(fn=cmd_endpoint)
 
     p = data(sub.add_parser("suppression", help="per-rule suppressions and the noisiest rules"))
-    p.add_argument("action", choices=["list", "add", "delete", "noisy"])
+    p.add_argument(
+        "action",
+        choices=["list", "add", "delete", "noisy"],
+        help="list, add or delete suppressions, or show the noisiest rules",
+    )
     p.add_argument(
         "rule",
         nargs="?",
         default="",
         help="add: rule name (* = every rule); delete: suppression id",
     )
-    p.add_argument("--image-prefix", default="")
-    p.add_argument("--parent-prefix", default="")
+    p.add_argument("--image-prefix", default="", help="add: Image starts with this")
+    p.add_argument("--parent-prefix", default="", help="add: ParentImage starts with this")
     p.add_argument("--command-line", default="", help="regex searched in CommandLine")
-    p.add_argument("--user", default="")
+    p.add_argument("--user", default="", help="add: User equals this (case-insensitive)")
     p.add_argument("--group", default="", help="only endpoints of this host group")
-    p.add_argument("--comment", default="")
+    p.add_argument("--comment", default="", help="add: why (shown in the list)")
     p.add_argument("--days", type=float, default=1.0, help="noisy: window in days")
     p.set_defaults(fn=cmd_suppression)
 
     p = data(sub.add_parser("rules", help="rule packs: list, enable/disable, versions, rollback"))
     p.add_argument(
-        "action", choices=["packs", "versions", "enable", "disable", "rollback", "import"]
+        "action",
+        choices=["packs", "versions", "enable", "disable", "rollback", "import"],
+        help="list packs or versions, enable/disable rules, roll back, import a pack",
     )
     p.add_argument(
         "names",
@@ -850,18 +865,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in ("openapi", "routes"):
         p = sub.add_parser(name, help=f"print the {name} of an API")
-        p.add_argument("--api", choices=["admin", "endpoint"], default="admin")
+        p.add_argument(
+            "--api", choices=["admin", "endpoint"], default="admin", help="which API (admin)"
+        )
         p.set_defaults(fn=cmd_openapi if name == "openapi" else cmd_routes)
 
     p = data(sub.add_parser("search", help="search stored events"))
-    p.add_argument("query", nargs="?", default="")
-    p.add_argument("--endpoint", default=None)
-    p.add_argument("--detections", action="store_true")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("query", nargs="?", default="", help="search query (default: every event)")
+    p.add_argument("--endpoint", default=None, help="only events of this endpoint uuid")
+    p.add_argument("--detections", action="store_true", help="only events with a detection")
+    p.add_argument("--limit", type=int, default=100, help="at most this many events (100)")
     p.set_defaults(fn=cmd_events)
     p = data(sub.add_parser("sql", help="read-only SQL over stored events"))
-    p.add_argument("query")
-    p.add_argument("--limit", type=int, default=10_000)
+    p.add_argument("query", help="one SELECT over the `events` table")
+    p.add_argument("--limit", type=int, default=10_000, help="at most this many rows (10000)")
     p.set_defaults(fn=cmd_events)
     p = data(sub.add_parser("reindex", help="rebuild the search index from the journal"))
     p.set_defaults(fn=cmd_events)
@@ -893,7 +910,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_import)
     p = data(sub.add_parser("cluster", help="cluster mode: create schemas, check dependencies"))
-    p.add_argument("action", choices=["init", "status"])
+    p.add_argument(
+        "action", choices=["init", "status"], help="create the schemas, or check each dependency"
+    )
     p.add_argument("--admin-user", default="admin", help="first admin user (cluster init)")
     p.set_defaults(fn=cmd_cluster)
     return parser

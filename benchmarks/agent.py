@@ -9,8 +9,13 @@ Measured over ``--duration`` seconds after ``--warmup``: CPU of the agent proces
 of one core (user + system time / wall time), peak RSS, events processed and dropped (from the
 agent's status.json).
 
-Usage: ``.venv/bin/python benchmarks/agent.py [--rates 100 2000] [--duration 10]``
+Usage: ``.venv/bin/python benchmarks/agent.py [--rates 100 2000] [--duration 10] [--sigma]``
 Targets (issue 5): ≤ 2 % of one core at 100 events/s, no drops at 2,000 events/s, RSS ≤ 80 MB.
+
+``--sigma`` adds the SigmaHQ rules of ../shared/corpus/sigma to the agent's ``rules.paths`` (the
+agent's default statuses, stable and test: the Sigma pack as an agent runs it) and measures the
+CPU the agent process really uses at each rate (issue 19 target: ≤ 3 % of one core at 100
+events/s). The RSS bound of issue 5 is for gene-rules alone; with Sigma it is only reported.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 EVENTS = SHARED / "gene-oracle" / "corpus-events.jsonl.gz"
 RULES = SHARED / "corpus" / "gene-rules" / "compiled.gen"
+SIGMA = SHARED / "corpus" / "sigma"
 
 
 def _status(data_dir: Path) -> dict[str, Any]:
@@ -40,7 +46,8 @@ def _status(data_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def run_rate(rate: float, *, duration: float, warmup: float) -> dict[str, Any]:
+def run_rate(rate: float, *, duration: float, warmup: float, sigma: bool = False) -> dict[str, Any]:
+    paths = json.dumps([str(RULES), *([str(SIGMA)] if sigma else [])])
     with tempfile.TemporaryDirectory(prefix="heron-bench-") as tmp:
         base = Path(tmp)
         (base / "config.toml").write_text(f"""
@@ -54,7 +61,7 @@ rate = {rate}
 loop = true
 lossless = false
 [rules]
-paths = ["{RULES}"]
+paths = {paths}
 [actions]
 allowed = []
 [limits]
@@ -76,7 +83,7 @@ max_cpu_percent = 100.0
         )
         ps = psutil.Process(proc.pid)
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 300  # Sigma: pySigma parses ~3,000 rules first
             while not _status(base / "data").get("processed") and time.monotonic() < deadline:
                 time.sleep(0.2)  # started: imports, rule compilation
             time.sleep(warmup)
@@ -121,14 +128,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", type=float, nargs="+", default=[100.0, 2000.0])
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--sigma", action="store_true", help="add the SigmaHQ rules")
     args = parser.parse_args(argv)
-    results = [run_rate(r, duration=args.duration, warmup=args.warmup) for r in args.rates]
+    results = [
+        {
+            **run_rate(r, duration=args.duration, warmup=args.warmup, sigma=args.sigma),
+            "rules": "gene-rules + SigmaHQ" if args.sigma else "gene-rules",
+        }
+        for r in args.rates
+    ]
     print(json.dumps(results, indent=1))
     ok = True
     for r in results:
-        if r["rate"] <= 100 and r["cpu_percent_one_core"] > 2.0:
+        if r["rate"] <= 100 and r["cpu_percent_one_core"] > (3.0 if args.sigma else 2.0):
             ok = False
-        if r["drops_total"] or r["rss_peak_mb"] > 80:
+        if r["drops_total"] or (r["rss_peak_mb"] > 80 and not args.sigma):
             ok = False
     print("targets met" if ok else "targets NOT met")
     return 0 if ok else 1

@@ -65,7 +65,6 @@ COMMON_EXCLUDES: tuple[str, ...] = (
     "werkzeug",
     "rich",
     "pygments",
-    "yaml",
 )
 
 # The agent must not contain the manager's storage, search, web and MISP stack

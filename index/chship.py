@@ -134,7 +134,7 @@ class Shipper:
         """Journal events not yet confirmed by ClickHouse."""
         return max(0, self._journal.next_seq - 1 - self.shipped_seq)
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         lag = self.lag()
         state = "failing" if self.last_error else ("lagging" if lag > LAG_WARN else "ok")
         return {

@@ -77,13 +77,21 @@ class ClusterEvents:
             parts.append("detection = 1")
         return " AND ".join(f"({p})" for p in parts)
 
-    def count(self, query: str = "", **filters: Any) -> int:
+    def count(
+        self,
+        query: str = "",
+        *,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        endpoint: str | None = None,
+        detections_only: bool = False,
+    ) -> int:
         where = self._where(
             query,
-            filters.get("since"),
-            filters.get("until"),
-            filters.get("endpoint"),
-            bool(filters.get("detections_only")),
+            since,
+            until,
+            endpoint,
+            detections_only,
         )
         return int(self._read(f"SELECT count() FROM {DATABASE}.events WHERE {where}")[0][0])
 
@@ -154,7 +162,7 @@ class ClusterEvents:
         query: str = "",
         detections_only: bool = False,
         prefilter: Iterable[tuple[str, int]] | None = None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, object]]:
         """Every matching event (retro-hunt input), in pages of ``_ITER_PAGE``.
 
         ``prefilter``: the ``(channel, EventID)`` pairs the hunted rules can match (from the

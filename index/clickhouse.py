@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -83,7 +83,7 @@ class ClickHouse:
         sql: str,
         *,
         data: bytes | None = None,
-        settings: dict[str, Any] | None = None,
+        settings: Mapping[str, object] | None = None,
         timeout: float | None = None,
     ) -> bytes:
         """Run one statement; ``data`` is the body of an ``INSERT … FORMAT …``.
@@ -110,7 +110,11 @@ class ClickHouse:
             raise ClickHouseError(f"{self.url}: {ex}") from ex
 
     def rows(
-        self, sql: str, *, settings: dict[str, Any] | None = None, timeout: float | None = None
+        self,
+        sql: str,
+        *,
+        settings: Mapping[str, object] | None = None,
+        timeout: float | None = None,
     ) -> tuple[list[str], list[list[Any]]]:
         """Run a SELECT and return ``(column names, rows)`` (``FORMAT JSONCompact``)."""
         out = orjson.loads(
@@ -128,7 +132,7 @@ class ClickHouse:
         return tuple(int(p) for p in text.split(".") if p.isdigit())
 
     def insert_rows(
-        self, table: str, rows: Sequence[dict[str, Any]], *, query_id: str | None = None
+        self, table: str, rows: Sequence[Mapping[str, object]], *, query_id: str | None = None
     ) -> None:
         """Insert rows as one ``JSONEachRow`` block (one part per partition); ``query_id``
         names the insert in ``system.processes`` while the server runs it."""

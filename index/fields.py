@@ -9,6 +9,7 @@ model), so the indexed values are the ones rules match on.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -46,17 +47,17 @@ _ATTACK_MAX = 64  # ATTACK entries read per detection (hostile input is bounded)
 _ATTACK_LEN = 64
 
 
-def event_hash(data: dict[str, Any]) -> str:
+def event_hash(data: object) -> str:
     """Return ``EdrData.Event.Hash``: sha1 of the canonical event JSON (``rules.event``)."""
     return _event_hash(data)
 
 
-def event_id_of(data: dict[str, Any]) -> int:
+def event_id_of(data: Mapping[str, object]) -> int:
     """Return ``System.EventID`` as the engine reads it (``Value`` of Qualifiers objects)."""
     return Event(data).event_id
 
 
-def event_time(data: dict[str, Any]) -> datetime | None:
+def event_time(data: object) -> datetime | None:
     """Return the event time (``System.TimeCreated.SystemTime``) in UTC, or ``None``."""
     return _event_time(data)
 

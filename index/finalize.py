@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ _HASH_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 def finalize_event(
-    event: dict[str, Any], pos: int, endpoint: dict[str, str], receipt: str, retro: bool
+    event: Mapping[str, object], pos: int, endpoint: dict[str, str], receipt: str, retro: bool
 ) -> tuple[dict[str, Any], bytes]:
     """Return the final event (``EdrData`` set) and its stored JSON.
 

@@ -55,7 +55,7 @@ class IndexHealth:
     reason: str | None
     backlog: int
     writer_pid: int | None
-    cluster: dict[str, Any] | None = None
+    cluster: dict[str, object] | None = None
 
     @property
     def ok(self) -> bool:

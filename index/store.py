@@ -12,18 +12,14 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: Tantivy's writer lock still guards the index
-    fcntl = None  # type: ignore[assignment]
+from typing import Any, TextIO, TypeVar
 
 import tantivy
 
@@ -63,10 +59,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _lock_root(root: Path) -> Any:
-    """Hold an exclusive lock on ``root/LOCK`` for the life of the store (one owner process)."""
+def _lock_root(root: Path) -> TextIO:
+    """Hold an exclusive lock on ``root/LOCK`` for the life of the store (one owner process).
+
+    POSIX only: on Windows, Tantivy's own writer lock guards the index.
+    """
     handle = (root / "LOCK").open("a+")
-    if fcntl is not None:
+    if sys.platform != "win32":
+        import fcntl
+
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as ex:
@@ -297,7 +298,11 @@ class EventStore:
     # -- writing ----------------------------------------------------------------------
 
     def append(
-        self, events: list[dict[str, Any]], *, endpoint: EndpointRef, batch_id: str | None = None
+        self,
+        events: Sequence[Mapping[str, object]],
+        *,
+        endpoint: EndpointRef,
+        batch_id: str | None = None,
     ) -> AppendResult:
         """Journal a batch (fsync'd on return) and queue it for indexing.
 
@@ -311,7 +316,11 @@ class EventStore:
         return self._append(events, endpoint=endpoint, batch_id=batch_id, retro=False)
 
     def append_detections(
-        self, events: list[dict[str, Any]], *, endpoint: EndpointRef, batch_id: str | None = None
+        self,
+        events: Sequence[Mapping[str, object]],
+        *,
+        endpoint: EndpointRef,
+        batch_id: str | None = None,
     ) -> AppendResult:
         """Store retro-hunt detections (``EdrData.Event.Retro = true``) as new events.
 
@@ -323,7 +332,7 @@ class EventStore:
 
     def _append(
         self,
-        events: list[dict[str, Any]],
+        events: Sequence[Mapping[str, object]],
         *,
         endpoint: EndpointRef,
         batch_id: str | None,
@@ -398,15 +407,23 @@ class EventStore:
         self._check_open()
         return self._reader.search(query, since, until, endpoint, detections_only, limit, cursor)
 
-    def count(self, query: str = "", **filters: Any) -> int:
+    def count(
+        self,
+        query: str = "",
+        *,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        endpoint: str | None = None,
+        detections_only: bool = False,
+    ) -> int:
         """Return the number of matching events (same filters as ``search``)."""
         self._check_open()
         return self._reader.count(
             query,
-            filters.get("since"),
-            filters.get("until"),
-            filters.get("endpoint"),
-            bool(filters.get("detections_only")),
+            since,
+            until,
+            endpoint,
+            detections_only,
         )
 
     def iter_events(
@@ -417,7 +434,7 @@ class EventStore:
         endpoint: str | None = None,
         query: str = "",
         detections_only: bool = False,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, object]]:
         """Yield every matching stored event in store order (retro-hunt input)."""
         self._check_open()
         yield from self._reader.iter_events(
@@ -546,7 +563,7 @@ class EventStore:
         backlog = max(0, self.journal.next_seq - 1 - max(indexed, self._min_seq - 1))
         return IndexHealth(state, reason, backlog, self.writer.pid)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, object]:
         """Return counters: events, segments, pending records, bytes, last commit, and the
         pid of the process writing the Tantivy index."""
         self._check_open()

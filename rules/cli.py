@@ -67,7 +67,9 @@ def _sigma_status(args: argparse.Namespace) -> tuple[str, ...] | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heron", description="Gene-compatible offline scanner")
     parser.add_argument("--version", action="version", version=f"%(prog)s {wire.HERON_VERSION}")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sc = sub.add_parser("scan", help="scan EVTX/JSON events with Gene rules")
@@ -151,11 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--tags", action="store_true", help="list the sorted tags instead")
     d = rsub.add_parser("dump", help="print rules (compiled.gen form) whose name matches")
     _add_rule_args(d)
-    d.add_argument("patterns", nargs="*", default=[".*"], metavar="REGEX")
+    d.add_argument(
+        "patterns", nargs="*", default=[".*"], metavar="REGEX", help="rule name patterns"
+    )
     t = rsub.add_parser("test", help="gene-rules test mode: every event must raise an alert")
     _add_rule_args(t)
-    t.add_argument("--name", "-n", action="append", required=True)
-    t.add_argument("files", nargs="+", metavar="FILE")
+    t.add_argument(
+        "--name", "-n", action="append", required=True, help="rule expected to fire (repeat)"
+    )
+    t.add_argument("files", nargs="+", metavar="FILE", help="event files to test")
     return parser
 
 

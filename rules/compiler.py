@@ -102,7 +102,7 @@ def compile_group(rules: tuple[CompiledRule, ...]) -> GroupFn:
     if native:  # Sigma rules run as one indexed block, placed at the first one's position
         from .sigma.block import compile_block
 
-        ns["_native"] = compile_block(native)
+        ns["_native"], timed = compile_block(native)
     for i, c in enumerate(rules):
         if native and c is native[0]:
             lines.append("    hits.extend(_native(d))")
@@ -123,7 +123,9 @@ def compile_group(rules: tuple[CompiledRule, ...]) -> GroupFn:
         lines.append(f"    if {test}:\n        add(_rule{i})")
     lines.append("    return hits")
     exec("\n".join(lines), ns)
-    return ns["_group"]  # type: ignore[no-any-return]
+    group = ns["_group"]
+    group.native_timed = timed if native else None  # Engine._timed runs the block through it
+    return group  # type: ignore[no-any-return]
 
 
 def _literal_fn(cond: Condition, fns: Mapping[str, RuleFn], compiled: CompiledRule) -> RuleFn:

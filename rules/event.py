@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -65,7 +66,7 @@ def lookup(data: Any, keys: tuple[str, ...]) -> Any:
     return cur
 
 
-def is_winevt(data: Any) -> bool:
+def is_winevt(data: object) -> bool:
     """GENE: an event is winevt iff `/Event/System/TimeCreated/SystemTime` exists, else kunai."""
     return lookup(data, _SYSTEM_TIME) is not MISSING
 
@@ -92,28 +93,30 @@ def _go_float(f: float) -> str:
     return f"{neg}{ds[: x + 1]}.{ds[x + 1 :]}"
 
 
-def go_string(value: Any) -> str:
+def go_string(value: object) -> str:
     """Render a decoded JSON value as Go `fmt` `%v` does (docs/reference/gene.md §4).
 
     Strings are returned unchanged; numbers print as float64 (`1234567` → `1.234567e+06`),
     `None` → `<nil>`, lists → `[a b]`, dicts → `map[k:v]` with sorted keys.
     """
+    # exact class tests, not isinstance: bool is an int, and this is the matching hot path
     cls = value.__class__
     if cls is str:
-        return value  # type: ignore[no-any-return]
+        return cast(str, value)
     if value is None:
         return "<nil>"
     if cls is bool:
         return "true" if value else "false"
     if cls is int or cls is float:
         try:
-            return _go_float(float(value))
+            return _go_float(float(cast(float, value)))
         except OverflowError:
             return str(value)
     if cls is list or cls is tuple:
-        return "[" + " ".join(go_string(v) for v in value) + "]"
+        return "[" + " ".join(go_string(v) for v in cast("list[object]", value)) + "]"
     if cls is dict:
-        return "map[" + " ".join(f"{k}:{go_string(value[k])}" for k in sorted(value)) + "]"
+        d = cast("dict[str, object]", value)
+        return "map[" + " ".join(f"{k}:{go_string(d[k])}" for k in sorted(d)) + "]"
     return str(value)
 
 
@@ -141,7 +144,7 @@ def _parse_time(text: str) -> datetime | None:
     return ts.astimezone(UTC)
 
 
-def event_time(data: Any) -> datetime | None:
+def event_time(data: object) -> datetime | None:
     """Timestamp of an event in UTC, or `None` when it has none or it does not parse.
 
     winevt: `/Event/System/TimeCreated/SystemTime`; kunai: `/info/utc_time`.
@@ -154,7 +157,7 @@ def event_time(data: Any) -> datetime | None:
     return _parse_time(raw)
 
 
-def event_hash(data: Any) -> str:
+def event_hash(data: object) -> str:
     """SHA-1 hex of the event's canonical JSON (sorted keys), ignoring any `EdrData`."""
     if isinstance(data, dict):
         inner = data.get("Event")
@@ -166,11 +169,14 @@ def event_hash(data: Any) -> str:
     return hashlib.sha1(blob, usedforsecurity=False).hexdigest()
 
 
-def parse_event_id(value: Any) -> int:
+def parse_event_id(value: object) -> int:
     """GENE: EventID = `%v` text parsed as a 32-bit base-0 integer; anything else → 0."""
-    if value.__class__ is str and value.isascii() and value.isdigit() and value[0] != "0":
-        n = int(value)
+    text = cast(str, value)
+    if value.__class__ is str and text.isascii() and text.isdigit() and text[0] != "0":
+        n = int(text)
         return n if n < 2**31 else 0
+    if value.__class__ is int and 0 <= value < 1_000_000:
+        return value  # Performance: %v prints it as its digits
     n2 = parse_int(go_string(value))
     if n2 is None or not -(2**31) <= n2 < 2**31:
         return 0
@@ -182,10 +188,10 @@ class Event:
 
     __slots__ = ("data",)
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: Mapping[str, object]) -> None:
         self.data = data
 
-    def get(self, path: str) -> Any | None:
+    def get(self, path: str) -> object:
         """Value at an absolute path such as `/Event/EventData/Image`, or `None` if absent."""
         value = lookup(self.data, split_path(path))
         return None if value is MISSING else value
@@ -220,12 +226,12 @@ class Event:
         return event_time(self.data)
 
     @property
-    def detection(self) -> dict[str, Any] | None:
+    def detection(self) -> Mapping[str, object] | None:
         inner = self.data.get("Event")
         if isinstance(inner, dict) and isinstance(inner.get("Detection"), dict):
-            return inner["Detection"]  # type: ignore[no-any-return]
+            return cast("dict[str, object]", inner["Detection"])
         det = self.data.get("detection")
-        return det if isinstance(det, dict) else None
+        return cast("dict[str, object]", det) if isinstance(det, dict) else None
 
     @property
     def hash(self) -> str:

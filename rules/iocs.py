@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, cast
 
 __all__ = ["IOC_FIELDS", "IocHit", "IocSet", "ioc_rules", "merge_detection", "normalize"]
 
@@ -112,7 +112,7 @@ class IocSet:
     by_type: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
-    def from_iocs(cls, iocs: Iterable[Any]) -> IocSet:
+    def from_iocs(cls, iocs: Iterable[object]) -> IocSet:
         """Build from ``Ioc`` objects or mappings with ``type`` and ``value``; bad types skipped."""
         sets: dict[str, set[str]] = {}
         for ioc in iocs:
@@ -131,7 +131,7 @@ class IocSet:
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_type.values())
 
-    def match(self, event: Mapping[str, Any]) -> list[IocHit]:
+    def match(self, event: Mapping[str, object]) -> list[IocHit]:
         """Every (type, value, field) of this set found in ``event``'s EventData."""
         if not self.by_type:
             return []
@@ -160,7 +160,7 @@ class IocSet:
                     hits.append(IocHit("named-pipe", normalize("named-pipe", v), f))
         return hits
 
-    def _match_hashes(self, data: Mapping[str, Any], hits: list[IocHit]) -> None:
+    def _match_hashes(self, data: Mapping[str, object], hits: list[IocHit]) -> None:
         for f in IOC_FIELDS["hash"]:
             v = data.get(f)
             if not isinstance(v, str):
@@ -178,7 +178,7 @@ class IocSet:
             if isinstance(v, str) and t in self.by_type and v.lower() in self.by_type[t]:
                 hits.append(IocHit(t, v.lower(), t.upper()))
 
-    def _match_domains(self, t: str, data: Mapping[str, Any], hits: list[IocHit]) -> None:
+    def _match_domains(self, t: str, data: Mapping[str, object], hits: list[IocHit]) -> None:
         domains = self.by_type[t]
         for f in IOC_FIELDS["domain"]:
             v = data.get(f)
@@ -192,7 +192,7 @@ class IocSet:
                     hits.append(IocHit(t, candidate, f))
                     break
 
-    def _match_ips(self, t: str, data: Mapping[str, Any], hits: list[IocHit]) -> None:
+    def _match_ips(self, t: str, data: Mapping[str, object], hits: list[IocHit]) -> None:
         ips = self.by_type[t]
         for f in IOC_FIELDS[t]:
             v = data.get(f)
@@ -207,7 +207,7 @@ class IocSet:
                 if ip in ips:
                     hits.append(IocHit(t, ip, f))
 
-    def _match_files(self, data: Mapping[str, Any], hits: list[IocHit]) -> None:
+    def _match_files(self, data: Mapping[str, object], hits: list[IocHit]) -> None:
         names = self.by_type["filename"]
         for f in IOC_FIELDS["filename"]:
             v = data.get(f)
@@ -220,7 +220,7 @@ class IocSet:
             elif base in names:
                 hits.append(IocHit("filename", base, f))
 
-    def _match_regkeys(self, data: Mapping[str, Any], hits: list[IocHit]) -> None:
+    def _match_regkeys(self, data: Mapping[str, object], hits: list[IocHit]) -> None:
         keys = self.by_type["regkey"]
         for f in IOC_FIELDS["regkey"]:
             v = data.get(f)
@@ -240,9 +240,17 @@ _KNOWN = frozenset(
 )
 
 
+class DetectionBlock(TypedDict):
+    """The ``Event.Detection`` block of the IoC matches (``ioc_rules``)."""
+
+    Signature: list[str]
+    Criticality: int
+    Actions: list[str]
+
+
 def ioc_rules(
     hits: Iterable[IocHit], *, criticality: int = 10, actions: Iterable[str] = ()
-) -> dict[str, Any] | None:
+) -> DetectionBlock | None:
     """Detection block for ``hits`` (signatures ``IoC:<type>``), or ``None`` without hits."""
     sigs = sorted({f"IoC:{h.type}" for h in hits})
     if not sigs:
@@ -254,15 +262,21 @@ def ioc_rules(
     }
 
 
-def merge_detection(event: dict[str, Any], block: Mapping[str, Any]) -> dict[str, Any]:
-    """Fold ``block`` into ``event["Event"]["Detection"]`` (score capped at 10); returns it."""
-    ev = event.setdefault("Event", {})
-    current = ev.get("Detection")
+def merge_detection(
+    event: MutableMapping[str, object], block: Mapping[str, object]
+) -> dict[str, object]:
+    """Fold ``block`` into ``event["Event"]["Detection"]`` (score capped at 10); returns it.
+
+    ``event["Event"]`` must be a dict (the callers check); the blocks are decoded JSON.
+    """
+    ev = cast("dict[str, object]", event.setdefault("Event", {}))
+    current: Any = ev.get("Detection")
+    blk: Any = block
     if not isinstance(current, dict):
         current = {"Signature": [], "Criticality": 0, "Actions": []}
-    sigs = sorted(set(current.get("Signature") or []) | set(block.get("Signature") or []))
-    crit = min(10, int(current.get("Criticality") or 0) + int(block.get("Criticality") or 0))
-    actions = list(dict.fromkeys([*(current.get("Actions") or []), *(block.get("Actions") or [])]))
-    merged = dict(current, Signature=sigs, Criticality=crit, Actions=actions)
+    sigs = sorted(set(current.get("Signature") or []) | set(blk.get("Signature") or []))
+    crit = min(10, int(current.get("Criticality") or 0) + int(blk.get("Criticality") or 0))
+    actions = list(dict.fromkeys([*(current.get("Actions") or []), *(blk.get("Actions") or [])]))
+    merged: dict[str, object] = dict(current, Signature=sigs, Criticality=crit, Actions=actions)
     ev["Detection"] = merged
     return merged

@@ -77,7 +77,7 @@ class Attack:
     reference: str = ""
 
     @classmethod
-    def from_dict(cls, obj: Any) -> Attack:
+    def from_dict(cls, obj: object) -> Attack:
         if not isinstance(obj, dict):
             raise RuleSyntaxError(f"ATTACK entries must be objects, got {obj!r}")
         found, _ = _fold(obj, ("ID", "Tactic", "Description", "Reference"))
@@ -134,7 +134,7 @@ class Meta:
     )
 
     @classmethod
-    def from_dict(cls, obj: Any) -> Meta:
+    def from_dict(cls, obj: object) -> Meta:
         if obj is None:
             obj = {}
         if not isinstance(obj, dict):

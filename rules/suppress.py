@@ -23,7 +23,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
 
 __all__ = ["Suppression", "SuppressionError", "SuppressionSet", "suppressions_sha256"]
 
@@ -49,7 +48,7 @@ class Suppression:
     _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any]) -> Suppression:
+    def from_dict(cls, doc: Mapping[str, object]) -> Suppression:
         if not isinstance(doc, Mapping):
             raise SuppressionError("a suppression must be a JSON object")
         known = {f.name for f in fields(cls) if not f.name.startswith("_")}
@@ -84,7 +83,7 @@ class Suppression:
     def applies_to(self, rule: str) -> bool:
         return self.rule in ("*", rule)
 
-    def matches(self, data: Mapping[str, Any]) -> bool:
+    def matches(self, data: Mapping[str, object]) -> bool:
         """True when every non-empty condition holds for this ``EventData``."""
         if self.image_prefix and not _prefix(data.get("Image"), self.image_prefix):
             return False
@@ -99,7 +98,7 @@ class Suppression:
         return True
 
 
-def _prefix(value: Any, prefix: str) -> bool:
+def _prefix(value: object, prefix: str) -> bool:
     if not isinstance(value, str):
         return False
     if "\\" in prefix or ":" in prefix[:2]:  # Windows paths are case-insensitive
@@ -107,7 +106,7 @@ def _prefix(value: Any, prefix: str) -> bool:
     return value.startswith(prefix)
 
 
-def suppressions_sha256(items: Iterable[Mapping[str, Any]]) -> str:
+def suppressions_sha256(items: Iterable[Mapping[str, object]]) -> str:
     """Hash of a suppression list as served (order-independent, canonical JSON)."""
     canon = sorted(json.dumps(dict(i), sort_keys=True, separators=(",", ":")) for i in items)
     return hashlib.sha256("\n".join(canon).encode("utf-8")).hexdigest()
@@ -123,13 +122,13 @@ class SuppressionSet:
             self._by_rule.setdefault(s.rule, []).append(s)
 
     @classmethod
-    def from_dicts(cls, docs: Iterable[Mapping[str, Any]]) -> SuppressionSet:
+    def from_dicts(cls, docs: Iterable[Mapping[str, object]]) -> SuppressionSet:
         return cls(Suppression.from_dict(d) for d in docs)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def suppressed(self, signatures: Iterable[str], data: Mapping[str, Any]) -> list[str]:
+    def suppressed(self, signatures: Iterable[str], data: Mapping[str, object]) -> list[str]:
         """The signatures silenced for this event."""
         if not self.items:
             return []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import TypeAlias, TypeVar
 
 HERON_VERSION = "0.1.0"  # kept equal to pyproject's version (tests/test_version.py)
 
@@ -88,8 +88,11 @@ ARTIFACT_KINDS = ("event", "report", "filedump", "memdump", "regdump", "command"
 
 T = TypeVar("T")
 
+# A decoded JSON value, for fields whose shape the wire does not fix.
+JsonValue: TypeAlias = "str | int | float | bool | None | list[JsonValue] | dict[str, JsonValue]"
 
-def _from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+
+def _from_dict(cls: type[T], data: Mapping[str, object]) -> T:
     """Build dataclass `cls` from a mapping, ignoring unknown keys, keeping defaults."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
@@ -101,10 +104,10 @@ class _Message:
     """Mixin giving dataclass messages `from_dict` and `to_dict`."""
 
     @classmethod
-    def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    def from_dict(cls: type[T], data: Mapping[str, object]) -> T:
         return _from_dict(cls, data)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)  # type: ignore[call-overload,no-any-return]
 
 
@@ -192,7 +195,7 @@ class CommandResult(_Message):
     stdout: str = ""
     stderr: str = ""
     error: str = ""
-    json: Any = None
+    json: JsonValue = None  # the parsed output of a command that prints JSON
     fetched: list[dict[str, str]] = field(default_factory=list)
     started: str = ""
     finished: str = ""
@@ -231,7 +234,7 @@ def rules_sha256(rules_text: str) -> str:
     return hashlib.sha256(rules_text.encode("utf-8")).hexdigest()
 
 
-def iocs_sha256(iocs: Iterable[Mapping[str, Any]]) -> str:
+def iocs_sha256(iocs: Iterable[Mapping[str, object]]) -> str:
     """Order-independent hash of an IoC list: sha256 over sorted `type:value` lines.
 
     Both sides compute it the same way (WHIDS hashed in insertion order on one side, sorted on the
@@ -241,16 +244,17 @@ def iocs_sha256(iocs: Iterable[Mapping[str, Any]]) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def tools_sha256(listing: Mapping[str, Mapping[str, Any]]) -> str:
+def tools_sha256(listing: Mapping[str, Mapping[str, object]]) -> str:
     """Hash of a /tools listing (name → entry): sha256 over sorted `name:sha256` lines."""
-    lines = sorted(
-        f"{name}:{str(entry.get('metadata', {}).get('sha256', '')).lower()}"
-        for name, entry in listing.items()
-    )
-    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+    lines = []
+    for name, entry in listing.items():
+        meta = entry.get("metadata")
+        sha = meta.get("sha256", "") if isinstance(meta, Mapping) else ""
+        lines.append(f"{name}:{str(sha).lower()}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest()
 
 
-def config_sha256(document: Mapping[str, Any]) -> str:
+def config_sha256(document: Mapping[str, object]) -> str:
     """Hash of an agent config document: sha256 of its canonical (sorted-key) JSON."""
     import json
 

@@ -22,20 +22,7 @@ PACKAGES = ("rules", "index", "agent", "appliance")
 
 # (importer, imported): edges that close a known cycle, to be removed by their owners. Each is a
 # lazy import inside a function; delete an entry once its cycle is gone (a test says when).
-KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
-    {
-        # rules/ (no owner yet): Sigma correlation rules reuse the rule module's helpers, and the
-        # rule loader builds them.
-        ("rules.sigma.rule", "rules.sigma.correlation"),
-        # rules/ (no owner yet): rules.inputs decodes JSON streams with `heron scan`'s decoder,
-        # which reads rules.inputs.
-        ("rules.inputs", "rules.scan"),
-        # appliance extensions (seams/layout): the extension object mounts its routes, and the
-        # route modules import the extension back.
-        ("appliance.misp.integration", "appliance.misp.resources"),
-        ("appliance.console.wiring", "appliance.console.resources"),
-    }
-)
+KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset()
 
 
 def _module_name(path: Path) -> str:

@@ -18,8 +18,21 @@ ALLOWED_OURS = {
 }
 # Third-party modules each package may import (stdlib is always allowed).
 THIRD_PARTY = {
-    # sigma, yaml: pySigma parses Sigma rules (rules/sigma, issue 19), imported only when used
-    "rules": {"evtx", "orjson", "msgspec", "sigma", "yaml"},
+    # sigma, yaml: pySigma parses Sigma rules (rules/sigma, issue 19), imported only when used;
+    # ahocorasick: the Sigma literal index (rules/sigma/block.py)
+    # win32*/servicemanager: rules/service_host.py, the Windows service host of both programs
+    # (imported inside functions, on Windows only)
+    "rules": {
+        "evtx",
+        "orjson",
+        "msgspec",
+        "sigma",
+        "yaml",
+        "ahocorasick",
+        "win32serviceutil",
+        "win32service",
+        "servicemanager",
+    },
     "index": {"evtx", "orjson", "msgspec", "tantivy", "duckdb", "zstandard"},
     "agent": {
         "evtx",
@@ -54,12 +67,6 @@ THIRD_PARTY = {
         "pyzipper",
         "wsproto",
         "h11",  # appliance/transport/websocket.py: WebSocket streams on the TLS front
-        # appliance/runtime/winservice.py: `heron-manager run --service` on Windows (imported
-        # inside functions only; pywin32 is a Windows-only dependency)
-        "win32serviceutil",
-        "win32service",
-        "win32event",
-        "servicemanager",
         # appliance/store/postgres.py: cluster mode only (the `cluster` extra)
         "psycopg",
     },

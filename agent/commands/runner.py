@@ -108,7 +108,7 @@ def _fetch(paths: list[str], workdir: Path, limit: int) -> list[dict[str, str]]:
                 )
         except OSError as ex:
             item = wire.FetchedFile(path=path, error=f"{type(ex).__name__}: {ex.strerror or ex}")
-        out.append(item.to_dict())
+        out.append({k: str(v) for k, v in item.to_dict().items()})  # every field is a str
     return out
 
 

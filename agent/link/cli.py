@@ -1,4 +1,4 @@
-"""`heron-agent enroll`, `heron-agent service` and `heron-agent link` (registered by agent.cli).
+"""`heron-agent enroll`, `heron-agent service` and `heron-agent link` (added by `register`).
 
 Thin layer: parse arguments, call the link functions, print results, turn errors into exit codes.
 """
@@ -156,7 +156,7 @@ def _cmd_link_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `enroll`, `service` and `link` to the `heron-agent` subparsers."""
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -186,7 +186,11 @@ def register(sub: Any) -> None:
     en.set_defaults(func=_cmd_enroll)
 
     sv = sub.add_parser("service", help="install or remove the system service")
-    sv.add_argument("action", choices=["install", "uninstall", "unit"])
+    sv.add_argument(
+        "action",
+        choices=["install", "uninstall", "unit"],
+        help="register and start, stop and remove, or print the systemd unit",
+    )
     sv.add_argument("-c", "--config", help="config.toml the service runs with")
     sv.add_argument("--exe", help="agent executable (default: this one)")
     sv.add_argument("--unit-dir", default="/etc/systemd/system", help="systemd unit directory")
@@ -195,7 +199,7 @@ def register(sub: Any) -> None:
 
     lk = sub.add_parser("link", help="manager link status (identity, queued events)")
     common(lk)
-    lk.add_argument("action", choices=["status"])
+    lk.add_argument("action", choices=["status"], help="identity, queue and running link state")
     lk.set_defaults(func=_cmd_link_status)
 
 

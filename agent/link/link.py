@@ -3,7 +3,8 @@
 It is an `EventSink` (`submit(event)` queues durably) and owns three threads once started:
 the forwarder (spool → `/logs`), the command poller (`/commands`), and housekeeping (updates,
 system information, artifact upload, certificate renewal), each with its own keep-alive
-transport. `attach(agent, config)` builds one for an `agent.service.Agent` and plugs it in.
+transport. `attach(agent, config)` builds one for an `agent.seams.LinkedAgent` (the
+`agent.service.Agent`) and plugs it in.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import orjson
 
 from agent.commands import CommandContext
 from agent.commands.system import find_tool
+from agent.config import AgentConfig
+from agent.seams import LinkedAgent
+from agent.tracking.tracker import Tracker
 from rules import wire
 
 from .backoff import Backoff
@@ -59,7 +63,7 @@ class LinkHooks:
     apply_config: Callable[[dict[str, Any]], object] | None = None
     apply_sysmon: Callable[[bytes], object] | None = None
     report: Callable[[], dict[str, Any]] | None = None
-    tracker: Any = None
+    tracker: Tracker | None = None
     artifacts_dir: Path | None = None
     hostname: str = ""
     set_endpoint: Callable[[str], object] | None = None  # told the uuid once enrolled
@@ -576,20 +580,20 @@ class Link:
         }
 
 
-def link_config_for(config: Any) -> LinkConfig:
+def link_config_for(config: AgentConfig) -> LinkConfig:
     """The link settings of an agent config: `config.link`, else `<data_dir>/link/link.toml`."""
-    section = getattr(config, "link", None)
+    section: object = config.link
     if isinstance(section, LinkConfig):
         return section
     if isinstance(section, dict) and section:  # an empty [link] table falls back to link.toml
         return LinkConfig.from_dict(section)
-    data_dir = getattr(config, "data_dir", None)
-    if data_dir is not None and (Path(data_dir) / "link" / "link.toml").exists():
-        return LinkConfig.load(Path(data_dir) / "link" / "link.toml")
+    toml = Path(config.data_dir) / "link" / "link.toml"
+    if toml.exists():
+        return LinkConfig.load(toml)
     return LinkConfig()
 
 
-def state_dir_for(config: Any, link_config: LinkConfig | None = None) -> Path:
+def state_dir_for(config: AgentConfig, link_config: LinkConfig | None = None) -> Path:
     """Where the link keeps identity, queue and update state for this agent config."""
     link_config = link_config or link_config_for(config)
     if link_config.state_dir:
@@ -597,79 +601,55 @@ def state_dir_for(config: Any, link_config: LinkConfig | None = None) -> Path:
     return Path(config.data_dir) / "link"
 
 
-def _config_hook(agent: Any) -> Callable[[dict[str, Any]], None]:
-    """Validate a pushed agent config; apply it live when the agent can, else keep it stored."""
+def _config_hook(agent: LinkedAgent) -> Callable[[dict[str, Any]], None]:
+    """Validate a pushed agent config (ConfigError rejects the update) and apply it live."""
 
     def apply(doc: dict[str, Any]) -> None:
         from agent.config import parse_config
 
-        parsed = parse_config(doc, source="manager /config")  # ConfigError rejects the update
-        live = getattr(agent, "apply_config", None)
-        if callable(live):
-            live(parsed)
-        else:
-            logger.info(
-                "agent configuration from the manager validated and stored; "
-                "[link] settings apply now, the other sections at the next start"
-            )
+        agent.apply_config(parse_config(doc, source="manager /config"))
 
     return apply
 
 
-def _config_document(config: Any) -> Callable[[], dict[str, Any]] | None:
+def _config_document(config: AgentConfig) -> Callable[[], dict[str, Any]]:
     """The agent config as the JSON document offered to a manager that holds none."""
-    if not dataclasses.is_dataclass(config) or isinstance(config, type):
-        return None
     return lambda: json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
-def _sensor_hook(agent: Any) -> Callable[[], dict[str, Any]] | None:
-    """The agent's Linux sensor mode (``{"mode", "reason"}``) for the system information."""
-    host = getattr(agent, "host", None)
-    if host is None or not getattr(host, "sensor", None):
-        return None
-    return lambda: {k: v for k, v in host.sensor.items() if k in ("mode", "reason")}
-
-
 def attach(
-    agent: Any,
-    config: Any,
+    agent: LinkedAgent,
+    config: AgentConfig,
     *,
     start: bool = True,
     transport_factory: Callable[[], Transport] | None = None,
 ) -> Link:
-    """Connect `agent` (an `agent.service.Agent`) to its manager and start the link.
+    """Connect `agent` to its manager and start the link (the seam: `agent.seams.LinkedAgent`).
 
-    The link becomes one of the agent's sinks (so the agent's `close()` stops it), pushed rules
-    and IoCs go to `agent.reload_rules` / `agent.set_iocs`, commands see `agent.tracker` and
-    `agent.report`, and artifacts under `agent.artifacts_dir` are uploaded.
+    The link becomes one of the agent's sinks (so the agent's `close()` stops it), pushed rules,
+    IoCs, suppressions and configuration go to the agent, commands see its tracker and report,
+    and artifacts under its `artifacts_dir` are uploaded.
     """
     link_cfg = link_config_for(config)
-    general = getattr(config, "general", None)
-    report = getattr(agent, "report", None)
     hooks = LinkHooks(
-        reload_rules=getattr(agent, "reload_rules", None),
-        set_iocs=getattr(agent, "set_iocs", None),
-        set_suppressions=getattr(agent, "set_suppressions", None),
+        reload_rules=agent.reload_rules,
+        set_iocs=agent.set_iocs,
+        set_suppressions=agent.set_suppressions,
         apply_config=_config_hook(agent),
-        report=(lambda: report()) if callable(report) else None,
-        tracker=getattr(agent, "tracker", None),
-        artifacts_dir=getattr(agent, "artifacts_dir", None),
-        hostname=getattr(general, "hostname", "") or "",
-        set_endpoint=getattr(agent, "set_endpoint", None),
+        report=lambda: agent.report(),
+        tracker=agent.tracker,
+        artifacts_dir=agent.artifacts_dir,
+        hostname=config.general.hostname,
+        set_endpoint=agent.set_endpoint,
         current_config=_config_document(config),
-        sensor=_sensor_hook(agent),
-        agent_status=getattr(agent, "status", None),
-        rules_state=getattr(agent, "rules_state", None),
+        sensor=agent.sensor_mode if agent.sensor_mode() else None,
+        agent_status=agent.status,
+        rules_state=agent.rules_state,
     )
     link = Link(
         link_cfg, state_dir_for(config, link_cfg), hooks=hooks, transport_factory=transport_factory
     )
-    add = getattr(agent, "add_sink", None)
-    if callable(add):
-        add(link)
-    else:
-        agent.sinks.append(link)
+    agent.add_sink(link)
     if start:
         link.start()
     ident = link.identity()

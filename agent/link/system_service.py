@@ -3,9 +3,9 @@
 `heron-agent service install` writes `/etc/systemd/system/heron-agent.service` (generated here,
 pointing at this executable and config), reloads systemd and enables + starts it; `uninstall`
 stops, disables and removes it. On Windows the same subcommands register the service with the
-SCM as `<program> run --service [-c config]` (what the MSI registers too), which hosts a
-`win32serviceutil.ServiceFramework` through `make_service_class` + `host_service`. pywin32 is
-imported inside the functions, so Linux never imports it and tests inject fakes.
+SCM as `<program> run --service [-c config]` (what the MSI registers too); `run --service` then
+hosts the service described by ``SERVICE`` through `rules.service_host`. pywin32 is imported
+inside the functions, so Linux never imports it and tests inject fakes.
 All external programs run through an injected runner.
 """
 
@@ -15,15 +15,17 @@ import logging
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+
+from rules.service_host import ServiceSpec
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "heron-agent"
 DISPLAY_NAME = "Heron EDR agent"
+DESCRIPTION = "Heron endpoint detection and response agent"
+SERVICE = ServiceSpec(SERVICE_NAME, DISPLAY_NAME, DESCRIPTION, "HeronAgentService")
 UNIT_DIR = Path("/etc/systemd/system")
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[bytes]"]
@@ -122,84 +124,6 @@ def uninstall_systemd(*, unit_dir: Path = UNIT_DIR, runner: Runner = _run) -> bo
     return True
 
 
-def make_service_class(
-    run: Callable[[threading.Event], int],
-    *,
-    name: str = SERVICE_NAME,
-    display_name: str = DISPLAY_NAME,
-    description: str = "Heron endpoint detection and response agent",
-) -> type[Any]:
-    """A `win32serviceutil.ServiceFramework` subclass whose SvcDoRun calls ``run(stop)``.
-
-    ``run`` is the same "run until stopped" function the foreground CLI uses. SvcStop reports
-    SERVICE_STOP_PENDING and sets ``stop``, the same event SIGTERM/SIGINT set in the foreground;
-    pywin32's SvcRun/host reports SERVICE_STOPPED once SvcDoRun has returned. The pywin32 modules
-    are imported here, at call time, so Linux never imports them and tests can inject fakes.
-    """
-    import servicemanager
-    import win32service
-    import win32serviceutil
-
-    class HeronService(win32serviceutil.ServiceFramework):  # type: ignore[misc]
-        _svc_name_ = name
-        _svc_display_name_ = display_name
-        _svc_description_ = description
-
-        def __init__(self, args: list[str]) -> None:
-            win32serviceutil.ServiceFramework.__init__(self, args)
-            self.stop_event = threading.Event()
-            self.exit_code: int | None = None
-
-        def SvcStop(self) -> None:
-            self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING)
-            self.stop_event.set()
-
-        def SvcShutdown(self) -> None:
-            # defining it makes pywin32 accept SERVICE_CONTROL_SHUTDOWN; without it
-            # Windows kills the process at reboot, without the clean stop.
-            self.SvcStop()
-
-        def SvcDoRun(self) -> None:
-            servicemanager.LogMsg(
-                servicemanager.EVENTLOG_INFORMATION_TYPE,
-                servicemanager.PYS_SERVICE_STARTED,
-                (self._svc_name_, ""),
-            )
-            self.exit_code = run(self.stop_event)
-            servicemanager.LogMsg(
-                servicemanager.EVENTLOG_INFORMATION_TYPE,
-                servicemanager.PYS_SERVICE_STOPPED,
-                (self._svc_name_, ""),
-            )
-
-    HeronService.__name__ = HeronService.__qualname__ = "HeronAgentService"
-    return HeronService
-
-
-def host_service(service_class: type[Any]) -> int:
-    """Hand this process to the SCM (the pattern for frozen programs: no pythonservice.exe).
-
-    Blocks until the service has stopped. Started from a console instead of by the SCM,
-    StartServiceCtrlDispatcher fails with error 1063: say so and return 1.
-    """
-    import servicemanager
-
-    servicemanager.Initialize()
-    servicemanager.PrepareToHostSingle(service_class)
-    try:
-        servicemanager.StartServiceCtrlDispatcher()
-    except Exception as ex:  # pywintypes.error
-        if getattr(ex, "winerror", None) == 1063:  # ERROR_FAILED_SERVICE_CONTROLLER_CONNECT
-            print(
-                f"{service_class._svc_name_}: --service is for the service control manager; "
-                "use `run` without --service in a console",
-                file=sys.stderr,
-            )
-            return 1
-        raise
-    return 0
-
-
 def service_argv(config: str | None = None, exe: str | None = None) -> list[str]:
     """What the Windows SCM starts: ``<program> run --service [-c <config>]``.
 
@@ -236,7 +160,7 @@ def install_windows(config: str | None, exe: str | None = None) -> list[str]:
         startType=win32service.SERVICE_AUTO_START,
         exeName=argv[0],
         exeArgs=subprocess.list2cmdline(argv[1:]),
-        description="Heron endpoint detection and response agent",
+        description=DESCRIPTION,
     )
     win32serviceutil.StartService(SERVICE_NAME)
     return argv

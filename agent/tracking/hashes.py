@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -74,12 +75,14 @@ class FileHasher:
         self.hits = 0
         self.misses = 0
 
-    def hash_file(self, path: str) -> FileHashes | None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        if not os.path.isfile(path) or st.st_size > self.max_size:
+    def hash_file(self, path: str, st: os.stat_result | None = None) -> FileHashes | None:
+        """Hashes of the regular file at ``path`` (``st``: its ``os.stat``, if already made)."""
+        if st is None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None
+        if not stat.S_ISREG(st.st_mode) or st.st_size > self.max_size:
             return None
         key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
         with self._lock:

@@ -206,12 +206,15 @@ def _enrich_create(ctx: HookContext, data: dict[str, Any], eid: int) -> None:
     data["Services"] = track.services
     image = str(data.get("Image", ""))
     if ctx.hasher is not None and image:
+        st: os.stat_result | None = None
         try:
-            data["ImageSize"] = str(os.path.getsize(image))
+            st = os.stat(image)  # Performance: one stat for the size and the hasher
         except OSError:
             data["ImageSize"] = UNKNOWN
-        if not track.hashes:
-            fh = ctx.hasher.hash_file(image)
+        else:
+            data["ImageSize"] = str(st.st_size)
+        if not track.hashes and st is not None:
+            fh = ctx.hasher.hash_file(image, st)
             if fh is not None:
                 track.hashes = fh.to_dict()
                 track.hashes_text = fh.sysmon()

@@ -18,7 +18,7 @@ shows comes from the admin API itself, called by the page with the session cooki
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import falcon
 
@@ -26,8 +26,10 @@ from appliance.api.middleware import JsonBody
 from appliance.console.assets import AssetCatalog, apply_security_headers
 from appliance.console.auth import ConsoleAuth
 from appliance.console.overview import OverviewResource
-from appliance.console.wiring import Console
 from appliance.core.errors import MalformedBody
+
+if TYPE_CHECKING:  # wiring mounts these routes: no import back at run time
+    from appliance.console.wiring import Console
 
 __all__ = ["PREFIX", "add_console_routes"]
 
@@ -177,10 +179,10 @@ def add_console_routes(
     do their own checks) and call `console.resolve_session(req)` when no API key header is present.
     The overview route is mounted when the console has a detection overview.
     """
-    if isinstance(console, Console):
-        auth, overview = console.auth, console.overview
-    else:
+    if isinstance(console, ConsoleAuth):
         auth, overview = console, None
+    else:
+        auth, overview = console.auth, console.overview
     catalog = catalog if catalog is not None else AssetCatalog()
     page = PageResource(catalog)
     app.add_route(PREFIX, page)

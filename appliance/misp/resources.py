@@ -23,7 +23,7 @@ the app touches nothing on disk.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import falcon
 
@@ -33,9 +33,11 @@ from ..core.errors import Conflict, NotFound, ValidationError
 from ..store import Role
 from .errors import MispSettingsError
 from .instances import MispInstances
-from .integration import MispExtension
 from .service import MispSync
 from .settings import SETTINGS
+
+if TYPE_CHECKING:  # integration mounts these routes: no import back at run time
+    from .integration import MispExtension
 
 __all__ = ["MISP_ROUTES"]
 

@@ -28,6 +28,7 @@ from typing import IO, Any, BinaryIO, Protocol
 from . import jsonshapes
 from .auditd import iter_audit
 from .jsonshapes import UNKNOWN, classify, from_ecs, from_flat, is_gene
+from .jsonstream import iter_json_stream
 from .tabular import dialect_of, iter_rows
 from .winxml import iter_line_events, iter_xml_events
 
@@ -223,7 +224,7 @@ def read_path(
     fmt: str = "auto",
     tally: Tally | None = None,
     keep: Callable[[str, int], bool] | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[dict[str, object]]:
     """Events of one file (any supported format or archive); errors are counted in `tally`."""
     tally = tally if tally is not None else InputStats()
     name = str(path)
@@ -371,13 +372,7 @@ def _text_events(
         _add(tally, SKIPPED_LINES)
 
     if kind in ("json", "winlogbeat", "flat"):
-        from ..scan import iter_json_stream  # the one JSON stream decoder of `heron scan`
-
-        yield from normalize(
-            iter_json_stream(stream, tally, name),  # type: ignore[arg-type]
-            tally,
-            kind,
-        )
+        yield from normalize(iter_json_stream(stream, tally, name), tally, kind)
     elif kind == "xml":
         yield from _counted(iter_xml_events(_text(stream, head), name, error), tally, "windows-xml")
     elif kind == "sysmon-linux":

@@ -7,8 +7,9 @@ rules) or `SigmaUnsupported` errors naming why a rule cannot run. `rules.load` c
 
 from __future__ import annotations
 
+from .common import LEVELS, SigmaUnsupported
 from .logsource import Target, Unsupported, collected, resolve
-from .rule import DEFAULT_STATUS, LEVELS, SigmaRule, SigmaUnsupported, parse_sigma
+from .rule import DEFAULT_STATUS, SigmaRule, parse_sigma
 
 __all__ = [
     "DEFAULT_STATUS",

@@ -13,16 +13,26 @@ match, so results are those of running every rule.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import ahocorasick
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
     ConditionOR,
     ConditionValueExpression,
 )
-from sigma.types import SigmaExpansion, SigmaRegularExpression, SigmaString, SpecialChars
+from sigma.types import (
+    SigmaExpansion,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaString,
+    SpecialChars,
+)
+
+from .compile import ALL, all_text
 
 if TYPE_CHECKING:
     from ..compiler import CompiledRule
@@ -35,10 +45,9 @@ _WILD = (SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE)
 _sre: Any = getattr(re, "_parser", None) or __import__("sre_parse")
 _LITERAL: Any = _sre.LITERAL
 Lit = tuple[str, str, str]  # (field, kind: eq|pre|suf|sub, lower-cased literal)
-_NSLICES = 65536
-_SLICES = [slice(k, k + 3) for k in range(_NSLICES)]  # Performance: map(v.__getitem__) is C
-_SLICES2 = [slice(k, k + 2) for k in range(_NSLICES)]
 _WEIGHT = {"eq": 1.0, "suf": 1.2, "pre": 1.2, "sub": 3.0}
+_COMMON = frozenset({"EventID", "Channel", "Provider_Name"})  # the block already selected them
+GROUPS = 2  # literal groups indexed per rule: a rule runs when each has a literal in the event
 
 
 def _value_lits(field: str, v: Any) -> list[Lit] | None:
@@ -72,6 +81,32 @@ def _value_lits(field: str, v: Any) -> list[Lit] | None:
     if len(p) == 3 and p[0] is _STAR and p[2] is _STAR and isinstance(p[1], str) and p[1]:
         return [(field, "sub", p[1].lower())]
     return None
+
+
+def _keyword_lits(v: Any) -> list[Lit] | None:
+    """A keyword is a substring of some value: its longest plain part is in the joined text."""
+    if isinstance(v, SigmaExpansion):
+        out: list[Lit] = []
+        for x in v.values:
+            lits = _keyword_lits(x)
+            if lits is None:
+                return None
+            out.extend(lits)
+        return out
+    if isinstance(v, SigmaNumber):
+        return [(ALL, "sub", str(v.number).lower())]
+    if isinstance(v, SigmaRegularExpression):
+        lit = regex_literal(str(v.regexp))
+        return [(ALL, "sub", lit)] if lit else None
+    if not isinstance(v, SigmaString):
+        return None
+    parts = [x for x in v.s if isinstance(x, str)]
+    if not parts or not all(isinstance(x, str) or x in _WILD for x in v.s):
+        return None
+    best = max(parts, key=len)
+    if not best or "\x00" in best:
+        return None
+    return [(ALL, "sub", best.lower())]
 
 
 def _plain_ends(p: Sequence[Any]) -> bool:
@@ -109,142 +144,110 @@ def _leaf_lits(node: ConditionFieldEqualsValueExpression) -> list[Lit] | None:
     return _value_lits(node.field, node.value)
 
 
-def necessary(node: Any) -> list[Lit] | None:
-    """Literals of which at least one must hold for `node` to be true (None: no such set)."""
+def _cost(group: list[Lit]) -> float:
+    """How often a group is expected to hold: short literals and System fields are common."""
+    return sum(
+        _WEIGHT[kind] * (1 + 8 / max(len(lit), 1)) * (10 if field in _COMMON else 1)
+        for field, kind, lit in group
+    )
+
+
+def _best(groups: list[list[Lit]]) -> list[Lit]:
+    return sorted(groups, key=_cost)[0]
+
+
+def necessary(node: Any) -> list[list[Lit]]:
+    """Groups of literals such that `node` can only be true if every group has one that holds.
+
+    An empty list: no such group (NOT, null/exists/number/compare leaves).
+    """
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        return _leaf_lits(node)
+        lits = _leaf_lits(node)
+        return [lits] if lits else []
     if isinstance(node, ConditionValueExpression):
-        # keywords: left to the rule (one C-level search of the joined event text); indexing
-        # them would cost a trigram set of the whole event on every event
-        return None
+        # keywords: substrings of the joined event text (`all_text`), one automaton pass
+        lits = _keyword_lits(node.value)
+        return [lits] if lits else []
     if isinstance(node, ConditionOR):
         out: list[Lit] = []
         for a in node.args:
-            lits = necessary(a)
-            if lits is None:
-                return None
-            out.extend(lits)
-        return out
+            groups = necessary(a)
+            if not groups:
+                return []
+            out.extend(_best(groups))
+        return [out]
     if isinstance(node, ConditionAND):
-        best: list[Lit] | None = None
-        best_cost = 0.0
-        for a in node.args:
-            lits = necessary(a)
-            if lits is None:
-                continue
-            cost = sum(_WEIGHT[k] for _, k, _ in lits)
-            if best is None or cost < best_cost:
-                best, best_cost = lits, cost
-        return best
-    return None  # NOT, keywords, null/exists/regex/number leaves
+        return [g for a in node.args for g in necessary(a)]
+    return []
 
 
-def rule_literals(trees: Sequence[Any]) -> list[Lit]:
-    """A rule's necessary literals (empty: none, the rule always runs)."""
-    lits: list[Lit] = []
-    for tree in trees:
-        found = necessary(tree)
-        if not found:
-            return []
-        lits.extend(found)
-    return lits
+def rule_literals(trees: Sequence[Any]) -> list[list[Lit]]:
+    """A rule's necessary literal groups, the `GROUPS` most selective (empty: always runs)."""
+    if len(trees) == 1:
+        groups = necessary(trees[0])
+    else:
+        one: list[Lit] = []
+        for tree in trees:
+            found = necessary(tree)
+            if not found:
+                return []
+            one.extend(_best(found))
+        groups = [one]
+    return sorted(groups, key=_cost)[:GROUPS]
 
 
 class _FieldIndex:
-    __slots__ = (
-        "eq",
-        "pre",
-        "suf",
-        "sub",
-        "short",
-        "pre_lens",
-        "suf_lens",
-        "sub_keys",
-        "short_keys",
-    )
+    """Every literal of one field in one Aho-Corasick automaton (equalities in a dict).
+
+    Performance: one C-level pass over a value finds every occurrence of every literal
+    (overlapping ones too); a hit counts for a prefix only at the start, for a suffix only at
+    the end, and always for a substring.
+    """
+
+    __slots__ = ("eq", "lits", "auto", "present")
 
     def __init__(self) -> None:
         self.eq: dict[str, list[int]] = {}
-        self.pre: dict[str, list[int]] = {}
-        self.suf: dict[str, list[int]] = {}
-        self.sub: dict[str, dict[str, list[int]]] = {}  # trigram → {literal: rules}
-        self.short: dict[str, list[int]] = {}  # substrings under 3 characters
-        self.pre_lens: tuple[int, ...] = ()
-        self.suf_lens: tuple[int, ...] = ()
-        self.sub_keys: frozenset[str] = frozenset()
-        self.short_keys: frozenset[str] = frozenset()
+        self.present: list[int] = []  # empty prefix/suffix/substring: any value holds it
+        # literal → ([pre ids], [suf ids], [sub ids])
+        self.lits: dict[str, tuple[list[int], list[int], list[int]]] = {}
+        self.auto: Any = None
 
     def add(self, kind: str, lit: str, i: int) -> None:
-        if kind == "sub":
-            if len(lit) < 3:
-                self.short.setdefault(lit, []).append(i)
-                return
-            self.sub.setdefault(lit, {}).setdefault(lit, []).append(i)  # re-bucketed in finish
+        if kind == "eq":
+            self.eq.setdefault(lit, []).append(i)
             return
-        getattr(self, kind).setdefault(lit, []).append(i)
+        if not lit:
+            self.present.append(i)
+            return
+        entry = self.lits.setdefault(lit, ([], [], []))
+        entry[("pre", "suf", "sub").index(kind)].append(i)
 
     def finish(self) -> None:
-        self.pre_lens = tuple(sorted({len(k) for k in self.pre}))
-        self.suf_lens = tuple(sorted({len(k) for k in self.suf}))
-        # Performance: file each substring under its rarest trigram, so that the buckets an
-        # event's trigrams open hold few literals to check with `in`.
-        lits = {lit: ids for bucket in self.sub.values() for lit, ids in bucket.items()}
-        freq: dict[str, int] = {}
-        grams_of = {}
-        for lit in lits:
-            grams = {lit[k : k + 3] for k in range(len(lit) - 2)}
-            grams_of[lit] = grams
-            for g in grams:
-                freq[g] = freq.get(g, 0) + 1
-        self.sub = {}
-        for lit, ids in lits.items():
-            best = min(sorted(grams_of[lit]), key=freq.__getitem__)
-            self.sub.setdefault(best, {})[lit] = ids
-        # Performance: set & frozenset iterates the smaller side; set.intersection(dict) and
-        # dict.keys() & set iterate the whole index.
-        self.sub_keys = frozenset(self.sub)
-        self.short_keys = frozenset(self.short)
+        auto = ahocorasick.Automaton()
+        for lit, (pre, suf, sub) in self.lits.items():
+            auto.add_word(lit, (len(lit) - 1, tuple(pre), tuple(suf), tuple(sub)))
+        if len(auto):
+            auto.make_automaton()
+            self.auto = auto
 
     def collect(self, v: str, out: set[int]) -> None:
         ids = self.eq.get(v)
         if ids:
             out.update(ids)
-        if self.suf:
-            suf = self.suf
-            for n in self.suf_lens:
-                ids = suf.get(v[-n:])
-                if ids:
-                    out.update(ids)
-        if self.pre:
-            pre = self.pre
-            for n in self.pre_lens:
-                ids = pre.get(v[:n])
-                if ids:
-                    out.update(ids)
-        if self.sub and len(v) > 2:
-            sub = self.sub
-            n = len(v) - 2
-            grams = (
-                set(map(v.__getitem__, _SLICES[:n]))
-                if n <= _NSLICES
-                else {v[k : k + 3] for k in range(n)}
-            )
-            for g in grams & self.sub_keys:
-                for lit, ids in sub[g].items():
-                    if lit in v:
-                        out.update(ids)
-        if self.short:
-            short = self.short
-            keys = self.short_keys
-            found = set(v) & keys  # 1-character literals
-            if len(v) > 1:
-                found |= (
-                    set(map(v.__getitem__, _SLICES2[: len(v) - 1]))
-                    if len(v) <= _NSLICES
-                    else {v[k : k + 2] for k in range(len(v) - 1)}
-                ) & keys
-            for lit in found:
-                out.update(short[lit])
+        if self.present:
+            out.update(self.present)
+        auto = self.auto
+        if auto is None:
+            return
+        last = len(v) - 1
+        for end, (n, pre, suf, sub) in auto.iter(v):
+            if sub:
+                out.update(sub)
+            if pre and end == n:
+                out.update(pre)
+            if suf and end == last:
+                out.update(suf)
 
 
 class _Plan:
@@ -252,6 +255,8 @@ class _Plan:
 
     def __init__(self, rules: Sequence[CompiledRule]) -> None:
         always: list[int] = []
+        second: list[int] = []  # rules with a second group (its hits are recorded as n + i)
+        n = self.n = len(rules)
         per_view: dict[int, dict[str, _FieldIndex]] = {}
         caches: dict[int, int] = {}  # id(ViewCache) → slot in the per-event view list
         self.getters: list[Callable[[Any], Any]] = []
@@ -262,38 +267,45 @@ class _Plan:
                 caches[id(views)] = len(self.getters)
                 self.getters.append(views.get)
             slot_of.append(caches[id(views)])
-            lits = c.ns.get("__lits__")
-            if lits is None:
-                lits = c.ns["__lits__"] = rule_literals(c.rule.trees)  # type: ignore[attr-defined]
-            if not lits:
+            groups = c.ns.get("__lits__")
+            if groups is None:
+                groups = c.ns["__lits__"] = rule_literals(c.rule.trees)  # type: ignore[attr-defined]
+            if not groups:
                 always.append(i)
                 continue
+            if len(groups) > 1:
+                second.append(i)
             fields = per_view.setdefault(id(views), {})
-            for field, kind, lit in lits:
-                fi = fields.get(field)
-                if fi is None:
-                    fi = fields[field] = _FieldIndex()
-                fi.add(kind, lit, i)
+            for g, lits in enumerate(groups):
+                for field, kind, lit in lits:
+                    fi = fields.get(field)
+                    if fi is None:
+                        fi = fields[field] = _FieldIndex()
+                    fi.add(kind, lit, i + g * n)
         for fields in per_view.values():
             for fi in fields.values():
                 fi.finish()
         self.indexes = [(caches[key], tuple(f.items())) for key, f in per_view.items()]
         self.base = frozenset(always)
+        self.second = frozenset(second)
         self.rules = list(zip([c.ns["__vfn__"] for c in rules], slot_of, rules, strict=True))
 
 
-def compile_block(rules: Sequence[CompiledRule]) -> Callable[[Any], list[CompiledRule]]:
-    """`run(d)` → the rules of `rules` (Sigma, load order) that match event `d`."""
-    plan = _Plan(rules)
-    getters, indexes, base, table = plan.getters, plan.indexes, plan.base, plan.rules
+Block = Callable[[Any], list["CompiledRule"]]
 
-    def run(d: Any) -> list[CompiledRule]:
+
+def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]:
+    """`due(d)` → (condition, view, rule) of every rule the index lets through, in order."""
+    getters, indexes, base, table = plan.getters, plan.indexes, plan.base, plan.rules
+    n, second = plan.n, plan.second
+
+    def due(d: Any) -> list[tuple[Any, Any, CompiledRule]]:
         got = [get(d) for get in getters]
         cand = set(base)
         for slot, fields in indexes:
             low = got[slot][1]
             for field, fi in fields:
-                v = low.get(field)
+                v = all_text(low) if field is ALL else low.get(field)
                 if v is None:
                     continue
                 if v.__class__ is str:
@@ -303,9 +315,37 @@ def compile_block(rules: Sequence[CompiledRule]) -> Callable[[Any], list[Compile
                         fi.collect(x, cand)
         out = []
         for i in sorted(cand):
+            if i >= n:
+                break
+            if i in second and i + n not in cand:
+                continue  # the rule's second literal group is not in the event
             vfn, slot, rule = table[i]
-            if vfn(*got[slot]):
+            out.append((vfn, got[slot], rule))
+        return out
+
+    return due
+
+
+def compile_block(rules: Sequence[CompiledRule]) -> tuple[Block, Callable[[Any, int], Any]]:
+    """(`run(d)`, `timed(d, scale)`): the rules of `rules` (Sigma, load order) that match `d`.
+
+    `timed` also adds each evaluated rule's match time × `scale` to its `time_ns` (the
+    engine's 1-in-N timing sample); the shared index lookup is not attributed.
+    """
+    due = _lookup(_Plan(rules))
+
+    def run(d: Any) -> list[CompiledRule]:
+        return [rule for vfn, view, rule in due(d) if vfn(*view)]
+
+    def timed(d: Any, scale: int) -> list[CompiledRule]:
+        clock = time.perf_counter_ns
+        out = []
+        for vfn, view, rule in due(d):
+            t0 = clock()
+            hit = vfn(*view)
+            rule.time_ns += (clock() - t0) * scale
+            if hit:
                 out.append(rule)
         return out
 
-    return run
+    return run, timed

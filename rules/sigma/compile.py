@@ -273,6 +273,45 @@ def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest 
     return lambda t: any(f(t) for f in all_tests)
 
 
+class _Group:
+    """The OR'd values of one field (or the keywords: `field` None) in an OR node."""
+
+    __slots__ = ("field",)
+
+    def __init__(self, field: str | None) -> None:
+        self.field = field
+
+
+def _or_parts(node: ConditionOR, gen: _Gen) -> list[str]:
+    """OR'd values of one field merge into one leaf (first position), and OR'd keywords too."""
+    by_field: dict[str | None, list[SigmaType]] = {}
+    order: list[Any] = []
+    for arg in node.args:
+        key: str | None
+        if isinstance(arg, ConditionFieldEqualsValueExpression) and not isinstance(
+            arg.value, SigmaFieldReference
+        ):
+            key = arg.field
+        elif isinstance(arg, ConditionValueExpression):
+            key = None
+        else:
+            order.append(arg)
+            continue
+        if key not in by_field:
+            by_field[key] = []
+            order.append(_Group(key))
+        by_field[key].append(arg.value)
+    parts: list[str] = []
+    for item in order:
+        if not isinstance(item, _Group):
+            parts.append(_source(item, gen))
+        elif item.field is None:
+            parts.append(gen.keyword_leaf(by_field[None]))
+        else:
+            parts.append(gen.field_leaf(item.field, by_field[item.field]))
+    return parts
+
+
 def _source(node: Any, gen: _Gen) -> str:
     if node is None:
         return "False"
@@ -286,26 +325,8 @@ def _source(node: Any, gen: _Gen) -> str:
         return f"(not {_source(node.args[0], gen)})"
     if isinstance(node, (ConditionAND, ConditionOR)):
         joiner = " and " if isinstance(node, ConditionAND) else " or "
-        parts: list[str] = []
         if isinstance(node, ConditionOR):
-            # merge OR'd values of one field into one leaf (keeps the first position)
-            by_field: dict[str, list[SigmaType]] = {}
-            order: list[Any] = []
-            for arg in node.args:
-                if isinstance(arg, ConditionFieldEqualsValueExpression) and not isinstance(
-                    arg.value, SigmaFieldReference
-                ):
-                    if arg.field not in by_field:
-                        by_field[arg.field] = []
-                        order.append(arg.field)
-                    by_field[arg.field].append(arg.value)
-                else:
-                    order.append(arg)
-            for item in order:
-                if isinstance(item, str):
-                    parts.append(gen.field_leaf(item, by_field[item]))
-                else:
-                    parts.append(_source(item, gen))
+            parts = _or_parts(node, gen)
         else:
             parts = [_source(a, gen) for a in node.args]
         if not parts:

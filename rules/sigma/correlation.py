@@ -28,7 +28,8 @@ from sigma.correlations import (
 from ..compiler import CompiledRule
 from ..event import event_time
 from ..rule import Meta, Rule
-from .rule import LEVELS, SigmaUnsupported, _attack
+from .common import LEVELS, SigmaUnsupported
+from .common import attack_of as _attack
 from .view import view
 
 __all__ = [

@@ -27,12 +27,15 @@ _HEX = re.compile(r"0x0+([0-9a-fA-F]+)\Z")
 _KV = re.compile(r"^\s*([A-Za-z]+)=(.*?)\s*$", re.MULTILINE)
 _SYSTEM = ("Channel", "Computer", "Level", "Task", "Opcode", "Keywords", "EventRecordID", "Version")
 _EMPTY: View = ({}, {})
+_STR = {str}
 
 
 def _text(v: Any) -> str:
     if v.__class__ is str:
-        m = _HEX.match(v)
-        return "0x" + m.group(1) if m is not None else v
+        if v[:3] == "0x0":
+            m = _HEX.match(v)
+            return "0x" + m.group(1) if m is not None else v
+        return v
     return go_string(v)
 
 
@@ -50,10 +53,17 @@ def _put(out: dict[str, Text], key: str, v: Any) -> None:
 
 
 def _event_data(ed: dict[str, Any], orig: dict[str, Text]) -> None:
+    values = ed.values()
+    if set(map(type, values)) == _STR and "\x000x0" not in "\x00" + "\x00".join(values):
+        orig.update(ed)  # Performance: only text, nothing to unpad (the common case), in C
+        return
     for k, v in ed.items():
-        _put(orig, k, v)
+        if v.__class__ is str and v[:3] != "0x0":
+            orig[k] = v  # Performance: the common case of `_put`
+        else:
+            _put(orig, k, v)
     blob = orig.get("Data")
-    if isinstance(blob, tuple):
+    if blob.__class__ is tuple:
         for part in blob:
             if "=" in part:
                 for key, val in _KV.findall(part):
@@ -72,15 +82,21 @@ def _system(sys_: dict[str, Any], orig: dict[str, Text]) -> None:
     eid = sys_.get("EventID")
     if isinstance(eid, dict):
         eid = eid.get("Value")
-    if eid is not None:
-        orig.setdefault("EventID", _text(eid))
+    if eid is not None and "EventID" not in orig:
+        orig["EventID"] = _text(eid)
     prov = sys_.get("Provider")
-    if isinstance(prov, dict) and prov.get("Name") is not None:
-        orig.setdefault("Provider_Name", _text(prov["Name"]))
-    for key in _SYSTEM:
-        v = sys_.get(key)
-        if v is not None and not isinstance(v, (dict, list)):
-            orig.setdefault(key, _text(v))
+    if isinstance(prov, dict) and "Provider_Name" not in orig:
+        name = prov.get("Name")
+        if name is not None:
+            orig["Provider_Name"] = _text(name)
+    check = not orig.keys().isdisjoint(_SYSTEM)  # Performance: EventData rarely has them
+    for key, v in zip(_SYSTEM, map(sys_.get, _SYSTEM), strict=True):
+        if v is None or (check and key in orig):
+            continue
+        if v.__class__ is str and v[:3] != "0x0":
+            orig[key] = v
+        elif not isinstance(v, (dict, list)):
+            orig[key] = _text(v)
 
 
 def build(data: Any) -> View:
@@ -98,6 +114,10 @@ def build(data: Any) -> View:
     sys_ = ev.get("System")
     if isinstance(sys_, dict):
         _system(sys_, orig)
+    values = orig.values()
+    if tuple not in set(map(type, values)):
+        # Performance: all text (the usual case): lower-cased in C
+        return orig, dict(zip(orig, map(str.lower, values), strict=True))  # type: ignore[arg-type]
     low: dict[str, Text] = {
         k: (v.lower() if v.__class__ is str else tuple(x.lower() for x in v))
         for k, v in orig.items()

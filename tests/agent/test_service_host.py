@@ -6,7 +6,6 @@ import json
 import logging
 import sys
 import threading
-import types
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,7 @@ import pytest
 
 from agent import cli
 from agent.link import system_service
-
-STOP_PENDING = 3
-ACCEPT_STOP, ACCEPT_SHUTDOWN = 0x1, 0x4  # win32service.SERVICE_ACCEPT_*
-CONTROL_STOP, CONTROL_SHUTDOWN = 0x1, 0x5  # win32service.SERVICE_CONTROL_*
+from tests.support.fake_pywin32 import FakePywin32
 
 
 def _events(path: Path, n: int = 5) -> Path:
@@ -39,76 +35,6 @@ def _events(path: Path, n: int = 5) -> Path:
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-class FakePywin32:
-    """Records what the service code asks of pywin32 (win32serviceutil, servicemanager, ...)."""
-
-    def __init__(self, *, dispatch: Any = None) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.hosted: type[Any] | None = None
-        self.dispatch = dispatch  # called with the hosted class by StartServiceCtrlDispatcher
-        fake = self
-
-        class ServiceFramework:
-            def __init__(self, args: list[str]) -> None:
-                fake.calls.append(("ServiceFramework.__init__", list(args)))
-
-            def ReportServiceStatus(self, status: int) -> None:
-                fake.calls.append(("ReportServiceStatus", status))
-
-            # pywin32's own dispatch (win32serviceutil.ServiceFramework): a control is only
-            # accepted, and routed, when the class defines its Svc* method.
-            def GetAcceptedControls(self) -> int:
-                accepted = 0
-                if hasattr(self, "SvcStop"):
-                    accepted |= ACCEPT_STOP
-                if hasattr(self, "SvcShutdown"):
-                    accepted |= ACCEPT_SHUTDOWN
-                return accepted
-
-            def ServiceCtrlHandlerEx(
-                self,
-                control: int,
-                event_type: int,
-                data: Any,
-            ) -> Any:
-                if control == CONTROL_STOP:
-                    return self.SvcStop()  # type: ignore[attr-defined]
-                if control == CONTROL_SHUTDOWN:
-                    return self.SvcShutdown()  # type: ignore[attr-defined]
-                return None
-
-        self.win32serviceutil = types.ModuleType("win32serviceutil")
-        self.win32serviceutil.ServiceFramework = ServiceFramework  # type: ignore[attr-defined]
-        self.win32service = types.ModuleType("win32service")
-        self.win32service.SERVICE_STOP_PENDING = STOP_PENDING  # type: ignore[attr-defined]
-        self.win32service.SERVICE_STOPPED = 1  # type: ignore[attr-defined]
-        sm = self.servicemanager = types.ModuleType("servicemanager")
-        sm.EVENTLOG_INFORMATION_TYPE = 4  # type: ignore[attr-defined]
-        sm.PYS_SERVICE_STARTED = 0x1002  # type: ignore[attr-defined]
-        sm.PYS_SERVICE_STOPPED = 0x1004  # type: ignore[attr-defined]
-        sm.LogMsg = lambda *a: fake.calls.append(("LogMsg", a[1]))  # type: ignore[attr-defined]
-        sm.Initialize = lambda: fake.calls.append(("Initialize", None))  # type: ignore[attr-defined]
-
-        def prepare(cls: type[Any]) -> None:
-            fake.hosted = cls
-            fake.calls.append(("PrepareToHostSingle", cls))
-
-        def start() -> None:
-            fake.calls.append(("StartServiceCtrlDispatcher", None))
-            if fake.dispatch is not None:
-                fake.dispatch(fake.hosted)
-
-        sm.PrepareToHostSingle = prepare  # type: ignore[attr-defined]
-        sm.StartServiceCtrlDispatcher = start  # type: ignore[attr-defined]
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name in ("win32serviceutil", "win32service", "servicemanager"):
-            monkeypatch.setitem(__import__("sys").modules, name, getattr(self, name))
-
-    def names(self) -> list[str]:
-        return [c[0] for c in self.calls]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="--service hosts the SCM service on Windows")
@@ -173,32 +99,6 @@ def test_run_agent_returns_when_stop_is_set(tmp_path: Path) -> None:
     assert not t.is_alive() and result == [0]
 
 
-def test_service_class_runs_and_stops_through_the_event(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakePywin32()
-    fake.install(monkeypatch)
-    started = threading.Event()
-    seen: list[threading.Event] = []
-
-    def run(stop: threading.Event) -> int:
-        seen.append(stop)
-        started.set()
-        stop.wait(30)
-        return 7
-
-    cls = system_service.make_service_class(run)
-    assert cls._svc_name_ == "heron-agent"
-    svc = cls(["heron-agent"])
-    t = threading.Thread(target=svc.SvcDoRun)
-    t.start()
-    assert started.wait(10)
-    assert t.is_alive() and not seen[0].is_set()
-    svc.SvcStop()
-    t.join(timeout=10)
-    assert not t.is_alive() and seen[0].is_set() and svc.exit_code == 7
-    assert ("ReportServiceStatus", STOP_PENDING) in fake.calls
-    assert fake.names() == ["ServiceFramework.__init__", "LogMsg", "ReportServiceStatus", "LogMsg"]
-
-
 def test_service_flag_on_win32_hosts_the_class_with_the_run_args(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -225,41 +125,8 @@ def test_service_flag_on_win32_hosts_the_class_with_the_run_args(
     assert cli._cmd_run(args, platform="win32") == 0
     assert fake.names()[:3] == ["Initialize", "PrepareToHostSingle", "StartServiceCtrlDispatcher"]
     assert fake.hosted is not None and fake.hosted._svc_name_ == "heron-agent"
+    assert fake.hosted.__name__ == "HeronAgentService"
     assert json.loads(capsys.readouterr().out)["processed"] == 5  # same code path as `run`
-
-
-def test_started_from_a_console_on_win32_says_so(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    class NotFromScm(Exception):
-        winerror = 1063
-
-    def dispatch(cls: type[Any]) -> None:
-        raise NotFromScm()
-
-    FakePywin32(dispatch=dispatch).install(monkeypatch)
-    cls = system_service.make_service_class(lambda stop: 0)
-    assert system_service.host_service(cls) == 1
-    assert "service control manager" in capsys.readouterr().err
-
-
-def test_system_shutdown_stops_the_service_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SvcShutdown exists (SCM sends SHUTDOWN at reboot) and ends the run like SvcStop."""
-    FakePywin32().install(monkeypatch)
-    started = threading.Event()
-
-    def run(stop: threading.Event) -> int:
-        started.set()
-        return 0 if stop.wait(30) else 9
-
-    svc = system_service.make_service_class(run)(["heron-agent"])
-    assert svc.GetAcceptedControls() == ACCEPT_STOP | ACCEPT_SHUTDOWN
-    t = threading.Thread(target=svc.SvcDoRun)
-    t.start()
-    assert started.wait(10)
-    svc.ServiceCtrlHandlerEx(CONTROL_SHUTDOWN, 0, None)
-    t.join(timeout=10)
-    assert not t.is_alive() and svc.exit_code == 0
 
 
 def test_service_install_registers_run_service_with_the_config(

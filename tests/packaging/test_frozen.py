@@ -379,6 +379,27 @@ def test_runs_anywhere_without_python(frozen: FrozenDist, role: str, tmp_path: P
         assert "libpython" not in libs or str(copy) in libs
 
 
+def test_frozen_manager_imports_sigma_rules(frozen: FrozenDist, tmp_path: Path) -> None:
+    """pySigma and its YAML parser are in the frozen manager: a SigmaHQ rule imports."""
+    rule = ROOT.parent / "shared/corpus/sigma/rules/windows/process_creation"
+    src = rule / "proc_creation_win_whoami_priv_discovery.yml"
+    if not src.is_file():
+        pytest.skip(f"{src} is absent (../shared corpus)")
+    pack = tmp_path / "sigma" / "rules" / "windows"
+    pack.mkdir(parents=True)
+    shutil.copy(src, pack)
+    data, env = tmp_path / "data", clean_env(tmp_path)
+    manager = str(frozen.program("manager"))
+    run([manager, "init", "--json", "--data-dir", str(data)], env=env, cwd=Path("/"))
+    out = run(
+        [manager, "rules", "import", str(tmp_path / "sigma"), "--data-dir", str(data), "--json"],
+        env=env,
+        cwd=Path("/"),
+    )
+    result = json.loads(out.stdout)
+    assert (result["imported"], result["rejected"]) == (1, []), out.stdout[-2000:]
+
+
 def test_frozen_smoke_end_to_end(frozen: FrozenDist, netns: Netns, tmp_path: Path) -> None:
     manager, agent = str(frozen.program("manager")), str(frozen.program("agent"))
     home = tmp_path / "home"

@@ -12,6 +12,7 @@ import pytest
 
 import rules.scan as scanmod
 from rules.engine import Detection
+from rules.inputs import jsonstream
 from rules.scan import ScanOptions, ScanStats, discover, iter_json_stream, should_print
 
 from .conftest import GENE_RULES
@@ -111,13 +112,13 @@ def test_unreadable_file_is_counted_not_fatal(tmp_path: Path) -> None:
 
 def test_large_pretty_value_is_decoded_in_few_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = scanmod._drain
+    real = jsonstream._drain
 
     def counting(buf: bytes) -> tuple:
         calls.append(len(buf))
         return real(buf)
 
-    monkeypatch.setattr(scanmod, "_drain", counting)
+    monkeypatch.setattr(jsonstream, "_drain", counting)
     big = json.dumps(
         {"Event": {"EventData": {f"k{i}": {"v": i} for i in range(20000)}}}, indent=2
     ).encode()
