@@ -36,6 +36,10 @@ ROUTE_UPLOAD_DUMPS = "/upload/dumps"
 ROUTE_SYSTEM_INFO = "/info/system"
 ROUTE_TOOLS = "/tools"
 ROUTE_HEALTH = "/healthz"
+# Every update hash in one answer (issue 24): {"rules", "iocs", "config", "sysmon", "tools"} →
+# sha256 or null (none set); ?os=&version= as for /sysmon/config. The single routes stay.
+ROUTE_UPDATES = "/updates"
+UPDATE_ITEMS = ("rules", "iocs", "config", "sysmon", "tools")
 
 # --- headers ---
 HEADER_HOSTNAME = "X-Endpoint-Hostname"
@@ -43,6 +47,10 @@ HEADER_BATCH_ID = "X-Heron-Batch-Id"  # idempotency key of a /logs batch (exactl
 HEADER_API_KEY = "X-Api-Key"
 HEADER_API_KEY_LEGACY = "Api-Key"  # sent by older WHIDS clients (pywhids)
 HEADER_AGENT_VERSION = "X-Heron-Agent-Version"
+# Seconds the manager wants between an agent's update checks (longer under load; issue 24).
+HEADER_POLL_AFTER = "X-Heron-Poll-After"
+# GET /commands?wait=N: hold the request up to N seconds until a command is queued (long-poll).
+QUERY_WAIT = "wait"
 USER_AGENT = f"Heron-Agent/{HERON_VERSION}"
 
 CONTENT_NDJSON = "application/x-ndjson"
@@ -234,6 +242,16 @@ def iocs_sha256(iocs: Iterable[Mapping[str, object]]) -> str:
     """
     lines = sorted(f"{i['type']}:{i['value']}" for i in iocs)
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def tools_sha256(listing: Mapping[str, Mapping[str, object]]) -> str:
+    """Hash of a /tools listing (name → entry): sha256 over sorted `name:sha256` lines."""
+    lines = []
+    for name, entry in listing.items():
+        meta = entry.get("metadata")
+        sha = meta.get("sha256", "") if isinstance(meta, Mapping) else ""
+        lines.append(f"{name}:{str(sha).lower()}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest()
 
 
 def config_sha256(document: Mapping[str, object]) -> str:

@@ -48,6 +48,12 @@ class LinkConfig:
         0.5, "poll interval right after a command arrived", live=True
     )
     command_burst_window: float = setting(30.0, "seconds the fast polling lasts", live=True)
+    command_wait: float = setting(
+        60.0, "long-poll: seconds the manager may hold /commands (0: poll)", live=True
+    )
+    idle_close: float = setting(
+        20.0, "seconds before an unused connection (not the long-poll) closes", live=True
+    )
     update_interval: float = setting(60.0, "seconds between rule/IoC/config/Sysmon hash checks")
     sysinfo_interval: float = setting(900.0, "seconds between system-information checks")
     upload_interval: float = setting(60.0, "seconds between artifact upload passes")

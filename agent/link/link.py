@@ -109,9 +109,12 @@ class Link:
             clock=clock,
             min_free_bytes=config.queue_min_free_bytes,
         )
+        # the forwarder and housekeeping share one connection (closed when idle,
+        # resumed by TLS ticket); the long-poll holds the other one.
+        house = self._transport()
         self.forwarder = Forwarder(
             self.spool,
-            self._transport(),
+            house,
             sleep=self._stop.wait,
             backoff=Backoff(config.backoff_base, config.backoff_cap, rand=rand),
             compresslevel=config.compress_level,
@@ -125,8 +128,11 @@ class Link:
             burst_window=config.command_burst_window,
             clock=clock,
             sleep=self._stop.wait,
+            wait=config.command_wait,
+            timeout=config.timeout,
+            rand=rand,
         )
-        house = self._transport()
+        self.rand = rand
         hooks_by_item: dict[str, Callable[[Any], object] | None] = {
             "rules": self.hooks.reload_rules,
             "iocs": self.hooks.set_iocs,
@@ -162,6 +168,7 @@ class Link:
         # the first counter report after one interval: nothing to say at start
         self._due: dict[str, float] = {"counters": clock() + HEALTH_INTERVAL}
         self._known_uuid = ""
+        self._tools_seen = ""
         self._supervised: dict[str, dict[str, Any]] = {}
         self._last_counters = ""
         self._last_rules_state: dict[str, str] | None = None
@@ -203,6 +210,7 @@ class Link:
         self.poller.interval = new.command_interval
         self.poller.burst_interval = new.command_burst_interval
         self.poller.burst_window = new.command_burst_window
+        self.poller.wait = new.command_wait
         self.forwarder.compresslevel = new.compress_level
         self.forwarder.backoff.base, self.forwarder.backoff.cap = new.backoff_base, new.backoff_cap
         self.spool.max_bytes = new.queue_max_bytes
@@ -356,10 +364,23 @@ class Link:
                 self.hooks.set_endpoint(uid)
         return uid
 
+    def _check_updates(self) -> dict[str, str]:
+        out = self.updater.check()
+        tools = self.updater.remote.get("tools")
+        if tools and tools != self._tools_seen:
+            if self._tools_seen:
+                self._due["tools"] = 0.0  # the manager's tool set changed: sync now
+            self._tools_seen = tools
+        return out
+
     def housekeeping_once(self) -> dict[str, Any]:
         """Run every housekeeping task that is due; returns what ran and its outcome."""
+        # the manager stretches update checks under load (X-Heron-Poll-After);
+        # ±10 % jitter keeps a fleet started together from checking together.
+        updates = max(self.config.update_interval, self.poller.poll_after, self.updater.poll_after)
+        updates *= 0.9 + 0.2 * self.rand()
         tasks: dict[str, tuple[float, Callable[[], Any]]] = {
-            "updates": (self.config.update_interval, self.updater.check),
+            "updates": (updates, self._check_updates),
             "sysinfo": (self.config.sysinfo_interval, self.sysinfo.run_once),
             "renew": (self.config.renew_check_interval, self.renew_if_due),
             "identity": (5.0, self.sync_identity),
@@ -399,6 +420,9 @@ class Link:
         last_status = -1e18
         while not self._stop.is_set():
             self.housekeeping_once()
+            close_idle = getattr(self._house, "close_idle", None)
+            if close_idle is not None and self.config.idle_close > 0:
+                close_idle(self.config.idle_close)
             if self.clock() - last_status >= 5.0:
                 self.write_status()
                 last_status = self.clock()

@@ -36,6 +36,7 @@ class MtlsTransport:
         self._stamp: tuple[int, ...] = ()
         self.identity: Identity | None = None
         self._lock = threading.Lock()
+        self._interrupted = False
 
     def _files_stamp(self) -> tuple[int, ...]:
         try:
@@ -83,7 +84,27 @@ class MtlsTransport:
 
     def send(self, request: Request) -> Response:
         with self._lock:
-            return self._refresh().send(request)
+            inner = self._refresh()
+            if self._interrupted:  # set after interrupt() looked for _inner
+                inner.interrupt()
+            return inner.send(request)
+
+    def interrupt(self) -> None:
+        """At shutdown, from another thread: end the request in flight now (no lock: the
+        request holds it); see HttpsTransport.interrupt."""
+        self._interrupted = True
+        inner = self._inner
+        if inner is not None:
+            inner.interrupt()
+
+    def close_idle(self, max_idle: float) -> bool:
+        """Close the connection when unused for `max_idle` seconds (reconnects resume TLS)."""
+        if not self._lock.acquire(blocking=False):
+            return False  # in use
+        try:
+            return self._inner is not None and self._inner.close_idle(max_idle)
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         with self._lock:

@@ -6,6 +6,13 @@ result survives a network drop or an agent restart. Polling runs every `interval
 every `burst_interval` for `burst_window` seconds after a command arrived (or after
 `notify_activity()`).
 
+With `wait` > 0 the poll is a long-poll (`GET /commands?wait=N`): the manager holds it until a
+command is queued, and the poller asks again at once (with a little jitter). A manager of the
+previous version answers at once; the poller notices (the answer came in under half the wait)
+and keeps its interval. Every answer's `X-Heron-Poll-After` is kept in `poll_after`. While the
+worker thread runs commands the poller polls without `wait`, so their results (posted over the
+same transport) never wait behind a held long-poll.
+
 Response first: in the polling loop (`run`), ordinary commands run one at a time on a worker
 thread while polling goes on, and the response commands (`URGENT_COMMANDS`: contain, uncontain,
 terminate) run at once on the polling thread, so containment never waits behind a slow report
@@ -16,19 +23,19 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from agent.commands import CommandContext, run_command
 from rules import wire
 
 from .errors import CertificateRejected, LinkError
 from .identity import write_atomic
-from .transport import Request, Transport
+from .transport import Request, Response, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,9 @@ class CommandPoller:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
         runner: Callable[[wire.Command, CommandContext], wire.CommandResult] = run_command,
+        wait: float = 0.0,
+        timeout: float = 30.0,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.transport = transport
         self.results_dir = Path(state_dir) / "results"
@@ -64,6 +74,11 @@ class CommandPoller:
         self.runner = runner
         self._last_activity = -1e18
         self.executed = 0
+        self.wait = wait
+        self.timeout = timeout
+        self.rand = rand
+        self.held = False  # the last poll was held by the manager (it long-polls)
+        self.poll_after = 0.0  # the manager's advice for update checks (0: none)
         self._io = threading.Lock()  # one keep-alive transport shared with the worker thread
         self._backlog: list[wire.Command] = []
         self._worker: threading.Thread | None = None
@@ -74,8 +89,30 @@ class CommandPoller:
         self._last_activity = self.clock()
 
     def next_interval(self) -> float:
+        if self.held:
+            return self.rand() * 0.5  # spreads a fleet woken by a manager restart
         bursting = self.clock() - self._last_activity < self.burst_window
         return self.burst_interval if bursting else self.interval
+
+    def _get(self) -> Response:
+        if self.wait <= 0 or self._worker is not None:
+            self.held = False
+            return self._send(Request("GET", wire.ROUTE_COMMANDS))
+        started = self.clock()
+        resp = self._send(
+            Request(
+                "GET",
+                f"{wire.ROUTE_COMMANDS}?{wire.QUERY_WAIT}={self.wait:g}",
+                timeout=self.wait + self.timeout,
+            )
+        )
+        self.held = resp.status == 200 or self.clock() - started >= self.wait / 2
+        advice = resp.headers.get(wire.HEADER_POLL_AFTER.lower(), "")
+        try:
+            self.poll_after = max(0.0, float(advice)) if advice else 0.0
+        except ValueError:
+            self.poll_after = 0.0
+        return resp
 
     def flush_results(self) -> int:
         """Post results kept on disk; returns how many the manager accepted."""
@@ -136,7 +173,7 @@ class CommandPoller:
         write_atomic(path, json.dumps(slim).encode("utf-8"))
         return True
 
-    def _send(self, req: Request) -> Any:
+    def _send(self, req: Request) -> Response:
         with self._io:
             return self.transport.send(req)
 
@@ -147,7 +184,7 @@ class CommandPoller:
         returned) and only the urgent ones run here.
         """
         self.flush_results()
-        resp = self._send(Request("GET", wire.ROUTE_COMMANDS))
+        resp = self._get()
         if resp.status == 204 or not resp.body.strip():
             return None
         if resp.status != 200:
@@ -220,7 +257,12 @@ class CommandPoller:
                 self.poll_once(background=True)
             except LinkError as ex:
                 logger.debug("command poll failed: %s", ex)
+                self.held = False
             self.sleep(self.next_interval())
 
     def stop(self) -> None:
+        """End the loop; a held long-poll is interrupted (else it holds the stop up to `wait`)."""
         self._stop.set()
+        interrupt = getattr(self.transport, "interrupt", None)
+        if callable(interrupt):
+            interrupt()

@@ -13,6 +13,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ class Request:
     path: str
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # socket timeout for this request (a long-poll waits longer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +98,28 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS connection that checks the certificate against `sni` instead of the dialled host."""
 
     def __init__(
-        self, host: str, port: int, *, context: ssl.SSLContext, timeout: float, sni: str
+        self,
+        host: str,
+        port: int,
+        *,
+        context: ssl.SSLContext,
+        timeout: float,
+        sni: str,
+        session: ssl.SSLSession | None = None,
     ) -> None:
         super().__init__(host, port, context=context, timeout=timeout)
         self._sni = sni
         self._context = context
+        self._session = session
 
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self._sni)
+        # resuming the last TLS session (a ticket) skips the certificate exchange
+        # and signatures: a reconnect costs the manager a fraction of a full handshake.
+        self.sock = self._context.wrap_socket(
+            sock, server_hostname=self._sni, session=self._session
+        )
 
 
 _REJECT_MARKERS = ("certificate", "unknown ca", "revoked", "handshake failure", "access denied")
@@ -138,6 +152,10 @@ class HttpsTransport:
         self._conn: http.client.HTTPSConnection | None = None
         self._used = False
         self._last_peer: bytes | None = None
+        self._session: ssl.SSLSession | None = None
+        self.last_used = 0.0  # time.monotonic() of the last answer
+        self.resumed = 0  # connections that resumed a TLS session
+        self._interrupted = False  # set once by interrupt(): the link is stopping
 
     def _connect(self) -> http.client.HTTPSConnection:
         conn = _PinnedHTTPSConnection(
@@ -146,10 +164,33 @@ class HttpsTransport:
             context=self.context,
             timeout=self.timeout,
             sni=self.server_hostname or self.host,
+            session=self._session,
         )
-        conn.connect()
+        try:
+            conn.connect()
+        except ssl.SSLError:
+            if self._session is None:
+                raise
+            self._session = None  # a stale ticket: one full handshake instead
+            conn = _PinnedHTTPSConnection(
+                self.host,
+                self.port,
+                context=self.context,
+                timeout=self.timeout,
+                sni=self.server_hostname or self.host,
+            )
+            conn.connect()
+        if isinstance(conn.sock, ssl.SSLSocket) and conn.sock.session_reused:
+            self.resumed += 1
         self._used = False
         return conn
+
+    def close_idle(self, max_idle: float) -> bool:
+        """Close the connection when unused for `max_idle` seconds (its session is kept)."""
+        if self._conn is not None and time.monotonic() - self.last_used >= max_idle:
+            self.close()
+            return True
+        return False
 
     def peer_certificate(self) -> bytes | None:
         """DER certificate of the server on the current connection (None if not connected)."""
@@ -158,7 +199,7 @@ class HttpsTransport:
             return self._last_peer
         try:
             der = sock.getpeercert(binary_form=True)
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # AttributeError: TLS shut down
             return self._last_peer
         return bytes(der) if der else None
 
@@ -166,10 +207,32 @@ class HttpsTransport:
         """Swap the TLS context (after certificate renewal); the next request reconnects."""
         self.close()
         self.context = context
+        self._session = None  # issued to the old certificate
+
+    def interrupt(self) -> None:
+        """From another thread, at shutdown: end the request in flight (a held long-poll) now;
+        it and every later request raise TransportError."""
+        self._interrupted = True
+        sock = getattr(self._conn, "sock", None)
+        if sock is not None:
+            try:
+                # the plain socket's shutdown (SSLSocket's drops its TLS state
+                # under the reading thread); the blocked read wakes with EOF
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _check_interrupted(self, path: str) -> None:
+        if self._interrupted:
+            self.close()
+            raise TransportError("link stopping", path=path)
 
     def close(self) -> None:
         if self._conn is not None:
             self._last_peer = self.peer_certificate()
+            sock = getattr(self._conn, "sock", None)
+            if isinstance(sock, ssl.SSLSocket) and sock.session is not None:
+                self._session = sock.session
             try:
                 self._conn.close()
             except Exception:  # noqa: BLE001 - close path
@@ -187,6 +250,7 @@ class HttpsTransport:
         try:
             return self._send_once(request)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as ex:
+            self._check_interrupted(request.path)
             self.close()
             if not reused:
                 raise CertificateRejected(REJECTED_HINT, path=request.path) from ex
@@ -194,6 +258,7 @@ class HttpsTransport:
         try:
             return self._send_once(request)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as ex:
+            self._check_interrupted(request.path)
             self.close()
             raise CertificateRejected(REJECTED_HINT, path=request.path) from ex
 
@@ -205,11 +270,17 @@ class HttpsTransport:
         try:
             if self._conn is None:
                 self._conn = self._connect()
+            self._check_interrupted(request.path)  # after _conn is set: interrupt() sees it
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(request.timeout or self.timeout)
             self._conn.request(
                 request.method, request.path, body=request.body or None, headers=headers
             )
             resp = self._conn.getresponse()
             body = resp.read()
+            sock = self._conn.sock
+            if isinstance(sock, ssl.SSLSocket) and sock.session is not None:
+                self._session = sock.session  # TLS 1.3 tickets arrive after the handshake
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as ex:
             self.close()
             raise ConnectionResetError(str(ex)) from ex  # handled by send(): fresh => rejected
@@ -221,12 +292,18 @@ class HttpsTransport:
                     f"manager rejected our certificate (TLS alert: {ex})", path=request.path
                 ) from ex
             raise TransportError(f"TLS error: {ex}", path=request.path) from ex
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        except (
+            http.client.RemoteDisconnected,
+            ConnectionResetError,
+            BrokenPipeError,
+            TransportError,
+        ):
             raise
         except (OSError, http.client.HTTPException) as ex:
             self.close()
             raise TransportError(f"{type(ex).__name__}: {ex}", path=request.path) from ex
         self._used = True
+        self.last_used = time.monotonic()
         if resp.will_close:
             self.close()
         return Response(resp.status, body, {k.lower(): v for k, v in resp.getheaders()})

@@ -155,6 +155,9 @@ class Updater:
         }
         self.offer_config = offer_config
         self._offered = False
+        self.folded = True  # the manager answers GET /updates (until it says 404)
+        self.remote: dict[str, str | None] = {}  # the last /updates answer (incl. "tools")
+        self.poll_after = 0.0  # the manager's advice (X-Heron-Poll-After) on that answer
         self._status: dict[str, ItemStatus] = {}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for name in self.hooks:
@@ -184,21 +187,54 @@ class Updater:
         return done
 
     def check(self) -> dict[str, str]:
-        """Poll every item once; returns `{name: outcome}` (unchanged/updated/rejected/…)."""
-        return {name: self.check_item(name) for name in self.hooks}
+        """Poll every item once; returns `{name: outcome}` (unchanged/updated/rejected/…).
 
-    def check_item(self, name: str) -> str:
+        one `GET /updates` answers every hash (issue 24); a manager of the previous
+        version answers 404/405 and the agent asks each hash route from then on.
+        """
+        hashes = self._folded_hashes() if self.folded else None
+        if hashes is None:
+            return {name: self.check_item(name) for name in self.hooks}
+        return {name: self.check_item(name, hashes.get(name, "")) for name in self.hooks}
+
+    def _folded_hashes(self) -> dict[str, str | None] | None:
+        try:
+            resp = self.transport.send(Request("GET", wire.ROUTE_UPDATES + _sysmon_query()))
+        except LinkError:
+            return None
+        if resp.status in (404, 405):
+            self.folded = False
+            return None
+        try:
+            self.poll_after = max(0.0, float(resp.headers.get(wire.HEADER_POLL_AFTER.lower(), 0)))
+        except ValueError:
+            self.poll_after = 0.0
+        try:
+            doc = json.loads(resp.body) if resp.status == 200 else None
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            return None
+        self.remote = {k: v for k, v in doc.items() if isinstance(v, str) or v is None}
+        return self.remote
+
+    def check_item(self, name: str, known: str | None = "") -> str:
+        """One item; `known`: its hash from /updates (None: none set, "": ask its route)."""
         item = ITEMS[name]
         current = self._status.get(name, ItemStatus())
         try:
-            resp = self.transport.send(Request("GET", item.hash_route + item.query))
-            if resp.status == 204:
+            if known == "":
+                resp = self.transport.send(Request("GET", item.hash_route + item.query))
+                status, body = resp.status, resp.body
+            else:
+                status, body = (204, b"") if known is None else (200, known.encode())
+            if status == 204:
                 if name == "config" and self.offer_config is not None and not self._offered:
                     return self._offer()
                 return "none"
-            if resp.status != 200:
-                return f"error: HTTP {resp.status} on {item.hash_route}"
-            remote = _parse_hash(resp.body)
+            if status != 200:
+                return f"error: HTTP {status} on {item.hash_route}"
+            remote = _parse_hash(body)
             if remote in (current.applied, current.rejected):
                 return "unchanged" if remote == current.applied else "rejected-before"
             resp = self.transport.send(Request("GET", item.body_route + item.query))

@@ -17,7 +17,7 @@ from rules import wire
 from ..core.errors import Forbidden, ValidationError
 from ..runtime.context import AppContext
 from ..services.bodies import read_bounded
-from ..store import CommandState
+from ..store import CommandRecord, CommandState
 from .common import json_raw, q_bool, q_str, raw
 from .middleware import JsonBody, message
 from .openapi import FalconApp
@@ -82,6 +82,19 @@ def _dict_body(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationError("expected a JSON object")
     return data
+
+
+def command_message(cmd: CommandRecord) -> dict[str, Any]:
+    """The /commands JSON object of a queued command (both the front and waitress answer it)."""
+    return wire.Command(
+        id=cmd.id,
+        name=cmd.name,
+        args=list(cmd.args),
+        timeout=cmd.timeout,
+        drop=list(cmd.drop),
+        fetch=list(cmd.fetch),
+        expect_json=cmd.expect_json,
+    ).to_dict()
 
 
 class Enroll:
@@ -185,18 +198,7 @@ class Commands:
         if cmd is None:
             resp.status = falcon.HTTP_204
             return
-        json_raw(
-            resp,
-            wire.Command(
-                id=cmd.id,
-                name=cmd.name,
-                args=list(cmd.args),
-                timeout=cmd.timeout,
-                drop=list(cmd.drop),
-                fetch=list(cmd.fetch),
-                expect_json=cmd.expect_json,
-            ).to_dict(),
-        )
+        json_raw(resp, command_message(cmd))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Post the result of a command."""
@@ -382,6 +384,32 @@ class Tools:
         json_raw(resp, {t["name"]: t for t in tools})
 
 
+class Updates:
+    """GET /updates?os=&version=: every update hash at once (rules/IoCs/config/Sysmon/tools)."""
+
+    QUERY = {"get": {"os": "string", "version": "string"}}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Hashes of every distributable item (null: none set for this endpoint)."""
+        os_name = q_str(req, "os", "windows", 32)
+        config = self.ctx.store.endpoints.get(req.context.endpoint.uuid).config
+        sysmon = self.ctx.content.sysmon(os_name, q_str(req, "version", "", 32))
+        tools = self.ctx.store.tools.list(os_name=os_name)
+        json_raw(
+            resp,
+            {
+                "rules": self.ctx.content.rules_text()[1],
+                "iocs": self.ctx.content.iocs()[1],
+                "config": None if config is None else wire.config_sha256(config),
+                "sysmon": None if sysmon is None else sysmon["XmlSha256"],
+                "tools": wire.tools_sha256({t["name"]: t for t in tools}),
+            },
+        )
+
+
 def add_endpoint_routes(app: FalconApp, ctx: AppContext) -> None:
     """Mount the endpoint API."""
     app.add_route(wire.ROUTE_ENROLL, Enroll(ctx))
@@ -407,3 +435,4 @@ def add_endpoint_routes(app: FalconApp, ctx: AppContext) -> None:
     app.add_route(wire.ROUTE_UPLOAD_DUMPS, UploadDumps(ctx))
     app.add_route(wire.ROUTE_SYSTEM_INFO, SystemInfo(ctx))
     app.add_route(wire.ROUTE_TOOLS, Tools(ctx))
+    app.add_route(wire.ROUTE_UPDATES, Updates(ctx))

@@ -83,7 +83,14 @@ class TlsConfig:
     renew_before_days: int = setting(30, "endpoints may renew this many days before expiry")
     handshake_timeout: float = setting(10.0, "seconds a client gets to finish the TLS handshake")
     idle_timeout: float = setting(300.0, "seconds an idle proxied connection is kept open")
-    max_connections: int = setting(2048, "concurrent TLS connections per listener; more are closed")
+    max_connections: int = setting(
+        0, "concurrent TLS connections per listener, more are closed (0: from connection_memory)"
+    )
+    connection_memory: int = setting(
+        1 << 30,
+        "bytes of RSS idle TLS connections may use per listener (sizes max_connections)",
+        min=1 << 20,
+    )
     per_source_connections: int = setting(
         256, "connections one source IP may hold before it authenticated; more are closed"
     )
@@ -241,6 +248,12 @@ class CommandsConfig:
     )
     poll_wait: float = setting(
         0.0, "GET /commands long-poll, seconds (0 = answer 204 at once; ≤ 30)", max=30
+    )
+    long_poll: float = setting(
+        60.0, "longest GET /commands?wait= hold in the TLS front (0: off)", max=240
+    )
+    update_after: float = setting(
+        60.0, "X-Heron-Poll-After advised to agents up to 1,000 connected", above=0
     )
 
 

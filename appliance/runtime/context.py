@@ -32,6 +32,7 @@ from ..services.suppressing import ActiveSuppressions
 from ..services.tuning import Tuning
 from ..store import Store
 from ..store.events import EventSink
+from ..transport.bell import CommandBell
 from ..transport.tlsfront import IdentityMap
 from .extension import Extensions
 from .leader import Leadership, SoleLeader
@@ -59,6 +60,7 @@ class AppContext:
     artifacts: ArtifactStore
     retention: Retention
     tuning: Tuning
+    bell: CommandBell = field(default_factory=CommandBell)  # wakes long-polls (transport/bell.py)
     disk: DiskGuard | None = None  # set by build_context
     hunts: HuntJobs | None = None  # retro-hunt jobs, set by build_context
     stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown
@@ -194,6 +196,7 @@ def build_context(
         "writes answered 503: disk almost full",
         lambda: float(disk.refused),
     )
+    ctx.store.commands.on_add.append(ctx.bell.ring)
     metrics.gauge("heron_stream_clients", "open SSE streams", lambda: float(hub.clients))
     metrics.gauge(
         "heron_stream_dropped_total",

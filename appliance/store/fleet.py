@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import Conflict, NotFound
@@ -154,6 +155,9 @@ class Users:
         return int(self.db.query("SELECT count(*) FROM users")[0][0])
 
 
+TOUCH_CHUNK = 500  # endpoints per presence UPDATE statement
+
+
 class Endpoints:
     """Enrolled (and pre-created) endpoints."""
 
@@ -231,19 +235,31 @@ class Endpoints:
         return self.get(uuid)
 
     def touch(self, seen: dict[str, tuple[float, float | None, float | None, str]]) -> None:
-        """Batch update of `(last_connection, last_event, last_detection, ip)` per uuid."""
+        """Batch update of `(last_connection, last_event, last_detection, ip)` per uuid.
+
+        one UPDATE … FROM (VALUES …) per TOUCH_CHUNK endpoints, not one per
+        endpoint: a 10,000-endpoint fleet touches a few hundred rows per flush.
+        """
+        rows = [(u, c, e, d, ip) for u, (c, e, d, ip) in seen.items()]
 
         def fn(cur: Conn) -> None:
-            for uuid, (conn, event, det, ip) in seen.items():
+            for start in range(0, len(rows), TOUCH_CHUNK):
+                chunk = rows[start : start + TOUCH_CHUNK]
+                values = ", ".join(
+                    "(?, CAST(? AS DOUBLE), CAST(? AS DOUBLE), CAST(? AS DOUBLE), ?)" for _ in chunk
+                )
                 cur.execute(
-                    "UPDATE endpoints SET last_connection = ?, "
-                    "last_event = coalesce(?, last_event), "
-                    "last_detection = coalesce(?, last_detection), "
-                    "ip = CASE WHEN ? = '' THEN ip ELSE ? END WHERE uuid = ?",
-                    [conn, event, det, ip, ip, uuid],
+                    "UPDATE endpoints SET last_connection = v.c, "
+                    "last_event = coalesce(v.e, endpoints.last_event), "
+                    "last_detection = coalesce(v.d, endpoints.last_detection), "
+                    "ip = CASE WHEN v.ip = '' THEN endpoints.ip ELSE v.ip END "
+                    f"FROM (VALUES {values}) AS v(uuid, c, e, d, ip) "
+                    "WHERE endpoints.uuid = v.uuid",
+                    [x for row in chunk for x in row],
                 )
 
-        self.db.submit(fn)
+        if rows:
+            self.db.submit(fn)
 
     def delete(self, uuid: str) -> None:
         self.get(uuid)
@@ -295,6 +311,7 @@ class Certs:
         self.db = db
         self._revoked: set[str] | None = None
         self._generation = 0  # bumped by revoke(): a cache built before it is discarded
+        self.on_change: list[Callable[[], None]] = []  # after each invalidate() (any thread)
 
     def add(self, rec: CertRecord) -> None:
         self.db.write(
@@ -341,9 +358,15 @@ class Certs:
         """Drop the cached revoked set (a revoke here, or one another front-end announced)."""
         self._generation += 1
         self._revoked = None
+        for hook in self.on_change:
+            hook()
 
     def is_revoked(self, serial: str) -> bool:
-        """Per-connection revocation check (cached set, rebuilt after each revoke)."""
+        """Per-connection (and per-request) revocation check: the cached set, see `revoked`."""
+        return serial in self.revoked()
+
+    def revoked(self) -> set[str]:
+        """The revoked serials (cached; read again from the store after each invalidate())."""
         revoked = self._revoked
         if revoked is None:
             generation = self._generation
@@ -351,7 +374,7 @@ class Certs:
             revoked = {r[0] for r in rows}
             if generation == self._generation:
                 self._revoked = revoked
-        return serial in revoked
+        return revoked
 
     def is_known(self, serial: str) -> bool:
         return self.get(serial) is not None
@@ -362,6 +385,7 @@ class Commands:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.on_add: list[Callable[[str], None]] = []  # fn(endpoint uuid): wakes long-polls
 
     def add(self, cmd: CommandRecord) -> CommandRecord:
         self.db.write(
@@ -383,6 +407,8 @@ class Commands:
                 ],
             )
         )
+        for fn in self.on_add:
+            fn(cmd.endpoint)
         return cmd
 
     def get(self, cmd_id: str, *, endpoint: str | None = None) -> CommandRecord:
@@ -460,6 +486,11 @@ class Commands:
             return len(rows)
 
         return self.db.write(fn)
+
+    def queued_endpoints(self) -> set[str]:
+        """Endpoints with at least one queued command."""
+        rows = self.db.query("SELECT DISTINCT endpoint FROM commands WHERE state = 'queued'")
+        return {r[0] for r in rows}
 
     def pending_count(self) -> int:
         return int(self.db.query("SELECT count(*) FROM commands WHERE state = 'queued'")[0][0])

@@ -29,7 +29,10 @@ from ..api.openapi import FalconApp
 from ..core.config import parse_listen
 from ..core.errors import ConfigError, Unauthorized
 from ..runtime.context import AppContext
+from .capacity import max_connections, raise_fd_limit
 from .governance import REASONS, GovernanceLimits, Governor
+from .longpoll import long_poll_for
+from .relay import Responder
 from .sockets import bind_listener
 from .tlsfront import TlsFront, Upgrader
 from .websocket import WsStreams
@@ -67,10 +70,13 @@ class Listener:
         upgrader: Upgrader | None = None,
         authorize: Callable[[bytes], bool] | None = None,
         max_body: int = 0,
+        responder: Responder | None = None,
     ) -> None:
         self.ctx = ctx
         self.authorize = authorize
         self.max_body = max_body
+        self.responder = responder
+        self.fd_limit: int | None = None  # set by ManagerServer.start (raise_fd_limit)
         self.app = app
         self.name = name
         self.client_certs = client_certs
@@ -87,7 +93,8 @@ class Listener:
         sock = self._sock = bind_listener("127.0.0.1", 0)  # SO_EXCLUSIVEADDRUSE on Windows
         sock.setblocking(True)
         sock.listen(1024)
-        shards, limit = backend_shards(cfg.tls.max_connections + 16)
+        cap = max_connections(cfg.tls.max_connections, cfg.tls.connection_memory, self.fd_limit)
+        shards, limit = backend_shards(cap + 16)
         for i in range(shards):
             server = waitress.create_server(
                 self.app,
@@ -123,11 +130,11 @@ class Listener:
             accept=self.ctx.identity.accept_certificate if self.client_certs else None,
             handshake_timeout=cfg.tls.handshake_timeout,
             idle_timeout=cfg.tls.idle_timeout,
-            max_connections=cfg.tls.max_connections,
+            max_connections=cap,
             upgrader=self.upgrader,
             governor=Governor(
                 GovernanceLimits(
-                    max_connections=cfg.tls.max_connections,
+                    max_connections=cap,
                     per_source=cfg.tls.per_source_connections,
                     reserve=cfg.tls.reserved_connections,
                     header_timeout=cfg.tls.header_timeout,
@@ -136,6 +143,7 @@ class Listener:
                 )
             ),
             authorize=self.authorize,
+            responder=self.responder,
         )
         host, port = parse_listen(listen)
         return self.front.start(host, port)
@@ -212,12 +220,18 @@ class ManagerServer:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         limits = ctx.config.limits
+        self.long_poll = (
+            long_poll_for(ctx, self._endpoint_connections)
+            if ctx.config.commands.long_poll > 0
+            else None
+        )
         self.endpoint = Listener(
             ctx,
             create_app(ctx, Api.ENDPOINT),
             name="endpoint",
             client_certs=True,
             max_body=max(limits.logs_body_compressed, limits.json_body),
+            responder=self.long_poll,
         )
         admin_app = create_app(ctx, Api.ADMIN)
         self.streams = WsStreams(
@@ -234,7 +248,23 @@ class ManagerServer:
         )
         self._stop = threading.Event()
 
+    def _endpoint_connections(self) -> int:
+        front = self.endpoint.front
+        return front.active if front is not None else 0
+
+    def _certs_changed(self) -> None:
+        """A certificate was revoked: end the endpoint connections that used it."""
+        try:
+            self.ctx.store.certs.revoked()  # re-read here, not on the front's loop
+        except Exception:  # the front's own check reads it again
+            logger.warning("could not re-read the revoked certificates", exc_info=True)
+        front = self.endpoint.front
+        if front is not None:
+            front.recheck()
+
     def start(self) -> Bound:
+        self.endpoint.fd_limit = self.admin.fd_limit = raise_fd_limit()
+        self.ctx.store.certs.on_change.append(self._certs_changed)
         endpoint = self.endpoint.start(self.ctx.config.endpoint.listen)
         admin = self.admin.start(self.ctx.config.admin.listen)
         fronts = [f for f in (self.endpoint.front, self.admin.front) if f is not None]
@@ -256,6 +286,10 @@ class ManagerServer:
             "TLS connections refused (handshake, revoked cert, cap)",
             lambda: float(sum(f.refused for f in fronts)),
         )
+        fronts_cap = [f.max_connections for f in fronts]
+        logger.info(
+            "TLS connections per listener: %s (open files: %s)", fronts_cap, self.endpoint.fd_limit
+        )
         logger.info(
             "endpoint API on https://%s:%d (mutual TLS), admin API on https://%s:%d",
             endpoint[0],
@@ -273,5 +307,7 @@ class ManagerServer:
         self._stop.set()
 
     def close(self) -> None:
+        if self._certs_changed in self.ctx.store.certs.on_change:
+            self.ctx.store.certs.on_change.remove(self._certs_changed)
         self.endpoint.close()
         self.admin.close()

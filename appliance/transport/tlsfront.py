@@ -16,11 +16,20 @@ A front given a `Governor` (`appliance.transport.governance`) admits connections
 per-source and reserve caps at accept, the first request head within its header timeout, an
 `authorize` check of that head (admin credentials), and tighter idle and byte limits for
 connections that never authenticated.
+
+A front given a `Responder` (the endpoint listener: `appliance.transport.longpoll`) follows
+every request of an authenticated (client-certificate) connection instead
+(`appliance.transport.relay`) and answers the ones the responder wants without waitress.
+
+Security: `accept` (revocation, expiry) is asked at the handshake and, on relayed
+connections, before every request; `recheck()` (called when a certificate is revoked) ends at once
+every open connection whose certificate is no longer accepted, a held long-poll included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import logging
 import socket
 import ssl
@@ -33,11 +42,17 @@ from typing import Any, Protocol
 
 from ..security.pki import PeerIdentity, peer_identity
 from .governance import Governor, RateLimitedLog, Slot
+from .relay import Backend, Relay, Responder
 from .sockets import bind_listener
 
 __all__ = ["ConnInfo", "IdentityMap", "TlsFront", "Upgrader"]
 
 logger = logging.getLogger(__name__)
+# asyncio's SSLProtocol allocates a `max_size` receive buffer per connection
+# (256 KiB on Python 3.11, filled at allocation): 10,000 idle agents held 2.5 GB for it alone.
+# 16 KiB holds a full TLS record; bulk bodies just take more, smaller reads. Process-wide.
+TLS_READ_BUFFER = 16 * 1024
+asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 BUFFER = 256 * 1024
 HEAD_LIMIT = 64 * 1024  # bytes of a first request head read before choosing (upgrader only)
 SHUTDOWN_TIMEOUT = 3.0  # seconds close() waits for the connections' tasks to end
@@ -131,6 +146,7 @@ class TlsFront:
         upgrader: Upgrader | None = None,
         governor: Governor | None = None,
         authorize: Callable[[bytes], bool] | None = None,
+        responder: Responder | None = None,
     ) -> None:
         self.name = name
         self.context = context
@@ -145,6 +161,7 @@ class TlsFront:
         self.governor = governor
         self.authorize = authorize  # run on an executor thread: may query the store
         self.log = RateLimitedLog(logger)
+        self.responder = responder  # then served request by request (relay.py)
         self.active = 0
         self.refused = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -152,6 +169,9 @@ class TlsFront:
         self._thread: threading.Thread | None = None
         self._closing = False  # set on the loop thread by close()
         self._handlers: set[asyncio.Task[Any]] = set()  # running connection handlers
+        # connections with a client certificate: handler task → (identity, client writer)
+        self._certified: dict[asyncio.Task[Any], tuple[PeerIdentity, asyncio.StreamWriter]] = {}
+        self.revoked_closed = 0  # connections ended by recheck()
 
     def start(self, host: str, port: int) -> tuple[str, int]:
         """Bind and start serving on a daemon thread; returns the bound address."""
@@ -218,6 +238,34 @@ class TlsFront:
         if self._thread is not None:
             self._thread.join(timeout=SHUTDOWN_TIMEOUT + 5)
 
+    def recheck(self) -> None:
+        """End the open connections whose certificate `accept` now refuses (from any thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._sweep)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+    def _sweep(self) -> None:
+        if self.accept is None:
+            return
+        for task, (identity, writer) in list(self._certified.items()):
+            if self.accept(identity):
+                continue
+            self.revoked_closed += 1
+            logger.info(
+                "TLS front %s: closing a connection of revoked cn=%s serial=%s",
+                self.name,
+                identity.cn,
+                identity.serial,
+            )
+            # the reset reaches the agent now; the cancel ends a held long-poll
+            # (should 3.11's wait_for swallow it, the poll ends at its deadline on a dead socket)
+            writer.transport.abort()
+            task.cancel()
+
     async def _end_tasks(self, timeout: float) -> None:
         """Cancel the connection handlers until every other task of the loop has ended.
 
@@ -252,8 +300,6 @@ class TlsFront:
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
-        port = 0
-        b_writer: asyncio.StreamWriter | None = None
         cancelled = False
         try:
             identity = await self._handshake(writer, str(peer[0]))
@@ -264,10 +310,41 @@ class TlsFront:
             if slot is not None and peer_id is not None and self.governor is not None:
                 self.governor.authenticate(slot)
             info = ConnInfo(peer_id, str(peer[0]), int(peer[1]))
-            head = await self._upgrade(reader, writer, info, slot)
-            if head is None:
-                return
-            b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
+            if peer_id is not None and task is not None:
+                self._certified[task] = (peer_id, writer)
+            if self.responder is not None and peer_id is not None:
+                await self._relay(reader, writer, info)  # enrolled agents: long-poll, keep-alive
+            else:
+                await self._proxy(reader, writer, info, slot)
+        except OSError as ex:
+            logger.warning("TLS front %s: backend unavailable: %s", self.name, ex)
+        except asyncio.CancelledError:
+            # close() and recheck() cancel handlers. Ending normally matters: on
+            # Python 3.11 the StreamReaderProtocol done-callback logs a cancelled handler.
+            cancelled = True
+        finally:
+            self.active -= 1
+            if slot is not None and self.governor is not None:
+                self.governor.release(slot)
+            if task is not None:
+                self._handlers.discard(task)
+                self._certified.pop(task, None)
+            _close(writer, abort=cancelled)
+
+    async def _proxy(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        info: ConnInfo,
+        slot: Slot | None,
+    ) -> None:
+        """Upgrade the connection or pipe its bytes to a fresh backend connection."""
+        head = await self._upgrade(reader, writer, info, slot)
+        if head is None:
+            return
+        b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
+        port = 0
+        try:
             port = self._register(b_writer, info)
             if head:
                 b_writer.write(head)
@@ -280,21 +357,67 @@ class TlsFront:
                 self._pipe(b_reader, writer, activity, idle),
                 return_exceptions=True,
             )
-        except OSError as ex:
-            logger.warning("TLS front %s: backend unavailable: %s", self.name, ex)
         except asyncio.CancelledError:
-            # only close() cancels a handler. Ending normally matters: on Python
-            # 3.11 the StreamReaderProtocol done-callback logs a cancelled handler as an error.
-            cancelled = True
+            b_writer.transport.abort()
+            raise
         finally:
-            self.active -= 1
-            if slot is not None and self.governor is not None:
-                self.governor.release(slot)
-            if task is not None:
-                self._handlers.discard(task)
             if port:
                 self.identities.pop(port)
-            _close(writer, b_writer, abort=cancelled)
+            b_writer.close()
+
+    async def _relay(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo
+    ) -> None:
+        """Serve an authenticated connection request by request (`appliance.transport.relay`)."""
+        assert self.responder is not None
+        ports: dict[int, int] = {}  # id(backend writer) → bound source port
+
+        async def open_backend() -> Backend:
+            b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
+            sock = b_writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            port = b_writer.get_extra_info("sockname")[1]
+            self.identities.put(port, info)
+            ports[id(b_writer)] = port
+            return b_reader, b_writer
+
+        def close_backend(backend: Backend) -> None:
+            port = ports.pop(id(backend[1]), 0)
+            if port:
+                self.identities.pop(port)
+            backend[1].close()
+
+        async def pipe(backend: Backend, first: bytes) -> None:
+            if first:
+                backend[1].write(first)
+            activity = [self.clock()]
+            await asyncio.gather(
+                self._pipe(reader, backend[1], activity),
+                self._pipe(backend[0], writer, activity),
+                return_exceptions=True,
+            )
+
+        accept, identity = self.accept, info.identity
+        relay = Relay(
+            responder=self.responder,
+            open_backend=open_backend,
+            close_backend=close_backend,
+            pipe=pipe,
+            timeout=self.idle_timeout,
+            allowed=lambda: accept is None or identity is None or accept(identity),
+            advice=self.responder.headers,
+        )
+        try:
+            await relay.serve(reader, writer, info)
+        except (
+            asyncio.IncompleteReadError,
+            TimeoutError,
+            ssl.SSLError,
+            ConnectionResetError,
+            BrokenPipeError,
+        ):
+            pass  # a peer went away mid-request: the connection ends
 
     def _register(self, b_writer: asyncio.StreamWriter, info: ConnInfo) -> int:
         """Record the backend connection's source port → `info`; returns the port."""

@@ -284,6 +284,41 @@ def test_tools_distributed_by_the_manager(manager, enrolled, tmp_path: Path) -> 
     assert sync.run_once() == {"osqueryi": "unchanged"}
 
 
+def test_update_checks_are_one_request_and_match_the_single_routes(
+    manager, enrolled, tmp_path: Path
+) -> None:
+    from agent.link.transport import MemoryTransport, Request, Response
+
+    manager.ctx.content.put_sysmon("linux", "4.90", '<Sysmon schemaversion="4.90"/>')
+    manager.ctx.store.tools.put("osqueryi", "linux", b"#!/bin/sh\n", manager.ctx.clock())
+    real = manager.transport(enrolled)
+    seen = MemoryTransport(real.send)
+    folded = json.loads(real.send(Request("GET", wire.ROUTE_UPDATES + "?os=linux")).body)
+    assert set(folded) == set(wire.UPDATE_ITEMS) and folded["config"] is None
+    for name, route in (
+        ("rules", wire.ROUTE_RULES_SHA256),
+        ("iocs", wire.ROUTE_IOCS_SHA256),
+        ("sysmon", wire.ROUTE_SYSMON_CONFIG_SHA256 + "?os=linux"),
+    ):
+        assert real.send(Request("GET", route)).body.decode().strip('"') == folded[name]
+    listing = json.loads(real.send(Request("GET", wire.ROUTE_TOOLS + "?os=linux")).body)
+    assert wire.tools_sha256(listing) == folded["tools"]
+    got: dict[str, list] = {"rules": [], "iocs": [], "sysmon": []}
+    up = Updater(seen, tmp_path / "u", {k: v.append for k, v in got.items()})
+    up.check()
+    up.check()
+    paths = [r.path.split("?")[0] for r in seen.requests]
+    assert paths.count(wire.ROUTE_UPDATES) == 2
+    assert not any(p.endswith("/sha256") for p in paths)  # no single hash route asked
+    # a manager of the previous version: /updates is 404, the single routes are used
+    old = MemoryTransport(
+        lambda r: Response(404) if r.path.startswith(wire.ROUTE_UPDATES) else real.send(r)
+    )
+    up_old = Updater(old, tmp_path / "u2", {"rules": got["rules"].append})
+    assert up_old.check() == {"rules": "updated"} and not up_old.folded
+    assert [r.path for r in old.requests][1:] == [wire.ROUTE_RULES_SHA256, wire.ROUTE_RULES]
+
+
 def test_suppressions_pushed_by_group_and_applied_by_the_agent(manager, tmp_path: Path) -> None:
     from agent.link.link import attach
     from agent.service import build_agent

@@ -292,3 +292,24 @@ def test_listeners_can_opt_out_with_wants_events(env: Env) -> None:
     env.post_logs(agent, [event(1), event(2)])
     env.ctx.ingest.dispatcher.join()
     assert plugin.seen == [2]
+
+
+def test_presence_of_many_endpoints_is_one_batched_write() -> None:
+    from appliance.store import Endpoint
+
+    with Store(":memory:") as store:
+        for i in range(1200):
+            store.endpoints.create(Endpoint(f"u{i}", ip="10.0.0.1", last_event=5.0))
+        seen = {
+            f"u{i}": (100.0 + i, None, 7.0 if i % 2 else None, "" if i % 3 else "10.9.9.9")
+            for i in range(1200)
+        }
+        seen["unknown"] = (1.0, None, None, "1.1.1.1")
+        store.endpoints.touch(seen)
+        store.db.write(lambda cur: None)  # after the queued touch
+        for i in (0, 1, 2, 3, 599, 1199):
+            ep = store.endpoints.get(f"u{i}")
+            assert ep.last_connection == 100.0 + i and ep.last_event == 5.0
+            assert ep.last_detection == (7.0 if i % 2 else None)
+            assert ep.ip == ("10.0.0.1" if i % 3 else "10.9.9.9")
+        assert store.endpoints.find("unknown") is None
