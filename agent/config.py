@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -443,10 +443,6 @@ class AgentConfig:
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
-
-    def with_overrides(self, **sections: Any) -> AgentConfig:
-        """Return a copy with whole sections replaced (tests, CLI flags)."""
-        return replace(self, **sections)
 
 
 def parse_config(data: dict[str, Any], *, source: str = "<dict>") -> AgentConfig:

@@ -310,10 +310,6 @@ class Journal:
                     path.name,
                 )
 
-    def size_bytes(self) -> int:
-        """Return the total size of the segments."""
-        return sum(p.stat().st_size for p in self.segments())
-
     def drop_before(self, seq: int) -> list[Path]:
         """Delete whole segments whose events are all below ``seq``; return them."""
         dropped: list[Path] = []

@@ -288,10 +288,6 @@ class Content:
 
     # --- agent configs --------------------------------------------------------------------
 
-    @staticmethod
-    def config_hash(document: dict[str, Any]) -> str:
-        return wire.config_sha256(document)
-
     # --- Sysmon configs -------------------------------------------------------------------
 
     def put_sysmon(self, os_name: str, version: str, xml: str) -> dict[str, Any]:

@@ -321,14 +321,6 @@ class Certs:
             )
         )
 
-    def for_endpoint(self, uuid: str) -> list[CertRecord]:
-        rows = self.db.query(
-            "SELECT serial, uuid, sha256, not_before, not_after, revoked FROM certs "
-            "WHERE uuid = ? ORDER BY not_before",
-            [uuid],
-        )
-        return [CertRecord(*r) for r in rows]
-
     def get(self, serial: str) -> CertRecord | None:
         rows = self.db.query(
             "SELECT serial, uuid, sha256, not_before, not_after, revoked FROM certs "
@@ -375,9 +367,6 @@ class Certs:
             if generation == self._generation:
                 self._revoked = revoked
         return revoked
-
-    def is_known(self, serial: str) -> bool:
-        return self.get(serial) is not None
 
 
 class Commands:

@@ -125,9 +125,6 @@ class _Gen:
     def _exists(self, field: str, flag: bool) -> Leaf:
         return lambda o, lo: (field in o) is flag
 
-    def _fieldref(self, ref: SigmaFieldReference) -> Leaf:
-        raise Unsupported("internal: fieldref needs the left field")  # replaced in field_ref
-
     def field_ref(self, field: str, ref: SigmaFieldReference) -> str:
         other = ref.field
 

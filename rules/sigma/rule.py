@@ -59,10 +59,6 @@ class SigmaRule(Rule):
     placeholders: Mapping[str, Sequence[str]] = field(default_factory=dict, compare=False)
 
     @property
-    def sigma_id(self) -> str:
-        return str(self.extra.get("id", ""))
-
-    @property
     def level(self) -> str:
         return str(self.extra.get("level", ""))
 
