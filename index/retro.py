@@ -14,11 +14,13 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Generator, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rules as rules_pkg
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 from rules.iocs import IocSet, ioc_rules, merge_detection
 
 __all__ = ["HuntSpec", "Outcome", "match_events", "prefilter_of"]
@@ -136,7 +138,9 @@ def match_events(
     if workers <= 0:
         yield from map(matcher.one, events)
         return
+    # imported here: process pools pull in platform modules a Windows import check must not need
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(
         workers,
