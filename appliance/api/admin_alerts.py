@@ -131,21 +131,13 @@ def tell_misp(ctx: AppContext, changes: list[dict[str, Any]]) -> list[str]:
     hunting = Hunting(ctx.events)
     values: set[str] = set()
     for c in fps:
-        found = hunting.search(
-            f"EventHash:{c['event_hash']}",
-            since=None,
-            until=None,
-            endpoint=c["endpoint"],
-            detections_only=True,
-            limit=1,
-            cursor=None,
-        )
-        if not found["events"]:
+        event = hunting.detection_event(c["endpoint"], c["event_hash"])
+        if event is None:
             continue
         endpoint: Any = ctx.store.endpoints.find(c["endpoint"]) or {"uuid": c["endpoint"]}
         for sync in syncs:
             try:
-                values.update(sync.false_positive(endpoint, found["events"][0]))
+                values.update(sync.false_positive(endpoint, event))
             except MispSettingsError:
                 continue
     return sorted(values)

@@ -63,20 +63,10 @@ def _test(data: Any) -> dict[str, Any]:
     return {"days": float(days), "suppression": {k: v for k, v in data.items() if k != "days"}}
 
 
-def stored_event(ctx: AppContext, endpoint: str, event_hash: str) -> dict[str, Any]:
-    """The stored detection event of one alert (404 when the index no longer has it)."""
-    found = Hunting(ctx.events).search(
-        f"EventHash:{event_hash}",
-        since=None,
-        until=None,
-        endpoint=endpoint,
-        detections_only=True,
-        limit=1,
-        cursor=None,
-    )
-    if not found["events"]:
+def _stored_event(ctx: AppContext, endpoint: str, event_hash: str) -> dict[str, Any]:
+    event = Hunting(ctx.events).detection_event(endpoint, event_hash)
+    if event is None:
         raise NotFound(f"no stored event {event_hash} for endpoint {endpoint}")
-    event: dict[str, Any] = found["events"][0]
     return event
 
 
@@ -112,7 +102,7 @@ class AlertSuppress:
         if unknown:
             raise ValidationError(f"rules: {unknown[0]!r} did not fire on this alert")
         docs = from_event(
-            stored_event(self.ctx, *ref),
+            _stored_event(self.ctx, *ref),
             rules=rules,
             match=body["match"],
             group=body["group"],

@@ -106,6 +106,20 @@ class Hunting:
                 break
         return {"events": events, "next_cursor": nxt, "total": total}
 
+    def detection_event(self, endpoint: str, event_hash: str) -> dict[str, Any] | None:
+        """The stored detection event `event_hash` of `endpoint` (None: not in the index)."""
+        found = self.search(
+            f"EventHash:{event_hash}",
+            since=None,
+            until=None,
+            endpoint=endpoint,
+            detections_only=True,
+            limit=1,
+            cursor=None,
+        )
+        event: dict[str, Any] | None = found["events"][0] if found["events"] else None
+        return event
+
     def sql(
         self, query: str, *, timeout: float, max_rows: int, max_bytes: int = 16 * 1024 * 1024
     ) -> dict[str, Any]:
