@@ -4,35 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.procs import run_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
+
 pytestmark = pytest.mark.e2e
 
 
 def _run(*args: str) -> str:
-    """Run a benchmark in its own session; on a timeout kill it with everything it started."""
-    proc = subprocess.Popen(
-        [sys.executable, *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, err[-2000:]
-    return out
+    return run_benchmark(*args, timeout=240)
 
 
 def test_search_benchmark_runs(tmp_path: Path) -> None:

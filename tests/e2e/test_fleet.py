@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.procs import run_benchmark
+
+
 pytestmark = pytest.mark.e2e
 
 
@@ -24,21 +23,7 @@ def test_300_endpoints_long_poll_keep_alive_and_old_agents(tmp_path: Path) -> No
            "--seconds", "8", "--settle", "2", "--commands", "10", "--json",
            "--ramp-limit", "400", "--deliver-limit", "120",
            "--cache", str(tmp_path / "cache")]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=840)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, err[-3000:]
+    out = run_benchmark(*cmd[1:], timeout=840)
     res = json.loads(out.strip().splitlines()[-1])
     assert res["connected"] == 300 and res["errors"] == {}, res
     assert res["commands"] > 0 and res["delivered"] == res["commands"], res

@@ -9,10 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import os
-import signal
 import ssl
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -33,6 +30,7 @@ from appliance.transport.server import Bound, ManagerServer
 from rules import wire
 from tests.support.events import detection, gene_event
 from tests.support.memory_store import MemoryEventStore
+from tests.support.procs import run_benchmark
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -472,21 +470,7 @@ def test_200_clients_fan_out_1000_events_per_s_in_bounded_memory_without_threads
     the few extra are the loop's bounded executor running the upgrade requests)."""
     cmd = [sys.executable, "benchmarks/streams.py", "--clients", "200", "--rate", "1000",
            "--seconds", "5", "--drain", "20", "--json"]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=800)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, err[-3000:]
+    out = run_benchmark(*cmd[1:], timeout=800)
     r = json.loads(out.strip().splitlines()[-1])
     assert r["published"] == 5000 and r["clients_reporting"] == 200
     assert r["min_received"] > 0, r  # each of the 200 streams delivered
