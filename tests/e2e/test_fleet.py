@@ -10,7 +10,6 @@ import pytest
 
 from tests.support.procs import run_benchmark
 
-
 pytestmark = pytest.mark.e2e
 
 
