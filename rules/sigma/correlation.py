@@ -27,9 +27,8 @@ from sigma.correlations import (
 
 from ..compiler import CompiledRule
 from ..event import event_time
-from ..rule import Meta, Rule
-from .common import LEVELS, SigmaUnsupported
-from .common import attack_of as _attack
+from ..rule import Rule
+from .common import SigmaUnsupported, rule_extra, rule_meta, tag_names
 from .view import view
 
 __all__ = [
@@ -216,23 +215,9 @@ def correlation_rule(
     aliases: dict[str, dict[str, str]] = {}
     for name, alias in r.aliases.aliases.items():
         aliases[name] = {k.reference: v for k, v in alias.mapping.items()}
-    level = str(r.level) if r.level else ""
-    meta = Meta(
-        events=_NEVER,
-        attack=_attack(r.tags),
-        criticality=LEVELS.get(level, 0),
-        log_type="winevt",
-        schema="2.0.0",
-    )
-    extra = {
-        "id": str(r.id or ""),
-        "name": r.name or "",
-        "level": level,
-        "status": str(r.status or ""),
-        "falsepositives": list(r.falsepositives or []),
-        "correlation": kind,
-    }
-    tags = tuple(f"{t.namespace}.{t.name}" for t in r.tags)
+    meta = rule_meta(r, _NEVER)
+    extra = {**rule_extra(r), "correlation": kind}
+    tags = tag_names(r)
     return SigmaCorrelation(
         title,
         meta,

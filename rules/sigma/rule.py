@@ -20,9 +20,8 @@ from sigma.rule import SigmaRule as PySigmaRule
 from sigma.types import Placeholder, SigmaString
 
 from ..compiler import CompiledRule
-from ..rule import Meta, Rule
-from .common import LEVELS, SigmaUnsupported
-from .common import attack_of as _attack
+from ..rule import Rule
+from .common import LEVELS, SigmaUnsupported, rule_extra, rule_meta, tag_names
 from .compile import compile_condition, required_event_ids
 from .correlation import correlation_rule
 from .logsource import Target, Unsupported, resolve
@@ -160,20 +159,9 @@ def _from_pysigma(
         raise SigmaUnsupported(str(ex), source=source, rule=title) from ex
     except SigmaError as ex:
         raise SigmaUnsupported(f"invalid Sigma rule: {ex}", source=source, rule=title) from ex
-    level = str(r.level) if r.level else ""
-    meta = Meta(
-        events=events,
-        attack=_attack(r.tags),
-        criticality=LEVELS.get(level, 0),
-        log_type="winevt",
-        schema="2.0.0",
-    )
+    meta = rule_meta(r, events)
     extra = {
-        "id": str(r.id or ""),
-        "name": r.name or "",
-        "level": level,
-        "status": str(r.status or ""),
-        "falsepositives": list(r.falsepositives or []),
+        **rule_extra(r),
         "author": r.author or "",
         "logsource": {
             k: v
@@ -185,7 +173,7 @@ def _from_pysigma(
             if v
         },
     }
-    tags = tuple(f"{t.namespace}.{t.name}" for t in r.tags)
+    tags = tag_names(r)
     return SigmaRule(
         title,
         meta,
