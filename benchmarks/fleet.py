@@ -9,7 +9,7 @@ CPU reported apart). Each simulated agent follows the real agent's cadence:
 
 * `longpoll` agents (this version): one connection held by `GET /commands?wait=60`, update
   checks `GET /updates` every `X-Heron-Poll-After` (±10 %) on a short connection that resumes
-  its TLS session;
+  the TLS session of the agent's connections (the first check resumes the long-poll's ticket);
 * `poll` agents (the previous version, `--old-share`): one keep-alive connection, `GET /commands`
   every 5 s ±20 %, `GET /rules/sha256` every 60 s ±10 %, reconnecting when the manager closes.
 
@@ -19,6 +19,12 @@ API; the command latency runs from that POST to the agent reading the command. P
 manager CPU (% of one core over the measurement window) and RSS, bytes per idle connection
 ((RSS with the fleet connected − RSS before) / connections), request and command latency
 p50/p95/p99, errors, and the fleet's own CPU.
+
+The ramp: every agent's TLS context is loaded first (`prepare_s`), then agents connect, each
+from its own 127.x.y.z on Linux (`--one-source`: all from 127.0.0.1), paced by handshake latency
+(`Pacer`), until all are connected or `--ramp-limit`. Printed apart: the ramp's time, full and
+resumed handshakes, the manager's CPU per connected agent and the ramp's errors (the errors of
+the measurement window are counted after `--settle`). The last lines are the issue's table.
 """
 
 from __future__ import annotations
