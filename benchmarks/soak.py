@@ -180,6 +180,7 @@ def main() -> int:
         cpu0 = tree_cpu_seconds(server.pid)
         merges = ThreadCpu(server.pid, "merge_thread")
         merge0 = merges.seconds()
+        own0 = sum(psutil.Process(server.pid).cpu_times()[:2])  # the manager alone
         end = t0 + args.minutes * 60
         while time.time() < end:
             time.sleep(min(args.sample, max(0.0, end - time.time())))
@@ -188,10 +189,12 @@ def main() -> int:
             cpu = tree_cpu_seconds(server.pid) - cpu0
             indexed = max(0, acked - index_backlog(admin, urls["admin"]))
             merge = merges.seconds() - merge0
+            own = sum(psutil.Process(server.pid).cpu_times()[:2]) - own0
             samples.append((elapsed, tree_rss(server.pid), acked, cpu, indexed, merge))
             print(
                 f"{elapsed:7.0f} s  RSS {samples[-1][1] >> 20:6,} MiB  acked {acked:>11,}  "
-                f"indexed {indexed:>11,}  manager CPU {cpu:8.0f} s (merges {merge:6.0f} s)  "
+                f"indexed {indexed:>11,}  manager CPU {cpu:8.0f} s (process {own:6.0f} s, writer "
+                f"child {cpu - own:6.0f} s of which merges {merge:5.0f} s)  "
                 f"load {os.getloadavg()[0]:5.1f}",
                 flush=True,
             )

@@ -6,8 +6,9 @@ memory limit, Tantivy heap, index queue bound) and appends batches of real Sysmo
 ``--threads`` appender threads as fast as the store takes them, until the store holds
 ``--until`` events. Every ``--window`` events it prints the indexed events/s and the CPU per
 event of this process (journal, projection, DuckDB, reader reloads) and of the Tantivy writer
-child (and, of the child's, its segment merges), with the segment count and the box load. Compare the first windows (a small
-store) with the last (a large one): the cost per event must not grow with the store.
+child (and, of the child's, its segment merges), with the segment count and the box load.
+Compare the first windows (a small store) with the last (a large one): the cost per event must
+not grow with the store.
 
     nice -n 10 .venv/bin/python benchmarks/store_growth.py --dir /tmp/heron-growth \
         [--until 10000000] [--window 500000] [--batch 1000] [--threads 4] [--budget-mib 4096]
