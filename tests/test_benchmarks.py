@@ -78,7 +78,7 @@ def test_soak_benchmark_runs() -> None:
         "512",
     )
     assert "errors=0" in out and "RSS peak" in out and "events per manager CPU-second" in out
-    assert "indexed (sustained)" in out
+    assert "indexed (sustained)" in out and "CPU-second, last" in out and ") indexed" in out
     assert "Tantivy merges: first" in out and "writer child" in out
 
 
