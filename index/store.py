@@ -25,7 +25,7 @@ import tantivy
 
 from index.errors import StoreClosedError, StoreError
 from index.finalize import finalize_event
-from index.journal import Journal, JournalRecord, fsync_dir
+from index.journal import Journal, JournalRecord, JournalTicket, fsync_dir
 from index.reader import Reader
 from index.results import (
     AppendResult,
@@ -124,7 +124,12 @@ class EventStore:
         self.root = Path(root)
         self._clock = clock
         self._state = StoreState.OPEN
+        # _append_lock: a batch id's check and its journal write are one step; close, reindex
+        # and the retention floor hold it to stop appends. _batches_lock: the dedup maps,
+        # also changed by the journal's group commit (which never takes _append_lock).
         self._append_lock = threading.Lock()
+        self._batches_lock = threading.Lock()
+        self._inflight: dict[tuple[str, str], JournalTicket] = {}  # written, not yet durable
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_file = _lock_root(self.root)
         opened: list[Any] = []
@@ -135,7 +140,10 @@ class EventStore:
             ratio = state.get("size_ratio")
             self._size_ratio: float | None = float(ratio) if ratio else None
             self.journal = Journal(
-                self.root / "journal", segment_bytes=journal_segment_bytes, fsync=fsync
+                self.root / "journal",
+                segment_bytes=journal_segment_bytes,
+                fsync=fsync,
+                on_durable=self._on_durable,
             )
             opened.append(self.journal)
             self._index = self._open_index(self.root / "index")
@@ -239,7 +247,7 @@ class EventStore:
         if self._min_seq <= 1:
             return
         self.journal.drop_before(self._min_seq)  # first: frees the most space
-        with self._append_lock:
+        with self._append_lock, self._batches_lock:
             self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
         if self._rows_below(self._min_seq):
             self._on_writer(lambda: self.writer.delete_below(self._min_seq))
@@ -282,6 +290,7 @@ class EventStore:
             if self._state is StoreState.CLOSED:
                 return
             self._state = StoreState.CLOSED
+            self.journal.drain()  # every written record durable (or refused) and queued
         self.writer.stop(drain=drain)
         self.writer.close_writer()
         self.tables.close()
@@ -354,24 +363,59 @@ class EventStore:
             final, blob = finalize_event(ev, i, edr_endpoint, receipt, retro)
             finals.append(final)
             encoded.append(blob)
-        with self._append_lock:
-            self._check_open()
-            hit = self._batches.get(key) if key is not None else None
-            if hit is not None:
-                return AppendResult(hit[0], hit[1], duplicate=True)
-            first = self.journal.next_seq
-            record = self.journal.append(
-                finals,
-                endpoint=asdict(endpoint),
-                batch_id=batch_id,
-                rt_ns=rt_ns,
-                first_seq=first,
-                encoded=encoded,
-            )
+        while True:
+            with self._append_lock:
+                self._check_open()
+                with self._batches_lock:
+                    hit = self._batches.get(key) if key is not None else None
+                    pending = self._inflight.get(key) if key is not None else None
+                if hit is not None:
+                    return AppendResult(hit[0], hit[1], duplicate=True)
+                if pending is None or pending.error is not None:
+                    ticket = self.journal.write(
+                        finals,
+                        endpoint=asdict(endpoint),
+                        batch_id=batch_id,
+                        rt_ns=rt_ns,
+                        encoded=encoded,
+                    )
+                    if key is not None:
+                        with self._batches_lock:
+                            self._inflight[key] = ticket
+                    break
+            try:  # the same batch is being stored by another request: its outcome is ours
+                record = self.journal.commit(pending)
+            except StoreError:
+                continue  # it was refused: store this one
+            return AppendResult(record.first_seq, record.count, duplicate=True)
+        try:
+            record = self.journal.commit(ticket)  # one fsync shared with concurrent batches
+        except BaseException:
             if key is not None:
-                self._batches[key] = (first, len(finals))
-            self.writer.submit(record, encoded)
-        return AppendResult(first, len(finals))
+                with self._batches_lock:
+                    if self._inflight.get(key) is ticket:
+                        del self._inflight[key]
+            raise
+        return AppendResult(record.first_seq, len(finals))
+
+    def _on_durable(self, group: list[tuple[JournalRecord, list[bytes] | None]]) -> None:
+        """The journal's group commit, in journal order, before any record is acknowledged:
+        remember the batch ids and queue the records for indexing."""
+        with self._batches_lock:
+            for record, _ in group:
+                if record.batch_id is None:
+                    continue
+                key = (record.endpoint.get("uuid", "").lower(), record.batch_id)
+                self._batches[key] = (record.first_seq, record.count)
+                ticket = self._inflight.get(key)
+                if ticket is not None and ticket.record is record:
+                    del self._inflight[key]
+        try:
+            for record, encoded in group:
+                self.writer.submit(record, encoded)
+        except Exception as ex:  # the journal holds them: a repair replays them
+            self.writer.fail(f"queueing durable records failed: {ex}")
+            raise
 
     def flush(self, timeout: float | None = 60.0) -> None:
         """Block until everything appended so far is committed and searchable.
@@ -479,6 +523,7 @@ class EventStore:
             return self.writer.rebuild(self._journal_after(0))
 
         with self._append_lock:  # appends wait; the journal must not move
+            self.journal.drain()
             count = self._on_writer(run)
         logger.info("reindexed %d events from the journal", count)
         return count
@@ -505,7 +550,7 @@ class EventStore:
         """
         cut = self._on_writer(lambda: self._retain(max_age, max_bytes))
         dropped = self.journal.drop_before(self._min_seq)
-        with self._append_lock:
+        with self._append_lock, self._batches_lock:
             self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
         if dropped:
             logger.info(
@@ -576,6 +621,7 @@ class EventStore:
             "min_seq": self._min_seq,
             "pending": writer.pending,
             "commits": writer.commits,
+            "journal_syncs": self.journal.syncs,
             "last_commit": writer.last_commit,
             "indexer_error": self.writer.health()[1],
             "writer_pid": self.writer.pid,

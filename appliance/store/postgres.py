@@ -11,9 +11,10 @@
   ``SERIALIZABLE`` transaction and is re-run on a serialization failure; the
   read-modify-write functions (command delivery, token consumption) stay correct without
   locking SQL of their own;
-* caches: a revocation, a rules change and an IoC change are announced with
-  ``NOTIFY heron_fleet, 'certs' | 'rules' | 'iocs'``; every front-end ``LISTEN``s and drops
-  its cached revoked set, served rules and IoC bodies (``ClusterStore``, ``Store.changes``).
+* caches: a revocation, a rules change, an IoC change, and a change of a Sysmon config, a tool
+  or an endpoint's config are announced with ``NOTIFY heron_fleet, 'certs' | 'rules' | 'iocs'
+  | 'sysmon' | 'tools' | 'config'``; every front-end ``LISTEN``s and drops its cached revoked
+  set, served rules and IoC bodies and /updates hashes (``ClusterStore``, ``Store.changes``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from psycopg import errors as pg_errors
 from ..core.errors import ClosedError, StoreError
 from . import Store
 from .alerts import DDL as ALERTS_DDL
-from .content import Iocs, RulesTable
+from .content import Documents, Iocs, RulesTable, Tools
 from .database import Database, DbState
-from .fleet import Certs
+from .fleet import Certs, Endpoints
 from .schema import SCHEMA
 
 __all__ = ["ClusterStore", "PgDatabase", "pg_schema"]
@@ -42,7 +43,7 @@ __all__ = ["ClusterStore", "PgDatabase", "pg_schema"]
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CHANNEL = "heron_fleet"
-TOPICS = ("certs", "rules", "iocs")  # what a NOTIFY on CHANNEL may name
+TOPICS = ("certs", "rules", "iocs", "sysmon", "tools", "config")  # a NOTIFY on CHANNEL names
 _RETRIES = 20
 _TABLE_RE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", re.S)
 _UPSERT_RE = re.compile(r"^\s*INSERT OR REPLACE INTO (\w+) ", re.I)
@@ -266,6 +267,27 @@ class _ClusterIocs(Iocs):
         super()._bump()  # the cached /iocs body and hash are rebuilt at the next request
 
 
+class _ClusterDocuments(Documents):
+    def _bump(self, kind: str) -> None:
+        super()._bump(kind)
+        if kind.startswith("sysmon:") and isinstance(self.db, PgDatabase):
+            self.db.notify("sysmon")
+
+
+class _ClusterTools(Tools):
+    def _bump(self) -> None:
+        super()._bump()
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("tools")
+
+
+class _ClusterEndpoints(Endpoints):
+    def _bump_config(self) -> None:
+        super()._bump_config()
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("config")
+
+
 class ClusterStore(Store):
     """Every fleet table over PostgreSQL; listens for other front-ends' changes."""
 
@@ -277,6 +299,9 @@ class ClusterStore(Store):
         self.certs = _ClusterCerts(db)
         self.rules = _ClusterRules(db)
         self.iocs = self._iocs = _ClusterIocs(db)
+        self.documents = _ClusterDocuments(db)
+        self.tools = _ClusterTools(db)
+        self.endpoints = _ClusterEndpoints(db)
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._listener = threading.Thread(
@@ -307,6 +332,12 @@ class ClusterStore(Store):
             self.certs.invalidate()
         elif topic == "iocs":
             self._iocs.changed_elsewhere()
+        elif topic == "sysmon":
+            self.documents.changed_elsewhere("sysmon")
+        elif topic == "tools":
+            self.tools.changed_elsewhere()
+        elif topic == "config":
+            self.endpoints.changed_elsewhere()
         self.changes.announce(topic)
 
     def close(self) -> None:
