@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import struct
 import threading
 import zlib
@@ -35,13 +36,14 @@ import zstandard
 
 from index.errors import StoreError
 
-__all__ = ["Journal", "JournalRecord", "JournalTicket", "OnDurable"]
+__all__ = ["EncodedRecord", "Journal", "JournalRecord", "JournalTicket", "OnDurable"]
 
 logger = logging.getLogger(__name__)
 
 _MAGIC = 0x314A5248  # "HRJ1"
 _HEADER = struct.Struct("<IIIQI")
 SEGMENT_BYTES = 64 * 1024 * 1024
+COMPRESSORS = 4  # zstd contexts shared by the writers (see Journal._compress)
 GROUP_BYTES = 8 * 1024 * 1024  # written but not yet fsync'd: writers wait beyond it
 _SUFFIX = ".wal"
 
@@ -77,6 +79,20 @@ class JournalRecord:
 OnDurable = Callable[[list[tuple[JournalRecord, "list[bytes] | None"]]], None]
 """Told each group of records once they are durable, in journal order, before any is
 acknowledged (the store queues them for indexing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRecord:
+    """A record compressed ahead of its write (``Journal.encode``): everything but its sequence
+    numbers, so that only the ``write(2)`` runs under the writers' lock."""
+
+    events: list[dict[str, Any]] = field(repr=False)
+    endpoint: dict[str, str]
+    batch_id: str | None
+    rt_ns: int
+    payload: bytes = field(repr=False)
+    crc: int
+    encoded: list[bytes] | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False, slots=True)
@@ -161,8 +177,9 @@ class Journal:
         self._on_durable = on_durable
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._cctx = zstandard.ZstdCompressor(level=3)
+        self._cctxs: queue.SimpleQueue[zstandard.ZstdCompressor] = queue.SimpleQueue()
         self._cctx_lock = threading.Lock()
+        self._cctx_count = 0
         self._fh: Any = None
         self._size = 0  # bytes of the current segment that hold whole records (written)
         self._durable_size = 0  # of those, bytes fsync'd
@@ -282,13 +299,52 @@ class Journal:
         Raises:
             StoreError: the write failed (nothing of it is left in the segment).
         """
+        record = self.encode(
+            events, endpoint=endpoint, batch_id=batch_id, rt_ns=rt_ns, encoded=encoded
+        )
+        return self.write_encoded(record, first_seq=first_seq)
+
+    def encode(
+        self,
+        events: list[dict[str, Any]],
+        *,
+        endpoint: dict[str, str],
+        batch_id: str | None,
+        rt_ns: int,
+        encoded: list[bytes] | None = None,
+    ) -> EncodedRecord:
+        """Compress a record ahead of ``write_encoded`` (any thread, no journal lock).
+
+        Performance: zstd and crc32 release the GIL; done under a lock, each release made the
+        holder queue for the GIL again behind every request thread (a lock convoy).
+        """
         parts = encoded if encoded is not None else [orjson.dumps(e) for e in events]
         head = orjson.dumps({"endpoint": endpoint, "batch_id": batch_id, "rt": rt_ns})
         body = b"".join((head[:-1], b',"events":[', b",".join(parts), b"]}"))
-        with self._cctx_lock:  # a compressor context is not thread-safe
-            payload = self._cctx.compress(body)
-        crc = zlib.crc32(payload)
-        size = _HEADER.size + len(payload)
+        payload = self._compress(body)
+        return EncodedRecord(
+            events, endpoint, batch_id, rt_ns, payload, zlib.crc32(payload), encoded
+        )
+
+    def _compress(self, body: bytes) -> bytes:
+        """Compress with a pooled context (one is not thread-safe; each holds memory sized by
+        the largest batch it saw, so at most ``COMPRESSORS`` exist)."""
+        try:
+            cctx = self._cctxs.get_nowait()
+        except queue.Empty:
+            with self._cctx_lock:
+                grow = self._cctx_count < COMPRESSORS
+                self._cctx_count += grow
+            cctx = zstandard.ZstdCompressor(level=3) if grow else self._cctxs.get()
+        try:
+            return bytes(cctx.compress(body))
+        finally:
+            self._cctxs.put(cctx)
+
+    def write_encoded(self, rec: EncodedRecord, *, first_seq: int | None = None) -> JournalTicket:
+        """Write an encoded record (see ``write``)."""
+        size = _HEADER.size + len(rec.payload)
+        count = len(rec.events)
         with self._cond:
             self._wait_room(size)
             if self._broken is not None:
@@ -296,7 +352,7 @@ class Journal:
             seq = self._write_seq
             if first_seq is not None and first_seq != seq:
                 raise StoreError(f"journal sequence gap: {first_seq} != {seq}")
-            data = _HEADER.pack(_MAGIC, len(payload), crc, seq, len(events)) + payload
+            data = _HEADER.pack(_MAGIC, len(rec.payload), rec.crc, seq, count) + rec.payload
             started = False
             try:
                 fh = self._writable(seq)
@@ -311,10 +367,12 @@ class Journal:
                     raise StoreError(f"journal write failed: {ex}") from ex
                 raise
             self._size += size
-            self._write_seq = seq + len(events)
+            self._write_seq = seq + count
             segment = self._current.name if self._current else ""
-            record = JournalRecord(seq, len(events), endpoint, batch_id, rt_ns, events, segment)
-            ticket = JournalTicket(record, encoded)
+            record = JournalRecord(
+                seq, count, rec.endpoint, rec.batch_id, rec.rt_ns, rec.events, segment
+            )
+            ticket = JournalTicket(record, rec.encoded)
             self._unsynced.append(ticket)
             self._unsynced_bytes += size
         return ticket
@@ -390,9 +448,9 @@ class Journal:
             self._fail_unsynced(group, error)
         self._syncing = False
         self._cond.notify_all()
-        for ex in (error, interrupted):
-            if ex is not None and not isinstance(ex, Exception):
-                raise ex  # KeyboardInterrupt and the like, after the bookkeeping
+        for failure in (error, interrupted):
+            if failure is not None and not isinstance(failure, Exception):
+                raise failure  # KeyboardInterrupt and the like, after the bookkeeping
 
     def _hand_over(self, group: list[JournalTicket]) -> BaseException | None:
         if self._on_durable is None:

@@ -363,6 +363,9 @@ class EventStore:
             final, blob = finalize_event(ev, i, edr_endpoint, receipt, retro)
             finals.append(final)
             encoded.append(blob)
+        prepared = self.journal.encode(  # outside the lock: see Journal.encode
+            finals, endpoint=asdict(endpoint), batch_id=batch_id, rt_ns=rt_ns, encoded=encoded
+        )
         while True:
             with self._append_lock:
                 self._check_open()
@@ -372,13 +375,7 @@ class EventStore:
                 if hit is not None:
                     return AppendResult(hit[0], hit[1], duplicate=True)
                 if pending is None or pending.error is not None:
-                    ticket = self.journal.write(
-                        finals,
-                        endpoint=asdict(endpoint),
-                        batch_id=batch_id,
-                        rt_ns=rt_ns,
-                        encoded=encoded,
-                    )
+                    ticket = self.journal.write_encoded(prepared)
                     if key is not None:
                         with self._batches_lock:
                             self._inflight[key] = ticket

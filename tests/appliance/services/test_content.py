@@ -155,7 +155,7 @@ def test_update_hashes_are_cached_until_what_they_hash_changes(content: Content)
         queries.append(sql)
         return real(sql, params)  # type: ignore[arg-type]
 
-    store.db.query = counted  # type: ignore[method-assign]
+    store.db.query = counted  # type: ignore[method-assign,assignment]
 
     def fresh(uuid: str) -> dict[str, str | None]:  # what the handler computed per request
         config = store.endpoints.get(uuid).config
