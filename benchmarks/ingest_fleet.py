@@ -12,6 +12,10 @@ same box state for both). Printed per run: the box load, events/s offered and st
 manager's `heron_events_received_total`), /logs batches/s, journal fsyncs/s
 (`heron_journal_syncs`; a manager without it syncs once per batch), /logs latency p50/p95/p99,
 errors, the manager's CPU (% of one core) and its stored events per CPU-second.
+
+`--store N` measures the event store alone (no TLS, no HTTP): N threads append --batch-event
+batches to a real `EventStore` (journal fsync'd, index writer child) for --seconds, in a
+subprocess per --code checkout: batches/s, events/s, journal fsyncs/s, append latency.
 """
 
 from __future__ import annotations
@@ -163,6 +167,59 @@ class Fleet:
         }
 
 
+# ----------------------------------------------------------------------------- store alone
+STORE_RUN = """
+import json, os, shutil, sys, tempfile, threading, time
+from index import EndpointRef, EventStore
+threads, seconds, batch, event = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+root = tempfile.mkdtemp(prefix="heron-store-bench-")
+store = EventStore(root)
+events = [json.loads(event)] * batch
+stop, lat = time.monotonic() + seconds, []
+def run(n):
+    ep, i = EndpointRef(f"ep-{n}", f"H{n}"), 0
+    while time.monotonic() < stop:
+        t = time.monotonic()
+        store.append(events, endpoint=ep, batch_id=f"{n}-{i}")
+        lat.append(time.monotonic() - t)
+        i += 1
+cpu0, t0 = sum(os.times()[:2]), time.monotonic()
+workers = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+[w.start() for w in workers]
+[w.join() for w in workers]
+elapsed, cpu = time.monotonic() - t0, sum(os.times()[:2]) - cpu0
+syncs = getattr(store.journal, "syncs", None)
+store.close(drain=False)
+shutil.rmtree(root, ignore_errors=True)
+lat.sort()
+ms = {"p50": lat[len(lat) // 2] * 1000, "p95": lat[int(len(lat) * 0.95)] * 1000}
+print(json.dumps({
+    "batches_s": round(len(lat) / elapsed),
+    "events_s": round(len(lat) * batch / elapsed),
+    "fsyncs_s": None if syncs is None else round(syncs / elapsed),
+    "append_ms": {k: round(v, 1) for k, v in ms.items()},
+    "cpu": round(cpu / elapsed * 100),
+    "load": round(os.getloadavg()[0], 1),
+}))
+"""
+
+
+def store_run(args: argparse.Namespace, code: Path) -> dict[str, Any]:
+    """One store-alone run (see the module docstring) with `code`'s interpreter and tree."""
+    from benchmarks.fleet import python_of
+
+    out = subprocess.run(
+        [str(python_of(code)), "-c", STORE_RUN, str(args.store), str(args.seconds)]
+        + [str(args.batch), _event(0).decode()],
+        cwd=code,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=args.seconds + 300,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 # ----------------------------------------------------------------------------- orchestration
 def metrics(port: int, cache: Path) -> dict[str, float]:
     """The counters of METRICS from the admin API's /metrics (absent ones are left out)."""
@@ -260,6 +317,7 @@ def main() -> None:
         help="checkout whose manager runs (repeat to compare; default: this tree)",
     )
     p.add_argument("--repeat", type=int, default=1, help="alternating rounds over --code")
+    p.add_argument("--store", type=int, default=0, help="N threads on the store alone (no HTTP)")
     p.add_argument("--cache", default="/tmp/heron-ingest-fleet/cache")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -267,8 +325,18 @@ def main() -> None:
         raise_nofile()
         print("DONE", json.dumps(asyncio.run(Fleet(args).run())), flush=True)
         return
-    enroll(Path(args.cache), args.agents)
     codes = [Path(c).resolve() for c in args.code] or [ROOT]
+    if args.store:
+        for rnd in range(args.repeat):
+            for code in codes:
+                res = store_run(args, code)
+                print(
+                    f"round {rnd + 1} code={code}: store alone, {args.store} threads × batches of "
+                    f"{args.batch}: {json.dumps(res)}",
+                    flush=True,
+                )
+        return
+    enroll(Path(args.cache), args.agents)
     for rnd in range(args.repeat):
         for code in codes:
             res = one_run(args, code) | {"code": str(code), "round": rnd + 1}

@@ -54,6 +54,8 @@ def test_ingest_fleet_benchmark_runs(tmp_path: Path) -> None:
         str(tmp_path / "cache"),
     )
     assert "stored" in out and "errors {}" in out and "fsyncs/s" in out
+    store = _run("benchmarks/ingest_fleet.py", "--store", "4", "--seconds", "1")
+    assert "store alone, 4 threads" in store and '"fsyncs_s": ' in store
 
 
 def test_startup_benchmark_runs() -> None:
