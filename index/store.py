@@ -23,9 +23,10 @@ from typing import Any, TextIO, TypeVar
 
 import tantivy
 
+from index.batchids import BatchIds
 from index.errors import StoreClosedError, StoreError
-from index.finalize import finalize_event
-from index.journal import Journal, JournalRecord, JournalTicket, fsync_dir
+from index.finalize import finalize_batch
+from index.journal import Journal, JournalRecord, fsync_dir
 from index.reader import Reader
 from index.results import (
     AppendResult,
@@ -124,12 +125,7 @@ class EventStore:
         self.root = Path(root)
         self._clock = clock
         self._state = StoreState.OPEN
-        # _append_lock: a batch id's check and its journal write are one step; close, reindex
-        # and the retention floor hold it to stop appends. _batches_lock: the dedup maps,
-        # also changed by the journal's group commit (which never takes _append_lock).
-        self._append_lock = threading.Lock()
-        self._batches_lock = threading.Lock()
-        self._inflight: dict[tuple[str, str], JournalTicket] = {}  # written, not yet durable
+        self._append_lock = threading.Lock()  # batch id check + journal write (not the fsync)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_file = _lock_root(self.root)
         opened: list[Any] = []
@@ -173,9 +169,7 @@ class EventStore:
                 floor=self._min_seq - 1,
             )
             opened.append(_Closer(self.writer.close_writer))
-            self._batches: dict[tuple[str, str], tuple[int, int]] = {
-                (ep, bid): (first, count) for ep, bid, first, count in self.tables.batch_keys()
-            }
+            self._batches = BatchIds(self.tables.batch_keys())
         except BaseException:
             for part in reversed(opened):
                 part.close()
@@ -247,8 +241,8 @@ class EventStore:
         if self._min_seq <= 1:
             return
         self.journal.drop_before(self._min_seq)  # first: frees the most space
-        with self._append_lock, self._batches_lock:
-            self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
+        with self._append_lock:
+            self._batches.keep_above(self._min_seq)
         if self._rows_below(self._min_seq):
             self._on_writer(lambda: self.writer.delete_below(self._min_seq))
             logger.warning("finished an interrupted retention pass below seq %d", self._min_seq)
@@ -261,9 +255,7 @@ class EventStore:
         stats = self.writer.stats()
         count = 0
         for record in self._journal_after(min(stats.tantivy_max, stats.tables_max)):
-            if record.batch_id is not None:
-                key = (record.endpoint.get("uuid", "").lower(), record.batch_id)
-                self._batches[key] = (record.first_seq, record.count)
+            self._batches.durable((record,))
             self.writer.submit(record)
             count += 1
         self.journal.skip_to(max(stats.tantivy_max, stats.tables_max) + 1)
@@ -349,36 +341,26 @@ class EventStore:
     ) -> AppendResult:
         self._check_open()
         key = (endpoint.uuid.lower(), batch_id) if batch_id is not None else None
-        hit = self._batches.get(key) if key is not None else None  # NOTE: retention swaps it
+        hit = self._batches.get(key) if key is not None else None
         if hit is not None:
             return AppendResult(hit[0], hit[1], duplicate=True)
         if not events:
             return AppendResult(0, 0)
         rt_ns = int(self._clock() * 1e9)
-        receipt = rfc3339_ns(rt_ns)
-        edr_endpoint = endpoint.to_edr()
-        finals: list[dict[str, Any]] = []
-        encoded: list[bytes] = []
-        for i, ev in enumerate(events):
-            final, blob = finalize_event(ev, i, edr_endpoint, receipt, retro)
-            finals.append(final)
-            encoded.append(blob)
+        finals, encoded = finalize_batch(events, endpoint.to_edr(), rfc3339_ns(rt_ns), retro)
         prepared = self.journal.encode(  # outside the lock: see Journal.encode
             finals, endpoint=asdict(endpoint), batch_id=batch_id, rt_ns=rt_ns, encoded=encoded
         )
         while True:
             with self._append_lock:
                 self._check_open()
-                with self._batches_lock:
-                    hit = self._batches.get(key) if key is not None else None
-                    pending = self._inflight.get(key) if key is not None else None
+                hit, pending = self._batches.lookup(key) if key is not None else (None, None)
                 if hit is not None:
                     return AppendResult(hit[0], hit[1], duplicate=True)
                 if pending is None or pending.error is not None:
                     ticket = self.journal.write_encoded(prepared)
                     if key is not None:
-                        with self._batches_lock:
-                            self._inflight[key] = ticket
+                        self._batches.writing(key, ticket)
                     break
             try:  # the same batch is being stored by another request: its outcome is ours
                 record = self.journal.commit(pending)
@@ -389,24 +371,14 @@ class EventStore:
             record = self.journal.commit(ticket)  # one fsync shared with concurrent batches
         except BaseException:
             if key is not None:
-                with self._batches_lock:
-                    if self._inflight.get(key) is ticket:
-                        del self._inflight[key]
+                self._batches.refused(key, ticket)
             raise
         return AppendResult(record.first_seq, len(finals))
 
     def _on_durable(self, group: list[tuple[JournalRecord, list[bytes] | None]]) -> None:
         """The journal's group commit, in journal order, before any record is acknowledged:
         remember the batch ids and queue the records for indexing."""
-        with self._batches_lock:
-            for record, _ in group:
-                if record.batch_id is None:
-                    continue
-                key = (record.endpoint.get("uuid", "").lower(), record.batch_id)
-                self._batches[key] = (record.first_seq, record.count)
-                ticket = self._inflight.get(key)
-                if ticket is not None and ticket.record is record:
-                    del self._inflight[key]
+        self._batches.durable(record for record, _ in group)
         try:
             for record, encoded in group:
                 self.writer.submit(record, encoded)
@@ -547,8 +519,8 @@ class EventStore:
         """
         cut = self._on_writer(lambda: self._retain(max_age, max_bytes))
         dropped = self.journal.drop_before(self._min_seq)
-        with self._append_lock, self._batches_lock:
-            self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
+        with self._append_lock:
+            self._batches.keep_above(self._min_seq)
         if dropped:
             logger.info(
                 "retention: kept seq >= %d, dropped %d journal segments",
