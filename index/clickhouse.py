@@ -17,6 +17,7 @@ shard from the endpoint (:func:`shard_of`), so an insert is synchronous and its 
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,6 +36,7 @@ from index.schema import project_many, to_micros
 __all__ = [
     "ClickHouse",
     "ClickHouseError",
+    "ClickHouseUnreachable",
     "create_schema",
     "has_skip_indexes",
     "record_rows",
@@ -81,6 +83,10 @@ class ClickHouseError(StoreError):
     """A ClickHouse request failed (connection, HTTP error or server exception)."""
 
 
+class ClickHouseUnreachable(ClickHouseError):
+    """The server could not be reached or dropped the connection (another replica may answer)."""
+
+
 class ClickHouse:
     """One ClickHouse server over HTTP (``url`` like ``http://127.0.0.1:8123``)."""
 
@@ -119,8 +125,16 @@ class ClickHouse:
         except urllib.error.HTTPError as ex:
             detail = ex.read().decode(errors="replace").strip()
             raise ClickHouseError(f"{self.url}: {detail[:2000]}") from ex
-        except (OSError, urllib.error.URLError) as ex:
+        except TimeoutError as ex:  # it answered too slowly: it may still be running the query
             raise ClickHouseError(f"{self.url}: {ex}") from ex
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as ex:
+            raise ClickHouseUnreachable(f"{self.url}: {ex}") from ex
+
+    @property
+    def replicas(self) -> list[ClickHouse]:
+        """The servers holding this shard's data: this one (``index.chreplica.ReplicaSet``
+        lists a replicated shard's replicas)."""
+        return [self]
 
     def rows(
         self,
