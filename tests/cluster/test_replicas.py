@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import gzip
 import subprocess
+import threading
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
@@ -21,14 +25,15 @@ import requests
 from appliance.core.config import ClusterConfig
 from appliance.runtime.cluster import cluster_status
 from appliance.store.postgres import PgDatabase
-from index import chship
+from index import EventStore, chship
 from index.chreplica import ReplicaSet, parse_shards
 from index.chship import Shipper
 from index.clickhouse import ClickHouse, ClickHouseError, create_schema, shard_of
 from index.journal import Journal
 from tests.cluster import servers
-from tests.cluster.test_ship import _fill
+from tests.cluster.test_ship import _fill, spread_endpoints
 from tests.e2e.harness import PY, ROOT, WAIT_LIMIT, ManagerProc, agent_env, wait_for
+from tests.index.conftest import sysmon
 from tests.support.events import gene_event
 
 SHARDS, REPLICAS = 2, 2
@@ -171,6 +176,102 @@ def test_replica_killed_while_shipping_catches_up_exactly_once(
         for rep in shard["replicas"]:
             assert rep["is_readonly"] == 0 and rep["active_replicas"] == REPLICAS
             assert rep["absolute_delay"] >= 0
+
+
+class DroppingProxy:
+    """An HTTP proxy in front of a replica that can swallow one INSERT's answer: the server
+    commits the block, the client sees the connection closed (the ambiguous failure)."""
+
+    def __init__(self, port: int) -> None:
+        target = f"http://127.0.0.1:{port}"
+        self.drop = threading.Event()  # set: swallow the next INSERT's answer
+        self.dropped = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                req = urllib.request.Request(target + self.path, data=body, method="POST")
+                try:
+                    with urllib.request.urlopen(req, timeout=60) as resp:
+                        status, answer = resp.status, resp.read()
+                except urllib.error.HTTPError as ex:
+                    status, answer = ex.code, ex.read()
+                swallow = "query=INSERT" in self.path and proxy.drop.is_set()
+                if swallow and not proxy.dropped.is_set():
+                    proxy.dropped.set()
+                    return  # committed by the server; the client never hears it
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_an_insert_whose_answer_is_lost_is_resent_once(
+    tmp_path: Path,
+    replicated: list[servers.ClickHouse],
+    schema: list[ClickHouse],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first replica commits the journal's tail, the answer is lost and the replica dies
+    before the other one fetched the part, while ingest goes on: the shipper re-sends the
+    same rows to the other replica, where ZooKeeper's block ids drop them, so after the
+    restart each replica holds every event once (a round rebuilt with the newer events would
+    have landed the lost rows twice)."""
+    frontend = f"fe-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(chship, "_ROUND_ROWS", 300)
+    eps = [e for e in spread_endpoints(frontend, 4, SHARDS) if shard_of(e.uuid, SHARDS) == 0]
+    victim, other = replicated[0], replicated[1]
+    ClickHouse(other.url).execute("SYSTEM STOP FETCHES heron.events_local")
+    proxy = DroppingProxy(victim.http_port)
+    specs = _specs(replicated)
+    specs[0] = f"{proxy.url}, {other.url}"
+    ours = f"frontend = '{frontend}'"
+
+    def ingest(store: EventStore, tag: str, batches: int) -> None:
+        for b in range(batches):
+            events = [sysmon(f"C:\\bin\\{tag}.exe", f"{tag} {b} {i}") for i in range(50)]
+            store.append(events, endpoint=eps[b % len(eps)], batch_id=f"{tag}{b}")
+
+    with EventStore(tmp_path / "fe", fsync=False) as store:
+        ingest(store, "early", 8)  # 400 events: a round of 300, then a tail of 100
+        shipper = Shipper(
+            store.journal,
+            parse_shards(specs),
+            frontend=frontend,
+            state_path=tmp_path / "ship.json",
+        )
+        try:
+            assert shipper.ship_once() >= 300  # through the proxy, answered
+            landed = _count(victim, ours)[0]
+            proxy.drop.set()
+            with pytest.raises(ClickHouseError):
+                shipper.ship_once()  # the tail: committed by the victim, answer swallowed
+            assert proxy.dropped.is_set() and _count(victim, ours)[0] > landed
+            victim.kill()
+            proxy.close()
+            ingest(store, "late", 4)  # ingest goes on meanwhile
+            while shipper.lag():
+                shipper.ship_once()
+        finally:
+            ClickHouse(other.url).execute("SYSTEM START FETCHES heron.events_local")
+            victim.start()
+        expected = [0] * SHARDS
+        for record in store.journal.read(after_seq=0):
+            expected[shard_of(record.endpoint["uuid"], SHARDS)] += len(record.events)
+    for node in replicated:
+        _wait_count(node, ours, (expected[node.shard], expected[node.shard]))
 
 
 @pytest.mark.e2e
