@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -89,6 +90,17 @@ class ClickHouse:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def zookeeper_up(self) -> bool:
+        """The server answers a query on ``system.zookeeper`` (its session is established)."""
+        query = urllib.parse.urlencode(
+            {"query": "SELECT count() FROM system.zookeeper WHERE path = '/'"}
+        )
+        try:
+            with urllib.request.urlopen(f"{self.url}/?{query}", timeout=5) as resp:
+                return bool(resp.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
 
     def kill(self) -> None:
         """kill -9 (the server gets no chance to finish anything)."""
@@ -193,6 +205,9 @@ def start_clickhouse(
         for node in nodes:
             node.start()
             started.append(node)
+        if zookeeper:  # a replicated CREATE needs the server's ZooKeeper session up
+            for node in nodes:
+                _wait(lambda n=node: n.zookeeper_up(), f"ZooKeeper session of {node.root}")
     except BaseException:
         for node in started:
             node.stop()
