@@ -27,7 +27,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from index.clickhouse import DATABASE, ClickHouse, ClickHouseError, record_rows, shard_of
+from index.clickhouse import (
+    DATABASE,
+    ClickHouse,
+    ClickHouseError,
+    as_int,
+    record_rows,
+    shard_of,
+)
 from index.journal import Journal
 
 __all__ = ["Shipper"]
@@ -102,7 +109,7 @@ class Shipper:
         deadline = time.monotonic() + INFLIGHT_WAIT
         prefix = _quote(self._insert_prefix())
         sql = f"SELECT count() FROM system.processes WHERE startsWith(query_id, '{prefix}')"
-        while int(shard.scalar(sql)):  # 64-bit counts come back as JSON strings
+        while as_int(shard.scalar(sql)):  # 64-bit counts come back as JSON strings
             if time.monotonic() > deadline:
                 raise ClickHouseError(f"{shard.url}: an earlier insert of ours is still running")
             time.sleep(0.05)
@@ -116,7 +123,7 @@ class Shipper:
                 f"SELECT seq FROM {DATABASE}.events_local WHERE frontend = "
                 f"'{_quote(self.frontend)}' AND seq > {int(mark)}"
             )
-            found.append({int(r[0]) for r in rows})
+            found.append({as_int(r[0]) for r in rows})
         return found
 
     # -- shipping ------------------------------------------------------------------

@@ -23,7 +23,7 @@ import urllib.request
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 
@@ -33,8 +33,10 @@ from index.journal import JournalRecord
 from index.schema import project_many, to_micros
 
 __all__ = [
+    "Cell",
     "ClickHouse",
     "ClickHouseError",
+    "as_int",
     "create_schema",
     "has_skip_indexes",
     "record_rows",
@@ -77,8 +79,27 @@ CH_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+# One value of a ``JSONCompact`` result: numbers (64-bit integers come as strings), strings,
+# arrays (``Array(String)`` columns), maps and NULL.
+Cell: TypeAlias = "str | int | float | bool | None | list[Cell] | dict[str, Cell]"
+
+
 class ClickHouseError(StoreError):
     """A ClickHouse request failed (connection, HTTP error or server exception)."""
+
+
+def as_int(cell: Cell) -> int:
+    """An integer cell (``count()``, ``UInt64``: JSON strings on 18.16 and current servers).
+
+    Raises:
+        ClickHouseError: the cell is not an integer (a query that does not return one).
+    """
+    if isinstance(cell, bool) or not isinstance(cell, int | str):
+        raise ClickHouseError(f"expected an integer, got {cell!r}")
+    try:
+        return int(cell)
+    except ValueError as ex:
+        raise ClickHouseError(f"expected an integer, got {cell!r}") from ex
 
 
 class ClickHouse:
@@ -128,14 +149,15 @@ class ClickHouse:
         *,
         settings: Mapping[str, object] | None = None,
         timeout: float | None = None,
-    ) -> tuple[list[str], list[list[Any]]]:
+    ) -> tuple[list[str], list[list[Cell]]]:
         """Run a SELECT and return ``(column names, rows)`` (``FORMAT JSONCompact``)."""
         out = orjson.loads(
             self.execute(f"{sql} FORMAT JSONCompact", settings=settings, timeout=timeout)
         )
-        return [c["name"] for c in out["meta"]], list(out["data"])
+        return [str(c["name"]) for c in out["meta"]], list(out["data"])
 
-    def scalar(self, sql: str) -> Any:
+    def scalar(self, sql: str) -> Cell:
+        """The first cell of the first row (``None`` without rows)."""
         _, rows = self.rows(sql)
         return rows[0][0] if rows else None
 

@@ -30,6 +30,7 @@ from index.clickhouse import (
     DATABASE,
     ClickHouse,
     ClickHouseError,
+    as_int,
     create_schema,
     drop_partitions_before,
 )
@@ -121,7 +122,7 @@ class StreamRelay:
             f"SELECT frontend, max(seq) FROM {DATABASE}.events_local WHERE "
             f"frontend != {quote(self._me)} GROUP BY frontend"
         )
-        return {str(r[0]): int(r[1]) for r in rows}
+        return {str(r[0]): as_int(r[1]) for r in rows}
 
     def _poll(self, shard: ClickHouse, marks: dict[str, int]) -> None:
         known = [f"(frontend = {quote(fe)} AND seq > {seq})" for fe, seq in marks.items()]
@@ -137,8 +138,8 @@ class StreamRelay:
         if not rows:
             return
         for row in rows:
-            marks[str(row[0])] = max(marks.get(str(row[0]), 0), int(row[1]))
-        self._hub.publish([orjson.loads(row[2]) for row in rows])
+            marks[str(row[0])] = max(marks.get(str(row[0]), 0), as_int(row[1]))
+        self._hub.publish([orjson.loads(str(row[2])) for row in rows])
         self.relayed += len(rows)
 
 
@@ -319,7 +320,7 @@ def cluster_status(config: ClusterConfig) -> dict[str, Any]:
             version = ".".join(map(str, shard.version()))
             rows = shard.scalar("SELECT count() FROM heron.events_local")
             out["shards"].append(
-                {"url": shard.url, "ok": True, "version": version, "rows": int(rows)}
+                {"url": shard.url, "ok": True, "version": version, "rows": as_int(rows)}
             )
         except ClickHouseError as ex:
             out["shards"].append({"url": shard.url, "ok": False, "error": str(ex)})
