@@ -13,15 +13,18 @@ tier does), generates ``--events`` events with ``search.py``'s generator (not ti
   (alternate batches);
 * bulk load (not a front-end path, not timed as ingest): every event goes into one embedded
   ``EventStore`` by ``EventStore.append`` in batches of ``--batch`` (the embedded store's own
-  path, as ``search.py`` ingests), and the events the front-ends did not carry go into
-  ClickHouse as the rows the shipper builds (``record_rows`` of that store's journal records,
-  front-end name ``bulk``), in large ``INSERT`` blocks per shard from ``--workers`` processes.
-  ClickHouse then holds every event exactly once (checked), the embedded store the same events;
+  path, as ``search.py`` ingests); meanwhile ``--workers`` processes put the events the
+  front-ends did not carry into ClickHouse as the rows the shipper builds: each batch becomes
+  the journal record a front-end named ``bulk`` would write (events finalized as
+  ``EventStore.append`` does) and ``record_rows`` makes its rows, inserted in large blocks per
+  shard. ClickHouse then holds every event exactly once (checked), the embedded store the same
+  events;
 * search: p50/p95 of ``search.py``'s queries through ``ClusterEvents`` (count, and search of 100
   events) against the same queries on the embedded store.
 
 ``--search-only`` reuses a loaded ``--dir`` (restarts ClickHouse on its data) and runs the
-search part only. Every figure is printed with the load average of the machine.
+search part only; ``--resume`` reuses the feed and the windows' rows of a run stopped after
+them. Every figure is printed with the load average of the machine.
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/cluster.py --events 5000000 --dir /tmp/heron-cluster``
 """
@@ -35,12 +38,17 @@ import multiprocessing
 import os
 import random
 import shutil
+import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import orjson
+import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -57,9 +65,11 @@ from benchmarks.search import (
 from benchmarks.search import ingest as embedded_ingest
 from index import EndpointRef, EventStore
 from index.chship import Shipper
-from index.chstore import ClusterEvents
+from index.chstore import FIRST_WINDOW, ClusterEvents
 from index.clickhouse import DATABASE, ClickHouse, as_int, create_schema, record_rows, shard_of
-from index.journal import Journal
+from index.finalize import finalize_event
+from index.journal import JournalRecord
+from index.results import rfc3339_ns
 from tests.cluster.servers import start_clickhouse
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -160,15 +170,30 @@ def ingest(
     return total
 
 
+def _frames(feed: Path, pick: Callable[[int], bool]) -> Iterator[tuple[int, str, list[Any]]]:
+    """``(index, host, events)`` of the feed's batches that ``pick`` keeps (others skipped
+    undecoded)."""
+    dctx = zstandard.ZstdDecompressor()
+    with feed.open("rb") as fh:
+        i = 0
+        while head := fh.read(4):
+            size = struct.unpack("<I", head)[0]
+            if pick(i):
+                body = orjson.loads(dctx.decompress(fh.read(size)))
+                yield i, body["host"], body["events"]
+            else:
+                fh.seek(size, os.SEEK_CUR)
+            i += 1
+
+
 def bulk_worker(
-    journal_dir: str, seqs: tuple[int, int], skip_below: int, urls: list[str], out: Any
+    feed: str, skip_below: int, batch: int, worker: int, workers: int, urls: list[str], out: Any
 ) -> None:
-    """Insert the shipper's rows (``record_rows``, front-end ``bulk``) of the journal records
-    whose first seq is in ``[lo, hi)``, skipping batches below ``skip_below`` (the front-ends
-    carried those), in blocks of ``BULK_ROWS`` per shard."""
+    """Insert the shipper's rows of batches ``skip_below..`` (every ``workers``-th from
+    ``worker``) into their shards in blocks of ``BULK_ROWS``: each batch becomes the journal
+    record a front-end ``bulk`` writes (events finalized as ``EventStore.append`` does, seqs
+    from the batch index), and ``record_rows`` — the shipper's row builder — makes the rows."""
     shards = [ClickHouse(u, timeout=600) for u in urls]
-    journal = Journal(Path(journal_dir), fsync=False)
-    lo, hi = seqs
     pending: list[list[dict[str, object]]] = [[] for _ in shards]
     sent = 0
 
@@ -178,42 +203,38 @@ def bulk_worker(
         sent += len(pending[i])
         pending[i] = []
 
-    for record in journal.read(after_seq=lo - 1):
-        if record.first_seq >= hi:
-            break
-        if record.first_seq < lo or int(record.batch_id or 0) < skip_below:
-            continue
-        shard = shard_of(record.endpoint.get("uuid", ""), len(shards))
+    pick = lambda i: i >= skip_below and i % workers == worker  # noqa: E731
+    for i, host, events in _frames(Path(feed), pick):
+        endpoint = EndpointRef(f"uuid-{host}", host)
+        rt_ns = time.time_ns()
+        receipt, edr = rfc3339_ns(rt_ns), endpoint.to_edr()
+        finals = [finalize_event(ev, k, edr, receipt, False)[0] for k, ev in enumerate(events)]
+        record = JournalRecord(i * batch + 1, len(finals), asdict(endpoint), str(i), rt_ns, finals)
+        shard = shard_of(endpoint.uuid, len(shards))
         pending[shard].extend(record_rows(record, "bulk"))
         if len(pending[shard]) >= BULK_ROWS:
             flush(shard)
     for i in range(len(shards)):
         flush(i)
-    journal.close()
     out.put((sent, time.process_time()))
 
 
-def bulk_clickhouse(
-    journal_dir: Path, skip_below: int, urls: list[str], workers: int, ch_pids: list[int]
-) -> int:
-    """``bulk_worker`` over ``workers`` processes (disjoint seq ranges of the journal)."""
-    journal = Journal(journal_dir, fsync=False)
-    last = journal.next_seq
-    journal.close()
-    step = -(-(last - 1) // workers)
+def start_bulk(
+    feed: Path, skip_below: int, batch: int, urls: list[str], workers: int
+) -> tuple[list[Any], Any]:
+    """Start ``bulk_worker`` in ``workers`` processes (disjoint batches)."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     procs = [
-        ctx.Process(
-            target=bulk_worker,
-            args=(str(journal_dir), (1 + w * step, 1 + (w + 1) * step), skip_below, urls, out),
-        )
+        ctx.Process(target=bulk_worker, args=(str(feed), skip_below, batch, w, workers, urls, out))
         for w in range(workers)
     ]
-    ch0 = sum(tree_cpu_seconds(pid) for pid in ch_pids)
-    t0 = time.perf_counter()
     for proc in procs:
         proc.start()
+    return procs, out
+
+
+def finish_bulk(procs: list[Any], out: Any, t0: float, ch0: float, ch_pids: list[int]) -> None:
     results = [out.get() for _ in procs]
     for proc in procs:
         proc.join()
@@ -221,14 +242,14 @@ def bulk_clickhouse(
     ch_cpu = sum(tree_cpu_seconds(pid) for pid in ch_pids) - ch0
     sent, cpu = sum(r[0] for r in results), sum(r[1] for r in results)
     print(
-        f"bulk path into ClickHouse: {sent:,} events as the shipper's rows (record_rows of the "
-        f"embedded store's journal, front-end 'bulk') in {BULK_ROWS:,}-row INSERT blocks from "
-        f"{workers} processes: {wall:.1f} s = {sent / wall:,.0f} events/s; CPU "
+        f"bulk path into ClickHouse: {sent:,} events as the shipper's rows (record_rows of "
+        f"journal records built as EventStore.append builds them, front-end 'bulk') in "
+        f"{BULK_ROWS:,}-row INSERT blocks from {len(procs)} processes, beside the embedded "
+        f"load: {wall:.1f} s = {sent / wall:,.0f} events/s; CPU "
         f"{cpu / max(sent, 1) * 1e6:.0f} us/event building rows, "
         f"{ch_cpu / max(sent, 1) * 1e6:.0f} us/event in ClickHouse ({load()})",
         flush=True,
     )
-    return sent
 
 
 def queries(
@@ -322,6 +343,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--search-only", action="store_true", help="reuse the data a previous run loaded in --dir"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse --dir's feed and front-end windows (a run stopped after them)",
+    )
+    parser.add_argument(
+        "--first-window",
+        type=float,
+        default=FIRST_WINDOW,
+        help="ClusterEvents' first window in pages (1e12: one sorted query over every match, "
+        "as before the time-window descent)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     gen = Generator(42, 500, START, SPAN, args.events)
@@ -330,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = json.loads(marker.read_text())
         if loaded["events"] != args.events:
             parser.error(f"{args.dir} holds {loaded['events']} events, not {args.events}")
-    else:
+    elif not args.resume:
         if 2 * args.window > args.events:
             parser.error("--window must be at most half of --events")
         shutil.rmtree(args.dir, ignore_errors=True)
@@ -358,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"embedded store: {count:,} events", flush=True)
             if count != rows or rows != args.events:
                 raise SystemExit(f"stores differ: {count} embedded, {rows} in ClickHouse")
-            compare_search(embedded, ClusterEvents(shards[0]), gen, args.runs)
+            print(f"ClickHouse pages: first window {args.first_window:g} pages ({load()})")
+            cluster = ClusterEvents(shards[0], first_window=args.first_window)
+            compare_search(embedded, cluster, gen, args.runs)
     finally:
         for node in nodes:
             node.stop()
@@ -368,32 +403,45 @@ def main(argv: list[str] | None = None) -> int:
 def load_all(
     args: argparse.Namespace, gen: Generator, shards: list[ClickHouse], ch_pids: list[int]
 ) -> None:
-    """Generate, ingest the two front-end windows, bulk-load the rest (module docstring)."""
+    """Generate, ingest the two front-end windows, bulk-load the rest (module docstring).
+
+    ``--resume``: the feed and the windows' rows are there (a run stopped after them).
+    """
     feed = args.dir / "feed.zst"
-    t0 = time.perf_counter()
-    pregenerate(gen, args.events, args.batch, feed)
-    print(f"generated {args.events:,} events in {time.perf_counter() - t0:.0f} s ({load()})")
     urls = [s.url for s in shards]
-    create_schema(shards, "heron")
     per = -(-args.window // args.batch)  # batches per front-end window
-    ingest("one", args.dir, feed, (0, per), 1, urls, ch_pids)
-    ingest("two", args.dir, feed, (per, 2 * per), 2, urls, ch_pids)
+    if args.resume:
+        rows = sum(as_int(s.scalar("SELECT count() FROM heron.events_local")) for s in shards)
+        if rows != 2 * per * args.batch:
+            raise SystemExit(f"--resume: ClickHouse holds {rows} rows, not the two windows")
+        shutil.rmtree(args.dir / "embedded", ignore_errors=True)
+        print(f"resumed: feed and the front-end windows' {rows:,} rows kept ({load()})")
+    else:
+        t0 = time.perf_counter()
+        pregenerate(gen, args.events, args.batch, feed)
+        print(f"generated {args.events:,} events in {time.perf_counter() - t0:.0f} s ({load()})")
+        create_schema(shards, "heron")
+        ingest("one", args.dir, feed, (0, per), 1, urls, ch_pids)
+        ingest("two", args.dir, feed, (per, 2 * per), 2, urls, ch_pids)
     print(
         f"embedded store: all {args.events:,} events by EventStore.append (batches of "
-        f"{args.batch}, journal fsync + Tantivy in its writer child + DuckDB) ({load()})",
+        f"{args.batch}, journal fsync + Tantivy in its writer child + DuckDB), while "
+        f"{args.workers} processes bulk-load ClickHouse ({load()})",
         flush=True,
     )
+    ch0, t0 = sum(tree_cpu_seconds(pid) for pid in ch_pids), time.perf_counter()
+    procs, out = start_bulk(feed, 2 * per, args.batch, urls, args.workers)
     store = EventStore(
         args.dir / "embedded", heap_size=256_000_000, index_threads=1, index_process=True
     )
     try:
         embedded_ingest(store, feed, args.events, args.batch)
-        t0 = time.perf_counter()
+        t1 = time.perf_counter()
         segments = store.merge_segments()
-        print(f"merge: {segments} segments in {time.perf_counter() - t0:.1f} s ({load()})")
+        print(f"merge: {segments} segments in {time.perf_counter() - t1:.1f} s ({load()})")
     finally:
         store.close()
-    bulk_clickhouse(args.dir / "embedded" / "journal", 2 * per, urls, args.workers, ch_pids)
+    finish_bulk(procs, out, t0, ch0, ch_pids)
     t0 = time.perf_counter()
     for shard in shards:
         shard.execute(f"OPTIMIZE TABLE {DATABASE}.events_local FINAL")
