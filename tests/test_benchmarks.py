@@ -78,6 +78,7 @@ def test_soak_benchmark_runs() -> None:
         "512",
     )
     assert "errors=0" in out and "RSS peak" in out and "events per manager CPU-second" in out
+    assert "indexed (sustained)" in out
 
 
 def test_build_sizes_benchmark_measures_a_dist(tmp_path: Path) -> None:
