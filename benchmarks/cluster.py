@@ -400,6 +400,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _count(shards: list[ClickHouse], where: str) -> int:
+    return sum(
+        as_int(s.scalar(f"SELECT count() FROM {DATABASE}.events_local WHERE {where}"))
+        for s in shards
+    )
+
+
 def load_all(
     args: argparse.Namespace, gen: Generator, shards: list[ClickHouse], ch_pids: list[int]
 ) -> None:
@@ -411,9 +418,14 @@ def load_all(
     urls = [s.url for s in shards]
     per = -(-args.window // args.batch)  # batches per front-end window
     if args.resume:
-        rows = sum(as_int(s.scalar("SELECT count() FROM heron.events_local")) for s in shards)
+        rows = _count(shards, "frontend != 'bulk'")
         if rows != 2 * per * args.batch:
             raise SystemExit(f"--resume: ClickHouse holds {rows} rows, not the two windows")
+        for shard in shards:  # what an interrupted bulk load left (18.16 has ALTER … DELETE)
+            shard.execute(f"ALTER TABLE {DATABASE}.events_local DELETE WHERE frontend = 'bulk'")
+        deadline = time.monotonic() + 3600
+        while _count(shards, "frontend = 'bulk'") and time.monotonic() < deadline:
+            time.sleep(1)
         shutil.rmtree(args.dir / "embedded", ignore_errors=True)
         print(f"resumed: feed and the front-end windows' {rows:,} rows kept ({load()})")
     else:
