@@ -7,10 +7,11 @@ is ``(frontend, seq)``; pages are keyset pages on ``(ts_us, frontend, seq)`` des
 Newest first without sorting every match: ClickHouse 18.16 cannot read a table in its order
 (``optimize_read_in_order`` is 19.14+), so ``ORDER BY ts_us DESC LIMIT n`` reads every match.
 A page instead descends through time windows below the cursor (``_newest``): the newest
-window first, sized from the table's density to hold a few pages, each next one wider (by
-the matches found so far), until the page is full; the last window is open below, so stale
-table statistics only cost a query, never a match. The table is sorted by time first
-(``index.clickhouse.SORTING_KEY``), so a window reads its own granules only.
+window first, sized from the table's density to hold a few pages, then one sized by the
+matches found (none found: straight to the rest), then the rest in one query; the last
+window is open below, so stale table statistics only cost a query, never a match. The table
+is sorted by time first (``index.clickhouse.SORTING_KEY``), so a window reads its own
+granules only.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ _ITER_PAGE = 5_000
 _KEYS = "ts_us, frontend, seq, endpoint, batch_id, batch_idx"  # a page's keys (``_raw_of``)
 FIRST_WINDOW = 4.0  # the newest window holds about this many pages of the whole table's rows
 STATS_TTL = 30.0  # seconds the table's time range and row count shape windows
+_MAX_WINDOWS = 2  # bounded windows per page; then the rest in one query
 _SQL_START = re.compile(r"^\s*(SELECT|WITH|EXPLAIN|SHOW|DESCRIBE|DESC)\b", re.I)
 
 
@@ -150,9 +152,10 @@ class ClusterEvents:
         """The first ``n`` keys of ``where``, newest first, by time windows below ``top``.
 
         Window k covers ``(top - reach_k, top - reach_(k-1)]``; the first is open above (rows
-        newer than the statistics) and the one reaching ``floor`` (``since``, or the oldest
-        event) open below. Every window's rows are older than the previous window's, so
-        the windows' pages in order are the first ``n`` of the whole order.
+        newer than the statistics) and the last (reaching ``floor``: ``since`` or the oldest
+        event, or after ``_MAX_WINDOWS``) open below. Every window's rows are older than the
+        previous window's, so the windows' pages in order are the first ``n`` of the whole
+        order.
         """
         oldest, newest, rows = self._stats()
         # Windows start at the newest event and stop at the oldest: past those (a far
@@ -165,6 +168,7 @@ class ClusterEvents:
         reach = max(1, math.ceil(self._first_window * n / density))
         keys: list[list[Cell]] = []
         upper: int | None = None  # the previous window's lower edge
+        windows = 0  # bounded windows read
         while True:
             last = reach >= span
             bounds = [where]
@@ -178,10 +182,14 @@ class ClusterEvents:
             )
             if last or len(keys) >= n:
                 return keys
-            upper = top - reach
-            # Next reach: from the matches found so far, twice what the rest needs (at
-            # least ×2, at most ×64); ×8 while nothing matched.
-            grow = 8.0 if not keys else 2 * (n - len(keys)) / len(keys) + 1
+            upper, windows = top - reach, windows + 1
+            if not keys or windows >= _MAX_WINDOWS:
+                # Few matches: the rest in one query (what one sorted query over every match
+                # costs) rather than many windows, each a query of its own.
+                reach = span
+                continue
+            # From the matches found so far: twice the reach the rest needs, ×2 to ×64.
+            grow = 2 * (n - len(keys)) / len(keys) + 1
             reach = math.ceil(reach * min(64.0, max(2.0, grow)))
 
     def search(
