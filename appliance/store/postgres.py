@@ -11,9 +11,11 @@
   ``SERIALIZABLE`` transaction and is re-run on a serialization failure; the
   read-modify-write functions (command delivery, token consumption) stay correct without
   locking SQL of their own;
-* caches: a revocation, a rules change and an IoC change are announced with
-  ``NOTIFY heron_fleet, 'certs' | 'rules' | 'iocs'``; every front-end ``LISTEN``s and drops
-  its cached revoked set, served rules and IoC bodies (``ClusterStore``, ``Store.changes``).
+* caches: a revocation or a new certificate, an endpoint change, a rules change, an IoC change
+  and a score change are announced with ``NOTIFY heron_fleet, 'certs' | 'endpoints' | 'rules'
+  | 'iocs' | 'reports'``; every front-end ``LISTEN``s and drops its cached revoked set,
+  verified certificates, served rules, IoC bodies and scores (``ClusterStore``,
+  ``Store.changes``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from . import Store
 from .alerts import DDL as ALERTS_DDL
 from .content import Iocs, RulesTable
 from .database import Database, DbState
-from .fleet import Certs
+from .fleet import Certs, Endpoints
+from .models import CertRecord, Endpoint
+from .reports import Reports
 from .schema import SCHEMA
 
 __all__ = ["ClusterStore", "PgDatabase", "pg_schema"]
@@ -42,7 +46,7 @@ __all__ = ["ClusterStore", "PgDatabase", "pg_schema"]
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CHANNEL = "heron_fleet"
-TOPICS = ("certs", "rules", "iocs")  # what a NOTIFY on CHANNEL may name
+TOPICS = ("certs", "endpoints", "rules", "iocs", "reports")  # what a NOTIFY on CHANNEL names
 _RETRIES = 20
 _TABLE_RE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", re.S)
 _UPSERT_RE = re.compile(r"^\s*INSERT OR REPLACE INTO (\w+) ", re.I)
@@ -237,11 +241,65 @@ def _where(dsn: str) -> str:
 
 
 class _ClusterCerts(Certs):
+    def add(self, rec: CertRecord) -> None:
+        super().add(rec)  # enrollment, re-enrollment, renewal: verified caches start over
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("certs")
+
     def revoke(self, *, uuid: str | None = None, serial: str | None = None, now: float) -> int:
         count = super().revoke(uuid=uuid, serial=serial, now=now)
         if isinstance(self.db, PgDatabase):
             self.db.notify("certs")
         return count
+
+
+class _ClusterEndpoints(Endpoints):
+    """Announces what a cached endpoint record shows (group, status, config…); presence
+    touches are not announced (``touch``: nothing cached reads them)."""
+
+    def create(self, ep: Endpoint) -> Endpoint:
+        out = super().create(ep)
+        self._announce()
+        return out
+
+    def update(self, uuid: str, **changes: Any) -> Endpoint:
+        out = super().update(uuid, **changes)
+        if changes:
+            self._announce()
+        return out
+
+    def delete(self, uuid: str) -> None:
+        super().delete(uuid)
+        self._announce()
+
+    def _announce(self) -> None:
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("endpoints")
+
+
+class _ClusterReports(Reports):
+    def merge(
+        self,
+        endpoint: str,
+        fn: Callable[[dict[str, Any] | None], dict[str, Any]],
+        now: float,
+    ) -> dict[str, Any]:
+        out = super().merge(endpoint, fn, now)
+        self._announce()
+        return out
+
+    def take(self, endpoint: str) -> dict[str, Any] | None:
+        out = super().take(endpoint)
+        self._announce()
+        return out
+
+    def archive(self, endpoint: str, stats: dict[str, Any], now: float) -> None:
+        super().archive(endpoint, stats, now)
+        self._announce()
+
+    def _announce(self) -> None:
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("reports")
 
 
 class _ClusterRules(RulesTable):
@@ -269,12 +327,16 @@ class _ClusterIocs(Iocs):
 class ClusterStore(Store):
     """Every fleet table over PostgreSQL; listens for other front-ends' changes."""
 
+    shared = True
+
     def __init__(self, dsn: str, *, create: bool = True) -> None:
         db = PgDatabase(dsn)
         if create:
             db.create_schema()
         super().__init__(db=db)
         self.certs = _ClusterCerts(db)
+        self.endpoints = _ClusterEndpoints(db)
+        self.reports = _ClusterReports(db)
         self.rules = _ClusterRules(db)
         self.iocs = self._iocs = _ClusterIocs(db)
         self._stop = threading.Event()
