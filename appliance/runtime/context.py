@@ -257,4 +257,11 @@ def build_context(
             "1 while the event index has no indexing error (0: see /healthz)",
             lambda: 1.0 if health().ok else 0.0,
         )
+    journal = getattr(events, "journal", None)
+    if journal is not None:  # index.EventStore: group commits of /logs batches
+        metrics.gauge(
+            "heron_journal_syncs",
+            "journal fsyncs since start (one per group of concurrent /logs batches)",
+            lambda: float(journal.syncs),
+        )
     return ctx

@@ -11,11 +11,11 @@
   ``SERIALIZABLE`` transaction and is re-run on a serialization failure; the
   read-modify-write functions (command delivery, token consumption) stay correct without
   locking SQL of their own;
-* caches: a revocation or a new certificate, an endpoint change, a rules change, an IoC change
-  and a score change are announced with ``NOTIFY heron_fleet, 'certs' | 'endpoints' | 'rules'
-  | 'iocs' | 'reports'``; every front-end ``LISTEN``s and drops its cached revoked set,
-  verified certificates, served rules, IoC bodies and scores (``ClusterStore``,
-  ``Store.changes``).
+* caches: a revocation or a new certificate, an endpoint change, a rules change, an IoC change,
+  a score change, and a change of a Sysmon config or a tool are announced with ``NOTIFY
+  heron_fleet, 'certs' | 'endpoints' | 'rules' | 'iocs' | 'reports' | 'sysmon' | 'tools'``;
+  every front-end ``LISTEN``s and drops its cached revoked set, verified certificates, served
+  rules, IoC bodies, scores and /updates hashes (``ClusterStore``, ``Store.changes``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from psycopg import errors as pg_errors
 from ..core.errors import ClosedError, StoreError
 from . import Store
 from .alerts import DDL as ALERTS_DDL
-from .content import Iocs, RulesTable
+from .content import Documents, Iocs, RulesTable, Tools
 from .database import Database, DbState
 from .fleet import Certs, Endpoints
 from .models import CertRecord, Endpoint
@@ -46,7 +46,8 @@ __all__ = ["ClusterStore", "PgDatabase", "pg_schema"]
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CHANNEL = "heron_fleet"
-TOPICS = ("certs", "endpoints", "rules", "iocs", "reports")  # what a NOTIFY on CHANNEL names
+# what a NOTIFY on CHANNEL names
+TOPICS = ("certs", "endpoints", "rules", "iocs", "reports", "sysmon", "tools")
 _RETRIES = 20
 _TABLE_RE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", re.S)
 _UPSERT_RE = re.compile(r"^\s*INSERT OR REPLACE INTO (\w+) ", re.I)
@@ -324,6 +325,20 @@ class _ClusterIocs(Iocs):
         super()._bump()  # the cached /iocs body and hash are rebuilt at the next request
 
 
+class _ClusterDocuments(Documents):
+    def _bump(self, kind: str) -> None:
+        super()._bump(kind)
+        if kind.startswith("sysmon:") and isinstance(self.db, PgDatabase):
+            self.db.notify("sysmon")
+
+
+class _ClusterTools(Tools):
+    def _bump(self) -> None:
+        super()._bump()
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("tools")
+
+
 class ClusterStore(Store):
     """Every fleet table over PostgreSQL; listens for other front-ends' changes."""
 
@@ -339,6 +354,8 @@ class ClusterStore(Store):
         self.reports = _ClusterReports(db)
         self.rules = _ClusterRules(db)
         self.iocs = self._iocs = _ClusterIocs(db)
+        self.documents = _ClusterDocuments(db)
+        self.tools = _ClusterTools(db)
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._listener = threading.Thread(
@@ -369,6 +386,12 @@ class ClusterStore(Store):
             self.certs.invalidate()
         elif topic == "iocs":
             self._iocs.changed_elsewhere()
+        elif topic == "sysmon":
+            self.documents.changed_elsewhere("sysmon")
+        elif topic == "tools":
+            self.tools.changed_elsewhere()
+        elif topic == "endpoints":  # a config among them: /updates hashes start over
+            self.endpoints.changed_elsewhere()
         self.changes.announce(topic)
 
     def close(self) -> None:
