@@ -108,7 +108,7 @@ def enroll(cache: Path, n: int) -> Path:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    from appliance.cli import open_context
+    from appliance.runtime.datadir import open_context
     from rules import wire
 
     def make_csr() -> tuple[str, str]:

@@ -35,10 +35,12 @@ from .config import LinkConfig
 from .enroll import enroll_online, renew
 from .errors import EnrollmentError, LinkError
 from .forwarder import Forwarder, LinkState
+from .health import health_event
 from .identity import Identity, IdentityStore, write_atomic
 from .mtls import MtlsTransport
 from .poller import CommandPoller
-from .spool import Lane, Spool, health_event
+from .segments import Lane
+from .spool import Spool
 from .sysinfo import SysInfoReporter, collect
 from .tools import ToolSync
 from .transport import TlsShare, Transport

@@ -55,8 +55,7 @@ from .segments import (
     write_whole,
 )
 
-# Lane and health_event: agent/link/link.py imports them from here
-__all__ = ["Batch", "Lane", "Spool", "SpoolStats", "health_event"]
+__all__ = ["Batch", "Spool", "SpoolStats"]
 
 logger = logging.getLogger(__name__)
 

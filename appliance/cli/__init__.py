@@ -17,11 +17,9 @@ from collections.abc import Sequence
 from index.writer_protocol import FROZEN_ARG
 
 from ..core.errors import ApplianceError, ConfigError
-from ..runtime.datadir import open_context
 from .parser import build_parser
 
-# open_context: benchmarks/fleet.py and docs/interfaces.md open a data directory through the CLI
-__all__ = ["build_parser", "main", "open_context"]
+__all__ = ["build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
