@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("HERON_SHARED") or ROOT.parent / "shared")
 RULES = SHARED / "corpus" / "gene-rules" / "compiled.gen"
 EVENTS = SHARED / "gene-oracle" / "corpus-events.jsonl.gz"
 EVTX_DIR = SHARED / "corpus" / "EVTX-ATTACK-SAMPLES"
@@ -225,6 +225,13 @@ def main() -> int:
                 )
                 if args.sigma and jobs == 1:
                     print(f"{'':<25} engine CPU at 100 events/s: {100 / cpu_rate:.1%} of a core")
+                if args.sigma and jobs == 1 and label.startswith("JSONL"):
+                    met = "met" if cpu_rate >= 20_000 else "NOT met"
+                    print(
+                        f"{'':<25} issue 19 target: >= 20,000 events/s in one process, read as "
+                        f"ev/CPU-s (what one process does with a core to itself; 'scan ev/s' is "
+                        f"wall-clock and falls with the box's load): {cpu_rate:,.0f}, {met}"
+                    )
         if not args.no_formats:
             made = subprocess.run(
                 [sys.executable, __file__, "--make-formats", str(tmpdir)],
