@@ -33,7 +33,7 @@ from sigma.types import (
     SpecialChars,
 )
 
-from .compile import ALL, all_text
+from .compile import ALL
 
 if TYPE_CHECKING:
     from ..compiler import CompiledRule
@@ -264,7 +264,14 @@ class _Plan:
                     fi.add(kind, lit, i + g * n)
         self.indexes: list[tuple[int, dict[str, Any], Any]] = []
         for key, fields in per_view.items():
-            words = fields.pop(ALL, None)  # keywords: searched in the joined text
+            # Keywords are substrings of any value (`all_text`): each field's automaton also
+            # holds them, and `words` (keywords alone) scans the joined values of the fields no
+            # rule indexes. Performance: each value is scanned once, not again in all_text.
+            words = fields.pop(ALL, None)
+            if words is not None:
+                for fi in fields.values():
+                    for word, ids in words.keys.items():
+                        fi.keys.setdefault(word, []).extend(ids)
             self.indexes.append(
                 (
                     caches[key],
@@ -288,7 +295,7 @@ def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]
     """
     getters, indexes, base, table = plan.getters, plan.indexes, plan.base, plan.rules
     n, second = plan.n, plan.second
-    hit, start, end = _HIT, _START, _END
+    hit, start, end, sep = _HIT, _START, _END, "\x00"
 
     def due(d: Any) -> list[tuple[Any, Any, CompiledRule]]:
         got = [get(d) for get in getters]
@@ -297,7 +304,12 @@ def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]
         for slot, fields, words in indexes:
             low = got[slot][1]
             if words is not None:
-                add(*map(hit, words(start + all_text(low) + end)))
+                rest = [v for f, v in low.items() if f not in fields and f is not ALL]
+                try:
+                    text = sep.join(rest)
+                except TypeError:  # tuples (unnamed <Data>)
+                    text = sep.join(v if v.__class__ is str else sep.join(v) for v in rest)
+                add(*map(hit, words(start + text + end)))
             for f in fields if len(fields) < len(low) else low:
                 it = fields.get(f)
                 v = low.get(f)
