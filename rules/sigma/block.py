@@ -262,7 +262,7 @@ class _Plan:
                     if fi is None:
                         fi = fields[field] = _FieldIndex()
                     fi.add(kind, lit, i + g * n)
-        self.indexes: list[tuple[int, dict[str, Any], Any]] = []
+        self.indexes: list[tuple[int, tuple[tuple[str, Any], ...], frozenset[str], Any]] = []
         for key, fields in per_view.items():
             # Keywords are substrings of any value (`all_text`): each field's automaton also
             # holds them, and `words` (keywords alone) scans the joined values of the fields no
@@ -275,7 +275,8 @@ class _Plan:
             self.indexes.append(
                 (
                     caches[key],
-                    {field: fi.finish() for field, fi in fields.items()},
+                    tuple((field, fi.finish()) for field, fi in fields.items()),
+                    frozenset(fields) | {ALL},
                     None if words is None else words.finish(),
                 )
             )
@@ -289,31 +290,27 @@ _HIT = itemgetter(1)  # (end, ids) → ids
 
 
 def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]:
-    """`due(d)` → (condition, view, rule) of every rule the index lets through, in order.
-
-    Performance: the loop walks the event's fields or the indexed ones, whichever are fewer.
-    """
+    """`due(d)` → (condition, view, rule) of every rule the index lets through, in order."""
     getters, indexes, base, table = plan.getters, plan.indexes, plan.base, plan.rules
     n, second = plan.n, plan.second
     hit, start, end, sep = _HIT, _START, _END, "\x00"
 
     def due(d: Any) -> list[tuple[Any, Any, CompiledRule]]:
-        got = [get(d) for get in getters]
+        got = [get(d) for get in getters] if len(getters) > 1 else [getters[0](d)]
         cand = set(base)
         add = cand.update
-        for slot, fields, words in indexes:
+        for slot, fields, names, words in indexes:
             low = got[slot][1]
             if words is not None:
-                rest = [v for f, v in low.items() if f not in fields and f is not ALL]
+                rest = [v for f, v in low.items() if f not in names]
                 try:
                     text = sep.join(rest)
                 except TypeError:  # tuples (unnamed <Data>)
                     text = sep.join(v if v.__class__ is str else sep.join(v) for v in rest)
                 add(*map(hit, words(start + text + end)))
-            for f in fields if len(fields) < len(low) else low:
-                it = fields.get(f)
+            for f, it in fields:
                 v = low.get(f)
-                if it is None or v is None:
+                if v is None:
                     continue
                 if v.__class__ is str:
                     add(*map(hit, it(start + v + end)))
