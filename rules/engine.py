@@ -62,6 +62,9 @@ class Detection:
         return out
 
 
+_FILTERED = Detection(filtered=True)
+
+
 def _system(data: dict[str, Any]) -> tuple[str, Any, Any] | None:
     """(channel, raw EventID, raw computer) for winevt or kunai events."""
     ev = data.get("Event")
@@ -108,6 +111,7 @@ class Engine:
         # times are scaled up; the others run the inlined group function (~1.5x faster).
         self.timing_sample = max(1, timing_sample)
         self._tick = 0
+        self._detections: dict[tuple[Any, ...], Detection] = {}
         self.default_actions = {k: tuple(v) for k, v in (default_actions or {}).items()}
         unknown = set(self.default_actions) - set(SEVERITY_BANDS)
         if unknown:
@@ -128,6 +132,16 @@ class Engine:
         self.positives = 0
         if ruleset is not None:
             self.load(ruleset)
+
+    @property
+    def default_actions(self) -> dict[str, tuple[str, ...]]:
+        """Actions added per criticality band (setting it drops the cached detections)."""
+        return self._default_actions
+
+    @default_actions.setter
+    def default_actions(self, value: dict[str, tuple[str, ...]]) -> None:
+        self._default_actions = value
+        self._detections = {}
 
     # --- rule and container management -----------------------------------------------------
     def _existing(self) -> dict[str, set[str]]:
@@ -168,6 +182,7 @@ class Engine:
             self._ruleset = self._ruleset + ruleset
             self._cache = {}
             self._groups = {}
+            self._detections = {}
             for c in new:
                 if c.disabled:
                     logger.info("rule %s disabled: %s", c.name, c.disabled)
@@ -217,6 +232,7 @@ class Engine:
         self._compiled = compiled
         self._cache = {}
         self._groups = {}
+        self._detections = {}
 
     @property
     def rule_count(self) -> int:
@@ -308,9 +324,16 @@ class Engine:
             else:
                 matched.append(c)
         if not matched:
-            return Detection(filtered=True)
+            return _FILTERED
         self.positives += 1
-        return self._detection(matched, filtered)
+        # Performance: the same rules fire together again and again; a Detection is immutable
+        key = (*matched, filtered)
+        det = self._detections.get(key)
+        if det is None:
+            if len(self._detections) >= _CACHE_LIMIT:
+                self._detections = {}
+            det = self._detections[key] = self._detection(matched, filtered)
+        return det
 
     def _correlate(self, event: dict[str, Any], hits: list[CompiledRule]) -> list[CompiledRule]:
         """Feed correlations; rules they watch are dropped unless `generate: true`."""
