@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,44 @@ def tree_cpu_seconds(pid: int | None = None) -> float:
         except psutil.Error:
             pass
     return total
+
+
+class ThreadCpu:
+    """CPU seconds of a process tree's threads whose name starts with ``prefix`` (Linux
+    ``/proc``; 0 elsewhere), summed over every thread seen, so a thread pool that is
+    replaced (a reopened Tantivy writer) keeps what its old threads used.
+
+    ``ThreadCpu(pid, "merge_thread")`` measures the Tantivy segment merges of the manager's
+    index writer child: they run on tantivy's merge thread pool, not on its indexing threads.
+    """
+
+    def __init__(self, pid: int, prefix: str) -> None:
+        self.pid, self.prefix = pid, prefix
+        self._seen: dict[int, float] = {}
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def seconds(self) -> float:
+        """CPU seconds used so far by the matching threads."""
+        try:
+            procs = [psutil.Process(self.pid), *psutil.Process(self.pid).children(recursive=True)]
+        except psutil.Error:
+            procs = []
+        for proc in procs:
+            task = Path(f"/proc/{proc.pid}/task")
+            try:
+                tids = [int(t.name) for t in task.iterdir()]
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    if not (task / str(tid) / "comm").read_text().startswith(self.prefix):
+                        continue
+                    fields = (task / str(tid) / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # the thread ended
+                used = (int(fields[11]) + int(fields[12])) / self._tick
+                self._seen[tid] = max(self._seen.get(tid, 0.0), used)
+        return sum(self._seen.values())
 
 
 def start_standalone_agent(base: Path, *, log: bool = True) -> subprocess.Popen[bytes]:

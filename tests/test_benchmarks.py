@@ -78,6 +78,18 @@ def test_soak_benchmark_runs() -> None:
         "512",
     )
     assert "errors=0" in out and "RSS peak" in out and "events per manager CPU-second" in out
+    assert "indexed (sustained)" in out and "CPU-second, last" in out and ") indexed" in out
+    assert "Tantivy merges: first" in out and "writer child" in out
+
+
+def test_store_growth_benchmark_resumes(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    args = ("--dir", store, "--batch", "200", "--threads", "2", "--budget-mib", "512")
+    out = _run("benchmarks/store_growth.py", *args, "--until", "4000", "--window", "2000")
+    assert "store " + store + ": 0 events" in out and "of which merges" in out
+    again = _run("benchmarks/store_growth.py", *args, "--measure", "1")
+    first = int(again.split(": ", 1)[1].split(" events", 1)[0].replace(",", ""))
+    assert first >= 4000  # the second run reopened the store the first one filled
 
 
 def test_build_sizes_benchmark_measures_a_dist(tmp_path: Path) -> None:
