@@ -207,7 +207,7 @@ class EtwConfig:
             "Microsoft-Windows-PowerShell",
             "Microsoft-Antimalware-Scan-Interface",
         ],
-        "providers enabled in the session (known names, see agent.sources.etw.PROVIDERS)",
+        "providers enabled in the session (known names, see agent.sources.etw.providers.PROVIDERS)",
     )
     security_log: bool = setting(True, "also consume the EventLog-Security real-time session")
     kernel_file: bool = setting(

@@ -1,13 +1,8 @@
-"""Composition root of the agent: ``build_agent(config) -> Agent`` and the event pipeline.
+"""Composition root of the agent: ``build_agent(config) -> Agent``, its lifecycle and threads.
 
-Pipeline (one thread): sources (one thread each) → bounded queue → own-event filter → tracking
-hooks (+ enrichment for live events) → blacklist terminator → ``Detector`` (Gene engine, IoCs,
-canary rules) → forwarding decision → sinks, and planned actions → ``ActionRunner``.
-
-Forwarding decision (docs/reference/whids.md §1.1 step 5): an event goes to the sinks when its
-detection score is
-≥ ``general.criticality_threshold``, or when only Filter rules matched and
-``general.enable_filters`` is on, or always with ``general.log_all``.
+Threads: sources (one each, ``EventQueue.pump``) → bounded queue (``agent.eventqueue``) → the
+pipeline thread, which runs each event through ``EventPipeline.process`` (``agent.pipeline``:
+tracking, detection, actions, forwarding) → sinks; a status thread writes ``status.json``.
 
 The seam for the manager link is ``agent.seams.LinkedAgent``, which ``Agent`` implements
 explicitly (docs/interfaces.md, agent section).
@@ -16,14 +11,11 @@ explicitly (docs/interfaces.md, agent section).
 from __future__ import annotations
 
 import enum
-import errno
 import gc
 import logging
-import queue
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -31,21 +23,20 @@ from typing import Any
 
 import orjson
 
-import rules
-from agent.actions import OPT_IN, RESPONSE_ACTIONS, actions, plan_actions
+from agent.actions import OPT_IN, actions
 from agent.actions.report import build_report
-from agent.actions.runner import ActionRunner, Job
+from agent.actions.runner import ActionRunner
 from agent.canary import canary_rules, create_canaries, remove_canaries
 from agent.config import AgentConfig
 from agent.detect import Detector, load_containers, load_ioc_file
-from agent.errors import AgentClosedError, SourceError
+from agent.errors import AgentClosedError
+from agent.eventqueue import EventQueue
 from agent.host import Host, make_host
-from agent.monitor import Counters, ResourceGuard, SourceCounters
-from agent.render import SYSMON_CHANNEL
+from agent.monitor import Counters, ResourceGuard
+from agent.pipeline import EventPipeline
 from agent.seams import LinkedAgent
 from agent.sinks import AlertLog, EventSink
 from agent.sources import EventSource, build_sources, sensor_status
-from agent.tracking.hooks import HookContext, run_hooks, service_lookup
 from agent.tracking.seed import seed_from_proc
 from agent.tracking.tracker import Tracker
 from rules.wire import Ioc
@@ -53,12 +44,6 @@ from rules.wire import Ioc
 __all__ = ["Agent", "AgentState", "build_agent"]
 
 logger = logging.getLogger(__name__)
-
-_Item = tuple[dict[str, Any], bool, SourceCounters | None]
-# Deliberate degradation: process creation/termination are never shed at the source.
-_ESSENTIAL_EIDS = frozenset({1, 5})
-SHED_RATIO = 0.8  # queue fill above which optional live events are shed (counted) at the source
-DEGRADE_RATIO = 0.5  # queue fill above which enrichment, hashing and evidence are skipped
 
 
 class AgentState(enum.Enum):
@@ -69,34 +54,8 @@ class AgentState(enum.Enum):
     CLOSED = "closed"  # stopped; every later call raises AgentClosedError
 
 
-def event_pid(data: dict[str, Any]) -> int:
-    """The event's ProcessId; Security events write it in hex ("0x10cc"). 0 when unusable."""
-    raw = str(data.get("ProcessId", "")).strip()
-    try:
-        return int(raw, 16) if raw.lower().startswith("0x") else int(raw)
-    except ValueError:
-        return 0
-
-
-def _system(ev: dict[str, Any]) -> dict[str, Any]:
-    system = ev.get("System")
-    return system if isinstance(system, dict) else {}
-
-
-def _event_id(ev: dict[str, Any]) -> int:
-    raw: Any = _system(ev).get("EventID")
-    if isinstance(raw, dict):
-        raw = raw.get("Value")
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        return 0
-
-
 class Agent(LinkedAgent):
     """The running agent: sources → tracking → engine → actions → sinks."""
-
-    COALESCE = 0.05  # seconds the pipeline waits to batch events when the queue is short
 
     def __init__(
         self,
@@ -120,23 +79,24 @@ class Agent(LinkedAgent):
         self.clock = clock
         self.counters = Counters(started=clock())
         self.state = AgentState.CREATED
-        self._queue: queue.Queue[_Item] = queue.Queue(config.general.queue_size)
-        self._shed_at = max(1, int(config.general.queue_size * SHED_RATIO))
-        self._degrade_at = max(1, int(config.general.queue_size * DEGRADE_RATIO))
+        self.queue = EventQueue(config.general.queue_size)
+        self.pipeline = EventPipeline(
+            config,
+            host=host,
+            tracker=tracker,
+            detector=detector,
+            runner=runner,
+            sinks=self.sinks,
+            counters=self.counters,
+            clock=clock,
+        )
         self._threads: list[threading.Thread] = []
         self._source_threads: list[threading.Thread] = []
         self._stop = threading.Event()
-        self._inflight = 0
-        self._inflight_lock = threading.Condition()
-        self._own: OrderedDict[str, None] = OrderedDict()
-        self._services = service_lookup()
         self._canaries: list[Path] = []
         self._flushers: list[Callable[[], None]] = []
         self._last_rates: tuple[float, dict[str, int]] = (time.monotonic(), {})
-        self._seen_terminate = False
-        self._sink_errors: dict[int, str] = {}  # failing sink -> last error (logged once)
         self._status_error = ""
-        self._sysmon_seen = 0
         self.guard = ResourceGuard(
             max_cpu_percent=config.limits.max_cpu_percent,
             max_rss_mb=config.limits.max_rss_mb,
@@ -287,324 +247,48 @@ class Agent(LinkedAgent):
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until the queue is drained and every action job finished."""
         deadline = time.monotonic() + timeout
-        with self._inflight_lock:
-            while self._inflight:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._inflight_lock.wait(left)
+        if not self.queue.wait_done(deadline):
+            return False
         return self.runner.wait_idle(max(0.0, deadline - time.monotonic()))
 
     # --- threads ----------------------------------------------------------------------------
 
     def _pump(self, source: EventSource) -> None:
-        counters = self.counters.source(source.name)
-        counters.running = True
-        live = source.live
-        try:
-            for event in source.events():
-                if self._stop.is_set():
-                    break
-                with self._inflight_lock:
-                    self._inflight += 1
-                try:
-                    if source.lossless:
-                        while True:
-                            try:
-                                self._queue.put((event, live, counters), timeout=0.2)
-                                break
-                            except queue.Full:
-                                if self._stop.is_set():
-                                    raise
-                    else:
-                        if self._queue.qsize() >= self._shed_at and self._optional(event):
-                            # keep the last places for process creations: shed, counted
-                            counters.shed += 1
-                            self._done(1)
-                            if counters.shed in (1, 1000) or counters.shed % 100_000 == 0:
-                                logger.warning(
-                                    "pipeline behind: %d optional events shed from "
-                                    "%s (process creations kept)",
-                                    counters.shed,
-                                    source.name,
-                                )
-                            continue
-                        self._queue.put_nowait((event, live, counters))
-                    counters.events += 1
-                except queue.Full:
-                    counters.drops += 1
-                    self._done(1)
-                    if counters.drops in (1, 100, 10_000) or counters.drops % 100_000 == 0:
-                        logger.warning(
-                            "queue full: %d events dropped from %s", counters.drops, source.name
-                        )
-        except SourceError as ex:
-            counters.errors += 1
-            counters.error = str(ex)
-            logger.error("source %s failed: %s", source.name, ex)
-        except Exception as ex:
-            counters.errors += 1
-            counters.error = str(ex)
-            logger.error("source %s crashed", source.name, exc_info=True)
-        finally:
-            counters.running = False
-
-    @staticmethod
-    def _optional(event: dict[str, Any]) -> bool:
-        ev = event.get("Event")
-        return not isinstance(ev, dict) or _event_id(ev) not in _ESSENTIAL_EIDS
-
-    def _done(self, n: int) -> None:
-        with self._inflight_lock:
-            self._inflight -= n
-            if self._inflight <= 0:
-                self._inflight_lock.notify_all()
+        self.queue.pump(source, self.counters.source(source.name), self._stop)
 
     def _pipeline(self) -> None:
-        get = self._queue.get
-        while not self._stop.is_set() or not self._queue.empty():
-            try:
-                item = get(timeout=0.2)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
-                continue
-            if self._queue.qsize() < 64:
-                # Performance: coalesce a few ms of events into one batch; thread wake-ups cost
-                # more than the events themselves at low rates.
-                time.sleep(self.COALESCE)
-            batch = [item]
-            while len(batch) < 256:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+        pipeline = self.pipeline
+        while (batch := self.queue.next_batch(self._stop)) is not None:
             # Deliberate degradation: under CPU pressure or with a backlog, optional work
             # (enrichment, hashing, evidence actions) is skipped — counted per source — so the
             # pipeline keeps up and events are not lost.
-            degraded = self.guard.throttle or self._queue.qsize() >= self._degrade_at
+            degraded = self.guard.throttle or self.queue.backlog() >= self.queue.degrade_at
             for event, live, counters in batch:
                 if degraded and live and counters is not None:
                     counters.degraded += 1
                 try:
-                    self.process(event, live=live, degraded=degraded)
+                    pipeline.process(event, live=live, degraded=degraded)
                 except Exception:
                     self.counters.pipeline_errors += 1
                     logger.error("pipeline error", exc_info=True)
-                    self._forward_raw(event)
+                    pipeline.forward_raw(event)
             for flush in self._flushers:
                 try:
                     flush()
-                    if self._sink_errors:
-                        self._sink_ok(flush)
+                    if pipeline.sink_failing:
+                        pipeline.sink_ok(flush)
                 except Exception as ex:  # noqa: BLE001 - a failing sink is counted and retried, never fatal
-                    self._sink_failed(flush, ex)
-            self._done(len(batch))
-            if self.guard.throttle and self._queue.qsize() < self._degrade_at // 2:
+                    pipeline.sink_failed(flush, ex)
+            self.queue.done(len(batch))
+            if self.guard.throttle and self.queue.backlog() < self.queue.degrade_at // 2:
                 time.sleep(0.05)  # over the CPU limit with no backlog: yield to the host
-
-    # --- one event --------------------------------------------------------------------------
-
-    def _is_own(self, ev: dict[str, Any], eid: int) -> bool:
-        data = ev.get("EventData")
-        if not isinstance(data, dict):
-            return False
-        me = str(self.host.agent_pid)
-        guid = str(data.get("ProcessGuid", ""))
-        if eid == 1 and str(data.get("ParentProcessId", "")) == me:
-            self._own[guid] = None
-            while len(self._own) > 4096:
-                self._own.popitem(last=False)
-            return True
-        if eid == 1 and str(data.get("ParentProcessGuid", "")) in self._own:
-            self._own[guid] = None
-            return True
-        return str(data.get("ProcessId", "")) == me or guid in self._own
-
-    def _forward_raw(self, event: Any) -> None:
-        """Keep an event the pipeline failed on: forwarded as received, counted.
-
-        Only ``{"Event": {...}}`` objects can be stored by the manager (one other value would
-        refuse the whole batch): anything else is counted and logged as dropped.
-        """
-        self.counters.unprocessable += 1
-        if not isinstance(event, dict) or not isinstance(event.get("Event"), dict):
-            logger.warning('dropped an event that is not an {"Event": {...}} object')
-            return
-        self.counters.forwarded += 1
-        for sink in self.sinks:
-            try:
-                sink.submit(event)
-            except Exception:
-                self.counters.sink_errors += 1
-                logger.error("sink %r failed", sink, exc_info=True)
 
     def process(self, event: dict[str, Any], *, live: bool = False, degraded: bool = False) -> bool:
         """Run one event through the pipeline; True when it was forwarded to the sinks.
 
-        ``degraded``: skip enrichment, hashing and evidence actions (CPU pressure, backlog);
-        tracking, detection, response actions and forwarding still run. Raises only for an
-        event the pipeline cannot handle (the caller forwards it raw).
+        See ``EventPipeline.process`` (``degraded``: skip enrichment, hashing and evidence).
         """
-        ev = event.get("Event") if isinstance(event, dict) else None
-        if not isinstance(ev, dict):
-            self.counters.unprocessable += 1
-            logger.warning('dropped an event that is not an {"Event": {...}} object')
-            return False
-        self.counters.processed += 1
-        eid = _event_id(ev)
-        if live and self.config.general.ignore_self and self._is_own(ev, eid) and eid != 5:
-            self.counters.own_events += 1
-            return False
-        ctx = HookContext(
-            self.tracker,
-            self.host.hasher if live and not degraded else None,
-            self._services,
-            self.clock(),
-            archive_dir=self.config.tracking.sysmon_archive_dir,
-        )
-        with self.tracker.lock:  # readers (reports, commands) iterate tracks on other threads
-            run_hooks(ctx, event, enrich=live and self.config.tracking.enrich and not degraded)
-        if live and not self._seen_terminate:
-            self._check_terminations(ev, eid)
-        raw_data = ev.get("EventData")
-        data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
-        if (
-            live
-            and eid == 1
-            and self.tracker.blacklist
-            and data.get("CommandLine") in self.tracker.blacklist
-        ):
-            self._blacklisted(event, data)
-        verdict = self.detector.match(event)
-        gen = self.config.general
-        det = verdict.detection
-        forward = gen.log_all
-        if det is not None:
-            self.counters.detections += 1
-            if verdict.criticality >= gen.criticality_threshold:
-                forward = True
-                guid = str(data.get("ProcessGuid", ""))
-                self.tracker.add_score(guid, list(det.get("Signature", [])), verdict.criticality)
-        elif verdict.filtered:
-            self.counters.filtered += 1
-            forward = forward or gen.enable_filters
-        if det is not None and det.get("Actions") and live:
-            self._act(event, data, det, list(det["Actions"]), degraded=degraded)
-        if forward:
-            self.counters.forwarded += 1
-            for sink in self.sinks:
-                try:
-                    sink.submit(event)
-                    if self._sink_errors:
-                        self._sink_ok(sink)
-                except Exception as ex:  # noqa: BLE001 - a failing sink is counted and retried, never fatal
-                    self._sink_failed(sink, ex)
-        return forward
-
-    def _sink_failed(self, sink: object, ex: Exception) -> None:
-        """Count a sink failure; log it once per distinct error, never once per event."""
-        self.counters.sink_errors += 1
-        # the same errno is the same state (a short write differs only in its byte counts)
-        msg = (
-            f"errno {ex.errno}"
-            if isinstance(ex, OSError) and ex.errno
-            else f"{type(ex).__name__}: {ex}"
-        )
-        key = id(getattr(sink, "__self__", sink))  # a flush method and its sink are one
-        if self._sink_errors.get(key) == msg:
-            return
-        self._sink_errors[key] = msg
-        if isinstance(ex, OSError):  # disk full, I/O error: one line, no traceback
-            what = "data disk full" if ex.errno in (errno.ENOSPC, errno.EDQUOT) else "I/O error"
-            logger.error(
-                "sink %r failed: %s (%s); counted in sink_errors, logged again only "
-                "when the error changes",
-                sink,
-                what,
-                ex,
-            )
-        else:
-            logger.error("sink %r failed", sink, exc_info=True)
-
-    def _sink_ok(self, sink: object) -> None:
-        key = id(getattr(sink, "__self__", sink))
-        if self._sink_errors.pop(key, None) is not None:
-            logger.warning(
-                "sink %r works again (%d sink errors so far)", sink, self.counters.sink_errors
-            )
-
-    def _check_terminations(self, ev: dict[str, Any], eid: int) -> None:
-        """WHIDS hookProcTerm: warn while Sysmon never reported a process termination.
-
-        Without EventID 5 tracks are never freed early (only the ``tracking.max_tracks`` cap
-        bounds them) and parent fields go stale: usually a Sysmon configuration problem.
-        """
-        if _system(ev).get("Channel") != SYSMON_CHANNEL:
-            return
-        if eid == 5:
-            self._seen_terminate = True
-            return
-        self._sysmon_seen += 1
-        if self._sysmon_seen % 1000 == 0:
-            logger.warning(
-                "%d Sysmon events and no process termination (EventID 5) yet: check "
-                "the Sysmon configuration",
-                self._sysmon_seen,
-            )
-
-    def _act(
-        self,
-        event: dict[str, Any],
-        data: dict[str, Any],
-        det: dict[str, Any],
-        requested: list[str],
-        *,
-        degraded: bool = False,
-    ) -> None:
-        guid = str(data.get("ProcessGuid", ""))
-        if degraded:
-            shed = [a for a in requested if a and a not in RESPONSE_ACTIONS]
-            if shed:
-                self.runner.stats.count(self.runner.stats.skipped, ["cpu pressure"] * len(shed))
-                requested = [a for a in requested if a in RESPONSE_ACTIONS]
-            if not requested:
-                return
-        track = self.tracker.get(guid)
-        acfg = self.config.actions
-        plan = plan_actions(
-            requested,
-            allowed=acfg.allowed,
-            tracked=track is not None,
-            act_on_untracked=acfg.act_on_untracked,
-            done_for_process=track.action_count if track else 0,
-            max_per_process=acfg.max_per_process,
-            memory_dumped=bool(track and track.memory_dumped),
-        )
-        for name, reason in plan.skipped:
-            logger.info("action %s skipped for %s: %s", name, guid, reason)
-        if not plan:
-            return
-        pid = event_pid(data) or (track.pid if track else 0)
-        submitted = self.runner.submit(
-            Job(
-                event=event,
-                detection=det,
-                plan=plan,
-                event_hash=rules.event_hash(event),
-                process_guid=guid,
-                pid=pid,
-                image=str(data.get("Image", track.image if track else "")),
-                command_line=str(data.get("CommandLine", track.command_line if track else "")),
-            )
-        )
-        if submitted and track is not None:
-            track.action_count += 1  # counted when planned, so bursts respect the limit
-
-    def _blacklisted(self, event: dict[str, Any], data: dict[str, Any]) -> None:
-        det = {"Signature": ["Builtin:Blacklisted"], "Criticality": 10, "Actions": ["kill"]}
-        logger.warning("blacklisted command line started: %s", data.get("CommandLine"))
-        self._act(event, data, det, ["kill"])
+        return self.pipeline.process(event, live=live, degraded=degraded)
 
     # --- status & limits --------------------------------------------------------------------
 
@@ -647,7 +331,7 @@ class Agent(LinkedAgent):
             )
             if r.ioc_file and r.ioc_file != old.rules.ioc_file:
                 self.detector.set_iocs(load_ioc_file(r.ioc_file))
-        self.config = applied
+        self.config = self.pipeline.config = applied
         self.runner.configure(applied)
         if gen.endpoint_uuid != old.general.endpoint_uuid:
             self.runner.endpoint = gen.endpoint_uuid
@@ -683,7 +367,7 @@ class Agent(LinkedAgent):
                 "state": self.state.value,
                 "time": self.clock(),
                 "hostname": self.host.hostname,
-                "queue": {"size": self._queue.qsize(), "max": self._queue.maxsize},
+                "queue": {"size": self.queue.backlog(), "max": self.queue.items.maxsize},
                 "actions": self.runner.status(),
                 "tracks": len(self.tracker),
                 "rules": self.detector.rule_count,

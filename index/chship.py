@@ -13,6 +13,12 @@ thread then ships the records to the shards' ``events_local`` tables. Exactly on
 * an agent retry that reached another front-end (same endpoint, batch id, index) is folded by
   ``ReplacingMergeTree`` (see ``index.clickhouse``).
 
+Replicated shards (``index.chreplica``): the wait and the probe run on every replica that
+answers (a row that landed is on the replica that took the insert, until the others fetch
+it). A failed insert into a replicated shard is re-sent as the very same rows, to whichever
+replica answers next: if the first attempt was committed (its replica may be down before the
+others fetched the part), ZooKeeper's block deduplication drops the copy.
+
 The lag (journal events not yet confirmed) is a metric and a health state.
 """
 
@@ -24,10 +30,18 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from index.clickhouse import DATABASE, ClickHouse, ClickHouseError, record_rows, shard_of
+from index.clickhouse import (
+    DATABASE,
+    ClickHouse,
+    ClickHouseError,
+    ClickHouseUnreachable,
+    record_rows,
+    shard_of,
+)
 from index.journal import Journal
 
 __all__ = ["Shipper"]
@@ -37,6 +51,16 @@ logger = logging.getLogger(__name__)
 _ROUND_ROWS = 20_000  # rows read from the journal per round (bounded memory)
 LAG_WARN = 100_000  # events behind: health "lagging"
 INFLIGHT_WAIT = 60.0  # seconds a restart waits for an insert the previous process left running
+
+
+@dataclass(slots=True)
+class _Round:
+    """One round's rows per shard, and which shards confirmed them."""
+
+    start: int
+    last: int
+    rows: list[list[dict[str, Any]]]
+    done: list[bool]
 
 
 class Shipper:
@@ -60,6 +84,7 @@ class Shipper:
         self._retry = retry_interval
         self._marks = self._load()
         self._present: list[set[int]] | None = None  # seqs found above the marks on start
+        self._resend: _Round | None = None  # a round whose replicated insert must be re-sent
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,15 +133,28 @@ class Shipper:
             time.sleep(0.05)
 
     def _reconcile(self) -> list[set[int]]:
-        """Which of our sequence numbers above each shard's mark already landed."""
+        """Which of our sequence numbers above each shard's mark already landed (on any of
+        its replicas that answers; one must)."""
         found: list[set[int]] = []
         for shard, mark in zip(self._shards, self._marks, strict=True):
-            self._wait_inserts_done(shard)
-            _, rows = shard.rows(
-                f"SELECT seq FROM {DATABASE}.events_local WHERE frontend = "
-                f"'{_quote(self.frontend)}' AND seq > {int(mark)}"
-            )
-            found.append({int(r[0]) for r in rows})
+            seqs: set[int] = set()
+            answered = 0
+            for node in shard.replicas:
+                try:
+                    self._wait_inserts_done(node)
+                    _, rows = node.rows(
+                        f"SELECT seq FROM {DATABASE}.events_local WHERE frontend = "
+                        f"'{_quote(self.frontend)}' AND seq > {int(mark)}"
+                    )
+                except ClickHouseUnreachable:
+                    if len(shard.replicas) == 1:
+                        raise
+                    continue
+                answered += 1
+                seqs.update(int(r[0]) for r in rows)
+            if not answered:
+                raise ClickHouseUnreachable(f"{shard.url}: no replica of the shard answers")
+            found.append(seqs)
         return found
 
     # -- shipping ------------------------------------------------------------------
@@ -150,6 +188,8 @@ class Shipper:
         Raises:
             ClickHouseError: a shard refused or was unreachable (the round is retried).
         """
+        if self._resend is not None:
+            return self._send(self._resend)
         if self._present is None:
             self._present = self._reconcile()
         start = self.shipped_seq
@@ -168,17 +208,28 @@ class Shipper:
                 break
         if last == start:
             return 0
-        inserted = 0
-        for i, rows in enumerate(per_shard):
-            query_id = f"{self._insert_prefix()}{last}-{i}-{os.getpid()}"
-            self._shards[i].insert_rows(f"{DATABASE}.events_local", rows, query_id=query_id)
-            inserted += len(rows)
+        return self._send(_Round(start, last, per_shard, [not rows for rows in per_shard]))
+
+    def _send(self, rnd: _Round) -> int:
+        for i, rows in enumerate(rnd.rows):
+            if rnd.done[i]:
+                continue
+            query_id = f"{self._insert_prefix()}{rnd.last}-{i}-{os.getpid()}"
+            try:
+                self._shards[i].insert_rows(f"{DATABASE}.events_local", rows, query_id=query_id)
+            except ClickHouseError:
+                # replicated: the same rows again (block dedup); else reconcile and rebuild
+                self._resend = rnd if len(self._shards[i].replicas) > 1 else None
+                raise
+            rnd.done[i] = True
+        self._resend = None
         # Every shard now holds everything of ours up to ``last``.
-        self._marks = [max(m, last) for m in self._marks]
-        self._present = [{s for s in p if s > last} for p in self._present]
+        self._marks = [max(m, rnd.last) for m in self._marks]
+        if self._present is not None:
+            self._present = [{s for s in p if s > rnd.last} for p in self._present]
         self._save()
-        self.shipped += inserted
-        return last - start
+        self.shipped += sum(len(rows) for rows in rnd.rows)
+        return rnd.last - rnd.start
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="heron-ch-shipper", daemon=True)

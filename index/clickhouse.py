@@ -17,6 +17,7 @@ shard from the endpoint (:func:`shard_of`), so an insert is synchronous and its 
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,6 +36,7 @@ from index.schema import project_many, to_micros
 __all__ = [
     "ClickHouse",
     "ClickHouseError",
+    "ClickHouseUnreachable",
     "create_schema",
     "has_skip_indexes",
     "record_rows",
@@ -45,6 +47,8 @@ DATABASE = "heron"
 # Performance: a search page fetches ``raw`` of ≤ 100 rows by key, and a granule is the unit
 # read: 1024 rows (~0.7 MB of ``raw``) instead of the default 8192 cut that fetch ~8×.
 INDEX_GRANULARITY = 1024
+# ZooKeeper path of a replicated shard's table: the servers' macros fill in {shard}
+REPLICA_PATH = "/clickhouse/tables/{shard}/heron/events_local"
 SKIP_INDEX_VERSION = (21, 8)  # skipping indexes and hasToken are plain features from here on
 _DATA_COLUMNS = tuple({**PROMOTED, **COLUMNS_ONLY}.values())
 # (name, ClickHouse type): the DuckDB ``events`` columns plus what cluster mode needs.
@@ -79,6 +83,10 @@ CH_COLUMNS: tuple[tuple[str, str], ...] = (
 
 class ClickHouseError(StoreError):
     """A ClickHouse request failed (connection, HTTP error or server exception)."""
+
+
+class ClickHouseUnreachable(ClickHouseError):
+    """The server could not be reached or dropped the connection (another replica may answer)."""
 
 
 class ClickHouse:
@@ -119,8 +127,16 @@ class ClickHouse:
         except urllib.error.HTTPError as ex:
             detail = ex.read().decode(errors="replace").strip()
             raise ClickHouseError(f"{self.url}: {detail[:2000]}") from ex
-        except (OSError, urllib.error.URLError) as ex:
+        except TimeoutError as ex:  # it answered too slowly: it may still be running the query
             raise ClickHouseError(f"{self.url}: {ex}") from ex
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as ex:
+            raise ClickHouseUnreachable(f"{self.url}: {ex}") from ex
+
+    @property
+    def replicas(self) -> list[ClickHouse]:
+        """The servers holding this shard's data: this one (``index.chreplica.ReplicaSet``
+        lists a replicated shard's replicas)."""
+        return [self]
 
     def rows(
         self,
@@ -167,7 +183,7 @@ def has_skip_indexes(version: tuple[int, ...]) -> bool:
     return version >= SKIP_INDEX_VERSION
 
 
-def local_table_ddl(table: str, *, skip_indexes: bool = False) -> str:
+def local_table_ddl(table: str, *, skip_indexes: bool = False, replicated: bool = False) -> str:
     """The shard-local events table.
 
     Partitioned by receipt day, not event day: an agent replaying old logs would otherwise
@@ -177,6 +193,9 @@ def local_table_ddl(table: str, *, skip_indexes: bool = False) -> str:
     ``skip_indexes`` (current servers): a token bloom filter on ``text`` (``hasToken`` guards
     of ``index.chquery`` skip granules without the word) and a min/max of ``ts_us`` per
     granule (events arrive roughly in time order, so time windows skip most granules).
+
+    ``replicated``: ``ReplicatedReplacingMergeTree`` at ``REPLICA_PATH`` (the servers'
+    ``{shard}``/``{replica}`` macros name the copy), same key and folding.
     """
     cols = ", ".join(f"{name} {ddl}" for name, ddl in CH_COLUMNS)
     if skip_indexes:
@@ -185,29 +204,58 @@ def local_table_ddl(table: str, *, skip_indexes: bool = False) -> str:
             ", INDEX ts_range ts_us TYPE minmax GRANULARITY 1"
         )
     return (
-        f"CREATE TABLE IF NOT EXISTS {table} ({cols}) ENGINE = ReplacingMergeTree() "
+        f"CREATE TABLE IF NOT EXISTS {table} ({cols}) ENGINE = {_engine(replicated)} "
         "PARTITION BY toYYYYMMDD(rt) ORDER BY (endpoint, batch_id, batch_idx) "
         f"SETTINGS index_granularity = {INDEX_GRANULARITY}"
     )
 
 
-def create_schema(nodes: Sequence[ClickHouse], cluster: str) -> None:
-    """Create the database, ``events_local`` and the ``events`` Distributed table (idempotent).
+def _engine(replicated: bool) -> str:
+    if replicated:
+        return f"ReplicatedReplacingMergeTree('{REPLICA_PATH}', '{{replica}}')"
+    return "ReplacingMergeTree()"
+
+
+def create_schema(shards: Sequence[ClickHouse], cluster: str) -> None:
+    """Create the database, ``events_local`` and the ``events`` Distributed table (idempotent)
+    on every server of every shard.
 
     Tables of an earlier schema get the columns they lack (``ALTER … ADD COLUMN … AFTER``,
     which 18.16 has; ``IF NOT EXISTS`` there is newer), so ``cluster init`` also upgrades.
+    When a shard lists replicas, ``events_local`` is replicated on every shard (an ALTER
+    of a replicated table reaches its replicas through ZooKeeper: it runs once per shard).
+
+    Raises:
+        ClickHouseError: a server failed, or an existing table is not replicated although the
+            config now declares replicas (converting it is a manual step, docs/cluster.md).
     """
-    for node in nodes:
-        node.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
-        indexes = has_skip_indexes(node.version())
-        node.execute(local_table_ddl(f"{DATABASE}.events_local", skip_indexes=indexes))
-        node.execute(
-            f"CREATE TABLE IF NOT EXISTS {DATABASE}.events AS {DATABASE}.events_local "
-            f"ENGINE = Distributed({cluster}, {DATABASE}, events_local, "
-            "cityHash64(endpoint))"
-        )
-        for table in ("events_local", "events"):
-            _add_missing_columns(node, table)
+    replicated = any(len(shard.replicas) > 1 for shard in shards)
+    for shard in shards:
+        for i, node in enumerate(shard.replicas):
+            node.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+            indexes = has_skip_indexes(node.version())
+            node.execute(
+                local_table_ddl(
+                    f"{DATABASE}.events_local", skip_indexes=indexes, replicated=replicated
+                )
+            )
+            engine = node.scalar(
+                f"SELECT engine FROM system.tables WHERE database = '{DATABASE}' "
+                "AND name = 'events_local'"
+            )
+            if replicated and not str(engine).startswith("Replicated"):
+                raise ClickHouseError(
+                    f"{node.url}: {DATABASE}.events_local is {engine}, not replicated, but the "
+                    "config lists replicas: convert it first (docs/cluster.md, Replicas)"
+                )
+            node.execute(
+                f"CREATE TABLE IF NOT EXISTS {DATABASE}.events AS {DATABASE}.events_local "
+                f"ENGINE = Distributed({cluster}, {DATABASE}, events_local, "
+                "cityHash64(endpoint))"
+            )
+            if i == 0 or not replicated:
+                _add_missing_columns(node, "events_local")
+            _add_missing_columns(node, "events")
 
 
 def _add_missing_columns(node: ClickHouse, table: str, *, database: str = DATABASE) -> None:

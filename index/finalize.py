@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -11,10 +11,23 @@ import orjson
 from index.errors import InvalidEventError
 from index.fields import event_hash
 
-__all__ = ["finalize_event"]
+__all__ = ["finalize_batch", "finalize_event"]
 
 # the options of rules.event.event_hash (the canonical event JSON)
 _HASH_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def finalize_batch(
+    events: Sequence[Mapping[str, object]], endpoint: dict[str, str], receipt: str, retro: bool
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """``finalize_event`` of each event of a batch: the final events and their stored JSON."""
+    finals: list[dict[str, Any]] = []
+    encoded: list[bytes] = []
+    for i, ev in enumerate(events):
+        final, blob = finalize_event(ev, i, endpoint, receipt, retro)
+        finals.append(final)
+        encoded.append(blob)
+    return finals, encoded
 
 
 def finalize_event(

@@ -23,8 +23,9 @@ from typing import Any, TextIO, TypeVar
 
 import tantivy
 
+from index.batchids import BatchIds
 from index.errors import StoreClosedError, StoreError
-from index.finalize import finalize_event
+from index.finalize import finalize_batch
 from index.journal import Journal, JournalRecord, fsync_dir
 from index.reader import Reader
 from index.results import (
@@ -124,7 +125,7 @@ class EventStore:
         self.root = Path(root)
         self._clock = clock
         self._state = StoreState.OPEN
-        self._append_lock = threading.Lock()
+        self._append_lock = threading.Lock()  # batch id check + journal write (not the fsync)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_file = _lock_root(self.root)
         opened: list[Any] = []
@@ -135,7 +136,10 @@ class EventStore:
             ratio = state.get("size_ratio")
             self._size_ratio: float | None = float(ratio) if ratio else None
             self.journal = Journal(
-                self.root / "journal", segment_bytes=journal_segment_bytes, fsync=fsync
+                self.root / "journal",
+                segment_bytes=journal_segment_bytes,
+                fsync=fsync,
+                on_durable=self._on_durable,
             )
             opened.append(self.journal)
             self._index = self._open_index(self.root / "index")
@@ -165,9 +169,7 @@ class EventStore:
                 floor=self._min_seq - 1,
             )
             opened.append(_Closer(self.writer.close_writer))
-            self._batches: dict[tuple[str, str], tuple[int, int]] = {
-                (ep, bid): (first, count) for ep, bid, first, count in self.tables.batch_keys()
-            }
+            self._batches = BatchIds(self.tables.batch_keys())
         except BaseException:
             for part in reversed(opened):
                 part.close()
@@ -240,7 +242,7 @@ class EventStore:
             return
         self.journal.drop_before(self._min_seq)  # first: frees the most space
         with self._append_lock:
-            self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
+            self._batches.keep_above(self._min_seq)
         if self._rows_below(self._min_seq):
             self._on_writer(lambda: self.writer.delete_below(self._min_seq))
             logger.warning("finished an interrupted retention pass below seq %d", self._min_seq)
@@ -253,9 +255,7 @@ class EventStore:
         stats = self.writer.stats()
         count = 0
         for record in self._journal_after(min(stats.tantivy_max, stats.tables_max)):
-            if record.batch_id is not None:
-                key = (record.endpoint.get("uuid", "").lower(), record.batch_id)
-                self._batches[key] = (record.first_seq, record.count)
+            self._batches.durable((record,))
             self.writer.submit(record)
             count += 1
         self.journal.skip_to(max(stats.tantivy_max, stats.tables_max) + 1)
@@ -282,6 +282,7 @@ class EventStore:
             if self._state is StoreState.CLOSED:
                 return
             self._state = StoreState.CLOSED
+            self.journal.drain()  # every written record durable (or refused) and queued
         self.writer.stop(drain=drain)
         self.writer.close_writer()
         self.tables.close()
@@ -340,38 +341,50 @@ class EventStore:
     ) -> AppendResult:
         self._check_open()
         key = (endpoint.uuid.lower(), batch_id) if batch_id is not None else None
-        hit = self._batches.get(key) if key is not None else None  # NOTE: retention swaps it
+        hit = self._batches.get(key) if key is not None else None
         if hit is not None:
             return AppendResult(hit[0], hit[1], duplicate=True)
         if not events:
             return AppendResult(0, 0)
         rt_ns = int(self._clock() * 1e9)
-        receipt = rfc3339_ns(rt_ns)
-        edr_endpoint = endpoint.to_edr()
-        finals: list[dict[str, Any]] = []
-        encoded: list[bytes] = []
-        for i, ev in enumerate(events):
-            final, blob = finalize_event(ev, i, edr_endpoint, receipt, retro)
-            finals.append(final)
-            encoded.append(blob)
-        with self._append_lock:
-            self._check_open()
-            hit = self._batches.get(key) if key is not None else None
-            if hit is not None:
-                return AppendResult(hit[0], hit[1], duplicate=True)
-            first = self.journal.next_seq
-            record = self.journal.append(
-                finals,
-                endpoint=asdict(endpoint),
-                batch_id=batch_id,
-                rt_ns=rt_ns,
-                first_seq=first,
-                encoded=encoded,
-            )
+        finals, encoded = finalize_batch(events, endpoint.to_edr(), rfc3339_ns(rt_ns), retro)
+        prepared = self.journal.encode(  # outside the lock: see Journal.encode
+            finals, endpoint=asdict(endpoint), batch_id=batch_id, rt_ns=rt_ns, encoded=encoded
+        )
+        while True:
+            with self._append_lock:
+                self._check_open()
+                hit, pending = self._batches.lookup(key) if key is not None else (None, None)
+                if hit is not None:
+                    return AppendResult(hit[0], hit[1], duplicate=True)
+                if pending is None or pending.error is not None:
+                    ticket = self.journal.write_encoded(prepared)
+                    if key is not None:
+                        self._batches.writing(key, ticket)
+                    break
+            try:  # the same batch is being stored by another request: its outcome is ours
+                record = self.journal.commit(pending)
+            except StoreError:
+                continue  # it was refused: store this one
+            return AppendResult(record.first_seq, record.count, duplicate=True)
+        try:
+            record = self.journal.commit(ticket)  # one fsync shared with concurrent batches
+        except BaseException:
             if key is not None:
-                self._batches[key] = (first, len(finals))
-            self.writer.submit(record, encoded)
-        return AppendResult(first, len(finals))
+                self._batches.refused(key, ticket)
+            raise
+        return AppendResult(record.first_seq, len(finals))
+
+    def _on_durable(self, group: list[tuple[JournalRecord, list[bytes] | None]]) -> None:
+        """The journal's group commit, in journal order, before any record is acknowledged:
+        remember the batch ids and queue the records for indexing."""
+        self._batches.durable(record for record, _ in group)
+        try:
+            for record, encoded in group:
+                self.writer.submit(record, encoded)
+        except Exception as ex:  # the journal holds them: a repair replays them
+            self.writer.fail(f"queueing durable records failed: {ex}")
+            raise
 
     def flush(self, timeout: float | None = 60.0) -> None:
         """Block until everything appended so far is committed and searchable.
@@ -479,6 +492,7 @@ class EventStore:
             return self.writer.rebuild(self._journal_after(0))
 
         with self._append_lock:  # appends wait; the journal must not move
+            self.journal.drain()
             count = self._on_writer(run)
         logger.info("reindexed %d events from the journal", count)
         return count
@@ -506,7 +520,7 @@ class EventStore:
         cut = self._on_writer(lambda: self._retain(max_age, max_bytes))
         dropped = self.journal.drop_before(self._min_seq)
         with self._append_lock:
-            self._batches = {k: v for k, v in self._batches.items() if sum(v) > self._min_seq}
+            self._batches.keep_above(self._min_seq)
         if dropped:
             logger.info(
                 "retention: kept seq >= %d, dropped %d journal segments",
@@ -576,6 +590,7 @@ class EventStore:
             "min_seq": self._min_seq,
             "pending": writer.pending,
             "commits": writer.commits,
+            "journal_syncs": self.journal.syncs,
             "last_commit": writer.last_commit,
             "indexer_error": self.writer.health()[1],
             "writer_pid": self.writer.pid,

@@ -41,6 +41,23 @@ def test_ingest_benchmark_runs() -> None:
     assert "0 errors" in out and "durable events/s:" in out
 
 
+def test_ingest_fleet_benchmark_runs(tmp_path: Path) -> None:
+    out = _run(
+        "benchmarks/ingest_fleet.py",
+        "--agents",
+        "12",
+        "--seconds",
+        "3",
+        "--settle",
+        "1",
+        "--cache",
+        str(tmp_path / "cache"),
+    )
+    assert "stored" in out and "errors {}" in out and "fsyncs/s" in out
+    store = _run("benchmarks/ingest_fleet.py", "--store", "4", "--seconds", "1")
+    assert "store alone, 4 threads" in store and '"fsyncs_s": ' in store
+
+
 def test_startup_benchmark_runs() -> None:
     out = _run("benchmarks/startup.py", "--runs", "1")
     assert "start-up to first answer" in out and "run 1:" in out

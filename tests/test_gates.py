@@ -51,3 +51,31 @@ def test_no_conflict_markers_or_team_tags() -> None:
             if path.suffix == ".py" and path.name != "test_gates.py" and tag.search(text):
                 bad.append(f"{path.relative_to(ROOT)}: {tag.search(text).group(0)}")
     assert not bad, "\n".join(bad)
+
+
+# docs/style.md §5.1: a module holds one concept; over MAX_MODULE_LINES it is split by
+# responsibility. The files still over it, each with the reason it is not split yet (this list
+# may only shrink: an entry that is no longer over the limit fails too).
+MAX_MODULE_LINES = 600
+LONG_MODULES = {
+    # another engineer reworks the link and the TLS front this session: split after that lands
+    "agent/link/link.py": "link wiring, supervision and commands; in rework (TLS front)",
+    "appliance/transport/tlsfront.py": "asyncio TLS front; in rework (fleet scale)",
+    "appliance/misp/service.py": "MISP sync: pull, sightings and report push; not split yet",
+}
+
+
+def test_no_module_over_the_line_limit() -> None:
+    sizes = {
+        path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for top in ("rules", "index", "agent", "appliance")
+        for path in (ROOT / top).rglob("*.py")
+    }
+    over = sorted(
+        f"{name}: {n} lines"
+        for name, n in sizes.items()
+        if n > MAX_MODULE_LINES and name not in LONG_MODULES
+    )
+    assert not over, f"split by responsibility (over {MAX_MODULE_LINES} lines):\n" + "\n".join(over)
+    stale = sorted(name for name in LONG_MODULES if sizes.get(name, 0) <= MAX_MODULE_LINES)
+    assert not stale, f"no longer over {MAX_MODULE_LINES} lines, drop from LONG_MODULES: {stale}"

@@ -16,7 +16,7 @@ from .enroll import enroll_bundle, enroll_online
 from .errors import LinkError
 from .identity import IdentityStore, ca_fingerprint
 from .link import link_config_for, state_dir_for
-from .spool import inspect
+from .segments import inspect
 
 
 def _state_dir(args: argparse.Namespace) -> Path:

@@ -26,7 +26,9 @@ from rules import wire
 
 from .backoff import Backoff
 from .errors import BatchError, CertificateRejected, HTTPStatusError, LinkError
-from .spool import HEALTH_REJECTED, Batch, Lane, Spool, health_event
+from .health import HEALTH_REJECTED, health_event
+from .segments import Lane
+from .spool import Batch, Spool
 from .transport import Request, Transport
 
 logger = logging.getLogger(__name__)

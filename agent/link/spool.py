@@ -1,13 +1,8 @@
 """The durable on-disk event queue (spool) between the pipeline and the forwarder.
 
-Layout under `root`::
-
-    id                       random spool id (batch ids are `<id>-<seq>`, unique forever)
-    seq                      highest segment sequence number ever handed out
-    detections/<seq>.open    the segment being written (append-only NDJSON)
-    detections/<seq>.<n>.seg sealed segments holding n events: immutable, one /logs batch each
-    events/…                 same for bulk events
-    rejected/<seq>.<n>.seg   batches the manager refused as malformed (kept, counted, reported)
+This module is the queue's policy: lanes and their order, batching, eviction, disk trouble and
+rejected batches. The file format (segments, their repair after a crash) is
+`agent.link.segments`; the health events it reports are `agent.link.health`.
 
 Guarantees:
 - Every `submit` is written through to the open segment with `os.write`, so a killed agent
@@ -29,7 +24,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import enum
 import errno
 import logging
 import os
@@ -48,26 +42,26 @@ import orjson
 from rules import wire
 
 from .errors import SpoolError
+from .health import HEALTH_DISK, HEALTH_EVICTED, HEALTH_OVERSIZE, HEALTH_REJECTED, health_event
+from .segments import (
+    LANE_DIRS,
+    Lane,
+    OpenSegment,
+    close_segment,
+    open_segment,
+    repair_open,
+    segment_path,
+    write_seq,
+    write_whole,
+)
+
+# Lane and health_event: agent/link/link.py imports them from here
+__all__ = ["Batch", "Lane", "Spool", "SpoolStats", "health_event"]
 
 logger = logging.getLogger(__name__)
 
-HEALTH_CHANNEL = "Heron-Agent"
-HEALTH_EVICTED = 9001  # EventID: events evicted because the queue was full
-HEALTH_OVERSIZE = 9002  # EventID: an event larger than the wire limit was dropped
-HEALTH_REJECTED = 9003  # EventID: the manager refused a batch as malformed
-HEALTH_DISK = 9005  # EventID: events dropped because the data disk was full or failing
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _RECOVER_FREE = 256 << 10  # free bytes needed before a full disk counts as recovered
-
-
-class Lane(enum.IntEnum):
-    """Queue lanes, drained in this order."""
-
-    DETECTIONS = 0
-    EVENTS = 1
-
-
-_LANE_DIRS = {Lane.DETECTIONS: "detections", Lane.EVENTS: "events"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,78 +95,6 @@ class SpoolStats:
     lost_segments: int = 0  # segments that vanished from disk under us (counted, skipped)
 
 
-@dataclass(slots=True)
-class _Open:
-    """The segment currently being appended to in one lane."""
-
-    seq: int
-    path: Path
-    fd: int
-    size: int = 0
-    count: int = 0
-    created: float = 0.0
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def health_event(event_id: int, message: str, hostname: str, **data: Any) -> dict[str, Any]:
-    """Build a `Heron-Agent` health event in the WHIDS event shape."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return {
-        "Event": {
-            "EventData": {"Message": message, **{k: v for k, v in data.items()}},
-            "System": {
-                "Channel": HEALTH_CHANNEL,
-                "Computer": hostname,
-                "EventID": event_id,
-                "TimeCreated": {"SystemTime": now},
-                "Provider": {"Name": HEALTH_CHANNEL},
-            },
-        }
-    }
-
-
-def inspect(root: Path) -> dict[str, int]:
-    """Queue size on disk, strictly read-only (`heron-agent link status` on a live agent).
-
-    Never opens a `Spool` (whose recovery seals and renames `.open` segments): it only lists the
-    lane directories and counts the lines of open segments.
-    """
-    events = size = segments = 0
-    for name in _LANE_DIRS.values():
-        try:
-            entries = list(os.scandir(Path(root) / name))
-        except OSError:
-            continue
-        for entry in entries:
-            parts = entry.name.split(".")
-            try:
-                st = entry.stat()
-            except OSError:  # sent and deleted while we looked
-                continue
-            if entry.name.endswith(".seg") and len(parts) == 3 and parts[1].isdigit():
-                events += int(parts[1])
-                segments += 1
-            elif entry.name.endswith(".open"):
-                try:
-                    with open(entry.path, "rb") as fh:
-                        events += fh.read().count(b"\n")
-                except OSError:
-                    continue
-            else:
-                continue
-            size += st.st_size
-    return {"events": events, "bytes": size, "segments": segments}
-
-
 class Spool:
     """Segment-file queue; thread-safe. Use as a context manager or call `close()`."""
 
@@ -200,7 +122,7 @@ class Spool:
         self.hostname = hostname
         self.clock = clock
         self._lock = threading.Lock()
-        self._open: dict[Lane, _Open | None] = {lane: None for lane in Lane}
+        self._open: dict[Lane, OpenSegment | None] = {lane: None for lane in Lane}
         self._sealed: dict[Lane, list[int]] = {lane: [] for lane in Lane}
         self._sizes: dict[int, tuple[Lane, int, int]] = {}  # seq -> lane, bytes, events
         self._inflight: set[int] = set()
@@ -236,7 +158,7 @@ class Spool:
         self.spool_id = id_file.read_text(encoding="ascii").strip()
         seq_file = self.root / "seq"
         top = int(seq_file.read_text() or 0) if seq_file.exists() else 0
-        for lane, name in _LANE_DIRS.items():
+        for lane, name in LANE_DIRS.items():
             d = self.root / name
             d.mkdir(exist_ok=True)
             for p in sorted(d.iterdir()):
@@ -246,7 +168,7 @@ class Spool:
                 seq = int(parts[0])
                 top = max(top, seq)
                 if p.suffix == ".open":
-                    repaired = self._repair(p, seq)
+                    repaired = repair_open(p, seq)
                     if repaired is None:
                         continue
                     count = repaired
@@ -262,25 +184,6 @@ class Spool:
             if p.name.split(".")[0].isdigit():
                 top = max(top, int(p.name.split(".")[0]))
         self._next_seq = top + 1
-
-    def _repair(self, path: Path, seq: int) -> int | None:
-        """Cut a torn trailing line from an `.open` segment left by a crash, then seal it."""
-        data = path.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            path.unlink()
-            return None
-        if cut != len(data):
-            logger.warning(
-                "spool: dropped a torn %d-byte line at the end of %s", len(data) - cut, path.name
-            )
-            with open(path, "r+b") as fh:
-                fh.truncate(cut)
-                fh.flush()
-                os.fsync(fh.fileno())
-        count = data.count(b"\n", 0, cut)
-        os.replace(path, path.with_name(f"{seq:020d}.{count}.seg"))
-        return count
 
     # ---------------------------------------------------------------- writing
     def submit(self, event: dict[str, Any]) -> None:
@@ -465,7 +368,7 @@ class Spool:
             if seg is None:
                 self._check_free()
                 seg = self._new_segment(lane)
-            self._write_whole(seg, line)
+            write_whole(seg, line)
             seg.size += len(line)
             seg.count += 1
             self._dirty = True
@@ -477,40 +380,11 @@ class Spool:
                 self._last_fsync = now
             return evicted
 
-    @staticmethod
-    def _write_whole(seg: _Open, line: bytes) -> None:
-        """Append `line` entirely or not at all (a short write is cut back, then raised)."""
-        try:
-            n = os.write(seg.fd, line)
-        except OSError:
-            Spool._cut(seg)
-            raise
-        if n != len(line):
-            Spool._cut(seg)
-            raise OSError(errno.ENOSPC, f"short write ({n} of {len(line)} bytes)")
-
-    @staticmethod
-    def _cut(seg: _Open) -> None:
-        try:
-            os.ftruncate(seg.fd, seg.size)
-        except OSError:
-            logger.debug("cannot cut %s back to %d bytes", seg.path, seg.size)
-
-    def _new_segment(self, lane: Lane) -> _Open:
+    def _new_segment(self, lane: Lane) -> OpenSegment:
         seq = self._next_seq
         self._next_seq += 1
-        seq_file = self.root / "seq"
-        tmp = seq_file.with_suffix(".tmp")
-        with open(tmp, "w", encoding="ascii") as fh:
-            fh.write(str(seq))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, seq_file)
-        path = self.root / _LANE_DIRS[lane] / f"{seq:020d}.open"
-        fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o600
-        )
-        seg = _Open(seq, path, fd, created=self.clock())
+        write_seq(self.root, seq)
+        seg = open_segment(self.root, lane, seq, self.clock())
         self._open[lane] = seg
         return seg
 
@@ -519,16 +393,8 @@ class Spool:
         if seg is None:
             return
         self._open[lane] = None
-        try:
-            os.fsync(seg.fd)
-        except OSError as ex:  # the bytes are in the page cache; the rename still happens
-            logger.debug("fsync of %s failed: %s", seg.path, ex)
-        os.close(seg.fd)
-        if seg.count == 0:
-            seg.path.unlink()
+        if not close_segment(seg, lane, self.root):
             return
-        os.replace(seg.path, self._path(lane, seg.seq, seg.count))
-        _fsync_dir(seg.path.parent)
         self._sealed[lane].append(seg.seq)
         self._sizes[seg.seq] = (lane, seg.size, seg.count)
 
@@ -576,7 +442,7 @@ class Spool:
         self._inflight.discard(seq)
 
     def _path(self, lane: Lane, seq: int, count: int) -> Path:
-        return self.root / _LANE_DIRS[lane] / f"{seq:020d}.{count}.seg"
+        return segment_path(self.root, lane, seq, count)
 
     # ---------------------------------------------------------------- reading
     def next_batch(self, *, force: bool = False) -> Batch | None:

@@ -144,7 +144,7 @@ def _canary_files(ctx: SourceContext) -> EventSource:
 
 
 def _etw(ec: EtwConfig, ctx: SourceContext) -> EventSource:
-    from agent.sources.etw import EtwSource
+    from agent.sources.etw.source import EtwSource
 
     return EtwSource(ec, computer=ctx.host.hostname)
 

@@ -394,19 +394,13 @@ class Updates:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Hashes of every distributable item (null: none set for this endpoint)."""
-        os_name = q_str(req, "os", "windows", 32)
-        config = self.ctx.store.endpoints.get(req.context.endpoint.uuid).config
-        sysmon = self.ctx.content.sysmon(os_name, q_str(req, "version", "", 32))
-        tools = self.ctx.store.tools.list(os_name=os_name)
         json_raw(
             resp,
-            {
-                "rules": self.ctx.content.rules_text()[1],
-                "iocs": self.ctx.content.iocs()[1],
-                "config": None if config is None else wire.config_sha256(config),
-                "sysmon": None if sysmon is None else sysmon["XmlSha256"],
-                "tools": wire.tools_sha256({t["name"]: t for t in tools}),
-            },
+            self.ctx.content.update_hashes(
+                req.context.endpoint.uuid,
+                q_str(req, "os", "windows", 32),
+                q_str(req, "version", "", 32),
+            ),
         )
 
 

@@ -13,10 +13,12 @@ import re
 from typing import Any
 
 import falcon
+from falcon.inspect import inspect_compiled_router
+from falcon.routing import CompiledRouter
 
 FalconApp = falcon.App[falcon.Request, falcon.Response]
 
-__all__ = ["ENVELOPE_SCHEMA", "FalconApp", "build_openapi", "iter_routes"]
+__all__ = ["ENVELOPE_SCHEMA", "FalconApp", "app_router", "build_openapi", "iter_routes"]
 
 ENVELOPE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -39,23 +41,40 @@ _TEMPLATE_FIELD = re.compile(r"{(\w+)(?::[^}]*)?}")
 _METHODS = ("get", "put", "post", "delete", "patch", "head")
 
 
+def app_router(app: FalconApp) -> CompiledRouter:
+    """The app's router: the one private reach-in into Falcon, isolated here.
+
+    Falcon has no public accessor for it; ``falcon.inspect.inspect_routes`` reads the same
+    attribute. ``tests/appliance/api/test_openapi.py`` fails if a Falcon release renames it.
+    """
+    router = getattr(app, "_router", None)
+    if not isinstance(router, CompiledRouter):
+        raise TypeError(f"unsupported Falcon app: its router is {type(router).__name__}")
+    return router
+
+
 def iter_routes(app: FalconApp) -> list[tuple[str, Any, dict[str, Any]]]:
-    """Every (uri template, resource, {method: responder}) the app's router holds."""
+    """Every (uri template, resource, {method: responder}) the app's router holds.
+
+    Public Falcon API over the router: ``falcon.inspect.inspect_compiled_router`` lists the
+    routes and ``CompiledRouter.find`` gives each one's resource and responders.
+    """
+    router = app_router(app)
     out: list[tuple[str, Any, dict[str, Any]]] = []
-
-    def walk(nodes: list[Any]) -> None:
-        for node in nodes:
-            if node.resource is not None and node.method_map:
-                responders = {
-                    m.lower(): fn
-                    for m, fn in node.method_map.items()
-                    if getattr(fn, "__self__", None) is node.resource
-                    and fn.__name__.startswith("on_")
-                }
-                out.append((node.uri_template, node.resource, responders))
-            walk(node.children)
-
-    walk(app._router._roots)  # the same walk falcon.inspect does
+    for route in inspect_compiled_router(router):
+        found = router.find(route.path)
+        if found is None:  # a converter that refuses its own field name: say so, skip nothing
+            raise TypeError(f"route {route.path!r} does not resolve to itself")
+        resource, method_map, _params, template = found
+        if not method_map:
+            continue
+        responders: dict[str, Any] = {
+            m.lower(): fn
+            for m, fn in method_map.items()
+            if getattr(fn, "__self__", None) is resource
+            and str(getattr(fn, "__name__", "")).startswith("on_")
+        }
+        out.append((template or route.path, resource, responders))
     return out
 
 

@@ -297,7 +297,11 @@ class ClusterConfig:
         choices=("embedded", "cluster"),
     )
     frontend: str = setting("", "this front-end's unique name (default: the host name)")
-    clickhouse: tuple[str, ...] = setting((), "HTTP URL of each ClickHouse shard, in shard order")
+    clickhouse: tuple[str, ...] = setting(
+        (),
+        "HTTP URL of each ClickHouse shard, in shard order; a shard with replicas lists "
+        "their URLs comma-separated (its table is then replicated: docs/cluster.md)",
+    )
     clickhouse_cluster: str = setting("heron", "remote_servers cluster name of the shards")
     clickhouse_user: str = setting("default", "ClickHouse user of the shipper and searches")
     clickhouse_password: str = setting("", "its password")

@@ -24,6 +24,7 @@ import orjson
 
 from index import IndexHealth, IndexState
 from index.chquery import quote
+from index.chreplica import parse_shards, replica_health
 from index.chship import Shipper
 from index.chstore import ClusterEvents
 from index.clickhouse import (
@@ -60,16 +61,18 @@ def frontend_name(config: ClusterConfig) -> str:
 
 
 def _shards(config: ClusterConfig) -> list[ClickHouse]:
-    return [
-        ClickHouse(url, user=config.clickhouse_user, password=config.clickhouse_password)
-        for url in config.clickhouse
-    ]
+    """One client per shard (a replicated shard's fails over between its replicas)."""
+    return parse_shards(
+        config.clickhouse, user=config.clickhouse_user, password=config.clickhouse_password
+    )
 
 
 def _events(config: ClusterConfig) -> ClusterEvents:
     shards = _shards(config)
     hunter = (
-        ClickHouse(config.clickhouse[0], user=config.hunter_user, password=config.hunter_password)
+        parse_shards(
+            config.clickhouse[:1], user=config.hunter_user, password=config.hunter_password
+        )[0]
         if config.hunter_user
         else None
     )
@@ -311,19 +314,33 @@ def init_cluster(config: ClusterConfig) -> dict[str, Any]:
     return cluster_status(config)
 
 
+def _server_status(node: ClickHouse, replicated: bool) -> dict[str, Any]:
+    """One server: version and rows; a replica also its ``system.replicas`` health."""
+    try:
+        out: dict[str, Any] = {
+            "url": node.url,
+            "ok": True,
+            "version": ".".join(map(str, node.version())),
+            "rows": int(node.scalar(f"SELECT count() FROM {DATABASE}.events_local")),
+        }
+        if replicated:
+            out.update(replica_health(node))
+        return out
+    except ClickHouseError as ex:
+        return {"url": node.url, "ok": False, "error": str(ex)}
+
+
 def cluster_status(config: ClusterConfig) -> dict[str, Any]:
     """Health of each dependency: every shard (version, rows), PostgreSQL, the read path."""
     out: dict[str, Any] = {"frontend": frontend_name(config), "shards": [], "ok": True}
     for shard in _shards(config):
-        try:
-            version = ".".join(map(str, shard.version()))
-            rows = shard.scalar("SELECT count() FROM heron.events_local")
-            out["shards"].append(
-                {"url": shard.url, "ok": True, "version": version, "rows": int(rows)}
-            )
-        except ClickHouseError as ex:
-            out["shards"].append({"url": shard.url, "ok": False, "error": str(ex)})
-            out["ok"] = False
+        replicas = [_server_status(node, len(shard.replicas) > 1) for node in shard.replicas]
+        entry = dict(replicas[0])
+        if len(replicas) > 1:  # the shard: its first healthy replica's figures, and each one
+            entry = {**next((r for r in replicas if r["ok"]), replicas[0]), "url": shard.url}
+            entry["replicas"] = replicas
+        out["shards"].append(entry)
+        out["ok"] = out["ok"] and all(r["ok"] for r in replicas)
     from ..core.errors import StoreError
     from ..store.postgres import PgDatabase
 

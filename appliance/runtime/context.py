@@ -26,7 +26,7 @@ from ..services.huntjobs import HuntJobs, HuntLimits
 from ..services.identity import Identity
 from ..services.ingest import EventListener, Ingest
 from ..services.retention import Retention
-from ..services.scoring import Reducer
+from ..services.scoring import Reducer, SharedReducer
 from ..services.streams import StreamHub
 from ..services.suppressing import ActiveSuppressions
 from ..services.tuning import Tuning
@@ -130,7 +130,11 @@ def build_context(
         stall=config.streams.stall,
         heartbeat=config.streams.heartbeat,
     )
-    reducer = Reducer(store.reports.load_all())
+    reducer = (
+        SharedReducer(store.reports, store.changes)
+        if store.shared
+        else Reducer(store.reports.load_all())
+    )
     ingest = Ingest(
         store=store,
         events=events,
@@ -252,5 +256,12 @@ def build_context(
             "heron_index_healthy",
             "1 while the event index has no indexing error (0: see /healthz)",
             lambda: 1.0 if health().ok else 0.0,
+        )
+    journal = getattr(events, "journal", None)
+    if journal is not None:  # index.EventStore: group commits of /logs batches
+        metrics.gauge(
+            "heron_journal_syncs",
+            "journal fsyncs since start (one per group of concurrent /logs batches)",
+            lambda: float(journal.syncs),
         )
     return ctx

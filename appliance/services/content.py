@@ -6,6 +6,8 @@ agents polling `/rules/sha256` or `/iocs/sha256` cost a dictionary lookup.
 Caches are filled outside the lock (reading the store can be slow) but stored under it, and only
 if nothing changed meanwhile: rules carry a generation bumped on every write, IoCs the store's
 version. A poll that read the old rules while an admin replaced them cannot put them back.
+The `/updates` hashes (Sysmon config, tools, an endpoint's config) are cached under the store's
+change counters, read before the value, so a value is never older than its key.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rules import wire
 
@@ -30,6 +32,9 @@ logger = logging.getLogger(__name__)
 DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "defaults"
 DEFAULTS_SEEDED = "rules.defaults_seeded"
 OS_NAMES = ("windows", "linux", "darwin")
+ITEM_KEYS = 256  # /updates hashes cached per (item, os, version): client text, so bounded
+CONFIG_KEYS = 1 << 17  # and per endpoint
+K = TypeVar("K")
 
 
 def check_rules(rules: Iterable[Any]) -> dict[str, str]:
@@ -69,6 +74,8 @@ class Content:
         self._rules: tuple[str, str] | None = None
         self._rules_generation = 0  # bumped after every rules write
         self._iocs: tuple[int, list[dict[str, Any]], str] | None = None
+        self._config_hashes: dict[str, tuple[int, str | None]] = {}  # endpoint uuid → hash
+        self._item_hashes: dict[tuple[str, str, str], tuple[int, str | None]] = {}
         self.history = rulepacks.RuleHistory(store, clock)  # a version per rules change
         store.changes.subscribe("rules", self._drop_rules)  # cluster: another front-end's write
 
@@ -286,6 +293,56 @@ class Content:
                     self._iocs = cached
         return cached[1], cached[2]
 
+    # --- GET /updates ----------------------------------------------------------------------
+
+    def update_hashes(self, uuid: str, os_name: str, version: str = "") -> dict[str, str | None]:
+        """The `/updates` answer: the hash of every item an endpoint may fetch (None: none set).
+
+        Performance: every agent asks once a poll interval (10,000 agents: ~170/s); while
+        nothing changed each part is a cache hit (no query, no Sysmon XML or tool binary read).
+        """
+        documents, tools = self.store.documents, self.store.tools
+        return {
+            "rules": self.rules_text()[1],
+            "iocs": self.iocs()[1],
+            "config": _cached(
+                self._lock,
+                self._config_hashes,
+                uuid,
+                self.store.endpoints.config_version,
+                lambda: self._config_hash(uuid),
+                CONFIG_KEYS,
+            ),
+            "sysmon": _cached(
+                self._lock,
+                self._item_hashes,
+                ("sysmon", os_name, version),
+                documents.version("sysmon"),
+                lambda: self._sysmon_hash(os_name, version),
+                ITEM_KEYS,
+            ),
+            "tools": _cached(
+                self._lock,
+                self._item_hashes,
+                ("tools", os_name, ""),
+                tools.version,
+                lambda: self._tools_hash(os_name),
+                ITEM_KEYS,
+            ),
+        }
+
+    def _config_hash(self, uuid: str) -> str | None:
+        config = self.store.endpoints.get(uuid).config
+        return None if config is None else wire.config_sha256(config)
+
+    def _sysmon_hash(self, os_name: str, version: str) -> str | None:
+        doc = self.sysmon(os_name, version)
+        return None if doc is None else str(doc["XmlSha256"])
+
+    def _tools_hash(self, os_name: str) -> str:
+        tools = self.store.tools.list(os_name=os_name)
+        return wire.tools_sha256({t["name"]: t for t in tools})
+
     # --- agent configs --------------------------------------------------------------------
 
     # --- Sysmon configs -------------------------------------------------------------------
@@ -315,6 +372,28 @@ class Content:
             version = versions[-1]
         found = self.store.documents.get(kind, version)
         return json.loads(found[0]) if found else None
+
+
+def _cached(
+    lock: threading.Lock,
+    cache: dict[K, tuple[int, str | None]],
+    key: K,
+    version: int,
+    build: Callable[[], str | None],
+    limit: int,
+) -> str | None:
+    """``cache[key]`` while it was built at ``version`` (read before ``build``, so the value is
+    at least that new), else ``build()`` kept; the cache is emptied when it reaches ``limit``."""
+    with lock:
+        hit = cache.get(key)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    value = build()
+    with lock:
+        if len(cache) >= limit and key not in cache:
+            cache.clear()
+        cache[key] = (version, value)
+    return value
 
 
 def _version_key(text: str) -> tuple[int, ...]:

@@ -59,8 +59,16 @@ class Identity:
         self.config = config
         self.clock = clock
         # Performance: serial → (checked at, Endpoint); saves two queries per request.
-        # Revocation clears it, so a revoked certificate is refused at once.
+        # Revocation clears it, so a revoked certificate is refused at once; in cluster mode
+        # so does another front-end's revocation, enrollment or endpoint change (NOTIFY).
         self._verified: dict[str, tuple[float, Endpoint]] = {}
+        self._generation = 0  # bumped by each clear: a record read before it is not cached
+        for topic in ("certs", "endpoints"):
+            store.changes.subscribe(topic, self._forget)
+
+    def _forget(self) -> None:
+        self._generation += 1
+        self._verified.clear()
 
     # --- admin users ----------------------------------------------------------------------
 
@@ -183,7 +191,7 @@ class Identity:
     def revoke(self, uuid: str) -> int:
         self.store.endpoints.get(uuid)
         count = self.store.certs.revoke(uuid=uuid, now=self.clock())
-        self._verified.clear()
+        self._forget()
         self.store.endpoints.update(uuid, status=EndpointStatus.REVOKED)
         logger.info("revoked %d certificate(s) of endpoint %s", count, uuid)
         return count
@@ -208,6 +216,7 @@ class Identity:
         cached = self._verified.get(peer.serial)
         if cached is not None and now - cached[0] < VERIFIED_TTL and cached[1].uuid == peer.cn:
             return cached[1]
+        generation = self._generation
         record = self.store.certs.get(peer.serial)
         if record is None or record.uuid != peer.cn or record.sha256 != peer.sha256:
             raise Forbidden("client certificate was not issued to an endpoint of this manager")
@@ -216,5 +225,6 @@ class Identity:
             raise Forbidden("endpoint is unknown or revoked")
         if len(self._verified) > 100_000:
             self._verified.clear()
-        self._verified[peer.serial] = (now, ep)
+        if generation == self._generation:
+            self._verified[peer.serial] = (now, ep)
         return ep

@@ -442,7 +442,7 @@ class Ingest:
         if rows:
             self.metrics.inc("heron_detections_received_total", len(rows))
             self.store.detections.add_many(rows)
-            self.store.reports.save_many(self.reducer.states({ep.uuid}), now)
+            self.reducer.commit(ep.uuid, self.store.reports, now)
         return (now if events else None), (now if rows else None)
 
     def touch(

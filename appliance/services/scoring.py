@@ -10,18 +10,29 @@ diversity, and a score. The score is
 
 and `bounded-score` scales it to 0–100 relative to the highest-scoring endpoint. State is kept in
 memory and persisted through the store (table `reports`) after every batch with detections.
+
+Cluster mode (`SharedReducer`): an endpoint's detections reach several front-ends, so the
+`reports` row in PostgreSQL is the state. A batch's detections are merged into it in one
+transaction (counts add, maxima and unions merge), and every front-end re-reads its copy
+after a `NOTIFY heron_fleet, 'reports'`, so scores, reports and resets agree everywhere.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import threading
 from typing import Any
 
+from ..core.errors import StoreError
 from ..core.timefmt import rfc3339
+from ..store import ChangeFeed
+from ..store.reports import Reports
 
-__all__ = ["KEEP", "Reducer"]
+__all__ = ["KEEP", "Reducer", "SharedReducer"]
+
+logger = logging.getLogger(__name__)
 
 KEEP = 1000  # recent alerts kept per endpoint for averages, deviations and the median time
 
@@ -76,6 +87,52 @@ class _Entry:
             "times": self.times[-KEEP:],
         }
 
+    def add(
+        self, ts: float, signatures: list[str], crit: int, attack: list[dict[str, Any]] | None
+    ) -> None:
+        """One detection (``crit`` already capped to 0–10)."""
+        self.alerts += 1
+        if crit:
+            self.alert_crits.append(crit)
+        for sig in signatures:
+            self.by_sig[sig] = self.by_sig.get(sig, 0) + 1
+            if crit:
+                self.sig_crit[sig] = max(self.sig_crit.get(sig, 0), crit)
+        for item in attack or []:
+            if item.get("ID"):
+                self.techniques.add(str(item["ID"]))
+            if item.get("Tactic"):
+                self.tactics.add(str(item["Tactic"]))
+        self._span(ts, ts)
+        self.times.append(ts)
+        self._trim()
+
+    def merge(self, other: _Entry) -> None:
+        """Fold another entry's detections in (what ``add`` of each of them would give)."""
+        self.alerts += other.alerts
+        self.alert_crits.extend(other.alert_crits)
+        for sig, n in other.by_sig.items():
+            self.by_sig[sig] = self.by_sig.get(sig, 0) + n
+        for sig, crit in other.sig_crit.items():
+            self.sig_crit[sig] = max(self.sig_crit.get(sig, 0), crit)
+        self.techniques |= other.techniques
+        self.tactics |= other.tactics
+        if other.start is not None and other.stop is not None:
+            self._span(other.start, other.stop)
+        self.times.extend(other.times)
+        self._trim()
+
+    def _span(self, start: float, stop: float) -> None:
+        self.start = start if self.start is None else min(self.start, start)
+        self.stop = stop if self.stop is None else max(self.stop, stop)
+
+    def _trim(self) -> None:
+        # averages and the median use the most recent KEEP alerts.
+        if len(self.times) > 2 * KEEP:
+            del self.times[:-KEEP]
+        if len(self.alert_crits) > 2 * KEEP:
+            del self.alert_crits[:-KEEP]
+
     def score(self) -> float:
         if not self.alerts:
             return 0.0
@@ -102,29 +159,14 @@ class Reducer:
     ) -> None:
         crit = max(0, min(10, int(criticality)))
         with self._lock:
-            entry = self._entries.setdefault(uuid, _Entry())
-            entry.alerts += 1
-            if crit:
-                entry.alert_crits.append(crit)
-            for sig in signatures:
-                entry.by_sig[sig] = entry.by_sig.get(sig, 0) + 1
-                if crit:
-                    entry.sig_crit[sig] = max(entry.sig_crit.get(sig, 0), crit)
-            for item in attack or []:
-                if item.get("ID"):
-                    entry.techniques.add(str(item["ID"]))
-                if item.get("Tactic"):
-                    entry.tactics.add(str(item["Tactic"]))
-            entry.start = ts if entry.start is None else min(entry.start, ts)
-            entry.stop = ts if entry.stop is None else max(entry.stop, ts)
-            entry.times.append(ts)
-            # averages and the median use the most recent KEEP alerts.
-            if len(entry.times) > 2 * KEEP:
-                del entry.times[:-KEEP]
-            if len(entry.alert_crits) > 2 * KEEP:
-                del entry.alert_crits[:-KEEP]
+            self._entries.setdefault(uuid, _Entry()).add(ts, signatures, crit, attack)
+
+    def commit(self, uuid: str, reports: Reports, now: float) -> None:
+        """Persist one endpoint's state after a batch's ``update`` calls."""
+        reports.save_many(self.states({uuid}), now)
 
     def states(self, uuids: set[str] | None = None) -> dict[str, dict[str, Any]]:
+        self._refresh()
         with self._lock:
             return {k: e.state() for k, e in self._entries.items() if uuids is None or k in uuids}
 
@@ -135,10 +177,14 @@ class Reducer:
             self._entries.pop(uuid, None)
         return report
 
+    def _refresh(self) -> None:
+        """Embedded: memory is the state. (``SharedReducer`` re-reads after a change.)"""
+
     def _max_score(self) -> float:
         return max((e.score() for e in self._entries.values()), default=0.0)
 
     def bounded(self, uuid: str) -> float:
+        self._refresh()
         with self._lock:
             entry = self._entries.get(uuid)
             top = self._max_score()
@@ -148,6 +194,7 @@ class Reducer:
 
     def report(self, uuid: str) -> dict[str, Any] | None:
         """WHIDS `ReducedStats` for one endpoint."""
+        self._refresh()
         with self._lock:
             entry = self._entries.get(uuid)
             if entry is None:
@@ -156,9 +203,85 @@ class Reducer:
             return _reduced(uuid, entry, top)
 
     def reports(self) -> dict[str, dict[str, Any]]:
+        self._refresh()
         with self._lock:
             top = self._max_score()
             return {k: _reduced(k, e, top) for k, e in self._entries.items()}
+
+
+class SharedReducer(Reducer):
+    """Cluster mode: the ``reports`` rows in PostgreSQL are the state (see the module doc).
+
+    ``update`` collects a batch's detections per endpoint; ``commit`` merges them into the row
+    in one transaction (re-run on conflicts with other front-ends) and keeps the merged state.
+    Reads use a copy of every row, re-read after each ``reports`` change announcement (any
+    front-end's merge or reset). A failed merge keeps the detections for the next commit.
+    """
+
+    def __init__(self, reports: Reports, changes: ChangeFeed) -> None:
+        super().__init__(reports.load_all())
+        self._reports = reports
+        self._pending: dict[str, _Entry] = {}
+        self._generation = 0  # bumped by each announcement; the copy is of ``_loaded``
+        self._loaded = 0
+        changes.subscribe("reports", self._changed)
+
+    def _changed(self) -> None:
+        self._generation += 1
+
+    def _refresh(self) -> None:
+        generation = self._generation
+        if generation == self._loaded:
+            return
+        state = self._reports.load_all()
+        with self._lock:
+            self._entries = {k: _Entry.from_state(v) for k, v in state.items()}
+            self._loaded = generation
+
+    def update(
+        self,
+        uuid: str,
+        ts: float,
+        signatures: list[str],
+        criticality: int,
+        attack: list[dict[str, Any]] | None = None,
+    ) -> None:
+        crit = max(0, min(10, int(criticality)))
+        with self._lock:
+            self._pending.setdefault(uuid, _Entry()).add(ts, signatures, crit, attack)
+
+    def commit(self, uuid: str, reports: Reports, now: float) -> None:
+        with self._lock:
+            delta = self._pending.pop(uuid, None)
+        if delta is None:
+            return
+
+        def merge(state: dict[str, Any] | None) -> dict[str, Any]:
+            entry = _Entry.from_state(state or {})
+            entry.merge(delta)
+            return entry.state()
+
+        try:
+            merged = self._reports.merge(uuid, merge, now)
+        except StoreError as ex:  # PostgreSQL unreachable: merged by the next commit
+            logger.warning("endpoint score not stored yet (%s): %s", uuid, ex)
+            with self._lock:
+                kept = self._pending.setdefault(uuid, _Entry())
+                kept.merge(delta)
+            return
+        with self._lock:
+            self._entries[uuid] = _Entry.from_state(merged)
+
+    def reset(self, uuid: str) -> dict[str, Any] | None:
+        state = self._reports.take(uuid)
+        self._refresh()
+        with self._lock:
+            self._entries.pop(uuid, None)
+            if state is None:
+                return None
+            entry = _Entry.from_state(state)
+            top = max(self._max_score(), entry.score())
+            return _reduced(uuid, entry, top)
 
 
 def _std(values: list[int]) -> float:

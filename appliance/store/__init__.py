@@ -61,6 +61,8 @@ class ChangeFeed:
 class Store:
     """Every fleet table, over one Database. A context manager; `close()` is idempotent."""
 
+    shared = False  # cluster mode: other front-ends write the same rows (store.postgres)
+
     def __init__(self, path: Path | str = ":memory:", *, db: Database | None = None) -> None:
         # cluster mode hands in a PostgreSQL database (appliance.store.postgres)
         self.db = db if db is not None else Database(path)

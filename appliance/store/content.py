@@ -133,6 +133,22 @@ class Documents:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # bumped after every change, per kind family (the text before ":"): cache keys
+        self._versions: dict[str, int] = {}
+        self._version_lock = threading.Lock()
+
+    def version(self, family: str) -> int:
+        """Change counter of the kinds ``family`` or ``family:*`` (e.g. ``sysmon``)."""
+        return self._versions.get(family, 0)
+
+    def _bump(self, kind: str) -> None:
+        family = kind.split(":", 1)[0]
+        with self._version_lock:
+            self._versions[family] = self._versions.get(family, 0) + 1
+
+    def changed_elsewhere(self, family: str) -> None:
+        """Another front-end changed documents of ``family`` (cluster mode)."""
+        Documents._bump(self, family)
 
     def put(self, kind: str, key: str, body: str, sha256: str, now: float) -> None:
         self.db.write(
@@ -141,6 +157,7 @@ class Documents:
                 [kind, key, body, sha256, now],
             )
         )
+        self._bump(kind)
 
     def get(self, kind: str, key: str) -> tuple[str, str] | None:
         rows = self.db.query(
@@ -164,7 +181,9 @@ class Documents:
             cur.execute("DELETE FROM documents WHERE kind = ? AND key = ?", [kind, key])
             return found is not None
 
-        return self.db.write(fn)
+        found: bool = self.db.write(fn)
+        self._bump(kind)
+        return found
 
 
 class Tools:
@@ -172,6 +191,16 @@ class Tools:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.version = 0  # bumped after every change (cache key of the /updates tools hash)
+        self._version_lock = threading.Lock()
+
+    def _bump(self) -> None:
+        with self._version_lock:
+            self.version += 1
+
+    def changed_elsewhere(self) -> None:
+        """Another front-end changed the tools (cluster mode)."""
+        Tools._bump(self)
 
     def put(
         self, name: str, os_name: str, data: bytes, now: float, alias: str = ""
@@ -194,6 +223,7 @@ class Tools:
                 ],
             )
         )
+        self._bump()
         return self.get(name, os_name, binary=False)
 
     def get(self, name: str, os_name: str, *, binary: bool) -> dict[str, Any]:
@@ -218,7 +248,8 @@ class Tools:
             )
             where.append(f"{col} = ?")
             params.append(hash_value.lower())
-        sql = "SELECT name, os, alias, md5, sha1, sha256, sha512, size, data FROM tools"
+        blob = "data" if binary else "NULL"  # the binaries only when asked for
+        sql = f"SELECT name, os, alias, md5, sha1, sha256, sha512, size, {blob} FROM tools"
         if where:
             sql += " WHERE " + " AND ".join(where)
         out = []
@@ -242,6 +273,7 @@ class Tools:
         self.db.write(
             lambda cur: cur.execute("DELETE FROM tools WHERE name = ? AND os = ?", [name, os_name])
         )
+        self._bump()
 
 
 class Settings:

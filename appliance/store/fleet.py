@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -163,6 +164,16 @@ class Endpoints:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.config_version = 0  # bumped after a config changes (cache key of its hash)
+        self._version_lock = threading.Lock()
+
+    def _bump_config(self) -> None:
+        with self._version_lock:
+            self.config_version += 1
+
+    def changed_elsewhere(self) -> None:
+        """Another front-end changed an endpoint's config (cluster mode)."""
+        Endpoints._bump_config(self)
 
     def create(self, ep: Endpoint) -> Endpoint:
         self.db.write(
@@ -232,6 +243,8 @@ class Endpoints:
                 "UPDATE endpoints SET " + ", ".join(f"{c} = ?" for c, _ in sets) + " WHERE uuid = ?"
             )
             self.db.write(lambda cur: cur.execute(sql, [v for _, v in sets] + [uuid]))
+            if "config" in changes:
+                self._bump_config()
         return self.get(uuid)
 
     def touch(self, seen: dict[str, tuple[float, float | None, float | None, str]]) -> None:
@@ -264,6 +277,7 @@ class Endpoints:
     def delete(self, uuid: str) -> None:
         self.get(uuid)
         self.db.write(lambda cur: cur.execute("DELETE FROM endpoints WHERE uuid = ?", [uuid]))
+        self._bump_config()
 
     def count_online(self, since: float) -> int:
         return int(

@@ -11,9 +11,11 @@
   ``SERIALIZABLE`` transaction and is re-run on a serialization failure; the
   read-modify-write functions (command delivery, token consumption) stay correct without
   locking SQL of their own;
-* caches: a revocation, a rules change and an IoC change are announced with
-  ``NOTIFY heron_fleet, 'certs' | 'rules' | 'iocs'``; every front-end ``LISTEN``s and drops
-  its cached revoked set, served rules and IoC bodies (``ClusterStore``, ``Store.changes``).
+* caches: a revocation or a new certificate, an endpoint change, a rules change, an IoC change,
+  a score change, and a change of a Sysmon config or a tool are announced with ``NOTIFY
+  heron_fleet, 'certs' | 'endpoints' | 'rules' | 'iocs' | 'reports' | 'sysmon' | 'tools'``;
+  every front-end ``LISTEN``s and drops its cached revoked set, verified certificates, served
+  rules, IoC bodies, scores and /updates hashes (``ClusterStore``, ``Store.changes``).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from psycopg import errors as pg_errors
 from ..core.errors import ClosedError, StoreError
 from . import Store
 from .alerts import DDL as ALERTS_DDL
-from .content import Iocs, RulesTable
+from .content import Documents, Iocs, RulesTable, Tools
 from .database import Database, DbState
-from .fleet import Certs
+from .fleet import Certs, Endpoints
+from .models import CertRecord, Endpoint
+from .reports import Reports
 from .schema import SCHEMA
 
 __all__ = ["ClusterStore", "PgDatabase", "pg_schema"]
@@ -42,7 +46,8 @@ __all__ = ["ClusterStore", "PgDatabase", "pg_schema"]
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CHANNEL = "heron_fleet"
-TOPICS = ("certs", "rules", "iocs")  # what a NOTIFY on CHANNEL may name
+# what a NOTIFY on CHANNEL names
+TOPICS = ("certs", "endpoints", "rules", "iocs", "reports", "sysmon", "tools")
 _RETRIES = 20
 _TABLE_RE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", re.S)
 _UPSERT_RE = re.compile(r"^\s*INSERT OR REPLACE INTO (\w+) ", re.I)
@@ -237,11 +242,65 @@ def _where(dsn: str) -> str:
 
 
 class _ClusterCerts(Certs):
+    def add(self, rec: CertRecord) -> None:
+        super().add(rec)  # enrollment, re-enrollment, renewal: verified caches start over
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("certs")
+
     def revoke(self, *, uuid: str | None = None, serial: str | None = None, now: float) -> int:
         count = super().revoke(uuid=uuid, serial=serial, now=now)
         if isinstance(self.db, PgDatabase):
             self.db.notify("certs")
         return count
+
+
+class _ClusterEndpoints(Endpoints):
+    """Announces what a cached endpoint record shows (group, status, config…); presence
+    touches are not announced (``touch``: nothing cached reads them)."""
+
+    def create(self, ep: Endpoint) -> Endpoint:
+        out = super().create(ep)
+        self._announce()
+        return out
+
+    def update(self, uuid: str, **changes: Any) -> Endpoint:
+        out = super().update(uuid, **changes)
+        if changes:
+            self._announce()
+        return out
+
+    def delete(self, uuid: str) -> None:
+        super().delete(uuid)
+        self._announce()
+
+    def _announce(self) -> None:
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("endpoints")
+
+
+class _ClusterReports(Reports):
+    def merge(
+        self,
+        endpoint: str,
+        fn: Callable[[dict[str, Any] | None], dict[str, Any]],
+        now: float,
+    ) -> dict[str, Any]:
+        out = super().merge(endpoint, fn, now)
+        self._announce()
+        return out
+
+    def take(self, endpoint: str) -> dict[str, Any] | None:
+        out = super().take(endpoint)
+        self._announce()
+        return out
+
+    def archive(self, endpoint: str, stats: dict[str, Any], now: float) -> None:
+        super().archive(endpoint, stats, now)
+        self._announce()
+
+    def _announce(self) -> None:
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("reports")
 
 
 class _ClusterRules(RulesTable):
@@ -266,8 +325,24 @@ class _ClusterIocs(Iocs):
         super()._bump()  # the cached /iocs body and hash are rebuilt at the next request
 
 
+class _ClusterDocuments(Documents):
+    def _bump(self, kind: str) -> None:
+        super()._bump(kind)
+        if kind.startswith("sysmon:") and isinstance(self.db, PgDatabase):
+            self.db.notify("sysmon")
+
+
+class _ClusterTools(Tools):
+    def _bump(self) -> None:
+        super()._bump()
+        if isinstance(self.db, PgDatabase):
+            self.db.notify("tools")
+
+
 class ClusterStore(Store):
     """Every fleet table over PostgreSQL; listens for other front-ends' changes."""
+
+    shared = True
 
     def __init__(self, dsn: str, *, create: bool = True) -> None:
         db = PgDatabase(dsn)
@@ -275,8 +350,12 @@ class ClusterStore(Store):
             db.create_schema()
         super().__init__(db=db)
         self.certs = _ClusterCerts(db)
+        self.endpoints = _ClusterEndpoints(db)
+        self.reports = _ClusterReports(db)
         self.rules = _ClusterRules(db)
         self.iocs = self._iocs = _ClusterIocs(db)
+        self.documents = _ClusterDocuments(db)
+        self.tools = _ClusterTools(db)
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._listener = threading.Thread(
@@ -307,6 +386,12 @@ class ClusterStore(Store):
             self.certs.invalidate()
         elif topic == "iocs":
             self._iocs.changed_elsewhere()
+        elif topic == "sysmon":
+            self.documents.changed_elsewhere("sysmon")
+        elif topic == "tools":
+            self.tools.changed_elsewhere()
+        elif topic == "endpoints":  # a config among them: /updates hashes start over
+            self.endpoints.changed_elsewhere()
         self.changes.announce(topic)
 
     def close(self) -> None:

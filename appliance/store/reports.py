@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import NotFound
@@ -84,6 +85,36 @@ class Reports:
         self.db.submit(
             lambda cur: cur.execute(f"INSERT OR REPLACE INTO reports VALUES {values}", params)
         )
+
+    def merge(
+        self,
+        endpoint: str,
+        fn: Callable[[dict[str, Any] | None], dict[str, Any]],
+        now: float,
+    ) -> dict[str, Any]:
+        """Replace one endpoint's stats by ``fn(current stats or None)`` in one transaction
+        (cluster mode: front-ends update the same endpoint; ``fn`` may run more than once)."""
+
+        def tx(cur: Conn) -> dict[str, Any]:
+            row = cur.execute("SELECT stats FROM reports WHERE endpoint = ?", [endpoint]).fetchone()
+            stats = fn(json.loads(row[0]) if row else None)
+            cur.execute(
+                "INSERT OR REPLACE INTO reports VALUES (?, ?, ?)",
+                [endpoint, json.dumps(stats), now],
+            )
+            return stats
+
+        return self.db.write(tx)
+
+    def take(self, endpoint: str) -> dict[str, Any] | None:
+        """Remove one endpoint's stats and return them (None when it has none), atomically."""
+
+        def tx(cur: Conn) -> dict[str, Any] | None:
+            row = cur.execute("SELECT stats FROM reports WHERE endpoint = ?", [endpoint]).fetchone()
+            cur.execute("DELETE FROM reports WHERE endpoint = ?", [endpoint])
+            return json.loads(row[0]) if row else None
+
+        return self.db.write(tx)
 
     def load_all(self) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self.db.query("SELECT endpoint, stats FROM reports")}

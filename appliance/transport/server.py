@@ -82,6 +82,8 @@ class Listener:
         self.client_certs = client_certs
         self.upgrader = upgrader
         self._servers: list[Any] = []
+        # each server's socket map, passed to waitress.create_server(map=...): ours to read
+        self.socket_maps: list[dict[int, Any]] = []
         self._threads: list[threading.Thread] = []
         self._sock: socket.socket | None = None
         self.front: TlsFront | None = None
@@ -96,8 +98,10 @@ class Listener:
         cap = max_connections(cfg.tls.max_connections, cfg.tls.connection_memory, self.fd_limit)
         shards, limit = backend_shards(cap + 16)
         for i in range(shards):
+            socket_map: dict[int, Any] = {}
             server = waitress.create_server(
                 self.app,
+                map=socket_map,
                 sockets=[sock],
                 threads=cfg.server.threads,
                 url_scheme="https",
@@ -114,6 +118,7 @@ class Listener:
             )
             thread.start()
             self._servers.append(server)
+            self.socket_maps.append(socket_map)
             self._threads.append(thread)
         if shards > 1:
             logger.info(
@@ -153,14 +158,15 @@ class Listener:
             self.front.close()
             self.front = None
         servers, self._servers = self._servers, []
+        maps, self.socket_maps = self.socket_maps, []
         if servers:
             logging.getLogger("waitress").setLevel(logging.ERROR)  # "unhandled close event"
         for server in servers:
             # the shared listening socket leaves every map before it is closed
             # (below, once): a select() given a closed socket raises on Windows.
             server.del_channel()
-        for server in servers:
-            for dispatcher in list(server._map.values()):
+        for server, socket_map in zip(servers, maps, strict=True):
+            for dispatcher in list(socket_map.values()):
                 try:
                     dispatcher.handle_close()
                 except Exception:  # noqa: BLE001 - close path

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent.canary_audit import AUDITED_ACCESS, FILE_SYSTEM_SUBCATEGORY, audit_canaries
-from agent.service import event_pid
+from agent.pipeline import event_pid
 
 
 class FakeWin32Security:

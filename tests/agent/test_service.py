@@ -406,7 +406,7 @@ def test_backlog_sheds_optional_events_first_and_counts_every_loss(agent_factory
     agent._pump(source)  # the pipeline is not running: the queue only fills
     c = agent.counters.source("live")
     assert c.events + c.drops + c.shed == 400  # nothing is lost uncounted
-    queued = [item[0] for item in list(agent._queue.queue)]
+    queued = [item[0] for item in list(agent.queue.items.queue)]
     assert len(queued) == 100
     kept_proc = sum(1 for e in queued if e["Event"]["System"]["EventID"] == 1)
     assert kept_proc == 80 // 4 + 20  # past 80 % full only process creations got in
@@ -454,7 +454,7 @@ def test_full_data_disk_keeps_whole_alert_lines_and_logs_once(
         try:
             agent.process(proc_event("/bin/evil", pid=1))
             filler = fill(mnt)
-            with caplog.at_level("WARNING", logger="agent.service"):
+            with caplog.at_level("WARNING", logger="agent.pipeline"):
                 for i in range(200):
                     agent.process(proc_event("/bin/evil", pid=2 + i))
             failures = [r for r in caplog.records if "failed" in r.getMessage()]

@@ -1,20 +1,26 @@
-"""Start real ClickHouse and PostgreSQL servers on loopback in temp dirs (tests, benchmarks).
+"""Start real ClickHouse, ZooKeeper and PostgreSQL servers on loopback in temp dirs (tests,
+benchmarks).
 
 ClickHouse: ``clickhouse-server --config-file`` with a generated minimal config (Debian's
 18.16 reads ``<yandex>`` configs; current releases still accept that root). Every instance
-knows the ``heron`` cluster of all instances (one shard each), so a ``Distributed`` table on
-any of them reads them all. PostgreSQL: ``initdb`` + ``pg_ctl`` on a free port, trust auth on
-loopback only.
+knows the ``heron`` cluster of all instances (one shard each, or shards of replicas), so a
+``Distributed`` table on any of them reads them all. Replicas also get the ZooKeeper node,
+their ``{shard}``/``{replica}`` macros and an interserver port. ZooKeeper: Debian's
+``zookeeper`` (3.8) jars run standalone by ``java``. PostgreSQL: ``initdb`` + ``pg_ctl`` on a
+free port, trust auth on loopback only.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +50,9 @@ class ClickHouse:
     http_port: int
     tcp_port: int
     proc: subprocess.Popen[bytes] | None = None
+    shard: int = 0
+    replica: int = 0
+    interserver_port: int = 0
 
     @property
     def url(self) -> str:
@@ -82,12 +91,45 @@ class ClickHouse:
                 self.proc.kill()
                 self.proc.wait()
 
+    def zookeeper_up(self) -> bool:
+        """The server answers a query on ``system.zookeeper`` (its session is established)."""
+        query = urllib.parse.urlencode(
+            {"query": "SELECT count() FROM system.zookeeper WHERE path = '/'"}
+        )
+        try:
+            with urllib.request.urlopen(f"{self.url}/?{query}", timeout=5) as resp:
+                return bool(resp.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
 
-def _ch_config(node: ClickHouse, shards: list[tuple[int, int]]) -> str:
+    def kill(self) -> None:
+        """kill -9 (the server gets no chance to finish anything)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _ch_config(node: ClickHouse, nodes: list[ClickHouse], zookeeper: int | None) -> str:
+    shards: dict[int, list[ClickHouse]] = {}
+    for other in nodes:
+        shards.setdefault(other.shard, []).append(other)
+    internal = "<internal_replication>true</internal_replication>" if zookeeper else ""
     replicas = "".join(
-        f"<shard><replica><host>127.0.0.1</host><port>{tcp}</port></replica></shard>"
-        for tcp, _ in shards
+        f"<shard>{internal}"
+        + "".join(
+            f"<replica><host>127.0.0.1</host><port>{r.tcp_port}</port></replica>" for r in members
+        )
+        + "</shard>"
+        for _, members in sorted(shards.items())
     )
+    replication = ""
+    if zookeeper:
+        replication = f"""
+  <zookeeper><node><host>127.0.0.1</host><port>{zookeeper}</port></node>
+    <session_timeout_ms>{ZK_SESSION_MS}</session_timeout_ms></zookeeper>
+  <macros><shard>{node.shard + 1:02d}</shard><replica>r{node.replica + 1}</replica></macros>
+  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <interserver_http_port>{node.interserver_port}</interserver_http_port>"""
     r = node.root
     return f"""<?xml version="1.0"?>
 <yandex>
@@ -106,7 +148,7 @@ def _ch_config(node: ClickHouse, shards: list[tuple[int, int]]) -> str:
   <mark_cache_size>67108864</mark_cache_size>
   <uncompressed_cache_size>67108864</uncompressed_cache_size>
   <max_concurrent_queries>50</max_concurrent_queries>
-  <remote_servers><heron>{replicas}</heron></remote_servers>
+  <remote_servers><heron>{replicas}</heron></remote_servers>{replication}
 </yandex>
 """
 
@@ -132,27 +174,129 @@ _USERS = f"""<?xml version="1.0"?>
 """
 
 
-def start_clickhouse(base: Path, n: int) -> list[ClickHouse]:
-    """Start ``n`` ClickHouse servers, one shard each of the ``heron`` cluster."""
+def start_clickhouse(
+    base: Path, n: int, *, replicas: int = 1, zookeeper: int | None = None
+) -> list[ClickHouse]:
+    """Start ``n`` shards of the ``heron`` cluster, each of ``replicas`` servers (replicas
+    need the ``zookeeper`` port); the servers in shard order, a shard's replicas together."""
     if CH_BIN is None:
         raise FileNotFoundError("clickhouse-server is not installed (.ci/sysdeps.sh)")
-    nodes = [ClickHouse(base / f"ch{i}", free_port(), free_port()) for i in range(n)]
-    shards = [(node.tcp_port, node.http_port) for node in nodes]
+    if replicas > 1 and zookeeper is None:
+        raise ValueError("replicas need ZooKeeper")
+    nodes = [
+        ClickHouse(
+            base / f"ch{shard}-{rep}" if replicas > 1 else base / f"ch{shard}",
+            free_port(),
+            free_port(),
+            shard=shard,
+            replica=rep,
+            interserver_port=free_port() if zookeeper else 0,
+        )
+        for shard in range(n)
+        for rep in range(replicas)
+    ]
     for node in nodes:
         for sub in ("data", "tmp", "user_files", "format_schemas"):
             (node.root / sub).mkdir(parents=True, exist_ok=True)
-        (node.root / "config.xml").write_text(_ch_config(node, shards))
+        (node.root / "config.xml").write_text(_ch_config(node, nodes, zookeeper))
         (node.root / "users.xml").write_text(_USERS)
     started: list[ClickHouse] = []
     try:
         for node in nodes:
             node.start()
             started.append(node)
+        if zookeeper:  # a replicated CREATE needs the server's ZooKeeper session up
+            for node in nodes:
+                _wait(lambda n=node: n.zookeeper_up(), f"ZooKeeper session of {node.root}")
     except BaseException:
         for node in started:
             node.stop()
         raise
     return nodes
+
+
+# ZooKeeper: Debian's package (its /etc/zookeeper/conf/environment runs this jar).
+ZK_JAR = Path("/usr/share/java/zookeeper.jar")
+JAVA = shutil.which("java")
+ZK_SESSION_MS = 10_000  # a killed replica's session (and its is_active node) expires in 10 s
+
+
+def zookeeper_missing() -> str | None:
+    """Why a ZooKeeper cannot be started here, or None."""
+    if JAVA is None:
+        return "java is not installed (bash .ci/sysdeps.sh installs a headless JRE)"
+    if not ZK_JAR.exists():
+        return "zookeeper is not installed (bash .ci/sysdeps.sh installs Debian's zookeeper)"
+    return None
+
+
+@dataclass
+class ZooKeeper:
+    root: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    def ok(self) -> bool:
+        """The ``ruok`` four-letter command answers ``imok``."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"ruok")
+                return sock.recv(16) == b"imok"
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        (self.root / "zoo.cfg").write_text(
+            f"tickTime=1000\ndataDir={self.root / 'data'}\nclientPort={self.port}\n"
+            "clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n"
+            f"minSessionTimeout=2000\nmaxSessionTimeout={ZK_SESSION_MS}\n"
+            "4lw.commands.whitelist=ruok,srvr\n"
+        )
+        log = open(self.root / "zookeeper.log", "ab")
+        self.proc = subprocess.Popen(
+            [
+                str(JAVA),
+                "-Xmx256m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",  # Performance: start-up, not peak speed
+                "-Dzookeeper.log.dir=" + str(self.root),
+                "-cp",
+                str(ZK_JAR),  # its manifest names the dependencies' jars
+                "org.apache.zookeeper.server.ZooKeeperServerMain",
+                str(self.root / "zoo.cfg"),
+            ],
+            cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        _wait(
+            lambda: self.ok() or (self.proc is not None and self.proc.poll() is not None),
+            f"zookeeper in {self.root}",
+        )
+        if not self.ok():
+            raise RuntimeError(f"zookeeper failed: see {self.root}/zookeeper.log")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_zookeeper(base: Path) -> ZooKeeper:
+    """A standalone ZooKeeper on a free loopback port."""
+    reason = zookeeper_missing()
+    if reason:
+        raise FileNotFoundError(reason)
+    zk = ZooKeeper(base / "zookeeper", free_port())
+    zk.start()
+    return zk
 
 
 @dataclass
@@ -231,6 +375,19 @@ def start_postgres(base: Path) -> Postgres:
         env=env,
     )
     return pg
+
+
+def fresh_database(pg: Postgres) -> str:
+    """A new empty database on ``pg`` (a test whose fleet must start empty); its DSN."""
+    assert PG_BIN is not None
+    name = f"heron_{uuid.uuid4().hex[:12]}"
+    subprocess.run(
+        [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "heron", name],
+        check=True,
+        capture_output=True,
+        env=pg.env,
+    )
+    return f"host=127.0.0.1 port={pg.port} user=heron dbname={name}"
 
 
 def stop_postgres(pg: Postgres) -> None:

@@ -165,3 +165,29 @@ def test_rules_and_iocs_cached_by_one_front_end_follow_the_others_writes(
     )
     wait_for(lambda: content_b.iocs()[1] != iocs_before, 30, "B to serve the new IoC")
     assert content_b.iocs() == content_a.iocs()
+
+
+def test_update_hashes_cached_by_one_front_end_follow_the_others_writes(
+    fronts: tuple[ClusterStore, ClusterStore],
+) -> None:
+    from appliance.services.content import Content
+    from rules import wire
+
+    a, b = fronts
+    content_a, content_b = Content(a, time.time), Content(b, time.time)
+    ep = "ep-" + _id()
+    a.endpoints.create(Endpoint(ep))
+    before = content_b.update_hashes(ep, "windows")  # B caches every part
+    a.endpoints.update(ep, config={"k": _id()})
+    content_a.put_sysmon("windows", "99." + str(int(time.time())), '<Sysmon v="' + _id() + '"/>')
+    a.tools.put("tool-" + _id()[:8], "windows", _id().encode(), 1.0)
+
+    def changed() -> bool:
+        now = content_b.update_hashes(ep, "windows")
+        return all(now[k] != before[k] for k in ("config", "sysmon", "tools"))
+
+    wait_for(changed, 30, "B to answer /updates with A's new config, Sysmon config and tool")
+    assert content_b.update_hashes(ep, "windows") == content_a.update_hashes(ep, "windows")
+    assert content_b.update_hashes(ep, "windows")["config"] == wire.config_sha256(
+        a.endpoints.get(ep).config or {}
+    )

@@ -21,8 +21,8 @@ import pytest
 
 from agent.link.config import LinkConfig
 from agent.link.forwarder import LinkState
+from agent.link.health import HEALTH_CHANNEL, HEALTH_EVICTED
 from agent.link.link import Link, attach
-from agent.link.spool import HEALTH_CHANNEL, HEALTH_EVICTED
 from tests.support.events import gene_event
 
 from .harness import (

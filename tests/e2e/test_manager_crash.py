@@ -1,5 +1,7 @@
 """kill -9 of the real `heron-manager run` during sustained /logs ingest over mutual TLS.
 
+Several agents post at once, so their batches share journal fsyncs (group commit).
+
 After a restart on the same data directory, every batch the manager acknowledged (200) is
 searchable exactly once, in Tantivy (search) and in DuckDB (SQL); the manager's index writer
 child process does not outlive it.
@@ -51,12 +53,18 @@ def _enroll(manager: ManagerProc, tmp: Path) -> tuple[str, str]:
     return str(cert), str(key)
 
 
+POSTERS = 6
+
+
 def _post_until_stopped(
-    manager: ManagerProc, cred: tuple[str, str], acked: list[int], stop: threading.Event
+    manager: ManagerProc,
+    cred: tuple[str, str],
+    acked: list[int],
+    stop: threading.Event,
+    batch: int,
 ) -> None:
     session = requests.Session()
     session.trust_env, session.verify, session.cert = False, str(manager.ca_file), cred
-    batch = 0
     while not stop.is_set():
         body = gzip.compress(b"\n".join(orjson.dumps(_event(batch, i)) for i in range(BATCH)))
         try:
@@ -74,7 +82,7 @@ def _post_until_stopped(
             return  # the manager is gone
         if res.status_code == 200:
             acked.append(batch)
-        batch += 1
+        batch += POSTERS
 
 
 def test_kill_9_of_the_manager_loses_no_acknowledged_event(tmp_path: Path) -> None:
@@ -87,13 +95,18 @@ def test_kill_9_of_the_manager_loses_no_acknowledged_event(tmp_path: Path) -> No
         assert writers, "the manager has no index writer process"
         acked: list[int] = []
         stop = threading.Event()
-        poster = threading.Thread(target=_post_until_stopped, args=(manager, cred, acked, stop))
-        poster.start()
-        wait_for(lambda: len(acked) >= 30, WAIT_LIMIT, "30 acknowledged batches")
+        posters = [
+            threading.Thread(target=_post_until_stopped, args=(manager, cred, acked, stop, n))
+            for n in range(POSTERS)
+        ]
+        for poster in posters:
+            poster.start()
+        wait_for(lambda: len(acked) >= 60, WAIT_LIMIT, "60 acknowledged batches")
         manager.proc.send_signal(signal.SIGKILL)
         manager.proc.wait(WAIT_LIMIT)
         stop.set()
-        poster.join(30)
+        for poster in posters:
+            poster.join(30)
         _, alive = psutil.wait_procs(writers, timeout=WAIT_LIMIT)
         assert not alive, "the index writer outlived the manager"
 

@@ -97,12 +97,14 @@ def test_reindex_rebuilds_everything(make_store: MakeStore) -> None:
     assert store.sql("SELECT count(*) FROM events").rows == [(30,)]
 
 
-@pytest.mark.parametrize("mode", ["thread", "process"])
+@pytest.mark.parametrize("mode", ["thread", "process", "concurrent"])
 def test_kill_9_during_ingest_loses_no_acknowledged_event(tmp_path: Path, mode: str) -> None:
+    """``concurrent``: 8 threads append at once, so batches share fsyncs (group commit)."""
     root = tmp_path / "crash"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    options = ["threads=8"] if mode == "concurrent" else [mode]
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.index.crash_child", str(root), "0", mode],
+        [sys.executable, "-m", "tests.index.crash_child", str(root), "0", *options],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ from typing import Any
 from agent.config import parse_config
 from agent.service import build_agent
 from agent.sinks import MemorySink
-from agent.sources.etw import EtwSource
+from agent.sources.etw.source import EtwSource
 
 # Recorded events of the default providers (Sysmon, Defender, PowerShell, AMSI).
 EXPECTED_PROVIDERS = {

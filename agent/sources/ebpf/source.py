@@ -32,7 +32,21 @@ from agent.render import (
     sysmon_time,
 )
 from agent.sources.ebpf.dns import parse_message, sysmon_results
-from agent.sources.ebpf.records import EV, F_ARGS_TRUNC, F_EXE_DELETED, Record, decode, ip_text
+from agent.sources.ebpf.events import (
+    EID,
+    TASKS,
+    ZERO_GUID,
+    access_data,
+    bind_fields,
+    bpf_fields,
+    connection_fields,
+    cred_fields,
+    exit_code,
+    file_fields,
+    module_fields,
+    stdio_kinds,
+)
+from agent.sources.ebpf.records import EV, F_ARGS_TRUNC, F_EXE_DELETED, Record, decode
 from agent.sources.ebpf.sensor import PROGRAMS, Sensor
 from agent.sources.procconn import process_create_data
 from agent.sources.procfs import ProcInfo, user_name
@@ -40,79 +54,9 @@ from agent.sources.procfs import ProcInfo, user_name
 if TYPE_CHECKING:
     from agent.host import Host
 
-__all__ = ["EID", "EbpfSource"]
+__all__ = ["EbpfSource"]
 
 logger = logging.getLogger(__name__)
-
-_ZERO_GUID = "{00000000-0000-0000-0000-000000000000}"
-_PROTO = {6: "tcp", 17: "udp"}
-_FD_KINDS = ("-", "socket", "pipe", "char", "file", "other")
-_PTRACE = {
-    16: "PTRACE_ATTACH",
-    0x4206: "PTRACE_SEIZE",
-    4: "PTRACE_POKETEXT",
-    5: "PTRACE_POKEDATA",
-    6: "PTRACE_POKEUSER",
-}
-_SETID = {
-    105: "setuid",
-    106: "setgid",
-    113: "setreuid",
-    114: "setregid",
-    117: "setresuid",
-    119: "setresgid",
-}
-_BPF_PROG_TYPES = {
-    1: "socket_filter",
-    2: "kprobe",
-    3: "sched_cls",
-    4: "sched_act",
-    5: "tracepoint",
-    6: "xdp",
-    7: "perf_event",
-    8: "cgroup_skb",
-    9: "cgroup_sock",
-    17: "raw_tracepoint",
-    26: "tracing",
-    29: "lsm",
-    30: "sk_lookup",
-    31: "syscall",
-    32: "netfilter",
-}
-
-
-class EID:
-    """Event ids: Sysmon's where it defines one, Heron extensions (≥ 100) otherwise."""
-
-    PROCESS_CREATE = 1
-    NETWORK_CONNECT = 3
-    PROCESS_TERMINATE = 5
-    PROCESS_ACCESS = 10
-    FILE_CREATE = 11
-    DNS_QUERY = 22
-    FILE_DELETE = 23
-    FILE_ACCESS = 100
-    FILE_RENAME = 101
-    FILE_ATTRIBUTES = 102
-    PROCESS_FORK = 103
-    SOCKET_BIND = 104
-    KERNEL_MODULE_LOAD = 105
-    BPF_PROGRAM_LOAD = 106
-    CREDENTIAL_CHANGE = 107
-
-
-TASKS = {
-    EID.PROCESS_ACCESS: "Process accessed (rule: ProcessAccess)",
-    EID.DNS_QUERY: "Dns query (rule: DnsQuery)",
-    EID.FILE_ACCESS: "File accessed (heron)",
-    EID.FILE_RENAME: "File renamed (heron)",
-    EID.FILE_ATTRIBUTES: "File attributes changed (heron)",
-    EID.PROCESS_FORK: "Process forked (heron)",
-    EID.SOCKET_BIND: "Socket bound (heron)",
-    EID.KERNEL_MODULE_LOAD: "Kernel module load (heron)",
-    EID.BPF_PROGRAM_LOAD: "BPF program load (heron)",
-    EID.CREDENTIAL_CHANGE: "Credentials changed (heron)",
-}
 
 
 @functools.lru_cache(maxsize=16384)
@@ -301,7 +245,7 @@ class EbpfSource:
         pinfo = parent.info if parent is not None else None
         data = process_create_data(info, pinfo, self._wall_now(), "")
         if pinfo is None:
-            data["ParentProcessGuid"] = _ZERO_GUID
+            data["ParentProcessGuid"] = ZERO_GUID
         self._emit(EID.PROCESS_FORK, data, self._wall_now())
 
     def _wall_now(self) -> float:
@@ -399,11 +343,9 @@ class EbpfSource:
             self.host.pids.register(info)
         data = process_create_data(info, parent, ts, "")
         data["ParentProcessGuid"] = (
-            self._guid(rec.ppid, rec.pstart, rec.pseq) if rec.ppid else _ZERO_GUID
+            self._guid(rec.ppid, rec.pstart, rec.pseq) if rec.ppid else ZERO_GUID
         )
-        kinds = rec.aux[0]
-        # Heron: what stdin, stdout, stderr are ("socket,socket,socket" for a reverse shell)
-        data["Stdio"] = ",".join(_FD_KINDS[min((kinds >> s) & 0xFF, 5)] for s in (0, 8, 16))
+        data["Stdio"] = stdio_kinds(rec.aux[0])  # Heron: what stdin, stdout, stderr are
         if rec.euid != rec.uid:
             data["IntegrityLevel"] = "High" if rec.euid == 0 else data["IntegrityLevel"]
         self._emit(EID.PROCESS_CREATE, data, ts)
@@ -453,50 +395,22 @@ class EbpfSource:
             info = self._info(rec.pid, rec.start, rec.seq, rec.comm)
             self.host.pids.on_exit(rec.pid)
         ts = self._wall(rec.ts)
-        code = rec.aux[0] & 0xFFFF
         data = self._base(info, ts)
-        data["ExitCode"] = str(code >> 8 if code & 0x7F == 0 else 128 + (code & 0x7F))
+        data["ExitCode"] = exit_code(rec)
         self._emit(EID.PROCESS_TERMINATE, data, ts)
 
     def _connection(self, rec: Record) -> None:
-        family, proto, lport, rport, laddr, raddr = rec.net
-        if family not in (2, 10):
+        if rec.net[0] not in (2, 10):
             return
         ts = self._wall(rec.ts)
-        info = self._actor(rec)
-        rip = ip_text(family, raddr)
-        v6 = "true" if family == 10 and ":" in rip else "false"
-        data = self._base(info, ts)
-        data.update(
-            {
-                "Protocol": _PROTO.get(proto, str(proto)),
-                "Initiated": "false" if rec.type == EV.ACCEPT else "true",
-                "SourceIsIpv6": v6,
-                "SourceIp": ip_text(family, laddr),
-                "SourceHostname": "-",
-                "SourcePort": str(lport),
-                "SourcePortName": "-",
-                "DestinationIsIpv6": v6,
-                "DestinationIp": rip,
-                "DestinationHostname": self._dns_names.get(rip, "-"),
-                "DestinationPort": str(rport),
-                "DestinationPortName": "-",
-            }
-        )
+        data = self._base(self._actor(rec), ts)
+        data.update(connection_fields(rec, self._dns_names))
         self._emit(EID.NETWORK_CONNECT, data, ts)
 
     def _bind(self, rec: Record) -> None:
-        family, proto, lport, _rport, laddr, _raddr = rec.net
         ts = self._wall(rec.ts)
         data = self._base(self._actor(rec), ts)
-        data.update(
-            {
-                "Protocol": _PROTO.get(proto, str(proto)),
-                "SourceIp": ip_text(family, laddr),
-                "SourcePort": str(lport),
-                "SourceIsIpv6": "true" if family == 10 else "false",
-            }
-        )
+        data.update(bind_fields(rec))
         self._emit(EID.SOCKET_BIND, data, ts)
 
     def _dns_send(self, rec: Record) -> None:
@@ -542,116 +456,35 @@ class EbpfSource:
     def _file(self, rec: Record) -> None:
         ts = self._wall(rec.ts)
         data = self._base(self._actor(rec), ts)
-        path = os.path.normpath(rec.text(0)) if rec.fields[0] else "-"
-        t = rec.type
-        if t == EV.FILE_CREATE:
-            data.update({"TargetFilename": path, "CreationUtcTime": data["UtcTime"]})
-            eid = EID.FILE_CREATE
-        elif t == EV.FILE_CLOSE_WRITE:
-            data.update({"TargetFilename": path, "Operation": "close_write"})
-            eid = EID.FILE_ACCESS
-        elif t == EV.FILE_UNLINK:
-            data.update(
-                {
-                    "TargetFilename": path,
-                    "Hashes": "-",
-                    "IsExecutable": "false",
-                    "Archived": "false",
-                }
-            )
-            eid = EID.FILE_DELETE
-        elif t == EV.FILE_RENAME:
-            new = os.path.normpath(rec.text(1)) if rec.fields[1] else "-"
-            data.update({"SourceFilename": path, "TargetFilename": new})
-            eid = EID.FILE_RENAME
-        elif t == EV.FILE_CHMOD:
-            data.update(
-                {"TargetFilename": path, "Operation": "chmod", "Mode": f"{rec.aux[0] & 0o7777:04o}"}
-            )
-            eid = EID.FILE_ATTRIBUTES
-        else:
-            uid, gid = rec.aux[0] & 0xFFFFFFFF, rec.aux[1] & 0xFFFFFFFF
-            data.update(
-                {
-                    "TargetFilename": path,
-                    "Operation": "chown",
-                    "OwnerUid": "-1" if uid == 0xFFFFFFFF else str(uid),
-                    "OwnerGid": "-1" if gid == 0xFFFFFFFF else str(gid),
-                }
-            )
-            eid = EID.FILE_ATTRIBUTES
+        eid, fields = file_fields(rec, data["UtcTime"])
+        data.update(fields)
         self._emit(eid, data, ts)
 
     def _ptrace(self, rec: Record) -> None:
         ts = self._wall(rec.ts)
         src = self._actor(rec)
-        target_pid, request = rec.aux[0] & 0xFFFFFFFF, rec.aux[1]
+        target_pid = rec.aux[0] & 0xFFFFFFFF
         p = self._procs.get(target_pid)
         target = p.info if p is not None else self.host.pids.get(target_pid)
-        data = {
-            "RuleName": "-",
-            "UtcTime": sysmon_time(ts),
-            "SourceProcessGuid": src.guid,
-            "SourceProcessId": str(src.pid),
-            "SourceThreadId": str(rec.tid),
-            "SourceImage": src.image,
-            "SourceUser": src.user,
-            "TargetProcessGuid": target.guid if target else _ZERO_GUID,
-            "TargetProcessId": str(target_pid),
-            "TargetImage": target.image if target else "-",
-            "TargetUser": target.user if target else "-",
-            "GrantedAccess": _PTRACE.get(request, str(request)),
-            "CallTrace": "-",
-        }
-        self._emit(EID.PROCESS_ACCESS, data, ts)
+        self._emit(EID.PROCESS_ACCESS, access_data(rec, src, target, ts), ts)
 
     def _module(self, rec: Record) -> None:
         ts = self._wall(rec.ts)
         data = self._base(self._actor(rec), ts)
-        finit, ret = rec.aux[0], rec.aux[1]
-        if ret >= 1 << 63:
-            ret -= 1 << 64
-        data.update(
-            {
-                "ImageLoaded": rec.text(0) if rec.fields[0] else "-",
-                "Syscall": "finit_module" if finit else "init_module",
-                "Result": str(ret),
-            }
-        )
+        data.update(module_fields(rec))
         self._emit(EID.KERNEL_MODULE_LOAD, data, ts)
 
     def _bpf(self, rec: Record) -> None:
         ts = self._wall(rec.ts)
         data = self._base(self._actor(rec), ts)
-        ptype = rec.aux[0]
-        data.update(
-            {
-                "ProgramType": _BPF_PROG_TYPES.get(ptype, str(ptype)),
-                "ProgramName": rec.text(0) or "-",
-            }
-        )
+        data.update(bpf_fields(rec))
         self._emit(EID.BPF_PROGRAM_LOAD, data, ts)
 
     def _cred(self, rec: Record) -> None:
         ts = self._wall(rec.ts)
         info = self._actor(rec)
-        nr = rec.aux[0]
-        args = [a & 0xFFFFFFFF for a in rec.aux[1:4]]
-        nargs = 1 if nr in (105, 106) else 2 if nr in (113, 114) else 3
         data = self._base(info, ts)
-        data.update(
-            {
-                "Syscall": _SETID.get(nr, str(nr)),
-                "Arguments": " ".join("-1" if a == 0xFFFFFFFF else str(a) for a in args[:nargs]),
-                "PreviousUser": info.user,
-                "PreviousUid": str(info.uid),
-                "Uid": str(rec.uid),
-                "EUid": str(rec.euid),
-                "Gid": str(rec.gid),
-                "EGid": str(rec.egid),
-                "TargetUser": user_name(rec.euid),
-            }
-        )
+        data.update(cred_fields(rec, info))
         if info.uid != rec.uid:
             new = replace(info, uid=rec.uid, user=user_name(rec.uid))
             p = self._procs.get(rec.pid)

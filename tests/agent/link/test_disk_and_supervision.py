@@ -12,8 +12,10 @@ from pathlib import Path
 import orjson
 
 from agent.link.config import LinkConfig
+from agent.link.health import HEALTH_DISK
 from agent.link.link import HEALTH_THREAD_CRASH, Link
-from agent.link.spool import HEALTH_DISK, Lane, Spool
+from agent.link.segments import Lane
+from agent.link.spool import Spool
 from agent.link.transport import MemoryTransport
 from tests.agent.tmpfs import fill, small_tmpfs
 

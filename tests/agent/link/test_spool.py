@@ -8,7 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agent.link.spool import HEALTH_CHANNEL, HEALTH_EVICTED, Lane, Spool
+from agent.link.health import HEALTH_CHANNEL, HEALTH_EVICTED
+from agent.link.segments import Lane
+from agent.link.spool import Spool
 from rules import wire
 from tests.support.clock import Clock
 from tests.support.events import gene_event

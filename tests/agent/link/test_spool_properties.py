@@ -10,7 +10,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.link.spool import HEALTH_CHANNEL, Lane, Spool
+from agent.link.health import HEALTH_CHANNEL
+from agent.link.segments import Lane
+from agent.link.spool import Spool
 
 OPS = st.lists(
     st.one_of(

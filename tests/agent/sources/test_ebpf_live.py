@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 
 from agent.host import make_host
+from agent.sources.ebpf.events import EID
 from agent.sources.ebpf.sensor import EbpfUnavailable, load_sensor
-from agent.sources.ebpf.source import EID, EbpfSource
+from agent.sources.ebpf.source import EbpfSource
 
 pytestmark = [
     pytest.mark.live,

@@ -15,17 +15,16 @@ from agent.errors import SourceError
 from agent.service import build_agent
 from agent.sinks import MemorySink
 from agent.sources import MemorySource
-from agent.sources.etw import (
+from agent.sources.etw.backend import PywintraceBackend, _Running
+from agent.sources.etw.providers import PROVIDERS, enabled_for
+from agent.sources.etw.render import (
     DESCRIPTION_FIELD,
-    PROVIDERS,
     TASK_FIELD,
-    EtwSource,
     KernelFileFilter,
-    _Running,
-    enabled_for,
     filetime_to_epoch,
     render_etw,
 )
+from agent.sources.etw.source import EtwSource
 from tests.conftest import SHARED
 
 RECORDS: list[dict[str, Any]] = json.loads(
@@ -386,8 +385,6 @@ class _Consumer:
 
 
 def test_failed_open_trace_is_detected() -> None:
-    from agent.sources.etw import PywintraceBackend
-
     with pytest.raises(SourceError, match="cannot open ETW session 'EventLog-Security'"):
         PywintraceBackend._checked(_Running("EventLog-Security", _Consumer(2**64 - 1)))
     ok = _Running("EventLog-Security", _Consumer(0x1A2B))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.api.admin_search import HuntSql
+from appliance.api.openapi import app_router
 from appliance.core.config import Config, SqlConfig
 from appliance.core.errors import ConfigError
 from tests.appliance.conftest import Env, event
@@ -26,7 +27,7 @@ def test_roles_are_configurable_and_checked() -> None:
 
 
 def test_concurrency_cap_answers_429(env: Env) -> None:
-    found = env.admin.app._router.find("/hunt/sql")
+    found = app_router(env.admin.app).find("/hunt/sql")
     assert found is not None
     route = found[0]
     assert isinstance(route, HuntSql)

@@ -272,7 +272,7 @@ def test_suppressions_and_noisiest_rules(browser: Browser, manager: Manager, cle
     browser.button("Delete", dialog).click()
     browser.wait(lambda d: "image_prefix=" not in box.text)
     assert manager.admin("GET", "/suppressions").json()["data"] == []
-    from agent.link.spool import health_event  # what the agent link sends (event 9010)
+    from agent.link.health import health_event  # what the agent link sends (event 9010)
 
     counters = {
         "sources": {

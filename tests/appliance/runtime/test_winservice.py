@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from appliance import cli
+from appliance.cli import run as cli_run
 from tests.support.fake_pywin32 import STOP_PENDING, FakePywin32
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -29,10 +30,10 @@ def test_parser_accepts_service() -> None:
 
 def test_service_flag_on_linux_runs_in_the_foreground(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[argparse.Namespace, threading.Event]] = []
-    monkeypatch.setattr(cli, "run_manager", lambda a, stop: seen.append((a, stop)) or 0)
+    monkeypatch.setattr(cli_run, "run_manager", lambda a, stop: seen.append((a, stop)) or 0)
     monkeypatch.setattr(signal, "signal", lambda *a: None)  # cmd_run's handlers: not in pytest
     args = _run_args("--service", "--data-dir", "d")
-    assert cli.cmd_run(args, platform="linux") == 0
+    assert cli_run.cmd_run(args, platform="linux") == 0
     assert seen and seen[0][0] is args and not seen[0][1].is_set()
 
 
@@ -54,10 +55,10 @@ def test_service_flag_on_win32_hosts_the_manager_class(monkeypatch: pytest.Monke
 
     fake = FakePywin32(dispatch=dispatch)
     fake.install(monkeypatch)
-    monkeypatch.setattr(cli, "run_manager", run_manager)
+    monkeypatch.setattr(cli_run, "run_manager", run_manager)
     monkeypatch.setattr(signal, "signal", lambda *a: pytest.fail("no signal handlers on win32"))
     args = _run_args("--service", "--data-dir", "C:/ProgramData/Heron/Manager")
-    assert cli.cmd_run(args, platform="win32") == 0
+    assert cli_run.cmd_run(args, platform="win32") == 0
     assert fake.names()[:3] == ["Initialize", "PrepareToHostSingle", "StartServiceCtrlDispatcher"]
     assert fake.hosted is not None and fake.hosted._svc_name_ == "heron-manager"
     assert fake.hosted.__name__ == "HeronManagerService"

@@ -138,3 +138,64 @@ def test_a_store_that_had_its_own_rules_never_gets_default_packs(
     assert content.seed_defaults([]) == 0
     assert content.seed_defaults([pack]) == 0
     assert list(content.rules()) == ["Mine"]
+
+
+def test_update_hashes_are_cached_until_what_they_hash_changes(content: Content) -> None:
+    from appliance.store import Endpoint
+
+    store = content.store
+    store.endpoints.create(Endpoint("u1"))
+    store.endpoints.create(Endpoint("u2"))
+    content.put_sysmon("windows", "4.90", '<Sysmon schemaversion="4.90"/>')
+    store.tools.put("sysmon", "windows", b"MZ" + b"\0" * 4096, 1.0)
+    queries: list[str] = []
+    real = store.db.query
+
+    def counted(sql: str, params: object = ()) -> object:
+        queries.append(sql)
+        return real(sql, params)  # type: ignore[arg-type]
+
+    store.db.query = counted  # type: ignore[method-assign,assignment]
+
+    def fresh(uuid: str) -> dict[str, str | None]:  # what the handler computed per request
+        config = store.endpoints.get(uuid).config
+        sysmon = content.sysmon("windows")
+        tools = store.tools.list(os_name="windows")
+        return {
+            "rules": content.rules_text()[1],
+            "iocs": content.iocs()[1],
+            "config": None if config is None else wire.config_sha256(config),
+            "sysmon": None if sysmon is None else sysmon["XmlSha256"],
+            "tools": wire.tools_sha256({t["name"]: t for t in tools}),
+        }
+
+    first = content.update_hashes("u1", "windows")
+    assert first == fresh("u1") and first["config"] is None and first["sysmon"]
+    assert not any("data" in q.split("FROM")[0] for q in queries)  # no tool binary read
+    queries.clear()
+    for _ in range(5):  # unchanged state: no query at all
+        assert content.update_hashes("u1", "windows") == first
+    assert queries == []
+    store.documents.put("agent-counters", "u1", "{}", "", 2.0)  # not distributed: kept
+    store.endpoints.update("u2", config={"x": 1})
+    content.update_hashes("u1", "windows")
+    assert queries == [] or all("endpoints" in q for q in queries)
+    assert content.update_hashes("u2", "windows")["config"] == wire.config_sha256({"x": 1})
+    store.endpoints.update("u1", config={"y": 2})
+    content.put_sysmon("windows", "4.91", '<Sysmon schemaversion="4.91"/>')
+    store.tools.put("osqueryi", "windows", b"MZ2", 3.0)
+    changed = content.update_hashes("u1", "windows")
+    assert changed == fresh("u1")
+    assert all(changed[k] != first[k] for k in ("config", "sysmon", "tools"))
+    store.tools.delete("osqueryi", "windows")
+    assert content.update_hashes("u1", "windows")["tools"] == first["tools"]
+
+
+def test_update_hashes_keep_a_bounded_cache(content: Content) -> None:
+    from appliance.services.content import ITEM_KEYS
+    from appliance.store import Endpoint
+
+    content.store.endpoints.create(Endpoint("u1"))
+    for i in range(ITEM_KEYS * 3):  # client-chosen os/version texts
+        assert content.update_hashes("u1", f"os-{i}", str(i))["sysmon"] is None
+    assert len(content._item_hashes) <= ITEM_KEYS
