@@ -9,7 +9,7 @@ CPU reported apart). Each simulated agent follows the real agent's cadence:
 
 * `longpoll` agents (this version): one connection held by `GET /commands?wait=60`, update
   checks `GET /updates` every `X-Heron-Poll-After` (±10 %) on a short connection that resumes
-  its TLS session;
+  the TLS session of the agent's connections (the first check resumes the long-poll's ticket);
 * `poll` agents (the previous version, `--old-share`): one keep-alive connection, `GET /commands`
   every 5 s ±20 %, `GET /rules/sha256` every 60 s ±10 %, reconnecting when the manager closes.
 
@@ -19,6 +19,12 @@ API; the command latency runs from that POST to the agent reading the command. P
 manager CPU (% of one core over the measurement window) and RSS, bytes per idle connection
 ((RSS with the fleet connected − RSS before) / connections), request and command latency
 p50/p95/p99, errors, and the fleet's own CPU.
+
+The ramp: every agent's TLS context is loaded first (`prepare_s`), then agents connect, each
+from its own 127.x.y.z on Linux (`--one-source`: all from 127.0.0.1), paced by handshake latency
+(`Pacer`), until all are connected or `--ramp-limit`. Printed apart: the ramp's time, full and
+resumed handshakes, the manager's CPU per connected agent and the ramp's errors (the errors of
+the measurement window are counted after `--settle`). The last lines are the issue's table.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,8 +263,16 @@ class Stats:
 class Conn:
     """One HTTP/1.1 keep-alive connection over TLS (asyncio streams)."""
 
-    def __init__(self, ctx: ssl.SSLContext, port: int, stats: Stats, polling: bool = False) -> None:
+    def __init__(
+        self,
+        ctx: ssl.SSLContext,
+        port: int,
+        stats: Stats,
+        polling: bool = False,
+        source: str = "127.0.0.1",
+    ) -> None:
         self.ctx, self.port, self.stats, self.polling = ctx, port, stats, polling
+        self.source = source
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -265,7 +280,11 @@ class Conn:
         t0 = time.monotonic()
         self.reader, self.writer = await asyncio.wait_for(
             asyncio.open_connection(
-                "127.0.0.1", self.port, ssl=self.ctx, server_hostname="127.0.0.1"
+                "127.0.0.1",
+                self.port,
+                ssl=self.ctx,
+                server_hostname="127.0.0.1",
+                local_addr=(self.source, 0),
             ),
             60,
         )
@@ -276,11 +295,16 @@ class Conn:
         if obj is not None and obj.session_reused:
             self.stats.resumed += 1
 
+    def keep_session(self) -> None:
+        """The connection's TLS session (its ticket) becomes the one the next connection resumes."""
+        obj = self.writer.get_extra_info("ssl_object") if self.writer is not None else None
+        session = obj.session if obj is not None else None
+        if isinstance(self.ctx, ResumingContext) and session is not None and session.has_ticket:
+            self.ctx.session = session
+
     def close(self) -> None:
         if self.writer is not None:
-            obj = self.writer.get_extra_info("ssl_object")
-            if isinstance(self.ctx, ResumingContext) and obj is not None and obj.session:
-                self.ctx.session = obj.session
+            self.keep_session()
             self.writer.transport.abort()
         self.reader = self.writer = None
 
@@ -319,6 +343,14 @@ class Conn:
         return status, hdrs, data
 
 
+def source_address(i: int, one: bool) -> str:
+    """Agent i's own loopback source address (127.1.0.1, …): a fleet is many hosts, and the
+    manager's per-source caps and logs key on the address. `one`: all from 127.0.0.1."""
+    if one or not sys.platform.startswith("linux"):  # only Linux routes all of 127/8 to lo
+        return "127.0.0.1"
+    return f"127.{1 + i // 62_500}.{i // 250 % 250}.{i % 250 + 1}"
+
+
 def client_context(ca: Path, cert: Path, key: Path, resuming: bool) -> ssl.SSLContext:
     ctx: ssl.SSLContext = (ResumingContext if resuming else ssl.SSLContext)(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(str(ca))
@@ -333,6 +365,12 @@ class Agent:
         self.poll_conn: Conn | None = None
         self.lock = asyncio.Lock()
         self.poll_after = 60.0
+        self.source = source_address(i, fleet.args.one_source)
+
+    def conn(self, polling: bool = False) -> Conn:
+        """A new connection of this agent (its own source address, its one TLS context)."""
+        assert self.ctx is not None
+        return Conn(self.ctx, self.fleet.port, self.fleet.stats, polling, self.source)
 
     async def timed(
         self,
@@ -392,7 +430,9 @@ class Agent:
         assert self.poll_conn is not None and self.ctx is not None
         await asyncio.sleep(random.random() * self.poll_after)
         while True:
-            conn = Conn(self.ctx, self.fleet.port, self.fleet.stats)
+            if self.ctx.session is None:  # type: ignore[attr-defined]
+                self.poll_conn.keep_session()  # the agent's connections share one session
+            conn = self.conn()
             try:
                 _, hdrs, _ = await self.timed(conn, "GET", "/updates?os=windows")
                 self.poll_after = float(hdrs.get("x-heron-poll-after", self.poll_after))
@@ -427,7 +467,7 @@ class Agent:
 
     async def send_events(self, rate: int) -> None:
         assert self.poll_conn is not None and self.ctx is not None
-        conn = Conn(self.ctx, self.fleet.port, self.fleet.stats)
+        conn = self.conn()
         event = {
             "Event": {
                 "System": {
@@ -467,13 +507,17 @@ class Agent:
                 self.fleet.stats.error(type(ex).__name__ + " /logs")
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
 
-    async def start(self, rate: int) -> list[asyncio.Task[None]]:
+    def prepare(self) -> None:
+        """Load the agent's certificate and key into its TLS context (before the ramp)."""
         if self.ctx is None:
             cache = self.fleet.cache / "fleet"
             ca = self.fleet.cache / "data" / "pki" / "ca.pem"
             i = self.i
             self.ctx = client_context(ca, cache / f"{i}.pem", cache / f"{i}.key", not self.old)
-            self.poll_conn = Conn(self.ctx, self.fleet.port, self.fleet.stats, polling=True)
+            self.poll_conn = self.conn(polling=True)
+
+    async def start(self, rate: int) -> list[asyncio.Task[None]]:
+        self.prepare()
         assert self.poll_conn is not None
         await self.poll_conn.open()
         self.fleet.stats.connected += 1
@@ -490,8 +534,11 @@ class Agent:
 class Pacer:
     """Handshakes in flight during the ramp: +1 per fast one, halved after a slow one.
 
-    NOTE: a fixed 16 in flight on a busy box queued handshakes past the manager's 10 s
+    A fixed 16 in flight on a busy box queued handshakes past the manager's 10 s
     `tls.handshake_timeout`; refused ones were redone and the ramp stalled near 8,500.
+    Waiters queue in order and a freed slot wakes one of them: an `asyncio.Condition` with
+    `notify_all` woke all 10,000 waiting agents per handshake (quadratic: the 10,000 ramp spent
+    its time in the simulator's own wake-ups, not in TLS).
     """
 
     FAST, SLOW = 0.5, 2.0  # seconds for connect + handshake (+ the first request: none)
@@ -500,7 +547,7 @@ class Pacer:
         self.limit, self.low, self.high = float(start), low, high
         self.inflight = 0
         self.cut = 0.0  # time of the last decrease (one per second at most)
-        self.cond = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     def slot(self) -> _Slot:
         return _Slot(self)
@@ -511,6 +558,32 @@ class Pacer:
             self.limit, self.cut = max(self.low, self.limit / 2), now
         elif seconds < self.FAST:
             self.limit = min(self.high, self.limit + 1 / max(1.0, self.limit / 4))
+            self._wake()
+
+    async def acquire(self) -> None:
+        if not self._waiters and self.inflight < int(self.limit):
+            self.inflight += 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._wake()  # only cancelled waiters ahead of it: a free slot is taken now
+        try:
+            await fut  # the slot was counted by _wake
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # woken and cancelled at once: hand the slot on
+            raise  # a cancelled waiter left in the queue is skipped by _wake
+
+    def release(self) -> None:
+        self.inflight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.inflight < int(self.limit):
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                self.inflight += 1
 
 
 class _Slot:
@@ -518,16 +591,10 @@ class _Slot:
         self.pacer = pacer
 
     async def __aenter__(self) -> None:
-        p = self.pacer
-        async with p.cond:
-            await p.cond.wait_for(lambda: p.inflight < int(p.limit))
-            p.inflight += 1
+        await self.pacer.acquire()
 
     async def __aexit__(self, *exc: object) -> None:
-        p = self.pacer
-        async with p.cond:
-            p.inflight -= 1
-            p.cond.notify_all()
+        self.pacer.release()
 
 
 class Fleet:
@@ -542,6 +609,7 @@ class Fleet:
         self.pending: dict[str, float] = {}
         self.live: list[str] = []  # uuids of the agents connected (a ramp may stop short)
         self.early: dict[str, tuple[float, bool]] = {}  # command id → (arrival, old agent)
+        self.prepare_s = self.prepare_cpu = 0.0
 
     async def admin_loop(self) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -595,6 +663,32 @@ class Fleet:
                 flush=True,
             )
 
+    def prepare(self, agents: list[Agent]) -> None:
+        """Every agent's TLS context, loaded before the ramp: parsing 10,000 keys and
+        certificates is the simulator's cost, not the manager's (a fifth of the fleet's CPU
+        during the ramp when done there)."""
+        t0 = time.monotonic()
+        for ag in agents:
+            ag.prepare()
+        self.prepare_s = time.monotonic() - t0
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        self.prepare_cpu = ru.ru_utime + ru.ru_stime
+
+    def ramp_figures(self, ramp: float) -> dict[str, Any]:
+        """What the ramp took: connections, handshakes (full and resumed) and errors so far."""
+        s = self.stats
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "connected": s.connected,
+            "ramp_s": round(ramp, 1),
+            "ramp_handshakes": s.handshakes,
+            "ramp_resumed": s.resumed,
+            "ramp_handshake_ms": pct(s.handshake_s),
+            "ramp_errors": dict(s.errors),
+            "ramp_fleet_cpu_s": round(ru.ru_utime + ru.ru_stime - self.prepare_cpu, 1),
+            "prepare_s": round(self.prepare_s, 1),
+        }
+
     async def run(self) -> dict[str, Any]:
         a = self.args
         rng = random.Random(1)
@@ -602,6 +696,7 @@ class Fleet:
         olds = set(rng.sample(range(len(self.uuids)), n_old))
         senders = set(rng.sample(range(len(self.uuids)), min(a.senders, len(self.uuids))))
         agents = [Agent(i, u, self, i in olds, i in senders) for i, u in enumerate(self.uuids)]
+        self.prepare(agents)
         tasks: list[asyncio.Task[Any]] = []
         pacer = Pacer()
 
@@ -620,6 +715,7 @@ class Fleet:
                         self.stats.error("connect " + type(ex).__name__)
                 await asyncio.sleep(min(10.0, attempt) * random.uniform(0.5, 1.0))
 
+        print("RAMP", flush=True)  # the manager's ramp CPU is counted from here
         t0 = time.monotonic()
         progress = asyncio.create_task(self.progress(t0, pacer))
         starting = [asyncio.create_task(start(ag)) for ag in agents]
@@ -628,6 +724,7 @@ class Fleet:
             task.cancel()
         ramp = time.monotonic() - t0
         progress.cancel()
+        print("RAMPED", json.dumps(self.ramp_figures(ramp)), flush=True)
         tasks.append(asyncio.create_task(self.admin_loop()))
         await asyncio.sleep(a.settle)
         self.stats.errors.clear()
@@ -689,6 +786,15 @@ def fleet_main(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- orchestration
+def ramp_result(line: str, manager_cpu_s: float) -> dict[str, Any]:
+    """The RAMPED line of the fleet plus the manager's CPU over the ramp (per connected agent)."""
+    ramp: dict[str, Any] = json.loads(line.split(" ", 1)[1])
+    connected = max(1, ramp.pop("connected"))
+    ramp["ramp_manager_cpu_s"] = round(manager_cpu_s, 1)
+    ramp["ramp_manager_ms_per_agent"] = round(manager_cpu_s * 1000 / connected, 2)
+    return ramp
+
+
 def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
     run_dir = Path(args.cache).parent / f"run-{code.name}-{n}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -697,7 +803,7 @@ def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
     mgr = Manager(code, run_dir)
     try:
         time.sleep(2)
-        rss0 = mgr.rss()
+        rss0, cpu_start = mgr.rss(), mgr.cpu()
         fleet = subprocess.Popen(
             [
                 sys.executable,
@@ -728,6 +834,7 @@ def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
                 str(args.ramp_limit),
                 "--deliver-limit",
                 str(args.deliver_limit),
+                *(["--one-source"] if args.one_source else []),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -736,12 +843,17 @@ def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
         )
         assert fleet.stdout is not None
         result: dict[str, Any] = {}
+        ramped: dict[str, Any] = {}
         cpu0 = t0 = 0.0
         rss_ready = 0
         measured: dict[str, Any] = {}
         ready: dict[str, Any] = {}
         for line in fleet.stdout:
-            if line.startswith("READY"):
+            if line.startswith("RAMP\n"):
+                cpu_start = mgr.cpu()
+            elif line.startswith("RAMPED"):
+                ramped = ramp_result(line, mgr.cpu() - cpu_start)
+            elif line.startswith("READY"):
                 cpu0, t0, rss_ready = mgr.cpu(), time.monotonic(), mgr.rss()
                 ready = json.loads(line.split(" ", 1)[1])
                 print(f"  measuring (manager pid {mgr.proc.pid})", file=sys.stderr, flush=True)
@@ -754,13 +866,45 @@ def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
                     ),
                 }
             elif line.startswith("DONE"):
-                result = json.loads(line.split(" ", 1)[1]) | measured
+                result = json.loads(line.split(" ", 1)[1]) | measured | ramped
         fleet.wait(60)
         return result
     finally:
         mgr.stop()
         shutil.copy(run_dir / "manager.log", run_dir.parent / f"manager-{code.name}-{n}.log")
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def print_ramp(res: dict[str, Any]) -> None:
+    print(
+        f"  ramp: {res.get('connected', 0):,} connected in {res.get('ramp_s')} s, "
+        f"handshakes {res.get('ramp_handshakes', 0):,} (resumed {res.get('ramp_resumed', 0):,}) "
+        f"{res.get('ramp_handshake_ms')} ms, manager {res.get('ramp_manager_cpu_s')} CPU-s "
+        f"({res.get('ramp_manager_ms_per_agent')} ms per agent), fleet "
+        f"{res.get('ramp_fleet_cpu_s')} CPU-s, errors {res.get('ramp_errors')}",
+        flush=True,
+    )
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """The issue's figures, one row per run (idle CPU: the measurement window after settle)."""
+    print(
+        "\n| code | endpoints | connected (ramp) | manager CPU | RSS | bytes per idle connection "
+        "| command p50 / p95 / p99 | errors (ramp) | fleet CPU | load |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        cmd = r.get("command_ms") or r.get("old_command_ms") or {}
+        lat = " / ".join(f"{cmd.get(k, 0):,.0f}" for k in ("p50", "p95", "p99")) + " ms"
+        errors = sum((r.get("errors") or {}).values())
+        print(
+            f"| {Path(r['code']).name} | {r['n']:,} | {r.get('connected', 0):,} "
+            f"({r.get('ramp_s')} s) | {r.get('manager_cpu')} % | {r.get('manager_rss_mb')} MB "
+            f"| {r.get('bytes_per_conn', 0) / 1024:,.0f} KiB | {lat} | {errors} "
+            f"({sum((r.get('ramp_errors') or {}).values())}) | {r.get('fleet_cpu')} % "
+            f"| {r['load']:.1f} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -787,7 +931,13 @@ def main() -> None:
     )
     p.add_argument("--commands", type=float, default=2.0, help="commands queued per second")
     p.add_argument("--seconds", type=float, default=60.0, help="measurement window")
-    p.add_argument("--settle", type=float, default=10.0, help="wait after the ramp")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=70.0,
+        help="wait after the ramp (default: the agents' first update checks, spread over "
+        "their first 60 s, are done before the idle fleet is measured)",
+    )
     p.add_argument(
         "--ramp-limit", type=float, default=900.0, help="seconds to connect N, then measure"
     )
@@ -796,6 +946,11 @@ def main() -> None:
         type=float,
         default=60.0,
         help="seconds the commands queued last may take to arrive after the window",
+    )
+    p.add_argument(
+        "--one-source",
+        action="store_true",
+        help="every agent connects from 127.0.0.1 (default: each from its own 127.x.y.z)",
     )
     p.add_argument("--cache", default="/tmp/heron-fleet-bench/cache")
     p.add_argument("--json", action="store_true")
@@ -806,6 +961,7 @@ def main() -> None:
     sizes = [int(x) for x in args.n.split(",")]
     enroll(Path(args.cache), max(sizes))
     codes = [Path(c).resolve() for c in args.code] or [ROOT]
+    rows: list[dict[str, Any]] = []
     for n in sizes:
         for code in codes:
             share = args.old_share
@@ -813,6 +969,8 @@ def main() -> None:
                 share = 0.0 if any(code.glob("appliance/**/longpoll.py")) else 1.0
             res = one_run(argparse.Namespace(**{**vars(args), "old_share": share}), code, n)
             res.update(n=n, code=str(code), old_share=share, senders=min(args.senders, n))
+            res["load"] = os.getloadavg()[0]
+            rows.append(res)
             if args.json:
                 print(json.dumps(res), flush=True)
             else:
@@ -830,6 +988,9 @@ def main() -> None:
                     f"errors {res.get('errors')}, fleet CPU {res.get('fleet_cpu')} %",
                     flush=True,
                 )
+                print_ramp(res)
+    if not args.json:
+        print_table(rows)
 
 
 if __name__ == "__main__":

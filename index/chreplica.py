@@ -13,7 +13,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 
-from index.clickhouse import DATABASE, ClickHouse, ClickHouseError, ClickHouseUnreachable
+from index.clickhouse import (
+    DATABASE,
+    ClickHouse,
+    ClickHouseError,
+    ClickHouseUnreachable,
+    as_int,
+)
 
 __all__ = ["ReplicaSet", "parse_shards", "reachable", "replica_health"]
 
@@ -119,7 +125,7 @@ def replica_health(node: ClickHouse) -> dict[str, object]:
     if not rows:
         raise ClickHouseError(f"{node.url}: {DATABASE}.events_local is not a replicated table")
     # 64-bit integers come back as JSON strings on 18.16
-    state = {name: int(value) for name, value in zip(names, rows[0], strict=True)}
+    state = {name: as_int(value) for name, value in zip(names, rows[0], strict=True)}
     ok = not (
         state["is_readonly"] or state["is_session_expired"] or state["absolute_delay"] > MAX_DELAY
     )

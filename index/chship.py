@@ -39,6 +39,7 @@ from index.clickhouse import (
     ClickHouse,
     ClickHouseError,
     ClickHouseUnreachable,
+    as_int,
     record_rows,
     shard_of,
 )
@@ -127,7 +128,7 @@ class Shipper:
         deadline = time.monotonic() + INFLIGHT_WAIT
         prefix = _quote(self._insert_prefix())
         sql = f"SELECT count() FROM system.processes WHERE startsWith(query_id, '{prefix}')"
-        while int(shard.scalar(sql)):  # 64-bit counts come back as JSON strings
+        while as_int(shard.scalar(sql)):  # 64-bit counts come back as JSON strings
             if time.monotonic() > deadline:
                 raise ClickHouseError(f"{shard.url}: an earlier insert of ours is still running")
             time.sleep(0.05)
@@ -151,7 +152,7 @@ class Shipper:
                         raise
                     continue
                 answered += 1
-                seqs.update(int(r[0]) for r in rows)
+                seqs.update(as_int(r[0]) for r in rows)
             if not answered:
                 raise ClickHouseUnreachable(f"{shard.url}: no replica of the shard answers")
             found.append(seqs)

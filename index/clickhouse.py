@@ -6,9 +6,12 @@ dependency, and every setting travels as a URL parameter.
 
 Schema (``cluster init``), on every server of the ``<cluster>`` of ``remote_servers``:
 
-* ``heron.events_local``: ``ReplacingMergeTree``, partitioned by receipt day, ordered by
-  ``(endpoint, batch_id, batch_idx)``: one key per event as the agent sent it, so an agent's
-  retry that reached another front-end is folded at merge time (``FINAL`` reads exact).
+* ``heron.events_local``: ``ReplacingMergeTree``, partitioned by receipt day, sorted by
+  ``(ts_us, endpoint, batch_id, batch_idx)`` (``SORTING_KEY``): event time first, so the
+  primary index prunes a time window to its granules on every version (18.16 has no skipping
+  indexes; newest-first pages read windows, ``index.chstore``), then one key per event as the
+  agent sent it, so an agent's retry that reached another front-end (same event, so the same
+  time) is folded at merge time (``FINAL`` reads exact).
 * ``heron.events``: ``Distributed(<cluster>, heron, events_local, <shard key>)`` for reads.
 
 The shipper (``index.chship``) inserts into the shards' local tables itself, choosing the
@@ -24,7 +27,7 @@ import urllib.request
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 
@@ -34,9 +37,11 @@ from index.journal import JournalRecord
 from index.schema import project_many, to_micros
 
 __all__ = [
+    "Cell",
     "ClickHouse",
     "ClickHouseError",
     "ClickHouseUnreachable",
+    "as_int",
     "create_schema",
     "has_skip_indexes",
     "record_rows",
@@ -47,6 +52,9 @@ DATABASE = "heron"
 # Performance: a search page fetches ``raw`` of ≤ 100 rows by key, and a granule is the unit
 # read: 1024 rows (~0.7 MB of ``raw``) instead of the default 8192 cut that fetch ~8×.
 INDEX_GRANULARITY = 1024
+# The dedup key of ReplacingMergeTree, event time first (module docstring). Tables created with
+# the first slice's (endpoint, batch_id, batch_idx) keep it: same results, no time pruning.
+SORTING_KEY = "(ts_us, endpoint, batch_id, batch_idx)"
 # ZooKeeper path of a replicated shard's table: the servers' macros fill in {shard}
 REPLICA_PATH = "/clickhouse/tables/{shard}/heron/events_local"
 SKIP_INDEX_VERSION = (21, 8)  # skipping indexes and hasToken are plain features from here on
@@ -81,8 +89,27 @@ CH_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+# One value of a ``JSONCompact`` result: numbers (64-bit integers come as strings), strings,
+# arrays (``Array(String)`` columns), maps and NULL.
+Cell: TypeAlias = "str | int | float | bool | None | list[Cell] | dict[str, Cell]"
+
+
 class ClickHouseError(StoreError):
     """A ClickHouse request failed (connection, HTTP error or server exception)."""
+
+
+def as_int(cell: Cell) -> int:
+    """An integer cell (``count()``, ``UInt64``: JSON strings on 18.16 and current servers).
+
+    Raises:
+        ClickHouseError: the cell is not an integer (a query that does not return one).
+    """
+    if isinstance(cell, bool) or not isinstance(cell, int | str):
+        raise ClickHouseError(f"expected an integer, got {cell!r}")
+    try:
+        return int(cell)
+    except ValueError as ex:
+        raise ClickHouseError(f"expected an integer, got {cell!r}") from ex
 
 
 class ClickHouseUnreachable(ClickHouseError):
@@ -144,14 +171,15 @@ class ClickHouse:
         *,
         settings: Mapping[str, object] | None = None,
         timeout: float | None = None,
-    ) -> tuple[list[str], list[list[Any]]]:
+    ) -> tuple[list[str], list[list[Cell]]]:
         """Run a SELECT and return ``(column names, rows)`` (``FORMAT JSONCompact``)."""
         out = orjson.loads(
             self.execute(f"{sql} FORMAT JSONCompact", settings=settings, timeout=timeout)
         )
-        return [c["name"] for c in out["meta"]], list(out["data"])
+        return [str(c["name"]) for c in out["meta"]], list(out["data"])
 
-    def scalar(self, sql: str) -> Any:
+    def scalar(self, sql: str) -> Cell:
+        """The first cell of the first row (``None`` without rows)."""
         _, rows = self.rows(sql)
         return rows[0][0] if rows else None
 
@@ -205,7 +233,7 @@ def local_table_ddl(table: str, *, skip_indexes: bool = False, replicated: bool 
         )
     return (
         f"CREATE TABLE IF NOT EXISTS {table} ({cols}) ENGINE = {_engine(replicated)} "
-        "PARTITION BY toYYYYMMDD(rt) ORDER BY (endpoint, batch_id, batch_idx) "
+        f"PARTITION BY toYYYYMMDD(rt) ORDER BY {SORTING_KEY} "
         f"SETTINGS index_granularity = {INDEX_GRANULARITY}"
     )
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
 import tantivy
 
 from index.errors import IndexQueryError, StoreError
+from index.paging import MAX_LIMIT, keyset_page
 from index.query import QueryTranslator
 from index.results import SearchPage, decode_cursor, encode_cursor
 from index.schema import to_micros
@@ -19,7 +20,7 @@ __all__ = ["MAX_LIMIT", "Reader"]
 Q = tantivy.Query
 Occur = tantivy.Occur
 _ITER_WINDOW = 20_000
-MAX_LIMIT = 10_000
+_Hit = tuple[int, int, tantivy.DocAddress]  # (event time, seq, document)
 
 
 def _stored_event(searcher: tantivy.Searcher, addr: tantivy.DocAddress) -> dict[str, Any]:
@@ -80,8 +81,8 @@ class Reader:
         limit: int,
         cursor: str | None,
     ) -> SearchPage:
-        """``EventStore.search``."""
-        limit = max(1, min(int(limit), MAX_LIMIT))
+        """``EventStore.search``: keyset pages on event time (``index.paging``); the cursor
+        holds the last page's time and the seqs seen at that time (skipped on the next)."""
         clauses = self._filters(query, since, until, endpoint, detections_only)
         seen: set[int] = set()
         total = -1
@@ -94,37 +95,49 @@ class Reader:
                 )
             )
         searcher = self._index.searcher()
-        try:
-            result = searcher.search(
-                Q.boolean_query(clauses),
-                limit + 1 + len(seen),
-                count=total < 0,
-                order_by_field="ts",
-                order=tantivy.Order.Desc,
-            )
-        except ValueError as ex:
-            raise IndexQueryError(f"search failed: {ex}", query=query) from ex
-        if total < 0:
-            total = int(result.count or 0)  # type: ignore[attr-defined]  # NOTE: stub lacks it
-        seqs = [
-            int(s or 0)
-            for s in searcher.fast_field_values("seq", [addr for _, addr in result.hits])
-        ]
-        picked = [
-            (key, seq, addr)
-            for (key, addr), seq in zip(result.hits, seqs, strict=True)
-            if seq not in seen
-        ][:limit]
-        picked.sort(key=lambda h: (h[0], h[1]), reverse=True)
-        events = [_stored_event(searcher, addr) for _, _, addr in picked]
-        next_cursor = None
-        if len(picked) == limit and len(result.hits) > limit + len(seen):
-            last_ts = picked[-1][0]
-            at_boundary = [s for k, s, _ in picked if k == last_ts]
-            if picked[0][0] == last_ts:
+        counted = 0
+
+        def fetch(n: int) -> list[_Hit]:
+            nonlocal counted
+            try:
+                result = searcher.search(
+                    Q.boolean_query(clauses),
+                    n + len(seen),
+                    count=total < 0,
+                    order_by_field="ts",
+                    order=tantivy.Order.Desc,
+                )
+            except ValueError as ex:
+                raise IndexQueryError(f"search failed: {ex}", query=query) from ex
+            if total < 0:
+                counted = int(result.count or 0)  # type: ignore[attr-defined]  # NOTE: stub lacks it
+            seqs = [
+                int(s or 0)
+                for s in searcher.fast_field_values("seq", [addr for _, addr in result.hits])
+            ]
+            hits = [
+                (key, seq, addr)
+                for (key, addr), seq in zip(result.hits, seqs, strict=True)
+                if seq not in seen
+            ][:n]
+            # The page (all but the extra hit) in (time, seq) order, newest first.
+            return sorted(hits[: n - 1], key=lambda h: (h[0], h[1]), reverse=True) + hits[n - 1 :]
+
+        def cursor_after(page: Sequence[_Hit], total: int) -> str:
+            last_ts = page[-1][0]
+            at_boundary = [s for k, s, _ in page if k == last_ts]
+            if page[0][0] == last_ts:
                 at_boundary += list(seen)
-            next_cursor = encode_cursor(last_ts, at_boundary, total)
-        return SearchPage(events, next_cursor, total)
+            return encode_cursor(last_ts, at_boundary, total)
+
+        return keyset_page(
+            limit,
+            total,
+            fetch=fetch,
+            count=lambda: counted,
+            load=lambda page: [_stored_event(searcher, addr) for _, _, addr in page],
+            cursor_after=cursor_after,
+        )
 
     def count(
         self,

@@ -74,10 +74,23 @@ def test_misp_backfill_benchmark_runs() -> None:
 )
 def test_cluster_benchmark_runs(tmp_path: Path) -> None:
     out = _run(
-        "benchmarks/cluster.py", "--events", "2000", "--runs", "2", "--dir", str(tmp_path / "bench")
+        "benchmarks/cluster.py",
+        "--events",
+        "4000",
+        "--window",
+        "1000",
+        "--batch",
+        "100",
+        "--runs",
+        "2",
+        "--dir",
+        str(tmp_path / "bench"),
     )
-    assert "ingest 1 front-end(s): 2,000 events" in out
-    assert "ingest 2 front-end(s): 2,000 events" in out and "ClickHouse search" in out
+    assert "ingest 1 front-end(s), batches 0-9 " in out and "1,000 events in" in out
+    assert "ingest 2 front-end(s), batches 10-19 " in out
+    assert "bulk path into ClickHouse: 2,000 events" in out and "ClickHouse: 4,000 rows" in out
+    assert "ClickHouse page 2" in out and "range+sort EventID" in out
+    assert "FIRST PAGES DIFFER" not in out
 
 
 def test_soak_benchmark_runs() -> None:

@@ -19,15 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CONSUMERS = {"rules": ("agent", "index", "appliance"), "index": ("appliance",)}
 
-# Imported by appliance/ only and still typed with Any: appliance is being reorganised in
-# parallel (issue 14 point 3), and its cluster code reads these ClickHouse JSON cells as ints and
-# strings. This list may only shrink: every entry must still be exported and still use Any.
-ALLOWED: frozenset[str] = frozenset(
-    {
-        "index.clickhouse.ClickHouse.rows",
-        "index.clickhouse.ClickHouse.scalar",
-    }
-)
+# Exports still typed with Any (none left: ClickHouse.rows/.scalar return ``Cell``). This list
+# may only shrink: every entry must still be exported and still use Any.
+ALLOWED: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from .poller import CommandPoller
 from .spool import Lane, Spool, health_event
 from .sysinfo import SysInfoReporter, collect
 from .tools import ToolSync
-from .transport import Transport
+from .transport import TlsShare, Transport
 from .updates import Updater
 from .upload import Uploader, UploadStats
 
@@ -94,6 +94,7 @@ class Link:
         self.clock = clock
         self.wall = wall
         self.identity_store = IdentityStore(self.state_dir / "identity")
+        self._tls = TlsShare()  # the connections resume each other's TLS session
         self._factory = transport_factory or self._mtls
         self._transports: list[Transport] = []
         self._stop = threading.Event()
@@ -184,6 +185,7 @@ class Link:
             timeout=self.config.timeout,
             hostname=self.hostname,
             server_name=self.config.server_name,
+            share=self._tls,
         )
 
     def _transport(self) -> Transport:

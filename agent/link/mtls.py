@@ -8,11 +8,12 @@ or CA file changes (renewal, re-enrollment), so no restart is needed.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 
 from .errors import EnrollmentError
 from .identity import Identity, IdentityStore
-from .transport import HttpsTransport, Request, Response, create_ssl_context
+from .transport import HttpsTransport, Request, Response, TlsShare, create_ssl_context
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,11 @@ class MtlsTransport:
         timeout: float = 30.0,
         hostname: str = "",
         server_name: str = "",
+        share: TlsShare | None = None,
     ) -> None:
+        """`share`: the TLS context and session of the identity's other transports (one per
+        link), so each connection can resume a session another one got."""
+        self.share = share
         self.store = store
         self.timeout = timeout
         self.hostname = hostname
@@ -60,7 +65,11 @@ class MtlsTransport:
         if self._inner is not None and stamp == self._stamp:
             return self._inner
         identity = self.store.load()
-        ctx = create_ssl_context(identity.ca_path, identity.cert_path, identity.key_path)
+
+        def build() -> ssl.SSLContext:
+            return create_ssl_context(identity.ca_path, identity.cert_path, identity.key_path)
+
+        ctx = build() if self.share is None else self.share.context_for(stamp, build)
         if self._inner is not None and (self._inner.host, self._inner.port) == (
             identity.host,
             identity.port,
@@ -77,6 +86,7 @@ class MtlsTransport:
                 timeout=self.timeout,
                 server_hostname=self.server_name or None,
                 hostname_header=self.hostname,
+                share=self.share,
             )
         self._stamp = stamp
         self.identity = identity

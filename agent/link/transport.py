@@ -94,6 +94,40 @@ def create_ssl_context(
     return ctx
 
 
+class TlsShare:
+    """One TLS context and its last session, shared by the connections of one identity.
+
+    The link holds two connections (the long-poll, and the forwarder's and housekeeping's);
+    with one context they can resume each other's session: after a manager restart the second
+    one to reconnect resumes the first one's new ticket instead of making a second full
+    handshake. A session only resumes on the context that made it, so it is kept with it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: object = None
+        self.context: ssl.SSLContext | None = None
+        self.session: ssl.SSLSession | None = None
+
+    def context_for(self, key: object, build: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        """The shared context for `key` (the identity files' stamp), built once per key."""
+        with self._lock:
+            if self.context is None or key != self._key:
+                self.context, self._key, self.session = build(), key, None
+            return self.context
+
+    def session_for(self, context: ssl.SSLContext) -> ssl.SSLSession | None:
+        return self.session if context is self.context else None
+
+    def keep(self, context: ssl.SSLContext, session: ssl.SSLSession) -> None:
+        if context is self.context and session.has_ticket:
+            self.session = session
+
+    def forget(self, context: ssl.SSLContext) -> None:
+        if context is self.context:
+            self.session = None
+
+
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS connection that checks the certificate against `sni` instead of the dialled host."""
 
@@ -142,7 +176,9 @@ class HttpsTransport:
         timeout: float = 30.0,
         server_hostname: str | None = None,
         hostname_header: str = "",
+        share: TlsShare | None = None,
     ) -> None:
+        self.share = share  # the session of the identity's other connection, to resume
         self.host = host
         self.port = port
         self.context = context
@@ -164,14 +200,16 @@ class HttpsTransport:
             context=self.context,
             timeout=self.timeout,
             sni=self.server_hostname or self.host,
-            session=self._session,
+            session=self._shared_session() or self._session,  # the newest ticket
         )
         try:
             conn.connect()
         except ssl.SSLError:
-            if self._session is None:
+            if conn._session is None:
                 raise
             self._session = None  # a stale ticket: one full handshake instead
+            if self.share is not None:
+                self.share.forget(self.context)
             conn = _PinnedHTTPSConnection(
                 self.host,
                 self.port,
@@ -184,6 +222,15 @@ class HttpsTransport:
             self.resumed += 1
         self._used = False
         return conn
+
+    def _shared_session(self) -> ssl.SSLSession | None:
+        return self.share.session_for(self.context) if self.share is not None else None
+
+    def _keep_session(self, sock: object) -> None:
+        if isinstance(sock, ssl.SSLSocket) and sock.session is not None:
+            self._session = sock.session
+            if self.share is not None:
+                self.share.keep(self.context, sock.session)
 
     def close_idle(self, max_idle: float) -> bool:
         """Close the connection when unused for `max_idle` seconds (its session is kept)."""
@@ -230,9 +277,7 @@ class HttpsTransport:
     def close(self) -> None:
         if self._conn is not None:
             self._last_peer = self.peer_certificate()
-            sock = getattr(self._conn, "sock", None)
-            if isinstance(sock, ssl.SSLSocket) and sock.session is not None:
-                self._session = sock.session
+            self._keep_session(getattr(self._conn, "sock", None))
             try:
                 self._conn.close()
             except Exception:  # noqa: BLE001 - close path
@@ -278,9 +323,7 @@ class HttpsTransport:
             )
             resp = self._conn.getresponse()
             body = resp.read()
-            sock = self._conn.sock
-            if isinstance(sock, ssl.SSLSocket) and sock.session is not None:
-                self._session = sock.session  # TLS 1.3 tickets arrive after the handshake
+            self._keep_session(self._conn.sock)  # TLS 1.3 tickets arrive after the handshake
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as ex:
             self.close()
             raise ConnectionResetError(str(ex)) from ex  # handled by send(): fresh => rejected

@@ -31,6 +31,7 @@ from index.clickhouse import (
     DATABASE,
     ClickHouse,
     ClickHouseError,
+    as_int,
     create_schema,
     drop_partitions_before,
 )
@@ -124,7 +125,7 @@ class StreamRelay:
             f"SELECT frontend, max(seq) FROM {DATABASE}.events_local WHERE "
             f"frontend != {quote(self._me)} GROUP BY frontend"
         )
-        return {str(r[0]): int(r[1]) for r in rows}
+        return {str(r[0]): as_int(r[1]) for r in rows}
 
     def _poll(self, shard: ClickHouse, marks: dict[str, int]) -> None:
         known = [f"(frontend = {quote(fe)} AND seq > {seq})" for fe, seq in marks.items()]
@@ -140,8 +141,8 @@ class StreamRelay:
         if not rows:
             return
         for row in rows:
-            marks[str(row[0])] = max(marks.get(str(row[0]), 0), int(row[1]))
-        self._hub.publish([orjson.loads(row[2]) for row in rows])
+            marks[str(row[0])] = max(marks.get(str(row[0]), 0), as_int(row[1]))
+        self._hub.publish([orjson.loads(str(row[2])) for row in rows])
         self.relayed += len(rows)
 
 
@@ -321,7 +322,7 @@ def _server_status(node: ClickHouse, replicated: bool) -> dict[str, Any]:
             "url": node.url,
             "ok": True,
             "version": ".".join(map(str, node.version())),
-            "rows": int(node.scalar(f"SELECT count() FROM {DATABASE}.events_local")),
+            "rows": as_int(node.scalar(f"SELECT count() FROM {DATABASE}.events_local")),
         }
         if replicated:
             out.update(replica_health(node))

@@ -254,7 +254,7 @@ class Pki:
         # suites are not affected by set_ciphers
         ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
         ctx.load_cert_chain(self.root / "server.pem", self.root / "server.key")
-        # TLS 1.3 session tickets (stateless, keys per context, 300 s): an
+        # TLS 1.3 session tickets (stateless, keys per context, OpenSSL's 7,200 s): an
         # agent's reconnect resumes without certificates or signatures. One ticket per
         # handshake is enough for an agent's one connection at a time.
         ctx.num_tickets = 1

@@ -449,6 +449,14 @@ class Ingest:
         self, uuid: str, ip: str, last_event: float | None = None, last_det: float | None = None
     ) -> None:
         """Record that an endpoint talked to us; flushed to the store every couple of seconds."""
+        if self.note(uuid, ip, last_event, last_det):
+            self.flush_presence(due_only=True)
+
+    def note(
+        self, uuid: str, ip: str, last_event: float | None = None, last_det: float | None = None
+    ) -> bool:
+        """`touch` in memory only (never waits on the store: the TLS front's loop calls it);
+        True when the batch is due to be written by `flush_presence`."""
         now = self.clock()
         with self._presence_lock:
             old = self._presence.get(uuid)
@@ -456,14 +464,13 @@ class Ingest:
                 last_event = last_event or old[1]
                 last_det = last_det or old[2]
             self._presence[uuid] = (now, last_event, last_det, ip)
-            if now - self._last_flush < PRESENCE_FLUSH:
-                return
-            seen, self._presence = self._presence, {}
-            self._last_flush = now
-        self.store.endpoints.touch(seen)
+            return now - self._last_flush >= PRESENCE_FLUSH
 
-    def flush_presence(self) -> None:
+    def flush_presence(self, *, due_only: bool = False) -> None:
+        """Write the presence batch (`due_only`: unless another thread just did)."""
         with self._presence_lock:
+            if due_only and self.clock() - self._last_flush < PRESENCE_FLUSH:
+                return
             seen, self._presence = self._presence, {}
             self._last_flush = self.clock()
         if seen:

@@ -335,6 +335,13 @@ class Certs:
             )
         )
 
+    def issued(self, limit: int) -> list[tuple[str, tuple[str, str]]]:
+        """Up to `limit` unrevoked certificates: (serial, (uuid, sha256)), in one query."""
+        rows = self.db.query(
+            "SELECT serial, uuid, sha256 FROM certs WHERE revoked IS NULL LIMIT ?", [limit]
+        )
+        return [(r[0], (r[1], r[2])) for r in rows]
+
     def get(self, serial: str) -> CertRecord | None:
         rows = self.db.query(
             "SELECT serial, uuid, sha256, not_before, not_after, revoked FROM certs "

@@ -82,11 +82,16 @@ class LongPoll:
         bell: CommandBell,
         advisor: Advisor,
         max_wait: float = MAX_WAIT,
+        quick: Callable[[str, str], bool] = lambda uuid, peer_ip: True,
     ) -> None:
         """`resolve(conn)` → endpoint uuid (raises ApplianceError: waitress answers the error);
-        `dequeue(uuid, peer_ip)` → the next command's JSON body or None (records presence)."""
+        `dequeue(uuid, peer_ip)` → the next command's JSON body or None (records presence);
+        `quick(uuid, peer_ip)`, on the loop: False when `dequeue` would surely find nothing and
+        has nothing to write (it records presence in memory), so no executor round trip."""
         self.resolve = resolve
         self.dequeue = dequeue
+        self.quick = quick
+        self.store_asked = 0  # dequeue calls (on the executor)
         self.bell = bell
         self.advisor = advisor
         self.max_wait = max_wait
@@ -144,7 +149,10 @@ class LongPoll:
         try:
             while True:
                 event.clear()
-                body = await loop.run_in_executor(None, self.dequeue, uuid, conn.peer_ip)
+                body = None
+                if self.quick(uuid, conn.peer_ip):
+                    self.store_asked += 1
+                    body = await loop.run_in_executor(None, self.dequeue, uuid, conn.peer_ip)
                 if body is not None:
                     return self._response(200, body, req.close)
                 left = deadline - loop.time()
@@ -183,6 +191,9 @@ def long_poll_for(ctx: AppContext, connected: Callable[[], int]) -> LongPoll:
     def resolve(conn: ConnInfo) -> str:
         return ctx.identity.endpoint_for(conn.identity).uuid
 
+    def quick(uuid: str, peer_ip: str) -> bool:
+        return ctx.ingest.note(uuid, peer_ip) or uuid in maybe
+
     def dequeue(uuid: str, peer_ip: str) -> bytes | None:
         ctx.ingest.touch(uuid, peer_ip)
         if uuid not in maybe:
@@ -200,4 +211,5 @@ def long_poll_for(ctx: AppContext, connected: Callable[[], int]) -> LongPoll:
         bell=ctx.bell,
         advisor=Advisor(connected, base=ctx.config.commands.update_after),
         max_wait=ctx.config.commands.long_poll,
+        quick=quick,
     )

@@ -79,6 +79,36 @@ def test_commands_queued_before_start_and_after_are_found(tmp_path: Path) -> Non
     ctx.close()
 
 
+def test_idle_long_poll_stays_on_the_loop_until_a_command_or_presence_is_due(
+    tmp_path: Path,
+) -> None:
+    """`quick` (run on the front's loop) sends a long-poll to the executor only when a command
+    may be queued or the presence batch is due; presence is recorded either way."""
+    from tests.support.clock import Clock
+
+    clock = Clock()
+    store = Store(":memory:")
+    store.endpoints.create(Endpoint("u1"))
+    ctx = build_context(data_dir=tmp_path, store=store, events=MemoryEventStore(), clock=clock)
+    lp = long_poll_for(ctx, lambda: 0)
+    assert lp.quick("u1", "10.0.0.1")  # the first presence batch is due at once
+    lp.dequeue("u1", "10.0.0.1")  # writes it
+    clock.advance(1.0)
+    assert not lp.quick("u1", "10.0.0.2")  # idle: no store round trip
+    store.commands.add(CommandRecord(id="c1", endpoint="u1", name="hash", created=clock()))
+    assert lp.quick("u1", "10.0.0.2")  # a command was queued: ask the store
+    assert b'"c1"' in (lp.dequeue("u1", "10.0.0.2") or b"")
+    assert lp.quick("u1", "10.0.0.2")  # there may be more: asked once more
+    assert lp.dequeue("u1", "10.0.0.2") is None
+    assert not lp.quick("u1", "10.0.0.2")
+    clock.advance(2.0)
+    assert lp.quick("u1", "10.0.0.3")  # the presence batch is due again
+    ctx.ingest.flush_presence()
+    store.db.submit(lambda cur: None).result()  # the writer thread ran the batch
+    assert store.endpoints.get("u1").ip == "10.0.0.3"
+    ctx.close()
+
+
 def test_connection_capacity_from_memory_and_descriptors() -> None:
     from appliance.transport.capacity import BYTES_PER_CONNECTION, FD_RESERVE, max_connections
 

@@ -44,6 +44,31 @@ def _wait(check: Callable[[], object], what: str, timeout: float = 60.0) -> None
     wait_for(check, timeout, f"{what} to start", interval=0.1)
 
 
+def _launch(
+    argv: list[str], root: Path, log_name: str, ready: Callable[[], bool], what: str
+) -> subprocess.Popen[bytes]:
+    """Start a server in ``root`` (output to ``root/log_name``) and wait until ``ready``."""
+    with open(root / log_name, "ab") as log:
+        proc = subprocess.Popen(
+            argv, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    _wait(lambda: ready() or proc.poll() is not None, f"{what} in {root}")
+    if not ready():
+        raise RuntimeError(f"{what} failed: see {root}/{log_name}")
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a server (killed after 30 s) and reap it."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @dataclass
 class ClickHouse:
     root: Path
@@ -66,30 +91,11 @@ class ClickHouse:
             return False
 
     def start(self) -> None:
-        log = open(self.root / "stdout.log", "ab")
-        self.proc = subprocess.Popen(
-            [str(CH_BIN), "--config-file", str(self.root / "config.xml")],
-            cwd=self.root,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        _wait(
-            lambda: self.up() or (self.proc is not None and self.proc.poll() is not None),
-            f"clickhouse-server in {self.root}",
-        )
-        if not self.up():
-            raise RuntimeError(f"clickhouse-server failed: see {self.root}/stdout.log")
+        argv = [str(CH_BIN), "--config-file", str(self.root / "config.xml")]
+        self.proc = _launch(argv, self.root, "stdout.log", self.up, "clickhouse-server")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop(self.proc)
 
     def zookeeper_up(self) -> bool:
         """The server answers a query on ``system.zookeeper`` (its session is established)."""
@@ -253,40 +259,21 @@ class ZooKeeper:
             f"minSessionTimeout=2000\nmaxSessionTimeout={ZK_SESSION_MS}\n"
             "4lw.commands.whitelist=ruok,srvr\n"
         )
-        log = open(self.root / "zookeeper.log", "ab")
-        self.proc = subprocess.Popen(
-            [
-                str(JAVA),
-                "-Xmx256m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",  # Performance: start-up, not peak speed
-                "-Dzookeeper.log.dir=" + str(self.root),
-                "-cp",
-                str(ZK_JAR),  # its manifest names the dependencies' jars
-                "org.apache.zookeeper.server.ZooKeeperServerMain",
-                str(self.root / "zoo.cfg"),
-            ],
-            cwd=self.root,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        _wait(
-            lambda: self.ok() or (self.proc is not None and self.proc.poll() is not None),
-            f"zookeeper in {self.root}",
-        )
-        if not self.ok():
-            raise RuntimeError(f"zookeeper failed: see {self.root}/zookeeper.log")
+        argv = [
+            str(JAVA),
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",  # Performance: start-up, not peak speed
+            "-Dzookeeper.log.dir=" + str(self.root),
+            "-cp",
+            str(ZK_JAR),  # its manifest names the dependencies' jars
+            "org.apache.zookeeper.server.ZooKeeperServerMain",
+            str(self.root / "zoo.cfg"),
+        ]
+        self.proc = _launch(argv, self.root, "zookeeper.log", self.ok, "zookeeper")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop(self.proc)
 
 
 def start_zookeeper(base: Path) -> ZooKeeper:

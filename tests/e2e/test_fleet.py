@@ -30,3 +30,7 @@ def test_300_endpoints_long_poll_keep_alive_and_old_agents(tmp_path: Path) -> No
     assert res["poll_handshakes"] == 300, res  # keep-alive: one connection per agent, never redone
     assert res["long_polls"] > 0 and res["long_poll_early"] == 0, res  # held, not answered at once
     assert res["polls"] > 0, res  # the old agents' plain polls were answered
+    # update checks open short connections: each resumes the TLS session of its agent's
+    # long-poll connection (tickets), no second full handshake per agent
+    updates = res["handshakes"] - res["poll_handshakes"]
+    assert updates > 0 and res["resumed"] >= 0.9 * updates, res

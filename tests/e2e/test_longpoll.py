@@ -136,6 +136,33 @@ def test_agent_transport_resumes_its_tls_session_and_stays_identified(mgr: Manag
     t.close()
 
 
+def test_agent_connections_resume_each_others_tls_session(mgr: Manager) -> None:
+    """The link's two connections share a context: the second one's first handshake resumes
+    the first one's ticket (and is still identified by its certificate); a context built for
+    other files (a renewed certificate) starts without a session."""
+    from agent.link.transport import HttpsTransport, Request, TlsShare, create_ssl_context
+
+    uuid, (cert, key) = mgr.enroll("lp-6")
+    share = TlsShare()
+
+    def build() -> ssl.SSLContext:
+        return create_ssl_context(mgr.pki.ca_path, Path(cert), Path(key), check_hostname=False)
+
+    ctx = share.context_for("stamp-1", build)
+    assert share.context_for("stamp-1", build) is ctx
+    port = mgr.bound.endpoint[1]
+    poll, house = (HttpsTransport("127.0.0.1", port, ctx, share=share) for _ in range(2))
+    assert poll.send(Request("GET", wire.ROUTE_KEY)).body == uuid.encode()
+    assert poll.resumed == 0 and share.session is not None
+    assert house.send(Request("GET", wire.ROUTE_KEY)).body == uuid.encode()
+    assert house.resumed == 1  # never had a session of its own
+    alone = HttpsTransport("127.0.0.1", port, build())  # another context: a full handshake
+    assert alone.send(Request("GET", wire.ROUTE_KEY)).status == 200 and alone.resumed == 0
+    assert share.context_for("stamp-2", build) is not ctx and share.session is None
+    for t in (poll, house, alone):
+        t.close()
+
+
 def test_agent_poller_long_polls_and_keeps_the_advice(mgr: Manager, tmp_path: Path) -> None:
     from agent.link.poller import CommandPoller
     from agent.link.transport import HttpsTransport, create_ssl_context

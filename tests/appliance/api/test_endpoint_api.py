@@ -61,6 +61,28 @@ def test_identity_headers_cannot_spoof(env: Env) -> None:
     assert res.status_code == 401
 
 
+def test_issued_certificates_are_read_once_not_per_agent(env: Env, clock) -> None:
+    """The issued (uuid, sha256) of every certificate is loaded in one query at the first
+    check; later agents' first requests ask only for their endpoint row. A certificate issued
+    after that load is found in the store, and a foreign one is still refused."""
+    agents = [env.enroll(f"host-{i}") for i in range(3)]
+    certs = env.ctx.store.certs
+    asked: list[str] = []
+    get = certs.get
+    certs.get = lambda serial: asked.append(serial) or get(serial)  # type: ignore[method-assign]
+    for agent in agents:
+        assert env.e("GET", "/key", agent).text == agent.uuid
+    assert asked == []
+    late = env.enroll("host-late")
+    clock.now += 10  # past the endpoint row's 5 s cache
+    assert env.e("GET", "/key", late).text == late.uuid
+    assert len(asked) == 1  # issued after the load: one store read, then remembered
+    clock.now += 10
+    assert env.e("GET", "/key", late).text == late.uuid and len(asked) == 1
+    env.ctx.identity.revoke(agents[0].uuid)
+    assert env.e("GET", "/key", agents[0]).status_code == 403  # revocation is still checked
+
+
 def test_revoked_and_expired_certificates_refused(env: Env, clock) -> None:
     agent = env.enroll()
     assert env.e("GET", "/key", agent).status_code == 200
