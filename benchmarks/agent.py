@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.procstat import start_standalone_agent  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("HERON_SHARED") or ROOT.parent / "shared")
 EVENTS = SHARED / "gene-oracle" / "corpus-events.jsonl.gz"
 RULES = SHARED / "corpus" / "gene-rules" / "compiled.gen"
 SIGMA = SHARED / "corpus" / "sigma"

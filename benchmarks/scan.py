@@ -8,7 +8,9 @@ the scan time from the CLI summary and the peak RSS from `wait4` (children inclu
 The machines are shared, so wall-clock rates move with everybody else's load. The CPU
 column divides events by the CPU seconds the scan itself used (process + workers, minus the
 CPU of a run on an empty input: interpreter start and rule compilation), which is what the
-code controls. Usage:
+code controls; with --jobs 1, `loop ev/CPU-s` divides by the CPU the CLI process reports for
+its scan (`Scan CPU:` in the summary: read, decode, match, write), which does not carry the
+noise of subtracting two start-ups (~7 s each with SigmaHQ, more than the scan itself). Usage:
 
     .venv/bin/python benchmarks/scan.py [--repeat N] [--copies 10] [--format jsonl|summary]
                                         [--sigma] [--no-formats]
@@ -36,7 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("HERON_SHARED") or ROOT.parent / "shared")
 RULES = SHARED / "corpus" / "gene-rules" / "compiled.gen"
 EVENTS = SHARED / "gene-oracle" / "corpus-events.jsonl.gz"
 EVTX_DIR = SHARED / "corpus" / "EVTX-ATTACK-SAMPLES"
@@ -44,6 +46,7 @@ SIGMA = SHARED / "corpus" / "sigma"
 RULE_ARGS = ["-r", str(RULES)]
 _ELAPSED = re.compile(r"Elapsed:\s+([0-9.]+)s")
 _EVENTS = re.compile(r"Events scanned:\s+(\d+)")
+_SCAN_CPU = re.compile(r"Scan CPU:\s+([0-9.]+)s")
 
 
 def make_jsonl(dest: Path, copies: int) -> Path:
@@ -135,8 +138,9 @@ def make_formats(dest: Path) -> list[tuple[str, Path]]:
 
 def run(
     inputs: list[str], jobs: int, fmt: str, out: Path
-) -> tuple[int, float, float, float, float]:
-    """Run one scan; return (events, scan s, wall s, CPU s incl. workers, peak RSS MiB)."""
+) -> tuple[int, float, float, float, float, float]:
+    """Run one scan; return (events, scan s, wall s, CPU s incl. workers, peak RSS MiB,
+    scan CPU s of the CLI process alone: read, match, write, without start-up)."""
     cmd = [
         sys.executable,
         "-m",
@@ -164,7 +168,8 @@ def run(
     events = int(_EVENTS.search(summary).group(1))  # type: ignore[union-attr]
     scan_s = float(_ELAPSED.search(summary).group(1))  # type: ignore[union-attr]
     cpu = usage.ru_utime + usage.ru_stime
-    return events, scan_s, wall, cpu, usage.ru_maxrss / 1024
+    scan_cpu = float(_SCAN_CPU.search(summary).group(1))  # type: ignore[union-attr]
+    return events, scan_s, wall, cpu, usage.ru_maxrss / 1024, scan_cpu
 
 
 def main() -> int:
@@ -207,7 +212,7 @@ def main() -> int:
         )
         print(
             f"{'case':<25} {'jobs':>4} {'events':>7} {'scan ev/s':>10} {'e2e ev/s':>9} "
-            f"{'ev/CPU-s':>9} {'peak RSS MiB':>12}"
+            f"{'ev/CPU-s':>9} {'peak RSS MiB':>12} {'loop ev/CPU-s':>13}"
         )
         for label, inputs in cases:
             for jobs in args.jobs or (1, 2):
@@ -217,14 +222,24 @@ def main() -> int:
                     if best is None or result[1] < best[1]:
                         best = result
                 assert best is not None
-                events, scan_s, wall, cpu, rss = best
+                events, scan_s, wall, cpu, rss, scan_cpu = best
                 cpu_rate = events / max(cpu - baseline, 1e-3)  # workers are forked, no reload
+                loop = f"{events / max(scan_cpu, 1e-3):>13,.0f}" if jobs == 1 else f"{'-':>13}"
                 print(
                     f"{label:<25} {jobs:>4} {events:>7} {events / scan_s:>10,.0f} "
-                    f"{events / wall:>9,.0f} {cpu_rate:>9,.0f} {rss:>12.1f}"
+                    f"{events / wall:>9,.0f} {cpu_rate:>9,.0f} {rss:>12.1f} {loop}"
                 )
                 if args.sigma and jobs == 1:
                     print(f"{'':<25} engine CPU at 100 events/s: {100 / cpu_rate:.1%} of a core")
+                if args.sigma and jobs == 1 and label.startswith("JSONL"):
+                    rate = events / max(scan_cpu, 1e-3)
+                    met = "met" if rate >= 20_000 else "NOT met"
+                    print(
+                        f"{'':<25} issue 19 target, >= 20,000 events/s in one process: read as "
+                        f"loop ev/CPU-s (the scan's own CPU in the CLI process: what it does "
+                        f"with a core to itself; 'scan ev/s' is wall-clock and falls with the "
+                        f"box's load): {rate:,.0f}, {met}"
+                    )
         if not args.no_formats:
             made = subprocess.run(
                 [sys.executable, __file__, "--make-formats", str(tmpdir)],
@@ -240,11 +255,12 @@ def main() -> int:
                     ),
                     key=lambda r: r[1],
                 )
-                events, scan_s, wall, cpu, rss = best
+                events, scan_s, wall, cpu, rss, scan_cpu = best
                 cpu_rate = events / max(cpu - baseline, 1e-3)
                 print(
                     f"{label:<25} {1:>4} {events:>7} {events / scan_s:>10,.0f} "
-                    f"{events / wall:>9,.0f} {cpu_rate:>9,.0f} {rss:>12.1f}"
+                    f"{events / wall:>9,.0f} {cpu_rate:>9,.0f} {rss:>12.1f} "
+                    f"{events / max(scan_cpu, 1e-3):>13,.0f}"
                 )
     return 0
 

@@ -197,7 +197,7 @@ class _Progress:
         self.stream.flush()
 
 
-def _summary(stats: scanmod.ScanStats, elapsed: float, rules: int, out: TextIO) -> None:
+def _summary(stats: scanmod.ScanStats, elapsed: float, cpu: float, rules: int, out: TextIO) -> None:
     rate = stats.events / elapsed if elapsed > 0 else 0.0
     out.write(f"Rules loaded:   {rules}\n")
     out.write(f"Events scanned: {stats.events}\n")
@@ -206,6 +206,7 @@ def _summary(stats: scanmod.ScanStats, elapsed: float, rules: int, out: TextIO) 
     out.write(f"Printed:        {stats.printed}\n")
     out.write(f"Parse errors:   {stats.parse_errors}\n")
     out.write(f"Elapsed:        {elapsed:.3f}s ({rate:,.0f} events/s)\n")
+    out.write(f"Scan CPU:       {cpu:.3f}s (this process, without --jobs workers)\n")
     if stats.hits:
         out.write("Hits per rule:\n")
         for name, n in sorted(stats.hits.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -266,6 +267,7 @@ def _run_scan(args: argparse.Namespace, opts: scanmod.ScanOptions, engine: Engin
     spool = tempfile.TemporaryFile() if args.format in triage.SPOOLED else None
     sink = spool if spool is not None else out
     started = time.perf_counter()
+    cpu_started = time.process_time()
     try:
         scanner = scanmod.Scanner(opts, args.format, args.jobs, engine)
 
@@ -285,7 +287,8 @@ def _run_scan(args: argparse.Namespace, opts: scanmod.ScanOptions, engine: Engin
             out.close()
     elapsed = time.perf_counter() - started
     target = sys.stdout if args.format == "summary" else sys.stderr
-    _summary(stats, elapsed, engine.rule_count, target)
+    cpu = time.process_time() - cpu_started
+    _summary(stats, elapsed, cpu, engine.rule_count, target)
     return EXIT_OK
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 from .errors import RegexError
 
-__all__ = ["translate", "compile_go"]
+__all__ = ["translate", "compile_go", "required_literal"]
 
 _W = "0-9A-Za-z_"
 _CLASS_OUT = {
@@ -259,3 +260,50 @@ def compile_go(pattern: str) -> re.Pattern[str]:
         raise RegexError(f"invalid regex {pattern!r}: {ex}") from ex
     except RecursionError as ex:  # pragma: no cover - pathological nesting
         raise RegexError(f"regex too deeply nested: {pattern!r}") from ex
+
+
+_sre: Any = getattr(re, "_parser", None) or __import__("sre_parse")
+_REPEATS = tuple(
+    getattr(_sre, name)
+    for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+    if hasattr(_sre, name)
+)
+
+
+def required_literal(pattern: re.Pattern[str]) -> tuple[str, bool] | None:
+    """(text, ignore case) of the longest literal run every match of `pattern` contains.
+
+    Only literals every match must pass count: the top-level sequence, groups, and bodies
+    repeated at least once; an alternation, optional part or class breaks the run. Under
+    IGNORECASE only ASCII characters are kept and `text` is lower-cased: on ASCII text, such
+    a literal occurs in `text.lower()` whenever the pattern matches (Unicode case folding can
+    map non-ASCII text onto it, so callers check ASCII text only).
+    """
+    try:
+        parsed = _sre.parse(pattern.pattern, pattern.flags)
+    except (re.error, RecursionError, OverflowError):
+        return None
+    best: list[tuple[str, bool]] = [("", False)]
+
+    def walk(items: Any, icase: bool) -> None:
+        run: list[str] = []
+        for op, arg in items:
+            if op is _sre.LITERAL and not (icase and arg > 127):
+                run.append(chr(arg))
+                continue
+            if len(run) > len(best[0][0]):
+                best[0] = ("".join(run), icase)
+            run = []
+            if op is _sre.SUBPATTERN:
+                _group, add, remove, body = arg
+                walk(body, (icase or bool(add & re.IGNORECASE)) and not remove & re.IGNORECASE)
+            elif op in _REPEATS and arg[0] >= 1:
+                walk(arg[2], icase)
+        if len(run) > len(best[0][0]):
+            best[0] = ("".join(run), icase)
+
+    walk(parsed, bool(parsed.state.flags & re.IGNORECASE))
+    text, icase = best[0]
+    if not text or (icase and len(text) < 2):
+        return None  # one case-folded character: lower-casing the text costs more than it saves
+    return (text.lower(), True) if icase else (text, False)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from .errors import MatchSyntaxError, RegexError
 from .event import MISSING, go_string, lookup
 from .goparse import parse_float, parse_int
-from .goregex import compile_go
+from .goregex import compile_go, required_literal
 
 __all__ = [
     "FieldMatch",
@@ -271,7 +271,19 @@ class CodeGen:
             if m.operator == "~=":
                 assert m.pattern is not None
                 search = self.const(m.pattern.search)
-                return f"(({v} := {get}) is not _M and {search}({text}) is not None)"
+                lit = required_literal(m.pattern)
+                if lit is None:
+                    return f"(({v} := {get}) is not _M and {search}({text}) is not None)"
+                # Performance: a substring test skips the regex scan when a literal every
+                # match contains is absent (under (?i): ASCII text, lower-cased)
+                t = self._var()
+                need = self.const(lit[0])
+                found = (
+                    f"(not ({t} := {text}).isascii() or {need} in {t}.lower())"
+                    if lit[1]
+                    else f"{need} in ({t} := {text})"
+                )
+                return f"(({v} := {get}) is not _M and {found} and {search}({t}) is not None)"
             if m.operator == "&=":
                 return f"(({v} := {get}) is not _M and _flags({m.number!r}, {text}))"
             ref = self.const(float(m.number or 0.0))

@@ -4,9 +4,9 @@ Performance: SigmaHQ has ~1,400 process-creation rules; running each on every Sy
 would cost milliseconds per event. Almost every rule has a *necessary* literal condition: an
 AND branch that can only be true if a field equals / starts with / ends with / contains one of a
 few strings (`Image|endswith: '\\rundll32.exe'`). Those literals are indexed per field; an event
-looks up its field values once (dict hits for equality, one slice per distinct suffix/prefix
-length, trigram buckets for substrings) and only the rules whose literal was seen run their full
-condition. Rules without such a literal always run. The index only skips rules that cannot
+looks up its field values once (one Aho-Corasick pass per value finds every equality, prefix,
+suffix and substring literal, `_FieldIndex`) and only the rules whose literal was seen run their
+full condition. Rules without such a literal always run. The index only skips rules that cannot
 match, so results are those of running every rule.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import ahocorasick
@@ -32,7 +33,7 @@ from sigma.types import (
     SpecialChars,
 )
 
-from .compile import ALL, all_text
+from .compile import ALL
 
 if TYPE_CHECKING:
     from ..compiler import CompiledRule
@@ -196,58 +197,37 @@ def rule_literals(trees: Sequence[Any]) -> list[list[Lit]]:
     return sorted(groups, key=_cost)[:GROUPS]
 
 
-class _FieldIndex:
-    """Every literal of one field in one Aho-Corasick automaton (equalities in a dict).
+_KEY = {"eq": "\x01{}\x02", "pre": "\x01{}", "suf": "{}\x02", "sub": "{}"}
+_START, _END = "\x01", "\x02"  # around a value: prefix, suffix and equality keys are anchored
 
-    Performance: one C-level pass over a value finds every occurrence of every literal
-    (overlapping ones too); a hit counts for a prefix only at the start, for a suffix only at
-    the end, and always for a substring.
+
+class _FieldIndex:
+    """Every literal of one field in one Aho-Corasick automaton.
+
+    A value is searched as `\x01value\x02`: a prefix literal is the key `\x01lit`, a suffix
+    `lit\x02`, an equality `\x01lit\x02`, a substring `lit` (the empty one: `\x01`). A key
+    that holds for the value occurs in that text, so no rule that can match is skipped; a
+    marker inside a value can only add candidates, which then run their full condition.
+
+    Performance: one C-level pass over a value finds every key, and the hits' rule ids reach
+    the candidate set without a Python-level step per hit (`set.update(*map(...))`).
     """
 
-    __slots__ = ("eq", "lits", "auto", "present")
+    __slots__ = ("keys",)
 
     def __init__(self) -> None:
-        self.eq: dict[str, list[int]] = {}
-        self.present: list[int] = []  # empty prefix/suffix/substring: any value holds it
-        # literal → ([pre ids], [suf ids], [sub ids])
-        self.lits: dict[str, tuple[list[int], list[int], list[int]]] = {}
-        self.auto: Any = None
+        self.keys: dict[str, list[int]] = {}
 
     def add(self, kind: str, lit: str, i: int) -> None:
-        if kind == "eq":
-            self.eq.setdefault(lit, []).append(i)
-            return
-        if not lit:
-            self.present.append(i)
-            return
-        entry = self.lits.setdefault(lit, ([], [], []))
-        entry[("pre", "suf", "sub").index(kind)].append(i)
+        key = _KEY[kind].format(lit) or _START
+        self.keys.setdefault(key, []).append(i)
 
-    def finish(self) -> None:
+    def finish(self) -> Any:
         auto = ahocorasick.Automaton()
-        for lit, (pre, suf, sub) in self.lits.items():
-            auto.add_word(lit, (len(lit) - 1, tuple(pre), tuple(suf), tuple(sub)))
-        if len(auto):
-            auto.make_automaton()
-            self.auto = auto
-
-    def collect(self, v: str, out: set[int]) -> None:
-        ids = self.eq.get(v)
-        if ids:
-            out.update(ids)
-        if self.present:
-            out.update(self.present)
-        auto = self.auto
-        if auto is None:
-            return
-        last = len(v) - 1
-        for end, (n, pre, suf, sub) in auto.iter(v):
-            if sub:
-                out.update(sub)
-            if pre and end == n:
-                out.update(pre)
-            if suf and end == last:
-                out.update(suf)
+        for key, ids in self.keys.items():
+            auto.add_word(key, tuple(ids))
+        auto.make_automaton()
+        return auto.iter
 
 
 class _Plan:
@@ -282,37 +262,61 @@ class _Plan:
                     if fi is None:
                         fi = fields[field] = _FieldIndex()
                     fi.add(kind, lit, i + g * n)
-        for fields in per_view.values():
-            for fi in fields.values():
-                fi.finish()
-        self.indexes = [(caches[key], tuple(f.items())) for key, f in per_view.items()]
+        self.indexes: list[tuple[int, tuple[tuple[str, Any], ...], frozenset[str], Any]] = []
+        for key, fields in per_view.items():
+            # Keywords are substrings of any value (`all_text`): each field's automaton also
+            # holds them, and `words` (keywords alone) scans the joined values of the fields no
+            # rule indexes. Performance: each value is scanned once, not again in all_text.
+            words = fields.pop(ALL, None)
+            if words is not None:
+                for fi in fields.values():
+                    for word, ids in words.keys.items():
+                        fi.keys.setdefault(word, []).extend(ids)
+            self.indexes.append(
+                (
+                    caches[key],
+                    tuple((field, fi.finish()) for field, fi in fields.items()),
+                    frozenset(fields) | {ALL},
+                    None if words is None else words.finish(),
+                )
+            )
         self.base = frozenset(always)
         self.second = frozenset(second)
         self.rules = list(zip([c.ns["__vfn__"] for c in rules], slot_of, rules, strict=True))
 
 
 Block = Callable[[Any], list["CompiledRule"]]
+_HIT = itemgetter(1)  # (end, ids) → ids
 
 
 def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]:
     """`due(d)` → (condition, view, rule) of every rule the index lets through, in order."""
     getters, indexes, base, table = plan.getters, plan.indexes, plan.base, plan.rules
     n, second = plan.n, plan.second
+    hit, start, end, sep = _HIT, _START, _END, "\x00"
 
     def due(d: Any) -> list[tuple[Any, Any, CompiledRule]]:
-        got = [get(d) for get in getters]
+        got = [get(d) for get in getters] if len(getters) > 1 else [getters[0](d)]
         cand = set(base)
-        for slot, fields in indexes:
+        add = cand.update
+        for slot, fields, names, words in indexes:
             low = got[slot][1]
-            for field, fi in fields:
-                v = all_text(low) if field is ALL else low.get(field)
+            if words is not None:
+                rest = [v for f, v in low.items() if f not in names]
+                try:
+                    text = sep.join(rest)
+                except TypeError:  # tuples (unnamed <Data>)
+                    text = sep.join(v if v.__class__ is str else sep.join(v) for v in rest)
+                add(*map(hit, words(start + text + end)))
+            for f, it in fields:
+                v = low.get(f)
                 if v is None:
                     continue
                 if v.__class__ is str:
-                    fi.collect(v, cand)
+                    add(*map(hit, it(start + v + end)))
                 else:
                     for x in v:
-                        fi.collect(x, cand)
+                        add(*map(hit, it(start + x + end)))
         out = []
         for i in sorted(cand):
             if i >= n:

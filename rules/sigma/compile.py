@@ -62,10 +62,32 @@ class _Gen:
         self.n = 0
 
     def add(self, fn: Leaf) -> str:
+        return f"{self.const(fn)}(o, lo)"
+
+    def const(self, value: Any) -> str:
         name = f"{self.prefix}{self.n}"
         self.n += 1
-        self.ns[name] = fn
-        return f"{name}(o, lo)"
+        self.ns[name] = value
+        return name
+
+    def inline(self, simple: list[Sequence[Any]], others: list[TextTest], v: str) -> str:
+        """Source of `_fast_test(simple, others)(v)` over the text variable `v`."""
+        eq, pre, suf, sub = _kinds(simple)
+        parts = []
+        if len(eq) == 1:
+            parts.append(f"{v} == {self.const(next(iter(eq)))}")
+        elif eq:
+            parts.append(f"{v} in {self.const(frozenset(eq))}")
+        if suf:
+            parts.append(f"{v}.endswith({self.const(tuple(suf))})")
+        if pre:
+            parts.append(f"{v}.startswith({self.const(tuple(pre))})")
+        if len(sub) <= 2:
+            parts.extend(f"{self.const(x)} in {v}" for x in sub)
+        else:
+            parts.append(f"{self.const(_search(sub))}({v}) is not None")
+        parts.extend(f"{self.const(f)}({v})" for f in others)
+        return "(" + " or ".join(parts) + ")"
 
     # --- leaves ------------------------------------------------------------------------------
     def field_leaf(self, field: str, values: list[SigmaType]) -> str:
@@ -96,14 +118,15 @@ class _Gen:
                 return any(f(t) for f in otests)
 
         if tl is not None and to is None and not special:
-
-            def leaf(o: dict[str, Text], lo: dict[str, Text]) -> bool:
-                v = lo.get(field)
-                if v.__class__ is str:
-                    return tl(v)
-                return v is not None and any(tl(x) for x in v)
-
-            return self.add(leaf)
+            # Performance: inline in the rule's expression (no call per leaf); a tuple value
+            # (unnamed `<Data>` elements) goes through the test function
+            var = f"{self.prefix}v{self.n}"
+            self.n += 1
+            inline = self.inline(simple, low, var)
+            return (
+                f"(({var} := lo.get({field!r})).__class__ is _str and {inline} "
+                f"or {var}.__class__ is _tuple and _anyt({var}, {self.const(tl)}))"
+            )
 
         def general(o: dict[str, Text], lo: dict[str, Text]) -> bool:
             if tl is not None and _any(lo.get(field), tl):
@@ -225,12 +248,8 @@ def _contains(sub: str) -> TextTest:
     return lambda t: sub in t
 
 
-def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest | None:
-    """One test for many plain values, each kind done by one C-level call.
-
-    Performance: equality → set lookup, prefixes/suffixes → one `startswith`/`endswith` with a
-    tuple, substrings → `in` (few) or one regex alternation (many).
-    """
+def _kinds(simple: list[Sequence[Any]]) -> tuple[set[str], list[str], list[str], list[str]]:
+    """Plain values by kind (lower-cased): equalities, prefixes, suffixes, substrings."""
     eq: set[str] = set()
     pre: list[str] = []
     suf: list[str] = []
@@ -244,6 +263,22 @@ def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest 
             suf.append(parts[1].lower())
         else:
             pre.append(parts[0].lower())
+    return eq, pre, suf, sub
+
+
+def _search(sub: list[str]) -> Callable[[str], re.Match[str] | None]:
+    """One regex alternation finding any of many substrings."""
+    alternation = "|".join(re.escape(x) for x in sorted(set(sub), key=len, reverse=True))
+    return re.compile(alternation, re.DOTALL).search
+
+
+def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest | None:
+    """One test for many plain values, each kind done by one C-level call.
+
+    Performance: equality → set lookup, prefixes/suffixes → one `startswith`/`endswith` with a
+    tuple, substrings → `in` (few) or one regex alternation (many).
+    """
+    eq, pre, suf, sub = _kinds(simple)
     tests: list[TextTest] = list(others)
     if pre:
         tp = tuple(pre)
@@ -255,9 +290,7 @@ def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest 
         if len(sub) <= 2:
             tests.extend(_contains(one) for one in sub)
         else:
-            search = re.compile(
-                "|".join(re.escape(x) for x in sorted(set(sub), key=len, reverse=True)), re.DOTALL
-            ).search
+            search = _search(sub)
             tests.append(lambda t: search(t) is not None)
     if eq:
         fe = frozenset(eq)
@@ -337,6 +370,7 @@ def compile_condition(
 ) -> tuple[str, dict[str, Any]]:
     """(expression over the view `o, lo`, namespace) for the OR of a rule's conditions."""
     gen = _Gen(views, placeholders)
+    gen.ns.update(_str=str, _tuple=tuple, _anyt=_any)
     exprs = [_source(t, gen) for t in trees]
     expr = exprs[0] if len(exprs) == 1 else "(" + " or ".join(exprs) + ")"
     return expr, gen.ns

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any
 
 from ..event import go_string
@@ -27,7 +28,7 @@ _HEX = re.compile(r"0x0+([0-9a-fA-F]+)\Z")
 _KV = re.compile(r"^\s*([A-Za-z]+)=(.*?)\s*$", re.MULTILINE)
 _SYSTEM = ("Channel", "Computer", "Level", "Task", "Opcode", "Keywords", "EventRecordID", "Version")
 _EMPTY: View = ({}, {})
-_STR = {str}
+_SYSTEM_GET = itemgetter(*_SYSTEM)
 
 
 def _text(v: Any) -> str:
@@ -52,10 +53,18 @@ def _put(out: dict[str, Text], key: str, v: Any) -> None:
         out[key] = _text(v)
 
 
+def _plain(values: Any) -> bool:
+    """All text, none zero-padded hex (the common case: copied as they are, in C)."""
+    try:
+        joined = "\x00".join(values)
+    except TypeError:  # not all text
+        return False
+    return joined[:3] != "0x0" and "\x000x0" not in joined
+
+
 def _event_data(ed: dict[str, Any], orig: dict[str, Text]) -> None:
-    values = ed.values()
-    if set(map(type, values)) == _STR and "\x000x0" not in "\x00" + "\x00".join(values):
-        orig.update(ed)  # Performance: only text, nothing to unpad (the common case), in C
+    if _plain(ed.values()):
+        orig.update(ed)
         return
     for k, v in ed.items():
         if v.__class__ is str and v[:3] != "0x0":
@@ -90,6 +99,13 @@ def _system(sys_: dict[str, Any], orig: dict[str, Text]) -> None:
         if name is not None:
             orig["Provider_Name"] = _text(name)
     check = not orig.keys().isdisjoint(_SYSTEM)  # Performance: EventData rarely has them
+    try:
+        values = _SYSTEM_GET(sys_)
+    except KeyError:
+        values = None
+    if values is not None and not check and _plain(values):
+        orig.update(zip(_SYSTEM, values, strict=True))  # Performance: all there, plain text
+        return
     for key, v in zip(_SYSTEM, map(sys_.get, _SYSTEM), strict=True):
         if v is None or (check and key in orig):
             continue
@@ -114,10 +130,10 @@ def build(data: Any) -> View:
     sys_ = ev.get("System")
     if isinstance(sys_, dict):
         _system(sys_, orig)
-    values = orig.values()
-    if tuple not in set(map(type, values)):
-        # Performance: all text (the usual case): lower-cased in C
-        return orig, dict(zip(orig, map(str.lower, values), strict=True))  # type: ignore[arg-type]
+    try:  # Performance: all text (the usual case): lower-cased in C
+        return orig, dict(zip(orig, map(str.lower, orig.values()), strict=True))  # type: ignore[arg-type]
+    except TypeError:  # tuples (unnamed <Data>)
+        pass
     low: dict[str, Text] = {
         k: (v.lower() if v.__class__ is str else tuple(x.lower() for x in v))
         for k, v in orig.items()

@@ -23,7 +23,7 @@ from rules.errors import ConditionError, RegexError, RuleError, RuleRuntimeError
 from rules.event import go_string
 from rules.evtx import EvtxStats, read_evtx
 from rules.goparse import parse_float, parse_int
-from rules.goregex import compile_go
+from rules.goregex import compile_go, required_literal
 from tests.support.events import gene_event
 
 from .conftest import GENE_RULES
@@ -161,6 +161,45 @@ def test_equality_matcher_is_exact_string_equality(value: str, other: str) -> No
 def test_regex_matcher_is_unanchored_search(needle: str, hay: str) -> None:
     engine = _engine(f"$m: F ~= '{re.escape(needle)}'")
     assert (engine.evaluate(_ev(hay)) is not None) == (needle in hay)
+
+
+# Go patterns from pieces that make literal runs, case-folded scopes, optional parts and
+# alternations; texts with the non-ASCII letters Unicode folds onto ASCII ones (ſ→s, K→k, İ→i).
+go_pieces = st.lists(
+    st.sampled_from(
+        ["ab", "Sk", "i", "(?i)", "(?i:", "(?-i:", ")", "(", "|", "?", "+", "*", ".", "\\.", "x"]
+    ),
+    max_size=8,
+).map("".join)
+fold_texts = st.text(alphabet="abskiABSKI.x\u017f\u212a\u0130é", max_size=10)
+
+
+@FAST
+@given(go_pieces, fold_texts)
+def test_regex_literal_prefilter_never_changes_a_match(pattern: str, hay: str) -> None:
+    """The compiled `~=` skips the regex when its required literal is absent (matchers.py)."""
+    try:
+        reference = compile_go(f"({pattern})")
+    except RegexError:
+        return
+    engine = _engine(f"$m: F ~= '{pattern}'")
+    assert (engine.evaluate(_ev(hay)) is not None) == (reference.search(hay) is not None)
+
+
+@pytest.mark.parametrize(
+    "pattern,literal",
+    [
+        ("(?i:C:\\\\Windows\\\\Sys(tem32|wow64)\\\\net1?\\.exe)", ("c:\\windows\\sys", True)),
+        ("(user.*/ADD)", ("user", False)),
+        ("((?i)ab(?-i:CDE))", ("CDE", False)),
+        ("(x(abc)+y)", ("abc", False)),
+        ("(x(abcd)?y|zz)", None),
+        ("((?i)a\u017fb)", None),
+        ("(.{512,})", None),
+    ],
+)
+def test_required_literal(pattern: str, literal: tuple[str, bool] | None) -> None:
+    assert required_literal(compile_go(pattern)) == literal
 
 
 @FAST

@@ -13,9 +13,9 @@ import rules
 from rules.engine import _system
 from rules.event import parse_event_id
 
-from .conftest import need
+from .conftest import SHARED, need
 
-ORACLE_EVENTS = Path(__file__).resolve().parents[4] / "shared" / "gene-oracle"
+ORACLE_EVENTS = SHARED / "gene-oracle"  # HERON_SHARED or ../shared
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 
 
