@@ -52,9 +52,13 @@ def _launch(
         proc = subprocess.Popen(
             argv, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    _wait(lambda: ready() or proc.poll() is not None, f"{what} in {root}")
-    if not ready():
-        raise RuntimeError(f"{what} failed: see {root}/{log_name}")
+    try:
+        _wait(lambda: ready() or proc.poll() is not None, f"{what} in {root}")
+        if not ready():
+            raise RuntimeError(f"{what} failed: see {root}/{log_name}")
+    except BaseException:
+        _stop(proc)  # never leave a server running that no fixture will stop
+        raise
     return proc
 
 
