@@ -14,7 +14,6 @@ first minute against the last. Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +23,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import psutil
 import requests
@@ -33,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import load_events, make_batches  # noqa: E402
+from benchmarks.localmanager import enroll_agents, start_manager  # noqa: E402
 from benchmarks.procstat import ThreadCpu, tree_cpu_seconds  # noqa: E402
 
 
@@ -105,53 +104,6 @@ def merge_share(
     return 100 * (b[5] - a[5]) / max(b[3] - a[3], 1e-9)
 
 
-def start(tmp: Path, budget: int) -> tuple[subprocess.Popen[str], dict[str, Any], dict[str, Any]]:
-    py = sys.executable
-    init = json.loads(
-        subprocess.check_output(
-            [py, "-m", "appliance", "init", "--data-dir", str(tmp), "--json"]
-            + ["--admin-listen", "127.0.0.1:0", "--endpoint-listen", "127.0.0.1:0"],
-            cwd=ROOT,
-        )
-    )
-    cfg = (tmp / "config.toml").read_text().replace('level = "INFO"', 'level = "WARNING"')
-    cfg = cfg.replace("memory_budget = 4294967296", f"memory_budget = {budget}")
-    (tmp / "config.toml").write_text(cfg)
-    server = subprocess.Popen(
-        [py, "-m", "appliance", "run", "--data-dir", str(tmp)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    urls = json.loads(server.stdout.readline())  # type: ignore[union-attr]
-    return server, init, urls
-
-
-def enroll(tmp: Path, init: dict[str, Any], urls: dict[str, Any], n: int) -> list[tuple[str, str]]:
-    from tests.appliance.conftest import make_csr
-
-    admin = requests.Session()
-    admin.trust_env, admin.verify = False, init["ca_cert"]
-    admin.headers["X-Api-Key"] = init["api_key"]
-    creds = []
-    for i in range(n):
-        token = admin.post(urls["admin"] + "/enroll/tokens", json={}).json()["data"]["token"]
-        csr, key_pem = make_csr()
-        res = requests.post(
-            urls["endpoint"] + "/enroll",
-            verify=init["ca_cert"],
-            timeout=30,
-            json={"token": token, "csr_pem": csr, "hostname": f"soak-{i}"},
-        )
-        res.raise_for_status()
-        cert, key = tmp / f"a{i}.pem", tmp / f"a{i}.key"
-        cert.write_text(res.json()["certificate_pem"])
-        key.write_text(key_pem)
-        creds.append((str(cert), str(key)))
-    return creds
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -163,9 +115,11 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="heron-soak-"))
     budget = args.budget_mib << 20
-    server, init, urls = start(tmp, budget)
+    server, init, urls = start_manager(
+        tmp, lambda cfg: cfg.replace("memory_budget = 4294967296", f"memory_budget = {budget}")
+    )
     try:
-        creds = enroll(tmp, init, urls, args.agents)
+        creds = enroll_agents(tmp, init, urls, args.agents, "soak")
         batches = make_batches(load_events(), args.batch, 8)
         agents = [Agent(urls["endpoint"], c, init["ca_cert"], batches) for c in creds]
         t0 = time.time()

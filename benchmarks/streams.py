@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import load_events  # noqa: E402
+from benchmarks.localmanager import enroll_agents, start_manager  # noqa: E402
 from benchmarks.procstat import tree_cpu_seconds  # noqa: E402
 
 DRAIN = 120.0  # default seconds clients get to account for every event after the producer stops
@@ -124,50 +125,11 @@ def sample_rss(pid: int, stop: threading.Event, out: dict[str, float]) -> None:
         stop.wait(0.2)
 
 
-def start_manager(tmp: Path, clients: int) -> tuple[subprocess.Popen[str], dict[str, Any], Any]:
-    py = sys.executable
-    init = json.loads(
-        subprocess.check_output(
-            [py, "-m", "appliance", "init", "--data-dir", str(tmp), "--json",
-             "--admin-listen", "127.0.0.1:0", "--endpoint-listen", "127.0.0.1:0"],
-            cwd=ROOT,
-        )
-    )  # fmt: skip
-    cfg = (tmp / "config.toml").read_text().replace('level = "INFO"', 'level = "WARNING"')
-    cfg = cfg.replace("ws_max_clients = 1024", f"ws_max_clients = {max(1024, clients)}")
-    cfg = cfg.replace("ws_per_key = 64", f"ws_per_key = {max(64, clients)}")
-    (tmp / "config.toml").write_text(cfg)
-    server = subprocess.Popen(
-        [py, "-m", "appliance", "run", "--data-dir", str(tmp)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    urls = json.loads(server.stdout.readline())  # type: ignore[union-attr]
-    return server, init, urls
-
-
 def enroll(tmp: Path, urls: dict[str, Any], init: dict[str, Any]) -> requests.Session:
-    from tests.appliance.conftest import make_csr
-
-    admin = requests.Session()
-    admin.trust_env, admin.verify = False, init["ca_cert"]
-    admin.headers["X-Api-Key"] = init["api_key"]
-    token = admin.post(urls["admin"] + "/enroll/tokens", json={}).json()["data"]["token"]
-    csr, key_pem = make_csr()
-    res = requests.post(
-        urls["endpoint"] + "/enroll",
-        verify=init["ca_cert"],
-        timeout=30,
-        json={"token": token, "csr_pem": csr, "hostname": "bench-streams"},
-    )
-    res.raise_for_status()
-    (tmp / "a.pem").write_text(res.json()["certificate_pem"])
-    (tmp / "a.key").write_text(key_pem)
+    """One enrolled agent's mTLS session."""
     agent = requests.Session()
     agent.trust_env, agent.verify = False, init["ca_cert"]
-    agent.cert = (str(tmp / "a.pem"), str(tmp / "a.key"))
+    agent.cert = enroll_agents(tmp, init, urls, 1, "bench-streams")[0]
     return agent
 
 
@@ -221,7 +183,13 @@ def produce(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="heron-bench-streams-"))
-    server, init, urls = start_manager(tmp, args.clients)
+    clients = args.clients
+    server, init, urls = start_manager(
+        tmp,
+        lambda cfg: cfg.replace(
+            "ws_max_clients = 1024", f"ws_max_clients = {max(1024, clients)}"
+        ).replace("ws_per_key = 64", f"ws_per_key = {max(64, clients)}"),
+    )
     try:
         agent = enroll(tmp, urls, init)
         mproc = psutil.Process(server.pid)
