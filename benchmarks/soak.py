@@ -35,16 +35,20 @@ from benchmarks.localmanager import enroll_agents, start_manager  # noqa: E402
 from benchmarks.procstat import ThreadCpu, tree_cpu_seconds  # noqa: E402
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and its live children (the index writer)."""
+def tree_rss(pid: int) -> tuple[int, int]:
+    """Resident bytes of a process and its live children (the index writer), and the
+    anonymous share of them (resident minus file-backed and shared pages: what the kernel
+    cannot drop under pressure; mapped index files count only in the first)."""
     proc = psutil.Process(pid)
-    total = proc.memory_info().rss
-    for child in proc.children(recursive=True):
+    total = anon = 0
+    for p in [proc, *proc.children(recursive=True)]:
         try:
-            total += child.memory_info().rss
+            info = p.memory_info()
         except psutil.Error:
-            pass
-    return total
+            continue
+        total += info.rss
+        anon += info.rss - info.shared
+    return total, anon
 
 
 class Agent(threading.Thread):
@@ -119,6 +123,7 @@ def main() -> int:
         tmp, lambda cfg: cfg.replace("memory_budget = 4294967296", f"memory_budget = {budget}")
     )
     try:
+        print(f"manager pid {server.pid}", flush=True)
         creds = enroll_agents(tmp, init, urls, args.agents, "soak")
         batches = make_batches(load_events(), args.batch, 8)
         agents = [Agent(urls["endpoint"], c, init["ca_cert"], batches) for c in creds]
@@ -131,6 +136,7 @@ def main() -> int:
         # (seconds, rss, events acknowledged, manager CPU seconds, events indexed,
         # CPU seconds of the index writer's Tantivy segment merges)
         samples: list[tuple[float, int, int, float, int, float]] = []
+        anon_peak = 0
         cpu0 = tree_cpu_seconds(server.pid)
         merges = ThreadCpu(server.pid, "merge_thread")
         merge0 = merges.seconds()
@@ -144,9 +150,12 @@ def main() -> int:
             indexed = max(0, acked - index_backlog(admin, urls["admin"]))
             merge = merges.seconds() - merge0
             own = sum(psutil.Process(server.pid).cpu_times()[:2]) - own0
-            samples.append((elapsed, tree_rss(server.pid), acked, cpu, indexed, merge))
+            rss, anon = tree_rss(server.pid)
+            anon_peak = max(anon_peak, anon)
+            samples.append((elapsed, rss, acked, cpu, indexed, merge))
             print(
-                f"{elapsed:7.0f} s  RSS {samples[-1][1] >> 20:6,} MiB  acked {acked:>11,}  "
+                f"{elapsed:7.0f} s  RSS {rss >> 20:6,} MiB (anon {anon >> 20:6,})  "
+                f"acked {acked:>11,}  "
                 f"indexed {indexed:>11,}  manager CPU {cpu:8.0f} s (process {own:6.0f} s, writer "
                 f"child {cpu - own:6.0f} s of which merges {merge:5.0f} s)  "
                 f"load {os.getloadavg()[0]:5.1f}",
@@ -181,7 +190,8 @@ def main() -> int:
         )
         print(
             f"RSS peak {peak >> 20:,} MiB ({peak / budget * 100:.0f}% of the budget), "
-            f"last {samples[-1][1] >> 20:,} MiB"
+            f"last {samples[-1][1] >> 20:,} MiB; anonymous peak {anon_peak >> 20:,} MiB "
+            f"({anon_peak / budget * 100:.0f}%)"
         )
         print(
             f"throughput first {window:.0f} s {first_rate:,.0f} events/s, last {window:.0f} s "
