@@ -3,9 +3,11 @@
 Starts a real manager (`python -m appliance run`, `limits.memory_budget` set from
 `--budget-mib`), enrolls N agents, and has them post gzip NDJSON batches of real Sysmon events
 over mTLS as fast as the manager acknowledges them for `--minutes`. Every `--sample` seconds it
-records the manager's RSS (the process and its index writer child) and the events
-acknowledged. Prints the RSS series, the peak against the budget, and durable events/s in the
-first minute against the last. Usage:
+records the manager's RSS (the process and its index writer child; anonymous and file-backed
+pages of each), the events acknowledged and indexed, and a box speedometer (`reference_ms`: the
+CPU time of a fixed piece of work, which moves with the host's speed). Prints the RSS series,
+the peak against the budget, and events/s in the first minute against the last, as measured and
+scaled to the first minute's box speed. Usage:
 
     nice -n 10 .venv/bin/python benchmarks/soak.py [--minutes 30] [--agents 8] [--batch 1000]
                                                    [--budget-mib 4096] [--sample 30]
@@ -14,8 +16,10 @@ first minute against the last. Usage:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,20 +39,73 @@ from benchmarks.localmanager import enroll_agents, start_manager  # noqa: E402
 from benchmarks.procstat import ThreadCpu, tree_cpu_seconds  # noqa: E402
 
 
-def tree_rss(pid: int) -> tuple[int, int]:
-    """Resident bytes of a process and its live children (the index writer), and the
-    anonymous share of them (resident minus file-backed and shared pages: what the kernel
-    cannot drop under pressure; mapped index files count only in the first)."""
+def _status_kib(pid: int) -> dict[str, int]:
+    """``/proc/PID/status`` memory fields in KiB (Linux; empty elsewhere or when gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            out[name] = int(value.split()[0])
+    return out
+
+
+def tree_rss(pid: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """Resident bytes of a process and its live children (the index writer), the anonymous
+    share of them, and per process (manager first) ``(anonymous, file-backed)`` bytes.
+
+    Anonymous memory (``RssAnon``) is what the memory budget bounds: the kernel cannot drop
+    it. File-backed resident pages (``RssFile``) are the mmapped index segments a merge or a
+    search touched: page cache the kernel reclaims under pressure (a merge of the largest
+    segments maps gigabytes of them)."""
     proc = psutil.Process(pid)
     total = anon = 0
+    split: list[tuple[int, int]] = []
     for p in [proc, *proc.children(recursive=True)]:
-        try:
-            info = p.memory_info()
-        except psutil.Error:
-            continue
-        total += info.rss
-        anon += info.rss - info.shared
-    return total, anon
+        status = _status_kib(p.pid)
+        if status:
+            rss, a = status.get("VmRSS", 0) << 10, status.get("RssAnon", 0) << 10
+            f = (status.get("RssFile", 0) + status.get("RssShmem", 0)) << 10
+        else:  # not Linux: psutil's shared pages stand for the file-backed ones
+            try:
+                info = p.memory_info()
+            except psutil.Error:
+                continue
+            rss, a, f = info.rss, info.rss - info.shared, info.shared
+        total += rss
+        anon += a
+        split.append((a, f))
+    return total, anon, split
+
+
+def describe_split(split: list[tuple[int, int]]) -> str:
+    """``anon/file`` MiB of the manager and of its writer child."""
+    names = ("manager", "child")
+    return (
+        " ".join(f"{names[min(i, 1)]} {a >> 20:,}/{f >> 20:,}" for i, (a, f) in enumerate(split))
+        + " MiB anon/file"
+    )
+
+
+_REFERENCE = bytes(range(256)) * (32 << 10)  # 8 MiB
+
+
+def reference_ms(repeats: int = 5) -> float:
+    """CPU milliseconds of this thread to SHA-256 a fixed 8 MiB (median of ``repeats``).
+
+    A box speedometer: the same work costs more CPU time when the host under this virtual
+    machine runs it slower. In the Dec 2026 soaks the manager's CPU per event followed it
+    (Pearson r 0.96 over 18 samples: 13.5 ms ↔ ~130 µs/event, 9.3 ms ↔ ~85 µs/event), so
+    a change of CPU per event that this figure shows too is the box's, not the manager's."""
+    times = []
+    for _ in range(repeats):
+        start = time.thread_time()
+        hashlib.sha256(_REFERENCE).digest()
+        times.append(1000 * (time.thread_time() - start))
+    return statistics.median(times)
 
 
 class Agent(threading.Thread):
@@ -136,7 +193,8 @@ def main() -> int:
         # (seconds, rss, events acknowledged, manager CPU seconds, events indexed,
         # CPU seconds of the index writer's Tantivy segment merges)
         samples: list[tuple[float, int, int, float, int, float]] = []
-        anon_peak = 0
+        anon_peak, anon_peak_split = 0, []
+        refs: list[tuple[float, float]] = []  # (seconds, reference_ms())
         cpu0 = tree_cpu_seconds(server.pid)
         merges = ThreadCpu(server.pid, "merge_thread")
         merge0 = merges.seconds()
@@ -150,15 +208,18 @@ def main() -> int:
             indexed = max(0, acked - index_backlog(admin, urls["admin"]))
             merge = merges.seconds() - merge0
             own = sum(psutil.Process(server.pid).cpu_times()[:2]) - own0
-            rss, anon = tree_rss(server.pid)
-            anon_peak = max(anon_peak, anon)
+            rss, anon, split = tree_rss(server.pid)
+            if anon > anon_peak:
+                anon_peak, anon_peak_split = anon, split
+            ref = reference_ms()
+            refs.append((elapsed, ref))
             samples.append((elapsed, rss, acked, cpu, indexed, merge))
             print(
                 f"{elapsed:7.0f} s  RSS {rss >> 20:6,} MiB (anon {anon >> 20:6,})  "
                 f"acked {acked:>11,}  "
                 f"indexed {indexed:>11,}  manager CPU {cpu:8.0f} s (process {own:6.0f} s, writer "
                 f"child {cpu - own:6.0f} s of which merges {merge:5.0f} s)  "
-                f"load {os.getloadavg()[0]:5.1f}",
+                f"load {os.getloadavg()[0]:5.1f}  {describe_split(split)}  ref {ref:5.1f} ms",
                 flush=True,
             )
         for a in agents:
@@ -191,7 +252,7 @@ def main() -> int:
         print(
             f"RSS peak {peak >> 20:,} MiB ({peak / budget * 100:.0f}% of the budget), "
             f"last {samples[-1][1] >> 20:,} MiB; anonymous peak {anon_peak >> 20:,} MiB "
-            f"({anon_peak / budget * 100:.0f}%)"
+            f"({anon_peak / budget * 100:.0f}%: {describe_split(anon_peak_split)})"
         )
         print(
             f"throughput first {window:.0f} s {first_rate:,.0f} events/s, last {window:.0f} s "
@@ -216,6 +277,21 @@ def main() -> int:
         print(
             f"Tantivy merges: first {window:.0f} s {merge_share(samples, 0, window):.0f}% of the "
             f"manager's CPU, last {window:.0f} s {merge_share(samples, last - window, last):.0f}%"
+        )
+        ref_first = statistics.median(r for t, r in refs if t <= window + 1) if refs else 0.0
+        ref_last = statistics.median(r for t, r in refs if t >= last - window - 1) if refs else 0.0
+        speed = ref_last / max(ref_first, 1e-9)  # > 1: the box ran the same work slower
+        print(
+            f"box speed: reference work first {window:.0f} s {ref_first:.1f} ms, last "
+            f"{window:.0f} s {ref_last:.1f} ms ({(speed - 1) * 100:+.1f}% CPU for the same work)"
+        )
+        # the manager is CPU-bound (its interpreter lock), so both figures scale with it
+        scaled_rate, scaled_eff = last_indexed * speed, last_ieff * speed
+        print(
+            f"at the first window's box speed: indexed events/s last {window:.0f} s "
+            f"{scaled_rate:,.0f} ({(scaled_rate / max(first_indexed, 1e-9) - 1) * 100:+.1f}%), "
+            f"per manager CPU-second {scaled_eff:,.0f} "
+            f"({(scaled_eff / max(first_ieff, 1e-9) - 1) * 100:+.1f}%)"
         )
         print(f"events acknowledged: {samples[-1][2]:,}")
     finally:

@@ -110,6 +110,9 @@ def test_soak_benchmark_runs() -> None:
     assert "errors=0" in out and "RSS peak" in out and "events per manager CPU-second" in out
     assert "indexed (sustained)" in out and "CPU-second, last" in out and ") indexed" in out
     assert "Tantivy merges: first" in out and "writer child" in out
+    # anonymous vs file-backed pages per process, and the box speedometer
+    assert "MiB anon/file" in out and "manager " in out and " ms" in out
+    assert "box speed: reference work first" in out and "at the first window's box speed" in out
 
 
 def test_store_growth_benchmark_resumes(tmp_path: Path) -> None:
