@@ -27,6 +27,7 @@ from index.batchids import BatchIds
 from index.errors import StoreClosedError, StoreError
 from index.finalize import finalize_batch
 from index.journal import Journal, JournalRecord, fsync_dir
+from index.mapped import MAPPED_LIMIT, MappedTrimmer
 from index.reader import Reader
 from index.results import (
     AppendResult,
@@ -144,6 +145,8 @@ class EventStore:
             opened.append(self.journal)
             self._index = self._open_index(self.root / "index")
             self._reader = Reader(self._index)
+            # searches (a retro-hunt reads every stored event) map index pages: bounded
+            self._trimmer = MappedTrimmer(self.root / "index", MAPPED_LIMIT)
             self.tables = Tables(
                 self.root / "events.duckdb", memory_limit=memory_limit, threads=sql_threads
             )
@@ -176,6 +179,7 @@ class EventStore:
             self._lock_file.close()
             raise
         self.writer.start()
+        self._trimmer.start()
         try:
             try:
                 self._finish_retention()
@@ -285,6 +289,7 @@ class EventStore:
             self.journal.drain()  # every written record durable (or refused) and queued
         self.writer.stop(drain=drain)
         self.writer.close_writer()
+        self._trimmer.stop()
         self.tables.close()
         self.journal.close()
         self._lock_file.close()

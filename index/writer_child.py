@@ -17,6 +17,7 @@ import threading
 import traceback
 from typing import IO, NoReturn
 
+from index.mapped import MAPPED_LIMIT, MappedTrimmer
 from index.tantivy_writer import TantivyWriter, open_index
 from index.writer_protocol import (
     NO_REQUEST,
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         write_frame(stdout, encode_reply(NO_REQUEST, f"cannot open the Tantivy writer: {ex}"))
         return 1
     write_frame(stdout, encode_reply(NO_REQUEST, None))
+    # a merge maps its source segments: without this, their pages stayed in the RSS
+    MappedTrimmer(path, MAPPED_LIMIT).start()
     try:
         _serve(writer, stdin, stdout)
     except BaseException:  # noqa: BLE001 - e.g. the parent is gone while we reply
