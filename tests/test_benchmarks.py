@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from index.schema import project
+from index.tantivy_writer import TantivyWriter, open_index
 from tests.support.procs import run_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +126,23 @@ def test_store_growth_benchmark_resumes(tmp_path: Path) -> None:
     again = _run("benchmarks/store_growth.py", *args, "--measure", "1")
     first = int(again.split(": ", 1)[1].split(" events", 1)[0].replace(",", ""))
     assert first >= 4000  # the second run reopened the store the first one filled
+
+
+def test_merge_memory_benchmark_merges_cloned_segments(tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    index.mkdir()
+    writer = TantivyWriter(open_index(index), heap_size=50_000_000, num_threads=1)
+    rt = datetime(2026, 12, 6, tzinfo=UTC)
+    event = {"Event": {"System": {"Channel": "T", "EventID": 1}, "EventData": {"Image": "a"}}}
+    docs = [
+        project(event, seq=i + 1, rt=rt, endpoint="e", hostname="h", raw=b"{}") for i in range(50)
+    ]
+    writer.add((p.doc_json, p.raw) for p in docs)
+    writer.commit()
+    writer.close()
+    out = _run("benchmarks/merge_memory.py", "--index", str(index), "--clone", "7")
+    assert "8 segments, 400 documents" in out and "segments after: [400]" in out
+    assert "anonymous peak" in out and "file-backed peak" in out
 
 
 def test_build_sizes_benchmark_measures_a_dist(tmp_path: Path) -> None:
