@@ -146,7 +146,8 @@ class EventStore:
             self._index = self._open_index(self.root / "index")
             self._reader = Reader(self._index)
             # searches (a retro-hunt reads every stored event) map index pages: bounded
-            self._trimmer = MappedTrimmer(self.root / "index", MAPPED_LIMIT)
+            self._trimmer = MappedTrimmer(self.root / "index", MAPPED_LIMIT).start()
+            opened.append(_Closer(self._trimmer.stop))
             self.tables = Tables(
                 self.root / "events.duckdb", memory_limit=memory_limit, threads=sql_threads
             )
@@ -179,7 +180,6 @@ class EventStore:
             self._lock_file.close()
             raise
         self.writer.start()
-        self._trimmer.start()
         try:
             try:
                 self._finish_retention()
@@ -436,13 +436,7 @@ class EventStore:
     ) -> int:
         """Return the number of matching events (same filters as ``search``)."""
         self._check_open()
-        return self._reader.count(
-            query,
-            since,
-            until,
-            endpoint,
-            detections_only,
-        )
+        return self._reader.count(query, since, until, endpoint, detections_only)
 
     def iter_events(
         self,
