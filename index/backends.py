@@ -230,10 +230,11 @@ class Backends:
         self.tables.execute_writes([("DELETE FROM events", ()), ("DELETE FROM batches", ())])
         self.tantivy_max = self.tables_max = self.floor
 
-    def merge(self) -> int:
-        """Commit, wait for segment merges, collect garbage; return the segment count."""
+    def merge(self, *, wait: bool = True) -> int:
+        """Commit, wait for segment merges (unless not ``wait``), collect garbage; return the
+        segment count."""
         self.commit()
-        self.sink.merge()
+        self.sink.merge(wait=wait)
         self.index.reload()
         return int(self.index.searcher().num_segments)
 

@@ -71,8 +71,8 @@ class TantivySink(Protocol):
     def delete_all(self) -> None:
         """Delete (and commit the deletion of) every committed document."""
 
-    def merge(self) -> None:
-        """Commit, wait for segment merges and collect unused files."""
+    def merge(self, *, wait: bool = True) -> None:
+        """Commit, wait for segment merges (unless not ``wait``) and collect unused files."""
 
     def close(self, timeout: float | None = None) -> None:
         """Wait for merges and release the writer lock."""
@@ -136,8 +136,9 @@ class LocalWriter:
     def delete_all(self) -> None:
         self._run("delete failed", self._ready().delete_all)
 
-    def merge(self) -> None:
-        self._run("merge failed", self._ready().merge)
+    def merge(self, *, wait: bool = True) -> None:
+        writer = self._ready()
+        self._run("merge failed", lambda: writer.merge(wait=wait))
 
     @property
     def pid(self) -> int | None:
@@ -358,8 +359,8 @@ class WriterProcess:
     def delete_all(self) -> None:
         self._request(Op.DELETE_ALL).result()
 
-    def merge(self) -> None:
-        self._request(Op.MERGE).result()
+    def merge(self, *, wait: bool = True) -> None:
+        self._request(Op.MERGE, 0 if wait else 1).result()
 
     def close(self, timeout: float | None = 60.0) -> None:
         with self._lock:

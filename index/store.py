@@ -496,9 +496,10 @@ class EventStore:
         logger.info("reindexed %d events from the journal", count)
         return count
 
-    def merge_segments(self) -> int:
-        """Merge Tantivy segments and purge deleted documents; return the segment count."""
-        return self._on_writer(self.writer.merge)
+    def merge_segments(self, *, wait: bool = True) -> int:
+        """Merge Tantivy segments and purge deleted documents; return the segment count
+        (``wait=False``: commit and collect files, no wait for merges: indexing would stop)."""
+        return self._on_writer(lambda: self.writer.merge(wait=wait))
 
     def apply_retention(
         self, *, max_age: timedelta | None = None, max_bytes: int | None = None

@@ -114,11 +114,17 @@ class TantivyWriter:
         self._writer.delete_all_documents()
         self._writer.commit()
 
-    def merge(self) -> None:
-        """Commit, wait for segment merges, reopen the writer and collect unused files."""
+    def merge(self, *, wait: bool = True) -> None:
+        """Commit, wait for segment merges, reopen the writer and collect unused files.
+
+        ``wait=False`` (the periodic retention pass) only commits and collects: waiting for
+        a merge of the largest segments (minutes at nice 19 on a busy box) stopped indexing,
+        since this process serves one operation at a time. Tantivy merges on its own anyway.
+        """
         self._writer.commit()
-        self._writer.wait_merging_threads()  # consumes the writer
-        self._writer = self._open(0.0)
+        if wait:
+            self._writer.wait_merging_threads()  # consumes the writer
+            self._writer = self._open(0.0)
         self._writer.garbage_collect_files()
 
     def close(self) -> None:
@@ -140,7 +146,7 @@ class TantivyWriter:
         elif op is Op.DELETE_ALL:
             self.delete_all()
         elif op is Op.MERGE:
-            self.merge()
+            self.merge(wait=arg == 0)
         elif op is Op.CLOSE:
             self.close()
             return False

@@ -447,11 +447,12 @@ class Indexer:
         self.commit()
         return total
 
-    def merge(self) -> int:
-        """Commit, wait for segment merges, collect garbage; return the segment count."""
+    def merge(self, *, wait: bool = True) -> int:
+        """Commit, wait for segment merges (unless not ``wait``), collect garbage; return the
+        segment count."""
         self.commit()
         with self._failing("segment merge failed"):
-            return self.backends.merge()
+            return self.backends.merge(wait=wait)
 
 
 def _queued_cost(record: JournalRecord, encoded: list[bytes] | None) -> int:

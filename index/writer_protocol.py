@@ -57,7 +57,7 @@ class Op(enum.Enum):
     COMMIT = b"C"
     DELETE_BELOW = b"D"  # delete every document with seq < arg, and commit
     DELETE_ALL = b"X"
-    MERGE = b"M"
+    MERGE = b"M"  # arg 0: wait for the merges in flight; 1: commit and collect files only
     CLOSE = b"Q"
 
 

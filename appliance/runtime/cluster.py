@@ -251,8 +251,8 @@ class ClusterEventSink:
             return int(self.local.stats()["min_seq"])
         return int(self.local.apply_retention(max_age=max_age, max_bytes=max_bytes))
 
-    def merge_segments(self) -> int:
-        return int(self.local.merge_segments())
+    def merge_segments(self, *, wait: bool = True) -> int:
+        return int(self.local.merge_segments(wait=wait))
 
     def stats(self) -> dict[str, Any]:
         return dict(self.local.stats())

@@ -49,7 +49,7 @@ class RetentionStore(Protocol):
         self, *, max_age: timedelta | None = None, max_bytes: int | None = None
     ) -> int: ...
 
-    def merge_segments(self) -> int: ...
+    def merge_segments(self, *, wait: bool = True) -> int: ...
 
     def stats(self) -> dict[str, Any]: ...
 
@@ -174,8 +174,8 @@ class Retention:
             if max_age is not None or max_bytes is not None:
                 min_seq = int(store.apply_retention(max_age=max_age, max_bytes=max_bytes))
             removed = max(0, min_seq - old_min)  # sequence numbers are consecutive per event
-            if cfg.merge:
-                segments = int(store.merge_segments())
+            if cfg.merge:  # never waits for merges in flight: indexing would stop meanwhile
+                segments = int(store.merge_segments(wait=False))
             after = int(store.disk_usage()["total"])
         pruned = 0
         if max_age is not None and self.detections is not None:

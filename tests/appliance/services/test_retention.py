@@ -201,6 +201,28 @@ def test_zero_limits_keep_everything(events: EventStore, store_clock: Clock) -> 
     assert _total(events, "keepme") == 10
 
 
+def test_the_pass_merges_without_waiting_for_merges_in_flight(
+    events: EventStore, store_clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting for a merge of the largest segments stopped indexing for as long as it ran."""
+    calls: list[bool] = []
+    merge = events.merge_segments
+
+    def recorded(*, wait: bool = True) -> int:
+        calls.append(wait)
+        return merge(wait=wait)
+
+    monkeypatch.setattr(events, "merge_segments", recorded)
+    events.append(_events("m", 10), endpoint=EP, batch_id="m")
+    retention = Retention(
+        events=events, detections=None, clock=store_clock, config=RetentionConfig()
+    )
+    result = retention.run_once()
+    assert result is not None and result.segments is not None and result.segments >= 1
+    assert calls == [False]
+    assert _total(events, "m") == 10
+
+
 def test_memory_event_store_only_prunes_fleet_detections(store_clock: Clock) -> None:
     fleet = Store(":memory:")
     try:
