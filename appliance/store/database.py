@@ -49,6 +49,7 @@ class Database:
         self._queue: queue.Queue[Any] = queue.Queue()
         self.state = DbState.OPEN
         self.writes = 0
+        self.failed_writes = 0  # heron_store_write_failures_total
         self._writer = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._writer.start()
 
@@ -68,8 +69,15 @@ class Database:
         if self.state is DbState.CLOSED:
             raise ClosedError("store is closed", where=self.path)
         future: Future[T] = Future()
+        future.add_done_callback(self._count_failure)
         self._queue.put((fn, future))
         return future
+
+    def _count_failure(self, future: Future[Any]) -> None:
+        """Count every failed write (``write`` raises it; ``submit`` callers may not look)."""
+        if future.exception() is not None:
+            self.failed_writes += 1
+            logger.warning("fleet store write failed: %s", future.exception())
 
     def _run(self) -> None:
         cur = self._con.cursor()
