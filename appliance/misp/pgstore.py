@@ -10,7 +10,7 @@ The same seams as state.py and settings.py, over the fleet database (`PgDatabase
   generations, attempts, dead letters) in `misp_state`; the sighting de-duplication cache stays
   one document per front-end (each observes its own agents).
 * `PgQueue`: the sighting and report queues in `misp_queue`, filled by every front-end and
-  drained by the leader of `misp.push` only. An item leaves the table after MISP answered, so a
+  drained by the leader of `misp.reports` only. An item leaves the table after MISP answered, so a
   killed leader's items are pushed by the next one.
 """
 

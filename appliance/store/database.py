@@ -69,15 +69,15 @@ class Database:
         if self.state is DbState.CLOSED:
             raise ClosedError("store is closed", where=self.path)
         future: Future[T] = Future()
-        future.add_done_callback(self._count_failure)
         self._queue.put((fn, future))
         return future
 
-    def _count_failure(self, future: Future[Any]) -> None:
-        """Count every failed write (``write`` raises it; ``submit`` callers may not look)."""
-        if future.exception() is not None:
-            self.failed_writes += 1
-            logger.warning("fleet store write failed: %s", future.exception())
+    def _failed(self, fut: Future[Any], ex: StoreError) -> None:
+        """Count and log a write the database refused before handing it over (``write``
+        raises it; a ``submit`` caller may never look at its future)."""
+        self.failed_writes += 1
+        logger.warning("fleet store write failed: %s", ex)
+        fut.set_exception(ex)
 
     def _run(self) -> None:
         cur = self._con.cursor()
@@ -121,8 +121,8 @@ class Database:
                 cur.execute("COMMIT")
             except duckdb.Error as ex:
                 self._rollback(cur)
-                fut.set_exception(StoreError(str(ex), where=self.path))
-            except Exception as ex:  # noqa: BLE001 - handed to the caller
+                self._failed(fut, StoreError(str(ex), where=self.path))
+            except Exception as ex:  # noqa: BLE001 - handed to the caller (Conflict, …)
                 self._rollback(cur)
                 fut.set_exception(ex)
             else:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import threading
 from collections import Counter
 from pathlib import Path
@@ -111,8 +112,6 @@ def test_misp_state_is_shared_and_pushed_once_by_the_leader(
     conf = (a.data / "config.toml").read_text()
     (a.data / "config.toml").write_text(conf[: conf.index("\n[cluster]\n")] + toml("fe-ma"))
     b = _second_frontend(a, tmp_path / "b", toml("fe-mb"))
-    import subprocess
-
     out = subprocess.run(
         [PY, "-m", "appliance", "cluster", "init", "--data-dir", str(a.data)],
         capture_output=True,

@@ -19,7 +19,7 @@ from tests.e2e.harness import wait_for
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
 from tests.support.events import gene_event
 
-SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+SHA = "5d41402abc4b2a76b9719d911017c592aa2b3c4d5e6f708192a3b4c5d6e7f809"
 EP = {"uuid": "5a1e8b4c-0000-4000-8000-00000000000b", "hostname": "WS-B"}
 
 Front = tuple[ClusterStore, MispSync]
