@@ -55,10 +55,14 @@ def create_tables(db: PgDatabase) -> None:
     from ..core.errors import StoreError
 
     for statement in DDL:
+
+        def run(cur: Any, sql: str = statement) -> None:
+            cur.execute(sql)
+
         try:
-            db.write(lambda cur, sql=statement: cur.execute(sql))
+            db.write(run)
         except StoreError:
-            db.write(lambda cur, sql=statement: cur.execute(sql))  # exists now: a no-op
+            db.write(run)  # exists now: a no-op
 
 
 class PgStateStore:

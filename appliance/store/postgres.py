@@ -98,6 +98,7 @@ def translate(sql: str) -> str:
             + f" ON CONFLICT ({', '.join(pk)}) DO "
             + (f"UPDATE SET {sets}" if sets else "NOTHING")
         )
+    sql = sql.replace(" AS DOUBLE)", " AS DOUBLE PRECISION)")  # CAST (presence touches)
     return sql.replace("%", "%%").replace("?", "%s")
 
 
@@ -144,11 +145,11 @@ class PgDatabase(Database):
         self.writes = 0
         self.failed_writes = 0  # heron_store_write_failures_total
         try:
-            self._wconn = self._writer()
+            self._wconn = self._open_writer()
         except psycopg.Error as ex:
             raise StoreError(f"cannot connect to PostgreSQL: {ex}", where=_where(dsn)) from ex
 
-    def _writer(self) -> psycopg.Connection[Any]:
+    def _open_writer(self) -> psycopg.Connection[Any]:
         conn = self._connect(autocommit=False)
         conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
         return conn
@@ -191,7 +192,7 @@ class PgDatabase(Database):
             for attempt in range(_RETRIES):
                 try:
                     if self._wconn.broken or self._wconn.closed:
-                        self._wconn = self._writer()
+                        self._wconn = self._open_writer()
                     with self._wconn.transaction(), self._wconn.cursor() as cur:
                         result = fn(_Cursor(cur))
                     self.writes += 1

@@ -45,6 +45,16 @@ def test_dialect_translation() -> None:
     )
 
 
+def test_presence_touches_land(fronts: tuple[ClusterStore, ClusterStore]) -> None:
+    """`touch` (fire and forget) was refused by PostgreSQL (`CAST(? AS DOUBLE)`) unseen until
+    `submit` failures surfaced."""
+    a, b = fronts
+    ep = a.endpoints.create(Endpoint(_id(), hostname="WS-T", ip="10.0.0.9", created=1.0))
+    a.endpoints.touch({ep.uuid: (50.0, 40.0, None, "10.0.0.10")})
+    seen = b.endpoints.get(ep.uuid)
+    assert (seen.last_connection, seen.last_event, seen.ip) == (50.0, 40.0, "10.0.0.10")
+
+
 def test_endpoints_and_users_are_shared(fronts: tuple[ClusterStore, ClusterStore]) -> None:
     a, b = fronts
     ep = a.endpoints.create(Endpoint(_id(), hostname="WS-1", ip="10.0.0.1", created=1.0))
