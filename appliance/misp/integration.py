@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..api.openapi import FalconApp
     from ..runtime.extension import ManagerHost, SessionAuthority
     from ..store.content import Iocs
+    from .pgstore import PgCatalog
 
 __all__ = ["MispExtension", "StoreIocSink", "config_overrides"]
 
@@ -119,7 +120,9 @@ class MispExtension:
             def build(root: Path, settings: MispSettings | None) -> MispSync:
                 return MispSync.open(root, settings, **self._sync_kwargs())
 
-            self._instances = MispInstances(self.host.data_dir / "misp", default, build)
+            self._instances = MispInstances(
+                self.host.data_dir / "misp", default, build, self._shared_catalog()
+            )
             self.host.event_listeners.append(self._instances.on_events)  # extra instances
             return self._instances
 
@@ -199,8 +202,32 @@ class MispExtension:
             self.host.clock,
         )
 
+    def _shared_catalog(self) -> PgCatalog | None:
+        """Cluster mode: the extra instances in PostgreSQL, keys under the shared misp.key."""
+        store = self.host.store
+        if not store.shared:
+            return None
+        from ..store.postgres import PgDatabase
+        from .pgstore import PgCatalog
+
+        assert isinstance(store.db, PgDatabase)
+
+        def build(storage: MispStorage) -> MispSync:
+            assert storage.settings is not None
+            return MispSync(storage.settings.load(None), storage, **self._sync_kwargs())
+
+        return PgCatalog(
+            store.db,
+            key_path_for(self.host.data_dir / "misp"),
+            self.host.config.cluster.frontend or socket.gethostname(),
+            self.host.clock,
+            build,
+        )
+
     def _changed(self) -> None:
-        """NOTIFY heron_fleet, 'misp': another front-end changed the settings or the state."""
+        """NOTIFY heron_fleet, 'misp': another front-end changed the settings or the state
+        (of any instance), or added or removed an instance."""
         instances = self._instances
         if instances is not None:
             instances.default.reload()
+            instances.refresh()

@@ -21,14 +21,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .settings import SettingsStore
+from .errors import MispSettingsError
+from .settings import MispSettings, SettingsStore
 
 if TYPE_CHECKING:  # psycopg is the `cluster` extra
     from ..store.postgres import PgDatabase
-    from .service import MispStorage
+    from .service import MispStorage, MispSync
 
 __all__ = [
     "DDL",
+    "PgCatalog",
     "PgQueue",
     "PgSettingsStore",
     "PgStateStore",
@@ -208,7 +210,7 @@ def pg_storage(
     scope: str = "default",
 ) -> MispStorage:
     """The storage of one MISP instance in PostgreSQL (tables created if missing)."""
-    from .service import MispStorage
+    from .service import MispStorage, MispSync
 
     create_tables(db)
     return MispStorage(
@@ -217,4 +219,66 @@ def pg_storage(
         reports=PgQueue(db, scope, "reports", clock),
         settings=PgSettingsStore(db, scope, key_path, clock),
         shared=True,
+        lookups=PgQueue(db, scope, "lookups", clock),
     )
+
+
+class PgCatalog:
+    """The extra MISP instances (instances.py) in PostgreSQL: one settings row `misp:<name>`
+    each, its state and queues under scope `<name>`, every API key a Fernet token under the one
+    shared `misp.key`. Creating or deleting one sends `NOTIFY heron_fleet, 'misp'`, on which
+    every front-end builds or drops it (`MispInstances.refresh`)."""
+
+    def __init__(
+        self,
+        db: PgDatabase,
+        key_path: Path,
+        frontend: str,
+        clock: Callable[[], float],
+        build: Callable[[MispStorage], MispSync],
+    ) -> None:
+        self.db = db
+        self.key_path = key_path
+        self.frontend = frontend
+        self.clock = clock
+        self._build = build
+
+    def names(self) -> list[str]:
+        rows = self.db.query("SELECT key FROM settings WHERE key LIKE ?", [f"{TOPIC}:%"])
+        return sorted(str(key).partition(":")[2] for (key,) in rows)
+
+    def open(self, name: str, settings: MispSettings | None) -> MispSync:
+        """The instance `name`; with `settings`, a new one (MispSettingsError if it exists)."""
+        storage = pg_storage(self.db, self.key_path, self.frontend, self.clock, scope=name)
+        store = storage.settings
+        assert isinstance(store, PgSettingsStore)
+        if settings is not None:
+            doc = store._encrypt(settings.with_namespace())
+            params = [store.key, json.dumps(doc, sort_keys=True), self.clock()]
+
+            def insert(cur: Any) -> bool:
+                return (
+                    cur.execute(
+                        "INSERT INTO settings (key, value, updated) VALUES (?, ?, ?) "
+                        "ON CONFLICT (key) DO NOTHING RETURNING key",
+                        params,
+                    ).fetchone()
+                    is not None
+                )
+
+            if not self.db.write(insert):
+                raise MispSettingsError(f"instance {name!r} exists", operation="instances")
+            self.db.notify(TOPIC)
+        return self._build(storage)
+
+    def remove(self, name: str) -> None:
+        """Delete the instance's settings, state (every front-end's) and queues."""
+        params = [f"{TOPIC}:{name}", name, f"{name}@%", name]
+
+        def delete(cur: Any) -> None:
+            cur.execute("DELETE FROM settings WHERE key = ?", params[:1])
+            cur.execute("DELETE FROM misp_state WHERE scope = ? OR scope LIKE ?", params[1:3])
+            cur.execute("DELETE FROM misp_queue WHERE scope = ?", params[3:])
+
+        self.db.write(delete)
+        self.db.notify(TOPIC)

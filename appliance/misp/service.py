@@ -61,6 +61,7 @@ class MispStorage:
     reports: ItemQueue
     settings: SettingsStore | None = None
     shared: bool = False  # cluster mode (pgstore.py): every front-end's queues, one drains
+    lookups: ItemQueue | None = None  # shared: value-lookup candidates handed to the leader
 
     @classmethod
     def open(cls, root: Path) -> MispStorage:
@@ -180,7 +181,7 @@ class MispSync:
         if not hasattr(self, "iocs"):
             self.iocs = IocPuller(self.client, st.state, self.sink, self.clock)
             self.sightings = SightingPusher(
-                self.client, st.state, st.sightings, self.clock, self.dead
+                self.client, st.state, st.sightings, self.clock, self.dead, st.lookups
             )
             self.reports = ReportPusher(self.client, st.state, st.reports, self.clock, self.dead)
         for stream in (self.iocs, self.sightings, self.reports, self.sightings.lookup):
@@ -370,11 +371,13 @@ class MispSync:
         if drains and self.client.ready():  # inside a back-off window, queued work waits
             if s.sightings_enabled and (
                 (len(self.storage.sightings) and self.sightings.due())
-                or self.sightings.lookup.pending()
+                or self.sightings.lookup_pending()
             ):
                 jobs.append(lambda: self.flush_sightings(wait=False))
             if s.reports_enabled and len(self.storage.reports):
                 jobs.append(lambda: self.push_reports(wait=False))  # one slice per tick
+        elif not drains and s.sightings_enabled and s.sighting_lookup:
+            jobs.append(self.sightings.hand_over)  # the leader asks MISP
         for job in jobs:
             try:
                 job()

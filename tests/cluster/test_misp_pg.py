@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 
 from appliance.misp import MemoryIocSink, MispSync
-from appliance.misp.pgstore import create_tables, pg_storage
+from appliance.misp.errors import MispSettingsError
+from appliance.misp.instances import MispInstances
+from appliance.misp.pgstore import PgCatalog, create_tables, pg_storage
+from appliance.misp.service import MispStorage
+from appliance.misp.settings import MispSettings
 from appliance.store.postgres import ClusterStore
 from tests.appliance.misp.conftest import write_artifacts
 from tests.cluster.servers import Postgres, fresh_database
@@ -128,3 +132,88 @@ def test_the_leader_alone_drains_what_every_front_end_queued(
     assert result is not None and result.pushed == 0 and result.pending == 0
     assert a.scan_artifacts() == 0
     assert len(fake.requests_to("/objects/add")) == 1
+
+
+def test_lookups_pending_on_a_follower_are_sent_by_the_leader(
+    fronts: tuple[Front, Front, dict[str, bool], FakeMisp],
+) -> None:
+    """`sighting_lookup`: b does not lead, so it hands its candidates to a, which asks MISP."""
+    (_, a), (_, b), _, fake = fronts
+    with fake.lock:
+        ev = fake.model.create_event("IoCs")
+        fake.model.create_attribute(ev.id, "filename", "evil-dropper.exe")
+        fake.model.publish(ev.id)
+    a.update_settings({**_settings(fake), "sighting_lookup": True})
+    _until(lambda: b.settings.sighting_lookup, "b to load the settings")
+    hit = gene_event(1, {"Image": "C:\\Temp\\evil-dropper.exe"}, time="2026-11-28T07:59:00Z")
+    b.on_events(EP, [hit])
+    assert b.sightings.lookup.pending() == 2  # the path and the base name
+    b.run_pending()
+    assert b.sightings.lookup.pending() == 0 and a.storage.lookups is not None
+    assert len(a.storage.lookups) == 1 and a.sightings.lookup_pending() == 1  # one batch of 2
+    asked = [r for r in fake.requests_to("/attributes/restSearch") if "value" in (r.body or {})]
+    assert asked == []  # only the leader asks MISP
+    a.run_pending()
+    asked = [r for r in fake.requests_to("/attributes/restSearch") if "value" in (r.body or {})]
+    assert len(asked) == 1 and a.sightings.lookup_pending() == 0
+    (sent,) = fake.requests_to("/sightings/add")
+    assert sent.body["values"] == ["evil-dropper.exe"]
+    assert sent.body["source"].endswith("WS-B")
+
+
+def test_extra_instances_are_shared_by_every_front_end(
+    fronts: tuple[Front, Front, dict[str, bool], FakeMisp], tmp_path: Path
+) -> None:
+    """An instance added on a is built on b (API key under the shared misp.key), follows a's
+    settings changes, and deleting it on b removes it, its state and its queues everywhere."""
+    (store_a, a), (store_b, b), leading, fake = fronts
+    key = tmp_path / "keys" / "misp.key"
+
+    def registry(store: ClusterStore, default: MispSync, name: str) -> MispInstances:
+        def build(storage: MispStorage) -> MispSync:
+            assert storage.settings is not None
+            return MispSync(
+                storage.settings.load(None),
+                storage,
+                sink=MemoryIocSink(),
+                leads=lambda job: leading[name],
+            )
+
+        def nowhere(path: Path, settings: MispSettings | None) -> MispSync:
+            raise AssertionError(f"no instance files in cluster mode: {path}")
+
+        catalog = PgCatalog(store.db, key, name, time.time, build)
+        instances = MispInstances(tmp_path / name, default, nowhere, catalog)
+        store.changes.subscribe("misp", instances.refresh)
+        return instances
+
+    on_a, on_b = registry(store_a, a, "a"), registry(store_b, b, "b")
+    partner = on_a.create("partner", _settings(fake))
+    assert partner.settings.source_name == "misp-partner"
+    _until(lambda: on_b.names() == ["default", "partner"], "b to build a's instance")
+    assert on_b.get("partner").settings.api_key == DEFAULT_KEY
+    assert on_b.get("partner").settings.namespace == partner.settings.namespace
+    with pytest.raises(MispSettingsError, match="exists"):
+        on_b.create("partner", _settings(fake))  # b may not have seen it: PostgreSQL refuses
+    rows = store_a.db.query("SELECT value FROM settings WHERE key = 'misp:partner'")
+    assert DEFAULT_KEY not in rows[0][0]
+    assert not (tmp_path / "a" / "instances").exists()
+
+    partner.update_settings({"pull_interval": 123.0})
+    _until(lambda: on_b.get("partner").settings.pull_interval == 123.0, "b to follow")
+    hit = gene_event(1, {"Hashes": f"SHA256={SHA}"}, time="2026-11-28T07:59:00Z")
+    with fake.lock:
+        ev = fake.model.create_event("IoCs")
+        fake.model.create_attribute(ev.id, "sha256", SHA)
+        fake.model.publish(ev.id)
+    partner.pull_iocs()
+    _until(lambda: on_b.get("partner").iocs.ioc_count == 1, "b's partner IoC index")
+    on_b.on_events(EP, [hit])  # queued by b's partner instance, in the shared queue
+    assert len(partner.storage.sightings) == 1
+
+    on_b.delete("partner")
+    _until(lambda: on_a.names() == ["default"], "a to drop the instance")
+    for table, column in (("misp_state", "scope"), ("misp_queue", "scope")):
+        left = store_a.db.query(f"SELECT count(*) FROM {table} WHERE {column} LIKE 'partner%'")
+        assert left[0][0] == 0, table
+    assert store_a.db.query("SELECT count(*) FROM settings WHERE key = 'misp:partner'")[0][0] == 0
