@@ -210,7 +210,7 @@ def pg_storage(
     scope: str = "default",
 ) -> MispStorage:
     """The storage of one MISP instance in PostgreSQL (tables created if missing)."""
-    from .service import MispStorage, MispSync
+    from .service import MispStorage
 
     create_tables(db)
     return MispStorage(
