@@ -342,8 +342,10 @@ def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]
     getters, base, table = plan.getters, plan.base, plan.rules
     n, second = plan.n, plan.second
     hit, start, end, sep, scan = _HIT, _START, _END, "\x00", _scan
-    indexes = [  # a memo per field automaton: value → rule ids of its hits
-        (slot, tuple((f, it, {}) for f, it in fields), names, words)
+    Memo = dict[str, frozenset[int]]
+    indexes: list[tuple[int, tuple[tuple[str, Any, Memo], ...], frozenset[str], Any]] = [
+        # a memo per field automaton: value → rule ids of its hits
+        (slot, tuple((f, it, Memo()) for f, it in fields), names, words)
         for slot, fields, names, words in plan.indexes
     ]
 
