@@ -87,12 +87,17 @@ class SightingPusher:
         self._lock = threading.Lock()
         seen = state.load(SEEN_STATE) or {}
         self._seen: dict[str, float] = {k: float(v) for k, v in seen.items()}
-        self._attempts: dict[str, int] = state.load(ATTEMPTS_STATE) or {}
+        self._attempts: dict[str, int] = {}
+        self.reload()
         self.lookup = ValueLookup(client, clock)
         self.sent_total = 0
         self.dropped_total = 0
         self.unmatched_total = 0
         self.hits_total = 0
+
+    def reload(self) -> None:
+        """Read the attempts again (cluster mode: another front-end led the flush until now)."""
+        self._attempts = self.state.load(ATTEMPTS_STATE) or {}
 
     def observe(
         self,
