@@ -1,8 +1,9 @@
 """Retention and index maintenance: the `[retention]` pass and its background worker.
 
 One pass (`Retention.run_once`) calls `EventStore.apply_retention(max_age=, max_bytes=)`, then
-`EventStore.merge_segments()` (when `merge` is on), and deletes the fleet store's detection
-summaries received before the same age limit. It logs one INFO line, counts what it removed in
+`EventStore.merge_segments(wait=False)` (when `merge` is on: commit and collect files, without
+waiting for the merges in flight), and deletes the fleet store's detection summaries received
+before the same age limit. It logs one INFO line, counts what it removed in
 /metrics and returns a `RetentionResult`. `RetentionWorker` runs a pass every `interval` seconds
 of the injected clock on a daemon thread; `POST /maintenance/retention` runs one now.
 
