@@ -18,7 +18,7 @@ from rules import wire
 
 __all__ = ["BatchAdvisor"]
 
-PER = 400  # sending agents per second of batch delay (~400 /logs requests a second)
+PER = 200  # sending agents per second of batch delay (~200 /logs requests a second)
 
 
 class BatchAdvisor:
