@@ -223,6 +223,11 @@ def build_context(
         lambda: float(store.db.pending_writes),
     )
     metrics.gauge(
+        "heron_store_write_failures_total",
+        "fleet store writes that failed (logged; raised to the caller that waits)",
+        lambda: float(store.db.failed_writes),
+    )
+    metrics.gauge(
         "heron_commands_queued",
         "commands waiting for delivery",
         lambda: float(store.commands.pending_count()),
