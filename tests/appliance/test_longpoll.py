@@ -126,8 +126,8 @@ def test_connection_capacity_from_memory_and_descriptors() -> None:
 def test_long_poll_resolves_a_certificate_once_not_per_poll() -> None:
     from appliance.core.errors import Forbidden
     from appliance.security.pki import PeerIdentity
+    from appliance.transport.identities import ConnInfo
     from appliance.transport.longpoll import LongPoll
-    from appliance.transport.tlsfront import ConnInfo
 
     asked: list[str] = []
     refuse = {"s2"}
@@ -162,8 +162,8 @@ def test_long_poll_resolves_a_certificate_once_not_per_poll() -> None:
 
 def test_batch_advice_grows_with_the_senders_of_the_last_minute() -> None:
     from appliance.transport.advice import BatchAdvisor
+    from appliance.transport.identities import ConnInfo
     from appliance.transport.longpoll import LongPoll
-    from appliance.transport.tlsfront import ConnInfo
     from rules import wire
 
     now = [0.0]
