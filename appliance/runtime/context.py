@@ -33,7 +33,7 @@ from ..services.tuning import Tuning
 from ..store import Store
 from ..store.events import EventSink
 from ..transport.bell import CommandBell
-from ..transport.tlsfront import IdentityMap
+from ..transport.identities import IdentityMap
 from .extension import Extensions
 from .leader import Leadership, SoleLeader
 
