@@ -28,7 +28,7 @@ from .iocs import IocPuller, IocSink, MemoryIocSink, PullResult
 from .probe import connection_test, needed_permissions
 from .reports import PushResult, ReportPusher
 from .settings import MispSettings, SettingsStore
-from .shared import leads_stream, on_notify
+from .shared import JOB_PULL, JOB_REPORTS, leads_stream, on_notify
 from .sightings import FlushResult, SightingPusher, sighting_source
 from .state import (
     FileQueue,
@@ -124,9 +124,6 @@ class _Feature:
         }
 
 
-JOB_PULL = "misp.pull"
-JOB_REPORTS = "misp.reports"
-LEADER_JOBS = (JOB_PULL, JOB_REPORTS)
 # shared queues (cluster mode): the artifact scan's leader also drains them
 _STREAM_JOBS = {"pull": JOB_PULL, "sightings": JOB_REPORTS, "reports": JOB_REPORTS}
 

@@ -16,9 +16,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .service import MispSync
 
-__all__ = ["leads_stream", "on_notify", "reload_job", "reload_settings"]
+__all__ = [
+    "JOB_PULL",
+    "JOB_REPORTS",
+    "LEADER_JOBS",
+    "leads_stream",
+    "on_notify",
+    "reload_job",
+    "reload_settings",
+]
 
 logger = logging.getLogger(__name__)
+
+# The jobs one front-end leads in cluster mode (PgLeadership); a single manager leads both.
+JOB_PULL = "misp.pull"
+JOB_REPORTS = "misp.reports"
+LEADER_JOBS = (JOB_PULL, JOB_REPORTS)
 
 
 def reload_settings(sync: MispSync) -> bool:
@@ -39,10 +52,8 @@ def reload_settings(sync: MispSync) -> bool:
 
 
 def reload_job(sync: MispSync, job: str) -> None:
-    """Read the state documents `job` writes (service.JOB_PULL: the IoC set; JOB_REPORTS: the
+    """Read the state documents `job` writes (JOB_PULL: the IoC set; JOB_REPORTS: the
     queues' attempts and the report ledger)."""
-    from .service import JOB_PULL
-
     if job == JOB_PULL:
         sync.iocs.reload()
     else:
@@ -53,8 +64,6 @@ def reload_job(sync: MispSync, job: str) -> None:
 
 def on_notify(sync: MispSync) -> None:
     """Another front-end (or this one) changed the MISP settings or state."""
-    from .service import LEADER_JOBS
-
     reload_settings(sync)
     for job in LEADER_JOBS:
         if not sync.leads(job):

@@ -82,7 +82,7 @@ def open_context(
 
 def open_cluster_context(data_dir: Path, config: Config, *, with_events: bool) -> AppContext:
     """A cluster front-end: fleet in PostgreSQL, events journaled here and read from ClickHouse."""
-    from ..misp.service import LEADER_JOBS
+    from ..misp.shared import LEADER_JOBS
     from .cluster import open_cluster, start_relay
     from .leader import PgLeadership
 

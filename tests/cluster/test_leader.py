@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from appliance.misp.service import JOB_PULL, JOB_REPORTS, LEADER_JOBS
+from appliance.misp.shared import JOB_PULL, JOB_REPORTS, LEADER_JOBS
 from appliance.runtime.leader import APP_NAME, PgLeadership, SoleLeader, lock_key
 from tests.cluster.servers import Postgres
 from tests.e2e.harness import wait_for

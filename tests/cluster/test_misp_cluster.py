@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
-from appliance.misp.service import JOB_REPORTS
+from appliance.misp.shared import JOB_REPORTS
 from appliance.runtime.leader import lock_key
 from tests.appliance.misp.conftest import write_artifacts
 from tests.cluster.servers import ClickHouse, Postgres, fresh_database
