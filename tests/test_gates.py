@@ -26,6 +26,13 @@ def test_ruff_format_is_applied() -> None:
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
 
 
+def test_python_blocks_in_docs_are_formatted() -> None:
+    """ruff formats the ```python blocks of Markdown files; a block that is not Python says so
+    with its own language tag (text, sh, toml, ...)."""
+    out = _run(str(BIN / "ruff"), "format", "--check", "docs", "README.md")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
 def test_mypy_strict_is_clean() -> None:
     out = _run(str(BIN / "mypy"))
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
