@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -104,25 +105,30 @@ def test_login_sets_a_secure_session(browser: Browser, manager: Manager, clean_c
     browser.screenshot("02-dashboard-empty")
 
 
+def _mimikatz_and_powershell(
+    hostname: str, *, folder: str = "", encoded: str = "SQBFAFgA"
+) -> list[dict[str, Any]]:
+    """A critical mimikatz detection (`RULE_NAME`) and a plain PowerShell event."""
+    return [
+        sysmon_event(
+            hostname,
+            image=f"C:\\Tools\\{folder}mimikatz.exe",
+            command_line="mimikatz.exe privilege::debug sekurlsa::logonpasswords",
+            signature=RULE_NAME,
+            criticality=10,
+        ),
+        sysmon_event(
+            hostname,
+            image="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+            command_line=f"powershell.exe -enc {encoded}",
+        ),
+    ]
+
+
 def test_live_detection_appears(browser: Browser, manager: Manager, clean_console) -> None:
     browser.go("#/detections")
     browser.wait_text("#live-state", "connected")
-    ack = manager.post_logs(
-        [
-            sysmon_event(
-                manager.hostname,
-                image="C:\\Tools\\mimikatz.exe",
-                command_line="mimikatz.exe privilege::debug sekurlsa::logonpasswords",
-                signature=RULE_NAME,
-                criticality=10,
-            ),
-            sysmon_event(
-                manager.hostname,
-                image="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
-                command_line="powershell.exe -enc SQBFAFgA",
-            ),
-        ]
-    )
+    ack = manager.post_logs(_mimikatz_and_powershell(manager.hostname))
     assert ack.status_code == 200, ack.text
     row = browser.wait_css("tbody tr[data-live]", timeout=10)
     assert RULE_NAME in row.text and manager.hostname in row.text and "critical" in row.text
@@ -146,20 +152,7 @@ def test_search_with_query_language(browser: Browser, manager: Manager, clean_co
     the dashboard's last-24-hours count keeps only what the scenario's live test posted."""
     signed_in = _sign_in(browser, manager)
     tag = uuidlib.uuid4().hex[:12]
-    events = [
-        sysmon_event(
-            manager.hostname,
-            image=f"C:\\Tools\\{tag}\\mimikatz.exe",
-            command_line="mimikatz.exe privilege::debug sekurlsa::logonpasswords",
-            signature=RULE_NAME,
-            criticality=10,
-        ),
-        sysmon_event(
-            manager.hostname,
-            image="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
-            command_line=f"powershell.exe -enc {tag}",
-        ),
-    ]
+    events = _mimikatz_and_powershell(manager.hostname, folder=f"{tag}\\", encoded=tag)
     then = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
     for event in events:
         event["Event"]["System"]["TimeCreated"]["SystemTime"] = then.isoformat()
