@@ -14,11 +14,13 @@ CPU reported apart). Each simulated agent follows the real agent's cadence:
   every 5 s ±20 %, `GET /rules/sha256` every 60 s ±10 %, reconnecting when the manager closes.
 
 `--senders K` of them also POST a gzip /logs batch of `--rate` events every second on their own
-connection. An admin queues `--commands` commands per second to random agents over the admin
-API; the command latency runs from that POST to the agent reading the command. Printed per N:
-manager CPU (% of one core over the measurement window) and RSS, bytes per idle connection
-((RSS with the fleet connected − RSS before) / connections), request and command latency
-p50/p95/p99, errors, and the fleet's own CPU.
+keep-alive connection (the combined mode, e.g. `--n 10000 --senders 1000 --rate 10`: also printed
+are the /logs latency and the events/s offered by the senders vs stored by the manager, from its
+`heron_events_received_total`). An admin queues `--commands` commands per second to random
+agents over the admin API; the command latency runs from that POST to the agent reading the
+command. Printed per N: manager CPU (% of one core over the measurement window) and RSS,
+bytes per idle connection ((RSS with the fleet connected − RSS before) / connections), request
+and command latency p50/p95/p99, errors, and the fleet's own CPU.
 
 The ramp: every agent's TLS context is loaded first (`prepare_s`), then agents connect, each
 from its own 127.x.y.z on Linux (`--one-source`: all from 127.0.0.1), paced by handshake latency
@@ -253,7 +255,8 @@ class Stats:
     long_poll_early: int = 0  # of those, answered before 0.9 × WAIT (the manager's jitter)
     queued: int = 0
     delivered: int = 0
-    events: int = 0
+    events: int = 0  # acknowledged by /logs in the measurement window
+    logs: list[float] = field(default_factory=list)  # /logs latencies, seconds
     measuring: bool = False
 
     def error(self, what: str) -> None:
@@ -484,13 +487,16 @@ class Agent:
         }
         line = json.dumps(event).encode() + b"\n"
         seq = 0
+        after = 0.0  # the manager's X-Heron-Batch-After, honoured as the agent does
         await asyncio.sleep(random.random())
         while True:
             t0 = time.monotonic()
             seq += 1
-            body = gzip.compress(line * rate, 3)
+            period = max(1.0, min(after, 10.0))
+            count = round(rate * period)
+            body = gzip.compress(line * count, 3)
             try:
-                status, _, _ = await self.timed(
+                status, hdrs, _ = await self.timed(
                     conn,
                     "POST",
                     "/logs",
@@ -501,11 +507,13 @@ class Agent:
                         "X-Heron-Batch-Id": f"{self.uuid}-{seq}",
                     },
                 )
-                if status == 200:
-                    self.fleet.stats.events += rate
+                after = float(hdrs.get("x-heron-batch-after", 0.0))
+                if status == 200 and self.fleet.stats.measuring:
+                    self.fleet.stats.events += count
+                    self.fleet.stats.logs.append(time.monotonic() - t0)
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError) as ex:
                 self.fleet.stats.error(type(ex).__name__ + " /logs")
-            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+            await asyncio.sleep(max(0.0, period - (time.monotonic() - t0)))
 
     def prepare(self) -> None:
         """Load the agent's certificate and key into its TLS context (before the ramp)."""
@@ -764,6 +772,7 @@ class Fleet:
             "long_poll_204": s.long_poll_204,
             "long_poll_early": s.long_poll_early,
             "events": s.events,
+            "logs_ms": pct(s.logs),
         }
         for t in tasks:
             t.cancel()
@@ -786,6 +795,28 @@ def fleet_main(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- orchestration
+METRICS = ("heron_events_received_total", "heron_batches_received_total", "heron_journal_syncs")
+
+
+def metrics(port: int, cache: Path) -> dict[str, float]:
+    """The counters of METRICS from the admin API's /metrics (absent ones are left out)."""
+    import requests
+
+    api_key = json.loads((cache / "fleet.json").read_text())["api_key"]
+    text = requests.get(
+        f"https://127.0.0.1:{port}/metrics",
+        headers={"X-Api-Key": api_key},
+        verify=str(cache / "data" / "pki" / "ca.pem"),
+        timeout=60,
+    ).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in METRICS:
+            out[name] = float(value)
+    return out
+
+
 def ramp_result(line: str, manager_cpu_s: float) -> dict[str, Any]:
     """The RAMPED line of the fleet plus the manager's CPU over the ramp (per connected agent)."""
     ramp: dict[str, Any] = json.loads(line.split(" ", 1)[1])
@@ -848,6 +879,8 @@ def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
         rss_ready = 0
         measured: dict[str, Any] = {}
         ready: dict[str, Any] = {}
+        m0: dict[str, float] = {}
+        senders = min(args.senders, n)
         for line in fleet.stdout:
             if line.startswith("RAMP\n"):
                 cpu_start = mgr.cpu()
@@ -856,10 +889,19 @@ def one_run(args: argparse.Namespace, code: Path, n: int) -> dict[str, Any]:
             elif line.startswith("READY"):
                 cpu0, t0, rss_ready = mgr.cpu(), time.monotonic(), mgr.rss()
                 ready = json.loads(line.split(" ", 1)[1])
+                m0 = metrics(mgr.admin, Path(args.cache)) if senders else {}
                 print(f"  measuring (manager pid {mgr.proc.pid})", file=sys.stderr, flush=True)
             elif line.startswith("MEASURED"):
-                measured = {
-                    "manager_cpu": round((mgr.cpu() - cpu0) / (time.monotonic() - t0) * 100),
+                window = time.monotonic() - t0
+                if senders:  # the combined mode: events offered by the senders vs stored
+                    m1 = metrics(mgr.admin, Path(args.cache))
+                    stored = m1.get("heron_events_received_total", 0.0) - m0.get(
+                        "heron_events_received_total", 0.0
+                    )
+                    measured["offered_events_s"] = round(senders * args.rate)
+                    measured["stored_events_s"] = round(stored / window)
+                measured |= {
+                    "manager_cpu": round((mgr.cpu() - cpu0) / window * 100),
                     "manager_rss_mb": round(mgr.rss() / 2**20),
                     "bytes_per_conn": round(
                         (rss_ready - rss0) / max(1, ready["connected"] + min(args.senders, n))
@@ -890,17 +932,26 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     """The issue's figures, one row per run (idle CPU: the measurement window after settle)."""
     print(
         "\n| code | endpoints | connected (ramp) | manager CPU | RSS | bytes per idle connection "
-        "| command p50 / p95 / p99 | errors (ramp) | fleet CPU | load |"
+        "| command p50 / p95 / p99 | /logs p95 | events/s offered / stored | errors (ramp) "
+        "| fleet CPU | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         cmd = r.get("command_ms") or r.get("old_command_ms") or {}
         lat = " / ".join(f"{cmd.get(k, 0):,.0f}" for k in ("p50", "p95", "p99")) + " ms"
         errors = sum((r.get("errors") or {}).values())
+        logs = (r.get("logs_ms") or {}).get("p95")
+        logs_p95 = "–" if logs is None else f"{logs:,.0f} ms"
+        events = (
+            f"{r.get('offered_events_s', 0):,} / {r.get('stored_events_s', 0):,}"
+            if r.get("senders")
+            else "–"
+        )
         print(
             f"| {Path(r['code']).name} | {r['n']:,} | {r.get('connected', 0):,} "
             f"({r.get('ramp_s')} s) | {r.get('manager_cpu')} % | {r.get('manager_rss_mb')} MB "
-            f"| {r.get('bytes_per_conn', 0) / 1024:,.0f} KiB | {lat} | {errors} "
+            f"| {r.get('bytes_per_conn', 0) / 1024:,.0f} KiB | {lat} | {logs_p95} | {events} "
+            f"| {errors} "
             f"({sum((r.get('ramp_errors') or {}).values())}) | {r.get('fleet_cpu')} % "
             f"| {r['load']:.1f} |",
             flush=True,
@@ -982,7 +1033,9 @@ def main() -> None:
                     f"{res.get('requests', 0):,} {res.get('request_ms')}, commands "
                     f"{res.get('delivered', 0)}/{res.get('commands', 0)} "
                     f"{res.get('command_ms')} old agents {res.get('old_command_ms')}, "
-                    f"events {res.get('events', 0):,}, handshakes "
+                    f"events acked {res.get('events', 0):,} (offered "
+                    f"{res.get('offered_events_s', 0):,}/s, stored "
+                    f"{res.get('stored_events_s', 0):,}/s), /logs {res.get('logs_ms')}, handshakes "
                     f"{res.get('handshakes', 0):,} (resumed {res.get('resumed', 0):,}, on "
                     f"polling connections {res.get('poll_handshakes', 0):,}), "
                     f"errors {res.get('errors')}, fleet CPU {res.get('fleet_cpu')} %",

@@ -45,11 +45,10 @@ from benchmarks.fleet import (  # noqa: E402
     client_context,
     configure,
     enroll,
+    metrics,
     pct,
     raise_nofile,
 )
-
-METRICS = ("heron_events_received_total", "heron_batches_received_total", "heron_journal_syncs")
 
 
 def _event(i: int) -> bytes:
@@ -104,22 +103,29 @@ class Fleet:
             else:
                 return
         self.stats.connected += 1
-        body = gzip.compress(b"\n".join(_event(i) for _ in range(a.batch)), 3)
+        bodies: dict[int, bytes] = {}  # events → gzip body
         interval = a.batch / a.rate
         headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
         seq = 0
+        after = 0.0  # the manager's X-Heron-Batch-After, honoured as the agent does
         await asyncio.sleep(random.random() * interval)
         while True:
             t0 = time.monotonic()
             seq += 1
+            period = interval if a.ignore_advice else max(interval, min(after, 10.0))
+            count = max(1, round(a.rate * period))  # the events the agent spooled meanwhile
+            body = bodies.get(count)
+            if body is None:
+                body = bodies[count] = gzip.compress(b"\n".join(_event(i) for _ in range(count)), 3)
             try:
-                status, _, _ = await conn.request(
+                status, hdrs, _ = await conn.request(
                     "POST",
                     "/logs",
                     body,
                     headers | {"X-Heron-Batch-Id": f"{self.uuids[i]}-{seq}"},
                     timeout=120,
                 )
+                after = float(hdrs.get("x-heron-batch-after", 0.0))
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError) as ex:
                 status = -1
                 if self.measuring:
@@ -129,10 +135,10 @@ class Fleet:
                 if status == 200:
                     self.latencies.append(took)
                     self.batches += 1
-                    self.events += a.batch
+                    self.events += count
                 elif status != -1:
                     self.stats.error(f"HTTP {status}")
-            await asyncio.sleep(max(0.0, interval - took))
+            await asyncio.sleep(max(0.0, period - took))
 
     async def run(self) -> dict[str, Any]:
         a = self.args
@@ -221,25 +227,6 @@ def store_run(args: argparse.Namespace, code: Path) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- orchestration
-def metrics(port: int, cache: Path) -> dict[str, float]:
-    """The counters of METRICS from the admin API's /metrics (absent ones are left out)."""
-    import requests
-
-    api_key = json.loads((cache / "fleet.json").read_text())["api_key"]
-    text = requests.get(
-        f"https://127.0.0.1:{port}/metrics",
-        headers={"X-Api-Key": api_key},
-        verify=str(cache / "data" / "pki" / "ca.pem"),
-        timeout=60,
-    ).text
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in METRICS:
-            out[name] = float(value)
-    return out
-
-
 def one_run(args: argparse.Namespace, code: Path) -> dict[str, Any]:
     cache = Path(args.cache)
     run_dir = cache.parent / f"run-{code.name}"
@@ -250,7 +237,10 @@ def one_run(args: argparse.Namespace, code: Path) -> dict[str, Any]:
     try:
         fleet = subprocess.Popen(
             [sys.executable, __file__, "--role", "fleet", "--port", str(mgr.endpoint)]
-            + [f"--{k.replace('_', '-')}={v}" for k, v in _passed(args).items()],
+            + [
+                f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
+                for k, v in _passed(args).items()
+            ],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -297,7 +287,9 @@ def one_run(args: argparse.Namespace, code: Path) -> dict[str, Any]:
 
 def _passed(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("agents", "rate", "batch", "seconds", "settle", "ramp_limit", "cache")
-    return {k: getattr(args, k) for k in keys}
+    return {k: getattr(args, k) for k in keys} | (
+        {"ignore_advice": True} if args.ignore_advice else {}
+    )
 
 
 def main() -> None:
@@ -310,6 +302,11 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="measurement window")
     p.add_argument("--settle", type=float, default=15.0, help="sending before the window")
     p.add_argument("--ramp-limit", type=float, default=300.0, help="seconds to connect them")
+    p.add_argument(
+        "--ignore-advice",
+        action="store_true",
+        help="agents keep their cadence (as before X-Heron-Batch-After, issue 24)",
+    )
     p.add_argument(
         "--code",
         action="append",

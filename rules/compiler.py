@@ -90,8 +90,11 @@ class CompiledRule:
 GroupFn = Callable[[dict[str, Any], dict[str, Any], Any], list[CompiledRule]]
 
 
-def compile_group(rules: tuple[CompiledRule, ...]) -> GroupFn:
+def compile_group(rules: tuple[CompiledRule, ...], channel: str | None = None) -> GroupFn:
     """One function evaluating a candidate list in order, returning the rules that match.
+
+    `channel`, when given, is the only channel of the events it will see (the Sigma block
+    then reads one field view where per-channel renames do not apply).
 
     Performance: inlines every rule's expression, so an event pays no per-rule call or
     loop overhead. Computers filters are inlined too (`comp` is the raw Computer value).
@@ -102,7 +105,7 @@ def compile_group(rules: tuple[CompiledRule, ...]) -> GroupFn:
     if native:  # Sigma rules run as one indexed block, placed at the first one's position
         from .sigma.block import compile_block
 
-        ns["_native"], timed = compile_block(native)
+        ns["_native"], timed = compile_block(native, channel)
     for i, c in enumerate(rules):
         if native and c is native[0]:
             lines.append("    hits.extend(_native(d))")

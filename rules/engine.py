@@ -126,7 +126,7 @@ class Engine:
         self._compiled: list[CompiledRule] = []
         self._cache: dict[tuple[str, int], tuple[tuple[CompiledRule, ...], GroupFn | None]] = {}
         self._channels: dict[str, tuple[CompiledRule, ...]] = {}  # rules that name the channel
-        self._groups: dict[tuple[CompiledRule, ...], GroupFn] = {}
+        self._groups: dict[tuple[tuple[CompiledRule, ...], str], GroupFn] = {}
         self._correlations: list[Any] = []  # Sigma correlation rules (rules.sigma.correlation)
         self._silenced: set[int] = set()
         self.scanned = 0
@@ -277,9 +277,9 @@ class Engine:
                     if c.disabled is None and (c.events is None or channel in c.events)
                 )
             rules = tuple(c for c in named if c.accepts(channel, event_id))
-            group = self._groups.get(rules)
+            group = self._groups.get((rules, channel))
             if group is None and rules:
-                group = self._groups[rules] = compile_group(rules)
+                group = self._groups[rules, channel] = compile_group(rules, channel)
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache = {}
             found = self._cache[key] = (rules, group)

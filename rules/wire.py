@@ -49,6 +49,10 @@ HEADER_API_KEY_LEGACY = "Api-Key"  # sent by older WHIDS clients (pywhids)
 HEADER_AGENT_VERSION = "X-Heron-Agent-Version"
 # Seconds the manager wants between an agent's update checks (longer under load; issue 24).
 HEADER_POLL_AFTER = "X-Heron-Poll-After"
+# Seconds the manager wants an agent's open /logs batch to wait (only under load; issue 24):
+# the agent waits max(its batch_delay, min(this, MAX_BATCH_AFTER)).
+HEADER_BATCH_AFTER = "X-Heron-Batch-After"
+MAX_BATCH_AFTER = 10.0
 # GET /commands?wait=N: hold the request up to N seconds until a command is queued (long-poll).
 QUERY_WAIT = "wait"
 USER_AGENT = f"Heron-Agent/{HERON_VERSION}"

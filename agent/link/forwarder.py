@@ -8,6 +8,8 @@ as `<id>.0` / `<id>.1` (deterministic, so a replay deduplicates); a single event
 not fit, like any other 4xx but 401/403/408/429, is final: quarantined under `rejected/` and
 counted, never retried forever.
 The forwarder is an `EventSink` (`submit(event)`), so the agent pipeline hands it every event.
+Under load the manager's answers carry `X-Heron-Batch-After`: open batches then wait that long
+(bounded, `batch_delay()`), so the same events go in fewer requests; without it, as configured.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import enum
 import gzip
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +84,18 @@ def encode_lines(data: bytes, batch_id: str, *, compresslevel: int = 3) -> Reque
     )
 
 
+def batch_delay(configured: float, headers: Mapping[str, str]) -> float:
+    """The manager's `X-Heron-Batch-After` (sent under load) within [configured, MAX_BATCH_AFTER];
+    no advice: as configured."""
+    try:
+        advised = float(headers.get(wire.HEADER_BATCH_AFTER.lower(), "") or 0.0)
+    except ValueError:
+        advised = 0.0
+    if advised != advised:  # NaN
+        advised = 0.0
+    return max(configured, min(advised, wire.MAX_BATCH_AFTER))
+
+
 class Forwarder:
     """Sends spooled batches through a `Transport`; `run()` loops until stopped."""
 
@@ -97,6 +111,7 @@ class Forwarder:
         on_activity: Callable[[], None] | None = None,
     ) -> None:
         self.spool = spool
+        self.batch_delay = spool.max_batch_delay  # configured; the manager may stretch it
         self.transport = transport
         self.backoff = backoff or Backoff()
         self._stop = threading.Event()
@@ -131,6 +146,7 @@ class Forwarder:
         except BaseException:
             self.spool.release(batch)
             raise
+        self.spool.max_batch_delay = batch_delay(self.batch_delay, resp.headers)
         if resp.status == 200:
             duplicate = False
             if resp.body:

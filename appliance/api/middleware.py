@@ -28,7 +28,7 @@ from ..services.bodies import decode_json, decompress, read_bounded
 from ..services.identity import Identity
 from ..store import Role
 from ..transport.governance import FailureThrottle, RateLimitedLog
-from ..transport.tlsfront import IdentityMap
+from ..transport.identities import IdentityMap
 
 if TYPE_CHECKING:
     from ..runtime.extension import SessionAuthority

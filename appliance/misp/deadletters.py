@@ -32,7 +32,15 @@ class DeadLetters:
         self.state = state
         self.clock = clock
         self._lock = threading.Lock()
-        doc = state.load(STATE) or {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the list again (cluster mode: another front-end changed it)."""
+        with self._lock:
+            self._read()
+
+    def _read(self) -> None:
+        doc = self.state.load(STATE) or {}
         self._items: list[dict[str, Any]] = list(doc.get("items", []))
         self.discarded = int(doc.get("discarded", 0))
 
@@ -47,6 +55,7 @@ class DeadLetters:
             "time": self.clock(),
         }
         with self._lock:
+            self._read()  # cluster mode: another front-end may have taken entries
             self._items.append(entry)
             excess = len(self._items) - MAX_DEAD_LETTERS
             if excess > 0:
@@ -70,6 +79,7 @@ class DeadLetters:
     def take(self, ids: list[str] | None, stream: str | None = None) -> list[dict[str, Any]]:
         """Remove and return the entries with these ids (all of `stream` when ids is None)."""
         with self._lock:
+            self._read()
             wanted = set(ids) if ids is not None else None
             taken = [
                 e

@@ -6,6 +6,8 @@ its IoCs under its own `source_name` (the IoC table keeps them apart), sights th
 own IoCs, pushes reports to its own day events (own namespace) if its reports are enabled, and
 keeps its own queues, dead letters and status. The registry is an ingest listener (fan-out to
 the extra instances) and the worker's unit of work (`run_pending` runs every instance in turn).
+Where the extra instances live is a catalog: `FileCatalog` (the directories above), or in cluster
+mode `pgstore.PgCatalog` (PostgreSQL, shared by every front-end; `refresh` follows its changes).
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import MispSettingsError
 from .service import MispSync
 from .settings import MispSettings, key_path_for
 
-__all__ = ["DEFAULT", "MAX_INSTANCES", "MispInstances"]
+__all__ = ["DEFAULT", "MAX_INSTANCES", "FileCatalog", "InstanceCatalog", "MispInstances"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +33,70 @@ MAX_INSTANCES = 16
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
 
+class InstanceCatalog(Protocol):
+    """Where the extra instances are kept."""
+
+    def names(self) -> list[str]: ...
+
+    def open(self, name: str, settings: MispSettings | None) -> MispSync:
+        """The stored instance (`settings` None), or a new one with `settings`."""
+        ...
+
+    def remove(self, name: str) -> None: ...
+
+
+class FileCatalog:
+    """Extra instances under `<root>/instances/<name>/` (embedded mode)."""
+
+    def __init__(self, root: Path, build: Callable[[Path, MispSettings | None], MispSync]) -> None:
+        self.root = Path(root)
+        self._build = build
+
+    def names(self) -> list[str]:
+        base = self.root / "instances"
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+    def open(self, name: str, settings: MispSettings | None) -> MispSync:
+        return self._build(self.root / "instances" / name, settings)
+
+    def remove(self, name: str) -> None:
+        shutil.rmtree(self.root / "instances" / name, ignore_errors=True)
+        key_path_for(self.root / "instances" / name).unlink(missing_ok=True)
+
+
 class MispInstances:
     """The default MispSync plus named extra instances."""
 
     def __init__(
-        self, root: Path, default: MispSync, build: Callable[[Path, MispSettings | None], MispSync]
+        self,
+        root: Path,
+        default: MispSync,
+        build: Callable[[Path, MispSettings | None], MispSync],
+        catalog: InstanceCatalog | None = None,
     ) -> None:
         self.root = Path(root)
         self.default = default
-        self._build = build
+        self.catalog: InstanceCatalog = catalog or FileCatalog(self.root, build)
         self._lock = threading.Lock()
         self._extra: dict[str, MispSync] = {}
-        base = self.root / "instances"
-        if base.is_dir():
-            for path in sorted(base.iterdir()):
-                if path.is_dir() and NAME.match(path.name):
-                    self._extra[path.name] = build(path, None)
+        for name in self.catalog.names():
+            if NAME.match(name):
+                self._extra[name] = self.catalog.open(name, None)
+
+    def refresh(self) -> None:
+        """Follow the catalog (cluster mode: another front-end added or removed an instance,
+        or changed one's settings or state): build the new, drop the gone, reload the others."""
+        with self._lock:
+            names = {n for n in self.catalog.names() if NAME.match(n)}
+            gone = [self._extra.pop(n) for n in sorted(set(self._extra) - names)]
+            for name in sorted(names - set(self._extra)):
+                self._extra[name] = self.catalog.open(name, None)
+                logger.info("MISP instance %s added on another front-end", name)
+            kept = list(self._extra.values())
+        for sync in gone:
+            sync.close()  # its IoCs were removed by the front-end that deleted it
+        for sync in kept:
+            sync.reload()
 
     def names(self) -> list[str]:
         with self._lock:
@@ -82,19 +132,18 @@ class MispInstances:
                     f"source_name {settings.source_name!r} is used by another instance",
                     operation="instances",
                 )
-            sync = self._build(self.root / "instances" / name, settings)
+            sync = self.catalog.open(name, settings)
             self._extra[name] = sync
         logger.info("MISP instance %s added (%s)", name, settings.url)
         return sync
 
     def delete(self, name: str) -> None:
         """Remove an instance: its IoCs leave the IoC table, its state is deleted."""
-        with self._lock:
+        with self._lock:  # held throughout: `refresh` must not build it again meanwhile
             sync = self._extra.pop(name)
-        sync.sink.replace_iocs(sync.settings.source_name, [])
-        sync.close()
-        shutil.rmtree(self.root / "instances" / name, ignore_errors=True)
-        key_path_for(self.root / "instances" / name).unlink(missing_ok=True)
+            sync.sink.replace_iocs(sync.settings.source_name, [])
+            sync.close()
+            self.catalog.remove(name)
         logger.info("MISP instance %s removed", name)
 
     # --- fan-out ----------------------------------------------------------------------------------

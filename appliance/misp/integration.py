@@ -10,6 +10,7 @@ drive `run_pending()` themselves.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
@@ -20,13 +21,15 @@ from rules.wire import Ioc
 
 from .client import ClientFactory, pymisp_factory
 from .instances import MispInstances
-from .service import MispSync, MispWorker
-from .settings import MispSettings
+from .pgstore import TOPIC
+from .service import MispStorage, MispSync, MispWorker
+from .settings import MispSettings, key_path_for
 
 if TYPE_CHECKING:
     from ..api.openapi import FalconApp
     from ..runtime.extension import ManagerHost, SessionAuthority
     from ..store.content import Iocs
+    from .pgstore import PgCatalog
 
 __all__ = ["MispExtension", "StoreIocSink", "config_overrides"]
 
@@ -117,7 +120,9 @@ class MispExtension:
             def build(root: Path, settings: MispSettings | None) -> MispSync:
                 return MispSync.open(root, settings, **self._sync_kwargs())
 
-            self._instances = MispInstances(self.host.data_dir / "misp", default, build)
+            self._instances = MispInstances(
+                self.host.data_dir / "misp", default, build, self._shared_catalog()
+            )
             self.host.event_listeners.append(self._instances.on_events)  # extra instances
             return self._instances
 
@@ -164,11 +169,14 @@ class MispExtension:
 
     def _attach(self) -> MispSync:
         overrides = config_overrides(self.host.config.misp)
-        sync = MispSync.open(
-            self.host.data_dir / "misp",
-            MispSettings.from_dict(overrides) if overrides else None,
-            **self._sync_kwargs(),
-        )
+        default = MispSettings.from_dict(overrides) if overrides else None
+        storage = self._shared_storage()
+        if storage is None:
+            sync = MispSync.open(self.host.data_dir / "misp", default, **self._sync_kwargs())
+        else:
+            assert storage.settings is not None
+            sync = MispSync(storage.settings.load(default), storage, **self._sync_kwargs())
+            self.host.store.changes.subscribe(TOPIC, self._changed)
         if overrides:
             stored = sync.settings.to_dict()
             if any(stored.get(k) != v for k, v in overrides.items()):
@@ -176,3 +184,50 @@ class MispExtension:
         self.host.event_listeners.append(sync.on_events)
         logger.info("MISP sync attached (enabled=%s)", sync.settings.enabled)
         return sync
+
+    def _shared_storage(self) -> MispStorage | None:
+        """Cluster mode: the default instance's settings, state and queues in PostgreSQL."""
+        store = self.host.store
+        if not store.shared:
+            return None
+        from ..store.postgres import PgDatabase
+        from .pgstore import pg_storage
+
+        assert isinstance(store.db, PgDatabase)
+        cluster = self.host.config.cluster
+        return pg_storage(
+            store.db,
+            key_path_for(self.host.data_dir / "misp"),
+            cluster.frontend or socket.gethostname(),
+            self.host.clock,
+        )
+
+    def _shared_catalog(self) -> PgCatalog | None:
+        """Cluster mode: the extra instances in PostgreSQL, keys under the shared misp.key."""
+        store = self.host.store
+        if not store.shared:
+            return None
+        from ..store.postgres import PgDatabase
+        from .pgstore import PgCatalog
+
+        assert isinstance(store.db, PgDatabase)
+
+        def build(storage: MispStorage) -> MispSync:
+            assert storage.settings is not None
+            return MispSync(storage.settings.load(None), storage, **self._sync_kwargs())
+
+        return PgCatalog(
+            store.db,
+            key_path_for(self.host.data_dir / "misp"),
+            self.host.config.cluster.frontend or socket.gethostname(),
+            self.host.clock,
+            build,
+        )
+
+    def _changed(self) -> None:
+        """NOTIFY heron_fleet, 'misp': another front-end changed the settings or the state
+        (of any instance), or added or removed an instance."""
+        instances = self._instances
+        if instances is not None:
+            instances.default.reload()
+            instances.refresh()

@@ -162,7 +162,14 @@ class IocPuller:
         self.state = state
         self.sink = sink
         self.clock = clock
-        doc = state.load(STATE) or {}
+        self.reload()
+        # Only a full sync sees what was hard-deleted or unpublished while the manager was down.
+        self._full_this_run = False
+        self._resume: dict[str, Any] | None = None
+
+    def reload(self) -> None:
+        """Read the stored IoC set and cursors (cluster mode: the leader pulled them)."""
+        doc = self.state.load(STATE) or {}
         self._attrs: dict[str, dict[str, Any]] = doc.get("attributes", {})
         self.cursor: int | None = doc.get("cursor")
         # Server clock at the start of the last pull: the cursor of publish and event edits,
@@ -172,9 +179,6 @@ class IocPuller:
         self._filters: str = doc.get("filters", "")
         self.index = self._build_index()
         self.ioc_count = len(self.iocs())
-        # Only a full sync sees what was hard-deleted or unpublished while the manager was down.
-        self._full_this_run = False
-        self._resume: dict[str, Any] | None = None
 
     @property
     def settings(self) -> MispSettings:

@@ -108,6 +108,26 @@ class ValueLookup:
         with self._lock:
             return len(self._pending)
 
+    def take(self, limit: int) -> list[list[Any]]:
+        """Remove up to `limit` pending values: `[[type, value, [[source, when], ...]], ...]`
+        (cluster mode: a front-end that does not lead hands them to the leader, sightings.py)."""
+        with self._lock:
+            keys = list(self._pending)[:limit]
+            return [[t, v, [list(w) for w in self._pending.pop((t, v))]] for t, v in keys]
+
+    def give(self, entries: Iterable[list[Any]]) -> dict[str, dict[str, float]]:
+        """Offer values `take` removed (on another front-end); cached hits as `{source: {MISP
+        value: when}}`, the others wait for `run()`."""
+        hits: dict[str, dict[str, float]] = {}
+        for heron_type, value, seen in entries:
+            for source, when in seen:
+                key = (str(heron_type), str(value))
+                found = self.offer(str(source), float(when), [key])
+                per = hits.setdefault(str(source), {})
+                for v, t in found.items():
+                    per[v] = min(per.get(v, t), t)
+        return hits
+
     def run(self) -> dict[str, dict[str, float]]:
         """Look up pending values within the budget; returns `{source: {MISP value: when}}`.
 

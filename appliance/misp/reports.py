@@ -90,16 +90,24 @@ class ReportPusher:
         self.clock = clock
         self.dead = dead
         self._lock = threading.Lock()  # queue membership and ledger; never held over the network
-        self._ledger: dict[str, dict[str, Any]] = state.load(LEDGER_STATE) or {}
-        self._generations: dict[str, int] = state.load(DAYS_STATE) or {}
-        self._meta: dict[str, Any] = state.load(META_STATE) or {}
-        self._attempts: dict[str, int] = state.load(ATTEMPTS_STATE) or {}
-        self._queued = {str(item.get("dir")) for _, item in queue.items()}
+        self.reload()
         self._before_since: set[str] = set()
         self._days: set[str] = set()  # day events known to exist, for one push pass only
         self.pushed_total = 0
         self.rejected_total = 0
         self.notes: dict[str, str] = {}  # what was skipped and why (publish, tags, blocklist)
+
+    def reload(self) -> None:
+        """Read the ledger, day generations, pacing, attempts and queue membership again.
+
+        Cluster mode: another front-end led the push until now (or queued reports).
+        """
+        with self._lock:
+            self._ledger: dict[str, dict[str, Any]] = self.state.load(LEDGER_STATE) or {}
+            self._generations: dict[str, int] = self.state.load(DAYS_STATE) or {}
+            self._meta: dict[str, Any] = self.state.load(META_STATE) or {}
+            self._attempts: dict[str, int] = self.state.load(ATTEMPTS_STATE) or {}
+            self._queued = {str(item.get("dir")) for _, item in self.queue.items()}
 
     # --- backfill ---------------------------------------------------------------------------------
 

@@ -21,12 +21,14 @@ from typing import Any, Protocol, TypeVar
 
 from rules.wire import ARTIFACT_EVENT, ARTIFACT_MANIFEST, ARTIFACT_REPORT
 
-from .client import ClientFactory, MispClient, pymisp_factory, role_of
+from .client import ClientFactory, MispClient, pymisp_factory
 from .deadletters import DeadLetters
 from .errors import MispError, MispRateLimited, MispSettingsError
 from .iocs import IocPuller, IocSink, MemoryIocSink, PullResult
+from .probe import connection_test, needed_permissions
 from .reports import PushResult, ReportPusher
 from .settings import MispSettings, SettingsStore
+from .shared import leads_stream, on_notify
 from .sightings import FlushResult, SightingPusher, sighting_source
 from .state import (
     FileQueue,
@@ -44,23 +46,6 @@ logger = logging.getLogger(__name__)
 SCAN_INTERVAL = 60.0
 STREAMS = ("pull", "sightings", "reports")
 BUSY_WAIT = 30.0  # an operator's sync waits this long for a running pass (a pass is one slice)
-PERMISSIONS = (
-    "perm_add",
-    "perm_modify",
-    "perm_modify_org",
-    "perm_publish",
-    "perm_sighting",
-    "perm_tagger",
-    "perm_tag_editor",
-)
-PERMISSION_EFFECTS = {
-    "perm_add": "reports cannot be pushed (events/add, objects/add)",
-    "perm_modify": "reports cannot be added to the day event",
-    "perm_publish": "report_publish is skipped: the day event stays unpublished",
-    "perm_sighting": "sightings cannot be sent",
-    "perm_tagger": "report_tags are not set on the day event",
-    "perm_tag_editor": "report_tags that MISP does not have yet are dropped by MISP",
-}
 R = TypeVar("R")
 
 
@@ -75,6 +60,8 @@ class MispStorage:
     sightings: ItemQueue
     reports: ItemQueue
     settings: SettingsStore | None = None
+    shared: bool = False  # cluster mode (pgstore.py): every front-end's queues, one drains
+    lookups: ItemQueue | None = None  # shared: value-lookup candidates handed to the leader
 
     @classmethod
     def open(cls, root: Path) -> MispStorage:
@@ -140,6 +127,8 @@ class _Feature:
 JOB_PULL = "misp.pull"
 JOB_REPORTS = "misp.reports"
 LEADER_JOBS = (JOB_PULL, JOB_REPORTS)
+# shared queues (cluster mode): the artifact scan's leader also drains them
+_STREAM_JOBS = {"pull": JOB_PULL, "sightings": JOB_REPORTS, "reports": JOB_REPORTS}
 
 
 class MispSync:
@@ -171,6 +160,7 @@ class MispSync:
         self._features = {name: _Feature() for name in STREAMS}
         self._pull_next = 0.0
         self._scan_next = 0.0
+        self._led: set[str] = set()  # shared storage: jobs led since the last reload
         self.dead = DeadLetters(storage.state, clock)
         self._build(settings.with_namespace())
 
@@ -191,7 +181,7 @@ class MispSync:
         if not hasattr(self, "iocs"):
             self.iocs = IocPuller(self.client, st.state, self.sink, self.clock)
             self.sightings = SightingPusher(
-                self.client, st.state, st.sightings, self.clock, self.dead
+                self.client, st.state, st.sightings, self.clock, self.dead, st.lookups
             )
             self.reports = ReportPusher(self.client, st.state, st.reports, self.clock, self.dead)
         for stream in (self.iocs, self.sightings, self.reports, self.sightings.lookup):
@@ -226,38 +216,8 @@ class MispSync:
         return settings
 
     def test_connection(self, patch: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Connect afresh and report what MISP says.
-
-        No back-off; the settings may be patched; never raises.
-        """
-        try:
-            settings = self.settings.merged(patch or {})
-            if not settings.url or not settings.api_key:
-                raise MispSettingsError("url and api_key are required", operation="test")
-            settings = settings.merged({"enabled": True})
-            client = MispClient(settings, factory=self.factory, clock=self.clock)
-            try:
-                version = client.call("servers/getVersion", lambda api: api.misp_instance_version)
-                role = client.call("users/view/me", role_of)
-                limits = _probe_rate_limit(client)
-            finally:
-                client.close()
-        except MispError as ex:
-            return {"ok": False, "error": str(ex)}
-        perms = role.get("perms", {})
-        needed = _needed_permissions(settings)
-        missing = [p for p in needed if not perms.get(p)]
-        return {
-            "ok": True,
-            "error": "",
-            "version": version.get("version", ""),
-            "user": role.get("email", ""),
-            "role": role.get("role", ""),
-            "permissions": {p: bool(perms.get(p)) for p in PERMISSIONS},
-            "missing_permissions": missing,
-            "effects": [PERMISSION_EFFECTS[p] for p in missing],
-            "rate_limit": limits,
-        }
+        """Connect afresh and report what MISP says (probe.py); never raises."""
+        return connection_test(self, patch)
 
     # --- features ---------------------------------------------------------------------------------
 
@@ -339,7 +299,13 @@ class MispSync:
         return self._run("reports", lambda: self.reports.push(), wait=wait)
 
     def _run(self, name: str, fn: Callable[[], R], *, wait: bool = True) -> R | None:
-        """Run one stream's job under that stream's lock only; None when it is busy."""
+        """Run one stream's job under that stream's lock only; None when it is busy.
+
+        Shared storage: only the job's leader runs it (None elsewhere), so two front-ends
+        never send one queue item each.
+        """
+        if self.storage.shared and not self.leads_shared(name):
+            return None
         lock = self._stream_locks[name]
         if not lock.acquire(timeout=BUSY_WAIT if wait else 0):
             return None
@@ -361,6 +327,8 @@ class MispSync:
         Only directories not pushed or queued yet.
         """
         if self.artifacts_root is None or not self.artifacts_root.is_dir():
+            return 0
+        if self.storage.shared and not self.leads_shared("reports"):
             return 0
         queued = {str(item.get("dir")) for _, item in self.storage.reports.items()}
         count = 0
@@ -392,20 +360,24 @@ class MispSync:
         now = self.clock()
         jobs: list[Callable[[], Any]] = []
         # Cluster mode: IoCs land in the shared store and artifacts on the shared path, so one
-        # front-end pulls and scans; each flushes the sightings and reports it queued itself.
+        # front-end pulls and scans; the leader of misp.reports drains the shared queues (a
+        # front-end over files flushes what it queued itself).
         if s.pull_enabled and now >= self._pull_next and self.leads(JOB_PULL):
             jobs.append(lambda: self._run("pull", lambda: self._pull(None), wait=False))
         if s.reports_enabled and now >= self._scan_next and self.leads(JOB_REPORTS):
             self._scan_next = now + SCAN_INTERVAL
             self.scan_artifacts()
-        if self.client.ready():  # inside a back-off window, queued work waits
+        drains = not self.storage.shared or self.leads_shared("sightings")
+        if drains and self.client.ready():  # inside a back-off window, queued work waits
             if s.sightings_enabled and (
                 (len(self.storage.sightings) and self.sightings.due())
-                or self.sightings.lookup.pending()
+                or self.sightings.lookup_pending()
             ):
                 jobs.append(lambda: self.flush_sightings(wait=False))
             if s.reports_enabled and len(self.storage.reports):
                 jobs.append(lambda: self.push_reports(wait=False))  # one slice per tick
+        elif not drains and s.sightings_enabled and s.sighting_lookup:
+            jobs.append(self.sightings.hand_over)  # the leader asks MISP
         for job in jobs:
             try:
                 job()
@@ -454,7 +426,7 @@ class MispSync:
             "role": client.role,
             "permissions": dict(client.permissions),
             "missing_permissions": [
-                p for p in _needed_permissions(s) if client.permissions and not client.allowed(p)
+                p for p in needed_permissions(s) if client.permissions and not client.allowed(p)
             ],
             "rate_limit": dict(client.rate_limit),
             "dead_letters": {**dead, "discarded": self.dead.discarded},
@@ -532,36 +504,17 @@ class MispSync:
     def discard_dead_letters(self, ids: list[str] | None = None) -> int:
         return len(self.dead.take(ids))
 
+    def leads_shared(self, stream: str) -> bool:
+        """Whether this front-end runs `stream` on shared storage (it re-reads the shared
+        state when it becomes the leader)."""
+        return leads_stream(self, _STREAM_JOBS[stream])
+
+    def reload(self) -> None:
+        """Read the settings and state another front-end changed (NOTIFY; shared.py)."""
+        on_notify(self)
+
     def close(self) -> None:
         self.client.close()
-
-
-def _needed_permissions(s: MispSettings) -> list[str]:
-    """The role flags the enabled features need."""
-    needed = []
-    if s.reports_enabled:
-        needed += ["perm_add", "perm_modify"]
-        if s.report_tags:
-            needed += ["perm_tagger", "perm_tag_editor"]
-        if s.report_publish:
-            needed.append("perm_publish")
-    if s.sightings_enabled:
-        needed.append("perm_sighting")
-    return needed
-
-
-def _probe_rate_limit(client: MispClient) -> dict[str, str]:
-    """One restSearch of one row: MISP's RateLimitComponent headers, if the role is limited."""
-    try:
-        client.call(
-            "attributes/restSearch (rate-limit probe)",
-            lambda api: api.search(
-                controller="attributes", return_format="json", limit=1, page=1, type_attribute="md5"
-            ),
-        )
-    except MispRateLimited:
-        pass
-    return dict(client.rate_limit)
 
 
 def _complete(directory: Path) -> bool:

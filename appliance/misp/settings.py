@@ -330,14 +330,21 @@ class SettingsStore:
 
         `default` is the config file section; a namespace is fixed on first load.
         """
-        path = self.root / self.FILE
-        if not path.exists():
-            settings = (default or MispSettings()).with_namespace()
-            self.save(settings)
-            return settings
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = self._read()
+        if doc is None:
+            doc = self._create(self._encrypt((default or MispSettings()).with_namespace()))
         token = doc.pop("api_key_encrypted", "")
         key = ""
+        if token:
+            self._migrate()
+            if not self.key_path.exists():
+                # Cluster mode: another front-end wrote the token; its key must be copied here.
+                logger.error(
+                    "the stored MISP API key is encrypted but %s is missing: copy it from the "
+                    "front-end that set the key",
+                    self.key_path,
+                )
+                token = ""
         if token:
             try:
                 key = self._fernet().decrypt(token.encode("ascii")).decode("utf-8")
@@ -353,13 +360,34 @@ class SettingsStore:
 
     def save(self, settings: MispSettings) -> None:
         """Write the settings; the API key only as a Fernet token."""
+        self._write(self._encrypt(settings))
+        logger.info("MISP settings saved (enabled=%s, url=%s)", settings.enabled, settings.url)
+
+    def _encrypt(self, settings: MispSettings) -> dict[str, Any]:
         doc = settings.to_dict()
         key = doc.pop("api_key")
         doc["api_key_encrypted"] = (
             self._fernet().encrypt(key.encode("utf-8")).decode("ascii") if key else ""
         )
+        return doc
+
+    # The document's place: a file here; PostgreSQL's `settings` table in cluster mode
+    # (pgstore.PgSettingsStore overrides these three).
+
+    def _read(self) -> dict[str, Any] | None:
+        path = self.root / self.FILE
+        if not path.exists():
+            return None
+        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return doc
+
+    def _write(self, doc: dict[str, Any]) -> None:
         atomic_write(self.root / self.FILE, json.dumps(doc, indent=2, sort_keys=True).encode())
-        logger.info("MISP settings saved (enabled=%s, url=%s)", settings.enabled, settings.url)
+
+    def _create(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Store the first document unless one appeared meanwhile; the stored one."""
+        self._write(doc)
+        return doc
 
 
 SETTINGS: tuple[Setting, ...] = settings_of(MispSettings)

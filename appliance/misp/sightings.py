@@ -68,6 +68,10 @@ def _event_time(event: Mapping[str, Any], default: float) -> float:
     return parsed.timestamp()
 
 
+HANDOVER_BATCH = 500  # lookup values per handed-over item
+HANDOVER_ITEMS = 20  # items in the shared hand-over queue (10,000 values), then values wait
+
+
 class SightingPusher:
     """Turns events into queued sighting batches and flushes them to MISP."""
 
@@ -78,8 +82,10 @@ class SightingPusher:
         queue: ItemQueue,
         clock: Callable[[], float],
         dead: DeadLetters | None = None,
+        lookups: ItemQueue | None = None,
     ) -> None:
         self.dead = dead
+        self.lookups = lookups  # shared storage: lookup values handed to the leader
         self.client = client
         self.state = state
         self.queue = queue
@@ -87,12 +93,17 @@ class SightingPusher:
         self._lock = threading.Lock()
         seen = state.load(SEEN_STATE) or {}
         self._seen: dict[str, float] = {k: float(v) for k, v in seen.items()}
-        self._attempts: dict[str, int] = state.load(ATTEMPTS_STATE) or {}
+        self._attempts: dict[str, int] = {}
+        self.reload()
         self.lookup = ValueLookup(client, clock)
         self.sent_total = 0
         self.dropped_total = 0
         self.unmatched_total = 0
         self.hits_total = 0
+
+    def reload(self) -> None:
+        """Read the attempts again (cluster mode: another front-end led the flush until now)."""
+        self._attempts = self.state.load(ATTEMPTS_STATE) or {}
 
     def observe(
         self,
@@ -173,9 +184,47 @@ class SightingPusher:
 
     def run_lookup(self) -> int:
         """Ask MISP about pending lookup values (bounded); queue what it has. Raises MispError."""
-        if not self.client.settings.sighting_lookup or not self.lookup.pending():
+        if not self.client.settings.sighting_lookup:
             return 0
-        return sum(self._queue(source, found) for source, found in self.lookup.run().items())
+        queued = self._take_over()
+        if not self.lookup.pending():
+            return queued
+        return queued + sum(self._queue(s, found) for s, found in self.lookup.run().items())
+
+    def lookup_pending(self) -> int:
+        """Values waiting for the value lookup here, plus batches other front-ends handed over."""
+        return self.lookup.pending() + (len(self.lookups) if self.lookups is not None else 0)
+
+    def hand_over(self) -> int:
+        """Cluster mode, on a front-end that does not lead: move pending lookup values to the
+        shared queue, which the leader reads (`_take_over`). Bounded: while the queue holds
+        `HANDOVER_ITEMS` items, values wait here (under the lookup's own bound)."""
+        if self.lookups is None or not self.lookup.pending():
+            return 0
+        moved = 0
+        while len(self.lookups) < HANDOVER_ITEMS:
+            entries = self.lookup.take(HANDOVER_BATCH)
+            if not entries:
+                break
+            try:
+                self.lookups.put({"values": entries, "queued": self.clock()})
+            except Exception:
+                self.lookup.give(entries)  # PostgreSQL failed: they wait here again
+                raise
+            moved += len(entries)
+        return moved
+
+    def _take_over(self) -> int:
+        """On the leader: offer the values other front-ends handed over to this lookup (cached
+        answers are queued at once). An item leaves the queue once its values are pending here."""
+        if self.lookups is None:
+            return 0
+        queued = 0
+        for item_id, item in list(self.lookups.items()):
+            hits = self.lookup.give(item.get("values", []))
+            queued += sum(self._queue(source, found) for source, found in hits.items() if found)
+            self.lookups.remove(item_id)
+        return queued
 
     def _enforce_bound(self) -> None:
         limit = self.client.settings.sighting_queue_max

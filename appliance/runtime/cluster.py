@@ -305,11 +305,13 @@ def init_cluster(config: ClusterConfig) -> dict[str, Any]:
     if config.mode != "cluster":
         raise ConfigError("[cluster] mode is not cluster")
     create_schema(_shards(config), config.clickhouse_cluster)
+    from ..misp.pgstore import create_tables
     from ..store.postgres import PgDatabase
 
     db = PgDatabase(config.postgres)
     try:
         db.create_schema()
+        create_tables(db)  # the MISP sync's state and queues
     finally:
         db.close()
     return cluster_status(config)

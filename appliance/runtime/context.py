@@ -33,7 +33,7 @@ from ..services.tuning import Tuning
 from ..store import Store
 from ..store.events import EventSink
 from ..transport.bell import CommandBell
-from ..transport.tlsfront import IdentityMap
+from ..transport.identities import IdentityMap
 from .extension import Extensions
 from .leader import Leadership, SoleLeader
 
@@ -221,6 +221,11 @@ def build_context(
         "heron_store_queue",
         "writes waiting for the fleet store writer",
         lambda: float(store.db.pending_writes),
+    )
+    metrics.gauge(
+        "heron_store_write_failures_total",
+        "fleet store writes that failed (logged; raised to the caller that waits)",
+        lambda: float(store.db.failed_writes),
     )
     metrics.gauge(
         "heron_commands_queued",

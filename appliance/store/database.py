@@ -49,6 +49,7 @@ class Database:
         self._queue: queue.Queue[Any] = queue.Queue()
         self.state = DbState.OPEN
         self.writes = 0
+        self.failed_writes = 0  # heron_store_write_failures_total
         self._writer = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._writer.start()
 
@@ -70,6 +71,13 @@ class Database:
         future: Future[T] = Future()
         self._queue.put((fn, future))
         return future
+
+    def _failed(self, fut: Future[Any], ex: StoreError) -> None:
+        """Count and log a write the database refused before handing it over (``write``
+        raises it; a ``submit`` caller may never look at its future)."""
+        self.failed_writes += 1
+        logger.warning("fleet store write failed: %s", ex)
+        fut.set_exception(ex)
 
     def _run(self) -> None:
         cur = self._con.cursor()
@@ -113,8 +121,8 @@ class Database:
                 cur.execute("COMMIT")
             except duckdb.Error as ex:
                 self._rollback(cur)
-                fut.set_exception(StoreError(str(ex), where=self.path))
-            except Exception as ex:  # noqa: BLE001 - handed to the caller
+                self._failed(fut, StoreError(str(ex), where=self.path))
+            except Exception as ex:  # noqa: BLE001 - handed to the caller (Conflict, …)
                 self._rollback(cur)
                 fut.set_exception(ex)
             else:

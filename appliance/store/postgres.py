@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CHANNEL = "heron_fleet"
 # what a NOTIFY on CHANNEL names
-TOPICS = ("certs", "endpoints", "rules", "iocs", "reports", "sysmon", "tools")
+TOPICS = ("certs", "endpoints", "rules", "iocs", "reports", "sysmon", "tools", "misp")
 _RETRIES = 20
 _TABLE_RE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", re.S)
 _UPSERT_RE = re.compile(r"^\s*INSERT OR REPLACE INTO (\w+) ", re.I)
@@ -98,6 +98,7 @@ def translate(sql: str) -> str:
             + f" ON CONFLICT ({', '.join(pk)}) DO "
             + (f"UPDATE SET {sets}" if sets else "NOTHING")
         )
+    sql = sql.replace(" AS DOUBLE)", " AS DOUBLE PRECISION)")  # CAST (presence touches)
     return sql.replace("%", "%%").replace("?", "%s")
 
 
@@ -142,11 +143,16 @@ class PgDatabase(Database):
         self._conns_lock = threading.Lock()
         self.state = DbState.OPEN
         self.writes = 0
+        self.failed_writes = 0  # heron_store_write_failures_total
         try:
-            self._wconn = self._connect(autocommit=False)
-            self._wconn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+            self._wconn = self._open_writer()
         except psycopg.Error as ex:
             raise StoreError(f"cannot connect to PostgreSQL: {ex}", where=_where(dsn)) from ex
+
+    def _open_writer(self) -> psycopg.Connection[Any]:
+        conn = self._connect(autocommit=False)
+        conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        return conn
 
     @property
     def pending_writes(self) -> int:
@@ -167,28 +173,53 @@ class PgDatabase(Database):
     # -- writes --------------------------------------------------------------------
 
     def write(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(cursor)`` in one SERIALIZABLE transaction (re-run on conflicts)."""
+        """Run ``fn(cursor)`` in one SERIALIZABLE transaction (re-run on conflicts, and once
+        on a new connection when the old one broke: PostgreSQL restarted, a network cut).
+
+        A failure is counted (``failed_writes``) and raised as StoreError.
+        """
+        try:
+            return self._write(fn)
+        except StoreError:
+            self.failed_writes += 1
+            raise
+
+    def _write(self, fn: Callable[[Any], T]) -> T:
         if self.state is DbState.CLOSED:
             raise ClosedError("store is closed", where=_where(self._dsn))
         with self._write_lock:
+            reconnected = False
             for attempt in range(_RETRIES):
                 try:
+                    if self._wconn.broken or self._wconn.closed:
+                        self._wconn = self._open_writer()
                     with self._wconn.transaction(), self._wconn.cursor() as cur:
                         result = fn(_Cursor(cur))
                     self.writes += 1
                     return result
                 except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
                     time.sleep(min(0.2, 0.005 * 2**attempt))
+                except psycopg.OperationalError as ex:
+                    # NOTE: a COMMIT whose answer was lost may have been applied: the re-run
+                    # then repeats it (a duplicate row beats a lost one).
+                    if reconnected or not (self._wconn.broken or self._wconn.closed):
+                        raise StoreError(str(ex), where=_where(self._dsn)) from ex
+                    reconnected = True
+                    logger.warning("PostgreSQL write connection lost (reconnecting): %s", ex)
                 except psycopg.Error as ex:
                     raise StoreError(str(ex), where=_where(self._dsn)) from ex
         raise StoreError("write kept conflicting with other front-ends", where=_where(self._dsn))
 
     def submit(self, fn: Callable[[Any], T]) -> Future[T]:
+        """``write`` now (PostgreSQL writes run inline), for callers that do not wait on the
+        future (detections, audit, presence, scores): a failure is logged, counted and raised
+        to the caller instead of resting in a future nobody reads."""
         future: Future[T] = Future()
         try:
             future.set_result(self.write(fn))
-        except Exception as ex:  # noqa: BLE001 - handed to the caller
-            future.set_exception(ex)
+        except StoreError as ex:
+            logger.error("PostgreSQL write failed: %s", ex)
+            raise
         return future
 
     def notify(self, payload: str) -> None:
@@ -201,28 +232,37 @@ class PgDatabase(Database):
         if self.state is DbState.CLOSED:
             raise ClosedError("store is closed", where=_where(self._dsn))
         conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
+        if conn is None or conn.closed or conn.broken:
             conn = self._connect(autocommit=True)
             self._local.conn = conn
         return conn
 
+    def _read(self, fn: Callable[[_Cursor], T]) -> T:
+        """Run a read on this thread's connection; once more on a new one if it broke."""
+        for attempt in range(2):
+            conn = self._reader()
+            try:
+                with conn.cursor() as cur:
+                    return fn(_Cursor(cur))
+            except psycopg.OperationalError as ex:
+                if attempt or not (conn.broken or conn.closed):
+                    raise StoreError(str(ex), where=_where(self._dsn)) from ex
+            except psycopg.Error as ex:
+                raise StoreError(str(ex), where=_where(self._dsn)) from ex
+        raise AssertionError("unreachable")
+
     def query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            with self._reader().cursor() as cur:
-                return _Cursor(cur).execute(sql, params).fetchall()
-        except psycopg.Error as ex:
-            raise StoreError(str(ex), where=_where(self._dsn)) from ex
+        return self._read(lambda cur: cur.execute(sql, params).fetchall())
 
     def query_dicts(
         self, sql: str, params: list[Any] | tuple[Any, ...] = ()
     ) -> list[dict[str, Any]]:
-        try:
-            with self._reader().cursor() as cur:
-                wrapped = _Cursor(cur).execute(sql, params)
-                names = [d[0] for d in wrapped.description or ()]
-                return [dict(zip(names, row, strict=True)) for row in wrapped.fetchall()]
-        except psycopg.Error as ex:
-            raise StoreError(str(ex), where=_where(self._dsn)) from ex
+        def rows(cur: _Cursor) -> list[dict[str, Any]]:
+            wrapped = cur.execute(sql, params)
+            names = [d[0] for d in wrapped.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in wrapped.fetchall()]
+
+        return self._read(rows)
 
     def close(self) -> None:
         if self.state is DbState.CLOSED:

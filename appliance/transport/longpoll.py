@@ -27,9 +27,10 @@ from rules import wire
 
 from ..api.endpoint_api import command_message
 from ..core.errors import ApplianceError
+from .advice import BatchAdvisor
 from .bell import CommandBell
+from .identities import ConnInfo
 from .relay import Request
-from .tlsfront import ConnInfo
 
 if TYPE_CHECKING:
     from ..runtime.context import AppContext
@@ -83,6 +84,7 @@ class LongPoll:
         advisor: Advisor,
         max_wait: float = MAX_WAIT,
         quick: Callable[[str, str], bool] = lambda uuid, peer_ip: True,
+        batching: BatchAdvisor | None = None,
     ) -> None:
         """`resolve(conn)` → endpoint uuid (raises ApplianceError: waitress answers the error);
         `dequeue(uuid, peer_ip)` → the next command's JSON body or None (records presence);
@@ -94,6 +96,7 @@ class LongPoll:
         self.store_asked = 0  # dequeue calls (on the executor)
         self.bell = bell
         self.advisor = advisor
+        self.batching = batching
         self.max_wait = max_wait
         self.answered = 0
         # serial → (time, uuid). Identity.endpoint_for reuses its answer 5 s and
@@ -102,9 +105,14 @@ class LongPoll:
         # `allowed`, an in-memory set); a deleted endpoint's long-poll just finds no command.
         self._resolved: dict[str, tuple[float, str]] = {}
 
-    def headers(self) -> bytes:
-        """The advice on waitress's answers too: an agent learns it at its first update check."""
-        return f"{wire.HEADER_POLL_AFTER}: {self.advisor.poll_after():.0f}\r\n".encode("latin-1")
+    def headers(self, req: Request, conn: ConnInfo) -> bytes:
+        """The advice on waitress's answers too: an agent learns it at its first update check;
+        /logs answers also carry the batching advice (`appliance.transport.advice`)."""
+        poll = f"{wire.HEADER_POLL_AFTER}: {self.advisor.poll_after():.0f}\r\n".encode("latin-1")
+        if self.batching is None or req.method != "POST" or req.path != wire.ROUTE_LOGS:
+            return poll
+        self.batching.saw(conn.identity.serial if conn.identity is not None else conn.peer_ip)
+        return poll + self.batching.header()
 
     def wants(self, req: Request) -> bool:
         return (
@@ -212,4 +220,5 @@ def long_poll_for(ctx: AppContext, connected: Callable[[], int]) -> LongPoll:
         advisor=Advisor(connected, base=ctx.config.commands.update_after),
         max_wait=ctx.config.commands.long_poll,
         quick=quick,
+        batching=BatchAdvisor(),
     )

@@ -11,8 +11,9 @@ mis-framed, only no longer looked at.
 waitress ends every 204 and 304 with `Connection: close` (it sends neither a
 length nor chunks for them and so cannot keep the connection). The relay strips that header
 when the client did not ask to close: the agent keeps its TLS connection, which is what costs.
-Each forwarded request gets its own loopback connection to waitress (closed after the answer), so
-waitress holds the requests in flight, never the idle agents.
+Forwarded requests borrow one of the front's persistent loopback connections to waitress
+(`appliance.transport.pool`) for one request each, so waitress's socket map holds the pool, never
+the agents.
 
 Security: a kept-alive connection outlives its handshake, so `allowed()` (the
 certificate's revocation and expiry, from an in-memory set) is asked again before every request;
@@ -25,16 +26,17 @@ import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .tlsfront import ConnInfo
+from .identities import ConnInfo
+from .pool import BackendPool, Lease
 
 __all__ = ["Relay", "Request", "Responder", "parse_request"]
 
 HEAD_FIELDS_LIMIT = 100  # header lines parsed (waitress refuses far fewer bytes anyway)
 HEAD_LIMIT = 64 * 1024  # bytes of one request or response head
 CHUNK = 256 * 1024
+BODY_BUFFER = 256 * 1024  # request and answer bodies up to this are held whole (pooled path)
 _REFUSED_BODY = b'{"data":null,"message":"NOK","error":"client certificate is revoked or expired"}'
 REFUSED = (
     b"HTTP/1.1 403 Forbidden\r\nServer: heron\r\nContent-Type: application/json\r\n"
@@ -59,7 +61,16 @@ class Request:
 
 
 def parse_request(head: bytes) -> Request | None:
-    """The request line and headers of `head` (ending with CRLF CRLF); None if malformed."""
+    """The request line and headers of `head` (ending with CRLF CRLF); None if malformed.
+
+    Security: None (the connection is then piped raw on a connection of its own) for
+    whatever waitress might frame otherwise: a bare CR or LF, more header lines than parsed, a
+    repeated Content-Length.
+    A pooled backend connection serves many agents, so the two must agree on every length.
+    """
+    crlf = head.count(b"\r\n")
+    if head.count(b"\r") != crlf or head.count(b"\n") != crlf:
+        return None
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
@@ -74,13 +85,18 @@ def parse_request(head: bytes) -> Request | None:
 
 def _fields(lines: list[str]) -> dict[str, str] | None:
     headers: dict[str, str] = {}
-    for line in lines[:HEAD_FIELDS_LIMIT]:
+    if len(lines) > HEAD_FIELDS_LIMIT + 2:  # + the empty lines of the final CRLF CRLF
+        return None
+    for line in lines:
         if not line:
             continue
         name, sep, value = line.partition(":")
         if not sep or not name or name != name.strip():
             return None
-        headers[name.lower()] = value.strip()
+        key = name.lower()
+        if key == "content-length" and key in headers:
+            return None  # waitress joins repeated fields ("5, 5"): no agreed length
+        headers[key] = value.strip(" \t")  # as waitress does (str.strip() takes more)
     return headers
 
 
@@ -89,8 +105,8 @@ class Responder(Protocol):
 
     def wants(self, req: Request) -> bool: ...
 
-    def headers(self) -> bytes:
-        """Header lines (each ending CRLF) added to the answers relayed from waitress."""
+    def headers(self, req: Request, conn: ConnInfo) -> bytes:
+        """Header lines (each ending CRLF) added to `req`'s answer relayed from waitress."""
         ...
 
     async def answer(self, req: Request, conn: ConnInfo) -> bytes | None:
@@ -131,10 +147,7 @@ def _length(headers: dict[str, str]) -> int | None:
     if "transfer-encoding" in headers:
         return None
     value = headers.get("content-length", "0")
-    return int(value) if value.isdigit() else None
-
-
-Backend = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 class Relay:
@@ -144,55 +157,64 @@ class Relay:
         self,
         *,
         responder: Responder,
-        open_backend: Callable[[], Awaitable[Backend]],
-        close_backend: Callable[[Backend], None],
-        pipe: Callable[[Backend, bytes], Awaitable[None]],
+        pool: BackendPool,
+        bind: Callable[[Lease], None],
+        unbind: Callable[[Lease], None],
+        pipe: Callable[[Lease, bytes], Awaitable[None]],
         timeout: float,
         allowed: Callable[[], bool] = lambda: True,
-        advice: Callable[[], bytes] = lambda: b"",
+        advice: Callable[[Request], bytes] = lambda req: b"",
     ) -> None:
-        """`open_backend` connects (and binds the identity), `close_backend` undoes it,
-        `pipe(backend, first_bytes)` pipes the rest of the connection raw and `allowed()` says
-        whether the peer's certificate is still accepted (asked before each request);
-        `advice()`: header lines added to every answer relayed from waitress."""
+        """`pool` lends the backend connections, `bind(lease)` maps its source port to this
+        client (before a byte is written) and `unbind` undoes it; `pipe(lease, first_bytes)`
+        pipes the rest of the connection raw; `allowed()` says whether the peer's certificate
+        is still accepted (asked before each request); `advice(req)`: header lines added to the
+        answer of `req` relayed from waitress."""
         self.allowed = allowed
         self.advice = advice
         self.responder = responder
-        self.open_backend = open_backend
-        self.close_backend = close_backend
+        self.pool = pool
+        self.bind = bind
+        self.unbind = unbind
         self.pipe = pipe
         self.timeout = timeout
 
     async def serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: ConnInfo
     ) -> None:
-        backend: Backend | None = None
-        try:
-            while True:
-                head = await read_head(reader, self.timeout)
-                if head is None:
-                    return
-                if not self.allowed():
-                    writer.write(REFUSED)
+        while True:
+            head = await read_head(reader, self.timeout)
+            if head is None:
+                return
+            if not self.allowed():
+                writer.write(REFUSED)
+                await writer.drain()
+                return
+            req = parse_request(head)
+            if req is not None and self.responder.wants(req):
+                answer = await self.responder.answer(req, conn)
+                if answer is not None:
+                    writer.write(answer)
                     await writer.drain()
-                    return
-                req = parse_request(head)
-                if req is not None and self.responder.wants(req):
-                    answer = await self.responder.answer(req, conn)
-                    if answer is not None:
-                        writer.write(answer)
-                        await writer.drain()
-                        if req.close:
-                            return
-                        continue
-                if backend is None:
-                    backend = await self.open_backend()
-                keep, backend = await self._forward(head, req, reader, writer, backend)
-                if not keep:
-                    return
-        finally:
-            if backend is not None:
-                self.close_backend(backend)
+                    if req.close:
+                        return
+                    continue
+            if not await self._forward(head, req, reader, writer):
+                return
+
+    async def _take(self, dedicated: bool) -> Lease:
+        if dedicated:
+            lease = await self.pool.dedicated()
+        else:
+            lease = await self.pool.acquire()  # no timeout: 3.11's wait_for could lose it
+        self.bind(lease)
+        return lease
+
+    def _give(self, lease: Lease, reusable: bool) -> None:
+        """Unbind and release `lease` once (later calls do nothing: its port may be rebound)."""
+        if lease.lent:
+            self.unbind(lease)
+            self.pool.release(lease, reusable)
 
     async def _forward(
         self,
@@ -200,42 +222,106 @@ class Relay:
         req: Request | None,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        backend: Backend,
-    ) -> tuple[bool, Backend | None]:
-        """One request through waitress: (keep serving, the backend to reuse or None)."""
+    ) -> bool:
+        """One request through waitress; False when the client connection ends."""
         length = None if req is None or "expect" in req.headers else _length(req.headers)
         if req is None or length is None or "upgrade" in req.headers:
-            await self.pipe(backend, head)  # waitress answers what we do not follow
-            return False, backend
-        b_reader, b_writer = backend
-        b_writer.write(head)
-        await copy_exactly(reader, b_writer, length, self.timeout)
-        await b_writer.drain()
-        resp = await read_head(b_reader, self.timeout)
-        if resp is None:
-            return False, backend
-        lines = resp.decode("latin-1").split("\r\n")
-        status = lines[0].split(" ", 2)[1] if lines[0].count(" ") >= 1 else ""
-        headers = _fields(lines[1:]) or {}
-        bodiless = status in ("204", "304") or req.method == "HEAD"
-        body = 0 if bodiless else _length(headers)
-        if body is None or status.startswith("1"):
-            writer.write(resp)
-            await self.pipe(backend, b"")
-            return False, backend
-        closing = headers.get("connection", "").lower() == "close"
-        if closing and bodiless and not req.close:
-            resp = _drop_close(resp)
-        extra = self.advice()
-        if extra:
-            resp = resp[:-2] + extra + b"\r\n"
-        writer.write(resp)
-        await copy_exactly(b_reader, writer, body, self.timeout)
-        await writer.drain()
-        # the backend connection is released after each answer: waitress's
-        # socket map (scanned on every loop turn) then holds requests in flight, not idle agents.
-        self.close_backend(backend)
-        return not req.close and (bodiless or not closing), None
+            lease = await self._take(dedicated=True)
+            try:
+                await self.pipe(lease, head)  # waitress answers what we do not follow
+            finally:
+                self._give(lease, False)
+            return False
+        # a small body is read before a pooled connection is taken (a slow client
+        # holds no slot); a large one streams over a connection of its own, as before.
+        buffered = length <= BODY_BUFFER and self.pool.buffer(length)
+        try:
+            body = None
+            if buffered:
+                body = await asyncio.wait_for(reader.readexactly(length), self.timeout)
+            lease = await self._take(dedicated=body is None)
+            return await self._exchange(head, body, length, req, reader, writer, lease)
+        finally:
+            if buffered:
+                self.pool.unbuffer(length)
+
+    async def _exchange(
+        self,
+        head: bytes,
+        body: bytes | None,
+        length: int,
+        req: Request,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        lease: Lease,
+    ) -> bool:
+        """Send one request on `lease` (given back here) and relay its answer; False: close."""
+        try:
+            resp = await self._send(lease, head, body, length, reader)
+            if resp is None and lease.reused and body is not None and _ended(lease.reader):
+                # a pooled connection waitress closed while it was free: nothing
+                # reached the app, so the request goes again on a new connection.
+                self._give(lease, False)
+                lease = await self._take(dedicated=False)
+                resp = await self._send(lease, head, body, length, reader)
+            if resp is None:
+                return False
+            lines = resp.decode("latin-1").split("\r\n")
+            status = lines[0].split(" ", 2)[1] if lines[0].count(" ") >= 1 else ""
+            headers = _fields(lines[1:]) or {}
+            bodiless = status in ("204", "304") or req.method == "HEAD"
+            size = 0 if bodiless else _length(headers)
+            if size is None or status.startswith("1"):
+                self.pool.detach(lease)
+                writer.write(resp)
+                await self.pipe(lease, b"")
+                return False
+            closing = headers.get("connection", "").lower() == "close"
+            if closing and bodiless and not req.close:
+                resp = _drop_close(resp)
+            extra = self.advice(req)
+            if extra:
+                resp = resp[:-2] + extra + b"\r\n"
+            keep = not req.close and (bodiless or not closing)
+            if size <= BODY_BUFFER:
+                # read whole and given back before the client is written to: a
+                # client that does not read holds no pooled connection.
+                answer = await asyncio.wait_for(lease.reader.readexactly(size), self.timeout)
+                self._give(lease, not closing and not req.close and req.version == "HTTP/1.1")
+                writer.write(resp + answer)
+            else:
+                self.pool.detach(lease)  # a large answer streams on a connection of its own
+                writer.write(resp)
+                await copy_exactly(lease.reader, writer, size, self.timeout)
+            await writer.drain()
+            return keep
+        finally:
+            self._give(lease, False)
+
+    async def _send(
+        self,
+        lease: Lease,
+        head: bytes,
+        body: bytes | None,
+        length: int,
+        reader: asyncio.StreamReader,
+    ) -> bytes | None:
+        """Write the request (its body from `body` or streamed from `reader`); the answer head."""
+        try:
+            lease.writer.write(head)
+            if body is None:
+                await copy_exactly(reader, lease.writer, length, self.timeout)
+            else:
+                lease.writer.write(body)
+            await lease.writer.drain()
+        except (ConnectionResetError, BrokenPipeError):
+            return None
+        return await read_head(lease.reader, self.timeout)
+
+
+def _ended(reader: asyncio.StreamReader) -> bool:
+    """The peer closed or reset the connection (not: an answer is slow)."""
+    return reader.at_eof() or reader.exception() is not None
 
 
 def _drop_close(head: bytes) -> bytes:

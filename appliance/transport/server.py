@@ -149,6 +149,8 @@ class Listener:
             ),
             authorize=self.authorize,
             responder=self.responder,
+            # the relay's persistent backend connections: as many as waitress runs at once
+            pool_size=cfg.server.threads,
         )
         host, port = parse_listen(listen)
         return self.front.start(host, port)
@@ -287,6 +289,12 @@ class ManagerServer:
                     sum(f.governor.rejected[r] for f in fronts if f.governor is not None)
                 ),
             )
+        pools = [f.pool for f in fronts]
+        self.ctx.metrics.gauge(
+            "heron_backend_connections_opened_total",
+            "loopback connections the TLS fronts opened to waitress (pooled ones are reused)",
+            lambda: float(sum(p.opened for p in pools)),
+        )
         self.ctx.metrics.gauge(
             "heron_tls_refused_total",
             "TLS connections refused (handshake, revoked cert, cap)",

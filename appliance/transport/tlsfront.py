@@ -19,7 +19,8 @@ connections that never authenticated.
 
 A front given a `Responder` (the endpoint listener: `appliance.transport.longpoll`) follows
 every request of an authenticated (client-certificate) connection instead
-(`appliance.transport.relay`) and answers the ones the responder wants without waitress.
+(`appliance.transport.relay`), answers the ones the responder wants without waitress and
+forwards the others over a few persistent backend connections (`appliance.transport.pool`).
 
 Security: `accept` (revocation, expiry) is asked at the handshake and, on relayed
 connections, before every request; `recheck()` (called when a certificate is revoked) ends at once
@@ -37,12 +38,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..security.pki import PeerIdentity, peer_identity
 from .governance import Governor, RateLimitedLog, Slot
-from .relay import Backend, Relay, Responder
+from .identities import ConnInfo, IdentityMap
+from .pool import BackendPool, Lease
+from .relay import Relay, Responder
 from .sockets import bind_listener
 
 __all__ = ["ConnInfo", "IdentityMap", "TlsFront", "Upgrader"]
@@ -56,41 +58,6 @@ asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 BUFFER = 256 * 1024
 HEAD_LIMIT = 64 * 1024  # bytes of a first request head read before choosing (upgrader only)
 SHUTDOWN_TIMEOUT = 3.0  # seconds close() waits for the connections' tasks to end
-
-
-@dataclass(frozen=True, slots=True)
-class ConnInfo:
-    """What the front knows about one proxied connection."""
-
-    identity: PeerIdentity | None
-    peer_ip: str
-    peer_port: int
-
-
-class IdentityMap:
-    """Backend source port → ConnInfo, shared between the front and the WSGI app."""
-
-    def __init__(self) -> None:
-        self._map: dict[int, ConnInfo] = {}
-
-    def put(self, port: int, info: ConnInfo) -> None:
-        self._map[port] = info
-
-    def pop(self, port: int) -> None:
-        self._map.pop(port, None)
-
-    def resolve(self, environ: dict[str, object]) -> ConnInfo | None:
-        """Look up the connection behind a WSGI request; None unless it came through the front."""
-        if environ.get("REMOTE_ADDR") != "127.0.0.1":
-            return None
-        try:
-            port = int(str(environ.get("REMOTE_PORT", "")))
-        except ValueError:
-            return None
-        return self._map.get(port)
-
-    def __len__(self) -> int:
-        return len(self._map)
 
 
 class Upgrader(Protocol):
@@ -147,6 +114,7 @@ class TlsFront:
         governor: Governor | None = None,
         authorize: Callable[[bytes], bool] | None = None,
         responder: Responder | None = None,
+        pool_size: int = 0,
     ) -> None:
         self.name = name
         self.context = context
@@ -162,6 +130,7 @@ class TlsFront:
         self.authorize = authorize  # run on an executor thread: may query the store
         self.log = RateLimitedLog(logger)
         self.responder = responder  # then served request by request (relay.py)
+        self.pool = BackendPool(self._connect, size=pool_size)  # the relay's backend connections
         self.active = 0
         self.refused = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -226,6 +195,7 @@ class TlsFront:
             if self.upgrader is not None:
                 await self.upgrader.shutdown(SHUTDOWN_TIMEOUT / 2)
             await self._end_tasks(SHUTDOWN_TIMEOUT)
+            self.pool.close()
 
         try:
             asyncio.run_coroutine_threadsafe(_stop(), loop).result(timeout=SHUTDOWN_TIMEOUT + 2)
@@ -342,10 +312,11 @@ class TlsFront:
         head = await self._upgrade(reader, writer, info, slot)
         if head is None:
             return
-        b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
+        b_reader, b_writer = await self._connect()
         port = 0
         try:
-            port = self._register(b_writer, info)
+            port = int(b_writer.get_extra_info("sockname")[1])
+            self.identities.put(port, info)
             if head:
                 b_writer.write(head)
             activity = [self.clock()]
@@ -369,44 +340,29 @@ class TlsFront:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info: ConnInfo
     ) -> None:
         """Serve an authenticated connection request by request (`appliance.transport.relay`)."""
-        assert self.responder is not None
-        ports: dict[int, int] = {}  # id(backend writer) → bound source port
+        responder = self.responder
+        assert responder is not None
 
-        async def open_backend() -> Backend:
-            b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
-            sock = b_writer.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            port = b_writer.get_extra_info("sockname")[1]
-            self.identities.put(port, info)
-            ports[id(b_writer)] = port
-            return b_reader, b_writer
-
-        def close_backend(backend: Backend) -> None:
-            port = ports.pop(id(backend[1]), 0)
-            if port:
-                self.identities.pop(port)
-            backend[1].close()
-
-        async def pipe(backend: Backend, first: bytes) -> None:
+        async def pipe(lease: Lease, first: bytes) -> None:
             if first:
-                backend[1].write(first)
+                lease.writer.write(first)
             activity = [self.clock()]
             await asyncio.gather(
-                self._pipe(reader, backend[1], activity),
-                self._pipe(backend[0], writer, activity),
+                self._pipe(reader, lease.writer, activity),
+                self._pipe(lease.reader, writer, activity),
                 return_exceptions=True,
             )
 
         accept, identity = self.accept, info.identity
         relay = Relay(
-            responder=self.responder,
-            open_backend=open_backend,
-            close_backend=close_backend,
+            responder=responder,
+            pool=self.pool,
+            bind=lambda lease: self.identities.put(lease.port, info),
+            unbind=lambda lease: self.identities.pop(lease.port),
             pipe=pipe,
             timeout=self.idle_timeout,
             allowed=lambda: accept is None or identity is None or accept(identity),
-            advice=self.responder.headers,
+            advice=lambda req: responder.headers(req, info),
         )
         try:
             await relay.serve(reader, writer, info)
@@ -419,14 +375,13 @@ class TlsFront:
         ):
             pass  # a peer went away mid-request: the connection ends
 
-    def _register(self, b_writer: asyncio.StreamWriter, info: ConnInfo) -> int:
-        """Record the backend connection's source port → `info`; returns the port."""
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A backend connection for the relay's pool (TCP_NODELAY: small requests)."""
+        b_reader, b_writer = await asyncio.open_connection(*self.backend, limit=BUFFER)
         sock = b_writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        port: int = b_writer.get_extra_info("sockname")[1]
-        self.identities.put(port, info)
-        return port
+        return b_reader, b_writer
 
     def _admit(self, writer: asyncio.StreamWriter, ip: str) -> tuple[bool, Slot | None]:
         """(admitted, governor slot); a refused connection is aborted and counted."""

@@ -63,8 +63,18 @@ def _plain(values: Any) -> bool:
 
 
 def _event_data(ed: dict[str, Any], orig: dict[str, Text]) -> None:
-    if _plain(ed.values()):
+    try:
+        joined = "\x00".join(ed.values())
+    except TypeError:  # not all text: the general loop below
+        pass
+    else:
+        # Performance: all text, copied in C; then only zero-padded hex values (a Sysmon
+        # LogonId, most Security events) are rewritten, in place (same keys, same order)
         orig.update(ed)
+        if joined[:3] == "0x0" or "\x000x0" in joined:
+            for k, v in ed.items():
+                if v[:3] == "0x0":
+                    orig[k] = _text(v)
         return
     for k, v in ed.items():
         if v.__class__ is str and v[:3] != "0x0":

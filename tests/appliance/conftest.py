@@ -21,7 +21,7 @@ from appliance.api.app import Api, create_app
 from appliance.runtime.context import AppContext, build_context
 from appliance.security.pki import Pki, peer_identity
 from appliance.store import Role, Store
-from appliance.transport.tlsfront import ConnInfo
+from appliance.transport.identities import ConnInfo
 from rules import wire
 from tests.support.clock import Clock
 from tests.support.events import detection, gene_event

@@ -27,6 +27,11 @@ def test_parse_request_and_close() -> None:
         b"GET / HTTP/2\r\n\r\n",
         b"GET / HTTP/1.1\r\n : x\r\n\r\n",
         b"GET / HTTP/1.1\r\nnocolon\r\n\r\n",
+        # what waitress could frame otherwise (a pooled backend connection serves many agents)
+        b"POST / HTTP/1.1\r\nX: a\nContent-Length: 5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nX: a\rContent-Length: 5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+        b"POST / HTTP/1.1\r\n" + b"X: y\r\n" * 100 + b"Content-Length: 5\r\n\r\n",
     ):
         assert parse_request(bad) is None
     assert _drop_close(b"HTTP/1.1 204 No Content\r\nConnection: close\r\nServer: w\r\n\r\n") == (
@@ -121,8 +126,8 @@ def test_connection_capacity_from_memory_and_descriptors() -> None:
 def test_long_poll_resolves_a_certificate_once_not_per_poll() -> None:
     from appliance.core.errors import Forbidden
     from appliance.security.pki import PeerIdentity
+    from appliance.transport.identities import ConnInfo
     from appliance.transport.longpoll import LongPoll
-    from appliance.transport.tlsfront import ConnInfo
 
     asked: list[str] = []
     refuse = {"s2"}
@@ -153,3 +158,43 @@ def test_long_poll_resolves_a_certificate_once_not_per_poll() -> None:
     assert [o is not None and o.endswith(b"uuid-s1") for o in out[:3]] == [True] * 3
     assert out[3:] == [None, None]  # waitress answers the error; a refusal is not cached
     assert asked == ["s1", "s2", "s2"]
+
+
+def test_batch_advice_grows_with_the_senders_of_the_last_minute() -> None:
+    from appliance.transport.advice import BatchAdvisor
+    from appliance.transport.identities import ConnInfo
+    from appliance.transport.longpoll import LongPoll
+    from rules import wire
+
+    now = [0.0]
+    adv = BatchAdvisor(base=1.0, per=100, cap=10.0, window=60.0, clock=lambda: now[0])
+    for i in range(100):
+        adv.saw(f"s{i}")
+    assert adv.batch_after() == 1.0 and adv.header() == b""  # up to `per` senders: no advice
+    for i in range(100, 250):
+        adv.saw(f"s{i}")
+    assert adv.header() == f"{wire.HEADER_BATCH_AFTER}: 2.5\r\n".encode()
+    now[0] = 61.0
+    adv.saw("s0")  # a new window: the last one still counts
+    assert adv.senders() == 250
+    now[0] = 200.0
+    adv.saw("s0")  # both windows old: the count starts again
+    assert adv.senders() == 1 and adv.header() == b""
+    for i in range(5000):
+        adv.saw(f"t{i}")
+    assert adv.batch_after() == 10.0  # the cap (wire.MAX_BATCH_AFTER)
+    # only /logs answers carry it, and each counts its sender
+    lp = LongPoll(
+        resolve=lambda conn: "u",
+        dequeue=lambda uuid, ip: None,
+        bell=CommandBell(),
+        advisor=Advisor(lambda: 1),
+        batching=adv,
+    )
+    conn = ConnInfo(None, "10.0.0.9", 1)
+    logs = parse_request(b"POST /logs HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    key = parse_request(b"GET /key HTTP/1.1\r\n\r\n")
+    assert logs is not None and key is not None
+    assert wire.HEADER_BATCH_AFTER.encode() in lp.headers(logs, conn)
+    assert wire.HEADER_BATCH_AFTER.encode() not in lp.headers(key, conn)
+    assert wire.HEADER_POLL_AFTER.encode() in lp.headers(key, conn)

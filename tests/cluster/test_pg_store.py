@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import psycopg
 import pytest
 
 from appliance.core.errors import Conflict, StoreError
 from appliance.store import CertRecord, CommandRecord, Endpoint, Role, Token, User
 from appliance.store.postgres import ClusterStore, translate
-from tests.cluster.servers import Postgres
+from tests.cluster.servers import Postgres, fresh_database
 from tests.e2e.harness import wait_for
 
 
@@ -40,6 +43,16 @@ def test_dialect_translation() -> None:
         "INSERT INTO reports (endpoint, stats, updated) VALUES (%s, %s, %s) ON CONFLICT "
         "(endpoint) DO UPDATE SET stats = EXCLUDED.stats, updated = EXCLUDED.updated"
     )
+
+
+def test_presence_touches_land(fronts: tuple[ClusterStore, ClusterStore]) -> None:
+    """`touch` (fire and forget) was refused by PostgreSQL (`CAST(? AS DOUBLE)`) unseen until
+    `submit` failures surfaced."""
+    a, b = fronts
+    ep = a.endpoints.create(Endpoint(_id(), hostname="WS-T", ip="10.0.0.9", created=1.0))
+    a.endpoints.touch({ep.uuid: (50.0, 40.0, None, "10.0.0.10")})
+    seen = b.endpoints.get(ep.uuid)
+    assert (seen.last_connection, seen.last_event, seen.ip) == (50.0, 40.0, "10.0.0.10")
 
 
 def test_endpoints_and_users_are_shared(fronts: tuple[ClusterStore, ClusterStore]) -> None:
@@ -191,3 +204,55 @@ def test_update_hashes_cached_by_one_front_end_follow_the_others_writes(
     assert content_b.update_hashes(ep, "windows")["config"] == wire.config_sha256(
         a.endpoints.get(ep).config or {}
     )
+
+
+def _detection(event_hash: str, criticality: int = 5) -> tuple[Any, ...]:
+    return ("ep-1", 1.0, 2.0, event_hash, ["Sig"], criticality, None)
+
+
+def test_a_failed_detection_insert_is_logged_counted_and_raised(
+    pg_server: Postgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Detections are written without waiting (`submit`): a failure must not vanish."""
+    dsn = fresh_database(pg_server)
+    with ClusterStore(dsn) as store:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute("ALTER TABLE detections ADD CONSTRAINT sane CHECK (criticality <= 10)")
+        with (
+            caplog.at_level(logging.ERROR, logger="appliance.store.postgres"),
+            pytest.raises(StoreError, match="sane"),
+        ):
+            store.detections.add_many([_detection("h-1", criticality=99)])
+        assert store.db.failed_writes == 1
+        assert "PostgreSQL write failed" in caplog.text
+        assert store.detections.count() == 0
+
+
+def test_writes_and_reads_survive_a_lost_connection(pg_server: Postgres) -> None:
+    """PostgreSQL ended the front-end's sessions (restart, failover, a network cut): the next
+    write and read reconnect instead of failing (a detection was lost silently before)."""
+    dsn = fresh_database(pg_server)
+    with ClusterStore(dsn) as store:
+        store.detections.add_many([_detection("h-1")])
+        assert store.detections.count() == 1
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            pids = [
+                r[0]
+                for r in admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchall()
+            ]
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+            def ended() -> bool:
+                row = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]
+                ).fetchone()
+                return row is not None and row[0] == 0
+
+            wait_for(ended, 30, "the sessions to end")
+        store.detections.add_many([_detection("h-2")])
+        assert store.detections.count() == 2
+        assert store.db.failed_writes == 0

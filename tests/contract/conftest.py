@@ -36,7 +36,7 @@ class FalconTransport:
 
     def _bind_identity(self) -> None:
         from appliance.security.pki import peer_identity
-        from appliance.transport.tlsfront import ConnInfo
+        from appliance.transport.identities import ConnInfo
 
         if self.store is None or not self.store.cert_path.exists():
             self.identities.pop(self.port)

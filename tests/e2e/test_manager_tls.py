@@ -19,8 +19,9 @@ import requests
 from appliance.runtime.context import AppContext, build_context
 from appliance.security.pki import Pki
 from appliance.store import Role, Store
+from appliance.transport.identities import IdentityMap
 from appliance.transport.server import Bound, ManagerServer
-from appliance.transport.tlsfront import IdentityMap, TlsFront
+from appliance.transport.tlsfront import TlsFront
 from rules import wire
 from tests.support.waiting import wait_for
 

@@ -237,3 +237,32 @@ def test_timeouts_rate_limits_and_5xx_are_retried(setup, status: int) -> None:
     with pytest.raises(LinkError):
         fwd.send_one(force=True)
     assert spool.stats().queued_events == 1 and spool.stats().rejected_batches == 0
+
+
+def test_manager_batch_advice_stretches_the_batch_delay_within_bounds(tmp_path: Path) -> None:
+    from agent.link.forwarder import batch_delay
+
+    advice: list[str] = []
+    mgr = FakeManager()
+
+    def answer(req: Request) -> Response:
+        res = mgr(req)
+        headers = {wire.HEADER_BATCH_AFTER.lower(): advice[-1]} if advice else {}
+        return Response(res.status, res.body, headers)
+
+    spool = Spool(tmp_path, segment_events=7, max_batch_delay=1.0)
+    fwd = Forwarder(spool, MemoryTransport(answer))
+    for value, expected in (("3.5", 3.5), ("999", wire.MAX_BATCH_AFTER), ("0.2", 1.0)):
+        advice.append(value)
+        fwd.submit(ev(len(advice)))
+        assert fwd.send_one(force=True) is not None
+        assert spool.max_batch_delay == expected
+    advice.clear()  # the load is gone: no header, the configured delay again
+    fwd.submit(ev(9))
+    fwd.send_one(force=True)
+    assert spool.max_batch_delay == 1.0 and mgr.events() == [1, 2, 3, 9]
+    spool.close()
+    for bad in ("nan", "-5", "x", "inf"):
+        assert batch_delay(1.0, {wire.HEADER_BATCH_AFTER.lower(): bad}) == (
+            wire.MAX_BATCH_AFTER if bad == "inf" else 1.0
+        )

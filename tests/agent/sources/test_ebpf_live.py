@@ -577,7 +577,10 @@ def test_rule_reverse_shell_socket_stdio(sensor: Collector, engine: Any) -> None
     ev = sensor.wait(match(1, CommandLine=f"sh -c exit 0 {marker}"))
     assert data(ev)["Stdio"] == "socket,socket,socket"
     assert "LinuxEbpfReverseShellSocketStdio" in _signatures(engine, ev)
-    normal = sensor.wait(match(1, CommandLine=f"=/bin/true exec-{TOKEN} second arg"))
+    # a process with ordinary stdio, started here (not borrowed from another test's events)
+    subprocess.run(["/bin/true", f"plain-{TOKEN}"], check=True, stdin=subprocess.DEVNULL)
+    normal = sensor.wait(match(1, CommandLine=f"=/bin/true plain-{TOKEN}"))
+    assert "socket" not in data(normal)["Stdio"]
     assert "LinuxEbpfReverseShellSocketStdio" not in _signatures(engine, normal)
 
 

@@ -194,6 +194,7 @@ def test_store_writer_batches_and_isolates_failures() -> None:
             f.result()
         with pytest.raises(StoreError, match="nope"):
             bad.result()
+        assert store.db.failed_writes == 1  # heron_store_write_failures_total
         assert len(store.settings.all()) == 50
         with pytest.raises(Conflict):
             store.users.add(User("u2", "alice", Role.ADMIN), "h2")

@@ -9,7 +9,7 @@ from wsproto.events import Request
 
 from appliance.api.app import Api, create_app
 from appliance.runtime.context import build_context
-from appliance.transport.tlsfront import ConnInfo
+from appliance.transport.identities import ConnInfo
 from appliance.transport.websocket import WsStreams
 from tests.support.memory_store import MemoryEventStore
 

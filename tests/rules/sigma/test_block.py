@@ -112,3 +112,52 @@ def test_timed_sample_runs_the_block_and_times_sigma_rules(sigma_dir: Path) -> N
         a, b = plain.evaluate(event), timed.evaluate(event)
         assert (a and a.signatures) == (b and b.signatures)
     assert sum(s["time_ns"] for s in timed.stats().values()) > 0
+
+
+def test_case_folded_regex_literals_do_not_skip_matches() -> None:
+    """`|re|i` (and `(?i)`) also match ſ/ı/İ for s/i, which lower-case to other text."""
+    text = "---\n".join(
+        [
+            _rule("  s:\n    CommandLine|re|i: 'invoke-posh'\n  condition: s\n", "flag"),
+            _rule("  s:\n    CommandLine|re: '(?i)mimikatz'\n  condition: s\n", "inline"),
+            _rule("  s:\n    CommandLine|re: 'Ωmega'\n  condition: s\n", "cased"),
+        ]
+    )
+    engine = rules.Engine(rules.loads(text), timing=False)
+    for value, want in [
+        ("x INVOKE-POSH", {"flag"}),
+        ("x \u0131nvoke-po\u017fh", {"flag"}),
+        ("x \u0130NVOKE-POSH", {"flag"}),
+        ("x mimikatz", {"inline"}),
+        ("x m\u0131m\u0131katz", {"inline"}),
+        ("Ωmega", {"cased"}),
+        ("ωmega", set()),
+    ]:
+        event = _event(CommandLine=value)
+        det = engine.evaluate(event)
+        assert (set(det.signatures) if det else set()) == want, value
+        slow = {c.name for c in engine.rules if c.fn is not None and c.fn(event, {})}
+        assert slow == want, value
+
+
+def test_renamed_view_merged_only_where_renames_cannot_apply() -> None:
+    """Sysmon EID 1 reads process_creation rules through the shared view, unless the event's
+    own `Channel` field names Security (then the 4688 renames apply, as each rule alone)."""
+    text = "---\n".join(
+        [
+            _rule("  s:\n    Image|endswith: '\\evil.exe'\n  condition: s\n", "renamed"),
+            _rule("  s:\n    CommandLine|contains: 'evil'\n  condition: s\n", "plain"),
+        ]
+    )
+    engine = rules.Engine(rules.loads(text), timing=False)
+    for fields, want in [
+        ({"Image": "C:\\evil.exe"}, {"renamed"}),
+        ({"NewProcessName": "C:\\evil.exe"}, set()),
+        ({"Channel": "Security", "NewProcessName": "C:\\evil.exe"}, {"renamed"}),
+        ({"Channel": "Security", "Image": "C:\\evil.exe", "CommandLine": "evil"}, {"plain"}),
+    ]:
+        event = _event(**fields)
+        det = engine.evaluate(event)
+        assert (set(det.signatures) if det else set()) == want, fields
+        slow = {c.name for c in engine.rules if c.fn is not None and c.fn(event, {})}
+        assert slow == want, fields
