@@ -25,7 +25,6 @@ import shutil
 import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import load_events  # noqa: E402
+from benchmarks.localmanager import admin_session, start_manager, stop_manager  # noqa: E402
 from benchmarks.streams import enroll  # noqa: E402
 from rules import wire  # noqa: E402
 
@@ -351,42 +351,6 @@ ATTACKS: dict[str, Callable[[dict[str, Any]], str]] = {
 # ------------------------------------------------------------------------------ runner
 
 
-def start_manager(tmp: Path) -> tuple[subprocess.Popen[str], dict[str, Any], Any]:
-    """`init` + `run` with a private TMPDIR, so what the manager spools is measured alone."""
-    py = sys.executable
-    init = json.loads(
-        subprocess.check_output(
-            [
-                py,
-                "-m",
-                "appliance",
-                "init",
-                "--data-dir",
-                str(tmp / "data"),
-                "--json",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--endpoint-listen",
-                "127.0.0.1:0",
-            ],
-            cwd=ROOT,
-        )
-    )
-    cfg_path = tmp / "data" / "config.toml"
-    cfg_path.write_text(cfg_path.read_text().replace('level = "INFO"', 'level = "WARNING"'))
-    (tmp / "tmp").mkdir()
-    server = subprocess.Popen(
-        [py, "-m", "appliance", "run", "--data-dir", str(tmp / "data")],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "TMPDIR": str(tmp / "tmp")},
-    )
-    urls = json.loads(server.stdout.readline())  # type: ignore[union-attr]
-    return server, init, urls
-
-
 def _peak_rss(
     pid: int, stop: threading.Event, out: list[int], tmpdir: Path, tmp_out: list[int]
 ) -> None:
@@ -402,7 +366,8 @@ def _peak_rss(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="heron-bench-abuse-"))
-    server, init, urls = start_manager(tmp)
+    (tmp / "tmp").mkdir()  # the manager's own TMPDIR, so what it spools is measured alone
+    server, init, urls = start_manager(tmp / "data", env={**os.environ, "TMPDIR": str(tmp / "tmp")})
     mproc = psutil.Process(server.pid)
     results: list[dict[str, Any]] = []
     try:
@@ -412,9 +377,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bad_dir.mkdir()
         attacker = enroll(bad_dir, urls, init)
         bad_uuid = attacker.get(urls["endpoint"] + "/key", timeout=10).text
-        admin_session = requests.Session()
-        admin_session.trust_env, admin_session.verify = False, init["ca_cert"]
-        admin_session.headers["X-Api-Key"] = init["api_key"]
         env = {
             "ep": urls["endpoint"],
             "admin": urls["admin"],
@@ -422,7 +384,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "attacker": attacker,
             "good_session": good_session,
             "bad_uuid": bad_uuid,
-            "admin_session": admin_session,
+            "admin_session": admin_session(init),
         }
         good = GoodAgent(good_session, urls["endpoint"], args.batch, args.interval)
         good.start()
@@ -478,7 +440,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stored = 0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            res = admin_session.post(
+            res = env["admin_session"].post(
                 urls["admin"] + "/hunt/sql",
                 timeout=60,
                 json={"query": f"SELECT count(*) FROM events WHERE endpoint = '{good_uuid}'"},
@@ -501,11 +463,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         return summary
     finally:
-        server.terminate()
-        try:
-            server.wait(60)
-        except Exception:  # noqa: BLE001
-            server.kill()
+        stop_manager(server, 60)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import shutil
 import socket
 import ssl
@@ -33,6 +32,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,6 +41,12 @@ from agent.link.config import LinkConfig  # noqa: E402
 from agent.link.enroll import enroll_online  # noqa: E402
 from agent.link.identity import IdentityStore  # noqa: E402
 from agent.link.link import Link  # noqa: E402
+from benchmarks.localmanager import (  # noqa: E402
+    admin_session,
+    enroll_token,
+    start_manager,
+    stop_manager,
+)
 
 
 def _free_port() -> int:
@@ -168,41 +174,27 @@ def setup_null(work: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
     return proc, state, port
 
 
-def setup_manager(work: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    data = work / "manager"
-    port, admin = _free_port(), _free_port()
-    listen = ["--endpoint-listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"]
-    out = subprocess.run(
-        [sys.executable, "-m", "appliance", "init", "--data-dir", str(data), "--json", *listen],
-        capture_output=True,
-        check=True,
-        env=env,
-    )
-    init = json.loads(out.stdout.decode().strip().splitlines()[-1])
-    tok = subprocess.run(
-        [sys.executable, "-m", "appliance", "enroll", "token", "--data-dir", str(data), "--json"],
-        capture_output=True,
-        check=True,
-        env=env,
-    )
-    token = json.loads(tok.stdout.decode().strip().splitlines()[-1])["token"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "run", "--data-dir", str(data), *listen],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    assert proc.stdout is not None and proc.stdout.readline()
+def setup_manager(work: Path) -> tuple[subprocess.Popen[str], Path, int]:
+    proc, init, urls = start_manager(work / "manager")
+    port = urlsplit(urls["endpoint"]).port or 0
     state = work / "agent"
-    enroll_online(
-        f"127.0.0.1:{port}", token, IdentityStore(state / "identity"), ca_sha256=init["ca_sha256"]
-    )
+    try:
+        token = enroll_token(admin_session(init), urls)
+        enroll_online(
+            f"127.0.0.1:{port}",
+            token,
+            IdentityStore(state / "identity"),
+            ca_sha256=init["ca_sha256"],
+        )
+    except BaseException:
+        stop_manager(proc, 30)
+        raise
     return proc, state, port
 
 
 # ------------------------------------------------------------------ measurements
 def run(target: str, n_events: int, live_events: int, work: Path) -> dict[str, Any]:
+    proc: subprocess.Popen[Any]
     proc, state, _ = setup_null(work) if target == "null" else setup_manager(work)
     cfg = LinkConfig(batch_delay=0.2, fsync_interval=1.0, queue_max_bytes=8 << 30)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -239,8 +231,7 @@ def run(target: str, n_events: int, live_events: int, work: Path) -> dict[str, A
         results["backlog_drain_events_per_s"] = round(n_events / t_drain)
         results["evicted"] = st.evicted_events
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_manager(proc, 30)
     return results
 
 

@@ -18,7 +18,6 @@ import json
 import multiprocessing as mp
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ SHARED = ROOT.parent / "shared"
 EVENTS = SHARED / "gene-oracle" / "corpus-events.jsonl.gz"
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.localmanager import admin_session, enroll_agents, running_manager  # noqa: E402
 from benchmarks.procstat import tree_cpu_seconds  # noqa: E402
 
 
@@ -122,61 +122,11 @@ def main() -> int:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="heron-bench-"))
-    py = sys.executable
-    init = json.loads(
-        subprocess.check_output(
-            [
-                py,
-                "-m",
-                "appliance",
-                "init",
-                "--data-dir",
-                str(tmp),
-                "--json",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--endpoint-listen",
-                "127.0.0.1:0",
-            ],
-            cwd=ROOT,
-        )
-    )
-    (tmp / "config.toml").write_text(
-        (tmp / "config.toml").read_text().replace('level = "INFO"', 'level = "WARNING"')
-    )
-    server = subprocess.Popen(
-        [py, "-m", "appliance", "run", "--data-dir", str(tmp)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        urls = json.loads(server.stdout.readline())  # type: ignore[union-attr]
+    # stopping waits for the event store to index its backlog before it exits
+    with running_manager(tmp, stop_timeout=300) as (server, init, urls):
         ca = init["ca_cert"]
-        admin = requests.Session()
-        admin.trust_env, admin.verify = False, ca
-        admin.headers["X-Api-Key"] = init["api_key"]
-        from cryptography.hazmat.primitives import serialization
-
-        from tests.appliance.conftest import make_csr
-
-        creds = []
-        for n in range(args.agents):
-            token = admin.post(urls["admin"] + "/enroll/tokens", json={}).json()["data"]["token"]
-            csr, key_pem = make_csr()
-            res = requests.post(
-                urls["endpoint"] + "/enroll",
-                verify=ca,
-                timeout=30,
-                json={"token": token, "csr_pem": csr, "hostname": f"bench-{n}"},
-            )
-            res.raise_for_status()
-            cert, key = tmp / f"a{n}.pem", tmp / f"a{n}.key"
-            cert.write_text(res.json()["certificate_pem"])
-            key.write_text(key_pem)
-            creds.append((str(cert), str(key)))
-        del serialization
+        admin = admin_session(init)
+        creds = enroll_agents(tmp, init, urls, args.agents, "bench")
         events = load_events()
         batches = make_batches(events, args.batch, 8)
         cpu0, t0 = tree_cpu_seconds(server.pid), time.time()
@@ -217,12 +167,6 @@ def main() -> int:
             f"server efficiency: {accepted / max(server_cpu, 1e-9):,.0f} durable events per "
             "server CPU-second"
         )
-    finally:
-        server.terminate()  # the event store finishes indexing its backlog before it exits
-        try:
-            server.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            server.kill()
     return 0
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,18 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 
 
+Started = tuple[subprocess.Popen[str], dict[str, Any], dict[str, Any]]
+
+
 def start_manager(
-    tmp: Path, edit: Callable[[str], str] = lambda cfg: cfg
-) -> tuple[subprocess.Popen[str], dict[str, Any], dict[str, Any]]:
+    tmp: Path,
+    edit: Callable[[str], str] = lambda cfg: cfg,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Started:
     """Initialise ``tmp`` (logging at WARNING, then ``edit`` applied to config.toml) and run
-    the manager on free loopback ports; returns the process, `init --json` and its URLs."""
+    the manager on free loopback ports (with ``env`` if given); returns the process,
+    `init --json` and its URLs. A manager that never says it is ready is stopped."""
     py = sys.executable
     init = json.loads(
         subprocess.check_output(
@@ -36,9 +44,54 @@ def start_manager(
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env=None if env is None else dict(env),
     )
-    urls = json.loads(server.stdout.readline())  # type: ignore[union-attr]
+    try:
+        urls = json.loads(server.stdout.readline())  # type: ignore[union-attr]
+    except BaseException:
+        stop_manager(server, 30)
+        raise
     return server, init, urls
+
+
+def stop_manager(server: subprocess.Popen[Any], timeout: float) -> None:
+    """Terminate the manager and wait up to ``timeout`` s (the event store indexes its backlog
+    before it exits), then kill it."""
+    server.terminate()
+    try:
+        server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+@contextmanager
+def running_manager(
+    tmp: Path,
+    edit: Callable[[str], str] = lambda cfg: cfg,
+    *,
+    env: Mapping[str, str] | None = None,
+    stop_timeout: float = 60.0,
+) -> Iterator[Started]:
+    """`start_manager` that stops the manager when the block ends, however it ends."""
+    started = start_manager(tmp, edit, env=env)
+    try:
+        yield started
+    finally:
+        stop_manager(started[0], stop_timeout)
+
+
+def admin_session(init: dict[str, Any]) -> requests.Session:
+    """A session on the admin API with the key `init` printed (the CA pinned, no proxies)."""
+    admin = requests.Session()
+    admin.trust_env, admin.verify = False, init["ca_cert"]
+    admin.headers["X-Api-Key"] = init["api_key"]
+    return admin
+
+
+def enroll_token(admin: requests.Session, urls: dict[str, Any]) -> str:
+    """A new one-time enrollment token."""
+    return str(admin.post(urls["admin"] + "/enroll/tokens", json={}).json()["data"]["token"])
 
 
 def enroll_agents(
@@ -47,12 +100,10 @@ def enroll_agents(
     """Enroll ``n`` agents (hostnames ``{hostname}-{i}``); their (certificate, key) paths."""
     from tests.appliance.conftest import make_csr
 
-    admin = requests.Session()
-    admin.trust_env, admin.verify = False, init["ca_cert"]
-    admin.headers["X-Api-Key"] = init["api_key"]
+    admin = admin_session(init)
     creds = []
     for i in range(n):
-        token = admin.post(urls["admin"] + "/enroll/tokens", json={}).json()["data"]["token"]
+        token = enroll_token(admin, urls)
         csr, key_pem = make_csr()
         res = requests.post(
             urls["endpoint"] + "/enroll",

@@ -4,7 +4,8 @@ It is an `EventSink` (`submit(event)` queues durably) and owns three threads onc
 the forwarder (spool → `/logs`), the command poller (`/commands`), and housekeeping (updates,
 system information, artifact upload, certificate renewal), each with its own keep-alive
 transport. `attach(agent, config)` builds one for an `agent.seams.LinkedAgent` (the
-`agent.service.Agent`) and plugs it in.
+`agent.service.Agent`) and plugs it in. The threads are restarted by `supervisor.Supervisor`;
+the counters and rule-state reports are `reports.HealthReports`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from agent.commands import CommandContext
 from agent.commands.system import find_tool
@@ -39,8 +38,9 @@ from .health import health_event
 from .identity import Identity, IdentityStore, write_atomic
 from .mtls import MtlsTransport
 from .poller import CommandPoller
-from .segments import Lane
+from .reports import HEALTH_INTERVAL, HealthReports
 from .spool import Spool
+from .supervisor import Supervisor
 from .sysinfo import SysInfoReporter, collect
 from .tools import ToolSync
 from .transport import TlsShare, Transport
@@ -48,11 +48,6 @@ from .updates import Updater
 from .upload import Uploader, UploadStats
 
 logger = logging.getLogger(__name__)
-
-HEALTH_THREAD_CRASH = 9006  # EventID: a link thread crashed and was restarted
-HEALTH_COUNTERS = 9010  # EventID: the agent's loss/degradation/budget counters (on change)
-HEALTH_INTERVAL = 60.0  # seconds between counter reports (sent only when they changed)
-HEALTH_RULES_STATE = 9011  # EventID: rule count, rules hash, last rules update (on change)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +95,7 @@ class Link:
         self._factory = transport_factory or self._mtls
         self._transports: list[Transport] = []
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self.supervisor = Supervisor(self._stop, wall=wall, report=self._report)
         self.spool = Spool(
             self.state_dir / "queue",
             max_bytes=config.queue_max_bytes,
@@ -167,14 +162,18 @@ class Link:
             )
         )
         self.tools = ToolSync(house, self.tools_dir)
+        self.reports = HealthReports(
+            self.spool,
+            self.hostname,
+            agent_status=self.hooks.agent_status,
+            rules_state=self.hooks.rules_state,
+            threads=self.supervisor.threads,
+        )
         self._house = house
         # the first counter report after one interval: nothing to say at start
         self._due: dict[str, float] = {"counters": clock() + HEALTH_INTERVAL}
         self._known_uuid = ""
         self._tools_seen = ""
-        self._supervised: dict[str, dict[str, Any]] = {}
-        self._last_counters = ""
-        self._last_rules_state: dict[str, str] | None = None
 
     # ---------------------------------------------------------------- wiring
     @property
@@ -300,64 +299,6 @@ class Link:
             return False
         return True
 
-    def counters(self) -> dict[str, Any]:
-        """Every loss, degradation and budget counter of this agent (what the manager shows)."""
-        out: dict[str, Any] = {}
-        if self.hooks.agent_status is not None:
-            st = self.hooks.agent_status()
-            keep = ("events", "drops", "shed", "lost", "incomplete", "degraded")
-            out["sources"] = {
-                n: {k: s.get(k, 0) for k in keep} for n, s in st.get("sources", {}).items()
-            }
-            acts = st.get("actions", {})
-            out["actions"] = {
-                k: acts.get(k)
-                for k in ("dropped_actions", "skipped", "failures", "budget")
-                if k in acts
-            }
-            out["suppressed"] = st.get("suppressed", {})
-            out["throttled"] = bool(st.get("throttled", False))
-        q = self.spool.stats()
-        out["queue"] = {
-            "evicted": q.evicted_events,
-            "disk_dropped": q.disk_dropped,
-            "oversize_dropped": q.oversize_dropped,
-            "rejected_batches": q.rejected_batches,
-            "disk_state": q.disk_state,
-            "lost_segments": q.lost_segments,
-        }
-        out["threads"] = {
-            k: {"restarts": v["restarts"], "last_error": v["last_error"]}
-            for k, v in self._supervised.items()
-        }
-        return out
-
-    def report_counters(self) -> bool:
-        """Queue the counters as health event 9010 when they changed; True when sent."""
-        doc = json.dumps(self.counters(), sort_keys=True, default=str)
-        if doc == self._last_counters:
-            return False
-        self._last_counters = doc
-        event = health_event(HEALTH_COUNTERS, "agent counters", self.hostname, Counters=doc)
-        self.spool.submit_line(orjson.dumps(event) + b"\n", Lane.DETECTIONS)
-        return True
-
-    def report_rules_state(self) -> bool:
-        """Queue the agent's rule state (health event 9011) when it changed; True when queued.
-
-        The manager keeps the latest per endpoint (GET /endpoints `rules`, console, /metrics),
-        so an endpoint running with no or outdated rules is visible there.
-        """
-        if self.hooks.rules_state is None:
-            return False
-        state = dict(self.hooks.rules_state())
-        if state == self._last_rules_state:
-            return False
-        event = health_event(HEALTH_RULES_STATE, "rules state", self.hostname, **state)
-        self.spool.submit_line(orjson.dumps(event) + b"\n", Lane.DETECTIONS)
-        self._last_rules_state = state
-        return True
-
     def sync_identity(self) -> str:
         """Tell the agent its endpoint uuid when it first appears or changes (re-enrollment)."""
         ident = self.identity()
@@ -388,9 +329,9 @@ class Link:
             "sysinfo": (self.config.sysinfo_interval, self.sysinfo.run_once),
             "renew": (self.config.renew_check_interval, self.renew_if_due),
             "identity": (5.0, self.sync_identity),
-            "rules_state": (2.0, self.report_rules_state),
+            "rules_state": (2.0, self.reports.report_rules_state),
             "tools": (self.config.tools_interval, self.tools.run_once),
-            "counters": (HEALTH_INTERVAL, self.report_counters),
+            "counters": (HEALTH_INTERVAL, self.reports.report_counters),
         }
         if self.uploader is not None:
             tasks["upload"] = (self.config.upload_interval, self.uploader.run_once)
@@ -448,72 +389,18 @@ class Link:
             ("commands", self.poller.run),
             ("housekeeping", self._housekeeping),
         ):
-            self._supervised[name] = {
-                "alive": True,
-                "restarts": 0,
-                "last_error": "",
-                "last_crash": None,
-            }
-            t = threading.Thread(
-                target=self._supervise, args=(name, target), name=f"heron-link-{name}", daemon=True
-            )
-            t.start()
-            self._threads.append(t)
+            self.supervisor.start(name, target)
         logger.info("link started (state in %s)", self.state_dir)
-
-    def _supervise(self, name: str, target: Callable[[], None]) -> None:
-        """Run `target` until the link stops; restart it (with backoff) when it crashes.
-
-        Each crash is logged with its traceback, kept in `status()["threads"]` and reported to
-        the manager as a health event (EventID 9006).
-        """
-        info = self._supervised[name]
-        delay = 1.0
-        while not self._stop.is_set():
-            try:
-                target()
-                if self._stop.is_set():
-                    break
-                raise RuntimeError(f"{name} loop returned while the link runs")
-            except Exception as ex:
-                err = f"{type(ex).__name__}: {ex}"
-                info["restarts"] += 1
-                info["last_error"] = err
-                info["last_crash"] = self.wall()
-                logger.error(
-                    "link %s thread crashed (%s); restarting in %.0fs",
-                    name,
-                    err,
-                    delay,
-                    exc_info=True,
-                )
-                try:
-                    self._report(
-                        {
-                            "EventID": HEALTH_THREAD_CRASH,
-                            "Message": f"link {name} thread crashed and was restarted",
-                            "Thread": name,
-                            "Error": err[:500],
-                            "Restarts": info["restarts"],
-                        }
-                    )
-                except Exception:
-                    logger.debug("cannot queue the crash report", exc_info=True)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 60.0)
-        info["alive"] = False
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the threads and close the spool; idempotent."""
         if self._stop.is_set() and self.spool._closed:
             return
-        started = bool(self._threads)
+        started = self.supervisor.started
         self._stop.set()
         self.forwarder.stop()
         self.poller.stop()
-        for t in self._threads:
-            t.join(timeout)
-        self._threads.clear()
+        self.supervisor.join(timeout)
         # only when the manager answered last time: an unreachable host would
         # hold the shutdown for a whole socket timeout, and the queue is durable anyway.
         if (
@@ -576,7 +463,7 @@ class Link:
             },
             "sent": {"batches": self.forwarder.sent_batches, "events": self.forwarder.sent_events},
             "commands_executed": self.poller.executed,
-            "threads": {k: dict(v) for k, v in self._supervised.items()},
+            "threads": {k: dict(v) for k, v in self.supervisor.threads.items()},
             "updates": {
                 k: {"applied": v.applied, "rejected": v.rejected, "error": v.error}
                 for k, v in self.updater.status().items()

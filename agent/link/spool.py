@@ -2,7 +2,8 @@
 
 This module is the queue's policy: lanes and their order, batching, eviction, disk trouble and
 rejected batches. The file format (segments, their repair after a crash) is
-`agent.link.segments`; the health events it reports are `agent.link.health`.
+`agent.link.segments`, the index of sealed segments `agent.link.sealed`, the data disk's state
+`agent.link.diskhealth`; the health events it reports are `agent.link.health`.
 
 Guarantees:
 - Every `submit` is written through to the open segment with `os.write`, so a killed agent
@@ -18,13 +19,11 @@ Guarantees:
 - The disk is not trusted: a record is written whole or not at all (a short or failed write is
   cut back with `ftruncate`). When the data disk is full (or below `min_free_bytes` free) the
   oldest bulk segments are evicted to make room; an event that still cannot be written is
-  dropped and counted. `submit` never raises on I/O errors; each state change (full / I/O error
-  → recovered) is logged once and reported as a health event.
+  dropped and counted (`agent.link.diskhealth`).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -33,7 +32,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,26 +39,15 @@ import orjson
 
 from rules import wire
 
+from .diskhealth import DISK_FULL, DiskHealth
 from .errors import SpoolError
-from .health import HEALTH_DISK, HEALTH_EVICTED, HEALTH_OVERSIZE, HEALTH_REJECTED, health_event
-from .segments import (
-    LANE_DIRS,
-    Lane,
-    OpenSegment,
-    close_segment,
-    open_segment,
-    repair_open,
-    segment_path,
-    write_seq,
-    write_whole,
-)
+from .health import HEALTH_EVICTED, HEALTH_OVERSIZE, HEALTH_REJECTED, health_event
+from .sealed import SealedSegments
+from .segments import Lane, OpenSegment, close_segment, open_segment, write_seq, write_whole
 
 __all__ = ["Batch", "Spool", "SpoolStats"]
 
 logger = logging.getLogger(__name__)
-
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-_RECOVER_FREE = 256 << 10  # free bytes needed before a full disk counts as recovered
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +109,8 @@ class Spool:
         self.clock = clock
         self._lock = threading.Lock()
         self._open: dict[Lane, OpenSegment | None] = {lane: None for lane in Lane}
-        self._sealed: dict[Lane, list[int]] = {lane: [] for lane in Lane}
-        self._sizes: dict[int, tuple[Lane, int, int]] = {}  # seq -> lane, bytes, events
-        self._inflight: set[int] = set()
-        self._total = 0
+        self._segs = SealedSegments(self.root)
+        self._total = 0  # bytes queued, open segments included
         self._last_fsync = clock()
         self._dirty = False  # written since the last fsync
         self._closed = False
@@ -134,10 +119,7 @@ class Spool:
         self._reports = 0
         self.min_free_bytes = min_free_bytes
         self.wall = wall
-        self._disk_state = "ok"
-        self._disk_error = ""
-        self._disk_since = 0.0
-        self._disk_dropped = self._disk_dropped_now = 0
+        self._disk = DiskHealth(self.root, wall=wall, report=self._report)
         self._lost_segments = 0
         self._disk_evicted = (0, 0)  # (events, segments) evicted for disk space, not reported
         try:
@@ -157,32 +139,8 @@ class Spool:
         self.spool_id = id_file.read_text(encoding="ascii").strip()
         seq_file = self.root / "seq"
         top = int(seq_file.read_text() or 0) if seq_file.exists() else 0
-        for lane, name in LANE_DIRS.items():
-            d = self.root / name
-            d.mkdir(exist_ok=True)
-            for p in sorted(d.iterdir()):
-                parts = p.name.split(".")
-                if not parts[0].isdigit():
-                    continue
-                seq = int(parts[0])
-                top = max(top, seq)
-                if p.suffix == ".open":
-                    repaired = repair_open(p, seq)
-                    if repaired is None:
-                        continue
-                    count = repaired
-                elif p.suffix == ".seg" and len(parts) == 3 and parts[1].isdigit():
-                    count = int(parts[1])
-                else:
-                    continue
-                self._sealed[lane].append(seq)
-                self._sizes[seq] = (lane, self._path(lane, seq, count).stat().st_size, count)
-                self._total += self._sizes[seq][1]
-            self._sealed[lane].sort()
-        for p in (self.root / "rejected").glob("*.seg"):
-            if p.name.split(".")[0].isdigit():
-                top = max(top, int(p.name.split(".")[0]))
-        self._next_seq = top + 1
+        self._next_seq = max(top, self._segs.recover()) + 1
+        self._total = sum(size for _, size, _ in self._segs.sizes.values())
 
     # ---------------------------------------------------------------- writing
     def submit(self, event: dict[str, Any]) -> None:
@@ -212,7 +170,7 @@ class Spool:
         except OSError as ex:
             self._disk_failed(ex, line, lane)
             return
-        self._disk_ok()
+        self._disk.written()
         if self._disk_evicted[0]:
             self._report_disk_evictions()
         if evicted:
@@ -244,79 +202,23 @@ class Spool:
     # ---------------------------------------------------------------- disk trouble
     def _disk_failed(self, ex: OSError, line: bytes, lane: Lane) -> None:
         """Policy: evict the oldest bulk segments to make room, retry once, else drop."""
-        if ex.errno in _DISK_FULL:
+        if ex.errno in DISK_FULL:
             with self._lock:
                 freed = self._evict_bulk(max(len(line), self.segment_bytes))
             if freed:
                 self._report_disk_evictions()
                 try:
                     self._append(line, lane)
-                    self._disk_ok()
+                    self._disk.written()
                     return
                 except OSError as again:
                     ex = again
-        state = "full" if ex.errno in _DISK_FULL else "io-error"
-        with self._lock:
-            self._disk_dropped += 1
-            self._disk_dropped_now += 1
-            changed = state != self._disk_state
-            if changed:
-                self._disk_state, self._disk_error = state, f"{ex.strerror or ex}"
-                self._disk_since = self.wall()
-        if changed:
-            what = "data disk full" if state == "full" else "data disk I/O error"
-            logger.error(
-                "%s under %s (%s): events are dropped and counted until it recovers",
-                what,
-                self.root,
-                ex.strerror or ex,
-            )
-
-    def _disk_ok(self) -> None:
-        if self._disk_state == "ok":  # racy read on purpose: the common path takes no lock
-            return
-        try:  # small records still fit in a nearly full disk: recover only with real room
-            if shutil.disk_usage(self.root).free < _RECOVER_FREE:
-                return
-        except OSError:
-            return
-        with self._lock:
-            if self._disk_state == "ok":
-                return
-            state, since, dropped = self._disk_state, self._disk_since, self._disk_dropped_now
-            self._disk_state, self._disk_error, self._disk_dropped_now = "ok", "", 0
-        stamp = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
-        logger.warning(
-            "data disk %s: %d events dropped since %s",
-            "recovered" if state == "full" else "writable again",
-            dropped,
-            stamp,
-        )
-        self._report(
-            HEALTH_DISK,
-            f"data disk {state}: events dropped",
-            DroppedEvents=dropped,
-            Since=stamp,
-            TotalDropped=self._disk_dropped,
-        )
+        self._disk.dropped_one(ex)
 
     def _evict_bulk(self, need: int) -> int:
         """Evict oldest sealed bulk segments (never in flight) until `need` bytes are freed."""
-        freed = events = segs = 0
-        for seq in list(self._sealed[Lane.EVENTS]):
-            if freed >= need:
-                break
-            if seq in self._inflight:
-                continue
-            _, size, count = self._sizes[seq]
-            try:
-                self._path(Lane.EVENTS, seq, count).unlink()
-            except FileNotFoundError:
-                pass
-            self._forget(Lane.EVENTS, seq)
-            freed += size
-            events += count
-            segs += 1
+        freed, events, segs = self._segs.evict(Lane.EVENTS, need)
+        self._total -= freed
         if segs:
             self._evicted += events
             self._evicted_segs += segs
@@ -392,10 +294,8 @@ class Spool:
         if seg is None:
             return
         self._open[lane] = None
-        if not close_segment(seg, lane, self.root):
-            return
-        self._sealed[lane].append(seg.seq)
-        self._sizes[seg.seq] = (lane, seg.size, seg.count)
+        if close_segment(seg, lane, self.root):
+            self._segs.add(lane, seg.seq, seg.size, seg.count)
 
     def _fsync_open(self) -> None:
         if not self._dirty:
@@ -414,34 +314,18 @@ class Spool:
         for lane in (Lane.EVENTS, Lane.DETECTIONS):
             if self._total + need <= self.max_bytes:
                 break
-            seg = self._open[lane]
-            if seg is not None and not self._sealed[lane]:
+            if self._open[lane] is not None and not self._segs.seqs[lane]:
                 self._seal(lane)
-            for seq in list(self._sealed[lane]):
-                if self._total + need <= self.max_bytes:
-                    break
-                if seq in self._inflight:
-                    continue
-                _, _, count = self._sizes[seq]
-                try:
-                    self._path(lane, seq, count).unlink()
-                except FileNotFoundError:
-                    pass
-                events += count
-                self._forget(lane, seq)
-                segs += 1
+            freed, e, n = self._segs.evict(lane, self._total + need - self.max_bytes)
+            self._total -= freed
+            events += e
+            segs += n
         self._evicted += events
         self._evicted_segs += segs
         return events, segs
 
     def _forget(self, lane: Lane, seq: int) -> None:
-        self._sealed[lane].remove(seq)
-        _, size, _ = self._sizes.pop(seq)
-        self._total -= size
-        self._inflight.discard(seq)
-
-    def _path(self, lane: Lane, seq: int, count: int) -> Path:
-        return segment_path(self.root, lane, seq, count)
+        self._total -= self._segs.forget(lane, seq)
 
     # ---------------------------------------------------------------- reading
     def next_batch(self, *, force: bool = False) -> Batch | None:
@@ -452,7 +336,7 @@ class Spool:
         """
         with self._lock:
             for lane in Lane:
-                seqs = [s for s in self._sealed[lane] if s not in self._inflight]
+                seqs = self._segs.ready(lane)
                 if not seqs:
                     seg = self._open[lane]
                     if seg is None or seg.count == 0:
@@ -462,11 +346,10 @@ class Spool:
                     self._seal(lane)
                     seqs = [seg.seq]
                 for seq in seqs:
-                    path = self._path(lane, seq, self._sizes[seq][2])
+                    path, count = self._segs.path(lane, seq), self._segs.count(seq)
                     try:
                         data = path.read_bytes()
                     except FileNotFoundError:  # removed behind our back: count, skip, go on
-                        count = self._sizes[seq][2]
                         self._forget(lane, seq)
                         self._lost_segments += 1
                         logger.warning(
@@ -475,32 +358,27 @@ class Spool:
                             count,
                         )
                         continue
-                    self._inflight.add(seq)
-                    return Batch(
-                        f"{self.spool_id}-{seq}", seq, lane, path, data, self._sizes[seq][2]
-                    )
+                    self._segs.inflight.add(seq)
+                    return Batch(f"{self.spool_id}-{seq}", seq, lane, path, data, count)
         return None
 
     def ack(self, batch: Batch) -> None:
         """Delete a batch the manager acknowledged."""
         with self._lock:
-            try:
-                batch.path.unlink()
-            except FileNotFoundError:
-                pass
-            if batch.seq in self._sizes:
+            batch.path.unlink(missing_ok=True)
+            if batch.seq in self._segs.sizes:
                 self._forget(batch.lane, batch.seq)
 
     def release(self, batch: Batch) -> None:
         """Give a batch back after a failed send (it stays first in line)."""
         with self._lock:
-            self._inflight.discard(batch.seq)
+            self._segs.inflight.discard(batch.seq)
 
     def reject(self, batch: Batch, reason: str) -> None:
         """Move a batch the manager refused as malformed to `rejected/`, count and report it."""
         with self._lock:
             os.replace(batch.path, self.root / "rejected" / batch.path.name)
-            if batch.seq in self._sizes:
+            if batch.seq in self._segs.sizes:
                 self._forget(batch.lane, batch.seq)
             self._rejected += 1
         logger.warning(
@@ -529,27 +407,23 @@ class Spool:
 
     def stats(self) -> SpoolStats:
         with self._lock:
-            queued = sum(self._open_count(lane) for lane in Lane)
-            queued += sum(count for _, _, count in self._sizes.values())
+            queued = sum(seg.count for seg in self._open.values() if seg)
+            disk_state, disk_error, disk_dropped = self._disk.snapshot()
             return SpoolStats(
-                queued_events=queued,
+                queued_events=queued + self._segs.queued_events(),
                 queued_bytes=self._total,
-                segments=sum(len(v) for v in self._sealed.values()),
+                segments=len(self._segs),
                 submitted=self._submitted,
                 evicted_events=self._evicted,
                 evicted_segments=self._evicted_segs,
                 oversize_dropped=self._oversize,
                 rejected_batches=self._rejected,
                 health_reports=self._reports,
-                disk_dropped=self._disk_dropped,
-                disk_state=self._disk_state,
-                disk_error=self._disk_error,
+                disk_dropped=disk_dropped,
+                disk_state=disk_state,
+                disk_error=disk_error,
                 lost_segments=self._lost_segments,
             )
-
-    def _open_count(self, lane: Lane) -> int:
-        seg = self._open[lane]
-        return seg.count if seg else 0
 
     def __len__(self) -> int:
         return self.stats().queued_events

@@ -189,6 +189,9 @@ class HttpsTransport:
         self._used = False
         self._last_peer: bytes | None = None
         self._session: ssl.SSLSession | None = None
+        # read the connection's session once, at its first answer (TLS 1.3 tickets arrive
+        # after the handshake, before it): each read copies the whole session in CPython
+        self._session_due = False
         self.last_used = 0.0  # time.monotonic() of the last answer
         self.resumed = 0  # connections that resumed a TLS session
         self._interrupted = False  # set once by interrupt(): the link is stopping
@@ -221,16 +224,22 @@ class HttpsTransport:
         if isinstance(conn.sock, ssl.SSLSocket) and conn.sock.session_reused:
             self.resumed += 1
         self._used = False
+        self._session_due = True
         return conn
 
     def _shared_session(self) -> ssl.SSLSession | None:
         return self.share.session_for(self.context) if self.share is not None else None
 
     def _keep_session(self, sock: object) -> None:
-        if isinstance(sock, ssl.SSLSocket) and sock.session is not None:
-            self._session = sock.session
-            if self.share is not None:
-                self.share.keep(self.context, sock.session)
+        """Keep the connection's session for the next connect; done once it holds a ticket
+        (a server that issues none is asked again at the next answer)."""
+        session = sock.session if isinstance(sock, ssl.SSLSocket) else None
+        if session is None:
+            return
+        self._session = session
+        self._session_due = not session.has_ticket
+        if self.share is not None:
+            self.share.keep(self.context, session)
 
     def close_idle(self, max_idle: float) -> bool:
         """Close the connection when unused for `max_idle` seconds (its session is kept)."""
@@ -277,7 +286,8 @@ class HttpsTransport:
     def close(self) -> None:
         if self._conn is not None:
             self._last_peer = self.peer_certificate()
-            self._keep_session(getattr(self._conn, "sock", None))
+            if self._session_due:
+                self._keep_session(getattr(self._conn, "sock", None))
             try:
                 self._conn.close()
             except Exception:  # noqa: BLE001 - close path
@@ -323,7 +333,8 @@ class HttpsTransport:
             )
             resp = self._conn.getresponse()
             body = resp.read()
-            self._keep_session(self._conn.sock)  # TLS 1.3 tickets arrive after the handshake
+            if self._session_due:
+                self._keep_session(self._conn.sock)
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as ex:
             self.close()
             raise ConnectionResetError(str(ex)) from ex  # handled by send(): fresh => rejected

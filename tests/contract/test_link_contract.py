@@ -395,8 +395,8 @@ def test_agent_counters_reach_the_manager_endpoint_views(manager, tmp_path: Path
         sc = agent.counters.source("linux-proc")
         sc.events, sc.lost, sc.shed, sc.degraded = 100, 7, 3, 40
         agent.runner.stats.dropped_actions["report"] = 2
-        assert link.report_counters()
-        assert not link.report_counters()  # unchanged: not sent again
+        assert link.reports.report_counters()
+        assert not link.reports.report_counters()  # unchanged: not sent again
         link.forwarder.drain()
         from appliance.services.ingest import COUNTERS_KIND
 

@@ -13,9 +13,10 @@ import orjson
 
 from agent.link.config import LinkConfig
 from agent.link.health import HEALTH_DISK
-from agent.link.link import HEALTH_THREAD_CRASH, Link
+from agent.link.link import Link
 from agent.link.segments import Lane
 from agent.link.spool import Spool
+from agent.link.supervisor import HEALTH_THREAD_CRASH
 from agent.link.transport import MemoryTransport
 from tests.agent.tmpfs import fill, small_tmpfs
 
