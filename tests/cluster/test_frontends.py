@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import signal
+import subprocess
 import threading
 import urllib.parse
 import uuid
@@ -19,7 +20,7 @@ import requests
 
 from tests.appliance.conftest import make_csr
 from tests.cluster.servers import HUNTER_PASSWORD, ClickHouse, Postgres
-from tests.e2e.harness import WAIT_LIMIT, ManagerProc, free_port, wait_for
+from tests.e2e.harness import PY, ROOT, WAIT_LIMIT, ManagerProc, agent_env, free_port, wait_for
 from tests.support.events import gene_event
 
 pytestmark = pytest.mark.e2e
@@ -48,6 +49,34 @@ def _second_frontend(first: ManagerProc, data: Path, toml: str) -> ManagerProc:
         f'[endpoint]\nlisten = "127.0.0.1:{b.endpoint_port}"\n' + toml
     )
     return b
+
+
+def two_frontends(
+    tmp_path: Path, ch: list[ClickHouse], pg: Postgres, names: tuple[str, str], dsn: str = ""
+) -> tuple[ManagerProc, ManagerProc, dict[str, Any]]:
+    """Front-ends `a` and `b` of one cluster (not started): config written, `cluster init` run
+    on `a`, its admin key set on both; `dsn` replaces the server's default database."""
+
+    def toml(name: str) -> str:
+        text = _cluster_toml(name, ch, pg)
+        return text.replace(pg.dsn, dsn) if dsn else text
+
+    a = ManagerProc(tmp_path / "a")
+    conf = (a.data / "config.toml").read_text()
+    conf = conf[: conf.index("\n[cluster]\n")]  # init wrote the embedded defaults: replace them
+    (a.data / "config.toml").write_text(conf + toml(names[0]))
+    b = _second_frontend(a, tmp_path / "b", toml(names[1]))
+    out = subprocess.run(
+        [PY, "-m", "appliance", "cluster", "init", "--data-dir", str(a.data)],
+        capture_output=True,
+        env=agent_env(),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    init: dict[str, Any] = orjson.loads(out.stdout.strip().splitlines()[-1])
+    a.api_key = b.api_key = init.get("api_key", a.api_key)
+    return a, b, init
 
 
 def _event(agent: str, batch: int, i: int) -> dict[str, Any]:
@@ -113,26 +142,8 @@ def _sql(front: ManagerProc, query: str) -> list[list[Any]]:
 def test_two_front_ends_one_cluster(
     tmp_path: Path, ch_servers: list[ClickHouse], pg_server: Postgres
 ) -> None:
-    a = ManagerProc(tmp_path / "a")
-    conf = (a.data / "config.toml").read_text()
-    conf = conf[: conf.index("\n[cluster]\n")]  # init wrote the embedded defaults: replace them
-    (a.data / "config.toml").write_text(conf + _cluster_toml("fe-a", ch_servers, pg_server))
-    b = _second_frontend(a, tmp_path / "b", _cluster_toml("fe-b", ch_servers, pg_server))
-    import subprocess
-
-    from tests.e2e.harness import PY, ROOT, agent_env
-
-    out = subprocess.run(
-        [PY, "-m", "appliance", "cluster", "init", "--data-dir", str(a.data)],
-        capture_output=True,
-        env=agent_env(),
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    init = orjson.loads(out.stdout.strip().splitlines()[-1])
+    a, b, init = two_frontends(tmp_path, ch_servers, pg_server, ("fe-a", "fe-b"))
     assert init["ok"] and len(init["shards"]) == 2 and init["postgres"]["ok"]
-    a.api_key = b.api_key = init.get("api_key", a.api_key)
     a.start()
     b.start()
     try:

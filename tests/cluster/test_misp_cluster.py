@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import threading
 from collections import Counter
 from pathlib import Path
@@ -28,8 +27,8 @@ from appliance.misp.shared import JOB_REPORTS
 from appliance.runtime.leader import lock_key
 from tests.appliance.misp.conftest import write_artifacts
 from tests.cluster.servers import ClickHouse, Postgres, fresh_database
-from tests.cluster.test_frontends import Agent, _cluster_toml, _second_frontend
-from tests.e2e.harness import PY, ROOT, WAIT_LIMIT, ManagerProc, agent_env, wait_for
+from tests.cluster.test_frontends import Agent, two_frontends
+from tests.e2e.harness import WAIT_LIMIT, ManagerProc, wait_for
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
 from tests.support.events import gene_event
 
@@ -104,23 +103,7 @@ def test_misp_state_is_shared_and_pushed_once_by_the_leader(
     tmp_path: Path, ch_servers: list[ClickHouse], pg_server: Postgres
 ) -> None:
     dsn = fresh_database(pg_server)
-
-    def toml(name: str) -> str:
-        return _cluster_toml(name, ch_servers, pg_server).replace(pg_server.dsn, dsn)
-
-    a = ManagerProc(tmp_path / "a")
-    conf = (a.data / "config.toml").read_text()
-    (a.data / "config.toml").write_text(conf[: conf.index("\n[cluster]\n")] + toml("fe-ma"))
-    b = _second_frontend(a, tmp_path / "b", toml("fe-mb"))
-    out = subprocess.run(
-        [PY, "-m", "appliance", "cluster", "init", "--data-dir", str(a.data)],
-        capture_output=True,
-        env=agent_env(),
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    a.api_key = b.api_key = orjson.loads(out.stdout.strip().splitlines()[-1])["api_key"]
+    a, b, _ = two_frontends(tmp_path, ch_servers, pg_server, ("fe-ma", "fe-mb"), dsn)
     key = Fernet.generate_key()
     _key_file(a.data, key)
     _key_file(b.data, key)

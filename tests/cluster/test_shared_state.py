@@ -8,7 +8,6 @@ front-end's NOTIFY can make it show the change.
 from __future__ import annotations
 
 import gzip
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,8 +25,8 @@ from appliance.services.scoring import SharedReducer
 from appliance.store import CertRecord, Endpoint, EndpointStatus
 from appliance.store.postgres import ClusterStore
 from tests.cluster.servers import ClickHouse, Postgres, fresh_database
-from tests.cluster.test_frontends import Agent, _cluster_toml, _second_frontend
-from tests.e2e.harness import PY, ROOT, WAIT_LIMIT, ManagerProc, agent_env, wait_for
+from tests.cluster.test_frontends import Agent, two_frontends
+from tests.e2e.harness import WAIT_LIMIT, ManagerProc, wait_for
 from tests.support.events import detection, gene_event
 
 NOW = 1_000_000.0
@@ -165,23 +164,7 @@ def test_two_front_ends_report_one_score(
     tmp_path: Path, ch_servers: list[ClickHouse], pg_server: Postgres
 ) -> None:
     dsn = fresh_database(pg_server)
-
-    def toml(name: str) -> str:
-        return _cluster_toml(name, ch_servers, pg_server).replace(pg_server.dsn, dsn)
-
-    a = ManagerProc(tmp_path / "a")
-    conf = (a.data / "config.toml").read_text()
-    (a.data / "config.toml").write_text(conf[: conf.index("\n[cluster]\n")] + toml("fe-sa"))
-    b = _second_frontend(a, tmp_path / "b", toml("fe-sb"))
-    out = subprocess.run(
-        [PY, "-m", "appliance", "cluster", "init", "--data-dir", str(a.data)],
-        capture_output=True,
-        env=agent_env(),
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    a.api_key = b.api_key = orjson.loads(out.stdout.strip().splitlines()[-1])["api_key"]
+    a, b, _ = two_frontends(tmp_path, ch_servers, pg_server, ("fe-sa", "fe-sb"), dsn)
     a.start()
     b.start()
     try:
