@@ -86,12 +86,16 @@ def mapped_resident(directory: Path | str) -> int:
 def trim_mapped(directory: Path | str) -> int:
     """Drop the resident pages of this process's read-only mappings of files under
     ``directory``; return the bytes that were resident in them."""
+    return _drop(_mappings(os.path.realpath(directory) + os.sep))
+
+
+def _drop(mappings: list[tuple[int, int, int]]) -> int:
+    """``madvise(MADV_DONTNEED)`` each mapping with resident pages; the bytes dropped."""
     libc = _madvise()
     if libc is None:
         return 0
-    root = os.path.realpath(directory) + os.sep
     dropped = 0
-    for start, end, rss in _mappings(root):
+    for start, end, rss in mappings:
         if rss and libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
             dropped += rss
     return dropped
@@ -124,9 +128,10 @@ class MappedTrimmer:
         """Trim now if past the limit; return the bytes dropped."""
         if 0 <= _rss_file() <= self.limit:  # all file pages: the index's are among them
             return 0
-        if mapped_resident(self.directory) <= self.limit:
+        mappings = _mappings(os.path.realpath(self.directory) + os.sep)  # one smaps read
+        if sum(rss for _, _, rss in mappings) <= self.limit:
             return 0
-        dropped = trim_mapped(self.directory)
+        dropped = _drop(mappings)
         self.dropped += dropped
         return dropped
 
