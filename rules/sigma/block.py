@@ -35,6 +35,7 @@ from sigma.types import (
     SpecialChars,
 )
 
+from .anchors import anchors, any_in
 from .compile import ALL
 from .view import views_for
 
@@ -264,7 +265,9 @@ class _Plan:
         self.merged: set[str] = set()  # rename channels whose views were merged into the shared
         per_view: dict[int, dict[str, _FieldIndex]] = {}
         caches: dict[int, int] = {}  # id(ViewCache) → slot in the per-event view list
-        self.getters: list[Callable[[Any], Any]] = []
+        self.getters: list[Callable[[Any], Any]] = []  # per slot: the event's (orig, low) view
+        self.field_getters: list[Callable[[Any], Any]] = []  # per slot: its original-case view
+        self.text_getters: list[Callable[[Any], Any]] = []  # per slot: all its text, lowered
         slot_of: list[int] = []
         for i, c in enumerate(rules):
             views: ViewCache = c.ns["__views__"]
@@ -274,6 +277,8 @@ class _Plan:
             if id(views) not in caches:
                 caches[id(views)] = len(self.getters)
                 self.getters.append(views.get)
+                self.field_getters.append(views.fields)
+                self.text_getters.append(views.text)
             slot_of.append(caches[id(views)])
             groups = c.ns.get("__lits__")
             if groups is None:
@@ -291,11 +296,14 @@ class _Plan:
                         fi = fields[field] = _FieldIndex()
                     fi.add(kind, lit, i + g * n)
         self.indexes: list[tuple[int, tuple[tuple[str, Any], ...], frozenset[str], Any]] = []
+        self.anchors: list[Callable[[str], bool] | None] = []  # per index: keyword anchors
         for key, fields in per_view.items():
             # Keywords are substrings of any value (`all_text`): each field's automaton also
             # holds them, and `words` (keywords alone) scans the joined values of the fields no
             # rule indexes. Performance: each value is scanned once, not again in all_text.
             words = fields.pop(ALL, None)
+            marks = None if words is None else anchors(words.keys)
+            self.anchors.append(None if marks is None else any_in(marks))
             if words is not None:
                 for fi in fields.values():
                     for word, ids in words.keys.items():
@@ -322,14 +330,14 @@ _MEMO_CHARS = 512  # longer values (unique command lines, scripts) are scanned e
 
 
 def _scan(it: Any, v: str, memo: dict[str, frozenset[int]]) -> frozenset[int]:
-    """The rule ids of every key in `v` (one automaton pass), remembered in `memo`.
+    """The rule ids of every key in `v` lower-cased (one automaton pass), remembered in `memo`.
 
     Performance: event fields repeat (images, parents, hashes, directories, users: ~70 % of
     the indexed characters of the 5,371 corpus events are values seen before in the same
     field), and a pass costs 10-50 ns per character; a lookup hashes the value once. The
     hits of a value are a function of the value alone, so the memo never changes a result.
     """
-    ids = frozenset(chain.from_iterable(map(_HIT, it(_START + v + _END))))
+    ids = frozenset(chain.from_iterable(map(_HIT, it(_START + v.lower() + _END))))
     if len(v) <= _MEMO_CHARS:
         if len(memo) >= _MEMO_ENTRIES:
             memo.clear()
@@ -338,32 +346,48 @@ def _scan(it: Any, v: str, memo: dict[str, frozenset[int]]) -> frozenset[int]:
 
 
 def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]:
-    """`due(d)` → (condition, view, rule) of every rule the index lets through, in order."""
-    getters, base, table = plan.getters, plan.base, plan.rules
+    """`due(d)` → (condition, view, rule) of every rule the index lets through, in order.
+
+    The index reads the original-case view (`ViewCache.fields`): memos are keyed by the
+    original value and scans lower-case it. The lower-cased view is only built for events
+    with candidates (about half of the corpus events have none).
+    """
+    getters, fgetters, base, table = plan.getters, plan.field_getters, plan.base, plan.rules
+    texts = plan.text_getters
     n, second = plan.n, plan.second
     hit, start, end, sep, scan = _HIT, _START, _END, "\x00", _scan
     Memo = dict[str, frozenset[int]]
-    indexes: list[tuple[int, tuple[tuple[str, Any, Memo], ...], frozenset[str], Any]] = [
+    Index = tuple[int, tuple[tuple[str, Any, Memo], ...], frozenset[str], Any, Any]
+    indexes: list[Index] = [
         # a memo per field automaton: value → rule ids of its hits
-        (slot, tuple((f, it, Memo()) for f, it in fields), names, words)
-        for slot, fields, names, words in plan.indexes
+        (slot, tuple((f, it, Memo()) for f, it in fields), names, words, marks)
+        for (slot, fields, names, words), marks in zip(plan.indexes, plan.anchors, strict=True)
     ]
+    one = len(getters) == 1
 
     def due(d: Any) -> list[tuple[Any, Any, CompiledRule]]:
-        got = [get(d) for get in getters] if len(getters) > 1 else [getters[0](d)]
+        got = [fgetters[0](d)] if one else [get(d) for get in fgetters]
         cand = set(base)
         add = cand.update
-        for slot, fields, names, words in indexes:
-            low = got[slot][1]
-            if words is not None:
-                rest = [v for f, v in low.items() if f not in names]
+        for slot, fields, names, words, marks in indexes:
+            orig = got[slot]
+            if words is not None and (
+                marks is None or (text := texts[slot](d)) is None or marks(text)
+            ):
+                # the fields no rule indexes, picked and joined in C (in any order: no
+                # keyword literal holds a NUL), lower-cased in one call. Performance: only
+                # when the whole text has an anchor of the keywords (`anchors`)
+                rest = map(orig.__getitem__, orig.keys() - names)
                 try:
                     text = sep.join(rest)
                 except TypeError:  # tuples (unnamed <Data>)
-                    text = sep.join(v if v.__class__ is str else sep.join(v) for v in rest)
-                add(*map(hit, words(start + text + end)))
+                    text = sep.join(
+                        v if v.__class__ is str else sep.join(v)
+                        for v in map(orig.__getitem__, orig.keys() - names)
+                    )
+                add(*map(hit, words(start + text.lower() + end)))
             for f, it, memo in fields:
-                v = low.get(f)
+                v = orig.get(f)
                 if v is None:
                     continue
                 if v.__class__ is str:
@@ -373,6 +397,9 @@ def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]
                     for x in v:
                         ids = memo.get(x)
                         add(ids if ids is not None else scan(it, x, memo))
+        if not cand:
+            return []
+        views = [getters[0](d)] if one else [get(d) for get in getters]
         out = []
         for i in sorted(cand):
             if i >= n:
@@ -380,7 +407,7 @@ def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]
             if i in second and i + n not in cand:
                 continue  # the rule's second literal group is not in the event
             vfn, slot, rule = table[i]
-            out.append((vfn, got[slot], rule))
+            out.append((vfn, views[slot], rule))
         return out
 
     return due
@@ -395,11 +422,11 @@ def _unless_renamed(fast: Due, merged: frozenset[str], unmerged: Callable[[], Du
     A view's `Channel` comes from EventData when the event has one (view.py); where it names a
     renamed channel, the renamed view applies after all: the unmerged plan (built once needed).
     """
-    shared = views_for({}).get
+    shared = views_for({}).fields
     slow: list[Due] = []
 
     def due(d: Any) -> list[tuple[Any, Any, CompiledRule]]:
-        if shared(d)[0].get("Channel") not in merged:
+        if shared(d).get("Channel") not in merged:
             return fast(d)
         if not slow:
             slow.append(unmerged())

@@ -20,11 +20,22 @@ from typing import Any
 
 from ..event import go_string
 
-__all__ = ["View", "ViewCache", "view", "views_for", "build", "Text"]
+__all__ = [
+    "View",
+    "ViewCache",
+    "view",
+    "views_for",
+    "build",
+    "fields",
+    "lowered",
+    "joined_lower",
+    "Text",
+]
 
 Text = str | tuple[str, ...]
 View = tuple[dict[str, Text], dict[str, Text]]  # (original text, lower-cased text)
 _HEX = re.compile(r"0x0+([0-9a-fA-F]+)\Z")
+_NUL_HEX = re.compile("\x000x0")  # a value (not the first) starting with 0x0, NUL-joined
 _KV = re.compile(r"^\s*([A-Za-z]+)=(.*?)\s*$", re.MULTILINE)
 _SYSTEM = ("Channel", "Computer", "Level", "Task", "Opcode", "Keywords", "EventRecordID", "Version")
 _EMPTY: View = ({}, {})
@@ -69,9 +80,21 @@ def _event_data(ed: dict[str, Any], orig: dict[str, Text]) -> None:
         pass
     else:
         # Performance: all text, copied in C; then only zero-padded hex values (a Sysmon
-        # LogonId, most Security events) are rewritten, in place (same keys, same order)
+        # LogonId, most Security events) are rewritten, in place (same keys, same order),
+        # found in the joined text: a value's position is the number of NULs before it
         orig.update(ed)
-        if joined[:3] == "0x0" or "\x000x0" in joined:
+        at = _NUL_HEX.search(joined)  # Performance: sre's literal search beats `in` here
+        if at is None and joined[:3] != "0x0":
+            return
+        if joined.count("\x00") == len(ed) - 1:
+            keys = list(ed)
+            if joined[:3] == "0x0":
+                orig[keys[0]] = _text(ed[keys[0]])
+            while at is not None:
+                k = keys[joined.count("\x00", 0, at.end())]
+                orig[k] = _text(ed[k])
+                at = _NUL_HEX.search(joined, at.end())
+        else:  # a value holds a NUL: positions would be off
             for k, v in ed.items():
                 if v[:3] == "0x0":
                     orig[k] = _text(v)
@@ -125,11 +148,11 @@ def _system(sys_: dict[str, Any], orig: dict[str, Text]) -> None:
             orig[key] = _text(v)
 
 
-def build(data: Any) -> View:
-    """Both views of one event (`{"Event": {"System", "EventData"|"UserData"}}`)."""
+def fields(data: Any) -> dict[str, Text]:
+    """The original-case view of one event (`{"Event": {"System", "EventData"|"UserData"}}`)."""
     ev = data.get("Event") if isinstance(data, dict) else None
     if not isinstance(ev, dict):
-        return _EMPTY
+        return _EMPTY[0]
     orig: dict[str, Text] = {}
     ed = ev.get("EventData")
     if isinstance(ed, dict):
@@ -140,50 +163,96 @@ def build(data: Any) -> View:
     sys_ = ev.get("System")
     if isinstance(sys_, dict):
         _system(sys_, orig)
-    try:  # Performance: all text (the usual case): lower-cased in C
-        return orig, dict(zip(orig, map(str.lower, orig.values()), strict=True))  # type: ignore[arg-type]
+    return orig
+
+
+def joined_lower(orig: dict[str, Text]) -> str | None:
+    """Every value of `orig` NUL-joined and lower-cased (None: not all text)."""
+    try:
+        return "\x00".join(orig.values()).lower()  # type: ignore[arg-type]
     except TypeError:  # tuples (unnamed <Data>)
-        pass
-    low: dict[str, Text] = {
-        k: (v.lower() if v.__class__ is str else tuple(x.lower() for x in v))
-        for k, v in orig.items()
-    }
-    return orig, low
+        return None
+
+
+def lowered(orig: dict[str, Text], text: str | None = None) -> dict[str, Text]:
+    """`orig` with every text lower-cased; `text`: its `joined_lower`, if already made.
+
+    Performance: all text (the usual case) is joined, lower-cased and split in three C calls.
+    Lower-casing is per character, and NUL (neither cased nor case-ignorable) bounds words as
+    a value's end does, so even a final sigma lower-cases as in the value alone.
+    """
+    if text is None:
+        text = joined_lower(orig)
+    if text is None:
+        return {
+            k: (v.lower() if v.__class__ is str else tuple(x.lower() for x in v))
+            for k, v in orig.items()
+        }
+    parts = text.split("\x00")
+    if len(parts) == len(orig):
+        return dict(zip(orig, parts, strict=True))
+    return {k: v.lower() for k, v in orig.items()}  # type: ignore[union-attr]  # a NUL inside
+
+
+def build(data: Any) -> View:
+    """Both views of one event."""
+    orig = fields(data)
+    return orig, lowered(orig)
 
 
 class ViewCache:
-    """`get(event)` → its view; remembers the last event (by identity).
+    """`get(event)` → its view, `fields(event)` → its original-case view; each remembers the
+    last event (by identity). `fields` is enough for the Sigma index: most events meet no
+    candidate rule and never need the lower-cased view.
 
     With `renames`, events of `channel` get Sigma names for their own fields (Security 4688
     read as Sysmon process creation); other events get the shared plain view.
     """
 
-    __slots__ = ("renames", "channel", "_last")
+    __slots__ = ("renames", "channel", "_last", "_last_fields", "_last_text")
 
     def __init__(self, renames: Mapping[str, str] | None = None, channel: str = "") -> None:
         self.renames = dict(renames or {})
         self.channel = channel
         self._last: tuple[Any, View] = (None, _EMPTY)
+        self._last_fields: tuple[Any, dict[str, Text]] = (None, _EMPTY[0])
+        self._last_text: tuple[Any, str | None] = (None, None)
+
+    def fields(self, data: Any) -> dict[str, Text]:
+        last = self._last_fields
+        if last[0] is data:
+            return last[1]
+        if self.renames:
+            base = _SHARED.fields(data)
+            if base.get("Channel") != self.channel:
+                return base
+            orig = dict(base)
+            for sigma_name in self.renames:
+                orig.pop(sigma_name, None)
+            for sigma_name, event_name in self.renames.items():
+                if event_name in base:
+                    orig[sigma_name] = base[event_name]
+        else:
+            orig = fields(data)
+        self._last_fields = (data, orig)
+        return orig
+
+    def text(self, data: Any) -> str | None:
+        """`joined_lower` of the event's view (what keywords are searched in)."""
+        last = self._last_text
+        if last[0] is data:
+            return last[1]
+        text = joined_lower(self.fields(data))
+        self._last_text = (data, text)
+        return text
 
     def get(self, data: Any) -> View:
         last = self._last
         if last[0] is data:
             return last[1]
-        if self.renames:
-            base = _SHARED.get(data)
-            if base[0].get("Channel") != self.channel:
-                return base
-            orig, low = dict(base[0]), dict(base[1])
-            for sigma_name in self.renames:
-                orig.pop(sigma_name, None)
-                low.pop(sigma_name, None)
-            for sigma_name, event_name in self.renames.items():
-                if event_name in base[0]:
-                    orig[sigma_name] = base[0][event_name]
-                    low[sigma_name] = base[1][event_name]
-            v: View = (orig, low)
-        else:
-            v = build(data)
+        if self.renames and _SHARED.fields(data).get("Channel") != self.channel:
+            return _SHARED.get(data)  # another channel: the shared plain view
+        v = (self.fields(data), lowered(self.fields(data), self.text(data)))
         self._last = (data, v)
         return v
 
