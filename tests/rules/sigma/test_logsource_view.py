@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import rules
 from rules.sigma import Unsupported, resolve
-from rules.sigma.view import build
+from rules.sigma.view import _text, build, lowered
 
 
 def _ev(
@@ -160,3 +162,19 @@ def test_unnamed_data_matches_any_element() -> None:
         {"Data": ["Available", "x\n\tHostName=ConsoleHost\n"]},
     )
     assert _fires(engine, ev)
+
+
+_VALUES = st.sampled_from(["0x0001", "0x0", "0x00ff", "0x1", "a\x000x0f", "x", "", "0x0\x00"])
+
+
+@given(st.dictionaries(st.sampled_from(["A", "B", "C", "D", "E"]), _VALUES, min_size=1))
+def test_zero_padded_hex_is_unpadded_wherever_it_is(data: dict[str, str]) -> None:
+    """The joined-text search for padded hex (any position, NULs inside values) == per value."""
+    orig, _ = build(_ev("Security", "4624", data))
+    assert {k: orig[k] for k in data} == {k: _text(v) for k, v in data.items()}
+
+
+@given(st.dictionaries(st.text(max_size=3), st.text(alphabet="aΣİıſ\x00 ẞK", max_size=6)))
+def test_lowered_equals_lower_casing_each_value(orig: dict[str, str]) -> None:
+    """Joining, lower-casing and splitting == `str.lower` per value (final sigma, NULs)."""
+    assert lowered(dict(orig)) == {k: v.lower() for k, v in orig.items()}
