@@ -43,16 +43,17 @@ if TYPE_CHECKING:
     from ..compiler import CompiledRule
     from .view import ViewCache
 
-__all__ = ["compile_block", "necessary", "rule_literals"]
+__all__ = ["compile_block", "necessary", "regex_literals", "rule_literals"]
 
 _STAR = SpecialChars.WILDCARD_MULTI
 _WILD = (SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE)
 _sre: Any = getattr(re, "_parser", None) or __import__("sre_parse")
 _LITERAL: Any = _sre.LITERAL
+_IN, _RANGE, _SUBPATTERN, _BRANCH, _AT = _sre.IN, _sre.RANGE, _sre.SUBPATTERN, _sre.BRANCH, _sre.AT
+_REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT)
 _FOLDED = "iIsS"  # ASCII letters (?i) also matches with non-ASCII ones (İ ı ſ)
 _ASCII_RUNS = re.compile(r"[\x00-\x7f]+")
 Lit = tuple[str, str, str]  # (field, kind: eq|pre|suf|sub, lower-cased literal)
-_WEIGHT = {"eq": 1.0, "suf": 1.2, "pre": 1.2, "sub": 3.0}
 _COMMON = frozenset({"EventID", "Channel", "Provider_Name"})  # the block already selected them
 GROUPS = 2  # literal groups indexed per rule: a rule runs when each has a literal in the event
 
@@ -67,8 +68,8 @@ def _value_lits(field: str, v: Any) -> list[Lit] | None:
             out.extend(lits)
         return out
     if isinstance(v, SigmaRegularExpression):
-        lit = regex_literal(str(v.regexp), _icase(v))
-        return [(field, "sub", lit)] if lit else None
+        alts = regex_literals(str(v.regexp), _icase(v))
+        return [(field, "sub", lit) for lit in alts] if alts else None
     if not isinstance(v, SigmaString):
         return None
     p = v.s
@@ -107,8 +108,8 @@ def _keyword_lits(v: Any) -> list[Lit] | None:
     if isinstance(v, SigmaNumber):
         return [(ALL, "sub", str(v.number).lower())]
     if isinstance(v, SigmaRegularExpression):
-        lit = regex_literal(str(v.regexp), _icase(v))
-        return [(ALL, "sub", lit)] if lit else None
+        alts = regex_literals(str(v.regexp), _icase(v))
+        return [(ALL, "sub", lit) for lit in alts] if alts else None
     if not isinstance(v, SigmaString):
         return None
     parts = [x for x in v.s if isinstance(x, str)]
@@ -132,15 +133,20 @@ def _icase(v: SigmaRegularExpression) -> bool:
     return SigmaRegularExpressionFlag.IGNORECASE in v.flags
 
 
-def regex_literal(pattern: str, icase: bool = False) -> str | None:
-    """The longest literal run every match of `pattern` contains (lower-cased), if any.
+def regex_literals(pattern: str, icase: bool = False) -> list[str] | None:
+    r"""Strings (lower-cased), one of which every match of `pattern` contains, if any.
 
-    Only top-level concatenated literals count: alternations, optional or repeated parts and
-    groups break the run. The regex runs on the original text, the index sees it lower-cased:
-    only ASCII characters are kept (lower-casing maps them one to one), and under IGNORECASE
-    (`icase`, or `(?i)` in the pattern) not `i` nor `s` either, which Python's case folding
-    also matches with U+0130/U+0131 and U+017F (`İ` lower-cases to two characters, `ı` and `ſ`
-    to themselves, so the run would not be in the lower-cased text).
+    A run of concatenated items that each match one of a few known strings (a literal, a
+    small class `[ "']`, a group or alternation of those, a fixed repeat `{2}`) matches one of
+    their products; the cheapest such set of at most `_ALTS` strings (`_lit_p`) wins, so
+    `\\[a-z0-9]{1,32}\.[a-z0-9]{1,6}\.[ "']` gives `. `, `."`, `.'` rather than `\\`.
+    Anchors are zero-width; anything else (`\s`, `.`, open repeats, ...) ends a run.
+
+    The regex runs on the original text, the index sees it lower-cased: only ASCII characters
+    are kept (lower-casing maps them one to one), and under IGNORECASE (`icase`, or `(?i)` in
+    the pattern) not `i` nor `s` either, which Python's case folding also matches with
+    U+0130/U+0131 and U+017F (`İ` lower-cases to two characters, `ı` and `ſ` to themselves,
+    so the run would not be in the lower-cased text).
     """
     try:
         parsed = _sre.parse(pattern)
@@ -149,33 +155,134 @@ def regex_literal(pattern: str, icase: bool = False) -> str | None:
     if parsed.state.flags & re.IGNORECASE:
         icase = True
     banned = _FOLDED if icase else ""
-    best, run = "", []
+    runs: list[list[frozenset[str]]] = [[]]
     for op, arg in parsed:
-        if op is _LITERAL and arg < 128 and chr(arg) not in banned:
-            run.append(chr(arg))
-            continue
-        if len(run) > len(best):
-            best = "".join(run)
-        run = []
-    if len(run) > len(best):
-        best = "".join(run)
-    return best.lower() if best else None
+        alts = _exact(op, arg, banned)
+        if alts is None:
+            runs.append([])
+        elif alts != _EMPTY:
+            runs[-1].append(alts)
+    best: list[str] | None = None
+    for run in runs:
+        for i in range(len(run)):
+            acc: frozenset[str] | None = _EMPTY
+            for alts in run[i:]:
+                acc = _product(acc, alts)
+                if acc is None:
+                    break
+                found = sorted(acc)
+                if best is None or _alts_p(found) < _alts_p(best):
+                    best = found
+    return best
+
+
+_ALTS = 16  # strings at most in the set a regex contributes
+_EMPTY = frozenset({""})
+
+
+def _product(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    if a is None or b is None or len(a) * len(b) > _ALTS:
+        return None
+    return frozenset(x + y for x in a for y in b)
+
+
+def _exact(op: Any, arg: Any, banned: str) -> frozenset[str] | None:
+    """The (lower-cased) strings one regex item can match, if few and all ASCII, else None."""
+    if op is _LITERAL:
+        c = chr(arg)
+        return frozenset({c.lower()}) if c.isascii() and c not in banned else None
+    if op is _IN:
+        chars: set[str] = set()
+        for kind, v in arg:
+            if kind is _LITERAL:
+                chars.add(chr(v))
+            elif kind is _RANGE and v[1] - v[0] < _ALTS * 2:
+                chars.update(map(chr, range(v[0], v[1] + 1)))
+            else:
+                return None  # NEGATE, categories, wide ranges
+        if not all(c.isascii() and c not in banned for c in chars):
+            return None
+        low = frozenset(c.lower() for c in chars)
+        return low if len(low) <= _ALTS else None
+    if op is _SUBPATTERN:
+        return None if arg[1] or arg[2] else _exact_seq(arg[3], banned)
+    if op is _BRANCH:
+        out: set[str] = set()
+        for seq in arg[1]:
+            alts = _exact_seq(seq, banned)
+            if alts is None:
+                return None
+            out |= alts
+        return frozenset(out) if len(out) <= _ALTS else None
+    if op in _REPEATS and arg[0] == arg[1] and arg[0] <= 4:
+        one, acc = _exact_seq(arg[2], banned), _EMPTY
+        for _ in range(arg[0]):
+            acc = _product(acc, one)  # type: ignore[assignment]
+        return acc
+    if op is _AT:
+        return _EMPTY  # zero-width: the neighbours are adjacent in the text
+    return None
+
+
+def _exact_seq(seq: Any, banned: str) -> frozenset[str] | None:
+    acc: frozenset[str] | None = _EMPTY
+    for op, arg in seq:
+        acc = _product(acc, _exact(op, arg, banned))
+        if acc is None:
+            return None
+    return acc
 
 
 def _leaf_lits(node: ConditionFieldEqualsValueExpression) -> list[Lit] | None:
     return _value_lits(node.field, node.value)
 
 
+# Fragments most values of their fields contain (paths, extensions): they add no selectivity.
+_COMMON_PARTS = re.compile(
+    r"\\program files( \(x86\))?\\|\\windows\\|\\system32\\|\\syswow64\\|\\users\\|"
+    r"\\appdata\\|\\local\\|\\roaming\\|\\temp\\|\\microsoft\\|c:\\|"
+    r"\.exe|\.dll|\.sys|windows|system32|microsoft|authori|autori|"
+    r"\\software\\|\\system\\|currentcontrolset|\\services|currentversion|"
+    r"\\(svchost|cmd|powershell|conhost|explorer|services)\.exe"
+)
+_ENUM = re.compile(r"[a-z0-9_-]{0,6}")  # short equalities are mostly enumerations (`3`, `true`)
+_KIND_P = {"eq": 0.5, "pre": 2.0, "suf": 2.0, "sub": 8.0}  # a substring can start anywhere
+
+
+def _lit_p(field: str, kind: str, lit: str) -> float:
+    """A rough (relative) chance that a literal holds on an event.
+
+    Each character outside common fragments (`_COMMON_PARTS`: `.exe`, `\\windows\\`, ...)
+    divides it by 3; System fields are the same for the whole block.
+    """
+    if field in _COMMON:
+        return 8.0
+    if kind == "eq" and _ENUM.fullmatch(lit):
+        return 0.3
+    return _KIND_P[kind] * 0.3 ** len(_COMMON_PARTS.sub("", lit))
+
+
 def _cost(group: list[Lit]) -> float:
-    """How often a group is expected to hold: short literals and System fields are common."""
-    return sum(
-        _WEIGHT[kind] * (1 + 8 / max(len(lit), 1)) * (10 if field in _COMMON else 1)
-        for field, kind, lit in group
-    )
+    """How often a group (an OR of literals) is expected to hold: the sum of its chances."""
+    return sum(_lit_p(field, kind, lit) for field, kind, lit in group)
 
 
-def _best(groups: list[list[Lit]]) -> list[Lit]:
-    return sorted(groups, key=_cost)[0]
+def _alts_p(alts: list[str]) -> float:
+    return sum(_lit_p("", "sub", x) for x in alts)
+
+
+def _either(branches: list[list[list[Lit]]]) -> list[list[Lit]]:
+    """Groups for an OR of `branches` (each: its groups, all of which hold when it does).
+
+    A true branch makes its best group hold, and its second best: one group takes the best
+    of every branch, a second (if it differs) the second best (or best) of every branch.
+    """
+    ranked = [sorted(groups, key=_cost) for groups in branches]
+    first = [lit for groups in ranked for lit in groups[0]]
+    if all(len(groups) == 1 for groups in ranked):
+        return [first]
+    second = [lit for groups in ranked for lit in groups[min(1, len(groups) - 1)]]
+    return [first, second]
 
 
 def necessary(node: Any) -> list[list[Lit]]:
@@ -191,13 +298,13 @@ def necessary(node: Any) -> list[list[Lit]]:
         lits = _keyword_lits(node.value)
         return [lits] if lits else []
     if isinstance(node, ConditionOR):
-        out: list[Lit] = []
+        branches = []
         for a in node.args:
             groups = necessary(a)
             if not groups:
                 return []
-            out.extend(_best(groups))
-        return [out]
+            branches.append(groups)
+        return _either(branches)
     if isinstance(node, ConditionAND):
         return [g for a in node.args for g in necessary(a)]
     return []
@@ -205,16 +312,10 @@ def necessary(node: Any) -> list[list[Lit]]:
 
 def rule_literals(trees: Sequence[Any]) -> list[list[Lit]]:
     """A rule's necessary literal groups, the `GROUPS` most selective (empty: always runs)."""
-    if len(trees) == 1:
-        groups = necessary(trees[0])
-    else:
-        one: list[Lit] = []
-        for tree in trees:
-            found = necessary(tree)
-            if not found:
-                return []
-            one.extend(_best(found))
-        groups = [one]
+    branches = [necessary(tree) for tree in trees]
+    if not all(branches):
+        return []
+    groups = branches[0] if len(branches) == 1 else _either(branches)
     return sorted(groups, key=_cost)[:GROUPS]
 
 

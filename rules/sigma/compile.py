@@ -12,10 +12,10 @@ equalities become a set lookup, and the other tests run in one loop.
 from __future__ import annotations
 
 import itertools
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import ahocorasick
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
@@ -24,6 +24,7 @@ from sigma.conditions import (
     ConditionValueExpression,
 )
 from sigma.types import (
+    SigmaCIDRExpression,
     SigmaExists,
     SigmaExpansion,
     SigmaFieldReference,
@@ -34,7 +35,14 @@ from sigma.types import (
 )
 
 from .logsource import Unsupported
-from .values import TextTest, expand_placeholders, string_test, value_test
+from .values import (
+    TextTest,
+    cidr_test,
+    expand_placeholders,
+    number_test,
+    string_test,
+    value_test,
+)
 from .view import Text, ViewCache
 
 __all__ = ["compile_condition", "required_event_ids", "Leaf", "all_text", "ALL"]
@@ -82,10 +90,10 @@ class _Gen:
             parts.append(f"{v}.endswith({self.const(tuple(suf))})")
         if pre:
             parts.append(f"{v}.startswith({self.const(tuple(pre))})")
-        if len(sub) <= 2:
-            parts.extend(f"{self.const(x)} in {v}" for x in sub)
+        if len(sub) <= _CHAIN or "" in sub:
+            parts.extend(f"{self.const(x)} in {v}" for x in dict.fromkeys(sub))
         else:
-            parts.append(f"{self.const(_search(sub))}({v}) is not None")
+            parts.append(f"next({self.const(_automaton(sub))}({v}), None) is not None")
         parts.extend(f"{self.const(f)}({v})" for f in others)
         return "(" + " or ".join(parts) + ")"
 
@@ -95,20 +103,7 @@ class _Gen:
         expanded: list[SigmaType] = []
         for v in _flatten(values):
             expanded.extend(expand_placeholders(v, self.placeholders))
-        simple: list[Sequence[Any]] = []
-        low: list[TextTest] = []
-        orig: list[TextTest] = []
-        special: list[Leaf] = []
-        for v in expanded:
-            if isinstance(v, SigmaNull):
-                special.append(self._null(field))
-            elif isinstance(v, SigmaExists):
-                special.append(self._exists(field, bool(v.exists)))
-            elif isinstance(v, SigmaString) and type(v) is SigmaString and v.s and _simple(v.s):
-                simple.append(v.s)
-            else:
-                test, cased = value_test(v)
-                (orig if cased else low).append(test)
+        simple, low, orig, special = self._sort(field, expanded)
         tl = _fast_test(simple, low)
         to: TextTest | None = None
         if orig:
@@ -117,16 +112,26 @@ class _Gen:
             def to(t: str) -> bool:
                 return any(f(t) for f in otests)
 
-        if tl is not None and to is None and not special:
+        if not special:
             # Performance: inline in the rule's expression (no call per leaf); a tuple value
             # (unnamed `<Data>` elements) goes through the test function
-            var = f"{self.prefix}v{self.n}"
-            self.n += 1
-            inline = self.inline(simple, low, var)
-            return (
-                f"(({var} := lo.get({field!r})).__class__ is _str and {inline} "
-                f"or {var}.__class__ is _tuple and _anyt({var}, {self.const(tl)}))"
-            )
+            parts = []
+            if tl is not None:
+                var = self.var()
+                parts.append(
+                    f"({var} := lo.get({field!r})).__class__ is _str and "
+                    f"{self.inline(simple, low, var)} "
+                    f"or {var}.__class__ is _tuple and _anyt({var}, {self.const(tl)})"
+                )
+            if to is not None:
+                var = self.var()
+                tests = " or ".join(f"{self.const(f)}({var})" for f in orig)
+                parts.append(
+                    f"({var} := o.get({field!r})).__class__ is _str and ({tests}) "
+                    f"or {var}.__class__ is _tuple and _anyt({var}, {self.const(to)})"
+                )
+            if parts:
+                return "(" + " or ".join(parts) + ")"
 
         def general(o: dict[str, Text], lo: dict[str, Text]) -> bool:
             if tl is not None and _any(lo.get(field), tl):
@@ -136,6 +141,42 @@ class _Gen:
             return any(s(o, lo) for s in special)
 
         return self.add(general)
+
+    def var(self) -> str:
+        """A new local name for the rule's expression."""
+        self.n += 1
+        return f"{self.prefix}v{self.n - 1}"
+
+    def _sort(
+        self, field: str, values: list[SigmaType]
+    ) -> tuple[list[Sequence[Any]], list[TextTest], list[TextTest], list[Leaf]]:
+        """(plain strings, tests of the lower-cased text, of the original text, special)."""
+        simple: list[Sequence[Any]] = []
+        low: list[TextTest] = []
+        orig: list[TextTest] = []
+        special: list[Leaf] = []
+        numbers: list[SigmaNumber] = []
+        nets: list[SigmaCIDRExpression] = []
+        for v in values:
+            if isinstance(v, SigmaNull):
+                special.append(self._null(field))
+            elif isinstance(v, SigmaExists):
+                special.append(self._exists(field, bool(v.exists)))
+            elif isinstance(v, SigmaString) and type(v) is SigmaString and v.s and _simple(v.s):
+                simple.append(v.s)
+            elif isinstance(v, SigmaNumber):
+                numbers.append(v)
+            elif isinstance(v, SigmaCIDRExpression):
+                nets.append(v)
+            else:
+                test, cased = value_test(v)
+                (orig if cased else low).append(test)
+        # Performance: one parse for every number (port lists) and every network of the leaf
+        if numbers:
+            low.append(number_test(numbers))
+        if nets:
+            orig.append(cidr_test(nets))
+        return simple, low, orig, special
 
     def _null(self, field: str) -> Leaf:
 
@@ -149,21 +190,25 @@ class _Gen:
         return lambda o, lo: (field in o) is flag
 
     def field_ref(self, field: str, ref: SigmaFieldReference) -> str:
-        other = ref.field
+        """`field` equals (starts with, ends with, contains) the value of `ref.field`.
 
-        def leaf(o: dict[str, Text], lo: dict[str, Text]) -> bool:
-            a, b = lo.get(field), lo.get(other)
-            if a.__class__ is not str or b.__class__ is not str:
-                return False
-            if ref.starts_with and ref.ends_with:
-                return b in a
-            if ref.starts_with:
-                return a.startswith(b)
-            if ref.ends_with:
-                return a.endswith(b)
-            return a == b
-
-        return self.add(leaf)
+        Performance: inline in the rule's expression; both values must be strings.
+        """
+        a, b = self.var(), self.var()
+        if ref.starts_with and ref.ends_with:
+            test = f"{b} in {a}"
+        elif ref.starts_with:
+            test = f"{a}.startswith({b})"
+        elif ref.ends_with:
+            test = f"{a}.endswith({b})"
+        else:  # a string equal to `a` is a string
+            return (
+                f"(({a} := lo.get({field!r})).__class__ is _str and {a} == lo.get({ref.field!r}))"
+            )
+        return (
+            f"(({a} := lo.get({field!r})).__class__ is _str and "
+            f"({b} := lo.get({ref.field!r})).__class__ is _str and {test})"
+        )
 
     def keyword_leaf(self, values: list[SigmaType]) -> str:
         """Keywords: any value of the event matches (case-insensitive unless cased/regex)."""
@@ -266,17 +311,28 @@ def _kinds(simple: list[Sequence[Any]]) -> tuple[set[str], list[str], list[str],
     return eq, pre, suf, sub
 
 
-def _search(sub: list[str]) -> Callable[[str], re.Match[str] | None]:
-    """One regex alternation finding any of many substrings."""
-    alternation = "|".join(re.escape(x) for x in sorted(set(sub), key=len, reverse=True))
-    return re.compile(alternation, re.DOTALL).search
+_CHAIN = 12  # up to this many substrings: `in` each; more: one Aho-Corasick pass
+
+
+def _automaton(sub: list[str]) -> Callable[[str], Iterator[Any]]:
+    """`iter` of an Aho-Corasick automaton of (non-empty) `sub`: its first hit, if any.
+
+    Performance: a regex alternation of 30 substrings costs ~35 ns per character (every
+    branch tried at every position, 8 µs on a 240-character command line); the automaton is
+    one C pass (~0.9 µs), and `in` each beats both up to about a dozen substrings.
+    """
+    auto = ahocorasick.Automaton()
+    for x in sub:
+        auto.add_word(x, None)
+    auto.make_automaton()
+    return auto.iter  # type: ignore[no-any-return]
 
 
 def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest | None:
     """One test for many plain values, each kind done by one C-level call.
 
     Performance: equality → set lookup, prefixes/suffixes → one `startswith`/`endswith` with a
-    tuple, substrings → `in` (few) or one regex alternation (many).
+    tuple, substrings → `in` (few) or one Aho-Corasick pass (many).
     """
     eq, pre, suf, sub = _kinds(simple)
     tests: list[TextTest] = list(others)
@@ -287,11 +343,11 @@ def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest 
         ts = tuple(suf)
         tests.insert(0, lambda t: t.endswith(ts))
     if sub:
-        if len(sub) <= 2:
-            tests.extend(_contains(one) for one in sub)
+        if len(sub) <= _CHAIN or "" in sub:
+            tests.extend(_contains(one) for one in dict.fromkeys(sub))
         else:
-            search = _search(sub)
-            tests.append(lambda t: search(t) is not None)
+            hits = _automaton(sub)
+            tests.append(lambda t: next(hits(t), None) is not None)
     if eq:
         fe = frozenset(eq)
         tests.insert(0, fe.__contains__)
