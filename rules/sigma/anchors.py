@@ -15,6 +15,7 @@ is less likely to be in the text for nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 
 __all__ = ["anchors", "any_in"]
 
@@ -35,7 +36,15 @@ def _odds(anchor: str) -> float:
 
 def anchors(literals: Iterable[str]) -> tuple[str, ...] | None:
     """Anchors (2-5 characters) such that every literal contains one, or None when there is
-    no worthwhile set (an empty or marker-holding literal, or more than `MAX_ANCHORS`)."""
+    no worthwhile set (an empty or marker-holding literal, or more than `MAX_ANCHORS`).
+
+    Performance: remembered per literal set (most blocks share the same keyword rules).
+    """
+    return _anchors(frozenset(literals))
+
+
+@lru_cache(maxsize=256)
+def _anchors(literals: frozenset[str]) -> tuple[str, ...] | None:
     left = set(literals)
     if not left or any(not lit or "\x00" in lit or "\x01" in lit or "\x02" in lit for lit in left):
         return None
