@@ -14,6 +14,7 @@ is less likely to be in the text for nothing.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
@@ -50,18 +51,25 @@ def _anchors(literals: frozenset[str]) -> tuple[str, ...] | None:
         return None
     chosen: list[str] = []
     while left:
-        candidates = {
-            lit[i : i + n] for lit in left for n in range(2, 6) for i in range(len(lit) - n + 1)
-        } | {lit for lit in left if len(lit) < 2}
+        covers: Counter[str] = Counter()  # anchor → literals of `left` holding it
+        for lit in left:
+            covers.update(_substrings(lit))
         best = max(
-            sorted(candidates),  # ties: the same anchors on every run
-            key=lambda a: sum(a in lit for lit in left) / (_CHECK + _odds(a) * _PASS),
+            sorted(covers),  # ties: the same anchors on every run
+            key=lambda a: covers[a] / (_CHECK + _odds(a) * _PASS),
         )
         chosen.append(best)
         left = {lit for lit in left if best not in lit}
         if len(chosen) > MAX_ANCHORS:
             return None
     return tuple(chosen)
+
+
+def _substrings(lit: str) -> set[str]:
+    """The candidate anchors of one literal: its substrings of 2-5 characters (or itself)."""
+    if len(lit) < 2:
+        return {lit}
+    return {lit[i : i + n] for n in range(2, 6) for i in range(len(lit) - n + 1)}
 
 
 def any_in(marks: tuple[str, ...]) -> Callable[[str], bool]:
