@@ -342,10 +342,6 @@ class _FieldIndex:
     def __init__(self) -> None:
         self.keys: dict[str, list[int]] = {}
 
-    def add(self, kind: str, lit: str, i: int) -> None:
-        key = _KEY[kind].format(lit) or _START
-        self.keys.setdefault(key, []).append(i)
-
     def finish(self) -> Any:
         auto = ahocorasick.Automaton()
         for key, ids in self.keys.items():
@@ -383,21 +379,25 @@ class _Plan:
                 self.field_getters.append(views.fields)
                 self.text_getters.append(views.text)
             slot_of.append(caches[id(views)])
-            groups = c.ns.get("__lits__")
-            if groups is None:
-                groups = c.ns["__lits__"] = rule_literals(c.rule.trees)  # type: ignore[attr-defined]
-            if not groups:
+            keys = c.ns.get("__keys__")
+            if keys is None:  # once per rule: (group, field, automaton key) of its literals
+                groups = rule_literals(c.rule.trees)  # type: ignore[attr-defined]
+                keys = c.ns["__keys__"] = [
+                    (g, field, _KEY[kind].format(lit) or _START)
+                    for g, lits in enumerate(groups)
+                    for field, kind, lit in lits
+                ]
+            if not keys:
                 always.append(i)
                 continue
-            if len(groups) > 1:
+            if keys[-1][0]:
                 second.append(i)
             fields = per_view.setdefault(id(views), {})
-            for g, lits in enumerate(groups):
-                for field, kind, lit in lits:
-                    fi = fields.get(field)
-                    if fi is None:
-                        fi = fields[field] = _FieldIndex()
-                    fi.add(kind, lit, i + g * n)
+            for g, field, key in keys:
+                fi = fields.get(field)
+                if fi is None:
+                    fi = fields[field] = _FieldIndex()
+                fi.keys.setdefault(key, []).append(i + g * n)
         self.indexes: list[tuple[int, tuple[tuple[str, Any], ...], frozenset[str], Any]] = []
         self.anchors: list[Callable[[str], bool] | None] = []  # per index: keyword anchors
         for key, fields in per_view.items():
