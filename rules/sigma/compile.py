@@ -12,6 +12,7 @@ equalities become a set lookup, and the other tests run in one loop.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -92,8 +93,10 @@ class _Gen:
             parts.append(f"{v}.startswith({self.const(tuple(pre))})")
         if len(sub) <= _CHAIN or "" in sub:
             parts.extend(f"{self.const(x)} in {v}" for x in dict.fromkeys(sub))
-        else:
+        elif len(sub) <= _AUTOMATON:
             parts.append(f"next({self.const(_automaton(sub))}({v}), None) is not None")
+        else:
+            parts.append(f"{self.const(_search(sub))}({v}) is not None")
         parts.extend(f"{self.const(f)}({v})" for f in others)
         return "(" + " or ".join(parts) + ")"
 
@@ -312,6 +315,7 @@ def _kinds(simple: list[Sequence[Any]]) -> tuple[set[str], list[str], list[str],
 
 
 _CHAIN = 12  # up to this many substrings: `in` each; more: one Aho-Corasick pass
+_AUTOMATON = 256  # beyond: a regex alternation (IOC lists of thousands: megabytes as automata)
 
 
 def _automaton(sub: list[str]) -> Callable[[str], Iterator[Any]]:
@@ -328,11 +332,17 @@ def _automaton(sub: list[str]) -> Callable[[str], Iterator[Any]]:
     return auto.iter  # type: ignore[no-any-return]
 
 
+def _search(sub: list[str]) -> Callable[[str], re.Match[str] | None]:
+    """One regex alternation finding any of many substrings."""
+    alternation = "|".join(re.escape(x) for x in sorted(set(sub), key=len, reverse=True))
+    return re.compile(alternation, re.DOTALL).search
+
+
 def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest | None:
     """One test for many plain values, each kind done by one C-level call.
 
     Performance: equality → set lookup, prefixes/suffixes → one `startswith`/`endswith` with a
-    tuple, substrings → `in` (few) or one Aho-Corasick pass (many).
+    tuple, substrings → `in` (few), one Aho-Corasick pass (many) or a regex (thousands).
     """
     eq, pre, suf, sub = _kinds(simple)
     tests: list[TextTest] = list(others)
@@ -345,9 +355,12 @@ def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest 
     if sub:
         if len(sub) <= _CHAIN or "" in sub:
             tests.extend(_contains(one) for one in dict.fromkeys(sub))
-        else:
+        elif len(sub) <= _AUTOMATON:
             hits = _automaton(sub)
             tests.append(lambda t: next(hits(t), None) is not None)
+        else:
+            search = _search(sub)
+            tests.append(lambda t: search(t) is not None)
     if eq:
         fe = frozenset(eq)
         tests.insert(0, fe.__contains__)
