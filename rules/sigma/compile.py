@@ -69,6 +69,9 @@ class _Gen:
         self.prefix = f"_s{next(_IDS)}_"
         self.ns: dict[str, Any] = {}
         self.n = 0
+        # id(test of lower-cased text) → (the test, kept alive: ids stay unique; a substring it
+        # needs)
+        self.needs: dict[int, tuple[TextTest, str]] = {}
 
     def add(self, fn: Leaf) -> str:
         return f"{self.const(fn)}(o, lo)"
@@ -97,7 +100,11 @@ class _Gen:
             parts.append(f"next({self.const(_automaton(sub))}({v}), None) is not None")
         else:
             parts.append(f"{self.const(_search(sub))}({v}) is not None")
-        parts.extend(f"{self.const(f)}({v})" for f in others)
+        for f in others:
+            need = self.needs.get(id(f))
+            call = f"{self.const(f)}({v})"
+            # Performance: a substring the value must hold rejects most values in C first
+            parts.append(call if need is None else f"({self.const(need[1])} in {v} and {call})")
         return "(" + " or ".join(parts) + ")"
 
     # --- leaves ------------------------------------------------------------------------------
@@ -174,6 +181,11 @@ class _Gen:
             else:
                 test, cased = value_test(v)
                 (orig if cased else low).append(test)
+                if not cased and isinstance(v, SigmaString):
+                    # wildcards inside: every plain part is in a match, the longest is rarest
+                    need = max((p.lower() for p in v.s if isinstance(p, str)), key=len, default="")
+                    if need:
+                        self.needs[id(test)] = (test, need)
         # Performance: one parse for every number (port lists) and every network of the leaf
         if numbers:
             low.append(number_test(numbers))

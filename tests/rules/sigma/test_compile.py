@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rules
-from rules.sigma.compile import _CHAIN
+from rules.sigma.compile import _AUTOMATON, _CHAIN
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 MANY = settings(max_examples=100, deadline=None)
@@ -52,6 +53,34 @@ def test_substring_lists_of_any_length(subs: list[str], value: str) -> None:
     engine = _engine({"sel": {"CommandLine|contains": subs}})
     want = any(s.lower() in value.lower() for s in subs)
     assert _fires(engine, {"CommandLine": value}) is want
+
+
+def test_thousands_of_substrings() -> None:
+    """IOC lists (hundreds to thousands of values) stay one regex alternation: compact."""
+    subs = [f"md5={i:032x}" for i in range(3 * _AUTOMATON)]
+    engine = _engine({"sel": {"Hashes|contains": subs}})
+    assert _fires(engine, {"Hashes": f"SHA1=AB,MD5={7:032X}"})
+    assert not _fires(engine, {"Hashes": f"MD5={7:031X}"})
+
+
+@MANY
+@given(
+    st.lists(st.text(alphabet="ab*?", min_size=1, max_size=6), min_size=1, max_size=3), st.data()
+)
+def test_wildcard_values_behind_their_longest_part(patterns: list[str], data: Any) -> None:
+    """`contains: ' -e* JAB'`: `' jab' in v and <wildcard test>` (the part a match holds)."""
+    engine = _engine({"sel": {"CommandLine": patterns}})
+    rxs = ["".join(".*" if c == "*" else "." if c == "?" else c for c in p) for p in patterns]
+    # values: one pattern filled in (wildcards replaced), or anything
+    fill = st.text(alphabet="abAB", max_size=3)
+    chosen = data.draw(st.sampled_from(patterns))
+    made = "".join(
+        data.draw(fill) if c == "*" else data.draw(st.sampled_from("aB")) if c == "?" else c
+        for c in chosen
+    )
+    for value in (made, data.draw(st.text(alphabet="abAB", max_size=8))):
+        want = any(re.fullmatch(rx, value.lower(), re.DOTALL) for rx in rxs)
+        assert _fires(engine, {"CommandLine": value}) is want, (patterns, value)
 
 
 def test_fieldref_modifiers() -> None:
