@@ -12,6 +12,7 @@ match, so results are those of running every rule.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -161,18 +162,25 @@ def regex_literals(pattern: str, icase: bool = False) -> list[str] | None:
             runs.append([])
         elif alts != _EMPTY:
             runs[-1].append(alts)
-    best: list[str] | None = None
+    best, cost = None, 0.0
     for run in runs:
+        # a known character more on either side makes a set rarer (bar common fragments):
+        # sets start at the run's start or after an item of several strings, and end before
+        # one or at the run's end
         for i in range(len(run)):
+            if i and len(run[i - 1]) == 1:
+                continue
             acc: frozenset[str] | None = _EMPTY
-            for alts in run[i:]:
-                acc = _product(acc, alts)
+            for j in range(i, len(run)):
+                acc = _product(acc, run[j])
                 if acc is None:
                     break
-                found = sorted(acc)
-                if best is None or _alts_p(found) < _alts_p(best):
-                    best = found
-    return best
+                if j + 1 < len(run) and len(run[j + 1]) == 1:
+                    continue
+                p = sum(_lit_p("", "sub", x) for x in acc)
+                if best is None or p < cost:
+                    best, cost = acc, p
+    return None if best is None else sorted(best)
 
 
 _ALTS = 16  # strings at most in the set a regex contributes
@@ -248,6 +256,7 @@ _ENUM = re.compile(r"[a-z0-9_-]{0,6}")  # short equalities are mostly enumeratio
 _KIND_P = {"eq": 0.5, "pre": 2.0, "suf": 2.0, "sub": 8.0}  # a substring can start anywhere
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _lit_p(field: str, kind: str, lit: str) -> float:
     """A rough (relative) chance that a literal holds on an event.
 
@@ -264,10 +273,6 @@ def _lit_p(field: str, kind: str, lit: str) -> float:
 def _cost(group: list[Lit]) -> float:
     """How often a group (an OR of literals) is expected to hold: the sum of its chances."""
     return sum(_lit_p(field, kind, lit) for field, kind, lit in group)
-
-
-def _alts_p(alts: list[str]) -> float:
-    return sum(_lit_p("", "sub", x) for x in alts)
 
 
 def _either(branches: list[list[list[Lit]]]) -> list[list[Lit]]:
