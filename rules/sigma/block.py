@@ -12,10 +12,10 @@ match, so results are those of running every rule.
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -256,7 +256,7 @@ _ENUM = re.compile(r"[a-z0-9_-]{0,6}")  # short equalities are mostly enumeratio
 _KIND_P = {"eq": 0.5, "pre": 2.0, "suf": 2.0, "sub": 8.0}  # a substring can start anywhere
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 16)  # Performance: ranking asks again for the same literals
 def _lit_p(field: str, kind: str, lit: str) -> float:
     """A rough (relative) chance that a literal holds on an event.
 
