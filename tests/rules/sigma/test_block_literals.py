@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import rules
+from rules.sigma import block
 from rules.sigma.block import regex_literals, rule_literals
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
@@ -96,7 +98,7 @@ def test_selectivity_prefers_rare_literals_over_common_fragments() -> None:
         {"sel": {"Image|contains": "\\Windows\\Temp\\DB\\", "Image|endswith": ".exe"}},
         "sel",
     )
-    assert _lits(text)[0] == [("Image", "sub", "\\windows\\temp\\db\\")]
+    assert _lits(text)[0] == [("Image", "sub", "windows\\temp\\db\\")]  # (clipped to 16)
     # `User|contains: AUTHORI` (NT AUTHORITY) is in most values: the image list goes first
     text = _rule(
         "system",
@@ -106,6 +108,32 @@ def test_selectivity_prefers_rare_literals_over_common_fragments() -> None:
         "sel",
     )
     assert _lits(text)[0] == [("Image", "suf", "\\calc.exe"), ("Image", "suf", "\\hh.exe")]
+
+
+def test_long_literals_are_clipped_to_their_end() -> None:
+    text = _rule(
+        "long",
+        {
+            "sel": {
+                "Image|startswith": "C:\\Windows\\System32\\Tasks\\",
+                "CommandLine": "c:\\program files\\some vendor\\tool.exe",
+            }
+        },
+        "sel",
+    )
+    # 16 characters at most: a prefix's end is a substring, an equality's end a suffix
+    assert _lits(text) == [
+        [("CommandLine", "suf", " vendor\\tool.exe")],
+        [("Image", "sub", "\\system32\\tasks\\")],
+    ]
+    engine = rules.Engine(rules.loads(text), timing=False)
+    fields = {"Image": "C:\\Windows\\System32\\Tasks\\x.exe"}
+    for cmd, fires in [
+        ("C:\\Program Files\\Some Vendor\\Tool.exe", True),
+        ("x vendor\\tool.exe", False),
+    ]:
+        det = engine.evaluate(_event({**fields, "CommandLine": cmd}))
+        assert bool(det and det.signatures) is fires
 
 
 def test_an_or_of_ands_indexes_two_groups() -> None:
@@ -187,10 +215,12 @@ def test_index_never_skips_a_rule_that_matches(
     specs: list[tuple[dict[str, Any], str]], events: list[dict[str, str]]
 ) -> None:
     text = "---\n".join(_rule(f"r{i}", d, c) for i, (d, c) in enumerate(specs))
-    engine = rules.Engine(rules.loads(text), timing=False)
-    for fields in events:
-        event = _event(fields)
-        det = engine.evaluate(event)
-        fast = set(det.signatures) if det else set()
-        slow = {c.name for c in engine.rules if c.fn is not None and c.fn(event, {})}
-        assert fast == slow, (fields, text)
+    for clip in (block.KEY_CHARS, 2):  # 2: every literal longer than 2 is clipped (`_clip`)
+        with patch.object(block, "KEY_CHARS", clip):
+            engine = rules.Engine(rules.loads(text), timing=False)
+            for fields in events:
+                event = _event(fields)
+                det = engine.evaluate(event)
+                fast = set(det.signatures) if det else set()
+                slow = {c.name for c in engine.rules if c.fn is not None and c.fn(event, {})}
+                assert fast == slow, (clip, fields, text)
