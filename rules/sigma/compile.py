@@ -12,6 +12,7 @@ equalities become a set lookup, and the other tests run in one loop.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -68,6 +69,9 @@ class _Gen:
         self.prefix = f"_s{next(_IDS)}_"
         self.ns: dict[str, Any] = {}
         self.n = 0
+        # id(test of lower-cased text) → (the test, kept alive: ids stay unique; a substring it
+        # needs)
+        self.needs: dict[int, tuple[TextTest, str]] = {}
 
     def add(self, fn: Leaf) -> str:
         return f"{self.const(fn)}(o, lo)"
@@ -92,9 +96,15 @@ class _Gen:
             parts.append(f"{v}.startswith({self.const(tuple(pre))})")
         if len(sub) <= _CHAIN or "" in sub:
             parts.extend(f"{self.const(x)} in {v}" for x in dict.fromkeys(sub))
-        else:
+        elif len(sub) <= _AUTOMATON:
             parts.append(f"next({self.const(_automaton(sub))}({v}), None) is not None")
-        parts.extend(f"{self.const(f)}({v})" for f in others)
+        else:
+            parts.append(f"{self.const(_search(sub))}({v}) is not None")
+        for f in others:
+            need = self.needs.get(id(f))
+            call = f"{self.const(f)}({v})"
+            # Performance: a substring the value must hold rejects most values in C first
+            parts.append(call if need is None else f"({self.const(need[1])} in {v} and {call})")
         return "(" + " or ".join(parts) + ")"
 
     # --- leaves ------------------------------------------------------------------------------
@@ -171,6 +181,11 @@ class _Gen:
             else:
                 test, cased = value_test(v)
                 (orig if cased else low).append(test)
+                if not cased and isinstance(v, SigmaString):
+                    # wildcards inside: every plain part is in a match, the longest is rarest
+                    need = max((p.lower() for p in v.s if isinstance(p, str)), key=len, default="")
+                    if need:
+                        self.needs[id(test)] = (test, need)
         # Performance: one parse for every number (port lists) and every network of the leaf
         if numbers:
             low.append(number_test(numbers))
@@ -312,6 +327,7 @@ def _kinds(simple: list[Sequence[Any]]) -> tuple[set[str], list[str], list[str],
 
 
 _CHAIN = 12  # up to this many substrings: `in` each; more: one Aho-Corasick pass
+_AUTOMATON = 256  # beyond: a regex alternation (IOC lists of thousands: megabytes as automata)
 
 
 def _automaton(sub: list[str]) -> Callable[[str], Iterator[Any]]:
@@ -328,11 +344,17 @@ def _automaton(sub: list[str]) -> Callable[[str], Iterator[Any]]:
     return auto.iter  # type: ignore[no-any-return]
 
 
+def _search(sub: list[str]) -> Callable[[str], re.Match[str] | None]:
+    """One regex alternation finding any of many substrings."""
+    alternation = "|".join(re.escape(x) for x in sorted(set(sub), key=len, reverse=True))
+    return re.compile(alternation, re.DOTALL).search
+
+
 def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest | None:
     """One test for many plain values, each kind done by one C-level call.
 
     Performance: equality → set lookup, prefixes/suffixes → one `startswith`/`endswith` with a
-    tuple, substrings → `in` (few) or one Aho-Corasick pass (many).
+    tuple, substrings → `in` (few), one Aho-Corasick pass (many) or a regex (thousands).
     """
     eq, pre, suf, sub = _kinds(simple)
     tests: list[TextTest] = list(others)
@@ -345,9 +367,12 @@ def _fast_test(simple: list[Sequence[Any]], others: list[TextTest]) -> TextTest 
     if sub:
         if len(sub) <= _CHAIN or "" in sub:
             tests.extend(_contains(one) for one in dict.fromkeys(sub))
-        else:
+        elif len(sub) <= _AUTOMATON:
             hits = _automaton(sub)
             tests.append(lambda t: next(hits(t), None) is not None)
+        else:
+            search = _search(sub)
+            tests.append(lambda t: search(t) is not None)
     if eq:
         fe = frozenset(eq)
         tests.insert(0, fe.__contains__)
