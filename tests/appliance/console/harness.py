@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +110,12 @@ class Manager:
             timeout=10,
         )
 
+    def another_endpoint(self, tmp: Path, hostname: str) -> Manager:
+        """The same manager with a newly enrolled endpoint (offline bundle, group "finance"):
+        a test that changes an endpoint for good (revokes it) does it on one of its own."""
+        uuid, cert = _enroll(self.ctx, tmp, hostname)
+        return replace(self, endpoint_uuid=uuid, hostname=hostname, client_cert=cert)
+
     def close(self) -> None:
         for close in reversed(self._closers):
             try:
@@ -133,6 +139,15 @@ def _event_store(root: Path) -> Any:
     return EventStore(root, commit_interval=0.2, index_process=False)
 
 
+def _enroll(ctx: AppContext, tmp: Path, hostname: str) -> tuple[str, tuple[str, str]]:
+    """An endpoint of group "finance" enrolled by offline bundle: its uuid, and its client
+    certificate and key written under `tmp`."""
+    bundle = ctx.identity.bundle(group="finance", hostname=hostname)
+    (tmp / "client.pem").write_text(bundle.certificate_pem)
+    (tmp / "client.key").write_text(bundle.key_pem)
+    return bundle.uuid, (str(tmp / "client.pem"), str(tmp / "client.key"))
+
+
 def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
     """Start a manager under `tmp`; call `.close()` when done."""
     pki = Pki.create(tmp / "pki", server_names=["127.0.0.1", "localhost"])
@@ -145,9 +160,7 @@ def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
     ctx.extensions.add(console_for(ctx))
     _, admin_key = ctx.identity.add_user("alice", Role.ADMIN, description="browser tests")
     _, analyst_key = ctx.identity.add_user("bob", Role.ANALYST)
-    bundle = ctx.identity.bundle(group="finance", hostname=hostname)
-    (tmp / "client.pem").write_text(bundle.certificate_pem)
-    (tmp / "client.key").write_text(bundle.key_pem)
+    endpoint_uuid, client_cert = _enroll(ctx, tmp, hostname)
 
     server = ManagerServer(ctx)  # what `heron-manager run` starts
     bound = server.start()
@@ -159,9 +172,9 @@ def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
         endpoint_url=f"https://127.0.0.1:{ep_port}",
         admin_key=admin_key,
         analyst_key=analyst_key,
-        endpoint_uuid=bundle.uuid,
+        endpoint_uuid=endpoint_uuid,
         hostname=hostname,
-        client_cert=(str(tmp / "client.pem"), str(tmp / "client.key")),
+        client_cert=client_cert,
         ca_path=str(pki.ca_path),
         spki_sha256_b64=_spki_hash(tmp / "pki" / "server.pem"),
         _closers=closers,
