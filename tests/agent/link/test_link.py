@@ -6,8 +6,10 @@ import json
 import time
 from pathlib import Path
 
+from agent.link.attach import attach, link_config_for
 from agent.link.config import LinkConfig
-from agent.link.link import Link, LinkHooks, attach, link_config_for
+from agent.link.hooks import LinkHooks
+from agent.link.link import Link
 from agent.link.system_service import install_systemd, systemd_unit, uninstall_systemd
 from agent.link.transport import MemoryTransport
 from agent.service import build_agent
