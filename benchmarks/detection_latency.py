@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from agent.render import LINUX_CHANNEL  # noqa: E402
 from agent.sinks import read_alerts  # noqa: E402
-from benchmarks.procstat import start_standalone_agent  # noqa: E402
+from benchmarks.procstat import start_standalone_agent, stop_agent  # noqa: E402
 
 TOKEN = uuid.uuid4().hex[:12]
 
@@ -107,11 +106,7 @@ allowed = []
             print((base / "agent.log").read_text(errors="replace")[-3000:], file=sys.stderr)
             raise
         finally:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(30)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+            stop_agent(agent)
     v = sorted(latencies)
     p95 = v[min(len(v) - 1, int(len(v) * 0.95))]
     print(
