@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ allowed = []
                 t0 = time.monotonic()
                 cmd = f"read _; true # heron-lat-{TOKEN}-{i}"
                 child = subprocess.Popen(["sh", "-c", cmd], stdin=subprocess.PIPE)
-                wait(lambda pid=child.pid: alerted(pid), 60, f"the alert of command {i}")
+                wait(partial(alerted, child.pid), 60, f"the alert of command {i}")
                 latencies.append(time.monotonic() - t0)
                 child.communicate(b"\n")
         except SystemExit:
