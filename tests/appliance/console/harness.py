@@ -218,14 +218,44 @@ def sysmon_event(
     return event
 
 
+def login(browser: Browser, manager: Manager) -> None:
+    """Sign in with the admin key from the sign-in page (ends on the Dashboard)."""
+    browser.driver.get(manager.admin_url + "/console/")
+    key = browser.wait_css("input[name=api_key]")
+    key.send_keys(manager.admin_key)
+    key.submit()
+    browser.wait_text("main h1", "Dashboard")
+
+
+def signed_in_as(browser: Browser, manager: Manager) -> str:
+    """Load the console; the role signed in ("admin", "analyst") or "" when signed out."""
+    browser.driver.get(manager.admin_url + "/console/")
+    browser.wait(lambda d: browser.all("main h1") and browser.heading() != "")
+    if browser.heading() != "Dashboard":
+        return ""
+    who = browser.wait(lambda d: browser.css("#who").text)
+    return "admin" if "(admin)" in who else "analyst"
+
+
+def sign_out(browser: Browser, manager: Manager) -> None:
+    """Sign out whoever an earlier test left signed in."""
+    if signed_in_as(browser, manager):
+        browser.button("Log out").click()
+        browser.wait_css("input[name=api_key]")
+
+
+def as_admin(browser: Browser, manager: Manager) -> None:
+    """Sign in as the admin unless the browser already is (an earlier test may have left it
+    signed out, or signed in as the analyst)."""
+    if signed_in_as(browser, manager) != "admin":
+        sign_out(browser, manager)
+        login(browser, manager)
+
+
 def logged_in_browser(manager: Manager) -> Browser:
     """Headless Chromium logged in to `manager`'s console with the admin key (on the Dashboard)."""
     from .browser import Browser
 
     b = Browser(spki_hash=manager.spki_sha256_b64)
-    b.driver.get(manager.admin_url + "/console/")
-    key = b.wait_css("input[name=api_key]")
-    key.send_keys(manager.admin_key)
-    key.submit()
-    b.wait_text("main h1", "Dashboard")
+    login(b, manager)
     return b

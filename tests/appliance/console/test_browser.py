@@ -21,7 +21,7 @@ import requests
 from tests.support.waiting import wait_for
 
 from .browser import Browser, available
-from .harness import Manager, start_manager, sysmon_event
+from .harness import Manager, as_admin, sign_out, start_manager, sysmon_event
 
 pytestmark = [
     pytest.mark.browser,
@@ -72,39 +72,6 @@ def clean_console(
     assert not errors, "browser console errors:\n" + "\n".join(errors)
 
 
-def _login(browser: Browser, manager: Manager) -> None:
-    browser.driver.get(manager.admin_url + "/console/")
-    key = browser.wait_css("input[name=api_key]")
-    key.send_keys(manager.admin_key)
-    key.submit()
-    browser.wait_text("main h1", "Dashboard")
-
-
-def _signed_in_as(browser: Browser, manager: Manager) -> str:
-    """Load the console; the role signed in ("admin", "analyst") or "" when signed out."""
-    browser.driver.get(manager.admin_url + "/console/")
-    browser.wait(lambda d: browser.all("main h1") and browser.heading() != "")
-    if browser.heading() != "Dashboard":
-        return ""
-    who = browser.wait(lambda d: browser.css("#who").text)
-    return "admin" if "(admin)" in who else "analyst"
-
-
-def _sign_out(browser: Browser, manager: Manager) -> None:
-    """Sign out whoever an earlier test left signed in."""
-    if _signed_in_as(browser, manager):
-        browser.button("Log out").click()
-        browser.wait_css("input[name=api_key]")
-
-
-def _as_admin(browser: Browser, manager: Manager) -> None:
-    """Sign in as the admin unless the browser already is (an earlier test may have left it
-    signed out, or signed in as the analyst)."""
-    if _signed_in_as(browser, manager) != "admin":
-        _sign_out(browser, manager)
-        _login(browser, manager)
-
-
 def _post_detection(manager: Manager) -> None:
     """A `RULE_NAME` detection on the module's endpoint, counted by the dashboard's overview
     when this returns (what the rules, endpoint and dashboard pages show)."""
@@ -120,7 +87,7 @@ def _post_detection(manager: Manager) -> None:
 
 
 def test_login_sets_a_secure_session(browser: Browser, manager: Manager, clean_console) -> None:
-    _sign_out(browser, manager)
+    sign_out(browser, manager)
     assert browser.wait_css("main h1").text == "Heron console"
     assert browser.css("#topbar").is_displayed() is False
     assert browser.active().get_attribute("name") == "api_key"  # focus starts in the key field
@@ -167,7 +134,7 @@ def _mimikatz_and_powershell(
 
 
 def test_live_detection_appears(browser: Browser, manager: Manager, clean_console) -> None:
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     browser.go("#/detections")
     browser.wait_text("#live-state", "connected")
     ack = manager.post_logs(_mimikatz_and_powershell(manager.hostname))
@@ -181,7 +148,7 @@ def test_live_detection_appears(browser: Browser, manager: Manager, clean_consol
 def test_search_with_query_language(browser: Browser, manager: Manager, clean_console) -> None:
     """Searches events of its own, so it passes alone and in any order. They are three days old:
     they stay out of the dashboard's last-24-hours count."""
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     tag = uuidlib.uuid4().hex[:12]
     events = _mimikatz_and_powershell(manager.hostname, folder=f"{tag}\\", encoded=tag)
     then = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
@@ -245,7 +212,7 @@ def _endpoint_row(browser: Browser, hostname: str) -> Any:
 
 
 def test_run_a_command(browser: Browser, manager: Manager, clean_console) -> None:
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     _post_detection(manager)
     assert manager.post_system_info(SYSTEM_INFO).status_code == 200
     browser.go("#/endpoints")
@@ -275,7 +242,7 @@ def test_run_a_command(browser: Browser, manager: Manager, clean_console) -> Non
 def test_artifacts_download_and_ir_report(
     browser: Browser, manager: Manager, clean_console
 ) -> None:
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     guid, ehash = "{6d24c251-d7fe-40cf-8723-cea8ee2b33f1}", "ab" * 20
     report = {
         "processes": [{"pid": 4242, "image": "C:\\Tools\\mimikatz.exe"}],
@@ -302,7 +269,7 @@ def test_artifacts_download_and_ir_report(
 
 
 def test_edit_rule_with_compile_check(browser: Browser, manager: Manager, clean_console) -> None:
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     _post_detection(manager)
     browser.go("#/rules")
     editor = browser.field("Rule (Gene JSON)")
@@ -332,7 +299,7 @@ def test_edit_rule_with_compile_check(browser: Browser, manager: Manager, clean_
 
 
 def test_suppressions_and_noisiest_rules(browser: Browser, manager: Manager, clean_console) -> None:
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     _post_detection(manager)
     browser.go("#/rules")
     browser.wait_text("section[aria-labelledby=rules-noisy]", RULE_NAME)
@@ -379,7 +346,7 @@ def test_suppressions_and_noisiest_rules(browser: Browser, manager: Manager, cle
 def test_misp_settings(browser: Browser, manager: Manager, clean_console) -> None:
     if manager.admin("GET", "/misp/status").status_code == 404:
         pytest.skip("the MISP routes are not mounted on the admin app (appliance.misp not wired)")
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     # no key stored yet (another test may have saved one): the form below stores it
     res = manager.admin("PUT", "/misp/settings", json={"api_key": ""})
     assert res.status_code == 200 and res.json()["data"]["api_key_set"] is False, res.text
@@ -405,7 +372,7 @@ def test_misp_status_shows_streams_permissions_backfill_and_dead_letters(
 ) -> None:
     from tests.fakemisp import DEFAULT_KEY, FakeMisp
 
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     with FakeMisp() as fake:
         res = manager.admin(
             "PUT",
@@ -432,7 +399,7 @@ def test_misp_status_shows_streams_permissions_backfill_and_dead_letters(
 def test_iocs_add_and_delete(browser: Browser, manager: Manager, clean_console) -> None:
     from selenium.webdriver.support.ui import Select
 
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     browser.go("#/iocs")
     Select(browser.field("Type")).select_by_value("domain")
     browser.field("Value").send_keys("c2.evil-corp.invalid")
@@ -457,7 +424,7 @@ def test_iocs_add_and_delete(browser: Browser, manager: Manager, clean_console) 
 def test_users_and_api_keys(browser: Browser, manager: Manager, clean_console) -> None:
     from selenium.webdriver.support.ui import Select
 
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     browser.go("#/users")
     browser.field("Identifier").send_keys("carol")
     Select(browser.field("Role")).select_by_value("analyst")
@@ -480,7 +447,7 @@ def test_users_and_api_keys(browser: Browser, manager: Manager, clean_console) -
 
 
 def test_dashboard_charts(browser: Browser, manager: Manager, clean_console) -> None:
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     _post_detection(manager)  # the endpoint posted logs: online
     total = manager.admin("GET", "/console/api/overview", params={"hours": 24}).json()["data"]
     endpoints = manager.admin("GET", "/endpoints").json()["data"]
@@ -496,7 +463,7 @@ def test_dashboard_charts(browser: Browser, manager: Manager, clean_console) -> 
 def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_console) -> None:
     from selenium.webdriver.common.keys import Keys
 
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     browser.driver.get(manager.admin_url + "/console/#/dashboard")
     browser.driver.refresh()  # a real page load, not a hash change
     browser.wait_text("main h1", "Dashboard")
@@ -584,7 +551,7 @@ def test_attack_rule_state_and_offline_bundle(
 ) -> None:
     """ATT&CK of a detection, the endpoint's reported rule state, and a bundle minted from the
     endpoints page while the manager runs (issue 15)."""
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     det = sysmon_event(
         manager.hostname,
         image="C:\\Windows\\System32\\rundll32.exe",
@@ -616,7 +583,7 @@ def test_attack_rule_state_and_offline_bundle(
 def test_rule_packs_disable_and_versions(browser: Browser, manager: Manager, clean_console) -> None:
     from appliance.services.content import DEFAULTS_DIR
 
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     # imported here: the test does not rely on first-start seeding
     pack = [json.loads(line) for line in (DEFAULTS_DIR / "windows.gen").read_text().splitlines()]
     manager.ctx.content.import_rules_pack(
@@ -639,7 +606,7 @@ def test_contain_then_revoke_endpoint(
 ) -> None:
     # an endpoint of its own: the module's endpoint stays enrolled for the other tests
     manager = manager.another_endpoint(tmp_path, "WS-FINANCE-99")
-    _as_admin(browser, manager)
+    as_admin(browser, manager)
     browser.go("#/endpoints")
     browser.wait_css(f"button[aria-label='Contain {manager.hostname}']").click()
     browser.button("Contain", browser.wait_css("dialog[open]")).click()
@@ -663,7 +630,7 @@ def test_contain_then_revoke_endpoint(
 
 
 def test_analyst_sees_read_only_console(browser: Browser, manager: Manager, clean_console) -> None:
-    _sign_out(browser, manager)
+    sign_out(browser, manager)
     key = browser.wait_css("input[name=api_key]")
     assert not [c for c in browser.driver.get_cookies() if c["name"] == "__Host-heron-session"]
     key.send_keys(manager.analyst_key)
