@@ -92,7 +92,7 @@ def _service_log(data_dir: Path) -> logging.Handler:
 
 
 def _run_agent(args: argparse.Namespace, config: AgentConfig, stop: threading.Event) -> int:
-    from agent.link.link import attach
+    from agent.link.attach import attach
     from agent.service import build_agent
 
     agent = build_agent(config)

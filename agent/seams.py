@@ -1,6 +1,6 @@
 """What the manager link needs from the agent: the ``LinkedAgent`` protocol.
 
-``agent.link.link.attach(agent, config)`` takes a ``LinkedAgent``; ``agent.service.Agent``
+``agent.link.attach.attach(agent, config)`` takes a ``LinkedAgent``; ``agent.service.Agent``
 subclasses it explicitly, so mypy checks that the agent offers every member with the right
 signature (a missing one makes ``Agent`` abstract). It lives in the agent core, not in
 ``agent.link``, so that the pipeline does not import the link (and its ``cryptography``).

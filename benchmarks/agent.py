@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +34,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.procstat import start_standalone_agent  # noqa: E402
+from benchmarks.procstat import start_standalone_agent, stop_agent  # noqa: E402
 
 SHARED = Path(os.environ.get("HERON_SHARED") or ROOT.parent / "shared")
 EVENTS = SHARED / "gene-oracle" / "corpus-events.jsonl.gz"
@@ -91,11 +89,7 @@ max_cpu_percent = 100.0
             time.sleep(2.2)  # let status.json catch up (written every 2 s)
             after = _status(base / "data")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_agent(proc, 10)
         cpu = (c1.user - c0.user + c1.system - c0.system) / wall * 100
         src_before = before.get("sources", {}).get("replay", {})
         src_after = after.get("sources", {}).get("replay", {})

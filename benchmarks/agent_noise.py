@@ -35,7 +35,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.procstat import start_standalone_agent  # noqa: E402
+from benchmarks.procstat import start_standalone_agent, stop_agent  # noqa: E402
 
 PACK = ROOT / "appliance" / "defaults" / "linux.gen"
 MARKER = "heron-noise-marker"
@@ -155,11 +155,7 @@ allowed = ["kill", "blacklist", "brief", "report", "filedump"]
             status = _status(data)
         finally:
             stop.set()
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+            stop_agent(agent)
         final = _status(data) or status
         if not final:
             sys.stderr.write((base / "agent.log").read_text()[-3000:])

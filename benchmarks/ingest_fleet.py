@@ -3,7 +3,7 @@
     python benchmarks/ingest_fleet.py [--agents 1000] [--rate 10] [--batch 10] [--seconds 60]
                                       [--code DIR ...] [--repeat 2]
 
-Each simulated agent has its own certificate (enrolled once into --cache with benchmarks/fleet.py's
+Each simulated agent has its own certificate (enrolled once into --cache by benchmarks/fleetlib's
 `enroll`) and one keep-alive mutual-TLS connection, and POSTs a gzip NDJSON batch of --batch events
 every batch/rate seconds, waiting for each answer as the real forwarder does (a slow manager
 lowers what is really offered; the schedule does not catch up). The fleet runs in its own process
@@ -38,15 +38,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.fleet import (  # noqa: E402
-    Conn,
+from benchmarks.fleetlib.conn import Conn, Stats, client_context, pct  # noqa: E402
+from benchmarks.fleetlib.manager import (  # noqa: E402
     Manager,
-    Stats,
-    client_context,
     configure,
     enroll,
     metrics,
-    pct,
     raise_nofile,
 )
 
@@ -212,7 +209,7 @@ print(json.dumps({
 
 def store_run(args: argparse.Namespace, code: Path) -> dict[str, Any]:
     """One store-alone run (see the module docstring) with `code`'s interpreter and tree."""
-    from benchmarks.fleet import python_of
+    from benchmarks.fleetlib.manager import python_of
 
     out = subprocess.run(
         [str(python_of(code)), "-c", STORE_RUN, str(args.store), str(args.seconds)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,13 @@ def start_standalone_agent(base: Path, *, log: bool = True) -> subprocess.Popen[
         stdout=subprocess.DEVNULL,
         stderr=open(base / "agent.log", "wb") if log else subprocess.DEVNULL,
     )
+
+
+def stop_agent(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -48,7 +47,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.procstat import start_standalone_agent  # noqa: E402
+from benchmarks.procstat import start_standalone_agent, stop_agent  # noqa: E402
 
 RULES = ROOT / "appliance" / "defaults" / "linux.gen"
 SOURCES = {"ebpf": ["linux-ebpf"], "proc": ["linux-proc", "linux-net", "linux-file"]}
@@ -141,12 +140,7 @@ class Agent:
         return float(t.user + t.system)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_agent(self.proc)
 
 
 def _data(ev: Event) -> dict[str, Any]:

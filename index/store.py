@@ -8,25 +8,18 @@ yet (idempotent replay), and starts the writer thread. ``append`` is durable on 
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
-
-import tantivy
+from typing import Any, TypeVar
 
 from index.batchids import BatchIds
 from index.errors import StoreClosedError, StoreError
 from index.finalize import finalize_batch
-from index.journal import Journal, JournalRecord, fsync_dir
+from index.journal import Journal, JournalRecord
 from index.mapped import MAPPED_LIMIT, MappedTrimmer
 from index.reader import Reader
 from index.results import (
@@ -38,11 +31,10 @@ from index.results import (
     StoreState,
     rfc3339_ns,
 )
-from index.retention import Cut, disk_usage, next_ratio, plan_cut
-from index.schema import SCHEMA_VERSION
 from index.sinks import LocalWriter, TantivySink, WriterProcess
+from index.storefiles import Closer, lock_root, open_versioned_index
+from index.storeretention import RetentionPasses
 from index.tables import SqlResult, Tables
-from index.tantivy_writer import open_index
 from index.timewin import TimeLike
 from index.writer import Indexer
 
@@ -61,31 +53,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _lock_root(root: Path) -> TextIO:
-    """Hold an exclusive lock on ``root/LOCK`` for the life of the store (one owner process).
-
-    POSIX only: on Windows, Tantivy's own writer lock guards the index.
-    """
-    handle = (root / "LOCK").open("a+")
-    if sys.platform != "win32":
-        import fcntl
-
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as ex:
-            handle.close()
-            raise StoreError(f"event store {root} is in use by another process") from ex
-    return handle
-
-
-class _Closer:
-    """Adapts a close function to the ``close()`` of the parts opened so far."""
-
-    def __init__(self, close: Callable[[], None]) -> None:
-        self.close = close
-
-
-class EventStore:
+class EventStore(RetentionPasses):
     """Durable, searchable event store; one per manager process.
 
     Args:
@@ -128,7 +96,7 @@ class EventStore:
         self._state = StoreState.OPEN
         self._append_lock = threading.Lock()  # batch id check + journal write (not the fsync)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_file = _lock_root(self.root)
+        self._lock_file = lock_root(self.root)
         opened: list[Any] = []
         try:
             self._state_path = self.root / "store.json"
@@ -143,11 +111,11 @@ class EventStore:
                 on_durable=self._on_durable,
             )
             opened.append(self.journal)
-            self._index = self._open_index(self.root / "index")
+            self._index = open_versioned_index(self.root / "index")
             self._reader = Reader(self._index)
             # searches (a retro-hunt reads every stored event) map index pages: bounded
             self._trimmer = MappedTrimmer(self.root / "index", MAPPED_LIMIT).start()
-            opened.append(_Closer(self._trimmer.stop))
+            opened.append(Closer(self._trimmer.stop))
             self.tables = Tables(
                 self.root / "events.duckdb", memory_limit=memory_limit, threads=sql_threads
             )
@@ -172,7 +140,7 @@ class EventStore:
                 max_queue_bytes=queue_bytes,
                 floor=self._min_seq - 1,
             )
-            opened.append(_Closer(self.writer.close_writer))
+            opened.append(Closer(self.writer.close_writer))
             self._batches = BatchIds(self.tables.batch_keys())
         except BaseException:
             for part in reversed(opened):
@@ -199,57 +167,6 @@ class EventStore:
         )
 
     # -- opening ----------------------------------------------------------------------
-
-    def _load_state(self) -> dict[str, Any]:
-        try:
-            return dict(json.loads(self._state_path.read_text()))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as ex:
-            raise StoreError(f"unreadable {self._state_path}: {ex}") from ex
-
-    def _save_state(self) -> None:
-        tmp = self._state_path.with_suffix(".tmp")
-        state: dict[str, Any] = {"min_seq": self._min_seq, "schema": SCHEMA_VERSION}
-        if self._size_ratio is not None:
-            state["size_ratio"] = self._size_ratio
-        with tmp.open("w") as fh:  # the retention floor must survive a power cut
-            fh.write(json.dumps(state))
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self._state_path)
-        fsync_dir(self.root)
-
-    def _open_index(self, path: Path) -> tantivy.Index:
-        marker = path / "heron-schema.json"
-        try:
-            version = json.loads(marker.read_text()).get("version") if marker.exists() else None
-            if version != SCHEMA_VERSION and path.exists():
-                logger.warning(
-                    "index schema %s != %s: rebuilding from the journal", version, SCHEMA_VERSION
-                )
-                shutil.rmtree(path)
-            path.mkdir(parents=True, exist_ok=True)
-            index = open_index(path)
-            marker.write_text(json.dumps({"version": SCHEMA_VERSION}))
-        except (OSError, ValueError) as ex:
-            raise StoreError(f"cannot open index {path}: {ex}") from ex
-        return index
-
-    def _finish_retention(self) -> None:
-        """Finish a retention pass a crash or a failure interrupted (events below ``min_seq``).
-
-        Raises:
-            StoreError: the backends' deletes failed (the journal is dropped already).
-        """
-        if self._min_seq <= 1:
-            return
-        self.journal.drop_before(self._min_seq)  # first: frees the most space
-        with self._append_lock:
-            self._batches.keep_above(self._min_seq)
-        if self._rows_below(self._min_seq):
-            self._on_writer(lambda: self.writer.delete_below(self._min_seq))
-            logger.warning("finished an interrupted retention pass below seq %d", self._min_seq)
 
     def _journal_after(self, seq: int) -> Iterator[JournalRecord]:
         """Journal records after ``seq`` that retention kept (the writer's repairs)."""
@@ -500,69 +417,6 @@ class EventStore:
         """Merge Tantivy segments and purge deleted documents; return the segment count
         (``wait=False``: commit and collect files, no wait for merges: indexing would stop)."""
         return self._on_writer(lambda: self.writer.merge(wait=wait))
-
-    def apply_retention(
-        self, *, max_age: timedelta | None = None, max_bytes: int | None = None
-    ) -> int:
-        """Drop the oldest events (by receipt order) past an age or a disk budget.
-
-        ``max_bytes`` is compared with an estimate of the live events' bytes (``index.retention``
-        says why and how). The cutoff and the deletes run as one call on the writer thread
-        (docs/index.md "Retention path"): after every record queued before it, so the tables
-        are current without a flush; the sink's delete commits what was added before it.
-
-        Returns:
-            The new lowest kept sequence number.
-
-        Raises:
-            StoreError: a repair or a delete failed (the next pass retries from the floor).
-        """
-        cut = self._on_writer(lambda: self._retain(max_age, max_bytes))
-        dropped = self.journal.drop_before(self._min_seq)
-        with self._append_lock:
-            self._batches.keep_above(self._min_seq)
-        if dropped:
-            logger.info(
-                "retention: kept seq >= %d, dropped %d journal segments",
-                self._min_seq,
-                len(dropped),
-            )
-        if max_bytes is not None:
-            journal = self.disk_usage()["journal"]
-            self._size_ratio = next_ratio(self.tables, cut, journal, self._size_ratio)
-            self._save_state()
-        return self._min_seq
-
-    def _retain(self, max_age: timedelta | None, max_bytes: int | None) -> Cut:
-        """The writer-thread part of ``apply_retention``."""
-        if self._min_seq > 1 and self._rows_below(self._min_seq):
-            self.writer.delete_below(self._min_seq)  # a pass that failed half-way
-        cut = plan_cut(
-            self.tables,
-            self.disk_usage,
-            now=self._clock(),
-            floor=self._min_seq,
-            next_seq=self.journal.next_seq,
-            size_ratio=self._size_ratio,
-            max_age=max_age,
-            max_bytes=max_bytes,
-        )
-        if cut.cutoff > self._min_seq:
-            # write-ahead: the new floor is saved before anything is deleted, so
-            # a crash in between cannot replay the deleted events (the open finishes it).
-            self._min_seq = cut.cutoff
-            self._save_state()
-            self.writer.delete_below(cut.cutoff)
-        else:
-            self.writer.commit()  # like flush(): a gap is repaired, or raises
-        return cut
-
-    def _rows_below(self, seq: int) -> bool:
-        return bool(self.tables.read("SELECT count(*) FROM events WHERE seq < ?", (seq,))[0][0])
-
-    def disk_usage(self) -> dict[str, int]:
-        """Return bytes on disk per component and in total."""
-        return disk_usage(self.root)
 
     def health(self) -> IndexHealth:
         """The event index's one health value (/healthz, /metrics; no disk walk, unlike

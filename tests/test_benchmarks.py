@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -167,3 +168,15 @@ def test_build_sizes_benchmark_measures_a_dist(tmp_path: Path) -> None:
     out = _run("benchmarks/build_sizes.py", "--measure", str(dist))
     assert "one-dir  heron-manager" in out and "package  heron-agent_" in out
     assert "bundle   heron-offline-" in out and "old layout's programs/ copy" in out
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0, reason="needs root on Linux"
+)
+def test_detection_latency_benchmark_runs() -> None:
+    from agent.sources.procconn import proc_connector_available
+
+    if not proc_connector_available():
+        pytest.skip("proc connector unavailable")
+    out = _run("benchmarks/detection_latency.py", "--commands", "2")
+    assert "detection latency over 2 commands: p50" in out

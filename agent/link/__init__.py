@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .attach import attach
 from .backoff import Backoff
 from .config import LinkConfig
 from .errors import (
@@ -14,8 +15,9 @@ from .errors import (
     TransportError,
 )
 from .forwarder import Forwarder, LinkState
+from .hooks import LinkHooks
 from .identity import Identity, IdentityStore
-from .link import Link, LinkHooks, attach
+from .link import Link
 from .spool import Spool
 from .transport import HttpsTransport, MemoryTransport, Request, Response, Transport
 

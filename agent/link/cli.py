@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .attach import link_config_for, state_dir_for
 from .enroll import enroll_bundle, enroll_online
 from .errors import LinkError
 from .identity import IdentityStore, ca_fingerprint
-from .link import link_config_for, state_dir_for
 from .segments import inspect
 
 

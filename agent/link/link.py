@@ -3,14 +3,13 @@
 It is an `EventSink` (`submit(event)` queues durably) and owns three threads once started:
 the forwarder (spool → `/logs`), the command poller (`/commands`), and housekeeping (updates,
 system information, artifact upload, certificate renewal), each with its own keep-alive
-transport. `attach(agent, config)` builds one for an `agent.seams.LinkedAgent` (the
+transport. `attach.attach(agent, config)` builds one for an `agent.seams.LinkedAgent` (the
 `agent.service.Agent`) and plugs it in. The threads are restarted by `supervisor.Supervisor`;
 the counters and rule-state reports are `reports.HealthReports`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import random
@@ -18,16 +17,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.commands import CommandContext
 from agent.commands.system import find_tool
-from agent.config import AgentConfig
-from agent.seams import LinkedAgent
-from agent.tracking.tracker import Tracker
-from rules import wire
 
 from .backoff import Backoff
 from .config import LinkConfig
@@ -35,6 +29,7 @@ from .enroll import enroll_online, renew
 from .errors import EnrollmentError, LinkError
 from .forwarder import Forwarder, LinkState
 from .health import health_event
+from .hooks import LinkHooks
 from .identity import Identity, IdentityStore, write_atomic
 from .mtls import MtlsTransport
 from .poller import CommandPoller
@@ -48,26 +43,6 @@ from .updates import Updater
 from .upload import Uploader, UploadStats
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class LinkHooks:
-    """What the link may call in the agent (every hook optional)."""
-
-    reload_rules: Callable[[str], object] | None = None
-    set_iocs: Callable[[list[wire.Ioc]], object] | None = None
-    set_suppressions: Callable[[list[dict[str, Any]]], object] | None = None
-    apply_config: Callable[[dict[str, Any]], object] | None = None
-    apply_sysmon: Callable[[bytes], object] | None = None
-    report: Callable[[], dict[str, Any]] | None = None
-    tracker: Tracker | None = None
-    artifacts_dir: Path | None = None
-    hostname: str = ""
-    set_endpoint: Callable[[str], object] | None = None  # told the uuid once enrolled
-    current_config: Callable[[], dict[str, Any]] | None = None  # offered if the manager has none
-    sensor: Callable[[], dict[str, Any]] | None = None  # Linux sensor mode + fallback reason
-    agent_status: Callable[[], dict[str, Any]] | None = None  # counters reported to the manager
-    rules_state: Callable[[], dict[str, str]] | None = None  # reported as health event 9011
 
 
 class Link:
@@ -469,86 +444,3 @@ class Link:
                 for k, v in self.updater.status().items()
             },
         }
-
-
-def link_config_for(config: AgentConfig) -> LinkConfig:
-    """The link settings of an agent config: `config.link`, else `<data_dir>/link/link.toml`."""
-    section: object = config.link
-    if isinstance(section, LinkConfig):
-        return section
-    if isinstance(section, dict) and section:  # an empty [link] table falls back to link.toml
-        return LinkConfig.from_dict(section)
-    toml = Path(config.data_dir) / "link" / "link.toml"
-    if toml.exists():
-        return LinkConfig.load(toml)
-    return LinkConfig()
-
-
-def state_dir_for(config: AgentConfig, link_config: LinkConfig | None = None) -> Path:
-    """Where the link keeps identity, queue and update state for this agent config."""
-    link_config = link_config or link_config_for(config)
-    if link_config.state_dir:
-        return Path(link_config.state_dir)
-    return Path(config.data_dir) / "link"
-
-
-def _config_hook(agent: LinkedAgent) -> Callable[[dict[str, Any]], None]:
-    """Validate a pushed agent config (ConfigError rejects the update) and apply it live."""
-
-    def apply(doc: dict[str, Any]) -> None:
-        from agent.config import parse_config
-
-        agent.apply_config(parse_config(doc, source="manager /config"))
-
-    return apply
-
-
-def _config_document(config: AgentConfig) -> Callable[[], dict[str, Any]]:
-    """The agent config as the JSON document offered to a manager that holds none."""
-    return lambda: json.loads(json.dumps(dataclasses.asdict(config), default=str))
-
-
-def attach(
-    agent: LinkedAgent,
-    config: AgentConfig,
-    *,
-    start: bool = True,
-    transport_factory: Callable[[], Transport] | None = None,
-) -> Link:
-    """Connect `agent` to its manager and start the link (the seam: `agent.seams.LinkedAgent`).
-
-    The link becomes one of the agent's sinks (so the agent's `close()` stops it), pushed rules,
-    IoCs, suppressions and configuration go to the agent, commands see its tracker and report,
-    and artifacts under its `artifacts_dir` are uploaded.
-    """
-    link_cfg = link_config_for(config)
-    hooks = LinkHooks(
-        reload_rules=agent.reload_rules,
-        set_iocs=agent.set_iocs,
-        set_suppressions=agent.set_suppressions,
-        apply_config=_config_hook(agent),
-        report=lambda: agent.report(),
-        tracker=agent.tracker,
-        artifacts_dir=agent.artifacts_dir,
-        hostname=config.general.hostname,
-        set_endpoint=agent.set_endpoint,
-        current_config=_config_document(config),
-        sensor=agent.sensor_mode if agent.sensor_mode() else None,
-        agent_status=agent.status,
-        rules_state=agent.rules_state,
-    )
-    link = Link(
-        link_cfg, state_dir_for(config, link_cfg), hooks=hooks, transport_factory=transport_factory
-    )
-    agent.add_sink(link)
-    if start:
-        link.start()
-    ident = link.identity()
-    if ident is None:
-        logger.warning(
-            "agent not enrolled: events are queued in %s until `heron-agent enroll`",
-            link.spool.root,
-        )
-    else:
-        logger.info("endpoint %s linked to manager %s", ident.uuid, ident.manager)
-    return link

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     )
     from .iocs import IocSink, MemoryIocSink, PullResult
     from .reports import PushResult, day_event_uuid
-    from .service import MispStorage, MispSync, MispWorker
+    from .service import MispSync
     from .settings import SETTINGS, MispSettings, SettingsStore
     from .sightings import FlushResult
+    from .storage import MispStorage
+    from .worker import MispWorker
 
 __all__ = [
     "SETTINGS",
@@ -74,10 +76,18 @@ def __getattr__(name: str) -> Any:
         from . import reports
 
         return getattr(reports, name)
-    if name in ("MispStorage", "MispSync", "MispWorker"):
+    if name == "MispSync":
         from . import service
 
-        return getattr(service, name)
+        return service.MispSync
+    if name == "MispStorage":
+        from . import storage
+
+        return storage.MispStorage
+    if name == "MispWorker":
+        from . import worker
+
+        return worker.MispWorker
     if name == "FlushResult":
         from . import sightings
 

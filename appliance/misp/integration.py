@@ -22,8 +22,10 @@ from rules.wire import Ioc
 from .client import ClientFactory, pymisp_factory
 from .instances import MispInstances
 from .pgstore import TOPIC
-from .service import MispStorage, MispSync, MispWorker
+from .service import MispSync
 from .settings import MispSettings, key_path_for
+from .storage import MispStorage
+from .worker import MispWorker
 
 if TYPE_CHECKING:
     from ..api.openapi import FalconApp

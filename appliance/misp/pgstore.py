@@ -26,7 +26,8 @@ from .settings import MispSettings, SettingsStore
 
 if TYPE_CHECKING:  # psycopg is the `cluster` extra
     from ..store.postgres import PgDatabase
-    from .service import MispStorage, MispSync
+    from .service import MispSync
+    from .storage import MispStorage
 
 __all__ = [
     "DDL",
@@ -210,7 +211,7 @@ def pg_storage(
     scope: str = "default",
 ) -> MispStorage:
     """The storage of one MISP instance in PostgreSQL (tables created if missing)."""
-    from .service import MispStorage
+    from .storage import MispStorage
 
     create_tables(db)
     return MispStorage(

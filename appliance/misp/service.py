@@ -15,9 +15,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from rules.wire import ARTIFACT_EVENT, ARTIFACT_MANIFEST, ARTIFACT_REPORT
 
@@ -25,21 +24,15 @@ from .client import ClientFactory, MispClient, pymisp_factory
 from .deadletters import DeadLetters
 from .errors import MispError, MispRateLimited, MispSettingsError
 from .iocs import IocPuller, IocSink, MemoryIocSink, PullResult
-from .probe import connection_test, needed_permissions
+from .probe import connection_test
 from .reports import PushResult, ReportPusher
-from .settings import MispSettings, SettingsStore
+from .settings import MispSettings
 from .shared import JOB_PULL, JOB_REPORTS, leads_stream, on_notify
 from .sightings import FlushResult, SightingPusher, sighting_source
-from .state import (
-    FileQueue,
-    FileStateStore,
-    ItemQueue,
-    MemoryQueue,
-    MemoryStateStore,
-    StateStore,
-)
+from .status import FeatureStatus, sync_status
+from .storage import MispStorage
 
-__all__ = ["MispStorage", "MispSync", "MispWorker"]
+__all__ = ["MispStorage", "MispSync"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,36 +40,6 @@ SCAN_INTERVAL = 60.0
 STREAMS = ("pull", "sightings", "reports")
 BUSY_WAIT = 30.0  # an operator's sync waits this long for a running pass (a pass is one slice)
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, slots=True)
-class MispStorage:
-    """Where the MISP sync keeps its state.
-
-    Documents, two queues, and the settings file.
-    """
-
-    state: StateStore
-    sightings: ItemQueue
-    reports: ItemQueue
-    settings: SettingsStore | None = None
-    shared: bool = False  # cluster mode (pgstore.py): every front-end's queues, one drains
-    lookups: ItemQueue | None = None  # shared: value-lookup candidates handed to the leader
-
-    @classmethod
-    def open(cls, root: Path) -> MispStorage:
-        """Files under `root` (the manager passes `<data>/misp`)."""
-        root = Path(root)
-        return cls(
-            state=FileStateStore(root / "state"),
-            sightings=FileQueue(root / "sightings"),
-            reports=FileQueue(root / "reports"),
-            settings=SettingsStore(root),
-        )
-
-    @classmethod
-    def memory(cls) -> MispStorage:
-        return cls(state=MemoryStateStore(), sightings=MemoryQueue(), reports=MemoryQueue())
 
 
 def _endpoint_fields(endpoint: Any) -> tuple[str, str, str]:
@@ -88,40 +51,6 @@ def _endpoint_fields(endpoint: Any) -> tuple[str, str, str]:
         str(getattr(endpoint, "hostname", "") or ""),
         str(getattr(endpoint, "ip", "") or ""),
     )
-
-
-class _Feature:
-    """Status bookkeeping of one feature."""
-
-    def __init__(self) -> None:
-        self.last_run: float | None = None
-        self.last_success: float | None = None
-        self.last_error = ""
-        self.last_result: dict[str, Any] = {}
-        self.runs = 0
-        self.failures = 0
-
-    def ok(self, now: float, result: Any) -> None:
-        self.runs += 1
-        self.last_run = self.last_success = now
-        self.last_error = ""
-        self.last_result = asdict(result) if result is not None else {}
-
-    def failed(self, now: float, ex: BaseException) -> None:
-        self.runs += 1
-        self.failures += 1
-        self.last_run = now
-        self.last_error = str(ex)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "last_run": self.last_run,
-            "last_success": self.last_success,
-            "last_error": self.last_error,
-            "last_result": self.last_result,
-            "runs": self.runs,
-            "failures": self.failures,
-        }
 
 
 # shared queues (cluster mode): the artifact scan's leader also drains them
@@ -154,7 +83,7 @@ class MispSync:
         # each stream has its own lock, so a long push never blocks settings or sightings.
         self._lock = threading.RLock()
         self._stream_locks = {name: threading.Lock() for name in STREAMS}
-        self._features = {name: _Feature() for name in STREAMS}
+        self._features = {name: FeatureStatus() for name in STREAMS}
         self._pull_next = 0.0
         self._scan_next = 0.0
         self._led: set[str] = set()  # shared storage: jobs led since the last reload
@@ -409,77 +338,7 @@ class MispSync:
 
     def status(self) -> dict[str, Any]:
         """Per-stream state, dead letters, permissions and backfill (the admin status API)."""
-        s = self.settings
-        client = self.client
-        dead = {name: self.dead.count(name) for name in ("sightings", "reports")}
-        return {
-            "enabled": s.enabled,
-            "configured": s.configured,
-            "url": s.url,
-            "connected": client.connected,
-            "last_error": client.last_error,
-            "next_attempt": client.next_attempt or None,
-            "user": client.user,
-            "role": client.role,
-            "permissions": dict(client.permissions),
-            "missing_permissions": [
-                p for p in needed_permissions(s) if client.permissions and not client.allowed(p)
-            ],
-            "rate_limit": dict(client.rate_limit),
-            "dead_letters": {**dead, "discarded": self.dead.discarded},
-            "pull": {
-                **self._features["pull"].to_dict(),
-                "enabled": s.pull_enabled,
-                "state": self._state("pull", s.pull_enabled),
-                "next_run": self._pull_next or None,
-                "cursor": self.iocs.cursor,
-                "last_full": self.iocs.last_full or None,
-                "attributes": self.iocs.attribute_count,
-                "iocs": self.iocs.ioc_count,
-                "resume": self.iocs.progress(),
-            },
-            "sightings": {
-                **self._features["sightings"].to_dict(),
-                "enabled": s.sightings_enabled,
-                "state": self._state("sightings", s.sightings_enabled),
-                "queued_batches": len(self.storage.sightings),
-                "hits": self.sightings.hits_total,
-                "sent": self.sightings.sent_total,
-                "unmatched": self.sightings.unmatched_total,
-                "dropped": self.sightings.dropped_total,
-                "dead_letters": dead["sightings"],
-                "lookup": {
-                    "enabled": s.sighting_lookup,
-                    "pending": self.sightings.lookup.pending(),
-                    "requests": self.sightings.lookup.requests_total,
-                    "found": self.sightings.lookup.found_total,
-                    "overflow": self.sightings.lookup.overflow_total,
-                },
-            },
-            "reports": {
-                **self._features["reports"].to_dict(),
-                "enabled": s.reports_enabled,
-                "state": self._state("reports", s.reports_enabled),
-                "queued": len(self.storage.reports),
-                "pushed": self.reports.pushed_total,
-                "rejected": self.reports.rejected_total,
-                "dead_letters": dead["reports"],
-                "backfill": self.reports.backfill(),
-                "day_generations": self.reports.generations(),
-                "notes": dict(self.reports.notes),
-            },
-        }
-
-    def _state(self, name: str, enabled: bool) -> str:
-        """One word per stream: off, running, backing-off, failing or ok."""
-        if not (enabled and self.settings.configured):
-            return "off"
-        if self._stream_locks[name].locked():
-            return "running"
-        if not self.client.ready():
-            return "backing-off"
-        feature = self._features[name]
-        return "failing" if feature.last_error else ("ok" if feature.runs else "idle")
+        return sync_status(self)
 
     # --- dead letters -----------------------------------------------------------------------------
 
@@ -531,51 +390,3 @@ def _complete(directory: Path) -> bool:
         for f in files
         if isinstance(f, dict) and f.get("kind") != "memdump"
     )
-
-
-class _Pending(Protocol):
-    def run_pending(self) -> None: ...
-
-
-class MispWorker:
-    """Runs `run_pending()` of a MispSync (or of every instance) on a daemon thread.
-
-    One call every `interval` seconds.
-    """
-
-    def __init__(self, sync: _Pending, *, interval: float = 1.0) -> None:
-        self.sync = sync
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> MispWorker:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="misp-sync", daemon=True)
-            self._thread.start()
-            logger.info("MISP sync worker started")
-        return self
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sync.run_pending()
-            except Exception:
-                logger.error("MISP sync worker iteration failed", exc_info=True)
-            self._stop.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            # a request to a hung peer may hold the (daemon) thread for its
-            # timeouts; its state writes are atomic, so shutdown does not wait for it long.
-            self._thread.join(timeout=3)
-            self._thread = None
-            logger.info("MISP sync worker stopped")
-
-    def __enter__(self) -> MispWorker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

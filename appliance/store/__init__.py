@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .alerts import Alerts
+from .commands import Commands
 from .content import Audit, Documents, Iocs, RulesTable, Settings, Tools
 from .database import Database, DbState
-from .fleet import Certs, Commands, Endpoints, Tokens, Users
+from .fleet import Certs, Endpoints, Tokens, Users
 from .models import (
     Artifact,
     CertRecord,

@@ -38,14 +38,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any
 
 from ..security.pki import PeerIdentity, peer_identity
+from .frontio import BUFFER, PausedProtocol, close_writers, pipe_bytes, read_head
 from .governance import Governor, RateLimitedLog, Slot
 from .identities import ConnInfo, IdentityMap
 from .pool import BackendPool, Lease
 from .relay import Relay, Responder
 from .sockets import bind_listener
+from .upgrader import Upgrader
 
 __all__ = ["ConnInfo", "IdentityMap", "TlsFront", "Upgrader"]
 
@@ -55,44 +57,7 @@ logger = logging.getLogger(__name__)
 # 16 KiB holds a full TLS record; bulk bodies just take more, smaller reads. Process-wide.
 TLS_READ_BUFFER = 16 * 1024
 asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
-BUFFER = 256 * 1024
-HEAD_LIMIT = 64 * 1024  # bytes of a first request head read before choosing (upgrader only)
 SHUTDOWN_TIMEOUT = 3.0  # seconds close() waits for the connections' tasks to end
-
-
-class Upgrader(Protocol):
-    """Takes some connections over from the byte pipe, by their first request head."""
-
-    def wants(self, head: bytes) -> bool:
-        """True to serve this connection (`head`: bytes up to the end of the first head)."""
-        ...
-
-    async def serve(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        head: bytes,
-        conn: ConnInfo,
-    ) -> None:
-        """Serve the connection on the front's loop until it ends (the front closes it)."""
-        ...
-
-    async def shutdown(self, timeout: float) -> None:
-        """Close the served connections cleanly before the front cancels them."""
-        ...
-
-
-class _PausedProtocol(asyncio.StreamReaderProtocol):
-    """A stream protocol that reads nothing until `start_tls` takes the transport over.
-
-    with `asyncio.start_server` the reader would already buffer the ClientHello
-    before the handler calls `start_tls`, and the handshake would hang.
-    """
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.ReadTransport):
-            transport.pause_reading()
-        super().connection_made(transport)
 
 
 class TlsFront:
@@ -157,7 +122,7 @@ class TlsFront:
         try:
             self._server = loop.run_until_complete(
                 loop.create_server(
-                    lambda: _PausedProtocol(asyncio.StreamReader(BUFFER, loop), self._handle),
+                    lambda: PausedProtocol(asyncio.StreamReader(BUFFER, loop), self._handle),
                     sock=bind_listener(host, port),  # SO_EXCLUSIVEADDRUSE on Windows
                     backlog=1024,
                 )
@@ -299,7 +264,7 @@ class TlsFront:
             if task is not None:
                 self._handlers.discard(task)
                 self._certified.pop(task, None)
-            _close(writer, abort=cancelled)
+            close_writers(writer, abort=cancelled)
 
     async def _proxy(
         self,
@@ -321,11 +286,19 @@ class TlsFront:
                 b_writer.write(head)
             activity = [self.clock()]
             idle, budget = self._pipe_limits(slot)
+            idle = idle or self.idle_timeout
             await asyncio.gather(
-                self._pipe(
-                    reader, b_writer, activity, idle, budget - len(head) if budget else 0, writer
+                pipe_bytes(
+                    reader,
+                    b_writer,
+                    activity,
+                    idle,
+                    self.clock,
+                    budget - len(head) if budget else 0,
+                    writer,
+                    self._over_budget,
                 ),
-                self._pipe(b_reader, writer, activity, idle),
+                pipe_bytes(b_reader, writer, activity, idle, self.clock),
                 return_exceptions=True,
             )
         except asyncio.CancelledError:
@@ -348,8 +321,8 @@ class TlsFront:
                 lease.writer.write(first)
             activity = [self.clock()]
             await asyncio.gather(
-                self._pipe(reader, lease.writer, activity),
-                self._pipe(lease.reader, writer, activity),
+                pipe_bytes(reader, lease.writer, activity, self.idle_timeout, self.clock),
+                pipe_bytes(lease.reader, writer, activity, self.idle_timeout, self.clock),
                 return_exceptions=True,
             )
 
@@ -404,6 +377,10 @@ class TlsFront:
             return False, None
         return True, None
 
+    def _over_budget(self) -> None:
+        if self.governor is not None:
+            self.governor.count("anonymous_bytes")
+
     def _pipe_limits(self, slot: Slot | None) -> tuple[float, int]:
         """(idle timeout, bytes the client may send; 0 = no cap) of a proxied connection."""
         if slot is None or slot.authenticated or self.governor is None:
@@ -420,7 +397,7 @@ class TlsFront:
     ) -> bytes | None:
         """None once the connection is served or refused, else the bytes to forward first."""
         if self.governor is not None and slot is not None:
-            head = await self._read_head(reader, self.governor.limits.header_timeout)
+            head = await read_head(reader, self.idle_timeout, self.governor.limits.header_timeout)
             if b"\r\n\r\n" not in head:  # slowloris; EOF before a request
                 if head:
                     self.governor.count("header_timeout")
@@ -432,35 +409,13 @@ class TlsFront:
         elif self.upgrader is None:
             return b""
         else:
-            head = await self._read_head(reader)
+            head = await read_head(reader, self.idle_timeout)
         if self.upgrader is None:
             return head
         if head and self.upgrader.wants(head):
             await self.upgrader.serve(reader, writer, head, info)
             return None
         return head
-
-    async def _read_head(self, reader: asyncio.StreamReader, timeout: float = 0.0) -> bytes:
-        """Bytes up to the end of the first request head (or HEAD_LIMIT, or EOF).
-
-        `timeout` bounds the whole head (default: `idle_timeout` between reads).
-        """
-        data = b""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout if timeout else None
-        try:
-            while b"\r\n\r\n" not in data and len(data) < HEAD_LIMIT:
-                wait = self.idle_timeout if deadline is None else deadline - loop.time()
-                if wait <= 0:
-                    break
-                chunk = await asyncio.wait_for(reader.read(HEAD_LIMIT), wait)
-                if not chunk:
-                    break
-                data += chunk
-        except (TimeoutError, OSError, ssl.SSLError):
-            if deadline is not None and not data:
-                data = b"\0"  # a timeout, not an EOF: counted by the caller
-        return data
 
     async def _handshake(
         self, writer: asyncio.StreamWriter, peer: str
@@ -507,65 +462,3 @@ class TlsFront:
             )
             return False
         return identity
-
-    async def _pipe(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        activity: list[float],
-        idle: float = 0.0,
-        budget: int = 0,
-        peer: asyncio.StreamWriter | None = None,
-    ) -> None:
-        """Copy bytes until EOF or until *both* directions were idle for `idle` seconds.
-
-        `budget` (> 0): the bytes this direction may carry before the connection (`peer`: the
-        writer of the reading side) is reset.
-        """
-        idle = idle or self.idle_timeout
-        left = budget
-        try:
-            while True:
-                try:
-                    data = await asyncio.wait_for(reader.read(BUFFER), idle)
-                except TimeoutError:
-                    if self.clock() - activity[0] < idle:
-                        continue  # the other direction is busy (an SSE stream)
-                    break
-                if not data:
-                    break
-                if budget:
-                    left -= len(data)
-                    if left < 0:
-                        if self.governor is not None:
-                            self.governor.count("anonymous_bytes")
-                        # resets both ways, so waitress drops the partial body now
-                        # and the client is not left waiting for a TLS close_notify (30 s)
-                        writer.transport.abort()
-                        if peer is not None:
-                            peer.transport.abort()
-                        return
-                activity[0] = self.clock()
-                writer.write(data)
-                await writer.drain()
-        except (OSError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
-        finally:
-            try:
-                if writer.can_write_eof():
-                    writer.write_eof()
-                else:
-                    writer.close()
-            except (OSError, RuntimeError, ssl.SSLError):
-                writer.close()
-
-
-def _close(*writers: asyncio.StreamWriter | None, abort: bool) -> None:
-    """Close both sides of a connection (abort: the loop stops next, no close_notify)."""
-    for w in writers:
-        if w is None:
-            continue
-        if abort:
-            w.transport.abort()
-        else:
-            w.close()

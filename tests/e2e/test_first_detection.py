@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import ROOT, ManagerProc, agent_env, enroll_cli, wait_for
+from .harness import ROOT, WAIT_LIMIT, ManagerProc, agent_env, enroll_cli, wait_for
 from .test_story import SseReader
 
 pytestmark = [
@@ -128,8 +128,8 @@ def test_fresh_install_detects_with_attack_and_forwards_hunting_events(
         )
         found = wait_for(
             lambda: (lambda hits: hits if len(hits) >= 2 else None)(_search(manager, uuid, query)),
-            5,
-            "two ATT&CK detections searchable within 5 s",
+            WAIT_LIMIT,  # the figure is printed below; a busy box must not fail the test
+            "two ATT&CK detections searchable",
         )
         searchable_after = time.monotonic() - ran
         assert len(found) == 2

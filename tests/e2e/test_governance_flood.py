@@ -62,6 +62,19 @@ def _flood(port: int, count: int) -> list[socket.socket]:
     return socks
 
 
+def _open(sock: socket.socket) -> bool:
+    """Whether the manager still holds this connection (no EOF or reset yet)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(10)
+
+
 def _wait(cond: object, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,7 +94,6 @@ def test_2100_connection_flood_leaves_agents_and_admins_served(mgr: Manager) -> 
         gov = front.governor
         assert _wait(lambda: gov.rejected["per_source"] > 0)
         assert gov.active <= mgr.ctx.config.tls.per_source_connections + 2
-        start = time.monotonic()
         for _ in range(5):  # enrolled agent, another address: served during the flood
             line = _request(
                 ep,
@@ -101,7 +113,9 @@ def test_2100_connection_flood_leaves_agents_and_admins_served(mgr: Manager) -> 
                 ca=mgr.pki.ca_path,
             )
             assert line == b"HTTP/1.1 200 OK"
-        assert time.monotonic() - start < 20
+        # the flood still holds its slots (they end after tls.handshake_timeout): served during
+        # it, not after it (a condition on the flood rather than a time margin)
+        assert any(_open(s) for s in socks)
         metrics = mgr.ctx.metrics.render()
         assert "heron_tls_rejected_per_source_total" in metrics
         assert mgr.ctx.metrics.value("heron_tls_rejected_per_source_total") >= 2 * (
@@ -123,13 +137,13 @@ def test_a_head_not_sent_in_time_is_closed(mgr: Manager) -> None:
     front.governor.limits = replace(old, header_timeout=0.5)
     try:
         ctx = ssl.create_default_context(cafile=str(mgr.pki.ca_path))
-        raw = socket.create_connection(("127.0.0.1", mgr.bound.admin[1]), timeout=10)
+        before = front.governor.rejected["header_timeout"]
+        raw = socket.create_connection(("127.0.0.1", mgr.bound.admin[1]), timeout=120)
         with ctx.wrap_socket(raw, server_hostname="localhost") as conn:
             conn.sendall(b"GET /healthz HTTP/1.1\r\n")  # slowloris: never ends the head
-            start = time.monotonic()
             assert conn.recv(100) == b""
-            assert time.monotonic() - start < 5
-        assert front.governor.rejected["header_timeout"] >= 1
+        # closed for its late head (the counter), not by a time margin of the test
+        assert front.governor.rejected["header_timeout"] == before + 1
     finally:
         front.governor.limits = old
 

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
+from agent.link.attach import attach
 from agent.link.config import LinkConfig
 from agent.link.forwarder import LinkState
 from agent.link.health import HEALTH_CHANNEL, HEALTH_EVICTED
-from agent.link.link import Link, attach
+from agent.link.link import Link
 from tests.support.events import gene_event
 
 from .harness import (

@@ -238,10 +238,14 @@ def test_idle_tcp_connection_does_not_stall_others(mgr: Manager) -> None:
         socket.create_connection(("127.0.0.1", mgr.bound.endpoint[1]), timeout=5) for _ in range(3)
     ]
     try:
-        started = time.perf_counter()
-        res = _session(mgr.pki.ca_path).get(mgr.ep_url + "/healthz", timeout=10)
+        res = _session(mgr.pki.ca_path).get(mgr.ep_url + "/healthz", timeout=60)
         assert res.status_code == 200
-        assert time.perf_counter() - started < 2.0
+        # served while the idle ones still waited for their handshake (the front closes them
+        # after tls.handshake_timeout): not served after them (a condition, not a time margin)
+        for sock in idle:
+            sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                sock.recv(1)
     finally:
         for sock in idle:
             sock.close()
@@ -258,10 +262,8 @@ def test_failed_handshakes_are_counted(mgr: Manager) -> None:
             sock.recv(100)
         except (ConnectionError, TimeoutError):
             pass
-    deadline = time.time() + 5
-    while front.refused == before and time.time() < deadline:
-        time.sleep(0.05)
-    assert front.refused >= before + 1  # earlier tests' idle sockets may also land here
+    # earlier tests' idle sockets may also land here
+    wait_for(lambda: front.refused >= before + 1, 60, "the refused handshake to be counted")
     metrics = (
         _session(mgr.pki.ca_path)
         .get(mgr.admin_url + "/metrics", headers={"X-Api-Key": mgr.admin_key}, timeout=10)
@@ -299,9 +301,7 @@ def test_closing_the_front_ends_its_connections_cleanly(
         )
         for _ in range(3)
     ]
-    deadline = time.time() + 5
-    while (front.active < 6 or len(held) < 3) and time.time() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: front.active >= 6 and len(held) >= 3, 60, "6 connections at the front")
     assert front.active == 6
     stop = threading.Event()
 
@@ -315,12 +315,14 @@ def test_closing_the_front_ends_its_connections_cleanly(
     late = threading.Thread(target=connect_during_close, daemon=True)
     late.start()
     caplog.set_level(logging.WARNING, logger="asyncio")
+    caplog.set_level(logging.WARNING, logger="appliance.transport.tlsfront")
     try:
         n = len(socks)
         wait_for(lambda: len(socks) > n, 30, "a connection from the late thread")
-        started = time.perf_counter()
         front.close()
-        assert time.perf_counter() - started < 3.0
+        # every connection ended: close() did not give up at its SHUTDOWN_TIMEOUT ("did not
+        # end in time", "still running"), a condition rather than a time margin
+        assert [r.getMessage() for r in caplog.records if r.name.startswith("appliance")] == []
         assert front.active == 0
         assert not [t for t in threading.enumerate() if t.name == "tls-closing"]
         socks[4].settimeout(5)

@@ -23,7 +23,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,15 +196,15 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
     # 2. a matching process runs: detection, kill, filedump, report
     stream = SseReader(manager)
     try:
-        started = time.monotonic()
         proc = subprocess.Popen([str(evil), "60"])
         try:
             proc.wait(WAIT_LIMIT)  # it sleeps 60 s unless the agent kills it
         finally:
             if proc.poll() is None:
                 proc.kill()
+        # killed, not ended by itself (it sleeps 60 s): the kill latency is a benchmark figure
+        # (benchmarks/agent_noise.py), not a margin here
         assert proc.returncode == -signal.SIGKILL, "the agent did not kill the process"
-        killed_after = time.monotonic() - started
 
         hits = wait_for(
             lambda: manager.admin("GET", f"/search?q={sha256}&detections=true&endpoint={uuid}")[
@@ -309,4 +308,3 @@ def test_ioc_from_misp_detected_killed_reported_and_shared(
     ]
     assert any("evil-updater" in a["value"] for a in dumped), rendered
     assert not misp.violations, misp.violations
-    assert killed_after < 10

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +38,13 @@ def _runner(
 def test_kill_runs_while_evidence_workers_are_stuck(tmp_path: Path, config_factory: Any) -> None:
     release = threading.Event()
     started = threading.Event()
-    killed: list[float] = []
+    killed: list[bool] = []  # per kill: was the evidence worker still stuck when it ran?
 
     def slow_report(ctx: ActionContext) -> None:
         started.set()
-        release.wait(30)
+        release.wait()  # stuck until the test ends (set in `finally`)
 
-    registry = {"report": slow_report, "kill": lambda ctx: killed.append(time.monotonic())}
+    registry = {"report": slow_report, "kill": lambda ctx: killed.append(not release.is_set())}
     runner = _runner(
         tmp_path, config_factory, registry, workers=1, queue_size=4, max_per_rule_hour=0
     )
@@ -53,11 +52,10 @@ def test_kill_runs_while_evidence_workers_are_stuck(tmp_path: Path, config_facto
     try:
         for i in range(8):  # 1 running + 4 queued + 3 dropped
             runner.submit(_job(("report",), n=i))
-        assert started.wait(10)
-        t0 = time.monotonic()
+        assert started.wait(60)
         assert runner.submit(_job(("report", "kill"), n=99))
-        wait_for(lambda: killed, 10, "the kill (it must not wait behind the stuck evidence worker)")
-        assert killed[0] - t0 < 5
+        wait_for(lambda: killed, 60, "the kill (it must not wait behind the stuck evidence worker)")
+        assert killed == [True]  # it ran while the worker was stuck: a condition, not a margin
         st = runner.status()
         assert st["dropped_actions"] == {"report": 4}  # 3 report-only jobs + the kill's report
         assert st["runs"]["kill"] == 1

@@ -6,13 +6,16 @@ import json
 import time
 from pathlib import Path
 
+from agent.link.attach import attach, link_config_for
 from agent.link.config import LinkConfig
-from agent.link.link import Link, LinkHooks, attach, link_config_for
+from agent.link.hooks import LinkHooks
+from agent.link.link import Link
 from agent.link.system_service import install_systemd, systemd_unit, uninstall_systemd
 from agent.link.transport import MemoryTransport
 from agent.service import build_agent
 from tests.agent.conftest import gene_rule, make_config
 from tests.support.events import gene_event
+from tests.support.waiting import wait_for
 
 from .fakemanager import FakeManager
 
@@ -179,9 +182,7 @@ def test_running_link_status_is_readable_by_the_cli(tmp_path: Path, capsys) -> N
     link = Link(cfg, tmp_path / "s", transport_factory=lambda: MemoryTransport(refuse))
     link.start()
     link.submit(sysmon_event("x.exe"))
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and link.forwarder.state.value != "cert-rejected":
-        time.sleep(0.02)
+    wait_for(lambda: link.forwarder.state.value == "cert-rejected", 60, "the rejected state")
     link.stop()
     assert main(["link", "status", "--state-dir", str(tmp_path / "s")]) == 0
     out = json.loads(capsys.readouterr().out)

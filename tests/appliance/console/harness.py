@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +110,12 @@ class Manager:
             timeout=10,
         )
 
+    def another_endpoint(self, tmp: Path, hostname: str) -> Manager:
+        """The same manager with a newly enrolled endpoint (offline bundle, group "finance"):
+        a test that changes an endpoint for good (revokes it) does it on one of its own."""
+        uuid, cert = _enroll(self.ctx, tmp, hostname)
+        return replace(self, endpoint_uuid=uuid, hostname=hostname, client_cert=cert)
+
     def close(self) -> None:
         for close in reversed(self._closers):
             try:
@@ -133,6 +139,15 @@ def _event_store(root: Path) -> Any:
     return EventStore(root, commit_interval=0.2, index_process=False)
 
 
+def _enroll(ctx: AppContext, tmp: Path, hostname: str) -> tuple[str, tuple[str, str]]:
+    """An endpoint of group "finance" enrolled by offline bundle: its uuid, and its client
+    certificate and key written under `tmp`."""
+    bundle = ctx.identity.bundle(group="finance", hostname=hostname)
+    (tmp / "client.pem").write_text(bundle.certificate_pem)
+    (tmp / "client.key").write_text(bundle.key_pem)
+    return bundle.uuid, (str(tmp / "client.pem"), str(tmp / "client.key"))
+
+
 def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
     """Start a manager under `tmp`; call `.close()` when done."""
     pki = Pki.create(tmp / "pki", server_names=["127.0.0.1", "localhost"])
@@ -145,9 +160,7 @@ def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
     ctx.extensions.add(console_for(ctx))
     _, admin_key = ctx.identity.add_user("alice", Role.ADMIN, description="browser tests")
     _, analyst_key = ctx.identity.add_user("bob", Role.ANALYST)
-    bundle = ctx.identity.bundle(group="finance", hostname=hostname)
-    (tmp / "client.pem").write_text(bundle.certificate_pem)
-    (tmp / "client.key").write_text(bundle.key_pem)
+    endpoint_uuid, client_cert = _enroll(ctx, tmp, hostname)
 
     server = ManagerServer(ctx)  # what `heron-manager run` starts
     bound = server.start()
@@ -159,9 +172,9 @@ def start_manager(tmp: Path, *, hostname: str = "WS-FINANCE-07") -> Manager:
         endpoint_url=f"https://127.0.0.1:{ep_port}",
         admin_key=admin_key,
         analyst_key=analyst_key,
-        endpoint_uuid=bundle.uuid,
+        endpoint_uuid=endpoint_uuid,
         hostname=hostname,
-        client_cert=(str(tmp / "client.pem"), str(tmp / "client.key")),
+        client_cert=client_cert,
         ca_path=str(pki.ca_path),
         spki_sha256_b64=_spki_hash(tmp / "pki" / "server.pem"),
         _closers=closers,
@@ -205,14 +218,44 @@ def sysmon_event(
     return event
 
 
+def login(browser: Browser, manager: Manager) -> None:
+    """Sign in with the admin key from the sign-in page (ends on the Dashboard)."""
+    browser.driver.get(manager.admin_url + "/console/")
+    key = browser.wait_css("input[name=api_key]")
+    key.send_keys(manager.admin_key)
+    key.submit()
+    browser.wait_text("main h1", "Dashboard")
+
+
+def signed_in_as(browser: Browser, manager: Manager) -> str:
+    """Load the console; the role signed in ("admin", "analyst") or "" when signed out."""
+    browser.driver.get(manager.admin_url + "/console/")
+    browser.wait(lambda d: browser.all("main h1") and browser.heading() != "")
+    if browser.heading() != "Dashboard":
+        return ""
+    who = browser.wait(lambda d: browser.css("#who").text)
+    return "admin" if "(admin)" in who else "analyst"
+
+
+def sign_out(browser: Browser, manager: Manager) -> None:
+    """Sign out whoever an earlier test left signed in."""
+    if signed_in_as(browser, manager):
+        browser.button("Log out").click()
+        browser.wait_css("input[name=api_key]")
+
+
+def as_admin(browser: Browser, manager: Manager) -> None:
+    """Sign in as the admin unless the browser already is (an earlier test may have left it
+    signed out, or signed in as the analyst)."""
+    if signed_in_as(browser, manager) != "admin":
+        sign_out(browser, manager)
+        login(browser, manager)
+
+
 def logged_in_browser(manager: Manager) -> Browser:
     """Headless Chromium logged in to `manager`'s console with the admin key (on the Dashboard)."""
     from .browser import Browser
 
     b = Browser(spki_hash=manager.spki_sha256_b64)
-    b.driver.get(manager.admin_url + "/console/")
-    key = b.wait_css("input[name=api_key]")
-    key.send_keys(manager.admin_key)
-    key.submit()
-    b.wait_text("main h1", "Dashboard")
+    login(b, manager)
     return b

@@ -1,8 +1,9 @@
 """The console in headless Chromium against a real manager (waitress behind the TLS front).
 
-One manager and one browser for the module; tests run in file order and share the login. Each
-test ends by asserting the browser console has no error (JavaScript errors, failed loads, CSP
-violations), and saves a screenshot under tests/artifacts/console/.
+One manager and one browser for the module. Each test signs in as it needs and posts the events
+it looks for, so it passes alone and in any order (proof: the file's tests in reverse order).
+Each test ends by asserting the browser console has no error (JavaScript errors, failed loads,
+CSP violations), and saves a screenshot under tests/artifacts/console/.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime as dt
 import json
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ import requests
 from tests.support.waiting import wait_for
 
 from .browser import Browser, available
-from .harness import Manager, start_manager, sysmon_event
+from .harness import Manager, as_admin, sign_out, start_manager, sysmon_event
 
 pytestmark = [
     pytest.mark.browser,
@@ -70,16 +72,22 @@ def clean_console(
     assert not errors, "browser console errors:\n" + "\n".join(errors)
 
 
-def _login(browser: Browser, manager: Manager) -> None:
-    browser.driver.get(manager.admin_url + "/console/")
-    key = browser.wait_css("input[name=api_key]")
-    key.send_keys(manager.admin_key)
-    key.submit()
-    browser.wait_text("main h1", "Dashboard")
+def _post_detection(manager: Manager) -> None:
+    """A `RULE_NAME` detection on the module's endpoint, counted by the dashboard's overview
+    when this returns (what the rules, endpoint and dashboard pages show)."""
+
+    def hits() -> int:
+        ov = manager.admin("GET", "/console/api/overview", params={"hours": 24}).json()
+        return sum(r["hits"] for r in ov["data"]["rules"] if r["name"] == RULE_NAME)
+
+    before = hits()
+    ack = manager.post_logs(_mimikatz_and_powershell(manager.hostname))
+    assert ack.status_code == 200, ack.text
+    wait_for(lambda: hits() > before, what="the detection in the overview")
 
 
 def test_login_sets_a_secure_session(browser: Browser, manager: Manager, clean_console) -> None:
-    browser.driver.get(manager.admin_url + "/console/")
+    sign_out(browser, manager)
     assert browser.wait_css("main h1").text == "Heron console"
     assert browser.css("#topbar").is_displayed() is False
     assert browser.active().get_attribute("name") == "api_key"  # focus starts in the key field
@@ -126,6 +134,7 @@ def _mimikatz_and_powershell(
 
 
 def test_live_detection_appears(browser: Browser, manager: Manager, clean_console) -> None:
+    as_admin(browser, manager)
     browser.go("#/detections")
     browser.wait_text("#live-state", "connected")
     ack = manager.post_logs(_mimikatz_and_powershell(manager.hostname))
@@ -136,21 +145,10 @@ def test_live_detection_appears(browser: Browser, manager: Manager, clean_consol
     browser.screenshot("03-detections-live")
 
 
-def _sign_in(browser: Browser, manager: Manager) -> bool:
-    """Sign in as the admin unless an earlier test of this module did; True when it signed in
-    (the caller signs out again, so the module's login test still starts signed out)."""
-    browser.driver.get(manager.admin_url + "/console/")
-    browser.wait(lambda d: browser.all("main h1") and browser.heading() != "")
-    if browser.heading() == "Dashboard":
-        return False
-    _login(browser, manager)
-    return True
-
-
 def test_search_with_query_language(browser: Browser, manager: Manager, clean_console) -> None:
     """Searches events of its own, so it passes alone and in any order. They are three days old:
-    the dashboard's last-24-hours count keeps only what the scenario's live test posted."""
-    signed_in = _sign_in(browser, manager)
+    they stay out of the dashboard's last-24-hours count."""
+    as_admin(browser, manager)
     tag = uuidlib.uuid4().hex[:12]
     events = _mimikatz_and_powershell(manager.hostname, folder=f"{tag}\\", encoded=tag)
     then = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
@@ -188,9 +186,6 @@ def test_search_with_query_language(browser: Browser, manager: Manager, clean_co
     field.submit()
     browser.wait(lambda d: "1 event(s) shown" in browser.css("main p[aria-live]").text)
     assert "powershell.exe" in browser.css("main tbody tr").text
-    if signed_in:
-        browser.button("Log out").click()
-        browser.wait_css("input[name=api_key]")
 
 
 SYSTEM_INFO = {
@@ -208,12 +203,22 @@ SYSTEM_INFO = {
 }
 
 
+def _endpoint_row(browser: Browser, hostname: str) -> Any:
+    """The endpoints table's row of `hostname` (other tests may have added endpoints)."""
+    browser.wait_text("main tbody", hostname)
+    return browser.wait(
+        lambda d: next((r for r in browser.all("main tbody tr") if hostname in r.text), None)
+    )
+
+
 def test_run_a_command(browser: Browser, manager: Manager, clean_console) -> None:
+    as_admin(browser, manager)
+    _post_detection(manager)
     assert manager.post_system_info(SYSTEM_INFO).status_code == 200
     browser.go("#/endpoints")
-    row = browser.wait_css("main tbody tr")
-    assert manager.hostname in row.text and "finance" in row.text
-    browser.wait_text("main tbody tr", "Windows 11 Enterprise, build 22631")
+    row = _endpoint_row(browser, manager.hostname)
+    assert "finance" in row.text
+    browser.wait(lambda d: "Windows 11 Enterprise, build 22631" in row.text)
     browser.css(f"button[aria-label='Run a command on {manager.hostname}']").click()
     line = browser.wait_css("dialog[open] input[name=command-line]")
     assert browser.active() == line
@@ -237,6 +242,7 @@ def test_run_a_command(browser: Browser, manager: Manager, clean_console) -> Non
 def test_artifacts_download_and_ir_report(
     browser: Browser, manager: Manager, clean_console
 ) -> None:
+    as_admin(browser, manager)
     guid, ehash = "{6d24c251-d7fe-40cf-8723-cea8ee2b33f1}", "ab" * 20
     report = {
         "processes": [{"pid": 4242, "image": "C:\\Tools\\mimikatz.exe"}],
@@ -263,6 +269,8 @@ def test_artifacts_download_and_ir_report(
 
 
 def test_edit_rule_with_compile_check(browser: Browser, manager: Manager, clean_console) -> None:
+    as_admin(browser, manager)
+    _post_detection(manager)
     browser.go("#/rules")
     editor = browser.field("Rule (Gene JSON)")
     set_value = "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));"
@@ -273,7 +281,7 @@ def test_edit_rule_with_compile_check(browser: Browser, manager: Manager, clean_
     assert RULE_NAME in listed.text
     saved = manager.admin("GET", "/rules", params={"name": RULE_NAME}).json()["data"]
     assert [r["Name"] for r in saved] == [RULE_NAME]
-    # the chart and the table count the detection posted earlier
+    # the chart and the table count the detection posted above
     assert RULE_NAME in browser.css("section[aria-labelledby=rules-chart] svg").text
     browser.css(f"button[aria-label='Edit {RULE_NAME}']").click()
     assert browser.active().text.startswith("Edit rule")
@@ -291,8 +299,10 @@ def test_edit_rule_with_compile_check(browser: Browser, manager: Manager, clean_
 
 
 def test_suppressions_and_noisiest_rules(browser: Browser, manager: Manager, clean_console) -> None:
+    as_admin(browser, manager)
+    _post_detection(manager)
     browser.go("#/rules")
-    browser.wait_text("section[aria-labelledby=rules-noisy]", RULE_NAME)  # detected earlier
+    browser.wait_text("section[aria-labelledby=rules-noisy]", RULE_NAME)
     browser.field("Rule (name, or * for every rule)").send_keys(RULE_NAME)
     browser.field("Image starts with").send_keys("C:\\Tools\\")
     browser.field("Host group (empty: every endpoint)").send_keys("lab")
@@ -336,6 +346,10 @@ def test_suppressions_and_noisiest_rules(browser: Browser, manager: Manager, cle
 def test_misp_settings(browser: Browser, manager: Manager, clean_console) -> None:
     if manager.admin("GET", "/misp/status").status_code == 404:
         pytest.skip("the MISP routes are not mounted on the admin app (appliance.misp not wired)")
+    as_admin(browser, manager)
+    # no key stored yet (another test may have saved one): the form below stores it
+    res = manager.admin("PUT", "/misp/settings", json={"api_key": ""})
+    assert res.status_code == 200 and res.json()["data"]["api_key_set"] is False, res.text
     browser.go("#/misp")
     url = browser.field("MISP URL")
     url.clear()
@@ -358,6 +372,7 @@ def test_misp_status_shows_streams_permissions_backfill_and_dead_letters(
 ) -> None:
     from tests.fakemisp import DEFAULT_KEY, FakeMisp
 
+    as_admin(browser, manager)
     with FakeMisp() as fake:
         res = manager.admin(
             "PUT",
@@ -384,6 +399,7 @@ def test_misp_status_shows_streams_permissions_backfill_and_dead_letters(
 def test_iocs_add_and_delete(browser: Browser, manager: Manager, clean_console) -> None:
     from selenium.webdriver.support.ui import Select
 
+    as_admin(browser, manager)
     browser.go("#/iocs")
     Select(browser.field("Type")).select_by_value("domain")
     browser.field("Value").send_keys("c2.evil-corp.invalid")
@@ -408,6 +424,7 @@ def test_iocs_add_and_delete(browser: Browser, manager: Manager, clean_console) 
 def test_users_and_api_keys(browser: Browser, manager: Manager, clean_console) -> None:
     from selenium.webdriver.support.ui import Select
 
+    as_admin(browser, manager)
     browser.go("#/users")
     browser.field("Identifier").send_keys("carol")
     Select(browser.field("Role")).select_by_value("analyst")
@@ -430,17 +447,23 @@ def test_users_and_api_keys(browser: Browser, manager: Manager, clean_console) -
 
 
 def test_dashboard_charts(browser: Browser, manager: Manager, clean_console) -> None:
+    as_admin(browser, manager)
+    _post_detection(manager)  # the endpoint posted logs: online
+    total = manager.admin("GET", "/console/api/overview", params={"hours": 24}).json()["data"]
+    endpoints = manager.admin("GET", "/endpoints").json()["data"]
     browser.go("#/dashboard")
     time_chart = browser.wait_css("section[aria-labelledby=dash-time] svg[role=img]")
-    assert "1 in total" in time_chart.get_attribute("aria-label")
+    assert f": {total['total']} in total" in time_chart.get_attribute("aria-label")
     assert RULE_NAME in browser.css("section[aria-labelledby=dash-rules] svg").text
-    assert "1 / 1" in browser.css(".cards").text  # the endpoint posted logs: online
+    online = browser.css(".cards .card .value").text  # "online / endpoints"
+    assert int(online.split(" / ")[0]) >= 1 and online.endswith(f" / {len(endpoints)}")
     browser.screenshot("09-dashboard")
 
 
 def test_keyboard_only_navigation(browser: Browser, manager: Manager, clean_console) -> None:
     from selenium.webdriver.common.keys import Keys
 
+    as_admin(browser, manager)
     browser.driver.get(manager.admin_url + "/console/#/dashboard")
     browser.driver.refresh()  # a real page load, not a hash change
     browser.wait_text("main h1", "Dashboard")
@@ -528,6 +551,7 @@ def test_attack_rule_state_and_offline_bundle(
 ) -> None:
     """ATT&CK of a detection, the endpoint's reported rule state, and a bundle minted from the
     endpoints page while the manager runs (issue 15)."""
+    as_admin(browser, manager)
     det = sysmon_event(
         manager.hostname,
         image="C:\\Windows\\System32\\rundll32.exe",
@@ -559,7 +583,8 @@ def test_attack_rule_state_and_offline_bundle(
 def test_rule_packs_disable_and_versions(browser: Browser, manager: Manager, clean_console) -> None:
     from appliance.services.content import DEFAULTS_DIR
 
-    # (the store holds this module's rule already, so first-start seeding would not run)
+    as_admin(browser, manager)
+    # imported here: the test does not rely on first-start seeding
     pack = [json.loads(line) for line in (DEFAULTS_DIR / "windows.gen").read_text().splitlines()]
     manager.ctx.content.import_rules_pack(
         "windows", pack, source="windows.gen", version="t", licence="GPL-3.0-or-later"
@@ -576,7 +601,12 @@ def test_rule_packs_disable_and_versions(browser: Browser, manager: Manager, cle
     browser.screenshot("21-rule-packs")
 
 
-def test_contain_then_revoke_endpoint(browser: Browser, manager: Manager, clean_console) -> None:
+def test_contain_then_revoke_endpoint(
+    browser: Browser, manager: Manager, clean_console, tmp_path: Path
+) -> None:
+    # an endpoint of its own: the module's endpoint stays enrolled for the other tests
+    manager = manager.another_endpoint(tmp_path, "WS-FINANCE-99")
+    as_admin(browser, manager)
     browser.go("#/endpoints")
     browser.wait_css(f"button[aria-label='Contain {manager.hostname}']").click()
     browser.button("Contain", browser.wait_css("dialog[open]")).click()
@@ -600,8 +630,7 @@ def test_contain_then_revoke_endpoint(browser: Browser, manager: Manager, clean_
 
 
 def test_analyst_sees_read_only_console(browser: Browser, manager: Manager, clean_console) -> None:
-    browser.go("#/dashboard")
-    browser.button("Log out").click()
+    sign_out(browser, manager)
     key = browser.wait_css("input[name=api_key]")
     assert not [c for c in browser.driver.get_cookies() if c["name"] == "__Host-heron-session"]
     key.send_keys(manager.analyst_key)

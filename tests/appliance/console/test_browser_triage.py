@@ -1,19 +1,23 @@
 """Alert triage in headless Chromium against a real manager: the queue, the alert dialog, bulk
 actions, XSS payloads shown as text, and a 10,000-row queue paged by cursor.
 
-Own manager and browser (module scope); every test asserts an empty browser console and saves a
-screenshot under tests/artifacts/console/.
+Own manager and browser (module scope). Each test signs in as it needs and makes the alerts it
+looks at, under signatures of its own, so it passes alone and in any order; every test asserts an
+empty browser console and saves a screenshot under tests/artifacts/console/.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 
+from tests.support.waiting import wait_for
+
 from .browser import Browser, available
-from .harness import Manager, logged_in_browser, start_manager, sysmon_event
+from .harness import Manager, as_admin, logged_in_browser, sign_out, start_manager, sysmon_event
 
 pytestmark = [
     pytest.mark.browser,
@@ -44,6 +48,35 @@ def _alerts(manager: Manager, **params: str) -> dict[str, object]:
     return data
 
 
+def _alert(manager: Manager, signature: str, status: str = "") -> dict[str, object]:
+    """A detection `signature` on the module's endpoint, once it is an alert (set to `status`)."""
+    event = sysmon_event(
+        manager.hostname,
+        image=f"C:\\Tools\\{signature}.exe",
+        command_line=signature,
+        signature=signature,
+        criticality=7,
+    )
+    assert manager.post_logs([event]).status_code == 200
+    found = wait_for(
+        lambda: _alerts(manager, status="all", signature=signature)["alerts"], 60, "the alert"
+    )
+    alert: dict[str, object] = found[0]
+    wait_for(lambda: _searchable(manager, signature), 60, "the event indexed")  # the dialog
+    if status:
+        res = manager.admin(
+            "POST", f"/alerts/{alert['endpoint']}/{alert['event_hash']}", json={"status": status}
+        )
+        assert res.status_code == 200, res.text
+    return alert
+
+
+def _queue(signature: str, **params: str) -> str:
+    """The detections page route of one signature's alerts."""
+    query = "&".join(f"{k}={quote(v)}" for k, v in {**params, "signature": signature}.items())
+    return f"#/detections?{query}"
+
+
 def _searchable(manager: Manager, words: str) -> bool:
     res = manager.admin("GET", "/search", params={"q": words, "detections": "true"})
     return res.status_code == 200 and res.json()["data"]["total"] > 0
@@ -52,6 +85,8 @@ def _searchable(manager: Manager, words: str) -> bool:
 def test_live_detection_then_triage_in_the_dialog(
     browser: Browser, manager: Manager, clean_console
 ) -> None:
+    as_admin(browser, manager)
+    signature = "Triage-" + XSS
     browser.go("#/detections")
     browser.wait_text("#live-state", "connected")
     ack = manager.post_logs(
@@ -60,7 +95,7 @@ def test_live_detection_then_triage_in_the_dialog(
                 manager.hostname,
                 image="C:\\Tools\\" + XSS + ".exe",
                 command_line=XSS,
-                signature="Triage-" + XSS,
+                signature=signature,
                 criticality=9,
             )
         ]
@@ -70,7 +105,7 @@ def test_live_detection_then_triage_in_the_dialog(
     assert "Triage-<img" in row.text and "New" in row.text
     browser.screenshot("20-alerts-live")
     browser.wait(lambda d: _searchable(manager, "Triage"), timeout=60)  # indexed (busy box)
-    browser.go("#/detections")  # the stored queue (fleet store) lists it too
+    browser.go(_queue(signature))  # the stored queue (fleet store) lists it too
     row = browser.wait_css("tbody tr[data-status=new]")
     browser.button("Open", row).click()
     dialog = browser.wait_css("dialog[open]")
@@ -82,21 +117,22 @@ def test_live_detection_then_triage_in_the_dialog(
     browser.button("Save", dialog).click()
     browser.wait_text("dialog[open] .alert-out", "Saved")
     assert "checking " + XSS in browser.css("dialog[open] .comment-box").text
-    alert = _alerts(manager, status="in_progress")["alerts"][0]  # type: ignore[index]
+    alert = _alerts(manager, status="in_progress", signature=signature)["alerts"][0]  # type: ignore[index]
     assert alert["assignee"] == "alice" and alert["comments"] == 1
     browser.screenshot("21-alert-dialog")
     browser.button("Mark false positive", dialog).click()
     browser.wait_text("dialog[open] dd.status-false_positive", "False positive")
     browser.button("Close", dialog).click()
     browser.wait(lambda d: not browser.all("dialog[open]"))
-    browser.wait_text("#alerts-summary", "0 of 0 alert(s) shown")  # the open queue is empty
-    assert _alerts(manager, status="false_positive")["total"] == 1
+    browser.wait_text("#alerts-summary", "0 of 0 alert(s) shown")  # none of it left open
+    assert _alerts(manager, status="false_positive", signature=signature)["total"] == 1
     audit = manager.admin("GET", "/audit").json()["data"]
     changes = [a["detail"] for a in audit if a["action"] == "alert.update"]
     assert {"status": ["in_progress", "false_positive"]} in changes
 
 
 def test_bulk_actions(browser: Browser, manager: Manager, clean_console) -> None:
+    as_admin(browser, manager)
     events = [
         sysmon_event(
             manager.hostname,
@@ -108,32 +144,26 @@ def test_bulk_actions(browser: Browser, manager: Manager, clean_console) -> None
         for i in range(3)
     ]
     assert manager.post_logs(events).status_code == 200
-    browser.wait(lambda d: _alerts(manager)["total"] == 3)
-    browser.go("#/detections")
+    browser.wait(lambda d: _alerts(manager, signature="Bulk")["total"] == 3)
+    browser.go(_queue("Bulk"))
     browser.wait_text("#alerts-summary", "3 of 3")
     browser.css("thead input[type=checkbox]").click()
     browser.field("Set status of selected").send_keys("Closed")
     browser.button("Apply to selected").click()
     browser.wait_text("main .bulk", "3 alert(s) changed")
     browser.wait_text("#alerts-summary", "0 of 0")
-    assert _alerts(manager, status="closed")["total"] == 3
+    assert _alerts(manager, status="closed", signature="Bulk")["total"] == 3
     browser.screenshot("22-alerts-bulk")
 
 
 def test_ten_thousand_alerts_open_fast_and_page_by_cursor(
     browser: Browser, manager: Manager, clean_console
 ) -> None:
-    now = time.time()
-    rows = [
-        (manager.endpoint_uuid, now - i, now, f"{i:08x}", ["Volume"], i % 11, None)
-        for i in range(10_000)
-    ]
-    for start in range(0, len(rows), 1000):
-        manager.ctx.store.detections.add_many(rows[start : start + 1000])
-    manager.ctx.store.db.write(lambda cur: None)
+    as_admin(browser, manager)
+    _detections(manager, "Volume", 10_000)
     browser.go("#/dashboard")
     started = time.perf_counter()
-    browser.go("#/detections?sort=critical")
+    browser.go(_queue("Volume", sort="critical"))
     browser.wait_text("#alerts-summary", "100 of 10000")
     elapsed = time.perf_counter() - started
     print(f"10,000-alert queue: first page rendered in {elapsed * 1000:.0f} ms")
@@ -160,14 +190,29 @@ def _rule(name: str, attack: list[dict[str, str]]) -> dict[str, object]:
     }
 
 
+def _detections(manager: Manager, signature: str, count: int) -> None:
+    """`count` detections of `signature` straight into the fleet store (status new)."""
+    now = time.time()
+    rows = [
+        (manager.endpoint_uuid, now - i, now, f"{signature}-{i:08x}", [signature], i % 11, None)
+        for i in range(count)
+    ]
+    for start in range(0, len(rows), 1000):
+        manager.ctx.store.detections.add_many(rows[start : start + 1000])
+    manager.ctx.store.db.write(lambda cur: None)  # written when this returns
+
+
 def test_attack_matrix_with_drill_down(browser: Browser, manager: Manager, clean_console) -> None:
+    as_admin(browser, manager)
+    _detections(manager, "MatrixMany", 10_000)
+    _detections(manager, "MatrixFew", 3)
     rules = [
         _rule(
-            "Volume",
+            "MatrixMany",
             [{"ID": "T1003.001", "Tactic": "credential-access", "Description": "LSASS Memory"}],
         ),
         _rule(
-            "Bulk",
+            "MatrixFew",
             [
                 {"ID": "T1059.001", "Tactic": "execution", "Description": "PowerShell"},
                 {"ID": "T1003.001", "Tactic": "credential-access"},
@@ -177,15 +222,15 @@ def test_attack_matrix_with_drill_down(browser: Browser, manager: Manager, clean
     assert manager.admin("POST", "/rules", json=rules).status_code == 200
     browser.go("#/attack")
     cell = browser.wait_css("button[data-technique='T1003.001']")
-    assert "10003" in cell.text  # 10,000 Volume + 3 Bulk detections
+    assert "10003" in cell.text  # 10,000 MatrixMany + 3 MatrixFew detections
     cols = [c.text.split("\n")[0] for c in browser.all(".attack-col h3")]
     assert cols[0].lower().startswith("execution") and "credential" in cols[1].lower()
     browser.screenshot("24-attack-matrix")
     cell.click()
     drill = browser.wait_text("main section[aria-live]", "2 rule(s)")
-    assert "Volume — 10000 detection(s)" in drill.text
-    drill.find_element("link text", "Bulk").click()
-    browser.wait_text("#alerts-summary", "3 of 3")  # the 3 closed Bulk alerts (status all)
+    assert "MatrixMany — 10000 detection(s)" in drill.text
+    drill.find_element("link text", "MatrixFew").click()
+    browser.wait_text("#alerts-summary", "3 of 3")  # the 3 MatrixFew alerts
     assert "T1003.001 T1059.001" in browser.css("main tbody tr").text
 
 
@@ -194,6 +239,8 @@ def test_admin_enrollment_health_and_audit_log(
 ) -> None:
     import zipfile
 
+    as_admin(browser, manager)
+    _alert(manager, "AuditFP", "false_positive")  # an alert.update in the audit log
     browser.go("#/admin")
     ca = manager.admin("GET", "/enroll/ca").json()["data"]
     assert browser.wait_css("#ca-fp").text == ca["ca_sha256"]
@@ -234,10 +281,12 @@ def test_admin_enrollment_health_and_audit_log(
 
 
 def test_dashboard_overview_charts(browser: Browser, manager: Manager, clean_console) -> None:
+    as_admin(browser, manager)
+    _detections(manager, "DashRule", 50)  # the module has fewer than 10 rules: it is charted
     browser.go("#/dashboard")
     chart = browser.wait_css("section[aria-labelledby=dash-top-eps] svg")
     assert manager.hostname in chart.text
-    assert "Volume" in browser.css("section[aria-labelledby=dash-rules] svg").text
+    assert "DashRule" in browser.css("section[aria-labelledby=dash-rules] svg").text
     assert browser.all("section[aria-labelledby=dash-time] svg")
     open_alerts = int(_alerts(manager)["total"])  # type: ignore[call-overload]
     browser.wait_text(".cards", f"{open_alerts}\nOpen alerts")
@@ -247,12 +296,13 @@ def test_dashboard_overview_charts(browser: Browser, manager: Manager, clean_con
 def test_analyst_triages_but_cannot_run_commands(
     browser: Browser, manager: Manager, clean_console
 ) -> None:
-    browser.css("#logout").click()
+    _alert(manager, "AnalystFP", "false_positive")
+    sign_out(browser, manager)
     key = browser.wait_css("input[name=api_key]")
     key.send_keys(manager.analyst_key)
     key.submit()
     browser.wait_text("#who", "bob (analyst)")
-    browser.go("#/detections?status=false_positive")
+    browser.go(_queue("AnalystFP", status="false_positive"))
     row = browser.wait_css("tbody tr[data-status=false_positive]")
     browser.button("Open", row).click()
     dialog = browser.wait_css("dialog[open]")

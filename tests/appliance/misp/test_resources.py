@@ -15,6 +15,7 @@ from rules import wire
 from rules.iocs import IocSet
 from tests.fakemisp import DEFAULT_KEY, FakeMisp
 from tests.support.clock import Clock
+from tests.support.waiting import wait_for
 
 from .conftest import seed_event, write_artifacts
 
@@ -174,13 +175,8 @@ def test_worker_lifecycle_and_idempotent_attach(configured: Any, fake: FakeMisp)
     misp.start()
     assert worker is not None and misp.worker is worker  # started once
     seed_event(fake, [("sha256", SHA)])
-    import time
-
-    deadline = time.monotonic() + 5
-    while not fake.requests_to("/attributes/restSearch") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: fake.requests_to("/attributes/restSearch"), 60, "the worker's first pull")
     misp.stop()
-    assert fake.requests_to("/attributes/restSearch")
     assert misp.worker is None and misp.queued_batches() == 0  # rebuilt on next use
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import orjson
 import pytest
@@ -13,6 +12,7 @@ from appliance.core.errors import ClosedError, Conflict, StoreError, Unavailable
 from appliance.services.streams import ByteSubscription, StreamFilter, StreamHub
 from appliance.store import Role, Store, User
 from tests.appliance.conftest import Env, event
+from tests.support.waiting import wait_for
 
 
 def _det(uuid: str, sig: str, crit: int, eid: int = 1) -> dict:
@@ -49,10 +49,8 @@ def test_cap_and_unsubscribe() -> None:
 def test_slow_consumer_never_blocks_publish_and_drops_oldest() -> None:
     hub = StreamHub(queue=10)
     sub = hub.subscribe(StreamFilter())
-    started = time.perf_counter()
-    for i in range(1000):
+    for i in range(1000):  # nobody reads `sub`: a publish that waited for it would never return
         hub.publish([event(i)])
-    assert time.perf_counter() - started < 2.0
     assert len(sub.queue) == 10 and sub.dropped == 990
     body = hub.sse(sub, max_events=10)
     assert next(body) == b": heron stream\n\n"
@@ -144,9 +142,7 @@ def test_stream_route_over_admin_api(env: Env) -> None:
 
     thread = threading.Thread(target=consume)
     thread.start()
-    deadline = time.time() + 5
-    while env.ctx.hub.clients == 0 and time.time() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: env.ctx.hub.clients, 60, "the stream's subscriber")
     env.post_logs(
         agent, [event(1), event(2, signature="Low", crit=2), event(3, signature="High", crit=9)]
     )
