@@ -62,6 +62,22 @@ def test_ingest_fleet_benchmark_runs(tmp_path: Path) -> None:
     assert "store alone, 4 threads" in store and '"fsyncs_s": ' in store
 
 
+def test_sigma_loop_benchmark_runs() -> None:
+    corpus = ROOT.parent / "shared" / "corpus"
+    out = _run(
+        "benchmarks/sigma_loop.py",
+        "--passes",
+        "1",
+        "--limit",
+        "300",
+        "--rules",
+        str(corpus / "gene-rules" / "compiled.gen"),
+        str(corpus / "sigma" / "rules" / "windows" / "process_creation"),
+    )
+    assert "events per pass: 300" in out and "first pass (compiles the blocks)" in out
+    assert "warm: median" in out and "no memo: median" in out and "peak RSS" in out
+
+
 def test_startup_benchmark_runs() -> None:
     out = _run("benchmarks/startup.py", "--runs", "1")
     assert "start-up to first answer" in out and "run 1:" in out
