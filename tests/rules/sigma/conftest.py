@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,23 @@ CORPUS = SHARED / "corpus"
 SIGMA = CORPUS / "sigma"
 REGRESSION = CORPUS / "sigma-regression"
 EVTX_ATTACK = CORPUS / "EVTX-ATTACK-SAMPLES"
+
+
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+
+
+def sysmon_event(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A Sysmon process-creation event (EID 1) with `fields` as its EventData."""
+    return {
+        "Event": {
+            "System": {
+                "Channel": SYSMON,
+                "EventID": "1",
+                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
+            },
+            "EventData": dict(fields),
+        }
+    }
 
 
 def need(path: Path) -> Path:

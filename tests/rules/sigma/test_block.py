@@ -13,10 +13,9 @@ import rules
 from rules.engine import _system
 from rules.event import parse_event_id
 
-from .conftest import SHARED, need
+from .conftest import SHARED, need, sysmon_event
 
 ORACLE_EVENTS = SHARED / "gene-oracle"  # HERON_SHARED or ../shared
-SYSMON = "Microsoft-Windows-Sysmon/Operational"
 
 
 def _events() -> list[dict[str, Any]]:
@@ -61,16 +60,7 @@ def _rule(detection: str, title: str = "t") -> str:
 
 
 def _event(**fields: str) -> dict[str, Any]:
-    return {
-        "Event": {
-            "System": {
-                "Channel": SYSMON,
-                "EventID": "1",
-                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
-            },
-            "EventData": fields,
-        }
-    }
+    return sysmon_event(fields)
 
 
 def test_two_literal_groups_and_keywords() -> None:

@@ -18,7 +18,8 @@ import rules
 from rules.sigma import block
 from rules.sigma.block import regex_literals, rule_literals
 
-SYSMON = "Microsoft-Windows-Sysmon/Operational"
+from .conftest import sysmon_event
+
 FIELDS = ("Image", "CommandLine", "User")
 FOLDS = {"s": "\u017f", "i": "\u0131", "I": "\u0130", "k": "\u212a", "K": "\u212a"}
 
@@ -74,16 +75,7 @@ def _rule(title: str, detection: dict[str, Any], condition: str) -> str:
 
 
 def _event(fields: dict[str, str]) -> dict[str, Any]:
-    return {
-        "Event": {
-            "System": {
-                "Channel": SYSMON,
-                "EventID": "1",
-                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
-            },
-            "EventData": fields,
-        }
-    }
+    return sysmon_event(fields)
 
 
 def _lits(text: str) -> list[list[tuple[str, str, str]]]:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 import rules
 from rules.sigma.compile import _AUTOMATON, _CHAIN
 
-SYSMON = "Microsoft-Windows-Sysmon/Operational"
+from .conftest import sysmon_event
+
 MANY = settings(max_examples=100, deadline=None)
 
 
@@ -26,16 +27,7 @@ def _engine(detection: dict[str, Any]) -> rules.Engine:
 
 
 def _fires(engine: rules.Engine, fields: dict[str, Any]) -> bool:
-    event = {
-        "Event": {
-            "System": {
-                "Channel": SYSMON,
-                "EventID": "1",
-                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
-            },
-            "EventData": fields,
-        }
-    }
+    event = sysmon_event(fields)
     det = engine.evaluate(event)
     fast = bool(det and det.signatures)
     alone = any(c.fn(event, {}) for c in engine.rules if c.fn is not None)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import rules
 
-SYSMON = "Microsoft-Windows-Sysmon/Operational"
+from .conftest import sysmon_event
+
 TEXT = st.text(alphabet="aAbBzZ-/ .:=é", max_size=12)
 PLAIN = st.text(alphabet="aAbBzZ-/ .:=é", min_size=1, max_size=5)
 EXAMPLES = settings(max_examples=60, deadline=None)
@@ -31,16 +32,7 @@ def _engine(field: str, modifiers: str, value: Any, *, extra: str = "") -> rules
 
 
 def _fires(engine: rules.Engine, **fields: Any) -> bool:
-    event = {
-        "Event": {
-            "System": {
-                "Channel": SYSMON,
-                "EventID": "1",
-                "TimeCreated": {"SystemTime": "2024-01-01T00:00:00Z"},
-            },
-            "EventData": fields,
-        }
-    }
+    event = sysmon_event(fields)
     det = engine.evaluate(event)
     return bool(det and det.signatures)
 
