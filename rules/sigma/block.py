@@ -383,9 +383,7 @@ class _Plan:
         self.merged: set[str] = set()  # rename channels whose views were merged into the shared
         per_view: dict[int, dict[str, _FieldIndex]] = {}
         caches: dict[int, int] = {}  # id(ViewCache) → slot in the per-event view list
-        self.getters: list[Callable[[Any], Any]] = []  # per slot: the event's (orig, low) view
-        self.field_getters: list[Callable[[Any], Any]] = []  # per slot: its original-case view
-        self.text_getters: list[Callable[[Any], Any]] = []  # per slot: all its text, lowered
+        self.views: list[ViewCache] = []  # per slot of the per-event view list
         slot_of: list[int] = []
         for i, c in enumerate(rules):
             views: ViewCache = c.ns["__views__"]
@@ -393,10 +391,8 @@ class _Plan:
                 self.merged.add(views.channel)
                 views = views_for({})
             if id(views) not in caches:
-                caches[id(views)] = len(self.getters)
-                self.getters.append(views.get)
-                self.field_getters.append(views.fields)
-                self.text_getters.append(views.text)
+                caches[id(views)] = len(self.views)
+                self.views.append(views)
             slot_of.append(caches[id(views)])
             keys = c.ns.get("__keys__")
             if keys is None:  # once per rule: (group, field, automaton key) of its literals
@@ -417,15 +413,14 @@ class _Plan:
                 if fi is None:
                     fi = fields[field] = _FieldIndex()
                 fi.keys.setdefault(key, []).append(i + g * n)
-        self.indexes: list[tuple[int, tuple[tuple[str, Any], ...], frozenset[str], Any]] = []
-        self.anchors: list[Callable[[str], bool] | None] = []  # per index: keyword anchors
+        # per view: (slot, field automata, indexed names, keyword automaton, keyword anchors)
+        self.indexes: list[tuple[int, tuple[tuple[str, Any], ...], frozenset[str], Any, Any]] = []
         for key, fields in per_view.items():
             # Keywords are substrings of any value (`all_text`): each field's automaton also
             # holds them, and `words` (keywords alone) scans the joined values of the fields no
             # rule indexes. Performance: each value is scanned once, not again in all_text.
             words = fields.pop(ALL, None)
             marks = None if words is None else anchors(words.keys)
-            self.anchors.append(None if marks is None else any_in(marks))
             if words is not None:
                 for fi in fields.values():
                     for word, ids in words.keys.items():
@@ -436,6 +431,7 @@ class _Plan:
                     tuple((field, fi.finish()) for field, fi in fields.items()),
                     frozenset(fields) | {ALL},
                     None if words is None else words.finish(),
+                    None if marks is None else any_in(marks),
                 )
             )
         self.base = frozenset(always)
@@ -474,8 +470,10 @@ def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]
     original value and scans lower-case it. The lower-cased view is only built for events
     with candidates (about half of the corpus events have none).
     """
-    getters, fgetters, base, table = plan.getters, plan.field_getters, plan.base, plan.rules
-    texts = plan.text_getters
+    base, table = plan.base, plan.rules
+    getters = [v.get for v in plan.views]
+    fgetters = [v.fields for v in plan.views]
+    texts = [v.text for v in plan.views]
     n, second = plan.n, plan.second
     hit, start, end, sep, scan = _HIT, _START, _END, "\x00", _scan
     Memo = dict[str, frozenset[int]]
@@ -483,7 +481,7 @@ def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]
     indexes: list[Index] = [
         # a memo per field automaton: value → rule ids of its hits
         (slot, tuple((f, it, Memo()) for f, it in fields), names, words, marks)
-        for (slot, fields, names, words), marks in zip(plan.indexes, plan.anchors, strict=True)
+        for slot, fields, names, words, marks in plan.indexes
     ]
     one = len(getters) == 1
 
@@ -499,14 +497,11 @@ def _lookup(plan: _Plan) -> Callable[[Any], list[tuple[Any, Any, CompiledRule]]]
                 # the fields no rule indexes, picked and joined in C (in any order: no
                 # keyword literal holds a NUL), lower-cased in one call. Performance: only
                 # when the whole text has an anchor of the keywords (`anchors`)
-                rest = map(orig.__getitem__, orig.keys() - names)
+                rest = list(map(orig.__getitem__, orig.keys() - names))
                 try:
-                    text = sep.join(rest)
+                    text = sep.join(rest)  # type: ignore[arg-type]
                 except TypeError:  # tuples (unnamed <Data>)
-                    text = sep.join(
-                        v if v.__class__ is str else sep.join(v)
-                        for v in map(orig.__getitem__, orig.keys() - names)
-                    )
+                    text = sep.join(v if v.__class__ is str else sep.join(v) for v in rest)
                 add(*map(hit, words(start + text.lower() + end)))
             for f, it, memo in fields:
                 v = orig.get(f)

@@ -252,7 +252,8 @@ class ViewCache:
             return last[1]
         if self.renames and _SHARED.fields(data).get("Channel") != self.channel:
             return _SHARED.get(data)  # another channel: the shared plain view
-        v = (self.fields(data), lowered(self.fields(data), self.text(data)))
+        orig = self.fields(data)
+        v = (orig, lowered(orig, self.text(data)))
         self._last = (data, v)
         return v
 
