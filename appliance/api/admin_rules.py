@@ -110,10 +110,13 @@ class RuleState:
         envelope(resp, {"changed": changed, "sha256": self.ctx.content.rules_text()[1]})
 
 
+_LICENCE_TEXT = 256 * 1024  # characters of a pack's licence text
+
+
 class RuleImport:
-    """POST /rules/import {name, source, version, licence, rules}: a third-party pack as JSON
-    (`heron-manager rules import DIR|ARCHIVE` reads the checkout and posts it here while the
-    manager runs)."""
+    """POST /rules/import {name, source, version, licence, licence_text, rules}: a third-party
+    pack as JSON (`heron-manager rules import DIR|ARCHIVE` reads a gene-rules or SigmaHQ
+    checkout and posts it here while the manager runs)."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -128,6 +131,7 @@ class RuleImport:
                         "source": {"type": "string"},
                         "version": {"type": "string"},
                         "licence": {"type": "string"},
+                        "licence_text": {"type": "string"},
                         "rules": {"type": "array", "items": {"type": "object"}},
                     },
                 },
@@ -144,6 +148,10 @@ class RuleImport:
             if not isinstance(value, str) or len(value) > 512:
                 raise ValidationError(f"{key} must be a string")
             out[key] = value
+        text = data.get("licence_text", "")
+        if not isinstance(text, str) or len(text) > _LICENCE_TEXT:
+            raise ValidationError(f"licence_text must be a string of at most {_LICENCE_TEXT}")
+        out["licence_text"] = text
         return out
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:

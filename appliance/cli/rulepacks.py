@@ -53,15 +53,27 @@ def _rules_import(args: argparse.Namespace, paths: list[str]) -> int:
 
 
 def _sigma_import(args: argparse.Namespace, path: Path) -> int:
-    """`rules import PATH` of a SigmaHQ checkout or release archive into the rule store."""
-    ctx = with_store(args)
+    """`rules import PATH` of a SigmaHQ checkout or release archive: posted to the running
+    manager's /rules/import (it owns the rule store), else stored directly."""
+    from ..services.content import sigma_body, sigma_result
+
+    status = None if not args.status else [] if args.status == ["all"] else args.status
+    name = args.name or "sigmahq"
+    api = running_manager(args)
     try:
-        status = None if not args.status else [] if args.status == ["all"] else args.status
-        result = ctx.content.import_pack(str(path), name=args.name or "sigmahq", status=status)
+        if api is None:
+            ctx = with_store(args)
+            try:
+                result = ctx.content.import_pack(str(path), name=name, status=status)
+            finally:
+                ctx.close()
+        else:
+            pack, body = sigma_body(str(path), name=name, status=status)
+            if body["rules"]:
+                api.call("POST", "/rules/import", body)
+            result = sigma_result(pack)
     except ValueError as ex:
         raise ConfigError(str(ex), source=str(path)) from ex
-    finally:
-        ctx.close()
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 

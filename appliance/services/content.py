@@ -64,6 +64,39 @@ def check_rules(rules: Iterable[Any]) -> dict[str, str]:
     return out
 
 
+def sigma_body(path: str, *, name: str, status: list[str] | None) -> tuple[Any, dict[str, Any]]:
+    """(the read pack, the `/rules/import` body) of a SigmaHQ checkout or release archive;
+    `status`: statuses to keep (None: stable and test, []: every status)."""
+    from rules.loader import DEFAULT_SIGMA_STATUS
+    from rules.sigma.pack import read_pack
+
+    pack = read_pack(
+        path, name=name, status=DEFAULT_SIGMA_STATUS if status is None else status or None
+    )
+    body = {
+        "name": name,
+        "rules": list(pack.entries.values()),
+        "source": Path(path).name,
+        "version": "",
+        "licence": pack.license_name,
+        "licence_text": pack.license_text,
+    }
+    return pack, body
+
+
+def sigma_result(pack: Any) -> dict[str, Any]:
+    """What a Sigma pack import reports: imported rules and the rejected ones with reasons."""
+    return {
+        "pack": pack.name,
+        "license": pack.license_name,
+        "imported": len(pack.entries),
+        "rejected": [
+            {"rule": e.rule or "", "source": e.source or "", "reason": e.reason}
+            for e in pack.rejected
+        ],
+    }
+
+
 class Content:
     """Cached bodies and hashes of distributed content."""
 
@@ -124,10 +157,18 @@ class Content:
         return sorted(texts)
 
     def import_rules_pack(
-        self, name: str, rules: list[Any], *, source: str, version: str, licence: str
+        self,
+        name: str,
+        rules: list[Any],
+        *,
+        source: str,
+        version: str,
+        licence: str,
+        licence_text: str = "",
     ) -> dict[str, Any]:
         """Store a third-party pack's rules (compile-checked, replacing same names) and record
-        the pack (services/genepack.py reads one from a checkout or archive)."""
+        the pack (services/genepack.py reads a Gene one from a checkout or archive, `import_pack`
+        a SigmaHQ one); `licence_text` is kept as document ("rule-pack-license", name)."""
         if not name or len(name) > 128:
             raise ValidationError("a pack name (at most 128 characters) is required")
         if not rules:
@@ -142,6 +183,14 @@ class Content:
             licence=licence,
             now=self.clock(),
         )
+        if licence_text:
+            self.store.documents.put(
+                "rule-pack-license",
+                name,
+                licence_text,
+                hashlib.sha256(licence_text.encode()).hexdigest(),
+                self.clock(),
+            )
         return {
             "pack": name,
             "rules": len(saved),
@@ -175,38 +224,14 @@ class Content:
     ) -> dict[str, Any]:
         """Import a SigmaHQ checkout or release archive as rules (docs/rules.md "Sigma").
 
-        Every supported rule is stored (replacing one of the same title); the licence text is
-        kept as document ("rule-pack-license", name); rejected rules come back with reasons.
+        Every supported rule is stored (replacing one of the same title) through
+        `import_rules_pack`, as when the CLI posts the pack to a running manager (`sigma_body`);
+        rejected rules come back with reasons.
         """
-        from rules.loader import DEFAULT_SIGMA_STATUS
-        from rules.sigma.pack import read_pack
-
-        pack = read_pack(
-            path, name=name, status=DEFAULT_SIGMA_STATUS if status is None else status or None
-        )
-        texts = {
-            n: json.dumps(e, separators=(",", ":"), ensure_ascii=False)
-            for n, e in pack.entries.items()
-        }
-        self.store.rules.upsert(texts, self.clock())
-        if pack.license_text:
-            self.store.documents.put(
-                "rule-pack-license",
-                name,
-                pack.license_text,
-                hashlib.sha256(pack.license_text.encode()).hexdigest(),
-                self.clock(),
-            )
-        self._rules_changed()
-        return {
-            "pack": name,
-            "license": pack.license_name,
-            "imported": len(texts),
-            "rejected": [
-                {"rule": e.rule or "", "source": e.source or "", "reason": e.reason}
-                for e in pack.rejected
-            ],
-        }
+        pack, body = sigma_body(path, name=name, status=status)
+        if body["rules"]:
+            self.import_rules_pack(body.pop("name"), body.pop("rules"), **body)
+        return sigma_result(pack)
 
     def seed_defaults(self, packs: Iterable[Path] | None = None) -> int:
         """Load Heron's bundled default rule packs on the manager's first start.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -35,6 +36,19 @@ def manager(tmp_path: Path) -> Iterator[ManagerProc]:
     mgr.start()
     yield mgr
     mgr.stop()
+
+
+_EXPERIMENTAL = "proc_creation_lnx_auditctl_clear_rules.yml"
+
+
+def _sigma_checkout(corpus: Path, dest: Path) -> Path:
+    """A SigmaHQ-shaped checkout: the licence, one test-status rule, one experimental rule."""
+    linux = dest / "rules" / "linux" / "process_creation"
+    linux.mkdir(parents=True)
+    shutil.copy(corpus / "LICENSE", dest / "LICENSE")
+    for name in ("proc_creation_lnx_base64_decode.yml", _EXPERIMENTAL):
+        shutil.copy(corpus / "rules" / "linux" / "process_creation" / name, linux / name)
+    return dest
 
 
 def test_admin_commands_work_against_the_running_manager(
@@ -110,6 +124,22 @@ def test_admin_commands_work_against_the_running_manager(
     assert imported.returncode == 0, imported.stderr
     assert json.loads(imported.stdout)["rules"] == 134
     assert {p["name"] for p in manager.admin("GET", "/rules/packs")} >= {"gene-rules", "windows"}
+
+    # a SigmaHQ checkout imported while it runs (read by the CLI, posted to /rules/import):
+    # it opened the manager's database itself and failed while the manager held it
+    sigma = _sigma_checkout(shared_dir / "corpus" / "sigma", tmp_path / "sigma")
+    imported = cli(data, "rules", "import", str(sigma))
+    assert imported.returncode == 0, imported.stderr
+    report = json.loads(imported.stdout)
+    assert report["imported"] == 1 and report["license"].startswith("Detection Rule License")
+    assert [r["reason"] for r in report["rejected"]] == [
+        "status 'experimental' is filtered out (loaded: stable, test)"
+    ]
+    packs = {p["name"]: p for p in manager.admin("GET", "/rules/packs")}
+    assert packs["sigmahq"]["rules"] == 1 and packs["sigmahq"]["source"] == "sigma"
+    served = manager.admin("GET", "/rules?name=%5EDecode%20Base64")
+    assert [r["Name"] for r in served] == ["Decode Base64 Encoded Text"]
+    assert served[0]["Pack"]["license"].startswith("Detection Rule License")
 
     manager.stop()
     assert not local.exists()
